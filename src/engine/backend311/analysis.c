@@ -1,0 +1,234 @@
+/* Static analysis of 3.11 bytecode: instructions, jump targets, handlers,
+ * locations, stack depths and where LINE events can happen. */
+
+#define NEED_OPCODE_TABLES   /* this file defines the opcode tables for the back end */
+#include "b311.h"
+
+void
+li_analysis_clear(li_analysis *an)
+{
+    PyMem_Free(an->units);
+    PyMem_Free(an->instrs);
+    PyMem_Free(an->instr_at);
+    PyMem_Free(an->locs);
+    PyMem_Free(an->handlers);
+    memset(an, 0, sizeof(*an));
+}
+
+static bool
+falls_through(int opcode)
+{
+    switch (opcode) {
+    case RETURN_VALUE:
+    case RAISE_VARARGS:
+    case RERAISE:
+    case JUMP_FORWARD:
+    case JUMP_BACKWARD:
+    case JUMP_BACKWARD_NO_INTERRUPT:
+        return false;
+    default:
+        return true;
+    }
+}
+
+static int
+decode_instructions(li_analysis *an)
+{
+    an->instrs = PyMem_Calloc((size_t)an->n_units, sizeof(li_instr));
+    an->instr_at = PyMem_Calloc((size_t)an->n_units, sizeof(int));
+    if (an->instrs == NULL || an->instr_at == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    int n = 0;
+    for (int unit = 0; unit < an->n_units;) {
+        li_instr *in = &an->instrs[n];
+        in->start = unit;
+        int oparg = 0;
+        while (_Py_OPCODE(an->units[unit]) == EXTENDED_ARG && unit + 1 < an->n_units) {
+            oparg = (oparg << 8) | _Py_OPARG(an->units[unit]);
+            unit++;
+        }
+        in->op = unit;
+        in->opcode = (uint8_t)_Py_OPCODE(an->units[unit]);
+        in->oparg = (oparg << 8) | _Py_OPARG(an->units[unit]);
+        in->end = unit + 1 + _PyOpcode_Caches[in->opcode];
+        if (in->end > an->n_units || in->opcode == CACHE) {
+            PyErr_Format(PyExc_ValueError, "lowimpact: malformed bytecode in %R", an->code);
+            return -1;
+        }
+        in->line = an->locs[in->op].line;
+        in->depth = -1;
+        in->target = -1;
+        if (falls_through(in->opcode)) {
+            in->flags |= LI_I_FALLS_THROUGH;
+        }
+        for (int u = in->start; u < in->end; u++) {
+            an->instr_at[u] = n;
+        }
+        unit = in->end;
+        n++;
+    }
+    an->n_instrs = n;
+    return 0;
+}
+
+/* Index of the instruction starting at `unit`, or -1. */
+static int
+instr_starting_at(const li_analysis *an, int unit)
+{
+    if (unit < 0 || unit >= an->n_units) {
+        return -1;
+    }
+    int i = an->instr_at[unit];
+    return an->instrs[i].start == unit ? i : -1;
+}
+
+static int
+resolve_targets(li_analysis *an)
+{
+    for (int i = 0; i < an->n_instrs; i++) {
+        li_instr *in = &an->instrs[i];
+        if (!li_is_jump(in->opcode)) {
+            continue;
+        }
+        int unit = li_is_jump_backward(in->opcode) ? in->end - in->oparg
+                                                   : in->end + in->oparg;
+        in->target = instr_starting_at(an, unit);
+        if (in->target < 0) {
+            goto corrupt;
+        }
+        an->instrs[in->target].flags |= LI_I_JUMP_TARGET;
+    }
+    for (int h = 0; h < an->n_handlers; h++) {
+        int target = instr_starting_at(an, an->handlers[h].target);
+        if (target < 0 || an->handlers[h].start < 0 ||
+            an->handlers[h].end > an->n_units)
+        {
+            goto corrupt;
+        }
+        an->instrs[target].flags |= LI_I_HANDLER_TARGET;
+    }
+    return 0;
+corrupt:
+    PyErr_Format(PyExc_ValueError, "lowimpact: jump or handler into the middle of "
+                 "an instruction in %R", an->code);
+    return -1;
+}
+
+/* Propagates stack depths along every edge: fall-through, jumps and the
+ * exception table.  Instructions never reached keep depth -1. */
+static int
+compute_depths(li_analysis *an)
+{
+    int *work = PyMem_Malloc(sizeof(int) * (size_t)an->n_instrs);
+    if (work == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    int top = 0;
+#define REACH(index, d)                                             \
+    do {                                                            \
+        li_instr *next_ = &an->instrs[(index)];                     \
+        if (next_->depth < 0) {                                     \
+            next_->depth = (d);                                     \
+            work[top++] = (index);                                  \
+        }                                                           \
+    } while (0)
+    if (an->n_instrs > 0) {
+        REACH(0, 0);
+    }
+    while (top > 0) {
+        int i = work[--top];
+        li_instr *in = &an->instrs[i];
+        for (int h = 0; h < an->n_handlers; h++) {
+            const li_handler *hd = &an->handlers[h];
+            if (hd->start <= in->op && in->op < hd->end) {
+                REACH(an->instr_at[hd->target], hd->depth + (hd->lasti ? 1 : 0) + 1);
+            }
+        }
+        if ((in->flags & LI_I_FALLS_THROUGH) && i + 1 < an->n_instrs) {
+            /* The value a generator is first resumed with is pushed after
+               RETURN_GENERATOR; the compiler counts it on the POP_TOP. */
+            int effect = in->opcode == RETURN_GENERATOR
+                ? 1 : PyCompile_OpcodeStackEffectWithJump(in->opcode, in->oparg, 0);
+            REACH(i + 1, in->depth + effect);
+        }
+        if (in->target >= 0) {
+            int effect = PyCompile_OpcodeStackEffectWithJump(in->opcode, in->oparg, 1);
+            REACH(in->target, in->depth + effect);
+        }
+    }
+#undef REACH
+    PyMem_Free(work);
+    for (int i = 0; i < an->n_instrs; i++) {
+        if (an->instrs[i].depth > an->code->co_stacksize || an->instrs[i].depth < -1) {
+            PyErr_Format(PyExc_ValueError, "lowimpact: inconsistent stack depth "
+                         "in %R", an->code);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Where LINE can fire (CPython 3.12's rule): the first instruction of each
+ * run of a line, every jump target and every exception handler, never
+ * RESUME or END_ASYNC_FOR, never an instruction without a line, never in the
+ * prologue before the first RESUME. */
+static void
+mark_line_starts(li_analysis *an)
+{
+    int first = 0;
+    while (first < an->n_instrs && an->instrs[first].opcode != RESUME) {
+        first++;
+    }
+    int current_line = -1;
+    for (int i = first; i < an->n_instrs; i++) {
+        li_instr *in = &an->instrs[i];
+        in->flags |= LI_I_TRACEABLE;
+        if (in->opcode == RESUME || in->opcode == END_ASYNC_FOR) {
+            continue;
+        }
+        bool starts = in->line != current_line ||
+                      (in->flags & (LI_I_JUMP_TARGET | LI_I_HANDLER_TARGET));
+        if (starts && in->line >= 0 && in->depth >= 0) {
+            in->flags |= LI_I_LINE_START;
+        }
+        current_line = in->line;
+    }
+}
+
+int
+li_analyse(PyCodeObject *code, li_analysis *an)
+{
+    memset(an, 0, sizeof(*an));
+    an->code = code;
+    PyObject *bytes = PyCode_GetCode(code);
+    if (bytes == NULL) {
+        return -1;
+    }
+    an->n_units = (int)(PyBytes_GET_SIZE(bytes) / sizeof(_Py_CODEUNIT));
+    an->units = PyMem_Malloc((size_t)PyBytes_GET_SIZE(bytes) + 1);
+    an->locs = PyMem_Calloc((size_t)an->n_units + 1, sizeof(li_loc));
+    if (an->units == NULL || an->locs == NULL) {
+        Py_DECREF(bytes);
+        PyErr_NoMemory();
+        goto error;
+    }
+    memcpy(an->units, PyBytes_AS_STRING(bytes), (size_t)PyBytes_GET_SIZE(bytes));
+    Py_DECREF(bytes);
+    an->n_handlers = li_decode_handlers(code, &an->handlers);
+    if (an->n_handlers < 0 ||
+        li_decode_locations(code, an->locs, an->n_units) < 0 ||
+        decode_instructions(an) < 0 ||
+        resolve_targets(an) < 0 ||
+        compute_depths(an) < 0)
+    {
+        goto error;
+    }
+    mark_line_starts(an);
+    return 0;
+error:
+    li_analysis_clear(an);
+    return -1;
+}

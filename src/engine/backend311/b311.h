@@ -1,0 +1,198 @@
+/* The CPython 3.11 back end: private interface between its files.
+ *
+ * How events are delivered on 3.11 (see docs/ENGINE.md for the long form):
+ * a code object that some tool wants events from gets an instrumented copy
+ * (a "shadow") with probes inserted before the instructions that need them.
+ * A probe is
+ *
+ *     NOP k             JUMP_FORWARD when the probe is disabled
+ *     LOAD_CONST probes the shadow's li_probes object (last constant)
+ *     UNARY_INVERT i    nb_invert of li_probes runs the probe
+ *     POP_TOP j         (i, j, k: bytes of the probe's index)
+ *
+ * New frames run the shadow because function objects point at it; the
+ * original stays what users see (function.__code__, frame.f_code and friends
+ * are mapped back).  Disabling a probe rewrites its first unit in place, so
+ * running frames see the change at once.
+ */
+#ifndef LI_B311_H
+#define LI_B311_H
+
+#define Py_BUILD_CORE_MODULE 1
+#include "li.h"
+#include "internal/pycore_code.h"
+#include "internal/pycore_frame.h"
+#include "internal/pycore_opcode.h"
+#include "internal/pycore_pystate.h"
+
+/* ---- analysis of an original code object (analysis.c) ---- */
+
+typedef struct {
+    int line, end_line, col, end_col;    /* -1 where absent */
+} li_loc;
+
+enum {
+    LI_I_JUMP_TARGET = 1 << 0,
+    LI_I_HANDLER_TARGET = 1 << 1,
+    LI_I_LINE_START = 1 << 2,      /* a LINE event can happen here */
+    LI_I_FALLS_THROUGH = 1 << 3,   /* execution can continue with the next one */
+    LI_I_TRACEABLE = 1 << 4,       /* after the prologue: probes may go before it */
+};
+
+typedef struct {
+    int start;        /* first unit, EXTENDED_ARG prefixes included */
+    int op;           /* unit of the opcode itself */
+    int end;          /* one past the last unit, inline caches included */
+    int oparg;
+    int line;         /* line of the opcode unit, -1 if none */
+    int depth;        /* value stack depth before it runs; -1 if unreachable */
+    int target;       /* instruction jumped to, or -1 */
+    uint8_t opcode;   /* deoptimised */
+    uint8_t flags;
+} li_instr;
+
+typedef struct {
+    int start, end;   /* units covered, end exclusive */
+    int target;       /* handler unit */
+    int depth;        /* stack depth the handler restores */
+    bool lasti;       /* the handler also gets the raising offset */
+} li_handler;
+
+typedef struct {
+    PyCodeObject *code;    /* borrowed */
+    int n_units;
+    _Py_CODEUNIT *units;   /* deoptimised bytecode */
+    int n_instrs;
+    li_instr *instrs;
+    int *instr_at;         /* unit -> index of the instruction containing it */
+    li_loc *locs;          /* per unit */
+    int n_handlers;
+    li_handler *handlers;
+} li_analysis;
+
+/* 0, or -1 with an exception set (the analysis is then cleared). */
+int li_analyse(PyCodeObject *code, li_analysis *an);
+void li_analysis_clear(li_analysis *an);
+
+static inline bool
+li_is_jump_backward(int opcode)
+{
+    return opcode == JUMP_BACKWARD || opcode == JUMP_BACKWARD_NO_INTERRUPT ||
+           opcode == POP_JUMP_BACKWARD_IF_FALSE || opcode == POP_JUMP_BACKWARD_IF_TRUE ||
+           opcode == POP_JUMP_BACKWARD_IF_NONE || opcode == POP_JUMP_BACKWARD_IF_NOT_NONE;
+}
+
+static inline bool
+li_is_jump(int opcode)
+{
+    switch (opcode) {
+    case JUMP_FORWARD:
+    case JUMP_IF_FALSE_OR_POP:
+    case JUMP_IF_TRUE_OR_POP:
+    case POP_JUMP_FORWARD_IF_FALSE:
+    case POP_JUMP_FORWARD_IF_TRUE:
+    case POP_JUMP_FORWARD_IF_NONE:
+    case POP_JUMP_FORWARD_IF_NOT_NONE:
+    case FOR_ITER:
+    case SEND:
+        return true;
+    default:
+        return li_is_jump_backward(opcode);
+    }
+}
+
+/* ---- tables (tables.c) ---- */
+
+/* Decodes the location table into one li_loc per unit.  0 or -1. */
+int li_decode_locations(PyCodeObject *code, li_loc *locs, int n_units);
+/* Encodes one li_loc per unit; a new bytes object or NULL. */
+PyObject *li_encode_locations(const li_loc *locs, int n_units, int firstlineno);
+/* Decodes the exception table; *handlers is PyMem-allocated.  Count or -1. */
+int li_decode_handlers(PyCodeObject *code, li_handler **handlers);
+/* Encodes handlers sorted by start, not overlapping; bytes or NULL. */
+PyObject *li_encode_handlers(const li_handler *handlers, int n);
+
+/* ---- shadows and probes (shadow.c, probe.c) ---- */
+
+enum {
+    LI_PROBE_AFTER,        /* events of the previous instruction, on fall-through */
+    LI_PROBE_LINE,         /* LINE of the next instruction */
+    LI_PROBE_LINE_HANDLER, /* LINE of an exception handler's first instruction */
+    LI_PROBE_INSTR,        /* INSTRUCTION and the next instruction's own events */
+};
+
+typedef struct {
+    int32_t unit;         /* shadow unit of the probe's NOP */
+    int32_t orig;         /* original unit of the opcode the events belong to */
+    int32_t line;         /* the line, for LINE probes */
+    int16_t depth;        /* value stack depth where the probe starts */
+    uint8_t kind;
+    uint8_t size;         /* in units */
+    uint32_t events;      /* bit set of the events it fires */
+} li_probe;
+
+/* The li_probes object: the runtime data of one shadow, stored as its last
+ * constant so that it lives exactly as long as the shadow. */
+typedef struct li_probes {
+    PyObject_HEAD
+    PyCodeObject *shadow;       /* borrowed: the shadow owns us via co_consts */
+    PyCodeObject *original;     /* strong */
+    li_code_state *cs;          /* the original's state: alive while it is */
+    li_event_set kinds;         /* events it has probes for */
+    int probes_const;           /* index of this object in co_consts */
+    int n_units;                /* shadow length */
+    int n_orig_units;
+    int32_t *orig_of;           /* shadow unit -> original unit it stands for */
+    int32_t *shadow_of;         /* original unit -> shadow unit of the same unit */
+    int n_probes;
+    li_probe *probes;           /* by shadow position */
+    struct li_probes *next, *prev;   /* all live shadows */
+} li_probes;
+
+extern PyTypeObject li_probes_type;
+
+/* Reserves the shadow marker slot and readies the type.  0 or -1. */
+int li_probes_init(void);
+/* Marks `shadow` as the code of `lp` and arms its probes.  0 or -1. */
+int li_probes_attach(li_probes *lp, PyCodeObject *shadow);
+
+/* The probes of a shadow, or NULL when `code` is not a shadow. */
+li_probes *li_shadow_probes(PyCodeObject *code);
+
+/* Builds a shadow of `original` with probes for `kinds`; its nested code
+ * constants are replaced by `consts` (a tuple of the same length as the
+ * original's co_consts).  New reference, or NULL with an exception. */
+PyCodeObject *li_build_shadow(PyCodeObject *original, li_code_state *cs,
+                              li_event_set kinds, PyObject *consts);
+
+/* Arms or disarms every probe of `lp` according to the current state. */
+void li_probes_sync(li_probes *lp);
+/* The first live shadow (iterate with ->next). */
+li_probes *li_all_shadows(void);
+
+/* Backend data of a code state: the shadow new frames should run. */
+static inline li_probes *
+li_current_shadow(const li_code_state *cs)
+{
+    return (li_probes *)cs->backend;
+}
+
+/* Events that need probes on 3.11 (the others are not delivered yet). */
+#define LI_PROBED_EVENTS (LI_EVENT_BIT(LI_PY_START) | LI_EVENT_BIT(LI_PY_RESUME) | \
+                          LI_EVENT_BIT(LI_PY_RETURN) | LI_EVENT_BIT(LI_PY_YIELD) | \
+                          LI_EVENT_BIT(LI_LINE))
+
+/* ---- keeping code and frames up to date (update.c) ---- */
+
+/* The code new frames of `original` should run: itself or a shadow.
+ * New reference, or NULL with an exception set. */
+PyObject *li_desired_code(PyCodeObject *original);
+
+/* ---- transparency (transparency.c) ---- */
+
+int li_install_transparency(void);
+/* Original code unit of shadow unit `unit` of `code` (identity if `code` is
+ * not a shadow). */
+int li_original_unit(PyCodeObject *code, int unit);
+
+#endif /* LI_B311_H */

@@ -1,0 +1,265 @@
+/* Probes at run time: the li_probes object of each shadow, arming and
+ * disarming probes in place, and delivering the events of a probe. */
+
+#include "b311.h"
+
+/* co_extra slot that marks shadows and points at their li_probes. */
+static Py_ssize_t shadow_index = -1;
+static li_probes *all_shadows;
+
+li_probes *
+li_all_shadows(void)
+{
+    return all_shadows;
+}
+
+li_probes *
+li_shadow_probes(PyCodeObject *code)
+{
+    void *extra = NULL;
+    if (shadow_index < 0 ||
+        _PyCode_GetExtra((PyObject *)code, shadow_index, &extra) < 0)
+    {
+        PyErr_Clear();
+        return NULL;
+    }
+    return (li_probes *)extra;
+}
+
+/* co_extra free function: the shadow is being deallocated (its constants,
+ * which hold the li_probes object, are released right after). */
+static void
+shadow_dying(void *ptr)
+{
+    li_probes *lp = (li_probes *)ptr;
+    if (lp == NULL) {
+        return;
+    }
+    if (lp->prev != NULL) {
+        lp->prev->next = lp->next;
+    }
+    else {
+        all_shadows = lp->next;
+    }
+    if (lp->next != NULL) {
+        lp->next->prev = lp->prev;
+    }
+    lp->next = lp->prev = NULL;
+    if (lp->cs != NULL && lp->cs->backend == lp) {
+        lp->cs->backend = NULL;
+    }
+    lp->shadow = NULL;
+}
+
+int
+li_probes_init(void)
+{
+    shadow_index = _PyEval_RequestCodeExtraIndex(shadow_dying);
+    if (shadow_index < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "lowimpact: no code object extra slot left");
+        return -1;
+    }
+    return PyType_Ready(&li_probes_type);
+}
+
+int
+li_probes_attach(li_probes *lp, PyCodeObject *shadow)
+{
+    if (_PyCode_SetExtra((PyObject *)shadow, shadow_index, lp) < 0) {
+        return -1;
+    }
+    lp->shadow = shadow;
+    lp->next = all_shadows;
+    if (all_shadows != NULL) {
+        all_shadows->prev = lp;
+    }
+    all_shadows = lp;
+    li_probes_sync(lp);
+    return 0;
+}
+
+static inline _Py_CODEUNIT *
+probe_first_unit(const li_probes *lp, const li_probe *p)
+{
+    return _PyCode_CODE(lp->shadow) + p->unit;
+}
+
+static void
+set_armed(li_probes *lp, const li_probe *p, int index, bool armed)
+{
+    uint8_t *bytes = (uint8_t *)probe_first_unit(lp, p);
+    /* One aligned 16-bit store: other threads see the old or the new unit. */
+    _Py_CODEUNIT unit;
+    uint8_t *u = (uint8_t *)&unit;
+    if (armed) {
+        u[0] = NOP;
+        u[1] = (uint8_t)((index >> 16) & 0xFF);
+    }
+    else {
+        u[0] = JUMP_FORWARD;
+        u[1] = (uint8_t)(p->size - 1);
+    }
+    memcpy(bytes, &unit, sizeof(unit));
+}
+
+static bool
+probe_wanted(const li_probes *lp, const li_probe *p)
+{
+    for (int e = 0; e < LI_EVENT_COUNT; e++) {
+        if ((p->events & LI_EVENT_BIT(e)) && li_tools_at(lp->cs, e, p->orig)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+void
+li_probes_sync(li_probes *lp)
+{
+    if (lp->shadow == NULL) {
+        return;
+    }
+    for (int i = 0; i < lp->n_probes; i++) {
+        set_armed(lp, &lp->probes[i], i, probe_wanted(lp, &lp->probes[i]));
+    }
+}
+
+/* Whether an exception arriving at a handler's LINE probe was raised on the
+ * handler's own line, in which case CPython 3.12 reports no LINE event.  The
+ * traceback entry the interpreter added for this frame says where it was
+ * raised. */
+static bool
+raised_on_same_line(_PyInterpreterFrame *frame, const li_probes *lp,
+                    const li_probe *p)
+{
+    if (p->depth < 1) {
+        return false;
+    }
+    PyObject *exc = frame->localsplus[lp->shadow->co_nlocalsplus + p->depth - 1];
+    if (exc == NULL || !PyExceptionInstance_Check(exc)) {
+        return false;
+    }
+    bool same = false;
+    PyObject *tb = PyException_GetTraceback(exc);
+    if (tb != NULL && PyTraceBack_Check(tb)) {
+        PyTracebackObject *entry = (PyTracebackObject *)tb;
+        if (entry->tb_frame != NULL && entry->tb_frame->f_frame == frame) {
+            same = PyCode_Addr2Line(lp->shadow, entry->tb_lasti) == p->line;
+        }
+    }
+    Py_XDECREF(tb);
+    return same;
+}
+
+/* Events of one probe, in the order CPython delivers events at a single
+ * instruction: INSTRUCTION before the instruction's own event. */
+static const int8_t delivery_order[] = {
+    LI_PY_START, LI_PY_RESUME, LI_LINE, LI_INSTRUCTION, LI_PY_RETURN, LI_PY_YIELD,
+};
+
+static int
+fire(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp,
+     li_probe *p, int index)
+{
+    li_code_state *cs = lp->cs;
+    PyObject *args[4] = {NULL, (PyObject *)lp->original, NULL, NULL};
+    for (size_t k = 0; k < sizeof(delivery_order); k++) {
+        int event = delivery_order[k];
+        if (!(p->events & LI_EVENT_BIT(event))) {
+            continue;
+        }
+        uint8_t tools = li_tools_at(cs, event, p->orig);
+        if (tools == 0) {
+            continue;
+        }
+        size_t nargs = 2;
+        if (event == LI_LINE) {
+            if (p->kind == LI_PROBE_LINE_HANDLER && raised_on_same_line(frame, lp, p)) {
+                continue;
+            }
+            args[2] = PyLong_FromLong(p->line);
+        }
+        else {
+            args[2] = PyLong_FromLong((long)p->orig * (long)sizeof(_Py_CODEUNIT));
+            if (event == LI_PY_RETURN || event == LI_PY_YIELD) {
+                /* The value is on top of the stack under the probe. */
+                args[3] = frame->localsplus[lp->shadow->co_nlocalsplus + p->depth - 1];
+                nargs = 3;
+            }
+        }
+        if (args[2] == NULL) {
+            return -1;
+        }
+        int err = li_call_tools(tstate, event, tools, cs, p->orig, args, nargs);
+        Py_CLEAR(args[2]);
+        args[3] = NULL;
+        if (err < 0) {
+            return -1;
+        }
+    }
+    if (!probe_wanted(lp, p)) {
+        set_armed(lp, p, index, false);
+    }
+    return 0;
+}
+
+static PyObject *
+probes_invert(PyObject *self)
+{
+    li_probes *lp = (li_probes *)self;
+    PyThreadState *tstate = _PyThreadState_GET();
+    _PyInterpreterFrame *frame = tstate->cframe->current_frame;
+    if (lp->shadow == NULL || frame == NULL || frame->f_code != lp->shadow) {
+        PyErr_Format(PyExc_TypeError, "bad operand type for unary ~: '%.200s'",
+                     Py_TYPE(self)->tp_name);
+        return NULL;
+    }
+    if (tstate->tracing) {
+        /* Code run by a callback (or by a sys.settrace function) gets no events. */
+        Py_RETURN_NONE;
+    }
+    _Py_CODEUNIT *call = frame->prev_instr;
+    int index = _Py_OPARG(call[0]) | _Py_OPARG(call[1]) << 8;
+    if (lp->n_probes > 0xFFFF) {
+        index |= _Py_OPARG(call[2 - lp->probes[0].size]) << 16;
+    }
+    if (index >= lp->n_probes ||
+        lp->probes[index].unit + lp->probes[index].size - 2 !=
+            call - _PyCode_CODE(lp->shadow))
+    {
+        PyErr_SetString(PyExc_SystemError, "lowimpact: probe not found");
+        return NULL;
+    }
+    /* The running frame holds the shadow, which holds us: callbacks cannot
+       free this data. */
+    if (fire(tstate, frame, lp, &lp->probes[index], index) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static void
+probes_dealloc(PyObject *self)
+{
+    li_probes *lp = (li_probes *)self;
+    assert(lp->shadow == NULL);
+    PyMem_Free(lp->orig_of);
+    PyMem_Free(lp->shadow_of);
+    PyMem_Free(lp->probes);
+    Py_XDECREF(lp->original);
+    PyObject_Free(self);
+}
+
+static PyNumberMethods probes_as_number = {
+    .nb_invert = probes_invert,
+};
+
+PyTypeObject li_probes_type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "lowimpact._engine.probes",
+    .tp_doc = "Run-time data of the probes of one instrumented code object.",
+    .tp_basicsize = sizeof(li_probes),
+    .tp_dealloc = probes_dealloc,
+    .tp_as_number = &probes_as_number,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+};

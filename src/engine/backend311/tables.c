@@ -1,0 +1,341 @@
+/* The location and exception tables of CPython 3.11 code objects.
+ *
+ * Formats (CPython's Objects/locations.md and exception_handling_notes.txt):
+ * - location table: entries of 1-8 code units; first byte 1cccclll (code c,
+ *   length l+1); varints are 6-bit chunks, least significant first, bit 6 set
+ *   on all but the last; signed varints keep the sign in bit 0.
+ * - exception table: entries (start, size, target, depth << 1 | lasti) in code
+ *   units; varints are 6-bit chunks, most significant first, bit 6 set on all
+ *   but the last; bit 7 marks the first byte of an entry.
+ */
+
+#include "b311.h"
+
+enum {
+    LOC_ONE_LINE0 = 10,
+    LOC_NO_COLUMNS = 13,
+    LOC_LONG = 14,
+    LOC_NONE = 15,
+};
+
+typedef struct {
+    const uint8_t *p, *end;
+} reader;
+
+static int
+read_byte(reader *r)
+{
+    if (r->p >= r->end) {
+        return -1;
+    }
+    return *r->p++;
+}
+
+static int
+read_loc_varint(reader *r, unsigned int *value)
+{
+    unsigned int shift = 0, result = 0;
+    int byte;
+    do {
+        byte = read_byte(r);
+        if (byte < 0 || shift > 28) {
+            return -1;
+        }
+        result |= (unsigned int)(byte & 63) << shift;
+        shift += 6;
+    } while (byte & 64);
+    *value = result;
+    return 0;
+}
+
+static int
+read_loc_svarint(reader *r, int *value)
+{
+    unsigned int u;
+    if (read_loc_varint(r, &u) < 0) {
+        return -1;
+    }
+    *value = (u & 1) ? -(int)(u >> 1) : (int)(u >> 1);
+    return 0;
+}
+
+int
+li_decode_locations(PyCodeObject *code, li_loc *locs, int n_units)
+{
+    reader r = {
+        (const uint8_t *)PyBytes_AS_STRING(code->co_linetable),
+        (const uint8_t *)PyBytes_AS_STRING(code->co_linetable) +
+            PyBytes_GET_SIZE(code->co_linetable),
+    };
+    int line = code->co_firstlineno;
+    int unit = 0;
+    while (unit < n_units && r.p < r.end) {
+        int first = read_byte(&r);
+        if (!(first & 128)) {
+            goto corrupt;
+        }
+        int kind = (first >> 3) & 15;
+        int length = (first & 7) + 1;
+        li_loc loc = {-1, -1, -1, -1};
+        unsigned int u1, u2, u3;
+        int delta;
+        switch (kind) {
+        case LOC_NONE:
+            break;
+        case LOC_LONG:
+            if (read_loc_svarint(&r, &delta) < 0 || read_loc_varint(&r, &u1) < 0 ||
+                read_loc_varint(&r, &u2) < 0 || read_loc_varint(&r, &u3) < 0)
+            {
+                goto corrupt;
+            }
+            line += delta;
+            loc = (li_loc){line, line + (int)u1, (int)u2 - 1, (int)u3 - 1};
+            break;
+        case LOC_NO_COLUMNS:
+            if (read_loc_svarint(&r, &delta) < 0) {
+                goto corrupt;
+            }
+            line += delta;
+            loc = (li_loc){line, line, -1, -1};
+            break;
+        case LOC_ONE_LINE0:
+        case LOC_ONE_LINE0 + 1:
+        case LOC_ONE_LINE0 + 2: {
+            line += kind - LOC_ONE_LINE0;
+            int col = read_byte(&r), end_col = read_byte(&r);
+            if (col < 0 || end_col < 0) {
+                goto corrupt;
+            }
+            loc = (li_loc){line, line, col, end_col};
+            break;
+        }
+        default: {
+            int second = read_byte(&r);
+            if (second < 0) {
+                goto corrupt;
+            }
+            int col = kind << 3 | (second >> 4);
+            loc = (li_loc){line, line, col, col + (second & 15)};
+        }
+        }
+        for (int i = 0; i < length && unit < n_units; i++) {
+            locs[unit++] = loc;
+        }
+    }
+    /* Units the table does not cover have no location. */
+    for (; unit < n_units; unit++) {
+        locs[unit] = (li_loc){-1, -1, -1, -1};
+    }
+    return 0;
+corrupt:
+    PyErr_Format(PyExc_ValueError, "lowimpact: corrupt location table in %R", code);
+    return -1;
+}
+
+/* A growable byte buffer.  Errors are sticky and reported by buf_finish. */
+typedef struct {
+    uint8_t *data;
+    Py_ssize_t len, cap;
+    bool failed;
+} buffer;
+
+static void
+buf_put(buffer *b, uint8_t byte)
+{
+    if (b->failed) {
+        return;
+    }
+    if (b->len == b->cap) {
+        Py_ssize_t cap = b->cap ? b->cap * 2 : 64;
+        uint8_t *data = PyMem_Realloc(b->data, (size_t)cap);
+        if (data == NULL) {
+            b->failed = true;
+            return;
+        }
+        b->data = data;
+        b->cap = cap;
+    }
+    b->data[b->len++] = byte;
+}
+
+static PyObject *
+buf_finish(buffer *b)
+{
+    PyObject *bytes = NULL;
+    if (b->failed) {
+        PyErr_NoMemory();
+    }
+    else {
+        bytes = PyBytes_FromStringAndSize((const char *)b->data, b->len);
+    }
+    PyMem_Free(b->data);
+    return bytes;
+}
+
+static void
+put_loc_varint(buffer *b, unsigned int value)
+{
+    while (value >= 64) {
+        buf_put(b, (uint8_t)(64 | (value & 63)));
+        value >>= 6;
+    }
+    buf_put(b, (uint8_t)value);
+}
+
+static void
+put_loc_svarint(buffer *b, int value)
+{
+    put_loc_varint(b, value < 0 ? ((unsigned int)(-value) << 1) | 1
+                                : (unsigned int)value << 1);
+}
+
+static bool
+same_loc(const li_loc *a, const li_loc *b)
+{
+    return a->line == b->line && a->end_line == b->end_line &&
+           a->col == b->col && a->end_col == b->end_col;
+}
+
+/* Writes one entry covering `length` (1-8) units at `loc`; `line` is the
+ * line the deltas are relative to, updated. */
+static void
+put_location_entry(buffer *b, const li_loc *loc, int length, int *line)
+{
+    uint8_t len_bits = (uint8_t)(length - 1);
+    if (loc->line < 0) {
+        buf_put(b, (uint8_t)(128 | LOC_NONE << 3 | len_bits));
+        return;
+    }
+    int delta = loc->line - *line;
+    *line = loc->line;
+    bool one_line = loc->end_line == loc->line;
+    if (loc->col < 0 && loc->end_col < 0 && one_line) {
+        buf_put(b, (uint8_t)(128 | LOC_NO_COLUMNS << 3 | len_bits));
+        put_loc_svarint(b, delta);
+        return;
+    }
+    if (one_line && loc->col >= 0 && loc->end_col >= loc->col) {
+        if (delta == 0 && loc->col < 80 && loc->end_col - loc->col < 16) {
+            buf_put(b, (uint8_t)(128 | (loc->col >> 3) << 3 | len_bits));
+            buf_put(b, (uint8_t)((loc->col & 7) << 4 | (loc->end_col - loc->col)));
+            return;
+        }
+        if (delta >= 0 && delta < 3 && loc->col < 256 && loc->end_col < 256) {
+            buf_put(b, (uint8_t)(128 | (LOC_ONE_LINE0 + delta) << 3 | len_bits));
+            buf_put(b, (uint8_t)loc->col);
+            buf_put(b, (uint8_t)loc->end_col);
+            return;
+        }
+    }
+    int end_line = loc->end_line >= loc->line ? loc->end_line : loc->line;
+    buf_put(b, (uint8_t)(128 | LOC_LONG << 3 | len_bits));
+    put_loc_svarint(b, delta);
+    put_loc_varint(b, (unsigned int)(end_line - loc->line));
+    put_loc_varint(b, (unsigned int)(loc->col + 1));
+    put_loc_varint(b, (unsigned int)(loc->end_col + 1));
+}
+
+PyObject *
+li_encode_locations(const li_loc *locs, int n_units, int firstlineno)
+{
+    buffer b = {0};
+    int line = firstlineno;
+    int unit = 0;
+    while (unit < n_units) {
+        int length = 1;
+        while (length < 8 && unit + length < n_units &&
+               same_loc(&locs[unit], &locs[unit + length]))
+        {
+            length++;
+        }
+        put_location_entry(&b, &locs[unit], length, &line);
+        unit += length;
+    }
+    return buf_finish(&b);
+}
+
+static int
+read_exc_varint(reader *r, int *value)
+{
+    int byte = read_byte(r);
+    if (byte < 0) {
+        return -1;
+    }
+    int result = byte & 63;
+    while (byte & 64) {
+        byte = read_byte(r);
+        if (byte < 0 || result > (INT_MAX >> 6)) {
+            return -1;
+        }
+        result = (result << 6) | (byte & 63);
+    }
+    *value = result;
+    return 0;
+}
+
+int
+li_decode_handlers(PyCodeObject *code, li_handler **handlers)
+{
+    Py_ssize_t size = PyBytes_GET_SIZE(code->co_exceptiontable);
+    reader r = {
+        (const uint8_t *)PyBytes_AS_STRING(code->co_exceptiontable),
+        (const uint8_t *)PyBytes_AS_STRING(code->co_exceptiontable) + size,
+    };
+    /* Every entry takes at least four bytes. */
+    li_handler *out = PyMem_Calloc((size_t)(size / 4 + 1), sizeof(li_handler));
+    if (out == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    int n = 0;
+    while (r.p < r.end) {
+        int start, length, target, depth_lasti;
+        if (read_exc_varint(&r, &start) < 0 || read_exc_varint(&r, &length) < 0 ||
+            read_exc_varint(&r, &target) < 0 || read_exc_varint(&r, &depth_lasti) < 0 ||
+            n >= size / 4 + 1)
+        {
+            PyMem_Free(out);
+            PyErr_Format(PyExc_ValueError,
+                         "lowimpact: corrupt exception table in %R", code);
+            return -1;
+        }
+        out[n++] = (li_handler){start, start + length, target, depth_lasti >> 1,
+                                (depth_lasti & 1) != 0};
+    }
+    *handlers = out;
+    return n;
+}
+
+static void
+put_exc_varint(buffer *b, unsigned int value, bool entry_start)
+{
+    int chunks = 1;
+    while ((value >> (6 * chunks)) != 0 && chunks < 6) {
+        chunks++;
+    }
+    for (int i = chunks - 1; i >= 0; i--) {
+        uint8_t byte = (uint8_t)((value >> (6 * i)) & 63);
+        if (i > 0) {
+            byte |= 64;
+        }
+        if (entry_start) {
+            byte |= 128;
+            entry_start = false;
+        }
+        buf_put(b, byte);
+    }
+}
+
+PyObject *
+li_encode_handlers(const li_handler *handlers, int n)
+{
+    buffer b = {0};
+    for (int i = 0; i < n; i++) {
+        const li_handler *h = &handlers[i];
+        put_exc_varint(&b, (unsigned int)h->start, true);
+        put_exc_varint(&b, (unsigned int)(h->end - h->start), false);
+        put_exc_varint(&b, (unsigned int)h->target, false);
+        put_exc_varint(&b, (unsigned int)(h->depth << 1 | (h->lasti ? 1 : 0)), false);
+    }
+    return buf_finish(&b);
+}

@@ -1,0 +1,183 @@
+/* Users keep seeing original code objects and offsets.
+ *
+ * Frames run shadows, and functions point at them, but every Python-level
+ * way to reach a code object or an offset from a function, frame, generator
+ * or traceback maps it back to the original: the attribute descriptors of
+ * those types are replaced by ones that call the interpreter's own getter and
+ * translate its result.  C code (PyFrame_GetCode, out-of-process readers)
+ * still sees the shadow, which carries the original's names, lines and
+ * columns.
+ */
+
+#include "b311.h"
+#include "structmember.h"
+
+int
+li_original_unit(PyCodeObject *code, int unit)
+{
+    li_probes *lp = li_shadow_probes(code);
+    if (lp == NULL || unit < 0 || unit >= lp->n_units) {
+        return unit;
+    }
+    return lp->orig_of[unit];
+}
+
+static PyObject *
+original_of(PyObject *code)
+{
+    if (code != NULL && PyCode_Check(code)) {
+        PyObject *original = (PyObject *)li_backend_original((PyCodeObject *)code);
+        if (original != code) {
+            Py_SETREF(code, Py_NewRef(original));
+        }
+    }
+    return code;
+}
+
+/* ---- getters that return a code object ---------------------------------- */
+
+/* The descriptor replaced, per patched attribute. */
+typedef struct {
+    PyTypeObject *type;
+    const char *name;
+    PyObject *descr;        /* owned: the interpreter's descriptor */
+    PyObject *doc;          /* owned: its docstring, which ours shares */
+} patched_attr;
+
+static PyObject *
+mapped_code_get(PyObject *self, void *closure)
+{
+    patched_attr *attr = (patched_attr *)closure;
+    PyObject *code = Py_TYPE(attr->descr)->tp_descr_get(attr->descr, self,
+                                                       (PyObject *)Py_TYPE(self));
+    return original_of(code);
+}
+
+/* function.__code__ = code: new calls run the code they should. */
+static int
+function_code_set(PyObject *self, PyObject *value, void *Py_UNUSED(closure))
+{
+    PyFunctionObject *func = (PyFunctionObject *)self;
+    if (value == NULL || !PyCode_Check(value)) {
+        PyErr_SetString(PyExc_TypeError, "__code__ must be set to a code object");
+        return -1;
+    }
+    if (PySys_Audit("object.__setattr__", "OsO", self, "__code__", value) < 0) {
+        return -1;
+    }
+    PyCodeObject *code = li_backend_original((PyCodeObject *)value);
+    Py_ssize_t nfree = code->co_nfreevars;
+    Py_ssize_t nclosure = func->func_closure ? PyTuple_GET_SIZE(func->func_closure) : 0;
+    if (nclosure != nfree) {
+        PyErr_Format(PyExc_ValueError,
+                     "%U() requires a code object with %zd free vars, not %zd",
+                     func->func_name, nclosure, nfree);
+        return -1;
+    }
+    PyObject *desired = li_desired_code(code);
+    if (desired == NULL) {
+        return -1;
+    }
+    Py_SETREF(func->func_code, desired);
+    func->func_version = 0;
+    return 0;
+}
+
+/* ---- getters that return an offset ------------------------------------- */
+
+static PyObject *
+frame_lasti_get(PyObject *self, void *Py_UNUSED(closure))
+{
+    PyFrameObject *frame = (PyFrameObject *)self;
+    int lasti = PyFrame_GetLasti(frame);
+    if (lasti < 0) {
+        return PyLong_FromLong(-1);
+    }
+    PyCodeObject *code = PyFrame_GetCode(frame);
+    int unit = li_original_unit(code, lasti / (int)sizeof(_Py_CODEUNIT));
+    Py_DECREF(code);
+    return PyLong_FromLong((long)unit * (long)sizeof(_Py_CODEUNIT));
+}
+
+static PyObject *
+traceback_lasti_get(PyObject *self, void *Py_UNUSED(closure))
+{
+    PyTracebackObject *tb = (PyTracebackObject *)self;
+    int lasti = tb->tb_lasti;
+    if (lasti >= 0 && tb->tb_frame != NULL) {
+        PyCodeObject *code = PyFrame_GetCode(tb->tb_frame);
+        lasti = li_original_unit(code, lasti / (int)sizeof(_Py_CODEUNIT)) *
+                (int)sizeof(_Py_CODEUNIT);
+        Py_DECREF(code);
+    }
+    return PyLong_FromLong(lasti);
+}
+
+static patched_attr patches[] = {
+    {&PyFunction_Type, "__code__", NULL, NULL},
+    {&PyFrame_Type, "f_code", NULL, NULL},
+    {&PyFrame_Type, "f_lasti", NULL, NULL},
+    {&PyGen_Type, "gi_code", NULL, NULL},
+    {&PyCoro_Type, "cr_code", NULL, NULL},
+    {&PyAsyncGen_Type, "ag_code", NULL, NULL},
+    {&PyTraceBack_Type, "tb_lasti", NULL, NULL},
+};
+
+#define N_PATCHES (sizeof(patches) / sizeof(patches[0]))
+
+static PyGetSetDef patch_defs[N_PATCHES];
+
+static int
+install(size_t i, getter get, setter set)
+{
+    patched_attr *attr = &patches[i];
+    PyObject *dict = attr->type->tp_dict;
+    PyObject *descr = PyDict_GetItemString(dict, attr->name);
+    if (descr == NULL) {
+        PyErr_Format(PyExc_RuntimeError, "lowimpact: %s.%s not found",
+                     attr->type->tp_name, attr->name);
+        return -1;
+    }
+    PyObject *doc = PyObject_GetAttrString(descr, "__doc__");
+    if (doc == NULL) {
+        return -1;
+    }
+    attr->doc = doc;    /* kept for good: the descriptor points into it */
+    const char *doc_text = PyUnicode_Check(doc) ? PyUnicode_AsUTF8(doc) : NULL;
+    if (doc_text == NULL && PyErr_Occurred()) {
+        return -1;
+    }
+    patch_defs[i] = (PyGetSetDef){(char *)attr->name, get, set, doc_text, attr};
+    PyObject *replacement = PyDescr_NewGetSet(attr->type, &patch_defs[i]);
+    if (replacement == NULL) {
+        return -1;
+    }
+    attr->descr = Py_NewRef(descr);
+    int err = PyDict_SetItemString(dict, attr->name, replacement);
+    Py_DECREF(replacement);
+    PyType_Modified(attr->type);
+    return err;
+}
+
+int
+li_install_transparency(void)
+{
+    for (size_t i = 0; i < N_PATCHES; i++) {
+        const char *name = patches[i].name;
+        getter get = mapped_code_get;
+        setter set = NULL;
+        if (strcmp(name, "__code__") == 0) {
+            set = function_code_set;
+        }
+        else if (strcmp(name, "f_lasti") == 0) {
+            get = frame_lasti_get;
+        }
+        else if (strcmp(name, "tb_lasti") == 0) {
+            get = traceback_lasti_get;
+        }
+        if (install(i, get, set) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,477 @@
+/* Keeping every code object that can run in line with what tools want:
+ * which shadow new frames of a code object run (function objects, exec,
+ * FunctionType), and moving frames that are not executing to the right
+ * code (on-stack replacement). */
+
+#include "b311.h"
+#include "internal/pycore_gc.h"
+#include "internal/pycore_interp.h"
+#include "internal/pycore_pystate.h"
+
+/* Global events that needed probes at the last update: while it is the same,
+ * a global change only re-arms probes in place. */
+static li_event_set probed_globally;
+
+PyCodeObject *
+li_backend_original(PyCodeObject *code)
+{
+    li_probes *lp = li_shadow_probes(code);
+    return lp != NULL ? lp->original : code;
+}
+
+static li_event_set
+wanted_kinds(const li_code_state *cs)
+{
+    return li_wanted_events(cs) & LI_PROBED_EVENTS;
+}
+
+/* Whether `code` or a code object nested in it needs probes. */
+static bool
+needs_shadow(PyCodeObject *code)
+{
+    if (wanted_kinds(li_code_state_get(code))) {
+        return true;
+    }
+    PyObject *consts = code->co_consts;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(consts); i++) {
+        PyObject *c = PyTuple_GET_ITEM(consts, i);
+        if (PyCode_Check(c) && needs_shadow((PyCodeObject *)c)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The constants a shadow of `original` should have: nested code objects
+ * replaced by the code their new functions should run.  New reference. */
+static PyObject *
+desired_consts(PyCodeObject *original)
+{
+    PyObject *consts = original->co_consts;
+    Py_ssize_t n = PyTuple_GET_SIZE(consts);
+    PyObject *result = PyTuple_New(n);
+    if (result == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *c = PyTuple_GET_ITEM(consts, i);
+        PyObject *item = PyCode_Check(c) ? li_desired_code((PyCodeObject *)c)
+                                         : Py_NewRef(c);
+        if (item == NULL) {
+            Py_DECREF(result);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(result, i, item);
+    }
+    return result;
+}
+
+/* Points the nested code constants of an existing shadow at `consts`.  The
+ * shadow's constants tuple is private to lowimpact, so it may change. */
+static void
+refresh_consts(li_probes *lp, PyObject *consts)
+{
+    PyObject *own = lp->shadow->co_consts;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(consts); i++) {
+        PyObject *want = PyTuple_GET_ITEM(consts, i);
+        if (PyTuple_GET_ITEM(own, i) != want) {
+            PyObject *old = PyTuple_GET_ITEM(own, i);
+            PyTuple_SET_ITEM(own, i, Py_NewRef(want));
+            Py_DECREF(old);
+        }
+    }
+}
+
+PyObject *
+li_desired_code(PyCodeObject *original)
+{
+    assert(li_shadow_probes(original) == NULL);
+    li_code_state *cs = li_code_state_get(original);
+    li_event_set kinds = wanted_kinds(cs);
+    if (!kinds && !needs_shadow(original)) {
+        return Py_NewRef(original);
+    }
+    if (cs == NULL && (cs = li_code_state_ensure(original)) == NULL) {
+        return NULL;
+    }
+    PyObject *consts = desired_consts(original);
+    if (consts == NULL) {
+        return NULL;
+    }
+    li_probes *current = li_current_shadow(cs);
+    PyObject *result;
+    if (current != NULL && current->kinds == kinds) {
+        refresh_consts(current, consts);
+        result = Py_NewRef(current->shadow);
+    }
+    else {
+        result = (PyObject *)li_build_shadow(original, cs, kinds, consts);
+        if (result != NULL) {
+            cs->backend = li_shadow_probes((PyCodeObject *)result);
+        }
+    }
+    Py_DECREF(consts);
+    return result;
+}
+
+static void
+set_function_code(PyFunctionObject *func, PyObject *code)
+{
+    Py_SETREF(func->func_code, Py_NewRef(code));
+    /* As assigning __code__ does: call sites specialised for the old code
+       must not trust their caches. */
+    func->func_version = 0;
+}
+
+/* Points `func` at the code its calls should run now.  0 or -1. */
+static int
+update_function(PyFunctionObject *func)
+{
+    PyCodeObject *code = (PyCodeObject *)func->func_code;
+    PyObject *desired = li_desired_code(li_backend_original(code));
+    if (desired == NULL) {
+        return -1;
+    }
+    if (desired != (PyObject *)code) {
+        set_function_code(func, desired);
+    }
+    Py_DECREF(desired);
+    return 0;
+}
+
+/* ---- on-stack replacement --------------------------------------------- */
+
+/* The unit of `to` that corresponds to unit `unit` of `from` (both copies of
+ * the same original), or -2 when there is none: a frame can only move at an
+ * instruction of the original, never inside a probe. */
+static int
+map_unit(PyCodeObject *from, PyCodeObject *to, int unit)
+{
+    if (unit < 0) {
+        return unit;   /* the frame has not started */
+    }
+    li_probes *src = li_shadow_probes(from);
+    int orig = unit;
+    if (src != NULL) {
+        orig = src->orig_of[unit];
+        if (src->shadow_of[orig] != unit) {
+            return -2;
+        }
+    }
+    li_probes *dst = li_shadow_probes(to);
+    return dst != NULL ? dst->shadow_of[orig] : orig;
+}
+
+/* Whether the value stack of a frame on a thread's data stack may grow by
+ * `extra` slots.  While a frame runs it is the top of its thread's data
+ * stack, and CPython 3.11 always leaves at least one free slot after the top
+ * frame inside its chunk; the slot is only used during a probe's call, after
+ * the probe's operand was read and before its result is written. */
+static bool
+data_stack_has_room(PyThreadState *ts, _PyInterpreterFrame *frame, int extra)
+{
+    if (extra <= 0) {
+        return true;
+    }
+    if (extra > 1) {
+        return false;
+    }
+    PyObject **end = frame->localsplus + frame->f_code->co_nlocalsplus +
+                     frame->f_code->co_stacksize;
+    for (_PyStackChunk *chunk = ts->datastack_chunk; chunk != NULL; chunk = chunk->previous) {
+        PyObject **lo = (PyObject **)chunk;
+        PyObject **hi = (PyObject **)((char *)chunk + chunk->size);
+        if ((PyObject **)frame >= lo && (PyObject **)frame < hi) {
+            return end + extra <= hi;
+        }
+    }
+    return false;
+}
+
+/* Moves a frame that is not executing to the code its code object should
+ * run now, when its state maps and its stack has room.  0 or -1. */
+static int
+replace_frame_code(PyThreadState *ts, _PyInterpreterFrame *frame)
+{
+    PyCodeObject *code = frame->f_code;
+    PyObject *desired = li_desired_code(li_backend_original(code));
+    if (desired == NULL) {
+        return -1;
+    }
+    PyCodeObject *to = (PyCodeObject *)desired;
+    if (to != code) {
+        int extra = to->co_stacksize - code->co_stacksize;
+        bool room = frame->owner == FRAME_OWNED_BY_GENERATOR
+                        ? extra <= 0 : data_stack_has_room(ts, frame, extra);
+        int unit = map_unit(code, to, (int)(frame->prev_instr - _PyCode_CODE(code)));
+        if (room && unit != -2) {
+            frame->prev_instr = _PyCode_CODE(to) + unit;
+            Py_SETREF(frame->f_code, (PyCodeObject *)Py_NewRef(desired));
+            if (frame->owner == FRAME_OWNED_BY_GENERATOR) {
+                /* The generator keeps its own reference for gi_code and
+                   __sizeof__; it follows the frame. */
+                PyGenObject *gen = (PyGenObject *)((char *)frame -
+                                                   offsetof(PyGenObject, gi_iframe));
+                Py_SETREF(gen->gi_code, (PyCodeObject *)Py_NewRef(desired));
+            }
+        }
+    }
+    Py_DECREF(desired);
+    return 0;
+}
+
+static bool
+is_live(_PyInterpreterFrame *frame, PyThreadState *ts)
+{
+    /* The frame each C-level evaluation loop is executing keeps its position
+       in C locals, so it cannot move; the others resume from their frame. */
+    for (_PyCFrame *cf = ts->cframe; cf != NULL; cf = cf->previous) {
+        if (cf->current_frame == frame) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static int
+update_thread_frames(void)
+{
+    PyInterpreterState *interp = PyInterpreterState_Get();
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
+         ts = PyThreadState_Next(ts))
+    {
+        for (_PyInterpreterFrame *f = ts->cframe->current_frame; f != NULL; f = f->previous) {
+            if (f->owner == FRAME_OWNED_BY_FRAME_OBJECT || is_live(f, ts) ||
+                _PyFrame_IsIncomplete(f))
+            {
+                continue;
+            }
+            if (replace_frame_code(ts, f) < 0) {
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+static int
+update_generator(PyGenObject *gen)
+{
+    if (gen->gi_frame_state != FRAME_CREATED && gen->gi_frame_state != FRAME_SUSPENDED) {
+        return 0;
+    }
+    return replace_frame_code(NULL, (_PyInterpreterFrame *)gen->gi_iframe);
+}
+
+/* ---- finding what can run ------------------------------------------------ */
+
+static bool
+is_generator_like(PyObject *op)
+{
+    return PyGen_CheckExact(op) || PyCoro_CheckExact(op) ||
+           Py_IS_TYPE(op, &PyAsyncGen_Type);
+}
+
+/* Every function and generator-like object the garbage collector tracks.
+ * The walk itself allocates nothing the collector tracks, so it cannot start
+ * a collection that would reorder the lists it walks. */
+static PyObject *
+collect_runnables(void)
+{
+    PyObject *found = PyList_New(0);
+    if (found == NULL) {
+        return NULL;
+    }
+    struct _gc_runtime_state *gcstate = &PyInterpreterState_Get()->gc;
+    for (int g = 0; g <= NUM_GENERATIONS; g++) {
+        PyGC_Head *head = g < NUM_GENERATIONS ? &gcstate->generations[g].head
+                                              : &gcstate->permanent_generation.head;
+        for (PyGC_Head *gc = _PyGCHead_NEXT(head); gc != head; gc = _PyGCHead_NEXT(gc)) {
+            PyObject *op = (PyObject *)(gc + 1);
+            if ((PyFunction_Check(op) || is_generator_like(op)) &&
+                PyList_Append(found, op) < 0)
+            {
+                Py_DECREF(found);
+                return NULL;
+            }
+        }
+    }
+    return found;
+}
+
+static bool
+anything_wanted(void)
+{
+    return (li_global_events() & LI_PROBED_EVENTS) != 0 || li_local_codes() != NULL;
+}
+
+static int install_hooks(void);
+
+int
+li_backend_update(void)
+{
+    if (li_backend_rearm() < 0) {
+        return -1;
+    }
+    li_event_set global = li_global_events() & LI_PROBED_EVENTS;
+    bool wanted = anything_wanted();
+    if (!wanted && li_all_shadows() == NULL && probed_globally == 0) {
+        return 0;   /* nothing was ever instrumented */
+    }
+    if (wanted && install_hooks() < 0) {
+        return -1;
+    }
+    probed_globally = global;
+    PyObject *runnables = collect_runnables();
+    if (runnables == NULL) {
+        return -1;
+    }
+    int err = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(runnables) && err == 0; i++) {
+        PyObject *op = PyList_GET_ITEM(runnables, i);
+        err = PyFunction_Check(op) ? update_function((PyFunctionObject *)op)
+                                   : update_generator((PyGenObject *)op);
+    }
+    Py_DECREF(runnables);
+    if (err == 0) {
+        err = update_thread_frames();
+    }
+    return err;
+}
+
+int
+li_backend_rearm(void)
+{
+    for (li_probes *lp = li_all_shadows(); lp != NULL; lp = lp->next) {
+        li_probes_sync(lp);
+    }
+    return 0;
+}
+
+void
+li_backend_code_state_free(li_code_state *cs)
+{
+    /* Shadows hold their original, so none can outlive it. */
+    assert(cs->backend == NULL);
+    (void)cs;
+}
+
+/* ---- code that starts running later ------------------------------------ */
+
+/* exec() and eval() of a code object run the code it should run now:
+ * module bodies imported while events are on get their probes. */
+static PyObject *builtin_exec, *builtin_eval;
+
+static PyObject *
+run_desired(PyObject *builtin, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs < 1 || !PyCode_Check(args[0]) || !anything_wanted()) {
+        return PyObject_Vectorcall(builtin, args, nargsf, kwnames);
+    }
+    PyObject *code = li_desired_code(li_backend_original((PyCodeObject *)args[0]));
+    if (code == NULL) {
+        return NULL;
+    }
+    Py_ssize_t total = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
+    PyObject **copy = PyMem_Malloc(sizeof(PyObject *) * (size_t)total);
+    if (copy == NULL) {
+        Py_DECREF(code);
+        return PyErr_NoMemory();
+    }
+    copy[0] = code;
+    memcpy(copy + 1, args + 1, sizeof(PyObject *) * (size_t)(total - 1));
+    PyObject *result = PyObject_Vectorcall(builtin, copy, (size_t)nargs, kwnames);
+    PyMem_Free(copy);
+    Py_DECREF(code);
+    return result;
+}
+
+static PyObject *
+exec_hook(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs,
+          PyObject *kwnames)
+{
+    return run_desired(builtin_exec, args, (size_t)nargs, kwnames);
+}
+
+static PyObject *
+eval_hook(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs,
+          PyObject *kwnames)
+{
+    return run_desired(builtin_eval, args, (size_t)nargs, kwnames);
+}
+
+static PyMethodDef exec_def = {"exec", (PyCFunction)(void (*)(void))exec_hook,
+                               METH_FASTCALL | METH_KEYWORDS, NULL};
+static PyMethodDef eval_def = {"eval", (PyCFunction)(void (*)(void))eval_hook,
+                               METH_FASTCALL | METH_KEYWORDS, NULL};
+
+/* Replaces builtins.<name> by `def`, which keeps the builtin's docstring and
+ * signature.  The builtin stays reachable through *saved. */
+static int
+wrap_builtin(PyObject *builtins, PyObject *module, const char *name, PyMethodDef *def,
+             PyObject **saved)
+{
+    PyObject *builtin = PyDict_GetItemString(builtins, name);
+    if (builtin == NULL || !PyCFunction_Check(builtin)) {
+        PyErr_Format(PyExc_RuntimeError, "lowimpact: builtins.%s is not the builtin", name);
+        return -1;
+    }
+    def->ml_doc = ((PyCFunctionObject *)builtin)->m_ml->ml_doc;
+    PyObject *wrapper = PyCFunction_NewEx(def, module, NULL);
+    if (wrapper == NULL) {
+        return -1;
+    }
+    *saved = Py_NewRef(builtin);
+    int err = PyDict_SetItemString(builtins, name, wrapper);
+    Py_DECREF(wrapper);
+    return err;
+}
+
+/* types.FunctionType(code, globals, ...) makes a function of the right code. */
+static newfunc function_new;
+
+static PyObject *
+function_new_hook(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *func = function_new(type, args, kwargs);
+    if (func != NULL && anything_wanted() &&
+        update_function((PyFunctionObject *)func) < 0)
+    {
+        Py_CLEAR(func);
+    }
+    return func;
+}
+
+static int
+install_hooks(void)
+{
+    if (builtin_exec != NULL) {
+        return 0;
+    }
+    PyObject *module = PyImport_ImportModule("builtins");
+    if (module == NULL) {
+        return -1;
+    }
+    PyObject *builtins = PyModule_GetDict(module);
+    int err = wrap_builtin(builtins, module, "exec", &exec_def, &builtin_exec);
+    if (err == 0) {
+        err = wrap_builtin(builtins, module, "eval", &eval_def, &builtin_eval);
+    }
+    Py_DECREF(module);
+    if (err < 0) {
+        return -1;
+    }
+    function_new = PyFunction_Type.tp_new;
+    PyFunction_Type.tp_new = function_new_hook;
+    return 0;
+}
+
+int
+li_backend_init(PyObject *Py_UNUSED(module))
+{
+    if (li_probes_init() < 0 || li_install_transparency() < 0) {
+        return -1;
+    }
+    return 0;
+}

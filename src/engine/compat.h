@@ -1,0 +1,38 @@
+/* Behaviours that differ between the CPython versions lowimpact supports.
+ * Logic files test these names, never PY_VERSION_HEX. */
+#ifndef LI_COMPAT_H
+#define LI_COMPAT_H
+
+#include <Python.h>
+
+#if PY_VERSION_HEX >= 0x030C0000
+/* 3.12+: the interpreter implements sys.monitoring itself (PEP 669). */
+#  define LI_HAVE_NATIVE_MONITORING 1
+#else
+#  define LI_HAVE_NATIVE_MONITORING 0
+#endif
+
+#if PY_VERSION_HEX >= 0x030B0000
+/* 3.11+: bytecode is stored inline in the code object (co_code_adaptive),
+   Py_SIZE(code) counts its 16-bit units; co_code is a deoptimised copy. */
+#  define LI_CODE_UNIT_COUNT(co) Py_SIZE(co)
+#else
+/* 3.9/3.10: the interpreter executes the co_code bytes object. */
+#  define LI_CODE_UNIT_COUNT(co) (PyBytes_GET_SIZE((co)->co_code) / 2)
+#endif
+
+#if PY_VERSION_HEX >= 0x030D0000
+#  define li_as_int PyLong_AsInt
+#else
+#  define li_as_int _PyLong_AsInt
+#endif
+
+/* Entering and leaving a monitoring callback: the thread's tracing counter
+   keeps sys.settrace/sys.setprofile functions quiet meanwhile, and our probes
+   test it to deliver nothing while a callback runs. */
+#if PY_VERSION_HEX >= 0x030B0000
+static inline void li_enter_tracing(PyThreadState *ts) { PyThreadState_EnterTracing(ts); }
+static inline void li_leave_tracing(PyThreadState *ts) { PyThreadState_LeaveTracing(ts); }
+#endif
+
+#endif /* LI_COMPAT_H */

@@ -1,0 +1,194 @@
+/* Internal interface of the lowimpact engine.
+ *
+ * Layers (one job per file):
+ *   registry.c  tools, event sets, callbacks, per-code monitoring state
+ *   dispatch.c  delivering one event to the tools that want it (DISABLE, errors)
+ *   module.c    the Python-visible `lowimpact._engine` module (argument checks)
+ *   backendNNN/ one instrumentation back end per bytecode format; it owns
+ *               everything that depends on the interpreter's internals and
+ *               talks to the rest only through the functions declared at the
+ *               end of this header.
+ *
+ * Everything here runs with the GIL held; no function releases it.
+ */
+#ifndef LI_H
+#define LI_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#include "compat.h"
+
+/* ---- events ------------------------------------------------------------ */
+
+/* Event ids, numbered as in CPython 3.12 and 3.13 (the bit is 1 << id). */
+enum {
+    LI_PY_START = 0,
+    LI_PY_RESUME = 1,
+    LI_PY_RETURN = 2,
+    LI_PY_YIELD = 3,
+    LI_CALL = 4,
+    LI_LINE = 5,
+    LI_INSTRUCTION = 6,
+    LI_JUMP = 7,
+    LI_BRANCH = 8,
+    LI_STOP_ITERATION = 9,
+    LI_RAISE = 10,
+    LI_EXCEPTION_HANDLED = 11,
+    LI_PY_UNWIND = 12,
+    LI_PY_THROW = 13,
+    LI_RERAISE = 14,
+    LI_C_RETURN = 15,
+    LI_C_RAISE = 16,
+};
+
+#define LI_EVENT_COUNT 17
+/* Events below this id can be set per code object and disabled per location. */
+#define LI_LOCAL_EVENT_COUNT 10
+/* C_RETURN and C_RAISE are not selected on their own: they follow CALL. */
+#define LI_UNGROUPED_EVENT_COUNT 15
+
+#define LI_EVENT_BIT(e) ((uint32_t)1 << (e))
+#define LI_C_RETURN_EVENTS (LI_EVENT_BIT(LI_C_RETURN) | LI_EVENT_BIT(LI_C_RAISE))
+#define LI_C_CALL_EVENTS (LI_C_RETURN_EVENTS | LI_EVENT_BIT(LI_CALL))
+
+typedef uint32_t li_event_set;
+
+extern const char *const li_event_names[LI_EVENT_COUNT];
+
+static inline bool
+li_event_is_local(int event)
+{
+    return event < LI_LOCAL_EVENT_COUNT;
+}
+
+/* ---- tools and callbacks ---------------------------------------------- */
+
+#define LI_TOOL_COUNT 6
+
+/* Interpreter-wide monitoring state (lowimpact serves the main interpreter). */
+typedef struct {
+    PyObject *tool_names[LI_TOOL_COUNT];                   /* owned; NULL = free */
+    PyObject *callbacks[LI_TOOL_COUNT][LI_EVENT_COUNT];    /* owned; NULL = none */
+    /* Bit t of global_tools[e] is set when tool t selected event e for all code. */
+    uint8_t global_tools[LI_UNGROUPED_EVENT_COUNT];
+    /* Bumped by restart_events(): DISABLE marks older than this are void. */
+    uint32_t disable_epoch;
+    /* Bumped whenever the set of (code, event) pairs that need probes may have
+       grown, so that back ends know their probes must be re-evaluated. */
+    uint64_t version;
+    PyObject *disable;      /* owned: the DISABLE sentinel */
+    PyObject *missing;      /* owned: the MISSING sentinel */
+} li_registry;
+
+extern li_registry li_reg;
+
+/* ---- per-code monitoring state ------------------------------------------- */
+
+/* State attached to an original code object (the one users see).  It lives in
+ * a co_extra slot of that code object and is freed with it.  Disabled marks
+ * are indexed by code unit of the original bytecode. */
+typedef struct li_code_state {
+    PyCodeObject *code;                          /* borrowed: the owner */
+    uint8_t local_tools[LI_LOCAL_EVENT_COUNT];   /* bit t: tool t selected e here */
+    uint32_t disable_epoch;                      /* li_reg.disable_epoch of the marks */
+    uint8_t *disabled[LI_LOCAL_EVENT_COUNT];     /* NULL until first DISABLE of e */
+    Py_ssize_t n_units;
+    /* Codes with local events form a list, so that back ends can find them. */
+    struct li_code_state *next_local, *prev_local;
+    void *backend;                               /* back end data, see below */
+} li_code_state;
+
+/* Reserves the co_extra slot and creates the sentinels.  0 or -1. */
+int li_registry_init(void);
+
+/* The code state of `code`, or NULL if it has none (no error set). */
+li_code_state *li_code_state_get(PyCodeObject *code);
+/* The code state of `code`, created if needed.  NULL with an exception set. */
+li_code_state *li_code_state_ensure(PyCodeObject *code);
+/* First code state with local events (iterate with ->next_local). */
+li_code_state *li_local_codes(void);
+
+/* Replaces the local events of `tool` in `cs`. */
+void li_code_state_set_local(li_code_state *cs, int tool, li_event_set events);
+/* The local events of `tool` in `cs`. */
+li_event_set li_code_state_local(const li_code_state *cs, int tool);
+
+static inline bool
+li_has_local_events(const li_code_state *cs)
+{
+    for (int e = 0; e < LI_LOCAL_EVENT_COUNT; e++) {
+        if (cs->local_tools[e]) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Tools that should receive `event` at code unit `unit` of the original code
+ * described by `cs` (which may be NULL: no local events, nothing disabled). */
+static inline uint8_t
+li_tools_at(const li_code_state *cs, int event, Py_ssize_t unit)
+{
+    int selector = event;
+    if (event == LI_C_RETURN || event == LI_C_RAISE) {
+        selector = LI_CALL;     /* ancillary events follow CALL's selection */
+    }
+    uint8_t tools = li_reg.global_tools[selector];
+    if (cs != NULL && li_event_is_local(selector)) {
+        tools |= cs->local_tools[selector];
+        const uint8_t *disabled = cs->disabled[selector];
+        if (disabled != NULL && cs->disable_epoch == li_reg.disable_epoch) {
+            tools &= (uint8_t)~disabled[unit];
+        }
+    }
+    return tools;
+}
+
+/* The events (as a bit set) that any tool wants in `cs`'s code, global or
+ * local, with C_RETURN/C_RAISE folded into CALL. */
+li_event_set li_wanted_events(const li_code_state *cs);
+/* The events any tool wants globally. */
+li_event_set li_global_events(void);
+
+/* Records that `tool` returned DISABLE for `event` at `unit`.  -1 on error. */
+int li_code_state_disable(li_code_state *cs, int event, Py_ssize_t unit, int tool);
+
+/* ---- delivering events ---------------------------------------------------- */
+
+/* Calls the callbacks of `tools` for `event`, highest tool id first, with the
+ * vectorcall arguments args[1..nargs] (args[0] is scratch space that the call
+ * may overwrite).  args[1] is the code object.  A callback returning DISABLE
+ * for a local event marks (event, unit) disabled for its tool in `cs`; for
+ * other events it is an error, as natively.
+ * Returns 0, or -1 with an exception set (remaining tools are not called).
+ * The caller must have checked that the thread is not already inside a
+ * callback. */
+int li_call_tools(PyThreadState *tstate, int event, uint8_t tools,
+                  li_code_state *cs, Py_ssize_t unit,
+                  PyObject **args, size_t nargs);
+
+/* ---- the back end interface ------------------------------------------------ */
+
+/* Called once from module initialisation. 0 or -1 with an exception set. */
+int li_backend_init(PyObject *module);
+
+/* The state changed so that some code may now need more, fewer or other
+ * probes (event sets, local events).  The back end brings every code object
+ * that can run into line with li_reg and the code states.  0 or -1. */
+int li_backend_update(void);
+
+/* Probes whose tools were re-enabled (restart_events, or events added where
+ * probes already exist) must be re-armed.  0 or -1. */
+int li_backend_rearm(void);
+
+/* Frees the back end data of a code state whose code object is dying. */
+void li_backend_code_state_free(li_code_state *cs);
+
+/* The code object users see for `code` (an instrumented copy maps back to its
+ * original).  Borrowed. */
+PyCodeObject *li_backend_original(PyCodeObject *code);
+
+#endif /* LI_H */

@@ -1,0 +1,214 @@
+/* Tools, event selections and per-code monitoring state.  Version independent. */
+
+#include "li.h"
+
+li_registry li_reg;
+
+const char *const li_event_names[LI_EVENT_COUNT] = {
+    [LI_PY_START] = "PY_START",
+    [LI_PY_RESUME] = "PY_RESUME",
+    [LI_PY_RETURN] = "PY_RETURN",
+    [LI_PY_YIELD] = "PY_YIELD",
+    [LI_CALL] = "CALL",
+    [LI_LINE] = "LINE",
+    [LI_INSTRUCTION] = "INSTRUCTION",
+    [LI_JUMP] = "JUMP",
+    [LI_BRANCH] = "BRANCH",
+    [LI_STOP_ITERATION] = "STOP_ITERATION",
+    [LI_RAISE] = "RAISE",
+    [LI_EXCEPTION_HANDLED] = "EXCEPTION_HANDLED",
+    [LI_PY_UNWIND] = "PY_UNWIND",
+    [LI_PY_THROW] = "PY_THROW",
+    [LI_RERAISE] = "RERAISE",
+    [LI_C_RETURN] = "C_RETURN",
+    [LI_C_RAISE] = "C_RAISE",
+};
+
+/* The co_extra slot holding li_code_state; -1 until reserved. */
+static Py_ssize_t code_state_index = -1;
+static li_code_state *local_codes;   /* list of code states with local events */
+
+static void
+unlink_local(li_code_state *cs)
+{
+    if (cs->prev_local != NULL) {
+        cs->prev_local->next_local = cs->next_local;
+    }
+    else if (local_codes == cs) {
+        local_codes = cs->next_local;
+    }
+    if (cs->next_local != NULL) {
+        cs->next_local->prev_local = cs->prev_local;
+    }
+    cs->next_local = cs->prev_local = NULL;
+}
+
+static void
+link_local(li_code_state *cs)
+{
+    if (cs->prev_local != NULL || local_codes == cs) {
+        return;
+    }
+    cs->next_local = local_codes;
+    if (local_codes != NULL) {
+        local_codes->prev_local = cs;
+    }
+    local_codes = cs;
+}
+
+/* co_extra free function: the original code object is being deallocated. */
+static void
+code_state_free(void *ptr)
+{
+    li_code_state *cs = (li_code_state *)ptr;
+    if (cs == NULL) {
+        return;
+    }
+    unlink_local(cs);
+    li_backend_code_state_free(cs);
+    for (int e = 0; e < LI_LOCAL_EVENT_COUNT; e++) {
+        PyMem_Free(cs->disabled[e]);
+    }
+    PyMem_Free(cs);
+}
+
+int
+li_registry_init(void)
+{
+    li_reg.disable = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type);
+    if (li_reg.disable == NULL) {
+        return -1;
+    }
+    li_reg.missing = PyObject_CallNoArgs((PyObject *)&PyBaseObject_Type);
+    if (li_reg.missing == NULL) {
+        return -1;
+    }
+    code_state_index = _PyEval_RequestCodeExtraIndex(code_state_free);
+    if (code_state_index < 0) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "lowimpact: no code object extra slot left");
+        return -1;
+    }
+    return 0;
+}
+
+li_code_state *
+li_code_state_get(PyCodeObject *code)
+{
+    void *extra = NULL;
+    if (code_state_index < 0 ||
+        _PyCode_GetExtra((PyObject *)code, code_state_index, &extra) < 0)
+    {
+        PyErr_Clear();
+        return NULL;
+    }
+    return (li_code_state *)extra;
+}
+
+li_code_state *
+li_code_state_ensure(PyCodeObject *code)
+{
+    li_code_state *cs = li_code_state_get(code);
+    if (cs != NULL) {
+        return cs;
+    }
+    cs = PyMem_Calloc(1, sizeof(li_code_state));
+    if (cs == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    cs->code = code;
+    cs->n_units = LI_CODE_UNIT_COUNT(code);
+    cs->disable_epoch = li_reg.disable_epoch;
+    if (_PyCode_SetExtra((PyObject *)code, code_state_index, cs) < 0) {
+        PyMem_Free(cs);
+        return NULL;
+    }
+    return cs;
+}
+
+li_code_state *
+li_local_codes(void)
+{
+    return local_codes;
+}
+
+void
+li_code_state_set_local(li_code_state *cs, int tool, li_event_set events)
+{
+    for (int e = 0; e < LI_LOCAL_EVENT_COUNT; e++) {
+        cs->local_tools[e] &= (uint8_t)~(1 << tool);
+        if (events & LI_EVENT_BIT(e)) {
+            cs->local_tools[e] |= (uint8_t)(1 << tool);
+        }
+    }
+    if (li_has_local_events(cs)) {
+        link_local(cs);
+    }
+    else {
+        unlink_local(cs);
+    }
+}
+
+li_event_set
+li_code_state_local(const li_code_state *cs, int tool)
+{
+    li_event_set events = 0;
+    for (int e = 0; e < LI_LOCAL_EVENT_COUNT; e++) {
+        if (cs->local_tools[e] & (1 << tool)) {
+            events |= LI_EVENT_BIT(e);
+        }
+    }
+    return events;
+}
+
+li_event_set
+li_global_events(void)
+{
+    li_event_set events = 0;
+    for (int e = 0; e < LI_UNGROUPED_EVENT_COUNT; e++) {
+        if (li_reg.global_tools[e]) {
+            events |= LI_EVENT_BIT(e);
+        }
+    }
+    return events;
+}
+
+li_event_set
+li_wanted_events(const li_code_state *cs)
+{
+    li_event_set events = li_global_events();
+    if (cs != NULL) {
+        for (int e = 0; e < LI_LOCAL_EVENT_COUNT; e++) {
+            if (cs->local_tools[e]) {
+                events |= LI_EVENT_BIT(e);
+            }
+        }
+    }
+    return events;
+}
+
+int
+li_code_state_disable(li_code_state *cs, int event, Py_ssize_t unit, int tool)
+{
+    assert(li_event_is_local(event));
+    assert(unit >= 0 && unit < cs->n_units);
+    if (cs->disable_epoch != li_reg.disable_epoch) {
+        /* restart_events() ran since the last mark: forget the old marks. */
+        for (int e = 0; e < LI_LOCAL_EVENT_COUNT; e++) {
+            if (cs->disabled[e] != NULL) {
+                memset(cs->disabled[e], 0, (size_t)cs->n_units);
+            }
+        }
+        cs->disable_epoch = li_reg.disable_epoch;
+    }
+    if (cs->disabled[event] == NULL) {
+        cs->disabled[event] = PyMem_Calloc((size_t)cs->n_units, 1);
+        if (cs->disabled[event] == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    cs->disabled[event][unit] |= (uint8_t)(1 << tool);
+    return 0;
+}

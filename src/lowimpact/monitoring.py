@@ -1,0 +1,81 @@
+"""The ``sys.monitoring`` API (PEP 669) on every supported CPython.
+
+On CPython 3.12 and newer this module re-exports the interpreter's own
+``sys.monitoring`` (the very same function and constant objects), and adds
+:func:`clear_tool_id` where the interpreter lacks it.  On CPython 3.11 the
+same names come from lowimpact's C engine, which instruments bytecode only
+where events are wanted.
+"""
+
+from __future__ import annotations
+
+import sys
+
+_SUPPORTED = "CPython 3.11, 3.12 and 3.13"
+
+__all__ = [
+    "use_tool_id",
+    "clear_tool_id",
+    "free_tool_id",
+    "get_tool",
+    "register_callback",
+    "get_events",
+    "set_events",
+    "get_local_events",
+    "set_local_events",
+    "restart_events",
+    "events",
+    "DISABLE",
+    "MISSING",
+    "DEBUGGER_ID",
+    "COVERAGE_ID",
+    "PROFILER_ID",
+    "OPTIMIZER_ID",
+]
+
+if sys.implementation.name != "cpython" or sys.version_info < (3, 11):
+    raise ImportError(
+        "lowimpact.monitoring supports %s; this is %s %d.%d"
+        % (_SUPPORTED, sys.implementation.name, *sys.version_info[:2])
+    )
+
+if sys.version_info >= (3, 12):
+    from lowimpact._native import (  # noqa: F401
+        COVERAGE_ID,
+        DEBUGGER_ID,
+        DISABLE,
+        MISSING,
+        OPTIMIZER_ID,
+        PROFILER_ID,
+        clear_tool_id,
+        events,
+        free_tool_id,
+        get_events,
+        get_local_events,
+        get_tool,
+        register_callback,
+        restart_events,
+        set_events,
+        set_local_events,
+        use_tool_id,
+    )
+else:
+    from lowimpact._engine import (  # noqa: F401
+        COVERAGE_ID,
+        DEBUGGER_ID,
+        DISABLE,
+        MISSING,
+        OPTIMIZER_ID,
+        PROFILER_ID,
+        clear_tool_id,
+        events,
+        free_tool_id,
+        get_events,
+        get_local_events,
+        get_tool,
+        register_callback,
+        restart_events,
+        set_events,
+        set_local_events,
+        use_tool_id,
+    )
