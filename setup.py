@@ -24,7 +24,7 @@ def engine_extension():
         return []
     sources = sorted(glob(os.path.join(ENGINE, "*.c")))
     sources += sorted(glob(os.path.join(ENGINE, backend, "*.c")))
-    extra = ["-std=c11", "-Wall", "-Wextra", "-fvisibility=hidden"]
+    extra = ["-std=c11", "-Wall", "-Wextra", "-fvisibility=hidden", "-flto"]
     if os.environ.get("LOWIMPACT_STRICT"):
         extra.append("-Werror")
     if os.environ.get("LOWIMPACT_DEBUG"):
@@ -37,7 +37,7 @@ def engine_extension():
             sources=sources,
             include_dirs=[ENGINE, "src/lowimpact/include"],
             extra_compile_args=extra,
-            extra_link_args=["-fsanitize=address"] if os.environ.get("LOWIMPACT_ASAN") else [],
+            extra_link_args=["-flto"] + (["-fsanitize=address"] if os.environ.get("LOWIMPACT_ASAN") else []),
         )
     ]
 

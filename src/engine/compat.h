@@ -31,8 +31,23 @@
    keeps sys.settrace/sys.setprofile functions quiet meanwhile, and our probes
    test it to deliver nothing while a callback runs. */
 #if PY_VERSION_HEX >= 0x030B0000
-static inline void li_enter_tracing(PyThreadState *ts) { PyThreadState_EnterTracing(ts); }
-static inline void li_leave_tracing(PyThreadState *ts) { PyThreadState_LeaveTracing(ts); }
+/* 3.11: what PyThreadState_EnterTracing/LeaveTracing do, inline because it
+   is on the path of every event. */
+static inline void
+li_enter_tracing(PyThreadState *ts)
+{
+    ts->tracing++;
+    ts->cframe->use_tracing = 0;
+}
+
+static inline void
+li_leave_tracing(PyThreadState *ts)
+{
+    ts->tracing--;
+    ts->cframe->use_tracing =
+        (ts->tracing == 0 && (ts->c_tracefunc != NULL || ts->c_profilefunc != NULL))
+        ? 255 : 0;
+}
 #endif
 
 #endif /* LI_COMPAT_H */

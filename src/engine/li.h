@@ -96,6 +96,7 @@ typedef struct li_code_state {
     uint32_t disable_epoch;                      /* li_reg.disable_epoch of the marks */
     uint8_t *disabled[LI_LOCAL_EVENT_COUNT];     /* NULL until first DISABLE of e */
     Py_ssize_t n_units;
+    bool excluded;      /* lowimpact's own API code: never instrumented */
     /* Codes with local events form a list, so that back ends can find them. */
     struct li_code_state *next_local, *prev_local;
     void *backend;                               /* back end data, see below */
@@ -190,5 +191,9 @@ void li_backend_code_state_free(li_code_state *cs);
 /* The code object users see for `code` (an instrumented copy maps back to its
  * original).  Borrowed. */
 PyCodeObject *li_backend_original(PyCodeObject *code);
+
+/* For tests: the instrumented copy new frames of `code` would run if `events`
+ * were selected for it, and the original unit of each of its units. */
+PyObject *li_backend_debug_shadow(PyCodeObject *code, li_event_set events);
 
 #endif /* LI_H */

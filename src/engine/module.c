@@ -331,6 +331,42 @@ restart_events(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(exclude_doc,
+"_exclude($module, code, /)\n--\n\n"
+"Never instrument the code object code (lowimpact's own API wrappers).");
+
+static PyObject *
+exclude(PyObject *Py_UNUSED(module), PyObject *code)
+{
+    if (!check_code(code)) {
+        return NULL;
+    }
+    li_code_state *cs = li_code_state_ensure((PyCodeObject *)code);
+    if (cs == NULL) {
+        return NULL;
+    }
+    cs->excluded = true;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(debug_shadow_doc,
+"_debug_shadow($module, code, event_set, /)\n--\n\n"
+"For tests: (instrumented copy of code with probes for event_set, the\n"
+"original code unit of each of its code units).");
+
+static PyObject *
+debug_shadow(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (!_PyArg_CheckPositional("_debug_shadow", nargs, 2, 2) || !check_code(args[0])) {
+        return NULL;
+    }
+    long events = PyLong_AsLong(args[1]);
+    if (events == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    return li_backend_debug_shadow((PyCodeObject *)args[0], (li_event_set)events);
+}
+
 PyDoc_STRVAR(all_events_doc,
 "_all_events($module, /)\n--\n\n"
 "Return {event name: bit set of the tools that selected it for all code}.");
@@ -374,6 +410,9 @@ static PyMethodDef engine_methods[] = {
      set_local_events_doc},
     {"restart_events", restart_events, METH_NOARGS, restart_events_doc},
     {"_all_events", all_events, METH_NOARGS, all_events_doc},
+    {"_exclude", exclude, METH_O, exclude_doc},
+    {"_debug_shadow", (PyCFunction)(void (*)(void))debug_shadow, METH_FASTCALL,
+     debug_shadow_doc},
     {NULL, NULL, 0, NULL},
 };
 

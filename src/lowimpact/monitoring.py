@@ -10,6 +10,7 @@ where events are wanted.
 from __future__ import annotations
 
 import sys
+from types import CodeType
 
 _SUPPORTED = "CPython 3.11, 3.12 and 3.13"
 
@@ -60,6 +61,7 @@ if sys.version_info >= (3, 12):
         use_tool_id,
     )
 else:
+    from lowimpact import _engine
     from lowimpact._engine import (  # noqa: F401
         COVERAGE_ID,
         DEBUGGER_ID,
@@ -75,7 +77,23 @@ else:
         get_tool,
         register_callback,
         restart_events,
-        set_events,
-        set_local_events,
         use_tool_id,
     )
+
+    # set_events and set_local_events are called through Python functions so
+    # that the caller's frame is suspended in a Python-to-Python call while the
+    # engine instruments code: the engine can then move that frame onto
+    # instrumented code, and it receives its events for the rest of its run
+    # (as natively).  The frame executing a C function cannot be moved.
+
+    def set_events(tool_id: int, event_set: int, /) -> None:
+        """Select event_set for all code on behalf of tool_id."""
+        _engine.set_events(tool_id, event_set)
+
+    def set_local_events(tool_id: int, code: CodeType, event_set: int, /) -> None:
+        """Select event_set for the code object code on behalf of tool_id."""
+        _engine.set_local_events(tool_id, code, event_set)
+
+    for _api in (set_events, set_local_events):
+        _engine._exclude(_api.__code__)
+    del _api

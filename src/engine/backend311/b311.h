@@ -7,7 +7,7 @@
  *
  *     NOP k             JUMP_FORWARD when the probe is disabled
  *     LOAD_CONST probes the shadow's li_probes object (last constant)
- *     UNARY_INVERT i    nb_invert of li_probes runs the probe
+ *     UNARY_NOT i       nb_bool of li_probes runs the probe
  *     POP_TOP j         (i, j, k: bytes of the probe's index)
  *
  * New frames run the shadow because function objects point at it; the
@@ -122,6 +122,9 @@ enum {
 };
 
 typedef struct {
+    PyObject *arg;        /* owned, made at first use: the line for LINE probes,
+                             else the offset of the instruction (the second
+                             argument of every callback) */
     int32_t unit;         /* shadow unit of the probe's NOP */
     int32_t orig;         /* original unit of the opcode the events belong to */
     int32_t line;         /* the line, for LINE probes */
@@ -146,6 +149,17 @@ typedef struct li_probes {
     int32_t *shadow_of;         /* original unit -> shadow unit of the same unit */
     int n_probes;
     li_probe *probes;           /* by shadow position */
+    int n_armed;                /* probes currently armed */
+    int entry_probe;            /* first probe after RESUME 0, or -1 */
+    /* Probes whose tools had all returned DISABLE were left out ("partial");
+       the shadow must be rebuilt once a tool may want them again, that is
+       when tools were added to the events or restart_events() ran. */
+    bool partial;
+    uint8_t built_tools[LI_LOCAL_EVENT_COUNT];
+    uint32_t built_epoch;
+    /* Another shadow replaced this one for new frames; functions that still
+       point here are redirected when they next start (at entry_probe). */
+    bool obsolete;
     struct li_probes *next, *prev;   /* all live shadows */
 } li_probes;
 
@@ -167,6 +181,11 @@ PyCodeObject *li_build_shadow(PyCodeObject *original, li_code_state *cs,
 
 /* Arms or disarms every probe of `lp` according to the current state. */
 void li_probes_sync(li_probes *lp);
+/* Whether `lp` lacks probes that some tool may want now. */
+bool li_probes_stale(const li_probes *lp);
+/* Replaces `lp`, whose probes are mostly disarmed, by a shadow without
+ * them, for the frames that start from now on.  0 or -1. */
+int li_compact(li_probes *lp);
 /* The first live shadow (iterate with ->next). */
 li_probes *li_all_shadows(void);
 

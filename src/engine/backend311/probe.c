@@ -88,6 +88,8 @@ static void
 set_armed(li_probes *lp, const li_probe *p, int index, bool armed)
 {
     uint8_t *bytes = (uint8_t *)probe_first_unit(lp, p);
+    bool was_armed = bytes[0] == NOP;
+    lp->n_armed += (int)armed - (int)was_armed;
     /* One aligned 16-bit store: other threads see the old or the new unit. */
     _Py_CODEUNIT unit;
     uint8_t *u = (uint8_t *)&unit;
@@ -103,10 +105,13 @@ set_armed(li_probes *lp, const li_probe *p, int index, bool armed)
 }
 
 static bool
-probe_wanted(const li_probes *lp, const li_probe *p)
+probe_wanted(const li_probes *lp, const li_probe *p, int index)
 {
-    for (int e = 0; e < LI_EVENT_COUNT; e++) {
-        if ((p->events & LI_EVENT_BIT(e)) && li_tools_at(lp->cs, e, p->orig)) {
+    if (lp->obsolete && index == lp->entry_probe) {
+        return true;    /* it redirects functions to the current shadow */
+    }
+    for (uint32_t events = p->events; events; events &= events - 1) {
+        if (li_tools_at(lp->cs, __builtin_ctz(events), p->orig)) {
             return true;
         }
     }
@@ -120,7 +125,7 @@ li_probes_sync(li_probes *lp)
         return;
     }
     for (int i = 0; i < lp->n_probes; i++) {
-        set_armed(lp, &lp->probes[i], i, probe_wanted(lp, &lp->probes[i]));
+        set_armed(lp, &lp->probes[i], i, probe_wanted(lp, &lp->probes[i], i));
     }
 }
 
@@ -151,72 +156,119 @@ raised_on_same_line(_PyInterpreterFrame *frame, const li_probes *lp,
     return same;
 }
 
-/* Events of one probe, in the order CPython delivers events at a single
- * instruction: INSTRUCTION before the instruction's own event. */
-static const int8_t delivery_order[] = {
-    LI_PY_START, LI_PY_RESUME, LI_LINE, LI_INSTRUCTION, LI_PY_RETURN, LI_PY_YIELD,
-};
+static int
+fire_event(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp,
+           li_probe *p, int event)
+{
+    uint8_t tools = li_tools_at(lp->cs, event, p->orig);
+    if (tools == 0) {
+        return 0;
+    }
+    if (event == LI_LINE && p->kind == LI_PROBE_LINE_HANDLER &&
+        raised_on_same_line(frame, lp, p))
+    {
+        return 0;
+    }
+    if (p->arg == NULL) {
+        p->arg = PyLong_FromLong(event == LI_LINE ? p->line
+                                 : (long)p->orig * (long)sizeof(_Py_CODEUNIT));
+        if (p->arg == NULL) {
+            return -1;
+        }
+    }
+    PyObject *args[4] = {NULL, (PyObject *)lp->original, p->arg, NULL};
+    size_t nargs = 2;
+    if (event == LI_PY_RETURN || event == LI_PY_YIELD) {
+        /* The value is on top of the stack, under the probe's operand. */
+        args[3] = frame->localsplus[lp->shadow->co_nlocalsplus + p->depth - 1];
+        nargs = 3;
+    }
+    return li_call_tools(tstate, event, tools, lp->cs, p->orig, args, nargs);
+}
 
 static int
 fire(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp,
      li_probe *p, int index)
 {
-    li_code_state *cs = lp->cs;
-    PyObject *args[4] = {NULL, (PyObject *)lp->original, NULL, NULL};
-    for (size_t k = 0; k < sizeof(delivery_order); k++) {
-        int event = delivery_order[k];
-        if (!(p->events & LI_EVENT_BIT(event))) {
-            continue;
-        }
-        uint8_t tools = li_tools_at(cs, event, p->orig);
-        if (tools == 0) {
-            continue;
-        }
-        size_t nargs = 2;
-        if (event == LI_LINE) {
-            if (p->kind == LI_PROBE_LINE_HANDLER && raised_on_same_line(frame, lp, p)) {
-                continue;
-            }
-            args[2] = PyLong_FromLong(p->line);
-        }
-        else {
-            args[2] = PyLong_FromLong((long)p->orig * (long)sizeof(_Py_CODEUNIT));
-            if (event == LI_PY_RETURN || event == LI_PY_YIELD) {
-                /* The value is on top of the stack under the probe. */
-                args[3] = frame->localsplus[lp->shadow->co_nlocalsplus + p->depth - 1];
-                nargs = 3;
-            }
-        }
-        if (args[2] == NULL) {
+    /* At one instruction CPython delivers INSTRUCTION before the
+       instruction's own event; the other combinations in one probe follow
+       event id order. */
+    uint32_t events = p->events;
+    if (events & LI_EVENT_BIT(LI_INSTRUCTION)) {
+        if (fire_event(tstate, frame, lp, p, LI_INSTRUCTION) < 0) {
             return -1;
         }
-        int err = li_call_tools(tstate, event, tools, cs, p->orig, args, nargs);
-        Py_CLEAR(args[2]);
-        args[3] = NULL;
-        if (err < 0) {
+        events &= ~LI_EVENT_BIT(LI_INSTRUCTION);
+    }
+    while (events) {
+        int event = __builtin_ctz(events);
+        events &= events - 1;
+        if (fire_event(tstate, frame, lp, p, event) < 0) {
             return -1;
         }
     }
-    if (!probe_wanted(lp, p)) {
+    if (!probe_wanted(lp, p, index)) {
         set_armed(lp, p, index, false);
+        /* Disarmed probes still cost a jump each; once most are, a shadow
+           without them serves better. */
+        if (!lp->obsolete && lp->n_armed * 2 <= lp->n_probes) {
+            return li_compact(lp);
+        }
     }
     return 0;
 }
 
-static PyObject *
-probes_invert(PyObject *self)
+bool
+li_probes_stale(const li_probes *lp)
+{
+    if (!lp->partial) {
+        return false;
+    }
+    if (lp->built_epoch != li_reg.disable_epoch) {
+        return true;
+    }
+    for (int e = 0; e < LI_LOCAL_EVENT_COUNT; e++) {
+        uint8_t now = li_reg.global_tools[e] | lp->cs->local_tools[e];
+        if (now & (uint8_t)~lp->built_tools[e]) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A function still running an obsolete shadow starts here: its later calls
+ * run the current code of its original. */
+static int
+redirect(_PyInterpreterFrame *frame, li_probes *lp)
+{
+    PyFunctionObject *func = frame->f_func;
+    if (func == NULL || func->func_code != (PyObject *)lp->shadow) {
+        return 0;
+    }
+    PyObject *desired = li_desired_code(lp->original);
+    if (desired == NULL) {
+        return -1;
+    }
+    Py_SETREF(func->func_code, desired);
+    func->func_version = 0;
+    return 0;
+}
+
+/* nb_bool of li_probes: UNARY_NOT of a probe runs it.  0, or -1 with an
+ * exception set, which the probe raises at its instruction. */
+static int
+probes_run(PyObject *self)
 {
     li_probes *lp = (li_probes *)self;
     PyThreadState *tstate = _PyThreadState_GET();
     _PyInterpreterFrame *frame = tstate->cframe->current_frame;
     if (lp->shadow == NULL || frame == NULL || frame->f_code != lp->shadow) {
-        PyErr_Format(PyExc_TypeError, "bad operand type for unary ~: '%.200s'",
-                     Py_TYPE(self)->tp_name);
-        return NULL;
+        /* Someone else evaluated the object's truth: it is true. */
+        return 1;
     }
     if (tstate->tracing) {
         /* Code run by a callback (or by a sys.settrace function) gets no events. */
-        Py_RETURN_NONE;
+        return 0;
     }
     _Py_CODEUNIT *call = frame->prev_instr;
     int index = _Py_OPARG(call[0]) | _Py_OPARG(call[1]) << 8;
@@ -228,14 +280,14 @@ probes_invert(PyObject *self)
             call - _PyCode_CODE(lp->shadow))
     {
         PyErr_SetString(PyExc_SystemError, "lowimpact: probe not found");
-        return NULL;
+        return -1;
+    }
+    if (lp->obsolete && index == lp->entry_probe && redirect(frame, lp) < 0) {
+        return -1;
     }
     /* The running frame holds the shadow, which holds us: callbacks cannot
        free this data. */
-    if (fire(tstate, frame, lp, &lp->probes[index], index) < 0) {
-        return NULL;
-    }
-    Py_RETURN_NONE;
+    return fire(tstate, frame, lp, &lp->probes[index], index);
 }
 
 static void
@@ -243,6 +295,9 @@ probes_dealloc(PyObject *self)
 {
     li_probes *lp = (li_probes *)self;
     assert(lp->shadow == NULL);
+    for (int i = 0; i < lp->n_probes; i++) {
+        Py_XDECREF(lp->probes[i].arg);
+    }
     PyMem_Free(lp->orig_of);
     PyMem_Free(lp->shadow_of);
     PyMem_Free(lp->probes);
@@ -251,7 +306,7 @@ probes_dealloc(PyObject *self)
 }
 
 static PyNumberMethods probes_as_number = {
-    .nb_invert = probes_invert,
+    .nb_bool = probes_run,
 };
 
 PyTypeObject li_probes_type = {

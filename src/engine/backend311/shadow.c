@@ -16,7 +16,7 @@
 
 #include "b311.h"
 
-#define PROBE_BASE_SIZE 4    /* NOP, LOAD_CONST, UNARY_INVERT, POP_TOP */
+#define PROBE_BASE_SIZE 4    /* NOP, LOAD_CONST, UNARY_NOT, POP_TOP */
 
 typedef struct {
     int after, line, instr;  /* probe index or -1 */
@@ -27,6 +27,9 @@ typedef struct {
 
 typedef struct {
     li_analysis an;
+    li_code_state *cs;
+    bool partial;             /* a probe was left out: every tool disabled it */
+    int entry_probe;
     plan *plans;
     li_probe *probes;
     int n_probes;
@@ -41,9 +44,24 @@ ext_needed(int oparg)
     return oparg > 0xFFFFFF ? 3 : oparg > 0xFFFF ? 2 : oparg > 0xFF ? 1 : 0;
 }
 
+/* Adds a probe for those of `events` that some tool still wants at
+ * `owner`; -1 if none does. */
 static int
 add_probe(builder *b, int kind, const li_instr *owner, int depth, uint32_t events)
 {
+    uint32_t wanted = 0;
+    for (int e = 0; e < LI_EVENT_COUNT; e++) {
+        if ((events & LI_EVENT_BIT(e)) && li_tools_at(b->cs, e, owner->op)) {
+            wanted |= LI_EVENT_BIT(e);
+        }
+    }
+    if (wanted != events) {
+        b->partial = true;
+    }
+    if (wanted == 0) {
+        return -1;
+    }
+    events = wanted;
     li_probe *p = &b->probes[b->n_probes];
     p->kind = (uint8_t)kind;
     p->orig = owner->op;
@@ -107,6 +125,7 @@ plan_probes(builder *b, li_event_set kinds)
         const li_instr *prev = i > 0 ? &an->instrs[i - 1] : NULL;
         bool entered_from_prev = prev != NULL && prev->depth >= 0 &&
                                  (prev->flags & LI_I_FALLS_THROUGH);
+        int first_probe = b->n_probes;
         if (entered_from_prev && (prev->flags & LI_I_TRACEABLE)) {
             uint32_t events = after_events(prev, kinds);
             if (events) {
@@ -118,12 +137,17 @@ plan_probes(builder *b, li_event_set kinds)
                                                          : LI_PROBE_LINE;
             pl->line = add_probe(b, kind, in, in->depth, LI_EVENT_BIT(LI_LINE));
             /* RESUME never hides the next line: CPython 3.12's rule. */
-            pl->skip = entered_from_prev && prev->line == in->line &&
+            pl->skip = pl->line >= 0 && entered_from_prev && prev->line == in->line &&
                        prev->opcode != RESUME;
         }
         uint32_t events = own_events(in, kinds);
         if (events) {
             pl->instr = add_probe(b, LI_PROBE_INSTR, in, in->depth, events);
+        }
+        if (prev != NULL && prev->opcode == RESUME && prev->oparg == 0 &&
+            b->n_probes > first_probe)
+        {
+            b->entry_probe = first_probe;
         }
     }
     return 0;
@@ -246,7 +270,7 @@ emit_probe(const builder *b, _Py_CODEUNIT *out, int index)
     /* Enabled state; li_probes_sync() sets the real one before first use. */
     *p++ = make_unit(NOP, (index >> 16) & 0xFF);
     p = emit_with_prefixes(p, b->probe_size - PROBE_BASE_SIZE, LOAD_CONST, b->probes_const);
-    *p++ = make_unit(UNARY_INVERT, index & 0xFF);
+    *p++ = make_unit(UNARY_NOT, index & 0xFF);
     *p++ = make_unit(POP_TOP, (index >> 8) & 0xFF);
 }
 
@@ -391,6 +415,8 @@ li_build_shadow(PyCodeObject *original, li_code_state *cs, li_event_set kinds,
     if (li_analyse(original, &b.an) < 0) {
         return NULL;
     }
+    b.cs = cs;
+    b.entry_probe = -1;
     b.probes_const = (int)PyTuple_GET_SIZE(consts);
     b.probe_size = PROBE_BASE_SIZE + ext_needed(b.probes_const);
     if (plan_probes(&b, kinds) < 0 || layout(&b) < 0) {
@@ -421,6 +447,12 @@ li_build_shadow(PyCodeObject *original, li_code_state *cs, li_event_set kinds,
     lp->n_probes = b.n_probes;
     lp->probes = b.probes;
     b.probes = NULL;
+    lp->entry_probe = b.entry_probe;
+    lp->partial = b.partial;
+    lp->built_epoch = li_reg.disable_epoch;
+    for (int e = 0; e < LI_LOCAL_EVENT_COUNT; e++) {
+        lp->built_tools[e] = li_reg.global_tools[e] | cs->local_tools[e];
+    }
     lp->shadow_of = PyMem_Calloc((size_t)b.an.n_units + 1, sizeof(int32_t));
     if (lp->shadow_of == NULL) {
         PyErr_NoMemory();

@@ -82,13 +82,25 @@ refresh_consts(li_probes *lp, PyObject *consts)
     }
 }
 
+/* Makes `lp` the shadow new frames of its original run. */
+static void
+make_current(li_code_state *cs, li_probes *lp)
+{
+    li_probes *previous = li_current_shadow(cs);
+    cs->backend = lp;
+    if (previous != NULL && previous != lp) {
+        previous->obsolete = true;
+        li_probes_sync(previous);    /* arms its entry probe */
+    }
+}
+
 PyObject *
 li_desired_code(PyCodeObject *original)
 {
     assert(li_shadow_probes(original) == NULL);
     li_code_state *cs = li_code_state_get(original);
     li_event_set kinds = wanted_kinds(cs);
-    if (!kinds && !needs_shadow(original)) {
+    if ((cs != NULL && cs->excluded) || (!kinds && !needs_shadow(original))) {
         return Py_NewRef(original);
     }
     if (cs == NULL && (cs = li_code_state_ensure(original)) == NULL) {
@@ -100,18 +112,34 @@ li_desired_code(PyCodeObject *original)
     }
     li_probes *current = li_current_shadow(cs);
     PyObject *result;
-    if (current != NULL && current->kinds == kinds) {
+    if (current != NULL && current->kinds == kinds && !li_probes_stale(current)) {
         refresh_consts(current, consts);
         result = Py_NewRef(current->shadow);
     }
     else {
         result = (PyObject *)li_build_shadow(original, cs, kinds, consts);
         if (result != NULL) {
-            cs->backend = li_shadow_probes((PyCodeObject *)result);
+            make_current(cs, li_shadow_probes((PyCodeObject *)result));
         }
     }
     Py_DECREF(consts);
     return result;
+}
+
+int
+li_compact(li_probes *lp)
+{
+    li_code_state *cs = lp->cs;
+    if (cs->backend != lp) {
+        return 0;
+    }
+    /* The next function to start builds a shadow without the disarmed
+       probes, and functions still pointing here move to it at their next
+       start. */
+    cs->backend = NULL;
+    lp->obsolete = true;
+    li_probes_sync(lp);
+    return 0;
 }
 
 static void
@@ -354,6 +382,43 @@ li_backend_code_state_free(li_code_state *cs)
     /* Shadows hold their original, so none can outlive it. */
     assert(cs->backend == NULL);
     (void)cs;
+}
+
+PyObject *
+li_backend_debug_shadow(PyCodeObject *code, li_event_set events)
+{
+    li_code_state *cs = li_code_state_ensure(code);
+    if (cs == NULL) {
+        return NULL;
+    }
+    /* Selected as if by a local tool 5 that never returned DISABLE. */
+    li_code_state scratch = *cs;
+    for (int e = 0; e < LI_LOCAL_EVENT_COUNT; e++) {
+        scratch.local_tools[e] = (events & LI_EVENT_BIT(e)) ? 1 << 5 : 0;
+        scratch.disabled[e] = NULL;
+    }
+    PyCodeObject *shadow = li_build_shadow(code, &scratch, events & LI_PROBED_EVENTS,
+                                           code->co_consts);
+    if (shadow == NULL) {
+        return NULL;
+    }
+    li_probes *lp = li_shadow_probes(shadow);
+    lp->cs = cs;    /* the scratch state dies here */
+    PyObject *units = PyList_New(lp->n_units);
+    if (units == NULL) {
+        Py_DECREF(shadow);
+        return NULL;
+    }
+    for (int u = 0; u < lp->n_units; u++) {
+        PyObject *unit = PyLong_FromLong(lp->orig_of[u]);
+        if (unit == NULL) {
+            Py_DECREF(units);
+            Py_DECREF(shadow);
+            return NULL;
+        }
+        PyList_SET_ITEM(units, u, unit);
+    }
+    return Py_BuildValue("(NN)", shadow, units);
 }
 
 /* ---- code that starts running later ------------------------------------ */

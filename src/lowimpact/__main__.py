@@ -1,0 +1,28 @@
+"""``python -m lowimpact``: run programs with low-impact monitoring.
+
+Usage::
+
+    python -m lowimpact run   [-m] script|module [args ...]
+    python -m lowimpact trace [--events NAMES] [--output FILE] [--all-code]
+                              [-m] script|module [args ...]
+    python -m lowimpact <command> -h
+
+``run`` runs a script (or, with ``-m``, a module) as ``python`` would, with
+:mod:`lowimpact.monitoring` installed as ``sys.monitoring``.
+
+``trace`` runs it and prints its ``sys.monitoring`` events, one a line, to
+stderr or FILE: event, ``file:line``, function, ``@offset`` and value, source
+line.  NAMES is a comma-separated list of event names (any case; ``ALL`` for
+all but INSTRUCTION; default ``PY_START,PY_RESUME,PY_RETURN,PY_YIELD,LINE``).
+Only the code under the script's directory is traced, not the standard
+library or installed packages, unless ``--all-code`` is given.
+
+The program's output, exit status and traceback are as without lowimpact.
+"""
+
+import sys
+
+from lowimpact._cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

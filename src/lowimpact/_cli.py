@@ -1,0 +1,231 @@
+"""The command line, ``python -m lowimpact <command>``; the tools live in
+:mod:`lowimpact.tools`."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import types
+from typing import TYPE_CHECKING, Callable, ContextManager, Optional, Sequence, TextIO, TypeVar
+
+if TYPE_CHECKING:
+    from lowimpact.tools.target import Target
+
+PROG = "python -m lowimpact"
+
+T = TypeVar("T")
+
+_DESCRIPTION = """\
+Low-impact monitoring (PEP 669 sys.monitoring) for every CPython: on 3.12 and
+newer the interpreter's own, on 3.11 lowimpact's engine."""
+
+_RUN_DESCRIPTION = """\
+Run a Python script or module as python would (sys.argv, sys.path[0],
+__main__, exit status and traceback), with lowimpact.monitoring installed as
+sys.monitoring, so that code written for sys.monitoring also runs on 3.11."""
+
+_TRACE_DESCRIPTION = """\
+Run a Python script or module and print the sys.monitoring events of its code,
+one a line:
+
+  EVENT     file:line      function         @offset value      | source line
+
+  PY_START  fib.py:11      fib              @0                 | def fib(n):
+  LINE      fib.py:12      fib                                 |     if n < 2:
+  LINE      fib.py:13      fib                                 |         return n
+  PY_RETURN fib.py:13      fib              @14 -> 1           |         return n
+
+@offset is the bytecode offset of the instruction, as dis numbers it (LINE
+events have none).  The value after it is
+  -> value              for PY_RETURN and PY_YIELD,
+  callable arg0=value   for CALL, C_RETURN and C_RAISE (the first argument),
+  Type: message         for the exception of RAISE, RERAISE, PY_UNWIND,
+                        PY_THROW, EXCEPTION_HANDLED and STOP_ITERATION,
+  -> @destination       for JUMP and BRANCH,
+  the instruction       for INSTRUCTION.
+
+The program's exit status, output and traceback are as without tracing."""
+
+_TRACE_EPILOG = """\
+events:
+  PY_START PY_RESUME PY_RETURN PY_YIELD CALL LINE INSTRUCTION JUMP BRANCH
+  STOP_ITERATION RAISE RERAISE EXCEPTION_HANDLED PY_UNWIND PY_THROW C_RETURN
+  C_RAISE (see the sys.monitoring documentation); ALL is all but INSTRUCTION.
+
+examples:
+  python -m lowimpact trace examples/fib.py
+  python -m lowimpact trace --events all -o fib.trace examples/fib.py
+  python -m lowimpact trace --events call,c_return -m json.tool data.json"""
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run ``python -m lowimpact`` with *argv* (default: ``sys.argv[1:]``).
+
+    Returns the exit status for ``sys.exit()``.  Meant to be the last thing
+    a process does: an exception that ends the program run (``SystemExit``
+    included) propagates, so that python reports it and ends the process as
+    it would have without lowimpact; ``sys.excepthook`` is wrapped to leave
+    lowimpact's and runpy's frames out of the traceback.
+    """
+    parser = _parser()
+    options = parser.parse_args(argv)
+    return options.handler(options, options.parser)
+
+
+def _parser() -> argparse.ArgumentParser:
+    from lowimpact import __version__
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=_DESCRIPTION,
+        epilog='Run "%s <command> -h" for the options of a command.' % PROG,
+    )
+    parser.add_argument("--version", action="version", version="lowimpact " + __version__)
+    commands = parser.add_subparsers(title="commands", metavar="<command>", dest="command")
+    commands.required = True
+
+    run = commands.add_parser(
+        "run",
+        help="run a script or module with lowimpact.monitoring as sys.monitoring",
+        description=_RUN_DESCRIPTION,
+        usage="%s run [-h] (script | -m module) [args ...]" % PROG,
+    )
+    _add_target_arguments(run)
+    run.set_defaults(handler=_run, parser=run)
+
+    trace = commands.add_parser(
+        "trace",
+        help="run a script or module and print its events",
+        description=_TRACE_DESCRIPTION,
+        epilog=_TRACE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="%s trace [-h] [--events NAMES] [--output FILE] [--all-code]\n"
+        "       %s(script | -m module) [args ...]" % (PROG, " " * len(PROG + " trace ")),
+    )
+    trace.add_argument(
+        "-e",
+        "--events",
+        metavar="NAMES",
+        help="comma-separated event names, in any case; ALL for all but INSTRUCTION; "
+        "C_RETURN and C_RAISE bring CALL with them "
+        "(default: PY_START,PY_RESUME,PY_RETURN,PY_YIELD,LINE)",
+    )
+    trace.add_argument(
+        "-o", "--output", metavar="FILE", help="write the events to FILE (default: stderr)"
+    )
+    trace.add_argument(
+        "--all-code",
+        action="store_true",
+        help="trace all code, not only the files in the script's (or top-level "
+        "package's) directory tree outside the standard library and installed packages",
+    )
+    _add_target_arguments(trace)
+    trace.set_defaults(handler=_trace, parser=trace)
+    return parser
+
+
+def _add_target_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-m", dest="module", action="store_true", help="run a module or package, like python -m"
+    )
+    parser.add_argument(
+        "target",
+        metavar="script | module",
+        help="the script (a file, or a directory or zip file with __main__.py); "
+        "with -m, the module",
+    )
+    # REMAINDER: everything after the target is the program's, even "-x" options.
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="the program's arguments")
+
+
+def _run(options: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from lowimpact.tools.target import Target
+
+    _install()
+    return _run_target(Target(options.target, options.args, module=options.module))
+
+
+def _trace(options: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from lowimpact.tools.target import Scope, Target
+
+    _install()
+    from lowimpact.tools.trace import DEFAULT_EVENTS, Tracer, parse_events
+
+    try:
+        events = list(DEFAULT_EVENTS) if options.events is None else parse_events(options.events)
+    except ValueError as exc:
+        parser.error(str(exc))
+    target = Target(options.target, options.args, module=options.module)
+    scope = Scope(target.root(), all_code=options.all_code)
+    if options.output is None:
+        return _run_target(target, Tracer(sys.stderr, events=events, scope=scope))
+    with _open_output(options.output, parser) as stream:
+        return _run_target(target, Tracer(stream, events=events, scope=scope))
+
+
+def _open_output(path: str, parser: argparse.ArgumentParser) -> TextIO:
+    try:
+        # Line buffered: what was traced before a crash, os._exit() or fork()
+        # is in the file, once.
+        return open(path, "w", encoding="utf-8", errors="backslashreplace", buffering=1)
+    except OSError as exc:
+        parser.error("cannot write %s: %s" % (path, exc.strerror))
+
+
+def _install() -> None:
+    import lowimpact
+
+    try:
+        lowimpact.install()
+    except ImportError as exc:
+        sys.exit("%s: sys.monitoring is not available: %s" % (PROG, exc))
+
+
+def _run_target(target: "Target", monitor: ContextManager = contextlib.nullcontext()) -> int:
+    """Run *target* inside *monitor*, which sees the program and nothing of its loading."""
+    from lowimpact.tools.target import CannotRun
+
+    try:
+        run = _program_step(target.prepare)
+        with monitor:
+            _program_step(run)
+    except CannotRun as exc:
+        # python's own words for a missing script or module.
+        print("%s: %s" % (sys.executable, exc), file=sys.stderr)
+        return exc.status
+    return 0
+
+
+def _program_step(step: Callable[[], T]) -> T:
+    """``step()``, where an exception comes from the program (or is python's
+    ``SyntaxError`` about it) and is to be reported as python would."""
+    from lowimpact.tools.target import CannotRun
+
+    try:
+        return step()
+    except (SystemExit, CannotRun):
+        raise
+    except BaseException as exc:
+        _report_without_launcher(exc)
+        raise
+
+
+def _report_without_launcher(exc: BaseException) -> None:
+    """Have *exc*, on its way out of the process, shown without the frames of
+    lowimpact and runpy that ran the program."""
+    from lowimpact.tools.target import is_launcher_file
+
+    program_hook: Callable = sys.excepthook
+
+    def excepthook(
+        exc_type: type, value: BaseException, traceback: Optional[types.TracebackType]
+    ) -> None:
+        if value is exc:
+            while traceback and is_launcher_file(traceback.tb_frame.f_code.co_filename):
+                traceback = traceback.tb_next
+            # The default hook prints value.__traceback__, not its argument.
+            value.__traceback__ = traceback
+        program_hook(exc_type, value, traceback)
+
+    sys.excepthook = excepthook
