@@ -325,7 +325,8 @@ restart_events(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
 {
     li_reg.disable_epoch++;
     li_reg.version++;
-    if (li_backend_rearm() < 0) {
+    /* Shadows built without disabled probes must be rebuilt with them. */
+    if (li_backend_update() < 0) {
         return NULL;
     }
     Py_RETURN_NONE;

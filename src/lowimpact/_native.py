@@ -55,9 +55,16 @@ def _reachable_code_objects() -> set:
             frame = getattr(obj, "gi_frame", None) or getattr(obj, "cr_frame", None) or getattr(obj, "ag_frame", None)
             if frame is not None:
                 add(frame.f_code)
-        else:
-            for referent in gc.get_referents(obj):
-                add(referent)
+        elif isinstance(obj, types.FrameType):
+            add(obj.f_code)
+        elif isinstance(obj, dict):
+            for value in obj.values():
+                add(value)
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            # Only plain containers: gc.get_referents() of some extension
+            # objects hands out objects it does not own (3.12.1 _asyncio).
+            for item in obj:
+                add(item)
     for frame in sys._current_frames().values():
         while frame is not None:
             add(frame.f_code)

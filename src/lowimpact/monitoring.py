@@ -10,7 +10,6 @@ where events are wanted.
 from __future__ import annotations
 
 import sys
-from types import CodeType
 
 _SUPPORTED = "CPython 3.11, 3.12 and 3.13"
 
@@ -86,14 +85,40 @@ else:
     # instrumented code, and it receives its events for the rest of its run
     # (as natively).  The frame executing a C function cannot be moved.
 
-    def set_events(tool_id: int, event_set: int, /) -> None:
-        """Select event_set for all code on behalf of tool_id."""
-        _engine.set_events(tool_id, event_set)
+    # They take *args and **kwargs so that the engine checks the arguments and
+    # raises exactly what the native functions raise.
 
-    def set_local_events(tool_id: int, code: CodeType, event_set: int, /) -> None:
-        """Select event_set for the code object code on behalf of tool_id."""
-        _engine.set_local_events(tool_id, code, event_set)
+    def set_events(*args: object, **kwargs: object) -> None:
+        """set_events(tool_id, event_set, /)
 
-    for _api in (set_events, set_local_events):
+        Select event_set for all code on behalf of tool_id.
+        """
+        _engine.set_events(*args, **kwargs)
+
+    def set_local_events(*args: object, **kwargs: object) -> None:
+        """set_local_events(tool_id, code, event_set, /)
+
+        Select event_set for the code object code (not the code nested in
+        it) on behalf of tool_id.
+        """
+        _engine.set_local_events(*args, **kwargs)
+
+    import builtins as _builtins
+
+    _build_class = _builtins.__build_class__
+
+    def __build_class__(*args: object, **kwargs: object) -> object:
+        """__build_class__(func, name, /, *bases, [metaclass], **kwds) -> class
+
+        The builtin, which lowimpact stands in for while some functions start
+        in code that a trampoline moves onto instrumented code (such a
+        trampoline fetches this function and calls it without arguments).
+        """
+        if args or kwargs or not _engine._trampoline_landed():
+            return _build_class(*args, **kwargs)
+        return None
+
+    for _api in (set_events, set_local_events, __build_class__):
         _engine._exclude(_api.__code__)
+    _engine._set_trampoline_target(__build_class__)
     del _api

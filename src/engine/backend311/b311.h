@@ -151,6 +151,7 @@ typedef struct li_probes {
     li_probe *probes;           /* by shadow position */
     int n_armed;                /* probes currently armed */
     int entry_probe;            /* first probe after RESUME 0, or -1 */
+    int landing_unit;           /* landing pad for entry trampolines, or -1 */
     /* Probes whose tools had all returned DISABLE were left out ("partial");
        the shadow must be rebuilt once a tool may want them again, that is
        when tools were added to the events or restart_events() ran. */
@@ -189,12 +190,27 @@ int li_compact(li_probes *lp);
 /* The first live shadow (iterate with ->next). */
 li_probes *li_all_shadows(void);
 
-/* Backend data of a code state: the shadow new frames should run. */
+/* What the back end keeps per original code object (li_code_state.backend). */
+#define LI_TRAMPOLINE_UNITS 3   /* PUSH_NULL, LOAD_BUILD_CLASS, CALL 0 */
+
+typedef struct li_code_backend {
+    li_probes *current;          /* the shadow new frames run, or NULL */
+    /* Entry trampoline (trampoline.c): where it goes, what it replaced. */
+    int trampoline_at;           /* unit after RESUME 0; -1 if never armed */
+    bool trampoline_armed;
+    _Py_CODEUNIT saved[LI_TRAMPOLINE_UNITS];
+    struct li_code_backend *next_armed, *prev_armed;
+    li_code_state *cs;           /* the owner */
+} li_code_backend;
+
 static inline li_probes *
 li_current_shadow(const li_code_state *cs)
 {
-    return (li_probes *)cs->backend;
+    return cs->backend != NULL ? ((li_code_backend *)cs->backend)->current : NULL;
 }
+
+/* The back end data of `cs`, created if needed.  NULL with an exception. */
+li_code_backend *li_code_backend_ensure(li_code_state *cs);
 
 /* Events that need probes on 3.11 (the others are not delivered yet). */
 #define LI_PROBED_EVENTS (LI_EVENT_BIT(LI_PY_START) | LI_EVENT_BIT(LI_PY_RESUME) | \
@@ -206,6 +222,46 @@ li_current_shadow(const li_code_state *cs)
 /* The code new frames of `original` should run: itself or a shadow.
  * New reference, or NULL with an exception set. */
 PyObject *li_desired_code(PyCodeObject *original);
+
+/* The shadow a frame of `original` lands on after its entry trampoline:
+ * the one new frames run, or one without probes when none is wanted or the
+ * wanted one needs a larger stack than `capacity`.  New reference or NULL. */
+PyObject *li_landing_code(PyCodeObject *original, int capacity);
+
+/* ---- entry trampolines (trampoline.c) ---- */
+
+/* Functions made from `code` by frames that cannot be moved onto a shadow
+ * still start in the original; a trampoline after its RESUME 0 moves them
+ * onto a shadow when they start.  Arms one in `code` when it is safe; frames
+ * lists the running frames of every thread and generator.  0 or -1. */
+int li_trampoline_arm(li_code_state *cs, PyObject *frames);
+/* Disarms the trampolines of code that no longer needs events.  0 or -1. */
+int li_trampolines_disarm_unneeded(void);
+void li_trampoline_forget(li_code_backend *cb);
+/* Exchanges the trampoline of `code` with the units it replaced, if one is
+ * armed (calling it again undoes it).  True if there was one. */
+bool li_trampoline_swap(PyCodeObject *code);
+int li_trampoline_init(PyObject *module);
+
+/* ---- frames (frames.c) ---- */
+
+/* How many value stack slots a frame can use: what it was allocated for,
+ * plus the slot CPython 3.11 always leaves free after the top frame of a
+ * thread's data stack (usable only for a moment, see frames.c), plus the
+ * slot lowimpact adds to generators created after its import. */
+int li_frame_capacity(PyThreadState *ts, _PyInterpreterFrame *frame);
+/* The generator, coroutine or async generator a frame belongs to. */
+static inline PyGenObject *
+li_frame_generator(_PyInterpreterFrame *frame)
+{
+    assert(frame->owner == FRAME_OWNED_BY_GENERATOR);
+    return (PyGenObject *)((char *)frame - offsetof(PyGenObject, gi_iframe));
+}
+/* Points a frame that is not executing at `code`, at unit `unit`.  A
+ * generator's gi_code stays the code it was created with, which is what its
+ * memory was sized for. */
+void li_frame_set_code(_PyInterpreterFrame *frame, PyCodeObject *code, int unit);
+int li_frames_init(void);
 
 /* ---- transparency (transparency.c) ---- */
 

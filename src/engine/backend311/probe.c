@@ -45,8 +45,8 @@ shadow_dying(void *ptr)
         lp->next->prev = lp->prev;
     }
     lp->next = lp->prev = NULL;
-    if (lp->cs != NULL && lp->cs->backend == lp) {
-        lp->cs->backend = NULL;
+    if (lp->cs != NULL && li_current_shadow(lp->cs) == lp) {
+        ((li_code_backend *)lp->cs->backend)->current = NULL;
     }
     lp->shadow = NULL;
 }

@@ -30,6 +30,8 @@ typedef struct {
     li_code_state *cs;
     bool partial;             /* a probe was left out: every tool disabled it */
     int entry_probe;
+    int resume;               /* index of RESUME 0, or -1 */
+    int pad_pos, pad_ext;     /* landing pad, see below; -1 if none */
     plan *plans;
     li_probe *probes;
     int n_probes;
@@ -144,10 +146,11 @@ plan_probes(builder *b, li_event_set kinds)
         if (events) {
             pl->instr = add_probe(b, LI_PROBE_INSTR, in, in->depth, events);
         }
-        if (prev != NULL && prev->opcode == RESUME && prev->oparg == 0 &&
-            b->n_probes > first_probe)
-        {
-            b->entry_probe = first_probe;
+        if (prev != NULL && prev->opcode == RESUME && prev->oparg == 0) {
+            b->resume = i - 1;
+            if (b->n_probes > first_probe) {
+                b->entry_probe = first_probe;
+            }
         }
     }
     return 0;
@@ -213,6 +216,17 @@ layout(builder *b)
             pl->pos_op = pos + pl->ext;
             pl->pos_end = pl->pos_op + (in->end - in->op);
             pos = pl->pos_end;
+        }
+        b->pad_pos = -1;
+        if (b->resume >= 0 && b->resume + 1 < an->n_instrs) {
+            b->pad_pos = pos;
+            b->pad_ext = 0;
+            while (ext_needed(pos + 2 + b->pad_ext - b->plans[b->resume].pos_start) >
+                   b->pad_ext)
+            {
+                b->pad_ext++;
+            }
+            pos += 2 + b->pad_ext;
         }
         b->n_units = pos;
         bool grew = false;
@@ -342,6 +356,62 @@ emit(builder *b, shadow_image *img)
     }
 }
 
+/* The landing pad: a frame moved onto the shadow by an entry trampoline (see
+ * trampoline.c) resumes here with the trampoline's call result on its stack,
+ * drops it, and goes to RESUME 0, which the trampoline replaced. */
+static void
+emit_landing_pad(const builder *b, shadow_image *img)
+{
+    if (b->pad_pos < 0) {
+        return;
+    }
+    _Py_CODEUNIT *out = img->code + b->pad_pos;
+    *out++ = make_unit(POP_TOP, 0);
+    int oparg = b->pad_pos + 2 + b->pad_ext - b->plans[b->resume].pos_start;
+    emit_with_prefixes(out, b->pad_ext, JUMP_BACKWARD, oparg);
+    fill_owned(b, img, b->pad_pos, 2 + b->pad_ext, b->an.instrs[b->resume].op);
+}
+
+/* The per-unit line array the interpreter's tracing reads (CPython fills it
+ * lazily from the location table).  It differs from the location table in
+ * one place: probes right after RESUME 0 have no line, so that a
+ * sys.settrace function sees the same 'line' events as in the original, where
+ * the first line event is the one of the instruction after RESUME. */
+static int
+set_line_array(const builder *b, const shadow_image *img, PyCodeObject *shadow)
+{
+    bool wide = false;
+    for (int u = 0; u < b->n_units; u++) {
+        wide |= img->locs[u].line > INT16_MAX;
+    }
+    size_t size = wide ? sizeof(int32_t) : sizeof(int16_t);
+    void *lines = PyMem_Malloc(size * (size_t)b->n_units);
+    if (lines == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    int hidden_from = -1, hidden_to = -1;
+    if (b->resume >= 0 && b->resume + 1 < b->an.n_instrs &&
+        b->plans[b->resume + 1].after >= 0)
+    {
+        hidden_from = b->plans[b->resume + 1].pos_after;
+        hidden_to = hidden_from + b->probe_size;
+    }
+    for (int u = 0; u < b->n_units; u++) {
+        int line = (u >= hidden_from && u < hidden_to) ? -1 : img->locs[u].line;
+        if (wide) {
+            ((int32_t *)lines)[u] = line;
+        }
+        else {
+            ((int16_t *)lines)[u] = (int16_t)line;
+        }
+    }
+    assert(shadow->_co_linearray == NULL);
+    shadow->_co_linearray = lines;
+    shadow->_co_linearray_entry_size = (short)size;
+    return 0;
+}
+
 /* The exception table of the shadow: every unit is covered by the handler
  * that covers the original unit it stands for. */
 static PyObject *
@@ -417,6 +487,7 @@ li_build_shadow(PyCodeObject *original, li_code_state *cs, li_event_set kinds,
     }
     b.cs = cs;
     b.entry_probe = -1;
+    b.resume = -1;
     b.probes_const = (int)PyTuple_GET_SIZE(consts);
     b.probe_size = PROBE_BASE_SIZE + ext_needed(b.probes_const);
     if (plan_probes(&b, kinds) < 0 || layout(&b) < 0) {
@@ -430,6 +501,7 @@ li_build_shadow(PyCodeObject *original, li_code_state *cs, li_event_set kinds,
         goto done;
     }
     emit(&b, &img);
+    emit_landing_pad(&b, &img);
 
     lp = PyObject_New(li_probes, &li_probes_type);
     if (lp == NULL) {
@@ -448,6 +520,7 @@ li_build_shadow(PyCodeObject *original, li_code_state *cs, li_event_set kinds,
     lp->probes = b.probes;
     b.probes = NULL;
     lp->entry_probe = b.entry_probe;
+    lp->landing_unit = b.pad_pos;
     lp->partial = b.partial;
     lp->built_epoch = li_reg.disable_epoch;
     for (int e = 0; e < LI_LOCAL_EVENT_COUNT; e++) {
@@ -503,6 +576,10 @@ li_build_shadow(PyCodeObject *original, li_code_state *cs, li_event_set kinds,
     };
     shadow = _PyCode_New(&con);
     if (shadow == NULL) {
+        goto done;
+    }
+    if (set_line_array(&b, &img, shadow) < 0) {
+        Py_CLEAR(shadow);
         goto done;
     }
     if (li_probes_attach(lp, shadow) < 0) {

@@ -159,9 +159,32 @@ install(size_t i, getter get, setter set)
     return err;
 }
 
+/* Code equality compares bytecode: while a trampoline replaces a few units
+ * of a code object, compare it as it was.  Nothing that runs Python code
+ * happens during the comparison (constants are builtin types). */
+static richcmpfunc code_richcompare;
+
+static PyObject *
+code_richcompare_original(PyObject *self, PyObject *other, int op)
+{
+    bool self_swapped = PyCode_Check(self) && li_trampoline_swap((PyCodeObject *)self);
+    bool other_swapped = other != self && PyCode_Check(other) &&
+                         li_trampoline_swap((PyCodeObject *)other);
+    PyObject *result = code_richcompare(self, other, op);
+    if (self_swapped) {
+        li_trampoline_swap((PyCodeObject *)self);
+    }
+    if (other_swapped) {
+        li_trampoline_swap((PyCodeObject *)other);
+    }
+    return result;
+}
+
 int
 li_install_transparency(void)
 {
+    code_richcompare = PyCode_Type.tp_richcompare;
+    PyCode_Type.tp_richcompare = code_richcompare_original;
     for (size_t i = 0; i < N_PATCHES; i++) {
         const char *name = patches[i].name;
         getter get = mapped_code_get;

@@ -82,16 +82,37 @@ refresh_consts(li_probes *lp, PyObject *consts)
     }
 }
 
-/* Makes `lp` the shadow new frames of its original run. */
-static void
+li_code_backend *
+li_code_backend_ensure(li_code_state *cs)
+{
+    if (cs->backend == NULL) {
+        li_code_backend *cb = PyMem_Calloc(1, sizeof(li_code_backend));
+        if (cb == NULL) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        cb->trampoline_at = -1;
+        cb->cs = cs;
+        cs->backend = cb;
+    }
+    return (li_code_backend *)cs->backend;
+}
+
+/* Makes `lp` the shadow new frames of its original run.  0 or -1. */
+static int
 make_current(li_code_state *cs, li_probes *lp)
 {
-    li_probes *previous = li_current_shadow(cs);
-    cs->backend = lp;
+    li_code_backend *cb = li_code_backend_ensure(cs);
+    if (cb == NULL) {
+        return -1;
+    }
+    li_probes *previous = cb->current;
+    cb->current = lp;
     if (previous != NULL && previous != lp) {
         previous->obsolete = true;
         li_probes_sync(previous);    /* arms its entry probe */
     }
+    return 0;
 }
 
 PyObject *
@@ -118,25 +139,52 @@ li_desired_code(PyCodeObject *original)
     }
     else {
         result = (PyObject *)li_build_shadow(original, cs, kinds, consts);
-        if (result != NULL) {
-            make_current(cs, li_shadow_probes((PyCodeObject *)result));
+        if (result != NULL &&
+            make_current(cs, li_shadow_probes((PyCodeObject *)result)) < 0)
+        {
+            Py_CLEAR(result);
         }
     }
     Py_DECREF(consts);
     return result;
 }
 
+PyObject *
+li_landing_code(PyCodeObject *original, int capacity)
+{
+    PyObject *desired = li_desired_code(original);
+    if (desired == NULL) {
+        return NULL;
+    }
+    li_probes *lp = li_shadow_probes((PyCodeObject *)desired);
+    if (lp != NULL && lp->landing_unit >= 0 &&
+        ((PyCodeObject *)desired)->co_stacksize <= capacity)
+    {
+        return desired;
+    }
+    Py_DECREF(desired);
+    li_code_state *cs = li_code_state_ensure(original);
+    PyObject *consts = cs != NULL ? desired_consts(original) : NULL;
+    if (consts == NULL) {
+        return NULL;
+    }
+    /* Without probes: the stack of the original is enough. */
+    PyObject *bare = (PyObject *)li_build_shadow(original, cs, 0, consts);
+    Py_DECREF(consts);
+    return bare;
+}
+
 int
 li_compact(li_probes *lp)
 {
     li_code_state *cs = lp->cs;
-    if (cs->backend != lp) {
+    if (li_current_shadow(cs) != lp) {
         return 0;
     }
     /* The next function to start builds a shadow without the disarmed
        probes, and functions still pointing here move to it at their next
        start. */
-    cs->backend = NULL;
+    ((li_code_backend *)cs->backend)->current = NULL;
     lp->obsolete = true;
     li_probes_sync(lp);
     return 0;
@@ -190,32 +238,6 @@ map_unit(PyCodeObject *from, PyCodeObject *to, int unit)
     return dst != NULL ? dst->shadow_of[orig] : orig;
 }
 
-/* Whether the value stack of a frame on a thread's data stack may grow by
- * `extra` slots.  While a frame runs it is the top of its thread's data
- * stack, and CPython 3.11 always leaves at least one free slot after the top
- * frame inside its chunk; the slot is only used during a probe's call, after
- * the probe's operand was read and before its result is written. */
-static bool
-data_stack_has_room(PyThreadState *ts, _PyInterpreterFrame *frame, int extra)
-{
-    if (extra <= 0) {
-        return true;
-    }
-    if (extra > 1) {
-        return false;
-    }
-    PyObject **end = frame->localsplus + frame->f_code->co_nlocalsplus +
-                     frame->f_code->co_stacksize;
-    for (_PyStackChunk *chunk = ts->datastack_chunk; chunk != NULL; chunk = chunk->previous) {
-        PyObject **lo = (PyObject **)chunk;
-        PyObject **hi = (PyObject **)((char *)chunk + chunk->size);
-        if ((PyObject **)frame >= lo && (PyObject **)frame < hi) {
-            return end + extra <= hi;
-        }
-    }
-    return false;
-}
-
 /* Moves a frame that is not executing to the code its code object should
  * run now, when its state maps and its stack has room.  0 or -1. */
 static int
@@ -228,20 +250,10 @@ replace_frame_code(PyThreadState *ts, _PyInterpreterFrame *frame)
     }
     PyCodeObject *to = (PyCodeObject *)desired;
     if (to != code) {
-        int extra = to->co_stacksize - code->co_stacksize;
-        bool room = frame->owner == FRAME_OWNED_BY_GENERATOR
-                        ? extra <= 0 : data_stack_has_room(ts, frame, extra);
+        bool room = to->co_stacksize <= li_frame_capacity(ts, frame);
         int unit = map_unit(code, to, (int)(frame->prev_instr - _PyCode_CODE(code)));
         if (room && unit != -2) {
-            frame->prev_instr = _PyCode_CODE(to) + unit;
-            Py_SETREF(frame->f_code, (PyCodeObject *)Py_NewRef(desired));
-            if (frame->owner == FRAME_OWNED_BY_GENERATOR) {
-                /* The generator keeps its own reference for gi_code and
-                   __sizeof__; it follows the frame. */
-                PyGenObject *gen = (PyGenObject *)((char *)frame -
-                                                   offsetof(PyGenObject, gi_iframe));
-                Py_SETREF(gen->gi_code, (PyCodeObject *)Py_NewRef(desired));
-            }
+            li_frame_set_code(frame, to, unit);
         }
     }
     Py_DECREF(desired);
@@ -280,6 +292,103 @@ update_thread_frames(void)
         }
     }
     return 0;
+}
+
+static int
+add_frame(PyObject *frames, _PyInterpreterFrame *frame)
+{
+    PyObject *pointer = PyLong_FromVoidPtr(frame);
+    if (pointer == NULL) {
+        return -1;
+    }
+    int err = PyList_Append(frames, pointer);
+    Py_DECREF(pointer);
+    return err;
+}
+
+/* Every frame that runs or can resume: on threads' stacks and in suspended
+ * generators.  A list of frame addresses. */
+static PyObject *
+running_frames(PyObject *runnables)
+{
+    PyObject *frames = PyList_New(0);
+    if (frames == NULL) {
+        return NULL;
+    }
+    PyInterpreterState *interp = PyInterpreterState_Get();
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
+         ts = PyThreadState_Next(ts))
+    {
+        for (_PyInterpreterFrame *f = ts->cframe->current_frame; f != NULL; f = f->previous) {
+            if (f->owner != FRAME_OWNED_BY_FRAME_OBJECT && add_frame(frames, f) < 0) {
+                goto error;
+            }
+        }
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(runnables); i++) {
+        PyGenObject *gen = (PyGenObject *)PyList_GET_ITEM(runnables, i);
+        if (!PyFunction_Check(gen) &&
+            (gen->gi_frame_state == FRAME_CREATED || gen->gi_frame_state == FRAME_SUSPENDED) &&
+            add_frame(frames, (_PyInterpreterFrame *)gen->gi_iframe) < 0)
+        {
+            goto error;
+        }
+    }
+    return frames;
+error:
+    Py_DECREF(frames);
+    return NULL;
+}
+
+/* A frame stays on the code it runs.  The functions it makes from its
+ * nested code objects get their originals; those that need events get an
+ * entry trampoline.  0 or -1. */
+static int
+arm_nested(_PyInterpreterFrame *frame, PyObject *frames)
+{
+    if (frame->f_builtins != _PyInterpreterState_GET()->builtins) {
+        return 0;   /* its functions would not find the trampoline's target */
+    }
+    PyObject *consts = frame->f_code->co_consts;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(consts); i++) {
+        PyObject *c = PyTuple_GET_ITEM(consts, i);
+        if (!PyCode_Check(c) || li_shadow_probes((PyCodeObject *)c) != NULL) {
+            continue;   /* a shadow: its own probes redirect stale functions */
+        }
+        PyObject *desired = li_desired_code((PyCodeObject *)c);
+        if (desired == NULL) {
+            return -1;
+        }
+        int err = 0;
+        if (desired != c) {
+            li_code_state *cs = li_code_state_ensure((PyCodeObject *)c);
+            err = cs == NULL ? -1 : li_trampoline_arm(cs, frames);
+        }
+        Py_DECREF(desired);
+        if (err < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int
+arm_trampolines(PyObject *runnables)
+{
+    PyObject *frames = running_frames(runnables);
+    if (frames == NULL) {
+        return -1;
+    }
+    int err = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(frames) && err == 0; i++) {
+        _PyInterpreterFrame *f =
+            (_PyInterpreterFrame *)PyLong_AsVoidPtr(PyList_GET_ITEM(frames, i));
+        if (!_PyFrame_IsIncomplete(f)) {
+            err = arm_nested(f, frames);
+        }
+    }
+    Py_DECREF(frames);
+    return err;
 }
 
 static int
@@ -360,10 +469,16 @@ li_backend_update(void)
         err = PyFunction_Check(op) ? update_function((PyFunctionObject *)op)
                                    : update_generator((PyGenObject *)op);
     }
-    Py_DECREF(runnables);
     if (err == 0) {
         err = update_thread_frames();
     }
+    if (err == 0) {
+        err = wanted ? arm_trampolines(runnables) : 0;
+    }
+    if (err == 0) {
+        err = li_trampolines_disarm_unneeded();
+    }
+    Py_DECREF(runnables);
     return err;
 }
 
@@ -379,9 +494,15 @@ li_backend_rearm(void)
 void
 li_backend_code_state_free(li_code_state *cs)
 {
+    li_code_backend *cb = (li_code_backend *)cs->backend;
+    if (cb == NULL) {
+        return;
+    }
     /* Shadows hold their original, so none can outlive it. */
-    assert(cs->backend == NULL);
-    (void)cs;
+    assert(cb->current == NULL);
+    li_trampoline_forget(cb);
+    PyMem_Free(cb);
+    cs->backend = NULL;
 }
 
 PyObject *
@@ -423,18 +544,67 @@ li_backend_debug_shadow(PyCodeObject *code, li_event_set events)
 
 /* ---- code that starts running later ------------------------------------ */
 
-/* exec() and eval() of a code object run the code it should run now:
- * module bodies imported while events are on get their probes. */
+/* exec() and eval() of a code object, or of source they compile, run the
+ * code it should run now: module bodies imported while events are on, and
+ * code compiled later, get their probes. */
 static PyObject *builtin_exec, *builtin_eval;
 
+/* Compiles `source` (str or bytes) as exec() or eval() would: same flags,
+ * inherited from the calling code, same file name.  New reference or NULL. */
 static PyObject *
-run_desired(PyObject *builtin, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+compile_as_builtin(PyObject *source, int start)
+{
+    PyCompilerFlags flags = {PyCF_SOURCE_IS_UTF8, PY_MINOR_VERSION};
+    const char *text;
+    Py_ssize_t size;
+    if (PyUnicode_Check(source)) {
+        flags.cf_flags |= PyCF_IGNORE_COOKIE;
+        text = PyUnicode_AsUTF8AndSize(source, &size);
+        if (text == NULL) {
+            return NULL;
+        }
+    }
+    else {
+        text = PyBytes_AS_STRING(source);
+        size = PyBytes_GET_SIZE(source);
+    }
+    if (strlen(text) != (size_t)size) {
+        PyErr_SetString(PyExc_SyntaxError, "source code string cannot contain null bytes");
+        return NULL;
+    }
+    if (start == Py_eval_input) {
+        while (*text == ' ' || *text == '\t') {
+            text++;     /* eval() ignores leading blanks */
+        }
+    }
+    PyEval_MergeCompilerFlags(&flags);
+    return Py_CompileStringExFlags(text, "<string>", start, &flags, -1);
+}
+
+static PyObject *
+run_desired(PyObject *builtin, int start, PyObject *const *args, size_t nargsf,
+            PyObject *kwnames)
 {
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    if (nargs < 1 || !PyCode_Check(args[0]) || !anything_wanted()) {
+    PyObject *source = nargs >= 1 ? args[0] : NULL;
+    bool compiles = source != NULL && (PyUnicode_Check(source) || PyBytes_Check(source)) &&
+                    kwnames == NULL &&   /* closure= is for code objects only */
+                    (nargs < 2 || args[1] == Py_None || PyDict_Check(args[1]));
+    if (source == NULL || !(PyCode_Check(source) || compiles) || !anything_wanted()) {
         return PyObject_Vectorcall(builtin, args, nargsf, kwnames);
     }
-    PyObject *code = li_desired_code(li_backend_original((PyCodeObject *)args[0]));
+    PyObject *code;
+    if (compiles) {
+        PyObject *compiled = compile_as_builtin(source, start);
+        if (compiled == NULL) {
+            return NULL;
+        }
+        code = li_desired_code((PyCodeObject *)compiled);
+        Py_DECREF(compiled);
+    }
+    else {
+        code = li_desired_code(li_backend_original((PyCodeObject *)source));
+    }
     if (code == NULL) {
         return NULL;
     }
@@ -456,14 +626,14 @@ static PyObject *
 exec_hook(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs,
           PyObject *kwnames)
 {
-    return run_desired(builtin_exec, args, (size_t)nargs, kwnames);
+    return run_desired(builtin_exec, Py_file_input, args, (size_t)nargs, kwnames);
 }
 
 static PyObject *
 eval_hook(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs,
           PyObject *kwnames)
 {
-    return run_desired(builtin_eval, args, (size_t)nargs, kwnames);
+    return run_desired(builtin_eval, Py_eval_input, args, (size_t)nargs, kwnames);
 }
 
 static PyMethodDef exec_def = {"exec", (PyCFunction)(void (*)(void))exec_hook,
@@ -533,9 +703,11 @@ install_hooks(void)
 }
 
 int
-li_backend_init(PyObject *Py_UNUSED(module))
+li_backend_init(PyObject *module)
 {
-    if (li_probes_init() < 0 || li_install_transparency() < 0) {
+    if (li_probes_init() < 0 || li_frames_init() < 0 || li_install_transparency() < 0 ||
+        li_trampoline_init(module) < 0)
+    {
         return -1;
     }
     return 0;

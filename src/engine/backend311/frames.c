@@ -1,0 +1,100 @@
+/* Frame capacity and moving frames between copies of a code object. */
+
+#include "b311.h"
+
+/* Generators, coroutines and async generators that existed when lowimpact
+ * was imported: they lack the slot it gives to those created afterwards. */
+static PyObject *older_generators;
+
+static bool
+is_generator_like(PyObject *op)
+{
+    return PyGen_CheckExact(op) || PyCoro_CheckExact(op) || Py_IS_TYPE(op, &PyAsyncGen_Type);
+}
+
+/* Whether `frame` is the data stack frame of `ts` and has a free slot after
+ * its end inside its chunk.  While a frame runs it is the top of its
+ * thread's data stack, and CPython 3.11 never lets the top frame end at the
+ * chunk's limit, so the slot exists; a probe uses it only during its call,
+ * after reading its operand and before writing its result, while frames of
+ * callees may come and go there. */
+static bool
+has_slot_after(PyThreadState *ts, _PyInterpreterFrame *frame)
+{
+    PyObject **end = frame->localsplus + frame->f_code->co_nlocalsplus +
+                     frame->f_code->co_stacksize;
+    for (_PyStackChunk *chunk = ts->datastack_chunk; chunk != NULL; chunk = chunk->previous) {
+        PyObject **lo = (PyObject **)chunk;
+        PyObject **hi = (PyObject **)((char *)chunk + chunk->size);
+        if ((PyObject **)frame >= lo && (PyObject **)frame < hi) {
+            return end < hi;
+        }
+    }
+    return false;
+}
+
+int
+li_frame_capacity(PyThreadState *ts, _PyInterpreterFrame *frame)
+{
+    if (frame->owner != FRAME_OWNED_BY_GENERATOR) {
+        PyCodeObject *code = frame->f_code;
+        bool extra = ts != NULL && has_slot_after(ts, frame);
+        return code->co_stacksize + (extra ? 1 : 0);
+    }
+    PyGenObject *gen = li_frame_generator(frame);
+    /* The generator was sized for the code it was created with, which its
+       gi_code keeps (li_frame_set_code leaves it alone). */
+    int allocated = gen->gi_code->co_stacksize;
+    int older = PySequence_Contains(older_generators, (PyObject *)gen);
+    if (older < 0) {
+        PyErr_Clear();
+        older = 1;
+    }
+    return allocated + (older ? 0 : 1);
+}
+
+void
+li_frame_set_code(_PyInterpreterFrame *frame, PyCodeObject *code, int unit)
+{
+    frame->prev_instr = _PyCode_CODE(code) + unit;
+    Py_SETREF(frame->f_code, (PyCodeObject *)Py_NewRef(code));
+}
+
+int
+li_frames_init(void)
+{
+    PyObject *weakref = PyImport_ImportModule("weakref");
+    PyObject *gc = PyImport_ImportModule("gc");
+    PyObject *objects = NULL;
+    int err = -1;
+    if (weakref == NULL || gc == NULL) {
+        goto done;
+    }
+    older_generators = PyObject_CallMethod(weakref, "WeakSet", NULL);
+    objects = PyObject_CallMethod(gc, "get_objects", NULL);
+    if (older_generators == NULL || objects == NULL) {
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(objects); i++) {
+        PyObject *op = PyList_GET_ITEM(objects, i);
+        if (is_generator_like(op)) {
+            PyObject *r = PyObject_CallMethod(older_generators, "add", "O", op);
+            if (r == NULL) {
+                goto done;
+            }
+            Py_DECREF(r);
+        }
+    }
+    /* From now on every generator-like object gets one more stack slot than
+       its code needs (the allocation is basic size + slots), so that it can
+       run an instrumented copy that needs one more. */
+    PyGen_Type.tp_basicsize += sizeof(PyObject *);
+    PyCoro_Type.tp_basicsize += sizeof(PyObject *);
+    PyAsyncGen_Type.tp_basicsize += sizeof(PyObject *);
+    err = 0;
+done:
+    Py_XDECREF(weakref);
+    Py_XDECREF(gc);
+    Py_XDECREF(objects);
+    return err;
+}

@@ -1,0 +1,882 @@
+"""RAISE, RERAISE, EXCEPTION_HANDLED, PY_UNWIND, PY_THROW and STOP_ITERATION.
+
+Offsets of RAISE/RERAISE/PY_UNWIND are not reliable instruction starts
+natively (3.13 reports inline-cache units, or the unit before a CALL for
+exceptions from callees), so most tests compare kinds, exception objects
+and lines.  The compiler's cleanup handlers add RERAISE/EXCEPTION_HANDLED
+pairs that vary between versions (gh-112086); tests that meet them check
+properties (first and last events, the balance property) instead of the
+whole sequence.  STOP_ITERATION and RAISE(StopIteration) are
+interchangeable natively (it depends on specialization), so tests accept
+either.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from typing import Any
+
+import pytest
+
+from .helpers import (
+    Event,
+    Recorder,
+    Tool,
+    drive,
+    handler_offsets,
+    line_of_offset,
+    offset_of,
+    rel_line_of_offset,
+)
+
+
+def EXC(M: Any) -> int:
+    E = M.events
+    return E.RAISE | E.RERAISE | E.EXCEPTION_HANDLED | E.PY_UNWIND | E.PY_THROW | E.STOP_ITERATION
+
+
+def of(rec: Recorder, target: Any) -> list[Event]:
+    code = target if isinstance(target, types.CodeType) else target.__code__
+    return [e for e in rec.events if e.code is code]
+
+
+def kinds(rec: Recorder, target: Any) -> list[str]:
+    return [e.name for e in of(rec, target)]
+
+
+def check_balance(events: list[Event]) -> None:
+    """Each RAISE/RERAISE is followed by one EXCEPTION_HANDLED or PY_UNWIND for the same exception."""
+    pending = None
+    for e in events:
+        if e.name in ("RAISE", "RERAISE"):
+            assert pending is None, "%s while %s is unresolved" % (e.compact(), pending.compact())
+            pending = e
+        elif e.name in ("EXCEPTION_HANDLED", "PY_UNWIND"):
+            assert pending is not None, "%s without RAISE/RERAISE" % (e.compact(),)
+            assert e.value is pending.value, (pending.compact(), e.compact())
+            pending = None
+    assert pending is None, "unresolved %s" % (pending.compact(),)
+
+
+@types.coroutine
+def _suspend(value: Any = None) -> Any:
+    return (yield value)
+
+
+# --------------------------------------------------------------------------
+# raise / except
+
+
+def test_raise_and_handle(M: Any, tool: Tool) -> None:
+    exc = KeyError("k")
+
+    def f() -> Any:
+        try:
+            raise exc
+        except KeyError as e:
+            return e
+
+    with Recorder(tool, EXC(M), f) as rec:
+        assert f() is exc
+    assert rec.compact() == [("RAISE", "f", "KeyError"), ("EXCEPTION_HANDLED", "f", "KeyError")]
+    raise_event, handled = rec.events
+    assert raise_event.value is exc and handled.value is exc
+    assert raise_event.offset == offset_of(f, "RAISE_VARARGS")
+    assert handled.offset in handler_offsets(f)
+    assert len(raise_event.args) == 2
+
+
+def test_raise_line_of_failing_instruction(M: Any, tool: Tool) -> None:
+    def f(a: int) -> Any:
+        try:
+            x = 1
+            y = x / a
+            return y
+        except ZeroDivisionError:
+            return None
+
+    with Recorder(tool, M.events.RAISE, f) as rec:
+        f(0)
+    [event] = rec.events
+    assert isinstance(event.value, ZeroDivisionError)
+    assert rel_line_of_offset(f, event.offset) == 3
+
+
+def test_exception_handled_before_handler_line(M: Any, tool: Tool) -> None:
+    def f() -> None:
+        try:
+            raise KeyError
+        except KeyError:
+            pass
+
+    with Recorder(tool, EXC(M) | M.events.LINE, f) as rec:
+        f()
+    assert rec.compact() == [
+        ("LINE", "f", 1),
+        ("LINE", "f", 2),
+        ("RAISE", "f", "KeyError"),
+        ("EXCEPTION_HANDLED", "f", "KeyError"),
+        ("LINE", "f", 3),
+        ("LINE", "f", 4),
+    ]
+
+
+def test_unhandled_exception_unwinds(M: Any, tool: Tool) -> None:
+    def f() -> None:
+        raise KeyError("out")
+
+    with Recorder(tool, EXC(M), f) as rec:
+        with pytest.raises(KeyError):
+            f()
+    assert rec.compact() == [("RAISE", "f", "KeyError"), ("PY_UNWIND", "f", "KeyError")]
+    assert rec.events[0].value is rec.events[1].value
+    assert rel_line_of_offset(f, rec.events[1].offset) == 1
+
+
+def test_exception_through_frames(M: Any, tool: Tool) -> None:
+    def inner() -> None:
+        raise KeyError("i")
+
+    def middle() -> None:
+        inner()
+
+    def f() -> str:
+        try:
+            middle()
+        except KeyError:
+            return "caught"
+        return "no"
+
+    with Recorder(tool, EXC(M), f, middle, inner) as rec:
+        assert f() == "caught"
+    assert rec.compact() == [
+        ("RAISE", "inner", "KeyError"),
+        ("PY_UNWIND", "inner", "KeyError"),
+        ("RAISE", "middle", "KeyError"),
+        ("PY_UNWIND", "middle", "KeyError"),
+        ("RAISE", "f", "KeyError"),
+        ("EXCEPTION_HANDLED", "f", "KeyError"),
+    ]
+    assert len({id(e.value) for e in rec.events}) == 1
+
+
+def test_bare_raise_is_reraise(M: Any, tool: Tool) -> None:
+    def f() -> None:
+        try:
+            try:
+                raise KeyError
+            except KeyError:
+                raise
+        except KeyError:
+            pass
+
+    with Recorder(tool, EXC(M), f) as rec:
+        f()
+    names = rec.names()
+    assert names[:3] == ["RAISE", "EXCEPTION_HANDLED", "RERAISE"]
+    assert names.count("RAISE") == 1
+    assert rel_line_of_offset(f, rec.events[2].offset) == 5
+    assert names[-1] == "EXCEPTION_HANDLED"
+    assert "PY_UNWIND" not in names
+    check_balance(rec.events)
+    assert len({id(e.value) for e in rec.events}) == 1
+
+
+def test_named_reraise_is_raise(M: Any, tool: Tool) -> None:
+    def f() -> None:
+        try:
+            try:
+                raise KeyError
+            except KeyError as e:
+                raise e
+        except KeyError:
+            pass
+
+    with Recorder(tool, EXC(M), f) as rec:
+        f()
+    raises = rec.only("RAISE")
+    assert len(raises) == 2
+    assert [rel_line_of_offset(f, r.offset) for r in raises] == [3, 5]
+    assert rec.names()[:4] == ["RAISE", "EXCEPTION_HANDLED", "RAISE", "EXCEPTION_HANDLED"]
+    check_balance(rec.events)
+
+
+def test_raise_new_exception_in_except(M: Any, tool: Tool) -> None:
+    def f() -> Any:
+        try:
+            try:
+                raise KeyError
+            except KeyError as e:
+                raise ValueError("v") from e
+        except ValueError as e:
+            return e
+
+    with Recorder(tool, EXC(M), f) as rec:
+        result = f()
+    assert [(e.name, type(e.value).__name__) for e in rec.only("RAISE")] == [("RAISE", "KeyError"), ("RAISE", "ValueError")]
+    assert rec.events[-1].name == "EXCEPTION_HANDLED" and rec.events[-1].value is result
+    check_balance(rec.events)
+
+
+def test_non_matching_except_still_handled_event(M: Any, tool: Tool) -> None:
+    # EXCEPTION_HANDLED means "a handler was entered", not "swallowed".
+    def f() -> None:
+        try:
+            try:
+                raise KeyError
+            except ValueError:
+                pass
+        except KeyError:
+            pass
+
+    with Recorder(tool, EXC(M), f) as rec:
+        f()
+    names = rec.names()
+    assert names[:2] == ["RAISE", "EXCEPTION_HANDLED"]
+    assert "RERAISE" in names
+    assert names.count("RAISE") == 1
+    assert names[-1] == "EXCEPTION_HANDLED"
+    check_balance(rec.events)
+
+
+def test_try_finally_propagating(M: Any, tool: Tool) -> None:
+    ran: list[str] = []
+
+    def f() -> None:
+        try:
+            try:
+                raise KeyError
+            finally:
+                ran.append("finally")
+        except KeyError:
+            pass
+
+    with Recorder(tool, EXC(M), f) as rec:
+        f()
+    assert ran == ["finally"]
+    names = rec.names()
+    assert names[:3] == ["RAISE", "EXCEPTION_HANDLED", "RERAISE"]
+    assert names[-1] == "EXCEPTION_HANDLED"
+    check_balance(rec.events)
+
+
+def test_finally_without_exception_has_no_events(M: Any, tool: Tool) -> None:
+    def f() -> int:
+        try:
+            x = 1
+        finally:
+            x = 2
+        return x
+
+    with Recorder(tool, EXC(M), f) as rec:
+        f()
+    assert rec.events == []
+
+
+def test_with_exit_swallowing(M: Any, tool: Tool) -> None:
+    class Swallow:
+        def __enter__(self) -> "Swallow":
+            return self
+
+        def __exit__(self, *exc: Any) -> bool:
+            return True
+
+    def f() -> str:
+        with Swallow():
+            raise KeyError
+        return "after"
+
+    with Recorder(tool, EXC(M), f) as rec:
+        assert f() == "after"
+    assert rec.compact() == [("RAISE", "f", "KeyError"), ("EXCEPTION_HANDLED", "f", "KeyError")]
+
+
+def test_with_exit_not_swallowing(M: Any, tool: Tool) -> None:
+    class Keep:
+        def __enter__(self) -> "Keep":
+            return self
+
+        def __exit__(self, *exc: Any) -> bool:
+            return False
+
+    def f() -> None:
+        try:
+            with Keep():
+                raise KeyError
+        except KeyError:
+            pass
+
+    with Recorder(tool, EXC(M), f) as rec:
+        f()
+    names = rec.names()
+    assert names[:3] == ["RAISE", "EXCEPTION_HANDLED", "RERAISE"]
+    assert names[-1] == "EXCEPTION_HANDLED"
+    check_balance(rec.events)
+
+
+def test_exception_groups_except_star(M: Any, tool: Tool) -> None:
+    def f() -> list:
+        seen = []
+        try:
+            raise ExceptionGroup("eg", [KeyError(1), ValueError(2)])
+        except* KeyError:
+            seen.append("k")
+        except* ValueError:
+            seen.append("v")
+        return seen
+
+    with Recorder(tool, EXC(M), f) as rec:
+        assert f() == ["k", "v"]
+    raises = rec.only("RAISE")
+    assert len(raises) == 1 and isinstance(raises[0].value, ExceptionGroup)
+    assert rec.names()[:2] == ["RAISE", "EXCEPTION_HANDLED"]
+    assert "PY_UNWIND" not in rec.names()
+
+
+def test_exception_groups_partly_unhandled(M: Any, tool: Tool) -> None:
+    def f() -> None:
+        try:
+            raise ExceptionGroup("eg", [KeyError(1), ValueError(2)])
+        except* KeyError:
+            pass
+
+    with Recorder(tool, EXC(M), f) as rec:
+        with pytest.raises(ExceptionGroup) as info:
+            f()
+    assert rec.names()[:2] == ["RAISE", "EXCEPTION_HANDLED"]
+    assert rec.events[-1].name == "PY_UNWIND"
+    assert rec.events[-1].value is info.value
+    assert [type(x) for x in info.value.exceptions] == [ValueError]
+
+
+def test_exception_in_comprehension(M: Any, tool: Tool) -> None:
+    def f() -> Any:
+        try:
+            return [1 / x for x in (1, 0)]
+        except ZeroDivisionError as e:
+            return e
+
+    with Recorder(tool, EXC(M), f) as rec:
+        result = f()
+    mine = of(rec, f)
+    assert mine[-1].name == "EXCEPTION_HANDLED" and mine[-1].value is result
+    assert [e.name for e in mine].count("RAISE") == 1
+    check_balance(mine)
+
+
+def test_sys_exc_info_in_raise_callback_is_the_handled_exception(M: Any, tool: Tool) -> None:
+    def f() -> None:
+        try:
+            raise KeyError("a")
+        except KeyError:
+            try:
+                raise ValueError("b")
+            except ValueError:
+                pass
+
+    seen: list[tuple] = []
+
+    def raise_cb(code: Any, off: int, exc: BaseException) -> None:
+        if code is f.__code__:
+            seen.append((type(exc).__name__, type(sys.exc_info()[1]).__name__))
+
+    tool.register(M.events.RAISE, raise_cb)
+    tool.set_events(M.events.RAISE)
+    try:
+        f()
+    finally:
+        tool.set_events(0)
+    assert seen == [("KeyError", "NoneType"), ("ValueError", "KeyError")]
+
+
+def test_raise_callback_exception_replaces_in_flight(M: Any, tool: Tool) -> None:
+    def f() -> None:
+        raise KeyError("original")
+
+    def raise_cb(code: Any, off: int, exc: BaseException) -> None:
+        if code is f.__code__ and isinstance(exc, KeyError):
+            raise RuntimeError("from callback")
+
+    tool.register(M.events.RAISE, raise_cb)
+    tool.set_events(M.events.RAISE)
+    try:
+        with pytest.raises(RuntimeError, match="from callback") as info:
+            f()
+    finally:
+        tool.set_events(0)
+    assert info.value.__context__ is None
+
+
+# --------------------------------------------------------------------------
+# Generators and coroutines
+
+
+def test_exception_escaping_generator(M: Any, tool: Tool) -> None:
+    def g() -> Any:
+        yield 1
+        {}["x"]
+
+    with Recorder(tool, EXC(M), g) as rec:
+        with pytest.raises(KeyError):
+            list(g())
+    names = rec.names()
+    # The implicit StopIteration->RuntimeError wrapper handles and re-raises it.
+    assert names[0] == "RAISE" and names[-1] == "PY_UNWIND"
+    assert rel_line_of_offset(g, rec.events[0].offset) == 2
+    check_balance(rec.events)
+    assert len({id(e.value) for e in rec.events}) == 1
+
+
+def test_raise_stopiteration_inside_generator(M: Any, tool: Tool) -> None:
+    def g() -> Any:
+        yield 1
+        raise StopIteration
+
+    with Recorder(tool, EXC(M), g) as rec:
+        with pytest.raises(RuntimeError) as info:
+            list(g())
+    assert isinstance(info.value.__cause__, StopIteration)
+    # From 3.12 the conversion to RuntimeError is a handler in the bytecode
+    # (RAISE, EXCEPTION_HANDLED, RERAISE RuntimeError, PY_UNWIND RuntimeError);
+    # without it the frame unwinds with the StopIteration.
+    assert rec.events[0].compact() == ("RAISE", "g", "StopIteration")
+    assert rec.events[0].value is info.value.__cause__
+    assert rec.events[-1].name == "PY_UNWIND"
+    assert type(rec.events[-1].value) in (StopIteration, RuntimeError)
+    check_balance(rec.events)
+
+
+def test_throw_handled_in_generator(M: Any, tool: Tool) -> None:
+    exc = KeyError("k")
+
+    def g() -> Any:
+        try:
+            yield 1
+        except KeyError:
+            yield "caught"
+
+    with Recorder(tool, EXC(M) | M.events.PY_YIELD, g) as rec:
+        it = g()
+        next(it)
+        assert it.throw(exc) == "caught"
+    assert rec.compact() == [
+        ("PY_YIELD", "g", 1),
+        ("PY_THROW", "g", "KeyError"),
+        ("RAISE", "g", "KeyError"),
+        ("EXCEPTION_HANDLED", "g", "KeyError"),
+        ("PY_YIELD", "g", "caught"),
+    ]
+    assert all(e.value is exc for e in rec.events[1:4])
+    assert len(rec.events[1].args) == 2
+    it.close()
+
+
+def test_throw_not_handled_in_generator(M: Any, tool: Tool) -> None:
+    def g() -> Any:
+        yield 1
+
+    it = g()
+    next(it)
+    with Recorder(tool, EXC(M), g) as rec:
+        with pytest.raises(KeyError):
+            it.throw(KeyError("k"))
+    names = rec.names()
+    assert names[:2] == ["PY_THROW", "RAISE"]
+    assert names[-1] == "PY_UNWIND"
+    check_balance(rec.events)
+
+
+def test_throw_into_unstarted_generator(M: Any, tool: Tool) -> None:
+    def g() -> Any:
+        yield 1
+
+    with Recorder(tool, EXC(M) | M.events.PY_START, g) as rec:
+        with pytest.raises(KeyError):
+            g().throw(KeyError("k"))
+    assert rec.compact() == [("PY_THROW", "g", "KeyError"), ("RAISE", "g", "KeyError"), ("PY_UNWIND", "g", "KeyError")]
+
+
+def test_close_generator_inside_try(M: Any, tool: Tool) -> None:
+    # With a handler around the yield both versions throw GeneratorExit in;
+    # without one 3.13 short-circuits close() and reports nothing.
+    ran: list[str] = []
+
+    def g() -> Any:
+        try:
+            yield 1
+        finally:
+            ran.append("finally")
+
+    it = g()
+    next(it)
+    with Recorder(tool, EXC(M), g) as rec:
+        it.close()
+    assert ran == ["finally"]
+    names = rec.names()
+    assert names[:2] == ["PY_THROW", "RAISE"]
+    assert names[-1] == "PY_UNWIND"
+    assert all(isinstance(e.value, GeneratorExit) for e in rec.events)
+    check_balance(rec.events)
+
+
+def test_close_unstarted_generator_no_events(M: Any, tool: Tool) -> None:
+    def g() -> Any:
+        try:
+            yield 1
+        finally:
+            pass
+
+    it = g()
+    with Recorder(tool, EXC(M) | M.events.PY_START, g) as rec:
+        it.close()
+    assert rec.events == []
+
+
+def test_throw_through_yield_from_handled_inside(M: Any, tool: Tool) -> None:
+    def inner() -> Any:
+        try:
+            yield 1
+        except KeyError:
+            yield "caught"
+
+    def outer() -> Any:
+        yield from inner()
+
+    it = outer()
+    next(it)
+    with Recorder(tool, EXC(M) | M.events.PY_YIELD, outer, inner) as rec:
+        assert it.throw(KeyError("k")) == "caught"
+    assert [e.compact() for e in of(rec, inner)] == [
+        ("PY_THROW", "inner", "KeyError"),
+        ("RAISE", "inner", "KeyError"),
+        ("EXCEPTION_HANDLED", "inner", "KeyError"),
+        ("PY_YIELD", "inner", "caught"),
+    ]
+    # throw() is passed down to the inner generator by the runtime: the outer
+    # frame is not thrown into.  (Natively it reports no PY_YIELD either for
+    # the value coming back this way; that is not asserted.)
+    assert [e.name for e in of(rec, outer) if e.name != "PY_YIELD"] == []
+    it.close()
+
+
+def test_throw_through_yield_from_not_handled(M: Any, tool: Tool) -> None:
+    def inner() -> Any:
+        yield 1
+
+    def outer() -> Any:
+        yield from inner()
+
+    it = outer()
+    next(it)
+    with Recorder(tool, EXC(M), outer, inner) as rec:
+        with pytest.raises(KeyError):
+            it.throw(KeyError("k"))
+    assert kinds(rec, inner)[:2] == ["PY_THROW", "RAISE"]
+    assert kinds(rec, inner)[-1] == "PY_UNWIND"
+    assert kinds(rec, outer)[:2] == ["PY_THROW", "RAISE"]
+    assert kinds(rec, outer)[-1] == "PY_UNWIND"
+    # The inner frame finishes unwinding before the outer one is thrown into.
+    assert rec.names().index("PY_UNWIND") < [e.code for e in rec.events].index(outer.__code__)
+    check_balance(of(rec, inner))
+    check_balance(of(rec, outer))
+
+
+def test_throw_into_coroutine(M: Any, tool: Tool) -> None:
+    async def c() -> str:
+        try:
+            await _suspend()
+        except KeyError:
+            return "caught"
+        return "no"
+
+    coro = c()
+    coro.send(None)
+    with Recorder(tool, EXC(M), c, _suspend) as rec:
+        with pytest.raises(StopIteration) as info:
+            coro.throw(KeyError("k"))
+    assert info.value.value == "caught"
+    names = [(e.name, e.code.co_name) for e in rec.events]
+    assert names[0] == ("PY_THROW", "_suspend")
+    assert names.index(("PY_UNWIND", "_suspend")) < names.index(("PY_THROW", "c"))
+    assert names[-1] == ("EXCEPTION_HANDLED", "c")
+    check_balance(of(rec, c))
+    check_balance(of(rec, _suspend.__code__))
+
+
+def test_exception_in_coroutine_propagates_to_awaiter(M: Any, tool: Tool) -> None:
+    async def inner() -> None:
+        raise KeyError("i")
+
+    async def outer() -> str:
+        try:
+            await inner()
+        except KeyError:
+            return "caught"
+        return "no"
+
+    with Recorder(tool, EXC(M), outer, inner) as rec:
+        assert drive(outer()) == "caught"
+    assert kinds(rec, inner)[0] == "RAISE" and kinds(rec, inner)[-1] == "PY_UNWIND"
+    assert kinds(rec, outer)[0] == "RAISE" and kinds(rec, outer)[-1] == "EXCEPTION_HANDLED"
+    check_balance(of(rec, inner))
+    check_balance(of(rec, outer))
+
+
+# --------------------------------------------------------------------------
+# StopIteration in its various forms
+
+
+def _stop_events(events: list[Event]) -> list[Event]:
+    return [e for e in events if e.name == "STOP_ITERATION" or (e.name == "RAISE" and isinstance(e.value, StopIteration))]
+
+
+def test_for_loop_over_generator_stop(M: Any, tool: Tool) -> None:
+    def one() -> Any:
+        yield 1
+        return "r"
+
+    def f() -> None:
+        for i in range(3):
+            for x in one():
+                pass
+
+    with Recorder(tool, EXC(M), f) as rec:
+        f()
+    stops = _stop_events(rec.events)
+    # One per exhaustion, STOP_ITERATION or RAISE(StopIteration) depending on specialization.
+    assert len(stops) == 3
+    for e in stops:
+        assert e.value.value == "r"
+        assert rel_line_of_offset(f, e.offset) == 2
+    assert not [e for e in rec.events if e.name in ("EXCEPTION_HANDLED", "PY_UNWIND", "RERAISE")]
+
+
+def test_yield_from_stop(M: Any, tool: Tool) -> None:
+    def one() -> Any:
+        yield 1
+        return "r"
+
+    def d() -> Any:
+        r = yield from one()
+        return r
+
+    with Recorder(tool, EXC(M) | M.events.PY_RETURN, d) as rec:
+        for _ in range(3):
+            assert list(d()) == [1]
+    stops = _stop_events(rec.events)
+    assert len(stops) == 3
+    for e in stops:
+        assert e.value.value == "r"
+        assert rel_line_of_offset(d, e.offset) == 1
+    assert [e.value for e in rec.only("PY_RETURN")] == ["r"] * 3
+
+
+def test_await_stop(M: Any, tool: Tool) -> None:
+    async def inner() -> int:
+        return 5
+
+    async def outer() -> int:
+        v = await inner()
+        return v
+
+    with Recorder(tool, EXC(M), outer) as rec:
+        for _ in range(3):
+            assert drive(outer()) == 5
+    stops = _stop_events(rec.events)
+    assert len(stops) == 3
+    assert all(e.value.value == 5 for e in stops)
+
+
+def test_stop_iteration_event_arguments(M: Any, tool: Tool) -> None:
+    def one() -> Any:
+        yield 1
+        return "r"
+
+    def f() -> None:
+        for x in one():
+            pass
+
+    with Recorder(tool, M.events.STOP_ITERATION | M.events.RAISE, f) as rec:
+        for _ in range(4):
+            f()
+    for e in rec.events:
+        assert e.code is f.__code__
+        assert isinstance(e.value, StopIteration)
+        assert len(e.args) == 2
+
+
+def test_next_on_exhausted_iterator(M: Any, tool: Tool) -> None:
+    def f() -> str:
+        it = iter([])
+        try:
+            next(it)
+        except StopIteration:
+            return "stop"
+        return "no"
+
+    E = M.events
+    with Recorder(tool, EXC(M) | E.CALL | E.C_RETURN | E.C_RAISE, f) as rec:
+        assert f() == "stop"
+    # A real StopIteration raised by the builtin next(): C_RAISE, then ordinary handling.
+    assert rec.names() == ["CALL", "C_RETURN", "CALL", "C_RAISE", "RAISE", "EXCEPTION_HANDLED"]
+    c_raise = rec.only("C_RAISE")[0]
+    assert c_raise.args[1] is next and type(c_raise.args[2]).__name__ == "list_iterator"
+    assert rec.compact()[-2:] == [("RAISE", "f", "StopIteration"), ("EXCEPTION_HANDLED", "f", "StopIteration")]
+
+
+def test_iterator_class_raising_stop_iteration(M: Any, tool: Tool) -> None:
+    class Once:
+        def __init__(self) -> None:
+            self.done = False
+
+        def __iter__(self) -> "Once":
+            return self
+
+        def __next__(self) -> int:
+            if self.done:
+                raise StopIteration
+            self.done = True
+            return 1
+
+    def f() -> list:
+        out = []
+        for x in Once():
+            out.append(x)
+        return out
+
+    with Recorder(tool, EXC(M), f, Once.__next__) as rec:
+        assert f() == [1]
+    assert kinds(rec, Once.__next__) == ["RAISE", "PY_UNWIND"]
+    consumer = of(rec, f)
+    # The loop ends normally: at most a RAISE of the StopIteration, never handled/unwound.
+    assert [e.name for e in consumer] in ([], ["RAISE"])
+    assert all(isinstance(e.value, StopIteration) for e in consumer)
+
+
+def test_async_for_termination(M: Any, tool: Tool) -> None:
+    async def ag() -> Any:
+        yield 1
+
+    async def c() -> list:
+        out = []
+        async for v in ag():
+            out.append(v)
+        return out
+
+    with Recorder(tool, EXC(M), c) as rec:
+        assert drive(c()) == [1]
+    # Each step may show as a StopIteration RAISE; the end is StopAsyncIteration, handled.
+    tail = [(e.name, type(e.value).__name__) for e in rec.events if not isinstance(e.value, StopIteration)]
+    assert tail == [("RAISE", "StopAsyncIteration"), ("EXCEPTION_HANDLED", "StopAsyncIteration")]
+
+
+# --------------------------------------------------------------------------
+# Balance and ordering
+
+
+def test_balance_in_a_complex_function(M: Any, tool: Tool) -> None:
+    class CM:
+        def __enter__(self) -> "CM":
+            return self
+
+        def __exit__(self, *a: Any) -> bool:
+            return False
+
+    def f() -> list:
+        log = []
+        for exc in (KeyError, ValueError, TypeError):
+            try:
+                try:
+                    with CM():
+                        raise exc
+                finally:
+                    log.append("f")
+            except KeyError:
+                log.append("k")
+            except ValueError:
+                try:
+                    raise
+                except ValueError:
+                    log.append("v")
+            except TypeError as e:
+                try:
+                    raise RuntimeError from e
+                except RuntimeError:
+                    log.append("t")
+        return log
+
+    with Recorder(tool, EXC(M), f) as rec:
+        assert f() == ["f", "k", "f", "v", "f", "t"]
+    check_balance(rec.events)
+    assert "PY_UNWIND" not in rec.names()
+    assert len(rec.only("RAISE")) == 4
+
+
+def test_generator_and_coroutine_interleaving(M: Any, tool: Tool) -> None:
+    def gen_a() -> Any:
+        yield "a1"
+        yield "a2"
+
+    def gen_b() -> Any:
+        try:
+            yield "b1"
+        except KeyError:
+            yield "b-caught"
+
+    async def coro() -> str:
+        got = await _suspend("c1")
+        return got
+
+    E = M.events
+    events = E.PY_START | E.PY_RESUME | E.PY_YIELD | E.PY_RETURN | E.PY_THROW | E.RAISE | E.EXCEPTION_HANDLED
+    with Recorder(tool, events, gen_a, gen_b, coro) as rec:
+        a, b, c = gen_a(), gen_b(), coro()
+        out = [next(a), next(b), c.send(None), next(a), b.throw(KeyError("k"))]
+        try:
+            c.send("c-done")
+        except StopIteration as stop:
+            out.append(stop.value)
+        out.append(next(a, "a-end"))
+    assert out == ["a1", "b1", "c1", "a2", "b-caught", "c-done", "a-end"]
+    assert rec.compact() == [
+        ("PY_START", "gen_a"),
+        ("PY_YIELD", "gen_a", "a1"),
+        ("PY_START", "gen_b"),
+        ("PY_YIELD", "gen_b", "b1"),
+        ("PY_START", "coro"),
+        ("PY_YIELD", "coro", "c1"),
+        ("PY_RESUME", "gen_a"),
+        ("PY_YIELD", "gen_a", "a2"),
+        ("PY_THROW", "gen_b", "KeyError"),
+        ("RAISE", "gen_b", "KeyError"),
+        ("EXCEPTION_HANDLED", "gen_b", "KeyError"),
+        ("PY_YIELD", "gen_b", "b-caught"),
+        ("PY_RESUME", "coro"),
+        ("PY_RETURN", "coro", "c-done"),
+        ("PY_RESUME", "gen_a"),
+        ("PY_RETURN", "gen_a", None),
+    ]
+    b.close()
+
+
+def test_exception_events_with_lines(M: Any, tool: Tool) -> None:
+    def f() -> str:
+        try:
+            x = {}
+            return x["missing"]
+        except KeyError:
+            return "handled"
+
+    with Recorder(tool, EXC(M) | M.events.LINE, f) as rec:
+        assert f() == "handled"
+    assert [e[0] if e[0] != "LINE" else e for e in rec.compact()] == [
+        ("LINE", "f", 1),
+        ("LINE", "f", 2),
+        ("LINE", "f", 3),
+        "RAISE",
+        "EXCEPTION_HANDLED",
+        ("LINE", "f", 4),
+        ("LINE", "f", 5),
+    ]
+    assert line_of_offset(f, rec.only("RAISE")[0].offset) == f.__code__.co_firstlineno + 3

@@ -1,0 +1,527 @@
+"""Monitoring must not change what the program sees.
+
+Each test computes something without monitoring, then with every event of
+group 1 (PY_START, PY_RESUME, PY_RETURN, PY_YIELD, LINE) enabled globally,
+both with callbacks that record and with callbacks that return DISABLE, and
+compares.  Monitored runs are done twice so that disabled locations are
+exercised as well as armed ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dis
+import functools
+import inspect
+import io
+import marshal
+import pickle
+import sys
+import traceback
+import types
+import warnings
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from .helpers import ALL_EVENT_NAMES, Recorder, Tool, group1_events
+
+
+# Module-level functions: pickled by reference and inspected for source.
+def module_level(x: int) -> int:
+    y = x * 2
+    return y + 1
+
+
+def module_failing(d: dict) -> int:
+    return d["a"]["b"] + 1
+
+
+def module_gen(n: int) -> Iterator[int]:
+    for i in range(n):
+        yield i * i
+
+
+@contextlib.contextmanager
+def group1_on(M: Any, tool: Tool, mode: str) -> Iterator[list]:
+    """Enable group-1 events globally; yield the list of (event, code) seen.
+
+    Each callback also checks that the frame one level up runs the code
+    object it was given, and records a mismatch as an event.
+    """
+    seen: list = []
+
+    def make(name: str) -> Callable[..., Any]:
+        def callback(code: Any, *args: Any) -> Any:
+            if sys._getframe(1).f_code is not code:
+                seen.append(("FRAME MISMATCH", name, code))
+            seen.append((name, code))
+            return M.DISABLE if mode == "disable" else None
+
+        return callback
+
+    names = ("PY_START", "PY_RESUME", "PY_RETURN", "PY_YIELD", "LINE")
+    for name in names:
+        tool.register(getattr(M.events, name), make(name))
+    tool.set_events(group1_events(M))
+    try:
+        yield seen
+    finally:
+        tool.set_events(0)
+        for name in names:
+            tool.register(getattr(M.events, name), None)
+        M.restart_events()
+
+
+@pytest.fixture(params=["record", "disable"])
+def mode(request: Any) -> str:
+    return request.param
+
+
+def same_under_monitoring(M: Any, tool: Tool, mode: str, compute: Callable[[], Any]) -> Any:
+    """compute() without monitoring, then twice with; all three must be equal."""
+    baseline = compute()
+    with group1_on(M, tool, mode) as seen:
+        first = compute()
+        second = compute()
+    assert first == baseline
+    assert second == baseline
+    assert not [s for s in seen if s[0] == "FRAME MISMATCH"]
+    return baseline
+
+
+# --------------------------------------------------------------------------
+# Results
+
+
+def test_results_unchanged(M: Any, tool: Tool, mode: str) -> None:
+    def fib(n: int) -> int:
+        return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+    def work() -> tuple:
+        squares = [x * x for x in range(5)]
+        evens = {x for x in range(10) if x % 2 == 0}
+        total = sum(v for v in squares)
+        try:
+            {}["missing"]
+        except KeyError as e:
+            caught = repr(e)
+        return fib(10), squares, sorted(evens), total, caught, list(module_gen(4)), module_level(3)
+
+    assert same_under_monitoring(M, tool, mode, work)[0] == 55
+
+
+def test_generator_and_coroutine_results_unchanged(M: Any, tool: Tool, mode: str) -> None:
+    def gen() -> Any:
+        got = []
+        x = yield "first"
+        while x is not None:
+            got.append(x)
+            x = yield len(got)
+        return got
+
+    async def coro(n: int) -> int:
+        total = 0
+        for i in range(n):
+            total += await sub(i)
+        return total
+
+    async def sub(i: int) -> int:
+        return i + 1
+
+    def work() -> tuple:
+        g = gen()
+        out = [next(g), g.send("a"), g.send("b")]
+        try:
+            g.send(None)
+        except StopIteration as stop:
+            out.append(stop.value)
+        c = coro(4)
+        try:
+            c.send(None)
+        except StopIteration as stop:
+            out.append(stop.value)
+        return tuple(out)
+
+    assert same_under_monitoring(M, tool, mode, work) == ("first", 1, 2, ["a", "b"], 10)
+
+
+def test_exception_behaviour_unchanged(M: Any, tool: Tool, mode: str) -> None:
+    def nested() -> list:
+        log = []
+        for exc in (KeyError, ValueError, ZeroDivisionError):
+            try:
+                try:
+                    raise exc("x")
+                finally:
+                    log.append("finally")
+            except (KeyError, ValueError) as e:
+                log.append(type(e).__name__)
+            except Exception as e:
+                log.append("other " + type(e).__name__)
+        return log
+
+    same_under_monitoring(M, tool, mode, nested)
+
+
+# --------------------------------------------------------------------------
+# Tracebacks and frames
+
+
+def _format_failure(func: Callable[[], Any]) -> str:
+    try:
+        func()
+    except Exception:
+        return traceback.format_exc()
+    raise AssertionError("no exception")
+
+
+def test_traceback_text_unchanged(M: Any, tool: Tool, mode: str) -> None:
+    def caller() -> int:
+        value = module_failing({"a": {}})
+        return value
+
+    text = same_under_monitoring(M, tool, mode, lambda: _format_failure(caller))
+    assert "KeyError: 'b'" in text
+    assert 'return d["a"]["b"] + 1' in text
+
+
+def test_traceback_carets_of_binary_op(M: Any, tool: Tool, mode: str) -> None:
+    def divide(a: int, b: int) -> float:
+        ratio = (a + 1) / (b * 0)
+        return ratio
+
+    text = same_under_monitoring(M, tool, mode, lambda: _format_failure(lambda: divide(1, 2)))
+    assert "ZeroDivisionError" in text
+
+
+def test_traceback_through_generator_unchanged(M: Any, tool: Tool, mode: str) -> None:
+    def gen() -> Any:
+        yield 1
+        yield {}["k"]
+
+    same_under_monitoring(M, tool, mode, lambda: _format_failure(lambda: list(gen())))
+
+
+def test_traceback_positions_unchanged(M: Any, tool: Tool, mode: str) -> None:
+    def fails() -> None:
+        a = [1]
+        a[1] = a[0] + a[5]
+
+    def positions() -> list:
+        try:
+            fails()
+        except IndexError as e:
+            tb = e.__traceback__
+            out = []
+            while tb is not None:
+                out.append((tb.tb_frame.f_code.co_name, tb.tb_lineno, tb.tb_lasti))
+                tb = tb.tb_next
+            return out
+        raise AssertionError
+
+    assert same_under_monitoring(M, tool, mode, positions)[-1][0] == "fails"
+
+
+def test_f_lineno_inside_function(M: Any, tool: Tool, mode: str) -> None:
+    def f() -> list:
+        out = [sys._getframe().f_lineno]
+        for i in range(2):
+            out.append(sys._getframe().f_lineno)
+        out.append(sys._getframe().f_lineno)
+        return out
+
+    result = same_under_monitoring(M, tool, mode, f)
+    first = f.__code__.co_firstlineno
+    assert [line - first for line in result] == [1, 3, 3, 4]
+
+
+def test_f_lasti_inside_function(M: Any, tool: Tool, mode: str) -> None:
+    # inspect and traceback map f_lasti/tb_lasti to co_positions(): it must
+    # index the original bytecode.
+    def f() -> list:
+        out = [sys._getframe().f_lasti]
+        for i in range(2):
+            out.append(sys._getframe().f_lasti)
+        return out
+
+    result = same_under_monitoring(M, tool, mode, f)
+    assert set(result) <= {i.offset for i in dis.get_instructions(f)}
+
+
+def test_f_lineno_of_suspended_generator(M: Any, tool: Tool, mode: str) -> None:
+    def gen() -> Any:
+        yield 1
+        yield 2
+
+    def observe() -> list:
+        g = gen()
+        out = [g.gi_frame.f_lineno]
+        next(g)
+        out.append(g.gi_frame.f_lineno)
+        next(g)
+        out.append(g.gi_frame.f_lineno)
+        out.append(g.gi_frame.f_lasti)
+        g.close()
+        return out
+
+    same_under_monitoring(M, tool, mode, observe)
+
+
+def test_f_lineno_of_caller_frames(M: Any, tool: Tool, mode: str) -> None:
+    def inner() -> list:
+        frame = sys._getframe(1)
+        return [frame.f_lineno, frame.f_code.co_name]
+
+    def outer() -> list:
+        return inner()
+
+    same_under_monitoring(M, tool, mode, outer)
+
+
+def test_inspect_stack_line_numbers(M: Any, tool: Tool, mode: str) -> None:
+    def inner() -> list:
+        return [(fi.function, fi.lineno, fi.positions) for fi in inspect.stack(context=1)[:2]]
+
+    def outer() -> list:
+        x = inner()
+        return x
+
+    result = same_under_monitoring(M, tool, mode, outer)
+    assert [r[0] for r in result] == ["inner", "outer"]
+
+
+def test_inspect_getsource(M: Any, tool: Tool, mode: str) -> None:
+    same_under_monitoring(M, tool, mode, lambda: (inspect.getsource(module_level), inspect.getsource(module_gen)))
+
+
+def test_no_trace_function_installed(M: Any, tool: Tool, mode: str) -> None:
+    def observe() -> tuple:
+        return sys.gettrace(), sys.getprofile(), sys._getframe().f_trace
+
+    assert same_under_monitoring(M, tool, mode, observe) == (sys.gettrace(), sys.getprofile(), None)
+
+
+def test_warnings_report_the_right_line(M: Any, tool: Tool, mode: str) -> None:
+    def warn() -> None:
+        warnings.warn("careful", UserWarning, stacklevel=1)
+
+    def catch() -> list:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            warn()
+        return [(w.lineno, str(w.message)) for w in caught]
+
+    result = same_under_monitoring(M, tool, mode, catch)
+    assert result == [(warn.__code__.co_firstlineno + 1, "careful")]
+
+
+# --------------------------------------------------------------------------
+# Code objects
+
+
+def _dis_text(func: Any) -> str:
+    out = io.StringIO()
+    dis.dis(func, file=out)
+    return out.getvalue()
+
+
+def test_dis_output_and_co_code_unchanged(M: Any, tool: Tool, mode: str) -> None:
+    def f(n: int) -> int:
+        total = 0
+        for i in range(n):
+            if i % 2:
+                total += i
+        return total
+
+    code = f.__code__
+    before = (_dis_text(f), code.co_code, list(code.co_lines()), list(code.co_positions()))
+    with group1_on(M, tool, mode):
+        f(5)
+        during = (_dis_text(f), code.co_code, list(code.co_lines()), list(code.co_positions()))
+        f(5)
+    after = (_dis_text(f), code.co_code, list(code.co_lines()), list(code.co_positions()))
+    assert during == before
+    assert after == before
+
+
+def test_dis_of_suspended_generator_code(M: Any, tool: Tool, mode: str) -> None:
+    def gen() -> Any:
+        yield 1
+        yield 2
+
+    before = _dis_text(gen)
+    g = gen()
+    with group1_on(M, tool, mode):
+        next(g)
+        during = _dis_text(gen)
+    g.close()
+    assert during == before
+
+
+def test_code_object_identity_in_callbacks(M: Any, tool: Tool, mode: str) -> None:
+    def f() -> Any:
+        yield 1
+
+    with group1_on(M, tool, mode) as seen:
+        list(f())
+    mine = [name for name, code, *rest in seen if code is f.__code__]
+    assert mine[:2] == ["PY_START", "LINE"]
+    assert not [s for s in seen if s[0] == "FRAME MISMATCH"]
+
+
+@pytest.mark.parametrize("name", ["PY_START", "PY_RESUME", "PY_RETURN", "PY_YIELD", "LINE"])
+def test_caller_frame_runs_the_code_in_callbacks(M: Any, tool: Tool, name: str) -> None:
+    def gen() -> Any:
+        x = yield 1
+        return x
+
+    frames: list[tuple] = []
+
+    def callback(code: Any, *args: Any) -> None:
+        if code is gen.__code__:
+            frame = sys._getframe(1)
+            frames.append((frame.f_code is code, frame.f_code.co_name))
+
+    with Recorder(tool, getattr(M.events, name), gen):
+        tool.register(getattr(M.events, name), callback)
+        g = gen()
+        next(g)
+        with pytest.raises(StopIteration):
+            g.send(5)
+    assert frames and all(ok for ok, _ in frames), frames
+
+
+def test_marshal_roundtrip(M: Any, tool: Tool, mode: str) -> None:
+    def f(a: int) -> int:
+        b = a + 1
+        return b * 2
+
+    before = marshal.loads(marshal.dumps(f.__code__))
+    with group1_on(M, tool, mode):
+        f(1)
+        during = marshal.dumps(f.__code__)
+        clone = marshal.loads(during)
+        g = types.FunctionType(clone, f.__globals__)
+        assert g(1) == 4
+    # The bytes themselves can differ: marshal marks objects referenced more
+    # than once, by reference count, and an instrumented copy shares the
+    # constants and names of its original.  What they describe must not.
+    assert clone == before == f.__code__
+    assert clone.co_code == f.__code__.co_code
+    assert list(clone.co_positions()) == list(f.__code__.co_positions())
+
+
+def test_code_equality_and_hash(M: Any, tool: Tool, mode: str) -> None:
+    def f(a: int) -> int:
+        return a
+
+    twin = f.__code__.replace()
+    assert twin == f.__code__
+    with group1_on(M, tool, mode):
+        f(1)
+        assert twin == f.__code__
+        assert hash(twin) == hash(f.__code__)
+        assert f.__code__.replace(co_name="g").co_name == "g"
+
+
+def test_pickle_function_by_reference(M: Any, tool: Tool, mode: str) -> None:
+    def roundtrip() -> tuple:
+        return (
+            pickle.loads(pickle.dumps(module_level)) is module_level,
+            pickle.loads(pickle.dumps([module_level, module_gen]))[1] is module_gen,
+            pickle.loads(pickle.dumps({"k": (1, 2.5, "s")})),
+        )
+
+    assert same_under_monitoring(M, tool, mode, roundtrip)[:2] == (True, True)
+
+
+def test_copy_and_functools_wraps(M: Any, tool: Tool) -> None:
+    def f(x: int) -> int:
+        return x + 1
+
+    @functools.wraps(f)
+    def wrapper(*args: Any) -> int:
+        return f(*args) * 10
+
+    with Recorder(tool, M.events.PY_START | M.events.PY_RETURN, f, wrapper) as rec:
+        assert copy.copy(f) is f
+        assert copy.deepcopy(f) is f
+        assert wrapper(1) == 20
+    assert wrapper.__wrapped__ is f and wrapper.__name__ == "f"
+    # The wrapper's events carry its own code object (whose co_name is "wrapper").
+    assert [(n, c.co_name) for n, c in [(e.name, e.code) for e in rec.events]] == [
+        ("PY_START", "wrapper"),
+        ("PY_START", "f"),
+        ("PY_RETURN", "f"),
+        ("PY_RETURN", "wrapper"),
+    ]
+
+
+def test_assigning_dunder_code_while_monitored(M: Any, tool: Tool) -> None:
+    def f() -> str:
+        return "f"
+
+    def g() -> str:
+        a = "g"
+        return a
+
+    original = f.__code__
+    with Recorder(tool, group1_events(M), f, g) as rec:
+        f()
+        f.__code__ = g.__code__
+        try:
+            assert f() == "g"
+        finally:
+            f.__code__ = original
+        assert f() == "f"
+    assert [(e.name, e.code) for e in rec.events] == [
+        ("PY_START", original),
+        ("LINE", original),
+        ("PY_RETURN", original),
+        ("PY_START", g.__code__),
+        ("LINE", g.__code__),
+        ("LINE", g.__code__),
+        ("PY_RETURN", g.__code__),
+        ("PY_START", original),
+        ("LINE", original),
+        ("PY_RETURN", original),
+    ]
+    assert rec.compact("LINE")[1:3] == [("LINE", "g", 1), ("LINE", "g", 2)]
+
+
+def test_function_built_from_monitored_code(M: Any, tool: Tool, mode: str) -> None:
+    def f(a: int) -> int:
+        return a * 3
+
+    def build() -> int:
+        clone = types.FunctionType(f.__code__, f.__globals__, "clone")
+        return clone(2)
+
+    assert same_under_monitoring(M, tool, mode, build) == 6
+
+
+def test_all_events_on_results_unchanged(M: Any, tool: Tool) -> None:
+    # Every event of both groups, recorded: the program still computes the same.
+    def work() -> tuple:
+        out = []
+        for i in range(3):
+            try:
+                out.append(10 // (i - 1))
+            except ZeroDivisionError:
+                out.append(None)
+        g = (x for x in "ab")
+        return tuple(out), "".join(g), len(str(out)), max(1, 2)
+
+    baseline = work()
+    seen: list[str] = []
+    for name in ALL_EVENT_NAMES:
+        tool.register(getattr(M.events, name), lambda *args, name=name: seen.append(name))
+    tool.set_events(sum(getattr(M.events, n) for n in ALL_EVENT_NAMES))
+    try:
+        monitored = work()
+    finally:
+        tool.set_events(0)
+    assert monitored == baseline
+    assert {"LINE", "CALL", "RAISE", "EXCEPTION_HANDLED", "INSTRUCTION"} <= set(seen)
