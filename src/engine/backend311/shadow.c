@@ -372,11 +372,13 @@ emit_landing_pad(const builder *b, shadow_image *img)
     fill_owned(b, img, b->pad_pos, 2 + b->pad_ext, b->an.instrs[b->resume].op);
 }
 
-/* The per-unit line array the interpreter's tracing reads (CPython fills it
- * lazily from the location table).  It differs from the location table in
- * one place: probes right after RESUME 0 have no line, so that a
- * sys.settrace function sees the same 'line' events as in the original, where
- * the first line event is the one of the instruction after RESUME. */
+/* The per-unit line array that tracing and PyCode_Addr2Line read (CPython
+ * fills it lazily from the location table).  It differs from the location
+ * table in one place: the probe right after RESUME 0 (PY_START) belongs to
+ * RESUME, but a sys.settrace function must see the same 'line' events as in
+ * the original, where the first is the one of the instruction after RESUME;
+ * so in this array the probe has that instruction's line.  Python code sees
+ * RESUME's line (transparency.c maps lines through the original). */
 static int
 set_line_array(const builder *b, const shadow_image *img, PyCodeObject *shadow)
 {
@@ -390,15 +392,16 @@ set_line_array(const builder *b, const shadow_image *img, PyCodeObject *shadow)
         PyErr_NoMemory();
         return -1;
     }
-    int hidden_from = -1, hidden_to = -1;
+    int moved_from = -1, moved_to = -1, moved_line = -1;
     if (b->resume >= 0 && b->resume + 1 < b->an.n_instrs &&
         b->plans[b->resume + 1].after >= 0)
     {
-        hidden_from = b->plans[b->resume + 1].pos_after;
-        hidden_to = hidden_from + b->probe_size;
+        moved_from = b->plans[b->resume + 1].pos_after;
+        moved_to = moved_from + b->probe_size;
+        moved_line = b->an.instrs[b->resume + 1].line;
     }
     for (int u = 0; u < b->n_units; u++) {
-        int line = (u >= hidden_from && u < hidden_to) ? -1 : img->locs[u].line;
+        int line = (u >= moved_from && u < moved_to) ? moved_line : img->locs[u].line;
         if (wide) {
             ((int32_t *)lines)[u] = line;
         }

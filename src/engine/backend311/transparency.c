@@ -83,7 +83,70 @@ function_code_set(PyObject *self, PyObject *value, void *Py_UNUSED(closure))
     return 0;
 }
 
-/* ---- getters that return an offset ------------------------------------- */
+/* Setting an attribute whose getter was replaced: the interpreter's own. */
+static int
+original_set(PyObject *self, PyObject *value, void *closure)
+{
+    patched_attr *attr = (patched_attr *)closure;
+    return Py_TYPE(attr->descr)->tp_descr_set(attr->descr, self, value);
+}
+
+/* ---- getters of offsets and lines ---------------------------------------- */
+
+/* The line of shadow unit `unit` as the original has it (-1 for none).  The
+ * shadow's own line array hides the lines of a few probe units from tracing
+ * (shadow.c), which Python code must not see. */
+static int
+original_line(PyCodeObject *code, int unit)
+{
+    li_probes *lp = li_shadow_probes(code);
+    if (lp == NULL) {
+        return unit < 0 ? code->co_firstlineno
+                        : PyCode_Addr2Line(code, unit * (int)sizeof(_Py_CODEUNIT));
+    }
+    if (unit < 0) {
+        return lp->original->co_firstlineno;
+    }
+    return PyCode_Addr2Line(lp->original,
+                            li_original_unit(code, unit) * (int)sizeof(_Py_CODEUNIT));
+}
+
+static PyObject *
+line_or_none(int line)
+{
+    if (line < 0) {
+        Py_RETURN_NONE;
+    }
+    return PyLong_FromLong(line);
+}
+
+static PyObject *
+frame_lineno_get(PyObject *self, void *Py_UNUSED(closure))
+{
+    PyFrameObject *frame = (PyFrameObject *)self;
+    if (frame->f_lineno != 0) {
+        return PyLong_FromLong(frame->f_lineno);   /* set while tracing */
+    }
+    PyCodeObject *code = PyFrame_GetCode(frame);
+    int lasti = PyFrame_GetLasti(frame);
+    int line = original_line(code, lasti < 0 ? -1 : lasti / (int)sizeof(_Py_CODEUNIT));
+    Py_DECREF(code);
+    return line_or_none(line);
+}
+
+static PyObject *
+traceback_lineno_get(PyObject *self, void *Py_UNUSED(closure))
+{
+    PyTracebackObject *tb = (PyTracebackObject *)self;
+    if (tb->tb_lineno != -1 || tb->tb_frame == NULL) {
+        return line_or_none(tb->tb_lineno);
+    }
+    PyCodeObject *code = PyFrame_GetCode(tb->tb_frame);
+    int line = original_line(code, tb->tb_lasti / (int)sizeof(_Py_CODEUNIT));
+    Py_DECREF(code);
+    return line_or_none(line);
+}
+
 
 static PyObject *
 frame_lasti_get(PyObject *self, void *Py_UNUSED(closure))
@@ -117,10 +180,12 @@ static patched_attr patches[] = {
     {&PyFunction_Type, "__code__", NULL, NULL},
     {&PyFrame_Type, "f_code", NULL, NULL},
     {&PyFrame_Type, "f_lasti", NULL, NULL},
+    {&PyFrame_Type, "f_lineno", NULL, NULL},
     {&PyGen_Type, "gi_code", NULL, NULL},
     {&PyCoro_Type, "cr_code", NULL, NULL},
     {&PyAsyncGen_Type, "ag_code", NULL, NULL},
     {&PyTraceBack_Type, "tb_lasti", NULL, NULL},
+    {&PyTraceBack_Type, "tb_lineno", NULL, NULL},
 };
 
 #define N_PATCHES (sizeof(patches) / sizeof(patches[0]))
@@ -197,6 +262,13 @@ li_install_transparency(void)
         }
         else if (strcmp(name, "tb_lasti") == 0) {
             get = traceback_lasti_get;
+        }
+        else if (strcmp(name, "f_lineno") == 0) {
+            get = frame_lineno_get;
+            set = original_set;
+        }
+        else if (strcmp(name, "tb_lineno") == 0) {
+            get = traceback_lineno_get;
         }
         if (install(i, get, set) < 0) {
             return -1;
