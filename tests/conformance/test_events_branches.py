@@ -117,8 +117,10 @@ def test_conditional_expression(M: Any, tool: Tool) -> None:
         assert f(1) == "yes"
         assert f(0) == "no"
     check_well_formed(rec.events)
-    assert rec.names() == ["BRANCH", "BRANCH"]
-    assert [e.value for e in rec.events] == [const_offset(f, "yes"), const_offset(f, "no")]
+    # 3.11 also jumps over the else part (a JUMP event); 3.12 and 3.13 do not.
+    branches = rec.only("BRANCH")
+    assert len(branches) == 2
+    assert [e.value for e in branches] == [const_offset(f, "yes"), const_offset(f, "no")]
 
 
 def test_and_short_circuit(M: Any, tool: Tool) -> None:
@@ -263,8 +265,8 @@ def test_while_true_with_break(M: Any, tool: Tool) -> None:
     for b in branches[:-1]:
         dest = b.value
         assert dest == body or (is_jump_opname(opname_at(f, dest)) and jump_target(f, dest) == body), b
-    assert len(rec.only("JUMP")) == 2
-    assert all(j.value == body for j in rec.only("JUMP"))
+    # The jumps back to the loop's body (3.11 also jumps out at `break`).
+    assert len([j for j in rec.only("JUMP") if j.value == body]) == 2
 
 
 def test_for_loop_with_continue(M: Any, tool: Tool) -> None:

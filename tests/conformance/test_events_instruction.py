@@ -42,18 +42,23 @@ def executed(rec: Recorder, code: Any = None) -> list[int]:
 
 
 def check_path(events: list[Event]) -> None:
-    """INSTRUCTION offsets follow the code: fall through, or go where a JUMP/BRANCH said."""
-    previous = None
-    redirected = None
+    """INSTRUCTION offsets follow the code: fall through, or go where a JUMP/BRANCH said.
+
+    Followed per code object: a comprehension is a function of its own before
+    3.12, whose events come between those of the code that calls it.
+    """
+    previous: dict = {}
+    redirected: dict = {}
     for e in events:
         if e.name in ("JUMP", "BRANCH"):
-            assert previous == e.offset, "%s not preceded by its INSTRUCTION" % (e,)
-            redirected = e.value
+            assert previous.get(e.code) == e.offset, "%s not preceded by its INSTRUCTION" % (e,)
+            redirected[e.code] = e.value
         elif e.name == "INSTRUCTION":
-            if previous is not None:
-                expected = redirected if redirected is not None else next_instruction_offset(e.code, previous)
-                assert e.offset == expected, (previous, e.offset, redirected)
-            previous, redirected = e.offset, None
+            if e.code in previous:
+                target = redirected.get(e.code)
+                expected = target if target is not None else next_instruction_offset(e.code, previous[e.code])
+                assert e.offset == expected, (previous[e.code], e.offset, target)
+            previous[e.code], redirected[e.code] = e.offset, None
 
 
 # --------------------------------------------------------------------------

@@ -5,10 +5,10 @@
  * (a "shadow") with probes inserted before the instructions that need them.
  * A probe is
  *
- *     NOP k             JUMP_FORWARD when the probe is disabled
+ *     NOP j             JUMP_FORWARD when the probe is disabled
  *     LOAD_CONST probes the shadow's li_probes object (last constant)
  *     UNARY_NOT i       nb_bool of li_probes runs the probe
- *     POP_TOP j         (i, j, k: bytes of the probe's index)
+ *     POP_TOP           (i, j: bytes of the probe's index)
  *
  * New frames run the shadow because function objects point at it; the
  * original stays what users see (function.__code__, frame.f_code and friends
@@ -116,22 +116,32 @@ PyObject *li_encode_handlers(const li_handler *handlers, int n);
 
 enum {
     LI_PROBE_AFTER,        /* events of the previous instruction, on fall-through */
+    LI_PROBE_HANDLER,      /* an exception reaches a handler of the code */
     LI_PROBE_LINE,         /* LINE of the next instruction */
     LI_PROBE_LINE_HANDLER, /* LINE of an exception handler's first instruction */
     LI_PROBE_INSTR,        /* INSTRUCTION and the next instruction's own events */
+    LI_PROBE_TAKEN,        /* stub: a branch or SEND jumped */
+    LI_PROBE_C_RAISE,      /* stub: a call to a non-Python callable raised */
+    LI_PROBE_UNWIND,       /* stub: an exception leaves the frame */
 };
 
+/* One event a probe delivers. */
 typedef struct {
-    PyObject *arg;        /* owned, made at first use: the line for LINE probes,
-                             else the offset of the instruction (the second
-                             argument of every callback) */
+    PyObject *arg;        /* owned, made at first use: the callbacks' second
+                             argument (the line for LINE, else the offset) */
+    int32_t orig;         /* original unit the event belongs to */
+    int32_t aux;          /* LINE: the line; JUMP, BRANCH: destination unit;
+                             CALL: number of arguments, -1 for CALL_FUNCTION_EX */
+    uint8_t event;
+} li_site;
+
+typedef struct {
     int32_t unit;         /* shadow unit of the probe's NOP */
-    int32_t orig;         /* original unit of the opcode the events belong to */
-    int32_t line;         /* the line, for LINE probes */
+    int32_t first_site;   /* its sites, in delivery order */
     int16_t depth;        /* value stack depth where the probe starts */
+    uint8_t n_sites;
     uint8_t kind;
     uint8_t size;         /* in units */
-    uint32_t events;      /* bit set of the events it fires */
 } li_probe;
 
 /* The li_probes object: the runtime data of one shadow, stored as its last
@@ -149,6 +159,8 @@ typedef struct li_probes {
     int32_t *shadow_of;         /* original unit -> shadow unit of the same unit */
     int n_probes;
     li_probe *probes;           /* by shadow position */
+    int n_sites;
+    li_site *sites;
     int n_armed;                /* probes currently armed */
     int entry_probe;            /* first probe after RESUME 0, or -1 */
     int landing_unit;           /* landing pad for entry trampolines, or -1 */
@@ -179,6 +191,14 @@ li_probes *li_shadow_probes(PyCodeObject *code);
  * original's co_consts).  New reference, or NULL with an exception. */
 PyCodeObject *li_build_shadow(PyCodeObject *original, li_code_state *cs,
                               li_event_set kinds, PyObject *consts);
+
+/* Delivers the events of probe `p` of `lp`, run by `frame` (events.c).
+ * 0, or -1 with an exception set. */
+int li_fire_probe(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp,
+                  li_probe *p);
+/* Lets STOP_ITERATION see the return value of generators exhausted by
+ * FOR_ITER (events.c); on only while some tool wants the event. */
+void li_watch_exhausted_generators(bool on);
 
 /* Arms or disarms every probe of `lp` according to the current state. */
 void li_probes_sync(li_probes *lp);
@@ -212,10 +232,8 @@ li_current_shadow(const li_code_state *cs)
 /* The back end data of `cs`, created if needed.  NULL with an exception. */
 li_code_backend *li_code_backend_ensure(li_code_state *cs);
 
-/* Events that need probes on 3.11 (the others are not delivered yet). */
-#define LI_PROBED_EVENTS (LI_EVENT_BIT(LI_PY_START) | LI_EVENT_BIT(LI_PY_RESUME) | \
-                          LI_EVENT_BIT(LI_PY_RETURN) | LI_EVENT_BIT(LI_PY_YIELD) | \
-                          LI_EVENT_BIT(LI_LINE))
+/* Events that need probes: all of them (C_RETURN and C_RAISE follow CALL). */
+#define LI_PROBED_EVENTS ((LI_EVENT_BIT(LI_UNGROUPED_EVENT_COUNT) - 1))
 
 /* ---- keeping code and frames up to date (update.c) ---- */
 

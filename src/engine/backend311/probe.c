@@ -95,7 +95,7 @@ set_armed(li_probes *lp, const li_probe *p, int index, bool armed)
     uint8_t *u = (uint8_t *)&unit;
     if (armed) {
         u[0] = NOP;
-        u[1] = (uint8_t)((index >> 16) & 0xFF);
+        u[1] = (uint8_t)((index >> 8) & 0xFF);   /* high byte of the index */
     }
     else {
         u[0] = JUMP_FORWARD;
@@ -110,8 +110,9 @@ probe_wanted(const li_probes *lp, const li_probe *p, int index)
     if (lp->obsolete && index == lp->entry_probe) {
         return true;    /* it redirects functions to the current shadow */
     }
-    for (uint32_t events = p->events; events; events &= events - 1) {
-        if (li_tools_at(lp->cs, __builtin_ctz(events), p->orig)) {
+    for (int k = 0; k < p->n_sites; k++) {
+        const li_site *s = &lp->sites[p->first_site + k];
+        if (li_tools_at(lp->cs, s->event, s->orig)) {
             return true;
         }
     }
@@ -129,83 +130,12 @@ li_probes_sync(li_probes *lp)
     }
 }
 
-/* Whether an exception arriving at a handler's LINE probe was raised on the
- * handler's own line, in which case CPython 3.12 reports no LINE event.  The
- * traceback entry the interpreter added for this frame says where it was
- * raised. */
-static bool
-raised_on_same_line(_PyInterpreterFrame *frame, const li_probes *lp,
-                    const li_probe *p)
-{
-    if (p->depth < 1) {
-        return false;
-    }
-    PyObject *exc = frame->localsplus[lp->shadow->co_nlocalsplus + p->depth - 1];
-    if (exc == NULL || !PyExceptionInstance_Check(exc)) {
-        return false;
-    }
-    bool same = false;
-    PyObject *tb = PyException_GetTraceback(exc);
-    if (tb != NULL && PyTraceBack_Check(tb)) {
-        PyTracebackObject *entry = (PyTracebackObject *)tb;
-        if (entry->tb_frame != NULL && entry->tb_frame->f_frame == frame) {
-            same = PyCode_Addr2Line(lp->shadow, entry->tb_lasti) == p->line;
-        }
-    }
-    Py_XDECREF(tb);
-    return same;
-}
-
-static int
-fire_event(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp,
-           li_probe *p, int event)
-{
-    uint8_t tools = li_tools_at(lp->cs, event, p->orig);
-    if (tools == 0) {
-        return 0;
-    }
-    if (event == LI_LINE && p->kind == LI_PROBE_LINE_HANDLER &&
-        raised_on_same_line(frame, lp, p))
-    {
-        return 0;
-    }
-    if (p->arg == NULL) {
-        p->arg = PyLong_FromLong(event == LI_LINE ? p->line
-                                 : (long)p->orig * (long)sizeof(_Py_CODEUNIT));
-        if (p->arg == NULL) {
-            return -1;
-        }
-    }
-    PyObject *args[4] = {NULL, (PyObject *)lp->original, p->arg, NULL};
-    size_t nargs = 2;
-    if (event == LI_PY_RETURN || event == LI_PY_YIELD) {
-        /* The value is on top of the stack, under the probe's operand. */
-        args[3] = frame->localsplus[lp->shadow->co_nlocalsplus + p->depth - 1];
-        nargs = 3;
-    }
-    return li_call_tools(tstate, event, tools, lp->cs, p->orig, args, nargs);
-}
-
 static int
 fire(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp,
      li_probe *p, int index)
 {
-    /* At one instruction CPython delivers INSTRUCTION before the
-       instruction's own event; the other combinations in one probe follow
-       event id order. */
-    uint32_t events = p->events;
-    if (events & LI_EVENT_BIT(LI_INSTRUCTION)) {
-        if (fire_event(tstate, frame, lp, p, LI_INSTRUCTION) < 0) {
-            return -1;
-        }
-        events &= ~LI_EVENT_BIT(LI_INSTRUCTION);
-    }
-    while (events) {
-        int event = __builtin_ctz(events);
-        events &= events - 1;
-        if (fire_event(tstate, frame, lp, p, event) < 0) {
-            return -1;
-        }
+    if (li_fire_probe(tstate, frame, lp, p) < 0) {
+        return -1;
     }
     if (!probe_wanted(lp, p, index)) {
         set_armed(lp, p, index, false);
@@ -270,11 +200,10 @@ probes_run(PyObject *self)
         /* Code run by a callback (or by a sys.settrace function) gets no events. */
         return 0;
     }
+    /* The call is the UNARY_NOT; the NOP starts the probe. */
     _Py_CODEUNIT *call = frame->prev_instr;
-    int index = _Py_OPARG(call[0]) | _Py_OPARG(call[1]) << 8;
-    if (lp->n_probes > 0xFFFF) {
-        index |= _Py_OPARG(call[2 - lp->probes[0].size]) << 16;
-    }
+    int size = lp->n_probes > 0 ? lp->probes[0].size : 0;
+    int index = _Py_OPARG(call[0]) | _Py_OPARG(call[2 - size]) << 8;
     if (index >= lp->n_probes ||
         lp->probes[index].unit + lp->probes[index].size - 2 !=
             call - _PyCode_CODE(lp->shadow))
@@ -295,9 +224,10 @@ probes_dealloc(PyObject *self)
 {
     li_probes *lp = (li_probes *)self;
     assert(lp->shadow == NULL);
-    for (int i = 0; i < lp->n_probes; i++) {
-        Py_XDECREF(lp->probes[i].arg);
+    for (int i = 0; i < lp->n_sites; i++) {
+        Py_XDECREF(lp->sites[i].arg);
     }
+    PyMem_Free(lp->sites);
     PyMem_Free(lp->orig_of);
     PyMem_Free(lp->shadow_of);
     PyMem_Free(lp->probes);

@@ -1,40 +1,81 @@
 /* Building a shadow: an instrumented copy of a 3.11 code object.
  *
  * Before each original instruction B the shadow may hold, in this order:
- *   AFTER   probe for events of the instruction before B (PY_START after
- *           RESUME 0, PY_RESUME after other RESUMEs); only on fall-through
- *   SKIP    JUMP_FORWARD over B's LINE probe, when the instruction before B
- *           falls through into B on the same line (no LINE event then)
- *   LINE    probe firing LINE for B
- *   INSTR   probe firing B's own events (PY_RETURN, PY_YIELD)
+ *   AFTER    probe for events of the instruction before B that happen once it
+ *            completed and execution falls through to B: PY_START/PY_RESUME
+ *            after RESUME, C_RETURN after a call, BRANCH (not taken) after a
+ *            conditional jump or FOR_ITER
+ *   ARRIVE   probe for a SEND that jumps to B, its subiterator done:
+ *            STOP_ITERATION (CPython's _gen_throw needs SEND's jump to end
+ *            right after the `yield from` loop, so no stub there)
+ *   SKIP     JUMP_FORWARD over B's LINE probe, when the instruction before B
+ *            falls through into B on the same line (no LINE event then)
+ *   HANDLER  probe for an exception arriving at B, an exception handler:
+ *            PY_THROW, RAISE (unless re-raised), EXCEPTION_HANDLED
+ *   LINE     probe firing LINE for B
+ *   INSTR    probe firing INSTRUCTION and B's own events before B runs:
+ *            PY_RETURN, PY_YIELD, CALL, JUMP, RERAISE
+ * and after the last instruction come stubs, each a probe and one instruction:
+ *   TAKEN    per branch or FOR_ITER that jumps: BRANCH (taken),
+ *            STOP_ITERATION; then a jump where the original jump goes
+ *   C_RAISE  per call: C_RAISE when the callee raised; then RERAISE
+ *   UNWIND   one: PY_THROW, RAISE, PY_UNWIND for exceptions leaving the
+ *            frame; then RERAISE
+ *   a landing pad for entry trampolines (see trampoline.c).
  * Jumps to B land on LINE when they come from another line, past it when
- * they come from B's line; exception handlers land on LINE, whose probe then
- * decides at run time.  Every probe unit takes the location and the
- * exception handler of the instruction its events belong to, so tracebacks
- * and f_lineno are those of that instruction.
+ * they come from B's line.  The exception table sends exceptions raised by a
+ * call to its C_RAISE stub, those with no handler in the frame to UNWIND, and
+ * the others to the HANDLER probe of their handler; the stubs re-raise into
+ * what the original does.  Every probe unit takes the location and the
+ * handler of the instruction its events belong to, so tracebacks and
+ * f_lineno are those of that instruction.  Call groups (KW_NAMES, PRECALL,
+ * CALL) stay together: specialised PRECALLs skip the CALL after them.
  */
 
 #include "b311.h"
 
 #define PROBE_BASE_SIZE 4    /* NOP, LOAD_CONST, UNARY_NOT, POP_TOP */
 
+enum { AFTER, ARRIVE, HANDLER, LINE, INSTR, N_SLOTS };
+
 typedef struct {
-    int after, line, instr;  /* probe index or -1 */
+    int probe[N_SLOTS];      /* probe index or -1 */
+    int pos[N_SLOTS];        /* their positions */
     bool skip;
+    int pos_skip;
     int ext;                 /* EXTENDED_ARG prefixes emitted for the instruction */
-    int pos_after, pos_skip, pos_line, pos_instr, pos_start, pos_op, pos_end;
+    int pos_start, pos_op, pos_end;
+    int taken, c_raise;      /* stub indices or -1 */
+    bool call_unit;          /* its units raise into the C_RAISE stub of its call */
 } plan;
+
+enum { STUB_TAKEN, STUB_C_RAISE, STUB_UNWIND };
+
+typedef struct {
+    int kind;
+    int probe;               /* may be -1 when no tool wants its events */
+    int owner;               /* instruction index */
+    int depth;               /* exception stubs: depth the entry leaves */
+    int ext;                 /* prefixes of its final jump */
+    int pos, pos_tail, pos_end;
+} stub;
 
 typedef struct {
     li_analysis an;
     li_code_state *cs;
+    li_event_set kinds;
     bool partial;             /* a probe was left out: every tool disabled it */
     int entry_probe;
     int resume;               /* index of RESUME 0, or -1 */
-    int pad_pos, pad_ext;     /* landing pad, see below; -1 if none */
+    int pad_pos, pad_ext;     /* landing pad; -1 if none */
+    int unwind;               /* stub index or -1 */
     plan *plans;
     li_probe *probes;
-    int n_probes;
+    int n_probes, cap_probes;
+    li_site *sites;
+    int n_sites, cap_sites;
+    stub *stubs;
+    int n_stubs;
     int probe_size;
     int probes_const;         /* index of the li_probes object in co_consts */
     int n_units;
@@ -46,143 +87,452 @@ ext_needed(int oparg)
     return oparg > 0xFFFFFF ? 3 : oparg > 0xFFFF ? 2 : oparg > 0xFF ? 1 : 0;
 }
 
-/* Adds a probe for those of `events` that some tool still wants at
- * `owner`; -1 if none does. */
-static int
-add_probe(builder *b, int kind, const li_instr *owner, int depth, uint32_t events)
+static bool
+wanted(const builder *b, int event)
 {
-    uint32_t wanted = 0;
-    for (int e = 0; e < LI_EVENT_COUNT; e++) {
-        if ((events & LI_EVENT_BIT(e)) && li_tools_at(b->cs, e, owner->op)) {
-            wanted |= LI_EVENT_BIT(e);
-        }
+    int selector = (event == LI_C_RETURN || event == LI_C_RAISE) ? LI_CALL : event;
+    return (b->kinds & LI_EVENT_BIT(selector)) != 0;
+}
+
+/* ---- sites and probes ------------------------------------------------- */
+
+/* Appends a site when `event` is selected and some tool still wants it at
+ * `orig` (tools that returned DISABLE there are left out). */
+static int
+add_site(builder *b, int event, int orig, int aux)
+{
+    if (!wanted(b, event)) {
+        return 0;
     }
-    if (wanted != events) {
+    if (!li_tools_at(b->cs, event, orig)) {
         b->partial = true;
+        return 0;
     }
-    if (wanted == 0) {
+    if (b->n_sites == b->cap_sites) {
+        int cap = b->cap_sites ? b->cap_sites * 2 : 64;
+        li_site *sites = PyMem_Realloc(b->sites, sizeof(li_site) * (size_t)cap);
+        if (sites == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        b->sites = sites;
+        b->cap_sites = cap;
+    }
+    b->sites[b->n_sites++] = (li_site){NULL, orig, aux, (uint8_t)event};
+    return 0;
+}
+
+/* Opens a probe; its sites are those added until close_probe(). */
+static int
+open_probe(builder *b)
+{
+    return b->n_sites;
+}
+
+/* The index of a probe over the sites added since `first`, or -1 if none. */
+static int
+close_probe(builder *b, int first, int kind, int depth)
+{
+    if (b->n_sites == first) {
         return -1;
     }
-    events = wanted;
-    li_probe *p = &b->probes[b->n_probes];
-    p->kind = (uint8_t)kind;
-    p->orig = owner->op;
-    p->line = owner->line;
-    p->depth = (int16_t)depth;
-    p->events = events;
-    p->size = (uint8_t)b->probe_size;
+    if (b->n_probes == b->cap_probes) {
+        int cap = b->cap_probes ? b->cap_probes * 2 : 32;
+        li_probe *probes = PyMem_Realloc(b->probes, sizeof(li_probe) * (size_t)cap);
+        if (probes == NULL) {
+            PyErr_NoMemory();
+            return -2;
+        }
+        b->probes = probes;
+        b->cap_probes = cap;
+    }
+    b->probes[b->n_probes] = (li_probe){
+        .first_site = first,
+        .n_sites = (uint8_t)(b->n_sites - first),
+        .depth = (int16_t)depth,
+        .kind = (uint8_t)kind,
+        .size = (uint8_t)b->probe_size,
+    };
     return b->n_probes++;
 }
 
-/* The events B itself fires (before it runs), restricted to `kinds`. */
-static uint32_t
-own_events(const li_instr *in, li_event_set kinds)
+/* ---- what happens where ----------------------------------------------- */
+
+static bool
+is_branch(int opcode)
 {
-    uint32_t events = 0;
-    if (in->opcode == RETURN_VALUE) {
-        events |= LI_EVENT_BIT(LI_PY_RETURN);
+    switch (opcode) {
+    case POP_JUMP_FORWARD_IF_FALSE:
+    case POP_JUMP_FORWARD_IF_TRUE:
+    case POP_JUMP_FORWARD_IF_NONE:
+    case POP_JUMP_FORWARD_IF_NOT_NONE:
+    case POP_JUMP_BACKWARD_IF_FALSE:
+    case POP_JUMP_BACKWARD_IF_TRUE:
+    case POP_JUMP_BACKWARD_IF_NONE:
+    case POP_JUMP_BACKWARD_IF_NOT_NONE:
+    case JUMP_IF_FALSE_OR_POP:
+    case JUMP_IF_TRUE_OR_POP:
+    case FOR_ITER:
+        return true;
+    default:
+        return false;
     }
-    else if (in->opcode == YIELD_VALUE) {
-        events |= LI_EVENT_BIT(LI_PY_YIELD);
-    }
-    return events & kinds;
 }
 
-/* Events fired after `prev` completes and falls through. */
-static uint32_t
-after_events(const li_instr *prev, li_event_set kinds)
+static bool
+ends_call(int opcode)
 {
-    if (prev->opcode != RESUME) {
-        return 0;
+    return opcode == CALL || opcode == CALL_FUNCTION_EX;
+}
+
+/* Index of the last instruction of the call group starting at i (KW_NAMES,
+ * PRECALL, CALL), or i itself. */
+static int
+group_end(const li_analysis *an, int i)
+{
+    int j = i;
+    if (an->instrs[j].opcode == KW_NAMES && j + 1 < an->n_instrs) {
+        j++;
     }
-    int event = prev->oparg == 0 ? LI_PY_START : LI_PY_RESUME;
-    return LI_EVENT_BIT(event) & kinds;
+    if (an->instrs[j].opcode == PRECALL && j + 1 < an->n_instrs &&
+        an->instrs[j + 1].opcode == CALL)
+    {
+        return j + 1;
+    }
+    return i;
+}
+
+/* The instruction is inside a call group, after its first instruction: no
+ * probe may come between it and the one before. */
+static bool
+inside_group(const li_analysis *an, int i)
+{
+    int op = an->instrs[i].opcode;
+    if (i == 0) {
+        return false;
+    }
+    int prev = an->instrs[i - 1].opcode;
+    return (op == PRECALL && prev == KW_NAMES) || (op == CALL && prev == PRECALL);
 }
 
 static int
-plan_probes(builder *b, li_event_set kinds)
+add_stub(builder *b, int kind, int owner, int depth)
 {
-    li_analysis *an = &b->an;
-    b->plans = PyMem_Calloc((size_t)an->n_instrs, sizeof(plan));
-    /* At most three probes per instruction. */
-    b->probes = PyMem_Calloc((size_t)an->n_instrs * 3 + 1, sizeof(li_probe));
-    if (b->plans == NULL || b->probes == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    for (int i = 0; i < an->n_instrs; i++) {
-        const li_instr *in = &an->instrs[i];
-        plan *pl = &b->plans[i];
-        pl->after = pl->line = pl->instr = -1;
-        pl->ext = in->op - in->start;
-        if (li_is_jump(in->opcode)) {
-            pl->ext = 0;        /* recomputed by layout() */
-        }
-        /* Nothing goes before RESUME: generators find out whether they are
-           suspended in a `yield from` by looking at the unit after the
-           YIELD_VALUE they stopped at. */
-        if (!(in->flags & LI_I_TRACEABLE) || in->depth < 0 || in->opcode == RESUME) {
-            continue;
-        }
-        const li_instr *prev = i > 0 ? &an->instrs[i - 1] : NULL;
-        bool entered_from_prev = prev != NULL && prev->depth >= 0 &&
-                                 (prev->flags & LI_I_FALLS_THROUGH);
-        int first_probe = b->n_probes;
-        if (entered_from_prev && (prev->flags & LI_I_TRACEABLE)) {
-            uint32_t events = after_events(prev, kinds);
-            if (events) {
-                pl->after = add_probe(b, LI_PROBE_AFTER, prev, in->depth, events);
-            }
-        }
-        if ((in->flags & LI_I_LINE_START) && (kinds & LI_EVENT_BIT(LI_LINE))) {
-            int kind = (in->flags & LI_I_HANDLER_TARGET) ? LI_PROBE_LINE_HANDLER
-                                                         : LI_PROBE_LINE;
-            pl->line = add_probe(b, kind, in, in->depth, LI_EVENT_BIT(LI_LINE));
-            /* RESUME never hides the next line: CPython 3.12's rule. */
-            pl->skip = pl->line >= 0 && entered_from_prev && prev->line == in->line &&
-                       prev->opcode != RESUME;
-        }
-        uint32_t events = own_events(in, kinds);
-        if (events) {
-            pl->instr = add_probe(b, LI_PROBE_INSTR, in, in->depth, events);
-        }
-        if (prev != NULL && prev->opcode == RESUME && prev->oparg == 0) {
-            b->resume = i - 1;
-            if (b->n_probes > first_probe) {
-                b->entry_probe = first_probe;
-            }
+    stub *s = &b->stubs[b->n_stubs];
+    *s = (stub){.kind = kind, .probe = -1, .owner = owner, .depth = depth};
+    return b->n_stubs++;
+}
+
+/* Depth an exception entry for the units of instruction `in` leaves: the
+ * depth of the original handler covering it, or nothing. */
+static int
+handler_depth_of(const li_analysis *an, const li_instr *in)
+{
+    for (int h = 0; h < an->n_handlers; h++) {
+        if (an->handlers[h].start <= in->op && in->op < an->handlers[h].end) {
+            return an->handlers[h].depth;
         }
     }
     return 0;
 }
+
+/* Events of the instruction before `in` that fire when it falls through. */
+static int
+plan_after(builder *b, int i, int *probe)
+{
+    const li_analysis *an = &b->an;
+    const li_instr *prev = &an->instrs[i - 1], *in = &an->instrs[i];
+    int first = open_probe(b);
+    int err = 0;
+    if (prev->opcode == RESUME) {
+        err = add_site(b, prev->oparg == 0 ? LI_PY_START : LI_PY_RESUME, prev->op, 0);
+    }
+    else if (ends_call(prev->opcode)) {
+        err = add_site(b, LI_C_RETURN, prev->op, 0);
+    }
+    else if (is_branch(prev->opcode)) {
+        err = add_site(b, LI_BRANCH, prev->op, in->start);
+    }
+    *probe = err < 0 ? -2 : close_probe(b, first, LI_PROBE_AFTER, in->depth);
+    return *probe == -2 ? -1 : 0;
+}
+
+static int
+plan_instr(builder *b, int i, int *probe)
+{
+    const li_analysis *an = &b->an;
+    const li_instr *in = &an->instrs[i];
+    int last = group_end(an, i);
+    int first = open_probe(b);
+    for (int k = i; k <= last; k++) {
+        if (add_site(b, LI_INSTRUCTION, an->instrs[k].op, 0) < 0) {
+            return -1;
+        }
+    }
+    const li_instr *end = &an->instrs[last];
+    int err = 0;
+    switch (end->opcode) {
+    case RETURN_VALUE:
+        err = add_site(b, LI_PY_RETURN, in->op, 0);
+        break;
+    case YIELD_VALUE:
+        err = add_site(b, LI_PY_YIELD, in->op, 0);
+        break;
+    case JUMP_FORWARD:
+    case JUMP_BACKWARD:
+        err = add_site(b, LI_JUMP, in->op, an->instrs[in->target].start);
+        break;
+    case RERAISE:
+        err = add_site(b, LI_RERAISE, in->op, 0);
+        break;
+    case RAISE_VARARGS:
+        if (end->oparg == 0) {
+            /* A bare `raise`: re-raises the exception being handled. */
+            err = add_site(b, LI_RERAISE, in->op, 1);
+        }
+        break;
+    case CALL:
+        err = add_site(b, LI_CALL, end->op, end->oparg);
+        break;
+    case CALL_FUNCTION_EX:
+        err = add_site(b, LI_CALL, end->op, -1);
+        break;
+    }
+    if (err < 0) {
+        return -1;
+    }
+    *probe = close_probe(b, first, LI_PROBE_INSTR, in->depth);
+    return *probe == -2 ? -1 : 0;
+}
+
+static int
+plan_probes(builder *b)
+{
+    li_analysis *an = &b->an;
+    b->plans = PyMem_Calloc((size_t)an->n_instrs + 1, sizeof(plan));
+    /* A TAKEN or C_RAISE stub per instruction at most, and UNWIND. */
+    b->stubs = PyMem_Calloc((size_t)an->n_instrs * 2 + 1, sizeof(stub));
+    if (b->plans == NULL || b->stubs == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (int i = 0; i < an->n_instrs; i++) {
+        plan *pl = &b->plans[i];
+        for (int s = 0; s < N_SLOTS; s++) {
+            pl->probe[s] = pl->pos[s] = -1;
+        }
+        pl->taken = pl->c_raise = -1;
+        pl->pos_skip = -1;
+        const li_instr *in = &an->instrs[i];
+        pl->ext = li_is_jump(in->opcode) ? 0 : in->op - in->start;
+    }
+    for (int i = 0; i < an->n_instrs; i++) {
+        const li_instr *in = &an->instrs[i];
+        plan *pl = &b->plans[i];
+        if (in->opcode == RESUME && in->oparg == 0 && b->resume < 0) {
+            b->resume = i;
+        }
+        /* Nothing goes before RESUME (generators find out whether they are
+           suspended in a `yield from` by looking at the unit after the
+           YIELD_VALUE they stopped at), nor inside a call group. */
+        if (!(in->flags & LI_I_TRACEABLE) || in->depth < 0 || in->opcode == RESUME ||
+            inside_group(an, i))
+        {
+            continue;
+        }
+        int first_probe = b->n_probes;
+        const li_instr *prev = i > 0 ? &an->instrs[i - 1] : NULL;
+        bool entered_from_prev = prev != NULL && prev->depth >= 0 &&
+                                 (prev->flags & LI_I_FALLS_THROUGH);
+        if (entered_from_prev && (prev->flags & LI_I_TRACEABLE) &&
+            plan_after(b, i, &pl->probe[AFTER]) < 0)
+        {
+            return -1;
+        }
+        if (in->flags & LI_I_HANDLER_TARGET) {
+            int first = open_probe(b);
+            if (add_site(b, LI_PY_THROW, in->op, 0) < 0 ||
+                add_site(b, LI_RAISE, in->op, 0) < 0 ||
+                add_site(b, LI_EXCEPTION_HANDLED, in->op, 0) < 0)
+            {
+                return -1;
+            }
+            pl->probe[HANDLER] = close_probe(b, first, LI_PROBE_HANDLER, in->depth);
+        }
+        if (in->flags & LI_I_LINE_START) {
+            int first = open_probe(b);
+            if (add_site(b, LI_LINE, in->op, in->line) < 0) {
+                return -1;
+            }
+            int kind = (in->flags & LI_I_HANDLER_TARGET) ? LI_PROBE_LINE_HANDLER
+                                                         : LI_PROBE_LINE;
+            pl->probe[LINE] = close_probe(b, first, kind, in->depth);
+            /* RESUME never hides the next line: CPython 3.12's rule. */
+            pl->skip = pl->probe[LINE] >= 0 && entered_from_prev &&
+                       prev->line == in->line && prev->opcode != RESUME;
+        }
+        if (plan_instr(b, i, &pl->probe[INSTR]) < 0) {
+            return -1;
+        }
+        for (int s = 0; s < N_SLOTS; s++) {
+            if (pl->probe[s] == -2) {
+                return -1;
+            }
+        }
+        if (prev != NULL && prev->opcode == RESUME && prev->oparg == 0 &&
+            b->n_probes > first_probe)
+        {
+            b->entry_probe = first_probe;
+        }
+    }
+    /* Stubs. */
+    for (int i = 0; i < an->n_instrs; i++) {
+        const li_instr *in = &an->instrs[i];
+        plan *pl = &b->plans[i];
+        if (!(in->flags & LI_I_TRACEABLE) || in->depth < 0) {
+            continue;
+        }
+        if (in->opcode == SEND && in->target >= 0 &&
+            !(an->instrs[in->target - 1].flags & LI_I_FALLS_THROUGH))
+        {
+            int first = open_probe(b);
+            if (add_site(b, LI_STOP_ITERATION, in->op, 0) < 0) {
+                return -1;
+            }
+            int probe = close_probe(b, first, LI_PROBE_TAKEN, an->instrs[in->target].depth);
+            if (probe == -2) {
+                return -1;
+            }
+            b->plans[in->target].probe[ARRIVE] = probe;
+        }
+        if (in->target >= 0 && is_branch(in->opcode)) {
+            int first = open_probe(b);
+            if (in->opcode == FOR_ITER && add_site(b, LI_STOP_ITERATION, in->op, 0) < 0) {
+                return -1;
+            }
+            if (add_site(b, LI_BRANCH, in->op, an->instrs[in->target].start) < 0) {
+                return -1;
+            }
+            int probe = close_probe(b, first, LI_PROBE_TAKEN, an->instrs[in->target].depth);
+            if (probe == -2) {
+                return -1;
+            }
+            if (probe >= 0) {
+                pl->taken = add_stub(b, STUB_TAKEN, i, 0);
+                b->stubs[pl->taken].probe = probe;
+            }
+        }
+        if (ends_call(in->opcode)) {
+            int first = open_probe(b);
+            if (add_site(b, LI_C_RAISE, in->op, 0) < 0) {
+                return -1;
+            }
+            int depth = handler_depth_of(an, in);
+            /* The stub gets the exception on top of that depth. */
+            int probe = close_probe(b, first, LI_PROBE_C_RAISE, depth + 1);
+            if (probe == -2) {
+                return -1;
+            }
+            if (probe >= 0) {
+                int s = add_stub(b, STUB_C_RAISE, i, depth);
+                b->stubs[s].probe = probe;
+                /* The whole call group raises into the stub. */
+                for (int k = i; k >= 0 && (k == i || inside_group(an, k + 1)); k--) {
+                    b->plans[k].call_unit = true;
+                    b->plans[k].c_raise = s;
+                }
+            }
+        }
+    }
+    int first = open_probe(b);
+    if (add_site(b, LI_PY_THROW, 0, 0) < 0 || add_site(b, LI_RAISE, 0, 0) < 0 ||
+        add_site(b, LI_PY_UNWIND, 0, 0) < 0)
+    {
+        return -1;
+    }
+    int probe = close_probe(b, first, LI_PROBE_UNWIND, 1);
+    if (probe == -2) {
+        return -1;
+    }
+    b->unwind = -1;
+    if (probe >= 0) {
+        b->unwind = add_stub(b, STUB_UNWIND, b->resume >= 0 ? b->resume : 0, 0);
+        b->stubs[b->unwind].probe = probe;
+    }
+    return 0;
+}
+
+/* ---- layout ------------------------------------------------------------ */
 
 /* Where a jump from `source` to instruction `t` lands in the shadow. */
 static int
 jump_landing(const builder *b, const li_instr *source, int t)
 {
     const plan *pl = &b->plans[t];
-    if (pl->line >= 0 && source->line != b->an.instrs[t].line) {
-        return pl->pos_line;
+    if (pl->probe[LINE] >= 0 && source->line != b->an.instrs[t].line) {
+        return pl->pos[LINE];
     }
-    return pl->pos_instr >= 0 ? pl->pos_instr : pl->pos_start;
+    return pl->pos[INSTR] >= 0 ? pl->pos[INSTR] : pl->pos_start;
 }
 
+/* Where an exception handled at instruction `t` lands. */
 static int
 handler_landing(const builder *b, int t)
 {
     const plan *pl = &b->plans[t];
-    if (pl->line >= 0) {
-        return pl->pos_line;
+    for (int s = HANDLER; s < N_SLOTS; s++) {
+        if (pl->pos[s] >= 0) {
+            return pl->pos[s];
+        }
     }
-    return pl->pos_instr >= 0 ? pl->pos_instr : pl->pos_start;
+    return pl->pos_start;
+}
+
+/* The opcode of a jump that now goes to `landing`: a conditional jump to a
+ * stub after the code goes forward even if it went backward. */
+static int
+jump_opcode(int opcode, bool forward)
+{
+    if (!forward) {
+        return opcode;
+    }
+    switch (opcode) {
+    case POP_JUMP_BACKWARD_IF_FALSE: return POP_JUMP_FORWARD_IF_FALSE;
+    case POP_JUMP_BACKWARD_IF_TRUE: return POP_JUMP_FORWARD_IF_TRUE;
+    case POP_JUMP_BACKWARD_IF_NONE: return POP_JUMP_FORWARD_IF_NONE;
+    case POP_JUMP_BACKWARD_IF_NOT_NONE: return POP_JUMP_FORWARD_IF_NOT_NONE;
+    default: return opcode;
+    }
 }
 
 static int
-jump_oparg(const builder *b, const li_instr *in, const plan *pl)
+instr_landing(const builder *b, int i)
 {
-    int landing = jump_landing(b, in, in->target);
-    return li_is_jump_backward(in->opcode) ? pl->pos_end - landing
-                                           : landing - pl->pos_end;
+    const li_instr *in = &b->an.instrs[i];
+    const plan *pl = &b->plans[i];
+    if (pl->taken >= 0) {
+        return b->stubs[pl->taken].pos;
+    }
+    if (in->opcode == SEND && b->plans[in->target].pos[ARRIVE] >= 0) {
+        return b->plans[in->target].pos[ARRIVE];
+    }
+    return jump_landing(b, in, in->target);
+}
+
+static int
+instr_jump_oparg(const builder *b, int i)
+{
+    const plan *pl = &b->plans[i];
+    int landing = instr_landing(b, i);
+    return landing >= pl->pos_end ? landing - pl->pos_end : pl->pos_end - landing;
+}
+
+static int
+stub_jump_oparg(const builder *b, const stub *s)
+{
+    const li_instr *owner = &b->an.instrs[s->owner];
+    /* The stub stands for the owner's jump: land as it would. */
+    return s->pos_end - jump_landing(b, owner, owner->target);
 }
 
 /* Assigns shadow positions; repeats while jumps need more EXTENDED_ARGs. */
@@ -195,55 +545,54 @@ layout(builder *b)
         for (int i = 0; i < an->n_instrs; i++) {
             const li_instr *in = &an->instrs[i];
             plan *pl = &b->plans[i];
-            pl->pos_after = pl->pos_skip = pl->pos_line = pl->pos_instr = -1;
-            if (pl->after >= 0) {
-                pl->pos_after = pos;
-                pos += b->probe_size;
-            }
-            if (pl->skip) {
-                pl->pos_skip = pos;
-                pos += 1;
-            }
-            if (pl->line >= 0) {
-                pl->pos_line = pos;
-                pos += b->probe_size;
-            }
-            if (pl->instr >= 0) {
-                pl->pos_instr = pos;
-                pos += b->probe_size;
+            for (int s = 0; s < N_SLOTS; s++) {
+                pl->pos[s] = -1;
+                if (s == LINE && pl->skip) {
+                    pl->pos_skip = pos;
+                    pos += 1;
+                }
+                if (pl->probe[s] >= 0) {
+                    pl->pos[s] = pos;
+                    pos += b->probe_size;
+                }
             }
             pl->pos_start = pos;
             pl->pos_op = pos + pl->ext;
             pl->pos_end = pl->pos_op + (in->end - in->op);
             pos = pl->pos_end;
         }
+        for (int k = 0; k < b->n_stubs; k++) {
+            stub *s = &b->stubs[k];
+            s->pos = pos;
+            s->pos_tail = pos + b->probe_size;
+            s->pos_end = s->pos_tail + (s->kind == STUB_TAKEN ? s->ext : 0) + 1;
+            pos = s->pos_end;
+        }
         b->pad_pos = -1;
-        if (b->resume >= 0 && b->resume + 1 < an->n_instrs) {
+        if (b->resume >= 0) {
             b->pad_pos = pos;
-            b->pad_ext = 0;
-            while (ext_needed(pos + 2 + b->pad_ext - b->plans[b->resume].pos_start) >
-                   b->pad_ext)
-            {
-                b->pad_ext++;
-            }
             pos += 2 + b->pad_ext;
         }
         b->n_units = pos;
         bool grew = false;
         for (int i = 0; i < an->n_instrs; i++) {
-            const li_instr *in = &an->instrs[i];
             plan *pl = &b->plans[i];
-            if (in->target < 0) {
-                continue;
+            if (an->instrs[i].target >= 0 && ext_needed(instr_jump_oparg(b, i)) > pl->ext) {
+                pl->ext = ext_needed(instr_jump_oparg(b, i));
+                grew = true;
             }
-            int oparg = jump_oparg(b, in, pl);
-            if (oparg < 0) {
-                PyErr_Format(PyExc_SystemError,
-                             "lowimpact: jump changed direction in %R", an->code);
-                return -1;
+        }
+        for (int k = 0; k < b->n_stubs; k++) {
+            stub *s = &b->stubs[k];
+            if (s->kind == STUB_TAKEN && ext_needed(stub_jump_oparg(b, s)) > s->ext) {
+                s->ext = ext_needed(stub_jump_oparg(b, s));
+                grew = true;
             }
-            if (ext_needed(oparg) > pl->ext) {
-                pl->ext = ext_needed(oparg);
+        }
+        if (b->pad_pos >= 0) {
+            int oparg = b->pad_pos + 2 + b->pad_ext - b->plans[b->resume].pos_start;
+            if (ext_needed(oparg) > b->pad_ext) {
+                b->pad_ext = ext_needed(oparg);
                 grew = true;
             }
         }
@@ -255,6 +604,8 @@ layout(builder *b)
                  an->code);
     return -1;
 }
+
+/* ---- emission ---------------------------------------------------------- */
 
 static inline _Py_CODEUNIT
 make_unit(int opcode, int oparg)
@@ -277,81 +628,103 @@ emit_with_prefixes(_Py_CODEUNIT *out, int ext, int opcode, int oparg)
     return out;
 }
 
-static void
-emit_probe(const builder *b, _Py_CODEUNIT *out, int index)
-{
-    _Py_CODEUNIT *p = out;
-    /* Enabled state; li_probes_sync() sets the real one before first use. */
-    *p++ = make_unit(NOP, (index >> 16) & 0xFF);
-    p = emit_with_prefixes(p, b->probe_size - PROBE_BASE_SIZE, LOAD_CONST, b->probes_const);
-    *p++ = make_unit(UNARY_NOT, index & 0xFF);
-    *p++ = make_unit(POP_TOP, (index >> 8) & 0xFF);
-}
-
 typedef struct {
     _Py_CODEUNIT *code;
     int32_t *orig_of;
     li_loc *locs;
+    int *handler;        /* per unit: exception route, see exception_table() */
+    int32_t *route_of;   /* per unit: the original unit whose handler applies */
 } shadow_image;
 
+enum { ROUTE_ORIGINAL = -1, ROUTE_NONE = -2 };
+
+/* `route_unit`: the original unit whose handler an exception raised by the
+ * probe's callbacks goes to, normally the owner's. */
 static void
-fill_owned(const builder *b, shadow_image *img, int pos, int size, int owner_unit)
+emit_probe(const builder *b, shadow_image *img, int pos, int index, int owner_unit,
+           int route_unit)
 {
-    for (int k = 0; k < size; k++) {
+    if (index < 0) {
+        return;
+    }
+    _Py_CODEUNIT *p = img->code + pos;
+    /* Armed; li_probes_sync() sets the real state before first use.  The
+       index is in the opargs of UNARY_NOT (low byte) and NOP (high byte). */
+    *p++ = make_unit(NOP, (index >> 8) & 0xFF);
+    p = emit_with_prefixes(p, b->probe_size - PROBE_BASE_SIZE, LOAD_CONST, b->probes_const);
+    *p++ = make_unit(UNARY_NOT, index & 0xFF);
+    *p++ = make_unit(POP_TOP, 0);
+    b->probes[index].unit = pos;
+    for (int k = 0; k < b->probe_size; k++) {
         img->orig_of[pos + k] = owner_unit;
+        img->route_of[pos + k] = route_unit;
         img->locs[pos + k] = b->an.locs[owner_unit];
+        img->handler[pos + k] = ROUTE_ORIGINAL;
     }
 }
 
 static void
-emit(builder *b, shadow_image *img)
+own_units(const builder *b, shadow_image *img, int pos, int size, int owner_unit)
 {
-    li_analysis *an = &b->an;
-    for (int i = 0; i < an->n_instrs; i++) {
-        const li_instr *in = &an->instrs[i];
-        const plan *pl = &b->plans[i];
-        if (pl->after >= 0) {
-            emit_probe(b, img->code + pl->pos_after, pl->after);
-            fill_owned(b, img, pl->pos_after, b->probe_size, an->instrs[i - 1].op);
+    for (int k = 0; k < size; k++) {
+        img->orig_of[pos + k] = owner_unit;
+        img->route_of[pos + k] = owner_unit;
+        img->locs[pos + k] = b->an.locs[owner_unit];
+        img->handler[pos + k] = ROUTE_ORIGINAL;
+    }
+}
+
+static void
+emit_instruction(const builder *b, shadow_image *img, int i)
+{
+    const li_instr *in = &b->an.instrs[i];
+    const plan *pl = &b->plans[i];
+    if (in->target >= 0) {
+        /* Jumps get their opargs and EXTENDED_ARG prefixes recomputed; the
+           prefixes stand for the opcode unit. */
+        bool forward = instr_landing(b, i) >= pl->pos_end;
+        emit_with_prefixes(img->code + pl->pos_start, pl->ext,
+                           jump_opcode(in->opcode, forward), instr_jump_oparg(b, i));
+        own_units(b, img, pl->pos_start, pl->ext, in->op);
+    }
+    else {
+        memcpy(img->code + pl->pos_start, b->an.units + in->start,
+               sizeof(_Py_CODEUNIT) * (size_t)(in->op + 1 - in->start));
+        for (int k = 0; k < in->op - in->start; k++) {
+            img->orig_of[pl->pos_start + k] = img->route_of[pl->pos_start + k] = in->start + k;
+            img->locs[pl->pos_start + k] = b->an.locs[in->start + k];
         }
-        if (pl->skip) {
-            img->code[pl->pos_skip] = make_unit(JUMP_FORWARD, b->probe_size);
-            fill_owned(b, img, pl->pos_skip, 1, an->instrs[i - 1].op);
-        }
-        if (pl->line >= 0) {
-            emit_probe(b, img->code + pl->pos_line, pl->line);
-            fill_owned(b, img, pl->pos_line, b->probe_size, in->op);
-        }
-        if (pl->instr >= 0) {
-            emit_probe(b, img->code + pl->pos_instr, pl->instr);
-            fill_owned(b, img, pl->pos_instr, b->probe_size, in->op);
-        }
-        if (in->target >= 0) {
-            /* Jumps get their opargs and EXTENDED_ARG prefixes recomputed; the
-               prefixes stand for the opcode unit. */
-            emit_with_prefixes(img->code + pl->pos_start, pl->ext, in->opcode,
-                               jump_oparg(b, in, pl));
-            fill_owned(b, img, pl->pos_start, pl->ext, in->op);
-        }
-        else {
-            memcpy(img->code + pl->pos_start, an->units + in->start,
-                   sizeof(_Py_CODEUNIT) * (size_t)(in->op + 1 - in->start));
-            for (int k = 0; k < in->op - in->start; k++) {
-                img->orig_of[pl->pos_start + k] = in->start + k;
-                img->locs[pl->pos_start + k] = an->locs[in->start + k];
-            }
-        }
-        /* Inline caches start zeroed, as in freshly compiled code. */
-        for (int k = 0; k < in->end - in->op; k++) {
-            img->orig_of[pl->pos_op + k] = in->op + k;
-            img->locs[pl->pos_op + k] = an->locs[in->op + k];
-        }
-        for (int p = 0; p < 3; p++) {
-            int index = p == 0 ? pl->after : p == 1 ? pl->line : pl->instr;
-            int pos = p == 0 ? pl->pos_after : p == 1 ? pl->pos_line : pl->pos_instr;
-            if (index >= 0) {
-                b->probes[index].unit = pos;
-            }
+    }
+    /* Inline caches start zeroed, as in freshly compiled code. */
+    for (int k = 0; k < in->end - in->op; k++) {
+        img->orig_of[pl->pos_op + k] = img->route_of[pl->pos_op + k] = in->op + k;
+        img->locs[pl->pos_op + k] = b->an.locs[in->op + k];
+    }
+    for (int u = pl->pos_start; u < pl->pos_end; u++) {
+        img->handler[u] = pl->call_unit ? pl->c_raise : ROUTE_ORIGINAL;
+    }
+}
+
+static void
+emit_stub(const builder *b, shadow_image *img, const stub *s)
+{
+    const li_instr *owner = &b->an.instrs[s->owner];
+    emit_probe(b, img, s->pos, s->probe, owner->op, owner->op);
+    int tail_size = s->pos_end - s->pos_tail;
+    own_units(b, img, s->pos_tail, tail_size, owner->op);
+    if (s->kind == STUB_TAKEN) {
+        emit_with_prefixes(img->code + s->pos_tail, s->ext, JUMP_BACKWARD,
+                           stub_jump_oparg(b, s));
+    }
+    else {
+        /* Re-raise where the original would have gone: its handler or out
+           of the frame.  The frame's last instruction is then the stub's,
+           which stands for the instruction that raised. */
+        img->code[s->pos_tail] = make_unit(RERAISE, 0);
+    }
+    if (s->kind == STUB_UNWIND) {
+        for (int u = s->pos; u < s->pos_end; u++) {
+            img->handler[u] = ROUTE_NONE;
         }
     }
 }
@@ -369,7 +742,119 @@ emit_landing_pad(const builder *b, shadow_image *img)
     *out++ = make_unit(POP_TOP, 0);
     int oparg = b->pad_pos + 2 + b->pad_ext - b->plans[b->resume].pos_start;
     emit_with_prefixes(out, b->pad_ext, JUMP_BACKWARD, oparg);
-    fill_owned(b, img, b->pad_pos, 2 + b->pad_ext, b->an.instrs[b->resume].op);
+    own_units(b, img, b->pad_pos, 2 + b->pad_ext, b->an.instrs[b->resume].op);
+}
+
+static void
+emit(const builder *b, shadow_image *img)
+{
+    const li_analysis *an = &b->an;
+    for (int i = 0; i < an->n_instrs; i++) {
+        const plan *pl = &b->plans[i];
+        const li_instr *in = &an->instrs[i];
+        int prev_op = i > 0 ? an->instrs[i - 1].op : in->op;
+        emit_probe(b, img, pl->pos[AFTER], pl->probe[AFTER], prev_op, prev_op);
+        if (pl->probe[ARRIVE] >= 0) {
+            int send = b->sites[b->probes[pl->probe[ARRIVE]].first_site].orig;
+            emit_probe(b, img, pl->pos[ARRIVE], pl->probe[ARRIVE], send, send);
+        }
+        if (pl->skip) {
+            img->code[pl->pos_skip] = make_unit(JUMP_FORWARD, b->probe_size);
+            own_units(b, img, pl->pos_skip, 1, prev_op);
+        }
+        /* The probes before a handler run before it takes the exception
+           (PUSH_EXC_INFO): what their callbacks raise must not reach the
+           handler's own cleanup, which expects it taken.  It goes where an
+           exception raised just before the handler would, as natively. */
+        int route = (in->flags & LI_I_HANDLER_TARGET) ? in->start - 1 : in->op;
+        for (int s = HANDLER; s < N_SLOTS; s++) {
+            emit_probe(b, img, pl->pos[s], pl->probe[s], in->op, route);
+        }
+        if (in->opcode == YIELD_VALUE && pl->probe[INSTR] >= 0 && i > 0 &&
+            an->instrs[i - 1].opcode == SEND)
+        {
+            /* When a `yield from` subiterator fails on throw(), CPython
+               (_gen_throw) finds where the loop ends by reading the oparg of
+               the unit before the YIELD_VALUE, which it takes for the SEND;
+               here that unit is the probe's POP_TOP, so it carries the
+               distance from the YIELD_VALUE to where the SEND jumps. */
+            int distance = instr_landing(b, i - 1) - pl->pos_start;
+            assert(distance > 0 && distance < 256);
+            img->code[pl->pos_start - 1] = make_unit(POP_TOP, distance);
+        }
+        emit_instruction(b, img, i);
+    }
+    for (int k = 0; k < b->n_stubs; k++) {
+        emit_stub(b, img, &b->stubs[k]);
+    }
+    emit_landing_pad(b, img);
+}
+
+/* The exception table of the shadow.  A unit's route is ROUTE_ORIGINAL (the
+ * handler that covers the original unit it stands for, else the UNWIND
+ * stub), ROUTE_NONE (UNWIND itself: out of the frame) or a C_RAISE stub. */
+static PyObject *
+exception_table(const builder *b, const shadow_image *img)
+{
+    const li_analysis *an = &b->an;
+    int *handler_of = PyMem_Malloc(sizeof(int) * (size_t)(an->n_units + 1));
+    li_handler *entry = PyMem_Calloc((size_t)b->n_units + 1, sizeof(li_handler));
+    li_handler *out = PyMem_Calloc((size_t)b->n_units + 1, sizeof(li_handler));
+    PyObject *table = NULL;
+    if (handler_of == NULL || entry == NULL || out == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (int u = 0; u < an->n_units; u++) {
+        handler_of[u] = -1;
+    }
+    for (int h = 0; h < an->n_handlers; h++) {
+        for (int u = an->handlers[h].start; u < an->handlers[h].end; u++) {
+            handler_of[u] = h;
+        }
+    }
+    const stub *unwind = b->unwind >= 0 ? &b->stubs[b->unwind] : NULL;
+    for (int su = 0; su < b->n_units; su++) {
+        int route = img->handler[su];
+        li_handler *e = &entry[su];
+        e->target = -1;
+        if (route >= 0) {
+            const stub *s = &b->stubs[route];
+            *e = (li_handler){0, 0, s->pos, s->depth, false};
+        }
+        else if (route == ROUTE_ORIGINAL && img->route_of[su] >= 0 &&
+                 handler_of[img->route_of[su]] >= 0)
+        {
+            const li_handler *h = &an->handlers[handler_of[img->route_of[su]]];
+            *e = (li_handler){0, 0, handler_landing(b, an->instr_at[h->target]),
+                              h->depth, h->lasti};
+        }
+        else if (route == ROUTE_ORIGINAL && unwind != NULL) {
+            *e = (li_handler){0, 0, unwind->pos, 0, false};
+        }
+    }
+    int n = 0;
+    for (int su = 0; su < b->n_units;) {
+        int run = su + 1;
+        while (run < b->n_units && entry[run].target == entry[su].target &&
+               entry[run].depth == entry[su].depth && entry[run].lasti == entry[su].lasti)
+        {
+            run++;
+        }
+        if (entry[su].target >= 0) {
+            out[n] = entry[su];
+            out[n].start = su;
+            out[n].end = run;
+            n++;
+        }
+        su = run;
+    }
+    table = li_encode_handlers(out, n);
+done:
+    PyMem_Free(handler_of);
+    PyMem_Free(entry);
+    PyMem_Free(out);
+    return table;
 }
 
 /* The per-unit line array that tracing and PyCode_Addr2Line read (CPython
@@ -394,9 +879,9 @@ set_line_array(const builder *b, const shadow_image *img, PyCodeObject *shadow)
     }
     int moved_from = -1, moved_to = -1, moved_line = -1;
     if (b->resume >= 0 && b->resume + 1 < b->an.n_instrs &&
-        b->plans[b->resume + 1].after >= 0)
+        b->plans[b->resume + 1].pos[AFTER] >= 0)
     {
-        moved_from = b->plans[b->resume + 1].pos_after;
+        moved_from = b->plans[b->resume + 1].pos[AFTER];
         moved_to = moved_from + b->probe_size;
         moved_line = b->an.instrs[b->resume + 1].line;
     }
@@ -415,49 +900,6 @@ set_line_array(const builder *b, const shadow_image *img, PyCodeObject *shadow)
     return 0;
 }
 
-/* The exception table of the shadow: every unit is covered by the handler
- * that covers the original unit it stands for. */
-static PyObject *
-shadow_handlers(const builder *b, const int32_t *orig_of)
-{
-    const li_analysis *an = &b->an;
-    int *handler_of = PyMem_Malloc(sizeof(int) * (size_t)(an->n_units + 1));
-    li_handler *out = PyMem_Calloc((size_t)b->n_units + 1, sizeof(li_handler));
-    PyObject *table = NULL;
-    if (handler_of == NULL || out == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    for (int u = 0; u < an->n_units; u++) {
-        handler_of[u] = -1;
-    }
-    for (int h = 0; h < an->n_handlers; h++) {
-        for (int u = an->handlers[h].start; u < an->handlers[h].end; u++) {
-            handler_of[u] = h;
-        }
-    }
-    int n = 0;
-    for (int su = 0; su < b->n_units;) {
-        int h = handler_of[orig_of[su]];
-        int run = su + 1;
-        while (run < b->n_units && handler_of[orig_of[run]] == h) {
-            run++;
-        }
-        if (h >= 0) {
-            const li_handler *orig = &an->handlers[h];
-            out[n++] = (li_handler){su, run,
-                                    handler_landing(b, an->instr_at[orig->target]),
-                                    orig->depth, orig->lasti};
-        }
-        su = run;
-    }
-    table = li_encode_handlers(out, n);
-done:
-    PyMem_Free(handler_of);
-    PyMem_Free(out);
-    return table;
-}
-
 static PyObject *
 shadow_consts(PyObject *consts, li_probes *lp)
 {
@@ -471,6 +913,65 @@ shadow_consts(PyObject *consts, li_probes *lp)
     }
     PyTuple_SET_ITEM(result, n, Py_NewRef((PyObject *)lp));
     return result;
+}
+
+static int
+stack_size(const builder *b, const PyCodeObject *original)
+{
+    int size = original->co_stacksize;
+    for (int p = 0; p < b->n_probes; p++) {
+        if (b->probes[p].depth + 1 > size) {
+            size = b->probes[p].depth + 1;
+        }
+    }
+    return size;
+}
+
+static li_probes *
+new_probes(builder *b, shadow_image *img, PyCodeObject *original, li_code_state *cs)
+{
+    li_probes *lp = PyObject_New(li_probes, &li_probes_type);
+    if (lp == NULL) {
+        return NULL;
+    }
+    memset((char *)lp + sizeof(PyObject), 0, sizeof(li_probes) - sizeof(PyObject));
+    lp->original = (PyCodeObject *)Py_NewRef(original);
+    lp->cs = cs;
+    lp->kinds = b->kinds;
+    lp->probes_const = b->probes_const;
+    lp->n_units = b->n_units;
+    lp->n_orig_units = b->an.n_units;
+    lp->orig_of = img->orig_of;
+    img->orig_of = NULL;
+    lp->n_probes = b->n_probes;
+    lp->n_armed = b->n_probes;    /* emitted armed */
+    lp->probes = b->probes;
+    b->probes = NULL;
+    lp->n_sites = b->n_sites;
+    lp->sites = b->sites;
+    b->sites = NULL;
+    lp->entry_probe = b->entry_probe;
+    lp->landing_unit = b->pad_pos;
+    lp->partial = b->partial;
+    lp->built_epoch = li_reg.disable_epoch;
+    for (int e = 0; e < LI_LOCAL_EVENT_COUNT; e++) {
+        lp->built_tools[e] = li_reg.global_tools[e] | cs->local_tools[e];
+    }
+    lp->shadow_of = PyMem_Calloc((size_t)b->an.n_units + 1, sizeof(int32_t));
+    if (lp->shadow_of == NULL) {
+        Py_DECREF(lp);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (int i = 0; i < b->an.n_instrs; i++) {
+        const li_instr *in = &b->an.instrs[i];
+        const plan *pl = &b->plans[i];
+        for (int u = in->start; u < in->end; u++) {
+            int su = pl->pos_op + (u - in->op);
+            lp->shadow_of[u] = su < pl->pos_start ? pl->pos_start : su;
+        }
+    }
+    return lp;
 }
 
 PyCodeObject *
@@ -489,74 +990,41 @@ li_build_shadow(PyCodeObject *original, li_code_state *cs, li_event_set kinds,
         return NULL;
     }
     b.cs = cs;
+    b.kinds = kinds;
     b.entry_probe = -1;
     b.resume = -1;
     b.probes_const = (int)PyTuple_GET_SIZE(consts);
     b.probe_size = PROBE_BASE_SIZE + ext_needed(b.probes_const);
-    if (plan_probes(&b, kinds) < 0 || layout(&b) < 0) {
+    if (plan_probes(&b) < 0 || layout(&b) < 0) {
+        goto done;
+    }
+    if (b.n_probes > 0xFFFF) {
+        PyErr_Format(PyExc_OverflowError, "lowimpact: %R is too large to instrument",
+                     original);
         goto done;
     }
     img.code = PyMem_Calloc((size_t)b.n_units, sizeof(_Py_CODEUNIT));
     img.orig_of = PyMem_Calloc((size_t)b.n_units + 1, sizeof(int32_t));
     img.locs = PyMem_Calloc((size_t)b.n_units + 1, sizeof(li_loc));
-    if (img.code == NULL || img.orig_of == NULL || img.locs == NULL) {
+    img.handler = PyMem_Calloc((size_t)b.n_units + 1, sizeof(int));
+    img.route_of = PyMem_Calloc((size_t)b.n_units + 1, sizeof(int32_t));
+    if (img.code == NULL || img.orig_of == NULL || img.locs == NULL || img.handler == NULL ||
+        img.route_of == NULL)
+    {
         PyErr_NoMemory();
         goto done;
     }
     emit(&b, &img);
-    emit_landing_pad(&b, &img);
-
-    lp = PyObject_New(li_probes, &li_probes_type);
-    if (lp == NULL) {
-        goto done;
-    }
-    memset((char *)lp + sizeof(PyObject), 0, sizeof(li_probes) - sizeof(PyObject));
-    lp->original = (PyCodeObject *)Py_NewRef(original);
-    lp->cs = cs;
-    lp->kinds = kinds;
-    lp->probes_const = b.probes_const;
-    lp->n_units = b.n_units;
-    lp->n_orig_units = b.an.n_units;
-    lp->orig_of = img.orig_of;
-    img.orig_of = NULL;
-    lp->n_probes = b.n_probes;
-    lp->probes = b.probes;
-    b.probes = NULL;
-    lp->entry_probe = b.entry_probe;
-    lp->landing_unit = b.pad_pos;
-    lp->partial = b.partial;
-    lp->built_epoch = li_reg.disable_epoch;
-    for (int e = 0; e < LI_LOCAL_EVENT_COUNT; e++) {
-        lp->built_tools[e] = li_reg.global_tools[e] | cs->local_tools[e];
-    }
-    lp->shadow_of = PyMem_Calloc((size_t)b.an.n_units + 1, sizeof(int32_t));
-    if (lp->shadow_of == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    for (int i = 0; i < b.an.n_instrs; i++) {
-        const li_instr *in = &b.an.instrs[i];
-        const plan *pl = &b.plans[i];
-        for (int u = in->start; u < in->end; u++) {
-            int su = pl->pos_op + (u - in->op);
-            lp->shadow_of[u] = su < pl->pos_start ? pl->pos_start : su;
-        }
-    }
-
-    int stacksize = original->co_stacksize;
-    for (int p = 0; p < lp->n_probes; p++) {
-        if (lp->probes[p].depth + 1 > stacksize) {
-            stacksize = lp->probes[p].depth + 1;
-        }
-    }
     code_bytes = PyBytes_FromStringAndSize((const char *)img.code,
                                            (Py_ssize_t)b.n_units * 2);
     linetable = li_encode_locations(img.locs, b.n_units, original->co_firstlineno);
-    exctable = shadow_handlers(&b, lp->orig_of);
-    new_consts = shadow_consts(consts, lp);
-    if (code_bytes == NULL || linetable == NULL || exctable == NULL ||
-        new_consts == NULL)
-    {
+    exctable = exception_table(&b, &img);
+    if (code_bytes == NULL || linetable == NULL || exctable == NULL) {
+        goto done;
+    }
+    int stacksize = stack_size(&b, original);
+    lp = new_probes(&b, &img, original, cs);
+    if (lp == NULL || (new_consts = shadow_consts(consts, lp)) == NULL) {
         goto done;
     }
     struct _PyCodeConstructor con = {
@@ -581,21 +1049,21 @@ li_build_shadow(PyCodeObject *original, li_code_state *cs, li_event_set kinds,
     if (shadow == NULL) {
         goto done;
     }
-    if (set_line_array(&b, &img, shadow) < 0) {
-        Py_CLEAR(shadow);
-        goto done;
-    }
-    if (li_probes_attach(lp, shadow) < 0) {
+    if (set_line_array(&b, &img, shadow) < 0 || li_probes_attach(lp, shadow) < 0) {
         Py_CLEAR(shadow);
         goto done;
     }
 done:
     li_analysis_clear(&b.an);
     PyMem_Free(b.plans);
+    PyMem_Free(b.stubs);
     PyMem_Free(b.probes);
+    PyMem_Free(b.sites);
     PyMem_Free(img.code);
     PyMem_Free(img.orig_of);
     PyMem_Free(img.locs);
+    PyMem_Free(img.handler);
+    PyMem_Free(img.route_of);
     Py_XDECREF(lp);
     Py_XDECREF(code_bytes);
     Py_XDECREF(linetable);

@@ -444,12 +444,27 @@ anything_wanted(void)
 
 static int install_hooks(void);
 
+static bool
+stop_iteration_wanted(void)
+{
+    if (li_global_events() & LI_EVENT_BIT(LI_STOP_ITERATION)) {
+        return true;
+    }
+    for (li_code_state *cs = li_local_codes(); cs != NULL; cs = cs->next_local) {
+        if (cs->local_tools[LI_STOP_ITERATION]) {
+            return true;
+        }
+    }
+    return false;
+}
+
 int
 li_backend_update(void)
 {
     if (li_backend_rearm() < 0) {
         return -1;
     }
+    li_watch_exhausted_generators(stop_iteration_wanted());
     li_event_set global = li_global_events() & LI_PROBED_EVENTS;
     bool wanted = anything_wanted();
     if (!wanted && li_all_shadows() == NULL && probed_globally == 0) {

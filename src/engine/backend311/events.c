@@ -1,0 +1,457 @@
+/* What each event's callbacks receive, read from the frame a probe runs in,
+ * and the little state some events carry from one probe to another:
+ * - calls: CALL records the callable and first argument of a call to
+ *   anything but a Python function, for C_RETURN/C_RAISE after it;
+ * - RERAISE marks the exception it re-raises, so that where it arrives no
+ *   RAISE is reported;
+ * - a generator a FOR_ITER exhausted leaves its return value for
+ *   STOP_ITERATION (the interpreter drops it inside FOR_ITER).
+ * All of it is per thread.
+ */
+
+#include "b311.h"
+
+/* ---- calls ------------------------------------------------------------ */
+
+typedef struct {
+    _PyInterpreterFrame *frame;
+    int32_t unit;            /* original unit of the call */
+    uint8_t tools;           /* the tools that got its CALL event */
+    PyObject *callable;      /* owned */
+    PyObject *arg0;          /* owned */
+} pending_call;
+
+#define MAX_PENDING_CALLS 4096
+
+static _Thread_local pending_call *pending;
+static _Thread_local int n_pending, cap_pending;
+
+static void
+drop_pending(int keep)
+{
+    while (n_pending > keep) {
+        n_pending--;
+        Py_DECREF(pending[n_pending].callable);
+        Py_DECREF(pending[n_pending].arg0);
+    }
+}
+
+static int
+push_pending(_PyInterpreterFrame *frame, int32_t unit, uint8_t tools, PyObject *callable,
+             PyObject *arg0)
+{
+    if (n_pending == MAX_PENDING_CALLS) {
+        /* Calls whose end was never seen (their tools went away meanwhile). */
+        drop_pending(0);
+    }
+    if (n_pending == cap_pending) {
+        int cap = cap_pending ? cap_pending * 2 : 16;
+        pending_call *grown = PyMem_RawRealloc(pending, sizeof(pending_call) * (size_t)cap);
+        if (grown == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        pending = grown;
+        cap_pending = cap;
+    }
+    pending[n_pending++] = (pending_call){frame, unit, tools, Py_NewRef(callable),
+                                         Py_NewRef(arg0)};
+    return 0;
+}
+
+/* The innermost pending call made at `unit` by `frame`, taken off the stack
+ * (with any stale ones above it); false if there is none. */
+static bool
+pop_pending(_PyInterpreterFrame *frame, int32_t unit, pending_call *out)
+{
+    for (int k = n_pending - 1; k >= 0; k--) {
+        if (pending[k].frame == frame && pending[k].unit == unit) {
+            drop_pending(k + 1);
+            *out = pending[k];
+            n_pending = k;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Callable and first argument of the call about to run, as CPython 3.12
+ * reports them: for obj.m(...) the function and obj, else the callable and
+ * its first argument or MISSING.  Borrowed.  -1 on error. */
+static int
+call_arguments(PyObject **stack, int depth, int nargs, PyObject **callable, PyObject **arg0)
+{
+    if (nargs < 0) {
+        /* CALL_FUNCTION_EX: NULL, callable, positional tuple [, mapping]. */
+        int has_kwargs = (-1 - nargs) & 1;
+        PyObject **args = &stack[depth - 1 - has_kwargs];
+        *callable = stack[depth - 2 - has_kwargs];
+        if (PyList_CheckExact(*args)) {
+            /* The call would turn it into a tuple first, as CPython does
+               before reporting the call. */
+            PyObject *tuple = PyList_AsTuple(*args);
+            if (tuple == NULL) {
+                return -1;
+            }
+            Py_SETREF(*args, tuple);
+        }
+        bool has_first = PyTuple_CheckExact(*args) && PyTuple_GET_SIZE(*args) > 0;
+        *arg0 = has_first ? PyTuple_GET_ITEM(*args, 0) : li_reg.missing;
+        return 0;
+    }
+    PyObject *method = stack[depth - nargs - 2];
+    if (method != NULL) {
+        *callable = method;
+        *arg0 = stack[depth - nargs - 1];
+    }
+    else {
+        *callable = stack[depth - nargs - 1];
+        *arg0 = nargs > 0 ? stack[depth - nargs] : li_reg.missing;
+    }
+    return 0;
+}
+
+/* Whether a call of `callable` runs a Python function (then no C_RETURN or
+ * C_RAISE follows it). */
+static bool
+calls_python(PyObject *callable)
+{
+    if (PyMethod_Check(callable)) {
+        callable = PyMethod_GET_FUNCTION(callable);
+    }
+    return PyFunction_Check(callable);
+}
+
+/* ---- exceptions --------------------------------------------------------- */
+
+/* The last exception that reached a handler or the UNWIND stub of a frame.
+ * When the same exception reaches the same frame again with the same
+ * traceback, nothing raised it anew in between: a RERAISE or a bare `raise`
+ * sent it on (a raise adds an entry to the traceback).  An exception a
+ * callback raised at one of these probes is not raised anew either. */
+static _Thread_local struct {
+    _PyInterpreterFrame *frame;
+    PyObject *exc;           /* borrowed: only compared */
+    PyObject *tb;            /* borrowed: only compared */
+    bool from_callback;
+} last_arrival;
+
+typedef struct {
+    bool reraised;           /* sent on from this frame, not raised anew */
+    bool thrown;             /* throw() sent it into this suspended frame */
+    int unit;                /* shadow unit where it was raised */
+} arrival;
+
+static bool
+marks_suspension(PyCodeObject *shadow, int unit)
+{
+    int opcode = _PyOpcode_Deopt[_Py_OPCODE(_PyCode_CODE(shadow)[unit])];
+    /* Suspended at a yield; or in a `yield from` loop whose subiterator
+       failed, where the generator continues after the loop's last unit; or
+       not started (in the prologue). */
+    return opcode == YIELD_VALUE || opcode == JUMP_BACKWARD_NO_INTERRUPT ||
+           unit < shadow->_co_firsttraceable;
+}
+
+/* How `exc` came to a handler or the UNWIND stub of `frame`.  `record`
+ * remembers the arrival (not for mere look-ups). */
+static arrival
+exception_arrival(_PyInterpreterFrame *frame, li_probes *lp, PyObject *exc, int here,
+                  bool record)
+{
+    arrival a = {false, false, here};
+    PyObject *tb = exc != NULL ? PyException_GetTraceback(exc) : NULL;
+    if (last_arrival.frame == frame && last_arrival.exc == exc &&
+        (last_arrival.from_callback || last_arrival.tb == tb))
+    {
+        a.reraised = true;
+    }
+    if (tb != NULL && PyTraceBack_Check(tb)) {
+        PyTracebackObject *entry = (PyTracebackObject *)tb;
+        if (entry->tb_frame != NULL && entry->tb_frame->f_frame == frame) {
+            a.unit = entry->tb_lasti / (int)sizeof(_Py_CODEUNIT);
+            a.thrown = !a.reraised && marks_suspension(lp->shadow, a.unit);
+        }
+    }
+    if (record) {
+        last_arrival.frame = frame;
+        last_arrival.exc = exc;
+        last_arrival.tb = tb;
+        last_arrival.from_callback = false;
+    }
+    Py_XDECREF(tb);
+    return a;
+}
+
+/* ---- generators a FOR_ITER exhausted ------------------------------------ */
+
+static iternextfunc gen_iternext;    /* the interpreter's, while ours is in */
+
+static _Thread_local struct {
+    _PyInterpreterFrame *frame;
+    _Py_CODEUNIT *instr;
+    PyObject *value;                 /* owned */
+} exhausted;
+
+/* tp_iternext of generators while STOP_ITERATION is wanted anywhere: when
+ * a FOR_ITER of an instrumented frame exhausts the generator, keeps its
+ * return value (FOR_ITER drops it, with the StopIteration that carries it). */
+static PyObject *
+gen_iternext_watching(PyObject *gen)
+{
+    PyObject *next = gen_iternext(gen);
+    if (next != NULL) {
+        return next;
+    }
+    _PyInterpreterFrame *frame = _PyThreadState_GET()->cframe->current_frame;
+    if (frame == NULL || _Py_OPCODE(*frame->prev_instr) != FOR_ITER ||
+        li_shadow_probes(frame->f_code) == NULL)
+    {
+        return NULL;
+    }
+    PyObject *value = Py_None;
+    PyObject *type = NULL, *exc = NULL, *tb = NULL;
+    if (PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_StopIteration)) {
+            return NULL;
+        }
+        PyErr_Fetch(&type, &exc, &tb);
+        PyErr_NormalizeException(&type, &exc, &tb);
+        value = exc != NULL ? ((PyStopIterationObject *)exc)->value : Py_None;
+    }
+    Py_XSETREF(exhausted.value, Py_NewRef(value));
+    exhausted.frame = frame;
+    exhausted.instr = frame->prev_instr;
+    if (type != NULL) {
+        PyErr_Restore(type, exc, tb);
+    }
+    return NULL;
+}
+
+void
+li_watch_exhausted_generators(bool on)
+{
+    if (on && gen_iternext == NULL) {
+        gen_iternext = PyGen_Type.tp_iternext;
+        PyGen_Type.tp_iternext = gen_iternext_watching;
+    }
+    else if (!on && gen_iternext != NULL) {
+        PyGen_Type.tp_iternext = gen_iternext;
+        gen_iternext = NULL;
+    }
+}
+
+/* The StopIteration CPython reports for a value, built as raising it would
+ * (a tuple value is unpacked into the arguments, as natively). */
+static PyObject *
+stop_iteration(PyObject *value)
+{
+    PyObject *type, *exc, *tb;
+    PyErr_Fetch(&type, &exc, &tb);
+    PyErr_SetObject(PyExc_StopIteration, value);
+    PyObject *t, *v, *t2;
+    PyErr_Fetch(&t, &v, &t2);
+    PyErr_NormalizeException(&t, &v, &t2);
+    Py_XDECREF(t);
+    Py_XDECREF(t2);
+    PyErr_Restore(type, exc, tb);
+    return v;
+}
+
+/* ---- delivering a probe ------------------------------------------------- */
+
+static PyObject *
+offset_of(int unit)
+{
+    return PyLong_FromLong((long)unit * (long)sizeof(_Py_CODEUNIT));
+}
+
+/* Whether an exception arriving at a handler's LINE probe was raised on the
+ * handler's own line, in which case CPython 3.12 reports no LINE event. */
+static bool
+raised_on_same_line(_PyInterpreterFrame *frame, li_probes *lp, PyObject *exc, int line)
+{
+    if (exc == NULL || !PyExceptionInstance_Check(exc)) {
+        return false;
+    }
+    arrival a = exception_arrival(frame, lp, exc, -1, false);
+    return a.unit >= 0 && PyCode_Addr2Line(lp->shadow, a.unit * 2) == line;
+}
+
+static int
+deliver(PyThreadState *tstate, int event, uint8_t tools, li_probes *lp,
+        int32_t orig, PyObject *arg, PyObject *third, PyObject *fourth)
+{
+    PyObject *args[5] = {NULL, (PyObject *)lp->original, arg, third, fourth};
+    size_t nargs = fourth != NULL ? 4 : third != NULL ? 3 : 2;
+    return li_call_tools(tstate, event, tools, lp->cs, orig, args, nargs);
+}
+
+static int
+cached_arg(li_site *s)
+{
+    if (s->arg == NULL) {
+        s->arg = s->event == LI_LINE ? PyLong_FromLong(s->aux) : offset_of(s->orig);
+    }
+    return s->arg != NULL ? 0 : -1;
+}
+
+/* Delivers an event whose second argument is the site's own. */
+static int
+deliver_at(PyThreadState *tstate, li_site *s, uint8_t tools, li_probes *lp,
+           PyObject *third, PyObject *fourth)
+{
+    if (cached_arg(s) < 0) {
+        return -1;
+    }
+    return deliver(tstate, s->event, tools, lp, s->orig, s->arg, third, fourth);
+}
+
+int
+li_fire_probe(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp,
+              li_probe *p)
+{
+    PyObject **stack = frame->localsplus + lp->shadow->co_nlocalsplus;
+    PyObject *top = p->depth > 0 ? stack[p->depth - 1] : NULL;
+    bool exceptional = p->kind == LI_PROBE_HANDLER || p->kind == LI_PROBE_UNWIND;
+    int here = (int)(frame->prev_instr - _PyCode_CODE(lp->shadow));
+    arrival a = {false, false, here};
+    if (exceptional) {
+        a = exception_arrival(frame, lp, top, here, true);
+        /* close() of a generator that never started: CPython 3.12 does not
+           run it, so it reports nothing (3.11 throws into it). */
+        if (a.thrown && a.unit < lp->shadow->_co_firsttraceable && top != NULL &&
+            PyErr_GivenExceptionMatches(top, PyExc_GeneratorExit))
+        {
+            return 0;
+        }
+    }
+    for (int k = 0; k < p->n_sites; k++) {
+        li_site *s = &lp->sites[p->first_site + k];
+        int event = s->event;
+        uint8_t tools = li_tools_at(lp->cs, event, s->orig);
+        if (event == LI_C_RETURN || event == LI_C_RAISE) {
+            /* The tools that saw the call see its end, even one that has
+               disabled the call site meanwhile. */
+            pending_call call;
+            if (!pop_pending(frame, s->orig, &call)) {
+                continue;
+            }
+            int err = deliver_at(tstate, s, call.tools, lp, call.callable, call.arg0);
+            Py_DECREF(call.callable);
+            Py_DECREF(call.arg0);
+            if (err < 0) {
+                return -1;
+            }
+            continue;
+        }
+        if (tools == 0) {
+            continue;
+        }
+        int err = 0;
+        switch (event) {
+        case LI_LINE:
+            if (p->kind == LI_PROBE_LINE_HANDLER &&
+                raised_on_same_line(frame, lp, top, s->aux))
+            {
+                break;
+            }
+            /* fall through */
+        case LI_PY_START:
+        case LI_PY_RESUME:
+        case LI_INSTRUCTION:
+            err = deliver_at(tstate, s, tools, lp, NULL, NULL);
+            break;
+        case LI_PY_RETURN:
+        case LI_PY_YIELD:
+        case LI_EXCEPTION_HANDLED:
+            err = deliver_at(tstate, s, tools, lp, top, NULL);
+            break;
+        case LI_JUMP:
+        case LI_BRANCH: {
+            PyObject *destination = offset_of(s->aux);
+            err = destination == NULL ? -1 : deliver_at(tstate, s, tools, lp, destination, NULL);
+            Py_XDECREF(destination);
+            break;
+        }
+        case LI_CALL: {
+            PyObject *callable, *arg0;
+            err = call_arguments(stack, p->depth, s->aux, &callable, &arg0);
+            /* The references the stack holds keep them alive meanwhile. */
+            if (err == 0) {
+                err = deliver_at(tstate, s, tools, lp, callable, arg0);
+            }
+            /* C_RETURN or C_RAISE will follow a call of C code. */
+            if (err == 0 && !calls_python(callable)) {
+                err = push_pending(frame, s->orig, tools, callable, arg0);
+            }
+            break;
+        }
+        case LI_RERAISE: {
+            /* RERAISE re-raises its operand, a bare `raise` the exception
+               being handled (if none, it raises an error instead). */
+            PyObject *exc = s->aux ? PyErr_GetHandledException() : Py_XNewRef(top);
+            if (exc != NULL && exc != Py_None) {
+                err = deliver_at(tstate, s, tools, lp, exc, NULL);
+            }
+            Py_XDECREF(exc);
+            break;
+        }
+        case LI_STOP_ITERATION: {
+            PyObject *value = NULL;
+            if (_PyOpcode_Deopt[_Py_OPCODE(_PyCode_CODE(lp->original)[s->orig])] == SEND) {
+                value = Py_NewRef(top);   /* SEND jumped with the return value */
+            }
+            else if (exhausted.frame == frame &&
+                     exhausted.instr == _PyCode_CODE(lp->shadow) + lp->shadow_of[s->orig])
+            {
+                value = exhausted.value;
+                exhausted.value = NULL;
+                exhausted.frame = NULL;
+            }
+            if (value == NULL) {
+                break;
+            }
+            PyObject *exc = stop_iteration(value);
+            Py_DECREF(value);
+            err = exc == NULL ? -1 : deliver_at(tstate, s, tools, lp, exc, NULL);
+            Py_XDECREF(exc);
+            break;
+        }
+        case LI_PY_THROW:
+        case LI_RAISE:
+        case LI_PY_UNWIND: {
+            if ((event == LI_PY_THROW && !a.thrown) || (event == LI_RAISE && a.reraised)) {
+                break;
+            }
+            int unit = li_original_unit(lp->shadow, a.unit);
+            PyObject *offset = offset_of(unit);
+            if (offset == NULL) {
+                return -1;
+            }
+            /* Inside the callback the frame stands where it raised. */
+            _Py_CODEUNIT *saved = frame->prev_instr;
+            frame->prev_instr = _PyCode_CODE(lp->shadow) + a.unit;
+            err = deliver(tstate, event, tools, lp, unit, offset, top, NULL);
+            frame->prev_instr = saved;
+            Py_DECREF(offset);
+            break;
+        }
+        }
+        if (err < 0) {
+            if (event >= LI_RAISE && event != LI_C_RETURN && event != LI_C_RAISE) {
+                /* What a callback of an exception event raised replaces the
+                   exception in flight, and is not raised again here. */
+                PyObject *type, *value, *tb;
+                PyErr_Fetch(&type, &value, &tb);
+                PyErr_NormalizeException(&type, &value, &tb);
+                last_arrival.frame = frame;
+                last_arrival.exc = value;
+                last_arrival.from_callback = true;
+                PyErr_Restore(type, value, tb);
+            }
+            return -1;
+        }
+    }
+    return 0;
+}
