@@ -353,7 +353,8 @@ exclude(PyObject *Py_UNUSED(module), PyObject *code)
 PyDoc_STRVAR(debug_shadow_doc,
 "_debug_shadow($module, code, event_set, /)\n--\n\n"
 "For tests: (instrumented copy of code with probes for event_set, the\n"
-"original code unit of each of its code units).");
+"original code unit of each of its code units, the unit of the copy of\n"
+"each original code unit).");
 
 static PyObject *
 debug_shadow(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)

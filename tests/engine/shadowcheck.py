@@ -13,12 +13,10 @@ from typing import Iterator, List, Tuple
 
 from lowimpact import _engine, monitoring
 
-ALL_PROBED = (
-    monitoring.events.PY_START
-    | monitoring.events.PY_RESUME
-    | monitoring.events.PY_RETURN
-    | monitoring.events.PY_YIELD
-    | monitoring.events.LINE
+#: Every event that can be selected (C_RETURN and C_RAISE come with CALL).
+ALL_PROBED = sum(
+    value for name, value in vars(monitoring.events).items()
+    if name.isupper() and name not in ("NO_EVENTS", "C_RETURN", "C_RAISE")
 )
 
 
@@ -62,9 +60,17 @@ def handler_at(entries, unit):
     return None
 
 
+def probe_units(shadow: CodeType, at: int) -> int:
+    """Length of the probe starting at unit ``at`` (4, or more with EXTENDED_ARG)."""
+    n = 1
+    while dis.opname[shadow.co_code[(at + n) * 2]] != "POP_TOP":
+        n += 1
+    return n + 1
+
+
 def check(code: CodeType, events: int = ALL_PROBED) -> List[str]:
     """Problems found in the shadow of ``code`` (empty when consistent)."""
-    shadow, orig_of = _engine._debug_shadow(code, events)
+    shadow, orig_of, shadow_of = _engine._debug_shadow(code, events)
     problems = []
     units = len(code.co_code) // 2
     if len(orig_of) != len(shadow.co_code) // 2:
@@ -92,11 +98,29 @@ def check(code: CodeType, events: int = ALL_PROBED) -> List[str]:
         return max(s for s in starts if s <= u)
     orig_entries = parse_exception_table(code)
     shadow_entries = parse_exception_table(shadow)
-    for su, u in enumerate(orig_of):
-        want = handler_at(orig_entries, u)
+
+    def effective(su: int, seen: int = 0):
+        """Where an exception raised at shadow unit su ends up, following
+        lowimpact's stubs (which re-raise) to the original handler."""
         got = handler_at(shadow_entries, su)
+        if got is None or seen > 4:
+            return None
+        target = got[0]
+        if target >= first_original_end:
+            # A stub: probe then RERAISE (C_RAISE, UNWIND) or a jump (TAKEN).
+            tail = target + probe_units(shadow, target)
+            if dis.opname[shadow.co_code[tail * 2]] == "RERAISE":
+                return effective(tail, seen + 1)
+        return got
+
+    first_original_end = max(shadow_of) + 1
+    for su, u in enumerate(orig_of):
+        if su >= first_original_end or shadow_of[u] != su:
+            continue   # probes and stubs: their routes are lowimpact's own
+        want = handler_at(orig_entries, u)
+        got = effective(su)
         if (want is None) != (got is None):
-            problems.append("handler coverage differs at shadow unit %d" % su)
+            problems.append("handler coverage differs at shadow unit %d: %r vs %r" % (su, got, want))
             break
         if want is not None:
             if want[1:] != got[1:] or instruction_of(orig_of[got[0]]) != want[0]:
@@ -106,14 +130,28 @@ def check(code: CodeType, events: int = ALL_PROBED) -> List[str]:
     for ins in dis.get_instructions(code):
         if ins.opcode in dis.hasjrel:
             orig_jumps[ins.offset // 2] = ins.argval // 2
+    def follow(landing_unit: int) -> int:
+        """A taken-branch stub jumps on where the original jump goes."""
+        if landing_unit >= first_original_end:
+            tail = landing_unit + probe_units(shadow, landing_unit)
+            jump = next(i for i in dis.get_instructions(shadow)
+                        if i.offset >= tail * 2 and i.opname != "EXTENDED_ARG")
+            return jump.argval // 2
+        return landing_unit
+
     for ins in dis.get_instructions(shadow):
         src = orig_of[ins.offset // 2]
-        # Jumps of the original; the JUMP_FORWARDs of disabled probes and of
-        # line skips stand for other instructions.
+        # Jumps of the original only: probes, line skips and stubs stand for
+        # other instructions.
         if ins.opcode not in dis.hasjrel or src not in orig_jumps or \
-                code.co_code[src * 2] != ins.opcode:
+                shadow_of[src] != ins.offset // 2:
             continue
-        landing = orig_of[ins.argval // 2]
+        at = follow(ins.argval // 2)
+        # A probe for the jump itself may come first where it lands (the
+        # STOP_ITERATION probe of a SEND): what follows it is the target.
+        while shadow_of[orig_of[at]] != at and orig_of[at] == src:
+            at += 1
+        landing = orig_of[at]
         if instruction_of(landing) != instruction_of(orig_jumps[src]):
                 problems.append("jump at shadow %d lands on original %d, wanted %d"
                                 % (ins.offset, landing, orig_jumps[src]))

@@ -266,7 +266,7 @@ int li_trampoline_init(PyObject *module);
 /* How many value stack slots a frame can use: what it was allocated for,
  * plus the slot CPython 3.11 always leaves free after the top frame of a
  * thread's data stack (usable only for a moment, see frames.c), plus the
- * slot lowimpact adds to generators created after its import. */
+ * slots lowimpact adds to generators created after its import. */
 int li_frame_capacity(PyThreadState *ts, _PyInterpreterFrame *frame);
 /* The generator, coroutine or async generator a frame belongs to. */
 static inline PyGenObject *

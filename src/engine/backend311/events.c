@@ -160,7 +160,10 @@ exception_arrival(_PyInterpreterFrame *frame, li_probes *lp, PyObject *exc, int 
                   bool record)
 {
     arrival a = {false, false, here};
-    PyObject *tb = exc != NULL ? PyException_GetTraceback(exc) : NULL;
+    /* Normally an exception; a jump set by a trace function (f_lineno) can
+       land here with something else on the stack. */
+    PyObject *tb = (exc != NULL && PyExceptionInstance_Check(exc))
+                   ? PyException_GetTraceback(exc) : NULL;
     if (last_arrival.frame == frame && last_arrival.exc == exc &&
         (last_arrival.from_callback || last_arrival.tb == tb))
     {

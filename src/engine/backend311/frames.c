@@ -2,8 +2,13 @@
 
 #include "b311.h"
 
+/* Slots lowimpact gives generator-like objects created after its import,
+ * beyond what their code needs: the probe of the UNWIND stub needs three
+ * (raising offset, exception, probe) where the code may need one. */
+#define GENERATOR_SLACK 2
+
 /* Generators, coroutines and async generators that existed when lowimpact
- * was imported: they lack the slot it gives to those created afterwards. */
+ * was imported: they lack those slots. */
 static PyObject *older_generators;
 
 static bool
@@ -50,7 +55,7 @@ li_frame_capacity(PyThreadState *ts, _PyInterpreterFrame *frame)
         PyErr_Clear();
         older = 1;
     }
-    return allocated + (older ? 0 : 1);
+    return allocated + (older ? 0 : GENERATOR_SLACK);
 }
 
 void
@@ -85,12 +90,12 @@ li_frames_init(void)
             Py_DECREF(r);
         }
     }
-    /* From now on every generator-like object gets one more stack slot than
-       its code needs (the allocation is basic size + slots), so that it can
-       run an instrumented copy that needs one more. */
-    PyGen_Type.tp_basicsize += sizeof(PyObject *);
-    PyCoro_Type.tp_basicsize += sizeof(PyObject *);
-    PyAsyncGen_Type.tp_basicsize += sizeof(PyObject *);
+    /* From now on every generator-like object gets more stack slots than its
+       code needs (the allocation is basic size + slots), so that it can run
+       an instrumented copy that needs more. */
+    PyGen_Type.tp_basicsize += GENERATOR_SLACK * sizeof(PyObject *);
+    PyCoro_Type.tp_basicsize += GENERATOR_SLACK * sizeof(PyObject *);
+    PyAsyncGen_Type.tp_basicsize += GENERATOR_SLACK * sizeof(PyObject *);
     err = 0;
 done:
     Py_XDECREF(weakref);

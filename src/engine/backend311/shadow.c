@@ -450,7 +450,10 @@ plan_probes(builder *b)
     {
         return -1;
     }
-    int probe = close_probe(b, first, LI_PROBE_UNWIND, 1);
+    /* The entry gives it the raising offset too: its RERAISE puts the frame
+       back there, for the frame's last line once it is gone (tracebacks
+       keep the frame). */
+    int probe = close_probe(b, first, LI_PROBE_UNWIND, 2);
     if (probe == -2) {
         return -1;
     }
@@ -631,7 +634,8 @@ emit_with_prefixes(_Py_CODEUNIT *out, int ext, int opcode, int oparg)
 typedef struct {
     _Py_CODEUNIT *code;
     int32_t *orig_of;
-    li_loc *locs;
+    li_loc *locs;        /* per unit, for the location table */
+    int32_t *line_of;    /* per unit, the line tracing and Addr2Line see */
     int *handler;        /* per unit: exception route, see exception_table() */
     int32_t *route_of;   /* per unit: the original unit whose handler applies */
 } shadow_image;
@@ -639,10 +643,15 @@ typedef struct {
 enum { ROUTE_ORIGINAL = -1, ROUTE_NONE = -2 };
 
 /* `route_unit`: the original unit whose handler an exception raised by the
- * probe's callbacks goes to, normally the owner's. */
+ * probe's callbacks goes to, normally the owner's.  Probes that stand for
+ * the instruction after them (LINE, INSTR) take its location; the others
+ * have none in the location table, so that a jump to a line set through
+ * frame.f_lineno never lands on them (it goes to the start of the line). */
+static const li_loc no_location = {-1, -1, -1, -1};
+
 static void
 emit_probe(const builder *b, shadow_image *img, int pos, int index, int owner_unit,
-           int route_unit)
+           int route_unit, bool located)
 {
     if (index < 0) {
         return;
@@ -658,18 +667,21 @@ emit_probe(const builder *b, shadow_image *img, int pos, int index, int owner_un
     for (int k = 0; k < b->probe_size; k++) {
         img->orig_of[pos + k] = owner_unit;
         img->route_of[pos + k] = route_unit;
-        img->locs[pos + k] = b->an.locs[owner_unit];
+        img->locs[pos + k] = located ? b->an.locs[owner_unit] : no_location;
+        img->line_of[pos + k] = b->an.locs[owner_unit].line;
         img->handler[pos + k] = ROUTE_ORIGINAL;
     }
 }
 
 static void
-own_units(const builder *b, shadow_image *img, int pos, int size, int owner_unit)
+own_units(const builder *b, shadow_image *img, int pos, int size, int owner_unit,
+          bool located)
 {
     for (int k = 0; k < size; k++) {
         img->orig_of[pos + k] = owner_unit;
         img->route_of[pos + k] = owner_unit;
-        img->locs[pos + k] = b->an.locs[owner_unit];
+        img->locs[pos + k] = located ? b->an.locs[owner_unit] : no_location;
+        img->line_of[pos + k] = b->an.locs[owner_unit].line;
         img->handler[pos + k] = ROUTE_ORIGINAL;
     }
 }
@@ -685,7 +697,7 @@ emit_instruction(const builder *b, shadow_image *img, int i)
         bool forward = instr_landing(b, i) >= pl->pos_end;
         emit_with_prefixes(img->code + pl->pos_start, pl->ext,
                            jump_opcode(in->opcode, forward), instr_jump_oparg(b, i));
-        own_units(b, img, pl->pos_start, pl->ext, in->op);
+        own_units(b, img, pl->pos_start, pl->ext, in->op, true);
     }
     else {
         memcpy(img->code + pl->pos_start, b->an.units + in->start,
@@ -693,12 +705,14 @@ emit_instruction(const builder *b, shadow_image *img, int i)
         for (int k = 0; k < in->op - in->start; k++) {
             img->orig_of[pl->pos_start + k] = img->route_of[pl->pos_start + k] = in->start + k;
             img->locs[pl->pos_start + k] = b->an.locs[in->start + k];
+            img->line_of[pl->pos_start + k] = b->an.locs[in->start + k].line;
         }
     }
     /* Inline caches start zeroed, as in freshly compiled code. */
     for (int k = 0; k < in->end - in->op; k++) {
         img->orig_of[pl->pos_op + k] = img->route_of[pl->pos_op + k] = in->op + k;
         img->locs[pl->pos_op + k] = b->an.locs[in->op + k];
+        img->line_of[pl->pos_op + k] = b->an.locs[in->op + k].line;
     }
     for (int u = pl->pos_start; u < pl->pos_end; u++) {
         img->handler[u] = pl->call_unit ? pl->c_raise : ROUTE_ORIGINAL;
@@ -709,18 +723,18 @@ static void
 emit_stub(const builder *b, shadow_image *img, const stub *s)
 {
     const li_instr *owner = &b->an.instrs[s->owner];
-    emit_probe(b, img, s->pos, s->probe, owner->op, owner->op);
+    emit_probe(b, img, s->pos, s->probe, owner->op, owner->op, false);
     int tail_size = s->pos_end - s->pos_tail;
-    own_units(b, img, s->pos_tail, tail_size, owner->op);
+    own_units(b, img, s->pos_tail, tail_size, owner->op, false);
     if (s->kind == STUB_TAKEN) {
         emit_with_prefixes(img->code + s->pos_tail, s->ext, JUMP_BACKWARD,
                            stub_jump_oparg(b, s));
     }
     else {
         /* Re-raise where the original would have gone: its handler or out
-           of the frame.  The frame's last instruction is then the stub's,
-           which stands for the instruction that raised. */
-        img->code[s->pos_tail] = make_unit(RERAISE, 0);
+           of the frame.  After a C_RAISE stub the frame's last instruction
+           is the stub's, which stands for the call. */
+        img->code[s->pos_tail] = make_unit(RERAISE, s->kind == STUB_UNWIND ? 1 : 0);
     }
     if (s->kind == STUB_UNWIND) {
         for (int u = s->pos; u < s->pos_end; u++) {
@@ -742,7 +756,7 @@ emit_landing_pad(const builder *b, shadow_image *img)
     *out++ = make_unit(POP_TOP, 0);
     int oparg = b->pad_pos + 2 + b->pad_ext - b->plans[b->resume].pos_start;
     emit_with_prefixes(out, b->pad_ext, JUMP_BACKWARD, oparg);
-    own_units(b, img, b->pad_pos, 2 + b->pad_ext, b->an.instrs[b->resume].op);
+    own_units(b, img, b->pad_pos, 2 + b->pad_ext, b->an.instrs[b->resume].op, false);
 }
 
 static void
@@ -753,14 +767,14 @@ emit(const builder *b, shadow_image *img)
         const plan *pl = &b->plans[i];
         const li_instr *in = &an->instrs[i];
         int prev_op = i > 0 ? an->instrs[i - 1].op : in->op;
-        emit_probe(b, img, pl->pos[AFTER], pl->probe[AFTER], prev_op, prev_op);
+        emit_probe(b, img, pl->pos[AFTER], pl->probe[AFTER], prev_op, prev_op, false);
         if (pl->probe[ARRIVE] >= 0) {
             int send = b->sites[b->probes[pl->probe[ARRIVE]].first_site].orig;
-            emit_probe(b, img, pl->pos[ARRIVE], pl->probe[ARRIVE], send, send);
+            emit_probe(b, img, pl->pos[ARRIVE], pl->probe[ARRIVE], send, send, false);
         }
         if (pl->skip) {
             img->code[pl->pos_skip] = make_unit(JUMP_FORWARD, b->probe_size);
-            own_units(b, img, pl->pos_skip, 1, prev_op);
+            own_units(b, img, pl->pos_skip, 1, prev_op, false);
         }
         /* The probes before a handler run before it takes the exception
            (PUSH_EXC_INFO): what their callbacks raise must not reach the
@@ -768,7 +782,7 @@ emit(const builder *b, shadow_image *img)
            exception raised just before the handler would, as natively. */
         int route = (in->flags & LI_I_HANDLER_TARGET) ? in->start - 1 : in->op;
         for (int s = HANDLER; s < N_SLOTS; s++) {
-            emit_probe(b, img, pl->pos[s], pl->probe[s], in->op, route);
+            emit_probe(b, img, pl->pos[s], pl->probe[s], in->op, route, s != HANDLER);
         }
         if (in->opcode == YIELD_VALUE && pl->probe[INSTR] >= 0 && i > 0 &&
             an->instrs[i - 1].opcode == SEND)
@@ -830,7 +844,7 @@ exception_table(const builder *b, const shadow_image *img)
                               h->depth, h->lasti};
         }
         else if (route == ROUTE_ORIGINAL && unwind != NULL) {
-            *e = (li_handler){0, 0, unwind->pos, 0, false};
+            *e = (li_handler){0, 0, unwind->pos, 0, true};
         }
     }
     int n = 0;
@@ -869,7 +883,7 @@ set_line_array(const builder *b, const shadow_image *img, PyCodeObject *shadow)
 {
     bool wide = false;
     for (int u = 0; u < b->n_units; u++) {
-        wide |= img->locs[u].line > INT16_MAX;
+        wide |= img->line_of[u] > INT16_MAX;
     }
     size_t size = wide ? sizeof(int32_t) : sizeof(int16_t);
     void *lines = PyMem_Malloc(size * (size_t)b->n_units);
@@ -886,7 +900,7 @@ set_line_array(const builder *b, const shadow_image *img, PyCodeObject *shadow)
         moved_line = b->an.instrs[b->resume + 1].line;
     }
     for (int u = 0; u < b->n_units; u++) {
-        int line = (u >= moved_from && u < moved_to) ? moved_line : img->locs[u].line;
+        int line = (u >= moved_from && u < moved_to) ? moved_line : img->line_of[u];
         if (wide) {
             ((int32_t *)lines)[u] = line;
         }
@@ -1008,8 +1022,9 @@ li_build_shadow(PyCodeObject *original, li_code_state *cs, li_event_set kinds,
     img.locs = PyMem_Calloc((size_t)b.n_units + 1, sizeof(li_loc));
     img.handler = PyMem_Calloc((size_t)b.n_units + 1, sizeof(int));
     img.route_of = PyMem_Calloc((size_t)b.n_units + 1, sizeof(int32_t));
+    img.line_of = PyMem_Calloc((size_t)b.n_units + 1, sizeof(int32_t));
     if (img.code == NULL || img.orig_of == NULL || img.locs == NULL || img.handler == NULL ||
-        img.route_of == NULL)
+        img.route_of == NULL || img.line_of == NULL)
     {
         PyErr_NoMemory();
         goto done;
@@ -1064,6 +1079,7 @@ done:
     PyMem_Free(img.locs);
     PyMem_Free(img.handler);
     PyMem_Free(img.route_of);
+    PyMem_Free(img.line_of);
     Py_XDECREF(lp);
     Py_XDECREF(code_bytes);
     Py_XDECREF(linetable);

@@ -540,21 +540,31 @@ li_backend_debug_shadow(PyCodeObject *code, li_event_set events)
     }
     li_probes *lp = li_shadow_probes(shadow);
     lp->cs = cs;    /* the scratch state dies here */
-    PyObject *units = PyList_New(lp->n_units);
-    if (units == NULL) {
+    PyObject *orig_of = PyList_New(lp->n_units);
+    PyObject *shadow_of = PyList_New(lp->n_orig_units);
+    for (int u = 0; orig_of != NULL && shadow_of != NULL && u < lp->n_units; u++) {
+        PyObject *unit = PyLong_FromLong(lp->orig_of[u]);
+        if (unit == NULL) {
+            Py_CLEAR(orig_of);
+            break;
+        }
+        PyList_SET_ITEM(orig_of, u, unit);
+    }
+    for (int u = 0; orig_of != NULL && shadow_of != NULL && u < lp->n_orig_units; u++) {
+        PyObject *unit = PyLong_FromLong(lp->shadow_of[u]);
+        if (unit == NULL) {
+            Py_CLEAR(shadow_of);
+            break;
+        }
+        PyList_SET_ITEM(shadow_of, u, unit);
+    }
+    if (orig_of == NULL || shadow_of == NULL) {
+        Py_XDECREF(orig_of);
+        Py_XDECREF(shadow_of);
         Py_DECREF(shadow);
         return NULL;
     }
-    for (int u = 0; u < lp->n_units; u++) {
-        PyObject *unit = PyLong_FromLong(lp->orig_of[u]);
-        if (unit == NULL) {
-            Py_DECREF(units);
-            Py_DECREF(shadow);
-            return NULL;
-        }
-        PyList_SET_ITEM(units, u, unit);
-    }
-    return Py_BuildValue("(NN)", shadow, units);
+    return Py_BuildValue("(NNN)", shadow, orig_of, shadow_of);
 }
 
 /* ---- code that starts running later ------------------------------------ */
