@@ -1,0 +1,189 @@
+"""The cost of turning events on, measured inside a fresh child process.
+
+Two measurements:
+
+* ``heap``: ``set_events(tool, LINE)`` and back to 0 in a process holding a
+  large heap and thousands of distinct Python functions.  An engine that
+  walks the heap or re-instruments every code object eagerly pays here;
+  native 3.12+ instruments lazily, on the next call of each function, so the
+  first calls after enabling are timed too.
+* ``imports``: importing a set of big stdlib packages with global
+  LINE+BRANCH on (callbacks return DISABLE), against the same imports
+  unmonitored.  Every module body runs once, so this is dominated by the
+  cost of instrumenting code the first time it runs.  Measured twice: all
+  modules, and all but the few that are one huge literal table.
+
+This module imports nothing but ``gc``, ``os``, ``sys`` and ``time``: the
+imports measurement must not preload any module it times.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+import time
+
+# typing is one of the modules the imports measurement times, so it is only
+# imported by type checkers (the idiom the stdlib itself uses from 3.14).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+# Modules that are mostly one huge literal table (html5 entities, locale
+# aliases, build variables).  Native 3.12/3.13 pay far more per line for the
+# first LINE event in such big code objects, and these three modules make up
+# most of native's import overhead, so it is measured with and without them.
+BIG_TABLE_MODULES = "locale, html.entities, _sysconfigdata_*"
+
+# Big stdlib packages present on 3.11-3.13; about 230 modules in all.
+IMPORT_MODULES = (
+    "asyncio email.parser email.policy email.mime.multipart http.client http.server json "
+    "unittest xml.etree.ElementTree xml.dom.minidom argparse logging.handlers tomllib "
+    "zipfile tarfile configparser dataclasses inspect pathlib typing concurrent.futures "
+    "urllib.request decimal csv pydoc statistics fractions ipaddress uuid pickletools "
+    "ast tokenize difflib"
+).split()
+
+_FUNCTION_TEMPLATE = """
+def f{i}(x):
+    y = x + {i}
+    if y % 3 == 0:
+        y //= 3
+    else:
+        y = y * 2 + 1
+    for k in range(2):
+        y ^= k
+    return y
+"""
+
+
+def build_heap(objects: int, functions: int) -> tuple[list[Any], list[Callable[[int], int]]]:
+    """Allocate about *objects* live objects and *functions* distinct functions.
+
+    The functions are compiled from generated source (250 per pseudo-module)
+    so that each has its own code object, as imported modules would.
+    """
+    keep: list[Any] = []
+    for i in range(objects // 4):
+        # dict + str + list + tuple: four objects per record
+        keep.append({"k": "key%d" % i, "v": [i, (i, -i)]})
+    funcs: list[Callable[[int], int]] = []
+    per_module = 250
+    for start in range(0, functions, per_module):
+        stop = min(start + per_module, functions)
+        source = "".join(_FUNCTION_TEMPLATE.format(i=i) for i in range(start, stop))
+        namespace: dict[str, Any] = {}
+        exec(compile(source, "<bench-heap-%d>" % start, "exec"), namespace)
+        funcs.extend(namespace["f%d" % i] for i in range(start, stop))
+    return keep, funcs
+
+
+def _call_all(funcs: list[Callable[[int], int]]) -> float:
+    """Call every function once; return the seconds it took."""
+    t0 = time.perf_counter()
+    for i, f in enumerate(funcs):
+        f(i)
+    return time.perf_counter() - t0
+
+
+def measure_heap(M: Any, objects: int, functions: int) -> dict[str, Any]:
+    """Time enabling and disabling global LINE (DISABLE callback) over a big heap."""
+    E = M.events
+    tool = M.COVERAGE_ID
+    keep, funcs = build_heap(objects, functions)
+    _call_all(funcs)  # warm: functions have run (and specialised) before the tool attaches
+    gc.collect()
+    seen = 0
+    DISABLE = M.DISABLE
+
+    def on_line(code: Any, line: int) -> object:
+        nonlocal seen
+        seen += 1
+        return DISABLE
+
+    M.use_tool_id(tool, "bench-enable")
+    M.register_callback(tool, E.LINE, on_line)
+    calls_off = _call_all(funcs)
+    t0 = time.perf_counter()
+    M.set_events(tool, E.LINE)
+    t1 = time.perf_counter()
+    calls_on = _call_all(funcs)
+    t2 = time.perf_counter()
+    M.set_events(tool, 0)
+    t3 = time.perf_counter()
+    calls_after = _call_all(funcs)
+    M.register_callback(tool, E.LINE, None)
+    M.free_tool_id(tool)
+    return {
+        "gc_objects": len(gc.get_objects()),
+        "functions": len(funcs),
+        "objects": 4 * len(keep),
+        "enable_ms": (t1 - t0) * 1e3,
+        "first_calls_on_ms": (t2 - t1) * 1e3,
+        "disable_ms": (t3 - t2) * 1e3,
+        "calls_off_ms": calls_off * 1e3,
+        "calls_after_ms": calls_after * 1e3,
+        "events": seen,
+    }
+
+
+def preimport_big_tables() -> None:
+    """Import the modules of BIG_TABLE_MODULES, untimed."""
+    import html.entities  # noqa: F401
+    import locale  # noqa: F401
+    import sysconfig
+
+    sysconfig.get_config_vars()  # loads the _sysconfigdata_* module
+
+
+def measure_imports(M: Any, monitored: bool, modules: list[str],
+                    without_big_tables: bool) -> dict[str, Any]:
+    """Import *modules*, with LINE+BRANCH on if *monitored*.
+
+    Modules already loaded (e.g. by lowimpact itself, which both modes import
+    first) are left out and reported, so both modes time the same set.
+    """
+    if without_big_tables:
+        preimport_big_tables()
+    preloaded = [name for name in modules if name in sys.modules]
+    modules = [name for name in modules if name not in sys.modules]
+    seen = 0
+    if monitored:
+        E = M.events
+        tool = M.COVERAGE_ID
+        DISABLE = M.DISABLE
+
+        def on_event(code: Any, *args: Any) -> object:
+            nonlocal seen
+            seen += 1
+            return DISABLE
+
+        M.use_tool_id(tool, "bench-imports")
+        M.register_callback(tool, E.LINE, on_event)
+        M.register_callback(tool, E.BRANCH, on_event)
+        M.set_events(tool, E.LINE | E.BRANCH)
+    before = set(sys.modules)
+    t0 = time.perf_counter()
+    for name in modules:
+        __import__(name)  # not importlib: it might not be loaded yet
+    seconds = time.perf_counter() - t0
+    uncompiled = []
+    for name in set(sys.modules) - before:
+        spec = getattr(sys.modules[name], "__spec__", None)
+        cached = getattr(spec, "cached", None)
+        if cached and not os.path.exists(cached):
+            uncompiled.append(name)
+    if monitored:
+        M.set_events(tool, 0)
+        M.register_callback(tool, E.LINE, None)
+        M.register_callback(tool, E.BRANCH, None)
+        M.free_tool_id(tool)
+    return {
+        "seconds": seconds,
+        "modules": len(set(sys.modules) - before),
+        "events": seen,
+        "preloaded": preloaded,
+        "uncompiled": sorted(uncompiled),
+    }
+
