@@ -77,11 +77,15 @@ def check(code: CodeType, events: int = ALL_PROBED) -> List[str]:
         return ["map length differs"]
     orig_pos = list(code.co_positions())
     shadow_pos = list(shadow.co_positions())
+    no_position = (None, None, None, None)
     for su, u in enumerate(orig_of):
         if not 0 <= u < units:
             problems.append("unit %d maps outside the original" % su)
             continue
-        if shadow_pos[su] != orig_pos[u]:
+        # Copies of original units keep their positions; probe units have
+        # those of the instruction they report on, or none.
+        copy = shadow_of[u] == su
+        if shadow_pos[su] != orig_pos[u] and (copy or shadow_pos[su] != no_position):
             problems.append("positions of shadow unit %d %r != original unit %d %r"
                             % (su, shadow_pos[su], u, orig_pos[u]))
             break
@@ -158,6 +162,9 @@ def check(code: CodeType, events: int = ALL_PROBED) -> List[str]:
                 break
     if shadow.co_stacksize < code.co_stacksize:
         problems.append("stack size shrank")
+    # Entry trampolines size frames by this bound.
+    if shadow.co_stacksize > max(code.co_stacksize + 1, 3):
+        problems.append("stack size %d beyond the bound" % shadow.co_stacksize)
     return problems
 
 

@@ -161,8 +161,9 @@ compute_depths(li_analysis *an)
     }
 #undef REACH
     PyMem_Free(work);
+    int stacksize = li_true_stacksize(an->code);
     for (int i = 0; i < an->n_instrs; i++) {
-        if (an->instrs[i].depth > an->code->co_stacksize || an->instrs[i].depth < -1) {
+        if (an->instrs[i].depth > stacksize || an->instrs[i].depth < -1) {
             PyErr_Format(PyExc_ValueError, "lowimpact: inconsistent stack depth "
                          "in %R", an->code);
             return -1;

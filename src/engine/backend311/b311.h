@@ -186,11 +186,12 @@ int li_probes_attach(li_probes *lp, PyCodeObject *shadow);
 /* The probes of a shadow, or NULL when `code` is not a shadow. */
 li_probes *li_shadow_probes(PyCodeObject *code);
 
-/* Builds a shadow of `original` with probes for `kinds`; its nested code
- * constants are replaced by `consts` (a tuple of the same length as the
- * original's co_consts).  New reference, or NULL with an exception. */
+/* Builds a shadow of `original` with probes for `kinds` where tools want
+ * them (everywhere with `every_site`, for checking the builder); its nested
+ * code constants are replaced by `consts` (a tuple of the same length as
+ * the original's co_consts).  New reference, or NULL with an exception. */
 PyCodeObject *li_build_shadow(PyCodeObject *original, li_code_state *cs,
-                              li_event_set kinds, PyObject *consts);
+                              li_event_set kinds, PyObject *consts, bool every_site);
 
 /* Delivers the events of probe `p` of `lp`, run by `frame` (events.c).
  * 0, or -1 with an exception set. */
@@ -213,12 +214,22 @@ li_probes *li_all_shadows(void);
 /* What the back end keeps per original code object (li_code_state.backend). */
 #define LI_TRAMPOLINE_UNITS 3   /* PUSH_NULL, LOAD_BUILD_CLASS, CALL 0 */
 
+/* A shadow's constant that holds a nested code object (update.c). */
+typedef struct {
+    li_probes *parent;
+    int index;
+} li_const_link;
+
 typedef struct li_code_backend {
     li_probes *current;          /* the shadow new frames run, or NULL */
+    li_const_link *links;        /* shadows whose constants hold this code */
+    int n_links, cap_links;
     /* Entry trampoline (trampoline.c): where it goes, what it replaced. */
-    int trampoline_at;           /* unit after RESUME 0; -1 if never armed */
+    int trampoline_at;           /* unit of RESUME 0; -1 if never armed */
     bool trampoline_armed;
     _Py_CODEUNIT saved[LI_TRAMPOLINE_UNITS];
+    short saved_warmup;          /* co_warmup before arming */
+    int true_stacksize;          /* co_stacksize before arming; -1 if unchanged */
     struct li_code_backend *next_armed, *prev_armed;
     li_code_state *cs;           /* the owner */
 } li_code_backend;
@@ -232,27 +243,55 @@ li_current_shadow(const li_code_state *cs)
 /* The back end data of `cs`, created if needed.  NULL with an exception. */
 li_code_backend *li_code_backend_ensure(li_code_state *cs);
 
+/* The stack the code needs, whatever an armed trampoline made its frames
+ * allocate. */
+static inline int
+li_true_stacksize(PyCodeObject *code)
+{
+    li_code_state *cs = li_code_state_get(code);
+    li_code_backend *cb = cs != NULL ? (li_code_backend *)cs->backend : NULL;
+    return cb != NULL && cb->true_stacksize >= 0 ? cb->true_stacksize : code->co_stacksize;
+}
+
+/* The largest stack a shadow of code needing `stacksize` slots needs: a
+ * probe pushes one value over the deepest stack, and the UNWIND stub runs
+ * with the raising offset, the exception and a probe (shadow.c). */
+static inline int
+li_shadow_stack_bound(int stacksize)
+{
+    return stacksize + 1 > 3 ? stacksize + 1 : 3;
+}
+
 /* Events that need probes: all of them (C_RETURN and C_RAISE follow CALL). */
 #define LI_PROBED_EVENTS ((LI_EVENT_BIT(LI_UNGROUPED_EVENT_COUNT) - 1))
 
 /* ---- keeping code and frames up to date (update.c) ---- */
 
-/* The code new frames of `original` should run: itself or a shadow.
- * New reference, or NULL with an exception set. */
-PyObject *li_desired_code(PyCodeObject *original);
+/* The code new frames of `original` should run now: itself or a shadow,
+ * built if needed.  `builtins`: what functions of it use (NULL if not
+ * known).  New reference, or NULL with an exception set. */
+PyObject *li_desired_code(PyCodeObject *original, PyObject *builtins);
+/* What a function of `original` should point at: as li_desired_code, but
+ * the shadow may be left to be built when the code first runs (the
+ * original then holds an entry trampoline).  New reference or NULL. */
+PyObject *li_prepared_code(PyCodeObject *original, PyObject *builtins);
+/* Whether frames of `original` should run a shadow. */
+bool li_needs_instrumenting(PyCodeObject *original);
+/* A shadow dies: the codes it held forget it. */
+void li_unlink_nested(li_probes *lp);
 
 /* The shadow a frame of `original` lands on after its entry trampoline:
  * the one new frames run, or one without probes when none is wanted or the
  * wanted one needs a larger stack than `capacity`.  New reference or NULL. */
-PyObject *li_landing_code(PyCodeObject *original, int capacity);
+PyObject *li_landing_code(PyCodeObject *original, int capacity, PyObject *builtins);
 
 /* ---- entry trampolines (trampoline.c) ---- */
 
-/* Functions made from `code` by frames that cannot be moved onto a shadow
- * still start in the original; a trampoline after its RESUME 0 moves them
- * onto a shadow when they start.  Arms one in `code` when it is safe; frames
- * lists the running frames of every thread and generator.  0 or -1. */
-int li_trampoline_arm(li_code_state *cs, PyObject *frames);
+/* Frames of an original code object that needs events start on a shadow
+ * through a trampoline over its RESUME 0, which builds the shadow then.
+ * Arms one in the code of `cs` where that is safe.  1 if armed, 0 if it
+ * cannot be, -1 on error. */
+int li_trampoline_arm(li_code_state *cs);
 /* Disarms the trampolines of code that no longer needs events.  0 or -1. */
 int li_trampolines_disarm_unneeded(void);
 void li_trampoline_forget(li_code_backend *cb);
@@ -266,8 +305,11 @@ int li_trampoline_init(PyObject *module);
 /* How many value stack slots a frame can use: what it was allocated for,
  * plus the slot CPython 3.11 always leaves free after the top frame of a
  * thread's data stack (usable only for a moment, see frames.c), plus the
- * slots lowimpact adds to generators created after its import. */
-int li_frame_capacity(PyThreadState *ts, _PyInterpreterFrame *frame);
+ * slots lowimpact adds to generators created after its import.  `above`:
+ * the nearest frame of thread `ts` that `frame` (directly or not) called,
+ * or NULL; `ts` NULL for a suspended generator. */
+int li_frame_capacity(PyThreadState *ts, _PyInterpreterFrame *frame,
+                      _PyInterpreterFrame *above);
 /* The generator, coroutine or async generator a frame belongs to. */
 static inline PyGenObject *
 li_frame_generator(_PyInterpreterFrame *frame)

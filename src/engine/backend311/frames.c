@@ -17,38 +17,54 @@ is_generator_like(PyObject *op)
     return PyGen_CheckExact(op) || PyCoro_CheckExact(op) || Py_IS_TYPE(op, &PyAsyncGen_Type);
 }
 
-/* Whether `frame` is the data stack frame of `ts` and has a free slot after
- * its end inside its chunk.  While a frame runs it is the top of its
- * thread's data stack, and CPython 3.11 never lets the top frame end at the
- * chunk's limit, so the slot exists; a probe uses it only during its call,
- * after reading its operand and before writing its result, while frames of
- * callees may come and go there. */
-static bool
-has_slot_after(PyThreadState *ts, _PyInterpreterFrame *frame)
+/* How many value stack slots a frame on `ts`'s data stack was allocated
+ * (its code's stack size then, which an entry trampoline may have raised
+ * since), from where its allocation ends: at the next frame it called in
+ * the same chunk, else at the top its chunk had when the frame was last in
+ * it; plus one when the chunk goes on after that: while a frame runs it is
+ * the top of its thread's data stack, and CPython 3.11 never lets the top
+ * frame end at the chunk's limit.  A probe uses that slot only during its
+ * call, after reading its operand and before writing its result, while
+ * frames of callees may come and go there. */
+static int
+data_stack_capacity(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterFrame *above)
 {
-    PyObject **end = frame->localsplus + frame->f_code->co_nlocalsplus +
-                     frame->f_code->co_stacksize;
+    PyObject **stack = frame->localsplus + frame->f_code->co_nlocalsplus;
     for (_PyStackChunk *chunk = ts->datastack_chunk; chunk != NULL; chunk = chunk->previous) {
         PyObject **lo = (PyObject **)chunk;
         PyObject **hi = (PyObject **)((char *)chunk + chunk->size);
-        if ((PyObject **)frame >= lo && (PyObject **)frame < hi) {
-            return end < hi;
+        if ((PyObject **)frame < lo || (PyObject **)frame >= hi) {
+            continue;
         }
+        PyObject **end;
+        if (above != NULL && (PyObject **)above > (PyObject **)frame &&
+            (PyObject **)above < hi)
+        {
+            end = (PyObject **)above;
+        }
+        else if (chunk == ts->datastack_chunk) {
+            end = ts->datastack_top;
+        }
+        else {
+            end = &chunk->data[chunk->top];
+        }
+        return (int)(end - stack) + (end < hi ? 1 : 0);
     }
-    return false;
+    /* Not on the data stack (a frame of a C caller): what the code needs. */
+    return li_true_stacksize(frame->f_code);
 }
 
 int
-li_frame_capacity(PyThreadState *ts, _PyInterpreterFrame *frame)
+li_frame_capacity(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterFrame *above)
 {
     if (frame->owner != FRAME_OWNED_BY_GENERATOR) {
-        PyCodeObject *code = frame->f_code;
-        bool extra = ts != NULL && has_slot_after(ts, frame);
-        return code->co_stacksize + (extra ? 1 : 0);
+        return ts != NULL ? data_stack_capacity(ts, frame, above)
+                          : li_true_stacksize(frame->f_code);
     }
     PyGenObject *gen = li_frame_generator(frame);
     /* The generator was sized for the code it was created with, which its
-       gi_code keeps (li_frame_set_code leaves it alone). */
+       gi_code keeps (li_frame_set_code leaves it alone); trampolines leave
+       the stack size of generator code alone. */
     int allocated = gen->gi_code->co_stacksize;
     int older = PySequence_Contains(older_generators, (PyObject *)gen);
     if (older < 0) {

@@ -45,6 +45,7 @@ shadow_dying(void *ptr)
         lp->next->prev = lp->prev;
     }
     lp->next = lp->prev = NULL;
+    li_unlink_nested(lp);
     if (lp->cs != NULL && li_current_shadow(lp->cs) == lp) {
         ((li_code_backend *)lp->cs->backend)->current = NULL;
     }
@@ -175,7 +176,7 @@ redirect(_PyInterpreterFrame *frame, li_probes *lp)
     if (func == NULL || func->func_code != (PyObject *)lp->shadow) {
         return 0;
     }
-    PyObject *desired = li_desired_code(lp->original);
+    PyObject *desired = li_desired_code(lp->original, frame->f_builtins);
     if (desired == NULL) {
         return -1;
     }

@@ -65,6 +65,7 @@ typedef struct {
     li_code_state *cs;
     li_event_set kinds;
     bool partial;             /* a probe was left out: every tool disabled it */
+    bool every_site;          /* probes wherever their kind could fire */
     int entry_probe;
     int resume;               /* index of RESUME 0, or -1 */
     int pad_pos, pad_ext;     /* landing pad; -1 if none */
@@ -104,7 +105,7 @@ add_site(builder *b, int event, int orig, int aux)
     if (!wanted(b, event)) {
         return 0;
     }
-    if (!li_tools_at(b->cs, event, orig)) {
+    if (!b->every_site && !li_tools_at(b->cs, event, orig)) {
         b->partial = true;
         return 0;
     }
@@ -930,14 +931,16 @@ shadow_consts(PyObject *consts, li_probes *lp)
 }
 
 static int
-stack_size(const builder *b, const PyCodeObject *original)
+stack_size(const builder *b, PyCodeObject *original)
 {
-    int size = original->co_stacksize;
+    int needed = li_true_stacksize(original), size = needed;
     for (int p = 0; p < b->n_probes; p++) {
         if (b->probes[p].depth + 1 > size) {
             size = b->probes[p].depth + 1;
         }
     }
+    /* Entry trampolines allocate frames by this bound (trampoline.c). */
+    assert(size <= li_shadow_stack_bound(needed));
     return size;
 }
 
@@ -990,7 +993,7 @@ new_probes(builder *b, shadow_image *img, PyCodeObject *original, li_code_state 
 
 PyCodeObject *
 li_build_shadow(PyCodeObject *original, li_code_state *cs, li_event_set kinds,
-                PyObject *consts)
+                PyObject *consts, bool every_site)
 {
     builder b = {0};
     shadow_image img = {0};
@@ -1005,6 +1008,7 @@ li_build_shadow(PyCodeObject *original, li_code_state *cs, li_event_set kinds,
     }
     b.cs = cs;
     b.kinds = kinds;
+    b.every_site = every_site;
     b.entry_probe = -1;
     b.resume = -1;
     b.probes_const = (int)PyTuple_GET_SIZE(consts);

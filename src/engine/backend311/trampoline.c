@@ -30,24 +30,6 @@
 static li_code_backend *armed;        /* list of codes with a trampoline armed */
 static PyObject *landing_function;    /* the __build_class__ replacement */
 
-/* An error while the trampoline runs (RecursionError when its call starts
- * a frame) unwinds from a unit up to six past its start, where an exception
- * handler must not expect values on the stack: the trampoline has none. */
-static bool
-region_is_safe(const li_analysis *an, int at)
-{
-    if (at + LI_TRAMPOLINE_UNITS > an->n_units) {
-        return false;
-    }
-    for (int h = 0; h < an->n_handlers; h++) {
-        const li_handler *hd = &an->handlers[h];
-        if (hd->start < at + LI_TRAMPOLINE_UNITS + 4 && hd->end > at && hd->depth > 0) {
-            return false;
-        }
-    }
-    return true;
-}
-
 static int
 install_landing_function(void)
 {
@@ -68,45 +50,119 @@ install_landing_function(void)
     return PyDict_SetItemString(builtins, "__build_class__", landing_function);
 }
 
+/* The deoptimised opcode and full oparg of the instruction at *unit, which
+ * moves past it (prefixes and inline caches included). */
+static int
+read_instruction(const _Py_CODEUNIT *code, int n_units, int *unit, int *oparg)
+{
+    int arg = 0, opcode;
+    while ((opcode = _PyOpcode_Deopt[_Py_OPCODE(code[*unit])]) == EXTENDED_ARG &&
+           *unit + 1 < n_units)
+    {
+        arg = (arg << 8) | _Py_OPARG(code[*unit]);
+        (*unit)++;
+    }
+    *oparg = (arg << 8) | _Py_OPARG(code[*unit]);
+    *unit += 1 + _PyOpcode_Caches[opcode];
+    return opcode;
+}
+
+/* Where a trampoline can go in `code`: the unit of its RESUME 0, or -1.
+ * It must not change what the original does for a frame that does not take
+ * it:
+ * - no jump may land on the units after RESUME that it replaces (RESUME
+ *   itself is never jumped to);
+ * - an error while it runs (RecursionError as its call starts a frame)
+ *   unwinds from a unit up to six past its start, where a handler must not
+ *   expect values on the stack: the trampoline has none;
+ * - it pushes two values: a generator whose code needs one slot may have
+ *   been created before lowimpact's import, without spare slots. */
+static int
+trampoline_site(PyCodeObject *code)
+{
+    const _Py_CODEUNIT *units = _PyCode_CODE(code);
+    int n = (int)Py_SIZE(code), at = -1;
+    if ((code->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)) &&
+        code->co_stacksize < 2)
+    {
+        return -1;
+    }
+    for (int unit = 0; unit < n;) {
+        int here = unit, oparg;
+        int opcode = read_instruction(units, n, &unit, &oparg);
+        if (opcode == RESUME && oparg == 0 && at < 0) {
+            at = here;
+        }
+        if (li_is_jump(opcode)) {
+            int target = li_is_jump_backward(opcode) ? unit - oparg : unit + oparg;
+            if (at >= 0 && target > at && target < at + LI_TRAMPOLINE_UNITS) {
+                return -1;
+            }
+            if (at < 0 && target > here) {
+                /* A jump before RESUME (none in 3.11): keep away. */
+                return -1;
+            }
+        }
+    }
+    if (at < 0 || at + LI_TRAMPOLINE_UNITS > n) {
+        return -1;
+    }
+    li_handler *handlers = NULL;
+    int n_handlers = li_decode_handlers(code, &handlers);
+    if (n_handlers < 0) {
+        PyErr_Clear();
+        return -1;
+    }
+    for (int h = 0; h < n_handlers; h++) {
+        if (handlers[h].start < at + LI_TRAMPOLINE_UNITS + 4 && handlers[h].end > at &&
+            handlers[h].depth > 0)
+        {
+            at = -1;
+            break;
+        }
+    }
+    PyMem_Free(handlers);
+    return at;
+}
+
+/* Whether a frame of some thread is executing `code` right after its
+ * RESUME, where the trampoline would replace what it runs next.  (Suspended
+ * generators stop at a YIELD_VALUE, which comes later.) */
+static bool
+frame_in_site(PyCodeObject *code, int at)
+{
+    PyInterpreterState *interp = PyInterpreterState_Get();
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
+         ts = PyThreadState_Next(ts))
+    {
+        for (_PyInterpreterFrame *f = ts->cframe->current_frame; f != NULL; f = f->previous) {
+            if (f->f_code == code) {
+                int unit = (int)(f->prev_instr - _PyCode_CODE(code));
+                if (unit == at || unit == at + 1) {
+                    return true;
+                }
+            }
+        }
+    }
+    return false;
+}
+
 int
-li_trampoline_arm(li_code_state *cs, PyObject *frames)
+li_trampoline_arm(li_code_state *cs)
 {
     PyCodeObject *code = cs->code;
+    if (cs->excluded) {
+        return 0;
+    }
     li_code_backend *cb = li_code_backend_ensure(cs);
     if (cb == NULL) {
         return -1;
     }
-    if (cb->trampoline_armed || cs->excluded) {
-        return 0;
+    if (cb->trampoline_armed) {
+        return 1;
     }
-    li_analysis an;
-    if (li_analyse(code, &an) < 0) {
-        return -1;
-    }
-    int at = -1;
-    for (int i = 0; i < an.n_instrs; i++) {
-        if (an.instrs[i].opcode == RESUME && an.instrs[i].oparg == 0) {
-            at = an.instrs[i].start;
-            break;
-        }
-    }
-    bool safe = at >= 0 && region_is_safe(&an, at);
-    /* A frame already past RESUME could jump back into the trampoline; one
-       that has not got there yet will land, and needs room for the two
-       values the trampoline pushes.  Frames that start later have it: a
-       thread's top frame always has one slot more than its code needs
-       (frames.c), and so have generators created since lowimpact's import. */
-    safe = safe && code->co_stacksize + 1 >= 2;
-    for (Py_ssize_t i = 0; safe && i < PyList_GET_SIZE(frames); i++) {
-        _PyInterpreterFrame *f =
-            (_PyInterpreterFrame *)PyLong_AsVoidPtr(PyList_GET_ITEM(frames, i));
-        if (f->f_code == code) {
-            safe = f->prev_instr - _PyCode_CODE(code) < at &&
-                   (f->owner != FRAME_OWNED_BY_GENERATOR || li_frame_capacity(NULL, f) >= 2);
-        }
-    }
-    li_analysis_clear(&an);
-    if (!safe) {
+    int at = cb->trampoline_at >= 0 ? cb->trampoline_at : trampoline_site(code);
+    if (at < 0 || frame_in_site(code, at)) {
         return 0;
     }
     /* co_code must go on showing the original: make CPython cache it now. */
@@ -122,6 +178,17 @@ li_trampoline_arm(li_code_state *cs, PyObject *frames)
         {PUSH_NULL, 0}, {LOAD_BUILD_CLASS, 0}, {CALL, 0},
     };
     memcpy(units, trampoline, sizeof(trampoline));
+    /* Quickening would make the trampoline's CALL adaptive, and its inline
+       cache is the original's next instructions: code not yet quickened
+       stays so while armed (only frames that ran before arming run it). */
+    cb->saved_warmup = code->co_warmup;
+    code->co_warmup = 0;
+    /* Frames that start from now on are allocated with room for any shadow
+       they may land on (generators have theirs, see frames.c). */
+    if (!(code->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR))) {
+        cb->true_stacksize = code->co_stacksize;
+        code->co_stacksize = li_shadow_stack_bound(code->co_stacksize);
+    }
     cb->trampoline_at = at;
     cb->trampoline_armed = true;
     cb->next_armed = armed;
@@ -130,7 +197,7 @@ li_trampoline_arm(li_code_state *cs, PyObject *frames)
         armed->prev_armed = cb;
     }
     armed = cb;
-    return 0;
+    return 1;
 }
 
 static void
@@ -152,6 +219,11 @@ static void
 disarm(li_code_backend *cb)
 {
     memcpy(_PyCode_CODE(cb->cs->code) + cb->trampoline_at, cb->saved, sizeof(cb->saved));
+    cb->cs->code->co_warmup = cb->saved_warmup;
+    if (cb->true_stacksize >= 0) {
+        cb->cs->code->co_stacksize = cb->true_stacksize;
+        cb->true_stacksize = -1;
+    }
     cb->trampoline_armed = false;
     unlink_armed(cb);
 }
@@ -186,14 +258,9 @@ li_trampolines_disarm_unneeded(void)
 {
     for (li_code_backend *cb = armed, *next; cb != NULL; cb = next) {
         next = cb->next_armed;
-        PyObject *desired = li_desired_code(cb->cs->code);
-        if (desired == NULL) {
-            return -1;
-        }
-        if (desired == (PyObject *)cb->cs->code) {
+        if (!li_needs_instrumenting(cb->cs->code)) {
             disarm(cb);
         }
-        Py_DECREF(desired);
     }
     return 0;
 }
@@ -220,7 +287,8 @@ trampoline_landed(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
     {
         Py_RETURN_FALSE;
     }
-    PyObject *landing = li_landing_code(code, li_frame_capacity(tstate, frame));
+    PyObject *landing = li_landing_code(code, li_frame_capacity(tstate, frame, here),
+                                        frame->f_builtins);
     if (landing == NULL) {
         return NULL;
     }

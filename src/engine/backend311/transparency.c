@@ -74,7 +74,7 @@ function_code_set(PyObject *self, PyObject *value, void *Py_UNUSED(closure))
                      func->func_name, nclosure, nfree);
         return -1;
     }
-    PyObject *desired = li_desired_code(code);
+    PyObject *desired = li_prepared_code(code, func->func_builtins);
     if (desired == NULL) {
         return -1;
     }
@@ -176,7 +176,16 @@ traceback_lasti_get(PyObject *self, void *Py_UNUSED(closure))
     return PyLong_FromLong(lasti);
 }
 
+/* An armed entry trampoline raises the stack size of its code, for the
+ * frames that will land on a shadow (trampoline.c). */
+static PyObject *
+code_stacksize_get(PyObject *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromLong(li_true_stacksize((PyCodeObject *)self));
+}
+
 static patched_attr patches[] = {
+    {&PyCode_Type, "co_stacksize", NULL, NULL},
     {&PyFunction_Type, "__code__", NULL, NULL},
     {&PyFrame_Type, "f_code", NULL, NULL},
     {&PyFrame_Type, "f_lasti", NULL, NULL},
@@ -269,6 +278,9 @@ li_install_transparency(void)
         }
         else if (strcmp(name, "tb_lineno") == 0) {
             get = traceback_lineno_get;
+        }
+        else if (strcmp(name, "co_stacksize") == 0) {
+            get = code_stacksize_get;
         }
         if (install(i, get, set) < 0) {
             return -1;

@@ -42,10 +42,68 @@ needs_shadow(PyCodeObject *code)
     return false;
 }
 
+static bool
+needs_instrumenting(li_code_state *cs, PyCodeObject *original)
+{
+    if (cs != NULL && cs->excluded) {
+        return false;
+    }
+    return wanted_kinds(cs) || needs_shadow(original);
+}
+
+bool
+li_needs_instrumenting(PyCodeObject *original)
+{
+    return needs_instrumenting(li_code_state_get(original), original);
+}
+
+/* Functions of code run with `builtins` (NULL: not known, the usual). */
+static bool
+standard_builtins(PyObject *builtins)
+{
+    return builtins == NULL || builtins == _PyInterpreterState_GET()->builtins;
+}
+
+/* The current shadow of `cs`, if it has the probes tools want now. */
+static li_probes *
+usable_shadow(li_code_state *cs)
+{
+    li_probes *current = li_current_shadow(cs);
+    if (current != NULL && current->kinds == wanted_kinds(cs) && !li_probes_stale(current)) {
+        return current;
+    }
+    return NULL;
+}
+
+/* What a function of `original`, or code that makes such functions, should
+ * hold now: the original itself when nothing is wanted there; else its
+ * shadow if one is built; else, when a trampoline can go in, the original
+ * with a trampoline, which builds the shadow when a frame first starts (as
+ * CPython 3.12 instruments code when it first runs); else a shadow built now.
+ * New reference. */
+PyObject *
+li_prepared_code(PyCodeObject *original, PyObject *builtins)
+{
+    li_code_state *cs = li_code_state_get(original);
+    if (!needs_instrumenting(cs, original)) {
+        return Py_NewRef(original);
+    }
+    if (cs == NULL && (cs = li_code_state_ensure(original)) == NULL) {
+        return NULL;
+    }
+    if (usable_shadow(cs) == NULL && standard_builtins(builtins)) {
+        int armed = li_trampoline_arm(cs);
+        if (armed != 0) {
+            return armed > 0 ? Py_NewRef(original) : NULL;
+        }
+    }
+    return li_desired_code(original, builtins);
+}
+
 /* The constants a shadow of `original` should have: nested code objects
- * replaced by the code their new functions should run.  New reference. */
+ * replaced by what their new functions should start with.  New reference. */
 static PyObject *
-desired_consts(PyCodeObject *original)
+desired_consts(PyCodeObject *original, PyObject *builtins)
 {
     PyObject *consts = original->co_consts;
     Py_ssize_t n = PyTuple_GET_SIZE(consts);
@@ -55,7 +113,7 @@ desired_consts(PyCodeObject *original)
     }
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *c = PyTuple_GET_ITEM(consts, i);
-        PyObject *item = PyCode_Check(c) ? li_desired_code((PyCodeObject *)c)
+        PyObject *item = PyCode_Check(c) ? li_prepared_code((PyCodeObject *)c, builtins)
                                          : Py_NewRef(c);
         if (item == NULL) {
             Py_DECREF(result);
@@ -66,19 +124,24 @@ desired_consts(PyCodeObject *original)
     return result;
 }
 
-/* Points the nested code constants of an existing shadow at `consts`.  The
- * shadow's constants tuple is private to lowimpact, so it may change. */
+/* Points constant `index` of a shadow at `value`.  A shadow's constants
+ * tuple is private to lowimpact, so it may change. */
+static void
+set_const(li_probes *lp, Py_ssize_t index, PyObject *value)
+{
+    PyObject *own = lp->shadow->co_consts;
+    PyObject *old = PyTuple_GET_ITEM(own, index);
+    if (old != value) {
+        PyTuple_SET_ITEM(own, index, Py_NewRef(value));
+        Py_DECREF(old);
+    }
+}
+
 static void
 refresh_consts(li_probes *lp, PyObject *consts)
 {
-    PyObject *own = lp->shadow->co_consts;
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(consts); i++) {
-        PyObject *want = PyTuple_GET_ITEM(consts, i);
-        if (PyTuple_GET_ITEM(own, i) != want) {
-            PyObject *old = PyTuple_GET_ITEM(own, i);
-            PyTuple_SET_ITEM(own, i, Py_NewRef(want));
-            Py_DECREF(old);
-        }
+        set_const(lp, i, PyTuple_GET_ITEM(consts, i));
     }
 }
 
@@ -92,10 +155,73 @@ li_code_backend_ensure(li_code_state *cs)
             return NULL;
         }
         cb->trampoline_at = -1;
+        cb->true_stacksize = -1;
         cb->cs = cs;
         cs->backend = cb;
     }
     return (li_code_backend *)cs->backend;
+}
+
+/* ---- the shadows whose constants hold a code object ----------------------
+ * A parent shadow holds its nested code objects as the original with a
+ * trampoline until their shadow exists; then it should hold the shadow, so
+ * that the functions it makes start there at once. */
+
+static int
+add_link(li_code_backend *cb, li_probes *parent, int index)
+{
+    if (cb->n_links == cb->cap_links) {
+        int cap = cb->cap_links ? cb->cap_links * 2 : 2;
+        li_const_link *links = PyMem_Realloc(cb->links, sizeof(li_const_link) * (size_t)cap);
+        if (links == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        cb->links = links;
+        cb->cap_links = cap;
+    }
+    cb->links[cb->n_links++] = (li_const_link){parent, index};
+    return 0;
+}
+
+/* Each nested code object of the new shadow `lp` learns it is held there. */
+static int
+link_nested(li_probes *lp)
+{
+    PyObject *consts = lp->shadow->co_consts;
+    for (int i = 0; i < lp->probes_const; i++) {
+        PyObject *c = PyTuple_GET_ITEM(consts, i);
+        if (!PyCode_Check(c)) {
+            continue;
+        }
+        li_code_state *cs = li_code_state_ensure(li_backend_original((PyCodeObject *)c));
+        li_code_backend *cb = cs != NULL ? li_code_backend_ensure(cs) : NULL;
+        if (cb == NULL || add_link(cb, lp, i) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void
+li_unlink_nested(li_probes *lp)
+{
+    PyObject *consts = lp->shadow->co_consts;
+    for (int i = 0; i < lp->probes_const; i++) {
+        PyObject *c = PyTuple_GET_ITEM(consts, i);
+        li_code_state *cs = PyCode_Check(c)
+            ? li_code_state_get(li_backend_original((PyCodeObject *)c)) : NULL;
+        li_code_backend *cb = cs != NULL ? (li_code_backend *)cs->backend : NULL;
+        if (cb == NULL) {
+            continue;
+        }
+        for (int k = 0; k < cb->n_links; k++) {
+            if (cb->links[k].parent == lp && cb->links[k].index == i) {
+                cb->links[k] = cb->links[--cb->n_links];
+                break;
+            }
+        }
+    }
 }
 
 /* Makes `lp` the shadow new frames of its original run.  0 or -1. */
@@ -112,36 +238,37 @@ make_current(li_code_state *cs, li_probes *lp)
         previous->obsolete = true;
         li_probes_sync(previous);    /* arms its entry probe */
     }
+    for (int k = 0; k < cb->n_links; k++) {
+        set_const(cb->links[k].parent, cb->links[k].index, (PyObject *)lp->shadow);
+    }
     return 0;
 }
 
 PyObject *
-li_desired_code(PyCodeObject *original)
+li_desired_code(PyCodeObject *original, PyObject *builtins)
 {
     assert(li_shadow_probes(original) == NULL);
     li_code_state *cs = li_code_state_get(original);
-    li_event_set kinds = wanted_kinds(cs);
-    if ((cs != NULL && cs->excluded) || (!kinds && !needs_shadow(original))) {
+    if (!needs_instrumenting(cs, original)) {
         return Py_NewRef(original);
     }
     if (cs == NULL && (cs = li_code_state_ensure(original)) == NULL) {
         return NULL;
     }
-    PyObject *consts = desired_consts(original);
+    PyObject *consts = desired_consts(original, builtins);
     if (consts == NULL) {
         return NULL;
     }
-    li_probes *current = li_current_shadow(cs);
+    li_probes *usable = usable_shadow(cs);
     PyObject *result;
-    if (current != NULL && current->kinds == kinds && !li_probes_stale(current)) {
-        refresh_consts(current, consts);
-        result = Py_NewRef(current->shadow);
+    if (usable != NULL) {
+        refresh_consts(usable, consts);
+        result = Py_NewRef(usable->shadow);
     }
     else {
-        result = (PyObject *)li_build_shadow(original, cs, kinds, consts);
-        if (result != NULL &&
-            make_current(cs, li_shadow_probes((PyCodeObject *)result)) < 0)
-        {
+        result = (PyObject *)li_build_shadow(original, cs, wanted_kinds(cs), consts, false);
+        li_probes *lp = result != NULL ? li_shadow_probes((PyCodeObject *)result) : NULL;
+        if (lp != NULL && (link_nested(lp) < 0 || make_current(cs, lp) < 0)) {
             Py_CLEAR(result);
         }
     }
@@ -150,9 +277,9 @@ li_desired_code(PyCodeObject *original)
 }
 
 PyObject *
-li_landing_code(PyCodeObject *original, int capacity)
+li_landing_code(PyCodeObject *original, int capacity, PyObject *builtins)
 {
-    PyObject *desired = li_desired_code(original);
+    PyObject *desired = li_desired_code(original, builtins);
     if (desired == NULL) {
         return NULL;
     }
@@ -164,12 +291,12 @@ li_landing_code(PyCodeObject *original, int capacity)
     }
     Py_DECREF(desired);
     li_code_state *cs = li_code_state_ensure(original);
-    PyObject *consts = cs != NULL ? desired_consts(original) : NULL;
+    PyObject *consts = cs != NULL ? desired_consts(original, builtins) : NULL;
     if (consts == NULL) {
         return NULL;
     }
     /* Without probes: the stack of the original is enough. */
-    PyObject *bare = (PyObject *)li_build_shadow(original, cs, 0, consts);
+    PyObject *bare = (PyObject *)li_build_shadow(original, cs, 0, consts, false);
     Py_DECREF(consts);
     return bare;
 }
@@ -204,7 +331,7 @@ static int
 update_function(PyFunctionObject *func)
 {
     PyCodeObject *code = (PyCodeObject *)func->func_code;
-    PyObject *desired = li_desired_code(li_backend_original(code));
+    PyObject *desired = li_prepared_code(li_backend_original(code), func->func_builtins);
     if (desired == NULL) {
         return -1;
     }
@@ -241,16 +368,16 @@ map_unit(PyCodeObject *from, PyCodeObject *to, int unit)
 /* Moves a frame that is not executing to the code its code object should
  * run now, when its state maps and its stack has room.  0 or -1. */
 static int
-replace_frame_code(PyThreadState *ts, _PyInterpreterFrame *frame)
+replace_frame_code(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterFrame *above)
 {
     PyCodeObject *code = frame->f_code;
-    PyObject *desired = li_desired_code(li_backend_original(code));
+    PyObject *desired = li_desired_code(li_backend_original(code), frame->f_builtins);
     if (desired == NULL) {
         return -1;
     }
     PyCodeObject *to = (PyCodeObject *)desired;
     if (to != code) {
-        bool room = to->co_stacksize <= li_frame_capacity(ts, frame);
+        bool room = to->co_stacksize <= li_frame_capacity(ts, frame, above);
         int unit = map_unit(code, to, (int)(frame->prev_instr - _PyCode_CODE(code)));
         if (room && unit != -2) {
             li_frame_set_code(frame, to, unit);
@@ -280,94 +407,43 @@ update_thread_frames(void)
     for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
          ts = PyThreadState_Next(ts))
     {
+        _PyInterpreterFrame *above = NULL;   /* the last one on the data stack */
         for (_PyInterpreterFrame *f = ts->cframe->current_frame; f != NULL; f = f->previous) {
-            if (f->owner == FRAME_OWNED_BY_FRAME_OBJECT || is_live(f, ts) ||
-                _PyFrame_IsIncomplete(f))
+            if (f->owner != FRAME_OWNED_BY_FRAME_OBJECT && !is_live(f, ts) &&
+                !_PyFrame_IsIncomplete(f) && replace_frame_code(ts, f, above) < 0)
             {
-                continue;
-            }
-            if (replace_frame_code(ts, f) < 0) {
                 return -1;
+            }
+            if (f->owner == FRAME_OWNED_BY_THREAD) {
+                above = f;
             }
         }
     }
     return 0;
 }
 
+/* A frame that stays on original code makes its functions from the
+ * original nested code objects: those that need events get an entry
+ * trampoline, so that the functions start on a shadow.  0 or -1. */
 static int
-add_frame(PyObject *frames, _PyInterpreterFrame *frame)
+arm_nested(_PyInterpreterFrame *frame)
 {
-    PyObject *pointer = PyLong_FromVoidPtr(frame);
-    if (pointer == NULL) {
-        return -1;
-    }
-    int err = PyList_Append(frames, pointer);
-    Py_DECREF(pointer);
-    return err;
-}
-
-/* Every frame that runs or can resume: on threads' stacks and in suspended
- * generators.  A list of frame addresses. */
-static PyObject *
-running_frames(PyObject *runnables)
-{
-    PyObject *frames = PyList_New(0);
-    if (frames == NULL) {
-        return NULL;
-    }
-    PyInterpreterState *interp = PyInterpreterState_Get();
-    for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
-         ts = PyThreadState_Next(ts))
+    if (li_shadow_probes(frame->f_code) != NULL ||
+        !standard_builtins(frame->f_builtins))
     {
-        for (_PyInterpreterFrame *f = ts->cframe->current_frame; f != NULL; f = f->previous) {
-            if (f->owner != FRAME_OWNED_BY_FRAME_OBJECT && add_frame(frames, f) < 0) {
-                goto error;
-            }
-        }
-    }
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(runnables); i++) {
-        PyGenObject *gen = (PyGenObject *)PyList_GET_ITEM(runnables, i);
-        if (!PyFunction_Check(gen) &&
-            (gen->gi_frame_state == FRAME_CREATED || gen->gi_frame_state == FRAME_SUSPENDED) &&
-            add_frame(frames, (_PyInterpreterFrame *)gen->gi_iframe) < 0)
-        {
-            goto error;
-        }
-    }
-    return frames;
-error:
-    Py_DECREF(frames);
-    return NULL;
-}
-
-/* A frame stays on the code it runs.  The functions it makes from its
- * nested code objects get their originals; those that need events get an
- * entry trampoline.  0 or -1. */
-static int
-arm_nested(_PyInterpreterFrame *frame, PyObject *frames)
-{
-    if (frame->f_builtins != _PyInterpreterState_GET()->builtins) {
-        return 0;   /* its functions would not find the trampoline's target */
+        return 0;   /* a shadow holds what its functions need */
     }
     PyObject *consts = frame->f_code->co_consts;
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(consts); i++) {
         PyObject *c = PyTuple_GET_ITEM(consts, i);
-        if (!PyCode_Check(c) || li_shadow_probes((PyCodeObject *)c) != NULL) {
-            continue;   /* a shadow: its own probes redirect stale functions */
+        if (!PyCode_Check(c)) {
+            continue;
         }
-        PyObject *desired = li_desired_code((PyCodeObject *)c);
-        if (desired == NULL) {
+        PyObject *prepared = li_prepared_code((PyCodeObject *)c, frame->f_builtins);
+        if (prepared == NULL) {
             return -1;
         }
-        int err = 0;
-        if (desired != c) {
-            li_code_state *cs = li_code_state_ensure((PyCodeObject *)c);
-            err = cs == NULL ? -1 : li_trampoline_arm(cs, frames);
-        }
-        Py_DECREF(desired);
-        if (err < 0) {
-            return -1;
-        }
+        Py_DECREF(prepared);
     }
     return 0;
 }
@@ -375,29 +451,27 @@ arm_nested(_PyInterpreterFrame *frame, PyObject *frames)
 static int
 arm_trampolines(PyObject *runnables)
 {
-    PyObject *frames = running_frames(runnables);
-    if (frames == NULL) {
-        return -1;
-    }
-    int err = 0;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(frames) && err == 0; i++) {
-        _PyInterpreterFrame *f =
-            (_PyInterpreterFrame *)PyLong_AsVoidPtr(PyList_GET_ITEM(frames, i));
-        if (!_PyFrame_IsIncomplete(f)) {
-            err = arm_nested(f, frames);
+    PyInterpreterState *interp = PyInterpreterState_Get();
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
+         ts = PyThreadState_Next(ts))
+    {
+        for (_PyInterpreterFrame *f = ts->cframe->current_frame; f != NULL; f = f->previous) {
+            if (f->owner != FRAME_OWNED_BY_FRAME_OBJECT && !_PyFrame_IsIncomplete(f) &&
+                arm_nested(f) < 0)
+            {
+                return -1;
+            }
         }
     }
-    Py_DECREF(frames);
-    return err;
-}
-
-static int
-update_generator(PyGenObject *gen)
-{
-    if (gen->gi_frame_state != FRAME_CREATED && gen->gi_frame_state != FRAME_SUSPENDED) {
-        return 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(runnables); i++) {
+        PyGenObject *gen = (PyGenObject *)PyList_GET_ITEM(runnables, i);
+        if (!PyFunction_Check(gen) && gen->gi_frame_state == FRAME_SUSPENDED &&
+            arm_nested((_PyInterpreterFrame *)gen->gi_iframe) < 0)
+        {
+            return -1;
+        }
     }
-    return replace_frame_code(NULL, (_PyInterpreterFrame *)gen->gi_iframe);
+    return 0;
 }
 
 /* ---- finding what can run ------------------------------------------------ */
@@ -458,6 +532,15 @@ stop_iteration_wanted(void)
     return false;
 }
 
+static int
+update_generator(PyGenObject *gen)
+{
+    if (gen->gi_frame_state != FRAME_CREATED && gen->gi_frame_state != FRAME_SUSPENDED) {
+        return 0;
+    }
+    return replace_frame_code(NULL, (_PyInterpreterFrame *)gen->gi_iframe, NULL);
+}
+
 int
 li_backend_update(void)
 {
@@ -513,9 +596,11 @@ li_backend_code_state_free(li_code_state *cs)
     if (cb == NULL) {
         return;
     }
-    /* Shadows hold their original, so none can outlive it. */
-    assert(cb->current == NULL);
+    /* Shadows hold their original, so none can outlive it, and a shadow
+       that held it in its constants held it alive. */
+    assert(cb->current == NULL && cb->n_links == 0);
     li_trampoline_forget(cb);
+    PyMem_Free(cb->links);
     PyMem_Free(cb);
     cs->backend = NULL;
 }
@@ -527,14 +612,13 @@ li_backend_debug_shadow(PyCodeObject *code, li_event_set events)
     if (cs == NULL) {
         return NULL;
     }
-    /* Selected as if by a local tool 5 that never returned DISABLE. */
+    /* Every site of the events, as if tools wanted them there. */
     li_code_state scratch = *cs;
     for (int e = 0; e < LI_LOCAL_EVENT_COUNT; e++) {
-        scratch.local_tools[e] = (events & LI_EVENT_BIT(e)) ? 1 << 5 : 0;
         scratch.disabled[e] = NULL;
     }
     PyCodeObject *shadow = li_build_shadow(code, &scratch, events & LI_PROBED_EVENTS,
-                                           code->co_consts);
+                                           code->co_consts, true);
     if (shadow == NULL) {
         return NULL;
     }
@@ -606,6 +690,21 @@ compile_as_builtin(PyObject *source, int start)
     return Py_CompileStringExFlags(text, "<string>", start, &flags, -1);
 }
 
+/* The builtins code run by exec() or eval() with these globals will use
+ * (NULL when it cannot tell: the caller's). */
+static PyObject *
+exec_builtins(PyObject *globals)
+{
+    if (globals == NULL || globals == Py_None || !PyDict_Check(globals)) {
+        return PyEval_GetBuiltins();
+    }
+    PyObject *builtins = PyDict_GetItemString(globals, "__builtins__");
+    if (builtins == NULL) {
+        return _PyInterpreterState_GET()->builtins;   /* exec() puts them there */
+    }
+    return PyModule_Check(builtins) ? PyModule_GetDict(builtins) : builtins;
+}
+
 static PyObject *
 run_desired(PyObject *builtin, int start, PyObject *const *args, size_t nargsf,
             PyObject *kwnames)
@@ -618,17 +717,18 @@ run_desired(PyObject *builtin, int start, PyObject *const *args, size_t nargsf,
     if (source == NULL || !(PyCode_Check(source) || compiles) || !anything_wanted()) {
         return PyObject_Vectorcall(builtin, args, nargsf, kwnames);
     }
+    PyObject *builtins = exec_builtins(nargs >= 2 ? args[1] : NULL);
     PyObject *code;
     if (compiles) {
         PyObject *compiled = compile_as_builtin(source, start);
         if (compiled == NULL) {
             return NULL;
         }
-        code = li_desired_code((PyCodeObject *)compiled);
+        code = li_desired_code((PyCodeObject *)compiled, builtins);
         Py_DECREF(compiled);
     }
     else {
-        code = li_desired_code(li_backend_original((PyCodeObject *)source));
+        code = li_desired_code(li_backend_original((PyCodeObject *)source), builtins);
     }
     if (code == NULL) {
         return NULL;

@@ -1,0 +1,182 @@
+"""Events that start or stop while the code they concern is running.
+
+Native ``sys.monitoring`` instruments code objects in place, so a change
+reaches every frame at once.  lowimpact on 3.11 moves frames and functions
+onto instrumented copies and starts others through an entry trampoline;
+these tests hold it to the native results for everything a frame does after
+the change, wherever that frame was at the time: looping, deep in a
+recursion, on another thread, in a C call, or not started yet.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+from .helpers import Recorder, Tool
+
+
+def _expected_total(n: int) -> int:
+    return sum(i * 2 + len(str(i)) for i in range(n))
+
+
+def test_function_keeps_looping_while_its_own_events_start(M: Any, tool: Tool) -> None:
+    # The frame that enables the events stays in f's loop, under a C call
+    # (map), until f returns; f warms up in that loop meanwhile, so the
+    # interpreter rewrites f's bytecode while later calls start through it.
+    E = M.events
+    starts: list[str] = []
+    tool.register(E.PY_START, lambda code, offset: starts.append(code.co_name))
+
+    def enable(_: Any) -> int:
+        tool.set_events(E.PY_START)
+        return 0
+
+    def f(n: int, first: bool) -> int:
+        total = 0
+        for i in range(n):
+            if first and i == 0:
+                list(map(enable, [0]))
+            total += i * 2 + len(str(i))
+        return total
+
+    assert f(50, True) == _expected_total(50)
+    results = [f(50, False) for _ in range(5)]
+    tool.set_events(0)
+    assert [f(50, False) for _ in range(3)] == [_expected_total(50)] * 3
+    assert results == [_expected_total(50)] * 5
+    assert starts.count("f") == 5
+
+
+def test_small_stack_function_with_unwind_and_start(M: Any, tool: Tool) -> None:
+    # PY_UNWIND needs more stack than a one-value function has.
+    E = M.events
+
+    def g() -> None:
+        raise KeyError
+
+    def caller() -> str:
+        try:
+            g()
+        except KeyError:
+            return "caught"
+        return "no"
+
+    tool.set_local(g, E.PY_START)
+    with Recorder(tool, E.PY_UNWIND, g) as rec:
+        tool.register(E.PY_START, rec.callback("PY_START"))
+        assert [caller(), caller()] == ["caught", "caught"]
+    tool.set_local(g, 0)
+    assert rec.compact() == [
+        ("PY_START", "g"),
+        ("PY_UNWIND", "g", "KeyError"),
+        ("PY_START", "g"),
+        ("PY_UNWIND", "g", "KeyError"),
+    ]
+
+
+def test_events_start_deep_in_a_recursion(M: Any, tool: Tool) -> None:
+    E = M.events
+    recorder = Recorder(tool, E.PY_START | E.PY_RETURN)
+
+    def down(n: int) -> int:
+        if n == 0:
+            recorder.__enter__()
+            return 0
+        return down(n - 1) + 1
+
+    recorder.watch(down)
+    try:
+        assert down(5) == 5
+        assert down(2) == 2
+    finally:
+        recorder.stop()
+    # The frames that were running return with PY_RETURN; the second call is
+    # seen whole.
+    assert recorder.compact() == (
+        [("PY_RETURN", "down", i) for i in range(6)]
+        + [("PY_START", "down")] * 3
+        + [("PY_RETURN", "down", i) for i in range(3)]
+    )
+
+
+def test_functions_made_by_a_running_frame(M: Any, tool: Tool) -> None:
+    E = M.events
+    recorder = Recorder(tool, E.PY_START | E.PY_RETURN)
+    made: list[Callable[[], int]] = []
+
+    def maker() -> None:
+        recorder.__enter__()
+        for i in range(3):
+            def made_here(i: int = i) -> int:
+                return i
+
+            recorder.watch(made_here)
+            made.append(made_here)
+
+    try:
+        maker()
+        assert [f() for f in made] == [0, 1, 2]
+    finally:
+        recorder.stop()
+    assert recorder.compact() == [
+        x for i in range(3) for x in (("PY_START", "made_here"), ("PY_RETURN", "made_here", i))
+    ]
+
+
+def test_other_thread_running_when_events_start(M: Any, tool: Tool) -> None:
+    E = M.events
+    calls: list[str] = []
+    tool.register(E.PY_START, lambda code, offset: calls.append(code.co_name))
+    started = threading.Event()
+    go_on = threading.Event()
+    results: list[int] = []
+
+    def work(i: int) -> int:
+        return i * i
+
+    def loop() -> None:
+        started.set()
+        go_on.wait()
+        results.extend(work(i) for i in range(4))
+
+    thread = threading.Thread(target=loop)
+    thread.start()
+    try:
+        started.wait()
+        tool.set_events(E.PY_START)
+    finally:
+        go_on.set()
+        thread.join()
+    tool.set_events(0)
+    assert results == [0, 1, 4, 9]
+    assert calls.count("work") == 4
+
+
+def test_events_stop_while_a_frame_loops(M: Any, tool: Tool) -> None:
+    E = M.events
+    lines: list[int] = []
+
+    def line(code: Any, number: int) -> None:
+        if code is f.__code__:
+            lines.append(number - f.__code__.co_firstlineno)
+
+    def stop(_: Any) -> int:
+        tool.set_events(0)
+        return 0
+
+    def f() -> int:
+        total = 0
+        for i in range(4):
+            if i == 1:
+                list(map(stop, [0]))
+            total += i
+        return total
+
+    tool.register(E.LINE, line)
+    tool.set_events(E.LINE)
+    assert f() == 6
+    assert f() == 6
+    # Events end where set_events(0) returns: nothing from the rest of the
+    # first call, nothing from the second.
+    assert lines == [1, 2, 3, 5, 2, 3, 4]

@@ -1,0 +1,55 @@
+"""The shadows of real code agree with their originals (3.11 engine only).
+
+Every code object of a selection of stdlib modules is instrumented for every
+event at every site it could have, and checked by :mod:`shadowcheck`:
+positions, exception handlers, jump targets, stack size.  The whole stdlib
+runs in the long target (``make long-test``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from types import CodeType
+from typing import List
+
+import pytest
+
+from . import shadowcheck
+
+# Chosen for variety: generators, coroutines, async generators, with and
+# try/finally nests, match, except*, big functions (EXTENDED_ARG jumps),
+# comprehensions, closures and class bodies.
+MODULES = [
+    "asyncio.base_events", "asyncio.tasks", "asyncio.taskgroups", "contextlib",
+    "dataclasses", "difflib", "email._header_value_parser", "enum", "functools",
+    "inspect", "json.decoder", "pathlib", "pydoc", "re._parser", "re._compiler",
+    "shutil", "subprocess", "tarfile", "textwrap", "traceback", "typing",
+    "unittest.case", "zipfile", "ast", "argparse", "dis", "tokenize", "pickle",
+]
+
+
+def _codes(module: str) -> List[CodeType]:
+    spec = importlib.util.find_spec(module)
+    assert spec is not None and spec.origin is not None
+    with open(spec.origin, encoding="utf-8") as source:
+        top = compile(source.read(), spec.origin, "exec")
+    return list(shadowcheck.walk_code(top))
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_every_shadow_of_module_is_consistent(module: str) -> None:
+    problems = []
+    for code in _codes(module):
+        for found in shadowcheck.check(code):
+            problems.append("%s:%d %s: %s" % (module, code.co_firstlineno, code.co_name, found))
+    assert problems == []
+
+
+def test_shadows_of_one_event_at_a_time() -> None:
+    problems = []
+    for code in _codes("difflib") + _codes("asyncio.tasks"):
+        for name, bit in vars(shadowcheck.monitoring.events).items():
+            if name.isupper() and bit & shadowcheck.ALL_PROBED:
+                problems.extend("%s %s: %s" % (name, code.co_name, p)
+                                for p in shadowcheck.check(code, bit))
+    assert problems == []
