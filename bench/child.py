@@ -6,9 +6,10 @@ Modes:
   workload  workload=NAME size=N warmup=N scenario=NAME [bp_line=N]
   discover  workload=NAME size=N       find a never-executed line of the hot function
   heap      objects=N functions=N      cost of set_events(LINE) / set_events(0)
-  imports   monitored=0|1 modules=a,b big_tables=0|1
-                                       import time with LINE+BRANCH on or off,
-                                       big-table modules timed (1) or preloaded (0)
+  imports   events=|LINE|LINE+BRANCH modules=a,b big_tables=0|1
+                                       import time with those events on (none:
+                                       off), big-table modules timed (1) or
+                                       preloaded (0)
 
 The result is printed as one line ``RESULT {json}``; ``{"na": reason}`` means
 the measurement cannot be made on this interpreter.  Anything else on stdout
@@ -143,15 +144,15 @@ def heap(args: dict[str, str]) -> dict[str, Any]:
 
 
 def imports(args: dict[str, str]) -> dict[str, Any]:
-    """Import time of big packages with LINE+BRANCH on or off (see costs.measure_imports)."""
+    """Import time of big packages with events on or off (see costs.measure_imports)."""
     import costs
 
-    monitored = args["monitored"] == "1"
+    events = args["events"]
     # Both modes load lowimpact first, so that neither times its imports.
     M, error = load_monitoring()
-    if monitored and M is None:
+    if events and M is None:
         return {"na": "lowimpact.monitoring unavailable (%s)" % error}
-    return costs.measure_imports(M, monitored, args["modules"].split(","),
+    return costs.measure_imports(M, events, args["modules"].split(","),
                                  without_big_tables=args["big_tables"] == "0")
 
 

@@ -7,8 +7,8 @@ Two measurements:
   walks the heap or re-instruments every code object eagerly pays here;
   native 3.12+ instruments lazily, on the next call of each function, so the
   first calls after enabling are timed too.
-* ``imports``: importing a set of big stdlib packages with global
-  LINE+BRANCH on (callbacks return DISABLE), against the same imports
+* ``imports``: importing a set of big stdlib packages with global LINE,
+  or LINE+BRANCH, on (callbacks return DISABLE), against the same imports
   unmonitored.  Every module body runs once, so this is dominated by the
   cost of instrumenting code the first time it runs.  Measured twice: all
   modules, and all but the few that are one huge literal table.
@@ -137,9 +137,9 @@ def preimport_big_tables() -> None:
     sysconfig.get_config_vars()  # loads the _sysconfigdata_* module
 
 
-def measure_imports(M: Any, monitored: bool, modules: list[str],
+def measure_imports(M: Any, events: str, modules: list[str],
                     without_big_tables: bool) -> dict[str, Any]:
-    """Import *modules*, with LINE+BRANCH on if *monitored*.
+    """Import *modules* with *events* on ("LINE+BRANCH", "LINE"; "" for none).
 
     Modules already loaded (e.g. by lowimpact itself, which both modes import
     first) are left out and reported, so both modes time the same set.
@@ -149,8 +149,8 @@ def measure_imports(M: Any, monitored: bool, modules: list[str],
     preloaded = [name for name in modules if name in sys.modules]
     modules = [name for name in modules if name not in sys.modules]
     seen = 0
-    if monitored:
-        E = M.events
+    bits = [getattr(M.events, name) for name in events.split("+") if name]
+    if bits:
         tool = M.COVERAGE_ID
         DISABLE = M.DISABLE
 
@@ -160,9 +160,9 @@ def measure_imports(M: Any, monitored: bool, modules: list[str],
             return DISABLE
 
         M.use_tool_id(tool, "bench-imports")
-        M.register_callback(tool, E.LINE, on_event)
-        M.register_callback(tool, E.BRANCH, on_event)
-        M.set_events(tool, E.LINE | E.BRANCH)
+        for bit in bits:
+            M.register_callback(tool, bit, on_event)
+        M.set_events(tool, sum(bits))
     before = set(sys.modules)
     t0 = time.perf_counter()
     for name in modules:
@@ -174,10 +174,10 @@ def measure_imports(M: Any, monitored: bool, modules: list[str],
         cached = getattr(spec, "cached", None)
         if cached and not os.path.exists(cached):
             uncompiled.append(name)
-    if monitored:
+    if bits:
         M.set_events(tool, 0)
-        M.register_callback(tool, E.LINE, None)
-        M.register_callback(tool, E.BRANCH, None)
+        for bit in bits:
+            M.register_callback(tool, bit, None)
         M.free_tool_id(tool)
     return {
         "seconds": seconds,

@@ -175,53 +175,59 @@ def measure_enable(runs: int) -> Result:
     return {"runs": runs, "median": {k: statistics.median(r[k] for r in results) for k in keys}}
 
 
-def measure_imports(runs: int) -> Result:
-    """Median import time of big packages with LINE+BRANCH on vs off, interleaved.
+IMPORT_EVENTS = ("LINE", "LINE+BRANCH")
 
-    Two variants: every module, and every module but BIG_TABLE_MODULES
-    (imported untimed first), which dominate native 3.12/3.13's overhead.
+
+def measure_imports(runs: int) -> Result:
+    """Median import time of big packages with LINE, and LINE+BRANCH, on vs off.
+
+    Interleaved runs.  Two variants: every module, and every module but
+    BIG_TABLE_MODULES (imported untimed first), which dominate native
+    3.12/3.13's overhead.
     """
     modules = ",".join(IMPORT_MODULES)
     # Compile and cache every .pyc first, so compiling is never timed.
-    warm = run_child("imports", monitored=0, modules=modules, big_tables=1)
+    warm = run_child("imports", events="", modules=modules, big_tables=1)
     if "error" in warm:
         return {"reason": "error: " + warm["error"]}
     variants = {"1": "all", "0": "big tables preloaded"}
     samples: dict[tuple[str, str], list[Result]] = {
-        (big, monitored): [] for big in variants for monitored in "01"}
+        (big, events): [] for big in variants for events in ("",) + IMPORT_EVENTS}
     for i in range(runs):
         progress("imports: run %d/%d" % (i + 1, runs))
-        for (big, monitored), results in samples.items():
-            result = run_child("imports", monitored=monitored, modules=modules, big_tables=big)
+        for (big, events), results in samples.items():
+            result = run_child("imports", events=events, modules=modules, big_tables=big)
             if "na" in result or "error" in result:
                 return {"reason": result.get("na") or "error: " + result["error"]}
-            if monitored == "1" and not result["events"]:
-                return {"reason": "NO EVENTS SEEN with LINE+BRANCH on"}
+            if events and not result["events"]:
+                return {"reason": "NO EVENTS SEEN with %s on" % events}
             if result["uncompiled"]:
                 return {"reason": "modules without a .pyc were compiled while timed: %s"
                         % ", ".join(result["uncompiled"])}
             results.append(result)
     rows = []
     for big, label in variants.items():
-        plain = [r["seconds"] for r in samples[big, "0"]]
-        monitored = [r["seconds"] for r in samples[big, "1"]]
-        rows.append({"label": label, "modules": samples[big, "0"][0]["modules"],
-                     "plain_s": statistics.median(plain),
-                     "monitored_s": statistics.median(monitored),
-                     "ratio": statistics.median(monitored) / statistics.median(plain),
-                     "base_noise": _noise(plain), "noise": _noise(monitored)})
+        plain = [r["seconds"] for r in samples[big, ""]]
+        row: Result = {"label": label, "modules": samples[big, ""][0]["modules"],
+                       "plain_s": statistics.median(plain), "base_noise": _noise(plain)}
+        for events in IMPORT_EVENTS:
+            monitored = [r["seconds"] for r in samples[big, events]]
+            row[events] = {"seconds": statistics.median(monitored),
+                           "ratio": statistics.median(monitored) / statistics.median(plain),
+                           "noise": _noise(monitored)}
+        rows.append(row)
     return {"runs": runs, "rows": rows, "slowest": _import_outliers(modules)}
 
 
 def _import_outliers(modules: str, count: int = 5) -> list[tuple[str, float, float]]:
-    """The modules whose own import time grows most with LINE+BRANCH on.
+    """The modules whose own import time grows most with LINE on.
 
     One extra, untimed pair of runs under ``-X importtime``: the ratio alone
     does not say whether the overhead is spread out or sits in a few modules.
     """
-    off, on = (_self_import_ms(run_child("imports", ("-X", "importtime"), monitored=monitored,
+    off, on = (_self_import_ms(run_child("imports", ("-X", "importtime"), events=events,
                                          modules=modules, big_tables=1))
-               for monitored in (0, 1))
+               for events in ("", "LINE"))
     grown = sorted(on, key=lambda name: on[name] - off.get(name, 0.0), reverse=True)
     return [(name, off.get(name, 0.0), on[name]) for name in grown[:count]]
 

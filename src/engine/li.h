@@ -21,6 +21,26 @@
 
 #include "compat.h"
 
+/* Makes room for one more item in the PyMem array *items of *cap items of
+ * `size` bytes, `count` of them used (doubling, from `first`).  0, or -1
+ * with MemoryError set. */
+static inline int
+li_reserve(void **items, int *cap, int count, size_t size, int first)
+{
+    if (count < *cap) {
+        return 0;
+    }
+    int grown = *cap ? *cap * 2 : first;
+    void *bigger = PyMem_Realloc(*items, size * (size_t)grown);
+    if (bigger == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    *items = bigger;
+    *cap = grown;
+    return 0;
+}
+
 /* ---- events ------------------------------------------------------------ */
 
 /* Event ids, numbered as in CPython 3.12 and 3.13 (the bit is 1 << id). */

@@ -180,3 +180,120 @@ def test_events_stop_while_a_frame_loops(M: Any, tool: Tool) -> None:
     # Events end where set_events(0) returns: nothing from the rest of the
     # first call, nothing from the second.
     assert lines == [1, 2, 3, 5, 2, 3, 4]
+def test_events_start_under_a_c_call(M: Any, tool: Tool) -> None:
+    E = M.events
+    recorder = Recorder(tool, E.PY_START | E.PY_RETURN)
+
+    def leaf(x: int) -> int:
+        return x + 1
+
+    def outer() -> list[int]:
+        # sorted() calls key from C: outer's frame belongs to another
+        # evaluation loop while the events start.
+        def key(x: int) -> int:
+            if x == 0:
+                recorder.__enter__()
+            return leaf(x)
+
+        recorder.watch(key)
+        ordered = sorted([2, 0, 1], key=key)
+        return ordered
+
+    recorder.watch(leaf, outer)
+    try:
+        assert outer() == [0, 1, 2]
+    finally:
+        recorder.stop()
+    assert recorder.compact() == [
+        ("PY_START", "leaf"),
+        ("PY_RETURN", "leaf", 1),
+        ("PY_RETURN", "key", 1),
+        ("PY_START", "key"),
+        ("PY_START", "leaf"),
+        ("PY_RETURN", "leaf", 2),
+        ("PY_RETURN", "key", 2),
+        ("PY_RETURN", "outer", [0, 1, 2]),
+    ]
+
+
+
+
+def test_events_start_while_a_frame_loops(M: Any, tool: Tool) -> None:
+    E = M.events
+    lines: list[int] = []
+
+    def line(code: Any, number: int) -> None:
+        if code is f.__code__:
+            lines.append(number - f.__code__.co_firstlineno)
+
+    def start(_: Any) -> int:
+        tool.set_events(E.LINE)
+        return 0
+
+    def f() -> int:
+        total = 0
+        for i in range(3):
+            if i == 1:
+                list(map(start, [0]))
+            total += i
+        return total
+
+    tool.register(E.LINE, line)
+    try:
+        assert f() == 3
+    finally:
+        tool.set_events(0)
+    # From the line after the call on, within the same iteration.
+    assert lines == [5, 2, 3, 5, 2, 6]
+
+
+def _loop_in_thread(M: Any, tool: Tool, events: int, callback_event: int) -> list[Any]:
+    """Start a thread looping in spin(), enable *events* locally on spin from
+    this thread, and return what the callbacks saw from the thread."""
+    seen: list[Any] = []
+    got_one = threading.Event()
+    running = threading.Event()
+    stop = [False]
+
+    def spin() -> int:
+        # Only C calls in the loop: the thread's frame stays the one its
+        # evaluation loop runs.
+        count = 0
+        while not stop[0]:
+            count += 1
+            if count == 1000:
+                running.set()
+        return count
+
+    def callback(code: Any, *args: Any) -> None:
+        if code is spin.__code__ and threading.current_thread() is thread:
+            seen.append(args)
+            got_one.set()
+
+    tool.register(callback_event, callback)
+    thread = threading.Thread(target=spin)
+    thread.start()
+    try:
+        assert running.wait(10)
+        tool.set_local(spin, events)
+        assert got_one.wait(10), "the running loop never reported an event"
+    finally:
+        stop[0] = True
+        thread.join()
+        tool.set_local(spin, 0)
+    return seen
+
+
+def test_loop_in_another_thread_gets_line_events(M: Any, tool: Tool) -> None:
+    seen = _loop_in_thread(M, tool, M.events.LINE, M.events.LINE)
+    assert seen
+
+
+def test_loop_in_another_thread_gets_branch_events(M: Any, tool: Tool) -> None:
+    seen = _loop_in_thread(M, tool, M.events.BRANCH, M.events.BRANCH)
+    assert seen
+
+
+def test_loop_in_another_thread_gets_instruction_events(M: Any, tool: Tool) -> None:
+    seen = _loop_in_thread(M, tool, M.events.INSTRUCTION, M.events.INSTRUCTION)
+    assert seen

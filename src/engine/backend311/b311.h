@@ -144,6 +144,13 @@ typedef struct {
     uint8_t size;         /* in units */
 } li_probe;
 
+/* Where a frame coming from a trampoline at original unit `orig` goes on in
+ * a shadow (see shadow.c). */
+typedef struct {
+    int32_t orig;
+    int32_t unit;
+} li_pad;
+
 /* The li_probes object: the runtime data of one shadow, stored as its last
  * constant so that it lives exactly as long as the shadow. */
 typedef struct li_probes {
@@ -163,7 +170,9 @@ typedef struct li_probes {
     li_site *sites;
     int n_armed;                /* probes currently armed */
     int entry_probe;            /* first probe after RESUME 0, or -1 */
-    int landing_unit;           /* landing pad for entry trampolines, or -1 */
+    int n_pads;
+    li_pad *pads;               /* by original unit */
+    int n_resume_points;        /* of the code's when built: all have pads */
     /* Probes whose tools had all returned DISABLE were left out ("partial");
        the shadow must be rebuilt once a tool may want them again, that is
        when tools were added to the events or restart_events() ran. */
@@ -201,6 +210,18 @@ int li_fire_probe(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *
  * FOR_ITER (events.c); on only while some tool wants the event. */
 void li_watch_exhausted_generators(bool on);
 
+/* The shadow unit of the landing pad for original unit `orig`, or -1. */
+static inline int
+li_pad_unit(const li_probes *lp, int orig)
+{
+    for (int k = 0; k < lp->n_pads; k++) {
+        if (lp->pads[k].orig == orig) {
+            return lp->pads[k].unit;
+        }
+    }
+    return -1;
+}
+
 /* Arms or disarms every probe of `lp` according to the current state. */
 void li_probes_sync(li_probes *lp);
 /* Whether `lp` lacks probes that some tool may want now. */
@@ -220,16 +241,29 @@ typedef struct {
     int index;
 } li_const_link;
 
+/* A place in an original code object where a trampoline goes (trampoline.c).
+ * Kept once armed: a frame may still be on its way through it. */
+typedef struct {
+    int at;                      /* first unit it replaces */
+    bool armed;
+    _Py_CODEUNIT saved[LI_TRAMPOLINE_UNITS];
+} li_trampoline;
+
 typedef struct li_code_backend {
     li_probes *current;          /* the shadow new frames run, or NULL */
     li_const_link *links;        /* shadows whose constants hold this code */
     int n_links, cap_links;
-    /* Entry trampoline (trampoline.c): where it goes, what it replaced. */
-    int trampoline_at;           /* unit of RESUME 0; -1 if never armed */
-    bool trampoline_armed;
-    _Py_CODEUNIT saved[LI_TRAMPOLINE_UNITS];
-    short saved_warmup;          /* co_warmup before arming */
-    int true_stacksize;          /* co_stacksize before arming; -1 if unchanged */
+    /* Trampolines: the entry one over RESUME 0, those that reach running
+       frames; the original units where the latter let frames out, for the
+       landing pads of shadows. */
+    int entry_site;              /* unit of RESUME 0 if a trampoline fits, -2 if
+                                    none does, -1 if not known yet */
+    li_trampoline *trampolines;
+    int n_trampolines, cap_trampolines, n_armed;
+    int32_t *resume_points;
+    int n_resume_points, cap_resume_points;
+    short saved_warmup;          /* co_warmup before the first was armed */
+    int true_stacksize;          /* co_stacksize before that; -1 if unchanged */
     struct li_code_backend *next_armed, *prev_armed;
     li_code_state *cs;           /* the owner */
 } li_code_backend;
@@ -280,23 +314,33 @@ bool li_needs_instrumenting(PyCodeObject *original);
 /* A shadow dies: the codes it held forget it. */
 void li_unlink_nested(li_probes *lp);
 
-/* The shadow a frame of `original` lands on after its entry trampoline:
- * the one new frames run, or one without probes when none is wanted or the
- * wanted one needs a larger stack than `capacity`.  New reference or NULL. */
-PyObject *li_landing_code(PyCodeObject *original, int capacity, PyObject *builtins);
+/* The shadow a frame of `original` lands on from a trampoline at original
+ * unit `at`: the one new frames run, or one without probes when the wanted
+ * one needs a larger stack than `capacity`; either has a pad for `at`.  New
+ * reference or NULL. */
+PyObject *li_landing_code(PyCodeObject *original, int at, int capacity, PyObject *builtins);
+/* Registers original unit `at` as a place where trampolines let frames out:
+ * shadows built from now on have a landing pad there.  0 or -1. */
+int li_add_resume_point(li_code_backend *cb, int at);
 
-/* ---- entry trampolines (trampoline.c) ---- */
+/* ---- trampolines (trampoline.c) ---- */
 
 /* Frames of an original code object that needs events start on a shadow
  * through a trampoline over its RESUME 0, which builds the shadow then.
  * Arms one in the code of `cs` where that is safe.  1 if armed, 0 if it
  * cannot be, -1 on error. */
 int li_trampoline_arm(li_code_state *cs);
+/* Reaches `frame` of thread `ts`, which executes its original code in C
+ * locals of an evaluation loop (so it cannot be moved now): arms
+ * trampolines where it goes next and at the loop headers of its code.
+ * `above`: see li_frame_capacity.  0 or -1. */
+int li_trampolines_reach(PyThreadState *ts, _PyInterpreterFrame *frame,
+                         _PyInterpreterFrame *above);
 /* Disarms the trampolines of code that no longer needs events.  0 or -1. */
 int li_trampolines_disarm_unneeded(void);
 void li_trampoline_forget(li_code_backend *cb);
-/* Exchanges the trampoline of `code` with the units it replaced, if one is
- * armed (calling it again undoes it).  True if there was one. */
+/* Exchanges the armed trampolines of `code` with the units they replaced
+ * (calling it again undoes it).  True if there was one. */
 bool li_trampoline_swap(PyCodeObject *code);
 int li_trampoline_init(PyObject *module);
 

@@ -231,6 +231,7 @@ probes_dealloc(PyObject *self)
     PyMem_Free(lp->sites);
     PyMem_Free(lp->orig_of);
     PyMem_Free(lp->shadow_of);
+    PyMem_Free(lp->pads);
     PyMem_Free(lp->probes);
     Py_XDECREF(lp->original);
     PyObject_Free(self);

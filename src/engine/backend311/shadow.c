@@ -60,6 +60,16 @@ typedef struct {
     int pos, pos_tail, pos_end;
 } stub;
 
+/* A landing pad: where a frame moved onto the shadow by a trampoline in
+ * other code resumes (see trampoline.c), with the trampoline's call result
+ * on its stack.  It drops the result and jumps to where the frame goes on. */
+typedef struct {
+    int instr;               /* the original instruction the frame was about to run */
+    int back_edge;           /* a JUMP_BACKWARD to it, or -1 */
+    int ext;                 /* prefixes of the jump */
+    int pos;
+} pad;
+
 typedef struct {
     li_analysis an;
     li_code_state *cs;
@@ -68,7 +78,9 @@ typedef struct {
     bool every_site;          /* probes wherever their kind could fire */
     int entry_probe;
     int resume;               /* index of RESUME 0, or -1 */
-    int pad_pos, pad_ext;     /* landing pad; -1 if none */
+    pad *pads;
+    int n_pads;
+    int n_resume_points;      /* of the code's, those with a pad */
     int unwind;               /* stub index or -1 */
     plan *plans;
     li_probe *probes;
@@ -109,15 +121,8 @@ add_site(builder *b, int event, int orig, int aux)
         b->partial = true;
         return 0;
     }
-    if (b->n_sites == b->cap_sites) {
-        int cap = b->cap_sites ? b->cap_sites * 2 : 64;
-        li_site *sites = PyMem_Realloc(b->sites, sizeof(li_site) * (size_t)cap);
-        if (sites == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        b->sites = sites;
-        b->cap_sites = cap;
+    if (li_reserve((void **)&b->sites, &b->cap_sites, b->n_sites, sizeof(li_site), 64) < 0) {
+        return -1;
     }
     b->sites[b->n_sites++] = (li_site){NULL, orig, aux, (uint8_t)event};
     return 0;
@@ -137,15 +142,8 @@ close_probe(builder *b, int first, int kind, int depth)
     if (b->n_sites == first) {
         return -1;
     }
-    if (b->n_probes == b->cap_probes) {
-        int cap = b->cap_probes ? b->cap_probes * 2 : 32;
-        li_probe *probes = PyMem_Realloc(b->probes, sizeof(li_probe) * (size_t)cap);
-        if (probes == NULL) {
-            PyErr_NoMemory();
-            return -2;
-        }
-        b->probes = probes;
-        b->cap_probes = cap;
+    if (li_reserve((void **)&b->probes, &b->cap_probes, b->n_probes, sizeof(li_probe), 32) < 0) {
+        return -2;
     }
     b->probes[b->n_probes] = (li_probe){
         .first_site = first,
@@ -466,6 +464,58 @@ plan_probes(builder *b)
     return 0;
 }
 
+/* ---- landing pads ------------------------------------------------------ */
+
+static bool
+wants_pad(const builder *b, int i, const int32_t *points, int n_points)
+{
+    if (i == b->resume) {
+        return true;
+    }
+    for (int k = 0; k < n_points; k++) {
+        if (points[k] == b->an.instrs[i].start) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Pads for RESUME 0 (entry trampolines), loop headers and the code's
+ * resume points (trampolines that reach running frames).  0 or -1. */
+static int
+plan_pads(builder *b)
+{
+    const li_analysis *an = &b->an;
+    li_code_backend *cb = b->cs != NULL ? (li_code_backend *)b->cs->backend : NULL;
+    const int32_t *points = cb != NULL ? cb->resume_points : NULL;
+    int n_points = cb != NULL ? cb->n_resume_points : 0;
+    b->n_resume_points = n_points;
+    int *back_edge = PyMem_Malloc(sizeof(int) * ((size_t)an->n_instrs + 1));
+    b->pads = PyMem_Calloc((size_t)an->n_instrs + 1, sizeof(pad));
+    if (back_edge == NULL || b->pads == NULL) {
+        PyMem_Free(back_edge);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (int i = 0; i < an->n_instrs; i++) {
+        back_edge[i] = -1;
+    }
+    for (int j = 0; j < an->n_instrs; j++) {
+        if (an->instrs[j].opcode == JUMP_BACKWARD && an->instrs[j].depth >= 0) {
+            back_edge[an->instrs[j].target] = j;
+        }
+    }
+    for (int i = 0; i < an->n_instrs; i++) {
+        if (an->instrs[i].depth >= 0 &&
+            (back_edge[i] >= 0 || wants_pad(b, i, points, n_points)))
+        {
+            b->pads[b->n_pads++] = (pad){.instr = i, .back_edge = back_edge[i]};
+        }
+    }
+    PyMem_Free(back_edge);
+    return 0;
+}
+
 /* ---- layout ------------------------------------------------------------ */
 
 /* Where a jump from `source` to instruction `t` lands in the shadow. */
@@ -539,6 +589,33 @@ stub_jump_oparg(const builder *b, const stub *s)
     return s->pos_end - jump_landing(b, owner, owner->target);
 }
 
+/* Where a frame that was about to run instruction `p->instr` elsewhere goes
+ * on: RESUME itself after an entry trampoline; where the loop's jump lands
+ * at a loop header; else as if the instruction before had just completed,
+ * its own events (AFTER) already past. */
+static int
+pad_target(const builder *b, const pad *p)
+{
+    const plan *pl = &b->plans[p->instr];
+    if (p->instr == b->resume) {
+        return pl->pos_start;
+    }
+    if (p->back_edge >= 0) {
+        return jump_landing(b, &b->an.instrs[p->back_edge], p->instr);
+    }
+    if (pl->skip) {
+        return pl->pos_skip;
+    }
+    return pl->pos[LINE] >= 0 ? pl->pos[LINE] : pl->pos[INSTR] >= 0 ? pl->pos[INSTR]
+                                                                      : pl->pos_start;
+}
+
+static int
+pad_jump_oparg(const builder *b, const pad *p)
+{
+    return p->pos + 2 + p->ext - pad_target(b, p);
+}
+
 /* Assigns shadow positions; repeats while jumps need more EXTENDED_ARGs. */
 static int
 layout(builder *b)
@@ -572,10 +649,9 @@ layout(builder *b)
             s->pos_end = s->pos_tail + (s->kind == STUB_TAKEN ? s->ext : 0) + 1;
             pos = s->pos_end;
         }
-        b->pad_pos = -1;
-        if (b->resume >= 0) {
-            b->pad_pos = pos;
-            pos += 2 + b->pad_ext;
+        for (int k = 0; k < b->n_pads; k++) {
+            b->pads[k].pos = pos;
+            pos += 2 + b->pads[k].ext;
         }
         b->n_units = pos;
         bool grew = false;
@@ -593,10 +669,10 @@ layout(builder *b)
                 grew = true;
             }
         }
-        if (b->pad_pos >= 0) {
-            int oparg = b->pad_pos + 2 + b->pad_ext - b->plans[b->resume].pos_start;
-            if (ext_needed(oparg) > b->pad_ext) {
-                b->pad_ext = ext_needed(oparg);
+        for (int k = 0; k < b->n_pads; k++) {
+            pad *p = &b->pads[k];
+            if (ext_needed(pad_jump_oparg(b, p)) > p->ext) {
+                p->ext = ext_needed(pad_jump_oparg(b, p));
                 grew = true;
             }
         }
@@ -748,16 +824,15 @@ emit_stub(const builder *b, shadow_image *img, const stub *s)
  * trampoline.c) resumes here with the trampoline's call result on its stack,
  * drops it, and goes to RESUME 0, which the trampoline replaced. */
 static void
-emit_landing_pad(const builder *b, shadow_image *img)
+emit_pads(const builder *b, shadow_image *img)
 {
-    if (b->pad_pos < 0) {
-        return;
+    for (int k = 0; k < b->n_pads; k++) {
+        const pad *p = &b->pads[k];
+        _Py_CODEUNIT *out = img->code + p->pos;
+        *out++ = make_unit(POP_TOP, 0);
+        emit_with_prefixes(out, p->ext, JUMP_BACKWARD, pad_jump_oparg(b, p));
+        own_units(b, img, p->pos, 2 + p->ext, b->an.instrs[p->instr].op, false);
     }
-    _Py_CODEUNIT *out = img->code + b->pad_pos;
-    *out++ = make_unit(POP_TOP, 0);
-    int oparg = b->pad_pos + 2 + b->pad_ext - b->plans[b->resume].pos_start;
-    emit_with_prefixes(out, b->pad_ext, JUMP_BACKWARD, oparg);
-    own_units(b, img, b->pad_pos, 2 + b->pad_ext, b->an.instrs[b->resume].op, false);
 }
 
 static void
@@ -802,7 +877,7 @@ emit(const builder *b, shadow_image *img)
     for (int k = 0; k < b->n_stubs; k++) {
         emit_stub(b, img, &b->stubs[k]);
     }
-    emit_landing_pad(b, img);
+    emit_pads(b, img);
 }
 
 /* The exception table of the shadow.  A unit's route is ROUTE_ORIGINAL (the
@@ -968,7 +1043,17 @@ new_probes(builder *b, shadow_image *img, PyCodeObject *original, li_code_state 
     lp->sites = b->sites;
     b->sites = NULL;
     lp->entry_probe = b->entry_probe;
-    lp->landing_unit = b->pad_pos;
+    lp->n_resume_points = b->n_resume_points;
+    lp->pads = PyMem_Malloc(sizeof(li_pad) * ((size_t)b->n_pads + 1));
+    if (lp->pads == NULL) {
+        Py_DECREF(lp);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (int k = 0; k < b->n_pads; k++) {
+        lp->pads[k] = (li_pad){b->an.instrs[b->pads[k].instr].start, b->pads[k].pos};
+    }
+    lp->n_pads = b->n_pads;
     lp->partial = b->partial;
     lp->built_epoch = li_reg.disable_epoch;
     for (int e = 0; e < LI_LOCAL_EVENT_COUNT; e++) {
@@ -1013,7 +1098,7 @@ li_build_shadow(PyCodeObject *original, li_code_state *cs, li_event_set kinds,
     b.resume = -1;
     b.probes_const = (int)PyTuple_GET_SIZE(consts);
     b.probe_size = PROBE_BASE_SIZE + ext_needed(b.probes_const);
-    if (plan_probes(&b) < 0 || layout(&b) < 0) {
+    if (plan_probes(&b) < 0 || plan_pads(&b) < 0 || layout(&b) < 0) {
         goto done;
     }
     if (b.n_probes > 0xFFFF) {
@@ -1076,6 +1161,7 @@ done:
     li_analysis_clear(&b.an);
     PyMem_Free(b.plans);
     PyMem_Free(b.stubs);
+    PyMem_Free(b.pads);
     PyMem_Free(b.probes);
     PyMem_Free(b.sites);
     PyMem_Free(img.code);

@@ -57,6 +57,15 @@ li_needs_instrumenting(PyCodeObject *original)
     return needs_instrumenting(li_code_state_get(original), original);
 }
 
+/* Whether frames running `code` (an original) miss events tools want. */
+static bool
+needs_events(PyCodeObject *code)
+{
+    li_code_state *cs = li_code_state_get(code);
+    return li_shadow_probes(code) == NULL && (cs == NULL || !cs->excluded) &&
+           wanted_kinds(cs) != 0;
+}
+
 /* Functions of code run with `builtins` (NULL: not known, the usual). */
 static bool
 standard_builtins(PyObject *builtins)
@@ -64,15 +73,35 @@ standard_builtins(PyObject *builtins)
     return builtins == NULL || builtins == _PyInterpreterState_GET()->builtins;
 }
 
-/* The current shadow of `cs`, if it has the probes tools want now. */
+/* The current shadow of `cs`, if it has the probes tools want now and the
+ * landing pads of every resume point. */
 static li_probes *
 usable_shadow(li_code_state *cs)
 {
     li_probes *current = li_current_shadow(cs);
-    if (current != NULL && current->kinds == wanted_kinds(cs) && !li_probes_stale(current)) {
+    if (current != NULL && current->kinds == wanted_kinds(cs) && !li_probes_stale(current) &&
+        current->n_resume_points == ((li_code_backend *)cs->backend)->n_resume_points)
+    {
         return current;
     }
     return NULL;
+}
+
+int
+li_add_resume_point(li_code_backend *cb, int at)
+{
+    for (int k = 0; k < cb->n_resume_points; k++) {
+        if (cb->resume_points[k] == at) {
+            return 0;
+        }
+    }
+    if (li_reserve((void **)&cb->resume_points, &cb->cap_resume_points, cb->n_resume_points,
+                   sizeof(int32_t), 4) < 0)
+    {
+        return -1;
+    }
+    cb->resume_points[cb->n_resume_points++] = at;
+    return 0;
 }
 
 /* What a function of `original`, or code that makes such functions, should
@@ -154,7 +183,7 @@ li_code_backend_ensure(li_code_state *cs)
             PyErr_NoMemory();
             return NULL;
         }
-        cb->trampoline_at = -1;
+        cb->entry_site = -1;
         cb->true_stacksize = -1;
         cb->cs = cs;
         cs->backend = cb;
@@ -170,15 +199,10 @@ li_code_backend_ensure(li_code_state *cs)
 static int
 add_link(li_code_backend *cb, li_probes *parent, int index)
 {
-    if (cb->n_links == cb->cap_links) {
-        int cap = cb->cap_links ? cb->cap_links * 2 : 2;
-        li_const_link *links = PyMem_Realloc(cb->links, sizeof(li_const_link) * (size_t)cap);
-        if (links == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        cb->links = links;
-        cb->cap_links = cap;
+    if (li_reserve((void **)&cb->links, &cb->cap_links, cb->n_links, sizeof(li_const_link),
+                   2) < 0)
+    {
+        return -1;
     }
     cb->links[cb->n_links++] = (li_const_link){parent, index};
     return 0;
@@ -277,14 +301,14 @@ li_desired_code(PyCodeObject *original, PyObject *builtins)
 }
 
 PyObject *
-li_landing_code(PyCodeObject *original, int capacity, PyObject *builtins)
+li_landing_code(PyCodeObject *original, int at, int capacity, PyObject *builtins)
 {
     PyObject *desired = li_desired_code(original, builtins);
     if (desired == NULL) {
         return NULL;
     }
     li_probes *lp = li_shadow_probes((PyCodeObject *)desired);
-    if (lp != NULL && lp->landing_unit >= 0 &&
+    if (lp != NULL && li_pad_unit(lp, at) >= 0 &&
         ((PyCodeObject *)desired)->co_stacksize <= capacity)
     {
         return desired;
@@ -409,8 +433,12 @@ update_thread_frames(void)
     {
         _PyInterpreterFrame *above = NULL;   /* the last one on the data stack */
         for (_PyInterpreterFrame *f = ts->cframe->current_frame; f != NULL; f = f->previous) {
-            if (f->owner != FRAME_OWNED_BY_FRAME_OBJECT && !is_live(f, ts) &&
-                !_PyFrame_IsIncomplete(f) && replace_frame_code(ts, f, above) < 0)
+            if (f->owner == FRAME_OWNED_BY_FRAME_OBJECT || _PyFrame_IsIncomplete(f)) {
+                continue;
+            }
+            if (!is_live(f, ts) ? replace_frame_code(ts, f, above) < 0
+                                : (needs_events(f->f_code) &&
+                                   li_trampolines_reach(ts, f, above) < 0))
             {
                 return -1;
             }
