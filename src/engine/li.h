@@ -148,6 +148,18 @@ li_has_local_events(const li_code_state *cs)
     return false;
 }
 
+/* Tools whose event sets select `event` for `cs` (NULL: globally), whatever
+ * they disabled. */
+static inline uint8_t
+li_tools_selecting(const li_code_state *cs, int event)
+{
+    uint8_t tools = li_reg.global_tools[event];
+    if (cs != NULL && li_event_is_local(event)) {
+        tools |= cs->local_tools[event];
+    }
+    return tools;
+}
+
 /* Tools that should receive `event` at code unit `unit` of the original code
  * described by `cs` (which may be NULL: no local events, nothing disabled). */
 static inline uint8_t

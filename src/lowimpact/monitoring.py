@@ -106,6 +106,7 @@ else:
     import builtins as _builtins
 
     _build_class = _builtins.__build_class__
+    _lander = _engine._lander
 
     def __build_class__(*args: object, **kwargs: object) -> object:
         """__build_class__(func, name, /, *bases, [metaclass], **kwds) -> class
@@ -114,9 +115,11 @@ else:
         in code that a trampoline moves onto instrumented code (such a
         trampoline fetches this function and calls it without arguments).
         """
-        if args or kwargs or not _engine._trampoline_landed():
+        # Truth-testing the lander moves a caller that came from a
+        # trampoline; nothing here may be a call (profilers would see it).
+        if args or kwargs or not _lander:
             return _build_class(*args, **kwargs)
-        return None
+        return _lander.token
 
     for _api in (set_events, set_local_events, __build_class__):
         _engine._exclude(_api.__code__)

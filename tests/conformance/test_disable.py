@@ -500,3 +500,77 @@ def test_disable_from_non_local_event_leaves_other_tools(M: Any, make_tool: Any)
         t4.set_events(0)
     assert seen == ["KeyError"]
     assert M.register_callback(4, M.events.RAISE, None) is None
+
+
+class _Arg:
+    """An argument whose lifetime the tests watch through a weak reference."""
+
+
+def test_call_disabled_during_the_call_still_ends_and_releases(M: Any, tool: Tool) -> None:
+    import gc
+    import weakref
+
+    E = M.events
+    seen: list[str] = []
+
+    def on_call(code: Any, offset: int, callable: Any, arg0: Any) -> Any:
+        if code is f.__code__:
+            seen.append("CALL")
+            return M.DISABLE
+        return None
+
+    def on_start(code: Any, offset: int) -> Any:
+        # Most of f's event locations end up disabled, mid-call.
+        return M.DISABLE if code is f.__code__ else None
+
+    def on_return(code: Any, offset: int, callable: Any, arg0: Any) -> None:
+        if code is f.__code__:
+            seen.append("C_RETURN")
+
+    def f(a: Any) -> int:
+        return id(a)
+
+    tool.register(E.CALL, on_call)
+    tool.register(E.C_RETURN, on_return)
+    tool.register(E.PY_START, on_start)
+    tool.set_events(E.PY_START | E.CALL | E.C_RETURN | E.C_RAISE)
+    try:
+        arg = _Arg()
+        alive = weakref.ref(arg)
+        f(arg)
+        f(arg)
+        del arg
+        gc.collect()
+        assert alive() is None
+    finally:
+        tool.set_events(0)
+    assert seen == ["CALL", "C_RETURN"]
+
+
+def test_events_off_during_a_call_release_its_arguments(M: Any, tool: Tool) -> None:
+    import gc
+    import weakref
+
+    E = M.events
+    ended: list[Any] = []
+
+    def stop(item: Any) -> int:
+        tool.set_events(0)
+        return 0
+
+    def f(items: list[Any]) -> list[Any]:
+        return sorted(items, key=stop)
+
+    tool.register(E.CALL, lambda *args: None)
+    tool.register(E.C_RETURN, lambda code, *args: ended.append(code))
+    tool.set_events(E.CALL | E.C_RETURN | E.C_RAISE)
+    items = [_Arg()]
+    alive = weakref.ref(items[0])
+    try:
+        f(items)
+    finally:
+        tool.set_events(0)
+    del items
+    gc.collect()
+    assert alive() is None
+    assert f.__code__ not in ended

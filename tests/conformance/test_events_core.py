@@ -8,6 +8,7 @@ that reported them (0 = the ``def`` line); offsets come from ``dis``.
 from __future__ import annotations
 
 import asyncio
+import dis
 import importlib
 import sys
 import types
@@ -1223,3 +1224,20 @@ def test_offsets_are_instruction_starts(M: Any, tool: Tool) -> None:
     for e in rec.events:
         assert e.offset in starts, e
 
+
+
+def test_huge_function_gets_every_event(M: Any, tool: Tool) -> None:
+    # More probe locations than sixteen bits can number.
+    lines = 25_000
+    source = "def huge():\n" + "".join("    x%d = %d\n" % (i % 50, i) for i in range(lines))
+    namespace: dict[str, Any] = {}
+    exec(compile(source, "<huge>", "exec"), namespace)
+    huge = namespace["huge"]
+    E = M.events
+    with Recorder(tool, E.LINE | E.INSTRUCTION, huge) as rec:
+        huge()
+    assert rec.lines(huge) == list(range(1, lines + 1))
+    offsets = [e.offset for e in rec.only("INSTRUCTION")]
+    assert offsets == sorted(set(offsets))
+    stores = {i.offset for i in dis.get_instructions(huge) if i.opname == "STORE_FAST"}
+    assert len(stores) == lines and stores <= set(offsets)

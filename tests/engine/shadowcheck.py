@@ -134,23 +134,30 @@ def check(code: CodeType, events: int = ALL_PROBED) -> List[str]:
     for ins in dis.get_instructions(code):
         if ins.opcode in dis.hasjrel:
             orig_jumps[ins.offset // 2] = ins.argval // 2
-    def follow(landing_unit: int) -> int:
-        """A taken-branch stub jumps on where the original jump goes."""
-        if landing_unit >= first_original_end:
-            tail = landing_unit + probe_units(shadow, landing_unit)
-            jump = next(i for i in dis.get_instructions(shadow)
-                        if i.offset >= tail * 2 and i.opname != "EXTENDED_ARG")
-            return jump.argval // 2
-        return landing_unit
+    shadow_instructions = list(dis.get_instructions(shadow))
 
-    for ins in dis.get_instructions(shadow):
+    def follow(landing_unit: int, src: int) -> int:
+        """A taken-branch stub (after the code, or just before the target of
+        a forward jump) jumps on where the original jump goes."""
+        if landing_unit >= len(orig_of) - 1 or orig_of[landing_unit] != src:
+            return landing_unit
+        if dis.opname[shadow.co_code[landing_unit * 2]] not in ("NOP", "JUMP_FORWARD"):
+            return landing_unit
+        tail = landing_unit + probe_units(shadow, landing_unit)
+        jump = next(i for i in shadow_instructions
+                    if i.offset >= tail * 2 and i.opname != "EXTENDED_ARG")
+        if jump.opcode not in dis.hasjrel or orig_of[jump.offset // 2] != src:
+            return landing_unit
+        return jump.argval // 2
+
+    for ins in shadow_instructions:
         src = orig_of[ins.offset // 2]
         # Jumps of the original only: probes, line skips and stubs stand for
         # other instructions.
         if ins.opcode not in dis.hasjrel or src not in orig_jumps or \
                 shadow_of[src] != ins.offset // 2:
             continue
-        at = follow(ins.argval // 2)
+        at = follow(ins.argval // 2, src)
         # A probe for the jump itself may come first where it lands (the
         # STOP_ITERATION probe of a SEND): what follows it is the target.
         while shadow_of[orig_of[at]] != at and orig_of[at] == src:

@@ -8,7 +8,8 @@
  *     NOP j             JUMP_FORWARD when the probe is disabled
  *     LOAD_CONST probes the shadow's li_probes object (last constant)
  *     UNARY_NOT i       nb_bool of li_probes runs the probe
- *     POP_TOP           (i, j: bytes of the probe's index)
+ *     POP_TOP           (i, j: bytes of the probe's index; huge code objects
+ *                       have an EXTENDED_ARG k before UNARY_NOT for a third)
  *
  * New frames run the shadow because function objects point at it; the
  * original stays what users see (function.__code__, frame.f_code and friends
@@ -165,6 +166,7 @@ typedef struct li_probes {
     int32_t *orig_of;           /* shadow unit -> original unit it stands for */
     int32_t *shadow_of;         /* original unit -> shadow unit of the same unit */
     int n_probes;
+    bool wide_index;            /* indices have a third byte (see shadow.c) */
     li_probe *probes;           /* by shadow position */
     int n_sites;
     li_site *sites;
@@ -206,6 +208,9 @@ PyCodeObject *li_build_shadow(PyCodeObject *original, li_code_state *cs,
  * 0, or -1 with an exception set. */
 int li_fire_probe(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp,
                   li_probe *p);
+/* Drops what CALL kept for C_RETURN and C_RAISE: every thread's with
+ * `all` (no tool wants calls any more), else that of threads gone. */
+void li_forget_pending_calls(bool all);
 /* Lets STOP_ITERATION see the return value of generators exhausted by
  * FOR_ITER (events.c); on only while some tool wants the event. */
 void li_watch_exhausted_generators(bool on);
@@ -263,6 +268,7 @@ typedef struct li_code_backend {
     int32_t *resume_points;
     int n_resume_points, cap_resume_points;
     short saved_warmup;          /* co_warmup before the first was armed */
+    int saved_firsttraceable;    /* _co_firsttraceable before the entry one; -1 */
     int true_stacksize;          /* co_stacksize before that; -1 if unchanged */
     struct li_code_backend *next_armed, *prev_armed;
     li_code_state *cs;           /* the owner */

@@ -23,39 +23,81 @@ typedef struct {
 
 #define MAX_PENDING_CALLS 4096
 
-static _Thread_local pending_call *pending;
-static _Thread_local int n_pending, cap_pending;
+/* The calls in progress of one thread.  All threads' stacks are listed, so
+ * that they can be emptied when no tool wants calls any more; a stack whose
+ * thread is gone is emptied and left for another thread (not freed: its old
+ * thread may still point at it, and checks the id before using it). */
+typedef struct pending_stack {
+    uint64_t thread_id;      /* PyThreadState.id of its thread; 0 if free */
+    pending_call *calls;
+    int n, cap;
+    struct pending_stack *next;
+} pending_stack;
+
+static pending_stack *all_stacks;
+static _Thread_local pending_stack *my_stack;
 
 static void
-drop_pending(int keep)
+drop_pending(pending_stack *stack, int keep)
 {
-    while (n_pending > keep) {
-        n_pending--;
-        Py_DECREF(pending[n_pending].callable);
-        Py_DECREF(pending[n_pending].arg0);
+    while (stack->n > keep) {
+        stack->n--;
+        Py_DECREF(stack->calls[stack->n].callable);
+        Py_DECREF(stack->calls[stack->n].arg0);
     }
+}
+
+/* The stack of the current thread; NULL if it has none and `create` is
+ * false, or with MemoryError. */
+static pending_stack *
+thread_stack(bool create)
+{
+    uint64_t id = _PyThreadState_GET()->id;
+    if (my_stack != NULL && my_stack->thread_id == id) {
+        return my_stack;
+    }
+    pending_stack *free_one = NULL;
+    for (pending_stack *stack = all_stacks; stack != NULL; stack = stack->next) {
+        if (stack->thread_id == id) {
+            return my_stack = stack;
+        }
+        free_one = stack->thread_id == 0 ? stack : free_one;
+    }
+    if (!create) {
+        return NULL;
+    }
+    if (free_one == NULL) {
+        free_one = PyMem_Calloc(1, sizeof(pending_stack));
+        if (free_one == NULL) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        free_one->next = all_stacks;
+        all_stacks = free_one;
+    }
+    free_one->thread_id = id;
+    return my_stack = free_one;
 }
 
 static int
 push_pending(_PyInterpreterFrame *frame, int32_t unit, uint8_t tools, PyObject *callable,
              PyObject *arg0)
 {
-    if (n_pending == MAX_PENDING_CALLS) {
+    pending_stack *stack = thread_stack(true);
+    if (stack == NULL) {
+        return -1;
+    }
+    if (stack->n == MAX_PENDING_CALLS) {
         /* Calls whose end was never seen (their tools went away meanwhile). */
-        drop_pending(0);
+        drop_pending(stack, 0);
     }
-    if (n_pending == cap_pending) {
-        int cap = cap_pending ? cap_pending * 2 : 16;
-        pending_call *grown = PyMem_RawRealloc(pending, sizeof(pending_call) * (size_t)cap);
-        if (grown == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        pending = grown;
-        cap_pending = cap;
+    if (li_reserve((void **)&stack->calls, &stack->cap, stack->n, sizeof(pending_call),
+                   16) < 0)
+    {
+        return -1;
     }
-    pending[n_pending++] = (pending_call){frame, unit, tools, Py_NewRef(callable),
-                                         Py_NewRef(arg0)};
+    stack->calls[stack->n++] = (pending_call){frame, unit, tools, Py_NewRef(callable),
+                                              Py_NewRef(arg0)};
     return 0;
 }
 
@@ -64,15 +106,44 @@ push_pending(_PyInterpreterFrame *frame, int32_t unit, uint8_t tools, PyObject *
 static bool
 pop_pending(_PyInterpreterFrame *frame, int32_t unit, pending_call *out)
 {
-    for (int k = n_pending - 1; k >= 0; k--) {
-        if (pending[k].frame == frame && pending[k].unit == unit) {
-            drop_pending(k + 1);
-            *out = pending[k];
-            n_pending = k;
+    pending_stack *stack = thread_stack(false);
+    for (int k = stack != NULL ? stack->n - 1 : -1; k >= 0; k--) {
+        if (stack->calls[k].frame == frame && stack->calls[k].unit == unit) {
+            drop_pending(stack, k + 1);
+            *out = stack->calls[k];
+            stack->n = k;
             return true;
         }
     }
     return false;
+}
+
+static bool
+thread_alive(PyInterpreterState *interp, uint64_t id)
+{
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
+         ts = PyThreadState_Next(ts))
+    {
+        if (ts->id == id) {
+            return true;
+        }
+    }
+    return false;
+}
+
+void
+li_forget_pending_calls(bool all)
+{
+    PyInterpreterState *interp = PyInterpreterState_Get();
+    for (pending_stack *stack = all_stacks; stack != NULL; stack = stack->next) {
+        bool gone = stack->thread_id != 0 && !thread_alive(interp, stack->thread_id);
+        if (all || gone) {
+            drop_pending(stack, 0);
+        }
+        if (gone) {
+            stack->thread_id = 0;
+        }
+    }
 }
 
 /* Callable and first argument of the call about to run, as CPython 3.12

@@ -8,7 +8,9 @@
 #define GENERATOR_SLACK 2
 
 /* Generators, coroutines and async generators that existed when lowimpact
- * was imported: they lack those slots. */
+ * was imported: they lack those slots.  A dict from their address to a weak
+ * reference whose callback removes the entry: looking one up runs no Python
+ * code, which tracers and tools would see. */
 static PyObject *older_generators;
 
 static bool
@@ -66,13 +68,38 @@ li_frame_capacity(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterF
        gi_code keeps (li_frame_set_code leaves it alone); trampolines leave
        the stack size of generator code alone. */
     int allocated = gen->gi_code->co_stacksize;
-    int older = PySequence_Contains(older_generators, (PyObject *)gen);
-    if (older < 0) {
-        PyErr_Clear();
-        older = 1;
+    bool older = true;
+    PyObject *address = PyLong_FromVoidPtr(gen);
+    if (address != NULL) {
+        older = PyDict_GetItemWithError(older_generators, address) != NULL ||
+                PyErr_Occurred();
+        Py_DECREF(address);
     }
+    PyErr_Clear();
     return allocated + (older ? 0 : GENERATOR_SLACK);
 }
+
+/* Weak reference callback: an older generator is gone (another object may
+ * get its address). */
+static PyObject *
+forget_older(PyObject *Py_UNUSED(self), PyObject *ref)
+{
+    Py_ssize_t pos = 0;
+    PyObject *address, *value;
+    while (PyDict_Next(older_generators, &pos, &address, &value)) {
+        if (value == ref) {
+            if (PyDict_DelItem(older_generators, address) < 0) {
+                return NULL;
+            }
+            break;
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef forget_older_def = {
+    "_forget_older_generator", forget_older, METH_O, NULL,
+};
 
 void
 li_frame_set_code(_PyInterpreterFrame *frame, PyCodeObject *code, int unit)
@@ -84,26 +111,30 @@ li_frame_set_code(_PyInterpreterFrame *frame, PyCodeObject *code, int unit)
 int
 li_frames_init(void)
 {
-    PyObject *weakref = PyImport_ImportModule("weakref");
     PyObject *gc = PyImport_ImportModule("gc");
-    PyObject *objects = NULL;
+    PyObject *objects = NULL, *callback = NULL;
     int err = -1;
-    if (weakref == NULL || gc == NULL) {
+    if (gc == NULL) {
         goto done;
     }
-    older_generators = PyObject_CallMethod(weakref, "WeakSet", NULL);
+    older_generators = PyDict_New();
+    callback = PyCFunction_New(&forget_older_def, NULL);
     objects = PyObject_CallMethod(gc, "get_objects", NULL);
-    if (older_generators == NULL || objects == NULL) {
+    if (older_generators == NULL || callback == NULL || objects == NULL) {
         goto done;
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(objects); i++) {
         PyObject *op = PyList_GET_ITEM(objects, i);
-        if (is_generator_like(op)) {
-            PyObject *r = PyObject_CallMethod(older_generators, "add", "O", op);
-            if (r == NULL) {
-                goto done;
-            }
-            Py_DECREF(r);
+        if (!is_generator_like(op)) {
+            continue;
+        }
+        PyObject *address = PyLong_FromVoidPtr(op);
+        PyObject *ref = address != NULL ? PyWeakref_NewRef(op, callback) : NULL;
+        int set = ref != NULL ? PyDict_SetItem(older_generators, address, ref) : -1;
+        Py_XDECREF(address);
+        Py_XDECREF(ref);
+        if (set < 0) {
+            goto done;
         }
     }
     /* From now on every generator-like object gets more stack slots than its
@@ -114,8 +145,8 @@ li_frames_init(void)
     PyAsyncGen_Type.tp_basicsize += GENERATOR_SLACK * sizeof(PyObject *);
     err = 0;
 done:
-    Py_XDECREF(weakref);
     Py_XDECREF(gc);
     Py_XDECREF(objects);
+    Py_XDECREF(callback);
     return err;
 }

@@ -116,6 +116,13 @@ probe_wanted(const li_probes *lp, const li_probe *p, int index)
         if (li_tools_at(lp->cs, s->event, s->orig)) {
             return true;
         }
+        /* A call in progress ends with the events of the tools that saw it
+           start, even those that disabled its CALL meanwhile (events.c). */
+        if ((s->event == LI_C_RETURN || s->event == LI_C_RAISE) &&
+            li_tools_selecting(lp->cs, LI_CALL))
+        {
+            return true;
+        }
     }
     return false;
 }
@@ -204,7 +211,8 @@ probes_run(PyObject *self)
     /* The call is the UNARY_NOT; the NOP starts the probe. */
     _Py_CODEUNIT *call = frame->prev_instr;
     int size = lp->n_probes > 0 ? lp->probes[0].size : 0;
-    int index = _Py_OPARG(call[0]) | _Py_OPARG(call[2 - size]) << 8;
+    int index = _Py_OPARG(call[0]) | _Py_OPARG(call[2 - size]) << 8 |
+                (lp->wide_index ? _Py_OPARG(call[-1]) << 16 : 0);
     if (index >= lp->n_probes ||
         lp->probes[index].unit + lp->probes[index].size - 2 !=
             call - _PyCode_CODE(lp->shadow))

@@ -47,6 +47,8 @@ typedef struct {
     int pos_start, pos_op, pos_end;
     int taken, c_raise;      /* stub indices or -1 */
     bool call_unit;          /* its units raise into the C_RAISE stub of its call */
+    int first_stub, n_stubs; /* TAKEN stubs placed before it (pre_stubs) */
+    int pos_gap, gap_ext;    /* jump over them from the instruction before, or -1 */
 } plan;
 
 enum { STUB_TAKEN, STUB_C_RAISE, STUB_UNWIND };
@@ -56,6 +58,7 @@ typedef struct {
     int probe;               /* may be -1 when no tool wants its events */
     int owner;               /* instruction index */
     int depth;               /* exception stubs: depth the entry leaves */
+    int before;              /* TAKEN of a forward jump: its target; else -1 */
     int ext;                 /* prefixes of its final jump */
     int pos, pos_tail, pos_end;
 } stub;
@@ -89,7 +92,9 @@ typedef struct {
     int n_sites, cap_sites;
     stub *stubs;
     int n_stubs;
+    int *pre_stubs;           /* stubs with `before`, ordered by it */
     int probe_size;
+    bool wide_index;          /* probe indices take three bytes */
     int probes_const;         /* index of the li_probes object in co_consts */
     int n_units;
 } builder;
@@ -218,7 +223,7 @@ static int
 add_stub(builder *b, int kind, int owner, int depth)
 {
     stub *s = &b->stubs[b->n_stubs];
-    *s = (stub){.kind = kind, .probe = -1, .owner = owner, .depth = depth};
+    *s = (stub){.kind = kind, .probe = -1, .owner = owner, .depth = depth, .before = -1};
     return b->n_stubs++;
 }
 
@@ -419,6 +424,12 @@ plan_probes(builder *b)
             if (probe >= 0) {
                 pl->taken = add_stub(b, STUB_TAKEN, i, 0);
                 b->stubs[pl->taken].probe = probe;
+                /* Tracing reports a line at every backward jump: the stub of
+                   a forward jump goes before its target, so that it jumps
+                   forward on to it, as the original does. */
+                if (an->instrs[in->target].start > in->start) {
+                    b->stubs[pl->taken].before = in->target;
+                }
             }
         }
         if (ends_call(in->opcode)) {
@@ -581,12 +592,71 @@ instr_jump_oparg(const builder *b, int i)
     return landing >= pl->pos_end ? landing - pl->pos_end : pl->pos_end - landing;
 }
 
+/* The stub stands for the owner's jump: it lands as that would. */
+static int
+stub_landing(const builder *b, const stub *s)
+{
+    const li_instr *owner = &b->an.instrs[s->owner];
+    return jump_landing(b, owner, owner->target);
+}
+
 static int
 stub_jump_oparg(const builder *b, const stub *s)
 {
-    const li_instr *owner = &b->an.instrs[s->owner];
-    /* The stub stands for the owner's jump: land as it would. */
-    return s->pos_end - jump_landing(b, owner, owner->target);
+    int landing = stub_landing(b, s);
+    return landing >= s->pos_end ? landing - s->pos_end : s->pos_end - landing;
+}
+
+/* Positions stub `s` at `pos`; the position after it. */
+static int
+place_stub(const builder *b, stub *s, int pos)
+{
+    s->pos = pos;
+    s->pos_tail = pos + b->probe_size;
+    s->pos_end = s->pos_tail + (s->kind == STUB_TAKEN ? s->ext : 0) + 1;
+    return s->pos_end;
+}
+
+/* The jump over the stubs before instruction `i` lands where the
+ * instruction before falls through. */
+static int
+gap_jump_oparg(const builder *b, int i)
+{
+    const plan *pl = &b->plans[i];
+    const stub *last = &b->stubs[b->pre_stubs[pl->first_stub + pl->n_stubs - 1]];
+    return last->pos_end - (pl->pos_gap + 1 + pl->gap_ext);
+}
+
+/* Orders the stubs that go before an instruction, and counts them per
+ * instruction.  0 or -1. */
+static int
+order_pre_stubs(builder *b)
+{
+    b->pre_stubs = PyMem_Malloc(sizeof(int) * ((size_t)b->n_stubs + 1));
+    if (b->pre_stubs == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    int n = 0;
+    for (int k = 0; k < b->n_stubs; k++) {
+        int before = b->stubs[k].before;
+        if (before >= 0) {
+            b->plans[before].n_stubs++;
+        }
+    }
+    for (int i = 0; i < b->an.n_instrs; i++) {
+        b->plans[i].first_stub = n;
+        n += b->plans[i].n_stubs;
+        b->plans[i].n_stubs = 0;
+    }
+    for (int k = 0; k < b->n_stubs; k++) {
+        int before = b->stubs[k].before;
+        if (before >= 0) {
+            plan *pl = &b->plans[before];
+            b->pre_stubs[pl->first_stub + pl->n_stubs++] = k;
+        }
+    }
+    return 0;
 }
 
 /* Where a frame that was about to run instruction `p->instr` elsewhere goes
@@ -626,6 +696,16 @@ layout(builder *b)
         for (int i = 0; i < an->n_instrs; i++) {
             const li_instr *in = &an->instrs[i];
             plan *pl = &b->plans[i];
+            pl->pos_gap = -1;
+            if (pl->n_stubs > 0 && i > 0 && an->instrs[i - 1].depth >= 0 &&
+                (an->instrs[i - 1].flags & LI_I_FALLS_THROUGH))
+            {
+                pl->pos_gap = pos;
+                pos += 1 + pl->gap_ext;
+            }
+            for (int k = pl->first_stub; k < pl->first_stub + pl->n_stubs; k++) {
+                pos = place_stub(b, &b->stubs[b->pre_stubs[k]], pos);
+            }
             for (int s = 0; s < N_SLOTS; s++) {
                 pl->pos[s] = -1;
                 if (s == LINE && pl->skip) {
@@ -643,11 +723,9 @@ layout(builder *b)
             pos = pl->pos_end;
         }
         for (int k = 0; k < b->n_stubs; k++) {
-            stub *s = &b->stubs[k];
-            s->pos = pos;
-            s->pos_tail = pos + b->probe_size;
-            s->pos_end = s->pos_tail + (s->kind == STUB_TAKEN ? s->ext : 0) + 1;
-            pos = s->pos_end;
+            if (b->stubs[k].before < 0) {
+                pos = place_stub(b, &b->stubs[k], pos);
+            }
         }
         for (int k = 0; k < b->n_pads; k++) {
             b->pads[k].pos = pos;
@@ -666,6 +744,13 @@ layout(builder *b)
             stub *s = &b->stubs[k];
             if (s->kind == STUB_TAKEN && ext_needed(stub_jump_oparg(b, s)) > s->ext) {
                 s->ext = ext_needed(stub_jump_oparg(b, s));
+                grew = true;
+            }
+        }
+        for (int i = 0; i < an->n_instrs; i++) {
+            plan *pl = &b->plans[i];
+            if (pl->pos_gap >= 0 && ext_needed(gap_jump_oparg(b, i)) > pl->gap_ext) {
+                pl->gap_ext = ext_needed(gap_jump_oparg(b, i));
                 grew = true;
             }
         }
@@ -735,9 +820,14 @@ emit_probe(const builder *b, shadow_image *img, int pos, int index, int owner_un
     }
     _Py_CODEUNIT *p = img->code + pos;
     /* Armed; li_probes_sync() sets the real state before first use.  The
-       index is in the opargs of UNARY_NOT (low byte) and NOP (high byte). */
+       index is in the opargs of UNARY_NOT (low byte), NOP (second) and the
+       EXTENDED_ARG before UNARY_NOT (third, when wide). */
     *p++ = make_unit(NOP, (index >> 8) & 0xFF);
-    p = emit_with_prefixes(p, b->probe_size - PROBE_BASE_SIZE, LOAD_CONST, b->probes_const);
+    p = emit_with_prefixes(p, b->probe_size - PROBE_BASE_SIZE - b->wide_index, LOAD_CONST,
+                           b->probes_const);
+    if (b->wide_index) {
+        *p++ = make_unit(EXTENDED_ARG, (index >> 16) & 0xFF);   /* UNARY_NOT ignores it */
+    }
     *p++ = make_unit(UNARY_NOT, index & 0xFF);
     *p++ = make_unit(POP_TOP, 0);
     b->probes[index].unit = pos;
@@ -804,8 +894,17 @@ emit_stub(const builder *b, shadow_image *img, const stub *s)
     int tail_size = s->pos_end - s->pos_tail;
     own_units(b, img, s->pos_tail, tail_size, owner->op, false);
     if (s->kind == STUB_TAKEN) {
-        emit_with_prefixes(img->code + s->pos_tail, s->ext, JUMP_BACKWARD,
-                           stub_jump_oparg(b, s));
+        bool forward = stub_landing(b, s) >= s->pos_end;
+        emit_with_prefixes(img->code + s->pos_tail, s->ext,
+                           forward ? JUMP_FORWARD : JUMP_BACKWARD, stub_jump_oparg(b, s));
+        if (!forward) {
+            /* After the code: tracing sees no line here, then the backward
+               jump to the target, which reports its line as the original's
+               backward jump does. */
+            for (int u = s->pos; u < s->pos_end; u++) {
+                img->line_of[u] = -1;
+            }
+        }
     }
     else {
         /* Re-raise where the original would have gone: its handler or out
@@ -814,15 +913,15 @@ emit_stub(const builder *b, shadow_image *img, const stub *s)
         img->code[s->pos_tail] = make_unit(RERAISE, s->kind == STUB_UNWIND ? 1 : 0);
     }
     if (s->kind == STUB_UNWIND) {
+        /* No line either: tracing would report one as the frame leaves. */
         for (int u = s->pos; u < s->pos_end; u++) {
             img->handler[u] = ROUTE_NONE;
+            img->line_of[u] = -1;
         }
     }
 }
 
-/* The landing pad: a frame moved onto the shadow by an entry trampoline (see
- * trampoline.c) resumes here with the trampoline's call result on its stack,
- * drops it, and goes to RESUME 0, which the trampoline replaced. */
+/* Landing pads: POP_TOP, then a jump to where the frame goes on. */
 static void
 emit_pads(const builder *b, shadow_image *img)
 {
@@ -843,6 +942,11 @@ emit(const builder *b, shadow_image *img)
         const plan *pl = &b->plans[i];
         const li_instr *in = &an->instrs[i];
         int prev_op = i > 0 ? an->instrs[i - 1].op : in->op;
+        if (pl->pos_gap >= 0) {
+            emit_with_prefixes(img->code + pl->pos_gap, pl->gap_ext, JUMP_FORWARD,
+                               gap_jump_oparg(b, i));
+            own_units(b, img, pl->pos_gap, 1 + pl->gap_ext, prev_op, false);
+        }
         emit_probe(b, img, pl->pos[AFTER], pl->probe[AFTER], prev_op, prev_op, false);
         if (pl->probe[ARRIVE] >= 0) {
             int send = b->sites[b->probes[pl->probe[ARRIVE]].first_site].orig;
@@ -1002,6 +1106,18 @@ shadow_consts(PyObject *consts, li_probes *lp)
         PyTuple_SET_ITEM(result, i, Py_NewRef(PyTuple_GET_ITEM(consts, i)));
     }
     PyTuple_SET_ITEM(result, n, Py_NewRef((PyObject *)lp));
+    /* As the collector would at its next pass (constants seldom hold
+       containers): a shadow adds no object the collector tracks, which
+       programs that count gc.get_objects() would notice. */
+    bool atomic = true;
+    for (Py_ssize_t i = 0; i <= n && atomic; i++) {
+        PyObject *item = PyTuple_GET_ITEM(result, i);
+        atomic = !PyObject_IS_GC(item) ||
+                 (PyTuple_CheckExact(item) && !PyObject_GC_IsTracked(item));
+    }
+    if (atomic) {
+        PyObject_GC_UnTrack(result);
+    }
     return result;
 }
 
@@ -1036,6 +1152,7 @@ new_probes(builder *b, shadow_image *img, PyCodeObject *original, li_code_state 
     lp->orig_of = img->orig_of;
     img->orig_of = NULL;
     lp->n_probes = b->n_probes;
+    lp->wide_index = b->wide_index;
     lp->n_armed = b->n_probes;    /* emitted armed */
     lp->probes = b->probes;
     b->probes = NULL;
@@ -1097,11 +1214,16 @@ li_build_shadow(PyCodeObject *original, li_code_state *cs, li_event_set kinds,
     b.entry_probe = -1;
     b.resume = -1;
     b.probes_const = (int)PyTuple_GET_SIZE(consts);
-    b.probe_size = PROBE_BASE_SIZE + ext_needed(b.probes_const);
-    if (plan_probes(&b) < 0 || plan_pads(&b) < 0 || layout(&b) < 0) {
+    /* Enough for the most probes the code could get: five slots and two
+       stubs per instruction, and UNWIND. */
+    b.wide_index = (int64_t)b.an.n_instrs * 7 + 1 > 0xFFFF;
+    b.probe_size = PROBE_BASE_SIZE + ext_needed(b.probes_const) + b.wide_index;
+    if (plan_probes(&b) < 0 || order_pre_stubs(&b) < 0 || plan_pads(&b) < 0 ||
+        layout(&b) < 0)
+    {
         goto done;
     }
-    if (b.n_probes > 0xFFFF) {
+    if (b.n_probes > 0xFFFFFF) {
         PyErr_Format(PyExc_OverflowError, "lowimpact: %R is too large to instrument",
                      original);
         goto done;
@@ -1161,6 +1283,7 @@ done:
     li_analysis_clear(&b.an);
     PyMem_Free(b.plans);
     PyMem_Free(b.stubs);
+    PyMem_Free(b.pre_stubs);
     PyMem_Free(b.pads);
     PyMem_Free(b.probes);
     PyMem_Free(b.sites);

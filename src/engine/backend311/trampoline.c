@@ -369,6 +369,10 @@ disarm_all(li_code_backend *cb)
     }
     cb->n_armed = 0;
     code->co_warmup = cb->saved_warmup;
+    if (cb->saved_firsttraceable >= 0) {
+        code->_co_firsttraceable = cb->saved_firsttraceable;
+        cb->saved_firsttraceable = -1;
+    }
     if (cb->true_stacksize >= 0) {
         code->co_stacksize = cb->true_stacksize;
         cb->true_stacksize = -1;
@@ -409,6 +413,10 @@ li_trampoline_arm(li_code_state *cs)
     if (arm_at(cb, at) < 0) {
         return -1;
     }
+    /* Tracing starts at RESUME (the call event), which the trampoline
+       replaces: it is not traced, and the shadow's RESUME is. */
+    cb->saved_firsttraceable = code->_co_firsttraceable;
+    code->_co_firsttraceable = at + LI_TRAMPOLINE_UNITS;
     /* Frames that start from now on are allocated with room for any shadow
        they may land on (generators have theirs, see frames.c). */
     if (cb->true_stacksize < 0 &&
@@ -595,19 +603,58 @@ li_trampolines_disarm_unneeded(void)
     return 0;
 }
 
-/* ---- landing ---------------------------------------------------------------- */
+/* ---- landing ---------------------------------------------------------------- *
+ *
+ * The __build_class__ replacement runs, in Python,
+ *
+ *     if args or kwargs or not _lander: return <the builtin>(*args, **kwargs)
+ *     return _lander.token
+ *
+ * The truth test of the lander moves the frame that called it out of a
+ * trampoline.  Trace and profile functions must not see the replacement run:
+ * its code starts no traceable instruction (no call or line events), and
+ * from the move until the landing pad drops the token it returned, the
+ * thread counts as tracing (no return event).  Nothing in it is a call a
+ * profiler would report.
+ */
 
-/* Called by the __build_class__ replacement with no arguments.  Returns True
- * when its caller was a frame coming out of a trampoline, now moved onto a
- * shadow; False otherwise (the builtin then reports the missing arguments). */
-static PyObject *
-trampoline_landed(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+typedef struct {
+    PyObject_HEAD
+} lander_object;
+
+typedef struct {
+    PyObject_HEAD
+    PyThreadState *tstate;      /* whose tracing it suspends while alive */
+} token_object;
+
+static _Thread_local token_object *waiting_token;
+
+static void
+token_dealloc(PyObject *self)
 {
-    PyThreadState *tstate = _PyThreadState_GET();
+    PyThreadState_LeaveTracing(((token_object *)self)->tstate);
+    PyObject_Free(self);
+}
+
+static PyTypeObject token_type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "lowimpact._engine._LandingToken",
+    .tp_basicsize = sizeof(token_object),
+    .tp_dealloc = token_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Dropped by a landing pad: ends the landing.",
+};
+
+/* Moves the frame that called the __build_class__ replacement out of a
+ * trampoline.  1 if it did, 0 if that frame came from no trampoline, -1 on
+ * error. */
+static int
+land(PyThreadState *tstate)
+{
     _PyInterpreterFrame *here = tstate->cframe->current_frame;
     _PyInterpreterFrame *frame = here != NULL ? here->previous : NULL;
     if (frame == NULL || frame->owner == FRAME_OWNED_BY_FRAME_OBJECT) {
-        Py_RETURN_FALSE;
+        return 0;
     }
     PyCodeObject *code = frame->f_code;
     li_code_state *cs = li_code_state_get(code);
@@ -616,7 +663,7 @@ trampoline_landed(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
     int at = (int)(frame->prev_instr - _PyCode_CODE(code)) -
              (LI_TRAMPOLINE_UNITS - 1) - _PyOpcode_Caches[CALL];
     if (cb == NULL || find_trampoline(cb, at) == NULL) {
-        Py_RETURN_FALSE;
+        return 0;
     }
     if (here->is_entry) {
         /* Not called from the caller's evaluation loop (a PEP 523 frame
@@ -625,12 +672,18 @@ trampoline_landed(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
         PyErr_SetString(PyExc_SystemError,
                         "lowimpact: a frame evaluation function was installed while "
                         "monitoring was on");
-        return NULL;
+        return -1;
     }
+    token_object *token = PyObject_New(token_object, &token_type);
+    if (token == NULL) {
+        return -1;
+    }
+    token->tstate = tstate;
     PyObject *landing = li_landing_code(code, at, li_frame_capacity(tstate, frame, here),
                                         frame->f_builtins);
     if (landing == NULL) {
-        return NULL;
+        PyObject_Free(token);
+        return -1;
     }
     li_probes *lp = li_shadow_probes((PyCodeObject *)landing);
     int pad = li_pad_unit(lp, at);
@@ -644,8 +697,49 @@ trampoline_landed(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
         func->func_version = 0;
     }
     Py_DECREF(landing);
-    Py_RETURN_TRUE;
+    PyThreadState_EnterTracing(tstate);
+    Py_XSETREF(waiting_token, token);
+    return 1;
 }
+
+static int
+lander_bool(PyObject *Py_UNUSED(self))
+{
+    /* Nothing landing does may be seen by tracers (land() keeps the thread
+       tracing once it moved the frame, until the token goes). */
+    PyThreadState *tstate = _PyThreadState_GET();
+    PyThreadState_EnterTracing(tstate);
+    int landed = land(tstate);
+    PyThreadState_LeaveTracing(tstate);
+    return landed;
+}
+
+static PyObject *
+lander_token(PyObject *Py_UNUSED(self), void *Py_UNUSED(closure))
+{
+    token_object *token = waiting_token;
+    waiting_token = NULL;
+    return token != NULL ? (PyObject *)token : Py_NewRef(Py_None);
+}
+
+static PyNumberMethods lander_as_number = {
+    .nb_bool = lander_bool,
+};
+
+static PyGetSetDef lander_getset[] = {
+    {"token", lander_token, NULL, "What the replacement returns after a landing.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject lander_type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "lowimpact._engine._Lander",
+    .tp_basicsize = sizeof(lander_object),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "True once it moved its caller's caller out of a trampoline.",
+    .tp_as_number = &lander_as_number,
+    .tp_getset = lander_getset,
+};
 
 static PyObject *
 set_trampoline_target(PyObject *Py_UNUSED(module), PyObject *function)
@@ -654,14 +748,14 @@ set_trampoline_target(PyObject *Py_UNUSED(module), PyObject *function)
         PyErr_SetString(PyExc_TypeError, "the trampoline target must be a function");
         return NULL;
     }
+    /* No instruction of it is traceable: tracers see no call or line. */
+    PyCodeObject *code = (PyCodeObject *)PyFunction_GET_CODE(function);
+    code->_co_firsttraceable = (int)Py_SIZE(code);
     Py_XSETREF(landing_function, Py_NewRef(function));
     Py_RETURN_NONE;
 }
 
 static PyMethodDef trampoline_methods[] = {
-    {"_trampoline_landed", trampoline_landed, METH_NOARGS,
-     "_trampoline_landed($module, /)\n--\n\n"
-     "Move the frame coming out of a trampoline onto a shadow."},
     {"_set_trampoline_target", set_trampoline_target, METH_O,
      "_set_trampoline_target($module, function, /)\n--\n\n"
      "Register the function that replaces builtins.__build_class__."},
@@ -671,5 +765,16 @@ static PyMethodDef trampoline_methods[] = {
 int
 li_trampoline_init(PyObject *module)
 {
+    if (PyType_Ready(&token_type) < 0 || PyType_Ready(&lander_type) < 0) {
+        return -1;
+    }
+    PyObject *lander = (PyObject *)PyObject_New(lander_object, &lander_type);
+    if (lander == NULL) {
+        return -1;
+    }
+    if (PyModule_AddObject(module, "_lander", lander) < 0) {
+        Py_DECREF(lander);
+        return -1;
+    }
     return PyModule_AddFunctions(module, trampoline_methods);
 }

@@ -185,6 +185,7 @@ li_code_backend_ensure(li_code_state *cs)
         }
         cb->entry_site = -1;
         cb->true_stacksize = -1;
+        cb->saved_firsttraceable = -1;
         cb->cs = cs;
         cs->backend = cb;
     }
@@ -546,14 +547,15 @@ anything_wanted(void)
 
 static int install_hooks(void);
 
+/* Whether some tool selected local event `event` globally or anywhere. */
 static bool
-stop_iteration_wanted(void)
+wanted_anywhere(int event)
 {
-    if (li_global_events() & LI_EVENT_BIT(LI_STOP_ITERATION)) {
+    if (li_global_events() & LI_EVENT_BIT(event)) {
         return true;
     }
     for (li_code_state *cs = li_local_codes(); cs != NULL; cs = cs->next_local) {
-        if (cs->local_tools[LI_STOP_ITERATION]) {
+        if (cs->local_tools[event]) {
             return true;
         }
     }
@@ -575,7 +577,8 @@ li_backend_update(void)
     if (li_backend_rearm() < 0) {
         return -1;
     }
-    li_watch_exhausted_generators(stop_iteration_wanted());
+    li_watch_exhausted_generators(wanted_anywhere(LI_STOP_ITERATION));
+    li_forget_pending_calls(!wanted_anywhere(LI_CALL));
     li_event_set global = li_global_events() & LI_PROBED_EVENTS;
     bool wanted = anything_wanted();
     if (!wanted && li_all_shadows() == NULL && probed_globally == 0) {
