@@ -121,6 +121,13 @@ else:
             return _build_class(*args, **kwargs)
         return _lander.token
 
+    import functools as _functools
+
+    # Name, module, docstring and (through __wrapped__) signature of the
+    # builtin: inspect and pydoc describe it as they describe the builtin.
+    _functools.update_wrapper(
+        __build_class__, _build_class,
+        assigned=_functools.WRAPPER_ASSIGNMENTS + ("__text_signature__",))
     for _api in (set_events, set_local_events, __build_class__):
         _engine._exclude(_api.__code__)
     _engine._set_trampoline_target(__build_class__)

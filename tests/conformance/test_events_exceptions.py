@@ -880,3 +880,28 @@ def test_exception_events_with_lines(M: Any, tool: Tool) -> None:
         ("LINE", "f", 5),
     ]
     assert line_of_offset(f, rec.only("RAISE")[0].offset) == f.__code__.co_firstlineno + 3
+
+
+@pytest.mark.parametrize("returned", [None, "r", (1, 2), ValueError("v")], ids=repr)
+def test_stop_iteration_value_of_yield_from(M: Any, tool: Tool, returned: Any) -> None:
+    def inner() -> Any:
+        yield 1
+        return returned
+
+    def outer() -> Any:
+        try:
+            raise KeyError
+        except KeyError:
+            # The value comes back while KeyError is being handled: making
+            # the event's exception must not chain anything onto it.
+            return (yield from inner())
+
+    with Recorder(tool, M.events.STOP_ITERATION, outer) as rec:
+        assert list(outer()) == [1]
+    (event,) = rec.events
+    assert type(event.value) is StopIteration
+    # Made as raising StopIteration(value) would: a tuple gives the arguments.
+    expected = returned if isinstance(returned, tuple) else () if returned is None else (returned,)
+    assert event.value.args == expected
+    if isinstance(returned, BaseException):
+        assert returned.__context__ is None

@@ -525,3 +525,42 @@ def test_all_events_on_results_unchanged(M: Any, tool: Tool) -> None:
         tool.set_events(0)
     assert monitored == baseline
     assert {"LINE", "CALL", "RAISE", "EXCEPTION_HANDLED", "INSTRUCTION"} <= set(seen)
+
+
+def test_traceback_made_by_python_code(M: Any, tool: Tool, mode: str) -> None:
+    def make() -> tuple:
+        frame = sys._getframe()
+        tb = types.TracebackType(None, frame, 1, 5)
+        return tb.tb_lasti, tb.tb_lineno, tb.tb_frame is frame
+
+    assert same_under_monitoring(M, tool, mode, make)[:2] == (1, 5)
+
+
+def test_interpreter_prints_callback_errors_at_the_instruction(
+    M: Any, tool: Tool, capsys: Any
+) -> None:
+    E = M.events
+
+    def c_return(code: Any, offset: int, callable: Any, arg0: Any) -> None:
+        if code is f.__code__:
+            raise ValueError("from C_RETURN")
+
+    def f(x: list) -> int:
+        y = len(x)
+        return y
+
+    tool.register(E.CALL, lambda *args: None)
+    tool.register(E.C_RETURN, c_return)
+    tool.set_events(E.CALL | E.C_RETURN | E.C_RAISE)
+    try:
+        with pytest.raises(ValueError) as info:
+            f([1])
+    finally:
+        tool.set_events(0)
+    # The interpreter's own printer reads the locations of the code that ran.
+    sys.__excepthook__(info.type, info.value, info.tb)
+    printed = capsys.readouterr().err
+    assert ", in f\n    y = len(x)\n" in printed
+    if sys.version_info[:2] <= (3, 12):
+        # 3.11 and 3.12 underline the call (3.13 leaves this one bare).
+        assert ", in f\n    y = len(x)\n        ^^^^^^\n" in printed

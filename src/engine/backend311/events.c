@@ -315,21 +315,23 @@ li_watch_exhausted_generators(bool on)
     }
 }
 
-/* The StopIteration CPython reports for a value, built as raising it would
- * (a tuple value is unpacked into the arguments, as natively). */
+/* The StopIteration CPython reports for a value, made as raising it would
+ * make it (None gives no arguments, a tuple's items are the arguments, a
+ * StopIteration is itself), without touching the value: raising would set
+ * an exception value's __context__ to the exception being handled. */
 static PyObject *
 stop_iteration(PyObject *value)
 {
-    PyObject *type, *exc, *tb;
-    PyErr_Fetch(&type, &exc, &tb);
-    PyErr_SetObject(PyExc_StopIteration, value);
-    PyObject *t, *v, *t2;
-    PyErr_Fetch(&t, &v, &t2);
-    PyErr_NormalizeException(&t, &v, &t2);
-    Py_XDECREF(t);
-    Py_XDECREF(t2);
-    PyErr_Restore(type, exc, tb);
-    return v;
+    if (value == Py_None) {
+        return PyObject_CallNoArgs(PyExc_StopIteration);
+    }
+    if (PyTuple_Check(value)) {
+        return PyObject_Call(PyExc_StopIteration, value, NULL);
+    }
+    if (PyObject_TypeCheck(value, (PyTypeObject *)PyExc_StopIteration)) {
+        return Py_NewRef(value);
+    }
+    return PyObject_CallOneArg(PyExc_StopIteration, value);
 }
 
 /* ---- delivering a probe ------------------------------------------------- */

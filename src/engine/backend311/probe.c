@@ -143,6 +143,15 @@ fire(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp,
      li_probe *p, int index)
 {
     if (li_fire_probe(tstate, frame, lp, p) < 0) {
+        /* A callback raised: the traceback entry of the frame takes the
+           unit of the instruction the events belong to, which has a
+           location, as natively (where the probe has none, see shadow.c).
+           Where the error goes still follows the probe's own unit. */
+        if (p->kind != LI_PROBE_LINE && p->kind != LI_PROBE_LINE_HANDLER &&
+            p->kind != LI_PROBE_INSTR && p->kind != LI_PROBE_UNWIND)
+        {
+            frame->prev_instr = _PyCode_CODE(lp->shadow) + lp->shadow_of[lp->orig_of[p->unit]];
+        }
         return -1;
     }
     if (!probe_wanted(lp, p, index)) {

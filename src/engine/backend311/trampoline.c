@@ -80,6 +80,27 @@ read_instruction(const _Py_CODEUNIT *code, int n_units, int *unit, int *oparg)
     return opcode;
 }
 
+/* Whether a frame of some thread executing `code` is at a unit in
+ * [low, high). */
+static bool
+frame_between(PyCodeObject *code, int low, int high)
+{
+    PyInterpreterState *interp = PyInterpreterState_Get();
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
+         ts = PyThreadState_Next(ts))
+    {
+        for (_PyInterpreterFrame *f = ts->cframe->current_frame; f != NULL; f = f->previous) {
+            int unit = (int)(f->prev_instr - _PyCode_CODE(code));
+            if (f->f_code == code && f->owner != FRAME_OWNED_BY_FRAME_OBJECT &&
+                unit >= low && unit < high)
+            {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
 /* Whether a frame of some thread executing `code` is in one of the units a
  * trampoline at `at` replaces, or goes on into one after `at`. */
 static bool
@@ -108,14 +129,53 @@ frame_in_the_way(PyCodeObject *code, int at)
     return false;
 }
 
+/* Units from a trampoline's start to just after its CALL's inline cache:
+ * an error while it runs (LOAD_BUILD_CLASS failing, a RecursionError as
+ * the call starts a frame) unwinds from one of them. */
+#define LI_TRAMPOLINE_REACH (LI_TRAMPOLINE_UNITS + 4)
+
+static const li_handler *
+handler_at(const li_handler *handlers, int n_handlers, int unit)
+{
+    for (int h = 0; h < n_handlers; h++) {
+        if (handlers[h].start <= unit && unit < handlers[h].end) {
+            return &handlers[h];
+        }
+    }
+    return NULL;
+}
+
+static bool
+same_handler(const li_handler *a, const li_handler *b)
+{
+    if (a == NULL || b == NULL) {
+        return a == b;
+    }
+    return a->target == b->target && a->depth == b->depth && a->lasti == b->lasti;
+}
+
+/* Whether an error raised anywhere a trampoline at `at` runs is handled as
+ * one raised by the instruction it replaced. */
+static bool
+handled_as_at(const li_handler *handlers, int n_handlers, int at)
+{
+    const li_handler *first = handler_at(handlers, n_handlers, at);
+    for (int unit = at + 1; unit < at + LI_TRAMPOLINE_REACH; unit++) {
+        if (!same_handler(first, handler_at(handlers, n_handlers, unit))) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* Where the entry trampoline can go in `code`: the unit of its RESUME 0, or
  * -1.  It must not change what the original does for a frame that does not
  * take it:
  * - no jump may land on the units after RESUME that it replaces (RESUME
  *   itself is never jumped to);
- * - an error while it runs (RecursionError as its call starts a frame)
- *   unwinds from a unit up to six past its start, where a handler must not
- *   expect values on the stack: the trampoline has none;
+ * - an error while it runs must be handled as one at RESUME (only the
+ *   generator wrappers' handlers cover it), not by a try block that begins
+ *   after it;
  * - it pushes two values: a generator whose code needs one slot may have
  *   been created before lowimpact's import, without spare slots. */
 static int
@@ -154,13 +214,9 @@ entry_site(PyCodeObject *code)
         PyErr_Clear();
         return -1;
     }
-    for (int h = 0; h < n_handlers; h++) {
-        if (handlers[h].start < at + LI_TRAMPOLINE_UNITS + 4 && handlers[h].end > at &&
-            handlers[h].depth > 0)
-        {
-            at = -1;
-            break;
-        }
+    const li_handler *own = handler_at(handlers, n_handlers, at);
+    if ((own != NULL && own->depth > 0) || !handled_as_at(handlers, n_handlers, at)) {
+        at = -1;
     }
     PyMem_Free(handlers);
     return at;
@@ -205,26 +261,6 @@ runs_into(const li_analysis *an, int i)
            (is_fast_or_const(prev) && is_fast_or_const(op));
 }
 
-static const li_handler *
-handler_at(const li_analysis *an, int unit)
-{
-    for (int h = 0; h < an->n_handlers; h++) {
-        if (an->handlers[h].start <= unit && unit < an->handlers[h].end) {
-            return &an->handlers[h];
-        }
-    }
-    return NULL;
-}
-
-static bool
-same_handler(const li_handler *a, const li_handler *b)
-{
-    if (a == NULL || b == NULL) {
-        return a == b;
-    }
-    return a->target == b->target && a->depth == b->depth && a->lasti == b->lasti;
-}
-
 /* Whether a resume trampoline can replace instruction `i` and what follows
  * it, for frames with room for `capacity` values:
  * - it pushes two values;
@@ -232,8 +268,8 @@ same_handler(const li_handler *a, const li_handler *b)
  *   handler lands there, and no instruction before runs into them;
  * - generators find out whether they are in a `yield from` by reading the
  *   units around their YIELD_VALUE: those stay;
- * - an error while it runs unwinds from its second or third unit, which must
- *   have the handler of the first. */
+ * - an error while it runs must be handled as one raised by the instruction
+ *   it replaces. */
 static bool
 resume_site_ok(const li_analysis *an, int i, int capacity)
 {
@@ -258,13 +294,7 @@ resume_site_ok(const li_analysis *an, int i, int capacity)
             return false;
         }
     }
-    const li_handler *first = handler_at(an, at);
-    for (int unit = at + 1; unit < end; unit++) {
-        if (!same_handler(first, handler_at(an, unit))) {
-            return false;
-        }
-    }
-    return true;
+    return handled_as_at(an->handlers, an->n_handlers, at);
 }
 
 /* ---- arming --------------------------------------------------------------- */
@@ -414,9 +444,14 @@ li_trampoline_arm(li_code_state *cs)
         return -1;
     }
     /* Tracing starts at RESUME (the call event), which the trampoline
-       replaces: it is not traced, and the shadow's RESUME is. */
+       replaces: it is not traced, and the shadow's RESUME is.  Until it
+       returns, the frame counts as not started (CPython leaves such frames
+       out of tracebacks and f_back), as it would be natively if its call
+       failed (a RecursionError as the trampoline's own call starts a frame);
+       unless a frame that ran before is at those units. */
     cb->saved_firsttraceable = code->_co_firsttraceable;
-    code->_co_firsttraceable = at + LI_TRAMPOLINE_UNITS;
+    bool started_there = frame_between(code, at + LI_TRAMPOLINE_UNITS, at + LI_TRAMPOLINE_REACH);
+    code->_co_firsttraceable = at + (started_there ? LI_TRAMPOLINE_UNITS : LI_TRAMPOLINE_REACH);
     /* Frames that start from now on are allocated with room for any shadow
        they may land on (generators have theirs, see frames.c). */
     if (cb->true_stacksize < 0 &&

@@ -167,7 +167,9 @@ traceback_lasti_get(PyObject *self, void *Py_UNUSED(closure))
 {
     PyTracebackObject *tb = (PyTracebackObject *)self;
     int lasti = tb->tb_lasti;
-    if (lasti >= 0 && tb->tb_frame != NULL) {
+    /* The interpreter leaves tb_lineno to be worked out from tb_lasti; a
+       traceback made by Python code has both as given. */
+    if (lasti >= 0 && tb->tb_frame != NULL && tb->tb_lineno == -1) {
         PyCodeObject *code = PyFrame_GetCode(tb->tb_frame);
         lasti = li_original_unit(code, lasti / (int)sizeof(_Py_CODEUNIT)) *
                 (int)sizeof(_Py_CODEUNIT);
