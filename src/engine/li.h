@@ -129,6 +129,8 @@ int li_registry_init(void);
 li_code_state *li_code_state_get(PyCodeObject *code);
 /* The code state of `code`, created if needed.  NULL with an exception set. */
 li_code_state *li_code_state_ensure(PyCodeObject *code);
+/* How many code states are alive. */
+Py_ssize_t li_code_state_count(void);
 /* First code state with local events (iterate with ->next_local). */
 li_code_state *li_local_codes(void);
 
@@ -227,5 +229,8 @@ PyCodeObject *li_backend_original(PyCodeObject *code);
 /* For tests: the instrumented copy new frames of `code` would run if `events`
  * were selected for it, and the original unit of each of its units. */
 PyObject *li_backend_debug_shadow(PyCodeObject *code, li_event_set events);
+/* For tests: adds counts of what the back end keeps alive to `stats`.
+ * 0 or -1. */
+int li_backend_stats(PyObject *stats);
 
 #endif /* LI_H */

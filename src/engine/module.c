@@ -369,6 +369,25 @@ debug_shadow(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t narg
     return li_backend_debug_shadow((PyCodeObject *)args[0], (li_event_set)events);
 }
 
+PyDoc_STRVAR(stats_doc,
+"_stats($module, /)\n--\n\n"
+"For tests: counts of what the engine keeps alive (code states, shadows,\n"
+"code objects with trampolines, calls waiting for C_RETURN).");
+
+static PyObject *
+stats(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+{
+    PyObject *result = PyDict_New();
+    PyObject *count = result != NULL ? PyLong_FromSsize_t(li_code_state_count()) : NULL;
+    int err = count != NULL ? PyDict_SetItemString(result, "code_states", count) : -1;
+    Py_XDECREF(count);
+    if (err < 0 || li_backend_stats(result) < 0) {
+        Py_XDECREF(result);
+        return NULL;
+    }
+    return result;
+}
+
 PyDoc_STRVAR(all_events_doc,
 "_all_events($module, /)\n--\n\n"
 "Return {event name: bit set of the tools that selected it for all code}.");
@@ -413,6 +432,7 @@ static PyMethodDef engine_methods[] = {
     {"restart_events", restart_events, METH_NOARGS, restart_events_doc},
     {"_all_events", all_events, METH_NOARGS, all_events_doc},
     {"_exclude", exclude, METH_O, exclude_doc},
+    {"_stats", stats, METH_NOARGS, stats_doc},
     {"_debug_shadow", (PyCFunction)(void (*)(void))debug_shadow, METH_FASTCALL,
      debug_shadow_doc},
     {NULL, NULL, 0, NULL},

@@ -26,6 +26,7 @@ const char *const li_event_names[LI_EVENT_COUNT] = {
 
 /* The co_extra slot holding li_code_state; -1 until reserved. */
 static Py_ssize_t code_state_index = -1;
+static Py_ssize_t n_code_states;     /* alive, for the tests' leak checks */
 static li_code_state *local_codes;   /* list of code states with local events */
 
 static void
@@ -70,6 +71,7 @@ code_state_free(void *ptr)
         PyMem_Free(cs->disabled[e]);
     }
     PyMem_Free(cs);
+    n_code_states--;
 }
 
 int
@@ -124,7 +126,14 @@ li_code_state_ensure(PyCodeObject *code)
         PyMem_Free(cs);
         return NULL;
     }
+    n_code_states++;
     return cs;
+}
+
+Py_ssize_t
+li_code_state_count(void)
+{
+    return n_code_states;
 }
 
 li_code_state *

@@ -211,6 +211,8 @@ int li_fire_probe(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *
 /* Drops what CALL kept for C_RETURN and C_RAISE: every thread's with
  * `all` (no tool wants calls any more), else that of threads gone. */
 void li_forget_pending_calls(bool all);
+/* How many calls of all threads wait for their C_RETURN or C_RAISE. */
+Py_ssize_t li_pending_call_count(void);
 /* Lets STOP_ITERATION see the return value of generators exhausted by
  * FOR_ITER (events.c); on only while some tool wants the event. */
 void li_watch_exhausted_generators(bool on);
@@ -342,6 +344,8 @@ int li_trampoline_arm(li_code_state *cs);
  * `above`: see li_frame_capacity.  0 or -1. */
 int li_trampolines_reach(PyThreadState *ts, _PyInterpreterFrame *frame,
                          _PyInterpreterFrame *above);
+/* How many code objects have a trampoline armed. */
+Py_ssize_t li_trampolines_armed_count(void);
 /* Disarms the trampolines of code that no longer needs events.  0 or -1. */
 int li_trampolines_disarm_unneeded(void);
 void li_trampoline_forget(li_code_backend *cb);

@@ -146,6 +146,16 @@ li_forget_pending_calls(bool all)
     }
 }
 
+Py_ssize_t
+li_pending_call_count(void)
+{
+    Py_ssize_t n = 0;
+    for (pending_stack *stack = all_stacks; stack != NULL; stack = stack->next) {
+        n += stack->n;
+    }
+    return n;
+}
+
 /* Callable and first argument of the call about to run, as CPython 3.12
  * reports them: for obj.m(...) the function and obj, else the callable and
  * its first argument or MISSING.  Borrowed.  -1 on error. */

@@ -145,12 +145,22 @@ fire(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp,
     if (li_fire_probe(tstate, frame, lp, p) < 0) {
         /* A callback raised: the traceback entry of the frame takes the
            unit of the instruction the events belong to, which has a
-           location, as natively (where the probe has none, see shadow.c).
-           Where the error goes still follows the probe's own unit. */
-        if (p->kind != LI_PROBE_LINE && p->kind != LI_PROBE_LINE_HANDLER &&
-            p->kind != LI_PROBE_INSTR && p->kind != LI_PROBE_UNWIND)
+           location, as natively (where the probe has none, see shadow.c):
+           for the UNWIND stub, the raising unit its handler entry pushed
+           under the exception.  Where the error goes still follows the
+           probe's own unit. */
+        _Py_CODEUNIT *first = _PyCode_CODE(lp->shadow);
+        if (p->kind == LI_PROBE_UNWIND) {
+            PyObject *lasti = frame->localsplus[lp->shadow->co_nlocalsplus];
+            long unit = PyLong_CheckExact(lasti) ? PyLong_AsLong(lasti) : -1;
+            if (unit >= 0 && unit < lp->n_units) {
+                frame->prev_instr = first + unit;
+            }
+        }
+        else if (p->kind != LI_PROBE_LINE && p->kind != LI_PROBE_LINE_HANDLER &&
+                 p->kind != LI_PROBE_INSTR)
         {
-            frame->prev_instr = _PyCode_CODE(lp->shadow) + lp->shadow_of[lp->orig_of[p->unit]];
+            frame->prev_instr = first + lp->shadow_of[lp->orig_of[p->unit]];
         }
         return -1;
     }

@@ -813,3 +813,13 @@ li_trampoline_init(PyObject *module)
     }
     return PyModule_AddFunctions(module, trampoline_methods);
 }
+
+Py_ssize_t
+li_trampolines_armed_count(void)
+{
+    Py_ssize_t n = 0;
+    for (li_code_backend *cb = armed; cb != NULL; cb = cb->next_armed) {
+        n++;
+    }
+    return n;
+}

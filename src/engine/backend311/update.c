@@ -868,3 +868,28 @@ li_backend_init(PyObject *module)
     }
     return 0;
 }
+
+static int
+set_count(PyObject *stats, const char *name, Py_ssize_t n)
+{
+    PyObject *count = PyLong_FromSsize_t(n);
+    int err = count != NULL ? PyDict_SetItemString(stats, name, count) : -1;
+    Py_XDECREF(count);
+    return err;
+}
+
+int
+li_backend_stats(PyObject *stats)
+{
+    Py_ssize_t shadows = 0;
+    for (li_probes *lp = li_all_shadows(); lp != NULL; lp = lp->next) {
+        shadows++;
+    }
+    if (set_count(stats, "shadows", shadows) < 0 ||
+        set_count(stats, "trampolined_codes", li_trampolines_armed_count()) < 0 ||
+        set_count(stats, "pending_calls", li_pending_call_count()) < 0)
+    {
+        return -1;
+    }
+    return 0;
+}
