@@ -791,3 +791,111 @@ def test_no_monitoring_events_inside_trace_function(M: Any, tool: Tool) -> None:
         finally:
             sys.settrace(old)
     assert rec.compact() == [("PY_START", "f")]
+
+
+# --------------------------------------------------------------------------
+# Callbacks that change the state in the middle of a delivery
+
+
+def three_lines() -> int:
+    x = 1
+    y = 2
+    return x + y
+
+
+def rel(line: int) -> int:
+    return line - three_lines.__code__.co_firstlineno
+
+
+def test_higher_tool_turns_lower_tool_off_mid_delivery(M: Any, make_tool: Any) -> None:
+    high, low = make_tool(5, "high"), make_tool(3, "low")
+    log: list = []
+
+    def on_high(code: Any, line: int) -> None:
+        if code is three_lines.__code__:
+            log.append(("high", rel(line)))
+            if rel(line) == 1:
+                low.set_events(0)
+
+    def on_low(code: Any, line: int) -> None:
+        if code is three_lines.__code__:
+            log.append(("low", rel(line)))
+
+    high.register(M.events.LINE, on_high)
+    low.register(M.events.LINE, on_low)
+    high.set_events(M.events.LINE)
+    low.set_events(M.events.LINE)
+    three_lines()
+    # The event being delivered still reaches the lower tool; later ones do not.
+    assert log == [("high", 1), ("low", 1), ("high", 2), ("high", 3)]
+
+
+def test_callback_frees_its_own_tool(M: Any, tool: Tool) -> None:
+    log: list = []
+
+    def on_line(code: Any, line: int) -> None:
+        if code is three_lines.__code__:
+            log.append(rel(line))
+            if rel(line) == 1:
+                M.free_tool_id(tool.id)
+
+    tool.register(M.events.LINE, on_line)
+    tool.set_events(M.events.LINE)
+    three_lines()
+    # Freeing the id leaves its events and callbacks in place (3.12 and 3.13).
+    assert log == [1, 2, 3]
+    assert M.get_tool(tool.id) is None
+    with pytest.raises(ValueError):
+        M.set_events(tool.id, 0)
+
+
+def test_restart_events_from_a_callback(M: Any, tool: Tool) -> None:
+    log: list = []
+
+    def on_line(code: Any, line: int) -> Any:
+        if code is not three_lines.__code__:
+            return None
+        log.append(rel(line))
+        if rel(line) == 3 and len(log) < 6:
+            M.restart_events()
+        return M.DISABLE
+
+    tool.register(M.events.LINE, on_line)
+    tool.set_events(M.events.LINE)
+    for _ in range(3):
+        three_lines()
+    # The restart at line 3 re-arms lines 1 and 2 for the second run; line 3
+    # itself is disabled by the DISABLE its callback returns after it.
+    assert log == [1, 2, 3, 1, 2]
+
+
+def test_recursion_limit_with_a_callback_per_call(M: Any, tool: Tool) -> None:
+    def depth_reached() -> int:
+        level = 0
+
+        def down() -> None:
+            nonlocal level
+            level += 1
+            down()
+
+        try:
+            down()
+        except RecursionError:
+            pass
+        return level
+
+    plain = depth_reached()
+    tool.register(M.events.PY_START, lambda code, offset: None)
+    tool.set_events(M.events.PY_START)
+    try:
+        monitored = depth_reached()
+    finally:
+        tool.set_events(0)
+    # The callback runs one frame deeper than the function it reports.
+    assert monitored == plain - 1
+    # And the program goes on normally with events on.
+    tool.set_events(M.events.PY_START)
+    try:
+        assert depth_reached() == monitored
+    finally:
+        tool.set_events(0)

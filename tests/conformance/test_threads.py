@@ -1,0 +1,152 @@
+"""Several threads running monitored code while events change under them.
+
+Events are delivered on the thread that runs the code, none are lost while
+they stay on, and turning events on and off, DISABLE and restart_events from
+one thread while others run neither crash nor change what the programs
+compute.  ``LOWIMPACT_SOAK=1`` hammers longer.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, Callable, Dict, List
+
+from .helpers import Tool
+
+SOAK = os.environ.get("LOWIMPACT_SOAK") == "1"
+WORKERS = 4
+
+
+def worker_function(index: int) -> Callable[[int], int]:
+    """A function with its own code object per worker, so that events tell
+    which worker's code they come from."""
+    source = (
+        "def work_%d(n):\n"
+        "    total = 0\n"
+        "    for i in range(n):\n"
+        "        try:\n"
+        "            total += helper_%d(i) // (i %% 5)\n"
+        "        except ZeroDivisionError:\n"
+        "            total -= 1\n"
+        "    return total\n"
+        "def helper_%d(i):\n"
+        "    return len(str(i)) + i\n" % (index, index, index)
+    )
+    namespace: Dict[str, Any] = {}
+    exec(compile(source, "<worker %d>" % index, "exec"), namespace)
+    return namespace["work_%d" % index]
+
+
+def expected_result(n: int) -> int:
+    total = 0
+    for i in range(n):
+        try:
+            total += (len(str(i)) + i) // (i % 5)
+        except ZeroDivisionError:
+            total -= 1
+    return total
+
+
+def run_workers(functions: List[Callable[[int], int]], target: Callable[[int, Callable[[int], int]], None]
+                ) -> None:
+    threads = [threading.Thread(target=target, args=(k, f)) for k, f in enumerate(functions)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def test_events_reach_the_running_thread_and_none_are_lost(M: Any, tool: Tool) -> None:
+    E = M.events
+    functions = [worker_function(k) for k in range(WORKERS)]
+    codes = {f.__code__: k for k, f in enumerate(functions)}
+    idents: Dict[int, int] = {}
+    seen: List[List[str]] = [[] for _ in functions]
+    wrong_thread: List[Any] = []
+
+    def make(name: str) -> Callable[..., None]:
+        def callback(code: Any, *args: Any) -> None:
+            k = codes.get(code)
+            if k is None:
+                return
+            if threading.get_ident() != idents.get(k):
+                wrong_thread.append((name, k))
+            seen[k].append(name)
+        return callback
+
+    names = ("PY_START", "PY_RETURN", "LINE", "BRANCH", "CALL", "RAISE", "EXCEPTION_HANDLED")
+    for name in names:
+        tool.register(getattr(E, name), make(name))
+    start = threading.Barrier(WORKERS)
+    results: Dict[int, List[int]] = {}
+
+    def target(k: int, f: Callable[[int], int]) -> None:
+        idents[k] = threading.get_ident()
+        start.wait()
+        results[k] = [f(30) for _ in range(20)]
+
+    tool.set_events(sum(getattr(E, name) for name in names))
+    try:
+        run_workers(functions, target)
+        # The same, alone on one thread: what every worker must have seen.
+        alone = worker_function(99)
+        codes[alone.__code__] = len(functions)
+        idents[len(functions)] = threading.get_ident()
+        seen.append([])
+        for _ in range(20):
+            alone(30)
+    finally:
+        tool.set_events(0)
+    assert not wrong_thread
+    assert all(r == [expected_result(30)] * 20 for r in results.values())
+    for k in range(WORKERS):
+        assert sorted(seen[k]) == sorted(seen[-1]), k
+
+
+def test_changing_events_while_threads_run(M: Any, tool: Tool) -> None:
+    E = M.events
+    functions = [worker_function(k) for k in range(WORKERS)]
+    codes = {f.__code__ for f in functions}
+    stop = threading.Event()
+    failures: List[Any] = []
+    counts = {"events": 0}
+
+    def line(code: Any, number: int) -> Any:
+        counts["events"] += 1
+        # Each worker's code gets DISABLE on some lines, from its own thread.
+        return M.DISABLE if code in codes and number % 2 else None
+
+    def any_event(code: Any, *args: Any) -> None:
+        counts["events"] += 1
+
+    tool.register(E.LINE, line)
+    for name in ("PY_START", "PY_RETURN", "CALL", "BRANCH", "JUMP", "RAISE", "PY_UNWIND"):
+        tool.register(getattr(E, name), any_event)
+
+    def target(k: int, f: Callable[[int], int]) -> None:
+        while not stop.is_set():
+            result = f(25)
+            if result != expected_result(25):
+                failures.append((k, result))
+
+    threads = [threading.Thread(target=target, args=(k, f)) for k, f in enumerate(functions)]
+    for t in threads:
+        t.start()
+    sets = [E.LINE, E.LINE | E.BRANCH | E.JUMP, E.PY_START | E.PY_RETURN | E.CALL,
+            E.RAISE | E.PY_UNWIND | E.LINE, 0]
+    try:
+        for round in range(2000 if SOAK else 150):
+            tool.set_events(sets[round % len(sets)])
+            if round % 7 == 0:
+                M.restart_events()
+            if round % 11 == 0:
+                for f in functions[:2]:
+                    tool.set_local(f, E.LINE | E.BRANCH if round % 2 else 0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        tool.set_events(0)
+    assert not failures
+    assert counts["events"] > 0
