@@ -1,7 +1,9 @@
-"""Build of the C engine.  Everything else is declared in pyproject.toml.
+"""Build of the C extensions.  Everything else is declared in pyproject.toml.
 
-The engine's instrumentation back end depends on the interpreter's bytecode
-format, so the sources compiled are chosen by the version being built for.
+lowimpact._engine (the engine, on interpreters without sys.monitoring) has one
+instrumentation back end per bytecode format, and lowimpact._capi (the C API,
+lowimpact.h) one extension side per kind of interpreter: the sources compiled
+are chosen by the version being built for.
 """
 
 import os
@@ -18,28 +20,47 @@ BACKENDS = {
 }
 
 
-def engine_extension():
-    backend = BACKENDS.get(sys.version_info[:2])
-    if backend is None or sys.implementation.name != "cpython":
-        return []
-    sources = sorted(glob(os.path.join(ENGINE, "*.c")))
-    sources += sorted(glob(os.path.join(ENGINE, backend, "*.c")))
-    extra = ["-std=c11", "-Wall", "-Wextra", "-fvisibility=hidden", "-flto"]
+# The extension side of the C API, per interpreter (src/capi/capi.h).
+CAPI_EXTENSION_SIDE = {
+    (3, 11): "ext_engine.c",
+    (3, 12): "ext_312.c",
+}
+
+
+def compile_args():
+    extra = ["-std=c11", "-Wall", "-Wextra", "-fvisibility=hidden", "-flto=auto"]
     if os.environ.get("LOWIMPACT_STRICT"):
         extra.append("-Werror")
     if os.environ.get("LOWIMPACT_DEBUG"):
         extra += ["-O0", "-g", "-UNDEBUG", "-DLI_DEBUG"]
     if os.environ.get("LOWIMPACT_ASAN"):
         extra += ["-fsanitize=address", "-fno-omit-frame-pointer"]
-    return [
-        Extension(
-            "lowimpact._engine",
-            sources=sources,
-            include_dirs=[ENGINE, "src/lowimpact/include"],
-            extra_compile_args=extra,
-            extra_link_args=["-flto"] + (["-fsanitize=address"] if os.environ.get("LOWIMPACT_ASAN") else []),
-        )
-    ]
+    return extra
 
 
-setup(ext_modules=engine_extension())
+def link_args():
+    return ["-flto=auto"] + (["-fsanitize=address"] if os.environ.get("LOWIMPACT_ASAN") else [])
+
+
+def extensions():
+    version = sys.version_info[:2]
+    if sys.implementation.name != "cpython" or version < (3, 11):
+        return []
+    include = [ENGINE, "src/shared", "src/lowimpact/include"]
+    result = []
+    backend = BACKENDS.get(version)
+    if backend is not None:
+        sources = sorted(glob(os.path.join(ENGINE, "*.c")))
+        sources += sorted(glob(os.path.join(ENGINE, backend, "*.c")))
+        result.append(Extension("lowimpact._engine", sources=sources, include_dirs=include,
+                                extra_compile_args=compile_args(),
+                                extra_link_args=link_args()))
+    side = CAPI_EXTENSION_SIDE.get(version, "ext_none.c")
+    result.append(Extension("lowimpact._capi",
+                            sources=["src/capi/capi.c", os.path.join("src/capi", side)],
+                            include_dirs=["src/capi", "src/shared", "src/lowimpact/include"],
+                            extra_compile_args=compile_args(), extra_link_args=link_args()))
+    return result
+
+
+setup(ext_modules=extensions())

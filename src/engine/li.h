@@ -20,6 +20,7 @@
 #include <stdbool.h>
 
 #include "compat.h"
+#include "li_shared.h"
 
 /* Makes room for one more item in the PyMem array *items of *cap items of
  * `size` bytes, `count` of them used (doubling, from `first`).  0, or -1
@@ -76,7 +77,6 @@ enum {
 
 typedef uint32_t li_event_set;
 
-extern const char *const li_event_names[LI_EVENT_COUNT];
 
 static inline bool
 li_event_is_local(int event)
@@ -204,6 +204,13 @@ int li_code_state_disable(li_code_state *cs, int event, Py_ssize_t unit, int too
 int li_call_tools(PyThreadState *tstate, int event, uint8_t tools,
                   li_code_state *cs, Py_ssize_t unit,
                   PyObject **args, size_t nargs);
+/* The same for an event fired through the C API: the tools are those of
+ * *active (a PyMonitoringState's); DISABLE clears the tool's bit there. */
+int li_call_tools_of_state(PyThreadState *tstate, int event, uint8_t *active,
+                           PyObject **args, size_t nargs);
+
+/* Adds the capsule of the C API's extension side (capi.c).  0 or -1. */
+int li_capi_init(PyObject *module);
 
 /* ---- the back end interface ------------------------------------------------ */
 

@@ -405,7 +405,7 @@ all_events(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
         }
         PyObject *tools = PyLong_FromLong(li_reg.global_tools[e]);
         if (tools == NULL ||
-            PyDict_SetItemString(result, li_event_names[e], tools) < 0)
+            PyDict_SetItemString(result, li_event_name(e), tools) < 0)
         {
             Py_XDECREF(tools);
             Py_DECREF(result);
@@ -464,7 +464,7 @@ make_events_namespace(void)
         return NULL;
     }
     for (int e = 0; e < LI_EVENT_COUNT; e++) {
-        if (add_int(events, li_event_names[e], 1L << e) < 0) {
+        if (add_int(events, li_event_name(e), 1L << e) < 0) {
             Py_DECREF(events);
             return NULL;
         }
@@ -509,7 +509,7 @@ PyInit__engine(void)
         PyModule_AddIntConstant(module, "COVERAGE_ID", 1) < 0 ||
         PyModule_AddIntConstant(module, "PROFILER_ID", 2) < 0 ||
         PyModule_AddIntConstant(module, "OPTIMIZER_ID", 5) < 0 ||
-        li_backend_init(module) < 0)
+        li_backend_init(module) < 0 || li_capi_init(module) < 0)
     {
         goto error;
     }

@@ -4,26 +4,6 @@
 
 li_registry li_reg;
 
-const char *const li_event_names[LI_EVENT_COUNT] = {
-    [LI_PY_START] = "PY_START",
-    [LI_PY_RESUME] = "PY_RESUME",
-    [LI_PY_RETURN] = "PY_RETURN",
-    [LI_PY_YIELD] = "PY_YIELD",
-    [LI_CALL] = "CALL",
-    [LI_LINE] = "LINE",
-    [LI_INSTRUCTION] = "INSTRUCTION",
-    [LI_JUMP] = "JUMP",
-    [LI_BRANCH] = "BRANCH",
-    [LI_STOP_ITERATION] = "STOP_ITERATION",
-    [LI_RAISE] = "RAISE",
-    [LI_EXCEPTION_HANDLED] = "EXCEPTION_HANDLED",
-    [LI_PY_UNWIND] = "PY_UNWIND",
-    [LI_PY_THROW] = "PY_THROW",
-    [LI_RERAISE] = "RERAISE",
-    [LI_C_RETURN] = "C_RETURN",
-    [LI_C_RAISE] = "C_RAISE",
-};
-
 /* The co_extra slot holding li_code_state; -1 until reserved. */
 static Py_ssize_t code_state_index = -1;
 static Py_ssize_t n_code_states;     /* alive, for the tests' leak checks */

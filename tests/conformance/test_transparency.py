@@ -564,3 +564,30 @@ def test_interpreter_prints_callback_errors_at_the_instruction(
     if sys.version_info[:2] <= (3, 12):
         # 3.11 and 3.12 underline the call (3.13 leaves this one bare).
         assert ", in f\n    y = len(x)\n        ^^^^^^\n" in printed
+
+
+def test_traceback_of_a_frame_whose_events_changed_while_handling(M: Any, tool: Tool) -> None:
+    def victim() -> None:
+        raise ValueError
+
+    def handler() -> list:
+        try:
+            victim()
+        except ValueError as error:
+            # The events change while this frame handles the exception.
+            tool.set_events(0)
+            tb = error.__traceback__
+            lines = []
+            while tb is not None:
+                lines.append((tb.tb_frame.f_code.co_name,
+                              tb.tb_lineno - tb.tb_frame.f_code.co_firstlineno))
+                tb = tb.tb_next
+            return lines
+        return []
+
+    tool.register(M.events.LINE, lambda code, line: None)
+    tool.set_events(M.events.LINE)
+    try:
+        assert handler() == [("handler", 2), ("victim", 1)]
+    finally:
+        tool.set_events(0)

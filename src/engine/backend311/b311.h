@@ -309,6 +309,11 @@ li_shadow_stack_bound(int stacksize)
 
 /* ---- keeping code and frames up to date (update.c) ---- */
 
+/* Calls visit(op, arg) for every object the garbage collector tracks; stops
+ * at the first -1 and returns it.  `visit` must not allocate objects the
+ * collector tracks (a collection would reorder the lists walked). */
+int li_walk_heap(int (*visit)(PyObject *op, void *arg), void *arg);
+
 /* The code new frames of `original` should run now: itself or a shadow,
  * built if needed.  `builtins`: what functions of it use (NULL if not
  * known).  New reference, or NULL with an exception set. */
@@ -373,8 +378,11 @@ li_frame_generator(_PyInterpreterFrame *frame)
 }
 /* Points a frame that is not executing at `code`, at unit `unit`.  A
  * generator's gi_code stays the code it was created with, which is what its
- * memory was sized for. */
-void li_frame_set_code(_PyInterpreterFrame *frame, PyCodeObject *code, int unit);
+ * memory was sized for.  0 or -1 (MemoryError; the frame did not move). */
+int li_frame_set_code(_PyInterpreterFrame *frame, PyCodeObject *code, int unit);
+/* Tracebacks of frames moved since the last call hold offsets in the code
+ * the frame ran when they were made: translates them to its new code. */
+void li_fix_moved_tracebacks(void);
 int li_frames_init(void);
 
 /* ---- transparency (transparency.c) ---- */

@@ -325,25 +325,6 @@ li_watch_exhausted_generators(bool on)
     }
 }
 
-/* The StopIteration CPython reports for a value, made as raising it would
- * make it (None gives no arguments, a tuple's items are the arguments, a
- * StopIteration is itself), without touching the value: raising would set
- * an exception value's __context__ to the exception being handled. */
-static PyObject *
-stop_iteration(PyObject *value)
-{
-    if (value == Py_None) {
-        return PyObject_CallNoArgs(PyExc_StopIteration);
-    }
-    if (PyTuple_Check(value)) {
-        return PyObject_Call(PyExc_StopIteration, value, NULL);
-    }
-    if (PyObject_TypeCheck(value, (PyTypeObject *)PyExc_StopIteration)) {
-        return Py_NewRef(value);
-    }
-    return PyObject_CallOneArg(PyExc_StopIteration, value);
-}
-
 /* ---- delivering a probe ------------------------------------------------- */
 
 static PyObject *
@@ -498,7 +479,7 @@ li_fire_probe(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp,
             if (value == NULL) {
                 break;
             }
-            PyObject *exc = stop_iteration(value);
+            PyObject *exc = li_stop_iteration(value);
             Py_DECREF(value);
             err = exc == NULL ? -1 : deliver_at(tstate, s, tools, lp, exc, NULL);
             Py_XDECREF(exc);

@@ -101,11 +101,80 @@ static PyMethodDef forget_older_def = {
     "_forget_older_generator", forget_older, METH_O, NULL,
 };
 
-void
+/* Frames moved that have a frame object: tracebacks may hold it, with
+ * offsets in the code it ran before (see li_fix_moved_tracebacks). */
+typedef struct {
+    PyFrameObject *frame_object;    /* strong */
+    PyCodeObject *from, *to;        /* strong */
+} moved_frame;
+
+static moved_frame *moved;
+static int n_moved, cap_moved;
+
+int
 li_frame_set_code(_PyInterpreterFrame *frame, PyCodeObject *code, int unit)
 {
+    if (frame->frame_obj != NULL && frame->f_code != code) {
+        if (li_reserve((void **)&moved, &cap_moved, n_moved, sizeof(moved_frame), 4) < 0) {
+            return -1;
+        }
+        moved[n_moved++] = (moved_frame){
+            (PyFrameObject *)Py_NewRef(frame->frame_obj),
+            (PyCodeObject *)Py_NewRef(frame->f_code), (PyCodeObject *)Py_NewRef(code),
+        };
+    }
     frame->prev_instr = _PyCode_CODE(code) + unit;
     Py_SETREF(frame->f_code, (PyCodeObject *)Py_NewRef(code));
+    return 0;
+}
+
+/* Unit `unit` of `from` in `to`, two versions of one code object. */
+static int
+translate_unit(PyCodeObject *from, PyCodeObject *to, int unit)
+{
+    li_probes *old = li_shadow_probes(from), *new = li_shadow_probes(to);
+    int original = old != NULL ? (unit >= 0 && unit < old->n_units ? old->orig_of[unit] : -1)
+                               : unit;
+    if (new == NULL || original < 0) {
+        return original;
+    }
+    return original < new->n_orig_units ? new->shadow_of[original] : -1;
+}
+
+static int
+fix_traceback(PyObject *op, void *Py_UNUSED(arg))
+{
+    if (!PyTraceBack_Check(op)) {
+        return 0;
+    }
+    PyTracebackObject *tb = (PyTracebackObject *)op;
+    /* In the order of the moves: a frame may have moved twice. */
+    for (int k = 0; k < n_moved; k++) {
+        if (tb->tb_frame == moved[k].frame_object && tb->tb_lasti >= 0 &&
+            tb->tb_lineno == -1)
+        {
+            int unit = translate_unit(moved[k].from, moved[k].to,
+                                      tb->tb_lasti / (int)sizeof(_Py_CODEUNIT));
+            tb->tb_lasti = unit < 0 ? -1 : unit * (int)sizeof(_Py_CODEUNIT);
+        }
+    }
+    return 0;
+}
+
+void
+li_fix_moved_tracebacks(void)
+{
+    if (n_moved == 0) {
+        return;
+    }
+    /* Every traceback is tracked by the collector. */
+    (void)li_walk_heap(fix_traceback, NULL);
+    for (int k = 0; k < n_moved; k++) {
+        Py_DECREF(moved[k].frame_object);
+        Py_DECREF(moved[k].from);
+        Py_DECREF(moved[k].to);
+    }
+    n_moved = 0;
 }
 
 int

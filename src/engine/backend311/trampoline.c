@@ -723,7 +723,13 @@ land(PyThreadState *tstate)
     li_probes *lp = li_shadow_probes((PyCodeObject *)landing);
     int pad = li_pad_unit(lp, at);
     assert(pad >= 0);
-    li_frame_set_code(frame, lp->shadow, pad - 1);
+    if (li_frame_set_code(frame, lp->shadow, pad - 1) < 0) {
+        Py_DECREF(landing);
+        PyObject_Free(token);
+        return -1;
+    }
+    /* A frame reached while running can have tracebacks already. */
+    li_fix_moved_tracebacks();
     PyFunctionObject *func = frame->f_func;
     if (at == cb->entry_site && func != NULL && func->func_code == (PyObject *)code &&
         lp == li_current_shadow(cs))

@@ -404,8 +404,9 @@ replace_frame_code(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreter
     if (to != code) {
         bool room = to->co_stacksize <= li_frame_capacity(ts, frame, above);
         int unit = map_unit(code, to, (int)(frame->prev_instr - _PyCode_CODE(code)));
-        if (room && unit != -2) {
-            li_frame_set_code(frame, to, unit);
+        if (room && unit != -2 && li_frame_set_code(frame, to, unit) < 0) {
+            Py_DECREF(desired);
+            return -1;
         }
     }
     Py_DECREF(desired);
@@ -512,29 +513,36 @@ is_generator_like(PyObject *op)
            Py_IS_TYPE(op, &PyAsyncGen_Type);
 }
 
-/* Every function and generator-like object the garbage collector tracks.
- * The walk itself allocates nothing the collector tracks, so it cannot start
- * a collection that would reorder the lists it walks. */
-static PyObject *
-collect_runnables(void)
+int
+li_walk_heap(int (*visit)(PyObject *op, void *arg), void *arg)
 {
-    PyObject *found = PyList_New(0);
-    if (found == NULL) {
-        return NULL;
-    }
     struct _gc_runtime_state *gcstate = &PyInterpreterState_Get()->gc;
     for (int g = 0; g <= NUM_GENERATIONS; g++) {
         PyGC_Head *head = g < NUM_GENERATIONS ? &gcstate->generations[g].head
                                               : &gcstate->permanent_generation.head;
         for (PyGC_Head *gc = _PyGCHead_NEXT(head); gc != head; gc = _PyGCHead_NEXT(gc)) {
-            PyObject *op = (PyObject *)(gc + 1);
-            if ((PyFunction_Check(op) || is_generator_like(op)) &&
-                PyList_Append(found, op) < 0)
-            {
-                Py_DECREF(found);
-                return NULL;
+            if (visit((PyObject *)(gc + 1), arg) < 0) {
+                return -1;
             }
         }
+    }
+    return 0;
+}
+
+static int
+collect_runnable(PyObject *op, void *found)
+{
+    /* Appending to a list allocates nothing the collector tracks. */
+    return (PyFunction_Check(op) || is_generator_like(op)) ? PyList_Append(found, op) : 0;
+}
+
+/* Every function and generator-like object the garbage collector tracks. */
+static PyObject *
+collect_runnables(void)
+{
+    PyObject *found = PyList_New(0);
+    if (found != NULL && li_walk_heap(collect_runnable, found) < 0) {
+        Py_CLEAR(found);
     }
     return found;
 }
@@ -607,6 +615,7 @@ li_backend_update(void)
     if (err == 0) {
         err = li_trampolines_disarm_unneeded();
     }
+    li_fix_moved_tracebacks();
     Py_DECREF(runnables);
     return err;
 }

@@ -1,0 +1,11 @@
+/* Extension side on 3.13+: the interpreter implements PyMonitoring_* itself
+ * and lowimpact.h uses its functions; the table leaves them out. */
+
+#include "capi.h"
+
+int
+li_ext_init(LowImpact_CAPI *api)
+{
+    (void)api;
+    return 0;
+}
