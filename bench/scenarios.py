@@ -221,6 +221,45 @@ def start_py_start_return(ctx: Context) -> Stop:
     return stop
 
 
+def _c_tool() -> types.ModuleType:
+    """bench/ctool.c, compiled for this interpreter (once, under bench/.build)."""
+    import importlib.util
+    import os
+    import subprocess
+    import sysconfig
+
+    import lowimpact
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    build = os.path.join(here, ".build")
+    target = os.path.join(build, "ctool" + sysconfig.get_config_var("EXT_SUFFIX"))
+    source = os.path.join(here, "ctool.c")
+    if not os.path.exists(target) or os.path.getmtime(target) < os.path.getmtime(source):
+        os.makedirs(build, exist_ok=True)
+        cc = (sysconfig.get_config_var("CC") or "cc").split()
+        subprocess.run(cc + ["-shared", "-fPIC", "-O2", "-I" + sysconfig.get_paths()["include"],
+                             "-I" + lowimpact.get_include(), source, "-o", target], check=True)
+    spec = importlib.util.spec_from_file_location("ctool", target)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def start_py_start_return_c(ctx: Context) -> Stop:
+    """The call counter in C: PY_START and PY_RETURN to C callbacks (lowimpact.h)."""
+    tool = ctx.monitoring.PROFILER_ID
+    ctool = _c_tool()
+    ctool.start(tool)
+
+    def stop() -> dict[str, int]:
+        starts, returns = ctool.stop(tool)
+        return {"events": starts + returns,
+                "by_event": {"PY_START": starts, "PY_RETURN": returns}}
+
+    return stop
+
+
 def start_every_line(ctx: Context) -> Stop:
     """Every line to a Python callback that counts (a line tracer that never lets go)."""
     M = ctx.monitoring
@@ -443,6 +482,9 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("py_start_return", "monitoring", "PY_START+PY_RETURN counting callbacks",
                  start_py_start_return, Design("5.0", "3.0-3.4", "<=native"),
                  legacy_equivalent="setprofile"),
+        Scenario("py_start_return_c", "monitoring", "PY_START+PY_RETURN counting C callbacks",
+                 start_py_start_return_c, Design("5.4", "", "<=1.5"),
+                 legacy_equivalent="cProfile"),
         Scenario("every_line", "monitoring", "global LINE to a counting callback, no DISABLE",
                  start_every_line, Design("10.7", "5.4-6.4", "<=native"),
                  legacy_equivalent="settrace_coverage"),

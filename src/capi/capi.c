@@ -11,13 +11,7 @@
 /* A callable that sys.monitoring (or lowimpact's engine) calls like a Python
  * callback, through vectorcall: it calls a C function, with no Python frame
  * in between. */
-typedef struct {
-    PyObject_HEAD
-    vectorcallfunc vectorcall;
-    LowImpact_Callback func;
-    void *data;
-    int event;
-} ccallback_object;
+typedef li_ccallback ccallback_object;
 
 static PyObject *monitoring;    /* lowimpact.monitoring, imported at first use */
 static PyObject *disable;       /* its DISABLE */
@@ -185,7 +179,7 @@ static struct PyModuleDef capi_module = {
 PyMODINIT_FUNC
 PyInit__capi(void)
 {
-    if (PyType_Ready(&ccallback_type) < 0 || li_ext_init(&api) < 0) {
+    if (PyType_Ready(&ccallback_type) < 0 || li_ext_init(&api, &ccallback_type) < 0) {
         return NULL;
     }
     PyObject *module = PyModule_Create(&capi_module);

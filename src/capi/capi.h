@@ -13,7 +13,8 @@
 
 #include "li_shared.h"
 
-/* Fills in the extension side of `api` (or leaves it NULL).  0 or -1. */
-int li_ext_init(LowImpact_CAPI *api);
+/* Fills in the extension side of `api` (or leaves it NULL); tells the
+ * engine, where there is one, the type of C callbacks.  0 or -1. */
+int li_ext_init(LowImpact_CAPI *api, PyTypeObject *ccallback_type);
 
 #endif /* LI_CAPI_H */

@@ -113,8 +113,9 @@ fire(PyMonitoringState *state, int event, PyObject *codelike, int32_t offset, in
 }
 
 int
-li_ext_init(LowImpact_CAPI *api)
+li_ext_init(LowImpact_CAPI *api, PyTypeObject *ccallback_type)
 {
+    (void)ccallback_type;    /* the interpreter calls it through vectorcall */
     PyObject *monitoring = PySys_GetObject("monitoring");   /* borrowed */
     disable = monitoring != NULL ? PyObject_GetAttrString(monitoring, "DISABLE") : NULL;
     if (disable == NULL) {

@@ -4,8 +4,9 @@
 #include "capi.h"
 
 int
-li_ext_init(LowImpact_CAPI *api)
+li_ext_init(LowImpact_CAPI *api, PyTypeObject *ccallback_type)
 {
     (void)api;
+    (void)ccallback_type;
     return 0;
 }

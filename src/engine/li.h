@@ -99,7 +99,11 @@ typedef struct {
     /* Bumped whenever the set of (code, event) pairs that need probes may have
        grown, so that back ends know their probes must be re-evaluated. */
     uint64_t version;
+    /* Counts DISABLE marks made: a probe whose firing made none stays armed
+       without checking its tools again. */
+    uint64_t disables;
     PyObject *disable;      /* owned: the DISABLE sentinel */
+    PyTypeObject *c_callback_type;   /* owned: C callbacks, called directly */
     PyObject *missing;      /* owned: the MISSING sentinel */
 } li_registry;
 
@@ -193,6 +197,63 @@ int li_code_state_disable(li_code_state *cs, int event, Py_ssize_t unit, int too
 
 /* ---- delivering events ---------------------------------------------------- */
 
+/* The cold ends of li_call_tools (dispatch.c): a C callback returned -1
+ * (sets SystemError if it set nothing); DISABLE from a non-local event
+ * (ValueError, the callback is removed; returns -1). */
+void li_c_callback_failed(void);
+int li_bad_disable(int tool, int event);
+
+static inline int
+li_highest_tool(uint8_t tools)
+{
+    return 31 - __builtin_clz((unsigned int)tools);
+}
+
+/* Calls tool `tool`'s callback for `event`, if it has one.  1 if it
+ * returned DISABLE, 0 if anything else or none is registered, -1 on error.
+ * Inline: it is on the path of every event. */
+static inline int
+li_call_one(PyThreadState *tstate, int tool, int event, PyObject **args, size_t nargs)
+{
+    /* Re-read for every tool: an earlier callback may have changed it. */
+    PyObject *callback = li_reg.callbacks[tool][event];
+    if (callback == NULL) {
+        return 0;
+    }
+    /* The callback may unregister itself while it runs. */
+    Py_INCREF(callback);
+    /* No events reach code run by a callback, and sys.settrace and
+       sys.setprofile functions stay quiet meanwhile, as natively. */
+    li_enter_tracing(tstate);
+    bool disable;
+    if (Py_IS_TYPE(callback, li_reg.c_callback_type)) {
+        li_ccallback *c = (li_ccallback *)callback;
+        int result = c->func(c->data, c->event, args + 1, (Py_ssize_t)nargs);
+        li_leave_tracing(tstate);
+        Py_DECREF(callback);
+        if (result < 0) {
+            li_c_callback_failed();
+            return -1;
+        }
+        disable = result == LOWIMPACT_DISABLE;
+    }
+    else {
+        PyObject *res = PyObject_Vectorcall(callback, args + 1,
+                                            nargs | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        li_leave_tracing(tstate);
+        Py_DECREF(callback);
+        if (res == NULL) {
+            return -1;
+        }
+        disable = res == li_reg.disable;
+        Py_DECREF(res);
+    }
+    if (disable && !li_event_is_local(event)) {
+        return li_bad_disable(tool, event);
+    }
+    return disable;
+}
+
 /* Calls the callbacks of `tools` for `event`, highest tool id first, with the
  * vectorcall arguments args[1..nargs] (args[0] is scratch space that the call
  * may overwrite).  args[1] is the code object.  A callback returning DISABLE
@@ -201,9 +262,24 @@ int li_code_state_disable(li_code_state *cs, int event, Py_ssize_t unit, int too
  * Returns 0, or -1 with an exception set (remaining tools are not called).
  * The caller must have checked that the thread is not already inside a
  * callback. */
-int li_call_tools(PyThreadState *tstate, int event, uint8_t tools,
-                  li_code_state *cs, Py_ssize_t unit,
-                  PyObject **args, size_t nargs);
+static inline int
+li_call_tools(PyThreadState *tstate, int event, uint8_t tools,
+              li_code_state *cs, Py_ssize_t unit,
+              PyObject **args, size_t nargs)
+{
+    while (tools) {
+        int tool = li_highest_tool(tools);
+        tools &= (uint8_t)~(1 << tool);
+        int disabled = li_call_one(tstate, tool, event, args, nargs);
+        if (disabled < 0) {
+            return -1;
+        }
+        if (disabled && cs != NULL && li_code_state_disable(cs, event, unit, tool) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
 /* The same for an event fired through the C API: the tools are those of
  * *active (a PyMonitoringState's); DISABLE clears the tool's bit there. */
 int li_call_tools_of_state(PyThreadState *tstate, int event, uint8_t *active,

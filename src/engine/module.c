@@ -369,6 +369,22 @@ debug_shadow(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t narg
     return li_backend_debug_shadow((PyCodeObject *)args[0], (li_event_set)events);
 }
 
+PyDoc_STRVAR(set_c_callback_type_doc,
+"_set_c_callback_type($module, type, /)\n--\n\n"
+"Called by lowimpact._capi: the type of callbacks written in C, which the\n"
+"engine calls directly.");
+
+static PyObject *
+set_c_callback_type(PyObject *Py_UNUSED(module), PyObject *type)
+{
+    if (!PyType_Check(type) || ((PyTypeObject *)type)->tp_basicsize != sizeof(li_ccallback)) {
+        PyErr_SetString(PyExc_TypeError, "not the type of C callbacks");
+        return NULL;
+    }
+    Py_XSETREF(li_reg.c_callback_type, (PyTypeObject *)Py_NewRef(type));
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(stats_doc,
 "_stats($module, /)\n--\n\n"
 "For tests: counts of what the engine keeps alive (code states, shadows,\n"
@@ -433,6 +449,7 @@ static PyMethodDef engine_methods[] = {
     {"_all_events", all_events, METH_NOARGS, all_events_doc},
     {"_exclude", exclude, METH_O, exclude_doc},
     {"_stats", stats, METH_NOARGS, stats_doc},
+    {"_set_c_callback_type", set_c_callback_type, METH_O, set_c_callback_type_doc},
     {"_debug_shadow", (PyCFunction)(void (*)(void))debug_shadow, METH_FASTCALL,
      debug_shadow_doc},
     {NULL, NULL, 0, NULL},

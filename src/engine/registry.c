@@ -199,5 +199,6 @@ li_code_state_disable(li_code_state *cs, int event, Py_ssize_t unit, int tool)
         }
     }
     cs->disabled[event][unit] |= (uint8_t)(1 << tool);
+    li_reg.disables++;
     return 0;
 }

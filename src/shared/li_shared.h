@@ -38,6 +38,16 @@ li_event_name(int event)
     return event >= 0 && event < (int)(sizeof(names) / sizeof(names[0])) ? names[event] : "?";
 }
 
+/* A callback written in C (lowimpact.h's tool side): a callable object that
+ * calls `func` through vectorcall; lowimpact's engine calls `func` itself. */
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    LowImpact_Callback func;
+    void *data;
+    int event;
+} li_ccallback;
+
 /* ---- the extension side of the C API ---- */
 
 /* Calls the callbacks of the tools in *active for `event` with the vectorcall

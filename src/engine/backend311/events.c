@@ -380,6 +380,37 @@ li_fire_probe(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp,
 {
     PyObject **stack = frame->localsplus + lp->shadow->co_nlocalsplus;
     PyObject *top = p->depth > 0 ? stack[p->depth - 1] : NULL;
+    if (p->n_sites == 1 && (p->kind == LI_PROBE_AFTER || p->kind == LI_PROBE_INSTR ||
+                            p->kind == LI_PROBE_LINE))
+    {
+        /* The most frequent probes, for one event whose arguments are at
+           hand (PY_START, PY_RETURN, LINE...), without the general loop. */
+        li_site *s = &lp->sites[p->first_site];
+        PyObject *third = NULL;
+        switch (s->event) {
+        case LI_PY_RETURN:
+        case LI_PY_YIELD:
+            third = top;
+            /* fall through */
+        case LI_PY_START:
+        case LI_PY_RESUME:
+        case LI_LINE:
+        case LI_INSTRUCTION: {
+            uint8_t tools = li_tools_at(lp->cs, s->event, s->orig);
+            if (tools == 0) {
+                return 0;
+            }
+            if (s->arg == NULL && cached_arg(s) < 0) {
+                return -1;
+            }
+            PyObject *args[4] = {NULL, (PyObject *)lp->original, s->arg, third};
+            return li_call_tools(tstate, s->event, tools, lp->cs, s->orig, args,
+                                 third != NULL ? 3 : 2);
+        }
+        default:
+            break;
+        }
+    }
     bool exceptional = p->kind == LI_PROBE_HANDLER || p->kind == LI_PROBE_UNWIND;
     int here = (int)(frame->prev_instr - _PyCode_CODE(lp->shadow));
     arrival a = {false, false, here};

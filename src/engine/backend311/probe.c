@@ -142,6 +142,7 @@ static int
 fire(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp,
      li_probe *p, int index)
 {
+    uint64_t disables = li_reg.disables;
     if (li_fire_probe(tstate, frame, lp, p) < 0) {
         /* A callback raised: the traceback entry of the frame takes the
            unit of the instruction the events belong to, which has a
@@ -164,7 +165,9 @@ fire(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp,
         }
         return -1;
     }
-    if (!probe_wanted(lp, p, index)) {
+    /* Tools that went away meanwhile had their probes synced by the update
+       that removed them; only a DISABLE can leave this one unwanted. */
+    if (li_reg.disables != disables && !probe_wanted(lp, p, index)) {
         set_armed(lp, p, index, false);
         /* Disarmed probes still cost a jump each; once most are, a shadow
            without them serves better. */
