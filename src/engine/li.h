@@ -42,6 +42,27 @@ li_reserve(void **items, int *cap, int count, size_t size, int first)
     return 0;
 }
 
+/* An array of `count` items of `size` bytes that the caller fills
+ * completely (so not zeroed; filled with garbage in debug builds, to catch
+ * reads of what was not written).  NULL with MemoryError. */
+static inline void *
+li_alloc_filled_later(size_t count, size_t size)
+{
+    if (size != 0 && count > PY_SSIZE_T_MAX / size) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    void *items = PyMem_Malloc(count * size + 1);
+    if (items == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+#ifdef LI_DEBUG
+    memset(items, 0xAB, count * size + 1);
+#endif
+    return items;
+}
+
 /* ---- events ------------------------------------------------------------ */
 
 /* Event ids, numbered as in CPython 3.12 and 3.13 (the bit is 1 << id). */

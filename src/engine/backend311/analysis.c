@@ -34,10 +34,10 @@ falls_through(int opcode)
 static int
 decode_instructions(li_analysis *an)
 {
-    an->instrs = PyMem_Calloc((size_t)an->n_units, sizeof(li_instr));
-    an->instr_at = PyMem_Calloc((size_t)an->n_units, sizeof(int));
+    /* At most one instruction per unit; every unit belongs to one. */
+    an->instrs = li_alloc_filled_later((size_t)an->n_units, sizeof(li_instr));
+    an->instr_at = li_alloc_filled_later((size_t)an->n_units, sizeof(int));
     if (an->instrs == NULL || an->instr_at == NULL) {
-        PyErr_NoMemory();
         return -1;
     }
     int n = 0;
@@ -60,9 +60,7 @@ decode_instructions(li_analysis *an)
         in->line = an->locs[in->op].line;
         in->depth = -1;
         in->target = -1;
-        if (falls_through(in->opcode)) {
-            in->flags |= LI_I_FALLS_THROUGH;
-        }
+        in->flags = falls_through(in->opcode) ? LI_I_FALLS_THROUGH : 0;
         for (int u = in->start; u < in->end; u++) {
             an->instr_at[u] = n;
         }

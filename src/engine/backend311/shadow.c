@@ -91,7 +91,7 @@ typedef struct {
     li_site *sites;
     int n_sites, cap_sites;
     stub *stubs;
-    int n_stubs;
+    int n_stubs, cap_stubs;
     int *pre_stubs;           /* stubs with `before`, ordered by it */
     int probe_size;
     bool wide_index;          /* probe indices take three bytes */
@@ -219,11 +219,15 @@ inside_group(const li_analysis *an, int i)
     return (op == PRECALL && prev == KW_NAMES) || (op == CALL && prev == PRECALL);
 }
 
+/* Appends a stub for probe `probe`; its index, or -1 on error. */
 static int
-add_stub(builder *b, int kind, int owner, int depth)
+add_stub(builder *b, int kind, int owner, int depth, int probe)
 {
-    stub *s = &b->stubs[b->n_stubs];
-    *s = (stub){.kind = kind, .probe = -1, .owner = owner, .depth = depth, .before = -1};
+    if (li_reserve((void **)&b->stubs, &b->cap_stubs, b->n_stubs, sizeof(stub), 16) < 0) {
+        return -1;
+    }
+    b->stubs[b->n_stubs] = (stub){.kind = kind, .probe = probe, .owner = owner,
+                                  .depth = depth, .before = -1};
     return b->n_stubs++;
 }
 
@@ -314,9 +318,7 @@ plan_probes(builder *b)
 {
     li_analysis *an = &b->an;
     b->plans = PyMem_Calloc((size_t)an->n_instrs + 1, sizeof(plan));
-    /* A TAKEN or C_RAISE stub per instruction at most, and UNWIND. */
-    b->stubs = PyMem_Calloc((size_t)an->n_instrs * 2 + 1, sizeof(stub));
-    if (b->plans == NULL || b->stubs == NULL) {
+    if (b->plans == NULL) {
         PyErr_NoMemory();
         return -1;
     }
@@ -422,8 +424,10 @@ plan_probes(builder *b)
                 return -1;
             }
             if (probe >= 0) {
-                pl->taken = add_stub(b, STUB_TAKEN, i, 0);
-                b->stubs[pl->taken].probe = probe;
+                pl->taken = add_stub(b, STUB_TAKEN, i, 0, probe);
+                if (pl->taken < 0) {
+                    return -1;
+                }
                 /* Tracing reports a line at every backward jump: the stub of
                    a forward jump goes before its target, so that it jumps
                    forward on to it, as the original does. */
@@ -444,8 +448,10 @@ plan_probes(builder *b)
                 return -1;
             }
             if (probe >= 0) {
-                int s = add_stub(b, STUB_C_RAISE, i, depth);
-                b->stubs[s].probe = probe;
+                int s = add_stub(b, STUB_C_RAISE, i, depth, probe);
+                if (s < 0) {
+                    return -1;
+                }
                 /* The whole call group raises into the stub. */
                 for (int k = i; k >= 0 && (k == i || inside_group(an, k + 1)); k--) {
                     b->plans[k].call_unit = true;
@@ -469,8 +475,10 @@ plan_probes(builder *b)
     }
     b->unwind = -1;
     if (probe >= 0) {
-        b->unwind = add_stub(b, STUB_UNWIND, b->resume >= 0 ? b->resume : 0, 0);
-        b->stubs[b->unwind].probe = probe;
+        b->unwind = add_stub(b, STUB_UNWIND, b->resume >= 0 ? b->resume : 0, 0, probe);
+        if (b->unwind < 0) {
+            return -1;
+        }
     }
     return 0;
 }
@@ -991,12 +999,11 @@ static PyObject *
 exception_table(const builder *b, const shadow_image *img)
 {
     const li_analysis *an = &b->an;
-    int *handler_of = PyMem_Malloc(sizeof(int) * (size_t)(an->n_units + 1));
-    li_handler *entry = PyMem_Calloc((size_t)b->n_units + 1, sizeof(li_handler));
-    li_handler *out = PyMem_Calloc((size_t)b->n_units + 1, sizeof(li_handler));
+    int *handler_of = li_alloc_filled_later((size_t)an->n_units, sizeof(int));
+    li_handler *entry = li_alloc_filled_later((size_t)b->n_units, sizeof(li_handler));
+    li_handler *out = li_alloc_filled_later((size_t)b->n_units, sizeof(li_handler));
     PyObject *table = NULL;
     if (handler_of == NULL || entry == NULL || out == NULL) {
-        PyErr_NoMemory();
         goto done;
     }
     for (int u = 0; u < an->n_units; u++) {
@@ -1011,7 +1018,7 @@ exception_table(const builder *b, const shadow_image *img)
     for (int su = 0; su < b->n_units; su++) {
         int route = img->handler[su];
         li_handler *e = &entry[su];
-        e->target = -1;
+        *e = (li_handler){0, 0, -1, 0, false};
         if (route >= 0) {
             const stub *s = &b->stubs[route];
             *e = (li_handler){0, 0, s->pos, s->depth, false};
@@ -1176,10 +1183,9 @@ new_probes(builder *b, shadow_image *img, PyCodeObject *original, li_code_state 
     for (int e = 0; e < LI_LOCAL_EVENT_COUNT; e++) {
         lp->built_tools[e] = li_reg.global_tools[e] | cs->local_tools[e];
     }
-    lp->shadow_of = PyMem_Calloc((size_t)b->an.n_units + 1, sizeof(int32_t));
+    lp->shadow_of = li_alloc_filled_later((size_t)b->an.n_units, sizeof(int32_t));
     if (lp->shadow_of == NULL) {
         Py_DECREF(lp);
-        PyErr_NoMemory();
         return NULL;
     }
     for (int i = 0; i < b->an.n_instrs; i++) {
@@ -1228,16 +1234,16 @@ li_build_shadow(PyCodeObject *original, li_code_state *cs, li_event_set kinds,
                      original);
         goto done;
     }
-    img.code = PyMem_Calloc((size_t)b.n_units, sizeof(_Py_CODEUNIT));
-    img.orig_of = PyMem_Calloc((size_t)b.n_units + 1, sizeof(int32_t));
-    img.locs = PyMem_Calloc((size_t)b.n_units + 1, sizeof(li_loc));
-    img.handler = PyMem_Calloc((size_t)b.n_units + 1, sizeof(int));
-    img.route_of = PyMem_Calloc((size_t)b.n_units + 1, sizeof(int32_t));
-    img.line_of = PyMem_Calloc((size_t)b.n_units + 1, sizeof(int32_t));
+    /* emit() writes every unit of each. */
+    img.code = li_alloc_filled_later((size_t)b.n_units, sizeof(_Py_CODEUNIT));
+    img.orig_of = li_alloc_filled_later((size_t)b.n_units, sizeof(int32_t));
+    img.locs = li_alloc_filled_later((size_t)b.n_units, sizeof(li_loc));
+    img.handler = li_alloc_filled_later((size_t)b.n_units, sizeof(int));
+    img.route_of = li_alloc_filled_later((size_t)b.n_units, sizeof(int32_t));
+    img.line_of = li_alloc_filled_later((size_t)b.n_units, sizeof(int32_t));
     if (img.code == NULL || img.orig_of == NULL || img.locs == NULL || img.handler == NULL ||
         img.route_of == NULL || img.line_of == NULL)
     {
-        PyErr_NoMemory();
         goto done;
     }
     emit(&b, &img);
