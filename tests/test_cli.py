@@ -17,11 +17,8 @@ from typing import List, NamedTuple, Optional
 
 import pytest
 
-if sys.version_info < (3, 11):
-    pytest.skip("lowimpact.monitoring needs CPython 3.11+", allow_module_level=True)
-
-from lowimpact.tools.target import Scope  # noqa: E402
-from lowimpact.tools.trace import (  # noqa: E402
+from lowimpact.tools.target import Scope
+from lowimpact.tools.trace import (
     TOOL_IDS,
     TOOL_NAME,
     Tracer,
