@@ -315,9 +315,11 @@ int li_capi_init(PyObject *module);
 int li_backend_init(PyObject *module);
 
 /* The state changed so that some code may now need more, fewer or other
- * probes (event sets, local events).  The back end brings every code object
- * that can run into line with li_reg and the code states.  0 or -1. */
-int li_backend_update(void);
+ * probes (event sets, local events); `grew`: a tool may want events where
+ * it did not (events added, restart_events).  The back end brings every
+ * code object that can run into line with li_reg and the code states.
+ * 0 or -1. */
+int li_backend_update(bool grew);
 
 /* Probes whose tools were re-enabled (restart_events, or events added where
  * probes already exist) must be re-armed.  0 or -1. */

@@ -113,11 +113,13 @@ get_tool(PyObject *Py_UNUSED(module), PyObject *arg)
     return Py_NewRef(name != NULL ? name : Py_None);
 }
 
-/* Replaces the global events of `tool`.  True if anything changed. */
+/* Replaces the global events of `tool`; sets *grew when an event was
+ * added.  True if anything changed. */
 static bool
-replace_global_events(int tool, li_event_set events)
+replace_global_events(int tool, li_event_set events, bool *grew)
 {
     bool changed = false;
+    *grew = false;
     for (int e = 0; e < LI_UNGROUPED_EVENT_COUNT; e++) {
         uint8_t before = li_reg.global_tools[e];
         li_reg.global_tools[e] &= (uint8_t)~(1 << tool);
@@ -125,6 +127,7 @@ replace_global_events(int tool, li_event_set events)
             li_reg.global_tools[e] |= (uint8_t)(1 << tool);
         }
         changed |= (before != li_reg.global_tools[e]);
+        *grew |= (li_reg.global_tools[e] & ~before) != 0;
     }
     return changed;
 }
@@ -147,9 +150,10 @@ clear_tool_id(PyObject *Py_UNUSED(module), PyObject *arg)
     for (int e = 0; e < LI_EVENT_COUNT; e++) {
         Py_CLEAR(li_reg.callbacks[tool][e]);
     }
-    replace_global_events(tool, 0);
+    bool grew;
+    replace_global_events(tool, 0, &grew);
     li_reg.version++;
-    if (li_backend_update() < 0) {
+    if (li_backend_update(false) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -243,9 +247,10 @@ set_events(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     if (fold_c_events(&event_set) < 0 || check_in_use(tool) < 0) {
         return NULL;
     }
-    if (replace_global_events(tool, (li_event_set)event_set)) {
+    bool grew;
+    if (replace_global_events(tool, (li_event_set)event_set, &grew)) {
         li_reg.version++;
-        if (li_backend_update() < 0) {
+        if (li_backend_update(grew) < 0) {
             return NULL;
         }
     }
@@ -305,12 +310,13 @@ set_local_events(PyObject *Py_UNUSED(module), PyObject *const *args,
     if (cs == NULL) {
         return NULL;
     }
-    if (li_code_state_local(cs, tool) == (li_event_set)event_set) {
+    li_event_set before = li_code_state_local(cs, tool);
+    if (before == (li_event_set)event_set) {
         Py_RETURN_NONE;
     }
     li_code_state_set_local(cs, tool, (li_event_set)event_set);
     li_reg.version++;
-    if (li_backend_update() < 0) {
+    if (li_backend_update(((li_event_set)event_set & ~before) != 0) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -326,7 +332,7 @@ restart_events(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
     li_reg.disable_epoch++;
     li_reg.version++;
     /* Shadows built without disabled probes must be rebuilt with them. */
-    if (li_backend_update() < 0) {
+    if (li_backend_update(true) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;

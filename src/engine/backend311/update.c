@@ -580,9 +580,12 @@ update_generator(PyGenObject *gen)
 }
 
 int
-li_backend_update(void)
+li_backend_update(bool grew)
 {
-    if (li_backend_rearm() < 0) {
+    /* Probes of events no tool wants any more deliver nothing (they check
+       the tools when they run), and the frames that start from now on get
+       code without them: re-arming every live shadow is for new events. */
+    if (grew && li_backend_rearm() < 0) {
         return -1;
     }
     li_watch_exhausted_generators(wanted_anywhere(LI_STOP_ITERATION));
