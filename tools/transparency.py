@@ -4,8 +4,10 @@ For each module, in fresh subprocesses: once without monitoring, once with
 every event but INSTRUCTION enabled globally for one tool whose callbacks
 record the events ("record"), and once with callbacks that return DISABLE
 wherever that is allowed ("disable").  The results (tests run, failures,
-errors, skips) must be the same.  Prints a table; exit status 1 if any
-module's results differ.
+errors, skips) must be the same, except for the tests in KNOWN_NATIVE, which
+fail the same way under the interpreter's own sys.monitoring on 3.12 and 3.13
+(run this tool there to see them).  Prints a table; exit status 1 if any
+module differs for any other reason.
 
     python tools/transparency.py [--quick] [module ...]
 """
@@ -54,6 +56,20 @@ MODULES = [
 ]
 
 QUICK = MODULES[:8]
+
+_SPECIALIZE = ("asserts that the adaptive interpreter specialised the code it ran; "
+               "monitored code runs instrumented instructions that never specialise")
+#: Tests that monitoring makes fail natively too, by test method name.
+KNOWN_NATIVE = {
+    "test_raise_and_yield_from": "a Python callback is where the pending SIGINT handler runs",
+    "test_recursion_error_cleanup": "3.12 only: DISABLE in the recursion-limit test",
+    "test_binary_specialize": _SPECIALIZE,
+    "test_call_specialize": _SPECIALIZE,
+    "test_load_attr_specialize": _SPECIALIZE,
+    "test_loop_quicken": _SPECIALIZE,
+    "test_super_instructions": _SPECIALIZE,
+    "test_co_positions_with_lots_of_caches": _SPECIALIZE,
+}
 
 #: Run in the child: load the module's tests, switch monitoring on, run them.
 CHILD = r"""
@@ -118,23 +134,46 @@ def main(argv: List[str]) -> int:
     differ = 0
     for module in modules:
         results = {mode: run(mode, module, args.timeout) for mode in ("off", "record", "disable")}
-        base = {k: v for k, v in results["off"].items() if k not in ("seconds", "events")}
-        same = all({k: v for k, v in r.items() if k not in ("seconds", "events")} == base
-                   for r in results.values())
-        differ += not same
+        verdict = compare(results)
+        differ += verdict == "NO"
         print("%-32s %-16s %-16s %-16s %12s %s" % (
             module, summary(results["off"]), summary(results["record"]),
-            summary(results["disable"]), results["record"].get("events", "-"),
-            "yes" if same else "NO"))
-        if not same:
+            summary(results["disable"]), results["record"].get("events", "-"), verdict))
+        if verdict != "yes":
             for mode in ("record", "disable"):
-                extra = sorted(set(results[mode].get("failed", [])) - set(results["off"].get("failed", [])))
-                for name in extra[:5]:
-                    print("    %s: %s" % (mode, name))
+                for name in sorted(newly_failed(results, mode))[:8]:
+                    method = name.split()[0]
+                    note = KNOWN_NATIVE.get(method)
+                    print("    %s: %s%s" % (mode, name, "\n        known, native too: " + note if note else ""))
                 if "stderr" in results[mode]:
                     print("    " + results[mode]["stderr"].strip().replace("\n", "\n    ")[-1200:])
-    print("%d of %d modules differ" % (differ, len(modules)))
+    print("%d of %d modules differ (beyond the failures native monitoring shares)" % (differ, len(modules)))
     return 1 if differ else 0
+
+
+def newly_failed(results: Dict[str, Dict], mode: str) -> List[str]:
+    return sorted(set(results[mode].get("failed", [])) - set(results["off"].get("failed", [])))
+
+
+def compare(results: Dict[str, Dict]) -> str:
+    """"yes" if every mode matches the unmonitored run, "known" if the only
+    differences are tests in KNOWN_NATIVE failing, "NO" otherwise."""
+    if any("crash" in r for r in results.values()):
+        return "NO"
+    base = results["off"]
+    verdict = "yes"
+    for mode in ("record", "disable"):
+        r = results[mode]
+        extra = newly_failed(results, mode)
+        if any(name.split()[0] not in KNOWN_NATIVE for name in extra):
+            return "NO"
+        fixed = set(base["failed"]) - set(r["failed"])
+        counts_match = (r["run"], r["skipped"]) == (base["run"], base["skipped"])
+        if fixed or not counts_match:
+            return "NO"
+        if extra:
+            verdict = "known"
+    return verdict
 
 
 if __name__ == "__main__":

@@ -170,31 +170,105 @@ compute_depths(li_analysis *an)
     return 0;
 }
 
+/* The handler the compiler adds to restore the previous exception and
+ * re-raise (COPY 3; POP_EXCEPT; RERAISE 1).  3.11 sometimes gives it the
+ * line of the statement around it, 3.12 never gives it a line. */
+static bool
+is_cleanup_handler(const li_analysis *an, int i)
+{
+    const li_instr *in = an->instrs + i;
+    return (in->flags & LI_I_HANDLER_TARGET) && i + 2 < an->n_instrs &&
+           in[0].opcode == COPY && in[0].oparg == 3 && in[1].opcode == POP_EXCEPT &&
+           in[2].opcode == RERAISE && in[2].oparg == 1;
+}
+
+/* The line 3.12 gives a RERAISE that only jumps reach: the jumps' line
+ * when they share one (a block without a location inherits its single
+ * predecessor's); 3.11 gives it the line of whatever precedes it in the
+ * bytecode.  `jump_line` maps each instruction to the line of the jumps to
+ * it, -2 when none jumps there, -3 when they disagree. */
+static int
+line_as_in_312(const li_analysis *an, const int *jump_line, int i)
+{
+    const li_instr *in = an->instrs + i;
+    bool entered_from_prev = i > 0 && (in[-1].flags & LI_I_FALLS_THROUGH);
+    if (jump_line != NULL && in->opcode == RERAISE && !entered_from_prev &&
+        jump_line[i] >= 0)
+    {
+        return jump_line[i];
+    }
+    return in->line;
+}
+
+static int *
+lines_of_jumps(const li_analysis *an)
+{
+    int *jump_line = PyMem_Malloc(sizeof(int) * (size_t)(an->n_instrs + 1));
+    if (jump_line == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (int i = 0; i < an->n_instrs; i++) {
+        jump_line[i] = -2;
+    }
+    for (int i = 0; i < an->n_instrs; i++) {
+        int t = an->instrs[i].target;
+        if (t >= 0) {
+            int line = an->instrs[i].line;
+            jump_line[t] = jump_line[t] == -2 || jump_line[t] == line ? line : -3;
+        }
+    }
+    return jump_line;
+}
+
 /* Where LINE can fire (CPython 3.12's rule): the first instruction of each
  * run of a line, every jump target and every exception handler, never
- * RESUME or END_ASYNC_FOR, never an instruction without a line, never in the
- * prologue before the first RESUME. */
-static void
+ * RESUME or END_ASYNC_FOR, never an instruction without a line (counting
+ * cleanup handlers as such), never in the prologue before the first RESUME.
+ * Lines as 3.12 would give them (line_as_in_312). */
+static int
 mark_line_starts(li_analysis *an)
 {
+    int *jump_line = NULL;
+    for (int i = 0; i < an->n_instrs; i++) {
+        an->instrs[i].event_line = an->instrs[i].line;
+    }
+    for (int i = 0; i < an->n_instrs; i++) {
+        if (an->instrs[i].opcode == RERAISE && (an->instrs[i].flags & LI_I_JUMP_TARGET)) {
+            jump_line = lines_of_jumps(an);
+            if (jump_line == NULL) {
+                return -1;
+            }
+            break;
+        }
+    }
     int first = 0;
     while (first < an->n_instrs && an->instrs[first].opcode != RESUME) {
         first++;
     }
     int current_line = -1;
+    int cleanup_left = 0;     /* instructions of a cleanup handler to go */
     for (int i = first; i < an->n_instrs; i++) {
         li_instr *in = &an->instrs[i];
         in->flags |= LI_I_TRACEABLE;
         if (in->opcode == RESUME || in->opcode == END_ASYNC_FOR) {
             continue;
         }
-        bool starts = in->line != current_line ||
+        if (is_cleanup_handler(an, i)) {
+            cleanup_left = 3;
+        }
+        int line = cleanup_left > 0 ? -1 : line_as_in_312(an, jump_line, i);
+        cleanup_left -= cleanup_left > 0;
+        bool starts = line != current_line ||
                       (in->flags & (LI_I_JUMP_TARGET | LI_I_HANDLER_TARGET));
-        if (starts && in->line >= 0 && in->depth >= 0) {
+        if (starts && line >= 0 && in->depth >= 0) {
             in->flags |= LI_I_LINE_START;
         }
-        current_line = in->line;
+        in->event_line = line;
+        current_line = line;
     }
+    PyMem_Free(jump_line);
+    return 0;
 }
 
 int
@@ -221,11 +295,11 @@ li_analyse(PyCodeObject *code, li_analysis *an)
         li_decode_locations(code, an->locs, an->n_units) < 0 ||
         decode_instructions(an) < 0 ||
         resolve_targets(an) < 0 ||
-        compute_depths(an) < 0)
+        compute_depths(an) < 0 ||
+        mark_line_starts(an) < 0)
     {
         goto error;
     }
-    mark_line_starts(an);
     return 0;
 error:
     li_analysis_clear(an);

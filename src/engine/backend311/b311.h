@@ -46,6 +46,7 @@ typedef struct {
     int end;          /* one past the last unit, inline caches included */
     int oparg;
     int line;         /* line of the opcode unit, -1 if none */
+    int event_line;   /* the line LINE events give it: 3.12's (-1 if none) */
     int depth;        /* value stack depth before it runs; -1 if unreachable */
     int target;       /* instruction jumped to, or -1 */
     uint8_t opcode;   /* deoptimised */

@@ -205,17 +205,16 @@ calls_python(PyObject *callable)
 
 /* ---- exceptions --------------------------------------------------------- */
 
-/* The last exception that reached a handler or the UNWIND stub of a frame.
- * When the same exception reaches the same frame again with the same
- * traceback, nothing raised it anew in between: a RERAISE or a bare `raise`
- * sent it on (a raise adds an entry to the traceback).  An exception a
- * callback raised at one of these probes is not raised anew either. */
+/* An exception sent on without being raised anew: by an instruction that
+ * re-raises (its probe sets this just before it runs), or by a callback of
+ * an exception event that raised.  The exception goes straight to a handler
+ * of the same frame or its UNWIND stub, whose probe takes the mark: an
+ * exception that arrives unmarked was raised (RAISE).  Frame and exception
+ * are only compared, and only with the very next arrival. */
 static _Thread_local struct {
     _PyInterpreterFrame *frame;
-    PyObject *exc;           /* borrowed: only compared */
-    PyObject *tb;            /* borrowed: only compared */
-    bool from_callback;
-} last_arrival;
+    PyObject *exc;           /* borrowed; NULL: whatever a RERAISE re-raises */
+} reraise_mark;
 
 typedef struct {
     bool reraised;           /* sent on from this frame, not raised anew */
@@ -245,11 +244,8 @@ exception_arrival(_PyInterpreterFrame *frame, li_probes *lp, PyObject *exc, int 
        land here with something else on the stack. */
     PyObject *tb = (exc != NULL && PyExceptionInstance_Check(exc))
                    ? PyException_GetTraceback(exc) : NULL;
-    if (last_arrival.frame == frame && last_arrival.exc == exc &&
-        (last_arrival.from_callback || last_arrival.tb == tb))
-    {
-        a.reraised = true;
-    }
+    a.reraised = reraise_mark.frame == frame &&
+                 (reraise_mark.exc == NULL || reraise_mark.exc == exc);
     if (tb != NULL && PyTraceBack_Check(tb)) {
         PyTracebackObject *entry = (PyTracebackObject *)tb;
         if (entry->tb_frame != NULL && entry->tb_frame->f_frame == frame) {
@@ -258,10 +254,8 @@ exception_arrival(_PyInterpreterFrame *frame, li_probes *lp, PyObject *exc, int 
         }
     }
     if (record) {
-        last_arrival.frame = frame;
-        last_arrival.exc = exc;
-        last_arrival.tb = tb;
-        last_arrival.from_callback = false;
+        reraise_mark.frame = NULL;
+        reraise_mark.exc = NULL;
     }
     Py_XDECREF(tb);
     return a;
@@ -427,6 +421,13 @@ li_fire_probe(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp,
     for (int k = 0; k < p->n_sites; k++) {
         li_site *s = &lp->sites[p->first_site + k];
         int event = s->event;
+        if (event == LI_RERAISE && p->kind != LI_PROBE_UNWIND) {
+            if (s->aux == 2 && PyErr_GivenExceptionMatches(top, PyExc_StopAsyncIteration)) {
+                continue;      /* END_ASYNC_FOR ends the loop */
+            }
+            reraise_mark.frame = frame;
+            reraise_mark.exc = NULL;
+        }
         uint8_t tools = li_tools_at(lp->cs, event, s->orig);
         if (event == LI_C_RETURN || event == LI_C_RAISE) {
             /* The tools that saw the call see its end, even one that has
@@ -460,9 +461,13 @@ li_fire_probe(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp,
         case LI_INSTRUCTION:
             err = deliver_at(tstate, s, tools, lp, NULL, NULL);
             break;
+        case LI_EXCEPTION_HANDLED:
+            if (p->kind == LI_PROBE_UNWIND) {
+                goto at_raising_unit;
+            }
+            /* fall through */
         case LI_PY_RETURN:
         case LI_PY_YIELD:
-        case LI_EXCEPTION_HANDLED:
             err = deliver_at(tstate, s, tools, lp, top, NULL);
             break;
         case LI_JUMP:
@@ -486,9 +491,13 @@ li_fire_probe(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp,
             break;
         }
         case LI_RERAISE: {
-            /* RERAISE re-raises its operand, a bare `raise` the exception
-               being handled (if none, it raises an error instead). */
-            PyObject *exc = s->aux ? PyErr_GetHandledException() : Py_XNewRef(top);
+            if (p->kind == LI_PROBE_UNWIND) {
+                goto at_raising_unit;
+            }
+            /* RERAISE and END_ASYNC_FOR re-raise their operand, a bare
+               `raise` the exception being handled (if none, it raises an
+               error instead). */
+            PyObject *exc = s->aux == 1 ? PyErr_GetHandledException() : Py_XNewRef(top);
             if (exc != NULL && exc != Py_None) {
                 err = deliver_at(tstate, s, tools, lp, exc, NULL);
             }
@@ -518,8 +527,16 @@ li_fire_probe(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp,
         }
         case LI_PY_THROW:
         case LI_RAISE:
-        case LI_PY_UNWIND: {
+        case LI_PY_UNWIND:
+        at_raising_unit: {
             if ((event == LI_PY_THROW && !a.thrown) || (event == LI_RAISE && a.reraised)) {
+                break;
+            }
+            /* The handler that generators get in 3.12 (see shadow.c) does
+               not cover a generator that has not started yet. */
+            if ((event == LI_EXCEPTION_HANDLED || event == LI_RERAISE) &&
+                a.unit < lp->shadow->_co_firsttraceable)
+            {
                 break;
             }
             int unit = li_original_unit(lp->shadow, a.unit);
@@ -543,9 +560,8 @@ li_fire_probe(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp,
                 PyObject *type, *value, *tb;
                 PyErr_Fetch(&type, &value, &tb);
                 PyErr_NormalizeException(&type, &value, &tb);
-                last_arrival.frame = frame;
-                last_arrival.exc = value;
-                last_arrival.from_callback = true;
+                reraise_mark.frame = frame;
+                reraise_mark.exc = value;
                 PyErr_Restore(type, value, tb);
             }
             return -1;

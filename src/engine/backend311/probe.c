@@ -116,6 +116,12 @@ probe_wanted(const li_probes *lp, const li_probe *p, int index)
         if (li_tools_at(lp->cs, s->event, s->orig)) {
             return true;
         }
+        /* Re-raises also matter to RAISE and PY_THROW (events.c). */
+        if (s->event == LI_RERAISE &&
+            (li_reg.global_tools[LI_RAISE] | li_reg.global_tools[LI_PY_THROW]))
+        {
+            return true;
+        }
         /* A call in progress ends with the events of the tools that saw it
            start, even those that disabled its CALL meanwhile (events.c). */
         if ((s->event == LI_C_RETURN || s->event == LI_C_RAISE) &&

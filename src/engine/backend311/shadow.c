@@ -133,6 +133,23 @@ add_site(builder *b, int event, int orig, int aux)
     return 0;
 }
 
+/* The site of an instruction that re-raises: RERAISE, a bare `raise`
+ * (aux 1), END_ASYNC_FOR (aux 2, re-raises what is not StopAsyncIteration).
+ * Besides the RERAISE event it tells the next handler that the exception is
+ * not raised anew (no RAISE, no PY_THROW), so it is there for those too. */
+static int
+add_reraise_site(builder *b, int orig, int aux)
+{
+    if (!wanted(b, LI_RERAISE) && !wanted(b, LI_RAISE) && !wanted(b, LI_PY_THROW)) {
+        return 0;
+    }
+    if (li_reserve((void **)&b->sites, &b->cap_sites, b->n_sites, sizeof(li_site), 64) < 0) {
+        return -1;
+    }
+    b->sites[b->n_sites++] = (li_site){NULL, orig, aux, (uint8_t)LI_RERAISE};
+    return 0;
+}
+
 /* Opens a probe; its sites are those added until close_probe(). */
 static int
 open_probe(builder *b)
@@ -291,13 +308,15 @@ plan_instr(builder *b, int i, int *probe)
         err = add_site(b, LI_JUMP, in->op, an->instrs[in->target].start);
         break;
     case RERAISE:
-        err = add_site(b, LI_RERAISE, in->op, 0);
+        err = add_reraise_site(b, in->op, 0);
         break;
     case RAISE_VARARGS:
         if (end->oparg == 0) {
-            /* A bare `raise`: re-raises the exception being handled. */
-            err = add_site(b, LI_RERAISE, in->op, 1);
+            err = add_reraise_site(b, in->op, 1);
         }
+        break;
+    case END_ASYNC_FOR:
+        err = add_reraise_site(b, in->op, 2);
         break;
     case CALL:
         err = add_site(b, LI_CALL, end->op, end->oparg);
@@ -367,7 +386,7 @@ plan_probes(builder *b)
         }
         if (in->flags & LI_I_LINE_START) {
             int first = open_probe(b);
-            if (add_site(b, LI_LINE, in->op, in->line) < 0) {
+            if (add_site(b, LI_LINE, in->op, in->event_line) < 0) {
                 return -1;
             }
             int kind = (in->flags & LI_I_HANDLER_TARGET) ? LI_PROBE_LINE_HANDLER
@@ -375,7 +394,7 @@ plan_probes(builder *b)
             pl->probe[LINE] = close_probe(b, first, kind, in->depth);
             /* RESUME never hides the next line: CPython 3.12's rule. */
             pl->skip = pl->probe[LINE] >= 0 && entered_from_prev &&
-                       prev->line == in->line && prev->opcode != RESUME;
+                       prev->event_line == in->event_line && prev->opcode != RESUME;
         }
         if (plan_instr(b, i, &pl->probe[INSTR]) < 0) {
             return -1;
@@ -461,9 +480,18 @@ plan_probes(builder *b)
         }
     }
     int first = open_probe(b);
-    if (add_site(b, LI_PY_THROW, 0, 0) < 0 || add_site(b, LI_RAISE, 0, 0) < 0 ||
-        add_site(b, LI_PY_UNWIND, 0, 0) < 0)
+    if (add_site(b, LI_PY_THROW, 0, 0) < 0 || add_site(b, LI_RAISE, 0, 0) < 0) {
+        return -1;
+    }
+    /* CPython 3.12 wraps the body of generators and coroutines in a handler
+       that re-raises what leaves them (3.11 converts StopIteration in C
+       instead): the stub reports that handler's two events. */
+    if ((b->an.code->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)) &&
+        (add_site(b, LI_EXCEPTION_HANDLED, 0, 0) < 0 || add_site(b, LI_RERAISE, 0, 0) < 0))
     {
+        return -1;
+    }
+    if (add_site(b, LI_PY_UNWIND, 0, 0) < 0) {
         return -1;
     }
     /* The entry gives it the raising offset too: its RERAISE puts the frame
@@ -542,7 +570,7 @@ static int
 jump_landing(const builder *b, const li_instr *source, int t)
 {
     const plan *pl = &b->plans[t];
-    if (pl->probe[LINE] >= 0 && source->line != b->an.instrs[t].line) {
+    if (pl->probe[LINE] >= 0 && source->event_line != b->an.instrs[t].event_line) {
         return pl->pos[LINE];
     }
     return pl->pos[INSTR] >= 0 ? pl->pos[INSTR] : pl->pos_start;

@@ -1,0 +1,734 @@
+"""Random small programs for the monitoring fuzz tests, and a normalized event recorder.
+
+This module uses only the standard library and nothing else of the test
+suite, because it plays two parts: ``test_fuzz`` imports it, and the
+differential test runs it as a script (``serve``) under a native interpreter,
+the oracle, which has neither lowimpact nor hypothesis.
+
+Programs come from a small grammar driven by a :class:`Chooser`, so the
+same grammar serves hypothesis (whose draws shrink failures to small
+programs) and a seeded ``random.Random`` (``python fuzzprog.py gen SEED``,
+for looking at programs by hand).  Every program defines ``main()``, which
+terminates quickly whatever was generated (loops are bounded by constants,
+every call passes ``depth - 1`` and burns one unit of a global fuel) and
+returns ``(checksum, LOG)``; ``LOG`` holds the names of the exceptions
+that were caught.
+
+Command line (run it with the interpreter whose events you want):
+
+``serve``
+    read JSON requests ``{"source": ...}`` from stdin, one a line; answer each
+    with ``{"result": ..., "stream": [...]}`` or ``{"error": ...}``.
+    ``{"version": true}`` is answered with the interpreter's version.
+``gen SEED [portable]``
+    print a program.
+``stream FILE``
+    print the normalized event stream of the program in FILE, one event a line.
+"""
+
+from __future__ import annotations
+
+import builtins
+import gc
+import json
+import random
+import sys
+import traceback
+import types
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Optional, Protocol, Sequence, TypeVar
+
+FILENAME = "<fuzz>"
+MODULE = "fuzz"
+
+T = TypeVar("T")
+
+# Events whose order and arguments do not depend on the bytecode, so a
+# normalized stream can be compared across interpreter versions.  PY_THROW
+# and STOP_ITERATION are left out: the portable grammar never throws into a
+# generator, and STOP_ITERATION depends on how each version ends loops.
+STREAM_EVENTS = (
+    "PY_START",
+    "PY_RESUME",
+    "PY_RETURN",
+    "PY_YIELD",
+    "CALL",
+    "LINE",
+    "RAISE",
+    "RERAISE",
+    "EXCEPTION_HANDLED",
+    "PY_UNWIND",
+)
+EXCEPTION_EVENTS = ("RAISE", "RERAISE", "EXCEPTION_HANDLED", "PY_UNWIND", "PY_THROW")
+
+# Builtins the programs call, reported by name in CALL events.  Any other
+# callable that is not the program's own is reported as "?".
+FIXED_BUILTINS = (
+    "len",
+    "sorted",
+    "min",
+    "max",
+    "str",
+    "abs",
+    "sum",
+    "list",
+    "range",
+    "reversed",
+    "int",
+    "type",
+    "next",
+    "ValueError",
+    "KeyError",
+    "IndexError",
+    "ZeroDivisionError",
+)
+_BUILTIN_NAMES = {id(getattr(builtins, name)): name for name in FIXED_BUILTINS}
+
+
+# --------------------------------------------------------------------------
+# Choices
+
+
+class Chooser(Protocol):
+    """Where the grammar's decisions come from.  Shrinking makes the first option,
+    the low end of a range and False the simple choices, so lists of options
+    start with the plainest."""
+
+    def number(self, lo: int, hi: int) -> int: ...
+
+    def pick(self, options: Sequence[T]) -> T: ...
+
+    def flag(self) -> bool: ...
+
+
+class RandomChooser:
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+
+    def number(self, lo: int, hi: int) -> int:
+        return self.rng.randint(lo, hi)
+
+    def pick(self, options: Sequence[T]) -> T:
+        return options[self.rng.randrange(len(options))]
+
+    def flag(self) -> bool:
+        return self.rng.random() < 0.5
+
+
+# --------------------------------------------------------------------------
+# The grammar
+
+PRELUDE = '''\
+MOD = 1000003
+FUEL = [0]
+LOG = []
+
+
+class Oops(Exception):
+    pass
+
+
+class CM:
+    def __init__(self, log, tag):
+        self.log = log
+        self.tag = tag
+
+    def __enter__(self):
+        self.log.append("enter")
+        return self.tag
+
+    def __exit__(self, etype, exc, tb):
+        if etype is None:
+            self.log.append("exit")
+            return False
+        self.log.append(etype.__name__)
+        return self.tag % 2 == 0 and issubclass(etype, Exception)
+'''
+
+HANDLED = (
+    "ValueError",
+    "Exception",
+    "ZeroDivisionError",
+    "LookupError",
+    "Oops",
+    "(KeyError, IndexError)",
+    "(ValueError, Oops)",
+    "ArithmeticError",
+)
+
+MAX_NEST = 3
+LITERALS = ("0", "1", "2", "3", "5", "7")
+
+
+@dataclass(frozen=True)
+class Func:
+    name: str
+    kind: str  # "int" or "str" (what a function returns) or "gen"
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a statement or expression at some point of the program may do."""
+
+    readable: tuple[str, ...]
+    assignable: tuple[str, ...]
+    returns: Optional[str]  # the returned expression ("" in generators); None: no return
+    nest: int = 0
+    loop: bool = False  # break/continue allowed
+    gen: bool = False  # yield allowed
+    handler: bool = False  # bare raise allowed
+    calls: bool = True  # a `depth` is in scope, so program functions may be called
+    closures: bool = True
+    # Nothing here may raise, break or return.  In portable programs that is
+    # the body of a loop over a generator: leaving it would leave the
+    # generator suspended, and 3.12 closes such a generator with
+    # PY_THROW/PY_UNWIND and the lines of its frame where 3.13 finishes it
+    # without running it when no handler encloses the yield.  In any program
+    # it is a finally body of a generator (see stmt_try).
+    safe: bool = False
+
+
+class Builder:
+    """Writes one program from the choices of a :class:`Chooser`."""
+
+    def __init__(self, chooser: Chooser, portable: bool, budget: int = 36) -> None:
+        self.ch = chooser
+        # Portable programs avoid constructs whose events legitimately differ
+        # between interpreter versions (see Scope.safe and expr_comprehension).
+        self.portable = portable
+        self.budget = budget  # statements left for the whole program
+        self.counter = 0
+        self.lines: list[str] = []
+        self.funcs: list[Func] = []
+
+    # Output ------------------------------------------------------------
+
+    def emit(self, indent: int, text: str) -> None:
+        self.lines.append("    " * indent + text)
+
+    def fresh(self, prefix: str) -> str:
+        self.counter += 1
+        return "%s%d" % (prefix, self.counter)
+
+    # Program -----------------------------------------------------------
+
+    def program(self) -> str:
+        ch = self.ch
+        funcs = [Func("f%d" % i, ch.pick(("int", "str"))) for i in range(ch.number(1, 3))]
+        gens = [Func("g%d" % i, "gen") for i in range(ch.number(0, 2))]
+        self.funcs = funcs + gens
+        self.lines.extend(PRELUDE.splitlines())
+        for func in self.funcs:
+            self.lines.extend(["", ""])
+            self.function(func)
+        self.lines.extend(["", ""])
+        self.main()
+        return "\n".join(self.lines) + "\n"
+
+    def function(self, func: Func) -> None:
+        gen = func.kind == "gen"
+        params = ("n", "depth") if gen else ("a", "b", "depth")
+        base = {"int": "a + b", "str": "str(a + b)", "gen": ""}[func.kind]
+        returns = {"int": "acc", "str": "str(acc)", "gen": ""}[func.kind]
+        self.emit(0, "def %s(%s):" % (func.name, ", ".join(params)))
+        # Fuel bounds the number of calls whatever the call graph looks like.
+        self.emit(1, "FUEL[0] -= 1")
+        self.emit(1, "if depth <= 0 or FUEL[0] <= 0:")
+        self.emit(2, ("return " + base).rstrip())
+        first = params[0]
+        self.emit(1, "acc = %s" % first)
+        self.emit(1, "x = %s + 1" % first)
+        self.emit(1, "y = 2")
+        scope = Scope(
+            readable=params + ("acc", "x", "y"),
+            assignable=("acc", "x", "y"),
+            returns=returns,
+            gen=gen,
+        )
+        self.block(scope, 1, 1, 4)
+        if gen:
+            self.emit(1, "yield acc")
+        else:
+            self.emit(1, "return " + returns)
+
+    def main(self) -> None:
+        ch = self.ch
+        self.emit(0, "def main():")
+        self.emit(1, "FUEL[0] = 30")
+        self.emit(1, "del LOG[:]")
+        self.emit(1, "acc = 0")
+        for _ in range(ch.number(1, 3)):
+            func = ch.pick(self.funcs)
+            args = (ch.number(0, 9), ch.number(0, 9), ch.number(1, 3))
+            self.emit(1, "try:")
+            if func.kind == "gen":
+                self.emit(2, "for v in %s(%d, %d):" % (func.name, args[0], args[2]))
+                self.emit(3, "acc = (acc * 31 + v) % MOD")
+            else:
+                call = "%s(%d, %d, %d)" % ((func.name,) + args)
+                if func.kind == "str":
+                    call = "len(%s)" % call
+                self.emit(2, "acc = (acc + %s) %% MOD" % call)
+            self.emit(1, "except Exception as exc:")
+            self.emit(2, "LOG.append(type(exc).__name__)")
+        self.emit(1, "return acc, list(LOG)")
+
+    # Statements --------------------------------------------------------
+
+    def block(self, scope: Scope, indent: int, lo: int = 1, hi: int = 3) -> None:
+        emitted = 0
+        for _ in range(self.ch.number(lo, hi)):
+            if self.budget <= 0:
+                break
+            self.budget -= 1
+            self.statement(scope, indent)
+            emitted += 1
+        if emitted == 0 and lo > 0:
+            self.emit(indent, "pass")
+
+    def statement(self, s: Scope, ind: int) -> None:
+        kinds = ["assign", "assign", "log"]
+        if s.nest < MAX_NEST:
+            kinds += ["if", "for", "while", "with"]
+            if not s.safe:
+                kinds += ["try", "try"]
+                if s.closures:
+                    kinds += ["closure", "lambda"]
+        if s.loop:
+            kinds.append("continue")
+            if not s.safe:
+                kinds.append("break")
+        if not s.safe:
+            if s.returns is not None:
+                kinds.append("return")
+            kinds.append("raise")
+            if s.handler:
+                kinds.append("reraise")
+            if s.calls:
+                kinds.append("call")
+        if s.gen:
+            kinds += ["yield", "yield"]
+            if s.calls and self.gens() and not s.safe:
+                kinds.append("yield_from")
+        getattr(self, "stmt_" + self.ch.pick(kinds))(s, ind)
+
+    def gens(self) -> list[Func]:
+        return [f for f in self.funcs if f.kind == "gen"]
+
+    def assignment(self, s: Scope, value: str) -> str:
+        var = self.ch.pick(s.assignable)
+        if var == "acc":
+            return self.ch.pick(("acc = (acc + %s) %% MOD", "acc = (acc * 31 + %s) %% MOD")) % value
+        return "%s = (%s) %% 1009" % (var, value)
+
+    def stmt_assign(self, s: Scope, ind: int) -> None:
+        self.emit(ind, self.assignment(s, self.expr(s, 2)))
+
+    def stmt_log(self, s: Scope, ind: int) -> None:
+        self.emit(ind, "LOG.append(%s)" % self.expr(s, 1))
+
+    def stmt_call(self, s: Scope, ind: int) -> None:
+        # Explicit so that recursion and calls that raise are common.
+        self.emit(ind, self.assignment(s, self.expr_call(s, 1)))
+
+    def stmt_if(self, s: Scope, ind: int) -> None:
+        inner = replace(s, nest=s.nest + 1)
+        self.emit(ind, "if %s:" % self.cond(s))
+        self.block(inner, ind + 1)
+        for _ in range(self.ch.number(0, 2)):
+            self.emit(ind, "elif %s:" % self.cond(s))
+            self.block(inner, ind + 1)
+        if self.ch.flag():
+            self.emit(ind, "else:")
+            self.block(inner, ind + 1)
+
+    def stmt_for(self, s: Scope, ind: int) -> None:
+        ch = self.ch
+        var = self.fresh("i")
+        sources = ["range", "tuple", "reversed"]
+        if s.calls and self.gens() and not s.safe:
+            sources.append("gen")
+        source = ch.pick(sources)
+        if source == "range":
+            iterable = "range(%d)" % ch.number(0, 3)
+        elif source == "tuple":
+            iterable = "(%s, %s, %s)" % (self.expr(s, 1), self.expr(s, 1), self.expr(s, 0))
+        elif source == "reversed":
+            iterable = "reversed(range(%d))" % ch.number(0, 3)
+        else:
+            iterable = "%s(%s, depth - 1)" % (ch.pick(self.gens()).name, self.expr(s, 1))
+        body = replace(
+            s,
+            readable=s.readable + (var,),
+            nest=s.nest + 1,
+            loop=True,
+            safe=s.safe or (source == "gen" and self.portable),
+        )
+        self.emit(ind, "for %s in %s:" % (var, iterable))
+        self.block(body, ind + 1)
+        if ch.flag():
+            self.emit(ind, "else:")
+            self.block(replace(s, nest=s.nest + 1), ind + 1)
+
+    def stmt_while(self, s: Scope, ind: int) -> None:
+        counter = self.fresh("w")
+        limit = self.ch.number(0, 3)
+        cond = "%s < %d" % (counter, limit)
+        if self.ch.flag():
+            cond += " and " + self.cond(s)
+        self.emit(ind, "%s = 0" % counter)
+        self.emit(ind, "while %s:" % cond)
+        # Counting first keeps every `continue` from looping forever.
+        self.emit(ind + 1, "%s += 1" % counter)
+        body = replace(s, readable=s.readable + (counter,), nest=s.nest + 1, loop=True)
+        self.block(body, ind + 1)
+        if self.ch.flag():
+            self.emit(ind, "else:")
+            self.block(replace(s, nest=s.nest + 1), ind + 1)
+
+    def stmt_with(self, s: Scope, ind: int) -> None:
+        target = self.fresh("t")
+        self.emit(ind, "with CM(LOG, %s) as %s:" % (self.expr(s, 1), target))
+        self.block(replace(s, readable=s.readable + (target,), nest=s.nest + 1), ind + 1)
+
+    def stmt_try(self, s: Scope, ind: int) -> None:
+        ch = self.ch
+        inner = replace(s, nest=s.nest + 1)
+        self.emit(ind, "try:")
+        self.block(inner, ind + 1)
+        handlers = ch.number(0, 2)
+        for _ in range(handlers):
+            name = self.fresh("e")
+            self.emit(ind, "except %s as %s:" % (ch.pick(HANDLED), name))
+            # The name is unbound when the handler ends, so it is used at once only.
+            self.emit(ind + 1, "LOG.append(type(%s).__name__)" % name)
+            self.block(replace(inner, handler=True), ind + 1, 0, 2)
+        if handlers and ch.flag():
+            self.emit(ind, "else:")
+            self.block(inner, ind + 1)
+        if not handlers or ch.flag():
+            self.emit(ind, "finally:")
+            # This runs again when an abandoned generator is closed: a yield
+            # here would be an error ("generator ignored GeneratorExit"), and
+            # an exception would be printed as unraisable.
+            self.block(replace(inner, gen=False, safe=s.safe or s.gen), ind + 1)
+
+    def stmt_closure(self, s: Scope, ind: int) -> None:
+        name = self.fresh("inner")
+        assignable: tuple[str, ...] = ("r",)
+        self.emit(ind, "def %s(v):" % name)
+        if "acc" in s.assignable and self.ch.flag():
+            self.emit(ind + 1, "nonlocal acc")
+            assignable += ("acc",)
+        self.emit(ind + 1, "r = (v + %s) %% 1009" % self.ch.pick(s.readable))
+        body = Scope(
+            readable=s.readable + ("v", "r"),
+            assignable=assignable,
+            returns="r",
+            nest=s.nest + 1,
+            calls=s.calls,
+            closures=False,
+        )
+        self.block(body, ind + 1, 0, 2)
+        self.emit(ind + 1, "return r")
+        self.emit(ind, self.assignment(s, "%s(%s)" % (name, self.expr(s, 1))))
+
+    def stmt_lambda(self, s: Scope, ind: int) -> None:
+        q = self.fresh("q")
+        key = self.expr(replace(s, readable=s.readable + (q,)), 1)
+        items = ", ".join(self.expr(s, 1) for _ in range(3))
+        value = "sorted((%s), key=lambda %s: (%s, %s))[%d]" % (items, q, key, q, self.ch.number(0, 2))
+        self.emit(ind, self.assignment(s, value))
+
+    def stmt_continue(self, s: Scope, ind: int) -> None:
+        self.emit(ind, "if %s:" % self.cond(s))
+        self.emit(ind + 1, "continue")
+
+    def stmt_break(self, s: Scope, ind: int) -> None:
+        self.emit(ind, "if %s:" % self.cond(s))
+        self.emit(ind + 1, "break")
+
+    def stmt_return(self, s: Scope, ind: int) -> None:
+        assert s.returns is not None
+        self.emit(ind, "if %s:" % self.cond(s))
+        self.emit(ind + 1, ("return " + s.returns).rstrip())
+
+    def stmt_raise(self, s: Scope, ind: int) -> None:
+        exc = self.ch.pick(("ValueError(%s)", "Oops(str(%s))", "KeyError(%s)", "Oops(%s) from None"))
+        self.emit(ind, "if %s:" % self.cond(s))
+        self.emit(ind + 1, "raise " + exc % self.expr(s, 1))
+
+    def stmt_reraise(self, s: Scope, ind: int) -> None:
+        self.emit(ind, "if %s:" % self.cond(s))
+        self.emit(ind + 1, "raise")
+
+    def stmt_yield(self, s: Scope, ind: int) -> None:
+        if self.ch.flag():
+            self.emit(ind, "yield %s" % self.expr(s, 1))
+        else:
+            var = self.ch.pick(s.assignable)
+            self.emit(ind, "%s = ((yield %s) or %s) %% 1009" % (var, self.expr(s, 1), var))
+
+    def stmt_yield_from(self, s: Scope, ind: int) -> None:
+        self.emit(ind, "yield from %s(%s, depth - 1)" % (self.ch.pick(self.gens()).name, self.expr(s, 1)))
+
+    # Expressions (always int or bool valued, one line) ---------------------
+
+    def cond(self, s: Scope) -> str:
+        return self.expr(s, 2)
+
+    def expr(self, s: Scope, budget: int, jump_last: bool = True) -> str:
+        """An expression; unless *jump_last*, not one whose code ends in a jump."""
+        if budget <= 0:
+            return self.atom(s)
+        forms = ["atom", "atom", "arith", "compare", "not", "builtin", "genexpr"]
+        if jump_last:
+            forms += ["boolop", "ifexp"]
+        if not s.safe:
+            forms.append("risky")
+            if s.calls:
+                forms.append("call")
+        if not self.portable:
+            forms.append("comprehension")
+        form = self.ch.pick(forms)
+        if form == "atom":
+            return self.atom(s)
+        if form == "compare":
+            return self.expr_compare(s, budget - 1, jump_last)
+        return getattr(self, "expr_" + form)(s, budget - 1)
+
+    def atom(self, s: Scope) -> str:
+        return self.ch.pick(LITERALS + s.readable)
+
+    def expr_arith(self, s: Scope, b: int) -> str:
+        form = self.ch.pick(("(%s + %s)", "(%s - %s)", "(%s * %s %% 101)", "(%s %% 7 + %s)"))
+        return form % (self.expr(s, b), self.expr(s, b))
+
+    def expr_compare(self, s: Scope, b: int, jump_last: bool = True) -> str:
+        if jump_last and self.ch.flag():
+            return "(%s <= %s < %s)" % (self.expr(s, b), self.expr(s, b), self.expr(s, b))
+        op = self.ch.pick(("<", "==", "!=", ">="))
+        return "(%s %s %s)" % (self.expr(s, b), op, self.expr(s, b))
+
+    def expr_boolop(self, s: Scope, b: int) -> str:
+        form = self.ch.pick(("(%s and %s)", "(%s or %s)", "(%s and %s or %s)", "(%s or not %s and %s)"))
+        return form % tuple(self.expr(s, b) for _ in range(form.count("%s")))
+
+    def expr_not(self, s: Scope, b: int) -> str:
+        return "(not %s)" % self.expr(s, b)
+
+    def expr_ifexp(self, s: Scope, b: int) -> str:
+        # A true arm that ends in a jump (`(y or b) if y else b`) leaves a
+        # jump to a jump, which one compiler or another gives no line number:
+        # then 3.13, in some places (finally bodies, constant operands), and
+        # the 3.11 compiler report the line a second time where 3.12 does
+        # not.  Portable programs avoid it.
+        return "(%s if %s else %s)" % (self.expr(s, b, not self.portable), self.expr(s, b), self.expr(s, b))
+
+    def expr_builtin(self, s: Scope, b: int) -> str:
+        form = self.ch.pick(
+            (
+                "len(str(%s))",
+                "min(%s, %s)",
+                "max(%s, %s, %s)",
+                "abs(%s)",
+                "sorted((%s, %s, %s))[1]",
+                "len(sorted((%s, %s)))",
+            )
+        )
+        return form % tuple(self.expr(s, b) for _ in range(form.count("%s")))
+
+    def expr_risky(self, s: Scope, b: int) -> str:
+        form = self.ch.pick(
+            (
+                "(%s // (%s %% 3))",
+                "(4, 5, 6)[%s %% 5]",
+                "{0: 4, 1: 5}[%s %% 3]",
+                "int('7' + 'x' * (%s %% 2))",
+            )
+        )
+        return form % tuple(self.expr(s, b) for _ in range(form.count("%s")))
+
+    def expr_call(self, s: Scope, b: int) -> str:
+        func = self.ch.pick(self.funcs)
+        if func.kind == "gen":
+            call = "%s(%s, depth - 1)" % (func.name, self.expr(s, b))
+            forms = ["sum(%s)", "len(list(%s))"]
+            if not self.portable:
+                # Leaves the generator suspended; see Scope.safe.
+                forms.append("next(%s, 0)")
+            return self.ch.pick(forms) % call
+        call = "%s(%s, %s, depth - 1)" % (func.name, self.expr(s, b), self.expr(s, b))
+        if func.kind == "str":
+            return "len(%s)" % call
+        if self.portable:
+            # 3.12.1 reports the line again when a Python function returns
+            # straight onto the merge point of a boolean operation
+            # (`x and f()`), 3.13 does not; an operation after the call
+            # keeps the return off the merge point.
+            return "(%s %% MOD)" % call
+        return call
+
+    def expr_genexpr(self, s: Scope, b: int) -> str:
+        q = self.fresh("q")
+        inner = replace(s, readable=s.readable + (q,))
+        return "sum(%s for %s in range(%d))" % (self.expr(inner, b), q, self.ch.number(0, 3))
+
+    def expr_comprehension(self, s: Scope, b: int) -> str:
+        # Not portable: 3.12 inlines list/dict/set comprehensions (PEP 709),
+        # which are functions of their own, with their own events, on 3.11.
+        q = self.fresh("q")
+        inner = replace(s, readable=s.readable + (q,))
+        n = self.ch.number(0, 3)
+        form = self.ch.pick(
+            (
+                "len([%s for {q} in range({n}) if %s])",
+                "sum({{{q}: %s for {q} in range({n})}}.values())",
+                "len({{%s for {q} in range({n})}})",
+            )
+        )
+        form = form.format(q=q, n=n)
+        return form % tuple(self.expr(inner, b) for _ in range(form.count("%s")))
+
+
+def generate(chooser: Chooser, portable: bool) -> str:
+    """The source of one program; *portable* keeps to constructs whose events agree across versions."""
+    return Builder(chooser, portable).program()
+
+
+def numbered(source: str) -> str:
+    return "\n".join("%3d  %s" % (i, line) for i, line in enumerate(source.splitlines(), 1))
+
+
+# --------------------------------------------------------------------------
+# Recording a normalized event stream
+
+
+def value_name(value: Any) -> str:
+    """Small scalars by value, anything else by type: stable across versions and runs."""
+    if value is None or type(value) in (int, bool, str):
+        text = repr(value)
+        if len(text) <= 40:
+            return text
+    return type(value).__name__
+
+
+def callable_name(func: Any) -> str:
+    """The program's own callables by qualified name, the fixed builtins by name, others "?"."""
+    target = getattr(func, "__func__", func)
+    code = getattr(target, "__code__", None)
+    if isinstance(code, types.CodeType) and code.co_filename == FILENAME:
+        return code.co_qualname
+    if isinstance(func, type) and func.__module__ == MODULE:
+        return func.__qualname__
+    name = _BUILTIN_NAMES.get(id(func))
+    if name is not None and getattr(builtins, name) is func:
+        return name
+    return "?"
+
+
+def normalize(name: str, code: types.CodeType, args: tuple) -> tuple:
+    """One event without offsets, which differ between bytecode versions."""
+    qualname = code.co_qualname
+    if name == "LINE":
+        return (name, qualname, args[0] - code.co_firstlineno)
+    if name == "CALL":
+        return (name, qualname, callable_name(args[1]))
+    if name in ("PY_RETURN", "PY_YIELD"):
+        return (name, qualname, value_name(args[1]))
+    if name in EXCEPTION_EVENTS:
+        return (name, qualname, type(args[1]).__name__)
+    return (name, qualname)
+
+
+def load(source: str) -> dict:
+    """Compile *source* as the fuzz module and run its top level; the namespace."""
+    namespace: dict = {"__name__": MODULE}
+    exec(compile(source, FILENAME, "exec"), namespace)
+    return namespace
+
+
+def record_stream(M: Any, tool_id: int, source: str, names: Sequence[str] = STREAM_EVENTS) -> tuple[str, list]:
+    """Run ``main()`` of *source* with *names* enabled globally on *tool_id*.
+
+    Returns the repr of what ``main()`` returned and the normalized events of
+    the program's code, in order.  The cyclic GC is off while the program
+    runs so that no finalizer can add events at a random point.
+    """
+    namespace = load(source)
+    stream: list = []
+
+    def make(name: str) -> Callable[..., Any]:
+        def callback(code: Any, *args: Any) -> None:
+            if getattr(code, "co_filename", None) == FILENAME:
+                stream.append(normalize(name, code, args))
+
+        return callback
+
+    event_set = 0
+    for name in names:
+        event_set |= getattr(M.events, name)
+    M.use_tool_id(tool_id, "fuzz-stream")
+    try:
+        for name in names:
+            M.register_callback(tool_id, getattr(M.events, name), make(name))
+        gc_enabled = gc.isenabled()
+        gc.disable()
+        M.set_events(tool_id, event_set)
+        try:
+            result = namespace["main"]()
+        finally:
+            M.set_events(tool_id, 0)
+            if gc_enabled:
+                gc.enable()
+    finally:
+        for name in names:
+            M.register_callback(tool_id, getattr(M.events, name), None)
+        M.free_tool_id(tool_id)
+    return repr(result), stream
+
+
+def _monitoring() -> Any:
+    monitoring = getattr(sys, "monitoring", None)
+    if monitoring is None:
+        from lowimpact import monitoring  # type: ignore[no-redef]
+    return monitoring
+
+
+def serve(tool_id: int = 4) -> None:
+    M = _monitoring()
+    for line in sys.stdin:
+        request = json.loads(line)
+        if "version" in request:
+            answer: dict = {"version": "%d.%d.%d" % sys.version_info[:3]}
+            sys.stdout.write(json.dumps(answer) + "\n")
+            sys.stdout.flush()
+            continue
+        try:
+            result, stream = record_stream(M, tool_id, request["source"], request.get("events", STREAM_EVENTS))
+            answer = {"result": result, "stream": stream}
+        except BaseException:
+            answer = {"error": traceback.format_exc()}
+        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.flush()
+
+
+def _main(argv: list[str]) -> int:
+    if argv[:1] == ["serve"]:
+        serve()
+    elif argv[:1] == ["gen"] and len(argv) >= 2:
+        sys.stdout.write(generate(RandomChooser(int(argv[1])), portable="portable" in argv[2:]))
+    elif argv[:1] == ["stream"] and len(argv) == 2:
+        with open(argv[1]) as f:
+            result, stream = record_stream(_monitoring(), 4, f.read())
+        for event in stream:
+            print(*event)
+        print("result", result)
+    else:
+        sys.stderr.write(__doc__ or "")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
