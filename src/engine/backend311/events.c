@@ -248,8 +248,13 @@ exception_arrival(_PyInterpreterFrame *frame, li_probes *lp, PyObject *exc, int 
                  (reraise_mark.exc == NULL || reraise_mark.exc == exc);
     if (tb != NULL && PyTraceBack_Check(tb)) {
         PyTracebackObject *entry = (PyTracebackObject *)tb;
-        if (entry->tb_frame != NULL && entry->tb_frame->f_frame == frame) {
-            a.unit = entry->tb_lasti / (int)sizeof(_Py_CODEUNIT);
+        int unit = entry->tb_lasti / (int)sizeof(_Py_CODEUNIT);
+        /* The entry of a frame that changed code since (a trampoline moved
+           it) counts units of the other code: unusable. */
+        if (entry->tb_frame != NULL && entry->tb_frame->f_frame == frame &&
+            unit >= 0 && unit < lp->n_units)
+        {
+            a.unit = unit;
             a.thrown = !a.reraised && marks_suspension(lp->shadow, a.unit);
         }
     }
