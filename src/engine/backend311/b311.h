@@ -144,6 +144,7 @@ typedef struct {
     uint8_t n_sites;
     uint8_t kind;
     uint8_t size;         /* in units */
+    bool simple;          /* one event whose arguments are at hand: li_fire_simple */
 } li_probe;
 
 /* Where a frame coming from a trampoline at original unit `orig` goes on in
@@ -168,6 +169,7 @@ typedef struct li_probes {
     int32_t *shadow_of;         /* original unit -> shadow unit of the same unit */
     int n_probes;
     bool wide_index;            /* indices have a third byte (see shadow.c) */
+    uint8_t probe_size;         /* units of each probe */
     li_probe *probes;           /* by shadow position */
     int n_sites;
     li_site *sites;
@@ -209,6 +211,34 @@ PyCodeObject *li_build_shadow(PyCodeObject *original, li_code_state *cs,
  * 0, or -1 with an exception set. */
 int li_fire_probe(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp,
                   li_probe *p);
+
+/* Creates the second argument of a site's events (events.c).  0 or -1. */
+int li_cache_site_arg(li_site *s);
+
+/* Fires a `simple` probe: PY_START, PY_RESUME, PY_RETURN, PY_YIELD, LINE or
+ * INSTRUCTION, alone at its place.  These are most of the events, so this
+ * is inline in the probe's entry point.  0, 1 or -1 as li_call_tools. */
+static inline int
+li_fire_simple(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp,
+               const li_probe *p)
+{
+    li_site *s = &lp->sites[p->first_site];
+    uint8_t tools = li_tools_at(lp->cs, s->event, s->orig);
+    if (tools == 0) {
+        return 0;
+    }
+    if (s->arg == NULL && li_cache_site_arg(s) < 0) {
+        return -1;
+    }
+    PyObject *args[4] = {NULL, (PyObject *)lp->original, s->arg, NULL};
+    size_t nargs = 2;
+    if (s->event == LI_PY_RETURN || s->event == LI_PY_YIELD) {
+        /* The value returned or yielded, on top of the stack. */
+        args[3] = frame->localsplus[lp->shadow->co_nlocalsplus + p->depth - 1];
+        nargs = 3;
+    }
+    return li_call_tools(tstate, s->event, tools, lp->cs, s->orig, args, nargs);
+}
 /* Drops what CALL kept for C_RETURN and C_RAISE: every thread's with
  * `all` (no tool wants calls any more), else that of threads gone. */
 void li_forget_pending_calls(bool all);

@@ -353,8 +353,8 @@ deliver(PyThreadState *tstate, int event, uint8_t tools, li_probes *lp,
     return li_call_tools(tstate, event, tools, lp->cs, orig, args, nargs);
 }
 
-static int
-cached_arg(li_site *s)
+int
+li_cache_site_arg(li_site *s)
 {
     if (s->arg == NULL) {
         s->arg = s->event == LI_LINE ? PyLong_FromLong(s->aux) : offset_of(s->orig);
@@ -367,7 +367,7 @@ static int
 deliver_at(PyThreadState *tstate, li_site *s, uint8_t tools, li_probes *lp,
            PyObject *third, PyObject *fourth)
 {
-    if (cached_arg(s) < 0) {
+    if (li_cache_site_arg(s) < 0) {
         return -1;
     }
     return deliver(tstate, s->event, tools, lp, s->orig, s->arg, third, fourth);
@@ -379,37 +379,6 @@ li_fire_probe(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp,
 {
     PyObject **stack = frame->localsplus + lp->shadow->co_nlocalsplus;
     PyObject *top = p->depth > 0 ? stack[p->depth - 1] : NULL;
-    if (p->n_sites == 1 && (p->kind == LI_PROBE_AFTER || p->kind == LI_PROBE_INSTR ||
-                            p->kind == LI_PROBE_LINE))
-    {
-        /* The most frequent probes, for one event whose arguments are at
-           hand (PY_START, PY_RETURN, LINE...), without the general loop. */
-        li_site *s = &lp->sites[p->first_site];
-        PyObject *third = NULL;
-        switch (s->event) {
-        case LI_PY_RETURN:
-        case LI_PY_YIELD:
-            third = top;
-            /* fall through */
-        case LI_PY_START:
-        case LI_PY_RESUME:
-        case LI_LINE:
-        case LI_INSTRUCTION: {
-            uint8_t tools = li_tools_at(lp->cs, s->event, s->orig);
-            if (tools == 0) {
-                return 0;
-            }
-            if (s->arg == NULL && cached_arg(s) < 0) {
-                return -1;
-            }
-            PyObject *args[4] = {NULL, (PyObject *)lp->original, s->arg, third};
-            return li_call_tools(tstate, s->event, tools, lp->cs, s->orig, args,
-                                 third != NULL ? 3 : 2);
-        }
-        default:
-            break;
-        }
-    }
     bool exceptional = p->kind == LI_PROBE_HANDLER || p->kind == LI_PROBE_UNWIND;
     int here = (int)(frame->prev_instr - _PyCode_CODE(lp->shadow));
     arrival a = {false, false, here};

@@ -149,7 +149,8 @@ fire(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp,
      li_probe *p, int index)
 {
     uint64_t disables = li_reg.disables;
-    if (li_fire_probe(tstate, frame, lp, p) < 0) {
+    int err = p->simple ? li_fire_simple(tstate, frame, lp, p) : li_fire_probe(tstate, frame, lp, p);
+    if (err < 0) {
         /* A callback raised: the traceback entry of the frame takes the
            unit of the instruction the events belong to, which has a
            location, as natively (where the probe has none, see shadow.c):
@@ -238,11 +239,11 @@ probes_run(PyObject *self)
     }
     /* The call is the UNARY_NOT; the NOP starts the probe. */
     _Py_CODEUNIT *call = frame->prev_instr;
-    int size = lp->n_probes > 0 ? lp->probes[0].size : 0;
+    int size = lp->probe_size;
     int index = _Py_OPARG(call[0]) | _Py_OPARG(call[2 - size]) << 8 |
                 (lp->wide_index ? _Py_OPARG(call[-1]) << 16 : 0);
     if (index >= lp->n_probes ||
-        lp->probes[index].unit + lp->probes[index].size - 2 !=
+        lp->probes[index].unit + size - 2 !=
             call - _PyCode_CODE(lp->shadow))
     {
         PyErr_SetString(PyExc_SystemError, "lowimpact: probe not found");

@@ -157,6 +157,28 @@ open_probe(builder *b)
     return b->n_sites;
 }
 
+/* Whether li_fire_simple() can fire a probe of `kind` with one site for
+ * `event`: the event's arguments are the site's and, for PY_RETURN and
+ * PY_YIELD, the top of the stack. */
+static bool
+is_simple(int kind, int event)
+{
+    if (kind != LI_PROBE_AFTER && kind != LI_PROBE_INSTR && kind != LI_PROBE_LINE) {
+        return false;
+    }
+    switch (event) {
+    case LI_PY_START:
+    case LI_PY_RESUME:
+    case LI_PY_RETURN:
+    case LI_PY_YIELD:
+    case LI_LINE:
+    case LI_INSTRUCTION:
+        return true;
+    default:
+        return false;
+    }
+}
+
 /* The index of a probe over the sites added since `first`, or -1 if none. */
 static int
 close_probe(builder *b, int first, int kind, int depth)
@@ -173,6 +195,7 @@ close_probe(builder *b, int first, int kind, int depth)
         .depth = (int16_t)depth,
         .kind = (uint8_t)kind,
         .size = (uint8_t)b->probe_size,
+        .simple = b->n_sites - first == 1 && is_simple(kind, b->sites[first].event),
     };
     return b->n_probes++;
 }
@@ -1188,6 +1211,7 @@ new_probes(builder *b, shadow_image *img, PyCodeObject *original, li_code_state 
     img->orig_of = NULL;
     lp->n_probes = b->n_probes;
     lp->wide_index = b->wide_index;
+    lp->probe_size = (uint8_t)b->probe_size;
     lp->n_armed = b->n_probes;    /* emitted armed */
     lp->probes = b->probes;
     b->probes = NULL;
