@@ -46,7 +46,7 @@ valgrind)
     LOWIMPACT_DEBUG=1 "$work/venv/bin/python" -m pip install --quiet \
         --disable-pip-version-check "$here[test]" 2>&1 | grep -v "^WARNING: Location"
     [ $# -gt 0 ] || set -- "$here/tests/conformance"
-    (cd "$work" && valgrind --quiet --error-exitcode=99 --leak-check=no \
+    (cd "$work" && valgrind --quiet --error-exitcode=99 ${LOWIMPACT_VALGRIND_OPTIONS:-} --leak-check=no \
         --suppressions="$here/scripts/valgrind-python.supp" \
         "$work/venv/bin/python" -m pytest -p no:cacheprovider -q "$@")
     ;;

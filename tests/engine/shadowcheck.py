@@ -89,6 +89,15 @@ def check(code: CodeType, events: int = ALL_PROBED) -> List[str]:
             problems.append("positions of shadow unit %d %r != original unit %d %r"
                             % (su, shadow_pos[su], u, orig_pos[u]))
             break
+    # Inline caches are as in the original when it was created (co_code
+    # shows them zeroed whatever they hold, _co_code_adaptive as they are).
+    cache = dis.opmap["CACHE"]
+    fresh = code.replace()
+    for su, u in enumerate(orig_of):
+        if shadow_of[u] == su and code.co_code[2 * u] == cache:
+            if shadow._co_code_adaptive[2 * su:2 * su + 2] != fresh._co_code_adaptive[2 * u:2 * u + 2]:
+                problems.append("inline cache at shadow unit %d is not the original's (unit %d)" % (su, u))
+                break
     # Instruction starts, an EXTENDED_ARG prefix counting as part of its
     # instruction (dis lists prefixes separately).
     starts = []

@@ -935,6 +935,7 @@ emit_instruction(const builder *b, shadow_image *img, int i)
         }
     }
     /* Inline caches start zeroed, as in freshly compiled code. */
+    memset(img->code + pl->pos_op + 1, 0, sizeof(_Py_CODEUNIT) * (size_t)(in->end - in->op - 1));
     for (int k = 0; k < in->end - in->op; k++) {
         img->orig_of[pl->pos_op + k] = img->route_of[pl->pos_op + k] = in->op + k;
         img->locs[pl->pos_op + k] = b->an.locs[in->op + k];
