@@ -311,7 +311,7 @@ class _RatioCells:
     def text(self, scenario: str, workload: str) -> str:
         """The cell: ratio, "n/a"/"error", "(!)" if flagged, "" if absent."""
         if workload == GEOMEAN:
-            mean = self.means[scenario]
+            mean = self.means.get(scenario, "")
             self.flagged |= mean.endswith("(!)")
             return mean
         row = self.rows.get((scenario, workload))
