@@ -14,13 +14,15 @@
  *            PY_THROW, RAISE (unless re-raised), EXCEPTION_HANDLED
  *   LINE     probe firing LINE for B
  *   INSTR    probe firing INSTRUCTION and B's own events before B runs:
- *            PY_RETURN, PY_YIELD, CALL, JUMP, RERAISE
+ *            PY_RETURN, PY_YIELD, CALL, JUMP, RERAISE (and the mark that
+ *            tells the next handler it gets a re-raise, see events.c)
  * and after the last instruction come stubs, each a probe and one instruction:
  *   TAKEN    per branch or FOR_ITER that jumps: BRANCH (taken),
  *            STOP_ITERATION; then a jump where the original jump goes
  *   C_RAISE  per call: C_RAISE when the callee raised; then RERAISE
  *   UNWIND   one: PY_THROW, RAISE, PY_UNWIND for exceptions leaving the
- *            frame; then RERAISE
+ *            frame (generators and coroutines: EXCEPTION_HANDLED and RERAISE
+ *            before PY_UNWIND, for 3.12's implicit handler); then RERAISE
  *   a landing pad for entry trampolines (see trampoline.c).
  * Jumps to B land on LINE when they come from another line, past it when
  * they come from B's line.  The exception table sends exceptions raised by a
