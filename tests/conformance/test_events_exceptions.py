@@ -408,6 +408,42 @@ def test_raise_callback_exception_replaces_in_flight(M: Any, tool: Tool) -> None
     assert info.value.__context__ is None
 
 
+def test_raise_after_a_callback_replaced_an_exception_leaving_the_frame(M: Any, tool: Tool) -> None:
+    """The exception a RAISE callback raised as another left the frame is the
+    caller's business; a later call of the function (whose frame may reuse the
+    same memory, its exceptions too) still reports its own raises."""
+    def f(fail: bool) -> None:
+        if fail:
+            raise KeyError("leaves the frame")
+        try:
+            raise ValueError("handled here")
+        except ValueError:
+            pass
+
+    seen: list = []
+
+    def raise_cb(code: Any, off: int, exc: BaseException) -> None:
+        if code is f.__code__:
+            seen.append(type(exc))
+            if isinstance(exc, KeyError):
+                raise RuntimeError("from callback")
+
+    tool.register(M.events.RAISE, raise_cb)
+    tool.set_events(M.events.RAISE)
+    try:
+        for _ in range(20):
+            try:
+                f(True)
+            except RuntimeError:
+                pass  # freed here: the next exception may take its memory
+            else:
+                raise AssertionError("the callback's exception did not propagate")
+            f(False)
+    finally:
+        tool.set_events(0)
+    assert seen == [KeyError, ValueError] * 20
+
+
 # --------------------------------------------------------------------------
 # Generators and coroutines
 

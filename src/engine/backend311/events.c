@@ -528,9 +528,14 @@ li_fire_probe(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp,
         }
         }
         if (err < 0) {
-            if (event >= LI_RAISE && event != LI_C_RETURN && event != LI_C_RAISE) {
+            if (event >= LI_RAISE && event != LI_C_RETURN && event != LI_C_RAISE &&
+                p->kind != LI_PROBE_UNWIND)
+            {
                 /* What a callback of an exception event raised replaces the
-                   exception in flight, and is not raised again here. */
+                   exception in flight, and is not raised again here.  From
+                   the UNWIND stub it leaves the frame instead: the caller
+                   sees it raised, and no mark may outlive the frame (a later
+                   frame at the same address would take it). */
                 PyObject *type, *value, *tb;
                 PyErr_Fetch(&type, &value, &tb);
                 PyErr_NormalizeException(&type, &value, &tb);
