@@ -260,48 +260,36 @@ def start_py_start_return_c(ctx: Context) -> Stop:
     return stop
 
 
-def start_every_line(ctx: Context) -> Stop:
-    """Every line to a Python callback that counts (a line tracer that never lets go)."""
+def _count_every(ctx: Context, event: str) -> Stop:
+    """Every `event` (LINE or INSTRUCTION) to a Python callback that counts."""
     M = ctx.monitoring
-    E = M.events
+    bit = getattr(M.events, event)
     tool = M.DEBUGGER_ID
     count = 0
 
-    def on_line(code: types.CodeType, line: int) -> None:
+    def on_event(code: types.CodeType, where: int) -> None:
         nonlocal count
         count += 1
 
-    M.use_tool_id(tool, "bench-every-line")
-    M.register_callback(tool, E.LINE, on_line)
-    M.set_events(tool, E.LINE)
+    M.use_tool_id(tool, "bench-every-" + event.lower())
+    M.register_callback(tool, bit, on_event)
+    M.set_events(tool, bit)
 
     def stop() -> dict[str, int]:
-        _release(M, tool, [E.LINE])
-        return {"events": count, "by_event": {"LINE": count}}
+        _release(M, tool, [bit])
+        return {"events": count, "by_event": {event: count}}
 
     return stop
+
+
+def start_every_line(ctx: Context) -> Stop:
+    """Every line to a Python callback that counts (a line tracer that never lets go)."""
+    return _count_every(ctx, "LINE")
 
 
 def start_every_instruction(ctx: Context) -> Stop:
     """Every instruction to a Python callback that counts."""
-    M = ctx.monitoring
-    E = M.events
-    tool = M.DEBUGGER_ID
-    count = 0
-
-    def on_instruction(code: types.CodeType, offset: int) -> None:
-        nonlocal count
-        count += 1
-
-    M.use_tool_id(tool, "bench-every-instruction")
-    M.register_callback(tool, E.INSTRUCTION, on_instruction)
-    M.set_events(tool, E.INSTRUCTION)
-
-    def stop() -> dict[str, int]:
-        _release(M, tool, [E.INSTRUCTION])
-        return {"events": count, "by_event": {"INSTRUCTION": count}}
-
-    return stop
+    return _count_every(ctx, "INSTRUCTION")
 
 
 def start_call_profile(ctx: Context) -> Stop:

@@ -71,11 +71,21 @@ class CodeLike:
 
 
 @pytest.fixture
-def recorded(M: Any) -> Iterator[List[tuple]]:
+def tool3(M: Any) -> Iterator[int]:
+    """Tool 3 in use for the test, freed afterwards with its events and callbacks."""
+    M.use_tool_id(3, "capi")
+    yield 3
+    M.set_events(3, 0)
+    M.clear_tool_id(3)
+    M.free_tool_id(3)
+
+
+@pytest.fixture
+def recorded(M: Any, tool3: int) -> List[tuple]:
     """Tool 3 with a recording Python callback for every event."""
     log: List[tuple] = []
     names = [n for n in vars(M.events) if n.isupper() and n != "NO_EVENTS"]
-    M.use_tool_id(3, "capi")
+
     def make(name: str) -> Any:
         def callback(code: Any, *args: Any) -> None:
             if isinstance(code, CodeLike):   # the tool sees Python code too
@@ -84,10 +94,7 @@ def recorded(M: Any) -> Iterator[List[tuple]]:
 
     for name in names:
         M.register_callback(3, getattr(M.events, name), make(name))
-    yield log
-    M.set_events(3, 0)
-    M.clear_tool_id(3)
-    M.free_tool_id(3)
+    return log
 
 
 def fire_one(capitest: ModuleType, event: int, *args: Any) -> int:
@@ -184,61 +191,44 @@ def test_scope_follows_set_events_through_the_version(M: Any, capitest: ModuleTy
     capitest.exit_scope()
 
 
-def test_disable_from_python_clears_the_state(M: Any, capitest: ModuleType) -> None:
+def test_disable_from_python_clears_the_state(M: Any, capitest: ModuleType, tool3: int) -> None:
     code = CodeLike("c")
     seen: List[int] = []
-    M.use_tool_id(3, "capi")
-    try:
-        M.register_callback(3, M.events.LINE,
-                            lambda c, line: seen.append(line) or M.DISABLE
-                            if isinstance(c, CodeLike) else None)
-        M.set_events(3, M.events.LINE)
-        capitest.scope(LINE)
-        assert capitest.fire(0, code, 0, 7) == 0
-        assert capitest.fire(0, code, 0, 8) == 0
-        assert seen == [7]
-        # restart_events changes the version: the next scope is active again.
-        M.restart_events()
-        assert capitest.reenter() == [1 << 3]
-    finally:
-        M.set_events(3, 0)
-        M.clear_tool_id(3)
-        M.free_tool_id(3)
+    M.register_callback(3, M.events.LINE,
+                        lambda c, line: seen.append(line) or M.DISABLE
+                        if isinstance(c, CodeLike) else None)
+    M.set_events(3, M.events.LINE)
+    capitest.scope(LINE)
+    assert capitest.fire(0, code, 0, 7) == 0
+    assert capitest.fire(0, code, 0, 8) == 0
+    assert seen == [7]
+    # restart_events changes the version: the next scope is active again.
+    M.restart_events()
+    assert capitest.reenter() == [1 << 3]
 
 
-def test_disable_of_a_non_local_event_is_an_error(M: Any, capitest: ModuleType) -> None:
+def test_disable_of_a_non_local_event_is_an_error(M: Any, capitest: ModuleType,
+                                                   tool3: int) -> None:
     code = CodeLike("c")
-    M.use_tool_id(3, "capi")
-    try:
-        M.register_callback(3, M.events.RAISE,
-                            lambda code, *args: M.DISABLE if isinstance(code, CodeLike) else None)
-        M.set_events(3, M.events.RAISE)
-        with pytest.raises(ValueError, match="Cannot disable RAISE events"):
-            fire_one(capitest, RAISE, code, 0, KeyError())
-        assert M.register_callback(3, M.events.RAISE, None) is None
-    finally:
-        M.set_events(3, 0)
-        M.clear_tool_id(3)
-        M.free_tool_id(3)
+    M.register_callback(3, M.events.RAISE,
+                        lambda code, *args: M.DISABLE if isinstance(code, CodeLike) else None)
+    M.set_events(3, M.events.RAISE)
+    with pytest.raises(ValueError, match="Cannot disable RAISE events"):
+        fire_one(capitest, RAISE, code, 0, KeyError())
+    assert M.register_callback(3, M.events.RAISE, None) is None
 
 
-def test_callback_error_propagates(M: Any, capitest: ModuleType) -> None:
+def test_callback_error_propagates(M: Any, capitest: ModuleType, tool3: int) -> None:
     code = CodeLike("c")
 
     def fail(code: Any, *args: Any) -> None:
         if isinstance(code, CodeLike):
             raise ZeroDivisionError
 
-    M.use_tool_id(3, "capi")
-    try:
-        M.register_callback(3, M.events.PY_START, fail)
-        M.set_events(3, M.events.PY_START)
-        with pytest.raises(ZeroDivisionError):
-            fire_one(capitest, PY_START, code, 0)
-    finally:
-        M.set_events(3, 0)
-        M.clear_tool_id(3)
-        M.free_tool_id(3)
+    M.register_callback(3, M.events.PY_START, fail)
+    M.set_events(3, M.events.PY_START)
+    with pytest.raises(ZeroDivisionError):
+        fire_one(capitest, PY_START, code, 0)
 
 
 # --------------------------------------------------------------------------
