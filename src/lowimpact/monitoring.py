@@ -103,32 +103,16 @@ else:
         """
         _engine.set_local_events(*args, **kwargs)
 
-    import builtins as _builtins
-
-    _build_class = _builtins.__build_class__
     _lander = _engine._lander
 
-    def __build_class__(*args: object, **kwargs: object) -> object:
-        """__build_class__(func, name, /, *bases, [metaclass], **kwds) -> class
+    def _landing() -> object:
+        # Called (without arguments) only by code the engine puts in running
+        # frames' way: truth-testing the lander moves the calling frame onto
+        # instrumented code.  Nothing here may be a call (profilers
+        # would see it).
+        return _lander.token if _lander else None
 
-        The builtin, which lowimpact stands in for while some functions start
-        in code that a trampoline moves onto instrumented code (such a
-        trampoline fetches this function and calls it without arguments).
-        """
-        # Truth-testing the lander moves a caller that came from a
-        # trampoline; nothing here may be a call (profilers would see it).
-        if args or kwargs or not _lander:
-            return _build_class(*args, **kwargs)
-        return _lander.token
-
-    import functools as _functools
-
-    # Name, module, docstring and (through __wrapped__) signature of the
-    # builtin: inspect and pydoc describe it as they describe the builtin.
-    _functools.update_wrapper(
-        __build_class__, _build_class,
-        assigned=_functools.WRAPPER_ASSIGNMENTS + ("__text_signature__",))
-    for _api in (set_events, set_local_events, __build_class__):
+    for _api in (set_events, set_local_events, _landing):
         _engine._exclude(_api.__code__)
-    _engine._set_trampoline_target(__build_class__)
+    _engine._set_landing_function(_landing)
     del _api

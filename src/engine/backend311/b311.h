@@ -147,10 +147,35 @@ typedef struct {
     bool simple;          /* one event whose arguments are at hand: li_fire_simple */
 } li_probe;
 
-/* Where a frame coming from a trampoline at original unit `orig` goes on in
- * a shadow (see shadow.c). */
+/* Where a frame that moves onto a shadow while it runs goes on: at original
+ * instruction `unit` (its first unit), at the point `phase` of the probes
+ * and stubs the shadow has there (shadow.c). */
+enum {
+    LI_LAND_START,         /* RESUME 0 of a frame that has not started */
+    LI_LAND_BEFORE_AFTER,  /* the instruction before completed; its events
+                              after completion (AFTER probe) still to come */
+    LI_LAND_FALLTHROUGH,   /* the same, those events past */
+    LI_LAND_LINE,          /* come by a jump from another line (or an
+                              exception): the instruction's LINE to come */
+    LI_LAND_AFTER_LINE,    /* its LINE past */
+    LI_LAND_AT,            /* the instruction itself, its events past */
+};
+
 typedef struct {
-    int32_t orig;
+    int32_t unit;
+    int32_t phase;
+} li_landing;
+
+static inline bool
+li_same_landing(li_landing a, li_landing b)
+{
+    return a.unit == b.unit && a.phase == b.phase;
+}
+
+/* A landing pad of a shadow: where a frame landing at `to` resumes, with the
+ * result of the call that moved it on its stack (see shadow.c). */
+typedef struct {
+    li_landing to;
     int32_t unit;
 } li_pad;
 
@@ -248,12 +273,12 @@ Py_ssize_t li_pending_call_count(void);
  * FOR_ITER (events.c); on only while some tool wants the event. */
 void li_watch_exhausted_generators(bool on);
 
-/* The shadow unit of the landing pad for original unit `orig`, or -1. */
+/* The shadow unit of the landing pad for `to`, or -1. */
 static inline int
-li_pad_unit(const li_probes *lp, int orig)
+li_pad_unit(const li_probes *lp, li_landing to)
 {
     for (int k = 0; k < lp->n_pads; k++) {
-        if (lp->pads[k].orig == orig) {
+        if (li_same_landing(lp->pads[k].to, to)) {
             return lp->pads[k].unit;
         }
     }
@@ -271,7 +296,7 @@ int li_compact(li_probes *lp);
 li_probes *li_all_shadows(void);
 
 /* What the back end keeps per original code object (li_code_state.backend). */
-#define LI_TRAMPOLINE_UNITS 3   /* PUSH_NULL, LOAD_BUILD_CLASS, CALL 0 */
+#define LI_TRAMPOLINE_UNITS 4   /* PUSH_NULL, LOAD_ASSERTION_ERROR, UNARY_POSITIVE, CALL 0 */
 
 /* A shadow's constant that holds a nested code object (update.c). */
 typedef struct {
@@ -282,9 +307,14 @@ typedef struct {
 /* A place in an original code object where a trampoline goes (trampoline.c).
  * Kept once armed: a frame may still be on its way through it. */
 typedef struct {
-    int at;                      /* first unit it replaces */
+    int at;                      /* first of the units it occupies */
+    int jump;                    /* unit of a jump to it, or -1 */
+    int owner;                   /* unit of the instruction whose inline
+                                    cache it occupies, or -1 */
+    li_landing landing;          /* where frames that take it go on */
     bool armed;
     _Py_CODEUNIT saved[LI_TRAMPOLINE_UNITS];
+    _Py_CODEUNIT saved_jump, saved_owner;
 } li_trampoline;
 
 typedef struct li_code_backend {
@@ -298,7 +328,7 @@ typedef struct li_code_backend {
                                     none does, -1 if not known yet */
     li_trampoline *trampolines;
     int n_trampolines, cap_trampolines, n_armed;
-    int32_t *resume_points;
+    li_landing *resume_points;
     int n_resume_points, cap_resume_points;
     short saved_warmup;          /* co_warmup before the first was armed */
     int saved_firsttraceable;    /* _co_firsttraceable before the entry one; -1 */
@@ -358,14 +388,14 @@ bool li_needs_instrumenting(PyCodeObject *original);
 /* A shadow dies: the codes it held forget it. */
 void li_unlink_nested(li_probes *lp);
 
-/* The shadow a frame of `original` lands on from a trampoline at original
- * unit `at`: the one new frames run, or one without probes when the wanted
- * one needs a larger stack than `capacity`; either has a pad for `at`.  New
- * reference or NULL. */
-PyObject *li_landing_code(PyCodeObject *original, int at, int capacity, PyObject *builtins);
-/* Registers original unit `at` as a place where trampolines let frames out:
- * shadows built from now on have a landing pad there.  0 or -1. */
-int li_add_resume_point(li_code_backend *cb, int at);
+/* The shadow a frame of `original` lands on at `to`: the one new frames
+ * run, or one without probes when the wanted one needs a larger stack than
+ * `capacity`; either has a pad for `to`.  New reference or NULL. */
+PyObject *li_landing_code(PyCodeObject *original, li_landing to, int capacity,
+                          PyObject *builtins);
+/* Registers `to` as a place where frames land: shadows built from now on
+ * have a landing pad there.  0 or -1. */
+int li_add_resume_point(li_code_backend *cb, li_landing to);
 
 /* ---- trampolines (trampoline.c) ---- */
 
@@ -388,7 +418,24 @@ void li_trampoline_forget(li_code_backend *cb);
 /* Exchanges the armed trampolines of `code` with the units they replaced
  * (calling it again undoes it).  True if there was one. */
 bool li_trampoline_swap(PyCodeObject *code);
-int li_trampoline_init(PyObject *module);
+/* Gives `type` the unary `+` that trampolines use.  0 or -1. */
+int li_trampoline_init(void);
+
+/* ---- landing (landing.c) ---- */
+
+/* The private Python function frames call to land, or NULL before it is
+ * registered.  Borrowed. */
+PyObject *li_landing_function(void);
+/* `frame` of `tstate`, running `code`, is about to call the landing
+ * function: it goes to `to` in a shadow of code's original.  0 or -1. */
+int li_expect_landing(PyThreadState *tstate, _PyInterpreterFrame *frame, PyCodeObject *code,
+                      li_landing to);
+/* Whether `frame` is on its way to a landing (it must not be moved
+ * meanwhile). */
+bool li_landing_expected(_PyInterpreterFrame *frame);
+/* Forgets the landings a thread that is gone expected. */
+void li_forget_landings_of(PyThreadState *tstate);
+int li_landing_init(PyObject *module);
 
 /* ---- frames (frames.c) ---- */
 

@@ -65,12 +65,12 @@ typedef struct {
     int pos, pos_tail, pos_end;
 } stub;
 
-/* A landing pad: where a frame moved onto the shadow by a trampoline in
- * other code resumes (see trampoline.c), with the trampoline's call result
- * on its stack.  It drops the result and jumps to where the frame goes on. */
+/* A landing pad: where a frame moved onto the shadow while it runs resumes
+ * (see trampoline.c), with the result of the call that moved it on its
+ * stack.  It drops the result and jumps to where the frame goes on. */
 typedef struct {
     int instr;               /* the original instruction the frame was about to run */
-    int back_edge;           /* a JUMP_BACKWARD to it, or -1 */
+    int phase;               /* LI_LAND_*: how far it got there */
     int ext;                 /* prefixes of the jump */
     int pos;
 } pad;
@@ -84,7 +84,7 @@ typedef struct {
     int entry_probe;
     int resume;               /* index of RESUME 0, or -1 */
     pad *pads;
-    int n_pads;
+    int n_pads, cap_pads;
     int n_resume_points;      /* of the code's, those with a pad */
     int unwind;               /* stub index or -1 */
     plan *plans;
@@ -538,53 +538,68 @@ plan_probes(builder *b)
 
 /* ---- landing pads ------------------------------------------------------ */
 
-static bool
-wants_pad(const builder *b, int i, const int32_t *points, int n_points)
+/* The phase at which a jump from `source` lands on instruction `t`. */
+static int
+jump_phase(const li_analysis *an, const li_instr *source, int t)
 {
-    if (i == b->resume) {
-        return true;
-    }
-    for (int k = 0; k < n_points; k++) {
-        if (points[k] == b->an.instrs[i].start) {
-            return true;
-        }
-    }
-    return false;
+    return source->event_line != an->instrs[t].event_line ? LI_LAND_LINE : LI_LAND_AFTER_LINE;
 }
 
-/* Pads for RESUME 0 (entry trampolines), loop headers and the code's
- * resume points (trampolines that reach running frames).  0 or -1. */
+static int
+add_pad(builder *b, int instr, int phase)
+{
+    for (int k = 0; k < b->n_pads; k++) {
+        if (b->pads[k].instr == instr && b->pads[k].phase == phase) {
+            return 0;
+        }
+    }
+    if (b->n_pads == b->cap_pads) {
+        int grown = b->cap_pads ? b->cap_pads * 2 : 8;
+        pad *bigger = PyMem_Realloc(b->pads, sizeof(pad) * (size_t)grown);
+        if (bigger == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        b->pads = bigger;
+        b->cap_pads = grown;
+    }
+    b->pads[b->n_pads++] = (pad){.instr = instr, .phase = phase};
+    return 0;
+}
+
+/* Pads for RESUME 0 (entry trampolines), loop headers (as their back edge
+ * lands there) and the code's resume points (trampolines and probes that
+ * move running frames).  0 or -1. */
 static int
 plan_pads(builder *b)
 {
     const li_analysis *an = &b->an;
     li_code_backend *cb = b->cs != NULL ? (li_code_backend *)b->cs->backend : NULL;
-    const int32_t *points = cb != NULL ? cb->resume_points : NULL;
-    int n_points = cb != NULL ? cb->n_resume_points : 0;
-    b->n_resume_points = n_points;
-    int *back_edge = PyMem_Malloc(sizeof(int) * ((size_t)an->n_instrs + 1));
-    b->pads = PyMem_Calloc((size_t)an->n_instrs + 1, sizeof(pad));
-    if (back_edge == NULL || b->pads == NULL) {
-        PyMem_Free(back_edge);
-        PyErr_NoMemory();
+    b->n_resume_points = cb != NULL ? cb->n_resume_points : 0;
+    if (b->resume >= 0 && add_pad(b, b->resume, LI_LAND_START) < 0) {
         return -1;
     }
-    for (int i = 0; i < an->n_instrs; i++) {
-        back_edge[i] = -1;
-    }
     for (int j = 0; j < an->n_instrs; j++) {
-        if (an->instrs[j].opcode == JUMP_BACKWARD && an->instrs[j].depth >= 0) {
-            back_edge[an->instrs[j].target] = j;
-        }
-    }
-    for (int i = 0; i < an->n_instrs; i++) {
-        if (an->instrs[i].depth >= 0 &&
-            (back_edge[i] >= 0 || wants_pad(b, i, points, n_points)))
+        const li_instr *in = &an->instrs[j];
+        if (in->opcode == JUMP_BACKWARD && in->depth >= 0 &&
+            an->instrs[in->target].depth >= 0 &&
+            add_pad(b, in->target, jump_phase(an, in, in->target)) < 0)
         {
-            b->pads[b->n_pads++] = (pad){.instr = i, .back_edge = back_edge[i]};
+            return -1;
         }
     }
-    PyMem_Free(back_edge);
+    for (int k = 0; k < b->n_resume_points; k++) {
+        li_landing to = cb->resume_points[k];
+        if (to.unit < 0 || to.unit >= an->n_units) {
+            continue;
+        }
+        int i = an->instr_at[to.unit];
+        if (an->instrs[i].start == to.unit && an->instrs[i].depth >= 0 &&
+            add_pad(b, i, to.phase) < 0)
+        {
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -720,25 +735,33 @@ order_pre_stubs(builder *b)
     return 0;
 }
 
-/* Where a frame that was about to run instruction `p->instr` elsewhere goes
- * on: RESUME itself after an entry trampoline; where the loop's jump lands
- * at a loop header; else as if the instruction before had just completed,
- * its own events (AFTER) already past. */
+/* Where a frame that lands at `p` goes on (see LI_LAND_*). */
 static int
 pad_target(const builder *b, const pad *p)
 {
     const plan *pl = &b->plans[p->instr];
-    if (p->instr == b->resume) {
+    switch (p->phase) {
+    case LI_LAND_START:
+    case LI_LAND_AT:
         return pl->pos_start;
+    case LI_LAND_BEFORE_AFTER:
+        if (pl->pos[AFTER] >= 0) {
+            return pl->pos[AFTER];
+        }
+        /* fall through */
+    case LI_LAND_FALLTHROUGH:
+        if (pl->skip) {
+            return pl->pos_skip;
+        }
+        /* fall through */
+    case LI_LAND_LINE:
+        if (pl->pos[LINE] >= 0) {
+            return pl->pos[LINE];
+        }
+        /* fall through */
+    default:
+        return pl->pos[INSTR] >= 0 ? pl->pos[INSTR] : pl->pos_start;
     }
-    if (p->back_edge >= 0) {
-        return jump_landing(b, &b->an.instrs[p->back_edge], p->instr);
-    }
-    if (pl->skip) {
-        return pl->pos_skip;
-    }
-    return pl->pos[LINE] >= 0 ? pl->pos[LINE] : pl->pos[INSTR] >= 0 ? pl->pos[INSTR]
-                                                                      : pl->pos_start;
 }
 
 static int
@@ -1230,7 +1253,8 @@ new_probes(builder *b, shadow_image *img, PyCodeObject *original, li_code_state 
         return NULL;
     }
     for (int k = 0; k < b->n_pads; k++) {
-        lp->pads[k] = (li_pad){b->an.instrs[b->pads[k].instr].start, b->pads[k].pos};
+        li_landing to = {b->an.instrs[b->pads[k].instr].start, b->pads[k].phase};
+        lp->pads[k] = (li_pad){to, b->pads[k].pos};
     }
     lp->n_pads = b->n_pads;
     lp->partial = b->partial;

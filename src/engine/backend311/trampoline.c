@@ -2,19 +2,22 @@
  *
  * A frame moves between code objects only where its position is not held in
  * C locals of an evaluation loop.  Trampolines make such places in an
- * original code object: three units
+ * original code object: four units
  *
- *     PUSH_NULL; LOAD_BUILD_CLASS; CALL 0
+ *     PUSH_NULL; LOAD_ASSERTION_ERROR; UNARY_POSITIVE; CALL 0
  *
- * LOAD_BUILD_CLASS fetches builtins.__build_class__, which lowimpact replaces
- * by a Python function: called with no arguments it calls
- * _trampoline_landed(), which finds the frame that called it (suspended in a
- * Python-to-Python call, whose return reloads the position from the frame)
- * and moves it onto the landing pad of a shadow for the trampoline's unit
- * (shadow.c), which drops the call's result and goes on where the frame
- * would have.  With arguments it is the builtin __build_class__.  The plain
- * CALL reads no inline cache, so the units after it, which the interpreter
- * counts as its cache, are never read: the caller never resumes there.
+ * LOAD_ASSERTION_ERROR pushes the AssertionError class itself (no lookup a
+ * program could redirect), and lowimpact gives `type` a unary `+` slot
+ * (`+cls` is a TypeError otherwise): at an armed trampoline it yields the
+ * landing function, a private Python function, and raises the usual
+ * TypeError anywhere else.  The call of that function is a Python-to-Python
+ * call, whose return reloads the caller's position from its frame: the
+ * landing function calls _trampoline_landed(), which finds the frame that
+ * called it and moves it onto the landing pad of a shadow for the
+ * trampoline's unit (shadow.c), which drops the call's result and goes on
+ * where the frame would have.  The plain CALL reads no inline cache, so the
+ * units after it, which the interpreter counts as its cache, are never read:
+ * the caller never resumes there.  No builtin is replaced.
  *
  * Two kinds:
  * - the entry trampoline over RESUME 0 starts new frames on a shadow, built
@@ -35,30 +38,11 @@
 #include "internal/pycore_interp.h"
 
 static li_code_backend *armed;        /* codes with a trampoline armed */
-static PyObject *landing_function;    /* the __build_class__ replacement */
 
-/* Whether builtins.__build_class__ is the landing function, installing it
- * over the builtin if needed.  False when someone else replaced it: then no
- * trampoline can work. */
 static bool
 landing_function_installed(void)
 {
-    if (landing_function == NULL) {
-        return false;
-    }
-    PyObject *builtins = _PyInterpreterState_GET()->builtins;
-    PyObject *current = PyDict_GetItemString(builtins, "__build_class__");
-    if (current == landing_function) {
-        return true;
-    }
-    if (current == NULL || !PyCFunction_Check(current)) {
-        return false;
-    }
-    if (PyDict_SetItemString(builtins, "__build_class__", landing_function) < 0) {
-        PyErr_Clear();
-        return false;
-    }
-    return true;
+    return li_landing_function() != NULL;
 }
 
 /* ---- where a trampoline can go ------------------------------------------- */
@@ -130,7 +114,7 @@ frame_in_the_way(PyCodeObject *code, int at)
 }
 
 /* Units from a trampoline's start to just after its CALL's inline cache:
- * an error while it runs (LOAD_BUILD_CLASS failing, a RecursionError as
+ * an error while it runs (its `+` failing, a RecursionError as
  * the call starts a frame) unwinds from one of them. */
 #define LI_TRAMPOLINE_REACH (LI_TRAMPOLINE_UNITS + 4)
 
@@ -310,39 +294,51 @@ find_trampoline(li_code_backend *cb, int at)
     return NULL;
 }
 
-/* Whether an armed trampoline other than at `at` overlaps [at, at + 3). */
+/* The units [lo, hi) a trampoline occupies (jump and owner apart). */
 static bool
-overlaps_armed(li_code_backend *cb, int at)
+overlaps(const li_trampoline *t, int lo, int hi)
+{
+    int t_lo = t->at, t_hi = t->at + LI_TRAMPOLINE_UNITS;
+    if (t->jump >= 0) {
+        t_hi = t->jump + 1;
+    }
+    if (t->owner >= 0 && t->owner < t_lo) {
+        t_lo = t->owner;
+    }
+    return t_lo < hi && lo < t_hi;
+}
+
+/* Whether an armed trampoline other than one at `at` uses a unit of
+ * [lo, hi). */
+static bool
+overlaps_armed(li_code_backend *cb, int at, int lo, int hi)
 {
     for (int k = 0; k < cb->n_trampolines; k++) {
         const li_trampoline *t = &cb->trampolines[k];
-        if (t->armed && t->at != at && t->at < at + LI_TRAMPOLINE_UNITS &&
-            at < t->at + LI_TRAMPOLINE_UNITS)
-        {
+        if (t->armed && t->at != at && overlaps(t, lo, hi)) {
             return true;
         }
     }
     return false;
 }
 
-/* Arms a trampoline at `at`, whose place the caller checked.  0 or -1. */
+static inline _Py_CODEUNIT
+code_unit(int opcode, int oparg)
+{
+    _Py_CODEUNIT unit;
+    uint8_t *bytes = (uint8_t *)&unit;
+    bytes[0] = (uint8_t)opcode;
+    bytes[1] = (uint8_t)oparg;
+    return unit;
+}
+
+/* Arms `t` (from a record, whose place the caller checked).  0 or -1. */
 static int
-arm_at(li_code_backend *cb, int at)
+arm(li_code_backend *cb, li_trampoline *t)
 {
     PyCodeObject *code = cb->cs->code;
-    li_trampoline *t = find_trampoline(cb, at);
-    if (t != NULL && t->armed) {
+    if (t->armed) {
         return 0;
-    }
-    if (t == NULL) {
-        if (li_reserve((void **)&cb->trampolines, &cb->cap_trampolines, cb->n_trampolines,
-                       sizeof(li_trampoline), 2) < 0)
-        {
-            return -1;
-        }
-        t = &cb->trampolines[cb->n_trampolines++];
-        t->at = at;
-        t->armed = false;
     }
     if (cb->n_armed == 0) {
         /* co_code must go on showing the original: make CPython cache it. */
@@ -351,6 +347,8 @@ arm_at(li_code_backend *cb, int at)
             return -1;
         }
         Py_DECREF(co_code);
+        /* Quickening would take the trampoline's CALL for an adaptive one,
+           with the units after it for its cache. */
         cb->saved_warmup = code->co_warmup;
         code->co_warmup = 0;
         cb->next_armed = armed;
@@ -360,15 +358,53 @@ arm_at(li_code_backend *cb, int at)
         }
         armed = cb;
     }
+    _Py_CODEUNIT *units = _PyCode_CODE(code);
     static const uint8_t trampoline[LI_TRAMPOLINE_UNITS][2] = {
-        {PUSH_NULL, 0}, {LOAD_BUILD_CLASS, 0}, {CALL, 0},
+        {PUSH_NULL, 0}, {LOAD_ASSERTION_ERROR, 0}, {UNARY_POSITIVE, 0}, {CALL, 0},
     };
-    _Py_CODEUNIT *units = _PyCode_CODE(code) + at;
-    memcpy(t->saved, units, sizeof(t->saved));
-    memcpy(units, trampoline, sizeof(trampoline));
+    memcpy(t->saved, units + t->at, sizeof(t->saved));
+    if (t->owner >= 0) {
+        /* The instruction's base form reads no inline cache, and stays. */
+        t->saved_owner = units[t->owner];
+        units[t->owner] = code_unit(_PyOpcode_Deopt[_Py_OPCODE(units[t->owner])],
+                                    _Py_OPARG(units[t->owner]));
+    }
+    memcpy(units + t->at, trampoline, sizeof(trampoline));
+    if (t->jump >= 0) {
+        /* Nothing may drop the GIL between the jump and the trampoline: a
+           thread that disarms it meanwhile would leave this frame in an
+           inline cache. */
+        t->saved_jump = units[t->jump];
+        units[t->jump] = code_unit(JUMP_BACKWARD_NO_INTERRUPT, t->jump + 1 - t->at);
+    }
     t->armed = true;
     cb->n_armed++;
     return 0;
+}
+
+/* A new record for a trampoline at `at`, unarmed.  NULL with MemoryError. */
+static li_trampoline *
+new_trampoline(li_code_backend *cb, int at, int jump, int owner, li_landing landing)
+{
+    li_trampoline *t = find_trampoline(cb, at);
+    if (t != NULL) {
+        if (t->armed || (t->jump == jump && t->owner == owner &&
+                         li_same_landing(t->landing, landing)))
+        {
+            return t;
+        }
+        /* A record left from an earlier arming, of another kind: reuse it. */
+    }
+    else {
+        if (li_reserve((void **)&cb->trampolines, &cb->cap_trampolines, cb->n_trampolines,
+                       sizeof(li_trampoline), 2) < 0)
+        {
+            return NULL;
+        }
+        t = &cb->trampolines[cb->n_trampolines++];
+    }
+    *t = (li_trampoline){.at = at, .jump = jump, .owner = owner, .landing = landing};
+    return t;
 }
 
 static void
@@ -387,13 +423,26 @@ unlink_armed(li_code_backend *cb)
 }
 
 static void
+restore(PyCodeObject *code, li_trampoline *t)
+{
+    _Py_CODEUNIT *units = _PyCode_CODE(code);
+    if (t->jump >= 0) {
+        units[t->jump] = t->saved_jump;
+    }
+    memcpy(units + t->at, t->saved, sizeof(t->saved));
+    if (t->owner >= 0) {
+        units[t->owner] = t->saved_owner;
+    }
+}
+
+static void
 disarm_all(li_code_backend *cb)
 {
     PyCodeObject *code = cb->cs->code;
     for (int k = 0; k < cb->n_trampolines; k++) {
         li_trampoline *t = &cb->trampolines[k];
         if (t->armed) {
-            memcpy(_PyCode_CODE(code) + t->at, t->saved, sizeof(t->saved));
+            restore(code, t);
             t->armed = false;
         }
     }
@@ -435,12 +484,14 @@ li_trampoline_arm(li_code_state *cs)
     if (t != NULL && t->armed) {
         return 1;
     }
-    if (frame_in_the_way(code, at) || overlaps_armed(cb, at) ||
+    if (frame_in_the_way(code, at) ||
+        overlaps_armed(cb, at, at, at + LI_TRAMPOLINE_UNITS) ||
         _PyInterpreterState_GET()->eval_frame != NULL || !landing_function_installed())
     {
         return 0;
     }
-    if (arm_at(cb, at) < 0) {
+    t = new_trampoline(cb, at, -1, -1, (li_landing){at, LI_LAND_START});
+    if (t == NULL || arm(cb, t) < 0) {
         return -1;
     }
     /* Tracing starts at RESUME (the call event), which the trampoline
@@ -487,29 +538,97 @@ least_capacity(PyCodeObject *code)
     return least;
 }
 
-static bool
-is_loop_header(const li_analysis *an, int i)
+/* The back edge of the loop whose header is instruction `i`, or -1. */
+static int
+back_edge_to(const li_analysis *an, int i)
 {
     for (int j = i; j < an->n_instrs; j++) {
         if (an->instrs[j].opcode == JUMP_BACKWARD && an->instrs[j].target == i &&
             an->instrs[j].depth >= 0)
         {
-            return true;
+            return j;
         }
     }
-    return false;
+    return -1;
 }
 
-/* Candidate places for the resume trampolines of a frame at instruction
- * `current`: the first fit along the instructions it goes on to without a
- * jump, then where its instruction may jump, then every loop header. */
+/* Where a frame that takes a trampoline at instruction `i` goes on: where
+ * the back edge lands at a loop header (shadows have pads there), else as
+ * if the instruction before had just completed. */
+static li_landing
+landing_at(const li_analysis *an, int i)
+{
+    int edge = back_edge_to(an, i);
+    int phase = LI_LAND_FALLTHROUGH;
+    if (edge >= 0) {
+        phase = an->instrs[edge].event_line != an->instrs[i].event_line ? LI_LAND_LINE
+                                                                        : LI_LAND_AFTER_LINE;
+    }
+    return (li_landing){an->instrs[i].start, phase};
+}
+
+/* The instruction a frame at instruction `current` is in the middle of, if
+ * the last units of its inline cache can hold a trampoline for the frame's
+ * way out of it, reached by a jump over the first unit after it: a call (a
+ * specialised PRECALL makes it and goes on after the CALL), or attribute and
+ * item access, which run Python code from C.  While the trampoline is there,
+ * the instruction is in its base form, which reads no cache.  -1 if none. */
 static int
-choose_sites(const li_analysis *an, int current, int capacity, int *sites, int max)
+cache_site(const li_analysis *an, int current)
+{
+    int k = current;
+    if (an->instrs[k].opcode == PRECALL && k + 1 < an->n_instrs &&
+        an->instrs[k + 1].opcode == CALL)
+    {
+        k++;
+    }
+    const li_instr *in = &an->instrs[k];
+    if (in->end - in->op - 1 < LI_TRAMPOLINE_UNITS || k + 1 >= an->n_instrs) {
+        return -1;
+    }
+    const li_instr *next = &an->instrs[k + 1];
+    if (next->depth < 0 || !(next->flags & LI_I_TRACEABLE)) {
+        return -1;
+    }
+    switch (next->opcode) {
+    case RESUME:
+    case SEND:
+    case YIELD_VALUE:
+    case JUMP_BACKWARD_NO_INTERRUPT:
+        return -1;
+    }
+    /* An error in the trampoline, or as the landing function's call starts
+       a frame, unwinds from one of the units up to the end of the
+       trampoline's CALL's cache. */
+    if (!handled_as_at(an->handlers, an->n_handlers, in->end - LI_TRAMPOLINE_UNITS)) {
+        return -1;
+    }
+    return k;
+}
+
+typedef struct {
+    int at, jump, owner;
+    li_landing landing;
+    bool loop_header;
+} site;
+
+/* Places for the resume trampolines of a frame at instruction `current`:
+ * the inline cache of the instruction it is in, else the first fit along
+ * the instructions it goes on to without a jump and where its instruction
+ * may jump; and every loop header. */
+static int
+choose_sites(const li_analysis *an, int current, int capacity, site *sites, int max)
 {
     int n = 0;
-    for (int i = current + 1, steps = 0; i < an->n_instrs && steps < 6; i++, steps++) {
+    int k = cache_site(an, current);
+    if (k >= 0) {
+        const li_instr *in = &an->instrs[k];
+        sites[n++] = (site){in->end - LI_TRAMPOLINE_UNITS, in->end, in->op,
+                            {an->instrs[k + 1].start, LI_LAND_FALLTHROUGH}, false};
+    }
+    for (int i = current + 1, steps = 0; k < 0 && i < an->n_instrs && steps < 6; i++, steps++) {
         if (resume_site_ok(an, i, capacity)) {
-            sites[n++] = i;
+            sites[n++] = (site){an->instrs[i].start, -1, -1, landing_at(an, i), false};
             break;
         }
         if (!(an->instrs[i].flags & LI_I_FALLS_THROUGH) || an->instrs[i].target >= 0) {
@@ -517,15 +636,16 @@ choose_sites(const li_analysis *an, int current, int capacity, int *sites, int m
         }
     }
     int target = an->instrs[current].target;
-    if (target >= 0 && resume_site_ok(an, target, capacity)) {
-        sites[n++] = target;
+    if (k < 0 && target >= 0 && resume_site_ok(an, target, capacity)) {
+        sites[n++] = (site){an->instrs[target].start, -1, -1, landing_at(an, target), false};
     }
     for (int j = 0; j < an->n_instrs && n < max; j++) {
         const li_instr *in = &an->instrs[j];
         if (in->opcode == JUMP_BACKWARD && in->depth >= 0 &&
             resume_site_ok(an, in->target, capacity))
         {
-            sites[n++] = in->target;
+            sites[n++] = (site){an->instrs[in->target].start, -1, -1,
+                                landing_at(an, in->target), true};
         }
     }
     return n;
@@ -546,6 +666,10 @@ li_trampolines_reach(PyThreadState *ts, _PyInterpreterFrame *frame,
     if (cb == NULL) {
         return -1;
     }
+    int unit = (int)(frame->prev_instr - _PyCode_CODE(code));
+    if (unit < 0) {
+        return 0;
+    }
     /* Analysed as it was: armed trampolines swapped out meanwhile. */
     bool swapped = li_trampoline_swap(code);
     li_analysis an;
@@ -556,37 +680,42 @@ li_trampolines_reach(PyThreadState *ts, _PyInterpreterFrame *frame,
     if (err < 0) {
         return -1;
     }
-    int unit = (int)(frame->prev_instr - _PyCode_CODE(code));
     int capacity = least_capacity(code);
-    int *sites = PyMem_Malloc(sizeof(int) * ((size_t)an.n_instrs + 2));
+    int max = an.n_instrs + 3;
+    site *sites = PyMem_Malloc(sizeof(site) * (size_t)max);
     if (sites == NULL) {
         li_analysis_clear(&an);
         PyErr_NoMemory();
         return -1;
     }
-    int n = unit >= 0 ? choose_sites(&an, an.instr_at[unit], capacity, sites, an.n_instrs + 2)
-                      : 0;
+    int n = choose_sites(&an, an.instr_at[unit], capacity, sites, max);
     /* Loop headers have landing pads in every shadow; the other places get
        theirs in shadows built from now on. */
     for (int k = 0; k < n && err == 0; k++) {
-        if (!is_loop_header(&an, sites[k])) {
-            err = li_add_resume_point(cb, an.instrs[sites[k]].start);
+        if (!sites[k].loop_header) {
+            err = li_add_resume_point(cb, sites[k].landing);
         }
     }
     /* The frame must have room for the shadow it will land on. */
     PyObject *landing = NULL;
     if (err == 0 && n > 0) {
-        landing = li_landing_code(code, an.instrs[sites[0]].start,
-                                  li_frame_capacity(ts, frame, above), frame->f_builtins);
+        landing = li_landing_code(code, sites[0].landing, li_frame_capacity(ts, frame, above),
+                                  frame->f_builtins);
         err = landing == NULL ? -1 : 0;
     }
     li_probes *lp = landing != NULL ? li_shadow_probes((PyCodeObject *)landing) : NULL;
     bool fits = lp != NULL && lp->kinds != 0;
     for (int k = 0; k < n && err == 0 && fits; k++) {
-        int at = an.instrs[sites[k]].start;
-        if (!frame_in_the_way(code, at) && !overlaps_armed(cb, at)) {
-            err = arm_at(cb, at);
+        const site *s = &sites[k];
+        int lo = s->owner >= 0 ? s->owner : s->at;
+        int hi = s->jump >= 0 ? s->jump + 1 : s->at + LI_TRAMPOLINE_UNITS;
+        if ((s->jump < 0 && frame_in_the_way(code, s->at)) ||
+            overlaps_armed(cb, s->at, lo, hi))
+        {
+            continue;
         }
+        li_trampoline *t = new_trampoline(cb, s->at, s->jump, s->owner, s->landing);
+        err = t == NULL ? -1 : arm(cb, t);
     }
     Py_XDECREF(landing);
     PyMem_Free(sites);
@@ -605,6 +734,14 @@ li_trampoline_forget(li_code_backend *cb)
     PyMem_Free(cb->resume_points);
 }
 
+static void
+swap_unit(_Py_CODEUNIT *a, _Py_CODEUNIT *b)
+{
+    _Py_CODEUNIT tmp = *a;
+    *a = *b;
+    *b = tmp;
+}
+
 bool
 li_trampoline_swap(PyCodeObject *code)
 {
@@ -613,14 +750,19 @@ li_trampoline_swap(PyCodeObject *code)
     if (cb == NULL || cb->n_armed == 0) {
         return false;
     }
+    _Py_CODEUNIT *units = _PyCode_CODE(code);
     for (int k = 0; k < cb->n_trampolines; k++) {
         li_trampoline *t = &cb->trampolines[k];
         if (t->armed) {
-            _Py_CODEUNIT current[LI_TRAMPOLINE_UNITS];
-            _Py_CODEUNIT *units = _PyCode_CODE(code) + t->at;
-            memcpy(current, units, sizeof(current));
-            memcpy(units, t->saved, sizeof(current));
-            memcpy(t->saved, current, sizeof(current));
+            for (int u = 0; u < LI_TRAMPOLINE_UNITS; u++) {
+                swap_unit(&units[t->at + u], &t->saved[u]);
+            }
+            if (t->jump >= 0) {
+                swap_unit(&units[t->jump], &t->saved_jump);
+            }
+            if (t->owner >= 0) {
+                swap_unit(&units[t->owner], &t->saved_owner);
+            }
         }
     }
     return true;
@@ -638,186 +780,57 @@ li_trampolines_disarm_unneeded(void)
     return 0;
 }
 
-/* ---- landing ---------------------------------------------------------------- *
- *
- * The __build_class__ replacement runs, in Python,
- *
- *     if args or kwargs or not _lander: return <the builtin>(*args, **kwargs)
- *     return _lander.token
- *
- * The truth test of the lander moves the frame that called it out of a
- * trampoline.  Trace and profile functions must not see the replacement run:
- * its code starts no traceable instruction (no call or line events), and
- * from the move until the landing pad drops the token it returned, the
- * thread counts as tracing (no return event).  Nothing in it is a call a
- * profiler would report.
- */
+/* ---- the trigger ------------------------------------------------------------ */
 
-typedef struct {
-    PyObject_HEAD
-} lander_object;
-
-typedef struct {
-    PyObject_HEAD
-    PyThreadState *tstate;      /* whose tracing it suspends while alive */
-} token_object;
-
-static _Thread_local token_object *waiting_token;
-
-static void
-token_dealloc(PyObject *self)
+/* The trampoline whose UNARY_POSITIVE `frame` is at, or NULL. */
+static li_trampoline *
+trampoline_at(_PyInterpreterFrame *frame)
 {
-    PyThreadState_LeaveTracing(((token_object *)self)->tstate);
-    PyObject_Free(self);
-}
-
-static PyTypeObject token_type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "lowimpact._engine._LandingToken",
-    .tp_basicsize = sizeof(token_object),
-    .tp_dealloc = token_dealloc,
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Dropped by a landing pad: ends the landing.",
-};
-
-/* Moves the frame that called the __build_class__ replacement out of a
- * trampoline.  1 if it did, 0 if that frame came from no trampoline, -1 on
- * error. */
-static int
-land(PyThreadState *tstate)
-{
-    _PyInterpreterFrame *here = tstate->cframe->current_frame;
-    _PyInterpreterFrame *frame = here != NULL ? here->previous : NULL;
-    if (frame == NULL || frame->owner == FRAME_OWNED_BY_FRAME_OBJECT) {
-        return 0;
-    }
-    PyCodeObject *code = frame->f_code;
-    li_code_state *cs = li_code_state_get(code);
+    li_code_state *cs = li_code_state_get(frame->f_code);
     li_code_backend *cb = cs != NULL ? (li_code_backend *)cs->backend : NULL;
-    /* The interpreter left the caller's position after CALL's inline cache. */
-    int at = (int)(frame->prev_instr - _PyCode_CODE(code)) -
-             (LI_TRAMPOLINE_UNITS - 1) - _PyOpcode_Caches[CALL];
-    if (cb == NULL || find_trampoline(cb, at) == NULL) {
-        return 0;
-    }
-    if (here->is_entry) {
-        /* Not called from the caller's evaluation loop (a PEP 523 frame
-           evaluator was installed since): the caller cannot be moved, and
-           it cannot go on in the original either. */
-        PyErr_SetString(PyExc_SystemError,
-                        "lowimpact: a frame evaluation function was installed while "
-                        "monitoring was on");
-        return -1;
-    }
-    token_object *token = PyObject_New(token_object, &token_type);
-    if (token == NULL) {
-        return -1;
-    }
-    token->tstate = tstate;
-    PyObject *landing = li_landing_code(code, at, li_frame_capacity(tstate, frame, here),
-                                        frame->f_builtins);
-    if (landing == NULL) {
-        PyObject_Free(token);
-        return -1;
-    }
-    li_probes *lp = li_shadow_probes((PyCodeObject *)landing);
-    int pad = li_pad_unit(lp, at);
-    assert(pad >= 0);
-    if (li_frame_set_code(frame, lp->shadow, pad - 1) < 0) {
-        Py_DECREF(landing);
-        PyObject_Free(token);
-        return -1;
-    }
-    /* A frame reached while running can have tracebacks already. */
-    li_fix_moved_tracebacks();
-    PyFunctionObject *func = frame->f_func;
-    if (at == cb->entry_site && func != NULL && func->func_code == (PyObject *)code &&
-        lp == li_current_shadow(cs))
-    {
-        Py_SETREF(func->func_code, Py_NewRef(landing));
-        func->func_version = 0;
-    }
-    Py_DECREF(landing);
-    PyThreadState_EnterTracing(tstate);
-    Py_XSETREF(waiting_token, token);
-    return 1;
-}
-
-static int
-lander_bool(PyObject *Py_UNUSED(self))
-{
-    /* Nothing landing does may be seen by tracers (land() keeps the thread
-       tracing once it moved the frame, until the token goes). */
-    PyThreadState *tstate = _PyThreadState_GET();
-    PyThreadState_EnterTracing(tstate);
-    int landed = land(tstate);
-    PyThreadState_LeaveTracing(tstate);
-    return landed;
-}
-
-static PyObject *
-lander_token(PyObject *Py_UNUSED(self), void *Py_UNUSED(closure))
-{
-    token_object *token = waiting_token;
-    waiting_token = NULL;
-    return token != NULL ? (PyObject *)token : Py_NewRef(Py_None);
-}
-
-static PyNumberMethods lander_as_number = {
-    .nb_bool = lander_bool,
-};
-
-static PyGetSetDef lander_getset[] = {
-    {"token", lander_token, NULL, "What the replacement returns after a landing.", NULL},
-    {NULL, NULL, NULL, NULL, NULL},
-};
-
-static PyTypeObject lander_type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "lowimpact._engine._Lander",
-    .tp_basicsize = sizeof(lander_object),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "True once it moved its caller's caller out of a trampoline.",
-    .tp_as_number = &lander_as_number,
-    .tp_getset = lander_getset,
-};
-
-static PyObject *
-set_trampoline_target(PyObject *Py_UNUSED(module), PyObject *function)
-{
-    if (!PyFunction_Check(function)) {
-        PyErr_SetString(PyExc_TypeError, "the trampoline target must be a function");
+    if (cb == NULL || cb->n_armed == 0) {
         return NULL;
     }
-    /* No instruction of it is traceable: tracers see no call or line. */
-    PyCodeObject *code = (PyCodeObject *)PyFunction_GET_CODE(function);
-    code->_co_firsttraceable = (int)Py_SIZE(code);
-    Py_XSETREF(landing_function, Py_NewRef(function));
-    Py_RETURN_NONE;
+    int at = (int)(frame->prev_instr - _PyCode_CODE(frame->f_code)) - 2;
+    li_trampoline *t = find_trampoline(cb, at);
+    return t != NULL && t->armed ? t : NULL;
 }
 
-static PyMethodDef trampoline_methods[] = {
-    {"_set_trampoline_target", set_trampoline_target, METH_O,
-     "_set_trampoline_target($module, function, /)\n--\n\n"
-     "Register the function that replaces builtins.__build_class__."},
-    {NULL, NULL, 0, NULL},
-};
+/* nb_positive of `type`, which has none: `+cls` raises what it always did,
+ * except for the AssertionError class at a trampoline, where it yields the
+ * landing function for the trampoline's CALL, and tells it where the frame
+ * goes. */
+static PyObject *
+type_positive(PyObject *self)
+{
+    PyObject *function = li_landing_function();
+    if (self == PyExc_AssertionError && function != NULL) {
+        PyThreadState *tstate = _PyThreadState_GET();
+        _PyInterpreterFrame *frame = tstate->cframe->current_frame;
+        li_trampoline *t = frame != NULL && frame->owner != FRAME_OWNED_BY_FRAME_OBJECT
+                           ? trampoline_at(frame) : NULL;
+        if (t != NULL) {
+            if (li_expect_landing(tstate, frame, frame->f_code, t->landing) < 0) {
+                return NULL;
+            }
+            return Py_NewRef(function);
+        }
+    }
+    return PyErr_Format(PyExc_TypeError, "bad operand type for unary +: '%.200s'",
+                        Py_TYPE(self)->tp_name);
+}
 
 int
-li_trampoline_init(PyObject *module)
+li_trampoline_init(void)
 {
-    if (PyType_Ready(&token_type) < 0 || PyType_Ready(&lander_type) < 0) {
+    /* Types created from now on inherit the slot (it raises for them as the
+       missing slot did); `type` has no `__pos__` in its dictionary either way. */
+    if (PyType_Type.tp_as_number == NULL || PyType_Type.tp_as_number->nb_positive != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "lowimpact: type already has a unary + slot");
         return -1;
     }
-    PyObject *lander = (PyObject *)PyObject_New(lander_object, &lander_type);
-    if (lander == NULL) {
-        return -1;
-    }
-    if (PyModule_AddObject(module, "_lander", lander) < 0) {
-        Py_DECREF(lander);
-        return -1;
-    }
-    return PyModule_AddFunctions(module, trampoline_methods);
+    PyType_Type.tp_as_number->nb_positive = type_positive;
+    return 0;
 }
 
 Py_ssize_t
@@ -829,3 +842,4 @@ li_trampolines_armed_count(void)
     }
     return n;
 }
+

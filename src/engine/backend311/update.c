@@ -88,19 +88,19 @@ usable_shadow(li_code_state *cs)
 }
 
 int
-li_add_resume_point(li_code_backend *cb, int at)
+li_add_resume_point(li_code_backend *cb, li_landing to)
 {
     for (int k = 0; k < cb->n_resume_points; k++) {
-        if (cb->resume_points[k] == at) {
+        if (li_same_landing(cb->resume_points[k], to)) {
             return 0;
         }
     }
     if (li_reserve((void **)&cb->resume_points, &cb->cap_resume_points, cb->n_resume_points,
-                   sizeof(int32_t), 4) < 0)
+                   sizeof(li_landing), 4) < 0)
     {
         return -1;
     }
-    cb->resume_points[cb->n_resume_points++] = at;
+    cb->resume_points[cb->n_resume_points++] = to;
     return 0;
 }
 
@@ -302,14 +302,14 @@ li_desired_code(PyCodeObject *original, PyObject *builtins)
 }
 
 PyObject *
-li_landing_code(PyCodeObject *original, int at, int capacity, PyObject *builtins)
+li_landing_code(PyCodeObject *original, li_landing to, int capacity, PyObject *builtins)
 {
     PyObject *desired = li_desired_code(original, builtins);
     if (desired == NULL) {
         return NULL;
     }
     li_probes *lp = li_shadow_probes((PyCodeObject *)desired);
-    if (lp != NULL && li_pad_unit(lp, at) >= 0 &&
+    if (lp != NULL && li_pad_unit(lp, to) >= 0 &&
         ((PyCodeObject *)desired)->co_stacksize <= capacity)
     {
         return desired;
@@ -396,6 +396,9 @@ static int
 replace_frame_code(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterFrame *above)
 {
     PyCodeObject *code = frame->f_code;
+    if (li_landing_expected(frame)) {
+        return 0;   /* the landing moves it, from where it is */
+    }
     PyObject *desired = li_desired_code(li_backend_original(code), frame->f_builtins);
     if (desired == NULL) {
         return -1;
@@ -874,7 +877,7 @@ int
 li_backend_init(PyObject *module)
 {
     if (li_probes_init() < 0 || li_frames_init() < 0 || li_install_transparency() < 0 ||
-        li_trampoline_init(module) < 0)
+        li_trampoline_init() < 0 || li_landing_init(module) < 0)
     {
         return -1;
     }

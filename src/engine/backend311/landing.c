@@ -1,0 +1,282 @@
+/* Landing: moving a frame that is executing, in C locals of an evaluation
+ * loop, onto a shadow.
+ *
+ * Such a frame can only change code where the interpreter reloads its
+ * position from the frame: when a Python-to-Python call it made returns.
+ * So the frame is made to call the landing function, a private Python
+ * function that runs
+ *
+ *     return _lander.token if _lander else None
+ *
+ * The truth test of the lander moves the calling frame onto the landing pad
+ * of a shadow (shadow.c), where the frame resumes when the call returns:
+ * the pad drops the result and jumps to where the frame goes on.  Two things
+ * make frames call it: trampolines written into the code they run
+ * (trampoline.c), and probes, which divert their frame to a stub that calls
+ * it (probe.c).  Either first says where the frame goes (li_expect_landing).
+ *
+ * Trace and profile functions must not see the landing function run: its
+ * code starts no traceable instruction (no call or line events), and from
+ * the move until the landing pad drops the token it returned, the thread
+ * counts as tracing (no return event).  Nothing in it is a call a profiler
+ * would report.
+ */
+
+#include "b311.h"
+#include "internal/pycore_interp.h"
+
+static PyObject *landing_function;    /* strong */
+
+PyObject *
+li_landing_function(void)
+{
+    return landing_function;
+}
+
+/* ---- landings expected -------------------------------------------------- */
+
+/* Where frames that are about to call the landing function go.  Usually one
+ * at a time; more when code that runs as the landing function starts (a
+ * signal handler, another thread) lands too.  An entry whose call never ran
+ * (it failed as it started a frame) is dropped when a later landing of its
+ * thread finds it. */
+typedef struct {
+    PyThreadState *tstate;
+    _PyInterpreterFrame *frame;
+    PyCodeObject *original;      /* borrowed: the frame's code holds it */
+    li_landing to;
+} expected_landing;
+
+static expected_landing *expected;
+static int n_expected, cap_expected;
+
+int
+li_expect_landing(PyThreadState *tstate, _PyInterpreterFrame *frame, PyCodeObject *code,
+                  li_landing to)
+{
+    if (li_reserve((void **)&expected, &cap_expected, n_expected, sizeof(expected_landing),
+                   4) < 0)
+    {
+        return -1;
+    }
+    expected[n_expected++] = (expected_landing){tstate, frame, li_backend_original(code), to};
+    return 0;
+}
+
+bool
+li_landing_expected(_PyInterpreterFrame *frame)
+{
+    for (int k = 0; k < n_expected; k++) {
+        if (expected[k].frame == frame) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Takes the landing expected for `frame` of `tstate` into *out, dropping
+ * the thread's older ones that never happened.  False if there is none. */
+static bool
+take_expected(PyThreadState *tstate, _PyInterpreterFrame *frame, expected_landing *out)
+{
+    for (int k = n_expected - 1; k >= 0; k--) {
+        if (expected[k].tstate != tstate || expected[k].frame != frame) {
+            continue;
+        }
+        *out = expected[k];
+        int kept = 0;
+        for (int j = 0; j < n_expected; j++) {
+            bool stale = expected[j].tstate == tstate && j <= k;
+            if (!stale) {
+                expected[kept++] = expected[j];
+            }
+        }
+        n_expected = kept;
+        return true;
+    }
+    return false;
+}
+
+void
+li_forget_landings_of(PyThreadState *tstate)
+{
+    int kept = 0;
+    for (int j = 0; j < n_expected; j++) {
+        if (expected[j].tstate != tstate) {
+            expected[kept++] = expected[j];
+        }
+    }
+    n_expected = kept;
+}
+
+/* ---- the lander ----------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+} lander_object;
+
+typedef struct {
+    PyObject_HEAD
+    PyThreadState *tstate;      /* whose tracing it suspends while alive */
+} token_object;
+
+static _Thread_local token_object *waiting_token;
+
+static void
+token_dealloc(PyObject *self)
+{
+    PyThreadState_LeaveTracing(((token_object *)self)->tstate);
+    PyObject_Free(self);
+}
+
+static PyTypeObject token_type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "lowimpact._engine._LandingToken",
+    .tp_basicsize = sizeof(token_object),
+    .tp_dealloc = token_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Dropped by a landing pad: ends the landing.",
+};
+
+/* Moves the frame that called the landing function where it was expected
+ * to go.  1 if it did, 0 if no landing was expected for that frame, -1 on
+ * error. */
+static int
+land(PyThreadState *tstate)
+{
+    _PyInterpreterFrame *here = tstate->cframe->current_frame;
+    _PyInterpreterFrame *frame = here != NULL ? here->previous : NULL;
+    expected_landing to;
+    if (frame == NULL || frame->owner == FRAME_OWNED_BY_FRAME_OBJECT ||
+        !take_expected(tstate, frame, &to))
+    {
+        return 0;
+    }
+    if (here->is_entry) {
+        /* Not called from the caller's evaluation loop (a PEP 523 frame
+           evaluator was installed since): the caller cannot be moved, and
+           it cannot go on where it is either. */
+        PyErr_SetString(PyExc_SystemError,
+                        "lowimpact: a frame evaluation function was installed while "
+                        "monitoring was on");
+        return -1;
+    }
+    PyCodeObject *original = to.original;
+    if (li_backend_original(frame->f_code) != original) {
+        PyErr_SetString(PyExc_SystemError, "lowimpact: a landing frame changed code");
+        return -1;
+    }
+    token_object *token = PyObject_New(token_object, &token_type);
+    if (token == NULL) {
+        return -1;
+    }
+    token->tstate = tstate;
+    PyObject *landing = li_landing_code(original, to.to, li_frame_capacity(tstate, frame, here),
+                                        frame->f_builtins);
+    if (landing == NULL) {
+        PyObject_Free(token);
+        return -1;
+    }
+    li_probes *lp = li_shadow_probes((PyCodeObject *)landing);
+    int pad = li_pad_unit(lp, to.to);
+    assert(pad >= 0);
+    if (li_frame_set_code(frame, lp->shadow, pad - 1) < 0) {
+        Py_DECREF(landing);
+        PyObject_Free(token);
+        return -1;
+    }
+    /* A frame reached while running can have tracebacks already. */
+    li_fix_moved_tracebacks();
+    /* A function that started through the entry trampoline starts on the
+       shadow from now on. */
+    PyFunctionObject *func = frame->f_func;
+    li_code_state *cs = li_code_state_get(original);
+    if (to.to.phase == LI_LAND_START && func != NULL &&
+        func->func_code == (PyObject *)original && cs != NULL && lp == li_current_shadow(cs))
+    {
+        Py_SETREF(func->func_code, Py_NewRef(landing));
+        func->func_version = 0;
+    }
+    Py_DECREF(landing);
+    PyThreadState_EnterTracing(tstate);
+    Py_XSETREF(waiting_token, token);
+    return 1;
+}
+
+static int
+lander_bool(PyObject *Py_UNUSED(self))
+{
+    /* Nothing landing does may be seen by tracers (land() keeps the thread
+       tracing once it moved the frame, until the token goes). */
+    PyThreadState *tstate = _PyThreadState_GET();
+    PyThreadState_EnterTracing(tstate);
+    int landed = land(tstate);
+    PyThreadState_LeaveTracing(tstate);
+    return landed;
+}
+
+static PyObject *
+lander_token(PyObject *Py_UNUSED(self), void *Py_UNUSED(closure))
+{
+    token_object *token = waiting_token;
+    waiting_token = NULL;
+    return token != NULL ? (PyObject *)token : Py_NewRef(Py_None);
+}
+
+static PyNumberMethods lander_as_number = {
+    .nb_bool = lander_bool,
+};
+
+static PyGetSetDef lander_getset[] = {
+    {"token", lander_token, NULL, "What the landing function returns after a landing.",
+     NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject lander_type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "lowimpact._engine._Lander",
+    .tp_basicsize = sizeof(lander_object),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "True once it moved its caller's caller where it was expected to go.",
+    .tp_as_number = &lander_as_number,
+    .tp_getset = lander_getset,
+};
+
+static PyObject *
+set_landing_function(PyObject *Py_UNUSED(module), PyObject *function)
+{
+    if (!PyFunction_Check(function)) {
+        PyErr_SetString(PyExc_TypeError, "the landing function must be a function");
+        return NULL;
+    }
+    /* No instruction of it is traceable: tracers see no call or line. */
+    PyCodeObject *code = (PyCodeObject *)PyFunction_GET_CODE(function);
+    code->_co_firsttraceable = (int)Py_SIZE(code);
+    Py_XSETREF(landing_function, Py_NewRef(function));
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef landing_methods[] = {
+    {"_set_landing_function", set_landing_function, METH_O,
+     "_set_landing_function($module, function, /)\n--\n\n"
+     "Register the function that frames call to move onto instrumented code."},
+    {NULL, NULL, 0, NULL},
+};
+
+int
+li_landing_init(PyObject *module)
+{
+    if (PyType_Ready(&token_type) < 0 || PyType_Ready(&lander_type) < 0) {
+        return -1;
+    }
+    PyObject *lander = (PyObject *)PyObject_New(lander_object, &lander_type);
+    if (lander == NULL) {
+        return -1;
+    }
+    if (PyModule_AddObject(module, "_lander", lander) < 0) {
+        Py_DECREF(lander);
+        return -1;
+    }
+    return PyModule_AddFunctions(module, landing_methods);
+}
