@@ -60,12 +60,18 @@ def handler_at(entries, unit):
     return None
 
 
+#: How a probe ends: a jump to a stub that moves its frame elsewhere, or
+#: (where it cannot) POP_TOP.
+PROBE_ENDS = ("POP_TOP", "POP_JUMP_FORWARD_IF_FALSE", "POP_JUMP_BACKWARD_IF_FALSE")
+
+
 def probe_units(shadow: CodeType, at: int) -> int:
     """Length of the probe starting at unit ``at`` (4, or more with EXTENDED_ARG)."""
     n = 1
-    while dis.opname[shadow.co_code[(at + n) * 2]] != "POP_TOP":
+    while dis.opname[shadow.co_code[(at + n) * 2]] != "UNARY_NOT":
         n += 1
-    return n + 1
+    assert dis.opname[shadow.co_code[(at + n + 1) * 2]] in PROBE_ENDS
+    return n + 2
 
 
 def check(code: CodeType, events: int = ALL_PROBED) -> List[str]:
@@ -176,6 +182,17 @@ def check(code: CodeType, events: int = ALL_PROBED) -> List[str]:
                 problems.append("jump at shadow %d lands on original %d, wanted %d"
                                 % (ins.offset, landing, orig_jumps[src]))
                 break
+    # A probe that can move its frame jumps to a stub calling the landing
+    # function (from a depth that leaves room for the call).
+    landing = shadow.co_consts[len(code.co_consts) + 1]
+    for ins in shadow_instructions:
+        if ins.opname not in PROBE_ENDS[1:] or shadow.co_code[ins.offset - 2] != dis.opmap["UNARY_NOT"]:
+            continue
+        stub = [i for i in shadow_instructions if i.offset >= ins.argval][:4]
+        names = [i.opname for i in stub]
+        if names != ["PUSH_NULL", "LOAD_CONST", "PRECALL", "CALL"] or stub[1].argval is not landing:
+            problems.append("probe jump at shadow %d goes to %r, not a divert stub" % (ins.offset, names))
+            break
     if shadow.co_stacksize < code.co_stacksize:
         problems.append("stack size shrank")
     # Entry trampolines size frames by this bound.

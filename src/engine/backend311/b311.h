@@ -140,7 +140,11 @@ typedef struct {
 typedef struct {
     int32_t unit;         /* shadow unit of the probe's NOP */
     int32_t first_site;   /* its sites, in delivery order */
+    /* Where its frame goes on once its events are delivered, as a landing
+       (unit -1: the probe cannot divert its frame, see shadow.c). */
+    int32_t resume_unit;
     int16_t depth;        /* value stack depth where the probe starts */
+    uint8_t resume_phase;
     uint8_t n_sites;
     uint8_t kind;
     uint8_t size;         /* in units */
@@ -212,6 +216,9 @@ typedef struct li_probes {
     /* Another shadow replaced this one for new frames; functions that still
        point here are redirected when they next start (at entry_probe). */
     bool obsolete;
+    /* It lacks probes some tool wants now: every probe is armed, and moves
+       the frame that runs it onto a shadow that has them (probe.c). */
+    bool outdated;
     struct li_probes *next, *prev;   /* all live shadows */
 } li_probes;
 
@@ -357,12 +364,20 @@ li_true_stacksize(PyCodeObject *code)
 }
 
 /* The largest stack a shadow of code needing `stacksize` slots needs: a
- * probe pushes one value over the deepest stack, and the UNWIND stub runs
- * with the raising offset, the exception and a probe (shadow.c). */
+ * probe pushes one value over the deepest stack (only probes above it can
+ * divert their frame, which takes two), and the UNWIND stub runs with the
+ * raising offset, the exception and a probe (shadow.c). */
 static inline int
 li_shadow_stack_bound(int stacksize)
 {
     return stacksize + 1 > 3 ? stacksize + 1 : 3;
+}
+
+/* The events `cs`'s code needs probes for now. */
+static inline li_event_set
+li_probed_events(const li_code_state *cs)
+{
+    return li_wanted_events(cs) & ((LI_EVENT_BIT(LI_UNGROUPED_EVENT_COUNT) - 1));
 }
 
 /* Events that need probes: all of them (C_RETURN and C_RAISE follow CALL). */

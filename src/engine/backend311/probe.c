@@ -111,6 +111,9 @@ probe_wanted(const li_probes *lp, const li_probe *p, int index)
     if (lp->obsolete && index == lp->entry_probe) {
         return true;    /* it redirects functions to the current shadow */
     }
+    if (lp->outdated && p->resume_unit >= 0) {
+        return true;    /* it moves its frame onto a shadow that is not */
+    }
     for (int k = 0; k < p->n_sites; k++) {
         const li_site *s = &lp->sites[p->first_site + k];
         if (li_tools_at(lp->cs, s->event, s->orig)) {
@@ -133,12 +136,20 @@ probe_wanted(const li_probes *lp, const li_probe *p, int index)
     return false;
 }
 
+/* Whether `lp` lacks probes that some tool wants now. */
+static bool
+lacks_probes(const li_probes *lp)
+{
+    return (li_probed_events(lp->cs) & ~lp->kinds) != 0 || li_probes_stale(lp);
+}
+
 void
 li_probes_sync(li_probes *lp)
 {
     if (lp->shadow == NULL) {
         return;
     }
+    lp->outdated = lacks_probes(lp);
     for (int i = 0; i < lp->n_probes; i++) {
         set_armed(lp, &lp->probes[i], i, probe_wanted(lp, &lp->probes[i], i));
     }
@@ -221,8 +232,25 @@ redirect(_PyInterpreterFrame *frame, li_probes *lp)
     return 0;
 }
 
-/* nb_bool of li_probes: UNARY_NOT of a probe runs it.  0, or -1 with an
- * exception set, which the probe raises at its instruction. */
+/* Sends `frame`, at probe `p`, to a DIVERT stub (shadow.c), whose call of
+ * the landing function moves it onto a shadow with the probes tools want.
+ * 1 (the probe's jump to the stub is taken), or -1 on error. */
+static int
+divert(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, li_probe *p)
+{
+    li_landing to = {p->resume_unit, p->resume_phase};
+    li_code_backend *cb = li_code_backend_ensure(lp->cs);
+    if (cb == NULL || li_add_resume_point(cb, to) < 0 ||
+        li_expect_landing(tstate, frame, lp->shadow, to) < 0)
+    {
+        return -1;
+    }
+    return 1;
+}
+
+/* nb_bool of li_probes: UNARY_NOT of a probe runs it.  0, 1 when the frame
+ * must divert (see divert()), or -1 with an exception set, which the probe
+ * raises at its instruction. */
 static int
 probes_run(PyObject *self)
 {
@@ -254,7 +282,18 @@ probes_run(PyObject *self)
     }
     /* The running frame holds the shadow, which holds us: callbacks cannot
        free this data. */
-    return fire(tstate, frame, lp, &lp->probes[index], index);
+    li_probe *p = &lp->probes[index];
+    if (fire(tstate, frame, lp, p, index) < 0) {
+        return -1;
+    }
+    /* Tools want probes this shadow lacks (a callback may have just asked
+       for them): the frame moves onto a shadow that has them, and goes on
+       there after this probe's events.  The landing function's frame must
+       fit under the recursion limit. */
+    if (lp->outdated && p->resume_unit >= 0 && tstate->recursion_remaining > 0) {
+        return divert(tstate, frame, lp, p);
+    }
+    return 0;
 }
 
 static void

@@ -16,7 +16,13 @@
  *   INSTR    probe firing INSTRUCTION and B's own events before B runs:
  *            PY_RETURN, PY_YIELD, CALL, JUMP, RERAISE (and the mark that
  *            tells the next handler it gets a re-raise, see events.c)
- * and after the last instruction come stubs, each a probe and one instruction:
+ * A probe ends with a conditional jump to a DIVERT stub, taken when the
+ * probe's frame must move onto another shadow (probe.c): the stub calls the
+ * landing function (landing.c), which moves the frame to a landing pad of
+ * that shadow, where it goes on after the probe.  Divert stubs go after the
+ * code and, where the code is too long for one jump to reach, before
+ * instructions that are not fallen into (with a jump over them otherwise).
+ * After the last instruction come stubs, each a probe and one instruction:
  *   TAKEN    per branch or FOR_ITER that jumps: BRANCH (taken),
  *            STOP_ITERATION; then a jump where the original jump goes
  *   C_RAISE  per call: C_RAISE when the callee raised; then RERAISE
@@ -36,7 +42,11 @@
 
 #include "b311.h"
 
-#define PROBE_BASE_SIZE 4    /* NOP, LOAD_CONST, UNARY_NOT, POP_TOP */
+#define PROBE_BASE_SIZE 4    /* NOP, LOAD_CONST, UNARY_NOT, POP_JUMP_IF_FALSE */
+/* PUSH_NULL, LOAD_CONST, PRECALL 0 and its cache, CALL 0 and its cache. */
+#define DIVERT_BASE_SIZE (4 + 1 + 4)
+/* How far a probe's one-unit jump reaches. */
+#define JUMP_REACH 255
 
 enum { AFTER, ARRIVE, HANDLER, LINE, INSTR, N_SLOTS };
 
@@ -53,7 +63,7 @@ typedef struct {
     int pos_gap, gap_ext;    /* jump over them from the instruction before, or -1 */
 } plan;
 
-enum { STUB_TAKEN, STUB_C_RAISE, STUB_UNWIND };
+enum { STUB_TAKEN, STUB_C_RAISE, STUB_UNWIND, STUB_DIVERT };
 
 typedef struct {
     int kind;
@@ -98,6 +108,9 @@ typedef struct {
     int probe_size;
     bool wide_index;          /* probe indices take three bytes */
     int probes_const;         /* index of the li_probes object in co_consts */
+    int lander_const;         /* index of the landing function in co_consts */
+    int stacksize;            /* the original's */
+    int divert_size;          /* units of a DIVERT stub */
     int n_units;
 } builder;
 
@@ -193,6 +206,7 @@ close_probe(builder *b, int first, int kind, int depth)
     }
     b->probes[b->n_probes] = (li_probe){
         .first_site = first,
+        .resume_unit = -1,
         .n_sites = (uint8_t)(b->n_sites - first),
         .depth = (int16_t)depth,
         .kind = (uint8_t)kind,
@@ -200,6 +214,26 @@ close_probe(builder *b, int first, int kind, int depth)
         .simple = b->n_sites - first == 1 && is_simple(kind, b->sites[first].event),
     };
     return b->n_probes++;
+}
+
+/* Probe `index` (if there is one) lets its frame move: the frame then goes
+ * on at instruction `i` in the phase `phase`. */
+static void
+set_resume(builder *b, int index, int i, int phase)
+{
+    /* The DIVERT stub's call takes two slots over the probe's depth: no
+       more than shadows have (li_shadow_stack_bound). */
+    if (index >= 0 && b->probes[index].depth + 2 <= li_shadow_stack_bound(b->stacksize)) {
+        b->probes[index].resume_unit = b->an.instrs[i].start;
+        b->probes[index].resume_phase = (uint8_t)phase;
+    }
+}
+
+/* The phase at which a jump from `source` lands on instruction `t`. */
+static int
+jump_phase(const li_analysis *an, const li_instr *source, int t)
+{
+    return source->event_line != an->instrs[t].event_line ? LI_LAND_LINE : LI_LAND_AFTER_LINE;
 }
 
 /* ---- what happens where ----------------------------------------------- */
@@ -304,6 +338,7 @@ plan_after(builder *b, int i, int *probe)
         err = add_site(b, LI_BRANCH, prev->op, in->start);
     }
     *probe = err < 0 ? -2 : close_probe(b, first, LI_PROBE_AFTER, in->depth);
+    set_resume(b, *probe, i, LI_LAND_FALLTHROUGH);
     return *probe == -2 ? -1 : 0;
 }
 
@@ -354,6 +389,12 @@ plan_instr(builder *b, int i, int *probe)
         return -1;
     }
     *probe = close_probe(b, first, LI_PROBE_INSTR, in->depth);
+    /* The probe before a YIELD_VALUE that follows a SEND ends with a unit
+       CPython reads (see emit()): it cannot jump. */
+    bool yield_from = end->opcode == YIELD_VALUE && i > 0 && an->instrs[i - 1].opcode == SEND;
+    if (!yield_from) {
+        set_resume(b, *probe, i, LI_LAND_AT);
+    }
     return *probe == -2 ? -1 : 0;
 }
 
@@ -408,6 +449,7 @@ plan_probes(builder *b)
                 return -1;
             }
             pl->probe[HANDLER] = close_probe(b, first, LI_PROBE_HANDLER, in->depth);
+            set_resume(b, pl->probe[HANDLER], i, LI_LAND_LINE);
         }
         if (in->flags & LI_I_LINE_START) {
             int first = open_probe(b);
@@ -417,6 +459,7 @@ plan_probes(builder *b)
             int kind = (in->flags & LI_I_HANDLER_TARGET) ? LI_PROBE_LINE_HANDLER
                                                          : LI_PROBE_LINE;
             pl->probe[LINE] = close_probe(b, first, kind, in->depth);
+            set_resume(b, pl->probe[LINE], i, LI_LAND_AFTER_LINE);
             /* RESUME never hides the next line: CPython 3.12's rule. */
             pl->skip = pl->probe[LINE] >= 0 && entered_from_prev &&
                        prev->event_line == in->event_line && prev->opcode != RESUME;
@@ -453,6 +496,7 @@ plan_probes(builder *b)
             if (probe == -2) {
                 return -1;
             }
+            set_resume(b, probe, in->target, jump_phase(an, in, in->target));
             b->plans[in->target].probe[ARRIVE] = probe;
         }
         if (in->target >= 0 && is_branch(in->opcode)) {
@@ -467,6 +511,7 @@ plan_probes(builder *b)
             if (probe == -2) {
                 return -1;
             }
+            set_resume(b, probe, in->target, jump_phase(an, in, in->target));
             if (probe >= 0) {
                 pl->taken = add_stub(b, STUB_TAKEN, i, 0, probe);
                 if (pl->taken < 0) {
@@ -537,13 +582,6 @@ plan_probes(builder *b)
 }
 
 /* ---- landing pads ------------------------------------------------------ */
-
-/* The phase at which a jump from `source` lands on instruction `t`. */
-static int
-jump_phase(const li_analysis *an, const li_instr *source, int t)
-{
-    return source->event_line != an->instrs[t].event_line ? LI_LAND_LINE : LI_LAND_AFTER_LINE;
-}
 
 static int
 add_pad(builder *b, int instr, int phase)
@@ -688,6 +726,10 @@ static int
 place_stub(const builder *b, stub *s, int pos)
 {
     s->pos = pos;
+    if (s->kind == STUB_DIVERT) {
+        s->pos_tail = s->pos_end = pos + b->divert_size;
+        return s->pos_end;
+    }
     s->pos_tail = pos + b->probe_size;
     s->pos_end = s->pos_tail + (s->kind == STUB_TAKEN ? s->ext : 0) + 1;
     return s->pos_end;
@@ -708,10 +750,14 @@ gap_jump_oparg(const builder *b, int i)
 static int
 order_pre_stubs(builder *b)
 {
+    PyMem_Free(b->pre_stubs);
     b->pre_stubs = PyMem_Malloc(sizeof(int) * ((size_t)b->n_stubs + 1));
     if (b->pre_stubs == NULL) {
         PyErr_NoMemory();
         return -1;
+    }
+    for (int i = 0; i < b->an.n_instrs; i++) {
+        b->plans[i].n_stubs = 0;
     }
     int n = 0;
     for (int k = 0; k < b->n_stubs; k++) {
@@ -854,6 +900,141 @@ layout(builder *b)
     return -1;
 }
 
+/* The position where probe `index` ends (where its jump counts from). */
+static int
+probe_end(const builder *b, int index)
+{
+    return b->probes[index].unit + b->probe_size;
+}
+
+/* The DIVERT stub nearest to a jump ending at `from`, and its distance;
+ * -1 if there is none. */
+static int
+nearest_divert(const builder *b, int from, int *distance)
+{
+    int best = -1;
+    for (int k = 0; k < b->n_stubs; k++) {
+        const stub *s = &b->stubs[k];
+        if (s->kind != STUB_DIVERT) {
+            continue;
+        }
+        int d = s->pos >= from ? s->pos - from : from - s->pos;
+        if (best < 0 || d < *distance) {
+            best = k;
+            *distance = d;
+        }
+    }
+    return best;
+}
+
+static int
+add_divert_stub(builder *b, int before)
+{
+    int owner = before >= 0 ? before : b->an.n_instrs - 1;
+    int k = add_stub(b, STUB_DIVERT, owner, 0, -1);
+    if (k < 0) {
+        return -1;
+    }
+    b->stubs[k].before = before;
+    return 0;
+}
+
+/* Where the probes (known after a layout) are: records each probe's unit. */
+static void
+locate_probes(builder *b)
+{
+    for (int i = 0; i < b->an.n_instrs; i++) {
+        const plan *pl = &b->plans[i];
+        for (int slot = 0; slot < N_SLOTS; slot++) {
+            if (pl->probe[slot] >= 0) {
+                b->probes[pl->probe[slot]].unit = pl->pos[slot];
+            }
+        }
+    }
+    for (int k = 0; k < b->n_stubs; k++) {
+        if (b->stubs[k].probe >= 0) {
+            b->probes[b->stubs[k].probe].unit = b->stubs[k].pos;
+        }
+    }
+}
+
+/* Where to put a DIVERT stub for a probe of instruction `i` at `pos`: before
+ * an instruction near it that nothing falls into, else (at the price of a
+ * jump over it) before `i` itself, or the one after when `i` comes right
+ * after RESUME, where a jump would make tracing report a line. */
+static int
+divert_stub_place(const builder *b, int i, int pos)
+{
+    const li_analysis *an = &b->an;
+    for (int j = i; j > 0 && pos - b->plans[j].pos_start < JUMP_REACH / 2; j--) {
+        if (!(an->instrs[j - 1].flags & LI_I_FALLS_THROUGH)) {
+            return j;
+        }
+    }
+    for (int j = i + 1; j < an->n_instrs && b->plans[j].pos_start - pos < JUMP_REACH / 2; j++) {
+        if (!(an->instrs[j - 1].flags & LI_I_FALLS_THROUGH)) {
+            return j;
+        }
+    }
+    if (i == b->resume + 1 && i + 1 < an->n_instrs) {
+        return i + 1;
+    }
+    return i;
+}
+
+/* Lays the code out with DIVERT stubs within a jump's reach of every probe
+ * that can divert its frame: one after the code, and more before
+ * instructions (preferably ones not fallen into) while some probe is out of
+ * reach.  A probe still out of reach after a few rounds does not divert.
+ * 0 or -1. */
+static int
+layout_with_diverts(builder *b)
+{
+    if (add_divert_stub(b, -1) < 0) {
+        return -1;
+    }
+    for (int round = 0; round < 6; round++) {
+        if (order_pre_stubs(b) < 0 || layout(b) < 0) {
+            return -1;
+        }
+        locate_probes(b);
+        bool added = false;
+        int covered_until = -1;     /* positions a stub added this round serves */
+        for (int i = 0; i < b->an.n_instrs; i++) {
+            const plan *pl = &b->plans[i];
+            for (int slot = 0; slot < N_SLOTS; slot++) {
+                int index = pl->probe[slot], distance = 0;
+                if (index < 0 || b->probes[index].resume_unit < 0 ||
+                    pl->pos[slot] < covered_until)
+                {
+                    continue;
+                }
+                if (nearest_divert(b, probe_end(b, index), &distance) >= 0 &&
+                    distance <= JUMP_REACH)
+                {
+                    continue;
+                }
+                int at = divert_stub_place(b, i, pl->pos[slot]);
+                if (add_divert_stub(b, at) < 0) {
+                    return -1;
+                }
+                added = true;
+                covered_until = pl->pos[slot] + JUMP_REACH / 2;
+                break;
+            }
+        }
+        if (!added) {
+            return 0;
+        }
+    }
+    /* The last layout stands; probes out of reach do not divert. */
+    if (order_pre_stubs(b) < 0 || layout(b) < 0) {
+        return -1;
+    }
+    locate_probes(b);
+    return 0;
+}
+
 /* ---- emission ---------------------------------------------------------- */
 
 static inline _Py_CODEUNIT
@@ -913,8 +1094,20 @@ emit_probe(const builder *b, shadow_image *img, int pos, int index, int owner_un
         *p++ = make_unit(EXTENDED_ARG, (index >> 16) & 0xFF);   /* UNARY_NOT ignores it */
     }
     *p++ = make_unit(UNARY_NOT, index & 0xFF);
-    *p++ = make_unit(POP_TOP, 0);
-    b->probes[index].unit = pos;
+    li_probe *probe = &b->probes[index];
+    probe->unit = pos;
+    int distance = 0;
+    int divert = probe->resume_unit >= 0 ? nearest_divert(b, probe_end(b, index), &distance) : -1;
+    if (divert >= 0 && distance <= JUMP_REACH) {
+        /* UNARY_NOT pushes False when the probe returns 1: divert. */
+        bool forward = b->stubs[divert].pos >= probe_end(b, index);
+        *p++ = make_unit(forward ? POP_JUMP_FORWARD_IF_FALSE : POP_JUMP_BACKWARD_IF_FALSE,
+                         distance);
+    }
+    else {
+        probe->resume_unit = -1;
+        *p++ = make_unit(POP_TOP, 0);
+    }
     for (int k = 0; k < b->probe_size; k++) {
         img->orig_of[pos + k] = owner_unit;
         img->route_of[pos + k] = route_unit;
@@ -971,9 +1164,37 @@ emit_instruction(const builder *b, shadow_image *img, int i)
     }
 }
 
+/* A DIVERT stub: calls the landing function.  It has no location and no
+ * handler: it raises nothing a program could handle (probes divert only
+ * when the call's frame fits under the recursion limit). */
+static void
+emit_divert_stub(const builder *b, shadow_image *img, const stub *s)
+{
+    const li_instr *owner = &b->an.instrs[s->owner];
+    _Py_CODEUNIT *p = img->code + s->pos;
+    *p++ = make_unit(PUSH_NULL, 0);
+    p = emit_with_prefixes(p, ext_needed(b->lander_const), LOAD_CONST, b->lander_const);
+    *p++ = make_unit(PRECALL, 0);
+    *p++ = make_unit(CACHE, 0);
+    *p++ = make_unit(CALL, 0);
+    for (int k = 0; k < 4; k++) {
+        *p++ = make_unit(CACHE, 0);
+    }
+    assert(p == img->code + s->pos_end);
+    own_units(b, img, s->pos, s->pos_end - s->pos, owner->op, false);
+    for (int u = s->pos; u < s->pos_end; u++) {
+        img->handler[u] = ROUTE_NONE;
+        img->line_of[u] = -1;
+    }
+}
+
 static void
 emit_stub(const builder *b, shadow_image *img, const stub *s)
 {
+    if (s->kind == STUB_DIVERT) {
+        emit_divert_stub(b, img, s);
+        return;
+    }
     const li_instr *owner = &b->an.instrs[s->owner];
     emit_probe(b, img, s->pos, s->probe, owner->op, owner->op, false);
     int tail_size = s->pos_end - s->pos_tail;
@@ -1182,7 +1403,8 @@ static PyObject *
 shadow_consts(PyObject *consts, li_probes *lp)
 {
     Py_ssize_t n = PyTuple_GET_SIZE(consts);
-    PyObject *result = PyTuple_New(n + 1);
+    PyObject *landing = li_landing_function();
+    PyObject *result = PyTuple_New(n + 2);
     if (result == NULL) {
         return NULL;
     }
@@ -1190,11 +1412,12 @@ shadow_consts(PyObject *consts, li_probes *lp)
         PyTuple_SET_ITEM(result, i, Py_NewRef(PyTuple_GET_ITEM(consts, i)));
     }
     PyTuple_SET_ITEM(result, n, Py_NewRef((PyObject *)lp));
+    PyTuple_SET_ITEM(result, n + 1, Py_NewRef(landing != NULL ? landing : Py_None));
     /* As the collector would at its next pass (constants seldom hold
        containers): a shadow adds no object the collector tracks, which
        programs that count gc.get_objects() would notice. */
     bool atomic = true;
-    for (Py_ssize_t i = 0; i <= n && atomic; i++) {
+    for (Py_ssize_t i = 0; i < n + 2 && atomic; i++) {
         PyObject *item = PyTuple_GET_ITEM(result, i);
         atomic = !PyObject_IS_GC(item) ||
                  (PyTuple_CheckExact(item) && !PyObject_GC_IsTracked(item));
@@ -1210,8 +1433,10 @@ stack_size(const builder *b, PyCodeObject *original)
 {
     int needed = li_true_stacksize(original), size = needed;
     for (int p = 0; p < b->n_probes; p++) {
-        if (b->probes[p].depth + 1 > size) {
-            size = b->probes[p].depth + 1;
+        /* A probe pushes one value; the DIVERT stub it jumps to, two. */
+        int top = b->probes[p].depth + (b->probes[p].resume_unit >= 0 ? 2 : 1);
+        if (top > size) {
+            size = top;
         }
     }
     /* Entry trampolines allocate frames by this bound (trampoline.c). */
@@ -1299,12 +1524,14 @@ li_build_shadow(PyCodeObject *original, li_code_state *cs, li_event_set kinds,
     b.entry_probe = -1;
     b.resume = -1;
     b.probes_const = (int)PyTuple_GET_SIZE(consts);
+    b.lander_const = b.probes_const + 1;
+    b.stacksize = li_true_stacksize(original);
+    b.divert_size = DIVERT_BASE_SIZE + ext_needed(b.lander_const);
     /* Enough for the most probes the code could get: five slots and two
        stubs per instruction, and UNWIND. */
     b.wide_index = (int64_t)b.an.n_instrs * 7 + 1 > 0xFFFF;
     b.probe_size = PROBE_BASE_SIZE + ext_needed(b.probes_const) + b.wide_index;
-    if (plan_probes(&b) < 0 || order_pre_stubs(&b) < 0 || plan_pads(&b) < 0 ||
-        layout(&b) < 0)
+    if (plan_probes(&b) < 0 || plan_pads(&b) < 0 || layout_with_diverts(&b) < 0)
     {
         goto done;
     }
