@@ -1,0 +1,5 @@
+"""A package run with ``-m calc``."""
+
+from .ops import OPERATIONS, apply
+
+__all__ = ["OPERATIONS", "apply"]
