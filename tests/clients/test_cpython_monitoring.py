@@ -1,0 +1,155 @@
+"""CPython 3.12's own ``Lib/test/test_monitoring.py``, run unmodified.
+
+``tools/cpython_test_monitoring.py`` runs the file from a CPython 3.12
+installation in a fresh process of this interpreter: on 3.11 against
+lowimpact's engine, on 3.12+ against the native ``sys.monitoring`` (the
+baseline).  This test asserts that the tests that fail are exactly the known
+ones below, so that a fix shows up as "unexpectedly passed" and a regression
+as a new failure.
+
+The file hard-codes what CPython 3.12's compiler produces (instruction
+offsets, opcode names, line numbers of generated code), so most known
+failures on 3.11 are the test's, not the engine's: 3.11 compiles the same
+source to other bytecode.  Each was checked: the engine's events equal what
+3.11's own ``sys.settrace`` opcode tracing reports for that bytecode, or the
+test passes once the bytecode-specific assertion is taken out.
+
+On 3.11 the runner adds ``sys.monitoring._all_events`` (the file's tests call
+it; the engine has it, ``lowimpact.monitoring`` does not export it) and takes
+``test.profilee`` from 3.11's own ``test`` package.
+
+The file is found at ``$LOWIMPACT_CPYTHON_TESTS`` (the file, or a directory
+holding it) or under ``$(pyenv root)/versions/3.12.*``; without it this test
+fails and says so.  ``python tools/cpython_test_monitoring.py -v`` shows the
+results with tracebacks.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from types import ModuleType
+from typing import Dict, Tuple
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RUNNER = os.path.join(ROOT, "tools", "cpython_test_monitoring.py")
+
+#: The test file the lists below were made for (CPython 3.12.1's).  Another
+#: version of it may have other tests; a mismatch is mentioned on failure.
+KNOWN_SHA256 = "dc6a29b450355df01ecd9ddf605baac2cf0f135abb99dac5b201c46620678977"
+
+_EVENTS_JUMP = ("3.11 bytecode: gather_events' `try: func() except: pass` has a JUMP_FORWARD "
+                "over the inline handler (3.12 places handlers after the function body and "
+                "falls through), so the list ends with one extra 'jump'")
+_RETURN_CONST = ("3.11 bytecode: `return None` is LOAD_CONST + RETURN_VALUE (3.12: one "
+                 "RETURN_CONST), so one more INSTRUCTION at the end")
+_NO_LOAD_SUPER_ATTR = ("3.11 has no LOAD_SUPER_ATTR opcode (new in 3.12) and the test asserts "
+                       "the compiler emits it; with that assertion bypassed, every event matches")
+_OFFSETS_CALL = ("3.11 bytecode: LOAD_GLOBAL has 5 cache units (3.12: 4) and a PRECALL "
+                 "(+1 cache) precedes CALL, so `len(())` has no instruction at offset 12")
+
+#: By (major, minor): short test id -> why it fails there.
+KNOWN_FAILURES: Dict[Tuple[int, int], Dict[str, str]] = {
+    (3, 11): {
+        "MonitoringEventsTest.test_caught": _EVENTS_JUMP,
+        "MonitoringEventsTest.test_just_call": _EVENTS_JUMP,
+        "MonitoringEventsTest.test_just_pass": _EVENTS_JUMP,
+        "MonitoringEventsTest.test_nested_call": _EVENTS_JUMP,
+        "SimulateProfileTest.test_frame_stack": (
+            "lowimpact.monitoring.set_events is a Python function: the CALL event of the "
+            "final set_events(TEST_TOOL, 0) has a Python callable, which the test does not "
+            "push (natively a builtin, which it pushes), so the stack ends empty"),
+        "TestBranchAndJumpEvents.test_except_star": (
+            "3.11 bytecode: other offsets, and 3.11's line table gives the `except*` line to "
+            "the POP_TOP/POP_EXCEPT/return after PREP_RERAISE_STAR (3.12: no line), so one "
+            "extra LINE after the last branch (3.11's settrace reports that line too)"),
+        "TestInstallIncrementally.test_call_then_instruction": _OFFSETS_CALL,
+        "TestInstallIncrementally.test_instruction_then_call": _OFFSETS_CALL,
+        "TestLineAndInstructionEvents.test_simple": _RETURN_CONST,
+        "TestLineAndInstructionEvents.test_with_restart": _RETURN_CONST,
+        "TestLineAndInstructionEvents.test_c_call": (
+            "3.11 bytecode: `[].append(2)` is LOAD_METHOD (10 caches) + PRECALL + CALL where "
+            "3.12 has LOAD_ATTR (9 caches) + CALL; LOAD_CONST + RETURN_VALUE"),
+        "TestLineAndInstructionEvents.test_try_except": (
+            "3.11 bytecode: LOAD_GLOBAL's 5 caches, a JUMP_FORWARD over the inline cleanup "
+            "handler (3.12 places it at the end), LOAD_CONST + RETURN_VALUE"),
+        "TestLoadSuperAttr.test_attr": _NO_LOAD_SUPER_ATTR,
+        "TestLoadSuperAttr.test_method_call": _NO_LOAD_SUPER_ATTR,
+        "TestLoadSuperAttr.test_method_call_error": _NO_LOAD_SUPER_ATTR,
+        "TestLoadSuperAttr.test_vs_other_type_call (call_method=False)": _NO_LOAD_SUPER_ATTR,
+        "TestLoadSuperAttr.test_vs_other_type_call (call_method=True)": _NO_LOAD_SUPER_ATTR,
+    },
+    (3, 12): {},
+    (3, 13): {
+        "TestBranchAndJumpEvents.test_except_star": (
+            "3.13 compiles except* differently from 3.12 (one JUMP_FORWARD fewer, other "
+            "offsets): the test hard-codes 3.12's"),
+    },
+}
+
+
+def _load_runner() -> ModuleType:
+    """The runner module, loaded from the checkout's tools/ (it is not installed)."""
+    spec = importlib.util.spec_from_file_location("cpython_test_monitoring", RUNNER)
+    assert spec is not None and spec.loader is not None, RUNNER
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _child_env() -> Dict[str, str]:
+    """This process's environment, with the lowimpact it imports first on the child's path.
+
+    The child must test the same build as this process (an installed copy in
+    a virtual environment, a sanitizer build, or the checkout's src/).
+    """
+    env = dict(os.environ)
+    if sys.version_info < (3, 12):
+        import lowimpact
+
+        where = os.path.dirname(os.path.dirname(os.path.abspath(lowimpact.__file__)))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (where, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def test_cpython_test_monitoring() -> None:
+    """The file's failing tests on this interpreter are exactly KNOWN_FAILURES' list."""
+    runner = _load_runner()
+    try:
+        path = runner.find_test_file()
+    except runner.NotFound as e:
+        missing = str(e)
+    else:
+        missing = ""
+    if missing:
+        pytest.fail(missing, pytrace=False)
+    known = KNOWN_FAILURES.get(sys.version_info[:2])
+    assert known is not None, "no known-failure list for CPython %d.%d" % sys.version_info[:2]
+
+    report = runner.run(path, sys.executable, env=_child_env())
+    if "crash" in report or not report["run"]:
+        pytest.fail(runner.format_report(report), pytrace=False)
+
+    failing = runner.failed(report)
+    new = sorted(set(failing) - set(known))
+    fixed = sorted(set(known) - set(failing))
+    # A known failure that now raises something other than an assertion
+    # failure is a change too.
+    changed = sorted(name for name in set(known) & set(failing)
+                     if report["outcomes"][name]["outcome"] != "fail")
+    if new or fixed or changed:
+        lines = []
+        if report["sha256"] != KNOWN_SHA256:
+            lines.append("note: %s is not the version of the file the known failures were "
+                         "listed for (CPython 3.12.1's)" % path)
+        lines += ["new failure: %s\n    %s" % (name, failing[name]) for name in new]
+        lines += ["known failure, now an error: %s\n    %s" % (name, failing[name])
+                  for name in changed]
+        lines += ["%s: %s (known cause: %s)" % (
+            "unexpectedly passed" if name in report["outcomes"] else "not in the file",
+            name, known[name]) for name in fixed]
+        lines.append(runner.format_report(report, verbose=bool(new or changed)))
+        pytest.fail("\n".join(lines), pytrace=False)

@@ -1,0 +1,370 @@
+"""Run CPython 3.12's own ``Lib/test/test_monitoring.py`` against this interpreter.
+
+On CPython 3.11 the file runs against lowimpact's engine (``lowimpact.install()``
+puts ``lowimpact.monitoring`` at ``sys.monitoring``); on 3.12 and newer against
+the interpreter's own ``sys.monitoring``, which is the baseline.  The file is
+read at run time from a CPython 3.12 installation and executed unmodified:
+
+    python tools/cpython_test_monitoring.py [--file PATH] [--python EXE] [--json] [-v]
+
+The file is found, in this order, at ``--file``, at ``$LOWIMPACT_CPYTHON_TESTS``
+(the file itself, or a directory holding it, such as CPython's ``Lib/test``),
+or in the newest ``$(pyenv root)/versions/3.12.*/lib/python3.12/test/``.
+
+What 3.11 lacks and how the run provides it (``--no-shims`` leaves it out):
+
+* ``sys.monitoring``: ``lowimpact.install()``.
+* ``sys.monitoring._all_events()`` (a private helper of CPython's that
+  ``lowimpact.monitoring`` does not export): ``sys.monitoring`` becomes a copy
+  of ``lowimpact.monitoring`` with ``lowimpact._engine._all_events`` added, so
+  that lowimpact's own module is left as it is.
+* ``test.profilee``, the one helper module the file imports, is taken from the
+  running interpreter's ``test`` package: 3.12's calls ``sys.exception()``,
+  which 3.11 lacks, where 3.11's calls ``sys.exc_info()`` on the same line
+  (both C functions, so the events are the same shape).
+
+Nothing else is needed: the file imports no ``test.support``, ``_testcapi`` or
+``_testinternalcapi``, and compiles with 3.11's parser.
+
+The tests run in a fresh child process (a crash there is reported as one, with
+the test that was running).  Exit status: 0 if every test passed, 1 if some
+failed, 2 if the file was not found or the child crashed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import faulthandler
+import glob
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import traceback
+import types
+import unittest
+from typing import Any, Dict, List, Optional, Sequence
+
+#: Environment variable naming the test file or a directory that holds it.
+ENV_VAR = "LOWIMPACT_CPYTHON_TESTS"
+TEST_FILE = "test_monitoring.py"
+#: Module name under which the file runs: CPython's, so test ids read as in CPython.
+MODULE_NAME = "test.test_monitoring"
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+#: The checkout's package sources, used when lowimpact is not importable otherwise.
+SRC = os.path.join(os.path.dirname(HERE), "src")
+
+
+# ---------------------------------------------------------------------------
+# Finding the file
+
+
+def pyenv_root() -> Optional[str]:
+    """``$PYENV_ROOT``, else what ``pyenv root`` says, else ``~/.pyenv`` if it exists."""
+    root = os.environ.get("PYENV_ROOT")
+    if root:
+        return root
+    pyenv = shutil.which("pyenv")
+    if pyenv:
+        try:
+            out = subprocess.run([pyenv, "root"], capture_output=True, text=True,
+                                 timeout=30, check=True)
+            if out.stdout.strip():
+                return out.stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    default = os.path.expanduser("~/.pyenv")
+    return default if os.path.isdir(default) else None
+
+
+def _version_key(path: str) -> tuple:
+    """Sort key of ``.../versions/3.12.<n>/...`` paths by patch number."""
+    parts = path.split(os.sep + "versions" + os.sep)[-1].split(os.sep)[0].split(".")
+    return tuple(int(p) if p.isdigit() else -1 for p in parts)
+
+
+class NotFound(Exception):
+    """The test file is not where the options and the environment point."""
+
+
+def find_test_file(explicit: Optional[str] = None) -> str:
+    """The path of 3.12's ``test_monitoring.py``; raises NotFound saying where it looked."""
+    given = explicit or os.environ.get(ENV_VAR)
+    if given:
+        path = os.path.join(given, TEST_FILE) if os.path.isdir(given) else given
+        if os.path.isfile(path):
+            return os.path.abspath(path)
+        raise NotFound("%s (from %s) is not CPython's %s" % (
+            path, "--file" if explicit else "$" + ENV_VAR, TEST_FILE))
+    root = pyenv_root()
+    pattern = os.path.join(root or "$(pyenv root)", "versions", "3.12.*", "lib",
+                           "python3.12", "test", TEST_FILE)
+    found = glob.glob(pattern) if root else []
+    if not found:
+        raise NotFound(
+            "CPython 3.12's Lib/test/%s was not found (looked for %s). Install CPython 3.12 "
+            "with its test package (`pyenv install 3.12`), or point $%s at the file or at "
+            "a directory holding it (a CPython checkout's Lib/test)." % (TEST_FILE, pattern, ENV_VAR))
+    return max(found, key=_version_key)
+
+
+def sha256(path: str) -> str:
+    """Hex digest of a file, to tell which version of the test file a result is for."""
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+# ---------------------------------------------------------------------------
+# The child: prepare sys.monitoring, load the file, run it
+
+
+def prepare_monitoring(shims: bool) -> List[str]:
+    """Make ``sys.monitoring`` what the file expects; return notes on what was done."""
+    notes: List[str] = []
+    if sys.version_info >= (3, 12):
+        notes.append("native sys.monitoring")
+        return notes
+    try:
+        import lowimpact
+    except ImportError:
+        # Running from a checkout: the package is in src/ (built in place).
+        sys.path.insert(0, SRC)
+        import lowimpact
+    lowimpact.install()
+    notes.append("lowimpact.install() from %s" % os.path.dirname(lowimpact.__file__))
+    monitoring = sys.monitoring  # type: ignore[attr-defined]
+    if not hasattr(monitoring, "_all_events") and shims:
+        from lowimpact import _engine
+
+        # A copy, not lowimpact.monitoring itself: the shim must not leak into
+        # what lowimpact exports.
+        shim = types.ModuleType(monitoring.__name__, monitoring.__doc__)
+        shim.__dict__.update(vars(monitoring))
+        shim._all_events = _engine._all_events  # type: ignore[attr-defined]
+        sys.monitoring = shim  # type: ignore[attr-defined]
+        notes.append("shim: sys.monitoring._all_events = lowimpact._engine._all_events "
+                     "(lowimpact.monitoring does not export it)")
+    return notes
+
+
+def load_tests(path: str) -> unittest.TestSuite:
+    """Execute the file as module ``test.test_monitoring`` and collect its tests."""
+    # The parent package first, so that the file's `from test.profilee import
+    # testfunc` finds the running interpreter's helper.
+    import test  # noqa: F401
+
+    spec = importlib.util.spec_from_file_location(MODULE_NAME, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[MODULE_NAME] = module
+    spec.loader.exec_module(module)
+    return unittest.defaultTestLoader.loadTestsFromModule(module)
+
+
+def short_id(test: Any) -> str:
+    """``Class.test_name`` (plus `` (params)`` for a subtest): the module prefix dropped."""
+    name = test.id()
+    prefix = MODULE_NAME + "."
+    return name[len(prefix):] if name.startswith(prefix) else name
+
+
+class RecordingResult(unittest.TextTestResult):
+    """A text result that also keeps every outcome by short test id."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.outcomes: Dict[str, Dict[str, str]] = {}
+
+    def _record(self, test: Any, outcome: str, err: Any = None, reason: str = "") -> None:
+        entry = {"outcome": outcome}
+        if err is not None:
+            entry["traceback"] = self._exc_info_to_string(err, test)
+            # The exception's first line is the one-line reason (assertEqual
+            # adds a diff on the lines after it).
+            lines = traceback.format_exception_only(err[0], err[1])[-1].strip().splitlines()
+            entry["message"] = lines[0] if lines else err[0].__name__
+        if reason:
+            entry["message"] = reason
+        self.outcomes[short_id(test)] = entry
+
+    def startTest(self, test: Any) -> None:
+        # A line per test on stderr, so that a crash can be pinned to a test.
+        print("START", short_id(test), file=sys.__stderr__, flush=True)
+        super().startTest(test)
+
+    def addSuccess(self, test: Any) -> None:
+        super().addSuccess(test)
+        self.outcomes.setdefault(short_id(test), {"outcome": "pass"})
+
+    def addFailure(self, test: Any, err: Any) -> None:
+        super().addFailure(test, err)
+        self._record(test, "fail", err)
+
+    def addError(self, test: Any, err: Any) -> None:
+        super().addError(test, err)
+        self._record(test, "error", err)
+
+    def addSkip(self, test: Any, reason: str) -> None:
+        super().addSkip(test, reason)
+        self._record(test, "skip", reason=reason)
+
+    def addExpectedFailure(self, test: Any, err: Any) -> None:
+        super().addExpectedFailure(test, err)
+        self._record(test, "expected failure", err)
+
+    def addUnexpectedSuccess(self, test: Any) -> None:
+        super().addUnexpectedSuccess(test)
+        self._record(test, "unexpected success")
+
+    def addSubTest(self, test: Any, subtest: Any, err: Any) -> None:
+        super().addSubTest(test, subtest, err)
+        if err is not None:
+            failed = issubclass(err[0], test.failureException)
+            self._record(subtest, "fail" if failed else "error", err)
+
+
+def child(path: str, result_path: str, shims: bool, verbosity: int) -> int:
+    """Run the file's tests in this process and write the results as JSON."""
+    # A crash prints the Python stack of every thread to stderr, which the
+    # parent shows.
+    faulthandler.enable()
+    notes = prepare_monitoring(shims)
+    import test.profilee
+
+    notes.append("test.profilee from %s" % test.profilee.__file__)
+    suite = load_tests(path)
+    runner = unittest.TextTestRunner(stream=sys.stderr, verbosity=verbosity,
+                                     resultclass=RecordingResult)
+    result = runner.run(suite)
+    report = {
+        "python": sys.version.split()[0],
+        "file": path,
+        "sha256": sha256(path),
+        "notes": notes,
+        "run": result.testsRun,
+        "failures": len(result.failures),
+        "errors": len(result.errors),
+        "skipped": len(result.skipped),
+        "outcomes": result.outcomes,
+    }
+    with open(result_path, "w") as f:
+        json.dump(report, f, indent=1)
+    return 0 if result.wasSuccessful() else 1
+
+
+# ---------------------------------------------------------------------------
+# The parent: start the child, report
+
+
+def run(path: str, python: Optional[str] = None, shims: bool = True, verbosity: int = 0,
+        timeout: float = 600, env: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+    """Run the file in a fresh process of ``python`` (environment ``env``) and return its report.
+
+    The report has ``run``, ``failures``, ``errors``, ``skipped`` (unittest's
+    counts; a failing subtest counts as a failure), ``outcomes`` (by short test
+    id: ``outcome`` and, for failures, ``message`` and ``traceback``) and
+    ``notes``.  If the child dies before reporting, the report has ``crash``
+    (its exit status) and ``stderr`` instead, whose START lines show the test
+    that was running.  A child that reports but then exits with a status
+    other than unittest's 0 or 1 (a crash at interpreter shutdown, or the
+    error status of valgrind around it) also gets ``crash``.
+    """
+    fd, result_path = tempfile.mkstemp(prefix="cpython-test-monitoring-", suffix=".json")
+    os.close(fd)
+    try:
+        command = [python or sys.executable, os.path.abspath(__file__), "--child", path,
+                   "--result", result_path, "-v" * verbosity if verbosity else "-q"]
+        if not shims:
+            command.append("--no-shims")
+        try:
+            proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                                  env=env)
+            status, stderr = proc.returncode, proc.stderr
+        except subprocess.TimeoutExpired as timed_out:
+            err = timed_out.stderr or b""
+            status = "timeout after %gs" % timeout
+            stderr = err.decode(errors="replace") if isinstance(err, bytes) else err
+        with open(result_path) as f:
+            text = f.read()
+        if not text:
+            return {"crash": status, "stderr": stderr}
+        report = json.loads(text)
+        report["stderr"] = stderr
+        if status not in (0, 1):
+            report["crash"] = "%s, after reporting" % status
+        return report
+    finally:
+        os.unlink(result_path)
+
+
+def failed(report: Dict[str, Any]) -> Dict[str, str]:
+    """``{short test id: one-line message}`` of the failures and errors in a report."""
+    return {name: entry.get("message", "")
+            for name, entry in report.get("outcomes", {}).items()
+            if entry["outcome"] in ("fail", "error", "unexpected success")}
+
+
+def format_report(report: Dict[str, Any], verbose: bool = False) -> str:
+    """A human summary: counts, then each failure or error with its one-line reason."""
+    if "crash" in report:
+        started = [line[6:] for line in report["stderr"].splitlines() if line.startswith("START ")]
+        where = "after the tests" if "outcomes" in report else "during %s" % (
+            started[-1] if started else "start-up")
+        return "the child died (%s) %s\n%s" % (report["crash"], where, report["stderr"][-3000:])
+    lines = ["CPython %s running %s" % (report["python"], report["file"])]
+    lines += ["  " + note for note in report["notes"]]
+    lines.append("ran %(run)d tests: %(failures)d failures, %(errors)d errors, "
+                 "%(skipped)d skipped" % report)
+    for name, entry in sorted(report["outcomes"].items()):
+        if entry["outcome"] == "pass":
+            continue
+        lines.append("  %-18s %s" % (entry["outcome"].upper(), name))
+        if entry.get("message"):
+            lines.append("      " + entry["message"][:300])
+        if verbose and entry.get("traceback"):
+            lines.append("      " + entry["traceback"].rstrip().replace("\n", "\n      "))
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--file", help="the test file or a directory holding it "
+                        "(default: $%s, else CPython 3.12 under pyenv)" % ENV_VAR)
+    parser.add_argument("--python", help="interpreter to run the tests with "
+                        "(default: this one)")
+    parser.add_argument("--no-shims", dest="shims", action="store_false",
+                        help="leave out what lowimpact lacks (sys.monitoring._all_events)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="tracebacks in the summary; -vv: unittest's verbose output too")
+    parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--child", metavar="PATH", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    parser.add_argument("-q", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        return child(args.child, args.result, args.shims, max(args.verbose, 0))
+    try:
+        path = find_test_file(args.file)
+    except NotFound as e:
+        print(e, file=sys.stderr)
+        return 2
+    report = run(path, args.python, args.shims, 2 if args.verbose > 1 else 0, args.timeout)
+    if args.verbose > 1 and "stderr" in report:
+        print(report["stderr"], file=sys.stderr)
+    if args.json:
+        print(json.dumps({k: v for k, v in report.items() if k != "stderr"}, indent=1))
+    else:
+        print(format_report(report, verbose=args.verbose > 0))
+    if "crash" in report:
+        return 2
+    return 0 if not failed(report) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
