@@ -1,0 +1,165 @@
+"""What callbacks and other Python code see of monitored frames and functions.
+
+In a callback, ``sys._getframe(1)`` is the monitored frame, positioned as
+natively: at a CALL, C_RETURN or C_RAISE its ``f_lasti`` is the event's
+offset (the call instruction); at EXCEPTION_HANDLED it is still where the
+exception was raised (``f_lasti`` the raising instruction, ``f_lineno`` its
+line), as the RAISE callback saw it, although the event's offset is the
+handler's.  And the garbage collector's view of functions and their code is
+the plain one while a tool has events on them.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+from typing import Any, Callable
+
+import pytest
+
+from .helpers import Tool, next_instruction_offset, offset_of, offsets_of
+
+CALL_OPNAMES = ("CALL", "CALL_KW", "CALL_FUNCTION_EX")
+
+
+def _python_callee(x: Any = None) -> Any:
+    return x
+
+
+def _raising_callee() -> None:
+    raise KeyError("callee")
+
+
+def test_call_events_see_f_lasti_at_the_call(M: Any, tool: Tool) -> None:
+    E = M.events
+
+    class K:
+        def method(self, x: int) -> int:
+            return x
+
+    def f() -> Any:
+        a = _python_callee(1)
+        b = len([a, a])
+        c = K().method(b)
+        try:
+            int("x")
+        except ValueError:
+            pass
+        return max(a, b, c)
+
+    seen: list = []
+
+    def make(name: str) -> Callable[..., Any]:
+        def callback(code: Any, offset: int, callable_: Any, arg0: Any) -> None:
+            if code is f.__code__:
+                frame = sys._getframe(1)
+                seen.append((name, offset, frame.f_lasti, frame.f_code is code))
+        return callback
+
+    for name in ("CALL", "C_RETURN", "C_RAISE"):
+        tool.register(getattr(E, name), make(name))
+    tool.set_events(E.CALL | E.C_RETURN | E.C_RAISE)
+    try:
+        assert f() == 2
+    finally:
+        tool.set_events(0)
+    assert [name for name, *_ in seen] == [
+        "CALL",                   # _python_callee
+        "CALL", "C_RETURN",       # len
+        "CALL", "C_RETURN",       # K()
+        "CALL",                   # method
+        "CALL", "C_RAISE",        # int("x")
+        "CALL", "C_RETURN",       # max
+    ]
+    assert sorted({offset for _, offset, _, _ in seen}) == offsets_of(f, *CALL_OPNAMES)
+    assert [(name, offset, offset, True) for name, offset, _, _ in seen] == seen
+
+
+def _raising_function() -> None:
+    try:
+        x = 1
+        raise KeyError(x)
+    except KeyError:
+        pass
+    try:
+        _raising_callee()
+    except KeyError:
+        pass
+    try:
+        open("/nonexistent directory/file")
+    except OSError:
+        pass
+    try:
+        x = x // 0
+    except ZeroDivisionError:
+        pass
+
+
+def test_exception_handled_sees_the_raising_instruction_and_line(M: Any, tool: Tool) -> None:
+    E = M.events
+    f = _raising_function
+    seen: list = []
+
+    def make(name: str) -> Callable[..., Any]:
+        # Nothing here may raise: an exception from an EXCEPTION_HANDLED
+        # callback re-enters the same handler (research §5.4).
+        def callback(code: Any, offset: int, exc: Any) -> None:
+            if code is f.__code__:
+                frame = sys._getframe(1)
+                seen.append((name, frame.f_lasti, frame.f_lineno))
+        return callback
+
+    tool.register(E.RAISE, make("RAISE"))
+    tool.register(E.EXCEPTION_HANDLED, make("EXCEPTION_HANDLED"))
+    tool.set_events(E.RAISE | E.EXCEPTION_HANDLED)
+    try:
+        f()
+    finally:
+        tool.set_events(0)
+    first = f.__code__.co_firstlineno
+    calls = offsets_of(f, *CALL_OPNAMES)
+    raising = [
+        (offset_of(f, "RAISE_VARARGS"), first + 3),
+        (calls[1], first + 7),        # _raising_callee()
+        (calls[2], first + 11),       # open(...)
+        (offset_of(f, "BINARY_OP"), first + 15),
+    ]
+    assert [name for name, _, _ in seen] == ["RAISE", "EXCEPTION_HANDLED"] * len(raising)
+    # EXCEPTION_HANDLED sees the frame exactly as RAISE saw it ...
+    assert seen[1::2] == [("EXCEPTION_HANDLED", lasti, line) for _, lasti, line in seen[0::2]]
+    # ... on the raising line, at the raising instruction (3.12 points
+    # f_lasti into the inline caches of a CALL whose Python callee raised).
+    assert [line for _, _, line in seen[0::2]] == [line for _, line in raising]
+    for (_, lasti, _), (start, _) in zip(seen[0::2], raising):
+        assert start <= lasti < next_instruction_offset(f, start)
+
+
+# --------------------------------------------------------------------------
+# The garbage collector's view
+
+
+def _gc_view(f: Callable[..., Any]) -> tuple:
+    return (f in gc.get_referrers(f.__code__), f.__code__ in gc.get_referents(f))
+
+
+@pytest.mark.parametrize("events", ["local LINE", "global PY_START", "global LINE"])
+def test_gc_sees_functions_and_their_code(M: Any, tool: Tool, events: str) -> None:
+    E = M.events
+
+    def f(x: int) -> int:
+        return x + 1
+
+    tool.register(E.LINE, lambda code, line: None)
+    tool.register(E.PY_START, lambda code, offset: None)
+    if events == "local LINE":
+        tool.set_local(f, E.LINE)
+    else:
+        tool.set_events(E.PY_START if events == "global PY_START" else E.LINE)
+    try:
+        before = _gc_view(f)
+        assert f(1) == 2
+        after_a_call = _gc_view(f)
+    finally:
+        tool.set_events(0)
+        tool.set_local(f, 0)
+    assert (before, after_a_call) == ((True, True), (True, True))

@@ -1,0 +1,451 @@
+"""Events enabled for a frame that is already running reach its next instruction.
+
+Natively ``set_events`` and ``set_local_events`` instrument the code object
+in place, so the frame that runs it sees the new events at its very next
+instruction, whatever it is doing: starting (the PY_START callback of
+coverage.py, bdb and debugpy turns LINE on for the starting code), stopped
+in one of its own callbacks (a debugger adding BRANCH, INSTRUCTION, CALL or
+PY_RETURN from a LINE callback), calling the API itself, waiting for a
+callee (in Python or under a C function such as ``sorted`` or ``map``), or
+looping on another thread.
+
+Most expectations compare a frame that got its events late with a call that
+had them from the start: from the point where they were enabled on, the two
+must report the same events.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Any, Callable
+
+import pytest
+
+from .helpers import Event, Tool, code_of
+
+
+def rel(code: Any, line: int) -> int:
+    return line - code.co_firstlineno
+
+
+def summary(event: Event) -> tuple:
+    """Event name, code name and every argument, lines made relative."""
+    if event.name == "LINE":
+        return ("LINE", event.code.co_name, event.rel_line)
+    return (event.name, event.code.co_name) + tuple(event.args)
+
+
+def register_all(tool: Tool, names: tuple, codes: list, log: list,
+                 hook: Callable[[Event], Any] = lambda event: None) -> None:
+    """Register a recording callback for each event of *names*; events of
+    code objects other than *codes* are ignored.  *hook* runs after each
+    recorded event and its result is returned to the VM."""
+    ids = {id(c) for c in codes}
+
+    def make(name: str) -> Callable[..., Any]:
+        def callback(code: Any, *args: Any) -> Any:
+            if id(code) not in ids:
+                return None
+            event = Event(name, code, args)
+            log.append(event)
+            return hook(event)
+
+        return callback
+
+    for name in names:
+        tool.register(getattr(tool.M.events, name), make(name))
+
+
+def loop_function() -> Callable[[int], int]:
+    def f(n: int) -> int:
+        total = 0
+        for i in range(n):
+            if i:
+                total += abs(-i)
+        return total
+
+    return f
+
+
+# --------------------------------------------------------------------------
+# PY_START turns LINE on for the starting code
+
+
+@pytest.mark.parametrize("start_returns", ["none", "disable"])
+def test_line_enabled_by_py_start_reaches_the_first_call(M: Any, tool: Tool, start_returns: str) -> None:
+    # coverage.py returns DISABLE from PY_START; bdb and debugpy return None.
+    E = M.events
+
+    def f(n: int) -> int:
+        a = 1
+        for i in range(n):
+            a += i
+        return a
+
+    lines: list = []
+
+    def on_start(code: Any, offset: int) -> Any:
+        if code is f.__code__:
+            M.set_local_events(tool.id, code, E.LINE)
+        return M.DISABLE if start_returns == "disable" else None
+
+    def on_line(code: Any, line: int) -> None:
+        if code is f.__code__:
+            lines.append(rel(code, line))
+
+    tool.register(E.PY_START, on_start)
+    tool.register(E.LINE, on_line)
+    tool.set_events(E.PY_START)
+    try:
+        assert f(2) == 2
+        first = list(lines)
+        lines.clear()
+        assert f(2) == 2
+    finally:
+        tool.set_events(0)
+        tool.set_local(f, 0)
+    assert first == [1, 2, 3, 2, 3, 2, 4]
+    assert lines == first
+
+
+def test_line_enabled_by_py_start_reaches_module_code_run_by_exec(M: Any, tool: Tool) -> None:
+    E = M.events
+    filename = "<live module %s>" % id(tool)
+    code = compile("a = 1\nb = 2\nfor i in range(2):\n    a += i\nc = a\n", filename, "exec")
+    lines: list = []
+
+    def on_start(started: Any, offset: int) -> None:
+        if started is code:
+            M.set_local_events(tool.id, started, E.LINE)
+
+    def on_line(running: Any, line: int) -> None:
+        if running is code:
+            lines.append(line)
+
+    tool.register(E.PY_START, on_start)
+    tool.register(E.LINE, on_line)
+    tool.set_events(E.PY_START)
+    namespace: dict = {}
+    try:
+        exec(code, namespace)
+    finally:
+        tool.set_events(0)
+        tool.set_local(code, 0)
+    assert namespace["c"] == 2
+    assert lines == [1, 2, 3, 4, 3, 4, 3, 5]
+
+
+# --------------------------------------------------------------------------
+# A LINE callback adds events for the frame that reported the line
+
+
+@pytest.mark.parametrize(
+    "added",
+    [("BRANCH", "JUMP"), ("INSTRUCTION",), ("BRANCH", "JUMP", "INSTRUCTION", "PY_RETURN")],
+    ids="+".join,
+)
+def test_events_added_by_a_line_callback_reach_the_running_frame(M: Any, tool: Tool, added: tuple) -> None:
+    E = M.events
+    f = loop_function()
+    code = code_of(f)
+    extra = 0
+    for name in added:
+        extra |= getattr(E, name)
+    live: list = []
+
+    def add_at_first_line(event: Event) -> None:
+        if event.name == "LINE" and event.rel_line == 1 and not tool.get_local(f) & extra:
+            M.set_local_events(tool.id, code, E.LINE | extra)
+
+    register_all(tool, ("LINE",) + added, [code], live, add_at_first_line)
+    tool.set_local(f, E.LINE)
+    try:
+        assert f(3) == 3
+        # The same call with every event on from the start.
+        reference: list = []
+        register_all(tool, ("LINE",) + added, [code], reference)
+        assert f(3) == 3
+    finally:
+        tool.set_local(f, 0)
+    assert [e.name for e in reference if e.name != "LINE"], "the reference run saw no added event"
+    assert [summary(e) for e in live] == [summary(e) for e in reference]
+
+
+def test_call_added_by_a_line_callback_steps_into_the_callee(M: Any, tool: Tool) -> None:
+    # A debugger's "step into": at the line of a call, turn CALL on for the
+    # frame, and from CALL turn LINE on for the callee.
+    E = M.events
+
+    def callee(x: int) -> int:
+        return x + 1
+
+    def f(n: int) -> int:
+        a = 0
+        for i in range(n):
+            if i:
+                a += callee(i)
+        return a
+
+    log: list = []
+
+    def hook(event: Event) -> None:
+        if event.name == "LINE" and event.code is f.__code__ and event.rel_line == 4:
+            M.set_local_events(tool.id, f.__code__, E.LINE | E.CALL)
+        if event.name == "CALL" and event.args[1] is callee:
+            M.set_local_events(tool.id, callee.__code__, E.LINE)
+
+    register_all(tool, ("LINE", "CALL"), [f.__code__, callee.__code__], log, hook)
+    tool.set_local(f, E.LINE)
+    try:
+        assert f(3) == 5
+    finally:
+        tool.set_local(f, 0)
+        tool.set_local(callee, 0)
+    compact = [e.compact() for e in log]
+    assert compact == [
+        ("LINE", "f", 1),
+        ("LINE", "f", 2),
+        ("LINE", "f", 3),
+        ("LINE", "f", 2),
+        ("LINE", "f", 3),
+        ("LINE", "f", 4),
+        ("CALL", "f", callee, 1),
+        ("LINE", "callee", 1),
+        ("LINE", "f", 2),
+        ("LINE", "f", 3),
+        ("LINE", "f", 4),
+        ("CALL", "f", callee, 2),
+        ("LINE", "callee", 1),
+        ("LINE", "f", 2),
+        ("LINE", "f", 5),
+    ]
+
+
+def test_py_return_added_by_a_line_callback_at_the_last_line(M: Any, tool: Tool) -> None:
+    E = M.events
+    f = loop_function()
+    log: list = []
+
+    def hook(event: Event) -> None:
+        if event.name == "LINE" and event.rel_line == 5:
+            M.set_local_events(tool.id, code_of(f), E.LINE | E.PY_RETURN)
+
+    register_all(tool, ("LINE", "PY_RETURN"), [code_of(f)], log, hook)
+    tool.set_local(f, E.LINE)
+    try:
+        assert f(2) == 1
+    finally:
+        tool.set_local(f, 0)
+    assert [e.compact() for e in log] == [
+        ("LINE", "f", 1),
+        ("LINE", "f", 2),
+        ("LINE", "f", 3),
+        ("LINE", "f", 2),
+        ("LINE", "f", 3),
+        ("LINE", "f", 4),
+        ("LINE", "f", 2),
+        ("LINE", "f", 5),
+        ("PY_RETURN", "f", 1),
+    ]
+
+
+# --------------------------------------------------------------------------
+# A function turns events on for itself
+
+
+def test_function_turns_on_its_own_lines(M: Any, tool: Tool) -> None:
+    E = M.events
+    log: list = []
+
+    def f() -> int:
+        a = 1
+        M.set_local_events(tool.id, f.__code__, E.LINE)
+        b = 2
+        return a + b
+
+    register_all(tool, ("LINE",), [f.__code__], log)
+    try:
+        assert f() == 3
+    finally:
+        tool.set_local(f, 0)
+    assert [e.compact() for e in log] == [("LINE", "f", 3), ("LINE", "f", 4)]
+
+
+def test_set_events_right_before_return(M: Any, tool: Tool) -> None:
+    E = M.events
+    log: list = []
+
+    def f() -> int:
+        a = 1
+        M.set_events(tool.id, E.PY_RETURN)
+        return a
+
+    register_all(tool, ("PY_RETURN",), [f.__code__], log)
+    try:
+        assert f() == 1
+    finally:
+        tool.set_events(0)
+    assert [e.compact() for e in log] == [("PY_RETURN", "f", 1)]
+
+
+def test_set_local_events_right_before_return(M: Any, tool: Tool) -> None:
+    E = M.events
+    log: list = []
+
+    def f() -> int:
+        a = 1
+        M.set_local_events(tool.id, f.__code__, E.PY_RETURN | E.LINE)
+        return a
+
+    register_all(tool, ("PY_RETURN", "LINE"), [f.__code__], log)
+    try:
+        assert f() == 1
+    finally:
+        tool.set_local(f, 0)
+    assert [e.compact() for e in log] == [("LINE", "f", 3), ("PY_RETURN", "f", 1)]
+
+
+# --------------------------------------------------------------------------
+# A callee turns events on for a caller that is waiting for it
+
+
+def test_callee_turns_on_events_of_its_caller(M: Any, tool: Tool) -> None:
+    E = M.events
+    log: list = []
+
+    def callee() -> None:
+        M.set_local_events(tool.id, caller.__code__, E.LINE | E.PY_RETURN)
+
+    def caller() -> int:
+        callee()
+        y = 2
+        return y
+
+    register_all(tool, ("LINE", "PY_RETURN"), [caller.__code__], log)
+    try:
+        assert caller() == 2
+    finally:
+        tool.set_local(caller, 0)
+    assert [e.compact() for e in log] == [("LINE", "caller", 2), ("LINE", "caller", 3), ("PY_RETURN", "caller", 2)]
+
+
+def _caller_under_c(kind: str, key: Callable[[int], int]) -> Callable[[], list]:
+    """A function that reaches *key* through a C function, returning right
+    after that call or running one more line first."""
+    if kind == "sorted, then return":
+        def caller() -> list:
+            return sorted([1, 0, 2], key=key)
+    elif kind == "sorted, one more line":
+        def caller() -> list:
+            r = sorted([1, 0, 2], key=key)
+            s = r
+            return s
+    elif kind == "map, then return":
+        def caller() -> list:
+            return list(map(key, [1, 0, 2]))
+    else:
+        def caller() -> list:
+            r = list(map(key, [1, 0, 2]))
+            s = r
+            return s
+    return caller
+
+
+KINDS = ["sorted, then return", "sorted, one more line", "map, then return", "map, one more line"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_callback_of_a_c_function_turns_on_local_events_of_the_caller(M: Any, tool: Tool, kind: str) -> None:
+    E = M.events
+    log: list = []
+
+    def key(x: int) -> int:
+        if x == 0:
+            M.set_local_events(tool.id, caller.__code__, E.LINE | E.PY_RETURN)
+        return x
+
+    caller = _caller_under_c(kind, key)
+    register_all(tool, ("LINE", "PY_RETURN"), [caller.__code__], log)
+    try:
+        result = caller()
+    finally:
+        tool.set_local(caller, 0)
+    expected_result = [0, 1, 2] if kind.startswith("sorted") else [1, 0, 2]
+    assert result == expected_result
+    expected = [("LINE", "caller", 2), ("LINE", "caller", 3)] if kind.endswith("line") else []
+    assert [e.compact() for e in log] == expected + [("PY_RETURN", "caller", expected_result)]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_callback_of_a_c_function_turns_on_global_events(M: Any, tool: Tool, kind: str) -> None:
+    E = M.events
+    log: list = []
+
+    def key(x: int) -> int:
+        if x == 0:
+            M.set_events(tool.id, E.PY_RETURN)
+        return x
+
+    caller = _caller_under_c(kind, key)
+    register_all(tool, ("PY_RETURN",), [caller.__code__], log)
+    try:
+        result = caller()
+    finally:
+        tool.set_events(0)
+    assert [e.compact() for e in log] == [("PY_RETURN", "caller", result)]
+
+
+# --------------------------------------------------------------------------
+# Another thread turns LINE on for a hot loop that another tool instruments
+
+
+@pytest.mark.parametrize("other_event", ["PY_RETURN", "BRANCH", "JUMP", "CALL"])
+def test_line_reaches_a_loop_already_instrumented_for_another_tool(
+    M: Any, make_tool: Callable[..., Tool], other_event: str
+) -> None:
+    E = M.events
+    tool = make_tool(3)
+    other = make_tool(4, "other")
+    count = [0]
+    stop = [False]
+    limit = [sys.maxsize]
+    first_line_at: list = []
+    running = threading.Event()
+
+    def spin() -> int:
+        n = 0
+        while not stop[0] and n < limit[0]:
+            n += 1
+            count[0] = n
+            if n == 100:
+                running.set()
+        return n
+
+    def on_line(code: Any, line: int) -> None:
+        if code is spin.__code__ and not first_line_at:
+            first_line_at.append(count[0])
+            stop[0] = True
+
+    tool.register(E.LINE, on_line)
+    other.register(getattr(E, other_event), lambda *args: None)
+    other.set_local(spin, getattr(E, other_event))
+    thread = threading.Thread(target=spin)
+    thread.start()
+    try:
+        assert running.wait(10)
+        tool.set_local(spin, E.LINE)
+        # Counted after the change: the loop may have reported its line
+        # already, never before.
+        enabled_at = count[0]
+        # Natively the next instruction reports; give up after many more
+        # iterations than that, so a miss fails rather than hangs.
+        limit[0] = enabled_at + 100_000
+    finally:
+        if limit[0] == sys.maxsize:
+            stop[0] = True  # something failed before the loop got its bound
+        thread.join()
+        tool.set_local(spin, 0)
+        other.set_local(spin, 0)
+    assert first_line_at, "the loop ran %d iterations without reporting LINE" % (count[0] - enabled_at)
+    assert first_line_at[0] - enabled_at <= 10

@@ -1,0 +1,211 @@
+"""Locations disabled by DISABLE coming back: restart_events() and toggling.
+
+``restart_events()`` re-arms every disabled location at once, including
+those of a frame that is running (a loop whose lines a coverage tool has all
+disabled, reached by a debugger's new breakpoint).
+
+Turning events off and on again re-arms disabled locations only when the
+code object was instrumented in between (research §5.5, §15 (12)).  On 3.12
+and 3.13 ``set_local_events`` instruments the code object at once, so an
+off/on toggle of local events re-arms; ``set_events`` instruments only the
+code that is executing, so a toggle of global events leaves a function that
+did not run in between as it was.  The tests below pin exactly that.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Any, Callable
+
+import pytest
+
+from .helpers import Tool
+
+
+def rel(code: Any, line: int) -> int:
+    return line - code.co_firstlineno
+
+
+# --------------------------------------------------------------------------
+# restart_events() reaches a running frame whose lines are all disabled
+
+
+def _poke(i: int) -> int:
+    return i
+
+
+@pytest.mark.parametrize("via", ["python call", "map"])
+@pytest.mark.parametrize("earlier_calls", [0, 3], ids=["first call", "after 3 calls"])
+def test_restart_from_a_callback_reaches_a_loop_with_disabled_lines(
+    M: Any, tool: Tool, via: str, earlier_calls: int
+) -> None:
+    E = M.events
+    if via == "python call":
+        def f(n: int) -> int:
+            total = 0
+            for i in range(n):
+                total += i
+                _poke(i)
+            return total
+    else:
+        def f(n: int) -> int:
+            total = 0
+            for i in range(n):
+                total += i
+                list(map(_poke, [i]))
+            return total
+
+    lines: list = []
+    breakpoint_set = [False]
+    poke_at = [-1]
+
+    def on_line(code: Any, line: int) -> Any:
+        if code is f.__code__:
+            lines.append(rel(code, line))
+            # A coverage tool: each line once.  Once the "breakpoint" is
+            # set, a debugger wants every line.
+            return None if breakpoint_set[0] else M.DISABLE
+        if code is _poke.__code__ and sys._getframe(1).f_locals["i"] == poke_at[0]:
+            breakpoint_set[0] = True
+            M.restart_events()
+        return None
+
+    tool.register(E.LINE, on_line)
+    tool.set_local(f, E.LINE)
+    tool.set_local(_poke, E.LINE)
+    try:
+        for _ in range(earlier_calls):
+            assert f(2) == 1
+        lines.clear()
+        poke_at[0] = 3
+        assert f(6) == 15
+    finally:
+        tool.set_local(f, 0)
+        tool.set_local(_poke, 0)
+    if earlier_calls:
+        before = []
+    else:
+        # The first call reports each line once before the breakpoint.
+        before = [1, 2, 3, 4, 2]
+    assert lines == before + [2, 3, 4, 2, 3, 4, 2, 5]
+
+
+def test_restart_from_another_thread_reaches_a_loop_with_disabled_lines(M: Any, tool: Tool) -> None:
+    E = M.events
+    count = [0]
+    stop = [False]
+    limit = [sys.maxsize]
+    breakpoint_set = [False]
+    first_line_at: list = []
+    running = threading.Event()
+
+    def spin() -> int:
+        n = 0
+        while not stop[0] and n < limit[0]:
+            n += 1
+            count[0] = n
+            if n == 100:
+                running.set()
+        return n
+
+    def on_line(code: Any, line: int) -> Any:
+        if code is not spin.__code__:
+            return None
+        if not breakpoint_set[0]:
+            return M.DISABLE
+        if not first_line_at:
+            first_line_at.append(count[0])
+            stop[0] = True
+        return None
+
+    tool.register(E.LINE, on_line)
+    tool.set_local(spin, E.LINE)
+    thread = None
+    try:
+        for _ in range(3):
+            limit[0] = 200
+            spin()
+        limit[0] = sys.maxsize
+        thread = threading.Thread(target=spin)
+        thread.start()
+        assert running.wait(10)
+        breakpoint_set[0] = True
+        M.restart_events()
+        restarted_at = count[0]
+        limit[0] = restarted_at + 100_000
+    finally:
+        if limit[0] == sys.maxsize:
+            stop[0] = True  # something failed before the loop got its bound
+        if thread is not None:
+            thread.join()
+        tool.set_local(spin, 0)
+    assert first_line_at, "the loop ran %d iterations without reporting LINE" % (count[0] - restarted_at)
+    assert first_line_at[0] - restarted_at <= 10
+
+
+# --------------------------------------------------------------------------
+# Turning events off and on after DISABLE
+
+
+def fresh_function() -> Callable[[], int]:
+    """A function with a code object of its own, never instrumented before."""
+    namespace: dict = {}
+    exec(compile("def f():\n    a = 1\n    return a\n", "<rearming>", "exec"), namespace)
+    return namespace["f"]
+
+
+def _steps(M: Any, tool: Tool, f: Callable[[], int], lines: list, script: str) -> list:
+    """Run *script*: a space-separated list of steps, each one of
+    ``L=LINE``/``L=0`` (local events of f), ``G=LINE``/``G=0`` (global
+    events) or ``f`` (call f; its lines are recorded and disabled).
+    Returns what each call of f reported."""
+    E = M.events
+    reported = []
+    for step in script.split():
+        if step == "f":
+            lines.clear()
+            assert f() == 1
+            reported.append(list(lines))
+        else:
+            where, value = step.split("=")
+            events = E.LINE if value == "LINE" else 0
+            if where == "L":
+                tool.set_local(f, events)
+            else:
+                tool.set_events(events)
+    return reported
+
+
+TOGGLES = [
+    # set_local_events instruments f at once: off, then on, re-arms.
+    ("L=LINE f f L=0 L=LINE f", [[1, 2], [], [1, 2]]),
+    ("L=LINE f L=0 f L=LINE f", [[1, 2], [], [1, 2]]),
+    ("L=LINE f L=0 G=LINE f", [[1, 2], [1, 2]]),
+    # set_events instruments only running code: f keeps its disabled lines
+    # unless it ran (and was instrumented) while LINE was off.
+    ("G=LINE f f G=0 G=LINE f", [[1, 2], [], []]),
+    ("G=LINE f G=0 f G=LINE f", [[1, 2], [], [1, 2]]),
+    ("G=LINE f G=0 L=LINE f", [[1, 2], []]),
+]
+
+
+@pytest.mark.parametrize("script, expected", [pytest.param(s, e, id=s) for s, e in TOGGLES])
+def test_turning_line_off_and_on_after_disable(M: Any, tool: Tool, script: str, expected: list) -> None:
+    E = M.events
+    f = fresh_function()
+    lines: list = []
+
+    def on_line(code: Any, line: int) -> Any:
+        if code is f.__code__:
+            lines.append(rel(code, line))
+            return M.DISABLE
+        return None
+
+    tool.register(E.LINE, on_line)
+    try:
+        reported = _steps(M, tool, f, lines, script)
+    finally:
+        tool.set_events(0)
+        tool.set_local(f, 0)
+    assert reported == expected
