@@ -11,13 +11,10 @@ The file is found, in this order, at ``--file``, at ``$LOWIMPACT_CPYTHON_TESTS``
 (the file itself, or a directory holding it, such as CPython's ``Lib/test``),
 or in the newest ``$(pyenv root)/versions/3.12.*/lib/python3.12/test/``.
 
-What 3.11 lacks and how the run provides it (``--no-shims`` leaves it out):
+What 3.11 lacks and how the run provides it:
 
-* ``sys.monitoring``: ``lowimpact.install()``.
-* ``sys.monitoring._all_events()`` (a private helper of CPython's that
-  ``lowimpact.monitoring`` does not export): ``sys.monitoring`` becomes a copy
-  of ``lowimpact.monitoring`` with ``lowimpact._engine._all_events`` added, so
-  that lowimpact's own module is left as it is.
+* ``sys.monitoring`` (with CPython's private ``_all_events()``, which the
+  file uses): ``lowimpact.install()``.
 * ``test.profilee``, the one helper module the file imports, is taken from the
   running interpreter's ``test`` package: 3.12's calls ``sys.exception()``,
   which 3.11 lacks, where 3.11's calls ``sys.exc_info()`` on the same line
@@ -45,7 +42,6 @@ import subprocess
 import sys
 import tempfile
 import traceback
-import types
 import unittest
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -123,7 +119,7 @@ def sha256(path: str) -> str:
 # The child: prepare sys.monitoring, load the file, run it
 
 
-def prepare_monitoring(shims: bool) -> List[str]:
+def prepare_monitoring() -> List[str]:
     """Make ``sys.monitoring`` what the file expects; return notes on what was done."""
     notes: List[str] = []
     if sys.version_info >= (3, 12):
@@ -137,18 +133,6 @@ def prepare_monitoring(shims: bool) -> List[str]:
         import lowimpact
     lowimpact.install()
     notes.append("lowimpact.install() from %s" % os.path.dirname(lowimpact.__file__))
-    monitoring = sys.monitoring  # type: ignore[attr-defined]
-    if not hasattr(monitoring, "_all_events") and shims:
-        from lowimpact import _engine
-
-        # A copy, not lowimpact.monitoring itself: the shim must not leak into
-        # what lowimpact exports.
-        shim = types.ModuleType(monitoring.__name__, monitoring.__doc__)
-        shim.__dict__.update(vars(monitoring))
-        shim._all_events = _engine._all_events  # type: ignore[attr-defined]
-        sys.monitoring = shim  # type: ignore[attr-defined]
-        notes.append("shim: sys.monitoring._all_events = lowimpact._engine._all_events "
-                     "(lowimpact.monitoring does not export it)")
     return notes
 
 
@@ -228,12 +212,12 @@ class RecordingResult(unittest.TextTestResult):
             self._record(subtest, "fail" if failed else "error", err)
 
 
-def child(path: str, result_path: str, shims: bool, verbosity: int) -> int:
+def child(path: str, result_path: str, verbosity: int) -> int:
     """Run the file's tests in this process and write the results as JSON."""
     # A crash prints the Python stack of every thread to stderr, which the
     # parent shows.
     faulthandler.enable()
-    notes = prepare_monitoring(shims)
+    notes = prepare_monitoring()
     import test.profilee
 
     notes.append("test.profilee from %s" % test.profilee.__file__)
@@ -261,7 +245,7 @@ def child(path: str, result_path: str, shims: bool, verbosity: int) -> int:
 # The parent: start the child, report
 
 
-def run(path: str, python: Optional[str] = None, shims: bool = True, verbosity: int = 0,
+def run(path: str, python: Optional[str] = None, verbosity: int = 0,
         timeout: float = 600, env: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
     """Run the file in a fresh process of ``python`` (environment ``env``) and return its report.
 
@@ -279,8 +263,6 @@ def run(path: str, python: Optional[str] = None, shims: bool = True, verbosity: 
     try:
         command = [python or sys.executable, os.path.abspath(__file__), "--child", path,
                    "--result", result_path, "-v" * verbosity if verbosity else "-q"]
-        if not shims:
-            command.append("--no-shims")
         try:
             proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
                                   env=env)
@@ -337,8 +319,6 @@ def main(argv: Sequence[str]) -> int:
                         "(default: $%s, else CPython 3.12 under pyenv)" % ENV_VAR)
     parser.add_argument("--python", help="interpreter to run the tests with "
                         "(default: this one)")
-    parser.add_argument("--no-shims", dest="shims", action="store_false",
-                        help="leave out what lowimpact lacks (sys.monitoring._all_events)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="tracebacks in the summary; -vv: unittest's verbose output too")
@@ -348,13 +328,13 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("-q", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        return child(args.child, args.result, args.shims, max(args.verbose, 0))
+        return child(args.child, args.result, max(args.verbose, 0))
     try:
         path = find_test_file(args.file)
     except NotFound as e:
         print(e, file=sys.stderr)
         return 2
-    report = run(path, args.python, args.shims, 2 if args.verbose > 1 else 0, args.timeout)
+    report = run(path, args.python, 2 if args.verbose > 1 else 0, args.timeout)
     if args.verbose > 1 and "stderr" in report:
         print(report["stderr"], file=sys.stderr)
     if args.json:

@@ -17,6 +17,7 @@ set_events = _native.set_events
 get_local_events = _native.get_local_events
 set_local_events = _native.set_local_events
 restart_events = _native.restart_events
+_all_events = _native._all_events
 events = _native.events
 DISABLE = _native.DISABLE
 MISSING = _native.MISSING

@@ -47,6 +47,7 @@ if sys.version_info >= (3, 12):
         MISSING,
         OPTIMIZER_ID,
         PROFILER_ID,
+        _all_events,
         clear_tool_id,
         events,
         free_tool_id,
@@ -68,6 +69,7 @@ else:
         MISSING,
         OPTIMIZER_ID,
         PROFILER_ID,
+        _all_events,
         clear_tool_id,
         events,
         free_tool_id,
@@ -76,32 +78,10 @@ else:
         get_tool,
         register_callback,
         restart_events,
+        set_events,
+        set_local_events,
         use_tool_id,
     )
-
-    # set_events and set_local_events are called through Python functions so
-    # that the caller's frame is suspended in a Python-to-Python call while the
-    # engine instruments code: the engine can then move that frame onto
-    # instrumented code, and it receives its events for the rest of its run
-    # (as natively).  The frame executing a C function cannot be moved.
-
-    # They take *args and **kwargs so that the engine checks the arguments and
-    # raises exactly what the native functions raise.
-
-    def set_events(*args: object, **kwargs: object) -> None:
-        """set_events(tool_id, event_set, /)
-
-        Select event_set for all code on behalf of tool_id.
-        """
-        _engine.set_events(*args, **kwargs)
-
-    def set_local_events(*args: object, **kwargs: object) -> None:
-        """set_local_events(tool_id, code, event_set, /)
-
-        Select event_set for the code object code (not the code nested in
-        it) on behalf of tool_id.
-        """
-        _engine.set_local_events(*args, **kwargs)
 
     _lander = _engine._lander
 
@@ -112,7 +92,5 @@ else:
         # would see it).
         return _lander.token if _lander else None
 
-    for _api in (set_events, set_local_events, _landing):
-        _engine._exclude(_api.__code__)
+    _engine._exclude(_landing.__code__)
     _engine._set_landing_function(_landing)
-    del _api

@@ -58,10 +58,6 @@ KNOWN_FAILURES: Dict[Tuple[int, int], Dict[str, str]] = {
         "MonitoringEventsTest.test_just_call": _EVENTS_JUMP,
         "MonitoringEventsTest.test_just_pass": _EVENTS_JUMP,
         "MonitoringEventsTest.test_nested_call": _EVENTS_JUMP,
-        "SimulateProfileTest.test_frame_stack": (
-            "lowimpact.monitoring.set_events is a Python function: the CALL event of the "
-            "final set_events(TEST_TOOL, 0) has a Python callable, which the test does not "
-            "push (natively a builtin, which it pushes), so the stack ends empty"),
         "TestBranchAndJumpEvents.test_except_star": (
             "3.11 bytecode: other offsets, and 3.11's line table gives the `except*` line to "
             "the POP_TOP/POP_EXCEPT/return after PREP_RERAISE_STAR (3.12: no line), so one "
