@@ -412,6 +412,23 @@ PyObject *li_landing_code(PyCodeObject *original, li_landing to, int capacity,
  * have a landing pad there.  0 or -1. */
 int li_add_resume_point(li_code_backend *cb, li_landing to);
 
+/* Whether some tool wants events anywhere. */
+bool li_anything_wanted(void);
+
+/* ---- code run by exec(), eval() and the interpreter (exec.c) ---- */
+
+/* Watches code that starts running without a function: module bodies,
+ * exec() and eval(), the main script, `python -c`.  0 or -1. */
+int li_exec_init(void);
+/* Whether a frame evaluation function other than lowimpact's own is
+ * installed: then calls are not inlined, and no frame can land. */
+bool li_foreign_eval_frame(void);
+/* Lets the next Python-to-Python call be inlined (a frame is about to call
+ * the landing function) while a frame evaluation function waits for a
+ * frame; li_exec_unpause() puts it back. */
+void li_exec_pause(void);
+void li_exec_unpause(void);
+
 /* ---- trampolines (trampoline.c) ---- */
 
 /* Frames of an original code object that needs events start on a shadow
@@ -425,6 +442,11 @@ int li_trampoline_arm(li_code_state *cs);
  * `above`: see li_frame_capacity.  0 or -1. */
 int li_trampolines_reach(PyThreadState *ts, _PyInterpreterFrame *frame,
                          _PyInterpreterFrame *above);
+/* Frames of the code of `cb` that start from now on get room for any shadow
+ * (its co_stacksize reads as before, see transparency.c); released when no
+ * trampoline needs it any more. */
+void li_reserve_shadow_stack(li_code_backend *cb);
+void li_release_shadow_stack(li_code_backend *cb);
 /* How many code objects have a trampoline armed. */
 Py_ssize_t li_trampolines_armed_count(void);
 /* Disarms the trampolines of code that no longer needs events.  0 or -1. */

@@ -210,6 +210,7 @@ lander_bool(PyObject *Py_UNUSED(self))
        tracing once it moved the frame, until the token goes). */
     PyThreadState *tstate = _PyThreadState_GET();
     PyThreadState_EnterTracing(tstate);
+    li_exec_unpause();
     int landed = land(tstate);
     PyThreadState_LeaveTracing(tstate);
     return landed;

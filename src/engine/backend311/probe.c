@@ -245,6 +245,7 @@ divert(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, li_prob
     {
         return -1;
     }
+    li_exec_pause();
     return 1;
 }
 

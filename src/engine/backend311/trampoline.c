@@ -486,7 +486,7 @@ li_trampoline_arm(li_code_state *cs)
     }
     if (frame_in_the_way(code, at) ||
         overlaps_armed(cb, at, at, at + LI_TRAMPOLINE_UNITS) ||
-        _PyInterpreterState_GET()->eval_frame != NULL || !landing_function_installed())
+        li_foreign_eval_frame() || !landing_function_installed())
     {
         return 0;
     }
@@ -503,15 +503,31 @@ li_trampoline_arm(li_code_state *cs)
     cb->saved_firsttraceable = code->_co_firsttraceable;
     bool started_there = frame_between(code, at + LI_TRAMPOLINE_UNITS, at + LI_TRAMPOLINE_REACH);
     code->_co_firsttraceable = at + (started_there ? LI_TRAMPOLINE_UNITS : LI_TRAMPOLINE_REACH);
+    li_reserve_shadow_stack(cb);
+    return 1;
+}
+
+void
+li_reserve_shadow_stack(li_code_backend *cb)
+{
     /* Frames that start from now on are allocated with room for any shadow
        they may land on (generators have theirs, see frames.c). */
+    PyCodeObject *code = cb->cs->code;
     if (cb->true_stacksize < 0 &&
         !(code->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)))
     {
         cb->true_stacksize = code->co_stacksize;
         code->co_stacksize = li_shadow_stack_bound(code->co_stacksize);
     }
-    return 1;
+}
+
+void
+li_release_shadow_stack(li_code_backend *cb)
+{
+    if (cb->true_stacksize >= 0 && cb->n_armed == 0) {
+        cb->cs->code->co_stacksize = cb->true_stacksize;
+        cb->true_stacksize = -1;
+    }
 }
 
 /* The smallest room of the frames of `code` on any thread's stack, or of
@@ -658,7 +674,7 @@ li_trampolines_reach(PyThreadState *ts, _PyInterpreterFrame *frame,
     PyCodeObject *code = frame->f_code;
     li_code_state *cs = li_code_state_get(code);
     if (cs == NULL || cs->excluded || li_shadow_probes(code) != NULL ||
-        _PyInterpreterState_GET()->eval_frame != NULL || !landing_function_installed())
+        li_foreign_eval_frame() || !landing_function_installed())
     {
         return 0;
     }
@@ -813,6 +829,7 @@ type_positive(PyObject *self)
             if (li_expect_landing(tstate, frame, frame->f_code, t->landing) < 0) {
                 return NULL;
             }
+            li_exec_pause();
             return Py_NewRef(function);
         }
     }

@@ -699,141 +699,6 @@ li_backend_debug_shadow(PyCodeObject *code, li_event_set events)
 
 /* ---- code that starts running later ------------------------------------ */
 
-/* exec() and eval() of a code object, or of source they compile, run the
- * code it should run now: module bodies imported while events are on, and
- * code compiled later, get their probes. */
-static PyObject *builtin_exec, *builtin_eval;
-
-/* Compiles `source` (str or bytes) as exec() or eval() would: same flags,
- * inherited from the calling code, same file name.  New reference or NULL. */
-static PyObject *
-compile_as_builtin(PyObject *source, int start)
-{
-    PyCompilerFlags flags = {PyCF_SOURCE_IS_UTF8, PY_MINOR_VERSION};
-    const char *text;
-    Py_ssize_t size;
-    if (PyUnicode_Check(source)) {
-        flags.cf_flags |= PyCF_IGNORE_COOKIE;
-        text = PyUnicode_AsUTF8AndSize(source, &size);
-        if (text == NULL) {
-            return NULL;
-        }
-    }
-    else {
-        text = PyBytes_AS_STRING(source);
-        size = PyBytes_GET_SIZE(source);
-    }
-    if (strlen(text) != (size_t)size) {
-        PyErr_SetString(PyExc_SyntaxError, "source code string cannot contain null bytes");
-        return NULL;
-    }
-    if (start == Py_eval_input) {
-        while (*text == ' ' || *text == '\t') {
-            text++;     /* eval() ignores leading blanks */
-        }
-    }
-    PyEval_MergeCompilerFlags(&flags);
-    return Py_CompileStringExFlags(text, "<string>", start, &flags, -1);
-}
-
-/* The builtins code run by exec() or eval() with these globals will use
- * (NULL when it cannot tell: the caller's). */
-static PyObject *
-exec_builtins(PyObject *globals)
-{
-    if (globals == NULL || globals == Py_None || !PyDict_Check(globals)) {
-        return PyEval_GetBuiltins();
-    }
-    PyObject *builtins = PyDict_GetItemString(globals, "__builtins__");
-    if (builtins == NULL) {
-        return _PyInterpreterState_GET()->builtins;   /* exec() puts them there */
-    }
-    return PyModule_Check(builtins) ? PyModule_GetDict(builtins) : builtins;
-}
-
-static PyObject *
-run_desired(PyObject *builtin, int start, PyObject *const *args, size_t nargsf,
-            PyObject *kwnames)
-{
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    PyObject *source = nargs >= 1 ? args[0] : NULL;
-    bool compiles = source != NULL && (PyUnicode_Check(source) || PyBytes_Check(source)) &&
-                    kwnames == NULL &&   /* closure= is for code objects only */
-                    (nargs < 2 || args[1] == Py_None || PyDict_Check(args[1]));
-    if (source == NULL || !(PyCode_Check(source) || compiles) || !anything_wanted()) {
-        return PyObject_Vectorcall(builtin, args, nargsf, kwnames);
-    }
-    PyObject *builtins = exec_builtins(nargs >= 2 ? args[1] : NULL);
-    PyObject *code;
-    if (compiles) {
-        PyObject *compiled = compile_as_builtin(source, start);
-        if (compiled == NULL) {
-            return NULL;
-        }
-        code = li_desired_code((PyCodeObject *)compiled, builtins);
-        Py_DECREF(compiled);
-    }
-    else {
-        code = li_desired_code(li_backend_original((PyCodeObject *)source), builtins);
-    }
-    if (code == NULL) {
-        return NULL;
-    }
-    Py_ssize_t total = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
-    PyObject **copy = PyMem_Malloc(sizeof(PyObject *) * (size_t)total);
-    if (copy == NULL) {
-        Py_DECREF(code);
-        return PyErr_NoMemory();
-    }
-    copy[0] = code;
-    memcpy(copy + 1, args + 1, sizeof(PyObject *) * (size_t)(total - 1));
-    PyObject *result = PyObject_Vectorcall(builtin, copy, (size_t)nargs, kwnames);
-    PyMem_Free(copy);
-    Py_DECREF(code);
-    return result;
-}
-
-static PyObject *
-exec_hook(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs,
-          PyObject *kwnames)
-{
-    return run_desired(builtin_exec, Py_file_input, args, (size_t)nargs, kwnames);
-}
-
-static PyObject *
-eval_hook(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs,
-          PyObject *kwnames)
-{
-    return run_desired(builtin_eval, Py_eval_input, args, (size_t)nargs, kwnames);
-}
-
-static PyMethodDef exec_def = {"exec", (PyCFunction)(void (*)(void))exec_hook,
-                               METH_FASTCALL | METH_KEYWORDS, NULL};
-static PyMethodDef eval_def = {"eval", (PyCFunction)(void (*)(void))eval_hook,
-                               METH_FASTCALL | METH_KEYWORDS, NULL};
-
-/* Replaces builtins.<name> by `def`, which keeps the builtin's docstring and
- * signature.  The builtin stays reachable through *saved. */
-static int
-wrap_builtin(PyObject *builtins, PyObject *module, const char *name, PyMethodDef *def,
-             PyObject **saved)
-{
-    PyObject *builtin = PyDict_GetItemString(builtins, name);
-    if (builtin == NULL || !PyCFunction_Check(builtin)) {
-        PyErr_Format(PyExc_RuntimeError, "lowimpact: builtins.%s is not the builtin", name);
-        return -1;
-    }
-    def->ml_doc = ((PyCFunctionObject *)builtin)->m_ml->ml_doc;
-    PyObject *wrapper = PyCFunction_NewEx(def, module, NULL);
-    if (wrapper == NULL) {
-        return -1;
-    }
-    *saved = Py_NewRef(builtin);
-    int err = PyDict_SetItemString(builtins, name, wrapper);
-    Py_DECREF(wrapper);
-    return err;
-}
-
 /* types.FunctionType(code, globals, ...) makes a function of the right code. */
 static newfunc function_new;
 
@@ -852,32 +717,25 @@ function_new_hook(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 static int
 install_hooks(void)
 {
-    if (builtin_exec != NULL) {
+    if (function_new != NULL) {
         return 0;
-    }
-    PyObject *module = PyImport_ImportModule("builtins");
-    if (module == NULL) {
-        return -1;
-    }
-    PyObject *builtins = PyModule_GetDict(module);
-    int err = wrap_builtin(builtins, module, "exec", &exec_def, &builtin_exec);
-    if (err == 0) {
-        err = wrap_builtin(builtins, module, "eval", &eval_def, &builtin_eval);
-    }
-    Py_DECREF(module);
-    if (err < 0) {
-        return -1;
     }
     function_new = PyFunction_Type.tp_new;
     PyFunction_Type.tp_new = function_new_hook;
     return 0;
 }
 
+bool
+li_anything_wanted(void)
+{
+    return anything_wanted();
+}
+
 int
 li_backend_init(PyObject *module)
 {
     if (li_probes_init() < 0 || li_frames_init() < 0 || li_install_transparency() < 0 ||
-        li_trampoline_init() < 0 || li_landing_init(module) < 0)
+        li_trampoline_init() < 0 || li_landing_init(module) < 0 || li_exec_init() < 0)
     {
         return -1;
     }
