@@ -188,9 +188,10 @@ def check(code: CodeType, events: int = ALL_PROBED) -> List[str]:
     for ins in shadow_instructions:
         if ins.opname not in PROBE_ENDS[1:] or shadow.co_code[ins.offset - 2] != dis.opmap["UNARY_NOT"]:
             continue
-        stub = [i for i in shadow_instructions if i.offset >= ins.argval][:4]
+        stub = [i for i in shadow_instructions if i.offset >= ins.argval][:5]
         names = [i.opname for i in stub]
-        if names != ["PUSH_NULL", "LOAD_CONST", "PRECALL", "CALL"] or stub[1].argval is not landing:
+        if names != ["PUSH_NULL", "LOAD_CONST", "PRECALL", "CALL", "RETURN_VALUE"] or \
+                stub[1].argval is not landing:
             problems.append("probe jump at shadow %d goes to %r, not a divert stub" % (ins.offset, names))
             break
     if shadow.co_stacksize < code.co_stacksize:

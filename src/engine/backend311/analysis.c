@@ -162,8 +162,8 @@ compute_depths(li_analysis *an)
     int stacksize = li_true_stacksize(an->code);
     for (int i = 0; i < an->n_instrs; i++) {
         if (an->instrs[i].depth > stacksize || an->instrs[i].depth < -1) {
-            PyErr_Format(PyExc_ValueError, "lowimpact: inconsistent stack depth "
-                         "in %R", an->code);
+            PyErr_Format(PyExc_ValueError, "lowimpact: inconsistent stack depth %d/%d at unit %d op %d "
+                         "in %R", an->instrs[i].depth, stacksize, an->instrs[i].start, an->instrs[i].opcode, an->code);
             return -1;
         }
     }

@@ -183,6 +183,30 @@ typedef struct {
     int32_t unit;
 } li_pad;
 
+#define LI_TRAMPOLINE_UNITS 4   /* PUSH_NULL, LOAD_ASSERTION_ERROR, UNARY_POSITIVE, CALL 0 */
+
+/* A place in a code object where a trampoline goes (trampoline.c).  Kept
+ * once armed: a frame may still be on its way through it. */
+typedef struct {
+    int at;                      /* first of the units it occupies */
+    int jump;                    /* unit of a jump to it, or -1 */
+    int owner;                   /* unit of the instruction whose inline
+                                    cache it occupies, or -1 */
+    li_landing landing;          /* where frames that take it go on */
+    bool armed;
+    _Py_CODEUNIT saved[LI_TRAMPOLINE_UNITS];
+    _Py_CODEUNIT saved_jump, saved_owner;
+} li_trampoline;
+
+/* The trampolines of one code object, an original or a shadow. */
+typedef struct li_patches {
+    PyCodeObject *code;          /* borrowed: the code they patch */
+    li_trampoline *trampolines;
+    int n_trampolines, cap_trampolines, n_armed;
+    short saved_warmup;          /* co_warmup before the first was armed */
+    struct li_patches *next_armed, *prev_armed;
+} li_patches;
+
 /* The li_probes object: the runtime data of one shadow, stored as its last
  * constant so that it lives exactly as long as the shadow. */
 typedef struct li_probes {
@@ -219,6 +243,8 @@ typedef struct li_probes {
     /* It lacks probes some tool wants now: every probe is armed, and moves
        the frame that runs it onto a shadow that has them (probe.c). */
     bool outdated;
+    /* Trampolines that reach frames running it in C (trampoline.c). */
+    li_patches patches;
     struct li_probes *next, *prev;   /* all live shadows */
 } li_probes;
 
@@ -303,7 +329,6 @@ int li_compact(li_probes *lp);
 li_probes *li_all_shadows(void);
 
 /* What the back end keeps per original code object (li_code_state.backend). */
-#define LI_TRAMPOLINE_UNITS 4   /* PUSH_NULL, LOAD_ASSERTION_ERROR, UNARY_POSITIVE, CALL 0 */
 
 /* A shadow's constant that holds a nested code object (update.c). */
 typedef struct {
@@ -311,18 +336,6 @@ typedef struct {
     int index;
 } li_const_link;
 
-/* A place in an original code object where a trampoline goes (trampoline.c).
- * Kept once armed: a frame may still be on its way through it. */
-typedef struct {
-    int at;                      /* first of the units it occupies */
-    int jump;                    /* unit of a jump to it, or -1 */
-    int owner;                   /* unit of the instruction whose inline
-                                    cache it occupies, or -1 */
-    li_landing landing;          /* where frames that take it go on */
-    bool armed;
-    _Py_CODEUNIT saved[LI_TRAMPOLINE_UNITS];
-    _Py_CODEUNIT saved_jump, saved_owner;
-} li_trampoline;
 
 typedef struct li_code_backend {
     li_probes *current;          /* the shadow new frames run, or NULL */
@@ -333,14 +346,11 @@ typedef struct li_code_backend {
        landing pads of shadows. */
     int entry_site;              /* unit of RESUME 0 if a trampoline fits, -2 if
                                     none does, -1 if not known yet */
-    li_trampoline *trampolines;
-    int n_trampolines, cap_trampolines, n_armed;
+    li_patches patches;
     li_landing *resume_points;
     int n_resume_points, cap_resume_points;
-    short saved_warmup;          /* co_warmup before the first was armed */
     int saved_firsttraceable;    /* _co_firsttraceable before the entry one; -1 */
     int true_stacksize;          /* co_stacksize before that; -1 if unchanged */
-    struct li_code_backend *next_armed, *prev_armed;
     li_code_state *cs;           /* the owner */
 } li_code_backend;
 
@@ -436,10 +446,12 @@ void li_exec_unpause(void);
  * Arms one in the code of `cs` where that is safe.  1 if armed, 0 if it
  * cannot be, -1 on error. */
 int li_trampoline_arm(li_code_state *cs);
-/* Reaches `frame` of thread `ts`, which executes its original code in C
- * locals of an evaluation loop (so it cannot be moved now): arms
- * trampolines where it goes next and at the loop headers of its code.
- * `above`: see li_frame_capacity.  0 or -1. */
+/* Reaches `frame` of thread `ts`, which executes code that lacks events
+ * tools want (an original, or an outdated shadow) in C locals of an
+ * evaluation loop, so that it cannot be moved now: arms trampolines where
+ * it goes next and at the loop headers of its code (in a shadow, where no
+ * probe of its already moves it).  `above`: see li_frame_capacity.
+ * 0 or -1. */
 int li_trampolines_reach(PyThreadState *ts, _PyInterpreterFrame *frame,
                          _PyInterpreterFrame *above);
 /* Frames of the code of `cb` that start from now on get room for any shadow
@@ -449,9 +461,10 @@ void li_reserve_shadow_stack(li_code_backend *cb);
 void li_release_shadow_stack(li_code_backend *cb);
 /* How many code objects have a trampoline armed. */
 Py_ssize_t li_trampolines_armed_count(void);
-/* Disarms the trampolines of code that no longer needs events.  0 or -1. */
+/* Disarms the trampolines of code that no longer needs them.  0 or -1. */
 int li_trampolines_disarm_unneeded(void);
-void li_trampoline_forget(li_code_backend *cb);
+/* The code object of `p` is being freed: forgets its trampolines. */
+void li_patches_forget(li_patches *p);
 /* Exchanges the armed trampolines of `code` with the units they replaced
  * (calling it again undoes it).  True if there was one. */
 bool li_trampoline_swap(PyCodeObject *code);

@@ -46,6 +46,7 @@ shadow_dying(void *ptr)
     }
     lp->next = lp->prev = NULL;
     li_unlink_nested(lp);
+    li_patches_forget(&lp->patches);
     if (lp->cs != NULL && li_current_shadow(lp->cs) == lp) {
         ((li_code_backend *)lp->cs->backend)->current = NULL;
     }

@@ -43,8 +43,9 @@
 #include "b311.h"
 
 #define PROBE_BASE_SIZE 4    /* NOP, LOAD_CONST, UNARY_NOT, POP_JUMP_IF_FALSE */
-/* PUSH_NULL, LOAD_CONST, PRECALL 0 and its cache, CALL 0 and its cache. */
-#define DIVERT_BASE_SIZE (4 + 1 + 4)
+/* PUSH_NULL, LOAD_CONST, PRECALL 0 and its cache, CALL 0 and its cache,
+ * RETURN_VALUE. */
+#define DIVERT_BASE_SIZE (4 + 1 + 4 + 1)
 /* How far a probe's one-unit jump reaches. */
 #define JUMP_REACH 255
 
@@ -1164,9 +1165,10 @@ emit_instruction(const builder *b, shadow_image *img, int i)
     }
 }
 
-/* A DIVERT stub: calls the landing function.  It has no location and no
- * handler: it raises nothing a program could handle (probes divert only
- * when the call's frame fits under the recursion limit). */
+/* A DIVERT stub: calls the landing function, whose return the frame never
+ * sees here.  It has no location and no handler: it raises nothing a
+ * program could handle (probes divert only when the call's frame fits under
+ * the recursion limit). */
 static void
 emit_divert_stub(const builder *b, shadow_image *img, const stub *s)
 {
@@ -1180,6 +1182,9 @@ emit_divert_stub(const builder *b, shadow_image *img, const stub *s)
     for (int k = 0; k < 4; k++) {
         *p++ = make_unit(CACHE, 0);
     }
+    /* Never reached (the call moves the frame): it tells analyses of the
+       shadow (trampoline.c) that nothing falls through from the stub. */
+    *p++ = make_unit(RETURN_VALUE, 0);
     assert(p == img->code + s->pos_end);
     own_units(b, img, s->pos, s->pos_end - s->pos, owner->op, false);
     for (int u = s->pos; u < s->pos_end; u++) {

@@ -37,7 +37,6 @@
 #include "b311.h"
 #include "internal/pycore_interp.h"
 
-static li_code_backend *armed;        /* codes with a trampoline armed */
 
 static bool
 landing_function_installed(void)
@@ -283,12 +282,36 @@ resume_site_ok(const li_analysis *an, int i, int capacity)
 
 /* ---- arming --------------------------------------------------------------- */
 
-static li_trampoline *
-find_trampoline(li_code_backend *cb, int at)
+static li_patches *armed;        /* code objects with a trampoline armed */
+
+/* The trampolines of `code`, an original or a shadow; created if `create`.
+ * NULL if none (with an exception if it failed). */
+static li_patches *
+patches_of(PyCodeObject *code, bool create)
 {
-    for (int k = 0; k < cb->n_trampolines; k++) {
-        if (cb->trampolines[k].at == at) {
-            return &cb->trampolines[k];
+    li_probes *lp = li_shadow_probes(code);
+    if (lp != NULL) {
+        lp->patches.code = code;
+        return &lp->patches;
+    }
+    li_code_state *cs = create ? li_code_state_ensure(code) : li_code_state_get(code);
+    if (cs == NULL) {
+        return NULL;
+    }
+    li_code_backend *cb = create ? li_code_backend_ensure(cs) : (li_code_backend *)cs->backend;
+    if (cb == NULL) {
+        return NULL;
+    }
+    cb->patches.code = code;
+    return &cb->patches;
+}
+
+static li_trampoline *
+find_trampoline(li_patches *p, int at)
+{
+    for (int k = 0; k < p->n_trampolines; k++) {
+        if (p->trampolines[k].at == at) {
+            return &p->trampolines[k];
         }
     }
     return NULL;
@@ -311,10 +334,10 @@ overlaps(const li_trampoline *t, int lo, int hi)
 /* Whether an armed trampoline other than one at `at` uses a unit of
  * [lo, hi). */
 static bool
-overlaps_armed(li_code_backend *cb, int at, int lo, int hi)
+overlaps_armed(li_patches *p, int at, int lo, int hi)
 {
-    for (int k = 0; k < cb->n_trampolines; k++) {
-        const li_trampoline *t = &cb->trampolines[k];
+    for (int k = 0; k < p->n_trampolines; k++) {
+        const li_trampoline *t = &p->trampolines[k];
         if (t->armed && t->at != at && overlaps(t, lo, hi)) {
             return true;
         }
@@ -334,14 +357,15 @@ code_unit(int opcode, int oparg)
 
 /* Arms `t` (from a record, whose place the caller checked).  0 or -1. */
 static int
-arm(li_code_backend *cb, li_trampoline *t)
+arm(li_patches *p, li_trampoline *t)
 {
-    PyCodeObject *code = cb->cs->code;
+    PyCodeObject *code = p->code;
     if (t->armed) {
         return 0;
     }
-    if (cb->n_armed == 0) {
-        /* co_code must go on showing the original: make CPython cache it. */
+    if (p->n_armed == 0) {
+        /* co_code must go on showing the code as it was: make CPython
+           cache it. */
         PyObject *co_code = PyCode_GetCode(code);
         if (co_code == NULL) {
             return -1;
@@ -349,14 +373,14 @@ arm(li_code_backend *cb, li_trampoline *t)
         Py_DECREF(co_code);
         /* Quickening would take the trampoline's CALL for an adaptive one,
            with the units after it for its cache. */
-        cb->saved_warmup = code->co_warmup;
+        p->saved_warmup = code->co_warmup;
         code->co_warmup = 0;
-        cb->next_armed = armed;
-        cb->prev_armed = NULL;
+        p->next_armed = armed;
+        p->prev_armed = NULL;
         if (armed != NULL) {
-            armed->prev_armed = cb;
+            armed->prev_armed = p;
         }
-        armed = cb;
+        armed = p;
     }
     _Py_CODEUNIT *units = _PyCode_CODE(code);
     static const uint8_t trampoline[LI_TRAMPOLINE_UNITS][2] = {
@@ -378,15 +402,15 @@ arm(li_code_backend *cb, li_trampoline *t)
         units[t->jump] = code_unit(JUMP_BACKWARD_NO_INTERRUPT, t->jump + 1 - t->at);
     }
     t->armed = true;
-    cb->n_armed++;
+    p->n_armed++;
     return 0;
 }
 
-/* A new record for a trampoline at `at`, unarmed.  NULL with MemoryError. */
+/* A record for a trampoline at `at`, unarmed.  NULL with MemoryError. */
 static li_trampoline *
-new_trampoline(li_code_backend *cb, int at, int jump, int owner, li_landing landing)
+new_trampoline(li_patches *p, int at, int jump, int owner, li_landing landing)
 {
-    li_trampoline *t = find_trampoline(cb, at);
+    li_trampoline *t = find_trampoline(p, at);
     if (t != NULL) {
         if (t->armed || (t->jump == jump && t->owner == owner &&
                          li_same_landing(t->landing, landing)))
@@ -396,30 +420,30 @@ new_trampoline(li_code_backend *cb, int at, int jump, int owner, li_landing land
         /* A record left from an earlier arming, of another kind: reuse it. */
     }
     else {
-        if (li_reserve((void **)&cb->trampolines, &cb->cap_trampolines, cb->n_trampolines,
+        if (li_reserve((void **)&p->trampolines, &p->cap_trampolines, p->n_trampolines,
                        sizeof(li_trampoline), 2) < 0)
         {
             return NULL;
         }
-        t = &cb->trampolines[cb->n_trampolines++];
+        t = &p->trampolines[p->n_trampolines++];
     }
     *t = (li_trampoline){.at = at, .jump = jump, .owner = owner, .landing = landing};
     return t;
 }
 
 static void
-unlink_armed(li_code_backend *cb)
+unlink_armed(li_patches *p)
 {
-    if (cb->prev_armed != NULL) {
-        cb->prev_armed->next_armed = cb->next_armed;
+    if (p->prev_armed != NULL) {
+        p->prev_armed->next_armed = p->next_armed;
     }
-    else if (armed == cb) {
-        armed = cb->next_armed;
+    else if (armed == p) {
+        armed = p->next_armed;
     }
-    if (cb->next_armed != NULL) {
-        cb->next_armed->prev_armed = cb->prev_armed;
+    if (p->next_armed != NULL) {
+        p->next_armed->prev_armed = p->prev_armed;
     }
-    cb->next_armed = cb->prev_armed = NULL;
+    p->next_armed = p->prev_armed = NULL;
 }
 
 static void
@@ -436,27 +460,28 @@ restore(PyCodeObject *code, li_trampoline *t)
 }
 
 static void
-disarm_all(li_code_backend *cb)
+disarm_all(li_patches *p)
 {
-    PyCodeObject *code = cb->cs->code;
-    for (int k = 0; k < cb->n_trampolines; k++) {
-        li_trampoline *t = &cb->trampolines[k];
+    PyCodeObject *code = p->code;
+    for (int k = 0; k < p->n_trampolines; k++) {
+        li_trampoline *t = &p->trampolines[k];
         if (t->armed) {
             restore(code, t);
             t->armed = false;
         }
     }
-    cb->n_armed = 0;
-    code->co_warmup = cb->saved_warmup;
-    if (cb->saved_firsttraceable >= 0) {
-        code->_co_firsttraceable = cb->saved_firsttraceable;
-        cb->saved_firsttraceable = -1;
+    p->n_armed = 0;
+    code->co_warmup = p->saved_warmup;
+    unlink_armed(p);
+    li_code_state *cs = li_shadow_probes(code) == NULL ? li_code_state_get(code) : NULL;
+    li_code_backend *cb = cs != NULL ? (li_code_backend *)cs->backend : NULL;
+    if (cb != NULL) {
+        if (cb->saved_firsttraceable >= 0) {
+            code->_co_firsttraceable = cb->saved_firsttraceable;
+            cb->saved_firsttraceable = -1;
+        }
+        li_release_shadow_stack(cb);
     }
-    if (cb->true_stacksize >= 0) {
-        code->co_stacksize = cb->true_stacksize;
-        cb->true_stacksize = -1;
-    }
-    unlink_armed(cb);
 }
 
 int
@@ -480,18 +505,20 @@ li_trampoline_arm(li_code_state *cs)
     if (at < 0) {
         return 0;
     }
-    li_trampoline *t = find_trampoline(cb, at);
+    li_patches *p = &cb->patches;
+    p->code = code;
+    li_trampoline *t = find_trampoline(p, at);
     if (t != NULL && t->armed) {
         return 1;
     }
     if (frame_in_the_way(code, at) ||
-        overlaps_armed(cb, at, at, at + LI_TRAMPOLINE_UNITS) ||
+        overlaps_armed(p, at, at, at + LI_TRAMPOLINE_UNITS) ||
         li_foreign_eval_frame() || !landing_function_installed())
     {
         return 0;
     }
-    t = new_trampoline(cb, at, -1, -1, (li_landing){at, LI_LAND_START});
-    if (t == NULL || arm(cb, t) < 0) {
+    t = new_trampoline(p, at, -1, -1, (li_landing){at, LI_LAND_START});
+    if (t == NULL || arm(p, t) < 0) {
         return -1;
     }
     /* Tracing starts at RESUME (the call event), which the trampoline
@@ -524,7 +551,7 @@ li_reserve_shadow_stack(li_code_backend *cb)
 void
 li_release_shadow_stack(li_code_backend *cb)
 {
-    if (cb->true_stacksize >= 0 && cb->n_armed == 0) {
+    if (cb->true_stacksize >= 0 && cb->patches.n_armed == 0) {
         cb->cs->code->co_stacksize = cb->true_stacksize;
         cb->true_stacksize = -1;
     }
@@ -554,31 +581,16 @@ least_capacity(PyCodeObject *code)
     return least;
 }
 
-/* The back edge of the loop whose header is instruction `i`, or -1. */
-static int
-back_edge_to(const li_analysis *an, int i)
-{
-    for (int j = i; j < an->n_instrs; j++) {
-        if (an->instrs[j].opcode == JUMP_BACKWARD && an->instrs[j].target == i &&
-            an->instrs[j].depth >= 0)
-        {
-            return j;
-        }
-    }
-    return -1;
-}
-
-/* Where a frame that takes a trampoline at instruction `i` goes on: where
- * the back edge lands at a loop header (shadows have pads there), else as
- * if the instruction before had just completed. */
+/* Where a frame that comes to instruction `i` from instruction `source`
+ * goes on: as `source`'s jump lands there, or (source -1) as if the
+ * instruction before had just completed. */
 static li_landing
-landing_at(const li_analysis *an, int i)
+landing_at(const li_analysis *an, int i, int source)
 {
-    int edge = back_edge_to(an, i);
     int phase = LI_LAND_FALLTHROUGH;
-    if (edge >= 0) {
-        phase = an->instrs[edge].event_line != an->instrs[i].event_line ? LI_LAND_LINE
-                                                                        : LI_LAND_AFTER_LINE;
+    if (source >= 0) {
+        phase = an->instrs[source].event_line != an->instrs[i].event_line ? LI_LAND_LINE
+                                                                          : LI_LAND_AFTER_LINE;
     }
     return (li_landing){an->instrs[i].start, phase};
 }
@@ -624,6 +636,7 @@ cache_site(const li_analysis *an, int current)
 
 typedef struct {
     int at, jump, owner;
+    int source;              /* the instruction that jumps there, or -1 */
     li_landing landing;
     bool loop_header;
 } site;
@@ -639,12 +652,12 @@ choose_sites(const li_analysis *an, int current, int capacity, site *sites, int 
     int k = cache_site(an, current);
     if (k >= 0) {
         const li_instr *in = &an->instrs[k];
-        sites[n++] = (site){in->end - LI_TRAMPOLINE_UNITS, in->end, in->op,
-                            {an->instrs[k + 1].start, LI_LAND_FALLTHROUGH}, false};
+        sites[n++] = (site){in->end - LI_TRAMPOLINE_UNITS, in->end, in->op, -1,
+                            landing_at(an, k + 1, -1), false};
     }
     for (int i = current + 1, steps = 0; k < 0 && i < an->n_instrs && steps < 6; i++, steps++) {
         if (resume_site_ok(an, i, capacity)) {
-            sites[n++] = (site){an->instrs[i].start, -1, -1, landing_at(an, i), false};
+            sites[n++] = (site){an->instrs[i].start, -1, -1, -1, landing_at(an, i, -1), false};
             break;
         }
         if (!(an->instrs[i].flags & LI_I_FALLS_THROUGH) || an->instrs[i].target >= 0) {
@@ -653,18 +666,117 @@ choose_sites(const li_analysis *an, int current, int capacity, site *sites, int 
     }
     int target = an->instrs[current].target;
     if (k < 0 && target >= 0 && resume_site_ok(an, target, capacity)) {
-        sites[n++] = (site){an->instrs[target].start, -1, -1, landing_at(an, target), false};
+        sites[n++] = (site){an->instrs[target].start, -1, -1, current,
+                            landing_at(an, target, current), false};
     }
     for (int j = 0; j < an->n_instrs && n < max; j++) {
         const li_instr *in = &an->instrs[j];
         if (in->opcode == JUMP_BACKWARD && in->depth >= 0 &&
             resume_site_ok(an, in->target, capacity))
         {
-            sites[n++] = (site){an->instrs[in->target].start, -1, -1,
-                                landing_at(an, in->target), true};
+            sites[n++] = (site){an->instrs[in->target].start, -1, -1, j,
+                                landing_at(an, in->target, j), true};
         }
     }
     return n;
+}
+
+/* What a shadow adds to its original, for placing trampolines in it: which
+ * units its probes occupy (a trampoline must leave them alone: probes are
+ * armed and disarmed in place, and an outdated shadow's probes move their
+ * frames themselves), and its original's instructions. */
+typedef struct {
+    li_probes *lp;
+    li_analysis original;
+    uint8_t *in_probe;      /* per shadow unit: 1 inside a probe, 2 at its start */
+} shadow_view;
+
+static int
+view_shadow(li_probes *lp, shadow_view *view)
+{
+    view->lp = lp;
+    view->in_probe = PyMem_Calloc((size_t)lp->n_units + 1, 1);
+    if (view->in_probe == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (int k = 0; k < lp->n_probes; k++) {
+        const li_probe *probe = &lp->probes[k];
+        for (int u = 0; u < probe->size && probe->unit + u < lp->n_units; u++) {
+            view->in_probe[probe->unit + u] = 1;
+        }
+        view->in_probe[probe->unit] = 2;
+    }
+    if (li_analyse(lp->original, &view->original) < 0) {
+        PyMem_Free(view->in_probe);
+        return -1;
+    }
+    return 0;
+}
+
+static void
+clear_view(shadow_view *view)
+{
+    PyMem_Free(view->in_probe);
+    li_analysis_clear(&view->original);
+}
+
+/* The index of the original instruction whose copy starts at shadow unit
+ * `unit`, or -1 (a probe, a stub, or inside an instruction). */
+static int
+original_instruction(const shadow_view *view, int unit)
+{
+    const li_probes *lp = view->lp;
+    if (unit < 0 || unit >= lp->n_units || view->in_probe[unit]) {
+        return -1;
+    }
+    int orig = lp->orig_of[unit];
+    if (orig < 0 || orig >= lp->n_orig_units || lp->shadow_of[orig] != unit) {
+        return -1;
+    }
+    int i = view->original.instr_at[orig];
+    return view->original.instrs[i].start == orig ? i : -1;
+}
+
+/* Translates the sites chosen in a shadow's own analysis: landings in terms
+ * of the original, and no site where a probe of the shadow is, or where
+ * the frame meets a probe first (which moves it itself).  The number kept. */
+static int
+translate_sites(const shadow_view *view, const li_analysis *an, site *sites, int n)
+{
+    int kept = 0;
+    for (int k = 0; k < n; k++) {
+        site s = sites[k];
+        int lo = s.owner >= 0 ? s.owner : s.at;
+        int hi = s.jump >= 0 ? s.jump + 1 : s.at + LI_TRAMPOLINE_UNITS;
+        bool clear = true;
+        for (int u = lo; u < hi && clear; u++) {
+            clear = !view->in_probe[u];
+        }
+        int i = original_instruction(view, s.jump >= 0 ? s.jump : s.at);
+        if (!clear || i < 0) {
+            continue;
+        }
+        const li_analysis *orig = &view->original;
+        if (s.source >= 0) {
+            /* Arriving by a jump: as the original's jump lands there. */
+            int source = original_instruction(view, an->instrs[s.source].start);
+            if (source < 0) {
+                continue;
+            }
+            s.landing = landing_at(orig, i, source);
+        }
+        else {
+            /* Events of the instruction before that the shadow reports
+               when it completes (C_RETURN, BRANCH) are still to come. */
+            s.landing = (li_landing){orig->instrs[i].start, LI_LAND_BEFORE_AFTER};
+        }
+        /* Pads exist for the original's loop headers only. */
+        s.loop_header = s.loop_header && orig->instrs[s.source >= 0 ? original_instruction(
+                            view, an->instrs[s.source].start) : 0].opcode == JUMP_BACKWARD;
+        sites[kept++] = s;
+    }
+    return kept;
 }
 
 int
@@ -672,19 +784,23 @@ li_trampolines_reach(PyThreadState *ts, _PyInterpreterFrame *frame,
                      _PyInterpreterFrame *above)
 {
     PyCodeObject *code = frame->f_code;
-    li_code_state *cs = li_code_state_get(code);
-    if (cs == NULL || cs->excluded || li_shadow_probes(code) != NULL ||
-        li_foreign_eval_frame() || !landing_function_installed())
-    {
+    li_probes *lp = li_shadow_probes(code);
+    li_code_state *cs = li_code_state_get(lp != NULL ? lp->original : code);
+    if (cs == NULL || cs->excluded || li_foreign_eval_frame() || !landing_function_installed()) {
         return 0;
     }
     li_code_backend *cb = li_code_backend_ensure(cs);
-    if (cb == NULL) {
+    li_patches *p = cb != NULL ? patches_of(code, true) : NULL;
+    if (p == NULL) {
         return -1;
     }
     int unit = (int)(frame->prev_instr - _PyCode_CODE(code));
     if (unit < 0) {
         return 0;
+    }
+    shadow_view view = {0};
+    if (lp != NULL && view_shadow(lp, &view) < 0) {
+        return -1;
     }
     /* Analysed as it was: armed trampolines swapped out meanwhile. */
     bool swapped = li_trampoline_swap(code);
@@ -694,6 +810,9 @@ li_trampolines_reach(PyThreadState *ts, _PyInterpreterFrame *frame,
         li_trampoline_swap(code);
     }
     if (err < 0) {
+        if (lp != NULL) {
+            clear_view(&view);
+        }
         return -1;
     }
     int capacity = least_capacity(code);
@@ -701,10 +820,16 @@ li_trampolines_reach(PyThreadState *ts, _PyInterpreterFrame *frame,
     site *sites = PyMem_Malloc(sizeof(site) * (size_t)max);
     if (sites == NULL) {
         li_analysis_clear(&an);
+        if (lp != NULL) {
+            clear_view(&view);
+        }
         PyErr_NoMemory();
         return -1;
     }
     int n = choose_sites(&an, an.instr_at[unit], capacity, sites, max);
+    if (lp != NULL) {
+        n = translate_sites(&view, &an, sites, n);
+    }
     /* Loop headers have landing pads in every shadow; the other places get
        theirs in shadows built from now on. */
     for (int k = 0; k < n && err == 0; k++) {
@@ -715,39 +840,43 @@ li_trampolines_reach(PyThreadState *ts, _PyInterpreterFrame *frame,
     /* The frame must have room for the shadow it will land on. */
     PyObject *landing = NULL;
     if (err == 0 && n > 0) {
-        landing = li_landing_code(code, sites[0].landing, li_frame_capacity(ts, frame, above),
-                                  frame->f_builtins);
+        landing = li_landing_code(cs->code, sites[0].landing,
+                                  li_frame_capacity(ts, frame, above), frame->f_builtins);
         err = landing == NULL ? -1 : 0;
     }
-    li_probes *lp = landing != NULL ? li_shadow_probes((PyCodeObject *)landing) : NULL;
-    bool fits = lp != NULL && lp->kinds != 0;
+    li_probes *to = landing != NULL ? li_shadow_probes((PyCodeObject *)landing) : NULL;
+    bool fits = to != NULL && to->kinds != 0;
     for (int k = 0; k < n && err == 0 && fits; k++) {
         const site *s = &sites[k];
         int lo = s->owner >= 0 ? s->owner : s->at;
         int hi = s->jump >= 0 ? s->jump + 1 : s->at + LI_TRAMPOLINE_UNITS;
         if ((s->jump < 0 && frame_in_the_way(code, s->at)) ||
-            overlaps_armed(cb, s->at, lo, hi))
+            overlaps_armed(p, s->at, lo, hi))
         {
             continue;
         }
-        li_trampoline *t = new_trampoline(cb, s->at, s->jump, s->owner, s->landing);
-        err = t == NULL ? -1 : arm(cb, t);
+        li_trampoline *t = new_trampoline(p, s->at, s->jump, s->owner, s->landing);
+        err = t == NULL ? -1 : arm(p, t);
     }
     Py_XDECREF(landing);
     PyMem_Free(sites);
     li_analysis_clear(&an);
+    if (lp != NULL) {
+        clear_view(&view);
+    }
     return err;
 }
 
 void
-li_trampoline_forget(li_code_backend *cb)
+li_patches_forget(li_patches *p)
 {
-    if (cb->n_armed > 0) {
-        unlink_armed(cb);   /* the code is being freed: its bytes do not matter */
-        cb->n_armed = 0;
+    if (p->n_armed > 0) {
+        unlink_armed(p);   /* the code is being freed: its bytes do not matter */
+        p->n_armed = 0;
     }
-    PyMem_Free(cb->trampolines);
-    PyMem_Free(cb->resume_points);
+    PyMem_Free(p->trampolines);
+    p->trampolines = NULL;
+    p->n_trampolines = p->cap_trampolines = 0;
 }
 
 static void
@@ -761,14 +890,14 @@ swap_unit(_Py_CODEUNIT *a, _Py_CODEUNIT *b)
 bool
 li_trampoline_swap(PyCodeObject *code)
 {
-    li_code_state *cs = li_code_state_get(code);
-    li_code_backend *cb = cs != NULL ? (li_code_backend *)cs->backend : NULL;
-    if (cb == NULL || cb->n_armed == 0) {
+    li_patches *p = patches_of(code, false);
+    if (p == NULL || p->n_armed == 0) {
+        PyErr_Clear();
         return false;
     }
     _Py_CODEUNIT *units = _PyCode_CODE(code);
-    for (int k = 0; k < cb->n_trampolines; k++) {
-        li_trampoline *t = &cb->trampolines[k];
+    for (int k = 0; k < p->n_trampolines; k++) {
+        li_trampoline *t = &p->trampolines[k];
         if (t->armed) {
             for (int u = 0; u < LI_TRAMPOLINE_UNITS; u++) {
                 swap_unit(&units[t->at + u], &t->saved[u]);
@@ -787,10 +916,11 @@ li_trampoline_swap(PyCodeObject *code)
 int
 li_trampolines_disarm_unneeded(void)
 {
-    for (li_code_backend *cb = armed, *next; cb != NULL; cb = next) {
-        next = cb->next_armed;
-        if (!li_needs_instrumenting(cb->cs->code)) {
-            disarm_all(cb);
+    for (li_patches *p = armed, *next; p != NULL; p = next) {
+        next = p->next_armed;
+        li_probes *lp = li_shadow_probes(p->code);
+        if (lp != NULL ? !lp->outdated : !li_needs_instrumenting(p->code)) {
+            disarm_all(p);
         }
     }
     return 0;
@@ -802,13 +932,13 @@ li_trampolines_disarm_unneeded(void)
 static li_trampoline *
 trampoline_at(_PyInterpreterFrame *frame)
 {
-    li_code_state *cs = li_code_state_get(frame->f_code);
-    li_code_backend *cb = cs != NULL ? (li_code_backend *)cs->backend : NULL;
-    if (cb == NULL || cb->n_armed == 0) {
+    li_patches *p = patches_of(frame->f_code, false);
+    if (p == NULL || p->n_armed == 0) {
+        PyErr_Clear();
         return NULL;
     }
     int at = (int)(frame->prev_instr - _PyCode_CODE(frame->f_code)) - 2;
-    li_trampoline *t = find_trampoline(cb, at);
+    li_trampoline *t = find_trampoline(p, at);
     return t != NULL && t->armed ? t : NULL;
 }
 
@@ -854,7 +984,7 @@ Py_ssize_t
 li_trampolines_armed_count(void)
 {
     Py_ssize_t n = 0;
-    for (li_code_backend *cb = armed; cb != NULL; cb = cb->next_armed) {
+    for (li_patches *p = armed; p != NULL; p = p->next_armed) {
         n++;
     }
     return n;

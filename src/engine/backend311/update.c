@@ -57,13 +57,17 @@ li_needs_instrumenting(PyCodeObject *original)
     return needs_instrumenting(li_code_state_get(original), original);
 }
 
-/* Whether frames running `code` (an original) miss events tools want. */
+/* Whether frames running `code` (an original, or a shadow that lacks
+ * probes) miss events tools want. */
 static bool
 needs_events(PyCodeObject *code)
 {
+    li_probes *lp = li_shadow_probes(code);
+    if (lp != NULL) {
+        return lp->outdated;
+    }
     li_code_state *cs = li_code_state_get(code);
-    return li_shadow_probes(code) == NULL && (cs == NULL || !cs->excluded) &&
-           wanted_kinds(cs) != 0;
+    return (cs == NULL || !cs->excluded) && wanted_kinds(cs) != 0;
 }
 
 /* Functions of code run with `builtins` (NULL: not known, the usual). */
@@ -645,7 +649,8 @@ li_backend_code_state_free(li_code_state *cs)
     /* Shadows hold their original, so none can outlive it, and a shadow
        that held it in its constants held it alive. */
     assert(cb->current == NULL && cb->n_links == 0);
-    li_trampoline_forget(cb);
+    li_patches_forget(&cb->patches);
+    PyMem_Free(cb->resume_points);
     PyMem_Free(cb->links);
     PyMem_Free(cb);
     cs->backend = NULL;
