@@ -138,6 +138,13 @@ extern li_registry li_reg;
 typedef struct li_code_state {
     PyCodeObject *code;                          /* borrowed: the owner */
     uint8_t local_tools[LI_LOCAL_EVENT_COUNT];   /* bit t: tool t selected e here */
+    /* The tools CPython would have instrumented the code for, per event:
+       what was selected when it was last instrumented, which it does when
+       local events change, for the code objects running when global events
+       change, and for the others when they next start.  DISABLE marks of a
+       tool outlive its event being turned off and on only where this did
+       not change in between (li_code_state_refresh). */
+    uint8_t active_tools[LI_LOCAL_EVENT_COUNT];
     uint32_t disable_epoch;                      /* li_reg.disable_epoch of the marks */
     uint8_t *disabled[LI_LOCAL_EVENT_COUNT];     /* NULL until first DISABLE of e */
     Py_ssize_t n_units;
@@ -159,8 +166,12 @@ Py_ssize_t li_code_state_count(void);
 /* First code state with local events (iterate with ->next_local). */
 li_code_state *li_local_codes(void);
 
-/* Replaces the local events of `tool` in `cs`. */
+/* Replaces the local events of `tool` in `cs` (and refreshes it). */
 void li_code_state_set_local(li_code_state *cs, int tool, li_event_set events);
+/* The code of `cs` is instrumented (as CPython does at the moments listed
+ * at active_tools): the DISABLE marks of tools whose selection of an event
+ * changed since the last time are forgotten. */
+void li_code_state_refresh(li_code_state *cs);
 /* The local events of `tool` in `cs`. */
 li_event_set li_code_state_local(const li_code_state *cs, int tool);
 

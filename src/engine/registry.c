@@ -102,6 +102,7 @@ li_code_state_ensure(PyCodeObject *code)
     cs->code = code;
     cs->n_units = LI_CODE_UNIT_COUNT(code);
     cs->disable_epoch = li_reg.disable_epoch;
+    memcpy(cs->active_tools, li_reg.global_tools, sizeof(cs->active_tools));
     if (_PyCode_SetExtra((PyObject *)code, code_state_index, cs) < 0) {
         PyMem_Free(cs);
         return NULL;
@@ -122,15 +123,45 @@ li_local_codes(void)
     return local_codes;
 }
 
+/* Forgets what `tool` disabled of `event` in `cs`. */
+static void
+forget_disabled(li_code_state *cs, int event, int tool)
+{
+    uint8_t *marks = cs->disabled[event];
+    if (marks != NULL) {
+        for (Py_ssize_t u = 0; u < cs->n_units; u++) {
+            marks[u] &= (uint8_t)~(1 << tool);
+        }
+    }
+}
+
+void
+li_code_state_refresh(li_code_state *cs)
+{
+    for (int e = 0; e < LI_LOCAL_EVENT_COUNT; e++) {
+        uint8_t now = li_reg.global_tools[e] | cs->local_tools[e];
+        uint8_t changed = cs->active_tools[e] ^ now;
+        for (int tool = 0; changed != 0; tool++, changed >>= 1) {
+            if (changed & 1) {
+                forget_disabled(cs, e, tool);
+            }
+        }
+        cs->active_tools[e] = now;
+    }
+}
+
 void
 li_code_state_set_local(li_code_state *cs, int tool, li_event_set events)
 {
+    uint8_t bit = (uint8_t)(1 << tool);
     for (int e = 0; e < LI_LOCAL_EVENT_COUNT; e++) {
-        cs->local_tools[e] &= (uint8_t)~(1 << tool);
+        cs->local_tools[e] &= (uint8_t)~bit;
         if (events & LI_EVENT_BIT(e)) {
-            cs->local_tools[e] |= (uint8_t)(1 << tool);
+            cs->local_tools[e] |= bit;
         }
     }
+    /* CPython instruments the code object at once. */
+    li_code_state_refresh(cs);
     if (li_has_local_events(cs)) {
         link_local(cs);
     }

@@ -185,7 +185,11 @@ TOGGLES = [
     # set_events instruments only running code: f keeps its disabled lines
     # unless it ran (and was instrumented) while LINE was off.
     ("G=LINE f f G=0 G=LINE f", [[1, 2], [], []]),
-    ("G=LINE f G=0 f G=LINE f", [[1, 2], [], [1, 2]]),
+    # Natively f is instrumented when it starts with LINE off, which
+    # re-arms it.  The 3.11 engine sees nothing of code that runs with no
+    # event on (that is the point), so f keeps its disabled lines
+    # (docs/ENGINE.md, "Where it differs").
+    ("G=LINE f G=0 f G=LINE f", [[1, 2], [], [1, 2] if sys.version_info >= (3, 12) else []]),
     ("G=LINE f G=0 L=LINE f", [[1, 2], []]),
 ]
 

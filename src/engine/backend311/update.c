@@ -295,6 +295,8 @@ li_desired_code(PyCodeObject *original, PyObject *builtins)
         result = Py_NewRef(usable->shadow);
     }
     else {
+        /* CPython instruments code when it next starts, as this is for. */
+        li_code_state_refresh(cs);
         result = (PyObject *)li_build_shadow(original, cs, wanted_kinds(cs), consts, false);
         li_probes *lp = result != NULL ? li_shadow_probes((PyCodeObject *)result) : NULL;
         if (lp != NULL && (link_nested(lp) < 0 || make_current(cs, lp) < 0)) {
@@ -444,6 +446,11 @@ update_thread_frames(void)
         for (_PyInterpreterFrame *f = ts->cframe->current_frame; f != NULL; f = f->previous) {
             if (f->owner == FRAME_OWNED_BY_FRAME_OBJECT || _PyFrame_IsIncomplete(f)) {
                 continue;
+            }
+            /* CPython instruments the code objects that are running at once. */
+            li_code_state *cs = li_code_state_get(li_backend_original(f->f_code));
+            if (cs != NULL) {
+                li_code_state_refresh(cs);
             }
             if (!is_live(f, ts) ? replace_frame_code(ts, f, above) < 0
                                 : (needs_events(f->f_code) &&
