@@ -133,7 +133,8 @@ typedef struct {
                              argument (the line for LINE, else the offset) */
     int32_t orig;         /* original unit the event belongs to */
     int32_t aux;          /* LINE: the line; JUMP, BRANCH: destination unit;
-                             CALL: number of arguments, -1 for CALL_FUNCTION_EX */
+                             CALL: number of arguments; for CALL_FUNCTION_EX
+                             -1, -2 with a keyword mapping */
     uint8_t event;
 } li_site;
 

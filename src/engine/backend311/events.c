@@ -158,7 +158,8 @@ li_pending_call_count(void)
 
 /* Callable and first argument of the call about to run, as CPython 3.12
  * reports them: for obj.m(...) the function and obj, else the callable and
- * its first argument or MISSING.  Borrowed.  -1 on error. */
+ * its first argument or MISSING.  Borrowed.  0; 1 when the call is to
+ * raise before it starts (no event); -1 on error. */
 static int
 call_arguments(PyObject **stack, int depth, int nargs, PyObject **callable, PyObject **arg0)
 {
@@ -167,16 +168,21 @@ call_arguments(PyObject **stack, int depth, int nargs, PyObject **callable, PyOb
         int has_kwargs = (-1 - nargs) & 1;
         PyObject **args = &stack[depth - 1 - has_kwargs];
         *callable = stack[depth - 2 - has_kwargs];
-        if (PyList_CheckExact(*args)) {
-            /* The call would turn it into a tuple first, as CPython does
-               before reporting the call. */
-            PyObject *tuple = PyList_AsTuple(*args);
+        if (!PyTuple_CheckExact(*args)) {
+            /* The call turns the positional arguments into a tuple first,
+               and CPython 3.12 does so before reporting the call (an error
+               while iterating comes from the call).  What is not iterable
+               is left to the call, which raises its own error. */
+            if (Py_TYPE(*args)->tp_iter == NULL && !PySequence_Check(*args)) {
+                return 1;
+            }
+            PyObject *tuple = PySequence_Tuple(*args);
             if (tuple == NULL) {
                 return -1;
             }
             Py_SETREF(*args, tuple);
         }
-        bool has_first = PyTuple_CheckExact(*args) && PyTuple_GET_SIZE(*args) > 0;
+        bool has_first = PyTuple_GET_SIZE(*args) > 0;
         *arg0 = has_first ? PyTuple_GET_ITEM(*args, 0) : li_reg.missing;
         return 0;
     }
@@ -454,6 +460,10 @@ li_fire_probe(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp,
         case LI_CALL: {
             PyObject *callable, *arg0;
             err = call_arguments(stack, p->depth, s->aux, &callable, &arg0);
+            if (err > 0) {
+                err = 0;
+                break;
+            }
             /* The references the stack holds keep them alive meanwhile. */
             if (err == 0) {
                 err = deliver_at(tstate, s, tools, lp, callable, arg0);

@@ -383,7 +383,8 @@ plan_instr(builder *b, int i, int *probe)
         err = add_site(b, LI_CALL, end->op, end->oparg);
         break;
     case CALL_FUNCTION_EX:
-        err = add_site(b, LI_CALL, end->op, -1);
+        /* -1, or -2 with a keyword mapping on the stack. */
+        err = add_site(b, LI_CALL, end->op, -1 - (end->oparg & 1));
         break;
     }
     if (err < 0) {
