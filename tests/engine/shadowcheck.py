@@ -177,6 +177,10 @@ def check(code: CodeType, events: int = ALL_PROBED) -> List[str]:
         # STOP_ITERATION probe of a SEND): what follows it is the target.
         while shadow_of[orig_of[at]] != at and orig_of[at] == src:
             at += 1
+        # After it, a jump over the LINE probe when the jump comes from the
+        # target's own line.
+        if dis.opname[shadow.co_code[at * 2]] == "JUMP_FORWARD" and shadow_of[orig_of[at]] != at:
+            at += 1 + shadow.co_code[at * 2 + 1]
         landing = orig_of[at]
         if instruction_of(landing) != instruction_of(orig_jumps[src]):
                 problems.append("jump at shadow %d lands on original %d, wanted %d"

@@ -127,12 +127,17 @@ enum {
     LI_PROBE_UNWIND,       /* stub: an exception leaves the frame */
 };
 
+/* The RAISE site of the probe before a FOR_ITER a loop starts with: it
+ * watches the loop's iterator (events.c). */
+#define LI_AUX_WATCH_LOOP 1
+
 /* One event a probe delivers. */
 typedef struct {
     PyObject *arg;        /* owned, made at first use: the callbacks' second
                              argument (the line for LINE, else the offset) */
     int32_t orig;         /* original unit the event belongs to */
     int32_t aux;          /* LINE: the line; JUMP, BRANCH: destination unit;
+                             RAISE before a FOR_ITER: LI_AUX_WATCH_LOOP;
                              CALL: number of arguments; for CALL_FUNCTION_EX
                              -1, -2 with a keyword mapping */
     uint8_t event;
@@ -246,6 +251,10 @@ typedef struct li_probes {
     bool outdated;
     /* Trampolines that reach frames running it in C (trampoline.c). */
     li_patches patches;
+    /* Its FOR_ITERs: shadow unit and the stack depth before them, by unit
+       (events.c finds the iterator of a loop with it). */
+    int n_for_iters;
+    struct li_for_iter { int32_t unit; int32_t depth; } *for_iters;
     struct li_probes *next, *prev;   /* all live shadows */
 } li_probes;
 

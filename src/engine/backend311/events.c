@@ -282,9 +282,28 @@ static _Thread_local struct {
     PyObject *value;                 /* owned */
 } exhausted;
 
+/* The iterator of the loop whose FOR_ITER `frame` (running a shadow) is
+ * executing, or NULL.  Borrowed. */
+static PyObject *
+loop_iterator(_PyInterpreterFrame *frame)
+{
+    li_probes *lp = li_shadow_probes(frame->f_code);
+    if (lp == NULL || _Py_OPCODE(*frame->prev_instr) != FOR_ITER) {
+        return NULL;
+    }
+    int unit = (int)(frame->prev_instr - _PyCode_CODE(lp->shadow));
+    for (int k = 0; k < lp->n_for_iters; k++) {
+        if (lp->for_iters[k].unit == unit && lp->for_iters[k].depth > 0) {
+            return frame->localsplus[lp->shadow->co_nlocalsplus + lp->for_iters[k].depth - 1];
+        }
+    }
+    return NULL;
+}
+
 /* tp_iternext of generators while STOP_ITERATION is wanted anywhere: when
- * a FOR_ITER of an instrumented frame exhausts the generator, keeps its
- * return value (FOR_ITER drops it, with the StopIteration that carries it). */
+ * a FOR_ITER of an instrumented frame exhausts the generator it iterates
+ * (not one that a C iterator it iterates consumes), keeps its return value
+ * (FOR_ITER drops it, with the StopIteration that carries it). */
 static PyObject *
 gen_iternext_watching(PyObject *gen)
 {
@@ -293,9 +312,7 @@ gen_iternext_watching(PyObject *gen)
         return next;
     }
     _PyInterpreterFrame *frame = _PyThreadState_GET()->cframe->current_frame;
-    if (frame == NULL || _Py_OPCODE(*frame->prev_instr) != FOR_ITER ||
-        li_shadow_probes(frame->f_code) == NULL)
-    {
+    if (frame == NULL || loop_iterator(frame) != gen) {
         return NULL;
     }
     PyObject *value = Py_None;
@@ -359,6 +376,120 @@ deliver(PyThreadState *tstate, int event, uint8_t tools, li_probes *lp,
     return li_call_tools(tstate, event, tools, lp->cs, orig, args, nargs);
 }
 
+/* ---- the StopIteration that ends a loop -----------------------------------
+ *
+ * CPython 3.12 reports a RAISE at the FOR_ITER of a loop whose iterator
+ * (a Python class's __next__, zip or map passing on a generator's return
+ * value) ends it by setting StopIteration; FOR_ITER clears it unseen.  The
+ * probe before the FOR_ITER that starts a loop wraps such an iterator on
+ * the frame's stack in a watcher, which the loop alone sees. */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *iterator;      /* owned */
+} loop_watcher;
+
+static PyTypeObject loop_watcher_type;
+
+/* Iterators that never end with an exception: no need to watch them.
+ * Generators end a loop with STOP_ITERATION instead (see above). */
+static bool
+ends_quietly(PyObject *it)
+{
+    PyTypeObject *type = Py_TYPE(it);
+    return type == &PyListIter_Type || type == &PyTupleIter_Type ||
+           type == &PyRangeIter_Type || type == &PyLongRangeIter_Type ||
+           type == &PyUnicodeIter_Type || type == &PyBytesIter_Type ||
+           type == &PyDictIterKey_Type || type == &PyDictIterValue_Type ||
+           type == &PyDictIterItem_Type || type == &PySetIter_Type ||
+           type == &PyGen_Type || type == &PyCoro_Type || type == &loop_watcher_type;
+}
+
+static PyObject *
+loop_watcher_next(PyObject *self)
+{
+    PyObject *it = ((loop_watcher *)self)->iterator;
+    PyObject *next = Py_TYPE(it)->tp_iternext(it);
+    if (next != NULL || !PyErr_ExceptionMatches(PyExc_StopIteration)) {
+        return next;
+    }
+    PyThreadState *tstate = _PyThreadState_GET();
+    _PyInterpreterFrame *frame = tstate->cframe->current_frame;
+    li_probes *lp = frame != NULL ? li_shadow_probes(frame->f_code) : NULL;
+    uint8_t tools = li_reg.global_tools[LI_RAISE];
+    if (lp == NULL || tools == 0 || tstate->tracing || loop_iterator(frame) != self) {
+        return NULL;
+    }
+    PyObject *type, *exc, *tb;
+    PyErr_Fetch(&type, &exc, &tb);
+    PyErr_NormalizeException(&type, &exc, &tb);
+    if (tb != NULL) {
+        PyException_SetTraceback(exc, tb);
+    }
+    int unit = li_original_unit(lp->shadow, (int)(frame->prev_instr - _PyCode_CODE(lp->shadow)));
+    PyObject *offset = offset_of(unit);
+    int err = offset == NULL ? -1 : deliver(tstate, LI_RAISE, tools, lp, unit, offset, exc, NULL);
+    Py_XDECREF(offset);
+    if (err < 0) {
+        /* What the callback raised replaces the StopIteration, and ends
+           the loop with an error, as natively. */
+        Py_XDECREF(type);
+        Py_XDECREF(exc);
+        Py_XDECREF(tb);
+        return NULL;
+    }
+    PyErr_Restore(type, exc, tb);
+    return NULL;
+}
+
+static int
+loop_watcher_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(((loop_watcher *)self)->iterator);
+    return 0;
+}
+
+static void
+loop_watcher_dealloc(PyObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    Py_CLEAR(((loop_watcher *)self)->iterator);
+    PyObject_GC_Del(self);
+}
+
+static PyTypeObject loop_watcher_type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "lowimpact._engine._LoopWatcher",
+    .tp_basicsize = sizeof(loop_watcher),
+    .tp_dealloc = loop_watcher_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The iterator of a loop, watched for the StopIteration that ends it.",
+    .tp_traverse = loop_watcher_traverse,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = loop_watcher_next,
+};
+
+/* The probe before the FOR_ITER starting a loop of `frame`: wraps its
+ * iterator, on top of the stack.  0 or -1. */
+static int
+watch_loop(PyObject **top)
+{
+    if (!(loop_watcher_type.tp_flags & Py_TPFLAGS_READY) && PyType_Ready(&loop_watcher_type) < 0) {
+        return -1;
+    }
+    if (*top == NULL || ends_quietly(*top) || Py_TYPE(*top)->tp_iternext == NULL) {
+        return 0;
+    }
+    loop_watcher *watcher = PyObject_GC_New(loop_watcher, &loop_watcher_type);
+    if (watcher == NULL) {
+        return -1;
+    }
+    watcher->iterator = *top;     /* the stack's reference passes to it */
+    *top = (PyObject *)watcher;
+    PyObject_GC_Track(watcher);
+    return 0;
+}
+
 int
 li_cache_site_arg(li_site *s)
 {
@@ -379,6 +510,9 @@ deliver_at(PyThreadState *tstate, li_site *s, uint8_t tools, li_probes *lp,
     return deliver(tstate, s->event, tools, lp, s->orig, s->arg, third, fourth);
 }
 
+static int deliver_site(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp,
+                        li_probe *p, li_site *s, arrival a, PyObject *top, PyObject **stack);
+
 int
 li_fire_probe(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp,
               li_probe *p)
@@ -398,163 +532,171 @@ li_fire_probe(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp,
             return 0;
         }
     }
-    for (int k = 0; k < p->n_sites; k++) {
+    /* Inside a callback the frame stands at the instruction the event
+       belongs to, as natively (f_lasti, f_lineno, tracebacks of errors it
+       catches); for events of an exception in flight, where it was raised. */
+    _Py_CODEUNIT *saved = frame->prev_instr, *first = _PyCode_CODE(lp->shadow);
+    int err = 0;
+    for (int k = 0; k < p->n_sites && err == 0; k++) {
         li_site *s = &lp->sites[p->first_site + k];
-        int event = s->event;
-        if (event == LI_RERAISE && p->kind != LI_PROBE_UNWIND) {
-            if (s->aux == 2 && PyErr_GivenExceptionMatches(top, PyExc_StopAsyncIteration)) {
-                continue;      /* END_ASYNC_FOR ends the loop */
-            }
-            reraise_mark.frame = frame;
-            reraise_mark.exc = NULL;
+        frame->prev_instr = exceptional ? first + a.unit
+                                        : first + lp->shadow_of[s->orig];
+        err = deliver_site(tstate, frame, lp, p, s, a, top, stack);
+    }
+    frame->prev_instr = saved;
+    return err;
+}
+
+/* Delivers the event of site `s` of probe `p`, where the frame's exception
+ * (if the probe is for one) came as `a` says.  0 or -1. */
+static int
+deliver_site(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, li_probe *p,
+             li_site *s, arrival a, PyObject *top, PyObject **stack)
+{
+    int event = s->event;
+    if (event == LI_RERAISE && p->kind != LI_PROBE_UNWIND) {
+        if (s->aux == 2 && PyErr_GivenExceptionMatches(top, PyExc_StopAsyncIteration)) {
+            return 0;      /* END_ASYNC_FOR ends the loop */
         }
-        uint8_t tools = li_tools_at(lp->cs, event, s->orig);
-        if (event == LI_C_RETURN || event == LI_C_RAISE) {
-            /* The tools that saw the call see its end, even one that has
-               disabled the call site meanwhile. */
-            pending_call call;
-            if (!pop_pending(frame, s->orig, &call)) {
-                continue;
-            }
-            int err = deliver_at(tstate, s, call.tools, lp, call.callable, call.arg0);
-            Py_DECREF(call.callable);
-            Py_DECREF(call.arg0);
-            if (err < 0) {
-                return -1;
-            }
-            continue;
+        reraise_mark.frame = frame;
+        reraise_mark.exc = NULL;
+    }
+    if (event == LI_RAISE && s->aux == LI_AUX_WATCH_LOOP && p->kind == LI_PROBE_AFTER) {
+        return li_reg.global_tools[LI_RAISE] ? watch_loop(&stack[p->depth - 1]) : 0;
+    }
+    uint8_t tools = li_tools_at(lp->cs, event, s->orig);
+    if (event == LI_C_RETURN || event == LI_C_RAISE) {
+        /* The tools that saw the call see its end, even one that has
+           disabled the call site meanwhile. */
+        pending_call call;
+        if (!pop_pending(frame, s->orig, &call)) {
+            return 0;
         }
-        if (tools == 0) {
-            continue;
-        }
-        int err = 0;
-        switch (event) {
-        case LI_LINE:
-            if (p->kind == LI_PROBE_LINE_HANDLER &&
-                raised_on_same_line(frame, lp, top, s->aux))
-            {
-                break;
-            }
-            /* fall through */
-        case LI_PY_START:
-        case LI_PY_RESUME:
-        case LI_INSTRUCTION:
-            err = deliver_at(tstate, s, tools, lp, NULL, NULL);
-            break;
-        case LI_EXCEPTION_HANDLED:
-            if (p->kind == LI_PROBE_UNWIND) {
-                goto at_raising_unit;
-            }
-            /* fall through */
-        case LI_PY_RETURN:
-        case LI_PY_YIELD:
-            err = deliver_at(tstate, s, tools, lp, top, NULL);
-            break;
-        case LI_JUMP:
-        case LI_BRANCH: {
-            PyObject *destination = offset_of(s->aux);
-            err = destination == NULL ? -1 : deliver_at(tstate, s, tools, lp, destination, NULL);
-            Py_XDECREF(destination);
+        int err = deliver_at(tstate, s, call.tools, lp, call.callable, call.arg0);
+        Py_DECREF(call.callable);
+        Py_DECREF(call.arg0);
+        return err;
+    }
+    if (tools == 0) {
+        return 0;
+    }
+    int err = 0;
+    switch (event) {
+    case LI_LINE:
+        if (p->kind == LI_PROBE_LINE_HANDLER && raised_on_same_line(frame, lp, top, s->aux)) {
             break;
         }
-        case LI_CALL: {
-            PyObject *callable, *arg0;
-            err = call_arguments(stack, p->depth, s->aux, &callable, &arg0);
-            if (err > 0) {
-                err = 0;
-                break;
-            }
-            /* The references the stack holds keep them alive meanwhile. */
-            if (err == 0) {
-                err = deliver_at(tstate, s, tools, lp, callable, arg0);
-            }
-            /* C_RETURN or C_RAISE will follow a call of C code. */
-            if (err == 0 && !calls_python(callable)) {
-                err = push_pending(frame, s->orig, tools, callable, arg0);
-            }
+        /* fall through */
+    case LI_PY_START:
+    case LI_PY_RESUME:
+    case LI_INSTRUCTION:
+        err = deliver_at(tstate, s, tools, lp, NULL, NULL);
+        break;
+    case LI_EXCEPTION_HANDLED:
+        if (p->kind == LI_PROBE_UNWIND) {
+            goto at_raising_unit;
+        }
+        /* fall through */
+    case LI_PY_RETURN:
+    case LI_PY_YIELD:
+        err = deliver_at(tstate, s, tools, lp, top, NULL);
+        break;
+    case LI_JUMP:
+    case LI_BRANCH: {
+        PyObject *destination = offset_of(s->aux);
+        err = destination == NULL ? -1 : deliver_at(tstate, s, tools, lp, destination, NULL);
+        Py_XDECREF(destination);
+        break;
+    }
+    case LI_CALL: {
+        PyObject *callable, *arg0;
+        err = call_arguments(stack, p->depth, s->aux, &callable, &arg0);
+        if (err > 0) {
+            return 0;
+        }
+        /* The references the stack holds keep them alive meanwhile. */
+        if (err == 0) {
+            err = deliver_at(tstate, s, tools, lp, callable, arg0);
+        }
+        /* C_RETURN or C_RAISE will follow a call of C code. */
+        if (err == 0 && !calls_python(callable)) {
+            err = push_pending(frame, s->orig, tools, callable, arg0);
+        }
+        break;
+    }
+    case LI_RERAISE: {
+        if (p->kind == LI_PROBE_UNWIND) {
+            goto at_raising_unit;
+        }
+        /* RERAISE and END_ASYNC_FOR re-raise their operand, a bare `raise`
+           the exception being handled (if none, it raises an error
+           instead). */
+        PyObject *exc = s->aux == 1 ? PyErr_GetHandledException() : Py_XNewRef(top);
+        if (exc != NULL && exc != Py_None) {
+            err = deliver_at(tstate, s, tools, lp, exc, NULL);
+        }
+        Py_XDECREF(exc);
+        break;
+    }
+    case LI_STOP_ITERATION: {
+        PyObject *value = NULL;
+        if (_PyOpcode_Deopt[_Py_OPCODE(_PyCode_CODE(lp->original)[s->orig])] == SEND) {
+            value = Py_NewRef(top);   /* SEND jumped with the return value */
+        }
+        else if (exhausted.frame == frame &&
+                 exhausted.instr == _PyCode_CODE(lp->shadow) + lp->shadow_of[s->orig])
+        {
+            value = exhausted.value;
+            exhausted.value = NULL;
+            exhausted.frame = NULL;
+        }
+        if (value == NULL) {
             break;
         }
-        case LI_RERAISE: {
-            if (p->kind == LI_PROBE_UNWIND) {
-                goto at_raising_unit;
-            }
-            /* RERAISE and END_ASYNC_FOR re-raise their operand, a bare
-               `raise` the exception being handled (if none, it raises an
-               error instead). */
-            PyObject *exc = s->aux == 1 ? PyErr_GetHandledException() : Py_XNewRef(top);
-            if (exc != NULL && exc != Py_None) {
-                err = deliver_at(tstate, s, tools, lp, exc, NULL);
-            }
-            Py_XDECREF(exc);
+        PyObject *exc = li_stop_iteration(value);
+        Py_DECREF(value);
+        err = exc == NULL ? -1 : deliver_at(tstate, s, tools, lp, exc, NULL);
+        Py_XDECREF(exc);
+        break;
+    }
+    case LI_PY_THROW:
+    case LI_RAISE:
+    case LI_PY_UNWIND:
+    at_raising_unit: {
+        if ((event == LI_PY_THROW && !a.thrown) || (event == LI_RAISE && a.reraised)) {
             break;
         }
-        case LI_STOP_ITERATION: {
-            PyObject *value = NULL;
-            if (_PyOpcode_Deopt[_Py_OPCODE(_PyCode_CODE(lp->original)[s->orig])] == SEND) {
-                value = Py_NewRef(top);   /* SEND jumped with the return value */
-            }
-            else if (exhausted.frame == frame &&
-                     exhausted.instr == _PyCode_CODE(lp->shadow) + lp->shadow_of[s->orig])
-            {
-                value = exhausted.value;
-                exhausted.value = NULL;
-                exhausted.frame = NULL;
-            }
-            if (value == NULL) {
-                break;
-            }
-            PyObject *exc = li_stop_iteration(value);
-            Py_DECREF(value);
-            err = exc == NULL ? -1 : deliver_at(tstate, s, tools, lp, exc, NULL);
-            Py_XDECREF(exc);
+        /* The handler that generators get in 3.12 (see shadow.c) does not
+           cover a generator that has not started yet. */
+        if ((event == LI_EXCEPTION_HANDLED || event == LI_RERAISE) &&
+            a.unit < lp->shadow->_co_firsttraceable)
+        {
             break;
         }
-        case LI_PY_THROW:
-        case LI_RAISE:
-        case LI_PY_UNWIND:
-        at_raising_unit: {
-            if ((event == LI_PY_THROW && !a.thrown) || (event == LI_RAISE && a.reraised)) {
-                break;
-            }
-            /* The handler that generators get in 3.12 (see shadow.c) does
-               not cover a generator that has not started yet. */
-            if ((event == LI_EXCEPTION_HANDLED || event == LI_RERAISE) &&
-                a.unit < lp->shadow->_co_firsttraceable)
-            {
-                break;
-            }
-            int unit = li_original_unit(lp->shadow, a.unit);
-            PyObject *offset = offset_of(unit);
-            if (offset == NULL) {
-                return -1;
-            }
-            /* Inside the callback the frame stands where it raised. */
-            _Py_CODEUNIT *saved = frame->prev_instr;
-            frame->prev_instr = _PyCode_CODE(lp->shadow) + a.unit;
-            err = deliver(tstate, event, tools, lp, unit, offset, top, NULL);
-            frame->prev_instr = saved;
-            Py_DECREF(offset);
-            break;
-        }
-        }
-        if (err < 0) {
-            if (event >= LI_RAISE && event != LI_C_RETURN && event != LI_C_RAISE &&
-                p->kind != LI_PROBE_UNWIND)
-            {
-                /* What a callback of an exception event raised replaces the
-                   exception in flight, and is not raised again here.  From
-                   the UNWIND stub it leaves the frame instead: the caller
-                   sees it raised, and no mark may outlive the frame (a later
-                   frame at the same address would take it). */
-                PyObject *type, *value, *tb;
-                PyErr_Fetch(&type, &value, &tb);
-                PyErr_NormalizeException(&type, &value, &tb);
-                reraise_mark.frame = frame;
-                reraise_mark.exc = value;
-                PyErr_Restore(type, value, tb);
-            }
+        int unit = li_original_unit(lp->shadow, a.unit);
+        PyObject *offset = offset_of(unit);
+        if (offset == NULL) {
             return -1;
         }
+        err = deliver(tstate, event, tools, lp, unit, offset, top, NULL);
+        Py_DECREF(offset);
+        break;
     }
-    return 0;
+    }
+    if (err < 0 && event >= LI_RAISE && event != LI_C_RETURN && event != LI_C_RAISE &&
+        p->kind != LI_PROBE_UNWIND)
+    {
+        /* What a callback of an exception event raised replaces the
+           exception in flight, and is not raised again here.  From the
+           UNWIND stub it leaves the frame instead: the caller sees it
+           raised, and no mark may outlive the frame (a later frame at the
+           same address would take it). */
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        reraise_mark.frame = frame;
+        reraise_mark.exc = value;
+        PyErr_Restore(type, value, tb);
+    }
+    return err;
 }

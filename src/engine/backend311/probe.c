@@ -310,6 +310,7 @@ probes_dealloc(PyObject *self)
     PyMem_Free(lp->orig_of);
     PyMem_Free(lp->shadow_of);
     PyMem_Free(lp->pads);
+    PyMem_Free(lp->for_iters);
     PyMem_Free(lp->probes);
     Py_XDECREF(lp->original);
     PyObject_Free(self);

@@ -338,6 +338,11 @@ plan_after(builder *b, int i, int *probe)
     else if (is_branch(prev->opcode)) {
         err = add_site(b, LI_BRANCH, prev->op, in->start);
     }
+    /* A loop starts: its iterator is watched for the StopIteration that
+       ends it, which CPython reports as raised there (events.c). */
+    if (err == 0 && in->opcode == FOR_ITER) {
+        err = add_site(b, LI_RAISE, in->op, LI_AUX_WATCH_LOOP);
+    }
     *probe = err < 0 ? -2 : close_probe(b, first, LI_PROBE_AFTER, in->depth);
     set_resume(b, *probe, i, LI_LAND_FALLTHROUGH);
     return *probe == -2 ? -1 : 0;
@@ -499,7 +504,15 @@ plan_probes(builder *b)
                 return -1;
             }
             set_resume(b, probe, in->target, jump_phase(an, in, in->target));
-            b->plans[in->target].probe[ARRIVE] = probe;
+            plan *target = &b->plans[in->target];
+            target->probe[ARRIVE] = probe;
+            /* After STOP_ITERATION the frame goes on as SEND's jump would:
+               no LINE on the line of the `yield from` or `await`. */
+            if (probe >= 0 && target->probe[LINE] >= 0 &&
+                in->event_line == an->instrs[in->target].event_line)
+            {
+                target->skip = true;
+            }
         }
         if (in->target >= 0 && is_branch(in->opcode)) {
             int first = open_probe(b);
@@ -1492,6 +1505,20 @@ new_probes(builder *b, shadow_image *img, PyCodeObject *original, li_code_state 
     lp->built_epoch = li_reg.disable_epoch;
     for (int e = 0; e < LI_LOCAL_EVENT_COUNT; e++) {
         lp->built_tools[e] = li_reg.global_tools[e] | cs->local_tools[e];
+    }
+    for (int i = 0; i < b->an.n_instrs; i++) {
+        lp->n_for_iters += b->an.instrs[i].opcode == FOR_ITER;
+    }
+    lp->for_iters = PyMem_Malloc(sizeof(*lp->for_iters) * ((size_t)lp->n_for_iters + 1));
+    if (lp->for_iters == NULL) {
+        Py_DECREF(lp);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (int i = 0, k = 0; i < b->an.n_instrs; i++) {
+        if (b->an.instrs[i].opcode == FOR_ITER) {
+            lp->for_iters[k++] = (struct li_for_iter){b->plans[i].pos_op, b->an.instrs[i].depth};
+        }
     }
     lp->shadow_of = li_alloc_filled_later((size_t)b->an.n_units, sizeof(int32_t));
     if (lp->shadow_of == NULL) {

@@ -256,11 +256,70 @@ code_richcompare_original(PyObject *self, PyObject *other, int op)
     return result;
 }
 
+/* ---- the garbage collector's view ----------------------------------------
+ *
+ * gc.get_referents() and gc.get_referrers() see what tp_traverse visits:
+ * functions, frames and generators visit the original where they hold a
+ * shadow.  Code objects are not tracked by the collector, so collections
+ * are indifferent to which of the two is visited. */
+
+typedef struct {
+    visitproc visit;
+    void *arg;
+} mapped_visit;
+
+static int
+visit_original(PyObject *op, void *arg)
+{
+    mapped_visit *mapped = (mapped_visit *)arg;
+    if (op != NULL && PyCode_Check(op)) {
+        op = (PyObject *)li_backend_original((PyCodeObject *)op);
+    }
+    return mapped->visit(op, mapped->arg);
+}
+
+typedef struct {
+    PyTypeObject *type;
+    traverseproc native;
+} traverse_patch;
+
+static traverse_patch traverse_patches[] = {
+    {&PyFunction_Type, NULL},
+    {&PyFrame_Type, NULL},
+    {&PyGen_Type, NULL},
+    {&PyCoro_Type, NULL},
+    {&PyAsyncGen_Type, NULL},
+};
+
+#define N_TRAVERSE_PATCHES (sizeof(traverse_patches) / sizeof(traverse_patches[0]))
+
+static int
+traverse_mapped(PyObject *self, visitproc visit, void *arg)
+{
+    traverseproc native = NULL;
+    for (size_t i = 0; i < N_TRAVERSE_PATCHES; i++) {
+        if (Py_IS_TYPE(self, traverse_patches[i].type)) {
+            native = traverse_patches[i].native;
+            break;
+        }
+    }
+    assert(native != NULL);
+    if (li_all_shadows() == NULL) {
+        return native(self, visit, arg);
+    }
+    mapped_visit mapped = {visit, arg};
+    return native(self, visit_original, &mapped);
+}
+
 int
 li_install_transparency(void)
 {
     code_richcompare = PyCode_Type.tp_richcompare;
     PyCode_Type.tp_richcompare = code_richcompare_original;
+    for (size_t i = 0; i < N_TRAVERSE_PATCHES; i++) {
+        traverse_patches[i].native = traverse_patches[i].type->tp_traverse;
+        traverse_patches[i].type->tp_traverse = traverse_mapped;
+    }
     for (size_t i = 0; i < N_PATCHES; i++) {
         const char *name = patches[i].name;
         getter get = mapped_code_get;
