@@ -211,15 +211,13 @@ calls_python(PyObject *callable)
 
 /* ---- exceptions --------------------------------------------------------- */
 
-/* An exception sent on without being raised anew: by an instruction that
- * re-raises (its probe sets this just before it runs), or by a callback of
- * an exception event that raised.  The exception goes straight to a handler
- * of the same frame or its UNWIND stub, whose probe takes the mark: an
- * exception that arrives unmarked was raised (RAISE).  Frame and exception
- * are only compared, and only with the very next arrival. */
+/* An exception sent on without being raised anew by an instruction that
+ * re-raises (its probe sets this just before it runs).  The exception goes
+ * straight to a handler of the same frame or its UNWIND stub, whose probe
+ * takes the mark: an exception that arrives unmarked was raised (RAISE).
+ * The frame is only compared, and only with the very next arrival. */
 static _Thread_local struct {
     _PyInterpreterFrame *frame;
-    PyObject *exc;           /* borrowed; NULL: whatever a RERAISE re-raises */
 } reraise_mark;
 
 typedef struct {
@@ -250,8 +248,7 @@ exception_arrival(_PyInterpreterFrame *frame, li_probes *lp, PyObject *exc, int 
        land here with something else on the stack. */
     PyObject *tb = (exc != NULL && PyExceptionInstance_Check(exc))
                    ? PyException_GetTraceback(exc) : NULL;
-    a.reraised = reraise_mark.frame == frame &&
-                 (reraise_mark.exc == NULL || reraise_mark.exc == exc);
+    a.reraised = reraise_mark.frame == frame;
     if (tb != NULL && PyTraceBack_Check(tb)) {
         PyTracebackObject *entry = (PyTracebackObject *)tb;
         int unit = entry->tb_lasti / (int)sizeof(_Py_CODEUNIT);
@@ -266,7 +263,6 @@ exception_arrival(_PyInterpreterFrame *frame, li_probes *lp, PyObject *exc, int 
     }
     if (record) {
         reraise_mark.frame = NULL;
-        reraise_mark.exc = NULL;
     }
     Py_XDECREF(tb);
     return a;
@@ -542,6 +538,27 @@ li_fire_probe(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp,
         frame->prev_instr = exceptional ? first + a.unit
                                         : first + lp->shadow_of[s->orig];
         err = deliver_site(tstate, frame, lp, p, s, a, top, stack);
+        if (err < 0 && exceptional && top != NULL) {
+            /* What a callback of an exception event raises replaces the
+               exception in flight, as natively: it goes on to the handler
+               (or out of the frame) in its place, with the events still to
+               come, and this frame adds no traceback entry to it. */
+            PyObject *type, *value, *tb;
+            PyErr_Fetch(&type, &value, &tb);
+            PyErr_NormalizeException(&type, &value, &tb);
+            if (tb != NULL && value != NULL) {
+                PyException_SetTraceback(value, tb);
+            }
+            Py_XDECREF(type);
+            Py_XDECREF(tb);
+            if (value == NULL) {
+                err = -1;
+                break;
+            }
+            Py_SETREF(stack[p->depth - 1], value);
+            top = value;
+            err = 0;
+        }
     }
     frame->prev_instr = saved;
     return err;
@@ -559,7 +576,6 @@ deliver_site(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, l
             return 0;      /* END_ASYNC_FOR ends the loop */
         }
         reraise_mark.frame = frame;
-        reraise_mark.exc = NULL;
     }
     if (event == LI_RAISE && s->aux == LI_AUX_WATCH_LOOP && p->kind == LI_PROBE_AFTER) {
         return li_reg.global_tools[LI_RAISE] ? watch_loop(&stack[p->depth - 1]) : 0;
@@ -682,21 +698,6 @@ deliver_site(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, l
         Py_DECREF(offset);
         break;
     }
-    }
-    if (err < 0 && event >= LI_RAISE && event != LI_C_RETURN && event != LI_C_RAISE &&
-        p->kind != LI_PROBE_UNWIND)
-    {
-        /* What a callback of an exception event raised replaces the
-           exception in flight, and is not raised again here.  From the
-           UNWIND stub it leaves the frame instead: the caller sees it
-           raised, and no mark may outlive the frame (a later frame at the
-           same address would take it). */
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
-        PyErr_NormalizeException(&type, &value, &tb);
-        reraise_mark.frame = frame;
-        reraise_mark.exc = value;
-        PyErr_Restore(type, value, tb);
     }
     return err;
 }
