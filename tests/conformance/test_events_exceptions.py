@@ -981,3 +981,47 @@ def test_stop_iteration_value_of_yield_from(M: Any, tool: Tool, returned: Any) -
     assert event.value.args == expected
     if isinstance(returned, BaseException):
         assert returned.__context__ is None
+
+
+class _ThrowingSub:
+    """A subiterator (not a generator) whose throw() raises KeyError."""
+
+    def __iter__(self) -> "_ThrowingSub":
+        return self
+
+    def __next__(self) -> int:
+        return 1
+
+    def throw(self, *args: Any) -> None:
+        raise KeyError("from sub")
+
+
+def _delegating(log: list) -> Any:
+    try:
+        # The loop's SEND jumps past the try block (into the inlined
+        # finally of the return): where throw() resumes the frame.
+        return (yield from _ThrowingSub())
+    finally:
+        log.append("finally")
+
+
+@pytest.mark.parametrize("names", [("LINE",), ("STOP_ITERATION",), ("LINE", "STOP_ITERATION"),
+                                   ("LINE", "BRANCH", "JUMP", "INSTRUCTION", "STOP_ITERATION")],
+                         ids=lambda names: "+".join(names))
+def test_throw_ending_a_yield_from_reaches_the_handler_around_it(M: Any, tool: Tool, names: tuple) -> None:
+    E = M.events
+    events = 0
+    for name in names:
+        events |= getattr(E, name)
+        tool.register(getattr(E, name), lambda *args: None)
+    tool.set_local(_delegating, events)
+    try:
+        for _ in range(2):
+            log: list = []
+            gen = _delegating(log)
+            assert next(gen) == 1
+            with pytest.raises(KeyError):
+                gen.throw(ValueError)
+            assert log == ["finally"]
+    finally:
+        tool.set_local(_delegating, 0)

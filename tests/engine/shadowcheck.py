@@ -186,6 +186,16 @@ def check(code: CodeType, events: int = ALL_PROBED) -> List[str]:
                 problems.append("jump at shadow %d lands on original %d, wanted %d"
                                 % (ins.offset, landing, orig_jumps[src]))
                 break
+    # throw() into a frame suspended in a `yield from` loop that the
+    # subiterator ends resumes it with the exception at the unit before where
+    # the loop's SEND jumps: that unit must be handled as the SEND is.
+    for ins in shadow_instructions:
+        if ins.opname == "SEND":
+            before_target = ins.argval // 2 - 1
+            if handler_at(shadow_entries, before_target) != handler_at(shadow_entries, ins.offset // 2):
+                problems.append("the unit before where the SEND at shadow %d jumps is handled otherwise"
+                                % ins.offset)
+                break
     # A probe that can move its frame jumps to a stub calling the landing
     # function (from a depth that leaves room for the call).
     landing = shadow.co_consts[len(code.co_consts) + 1]

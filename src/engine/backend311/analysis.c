@@ -182,6 +182,31 @@ is_cleanup_handler(const li_analysis *an, int i)
            in[2].opcode == RERAISE && in[2].oparg == 1;
 }
 
+/* How many instructions from `i` on 3.12 gives no line where 3.11 gives
+ * that of an `except*`: what runs when nothing is left to re-raise
+ * (POP_TOP; POP_EXCEPT after PREP_RERAISE_STAR; COPY 1;
+ * POP_JUMP_FORWARD_IF_NOT_NONE), and the function's implicit return after
+ * it.  0 if `i` does not start that. */
+static int
+star_cleanup_length(const li_analysis *an, int i)
+{
+    const li_instr *in = an->instrs + i;
+    if (i < 3 || i + 1 >= an->n_instrs || in[-3].opcode != PREP_RERAISE_STAR ||
+        in[-2].opcode != COPY || in[-2].oparg != 1 ||
+        in[-1].opcode != POP_JUMP_FORWARD_IF_NOT_NONE ||
+        in[0].opcode != POP_TOP || in[1].opcode != POP_EXCEPT)
+    {
+        return 0;
+    }
+    if (i + 3 < an->n_instrs && in[2].opcode == LOAD_CONST && in[3].opcode == RETURN_VALUE &&
+        in[2].line == in[0].line && in[3].line == in[0].line &&
+        !(in[2].flags & LI_I_JUMP_TARGET))
+    {
+        return 4;
+    }
+    return 2;
+}
+
 /* The line 3.12 gives a RERAISE that only jumps reach: the jumps' line
  * when they share one (a block without a location inherits its single
  * predecessor's); 3.11 gives it the line of whatever precedes it in the
@@ -256,6 +281,9 @@ mark_line_starts(li_analysis *an)
         }
         if (is_cleanup_handler(an, i)) {
             cleanup_left = 3;
+        }
+        else if (cleanup_left == 0) {
+            cleanup_left = star_cleanup_length(an, i);
         }
         int line = cleanup_left > 0 ? -1 : line_as_in_312(an, jump_line, i);
         cleanup_left -= cleanup_left > 0;

@@ -239,6 +239,24 @@ jump_phase(const li_analysis *an, const li_instr *source, int t)
 
 /* ---- what happens where ----------------------------------------------- */
 
+/* Whether instruction `i` is where a `yield from` or `await` loop goes on
+ * (a SEND's target).  Nothing may come between the loop and it: when throw()
+ * ends the loop, CPython (_gen_throw) resumes the frame with the exception
+ * at the unit before the SEND's target, whose handler must be the loop's. */
+static bool
+ends_yield_from(const li_analysis *an, int i)
+{
+    if (i == 0 || !(an->instrs[i].flags & LI_I_JUMP_TARGET)) {
+        return false;
+    }
+    for (int k = 0; k < an->n_instrs; k++) {
+        if (an->instrs[k].opcode == SEND && an->instrs[k].target == i) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static bool
 is_branch(int opcode)
 {
@@ -535,7 +553,9 @@ plan_probes(builder *b)
                 /* Tracing reports a line at every backward jump: the stub of
                    a forward jump goes before its target, so that it jumps
                    forward on to it, as the original does. */
-                if (an->instrs[in->target].start > in->start) {
+                if (an->instrs[in->target].start > in->start &&
+                    !ends_yield_from(an, in->target))
+                {
                     b->stubs[pl->taken].before = in->target;
                 }
             }
@@ -982,16 +1002,16 @@ divert_stub_place(const builder *b, int i, int pos)
 {
     const li_analysis *an = &b->an;
     for (int j = i; j > 0 && pos - b->plans[j].pos_start < JUMP_REACH / 2; j--) {
-        if (!(an->instrs[j - 1].flags & LI_I_FALLS_THROUGH)) {
+        if (!(an->instrs[j - 1].flags & LI_I_FALLS_THROUGH) && !ends_yield_from(an, j)) {
             return j;
         }
     }
     for (int j = i + 1; j < an->n_instrs && b->plans[j].pos_start - pos < JUMP_REACH / 2; j++) {
-        if (!(an->instrs[j - 1].flags & LI_I_FALLS_THROUGH)) {
+        if (!(an->instrs[j - 1].flags & LI_I_FALLS_THROUGH) && !ends_yield_from(an, j)) {
             return j;
         }
     }
-    if (i == b->resume + 1 && i + 1 < an->n_instrs) {
+    if ((i == b->resume + 1 || ends_yield_from(an, i)) && i + 1 < an->n_instrs) {
         return i + 1;
     }
     return i;
@@ -1349,6 +1369,19 @@ exception_table(const builder *b, const shadow_image *img)
         }
         else if (route == ROUTE_ORIGINAL && unwind != NULL) {
             *e = (li_handler){0, 0, unwind->pos, 0, true};
+        }
+    }
+    /* throw() into a frame suspended in a `yield from` loop that the
+       subiterator ends resumes it with the exception at the unit before the
+       one the loop's SEND jumps to (CPython's _gen_throw): there a probe or
+       a jump ends, which raises nothing itself, and the exception must go
+       where one raised by the SEND goes. */
+    for (int i = 0; i < an->n_instrs; i++) {
+        if (an->instrs[i].opcode == SEND && an->instrs[i].target >= 0 &&
+            an->instrs[i].depth >= 0)
+        {
+            int before = instr_landing(b, i) - 1;
+            entry[before] = entry[b->plans[i].pos_op];
         }
     }
     int n = 0;
