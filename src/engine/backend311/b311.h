@@ -493,8 +493,9 @@ int li_expect_landing(PyThreadState *tstate, _PyInterpreterFrame *frame, PyCodeO
 /* Whether `frame` is on its way to a landing (it must not be moved
  * meanwhile). */
 bool li_landing_expected(_PyInterpreterFrame *frame);
-/* Forgets the landings a thread that is gone expected. */
-void li_forget_landings_of(PyThreadState *tstate);
+/* Forgets the landings that threads which are gone expected (their frames'
+ * addresses may be reused). */
+void li_forget_landings_of_dead_threads(void);
 int li_landing_init(PyObject *module);
 
 /* ---- frames (frames.c) ---- */

@@ -97,12 +97,26 @@ take_expected(PyThreadState *tstate, _PyInterpreterFrame *frame, expected_landin
     return false;
 }
 
-void
-li_forget_landings_of(PyThreadState *tstate)
+static bool
+thread_alive(PyInterpreterState *interp, PyThreadState *tstate)
 {
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
+         ts = PyThreadState_Next(ts))
+    {
+        if (ts == tstate) {
+            return true;
+        }
+    }
+    return false;
+}
+
+void
+li_forget_landings_of_dead_threads(void)
+{
+    PyInterpreterState *interp = PyInterpreterState_Get();
     int kept = 0;
     for (int j = 0; j < n_expected; j++) {
-        if (expected[j].tstate != tstate) {
+        if (thread_alive(interp, expected[j].tstate)) {
             expected[kept++] = expected[j];
         }
     }

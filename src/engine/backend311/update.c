@@ -604,6 +604,7 @@ li_backend_update(bool grew)
     }
     li_watch_exhausted_generators(wanted_anywhere(LI_STOP_ITERATION));
     li_forget_pending_calls(!wanted_anywhere(LI_CALL));
+    li_forget_landings_of_dead_threads();
     li_event_set global = li_global_events() & LI_PROBED_EVENTS;
     bool wanted = anything_wanted();
     if (!wanted && li_all_shadows() == NULL && probed_globally == 0) {
