@@ -263,22 +263,25 @@ probes_run(PyObject *self)
         /* Someone else evaluated the object's truth: it is true. */
         return 1;
     }
+    /* The call is the UNARY_NOT; the NOP starts the probe. */
+    _Py_CODEUNIT *call = frame->prev_instr;
+    if (_Py_OPCODE(call[0]) != UNARY_NOT) {
+        return 1;   /* the shadow's frame, but not at a probe */
+    }
     if (tstate->tracing) {
         /* Code run by a callback (or by a sys.settrace function) gets no events. */
         return 0;
     }
-    /* The call is the UNARY_NOT; the NOP starts the probe. */
-    _Py_CODEUNIT *call = frame->prev_instr;
     int size = lp->probe_size;
     int index = _Py_OPARG(call[0]) | _Py_OPARG(call[2 - size]) << 8 |
                 (lp->wide_index ? _Py_OPARG(call[-1]) << 16 : 0);
-    if (index >= lp->n_probes ||
-        lp->probes[index].unit + size - 2 !=
-            call - _PyCode_CODE(lp->shadow))
-    {
+    /* Only a probe's UNARY_NOT can find us on the shadow's stack; the full
+       check of its place is for debug builds (it is on every event). */
+    if (index >= lp->n_probes) {
         PyErr_SetString(PyExc_SystemError, "lowimpact: probe not found");
         return -1;
     }
+    assert(lp->probes[index].unit + size - 2 == call - _PyCode_CODE(lp->shadow));
     if (lp->obsolete && index == lp->entry_probe && redirect(frame, lp) < 0) {
         return -1;
     }
