@@ -50,4 +50,11 @@ li_leave_tracing(PyThreadState *ts)
 }
 #endif
 
+/* Off the path of events: kept out of line, so that the path stays short. */
+#if defined(__GNUC__) || defined(__clang__)
+#define LI_COLD __attribute__((cold, noinline))
+#else
+#define LI_COLD
+#endif
+
 #endif /* LI_COMPAT_H */

@@ -156,43 +156,58 @@ li_probes_sync(li_probes *lp)
     }
 }
 
-static int
-fire(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp,
-     li_probe *p, int index)
+/* A callback of probe `p` raised: the traceback entry of the frame takes
+ * the unit of the instruction the events belong to, which has a location,
+ * as natively (where the probe has none, see shadow.c): for the UNWIND
+ * stub, the raising unit its handler entry pushed under the exception.
+ * Where the error goes still follows the probe's own unit.  -1. */
+LI_COLD static int
+fire_failed(_PyInterpreterFrame *frame, li_probes *lp, const li_probe *p)
 {
-    uint64_t disables = li_reg.disables;
-    int err = p->simple ? li_fire_simple(tstate, frame, lp, p) : li_fire_probe(tstate, frame, lp, p);
-    if (err < 0) {
-        /* A callback raised: the traceback entry of the frame takes the
-           unit of the instruction the events belong to, which has a
-           location, as natively (where the probe has none, see shadow.c):
-           for the UNWIND stub, the raising unit its handler entry pushed
-           under the exception.  Where the error goes still follows the
-           probe's own unit. */
-        _Py_CODEUNIT *first = _PyCode_CODE(lp->shadow);
-        if (p->kind == LI_PROBE_UNWIND) {
-            PyObject *lasti = frame->localsplus[lp->shadow->co_nlocalsplus];
-            long unit = PyLong_CheckExact(lasti) ? PyLong_AsLong(lasti) : -1;
-            if (unit >= 0 && unit < lp->n_units) {
-                frame->prev_instr = first + unit;
-            }
+    _Py_CODEUNIT *first = _PyCode_CODE(lp->shadow);
+    if (p->kind == LI_PROBE_UNWIND) {
+        PyObject *lasti = frame->localsplus[lp->shadow->co_nlocalsplus];
+        long unit = PyLong_CheckExact(lasti) ? PyLong_AsLong(lasti) : -1;
+        if (unit >= 0 && unit < lp->n_units) {
+            frame->prev_instr = first + unit;
         }
-        else if (p->kind != LI_PROBE_LINE && p->kind != LI_PROBE_LINE_HANDLER &&
-                 p->kind != LI_PROBE_INSTR)
-        {
-            frame->prev_instr = first + lp->shadow_of[lp->orig_of[p->unit]];
-        }
-        return -1;
     }
-    /* Tools that went away meanwhile had their probes synced by the update
-       that removed them; only a DISABLE can leave this one unwanted. */
-    if (li_reg.disables != disables && !probe_wanted(lp, p, index)) {
+    else if (p->kind != LI_PROBE_LINE && p->kind != LI_PROBE_LINE_HANDLER &&
+             p->kind != LI_PROBE_INSTR)
+    {
+        frame->prev_instr = first + lp->shadow_of[lp->orig_of[p->unit]];
+    }
+    return -1;
+}
+
+/* A callback returned DISABLE somewhere: probe `p` may no longer be
+ * wanted.  Tools that went away meanwhile had their probes synced by the
+ * update that removed them; only a DISABLE can leave it unwanted.  0/-1. */
+LI_COLD static int
+after_disable(li_probes *lp, li_probe *p, int index)
+{
+    if (!probe_wanted(lp, p, index)) {
         set_armed(lp, p, index, false);
         /* Disarmed probes still cost a jump each; once most are, a shadow
            without them serves better. */
         if (!lp->obsolete && lp->n_armed * 2 <= lp->n_probes) {
             return li_compact(lp);
         }
+    }
+    return 0;
+}
+
+static inline int
+fire(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp,
+     li_probe *p, int index)
+{
+    uint64_t disables = li_reg.disables;
+    int err = p->simple ? li_fire_simple(tstate, frame, lp, p) : li_fire_probe(tstate, frame, lp, p);
+    if (err < 0) {
+        return fire_failed(frame, lp, p);
+    }
+    if (li_reg.disables != disables) {
+        return after_disable(lp, p, index);
     }
     return 0;
 }
@@ -217,7 +232,7 @@ li_probes_stale(const li_probes *lp)
 
 /* A function still running an obsolete shadow starts here: its later calls
  * run the current code of its original. */
-static int
+LI_COLD static int
 redirect(_PyInterpreterFrame *frame, li_probes *lp)
 {
     PyFunctionObject *func = frame->f_func;
@@ -236,7 +251,7 @@ redirect(_PyInterpreterFrame *frame, li_probes *lp)
 /* Sends `frame`, at probe `p`, to a DIVERT stub (shadow.c), whose call of
  * the landing function moves it onto a shadow with the probes tools want.
  * 1 (the probe's jump to the stub is taken), or -1 on error. */
-static int
+LI_COLD static int
 divert(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, li_probe *p)
 {
     li_landing to = {p->resume_unit, p->resume_phase};
@@ -263,14 +278,14 @@ probes_run(PyObject *self)
         /* Someone else evaluated the object's truth: it is true. */
         return 1;
     }
+    if (tstate->tracing) {
+        /* Code run by a callback (or by a sys.settrace function) gets no events. */
+        return 0;
+    }
     /* The call is the UNARY_NOT; the NOP starts the probe. */
     _Py_CODEUNIT *call = frame->prev_instr;
     if (_Py_OPCODE(call[0]) != UNARY_NOT) {
         return 1;   /* the shadow's frame, but not at a probe */
-    }
-    if (tstate->tracing) {
-        /* Code run by a callback (or by a sys.settrace function) gets no events. */
-        return 0;
     }
     int size = lp->probe_size;
     int index = _Py_OPARG(call[0]) | _Py_OPARG(call[2 - size]) << 8 |
