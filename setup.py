@@ -42,6 +42,11 @@ def link_args():
     return ["-flto=auto"] + (["-fsanitize=address"] if os.environ.get("LOWIMPACT_ASAN") else [])
 
 
+def headers(*directories):
+    """Headers the sources include: a change to one rebuilds the extension."""
+    return sorted(h for d in directories for h in glob(os.path.join(d, "*.h")))
+
+
 def extensions():
     version = sys.version_info[:2]
     if sys.implementation.name != "cpython" or version < (3, 11):
@@ -53,12 +58,14 @@ def extensions():
         sources = sorted(glob(os.path.join(ENGINE, "*.c")))
         sources += sorted(glob(os.path.join(ENGINE, backend, "*.c")))
         result.append(Extension("lowimpact._engine", sources=sources, include_dirs=include,
+                                depends=headers(ENGINE, os.path.join(ENGINE, backend), *include[1:]),
                                 extra_compile_args=compile_args(),
                                 extra_link_args=link_args()))
     side = CAPI_EXTENSION_SIDE.get(version, "ext_none.c")
     result.append(Extension("lowimpact._capi",
                             sources=["src/capi/capi.c", os.path.join("src/capi", side)],
                             include_dirs=["src/capi", "src/shared", "src/lowimpact/include"],
+                            depends=headers("src/capi", "src/shared", "src/lowimpact/include"),
                             extra_compile_args=compile_args(), extra_link_args=link_args()))
     return result
 

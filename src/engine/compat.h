@@ -31,30 +31,38 @@
    keeps sys.settrace/sys.setprofile functions quiet meanwhile, and our probes
    test it to deliver nothing while a callback runs. */
 #if PY_VERSION_HEX >= 0x030B0000
-/* 3.11: what PyThreadState_EnterTracing/LeaveTracing do, inline because it
-   is on the path of every event. */
+/* 3.11: what PyThreadState_EnterTracing/LeaveTracing do (CPython relies on
+   use_tracing being 0 while tracing), inline because it is on the path of
+   every event. */
 static inline void
 li_enter_tracing(PyThreadState *ts)
 {
     ts->tracing++;
-    ts->cframe->use_tracing = 0;
+    if (ts->cframe->use_tracing) {
+        ts->cframe->use_tracing = 0;
+    }
 }
 
+/* use_tracing is 0 from li_enter_tracing() on (while tracing, setting a
+   trace or profile function leaves it alone or sets it where CPython
+   ignores it); it goes back to what a function set needs. */
 static inline void
 li_leave_tracing(PyThreadState *ts)
 {
-    ts->tracing--;
-    ts->cframe->use_tracing =
-        (ts->tracing == 0 && (ts->c_tracefunc != NULL || ts->c_profilefunc != NULL))
-        ? 255 : 0;
+    if (--ts->tracing == 0 && (ts->c_tracefunc != NULL || ts->c_profilefunc != NULL)) {
+        ts->cframe->use_tracing = 255;
+    }
 }
 #endif
 
-/* Off the path of events: kept out of line, so that the path stays short. */
+/* Off the path of events: kept out of line, so that the path stays short;
+   and on it: inline whatever the compiler thinks of its size. */
 #if defined(__GNUC__) || defined(__clang__)
 #define LI_COLD __attribute__((cold, noinline))
+#define LI_HOT_INLINE inline __attribute__((always_inline))
 #else
 #define LI_COLD
+#define LI_HOT_INLINE inline
 #endif
 
 #endif /* LI_COMPAT_H */

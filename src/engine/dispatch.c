@@ -17,6 +17,7 @@ li_bad_disable(int tool, int event)
     PyErr_Format(PyExc_ValueError, "Cannot disable %s events. Callback removed.",
                  li_event_name(event));
     /* Leaving it registered would raise at every later event. */
+    li_dispatch_changed();
     Py_CLEAR(li_reg.callbacks[tool][event]);
     return -1;
 }

@@ -123,12 +123,24 @@ typedef struct {
     /* Counts DISABLE marks made: a probe whose firing made none stays armed
        without checking its tools again. */
     uint64_t disables;
+    /* Changes whenever who gets which event may have changed (callbacks,
+       event sets, DISABLE marks, shadows replaced): back ends may keep
+       what they looked up for an event while it stays the same.  Never 0. */
+    uint32_t dispatch_epoch;
     PyObject *disable;      /* owned: the DISABLE sentinel */
     PyTypeObject *c_callback_type;   /* owned: C callbacks, called directly */
     PyObject *missing;      /* owned: the MISSING sentinel */
 } li_registry;
 
 extern li_registry li_reg;
+
+static inline void
+li_dispatch_changed(void)
+{
+    if (++li_reg.dispatch_epoch == 0) {
+        li_reg.dispatch_epoch = 1;
+    }
+}
 
 /* ---- per-code monitoring state ------------------------------------------- */
 
@@ -218,6 +230,19 @@ li_tools_at(const li_code_state *cs, int event, Py_ssize_t unit)
     return tools;
 }
 
+/* li_tools_at() for a local event other than C_RETURN and C_RAISE, in code
+ * with a state: the case of most events, which is worth its own path. */
+static inline uint8_t
+li_tools_at_local(const li_code_state *cs, int event, Py_ssize_t unit)
+{
+    uint8_t tools = li_reg.global_tools[event] | cs->local_tools[event];
+    const uint8_t *disabled = cs->disabled[event];
+    if (disabled != NULL && cs->disable_epoch == li_reg.disable_epoch) {
+        tools &= (uint8_t)~disabled[unit];
+    }
+    return tools;
+}
+
 /* The events (as a bit set) that any tool wants in `cs`'s code, global or
  * local, with C_RETURN/C_RAISE folded into CALL. */
 li_event_set li_wanted_events(const li_code_state *cs);
@@ -244,7 +269,7 @@ li_highest_tool(uint8_t tools)
 /* Calls tool `tool`'s callback for `event`, if it has one.  1 if it
  * returned DISABLE, 0 if anything else or none is registered, -1 on error.
  * Inline: it is on the path of every event. */
-static inline int
+static LI_HOT_INLINE int
 li_call_one(PyThreadState *tstate, int tool, int event, PyObject **args, size_t nargs)
 {
     /* Re-read for every tool: an earlier callback may have changed it. */
@@ -294,11 +319,20 @@ li_call_one(PyThreadState *tstate, int tool, int event, PyObject **args, size_t 
  * Returns 0, or -1 with an exception set (remaining tools are not called).
  * The caller must have checked that the thread is not already inside a
  * callback. */
-static inline int
+static LI_HOT_INLINE int
 li_call_tools(PyThreadState *tstate, int event, uint8_t tools,
               li_code_state *cs, Py_ssize_t unit,
               PyObject **args, size_t nargs)
 {
+    if (tools != 0 && (tools & (tools - 1)) == 0) {
+        /* One tool, the usual case. */
+        int tool = __builtin_ctz(tools);
+        int disabled = li_call_one(tstate, tool, event, args, nargs);
+        if (disabled <= 0 || cs == NULL) {
+            return disabled < 0 ? -1 : 0;
+        }
+        return li_code_state_disable(cs, event, unit, tool) < 0 ? -1 : 0;
+    }
     while (tools) {
         int tool = li_highest_tool(tools);
         tools &= (uint8_t)~(1 << tool);

@@ -2,7 +2,7 @@
 
 #include "li.h"
 
-li_registry li_reg;
+li_registry li_reg = {.dispatch_epoch = 1};
 
 /* The co_extra slot holding li_code_state; -1 until reserved. */
 static Py_ssize_t code_state_index = -1;
@@ -138,6 +138,7 @@ forget_disabled(li_code_state *cs, int event, int tool)
 void
 li_code_state_refresh(li_code_state *cs)
 {
+    li_dispatch_changed();
     for (int e = 0; e < LI_LOCAL_EVENT_COUNT; e++) {
         uint8_t now = li_reg.global_tools[e] | cs->local_tools[e];
         uint8_t changed = cs->active_tools[e] ^ now;
@@ -231,5 +232,6 @@ li_code_state_disable(li_code_state *cs, int event, Py_ssize_t unit, int tool)
     }
     cs->disabled[event][unit] |= (uint8_t)(1 << tool);
     li_reg.disables++;
+    li_dispatch_changed();
     return 0;
 }

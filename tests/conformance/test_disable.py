@@ -132,6 +132,32 @@ def test_disable_py_return_only_that_return(M: Any, tool: Tool) -> None:
     assert rec.events[0].offset in first
 
 
+def test_disabled_return_after_a_local_of_warm_code(M: Any, tool: Tool) -> None:
+    # `return y` after `y = x`: the value comes from the local read right
+    # before the return, in code run often enough to be quickened (the
+    # engine then has to undo the superinstruction it forms with its probe).
+    def f(x: int) -> int:
+        a = 1
+        b = 2
+        c = 3
+        y = x
+        return y
+
+    calls = []
+
+    def on_return(code: Any, offset: int, value: Any) -> Any:
+        calls.append(value)
+        return M.DISABLE if len(calls) > 30 else None
+
+    tool.register(M.events.PY_RETURN, on_return)
+    tool.register(M.events.LINE, lambda code, line: None)
+    tool.set_local(f, M.events.PY_RETURN | M.events.LINE)
+    results = [f(i) for i in range(100)]
+    tool.set_local(f, 0)
+    assert results == list(range(100))
+    assert calls == list(range(31))
+
+
 def test_disable_py_yield_only_that_yield(M: Any, tool: Tool) -> None:
     def g() -> Any:
         yield "a"

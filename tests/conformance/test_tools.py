@@ -771,6 +771,38 @@ def test_setprofile_and_monitoring_together(M: Any, tool: Tool) -> None:
     assert rec.names() == ["PY_START", "PY_RETURN"]
 
 
+def test_trace_and_profile_functions_quiet_inside_callbacks(M: Any, tool: Tool) -> None:
+    def f() -> int:
+        return len("ab")
+
+    def on_event(*args: Any) -> None:
+        len("callback")    # a line and a C call a tracer or profiler would see
+
+    seen: list[tuple[str, str]] = []
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        seen.append(("trace", frame.f_code.co_name))
+        return tracer
+
+    def profiler(frame: Any, event: str, arg: Any) -> None:
+        seen.append(("profile", frame.f_code.co_name))
+
+    for event in (M.events.PY_START, M.events.LINE, M.events.CALL, M.events.PY_RETURN):
+        tool.register(event, on_event)
+    tool.set_local(f, M.events.PY_START | M.events.LINE | M.events.CALL | M.events.PY_RETURN)
+    old_trace, old_profile = sys.gettrace(), sys.getprofile()
+    sys.settrace(tracer)
+    sys.setprofile(profiler)
+    try:
+        f()
+    finally:
+        sys.setprofile(old_profile)
+        sys.settrace(old_trace)
+    tool.set_local(f, 0)
+    assert ("trace", "f") in seen and ("profile", "f") in seen
+    assert [s for s in seen if s[1] == "on_event"] == []
+
+
 def test_no_monitoring_events_inside_trace_function(M: Any, tool: Tool) -> None:
     def helper() -> None:
         pass

@@ -60,18 +60,26 @@ def handler_at(entries, unit):
     return None
 
 
-#: How a probe ends: a jump to a stub that moves its frame elsewhere, or
-#: (where it cannot) POP_TOP.
-PROBE_ENDS = ("POP_TOP", "POP_JUMP_FORWARD_IF_FALSE", "POP_JUMP_BACKWARD_IF_FALSE")
+#: How a probe ends: a jump to a stub that moves its frame elsewhere, taken
+#: when the probe says so (a jump by 0 where it cannot).
+PROBE_ENDS = ("POP_JUMP_FORWARD_IF_TRUE", "POP_JUMP_BACKWARD_IF_TRUE")
+#: How a probe starts: armed, or disarmed (a jump over it).
+PROBE_STARTS = ("EXTENDED_ARG", "LOAD_CONST", "JUMP_FORWARD")
 
 
 def probe_units(shadow: CodeType, at: int) -> int:
-    """Length of the probe starting at unit ``at`` (4, or more with EXTENDED_ARG)."""
-    n = 1
-    while dis.opname[shadow.co_code[(at + n) * 2]] != "UNARY_NOT":
+    """Length of the probe starting at unit ``at`` (2, or more with EXTENDED_ARG)."""
+    op = dis.opname[shadow.co_code[at * 2]]
+    if op == "JUMP_FORWARD":
+        n = shadow.co_code[at * 2 + 1] + 1
+    else:
+        n = 1
+        while dis.opname[shadow.co_code[(at + n - 1) * 2]] == "EXTENDED_ARG":
+            n += 1
+        assert dis.opname[shadow.co_code[(at + n - 1) * 2]] == "LOAD_CONST"
         n += 1
-    assert dis.opname[shadow.co_code[(at + n + 1) * 2]] in PROBE_ENDS
-    return n + 2
+    assert dis.opname[shadow.co_code[(at + n - 1) * 2]] in PROBE_ENDS
+    return n
 
 
 def check(code: CodeType, events: int = ALL_PROBED) -> List[str]:
@@ -156,7 +164,7 @@ def check(code: CodeType, events: int = ALL_PROBED) -> List[str]:
         a forward jump) jumps on where the original jump goes."""
         if landing_unit >= len(orig_of) - 1 or orig_of[landing_unit] != src:
             return landing_unit
-        if dis.opname[shadow.co_code[landing_unit * 2]] not in ("NOP", "JUMP_FORWARD"):
+        if dis.opname[shadow.co_code[landing_unit * 2]] not in PROBE_STARTS:
             return landing_unit
         tail = landing_unit + probe_units(shadow, landing_unit)
         jump = next(i for i in shadow_instructions
@@ -198,9 +206,16 @@ def check(code: CodeType, events: int = ALL_PROBED) -> List[str]:
                 break
     # A probe that can move its frame jumps to a stub calling the landing
     # function (from a depth that leaves room for the call).
+    probes = shadow.co_consts[len(code.co_consts)]
     landing = shadow.co_consts[len(code.co_consts) + 1]
-    for ins in shadow_instructions:
-        if ins.opname not in PROBE_ENDS[1:] or shadow.co_code[ins.offset - 2] != dis.opmap["UNARY_NOT"]:
+    for before, ins, after in zip(shadow_instructions, shadow_instructions[1:],
+                                  shadow_instructions[2:]):
+        if ins.opname not in PROBE_ENDS or before.opname != "LOAD_CONST" or \
+                before.argval is not probes:
+            continue
+        # One that cannot divert jumps by 0, or, before the YIELD_VALUE of
+        # a `yield from`, carries the distance CPython reads there.
+        if ins.argval == after.offset or after.opname == "YIELD_VALUE":
             continue
         stub = [i for i in shadow_instructions if i.offset >= ins.argval][:5]
         names = [i.opname for i in stub]

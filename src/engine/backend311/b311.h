@@ -5,15 +5,16 @@
  * (a "shadow") with probes inserted before the instructions that need them.
  * A probe is
  *
- *     NOP j             JUMP_FORWARD when the probe is disabled
- *     LOAD_CONST probes the shadow's li_probes object (last constant)
- *     UNARY_NOT i       nb_bool of li_probes runs the probe
- *     POP_TOP           (i, j: bytes of the probe's index; huge code objects
- *                       have an EXTENDED_ARG k before UNARY_NOT for a third)
+ *     LOAD_CONST probes     the shadow's li_probes object (a constant after
+ *                           the original's; EXTENDED_ARG before it when its
+ *                           index needs one); JUMP_FORWARD over the probe
+ *                           when the probe is disarmed
+ *     POP_JUMP_IF_TRUE d    nb_bool of li_probes runs the probe, which is
+ *                           true when the frame must divert (probe.c)
  *
  * New frames run the shadow because function objects point at it; the
  * original stays what users see (function.__code__, frame.f_code and friends
- * are mapped back).  Disabling a probe rewrites its first unit in place, so
+ * are mapped back).  Disarming a probe rewrites its first unit in place, so
  * running frames see the change at once.
  */
 #ifndef LI_B311_H
@@ -144,7 +145,7 @@ typedef struct {
 } li_site;
 
 typedef struct {
-    int32_t unit;         /* shadow unit of the probe's NOP */
+    int32_t unit;         /* shadow unit where the probe starts */
     int32_t first_site;   /* its sites, in delivery order */
     /* Where its frame goes on once its events are delivered, as a landing
        (unit -1: the probe cannot divert its frame, see shadow.c). */
@@ -155,6 +156,19 @@ typedef struct {
     uint8_t kind;
     uint8_t size;         /* in units */
     bool simple;          /* one event whose arguments are at hand: li_fire_simple */
+    /* A LOAD_FAST comes right before it: quickening may fuse the two into
+       LOAD_FAST__LOAD_CONST, which disarming must undo (probe.c). */
+    bool after_load_fast;
+    /* The fast path (probe.c): while li_reg.dispatch_epoch is fast_epoch
+       (0: never), the probe's one event goes to one callback, `fast`
+       (borrowed: the registry holds it meanwhile), of tool fast_tool, with
+       the site's argument and, with fast_value, the top of the stack. */
+    bool fast_value;
+    bool fast_c;          /* a C callback (li_ccallback) */
+    uint8_t fast_tool;
+    uint32_t fast_epoch;
+    PyObject *fast;
+    PyObject *fast_arg;
 } li_probe;
 
 /* Where a frame that moves onto a shadow while it runs goes on: at original
@@ -227,9 +241,12 @@ typedef struct li_probes {
     int32_t *orig_of;           /* shadow unit -> original unit it stands for */
     int32_t *shadow_of;         /* original unit -> shadow unit of the same unit */
     int n_probes;
-    bool wide_index;            /* indices have a third byte (see shadow.c) */
     uint8_t probe_size;         /* units of each probe */
+    _Py_CODEUNIT armed_unit;    /* the first unit of an armed probe */
     li_probe *probes;           /* by shadow position */
+    int32_t *probe_at;          /* shadow unit of a probe's last unit -> where
+                                   the probe is in `probes`, in bytes; -1
+                                   elsewhere */
     int n_sites;
     li_site *sites;
     int n_armed;                /* probes currently armed */
@@ -291,14 +308,16 @@ li_fire_simple(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp,
                const li_probe *p)
 {
     li_site *s = &lp->sites[p->first_site];
-    uint8_t tools = li_tools_at(lp->cs, s->event, s->orig);
+    uint8_t tools = li_tools_at_local(lp->cs, s->event, s->orig);
     if (tools == 0) {
         return 0;
     }
     if (s->arg == NULL && li_cache_site_arg(s) < 0) {
         return -1;
     }
-    PyObject *args[4] = {NULL, (PyObject *)lp->original, s->arg, NULL};
+    PyObject *args[4];      /* args[0]: the callee's scratch space */
+    args[1] = (PyObject *)lp->original;
+    args[2] = s->arg;
     size_t nargs = 2;
     if (s->event == LI_PY_RETURN || s->event == LI_PY_YIELD) {
         /* The value returned or yielded, on top of the stack. */
@@ -328,6 +347,9 @@ li_pad_unit(const li_probes *lp, li_landing to)
     return -1;
 }
 
+/* When a probe of `lp` starts at shadow unit `unit`: `before`, the unit
+ * before it or a copy of it to be put back, is no longer fused with it. */
+void li_unfuse_before(const li_probes *lp, int unit, _Py_CODEUNIT *before);
 /* Arms or disarms every probe of `lp` according to the current state. */
 void li_probes_sync(li_probes *lp);
 /* Whether `lp` lacks probes that some tool may want now. */

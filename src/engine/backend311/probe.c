@@ -86,24 +86,47 @@ probe_first_unit(const li_probes *lp, const li_probe *p)
     return _PyCode_CODE(lp->shadow) + p->unit;
 }
 
+/* LOAD_FAST__LOAD_CONST made of the LOAD_FAST before probe `p` and the
+ * probe's LOAD_CONST would run a disarmed probe's jump as the LOAD_CONST:
+ * `before`, that LOAD_FAST's unit, goes back to a plain LOAD_FAST.
+ * (Quickening makes superinstructions once, when the code warms up.) */
 static void
-set_armed(li_probes *lp, const li_probe *p, int index, bool armed)
+unfuse(const li_probe *p, _Py_CODEUNIT *before)
 {
-    uint8_t *bytes = (uint8_t *)probe_first_unit(lp, p);
-    bool was_armed = bytes[0] == NOP;
+    if (p->after_load_fast && _Py_OPCODE(*before) == LOAD_FAST__LOAD_CONST) {
+        _Py_SET_OPCODE(*before, LOAD_FAST);
+    }
+}
+
+void
+li_unfuse_before(const li_probes *lp, int unit, _Py_CODEUNIT *before)
+{
+    int last = unit + lp->probe_size - 1;
+    if (last < lp->n_units && lp->probe_at[last] >= 0) {
+        const li_probe *p = (const li_probe *)((const char *)lp->probes + lp->probe_at[last]);
+        if (p->unit == unit) {
+            unfuse(p, before);
+        }
+    }
+}
+
+static void
+set_armed(li_probes *lp, const li_probe *p, bool armed)
+{
+    _Py_CODEUNIT *first = probe_first_unit(lp, p);
+    bool was_armed = _Py_OPCODE(*first) != JUMP_FORWARD;
     lp->n_armed += (int)armed - (int)was_armed;
+    if (armed) {
+        *first = lp->armed_unit;
+        return;
+    }
+    unfuse(p, &first[-1]);
     /* One aligned 16-bit store: other threads see the old or the new unit. */
     _Py_CODEUNIT unit;
     uint8_t *u = (uint8_t *)&unit;
-    if (armed) {
-        u[0] = NOP;
-        u[1] = (uint8_t)((index >> 8) & 0xFF);   /* high byte of the index */
-    }
-    else {
-        u[0] = JUMP_FORWARD;
-        u[1] = (uint8_t)(p->size - 1);
-    }
-    memcpy(bytes, &unit, sizeof(unit));
+    u[0] = JUMP_FORWARD;
+    u[1] = (uint8_t)(p->size - 1);
+    *first = unit;
 }
 
 static bool
@@ -151,8 +174,9 @@ li_probes_sync(li_probes *lp)
         return;
     }
     lp->outdated = lacks_probes(lp);
+    li_dispatch_changed();
     for (int i = 0; i < lp->n_probes; i++) {
-        set_armed(lp, &lp->probes[i], i, probe_wanted(lp, &lp->probes[i], i));
+        set_armed(lp, &lp->probes[i], probe_wanted(lp, &lp->probes[i], i));
     }
 }
 
@@ -187,27 +211,12 @@ LI_COLD static int
 after_disable(li_probes *lp, li_probe *p, int index)
 {
     if (!probe_wanted(lp, p, index)) {
-        set_armed(lp, p, index, false);
+        set_armed(lp, p, false);
         /* Disarmed probes still cost a jump each; once most are, a shadow
            without them serves better. */
         if (!lp->obsolete && lp->n_armed * 2 <= lp->n_probes) {
             return li_compact(lp);
         }
-    }
-    return 0;
-}
-
-static inline int
-fire(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp,
-     li_probe *p, int index)
-{
-    uint64_t disables = li_reg.disables;
-    int err = p->simple ? li_fire_simple(tstate, frame, lp, p) : li_fire_probe(tstate, frame, lp, p);
-    if (err < 0) {
-        return fire_failed(frame, lp, p);
-    }
-    if (li_reg.disables != disables) {
-        return after_disable(lp, p, index);
     }
     return 0;
 }
@@ -265,55 +274,172 @@ divert(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, li_prob
     return 1;
 }
 
-/* nb_bool of li_probes: UNARY_NOT of a probe runs it.  0, 1 when the frame
- * must divert (see divert()), or -1 with an exception set, which the probe
- * raises at its instruction. */
+/* The end of firing probe `p`: the frame diverts where tools want probes
+ * its shadow lacks (a callback may have just asked for them): it moves onto
+ * a shadow that has them, and goes on there after this probe's events.  The
+ * landing function's frame must fit under the recursion limit. */
+static inline int
+after_events(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, li_probe *p)
+{
+    if (lp->outdated && p->resume_unit >= 0 && tstate->recursion_remaining > 0) {
+        return divert(tstate, frame, lp, p);
+    }
+    return 0;
+}
+
+/* Sets up the fast path of a `simple` probe, when its event goes to one
+ * tool's callback, and nothing else needs doing at the probe. */
+static void
+prepare_fast_path(li_probes *lp, li_probe *p, int index)
+{
+    const li_site *s = &lp->sites[p->first_site];
+    if (lp->outdated || (lp->obsolete && index == lp->entry_probe) || s->arg == NULL) {
+        return;
+    }
+    uint8_t tools = li_tools_at_local(lp->cs, s->event, s->orig);
+    if (tools == 0 || (tools & (tools - 1)) != 0) {
+        return;
+    }
+    int tool = __builtin_ctz(tools);
+    PyObject *callback = li_reg.callbacks[tool][s->event];
+    if (callback == NULL) {
+        return;
+    }
+    p->fast = callback;
+    p->fast_c = Py_IS_TYPE(callback, li_reg.c_callback_type);
+    p->fast_tool = (uint8_t)tool;
+    p->fast_arg = s->arg;
+    p->fast_value = s->event == LI_PY_RETURN || s->event == LI_PY_YIELD;
+    p->fast_epoch = li_reg.dispatch_epoch;
+}
+
+/* A probe firing: kept in memory across the callback's call, so that the
+ * fast path holds little in registers. */
+typedef struct {
+    li_probes *lp;
+    _PyInterpreterFrame *frame;
+    li_probe *p;
+} firing;
+
+/* The rest of the fast path's work when the callback did not just return
+ * 0: `result` is what a C callback returned, or for a Python one -1 (it
+ * raised), LOWIMPACT_DISABLE or 0. */
+LI_COLD static int
+fast_path_end(PyThreadState *tstate, const firing *f, int result)
+{
+    li_probes *lp = f->lp;
+    _PyInterpreterFrame *frame = f->frame;
+    li_probe *p = f->p;
+    int index = (int)(p - lp->probes);
+    if (result < 0) {
+        if (p->fast_c) {
+            li_c_callback_failed();
+        }
+        return fire_failed(frame, lp, p);
+    }
+    if (result == LOWIMPACT_DISABLE) {
+        const li_site *s = &lp->sites[p->first_site];
+        if (li_code_state_disable(lp->cs, s->event, s->orig, p->fast_tool) < 0) {
+            return fire_failed(frame, lp, p);
+        }
+        if (after_disable(lp, p, index) < 0) {
+            return -1;
+        }
+    }
+    return after_events(tstate, frame, lp, p);
+}
+
+/* Everything else probes_run() does. */
+LI_COLD static int
+slow_path(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, li_probe *p)
+{
+    int index = (int)(p - lp->probes);
+    if (lp->obsolete && index == lp->entry_probe && redirect(frame, lp) < 0) {
+        return -1;
+    }
+    uint64_t disables = li_reg.disables;
+    int err = p->simple ? li_fire_simple(tstate, frame, lp, p) : li_fire_probe(tstate, frame, lp, p);
+    if (err < 0) {
+        return fire_failed(frame, lp, p);
+    }
+    if (li_reg.disables != disables && after_disable(lp, p, index) < 0) {
+        return -1;
+    }
+    if (p->simple) {
+        prepare_fast_path(lp, p, index);
+    }
+    return after_events(tstate, frame, lp, p);
+}
+
+/* probes_run() once the probe is known to fire. */
+static __attribute__((noinline)) int
+fire(li_probes *lp, PyThreadState *tstate, _PyInterpreterFrame *frame)
+{
+    int32_t at = lp->probe_at[frame->prev_instr - _PyCode_CODE(lp->shadow)];
+    if (at < 0) {
+        return 1;   /* the shadow's frame, but not at a probe */
+    }
+    /* The running frame holds the shadow, which holds us: callbacks cannot
+       free this data. */
+    li_probe *p = (li_probe *)((char *)lp->probes + at);
+    uint32_t epoch = li_reg.dispatch_epoch;
+    if (p->fast_epoch != epoch) {
+        return slow_path(tstate, frame, lp, p);
+    }
+    firing f = {lp, frame, p};
+    /* The fast path: what li_fire_simple() and li_call_one() do, with what
+       they look up kept since. */
+    PyObject *args[4];      /* args[0]: the callee's scratch space */
+    args[1] = (PyObject *)lp->original;
+    args[2] = p->fast_arg;
+    size_t nargs = 2;
+    if (p->fast_value) {
+        args[3] = frame->localsplus[lp->shadow->co_nlocalsplus + p->depth - 1];
+        nargs = 3;
+    }
+    int result;
+    li_enter_tracing(tstate);
+    if (p->fast_c) {
+        /* The callback may unregister itself while it runs: nothing here
+           touches the object after the call. */
+        li_ccallback *c = (li_ccallback *)p->fast;
+        result = c->func(c->data, c->event, args + 1, (Py_ssize_t)nargs);
+        li_leave_tracing(tstate);
+    }
+    else {
+        PyObject *callback = Py_NewRef(p->fast);
+        PyObject *res = PyObject_Vectorcall(callback, args + 1,
+                                            nargs | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        li_leave_tracing(tstate);
+        Py_DECREF(callback);
+        result = res == NULL ? -1 : res == li_reg.disable ? LOWIMPACT_DISABLE : 0;
+        Py_XDECREF(res);
+    }
+    if (result == 0 && li_reg.dispatch_epoch == epoch) {
+        return 0;
+    }
+    return fast_path_end(tstate, &f, result);
+}
+
+/* nb_bool of li_probes: a probe's POP_JUMP_IF_TRUE runs it.  0, 1 when the
+ * frame must divert (see divert()), or -1 with an exception set, which the
+ * probe raises at its instruction.  Code that callbacks run meets probes
+ * that do nothing: that exit costs no more than these few tests. */
 static int
 probes_run(PyObject *self)
 {
     li_probes *lp = (li_probes *)self;
     PyThreadState *tstate = _PyThreadState_GET();
     _PyInterpreterFrame *frame = tstate->cframe->current_frame;
-    if (lp->shadow == NULL || frame == NULL || frame->f_code != lp->shadow) {
-        /* Someone else evaluated the object's truth: it is true. */
-        return 1;
+    /* (Once the shadow is gone, lp->shadow is NULL: no frame runs it.) */
+    if (frame == NULL || frame->f_code != lp->shadow) {
+        return 1;   /* someone else evaluated the object's truth */
     }
     if (tstate->tracing) {
         /* Code run by a callback (or by a sys.settrace function) gets no events. */
         return 0;
     }
-    /* The call is the UNARY_NOT; the NOP starts the probe. */
-    _Py_CODEUNIT *call = frame->prev_instr;
-    if (_Py_OPCODE(call[0]) != UNARY_NOT) {
-        return 1;   /* the shadow's frame, but not at a probe */
-    }
-    int size = lp->probe_size;
-    int index = _Py_OPARG(call[0]) | _Py_OPARG(call[2 - size]) << 8 |
-                (lp->wide_index ? _Py_OPARG(call[-1]) << 16 : 0);
-    /* Only a probe's UNARY_NOT can find us on the shadow's stack; the full
-       check of its place is for debug builds (it is on every event). */
-    if (index >= lp->n_probes) {
-        PyErr_SetString(PyExc_SystemError, "lowimpact: probe not found");
-        return -1;
-    }
-    assert(lp->probes[index].unit + size - 2 == call - _PyCode_CODE(lp->shadow));
-    if (lp->obsolete && index == lp->entry_probe && redirect(frame, lp) < 0) {
-        return -1;
-    }
-    /* The running frame holds the shadow, which holds us: callbacks cannot
-       free this data. */
-    li_probe *p = &lp->probes[index];
-    if (fire(tstate, frame, lp, p, index) < 0) {
-        return -1;
-    }
-    /* Tools want probes this shadow lacks (a callback may have just asked
-       for them): the frame moves onto a shadow that has them, and goes on
-       there after this probe's events.  The landing function's frame must
-       fit under the recursion limit. */
-    if (lp->outdated && p->resume_unit >= 0 && tstate->recursion_remaining > 0) {
-        return divert(tstate, frame, lp, p);
-    }
-    return 0;
+    return fire(lp, tstate, frame);
 }
 
 static void
@@ -329,6 +455,7 @@ probes_dealloc(PyObject *self)
     PyMem_Free(lp->shadow_of);
     PyMem_Free(lp->pads);
     PyMem_Free(lp->for_iters);
+    PyMem_Free(lp->probe_at);
     PyMem_Free(lp->probes);
     Py_XDECREF(lp->original);
     PyObject_Free(self);

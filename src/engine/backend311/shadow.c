@@ -42,7 +42,7 @@
 
 #include "b311.h"
 
-#define PROBE_BASE_SIZE 4    /* NOP, LOAD_CONST, UNARY_NOT, POP_JUMP_IF_FALSE */
+#define PROBE_BASE_SIZE 2    /* LOAD_CONST, POP_JUMP_IF_TRUE */
 /* PUSH_NULL, LOAD_CONST, PRECALL 0 and its cache, CALL 0 and its cache,
  * RETURN_VALUE. */
 #define DIVERT_BASE_SIZE (4 + 1 + 4 + 1)
@@ -107,7 +107,6 @@ typedef struct {
     int n_stubs, cap_stubs;
     int *pre_stubs;           /* stubs with `before`, ordered by it */
     int probe_size;
-    bool wide_index;          /* probe indices take three bytes */
     int probes_const;         /* index of the li_probes object in co_consts */
     int lander_const;         /* index of the landing function in co_consts */
     int stacksize;            /* the original's */
@@ -1119,29 +1118,21 @@ emit_probe(const builder *b, shadow_image *img, int pos, int index, int owner_un
         return;
     }
     _Py_CODEUNIT *p = img->code + pos;
-    /* Armed; li_probes_sync() sets the real state before first use.  The
-       index is in the opargs of UNARY_NOT (low byte), NOP (second) and the
-       EXTENDED_ARG before UNARY_NOT (third, when wide). */
-    *p++ = make_unit(NOP, (index >> 8) & 0xFF);
-    p = emit_with_prefixes(p, b->probe_size - PROBE_BASE_SIZE - b->wide_index, LOAD_CONST,
-                           b->probes_const);
-    if (b->wide_index) {
-        *p++ = make_unit(EXTENDED_ARG, (index >> 16) & 0xFF);   /* UNARY_NOT ignores it */
-    }
-    *p++ = make_unit(UNARY_NOT, index & 0xFF);
+    /* Armed; li_probes_sync() sets the real state before first use. */
+    p = emit_with_prefixes(p, b->probe_size - PROBE_BASE_SIZE, LOAD_CONST, b->probes_const);
     li_probe *probe = &b->probes[index];
     probe->unit = pos;
     int distance = 0;
     int divert = probe->resume_unit >= 0 ? nearest_divert(b, probe_end(b, index), &distance) : -1;
     if (divert >= 0 && distance <= JUMP_REACH) {
-        /* UNARY_NOT pushes False when the probe returns 1: divert. */
+        /* The probe returns 1 (true) when its frame must divert. */
         bool forward = b->stubs[divert].pos >= probe_end(b, index);
-        *p++ = make_unit(forward ? POP_JUMP_FORWARD_IF_FALSE : POP_JUMP_BACKWARD_IF_FALSE,
+        *p++ = make_unit(forward ? POP_JUMP_FORWARD_IF_TRUE : POP_JUMP_BACKWARD_IF_TRUE,
                          distance);
     }
     else {
         probe->resume_unit = -1;
-        *p++ = make_unit(POP_TOP, 0);
+        *p++ = make_unit(POP_JUMP_FORWARD_IF_TRUE, 0);
     }
     for (int k = 0; k < b->probe_size; k++) {
         img->orig_of[pos + k] = owner_unit;
@@ -1315,11 +1306,13 @@ emit(const builder *b, shadow_image *img)
             /* When a `yield from` subiterator fails on throw(), CPython
                (_gen_throw) finds where the loop ends by reading the oparg of
                the unit before the YIELD_VALUE, which it takes for the SEND;
-               here that unit is the probe's POP_TOP, so it carries the
-               distance from the YIELD_VALUE to where the SEND jumps. */
+               here that unit is the probe's jump, which never jumps (the
+               probe cannot divert), so it carries the distance from the
+               YIELD_VALUE to where the SEND jumps. */
             int distance = instr_landing(b, i - 1) - pl->pos_start;
             assert(distance > 0 && distance < 256);
-            img->code[pl->pos_start - 1] = make_unit(POP_TOP, distance);
+            assert(b->probes[pl->probe[INSTR]].resume_unit < 0);
+            img->code[pl->pos_start - 1] = make_unit(POP_JUMP_FORWARD_IF_TRUE, distance);
         }
         emit_instruction(b, img, i);
     }
@@ -1513,14 +1506,33 @@ new_probes(builder *b, shadow_image *img, PyCodeObject *original, li_code_state 
     lp->orig_of = img->orig_of;
     img->orig_of = NULL;
     lp->n_probes = b->n_probes;
-    lp->wide_index = b->wide_index;
     lp->probe_size = (uint8_t)b->probe_size;
+    /* The first unit of an armed probe. */
+    int ext = b->probe_size - PROBE_BASE_SIZE;
+    lp->armed_unit = make_unit(ext > 0 ? EXTENDED_ARG : LOAD_CONST,
+                               (b->probes_const >> (8 * ext)) & 0xFF);
     lp->n_armed = b->n_probes;    /* emitted armed */
     lp->probes = b->probes;
     b->probes = NULL;
     lp->n_sites = b->n_sites;
     lp->sites = b->sites;
     b->sites = NULL;
+    lp->probe_at = PyMem_Malloc(sizeof(int32_t) * ((size_t)b->n_units + 1));
+    if (lp->probe_at == NULL) {
+        Py_DECREF(lp);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (int u = 0; u < b->n_units; u++) {
+        lp->probe_at[u] = -1;
+    }
+    for (int k = 0; k < lp->n_probes; k++) {
+        li_probe *p = &lp->probes[k];
+        lp->probe_at[p->unit + b->probe_size - 1] = k * (int32_t)sizeof(li_probe);
+        /* Inline caches are zero here: a LOAD_FAST opcode is one. */
+        p->after_load_fast = ext == 0 && p->unit > 0 &&
+                             _Py_OPCODE(img->code[p->unit - 1]) == LOAD_FAST;
+    }
     lp->entry_probe = b->entry_probe;
     lp->n_resume_points = b->n_resume_points;
     lp->pads = PyMem_Malloc(sizeof(li_pad) * ((size_t)b->n_pads + 1));
@@ -1593,17 +1605,9 @@ li_build_shadow(PyCodeObject *original, li_code_state *cs, li_event_set kinds,
     b.lander_const = b.probes_const + 1;
     b.stacksize = li_true_stacksize(original);
     b.divert_size = DIVERT_BASE_SIZE + ext_needed(b.lander_const);
-    /* Enough for the most probes the code could get: five slots and two
-       stubs per instruction, and UNWIND. */
-    b.wide_index = (int64_t)b.an.n_instrs * 7 + 1 > 0xFFFF;
-    b.probe_size = PROBE_BASE_SIZE + ext_needed(b.probes_const) + b.wide_index;
+    b.probe_size = PROBE_BASE_SIZE + ext_needed(b.probes_const);
     if (plan_probes(&b) < 0 || plan_pads(&b) < 0 || layout_with_diverts(&b) < 0)
     {
-        goto done;
-    }
-    if (b.n_probes > 0xFFFFFF) {
-        PyErr_Format(PyExc_OverflowError, "lowimpact: %R is too large to instrument",
-                     original);
         goto done;
     }
     /* emit() writes every unit of each. */

@@ -387,6 +387,12 @@ arm(li_patches *p, li_trampoline *t)
         {PUSH_NULL, 0}, {LOAD_ASSERTION_ERROR, 0}, {UNARY_POSITIVE, 0}, {CALL, 0},
     };
     memcpy(t->saved, units + t->at, sizeof(t->saved));
+    li_probes *lp = li_shadow_probes(code);
+    if (lp != NULL) {
+        /* What goes back must hold even if the probe after it is disarmed
+           meanwhile. */
+        li_unfuse_before(lp, t->at + LI_TRAMPOLINE_UNITS, &t->saved[LI_TRAMPOLINE_UNITS - 1]);
+    }
     if (t->owner >= 0) {
         /* The instruction's base form reads no inline cache, and stays. */
         t->saved_owner = units[t->owner];

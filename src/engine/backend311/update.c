@@ -265,6 +265,7 @@ make_current(li_code_state *cs, li_probes *lp)
     cb->current = lp;
     if (previous != NULL && previous != lp) {
         previous->obsolete = true;
+        li_dispatch_changed();
         li_probes_sync(previous);    /* arms its entry probe */
     }
     for (int k = 0; k < cb->n_links; k++) {
@@ -344,6 +345,7 @@ li_compact(li_probes *lp)
        start. */
     ((li_code_backend *)cs->backend)->current = NULL;
     lp->obsolete = true;
+    li_dispatch_changed();
     li_probes_sync(lp);
     return 0;
 }
@@ -596,6 +598,7 @@ update_generator(PyGenObject *gen)
 int
 li_backend_update(bool grew)
 {
+    li_dispatch_changed();
     /* Probes of events no tool wants any more deliver nothing (they check
        the tools when they run), and the frames that start from now on get
        code without them: re-arming every live shadow is for new events. */
