@@ -17,10 +17,11 @@ that were caught.
 Command line (run it with the interpreter whose events you want):
 
 ``serve``
-    read JSON requests ``{"source": ...}`` from stdin, one a line; answer each
-    with ``{"result": ..., "stream": [...]}`` or ``{"error": ...}``.
+    read JSON requests ``{"source": ...}`` (or ``{"source": ..., "plan": ...}``,
+    see :class:`LiveRecorder`) from stdin, one a line; answer each with
+    ``{"result": ..., "stream": [...]}`` or ``{"error": ...}``.
     ``{"version": true}`` is answered with the interpreter's version.
-``gen SEED [portable]``
+``gen SEED [portable] [live]``
     print a program.
 ``stream FILE``
     print the normalized event stream of the program in FILE, one event a line.
@@ -29,10 +30,13 @@ Command line (run it with the interpreter whose events you want):
 from __future__ import annotations
 
 import builtins
+import dis
+import functools
 import gc
 import json
 import random
 import sys
+import threading
 import traceback
 import types
 from dataclasses import dataclass, replace
@@ -158,6 +162,10 @@ HANDLED = (
 
 MAX_NEST = 3
 LITERALS = ("0", "1", "2", "3", "5", "7")
+# Live programs call HOOK(k) for k < LIVE_HOOKS and SPAWN(k), SPAWN_C(k) for
+# k < LIVE_SPAWNS; the plan says what each k does (record_live_stream).
+LIVE_HOOKS = 4
+LIVE_SPAWNS = 2
 
 
 @dataclass(frozen=True)
@@ -191,11 +199,13 @@ class Scope:
 class Builder:
     """Writes one program from the choices of a :class:`Chooser`."""
 
-    def __init__(self, chooser: Chooser, portable: bool, budget: int = 36) -> None:
+    def __init__(self, chooser: Chooser, portable: bool, budget: int = 36, live: bool = False) -> None:
         self.ch = chooser
         # Portable programs avoid constructs whose events legitimately differ
         # between interpreter versions (see Scope.safe and expr_comprehension).
         self.portable = portable
+        # Live programs also call the harness's HOOK and SPAWN (see LiveRecorder).
+        self.live = live
         self.budget = budget  # statements left for the whole program
         self.counter = 0
         self.lines: list[str] = []
@@ -258,6 +268,8 @@ class Builder:
         self.emit(1, "del LOG[:]")
         self.emit(1, "acc = 0")
         for _ in range(ch.number(1, 3)):
+            if self.live and ch.flag():
+                self.live_statement(1)
             func = ch.pick(self.funcs)
             args = (ch.number(0, 9), ch.number(0, 9), ch.number(1, 3))
             self.emit(1, "try:")
@@ -271,6 +283,8 @@ class Builder:
                 self.emit(2, "acc = (acc + %s) %% MOD" % call)
             self.emit(1, "except Exception as exc:")
             self.emit(2, "LOG.append(type(exc).__name__)")
+        if self.live and ch.flag():
+            self.live_statement(1)
         self.emit(1, "return acc, list(LOG)")
 
     # Statements --------------------------------------------------------
@@ -310,6 +324,9 @@ class Builder:
             kinds += ["yield", "yield"]
             if s.calls and self.gens() and not s.safe:
                 kinds.append("yield_from")
+        if self.live:
+            # Neither raises, breaks nor returns: allowed in safe scopes too.
+            kinds += ["hook", "hook", "spawn"]
         getattr(self, "stmt_" + self.ch.pick(kinds))(s, ind)
 
     def gens(self) -> list[Func]:
@@ -469,6 +486,29 @@ class Builder:
             var = self.ch.pick(s.assignable)
             self.emit(ind, "%s = ((yield %s) or %s) %% 1009" % (var, self.expr(s, 1), var))
 
+    def expr_live(self, s: Scope, b: int) -> str:
+        # In the middle of a line, of a lambda or of a generator expression.
+        call = self.ch.pick(("HOOK(%d)" % self.ch.number(0, LIVE_HOOKS - 1), self.spawn_call()))
+        return "(%s + %s)" % (call, self.expr(s, b))
+
+    def live_statement(self, ind: int) -> None:
+        if self.ch.flag():
+            self.stmt_spawn(None, ind)
+        else:
+            self.stmt_hook(None, ind)
+
+    def stmt_hook(self, s: Optional[Scope], ind: int) -> None:
+        self.emit(ind, "HOOK(%d)" % self.ch.number(0, LIVE_HOOKS - 1))
+
+    def stmt_spawn(self, s: Optional[Scope], ind: int) -> None:
+        # SPAWN is a Python function: the calling frame waits in a
+        # Python-to-Python call.  SPAWN_C is a C callable: the calling frame
+        # itself waits inside a call into C.
+        self.emit(ind, self.spawn_call())
+
+    def spawn_call(self) -> str:
+        return "%s(%d)" % (self.ch.pick(("SPAWN", "SPAWN_C")), self.ch.number(0, LIVE_SPAWNS - 1))
+
     def stmt_yield_from(self, s: Scope, ind: int) -> None:
         self.emit(ind, "yield from %s(%s, depth - 1)" % (self.ch.pick(self.gens()).name, self.expr(s, 1)))
 
@@ -490,6 +530,8 @@ class Builder:
                 forms.append("call")
         if not self.portable:
             forms.append("comprehension")
+        if self.live:
+            forms.append("live")
         form = self.ch.pick(forms)
         if form == "atom":
             return self.atom(s)
@@ -591,9 +633,11 @@ class Builder:
         return form % tuple(self.expr(inner, b) for _ in range(form.count("%s")))
 
 
-def generate(chooser: Chooser, portable: bool) -> str:
-    """The source of one program; *portable* keeps to constructs whose events agree across versions."""
-    return Builder(chooser, portable).program()
+def generate(chooser: Chooser, portable: bool, live: bool = False) -> str:
+    """The source of one program; *portable* keeps to constructs whose events
+    agree across versions; *live* adds calls of ``HOOK`` and ``SPAWN``
+    (see :func:`record_live_stream`)."""
+    return Builder(chooser, portable, live=live).program()
 
 
 def numbered(source: str) -> str:
@@ -621,6 +665,9 @@ def callable_name(func: Any) -> str:
         return code.co_qualname
     if isinstance(func, type) and func.__module__ == MODULE:
         return func.__qualname__
+    harness = getattr(func, "fuzz_name", None)
+    if isinstance(harness, str):
+        return harness
     name = _BUILTIN_NAMES.get(id(func))
     if name is not None and getattr(builtins, name) is func:
         return name
@@ -688,6 +735,356 @@ def record_stream(M: Any, tool_id: int, source: str, names: Sequence[str] = STRE
     return repr(result), stream
 
 
+# --------------------------------------------------------------------------
+# Recording while events change: triggers, hooks and threads
+
+# Local events whose callbacks record nothing: their streams differ between
+# bytecode versions (offsets, how loops and conditions compile), but turning
+# them on and off, and DISABLE from them, still exercise the monitoring
+# under test, and they must not disturb the recorded events.  C_RETURN and
+# C_RAISE come with CALL; their callbacks never answer DISABLE (that would
+# be an error).
+SILENT_LOCAL_EVENTS = ("INSTRUCTION", "JUMP", "BRANCH", "STOP_ITERATION")
+SILENT_EVENTS = SILENT_LOCAL_EVENTS + ("PY_THROW", "C_RETURN", "C_RAISE")
+RECORDED_LOCAL_EVENTS = tuple(name for name in STREAM_EVENTS if name not in EXCEPTION_EVENTS)
+LIVE_LOCAL_EVENTS = RECORDED_LOCAL_EVENTS + SILENT_LOCAL_EVENTS
+LIVE_GLOBAL_EVENTS = LIVE_LOCAL_EVENTS + tuple(name for name in EXCEPTION_EVENTS)
+
+
+def first_line_of_one_liner(event: Sequence[Any]) -> bool:
+    """Whether *event* is the LINE of the first line of a lambda or genexpr.
+
+    3.13.0 does not report that line while PY_START is off for the code
+    (gh-155992, research notes §15 (5)), so streams compared with 3.13 leave
+    these events out, and triggers do not count them.
+    """
+    return event[0] == "LINE" and event[1].endswith(("<lambda>", "<genexpr>")) and event[2] == 0
+
+
+def program_codes(module_code: types.CodeType) -> list[types.CodeType]:
+    """The code objects nested in *module_code*, ordered by :func:`code_key`."""
+    found: list[types.CodeType] = []
+    pending = [c for c in module_code.co_consts if isinstance(c, types.CodeType)]
+    while pending:
+        code = pending.pop()
+        found.append(code)
+        pending.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+    return sorted(found, key=lambda c: (c.co_firstlineno, code_key(c)))
+
+
+def code_key(code: types.CodeType) -> str:
+    """How plans name a program's code object, the same on every version.
+
+    Not an index into :func:`program_codes`: compilers differ in the dead
+    code they drop (3.12 drops a lambda under ``if (0 if a else not 1):``),
+    and with it its code object.  The qualified name alone is not unique
+    (two generator expressions of one function), but with the first line
+    and the variable names (fresh in every lambda and genexpr) it is.
+    """
+    return "%s@%d(%s)" % (code.co_qualname, code.co_firstlineno, ",".join(code.co_varnames))
+
+
+# Instructions that run Python code from C without being a call: a `for`
+# over a generator, `yield from`, `with` calling __enter__, and calling
+# __exit__ with an exception.  The 3.11 engine reaches a frame that waits in
+# one of them, when events change, only where a trampoline fits after it,
+# else at its next probe or loop header; natively every frame sees new
+# events at its next instruction (docs/ENGINE.md, "Where it differs", the
+# first item).  All three interpreters name the instruction that holds a
+# frame's f_lasti alike in these places (FOR_ITER, SEND, BEFORE_WITH,
+# WITH_EXCEPT_START; calls are CALL, or CALL_KW on 3.13).
+RUNS_PYTHON_OUTSIDE_A_CALL = frozenset({"FOR_ITER", "SEND", "BEFORE_WITH", "WITH_EXCEPT_START"})
+
+
+def _opname_at(code: types.CodeType, lasti: int) -> str:
+    """The instruction that holds offset *lasti* (3.12 puts f_lasti of a
+    frame inside FOR_ITER_GEN on an inline cache unit)."""
+    found = ""
+    for instruction in dis.get_instructions(code):
+        if instruction.offset > lasti:
+            break
+        found = instruction.opname
+    return found
+
+
+def waits_outside_a_call(frame: Any) -> bool:
+    """Whether a program frame that calls *frame* (directly or through
+    harness or C code) waits in an instruction of RUNS_PYTHON_OUTSIDE_A_CALL.
+
+    Changes of events from there are left out of the plan: that is where the
+    engine by design sees new events later than natively.
+    """
+    frame = frame.f_back
+    while frame is not None:
+        code = frame.f_code
+        if code.co_filename == FILENAME and _opname_at(code, frame.f_lasti) in RUNS_PYTHON_OUTSIDE_A_CALL:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _mask(M: Any, names: Sequence[str]) -> int:
+    mask = 0
+    for name in names:
+        mask |= getattr(M.events, name)
+    return mask
+
+
+def describe_action(action: dict) -> str:
+    op = action["op"]
+    if op == "restart":
+        return "restart_events()"
+    where = action["where"]
+    target = "global" if where == "global" else "local of the running code" if where == "here" else "local of " + where
+    return "%s %s: %s" % (op, target, "|".join(action["events"]) or "0")
+
+
+def describe_plan(plan: dict) -> str:
+    """The plan, one item a line, for failure reports."""
+    lines = ["global events before main(): %s" % ("|".join(plan.get("global", ())) or "0")]
+    for key, names in plan.get("local", ()):
+        lines.append("local events of %s before main(): %s" % (key, "|".join(names)))
+    if plan.get("disable"):
+        lines.append("callbacks answer DISABLE for: %s" % " ".join(plan["disable"]))
+    coverage = plan.get("coverage")
+    if coverage is not None:
+        which = "every code" if coverage["codes"] is None else "only %s" % (", ".join(coverage["codes"]) or "no code")
+        lines.append(
+            "coverage pattern: PY_START of %s adds local %s, then DISABLE"
+            % (which, "|".join(coverage["events"]) or "0")
+        )
+    for i, trigger in enumerate(plan.get("triggers", ())):
+        when = "every %s from #%d on" if trigger.get("every") else "at %s #%d"
+        when %= (trigger["on"], trigger["nth"])
+        lines.append("trigger %d: %s, %s" % (i, when, describe_action(trigger["action"])))
+    for key in ("hooks", "spawns"):
+        for k, action in enumerate(plan.get(key, ())):
+            lines.append("%s(%d): %s" % (key[:-1].upper(), k, describe_action(action)))
+    return "\n".join(lines)
+
+
+class LiveRecorder:
+    """Runs ``main()`` of a live program under a *plan* that changes events while it runs.
+
+    The plan (plain JSON, so that the oracle runs the same one) says which
+    events are on when ``main()`` starts, which local events callbacks
+    answer ``DISABLE`` for, and when events change:
+
+    ``triggers``
+        from inside a callback: when the *nth* recorded event of kind *on*
+        arrives (and, if *every*, each multiple of *nth*), after recording
+        it, the callback carries out an action.
+    ``coverage``
+        the pattern of coverage.py, bdb and debugpy: every ``PY_START`` of
+        program code (of the listed codes, or all) adds local events to the
+        code that starts, and the callback answers ``DISABLE``.
+    ``hooks``
+        between statements: the program's ``HOOK(k)`` carries out action k.
+    ``spawns``
+        from another thread: the program's ``SPAWN(k)`` and ``SPAWN_C(k)``
+        start a thread that carries out action k, and join it.  The program
+        waits in ``join()`` meanwhile (so the stream is deterministic): its
+        frames stand still in a call and must see the new events at their
+        next instruction, as natively.
+
+    No change is made while a caller of the program frame it comes from
+    waits outside a call (:func:`waits_outside_a_call`); the marker says so.
+
+    An action (:func:`describe_action`) sets, adds to or removes from the
+    global events or the local events of the running code or of a program
+    code (named by :func:`code_key`; one this compiler dropped as dead code
+    is left alone: it never runs), or calls ``restart_events()``.  The
+    stream holds the normalized events of program code and a marker where
+    each action happens.
+    """
+
+    def __init__(self, M: Any, tool_id: int, source: str, plan: dict) -> None:
+        self.M = M
+        self.tool_id = tool_id
+        self.plan = plan
+        module_code = compile(source, FILENAME, "exec")
+        self.codes = program_codes(module_code)
+        self.by_key = {code_key(code): code for code in self.codes}
+        self.namespace: dict = {"__name__": MODULE}
+        self.install_hooks(self.namespace)
+        exec(module_code, self.namespace)
+        self.stream: list = []
+        self.errors: list[str] = []
+        self.counts: dict[str, int] = {}
+        self.disable = frozenset(plan.get("disable", ()))
+        coverage = plan.get("coverage")
+        self.coverage_mask = _mask(M, coverage["events"]) if coverage is not None else None
+        self.coverage_codes = None if coverage is None or coverage["codes"] is None else frozenset(coverage["codes"])
+
+    # What the program calls (all return 0, so that they may be operands) --
+
+    def install_hooks(self, namespace: dict) -> None:
+        def hook(k: int) -> int:
+            frame = sys._getframe(1)
+            if self.marker(("HOOK", k), frame):
+                self.act(self.action("hooks", k), frame.f_code)
+            return 0
+
+        def spawn(k: int) -> int:
+            frame = sys._getframe(1)
+            if self.marker(("SPAWN", k), frame):
+                thread = threading.Thread(target=self.act, args=(self.action("spawns", k), frame.f_code))
+                thread.start()
+                thread.join()
+            return 0
+
+        hook.fuzz_name = "HOOK"  # type: ignore[attr-defined]
+        spawn.fuzz_name = "SPAWN"  # type: ignore[attr-defined]
+        spawn_c = functools.partial(spawn)
+        spawn_c.fuzz_name = "SPAWN_C"  # type: ignore[attr-defined]
+        namespace.update(HOOK=hook, SPAWN=spawn, SPAWN_C=spawn_c)
+
+    def marker(self, marker: tuple, frame: Any) -> bool:
+        """Records *marker* where the plan changes events from *frame*, the
+        innermost program frame; False (and the marker says so) if the
+        change is left out because a caller waits outside a call (see
+        :func:`waits_outside_a_call`)."""
+        if waits_outside_a_call(frame):
+            self.stream.append(marker + ("left out",))
+            return False
+        self.stream.append(marker)
+        return True
+
+    def action(self, key: str, k: int) -> Optional[dict]:
+        actions = self.plan.get(key, ())
+        return actions[k] if k < len(actions) else None
+
+    # Changing events -----------------------------------------------------
+
+    def act(self, action: Optional[dict], here: types.CodeType) -> None:
+        """Carries out *action*; errors are kept for the end, not raised into the program."""
+        if action is None:
+            return
+        try:
+            M, tool = self.M, self.tool_id
+            op = action["op"]
+            if op == "restart":
+                M.restart_events()
+                return
+            mask = _mask(M, action["events"])
+            where = action["where"]
+            if where == "global":
+                current = M.get_events(tool)
+            else:
+                code = here if where == "here" else self.by_key.get(where)
+                if code is None:
+                    return
+                current = M.get_local_events(tool, code)
+            new = {"set": mask, "add": current | mask, "remove": current & ~mask}[op]
+            if where == "global":
+                M.set_events(tool, new)
+            else:
+                M.set_local_events(tool, code, new)
+        except BaseException:
+            self.errors.append("%s:\n%s" % (describe_action(action), traceback.format_exc()))
+
+    # Callbacks -------------------------------------------------------------
+
+    def recorded(self, name: str) -> Callable[..., Any]:
+        DISABLE = self.M.DISABLE
+        answer = DISABLE if name in self.disable else None
+        triggers = [(i, t) for i, t in enumerate(self.plan.get("triggers", ())) if t["on"] == name]
+        coverage = name == "PY_START" and self.coverage_mask is not None
+
+        def callback(code: Any, *args: Any) -> Any:
+            if getattr(code, "co_filename", None) != FILENAME:
+                return None  # harness code: the hooks, threading, this recorder
+            event = normalize(name, code, args)
+            self.stream.append(event)
+            if first_line_of_one_liner(event):
+                return answer
+            count = self.counts[name] = self.counts.get(name, 0) + 1
+            for i, trigger in triggers:
+                nth = trigger["nth"]
+                if count == nth or (trigger.get("every") and count % nth == 0):
+                    if self.marker(("TRIGGER", i), sys._getframe(1)):
+                        self.act(trigger["action"], code)
+            if coverage:
+                if self.coverage_codes is None or code_key(code) in self.coverage_codes:
+                    try:
+                        mask = self.M.get_local_events(self.tool_id, code) | self.coverage_mask
+                        self.M.set_local_events(self.tool_id, code, mask)
+                    except BaseException:
+                        self.errors.append("coverage pattern:\n" + traceback.format_exc())
+                return DISABLE
+            return answer
+
+        return callback
+
+    def silent(self, name: str) -> Callable[..., Any]:
+        answer = self.M.DISABLE if name in self.disable and name in SILENT_LOCAL_EVENTS else None
+
+        def callback(code: Any, *args: Any) -> Any:
+            return answer if getattr(code, "co_filename", None) == FILENAME else None
+
+        return callback
+
+    # Running ---------------------------------------------------------------
+
+    def run(self) -> tuple[str, list]:
+        M, tool, plan = self.M, self.tool_id, self.plan
+        M.use_tool_id(tool, "fuzz-live")
+        try:
+            for name in STREAM_EVENTS:
+                M.register_callback(tool, getattr(M.events, name), self.recorded(name))
+            for name in SILENT_EVENTS:
+                M.register_callback(tool, getattr(M.events, name), self.silent(name))
+            gc_enabled = gc.isenabled()
+            gc.disable()
+            try:
+                for key, names in plan.get("local", ()):
+                    if key in self.by_key:
+                        M.set_local_events(tool, self.by_key[key], _mask(M, names))
+                M.set_events(tool, _mask(M, plan.get("global", ())))
+                result = self.namespace["main"]()
+            finally:
+                M.set_events(tool, 0)
+                for code in self.codes:
+                    M.set_local_events(tool, code, 0)
+                if gc_enabled:
+                    gc.enable()
+        finally:
+            for name in STREAM_EVENTS + SILENT_EVENTS:
+                M.register_callback(tool, getattr(M.events, name), None)
+            M.free_tool_id(tool)
+        if self.errors:
+            raise RuntimeError("the plan could not be carried out:\n" + "\n".join(self.errors))
+        return repr(result), self.stream
+
+
+def record_live_stream(M: Any, tool_id: int, source: str, plan: dict) -> tuple[str, list]:
+    """Run ``main()`` of the live program *source* under *plan* (see :class:`LiveRecorder`).
+
+    Returns the repr of what ``main()`` returned and the stream: normalized
+    events of the program's code and markers ``("TRIGGER", i)``,
+    ``("HOOK", k)`` and ``("SPAWN", k)`` where the plan changed events
+    (with ``"left out"`` where it would have but did not).
+    """
+    return LiveRecorder(M, tool_id, source, plan).run()
+
+
+def run_plain(source: str) -> str:
+    """The repr of what ``main()`` of a live program returns with no monitoring and hooks that do nothing."""
+
+    def nothing(k: int) -> int:
+        return 0
+
+    namespace: dict = {"__name__": MODULE, "HOOK": nothing, "SPAWN": nothing, "SPAWN_C": nothing}
+    exec(compile(source, FILENAME, "exec"), namespace)
+    gc_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return repr(namespace["main"]())
+    finally:
+        if gc_enabled:
+            gc.enable()
+
+
 def _monitoring() -> Any:
     monitoring = getattr(sys, "monitoring", None)
     if monitoring is None:
@@ -705,7 +1102,10 @@ def serve(tool_id: int = 4) -> None:
             sys.stdout.flush()
             continue
         try:
-            result, stream = record_stream(M, tool_id, request["source"], request.get("events", STREAM_EVENTS))
+            if "plan" in request:
+                result, stream = record_live_stream(M, tool_id, request["source"], request["plan"])
+            else:
+                result, stream = record_stream(M, tool_id, request["source"], request.get("events", STREAM_EVENTS))
             answer = {"result": result, "stream": stream}
         except BaseException:
             answer = {"error": traceback.format_exc()}
@@ -717,7 +1117,8 @@ def _main(argv: list[str]) -> int:
     if argv[:1] == ["serve"]:
         serve()
     elif argv[:1] == ["gen"] and len(argv) >= 2:
-        sys.stdout.write(generate(RandomChooser(int(argv[1])), portable="portable" in argv[2:]))
+        options = argv[2:]
+        sys.stdout.write(generate(RandomChooser(int(argv[1])), portable="portable" in options, live="live" in options))
     elif argv[:1] == ["stream"] and len(argv) == 2:
         with open(argv[1]) as f:
             result, stream = record_stream(_monitoring(), 4, f.read())

@@ -19,8 +19,14 @@ is native 3.12, found under ``$(pyenv root)`` or named by
 on 3.13 it is 3.12 when available, else the running interpreter in a
 subprocess, which still checks that the stream is reproducible.
 
+Property C (differential, events changing while the program runs): the
+same comparison while callbacks, the program itself between statements,
+and threads the program waits for turn events on and off, change local
+events, return ``DISABLE`` and call ``restart_events()`` (the pattern of
+coverage.py, bdb and debugpy among them); see the section of property C.
+
 ``LOWIMPACT_FUZZ_EXAMPLES`` sets the number of programs per property (50
-by default).  Runs are derandomized, so CI sees the same programs each time.
+by default, 75 for each test of property C).  Runs are derandomized, so CI sees the same programs each time.
 """
 
 from __future__ import annotations
@@ -109,8 +115,8 @@ class _DrawChooser:
 
 
 @st.composite
-def programs(draw: Callable[[st.SearchStrategy[Any]], Any], portable: bool) -> str:
-    return fuzzprog.generate(_DrawChooser(draw), portable)
+def programs(draw: Callable[[st.SearchStrategy[Any]], Any], portable: bool, live: bool = False) -> str:
+    return fuzzprog.generate(_DrawChooser(draw), portable, live)
 
 
 @contextlib.contextmanager
@@ -431,8 +437,9 @@ class Oracle:
             self.close()
             raise
 
-    def record(self, source: str) -> tuple[str, list[tuple]]:
-        answer = self._request({"source": source})
+    def record(self, source: str, plan: Optional[dict] = None) -> tuple[str, list[tuple]]:
+        """The result and stream of *source*: events on from the start, or changing as *plan* says."""
+        answer = self._request({"source": source} if plan is None else {"source": source, "plan": plan})
         if "error" in answer:
             raise AssertionError("oracle %s failed on the program:\n%s" % (self.python, answer["error"]))
         return answer["result"], [tuple(e) for e in answer["stream"]]
@@ -483,12 +490,12 @@ class Oracles:
         self._second_python = second
         self._second: Optional[Oracle] = None
 
-    def second_opinion(self, source: str) -> Optional[tuple[str, tuple[str, list[tuple]]]]:
+    def second_opinion(self, source: str, plan: Optional[dict] = None) -> Optional[tuple[str, tuple[str, list[tuple]]]]:
         if self._second_python is None:
             return None
         if self._second is None:
             self._second = Oracle(self._second_python)
-        return self._second.version, self._second.record(source)
+        return self._second.version, self._second.record(source, plan)
 
     def close(self) -> None:
         self.primary.close()
@@ -527,7 +534,12 @@ def _show(event: Sequence[Any]) -> str:
 
 
 def _mismatch_report(
-    source: str, mine: tuple[str, list[tuple]], theirs: tuple[str, list[tuple]], oracle_version: str, oracles: Oracles
+    source: str,
+    mine: tuple[str, list[tuple]],
+    theirs: tuple[str, list[tuple]],
+    oracle_version: str,
+    oracles: Oracles,
+    plan: Optional[dict] = None,
 ) -> str:
     here = "%d.%d %s" % (sys.version_info[0], sys.version_info[1], "engine" if sys.version_info < (3, 12) else "native")
     diff = list(
@@ -543,14 +555,19 @@ def _mismatch_report(
     parts = [
         "the normalized event stream differs from native %s's" % oracle_version,
         numbered(source),
-        "result: native %s, %s %s" % (theirs[0], here, mine[0]),
     ]
+    if plan is not None:
+        parts.append(fuzzprog.describe_plan(plan))
+    parts.append("result: native %s, %s %s" % (theirs[0], here, mine[0]))
     parts.extend(diff[:120])
     if len(diff) > 120:
         parts.append("... (%d more diff lines)" % (len(diff) - 120))
-    second = oracles.second_opinion(source)
+    second = oracles.second_opinion(source, plan)
     if second is not None:
         version, stream = second
+        if plan is not None:
+            stream = _between_versions(stream, (version, oracle_version))
+            theirs = _between_versions(theirs, (version, oracle_version))
         parts.append("native %s %s native %s" % (version, "agrees with" if stream == theirs else "DIFFERS from", oracle_version))
     return "\n".join(parts)
 
@@ -628,3 +645,436 @@ def test_stream_of_a_fixed_program(M: Any, oracles: Oracles) -> None:
     assert result == "(1, ['ZeroDivisionError'])"
     assert stream == FIXED_STREAM
     assert oracles.primary.record(FIXED_PROGRAM) == (result, FIXED_STREAM)
+
+
+# --------------------------------------------------------------------------
+# Property C: the stream agrees with native while events change under the program
+#
+# Property B turns events on before main() starts and off after it returns.
+# Here they change while it runs, in the three ways real tools change them
+# (fuzzprog.LiveRecorder carries the plans out, the same code under the
+# engine and under the native oracle):
+#
+# - from inside callbacks: when the nth event of some kind arrives, its
+#   callback sets, adds or removes global events or local events of the
+#   running code or of another program code, or calls restart_events();
+#   and the pattern of coverage.py, bdb and debugpy: PY_START globally, and
+#   from its callback set_local_events(code, LINE | ...) for the code that
+#   starts, then DISABLE;
+# - between statements: live programs call HOOK(k) at statement positions;
+# - from another thread: live programs call SPAWN(k) or SPAWN_C(k), which
+#   start a thread that changes events and join it.  A free-running thread
+#   would make the stream depend on timing; this one changes events while
+#   the program waits in join(), so its frames stand still in a call (one
+#   into C for SPAWN_C) and must see the new events at their next
+#   instruction, which is exactly what is hard to get right.
+#
+# The plans keep away from the cases where the engine differs from 3.12 by
+# design (docs/ENGINE.md, "Where it differs"):
+#
+# - "A frame that executes in C when events are enabled, inside an
+#   instruction that is neither a call nor an attribute or item access (a
+#   `for` over a generator, an operator whose Python method runs), is
+#   reached where it goes on after that instruction or where it jumps, when
+#   a trampoline fits [...], else at its next probe or loop header."  No
+#   change is made while a caller of the frame it comes from waits in such
+#   an instruction (FOR_ITER, SEND, BEFORE_WITH, WITH_EXCEPT_START; see
+#   fuzzprog.waits_outside_a_call); the stream marks it "left out".
+# - "Turning a tool's global events off and on again leaves the locations it
+#   disabled in a code object disabled unless [...]; natively also when it
+#   started while the events were off (the engine sees nothing of code that
+#   runs with no event on)".  Plans in which callbacks answer DISABLE keep
+#   a floor event (PY_START or PY_RETURN, which every code object has) on
+#   globally throughout, so no code ever runs with no event on.
+# - "A loop that was already running when RAISE was turned on does not
+#   report the StopIteration that ends it [...] as a RAISE at its FOR_ITER".
+#   Portable programs loop over ranges, tuples, reversed ranges and
+#   generators only, none of which ends a loop by raising StopIteration.
+#
+# and from what differs between the compilers or the native versions
+# themselves: DISABLE only from events no compiler copies (DISABLE_POOL),
+# and 3.13.0's missing first LINE of a lambda or genexpr
+# (_between_versions, fuzzprog.first_line_of_one_liner).
+
+# Every code object has a PY_START and a PY_RETURN location.
+FLOOR_EVENTS = ("PY_START", "PY_RETURN")
+# The local events callbacks may answer DISABLE for.  Not LINE, CALL or
+# PY_RETURN: what one DISABLE silences is an instruction, and compilers
+# differ in how many instructions report the same line, call or return.
+# 3.12 and 3.13 copy a short block that returns into each place that jumps
+# to it, where 3.11 jumps to one copy: after `if 1 <= a < 2: return 1`,
+# `return 2` is two instructions on 3.12 and 3.13 and one on 3.11, so
+# native reports its LINE and PY_RETURN again, disabled or not, when the
+# other path reaches it; and 3.12 and 3.13 disagree with each other on
+# which lines they report again in larger programs.  PY_START, PY_RESUME
+# and PY_YIELD belong to instructions no compiler copies (no yield is
+# copied: programs do not yield in `finally`); DISABLE from the silent
+# events changes nothing recorded.
+DISABLE_POOL = ("PY_START", "PY_RESUME", "PY_YIELD") + fuzzprog.SILENT_LOCAL_EVENTS
+LIVE_OPS = ("add", "remove", "set", "add", "restart")
+
+
+def _live_settings(default: int) -> settings:
+    return settings(FUZZ_SETTINGS, max_examples=_examples(default))
+
+
+def _draw_event_names(data: st.DataObject, pool: Sequence[str], label: str, min_size: int = 0) -> set[str]:
+    return set(data.draw(st.sets(st.sampled_from(pool), min_size=min_size, max_size=4), label=label))
+
+
+def _draw_action(data: st.DataObject, keys: Sequence[str], floor: Optional[str], label: str) -> dict:
+    """One change of events; *floor* (if any) is never taken out of the global events."""
+    op = data.draw(st.sampled_from(LIVE_OPS), label=label + ": operation")
+    if op == "restart":
+        return {"op": "restart"}
+    where: Any = data.draw(st.sampled_from(("global", "here", "code")), label=label + ": where")
+    if where == "code":
+        where = data.draw(st.sampled_from(keys), label=label + ": code")
+    pool = fuzzprog.LIVE_GLOBAL_EVENTS if where == "global" else fuzzprog.LIVE_LOCAL_EVENTS
+    names = _draw_event_names(data, pool, label + ": events")
+    if where == "global" and floor is not None:
+        if op == "set":
+            names.add(floor)
+        elif op == "remove":
+            names.discard(floor)
+    return {"op": op, "where": where, "events": sorted(names)}
+
+
+def _draw_live_plan(data: st.DataObject, keys: Sequence[str], triggers: bool, program: bool) -> dict:
+    """A plan for fuzzprog.LiveRecorder: with *triggers*, changes from callbacks
+    (and maybe the coverage pattern); with *program*, what HOOK and SPAWN do."""
+    plan: dict = {}
+    disable: set[str] = set()
+    if data.draw(st.booleans(), label="callbacks answer DISABLE"):
+        disable = _draw_event_names(data, DISABLE_POOL, "DISABLE from", min_size=1)
+    coverage = triggers and data.draw(st.booleans(), label="coverage pattern")
+    floor: Optional[str] = None
+    if disable or coverage:
+        floor = data.draw(st.sampled_from(FLOOR_EVENTS), label="floor event")
+    # Triggers need recorded events to count from the start.
+    names = _draw_event_names(data, fuzzprog.STREAM_EVENTS, "recorded events before main()", min_size=int(triggers))
+    names |= _draw_event_names(data, fuzzprog.SILENT_LOCAL_EVENTS + ("PY_THROW",), "silent events before main()")
+    if floor is not None:
+        names.add(floor)
+    if coverage:
+        names.add("PY_START")
+        wanted = _draw_event_names(data, fuzzprog.LIVE_LOCAL_EVENTS, "coverage: local events") | {"LINE"}
+        codes: Optional[list[str]] = None
+        if data.draw(st.booleans(), label="coverage: only some codes"):
+            codes = sorted(data.draw(st.sets(st.sampled_from(keys), max_size=4), label="coverage: codes"))
+        plan["coverage"] = {"events": sorted(wanted), "codes": codes}
+    plan["global"] = sorted(names)
+    plan["local"] = []
+    for _ in range(data.draw(st.integers(0, 2), label="codes with local events before main()")):
+        key = data.draw(st.sampled_from(keys), label="local code")
+        local = _draw_event_names(data, fuzzprog.LIVE_LOCAL_EVENTS, "local events", min_size=1)
+        plan["local"].append([key, sorted(local)])
+        names |= local
+    plan["disable"] = sorted(disable)
+    if triggers:
+        # Mostly on frequent events that are on from the start, so that they fire.
+        frequent = [name for name in ("LINE", "PY_START", "CALL", "PY_RETURN") if name in names]
+        counted = frequent or sorted(set(fuzzprog.STREAM_EVENTS) & names) or list(fuzzprog.STREAM_EVENTS)
+        plan["triggers"] = []
+        for i in range(data.draw(st.integers(0 if program else 1, 4), label="triggers")):
+            label = "trigger %d" % i
+            any_kind = data.draw(st.booleans(), label=label + ": any kind")
+            on = data.draw(st.sampled_from(fuzzprog.STREAM_EVENTS if any_kind else counted), label=label + ": on")
+            plan["triggers"].append(
+                {
+                    "on": on,
+                    "nth": data.draw(st.integers(1, 8), label=label + ": nth"),
+                    "every": data.draw(st.booleans(), label=label + ": again every nth"),
+                    "action": _draw_action(data, keys, floor, label),
+                }
+            )
+    if program:
+        plan["hooks"] = [_draw_action(data, keys, floor, "HOOK(%d)" % k) for k in range(fuzzprog.LIVE_HOOKS)]
+        plan["spawns"] = [_draw_action(data, keys, floor, "SPAWN(%d)" % k) for k in range(fuzzprog.LIVE_SPAWNS)]
+    return plan
+
+
+def _between_versions(recorded: tuple[str, list], versions: Sequence[str]) -> tuple[str, list]:
+    """*recorded* without what legitimately differs between the interpreters of *versions*.
+
+    3.13.0 drops the LINE event of the first line of a one-line code object
+    (lambda, genexpr) when its PY_START is off (gh-155992, research notes
+    §15 (5); see fuzzprog.first_line_of_one_liner).  Property B always has
+    PY_START on; plans here need not.
+    """
+    if not any(v.startswith("3.13.") for v in versions):
+        return recorded
+    result, stream = recorded
+    return result, [e for e in stream if not fuzzprog.first_line_of_one_liner(e)]
+
+
+def _check_live(M: Any, oracles: Oracles, source: str, data: st.DataObject, triggers: bool, program: bool) -> None:
+    """One example of property C: the program computes what it computes
+    unmonitored, its stream is reproducible and equals the oracle's."""
+    note(numbered(source))
+    keys = [fuzzprog.code_key(code) for code in fuzzprog.program_codes(compile(source, FILENAME, "exec"))]
+    plan = _draw_live_plan(data, keys, triggers, program)
+    note(fuzzprog.describe_plan(plan))
+    # fuzzprog.record_live_stream(M, tool, source, plan) replays it.
+    note("plan: " + json.dumps(plan))
+    expected = fuzzprog.run_plain(source)
+    mine = fuzzprog.record_live_stream(M, FUZZ_TOOL, source, plan)
+    assert mine[0] == expected, "monitoring changed the result: %s, unmonitored %s" % (mine[0], expected)
+    assert fuzzprog.record_live_stream(M, FUZZ_TOOL, source, plan) == mine, "the stream is not reproducible"
+    here = "%d.%d.%d" % sys.version_info[:3]
+    raw = oracles.primary.record(source, plan)
+    versions = (here, oracles.primary.version)
+    theirs, mine = _between_versions(raw, versions), _between_versions(mine, versions)
+    if theirs != mine:
+        pytest.fail(_mismatch_report(source, mine, theirs, oracles.primary.version, oracles, plan), pytrace=False)
+
+
+@_live_settings(75)
+@given(source=programs(portable=True), data=st.data())
+def test_stream_with_events_changed_by_callbacks_matches_native(
+    M: Any, oracles: Oracles, source: str, data: st.DataObject
+) -> None:
+    """Property C, from inside callbacks: triggers and the coverage pattern."""
+    _check_live(M, oracles, source, data, triggers=True, program=False)
+
+
+@_live_settings(75)
+@given(source=programs(portable=True, live=True), data=st.data())
+def test_stream_with_events_changed_by_the_program_matches_native(
+    M: Any, oracles: Oracles, source: str, data: st.DataObject
+) -> None:
+    """Property C, between statements and from threads the program waits for (and maybe triggers too)."""
+    _check_live(M, oracles, source, data, triggers=data.draw(st.booleans(), label="triggers too"), program=True)
+
+
+# The recorder's own check for property C: a known program and plan, the
+# stream written out by hand (the same on 3.11 with the engine, 3.12 and
+# 3.13), through both the recorder and the oracle.  HOOK(0) turns on the
+# lines of f itself; SPAWN_C(0), from a thread, CALL everywhere while f
+# waits in a call into C; the third PY_START (gen's, while f waits in sum)
+# turns on gen's lines from its callback; SPAWN(1), from a thread while
+# main waits, leaves only PY_RETURN on globally.  f's local LINE stays.
+FIXED_LIVE_PROGRAM = """\
+LOG = []
+
+
+def gen(n):
+    for i in range(n):
+        yield i
+
+
+def f(a):
+    HOOK(0)
+    b = a + 1
+    SPAWN_C(0)
+    return sum(gen(b))
+
+
+def main():
+    x = f(1)
+    SPAWN(1)
+    return f(x), LOG
+"""
+
+FIXED_LIVE_PLAN: dict = {
+    "global": ["PY_RETURN", "PY_START"],
+    "triggers": [{"on": "PY_START", "nth": 3, "action": {"op": "add", "where": "here", "events": ["LINE"]}}],
+    "hooks": [{"op": "add", "where": "here", "events": ["LINE"]}],
+    "spawns": [
+        {"op": "add", "where": "global", "events": ["CALL"]},
+        {"op": "set", "where": "global", "events": ["PY_RETURN"]},
+    ],
+}
+
+_F_AFTER_HOOK = [
+    ("HOOK", 0),
+    ("LINE", "f", 2),
+    ("LINE", "f", 3),
+    ("SPAWN", 0),
+    ("LINE", "f", 4),
+    ("CALL", "f", "gen"),
+    ("CALL", "f", "sum"),
+]
+_GEN_LINES = [
+    ("LINE", "gen", 1),
+    ("CALL", "gen", "range"),
+    ("LINE", "gen", 2),
+    ("LINE", "gen", 1),
+    ("LINE", "gen", 2),
+    ("LINE", "gen", 1),
+    ("PY_RETURN", "gen", "None"),
+    ("PY_RETURN", "f", "1"),
+]
+FIXED_LIVE_STREAM = (
+    [("PY_START", "main"), ("PY_START", "f")]
+    + _F_AFTER_HOOK
+    + [("PY_START", "gen"), ("TRIGGER", 0)]
+    + _GEN_LINES
+    + [("CALL", "main", "SPAWN"), ("SPAWN", 1), ("LINE", "f", 1)]
+    + _F_AFTER_HOOK
+    + _GEN_LINES
+    + [("PY_RETURN", "main", "tuple")]
+)
+
+
+def test_live_stream_of_a_fixed_program(M: Any, oracles: Oracles) -> None:
+    """Property C's recorder, markers and oracle protocol on a known program and plan."""
+    assert fuzzprog.run_plain(FIXED_LIVE_PROGRAM) == "(1, [])"
+    result, stream = fuzzprog.record_live_stream(M, FUZZ_TOOL, FIXED_LIVE_PROGRAM, FIXED_LIVE_PLAN)
+    assert result == "(1, [])"
+    assert stream == FIXED_LIVE_STREAM
+    assert oracles.primary.record(FIXED_LIVE_PROGRAM, FIXED_LIVE_PLAN) == (result, FIXED_LIVE_STREAM)
+
+
+def test_coverage_pattern_on_a_fixed_program(M: Any, oracles: Oracles) -> None:
+    """The pattern of coverage.py, bdb and debugpy as property C's recorder carries it out:
+    each code's lines from its first instruction on, its PY_START once."""
+    plan = {"global": ["PY_START"], "coverage": {"events": ["LINE"], "codes": None}}
+    expected = [
+        ("PY_START", "main"),
+        ("LINE", "main", 1),
+        ("PY_START", "f"),
+        ("LINE", "f", 1),
+        ("LINE", "f", 2),
+        ("LINE", "f", 3),
+        ("LINE", "f", 4),
+        ("LINE", "f", 5),
+        ("PY_START", "gen"),
+        ("LINE", "gen", 1),
+        ("LINE", "gen", 2),
+        ("LINE", "gen", 1),
+        ("LINE", "gen", 2),
+        ("LINE", "gen", 1),
+    ]
+    result, stream = fuzzprog.record_live_stream(M, FUZZ_TOOL, FIXED_PROGRAM, plan)
+    assert (result, stream) == ("(1, ['ZeroDivisionError'])", expected)
+    assert oracles.primary.record(FIXED_PROGRAM, plan) == (result, expected)
+
+
+# Disagreements property C found, each cut down to a few lines, kept so
+# that they are checked whatever examples hypothesis draws.  3.12 and 3.13
+# agree on each; the 3.11 engine of commit 199dff0 disagreed on all five.
+# Two remain differences by design (ENGINE_DIFFERENCES).
+LIVE_REGRESSIONS = {
+    # A frame waiting in a call into C while a thread turns events on, with
+    # a `try` right after the call: it never sees them.
+    "call_into_c_then_try": (
+        "def main():\n"
+        "    SPAWN_C(0)\n"
+        "    try:\n"
+        "        x = 1\n"
+        "    except Exception:\n"
+        "        x = 2\n"
+        "    return x\n",
+        {"global": [], "spawns": [{"op": "add", "where": "global", "events": ["LINE", "PY_RETURN"]}]},
+    ),
+    # PY_START of f was disabled; global PY_START goes off while f does not
+    # run and comes back as a local event of f: natively f was never
+    # instrumented with PY_START off, so it stays disabled.
+    "disable_kept_across_global_off_local_on": (
+        "def f():\n"
+        "    pass\n"
+        "\n"
+        "\n"
+        "def main():\n"
+        "    f()\n"
+        "    HOOK(0)\n"
+        "    HOOK(1)\n"
+        "    f()\n",
+        {
+            "global": ["PY_RETURN", "PY_START"],
+            "disable": ["PY_START"],
+            "hooks": [
+                {"op": "set", "where": "global", "events": ["PY_RETURN"]},
+                {"op": "add", "where": "f@1()", "events": ["PY_START"]},
+            ],
+        },
+    ),
+    # Events turned on inside a call into C that then raises: the caller
+    # gets neither RAISE nor EXCEPTION_HANDLED, nor any later event.
+    "call_into_c_raises": (
+        "def fail(v):\n"
+        "    HOOK(0)\n"
+        "    raise KeyError(v)\n"
+        "\n"
+        "\n"
+        "def main():\n"
+        "    try:\n"
+        "        sorted([1], key=fail)\n"
+        "    except KeyError:\n"
+        "        x = 1\n"
+        "    return x\n",
+        {"global": [], "hooks": [{"op": "add", "where": "global", "events": ["EXCEPTION_HANDLED", "LINE", "RAISE"]}]},
+    ),
+    # A generator turns events on from its own PY_YIELD callback: it never
+    # sees them.
+    "generator_own_yield_callback": (
+        "def gen(it):\n"
+        "    for i in it:\n"
+        "        yield i\n"
+        "\n"
+        "\n"
+        "def main():\n"
+        "    return list(gen([0, 1]))\n",
+        {
+            "global": ["PY_YIELD"],
+            "triggers": [{"on": "PY_YIELD", "nth": 1, "action": {"op": "add", "where": "global", "events": ["LINE", "PY_RESUME"]}}],
+        },
+    ),
+    # main runs with INSTRUCTION on and waits in sorted(); h's PY_START
+    # callback replaces INSTRUCTION with CALL: main's next call is missed.
+    "instruction_then_call_under_a_call_into_c": (
+        "def g(v):\n"
+        "    return v\n"
+        "\n"
+        "\n"
+        "def h(v):\n"
+        "    return 0\n"
+        "\n"
+        "\n"
+        "def main():\n"
+        "    return g(sorted([1], key=h))\n",
+        {
+            "global": ["INSTRUCTION", "PY_START"],
+            "triggers": [{"on": "PY_START", "nth": 2, "action": {"op": "set", "where": "global", "events": ["CALL", "PY_START"]}}],
+        },
+    ),
+}
+
+
+# What the 3.11 engine reports instead, where docs/ENGINE.md ("Where it
+# differs") says it differs from native.
+ENGINE_DIFFERENCES = {
+    # f is too short for an entry trampoline, so the engine instruments it
+    # when PY_START goes off, which forgets its disabled PY_START; natively
+    # that happens only when f runs: one more PY_START of f.
+    "disable_kept_across_global_off_local_on": [
+        ("PY_START", "main"),
+        ("PY_START", "f"),
+        ("PY_RETURN", "f", "None"),
+        ("HOOK", 0),
+        ("HOOK", 1),
+        ("PY_START", "f"),
+        ("PY_RETURN", "f", "None"),
+        ("PY_RETURN", "main", "None"),
+    ],
+    # main waits in sorted(), which raises: it goes on to its handler in the
+    # code it runs, without the events turned on meanwhile (natively RAISE
+    # and EXCEPTION_HANDLED in main, and its lines from there on).
+    "call_into_c_raises": [("HOOK", 0), ("LINE", "fail", 2), ("RAISE", "fail", "KeyError")],
+}
+
+
+@pytest.mark.parametrize("name", list(LIVE_REGRESSIONS))
+def test_live_regression_matches_native(M: Any, oracles: Oracles, name: str) -> None:
+    """Property C on the cut-down programs and plans of LIVE_REGRESSIONS."""
+    source, plan = LIVE_REGRESSIONS[name]
+    mine = fuzzprog.record_live_stream(M, FUZZ_TOOL, source, plan)
+    assert mine[0] == fuzzprog.run_plain(source)
+    theirs = oracles.primary.record(source, plan)
+    if sys.version_info < (3, 12) and name in ENGINE_DIFFERENCES:
+        assert mine[1] == ENGINE_DIFFERENCES[name]
+        assert theirs[1] != mine[1]
+        return
+    if theirs != mine:
+        pytest.fail(_mismatch_report(source, mine, theirs, oracles.primary.version, oracles, plan), pytrace=False)

@@ -405,14 +405,18 @@ li_true_stacksize(PyCodeObject *code)
     return cb != NULL && cb->true_stacksize >= 0 ? cb->true_stacksize : code->co_stacksize;
 }
 
-/* The largest stack a shadow of code needing `stacksize` slots needs: a
- * probe pushes one value over the deepest stack (only probes above it can
- * divert their frame, which takes two), and the UNWIND stub runs with the
- * raising offset, the exception and a probe (shadow.c). */
+/* The largest stack a shadow of `code` needs, over its own `stacksize`: a
+ * probe pushes one value over the deepest stack, and the UNWIND stub runs
+ * with the raising offset, the exception and a probe (shadow.c).  Only
+ * probes above the deepest stack can divert their frame, which takes two,
+ * except in generator-like code, whose frames have two spare slots
+ * (frames.c): a `yield` is at the deepest stack of many generators, and
+ * its callbacks may want new events. */
 static inline int
-li_shadow_stack_bound(int stacksize)
+li_shadow_stack_bound(const PyCodeObject *code, int stacksize)
 {
-    return stacksize + 1 > 3 ? stacksize + 1 : 3;
+    int spare = code->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR) ? 2 : 1;
+    return stacksize + spare > 3 ? stacksize + spare : 3;
 }
 
 /* The events `cs`'s code needs probes for now. */
@@ -512,6 +516,11 @@ PyObject *li_landing_function(void);
  * function: it goes to `to` in a shadow of code's original.  0 or -1. */
 int li_expect_landing(PyThreadState *tstate, _PyInterpreterFrame *frame, PyCodeObject *code,
                       li_landing to);
+/* Lets the landing function that `tstate` is about to call start its frame
+ * even at the recursion limit: a RecursionError there would unwind from
+ * units past the instruction the frame was at, into whatever handler covers
+ * them.  The landing takes the level back. */
+void li_landing_lend_recursion(PyThreadState *tstate);
 /* Whether `frame` is on its way to a landing (it must not be moved
  * meanwhile). */
 bool li_landing_expected(_PyInterpreterFrame *frame);

@@ -217,12 +217,33 @@ land(PyThreadState *tstate)
     return 1;
 }
 
+/* Whether this thread's next landing function call starts on a lent
+ * recursion level (left set only if that call failed to start a frame). */
+static _Thread_local bool recursion_lent;
+
+void
+li_landing_lend_recursion(PyThreadState *tstate)
+{
+    if (recursion_lent) {
+        tstate->recursion_remaining--;
+        recursion_lent = false;
+    }
+    if (tstate->recursion_remaining <= 0) {
+        tstate->recursion_remaining++;
+        recursion_lent = true;
+    }
+}
+
 static int
 lander_bool(PyObject *Py_UNUSED(self))
 {
     /* Nothing landing does may be seen by tracers (land() keeps the thread
        tracing once it moved the frame, until the token goes). */
     PyThreadState *tstate = _PyThreadState_GET();
+    if (recursion_lent) {
+        tstate->recursion_remaining--;
+        recursion_lent = false;
+    }
     PyThreadState_EnterTracing(tstate);
     li_exec_unpause();
     int landed = land(tstate);
@@ -268,6 +289,17 @@ set_landing_function(PyObject *Py_UNUSED(module), PyObject *function)
     /* No instruction of it is traceable: tracers see no call or line. */
     PyCodeObject *code = (PyCodeObject *)PyFunction_GET_CODE(function);
     code->_co_firsttraceable = (int)Py_SIZE(code);
+    /* Its RESUME takes the oparg of a resumption after `yield from`, which
+       never handles the eval breaker: a signal handler's exception (or
+       another thread taking the GIL) at its start would surface in the
+       caller past the instruction the caller was at. */
+    _Py_CODEUNIT *units = _PyCode_CODE(code);
+    for (Py_ssize_t i = 0; i < Py_SIZE(code); i++) {
+        if (_PyOpcode_Deopt[_Py_OPCODE(units[i])] == RESUME) {
+            units[i] = _Py_MAKECODEUNIT(_Py_OPCODE(units[i]), 2);
+            break;
+        }
+    }
     Py_XSETREF(landing_function, Py_NewRef(function));
     Py_RETURN_NONE;
 }

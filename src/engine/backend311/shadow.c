@@ -92,6 +92,7 @@ typedef struct {
     li_event_set kinds;
     bool partial;             /* a probe was left out: every tool disabled it */
     bool every_site;          /* probes wherever their kind could fire */
+    bool companions;          /* add_site() adds whatever the event */
     int entry_probe;
     int resume;               /* index of RESUME 0, or -1 */
     pad *pads;
@@ -109,6 +110,7 @@ typedef struct {
     int probe_size;
     int probes_const;         /* index of the li_probes object in co_consts */
     int lander_const;         /* index of the landing function in co_consts */
+    PyCodeObject *original;
     int stacksize;            /* the original's */
     int divert_size;          /* units of a DIVERT stub */
     int n_units;
@@ -134,10 +136,10 @@ wanted(const builder *b, int event)
 static int
 add_site(builder *b, int event, int orig, int aux)
 {
-    if (!wanted(b, event)) {
+    if (!b->companions && !wanted(b, event)) {
         return 0;
     }
-    if (!b->every_site && !li_tools_at(b->cs, event, orig)) {
+    if (!b->every_site && !b->companions && !li_tools_at(b->cs, event, orig)) {
         b->partial = true;
         return 0;
     }
@@ -155,7 +157,9 @@ add_site(builder *b, int event, int orig, int aux)
 static int
 add_reraise_site(builder *b, int orig, int aux)
 {
-    if (!wanted(b, LI_RERAISE) && !wanted(b, LI_RAISE) && !wanted(b, LI_PY_THROW)) {
+    if (!b->companions && !wanted(b, LI_RERAISE) && !wanted(b, LI_RAISE) &&
+        !wanted(b, LI_PY_THROW))
+    {
         return 0;
     }
     if (li_reserve((void **)&b->sites, &b->cap_sites, b->n_sites, sizeof(li_site), 64) < 0) {
@@ -223,7 +227,7 @@ set_resume(builder *b, int index, int i, int phase)
 {
     /* The DIVERT stub's call takes two slots over the probe's depth: no
        more than shadows have (li_shadow_stack_bound). */
-    if (index >= 0 && b->probes[index].depth + 2 <= li_shadow_stack_bound(b->stacksize)) {
+    if (index >= 0 && b->probes[index].depth + 2 <= li_shadow_stack_bound(b->original, b->stacksize)) {
         b->probes[index].resume_unit = b->an.instrs[i].start;
         b->probes[index].resume_phase = (uint8_t)phase;
     }
@@ -378,6 +382,10 @@ plan_instr(builder *b, int i, int *probe)
         }
     }
     const li_instr *end = &an->instrs[last];
+    /* A callback of INSTRUCTION may turn on the instruction's own event
+       (CALL, say), which natively comes next: it must be there to fire, as
+       a frame diverting from here goes on past it. */
+    b->companions = b->n_sites > first;
     int err = 0;
     switch (end->opcode) {
     case RETURN_VALUE:
@@ -409,6 +417,7 @@ plan_instr(builder *b, int i, int *probe)
         err = add_site(b, LI_CALL, end->op, -1 - (end->oparg & 1));
         break;
     }
+    b->companions = false;
     if (err < 0) {
         return -1;
     }
@@ -466,10 +475,16 @@ plan_probes(builder *b)
         }
         if (in->flags & LI_I_HANDLER_TARGET) {
             int first = open_probe(b);
-            if (add_site(b, LI_PY_THROW, in->op, 0) < 0 ||
-                add_site(b, LI_RAISE, in->op, 0) < 0 ||
-                add_site(b, LI_EXCEPTION_HANDLED, in->op, 0) < 0)
-            {
+            /* The callback of one of these may turn on the others, which
+               natively come next (a frame diverting from here goes on past
+               them): if one is there, all are. */
+            b->companions = wanted(b, LI_PY_THROW) || wanted(b, LI_RAISE) ||
+                            wanted(b, LI_EXCEPTION_HANDLED);
+            int err = add_site(b, LI_PY_THROW, in->op, 0) < 0 ||
+                      add_site(b, LI_RAISE, in->op, 0) < 0 ||
+                      add_site(b, LI_EXCEPTION_HANDLED, in->op, 0) < 0;
+            b->companions = false;
+            if (err) {
                 return -1;
             }
             pl->probe[HANDLER] = close_probe(b, first, LI_PROBE_HANDLER, in->depth);
@@ -1485,7 +1500,7 @@ stack_size(const builder *b, PyCodeObject *original)
         }
     }
     /* Entry trampolines allocate frames by this bound (trampoline.c). */
-    assert(size <= li_shadow_stack_bound(needed));
+    assert(size <= li_shadow_stack_bound(original, needed));
     return size;
 }
 
@@ -1603,6 +1618,7 @@ li_build_shadow(PyCodeObject *original, li_code_state *cs, li_event_set kinds,
     b.resume = -1;
     b.probes_const = (int)PyTuple_GET_SIZE(consts);
     b.lander_const = b.probes_const + 1;
+    b.original = original;
     b.stacksize = li_true_stacksize(original);
     b.divert_size = DIVERT_BASE_SIZE + ext_needed(b.lander_const);
     b.probe_size = PROBE_BASE_SIZE + ext_needed(b.probes_const);

@@ -112,9 +112,7 @@ frame_in_the_way(PyCodeObject *code, int at)
     return false;
 }
 
-/* Units from a trampoline's start to just after its CALL's inline cache:
- * an error while it runs (its `+` failing, a RecursionError as
- * the call starts a frame) unwinds from one of them. */
+/* Units from a trampoline's start to just after its CALL's inline cache. */
 #define LI_TRAMPOLINE_REACH (LI_TRAMPOLINE_UNITS + 4)
 
 static const li_handler *
@@ -143,7 +141,10 @@ static bool
 handled_as_at(const li_handler *handlers, int n_handlers, int at)
 {
     const li_handler *first = handler_at(handlers, n_handlers, at);
-    for (int unit = at + 1; unit < at + LI_TRAMPOLINE_REACH; unit++) {
+    /* Up to the unit after its CALL: the CALL's cache is reached only by a
+       RecursionError as the landing function's frame starts, which
+       type_positive() rules out, or by the landing failing (no memory). */
+    for (int unit = at + 1; unit <= at + LI_TRAMPOLINE_UNITS; unit++) {
         if (!same_handler(first, handler_at(handlers, n_handlers, unit))) {
             return false;
         }
@@ -550,7 +551,7 @@ li_reserve_shadow_stack(li_code_backend *cb)
         !(code->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)))
     {
         cb->true_stacksize = code->co_stacksize;
-        code->co_stacksize = li_shadow_stack_bound(code->co_stacksize);
+        code->co_stacksize = li_shadow_stack_bound(code, code->co_stacksize);
     }
 }
 
@@ -966,6 +967,7 @@ type_positive(PyObject *self)
                 return NULL;
             }
             li_exec_pause();
+            li_landing_lend_recursion(tstate);
             return Py_NewRef(function);
         }
     }
