@@ -3,7 +3,8 @@
 Two measurements:
 
 * ``heap``: ``set_events(tool, LINE)`` and back to 0 in a process holding a
-  large heap and thousands of distinct Python functions.  An engine that
+  large heap and thousands of distinct Python functions, and
+  ``restart_events()`` in between.  An engine that
   walks the heap or re-instruments every code object eagerly pays here;
   native 3.12+ instruments lazily, on the next call of each function, so the
   first calls after enabling are timed too.
@@ -87,6 +88,24 @@ def _call_all(funcs: list[Callable[[int], int]]) -> float:
     return time.perf_counter() - t0
 
 
+def _time_restarts(M: Any, funcs: list[Callable[[int], int]]) -> tuple[float, float]:
+    """Seconds of restart_events() once every function has disabled its
+    lines, and the median over calls of one function each (which disables
+    its lines again) followed by restart_events(), as a debugger that
+    restarts at every call of a function holding a breakpoint does."""
+    t0 = time.perf_counter()
+    M.restart_events()
+    restart_all = time.perf_counter() - t0
+    each = []
+    for i, f in enumerate(funcs[:1000]):
+        f(i)
+        t0 = time.perf_counter()
+        M.restart_events()
+        each.append(time.perf_counter() - t0)
+    each.sort()
+    return restart_all, each[len(each) // 2]
+
+
 def measure_heap(M: Any, objects: int, functions: int) -> dict[str, Any]:
     """Time enabling and disabling global LINE (DISABLE callback) over a big heap."""
     E = M.events
@@ -110,6 +129,8 @@ def measure_heap(M: Any, objects: int, functions: int) -> dict[str, Any]:
     t1 = time.perf_counter()
     calls_on = _call_all(funcs)
     t2 = time.perf_counter()
+    restart_all, restart_each = _time_restarts(M, funcs)
+    t2b = time.perf_counter()
     M.set_events(tool, 0)
     t3 = time.perf_counter()
     calls_after = _call_all(funcs)
@@ -121,7 +142,9 @@ def measure_heap(M: Any, objects: int, functions: int) -> dict[str, Any]:
         "objects": 4 * len(keep),
         "enable_ms": (t1 - t0) * 1e3,
         "first_calls_on_ms": (t2 - t1) * 1e3,
-        "disable_ms": (t3 - t2) * 1e3,
+        "restart_all_ms": restart_all * 1e3,
+        "restart_each_us": restart_each * 1e6,
+        "disable_ms": (t3 - t2b) * 1e3,
         "calls_off_ms": calls_off * 1e3,
         "calls_after_ms": calls_after * 1e3,
         "events": seen,

@@ -163,6 +163,8 @@ def enable_table(enable: Result) -> str:
         ["set_events(tool, LINE)", "%.2f" % m["enable_ms"]],
         ["first call of every function, LINE on", "%.2f" % m["first_calls_on_ms"]],
         ["  same calls, no events (before enabling)", "%.2f" % m["calls_off_ms"]],
+        ["restart_events(), every function's lines disabled", "%.2f" % m["restart_all_ms"]],
+        ["restart_events() after one call, median (us)", "%.2f" % m["restart_each_us"]],
         ["set_events(tool, 0)", "%.2f" % m["disable_ms"]],
         ["  same calls again, after disabling", "%.2f" % m["calls_after_ms"]],
     ]

@@ -366,9 +366,14 @@ int li_backend_init(PyObject *module);
  * 0 or -1. */
 int li_backend_update(bool grew);
 
-/* Probes whose tools were re-enabled (restart_events, or events added where
- * probes already exist) must be re-armed.  0 or -1. */
+/* Probes whose tools were re-enabled (events added where probes already
+ * exist) must be re-armed.  0 or -1. */
 int li_backend_rearm(void);
+
+/* restart_events() ran (li_reg.disable_epoch moved on): what callbacks
+ * disabled must fire again.  Costs what was disabled since the last
+ * restart, whatever the size of the heap.  0 or -1. */
+int li_backend_restart(void);
 
 /* Frees the back end data of a code state whose code object is dying. */
 void li_backend_code_state_free(li_code_state *cs);

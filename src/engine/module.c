@@ -333,8 +333,7 @@ restart_events(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
 {
     li_reg.disable_epoch++;
     li_reg.version++;
-    /* Shadows built without disabled probes must be rebuilt with them. */
-    if (li_backend_update(true) < 0) {
+    if (li_backend_restart() < 0) {
         return NULL;
     }
     Py_RETURN_NONE;

@@ -144,6 +144,57 @@ def test_restart_from_another_thread_reaches_a_loop_with_disabled_lines(M: Any, 
     assert first_line_at[0] - restarted_at <= 10
 
 
+def _counting_generator() -> Callable[[int], Any]:
+    namespace: dict = {}
+    source = (
+        "def gen(n):\n"
+        "    a = 0\n"
+        "    for i in range(n):\n"
+        "        a += i\n"
+        "        yield a\n"
+        "        a -= 1\n"
+        "        a += 2\n"
+        "    return a\n"
+    )
+    exec(compile(source, "<rearming>", "exec"), namespace)
+    return namespace["gen"]
+
+
+@pytest.mark.parametrize("local", [False, True], ids=["global LINE", "local LINE"])
+def test_restart_reaches_a_suspended_generator_whose_lines_are_disabled(
+    M: Any, tool: Tool, local: bool
+) -> None:
+    """A generator started after its code's lines were all disabled (on a
+    copy without them, in the engine) reports its lines from its resumption
+    after restart_events() on."""
+    E = M.events
+    gen = _counting_generator()
+    lines: list = []
+
+    def on_line(code: Any, line: int) -> Any:
+        if code is gen.__code__:
+            lines.append(rel(code, line))
+        return M.DISABLE
+
+    tool.register(E.LINE, on_line)
+    if local:
+        tool.set_local(gen, E.LINE)
+    else:
+        tool.set_events(E.LINE)
+    try:
+        for _ in range(3):
+            assert list(gen(3)) == [0, 2, 5]
+        g = gen(5)
+        assert (next(g), next(g)) == (0, 2)
+        del lines[:]
+        M.restart_events()
+        assert next(g) == 5
+    finally:
+        tool.set_events(0)
+        tool.set_local(gen, 0)
+    assert lines == [5, 6, 2, 3, 4]
+
+
 # --------------------------------------------------------------------------
 # Turning events off and on after DISABLE
 

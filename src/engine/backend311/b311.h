@@ -273,6 +273,10 @@ typedef struct li_probes {
     int n_for_iters;
     struct li_for_iter { int32_t unit; int32_t depth; } *for_iters;
     struct li_probes *next, *prev;   /* all live shadows */
+    /* Shadows that restart_events() changes: partial ones, and those with
+       probes a DISABLE disarmed (probe.c). */
+    struct li_probes *next_restart, *prev_restart;
+    bool restart_linked;
 } li_probes;
 
 extern PyTypeObject li_probes_type;
@@ -359,6 +363,12 @@ bool li_probes_stale(const li_probes *lp);
 int li_compact(li_probes *lp);
 /* The first live shadow (iterate with ->next). */
 li_probes *li_all_shadows(void);
+/* For restart_events(): makes the partial shadows obsolete and outdated,
+ * and re-arms what DISABLE disarmed, in the shadows where either happened
+ * since the last restart. */
+void li_probes_restart(void);
+/* Stops new frames from starting on `lp` (update.c). */
+void li_retire(li_probes *lp);
 
 /* What the back end keeps per original code object (li_code_state.backend). */
 

@@ -6,6 +6,7 @@
 /* co_extra slot that marks shadows and points at their li_probes. */
 static Py_ssize_t shadow_index = -1;
 static li_probes *all_shadows;
+static li_probes *restartable;   /* linked by next_restart */
 
 li_probes *
 li_all_shadows(void)
@@ -24,6 +25,61 @@ li_shadow_probes(PyCodeObject *code)
         return NULL;
     }
     return (li_probes *)extra;
+}
+
+static void
+link_restartable(li_probes *lp)
+{
+    if (lp->restart_linked) {
+        return;
+    }
+    lp->restart_linked = true;
+    lp->prev_restart = NULL;
+    lp->next_restart = restartable;
+    if (restartable != NULL) {
+        restartable->prev_restart = lp;
+    }
+    restartable = lp;
+}
+
+static void
+unlink_restartable(li_probes *lp)
+{
+    if (!lp->restart_linked) {
+        return;
+    }
+    if (lp->prev_restart != NULL) {
+        lp->prev_restart->next_restart = lp->next_restart;
+    }
+    else {
+        restartable = lp->next_restart;
+    }
+    if (lp->next_restart != NULL) {
+        lp->next_restart->prev_restart = lp->prev_restart;
+    }
+    lp->next_restart = lp->prev_restart = NULL;
+    lp->restart_linked = false;
+}
+
+void
+li_probes_restart(void)
+{
+    while (restartable != NULL) {
+        li_probes *lp = restartable;
+        unlink_restartable(lp);
+        if (lp->shadow == NULL) {
+            continue;
+        }
+        if (lp->partial) {
+            /* It lacks the probes that fire again: new frames start on a
+               shadow that has them, and the frames running it move there
+               at their next probe (suspended generators at their next
+               resumption: partial shadows of generator code keep a probe
+               there). */
+            li_retire(lp);
+        }
+        li_probes_sync(lp);
+    }
 }
 
 /* co_extra free function: the shadow is being deallocated (its constants,
@@ -45,6 +101,7 @@ shadow_dying(void *ptr)
         lp->next->prev = lp->prev;
     }
     lp->next = lp->prev = NULL;
+    unlink_restartable(lp);
     li_unlink_nested(lp);
     li_patches_forget(&lp->patches);
     if (lp->cs != NULL && li_current_shadow(lp->cs) == lp) {
@@ -76,6 +133,9 @@ li_probes_attach(li_probes *lp, PyCodeObject *shadow)
         all_shadows->prev = lp;
     }
     all_shadows = lp;
+    if (lp->partial) {
+        link_restartable(lp);
+    }
     li_probes_sync(lp);
     return 0;
 }
@@ -212,6 +272,7 @@ after_disable(li_probes *lp, li_probe *p, int index)
 {
     if (!probe_wanted(lp, p, index)) {
         set_armed(lp, p, false);
+        link_restartable(lp);
         /* Disarmed probes still cost a jump each; once most are, a shadow
            without them serves better. */
         if (!lp->obsolete && lp->n_armed * 2 <= lp->n_probes) {

@@ -93,6 +93,7 @@ typedef struct {
     bool partial;             /* a probe was left out: every tool disabled it */
     bool every_site;          /* probes wherever their kind could fire */
     bool companions;          /* add_site() adds whatever the event */
+    bool placeholders;        /* probes where frames start and resume */
     int entry_probe;
     int resume;               /* index of RESUME 0, or -1 */
     pad *pads;
@@ -130,6 +131,22 @@ wanted(const builder *b, int event)
 }
 
 /* ---- sites and probes ------------------------------------------------- */
+
+/* Whether a shadow of `cs` with probes for `kinds` may lack some because
+ * every tool that wants them there disabled them. */
+static bool
+may_leave_out(const li_code_state *cs, li_event_set kinds)
+{
+    if (cs == NULL || cs->disable_epoch != li_reg.disable_epoch) {
+        return false;
+    }
+    for (int e = 0; e < LI_LOCAL_EVENT_COUNT; e++) {
+        if ((kinds & LI_EVENT_BIT(e)) && cs->disabled[e] != NULL) {
+            return true;
+        }
+    }
+    return false;
+}
 
 /* Appends a site when `event` is selected and some tool still wants it at
  * `orig` (tools that returned DISABLE there are left out). */
@@ -198,11 +215,12 @@ is_simple(int kind, int event)
     }
 }
 
-/* The index of a probe over the sites added since `first`, or -1 if none. */
+/* The index of a probe over the sites added since `first`, or -1 if none
+ * (unless `placeholder`: a probe without sites, which only diverts). */
 static int
-close_probe(builder *b, int first, int kind, int depth)
+close_probe_or_placeholder(builder *b, int first, int kind, int depth, bool placeholder)
 {
-    if (b->n_sites == first) {
+    if (b->n_sites == first && !placeholder) {
         return -1;
     }
     if (li_reserve((void **)&b->probes, &b->cap_probes, b->n_probes, sizeof(li_probe), 32) < 0) {
@@ -218,6 +236,12 @@ close_probe(builder *b, int first, int kind, int depth)
         .simple = b->n_sites - first == 1 && is_simple(kind, b->sites[first].event),
     };
     return b->n_probes++;
+}
+
+static int
+close_probe(builder *b, int first, int kind, int depth)
+{
+    return close_probe_or_placeholder(b, first, kind, depth, false);
 }
 
 /* Probe `index` (if there is one) lets its frame move: the frame then goes
@@ -364,8 +388,17 @@ plan_after(builder *b, int i, int *probe)
     if (err == 0 && in->opcode == FOR_ITER) {
         err = add_site(b, LI_RAISE, in->op, LI_AUX_WATCH_LOOP);
     }
-    *probe = err < 0 ? -2 : close_probe(b, first, LI_PROBE_AFTER, in->depth);
-    set_resume(b, *probe, i, LI_LAND_FALLTHROUGH);
+    /* In a shadow that may leave disabled probes out, where a frame starts
+       or a generator resumes there is a probe even if nothing fires there:
+       when restart_events() makes the shadow obsolete and outdated,
+       functions that point at it move on as they next start, generators
+       suspended on it as they resume. */
+    bool resumes = b->placeholders && prev->opcode == RESUME;
+    bool placeholder = b->n_sites == first;
+    *probe = err < 0 ? -2 : close_probe_or_placeholder(b, first, LI_PROBE_AFTER, in->depth,
+                                                       resumes);
+    /* A placeholder's frame has yet to see what the probes there fire. */
+    set_resume(b, *probe, i, placeholder ? LI_LAND_BEFORE_AFTER : LI_LAND_FALLTHROUGH);
     return *probe == -2 ? -1 : 0;
 }
 
@@ -1619,6 +1652,7 @@ li_build_shadow(PyCodeObject *original, li_code_state *cs, li_event_set kinds,
     b.probes_const = (int)PyTuple_GET_SIZE(consts);
     b.lander_const = b.probes_const + 1;
     b.original = original;
+    b.placeholders = !every_site && may_leave_out(cs, kinds);
     b.stacksize = li_true_stacksize(original);
     b.divert_size = DIVERT_BASE_SIZE + ext_needed(b.lander_const);
     b.probe_size = PROBE_BASE_SIZE + ext_needed(b.probes_const);

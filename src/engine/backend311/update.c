@@ -333,19 +333,26 @@ li_landing_code(PyCodeObject *original, li_landing to, int capacity, PyObject *b
     return bare;
 }
 
+void
+li_retire(li_probes *lp)
+{
+    /* The next function to start builds a new shadow, and functions still
+       pointing here move to it at their next start. */
+    if (li_current_shadow(lp->cs) == lp) {
+        ((li_code_backend *)lp->cs->backend)->current = NULL;
+    }
+    lp->obsolete = true;
+    li_dispatch_changed();
+}
+
 int
 li_compact(li_probes *lp)
 {
-    li_code_state *cs = lp->cs;
-    if (li_current_shadow(cs) != lp) {
+    if (li_current_shadow(lp->cs) != lp) {
         return 0;
     }
-    /* The next function to start builds a shadow without the disarmed
-       probes, and functions still pointing here move to it at their next
-       start. */
-    ((li_code_backend *)cs->backend)->current = NULL;
-    lp->obsolete = true;
-    li_dispatch_changed();
+    /* The new shadow goes without the disarmed probes. */
+    li_retire(lp);
     li_probes_sync(lp);
     return 0;
 }
@@ -638,6 +645,18 @@ li_backend_update(bool grew)
     }
     li_fix_moved_tracebacks();
     Py_DECREF(runnables);
+    return err;
+}
+
+int
+li_backend_restart(void)
+{
+    li_dispatch_changed();
+    li_probes_restart();
+    /* Frames running shadows made outdated: callers move at once, the
+       frames executing in C at trampolines. */
+    int err = update_thread_frames();
+    li_fix_moved_tracebacks();
     return err;
 }
 
