@@ -22,6 +22,7 @@ import io
 import json
 import json.encoder
 import random
+import tomllib
 import types
 import zlib
 from dataclasses import dataclass
@@ -308,6 +309,14 @@ def ast_prepare(reps: int) -> tuple[int, list[ast.AST]]:
     return reps, trees
 
 
+class _ConstantRebuilder(ast.NodeTransformer):
+    """Replaces every constant by a new node of the same value: generic_visit
+    rebuilds each node's fields, which is what transforms spend their time on."""
+
+    def visit_Constant(self, node: ast.Constant) -> ast.AST:
+        return ast.copy_location(ast.Constant(node.value), node)
+
+
 class _NameCounter(ast.NodeVisitor):
     """Counts Name nodes: NodeVisitor's generic_visit does the walking."""
 
@@ -324,6 +333,7 @@ def ast_run(state: tuple[int, list[ast.AST]]) -> int:
     total = 0
     for _ in range(reps):
         for tree in trees:
+            tree = _ConstantRebuilder().visit(tree)
             total += len(ast.unparse(tree))
             counter = _NameCounter()
             counter.visit(tree)
@@ -334,6 +344,40 @@ def ast_run(state: tuple[int, list[ast.AST]]) -> int:
 def _ast_hot_code() -> types.CodeType:
     """ast.iter_fields: called for every node that generic_visit walks."""
     return ast.iter_fields.__code__
+
+
+# ---------------------------------------------------------------------------
+# toml: tomllib, a pure-Python parser (a character loop per token)
+
+
+def toml_prepare(tables: int) -> str:
+    """A TOML document of *tables* tables of strings, numbers, dates and arrays."""
+    rng = random.Random(7)
+    parts = []
+    for t in range(tables):
+        parts.append('[server_%d]\nname = "host-%d.example.org"\nport = %d\n'
+                     'enabled = %s\nweight = %.3f\nstarted = 2024-%02d-%02dT10:%02d:00Z\n'
+                     'tags = ["a%d", "b%d", \'lit\\eral\', """multi\nline"""]\n'
+                     'limits = { cpu = %d, memory = "%dM" }\n'
+                     % (t, t, 1024 + t, "true" if t % 2 else "false", rng.random(),
+                        t % 12 + 1, t % 28 + 1, t % 60, t, t, rng.randrange(64),
+                        rng.randrange(4096)))
+    return "".join(parts)
+
+
+def toml_run(text: str) -> int:
+    """Parse the document; the checksum covers every value."""
+    data = tomllib.loads(text)
+    total = 0
+    for table in data.values():
+        total += table["port"] + len(table["name"]) + len(table["tags"]) + table["limits"]["cpu"]
+        total += int(table["weight"] * 1000) + table["started"].minute + table["enabled"]
+    return total
+
+
+def _toml_hot_code() -> types.CodeType:
+    """tomllib's parse_key_value_pair: once per key."""
+    return tomllib._parser.parse_key_value_pair.__code__
 
 
 # ---------------------------------------------------------------------------
@@ -364,7 +408,9 @@ WORKLOADS: dict[str, Workload] = {
                  json_prepare, json_run, 9000, 850, _json_hot_code),
         Workload("textproc", "char scanner, counting, merge sort, wrapping, size = words",
                  textproc_prepare, textproc_run, 350000, 28000, lambda: tokenize.__code__),
-        Workload("ast", "ast.unparse + NodeVisitor over 3 stdlib modules, size = repetitions",
+        Workload("ast", "NodeTransformer + ast.unparse + NodeVisitor over 3 stdlib modules, size = repetitions",
                  ast_prepare, ast_run, 12, 1, _ast_hot_code),
+        Workload("toml", "tomllib.loads (pure-Python parser) of a generated document, size = tables",
+                 toml_prepare, toml_run, 7000, 700, _toml_hot_code),
     )
 }
