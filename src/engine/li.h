@@ -375,6 +375,10 @@ int li_backend_rearm(void);
  * restart, whatever the size of the heap.  0 or -1. */
 int li_backend_restart(void);
 
+/* The callback of `tool` for `event` changed: the back end lets go of what
+ * it kept for the previous one. */
+void li_backend_forget_callback(int tool, int event);
+
 /* Frees the back end data of a code state whose code object is dying. */
 void li_backend_code_state_free(li_code_state *cs);
 

@@ -149,6 +149,7 @@ clear_tool_id(PyObject *Py_UNUSED(module), PyObject *arg)
     }
     for (int e = 0; e < LI_EVENT_COUNT; e++) {
         li_dispatch_changed();
+        li_backend_forget_callback(tool, e);
         Py_CLEAR(li_reg.callbacks[tool][e]);
     }
     bool grew;
@@ -201,6 +202,7 @@ register_callback(PyObject *Py_UNUSED(module), PyObject *const *args,
     PyObject *previous = li_reg.callbacks[tool][event_id];
     li_reg.callbacks[tool][event_id] = (func == Py_None) ? NULL : Py_NewRef(func);
     li_dispatch_changed();
+    li_backend_forget_callback(tool, event_id);
     /* The reference held by the registry passes to the caller. */
     return previous != NULL ? previous : Py_NewRef(Py_None);
 }

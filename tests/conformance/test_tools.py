@@ -931,3 +931,113 @@ def test_recursion_limit_with_a_callback_per_call(M: Any, tool: Tool) -> None:
         assert depth_reached() == monitored
     finally:
         tool.set_events(0)
+
+
+# --------------------------------------------------------------------------
+# The callback itself: what it is made of is read at each event
+
+
+class _Counter:
+    def __init__(self) -> None:
+        self.starts: list = []
+
+    def on_start(self, code: Any, offset: int) -> None:
+        self.starts.append(code.co_name)
+
+
+def test_a_bound_method_callback_gets_its_self(M: Any, tool: Tool) -> None:
+    def f() -> None:
+        pass
+
+    counter = _Counter()
+    tool.register(M.events.PY_START, counter.on_start)
+    tool.set_events(M.events.PY_START)
+    for _ in range(3):
+        f()
+    tool.set_events(0)
+    assert counter.starts.count("f") == 3
+
+
+def _warm_up_callbacks(M: Any, tool: Tool, f: Callable[[], None]) -> None:
+    """Leave PY_START on after f and its callback have run with it on, off
+    and on again: the callback's own code is instrumented, and the engine
+    calls it by its fastest path from the next event on."""
+    for _ in range(3):
+        tool.set_events(M.events.PY_START)
+        for _ in range(3):
+            f()
+        tool.set_events(0)
+    tool.set_events(M.events.PY_START)
+    f()
+
+
+CHANGING_CALLBACKS = """
+def on_start(code, offset, tag="first", *, kw="kw1"):
+    if code is f.__code__ and on:
+        log.append((tag, kw))
+        if len(log) == 1:
+            on_start.__defaults__ = ("second",)
+        elif len(log) == 2:
+            on_start.__kwdefaults__ = {"kw": "kw2"}
+        elif len(log) == 3:
+            on_start.__code__ = replacement.__code__
+
+
+def replacement(code, offset, tag="?", *, kw="?"):
+    if code is f.__code__:
+        log.append(("replaced", tag, kw))
+"""
+
+
+def test_changes_to_the_callback_function_apply_at_the_next_event(M: Any, tool: Tool) -> None:
+    """Defaults, keyword defaults and the code of the callback function,
+    changed between events (by the callback itself here), are what the next
+    event runs, also once the callback has run often with the events on."""
+    def f() -> None:
+        pass
+
+    namespace: dict = {"f": f, "log": [], "on": False}
+    exec(CHANGING_CALLBACKS, namespace)
+    tool.register(M.events.PY_START, namespace["on_start"])
+    _warm_up_callbacks(M, tool, f)
+    namespace["on"] = True
+    for _ in range(4):
+        f()
+    tool.set_events(0)
+    assert namespace["log"] == [
+        ("first", "kw1"), ("second", "kw1"), ("second", "kw2"), ("replaced", "second", "kw2")
+    ]
+
+
+def test_the_callback_function_called_by_the_program_gets_events(M: Any, tool: Tool) -> None:
+    """Inside a callback its code gets no events; called by the program, it
+    does, as any code."""
+    seen: list = []
+
+    def on_line(code: Any, line: int) -> None:
+        seen.append(code.co_name)
+
+    tool.register(M.events.LINE, on_line)
+    tool.set_events(M.events.LINE)
+    on_line(on_line.__code__, 0)
+    tool.set_events(0)
+    # Its own line as the program's call runs it, then the one it records.
+    assert seen.count("on_line") == 2
+
+
+def test_a_replaced_callback_is_released(M: Any, tool: Tool) -> None:
+    import gc
+    import weakref
+
+    def f() -> None:
+        pass
+
+    counter = _Counter()
+    alive = weakref.ref(counter)
+    tool.register(M.events.PY_START, counter.on_start)
+    _warm_up_callbacks(M, tool, f)
+    tool.register(M.events.PY_START, None)
+    tool.set_events(0)
+    del counter
+    gc.collect()
+    assert alive() is None

@@ -169,6 +169,8 @@ typedef struct {
     uint32_t fast_epoch;
     PyObject *fast;
     PyObject *fast_arg;
+    /* A Python callback's twin (probe.c), or NULL. */
+    const struct li_twin *fast_twin;
 } li_probe;
 
 /* Where a frame that moves onto a shadow while it runs goes on: at original
@@ -459,6 +461,9 @@ bool li_needs_instrumenting(PyCodeObject *original);
 /* A shadow dies: the codes it held forget it. */
 void li_unlink_nested(li_probes *lp);
 
+/* A shadow of `original` without probes (frames on it get no events), for
+ * functions of `builtins`.  New reference, or NULL with an exception. */
+PyObject *li_bare_code(PyCodeObject *original, PyObject *builtins);
 /* The shadow a frame of `original` lands on at `to`: the one new frames
  * run, or one without probes when the wanted one needs a larger stack than
  * `capacity`; either has a pad for `to`.  New reference or NULL. */

@@ -348,6 +348,117 @@ after_events(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, l
     return 0;
 }
 
+/* ---- twins --------------------------------------------------------------- */
+
+/* A Python callback's function runs a shadow when its code needs events
+ * (a tool's global events reach its own code), whose probes would only find
+ * the thread tracing and deliver nothing.  The fast path calls a twin
+ * instead: a function of the same globals, defaults and closure on a copy
+ * of the original without probes (not the original, which may hold an
+ * entry trampoline).  It is kept per tool and event, for the callback it was
+ * made for, and used while the function's code, defaults and keyword
+ * defaults are those it was made with (else the callback is called).  The
+ * collector does not track twins: nothing reachable from Python sees them. */
+typedef struct li_twin {
+    PyObject *callback;          /* strong: the callback it is for */
+    PyFunctionObject *function;  /* the callback or the function it binds */
+    PyObject *self;              /* what the callback binds, or NULL */
+    PyObject *code_seen;         /* function->func_code when made */
+    PyObject *bare;              /* the twin's code */
+    PyFunctionObject *twin;      /* strong */
+} li_twin;
+
+static li_twin twins[LI_TOOL_COUNT][LI_EVENT_COUNT];
+
+static inline bool
+twin_valid(const li_twin *t)
+{
+    return t->twin != NULL && t->function->func_code == t->code_seen &&
+           t->twin->func_code == t->bare &&
+           t->function->func_defaults == t->twin->func_defaults &&
+           t->function->func_kwdefaults == t->twin->func_kwdefaults;
+}
+
+static PyFunctionObject *
+make_twin(PyFunctionObject *f, PyCodeObject *original)
+{
+    PyObject *bare = li_bare_code(original, f->func_builtins);
+    if (bare == NULL) {
+        return NULL;
+    }
+    PyFunctionObject *twin = (PyFunctionObject *)PyFunction_NewWithQualName(
+        bare, f->func_globals, f->func_qualname);
+    Py_DECREF(bare);
+    if (twin == NULL) {
+        return NULL;
+    }
+    PyObject_GC_UnTrack(twin);
+    Py_XSETREF(twin->func_defaults, Py_XNewRef(f->func_defaults));
+    Py_XSETREF(twin->func_kwdefaults, Py_XNewRef(f->func_kwdefaults));
+    Py_XSETREF(twin->func_closure, Py_XNewRef(f->func_closure));
+    twin->func_version = 0;
+    return twin;
+}
+
+static void
+drop_twin(li_twin *t)
+{
+    if (t->twin != NULL) {
+        /* Functions untrack themselves as they go. */
+        PyObject_GC_Track(t->twin);
+        Py_CLEAR(t->twin);
+    }
+    Py_CLEAR(t->callback);
+}
+
+void
+li_backend_forget_callback(int tool, int event)
+{
+    /* Probes' fast paths that point at it are of an older dispatch epoch. */
+    drop_twin(&twins[tool][event]);
+}
+
+/* The twin to call for `callback` of `tool` and `event`, or NULL (none
+ * needed or possible; a failure to make one is not an error). */
+static const li_twin *
+twin_for(int tool, int event, PyObject *callback)
+{
+    li_twin *t = &twins[tool][event];
+    if (t->callback == callback && twin_valid(t)) {
+        return t;
+    }
+    PyObject *self = NULL;
+    PyObject *function = callback;
+    if (PyMethod_Check(callback)) {
+        self = PyMethod_GET_SELF(callback);
+        function = PyMethod_GET_FUNCTION(callback);
+    }
+    if (!PyFunction_Check(function)) {
+        return NULL;
+    }
+    PyFunctionObject *f = (PyFunctionObject *)function;
+    PyCodeObject *original = li_backend_original((PyCodeObject *)f->func_code);
+    li_code_state *cs = li_code_state_get(original);
+    li_code_backend *cb = cs != NULL ? (li_code_backend *)cs->backend : NULL;
+    /* Not instrumented and not about to be: nothing to skip. */
+    if ((PyObject *)original == f->func_code && (cb == NULL || cb->patches.n_armed == 0)) {
+        return NULL;
+    }
+    PyFunctionObject *twin = make_twin(f, original);
+    if (twin == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    drop_twin(t);
+    t->twin = twin;
+    t->callback = Py_NewRef(callback);
+    t->function = f;
+    t->self = self;
+    t->code_seen = f->func_code;
+    t->bare = twin->func_code;
+    return t;
+}
+
 /* Sets up the fast path of a `simple` probe, when its event goes to one
  * tool's callback, and nothing else needs doing at the probe. */
 static void
@@ -368,6 +479,7 @@ prepare_fast_path(li_probes *lp, li_probe *p, int index)
     }
     p->fast = callback;
     p->fast_c = Py_IS_TYPE(callback, li_reg.c_callback_type);
+    p->fast_twin = p->fast_c ? NULL : twin_for(tool, s->event, callback);
     p->fast_tool = (uint8_t)tool;
     p->fast_arg = s->arg;
     p->fast_value = s->event == LI_PY_RETURN || s->event == LI_PY_YIELD;
@@ -450,12 +562,14 @@ fire(li_probes *lp, PyThreadState *tstate, _PyInterpreterFrame *frame)
     firing f = {lp, frame, p};
     /* The fast path: what li_fire_simple() and li_call_one() do, with what
        they look up kept since. */
-    PyObject *args[4];      /* args[0]: the callee's scratch space */
-    args[1] = (PyObject *)lp->original;
-    args[2] = p->fast_arg;
+    /* args[0] and args[1]: the callee's scratch space, or the bound self
+       of a twin's call and its scratch space. */
+    PyObject *args[5];
+    args[2] = (PyObject *)lp->original;
+    args[3] = p->fast_arg;
     size_t nargs = 2;
     if (p->fast_value) {
-        args[3] = frame->localsplus[lp->shadow->co_nlocalsplus + p->depth - 1];
+        args[4] = frame->localsplus[lp->shadow->co_nlocalsplus + p->depth - 1];
         nargs = 3;
     }
     int result;
@@ -464,15 +578,31 @@ fire(li_probes *lp, PyThreadState *tstate, _PyInterpreterFrame *frame)
         /* The callback may unregister itself while it runs: nothing here
            touches the object after the call. */
         li_ccallback *c = (li_ccallback *)p->fast;
-        result = c->func(c->data, c->event, args + 1, (Py_ssize_t)nargs);
+        result = c->func(c->data, c->event, args + 2, (Py_ssize_t)nargs);
         li_leave_tracing(tstate);
     }
     else {
-        PyObject *callback = Py_NewRef(p->fast);
-        PyObject *res = PyObject_Vectorcall(callback, args + 1,
+        /* What is called is held for the call: another thread may replace
+           the callback, and with it the twin, meanwhile. */
+        PyObject *callback, *self = NULL;
+        PyObject **argv = args + 2;
+        const li_twin *t = p->fast_twin;
+        if (t != NULL && twin_valid(t)) {
+            callback = Py_NewRef(t->twin);
+            if (t->self != NULL) {
+                self = args[1] = Py_NewRef(t->self);
+                argv = args + 1;
+                nargs++;
+            }
+        }
+        else {
+            callback = Py_NewRef(p->fast);
+        }
+        PyObject *res = PyObject_Vectorcall(callback, argv,
                                             nargs | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
         li_leave_tracing(tstate);
         Py_DECREF(callback);
+        Py_XDECREF(self);
         result = res == NULL ? -1 : res == li_reg.disable ? LOWIMPACT_DISABLE : 0;
         Py_XDECREF(res);
     }

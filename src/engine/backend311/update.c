@@ -322,12 +322,18 @@ li_landing_code(PyCodeObject *original, li_landing to, int capacity, PyObject *b
         return desired;
     }
     Py_DECREF(desired);
+    /* Without probes: the stack of the original is enough. */
+    return li_bare_code(original, builtins);
+}
+
+PyObject *
+li_bare_code(PyCodeObject *original, PyObject *builtins)
+{
     li_code_state *cs = li_code_state_ensure(original);
     PyObject *consts = cs != NULL ? desired_consts(original, builtins) : NULL;
     if (consts == NULL) {
         return NULL;
     }
-    /* Without probes: the stack of the original is enough. */
     PyObject *bare = (PyObject *)li_build_shadow(original, cs, 0, consts, false);
     Py_DECREF(consts);
     return bare;
