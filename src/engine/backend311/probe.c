@@ -342,7 +342,12 @@ divert(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, li_prob
 static inline int
 after_events(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, li_probe *p)
 {
-    if (lp->outdated && p->resume_unit >= 0 && tstate->recursion_remaining > 0) {
+    /* A frame at the entry of an obsolete shadow (a function that starts
+       on it, or a loop back to its first line) moves to the current one
+       too: it may run long, on disarmed probes. */
+    bool move = lp->outdated || (lp->obsolete && lp->entry_probe >= 0 &&
+                                 p == &lp->probes[lp->entry_probe]);
+    if (move && p->resume_unit >= 0 && tstate->recursion_remaining > 0) {
         return divert(tstate, frame, lp, p);
     }
     return 0;
