@@ -156,6 +156,9 @@ typedef struct {
     uint8_t kind;
     uint8_t size;         /* in units */
     bool simple;          /* one event whose arguments are at hand: li_fire_simple */
+    /* Its first site is such an event (the others may be companions, see
+       shadow.c): while no tool wants the others, the fast path serves it. */
+    bool lead_simple;
     /* A LOAD_FAST comes right before it: quickening may fuse the two into
        LOAD_FAST__LOAD_CONST, which disarming must undo (probe.c). */
     bool after_load_fast;

@@ -527,6 +527,23 @@ fast_path_end(PyThreadState *tstate, const firing *f, int result)
     return after_events(tstate, frame, lp, p);
 }
 
+/* Whether the sites of `p` after its first do nothing now: no tool wants
+ * their events, and none has work of its own (a re-raise marks its frame;
+ * the end of a call drops what its start kept). */
+static bool
+companions_idle(const li_probes *lp, const li_probe *p)
+{
+    for (int k = 1; k < p->n_sites; k++) {
+        const li_site *s = &lp->sites[p->first_site + k];
+        if (s->event == LI_RERAISE || s->event == LI_C_RETURN || s->event == LI_C_RAISE ||
+            li_tools_at(lp->cs, s->event, s->orig) != 0)
+        {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* Everything else probes_run() does. */
 LI_COLD static int
 slow_path(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, li_probe *p)
@@ -543,7 +560,7 @@ slow_path(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, li_p
     if (li_reg.disables != disables && after_disable(lp, p, index) < 0) {
         return -1;
     }
-    if (p->simple) {
+    if (p->simple || (p->lead_simple && companions_idle(lp, p))) {
         prepare_fast_path(lp, p, index);
     }
     return after_events(tstate, frame, lp, p);

@@ -234,6 +234,7 @@ close_probe_or_placeholder(builder *b, int first, int kind, int depth, bool plac
         .kind = (uint8_t)kind,
         .size = (uint8_t)b->probe_size,
         .simple = b->n_sites - first == 1 && is_simple(kind, b->sites[first].event),
+        .lead_simple = b->n_sites > first && is_simple(kind, b->sites[first].event),
     };
     return b->n_probes++;
 }
