@@ -266,6 +266,12 @@ li_highest_tool(uint8_t tools)
     return 31 - __builtin_clz((unsigned int)tools);
 }
 
+/* What to call in place of `callback`, a Python callback of `tool` for
+ * `event`, with *self (if set) first: a function that does what it does
+ * without running code that would only meet the thread tracing.  NULL to
+ * call `callback` itself.  Borrowed. */
+PyObject *li_backend_twin(int tool, int event, PyObject *callback, PyObject **self);
+
 /* Calls tool `tool`'s callback for `event`, if it has one.  1 if it
  * returned DISABLE, 0 if anything else or none is registered, -1 on error.
  * Inline: it is on the path of every event. */
@@ -295,8 +301,27 @@ li_call_one(PyThreadState *tstate, int tool, int event, PyObject **args, size_t 
         disable = result == LOWIMPACT_DISABLE;
     }
     else {
-        PyObject *res = PyObject_Vectorcall(callback, args + 1,
-                                            nargs | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        PyObject *self = NULL;
+        PyObject *twin = li_backend_twin(tool, event, callback, &self);
+        PyObject *res;
+        if (twin == NULL) {
+            res = PyObject_Vectorcall(callback, args + 1,
+                                      nargs | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        }
+        else if (self == NULL) {
+            Py_INCREF(twin);
+            res = PyObject_Vectorcall(twin, args + 1, nargs | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                      NULL);
+            Py_DECREF(twin);
+        }
+        else {
+            /* args[0] is ours to use. */
+            Py_INCREF(twin);
+            args[0] = Py_NewRef(self);
+            res = PyObject_Vectorcall(twin, args, nargs + 1, NULL);
+            Py_DECREF(args[0]);
+            Py_DECREF(twin);
+        }
         li_leave_tracing(tstate);
         Py_DECREF(callback);
         if (res == NULL) {
@@ -378,6 +403,7 @@ int li_backend_restart(void);
 /* The callback of `tool` for `event` changed: the back end lets go of what
  * it kept for the previous one. */
 void li_backend_forget_callback(int tool, int event);
+
 
 /* Frees the back end data of a code state whose code object is dying. */
 void li_backend_code_state_free(li_code_state *cs);

@@ -370,7 +370,8 @@ typedef struct li_twin {
     PyObject *self;              /* what the callback binds, or NULL */
     PyObject *code_seen;         /* function->func_code when made */
     PyObject *bare;              /* the twin's code */
-    PyFunctionObject *twin;      /* strong */
+    PyFunctionObject *twin;      /* strong, or NULL: none for the callback */
+    uint32_t epoch;              /* li_reg.dispatch_epoch when decided */
 } li_twin;
 
 static li_twin twins[LI_TOOL_COUNT][LI_EVENT_COUNT];
@@ -429,9 +430,17 @@ static const li_twin *
 twin_for(int tool, int event, PyObject *callback)
 {
     li_twin *t = &twins[tool][event];
-    if (t->callback == callback && twin_valid(t)) {
-        return t;
+    if (t->callback == callback) {
+        if (twin_valid(t)) {
+            return t;
+        }
+        if (t->epoch == li_reg.dispatch_epoch) {
+            return NULL;    /* decided already: tried again at the next change */
+        }
     }
+    drop_twin(t);
+    t->callback = Py_NewRef(callback);
+    t->epoch = li_reg.dispatch_epoch;
     PyObject *self = NULL;
     PyObject *function = callback;
     if (PyMethod_Check(callback)) {
@@ -454,14 +463,23 @@ twin_for(int tool, int event, PyObject *callback)
         PyErr_Clear();
         return NULL;
     }
-    drop_twin(t);
     t->twin = twin;
-    t->callback = Py_NewRef(callback);
     t->function = f;
     t->self = self;
     t->code_seen = f->func_code;
     t->bare = twin->func_code;
     return t;
+}
+
+PyObject *
+li_backend_twin(int tool, int event, PyObject *callback, PyObject **self)
+{
+    const li_twin *t = twin_for(tool, event, callback);
+    if (t == NULL) {
+        return NULL;
+    }
+    *self = t->self;
+    return (PyObject *)t->twin;
 }
 
 /* Sets up the fast path of a `simple` probe, when its event goes to one
