@@ -11,7 +11,7 @@ difference costs: start-up, imports and turning events on cancel out, and the
 ratio is that of the steady state, as the timed benchmarks measure it.
 
 Interpreters as for run.py --all (--python, else $LOWIMPACT_BENCH_PYTHONS,
-else /tmp/li/venv3{11,12,13}); each needs valgrind on PATH to run under.
+else python3.11, 3.12 and 3.13 from PATH or pyenv); valgrind must be on PATH.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Optional
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from run import DEFAULT_PYTHONS  # noqa: E402
+from run import default_pythons  # noqa: E402
 from scenarios import BASELINE, SCENARIOS  # noqa: E402
 from workloads import WORKLOADS  # noqa: E402
 
@@ -112,7 +112,7 @@ def main() -> int:
                         default=[s for s in SCENARIOS if SCENARIOS[s].family == "monitoring"])
     parser.add_argument("-j", "--jobs", type=int, default=2, help="callgrind runs at once")
     options = parser.parse_args()
-    pythons = options.python or os.environ.get("LOWIMPACT_BENCH_PYTHONS", "").split() or DEFAULT_PYTHONS
+    pythons = options.python or os.environ.get("LOWIMPACT_BENCH_PYTHONS", "").split() or default_pythons()
     missing = [p for p in pythons if not os.path.exists(p)]
     if missing:
         print("no such interpreter: %s" % ", ".join(missing), file=sys.stderr)

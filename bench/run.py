@@ -6,7 +6,8 @@
 
 The first form measures the interpreter that runs it.  ``--all`` runs the
 first form under every interpreter (``--python``, else $LOWIMPACT_BENCH_PYTHONS,
-else /tmp/li/venv3{11,12,13}) and adds a combined comparison table.
+else python3.11, 3.12 and 3.13 from pyenv or PATH) and adds a combined
+comparison table.
 
 Every measurement runs in a fresh child process (child.py), so monitoring
 state never leaks from one measurement into another, and each cell is the
@@ -18,8 +19,10 @@ a noisy machine hits both alike.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -35,7 +38,18 @@ from costs import IMPORT_MODULES  # noqa: E402
 from scenarios import BASELINE, SCENARIOS  # noqa: E402
 from workloads import WORKLOADS  # noqa: E402
 
-DEFAULT_PYTHONS = ["/tmp/li/venv3%d/bin/python" % minor for minor in (11, 12, 13)]
+def default_pythons() -> list[str]:
+    """python3.11, 3.12 and 3.13: the newest of each under pyenv, else on PATH
+    (pyenv's shims on PATH run only the selected versions)."""
+    found = []
+    root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    for minor in (11, 12, 13):
+        name = "python3.%d" % minor
+        candidates = sorted(glob.glob(os.path.join(root, "versions", "3.%d.*" % minor, "bin", name)))
+        path = candidates[-1] if candidates else shutil.which(name)
+        if path:
+            found.append(path)
+    return found
 HEAP_OBJECTS = 200_000
 HEAP_FUNCTIONS = 5_000
 CHILD_TIMEOUT = 900  # seconds; a hung child must not hang the whole run
@@ -292,7 +306,7 @@ def interpreters(args: argparse.Namespace) -> list[str]:
     env = os.environ.get("LOWIMPACT_BENCH_PYTHONS")
     if env:
         return env.split()
-    return [py for py in DEFAULT_PYTHONS if os.path.exists(py)]
+    return default_pythons()
 
 
 def run_all(args: argparse.Namespace, forwarded: list[str]) -> int:
