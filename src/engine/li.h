@@ -272,6 +272,27 @@ li_highest_tool(uint8_t tools)
  * call `callback` itself.  Borrowed. */
 PyObject *li_backend_twin(int tool, int event, PyObject *callback, PyObject **self);
 
+/* Calls `callable` with `self` (if not NULL) before the `nargs` arguments
+ * at `argv`, whose slot argv[-1] is the caller's to overwrite; both are held
+ * for the call (a callback may unregister itself, and with it its twin). */
+static LI_HOT_INLINE PyObject *
+li_call_bound(PyObject *callable, PyObject *self, PyObject **argv, size_t nargs)
+{
+    Py_INCREF(callable);
+    PyObject *res;
+    if (self == NULL) {
+        res = PyObject_Vectorcall(callable, argv, nargs | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                  NULL);
+    }
+    else {
+        argv[-1] = Py_NewRef(self);
+        res = PyObject_Vectorcall(callable, argv - 1, nargs + 1, NULL);
+        Py_DECREF(self);
+    }
+    Py_DECREF(callable);
+    return res;
+}
+
 /* Calls tool `tool`'s callback for `event`, if it has one.  1 if it
  * returned DISABLE, 0 if anything else or none is registered, -1 on error.
  * Inline: it is on the path of every event. */
@@ -303,25 +324,7 @@ li_call_one(PyThreadState *tstate, int tool, int event, PyObject **args, size_t 
     else {
         PyObject *self = NULL;
         PyObject *twin = li_backend_twin(tool, event, callback, &self);
-        PyObject *res;
-        if (twin == NULL) {
-            res = PyObject_Vectorcall(callback, args + 1,
-                                      nargs | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-        }
-        else if (self == NULL) {
-            Py_INCREF(twin);
-            res = PyObject_Vectorcall(twin, args + 1, nargs | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                                      NULL);
-            Py_DECREF(twin);
-        }
-        else {
-            /* args[0] is ours to use. */
-            Py_INCREF(twin);
-            args[0] = Py_NewRef(self);
-            res = PyObject_Vectorcall(twin, args, nargs + 1, NULL);
-            Py_DECREF(args[0]);
-            Py_DECREF(twin);
-        }
+        PyObject *res = li_call_bound(twin != NULL ? twin : callback, self, args + 1, nargs);
         li_leave_tracing(tstate);
         Py_DECREF(callback);
         if (res == NULL) {

@@ -221,13 +221,19 @@ land(PyThreadState *tstate)
  * recursion level (left set only if that call failed to start a frame). */
 static _Thread_local bool recursion_lent;
 
-void
-li_landing_lend_recursion(PyThreadState *tstate)
+static void
+take_back_recursion(PyThreadState *tstate)
 {
     if (recursion_lent) {
         tstate->recursion_remaining--;
         recursion_lent = false;
     }
+}
+
+void
+li_landing_lend_recursion(PyThreadState *tstate)
+{
+    take_back_recursion(tstate);
     if (tstate->recursion_remaining <= 0) {
         tstate->recursion_remaining++;
         recursion_lent = true;
@@ -240,10 +246,7 @@ lander_bool(PyObject *Py_UNUSED(self))
     /* Nothing landing does may be seen by tracers (land() keeps the thread
        tracing once it moved the frame, until the token goes). */
     PyThreadState *tstate = _PyThreadState_GET();
-    if (recursion_lent) {
-        tstate->recursion_remaining--;
-        recursion_lent = false;
-    }
+    take_back_recursion(tstate);
     PyThreadState_EnterTracing(tstate);
     li_exec_unpause();
     int landed = land(tstate);

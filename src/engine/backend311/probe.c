@@ -64,12 +64,10 @@ unlink_restartable(li_probes *lp)
 void
 li_probes_restart(void)
 {
+    /* (Dying shadows leave the list: each here has its shadow.) */
     while (restartable != NULL) {
         li_probes *lp = restartable;
         unlink_restartable(lp);
-        if (lp->shadow == NULL) {
-            continue;
-        }
         if (lp->partial) {
             /* It lacks the probes that fire again: new frames start on a
                shadow that has them, and the frames running it move there
@@ -602,14 +600,12 @@ fire(li_probes *lp, PyThreadState *tstate, _PyInterpreterFrame *frame)
     firing f = {lp, frame, p};
     /* The fast path: what li_fire_simple() and li_call_one() do, with what
        they look up kept since. */
-    /* args[0] and args[1]: the callee's scratch space, or the bound self
-       of a twin's call and its scratch space. */
-    PyObject *args[5];
-    args[2] = (PyObject *)lp->original;
-    args[3] = p->fast_arg;
+    PyObject *args[4];      /* args[0]: the callee's scratch space, or a twin's self */
+    args[1] = (PyObject *)lp->original;
+    args[2] = p->fast_arg;
     size_t nargs = 2;
     if (p->fast_value) {
-        args[4] = frame->localsplus[lp->shadow->co_nlocalsplus + p->depth - 1];
+        args[3] = frame->localsplus[lp->shadow->co_nlocalsplus + p->depth - 1];
         nargs = 3;
     }
     int result;
@@ -618,31 +614,18 @@ fire(li_probes *lp, PyThreadState *tstate, _PyInterpreterFrame *frame)
         /* The callback may unregister itself while it runs: nothing here
            touches the object after the call. */
         li_ccallback *c = (li_ccallback *)p->fast;
-        result = c->func(c->data, c->event, args + 2, (Py_ssize_t)nargs);
+        result = c->func(c->data, c->event, args + 1, (Py_ssize_t)nargs);
         li_leave_tracing(tstate);
     }
     else {
-        /* What is called is held for the call: another thread may replace
-           the callback, and with it the twin, meanwhile. */
-        PyObject *callback, *self = NULL;
-        PyObject **argv = args + 2;
+        PyObject *callable = p->fast, *self = NULL;
         const li_twin *t = p->fast_twin;
         if (t != NULL && twin_valid(t)) {
-            callback = Py_NewRef(t->twin);
-            if (t->self != NULL) {
-                self = args[1] = Py_NewRef(t->self);
-                argv = args + 1;
-                nargs++;
-            }
+            callable = (PyObject *)t->twin;
+            self = t->self;
         }
-        else {
-            callback = Py_NewRef(p->fast);
-        }
-        PyObject *res = PyObject_Vectorcall(callback, argv,
-                                            nargs | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        PyObject *res = li_call_bound(callable, self, args + 1, nargs);
         li_leave_tracing(tstate);
-        Py_DECREF(callback);
-        Py_XDECREF(self);
         result = res == NULL ? -1 : res == li_reg.disable ? LOWIMPACT_DISABLE : 0;
         Py_XDECREF(res);
     }
