@@ -161,6 +161,10 @@ typedef struct li_code_state {
     uint8_t *disabled[LI_LOCAL_EVENT_COUNT];     /* NULL until first DISABLE of e */
     Py_ssize_t n_units;
     bool excluded;      /* lowimpact's own API code: never instrumented */
+    /* Code built ahead of its next start (too short for an entry trampoline)
+       whose refresh would forget DISABLE marks: it refreshes when a frame
+       next starts it, as natively. */
+    bool refresh_pending;
     /* Codes with local events form a list, so that back ends can find them. */
     struct li_code_state *next_local, *prev_local;
     void *backend;                               /* back end data, see below */
@@ -184,6 +188,8 @@ void li_code_state_set_local(li_code_state *cs, int tool, li_event_set events);
  * at active_tools): the DISABLE marks of tools whose selection of an event
  * changed since the last time are forgotten. */
 void li_code_state_refresh(li_code_state *cs);
+/* Whether li_code_state_refresh() would forget DISABLE marks now. */
+bool li_code_state_refresh_forgets(const li_code_state *cs);
 /* The local events of `tool` in `cs`. */
 li_event_set li_code_state_local(const li_code_state *cs, int tool);
 

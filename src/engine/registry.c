@@ -135,10 +135,26 @@ forget_disabled(li_code_state *cs, int event, int tool)
     }
 }
 
+bool
+li_code_state_refresh_forgets(const li_code_state *cs)
+{
+    for (int e = 0; e < LI_LOCAL_EVENT_COUNT; e++) {
+        uint8_t changed = cs->active_tools[e] ^ (li_reg.global_tools[e] | cs->local_tools[e]);
+        const uint8_t *marks = cs->disabled[e];
+        for (Py_ssize_t u = 0; changed != 0 && marks != NULL && u < cs->n_units; u++) {
+            if (marks[u] & changed) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
 void
 li_code_state_refresh(li_code_state *cs)
 {
     li_dispatch_changed();
+    cs->refresh_pending = false;
     for (int e = 0; e < LI_LOCAL_EVENT_COUNT; e++) {
         uint8_t now = li_reg.global_tools[e] | cs->local_tools[e];
         uint8_t changed = cs->active_tools[e] ^ now;

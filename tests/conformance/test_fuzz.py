@@ -953,8 +953,8 @@ def test_coverage_pattern_on_a_fixed_program(M: Any, oracles: Oracles) -> None:
 
 # Disagreements property C found, each cut down to a few lines, kept so
 # that they are checked whatever examples hypothesis draws.  3.12 and 3.13
-# agree on each; the 3.11 engine of commit 199dff0 disagreed on all five.
-# Two remain differences by design (ENGINE_DIFFERENCES).
+# agree on each; the 3.11 engine of commit 199dff0 disagreed on the first
+# five.
 LIVE_REGRESSIONS = {
     # A frame waiting in a call into C while a thread turns events on, with
     # a `try` right after the call: it never sees them.
@@ -990,6 +990,57 @@ LIVE_REGRESSIONS = {
             ],
         },
     ),
+    # The same with f running between the two: natively it is instrumented
+    # then, without PY_START, which forgets the disable.
+    "disable_forgotten_when_run_with_global_off": (
+        "def f():\n"
+        "    pass\n"
+        "\n"
+        "\n"
+        "def main():\n"
+        "    f()\n"
+        "    HOOK(0)\n"
+        "    f()\n"
+        "    HOOK(1)\n"
+        "    f()\n",
+        {
+            "global": ["PY_RETURN", "PY_START"],
+            "disable": ["PY_START"],
+            "hooks": [
+                {"op": "set", "where": "global", "events": ["PY_RETURN"]},
+                {"op": "add", "where": "f@1()", "events": ["PY_START"]},
+            ],
+        },
+    ),
+    # A disabled LINE of a function too short for an entry trampoline: LINE
+    # goes off and on for all code, with the function running in between
+    # or not.
+    "line_disable_across_global_off_on": (
+        "def f(v):\n"
+        "    return v\n"
+        "\n"
+        "\n"
+        "def g(v):\n"
+        "    return v\n"
+        "\n"
+        "\n"
+        "def main():\n"
+        "    f(1)\n"
+        "    g(1)\n"
+        "    HOOK(0)\n"
+        "    f(2)\n"
+        "    HOOK(1)\n"
+        "    f(3)\n"
+        "    g(3)\n",
+        {
+            "global": ["LINE", "PY_START"],
+            "disable": ["LINE"],
+            "hooks": [
+                {"op": "set", "where": "global", "events": ["PY_START"]},
+                {"op": "set", "where": "global", "events": ["LINE", "PY_START"]},
+            ],
+        },
+    ),
     # Events turned on inside a call into C that then raises: the caller
     # gets neither RAISE nor EXCEPTION_HANDLED, nor any later event.
     "call_into_c_raises": (
@@ -1005,6 +1056,49 @@ LIVE_REGRESSIONS = {
         "        x = 1\n"
         "    return x\n",
         {"global": [], "hooks": [{"op": "add", "where": "global", "events": ["EXCEPTION_HANDLED", "LINE", "RAISE"]}]},
+    ),
+    # The same without a handler in the waiting frame: RAISE and PY_UNWIND
+    # there, then in its caller.
+    "call_into_c_raises_unhandled": (
+        "def fail(v):\n"
+        "    HOOK(0)\n"
+        "    raise KeyError(v)\n"
+        "\n"
+        "\n"
+        "def inner():\n"
+        "    sorted([1], key=fail)\n"
+        "    return 0\n"
+        "\n"
+        "\n"
+        "def main():\n"
+        "    try:\n"
+        "        return inner()\n"
+        "    except KeyError:\n"
+        "        return 1\n",
+        {"global": [], "hooks": [{"op": "add", "where": "global", "events": ["EXCEPTION_HANDLED", "LINE", "PY_UNWIND", "RAISE"]}]},
+    ),
+    # ... and with a `finally` in the waiting frame, whose re-raise leaves it.
+    "call_into_c_raises_through_finally": (
+        "def fail(v):\n"
+        "    HOOK(0)\n"
+        "    raise KeyError(v)\n"
+        "\n"
+        "\n"
+        "def inner():\n"
+        "    x = 0\n"
+        "    try:\n"
+        "        x = min([1], key=fail)\n"
+        "    finally:\n"
+        "        x += 1\n"
+        "    return x\n"
+        "\n"
+        "\n"
+        "def main():\n"
+        "    try:\n"
+        "        return inner()\n"
+        "    except KeyError:\n"
+        "        return 1\n",
+        {"global": [], "hooks": [{"op": "add", "where": "global", "events": ["EXCEPTION_HANDLED", "LINE", "PY_RETURN", "PY_UNWIND", "RAISE", "RERAISE"]}]},
     ),
     # A generator turns events on from its own PY_YIELD callback: it never
     # sees them.
@@ -1042,29 +1136,6 @@ LIVE_REGRESSIONS = {
 }
 
 
-# What the 3.11 engine reports instead, where docs/ENGINE.md ("Where it
-# differs") says it differs from native.
-ENGINE_DIFFERENCES = {
-    # f is too short for an entry trampoline, so the engine instruments it
-    # when PY_START goes off, which forgets its disabled PY_START; natively
-    # that happens only when f runs: one more PY_START of f.
-    "disable_kept_across_global_off_local_on": [
-        ("PY_START", "main"),
-        ("PY_START", "f"),
-        ("PY_RETURN", "f", "None"),
-        ("HOOK", 0),
-        ("HOOK", 1),
-        ("PY_START", "f"),
-        ("PY_RETURN", "f", "None"),
-        ("PY_RETURN", "main", "None"),
-    ],
-    # main waits in sorted(), which raises: it goes on to its handler in the
-    # code it runs, without the events turned on meanwhile (natively RAISE
-    # and EXCEPTION_HANDLED in main, and its lines from there on).
-    "call_into_c_raises": [("HOOK", 0), ("LINE", "fail", 2), ("RAISE", "fail", "KeyError")],
-}
-
-
 @pytest.mark.parametrize("name", list(LIVE_REGRESSIONS))
 def test_live_regression_matches_native(M: Any, oracles: Oracles, name: str) -> None:
     """Property C on the cut-down programs and plans of LIVE_REGRESSIONS."""
@@ -1072,9 +1143,5 @@ def test_live_regression_matches_native(M: Any, oracles: Oracles, name: str) -> 
     mine = fuzzprog.record_live_stream(M, FUZZ_TOOL, source, plan)
     assert mine[0] == fuzzprog.run_plain(source)
     theirs = oracles.primary.record(source, plan)
-    if sys.version_info < (3, 12) and name in ENGINE_DIFFERENCES:
-        assert mine[1] == ENGINE_DIFFERENCES[name]
-        assert theirs[1] != mine[1]
-        return
     if theirs != mine:
         pytest.fail(_mismatch_report(source, mine, theirs, oracles.primary.version, oracles, plan), pytrace=False)

@@ -397,6 +397,106 @@ def test_callback_of_a_c_function_turns_on_global_events(M: Any, tool: Tool, kin
 
 
 # --------------------------------------------------------------------------
+# The call the frame waits in raises
+
+
+def _raising_caller(kind: str, key: Callable[[int], int]) -> Callable[[], int]:
+    if kind == "except":
+        def caller() -> int:
+            try:
+                sorted([1, 0, 2], key=key)
+            except KeyError:
+                x = 1
+            return x
+    elif kind == "finally":
+        def caller() -> int:
+            x = 0
+            try:
+                sorted([1, 0, 2], key=key)
+            finally:
+                x += 1
+            return x
+    elif kind == "with":
+        import contextlib
+
+        def caller() -> int:
+            with contextlib.suppress(KeyError):
+                sorted([1, 0, 2], key=key)
+            return 2
+    else:
+        def caller() -> int:
+            sorted([1, 0, 2], key=key)
+            return 3
+    return caller
+
+
+@pytest.mark.parametrize("kind", ["except", "finally", "with", "no handler"])
+def test_exception_from_the_call_the_frame_waits_in(M: Any, tool: Tool, kind: str) -> None:
+    # The frame reports the exception and goes on with the new events, as
+    # one that had them from the start does.
+    E = M.events
+    events = E.LINE | E.RAISE | E.EXCEPTION_HANDLED | E.PY_UNWIND | E.PY_RETURN
+    log: list = []
+    turn_on = [True]
+
+    def key(x: int) -> int:
+        if x == 0:
+            if turn_on[0]:
+                M.set_events(tool.id, events)
+            raise KeyError(x)
+        return x
+
+    caller = _raising_caller(kind, key)
+    register_all(tool, ("LINE", "RAISE", "EXCEPTION_HANDLED", "PY_UNWIND", "PY_RETURN"),
+                 [caller.__code__], log)
+
+    def run() -> list:
+        log.clear()
+        try:
+            caller()
+        except KeyError:
+            pass
+        finally:
+            tool.set_events(0)
+        return [tuple(type(a).__name__ if isinstance(a, BaseException) else a for a in summary(e))
+                for e in log]
+
+    late = run()
+    turn_on[0] = False
+    tool.set_events(events)
+    early = run()
+    # From the RAISE on, the two agree.
+    first_raise = next(i for i, e in enumerate(early) if e[0] == "RAISE")
+    assert late == early[first_raise:]
+    assert late[0][0] == "RAISE" and late[-1][0] == ("PY_UNWIND" if kind in ("finally", "no handler") else "PY_RETURN")
+
+
+def test_code_shows_its_own_exception_table_while_a_frame_waits(M: Any, tool: Tool) -> None:
+    import dis
+
+    seen: list = []
+
+    def key(x: int) -> int:
+        if x == 0:
+            tool.set_events(M.events.LINE)
+            seen.append((caller.__code__.co_exceptiontable, caller.__code__ == clone,
+                         dis.Bytecode(caller).dis(), caller.__code__.replace().co_exceptiontable,
+                         caller.__code__.replace(co_name="x").co_exceptiontable))
+        return x
+
+    caller = _raising_caller("finally", key)
+    clone = caller.__code__.replace()
+    table = caller.__code__.co_exceptiontable
+    before = (table, True, dis.Bytecode(caller).dis(), table, table)
+    tool.register(M.events.LINE, lambda code, line: None)
+    try:
+        caller()
+    finally:
+        tool.set_events(0)
+    assert seen == [before]
+
+
+# --------------------------------------------------------------------------
 # Another thread turns LINE on for a hot loop that another tool instruments
 
 

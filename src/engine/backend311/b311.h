@@ -110,10 +110,14 @@ li_is_jump(int opcode)
 int li_decode_locations(PyCodeObject *code, li_loc *locs, int n_units);
 /* Encodes one li_loc per unit; a new bytes object or NULL. */
 PyObject *li_encode_locations(const li_loc *locs, int n_units, int firstlineno);
+/* The exception table of `code` as compiled (trampoline.c may route
+ * exceptions elsewhere meanwhile).  Borrowed. */
+PyObject *li_own_exceptiontable(PyCodeObject *code);
 /* Decodes the exception table; *handlers is PyMem-allocated.  Count or -1. */
 int li_decode_handlers(PyCodeObject *code, li_handler **handlers);
-/* Encodes handlers sorted by start, not overlapping; bytes or NULL. */
-PyObject *li_encode_handlers(const li_handler *handlers, int n);
+/* Encodes the handler of each unit (target -1: none; start and end
+ * unused); bytes or NULL. */
+PyObject *li_encode_handlers(const li_handler *per_unit, int n_units);
 
 /* ---- shadows and probes (shadow.c, probe.c) ---- */
 
@@ -188,6 +192,9 @@ enum {
                               exception): the instruction's LINE to come */
     LI_LAND_AFTER_LINE,    /* its LINE past */
     LI_LAND_AT,            /* the instruction itself, its events past */
+    LI_LAND_RAISED,        /* the instruction raised the exception on top
+                              of the frame's stack, at the depth of its
+                              handler (0 without one) */
 };
 
 typedef struct {
@@ -223,12 +230,31 @@ typedef struct {
     _Py_CODEUNIT saved_jump, saved_owner;
 } li_trampoline;
 
+/* Where the exceptions raised at one unit go while a frame waits there
+ * (trampoline.c). */
+typedef struct {
+    _PyInterpreterFrame *frame;  /* the frame waiting there (compared only) */
+    int raising;                 /* the unit */
+    int depth;                   /* the stack depth they arrive with */
+    int trampoline;              /* the unit of the trampoline they go to */
+    int routed_end;              /* units from `trampoline` up to this one
+                                    are handled as `raising` is */
+    li_landing landing;          /* {its instruction, LI_LAND_RAISED} */
+} li_exception_route;
+
 /* The trampolines of one code object, an original or a shadow. */
 typedef struct li_patches {
     PyCodeObject *code;          /* borrowed: the code they patch */
     li_trampoline *trampolines;
     int n_trampolines, cap_trampolines, n_armed;
+    li_exception_route *routes;  /* while n_armed */
+    int n_routes, cap_routes;
     short saved_warmup;          /* co_warmup before the first was armed */
+    /* Strong: the code's own exception table while one that sends
+       exceptions to trampolines is in its place, else NULL; swapped back
+       in (li_trampoline_swap) while `swapped_out`. */
+    PyObject *own_exceptiontable;
+    bool swapped_out;
     struct li_patches *next_armed, *prev_armed;
 } li_patches;
 
@@ -522,6 +548,13 @@ void li_patches_forget(li_patches *p);
 /* Exchanges the armed trampolines of `code` with the units they replaced
  * (calling it again undoes it).  True if there was one. */
 bool li_trampoline_swap(PyCodeObject *code);
+/* Where a frame of `code` that came to its entry trampoline with an
+ * exception raised at `unit` goes (an exception route shares it).  False
+ * if none. */
+bool li_trampoline_raised_landing(PyCodeObject *code, int unit, li_landing *to);
+/* `frame`, which ran `code`, landed: the exception routes for its wait go.
+ * 0 or -1. */
+int li_trampoline_routes_done(PyCodeObject *code, _PyInterpreterFrame *frame);
 /* Gives `type` the unary `+` that trampolines use.  0 or -1. */
 int li_trampoline_init(void);
 

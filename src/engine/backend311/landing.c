@@ -152,6 +152,29 @@ static PyTypeObject token_type = {
     .tp_doc = "Dropped by a landing pad: ends the landing.",
 };
 
+/* A frame that came to the entry trampoline of its code with values on its
+ * stack came with an exception raised at a unit that an exception route
+ * sends there (trampoline.c): *to becomes where that goes on.  The newest
+ * traceback entry of the exception, on top of the stack, says which unit. */
+static bool
+raised_landing(_PyInterpreterFrame *frame, li_landing *to)
+{
+    PyObject *exc = frame->localsplus[frame->stacktop - 1];
+    if (exc == NULL || !PyExceptionInstance_Check(exc)) {
+        return false;
+    }
+    PyObject *tb = PyException_GetTraceback(exc);
+    bool found = false;
+    if (tb != NULL && PyTraceBack_Check(tb)) {
+        PyTracebackObject *entry = (PyTracebackObject *)tb;
+        found = entry->tb_frame != NULL && entry->tb_frame->f_frame == frame &&
+                li_trampoline_raised_landing(frame->f_code,
+                                             entry->tb_lasti / (int)sizeof(_Py_CODEUNIT), to);
+    }
+    Py_XDECREF(tb);
+    return found;
+}
+
 /* Moves the frame that called the landing function where it was expected
  * to go.  1 if it did, 0 if no landing was expected for that frame, -1 on
  * error. */
@@ -178,6 +201,18 @@ land(PyThreadState *tstate)
     PyCodeObject *original = to.original;
     if (li_backend_original(frame->f_code) != original) {
         PyErr_SetString(PyExc_SystemError, "lowimpact: a landing frame changed code");
+        return -1;
+    }
+    /* The landing function's call was inlined (not is_entry), which set
+       the caller's stack top. */
+    if (to.to.phase == LI_LAND_START && frame->stacktop > frame->f_code->co_nlocalsplus &&
+        !raised_landing(frame, &to.to))
+    {
+        PyErr_SetString(PyExc_SystemError, "lowimpact: a frame came to its entry trampoline "
+                                           "with values on its stack");
+        return -1;
+    }
+    if (li_trampoline_routes_done(frame->f_code, frame) < 0) {
         return -1;
     }
     token_object *token = PyObject_New(token_object, &token_type);

@@ -190,7 +190,7 @@ set_armed(li_probes *lp, const li_probe *p, bool armed)
 static bool
 probe_wanted(const li_probes *lp, const li_probe *p, int index)
 {
-    if (lp->obsolete && index == lp->entry_probe) {
+    if (index == lp->entry_probe && (lp->obsolete || lp->cs->refresh_pending)) {
         return true;    /* it redirects functions to the current shadow */
     }
     if (lp->outdated && p->resume_unit >= 0) {
@@ -486,7 +486,9 @@ static void
 prepare_fast_path(li_probes *lp, li_probe *p, int index)
 {
     const li_site *s = &lp->sites[p->first_site];
-    if (lp->outdated || (lp->obsolete && index == lp->entry_probe) || s->arg == NULL) {
+    if (lp->outdated || s->arg == NULL ||
+        (index == lp->entry_probe && (lp->obsolete || lp->cs->refresh_pending)))
+    {
         return;
     }
     uint8_t tools = li_tools_at_local(lp->cs, s->event, s->orig);
@@ -560,11 +562,28 @@ companions_idle(const li_probes *lp, const li_probe *p)
     return true;
 }
 
+/* A frame starts the code of `lp`, which was built ahead of time without
+ * the refresh CPython does as code starts (update.c): it happens now.  The
+ * DISABLE marks it forgets may belong to probes `lp` left out; then the
+ * frame moves on to a shadow that has them. */
+LI_COLD static void
+starts_refreshed(li_probes *lp)
+{
+    li_code_state_refresh(lp->cs);
+    if (lp->partial) {
+        li_retire(lp);
+    }
+    li_probes_sync(lp);
+}
+
 /* Everything else probes_run() does. */
 LI_COLD static int
 slow_path(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, li_probe *p)
 {
     int index = (int)(p - lp->probes);
+    if (index == lp->entry_probe && lp->cs->refresh_pending) {
+        starts_refreshed(lp);
+    }
     if (lp->obsolete && index == lp->entry_probe && redirect(frame, lp) < 0) {
         return -1;
     }

@@ -969,7 +969,7 @@ layout(builder *b)
         }
         for (int k = 0; k < b->n_pads; k++) {
             pad *p = &b->pads[k];
-            if (ext_needed(pad_jump_oparg(b, p)) > p->ext) {
+            if (p->phase != LI_LAND_RAISED && ext_needed(pad_jump_oparg(b, p)) > p->ext) {
                 p->ext = ext_needed(pad_jump_oparg(b, p));
                 grew = true;
             }
@@ -1306,7 +1306,10 @@ emit_stub(const builder *b, shadow_image *img, const stub *s)
     }
 }
 
-/* Landing pads: POP_TOP, then a jump to where the frame goes on. */
+/* Landing pads: POP_TOP, then a jump to where the frame goes on; or for an
+ * exception in flight, a re-raise where the original sends one raised by
+ * the instruction (not its C_RAISE stub: that call started unseen), with
+ * the instruction's location for tracebacks. */
 static void
 emit_pads(const builder *b, shadow_image *img)
 {
@@ -1314,8 +1317,14 @@ emit_pads(const builder *b, shadow_image *img)
         const pad *p = &b->pads[k];
         _Py_CODEUNIT *out = img->code + p->pos;
         *out++ = make_unit(POP_TOP, 0);
+        int op = b->an.instrs[p->instr].op;
+        if (p->phase == LI_LAND_RAISED) {
+            *out = make_unit(RERAISE, 0);
+            own_units(b, img, p->pos, 2, op, true);
+            continue;
+        }
         emit_with_prefixes(out, p->ext, JUMP_BACKWARD, pad_jump_oparg(b, p));
-        own_units(b, img, p->pos, 2 + p->ext, b->an.instrs[p->instr].op, false);
+        own_units(b, img, p->pos, 2 + p->ext, op, false);
     }
 }
 
@@ -1380,9 +1389,8 @@ exception_table(const builder *b, const shadow_image *img)
     const li_analysis *an = &b->an;
     int *handler_of = li_alloc_filled_later((size_t)an->n_units, sizeof(int));
     li_handler *entry = li_alloc_filled_later((size_t)b->n_units, sizeof(li_handler));
-    li_handler *out = li_alloc_filled_later((size_t)b->n_units, sizeof(li_handler));
     PyObject *table = NULL;
-    if (handler_of == NULL || entry == NULL || out == NULL) {
+    if (handler_of == NULL || entry == NULL) {
         goto done;
     }
     for (int u = 0; u < an->n_units; u++) {
@@ -1426,27 +1434,10 @@ exception_table(const builder *b, const shadow_image *img)
             entry[before] = entry[b->plans[i].pos_op];
         }
     }
-    int n = 0;
-    for (int su = 0; su < b->n_units;) {
-        int run = su + 1;
-        while (run < b->n_units && entry[run].target == entry[su].target &&
-               entry[run].depth == entry[su].depth && entry[run].lasti == entry[su].lasti)
-        {
-            run++;
-        }
-        if (entry[su].target >= 0) {
-            out[n] = entry[su];
-            out[n].start = su;
-            out[n].end = run;
-            n++;
-        }
-        su = run;
-    }
-    table = li_encode_handlers(out, n);
+    table = li_encode_handlers(entry, b->n_units);
 done:
     PyMem_Free(handler_of);
     PyMem_Free(entry);
-    PyMem_Free(out);
     return table;
 }
 
@@ -1653,7 +1644,9 @@ li_build_shadow(PyCodeObject *original, li_code_state *cs, li_event_set kinds,
     b.probes_const = (int)PyTuple_GET_SIZE(consts);
     b.lander_const = b.probes_const + 1;
     b.original = original;
-    b.placeholders = !every_site && may_leave_out(cs, kinds);
+    /* (A pending refresh needs an entry probe.) */
+    b.placeholders = !every_site && kinds != 0 &&
+                     ((cs != NULL && cs->refresh_pending) || may_leave_out(cs, kinds));
     b.stacksize = li_true_stacksize(original);
     b.divert_size = DIVERT_BASE_SIZE + ext_needed(b.lander_const);
     b.probe_size = PROBE_BASE_SIZE + ext_needed(b.probes_const);

@@ -276,10 +276,11 @@ read_exc_varint(reader *r, int *value)
 int
 li_decode_handlers(PyCodeObject *code, li_handler **handlers)
 {
-    Py_ssize_t size = PyBytes_GET_SIZE(code->co_exceptiontable);
+    PyObject *table = li_own_exceptiontable(code);
+    Py_ssize_t size = PyBytes_GET_SIZE(table);
     reader r = {
-        (const uint8_t *)PyBytes_AS_STRING(code->co_exceptiontable),
-        (const uint8_t *)PyBytes_AS_STRING(code->co_exceptiontable) + size,
+        (const uint8_t *)PyBytes_AS_STRING(table),
+        (const uint8_t *)PyBytes_AS_STRING(table) + size,
     };
     /* Every entry takes at least four bytes. */
     li_handler *out = PyMem_Calloc((size_t)(size / 4 + 1), sizeof(li_handler));
@@ -327,15 +328,24 @@ put_exc_varint(buffer *b, unsigned int value, bool entry_start)
 }
 
 PyObject *
-li_encode_handlers(const li_handler *handlers, int n)
+li_encode_handlers(const li_handler *per_unit, int n_units)
 {
     buffer b = {0};
-    for (int i = 0; i < n; i++) {
-        const li_handler *h = &handlers[i];
-        put_exc_varint(&b, (unsigned int)h->start, true);
-        put_exc_varint(&b, (unsigned int)(h->end - h->start), false);
-        put_exc_varint(&b, (unsigned int)h->target, false);
-        put_exc_varint(&b, (unsigned int)(h->depth << 1 | (h->lasti ? 1 : 0)), false);
+    for (int start = 0; start < n_units;) {
+        const li_handler *h = &per_unit[start];
+        int end = start + 1;
+        while (end < n_units && per_unit[end].target == h->target &&
+               per_unit[end].depth == h->depth && per_unit[end].lasti == h->lasti)
+        {
+            end++;
+        }
+        if (h->target >= 0) {
+            put_exc_varint(&b, (unsigned int)start, true);
+            put_exc_varint(&b, (unsigned int)(end - start), false);
+            put_exc_varint(&b, (unsigned int)h->target, false);
+            put_exc_varint(&b, (unsigned int)(h->depth << 1 | (h->lasti ? 1 : 0)), false);
+        }
+        start = end;
     }
     return buf_finish(&b);
 }

@@ -27,8 +27,18 @@
  *   enabled: one where it goes on after the instruction it is in, and one at
  *   each loop header of its code, so that it moves within an iteration.
  *
- * Replaced units are saved and put back when the code no longer needs
- * events.  While any is armed the code is kept from being quickened (which
+ * A frame executing in C may also leave its instruction by an exception,
+ * which CPython then reports (RAISE; EXCEPTION_HANDLED at a handler, or
+ * PY_UNWIND).  The interpreter finds where it goes in the code's exception
+ * table as it unwinds: while an exception trampoline is armed, the table of
+ * the original sends exceptions raised at the frame's unit to it, at the
+ * depth of the unit's handler (0 without one).  It lies in the inline cache
+ * of some instruction, and lands on a pad that re-raises the exception in
+ * the shadow (LI_LAND_RAISED), where the shadow's handler probe or UNWIND
+ * stub reports it.
+ *
+ * Replaced units and tables are saved and put back when the code no longer
+ * needs events.  While any is armed the code is kept from being quickened (which
  * would make the trampoline's CALL adaptive, with the original's next units
  * as its cache).  co_code keeps showing the original: CPython caches it
  * before the first change.
@@ -478,7 +488,12 @@ disarm_all(li_patches *p)
         }
     }
     p->n_armed = 0;
+    p->n_routes = 0;
     code->co_warmup = p->saved_warmup;
+    if (p->own_exceptiontable != NULL) {
+        Py_SETREF(code->co_exceptiontable, p->own_exceptiontable);
+        p->own_exceptiontable = NULL;
+    }
     unlink_armed(p);
     li_code_state *cs = li_shadow_probes(code) == NULL ? li_code_state_get(code) : NULL;
     li_code_backend *cb = cs != NULL ? (li_code_backend *)cs->backend : NULL;
@@ -786,6 +801,203 @@ translate_sites(const shadow_view *view, const li_analysis *an, site *sites, int
     return kept;
 }
 
+/* ---- exception trampolines ------------------------------------------------ */
+
+static li_handler
+route_at(const li_handler *handlers, int n_handlers, int unit)
+{
+    const li_handler *h = handler_at(handlers, n_handlers, unit);
+    return h != NULL ? (li_handler){0, 0, h->target, h->depth, h->lasti}
+                     : (li_handler){0, 0, -1, 0, false};
+}
+
+static bool
+same_route(li_handler a, li_handler b)
+{
+    return a.target == b.target && (a.target < 0 || (a.depth == b.depth && a.lasti == b.lasti));
+}
+
+/* Whether units [lo, hi) are handled as `route` says, or not at all. */
+static bool
+routed_as(const li_analysis *an, int lo, int hi, li_handler route)
+{
+    for (int u = lo; u < hi; u++) {
+        li_handler here = route_at(an->handlers, an->n_handlers, u);
+        if (here.target >= 0 && !same_route(here, route)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Where exceptions raised at `unit` of the original analysed as `an` can
+ * go: a new trampoline *t (t->at >= 0) in the inline cache of an
+ * instruction no armed trampoline or frame uses, else the armed entry
+ * trampoline, which the landing tells apart by the frame's stack (a frame
+ * starting there has an empty one); with room on the stack the exception
+ * arrives with (capacity `capacity`) for the trampoline's two values.  An
+ * error its call makes as it starts goes where one raised at `unit` goes,
+ * or out of the frame.  False if there is no place. */
+static bool
+exception_site(const li_analysis *an, li_patches *p, int entry, _PyInterpreterFrame *frame,
+               int unit, int capacity, li_exception_route *route, li_trampoline *t)
+{
+    const li_instr *raising = &an->instrs[an->instr_at[unit]];
+    if (raising->depth < 0) {
+        return false;
+    }
+    t->at = -1;
+    for (int k = 0; k < p->n_routes; k++) {
+        if (p->routes[k].frame == frame) {
+            return false;   /* it has one */
+        }
+        if (p->routes[k].raising == unit) {
+            /* Another frame waits there: the same way out. */
+            *route = p->routes[k];
+            route->frame = frame;
+            return true;
+        }
+    }
+    li_handler handler = route_at(an->handlers, an->n_handlers, unit);
+    int depth = handler.target >= 0 ? handler.depth : 0;
+    if (depth + 3 > capacity) {
+        return false;
+    }
+    *route = (li_exception_route){frame, unit, depth, -1, -1, {raising->start, LI_LAND_RAISED}};
+    for (int j = 0; j < an->n_instrs; j++) {
+        const li_instr *in = &an->instrs[j];
+        int at = in->op + 1;
+        if (in->depth < 0 || in->end - at < LI_TRAMPOLINE_UNITS ||
+            overlaps_armed(p, -1, in->op, in->end) || frame_in_the_way(an->code, at) ||
+            !routed_as(an, in->end, at + LI_TRAMPOLINE_UNITS + 1, handler))
+        {
+            continue;
+        }
+        route->trampoline = at;
+        route->routed_end = in->end < at + LI_TRAMPOLINE_REACH ? in->end : at + LI_TRAMPOLINE_REACH;
+        *t = (li_trampoline){.at = at, .jump = -1, .owner = in->op, .landing = route->landing};
+        return true;
+    }
+    li_trampoline *shared = entry >= 0 ? find_trampoline(p, entry) : NULL;
+    if (shared != NULL && shared->armed &&
+        routed_as(an, entry, entry + LI_TRAMPOLINE_REACH, handler))
+    {
+        route->trampoline = route->routed_end = entry;
+        return true;
+    }
+    return false;
+}
+
+/* Puts an exception table in the code of `p` that sends exceptions along
+ * its routes.  0 or -1. */
+static int
+route_exceptions(li_patches *p)
+{
+    PyCodeObject *code = p->code;
+    li_handler *handlers = NULL;
+    int n_handlers = li_decode_handlers(code, &handlers);
+    if (n_handlers < 0) {
+        return -1;
+    }
+    int n_units = (int)Py_SIZE(code);
+    li_handler *per_unit = li_alloc_filled_later((size_t)n_units, sizeof(li_handler));
+    if (per_unit == NULL) {
+        PyMem_Free(handlers);
+        return -1;
+    }
+    for (int u = 0; u < n_units; u++) {
+        per_unit[u] = route_at(handlers, n_handlers, u);
+    }
+    for (int k = 0; k < p->n_routes; k++) {
+        const li_exception_route *r = &p->routes[k];
+        li_handler handler = route_at(handlers, n_handlers, r->raising);
+        for (int u = r->trampoline; u < r->routed_end; u++) {
+            per_unit[u] = handler;
+        }
+        per_unit[r->raising] = (li_handler){0, 0, r->trampoline, r->depth, false};
+    }
+    PyObject *table = p->n_routes > 0 ? li_encode_handlers(per_unit, n_units) : NULL;
+    PyMem_Free(per_unit);
+    PyMem_Free(handlers);
+    if (p->n_routes == 0) {
+        if (p->own_exceptiontable != NULL) {
+            Py_SETREF(code->co_exceptiontable, p->own_exceptiontable);
+            p->own_exceptiontable = NULL;
+        }
+        return 0;
+    }
+    if (table == NULL) {
+        return -1;
+    }
+    if (p->own_exceptiontable == NULL) {
+        p->own_exceptiontable = code->co_exceptiontable;
+    }
+    else {
+        Py_DECREF(code->co_exceptiontable);
+    }
+    code->co_exceptiontable = table;
+    return 0;
+}
+
+/* Arms `t` if it is a new trampoline, and sends exceptions along `route`.
+ * 0 or -1. */
+static int
+arm_route(li_patches *p, li_exception_route route, const li_trampoline *t)
+{
+    if (t->at >= 0) {
+        li_trampoline *armed_one = new_trampoline(p, t->at, -1, t->owner, t->landing);
+        if (armed_one == NULL || arm(p, armed_one) < 0) {
+            return -1;
+        }
+    }
+    if (li_reserve((void **)&p->routes, &p->cap_routes, p->n_routes,
+                   sizeof(li_exception_route), 2) < 0)
+    {
+        return -1;
+    }
+    p->routes[p->n_routes++] = route;
+    return route_exceptions(p);
+}
+
+int
+li_trampoline_routes_done(PyCodeObject *code, _PyInterpreterFrame *frame)
+{
+    li_patches *p = patches_of(code, false);
+    if (p == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    int kept = 0;
+    for (int k = 0; k < p->n_routes; k++) {
+        if (p->routes[k].frame != frame) {
+            p->routes[kept++] = p->routes[k];
+        }
+    }
+    if (kept == p->n_routes) {
+        return 0;
+    }
+    /* The code object's own table is back as soon as no frame needs one. */
+    p->n_routes = kept;
+    return route_exceptions(p);
+}
+
+bool
+li_trampoline_raised_landing(PyCodeObject *code, int unit, li_landing *to)
+{
+    li_patches *p = patches_of(code, false);
+    if (p == NULL) {
+        PyErr_Clear();
+        return false;
+    }
+    for (int k = 0; k < p->n_routes; k++) {
+        if (p->routes[k].raising == unit) {
+            *to = p->routes[k].landing;
+            return true;
+        }
+    }
+    return false;
+}
+
 int
 li_trampolines_reach(PyThreadState *ts, _PyInterpreterFrame *frame,
                      _PyInterpreterFrame *above)
@@ -865,6 +1077,16 @@ li_trampolines_reach(PyThreadState *ts, _PyInterpreterFrame *frame,
         li_trampoline *t = new_trampoline(p, s->at, s->jump, s->owner, s->landing);
         err = t == NULL ? -1 : arm(p, t);
     }
+    /* Exceptions go to a trampoline of their own, whose pad shadows built
+       from now on have.  (Frames on shadows have probes for them.) */
+    li_exception_route route;
+    li_trampoline raised;
+    if (err == 0 && (fits || n == 0) && lp == NULL &&
+        exception_site(&an, p, cb->entry_site, frame, unit, capacity, &route, &raised))
+    {
+        err = li_add_resume_point(cb, route.landing);
+        err = err < 0 ? -1 : arm_route(p, route, &raised);
+    }
     Py_XDECREF(landing);
     PyMem_Free(sites);
     li_analysis_clear(&an);
@@ -881,9 +1103,25 @@ li_patches_forget(li_patches *p)
         unlink_armed(p);   /* the code is being freed: its bytes do not matter */
         p->n_armed = 0;
     }
+    Py_CLEAR(p->own_exceptiontable);
+    PyMem_Free(p->routes);
+    p->routes = NULL;
+    p->n_routes = p->cap_routes = 0;
     PyMem_Free(p->trampolines);
     p->trampolines = NULL;
     p->n_trampolines = p->cap_trampolines = 0;
+}
+
+PyObject *
+li_own_exceptiontable(PyCodeObject *code)
+{
+    li_patches *p = patches_of(code, false);
+    if (p == NULL) {
+        PyErr_Clear();
+        return code->co_exceptiontable;
+    }
+    return p->own_exceptiontable != NULL && !p->swapped_out ? p->own_exceptiontable
+                                                             : code->co_exceptiontable;
 }
 
 static void
@@ -916,6 +1154,12 @@ li_trampoline_swap(PyCodeObject *code)
                 swap_unit(&units[t->owner], &t->saved_owner);
             }
         }
+    }
+    if (p->own_exceptiontable != NULL) {
+        PyObject *in = code->co_exceptiontable;
+        code->co_exceptiontable = p->own_exceptiontable;
+        p->own_exceptiontable = in;
+        p->swapped_out = !p->swapped_out;
     }
     return true;
 }

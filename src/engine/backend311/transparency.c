@@ -186,8 +186,17 @@ code_stacksize_get(PyObject *self, void *Py_UNUSED(closure))
     return PyLong_FromLong(li_true_stacksize((PyCodeObject *)self));
 }
 
+/* An armed exception trampoline routes exceptions through a table of its
+ * own (trampoline.c). */
+static PyObject *
+code_exceptiontable_get(PyObject *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(li_own_exceptiontable((PyCodeObject *)self));
+}
+
 static patched_attr patches[] = {
     {&PyCode_Type, "co_stacksize", NULL, NULL},
+    {&PyCode_Type, "co_exceptiontable", NULL, NULL},
     {&PyFunction_Type, "__code__", NULL, NULL},
     {&PyFrame_Type, "f_code", NULL, NULL},
     {&PyFrame_Type, "f_lasti", NULL, NULL},
@@ -233,6 +242,77 @@ install(size_t i, getter get, setter set)
     Py_DECREF(replacement);
     PyType_Modified(attr->type);
     return err;
+}
+
+/* code.replace() takes the fields it is not given from the code object's
+ * struct: while an exception route is in (trampoline.c), the exception
+ * table must be the one Python code reads instead. */
+static _PyCFunctionFastWithKeywords code_replace;
+static PyMethodDef code_replace_def;
+
+static PyObject *
+code_replace_original(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                      PyObject *kwnames)
+{
+    PyCodeObject *code = (PyCodeObject *)self;
+    PyObject *own = li_own_exceptiontable(code);
+    Py_ssize_t nkw = kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0;
+    PyObject *name = PyUnicode_FromString("co_exceptiontable");
+    if (name == NULL) {
+        return NULL;
+    }
+    int given = kwnames != NULL ? PySequence_Contains(kwnames, name) : 0;
+    if (given != 0 || own == code->co_exceptiontable) {
+        Py_DECREF(name);
+        return given < 0 ? NULL : code_replace(self, args, nargs, kwnames);
+    }
+    PyObject **all = PyMem_Malloc(sizeof(PyObject *) * (size_t)(nargs + nkw + 1));
+    PyObject *names = PyTuple_New(nkw + 1);
+    PyObject *result = NULL;
+    if (all == NULL || names == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < nargs + nkw; i++) {
+        all[i] = args[i];
+    }
+    all[nargs + nkw] = own;
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyTuple_SET_ITEM(names, i, Py_NewRef(PyTuple_GET_ITEM(kwnames, i)));
+    }
+    PyTuple_SET_ITEM(names, nkw, Py_NewRef(name));
+    result = code_replace(self, all, nargs, names);
+done:
+    PyMem_Free(all);
+    Py_XDECREF(names);
+    Py_DECREF(name);
+    return result;
+}
+
+static int
+install_code_replace(void)
+{
+    for (PyMethodDef *def = PyCode_Type.tp_methods; def != NULL && def->ml_name != NULL; def++) {
+        if (strcmp(def->ml_name, "replace") != 0) {
+            continue;
+        }
+        if (def->ml_flags != (METH_FASTCALL | METH_KEYWORDS)) {
+            break;
+        }
+        code_replace = (_PyCFunctionFastWithKeywords)(void (*)(void))def->ml_meth;
+        code_replace_def = *def;
+        code_replace_def.ml_meth = (PyCFunction)(void (*)(void))code_replace_original;
+        PyObject *descr = PyDescr_NewMethod(&PyCode_Type, &code_replace_def);
+        if (descr == NULL) {
+            return -1;
+        }
+        int err = PyDict_SetItemString(PyCode_Type.tp_dict, "replace", descr);
+        Py_DECREF(descr);
+        PyType_Modified(&PyCode_Type);
+        return err;
+    }
+    PyErr_SetString(PyExc_RuntimeError, "lowimpact: code.replace is not as expected");
+    return -1;
 }
 
 /* Code equality compares bytecode: while a trampoline replaces a few units
@@ -316,6 +396,9 @@ li_install_transparency(void)
 {
     code_richcompare = PyCode_Type.tp_richcompare;
     PyCode_Type.tp_richcompare = code_richcompare_original;
+    if (install_code_replace() < 0) {
+        return -1;
+    }
     for (size_t i = 0; i < N_TRAVERSE_PATCHES; i++) {
         traverse_patches[i].native = traverse_patches[i].type->tp_traverse;
         traverse_patches[i].type->tp_traverse = traverse_mapped;
@@ -342,6 +425,9 @@ li_install_transparency(void)
         }
         else if (strcmp(name, "co_stacksize") == 0) {
             get = code_stacksize_get;
+        }
+        else if (strcmp(name, "co_exceptiontable") == 0) {
+            get = code_exceptiontable_get;
         }
         if (install(i, get, set) < 0) {
             return -1;

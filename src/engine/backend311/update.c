@@ -108,6 +108,8 @@ li_add_resume_point(li_code_backend *cb, li_landing to)
     return 0;
 }
 
+static PyObject *desired_code(PyCodeObject *original, PyObject *builtins, bool starting);
+
 /* What a function of `original`, or code that makes such functions, should
  * hold now: the original itself when nothing is wanted there; else its
  * shadow if one is built; else, when a trampoline can go in, the original
@@ -130,7 +132,7 @@ li_prepared_code(PyCodeObject *original, PyObject *builtins)
             return armed > 0 ? Py_NewRef(original) : NULL;
         }
     }
-    return li_desired_code(original, builtins);
+    return desired_code(original, builtins, false);
 }
 
 /* The constants a shadow of `original` should have: nested code objects
@@ -274,8 +276,10 @@ make_current(li_code_state *cs, li_probes *lp)
     return 0;
 }
 
-PyObject *
-li_desired_code(PyCodeObject *original, PyObject *builtins)
+/* li_desired_code(), or with `starting` false for code that is not about to
+ * run (li_prepared_code()). */
+static PyObject *
+desired_code(PyCodeObject *original, PyObject *builtins, bool starting)
 {
     assert(li_shadow_probes(original) == NULL);
     li_code_state *cs = li_code_state_get(original);
@@ -296,8 +300,15 @@ li_desired_code(PyCodeObject *original, PyObject *builtins)
         result = Py_NewRef(usable->shadow);
     }
     else {
-        /* CPython instruments code when it next starts, as this is for. */
-        li_code_state_refresh(cs);
+        /* CPython instruments code when it next starts: code that does not
+           start now refreshes at its shadow's entry probe (probe.c) when
+           that would change anything. */
+        if (starting || !li_code_state_refresh_forgets(cs)) {
+            li_code_state_refresh(cs);
+        }
+        else {
+            cs->refresh_pending = true;
+        }
         result = (PyObject *)li_build_shadow(original, cs, wanted_kinds(cs), consts, false);
         li_probes *lp = result != NULL ? li_shadow_probes((PyCodeObject *)result) : NULL;
         if (lp != NULL && (link_nested(lp) < 0 || make_current(cs, lp) < 0)) {
@@ -306,6 +317,12 @@ li_desired_code(PyCodeObject *original, PyObject *builtins)
     }
     Py_DECREF(consts);
     return result;
+}
+
+PyObject *
+li_desired_code(PyCodeObject *original, PyObject *builtins)
+{
+    return desired_code(original, builtins, true);
 }
 
 PyObject *
