@@ -171,6 +171,7 @@ typedef struct {
        (borrowed: the registry holds it meanwhile), of tool fast_tool, with
        the site's argument and, with fast_value, the top of the stack. */
     bool fast_value;
+    uint8_t fast_call;    /* LI_FAST_CALL, LI_FAST_C_RETURN (probe.c), or 0 */
     bool fast_c;          /* a C callback (li_ccallback) */
     uint8_t fast_tool;
     uint32_t fast_epoch;
@@ -334,6 +335,24 @@ int li_fire_probe(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *
 
 /* Creates the second argument of a site's events (events.c).  0 or -1. */
 int li_cache_site_arg(li_site *s);
+
+/* The callable and first argument CALL reports for a call whose `nargs`
+ * (a CALL site's aux) arguments are on `stack` of `depth` values, borrowed.
+ * 0; 1 when the call is to raise before it starts (no event); -1 on error
+ * (only for CALL_FUNCTION_EX, nargs < 0). */
+int li_call_arguments(PyObject **stack, int depth, int nargs, PyObject **callable,
+                      PyObject **arg0);
+/* Whether calling `callable` runs a Python function (no C_RETURN or C_RAISE
+ * follows). */
+bool li_calls_python(PyObject *callable);
+/* CALL was delivered to `tools` for a call of C code that `frame` makes at
+ * original unit `unit`: its C_RETURN or C_RAISE goes to them.  0 or -1. */
+int li_push_pending_call(_PyInterpreterFrame *frame, int32_t unit, uint8_t tools,
+                         PyObject *callable, PyObject *arg0);
+/* That call ended: its tools, callable and first argument (new references);
+ * false if none is pending. */
+bool li_take_pending_call(_PyInterpreterFrame *frame, int32_t unit, uint8_t *tools,
+                          PyObject **callable, PyObject **arg0);
 
 /* Fires a `simple` probe: PY_START, PY_RESUME, PY_RETURN, PY_YIELD, LINE or
  * INSTRUCTION, alone at its place.  These are most of the events, so this

@@ -79,9 +79,9 @@ thread_stack(bool create)
     return my_stack = free_one;
 }
 
-static int
-push_pending(_PyInterpreterFrame *frame, int32_t unit, uint8_t tools, PyObject *callable,
-             PyObject *arg0)
+int
+li_push_pending_call(_PyInterpreterFrame *frame, int32_t unit, uint8_t tools,
+                     PyObject *callable, PyObject *arg0)
 {
     pending_stack *stack = thread_stack(true);
     if (stack == NULL) {
@@ -116,6 +116,20 @@ pop_pending(_PyInterpreterFrame *frame, int32_t unit, pending_call *out)
         }
     }
     return false;
+}
+
+bool
+li_take_pending_call(_PyInterpreterFrame *frame, int32_t unit, uint8_t *tools,
+                     PyObject **callable, PyObject **arg0)
+{
+    pending_call call;
+    if (!pop_pending(frame, unit, &call)) {
+        return false;
+    }
+    *tools = call.tools;
+    *callable = call.callable;
+    *arg0 = call.arg0;
+    return true;
 }
 
 static bool
@@ -160,8 +174,8 @@ li_pending_call_count(void)
  * reports them: for obj.m(...) the function and obj, else the callable and
  * its first argument or MISSING.  Borrowed.  0; 1 when the call is to
  * raise before it starts (no event); -1 on error. */
-static int
-call_arguments(PyObject **stack, int depth, int nargs, PyObject **callable, PyObject **arg0)
+int
+li_call_arguments(PyObject **stack, int depth, int nargs, PyObject **callable, PyObject **arg0)
 {
     if (nargs < 0) {
         /* CALL_FUNCTION_EX: NULL, callable, positional tuple [, mapping]. */
@@ -200,8 +214,8 @@ call_arguments(PyObject **stack, int depth, int nargs, PyObject **callable, PyOb
 
 /* Whether a call of `callable` runs a Python function (then no C_RETURN or
  * C_RAISE follows it). */
-static bool
-calls_python(PyObject *callable)
+bool
+li_calls_python(PyObject *callable)
 {
     if (PyMethod_Check(callable)) {
         callable = PyMethod_GET_FUNCTION(callable);
@@ -626,7 +640,7 @@ deliver_site(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, l
     }
     case LI_CALL: {
         PyObject *callable, *arg0;
-        err = call_arguments(stack, p->depth, s->aux, &callable, &arg0);
+        err = li_call_arguments(stack, p->depth, s->aux, &callable, &arg0);
         if (err > 0) {
             return 0;
         }
@@ -635,8 +649,8 @@ deliver_site(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, l
             err = deliver_at(tstate, s, tools, lp, callable, arg0);
         }
         /* C_RETURN or C_RAISE will follow a call of C code. */
-        if (err == 0 && !calls_python(callable)) {
-            err = push_pending(frame, s->orig, tools, callable, arg0);
+        if (err == 0 && !li_calls_python(callable)) {
+            err = li_push_pending_call(frame, s->orig, tools, callable, arg0);
         }
         break;
     }

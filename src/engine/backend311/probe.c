@@ -480,18 +480,35 @@ li_backend_twin(int tool, int event, PyObject *callback, PyObject **self)
     return (PyObject *)t->twin;
 }
 
-/* Sets up the fast path of a `simple` probe, when its event goes to one
- * tool's callback, and nothing else needs doing at the probe. */
+enum { LI_FAST_PLAIN, LI_FAST_CALL, LI_FAST_C_RETURN };
+
+/* Sets up the fast path of a probe whose first event is `simple`, or is
+ * CALL (not of CALL_FUNCTION_EX, which may build a tuple first) or C_RETURN,
+ * when that event goes to one tool's callback, and nothing else needs doing
+ * at the probe (`alone`: the other sites are idle). */
 static void
-prepare_fast_path(li_probes *lp, li_probe *p, int index)
+prepare_fast_path(li_probes *lp, li_probe *p, int index, bool alone)
 {
     const li_site *s = &lp->sites[p->first_site];
-    if (lp->outdated || s->arg == NULL ||
+    if (lp->outdated || p->n_sites == 0 || s->arg == NULL ||
         (index == lp->entry_probe && (lp->obsolete || lp->cs->refresh_pending)))
     {
         return;
     }
-    uint8_t tools = li_tools_at_local(lp->cs, s->event, s->orig);
+    uint8_t call = LI_FAST_PLAIN;
+    if (s->event == LI_CALL && s->aux >= 0 && alone) {
+        call = LI_FAST_CALL;
+    }
+    else if (s->event == LI_C_RETURN && p->n_sites == 1) {
+        call = LI_FAST_C_RETURN;
+    }
+    else if (!p->simple && !(p->lead_simple && alone)) {
+        return;
+    }
+    /* (C_RETURN goes to the tools that saw its call start: those selecting
+       CALL then.) */
+    uint8_t tools = call == LI_FAST_C_RETURN ? li_tools_at(lp->cs, s->event, s->orig)
+                                             : li_tools_at_local(lp->cs, s->event, s->orig);
     if (tools == 0 || (tools & (tools - 1)) != 0) {
         return;
     }
@@ -506,6 +523,7 @@ prepare_fast_path(li_probes *lp, li_probe *p, int index)
     p->fast_tool = (uint8_t)tool;
     p->fast_arg = s->arg;
     p->fast_value = s->event == LI_PY_RETURN || s->event == LI_PY_YIELD;
+    p->fast_call = call;
     p->fast_epoch = li_reg.dispatch_epoch;
 }
 
@@ -595,38 +613,15 @@ slow_path(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, li_p
     if (li_reg.disables != disables && after_disable(lp, p, index) < 0) {
         return -1;
     }
-    if (p->simple || (p->lead_simple && companions_idle(lp, p))) {
-        prepare_fast_path(lp, p, index);
-    }
+    prepare_fast_path(lp, p, index, companions_idle(lp, p));
     return after_events(tstate, frame, lp, p);
 }
 
-/* probes_run() once the probe is known to fire. */
-static __attribute__((noinline)) int
-fire(li_probes *lp, PyThreadState *tstate, _PyInterpreterFrame *frame)
+/* The fast path's call of the probe's callback with args[1..nargs]
+ * (args[0] is scratch space): 0, LOWIMPACT_DISABLE or -1. */
+static LI_HOT_INLINE int
+call_fast(PyThreadState *tstate, const li_probe *p, PyObject **args, size_t nargs)
 {
-    int32_t at = lp->probe_at[frame->prev_instr - _PyCode_CODE(lp->shadow)];
-    if (at < 0) {
-        return 1;   /* the shadow's frame, but not at a probe */
-    }
-    /* The running frame holds the shadow, which holds us: callbacks cannot
-       free this data. */
-    li_probe *p = (li_probe *)((char *)lp->probes + at);
-    uint32_t epoch = li_reg.dispatch_epoch;
-    if (p->fast_epoch != epoch) {
-        return slow_path(tstate, frame, lp, p);
-    }
-    firing f = {lp, frame, p};
-    /* The fast path: what li_fire_simple() and li_call_one() do, with what
-       they look up kept since. */
-    PyObject *args[4];      /* args[0]: the callee's scratch space, or a twin's self */
-    args[1] = (PyObject *)lp->original;
-    args[2] = p->fast_arg;
-    size_t nargs = 2;
-    if (p->fast_value) {
-        args[3] = frame->localsplus[lp->shadow->co_nlocalsplus + p->depth - 1];
-        nargs = 3;
-    }
     int result;
     li_enter_tracing(tstate);
     if (p->fast_c) {
@@ -648,6 +643,87 @@ fire(li_probes *lp, PyThreadState *tstate, _PyInterpreterFrame *frame)
         result = res == NULL ? -1 : res == li_reg.disable ? LOWIMPACT_DISABLE : 0;
         Py_XDECREF(res);
     }
+    return result;
+}
+
+/* The fast path of CALL and C_RETURN, whose last two arguments are the
+ * call's callable and first argument: on the stack at CALL, kept from then
+ * for the C_RETURN of a call of C code (events.c). */
+static __attribute__((noinline)) int
+fire_call(PyThreadState *tstate, const firing *f, uint32_t epoch)
+{
+    li_probes *lp = f->lp;
+    li_probe *p = f->p;
+    const li_site *s = &lp->sites[p->first_site];
+    PyObject *args[5];      /* args[0]: the callee's scratch space, or a twin's self */
+    args[1] = (PyObject *)lp->original;
+    args[2] = p->fast_arg;
+    uint8_t tools = (uint8_t)(1 << p->fast_tool);
+    int result;
+    if (p->fast_call == LI_FAST_CALL) {
+        /* The stack holds them across the callback. */
+        PyObject **stack = f->frame->localsplus + lp->shadow->co_nlocalsplus;
+        (void)li_call_arguments(stack, p->depth, s->aux, &args[3], &args[4]);
+        result = call_fast(tstate, p, args, 4);
+        if (result >= 0 && !li_calls_python(args[3]) &&
+            li_push_pending_call(f->frame, s->orig, tools, args[3], args[4]) < 0)
+        {
+            result = -1;
+        }
+    }
+    else {
+        uint8_t saw_start;
+        if (!li_take_pending_call(f->frame, s->orig, &saw_start, &args[3], &args[4])) {
+            return 0;
+        }
+        if (saw_start == tools) {
+            result = call_fast(tstate, p, args, 4);
+            if (result == LOWIMPACT_DISABLE) {
+                result = li_bad_disable(p->fast_tool, LI_C_RETURN);
+            }
+        }
+        else {
+            result = li_call_tools(tstate, LI_C_RETURN, saw_start, lp->cs, s->orig, args, 4);
+        }
+        Py_DECREF(args[3]);
+        Py_DECREF(args[4]);
+    }
+    if (result == 0 && li_reg.dispatch_epoch == epoch) {
+        return 0;
+    }
+    return fast_path_end(tstate, f, result);
+}
+
+/* probes_run() once the probe is known to fire. */
+static __attribute__((noinline)) int
+fire(li_probes *lp, PyThreadState *tstate, _PyInterpreterFrame *frame)
+{
+    int32_t at = lp->probe_at[frame->prev_instr - _PyCode_CODE(lp->shadow)];
+    if (at < 0) {
+        return 1;   /* the shadow's frame, but not at a probe */
+    }
+    /* The running frame holds the shadow, which holds us: callbacks cannot
+       free this data. */
+    li_probe *p = (li_probe *)((char *)lp->probes + at);
+    uint32_t epoch = li_reg.dispatch_epoch;
+    if (p->fast_epoch != epoch) {
+        return slow_path(tstate, frame, lp, p);
+    }
+    firing f = {lp, frame, p};
+    if (p->fast_call != LI_FAST_PLAIN) {
+        return fire_call(tstate, &f, epoch);
+    }
+    /* The fast path: what li_fire_simple() and li_call_one() do, with what
+       they look up kept since. */
+    PyObject *args[4];      /* args[0]: the callee's scratch space, or a twin's self */
+    args[1] = (PyObject *)lp->original;
+    args[2] = p->fast_arg;
+    size_t nargs = 2;
+    if (p->fast_value) {
+        args[3] = frame->localsplus[lp->shadow->co_nlocalsplus + p->depth - 1];
+        nargs = 3;
+    }
+    int result = call_fast(tstate, p, args, nargs);
     if (result == 0 && li_reg.dispatch_epoch == epoch) {
         return 0;
     }
