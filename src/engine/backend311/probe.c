@@ -61,25 +61,6 @@ unlink_restartable(li_probes *lp)
     lp->restart_linked = false;
 }
 
-void
-li_probes_restart(void)
-{
-    /* (Dying shadows leave the list: each here has its shadow.) */
-    while (restartable != NULL) {
-        li_probes *lp = restartable;
-        unlink_restartable(lp);
-        if (lp->partial) {
-            /* It lacks the probes that fire again: new frames start on a
-               shadow that has them, and the frames running it move there
-               at their next probe (suspended generators at their next
-               resumption: partial shadows of generator code keep a probe
-               there). */
-            li_retire(lp);
-        }
-        li_probes_sync(lp);
-    }
-}
-
 /* co_extra free function: the shadow is being deallocated (its constants,
  * which hold the li_probes object, are released right after). */
 static void
@@ -235,6 +216,47 @@ li_probes_sync(li_probes *lp)
     li_dispatch_changed();
     for (int i = 0; i < lp->n_probes; i++) {
         set_armed(lp, &lp->probes[i], probe_wanted(lp, &lp->probes[i], i));
+    }
+}
+
+/* Arms the probes where frames start or resume on `lp`. */
+static void
+arm_starts(li_probes *lp)
+{
+    for (int i = 0; i < lp->n_probes; i++) {
+        const li_probe *p = &lp->probes[i];
+        int first = p->n_sites > 0 ? lp->sites[p->first_site].event : -1;
+        if (i == lp->entry_probe || p->n_sites == 0 || first == LI_PY_START ||
+            first == LI_PY_RESUME)
+        {
+            set_armed(lp, p, true);
+        }
+    }
+}
+
+void
+li_probes_restart(void)
+{
+    /* (Dying shadows leave the list: each here has its shadow.) */
+    while (restartable != NULL) {
+        li_probes *lp = restartable;
+        unlink_restartable(lp);
+        bool generator = lp->shadow->co_flags & (CO_GENERATOR | CO_COROUTINE |
+                                                 CO_ASYNC_GENERATOR);
+        if (lp->partial || (lp->obsolete && !generator && lp->entry_probe >= 0)) {
+            /* It lacks the probes that fire again, or frames should leave
+               it anyway: new frames start on a shadow that has them.  Only
+               frames that start or resume on it need to learn that here,
+               at its entry probe (suspended generators at their next
+               resumption: partial shadows keep a probe at each, others may
+               have none); the caller takes care of the frames on the
+               stack. */
+            li_retire(lp);
+            lp->outdated = true;
+            arm_starts(lp);
+            continue;
+        }
+        li_probes_sync(lp);
     }
 }
 

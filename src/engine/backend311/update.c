@@ -677,7 +677,19 @@ li_backend_restart(void)
     li_dispatch_changed();
     li_probes_restart();
     /* Frames running shadows made outdated: callers move at once, the
-       frames executing in C at trampolines. */
+       frames executing in C at trampolines, which count on the probes of
+       such a shadow to move the frame where it meets one first. */
+    PyInterpreterState *interp = PyInterpreterState_Get();
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
+         ts = PyThreadState_Next(ts))
+    {
+        for (_PyInterpreterFrame *f = ts->cframe->current_frame; f != NULL; f = f->previous) {
+            li_probes *lp = li_shadow_probes(f->f_code);
+            if (lp != NULL && lp->outdated) {
+                li_probes_sync(lp);
+            }
+        }
+    }
     int err = update_thread_frames();
     li_fix_moved_tracebacks();
     return err;
