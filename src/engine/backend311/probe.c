@@ -293,9 +293,11 @@ after_disable(li_probes *lp, li_probe *p, int index)
     if (!probe_wanted(lp, p, index)) {
         set_armed(lp, p, false);
         link_restartable(lp);
-        /* Disarmed probes still cost a jump each; once most are, a shadow
-           without them serves better. */
-        if (!lp->obsolete && lp->n_armed * 2 <= lp->n_probes) {
+        /* Disarmed probes still cost a jump each; once a quarter are, a
+           shadow without them serves better.  (Code whose probes are mostly
+           where it never goes, as in big functions under line and branch
+           coverage, would otherwise keep running the jumps where it does.) */
+        if (!lp->obsolete && lp->n_armed * 4 <= lp->n_probes * 3) {
             return li_compact(lp);
         }
     }
