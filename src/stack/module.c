@@ -243,9 +243,10 @@ done:
     return info;
 }
 
-/* (filename, name, line) of a frame, new reference; NULL as code_info. */
+/* (filename, name, line) of a frame, with the code object's address as a
+ * fourth item if with_code; new reference; NULL as code_info. */
 static PyObject *
-frame_tuple(ReaderObject *self, const li_raw_frame *f)
+frame_tuple(ReaderObject *self, const li_raw_frame *f, int with_code)
 {
     PyObject *info = code_info(self, f);
     if (info == NULL) {
@@ -256,6 +257,10 @@ frame_tuple(ReaderObject *self, const li_raw_frame *f)
     int line = li_line_of(self->target.layout.linetable_format,
                           (const unsigned char *)PyBytes_AS_STRING(table),
                           (size_t)PyBytes_GET_SIZE(table), (int)first, f->offset);
+    if (with_code) {
+        return Py_BuildValue("(OOiK)", PyTuple_GET_ITEM(info, 1), PyTuple_GET_ITEM(info, 2),
+                             line, (unsigned long long)f->code);
+    }
     return Py_BuildValue("(OOi)", PyTuple_GET_ITEM(info, 1), PyTuple_GET_ITEM(info, 2), line);
 }
 
@@ -263,7 +268,7 @@ frame_tuple(ReaderObject *self, const li_raw_frame *f)
 static Py_ssize_t
 frame_id(ReaderObject *self, const li_raw_frame *f)
 {
-    PyObject *frame = frame_tuple(self, f);
+    PyObject *frame = frame_tuple(self, f, 0);
     if (frame == NULL) {
         return PyErr_Occurred() ? -1 : -2;
     }
@@ -362,18 +367,21 @@ Reader_sample(ReaderObject *self, PyObject *Py_UNUSED(ignored))
 }
 
 PyDoc_STRVAR(Reader_threads_doc,
-"threads(attempts=1000) -> list of (thread_id, native_id, holds_gil, frames)\n\n"
+"threads(attempts=1000, with_code=False)\n"
+"    -> list of (thread_id, native_id, holds_gil, frames)\n\n"
 "Every thread's stack, read again until a consistent one is read: threading's\n"
 "id, the kernel's id (None if unknown), True/False for the GIL (None where\n"
 "the version does not tell) and the frames as (filename, name, line),\n"
-"outermost first; name is the qualified name where the version has one.");
+"outermost first; name is the qualified name where the version has one.\n"
+"with_code adds the address of each frame's code object as a fourth item.");
 
 static PyObject *
 Reader_threads(ReaderObject *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"attempts", NULL};
-    int attempts = 1000;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|i:threads", kwlist, &attempts)) {
+    static char *kwlist[] = {"attempts", "with_code", NULL};
+    int attempts = 1000, with_code = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|ip:threads", kwlist, &attempts,
+                                     &with_code)) {
         return NULL;
     }
     for (int attempt = 0; attempt < attempts; attempt++) {
@@ -399,7 +407,7 @@ Reader_threads(ReaderObject *self, PyObject *args, PyObject *kwds)
                 return NULL;
             }
             for (size_t k = th->count; k-- > 0;) {
-                PyObject *frame = frame_tuple(self, &s->frames[th->first + k]);
+                PyObject *frame = frame_tuple(self, &s->frames[th->first + k], with_code);
                 if (frame == NULL) {
                     if (PyErr_Occurred()) {
                         Py_DECREF(frames);

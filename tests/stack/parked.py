@@ -1,12 +1,13 @@
 """A program parked in a known stack, for the stack reader's tests.
 
-Run as ``python parked.py [--engine]``: it prints "ready" once every thread
-is parked and stays there until its stdin closes.  Each line the reader must
+Run as ``python parked.py [--engine]``: it prints "ready" and the ids of
+the running code objects (JSON) once every thread is parked and stays there until its stdin closes.  Each line the reader must
 show ends with a ``# at: NAME`` comment; the tests find the lines by those.
 With ``--engine`` (3.11), lowimpact's engine runs the code with LINE and
 PY_START events on, so the frames run instrumented copies.
 """
 
+import json
 import sys
 import threading
 
@@ -23,9 +24,21 @@ def worker():
     worker_inner()  # at: worker
 
 
+def code_ids():
+    """{co_name: id} of the code objects of this file's running frames, as
+    Python code sees them (under the engine: the originals)."""
+    ids = {}
+    for frame in sys._current_frames().values():
+        while frame is not None:
+            if frame.f_code.co_filename == __file__ and frame.f_code.co_name != "code_ids":
+                ids[frame.f_code.co_name] = id(frame.f_code)
+            frame = frame.f_back
+    return ids
+
+
 def innermost():
     started.wait()
-    print("ready", flush=True)
+    print("ready", json.dumps(code_ids()), flush=True)
     sys.stdin.read()  # at: innermost
     release.set()
     return 1
