@@ -91,6 +91,8 @@ def layout_fields(minor: int) -> List[Tuple[str, str]]:
                           10: "offsetof(PyThreadState, frame)",
                           13: "offsetof(PyThreadState, current_frame)"}.get(minor, absent)),
         ("tstate_cframe", "offsetof(PyThreadState, cframe)" if minor in (11, 12) else absent),
+        ("tstate_datastack_chunk",
+         "offsetof(PyThreadState, datastack_chunk)" if interp_frames else absent),
         ("cframe_current_frame",
          "offsetof(_PyCFrame, current_frame)" if minor in (11, 12) else absent),
     ]
@@ -166,6 +168,7 @@ DEBUG_OFFSETS_FIELDS = [
     ("tstate_current_frame", "offsetof(_Py_DebugOffsets, thread_state.current_frame)"),
     ("tstate_thread_id", "offsetof(_Py_DebugOffsets, thread_state.thread_id)"),
     ("tstate_native_thread_id", "offsetof(_Py_DebugOffsets, thread_state.native_thread_id)"),
+    ("tstate_datastack_chunk", "offsetof(_Py_DebugOffsets, thread_state.datastack_chunk)"),
     ("frame_size", "offsetof(_Py_DebugOffsets, interpreter_frame.size)"),
     ("frame_previous", "offsetof(_Py_DebugOffsets, interpreter_frame.previous)"),
     ("frame_executable", "offsetof(_Py_DebugOffsets, interpreter_frame.executable)"),

@@ -56,6 +56,10 @@ typedef struct li_layout {
     int64_t tstate_frame;                   /* innermost frame, or -1 (then via cframe) */
     int64_t tstate_cframe;                  /* _PyCFrame *, or -1 */
     int64_t cframe_current_frame;           /* in _PyCFrame, or -1 */
+    /* the _PyStackChunk holding the thread's newest frames, or -1 where
+     * frames are separate objects; the chunk starts with its header
+     * (previous, size), its frames follow, outermost first */
+    int64_t tstate_datastack_chunk;
 
     /* frames */
     int frame_kind;                         /* enum li_frame_kind */
@@ -106,7 +110,7 @@ typedef struct li_debug_offsets_fields {
     int64_t interp_size, interp_next, interp_threads_head;
     int64_t interp_gil_locked, interp_gil_holder;
     int64_t tstate_size, tstate_next, tstate_interp, tstate_current_frame;
-    int64_t tstate_thread_id, tstate_native_thread_id;
+    int64_t tstate_thread_id, tstate_native_thread_id, tstate_datastack_chunk;
     int64_t frame_size, frame_previous, frame_executable, frame_instr_ptr, frame_owner;
     int64_t code_size, code_filename, code_name, code_qualname, code_linetable;
     int64_t code_firstlineno, code_adaptive;

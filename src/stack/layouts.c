@@ -80,6 +80,7 @@ li_layout_from_debug_offsets(li_layout *out, const li_layout *base,
     out->tstate_frame = field(buf, d->tstate_current_frame);
     out->tstate_thread_id = field(buf, d->tstate_thread_id);
     out->tstate_native_thread_id = field(buf, d->tstate_native_thread_id);
+    out->tstate_datastack_chunk = field(buf, d->tstate_datastack_chunk);
     out->frame_size = field(buf, d->frame_size);
     out->frame_back = field(buf, d->frame_previous);
     out->frame_code = field(buf, d->frame_executable);
@@ -105,7 +106,8 @@ li_layout_from_debug_offsets(li_layout *out, const li_layout *base,
     int64_t fields_in_interp[] = {out->interp_next, out->interp_threads_head,
                                   out->interp_gil_locked, out->interp_gil_holder};
     int64_t fields_in_tstate[] = {out->tstate_next, out->tstate_interp, out->tstate_frame,
-                                  out->tstate_thread_id, out->tstate_native_thread_id};
+                                  out->tstate_thread_id, out->tstate_native_thread_id,
+                                  out->tstate_datastack_chunk};
     int64_t fields_in_frame[] = {out->frame_back, out->frame_code, out->frame_instr,
                                  out->frame_owner};
     int ok = out->interp_size > 0 && out->interp_size < limit && out->tstate_size > 0

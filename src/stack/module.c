@@ -17,9 +17,23 @@ static PyObject *StackError;            /* owned by the module */
 static PyObject *NotPythonError;
 static PyObject *UnsupportedVersionError;
 
+/* (code address, offset) -> frame id, open addressing: what a sampler
+ * looks up for every frame of every sample. */
+typedef struct frame_slot {
+    uint64_t code;          /* 0: empty */
+    int64_t offset;
+    Py_ssize_t id;
+} frame_slot;
+
+typedef struct frame_cache {
+    frame_slot *slots;      /* owned (PyMem) */
+    size_t cap, used;       /* cap is 0 or a power of two */
+} frame_cache;
+
 typedef struct {
     PyObject_HEAD
     li_target target;
+    frame_cache cache;
     li_sample sample;
     /* owned: {code address: (signature, filename, name, firstlineno, linetable)} */
     PyObject *codes;
@@ -92,9 +106,61 @@ Reader_init(ReaderObject *self, PyObject *args, PyObject *kwds)
     return 0;
 }
 
+static size_t
+slot_of(const frame_cache *c, uint64_t code, int64_t offset)
+{
+    uint64_t h = (code ^ ((uint64_t)offset * 0x9E3779B97F4A7C15u)) * 0xff51afd7ed558ccdu;
+    size_t i = (size_t)(h >> 20) & (c->cap - 1);
+    while (c->slots[i].code != 0
+           && !(c->slots[i].code == code && c->slots[i].offset == offset)) {
+        i = (i + 1) & (c->cap - 1);
+    }
+    return i;
+}
+
+/* The id cached for (code, offset), or -1. */
+static Py_ssize_t
+cache_find(const frame_cache *c, uint64_t code, int64_t offset)
+{
+    if (c->cap == 0) {
+        return -1;
+    }
+    const frame_slot *slot = &c->slots[slot_of(c, code, offset)];
+    return slot->code ? slot->id : -1;
+}
+
+static int
+cache_add(frame_cache *c, uint64_t code, int64_t offset, Py_ssize_t id)
+{
+    if (2 * (c->used + 1) > c->cap) {
+        frame_cache bigger = {NULL, c->cap ? 2 * c->cap : 1024, 0};
+        bigger.slots = PyMem_Calloc(bigger.cap, sizeof(frame_slot));
+        if (bigger.slots == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (size_t i = 0; i < c->cap; i++) {
+            if (c->slots[i].code) {
+                bigger.slots[slot_of(&bigger, c->slots[i].code, c->slots[i].offset)]
+                    = c->slots[i];
+                bigger.used++;
+            }
+        }
+        PyMem_Free(c->slots);
+        *c = bigger;
+    }
+    frame_slot *slot = &c->slots[slot_of(c, code, offset)];
+    slot->code = code;
+    slot->offset = offset;
+    slot->id = id;
+    c->used++;
+    return 0;
+}
+
 static void
 Reader_dealloc(ReaderObject *self)
 {
+    PyMem_Free(self->cache.slots);
     li_sample_free(&self->sample);
     Py_CLEAR(self->codes);
     Py_CLEAR(self->frame_ids);
@@ -266,8 +332,25 @@ frame_tuple(ReaderObject *self, const li_raw_frame *f, int with_code)
 
 /* The id of a frame in self->frame_list; -1 with an exception, -2 torn. */
 static Py_ssize_t
-frame_id(ReaderObject *self, const li_raw_frame *f)
+frame_id(ReaderObject *self, li_raw_frame *f)
 {
+    Py_ssize_t cached = cache_find(&self->cache, f->code, f->offset);
+    if (cached >= 0) {
+        return cached;
+    }
+    if (!f->have_head) {
+        /* A code object the walk trusted: read it for its names. */
+        const li_layout *L = &self->target.layout;
+        uint64_t type;
+        if (li_read(&self->target, f->code, f->head, (size_t)L->code_size) != 0) {
+            return -2;
+        }
+        memcpy(&type, f->head + L->object_type, sizeof type);
+        if (self->target.code_type && type != self->target.code_type) {
+            return -2;
+        }
+        f->have_head = 1;
+    }
     PyObject *frame = frame_tuple(self, f, 0);
     if (frame == NULL) {
         return PyErr_Occurred() ? -1 : -2;
@@ -287,13 +370,18 @@ frame_id(ReaderObject *self, const li_raw_frame *f)
         Py_XDECREF(value);
     }
     Py_DECREF(frame);
+    if (id >= 0 && cache_add(&self->cache, f->code, f->offset, id) < 0) {
+        return -1;
+    }
     return id;
 }
 
+/* One snapshot; trust: whether code objects seen before are not read again. */
 static li_status
-take(ReaderObject *self)
+take(ReaderObject *self, int trust)
 {
     li_status st;
+    self->target.trust_known_code = trust;
     Py_BEGIN_ALLOW_THREADS
     st = li_take_sample(&self->target, &self->sample);
     Py_END_ALLOW_THREADS
@@ -349,7 +437,7 @@ static PyObject *
 Reader_sample(ReaderObject *self, PyObject *Py_UNUSED(ignored))
 {
     self->taken++;
-    li_status st = take(self);
+    li_status st = take(self, 1);
     if (st == LI_TORN) {
         self->torn++;
         Py_RETURN_NONE;
@@ -385,7 +473,7 @@ Reader_threads(ReaderObject *self, PyObject *args, PyObject *kwds)
         return NULL;
     }
     for (int attempt = 0; attempt < attempts; attempt++) {
-        li_status st = take(self);
+        li_status st = take(self, 0);
         if (st == LI_TORN) {
             continue;
         }

@@ -33,6 +33,13 @@ typedef struct li_target {
      * state has no native_thread_id): -1 not looked for yet, -2 not found */
     int pthread_tid_offset;
     int last_errno;
+    /* Code objects already read and found to be code objects, by address
+     * (direct mapped): with trust_known_code set, their heads are not read
+     * again, which halves the reads of a sample.  A code object freed and
+     * another made at its address would then go unnoticed until its entry
+     * is replaced, a risk a sampler takes and a one-off reading does not. */
+    int trust_known_code;
+    uint64_t known_code[4096];
 } li_target;
 
 /* Read n bytes at addr of the target; 0, or an errno value. */
@@ -44,6 +51,7 @@ li_status li_attach(li_target *t, pid_t pid, char *msg, size_t msg_size);
 typedef struct li_raw_frame {
     uint64_t code;          /* address of the code object */
     int64_t offset;         /* byte offset of the instruction, negative: not started */
+    int have_head;          /* whether head was read (see li_target.known_code) */
     unsigned char head[512];/* the code object's head, as read */
 } li_raw_frame;
 
@@ -60,6 +68,11 @@ typedef struct li_sample {
     size_t nthreads, threads_cap;
     li_raw_frame *frames;
     size_t nframes, frames_cap;
+    /* a copy of the thread's current stack chunk up to its innermost frame,
+     * read in one go: the frames in it need no read of their own */
+    unsigned char *chunk;
+    size_t chunk_len, chunk_cap;
+    uint64_t chunk_start;
 } li_sample;
 
 /* Most frames read in one thread: deeper stacks are cut (counted as torn,

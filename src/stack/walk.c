@@ -157,6 +157,34 @@ top_frame(const li_target *t, uint64_t tstate, const uint64_t *ts_fields, uint64
     return li_read(t, cframe + (uint64_t)L->cframe_current_frame, frame, sizeof *frame);
 }
 
+/* Copy the thread's stack chunk from its start to the end of the innermost
+ * frame into s->chunk (nothing where the version has no chunks, or the
+ * frame is not in the chunk: a generator's, or one of an older chunk). */
+static li_status
+read_chunk(li_target *t, li_sample *s, uint64_t chunk, uint64_t frame)
+{
+    const li_layout *L = &t->layout;
+    s->chunk_len = 0;
+    s->chunk_start = 0;
+    if (chunk == 0 || frame < chunk + 16 || frame - chunk > (1u << 20)) {
+        return LI_OK;
+    }
+    size_t len = (size_t)(frame - chunk) + (size_t)L->frame_size;
+    if (grow((void **)&s->chunk, &s->chunk_cap, len, 1)) {
+        return LI_NO_MEMORY;
+    }
+    int err = li_read(t, chunk, s->chunk, len);
+    if (err) {
+        return err == EFAULT ? LI_OK : status_of(t, err);
+    }
+    uint64_t size = u64_at(s->chunk, 8);     /* _PyStackChunk: previous, size */
+    if (len <= size) {
+        s->chunk_len = len;
+        s->chunk_start = chunk;
+    }
+    return LI_OK;
+}
+
 static li_status
 walk_frames(li_target *t, li_sample *s, uint64_t frame, size_t *count)
 {
@@ -170,7 +198,14 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, size_t *count)
         if (depth >= LI_MAX_DEPTH) {
             return LI_TORN;
         }
-        int err = li_read(t, frame, buf, (size_t)L->frame_size);
+        int err = 0;
+        if (frame >= s->chunk_start && frame - s->chunk_start + (uint64_t)L->frame_size
+                                           <= s->chunk_len) {
+            memcpy(buf, s->chunk + (frame - s->chunk_start), (size_t)L->frame_size);
+        }
+        else {
+            err = li_read(t, frame, buf, (size_t)L->frame_size);
+        }
         if (err) {
             return status_of(t, err);
         }
@@ -197,12 +232,18 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, size_t *count)
             return LI_NO_MEMORY;
         }
         li_raw_frame *f = &s->frames[s->nframes];
-        err = li_read(t, code, f->head, (size_t)L->code_size);
-        if (err) {
-            return status_of(t, err);
-        }
-        if (t->code_type && u64_at(f->head, L->object_type) != t->code_type) {
-            return LI_TORN;
+        uint64_t *known = &t->known_code[(code >> 4) % (sizeof t->known_code
+                                                        / sizeof t->known_code[0])];
+        f->have_head = !(t->trust_known_code && *known == code);
+        if (f->have_head) {
+            err = li_read(t, code, f->head, (size_t)L->code_size);
+            if (err) {
+                return status_of(t, err);
+            }
+            if (t->code_type && u64_at(f->head, L->object_type) != t->code_type) {
+                return LI_TORN;
+            }
+            *known = code;
         }
         f->code = code;
         f->offset = offset;
@@ -249,11 +290,11 @@ li_take_sample(li_target *t, li_sample *s)
             if (nthreads >= MAX_THREADS) {
                 return LI_TORN;
             }
-            int64_t ts_fields[6] = {L->tstate_next, L->tstate_interp, L->tstate_thread_id,
+            int64_t ts_fields[7] = {L->tstate_next, L->tstate_interp, L->tstate_thread_id,
                                     L->tstate_native_thread_id, L->tstate_frame,
-                                    L->tstate_cframe};
-            uint64_t tv[6];
-            err = read_fields(t, tstate, ts_fields, tv, 6);
+                                    L->tstate_cframe, L->tstate_datastack_chunk};
+            uint64_t tv[7];
+            err = read_fields(t, tstate, ts_fields, tv, 7);
             if (err) {
                 return status_of(t, err);
             }
@@ -276,13 +317,17 @@ li_take_sample(li_target *t, li_sample *s)
                                                             : tid_from_pthread(t, tv[2]);
             th->holds_gil = gil_known ? holder == tstate : -1;
             th->first = s->nframes;
-            li_status st = walk_frames(t, s, frame, &th->count);
+            li_status st = read_chunk(t, s, tv[6], frame);
+            if (st != LI_OK) {
+                return st;
+            }
+            st = walk_frames(t, s, frame, &th->count);
             if (st != LI_OK) {
                 return st;
             }
             /* Torn if the thread called or returned while it was read. */
-            uint64_t again[6], frame_again;
-            err = read_fields(t, tstate, ts_fields, again, 6);
+            uint64_t again[7], frame_again;
+            err = read_fields(t, tstate, ts_fields, again, 7);
             if (err) {
                 return status_of(t, err);
             }
@@ -306,5 +351,6 @@ li_sample_free(li_sample *s)
 {
     free(s->threads);
     free(s->frames);
+    free(s->chunk);
     memset(s, 0, sizeof *s);
 }

@@ -18,6 +18,7 @@ static const li_debug_offsets_fields li_debug_offsets_py313 = {
     .tstate_current_frame = 184,
     .tstate_thread_id = 192,
     .tstate_native_thread_id = 200,
+    .tstate_datastack_chunk = 208,
     .frame_size = 224,
     .frame_previous = 232,
     .frame_executable = 240,

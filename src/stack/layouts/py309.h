@@ -18,6 +18,7 @@ static const li_layout li_layout_py309 = {
     .tstate_native_thread_id = -1,
     .tstate_frame = 24,
     .tstate_cframe = -1,
+    .tstate_datastack_chunk = -1,
     .cframe_current_frame = -1,
     .frame_kind = LI_FRAME_OBJECT,
     .frame_size = 368,

@@ -18,6 +18,7 @@ static const li_layout li_layout_py312 = {
     .tstate_native_thread_id = 144,
     .tstate_frame = -1,
     .tstate_cframe = 56,
+    .tstate_datastack_chunk = 232,
     .cframe_current_frame = 0,
     .frame_kind = LI_INTERPRETER_FRAME,
     .frame_size = 72,

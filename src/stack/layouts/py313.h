@@ -18,6 +18,7 @@ static const li_layout li_layout_py313 = {
     .tstate_native_thread_id = 160,
     .tstate_frame = 72,
     .tstate_cframe = -1,
+    .tstate_datastack_chunk = 232,
     .cframe_current_frame = -1,
     .frame_kind = LI_INTERPRETER_FRAME,
     .frame_size = 72,
