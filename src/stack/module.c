@@ -10,6 +10,8 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <time.h>
 
 #include "target.h"
 
@@ -40,7 +42,7 @@ typedef struct {
     /* owned: {(filename, name, line): id} and the list of those tuples by id */
     PyObject *frame_ids;
     PyObject *frame_list;
-    unsigned long long taken, torn;
+    unsigned long long taken, torn, dropped;
 } ReaderObject;
 
 static const char PERMISSION_ADVICE[] =
@@ -427,31 +429,41 @@ error:
 }
 
 PyDoc_STRVAR(Reader_sample_doc,
-"sample() -> tuple of (thread, frame ids) or None\n\n"
+"sample(attempts=3) -> tuple of (thread, frame ids) or None\n\n"
 "One snapshot of every thread, taken without stopping the process: for each\n"
 "thread its kernel id (or its threading id where that is unknown) and the ids\n"
-"of its frames, outermost first (frame(id) describes one).  None if the\n"
-"process changed a stack while it was read: the sample is dropped and counted.");
+"of its frames, outermost first (frame(id) describes one).  A read that raced\n"
+"with the process (torn) is made again at once, up to attempts reads; None if\n"
+"all were torn: the sample is dropped.  Both are counted (samples_torn,\n"
+"samples_dropped).");
 
 static PyObject *
-Reader_sample(ReaderObject *self, PyObject *Py_UNUSED(ignored))
+Reader_sample(ReaderObject *self, PyObject *args, PyObject *kwds)
 {
-    self->taken++;
-    li_status st = take(self, 1);
-    if (st == LI_TORN) {
-        self->torn++;
-        Py_RETURN_NONE;
-    }
-    if (st != LI_OK) {
-        raise_status(st, "", self->target.pid);
+    static char *kwlist[] = {"attempts", NULL};
+    int attempts = 3;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|i:sample", kwlist, &attempts)) {
         return NULL;
     }
-    PyObject *result = stacks_of_sample(self);
-    if (result == NULL && !PyErr_Occurred()) {
+    self->taken++;
+    for (int attempt = 0; attempt < attempts; attempt++) {
+        li_status st = take(self, 1);
+        if (st == LI_TORN) {
+            self->torn++;
+            continue;
+        }
+        if (st != LI_OK) {
+            raise_status(st, "", self->target.pid);
+            return NULL;
+        }
+        PyObject *result = stacks_of_sample(self);
+        if (result != NULL || PyErr_Occurred()) {
+            return result;
+        }
         self->torn++;
-        Py_RETURN_NONE;
     }
-    return result;
+    self->dropped++;
+    Py_RETURN_NONE;
 }
 
 PyDoc_STRVAR(Reader_threads_doc,
@@ -611,6 +623,12 @@ Reader_get_torn(ReaderObject *self, void *Py_UNUSED(closure))
 }
 
 static PyObject *
+Reader_get_dropped(ReaderObject *self, void *Py_UNUSED(closure))
+{
+    return PyLong_FromUnsignedLongLong(self->dropped);
+}
+
+static PyObject *
 Reader_get_layout(ReaderObject *self, void *Py_UNUSED(closure))
 {
     const li_layout *L = &self->target.layout;
@@ -636,7 +654,8 @@ Reader_get_layout(ReaderObject *self, void *Py_UNUSED(closure))
 }
 
 static PyMethodDef Reader_methods[] = {
-    {"sample", (PyCFunction)Reader_sample, METH_NOARGS, Reader_sample_doc},
+    {"sample", (PyCFunction)(void (*)(void))Reader_sample, METH_VARARGS | METH_KEYWORDS,
+     Reader_sample_doc},
     {"threads", (PyCFunction)(void (*)(void))Reader_threads, METH_VARARGS | METH_KEYWORDS,
      Reader_threads_doc},
     {"frame", (PyCFunction)Reader_frame, METH_O, Reader_frame_doc},
@@ -653,7 +672,10 @@ static PyGetSetDef Reader_getset[] = {
     {"gil_readable", (getter)Reader_get_gil_readable, NULL,
      "whether the GIL's holder can be told", NULL},
     {"samples_taken", (getter)Reader_get_taken, NULL, "calls of sample()", NULL},
-    {"samples_torn", (getter)Reader_get_torn, NULL, "samples dropped as torn", NULL},
+    {"samples_torn", (getter)Reader_get_torn, NULL,
+     "reads of sample() found torn (each made again, up to its attempts)", NULL},
+    {"samples_dropped", (getter)Reader_get_dropped, NULL,
+     "calls of sample() whose every read was torn", NULL},
     {"layout", (getter)Reader_get_layout, NULL,
      "the offsets in use (from the table, or from _Py_DebugOffsets)", NULL},
     {NULL, NULL, NULL, NULL, NULL},
@@ -697,8 +719,45 @@ line_of(PyObject *Py_UNUSED(module), PyObject *args)
     return PyLong_FromLong(line);
 }
 
+PyDoc_STRVAR(sleep_doc,
+"sleep(seconds)\n\n"
+"Sleep as exactly as the kernel allows: the first call sets this thread's\n"
+"timer slack to 1 us (the default 50 us would cap a sampler near 10 kHz).");
+
+static PyObject *
+precise_sleep(PyObject *Py_UNUSED(module), PyObject *arg)
+{
+    static int slack_set;
+    double seconds = PyFloat_AsDouble(arg);
+    if (seconds == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (!slack_set) {
+        /* Best effort: a kernel that refuses leaves the default slack. */
+        (void)prctl(PR_SET_TIMERSLACK, 1000UL, 0UL, 0UL, 0UL);
+        slack_set = 1;
+    }
+    if (seconds <= 0) {
+        Py_RETURN_NONE;
+    }
+    struct timespec ts = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = clock_nanosleep(CLOCK_MONOTONIC, 0, &ts, NULL);
+    Py_END_ALLOW_THREADS
+    if (rc != 0 && rc != EINTR) {
+        errno = rc;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    if (rc == EINTR && PyErr_CheckSignals() < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
     {"line_of", line_of, METH_VARARGS, line_of_doc},
+    {"sleep", precise_sleep, METH_O, sleep_doc},
     {NULL, NULL, 0, NULL},
 };
 

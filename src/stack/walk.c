@@ -185,8 +185,25 @@ read_chunk(li_target *t, li_sample *s, uint64_t chunk, uint64_t frame)
     return LI_OK;
 }
 
+/* LI_OK if the thread's innermost frame is still `frame`, else LI_TORN. */
 static li_status
-walk_frames(li_target *t, li_sample *s, uint64_t frame, size_t *count)
+still_at(li_target *t, uint64_t tstate, const int64_t *ts_fields, uint64_t frame)
+{
+    uint64_t again[7], frame_again;
+    int err = read_fields(t, tstate, ts_fields, again, 7);
+    if (err == 0) {
+        err = top_frame(t, tstate, again, &frame_again);
+    }
+    if (err) {
+        return status_of(t, err);
+    }
+    return frame_again == frame ? LI_OK : LI_TORN;
+}
+
+/* The frames from `frame` outwards into s; *outside counts those read on
+ * their own rather than from the chunk's copy. */
+static li_status
+walk_frames(li_target *t, li_sample *s, uint64_t frame, size_t *count, size_t *outside)
 {
     const li_layout *L = &t->layout;
     unsigned char buf[1024];
@@ -194,6 +211,7 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, size_t *count)
         return LI_UNSUPPORTED;
     }
     *count = 0;
+    *outside = 0;
     for (int depth = 0; frame != 0; depth++) {
         if (depth >= LI_MAX_DEPTH) {
             return LI_TORN;
@@ -205,6 +223,7 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, size_t *count)
         }
         else {
             err = li_read(t, frame, buf, (size_t)L->frame_size);
+            (*outside)++;
         }
         if (err) {
             return status_of(t, err);
@@ -318,25 +337,23 @@ li_take_sample(li_target *t, li_sample *s)
             th->holds_gil = gil_known ? holder == tstate : -1;
             th->first = s->nframes;
             li_status st = read_chunk(t, s, tv[6], frame);
+            if (st == LI_OK && s->chunk_len) {
+                /* The copy holds a consistent stack if the thread neither
+                 * called nor returned while it was made. */
+                st = still_at(t, tstate, ts_fields, frame);
+            }
             if (st != LI_OK) {
                 return st;
             }
-            st = walk_frames(t, s, frame, &th->count);
+            size_t outside;
+            st = walk_frames(t, s, frame, &th->count, &outside);
+            if (st == LI_OK && outside) {
+                /* Frames read one by one (frame objects, generators' frames):
+                 * consistent if the thread stayed in its innermost frame. */
+                st = still_at(t, tstate, ts_fields, frame);
+            }
             if (st != LI_OK) {
                 return st;
-            }
-            /* Torn if the thread called or returned while it was read. */
-            uint64_t again[7], frame_again;
-            err = read_fields(t, tstate, ts_fields, again, 7);
-            if (err) {
-                return status_of(t, err);
-            }
-            err = top_frame(t, tstate, again, &frame_again);
-            if (err) {
-                return status_of(t, err);
-            }
-            if (frame_again != frame) {
-                return LI_TORN;
             }
             s->nthreads++;
             tstate = tv[0];

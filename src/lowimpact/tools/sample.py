@@ -12,8 +12,9 @@ takes snapshots of every thread's Python stack at a fixed rate (default
 - ``svg``: a flame graph, drawn by this module.
 
 The target runs on while it is read; a snapshot that raced with it (a call
-or return between reading a thread's first and last frame) is detected,
-dropped and counted.  A summary of samples taken, dropped and the rate
+or return while a thread's frames were read) is detected and read again at
+once, up to three times, then dropped; torn reads and dropped samples are
+counted.  A summary of samples taken, dropped and the rate
 achieved goes to stderr.
 """
 
@@ -26,6 +27,11 @@ import zlib
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, TextIO, Tuple
 
 from lowimpact.tools.stack import attach, thread_name
+
+try:
+    from lowimpact._stack import sleep as _sleep
+except ImportError:  # pragma: no cover - not Linux, or not built
+    _sleep = time.sleep
 
 __all__ = ["Profile", "FORMATS", "sample", "write_collapsed", "write_speedscope", "write_svg",
            "write_profile"]
@@ -46,6 +52,9 @@ class Profile(NamedTuple):
     #: thread key (kernel tid) -> the thread's name, where known
     thread_names: Dict[int, str]
     taken: int
+    #: reads found torn (each made again at once) and samples dropped
+    #: because every read of theirs was torn
+    torn: int
     dropped: int
     elapsed: float
     rate: float
@@ -72,7 +81,7 @@ def sample(pid: int, rate: float = 100.0, duration: Optional[float] = None,
             if deadline is not None and now >= deadline:
                 break
             if now < due:
-                time.sleep(due - now)
+                _sleep(due - now)
             # Behind schedule (a slow read, a busy machine): go on from now
             # rather than catch up in a burst.
             due = max(due + period, time.perf_counter())
@@ -98,7 +107,7 @@ def sample(pid: int, rate: float = 100.0, duration: Optional[float] = None,
         except IndexError:
             break
     return Profile(pid, counts, frames, names, reader.samples_taken, reader.samples_torn,
-                   elapsed, rate, cpu)
+                   reader.samples_dropped, elapsed, rate, cpu)
 
 
 def _label(frame: Frame) -> str:
@@ -227,10 +236,10 @@ def summary(profile: Profile) -> str:
     achieved = profile.taken / profile.elapsed if profile.elapsed > 0 else 0.0
     dropped = 100.0 * profile.dropped / profile.taken if profile.taken else 0.0
     per_sample = 1e6 * profile.cpu / profile.taken if profile.taken else 0.0
-    return ("%d samples in %.2f s (%.1f Hz of %.0f Hz requested), %d dropped as torn "
-            "(%.2f%%), sampler CPU %.1f us per sample"
+    return ("%d samples in %.2f s (%.1f Hz of %.0f Hz requested), %d dropped (%.2f%%; "
+            "%d torn reads, each read again), sampler CPU %.1f us per sample"
             % (profile.taken, profile.elapsed, achieved, profile.rate, profile.dropped,
-               dropped, per_sample))
+               dropped, profile.torn, per_sample))
 
 
 def default_output(fmt: str) -> str:
