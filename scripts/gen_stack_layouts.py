@@ -109,6 +109,11 @@ def layout_fields(minor: int) -> List[Tuple[str, str]]:
              % ("instr_ptr" if minor >= 13 else "prev_instr")),
             ("frame_owner", "offsetof(_PyInterpreterFrame, owner)"),
             ("owner_cstack", "FRAME_OWNED_BY_CSTACK" if minor >= 12 else absent),
+            ("owner_generator", "FRAME_OWNED_BY_GENERATOR"),
+            # 3.12+ push an entry frame whenever the interpreter is entered
+            # (GH-96421), so a thread's chain ends at one.
+            ("chain_ends_at_entry", "1" if minor >= 12 else "0"),
+            ("frame_gen", absent),
         ]
     else:
         fields += [
@@ -122,6 +127,9 @@ def layout_fields(minor: int) -> List[Tuple[str, str]]:
             ("frame_instr", absent),
             ("frame_owner", absent),
             ("owner_cstack", absent),
+            ("owner_generator", absent),
+            ("chain_ends_at_entry", "0"),
+            ("frame_gen", "offsetof(PyFrameObject, f_gen)"),
         ]
     fields += [
         ("code_size", "offsetof(PyCodeObject, co_code_adaptive)" if interp_frames

@@ -71,6 +71,10 @@ typedef struct li_layout {
     int64_t frame_instr;                    /* LI_INTERPRETER_FRAME: instruction pointer */
     int64_t frame_owner;                    /* char owner, or -1 */
     int owner_cstack;                       /* owner value of C-stack entry frames, or -1 */
+    int owner_generator;                    /* owner value of generators' frames, or -1 */
+    /* 1 if every thread's chain ends at an entry frame (owner_cstack) */
+    int chain_ends_at_entry;
+    int64_t frame_gen;                      /* LI_FRAME_OBJECT: f_gen, or -1 */
 
     /* PyCodeObject */
     int64_t code_size;                      /* bytes to read of the code object's head */

@@ -212,6 +212,11 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, size_t *count, size_t *o
     }
     *count = 0;
     *outside = 0;
+    /* What the outermost frame was: a chain that ends in a generator's
+     * frame, or (where threads start at an entry frame) not at an entry
+     * frame, was read while a frame left it (a generator suspended, a
+     * frame returned): torn. */
+    int last_is_entry = 0, last_is_generator = 0;
     for (int depth = 0; frame != 0; depth++) {
         if (depth >= LI_MAX_DEPTH) {
             return LI_TORN;
@@ -233,10 +238,14 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, size_t *count, size_t *o
         int64_t offset;
         if (L->frame_kind == LI_FRAME_OBJECT) {
             offset = (int64_t)i32_at(buf, L->frame_lasti) * L->lasti_unit;
+            last_is_generator = L->frame_gen >= 0 && u64_at(buf, L->frame_gen) != 0;
+            last_is_entry = 0;
         }
         else {
-            if (L->frame_owner >= 0 && L->owner_cstack >= 0
-                && buf[L->frame_owner] == (unsigned char)L->owner_cstack) {
+            int owner = L->frame_owner >= 0 ? buf[L->frame_owner] : -1;
+            last_is_generator = L->owner_generator >= 0 && owner == L->owner_generator;
+            last_is_entry = L->owner_cstack >= 0 && owner == L->owner_cstack;
+            if (last_is_entry) {
                 /* An entry frame of the C stack, not Python code. */
                 frame = back;
                 continue;
@@ -269,6 +278,9 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, size_t *count, size_t *o
         s->nframes++;
         (*count)++;
         frame = back;
+    }
+    if (last_is_generator || (L->chain_ends_at_entry && *count && !last_is_entry)) {
+        return LI_TORN;
     }
     return LI_OK;
 }

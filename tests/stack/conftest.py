@@ -31,10 +31,10 @@ def find_python(minor: int) -> Optional[str]:
     return None
 
 
-def markers() -> Dict[str, int]:
-    """{marker name: line} of the ``# at: NAME`` comments of parked.py."""
+def markers(path: str = PARKED) -> Dict[str, int]:
+    """{marker name: line} of the ``# at: NAME`` comments of a test program."""
     found = {}
-    with open(PARKED) as f:
+    with open(path) as f:
         for number, line in enumerate(f, 1):
             m = re.search(r"# at: (\w+)", line)
             if m:

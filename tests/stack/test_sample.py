@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from .conftest import HERE, MINORS, find_python
+from .conftest import HERE, MINORS, find_python, markers
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="the stack reader reads Linux processes")
@@ -20,13 +20,7 @@ BUSY = os.path.join(HERE, "busy.py")
 
 
 def lines_of_busy():
-    at = {}
-    with open(BUSY) as f:
-        for number, line in enumerate(f, 1):
-            m = re.search(r"# at: (\w+)", line)
-            if m:
-                at[m.group(1)] = number
-    return at
+    return markers(BUSY)
 
 
 @pytest.fixture(params=MINORS, ids=["3.%d" % m for m in MINORS])
