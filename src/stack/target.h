@@ -40,6 +40,13 @@ typedef struct li_target {
      * is replaced, a risk a sampler takes and a one-off reading does not. */
     int trust_known_code;
     uint64_t known_code[4096];
+    /* Per thread state (direct mapped): where its stack chunk (and, where
+     * the innermost frame is reached through one, its C frame) was last
+     * seen, so that the next sample reads the thread state, the chunk and
+     * the innermost frame again in one system call (li_take_sample). */
+    struct li_thread_cache {
+        uint64_t tstate, cframe, chunk, chunk_size, used;
+    } thread_cache[64];
 } li_target;
 
 /* Read n bytes at addr of the target; 0, or an errno value. */
@@ -72,7 +79,7 @@ typedef struct li_sample {
      * read in one go: the frames in it need no read of their own */
     unsigned char *chunk;
     size_t chunk_len, chunk_cap;
-    uint64_t chunk_start;
+    uint64_t chunk_start, chunk_size;
 } li_sample;
 
 /* Most frames read in one thread: deeper stacks are cut (counted as torn,

@@ -166,6 +166,7 @@ read_chunk(li_target *t, li_sample *s, uint64_t chunk, uint64_t frame)
     const li_layout *L = &t->layout;
     s->chunk_len = 0;
     s->chunk_start = 0;
+    s->chunk_size = 0;
     if (chunk == 0 || frame < chunk + 16 || frame - chunk > (1u << 20)) {
         return LI_OK;
     }
@@ -178,6 +179,7 @@ read_chunk(li_target *t, li_sample *s, uint64_t chunk, uint64_t frame)
         return err == EFAULT ? LI_OK : status_of(t, err);
     }
     uint64_t size = u64_at(s->chunk, 8);     /* _PyStackChunk: previous, size */
+    s->chunk_size = size;
     if (len <= size) {
         s->chunk_len = len;
         s->chunk_start = chunk;
@@ -185,12 +187,87 @@ read_chunk(li_target *t, li_sample *s, uint64_t chunk, uint64_t frame)
     return LI_OK;
 }
 
+#define LI_STALE 100   /* snapshot(): the cache no longer describes the thread */
+#define MAX_FIELDS 7
+
+/* The thread's fields, its stack chunk and its innermost frame read before
+ * and after the chunk, all in one system call, from where the thread's
+ * cache says they are.  LI_OK with tv, *frame and s->chunk filled (the
+ * copy is consistent: the thread neither called nor returned while the
+ * kernel copied it), LI_TORN, LI_STALE (read the slow way), or an error. */
+static li_status
+snapshot(li_target *t, li_sample *s, struct li_thread_cache *tc, const int64_t *ts_fields,
+         uint64_t *tv, uint64_t *frame)
+{
+    const li_layout *L = &t->layout;
+    struct iovec local[MAX_FIELDS + 4], remote[MAX_FIELDS + 4];
+    int k = 0;
+    size_t total = 0;
+#define ADD(addr, ptr, n) do { \
+        local[k].iov_base = (ptr); local[k].iov_len = (n); \
+        remote[k].iov_base = (void *)(uintptr_t)(addr); remote[k].iov_len = (n); \
+        total += (n); k++; } while (0)
+    for (int i = 0; i < MAX_FIELDS; i++) {
+        tv[i] = 0;
+        if (ts_fields[i] >= 0) {
+            ADD(tc->tstate + (uint64_t)ts_fields[i], &tv[i], sizeof tv[i]);
+        }
+    }
+    int via_cframe = L->tstate_frame < 0;
+    uint64_t before = 0, after = 0, cframe_after = 0;
+    if (via_cframe) {
+        ADD(tc->cframe + (uint64_t)L->cframe_current_frame, &before, sizeof before);
+    }
+    size_t len = (size_t)(tc->used + 4096 < tc->chunk_size ? tc->used + 4096 : tc->chunk_size);
+    if (grow((void **)&s->chunk, &s->chunk_cap, len, 1)) {
+        return LI_NO_MEMORY;
+    }
+    ADD(tc->chunk, s->chunk, len);
+    if (via_cframe) {
+        ADD(tc->cframe + (uint64_t)L->cframe_current_frame, &after, sizeof after);
+        ADD(tc->tstate + (uint64_t)L->tstate_cframe, &cframe_after, sizeof cframe_after);
+    }
+    else {
+        ADD(tc->tstate + (uint64_t)L->tstate_frame, &after, sizeof after);
+    }
+#undef ADD
+    ssize_t got = process_vm_readv(t->pid, local, (unsigned long)k, remote, (unsigned long)k, 0);
+    if (got < 0 && errno != EFAULT) {
+        return status_of(t, errno);
+    }
+    if (got != (ssize_t)total || tv[6] != tc->chunk || u64_at(s->chunk, 8) != tc->chunk_size
+        || (via_cframe && (tv[5] != tc->cframe || cframe_after != tc->cframe))) {
+        return LI_STALE;
+    }
+    if (!via_cframe) {
+        before = tv[4];
+    }
+    if (before != after) {
+        return LI_TORN;
+    }
+    *frame = before;
+    s->chunk_start = tc->chunk;
+    s->chunk_size = tc->chunk_size;
+    if (before >= tc->chunk + 16 && before - tc->chunk + (uint64_t)L->frame_size <= len) {
+        s->chunk_len = (size_t)(before - tc->chunk) + (size_t)L->frame_size;
+        tc->used = s->chunk_len;
+        return LI_OK;
+    }
+    if (before >= tc->chunk && before < tc->chunk + tc->chunk_size) {
+        return LI_STALE;    /* deeper than the copy */
+    }
+    /* The innermost frame is elsewhere (a generator's): the frames below
+     * it in the chunk are in the copy, the walk reads it on its own. */
+    s->chunk_len = len;
+    return LI_OK;
+}
+
 /* LI_OK if the thread's innermost frame is still `frame`, else LI_TORN. */
 static li_status
 still_at(li_target *t, uint64_t tstate, const int64_t *ts_fields, uint64_t frame)
 {
-    uint64_t again[7], frame_again;
-    int err = read_fields(t, tstate, ts_fields, again, 7);
+    uint64_t again[MAX_FIELDS], frame_again;
+    int err = read_fields(t, tstate, ts_fields, again, MAX_FIELDS);
     if (err == 0) {
         err = top_frame(t, tstate, again, &frame_again);
     }
@@ -321,21 +398,41 @@ li_take_sample(li_target *t, li_sample *s)
             if (nthreads >= MAX_THREADS) {
                 return LI_TORN;
             }
-            int64_t ts_fields[7] = {L->tstate_next, L->tstate_interp, L->tstate_thread_id,
-                                    L->tstate_native_thread_id, L->tstate_frame,
-                                    L->tstate_cframe, L->tstate_datastack_chunk};
-            uint64_t tv[7];
-            err = read_fields(t, tstate, ts_fields, tv, 7);
-            if (err) {
-                return status_of(t, err);
+            int64_t ts_fields[MAX_FIELDS] = {L->tstate_next, L->tstate_interp,
+                                             L->tstate_thread_id, L->tstate_native_thread_id,
+                                             L->tstate_frame, L->tstate_cframe,
+                                             L->tstate_datastack_chunk};
+            uint64_t tv[MAX_FIELDS], frame = 0;
+            struct li_thread_cache *tc = &t->thread_cache[(tstate >> 6) % 64];
+            li_status st = LI_STALE;
+            if (tc->tstate == tstate && tc->chunk && tc->chunk_size) {
+                st = snapshot(t, s, tc, ts_fields, tv, &frame);
+            }
+            if (st == LI_STALE) {
+                err = read_fields(t, tstate, ts_fields, tv, MAX_FIELDS);
+                if (err == 0) {
+                    err = top_frame(t, tstate, tv, &frame);
+                }
+                if (err) {
+                    return status_of(t, err);
+                }
+                st = read_chunk(t, s, tv[6], frame);
+                if (st == LI_OK && s->chunk_len) {
+                    /* The copy holds a consistent stack if the thread neither
+                     * called nor returned while it was made. */
+                    st = still_at(t, tstate, ts_fields, frame);
+                }
+                tc->tstate = tstate;
+                tc->cframe = tv[5];
+                tc->chunk = tv[6];
+                tc->chunk_size = s->chunk_size;
+                tc->used = s->chunk_len;
+            }
+            if (st != LI_OK) {
+                return st;
             }
             if (tv[1] != interp) {
                 return LI_TORN;
-            }
-            uint64_t frame;
-            err = top_frame(t, tstate, tv, &frame);
-            if (err) {
-                return status_of(t, err);
             }
             if (grow((void **)&s->threads, &s->threads_cap, s->nthreads + 1,
                      sizeof *s->threads)) {
@@ -348,15 +445,6 @@ li_take_sample(li_target *t, li_sample *s)
                                                             : tid_from_pthread(t, tv[2]);
             th->holds_gil = gil_known ? holder == tstate : -1;
             th->first = s->nframes;
-            li_status st = read_chunk(t, s, tv[6], frame);
-            if (st == LI_OK && s->chunk_len) {
-                /* The copy holds a consistent stack if the thread neither
-                 * called nor returned while it was made. */
-                st = still_at(t, tstate, ts_fields, frame);
-            }
-            if (st != LI_OK) {
-                return st;
-            }
             size_t outside;
             st = walk_frames(t, s, frame, &th->count, &outside);
             if (st == LI_OK && outside) {
