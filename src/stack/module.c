@@ -43,7 +43,26 @@ typedef struct {
     PyObject *frame_ids;
     PyObject *frame_list;
     unsigned long long taken, torn, dropped;
+    /* set while a method reads with the GIL released: another thread's
+     * call would share the sample buffers */
+    int busy;
 } ReaderObject;
+
+/* 0 if self can read now, -1 with an exception if it is not initialised or
+ * another thread is reading with it. */
+static int
+check_ready(ReaderObject *self)
+{
+    if (self->frame_list == NULL) {
+        PyErr_SetString(PyExc_ValueError, "Reader is not initialised");
+        return -1;
+    }
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "Reader is in use by another thread");
+        return -1;
+    }
+    return 0;
+}
 
 static const char PERMISSION_ADVICE[] =
     ": run as the same user as the target (or root), with "
@@ -91,18 +110,33 @@ Reader_init(ReaderObject *self, PyObject *args, PyObject *kwds)
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "i:Reader", kwlist, &pid)) {
         return -1;
     }
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "Reader is in use by another thread");
+        return -1;
+    }
+    /* A second __init__ starts afresh: nothing cached is of the new target. */
+    PyMem_Free(self->cache.slots);
+    memset(&self->cache, 0, sizeof self->cache);
+    Py_CLEAR(self->codes);
+    Py_CLEAR(self->frame_ids);
+    Py_CLEAR(self->frame_list);
+    self->taken = self->torn = self->dropped = 0;
     char msg[512] = "";
     li_status st;
+    self->busy = 1;
     Py_BEGIN_ALLOW_THREADS
     st = li_attach(&self->target, (pid_t)pid, msg, sizeof msg);
     Py_END_ALLOW_THREADS
+    self->busy = 0;
     if (st != LI_OK) {
         return raise_status(st, msg, pid);
     }
-    Py_XSETREF(self->codes, PyDict_New());
-    Py_XSETREF(self->frame_ids, PyDict_New());
-    Py_XSETREF(self->frame_list, PyList_New(0));
-    if (self->codes == NULL || self->frame_ids == NULL || self->frame_list == NULL) {
+    self->codes = PyDict_New();
+    self->frame_ids = PyDict_New();
+    self->frame_list = self->codes && self->frame_ids ? PyList_New(0) : NULL;
+    if (self->frame_list == NULL) {
+        Py_CLEAR(self->codes);
+        Py_CLEAR(self->frame_ids);
         return -1;
     }
     return 0;
@@ -384,9 +418,11 @@ take(ReaderObject *self, int trust)
 {
     li_status st;
     self->target.trust_known_code = trust;
+    self->busy = 1;
     Py_BEGIN_ALLOW_THREADS
     st = li_take_sample(&self->target, &self->sample);
     Py_END_ALLOW_THREADS
+    self->busy = 0;
     return st;
 }
 
@@ -442,7 +478,8 @@ Reader_sample(ReaderObject *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"attempts", NULL};
     int attempts = 3;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|i:sample", kwlist, &attempts)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|i:sample", kwlist, &attempts)
+        || check_ready(self) < 0) {
         return NULL;
     }
     self->taken++;
@@ -481,7 +518,8 @@ Reader_threads(ReaderObject *self, PyObject *args, PyObject *kwds)
     static char *kwlist[] = {"attempts", "with_code", NULL};
     int attempts = 1000, with_code = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|ip:threads", kwlist, &attempts,
-                                     &with_code)) {
+                                     &with_code)
+        || check_ready(self) < 0) {
         return NULL;
     }
     for (int attempt = 0; attempt < attempts; attempt++) {
@@ -563,6 +601,9 @@ PyDoc_STRVAR(Reader_frame_doc, "frame(id) -> (filename, name, line) of a frame i
 static PyObject *
 Reader_frame(ReaderObject *self, PyObject *arg)
 {
+    if (check_ready(self) < 0) {
+        return NULL;
+    }
     Py_ssize_t id = PyLong_AsSsize_t(arg);
     if (id == -1 && PyErr_Occurred()) {
         return NULL;

@@ -186,3 +186,28 @@ def test_no_permission(parked):
                          stdout=subprocess.PIPE, text=True, check=True).stdout
     assert "not allowed to read process" in out
     assert "ptrace_scope" in out and "CAP_SYS_PTRACE" in out
+
+
+def test_reader_not_initialised():
+    from lowimpact import _stack
+
+    reader = _stack.Reader.__new__(_stack.Reader)
+    with pytest.raises(ValueError, match="not initialised"):
+        reader.sample()
+    with pytest.raises(ValueError, match="not initialised"):
+        reader.threads()
+
+
+def test_reader_reinitialised(parked):
+    """A second __init__ reads the new process, with nothing cached from the first."""
+    other = start_parked(sys.executable)
+    try:
+        reader = attach(other.process.pid)
+        assert reader.sample() is not None
+        reader.__init__(parked.process.pid)
+        assert reader.pid == parked.process.pid and reader.samples_taken == 0
+        assert reader.version[:2] == parked.version
+        main, _worker = split_threads(read_stacks(reader), parked.process.pid)
+        assert own_frames(main) == expected_main_stack(parked.version)
+    finally:
+        stop_parked(other)
