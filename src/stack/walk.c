@@ -218,7 +218,7 @@ snapshot(li_target *t, li_sample *s, struct li_thread_cache *tc, const int64_t *
     if (via_cframe) {
         ADD(tc->cframe + (uint64_t)L->cframe_current_frame, &before, sizeof before);
     }
-    size_t len = (size_t)(tc->used + 4096 < tc->chunk_size ? tc->used + 4096 : tc->chunk_size);
+    size_t len = (size_t)(tc->used + 1024 < tc->chunk_size ? tc->used + 1024 : tc->chunk_size);
     if (grow((void **)&s->chunk, &s->chunk_cap, len, 1)) {
         return LI_NO_MEMORY;
     }
@@ -298,14 +298,14 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, size_t *count, size_t *o
         if (depth >= LI_MAX_DEPTH) {
             return LI_TORN;
         }
-        int err = 0;
-        if (frame >= s->chunk_start && frame - s->chunk_start + (uint64_t)L->frame_size
-                                           <= s->chunk_len) {
+        int err = 0, copied = frame >= s->chunk_start
+                              && frame - s->chunk_start + (uint64_t)L->frame_size
+                                 <= s->chunk_len;
+        if (copied) {
             memcpy(buf, s->chunk + (frame - s->chunk_start), (size_t)L->frame_size);
         }
         else {
             err = li_read(t, frame, buf, (size_t)L->frame_size);
-            (*outside)++;
         }
         if (err) {
             return status_of(t, err);
@@ -315,6 +315,7 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, size_t *count, size_t *o
         int64_t offset;
         if (L->frame_kind == LI_FRAME_OBJECT) {
             offset = (int64_t)i32_at(buf, L->frame_lasti) * L->lasti_unit;
+            *outside += !copied;
             last_is_generator = L->frame_gen >= 0 && u64_at(buf, L->frame_gen) != 0;
             last_is_entry = 0;
         }
@@ -322,6 +323,10 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, size_t *count, size_t *o
             int owner = L->frame_owner >= 0 ? buf[L->frame_owner] : -1;
             last_is_generator = L->owner_generator >= 0 && owner == L->owner_generator;
             last_is_entry = L->owner_cstack >= 0 && owner == L->owner_cstack;
+            /* An entry frame (3.13 keeps them on the C stack, outside the
+             * chunk) does not change while the frames above it, which the
+             * copy holds, exist: it needs no check of its own. */
+            *outside += !copied && !last_is_entry;
             if (last_is_entry) {
                 /* An entry frame of the C stack, not Python code. */
                 frame = back;
