@@ -3,7 +3,8 @@
 lowimpact._engine (the engine, on interpreters without sys.monitoring) has one
 instrumentation back end per bytecode format, and lowimpact._capi (the C API,
 lowimpact.h) one extension side per kind of interpreter: the sources compiled
-are chosen by the version being built for.
+are chosen by the version being built for.  lowimpact._stack (the stack
+reader) is the same on every version 3.9+.
 """
 
 import os
@@ -13,6 +14,7 @@ from glob import glob
 from setuptools import Extension, setup
 
 ENGINE = "src/engine"
+STACK = "src/stack"
 
 # One instrumentation back end per bytecode format.
 BACKENDS = {
@@ -47,10 +49,23 @@ def headers(*directories):
     return sorted(h for d in directories for h in glob(os.path.join(d, "*.h")))
 
 
+def stack_reader():
+    """lowimpact._stack, the out-of-process stack reader (Linux): the same
+    sources on every version, since the version it reads is the target's."""
+    if not sys.platform.startswith("linux"):
+        return []
+    return [Extension("lowimpact._stack", sources=sorted(glob(os.path.join(STACK, "*.c"))),
+                      include_dirs=[STACK],
+                      depends=headers(STACK, os.path.join(STACK, "layouts")),
+                      extra_compile_args=compile_args(), extra_link_args=link_args())]
+
+
 def extensions():
     version = sys.version_info[:2]
-    if sys.implementation.name != "cpython" or version < (3, 11):
+    if sys.implementation.name != "cpython" or version < (3, 9):
         return []
+    if version < (3, 11):
+        return stack_reader()
     include = [ENGINE, "src/shared", "src/lowimpact/include"]
     result = []
     backend = BACKENDS.get(version)
@@ -67,7 +82,7 @@ def extensions():
                             include_dirs=["src/capi", "src/shared", "src/lowimpact/include"],
                             depends=headers("src/capi", "src/shared", "src/lowimpact/include"),
                             extra_compile_args=compile_args(), extra_link_args=link_args()))
-    return result
+    return result + stack_reader()
 
 
 setup(ext_modules=extensions())

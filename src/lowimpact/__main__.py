@@ -5,6 +5,10 @@ Usage::
     python -m lowimpact run   [-m] script|module [args ...]
     python -m lowimpact trace [--events NAMES] [--output FILE] [--all-code]
                               [-m] script|module [args ...]
+    python -m lowimpact stack [--no-source] PID
+    python -m lowimpact sample [--rate HZ] [--duration S]
+                               [--format collapsed|speedscope|svg] [-o FILE]
+                               (PID | -- script.py [args ...])
     python -m lowimpact <command> -h
 
 ``run`` runs a script (or, with ``-m``, a module) as ``python`` would, with
@@ -18,6 +22,11 @@ Only the code under the script's directory is traced, not the standard
 library or installed packages, unless ``--all-code`` is given.
 
 The program's output, exit status and traceback are as without lowimpact.
+
+``stack`` prints every thread's Python stack in a running CPython 3.9-3.13
+process, read from outside without stopping it; ``sample`` samples those
+stacks at a fixed rate and writes a profile (collapsed stacks, speedscope
+JSON or an SVG flame graph).
 """
 
 import sys

@@ -59,6 +59,26 @@ examples:
   python -m lowimpact trace --events call,c_return -m json.tool data.json"""
 
 
+_STACK_DESCRIPTION = """\
+Print the Python stack of every thread of a running CPython 3.9-3.13 process,
+innermost frame last, as a traceback shows it, and which thread holds the GIL
+where the version makes it readable.  The process is read from outside and
+not stopped.  Reading another process needs the same user (or root) and
+/proc/sys/kernel/yama/ptrace_scope 0, or CAP_SYS_PTRACE."""
+
+_SAMPLE_DESCRIPTION = """\
+Sample the Python stacks of a running process (PID) or of a script started
+with this python (-- script.py args), without pausing it, and write the
+counts of the stacks seen as collapsed stacks (flamegraph.pl's input, as
+py-spy writes it), a speedscope profile or an SVG flame graph.  Samples that
+raced with the process are dropped and counted; a summary of samples taken,
+dropped and the rate achieved is printed to stderr.
+
+examples:
+  python -m lowimpact sample --duration 10 4242
+  python -m lowimpact sample --rate 1000 --format svg -o app.svg -- app.py --port 80"""
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run ``python -m lowimpact`` with *argv* (default: ``sys.argv[1:]``).
 
@@ -122,6 +142,40 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_target_arguments(trace)
     trace.set_defaults(handler=_trace, parser=trace)
+
+    stack = commands.add_parser(
+        "stack",
+        help="print every thread's Python stack in a running process",
+        description=_STACK_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    stack.add_argument("pid", type=int, help="the process id of a CPython 3.9-3.13 process")
+    stack.add_argument("--no-source", action="store_true",
+                       help="leave out the source line below each frame")
+    stack.set_defaults(handler=_stack, parser=stack)
+
+    sample = commands.add_parser(
+        "sample",
+        help="sample a process's Python stacks without pausing it",
+        description=_SAMPLE_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="%s sample [-h] [--rate HZ] [--duration S] [--format FORMAT] [-o FILE]\n"
+        "       %s(PID | -- script.py [args ...])" % (PROG, " " * len(PROG + " sample ")),
+    )
+    sample.add_argument("--rate", type=float, default=100.0, metavar="HZ",
+                        help="samples per second (default 100)")
+    sample.add_argument("--duration", type=float, metavar="S",
+                        help="seconds to sample (default: until the process exits or Ctrl-C)")
+    sample.add_argument("--format", default="collapsed",
+                        choices=("collapsed", "speedscope", "svg"),
+                        help="collapsed stacks (default), speedscope JSON or an SVG flame graph")
+    sample.add_argument("-o", "--output", metavar="FILE",
+                        help="where to write the profile (default: profile.txt, "
+                        "profile.speedscope.json or profile.svg)")
+    sample.add_argument("target", nargs=argparse.REMAINDER, metavar="PID | -- script.py",
+                        help="a process id, or -- and the script and arguments to start "
+                        "with this python")
+    sample.set_defaults(handler=_sample, parser=sample)
     return parser
 
 
@@ -162,6 +216,59 @@ def _trace(options: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         return _run_target(target, Tracer(sys.stderr, events=events, scope=scope))
     with _open_output(options.output, parser) as stream:
         return _run_target(target, Tracer(stream, events=events, scope=scope))
+
+
+def _stack(options: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from lowimpact.tools.stack import attach, read_stacks, write_stacks
+
+    try:
+        reader = attach(options.pid)
+        stacks = read_stacks(reader)
+    except (OSError, RuntimeError) as exc:
+        print("%s stack: %s" % (PROG, exc), file=sys.stderr)
+        return 1
+    write_stacks(reader, stacks, sys.stdout, source=not options.no_source)
+    return 0
+
+
+def _sample(options: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import subprocess
+
+    from lowimpact.tools import sample as sampler
+
+    target = list(options.target)
+    if target[:1] == ["--"]:
+        target = target[1:]
+    if not target:
+        parser.error("a process id, or -- and a script, is required")
+    if options.rate <= 0:
+        parser.error("--rate must be positive")
+    child = None
+    if len(target) == 1 and target[0].isdigit() and options.target[:1] != ["--"]:
+        pid = int(target[0])
+    else:
+        child = subprocess.Popen(sampler.script_command(sys.executable, target))
+        pid = child.pid
+    try:
+        if child is not None:
+            sampler.wait_for_python(pid)
+        profile = sampler.sample(pid, rate=options.rate, duration=options.duration,
+                                 stop=None if child is None else lambda: child.poll() is not None)
+    except (OSError, RuntimeError) as exc:
+        print("%s sample: %s" % (PROG, exc), file=sys.stderr)
+        if child is not None:
+            child.wait()
+        return 1
+    status = 0 if child is None else child.wait()
+    output = options.output or sampler.default_output(options.format)
+    try:
+        with open(output, "w", encoding="utf-8") as stream:
+            sampler.write_profile(profile, options.format, stream)
+    except OSError as exc:
+        print("%s sample: cannot write %s: %s" % (PROG, output, exc.strerror), file=sys.stderr)
+        return 1
+    print("%s sample: %s; wrote %s" % (PROG, sampler.summary(profile), output), file=sys.stderr)
+    return status
 
 
 def _open_output(path: str, parser: argparse.ArgumentParser) -> TextIO:

@@ -1,0 +1,271 @@
+"""A sampling profiler that reads another process's stacks without pausing it.
+
+``python -m lowimpact sample PID`` (or ``-- script.py args`` to start one)
+takes snapshots of every thread's Python stack at a fixed rate (default
+100 Hz), counts identical stacks and writes them as
+
+- ``collapsed``: one line per stack, frames outermost first separated by
+  ``;``, then the count (the format of Brendan Gregg's flamegraph.pl, which
+  py-spy writes too): ``main (app.py:10);work (app.py:4) 37``;
+- ``speedscope``: speedscope's JSON file format, one sampled profile per
+  thread (https://www.speedscope.app);
+- ``svg``: a flame graph, drawn by this module.
+
+The target runs on while it is read; a snapshot that raced with it (a call
+or return while a thread's frames were read) is detected and read again at
+once, up to three times, then dropped; torn reads and dropped samples are
+counted.  A summary of samples taken, dropped and the rate
+achieved goes to stderr.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+import zlib
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, TextIO, Tuple
+
+from lowimpact.tools.stack import attach, thread_name
+
+try:
+    from lowimpact._stack import sleep as _sleep
+except ImportError:  # pragma: no cover - not Linux, or not built
+    _sleep = time.sleep
+
+__all__ = ["Profile", "FORMATS", "sample", "write_collapsed", "write_speedscope", "write_svg",
+           "write_profile"]
+
+FORMATS = ("collapsed", "speedscope", "svg")
+
+Frame = Tuple[str, str, int]
+
+
+class Profile(NamedTuple):
+    """What a sampling run gathered."""
+
+    pid: int
+    #: {(thread key, frame ids outermost first): samples}
+    counts: Dict[Tuple[int, Tuple[int, ...]], int]
+    #: frame id -> (filename, name, line)
+    frames: List[Frame]
+    #: thread key (kernel tid) -> the thread's name, where known
+    thread_names: Dict[int, str]
+    taken: int
+    #: reads found torn (each made again at once) and samples dropped
+    #: because every read of theirs was torn
+    torn: int
+    dropped: int
+    elapsed: float
+    rate: float
+    #: CPU time the sampler spent, in seconds
+    cpu: float
+
+
+def sample(pid: int, rate: float = 100.0, duration: Optional[float] = None,
+           stop: Optional[Callable[[], bool]] = None) -> Profile:
+    """Sample process *pid* at *rate* Hz for *duration* seconds (None: until
+    it exits, *stop* returns true, or KeyboardInterrupt)."""
+    reader = attach(pid)
+    period = 1.0 / rate
+    counts: Dict[Tuple[int, Tuple[int, ...]], int] = {}
+    names: Dict[int, str] = {}
+    cpu0 = time.process_time()
+    start = time.perf_counter()
+    deadline = None if duration is None else start + duration
+    due = start
+    take = reader.sample
+    try:
+        while True:
+            now = time.perf_counter()
+            if deadline is not None and now >= deadline:
+                break
+            if now < due:
+                _sleep(due - now)
+            # Behind schedule (a slow read, a busy machine): go on from now
+            # rather than catch up in a burst.
+            due = max(due + period, time.perf_counter())
+            try:
+                snapshot = take()
+            except ProcessLookupError:
+                break
+            if snapshot is not None:
+                for key in snapshot:
+                    counts[key] = counts.get(key, 0) + 1
+                    if key[0] not in names:
+                        names[key[0]] = thread_name(pid, key[0]) or str(key[0])
+            if stop is not None and stop():
+                break
+    except KeyboardInterrupt:
+        pass
+    elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu0
+    frames = []
+    while True:
+        try:
+            frames.append(reader.frame(len(frames)))
+        except IndexError:
+            break
+    return Profile(pid, counts, frames, names, reader.samples_taken, reader.samples_torn,
+                   reader.samples_dropped, elapsed, rate, cpu)
+
+
+def _label(frame: Frame) -> str:
+    filename, name, line = frame
+    return "%s (%s:%d)" % (name, filename, line)
+
+
+def _stacks(profile: Profile) -> Dict[Tuple[str, ...], int]:
+    """Counts per stack of labels (threads merged, as py-spy does by default)."""
+    merged: Dict[Tuple[str, ...], int] = {}
+    for (_thread, ids), n in profile.counts.items():
+        if not ids:
+            continue
+        key = tuple(_label(profile.frames[i]) for i in ids)
+        merged[key] = merged.get(key, 0) + n
+    return merged
+
+
+def write_collapsed(profile: Profile, stream: TextIO) -> None:
+    """Brendan Gregg's collapsed stacks: ``frame;frame;frame count``."""
+    for stack, n in sorted(_stacks(profile).items()):
+        stream.write("%s %d\n" % (";".join(stack), n))
+
+
+def write_speedscope(profile: Profile, stream: TextIO) -> None:
+    """speedscope's file format: a sampled profile per thread."""
+    shared = [{"name": name, "file": filename, "line": line}
+              for filename, name, line in profile.frames]
+    per_thread: Dict[int, List[Tuple[Tuple[int, ...], int]]] = {}
+    for (thread, ids), n in sorted(profile.counts.items()):
+        if ids:
+            per_thread.setdefault(thread, []).append((ids, n))
+    interval = 1.0 / profile.rate
+    profiles = []
+    for thread, entries in sorted(per_thread.items()):
+        weights = [n * interval for _ids, n in entries]
+        profiles.append({
+            "type": "sampled",
+            "name": "%s (thread %d)" % (profile.thread_names.get(thread, thread), thread),
+            "unit": "seconds",
+            "startValue": 0,
+            "endValue": sum(weights),
+            "samples": [list(ids) for ids, _n in entries],
+            "weights": weights,
+        })
+    json.dump({
+        "$schema": "https://www.speedscope.app/file-format-schema.json",
+        "shared": {"frames": shared},
+        "profiles": profiles,
+        "name": "lowimpact sample of process %d" % profile.pid,
+        "activeProfileIndex": 0,
+        "exporter": "lowimpact",
+    }, stream)
+    stream.write("\n")
+
+
+class _Node:
+    __slots__ = ("name", "value", "children")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.value = 0
+        self.children: Dict[str, "_Node"] = {}
+
+
+def write_svg(profile: Profile, stream: TextIO, width: int = 1200) -> None:
+    """A flame graph: callers below, callees above, widths by samples; each
+    box's tooltip names the frame and its share."""
+    root = _Node("all")
+    depth = 0
+    for stack, n in _stacks(profile).items():
+        root.value += n
+        node = root
+        for label in stack:
+            node = node.children.setdefault(label, _Node(label))
+            node.value += n
+        depth = max(depth, len(stack))
+    row, pad = 16, 30
+    height = (depth + 1) * row + 2 * pad
+    total = max(root.value, 1)
+    out = [
+        '<?xml version="1.0" encoding="UTF-8"?>\n',
+        '<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" '
+        'font-family="monospace" font-size="11">\n' % (width, height),
+        '<rect width="100%" height="100%" fill="#f8f8f0"/>\n',
+        '<text x="%d" y="20" font-size="14" text-anchor="middle">lowimpact sample: '
+        'process %d, %d samples</text>\n' % (width // 2, profile.pid, root.value),
+    ]
+    scale = (width - 20) / total
+
+    def draw(node: _Node, x: float, level: int) -> None:
+        w = node.value * scale
+        if w < 0.5:
+            return
+        y = height - pad - (level + 1) * row
+        hue = zlib.crc32(node.name.encode()) % 60
+        label = html.escape(node.name)
+        share = 100.0 * node.value / total
+        out.append('<g><title>%s (%d samples, %.2f%%)</title>'
+                   '<rect x="%.1f" y="%d" width="%.1f" height="%d" rx="2" '
+                   'fill="hsl(%d,85%%,60%%)" stroke="#f8f8f0"/>'
+                   % (label, node.value, share, x, y, w, row - 1, hue))
+        chars = int(w / 7) - 1
+        if chars >= 3:
+            text = node.name if len(node.name) <= chars else node.name[:chars - 2] + ".."
+            out.append('<text x="%.1f" y="%d">%s</text>' % (x + 3, y + row - 4,
+                                                            html.escape(text)))
+        out.append("</g>\n")
+        for child in sorted(node.children.values(), key=lambda c: c.name):
+            draw(child, x, level + 1)
+            x += child.value * scale
+
+    draw(root, 10.0, 0)
+    out.append("</svg>\n")
+    stream.write("".join(out))
+
+
+def write_profile(profile: Profile, fmt: str, stream: TextIO) -> None:
+    """Write *profile* in format *fmt* (one of FORMATS)."""
+    {"collapsed": write_collapsed, "speedscope": write_speedscope,
+     "svg": write_svg}[fmt](profile, stream)
+
+
+def summary(profile: Profile) -> str:
+    """One line: samples taken, dropped, achieved and requested rate, CPU."""
+    achieved = profile.taken / profile.elapsed if profile.elapsed > 0 else 0.0
+    dropped = 100.0 * profile.dropped / profile.taken if profile.taken else 0.0
+    per_sample = 1e6 * profile.cpu / profile.taken if profile.taken else 0.0
+    return ("%d samples in %.2f s (%.1f Hz of %.0f Hz requested), %d dropped (%.2f%%; "
+            "%d torn reads, each read again), sampler CPU %.1f us per sample"
+            % (profile.taken, profile.elapsed, achieved, profile.rate, profile.dropped,
+               dropped, profile.torn, per_sample))
+
+
+def default_output(fmt: str) -> str:
+    """The file written when no -o is given."""
+    return {"collapsed": "profile.txt", "speedscope": "profile.speedscope.json",
+            "svg": "profile.svg"}[fmt]
+
+
+def wait_for_python(pid: int, timeout: float = 10.0) -> None:
+    """Wait until a just-started process is a readable CPython (its runtime
+    mapped and its interpreter running); raise what attach() raises if not."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            reader = attach(pid)
+            if reader.sample():
+                return
+        except (OSError, RuntimeError):
+            if time.monotonic() >= deadline:
+                raise
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(0.005)
+
+
+def script_command(python: str, argv: Sequence[str]) -> List[str]:
+    """The command that runs ``script.py args`` (or ``-m module args``)."""
+    return [python] + list(argv)
+

@@ -1,0 +1,136 @@
+/* Where the fields an out-of-process reader needs sit in one CPython minor
+ * version's structures: the only version-specific data of the stack reader.
+ *
+ * Offsets are in bytes from the start of the structure named in the field's
+ * prefix; -1 means the version has no such field.  The tables of 3.9-3.12
+ * (layouts/pyNNN.h) are generated from each version's installed headers by
+ * scripts/gen_stack_layouts.py; 3.13's offsets come from the target's own
+ * _Py_DebugOffsets at run time, and its table holds only what those lack.
+ * The walker reads *behaviours* from here (which frame chain, which line
+ * table format), never a version number. */
+#ifndef LI_STACK_LAYOUT_H
+#define LI_STACK_LAYOUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* How a thread's frames are chained. */
+enum li_frame_kind {
+    /* PyFrameObject linked by f_back, the position is f_lasti (an int). */
+    LI_FRAME_OBJECT = 1,
+    /* _PyInterpreterFrame linked by previous, the position is a pointer
+     * into the code object's co_code_adaptive. */
+    LI_INTERPRETER_FRAME = 2,
+};
+
+/* How a code object maps bytecode offsets to lines. */
+enum li_linetable_format {
+    LI_LINETABLE_LNOTAB = 1,     /* co_lnotab: (offset delta, line delta) byte pairs */
+    LI_LINETABLE_PAIRS = 2,      /* co_linetable of PEP 626: (size, line delta) pairs */
+    LI_LINETABLE_LOCATIONS = 3,  /* co_linetable of PEP 657: varint location entries */
+};
+
+typedef struct li_layout {
+    int major, minor;
+    /* 1 if the offsets below are to be read from the target's
+     * _Py_DebugOffsets (the table then supplies only the constants). */
+    int from_debug_offsets;
+
+    /* _PyRuntimeState */
+    int64_t runtime_interpreters_head;
+    int64_t runtime_gil_tstate_current;     /* the thread holding the GIL, or -1 */
+
+    /* PyInterpreterState */
+    int64_t interp_size;
+    int64_t interp_next;
+    int64_t interp_threads_head;
+    int64_t interp_gil_locked;              /* its own GIL's locked (an int), or -1 */
+    int64_t interp_gil_holder;              /* its own GIL's last holder, or -1 */
+
+    /* PyThreadState */
+    int64_t tstate_size;
+    int64_t tstate_next;
+    int64_t tstate_interp;
+    int64_t tstate_thread_id;               /* pthread_t */
+    int64_t tstate_native_thread_id;        /* the kernel's tid, or -1 */
+    int64_t tstate_frame;                   /* innermost frame, or -1 (then via cframe) */
+    int64_t tstate_cframe;                  /* _PyCFrame *, or -1 */
+    int64_t cframe_current_frame;           /* in _PyCFrame, or -1 */
+    /* the _PyStackChunk holding the thread's newest frames, or -1 where
+     * frames are separate objects; the chunk starts with its header
+     * (previous, size), its frames follow, outermost first */
+    int64_t tstate_datastack_chunk;
+
+    /* frames */
+    int frame_kind;                         /* enum li_frame_kind */
+    int64_t frame_size;                     /* bytes to read of one frame */
+    int64_t frame_back;
+    int64_t frame_code;
+    int64_t frame_lasti;                    /* LI_FRAME_OBJECT: int f_lasti */
+    int lasti_unit;                         /* bytes per unit of f_lasti */
+    int64_t frame_instr;                    /* LI_INTERPRETER_FRAME: instruction pointer */
+    int64_t frame_owner;                    /* char owner, or -1 */
+    int owner_cstack;                       /* owner value of C-stack entry frames, or -1 */
+    int owner_generator;                    /* owner value of generators' frames, or -1 */
+    /* 1 if every thread's chain ends at an entry frame (owner_cstack) */
+    int chain_ends_at_entry;
+    int64_t frame_gen;                      /* LI_FRAME_OBJECT: f_gen, or -1 */
+
+    /* PyCodeObject */
+    int64_t code_size;                      /* bytes to read of the code object's head */
+    int64_t code_filename;
+    int64_t code_name;
+    int64_t code_qualname;                  /* or -1 */
+    int64_t code_linetable;
+    int64_t code_firstlineno;
+    int64_t code_adaptive;                  /* co_code_adaptive, or -1 */
+    int linetable_format;                   /* enum li_linetable_format */
+
+    /* objects */
+    int64_t object_type;                    /* ob_type */
+    int64_t bytes_size;                     /* ob_size of a bytes object */
+    int64_t bytes_data;                     /* ob_sval */
+    int64_t unicode_state;
+    int64_t unicode_length;
+    int64_t unicode_ascii_size;             /* sizeof(PyASCIIObject): compact ASCII data */
+    int64_t unicode_compact_size;           /* sizeof(PyCompactUnicodeObject) */
+    /* the state bit field, as masks over its first 32 bits */
+    uint32_t unicode_kind_mask;
+    int unicode_kind_shift;
+    uint32_t unicode_compact_mask;
+    uint32_t unicode_ascii_mask;
+} li_layout;
+
+/* The table of major.minor, or NULL if the version is not supported. */
+const li_layout *li_layout_find(int major, int minor);
+
+/* Where _Py_DebugOffsets keeps what the reader needs (layouts/debug_offsets.h). */
+typedef struct li_debug_offsets_fields {
+    int major, minor;
+    int64_t size;          /* bytes to read from _PyRuntime */
+    int64_t version;
+    int64_t free_threaded;
+    int64_t runtime_interpreters_head;
+    int64_t interp_size, interp_next, interp_threads_head;
+    int64_t interp_gil_locked, interp_gil_holder;
+    int64_t tstate_size, tstate_next, tstate_interp, tstate_current_frame;
+    int64_t tstate_thread_id, tstate_native_thread_id, tstate_datastack_chunk;
+    int64_t frame_size, frame_previous, frame_executable, frame_instr_ptr, frame_owner;
+    int64_t code_size, code_filename, code_name, code_qualname, code_linetable;
+    int64_t code_firstlineno, code_adaptive;
+    int64_t object_type;
+    int64_t bytes_size, bytes_data;
+    int64_t unicode_state, unicode_length, unicode_ascii_size;
+} li_debug_offsets_fields;
+
+/* Where the fields of major.minor's _Py_DebugOffsets are, or NULL. */
+const li_debug_offsets_fields *li_debug_offsets_find(int major, int minor);
+
+/* Fill *out from *base (the version's table) and the target's
+ * _Py_DebugOffsets in buf (n bytes).  0 on success, -1 if buf is not a
+ * _Py_DebugOffsets the reader can use (error text in msg). */
+int li_layout_from_debug_offsets(li_layout *out, const li_layout *base,
+                                 const unsigned char *buf, size_t n,
+                                 char *msg, size_t msg_size);
+
+#endif

@@ -1,0 +1,130 @@
+/* The per-version tables, and 3.13's offsets taken from the target. */
+#include "layout.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "layouts/py309.h"
+#include "layouts/py310.h"
+#include "layouts/py311.h"
+#include "layouts/py312.h"
+#include "layouts/py313.h"
+#include "layouts/debug_offsets_py313.h"
+
+static const li_layout *const layouts[] = {
+    &li_layout_py309, &li_layout_py310, &li_layout_py311, &li_layout_py312, &li_layout_py313,
+};
+
+static const li_debug_offsets_fields *const debug_offsets[] = {
+    &li_debug_offsets_py313,
+};
+
+const li_layout *
+li_layout_find(int major, int minor)
+{
+    for (size_t i = 0; i < sizeof layouts / sizeof layouts[0]; i++) {
+        if (layouts[i]->major == major && layouts[i]->minor == minor) {
+            return layouts[i];
+        }
+    }
+    return NULL;
+}
+
+const li_debug_offsets_fields *
+li_debug_offsets_find(int major, int minor)
+{
+    for (size_t i = 0; i < sizeof debug_offsets / sizeof debug_offsets[0]; i++) {
+        if (debug_offsets[i]->major == major && debug_offsets[i]->minor == minor) {
+            return debug_offsets[i];
+        }
+    }
+    return NULL;
+}
+
+static int64_t
+field(const unsigned char *buf, int64_t at)
+{
+    uint64_t value;
+    memcpy(&value, buf + at, sizeof value);
+    return (int64_t)value;
+}
+
+int
+li_layout_from_debug_offsets(li_layout *out, const li_layout *base,
+                             const unsigned char *buf, size_t n, char *msg, size_t msg_size)
+{
+    const li_debug_offsets_fields *d = li_debug_offsets_find(base->major, base->minor);
+    if (d == NULL || (size_t)d->size > n) {
+        snprintf(msg, msg_size, "no _Py_DebugOffsets description for %d.%d",
+                 base->major, base->minor);
+        return -1;
+    }
+    if (memcmp(buf, "xdebugpy", 8) != 0) {
+        snprintf(msg, msg_size, "_Py_DebugOffsets cookie missing");
+        return -1;
+    }
+    if (field(buf, d->free_threaded) != 0) {
+        snprintf(msg, msg_size, "free-threaded builds are not supported");
+        return -1;
+    }
+    *out = *base;
+    out->runtime_interpreters_head = field(buf, d->runtime_interpreters_head);
+    out->interp_size = field(buf, d->interp_size);
+    out->interp_next = field(buf, d->interp_next);
+    out->interp_threads_head = field(buf, d->interp_threads_head);
+    out->interp_gil_locked = field(buf, d->interp_gil_locked);
+    out->interp_gil_holder = field(buf, d->interp_gil_holder);
+    out->tstate_size = field(buf, d->tstate_size);
+    out->tstate_next = field(buf, d->tstate_next);
+    out->tstate_interp = field(buf, d->tstate_interp);
+    out->tstate_frame = field(buf, d->tstate_current_frame);
+    out->tstate_thread_id = field(buf, d->tstate_thread_id);
+    out->tstate_native_thread_id = field(buf, d->tstate_native_thread_id);
+    out->tstate_datastack_chunk = field(buf, d->tstate_datastack_chunk);
+    out->frame_size = field(buf, d->frame_size);
+    out->frame_back = field(buf, d->frame_previous);
+    out->frame_code = field(buf, d->frame_executable);
+    out->frame_instr = field(buf, d->frame_instr_ptr);
+    out->frame_owner = field(buf, d->frame_owner);
+    out->code_filename = field(buf, d->code_filename);
+    out->code_name = field(buf, d->code_name);
+    out->code_qualname = field(buf, d->code_qualname);
+    out->code_linetable = field(buf, d->code_linetable);
+    out->code_firstlineno = field(buf, d->code_firstlineno);
+    out->code_adaptive = field(buf, d->code_adaptive);
+    /* The code object's head up to its bytecode holds every field read. */
+    out->code_size = out->code_adaptive;
+    out->object_type = field(buf, d->object_type);
+    out->bytes_size = field(buf, d->bytes_size);
+    out->bytes_data = field(buf, d->bytes_data);
+    out->unicode_state = field(buf, d->unicode_state);
+    out->unicode_length = field(buf, d->unicode_length);
+    out->unicode_ascii_size = field(buf, d->unicode_ascii_size);
+    /* Sanity: every field lies inside its structure, and no structure is
+     * implausibly large (a corrupt or foreign block would fail this). */
+    const int64_t limit = 1 << 20;
+    int64_t fields_in_interp[] = {out->interp_next, out->interp_threads_head,
+                                  out->interp_gil_locked, out->interp_gil_holder};
+    int64_t fields_in_tstate[] = {out->tstate_next, out->tstate_interp, out->tstate_frame,
+                                  out->tstate_thread_id, out->tstate_native_thread_id,
+                                  out->tstate_datastack_chunk};
+    int64_t fields_in_frame[] = {out->frame_back, out->frame_code, out->frame_instr,
+                                 out->frame_owner};
+    int ok = out->interp_size > 0 && out->interp_size < limit && out->tstate_size > 0
+             && out->tstate_size < limit && out->frame_size > 0 && out->frame_size < 4096
+             && out->code_size > 0 && out->code_size < 4096;
+    for (size_t i = 0; ok && i < sizeof fields_in_interp / sizeof fields_in_interp[0]; i++) {
+        ok = fields_in_interp[i] >= 0 && fields_in_interp[i] + 8 <= out->interp_size;
+    }
+    for (size_t i = 0; ok && i < sizeof fields_in_tstate / sizeof fields_in_tstate[0]; i++) {
+        ok = fields_in_tstate[i] >= 0 && fields_in_tstate[i] + 8 <= out->tstate_size;
+    }
+    for (size_t i = 0; ok && i < sizeof fields_in_frame / sizeof fields_in_frame[0]; i++) {
+        ok = fields_in_frame[i] >= 0 && fields_in_frame[i] < out->frame_size;
+    }
+    if (!ok) {
+        snprintf(msg, msg_size, "_Py_DebugOffsets of the target are implausible");
+        return -1;
+    }
+    return 0;
+}

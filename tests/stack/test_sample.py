@@ -1,0 +1,132 @@
+"""python -m lowimpact sample against busy children of CPython 3.9-3.13."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from .conftest import HERE, MINORS, find_python, markers
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="the stack reader reads Linux processes")
+
+BUSY = os.path.join(HERE, "busy.py")
+
+
+def lines_of_busy():
+    return markers(BUSY)
+
+
+@pytest.fixture(params=MINORS, ids=["3.%d" % m for m in MINORS])
+def busy(request):
+    python = find_python(request.param)
+    if python is None:
+        pytest.skip("CPython 3.%d is not installed" % request.param)
+    child = subprocess.Popen([python, BUSY, "30"], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline() == "ready\n"
+    yield child
+    child.kill()
+    child.wait()
+
+
+def run_sample(*args):
+    return subprocess.run([sys.executable, "-m", "lowimpact", "sample", *args],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def summary_counts(stderr):
+    m = re.search(r"(\d+) samples in ([\d.]+) s \(([\d.]+) Hz of (\d+) Hz requested\), "
+                  r"(\d+) dropped", stderr)
+    assert m, stderr
+    return int(m.group(1)), float(m.group(2)), float(m.group(3)), int(m.group(5))
+
+
+def test_collapsed(busy, tmp_path):
+    out = tmp_path / "profile.txt"
+    result = run_sample("--rate", "200", "--duration", "1", "-o", str(out), str(busy.pid))
+    assert result.returncode == 0, result.stderr
+    taken, elapsed, achieved, dropped = summary_counts(result.stderr)
+    assert 0.9 <= elapsed < 3 and taken >= 100 and achieved > 100
+    at = lines_of_busy()
+    expected = ";".join(["<module> (%s:%d)" % (BUSY, at["module"]),
+                         "main (%s:%d)" % (BUSY, at["main"]),
+                         "spin (%s:%d)" % (BUSY, at["spin"])])
+    counts = {}
+    for line in out.read_text().splitlines():
+        stack, n = line.rsplit(" ", 1)
+        counts[stack] = int(n)
+    # Every kept sample of the only thread is in spin's loop.
+    assert counts == {expected: taken - dropped}
+
+
+def test_speedscope(busy, tmp_path):
+    out = tmp_path / "profile.json"
+    result = run_sample("--rate", "100", "--duration", "0.5", "--format", "speedscope",
+                        "-o", str(out), str(busy.pid))
+    assert result.returncode == 0, result.stderr
+    taken, _elapsed, _achieved, dropped = summary_counts(result.stderr)
+    data = json.loads(out.read_text())
+    assert data["$schema"] == "https://www.speedscope.app/file-format-schema.json"
+    frames = data["shared"]["frames"]
+    (profile,) = data["profiles"]
+    assert profile["type"] == "sampled" and profile["unit"] == "seconds"
+    assert len(profile["samples"]) == len(profile["weights"])
+    names = [[frames[i]["name"] for i in sample] for sample in profile["samples"]]
+    assert names == [["<module>", "main", "spin"]]
+    assert profile["weights"][0] == pytest.approx((taken - dropped) / 100)
+    assert frames[profile["samples"][0][-1]] == {"name": "spin", "file": BUSY,
+                                                  "line": lines_of_busy()["spin"]}
+
+
+def test_svg(busy, tmp_path):
+    out = tmp_path / "profile.svg"
+    result = run_sample("--duration", "0.5", "--format", "svg", "-o", str(out), str(busy.pid))
+    assert result.returncode == 0, result.stderr
+    root = ET.parse(str(out)).getroot()
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    titles = [t.text for t in root.iter("{http://www.w3.org/2000/svg}title")]
+    assert any(t.startswith("spin (%s:%d)" % (BUSY, lines_of_busy()["spin"])) for t in titles)
+    assert any(t.startswith("all (") and "100.00%" in t for t in titles)
+
+
+def test_high_rate():
+    python = find_python(13) or sys.executable
+    child = subprocess.Popen([python, BUSY, "30"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "ready\n"
+        result = run_sample("--rate", "10000", "--duration", "1", "-o", os.devnull,
+                            str(child.pid))
+    finally:
+        child.kill()
+        child.wait()
+    assert result.returncode == 0, result.stderr
+    taken, _elapsed, achieved, dropped = summary_counts(result.stderr)
+    # Well above what a 1 kHz sampler could do, on a loaded CI machine too.
+    assert achieved > 2000 and dropped < taken / 10
+
+
+def test_script(tmp_path):
+    out = tmp_path / "profile.txt"
+    result = run_sample("--rate", "100", "-o", str(out), "--", BUSY, "0.5")
+    # The script's exit status, and its output, pass through.
+    assert result.returncode == 3, result.stderr
+    assert result.stdout == "ready\n"
+    taken, elapsed, _achieved, _dropped = summary_counts(result.stderr)
+    assert 0.3 < elapsed < 5 and taken > 20
+    assert "spin (%s:%d) " % (BUSY, lines_of_busy()["spin"]) in out.read_text()
+
+
+def test_errors(tmp_path):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    result = run_sample("--duration", "0.1", "-o", str(tmp_path / "x"), str(gone.pid))
+    assert result.returncode == 1
+    assert "no process with id %d" % gone.pid in result.stderr
+    result = run_sample("--rate", "0", "1")
+    assert result.returncode == 2 and "--rate must be positive" in result.stderr
