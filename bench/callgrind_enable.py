@@ -1,0 +1,98 @@
+"""Instructions that turning events on and restart_events() cost, in a big heap.
+
+    python bench/callgrind_enable.py [--python PY ...] [--objects N] [--functions N]
+
+The timed form is `run.py --parts enable`; on a shared machine its
+milliseconds wander, these counts do not.  Each cell runs one child under
+callgrind collecting only inside the C function that implements the call
+(the engine's, or the interpreter's own `sys.monitoring` function), after
+building the heap of costs.build_heap and calling every function once:
+
+- `set_events(LINE)` with a callback that returns DISABLE;
+- `restart_events()` after every function ran once with LINE on (its lines
+  disabled), and after it ran twice (on the engine, compacted shadows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from run import default_pythons  # noqa: E402
+
+COLLECTED = re.compile(r"Collected : (\d+)")
+
+# What the child runs: PHASE is "enable" or the number of rounds of calls
+# before restart_events().
+CHILD = """
+import sys
+sys.path.insert(0, {here!r})
+import costs
+from child import load_monitoring
+M, why = load_monitoring()
+if M is None:
+    raise SystemExit(why)
+E = M.events
+keep, funcs = costs.build_heap({objects}, {functions})
+costs._call_all(funcs)
+tool = M.COVERAGE_ID
+M.use_tool_id(tool, "bench-enable-counts")
+M.register_callback(tool, E.LINE, lambda code, line: M.DISABLE)
+M.set_events(tool, E.LINE)
+if {phase!r} != "enable":
+    for _ in range(int({phase!r})):
+        costs._call_all(funcs)
+    M.restart_events()
+"""
+
+# The C function behind each call: the engine's module, or CPython's.
+FUNCTIONS = {
+    ("engine", "enable"): "set_events",
+    ("engine", "restart"): "restart_events",
+    ("native", "enable"): "monitoring_set_events",
+    ("native", "restart"): "monitoring_restart_events",
+}
+
+
+def count(python: str, phase: str, objects: int, functions: int) -> str:
+    """Instructions inside the call of `phase`, or why there is no count."""
+    native = subprocess.run([python, "-c", "import sys; print(hasattr(sys, 'monitoring'))"],
+                            capture_output=True, text=True).stdout.strip() == "True"
+    kind = "native" if native else "engine"
+    function = FUNCTIONS[kind, "enable" if phase == "enable" else "restart"]
+    script = CHILD.format(here=HERE, objects=objects, functions=functions, phase=phase)
+    proc = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                           "--collect-atstart=no", "--toggle-collect=" + function,
+                           python, "-c", script], capture_output=True, text=True)
+    found = COLLECTED.findall(proc.stderr)
+    if proc.returncode != 0 or not found:
+        return "error: " + ((proc.stderr.strip().splitlines() or ["no output"])[-1])
+    return "{:,}".format(int(found[-1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--python", action="append", help="interpreter (repeatable)")
+    parser.add_argument("--objects", type=int, default=200_000)
+    parser.add_argument("--functions", type=int, default=5_000)
+    args = parser.parse_args()
+    pythons = args.python or default_pythons()
+    phases = [("set_events(LINE)", "enable"), ("restart_events(), after one call each", "1"),
+              ("restart_events(), after two calls each", "2")]
+    print("Instructions inside the call, %d objects, %d functions (callgrind)\n"
+          % (args.objects, args.functions))
+    print("| call | " + " | ".join(os.path.basename(p) for p in pythons) + " |")
+    print("|---|" + "---:|" * len(pythons))
+    for label, phase in phases:
+        cells = [count(p, phase, args.objects, args.functions) for p in pythons]
+        print("| %s | %s |" % (label, " | ".join(cells)))
+
+
+if __name__ == "__main__":
+    main()
