@@ -4,7 +4,7 @@
  * (lowimpact.h, tool side), so no Python code runs per event:
  *
  *   PY_START (global)  decides once per code object whether its file is
- *                      measured (the Python `should_trace(filename)` is asked
+ *                      measured (the Python `should_trace(filename, frame)` is asked
  *                      once per file name); for a measured code object it
  *                      turns on LINE (and BRANCH) for that code only.  Always
  *                      DISABLE: the decision is never asked again.
@@ -35,12 +35,15 @@ typedef struct {
     int branch;         /* BRANCH wanted as well as LINE */
     int running;        /* tool id held, callbacks registered */
     /* All owned. */
-    PyObject *should_trace;  /* callable(filename) -> str (the file's name in the data) or None */
+    PyObject *should_trace;  /* callable(filename, frame) -> str (the file's name in the data) or None */
     PyObject *file_cache;    /* dict: co_filename -> result of should_trace */
-    PyObject *codes;         /* dict: measured code -> file name in the data */
-    PyObject *lines;         /* dict: measured code -> set of line numbers */
-    PyObject *branches;      /* dict: measured code -> dict: source offset -> set of destinations */
-    PyObject *exits;         /* dict: measured code -> set of PY_RETURN/PY_YIELD offsets */
+    /* Code objects are keyed by identity (id(code)): equal code objects,
+     * such as a module's code compiled again to re-run it, are distinct
+     * code to monitor.  `codes` holds each one, so its id stays its own. */
+    PyObject *codes;         /* dict: id(code) -> (code, file name in the data or None) */
+    PyObject *lines;         /* dict: id(measured code) -> set of line numbers */
+    PyObject *branches;      /* dict: id(measured code) -> dict: source offset -> set of destinations */
+    PyObject *exits;         /* dict: id(measured code) -> set of PY_RETURN/PY_YIELD offsets */
 } Collector;
 
 /* The collector whose callbacks are registered (borrowed: it holds the tool
@@ -73,7 +76,8 @@ new_dict(PyObject *unused)
 }
 
 /* The file name under which code from `filename` is recorded (borrowed; None
- * when it is not measured), or NULL with an exception set. */
+ * when it is not measured), or NULL with an exception set.  Asked once per
+ * file name, as coverage.py's tracers do. */
 static PyObject *
 trace_name(Collector *self, PyObject *filename)
 {
@@ -81,7 +85,11 @@ trace_name(Collector *self, PyObject *filename)
     if (name != NULL || PyErr_Occurred()) {
         return name;
     }
-    PyObject *result = PyObject_CallOneArg(self->should_trace, filename);   /* owned */
+    /* The frame that is starting: coverage.py matches --source packages by
+     * the module name in its globals. */
+    PyObject *frame = (PyObject *)PyEval_GetFrame();   /* borrowed, may be NULL */
+    PyObject *result = PyObject_CallFunctionObjArgs(self->should_trace, filename,
+                                                    frame ? frame : Py_None, NULL);   /* owned */
     if (result == NULL) {
         return NULL;
     }
@@ -105,19 +113,25 @@ on_py_start(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
         return LOWIMPACT_DISABLE;
     }
     PyObject *code = args[0];
-    int known = PyDict_Contains(self->codes, code);
+    PyObject *key = PyLong_FromVoidPtr(code);   /* owned */
+    if (key == NULL) {
+        return -1;
+    }
+    int known = PyDict_Contains(self->codes, key);
     if (known != 0) {
+        Py_DECREF(key);
         return known < 0 ? -1 : LOWIMPACT_DISABLE;
     }
     PyObject *name = trace_name(self, ((PyCodeObject *)code)->co_filename);   /* borrowed */
-    if (name == NULL) {
+    PyObject *entry = name == NULL ? NULL : PyTuple_Pack(2, code, name);   /* owned */
+    int rc = entry == NULL ? -1 : PyDict_SetItem(self->codes, key, entry);
+    Py_XDECREF(entry);
+    Py_DECREF(key);
+    if (rc < 0) {
         return -1;
     }
     if (name == Py_None) {
         return LOWIMPACT_DISABLE;
-    }
-    if (PyDict_SetItem(self->codes, code, name) < 0) {
-        return -1;
     }
     uint32_t events = EVENT_BIT(PY_MONITORING_EVENT_LINE);
     if (self->branch) {
@@ -140,7 +154,12 @@ on_once(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
         return LOWIMPACT_DISABLE;
     }
     PyObject *outer = event == PY_MONITORING_EVENT_LINE ? self->lines : self->exits;
-    PyObject *values = get_or_make(outer, args[0], PySet_New);   /* borrowed */
+    PyObject *key = PyLong_FromVoidPtr(args[0]);   /* owned */
+    if (key == NULL) {
+        return -1;
+    }
+    PyObject *values = get_or_make(outer, key, PySet_New);   /* borrowed */
+    Py_DECREF(key);
     if (values == NULL || PySet_Add(values, args[1]) < 0) {
         return -1;
     }
@@ -155,7 +174,12 @@ on_branch(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
     if (nargs < 3) {
         return LOWIMPACT_DISABLE;
     }
-    PyObject *per_source = get_or_make(self->branches, args[0], new_dict);   /* borrowed */
+    PyObject *key = PyLong_FromVoidPtr(args[0]);   /* owned */
+    if (key == NULL) {
+        return -1;
+    }
+    PyObject *per_source = get_or_make(self->branches, key, new_dict);   /* borrowed */
+    Py_DECREF(key);
     if (per_source == NULL) {
         return -1;
     }
@@ -256,9 +280,9 @@ collector_stop(Collector *self, PyObject *unused)
 
 PyDoc_STRVAR(data_doc,
 "data() -> (codes, lines, branches, exits)\n\n"
-"Copies of what was recorded: {code: file name}, {code: {line, ...}},\n"
-"{code: {source offset: {destination offset, ...}}} and {code: {offset, ...}}\n"
-"(where frames returned or yielded).");
+"Copies of what was recorded, by id(code): {id: (code, file name or None)},\n"
+"{id: {line, ...}}, {id: {source offset: {destination offset, ...}}} and\n"
+"{id: {offset, ...}} (where frames returned or yielded).");
 
 static PyObject *
 copy_nested(PyObject *outer, int depth)
@@ -442,7 +466,7 @@ static PyGetSetDef collector_getset[] = {
 PyDoc_STRVAR(collector_doc,
 "Collector(tool_id, should_trace, branch=False)\n\n"
 "Records executed lines (and branch directions) of the code whose file\n"
-"should_trace(filename) names, through C callbacks of lowimpact.monitoring.");
+"should_trace(filename, frame) names, through C callbacks of lowimpact.monitoring.");
 
 static PyTypeObject CollectorType = {
     PyVarObject_HEAD_INIT(NULL, 0)

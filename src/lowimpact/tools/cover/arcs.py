@@ -151,6 +151,37 @@ class CodeMap:
             offset = self.following.get(offset)
         return None
 
+    def sequential_arcs(self, ran: Set[int]) -> Set[Arc]:
+        """Arcs between statements that follow each other with no branch
+        instruction between them, where both ran (*ran*: first lines).
+
+        LINE is disabled after a line's first run, so the core does not see
+        one statement going on to the next; for a statement with a single
+        exit coverage.py infers it from the self-arc, but a statement such as
+        ``class C: pass`` has two exits (the class body's end, the next
+        statement), and the step to the next statement must be recorded.  A
+        statement that ran with a successor that ran is taken to have gone on
+        to it, as it does unless it raised every time.
+        """
+        arcs: Set[Arc] = set()
+        for offset, instruction in self.instructions.items():
+            line = self._statement_line(offset)
+            if line is None or line not in ran:
+                continue
+            name = instruction.opname
+            if name in _UNCONDITIONAL:
+                destination = instruction.argval
+            elif instruction.opcode in _JUMPS or name in _RETURNS or name in _NO_FALL_THROUGH:
+                continue
+            else:
+                destination = self.following.get(offset)
+            if destination is None:
+                continue
+            next_line = self._statement_line(destination)
+            if next_line is not None and next_line != line and next_line in ran:
+                arcs.add((line, next_line))
+        return arcs
+
     def exit_arc(self, offset: int) -> Optional[Arc]:
         """The arc of a frame returning or yielding at *offset*."""
         line = self._statement_line(offset)

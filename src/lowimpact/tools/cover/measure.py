@@ -21,6 +21,7 @@ import json
 import os
 import sys
 import threading
+import types
 from typing import Any, Dict, List, Optional, Set, Tuple
 
 from lowimpact.tools.cover.arcs import Arc, CodeMap
@@ -143,12 +144,12 @@ class Measurement:
 
         from lowimpact.tools.target import is_launcher_file
 
-        def should_trace(filename: str) -> Optional[str]:
+        def should_trace(filename: str, frame: Optional[types.FrameType]) -> Optional[str]:
             # lowimpact's own code (the launcher, saving the data) is not the
             # program's, as coverage.py's own code is not.
             if is_launcher_file(filename):
                 return None
-            disposition = inorout.should_trace(filename)
+            disposition = inorout.should_trace(filename, frame)
             return disposition.source_filename if disposition.trace else None
 
         self._collector = self._cover.Collector(TOOL_ID, should_trace, branch=self.branch)
@@ -220,8 +221,10 @@ class Measurement:
         file_lines: Dict[str, Set[int]] = collections.defaultdict(set)
         file_arcs: Dict[str, Set[Arc]] = collections.defaultdict(set)
         file_points: Dict[str, list] = collections.defaultdict(list)
-        for code, filename in codes.items():
-            ran = {line for line in lines.get(code, ()) if line > 0}
+        for key, (code, filename) in codes.items():
+            if filename is None:
+                continue
+            ran = {line for line in lines.get(key, ()) if line > 0}
             file_lines[filename].update(ran)
             if not self.branch:
                 continue
@@ -229,14 +232,16 @@ class Measurement:
             arcs.update((line, line) for line in ran)
             if not ran:
                 continue
-            code_map = CodeMap(code, self._first_line_of(filename))
-            taken = branches.get(code, {})
+            first_line = self._first_line_of(filename)
+            code_map = CodeMap(code, first_line)
+            arcs.update(code_map.sequential_arcs({first_line(line) for line in ran}))
+            taken = branches.get(key, {})
             for source, destinations in taken.items():
                 for destination in destinations:
                     arc = code_map.arc(source, destination)
                     if arc is not None:
                         arcs.add(arc)
-            for offset in exits.get(code, ()):
+            for offset in exits.get(key, ()):
                 arc = code_map.exit_arc(offset)
                 if arc is not None:
                     arcs.add(arc)
