@@ -188,18 +188,32 @@ class CodeMap:
         return None if line is None else (line, -self.code.co_firstlineno)
 
     def branch_points(self) -> List[BranchPoint]:
-        """Every branch instruction of the code object, in offset order."""
+        """Every branch instruction of the code object, in offset order.
+
+        A conditional jump is placed where the value it tests is computed
+        (the instruction before it): its own location is the whole statement
+        on 3.11, and ``if not x`` compiles to a jump on ``x`` being true, so
+        the value tested is ``x``, not the statement.  ``FOR_ITER`` has the
+        iterable's location itself.
+        """
         points = []
+        previous: Optional[dis.Instruction] = None
         for offset, instruction in self.instructions.items():
+            tested, previous = previous, instruction
             meanings = _BRANCH_MEANINGS.get(instruction.opname)
             line = self.line_at.get(offset)
             if meanings is None or line is None:
                 continue
-            positions = getattr(instruction, "positions", None)
+            located = instruction
+            if instruction.opname != "FOR_ITER" and tested is not None:
+                located = tested
+            positions = getattr(located, "positions", None)
             col = getattr(positions, "col_offset", None)
             end_col = getattr(positions, "end_col_offset", None)
-            if positions is not None and positions.end_lineno != positions.lineno:
-                end_col = None   # the condition spans lines: report from col on
+            if positions is None or positions.lineno != line:
+                col = end_col = None   # not on the branch's own line: no columns
+            elif positions.end_lineno != positions.lineno:
+                end_col = None   # the value spans lines: from col on
             next_offset = self.following.get(offset, offset + 2)
             points.append(
                 BranchPoint(offset, line, col, end_col, instruction.argval, next_offset, meanings)

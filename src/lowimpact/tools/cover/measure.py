@@ -248,8 +248,8 @@ class Measurement:
             for point in code_map.branch_points():
                 directions = {point.direction(d) for d in taken.get(point.offset, ())}
                 file_points[filename].append(
-                    [point.line, point.col, point.end_col, list(point.meanings),
-                     [0 in directions, 1 in directions]]
+                    [point.line, point.col, point.end_col,
+                     {point.meanings[0]: 0 in directions, point.meanings[1]: 1 in directions}]
                 )
         return file_lines, file_arcs, file_points
 
@@ -278,17 +278,8 @@ class Measurement:
 
     @staticmethod
     def _save_subline(path: str, mapper, file_points: Dict[str, list]) -> None:
+        from lowimpact.tools.cover.subline import merge, write
+
         files: Dict[str, list] = {}
-        for filename, points in file_points.items():
-            merged: Dict[tuple, list] = {}
-            for line, col, end_col, meanings, ran in points:
-                key = (line, col, end_col, tuple(meanings))
-                entry = merged.setdefault(key, [line, col, end_col, meanings, [False, False]])
-                entry[4] = [a or b for a, b in zip(entry[4], ran)]
-            files[mapper(filename)] = sorted(
-                merged.values(), key=lambda p: (p[0], -1 if p[1] is None else p[1])
-            )
-        temporary = path + ".tmp%d" % os.getpid()
-        with open(temporary, "w", encoding="utf-8") as stream:
-            json.dump({"format": 1, "files": files}, stream)
-        os.replace(temporary, path)
+        merge(files, {mapper(f): points for f, points in file_points.items()})
+        write(path, files)

@@ -8,8 +8,10 @@ branch points (``a``, ``b``, each arm of a conditional expression, each
 
 The data is a JSON file beside coverage.py's data file (``.coverage`` ->
 ``.coverage-subline.json``), written by ``cover run --branch``: per file, a
-list of ``[line, col, end_col, [jump meaning, next meaning], [jump ran,
-next ran]]``.
+list of ``[line, col, end_col, {meaning: ran}]`` where the meanings are
+those of the value tested (``"true"``/``"false"``, ``"None"``/``"not None"``,
+``"next item"``/``"exhausted"``) and columns are 0-based UTF-8 offsets as in
+``co_positions()`` (None where unknown).
 """
 
 from __future__ import annotations
@@ -29,28 +31,48 @@ __all__ = ["analyse", "combine_after_coverage", "load", "main"]
 
 PROG = "python -m lowimpact cover subline"
 
+#: The layout of the data file; another number is refused.
+FORMAT = 2
+
 
 def load(path: str) -> Dict[str, list]:
     """The branch points per file in the sub-line data file at *path*."""
     with open(path, encoding="utf-8") as stream:
         content = json.load(stream)
-    if not isinstance(content, dict) or content.get("format") != 1:
+    if not isinstance(content, dict) or content.get("format") != FORMAT:
         raise ValueError("%s is not a lowimpact sub-line data file" % path)
     return content["files"]
 
 
 def merge(into: Dict[str, list], more: Dict[str, list]) -> None:
-    """Add the branch points of *more* to *into*: a direction ran if it ran in either."""
+    """Add the branch points of *more* to *into*.
+
+    Points at the same place are one point (a loop condition is compiled
+    twice, at the top and at the bottom; a module run twice has its code
+    twice); a direction ran if it ran in any of them.
+    """
     for filename, points in more.items():
-        known = {(p[0], p[1], p[2], tuple(p[3])): p for p in into.setdefault(filename, [])}
-        for point in points:
-            key = (point[0], point[1], point[2], tuple(point[3]))
-            if key in known:
-                known[key][4] = [a or b for a, b in zip(known[key][4], point[4])]
-            else:
+        known = {(p[0], p[1], p[2]): p for p in into.setdefault(filename, [])}
+        for line, col, end_col, directions in points:
+            point = known.get((line, col, end_col))
+            if point is None:
+                point = known[line, col, end_col] = [line, col, end_col, {}]
                 into[filename].append(point)
-                known[key] = point
+            for meaning, ran in directions.items():
+                point[3][meaning] = point[3].get(meaning, False) or ran
         into[filename].sort(key=lambda p: (p[0], -1 if p[1] is None else p[1]))
+
+
+def write(path: str, files: Dict[str, list]) -> None:
+    """Write the sub-line data file at *path* whole, or not at all."""
+    temporary = path + ".tmp%d" % os.getpid()
+    try:
+        with open(temporary, "w", encoding="utf-8") as stream:
+            json.dump({"format": FORMAT, "files": files}, stream)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
 
 
 def _source_text(filename: str, line: int, col: Optional[int], end_col: Optional[int]) -> str:
@@ -79,7 +101,7 @@ def analyse(files: Dict[str, list], *, show_all: bool = False) -> Dict[str, Any]
             points = by_line[line]
             if len(points) < 2:
                 continue
-            directions = [ran for p in points for ran in p[4]]
+            directions = [ran for p in points for ran in p[3].values()]
             n_lines += 1
             n_points += len(points)
             n_directions += len(directions)
@@ -93,9 +115,9 @@ def analyse(files: Dict[str, list], *, show_all: bool = False) -> Dict[str, Any]
                         "col": col,
                         "end_col": end_col,
                         "text": _source_text(filename, line, col, end_col),
-                        "directions": {meanings[0]: ran[0], meanings[1]: ran[1]},
+                        "directions": dict(directions),
                     }
-                    for line_, col, end_col, meanings, ran in by_line[line]
+                    for _, col, end_col, directions in points
                 ],
             }
         if lines_out:
@@ -211,10 +233,7 @@ def combine_after_coverage(argv: Sequence[str]) -> None:
         merge(files, load(target))
     for part in parts:
         merge(files, load(part))
-    temporary = target + ".tmp%d" % os.getpid()
-    with open(temporary, "w", encoding="utf-8") as stream:
-        json.dump({"format": 1, "files": files}, stream)
-    os.replace(temporary, target)
+    write(target, files)
     if not options.keep:
         for part in parts:
             os.remove(part)
