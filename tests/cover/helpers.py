@@ -6,32 +6,24 @@ import json
 import os
 import re
 import shutil
-import site
 import subprocess
 import sys
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
-import lowimpact
+from clients.test_coverage_sysmon import subprocess_env
 
 PROGRAMS = Path(__file__).parent / "programs"
 CLIENT_PROGRAMS = Path(__file__).parent.parent / "clients" / "programs"
 TIMEOUT = 180
 
 
-def lowimpact_root() -> str:
-    return os.path.dirname(os.path.dirname(os.path.abspath(lowimpact.__file__)))
-
-
 def env_for(extra: Optional[Mapping[str, str]] = None) -> dict:
-    """The caller's environment without coverage.py settings, with lowimpact importable."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
-    root = lowimpact_root()
-    path = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if root not in site.getsitepackages() and root not in path:
-        path.insert(0, root)
-    env["PYTHONPATH"] = os.pathsep.join(path)
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    """The caller's environment without coverage.py settings, with lowimpact
+    importable (tests/clients' environment, less its core selection)."""
+    env = subprocess_env("none", Path(os.devnull))
+    for key in ("COVERAGE_CORE", "COVERAGE_DEBUG", "COVERAGE_DEBUG_FILE"):
+        env.pop(key)
     env.update(extra or {})
     return env
 

@@ -14,24 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from clients.test_coverage_sysmon import STDLIB_SOURCE, STDLIB_SUITES
 from .helpers import copy_programs, describe, run_ctrace, run_lowimpact
-
-STDLIB_SUITES = (
-    "test.test_bisect",
-    "test.test_json.test_decode",
-    "test.test_json.test_default",
-    "test.test_json.test_dump",
-    "test.test_json.test_encode_basestring_ascii",
-    "test.test_json.test_enum",
-    "test.test_json.test_fail",
-    "test.test_json.test_float",
-    "test.test_json.test_indent",
-    "test.test_json.test_pass1",
-    "test.test_json.test_scanstring",
-    "test.test_json.test_separators",
-    "test.test_json.test_speedups",
-    "test.test_json.test_unicode",
-)
 
 # name -> (coverage run arguments, files that must have executed lines)
 CASES = {
@@ -44,7 +28,7 @@ CASES = {
     "omit_include": (("--include=*/calc/*", "--omit=*/calc/__main__.py", "-m", "calc", "1 + 2"),
                      ("calc/ops.py",)),
     "stdlib_suites": (
-        ("--source=bisect,json,test.test_bisect,test.test_json", "-m", "unittest", "-q",
+        ("--source=" + STDLIB_SOURCE, "-m", "unittest", "-q",
          *STDLIB_SUITES),
         tuple(os.path.join(sysconfig.get_path("stdlib"), name)
               for name in ("bisect.py", "json/decoder.py", "json/encoder.py")),

@@ -129,8 +129,14 @@ class _Measuring:
         self.measurement.start()
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
+        from lowimpact.tools.target import CannotRun
+
         self.measurement.stop()
+        if isinstance(exc, CannotRun):
+            # No such module or __main__: nothing of the program ran, and the
+            # data file stays as it was (as coverage run leaves it).
+            return
         try:
             self.measurement.save()
         except Exception as exc:
