@@ -8,8 +8,8 @@ place of coverage.py's tracer.
 
 coverage.py has no public API for "decide which files to measure, but let me
 measure"; :class:`Measurement` uses the few private members that
-``Coverage.start()`` itself uses for that (``_init_for_start``,
-``_inorout.should_trace``, ``_file_mapper``, ``_post_save_work``), and
+``Coverage.start()`` itself uses for that (``_init``, ``_init_data``,
+``InOrOut.should_trace``, ``_file_mapper``, ``_post_save_work``), and
 checks for them up front so that a coverage.py that changed them gives a
 clear error instead of wrong data.
 """
@@ -32,7 +32,8 @@ __all__ = ["CoverError", "Measurement", "TOOL_ID", "subline_path"]
 TOOL_ID = 1
 
 #: The coverage.py versions whose private members this module relies on.
-_NEEDED = ("_init", "_init_for_start", "_post_init", "_post_save_work")
+_NEEDED = ("_init", "_init_data", "_post_init", "_post_save_work", "_data_suffix_specified",
+           "_file_mapper")
 
 
 class CoverError(Exception):
@@ -130,10 +131,7 @@ class Measurement:
         """Read the configuration and start measuring (all threads)."""
         cov = self.coverage
         try:
-            cov._init()
-            cov._inited_for_start = True
-            cov._init_for_start()
-            cov._post_init()
+            self._prepare(cov)
             if self.append:
                 cov.load()
             inorout = cov._inorout
@@ -165,6 +163,36 @@ class Measurement:
         self._real_exit = os._exit
         os._exit = self._exit
         os.register_at_fork(after_in_child=self._after_fork_in_child)
+
+    @staticmethod
+    def _prepare(cov) -> None:
+        """What ``Coverage.start()`` sets up before tracing, without
+        coverage.py's own collector and tracer (whose construction alone
+        costs tens of milliseconds): the data file (with coverage.py's
+        parallel suffix rules) and the file selection."""
+        from coverage.disposition import FileDisposition
+        from coverage.inorout import InOrOut
+
+        cov._init()
+        suffix = cov._data_suffix_specified
+        if suffix:
+            suffix = suffix if isinstance(suffix, str) else True
+        elif cov.config.parallel:
+            suffix = True if suffix is None else bool(suffix)
+        else:
+            suffix = None
+        cov._init_data(suffix)
+        debug = cov._debug if cov._debug.should("trace") else None
+        cov._inorout = InOrOut(
+            config=cov.config,
+            warn=cov._warn,
+            debug=debug,
+            include_namespace_packages=cov.config.include_namespace_packages,
+        )
+        cov._inorout.plugins = cov._plugins
+        cov._inorout.disp_class = FileDisposition
+        cov._inited_for_start = True
+        cov._post_init()
 
     def _exit(self, status: int) -> None:
         try:
