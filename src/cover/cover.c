@@ -44,6 +44,13 @@ typedef struct {
     PyObject *lines;         /* dict: id(measured code) -> set of line numbers */
     PyObject *branches;      /* dict: id(measured code) -> dict: source offset -> set of destinations */
     PyObject *exits;         /* dict: id(measured code) -> set of PY_RETURN/PY_YIELD offsets */
+    /* The code object of the last BRANCH event and its dict in `branches`
+     * (both borrowed: `codes` keeps the code alive, so the address cannot
+     * be reused, and `branches` keeps the dict until reset()).  A loop whose
+     * branch always goes the same way reports it on every pass; this skips
+     * making the id and looking it up each time. */
+    PyObject *last_code;
+    PyObject *last_per_source;
 } Collector;
 
 /* The collector whose callbacks are registered (borrowed: it holds the tool
@@ -174,14 +181,19 @@ on_branch(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
     if (nargs < 3) {
         return LOWIMPACT_DISABLE;
     }
-    PyObject *key = PyLong_FromVoidPtr(args[0]);   /* owned */
-    if (key == NULL) {
-        return -1;
-    }
-    PyObject *per_source = get_or_make(self->branches, key, new_dict);   /* borrowed */
-    Py_DECREF(key);
-    if (per_source == NULL) {
-        return -1;
+    PyObject *per_source = self->last_per_source;   /* borrowed */
+    if (args[0] != self->last_code || per_source == NULL) {
+        PyObject *key = PyLong_FromVoidPtr(args[0]);   /* owned */
+        if (key == NULL) {
+            return -1;
+        }
+        per_source = get_or_make(self->branches, key, new_dict);
+        Py_DECREF(key);
+        if (per_source == NULL) {
+            return -1;
+        }
+        self->last_code = args[0];
+        self->last_per_source = per_source;
     }
     PyObject *dests = get_or_make(per_source, args[1], PySet_New);   /* borrowed */
     if (dests == NULL || PySet_Add(dests, args[2]) < 0) {
@@ -345,6 +357,7 @@ collector_reset(Collector *self, PyObject *unused)
 {
     (void)unused;
     PyDict_Clear(self->lines);
+    self->last_code = self->last_per_source = NULL;
     PyDict_Clear(self->branches);
     PyDict_Clear(self->exits);
     Py_RETURN_NONE;
@@ -389,6 +402,7 @@ collector_init(Collector *self, PyObject *args, PyObject *kwargs)
     Py_XSETREF(self->file_cache, file_cache);
     Py_XSETREF(self->codes, codes);
     Py_XSETREF(self->lines, lines);
+    self->last_code = self->last_per_source = NULL;
     Py_XSETREF(self->branches, branches);
     Py_XSETREF(self->exits, exits);
     return 0;
@@ -413,6 +427,7 @@ collector_clear(Collector *self)
     Py_CLEAR(self->file_cache);
     Py_CLEAR(self->codes);
     Py_CLEAR(self->lines);
+    self->last_code = self->last_per_source = NULL;
     Py_CLEAR(self->branches);
     Py_CLEAR(self->exits);
     return 0;
