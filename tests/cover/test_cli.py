@@ -156,6 +156,15 @@ def test_sigterm_is_the_programs(programs: Path) -> None:
     assert proc.returncode == plain.returncode == -signal.SIGTERM
 
 
+def test_sigterm_keeps_data_when_configured(programs: Path) -> None:
+    (programs / "term.py").write_text(
+        "import os, signal\nx = 1\nos.kill(os.getpid(), signal.SIGTERM)\nx = 2\n")
+    (programs / ".coveragerc").write_text("[run]\nsigterm = true\n")
+    proc = cover(["run", "term.py"], programs)
+    assert proc.returncode == -signal.SIGTERM
+    assert lines_in(programs / ".coverage")["term.py"] == {1, 2, 3}
+
+
 def test_help(programs: Path) -> None:
     proc = cover(["--help"], programs, check=True)
     assert "subline" in proc.stdout and "combine" in proc.stdout

@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import signal
 import sys
 import threading
 import types
@@ -123,6 +124,7 @@ class Measurement:
         self._saved = False
         self._lock = threading.Lock()
         self._real_exit = None
+        self._old_sigterm = None
         self._first_line: Dict[str, Any] = {}
 
     # -- running -----------------------------------------------------------
@@ -163,6 +165,18 @@ class Measurement:
         self._real_exit = os._exit
         os._exit = self._exit
         os.register_at_fork(after_in_child=self._after_fork_in_child)
+        # [run] sigterm = true: a program ended by SIGTERM keeps its data, as
+        # under coverage.py (only the main thread may set handlers).
+        if cov.get_option("run:sigterm") and threading.current_thread() is threading.main_thread():
+            self._old_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _on_sigterm(self, signum: int, frame: Optional[types.FrameType]) -> None:
+        try:
+            self.stop()
+            self.save()
+        finally:
+            signal.signal(signal.SIGTERM, self._old_sigterm or signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
 
     @staticmethod
     def _prepare(cov) -> None:
