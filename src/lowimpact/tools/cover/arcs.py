@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import dis
 import types
-from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple
 
-__all__ = ["Arc", "BranchPoint", "CodeMap", "branch_points"]
+__all__ = ["Arc", "BranchPoint", "CodeMap"]
 
 Arc = Tuple[int, int]
 
@@ -219,17 +219,3 @@ class CodeMap:
                 BranchPoint(offset, line, col, end_col, instruction.argval, next_offset, meanings)
             )
         return points
-
-
-def branch_points(code: types.CodeType) -> List[BranchPoint]:
-    """The branch instructions of *code* (not of the code objects it holds)."""
-    return CodeMap(code).branch_points()
-
-
-def all_code_objects(code: types.CodeType) -> Iterable[types.CodeType]:
-    """*code* and every code object nested in its constants."""
-    stack = [code]
-    while stack:
-        current = stack.pop()
-        yield current
-        stack.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
