@@ -82,6 +82,11 @@ def extensions():
                             include_dirs=["src/capi", "src/shared", "src/lowimpact/include"],
                             depends=headers("src/capi", "src/shared", "src/lowimpact/include"),
                             extra_compile_args=compile_args(), extra_link_args=link_args()))
+    # The measurement core of `lowimpact cover`, a client of the C API's tool side.
+    result.append(Extension("lowimpact._cover", sources=["src/cover/cover.c"],
+                            include_dirs=["src/lowimpact/include"],
+                            depends=headers("src/lowimpact/include"),
+                            extra_compile_args=compile_args(), extra_link_args=link_args()))
     return result + stack_reader()
 
 

@@ -88,8 +88,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     it would have without lowimpact; ``sys.excepthook`` is wrapped to leave
     lowimpact's and runpy's frames out of the traceback.
     """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["cover"]:
+        # cover has coverage.py's command line, commands and all: its own parser.
+        from lowimpact.tools.cover.cli import main as cover_main
+
+        return cover_main(args[1:])
     parser = _parser()
-    options = parser.parse_args(argv)
+    options = parser.parse_args(args)
     return options.handler(options, options.parser)
 
 
@@ -176,6 +182,14 @@ def _parser() -> argparse.ArgumentParser:
                         help="a process id, or -- and the script and arguments to start "
                         "with this python")
     sample.set_defaults(handler=_sample, parser=sample)
+
+    # Listed for the help text only: main() hands "cover ..." to its own parser.
+    commands.add_parser(
+        "cover",
+        help="coverage.py's run/report/html/json/xml/lcov/combine on a C core, "
+        "and branches inside lines (subline)",
+        add_help=False,
+    )
     return parser
 
 

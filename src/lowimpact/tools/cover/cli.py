@@ -1,0 +1,165 @@
+"""``python -m lowimpact cover``: coverage.py's command line on lowimpact's core.
+
+``cover run`` measures a program with the C core and writes coverage.py's
+data file; ``cover report|html|json|xml|lcov|annotate|combine|erase|debug``
+are coverage.py's own commands, run unchanged on that file; ``cover subline``
+reports the branches inside lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional, Sequence
+
+PROG = "python -m lowimpact cover"
+
+#: coverage.py commands passed to coverage.py as they are.
+DELEGATED = ("report", "html", "json", "xml", "lcov", "annotate", "combine", "erase", "debug")
+
+_DESCRIPTION = """\
+coverage.py's measurement, at the speed of sys.monitoring: lowimpact's C core
+records executed lines (and, with --branch, branches) into coverage.py's own
+data file, with coverage.py's configuration ([tool.coverage] in pyproject.toml,
+.coveragerc, setup.cfg, tox.ini), so coverage.py's reports work unchanged.
+
+commands:
+  run       run a program and measure it (coverage run's options)
+  subline   report branches inside lines (needs data measured with --branch)
+  %s
+            coverage.py's commands, with coverage.py's options
+""" % " ".join(DELEGATED)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run ``python -m lowimpact cover`` with *argv*; return the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print("usage: %s <command> [options] ...\n\n%s" % (PROG, _DESCRIPTION))
+        return 0 if args else 1
+    command, rest = args[0], args[1:]
+    if command == "run":
+        return _run(rest)
+    if command == "subline":
+        return _subline(rest)
+    if command in DELEGATED:
+        return _delegate(command, rest)
+    print("%s: error: unknown command %r (run '%s --help')" % (PROG, command, PROG), file=sys.stderr)
+    return 2
+
+
+def _comma_list(text: str) -> List[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG + " run",
+        description="Run a Python program and measure it, as coverage run does; the data "
+        "goes to coverage.py's data file.",
+        usage="%s run [options] (script | -m module) [args ...]" % PROG,
+    )
+    add = parser.add_argument
+    add("-a", "--append", action="store_true", help="append to the data file instead of replacing it")
+    add("--branch", action="store_true", default=None, help="measure branches as well as lines")
+    add("--data-file", metavar="OUTFILE", help="the data file (default: .coverage, or [run] data_file)")
+    add("--include", metavar="PAT1,PAT2", type=_comma_list, help="measure only files matching these patterns")
+    add("--omit", metavar="PAT1,PAT2", type=_comma_list, help="do not measure files matching these patterns")
+    add("-L", "--pylib", action="store_true", default=None, help="measure the standard library too")
+    add("-p", "--parallel-mode", action="store_true", default=None,
+        help="write a data file with a machine, process and random suffix (combine them later)")
+    add("--rcfile", default=True, metavar="RCFILE",
+        help="the configuration file (default: .coveragerc, setup.cfg, tox.ini, pyproject.toml)")
+    add("--source", metavar="SRC1,SRC2", type=_comma_list,
+        help="measure these packages or directories (and report unexecuted files in them)")
+    add("--timid", action="store_true", help="accepted for coverage run compatibility; no effect")
+    add("-q", "--quiet", action="store_true", help="no messages from coverage.py")
+    add("--concurrency", metavar="LIBS", type=_comma_list,
+        help="thread (the default) is the only one supported: every thread is measured")
+    add("-m", "--module", dest="module", action="store_true", help="run a module, like python -m")
+    add("target", metavar="script | module")
+    add("args", nargs=argparse.REMAINDER, help="the program's arguments")
+    return parser
+
+
+def _run(argv: List[str]) -> int:
+    from lowimpact._cli import _run_target
+    from lowimpact.tools.cover.measure import CoverError, Measurement
+    from lowimpact.tools.target import Target
+
+    parser = _run_parser()
+    options = parser.parse_args(argv)
+    unsupported = set(options.concurrency or ()) - {"thread"}
+    if unsupported:
+        parser.error("--concurrency=%s is not supported by lowimpact cover (yet)"
+                     % ",".join(sorted(unsupported)))
+    try:
+        measurement = Measurement(
+            data_file=options.data_file,
+            parallel=options.parallel_mode,
+            pylib=options.pylib,
+            branch=options.branch,
+            rcfile=options.rcfile,
+            source=options.source,
+            include=options.include,
+            omit=options.omit,
+            append=options.append,
+            messages=not options.quiet,
+        )
+        if options.append and measurement.coverage.get_option("run:parallel"):
+            parser.error("can't append to data files in parallel mode")
+    except CoverError as exc:
+        print("%s: error: %s" % (PROG, exc), file=sys.stderr)
+        return 1
+    target = Target(options.target, options.args, module=options.module)
+    try:
+        return _run_target(target, _Measuring(measurement))
+    except CoverError as exc:
+        print("%s: error: %s" % (PROG, exc), file=sys.stderr)
+        return 1
+
+
+class _Measuring:
+    """Measures what runs inside it; saves the data however the program ends."""
+
+    def __init__(self, measurement) -> None:
+        self.measurement = measurement
+
+    def __enter__(self) -> "_Measuring":
+        self.measurement.start()
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
+        from lowimpact.tools.target import CannotRun
+
+        self.measurement.stop()
+        if isinstance(exc, CannotRun):
+            # No such module or __main__: nothing of the program ran, and the
+            # data file stays as it was (as coverage run leaves it).
+            return
+        try:
+            self.measurement.save()
+        except Exception as exc:
+            # The program's own outcome (its exception, its exit status) wins;
+            # the data problem is said, not raised over it.
+            print("%s: error: could not save data: %s" % (PROG, exc), file=sys.stderr)
+
+
+def _delegate(command: str, argv: List[str]) -> int:
+    try:
+        from coverage.cmdline import main as coverage_main
+    except ImportError:
+        print("%s: error: needs coverage.py: pip install 'lowimpact[cover]'" % PROG, file=sys.stderr)
+        return 1
+    status = coverage_main([command, *argv])
+    if command == "combine" and status == 0:
+        from lowimpact.tools.cover.subline import combine_after_coverage
+
+        combine_after_coverage(argv)
+    return status
+
+
+def _subline(argv: List[str]) -> int:
+    from lowimpact.tools.cover.subline import main as subline_main
+
+    return subline_main(argv)

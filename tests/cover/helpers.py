@@ -1,0 +1,90 @@
+"""Running ``lowimpact cover`` and coverage.py's C tracer on the same program."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Mapping, Optional, Sequence
+
+from clients.test_coverage_sysmon import subprocess_env
+
+PROGRAMS = Path(__file__).parent / "programs"
+CLIENT_PROGRAMS = Path(__file__).parent.parent / "clients" / "programs"
+TIMEOUT = 180
+
+
+def env_for(extra: Optional[Mapping[str, str]] = None) -> dict:
+    """The caller's environment without coverage.py settings, with lowimpact
+    importable (tests/clients' environment, less its core selection)."""
+    env = subprocess_env("none", Path(os.devnull))
+    for key in ("COVERAGE_CORE", "COVERAGE_DEBUG", "COVERAGE_DEBUG_FILE"):
+        env.pop(key)
+    env.update(extra or {})
+    return env
+
+
+def python(args: Sequence[str], cwd: Path, env: Optional[Mapping[str, str]] = None,
+           check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, *args], cwd=cwd, env=dict(env or env_for()),
+                          capture_output=True, text=True, timeout=TIMEOUT)
+    if check and proc.returncode != 0:
+        raise AssertionError("%s exited with %d\n--- stdout\n%s\n--- stderr\n%s"
+                             % (" ".join(args[:6]), proc.returncode, proc.stdout, proc.stderr))
+    return proc
+
+
+def copy_programs(tmp_path: Path) -> Path:
+    target = tmp_path / "programs"
+    shutil.copytree(PROGRAMS, target, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(CLIENT_PROGRAMS, target, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    return target
+
+
+def run_ctrace(run_args: Sequence[str], cwd: Path, data_file: Path) -> dict:
+    """``coverage run`` on coverage.py's C tracer (checked through its debug
+    output), then ``coverage json``: the oracle."""
+    debug = data_file.parent / "debug.txt"
+    env = env_for({"COVERAGE_CORE": "ctrace", "COVERAGE_DEBUG": "core",
+                   "COVERAGE_DEBUG_FILE": str(debug)})
+    python(["-m", "coverage", "run", "--data-file=" + str(data_file), *run_args], cwd, env)
+    used = re.findall(r"Using core=(\w+)", debug.read_text())
+    assert used == ["ctrace"], "the oracle did not run on ctrace: %r" % used
+    return coverage_json(data_file, cwd)
+
+
+def run_lowimpact(run_args: Sequence[str], cwd: Path, data_file: Path) -> dict:
+    python(["-m", "lowimpact", "cover", "run", "--data-file=" + str(data_file), *run_args], cwd)
+    return coverage_json(data_file, cwd)
+
+
+def coverage_json(data_file: Path, cwd: Path) -> dict:
+    """coverage.py's own JSON report of *data_file* (coverage.py, not lowimpact, reads it)."""
+    out = data_file.parent / (data_file.name + ".json")
+    python(["-m", "coverage", "json", "--data-file=" + str(data_file), "-o", str(out), "-q"],
+           cwd, env_for())
+    report = json.loads(out.read_text())
+    report.pop("meta")
+    return report
+
+
+def describe(reference: dict, tested: dict) -> str:
+    """What differs between two ``coverage json`` reports, per file and key."""
+    lines = []
+    for name in sorted(set(reference["files"]) | set(tested["files"])):
+        ref, got = reference["files"].get(name), tested["files"].get(name)
+        if ref is None or got is None:
+            lines.append("%s: only in %s" % (name, "lowimpact" if ref is None else "ctrace"))
+            continue
+        for key in ("executed_lines", "missing_lines", "executed_branches", "missing_branches"):
+            if ref.get(key) != got.get(key):
+                lines.append("%s %s\n  ctrace    %s\n  lowimpact %s"
+                             % (name, key, ref.get(key), got.get(key)))
+    if not lines and reference != tested:
+        lines.append("same lines and branches, other differences (totals, regions)")
+    return "\n".join(lines)

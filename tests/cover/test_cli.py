@@ -1,0 +1,174 @@
+"""``python -m lowimpact cover``: the program runs as without it, bad input
+gets a clear error and leaves no data file, coverage.py's commands work on
+the data."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import coverage
+import pytest
+
+from .helpers import copy_programs, env_for, python
+
+
+def cover(args, cwd: Path, check: bool = False):
+    return python(["-m", "lowimpact", "cover", *args], cwd, check=check)
+
+
+def lines_in(data_file: Path) -> dict:
+    data = coverage.CoverageData(basename=str(data_file))
+    data.read()
+    try:
+        return {os.path.basename(f): set(data.lines(f) or ()) for f in data.measured_files()}
+    finally:
+        data.close()
+
+
+@pytest.fixture
+def programs(tmp_path: Path) -> Path:
+    return copy_programs(tmp_path)
+
+
+@pytest.mark.parametrize("how", ["return", "exit3", "raise", "argv"])
+def test_program_runs_as_without_it(how: str, programs: Path) -> None:
+    plain = python(["status.py", how, "x"], programs, check=False)
+    measured = cover(["run", "status.py", how, "x"], programs)
+    assert measured.returncode == plain.returncode
+    assert measured.stdout == plain.stdout
+    # The traceback is python's, with none of lowimpact's frames.
+    assert measured.stderr == plain.stderr
+    assert 5 in lines_in(programs / ".coverage")["status.py"]
+
+
+def test_os_exit_keeps_the_data(programs: Path) -> None:
+    proc = cover(["run", "status.py", "os_exit"], programs)
+    assert proc.returncode == 7
+    assert proc.stdout == "out\n"
+    lines = lines_in(programs / ".coverage")["status.py"]
+    assert {5, 7, 8, 16} <= lines and 18 not in lines
+
+
+def test_missing_script_is_pythons_error_and_writes_nothing(programs: Path) -> None:
+    proc = cover(["run", "no_such_script.py"], programs)
+    plain = python(["no_such_script.py"], programs, check=False)
+    assert proc.returncode == plain.returncode == 2
+    assert "can't open file" in proc.stderr and "no_such_script.py" in proc.stderr
+    assert not list(programs.glob(".coverage*"))
+
+
+def test_missing_module(programs: Path) -> None:
+    proc = cover(["run", "-m", "no_such_module"], programs)
+    assert proc.returncode == 1
+    assert "No module named no_such_module" in proc.stderr
+    assert not list(programs.glob(".coverage*"))
+
+
+@pytest.mark.parametrize("args", [["run", "--no-such-option", "status.py"], ["run"],
+                                  ["frobnicate"]])
+def test_bad_command_line(args, programs: Path) -> None:
+    proc = cover(args, programs)
+    assert proc.returncode == 2
+    assert "error" in proc.stderr
+    assert not list(programs.glob(".coverage*"))
+
+
+def test_unreadable_config(programs: Path) -> None:
+    (programs / "bad.toml").write_text("[tool.coverage.run\nbranch = ")
+    for rcfile in ("bad.toml", "missing.cfg"):
+        proc = cover(["run", "--rcfile=" + rcfile, "status.py"], programs)
+        assert proc.returncode == 1, proc.stderr
+        assert "lowimpact cover: error:" in proc.stderr and rcfile in proc.stderr
+        assert "out" not in proc.stdout   # the program did not run
+    assert not list(programs.glob(".coverage*"))
+
+
+def test_config_from_pyproject(programs: Path) -> None:
+    (programs / "pyproject.toml").write_text(
+        '[tool.coverage.run]\nbranch = true\ndata_file = "measured.data"\n'
+        'omit = ["*helper*"]\n'
+    )
+    cover(["run", "first_calls.py"], programs, check=True)
+    data = coverage.CoverageData(basename=str(programs / "measured.data"))
+    data.read()
+    names = {os.path.basename(f) for f in data.measured_files()}
+    assert data.has_arcs()
+    assert "first_calls.py" in names and "first_calls_helper.py" not in names
+
+
+def test_parallel_and_combine(programs: Path) -> None:
+    for how in ("return", "exit3"):
+        cover(["run", "-p", "--branch", "status.py", how], programs)
+    parts = list(programs.glob(".coverage.*"))
+    assert len(parts) == 2
+    assert len(list(programs.glob(".coverage-subline.*.json"))) == 2
+    cover(["combine", "-q"], programs, check=True)
+    assert not list(programs.glob(".coverage.*"))
+    assert (programs / ".coverage-subline.json").exists()
+    lines = lines_in(programs / ".coverage")["status.py"]
+    assert {11, 12, 13} <= lines   # the second run's "exit3" arm
+
+
+def test_append(programs: Path) -> None:
+    cover(["run", "status.py", "return"], programs)
+    cover(["run", "-a", "status.py", "exit3"], programs)
+    lines = lines_in(programs / ".coverage")["status.py"]
+    assert 12 in lines and 19 in lines
+
+
+def test_run_replaces_previous_data(programs: Path) -> None:
+    cover(["run", "status.py", "exit3"], programs)
+    cover(["run", "status.py", "return"], programs)
+    assert 12 not in lines_in(programs / ".coverage")["status.py"]
+
+
+def test_threads_and_fork(programs: Path) -> None:
+    proc = cover(["run", "--parallel-mode", "threads_and_fork.py"], programs, check=True)
+    assert proc.stdout == "[0, 0, 4]\n"
+    # The parent's file and the forked child's.
+    assert len(list(programs.glob(".coverage.*"))) == 2
+    cover(["combine", "-q"], programs, check=True)
+    lines = lines_in(programs / ".coverage")["threads_and_fork.py"]
+    assert {6, 8} <= lines            # both arms, each in some thread
+    assert {12, 13, 14} <= lines      # only the child ran in_child()
+
+
+@pytest.mark.parametrize("command", ["report", "html", "xml", "json", "lcov"])
+def test_coverage_reports_read_the_data(command: str, programs: Path) -> None:
+    cover(["run", "--branch", "branches.py"], programs, check=True)
+    proc = cover([command, "-q"] if command != "report" else [command], programs, check=True)
+    if command == "report":
+        assert "branches.py" in proc.stdout
+    else:
+        produced = {"html": "htmlcov/index.html", "xml": "coverage.xml",
+                    "json": "coverage.json", "lcov": "coverage.lcov"}[command]
+        assert (programs / produced).exists()
+
+
+def test_sigterm_is_the_programs(programs: Path) -> None:
+    (programs / "term.py").write_text("import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\n")
+    plain = python(["term.py"], programs, check=False)
+    proc = cover(["run", "term.py"], programs)
+    assert proc.returncode == plain.returncode == -signal.SIGTERM
+
+
+def test_sigterm_keeps_data_when_configured(programs: Path) -> None:
+    (programs / "term.py").write_text(
+        "import os, signal\nx = 1\nos.kill(os.getpid(), signal.SIGTERM)\nx = 2\n")
+    (programs / ".coveragerc").write_text("[run]\nsigterm = true\n")
+    proc = cover(["run", "term.py"], programs)
+    assert proc.returncode == -signal.SIGTERM
+    assert lines_in(programs / ".coverage")["term.py"] == {1, 2, 3}
+
+
+def test_help(programs: Path) -> None:
+    proc = cover(["--help"], programs, check=True)
+    assert "subline" in proc.stdout and "combine" in proc.stdout
+    proc = cover(["run", "--help"], programs, check=True)
+    for option in ("--branch", "--source", "--include", "--omit", "--pylib",
+                   "--parallel-mode", "--data-file", "--rcfile", "--append"):
+        assert option in proc.stdout
