@@ -129,16 +129,28 @@ on_py_start(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(key);
         return known < 0 ? -1 : LOWIMPACT_DISABLE;
     }
+    /* should_trace() runs Python code: another thread may stop this
+       collector, or drop it, meanwhile. */
+    Py_INCREF(self);
     PyObject *name = trace_name(self, ((PyCodeObject *)code)->co_filename);   /* borrowed */
-    PyObject *entry = name == NULL ? NULL : PyTuple_Pack(2, code, name);   /* owned */
-    int rc = entry == NULL ? -1 : PyDict_SetItem(self->codes, key, entry);
-    Py_XDECREF(entry);
-    Py_DECREF(key);
-    if (rc < 0) {
-        return -1;
+    if (name == NULL || !self->running) {
+        Py_DECREF(key);
+        Py_DECREF(self);
+        return name == NULL ? -1 : LOWIMPACT_DISABLE;
     }
     if (name == Py_None) {
+        /* Nothing to keep: its PY_START is disabled. */
+        Py_DECREF(key);
+        Py_DECREF(self);
         return LOWIMPACT_DISABLE;
+    }
+    PyObject *entry = PyTuple_Pack(2, code, name);   /* owned */
+    int rc = entry == NULL ? -1 : PyDict_SetItem(self->codes, key, entry);
+    Py_XDECREF(entry);
+    if (rc < 0) {
+        Py_DECREF(key);
+        Py_DECREF(self);
+        return -1;
     }
     uint32_t events = EVENT_BIT(PY_MONITORING_EVENT_LINE);
     if (self->branch) {
@@ -146,8 +158,19 @@ on_py_start(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
                   EVENT_BIT(PY_MONITORING_EVENT_PY_YIELD);
     }
     if (LowImpact_SetLocalEvents(self->tool_id, code, events) < 0) {
+        /* Not measured, then: the next start tries again. */
+        PyObject *type, *value, *traceback;
+        PyErr_Fetch(&type, &value, &traceback);
+        if (PyDict_DelItem(self->codes, key) < 0) {
+            PyErr_Clear();
+        }
+        PyErr_Restore(type, value, traceback);
+        Py_DECREF(key);
+        Py_DECREF(self);
         return -1;
     }
+    Py_DECREF(key);
+    Py_DECREF(self);
     return LOWIMPACT_DISABLE;
 }
 
@@ -204,30 +227,74 @@ on_branch(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
     return PySet_GET_SIZE(dests) >= 2 ? LOWIMPACT_DISABLE : LOWIMPACT_CONTINUE;
 }
 
+/* Keeps the first of the exceptions that the steps of unregister() raise. */
+static void
+keep_first_error(PyObject **first)
+{
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (traceback != NULL && value != NULL) {
+        PyException_SetTraceback(value, traceback);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(traceback);
+    if (*first == NULL) {
+        *first = value;
+    }
+    else {
+        Py_XDECREF(value);
+    }
+}
+
+/* Every step is tried whatever the others do: the callbacks must not
+ * outlive their data.  Someone who freed the tool id meanwhile left the
+ * callbacks registered, and registering needs the id in use: it is taken
+ * back for that. */
 static int
 unregister(Collector *self)
 {
-    int rc = 0;
+    PyObject *first = NULL;   /* owned: the first failure */
     if (LowImpact_SetEvents(self->tool_id, 0) < 0) {
-        rc = -1;
+        keep_first_error(&first);
+        if (LowImpact_UseToolId(self->tool_id, "lowimpact cover") < 0) {
+            PyErr_Clear();   /* someone else holds it: its callbacks are its own */
+        }
     }
     static const int events[] = {PY_MONITORING_EVENT_PY_START, PY_MONITORING_EVENT_LINE,
                                  PY_MONITORING_EVENT_BRANCH, PY_MONITORING_EVENT_PY_RETURN,
                                  PY_MONITORING_EVENT_PY_YIELD};
     for (size_t i = 0; i < sizeof(events) / sizeof(events[0]); i++) {
-        if (rc == 0 && LowImpact_RegisterCallback(self->tool_id, events[i], NULL, NULL) < 0) {
-            rc = -1;
+        if (LowImpact_RegisterCallback(self->tool_id, events[i], NULL, NULL) < 0) {
+            keep_first_error(&first);
         }
     }
     /* Local events of measured code go with the tool id. */
-    if (rc == 0 && LowImpact_FreeToolId(self->tool_id) < 0) {
-        rc = -1;
+    if (LowImpact_FreeToolId(self->tool_id) < 0) {
+        keep_first_error(&first);
     }
     self->running = 0;
     if (active_collector == self) {
         active_collector = NULL;
     }
-    return rc;
+    if (first != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(first), first);
+        Py_DECREF(first);
+        return -1;
+    }
+    return 0;
+}
+
+/* Methods of a collector whose __init__ never ran (its dicts are NULL)
+ * raise instead. */
+static int
+initialised(Collector *self)
+{
+    if (self->codes == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the collector was not initialised");
+        return 0;
+    }
+    return 1;
 }
 
 PyDoc_STRVAR(start_doc,
@@ -239,6 +306,9 @@ static PyObject *
 collector_start(Collector *self, PyObject *unused)
 {
     (void)unused;
+    if (!initialised(self)) {
+        return NULL;
+    }
     if (self->running) {
         PyErr_SetString(PyExc_RuntimeError, "the collector is already running");
         return NULL;
@@ -322,6 +392,9 @@ static PyObject *
 collector_data(Collector *self, PyObject *unused)
 {
     (void)unused;
+    if (!initialised(self)) {
+        return NULL;
+    }
     PyObject *codes = NULL, *lines = NULL, *branches = NULL, *exits = NULL;   /* owned */
     codes = PyDict_Copy(self->codes);
     if (codes == NULL) {
@@ -356,6 +429,9 @@ static PyObject *
 collector_reset(Collector *self, PyObject *unused)
 {
     (void)unused;
+    if (!initialised(self)) {
+        return NULL;
+    }
     PyDict_Clear(self->lines);
     self->last_code = self->last_per_source = NULL;
     PyDict_Clear(self->branches);
@@ -442,7 +518,8 @@ collector_dealloc(Collector *self)
         PyObject *type, *value, *traceback;   /* owned while held */
         PyErr_Fetch(&type, &value, &traceback);
         if (unregister(self) < 0) {
-            PyErr_WriteUnraisable((PyObject *)self);
+            /* (Not self: it is being freed.) */
+            PyErr_WriteUnraisable(NULL);
         }
         PyErr_Restore(type, value, traceback);
     }

@@ -14,6 +14,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Buffers a frame and a code object's head are copied into: a layout whose
+ * structures do not fit is refused. */
+#define LI_MAX_FRAME_SIZE 1024
+#define LI_MAX_CODE_HEAD 512
+
 /* How a thread's frames are chained. */
 enum li_frame_kind {
     /* PyFrameObject linked by f_back, the position is f_lasti (an int). */

@@ -110,17 +110,33 @@ li_layout_from_debug_offsets(li_layout *out, const li_layout *base,
                                   out->tstate_datastack_chunk};
     int64_t fields_in_frame[] = {out->frame_back, out->frame_code, out->frame_instr,
                                  out->frame_owner};
+    /* The walk copies a frame and a code object's head into buffers of
+       LI_MAX_FRAME_SIZE and LI_MAX_CODE_HEAD bytes, a str's head into 256. */
+    int64_t fields_in_code[] = {out->code_filename, out->code_name, out->code_qualname,
+                                out->code_linetable, out->code_firstlineno, out->object_type};
+    int64_t fields_in_str[] = {out->unicode_state, out->unicode_length, out->object_type};
     int ok = out->interp_size > 0 && out->interp_size < limit && out->tstate_size > 0
-             && out->tstate_size < limit && out->frame_size > 0 && out->frame_size < 4096
-             && out->code_size > 0 && out->code_size < 4096;
+             && out->tstate_size < limit && out->frame_size > 0
+             && out->frame_size <= LI_MAX_FRAME_SIZE && out->code_size > 0
+             && out->code_size <= LI_MAX_CODE_HEAD && out->unicode_ascii_size > 0
+             && out->unicode_ascii_size + 16 <= 256 && out->bytes_size >= 0
+             && out->bytes_size < limit && out->bytes_data >= 0 && out->bytes_data < limit;
+    for (size_t i = 0; ok && i < sizeof fields_in_code / sizeof fields_in_code[0]; i++) {
+        ok = fields_in_code[i] >= 0 && fields_in_code[i] <= out->code_size - 8;
+    }
+    for (size_t i = 0; ok && i < sizeof fields_in_str / sizeof fields_in_str[0]; i++) {
+        ok = fields_in_str[i] >= 0 && fields_in_str[i] <= out->unicode_ascii_size - 8;
+    }
     for (size_t i = 0; ok && i < sizeof fields_in_interp / sizeof fields_in_interp[0]; i++) {
-        ok = fields_in_interp[i] >= 0 && fields_in_interp[i] + 8 <= out->interp_size;
+        ok = fields_in_interp[i] >= 0 && fields_in_interp[i] <= out->interp_size - 8;
     }
     for (size_t i = 0; ok && i < sizeof fields_in_tstate / sizeof fields_in_tstate[0]; i++) {
-        ok = fields_in_tstate[i] >= 0 && fields_in_tstate[i] + 8 <= out->tstate_size;
+        ok = fields_in_tstate[i] >= 0 && fields_in_tstate[i] <= out->tstate_size - 8;
     }
     for (size_t i = 0; ok && i < sizeof fields_in_frame / sizeof fields_in_frame[0]; i++) {
-        ok = fields_in_frame[i] >= 0 && fields_in_frame[i] < out->frame_size;
+        /* (The owner is one byte; the others eight.) */
+        int64_t width = fields_in_frame[i] == out->frame_owner ? 1 : 8;
+        ok = fields_in_frame[i] >= 0 && fields_in_frame[i] <= out->frame_size - width;
     }
     if (!ok) {
         snprintf(msg, msg_size, "_Py_DebugOffsets of the target are implausible");

@@ -418,11 +418,9 @@ take(ReaderObject *self, int trust)
 {
     li_status st;
     self->target.trust_known_code = trust;
-    self->busy = 1;
     Py_BEGIN_ALLOW_THREADS
     st = li_take_sample(&self->target, &self->sample);
     Py_END_ALLOW_THREADS
-    self->busy = 0;
     return st;
 }
 
@@ -473,6 +471,10 @@ PyDoc_STRVAR(Reader_sample_doc,
 "all were torn: the sample is dropped.  Both are counted (samples_torn,\n"
 "samples_dropped).");
 
+static PyObject *sample_while_busy(ReaderObject *self, int attempts);
+
+/* Reader stays busy until the sample is made into objects, which may run
+ * other threads: none may sample or re-initialise it meanwhile. */
 static PyObject *
 Reader_sample(ReaderObject *self, PyObject *args, PyObject *kwds)
 {
@@ -482,6 +484,15 @@ Reader_sample(ReaderObject *self, PyObject *args, PyObject *kwds)
         || check_ready(self) < 0) {
         return NULL;
     }
+    self->busy = 1;
+    PyObject *result = sample_while_busy(self, attempts);
+    self->busy = 0;
+    return result;
+}
+
+static PyObject *
+sample_while_busy(ReaderObject *self, int attempts)
+{
     self->taken++;
     for (int attempt = 0; attempt < attempts; attempt++) {
         li_status st = take(self, 1);
@@ -512,6 +523,8 @@ PyDoc_STRVAR(Reader_threads_doc,
 "outermost first; name is the qualified name where the version has one.\n"
 "with_code adds the address of each frame's code object as a fourth item.");
 
+static PyObject *threads_while_busy(ReaderObject *self, int attempts, int with_code);
+
 static PyObject *
 Reader_threads(ReaderObject *self, PyObject *args, PyObject *kwds)
 {
@@ -522,6 +535,15 @@ Reader_threads(ReaderObject *self, PyObject *args, PyObject *kwds)
         || check_ready(self) < 0) {
         return NULL;
     }
+    self->busy = 1;
+    PyObject *result = threads_while_busy(self, attempts, with_code);
+    self->busy = 0;
+    return result;
+}
+
+static PyObject *
+threads_while_busy(ReaderObject *self, int attempts, int with_code)
+{
     for (int attempt = 0; attempt < attempts; attempt++) {
         li_status st = take(self, 0);
         if (st == LI_TORN) {

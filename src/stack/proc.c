@@ -56,7 +56,7 @@ python_files(pid_t pid, mapped_file *files, size_t cap, size_t *n, char *exe, si
     ssize_t len = readlink(path, exe, exe_size - 1);
     exe[len > 0 ? len : 0] = '\0';
     snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
-    FILE *maps = fopen(path, "r");
+    FILE *maps = fopen(path, "re");
     if (maps == NULL) {
         return status_of_errno(errno);
     }
@@ -202,6 +202,9 @@ micro_from_image(const unsigned char *image, size_t size, int major, int minor)
 {
     char prefix[16];
     int plen = snprintf(prefix, sizeof prefix, "%d.%d.", major, minor);
+    if (plen < 0 || plen >= (int)sizeof prefix) {
+        return -1;
+    }
     const unsigned char *p = image, *end = image + size;
     while ((p = memmem(p, (size_t)(end - p), prefix, (size_t)plen)) != NULL) {
         const unsigned char *q = p + plen;

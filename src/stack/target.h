@@ -59,7 +59,7 @@ typedef struct li_raw_frame {
     uint64_t code;          /* address of the code object */
     int64_t offset;         /* byte offset of the instruction, negative: not started */
     int have_head;          /* whether head was read (see li_target.known_code) */
-    unsigned char head[512];/* the code object's head, as read */
+    unsigned char head[LI_MAX_CODE_HEAD];/* the code object's head, as read */
 } li_raw_frame;
 
 typedef struct li_raw_thread {

@@ -283,7 +283,7 @@ static li_status
 walk_frames(li_target *t, li_sample *s, uint64_t frame, size_t *count, size_t *outside)
 {
     const li_layout *L = &t->layout;
-    unsigned char buf[1024];
+    unsigned char buf[LI_MAX_FRAME_SIZE];
     if ((size_t)L->frame_size > sizeof buf) {
         return LI_UNSUPPORTED;
     }
@@ -298,9 +298,10 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, size_t *count, size_t *o
         if (depth >= LI_MAX_DEPTH) {
             return LI_TORN;
         }
-        int err = 0, copied = frame >= s->chunk_start
-                              && frame - s->chunk_start + (uint64_t)L->frame_size
-                                 <= s->chunk_len;
+        /* (Written so that a torn address cannot wrap around.) */
+        uint64_t size = (uint64_t)L->frame_size;
+        int err = 0, copied = s->chunk_len >= size && frame >= s->chunk_start
+                              && frame - s->chunk_start <= s->chunk_len - size;
         if (copied) {
             memcpy(buf, s->chunk + (frame - s->chunk_start), (size_t)L->frame_size);
         }
