@@ -1,5 +1,6 @@
 /* Byte offset -> line, for the three line table formats of CPython 3.9-3.13
  * (Objects/lnotab_notes.txt of each version describes its format). */
+#include <limits.h>
 #include "target.h"
 
 static int
@@ -62,6 +63,18 @@ svarint(const unsigned char *p, size_t size, size_t *i)
     return (u & 1) ? -(int64_t)(u >> 1) : (int64_t)(u >> 1);
 }
 
+/* line += delta, unless that leaves int's range (a torn or foreign table). */
+static int
+add_delta(int *line, int64_t delta)
+{
+    int64_t next = (int64_t)*line + delta;
+    if (next < INT_MIN || next > INT_MAX) {
+        return -1;
+    }
+    *line = (int)next;
+    return 0;
+}
+
 static int
 locations_line(const unsigned char *p, size_t size, int line, int64_t offset)
 {
@@ -83,14 +96,18 @@ locations_line(const unsigned char *p, size_t size, int line, int64_t offset)
             entry_line = -1;
             break;
         case 14:
-            line += (int)svarint(p, size, &i);
+            if (add_delta(&line, svarint(p, size, &i)) < 0) {
+                return -1;
+            }
             entry_line = line;
             (void)varint(p, size, &i);
             (void)varint(p, size, &i);
             (void)varint(p, size, &i);
             break;
         case 13:
-            line += (int)svarint(p, size, &i);
+            if (add_delta(&line, svarint(p, size, &i)) < 0) {
+                return -1;
+            }
             entry_line = line;
             break;
         case 10: case 11: case 12:

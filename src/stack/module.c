@@ -9,6 +9,7 @@
 #include <Python.h>
 
 #include <errno.h>
+#include <math.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <time.h>
@@ -799,6 +800,10 @@ precise_sleep(PyObject *Py_UNUSED(module), PyObject *arg)
         /* Best effort: a kernel that refuses leaves the default slack. */
         (void)prctl(PR_SET_TIMERSLACK, 1000UL, 0UL, 0UL, 0UL);
         slack_set = 1;
+    }
+    if (!isfinite(seconds) || seconds > 1e6) {
+        PyErr_Format(PyExc_ValueError, "cannot sleep %R seconds", arg);
+        return NULL;
     }
     if (seconds <= 0) {
         Py_RETURN_NONE;

@@ -156,6 +156,10 @@ elf_lookup(const unsigned char *image, size_t size, elf_symbols *out)
                 continue;
             }
             const char *name = names + syms[k].st_name;
+            /* A string table need not end its last string. */
+            if (memchr(name, 0, strtab->sh_size - syms[k].st_name) == NULL) {
+                continue;
+            }
             if (strcmp(name, "_PyRuntime") == 0) {
                 out->runtime = syms[k].st_value;
                 out->found_runtime = 1;

@@ -85,6 +85,7 @@ typedef struct li_sample {
 /* Most frames read in one thread: deeper stacks are cut (counted as torn,
  * since a cycle from a torn read looks the same). */
 #define LI_MAX_DEPTH 4096
+#define LI_MAX_FRAMES_PER_SAMPLE (1 << 20)
 
 /* One snapshot of every thread's stack into *s (reused across calls).
  * LI_TORN if the target moved under the reader: the sample is inconsistent

@@ -336,7 +336,9 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, size_t *count, size_t *o
             uint64_t instr = u64_at(buf, L->frame_instr);
             offset = (int64_t)(instr - (code + (uint64_t)L->code_adaptive));
         }
-        if (code == 0) {
+        /* A thread list that a torn read made loop would walk real stacks
+           again and again. */
+        if (code == 0 || s->nframes >= LI_MAX_FRAMES_PER_SAMPLE) {
             return LI_TORN;
         }
         if (grow((void **)&s->frames, &s->frames_cap, s->nframes + 1, sizeof *s->frames)) {
