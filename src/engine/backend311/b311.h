@@ -342,6 +342,10 @@ int li_cache_site_arg(li_site *s);
  * (only for CALL_FUNCTION_EX, nargs < 0). */
 int li_call_arguments(PyObject **stack, int depth, int nargs, PyObject **callable,
                       PyObject **arg0);
+/* The unit where `exc` was raised in `frame`, from the newest entry of its
+ * traceback (units of the code the frame ran then), or -1 if that entry is
+ * not the frame's or `exc` is no exception. */
+int li_raised_at(_PyInterpreterFrame *frame, PyObject *exc);
 /* Whether calling `callable` runs a Python function (no C_RETURN or C_RAISE
  * follows). */
 bool li_calls_python(PyObject *callable);

@@ -251,6 +251,24 @@ marks_suspension(PyCodeObject *shadow, int unit)
            unit < shadow->_co_firsttraceable;
 }
 
+int
+li_raised_at(_PyInterpreterFrame *frame, PyObject *exc)
+{
+    /* Normally an exception; a jump set by a trace function (f_lineno) can
+       land a frame at a handler with something else on the stack. */
+    PyObject *tb = (exc != NULL && PyExceptionInstance_Check(exc))
+                   ? PyException_GetTraceback(exc) : NULL;
+    int unit = -1;
+    if (tb != NULL && PyTraceBack_Check(tb)) {
+        PyTracebackObject *entry = (PyTracebackObject *)tb;
+        if (entry->tb_frame != NULL && entry->tb_frame->f_frame == frame) {
+            unit = entry->tb_lasti / (int)sizeof(_Py_CODEUNIT);
+        }
+    }
+    Py_XDECREF(tb);
+    return unit;
+}
+
 /* How `exc` came to a handler or the UNWIND stub of `frame`.  `record`
  * remembers the arrival (not for mere look-ups). */
 static arrival
@@ -258,27 +276,17 @@ exception_arrival(_PyInterpreterFrame *frame, li_probes *lp, PyObject *exc, int 
                   bool record)
 {
     arrival a = {false, false, here};
-    /* Normally an exception; a jump set by a trace function (f_lineno) can
-       land here with something else on the stack. */
-    PyObject *tb = (exc != NULL && PyExceptionInstance_Check(exc))
-                   ? PyException_GetTraceback(exc) : NULL;
     a.reraised = reraise_mark.frame == frame;
-    if (tb != NULL && PyTraceBack_Check(tb)) {
-        PyTracebackObject *entry = (PyTracebackObject *)tb;
-        int unit = entry->tb_lasti / (int)sizeof(_Py_CODEUNIT);
-        /* The entry of a frame that changed code since (a trampoline moved
-           it) counts units of the other code: unusable. */
-        if (entry->tb_frame != NULL && entry->tb_frame->f_frame == frame &&
-            unit >= 0 && unit < lp->n_units)
-        {
-            a.unit = unit;
-            a.thrown = !a.reraised && marks_suspension(lp->shadow, a.unit);
-        }
+    int unit = li_raised_at(frame, exc);
+    /* The entry of a frame that changed code since (a trampoline moved it)
+       counts units of the other code: unusable. */
+    if (unit >= 0 && unit < lp->n_units) {
+        a.unit = unit;
+        a.thrown = !a.reraised && marks_suspension(lp->shadow, a.unit);
     }
     if (record) {
         reraise_mark.frame = NULL;
     }
-    Py_XDECREF(tb);
     return a;
 }
 

@@ -159,20 +159,8 @@ static PyTypeObject token_type = {
 static bool
 raised_landing(_PyInterpreterFrame *frame, li_landing *to)
 {
-    PyObject *exc = frame->localsplus[frame->stacktop - 1];
-    if (exc == NULL || !PyExceptionInstance_Check(exc)) {
-        return false;
-    }
-    PyObject *tb = PyException_GetTraceback(exc);
-    bool found = false;
-    if (tb != NULL && PyTraceBack_Check(tb)) {
-        PyTracebackObject *entry = (PyTracebackObject *)tb;
-        found = entry->tb_frame != NULL && entry->tb_frame->f_frame == frame &&
-                li_trampoline_raised_landing(frame->f_code,
-                                             entry->tb_lasti / (int)sizeof(_Py_CODEUNIT), to);
-    }
-    Py_XDECREF(tb);
-    return found;
+    int unit = li_raised_at(frame, frame->localsplus[frame->stacktop - 1]);
+    return unit >= 0 && li_trampoline_raised_landing(frame->f_code, unit, to);
 }
 
 /* Moves the frame that called the landing function where it was expected

@@ -476,6 +476,16 @@ restore(PyCodeObject *code, li_trampoline *t)
     }
 }
 
+/* The code of `p` gets its own exception table back. */
+static void
+restore_exceptiontable(li_patches *p)
+{
+    if (p->own_exceptiontable != NULL) {
+        Py_SETREF(p->code->co_exceptiontable, p->own_exceptiontable);
+        p->own_exceptiontable = NULL;
+    }
+}
+
 static void
 disarm_all(li_patches *p)
 {
@@ -490,10 +500,7 @@ disarm_all(li_patches *p)
     p->n_armed = 0;
     p->n_routes = 0;
     code->co_warmup = p->saved_warmup;
-    if (p->own_exceptiontable != NULL) {
-        Py_SETREF(code->co_exceptiontable, p->own_exceptiontable);
-        p->own_exceptiontable = NULL;
-    }
+    restore_exceptiontable(p);
     unlink_armed(p);
     li_code_state *cs = li_shadow_probes(code) == NULL ? li_code_state_get(code) : NULL;
     li_code_backend *cb = cs != NULL ? (li_code_backend *)cs->backend : NULL;
@@ -811,19 +818,14 @@ route_at(const li_handler *handlers, int n_handlers, int unit)
                      : (li_handler){0, 0, -1, 0, false};
 }
 
+/* Whether units [lo, hi) are handled by `handler` (NULL: none), or not at
+ * all. */
 static bool
-same_route(li_handler a, li_handler b)
-{
-    return a.target == b.target && (a.target < 0 || (a.depth == b.depth && a.lasti == b.lasti));
-}
-
-/* Whether units [lo, hi) are handled as `route` says, or not at all. */
-static bool
-routed_as(const li_analysis *an, int lo, int hi, li_handler route)
+routed_as(const li_analysis *an, int lo, int hi, const li_handler *handler)
 {
     for (int u = lo; u < hi; u++) {
-        li_handler here = route_at(an->handlers, an->n_handlers, u);
-        if (here.target >= 0 && !same_route(here, route)) {
+        const li_handler *here = handler_at(an->handlers, an->n_handlers, u);
+        if (here != NULL && !same_handler(here, handler)) {
             return false;
         }
     }
@@ -858,8 +860,8 @@ exception_site(const li_analysis *an, li_patches *p, int entry, _PyInterpreterFr
             return true;
         }
     }
-    li_handler handler = route_at(an->handlers, an->n_handlers, unit);
-    int depth = handler.target >= 0 ? handler.depth : 0;
+    const li_handler *handler = handler_at(an->handlers, an->n_handlers, unit);
+    int depth = handler != NULL ? handler->depth : 0;
     if (depth + 3 > capacity) {
         return false;
     }
@@ -889,11 +891,15 @@ exception_site(const li_analysis *an, li_patches *p, int entry, _PyInterpreterFr
 }
 
 /* Puts an exception table in the code of `p` that sends exceptions along
- * its routes.  0 or -1. */
+ * its routes (its own when there is none).  0 or -1. */
 static int
 route_exceptions(li_patches *p)
 {
     PyCodeObject *code = p->code;
+    if (p->n_routes == 0) {
+        restore_exceptiontable(p);
+        return 0;
+    }
     li_handler *handlers = NULL;
     int n_handlers = li_decode_handlers(code, &handlers);
     if (n_handlers < 0) {
@@ -916,16 +922,9 @@ route_exceptions(li_patches *p)
         }
         per_unit[r->raising] = (li_handler){0, 0, r->trampoline, r->depth, false};
     }
-    PyObject *table = p->n_routes > 0 ? li_encode_handlers(per_unit, n_units) : NULL;
+    PyObject *table = li_encode_handlers(per_unit, n_units);
     PyMem_Free(per_unit);
     PyMem_Free(handlers);
-    if (p->n_routes == 0) {
-        if (p->own_exceptiontable != NULL) {
-            Py_SETREF(code->co_exceptiontable, p->own_exceptiontable);
-            p->own_exceptiontable = NULL;
-        }
-        return 0;
-    }
     if (table == NULL) {
         return -1;
     }

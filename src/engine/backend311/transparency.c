@@ -249,6 +249,7 @@ install(size_t i, getter get, setter set)
  * table must be the one Python code reads instead. */
 static _PyCFunctionFastWithKeywords code_replace;
 static PyMethodDef code_replace_def;
+static PyObject *exceptiontable_name;   /* "co_exceptiontable", for good */
 
 static PyObject *
 code_replace_original(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
@@ -257,13 +258,8 @@ code_replace_original(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
     PyCodeObject *code = (PyCodeObject *)self;
     PyObject *own = li_own_exceptiontable(code);
     Py_ssize_t nkw = kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0;
-    PyObject *name = PyUnicode_FromString("co_exceptiontable");
-    if (name == NULL) {
-        return NULL;
-    }
-    int given = kwnames != NULL ? PySequence_Contains(kwnames, name) : 0;
+    int given = kwnames != NULL ? PySequence_Contains(kwnames, exceptiontable_name) : 0;
     if (given != 0 || own == code->co_exceptiontable) {
-        Py_DECREF(name);
         return given < 0 ? NULL : code_replace(self, args, nargs, kwnames);
     }
     PyObject **all = PyMem_Malloc(sizeof(PyObject *) * (size_t)(nargs + nkw + 1));
@@ -280,18 +276,21 @@ code_replace_original(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
     for (Py_ssize_t i = 0; i < nkw; i++) {
         PyTuple_SET_ITEM(names, i, Py_NewRef(PyTuple_GET_ITEM(kwnames, i)));
     }
-    PyTuple_SET_ITEM(names, nkw, Py_NewRef(name));
+    PyTuple_SET_ITEM(names, nkw, Py_NewRef(exceptiontable_name));
     result = code_replace(self, all, nargs, names);
 done:
     PyMem_Free(all);
     Py_XDECREF(names);
-    Py_DECREF(name);
     return result;
 }
 
 static int
 install_code_replace(void)
 {
+    exceptiontable_name = PyUnicode_InternFromString("co_exceptiontable");
+    if (exceptiontable_name == NULL) {
+        return -1;
+    }
     for (PyMethodDef *def = PyCode_Type.tp_methods; def != NULL && def->ml_name != NULL; def++) {
         if (strcmp(def->ml_name, "replace") != 0) {
             continue;
