@@ -264,3 +264,50 @@ def test_turning_line_off_and_on_after_disable(M: Any, tool: Tool, script: str, 
         tool.set_events(0)
         tool.set_local(f, 0)
     assert reported == expected
+
+
+# --------------------------------------------------------------------------
+# restart_events() re-arms a few disabled lines of code that runs later
+
+
+def _long_function() -> Callable[[int], int]:
+    namespace: dict = {}
+    source = "def f(x):\n" + "".join("    x = x + %d\n" % k for k in range(1, 9)) + "    return x\n"
+    exec(compile(source, "<rearming-few>", "exec"), namespace)
+    return namespace["f"]
+
+
+@pytest.mark.parametrize("disabled", [[1], [1, 5], [8]], ids=str)
+def test_restart_rearms_a_few_disabled_lines_for_the_next_call(
+    M: Any, tool: Tool, disabled: list
+) -> None:
+    """A handful of lines out of many disabled (natively nothing is left
+    out; the engine keeps such a shadow and re-arms it when it next runs):
+    after restart_events() every line reports again, once per call, and the
+    lines nobody disabled never stopped reporting."""
+    E = M.events
+    f = _long_function()
+    seen: list = []
+
+    def on_line(code: Any, line: int) -> Any:
+        if code is f.__code__:
+            seen.append(rel(code, line))
+            return M.DISABLE if rel(code, line) in disabled else None
+        return None
+
+    tool.register(E.LINE, on_line)
+    tool.set_local(f, E.LINE)
+    try:
+        rounds = []
+        for step in ["call", "call", "restart", "call", "call"]:
+            if step == "restart":
+                M.restart_events()
+                continue
+            seen.clear()
+            assert f(0) == 36
+            rounds.append(list(seen))
+    finally:
+        tool.set_local(f, 0)
+    every = list(range(1, 10))
+    kept = [line for line in every if line not in disabled]
+    assert rounds == [every, kept, every, kept]

@@ -309,6 +309,14 @@ typedef struct li_probes {
        probes a DISABLE disarmed (probe.c). */
     struct li_probes *next_restart, *prev_restart;
     bool restart_linked;
+    /* restart_events() left its probes to be re-armed by the next frame
+       that runs it: only its start probes are armed meanwhile (probe.c). */
+    bool rearm_pending;
+    /* Frames come in only at its entry probe (not a generator's code). */
+    bool entered_at_start;
+    /* First units of the probes where frames start or resume. */
+    int n_starts;
+    int32_t *starts;
 } li_probes;
 
 extern PyTypeObject li_probes_type;
@@ -410,6 +418,10 @@ li_pad_unit(const li_probes *lp, li_landing to)
 void li_unfuse_before(const li_probes *lp, int unit, _Py_CODEUNIT *before);
 /* Arms or disarms every probe of `lp` according to the current state. */
 void li_probes_sync(li_probes *lp);
+/* Re-arms the probes of `lp` if restart_events() left that to the next
+ * frame that runs it: a frame is about to run it elsewhere than at a start
+ * probe. */
+void li_probes_ready(li_probes *lp);
 /* Whether `lp` lacks probes that some tool may want now. */
 bool li_probes_stale(const li_probes *lp);
 /* Replaces `lp`, whose probes are mostly disarmed, by a shadow without
@@ -421,8 +433,10 @@ li_probes *li_all_shadows(void);
  * and re-arms what DISABLE disarmed, in the shadows where either happened
  * since the last restart. */
 void li_probes_restart(void);
-/* Stops new frames from starting on `lp` (update.c). */
+/* Stops new frames from starting on `lp` (update.c); the quiet form leaves
+ * the caller to call li_dispatch_changed(). */
 void li_retire(li_probes *lp);
+void li_retire_quietly(li_probes *lp);
 
 /* What the back end keeps per original code object (li_code_state.backend). */
 

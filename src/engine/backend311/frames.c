@@ -114,6 +114,10 @@ static int n_moved, cap_moved;
 int
 li_frame_set_code(_PyInterpreterFrame *frame, PyCodeObject *code, int unit)
 {
+    li_probes *lp = li_shadow_probes(code);
+    if (lp != NULL) {
+        li_probes_ready(lp);
+    }
     if (frame->frame_obj != NULL && frame->f_code != code) {
         if (li_reserve((void **)&moved, &cap_moved, n_moved, sizeof(moved_frame), 4) < 0) {
             return -1;

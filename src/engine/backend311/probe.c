@@ -100,10 +100,36 @@ li_probes_init(void)
     return PyType_Ready(&li_probes_type);
 }
 
+/* Records where frames start or resume on `lp` (its entry probe, its
+ * PY_START and PY_RESUME probes and the placeholders there), which
+ * restart_events() arms, and whether frames come in only there.  0 or -1. */
+static int
+find_starts(li_probes *lp, PyCodeObject *shadow)
+{
+    lp->starts = li_alloc_filled_later((size_t)lp->n_probes, sizeof(int32_t));
+    if (lp->starts == NULL) {
+        return -1;
+    }
+    lp->n_starts = 0;
+    for (int i = 0; i < lp->n_probes; i++) {
+        const li_probe *p = &lp->probes[i];
+        int first = p->n_sites > 0 ? lp->sites[p->first_site].event : -1;
+        if (i == lp->entry_probe || p->n_sites == 0 || first == LI_PY_START ||
+            first == LI_PY_RESUME)
+        {
+            lp->starts[lp->n_starts++] = p->unit;
+        }
+    }
+    /* Suspended generators resume where a full shadow may have no probe. */
+    lp->entered_at_start = lp->entry_probe >= 0 &&
+        !(shadow->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR));
+    return 0;
+}
+
 int
 li_probes_attach(li_probes *lp, PyCodeObject *shadow)
 {
-    if (_PyCode_SetExtra((PyObject *)shadow, shadow_index, lp) < 0) {
+    if (find_starts(lp, shadow) < 0 || _PyCode_SetExtra((PyObject *)shadow, shadow_index, lp) < 0) {
         return -1;
     }
     lp->shadow = shadow;
@@ -171,6 +197,7 @@ set_armed(li_probes *lp, const li_probe *p, bool armed)
 static bool
 probe_wanted(const li_probes *lp, const li_probe *p, int index)
 {
+    assert(!lp->rearm_pending);
     if (index == lp->entry_probe && (lp->obsolete || lp->cs->refresh_pending)) {
         return true;    /* it redirects functions to the current shadow */
     }
@@ -212,6 +239,7 @@ li_probes_sync(li_probes *lp)
     if (lp->shadow == NULL) {
         return;
     }
+    lp->rearm_pending = false;
     lp->outdated = lacks_probes(lp);
     li_dispatch_changed();
     for (int i = 0; i < lp->n_probes; i++) {
@@ -220,43 +248,60 @@ li_probes_sync(li_probes *lp)
 }
 
 /* Arms the probes where frames start or resume on `lp`. */
-static void
+static inline void
 arm_starts(li_probes *lp)
 {
-    for (int i = 0; i < lp->n_probes; i++) {
-        const li_probe *p = &lp->probes[i];
-        int first = p->n_sites > 0 ? lp->sites[p->first_site].event : -1;
-        if (i == lp->entry_probe || p->n_sites == 0 || first == LI_PY_START ||
-            first == LI_PY_RESUME)
-        {
-            set_armed(lp, p, true);
+    _Py_CODEUNIT *units = _PyCode_CODE(lp->shadow);
+    for (int k = 0; k < lp->n_starts; k++) {
+        _Py_CODEUNIT *first = units + lp->starts[k];
+        if (_Py_OPCODE(*first) == JUMP_FORWARD) {
+            *first = lp->armed_unit;
+            lp->n_armed++;
         }
+    }
+}
+
+void
+li_probes_ready(li_probes *lp)
+{
+    if (lp->rearm_pending) {
+        li_probes_sync(lp);
     }
 }
 
 void
 li_probes_restart(void)
 {
-    /* (Dying shadows leave the list: each here has its shadow.) */
-    while (restartable != NULL) {
-        li_probes *lp = restartable;
-        unlink_restartable(lp);
-        bool generator = lp->shadow->co_flags & (CO_GENERATOR | CO_COROUTINE |
-                                                 CO_ASYNC_GENERATOR);
-        if (lp->partial || (lp->obsolete && !generator && lp->entry_probe >= 0)) {
+    /* Native restart_events() leaves the work to each code object's next
+       run; so does this, where frames can only come in at a start probe:
+       it costs a few stores per shadow a DISABLE touched.  The caller
+       takes care of the frames on the stack, landings of li_probes_ready().
+       (Dying shadows leave the list: each here has its shadow.) */
+    li_dispatch_changed();
+    li_probes *lp = restartable;
+    restartable = NULL;
+    while (lp != NULL) {
+        li_probes *next = lp->next_restart;
+        lp->next_restart = lp->prev_restart = NULL;
+        lp->restart_linked = false;
+        if (lp->partial || (lp->obsolete && lp->entered_at_start)) {
             /* It lacks the probes that fire again, or frames should leave
                it anyway: new frames start on a shadow that has them.  Only
                frames that start or resume on it need to learn that here,
                at its entry probe (suspended generators at their next
-               resumption: partial shadows keep a probe at each, others may
-               have none); the caller takes care of the frames on the
-               stack. */
-            li_retire(lp);
+               resumption: partial shadows keep a probe at each). */
+            li_retire_quietly(lp);
             lp->outdated = true;
             arm_starts(lp);
-            continue;
         }
-        li_probes_sync(lp);
+        else if (lp->entered_at_start) {
+            lp->rearm_pending = true;
+            arm_starts(lp);
+        }
+        else {
+            li_probes_sync(lp);
+        }
+        lp = next;
     }
 }
 
@@ -292,13 +337,22 @@ after_disable(li_probes *lp, li_probe *p, int index)
 {
     if (!probe_wanted(lp, p, index)) {
         set_armed(lp, p, false);
-        link_restartable(lp);
         /* Disarmed probes still cost a jump each; once a quarter are, a
            shadow without them serves better.  (Code whose probes are mostly
            where it never goes, as in big functions under line and branch
            coverage, would otherwise keep running the jumps where it does.) */
-        if (!lp->obsolete && lp->n_armed * 4 <= lp->n_probes * 3) {
-            return li_compact(lp);
+        if (!lp->obsolete && lp->n_armed * 4 <= lp->n_probes * 3 && li_compact(lp) < 0) {
+            return -1;
+        }
+        /* An obsolete shadow that frames enter only at its start needs
+           nothing from restart_events(): its armed entry probe sends frames
+           that start on it to the current shadow, and the frames on the
+           stack are re-armed there (update.c). */
+        if (lp->obsolete && lp->entered_at_start) {
+            unlink_restartable(lp);
+        }
+        else {
+            link_restartable(lp);
         }
     }
     return 0;
@@ -623,6 +677,7 @@ LI_COLD static int
 slow_path(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, li_probe *p)
 {
     int index = (int)(p - lp->probes);
+    li_probes_ready(lp);
     if (index == lp->entry_probe && lp->cs->refresh_pending) {
         starts_refreshed(lp);
     }
@@ -790,6 +845,7 @@ probes_dealloc(PyObject *self)
     PyMem_Free(lp->for_iters);
     PyMem_Free(lp->probe_at);
     PyMem_Free(lp->probes);
+    PyMem_Free(lp->starts);
     Py_XDECREF(lp->original);
     PyObject_Free(self);
 }

@@ -357,7 +357,7 @@ li_bare_code(PyCodeObject *original, PyObject *builtins)
 }
 
 void
-li_retire(li_probes *lp)
+li_retire_quietly(li_probes *lp)
 {
     /* The next function to start builds a new shadow, and functions still
        pointing here move to it at their next start. */
@@ -365,6 +365,12 @@ li_retire(li_probes *lp)
         ((li_code_backend *)lp->cs->backend)->current = NULL;
     }
     lp->obsolete = true;
+}
+
+void
+li_retire(li_probes *lp)
+{
+    li_retire_quietly(lp);
     li_dispatch_changed();
 }
 
@@ -678,14 +684,16 @@ li_backend_restart(void)
     li_probes_restart();
     /* Frames running shadows made outdated: callers move at once, the
        frames executing in C at trampolines, which count on the probes of
-       such a shadow to move the frame where it meets one first. */
+       such a shadow to move the frame where it meets one first.  Shadows
+       left to be re-armed by their next frame, and obsolete ones (which
+       restart_events() may not have seen), are re-armed for these. */
     PyInterpreterState *interp = PyInterpreterState_Get();
     for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
          ts = PyThreadState_Next(ts))
     {
         for (_PyInterpreterFrame *f = ts->cframe->current_frame; f != NULL; f = f->previous) {
             li_probes *lp = li_shadow_probes(f->f_code);
-            if (lp != NULL && lp->outdated) {
+            if (lp != NULL && (lp->outdated || lp->rearm_pending || lp->obsolete)) {
                 li_probes_sync(lp);
             }
         }
