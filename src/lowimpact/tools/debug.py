@@ -31,7 +31,7 @@ import pdb
 import sys
 import threading
 import types
-from typing import Any, Callable, Dict, Optional, Set
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 from lowimpact import monitoring as M
 
@@ -52,10 +52,45 @@ _STEP_GENERATOR_EXIT = E.RAISE | E.STOP_ITERATION
 _GENERATOR = bdb.GENERATOR_AND_COROUTINE_FLAGS
 # 3.13's set_trace() stops before the next instruction, not the next line.
 _STOP_AT_INSTRUCTION = sys.version_info >= (3, 13)
-# Before 3.12 only a frame with a trace function may have f_lineno set.
-_JUMP_NEEDS_F_TRACE = sys.version_info < (3, 12)
+# 3.11's frame.f_lineno setter wants a trace function running, and the
+# engine's instrumented frames do not land where a native frame would.
+_CAN_JUMP = sys.version_info >= (3, 12)
 
 _STEP_TOOL_IDS = (3, 4, 2, 1)
+
+
+class _Codes:
+    """Code objects by identity, each with a value: equal code objects (the
+    same source compiled twice, as a restarted program is) are different
+    code to instrument."""
+
+    def __init__(self) -> None:
+        self._items: Dict[int, Tuple[types.CodeType, int]] = {}
+
+    def __contains__(self, code: types.CodeType) -> bool:
+        return id(code) in self._items
+
+    def __iter__(self) -> Iterator[types.CodeType]:
+        return iter([code for code, _ in self._items.values()])
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, code: types.CodeType, default: int = 0) -> int:
+        item = self._items.get(id(code))
+        return default if item is None else item[1]
+
+    def __getitem__(self, code: types.CodeType) -> int:
+        return self._items[id(code)][1]
+
+    def __setitem__(self, code: types.CodeType, value: int) -> None:
+        self._items[id(code)] = (code, value)
+
+    def add(self, code: types.CodeType) -> None:
+        self._items[id(code)] = (code, 0)
+
+    def discard(self, code: types.CodeType) -> None:
+        self._items.pop(id(code), None)
 
 
 class DebuggerBusy(RuntimeError):
@@ -72,11 +107,11 @@ class _Core:
         self.bp_tool = -1
         self.step_tool = -1
         #: canonical file name -> code objects of it seen running.
-        self.codes: Dict[str, Set[types.CodeType]] = {}
+        self.codes: Dict[str, _Codes] = {}
         #: code objects whose LINE events the breakpoint tool has.
-        self.bp_armed: Set[types.CodeType] = set()
+        self.bp_armed = _Codes()
         #: code object -> the step tool's local events on it.
-        self.step_armed: Dict[types.CodeType, int] = {}
+        self.step_armed = _Codes()
         self.step_global = 0
         self.bp_global = 0
 
@@ -123,7 +158,7 @@ class _Core:
         if events:
             self.step_armed[code] = events
         else:
-            del self.step_armed[code]
+            self.step_armed.discard(code)
 
     def _arm_breakpoints(self, code: types.CodeType, rearm: bool) -> None:
         """Give *code*'s lines to the breakpoint tool; *rearm* brings back
@@ -142,7 +177,7 @@ class _Core:
             M.set_local_events(self.bp_tool, code, 0)
             self.bp_armed.discard(code)
 
-    def step_events(self, wanted: Dict[types.CodeType, int], new_frames: int) -> None:
+    def step_events(self, wanted: _Codes, new_frames: int) -> None:
         """Make the step tool's events *wanted* (code -> local events) and
         *new_frames* (global); what it leaves goes back to the breakpoints."""
         owner = self.owner
@@ -151,7 +186,8 @@ class _Core:
             self._set_step(code, 0)
             if had_lines and owner is not None and owner._has_breaks(code):
                 self._arm_breakpoints(code, rearm=True)
-        for code, events in wanted.items():
+        for code in wanted:
+            events = wanted[code]
             had_lines = self.step_armed.get(code, 0) & E.LINE
             self._set_step(code, events)
             if had_lines and not events & E.LINE and owner is not None and owner._has_breaks(code):
@@ -193,14 +229,14 @@ class _Core:
         for frame in sys._current_frames().values():
             while frame is not None:
                 code = frame.f_code
-                self.codes.setdefault(owner.canonic(code.co_filename), set()).add(code)
+                self.codes.setdefault(owner.canonic(code.co_filename), _Codes()).add(code)
                 frame = frame.f_back
 
     def release(self) -> None:
         """Take every event off (the tool ids are kept for the next session)."""
         if self.bp_tool < 0:
             return
-        self.step_events({}, 0)
+        self.step_events(_Codes(), 0)
         for code in list(self.bp_armed):
             self._disarm_breakpoints(code)
         if self.bp_global:
@@ -213,7 +249,7 @@ class _Core:
         owner = self.owner
         if owner is not None:
             name = owner.canonic(code.co_filename)
-            self.codes.setdefault(name, set()).add(code)
+            self.codes.setdefault(name, _Codes()).add(code)
             if name in owner.breaks:
                 self._arm_breakpoints(code, rearm=False)
         return M.DISABLE
@@ -254,7 +290,8 @@ class _Core:
     def _step_exception(self, code: types.CodeType, offset: int, exc: BaseException) -> Any:
         owner = self.owner
         if (owner is not None and owner._thread == threading.get_ident()
-                and (self.step_armed.get(code, 0) & E.LINE or owner._generator_exit())):
+                and (self.step_armed.get(code, 0) & E.LINE
+                     or (owner._generator_exit() and owner._has_breaks(code)))):
             owner._event(sys._getframe(1), "exception", (type(exc), exc, exc.__traceback__))
 
 
@@ -293,37 +330,26 @@ class Pdb(pdb.Pdb):
                     return
                 self._thread = threading.get_ident()
                 self._set_stopinfo(self.botframe, None, -1)
-                self._user(self.user_line, frame)
+                self.user_line(frame)
             else:
                 self.enterframe = frame
                 self._dirty = False
                 if event == "line":
-                    self._user(self.dispatch_line, frame)
+                    self.dispatch_line(frame)
                 elif event == "opcode":
-                    self._user(self.dispatch_opcode, frame, None)
+                    self.dispatch_opcode(frame, None)
                 elif event == "call":
-                    traced = self._user(self.dispatch_call, frame, None)
+                    traced = self.dispatch_call(frame, None)
                     if traced is not None and not self._dirty and self.stop_here(frame):
                         # A frame step mode goes on in: its lines and returns.
                         _core.step_add(frame.f_code, _STEP_LINES)
                 elif event == "return":
-                    self._user(self.dispatch_return, frame, arg)
+                    self.dispatch_return(frame, arg)
                 else:
-                    self._user(self.dispatch_exception, frame, arg)
+                    self.dispatch_exception(frame, arg)
             if self._dirty:
                 self._dirty = False
                 self._rearm(frame)
-
-    def _user(self, dispatch: Callable[..., Any], frame: types.FrameType, *args: Any) -> Any:
-        if not _JUMP_NEEDS_F_TRACE or frame.f_trace is not None:
-            return dispatch(frame, *args)
-        # A stop may 'jump' (set f_lineno), which 3.11 allows only in a frame
-        # with a trace function; with no sys.settrace it is never called.
-        frame.f_trace = _no_trace
-        try:
-            return dispatch(frame, *args)
-        finally:
-            frame.f_trace = None
 
     def _rearm(self, frame: Optional[types.FrameType]) -> None:
         """Give the step tool the events that can stop the program under the
@@ -332,7 +358,7 @@ class Pdb(pdb.Pdb):
         if self.quitting or not self._active:
             self._deactivate()
             return
-        wanted: Dict[types.CodeType, int] = {}
+        wanted = _Codes()
         new_frames = 0
         stopframe = self.stopframe
         if stopframe is None:
@@ -364,8 +390,9 @@ class Pdb(pdb.Pdb):
         _core.step_events(wanted, new_frames)
 
     def _generator_exit(self) -> bool:
-        """Whether bdb stops at StopIteration in any frame (a 'return' or
-        'next' out of a generator)."""
+        """Whether bdb stops at StopIteration in any frame it traces (a
+        'return' or 'next' out of a generator); pdb traces the frames of
+        files with breakpoints."""
         stopframe = self.stopframe
         return stopframe is not None and bool(stopframe.f_code.co_flags & _GENERATOR)
 
@@ -500,6 +527,15 @@ class Pdb(pdb.Pdb):
         finally:
             self._end()
 
+    def do_jump(self, arg: str) -> None:
+        if not _CAN_JUMP:
+            self.error("jump is not available on Python %d.%d: lowimpact's engine cannot "
+                       "move a frame it instruments" % sys.version_info[:2])
+            return
+        super().do_jump(arg)
+
+    do_j = do_jump
+
     # -- breakpoints: re-arm their files --------------------------------
 
     def set_break(self, filename: str, lineno: int, temporary: bool = False,
@@ -533,5 +569,3 @@ class Pdb(pdb.Pdb):
             _core.breakpoints_changed(None if filename is None else self.canonic(filename))
 
 
-def _no_trace(frame: types.FrameType, event: str, arg: Any) -> None:
-    return None
