@@ -46,7 +46,9 @@ SESSIONS = {
     "jump": ("loops.py", [
         "b 10", "c", "n", "n", "n", "until", "until", "until", "p total, i", "jump 9", "n",
         "p total, i", "n", "n", "p total, i", "jump 12", "n", "n", "q"]),
-    # with -c, as a .pdbrc would give it
+    # loops on one line: each pass is a line of its own for pdb
+    "one-line-loops": ("oneline.py", ["b 3", "c", "c", "n", "n", "n", "p x", "cl 1",
+                                      "b 4", "c", "c", "disable 2", "n", "n", "p x", "q"]),
     "until-lineno": ("loops.py", ["until 12", "p total", "n", "s", "s", "q"]),
 }
 

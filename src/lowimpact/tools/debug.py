@@ -26,6 +26,7 @@ objects of its file the second way: nothing else is restarted.
 from __future__ import annotations
 
 import bdb
+import dis
 import os
 import pdb
 import sys
@@ -38,7 +39,17 @@ from lowimpact import monitoring as M
 E = M.events
 
 #: Events the step tool gets on the code of a frame it may stop at a line of.
-_STEP_LINES = E.LINE | E.PY_RETURN | E.PY_YIELD | E.STOP_ITERATION | E.PY_RESUME
+_STEP_LINES = (E.LINE | E.JUMP | E.PY_RETURN | E.PY_YIELD | E.STOP_ITERATION
+               | E.PY_RESUME)
+#: What the breakpoint tool has on the code of a file with breakpoints.
+#: JUMP: a loop on one line is a new pass of that line for pdb (a trace
+#: function sees it as a line event), not for LINE.
+_BREAKPOINT_LINES = E.LINE | E.JUMP
+# 3.11 also has conditional jumps backwards (a 'while' on one line): BRANCH.
+_BACKWARD_BRANCHES = sys.version_info < (3, 12)
+if _BACKWARD_BRANCHES:
+    _STEP_LINES |= E.BRANCH
+    _BREAKPOINT_LINES |= E.BRANCH
 #: Events the step tool gets on the code of a frame it only waits to return.
 _STEP_RETURNS = E.PY_RETURN
 #: Global events of step mode: frames it has not seen yet.
@@ -135,7 +146,11 @@ class _Core:
         M.register_callback(bp, E.PY_START, self._bp_discover)
         M.register_callback(bp, E.PY_RESUME, self._bp_discover)
         M.register_callback(bp, E.LINE, self._bp_line)
+        M.register_callback(bp, E.JUMP, self._bp_jump)
+        M.register_callback(bp, E.BRANCH, self._bp_branch)
         M.register_callback(st, E.LINE, self._step_line)
+        M.register_callback(st, E.JUMP, self._step_jump)
+        M.register_callback(st, E.BRANCH, self._step_branch)
         M.register_callback(st, E.INSTRUCTION, self._step_instruction)
         M.register_callback(st, E.PY_START, self._step_call)
         M.register_callback(st, E.PY_RESUME, self._step_call)
@@ -169,7 +184,7 @@ class _Core:
             if not rearm:
                 return
             M.set_local_events(self.bp_tool, code, 0)
-        M.set_local_events(self.bp_tool, code, E.LINE)
+        M.set_local_events(self.bp_tool, code, _BREAKPOINT_LINES)
         self.bp_armed.add(code)
 
     def _disarm_breakpoints(self, code: types.CodeType) -> None:
@@ -261,6 +276,41 @@ class _Core:
         owner._event(sys._getframe(1), "line", None, breakpoint_only=True)
         return None
 
+    def _bp_jump(self, code: types.CodeType, source: int, destination: int) -> Any:
+        return self._bp_loop(sys._getframe(1), code, source, destination)
+
+    def _bp_branch(self, code: types.CodeType, source: int, destination: int) -> Any:
+        if destination > source and _can_branch_backward(code, source):
+            return None  # taken, it would be a new pass of a loop
+        return self._bp_loop(sys._getframe(1), code, source, destination)
+
+    def _bp_loop(self, frame: types.FrameType, code: types.CodeType, source: int,
+                 destination: int) -> Any:
+        line = _same_line_loop(code, source, destination)
+        owner = self.owner
+        if line is None or owner is None or not owner._may_break(code, line):
+            return M.DISABLE
+        owner._event(frame, "line", None, breakpoint_only=True)
+        return None
+
+    def _step_jump(self, code: types.CodeType, source: int, destination: int) -> Any:
+        return self._step_loop(sys._getframe(1), code, source, destination)
+
+    def _step_branch(self, code: types.CodeType, source: int, destination: int) -> Any:
+        if destination > source and _can_branch_backward(code, source):
+            return None
+        return self._step_loop(sys._getframe(1), code, source, destination)
+
+    def _step_loop(self, frame: types.FrameType, code: types.CodeType, source: int,
+                   destination: int) -> Any:
+        if _same_line_loop(code, source, destination) is None:
+            # Where a jump goes does not change: no mark to take back later.
+            return M.DISABLE
+        owner = self.owner
+        if owner is not None and owner._thread == threading.get_ident():
+            owner._event(frame, "line", None)
+        return None
+
     def _step_line(self, code: types.CodeType, line: int) -> Any:
         owner = self.owner
         if owner is not None and owner._thread == threading.get_ident():
@@ -293,6 +343,28 @@ class _Core:
                 and (self.step_armed.get(code, 0) & E.LINE
                      or (owner._generator_exit() and owner._has_breaks(code)))):
             owner._event(sys._getframe(1), "exception", (type(exc), exc, exc.__traceback__))
+
+
+def _line_at(code: types.CodeType, offset: int) -> Optional[int]:
+    for start, end, line in code.co_lines():
+        if start <= offset < end:
+            return line
+    return None
+
+
+def _can_branch_backward(code: types.CodeType, offset: int) -> bool:
+    return "BACKWARD" in dis.opname[code.co_code[offset]]
+
+
+def _same_line_loop(code: types.CodeType, source: int, destination: int) -> Optional[int]:
+    """The line of a backward jump that stays on its line (a loop on one
+    line, which pdb sees pass by pass), or None."""
+    if destination > source:
+        return None
+    line = _line_at(code, destination)
+    if line is None or line != _line_at(code, source):
+        return None
+    return line
 
 
 _core = _Core()
@@ -535,6 +607,14 @@ class Pdb(pdb.Pdb):
         super().do_jump(arg)
 
     do_j = do_jump
+
+    def do_debug(self, arg: str) -> Optional[bool]:
+        # pdb's recursive debugger puts sys.settrace(trace_dispatch) back
+        # when it ends: this debugger has no trace function to put back.
+        try:
+            return super().do_debug(arg)
+        finally:
+            sys.settrace(None)
 
     # -- breakpoints: re-arm their files --------------------------------
 
