@@ -1,7 +1,7 @@
 """What a debugger's breakpoints cost: stdlib pdb (bdb on sys.settrace)
 beside ``lowimpact debug`` (pdb on sys.monitoring), on the same interpreter.
 
-    python bench/debug.py [--runs N] [--quick] [--python PY ...]
+    python bench/debug.py [--runs N] [--quick] [--callgrind] [--python PY ...]
 
 Scenarios, each timed in a fresh process and given as the median of --runs
 processes, as a ratio to the same work run without a debugger:
@@ -15,6 +15,10 @@ processes, as a ratio to the same work run without a debugger:
                 whose line calls a function that does some work (its column
                 'none' is the loop's own time per stop, without a debugger)
 
+Times are CPU times of the process (time.process_time: a process waiting
+for a CPU on a busy machine is not charged).  --callgrind counts instructions
+instead (valgrind), which settles close calls.
+
 The debuggers are driven by their own command loop with the commands on a
 stdin of their own (io.StringIO), their output going to another.  Runs of one
 round alternate debuggers, so that drift on a busy machine hits all alike.
@@ -26,6 +30,7 @@ import argparse
 import io
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -38,6 +43,8 @@ SRC = HERE.parent / "src"
 
 DEBUGGERS = ("none", "pdb", "lowimpact")
 NEXT_STOPS = 40
+WARM_UP = 100_000
+COLLECTED = re.compile(r"Collected : (\d+)")
 SCENARIOS = ("never-hit", "after-stop", "next")
 
 
@@ -90,19 +97,19 @@ def child(scenario: str, kind: str, size: int) -> float:
     result: Dict[str, float] = {}
 
     def timed() -> None:
-        hot(size // 8)  # warm-up, under the debugger when there is one
-        start = time.perf_counter()
+        hot(WARM_UP)  # under the debugger when there is one
+        start = time.process_time()
         hot(size)
-        result["seconds"] = time.perf_counter() - start
+        result["seconds"] = time.process_time() - start
 
     if scenario == "next":
         stops = NEXT_STOPS
         commands = ["b %s:%d" % (me, _line_of("STEP-LINE")), "c"] + ["n"] * (2 * stops) + ["cl 1", "c"]
 
         def stepped() -> None:
-            start = time.perf_counter()
+            start = time.process_time()
             step_loop(stops, size)
-            result["seconds"] = time.perf_counter() - start
+            result["seconds"] = time.process_time() - start
 
         if kind == "none":
             stepped()
@@ -139,6 +146,35 @@ def measure(python: str, scenario: str, kind: str, size: int) -> Optional[float]
               file=sys.stderr)
         return None
     return json.loads(proc.stdout)["seconds"]
+
+
+def instructions(python: str, scenario: str, kind: str, size: int) -> int:
+    env = dict(os.environ, PYTHONPATH=str(SRC), PYTHONHASHSEED="0")
+    proc = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                           python, __file__, "--child", scenario, kind, str(size)],
+                          capture_output=True, text=True, env=env, timeout=3600)
+    found = COLLECTED.findall(proc.stderr)
+    if proc.returncode != 0 or not found:
+        raise RuntimeError("%s %s under callgrind: %s" % (scenario, kind, proc.stderr[-500:]))
+    return int(found[-1])
+
+
+def bench_callgrind(python: str, size: int) -> None:
+    """Instructions of *size* more iterations of the hot function (runs at
+    size and 2 * size, subtracted: start-up and warm-up cancel out), as a
+    ratio to the same without a debugger; stdlib pdb is left out (50-70x
+    in time, no close call)."""
+    version = subprocess.run([python, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    print("\nPython %s (%s), callgrind, %d more iterations" % (version, python, size))
+    print("%-11s %14s %14s %10s" % ("scenario", "none", "lowimpact", "lowimpact"))
+    for scenario in ("never-hit", "after-stop"):
+        grown = {}
+        for kind in ("none", "lowimpact"):
+            grown[kind] = (instructions(python, scenario, kind, 2 * size)
+                           - instructions(python, scenario, kind, size))
+        print("%-11s %14d %14d %9.4fx" % (scenario, grown["none"], grown["lowimpact"],
+                                          grown["lowimpact"] / grown["none"]))
 
 
 def bench(python: str, runs: int, quick: bool) -> None:
@@ -178,6 +214,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller sizes, 3 runs")
     parser.add_argument("--python", action="append", help="interpreter (repeatable; "
                         "default: this one)")
+    parser.add_argument("--callgrind", action="store_true",
+                        help="count instructions (valgrind) instead of timing")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     if options.child:
@@ -186,7 +224,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     runs = 3 if options.quick and options.runs == 5 else options.runs
     for python in options.python or [sys.executable]:
-        bench(python, runs, options.quick)
+        if options.callgrind:
+            bench_callgrind(python, 100_000 if options.quick else 300_000)
+        else:
+            bench(python, runs, options.quick)
     return 0
 
 
