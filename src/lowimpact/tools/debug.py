@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import bdb
 import dis
-import os
 import pdb
 import sys
 import threading

@@ -1,6 +1,3 @@
-import sys
-
-
 def inner(v):
     breakpoint()
     w = v + 1
