@@ -4,6 +4,7 @@ print the same stops, locations and values."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import pytest
@@ -49,6 +50,9 @@ SESSIONS = {
     # loops on one line: each pass is a line of its own for pdb
     "one-line-loops": ("oneline.py", ["b 3", "c", "c", "n", "n", "n", "p x", "cl 1",
                                       "b 4", "c", "c", "disable 2", "n", "n", "p x", "q"]),
+    # beside another monitoring tool of the program's own (COVERAGE_ID)
+    "beside-a-tool": ("beside.py", ["b 15", "c", "p i", "n", "n", "n", "cl 1", "c", "q"]),
+    # until with a line number, from the first line
     "until-lineno": ("loops.py", ["until 12", "p total", "n", "s", "s", "q"]),
 }
 
@@ -123,3 +127,14 @@ def test_breakpoint_reaches_running_loop(tmp_path):
     loop_stop = out.index("spin.py(9)spin()\n-> state[\"passes\"] += 1", helper_stop)
     assert "(Pdb) True" in out[loop_stop:]
     assert "spun True" in out[loop_stop:]
+
+
+def test_tool_id_taken(tmp_path):
+    """DEBUGGER_ID held by another tool: a clear error, no stop."""
+    proc = subprocess.run([sys.executable, str(PROGRAMS / "busy.py")], input="c\n",
+                          capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                          env=env_for(tmp_path, {"PYTHONBREAKPOINT": "lowimpact.debug.set_trace"}))
+    assert proc.returncode == 1
+    assert ("DebuggerBusy: sys.monitoring tool id 0 (DEBUGGER_ID) is in use by 'other debugger'"
+            in proc.stderr)
+    assert "(Pdb)" not in proc.stdout
