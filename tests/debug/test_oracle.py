@@ -138,3 +138,18 @@ def test_tool_id_taken(tmp_path):
     assert ("DebuggerBusy: sys.monitoring tool id 0 (DEBUGGER_ID) is in use by 'other debugger'"
             in proc.stderr)
     assert "(Pdb)" not in proc.stdout
+
+
+def test_no_callbacks_after_stop_and_continue(tmp_path):
+    """After a stop inside a hot function (a temporary breakpoint, two
+    'next') and 'continue', the function's next calls with a never-hit
+    breakpoint cost the debugger a few callbacks at most (lines disabled on
+    their first pass), and none once they have been: not one per line run."""
+    proc = subprocess.run([sys.executable, str(PROGRAMS / "counted.py")],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                          env=env_for(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "stopped in hot: True" in proc.stdout
+    counts = dict(eval(proc.stdout.split("callbacks per call: ")[1]))
+    assert counts[1000] <= 6
+    assert counts[100000] == 0
