@@ -4,6 +4,7 @@ print the same stops, locations and values."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 
@@ -150,6 +151,6 @@ def test_no_callbacks_after_stop_and_continue(tmp_path):
                           env=env_for(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert "stopped in hot: True" in proc.stdout
-    counts = dict(eval(proc.stdout.split("callbacks per call: ")[1]))
+    counts = dict(ast.literal_eval(proc.stdout.split("callbacks per call: ")[1].strip()))
     assert counts[1000] <= 6
     assert counts[100000] == 0
