@@ -15,6 +15,7 @@ See docs/DEBUG.md for what differs from pdb.
 
 from __future__ import annotations
 
+import getopt
 import os
 import sys
 import types
@@ -101,6 +102,10 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "lowimpact debug") ->
     except DebuggerBusy as exc:
         print("%s: %s" % (prog, exc), file=sys.stderr)
         return 1
+    except getopt.GetoptError as exc:
+        # 3.11's pdb lets a bad option end in a traceback.
+        print("%s: %s (see %s -h)" % (prog, exc, prog), file=sys.stderr)
+        return 2
     finally:
         sys.breakpointhook = hook
     return 0

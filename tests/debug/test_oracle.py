@@ -154,3 +154,12 @@ def test_no_callbacks_after_stop_and_continue(tmp_path):
     counts = dict(ast.literal_eval(proc.stdout.split("callbacks per call: ")[1].strip()))
     assert counts[1000] <= 6
     assert counts[100000] == 0
+
+
+def test_bad_option(tmp_path):
+    proc = subprocess.run([sys.executable, *LOWIMPACT, "--bogus", str(PROGRAMS / "basic.py")],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                          env=env_for(tmp_path))
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "--bogus" in proc.stderr
