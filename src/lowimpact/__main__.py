@@ -9,6 +9,7 @@ Usage::
     python -m lowimpact sample [--rate HZ] [--duration S]
                                [--format collapsed|speedscope|svg] [-o FILE]
                                (PID | -- script.py [args ...])
+    python -m lowimpact debug [-c command] (script.py | -m module) [args ...]
     python -m lowimpact <command> -h
 
 ``run`` runs a script (or, with ``-m``, a module) as ``python`` would, with
@@ -27,6 +28,9 @@ The program's output, exit status and traceback are as without lowimpact.
 process, read from outside without stopping it; ``sample`` samples those
 stacks at a fixed rate and writes a profile (collapsed stacks, speedscope
 JSON or an SVG flame graph).
+
+``debug`` is pdb (its commands and output) on ``sys.monitoring``: breakpoints
+cost nothing until they are hit (docs/DEBUG.md).
 """
 
 import sys

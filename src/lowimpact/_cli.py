@@ -94,6 +94,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from lowimpact.tools.cover.cli import main as cover_main
 
         return cover_main(args[1:])
+    if args[:1] == ["debug"]:
+        # debug has pdb's command line: its own parser too.
+        return _debug(args[1:])
     parser = _parser()
     options = parser.parse_args(args)
     return options.handler(options, options.parser)
@@ -183,7 +186,14 @@ def _parser() -> argparse.ArgumentParser:
                         "with this python")
     sample.set_defaults(handler=_sample, parser=sample)
 
-    # Listed for the help text only: main() hands "cover ..." to its own parser.
+    # Listed for the help text only: main() hands "cover ..." and "debug ..."
+    # to their own parsers.
+    commands.add_parser(
+        "debug",
+        help="pdb whose breakpoints cost nothing until they are hit "
+        "(debug [-c command] (script.py | -m module) [args])",
+        add_help=False,
+    )
     commands.add_parser(
         "cover",
         help="coverage.py's run/report/html/json/xml/lcov/combine on a C core, "
@@ -191,6 +201,15 @@ def _parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     return parser
+
+
+def _debug(args: Sequence[str]) -> int:
+    try:
+        from lowimpact.debug import main as debug_main
+    except ImportError as exc:
+        print("%s debug: %s" % (PROG, exc), file=sys.stderr)
+        return 1
+    return debug_main(args, prog="%s debug" % PROG)
 
 
 def _add_target_arguments(parser: argparse.ArgumentParser) -> None:

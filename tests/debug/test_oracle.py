@@ -1,0 +1,165 @@
+"""Scripted sessions: the same program and the same commands on stdin under
+stdlib pdb (the oracle, on this interpreter) and ``lowimpact debug`` must
+print the same stops, locations and values."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+
+import pytest
+
+from .helpers import PROGRAMS, compare, env_for, session, LOWIMPACT
+
+pytestmark = pytest.mark.skipif(sys.version_info < (3, 11),
+                                reason="lowimpact.monitoring needs CPython 3.11+")
+
+ENGINE = sys.version_info < (3, 12)
+
+SESSIONS = {
+    # break (function), condition, where, next, p, return, step, quit
+    "break-condition-return": ("basic.py", [
+        "b square", "c", "p x", "where", "n", "n", "p y", "c",
+        "condition 1 x == 3", "c", "p x", "return", "next", "n", "step", "q"]),
+    # tbreak, ignore, disable/enable, clear, commands, until, up/down
+    "tbreak-ignore-commands": ("loops.py", [
+        "b 10", "ignore 1 2", "c", "p i, total", "until", "until", "until",
+        "tbreak 14", "disable 1", "c", "s", "s", "s", "s", "up", "p total", "down",
+        "enable 1", "cl 1", "b 16", "commands 3", "p exc", "end", "c", "c", "q"]),
+    # step into calls and generators, yield from, --Call--/--Return--
+    "step-generators": ("gens.py", [
+        "b count", "c"] + ["s"] * 10 + ["r"] * 6 + ["s"] * 10 + ["q"]),
+    # next/return through coroutines, Internal StopIteration, clear all
+    "next-coroutines": ("gens.py", [
+        "b 6", "c"] + ["n"] * 10 + ["clear", "y", "b 17", "c", "where"] + ["n"] * 6
+        + ["c", "c", "c", "q"]),
+    # uncaught exception: post-mortem, its stack, then restart by 'c'
+    "post-mortem": ("loops.py", ["c", "p n", "where", "up", "p n", "c", "q"]),
+    # restart, and the breakpoints that survive it
+    "restart": ("loops.py", ["b 14", "c", "restart", "c", "c", "c", "q"]),
+    # breakpoint() in the program; pp, display/undisplay, up/down
+    "breakpoint-display": ("bp_call.py", [
+        "c", "p v", "n", "up", "pp data", "display data['a']", "down", "n", "n",
+        "undisplay", "c"]),
+    # interact: a console in the frame's namespace, then back
+    "interact": ("basic.py", ["b 3", "c", "interact", "y * 100", "", "p y", "q"]),
+    # jump (f_lineno) backwards and forwards in a loop
+    "jump": ("loops.py", [
+        "b 10", "c", "n", "n", "n", "until", "until", "until", "p total, i", "jump 9", "n",
+        "p total, i", "n", "n", "p total, i", "jump 12", "n", "n", "q"]),
+    # loops on one line: each pass is a line of its own for pdb
+    "one-line-loops": ("oneline.py", ["b 3", "c", "c", "n", "n", "n", "p x", "cl 1",
+                                      "b 4", "c", "c", "disable 2", "n", "n", "p x", "q"]),
+    # beside another monitoring tool of the program's own (COVERAGE_ID)
+    "beside-a-tool": ("beside.py", ["b 15", "c", "p i", "n", "n", "n", "cl 1", "c", "q"]),
+    # until with a line number, from the first line
+    "until-lineno": ("loops.py", ["until 12", "p total", "n", "s", "s", "q"]),
+}
+
+ENGINE_LIMITS = {
+    "jump": "lowimpact's 3.11 engine cannot move (f_lineno) a frame it instruments",
+    "step-generators": "lowimpact's 3.11 engine gives a generator waiting in 'yield from' when "
+                       "stepping starts no PY_YIELD event for that wait",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SESSIONS))
+def test_session_as_pdb(name, tmp_path):
+    if ENGINE and name in ENGINE_LIMITS:
+        pytest.skip(ENGINE_LIMITS[name])
+    program, commands = SESSIONS[name]
+    out = compare([str(PROGRAMS / program)], commands, tmp_path)
+    assert "(Pdb)" in out
+
+
+@pytest.mark.skipif(not ENGINE, reason="jump is refused only on 3.11's engine")
+def test_jump_refused_on_engine(tmp_path):
+    out = session(LOWIMPACT, [str(PROGRAMS / "loops.py")],
+                  ["b 10", "c", "jump 9", "q"], tmp_path)
+    assert "*** jump is not available on Python 3.11" in out
+
+
+def test_pdb_options(tmp_path):
+    """-c commands run at the first stop, as pdb's; -m runs a module."""
+    compare(["-c", "b 10", "-c", "c", str(PROGRAMS / "loops.py")], ["p i", "q"], tmp_path)
+    (tmp_path / "modprog.py").write_text("x = 1\ny = x + 1\nprint('y', y)\n")
+    compare(["-m", "modprog"], ["n", "n", "p x", "c", "q"], tmp_path)
+
+
+def test_missing_script(tmp_path):
+    compare([str(tmp_path / "nowhere.py")], [], tmp_path)
+
+
+def test_set_trace_hook(tmp_path):
+    """PYTHONBREAKPOINT=lowimpact.debug.set_trace makes breakpoint() stop
+    as PYTHONBREAKPOINT=pdb.set_trace does."""
+    commands = ["p v", "n", "n", "n", "where", "c"]
+    program = [str(PROGRAMS / "bp_call.py")]
+    expected = session([], program, commands, tmp_path,
+                       env_for(tmp_path, {"PYTHONBREAKPOINT": "pdb.set_trace"}))
+    actual = session([], program, commands, tmp_path,
+                     env_for(tmp_path, {"PYTHONBREAKPOINT": "lowimpact.debug.set_trace"}))
+    assert actual == expected
+    assert "(Pdb)" in actual
+
+
+def test_thread_stops_where_it_breaks(tmp_path):
+    """A breakpoint in a thread stops that thread (pdb's sys.settrace sees
+    only the main thread): the stops are those of pdb on the same function
+    run in the main thread."""
+    commands = ["b 7", "c", "p i, total", "n", "n", "p total", "cl 1", "c", "q"]
+    expected = session(["-m", "pdb"], [str(PROGRAMS / "threads.py"), "inline"], commands, tmp_path)
+    actual = session(LOWIMPACT, [str(PROGRAMS / "threads.py")], commands, tmp_path)
+    assert actual == expected
+    name = session(LOWIMPACT, [str(PROGRAMS / "threads.py")],
+                   ["b 7", "c", "p threading.current_thread().name", "q"], tmp_path)
+    assert "'worker-thread'" in name
+
+
+def test_breakpoint_reaches_running_loop(tmp_path):
+    """A breakpoint set while the main thread runs a loop that started
+    before it (here from a breakpoint() in another thread) stops that loop
+    on its next pass."""
+    out = session(LOWIMPACT, ["-c", "c", str(PROGRAMS / "spin.py")],
+                  ["b 9", "c", "p state['passes'] > 0", "state['stop'] = True", "c", "q"],
+                  tmp_path)
+    helper_stop = out.index("spin.py(1")  # the helper thread's breakpoint()
+    loop_stop = out.index("spin.py(9)spin()\n-> state[\"passes\"] += 1", helper_stop)
+    assert "(Pdb) True" in out[loop_stop:]
+    assert "spun True" in out[loop_stop:]
+
+
+def test_tool_id_taken(tmp_path):
+    """DEBUGGER_ID held by another tool: a clear error, no stop."""
+    proc = subprocess.run([sys.executable, str(PROGRAMS / "busy.py")], input="c\n",
+                          capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                          env=env_for(tmp_path, {"PYTHONBREAKPOINT": "lowimpact.debug.set_trace"}))
+    assert proc.returncode == 1
+    assert ("DebuggerBusy: sys.monitoring tool id 0 (DEBUGGER_ID) is in use by 'other debugger'"
+            in proc.stderr)
+    assert "(Pdb)" not in proc.stdout
+
+
+def test_no_callbacks_after_stop_and_continue(tmp_path):
+    """After a stop inside a hot function (a temporary breakpoint, two
+    'next') and 'continue', the function's next calls with a never-hit
+    breakpoint cost the debugger a few callbacks at most (lines disabled on
+    their first pass), and none once they have been: not one per line run."""
+    proc = subprocess.run([sys.executable, str(PROGRAMS / "counted.py")],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                          env=env_for(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "stopped in hot: True" in proc.stdout
+    counts = dict(ast.literal_eval(proc.stdout.split("callbacks per call: ")[1].strip()))
+    assert counts[1000] <= 6
+    assert counts[100000] == 0
+
+
+def test_bad_option(tmp_path):
+    proc = subprocess.run([sys.executable, *LOWIMPACT, "--bogus", str(PROGRAMS / "basic.py")],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                          env=env_for(tmp_path))
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "--bogus" in proc.stderr
