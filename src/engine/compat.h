@@ -43,6 +43,15 @@ li_enter_tracing(PyThreadState *ts)
     }
 }
 
+/* Which event's callbacks run, for frame.f_lineno's setter (jump.c): in
+   3.11's field for the legacy trace event, above the PyTrace_* values. */
+#define LI_WHAT_EVENT_BASE 64
+static inline void
+li_note_event(PyThreadState *ts, int event)
+{
+    ts->tracing_what = LI_WHAT_EVENT_BASE + event;
+}
+
 /* use_tracing is 0 from li_enter_tracing() on (while tracing, setting a
    trace or profile function leaves it alone or sets it where CPython
    ignores it); it goes back to what a function set needs. */

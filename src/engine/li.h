@@ -314,6 +314,7 @@ li_call_one(PyThreadState *tstate, int tool, int event, PyObject **args, size_t 
     Py_INCREF(callback);
     /* No events reach code run by a callback, and sys.settrace and
        sys.setprofile functions stay quiet meanwhile, as natively. */
+    li_note_event(tstate, event);
     li_enter_tracing(tstate);
     bool disable;
     if (Py_IS_TYPE(callback, li_reg.c_callback_type)) {

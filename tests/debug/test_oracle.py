@@ -58,7 +58,6 @@ SESSIONS = {
 }
 
 ENGINE_LIMITS = {
-    "jump": "lowimpact's 3.11 engine cannot move (f_lineno) a frame it instruments",
     "step-generators": "lowimpact's 3.11 engine gives a generator waiting in 'yield from' when "
                        "stepping starts no PY_YIELD event for that wait",
 }
@@ -71,13 +70,6 @@ def test_session_as_pdb(name, tmp_path):
     program, commands = SESSIONS[name]
     out = compare([str(PROGRAMS / program)], commands, tmp_path)
     assert "(Pdb)" in out
-
-
-@pytest.mark.skipif(not ENGINE, reason="jump is refused only on 3.11's engine")
-def test_jump_refused_on_engine(tmp_path):
-    out = session(LOWIMPACT, [str(PROGRAMS / "loops.py")],
-                  ["b 10", "c", "jump 9", "q"], tmp_path)
-    assert "*** jump is not available on Python 3.11" in out
 
 
 def test_pdb_options(tmp_path):

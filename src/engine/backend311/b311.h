@@ -174,6 +174,7 @@ typedef struct {
     uint8_t fast_call;    /* LI_FAST_CALL, LI_FAST_C_RETURN (probe.c), or 0 */
     bool fast_c;          /* a C callback (li_ccallback) */
     uint8_t fast_tool;
+    uint8_t fast_event;   /* its event */
     uint32_t fast_epoch;
     PyObject *fast;
     PyObject *fast_arg;
@@ -418,6 +419,22 @@ li_pad_unit(const li_probes *lp, li_landing to)
 void li_unfuse_before(const li_probes *lp, int unit, _Py_CODEUNIT *before);
 /* Arms or disarms every probe of `lp` according to the current state. */
 void li_probes_sync(li_probes *lp);
+
+/* frame.f_lineno set from a monitoring callback (jump.c): 0 if the frame
+ * of the event will jump, -1 with an error, 1 if no monitoring callback
+ * runs (3.11's `native` setter answers). */
+int li_jump_set_lineno(PyFrameObject *f, PyObject *value, setter native, void *closure);
+/* The original unit a frame whose callbacks run will jump to, or -1. */
+int li_jump_pending_unit(_PyInterpreterFrame *frame);
+/* Where the frame of a jump lands (false if none is decided for it). */
+bool li_jump_take_landing(PyThreadState *tstate, _PyInterpreterFrame *frame, li_landing *to);
+/* As the frame lands: pops what the jump leaves, ending it. */
+void li_jump_unwind(PyThreadState *tstate, _PyInterpreterFrame *frame);
+/* Events of probe `p` of `frame` are delivered with the frame standing
+ * elsewhere (NULL, NULL: no more). */
+void li_jump_delivering(_PyInterpreterFrame *frame, const li_probe *p);
+/* A jump whose frame will not land (its callback raised). */
+void li_jump_forget(PyThreadState *tstate, _PyInterpreterFrame *frame);
 /* Re-arms the probes of `lp` if restart_events() left that to the next
  * frame that runs it: a frame is about to run it elsewhere than at a start
  * probe. */

@@ -555,6 +555,7 @@ li_fire_probe(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp,
        catches); for events of an exception in flight, where it was raised. */
     _Py_CODEUNIT *saved = frame->prev_instr, *first = _PyCode_CODE(lp->shadow);
     int err = 0;
+    li_jump_delivering(frame, p);
     for (int k = 0; k < p->n_sites && err == 0; k++) {
         li_site *s = &lp->sites[p->first_site + k];
         frame->prev_instr = exceptional ? first + a.unit
@@ -582,6 +583,7 @@ li_fire_probe(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp,
             err = 0;
         }
     }
+    li_jump_delivering(NULL, NULL);
     frame->prev_instr = saved;
     return err;
 }

@@ -217,6 +217,7 @@ land(PyThreadState *tstate)
     li_probes *lp = li_shadow_probes((PyCodeObject *)landing);
     int pad = li_pad_unit(lp, to.to);
     assert(pad >= 0);
+    li_jump_unwind(tstate, frame);
     if (li_frame_set_code(frame, lp->shadow, pad - 1) < 0) {
         Py_DECREF(landing);
         PyObject_Free(token);

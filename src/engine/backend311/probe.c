@@ -313,6 +313,7 @@ li_probes_restart(void)
 LI_COLD static int
 fire_failed(_PyInterpreterFrame *frame, li_probes *lp, const li_probe *p)
 {
+    li_jump_forget(_PyThreadState_GET(), frame);
     _Py_CODEUNIT *first = _PyCode_CODE(lp->shadow);
     if (p->kind == LI_PROBE_UNWIND) {
         PyObject *lasti = frame->localsplus[lp->shadow->co_nlocalsplus];
@@ -398,9 +399,8 @@ redirect(_PyInterpreterFrame *frame, li_probes *lp)
  * the landing function moves it onto a shadow with the probes tools want.
  * 1 (the probe's jump to the stub is taken), or -1 on error. */
 LI_COLD static int
-divert(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, li_probe *p)
+divert(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, li_landing to)
 {
-    li_landing to = {p->resume_unit, p->resume_phase};
     li_code_backend *cb = li_code_backend_ensure(lp->cs);
     if (cb == NULL || li_add_resume_point(cb, to) < 0 ||
         li_expect_landing(tstate, frame, lp->shadow, to) < 0)
@@ -423,9 +423,15 @@ after_events(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, l
        too: it may run long, on disarmed probes. */
     bool move = lp->outdated || (lp->obsolete && lp->entry_probe >= 0 &&
                                  p == &lp->probes[lp->entry_probe]);
-    if (move && p->resume_unit >= 0 && tstate->recursion_remaining > 0) {
-        return divert(tstate, frame, lp, p);
+    li_landing to = {p->resume_unit, p->resume_phase};
+    /* A callback set the frame's f_lineno (jump.c). */
+    if (li_jump_take_landing(tstate, frame, &to)) {
+        move = true;
     }
+    if (move && p->resume_unit >= 0 && tstate->recursion_remaining > 0) {
+        return divert(tstate, frame, lp, to);
+    }
+    li_jump_forget(tstate, frame);
     return 0;
 }
 
@@ -599,6 +605,7 @@ prepare_fast_path(li_probes *lp, li_probe *p, int index, bool alone)
     p->fast_c = Py_IS_TYPE(callback, li_reg.c_callback_type);
     p->fast_twin = p->fast_c ? NULL : twin_for(tool, s->event, callback);
     p->fast_tool = (uint8_t)tool;
+    p->fast_event = (uint8_t)s->event;
     p->fast_arg = s->arg;
     p->fast_value = s->event == LI_PY_RETURN || s->event == LI_PY_YIELD;
     p->fast_call = call;
@@ -711,6 +718,8 @@ call_fast(PyThreadState *tstate, const li_probe *p, PyObject **args, size_t narg
         li_leave_tracing(tstate);
     }
     else {
+        /* (C callbacks set no frame's f_lineno.) */
+        li_note_event(tstate, p->fast_event);
         PyObject *callable = p->fast, *self = NULL;
         const li_twin *t = p->fast_twin;
         if (t != NULL && twin_valid(t)) {

@@ -91,6 +91,13 @@ original_set(PyObject *self, PyObject *value, void *closure)
     return Py_TYPE(attr->descr)->tp_descr_set(attr->descr, self, value);
 }
 
+static int
+frame_lineno_set(PyObject *self, PyObject *value, void *closure)
+{
+    int done = li_jump_set_lineno((PyFrameObject *)self, value, original_set, closure);
+    return done == 1 ? original_set(self, value, closure) : done;
+}
+
 /* ---- getters of offsets and lines ---------------------------------------- */
 
 /* The line of shadow unit `unit` as the original has it (-1 for none).  The
@@ -127,6 +134,11 @@ frame_lineno_get(PyObject *self, void *Py_UNUSED(closure))
     if (frame->f_lineno != 0) {
         return PyLong_FromLong(frame->f_lineno);   /* set while tracing */
     }
+    int jump = li_jump_pending_unit(frame->f_frame);
+    if (jump >= 0) {
+        PyCodeObject *original = li_backend_original(frame->f_frame->f_code);
+        return line_or_none(PyCode_Addr2Line(original, jump * (int)sizeof(_Py_CODEUNIT)));
+    }
     PyCodeObject *code = PyFrame_GetCode(frame);
     int lasti = PyFrame_GetLasti(frame);
     int line = original_line(code, lasti < 0 ? -1 : lasti / (int)sizeof(_Py_CODEUNIT));
@@ -152,6 +164,10 @@ static PyObject *
 frame_lasti_get(PyObject *self, void *Py_UNUSED(closure))
 {
     PyFrameObject *frame = (PyFrameObject *)self;
+    int jump = li_jump_pending_unit(frame->f_frame);
+    if (jump >= 0) {
+        return PyLong_FromLong((long)jump * (long)sizeof(_Py_CODEUNIT));
+    }
     int lasti = PyFrame_GetLasti(frame);
     if (lasti < 0) {
         return PyLong_FromLong(-1);
@@ -417,7 +433,7 @@ li_install_transparency(void)
         }
         else if (strcmp(name, "f_lineno") == 0) {
             get = frame_lineno_get;
-            set = original_set;
+            set = frame_lineno_set;
         }
         else if (strcmp(name, "tb_lineno") == 0) {
             get = traceback_lineno_get;
