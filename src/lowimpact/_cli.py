@@ -94,6 +94,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from lowimpact.tools.cover.cli import main as cover_main
 
         return cover_main(args[1:])
+    if args[:1] == ["debugpy"]:
+        # debugpy's own command line, passed through.
+        from lowimpact.tools.debugpy import main as debugpy_main
+
+        return debugpy_main(args[1:])
     parser = _parser()
     options = parser.parse_args(args)
     return options.handler(options, options.parser)
@@ -188,6 +193,11 @@ def _parser() -> argparse.ArgumentParser:
         "cover",
         help="coverage.py's run/report/html/json/xml/lcov/combine on a C core, "
         "and branches inside lines (subline)",
+        add_help=False,
+    )
+    commands.add_parser(
+        "debugpy",
+        help="python -m debugpy with its sys.monitoring tracer, on lowimpact's engine on 3.11",
         add_help=False,
     )
     return parser
