@@ -27,11 +27,11 @@ Two ways in:
 
 from __future__ import annotations
 
+import builtins
 import importlib.abc
 import importlib.machinery
 import importlib.util
 import os
-import runpy
 import sys
 import types
 from typing import List, Optional, Sequence, Tuple
@@ -84,23 +84,25 @@ def _opted_out() -> bool:
 
 
 class _Loader(importlib.abc.Loader):
-    """Runs pydevd_constants with lowimpact's engine as ``sys.monitoring``,
-    then turns its flag on; falls back to pydevd's own choice when the
-    module is not what the hook knows."""
+    """Runs pydevd_constants, with lowimpact's engine as ``sys.monitoring``
+    if *monitoring*, then turns its flag on and hides the files *hidden*;
+    leaves pydevd's own choice when the module is not what the hook knows."""
 
     def __init__(self, loader: importlib.abc.Loader, origin: Optional[str],
-                 hidden: Tuple[str, ...]) -> None:
+                 hidden: Tuple[str, ...], monitoring: bool) -> None:
         self._loader = loader
         self._origin = origin
         self._hidden = hidden
+        self._monitoring = monitoring
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> Optional[types.ModuleType]:
         return self._loader.create_module(spec)
 
     def exec_module(self, module: types.ModuleType) -> None:
-        problem = self._before()
+        problem = self._before() if self._monitoring else None
         self._loader.exec_module(module)  # type: ignore[attr-defined]
-        if problem is None:
+        self._hide(module)
+        if self._monitoring and problem is None:
             problem = self._after(module)
         if problem is not None:
             _warn(problem)
@@ -121,15 +123,18 @@ class _Loader(importlib.abc.Loader):
             return "sys.monitoring is not available: %s" % exc
         return None
 
-    def _after(self, module: types.ModuleType) -> Optional[str]:
-        missing = [name for name in _NEEDED if not hasattr(module, name)]
-        if missing:
-            return "this pydevd's %s has no %s" % (CONSTANTS, ", ".join(missing))
+    def _hide(self, module: types.ModuleType) -> None:
         prefixes = getattr(module, "IGNORE_BASENAMES_STARTING_WITH", None)
         if self._hidden and isinstance(prefixes, tuple):
             # pydevd leaves out of stacks, and never traces, files whose path
             # starts with one of these, as it does runpy's and debugpy's own.
             module.IGNORE_BASENAMES_STARTING_WITH = prefixes + self._hidden
+
+    @staticmethod
+    def _after(module: types.ModuleType) -> Optional[str]:
+        missing = [name for name in _NEEDED if not hasattr(module, name)]
+        if missing:
+            return "this pydevd's %s has no %s" % (CONSTANTS, ", ".join(missing))
         if module.PYDEVD_USE_SYS_MONITORING:
             return None
         module.PYDEVD_USE_SYS_MONITORING = True
@@ -140,8 +145,9 @@ class _Loader(importlib.abc.Loader):
 class _Finder(importlib.abc.MetaPathFinder):
     """Hands the import of pydevd_constants, once, to :class:`_Loader`."""
 
-    def __init__(self, hidden: Tuple[str, ...]) -> None:
+    def __init__(self, hidden: Tuple[str, ...], monitoring: bool) -> None:
         self._hidden = hidden
+        self._monitoring = monitoring
 
     def find_spec(self, fullname: str, path: Optional[Sequence[str]],
                   target: Optional[types.ModuleType] = None
@@ -154,9 +160,10 @@ class _Finder(importlib.abc.MetaPathFinder):
         # The finders after this one, whatever they are.
         spec = importlib.util.find_spec(fullname)
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            _warn("%s is not a module the hook knows how to load" % CONSTANTS)
+            if self._monitoring:
+                _warn("%s is not a module the hook knows how to load" % CONSTANTS)
             return spec
-        spec.loader = _Loader(spec.loader, spec.origin, self._hidden)
+        spec.loader = _Loader(spec.loader, spec.origin, self._hidden, self._monitoring)
         return spec
 
 
@@ -172,28 +179,27 @@ def _paths(files: Sequence[str]) -> Tuple[str, ...]:
 
 def enable(hidden: Sequence[str] = ()) -> bool:
     """Have pydevd, when it loads in this process, trace with
-    ``sys.monitoring`` (lowimpact's engine on 3.11).  The files *hidden*
-    are left out of the stacks it shows, as its own files are.
+    ``sys.monitoring`` (lowimpact's engine on 3.11), and leave the files
+    *hidden* out of the stacks it shows, as it does its own files.
 
-    Call it before debugpy or pydevd is imported.  Returns whether the hook
-    is in place: on 3.12 and newer none is needed (False); where lowimpact
-    has no engine, pydevd is already loaded or PYDEVD_USE_SYS_MONITORING=0
-    asks for its settrace tracer, nothing is changed (False, with a warning
-    on stderr except for the last).
+    Call it before debugpy or pydevd is imported.  Returns whether pydevd's
+    choice of tracer is changed: on 3.12 and newer none is needed (False);
+    where lowimpact has no engine, pydevd is already loaded or
+    PYDEVD_USE_SYS_MONITORING=0 asks for its settrace tracer, nothing is
+    changed (False, with a warning on stderr except for the last).
     """
-    if sys.version_info >= (3, 12):
-        return False
-    problem = _engine_missing()
-    if problem is None and CONSTANTS in sys.modules:
-        problem = "pydevd was imported before the hook was enabled"
-    if problem is not None:
-        _warn(problem)
-        return False
-    if _opted_out():
-        return False
-    if not any(isinstance(finder, _Finder) for finder in sys.meta_path):
-        sys.meta_path.insert(0, _Finder(_paths(hidden)))
-    return True
+    monitoring = sys.version_info < (3, 12)
+    if monitoring:
+        problem = _engine_missing()
+        if problem is None and CONSTANTS in sys.modules:
+            problem = "pydevd was imported before the hook was enabled"
+        if problem is not None:
+            _warn(problem)
+        monitoring = problem is None and not _opted_out()
+    if CONSTANTS not in sys.modules and (monitoring or hidden) and \
+            not any(isinstance(finder, _Finder) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _Finder(_paths(hidden), monitoring))
+    return monitoring
 
 
 def enable_from_environment() -> None:
@@ -227,7 +233,18 @@ def main(argv: Sequence[str]) -> int:
         return 1
     if enable(_launcher_files()):
         os.environ[ENVIRONMENT_VARIABLE] = "1"
-    args: List[str] = list(argv)
-    sys.argv[:] = ["-m", *args]
-    runpy.run_module("debugpy", run_name="__main__", alter_sys=True)
+    spec = importlib.util.find_spec("debugpy.__main__")
+    if spec is None or spec.origin is None or not hasattr(spec.loader, "get_code"):
+        sys.stderr.write("%s: this debugpy has no __main__ to run\n" % _PROG)
+        return 1
+    code = spec.loader.get_code(spec.name)  # type: ignore[union-attr]
+    # What python -m debugpy sets up, without runpy: its frames would show
+    # below the program's where runpy is not frozen (3.9, 3.10), when
+    # debugpy's justMyCode is off, and this file's do not.
+    module = types.ModuleType("__main__")
+    module.__dict__.update(__file__=spec.origin, __cached__=spec.cached, __loader__=spec.loader,
+                           __package__=spec.parent, __spec__=spec, __builtins__=builtins)
+    sys.argv[:] = [spec.origin, *argv]
+    sys.modules["__main__"] = module
+    exec(code, module.__dict__)
     return 0
