@@ -95,10 +95,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         return cover_main(args[1:])
     if args[:1] == ["debugpy"]:
-        # debugpy's own command line, passed through.
+        # debugpy's own command line, passed through; what debugpy raises
+        # is reported without lowimpact's frames.
         from lowimpact.tools.debugpy import main as debugpy_main
 
-        return debugpy_main(args[1:])
+        return _program_step(lambda: debugpy_main(args[1:]))
     parser = _parser()
     options = parser.parse_args(args)
     return options.handler(options, options.parser)

@@ -1,6 +1,6 @@
 """A minimal Debug Adapter Protocol client, and debugpy sessions driven by it.
 
-Just what the tests and bench/debugpy.py need: start a program under
+Just what the tests and bench/debugpy_bench.py need: start a program under
 debugpy (``--listen --wait-for-client``), connect as VS Code does (initialize,
 attach, setBreakpoints, setExceptionBreakpoints, configurationDone), then
 wait for ``stopped`` events and read stacks and variables.  Messages are
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import subprocess
 import time
@@ -27,10 +28,19 @@ class DAPError(Exception):
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A TCP port on 127.0.0.1 that was free a moment ago.  Taken below the
+    range the system hands out for port 0, where debugpy's own listeners
+    (and other sessions' on a shared machine) get theirs, so that none of
+    them takes it between this check and debugpy's bind."""
+    for _ in range(200):
+        port = random.randrange(20000, 32000)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise DAPError("no free port found")
 
 
 class Client:
@@ -150,8 +160,11 @@ class Session:
     def __enter__(self) -> "Session":
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, kind: object, value: object, traceback: object) -> None:
         self.kill()
+        if isinstance(value, DAPError):
+            # What the debuggee or adapter said is what explains it.
+            value.args = ("%s\n--- its stderr:\n%s" % (value, self.stderr[-3000:]),)
 
     def kill(self) -> None:
         """End the process (if still running) and collect its output."""
@@ -222,6 +235,53 @@ class Session:
             return self.process.wait(self.timeout)
         except subprocess.TimeoutExpired:
             raise DAPError("the program did not end") from None
+
+
+class LaunchSession(Session):
+    """A program that debugpy's adapter launches, as VS Code has it do: the
+    adapter listens on a port (``python -m debugpy.adapter --port``), and
+    the client's ``launch`` request names the interpreter, program,
+    arguments and environment of the debuggee.  :meth:`Session.wait_exit`
+    waits for the ``terminated`` event instead (the adapter stays)."""
+
+    def __init__(self, python: str, program: str, args: Sequence[str] = (), *,
+                 debuggee_python: Optional[str] = None,
+                 debuggee_env: Optional[Dict[str, str]] = None,
+                 env: Optional[Dict[str, str]] = None, timeout: float = TIMEOUT) -> None:
+        self.launch = {"program": program, "args": list(args),
+                       "python": [debuggee_python or python], "env": debuggee_env or {},
+                       "console": "internalConsole", "redirectOutput": True}
+        self.port = free_port()
+        self.timeout = timeout
+        self.process = subprocess.Popen(
+            [python, "-m", "debugpy.adapter", "--host", "127.0.0.1", "--port", str(self.port)],
+            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.stdout = ""
+        self.stderr = ""
+        try:
+            self.client = Client(self.port, timeout=timeout)
+        except BaseException:
+            self.kill()
+            raise
+
+    def start(self, breakpoints: Optional[Dict[str, Sequence[Message]]] = None,
+              exceptions: Sequence[str] = (), *, just_my_code: bool = True) -> None:
+        client = self.client
+        client.request("initialize", {"clientID": "lowimpact-tests", "adapterID": "debugpy",
+                                      "pathFormat": "path", "linesStartAt1": True,
+                                      "columnsStartAt1": True})
+        launch = client.send("launch", dict(self.launch, justMyCode=just_my_code))
+        client.event("initialized")
+        for path, lines in (breakpoints or {}).items():
+            self.set_breakpoints(path, lines)
+        client.request("setExceptionBreakpoints", {"filters": list(exceptions)})
+        client.request("configurationDone")
+        client.response(launch)
+
+    def wait_exit(self) -> int:
+        body = self.client.event("exited")
+        self.client.event("terminated")
+        return body["exitCode"]
 
 
 def pythonpath(*entries: str) -> Dict[str, str]:

@@ -21,7 +21,7 @@ from typing import Dict, List, Optional
 
 import pytest
 
-from .dap import Session, pythonpath
+from .dap import LaunchSession, Session, pythonpath
 from .test_sessions import AT, ENGINE, PROGRAM, lowimpact_path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,7 +33,6 @@ CONSTANTS = """\
 import os
 import sys
 IS_PY312_OR_GREATER = sys.version_info >= (3, 12)
-ENV_FALSE_LOWER_VALUES = ("no", "false", "0")
 IGNORE_BASENAMES_STARTING_WITH = ("<frozen ",)
 PYDEVD_USE_SYS_MONITORING = IS_PY312_OR_GREATER and hasattr(sys, "monitoring")
 def NO_FTRACE(frame, event, arg):
@@ -89,7 +88,7 @@ class TestFlag:
     def test_no_flag_falls_back(self, tmp_path: Path) -> None:
         changed = CONSTANTS.replace("PYDEVD_USE_SYS_MONITORING", "USE_MONITORING")
         result = load_constants(fake_pydevd(tmp_path, changed))
-        assert lines(result)[0] == "True"
+        assert lines(result) == ["True", "None", "_pydevd_bundle.pydevd_constants", "None"]
         assert "has no PYDEVD_USE_SYS_MONITORING" in result.stderr
         assert FALLBACK in result.stderr
 
@@ -160,6 +159,33 @@ def environment_with_pth(where: Path) -> str:
     return str(python)
 
 
+def debugpy_parent() -> str:
+    spec = importlib.util.find_spec("debugpy")
+    assert spec is not None and spec.origin
+    return os.path.dirname(os.path.dirname(spec.origin))
+
+
+def tracer_at_first_call(session: Session) -> str:
+    """Run the program to first_call(); check the stop; return what pydevd
+    traces with there: "settrace" or the module behind sys.monitoring."""
+    session.start({PROGRAM: [{"line": AT["first_call"]}]})
+    stop = session.stopped()
+    frames = session.stack(stop["threadId"])
+    assert [(f["name"], f["line"]) for f in frames] == [("first_call", AT["first_call"]),
+                                                        ("<module>", AT["module"])]
+    tracer = session.evaluate("'settrace' if __import__('sys').gettrace() else "
+                              "__import__('sys').monitoring.__name__", frames[0]["id"])
+    session.resume("continue", stop["threadId"])
+    assert session.wait_exit() == 0
+    return tracer.strip("'")
+
+
+def expected_tracer(opted_in: bool) -> str:
+    if sys.version_info >= (3, 12):
+        return "sys.monitoring"
+    return "lowimpact.monitoring" if opted_in and ENGINE else "settrace"
+
+
 @needs_debugpy
 @pytest.mark.parametrize("value", ["1", ""])
 def test_pth_opt_in(tmp_path: Path, value: str) -> None:
@@ -167,27 +193,24 @@ def test_pth_opt_in(tmp_path: Path, value: str) -> None:
     launcher starts it) with LOWIMPACT_DEBUGPY=1: pydevd traces with
     lowimpact's engine on 3.11; without it, with sys.settrace."""
     python = environment_with_pth(tmp_path / "venv")
-    spec = importlib.util.find_spec("debugpy")
-    assert spec is not None and spec.origin
-    env = pythonpath(lowimpact_path(), os.path.dirname(os.path.dirname(spec.origin)))
+    env = pythonpath(lowimpact_path(), debugpy_parent())
     env["LOWIMPACT_DEBUGPY"] = value
     with Session([python, "-m", "debugpy"], PROGRAM, ["none"], env=env) as session:
-        session.start({PROGRAM: [{"line": AT["first_call"]}]})
-        stop = session.stopped()
-        frames = session.stack(stop["threadId"])
-        assert [(f["name"], f["line"]) for f in frames] == [("first_call", AT["first_call"]),
-                                                            ("<module>", AT["module"])]
-        tracer = session.evaluate(
-            "'settrace' if __import__('sys').gettrace() else "
-            "__import__('sys').monitoring.__name__", frames[0]["id"]).strip("'")
-        session.resume("continue", stop["threadId"])
-        assert session.wait_exit() == 0
-    if value and ENGINE:
-        assert tracer == "lowimpact.monitoring", session.stderr
-    elif sys.version_info >= (3, 12):
-        assert tracer == "sys.monitoring"
-    else:
-        assert tracer == "settrace"
+        tracer = tracer_at_first_call(session)
+    assert tracer == expected_tracer(bool(value)), session.stderr
+
+
+@needs_debugpy
+def test_vscode_launch(tmp_path: Path) -> None:
+    """VS Code's way: its adapter launches the program with the environment
+    of the launch configuration, here LOWIMPACT_DEBUGPY=1."""
+    python = environment_with_pth(tmp_path / "venv")
+    env = pythonpath(lowimpact_path(), debugpy_parent())
+    debuggee_env = {"LOWIMPACT_DEBUGPY": "1", "PYTHONPATH": env["PYTHONPATH"]}
+    with LaunchSession(python, PROGRAM, ["none"], env=env,
+                       debuggee_env=debuggee_env) as session:
+        tracer = tracer_at_first_call(session)
+    assert tracer == expected_tracer(True), session.stderr
 
 
 def test_pth_does_nothing_unset(tmp_path: Path) -> None:
@@ -199,6 +222,18 @@ def test_pth_does_nothing_unset(tmp_path: Path) -> None:
                              "if m.startswith('lowimpact')))"], env=env, capture_output=True,
                             text=True, timeout=60, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_pth_quiet_without_pydevd(tmp_path: Path) -> None:
+    """Set, it says nothing in processes that never load pydevd (such as
+    VS Code's launcher), even where it would have to warn."""
+    python = environment_with_pth(tmp_path / "venv")
+    env = pythonpath(lowimpact_path())
+    env["LOWIMPACT_DEBUGPY"] = "1"
+    result = subprocess.run([python, "-c", "import sys; print(hasattr(sys, 'monitoring'))"],
+                            env=env, capture_output=True, text=True, timeout=60, check=True)
+    assert result.stderr == ""
+    assert result.stdout.strip() == str(sys.version_info >= (3, 12))
 
 
 def test_installed_with_the_package() -> None:

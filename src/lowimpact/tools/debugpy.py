@@ -48,9 +48,10 @@ CONSTANTS = "_pydevd_bundle.pydevd_constants"
 # holds _pydevd_bundle: what the flag makes pydevd import on 3.11.
 _TRACER = os.path.join("_pydevd_sys_monitoring", "_pydevd_sys_monitoring.py")
 
-# What the hook reads or sets in pydevd_constants.
-_NEEDED = ("PYDEVD_USE_SYS_MONITORING", "IS_PY312_OR_GREATER", "NO_FTRACE",
-           "ENV_FALSE_LOWER_VALUES")
+# What pydevd_constants must have for the hook's change to do what it does
+# in pydevd 1.8: the flag and the trace function the hook sets, and the
+# version test by which pydevd_sys_monitoring picks the pure-Python tracer.
+_NEEDED = ("PYDEVD_USE_SYS_MONITORING", "NO_FTRACE", "IS_PY312_OR_GREATER")
 
 _PROG = "lowimpact debugpy"
 
@@ -86,26 +87,35 @@ def _opted_out() -> bool:
 class _Loader(importlib.abc.Loader):
     """Runs pydevd_constants, with lowimpact's engine as ``sys.monitoring``
     if *monitoring*, then turns its flag on and hides the files *hidden*;
-    leaves pydevd's own choice when the module is not what the hook knows."""
+    leaves pydevd's own choice, with a warning, when the module is not what
+    the hook knows or when *problem* (known beforehand) says why not."""
 
     def __init__(self, loader: importlib.abc.Loader, origin: Optional[str],
-                 hidden: Tuple[str, ...], monitoring: bool) -> None:
+                 hidden: Tuple[str, ...], monitoring: bool, problem: Optional[str]) -> None:
         self._loader = loader
         self._origin = origin
         self._hidden = hidden
         self._monitoring = monitoring
+        self._problem = problem
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> Optional[types.ModuleType]:
         return self._loader.create_module(spec)
 
     def exec_module(self, module: types.ModuleType) -> None:
-        problem = self._before() if self._monitoring else None
+        installed = not hasattr(sys, "monitoring")
+        problem = self._problem
+        if self._monitoring:
+            problem = self._before()
         self._loader.exec_module(module)  # type: ignore[attr-defined]
         self._hide(module)
         if self._monitoring and problem is None:
             problem = self._after(module)
-        if problem is not None:
-            _warn(problem)
+        if problem is None:
+            return
+        if installed and hasattr(sys, "monitoring"):
+            # As it was: pydevd looks for it elsewhere too.
+            del sys.monitoring  # type: ignore[attr-defined]
+        _warn(problem)
 
     def _before(self) -> Optional[str]:
         if self._origin is None:
@@ -145,9 +155,11 @@ class _Loader(importlib.abc.Loader):
 class _Finder(importlib.abc.MetaPathFinder):
     """Hands the import of pydevd_constants, once, to :class:`_Loader`."""
 
-    def __init__(self, hidden: Tuple[str, ...], monitoring: bool) -> None:
+    def __init__(self, hidden: Tuple[str, ...], monitoring: bool,
+                 problem: Optional[str]) -> None:
         self._hidden = hidden
         self._monitoring = monitoring
+        self._problem = problem
 
     def find_spec(self, fullname: str, path: Optional[Sequence[str]],
                   target: Optional[types.ModuleType] = None
@@ -160,10 +172,12 @@ class _Finder(importlib.abc.MetaPathFinder):
         # The finders after this one, whatever they are.
         spec = importlib.util.find_spec(fullname)
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            if self._monitoring:
-                _warn("%s is not a module the hook knows how to load" % CONSTANTS)
+            if self._monitoring or self._problem:
+                _warn(self._problem or
+                      "%s is not a module the hook knows how to load" % CONSTANTS)
             return spec
-        spec.loader = _Loader(spec.loader, spec.origin, self._hidden, self._monitoring)
+        spec.loader = _Loader(spec.loader, spec.origin, self._hidden, self._monitoring,
+                              self._problem)
         return spec
 
 
@@ -183,22 +197,23 @@ def enable(hidden: Sequence[str] = ()) -> bool:
     *hidden* out of the stacks it shows, as it does its own files.
 
     Call it before debugpy or pydevd is imported.  Returns whether pydevd's
-    choice of tracer is changed: on 3.12 and newer none is needed (False);
-    where lowimpact has no engine, pydevd is already loaded or
-    PYDEVD_USE_SYS_MONITORING=0 asks for its settrace tracer, nothing is
-    changed (False, with a warning on stderr except for the last).
+    choice of tracer is to be changed: on 3.12 and newer none is needed
+    (False).  Where lowimpact has no engine, or pydevd is already loaded,
+    nothing is changed (False) and a warning on stderr says why -- when
+    pydevd loads, so that processes that never load it (VS Code's launcher)
+    say nothing.  PYDEVD_USE_SYS_MONITORING=0 keeps pydevd on settrace,
+    silently.
     """
-    monitoring = sys.version_info < (3, 12)
-    if monitoring:
-        problem = _engine_missing()
-        if problem is None and CONSTANTS in sys.modules:
-            problem = "pydevd was imported before the hook was enabled"
-        if problem is not None:
-            _warn(problem)
-        monitoring = problem is None and not _opted_out()
-    if CONSTANTS not in sys.modules and (monitoring or hidden) and \
+    native = sys.version_info >= (3, 12)
+    problem = None if native else _engine_missing()
+    monitoring = not native and problem is None and not _opted_out()
+    if CONSTANTS in sys.modules:
+        if monitoring or problem:
+            _warn(problem or "pydevd was imported before the hook was enabled")
+        return False
+    if (monitoring or problem or hidden) and \
             not any(isinstance(finder, _Finder) for finder in sys.meta_path):
-        sys.meta_path.insert(0, _Finder(_paths(hidden), monitoring))
+        sys.meta_path.insert(0, _Finder(_paths(hidden), monitoring, problem))
     return monitoring
 
 
