@@ -19,7 +19,8 @@ attach) with one breakpoint that is never hit:
   hot function       in fib(), on a line that never runs
 
 and prints, per interpreter, the median time of --runs sessions and its
-ratio to plain on the same interpreter.  Runs of one round alternate the
+ratio to plain on the same interpreter, for wall-clock time and for the
+process's CPU time (steadier when other work competes for the cores).  Runs of one round alternate the
 modes, so that drift on a busy machine hits all alike.  An interpreter
 without debugpy installed runs the debugpy installed for this one (its
 pure-Python parts; on 3.12+ pydevd then uses its pure-Python
@@ -100,7 +101,8 @@ class Interpreter:
                 result.append(("%s, %s" % (name, where), launcher, marker))
         return result
 
-    def run(self, launcher: Optional[Sequence[str]], marker: Optional[str], size: int) -> float:
+    def run(self, launcher: Optional[Sequence[str]], marker: Optional[str],
+            size: int) -> Tuple[float, float]:
         if launcher is None:
             out = subprocess.run([self.python, str(PROGRAM), str(size)], env=self.env,
                                  capture_output=True, text=True, check=True).stdout
@@ -114,22 +116,23 @@ class Interpreter:
         return parse(session.stdout)
 
 
-def parse(output: str) -> float:
-    match = re.search(r"elapsed ([0-9.]+) result (\d+)", output)
+def parse(output: str) -> Tuple[float, float]:
+    """(wall, CPU) seconds of the program's work."""
+    match = re.search(r"elapsed ([0-9.]+) cpu ([0-9.]+) result (\d+)", output)
     if match is None:
         raise RuntimeError("no timing in the program's output: %r" % output[-500:])
-    return float(match.group(1))
+    return float(match.group(1)), float(match.group(2))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=5, help="sessions per cell (default 5)")
+    parser.add_argument("--runs", type=int, help="sessions per cell (default 5, 3 with --quick)")
     parser.add_argument("--quick", action="store_true", help="3 runs of a smaller program")
     parser.add_argument("--size", type=int, help="the program's argument (default 10000)")
     parser.add_argument("--python", action="append", help="an interpreter (repeatable; "
                         "default: this one and the newest pyenv 3.12)")
     options = parser.parse_args()
-    runs = 3 if options.quick else options.runs
+    runs = options.runs or (3 if options.quick else 5)
     size = options.size or (2000 if options.quick else 10000)
     spec = importlib.util.find_spec("debugpy")
     if spec is None or not spec.submodule_search_locations:
@@ -137,7 +140,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as borrowed:
         os.symlink(list(spec.submodule_search_locations)[0], os.path.join(borrowed, "debugpy"))
         interpreters = [Interpreter(p, Path(borrowed)) for p in options.python or default_pythons()]
-        times: Dict[Tuple[str, str], List[float]] = {}
+        times: Dict[Tuple[str, str], List[Tuple[float, float]]] = {}
         for round_ in range(runs):
             for interpreter in interpreters:
                 for name, launcher, marker in interpreter.modes():
@@ -146,14 +149,16 @@ def main() -> None:
             print("round %d of %d done" % (round_ + 1, runs), file=sys.stderr)
     print("debugpy, one breakpoint never hit; %s (program size %d), median of %d runs"
           % (PROGRAM.name, size, runs))
-    print("wall-clock times on a shared 2-core machine: compare ratios, not seconds\n")
-    print("%-34s %-36s %10s %8s" % ("python", "mode", "median s", "ratio"))
+    print("times on a shared 2-core machine: compare ratios, not seconds\n")
+    print("%-30s %-34s %9s %7s %9s" % ("python", "mode", "median s", "ratio", "cpu ratio"))
     for interpreter in interpreters:
-        base = statistics.median(times[(interpreter.label, "plain")])
+        base = [statistics.median(t[i] for t in times[(interpreter.label, "plain")])
+                for i in (0, 1)]
         for name, _, _ in interpreter.modes():
-            median = statistics.median(times[(interpreter.label, name)])
-            print("%-34s %-36s %10.3f %7.2fx" % (interpreter.label, name, median, median / base))
-
+            wall, cpu = [statistics.median(t[i] for t in times[(interpreter.label, name)])
+                         for i in (0, 1)]
+            print("%-30s %-34s %9.3f %6.2fx %8.2fx"
+                  % (interpreter.label, name, wall, wall / base[0], cpu / base[1]))
 
 if __name__ == "__main__":
     main()
