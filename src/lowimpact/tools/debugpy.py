@@ -102,7 +102,7 @@ class _Loader(importlib.abc.Loader):
         return self._loader.create_module(spec)
 
     def exec_module(self, module: types.ModuleType) -> None:
-        installed = not hasattr(sys, "monitoring")
+        absent = not hasattr(sys, "monitoring")
         problem = self._problem
         if self._monitoring:
             problem = self._before()
@@ -112,7 +112,7 @@ class _Loader(importlib.abc.Loader):
             problem = self._after(module)
         if problem is None:
             return
-        if installed and hasattr(sys, "monitoring"):
+        if absent and hasattr(sys, "monitoring"):
             # As it was: pydevd looks for it elsewhere too.
             del sys.monitoring  # type: ignore[attr-defined]
         _warn(problem)
