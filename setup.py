@@ -12,6 +12,7 @@ import sys
 from glob import glob
 
 from setuptools import Extension, setup
+from setuptools.command.build_py import build_py
 
 ENGINE = "src/engine"
 STACK = "src/stack"
@@ -90,4 +91,23 @@ def extensions():
     return result + stack_reader()
 
 
-setup(ext_modules=extensions())
+# The opt-in of `lowimpact debugpy` for launches one does not control (VS
+# Code's): a .pth file that does nothing unless LOWIMPACT_DEBUGPY is set.
+PTH = "lowimpact-debugpy.pth"
+
+
+class BuildPyWithPth(build_py):
+    """build_py that also puts the .pth file at the top of the build, which
+    the wheel installs into site-packages itself (data_files would put it
+    under the environment's prefix, where site does not look)."""
+
+    def run(self):
+        super().run()
+        self.copy_file(os.path.join("src", PTH), os.path.join(self.build_lib, PTH),
+                       preserve_mode=False)
+
+    def get_outputs(self, include_bytecode=True):
+        return super().get_outputs(include_bytecode) + [os.path.join(self.build_lib, PTH)]
+
+
+setup(ext_modules=extensions(), cmdclass={"build_py": BuildPyWithPth})

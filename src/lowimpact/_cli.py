@@ -97,6 +97,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args[:1] == ["debug"]:
         # debug has pdb's command line: its own parser too.
         return _debug(args[1:])
+    if args[:1] == ["debugpy"]:
+        # debugpy's own command line, passed through; what debugpy raises
+        # is reported without lowimpact's frames.
+        from lowimpact.tools.debugpy import main as debugpy_main
+
+        return _program_step(lambda: debugpy_main(args[1:]))
     parser = _parser()
     options = parser.parse_args(args)
     return options.handler(options, options.parser)
@@ -186,7 +192,8 @@ def _parser() -> argparse.ArgumentParser:
                         "with this python")
     sample.set_defaults(handler=_sample, parser=sample)
 
-    # Listed for the help text only: main() hands "cover ..." and "debug ..."
+    # Listed for the help text only: main() hands "cover ...", "debug ..." and
+    # "debugpy ..."
     # to their own parsers.
     commands.add_parser(
         "debug",
@@ -198,6 +205,11 @@ def _parser() -> argparse.ArgumentParser:
         "cover",
         help="coverage.py's run/report/html/json/xml/lcov/combine on a C core, "
         "and branches inside lines (subline)",
+        add_help=False,
+    )
+    commands.add_parser(
+        "debugpy",
+        help="python -m debugpy with its sys.monitoring tracer, on lowimpact's engine on 3.11",
         add_help=False,
     )
     return parser

@@ -7,4 +7,6 @@
 - :mod:`lowimpact.tools.stack`: every thread's stack in another process,
   read from outside (``lowimpact._stack``).
 - :mod:`lowimpact.tools.sample`: a sampling profiler on that reader.
+- :mod:`lowimpact.tools.debugpy`: debugpy (VS Code's debugger) with its
+  ``sys.monitoring`` tracer on 3.11.
 """
