@@ -16,7 +16,6 @@ thread has its own stack.  Needs CPython 3.11 or newer.
 
 from __future__ import annotations
 
-import json
 import marshal
 import sys
 from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple, TypeVar, Union
@@ -66,6 +65,8 @@ class Profile(_Profiler):
                             "or clock='cpu'")
         super().__init__(clock=clock, subcalls=subcalls, builtins=builtins, tree=tree)
         self.stats: Dict[Key, tuple] = {}
+        #: Functions left out of every output (the CLI's own frames).
+        self.hide: Callable[[Key], bool] = lambda key: False
 
     # disable(), clear(), getstats(), clock and enabled are the C core's.
 
@@ -105,13 +106,15 @@ class Profile(_Profiler):
                 prev[2] += own
                 prev[3] += total
         for caller, callee, (calls, reccalls, own, total) in pairs:
+            if self.hide(keys[caller]) or self.hide(keys[callee]):
+                continue
             callers = stats[keys[callee]][4]
             entry = (calls, calls - reccalls, own, total)
             prev = callers.get(keys[caller])
             if prev is not None:
                 entry = tuple(a + b for a, b in zip(prev, entry))
             callers[keys[caller]] = entry
-        self.stats = {key: tuple(value) for key, value in stats.items()}
+        self.stats = {key: tuple(value) for key, value in stats.items() if not self.hide(key)}
 
     def print_stats(self, sort: Union[str, int, tuple] = -1, limit: Optional[int] = None,
                     stream: Optional[TextIO] = None) -> None:
@@ -145,7 +148,8 @@ class Profile(_Profiler):
         functions, _pairs, nodes = self.getstats()
         if functions and not nodes and fmt != "pstats":
             raise ValueError("the %s format needs Profile(tree=True)" % fmt)
-        names = [_frame_name(code) for code, _stat in functions]
+        names = [None if self.hide(label(code)) else _frame_name(code)
+                 for code, _stat in functions]
         if fmt == "speedscope":
             _write_speedscope(names, functions, nodes, stream)
         elif fmt == "collapsed":
@@ -194,12 +198,14 @@ def _frame_name(code: Union[str, Any]) -> str:
     return "%s (%s:%d)" % (code.co_name, code.co_filename, code.co_firstlineno)
 
 
-def _path_weights(names: List[str], nodes: list) -> Dict[Tuple[str, ...], int]:
-    """Own time in microseconds per call path (threads merged)."""
+def _path_weights(names: List[Optional[str]], nodes: list) -> Dict[Tuple[str, ...], int]:
+    """Own time in microseconds per call path (threads merged); hidden
+    functions (no name) are left out of the paths."""
     paths: List[Tuple[str, ...]] = []
     weights: Dict[Tuple[str, ...], int] = {}
     for parent, function, _thread, (_calls, _rec, own, _total) in nodes:
-        path = (paths[parent] if parent >= 0 else ()) + (names[function],)
+        name = names[function]
+        path = (paths[parent] if parent >= 0 else ()) + ((name,) if name is not None else ())
         paths.append(path)
         us = int(round(own * 1e6))
         if us > 0:
@@ -207,10 +213,12 @@ def _path_weights(names: List[str], nodes: list) -> Dict[Tuple[str, ...], int]:
     return weights
 
 
-def _write_speedscope(names: List[str], functions: list, nodes: list, stream: TextIO) -> None:
+def _write_speedscope(names: List[Optional[str]], functions: list, nodes: list, stream: TextIO) -> None:
     """speedscope's evented profile, one per thread: the call tree with each
     path's calls merged, laid out one after another (an exact profiler keeps
     totals per path, not every call's timestamps)."""
+    import json
+
     children: Dict[int, List[int]] = {}
     roots: Dict[int, List[int]] = {}
     for index, (parent, _function, thread, _stat) in enumerate(nodes):
@@ -222,12 +230,15 @@ def _write_speedscope(names: List[str], functions: list, nodes: list, stream: Te
 
         def lay_out(node: int, at: float) -> float:
             total = nodes[node][3][3]
-            events.append({"type": "O", "frame": nodes[node][1], "at": at})
+            shown = names[nodes[node][1]] is not None
+            if shown:
+                events.append({"type": "O", "frame": nodes[node][1], "at": at})
             inner = at
             for child in children.get(node, ()):
                 inner = lay_out(child, inner)
             end = max(at + total, inner)
-            events.append({"type": "C", "frame": nodes[node][1], "at": end})
+            if shown:
+                events.append({"type": "C", "frame": nodes[node][1], "at": end})
             return end
 
         at = 0.0
@@ -237,7 +248,7 @@ def _write_speedscope(names: List[str], functions: list, nodes: list, stream: Te
                          "startValue": 0.0, "endValue": at, "events": events})
     frames = []
     for name, (code, _stat) in zip(names, functions):
-        frame: Dict[str, Any] = {"name": name}
+        frame: Dict[str, Any] = {"name": name or "(hidden)"}
         if not isinstance(code, str):
             frame.update(name=code.co_name, file=code.co_filename, line=code.co_firstlineno)
         frames.append(frame)
