@@ -22,6 +22,12 @@
  * functions are made when the stats are read, not in the callbacks, so a
  * callback never runs Python code.
  *
+ * The wall clock is the CPU's time-stamp counter where it is invariant
+ * (x86 with constant and non-stop TSC): reading it costs a fraction of
+ * clock_gettime(), which is two readings per call.  Its ticks are turned
+ * into seconds by the ratio of CLOCK_MONOTONIC to ticks over the time
+ * profiling was enabled.
+ *
  * Optionally (tree=True) the call tree is kept too, one node per distinct
  * path from a thread's first frame, for flame graphs.
  */
@@ -33,6 +39,12 @@
 #include <time.h>
 
 #include "lowimpact.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#include <x86intrin.h>
+#define HAVE_TSC 1
+#endif
 
 #define EVENT_BIT(e) (1u << (e))
 #define PROFILER_ID 2
@@ -157,7 +169,7 @@ grow(void **array, Py_ssize_t *capacity, Py_ssize_t need, size_t size)
 /* Calls, recursive calls and times (ns) of a function, of a caller-callee
  * pair or of a node of the call tree. */
 typedef struct {
-    int64_t calls, reccalls, inline_ns, total_ns;
+    int64_t calls, reccalls, inline_ticks, total_ticks;
 } Stat;
 
 /* How cProfile names a C function. */
@@ -189,7 +201,7 @@ typedef struct {
 
 typedef struct {
     Py_ssize_t function, pair, node;   /* pair, node: -1 when none */
-    int64_t start, children;           /* ns */
+    int64_t start, children;           /* clock ticks */
 } Frame;
 
 typedef struct ThreadStack {
@@ -213,6 +225,10 @@ typedef struct {
     int builtins;   /* profile C functions */
     int tree;       /* record the call tree */
     int enabled;
+    int tsc;        /* the wall clock is the TSC */
+    /* Calibration of the TSC: ticks and CLOCK_MONOTONIC ns over the
+     * periods profiling was enabled, and where the current one began. */
+    int64_t calibrated_ticks, calibrated_ns, period_ticks, period_ns;
     PyObject *missing;   /* sys.monitoring.MISSING (owned) */
     Table function_index;   /* (code or PyMethodDef, NULL) -> index in functions */
     Table pair_index;       /* (caller, callee) as index + 1 -> index in pairs */
@@ -231,12 +247,52 @@ typedef struct {
  * dealloc unregister before it dies). */
 static Profiler *active_profiler = NULL;
 
+static int64_t
+clock_ns(clockid_t clock)
+{
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Whether the CPU's TSC ticks at a constant rate through frequency and
+ * sleep states (CPUID 0x80000007, EDX bit 8). */
+static int
+invariant_tsc(void)
+{
+#ifdef HAVE_TSC
+    unsigned int eax, ebx, ecx, edx;
+    if (__get_cpuid(0x80000007, &eax, &ebx, &ecx, &edx)) {
+        return (edx >> 8) & 1;
+    }
+#endif
+    return 0;
+}
+
 static inline int64_t
 now(const Profiler *self)
 {
-    struct timespec ts;
-    clock_gettime(self->cpu ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+#ifdef HAVE_TSC
+    if (self->tsc) {
+        return (int64_t)__rdtsc();
+    }
+#endif
+    return clock_ns(self->cpu ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC);
+}
+
+/* Seconds per clock tick. */
+static double
+seconds_per_tick(const Profiler *self)
+{
+    if (!self->tsc) {
+        return 1e-9;
+    }
+    int64_t ticks = self->calibrated_ticks, ns = self->calibrated_ns;
+    if (self->enabled) {
+        ticks += now(self) - self->period_ticks;
+        ns += clock_ns(CLOCK_MONOTONIC) - self->period_ns;
+    }
+    return ticks > 0 && ns > 0 ? 1e-9 * (double)ns / (double)ticks : 1e-9;
 }
 
 static ThreadStack *
@@ -291,10 +347,25 @@ code_function(Profiler *self, PyObject *code)
     return index;
 }
 
-/* The function a CALL, C_RETURN or C_RAISE of `callable` (first argument
- * `arg0`) is about, as cProfile picks them: a built-in function, or a
- * method descriptor given a self of its type; -2 for other callables; -1
- * on error. */
+/* Whether a CALL, C_RETURN or C_RAISE of `callable` (first argument
+ * `arg0`) is a call cProfile profiles: a built-in function, or a method
+ * descriptor given a self of its type.  Python functions, the most
+ * common, are answered first. */
+static inline int
+is_c_call(const Profiler *self, PyObject *callable, PyObject *arg0)
+{
+    PyTypeObject *type = Py_TYPE(callable);
+    if (type == &PyFunction_Type) {
+        return 0;
+    }
+    if (type == &PyMethodDescr_Type) {
+        return arg0 != self->missing &&
+               PyObject_TypeCheck(arg0, ((PyMethodDescrObject *)callable)->d_common.d_type);
+    }
+    return PyCFunction_Check(callable);
+}
+
+/* The function of a call that is_c_call(); -1 on error. */
 static Py_ssize_t
 c_function(Profiler *self, PyObject *callable, PyObject *arg0)
 {
@@ -308,14 +379,10 @@ c_function(Profiler *self, PyObject *callable, PyObject *arg0)
         kind = bound == NULL ? C_UNBOUND : PyModule_Check(bound) ? C_MODULE : C_METHOD;
         owner = kind == C_METHOD ? (PyObject *)Py_TYPE(bound) : f->m_module;
     }
-    else if (Py_IS_TYPE(callable, &PyMethodDescr_Type) && arg0 != self->missing &&
-             PyObject_TypeCheck(arg0, ((PyMethodDescrObject *)callable)->d_common.d_type)) {
+    else {
         method = ((PyMethodDescrObject *)callable)->d_method;
         kind = C_METHOD;
         owner = (PyObject *)Py_TYPE(arg0);
-    }
-    else {
-        return -2;
     }
     Py_ssize_t index = table_get(&self->function_index, method, NULL);
     if (index >= 0) {
@@ -407,12 +474,12 @@ static inline void
 count(Stat *s, uint32_t *level, int64_t total, int64_t own)
 {
     if (--*level == 0) {
-        s->total_ns += total;
+        s->total_ticks += total;
     }
     else {
         s->reccalls++;
     }
-    s->inline_ns += own;
+    s->inline_ticks += own;
     s->calls++;
 }
 
@@ -486,10 +553,10 @@ on_call(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
     if (nargs < 4) {
         return LOWIMPACT_CONTINUE;
     }
-    Py_ssize_t function = c_function(self, args[2], args[3]);
-    if (function == -2) {
+    if (!is_c_call(self, args[2], args[3])) {
         return LOWIMPACT_CONTINUE;
     }
+    Py_ssize_t function = c_function(self, args[2], args[3]);
     ThreadStack *t = function < 0 ? NULL : current_thread(self);
     if (t == NULL || enter(self, t, function) < 0) {
         return -1;
@@ -503,14 +570,8 @@ on_c_leave(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
     (void)event;
     Profiler *self = (Profiler *)data;
     int64_t end = now(self);
-    if (nargs < 4) {
-        return LOWIMPACT_CONTINUE;
-    }
-    PyObject *callable = args[2], *arg0 = args[3];
     /* Only the calls on_call pushed. */
-    if (!PyCFunction_Check(callable) &&
-        !(Py_IS_TYPE(callable, &PyMethodDescr_Type) && arg0 != self->missing &&
-          PyObject_TypeCheck(arg0, ((PyMethodDescrObject *)callable)->d_common.d_type))) {
+    if (nargs < 4 || !is_c_call(self, args[2], args[3])) {
         return LOWIMPACT_CONTINUE;
     }
     ThreadStack *t = current_thread(self);
@@ -632,6 +693,8 @@ profiler_enable(Profiler *self, PyObject *unused)
     }
     self->enabled = 1;
     active_profiler = self;
+    self->period_ticks = now(self);
+    self->period_ns = clock_ns(CLOCK_MONOTONIC);
     uint32_t events = 0;
     for (size_t i = 0; i < NCALLBACKS; i++) {
         if (callbacks[i].builtin && !self->builtins) {
@@ -669,6 +732,10 @@ profiler_disable(Profiler *self, PyObject *unused)
         Py_RETURN_NONE;
     }
     flush(self);
+    if (self->tsc) {
+        self->calibrated_ticks += now(self) - self->period_ticks;
+        self->calibrated_ns += clock_ns(CLOCK_MONOTONIC) - self->period_ns;
+    }
     if (unregister(self) < 0) {
         return NULL;
     }
@@ -791,10 +858,10 @@ c_label(Function *f)
 }
 
 static PyObject *
-stat_tuple(const Stat *s)
+stat_tuple(const Stat *s, double scale)
 {
     return Py_BuildValue("(LLdd)", (long long)s->calls, (long long)s->reccalls,
-                         (double)s->inline_ns * 1e-9, (double)s->total_ns * 1e-9);
+                         (double)s->inline_ticks * scale, (double)s->total_ticks * scale);
 }
 
 PyDoc_STRVAR(getstats_doc,
@@ -808,6 +875,7 @@ static PyObject *
 profiler_getstats(Profiler *self, PyObject *unused)
 {
     (void)unused;
+    double scale = seconds_per_tick(self);
     PyObject *functions = PyList_New(0), *pairs = PyList_New(0), *nodes = PyList_New(0);
     if (functions == NULL || pairs == NULL || nodes == NULL) {
         goto error;
@@ -815,7 +883,7 @@ profiler_getstats(Profiler *self, PyObject *unused)
     for (Py_ssize_t i = 0; i < self->nfunctions; i++) {
         Function *f = &self->functions[i];
         PyObject *label = f->code != NULL ? Py_NewRef(f->code) : c_label(f);
-        PyObject *item = label == NULL ? NULL : Py_BuildValue("(NN)", label, stat_tuple(&f->stat));
+        PyObject *item = label == NULL ? NULL : Py_BuildValue("(NN)", label, stat_tuple(&f->stat, scale));
         if (item == NULL || PyList_Append(functions, item) < 0) {
             Py_XDECREF(item);
             goto error;
@@ -824,7 +892,7 @@ profiler_getstats(Profiler *self, PyObject *unused)
     }
     for (Py_ssize_t i = 0; i < self->npairs; i++) {
         Pair *p = &self->pairs[i];
-        PyObject *item = Py_BuildValue("(nnN)", p->caller, p->callee, stat_tuple(&p->stat));
+        PyObject *item = Py_BuildValue("(nnN)", p->caller, p->callee, stat_tuple(&p->stat, scale));
         if (item == NULL || PyList_Append(pairs, item) < 0) {
             Py_XDECREF(item);
             goto error;
@@ -834,7 +902,7 @@ profiler_getstats(Profiler *self, PyObject *unused)
     for (Py_ssize_t i = 0; i < self->nnodes; i++) {
         Node *n = &self->nodes[i];
         PyObject *item = Py_BuildValue("(nnkN)", n->parent, n->function, n->thread,
-                                       stat_tuple(&n->stat));
+                                       stat_tuple(&n->stat, scale));
         if (item == NULL || PyList_Append(nodes, item) < 0) {
             Py_XDECREF(item);
             goto error;
@@ -890,6 +958,8 @@ profiler_init(Profiler *self, PyObject *args, PyObject *kwargs)
     }
     Py_XSETREF(self->missing, missing);
     self->cpu = strcmp(clock, "cpu") == 0;
+    self->tsc = !self->cpu && invariant_tsc();
+    self->calibrated_ticks = self->calibrated_ns = 0;
     self->subcalls = subcalls;
     self->builtins = builtins;
     self->tree = tree;
