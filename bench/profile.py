@@ -20,7 +20,8 @@ that is missing or fails shows as "-".
 Workloads: calls (bench/profile_programs/calls.py: recursive fib, the
 call-heavy worst case), objects and parser (bench/cover_programs: an
 object-heavy simulation and a tokenizer/recursive-descent parser), and
-stdlib_json (the json package's own test suite, run by unittest).
+stdlib_json (bench/profile_programs/stdlib_json.py: the json package's
+own test suite, run by unittest).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ WORKLOADS = {
     "calls": ([str(HERE / "profile_programs" / "calls.py")], ["25"], ["22"]),
     "objects": ([str(HERE / "cover_programs" / "objects.py")], ["300000"], ["80000"]),
     "parser": ([str(HERE / "cover_programs" / "parser.py")], ["8000"], ["2000"]),
-    "stdlib_json": (["-m", "unittest", "-q", "test.test_json"], [], []),
+    "stdlib_json": ([str(HERE / "profile_programs" / "stdlib_json.py")], [], []),
 }
 
 TOOLS = ("plain", "cProfile", "yappi", "pyinstrument", "lowimpact")

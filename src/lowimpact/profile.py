@@ -156,7 +156,7 @@ class Profile(_Profiler):
             flame.write_collapsed(_path_weights(names, nodes), stream)
         elif fmt == "svg":
             flame.write_svg(_path_weights(names, nodes), stream,
-                            title="lowimpact profile (%s clock)" % self.clock, unit="us")
+                            title="lowimpact profile (%s clock)" % self.clock, unit="ns")
         else:
             raise ValueError("unknown format %r (one of %s)" % (fmt, ", ".join(FORMATS)))
 
@@ -199,7 +199,7 @@ def _frame_name(code: Union[str, Any]) -> str:
 
 
 def _path_weights(names: List[Optional[str]], nodes: list) -> Dict[Tuple[str, ...], int]:
-    """Own time in microseconds per call path (threads merged); hidden
+    """Own time in nanoseconds per call path (threads merged); hidden
     functions (no name) are left out of the paths."""
     paths: List[Tuple[str, ...]] = []
     weights: Dict[Tuple[str, ...], int] = {}
@@ -207,9 +207,9 @@ def _path_weights(names: List[Optional[str]], nodes: list) -> Dict[Tuple[str, ..
         name = names[function]
         path = (paths[parent] if parent >= 0 else ()) + ((name,) if name is not None else ())
         paths.append(path)
-        us = int(round(own * 1e6))
-        if us > 0:
-            weights[path] = weights.get(path, 0) + us
+        ns = int(round(own * 1e9))
+        if ns > 0:
+            weights[path] = weights.get(path, 0) + ns
     return weights
 
 
