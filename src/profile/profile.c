@@ -330,6 +330,8 @@ new_function(Profiler *self, const void *key)
         table_add(&self->function_index, key, NULL, self->nfunctions) < 0) {
         return -1;
     }
+    /* (After clear(), the slot may hold a forgotten function.) */
+    memset(&self->functions[self->nfunctions], 0, sizeof(Function));
     return self->nfunctions++;
 }
 
@@ -410,6 +412,7 @@ new_pair(Profiler *self, Py_ssize_t caller, Py_ssize_t callee)
         table_add(&self->pair_index, a, b, self->npairs) < 0) {
         return -1;
     }
+    memset(&self->pairs[self->npairs], 0, sizeof(Pair));
     self->pairs[self->npairs].caller = caller;
     self->pairs[self->npairs].callee = callee;
     return self->npairs++;
@@ -429,6 +432,7 @@ new_node(Profiler *self, ThreadStack *t, Py_ssize_t parent, Py_ssize_t function)
         return -1;
     }
     Node *n = &self->nodes[self->nnodes];
+    memset(n, 0, sizeof(Node));
     n->parent = parent;
     n->function = function;
     n->thread = t->ident;
