@@ -9,6 +9,9 @@ Usage::
     python -m lowimpact sample [--rate HZ] [--duration S]
                                [--format collapsed|speedscope|svg] [-o FILE]
                                (PID | -- script.py [args ...])
+    python -m lowimpact profile [-o FILE] [--format pstats|speedscope|collapsed|svg]
+                                [-s SORT] [--limit N] [--clock wall|cpu]
+                                [-m] script|module [args ...]
     python -m lowimpact <command> -h
 
 ``run`` runs a script (or, with ``-m``, a module) as ``python`` would, with
@@ -27,6 +30,9 @@ The program's output, exit status and traceback are as without lowimpact.
 process, read from outside without stopping it; ``sample`` samples those
 stacks at a fixed rate and writes a profile (collapsed stacks, speedscope
 JSON or an SVG flame graph).
+
+``profile`` profiles a script or module deterministically, as
+``python -m cProfile`` does (same counts, same pstats file), on C callbacks.
 """
 
 import sys
