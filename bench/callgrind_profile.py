@@ -5,8 +5,10 @@ load does not move these counts.
     python bench/callgrind_profile.py [--python PY ...] [--workloads calls objects parser]
 
 Each run is the whole process, start-up included, as in bench/profile.py;
-the ratios are to the plain run.  The per-call cost is (profiled - plain) /
-(Python calls + built-in calls), the calls counted by lowimpact profile.
+the ratios are to the plain run of the larger size.  The cost per call is
+marginal, free of start-up: each program runs at two sizes, and the growth
+of (profiled - plain) instructions is divided by the growth of the calls
+(Python and built-in) that lowimpact profile counts.
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ from typing import Optional
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
+# name -> (program, smaller size, larger size)
 WORKLOADS = {
-    "calls": [str(HERE / "profile_programs" / "calls.py"), "20"],
-    "objects": [str(HERE / "cover_programs" / "objects.py"), "20000"],
-    "parser": [str(HERE / "cover_programs" / "parser.py"), "600"],
+    "calls": ([str(HERE / "profile_programs" / "calls.py")], "15", "19"),
+    "objects": ([str(HERE / "cover_programs" / "objects.py")], "3000", "15000"),
+    "parser": ([str(HERE / "cover_programs" / "parser.py")], "100", "500"),
 }
+TOOLS = ("plain", "cProfile", "lowimpact")
 
 
 def real_python(python: str) -> str:
@@ -72,19 +76,32 @@ def main() -> None:
                 [py, "-c", "import sys; print(*sys.version_info[:2])"], capture_output=True,
                 text=True).stdout.split()))
             for workload in options.workloads:
-                program = WORKLOADS[workload]
-                n = calls(py, program, tmp)
-                plain = instructions([py] + program, tmp)
-                c = instructions([py, "-m", "cProfile", "-o", os.path.join(tmp, "c.prof")]
-                                 + program, tmp)
-                lo = instructions([py, "-m", "lowimpact", "profile", "-o",
-                                   os.path.join(tmp, "l.prof")] + program, tmp)
-                if None in (plain, c, lo):
+                program, small, large = WORKLOADS[workload]
+                ir = {}
+                n = {}
+                for size in (small, large):
+                    n[size] = calls(py, program + [size], tmp)
+                    for tool in TOOLS:
+                        ir[tool, size] = instructions(command(tool, py, tmp) + program + [size], tmp)
+                if None in ir.values():
                     print("| %s | %s | failed |" % (version, workload))
                     continue
+
+                def per_call(tool: str) -> float:
+                    extra = [ir[tool, size] - ir["plain", size] for size in (small, large)]
+                    return (extra[1] - extra[0]) / (n[large] - n[small])
+
                 print("| %s | %s | %d | %d | %.2fx | %.2fx | %.0f | %.0f |"
-                      % (version, workload, n, plain, c / plain, lo / plain,
-                         (c - plain) / n, (lo - plain) / n), flush=True)
+                      % (version, workload, n[large], ir["plain", large],
+                         ir["cProfile", large] / ir["plain", large],
+                         ir["lowimpact", large] / ir["plain", large],
+                         per_call("cProfile"), per_call("lowimpact")), flush=True)
+
+
+def command(tool: str, python: str, tmp: str) -> list:
+    out = os.path.join(tmp, tool + ".prof")
+    return {"plain": [python], "cProfile": [python, "-m", "cProfile", "-o", out],
+            "lowimpact": [python, "-m", "lowimpact", "profile", "-o", out]}[tool]
 
 
 if __name__ == "__main__":

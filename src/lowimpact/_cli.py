@@ -7,7 +7,7 @@ import argparse
 import contextlib
 import sys
 import types
-from typing import TYPE_CHECKING, Callable, ContextManager, Optional, Sequence, TextIO, TypeVar
+from typing import TYPE_CHECKING, Callable, ContextManager, Dict, Optional, Sequence, TextIO, TypeVar
 
 if TYPE_CHECKING:
     from lowimpact.profile import Profile
@@ -340,6 +340,7 @@ def _sort_keys() -> Sequence[str]:
 
 def _profile(options: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import os
+    import runpy
 
     from lowimpact.profile import UNSUPPORTED, Profile
     from lowimpact.tools.target import Target, is_launcher_file
@@ -355,13 +356,14 @@ def _profile(options: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     profiler = Profile(clock=options.clock, tree=fmt not in (None, "pstats"))
     # lowimpact's own frames (running the target, leaving the profiler);
     # runpy's stay, as under python -m cProfile.
-    launcher = {}
+    runpy_file = runpy.run_path.__code__.co_filename
+    hidden: Dict[str, bool] = {}
 
     def hide(key: tuple) -> bool:
-        if key[0] not in launcher:
-            launcher[key[0]] = key[0] != "~" and key[0] != "<frozen runpy>" and \
-                is_launcher_file(key[0]) and "runpy" not in key[0]
-        return launcher[key[0]]
+        filename = key[0]
+        if filename not in hidden:
+            hidden[filename] = filename not in ("~", runpy_file) and is_launcher_file(filename)
+        return hidden[filename]
 
     profiler.hide = hide
     target = Target(options.target, options.args, module=options.module)
