@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+from pathlib import Path
 
 import pytest
 
-from profile_helpers import PROGRAMS, counts, needs_engine, profile_both
+from profile_helpers import PROGRAMS, counts, load, needs_engine, profile_both, python
 
 pytestmark = needs_engine
 
@@ -70,3 +72,17 @@ def test_threads_have_their_own_stacks(tmp_path):
     # The main thread's functions as cProfile counts them.
     main = [(k, v[:2]) for k, v in stats.items() if k[2] == "main"]
     assert main == [(k, v[:2]) for k, v in oracle.items() if k[2] == "main"]
+
+
+@pytest.mark.skipif(
+    sys.version_info < (3, 12),
+    reason="3.11's cProfile runs on sys.setprofile, whose events differ from "
+    "sys.monitoring's when a generator hits the recursion limit (the suite's "
+    "json encoder recursion tests)")
+def test_stdlib_json_suite_counts_equal_cprofiles(tmp_path):
+    runner = str(Path(__file__).parent / "suite_runner.py")
+    python([runner, "cprofile", str(tmp_path / "c")], tmp_path)
+    python([runner, "lowimpact", str(tmp_path / "l")], tmp_path)
+    expected, got = load(tmp_path / "c"), load(tmp_path / "l")
+    assert len(expected) >= 30
+    assert got == expected
