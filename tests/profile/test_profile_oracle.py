@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -74,11 +73,6 @@ def test_threads_have_their_own_stacks(tmp_path):
     assert main == [(k, v[:2]) for k, v in oracle.items() if k[2] == "main"]
 
 
-@pytest.mark.skipif(
-    sys.version_info < (3, 12),
-    reason="3.11's cProfile runs on sys.setprofile, whose events differ from "
-    "sys.monitoring's when a generator hits the recursion limit (the suite's "
-    "json encoder recursion tests)")
 def test_stdlib_json_suite_counts_equal_cprofiles(tmp_path):
     runner = str(Path(__file__).parent / "suite_runner.py")
     python([runner, "cprofile", str(tmp_path / "c")], tmp_path)
