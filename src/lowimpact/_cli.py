@@ -84,8 +84,9 @@ _PROFILE_DESCRIPTION = """\
 Run a Python script or module under a deterministic profiler, as
 python -m cProfile does: call counts, own and cumulative time of every
 function (built-ins and methods of C types included) and who called it.  The
-same numbers as cProfile, at a fraction of its cost: the per-event work is C
-callbacks of sys.monitoring (lowimpact's engine on 3.11).  Without -o, the
+same numbers as cProfile, at less cost: the per-event work is C callbacks of
+sys.monitoring (lowimpact's engine on 3.11) and the clock is the CPU's
+time-stamp counter.  Without -o, the
 stats are printed sorted by -s; with -o, a pstats file is written (python -m
 pstats, snakeviz and gprof2dot read it), or with --format a speedscope
 profile, collapsed stacks or an SVG flame graph.
