@@ -887,7 +887,9 @@ profiler_getstats(Profiler *self, PyObject *unused)
     for (Py_ssize_t i = 0; i < self->nfunctions; i++) {
         Function *f = &self->functions[i];
         PyObject *label = f->code != NULL ? Py_NewRef(f->code) : c_label(f);
-        PyObject *item = label == NULL ? NULL : Py_BuildValue("(NN)", label, stat_tuple(&f->stat, scale));
+        /* (A repr() in c_label() may have run code that grew the array.) */
+        PyObject *item = label == NULL ? NULL : Py_BuildValue(
+            "(NN)", label, stat_tuple(&self->functions[i].stat, scale));
         if (item == NULL || PyList_Append(functions, item) < 0) {
             Py_XDECREF(item);
             goto error;
