@@ -88,6 +88,11 @@ def extensions():
                             include_dirs=["src/lowimpact/include"],
                             depends=headers("src/lowimpact/include"),
                             extra_compile_args=compile_args(), extra_link_args=link_args()))
+    # The measurement core of `lowimpact profile`, the same way.
+    result.append(Extension("lowimpact._profile", sources=["src/profile/profile.c"],
+                            include_dirs=["src/lowimpact/include"],
+                            depends=headers("src/lowimpact/include"),
+                            extra_compile_args=compile_args(), extra_link_args=link_args()))
     return result + stack_reader()
 
 

@@ -10,6 +10,9 @@ Usage::
                                [--format collapsed|speedscope|svg] [-o FILE]
                                (PID | -- script.py [args ...])
     python -m lowimpact debug [-c command] (script.py | -m module) [args ...]
+    python -m lowimpact profile [-o FILE] [--format pstats|speedscope|collapsed|svg]
+                                [-s SORT] [--limit N] [--clock wall|cpu]
+                                [-m] script|module [args ...]
     python -m lowimpact <command> -h
 
 ``run`` runs a script (or, with ``-m``, a module) as ``python`` would, with
@@ -31,6 +34,9 @@ JSON or an SVG flame graph).
 
 ``debug`` is pdb (its commands and output) on ``sys.monitoring``: breakpoints
 cost nothing until they are hit (docs/DEBUG.md).
+
+``profile`` profiles a script or module deterministically, as
+``python -m cProfile`` does (same counts, same pstats file), on C callbacks.
 """
 
 import sys
