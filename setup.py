@@ -12,6 +12,7 @@ import sys
 from glob import glob
 
 from setuptools import Extension, setup
+from setuptools.command.build_py import build_py
 
 ENGINE = "src/engine"
 STACK = "src/stack"
@@ -90,4 +91,16 @@ def extensions():
     return result + stack_reader()
 
 
-setup(ext_modules=extensions())
+class build_py_with_pth(build_py):
+    """Also puts lowimpact cover's start-up hook at the top of the build, so
+    that it lands in site-packages, where site runs .pth files (it does
+    nothing unless a measured program asked for its subprocesses to be
+    measured: src/lowimpact/tools/cover/startup.py)."""
+
+    def run(self):
+        super().run()
+        self.copy_file("src/cover/lowimpact_cover.pth",
+                       os.path.join(self.build_lib, "lowimpact_cover.pth"), preserve_mode=0)
+
+
+setup(ext_modules=extensions(), cmdclass={"build_py": build_py_with_pth})

@@ -164,11 +164,21 @@ class CodeMap:
         to it, as it does unless it raised every time.
         """
         arcs: Set[Arc] = set()
+        run_line: Optional[int] = None
+        after_branch = False
         for offset, instruction in self.instructions.items():
             line = self._statement_line(offset)
-            if line is None or line not in ran:
+            if line != run_line:
+                run_line, after_branch = line, False
+            if line is None or line not in ran or after_branch:
                 continue
             name = instruction.opname
+            if name in _BRANCH_MEANINGS:
+                # What follows a conditional jump in the statement's run of
+                # instructions may never have run (3.12 puts `if`'s jump back
+                # to the loop there); the BRANCH events tell what did.
+                after_branch = True
+                continue
             if name in _UNCONDITIONAL:
                 destination = instruction.argval
             elif instruction.opcode in _JUMPS or name in _RETURNS or name in _NO_FALL_THROUGH:
