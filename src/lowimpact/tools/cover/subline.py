@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Optional, Sequence, Set
 
 from lowimpact.tools.cover.measure import subline_path
 
-__all__ = ["analyse", "combine_after_coverage", "load", "main"]
+__all__ = ["analyse", "combine_after_coverage", "combine_files", "load", "main"]
 
 PROG = "python -m lowimpact cover subline"
 
@@ -243,17 +243,23 @@ def combine_after_coverage(argv: Sequence[str]) -> None:
     parser.add_argument("-a", "--append", action="store_true")
     parser.add_argument("--keep", action="store_true")
     options, _ = parser.parse_known_args(list(argv))
-    data_file = _data_file(options.data_file, options.rcfile)
+    combine_files(_data_file(options.data_file, options.rcfile), append=options.append,
+                  keep=options.keep)
+
+
+def combine_files(data_file: str, *, append: bool, keep: bool) -> None:
+    """Merge the parallel sub-line files of *data_file* into its sub-line file
+    (adding to what it holds with *append*; removing them unless *keep*)."""
     target = subline_path(data_file)
     parts = sorted(glob.glob(glob.escape(data_file) + "-subline.*.json"))
     if not parts:
         return
     files: Dict[str, list] = {}
-    if options.append and os.path.exists(target):
+    if append and os.path.exists(target):
         merge(files, load(target))
     for part in parts:
         merge(files, load(part))
     write(target, files)
-    if not options.keep:
+    if not keep:
         for part in parts:
             os.remove(part)
