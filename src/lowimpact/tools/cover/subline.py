@@ -204,6 +204,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--all", action="store_true", help="also lines where every direction ran")
     parser.add_argument("--json", metavar="FILE", dest="json_file",
                         help="write the report as JSON to FILE ('-': standard output)")
+    parser.add_argument("--html", metavar="DIR", dest="html_dir",
+                        help="write the report as an HTML page, DIR/index.html")
     options = parser.parse_args(argv)
     try:
         path = subline_path(_data_file(options.data_file, options.rcfile))
@@ -224,7 +226,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         and not any(fnmatch.fnmatch(f, p) for p in omit)
     }
     report = analyse(files, show_all=options.all)
-    if options.json_file is None:
+    if options.html_dir is not None:
+        from lowimpact.tools.cover.subline_html import write_html
+
+        print("Wrote sub-line HTML report to %s" % write_html(report, options.html_dir))
+    elif options.json_file is None:
         sys.stdout.write(format_text(report))
     elif options.json_file == "-":
         json.dump(report, sys.stdout, indent=2)
