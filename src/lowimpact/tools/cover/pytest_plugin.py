@@ -155,16 +155,18 @@ class _Plugin:
         combine_files(self.data_file, append=True, keep=False)
         return cov
 
-    @pytest.hookimpl(wrapper=True)
+    # Around the test loop: pytest_sessionfinish is too late to fail the
+    # session (old-style wrapper: any pytest 7+).
+    @pytest.hookimpl(hookwrapper=True)
     def pytest_runtestloop(self, session: pytest.Session):
-        result = yield
+        yield
         failed = bool(session.testsfailed)
         self.measurement.stop()
         self.measurement.save()
         cov = self._combined()
         if not (self.reports or self.fail_under is not None) or (
                 failed and self.options.no_li_cov_on_fail):
-            return result
+            return
         import io
 
         from coverage.exceptions import CoverageException
@@ -185,7 +187,6 @@ class _Plugin:
                            % (display_covered(self.total, precision), self.fail_under),
                            red=True, bold=True)
             session.testsfailed += 1   # pytest's exit status for failed tests
-        return result
 
     def _report(self, cov, stream) -> float:
         with open(os.devnull, "w") as devnull:
