@@ -8,7 +8,8 @@ the directions of lines with several exits, where ``to`` is the next line
 executed, or ``-co_firstlineno`` when the code object returns first.
 
 A branch direction becomes an arc by following the bytecode from the
-destination, through unconditional jumps, to the first instruction of
+destination, through unconditional jumps and raises (to their handler in
+the exception table, or out of the frame), to the first instruction of
 another statement (a new line) or to a return.  A trail that reaches
 another conditional branch of the same statement gives no arc: that branch
 reports its own directions.
@@ -116,6 +117,11 @@ class CodeMap:
             if previous is not None:
                 self.following[previous] = instruction.offset
             previous = instruction.offset
+        # (start, end, handler) of the exception table: where a raise goes.
+        self.handlers: List[Tuple[int, int, int]] = [
+            (entry.start, entry.end, entry.target)
+            for entry in getattr(dis.Bytecode(code), "exception_entries", ())
+        ]
         self.line_at: Dict[int, int] = {}
         for start, end, line in code.co_lines():
             if line is not None:
@@ -146,9 +152,22 @@ class CodeMap:
                 continue
             if name in _RETURNS:
                 return (from_line, -self.code.co_firstlineno)
-            if instruction.opcode in _JUMPS or name in _NO_FALL_THROUGH:
+            if name in _NO_FALL_THROUGH:
+                # A raise goes to its handler (the except clause, a with's
+                # exit, a clean-up that re-raises), or out of the frame.
+                offset = self._handler(offset)
+                if offset is None:
+                    return (from_line, -self.code.co_firstlineno)
+                continue
+            if instruction.opcode in _JUMPS:
                 return None
             offset = self.following.get(offset)
+        return None
+
+    def _handler(self, offset: int) -> Optional[int]:
+        for start, end, target in self.handlers:
+            if start <= offset < end:
+                return target
         return None
 
     def sequential_arcs(self, ran: Set[int]) -> Set[Arc]:
