@@ -53,19 +53,19 @@ def total(out: Path) -> int:
 
 def inclusive(out: Path) -> Dict[str, int]:
     """Inclusive instructions of FUNCTIONS (callgrind_annotate's view)."""
-    text = subprocess.run(["callgrind_annotate", "--inclusive=yes", str(out)],
+    text = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", str(out)],
                           capture_output=True, text=True).stdout
     found: Dict[str, int] = {}
     for line in text.splitlines():
-        match = re.match(r"\s*([\d,]+) .*?:(\w+) \[", line)
-        if not match or match.group(2) not in FUNCTIONS:
+        match = re.match(r"\s*([\d,]+) \([^)]*\)\s+(\S+):(\w+)(?: \[|$)", line)
+        if not match or match.group(3) not in FUNCTIONS:
             continue
-        name = match.group(2)
         # The cover core's functions, and the C API's entry (not the engine's
         # function of the same name, which it calls).
-        if "cover/cover.c" not in line and "capi/capi.c" not in line:
+        if not match.group(2).endswith(("cover/cover.c", "capi/capi.c")):
             continue
-            found[name] = max(found.get(name, 0), int(match.group(1).replace(",", "")))
+        name = match.group(3)
+        found[name] = max(found.get(name, 0), int(match.group(1).replace(",", "")))
     return found
 
 
