@@ -96,23 +96,29 @@ def extensions():
     return result + stack_reader()
 
 
-# The opt-in of `lowimpact debugpy` for launches one does not control (VS
-# Code's): a .pth file that does nothing unless LOWIMPACT_DEBUGPY is set.
-PTH = "lowimpact-debugpy.pth"
+# Start-up hooks that site runs from .pth files, each doing nothing unless its
+# environment variable is set: the opt-in of `lowimpact debugpy` for launches
+# one does not control (VS Code's, LOWIMPACT_DEBUGPY), and lowimpact cover's
+# measuring of a measured program's subprocesses (LOWIMPACT_COVER_PROCESS,
+# src/lowimpact/tools/cover/startup.py).
+PTH_FILES = ["src/lowimpact-debugpy.pth", "src/cover/lowimpact_cover.pth"]
 
 
 class BuildPyWithPth(build_py):
-    """build_py that also puts the .pth file at the top of the build, which
-    the wheel installs into site-packages itself (data_files would put it
+    """build_py that also puts the .pth files at the top of the build, which
+    the wheel installs into site-packages itself (data_files would put them
     under the environment's prefix, where site does not look)."""
+
+    def _pth_outputs(self):
+        return [os.path.join(self.build_lib, os.path.basename(p)) for p in PTH_FILES]
 
     def run(self):
         super().run()
-        self.copy_file(os.path.join("src", PTH), os.path.join(self.build_lib, PTH),
-                       preserve_mode=False)
+        for source, target in zip(PTH_FILES, self._pth_outputs()):
+            self.copy_file(source, target, preserve_mode=False)
 
     def get_outputs(self, include_bytecode=True):
-        return super().get_outputs(include_bytecode) + [os.path.join(self.build_lib, PTH)]
+        return super().get_outputs(include_bytecode) + self._pth_outputs()
 
 
 setup(ext_modules=extensions(), cmdclass={"build_py": BuildPyWithPth})

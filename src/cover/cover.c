@@ -57,6 +57,28 @@ typedef struct {
  * id only while running, and stop() or dealloc unregisters before it dies). */
 static Collector *active_collector = NULL;
 
+/* Whether a collector ran in this process before: its DISABLEs outlive it
+ * (PY_START of every code object it saw, lines that ran), and the next
+ * collector must have them undone to see that code run. */
+static int collected_before = 0;
+
+/* lowimpact.monitoring.restart_events(): the C API has no entry for it. */
+static int
+restart_events(void)
+{
+    PyObject *monitoring = PyImport_ImportModule("lowimpact.monitoring");   /* owned */
+    if (monitoring == NULL) {
+        return -1;
+    }
+    PyObject *result = PyObject_CallMethod(monitoring, "restart_events", NULL);   /* owned */
+    Py_DECREF(monitoring);
+    if (result == NULL) {
+        return -1;
+    }
+    Py_DECREF(result);
+    return 0;
+}
+
 /* The set stored under `key` in dict `outer`, created empty when missing
  * (borrowed reference), or NULL with an exception set. */
 static PyObject *
@@ -300,7 +322,8 @@ initialised(Collector *self)
 PyDoc_STRVAR(start_doc,
 "start()\n\n"
 "Take the tool id and start measuring: every code object that starts from\n"
-"now on in a file should_trace() names gets LINE (and BRANCH) events.");
+"now on in a file should_trace() names gets LINE (and BRANCH) events.\n"
+"After an earlier collector, restart_events() undoes its DISABLEs first.");
 
 static PyObject *
 collector_start(Collector *self, PyObject *unused)
@@ -331,7 +354,8 @@ collector_start(Collector *self, PyObject *unused)
                                                      on_once, self) < 0 ||
                           LowImpact_RegisterCallback(self->tool_id, PY_MONITORING_EVENT_PY_YIELD,
                                                      on_once, self) < 0)) ||
-        LowImpact_SetEvents(self->tool_id, EVENT_BIT(PY_MONITORING_EVENT_PY_START)) < 0)
+        LowImpact_SetEvents(self->tool_id, EVENT_BIT(PY_MONITORING_EVENT_PY_START)) < 0 ||
+        (collected_before && restart_events() < 0))
     {
         PyObject *type, *value, *traceback;   /* owned while held */
         PyErr_Fetch(&type, &value, &traceback);
@@ -341,6 +365,7 @@ collector_start(Collector *self, PyObject *unused)
         PyErr_Restore(type, value, traceback);
         return NULL;
     }
+    collected_before = 1;
     Py_RETURN_NONE;
 }
 
@@ -496,9 +521,27 @@ collector_traverse(Collector *self, visitproc visit, void *arg)
     return 0;
 }
 
+/* Stops a collector that is about to lose its data (dealloc, or the cycle
+ * collector clearing it while it runs): callbacks must not outlive it. */
+static void
+stop_before_freeing(Collector *self)
+{
+    if (!self->running) {
+        return;
+    }
+    PyObject *type, *value, *traceback;   /* owned while held */
+    PyErr_Fetch(&type, &value, &traceback);
+    if (unregister(self) < 0) {
+        /* (Not self: it is being freed.) */
+        PyErr_WriteUnraisable(NULL);
+    }
+    PyErr_Restore(type, value, traceback);
+}
+
 static int
 collector_clear(Collector *self)
 {
+    stop_before_freeing(self);
     Py_CLEAR(self->should_trace);
     Py_CLEAR(self->file_cache);
     Py_CLEAR(self->codes);
@@ -513,16 +556,6 @@ static void
 collector_dealloc(Collector *self)
 {
     PyObject_GC_UnTrack(self);
-    if (self->running) {
-        /* Callbacks must not outlive their data. */
-        PyObject *type, *value, *traceback;   /* owned while held */
-        PyErr_Fetch(&type, &value, &traceback);
-        if (unregister(self) < 0) {
-            /* (Not self: it is being freed.) */
-            PyErr_WriteUnraisable(NULL);
-        }
-        PyErr_Restore(type, value, traceback);
-    }
     collector_clear(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }

@@ -46,20 +46,30 @@ def copy_programs(tmp_path: Path) -> Path:
     return target
 
 
-def run_ctrace(run_args: Sequence[str], cwd: Path, data_file: Path) -> dict:
+def run_ctrace(run_args: Sequence[str], cwd: Path, data_file: Path, processes: int = 1,
+               combine: bool = False) -> dict:
     """``coverage run`` on coverage.py's C tracer (checked through its debug
-    output), then ``coverage json``: the oracle."""
+    output: *processes* or more processes, all on ctrace), then ``coverage
+    json`` (after ``coverage combine``): the oracle."""
     debug = data_file.parent / "debug.txt"
     env = env_for({"COVERAGE_CORE": "ctrace", "COVERAGE_DEBUG": "core",
                    "COVERAGE_DEBUG_FILE": str(debug)})
     python(["-m", "coverage", "run", "--data-file=" + str(data_file), *run_args], cwd, env)
     used = re.findall(r"Using core=(\w+)", debug.read_text())
-    assert used == ["ctrace"], "the oracle did not run on ctrace: %r" % used
+    assert set(used) == {"ctrace"} and len(used) >= processes, (
+        "the oracle did not run on ctrace: %r" % used)
+    if combine:
+        python(["-m", "coverage", "combine", "-q", "--data-file=" + str(data_file)], cwd, env_for())
     return coverage_json(data_file, cwd)
 
 
-def run_lowimpact(run_args: Sequence[str], cwd: Path, data_file: Path) -> dict:
-    python(["-m", "lowimpact", "cover", "run", "--data-file=" + str(data_file), *run_args], cwd)
+def run_lowimpact(run_args: Sequence[str], cwd: Path, data_file: Path,
+                  env: Optional[Mapping[str, str]] = None, combine: bool = False) -> dict:
+    python(["-m", "lowimpact", "cover", "run", "--data-file=" + str(data_file), *run_args], cwd,
+           env)
+    if combine:
+        python(["-m", "lowimpact", "cover", "combine", "-q", "--data-file=" + str(data_file)], cwd,
+               env)
     return coverage_json(data_file, cwd)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -172,3 +173,21 @@ def test_help(programs: Path) -> None:
     for option in ("--branch", "--source", "--include", "--omit", "--pylib",
                    "--parallel-mode", "--data-file", "--rcfile", "--append"):
         assert option in proc.stdout
+
+
+def test_data_file_of_another_coverage_version(programs: Path) -> None:
+    import sqlite3
+
+    cover(["run", "status.py", "return"], programs, check=True)
+    data_file = programs / ".coverage"
+    with sqlite3.connect(str(data_file)) as db:   # as a coverage.py of schema 6 wrote it
+        db.execute("update coverage_schema set version = 6")
+    before = data_file.read_bytes()
+    proc = cover(["run", "-a", "status.py", "exit3"], programs)
+    assert proc.returncode == 1
+    assert "lowimpact cover: error:" in proc.stderr
+    assert re.search(r"wrong schema: 6 instead of \d+", proc.stderr), proc.stderr
+    assert proc.stdout == ""   # the program did not run
+    assert data_file.read_bytes() == before
+    report = cover(["report"], programs)
+    assert report.returncode == 1 and "wrong schema" in report.stdout + report.stderr

@@ -20,6 +20,8 @@ from .helpers import copy_programs, describe, run_ctrace, run_lowimpact
 # name -> (coverage run arguments, files that must have executed lines)
 CASES = {
     "branches": (("branches.py",), ("branches.py",)),
+    # a branch to a raise: to the except clause, or out of the frame
+    "raises": (("raises.py",), ("raises.py",)),
     "module_level": (("--source=.", "module_level.py"), ("module_level.py",)),
     "first_calls": (("--source=.", "first_calls.py"), ("first_calls_helper.py",)),
     "gen_async": (("--source=.", "gen_async.py"), ("gen_async.py",)),

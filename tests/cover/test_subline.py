@@ -56,6 +56,17 @@ def test_loop_condition_compiled_twice_is_one_point_each(report: dict) -> None:
     ]
 
 
+def test_lone_conditional_expression(report: dict) -> None:
+    # coverage.py sees one exit on line 23 ("value = ..."): its only branch
+    # point is inside the line.  pick(True) only.
+    assert points(report, 23) == [("c", {"false": False, "true": True})]
+
+
+def test_statement_branches_alone_are_coverage_pys(report: dict) -> None:
+    # A lone `for` or `if` is the line's own branch, which coverage.py reports.
+    assert "28" not in report and "30" not in report
+
+
 def test_columns_are_the_tested_values(report: dict) -> None:
     first = report["2"]["branch_points"][0]
     assert (first["col"], first["end_col"]) == (7, 8)   # "a" in "    if a and b:"
@@ -66,7 +77,7 @@ def test_text_report_lists_only_partly_run_lines(tmp_path: Path) -> None:
     cover(["run", "--branch", "subline_cases.py"], programs)
     text = cover(["subline"], programs).stdout
     assert "subline_cases.py:2" in text and "true: MISSED" in text
-    assert "lines with several branch points" in text
+    assert "lines with sub-line branches" in text
 
 
 def test_needs_branch_data(tmp_path: Path) -> None:

@@ -17,3 +17,19 @@ both(True, False)
 both(False, False)
 either(False, True)
 loop([1, None])
+
+
+def pick(c):
+    value = "a" if c else "b"
+    return value
+
+
+def total(xs):
+    for x in xs:
+        pass
+    if xs:
+        return len(xs)
+
+
+pick(True)
+total([1])

@@ -8,7 +8,8 @@ the directions of lines with several exits, where ``to`` is the next line
 executed, or ``-co_firstlineno`` when the code object returns first.
 
 A branch direction becomes an arc by following the bytecode from the
-destination, through unconditional jumps, to the first instruction of
+destination, through unconditional jumps and raises (to their handler in
+the exception table, or out of the frame), to the first instruction of
 another statement (a new line) or to a return.  A trail that reaches
 another conditional branch of the same statement gives no arc: that branch
 reports its own directions.
@@ -116,6 +117,11 @@ class CodeMap:
             if previous is not None:
                 self.following[previous] = instruction.offset
             previous = instruction.offset
+        # (start, end, handler) of the exception table: where a raise goes.
+        self.handlers: List[Tuple[int, int, int]] = [
+            (entry.start, entry.end, entry.target)
+            for entry in getattr(dis.Bytecode(code), "exception_entries", ())
+        ]
         self.line_at: Dict[int, int] = {}
         for start, end, line in code.co_lines():
             if line is not None:
@@ -146,9 +152,22 @@ class CodeMap:
                 continue
             if name in _RETURNS:
                 return (from_line, -self.code.co_firstlineno)
-            if instruction.opcode in _JUMPS or name in _NO_FALL_THROUGH:
+            if name in _NO_FALL_THROUGH:
+                # A raise goes to its handler (the except clause, a with's
+                # exit, a clean-up that re-raises), or out of the frame.
+                offset = self._handler(offset)
+                if offset is None:
+                    return (from_line, -self.code.co_firstlineno)
+                continue
+            if instruction.opcode in _JUMPS:
                 return None
             offset = self.following.get(offset)
+        return None
+
+    def _handler(self, offset: int) -> Optional[int]:
+        for start, end, target in self.handlers:
+            if start <= offset < end:
+                return target
         return None
 
     def sequential_arcs(self, ran: Set[int]) -> Set[Arc]:
@@ -164,11 +183,21 @@ class CodeMap:
         to it, as it does unless it raised every time.
         """
         arcs: Set[Arc] = set()
+        run_line: Optional[int] = None
+        after_branch = False
         for offset, instruction in self.instructions.items():
             line = self._statement_line(offset)
-            if line is None or line not in ran:
+            if line != run_line:
+                run_line, after_branch = line, False
+            if line is None or line not in ran or after_branch:
                 continue
             name = instruction.opname
+            if name in _BRANCH_MEANINGS:
+                # What follows a conditional jump in the statement's run of
+                # instructions may never have run (3.12 puts `if`'s jump back
+                # to the loop there); the BRANCH events tell what did.
+                after_branch = True
+                continue
             if name in _UNCONDITIONAL:
                 destination = instruction.argval
             elif instruction.opcode in _JUMPS or name in _RETURNS or name in _NO_FALL_THROUGH:

@@ -75,7 +75,8 @@ def _run_parser() -> argparse.ArgumentParser:
     add("--timid", action="store_true", help="accepted for coverage run compatibility; no effect")
     add("-q", "--quiet", action="store_true", help="no messages from coverage.py")
     add("--concurrency", metavar="LIBS", type=_comma_list,
-        help="thread (the default) is the only one supported: every thread is measured")
+        help="thread (the default: every thread is measured) or multiprocessing "
+        "(its processes are measured, as with [run] patch = subprocess)")
     add("-m", "--module", dest="module", action="store_true", help="run a module, like python -m")
     add("target", metavar="script | module")
     add("args", nargs=argparse.REMAINDER, help="the program's arguments")
@@ -89,10 +90,6 @@ def _run(argv: List[str]) -> int:
 
     parser = _run_parser()
     options = parser.parse_args(argv)
-    unsupported = set(options.concurrency or ()) - {"thread"}
-    if unsupported:
-        parser.error("--concurrency=%s is not supported by lowimpact cover (yet)"
-                     % ",".join(sorted(unsupported)))
     try:
         measurement = Measurement(
             data_file=options.data_file,
@@ -103,6 +100,7 @@ def _run(argv: List[str]) -> int:
             source=options.source,
             include=options.include,
             omit=options.omit,
+            concurrency=options.concurrency,
             append=options.append,
             messages=not options.quiet,
         )

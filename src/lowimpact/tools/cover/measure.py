@@ -25,12 +25,20 @@ import threading
 import types
 from typing import Any, Dict, List, Optional, Set, Tuple
 
+from lowimpact.tools.cover import startup
 from lowimpact.tools.cover.arcs import Arc, CodeMap
 
 __all__ = ["CoverError", "Measurement", "TOOL_ID", "subline_path"]
 
 #: sys.monitoring.COVERAGE_ID: the id coverage tools use.
 TOOL_ID = 1
+
+#: ``[run] concurrency`` choices: every thread is measured anyway; the
+#: children of multiprocessing are measured as other subprocesses are.
+_CONCURRENCY = {"thread", "multiprocessing"}
+
+#: ``[run] patch`` choices (``_exit`` and ``fork`` are always on).
+_PATCHES = {"_exit", "fork", "subprocess", "execv"}
 
 #: The coverage.py versions whose private members this module relies on.
 _NEEDED = ("_init", "_init_data", "_post_init", "_post_save_work", "_data_suffix_specified",
@@ -83,8 +91,10 @@ class Measurement:
         source: Optional[List[str]] = None,
         include: Optional[List[str]] = None,
         omit: Optional[List[str]] = None,
+        concurrency: Optional[List[str]] = None,
         append: bool = False,
         messages: bool = True,
+        child: bool = False,
     ) -> None:
         self._cover = _core()
         try:
@@ -103,7 +113,8 @@ class Measurement:
             source=source,
             omit=omit,
             include=include,
-            check_preimported=True,
+            concurrency=concurrency,
+            check_preimported=not child,
             messages=messages,
         )
         if data_file is not None:
@@ -118,7 +129,15 @@ class Measurement:
                 "coverage.py %s lacks %s, which lowimpact cover uses; install a coverage 7.x "
                 "that has them" % (coverage.__version__, ", ".join(missing))
             )
+        unsupported = set(self.coverage.config.concurrency) - _CONCURRENCY
+        if unsupported:
+            raise CoverError("concurrency=%s is not supported by lowimpact cover (yet)"
+                             % ",".join(sorted(unsupported)))
+        unknown = set(self.coverage.config.patch) - _PATCHES
+        if unknown:
+            raise CoverError("unknown patch %s in [run] patch" % ", ".join(map(repr, sorted(unknown))))
         self.append = append
+        self.child = child
         self.branch = bool(self.coverage.get_option("run:branch"))
         self._collector = None
         self._saved = False
@@ -138,7 +157,8 @@ class Measurement:
                 cov.load()
             inorout = cov._inorout
             inorout.warn_conflicting_settings()
-            inorout.warn_already_imported_files()
+            if not self.child:
+                inorout.warn_already_imported_files()
         except self._coverage_exception as exc:
             raise CoverError(str(exc)) from None
 
@@ -169,6 +189,39 @@ class Measurement:
         # under coverage.py (only the main thread may set handlers).
         if cov.get_option("run:sigterm") and threading.current_thread() is threading.main_thread():
             self._old_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
+        self._measure_subprocesses()
+
+    def _measure_subprocesses(self) -> None:
+        """``[run] patch = subprocess`` (or ``concurrency = multiprocessing``):
+        every Python process started from now on measures itself (see
+        :mod:`~lowimpact.tools.cover.startup`); ``patch = execv``: the data
+        is saved before the process becomes another program."""
+        config = self.coverage.config
+        if "execv" in config.patch:
+            for name in ("execv", "execve"):
+                setattr(os, name, self._before_exec(getattr(os, name), name == "execve"))
+        if "subprocess" not in config.patch and "multiprocessing" not in config.concurrency:
+            return
+        os.environ[startup.PROCESS_ENV] = config.serialize()
+        if not self.child and not startup.hook_installed():
+            print("lowimpact cover: warning: subprocesses will not be measured: %s is not "
+                  "installed in site-packages (install lowimpact with pip)" % startup.PTH_FILE,
+                  file=sys.stderr)
+
+    def _before_exec(self, exec_function, with_env: bool):
+        def exec_after_saving(*args: Any, **kwargs: Any) -> Any:
+            try:
+                self.stop()
+                self.save()
+            except Exception as exc:
+                print("lowimpact cover: could not save data: %s" % exc, file=sys.stderr)
+            config = os.environ.get(startup.PROCESS_ENV)
+            if with_env and config and len(args) == 3:
+                # execve's environment replaces the process's: keep the request.
+                args = (args[0], args[1], {**args[2], startup.PROCESS_ENV: config})
+            return exec_function(*args, **kwargs)
+
+        return exec_after_saving
 
     def _on_sigterm(self, signum: int, frame: Optional[types.FrameType]) -> None:
         try:

@@ -4,7 +4,9 @@ coverage.py reports a branch per line: ``if a and b:`` is one line with two
 exits.  The C core records every branch instruction's directions, and
 CPython 3.11+ gives each instruction its columns, so a line with several
 branch points (``a``, ``b``, each arm of a conditional expression, each
-``for`` of a comprehension) can say which directions of which of them ran.
+``for`` of a comprehension) can say which directions of which of them ran,
+and so can a line whose single branch point coverage.py does not see
+(``x = a if c else b``, ``return a or b``: one exit for coverage.py).
 
 The data is a JSON file beside coverage.py's data file (``.coverage`` ->
 ``.coverage-subline.json``), written by ``cover run --branch``: per file, a
@@ -23,11 +25,11 @@ import json
 import linecache
 import os
 import sys
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Set
 
 from lowimpact.tools.cover.measure import subline_path
 
-__all__ = ["analyse", "combine_after_coverage", "load", "main"]
+__all__ = ["analyse", "combine_after_coverage", "combine_files", "load", "main"]
 
 PROG = "python -m lowimpact cover subline"
 
@@ -85,8 +87,24 @@ def _source_text(filename: str, line: int, col: Optional[int], end_col: Optional
     return piece.decode("utf-8", "replace").strip()
 
 
+def _line_branches(filename: str) -> Optional[Set[int]]:
+    """The lines coverage.py itself reports as branches (statements with
+    several exits: ``if``, ``while``, ``for``...).  A single branch point on
+    such a line is the line's branch; elsewhere (``x = a if c else b``,
+    ``return a or b``) coverage.py does not see it at all."""
+    from coverage.parser import PythonParser
+
+    try:
+        parser = PythonParser(filename=filename)
+        parser.parse_source()
+        return {line for line, count in parser.exit_counts().items() if count > 1}
+    except Exception:
+        return None
+
+
 def analyse(files: Dict[str, list], *, show_all: bool = False) -> Dict[str, Any]:
-    """The report: lines with more than one branch point, per file, and totals.
+    """The report: lines with sub-line branches (several branch points, or
+    one that is not coverage.py's line branch), per file, and totals.
 
     Without *show_all*, only the lines where some direction did not run.
     """
@@ -97,9 +115,10 @@ def analyse(files: Dict[str, list], *, show_all: bool = False) -> Dict[str, Any]
         for point in files[filename]:
             by_line.setdefault(point[0], []).append(point)
         lines_out = {}
+        line_branches = _line_branches(filename)
         for line in sorted(by_line):
             points = by_line[line]
-            if len(points) < 2:
+            if len(points) < 2 and (line_branches is None or line in line_branches):
                 continue
             directions = [ran for p in points for ran in p[3].values()]
             n_lines += 1
@@ -123,7 +142,7 @@ def analyse(files: Dict[str, list], *, show_all: bool = False) -> Dict[str, Any]
         if lines_out:
             report["files"][filename] = {"lines": lines_out}
     report["totals"] = {
-        "lines_with_several_branch_points": n_lines,
+        "lines_with_subline_branches": n_lines,
         "branch_points": n_points,
         "directions": n_directions,
         "directions_run": n_run,
@@ -150,9 +169,9 @@ def format_text(report: Dict[str, Any]) -> str:
                 out.append("    %-12s %-24s %s" % (where, point["text"][:24], ways))
     totals = report["totals"]
     out.append(
-        "%d lines with several branch points: %d of %d directions ran (%.1f%%)"
+        "%d lines with sub-line branches: %d of %d directions ran (%.1f%%)"
         % (
-            totals["lines_with_several_branch_points"],
+            totals["lines_with_subline_branches"],
             totals["directions_run"],
             totals["directions"],
             totals["percent_directions_run"],
@@ -174,7 +193,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Report the branches inside lines: for each line with more than one "
-        "branch point, which directions of each ran, with columns.  Needs data from "
+        "branch point, or with one that coverage.py does not report (a conditional "
+        "expression, and/or in an expression), which directions of each ran, with columns.  Needs data from "
         "'cover run --branch'.",
     )
     parser.add_argument("--data-file", metavar="INFILE", help="coverage.py's data file")
@@ -184,6 +204,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--all", action="store_true", help="also lines where every direction ran")
     parser.add_argument("--json", metavar="FILE", dest="json_file",
                         help="write the report as JSON to FILE ('-': standard output)")
+    parser.add_argument("--html", metavar="DIR", dest="html_dir",
+                        help="write the report as an HTML page, DIR/index.html")
     options = parser.parse_args(argv)
     try:
         path = subline_path(_data_file(options.data_file, options.rcfile))
@@ -204,7 +226,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         and not any(fnmatch.fnmatch(f, p) for p in omit)
     }
     report = analyse(files, show_all=options.all)
-    if options.json_file is None:
+    if options.html_dir is not None:
+        from lowimpact.tools.cover.subline_html import write_html
+
+        print("Wrote sub-line HTML report to %s" % write_html(report, options.html_dir))
+    elif options.json_file is None:
         sys.stdout.write(format_text(report))
     elif options.json_file == "-":
         json.dump(report, sys.stdout, indent=2)
@@ -223,17 +249,23 @@ def combine_after_coverage(argv: Sequence[str]) -> None:
     parser.add_argument("-a", "--append", action="store_true")
     parser.add_argument("--keep", action="store_true")
     options, _ = parser.parse_known_args(list(argv))
-    data_file = _data_file(options.data_file, options.rcfile)
+    combine_files(_data_file(options.data_file, options.rcfile), append=options.append,
+                  keep=options.keep)
+
+
+def combine_files(data_file: str, *, append: bool, keep: bool) -> None:
+    """Merge the parallel sub-line files of *data_file* into its sub-line file
+    (adding to what it holds with *append*; removing them unless *keep*)."""
     target = subline_path(data_file)
     parts = sorted(glob.glob(glob.escape(data_file) + "-subline.*.json"))
     if not parts:
         return
     files: Dict[str, list] = {}
-    if options.append and os.path.exists(target):
+    if append and os.path.exists(target):
         merge(files, load(target))
     for part in parts:
         merge(files, load(part))
     write(target, files)
-    if not options.keep:
+    if not keep:
         for part in parts:
             os.remove(part)

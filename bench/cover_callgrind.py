@@ -1,0 +1,109 @@
+"""Where `lowimpact cover run` spends its instructions (valgrind's callgrind).
+
+    python bench/cover_callgrind.py [--python PY] [--suite MODULE ...]
+
+Counts instructions of whole processes, which a loaded machine does not
+disturb as it disturbs timings:
+
+  plain        python -m unittest SUITE
+  nothing      cover run --include=/nonexistent/*: start-up, coverage.py's
+               configuration, global PY_START, saving; nothing measured
+  lines        cover run --source=...
+  branches     cover run --branch --source=...
+  empty        cover run of an empty script (fixed costs)
+  python       python of an empty script
+  import       python -c "import coverage" (what coverage run pays too)
+
+and, for the measured runs, the instructions spent inside the cover core's
+callbacks and in the C API calls they make (inclusive), read from
+callgrind's call graph.  PY must be the interpreter's real executable (not
+a pyenv shim: callgrind does not follow exec).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Dict, List
+
+SRC = Path(__file__).resolve().parent.parent / "src"
+
+#: C functions whose inclusive cost is shown (the cover core and what it calls).
+FUNCTIONS = ("on_py_start", "on_once", "on_branch", "collector_start", "set_local_events",
+             "trace_name")
+
+
+def callgrind(python: str, args: List[str], out: Path, cwd: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    env.pop("COVERAGE_CORE", None)
+    subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=%s" % out,
+                    python, *args], cwd=cwd, env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def total(out: Path) -> int:
+    match = re.search(r"^summary: (\d+)", out.read_text(), re.M)
+    return int(match.group(1)) if match else 0
+
+
+def inclusive(out: Path) -> Dict[str, int]:
+    """Inclusive instructions of FUNCTIONS (callgrind_annotate's view)."""
+    text = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", str(out)],
+                          capture_output=True, text=True).stdout
+    found: Dict[str, int] = {}
+    for line in text.splitlines():
+        match = re.match(r"\s*([\d,]+) \([^)]*\)\s+(\S+):(\w+)(?: \[|$)", line)
+        if not match or match.group(3) not in FUNCTIONS:
+            continue
+        # The cover core's functions, and the C API's entry (not the engine's
+        # function of the same name, which it calls).
+        if not match.group(2).endswith(("cover/cover.c", "capi/capi.c")):
+            continue
+        name = match.group(3)
+        found[name] = max(found.get(name, 0), int(match.group(1).replace(",", "")))
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--python", default=os.path.realpath(sys.executable))
+    parser.add_argument("--suite", nargs="+", default=["test.test_json.test_decode",
+                                                       "test.test_json.test_dump"])
+    parser.add_argument("--source", default="json,test.test_json")
+    options = parser.parse_args()
+    unittest = ["-m", "unittest", "-q", *options.suite]
+    with tempfile.TemporaryDirectory(prefix="lowimpact-cover-callgrind") as tmp:
+        work = Path(tmp)
+        (work / "empty.py").write_text("")
+        cover = ["-m", "lowimpact", "cover", "run", "--data-file", str(work / "data")]
+        runs = {
+            "plain": unittest,
+            "nothing": [*cover, "--include=/nonexistent/*", *unittest],
+            "lines": [*cover, "--source", options.source, *unittest],
+            "branches": [*cover, "--branch", "--source", options.source, *unittest],
+            "empty": [*cover, "--source", options.source, "empty.py"],
+            "python": ["empty.py"],
+            "import": ["-c", "import coverage"],
+        }
+        counts = {}
+        for name, args in runs.items():
+            out = work / ("%s.out" % name)
+            callgrind(options.python, args, out, work)
+            counts[name] = (total(out), inclusive(out) if name in ("lines", "branches") else {})
+        plain = counts["plain"][0]
+        print("%s, %s (instructions, millions)\n" % (options.python, " ".join(options.suite)))
+        print("| run | total | over plain | " + " | ".join(FUNCTIONS) + " |")
+        print("|---|---|---|" + "---|" * len(FUNCTIONS))
+        for name, (count, functions) in counts.items():
+            cells = ["%.0f" % (functions[f] / 1e6) if f in functions else "" for f in FUNCTIONS]
+            over = "%.2fx" % (count / plain) if name in ("nothing", "lines", "branches") else ""
+            print("| %s | %.0f | %s | %s |" % (name, count / 1e6, over, " | ".join(cells)))
+
+
+if __name__ == "__main__":
+    main()
