@@ -206,6 +206,7 @@ typedef struct {
 
 typedef struct ThreadStack {
     PyThreadState *tstate;
+    uint64_t tstate_id;      /* a new thread may get a dead one's tstate address */
     unsigned long ident;
     Frame *frames;
     Py_ssize_t depth, capacity;
@@ -299,12 +300,13 @@ static ThreadStack *
 current_thread(Profiler *self)
 {
     PyThreadState *tstate = PyThreadState_Get();
+    uint64_t id = PyThreadState_GetID(tstate);
     ThreadStack *t = self->last_thread;
-    if (t != NULL && t->tstate == tstate) {
+    if (t != NULL && t->tstate == tstate && t->tstate_id == id) {
         return t;
     }
     for (t = self->threads; t != NULL; t = t->next) {
-        if (t->tstate == tstate) {
+        if (t->tstate == tstate && t->tstate_id == id) {
             self->last_thread = t;
             return t;
         }
@@ -315,6 +317,7 @@ current_thread(Profiler *self)
         return NULL;
     }
     t->tstate = tstate;
+    t->tstate_id = id;
     t->ident = PyThread_get_thread_ident();
     t->next = self->threads;
     self->threads = t;
@@ -518,6 +521,9 @@ on_py_enter(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)event;
     Profiler *self = (Profiler *)data;
+    if (self != active_profiler) {
+        return LOWIMPACT_CONTINUE;   /* a callback object kept after its profiler */
+    }
     if (nargs < 1) {
         return LOWIMPACT_CONTINUE;
     }
@@ -539,6 +545,9 @@ on_py_leave(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
     (void)args;
     (void)nargs;
     Profiler *self = (Profiler *)data;
+    if (self != active_profiler) {
+        return LOWIMPACT_CONTINUE;   /* a callback object kept after its profiler */
+    }
     int64_t end = now(self);
     ThreadStack *t = current_thread(self);
     if (t == NULL) {
@@ -554,6 +563,9 @@ on_call(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)event;
     Profiler *self = (Profiler *)data;
+    if (self != active_profiler) {
+        return LOWIMPACT_CONTINUE;   /* a callback object kept after its profiler */
+    }
     if (nargs < 4) {
         return LOWIMPACT_CONTINUE;
     }
@@ -573,6 +585,9 @@ on_c_leave(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)event;
     Profiler *self = (Profiler *)data;
+    if (self != active_profiler) {
+        return LOWIMPACT_CONTINUE;   /* a callback object kept after its profiler */
+    }
     int64_t end = now(self);
     /* Only the calls on_call pushed. */
     if (nargs < 4 || !is_c_call(self, args[2], args[3])) {
@@ -687,6 +702,10 @@ profiler_enable(Profiler *self, PyObject *unused)
     (void)unused;
     if (self->enabled) {
         Py_RETURN_NONE;
+    }
+    if (self->function_index.slots == NULL || self->missing == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "the profiler was not initialised (__init__ not called)");
+        return NULL;
     }
     if (active_profiler != NULL) {
         PyErr_SetString(PyExc_ValueError, "another lowimpact profiler is enabled");
@@ -838,10 +857,13 @@ c_label(Function *f)
         if (key == NULL) {
             return NULL;
         }
-        PyObject *found = _PyType_Lookup((PyTypeObject *)f->owner, key);   /* borrowed */
+        /* (repr may run Python code, which may drop the type's entry.) */
+        PyObject *found = Py_XNewRef(_PyType_Lookup((PyTypeObject *)f->owner, key));
         Py_DECREF(key);
         if (found != NULL) {
-            return PyObject_Repr(found);
+            PyObject *label = PyObject_Repr(found);
+            Py_DECREF(found);
+            return label;
         }
         return PyUnicode_FromFormat("<built-in method %s>", name);
     }

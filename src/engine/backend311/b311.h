@@ -426,10 +426,19 @@ void li_probes_sync(li_probes *lp);
 int li_jump_set_lineno(PyFrameObject *f, PyObject *value, setter native, void *closure);
 /* The original unit a frame whose callbacks run will jump to, or -1. */
 int li_jump_pending_unit(_PyInterpreterFrame *frame);
-/* Where the frame of a jump lands (false if none is decided for it). */
-bool li_jump_take_landing(PyThreadState *tstate, _PyInterpreterFrame *frame, li_landing *to);
-/* As the frame lands: pops what the jump leaves, ending it. */
-void li_jump_unwind(PyThreadState *tstate, _PyInterpreterFrame *frame);
+/* What a jump pops from its frame's stack as the frame lands: `pops`
+ * values, of which the one at index `handled` (from the bottom, or -1)
+ * becomes the exception being handled. */
+typedef struct {
+    int pops;
+    int handled;
+} li_unwind;
+/* Takes the jump decided for the frame of the event (false if none): where
+ * it lands, and what the landing pops. */
+bool li_jump_take_landing(PyThreadState *tstate, _PyInterpreterFrame *frame, li_landing *to,
+                          li_unwind *unwind);
+/* As the frame lands: pops what its jump leaves. */
+void li_jump_unwind(PyThreadState *tstate, _PyInterpreterFrame *frame, li_unwind unwind);
 /* Events of probe `p` of `frame` are delivered with the frame standing
  * elsewhere (NULL, NULL: no more). */
 void li_jump_delivering(_PyInterpreterFrame *frame, const li_probe *p);
@@ -621,6 +630,9 @@ PyObject *li_landing_function(void);
  * function: it goes to `to` in a shadow of code's original.  0 or -1. */
 int li_expect_landing(PyThreadState *tstate, _PyInterpreterFrame *frame, PyCodeObject *code,
                       li_landing to);
+/* The same, popping `unwind` from the frame's stack as it lands (jump.c). */
+int li_expect_landing_unwinding(PyThreadState *tstate, _PyInterpreterFrame *frame,
+                                PyCodeObject *code, li_landing to, li_unwind unwind);
 /* Lets the landing function that `tstate` is about to call start its frame
  * even at the recursion limit: a RecursionError there would unwind from
  * units past the instruction the frame was at, into whatever handler covers

@@ -23,7 +23,8 @@
 
 #include "b311.h"
 
-/* A jump decided for a frame whose callbacks still run, then landing. */
+/* A jump decided for the frame whose event's callbacks run: the probe
+ * takes it when they are done (li_jump_take_landing), or forgets it. */
 typedef struct {
     PyThreadState *tstate;
     _PyInterpreterFrame *frame;
@@ -96,6 +97,17 @@ li_jump_pending_unit(_PyInterpreterFrame *frame)
     return j != NULL ? j->target : -1;
 }
 
+static bool
+on_this_thread(PyThreadState *tstate, _PyInterpreterFrame *frame)
+{
+    for (_PyInterpreterFrame *f = tstate->cframe->current_frame; f != NULL; f = f->previous) {
+        if (f == frame) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* 3.12's answer for an event that allows no jump, or NULL. */
 static const char *
 refusal(int event)
@@ -105,8 +117,12 @@ refusal(int event)
     case LI_JUMP:
     case LI_BRANCH:
     case LI_LINE:
-    case LI_PY_YIELD:
         return NULL;
+    case LI_PY_YIELD:
+        /* Natively allowed, with answers that differ between 3.12 and
+           3.13 (the value is yielded or not); the engine's probe comes
+           before the yield. */
+        return "lowimpact: can't jump from a PY_YIELD event on CPython 3.11";
     case LI_PY_START:
         return "can't jump from the 'call' trace event of a new frame";
     case LI_CALL:
@@ -157,6 +173,11 @@ decide(PyFrameObject *f, PyObject *value, setter native, void *closure,
         return -1;
     }
     int nlocals = copy->co_nlocalsplus;
+    if (depth < 0 || depth > copy->co_stacksize) {
+        PyErr_SetString(PyExc_SystemError, "lowimpact: a jumping frame's stack is not its code's");
+        Py_DECREF(copy);
+        return -1;
+    }
     size_t slots = (size_t)nlocals + (size_t)copy->co_stacksize;
     _PyInterpreterFrame *scratch = PyMem_Calloc(1, sizeof(_PyInterpreterFrame) +
                                                    slots * sizeof(PyObject *));
@@ -176,6 +197,8 @@ decide(PyFrameObject *f, PyObject *value, setter native, void *closure,
         scratch->localsplus[nlocals + k] = Py_NewRef(stand_ins[k]);
     }
     scratch->f_code = copy;
+    scratch->f_globals = f->f_frame->f_globals;
+    scratch->f_builtins = f->f_frame->f_builtins;
     scratch->prev_instr = _PyCode_CODE(copy) + unit;
     scratch->stacktop = nlocals + depth;
     scratch->owner = FRAME_OWNED_BY_THREAD;
@@ -187,13 +210,17 @@ decide(PyFrameObject *f, PyObject *value, setter native, void *closure,
     int what = tstate->tracing_what;
     f->f_frame = scratch;
     if (trace == NULL) {
-        f->f_trace = Py_None;
+        f->f_trace = Py_NewRef(Py_None);
     }
     tstate->tracing_what = PyTrace_LINE;
     err = native((PyObject *)f, value, closure);
     tstate->tracing_what = what;
-    f->f_trace = trace;
+    if (trace == NULL) {
+        /* (Code run meanwhile, by a finalizer, may have set another.) */
+        Py_CLEAR(f->f_trace);
+    }
     f->f_frame = real;
+    Py_CLEAR(scratch->f_locals);
 
     out->handled = -1;
     if (exc_info->exc_value != handled_before) {
@@ -246,7 +273,8 @@ li_jump_set_lineno(PyFrameObject *f, PyObject *value, setter native, void *closu
         return -1;
     }
     li_probes *lp = li_shadow_probes(frame->f_code);
-    const li_probe *p = lp != NULL ? firing_probe(lp, frame) : NULL;
+    const li_probe *p = lp != NULL && on_this_thread(tstate, frame) ? firing_probe(lp, frame)
+                                                                    : NULL;
     if (p == NULL) {
         /* Not the frame of the event (3.12 would move it, from wherever
            it stands). */
@@ -262,11 +290,19 @@ li_jump_set_lineno(PyFrameObject *f, PyObject *value, setter native, void *closu
     }
     /* A second jump from the same event goes on from the first. */
     li_jump *earlier = find_jump(tstate, frame);
-    int unit = earlier != NULL ? earlier->target : lp->orig_of[p->unit + p->size - 1];
-    int depth = p->depth - (earlier != NULL ? earlier->pops : 0);
-    li_jump decided = {tstate, frame, -1, 0, -1};
-    if (decide(f, value, native, closure, lp->original, unit, depth, &decided) < 0) {
+    li_jump decided = {tstate, frame, lp->orig_of[p->unit + p->size - 1], 0, -1};
+    if (earlier != NULL) {
+        decided = *earlier;
+    }
+    li_jump from = decided;
+    if (decide(f, value, native, closure, lp->original, from.target, p->depth - from.pops,
+               &decided) < 0)
+    {
         return -1;
+    }
+    decided.pops += from.pops;
+    if (decided.handled < 0) {
+        decided.handled = from.handled;
     }
     /* As 3.12 does: locals the compiler proved bound where the frame goes
        may not be; they get None, with a warning (which may fail). */
@@ -284,12 +320,11 @@ li_jump_set_lineno(PyFrameObject *f, PyObject *value, setter native, void *closu
             frame->localsplus[k] = Py_NewRef(Py_None);
         }
     }
+    /* Python code ran since the look-up (an audit hook, the warning): it
+       may have set f_lineno too; this setting comes last. */
+    earlier = find_jump(tstate, frame);
     if (earlier != NULL) {
-        earlier->target = decided.target;
-        earlier->pops += decided.pops;
-        if (decided.handled >= 0) {
-            earlier->handled = decided.handled;
-        }
+        *earlier = decided;
     }
     else {
         if (li_reserve((void **)&jumps, &cap_jumps, n_jumps, sizeof(li_jump), 2) < 0) {
@@ -303,36 +338,34 @@ li_jump_set_lineno(PyFrameObject *f, PyObject *value, setter native, void *closu
 }
 
 bool
-li_jump_take_landing(PyThreadState *tstate, _PyInterpreterFrame *frame, li_landing *to)
+li_jump_take_landing(PyThreadState *tstate, _PyInterpreterFrame *frame, li_landing *to,
+                     li_unwind *unwind)
 {
     li_jump *j = find_jump(tstate, frame);
     if (j == NULL) {
         return false;
     }
     *to = (li_landing){j->target, LI_LAND_AFTER_LINE};
+    *unwind = (li_unwind){j->pops, j->handled};
+    drop_jump(j);
     return true;
 }
 
 void
-li_jump_unwind(PyThreadState *tstate, _PyInterpreterFrame *frame)
+li_jump_unwind(PyThreadState *tstate, _PyInterpreterFrame *frame, li_unwind unwind)
 {
-    li_jump *j = find_jump(tstate, frame);
-    if (j == NULL) {
-        return;
-    }
     int base = frame->f_code->co_nlocalsplus;
     int depth = frame->stacktop - base;
     /* The values go as 3.11's setter let them go: the lowest one that held
        an exception becomes the exception being handled. */
-    for (int k = depth - 1; k >= depth - j->pops && k >= 0; k--) {
+    for (int k = depth - 1; k >= depth - unwind.pops && k >= 0; k--) {
         PyObject *v = frame->localsplus[base + k];
         frame->stacktop--;
-        if (k == j->handled) {
+        if (k == unwind.handled) {
             Py_XSETREF(tstate->exc_info->exc_value, v);
         }
         else {
             Py_XDECREF(v);
         }
     }
-    drop_jump(j);
 }

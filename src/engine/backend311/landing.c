@@ -45,22 +45,31 @@ typedef struct {
     _PyInterpreterFrame *frame;
     PyCodeObject *original;      /* borrowed: the frame's code holds it */
     li_landing to;
+    li_unwind unwind;            /* what a jump pops as the frame lands */
 } expected_landing;
 
 static expected_landing *expected;
 static int n_expected, cap_expected;
 
 int
-li_expect_landing(PyThreadState *tstate, _PyInterpreterFrame *frame, PyCodeObject *code,
-                  li_landing to)
+li_expect_landing_unwinding(PyThreadState *tstate, _PyInterpreterFrame *frame,
+                            PyCodeObject *code, li_landing to, li_unwind unwind)
 {
     if (li_reserve((void **)&expected, &cap_expected, n_expected, sizeof(expected_landing),
                    4) < 0)
     {
         return -1;
     }
-    expected[n_expected++] = (expected_landing){tstate, frame, li_backend_original(code), to};
+    expected[n_expected++] = (expected_landing){tstate, frame, li_backend_original(code), to,
+                                                unwind};
     return 0;
+}
+
+int
+li_expect_landing(PyThreadState *tstate, _PyInterpreterFrame *frame, PyCodeObject *code,
+                  li_landing to)
+{
+    return li_expect_landing_unwinding(tstate, frame, code, to, (li_unwind){0, -1});
 }
 
 bool
@@ -217,7 +226,7 @@ land(PyThreadState *tstate)
     li_probes *lp = li_shadow_probes((PyCodeObject *)landing);
     int pad = li_pad_unit(lp, to.to);
     assert(pad >= 0);
-    li_jump_unwind(tstate, frame);
+    li_jump_unwind(tstate, frame, to.unwind);
     if (li_frame_set_code(frame, lp->shadow, pad - 1) < 0) {
         Py_DECREF(landing);
         PyObject_Free(token);

@@ -399,11 +399,12 @@ redirect(_PyInterpreterFrame *frame, li_probes *lp)
  * the landing function moves it onto a shadow with the probes tools want.
  * 1 (the probe's jump to the stub is taken), or -1 on error. */
 LI_COLD static int
-divert(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, li_landing to)
+divert(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, li_landing to,
+       li_unwind unwind)
 {
     li_code_backend *cb = li_code_backend_ensure(lp->cs);
     if (cb == NULL || li_add_resume_point(cb, to) < 0 ||
-        li_expect_landing(tstate, frame, lp->shadow, to) < 0)
+        li_expect_landing_unwinding(tstate, frame, lp->shadow, to, unwind) < 0)
     {
         return -1;
     }
@@ -424,14 +425,15 @@ after_events(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, l
     bool move = lp->outdated || (lp->obsolete && lp->entry_probe >= 0 &&
                                  p == &lp->probes[lp->entry_probe]);
     li_landing to = {p->resume_unit, p->resume_phase};
-    /* A callback set the frame's f_lineno (jump.c). */
-    if (li_jump_take_landing(tstate, frame, &to)) {
+    li_unwind unwind = {0, -1};
+    /* A callback set the frame's f_lineno (jump.c; it checked that the
+       probe can divert). */
+    if (li_jump_take_landing(tstate, frame, &to, &unwind)) {
         move = true;
     }
     if (move && p->resume_unit >= 0 && tstate->recursion_remaining > 0) {
-        return divert(tstate, frame, lp, to);
+        return divert(tstate, frame, lp, to, unwind);
     }
-    li_jump_forget(tstate, frame);
     return 0;
 }
 
