@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -62,10 +63,20 @@ def command(tool: str, workload: str, quick: bool, python: str, out: Path) -> Li
     }[tool]
 
 
+# A profiler that keeps every sample of a long run (pyinstrument on 3.13 on
+# the test suite grew past 20 GB here) fails its cell instead of stalling the
+# machine.
+MEMORY_LIMIT = 4 << 30
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+
 def time_once(argv: List[str], env: Dict[str, str], cwd: str) -> Optional[float]:
     start = time.perf_counter()
     proc = subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True)
+                          stderr=subprocess.PIPE, text=True, preexec_fn=_limit_memory)
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         sys.stderr.write("failed (%d): %s\n%s\n" % (proc.returncode, " ".join(argv),
