@@ -176,3 +176,40 @@ def test_jump_from_a_jump_event_out_of_the_loop(M: Any, tool: Tool) -> None:
 def test_events_that_allow_no_jump(M: Any, tool: Tool, event: str, message: str) -> None:
     assert run_with_jumps(M, tool, LOOP, event, {("at", event): 1}) == (
         33, [1, 2, 3, 4, 2, 3, 4, 2, 3, 4, 2, 5], [("refused", message)], [])
+
+
+def test_a_jump_set_again_while_the_first_warns(M: Any, tool: Tool) -> None:
+    """The unbound-locals warning runs Python code (showwarning), which sets
+    f_lineno again: the outer setting comes last, and once the frame has
+    jumped nothing of it is left for later frames."""
+    E = M.events
+    f = program(STRAIGHT)
+    code = f.__code__
+    state: dict = {"calls": 0}
+
+    def show(*args: Any, **kwargs: Any) -> None:
+        state["calls"] += 1
+        if state["calls"] == 1:     # (its own warning calls this again)
+            state["frame"].f_lineno = code.co_firstlineno + 4
+
+    def on_line(c: Any, line: int) -> None:
+        if c is code and line == code.co_firstlineno + 1 and "frame" not in state:
+            state["frame"] = sys._getframe(1)
+            state["frame"].f_lineno = code.co_firstlineno + 4
+
+    tool.register(E.LINE, on_line)
+    tool.set_local(code, E.LINE)
+    saved = warnings.showwarning
+    warnings.showwarning = show
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = show
+            first = f()
+        del state["frame"]
+        state["frame"] = None
+        again = f()
+    finally:
+        warnings.showwarning = saved
+        tool.set_local(code, 0)
+    assert (first, again, state["calls"]) == ((None, None, None), (1, 2, 3), 2)
