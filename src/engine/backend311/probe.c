@@ -275,8 +275,9 @@ li_probes_restart(void)
     /* Native restart_events() leaves the work to each code object's next
        run; so does this, where frames can only come in at a start probe:
        it costs a few stores per shadow a DISABLE touched.  The caller
-       takes care of the frames on the stack, landings of li_probes_ready().
-       (Dying shadows leave the list: each here has its shadow.) */
+       takes care of the frames on the stack; a frame that lands on such a
+       shadow re-arms it first (li_probes_ready()).  (Dying shadows leave
+       the list: each here has its shadow.) */
     li_dispatch_changed();
     li_probes *lp = restartable;
     restartable = NULL;
