@@ -606,8 +606,6 @@ void li_release_shadow_stack(li_code_backend *cb);
 Py_ssize_t li_trampolines_armed_count(void);
 /* Disarms the trampolines of code that no longer needs them.  0 or -1. */
 int li_trampolines_disarm_unneeded(void);
-/* The same for the trampolines in `original` and its shadows alone. */
-int li_trampolines_disarm_unneeded_of(PyCodeObject *original);
 /* The code object of `p` is being freed: forgets its trampolines. */
 void li_patches_forget(li_patches *p);
 /* Exchanges the armed trampolines of `code` with the units they replaced

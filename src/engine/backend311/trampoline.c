@@ -1166,17 +1166,8 @@ li_trampoline_swap(PyCodeObject *code)
 int
 li_trampolines_disarm_unneeded(void)
 {
-    return li_trampolines_disarm_unneeded_of(NULL);
-}
-
-int
-li_trampolines_disarm_unneeded_of(PyCodeObject *original)
-{
     for (li_patches *p = armed, *next; p != NULL; p = next) {
         next = p->next_armed;
-        if (original != NULL && li_backend_original(p->code) != original) {
-            continue;
-        }
         li_probes *lp = li_shadow_probes(p->code);
         if (lp != NULL ? !lp->outdated : !li_needs_instrumenting(p->code)) {
             disarm_all(p);

@@ -678,63 +678,6 @@ li_backend_update(bool grew)
 }
 
 int
-li_backend_update_code(li_code_state *cs, bool grew)
-{
-    PyCodeObject *code = cs->code;
-    /* Suspended generators of the code are found only by walking the heap,
-       and so are its functions when its original has no room for an entry
-       trampoline (below). */
-    if (code->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)) {
-        return li_backend_update(grew);
-    }
-    li_dispatch_changed();
-    li_watch_exhausted_generators(wanted_anywhere(LI_STOP_ITERATION));
-    li_forget_pending_calls(!wanted_anywhere(LI_CALL));
-    li_forget_landings_of_dead_threads();
-    if (anything_wanted() && install_hooks() < 0) {
-        return -1;
-    }
-    /* Shadows of the code: the current one goes if it no longer has the
-       probes wanted (functions that point at it move on at their next
-       start), and each is re-armed for the events wanted now. */
-    li_probes *current = li_current_shadow(cs);
-    if (current != NULL && usable_shadow(cs) != current) {
-        li_retire(current);
-    }
-    for (li_probes *lp = li_all_shadows(); lp != NULL; lp = lp->next) {
-        if (lp->cs == cs) {
-            li_probes_sync(lp);
-        }
-    }
-    /* Functions that still run the original (made from it since, or never
-       started) start through its entry trampoline, which moves them onto
-       the current shadow, or builds it, as the first one starts. */
-    if (needs_instrumenting(cs, code)) {
-        int armed = li_trampoline_arm(cs);
-        if (armed < 0) {
-            return -1;
-        }
-        if (armed == 0) {
-            return li_backend_update(grew);
-        }
-    }
-    PyObject *none = PyList_New(0);
-    if (none == NULL) {
-        return -1;
-    }
-    int err = update_thread_frames();
-    if (err == 0) {
-        err = arm_trampolines(none);    /* the frames on the threads' stacks */
-    }
-    Py_DECREF(none);
-    if (err == 0) {
-        err = li_trampolines_disarm_unneeded_of(code);
-    }
-    li_fix_moved_tracebacks();
-    return err;
-}
-
-int
 li_backend_restart(void)
 {
     li_dispatch_changed();
