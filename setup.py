@@ -85,13 +85,13 @@ def extensions():
                             extra_compile_args=compile_args(), extra_link_args=link_args()))
     # The measurement core of `lowimpact cover`, a client of the C API's tool side.
     result.append(Extension("lowimpact._cover", sources=["src/cover/cover.c"],
-                            include_dirs=["src/lowimpact/include"],
-                            depends=headers("src/lowimpact/include"),
+                            include_dirs=["src/shared", "src/lowimpact/include"],
+                            depends=headers("src/shared", "src/lowimpact/include"),
                             extra_compile_args=compile_args(), extra_link_args=link_args()))
     # The measurement core of `lowimpact profile`, the same way.
     result.append(Extension("lowimpact._profile", sources=["src/profile/profile.c"],
-                            include_dirs=["src/lowimpact/include"],
-                            depends=headers("src/lowimpact/include"),
+                            include_dirs=["src/shared", "src/lowimpact/include"],
+                            depends=headers("src/shared", "src/lowimpact/include"),
                             extra_compile_args=compile_args(), extra_link_args=link_args()))
     return result + stack_reader()
 

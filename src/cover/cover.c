@@ -26,6 +26,7 @@
 #include <Python.h>
 
 #include "lowimpact.h"
+#include "li_shared.h"
 
 #define EVENT_BIT(e) (1u << (e))
 
@@ -249,26 +250,6 @@ on_branch(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
     return PySet_GET_SIZE(dests) >= 2 ? LOWIMPACT_DISABLE : LOWIMPACT_CONTINUE;
 }
 
-/* Keeps the first of the exceptions that the steps of unregister() raise. */
-static void
-keep_first_error(PyObject **first)
-{
-    PyObject *type, *value, *traceback;
-    PyErr_Fetch(&type, &value, &traceback);
-    PyErr_NormalizeException(&type, &value, &traceback);
-    if (traceback != NULL && value != NULL) {
-        PyException_SetTraceback(value, traceback);
-    }
-    Py_XDECREF(type);
-    Py_XDECREF(traceback);
-    if (*first == NULL) {
-        *first = value;
-    }
-    else {
-        Py_XDECREF(value);
-    }
-}
-
 /* Every step is tried whatever the others do: the callbacks must not
  * outlive their data.  Someone who freed the tool id meanwhile left the
  * callbacks registered, and registering needs the id in use: it is taken
@@ -278,7 +259,7 @@ unregister(Collector *self)
 {
     PyObject *first = NULL;   /* owned: the first failure */
     if (LowImpact_SetEvents(self->tool_id, 0) < 0) {
-        keep_first_error(&first);
+        li_keep_first_error(&first);
         if (LowImpact_UseToolId(self->tool_id, "lowimpact cover") < 0) {
             PyErr_Clear();   /* someone else holds it: its callbacks are its own */
         }
@@ -288,12 +269,12 @@ unregister(Collector *self)
                                  PY_MONITORING_EVENT_PY_YIELD};
     for (size_t i = 0; i < sizeof(events) / sizeof(events[0]); i++) {
         if (LowImpact_RegisterCallback(self->tool_id, events[i], NULL, NULL) < 0) {
-            keep_first_error(&first);
+            li_keep_first_error(&first);
         }
     }
     /* Local events of measured code go with the tool id. */
     if (LowImpact_FreeToolId(self->tool_id) < 0) {
-        keep_first_error(&first);
+        li_keep_first_error(&first);
     }
     self->running = 0;
     if (active_collector == self) {

@@ -39,6 +39,7 @@
 #include <time.h>
 
 #include "lowimpact.h"
+#include "li_shared.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -621,26 +622,6 @@ static const struct {
 };
 #define NCALLBACKS (sizeof(callbacks) / sizeof(callbacks[0]))
 
-/* Keeps the first of the exceptions raised by the steps of unregister(). */
-static void
-keep_first_error(PyObject **first)
-{
-    PyObject *type, *value, *traceback;
-    PyErr_Fetch(&type, &value, &traceback);
-    PyErr_NormalizeException(&type, &value, &traceback);
-    if (traceback != NULL && value != NULL) {
-        PyException_SetTraceback(value, traceback);
-    }
-    Py_XDECREF(type);
-    Py_XDECREF(traceback);
-    if (*first == NULL) {
-        *first = value;
-    }
-    else {
-        Py_XDECREF(value);
-    }
-}
-
 /* Every step is tried whatever the others do: callbacks must not outlive
  * their data. */
 static int
@@ -648,18 +629,18 @@ unregister(Profiler *self)
 {
     PyObject *first = NULL;   /* owned: the first failure */
     if (LowImpact_SetEvents(PROFILER_ID, 0) < 0) {
-        keep_first_error(&first);
+        li_keep_first_error(&first);
         if (LowImpact_UseToolId(PROFILER_ID, "lowimpact profile") < 0) {
             PyErr_Clear();   /* someone else holds it: its callbacks are its own */
         }
     }
     for (size_t i = 0; i < NCALLBACKS; i++) {
         if (LowImpact_RegisterCallback(PROFILER_ID, callbacks[i].event, NULL, NULL) < 0) {
-            keep_first_error(&first);
+            li_keep_first_error(&first);
         }
     }
     if (LowImpact_FreeToolId(PROFILER_ID) < 0) {
-        keep_first_error(&first);
+        li_keep_first_error(&first);
     }
     self->enabled = 0;
     if (active_profiler == self) {

@@ -1,4 +1,5 @@
-/* Helpers shared by lowimpact's extension modules (the engine and _capi). */
+/* Helpers shared by lowimpact's extension modules (the engine, _capi and the
+ * tools' C cores). */
 #ifndef LI_SHARED_H
 #define LI_SHARED_H
 
@@ -117,6 +118,28 @@ li_capi_fire(li_deliver_fn deliver, PyMonitoringState *state, int event, PyObjec
         PyErr_Restore(type, exc, tb);
     }
     return 0;
+}
+
+/* Keeps the first of the exceptions raised by the steps of a tool's
+ * teardown, each of which is tried whatever the others do: the one raised
+ * now goes into *first if that is still NULL, and is dropped otherwise. */
+static inline void
+li_keep_first_error(PyObject **first)
+{
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (traceback != NULL && value != NULL) {
+        PyException_SetTraceback(value, traceback);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(traceback);
+    if (*first == NULL) {
+        *first = value;
+    }
+    else {
+        Py_XDECREF(value);
+    }
 }
 
 #endif /* LI_SHARED_H */
