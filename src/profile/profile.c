@@ -517,13 +517,22 @@ leave(Profiler *self, ThreadStack *t, int64_t end)
 
 /* ---- the callbacks ------------------------------------------------------- */
 
+/* The profiler a callback was registered for, or NULL when the callback
+ * object outlived it (register_callback() hands callbacks back to Python,
+ * which may keep them, call them or register them again). */
+static inline Profiler *
+profiler_of(void *data)
+{
+    return data != NULL && data == active_profiler ? (Profiler *)data : NULL;
+}
+
 static int
 on_py_enter(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)event;
-    Profiler *self = (Profiler *)data;
-    if (self != active_profiler) {
-        return LOWIMPACT_CONTINUE;   /* a callback object kept after its profiler */
+    Profiler *self = profiler_of(data);
+    if (self == NULL) {
+        return LOWIMPACT_CONTINUE;
     }
     if (nargs < 1) {
         return LOWIMPACT_CONTINUE;
@@ -545,9 +554,9 @@ on_py_leave(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
     (void)event;
     (void)args;
     (void)nargs;
-    Profiler *self = (Profiler *)data;
-    if (self != active_profiler) {
-        return LOWIMPACT_CONTINUE;   /* a callback object kept after its profiler */
+    Profiler *self = profiler_of(data);
+    if (self == NULL) {
+        return LOWIMPACT_CONTINUE;
     }
     int64_t end = now(self);
     ThreadStack *t = current_thread(self);
@@ -563,9 +572,9 @@ static int
 on_call(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)event;
-    Profiler *self = (Profiler *)data;
-    if (self != active_profiler) {
-        return LOWIMPACT_CONTINUE;   /* a callback object kept after its profiler */
+    Profiler *self = profiler_of(data);
+    if (self == NULL) {
+        return LOWIMPACT_CONTINUE;
     }
     if (nargs < 4) {
         return LOWIMPACT_CONTINUE;
@@ -585,9 +594,9 @@ static int
 on_c_leave(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)event;
-    Profiler *self = (Profiler *)data;
-    if (self != active_profiler) {
-        return LOWIMPACT_CONTINUE;   /* a callback object kept after its profiler */
+    Profiler *self = profiler_of(data);
+    if (self == NULL) {
+        return LOWIMPACT_CONTINUE;
     }
     int64_t end = now(self);
     /* Only the calls on_call pushed. */
