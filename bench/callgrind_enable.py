@@ -10,7 +10,10 @@ building the heap of costs.build_heap and calling every function once:
 
 - `set_events(LINE)` with a callback that returns DISABLE;
 - `restart_events()` after every function ran once with LINE on (its lines
-  disabled), and after it ran twice (on the engine, compacted shadows).
+  disabled), and after it ran twice (on the engine, compacted shadows);
+- `set_local_events(LINE)` on each code object from its `PY_START` callback,
+  as a coverage tool that measures only some code does, for the first 100
+  functions called (the sum over the 100 calls).
 """
 
 from __future__ import annotations
@@ -44,6 +47,14 @@ costs._call_all(funcs)
 tool = M.COVERAGE_ID
 M.use_tool_id(tool, "bench-enable-counts")
 M.register_callback(tool, E.LINE, lambda code, line: M.DISABLE)
+if {phase!r} == "local":
+    def start(code, offset):
+        M.set_local_events(tool, code, E.LINE)
+        return M.DISABLE
+    M.register_callback(tool, E.PY_START, start)
+    M.set_events(tool, E.PY_START)
+    costs._call_all(funcs[:100])
+    raise SystemExit
 M.set_events(tool, E.LINE)
 if {phase!r} != "enable":
     for _ in range(int({phase!r})):
@@ -55,8 +66,10 @@ if {phase!r} != "enable":
 FUNCTIONS = {
     ("engine", "enable"): "set_events",
     ("engine", "restart"): "restart_events",
+    ("engine", "local"): "set_local_events",
     ("native", "enable"): "monitoring_set_events",
     ("native", "restart"): "monitoring_restart_events",
+    ("native", "local"): "monitoring_set_local_events",
 }
 
 
@@ -65,7 +78,7 @@ def count(python: str, phase: str, objects: int, functions: int) -> str:
     native = subprocess.run([python, "-c", "import sys; print(hasattr(sys, 'monitoring'))"],
                             capture_output=True, text=True).stdout.strip() == "True"
     kind = "native" if native else "engine"
-    function = FUNCTIONS[kind, "enable" if phase == "enable" else "restart"]
+    function = FUNCTIONS[kind, phase if phase in ("enable", "local") else "restart"]
     script = CHILD.format(here=HERE, objects=objects, functions=functions, phase=phase)
     proc = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
                            "--collect-atstart=no", "--toggle-collect=" + function,
@@ -84,7 +97,8 @@ def main() -> None:
     args = parser.parse_args()
     pythons = args.python or default_pythons()
     phases = [("set_events(LINE)", "enable"), ("restart_events(), after one call each", "1"),
-              ("restart_events(), after two calls each", "2")]
+              ("restart_events(), after two calls each", "2"),
+              ("set_local_events(LINE) from PY_START, 100 codes", "local")]
     print("Instructions inside the call, %d objects, %d functions (callgrind)\n"
           % (args.objects, args.functions))
     print("| call | " + " | ".join(os.path.basename(p) for p in pythons) + " |")

@@ -400,6 +400,9 @@ int li_backend_init(PyObject *module);
  * code object that can run into line with li_reg and the code states.
  * 0 or -1. */
 int li_backend_update(bool grew);
+/* The same after a change of the local events of `cs` alone: only what
+ * can run that code needs bringing into line.  0 or -1. */
+int li_backend_update_code(li_code_state *cs, bool grew);
 
 /* Probes whose tools were re-enabled (events added where probes already
  * exist) must be re-armed.  0 or -1. */

@@ -320,7 +320,7 @@ set_local_events(PyObject *Py_UNUSED(module), PyObject *const *args,
     }
     li_code_state_set_local(cs, tool, (li_event_set)event_set);
     li_reg.version++;
-    if (li_backend_update(((li_event_set)event_set & ~before) != 0) < 0) {
+    if (li_backend_update_code(cs, ((li_event_set)event_set & ~before) != 0) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;

@@ -297,3 +297,78 @@ def test_loop_in_another_thread_gets_branch_events(M: Any, tool: Tool) -> None:
 def test_loop_in_another_thread_gets_instruction_events(M: Any, tool: Tool) -> None:
     seen = _loop_in_thread(M, tool, M.events.INSTRUCTION, M.events.INSTRUCTION)
     assert seen
+
+
+# --------------------------------------------------------------------------
+# set_local_events() on a function that already runs with other probes: its
+# later calls (here the recursion of the frame that set them) start with
+# every event asked for, from PY_START on.
+
+
+def _recursion_setting_its_own_events(M: Any, tool: Tool, events: int) -> Callable[[int], int]:
+    def f(depth: int) -> int:
+        if depth <= 0:
+            return 0
+        if depth == 2:
+            tool.set_local(f, events)
+        total = sum(0 for _ in range(0))
+        return total + f(depth - 1) + 1
+
+    return f
+
+
+def test_local_events_set_inside_a_function_whose_nested_code_has_events(M: Any, tool: Tool) -> None:
+    # The nested genexpr's events give f a copy without probes of its own.
+    E = M.events
+    seen: list[str] = []
+    tool.register(E.PY_START, lambda code, offset: seen.append(code.co_name))
+    f = _recursion_setting_its_own_events(M, tool, E.PY_START)
+    genexpr = next(c for c in f.__code__.co_consts if getattr(c, "co_name", "") == "<genexpr>")
+    tool.set_local(genexpr, E.PY_START)
+    assert f(3) == 3
+    assert seen == ["<genexpr>", "<genexpr>", "f", "<genexpr>", "f"]
+
+
+def test_local_start_and_line_set_inside_a_function_under_global_instruction_events(
+    M: Any, tool: Tool
+) -> None:
+    # f runs with INSTRUCTION probes when it adds PY_START and LINE for itself:
+    # the recursive call must report both from its first line.
+    E = M.events
+    seen: list[tuple] = []
+    f = _recursion_setting_its_own_events(M, tool, E.PY_START | E.LINE)
+    first = f.__code__.co_firstlineno
+    tool.register(E.INSTRUCTION, lambda code, offset: None)
+    tool.register(E.PY_START, lambda code, offset: seen.append(("start", code.co_name)))
+    tool.register(E.LINE, lambda code, line: seen.append(("line", code.co_name, line - first)))
+    tool.set_events(E.INSTRUCTION)
+    assert f(2) == 2
+    tool.set_events(0)
+    f_events = [e for e in seen if e[1] == "f"]
+    assert f_events[:3] == [("line", "f", 5), ("line", "f", 6), ("start", "f")]
+    assert f_events[3:5] == [("line", "f", 1), ("line", "f", 3)]
+
+
+def test_local_events_removed_then_added_for_functions_made_by_a_running_parent(
+    M: Any, tool: Tool
+) -> None:
+    # Each call of outer makes a new inner from outer's constants: after the
+    # events of inner change twice, those functions report what is asked now.
+    E = M.events
+    seen: list[str] = []
+    tool.register(E.PY_START, lambda code, offset: seen.append(code.co_name))
+
+    def outer(n: int) -> int:
+        def inner(x: int) -> int:
+            return x + 1
+
+        return inner(n)
+
+    inner_code = next(c for c in outer.__code__.co_consts if getattr(c, "co_name", "") == "inner")
+    tool.set_local(inner_code, E.PY_START)
+    assert outer(1) == 2
+    tool.set_local(inner_code, 0)
+    assert outer(2) == 3
+    tool.set_local(inner_code, E.PY_START)
+    assert outer(3) == 4
+    assert seen == ["inner", "inner"]

@@ -306,6 +306,7 @@ typedef struct li_probes {
     int n_for_iters;
     struct li_for_iter { int32_t unit; int32_t depth; } *for_iters;
     struct li_probes *next, *prev;   /* all live shadows */
+    struct li_probes *next_of_code, *prev_of_code;   /* those of `cs` */
     /* Shadows that restart_events() changes: partial ones, and those with
        probes a DISABLE disarmed (probe.c). */
     struct li_probes *next_restart, *prev_restart;
@@ -455,6 +456,8 @@ bool li_probes_stale(const li_probes *lp);
 int li_compact(li_probes *lp);
 /* The first live shadow (iterate with ->next). */
 li_probes *li_all_shadows(void);
+/* The live shadows of `cs`, linked by next_of_code. */
+li_probes *li_shadows_of(li_code_state *cs);
 /* For restart_events(): makes the partial shadows obsolete and outdated,
  * and re-arms what DISABLE disarmed, in the shadows where either happened
  * since the last restart. */
@@ -488,6 +491,7 @@ typedef struct li_code_backend {
     int saved_firsttraceable;    /* _co_firsttraceable before the entry one; -1 */
     int true_stacksize;          /* co_stacksize before that; -1 if unchanged */
     li_code_state *cs;           /* the owner */
+    struct li_probes *shadows;   /* its live shadows, by next_of_code */
 } li_code_backend;
 
 static inline li_probes *
@@ -606,6 +610,8 @@ void li_release_shadow_stack(li_code_backend *cb);
 Py_ssize_t li_trampolines_armed_count(void);
 /* Disarms the trampolines of code that no longer needs them.  0 or -1. */
 int li_trampolines_disarm_unneeded(void);
+/* The same for the trampolines in the code of `cs` and its shadows alone. */
+int li_trampolines_disarm_unneeded_of(li_code_state *cs);
 /* The code object of `p` is being freed: forgets its trampolines. */
 void li_patches_forget(li_patches *p);
 /* Exchanges the armed trampolines of `code` with the units they replaced

@@ -15,6 +15,13 @@ li_all_shadows(void)
 }
 
 li_probes *
+li_shadows_of(li_code_state *cs)
+{
+    li_code_backend *cb = (li_code_backend *)cs->backend;
+    return cb != NULL ? cb->shadows : NULL;
+}
+
+li_probes *
 li_shadow_probes(PyCodeObject *code)
 {
     void *extra = NULL;
@@ -80,6 +87,17 @@ shadow_dying(void *ptr)
         lp->next->prev = lp->prev;
     }
     lp->next = lp->prev = NULL;
+    li_code_backend *cb = lp->cs != NULL ? (li_code_backend *)lp->cs->backend : NULL;
+    if (lp->prev_of_code != NULL) {
+        lp->prev_of_code->next_of_code = lp->next_of_code;
+    }
+    else if (cb != NULL && cb->shadows == lp) {
+        cb->shadows = lp->next_of_code;
+    }
+    if (lp->next_of_code != NULL) {
+        lp->next_of_code->prev_of_code = lp->prev_of_code;
+    }
+    lp->next_of_code = lp->prev_of_code = NULL;
     unlink_restartable(lp);
     li_unlink_nested(lp);
     li_patches_forget(&lp->patches);
@@ -129,7 +147,10 @@ find_starts(li_probes *lp, PyCodeObject *shadow)
 int
 li_probes_attach(li_probes *lp, PyCodeObject *shadow)
 {
-    if (find_starts(lp, shadow) < 0 || _PyCode_SetExtra((PyObject *)shadow, shadow_index, lp) < 0) {
+    li_code_backend *cb = lp->cs != NULL ? li_code_backend_ensure(lp->cs) : NULL;
+    if ((lp->cs != NULL && cb == NULL) || find_starts(lp, shadow) < 0 ||
+        _PyCode_SetExtra((PyObject *)shadow, shadow_index, lp) < 0)
+    {
         return -1;
     }
     lp->shadow = shadow;
@@ -138,6 +159,13 @@ li_probes_attach(li_probes *lp, PyCodeObject *shadow)
         all_shadows->prev = lp;
     }
     all_shadows = lp;
+    if (cb != NULL) {
+        lp->next_of_code = cb->shadows;
+        if (cb->shadows != NULL) {
+            cb->shadows->prev_of_code = lp;
+        }
+        cb->shadows = lp;
+    }
     if (lp->partial) {
         link_restartable(lp);
     }

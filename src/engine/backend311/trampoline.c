@@ -1163,14 +1163,38 @@ li_trampoline_swap(PyCodeObject *code)
     return true;
 }
 
+static void
+disarm_if_unneeded(li_patches *p)
+{
+    li_probes *lp = li_shadow_probes(p->code);
+    if (lp != NULL ? !lp->outdated : !li_needs_instrumenting(p->code)) {
+        disarm_all(p);
+    }
+}
+
 int
 li_trampolines_disarm_unneeded(void)
 {
     for (li_patches *p = armed, *next; p != NULL; p = next) {
         next = p->next_armed;
-        li_probes *lp = li_shadow_probes(p->code);
-        if (lp != NULL ? !lp->outdated : !li_needs_instrumenting(p->code)) {
-            disarm_all(p);
+        disarm_if_unneeded(p);
+    }
+    return 0;
+}
+
+int
+li_trampolines_disarm_unneeded_of(li_code_state *cs)
+{
+    li_code_backend *cb = (li_code_backend *)cs->backend;
+    if (cb == NULL) {
+        return 0;
+    }
+    if (cb->patches.n_armed > 0) {
+        disarm_if_unneeded(&cb->patches);
+    }
+    for (li_probes *lp = cb->shadows; lp != NULL; lp = lp->next_of_code) {
+        if (lp->patches.n_armed > 0) {
+            disarm_if_unneeded(&lp->patches);
         }
     }
     return 0;

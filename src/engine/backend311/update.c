@@ -474,7 +474,23 @@ is_live(_PyInterpreterFrame *frame, PyThreadState *ts)
 }
 
 static int
-update_thread_frames(void)
+update_frame(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterFrame *above)
+{
+    /* CPython instruments the code objects that are running at once. */
+    li_code_state *cs = li_code_state_get(li_backend_original(frame->f_code));
+    if (cs != NULL) {
+        li_code_state_refresh(cs);
+    }
+    if (!is_live(frame, ts)) {
+        return replace_frame_code(ts, frame, above);
+    }
+    return needs_events(frame->f_code) ? li_trampolines_reach(ts, frame, above) : 0;
+}
+
+/* Brings the frames on the threads' stacks into line: those of `only`'s
+ * code, or all when it is NULL.  0 or -1. */
+static int
+update_thread_frames(li_code_state *only)
 {
     PyInterpreterState *interp = PyInterpreterState_Get();
     for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
@@ -485,16 +501,10 @@ update_thread_frames(void)
             if (f->owner == FRAME_OWNED_BY_FRAME_OBJECT || _PyFrame_IsIncomplete(f)) {
                 continue;
             }
-            /* CPython instruments the code objects that are running at once. */
-            li_code_state *cs = li_code_state_get(li_backend_original(f->f_code));
-            if (cs != NULL) {
-                li_code_state_refresh(cs);
-            }
-            if (!is_live(f, ts) ? replace_frame_code(ts, f, above) < 0
-                                : (needs_events(f->f_code) &&
-                                   li_trampolines_reach(ts, f, above) < 0))
-            {
-                return -1;
+            if (only == NULL || li_backend_original(f->f_code) == only->code) {
+                if (update_frame(ts, f, above) < 0) {
+                    return -1;
+                }
             }
             if (f->owner == FRAME_OWNED_BY_THREAD) {
                 above = f;
@@ -664,7 +674,7 @@ li_backend_update(bool grew)
                                    : update_generator((PyGenObject *)op);
     }
     if (err == 0) {
-        err = update_thread_frames();
+        err = update_thread_frames(NULL);
     }
     if (err == 0) {
         err = wanted ? arm_trampolines(runnables) : 0;
@@ -674,6 +684,101 @@ li_backend_update(bool grew)
     }
     li_fix_moved_tracebacks();
     Py_DECREF(runnables);
+    return err;
+}
+
+/* Whether a frame that starts on `lp`, once retired, is sent on to the
+ * shadow with the events `wanted` without missing one: its entry probe
+ * delivers what the shadow it goes to has before the point where it lands,
+ * as PY_START's probe does (the frame goes on after PY_START) and any
+ * probe of a shadow that has every event wanted and left none out.  A
+ * shadow with no probe right after RESUME 0 has no entry probe. */
+static bool
+entry_redirects(const li_probes *lp, li_event_set wanted)
+{
+    if (lp->entry_probe < 0) {
+        return false;
+    }
+    const li_probe *p = &lp->probes[lp->entry_probe];
+    if (p->n_sites > 0 && lp->sites[p->first_site].event == LI_PY_START) {
+        return true;
+    }
+    return !lp->partial && (wanted & ~lp->kinds) == 0;
+}
+
+static int
+relink_parents(li_code_state *cs)
+{
+    li_code_backend *cb = (li_code_backend *)cs->backend;
+    PyObject *prepared = li_prepared_code(cs->code, NULL);
+    if (prepared == NULL) {
+        return -1;
+    }
+    for (int k = 0; k < cb->n_links; k++) {
+        set_const(cb->links[k].parent, cb->links[k].index, prepared);
+    }
+    Py_DECREF(prepared);
+    return 0;
+}
+
+int
+li_backend_update_code(li_code_state *cs, bool grew)
+{
+    PyCodeObject *code = cs->code;
+    /* Suspended generators of the code are found only by walking the heap,
+       and so are its functions when its original has no room for an entry
+       trampoline (below). */
+    if (code->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)) {
+        return li_backend_update(grew);
+    }
+    /* Functions that point at a shadow that must go find the current one
+       at its entry probe, unless that probe cannot redirect them without
+       losing events: then every function of the code is pointed elsewhere. */
+    li_probes *current = li_current_shadow(cs);
+    bool retiring = current != NULL && usable_shadow(cs) != current;
+    if (retiring && !entry_redirects(current, wanted_kinds(cs))) {
+        return li_backend_update(grew);
+    }
+    li_dispatch_changed();
+    li_watch_exhausted_generators(wanted_anywhere(LI_STOP_ITERATION));
+    li_forget_pending_calls(!wanted_anywhere(LI_CALL));
+    li_forget_landings_of_dead_threads();
+    if (anything_wanted() && install_hooks() < 0) {
+        return -1;
+    }
+    /* Shadows of the code: the current one goes if it no longer has the
+       probes wanted (functions that point at it move on at their next
+       start), and each is re-armed for the events wanted now. */
+    if (retiring) {
+        li_retire(current);
+    }
+    for (li_probes *lp = li_shadows_of(cs); lp != NULL; lp = lp->next_of_code) {
+        li_probes_sync(lp);
+    }
+    /* Shadows that make functions of the code stop handing out the retired
+       one, whose entry probe would divert every new function's first call. */
+    if (retiring && relink_parents(cs) < 0) {
+        return -1;
+    }
+    /* Functions that still run the original (made from it since, or never
+       started) start through its entry trampoline, which moves them onto
+       the current shadow, or builds it, as the first one starts.  (So do
+       the functions that frames running originals make: nothing else
+       changed for the code objects those frames hold.) */
+    if (needs_instrumenting(cs, code)) {
+        int armed = li_trampoline_arm(cs);
+        if (armed < 0) {
+            return -1;
+        }
+        if (armed == 0) {
+            return li_backend_update(grew);
+        }
+    }
+    int err = update_thread_frames(cs);
+    if (err == 0) {
+        err = li_trampolines_disarm_unneeded_of(cs);
+    }
+    li_fix_moved_tracebacks();
     return err;
 }
 
@@ -698,7 +803,7 @@ li_backend_restart(void)
             }
         }
     }
-    int err = update_thread_frames();
+    int err = update_thread_frames(NULL);
     li_fix_moved_tracebacks();
     return err;
 }
