@@ -372,3 +372,48 @@ def test_local_events_removed_then_added_for_functions_made_by_a_running_parent(
     tool.set_local(inner_code, E.PY_START)
     assert outer(3) == 4
     assert seen == ["inner", "inner"]
+
+
+def test_coverage_pattern_on_code_that_loops_or_returns_at_once(M: Any, tool: Tool) -> None:
+    # PY_START everywhere, LINE set from its callback for the code that
+    # starts: a function whose loop starts on its first line and a one-line
+    # __exit__ (code with no room before its first jump) report their lines
+    # on every call, the first as the second.
+    E = M.events
+    lines: list[tuple] = []
+
+    class Guard:
+        def __enter__(self) -> "Guard":
+            return self
+
+        def __exit__(self, *exc: Any) -> None:
+            return None
+
+    def spin(n: int) -> int:
+        while n:
+            n -= 1
+        return n
+
+    def work(n: int) -> int:
+        with Guard():
+            left = spin(n)
+        return left
+
+    def start(code: Any, offset: int) -> Any:
+        if code.co_name in ("spin", "__exit__", "work"):
+            tool.set_local(code, E.LINE)
+        return M.DISABLE
+
+    tool.register(E.PY_START, start)
+    tool.register(E.LINE, lambda code, line: lines.append((code.co_name, line - code.co_firstlineno)))
+    tool.set_events(E.PY_START)
+    assert work(2) == 0
+    first = list(lines)
+    assert work(2) == 0
+    tool.set_events(0)
+    assert lines[len(first):] == first
+    assert first == [
+        ("work", 1), ("work", 2),
+        ("spin", 1), ("spin", 2), ("spin", 1), ("spin", 2), ("spin", 1), ("spin", 3),
+        ("work", 1), ("__exit__", 1), ("work", 3),
+    ]

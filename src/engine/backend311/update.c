@@ -764,13 +764,17 @@ li_backend_update_code(li_code_state *cs, bool grew)
        started) start through its entry trampoline, which moves them onto
        the current shadow, or builds it, as the first one starts.  (So do
        the functions that frames running originals make: nothing else
-       changed for the code objects those frames hold.) */
+       changed for the code objects those frames hold.)  Without room for
+       one, only a walk of the heap finds them, unless global events that
+       need probes are on: every function of the code then already points
+       at a shadow of it, which the update of its events has just dealt
+       with. */
     if (needs_instrumenting(cs, code)) {
         int armed = li_trampoline_arm(cs);
         if (armed < 0) {
             return -1;
         }
-        if (armed == 0) {
+        if (armed == 0 && !(li_global_events() & LI_PROBED_EVENTS)) {
             return li_backend_update(grew);
         }
     }
