@@ -456,6 +456,9 @@ bool li_probes_stale(const li_probes *lp);
 int li_compact(li_probes *lp);
 /* The first live shadow (iterate with ->next). */
 li_probes *li_all_shadows(void);
+/* Whether `frame`, executing in C, is firing a probe that can divert it
+ * (after_events in probe.c). */
+bool li_frame_in_probe(_PyInterpreterFrame *frame);
 /* The live shadows of `cs`, linked by next_of_code. */
 li_probes *li_shadows_of(li_code_state *cs);
 /* For restart_events(): makes the partial shadows obsolete and outdated,

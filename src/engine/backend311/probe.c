@@ -21,6 +21,19 @@ li_shadows_of(li_code_state *cs)
     return cb != NULL ? cb->shadows : NULL;
 }
 
+bool
+li_frame_in_probe(_PyInterpreterFrame *frame)
+{
+    li_probes *lp = li_shadow_probes(frame->f_code);
+    if (lp == NULL) {
+        return false;
+    }
+    /* A probe's last unit calls into C only to fire it. */
+    int here = (int)(frame->prev_instr - _PyCode_CODE(lp->shadow));
+    int32_t at = here >= 0 && here < lp->n_units ? lp->probe_at[here] : -1;
+    return at >= 0 && ((const li_probe *)((const char *)lp->probes + at))->resume_unit >= 0;
+}
+
 li_probes *
 li_shadow_probes(PyCodeObject *code)
 {

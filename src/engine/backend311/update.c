@@ -484,6 +484,11 @@ update_frame(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterFrame 
     if (!is_live(frame, ts)) {
         return replace_frame_code(ts, frame, above);
     }
+    /* A frame delivering a probe's events is diverted by the probe once
+       they end, if its shadow lacks probes wanted now. */
+    if (li_frame_in_probe(frame)) {
+        return 0;
+    }
     return needs_events(frame->f_code) ? li_trampolines_reach(ts, frame, above) : 0;
 }
 
