@@ -66,6 +66,37 @@ def test_same_report_and_status_as_pytest_cov(branch: bool, project: Path) -> No
     assert "FAIL Required test coverage of 95% not reached" in tested.stdout
 
 
+@pytest.mark.parametrize("branch", [False, True], ids=["lines", "branches"])
+def test_xdist_workers_same_report_as_pytest_cov(branch: bool, project: Path) -> None:
+    # The tests run in two workers only: the controller imports neither
+    # them nor pkg, so what is covered comes from the workers' data.
+    pytest.importorskip("xdist", reason="pytest-xdist runs the workers (the test extra has it)")
+    ctrace = pytest_run(
+        ["-p", "pytest_cov", "-p", "xdist", "-n", "2", "--cov=pkg",
+         *(["--cov-branch"] if branch else []), "--cov-report=json:ctrace.json",
+         "tests/test_mod.py"],
+        project, {"COVERAGE_CORE": "ctrace"})
+    assert ctrace.returncode == 0, ctrace.stdout + ctrace.stderr
+    (project / ".coverage").unlink()
+    tested = pytest_run(
+        [*PLUGIN, "-p", "xdist", "-n", "2", "--li-cov=pkg", *(["--li-cov-branch"] if branch else []),
+         "--li-cov-report=json:li.json", "--li-cov-report=subline", "tests/test_mod.py"],
+        project)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    assert "2 passed" in tested.stdout
+    reference = report(project / "ctrace.json")
+    assert reference["totals"]["covered_lines"] > 0
+    assert report(project / "li.json") == reference, describe(reference,
+                                                              report(project / "li.json"))
+    # One report, by the controller; the workers' parallel files are combined away.
+    assert tested.stdout.count("tests coverage (lowimpact)") == 1
+    assert "CoverageWarning" not in tested.stdout + tested.stderr
+    assert sorted(p.name for p in project.glob(".coverage*")) == (
+        [".coverage", ".coverage-subline.json"] if branch else [".coverage"])
+    if branch:
+        assert "false: MISSED   true: ran" in tested.stdout
+
+
 def test_terminal_report_and_threshold_reached(project: Path) -> None:
     proc = pytest_run([*PLUGIN, "--li-cov=pkg", "--li-cov-branch", "--li-cov-report=term-missing",
                        "--li-cov-report=subline", "--li-cov-fail-under=50", "tests/test_mod.py"],

@@ -12,7 +12,9 @@ without a value, what the configuration says), ``--li-cov-report=TYPE``
 measuring starts before conftest.py files and test modules are imported,
 the data goes to a parallel file combined into the configured data file at
 the end, and a total below ``fail-under`` (the option, or ``[report]
-fail_under``) fails the session.
+fail_under``) fails the session.  Under pytest-xdist each worker measures
+itself and writes its parallel file; the controller combines them with its
+own and reports, once.
 
 Nothing of lowimpact's engine or coverage.py is imported unless
 ``--li-cov`` is given: this module is all pytest loads otherwise.
@@ -114,8 +116,14 @@ class _Plugin:
         self.text = ""
 
     def start(self) -> None:
+        from lowimpact.tools.cover import startup
         from lowimpact.tools.cover.measure import CoverError, Measurement, subline_path
 
+        worker = bool(os.environ.get("PYTEST_XDIST_WORKER"))
+        # An xdist worker started with `patch = subprocess` measures itself
+        # from start-up (startup.py) and saves at exit: one measurement only.
+        if worker and startup.process_measurement() is not None:
+            return
         try:
             self.measurement = Measurement(source=self.source, branch=self.options.li_cov_branch,
                                            rcfile=self.rcfile, parallel=True)
@@ -125,7 +133,8 @@ class _Plugin:
         self.data_file = os.path.abspath(cov.config.data_file)
         if self.fail_under is None and cov.config.fail_under:
             self.fail_under = cov.config.fail_under
-        if not self.options.li_cov_append:
+        # (The controller of xdist workers erases, before they start.)
+        if not self.options.li_cov_append and not worker:
             # As coverage.py's erase(): the data file, not parallel ones.
             for path in (self.data_file, subline_path(self.data_file)):
                 if os.path.exists(path):
@@ -160,9 +169,18 @@ class _Plugin:
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtestloop(self, session: pytest.Session):
         yield
+        if self.measurement is None:
+            return   # measured from start-up, saved at exit
         failed = bool(session.testsfailed)
+        worker = hasattr(session.config, "workerinput")
+        if worker or session.config.pluginmanager.hasplugin("dsession"):
+            # Under xdist a process may measure nothing of the source (the
+            # controller runs no test): only the combined data may say so.
+            self.measurement.coverage._warn_no_data = False
         self.measurement.stop()
         self.measurement.save()
+        if worker:
+            return   # the controller combines and reports
         cov = self._combined()
         if not (self.reports or self.fail_under is not None) or (
                 failed and self.options.no_li_cov_on_fail):

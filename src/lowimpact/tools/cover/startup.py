@@ -21,7 +21,7 @@ import site
 import sys
 from typing import Optional
 
-__all__ = ["PROCESS_ENV", "PTH_FILE", "hook_installed", "process_startup"]
+__all__ = ["PROCESS_ENV", "PTH_FILE", "hook_installed", "process_measurement", "process_startup"]
 
 #: The environment variable holding the serialized configuration.
 PROCESS_ENV = "LOWIMPACT_COVER_PROCESS"
@@ -42,6 +42,11 @@ def hook_installed() -> bool:
     if site.ENABLE_USER_SITE:
         directories.append(site.getusersitepackages())
     return any(os.path.isfile(os.path.join(d, PTH_FILE)) for d in directories if d)
+
+
+def process_measurement() -> Optional[object]:
+    """The measurement :func:`process_startup` started in this process, or None."""
+    return _started
 
 
 def process_startup() -> Optional[object]:
