@@ -102,6 +102,20 @@ def recurse(n):
     return n if n < 2 else recurse(n - 1) + recurse(n - 2)
 
 
+def common_prefix(words):
+    # The inner loop always ends by its break: its exhaustion never runs.
+    prefix = None
+    for word in words:
+        if prefix is None:
+            prefix = word
+        else:
+            for i, (x, y) in enumerate(zip(prefix, word + "!")):
+                if x != y:
+                    prefix = prefix[:i]
+                    break
+    return prefix
+
+
 class OneLine: pass
 class Method:
     def m(self): return 1
@@ -122,6 +136,7 @@ for command in ["go north", "stop"]:
 list(gen(4))
 asyncio.run(amain())
 recurse(6)
+common_prefix(["abc", "abd", "b"])
 Method().m()
 lam = lambda x: x and x + 1
 lam(0)

@@ -185,10 +185,21 @@ class CodeMap:
         arcs: Set[Arc] = set()
         run_line: Optional[int] = None
         after_branch = False
+        seen_lines: Set[Optional[int]] = set()
+        branch_targets = {
+            instruction.argval
+            for instruction in self.instructions.values()
+            if instruction.opname in _BRANCH_MEANINGS
+        }
         for offset, instruction in self.instructions.items():
             line = self._statement_line(offset)
             if line != run_line:
-                run_line, after_branch = line, False
+                # Another run of a line that ran elsewhere, entered where a
+                # branch goes (the clean-up of a `for` loop that only its
+                # exhaustion reaches): whether it ran, the BRANCH events say.
+                after_branch = line in seen_lines and offset in branch_targets
+                run_line = line
+                seen_lines.add(line)
             if line is None or line not in ran or after_branch:
                 continue
             name = instruction.opname

@@ -297,11 +297,7 @@ class Measurement:
         if mapping is None:
             mapping = lambda line: line  # noqa: E731  (not Python source: lines as they are)
             try:
-                from coverage.parser import PythonParser
-
-                parser = PythonParser(filename=filename)
-                parser.parse_source()
-                mapping = parser.first_line
+                mapping = _multiline_mapping(filename)
             except Exception:
                 pass
             self._first_line[filename] = mapping
@@ -378,3 +374,21 @@ class Measurement:
         files: Dict[str, list] = {}
         merge(files, {mapper(f): points for f, points in file_points.items()})
         write(path, files)
+
+
+def _multiline_mapping(filename: str):
+    """The first line of the statement of each line of *filename*, as
+    coverage.py's ``PythonParser.first_line`` gives it: from its multiline
+    map alone (a tokenization), which its ``sysmon`` core also computes,
+    where coverage.py has it; else from a full parse."""
+    try:
+        from coverage.parser import multiline_map_from_text
+        from coverage.python import get_python_source
+    except ImportError:
+        from coverage.parser import PythonParser
+
+        parser = PythonParser(filename=filename)
+        parser.parse_source()
+        return parser.first_line
+    multiline = multiline_map_from_text(get_python_source(filename))
+    return lambda line: multiline.get(line, line)
