@@ -474,21 +474,28 @@ PyDoc_STRVAR(Reader_sample_doc,
 
 static PyObject *sample_while_busy(ReaderObject *self, int attempts);
 
-/* Reader stays busy until the sample is made into objects, which may run
- * other threads: none may sample or re-initialise it meanwhile. */
+/* A method of one argument, attempts (format "|i:name"), run by fn.  Reader
+ * stays busy until what fn read is made into objects, which may run other
+ * threads: none may read with it or re-initialise it meanwhile. */
 static PyObject *
-Reader_sample(ReaderObject *self, PyObject *args, PyObject *kwds)
+call_with_attempts(ReaderObject *self, PyObject *args, PyObject *kwds, const char *format,
+                   int attempts, PyObject *(*fn)(ReaderObject *, int))
 {
     static char *kwlist[] = {"attempts", NULL};
-    int attempts = 3;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|i:sample", kwlist, &attempts)
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, format, kwlist, &attempts)
         || check_ready(self) < 0) {
         return NULL;
     }
     self->busy = 1;
-    PyObject *result = sample_while_busy(self, attempts);
+    PyObject *result = fn(self, attempts);
     self->busy = 0;
     return result;
+}
+
+static PyObject *
+Reader_sample(ReaderObject *self, PyObject *args, PyObject *kwds)
+{
+    return call_with_attempts(self, args, kwds, "|i:sample", 3, sample_while_busy);
 }
 
 static PyObject *
@@ -619,6 +626,119 @@ threads_while_busy(ReaderObject *self, int attempts, int with_code)
     return NULL;
 }
 
+PyDoc_STRVAR(Reader_thread_names_doc,
+"thread_names(attempts=100) -> {thread: name}\n\n"
+"The name threading gives each thread (its Thread's name, found through\n"
+"threading._active), keyed as sample() keys threads: the kernel's id where\n"
+"known, else threading's id.  Threads threading does not know (or all, in a\n"
+"process that has not imported it) are left out, as are all if every one of\n"
+"attempts reads raced with the process.");
+
+/* The addresses of the names of the threads of sample s (names[i] of
+ * s->threads[i], 0 if unknown), one interpreter at a time. */
+static li_status
+names_of_sample(li_target *t, const li_sample *s, uint64_t *idents, uint64_t *found,
+                size_t *which, uint64_t *names)
+{
+    for (size_t i = 0; i < s->nthreads; i++) {
+        names[i] = 0;
+    }
+    for (size_t i = 0; i < s->nthreads; i++) {
+        uint64_t interp = s->threads[i].interp;
+        size_t n = 0, j;
+        for (j = 0; j < i && s->threads[j].interp != interp; j++) {
+        }
+        if (j < i) {
+            continue;       /* that interpreter is done */
+        }
+        for (j = i; j < s->nthreads; j++) {
+            if (s->threads[j].interp == interp) {
+                idents[n] = s->threads[j].thread_id;
+                which[n++] = j;
+            }
+        }
+        li_status st = li_thread_names(t, interp, idents, found, n);
+        if (st != LI_OK) {
+            return st;
+        }
+        for (j = 0; j < n; j++) {
+            names[which[j]] = found[j];
+        }
+    }
+    return LI_OK;
+}
+
+static PyObject *
+thread_names_while_busy(ReaderObject *self, int attempts)
+{
+    PyObject *result = PyDict_New();
+    uint64_t *buffers = NULL;
+    size_t *which = NULL;
+    if (result == NULL) {
+        return NULL;
+    }
+    for (int attempt = 0; attempt < attempts; attempt++) {
+        li_status st = take(self, 1);
+        li_sample *s = &self->sample;
+        size_t n = s->nthreads ? s->nthreads : 1;
+        if (st == LI_OK) {
+            PyMem_Free(buffers);
+            PyMem_Free(which);
+            buffers = PyMem_Calloc(3 * n, sizeof *buffers);
+            which = PyMem_Calloc(n, sizeof *which);
+            if (buffers == NULL || which == NULL) {
+                PyErr_NoMemory();
+                goto error;
+            }
+            Py_BEGIN_ALLOW_THREADS
+            st = names_of_sample(&self->target, s, buffers, buffers + n, which, buffers + 2 * n);
+            Py_END_ALLOW_THREADS
+        }
+        if (st == LI_TORN) {
+            continue;
+        }
+        if (st != LI_OK) {
+            raise_status(st, "", self->target.pid);
+            goto error;
+        }
+        for (size_t i = 0; i < s->nthreads; i++) {
+            li_raw_thread *th = &s->threads[i];
+            uint64_t address = buffers[2 * n + i];
+            PyObject *name = address ? read_str(&self->target, address) : NULL;
+            if (name == NULL) {
+                if (PyErr_Occurred()) {
+                    goto error;
+                }
+                continue;   /* unknown, or no longer a str: torn */
+            }
+            PyObject *key = PyLong_FromUnsignedLongLong(th->native_id ? th->native_id
+                                                                      : th->thread_id);
+            int rc = key == NULL ? -1 : PyDict_SetItem(result, key, name);
+            Py_XDECREF(key);
+            Py_DECREF(name);
+            if (rc < 0) {
+                goto error;
+            }
+        }
+        break;
+    }
+    PyMem_Free(buffers);
+    PyMem_Free(which);
+    return result;
+error:
+    PyMem_Free(buffers);
+    PyMem_Free(which);
+    Py_DECREF(result);
+    return NULL;
+}
+
+static PyObject *
+Reader_thread_names(ReaderObject *self, PyObject *args, PyObject *kwds)
+{
+    return call_with_attempts(self, args, kwds, "|i:thread_names", 100,
+                              thread_names_while_busy);
+}
+
 PyDoc_STRVAR(Reader_frame_doc, "frame(id) -> (filename, name, line) of a frame id of sample()");
 
 static PyObject *
@@ -697,7 +817,7 @@ Reader_get_layout(ReaderObject *self, void *Py_UNUSED(closure))
 {
     const li_layout *L = &self->target.layout;
     return Py_BuildValue(
-        "{sLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsL}",
+        "{sLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsL}",
         "runtime_interpreters_head", (long long)L->runtime_interpreters_head,
         "interp_next", (long long)L->interp_next,
         "interp_threads_head", (long long)L->interp_threads_head,
@@ -714,7 +834,11 @@ Reader_get_layout(ReaderObject *self, void *Py_UNUSED(closure))
         "frame_owner", (long long)L->frame_owner,
         "code_filename", (long long)L->code_filename,
         "code_linetable", (long long)L->code_linetable,
-        "code_adaptive", (long long)L->code_adaptive);
+        "code_adaptive", (long long)L->code_adaptive,
+        "interp_modules", (long long)L->interp_modules,
+        "type_flags", (long long)L->type_flags,
+        "dict_keys", (long long)L->dict_keys,
+        "dict_values", (long long)L->dict_values);
 }
 
 static PyMethodDef Reader_methods[] = {
@@ -722,6 +846,8 @@ static PyMethodDef Reader_methods[] = {
      Reader_sample_doc},
     {"threads", (PyCFunction)(void (*)(void))Reader_threads, METH_VARARGS | METH_KEYWORDS,
      Reader_threads_doc},
+    {"thread_names", (PyCFunction)(void (*)(void))Reader_thread_names,
+     METH_VARARGS | METH_KEYWORDS, Reader_thread_names_doc},
     {"frame", (PyCFunction)Reader_frame, METH_O, Reader_frame_doc},
     {NULL, NULL, 0, NULL},
 };

@@ -7,6 +7,7 @@
 #define LI_PATH_MAX 4096
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 
 #include "layout.h"
@@ -26,6 +27,9 @@ typedef struct li_target {
     pid_t pid;
     uint64_t runtime;           /* address of _PyRuntime */
     uint64_t code_type;         /* address of PyCode_Type, 0 if unknown */
+    /* PyDict_Type, PyUnicode_Type, PyModule_Type (0 if unknown): what the
+     * objects on the way to a thread's name must be */
+    uint64_t dict_type, str_type, module_type;
     int major, minor, micro;    /* micro is -1 where it cannot be told */
     li_layout layout;
     char binary[LI_PATH_MAX];      /* the file that holds _PyRuntime */
@@ -49,8 +53,22 @@ typedef struct li_target {
     } thread_cache[64];
 } li_target;
 
+/* The 8 bytes at buf + at, a copy of the target's memory. */
+static inline uint64_t
+li_u64_at(const unsigned char *buf, int64_t at)
+{
+    uint64_t v;
+    memcpy(&v, buf + at, sizeof v);
+    return v;
+}
+
 /* Read n bytes at addr of the target; 0, or an errno value. */
 int li_read(const li_target *t, uint64_t addr, void *buf, size_t n);
+
+/* The status of a failed read (errno err, kept in t->last_errno): the
+ * process is gone, reading it is refused, or (EFAULT) a pointer led nowhere
+ * because the target moved on: LI_TORN. */
+li_status li_status_of(li_target *t, int err);
 
 /* Find the runtime and version of process pid.  On failure, msg says why. */
 li_status li_attach(li_target *t, pid_t pid, char *msg, size_t msg_size);
@@ -66,6 +84,7 @@ typedef struct li_raw_thread {
     uint64_t tstate;
     uint64_t thread_id;         /* threading.get_ident() */
     uint64_t native_id;         /* the kernel's tid, 0 if unknown */
+    uint64_t interp;            /* its interpreter state */
     int holds_gil;              /* 1, 0, or -1 where the version does not tell */
     size_t first, count;        /* its frames in the sample, innermost first */
 } li_raw_thread;
@@ -92,6 +111,13 @@ typedef struct li_sample {
  * and is to be dropped. */
 li_status li_take_sample(li_target *t, li_sample *s);
 void li_sample_free(li_sample *s);
+
+/* The threading.Thread objects' names of n threads of interpreter interp,
+ * by their threading ident: names[i] is the address of the str of idents[i]
+ * (the Thread's _name), or 0 where threading is not imported or the thread
+ * is not in its _active.  LI_TORN if what was read does not hold together. */
+li_status li_thread_names(li_target *t, uint64_t interp, const uint64_t *idents,
+                          uint64_t *names, size_t n);
 
 /* The line of a byte offset, from a line table in the layout's format;
  * firstlineno where the offset is before the first instruction, -1 where

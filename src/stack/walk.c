@@ -16,14 +16,6 @@
 #define MAX_INTERPRETERS 64
 #define MAX_THREADS 4096
 
-static uint64_t
-u64_at(const unsigned char *buf, int64_t at)
-{
-    uint64_t v;
-    memcpy(&v, buf + at, sizeof v);
-    return v;
-}
-
 static int32_t
 i32_at(const unsigned char *buf, int64_t at)
 {
@@ -59,8 +51,8 @@ read_fields(const li_target *t, uint64_t base, const int64_t *fields, uint64_t *
     return got == (ssize_t)(k * sizeof(uint64_t)) ? 0 : EFAULT;
 }
 
-static li_status
-status_of(li_target *t, int err)
+li_status
+li_status_of(li_target *t, int err)
 {
     t->last_errno = err;
     if (err == ESRCH) {
@@ -176,9 +168,9 @@ read_chunk(li_target *t, li_sample *s, uint64_t chunk, uint64_t frame)
     }
     int err = li_read(t, chunk, s->chunk, len);
     if (err) {
-        return err == EFAULT ? LI_OK : status_of(t, err);
+        return err == EFAULT ? LI_OK : li_status_of(t, err);
     }
-    uint64_t size = u64_at(s->chunk, 8);     /* _PyStackChunk: previous, size */
+    uint64_t size = li_u64_at(s->chunk, 8);     /* _PyStackChunk: previous, size */
     s->chunk_size = size;
     if (len <= size) {
         s->chunk_len = len;
@@ -233,9 +225,9 @@ snapshot(li_target *t, li_sample *s, struct li_thread_cache *tc, const int64_t *
 #undef ADD
     ssize_t got = process_vm_readv(t->pid, local, (unsigned long)k, remote, (unsigned long)k, 0);
     if (got < 0 && errno != EFAULT) {
-        return status_of(t, errno);
+        return li_status_of(t, errno);
     }
-    if (got != (ssize_t)total || tv[6] != tc->chunk || u64_at(s->chunk, 8) != tc->chunk_size
+    if (got != (ssize_t)total || tv[6] != tc->chunk || li_u64_at(s->chunk, 8) != tc->chunk_size
         || (via_cframe && (tv[5] != tc->cframe || cframe_after != tc->cframe))) {
         return LI_STALE;
     }
@@ -272,7 +264,7 @@ still_at(li_target *t, uint64_t tstate, const int64_t *ts_fields, uint64_t frame
         err = top_frame(t, tstate, again, &frame_again);
     }
     if (err) {
-        return status_of(t, err);
+        return li_status_of(t, err);
     }
     return frame_again == frame ? LI_OK : LI_TORN;
 }
@@ -309,15 +301,15 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, size_t *count, size_t *o
             err = li_read(t, frame, buf, (size_t)L->frame_size);
         }
         if (err) {
-            return status_of(t, err);
+            return li_status_of(t, err);
         }
-        uint64_t code = u64_at(buf, L->frame_code);
-        uint64_t back = u64_at(buf, L->frame_back);
+        uint64_t code = li_u64_at(buf, L->frame_code);
+        uint64_t back = li_u64_at(buf, L->frame_back);
         int64_t offset;
         if (L->frame_kind == LI_FRAME_OBJECT) {
             offset = (int64_t)i32_at(buf, L->frame_lasti) * L->lasti_unit;
             *outside += !copied;
-            last_is_generator = L->frame_gen >= 0 && u64_at(buf, L->frame_gen) != 0;
+            last_is_generator = L->frame_gen >= 0 && li_u64_at(buf, L->frame_gen) != 0;
             last_is_entry = 0;
         }
         else {
@@ -333,7 +325,7 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, size_t *count, size_t *o
                 frame = back;
                 continue;
             }
-            uint64_t instr = u64_at(buf, L->frame_instr);
+            uint64_t instr = li_u64_at(buf, L->frame_instr);
             offset = (int64_t)(instr - (code + (uint64_t)L->code_adaptive));
         }
         /* A thread list that a torn read made loop would walk real stacks
@@ -351,9 +343,9 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, size_t *count, size_t *o
         if (f->have_head) {
             err = li_read(t, code, f->head, (size_t)L->code_size);
             if (err) {
-                return status_of(t, err);
+                return li_status_of(t, err);
             }
-            if (t->code_type && u64_at(f->head, L->object_type) != t->code_type) {
+            if (t->code_type && li_u64_at(f->head, L->object_type) != t->code_type) {
                 return LI_TORN;
             }
             *known = code;
@@ -381,7 +373,7 @@ li_take_sample(li_target *t, li_sample *s)
     uint64_t runtime_values[2];
     int err = read_fields(t, t->runtime, runtime_fields, runtime_values, 2);
     if (err) {
-        return status_of(t, err);
+        return li_status_of(t, err);
     }
     interp = runtime_values[0];
     gil_tstate = runtime_values[1];
@@ -394,7 +386,7 @@ li_take_sample(li_target *t, li_sample *s)
         uint64_t iv[4];
         err = read_fields(t, interp, interp_fields, iv, 4);
         if (err) {
-            return status_of(t, err);
+            return li_status_of(t, err);
         }
         int gil_known = L->runtime_gil_tstate_current >= 0 || L->interp_gil_locked >= 0;
         uint64_t holder = gil_tstate;
@@ -422,7 +414,7 @@ li_take_sample(li_target *t, li_sample *s)
                     err = top_frame(t, tstate, tv, &frame);
                 }
                 if (err) {
-                    return status_of(t, err);
+                    return li_status_of(t, err);
                 }
                 st = read_chunk(t, s, tv[6], frame);
                 if (st == LI_OK && s->chunk_len) {
@@ -449,6 +441,7 @@ li_take_sample(li_target *t, li_sample *s)
             li_raw_thread *th = &s->threads[s->nthreads];
             th->tstate = tstate;
             th->thread_id = tv[2];
+            th->interp = interp;
             th->native_id = L->tstate_native_thread_id >= 0 ? tv[3]
                                                             : tid_from_pthread(t, tv[2]);
             th->holds_gil = gil_known ? holder == tstate : -1;

@@ -76,6 +76,8 @@ def test_speedscope(busy, tmp_path):
     frames = data["shared"]["frames"]
     (profile,) = data["profiles"]
     assert profile["type"] == "sampled" and profile["unit"] == "seconds"
+    # The thread as threading names it.
+    assert profile["name"] == "MainThread (thread %d)" % busy.pid
     assert len(profile["samples"]) == len(profile["weights"])
     names = [[frames[i]["name"] for i in sample] for sample in profile["samples"]]
     assert names == [["<module>", "main", "spin"]]
