@@ -123,6 +123,13 @@ def layout_fields(minor: int) -> List[Tuple[str, str]]:
             # (GH-96421), so a thread's chain ends at one.
             ("chain_ends_at_entry", "1" if minor >= 12 else "0"),
             ("frame_gen", absent),
+            # A thread's outermost frame may be a generator's resumed from C
+            # (nothing below it) where no entry frame precedes it (3.11):
+            # whether it runs tells that case from a suspended generator's.
+            ("gen_state_known", "1" if minor == 11 else "0"),
+            ("gen_state", "offsetof(PyGenObject, gi_frame_state) - "
+             "offsetof(PyGenObject, gi_iframe)" if minor == 11 else "0"),
+            ("gen_executing", "FRAME_EXECUTING" if minor == 11 else "0"),
         ]
     else:
         fields += [
@@ -139,6 +146,10 @@ def layout_fields(minor: int) -> List[Tuple[str, str]]:
             ("owner_generator", absent),
             ("chain_ends_at_entry", "0"),
             ("frame_gen", "offsetof(PyFrameObject, f_gen)"),
+            ("gen_state_known", "1"),
+            ("gen_state", "offsetof(PyFrameObject, %s)"
+             % ("f_executing" if minor == 9 else "f_state")),
+            ("gen_executing", "1" if minor == 9 else "FRAME_EXECUTING"),
         ]
     fields += [
         ("code_size", "offsetof(PyCodeObject, co_code_adaptive)" if interp_frames
@@ -150,6 +161,10 @@ def layout_fields(minor: int) -> List[Tuple[str, str]]:
          % ("co_lnotab" if minor == 9 else "co_linetable")),
         ("code_firstlineno", "offsetof(PyCodeObject, co_firstlineno)"),
         ("code_adaptive", "offsetof(PyCodeObject, co_code_adaptive)" if interp_frames else absent),
+        # The code units of its bytecode (where a frame's position must
+        # lie), and the number 3.12+ give each new code object.
+        ("code_units", "offsetof(PyCodeObject, ob_base.ob_size)" if interp_frames else absent),
+        ("code_version", "offsetof(PyCodeObject, co_version)" if minor >= 12 else absent),
         ("linetable_format", {9: "LI_LINETABLE_LNOTAB", 10: "LI_LINETABLE_PAIRS"}
          .get(minor, "LI_LINETABLE_LOCATIONS")),
         ("object_type", "offsetof(PyObject, ob_type)"),
@@ -157,6 +172,7 @@ def layout_fields(minor: int) -> List[Tuple[str, str]]:
         ("bytes_data", "offsetof(PyBytesObject, ob_sval)"),
         ("unicode_state", "offsetof(PyASCIIObject, state)"),
         ("unicode_length", "offsetof(PyASCIIObject, length)"),
+        ("unicode_hash", "offsetof(PyASCIIObject, hash)"),
         ("unicode_ascii_size", "sizeof(PyASCIIObject)"),
         ("unicode_compact_size", "sizeof(PyCompactUnicodeObject)"),
         ("unicode_kind_mask", "kind_mask"),

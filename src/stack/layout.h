@@ -96,6 +96,13 @@ typedef struct li_layout {
     /* 1 if every thread's chain ends at an entry frame (owner_cstack) */
     int chain_ends_at_entry;
     int64_t frame_gen;                      /* LI_FRAME_OBJECT: f_gen, or -1 */
+    /* Whether a generator's frame runs, where the version lets a thread's
+     * chain end in one (resumed from C with no Python frame below): a
+     * char at gen_state from the frame (negative: in the generator object
+     * before it), equal to gen_executing while it runs. */
+    int gen_state_known;
+    int64_t gen_state;
+    int gen_executing;
 
     /* PyCodeObject */
     int64_t code_size;                      /* bytes to read of the code object's head */
@@ -105,6 +112,8 @@ typedef struct li_layout {
     int64_t code_linetable;
     int64_t code_firstlineno;
     int64_t code_adaptive;                  /* co_code_adaptive, or -1 */
+    int64_t code_units;                     /* ob_size: code units of bytecode, or -1 */
+    int64_t code_version;                   /* co_version (uint32), or -1 */
     int linetable_format;                   /* enum li_linetable_format */
 
     /* objects */
@@ -113,6 +122,7 @@ typedef struct li_layout {
     int64_t bytes_data;                     /* ob_sval */
     int64_t unicode_state;
     int64_t unicode_length;
+    int64_t unicode_hash;                   /* its hash, -1 until computed */
     int64_t unicode_ascii_size;             /* sizeof(PyASCIIObject): compact ASCII data */
     int64_t unicode_compact_size;           /* sizeof(PyCompactUnicodeObject) */
     /* the state bit field, as masks over its first 32 bits */

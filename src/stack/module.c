@@ -20,11 +20,50 @@ static PyObject *StackError;            /* owned by the module */
 static PyObject *NotPythonError;
 static PyObject *UnsupportedVersionError;
 
+/* What decoding a frame takes from its code object's head: the file, the
+ * names and the line table (their addresses), the first line; and, to tell
+ * a code object from another made at its address once it was freed, its
+ * size and the version each new code object gets (3.12+) or, before, the
+ * hash of its name (li_raw_frame.name_hash).  Before 3.12, a new code
+ * object of the same name, first line and size, made of objects that took
+ * the addresses of the old one's, would pass for it: it decodes the same
+ * unless its line table differs. */
+#define SIG_WORDS 8
+
+static void
+signature_of(const li_layout *L, const li_raw_frame *f, uint64_t sig[SIG_WORDS])
+{
+    const int64_t at[SIG_WORDS] = {L->code_filename, L->code_name, L->code_qualname,
+                                   L->code_linetable, -1, L->code_units, L->code_version, -1};
+    for (int i = 0; i < SIG_WORDS; i++) {
+        sig[i] = at[i] >= 0 ? li_u64_at(f->head, at[i]) : 0;
+    }
+    /* (Four-byte fields: the first line, the version.) */
+    int32_t firstlineno;
+    memcpy(&firstlineno, f->head + L->code_firstlineno, sizeof firstlineno);
+    sig[4] = (uint64_t)(uint32_t)firstlineno;
+    sig[6] &= 0xffffffffu;
+    sig[7] = f->name_hash;
+}
+
+static uint64_t
+signature_hash(const uint64_t sig[SIG_WORDS])
+{
+    uint64_t h = 0x9E3779B97F4A7C15u;
+    for (int i = 0; i < SIG_WORDS; i++) {
+        h = (h ^ sig[i]) * 0xff51afd7ed558ccdu;
+        h ^= h >> 29;
+    }
+    return h;
+}
+
 /* (code address, offset) -> frame id, open addressing: what a sampler
- * looks up for every frame of every sample. */
+ * looks up for every frame of every sample; an entry counts only while the
+ * code object at that address has the signature it had. */
 typedef struct frame_slot {
     uint64_t code;          /* 0: empty */
     int64_t offset;
+    uint64_t sig;           /* signature_hash() of the code object */
     Py_ssize_t id;
 } frame_slot;
 
@@ -155,19 +194,21 @@ slot_of(const frame_cache *c, uint64_t code, int64_t offset)
     return i;
 }
 
-/* The id cached for (code, offset), or -1. */
+/* The id cached for (code, offset) of a code object of signature sig, or
+ * -1. */
 static Py_ssize_t
-cache_find(const frame_cache *c, uint64_t code, int64_t offset)
+cache_find(const frame_cache *c, uint64_t code, int64_t offset, uint64_t sig)
 {
     if (c->cap == 0) {
         return -1;
     }
     const frame_slot *slot = &c->slots[slot_of(c, code, offset)];
-    return slot->code ? slot->id : -1;
+    return slot->code && slot->sig == sig ? slot->id : -1;
 }
 
+/* Cache id for (code, offset, sig), in place of what (code, offset) had. */
 static int
-cache_add(frame_cache *c, uint64_t code, int64_t offset, Py_ssize_t id)
+cache_add(frame_cache *c, uint64_t code, int64_t offset, uint64_t sig, Py_ssize_t id)
 {
     if (2 * (c->used + 1) > c->cap) {
         frame_cache bigger = {NULL, c->cap ? 2 * c->cap : 1024, 0};
@@ -187,10 +228,11 @@ cache_add(frame_cache *c, uint64_t code, int64_t offset, Py_ssize_t id)
         *c = bigger;
     }
     frame_slot *slot = &c->slots[slot_of(c, code, offset)];
+    c->used += slot->code == 0;
     slot->code = code;
     slot->offset = offset;
+    slot->sig = sig;
     slot->id = id;
-    c->used++;
     return 0;
 }
 
@@ -271,22 +313,16 @@ read_bytes(const li_target *t, uint64_t addr)
     return result;
 }
 
-/* The decoded code object of frame f (borrowed from self->codes); NULL with
- * an exception, or NULL without one where the sample is torn. */
+/* The decoded code object of frame f (borrowed from self->codes), decoded
+ * again where the code object at its address has another signature; NULL
+ * with an exception, or NULL without one where the sample is torn. */
 static PyObject *
 code_info(ReaderObject *self, const li_raw_frame *f)
 {
     const li_layout *L = &self->target.layout;
-    uint64_t sig[5] = {0, 0, 0, 0, 0};
-    memcpy(&sig[0], f->head + L->code_filename, 8);
-    memcpy(&sig[1], f->head + L->code_name, 8);
-    if (L->code_qualname >= 0) {
-        memcpy(&sig[2], f->head + L->code_qualname, 8);
-    }
-    memcpy(&sig[3], f->head + L->code_linetable, 8);
-    int32_t firstlineno;
-    memcpy(&firstlineno, f->head + L->code_firstlineno, sizeof firstlineno);
-    sig[4] = (uint64_t)(uint32_t)firstlineno;
+    uint64_t sig[SIG_WORDS];
+    signature_of(L, f, sig);
+    int firstlineno = (int)(int32_t)sig[4];
 
     PyObject *key = PyLong_FromUnsignedLongLong(f->code);
     if (key == NULL) {
@@ -371,22 +407,12 @@ frame_tuple(ReaderObject *self, const li_raw_frame *f, int with_code)
 static Py_ssize_t
 frame_id(ReaderObject *self, li_raw_frame *f)
 {
-    Py_ssize_t cached = cache_find(&self->cache, f->code, f->offset);
+    uint64_t sig[SIG_WORDS];
+    signature_of(&self->target.layout, f, sig);
+    uint64_t hash = signature_hash(sig);
+    Py_ssize_t cached = cache_find(&self->cache, f->code, f->offset, hash);
     if (cached >= 0) {
         return cached;
-    }
-    if (!f->have_head) {
-        /* A code object the walk trusted: read it for its names. */
-        const li_layout *L = &self->target.layout;
-        uint64_t type;
-        if (li_read(&self->target, f->code, f->head, (size_t)L->code_size) != 0) {
-            return -2;
-        }
-        memcpy(&type, f->head + L->object_type, sizeof type);
-        if (self->target.code_type && type != self->target.code_type) {
-            return -2;
-        }
-        f->have_head = 1;
     }
     PyObject *frame = frame_tuple(self, f, 0);
     if (frame == NULL) {
@@ -407,18 +433,17 @@ frame_id(ReaderObject *self, li_raw_frame *f)
         Py_XDECREF(value);
     }
     Py_DECREF(frame);
-    if (id >= 0 && cache_add(&self->cache, f->code, f->offset, id) < 0) {
+    if (id >= 0 && cache_add(&self->cache, f->code, f->offset, hash, id) < 0) {
         return -1;
     }
     return id;
 }
 
-/* One snapshot; trust: whether code objects seen before are not read again. */
+/* One snapshot. */
 static li_status
-take(ReaderObject *self, int trust)
+take(ReaderObject *self)
 {
     li_status st;
-    self->target.trust_known_code = trust;
     Py_BEGIN_ALLOW_THREADS
     st = li_take_sample(&self->target, &self->sample);
     Py_END_ALLOW_THREADS
@@ -503,7 +528,7 @@ sample_while_busy(ReaderObject *self, int attempts)
 {
     self->taken++;
     for (int attempt = 0; attempt < attempts; attempt++) {
-        li_status st = take(self, 1);
+        li_status st = take(self);
         if (st == LI_TORN) {
             self->torn++;
             continue;
@@ -553,7 +578,7 @@ static PyObject *
 threads_while_busy(ReaderObject *self, int attempts, int with_code)
 {
     for (int attempt = 0; attempt < attempts; attempt++) {
-        li_status st = take(self, 0);
+        li_status st = take(self);
         if (st == LI_TORN) {
             continue;
         }
@@ -678,7 +703,7 @@ thread_names_while_busy(ReaderObject *self, int attempts)
         return NULL;
     }
     for (int attempt = 0; attempt < attempts; attempt++) {
-        li_status st = take(self, 1);
+        li_status st = take(self);
         li_sample *s = &self->sample;
         size_t n = s->nthreads ? s->nthreads : 1;
         if (st == LI_OK) {

@@ -37,13 +37,6 @@ typedef struct li_target {
      * state has no native_thread_id): -1 not looked for yet, -2 not found */
     int pthread_tid_offset;
     int last_errno;
-    /* Code objects already read and found to be code objects, by address
-     * (direct mapped): with trust_known_code set, their heads are not read
-     * again, which halves the reads of a sample.  A code object freed and
-     * another made at its address would then go unnoticed until its entry
-     * is replaced, a risk a sampler takes and a one-off reading does not. */
-    int trust_known_code;
-    uint64_t known_code[4096];
     /* Per thread state (direct mapped): where its stack chunk (and, where
      * the innermost frame is reached through one, its C frame) was last
      * seen, so that the next sample reads the thread state, the chunk and
@@ -76,8 +69,11 @@ li_status li_attach(li_target *t, pid_t pid, char *msg, size_t msg_size);
 typedef struct li_raw_frame {
     uint64_t code;          /* address of the code object */
     int64_t offset;         /* byte offset of the instruction, negative: not started */
-    int have_head;          /* whether head was read (see li_target.known_code) */
     unsigned char head[LI_MAX_CODE_HEAD];/* the code object's head, as read */
+    /* the hash of its co_name, where code objects have no version (3.9-3.11):
+     * with its address, what tells a code object from another made where a
+     * freed one was */
+    uint64_t name_hash;
 } li_raw_frame;
 
 typedef struct li_raw_thread {
@@ -106,7 +102,8 @@ typedef struct li_sample {
 #define LI_MAX_DEPTH 4096
 #define LI_MAX_FRAMES_PER_SAMPLE (1 << 20)
 
-/* One snapshot of every thread's stack into *s (reused across calls).
+/* One snapshot of every thread's stack into *s (reused across calls), with
+ * the head of each frame's code object as it is at the end of the snapshot.
  * LI_TORN if the target moved under the reader: the sample is inconsistent
  * and is to be dropped. */
 li_status li_take_sample(li_target *t, li_sample *s);

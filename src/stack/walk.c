@@ -281,11 +281,13 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, size_t *count, size_t *o
     }
     *count = 0;
     *outside = 0;
-    /* What the outermost frame was: a chain that ends in a generator's
-     * frame, or (where threads start at an entry frame) not at an entry
-     * frame, was read while a frame left it (a generator suspended, a
-     * frame returned): torn. */
-    int last_is_entry = 0, last_is_generator = 0;
+    /* What the outermost frame was: a chain that ends (where threads start
+     * at an entry frame) not at an entry frame, or in the frame of a
+     * generator that does not run, was read while a frame left it (a
+     * generator suspended, a frame returned): torn.  A running generator's
+     * frame may end it: one resumed from C with no Python frame below. */
+    int last_is_entry = 0, last_is_generator = 0, last_state = -1;
+    uint64_t last_frame = 0;
     for (int depth = 0; frame != 0; depth++) {
         if (depth >= LI_MAX_DEPTH) {
             return LI_TORN;
@@ -311,6 +313,7 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, size_t *count, size_t *o
             *outside += !copied;
             last_is_generator = L->frame_gen >= 0 && li_u64_at(buf, L->frame_gen) != 0;
             last_is_entry = 0;
+            last_state = L->gen_state_known ? (signed char)buf[L->gen_state] : -1;
         }
         else {
             int owner = L->frame_owner >= 0 ? buf[L->frame_owner] : -1;
@@ -337,27 +340,131 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, size_t *count, size_t *o
             return LI_NO_MEMORY;
         }
         li_raw_frame *f = &s->frames[s->nframes];
-        uint64_t *known = &t->known_code[(code >> 4) % (sizeof t->known_code
-                                                        / sizeof t->known_code[0])];
-        f->have_head = !(t->trust_known_code && *known == code);
-        if (f->have_head) {
-            err = li_read(t, code, f->head, (size_t)L->code_size);
-            if (err) {
-                return li_status_of(t, err);
-            }
-            if (t->code_type && li_u64_at(f->head, L->object_type) != t->code_type) {
-                return LI_TORN;
-            }
-            *known = code;
-        }
         f->code = code;
         f->offset = offset;
         s->nframes++;
         (*count)++;
+        last_frame = frame;
         frame = back;
     }
-    if (last_is_generator || (L->chain_ends_at_entry && *count && !last_is_entry)) {
+    if (L->chain_ends_at_entry && *count && !last_is_entry) {
         return LI_TORN;
+    }
+    if (last_is_generator) {
+        if (!L->gen_state_known) {
+            return LI_TORN;
+        }
+        if (L->frame_kind == LI_INTERPRETER_FRAME) {
+            /* (Kept in the generator object, around its frame.) */
+            signed char state;
+            int err = li_read(t, last_frame + (uint64_t)L->gen_state, &state, 1);
+            if (err) {
+                return li_status_of(t, err);
+            }
+            last_state = state;
+            (*outside)++;
+        }
+        if (last_state != L->gen_executing) {
+            return LI_TORN;
+        }
+    }
+    return LI_OK;
+}
+
+#define HEADS_AT_ONCE 512
+
+/* The hashes of the names of the code objects of frames start to end
+ * (their heads read), in one system call.  A code object's name is
+ * interned when it is made, so its hash is set. */
+static li_status
+read_name_hashes(li_target *t, li_sample *s, size_t start, size_t end)
+{
+    const li_layout *L = &t->layout;
+    struct iovec local[HEADS_AT_ONCE], remote[HEADS_AT_ONCE];
+    unsigned long k = 0;
+    for (size_t i = start; i < end; i++) {
+        if (i > start && s->frames[i].code == s->frames[i - 1].code) {
+            continue;
+        }
+        local[k].iov_base = &s->frames[i].name_hash;
+        local[k].iov_len = sizeof s->frames[i].name_hash;
+        remote[k].iov_base = (void *)(uintptr_t)(li_u64_at(s->frames[i].head, L->code_name)
+                                                 + (uint64_t)L->unicode_hash);
+        remote[k].iov_len = sizeof s->frames[i].name_hash;
+        k++;
+    }
+    ssize_t got = process_vm_readv(t->pid, local, k, remote, k, 0);
+    if (got < 0) {
+        return li_status_of(t, errno);
+    }
+    if ((size_t)got != k * sizeof(uint64_t)) {
+        return LI_TORN;
+    }
+    for (size_t i = start + 1; i < end; i++) {
+        if (s->frames[i].code == s->frames[i - 1].code) {
+            s->frames[i].name_hash = s->frames[i - 1].name_hash;
+        }
+    }
+    return LI_OK;
+}
+
+/* The heads of the code objects of the sample's frames, read in one system
+ * call for up to HEADS_AT_ONCE frames (a frame whose code is its
+ * caller's, as in recursion, is copied from it), and checked: each is a
+ * code object, and each frame's position lies in its bytecode.  A head is
+ * read with every sample rather than remembered by address: a code object
+ * may be freed and another made at its address. */
+static li_status
+read_heads(li_target *t, li_sample *s)
+{
+    const li_layout *L = &t->layout;
+    struct iovec local[HEADS_AT_ONCE], remote[HEADS_AT_ONCE];
+    size_t len = (size_t)L->code_size;
+    for (size_t start = 0; start < s->nframes; start += HEADS_AT_ONCE) {
+        size_t end = start + HEADS_AT_ONCE < s->nframes ? start + HEADS_AT_ONCE : s->nframes;
+        unsigned long k = 0;
+        for (size_t i = start; i < end; i++) {
+            if (i > start && s->frames[i].code == s->frames[i - 1].code) {
+                continue;
+            }
+            local[k].iov_base = s->frames[i].head;
+            local[k].iov_len = len;
+            remote[k].iov_base = (void *)(uintptr_t)s->frames[i].code;
+            remote[k].iov_len = len;
+            k++;
+        }
+        ssize_t got = process_vm_readv(t->pid, local, k, remote, k, 0);
+        if (got < 0) {
+            return li_status_of(t, errno);
+        }
+        if ((size_t)got != k * len) {
+            return LI_TORN;
+        }
+        for (size_t i = start; i < end; i++) {
+            li_raw_frame *f = &s->frames[i];
+            f->name_hash = 0;
+            if (i > start && f->code == s->frames[i - 1].code) {
+                memcpy(f->head, s->frames[i - 1].head, len);
+            }
+            if (t->code_type && li_u64_at(f->head, L->object_type) != t->code_type) {
+                return LI_TORN;
+            }
+            /* A position outside the bytecode pairs one frame's code object
+             * with another's position: torn.  (-1 unit: not started.) */
+            if (L->code_units >= 0) {
+                int64_t units = (int64_t)li_u64_at(f->head, L->code_units);
+                if (f->offset < -(int64_t)L->lasti_unit
+                    || f->offset >= units * (int64_t)L->lasti_unit) {
+                    return LI_TORN;
+                }
+            }
+        }
+        if (L->code_version < 0) {
+            li_status st = read_name_hashes(t, s, start, end);
+            if (st != LI_OK) {
+                return st;
+            }
+        }
     }
     return LI_OK;
 }
@@ -461,7 +568,7 @@ li_take_sample(li_target *t, li_sample *s)
         }
         interp = iv[0];
     }
-    return LI_OK;
+    return read_heads(t, s);
 }
 
 void
