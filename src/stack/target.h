@@ -43,6 +43,13 @@ typedef struct li_target {
      * the innermost frame again in one system call (li_take_sample). */
     struct li_thread_cache {
         uint64_t tstate, cframe, chunk, chunk_size, used;
+        /* the C frame before cframe (3.11, 3.12: a generator resumed from
+         * C runs in a C frame of its own, which a loop enters and leaves) */
+        uint64_t cframe2;
+        /* the innermost frame when it was last outside the chunk (a
+         * generator's, which a loop over it enters and leaves all the
+         * time): read in the same system call too */
+        uint64_t outside;
     } thread_cache[64];
 } li_target;
 
@@ -67,6 +74,7 @@ li_status li_status_of(li_target *t, int err);
 li_status li_attach(li_target *t, pid_t pid, char *msg, size_t msg_size);
 
 typedef struct li_raw_frame {
+    uint64_t addr;          /* address of the frame */
     uint64_t code;          /* address of the code object */
     int64_t offset;         /* byte offset of the instruction, negative: not started */
     unsigned char head[LI_MAX_CODE_HEAD];/* the code object's head, as read */
@@ -95,6 +103,10 @@ typedef struct li_sample {
     unsigned char *chunk;
     size_t chunk_len, chunk_cap;
     uint64_t chunk_start, chunk_size;
+    /* a copy of one frame outside the chunk (at outside_addr, 0 if none),
+     * read with it */
+    unsigned char outside[LI_MAX_FRAME_SIZE];
+    uint64_t outside_addr;
 } li_sample;
 
 /* Most frames read in one thread: deeper stacks are cut (counted as torn,
