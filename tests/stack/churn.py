@@ -2,9 +2,10 @@
 caches.  ``python churn.py SECONDS`` prints "ready", then for SECONDS makes
 functions a_N, a_N+1, b_N+2 in turn, each from source compiled afresh (a
 new code object, freed once called, whose memory a later one is likely to
-take: the period of three makes both kinds take the same addresses), a_N calling in_a() and b_N calling in_b(), which spin a little.  A
-sample that shows a b_N under in_a(), or an a_N under in_b(), names a
-function that was not on the stack."""
+take: the period of three makes both kinds take the same addresses), a_N
+calling in_a() and b_N calling in_b(), which spin a little.  A sample that
+shows a b_N under in_a(), or an a_N under in_b(), names a function that
+was not on the stack."""
 
 import sys
 import time
