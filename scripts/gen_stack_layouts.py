@@ -181,7 +181,34 @@ def layout_fields(minor: int) -> List[Tuple[str, str]]:
         ("unicode_ascii_mask", "ascii_mask"),
     ]
     fields += name_fields(minor)
+    fields += long_fields(minor)
     return fields
+
+
+def long_fields(minor: int) -> List[Tuple[str, str]]:
+    """The fields of li_layout that decode a small non-negative int (a
+    Thread's _native_id, names.c): its number of digits and its digits."""
+    if minor >= 12:
+        # lv_tag: the number of digits above NON_SIZE_BITS bits of sign.
+        return [
+            ("long_format", "LI_LONG_TAG"),
+            ("long_size", "offsetof(PyLongObject, long_value.lv_tag)"),
+            ("long_digits", "offsetof(PyLongObject, long_value.ob_digit)"),
+            ("long_digit_bits", "PyLong_SHIFT"),
+            ("long_tag_shift", "NON_SIZE_BITS"),
+            ("long_sign_mask", "SIGN_MASK"),
+            ("long_sign_negative", "SIGN_NEGATIVE"),
+        ]
+    # ob_size: the number of digits, negative for a negative int.
+    return [
+        ("long_format", "LI_LONG_SIZE"),
+        ("long_size", "offsetof(PyLongObject, ob_base.ob_size)"),
+        ("long_digits", "offsetof(PyLongObject, ob_digit)"),
+        ("long_digit_bits", "PyLong_SHIFT"),
+        ("long_tag_shift", "0"),
+        ("long_sign_mask", "0"),
+        ("long_sign_negative", "0"),
+    ]
 
 
 # 3.9 and 3.10 keep a dict's keys object in Objects/dict-common.h, which is
@@ -366,6 +393,12 @@ def generate(minor: int, python: str) -> Dict[str, str]:
     include = include_dir(python)
     version = "%d.%d.%d" % version_of(python)
     extra = '#include "layout.h"\n'
+    # (PyLongObject's fields: installed but not included by Python.h before
+    # 3.11; the sign's constants are internal from 3.12.)
+    if minor <= 10:
+        extra += '#include "longintrepr.h"\n'
+    if minor >= 12:
+        extra += '#include "internal/pycore_long.h"\n'
     if minor >= 11:
         extra += ('#include "internal/pycore_frame.h"\n#include "internal/pycore_code.h"\n'
                   '#include "internal/pycore_object.h"\n#include "internal/pycore_dict.h"\n')

@@ -51,6 +51,12 @@ enum li_dict_keys_format {
     LI_DICT_KEYS_LOG2 = 2,  /* uint8_t dk_log2_size, dk_log2_index_bytes, dk_kind */
 };
 
+/* How an int gives its number of digits (names.c reads small ones). */
+enum li_long_format {
+    LI_LONG_SIZE = 1,       /* Py_ssize_t ob_size: the digits, negative if the int is */
+    LI_LONG_TAG = 2,        /* uintptr_t lv_tag: digits << long_tag_shift | sign */
+};
+
 typedef struct li_layout {
     int major, minor;
     /* 1 if the offsets below are to be read from the target's
@@ -157,6 +163,15 @@ typedef struct li_layout {
     int64_t entry_size, entry_hash, entry_key, entry_value;   /* PyDictKeyEntry */
     int64_t uentry_size, uentry_key, uentry_value;  /* PyDictUnicodeEntry, or -1 */
     uint64_t hash_modulus;                  /* hash(n) of an int 0 <= n is n % this */
+
+    /* PyLongObject: a Thread's _native_id, checked against the thread's */
+    int long_format;                        /* enum li_long_format */
+    int64_t long_size;                      /* ob_size or lv_tag */
+    int64_t long_digits;                    /* ob_digit: uint32 digits, least first */
+    int long_digit_bits;                    /* PyLong_SHIFT: bits a digit holds */
+    int long_tag_shift;                     /* LI_LONG_TAG: bits below the digits' number */
+    uint64_t long_sign_mask;                /* LI_LONG_TAG: the sign's bits */
+    uint64_t long_sign_negative;            /* LI_LONG_TAG: their value if negative */
 } li_layout;
 
 /* The table of major.minor, or NULL if the version is not supported. */

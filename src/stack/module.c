@@ -110,9 +110,11 @@ static const char PERMISSION_ADVICE[] =
     "parent), or give the reader CAP_SYS_PTRACE (setcap cap_sys_ptrace+ep, docker "
     "--cap-add SYS_PTRACE)";
 
-/* Raise the exception for status st; always returns -1. */
+/* Raise the exception for status st; always returns -1.  last_errno is the
+ * errno of the read that failed, as the target kept it (li_status_of):
+ * errno itself has been overwritten since by whatever ran after. */
 static int
-raise_status(li_status st, const char *msg, int pid)
+raise_status(li_status st, const char *msg, int pid, int last_errno)
 {
     switch (st) {
     case LI_NO_PROCESS:
@@ -136,7 +138,8 @@ raise_status(li_status st, const char *msg, int pid)
         break;
     default:
         PyErr_Format(StackError, "reading process %d failed: %s%s%s", pid, msg,
-                     msg[0] ? ": " : "", strerror(errno));
+                     msg[0] && last_errno ? ": " : "",
+                     last_errno ? strerror(last_errno) : "");
         break;
     }
     return -1;
@@ -169,7 +172,7 @@ Reader_init(ReaderObject *self, PyObject *args, PyObject *kwds)
     Py_END_ALLOW_THREADS
     self->busy = 0;
     if (st != LI_OK) {
-        return raise_status(st, msg, pid);
+        return raise_status(st, msg, pid, self->target.last_errno);
     }
     self->codes = PyDict_New();
     self->frame_ids = PyDict_New();
@@ -282,7 +285,15 @@ read_str(const li_target *t, uint64_t addr)
         return PyErr_NoMemory();
     }
     PyObject *result = NULL;
-    if (li_read(t, addr + (uint64_t)data, buf, n) == 0) {
+    int valid = li_read(t, addr + (uint64_t)data, buf, n) == 0;
+    /* (Torn text may hold a "code point" past U+10FFFF, which
+     * PyUnicode_FromKindAndData refuses with a SystemError.) */
+    for (size_t i = 0; valid && kind == 4 && i < (size_t)length; i++) {
+        uint32_t c;
+        memcpy(&c, buf + 4 * i, sizeof c);
+        valid = c <= 0x10ffff;
+    }
+    if (valid) {
         result = PyUnicode_FromKindAndData(kind, buf, (Py_ssize_t)length);
         if (result == NULL && PyErr_ExceptionMatches(PyExc_ValueError)) {
             PyErr_Clear();      /* torn: not the string it was */
@@ -534,7 +545,7 @@ sample_while_busy(ReaderObject *self, int attempts)
             continue;
         }
         if (st != LI_OK) {
-            raise_status(st, "", self->target.pid);
+            raise_status(st, "", self->target.pid, self->target.last_errno);
             return NULL;
         }
         PyObject *result = stacks_of_sample(self);
@@ -583,7 +594,7 @@ threads_while_busy(ReaderObject *self, int attempts, int with_code)
             continue;
         }
         if (st != LI_OK) {
-            raise_status(st, "", self->target.pid);
+            raise_status(st, "", self->target.pid, self->target.last_errno);
             return NULL;
         }
         li_sample *s = &self->sample;
@@ -647,7 +658,7 @@ threads_while_busy(ReaderObject *self, int attempts, int with_code)
         }
         Py_DECREF(result);
     }
-    raise_status(LI_TORN, "", self->target.pid);
+    raise_status(LI_TORN, "", self->target.pid, self->target.last_errno);
     return NULL;
 }
 
@@ -662,11 +673,12 @@ PyDoc_STRVAR(Reader_thread_names_doc,
 /* The addresses of the names of the threads of sample s (names[i] of
  * s->threads[i], 0 if unknown), one interpreter at a time. */
 static li_status
-names_of_sample(li_target *t, const li_sample *s, uint64_t *idents, uint64_t *found,
-                size_t *which, uint64_t *names)
+names_of_sample(li_target *t, const li_sample *s, uint64_t *idents, uint64_t *natives,
+                uint64_t *found, uint64_t *found_threads, size_t *which, uint64_t *names,
+                uint64_t *threads)
 {
     for (size_t i = 0; i < s->nthreads; i++) {
-        names[i] = 0;
+        names[i] = threads[i] = 0;
     }
     for (size_t i = 0; i < s->nthreads; i++) {
         uint64_t interp = s->threads[i].interp;
@@ -679,15 +691,17 @@ names_of_sample(li_target *t, const li_sample *s, uint64_t *idents, uint64_t *fo
         for (j = i; j < s->nthreads; j++) {
             if (s->threads[j].interp == interp) {
                 idents[n] = s->threads[j].thread_id;
+                natives[n] = s->threads[j].native_id;
                 which[n++] = j;
             }
         }
-        li_status st = li_thread_names(t, interp, idents, found, n);
+        li_status st = li_thread_names(t, interp, idents, natives, found_threads, found, n);
         if (st != LI_OK) {
             return st;
         }
         for (j = 0; j < n; j++) {
             names[which[j]] = found[j];
+            threads[which[j]] = found_threads[j];
         }
     }
     return LI_OK;
@@ -709,32 +723,49 @@ thread_names_while_busy(ReaderObject *self, int attempts)
         if (st == LI_OK) {
             PyMem_Free(buffers);
             PyMem_Free(which);
-            buffers = PyMem_Calloc(3 * n, sizeof *buffers);
+            buffers = PyMem_Calloc(6 * n, sizeof *buffers);
             which = PyMem_Calloc(n, sizeof *which);
             if (buffers == NULL || which == NULL) {
                 PyErr_NoMemory();
                 goto error;
             }
             Py_BEGIN_ALLOW_THREADS
-            st = names_of_sample(&self->target, s, buffers, buffers + n, which, buffers + 2 * n);
+            st = names_of_sample(&self->target, s, buffers, buffers + n, buffers + 2 * n,
+                                 buffers + 3 * n, which, buffers + 4 * n, buffers + 5 * n);
             Py_END_ALLOW_THREADS
         }
         if (st == LI_TORN) {
             continue;
         }
         if (st != LI_OK) {
-            raise_status(st, "", self->target.pid);
+            raise_status(st, "", self->target.pid, self->target.last_errno);
             goto error;
         }
         for (size_t i = 0; i < s->nthreads; i++) {
             li_raw_thread *th = &s->threads[i];
-            uint64_t address = buffers[2 * n + i];
+            uint64_t address = buffers[4 * n + i];
             PyObject *name = address ? read_str(&self->target, address) : NULL;
             if (name == NULL) {
                 if (PyErr_Occurred()) {
                     goto error;
                 }
                 continue;   /* unknown, or no longer a str: torn */
+            }
+            /* The text was read after the str was found: it is the name
+             * only if the Thread still is the thread's and still names it
+             * (else the thread ended, its str was freed and the text may
+             * be of another made where it was). */
+            int holds = 0;
+            st = li_thread_still_named(&self->target, buffers[5 * n + i], th->native_id,
+                                       address, &holds);
+            if (st != LI_OK && st != LI_TORN) {
+                Py_DECREF(name);
+                raise_status(st, "", self->target.pid, self->target.last_errno);
+                goto error;
+            }
+            if (!holds) {
+                Py_DECREF(name);
+                continue;   /* no name rather than perhaps another's */
             }
             PyObject *key = PyLong_FromUnsignedLongLong(th->native_id ? th->native_id
                                                                       : th->thread_id);

@@ -1,6 +1,6 @@
 /* The names threading gives a process's threads, read from outside:
  * sys.modules["threading"]._active maps each thread's ident to its Thread,
- * whose _name is the name.  Nothing is stopped while these objects are
+ * whose _name is the name, if its _native_id is the thread's kernel tid.  Nothing is stopped while these objects are
  * read, so each one's type is checked where the reader knows the type's
  * address, every size read is bounded, and anything that does not hold
  * together is LI_TORN (the caller reads again, or shows the kernel's name).
@@ -306,15 +306,106 @@ attribute(li_target *t, uint64_t obj, const char *name, uint64_t *value)
     return st;
 }
 
+/* The value of the int at obj into *value, if it is one from 0 to 2**60
+ * (two digits: a kernel tid is below 2**32); *value is UINT64_MAX where obj
+ * is no such int (None, another type, a negative or larger int). */
+static li_status
+small_int(li_target *t, uint64_t obj, uint64_t *value)
+{
+    const li_layout *L = &t->layout;
+    unsigned char buf[64];
+    *value = UINT64_MAX;
+    if (L->long_digits <= 0 || L->long_size < 0 || L->long_digit_bits <= 0
+        || L->long_digit_bits > 30 || L->long_digits + 8 > (int64_t)sizeof buf
+        || L->long_size + 8 > L->long_digits) {
+        return LI_OK;       /* a layout that cannot tell: no int */
+    }
+    if (t->long_type) {
+        uint64_t type;
+        li_status st = read_u64(t, obj + (uint64_t)L->object_type, &type);
+        if (st != LI_OK || type != t->long_type) {
+            return st;      /* (None before the thread started, or not an int) */
+        }
+    }
+    /* The head and two digits at most, read in one go: an int of fewer
+     * digits still has the room (its block is 8-byte aligned and holds at
+     * least one digit; the bytes past its digits are not looked at). */
+    int err = li_read(t, obj, buf, (size_t)L->long_digits + 8);
+    if (err) {
+        return li_status_of(t, err);
+    }
+    uint64_t size = li_u64_at(buf, L->long_size), ndigits;
+    if (L->long_format == LI_LONG_TAG) {
+        if ((size & L->long_sign_mask) == L->long_sign_negative) {
+            return LI_OK;
+        }
+        ndigits = size >> L->long_tag_shift;
+    }
+    else if (L->long_format == LI_LONG_SIZE) {
+        if ((int64_t)size < 0) {
+            return LI_OK;
+        }
+        ndigits = size;
+    }
+    else {
+        return LI_OK;
+    }
+    if (ndigits > 2) {
+        return LI_OK;
+    }
+    uint64_t digit_max = ((uint64_t)1 << L->long_digit_bits) - 1, v = 0;
+    for (uint64_t i = ndigits; i-- > 0;) {
+        uint32_t digit;
+        memcpy(&digit, buf + L->long_digits + 4 * (int64_t)i, sizeof digit);
+        if (digit > digit_max) {
+            return LI_OK;   /* torn, or not an int after all */
+        }
+        v = (v << L->long_digit_bits) | digit;
+    }
+    *value = v;
+    return LI_OK;
+}
+
+/* Whether the Thread at `thread` is of the kernel's thread `native`: its
+ * _native_id (set in the thread itself before it enters _active, and by
+ * _MainThread and _DummyThread) is native.  A Thread without one, or with
+ * None, is no one's: *same is 0. */
+static li_status
+is_of(li_target *t, uint64_t thread, uint64_t native, int *same)
+{
+    uint64_t obj, value = UINT64_MAX;
+    *same = 0;
+    li_status st = attribute(t, thread, "_native_id", &obj);
+    if (st == LI_OK && obj) {
+        st = small_int(t, obj, &value);
+    }
+    *same = st == LI_OK && native != 0 && value == native;
+    return st;
+}
+
 li_status
-li_thread_names(li_target *t, uint64_t interp, const uint64_t *idents, uint64_t *names,
-                size_t n)
+li_thread_still_named(li_target *t, uint64_t thread, uint64_t native, uint64_t name, int *holds)
+{
+    uint64_t now = 0;
+    int same = 0;
+    *holds = 0;
+    li_status st = is_of(t, thread, native, &same);
+    if (st == LI_OK && same) {
+        st = attribute(t, thread, "_name", &now);
+    }
+    *holds = st == LI_OK && same && now == name;
+    return st;
+}
+
+li_status
+li_thread_names(li_target *t, uint64_t interp, const uint64_t *idents, const uint64_t *natives,
+                uint64_t *threads, uint64_t *names, size_t n)
 {
     const li_layout *L = &t->layout;
     uint64_t modules, threading = 0, active = 0;
     table tb = {NULL, 0, 0};
     for (size_t i = 0; i < n; i++) {
-        names[i] = 0;
+        names[i] = threads[i] = 0;
     }
     li_status st = read_u64(t, interp + (uint64_t)L->interp_modules, &modules);
     if (st != LI_OK || modules == 0) {
@@ -326,10 +417,16 @@ li_thread_names(li_target *t, uint64_t interp, const uint64_t *idents, uint64_t 
     }
     free(tb.entries);
     tb.entries = NULL;
-    /* (A program may put anything in sys.modules: not a module, no names.) */
-    if (st != LI_OK || threading == 0
-        || (t->module_type && check_type(t, threading, t->module_type) != LI_OK)) {
+    if (st != LI_OK || threading == 0) {
         return st;
+    }
+    /* (A program may put anything in sys.modules: not a module, no names;
+     * but a process gone or refused is said so.) */
+    if (t->module_type) {
+        st = check_type(t, threading, t->module_type);
+        if (st != LI_OK) {
+            return st == LI_TORN ? LI_OK : st;
+        }
     }
     st = attribute(t, threading, "_active", &active);
     if (st != LI_OK || active == 0) {
@@ -352,19 +449,28 @@ li_thread_names(li_target *t, uint64_t interp, const uint64_t *idents, uint64_t 
         }
     }
     free(tb.entries);
+    /* _active is keyed by pthread_t, which glibc hands to a new thread as
+     * soon as one exits: the Thread found under a thread's ident may be of
+     * a thread started since the thread state was read.  Its _native_id,
+     * the kernel's tid (not reused for a long while), tells. */
     for (size_t i = 0; i < n && st == LI_OK; i++) {
         uint64_t thread = names[i];
+        int same = 0;
         names[i] = 0;
         if (thread) {
+            st = is_of(t, thread, natives[i], &same);
+        }
+        if (st == LI_OK && same) {
             st = attribute(t, thread, "_name", &names[i]);
             if (st == LI_OK && names[i] && check_type(t, names[i], t->str_type) != LI_OK) {
                 names[i] = 0;
             }
+            threads[i] = names[i] ? thread : 0;
         }
     }
     /* (Those not reached yet hold their Thread's address.) */
     for (size_t i = 0; i < n && st != LI_OK; i++) {
-        names[i] = 0;
+        names[i] = threads[i] = 0;
     }
     return st;
 }

@@ -30,6 +30,8 @@ typedef struct li_target {
     /* PyDict_Type, PyUnicode_Type, PyModule_Type (0 if unknown): what the
      * objects on the way to a thread's name must be */
     uint64_t dict_type, str_type, module_type;
+    /* PyLong_Type (0 if unknown): what a Thread's _native_id must be */
+    uint64_t long_type;
     int major, minor, micro;    /* micro is -1 where it cannot be told */
     li_layout layout;
     char binary[LI_PATH_MAX];      /* the file that holds _PyRuntime */
@@ -122,11 +124,25 @@ li_status li_take_sample(li_target *t, li_sample *s);
 void li_sample_free(li_sample *s);
 
 /* The threading.Thread objects' names of n threads of interpreter interp,
- * by their threading ident: names[i] is the address of the str of idents[i]
- * (the Thread's _name), or 0 where threading is not imported or the thread
- * is not in its _active.  LI_TORN if what was read does not hold together. */
+ * by their threading ident and kernel tid: names[i] is the address of the
+ * str of the thread (idents[i], natives[i]) (the Thread's _name, of the
+ * Thread at threads[i]), or 0
+ * where threading is not imported, the thread is not in its _active, or
+ * the Thread that _active holds under idents[i] is not of the kernel's
+ * thread natives[i] (its _native_id differs, is not set, or natives[i] is
+ * 0): glibc gives a new thread an exited one's pthread_t at once.  LI_TORN
+ * if what was read does not hold together. */
 li_status li_thread_names(li_target *t, uint64_t interp, const uint64_t *idents,
-                          uint64_t *names, size_t n);
+                          const uint64_t *natives, uint64_t *threads, uint64_t *names,
+                          size_t n);
+
+/* Whether the Thread at `thread` (threads[i] of li_thread_names) is still
+ * the kernel's thread native's and still named by the str at name: *holds
+ * 1 if so.  The name's text is to be read between li_thread_names and
+ * this, since the str is freed with its Thread and another str may be made
+ * where it was (the text would then be another thread's name). */
+li_status li_thread_still_named(li_target *t, uint64_t thread, uint64_t native, uint64_t name,
+                                int *holds);
 
 /* The line of a byte offset, from a line table in the layout's format;
  * firstlineno where the offset is before the first instruction, -1 where

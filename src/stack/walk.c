@@ -331,6 +331,13 @@ snapshot(li_target *t, li_sample *s, struct li_thread_cache *tc, const int64_t *
             ADD(tc->cframe2 + (uint64_t)L->cframe_current_frame, &before2, sizeof before2);
         }
     }
+    /* The chunk's size is the target's: one too small to hold the chunk's
+     * header (previous, size) and a frame cannot be what was read last
+     * time, and a copy of it would not cover the bytes compared below (its
+     * size, at 8) nor a frame: the slow way reads the thread afresh. */
+    if (tc->chunk_size < 16 + (uint64_t)L->frame_size) {
+        return LI_STALE;
+    }
     /* Room for the thread to have gone deeper since the last sample. */
     size_t len = (size_t)(tc->used + 4096 < tc->chunk_size ? tc->used + 4096 : tc->chunk_size);
     if (grow((void **)&s->chunk, &s->chunk_cap, len, 1)) {
@@ -381,6 +388,10 @@ snapshot(li_target *t, li_sample *s, struct li_thread_cache *tc, const int64_t *
     if (before >= tc->chunk + 16 && before - tc->chunk + (uint64_t)L->frame_size <= len) {
         s->chunk_len = (size_t)(before - tc->chunk) + (size_t)L->frame_size;
         tc->used = s->chunk_len;
+        /* The innermost frame is back in the chunk: a generator's frame
+         * seen outside it before is not to be read with every snapshot
+         * (nor its stale copy offered to the walk). */
+        tc->outside = 0;
         return LI_OK;
     }
     if (before >= tc->chunk && before < tc->chunk + tc->chunk_size) {
@@ -646,8 +657,11 @@ read_heads(li_target *t, li_sample *s)
             /* A position outside the bytecode pairs one frame's code object
              * with another's position: torn.  (-1 unit: not started.) */
             if (L->code_units >= 0) {
+                /* (ob_size is the target's: a torn one may be anything, so
+                 * it is bounded before it is scaled, lest the product
+                 * overflow.  No code object holds 2**40 units.) */
                 int64_t units = (int64_t)li_u64_at(f->head, L->code_units);
-                if (f->offset < -(int64_t)L->lasti_unit
+                if (units < 0 || units > ((int64_t)1 << 40) || f->offset < -(int64_t)L->lasti_unit
                     || f->offset >= units * (int64_t)L->lasti_unit) {
                     return LI_TORN;
                 }

@@ -155,3 +155,52 @@ def test_private_dict_keys_declaration(minor):
                          + ["%s=%s" % (n, table[n]) for n in names],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert out.stdout == "ok\n", out.stdout
+
+
+_LONG_PROBE = r"""
+import ctypes, sys
+f = dict(arg.split("=") for arg in sys.argv[1:])
+tagged = f["long_format"] == "LI_LONG_TAG"
+size_at, digits_at, bits = int(f["long_size"]), int(f["long_digits"]), int(f["long_digit_bits"])
+shift, sign_mask, negative = (int(f["long_tag_shift"]), int(f["long_sign_mask"]),
+                              int(f["long_sign_negative"]))
+
+def decode(n):
+    raw = ctypes.string_at(id(n), digits_at + 8)
+    size = int.from_bytes(raw[size_at:size_at + 8], "little", signed=not tagged)
+    if tagged:
+        if size & sign_mask == negative:
+            return "negative"
+        ndigits = size >> shift
+    else:
+        if size < 0:
+            return "negative"
+        ndigits = size
+    value = 0
+    for i in reversed(range(ndigits)):
+        value = value << bits | int.from_bytes(raw[digits_at + 4 * i:digits_at + 4 * i + 4],
+                                               "little")
+    return value
+
+values = [0, 1, 5, 2**30 - 1, 2**30, 2**31 + 5, 2**59 + 3, 4194304, 123456]
+for n in values:
+    n = int(str(n))     # (not a cached constant: made as an int is at run time)
+    assert decode(n) == n, (n, decode(n))
+assert decode(int("-5")) == "negative"
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("minor", MINORS, ids=["3.%d" % m for m in MINORS])
+def test_long_fields_decode_live_ints(minor):
+    """The table's int fields (a Thread's _native_id is read through them)
+    decode ints of that version as they are in memory."""
+    python = find_python(minor)
+    if python is None:
+        pytest.skip("CPython 3.%d is not installed" % minor)
+    table = _table(minor)
+    names = ["long_format", "long_size", "long_digits", "long_digit_bits", "long_tag_shift",
+             "long_sign_mask", "long_sign_negative"]
+    out = subprocess.run([python, "-c", _LONG_PROBE] + ["%s=%s" % (n, table[n]) for n in names],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert out.stdout == "ok\n", out.stdout

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -85,3 +86,43 @@ def test_without_threading(minor):
     finally:
         child.stdin.close()
         child.wait()
+
+
+SHORTLIVED = os.path.join(HERE, "shortlived.py")
+
+
+@pytest.mark.parametrize("minor", MINORS, ids=["3.%d" % m for m in MINORS])
+def test_short_lived_threads_keep_their_own_names(minor, tmp_path):
+    """threading's ident (a pthread_t) goes to a new thread as soon as one
+    exits: a name is given to a thread only if its Thread is that thread's
+    (checked by the kernel's tid), never the name of the thread that took
+    its ident.  shortlived.py logs each thread's name with its tid."""
+    python = find_python(minor)
+    if python is None:
+        pytest.skip("CPython 3.%d is not installed" % minor)
+    log = tmp_path / "threads.log"
+    child = subprocess.Popen([python, SHORTLIVED, str(log)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    seen = []       # (kernel tid, name) as read, of the workers
+    try:
+        assert child.stdout.readline() == "ready\n"
+        reader = attach(child.pid)
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            seen += [(tid, name) for tid, name in reader.thread_names().items()
+                     if name.startswith("w-")]
+            seen += [(s.native_id, s.name) for s in read_stacks(reader)
+                     if s.name and s.name.startswith("w-")]
+    finally:
+        child.stdin.close()
+        assert child.wait(timeout=30) == 0
+    tids = {}
+    with open(log) as f:
+        for line in f:
+            name, tid = line.split()
+            tids[name] = int(tid)
+    # (A thread seen before it wrote its line is one whose thread_names()
+    # or read_stacks() call came before its last moments: still logged.)
+    wrong = [(tid, name, tids.get(name)) for tid, name in seen if tids.get(name) != tid]
+    assert seen and not wrong, "%d of %d names wrong, e.g. %s" % (len(wrong), len(seen),
+                                                                 wrong[:5])

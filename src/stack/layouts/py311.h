@@ -87,4 +87,11 @@ static const li_layout li_layout_py311 = {
     .uentry_key = 0,
     .uentry_value = 8,
     .hash_modulus = 2305843009213693951,
+    .long_format = LI_LONG_SIZE,
+    .long_size = 16,
+    .long_digits = 24,
+    .long_digit_bits = 30,
+    .long_tag_shift = 0,
+    .long_sign_mask = 0,
+    .long_sign_negative = 0,
 };
