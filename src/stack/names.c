@@ -317,22 +317,19 @@ small_int(li_target *t, uint64_t obj, uint64_t *value)
     *value = UINT64_MAX;
     if (L->long_digits <= 0 || L->long_size < 0 || L->long_digit_bits <= 0
         || L->long_digit_bits > 30 || L->long_digits + 8 > (int64_t)sizeof buf
-        || L->long_size + 8 > L->long_digits) {
+        || L->long_size + 8 > L->long_digits || L->object_type < 0
+        || L->object_type + 8 > L->long_digits) {
         return LI_OK;       /* a layout that cannot tell: no int */
     }
-    if (t->long_type) {
-        uint64_t type;
-        li_status st = read_u64(t, obj + (uint64_t)L->object_type, &type);
-        if (st != LI_OK || type != t->long_type) {
-            return st;      /* (None before the thread started, or not an int) */
-        }
-    }
-    /* The head and two digits at most, read in one go: an int of fewer
-     * digits still has the room (its block is 8-byte aligned and holds at
-     * least one digit; the bytes past its digits are not looked at). */
-    int err = li_read(t, obj, buf, (size_t)L->long_digits + 8);
+    /* The head, then as many digits as it says (two at most): an int is
+     * allocated with the digits it has, and one at its end may end where
+     * mapped memory does. */
+    int err = li_read(t, obj, buf, (size_t)L->long_digits);
     if (err) {
         return li_status_of(t, err);
+    }
+    if (t->long_type && li_u64_at(buf, L->object_type) != t->long_type) {
+        return LI_OK;       /* (None before the thread started, or not an int) */
     }
     uint64_t size = li_u64_at(buf, L->long_size), ndigits;
     if (L->long_format == LI_LONG_TAG) {
@@ -352,6 +349,13 @@ small_int(li_target *t, uint64_t obj, uint64_t *value)
     }
     if (ndigits > 2) {
         return LI_OK;
+    }
+    if (ndigits) {
+        err = li_read(t, obj + (uint64_t)L->long_digits, buf + L->long_digits,
+                      (size_t)ndigits * 4);
+        if (err) {
+            return li_status_of(t, err);
+        }
     }
     uint64_t digit_max = ((uint64_t)1 << L->long_digit_bits) - 1, v = 0;
     for (uint64_t i = ndigits; i-- > 0;) {

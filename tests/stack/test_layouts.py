@@ -166,7 +166,7 @@ shift, sign_mask, negative = (int(f["long_tag_shift"]), int(f["long_sign_mask"])
                               int(f["long_sign_negative"]))
 
 def decode(n):
-    raw = ctypes.string_at(id(n), digits_at + 8)
+    raw = ctypes.string_at(id(n), digits_at)
     size = int.from_bytes(raw[size_at:size_at + 8], "little", signed=not tagged)
     if tagged:
         if size & sign_mask == negative:
@@ -176,6 +176,8 @@ def decode(n):
         if size < 0:
             return "negative"
         ndigits = size
+    # (Only the digits it has: the allocation ends there.)
+    raw += ctypes.string_at(id(n) + digits_at, 4 * ndigits)
     value = 0
     for i in reversed(range(ndigits)):
         value = value << bits | int.from_bytes(raw[digits_at + 4 * i:digits_at + 4 * i + 4],
