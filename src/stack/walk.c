@@ -390,7 +390,8 @@ snapshot(li_target *t, li_sample *s, struct li_thread_cache *tc, const int64_t *
         tc->used = s->chunk_len;
         /* The innermost frame is back in the chunk: a generator's frame
          * seen outside it before is not to be read with every snapshot
-         * (nor its stale copy offered to the walk). */
+         * from now on (its address may be freed memory by then); the
+         * next time the innermost frame is outside, it is noted again. */
         tc->outside = 0;
         return LI_OK;
     }
