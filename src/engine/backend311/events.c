@@ -226,15 +226,7 @@ li_call_arguments(PyObject **stack, int depth, int nargs, PyObject **callable, P
         *arg0 = has_first ? PyTuple_GET_ITEM(*args, 0) : li_reg.missing;
         return 0;
     }
-    PyObject *method = stack[depth - nargs - 2];
-    if (method != NULL) {
-        *callable = method;
-        *arg0 = stack[depth - nargs - 1];
-    }
-    else {
-        *callable = stack[depth - nargs - 1];
-        *arg0 = nargs > 0 ? stack[depth - nargs] : li_reg.missing;
-    }
+    li_call_arguments_of_call(stack, depth, nargs, callable, arg0);
     return 0;
 }
 

@@ -763,7 +763,7 @@ fire_call(PyThreadState *tstate, const firing *f, uint32_t epoch)
     if (p->fast_call == LI_FAST_CALL) {
         /* The stack holds them across the callback. */
         PyObject **stack = f->frame->localsplus + lp->shadow->co_nlocalsplus;
-        (void)li_call_arguments(stack, p->depth, s->aux, &args[3], &args[4]);
+        li_call_arguments_of_call(stack, p->depth, s->aux, &args[3], &args[4]);
         result = call_fast(tstate, p, args, 4);
         if (result >= 0 && !li_calls_python(args[3]) &&
             li_push_pending_call(f->frame, s->orig, tools, args[3], args[4]) < 0)
