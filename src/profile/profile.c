@@ -413,30 +413,23 @@ is_c_call(const Profiler *self, PyObject *callable, PyObject *arg0)
     return PyCFunction_Check(callable);
 }
 
-/* The function of a call that is_c_call(); -1 on error. */
-static Py_ssize_t
-c_function(Profiler *self, PyObject *callable, PyObject *arg0)
+/* A C function seen for the first time: how cProfile names it is kept. */
+OUT_OF_LINE static Py_ssize_t
+add_c_function(Profiler *self, PyMethodDef *method, PyObject *callable, PyObject *arg0)
 {
-    PyMethodDef *method;
     PyObject *owner;
     int kind;
-    if (PyCFunction_Check(callable)) {
+    if (Py_IS_TYPE(callable, &PyMethodDescr_Type)) {
+        kind = C_METHOD;
+        owner = (PyObject *)Py_TYPE(arg0);
+    }
+    else {
         PyCFunctionObject *f = (PyCFunctionObject *)callable;
-        method = f->m_ml;
         PyObject *bound = f->m_self;
         kind = bound == NULL ? C_UNBOUND : PyModule_Check(bound) ? C_MODULE : C_METHOD;
         owner = kind == C_METHOD ? (PyObject *)Py_TYPE(bound) : f->m_module;
     }
-    else {
-        method = ((PyMethodDescrObject *)callable)->d_method;
-        kind = C_METHOD;
-        owner = (PyObject *)Py_TYPE(arg0);
-    }
-    Py_ssize_t index = table_get(&self->function_index, method, NULL);
-    if (index >= 0) {
-        return index;
-    }
-    index = new_function(self, method);
+    Py_ssize_t index = new_function(self, method);
     if (index >= 0) {
         Function *f = &self->functions[index];
         f->method = method;
@@ -444,6 +437,18 @@ c_function(Profiler *self, PyObject *callable, PyObject *arg0)
         f->kind = kind;
     }
     return index;
+}
+
+/* The function of a call that is_c_call(); -1 on error.  Functions are
+ * keyed by their PyMethodDef: the rest is looked at only the first time. */
+static inline Py_ssize_t
+c_function(Profiler *self, PyObject *callable, PyObject *arg0)
+{
+    PyMethodDef *method = Py_IS_TYPE(callable, &PyMethodDescr_Type)
+        ? ((PyMethodDescrObject *)callable)->d_method
+        : ((PyCFunctionObject *)callable)->m_ml;
+    Py_ssize_t index = table_get(&self->function_index, method, NULL);
+    return index >= 0 ? index : add_c_function(self, method, callable, arg0);
 }
 
 OUT_OF_LINE static Py_ssize_t
