@@ -14,8 +14,9 @@ profiling, writing the profile -- of:
 and prints the median of --runs processes as a ratio to plain.  The tools
 of one round run one after another so that drift on a busy machine hits
 all alike.  Each interpreter needs yappi and pyinstrument installed (pip),
-and lowimpact installed or importable from src/ (built in place).  A tool
-that is missing or fails shows as "-".
+and lowimpact installed or importable from src/ (built in place; its .pyc
+files are compiled first, as an installation has them, even under
+PYTHONDONTWRITEBYTECODE).  A tool that is missing or fails shows as "-".
 
 Workloads: calls (bench/profile_programs/calls.py: recursive fib, the
 call-heavy worst case), objects and parser (bench/cover_programs: an
@@ -85,7 +86,16 @@ def time_once(argv: List[str], env: Dict[str, str], cwd: str) -> Optional[float]
     return elapsed
 
 
+def compile_package(python: str) -> None:
+    """Byte-compile src/lowimpact for *python*, as installing it would: without
+    its .pyc files every run would compile lowimpact's modules again."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([python, "-m", "compileall", "-q", str(SRC / "lowimpact")], env=env,
+                   stdout=subprocess.DEVNULL, check=False)
+
+
 def bench(python: str, runs: int, quick: bool, workloads: Sequence[str]) -> None:
+    compile_package(python)
     version = subprocess.run([python, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
                              capture_output=True, text=True).stdout.strip()
     print("\n## CPython %s (%s), median of %d runs, ratio to plain\n" % (version, python, runs))

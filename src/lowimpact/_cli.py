@@ -6,16 +6,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-import types
-from typing import TYPE_CHECKING, Callable, ContextManager, Dict, Optional, Sequence, TextIO, TypeVar
 
+# typing is for the type checker only: importing it would add to the start-up
+# of every program run (annotations are strings here).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import types
+    from typing import Callable, ContextManager, Dict, Optional, Sequence, TextIO, TypeVar
+
     from lowimpact.profile import Profile
     from lowimpact.tools.target import Target
 
-PROG = "python -m lowimpact"
+    T = TypeVar("T")
 
-T = TypeVar("T")
+PROG = "python -m lowimpact"
 
 _DESCRIPTION = """\
 Low-impact monitoring (PEP 669 sys.monitoring) for every CPython: on 3.12 and
@@ -121,12 +125,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from lowimpact.tools.debugpy import main as debugpy_main
 
         return _program_step(lambda: debugpy_main(args[1:]))
-    parser = _parser()
+    parser = _parser(args[0] if args[:1] and args[0] in _COMMANDS else None)
     options = parser.parse_args(args)
     return options.handler(options, options.parser)
 
 
-def _parser() -> argparse.ArgumentParser:
+# The commands _parser() builds: with one given, it builds only that one's
+# parser (the start-up of every run pays for building them).
+_COMMANDS = ("run", "trace", "stack", "sample", "profile")
+
+
+def _parser(command: Optional[str] = None) -> argparse.ArgumentParser:
+    """The command line's parser; with *command*, one that knows only that
+    command (enough to parse a command line that starts with it)."""
     from lowimpact import __version__
 
     parser = argparse.ArgumentParser(
@@ -138,104 +149,112 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="<command>", dest="command")
     commands.required = True
 
-    run = commands.add_parser(
-        "run",
-        help="run a script or module with lowimpact.monitoring as sys.monitoring",
-        description=_RUN_DESCRIPTION,
-        usage="%s run [-h] (script | -m module) [args ...]" % PROG,
-    )
-    _add_target_arguments(run)
-    run.set_defaults(handler=_run, parser=run)
+    if command in (None, "run"):
+        run = commands.add_parser(
+            "run",
+            help="run a script or module with lowimpact.monitoring as sys.monitoring",
+            description=_RUN_DESCRIPTION,
+            usage="%s run [-h] (script | -m module) [args ...]" % PROG,
+        )
+        _add_target_arguments(run)
+        run.set_defaults(handler=_run, parser=run)
 
-    trace = commands.add_parser(
-        "trace",
-        help="run a script or module and print its events",
-        description=_TRACE_DESCRIPTION,
-        epilog=_TRACE_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        usage="%s trace [-h] [--events NAMES] [--output FILE] [--all-code]\n"
-        "       %s(script | -m module) [args ...]" % (PROG, " " * len(PROG + " trace ")),
-    )
-    trace.add_argument(
-        "-e",
-        "--events",
-        metavar="NAMES",
-        help="comma-separated event names, in any case; ALL for all but INSTRUCTION; "
-        "C_RETURN and C_RAISE bring CALL with them "
-        "(default: PY_START,PY_RESUME,PY_RETURN,PY_YIELD,LINE)",
-    )
-    trace.add_argument(
-        "-o", "--output", metavar="FILE", help="write the events to FILE (default: stderr)"
-    )
-    trace.add_argument(
-        "--all-code",
-        action="store_true",
-        help="trace all code, not only the files in the script's (or top-level "
-        "package's) directory tree outside the standard library and installed packages",
-    )
-    _add_target_arguments(trace)
-    trace.set_defaults(handler=_trace, parser=trace)
+    if command in (None, "trace"):
+        trace = commands.add_parser(
+            "trace",
+            help="run a script or module and print its events",
+            description=_TRACE_DESCRIPTION,
+            epilog=_TRACE_EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            usage="%s trace [-h] [--events NAMES] [--output FILE] [--all-code]\n"
+            "       %s(script | -m module) [args ...]" % (PROG, " " * len(PROG + " trace ")),
+        )
+        trace.add_argument(
+            "-e",
+            "--events",
+            metavar="NAMES",
+            help="comma-separated event names, in any case; ALL for all but INSTRUCTION; "
+            "C_RETURN and C_RAISE bring CALL with them "
+            "(default: PY_START,PY_RESUME,PY_RETURN,PY_YIELD,LINE)",
+        )
+        trace.add_argument(
+            "-o", "--output", metavar="FILE", help="write the events to FILE (default: stderr)"
+        )
+        trace.add_argument(
+            "--all-code",
+            action="store_true",
+            help="trace all code, not only the files in the script's (or top-level "
+            "package's) directory tree outside the standard library and installed packages",
+        )
+        _add_target_arguments(trace)
+        trace.set_defaults(handler=_trace, parser=trace)
 
-    stack = commands.add_parser(
-        "stack",
-        help="print every thread's Python stack in a running process",
-        description=_STACK_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    stack.add_argument("pid", type=int, help="the process id of a CPython 3.9-3.13 process")
-    stack.add_argument("--no-source", action="store_true",
-                       help="leave out the source line below each frame")
-    stack.set_defaults(handler=_stack, parser=stack)
+    if command in (None, "stack"):
+        stack = commands.add_parser(
+            "stack",
+            help="print every thread's Python stack in a running process",
+            description=_STACK_DESCRIPTION,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        stack.add_argument("pid", type=int, help="the process id of a CPython 3.9-3.13 process")
+        stack.add_argument("--no-source", action="store_true",
+                           help="leave out the source line below each frame")
+        stack.set_defaults(handler=_stack, parser=stack)
 
-    sample = commands.add_parser(
-        "sample",
-        help="sample a process's Python stacks without pausing it",
-        description=_SAMPLE_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        usage="%s sample [-h] [--rate HZ] [--duration S] [--format FORMAT] [-o FILE]\n"
-        "       %s(PID | -- script.py [args ...])" % (PROG, " " * len(PROG + " sample ")),
-    )
-    sample.add_argument("--rate", type=float, default=100.0, metavar="HZ",
-                        help="samples per second (default 100)")
-    sample.add_argument("--duration", type=float, metavar="S",
-                        help="seconds to sample (default: until the process exits or Ctrl-C)")
-    sample.add_argument("--format", default="collapsed",
-                        choices=("collapsed", "speedscope", "svg"),
-                        help="collapsed stacks (default), speedscope JSON or an SVG flame graph")
-    sample.add_argument("-o", "--output", metavar="FILE",
-                        help="where to write the profile (default: profile.txt, "
-                        "profile.speedscope.json or profile.svg)")
-    sample.add_argument("target", nargs=argparse.REMAINDER, metavar="PID | -- script.py",
-                        help="a process id, or -- and the script and arguments to start "
-                        "with this python")
-    sample.set_defaults(handler=_sample, parser=sample)
+    if command in (None, "sample"):
+        sample = commands.add_parser(
+            "sample",
+            help="sample a process's Python stacks without pausing it",
+            description=_SAMPLE_DESCRIPTION,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            usage="%s sample [-h] [--rate HZ] [--duration S] [--format FORMAT] [-o FILE]\n"
+            "       %s(PID | -- script.py [args ...])" % (PROG, " " * len(PROG + " sample ")),
+        )
+        sample.add_argument("--rate", type=float, default=100.0, metavar="HZ",
+                            help="samples per second (default 100)")
+        sample.add_argument("--duration", type=float, metavar="S",
+                            help="seconds to sample (default: until the process exits or Ctrl-C)")
+        sample.add_argument("--format", default="collapsed",
+                            choices=("collapsed", "speedscope", "svg"),
+                            help="collapsed stacks (default), speedscope JSON or an SVG "
+                            "flame graph")
+        sample.add_argument("-o", "--output", metavar="FILE",
+                            help="where to write the profile (default: profile.txt, "
+                            "profile.speedscope.json or profile.svg)")
+        sample.add_argument("target", nargs=argparse.REMAINDER, metavar="PID | -- script.py",
+                            help="a process id, or -- and the script and arguments to start "
+                            "with this python")
+        sample.set_defaults(handler=_sample, parser=sample)
 
-    profile = commands.add_parser(
-        "profile",
-        help="profile a script or module deterministically, as cProfile does, at lower cost",
-        description=_PROFILE_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        usage="%s profile [-h] [-o FILE] [--format FORMAT] [-s SORT] [--limit N]\n"
-        "       %s[--clock {wall,cpu}] (script | -m module) [args ...]"
-        % (PROG, " " * len(PROG + " profile ")),
-    )
-    profile.add_argument("-o", "--outfile", metavar="FILE",
-                         help="write the profile to FILE (a pstats file unless --format says "
-                         "otherwise) instead of printing the stats")
-    profile.add_argument("--format", choices=("pstats", "speedscope", "collapsed", "svg"),
-                         help="pstats (python -m pstats, snakeviz, gprof2dot), speedscope "
-                         "(evented JSON), collapsed stacks (flamegraph.pl) or an SVG flame graph; "
-                         "without -o, written to profile.<format's extension>")
-    profile.add_argument("-s", "--sort", default="cumulative", choices=_sort_keys(),
-                         metavar="SORT", help="the order of the printed stats, as pstats names "
-                         "it (default: cumulative, as python -m cProfile)")
-    profile.add_argument("--limit", type=int, metavar="N",
-                         help="print only the first N functions")
-    profile.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                         help="wall time (default) or each thread's CPU time")
-    _add_target_arguments(profile)
-    profile.set_defaults(handler=_profile, parser=profile)
+    if command in (None, "profile"):
+        profile = commands.add_parser(
+            "profile",
+            help="profile a script or module deterministically, as cProfile does, at lower cost",
+            description=_PROFILE_DESCRIPTION,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            usage="%s profile [-h] [-o FILE] [--format FORMAT] [-s SORT] [--limit N]\n"
+            "       %s[--clock {wall,cpu}] (script | -m module) [args ...]"
+            % (PROG, " " * len(PROG + " profile ")),
+        )
+        profile.add_argument("-o", "--outfile", metavar="FILE",
+                             help="write the profile to FILE (a pstats file unless --format says "
+                             "otherwise) instead of printing the stats")
+        profile.add_argument("--format", choices=("pstats", "speedscope", "collapsed", "svg"),
+                             help="pstats (python -m pstats, snakeviz, gprof2dot), speedscope "
+                             "(evented JSON), collapsed stacks (flamegraph.pl) or an SVG flame "
+                             "graph; without -o, written to profile.<format's extension>")
+        profile.add_argument("-s", "--sort", default="cumulative", choices=_sort_keys(),
+                             metavar="SORT", help="the order of the printed stats, as pstats names "
+                             "it (default: cumulative, as python -m cProfile)")
+        profile.add_argument("--limit", type=int, metavar="N",
+                             help="print only the first N functions")
+        profile.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                             help="wall time (default) or each thread's CPU time")
+        _add_target_arguments(profile)
+        profile.set_defaults(handler=_profile, parser=profile)
 
+    if command is not None:
+        return parser
     # Listed for the help text only: main() hands "cover ...", "debug ..." and
     # "debugpy ..." to their own parsers.
     commands.add_parser(
@@ -363,10 +382,15 @@ _PROFILE_OUTPUT = {"pstats": "profile.prof", "speedscope": "profile.speedscope.j
                    "collapsed": "profile.txt", "svg": "profile.svg"}
 
 
-def _sort_keys() -> Sequence[str]:
-    import pstats
+# pstats' sort keys (pstats.Stats.sort_arg_dict_default, the same on 3.9-3.13;
+# tests/profile check it): importing pstats, which only printing needs, costs
+# more start-up than a profile of a short program.
+_SORT_KEYS = ("calls", "cumtime", "cumulative", "filename", "line", "module", "name", "ncalls",
+              "nfl", "pcalls", "stdname", "time", "tottime")
 
-    return sorted(pstats.Stats.sort_arg_dict_default)
+
+def _sort_keys() -> Sequence[str]:
+    return _SORT_KEYS
 
 
 def _profile(options: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

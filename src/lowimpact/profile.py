@@ -18,15 +18,21 @@ from __future__ import annotations
 
 import marshal
 import sys
-from typing import Any, Callable, Dict, List, Optional, TextIO, Tuple, TypeVar, Union
+
+# typing is for the type checker only: importing it would add to the start-up
+# of every profiled program (annotations are strings here).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import (Any, Callable, Dict, List, Optional, TextIO, Tuple, TypeVar,
+                        Union)
+
+    Key = Tuple[str, int, str]
+    T = TypeVar("T")
 
 __all__ = ["Profile", "run", "runctx", "label", "FORMATS"]
 
 #: Output formats besides pstats: what ``write`` accepts.
 FORMATS = ("pstats", "speedscope", "collapsed", "svg")
-
-Key = Tuple[str, int, str]
-T = TypeVar("T")
 
 
 #: Why profiling is impossible here, or None.

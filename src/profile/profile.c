@@ -50,6 +50,17 @@
 #define EVENT_BIT(e) (1u << (e))
 #define PROFILER_ID 2
 
+/* The callbacks run at every call: what they mostly do is inlined, what
+ * they rarely do (a new function, thread or pair, more room) is not, so
+ * that the common path saves few registers. */
+#if defined(__GNUC__) || defined(__clang__)
+#define OUT_OF_LINE __attribute__((noinline))
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define OUT_OF_LINE
+#define ALWAYS_INLINE inline
+#endif
+
 /* ---- a hash table from one or two pointers to an index ------------------ */
 
 typedef struct {
@@ -142,14 +153,20 @@ table_add(Table *t, const void *a, const void *b, Py_ssize_t value)
     return 0;
 }
 
+static int grow_to(void **array, Py_ssize_t *capacity, Py_ssize_t need, size_t size);
+
 /* Grows *array (of *capacity items of `size` bytes) to hold index `need`,
- * zero-filling the new part.  0, or -1 with MemoryError. */
-static int
+ * zero-filling the new part.  0, or -1 with MemoryError.  Inline: the
+ * callbacks call it on every event, and it mostly has nothing to do. */
+static inline int
 grow(void **array, Py_ssize_t *capacity, Py_ssize_t need, size_t size)
 {
-    if (need < *capacity) {
-        return 0;
-    }
+    return need < *capacity ? 0 : grow_to(array, capacity, need, size);
+}
+
+OUT_OF_LINE static int
+grow_to(void **array, Py_ssize_t *capacity, Py_ssize_t need, size_t size)
+{
     Py_ssize_t n = *capacity ? *capacity : 16;
     while (n <= need) {
         n *= 2;
@@ -186,6 +203,10 @@ typedef struct {
     PyMethodDef *method;
     PyObject *owner;
     int kind;
+    /* The pair of its last call (caller + 1, 0: none yet): a function is
+     * mostly called from the same caller as last time, so this saves the
+     * pair table's lookup on most calls. */
+    Py_ssize_t last_caller, last_pair;
 } Function;
 
 typedef struct {
@@ -297,15 +318,25 @@ seconds_per_tick(const Profiler *self)
     return ticks > 0 && ns > 0 ? 1e-9 * (double)ns / (double)ticks : 1e-9;
 }
 
-static ThreadStack *
+static ThreadStack *find_thread(Profiler *self, PyThreadState *tstate);
+
+/* The stack of the thread running, mostly the one of the last event. */
+static inline ThreadStack *
 current_thread(Profiler *self)
 {
     PyThreadState *tstate = PyThreadState_Get();
-    uint64_t id = PyThreadState_GetID(tstate);
     ThreadStack *t = self->last_thread;
-    if (t != NULL && t->tstate == tstate && t->tstate_id == id) {
+    if (t != NULL && t->tstate == tstate && t->tstate_id == tstate->id) {
         return t;
     }
+    return find_thread(self, tstate);
+}
+
+OUT_OF_LINE static ThreadStack *
+find_thread(Profiler *self, PyThreadState *tstate)
+{
+    uint64_t id = tstate->id;
+    ThreadStack *t;
     for (t = self->threads; t != NULL; t = t->next) {
         if (t->tstate == tstate && t->tstate_id == id) {
             self->last_thread = t;
@@ -339,18 +370,21 @@ new_function(Profiler *self, const void *key)
     return self->nfunctions++;
 }
 
-static Py_ssize_t
-code_function(Profiler *self, PyObject *code)
+OUT_OF_LINE static Py_ssize_t
+add_code_function(Profiler *self, PyObject *code)
 {
-    Py_ssize_t index = table_get(&self->function_index, code, NULL);
-    if (index >= 0) {
-        return index;
-    }
-    index = new_function(self, code);
+    Py_ssize_t index = new_function(self, code);
     if (index >= 0) {
         self->functions[index].code = Py_NewRef(code);
     }
     return index;
+}
+
+static inline Py_ssize_t
+code_function(Profiler *self, PyObject *code)
+{
+    Py_ssize_t index = table_get(&self->function_index, code, NULL);
+    return index >= 0 ? index : add_code_function(self, code);
 }
 
 /* Whether a CALL, C_RETURN or C_RAISE of `callable` (first argument
@@ -368,33 +402,34 @@ is_c_call(const Profiler *self, PyObject *callable, PyObject *arg0)
         return arg0 != self->missing &&
                PyObject_TypeCheck(arg0, ((PyMethodDescrObject *)callable)->d_common.d_type);
     }
+    /* The common exact types first: for any other, PyCFunction_Check()
+       calls PyType_IsSubtype(). */
+    if (type == &PyCFunction_Type || type == &PyCMethod_Type) {
+        return 1;
+    }
+    if (type == &PyType_Type || type == &PyMethod_Type) {
+        return 0;   /* a class, a bound method of Python code */
+    }
     return PyCFunction_Check(callable);
 }
 
-/* The function of a call that is_c_call(); -1 on error. */
-static Py_ssize_t
-c_function(Profiler *self, PyObject *callable, PyObject *arg0)
+/* A C function seen for the first time: how cProfile names it is kept. */
+OUT_OF_LINE static Py_ssize_t
+add_c_function(Profiler *self, PyMethodDef *method, PyObject *callable, PyObject *arg0)
 {
-    PyMethodDef *method;
     PyObject *owner;
     int kind;
-    if (PyCFunction_Check(callable)) {
+    if (Py_IS_TYPE(callable, &PyMethodDescr_Type)) {
+        kind = C_METHOD;
+        owner = (PyObject *)Py_TYPE(arg0);
+    }
+    else {
         PyCFunctionObject *f = (PyCFunctionObject *)callable;
-        method = f->m_ml;
         PyObject *bound = f->m_self;
         kind = bound == NULL ? C_UNBOUND : PyModule_Check(bound) ? C_MODULE : C_METHOD;
         owner = kind == C_METHOD ? (PyObject *)Py_TYPE(bound) : f->m_module;
     }
-    else {
-        method = ((PyMethodDescrObject *)callable)->d_method;
-        kind = C_METHOD;
-        owner = (PyObject *)Py_TYPE(arg0);
-    }
-    Py_ssize_t index = table_get(&self->function_index, method, NULL);
-    if (index >= 0) {
-        return index;
-    }
-    index = new_function(self, method);
+    Py_ssize_t index = new_function(self, method);
     if (index >= 0) {
         Function *f = &self->functions[index];
         f->method = method;
@@ -404,7 +439,19 @@ c_function(Profiler *self, PyObject *callable, PyObject *arg0)
     return index;
 }
 
-static Py_ssize_t
+/* The function of a call that is_c_call(); -1 on error.  Functions are
+ * keyed by their PyMethodDef: the rest is looked at only the first time. */
+static inline Py_ssize_t
+c_function(Profiler *self, PyObject *callable, PyObject *arg0)
+{
+    PyMethodDef *method = Py_IS_TYPE(callable, &PyMethodDescr_Type)
+        ? ((PyMethodDescrObject *)callable)->d_method
+        : ((PyCFunctionObject *)callable)->m_ml;
+    Py_ssize_t index = table_get(&self->function_index, method, NULL);
+    return index >= 0 ? index : add_c_function(self, method, callable, arg0);
+}
+
+OUT_OF_LINE static Py_ssize_t
 new_pair(Profiler *self, Py_ssize_t caller, Py_ssize_t callee)
 {
     const void *a = (const void *)(uintptr_t)(caller + 1), *b = (const void *)(uintptr_t)(callee + 1);
@@ -444,14 +491,26 @@ new_node(Profiler *self, ThreadStack *t, Py_ssize_t parent, Py_ssize_t function)
 }
 
 /* Pushes a call of `function` on thread `t`'s stack.  0 or -1. */
-static int
+static ALWAYS_INLINE int
 enter(Profiler *self, ThreadStack *t, Py_ssize_t function)
 {
     Py_ssize_t pair = -1, node = -1;
     if (t->depth > 0 && self->subcalls) {
-        pair = new_pair(self, t->frames[t->depth - 1].function, function);
-        if (pair < 0 ||
-            grow((void **)&t->pair_levels, &t->pair_levels_capacity, pair, sizeof(uint32_t)) < 0) {
+        Py_ssize_t caller = t->frames[t->depth - 1].function;
+        Function *callee = &self->functions[function];
+        if (callee->last_caller == caller + 1) {
+            pair = callee->last_pair;
+        }
+        else {
+            pair = new_pair(self, caller, function);
+            if (pair < 0) {
+                return -1;
+            }
+            /* (new_pair() leaves the functions where they are.) */
+            callee->last_caller = caller + 1;
+            callee->last_pair = pair;
+        }
+        if (grow((void **)&t->pair_levels, &t->pair_levels_capacity, pair, sizeof(uint32_t)) < 0) {
             return -1;
         }
     }
@@ -493,7 +552,7 @@ count(Stat *s, uint32_t *level, int64_t total, int64_t own)
 
 /* Pops thread `t`'s innermost call at time `end`, whatever it is, as
  * cProfile does: returns and calls are always paired in one thread. */
-static void
+static ALWAYS_INLINE void
 leave(Profiler *self, ThreadStack *t, int64_t end)
 {
     if (t->depth == 0) {
@@ -568,20 +627,27 @@ on_py_leave(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
     return LOWIMPACT_CONTINUE;
 }
 
+static int on_c_call(Profiler *self, PyObject *const *args);
+
 static int
 on_call(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)event;
+    /* Most calls are of Python functions, which PY_START counts: they
+       leave before anything that would need registers saved. */
+    if (nargs < 4 || Py_IS_TYPE(args[2], &PyFunction_Type)) {
+        return LOWIMPACT_CONTINUE;
+    }
     Profiler *self = profiler_of(data);
-    if (self == NULL) {
+    if (self == NULL || !is_c_call(self, args[2], args[3])) {
         return LOWIMPACT_CONTINUE;
     }
-    if (nargs < 4) {
-        return LOWIMPACT_CONTINUE;
-    }
-    if (!is_c_call(self, args[2], args[3])) {
-        return LOWIMPACT_CONTINUE;
-    }
+    return on_c_call(self, args);
+}
+
+OUT_OF_LINE static int
+on_c_call(Profiler *self, PyObject *const *args)
+{
     Py_ssize_t function = c_function(self, args[2], args[3]);
     ThreadStack *t = function < 0 ? NULL : current_thread(self);
     if (t == NULL || enter(self, t, function) < 0) {

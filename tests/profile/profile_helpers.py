@@ -66,7 +66,11 @@ def counts(stats: dict, scope: Iterable[str]) -> Dict[Key, tuple]:
         if inside(key):
             result[key] = (cc, nc, {c: v[:2] for c, v in callers.items()
                                     if inside(c) or c[0] == "~"})
-        elif kept:
+        elif kept and not key[0].startswith("<frozen importlib"):
+            # (The two command lines import different modules before the
+            # program starts: its first import of one that only cProfile's
+            # imported (dataclasses, with pstats) runs the import system under
+            # lowimpact only.)
             result[key] = (sum(v[1] for v in kept.values()), sum(v[0] for v in kept.values()),
                            kept)
     return result

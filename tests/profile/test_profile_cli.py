@@ -109,6 +109,27 @@ def test_bad_options(args, message, tmp_path):
     assert message in proc.stderr
 
 
+def test_sort_keys_are_pstats():
+    # The command line lists them without importing pstats (start-up cost).
+    from lowimpact import _cli
+
+    assert sorted(_cli._sort_keys()) == sorted(pstats.Stats.sort_arg_dict_default)
+
+
+@needs_engine
+def test_writing_a_pstats_file_imports_little(tmp_path):
+    # What the command line imports is start-up every profiled run pays:
+    # pstats (printing only), typing and pkgutil are left out.
+    probe = tmp_path / "probe.py"
+    probe.write_text("import sys\n"
+                     "print(sorted(m for m in ('pstats', 'typing', 'pkgutil', 'dataclasses')\n"
+                     "             if m in sys.modules))\n")
+    plain = python([str(probe)], tmp_path).stdout
+    proc = python(["-m", "lowimpact", "profile", "-o", str(tmp_path / "out.prof"), str(probe)],
+                  tmp_path)
+    assert proc.stdout == plain
+
+
 @needs_engine
 def test_unwritable_output(tmp_path):
     proc = python(["-m", "lowimpact", "profile", "-o", str(tmp_path / "no" / "dir.prof"),

@@ -352,6 +352,23 @@ int li_cache_site_arg(li_site *s);
  * (only for CALL_FUNCTION_EX, nargs < 0). */
 int li_call_arguments(PyObject **stack, int depth, int nargs, PyObject **callable,
                       PyObject **arg0);
+
+/* li_call_arguments() of a CALL instruction (nargs >= 0), which cannot
+ * fail: inline, as the fast path of every call needs it. */
+static inline void
+li_call_arguments_of_call(PyObject **stack, int depth, int nargs, PyObject **callable,
+                          PyObject **arg0)
+{
+    PyObject *method = stack[depth - nargs - 2];
+    if (method != NULL) {
+        *callable = method;
+        *arg0 = stack[depth - nargs - 1];
+    }
+    else {
+        *callable = stack[depth - nargs - 1];
+        *arg0 = nargs > 0 ? stack[depth - nargs] : li_reg.missing;
+    }
+}
 /* The unit where `exc` was raised in `frame`, from the newest entry of its
  * traceback (units of the code the frame ran then), or -1 if that entry is
  * not the frame's or `exc` is no exception. */

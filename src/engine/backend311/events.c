@@ -35,13 +35,28 @@ typedef struct pending_stack {
 } pending_stack;
 
 static pending_stack *all_stacks;
-static _Thread_local pending_stack *my_stack;
+/* The stack used last: under the GIL one thread at a time runs here, and a
+ * global costs less to read than a thread-local in a shared object. */
+static pending_stack *last_stack;
+/* How many calls pending in all stacks have each hash of (frame, unit): the
+ * C_RETURN probe after each call of a Python function, which never has one,
+ * mostly answers without looking through its thread's stack. */
+#define PENDING_HASHES 256
+static uint32_t pending_hashed[PENDING_HASHES];
+
+static inline uint32_t *
+pending_count(_PyInterpreterFrame *frame, int32_t unit)
+{
+    uintptr_t h = ((uintptr_t)frame >> 3) ^ (uintptr_t)(uint32_t)unit;
+    return &pending_hashed[h & (PENDING_HASHES - 1)];
+}
 
 static void
 drop_pending(pending_stack *stack, int keep)
 {
     while (stack->n > keep) {
         stack->n--;
+        (*pending_count(stack->calls[stack->n].frame, stack->calls[stack->n].unit))--;
         Py_DECREF(stack->calls[stack->n].callable);
         Py_DECREF(stack->calls[stack->n].arg0);
     }
@@ -53,13 +68,13 @@ static pending_stack *
 thread_stack(bool create)
 {
     uint64_t id = _PyThreadState_GET()->id;
-    if (my_stack != NULL && my_stack->thread_id == id) {
-        return my_stack;
+    if (last_stack != NULL && last_stack->thread_id == id) {
+        return last_stack;
     }
     pending_stack *free_one = NULL;
     for (pending_stack *stack = all_stacks; stack != NULL; stack = stack->next) {
         if (stack->thread_id == id) {
-            return my_stack = stack;
+            return last_stack = stack;
         }
         free_one = stack->thread_id == 0 ? stack : free_one;
     }
@@ -76,7 +91,7 @@ thread_stack(bool create)
         all_stacks = free_one;
     }
     free_one->thread_id = id;
-    return my_stack = free_one;
+    return last_stack = free_one;
 }
 
 int
@@ -98,13 +113,23 @@ li_push_pending_call(_PyInterpreterFrame *frame, int32_t unit, uint8_t tools,
     }
     stack->calls[stack->n++] = (pending_call){frame, unit, tools, Py_NewRef(callable),
                                               Py_NewRef(arg0)};
+    (*pending_count(frame, unit))++;
     return 0;
 }
 
+static bool pop_pending_from_stack(_PyInterpreterFrame *frame, int32_t unit,
+                                   pending_call *out);
+
 /* The innermost pending call made at `unit` by `frame`, taken off the stack
  * (with any stale ones above it); false if there is none. */
-static bool
+static inline bool
 pop_pending(_PyInterpreterFrame *frame, int32_t unit, pending_call *out)
+{
+    return *pending_count(frame, unit) != 0 && pop_pending_from_stack(frame, unit, out);
+}
+
+static bool
+pop_pending_from_stack(_PyInterpreterFrame *frame, int32_t unit, pending_call *out)
 {
     pending_stack *stack = thread_stack(false);
     for (int k = stack != NULL ? stack->n - 1 : -1; k >= 0; k--) {
@@ -112,6 +137,7 @@ pop_pending(_PyInterpreterFrame *frame, int32_t unit, pending_call *out)
             drop_pending(stack, k + 1);
             *out = stack->calls[k];
             stack->n = k;
+            (*pending_count(frame, unit))--;
             return true;
         }
     }
@@ -200,15 +226,7 @@ li_call_arguments(PyObject **stack, int depth, int nargs, PyObject **callable, P
         *arg0 = has_first ? PyTuple_GET_ITEM(*args, 0) : li_reg.missing;
         return 0;
     }
-    PyObject *method = stack[depth - nargs - 2];
-    if (method != NULL) {
-        *callable = method;
-        *arg0 = stack[depth - nargs - 1];
-    }
-    else {
-        *callable = stack[depth - nargs - 1];
-        *arg0 = nargs > 0 ? stack[depth - nargs] : li_reg.missing;
-    }
+    li_call_arguments_of_call(stack, depth, nargs, callable, arg0);
     return 0;
 }
 

@@ -617,7 +617,16 @@ enum { LI_FAST_PLAIN, LI_FAST_CALL, LI_FAST_C_RETURN };
 static void
 prepare_fast_path(li_probes *lp, li_probe *p, int index, bool alone)
 {
-    const li_site *s = &lp->sites[p->first_site];
+    li_site *s = &lp->sites[p->first_site];
+    /* A C_RETURN after calls of Python functions only has never been
+       delivered, so its argument was never made: it is made here, or the
+       probe would take the slow path for ever.  (Without memory, the slow
+       path stays.) */
+    if (p->n_sites > 0 && s->event == LI_C_RETURN && s->arg == NULL &&
+        li_cache_site_arg(s) < 0)
+    {
+        PyErr_Clear();
+    }
     if (lp->outdated || p->n_sites == 0 || s->arg == NULL ||
         (index == lp->entry_probe && (lp->obsolete || lp->cs->refresh_pending)))
     {
@@ -795,7 +804,7 @@ fire_call(PyThreadState *tstate, const firing *f, uint32_t epoch)
     if (p->fast_call == LI_FAST_CALL) {
         /* The stack holds them across the callback. */
         PyObject **stack = f->frame->localsplus + lp->shadow->co_nlocalsplus;
-        (void)li_call_arguments(stack, p->depth, s->aux, &args[3], &args[4]);
+        li_call_arguments_of_call(stack, p->depth, s->aux, &args[3], &args[4]);
         result = call_fast(tstate, p, args, 4);
         if (result >= 0 && !li_calls_python(args[3]) &&
             li_push_pending_call(f->frame, s->orig, tools, args[3], args[4]) < 0)

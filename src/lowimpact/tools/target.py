@@ -17,13 +17,17 @@ import importlib.machinery
 import importlib.util
 import io
 import os
-import pkgutil
 import runpy
 import site
 import sys
-import sysconfig
 import types
-from typing import Callable, Optional, Sequence
+
+# typing is for the type checker only, and pkgutil and sysconfig are imported
+# where needed: what this module imports adds to the start-up of every
+# program a tool runs.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Optional, Sequence
 
 __all__ = ["CannotRun", "Scope", "Target", "is_launcher_file", "source_file"]
 
@@ -82,9 +86,7 @@ class Target:
         self.args = list(args)
         self.module = module
         # A directory or zip file: what runpy can import __main__ from.
-        self._path_entry = (
-            not module and os.path.exists(name) and pkgutil.get_importer(name) is not None
-        )
+        self._path_entry = not module and os.path.exists(name) and _has_importer(name)
 
     def __repr__(self) -> str:
         return "Target(%r, %r, module=%r)" % (self.name, self.args, self.module)
@@ -194,8 +196,26 @@ class Target:
         return run_script
 
 
+def _has_importer(path: str) -> bool:
+    """Whether a path hook makes a finder of *path*, as for an entry of
+    ``sys.path`` (the answer of ``pkgutil.get_importer``, which runpy asks; on
+    3.12+ pkgutil imports typing, a start-up cost every run would pay)."""
+    if path in sys.path_importer_cache:
+        return sys.path_importer_cache[path] is not None
+    for hook in sys.path_hooks:
+        try:
+            finder = hook(path)
+        except ImportError:
+            continue
+        sys.path_importer_cache.setdefault(path, finder)
+        return True
+    return False
+
+
 def _installation_dirs() -> set:
     """Where the standard library and installed packages live."""
+    import sysconfig
+
     paths = sysconfig.get_paths()
     dirs = {paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib") if key in paths}
     dirs.update(site.getsitepackages())
