@@ -120,11 +120,10 @@ li_capi_fire(li_deliver_fn deliver, PyMonitoringState *state, int event, PyObjec
     return 0;
 }
 
-/* Keeps the first of the exceptions raised by the steps of a tool's
- * teardown, each of which is tried whatever the others do: the one raised
- * now goes into *first if that is still NULL, and is dropped otherwise. */
-static inline void
-li_keep_first_error(PyObject **first)
+/* The exception being raised, taken off the thread as one object: normalized,
+ * its traceback attached.  New reference, or NULL if none was set. */
+static inline PyObject *
+li_fetch_exception(void)
 {
     PyObject *type, *value, *traceback;
     PyErr_Fetch(&type, &value, &traceback);
@@ -134,6 +133,16 @@ li_keep_first_error(PyObject **first)
     }
     Py_XDECREF(type);
     Py_XDECREF(traceback);
+    return value;
+}
+
+/* Keeps the first of the exceptions raised by the steps of a tool's
+ * teardown, each of which is tried whatever the others do: the one raised
+ * now goes into *first if that is still NULL, and is dropped otherwise. */
+static inline void
+li_keep_first_error(PyObject **first)
+{
+    PyObject *value = li_fetch_exception();
     if (*first == NULL) {
         *first = value;
     }

@@ -584,14 +584,7 @@ li_fire_probe(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp,
                exception in flight, as natively: it goes on to the handler
                (or out of the frame) in its place, with the events still to
                come, and this frame adds no traceback entry to it. */
-            PyObject *type, *value, *tb;
-            PyErr_Fetch(&type, &value, &tb);
-            PyErr_NormalizeException(&type, &value, &tb);
-            if (tb != NULL && value != NULL) {
-                PyException_SetTraceback(value, tb);
-            }
-            Py_XDECREF(type);
-            Py_XDECREF(tb);
+            PyObject *value = li_fetch_exception();
             if (value == NULL) {
                 err = -1;
                 break;
