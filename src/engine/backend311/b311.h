@@ -337,6 +337,8 @@ li_probes *li_shadow_probes(PyCodeObject *code);
  * the original's co_consts).  New reference, or NULL with an exception. */
 PyCodeObject *li_build_shadow(PyCodeObject *original, li_code_state *cs,
                               li_event_set kinds, PyObject *consts, bool every_site);
+/* How many shadows li_build_shadow() built so far. */
+Py_ssize_t li_shadows_built(void);
 
 /* Delivers the events of probe `p` of `lp`, run by `frame` (events.c).
  * 0, or -1 with an exception set. */
