@@ -682,6 +682,62 @@ def test_yield_from_with_no_inline_cache_near_waiting_when_events_come(M: Any, t
     assert [e.compact() for e in log] == (natively if sys.version_info >= (3, 12) else [])
 
 
+class _Box:
+    value = 7
+
+
+def _inner_turning_on(M: Any, tool: Tool) -> Any:
+    yield 1
+    M.set_events(tool.id, _waiting_events(M))
+    yield 2
+    return "r"
+
+
+_AFTER_THE_LOOP = [
+    ("PY_YIELD", "outer", 2),
+    ("PY_RESUME", "outer"),
+    ("STOP_ITERATION", "outer", "StopIteration"),
+    ("PY_RETURN", "outer", ("r", 7)),
+]
+
+
+def test_yield_from_with_inline_caches_only_after_the_loop_waiting_when_events_come(
+        M: Any, tool: Tool) -> None:
+    # `outer` has no instruction with an inline cache before its loop: on the
+    # engine the trampoline goes in the cache of the attribute access after
+    # it, which the loop's YIELD_VALUE reaches by a forward jump.
+    def outer(it: Any, box: Any) -> Any:
+        x = yield from it
+        y = x
+        return (y, box.value)
+
+    log = _delegation_log(tool, [outer.__code__])
+    try:
+        assert list(outer(_inner_turning_on(M, tool), _Box())) == [1, 2]
+    finally:
+        tool.set_events(0)
+    assert [e.compact() for e in log] == _AFTER_THE_LOOP
+
+
+def test_yield_from_whose_only_inline_cache_is_under_the_exit_trampoline(
+        M: Any, tool: Tool) -> None:
+    # The engine's trampoline where the loop exits (STORE_FAST x and the
+    # next three units) covers the attribute access, the only instruction
+    # with an inline cache: no room for the YIELD_VALUE's trampoline, and
+    # the frame is reached only when the subiterator ends (ENGINE.md).
+    def outer(it: Any, box: Any) -> Any:
+        x = yield from it
+        return (x, box.value)
+
+    log = _delegation_log(tool, [outer.__code__])
+    try:
+        assert list(outer(_inner_turning_on(M, tool), _Box())) == [1, 2]
+    finally:
+        tool.set_events(0)
+    assert [e.compact() for e in log] == (
+        _AFTER_THE_LOOP if sys.version_info >= (3, 12) else [("PY_RETURN", "outer", ("r", 7))])
+
+
 def test_recursive_yield_from_waiting_when_events_come(M: Any, tool: Tool) -> None:
     # Every frame of the code waits in the same loop.
     def walk(n: int) -> Any:
