@@ -684,6 +684,15 @@ int li_landing_init(PyObject *module);
  * or NULL; `ts` NULL for a suspended generator. */
 int li_frame_capacity(PyThreadState *ts, _PyInterpreterFrame *frame,
                       _PyInterpreterFrame *above);
+/* The least capacity (as li_frame_capacity) of the frames of `code` that
+ * are on no thread's stack but may run it, into any trampoline armed there:
+ * frames that start from now on, and the suspended or unstarted generators
+ * created before lowimpact's import, which have no spare slots. */
+int li_unseen_frames_capacity(PyCodeObject *code);
+/* Whether a generator-like object created before lowimpact's import is
+ * suspended on `code` at a unit of [low, high) or goes on at one: it cannot
+ * move onto a shadow without spare slots, and resumes in `code`. */
+bool li_older_generator_in(PyCodeObject *code, int low, int high);
 /* The generator, coroutine or async generator a frame belongs to. */
 static inline PyGenObject *
 li_frame_generator(_PyInterpreterFrame *frame)
