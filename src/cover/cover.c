@@ -21,6 +21,27 @@
  * What is recorded is raw: code objects, line numbers and offset pairs.
  * Turning offset pairs into coverage.py's line arcs needs the bytecode and
  * the source, so the Python side does it once, when the data is saved.
+ *
+ * Contexts (coverage.py's "who ran this line").  What is recorded belongs
+ * to a *period*, labelled with the dynamic context it ran under (None: no
+ * dynamic context).  switch_context() ends the current period and starts
+ * one with another label; because LINE (and the other events) DISABLE after
+ * their first report, ending a period re-arms the code objects that
+ * recorded something in it (their local events off and on again: CPython
+ * and the engine forget what was DISABLEd when a code object's events
+ * change), and only those.  A collector whose contexts never change never
+ * does any of this: its callbacks are the ones above.
+ *
+ *   test_context       coverage.py's dynamic_context = test_function, as its
+ *                      C tracer does it: when a code object named test* or
+ *                      runTest starts (PY_START, or PY_RESUME of a generator)
+ *                      while no test context is active, test_context(frame)
+ *                      gives the label (None: not a test); the context ends
+ *                      when that frame returns, yields or unwinds (local
+ *                      PY_RETURN/PY_YIELD on such code objects, global
+ *                      PY_UNWIND).  Their PY_START is never DISABLEd.
+ *   pause(), resume()  what runs in between is not recorded (pytest-cov's
+ *                      no_cover); no test context starts meanwhile.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -29,6 +50,15 @@
 #include "li_shared.h"
 
 #define EVENT_BIT(e) (1u << (e))
+
+/* The local events of a test code object that start and end its context. */
+#define CONTEXT_EVENTS                                                                          \
+    (EVENT_BIT(PY_MONITORING_EVENT_PY_RESUME) | EVENT_BIT(PY_MONITORING_EVENT_PY_RETURN) |    \
+     EVENT_BIT(PY_MONITORING_EVENT_PY_YIELD))
+
+/* Interned "test" and "runTest" (owned by the module, for ever). */
+static PyObject *str_test = NULL;
+static PyObject *str_run_test = NULL;
 
 typedef struct {
     PyObject_HEAD
@@ -52,6 +82,14 @@ typedef struct {
      * making the id and looking it up each time. */
     PyObject *last_code;
     PyObject *last_per_source;
+    /* Contexts.  All owned. */
+    PyObject *label;         /* the current period's dynamic context (None: none) */
+    PyObject *periods;       /* list of (label, lines, branches, exits) of ended periods */
+    PyObject *test_context;  /* callable(frame) -> str or None, or NULL: no test contexts */
+    PyObject *test_codes;    /* dict: id(code) -> code, test code objects given CONTEXT_EVENTS */
+    PyObject *context_frame; /* the frame that started the test context, or NULL */
+    PyObject *context_code;  /* its code object, or NULL */
+    int paused;              /* between pause() and resume() */
 } Collector;
 
 /* The collector whose callbacks are registered (borrowed: it holds the tool
@@ -134,6 +172,18 @@ trace_name(Collector *self, PyObject *filename)
     return rc < 0 ? NULL : PyDict_GetItemWithError(self->file_cache, filename);
 }
 
+/* The local events of a measured code object. */
+static inline uint32_t
+measured_events(const Collector *self)
+{
+    uint32_t events = EVENT_BIT(PY_MONITORING_EVENT_LINE);
+    if (self->branch) {
+        events |= EVENT_BIT(PY_MONITORING_EVENT_BRANCH) | EVENT_BIT(PY_MONITORING_EVENT_PY_RETURN) |
+                  EVENT_BIT(PY_MONITORING_EVENT_PY_YIELD);
+    }
+    return events;
+}
+
 static int
 on_py_start(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -175,12 +225,7 @@ on_py_start(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(self);
         return -1;
     }
-    uint32_t events = EVENT_BIT(PY_MONITORING_EVENT_LINE);
-    if (self->branch) {
-        events |= EVENT_BIT(PY_MONITORING_EVENT_BRANCH) | EVENT_BIT(PY_MONITORING_EVENT_PY_RETURN) |
-                  EVENT_BIT(PY_MONITORING_EVENT_PY_YIELD);
-    }
-    if (LowImpact_SetLocalEvents(self->tool_id, code, events) < 0) {
+    if (LowImpact_SetLocalEvents(self->tool_id, code, measured_events(self)) < 0) {
         /* Not measured, then: the next start tries again. */
         PyObject *type, *value, *traceback;
         PyErr_Fetch(&type, &value, &traceback);
@@ -250,6 +295,282 @@ on_branch(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
     return PySet_GET_SIZE(dests) >= 2 ? LOWIMPACT_DISABLE : LOWIMPACT_CONTINUE;
 }
 
+/* -- Contexts --------------------------------------------------------- */
+
+/* Gives the code object recorded under `key` (if measured) its local
+ * events again: turning them off and on makes CPython (and the engine)
+ * forget the locations DISABLEd in it. */
+static int
+rearm_code(Collector *self, PyObject *key)
+{
+    PyObject *entry = PyDict_GetItemWithError(self->codes, key);   /* borrowed */
+    if (entry == NULL) {
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    PyObject *code = PyTuple_GET_ITEM(entry, 0);   /* borrowed */
+    int is_test = PyDict_Contains(self->test_codes, key);
+    if (is_test < 0) {
+        return -1;
+    }
+    uint32_t events = measured_events(self) | (is_test ? CONTEXT_EVENTS : 0);
+    if (LowImpact_SetLocalEvents(self->tool_id, code, 0) < 0 ||
+        LowImpact_SetLocalEvents(self->tool_id, code, events) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+/* Re-arms each code object that recorded something in the period whose
+ * dicts are `lines`, `branches` and `exits` (all borrowed; no longer the
+ * collector's, so no callback changes them meanwhile), once each: only
+ * they had locations DISABLEd in it. */
+static int
+rearm(Collector *self, PyObject *lines, PyObject *branches, PyObject *exits)
+{
+    PyObject *const dicts[] = {lines, branches, exits};
+    for (int d = 0; d < 3; d++) {
+        PyObject *key, *value;   /* borrowed */
+        Py_ssize_t pos = 0;
+        while (PyDict_Next(dicts[d], &pos, &key, &value)) {
+            int done = 0;
+            for (int e = 0; e < d && !done; e++) {
+                done = PyDict_Contains(dicts[e], key);
+                if (done < 0) {
+                    return -1;
+                }
+            }
+            if (!done && rearm_code(self, key) < 0) {
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Ends the current period and starts an empty one labelled `label`
+ * (borrowed).  The ended period goes to `periods` when `keep` is set and
+ * it recorded something (coverage.py records a context only when it has
+ * data for some file); what was DISABLEd in it is re-armed. */
+static int
+end_period(Collector *self, PyObject *label, int keep)
+{
+    int rc = -1;
+    PyObject *lines = PyDict_New(), *branches = PyDict_New(),
+             *exits = PyDict_New();   /* owned: the new period's until stored, then the old one's */
+    if (lines == NULL || branches == NULL || exits == NULL) {
+        goto done;
+    }
+    if (keep && (PyDict_GET_SIZE(self->lines) > 0 || PyDict_GET_SIZE(self->branches) > 0 ||
+                 PyDict_GET_SIZE(self->exits) > 0)) {
+        PyObject *period = PyTuple_Pack(4, self->label, self->lines, self->branches,
+                                        self->exits);   /* owned */
+        if (period == NULL) {
+            goto done;
+        }
+        int appended = PyList_Append(self->periods, period);
+        Py_DECREF(period);
+        if (appended < 0) {
+            goto done;
+        }
+    }
+    PyObject *swap;   /* (each swap moves one owned reference) */
+    swap = self->lines, self->lines = lines, lines = swap;
+    swap = self->branches, self->branches = branches, branches = swap;
+    swap = self->exits, self->exits = exits, exits = swap;
+    self->last_code = self->last_per_source = NULL;
+    Py_SETREF(self->label, Py_NewRef(label));
+    rc = rearm(self, lines, branches, exits);
+done:
+    Py_XDECREF(lines);
+    Py_XDECREF(branches);
+    Py_XDECREF(exits);
+    return rc;
+}
+
+/* 1 if `code` may start a test context: what coverage.py's
+ * should_start_context_test_function looks at first (its name starts with
+ * "test" or is "runTest"), 0 if not, -1 on error. */
+static int
+is_test_code(PyObject *code)
+{
+    PyObject *name = ((PyCodeObject *)code)->co_name;   /* borrowed */
+    Py_ssize_t match = PyUnicode_Tailmatch(name, str_test, 0, PY_SSIZE_T_MAX, -1);
+    if (match != 0) {
+        return match < 0 ? -1 : 1;
+    }
+    return PyObject_RichCompareBool(name, str_run_test, Py_EQ);
+}
+
+/* Gives a test code object the events that start and end its context,
+ * once. */
+static int
+give_context_events(Collector *self, PyObject *code)
+{
+    PyObject *key = PyLong_FromVoidPtr(code);   /* owned */
+    if (key == NULL) {
+        return -1;
+    }
+    int rc = PyDict_Contains(self->test_codes, key);
+    if (rc != 0) {
+        Py_DECREF(key);
+        return rc < 0 ? -1 : 0;
+    }
+    int measured = PyDict_Contains(self->codes, key);
+    uint32_t events = CONTEXT_EVENTS | (measured > 0 ? measured_events(self) : 0);
+    rc = measured < 0 || PyDict_SetItem(self->test_codes, key, code) < 0 ||
+                 LowImpact_SetLocalEvents(self->tool_id, code, events) < 0
+             ? -1
+             : 0;
+    Py_DECREF(key);
+    return rc;
+}
+
+/* A test code object starts or resumes: with no test context active (and
+ * not paused), test_context(frame) says whether this frame starts one. */
+static int
+maybe_start_test_context(Collector *self, PyObject *code)
+{
+    if (self->context_frame != NULL || self->paused || self->test_context == NULL) {
+        return 0;
+    }
+    PyObject *frame = (PyObject *)PyEval_GetFrame();   /* borrowed, then owned */
+    if (frame == NULL) {
+        return 0;
+    }
+    Py_INCREF(frame);
+    /* test_context() runs Python code: keep what it could drop. */
+    Py_INCREF(self);
+    PyObject *function = Py_NewRef(self->test_context);   /* owned */
+    PyObject *label = PyObject_CallOneArg(function, frame);   /* owned */
+    int rc = 0;
+    if (label == NULL) {
+        rc = -1;
+    }
+    else if (label != Py_None && self->running && self->context_frame == NULL &&
+             !self->paused) {
+        if (!PyUnicode_Check(label)) {
+            PyErr_Format(PyExc_TypeError, "test_context() must return str or None, not %.100s",
+                         Py_TYPE(label)->tp_name);
+            rc = -1;
+        }
+        else if (end_period(self, label, 1) < 0) {
+            rc = -1;
+        }
+        else {
+            Py_XSETREF(self->context_code, Py_NewRef(code));
+            Py_XSETREF(self->context_frame, frame);
+            frame = NULL;   /* the collector holds it now */
+        }
+    }
+    Py_XDECREF(label);
+    Py_DECREF(function);
+    Py_XDECREF(frame);
+    Py_DECREF(self);
+    return rc;
+}
+
+/* The frame running `code` now is the one that started the test context. */
+static int
+is_context_frame(Collector *self, PyObject *code)
+{
+    return self->context_code == code && (PyObject *)PyEval_GetFrame() == self->context_frame;
+}
+
+/* The test context's frame ended: back to no dynamic context (after
+ * resume(), when paused: the paused period is not kept anyway). */
+static int
+end_test_context(Collector *self)
+{
+    Py_CLEAR(self->context_frame);
+    Py_CLEAR(self->context_code);
+    if (self->paused) {
+        Py_SETREF(self->label, Py_NewRef(Py_None));
+        return 0;
+    }
+    return end_period(self, Py_None, 1);
+}
+
+/* PY_START with test contexts: a test code object may start a context, and
+ * its PY_START stays on for its next run; any other code object is
+ * on_py_start()'s. */
+static int
+on_py_start_contexts(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
+{
+    Collector *self = (Collector *)data;
+    if (nargs < 1 || !PyCode_Check(args[0])) {
+        return LOWIMPACT_DISABLE;
+    }
+    int test = is_test_code(args[0]);
+    if (test <= 0) {
+        return test < 0 ? -1 : on_py_start(data, event, args, nargs);
+    }
+    Py_INCREF(self);
+    int rc = maybe_start_test_context(self, args[0]) < 0 ||
+                     on_py_start(data, event, args, nargs) < 0 ||
+                     (self->running && give_context_events(self, args[0]) < 0)
+                 ? -1
+                 : LOWIMPACT_CONTINUE;
+    Py_DECREF(self);
+    return rc;
+}
+
+/* PY_RESUME (test code objects only): a resumed test generator starts its
+ * context again, as a call event does for coverage.py's C tracer. */
+static int
+on_resume(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)event;
+    Collector *self = (Collector *)data;
+    if (nargs < 1) {
+        return LOWIMPACT_CONTINUE;
+    }
+    return maybe_start_test_context(self, args[0]) < 0 ? -1 : LOWIMPACT_CONTINUE;
+}
+
+/* PY_RETURN, PY_YIELD with test contexts: on_once()'s for measured code
+ * (with BRANCH), except that a test code object keeps reporting; the frame
+ * that started the test context ends it (after its exit is recorded, as
+ * coverage.py's C tracer records the return arc first). */
+static int
+on_exit_contexts(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
+{
+    Collector *self = (Collector *)data;
+    if (nargs < 2) {
+        return LOWIMPACT_DISABLE;
+    }
+    PyObject *key = PyLong_FromVoidPtr(args[0]);   /* owned */
+    if (key == NULL) {
+        return -1;
+    }
+    int rc = LOWIMPACT_CONTINUE;
+    int measured = self->branch ? PyDict_Contains(self->codes, key) : 0;
+    int test = measured < 0 ? -1 : PyDict_Contains(self->test_codes, key);
+    Py_DECREF(key);
+    if (test < 0 || (measured > 0 && (rc = on_once(data, event, args, nargs)) < 0)) {
+        return -1;
+    }
+    if (test) {
+        rc = LOWIMPACT_CONTINUE;
+    }
+    if (is_context_frame(self, args[0]) && end_test_context(self) < 0) {
+        return -1;
+    }
+    return rc;
+}
+
+/* PY_UNWIND (global, with test contexts): a test that raises ends its
+ * context too.  It cannot be DISABLEd. */
+static int
+on_unwind(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)event;
+    Collector *self = (Collector *)data;
+    if (nargs >= 1 && is_context_frame(self, args[0]) && end_test_context(self) < 0) {
+        return -1;
+    }
+    return LOWIMPACT_CONTINUE;
+}
+
 /* Every step is tried whatever the others do: the callbacks must not
  * outlive their data.  Someone who freed the tool id meanwhile left the
  * callbacks registered, and registering needs the id in use: it is taken
@@ -266,7 +587,8 @@ unregister(Collector *self)
     }
     static const int events[] = {PY_MONITORING_EVENT_PY_START, PY_MONITORING_EVENT_LINE,
                                  PY_MONITORING_EVENT_BRANCH, PY_MONITORING_EVENT_PY_RETURN,
-                                 PY_MONITORING_EVENT_PY_YIELD};
+                                 PY_MONITORING_EVENT_PY_YIELD, PY_MONITORING_EVENT_PY_RESUME,
+                                 PY_MONITORING_EVENT_PY_UNWIND};
     for (size_t i = 0; i < sizeof(events) / sizeof(events[0]); i++) {
         if (LowImpact_RegisterCallback(self->tool_id, events[i], NULL, NULL) < 0) {
             li_keep_first_error(&first);
@@ -277,6 +599,9 @@ unregister(Collector *self)
         li_keep_first_error(&first);
     }
     self->running = 0;
+    /* (A test context's frame is not kept past the measuring.) */
+    Py_CLEAR(self->context_frame);
+    Py_CLEAR(self->context_code);
     if (active_collector == self) {
         active_collector = NULL;
     }
@@ -298,6 +623,42 @@ initialised(Collector *self)
         return 0;
     }
     return 1;
+}
+
+/* The callbacks and global events of a collector: with test contexts,
+ * PY_START and the exits have their own, which end in the plain ones. */
+static int
+register_callbacks(Collector *self)
+{
+    int contexts = self->test_context != NULL;
+    LowImpact_Callback on_exit = contexts ? on_exit_contexts : on_once;
+    uint32_t global = EVENT_BIT(PY_MONITORING_EVENT_PY_START);
+    if (LowImpact_RegisterCallback(self->tool_id, PY_MONITORING_EVENT_PY_START,
+                                   contexts ? on_py_start_contexts : on_py_start, self) < 0 ||
+        LowImpact_RegisterCallback(self->tool_id, PY_MONITORING_EVENT_LINE, on_once, self) < 0) {
+        return -1;
+    }
+    if ((self->branch || contexts) &&
+        (LowImpact_RegisterCallback(self->tool_id, PY_MONITORING_EVENT_PY_RETURN, on_exit,
+                                    self) < 0 ||
+         LowImpact_RegisterCallback(self->tool_id, PY_MONITORING_EVENT_PY_YIELD, on_exit,
+                                    self) < 0)) {
+        return -1;
+    }
+    if (self->branch &&
+        LowImpact_RegisterCallback(self->tool_id, PY_MONITORING_EVENT_BRANCH, on_branch, self) < 0) {
+        return -1;
+    }
+    if (contexts) {
+        if (LowImpact_RegisterCallback(self->tool_id, PY_MONITORING_EVENT_PY_RESUME, on_resume,
+                                       self) < 0 ||
+            LowImpact_RegisterCallback(self->tool_id, PY_MONITORING_EVENT_PY_UNWIND, on_unwind,
+                                       self) < 0) {
+            return -1;
+        }
+        global |= EVENT_BIT(PY_MONITORING_EVENT_PY_UNWIND);
+    }
+    return LowImpact_SetEvents(self->tool_id, global);
 }
 
 PyDoc_STRVAR(start_doc,
@@ -326,18 +687,7 @@ collector_start(Collector *self, PyObject *unused)
     }
     self->running = 1;
     active_collector = self;
-    if (LowImpact_RegisterCallback(self->tool_id, PY_MONITORING_EVENT_PY_START, on_py_start,
-                                   self) < 0 ||
-        LowImpact_RegisterCallback(self->tool_id, PY_MONITORING_EVENT_LINE, on_once, self) < 0 ||
-        (self->branch && (LowImpact_RegisterCallback(self->tool_id, PY_MONITORING_EVENT_BRANCH,
-                                                     on_branch, self) < 0 ||
-                          LowImpact_RegisterCallback(self->tool_id, PY_MONITORING_EVENT_PY_RETURN,
-                                                     on_once, self) < 0 ||
-                          LowImpact_RegisterCallback(self->tool_id, PY_MONITORING_EVENT_PY_YIELD,
-                                                     on_once, self) < 0)) ||
-        LowImpact_SetEvents(self->tool_id, EVENT_BIT(PY_MONITORING_EVENT_PY_START)) < 0 ||
-        (collected_before && restart_events() < 0))
-    {
+    if (register_callbacks(self) < 0 || (collected_before && restart_events() < 0)) {
         PyObject *type, *value, *traceback;   /* owned while held */
         PyErr_Fetch(&type, &value, &traceback);
         if (unregister(self) < 0) {
@@ -442,17 +792,103 @@ collector_reset(Collector *self, PyObject *unused)
     self->last_code = self->last_per_source = NULL;
     PyDict_Clear(self->branches);
     PyDict_Clear(self->exits);
+    if (PyList_SetSlice(self->periods, 0, PyList_GET_SIZE(self->periods), NULL) < 0) {
+        return NULL;
+    }
     Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(switch_context_doc,
+"switch_context(label)\n\n"
+"From now on, record under the dynamic context `label` (a str, or None for\n"
+"none): what was recorded so far goes to periods() under the previous one,\n"
+"and the code that recorded it is re-armed.  While paused, `label` applies\n"
+"from resume() on.");
+
+static PyObject *
+collector_switch_context(Collector *self, PyObject *label)
+{
+    if (!initialised(self)) {
+        return NULL;
+    }
+    if (label != Py_None && !PyUnicode_Check(label)) {
+        PyErr_Format(PyExc_TypeError, "a context is a str or None, not %.100s",
+                     Py_TYPE(label)->tp_name);
+        return NULL;
+    }
+    if (self->paused) {
+        Py_SETREF(self->label, Py_NewRef(label));
+        Py_RETURN_NONE;
+    }
+    if (end_period(self, label, 1) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(pause_doc,
+"pause()\n\n"
+"Record nothing until resume() (pytest-cov's no_cover): what runs meanwhile\n"
+"is dropped, and no test context starts.");
+
+static PyObject *
+collector_pause(Collector *self, PyObject *unused)
+{
+    (void)unused;
+    if (!initialised(self)) {
+        return NULL;
+    }
+    if (!self->paused) {
+        if (end_period(self, self->label, 1) < 0) {
+            return NULL;
+        }
+        self->paused = 1;
+    }
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(resume_doc, "resume()\n\nRecord again after pause().");
+
+static PyObject *
+collector_resume(Collector *self, PyObject *unused)
+{
+    (void)unused;
+    if (!initialised(self)) {
+        return NULL;
+    }
+    if (self->paused) {
+        if (end_period(self, self->label, 0) < 0) {
+            return NULL;
+        }
+        self->paused = 0;
+    }
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(periods_doc,
+"periods() -> [(label, lines, branches, exits), ...]\n\n"
+"The periods ended by context switches, in order: the dynamic context\n"
+"each ran under and its data, shaped as data()'s (not copied: an ended\n"
+"period does not change).  The current one is data() under `context`.");
+
+static PyObject *
+collector_periods(Collector *self, PyObject *unused)
+{
+    (void)unused;
+    if (!initialised(self)) {
+        return NULL;
+    }
+    return PySequence_List(self->periods);
 }
 
 static int
 collector_init(Collector *self, PyObject *args, PyObject *kwargs)
 {
-    static char *keywords[] = {"tool_id", "should_trace", "branch", NULL};
+    static char *keywords[] = {"tool_id", "should_trace", "branch", "test_context", NULL};
     int tool_id, branch = 0;
-    PyObject *should_trace;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iO|p:Collector", keywords, &tool_id,
-                                     &should_trace, &branch)) {
+    PyObject *should_trace, *test_context = Py_None;   /* borrowed */
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iO|p$O:Collector", keywords, &tool_id,
+                                     &should_trace, &branch, &test_context)) {
         return -1;
     }
     if (self->running) {
@@ -467,15 +903,22 @@ collector_init(Collector *self, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_TypeError, "should_trace must be callable");
         return -1;
     }
+    if (test_context != Py_None && !PyCallable_Check(test_context)) {
+        PyErr_SetString(PyExc_TypeError, "test_context must be callable or None");
+        return -1;
+    }
     PyObject *file_cache = PyDict_New(), *codes = PyDict_New(), *lines = PyDict_New(),
-             *branches = PyDict_New(), *exits = PyDict_New();   /* owned until stored */
+             *branches = PyDict_New(), *exits = PyDict_New(), *periods = PyList_New(0),
+             *test_codes = PyDict_New();   /* owned until stored */
     if (file_cache == NULL || codes == NULL || lines == NULL || branches == NULL ||
-        exits == NULL) {
+        exits == NULL || periods == NULL || test_codes == NULL) {
         Py_XDECREF(exits);
         Py_XDECREF(file_cache);
         Py_XDECREF(codes);
         Py_XDECREF(lines);
         Py_XDECREF(branches);
+        Py_XDECREF(periods);
+        Py_XDECREF(test_codes);
         return -1;
     }
     self->tool_id = tool_id;
@@ -487,6 +930,13 @@ collector_init(Collector *self, PyObject *args, PyObject *kwargs)
     self->last_code = self->last_per_source = NULL;
     Py_XSETREF(self->branches, branches);
     Py_XSETREF(self->exits, exits);
+    Py_XSETREF(self->label, Py_NewRef(Py_None));
+    Py_XSETREF(self->periods, periods);
+    Py_XSETREF(self->test_context, test_context == Py_None ? NULL : Py_NewRef(test_context));
+    Py_XSETREF(self->test_codes, test_codes);
+    Py_CLEAR(self->context_frame);
+    Py_CLEAR(self->context_code);
+    self->paused = 0;
     return 0;
 }
 
@@ -499,6 +949,12 @@ collector_traverse(Collector *self, visitproc visit, void *arg)
     Py_VISIT(self->lines);
     Py_VISIT(self->branches);
     Py_VISIT(self->exits);
+    Py_VISIT(self->label);
+    Py_VISIT(self->periods);
+    Py_VISIT(self->test_context);
+    Py_VISIT(self->test_codes);
+    Py_VISIT(self->context_frame);
+    Py_VISIT(self->context_code);
     return 0;
 }
 
@@ -530,6 +986,12 @@ collector_clear(Collector *self)
     self->last_code = self->last_per_source = NULL;
     Py_CLEAR(self->branches);
     Py_CLEAR(self->exits);
+    Py_CLEAR(self->label);
+    Py_CLEAR(self->periods);
+    Py_CLEAR(self->test_context);
+    Py_CLEAR(self->test_codes);
+    Py_CLEAR(self->context_frame);
+    Py_CLEAR(self->context_code);
     return 0;
 }
 
@@ -560,19 +1022,47 @@ static PyMethodDef collector_methods[] = {
     {"stop", (PyCFunction)collector_stop, METH_NOARGS, stop_doc},
     {"data", (PyCFunction)collector_data, METH_NOARGS, data_doc},
     {"reset", (PyCFunction)collector_reset, METH_NOARGS, reset_doc},
+    {"switch_context", (PyCFunction)collector_switch_context, METH_O, switch_context_doc},
+    {"pause", (PyCFunction)collector_pause, METH_NOARGS, pause_doc},
+    {"resume", (PyCFunction)collector_resume, METH_NOARGS, resume_doc},
+    {"periods", (PyCFunction)collector_periods, METH_NOARGS, periods_doc},
     {NULL, NULL, 0, NULL},
 };
+
+static PyObject *
+collector_get_context(Collector *self, void *closure)
+{
+    (void)closure;
+    if (!initialised(self)) {
+        return NULL;
+    }
+    return Py_NewRef(self->label);
+}
+
+static PyObject *
+collector_get_paused(Collector *self, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong(self->paused);
+}
 
 static PyGetSetDef collector_getset[] = {
     {"running", (getter)collector_get_running, NULL, "whether it is measuring", NULL},
     {"branch", (getter)collector_get_branch, NULL, "whether BRANCH events are recorded", NULL},
+    {"context", (getter)collector_get_context, NULL,
+     "the dynamic context being recorded (None: none)", NULL},
+    {"paused", (getter)collector_get_paused, NULL, "between pause() and resume()", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
 PyDoc_STRVAR(collector_doc,
-"Collector(tool_id, should_trace, branch=False)\n\n"
+"Collector(tool_id, should_trace, branch=False, *, test_context=None)\n\n"
 "Records executed lines (and branch directions) of the code whose file\n"
-"should_trace(filename, frame) names, through C callbacks of lowimpact.monitoring.");
+"should_trace(filename, frame) names, through C callbacks of lowimpact.monitoring.\n"
+"With test_context, a callable(frame) -> str or None, a code object named\n"
+"test* or runTest that starts while no test context is active asks it\n"
+"for a context, which lasts until that frame returns (coverage.py's\n"
+"dynamic_context = test_function).");
 
 static PyTypeObject CollectorType = {
     PyVarObject_HEAD_INIT(NULL, 0)
@@ -603,6 +1093,12 @@ PyInit__cover(void)
         return NULL;
     }
     if (PyType_Ready(&CollectorType) < 0) {
+        return NULL;
+    }
+    if (str_test == NULL && (str_test = PyUnicode_InternFromString("test")) == NULL) {
+        return NULL;
+    }
+    if (str_run_test == NULL && (str_run_test = PyUnicode_InternFromString("runTest")) == NULL) {
         return NULL;
     }
     PyObject *module = PyModule_Create(&cover_module);

@@ -74,6 +74,8 @@ def _run_parser() -> argparse.ArgumentParser:
         help="measure these packages or directories (and report unexecuted files in them)")
     add("--timid", action="store_true", help="accepted for coverage run compatibility; no effect")
     add("-q", "--quiet", action="store_true", help="no messages from coverage.py")
+    add("--context", metavar="LABEL", help="the static context label to record for this run "
+        "(default: [run] context)")
     add("--concurrency", metavar="LIBS", type=_comma_list,
         help="thread (the default: every thread is measured) or multiprocessing "
         "(its processes are measured, as with [run] patch = subprocess)")
@@ -103,6 +105,7 @@ def _run(argv: List[str]) -> int:
             concurrency=options.concurrency,
             append=options.append,
             messages=not options.quiet,
+            context=options.context,
         )
         if options.append and measurement.coverage.get_option("run:parallel"):
             parser.error("can't append to data files in parallel mode")

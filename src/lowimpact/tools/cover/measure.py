@@ -12,6 +12,12 @@ measure"; :class:`Measurement` uses the few private members that
 ``InOrOut.should_trace``, ``_file_mapper``, ``_post_save_work``), and
 checks for them up front so that a coverage.py that changed them gives a
 clear error instead of wrong data.
+
+Contexts are coverage.py's: a static one (``[run] context``, ``--context``)
+labels everything; a dynamic one (``[run] dynamic_context =
+test_function``, or :meth:`Measurement.switch_context`) is joined to it
+with ``|``.  The core records each stretch of the run under its dynamic
+context; the data of each context is written as coverage.py writes it.
 """
 
 from __future__ import annotations
@@ -39,6 +45,13 @@ _CONCURRENCY = {"thread", "multiprocessing"}
 
 #: ``[run] patch`` choices (``_exit`` and ``fork`` are always on).
 _PATCHES = {"_exit", "fork", "subprocess", "execv"}
+
+#: ``[run] dynamic_context`` values that mean "none", as coverage.py reads them.
+_NO_DYNAMIC_CONTEXT = ("", "none")
+
+#: The raw data of one context (or one period of it): lines, branches and
+#: exits by code id, as ``Collector.data()`` gives them.
+RawData = Tuple[Dict[int, Set[int]], Dict[int, Dict[int, Set[int]]], Dict[int, Set[int]]]
 
 #: The coverage.py versions whose private members this module relies on.
 _NEEDED = ("_init", "_init_data", "_post_init", "_post_save_work", "_data_suffix_specified",
@@ -95,6 +108,7 @@ class Measurement:
         append: bool = False,
         messages: bool = True,
         child: bool = False,
+        context: Optional[str] = None,
     ) -> None:
         self._cover = _core()
         try:
@@ -116,6 +130,7 @@ class Measurement:
             concurrency=concurrency,
             check_preimported=not child,
             messages=messages,
+            context=context,
         )
         if data_file is not None:
             kwargs["data_file"] = data_file
@@ -136,6 +151,15 @@ class Measurement:
         unknown = set(self.coverage.config.patch) - _PATCHES
         if unknown:
             raise CoverError("unknown patch %s in [run] patch" % ", ".join(map(repr, sorted(unknown))))
+        dynamic = self.coverage.config.dynamic_context
+        self._test_context = None
+        if dynamic == "test_function":
+            from coverage.context import should_start_context_test_function
+
+            self._test_context = should_start_context_test_function
+        elif (dynamic or "") not in _NO_DYNAMIC_CONTEXT:
+            # coverage.py's own words (a ConfigError at its start()).
+            raise CoverError("Don't understand dynamic_context setting: %r" % dynamic)
         self.append = append
         self.child = child
         self.branch = bool(self.coverage.get_option("run:branch"))
@@ -155,6 +179,10 @@ class Measurement:
             self._prepare(cov)
             if self.append:
                 cov.load()
+            if cov._plugins.context_switchers:
+                raise CoverError("coverage.py plugins with dynamic contexts (%s) are not "
+                                 "supported by lowimpact cover" % ", ".join(
+                                     p._coverage_plugin_name for p in cov._plugins.context_switchers))
             inorout = cov._inorout
             inorout.warn_conflicting_settings()
             if not self.child:
@@ -172,7 +200,8 @@ class Measurement:
             disposition = inorout.should_trace(filename, frame)
             return disposition.source_filename if disposition.trace else None
 
-        self._collector = self._cover.Collector(TOOL_ID, should_trace, branch=self.branch)
+        self._collector = self._cover.Collector(TOOL_ID, should_trace, branch=self.branch,
+                                                test_context=self._test_context)
         try:
             self._collector.start()
         except ValueError as exc:
@@ -282,6 +311,38 @@ class Measurement:
         )
         self._lock = threading.Lock()
 
+    def switch_context(self, new_context: Optional[str]) -> None:
+        """Record under the dynamic context *new_context* from now on
+        (joined to the static context with ``|``; None: none), as
+        ``Coverage.switch_context()`` does.  While paused, from
+        :meth:`resume` on."""
+        if self._collector is None or not self._collector.running:
+            raise CoverError("Cannot switch context, coverage is not started")
+        if self._test_context is not None:
+            self.coverage._warn("Conflicting dynamic contexts", slug="dynamic-conflict", once=True)
+        self._collector.switch_context(new_context)
+
+    @property
+    def running(self) -> bool:
+        """Whether it is measuring (started, not stopped)."""
+        return self._collector is not None and self._collector.running
+
+    @property
+    def paused(self) -> bool:
+        """Between :meth:`pause` and :meth:`resume`."""
+        return self._collector is not None and self._collector.paused
+
+    def pause(self) -> None:
+        """Record nothing of what runs until :meth:`resume` (pytest-cov's
+        ``no_cover``: coverage.py stopped and started again)."""
+        if self._collector is not None:
+            self._collector.pause()
+
+    def resume(self) -> None:
+        """Record again after :meth:`pause`."""
+        if self._collector is not None:
+            self._collector.resume()
+
     def stop(self) -> None:
         """Stop measuring; the data stays to be saved."""
         if self._collector is not None and self._collector.running:
@@ -303,28 +364,69 @@ class Measurement:
             self._first_line[filename] = mapping
         return mapping
 
-    def measured(self) -> Tuple[Dict[str, Set[int]], Dict[str, Set[Arc]], Dict[str, list]]:
+    def contexts(self) -> Tuple[Dict[int, tuple], Dict[Optional[str], RawData]]:
+        """The measured code objects (``Collector.data()``'s) and the raw
+        data recorded under each dynamic context (None: none), in the order
+        the contexts first ran."""
+        if self._collector is None:
+            return {}, {}
+        codes, lines, branches, exits = self._collector.data()
+        periods = self._collector.periods()
+        if not self._collector.paused:
+            periods.append((self._collector.context, lines, branches, exits))
+        merged: Dict[Optional[str], RawData] = {}
+        own: Set[Optional[str]] = set()   # the contexts whose dicts are copies of ours
+        for label, *raw in periods:
+            into = merged.get(label)
+            if into is None:
+                merged[label] = tuple(raw)   # (the core's: not changed)
+                continue
+            if label not in own:
+                into = merged[label] = _copy_raw(into)
+                own.add(label)
+            _merge_raw(into, raw)
+        return codes, merged
+
+    def measured(self, codes: Optional[Dict[int, tuple]] = None, raw: Optional[RawData] = None,
+                 code_maps: Optional[Dict[int, CodeMap]] = None,
+                 idle: Optional[Set[int]] = None,
+                 ) -> Tuple[Dict[str, Set[int]], Dict[str, Set[Arc]], Dict[str, list]]:
         """Lines, arcs and branch points per measured file, from the core's
-        raw data."""
-        codes, lines, branches, exits = (
-            self._collector.data() if self._collector else ({}, {}, {}, {})
-        )
+        raw data (*codes* and *raw*: one context's from :meth:`contexts`;
+        default: the current data); *code_maps* caches each code's
+        :class:`CodeMap` across contexts.  A file is there when one of its
+        code objects recorded something in *raw* (an empty module only its
+        line 0: coverage.py has it too) or is in *idle* (default: all)."""
+        if codes is None or raw is None:
+            codes, lines, branches, exits = (
+                self._collector.data() if self._collector else ({}, {}, {}, {})
+            )
+        else:
+            lines, branches, exits = raw
+        if code_maps is None:
+            code_maps = {}
         file_lines: Dict[str, Set[int]] = collections.defaultdict(set)
         file_arcs: Dict[str, Set[Arc]] = collections.defaultdict(set)
         file_points: Dict[str, list] = collections.defaultdict(list)
         for key, (code, filename) in codes.items():
-            if filename is None:
+            if filename is None or (idle is not None and key not in idle and key not in lines
+                                    and key not in branches and key not in exits):
+                continue
+            if not self.branch:
+                # Line 0 too: an empty module's, which coverage.py's C
+                # tracer records (its contexts show it).
+                file_lines[filename].update(line for line in lines.get(key, ()) if line >= 0)
                 continue
             ran = {line for line in lines.get(key, ()) if line > 0}
             file_lines[filename].update(ran)
-            if not self.branch:
-                continue
             arcs = file_arcs[filename]
             arcs.update((line, line) for line in ran)
             if not ran:
                 continue
             first_line = self._first_line_of(filename)
-            code_map = CodeMap(code, first_line)
+            code_map = code_maps.get(key)
+            if code_map is None:
+                code_map = code_maps[key] = CodeMap(code, first_line)
             arcs.update(code_map.sequential_arcs({first_line(line) for line in ran}))
             taken = branches.get(key, {})
             for source, destinations in taken.items():
@@ -344,6 +446,14 @@ class Measurement:
                 )
         return file_lines, file_arcs, file_points
 
+    def _context_name(self, dynamic: Optional[str]) -> Optional[str]:
+        """coverage.py's name for a dynamic context: the static one, joined
+        with ``|`` when both are set (``Collector.switch_context``)."""
+        static = self.coverage.config.context
+        if static:
+            return static + "|" + dynamic if dynamic else static
+        return dynamic
+
     def save(self) -> None:
         """Write the data file (once) through coverage.py's ``CoverageData``."""
         with self._lock:
@@ -351,13 +461,37 @@ class Measurement:
                 return
             self._saved = True
             cov = self.coverage
-            file_lines, file_arcs, file_points = self.measured()
             mapper = cov._file_mapper
             data = cov._data
-            if self.branch:
-                data.add_arcs({mapper(f): arcs for f, arcs in file_arcs.items()})
-            else:
-                data.add_lines({mapper(f): lines for f, lines in file_lines.items()})
+            codes, contexts = self.contexts()
+            code_maps: Dict[int, CodeMap] = {}
+            all_points: Dict[str, list] = {}
+            if not contexts:
+                contexts = {None: ({}, {}, {})}
+            # The files with data in each context, as coverage.py's collector
+            # flushes them at each switch (a context without any is not
+            # kept); code that recorded nothing goes with the first context.
+            idle: Optional[Set[int]] = None
+            if len(contexts) > 1:
+                idle = set(codes)
+                for raw in contexts.values():
+                    for recorded in raw:
+                        idle.difference_update(recorded)
+            for dynamic, raw in contexts.items():
+                file_lines, file_arcs, file_points = self.measured(codes, raw, code_maps, idle)
+                idle = set() if idle is not None else None
+                data.set_context(self._context_name(dynamic))
+                if self.branch:
+                    data.add_arcs({mapper(f): arcs for f, arcs in file_arcs.items()})
+                else:
+                    data.add_lines({mapper(f): lines for f, lines in file_lines.items()})
+                if len(contexts) == 1:
+                    all_points = file_points
+                elif self.branch:
+                    from lowimpact.tools.cover.subline import merge
+
+                    merge(all_points, file_points)
+            file_points = all_points
             cov._post_save_work()
             data.write()
             if self.branch:
@@ -374,6 +508,27 @@ class Measurement:
         files: Dict[str, list] = {}
         merge(files, {mapper(f): points for f, points in file_points.items()})
         write(path, files)
+
+
+def _copy_raw(raw: RawData) -> RawData:
+    lines, branches, exits = raw
+    return ({key: set(values) for key, values in lines.items()},
+            {key: {source: set(dests) for source, dests in per_source.items()}
+             for key, per_source in branches.items()},
+            {key: set(values) for key, values in exits.items()})
+
+
+def _merge_raw(into: RawData, more: RawData) -> None:
+    """Add the raw data *more* to *into* (one context's periods, one by one)."""
+    lines, branches, exits = into
+    for key, values in more[0].items():
+        lines.setdefault(key, set()).update(values)
+    for key, per_source in more[1].items():
+        mine = branches.setdefault(key, {})
+        for source, dests in per_source.items():
+            mine.setdefault(source, set()).update(dests)
+    for key, values in more[2].items():
+        exits.setdefault(key, set()).update(values)
 
 
 def _multiline_mapping(filename: str):

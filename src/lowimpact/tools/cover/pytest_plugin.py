@@ -8,13 +8,17 @@ without a value, what the configuration says), ``--li-cov-report=TYPE``
 ``html[:DIR]``, ``xml[:FILE]``, ``json[:FILE]``, ``lcov[:FILE]``, and
 ``subline``; repeatable; an empty value: no report), ``--li-cov-config``,
 ``--li-cov-branch``, ``--li-cov-fail-under=MIN``, ``--li-cov-append``,
-``--no-li-cov-on-fail`` and ``--no-li-cov``.  As with pytest-cov,
+``--li-cov-context=test``, ``--no-li-cov-on-fail`` and ``--no-li-cov``; and
+pytest-cov's ``no_cover`` marker and fixture.  As with pytest-cov,
 measuring starts before conftest.py files and test modules are imported,
 the data goes to a parallel file combined into the configured data file at
 the end, and a total below ``fail-under`` (the option, or ``[report]
 fail_under``) fails the session.  Under pytest-xdist each worker measures
 itself and writes its parallel file; the controller combines them with its
-own and reports, once.
+own and reports, once.  With ``--li-cov-context=test`` each test's phases
+are recorded under pytest-cov's contexts, ``<nodeid>|setup``, ``|run`` and
+``|teardown``; a test marked ``no_cover`` (or using the ``no_cover``
+fixture) runs unmeasured.
 
 Nothing of lowimpact's engine or coverage.py is imported unless
 ``--li-cov`` is given: this module is all pytest loads otherwise.
@@ -61,6 +65,12 @@ def _percent(text: str) -> float:
     return value
 
 
+def _context(text: str) -> str:
+    if text != "test":
+        raise argparse.ArgumentTypeError('The only supported value is "test".')
+    return text
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("li-cov", "coverage measured by lowimpact cover (pytest-cov's "
                                       "options, named --li-cov...)")
@@ -81,6 +91,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     dest="li_cov_fail_under", help="fail if the total coverage is below MIN")
     group.addoption("--li-cov-append", action="store_true", default=False, dest="li_cov_append",
                     help="add to the existing data instead of replacing it")
+    group.addoption("--li-cov-context", type=_context, default=None, metavar="CONTEXT",
+                    dest="li_cov_context",
+                    help='dynamic contexts to record: "test" (pytest-cov\'s <nodeid>|setup, '
+                    '|run and |teardown)')
     group.addoption("--no-li-cov-on-fail", action="store_true", default=False,
                     dest="no_li_cov_on_fail", help="no report when a test failed")
     group.addoption("--no-li-cov", action="store_true", default=False, dest="no_li_cov",
@@ -96,6 +110,18 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Pa
     plugin = _Plugin(options)
     plugin.start()
     early_config.pluginmanager.register(plugin, "_li_cov")
+    if options.li_cov_context == "test":
+        early_config.pluginmanager.register(_TestContexts(plugin), "_li_cov_contexts")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "no_cover: disable coverage for this test.")
+
+
+@pytest.fixture
+def no_cover() -> None:
+    """A test that uses this fixture runs unmeasured (pytest-cov's
+    ``no_cover``)."""
 
 
 class _Plugin:
@@ -143,6 +169,29 @@ class _Plugin:
             self.measurement.start()
         except CoverError as exc:
             raise pytest.UsageError("--li-cov: %s" % exc) from None
+
+    @property
+    def measuring(self) -> Any:
+        """The measurement of this process (started by the plugin, or at
+        start-up in an xdist worker), or None."""
+        if self.measurement is not None:
+            return self.measurement
+        from lowimpact.tools.cover import startup
+
+        return startup.process_measurement()
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item):
+        measurement = self.measuring
+        if measurement is None or not (item.get_closest_marker("no_cover")
+                                       or "no_cover" in getattr(item, "fixturenames", ())):
+            yield
+            return
+        measurement.pause()
+        try:
+            yield
+        finally:
+            measurement.resume()
 
     def _combined(self):
         """coverage.py's Coverage on the data file, with this session's
@@ -250,3 +299,26 @@ class _Plugin:
                 % ("FAIL " if failed else "", self.fail_under,
                    "not reached" if failed else "reached", self.total),
                 **({"red": True, "bold": True} if failed else {"green": True}))
+
+
+class _TestContexts:
+    """``--li-cov-context=test``: pytest-cov's contexts for each phase of a
+    test (not switched while a ``no_cover`` test is paused, as pytest-cov,
+    whose coverage is stopped then, does not)."""
+
+    def __init__(self, plugin: _Plugin) -> None:
+        self.plugin = plugin
+
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        self._switch(item, "setup")
+
+    def pytest_runtest_call(self, item: pytest.Item) -> None:
+        self._switch(item, "run")
+
+    def pytest_runtest_teardown(self, item: pytest.Item) -> None:
+        self._switch(item, "teardown")
+
+    def _switch(self, item: pytest.Item, when: str) -> None:
+        measurement = self.plugin.measuring
+        if measurement is not None and measurement.running and not measurement.paused:
+            measurement.switch_context("%s|%s" % (item.nodeid, when))

@@ -1,0 +1,176 @@
+"""Contexts ("who ran this line") against coverage.py's C tracer: a static
+context (``--context``, ``[run] context``), ``dynamic_context =
+test_function`` on a program and on a pytest suite run by ``cover run -m
+pytest``, and the pytest plugin's ``--li-cov-context=test`` and
+``no_cover`` against pytest-cov's ``--cov-context=test``.
+
+What is compared is coverage.py's own reading of both data files: the
+contexts measured, the contexts of every line (``contexts_by_lineno``), and
+``coverage json`` restricted to each context (``--contexts``), whose
+executed lines and branches are the arcs recorded in that context.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Dict, List
+
+import pytest
+
+from .helpers import PROGRAMS, env_for, python, run_ctrace, run_lowimpact
+
+PLUGIN = ["-p", "lowimpact.tools.cover.pytest_plugin"]
+
+
+def read_contexts(data_file: Path) -> dict:
+    """coverage.py's reading of *data_file*: the contexts, and per file the
+    contexts of each line."""
+    from coverage import CoverageData
+
+    data = CoverageData(str(data_file))
+    data.read()
+    return {
+        "contexts": sorted(data.measured_contexts()),
+        "files": {Path(name).name: {line: sorted(ctxs)
+                                    for line, ctxs in data.contexts_by_lineno(name).items()}
+                  for name in data.measured_files()},
+    }
+
+
+def report_per_context(data_file: Path, cwd: Path, contexts: List[str]) -> Dict[str, dict]:
+    """``coverage json --show-contexts`` of each context alone."""
+    reports = {}
+    for number, context in enumerate(contexts):
+        out = data_file.parent / ("%s.%d.json" % (data_file.name, number))
+        python(["-m", "coverage", "json", "--data-file=" + str(data_file), "-o", str(out), "-q",
+                "--show-contexts", "--contexts=^%s$" % re.escape(context)], cwd, env_for())
+        report = json.loads(out.read_text())
+        report.pop("meta")
+        reports[context] = report
+    return reports
+
+
+def assert_same_contexts(tested: Path, reference: Path, cwd: Path, branch: bool) -> dict:
+    got, want = read_contexts(tested), read_contexts(reference)
+    assert got == want
+    got_reports = report_per_context(tested, cwd, want["contexts"])
+    want_reports = report_per_context(reference, cwd, want["contexts"])
+    for context in want["contexts"]:
+        assert got_reports[context] == want_reports[context], context
+        if branch:
+            assert "num_branches" in want_reports[context]["totals"]
+    return want
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    shutil.copy(PROGRAMS / "contexts.py", tmp_path)
+    shutil.copytree(PROGRAMS / "pytest_project", tmp_path / "project",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "test_function.rc").write_text("[run]\ndynamic_context = test_function\n")
+    return tmp_path
+
+
+@pytest.mark.parametrize("static", [None, "st"], ids=["dynamic", "static+dynamic"])
+@pytest.mark.parametrize("branch", [False, True], ids=["lines", "branches"])
+def test_test_function_contexts_same_as_ctrace(workdir: Path, branch: bool, static) -> None:
+    args = ["--rcfile=test_function.rc", *(["--branch"] if branch else []),
+            *(["--context=" + static] if static else []), "contexts.py"]
+    run_ctrace(args, workdir, workdir / "ctrace.data")
+    run_lowimpact(args, workdir, workdir / "li.data")
+    want = assert_same_contexts(workdir / "li.data", workdir / "ctrace.data", workdir, branch)
+    prefix = static + "|" if static else ""
+    # Tests that return, raise, yield (three times: resumed), unittest
+    # methods and runTest; not the test-named function a test calls, nor
+    # unittest's testPartExecutor (it records nothing of contexts.py).
+    assert want["contexts"] == [static or ""] + [prefix + "__main__." + name for name in (
+        "Case.runTest", "Case.test_method", "test_generator", "test_negative", "test_positive",
+        "test_raises", "test_recursive")]
+    # The first line of classify() ran in every test and between them.
+    assert len(want["files"]["contexts.py"][10]) == 8
+
+
+def test_static_context_from_configuration(workdir: Path) -> None:
+    (workdir / "static.rc").write_text("[run]\ncontext = from-config\n")
+    args = ["--rcfile=static.rc", "contexts.py"]
+    run_ctrace(args, workdir, workdir / "ctrace.data")
+    run_lowimpact(args, workdir, workdir / "li.data")
+    want = assert_same_contexts(workdir / "li.data", workdir / "ctrace.data", workdir, False)
+    assert want["contexts"] == ["from-config"]
+
+
+@pytest.mark.parametrize("branch", [False, True], ids=["lines", "branches"])
+def test_test_function_contexts_of_a_pytest_suite(workdir: Path, branch: bool) -> None:
+    project = workdir / "project"
+    shutil.copy(workdir / "test_function.rc", project)
+    args = ["--rcfile=test_function.rc", "--source=pkg", *(["--branch"] if branch else []),
+            "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:pytest_cov",
+            "-k", "not fixture_no_cover", "tests/test_mod.py", "tests/test_contexts.py"]
+    for runner, data in ((run_ctrace, "ctrace.data"), (run_lowimpact, "li.data")):
+        try:
+            runner(args, project, project / data)
+        except AssertionError as exc:   # test_fails fails: pytest exits with 1
+            assert "exited with 1" in str(exc) and "1 failed, 7 passed" in str(exc), exc
+    want = assert_same_contexts(project / "li.data", project / "ctrace.data", project, branch)
+    # (pytest imports the test modules by their base names.)
+    assert {"test_mod.test_sign", "test_contexts.test_param", "test_contexts.test_fails"
+            } <= set(want["contexts"])
+
+
+def pytest_run(args: List[str], cwd: Path, extra_env=None):
+    return python(["-m", "pytest", "-p", "no:cacheprovider", *args], cwd, env_for(extra_env),
+                  check=False)
+
+
+@pytest.mark.parametrize("branch", [False, True], ids=["lines", "branches"])
+def test_pytest_plugin_contexts_same_as_pytest_cov(workdir: Path, branch: bool) -> None:
+    pytest.importorskip("pytest_cov", reason="pytest-cov is the oracle (the test extra has it)")
+    project = workdir / "project"
+    debug = project / "debug.txt"
+    reference = pytest_run(
+        ["-p", "pytest_cov", "--cov=pkg", *(["--cov-branch"] if branch else []),
+         "--cov-context=test", "--cov-report=", "tests/test_contexts.py"],
+        project, {"COVERAGE_CORE": "ctrace", "COVERAGE_DEBUG": "core",
+                  "COVERAGE_DEBUG_FILE": str(debug)})
+    assert set(re.findall(r"Using core=(\w+)", debug.read_text())) == {"ctrace"}
+    (project / ".coverage").rename(project / "ctrace.data")
+    tested = pytest_run(
+        [*PLUGIN, "-p", "no:pytest_cov", "--li-cov=pkg", *(["--li-cov-branch"] if branch else []),
+         "--li-cov-context=test", "--li-cov-report=", "tests/test_contexts.py"], project)
+    assert tested.returncode == reference.returncode == 1, tested.stdout + tested.stderr
+    assert "1 failed, 6 passed" in tested.stdout
+    want = assert_same_contexts(project / ".coverage", project / "ctrace.data", project, branch)
+    node = "tests/test_contexts.py::"
+    assert {node + "test_setup_and_teardown|" + when for when in ("setup", "run", "teardown")
+            } <= set(want["contexts"])
+    # no_cover: what those tests ran is not there (their fixture's setup and
+    # teardown are), and label(1) ran only in the marked one.
+    assert not [c for c in want["contexts"]
+                if "test_marked_no_cover" in c or "test_fixture_no_cover|run" in c]
+    assert node + "test_fixture_no_cover|setup" in want["contexts"]
+    # coverage.py's HTML report shows them (--show-contexts).
+    python(["-m", "lowimpact", "cover", "html", "--show-contexts", "-d", "html", "-q"], project)
+    page = next((project / "html").glob("*mod_py.html")).read_text()
+    assert "test_param[-1]|run" in page
+
+
+def test_pytest_plugin_refuses_other_contexts(workdir: Path) -> None:
+    proc = pytest_run([*PLUGIN, "--li-cov=pkg", "--li-cov-context=function", "tests"],
+                      workdir / "project")
+    assert proc.returncode == 4
+    assert 'The only supported value is "test".' in proc.stderr
+
+
+def test_unknown_dynamic_context_is_refused_as_coverage_does(workdir: Path) -> None:
+    (workdir / "bad.rc").write_text("[run]\ndynamic_context = nope\n")
+    ctrace = python(["-m", "coverage", "run", "--rcfile=bad.rc", "contexts.py"], workdir,
+                    check=False)
+    tested = python(["-m", "lowimpact", "cover", "run", "--rcfile=bad.rc", "contexts.py"],
+                    workdir, check=False)
+    assert ctrace.returncode == tested.returncode == 1
+    assert "Don't understand dynamic_context setting: 'nope'" in ctrace.stdout + ctrace.stderr
+    assert "Don't understand dynamic_context setting: 'nope'" in tested.stderr
+    assert not list(workdir.glob(".coverage*"))
