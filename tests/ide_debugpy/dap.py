@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import os
-import random
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -27,20 +28,32 @@ class DAPError(Exception):
     """The adapter refused a request, closed the connection or timed out."""
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago.  Taken below the
-    range the system hands out for port 0, where debugpy's own listeners
-    (and other sessions' on a shared machine) get theirs, so that none of
-    them takes it between this check and debugpy's bind."""
-    for _ in range(200):
-        port = random.randrange(20000, 32000)
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise DAPError("no free port found")
+def adapter_port(endpoints: str, process: subprocess.Popen[bytes], deadline: float) -> int:
+    """The port debugpy's adapter takes clients on, read from the file
+    *endpoints* (the adapter's environment variable DEBUGPY_ADAPTER_ENDPOINTS),
+    which the adapter writes once it is set up; *process* started it.
+
+    Connecting as soon as the port accepts is too early: debugpy's adapter
+    (1.8.22) accepts clients before it sets ``clients.listener``, and an
+    ``attach`` it handles in between fails there on an AttributeError, upon
+    which it closes the connection.  A busy machine can hold its main thread
+    back that long.  Port 0 also leaves the choice of the port to the system,
+    so no other session can take it."""
+    while True:
+        try:
+            with open(endpoints) as f:
+                text = f.read()
+        except FileNotFoundError:
+            text = ""
+        # Written with a newline at the end: without it, not complete yet.
+        if text.endswith("\n"):
+            return int(json.loads(text)["client"]["port"])
+        if process.poll() is not None:
+            raise DAPError("the process ended (status %d) before debugpy's adapter listened"
+                           % process.returncode)
+        if time.monotonic() > deadline:
+            raise DAPError("debugpy's adapter did not say where it listens")
+        time.sleep(0.05)
 
 
 class Client:
@@ -48,15 +61,10 @@ class Client:
 
     def __init__(self, port: int, *, timeout: float = TIMEOUT) -> None:
         self.timeout = timeout
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self._socket = socket.create_connection(("127.0.0.1", port), timeout=1.0)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise DAPError("nothing listens on port %d" % port) from None
-                time.sleep(0.05)
+        try:
+            self._socket = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        except OSError as error:
+            raise DAPError("cannot connect to port %d: %s" % (port, error)) from None
         self._buffer = b""
         self._seq = 0
         # Messages read while waiting for another one, oldest first.
@@ -142,19 +150,28 @@ class Session:
     def __init__(self, launcher: Sequence[str], program: str, args: Sequence[str] = (),
                  *, env: Optional[Dict[str, str]] = None, cwd: Optional[str] = None,
                  timeout: float = TIMEOUT) -> None:
-        self.port = free_port()
+        self._attach_seq: Optional[int] = None
+        self._run([*launcher, "--listen", "127.0.0.1:0", "--wait-for-client", program, *args],
+                  env, cwd, timeout)
+
+    def _run(self, command: Sequence[str], env: Optional[Dict[str, str]], cwd: Optional[str],
+             timeout: float) -> None:
+        """Start *command*, which starts debugpy's adapter on port 0; connect
+        to the adapter once it says where it listens (see adapter_port())."""
         self.timeout = timeout
-        command = [*launcher, "--listen", "127.0.0.1:%d" % self.port, "--wait-for-client",
-                   program, *args]
-        self.process = subprocess.Popen(command, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.stdout = ""
         self.stderr = ""
-        self._attach_seq: Optional[int] = None
+        self._directory = tempfile.mkdtemp(prefix="lowimpact-dap-")
+        endpoints = os.path.join(self._directory, "endpoints")
+        env = dict(os.environ if env is None else env, DEBUGPY_ADAPTER_ENDPOINTS=endpoints)
+        self.process = subprocess.Popen(command, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
+            self.port = adapter_port(endpoints, self.process, time.monotonic() + timeout)
             self.client = Client(self.port, timeout=timeout)
-        except BaseException:
-            self.kill()
+        except BaseException as error:
+            # Kill it, and add its stderr to a DAPError.
+            self.__exit__(type(error), error, None)
             raise
 
     def __enter__(self) -> "Session":
@@ -176,6 +193,7 @@ class Session:
         out, err = self.process.communicate()
         self.stdout = out.decode("utf-8", "replace")
         self.stderr = err.decode("utf-8", "replace")
+        shutil.rmtree(self._directory, ignore_errors=True)
 
     def start(self, breakpoints: Optional[Dict[str, Sequence[Message]]] = None,
               exceptions: Sequence[str] = (), *, just_my_code: bool = True) -> None:
@@ -251,18 +269,8 @@ class LaunchSession(Session):
         self.launch = {"program": program, "args": list(args),
                        "python": [debuggee_python or python], "env": debuggee_env or {},
                        "console": "internalConsole", "redirectOutput": True}
-        self.port = free_port()
-        self.timeout = timeout
-        self.process = subprocess.Popen(
-            [python, "-m", "debugpy.adapter", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.stdout = ""
-        self.stderr = ""
-        try:
-            self.client = Client(self.port, timeout=timeout)
-        except BaseException:
-            self.kill()
-            raise
+        self._run([python, "-m", "debugpy.adapter", "--host", "127.0.0.1", "--port", "0"],
+                  env, None, timeout)
 
     def start(self, breakpoints: Optional[Dict[str, Sequence[Message]]] = None,
               exceptions: Sequence[str] = (), *, just_my_code: bool = True) -> None:
