@@ -257,6 +257,9 @@ typedef struct li_patches {
        in (li_trampoline_swap) while `swapped_out`. */
     PyObject *own_exceptiontable;
     bool swapped_out;
+    /* Some trampoline stays armed only because a frame stood in its units
+       when the code stopped needing it (trampoline.c, disarm_all()). */
+    bool lingering;
     struct li_patches *next_armed, *prev_armed;
 } li_patches;
 
@@ -634,6 +637,10 @@ Py_ssize_t li_trampolines_armed_count(void);
 int li_trampolines_disarm_unneeded(void);
 /* The same for the trampolines in the code of `cs` and its shadows alone. */
 int li_trampolines_disarm_unneeded_of(li_code_state *cs);
+/* A frame that ran `code` is landing from one of its trampolines: those
+ * left armed for frames in their units when the code stopped needing them
+ * are disarmed, unless it needs them again or such a frame is still there. */
+void li_trampolines_settle(PyCodeObject *code);
 /* The code object of `p` is being freed: forgets its trampolines. */
 void li_patches_forget(li_patches *p);
 /* Exchanges the armed trampolines of `code` with the units they replaced
@@ -693,6 +700,17 @@ int li_unseen_frames_capacity(PyCodeObject *code);
  * suspended on `code` at a unit of [low, high) or goes on at one: it cannot
  * move onto a shadow without spare slots, and resumes in `code`. */
 bool li_older_generator_in(PyCodeObject *code, int low, int high);
+/* Whether `frame` is on the stack of thread `tstate`. */
+static inline bool
+li_frame_on_thread(PyThreadState *tstate, _PyInterpreterFrame *frame)
+{
+    for (_PyInterpreterFrame *f = tstate->cframe->current_frame; f != NULL; f = f->previous) {
+        if (f == frame) {
+            return true;
+        }
+    }
+    return false;
+}
 /* The generator, coroutine or async generator a frame belongs to. */
 static inline PyGenObject *
 li_frame_generator(_PyInterpreterFrame *frame)

@@ -97,17 +97,6 @@ li_jump_pending_unit(_PyInterpreterFrame *frame)
     return j != NULL ? j->target : -1;
 }
 
-static bool
-on_this_thread(PyThreadState *tstate, _PyInterpreterFrame *frame)
-{
-    for (_PyInterpreterFrame *f = tstate->cframe->current_frame; f != NULL; f = f->previous) {
-        if (f == frame) {
-            return true;
-        }
-    }
-    return false;
-}
-
 /* 3.12's answer for an event that allows no jump, or NULL. */
 static const char *
 refusal(int event)
@@ -273,7 +262,7 @@ li_jump_set_lineno(PyFrameObject *f, PyObject *value, setter native, void *closu
         return -1;
     }
     li_probes *lp = li_shadow_probes(frame->f_code);
-    const li_probe *p = lp != NULL && on_this_thread(tstate, frame) ? firing_probe(lp, frame)
+    const li_probe *p = lp != NULL && li_frame_on_thread(tstate, frame) ? firing_probe(lp, frame)
                                                                     : NULL;
     if (p == NULL) {
         /* Not the frame of the event (3.12 would move it, from wherever

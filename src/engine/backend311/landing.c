@@ -36,10 +36,11 @@ li_landing_function(void)
 /* ---- landings expected -------------------------------------------------- */
 
 /* Where frames that are about to call the landing function go.  Usually one
- * at a time; more when code that runs as the landing function starts (a
- * signal handler, another thread) lands too.  An entry whose call never ran
- * (it failed as it started a frame) is dropped when a later landing of its
- * thread finds it. */
+ * at a time; more when code that runs before the call lands too: another
+ * thread, or a trace function that `f_trace_opcodes` calls at the
+ * trampoline's CALL, whose own frames may land.  An entry whose call never
+ * ran (it failed as it started a frame) is dropped when a later landing of
+ * its thread finds its frame gone from the thread's stack, or landing. */
 typedef struct {
     PyThreadState *tstate;
     _PyInterpreterFrame *frame;
@@ -84,7 +85,11 @@ li_landing_expected(_PyInterpreterFrame *frame)
 }
 
 /* Takes the landing expected for `frame` of `tstate` into *out, dropping
- * the thread's older ones that never happened.  False if there is none. */
+ * the thread's older ones that never happened: older ones of `frame`, and
+ * those of frames no longer on the thread's stack.  A frame further down
+ * the stack may still be on its way to the landing function, its trace
+ * function running at the trampoline's CALL: its entry stays.  False if
+ * there is none. */
 static bool
 take_expected(PyThreadState *tstate, _PyInterpreterFrame *frame, expected_landing *out)
 {
@@ -95,7 +100,9 @@ take_expected(PyThreadState *tstate, _PyInterpreterFrame *frame, expected_landin
         *out = expected[k];
         int kept = 0;
         for (int j = 0; j < n_expected; j++) {
-            bool stale = expected[j].tstate == tstate && j <= k;
+            _PyInterpreterFrame *f = expected[j].frame;
+            bool stale = expected[j].tstate == tstate && j <= k &&
+                         (f == frame || !li_frame_on_thread(tstate, f));
             if (!stale) {
                 expected[kept++] = expected[j];
             }
@@ -212,6 +219,10 @@ land(PyThreadState *tstate)
     if (li_trampoline_routes_done(frame->f_code, frame) < 0) {
         return -1;
     }
+    /* A trampoline kept armed for this frame when its code stopped needing
+       it can go now that the frame is past its units (the frame stands at
+       its CALL's inline cache, and moves below). */
+    li_trampolines_settle(frame->f_code);
     token_object *token = PyObject_New(token_object, &token_type);
     if (token == NULL) {
         return -1;

@@ -492,29 +492,64 @@ restore_exceptiontable(li_patches *p)
     }
 }
 
+/* Whether a frame of some thread executing `code` is at any unit of it. */
+static bool
+frame_of(PyCodeObject *code)
+{
+    return frame_between(code, INT_MIN, INT_MAX);
+}
+
+/* Puts back what the trampolines of `p` replaced, except under a frame of
+ * any thread that stands in a trampoline's own units: a frame whose trace
+ * function runs at one of them (a backward jump into a trampoline makes a
+ * `line` event, `f_trace_opcodes` an `opcode` event at each) goes on by
+ * reading the unit it stands at again, and would run what was put back
+ * there, an inline cache or the middle of an instruction, as code.  (A
+ * frame that called a Python function from the CALL whose inline cache
+ * holds the trampoline also stands at its last unit, but goes on after it:
+ * the frame does not tell the two apart.)  Such a trampoline stays armed,
+ * and the code of `p` stays `lingering`: a frame that takes it lands on a
+ * shadow, the bare one if the code needs no events (li_landing_code()),
+ * where the original would have gone, and the landing disarms it
+ * (li_trampolines_settle()); so does any later update.
+ * Exception routes all go: the frames they were for go on where the
+ * original's own table sends them (a kept trampoline whose first unit a
+ * handler leads to lands them as the instruction it replaced would go on). */
 static void
 disarm_all(li_patches *p)
 {
     PyCodeObject *code = p->code;
-    for (int k = 0; k < p->n_trampolines; k++) {
-        li_trampoline *t = &p->trampolines[k];
-        if (t->armed) {
-            restore(code, t);
-            t->armed = false;
-        }
-    }
-    p->n_armed = 0;
-    p->n_routes = 0;
-    code->co_warmup = p->saved_warmup;
-    restore_exceptiontable(p);
-    unlink_armed(p);
+    /* Frames of the code are seldom on a stack as it is disarmed: one walk
+       of the stacks saves a walk per trampoline. */
+    bool frames = frame_of(code);
     li_code_state *cs = li_shadow_probes(code) == NULL ? li_code_state_get(code) : NULL;
     li_code_backend *cb = cs != NULL ? (li_code_backend *)cs->backend : NULL;
-    if (cb != NULL) {
-        if (cb->saved_firsttraceable >= 0) {
+    for (int k = 0; k < p->n_trampolines; k++) {
+        li_trampoline *t = &p->trampolines[k];
+        if (!t->armed) {
+            continue;
+        }
+        if (frames && frame_between(code, t->at, t->at + LI_TRAMPOLINE_UNITS)) {
+            continue;
+        }
+        restore(code, t);
+        t->armed = false;
+        p->n_armed--;
+        if (cb != NULL && t->at == cb->entry_site && cb->saved_firsttraceable >= 0) {
+            /* Its units were kept from tracing (li_trampoline_arm()). */
             code->_co_firsttraceable = cb->saved_firsttraceable;
             cb->saved_firsttraceable = -1;
         }
+    }
+    p->n_routes = 0;
+    restore_exceptiontable(p);
+    p->lingering = p->n_armed > 0;
+    if (p->lingering) {
+        return;
+    }
+    code->co_warmup = p->saved_warmup;
+    unlink_armed(p);
+    if (cb != NULL) {
         li_release_shadow_stack(cb);
     }
 }
@@ -1212,6 +1247,7 @@ li_patches_forget(li_patches *p)
         unlink_armed(p);   /* the code is being freed: its bytes do not matter */
         p->n_armed = 0;
     }
+    p->lingering = false;
     Py_CLEAR(p->own_exceptiontable);
     PyMem_Free(p->routes);
     p->routes = NULL;
@@ -1279,6 +1315,19 @@ disarm_if_unneeded(li_patches *p)
     li_probes *lp = li_shadow_probes(p->code);
     if (lp != NULL ? !lp->outdated : !li_needs_instrumenting(p->code)) {
         disarm_all(p);
+    }
+}
+
+void
+li_trampolines_settle(PyCodeObject *code)
+{
+    li_patches *p = patches_of(code, false);
+    if (p == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    if (p->lingering && p->n_armed > 0) {
+        disarm_if_unneeded(p);
     }
 }
 

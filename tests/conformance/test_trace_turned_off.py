@@ -1,0 +1,179 @@
+"""Monitoring turned off while a ``sys.settrace`` function runs must not
+break the frame it traces.
+
+On the engine a frame that was running when events came gets trampolines
+written over units of its code (docs/ENGINE.md, "Trampolines").  A trace
+function may run while its frame stands in those units: a backward jump into
+one makes a ``line`` event, ``f_trace_opcodes`` an ``opcode`` event at each
+unit.  If monitoring is turned off meanwhile, from the trace function itself
+or by another thread while it waits (a debugger's prompt), putting back what
+the trampoline replaced would leave the frame to run an inline cache as
+code.  Each case runs in a child process, as a failure is a crash; natively
+they are plain programs that must give their result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+PRELUDE = """
+import json, sys, threading
+if sys.version_info < (3, 12):
+    import lowimpact
+    lowimpact.install()
+M = sys.monitoring
+E = M.events
+M.use_tool_id(3, "t")
+M.register_callback(3, E.LINE, lambda *a: None)
+M.register_callback(3, E.PY_YIELD, lambda *a: None)
+mode, when = sys.argv[1], int(sys.argv[2])
+turned_on = [False]
+seen_after = [0]
+waiting = threading.Event()
+resumed = threading.Event()
+
+
+def first_call():
+    return 1
+
+
+def turn_off():
+    if mode == "thread":
+        # As another thread does while a debugger waits at its prompt.
+        waiting.set()
+        resumed.wait(60)
+    elif mode == "first-call":
+        # Events stay on: a function that first runs now starts on
+        # instrumented code as its traced caller stands in a trampoline.
+        first_call()
+    else:
+        M.set_events(3, 0)
+
+
+def other_thread():
+    if waiting.wait(60):
+        M.set_events(3, 0)
+    resumed.set()
+
+
+def make_trace(code):
+    def trace(frame, event, arg):
+        if frame.f_code is code:
+            frame.f_trace_opcodes = mode in ("opcode", "first-call")
+            if turned_on[0] and event in ("line", "opcode"):
+                seen_after[0] += 1
+                if seen_after[0] == when:
+                    turned_on[0] = False
+                    turn_off()
+        return trace
+    return trace
+
+
+# Prints what run() returns with `code` traced, and how many code objects
+# keep a trampoline on the engine.
+def traced(code, run):
+    sys.settrace(make_trace(code))
+    result = run()
+    sys.settrace(None)
+    resumed.set()
+    waiting.set()
+    if thread.is_alive():
+        thread.join()
+    stats = {}
+    if sys.version_info < (3, 12) and mode != "first-call":
+        # Trampolines kept armed for the frame went as it landed.
+        stats = {"trampolined_codes": lowimpact._engine._stats()["trampolined_codes"]}
+    print(json.dumps({"result": result, "stats": stats}))
+
+
+thread = threading.Thread(target=other_thread)
+if mode == "thread":
+    thread.start()
+"""
+
+# A frame waiting under sorted() gets a trampoline in the inline cache of its
+# CALL, reached by a jump back over the unit after it.
+IN_A_CALL = PRELUDE + """
+def key(v):
+    if not turned_on[0] and seen_after[0] == 0:
+        M.set_events(3, E.LINE)
+        turned_on[0] = True
+    return v
+
+
+def outer():
+    y = sorted([2, 1], key=key)
+    return y
+
+
+traced(outer.__code__, outer)
+"""
+
+# A generator waiting in the SEND of its `yield from` loop gets a one-unit
+# jump from the loop's YIELD_VALUE to a trampoline in an inline cache.
+IN_A_YIELD_FROM = PRELUDE + """
+class O:
+    pass
+
+
+o = O()
+o.a = 1
+
+
+def inner():
+    yield 1
+    M.set_events(3, E.PY_YIELD)
+    turned_on[0] = True
+    yield 2
+    yield 3
+
+
+def outer(it):
+    x = o.a
+    x = yield from it
+    return x
+
+
+traced(outer.__code__, lambda: list(outer(inner())))
+"""
+
+
+def run(tmp_path: Any, program: str, mode: str, when: int) -> dict:
+    import lowimpact
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.abspath(lowimpact.__file__)))
+    (tmp_path / "prog.py").write_text(program)
+    done = subprocess.run([sys.executable, "prog.py", mode, str(when)], cwd=str(tmp_path),
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    return json.loads(done.stdout)
+
+
+# On the engine the first `line` event after the events came is where a jump
+# back reaches the trampoline; with `f_trace_opcodes` the trace function is
+# called at the jump and at each unit in turn (and on `line` events).
+# "first-call": at the trampoline's CALL (event 6 in a call, 7 in a
+# `yield from`) the traced frame is on its way to the landing function.
+CASES = ([("line", 1), ("thread", 1), ("first-call", 6), ("first-call", 7)] +
+         [("opcode", n) for n in range(1, 9)])
+
+
+@pytest.mark.parametrize("mode, when", CASES)
+def test_turned_off_in_a_call(tmp_path: Any, mode: str, when: int) -> None:
+    out = run(tmp_path, IN_A_CALL, mode, when)
+    assert out["result"] == [1, 2]
+    assert out["stats"].get("trampolined_codes", 0) == 0
+
+
+@pytest.mark.parametrize("mode, when", CASES)
+def test_turned_off_in_a_yield_from(tmp_path: Any, mode: str, when: int) -> None:
+    out = run(tmp_path, IN_A_YIELD_FROM, mode, when)
+    assert out["result"] == [1, 2, 3]
+    assert out["stats"].get("trampolined_codes", 0) == 0
