@@ -18,7 +18,8 @@ if not SUPPORTED:
     collect_ignore_glob = ["conformance/*", "engine/*", "capi/*", "tools/*", "clients/*", "test_cli.py",
                           "cover/test_oracle.py", "cover/test_cli.py", "cover/test_subline.py",
                           "cover/test_subprocess.py", "cover/test_pytest_plugin.py",
-                          "cover/test_subline_html.py", "cover/test_core.py"]
+                          "cover/test_subline_html.py", "cover/test_core.py",
+                          "cover/test_contexts.py"]
 elif sys.version_info[:2] >= (3, 12):
     # White-box tests of the bytecode engine, which 3.12+ does not use.
     collect_ignore_glob = ["engine/*"]
