@@ -177,3 +177,86 @@ def test_turned_off_in_a_yield_from(tmp_path: Any, mode: str, when: int) -> None
     out = run(tmp_path, IN_A_YIELD_FROM, mode, when)
     assert out["result"] == [1, 2, 3]
     assert out["stats"].get("trampolined_codes", 0) == 0
+
+
+# A trace function raises at the trampoline (`f_trace_opcodes`): the frame's
+# landing never happens.  Another frame later stands where it stood, calls a
+# function that lands, then one that turns LINE on: it reports the rest of
+# its lines, as natively.
+RAISED_AT_THE_TRAMPOLINE = """
+import json, sys
+import lowimpact
+lowimpact.install()
+M = sys.monitoring
+E = M.events
+M.use_tool_id(3, "t")
+lines = []
+M.register_callback(3, E.LINE, lambda code, line: lines.append((code.co_name, line)))
+turned_on = [False]
+seen = [0]
+
+
+def key(v):
+    if not turned_on[0]:
+        M.set_events(3, E.LINE)
+        turned_on[0] = True
+    return v
+
+
+def outer():
+    y = sorted([2, 1], key=key)
+    return y
+
+
+class Boom(Exception):
+    pass
+
+
+def trace(frame, event, arg):
+    if frame.f_code is outer.__code__:
+        frame.f_trace_opcodes = True
+        if turned_on[0] and event == "opcode":
+            seen[0] += 1
+            if seen[0] == int(sys.argv[2]):
+                M.set_events(3, 0)
+                raise Boom
+    return trace
+
+
+def lands():
+    x = 1
+    return x
+
+
+def turns_on():
+    M.set_events(3, E.LINE)
+
+
+def later():
+    lands()
+    turns_on()
+    a = 1
+    return a
+
+
+sys.settrace(trace)
+try:
+    outer()
+except Boom:
+    pass
+sys.settrace(None)
+M.set_events(3, 0)
+M.set_local_events(3, lands.__code__, E.LINE)
+lines.clear()
+later()
+M.set_events(3, 0)
+M.set_local_events(3, lands.__code__, 0)
+first = later.__code__.co_firstlineno
+print(json.dumps({"result": sorted({line - first for name, line in lines if name == "later"}),
+                  "stats": {}}))
+"""
+
+
+@pytest.mark.parametrize("when", range(1, 9))
+def test_trace_function_raised_at_the_trampoline(tmp_path: Any, when: int) -> None:
+    assert run(tmp_path, RAISED_AT_THE_TRAMPOLINE, "opcode", when)["result"] == [3, 4]

@@ -86,7 +86,8 @@ li_landing_expected(_PyInterpreterFrame *frame)
 
 /* Takes the landing expected for `frame` of `tstate` into *out, dropping
  * the thread's older ones that never happened: older ones of `frame`, and
- * those of frames no longer on the thread's stack.  A frame further down
+ * those of frames no longer on the thread's stack or running other code
+ * than they were expected to land from.  A frame further down
  * the stack may still be on its way to the landing function, its trace
  * function running at the trampoline's CALL: its entry stays.  False if
  * there is none. */
@@ -100,9 +101,12 @@ take_expected(PyThreadState *tstate, _PyInterpreterFrame *frame, expected_landin
         *out = expected[k];
         int kept = 0;
         for (int j = 0; j < n_expected; j++) {
+            /* (Frames are allocated on a stack: another frame, of other
+               code, may stand at the address of one whose call never ran.) */
             _PyInterpreterFrame *f = expected[j].frame;
             bool stale = expected[j].tstate == tstate && j <= k &&
-                         (f == frame || !li_frame_on_thread(tstate, f));
+                         (f == frame || !li_frame_on_thread(tstate, f) ||
+                          li_backend_original(f->f_code) != expected[j].original);
             if (!stale) {
                 expected[kept++] = expected[j];
             }
