@@ -167,7 +167,11 @@ li_frame_set_code(_PyInterpreterFrame *frame, PyCodeObject *code, int unit)
     if (lp != NULL) {
         li_probes_ready(lp);
     }
-    if (frame->frame_obj != NULL && frame->f_code != code) {
+    /* Only a frame object that something besides its frame holds can be a
+       traceback's (sys._getframe() leaves one on every module frame that
+       makes a namedtuple or an Enum, held by nothing once it returned):
+       the others need no walk of the heap for their tracebacks. */
+    if (frame->frame_obj != NULL && Py_REFCNT(frame->frame_obj) > 1 && frame->f_code != code) {
         if (li_reserve((void **)&moved, &cap_moved, n_moved, sizeof(moved_frame), 4) < 0) {
             return -1;
         }
