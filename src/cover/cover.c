@@ -225,7 +225,12 @@ on_py_start(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(self);
         return -1;
     }
-    if (LowImpact_SetLocalEvents(self->tool_id, code, measured_events(self)) < 0) {
+    /* A test code object given its context events before it started
+       (give_context_events) keeps them. */
+    int test = PyDict_Contains(self->test_codes, key);
+    if (test < 0 ||
+        LowImpact_SetLocalEvents(self->tool_id, code,
+                                 measured_events(self) | (test ? CONTEXT_EVENTS : 0)) < 0) {
         /* Not measured, then: the next start tries again. */
         PyObject *type, *value, *traceback;
         PyErr_Fetch(&type, &value, &traceback);
@@ -401,28 +406,73 @@ is_test_code(PyObject *code)
     return PyObject_RichCompareBool(name, str_run_test, Py_EQ);
 }
 
+static int give_nested_context_events(Collector *self, PyObject *code);
+
 /* Gives a test code object the events that start and end its context,
- * once. */
+ * once, and the test code objects it defines theirs.  One not started yet
+ * whose file is known to be measured gets LINE (and BRANCH) too, as
+ * on_py_start() decides at its start (should_trace() is asked once per
+ * file name): its events then need no change when it starts, and it is
+ * recorded as measured then, when it ran. */
 static int
 give_context_events(Collector *self, PyObject *code)
 {
+    int rc = -1;
     PyObject *key = PyLong_FromVoidPtr(code);   /* owned */
     if (key == NULL) {
         return -1;
     }
-    int rc = PyDict_Contains(self->test_codes, key);
-    if (rc != 0) {
-        Py_DECREF(key);
-        return rc < 0 ? -1 : 0;
+    int known = PyDict_Contains(self->test_codes, key);
+    if (known != 0) {
+        rc = known < 0 ? -1 : 0;
+        goto done;
     }
     int measured = PyDict_Contains(self->codes, key);
-    uint32_t events = CONTEXT_EVENTS | (measured > 0 ? measured_events(self) : 0);
-    rc = measured < 0 || PyDict_SetItem(self->test_codes, key, code) < 0 ||
-                 LowImpact_SetLocalEvents(self->tool_id, code, events) < 0
-             ? -1
-             : 0;
+    if (measured < 0) {
+        goto done;
+    }
+    if (measured == 0) {
+        PyObject *name = PyDict_GetItemWithError(
+            self->file_cache, ((PyCodeObject *)code)->co_filename);   /* borrowed */
+        if (name == NULL && PyErr_Occurred()) {
+            goto done;
+        }
+        measured = name != NULL && name != Py_None;
+    }
+    uint32_t events = CONTEXT_EVENTS | (measured ? measured_events(self) : 0);
+    if (PyDict_SetItem(self->test_codes, key, code) < 0 ||
+        LowImpact_SetLocalEvents(self->tool_id, code, events) < 0) {
+        goto done;
+    }
+    rc = give_nested_context_events(self, code);
+done:
     Py_DECREF(key);
     return rc;
+}
+
+/* Gives the test code objects that `code` defines (functions, methods and
+ * classes are code objects among its constants) their context events
+ * before they first run.  A code object given them at its own PY_START
+ * would have its frame moved onto a new shadow by the engine on 3.11 when
+ * the callback returns, and that frame has a frame object the collector
+ * holds (the context's): moving it costs a walk of the whole heap for
+ * tracebacks that may hold it (li_fix_moved_tracebacks), a few ms per
+ * test in a pytest process. */
+static int
+give_nested_context_events(Collector *self, PyObject *code)
+{
+    PyObject *consts = ((PyCodeObject *)code)->co_consts;   /* borrowed */
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(consts); i++) {
+        PyObject *nested = PyTuple_GET_ITEM(consts, i);   /* borrowed */
+        if (!PyCode_Check(nested)) {
+            continue;
+        }
+        int test = is_test_code(nested);
+        if (test < 0 || (test && give_context_events(self, nested) < 0)) {
+            return -1;
+        }
+    }
+    return 0;
 }
 
 /* A test code object starts or resumes: with no test context active (and
@@ -501,8 +551,20 @@ on_py_start_contexts(void *data, int event, PyObject *const *args, Py_ssize_t na
         return LOWIMPACT_DISABLE;
     }
     int test = is_test_code(args[0]);
-    if (test <= 0) {
-        return test < 0 ? -1 : on_py_start(data, event, args, nargs);
+    if (test < 0) {
+        return -1;
+    }
+    if (test == 0) {
+        /* After on_py_start(), which decides whether its file (that of the
+           code objects it defines, as a rule) is measured.  Once per code
+           object: on_py_start() DISABLEs its PY_START. */
+        Py_INCREF(self);
+        int rc = on_py_start(data, event, args, nargs);
+        if (rc >= 0 && self->running && give_nested_context_events(self, args[0]) < 0) {
+            rc = -1;
+        }
+        Py_DECREF(self);
+        return rc;
     }
     Py_INCREF(self);
     int rc = maybe_start_test_context(self, args[0]) < 0 ||
