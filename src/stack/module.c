@@ -20,11 +20,50 @@ static PyObject *StackError;            /* owned by the module */
 static PyObject *NotPythonError;
 static PyObject *UnsupportedVersionError;
 
+/* What decoding a frame takes from its code object's head: the file, the
+ * names and the line table (their addresses), the first line; and, to tell
+ * a code object from another made at its address once it was freed, its
+ * size and the version each new code object gets (3.12+) or, before, the
+ * hash of its name (li_raw_frame.name_hash).  Before 3.12, a new code
+ * object of the same name, first line and size, made of objects that took
+ * the addresses of the old one's, would pass for it: it decodes the same
+ * unless its line table differs. */
+#define SIG_WORDS 8
+
+static void
+signature_of(const li_layout *L, const li_raw_frame *f, uint64_t sig[SIG_WORDS])
+{
+    const int64_t at[SIG_WORDS] = {L->code_filename, L->code_name, L->code_qualname,
+                                   L->code_linetable, -1, L->code_units, L->code_version, -1};
+    for (int i = 0; i < SIG_WORDS; i++) {
+        sig[i] = at[i] >= 0 ? li_u64_at(f->head, at[i]) : 0;
+    }
+    /* (Four-byte fields: the first line, the version.) */
+    int32_t firstlineno;
+    memcpy(&firstlineno, f->head + L->code_firstlineno, sizeof firstlineno);
+    sig[4] = (uint64_t)(uint32_t)firstlineno;
+    sig[6] &= 0xffffffffu;
+    sig[7] = f->name_hash;
+}
+
+static uint64_t
+signature_hash(const uint64_t sig[SIG_WORDS])
+{
+    uint64_t h = 0x9E3779B97F4A7C15u;
+    for (int i = 0; i < SIG_WORDS; i++) {
+        h = (h ^ sig[i]) * 0xff51afd7ed558ccdu;
+        h ^= h >> 29;
+    }
+    return h;
+}
+
 /* (code address, offset) -> frame id, open addressing: what a sampler
- * looks up for every frame of every sample. */
+ * looks up for every frame of every sample; an entry counts only while the
+ * code object at that address has the signature it had. */
 typedef struct frame_slot {
     uint64_t code;          /* 0: empty */
     int64_t offset;
+    uint64_t sig;           /* signature_hash() of the code object */
     Py_ssize_t id;
 } frame_slot;
 
@@ -71,9 +110,11 @@ static const char PERMISSION_ADVICE[] =
     "parent), or give the reader CAP_SYS_PTRACE (setcap cap_sys_ptrace+ep, docker "
     "--cap-add SYS_PTRACE)";
 
-/* Raise the exception for status st; always returns -1. */
+/* Raise the exception for status st; always returns -1.  last_errno is the
+ * errno of the read that failed, as the target kept it (li_status_of):
+ * errno itself has been overwritten since by whatever ran after. */
 static int
-raise_status(li_status st, const char *msg, int pid)
+raise_status(li_status st, const char *msg, int pid, int last_errno)
 {
     switch (st) {
     case LI_NO_PROCESS:
@@ -97,7 +138,8 @@ raise_status(li_status st, const char *msg, int pid)
         break;
     default:
         PyErr_Format(StackError, "reading process %d failed: %s%s%s", pid, msg,
-                     msg[0] ? ": " : "", strerror(errno));
+                     msg[0] && last_errno ? ": " : "",
+                     last_errno ? strerror(last_errno) : "");
         break;
     }
     return -1;
@@ -130,7 +172,7 @@ Reader_init(ReaderObject *self, PyObject *args, PyObject *kwds)
     Py_END_ALLOW_THREADS
     self->busy = 0;
     if (st != LI_OK) {
-        return raise_status(st, msg, pid);
+        return raise_status(st, msg, pid, self->target.last_errno);
     }
     self->codes = PyDict_New();
     self->frame_ids = PyDict_New();
@@ -155,19 +197,21 @@ slot_of(const frame_cache *c, uint64_t code, int64_t offset)
     return i;
 }
 
-/* The id cached for (code, offset), or -1. */
+/* The id cached for (code, offset) of a code object of signature sig, or
+ * -1. */
 static Py_ssize_t
-cache_find(const frame_cache *c, uint64_t code, int64_t offset)
+cache_find(const frame_cache *c, uint64_t code, int64_t offset, uint64_t sig)
 {
     if (c->cap == 0) {
         return -1;
     }
     const frame_slot *slot = &c->slots[slot_of(c, code, offset)];
-    return slot->code ? slot->id : -1;
+    return slot->code && slot->sig == sig ? slot->id : -1;
 }
 
+/* Cache id for (code, offset, sig), in place of what (code, offset) had. */
 static int
-cache_add(frame_cache *c, uint64_t code, int64_t offset, Py_ssize_t id)
+cache_add(frame_cache *c, uint64_t code, int64_t offset, uint64_t sig, Py_ssize_t id)
 {
     if (2 * (c->used + 1) > c->cap) {
         frame_cache bigger = {NULL, c->cap ? 2 * c->cap : 1024, 0};
@@ -187,10 +231,11 @@ cache_add(frame_cache *c, uint64_t code, int64_t offset, Py_ssize_t id)
         *c = bigger;
     }
     frame_slot *slot = &c->slots[slot_of(c, code, offset)];
+    c->used += slot->code == 0;
     slot->code = code;
     slot->offset = offset;
+    slot->sig = sig;
     slot->id = id;
-    c->used++;
     return 0;
 }
 
@@ -240,7 +285,15 @@ read_str(const li_target *t, uint64_t addr)
         return PyErr_NoMemory();
     }
     PyObject *result = NULL;
-    if (li_read(t, addr + (uint64_t)data, buf, n) == 0) {
+    int valid = li_read(t, addr + (uint64_t)data, buf, n) == 0;
+    /* (Torn text may hold a "code point" past U+10FFFF, which
+     * PyUnicode_FromKindAndData refuses with a SystemError.) */
+    for (size_t i = 0; valid && kind == 4 && i < (size_t)length; i++) {
+        uint32_t c;
+        memcpy(&c, buf + 4 * i, sizeof c);
+        valid = c <= 0x10ffff;
+    }
+    if (valid) {
         result = PyUnicode_FromKindAndData(kind, buf, (Py_ssize_t)length);
         if (result == NULL && PyErr_ExceptionMatches(PyExc_ValueError)) {
             PyErr_Clear();      /* torn: not the string it was */
@@ -271,22 +324,16 @@ read_bytes(const li_target *t, uint64_t addr)
     return result;
 }
 
-/* The decoded code object of frame f (borrowed from self->codes); NULL with
- * an exception, or NULL without one where the sample is torn. */
+/* The decoded code object of frame f (borrowed from self->codes), decoded
+ * again where the code object at its address has another signature; NULL
+ * with an exception, or NULL without one where the sample is torn. */
 static PyObject *
 code_info(ReaderObject *self, const li_raw_frame *f)
 {
     const li_layout *L = &self->target.layout;
-    uint64_t sig[5] = {0, 0, 0, 0, 0};
-    memcpy(&sig[0], f->head + L->code_filename, 8);
-    memcpy(&sig[1], f->head + L->code_name, 8);
-    if (L->code_qualname >= 0) {
-        memcpy(&sig[2], f->head + L->code_qualname, 8);
-    }
-    memcpy(&sig[3], f->head + L->code_linetable, 8);
-    int32_t firstlineno;
-    memcpy(&firstlineno, f->head + L->code_firstlineno, sizeof firstlineno);
-    sig[4] = (uint64_t)(uint32_t)firstlineno;
+    uint64_t sig[SIG_WORDS];
+    signature_of(L, f, sig);
+    int firstlineno = (int)(int32_t)sig[4];
 
     PyObject *key = PyLong_FromUnsignedLongLong(f->code);
     if (key == NULL) {
@@ -371,22 +418,12 @@ frame_tuple(ReaderObject *self, const li_raw_frame *f, int with_code)
 static Py_ssize_t
 frame_id(ReaderObject *self, li_raw_frame *f)
 {
-    Py_ssize_t cached = cache_find(&self->cache, f->code, f->offset);
+    uint64_t sig[SIG_WORDS];
+    signature_of(&self->target.layout, f, sig);
+    uint64_t hash = signature_hash(sig);
+    Py_ssize_t cached = cache_find(&self->cache, f->code, f->offset, hash);
     if (cached >= 0) {
         return cached;
-    }
-    if (!f->have_head) {
-        /* A code object the walk trusted: read it for its names. */
-        const li_layout *L = &self->target.layout;
-        uint64_t type;
-        if (li_read(&self->target, f->code, f->head, (size_t)L->code_size) != 0) {
-            return -2;
-        }
-        memcpy(&type, f->head + L->object_type, sizeof type);
-        if (self->target.code_type && type != self->target.code_type) {
-            return -2;
-        }
-        f->have_head = 1;
     }
     PyObject *frame = frame_tuple(self, f, 0);
     if (frame == NULL) {
@@ -407,18 +444,17 @@ frame_id(ReaderObject *self, li_raw_frame *f)
         Py_XDECREF(value);
     }
     Py_DECREF(frame);
-    if (id >= 0 && cache_add(&self->cache, f->code, f->offset, id) < 0) {
+    if (id >= 0 && cache_add(&self->cache, f->code, f->offset, hash, id) < 0) {
         return -1;
     }
     return id;
 }
 
-/* One snapshot; trust: whether code objects seen before are not read again. */
+/* One snapshot. */
 static li_status
-take(ReaderObject *self, int trust)
+take(ReaderObject *self)
 {
     li_status st;
-    self->target.trust_known_code = trust;
     Py_BEGIN_ALLOW_THREADS
     st = li_take_sample(&self->target, &self->sample);
     Py_END_ALLOW_THREADS
@@ -474,21 +510,28 @@ PyDoc_STRVAR(Reader_sample_doc,
 
 static PyObject *sample_while_busy(ReaderObject *self, int attempts);
 
-/* Reader stays busy until the sample is made into objects, which may run
- * other threads: none may sample or re-initialise it meanwhile. */
+/* A method of one argument, attempts (format "|i:name"), run by fn.  Reader
+ * stays busy until what fn read is made into objects, which may run other
+ * threads: none may read with it or re-initialise it meanwhile. */
 static PyObject *
-Reader_sample(ReaderObject *self, PyObject *args, PyObject *kwds)
+call_with_attempts(ReaderObject *self, PyObject *args, PyObject *kwds, const char *format,
+                   int attempts, PyObject *(*fn)(ReaderObject *, int))
 {
     static char *kwlist[] = {"attempts", NULL};
-    int attempts = 3;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|i:sample", kwlist, &attempts)
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, format, kwlist, &attempts)
         || check_ready(self) < 0) {
         return NULL;
     }
     self->busy = 1;
-    PyObject *result = sample_while_busy(self, attempts);
+    PyObject *result = fn(self, attempts);
     self->busy = 0;
     return result;
+}
+
+static PyObject *
+Reader_sample(ReaderObject *self, PyObject *args, PyObject *kwds)
+{
+    return call_with_attempts(self, args, kwds, "|i:sample", 3, sample_while_busy);
 }
 
 static PyObject *
@@ -496,13 +539,13 @@ sample_while_busy(ReaderObject *self, int attempts)
 {
     self->taken++;
     for (int attempt = 0; attempt < attempts; attempt++) {
-        li_status st = take(self, 1);
+        li_status st = take(self);
         if (st == LI_TORN) {
             self->torn++;
             continue;
         }
         if (st != LI_OK) {
-            raise_status(st, "", self->target.pid);
+            raise_status(st, "", self->target.pid, self->target.last_errno);
             return NULL;
         }
         PyObject *result = stacks_of_sample(self);
@@ -546,12 +589,12 @@ static PyObject *
 threads_while_busy(ReaderObject *self, int attempts, int with_code)
 {
     for (int attempt = 0; attempt < attempts; attempt++) {
-        li_status st = take(self, 0);
+        li_status st = take(self);
         if (st == LI_TORN) {
             continue;
         }
         if (st != LI_OK) {
-            raise_status(st, "", self->target.pid);
+            raise_status(st, "", self->target.pid, self->target.last_errno);
             return NULL;
         }
         li_sample *s = &self->sample;
@@ -615,8 +658,141 @@ threads_while_busy(ReaderObject *self, int attempts, int with_code)
         }
         Py_DECREF(result);
     }
-    raise_status(LI_TORN, "", self->target.pid);
+    raise_status(LI_TORN, "", self->target.pid, self->target.last_errno);
     return NULL;
+}
+
+PyDoc_STRVAR(Reader_thread_names_doc,
+"thread_names(attempts=100) -> {thread: name}\n\n"
+"The name threading gives each thread (its Thread's name, found through\n"
+"threading._active), keyed as sample() keys threads: the kernel's id where\n"
+"known, else threading's id.  Threads threading does not know (or all, in a\n"
+"process that has not imported it) are left out, as are all if every one of\n"
+"attempts reads raced with the process.");
+
+/* The addresses of the names of the threads of sample s (names[i] of
+ * s->threads[i], 0 if unknown), one interpreter at a time. */
+static li_status
+names_of_sample(li_target *t, const li_sample *s, uint64_t *idents, uint64_t *natives,
+                uint64_t *found, uint64_t *found_threads, size_t *which, uint64_t *names,
+                uint64_t *threads)
+{
+    for (size_t i = 0; i < s->nthreads; i++) {
+        names[i] = threads[i] = 0;
+    }
+    for (size_t i = 0; i < s->nthreads; i++) {
+        uint64_t interp = s->threads[i].interp;
+        size_t n = 0, j;
+        for (j = 0; j < i && s->threads[j].interp != interp; j++) {
+        }
+        if (j < i) {
+            continue;       /* that interpreter is done */
+        }
+        for (j = i; j < s->nthreads; j++) {
+            if (s->threads[j].interp == interp) {
+                idents[n] = s->threads[j].thread_id;
+                natives[n] = s->threads[j].native_id;
+                which[n++] = j;
+            }
+        }
+        li_status st = li_thread_names(t, interp, idents, natives, found_threads, found, n);
+        if (st != LI_OK) {
+            return st;
+        }
+        for (j = 0; j < n; j++) {
+            names[which[j]] = found[j];
+            threads[which[j]] = found_threads[j];
+        }
+    }
+    return LI_OK;
+}
+
+static PyObject *
+thread_names_while_busy(ReaderObject *self, int attempts)
+{
+    PyObject *result = PyDict_New();
+    uint64_t *buffers = NULL;
+    size_t *which = NULL;
+    if (result == NULL) {
+        return NULL;
+    }
+    for (int attempt = 0; attempt < attempts; attempt++) {
+        li_status st = take(self);
+        li_sample *s = &self->sample;
+        size_t n = s->nthreads ? s->nthreads : 1;
+        if (st == LI_OK) {
+            PyMem_Free(buffers);
+            PyMem_Free(which);
+            buffers = PyMem_Calloc(6 * n, sizeof *buffers);
+            which = PyMem_Calloc(n, sizeof *which);
+            if (buffers == NULL || which == NULL) {
+                PyErr_NoMemory();
+                goto error;
+            }
+            Py_BEGIN_ALLOW_THREADS
+            st = names_of_sample(&self->target, s, buffers, buffers + n, buffers + 2 * n,
+                                 buffers + 3 * n, which, buffers + 4 * n, buffers + 5 * n);
+            Py_END_ALLOW_THREADS
+        }
+        if (st == LI_TORN) {
+            continue;
+        }
+        if (st != LI_OK) {
+            raise_status(st, "", self->target.pid, self->target.last_errno);
+            goto error;
+        }
+        for (size_t i = 0; i < s->nthreads; i++) {
+            li_raw_thread *th = &s->threads[i];
+            uint64_t address = buffers[4 * n + i];
+            PyObject *name = address ? read_str(&self->target, address) : NULL;
+            if (name == NULL) {
+                if (PyErr_Occurred()) {
+                    goto error;
+                }
+                continue;   /* unknown, or no longer a str: torn */
+            }
+            /* The text was read after the str was found: it is the name
+             * only if the Thread still is the thread's and still names it
+             * (else the thread ended, its str was freed and the text may
+             * be of another made where it was). */
+            int holds = 0;
+            st = li_thread_still_named(&self->target, buffers[5 * n + i], th->native_id,
+                                       address, &holds);
+            if (st != LI_OK && st != LI_TORN) {
+                Py_DECREF(name);
+                raise_status(st, "", self->target.pid, self->target.last_errno);
+                goto error;
+            }
+            if (!holds) {
+                Py_DECREF(name);
+                continue;   /* no name rather than perhaps another's */
+            }
+            PyObject *key = PyLong_FromUnsignedLongLong(th->native_id ? th->native_id
+                                                                      : th->thread_id);
+            int rc = key == NULL ? -1 : PyDict_SetItem(result, key, name);
+            Py_XDECREF(key);
+            Py_DECREF(name);
+            if (rc < 0) {
+                goto error;
+            }
+        }
+        break;
+    }
+    PyMem_Free(buffers);
+    PyMem_Free(which);
+    return result;
+error:
+    PyMem_Free(buffers);
+    PyMem_Free(which);
+    Py_DECREF(result);
+    return NULL;
+}
+
+static PyObject *
+Reader_thread_names(ReaderObject *self, PyObject *args, PyObject *kwds)
+{
+    return call_with_attempts(self, args, kwds, "|i:thread_names", 100,
+                              thread_names_while_busy);
 }
 
 PyDoc_STRVAR(Reader_frame_doc, "frame(id) -> (filename, name, line) of a frame id of sample()");
@@ -697,7 +873,7 @@ Reader_get_layout(ReaderObject *self, void *Py_UNUSED(closure))
 {
     const li_layout *L = &self->target.layout;
     return Py_BuildValue(
-        "{sLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsL}",
+        "{sLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsL}",
         "runtime_interpreters_head", (long long)L->runtime_interpreters_head,
         "interp_next", (long long)L->interp_next,
         "interp_threads_head", (long long)L->interp_threads_head,
@@ -714,7 +890,11 @@ Reader_get_layout(ReaderObject *self, void *Py_UNUSED(closure))
         "frame_owner", (long long)L->frame_owner,
         "code_filename", (long long)L->code_filename,
         "code_linetable", (long long)L->code_linetable,
-        "code_adaptive", (long long)L->code_adaptive);
+        "code_adaptive", (long long)L->code_adaptive,
+        "interp_modules", (long long)L->interp_modules,
+        "type_flags", (long long)L->type_flags,
+        "dict_keys", (long long)L->dict_keys,
+        "dict_values", (long long)L->dict_values);
 }
 
 static PyMethodDef Reader_methods[] = {
@@ -722,6 +902,8 @@ static PyMethodDef Reader_methods[] = {
      Reader_sample_doc},
     {"threads", (PyCFunction)(void (*)(void))Reader_threads, METH_VARARGS | METH_KEYWORDS,
      Reader_threads_doc},
+    {"thread_names", (PyCFunction)(void (*)(void))Reader_thread_names,
+     METH_VARARGS | METH_KEYWORDS, Reader_thread_names_doc},
     {"frame", (PyCFunction)Reader_frame, METH_O, Reader_frame_doc},
     {NULL, NULL, 0, NULL},
 };

@@ -102,7 +102,7 @@ python_files(pid_t pid, mapped_file *files, size_t cap, size_t *n, char *exe, si
 }
 
 typedef struct elf_symbols {
-    uint64_t runtime, py_version, code_type;
+    uint64_t runtime, py_version, code_type, dict_type, str_type, module_type, long_type;
     uint64_t load_vaddr;      /* p_vaddr of the segment at file offset 0 */
     int found_runtime;
 } elf_symbols;
@@ -169,6 +169,18 @@ elf_lookup(const unsigned char *image, size_t size, elf_symbols *out)
             }
             else if (strcmp(name, "PyCode_Type") == 0) {
                 out->code_type = syms[k].st_value;
+            }
+            else if (strcmp(name, "PyDict_Type") == 0) {
+                out->dict_type = syms[k].st_value;
+            }
+            else if (strcmp(name, "PyUnicode_Type") == 0) {
+                out->str_type = syms[k].st_value;
+            }
+            else if (strcmp(name, "PyModule_Type") == 0) {
+                out->module_type = syms[k].st_value;
+            }
+            else if (strcmp(name, "PyLong_Type") == 0) {
+                out->long_type = syms[k].st_value;
             }
         }
     }
@@ -299,6 +311,10 @@ li_attach(li_target *t, pid_t pid, char *msg, size_t msg_size)
         uint64_t bias = files[i].start - (syms.load_vaddr & ~(uint64_t)0xfff);
         t->runtime = syms.runtime + bias;
         t->code_type = syms.code_type ? syms.code_type + bias : 0;
+        t->dict_type = syms.dict_type ? syms.dict_type + bias : 0;
+        t->str_type = syms.str_type ? syms.str_type + bias : 0;
+        t->module_type = syms.module_type ? syms.module_type + bias : 0;
+        t->long_type = syms.long_type ? syms.long_type + bias : 0;
         snprintf(t->binary, sizeof t->binary, "%s", files[i].path);
         /* Which CPython: what the target says of itself before its name. */
         unsigned char cookie[16];

@@ -1,0 +1,128 @@
+"""Thread names as threading gives them, read from CPython 3.9-3.13 children
+(named.py) from outside."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from lowimpact.tools.stack import attach, read_stacks, thread_name
+
+from .conftest import HERE, MINORS, find_python
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="the stack reader reads Linux processes")
+
+NAMED = os.path.join(HERE, "named.py")
+
+
+@pytest.fixture(params=MINORS, ids=["3.%d" % m for m in MINORS])
+def named(request):
+    """(process, {kernel tid: threading's name or None})."""
+    python = find_python(request.param)
+    if python is None:
+        pytest.skip("CPython 3.%d is not installed" % request.param)
+    child = subprocess.Popen([python, NAMED], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True, encoding="utf-8")
+    line = child.stdout.readline()
+    try:
+        assert line.startswith("ready "), line
+        yield child, {int(tid): name for tid, name in json.loads(line[6:]).items()}
+    finally:
+        child.stdin.close()
+        assert child.wait(timeout=30) == 0
+
+
+def test_thread_names(named):
+    child, names = named
+    known = {tid: name for tid, name in names.items() if name is not None}
+    # Every kind of str (1, 2 and 4 bytes a character), a rename, an instance
+    # with a dict of its own, and 46 threads in _active.
+    assert len(known) == 47 and "\U0001f9f5-astral" in known.values()
+    assert attach(child.pid).thread_names() == known
+
+
+def test_stacks_are_named(named):
+    child, names = named
+    stacks = read_stacks(attach(child.pid))
+    assert {s.native_id for s in stacks} == set(names)
+    for stack in stacks:
+        # A thread threading does not know keeps the kernel's name.
+        expected = names[stack.native_id] or thread_name(child.pid, stack.native_id)
+        assert stack.name == expected and expected
+
+
+def test_stack_command_prints_names(named):
+    child, names = named
+    out = subprocess.run([sys.executable, "-m", "lowimpact", "stack", "--no-source",
+                          str(child.pid)], stdout=subprocess.PIPE, check=True,
+                         encoding="utf-8").stdout
+    printed = {int(m.group(1)): m.group(2)
+               for m in re.finditer(r'^Thread (\d+) "(.*)" \(most recent', out, re.M)}
+    assert printed == {tid: name or thread_name(child.pid, tid) for tid, name in names.items()}
+
+
+@pytest.mark.parametrize("minor", MINORS, ids=["3.%d" % m for m in MINORS])
+def test_without_threading(minor):
+    """A process that never imported threading: no names, and no error."""
+    python = find_python(minor)
+    if python is None:
+        pytest.skip("CPython 3.%d is not installed" % minor)
+    child = subprocess.Popen(
+        [python, "-S", "-c", "import sys; print('threading' in sys.modules, flush=True); "
+         "sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "False\n"
+        reader = attach(child.pid)
+        assert reader.thread_names() == {}
+        (stack,) = read_stacks(reader)
+        assert stack.name == thread_name(child.pid, child.pid)
+    finally:
+        child.stdin.close()
+        child.wait()
+
+
+SHORTLIVED = os.path.join(HERE, "shortlived.py")
+
+
+@pytest.mark.parametrize("minor", MINORS, ids=["3.%d" % m for m in MINORS])
+def test_short_lived_threads_keep_their_own_names(minor, tmp_path):
+    """threading's ident (a pthread_t) goes to a new thread as soon as one
+    exits: a name is given to a thread only if its Thread is that thread's
+    (checked by the kernel's tid), never the name of the thread that took
+    its ident.  shortlived.py logs each thread's name with its tid."""
+    python = find_python(minor)
+    if python is None:
+        pytest.skip("CPython 3.%d is not installed" % minor)
+    log = tmp_path / "threads.log"
+    child = subprocess.Popen([python, SHORTLIVED, str(log)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    seen = []       # (kernel tid, name) as read, of the workers
+    try:
+        assert child.stdout.readline() == "ready\n"
+        reader = attach(child.pid)
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            seen += [(tid, name) for tid, name in reader.thread_names().items()
+                     if name.startswith("w-")]
+            seen += [(s.native_id, s.name) for s in read_stacks(reader)
+                     if s.name and s.name.startswith("w-")]
+    finally:
+        child.stdin.close()
+        assert child.wait(timeout=30) == 0
+    tids = {}
+    with open(log) as f:
+        for line in f:
+            name, tid = line.split()
+            tids[name] = int(tid)
+    # (A thread seen before it wrote its line is one whose thread_names()
+    # or read_stacks() call came before its last moments: still logged.)
+    wrong = [(tid, name, tids.get(name)) for tid, name in seen if tids.get(name) != tid]
+    assert seen and not wrong, "%d of %d names wrong, e.g. %s" % (len(wrong), len(seen),
+                                                                 wrong[:5])
