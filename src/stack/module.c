@@ -7,6 +7,7 @@
  * object freed and replaced at the same address is decoded again. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>       /* T_ULONGLONG, READONLY */
 
 #include <errno.h>
 #include <math.h>
@@ -83,6 +84,10 @@ typedef struct {
     PyObject *frame_ids;
     PyObject *frame_list;
     unsigned long long taken, torn, dropped;
+    /* thread_names(): reads found torn in part or whole (each made again),
+     * threads left unnamed because every read of theirs was torn, threads
+     * whose Thread in _active was another thread's */
+    unsigned long long names_torn, names_unread, names_mismatched;
     /* set while a method reads with the GIL released: another thread's
      * call would share the sample buffers */
     int busy;
@@ -148,9 +153,9 @@ raise_status(li_status st, const char *msg, int pid, int last_errno)
 static int
 Reader_init(ReaderObject *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"pid", NULL};
-    int pid;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "i:Reader", kwlist, &pid)) {
+    static char *kwlist[] = {"pid", "thread_db", NULL};
+    int pid, thread_db = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "i|p:Reader", kwlist, &pid, &thread_db)) {
         return -1;
     }
     if (self->busy) {
@@ -164,6 +169,7 @@ Reader_init(ReaderObject *self, PyObject *args, PyObject *kwds)
     Py_CLEAR(self->frame_ids);
     Py_CLEAR(self->frame_list);
     self->taken = self->torn = self->dropped = 0;
+    self->names_torn = self->names_unread = self->names_mismatched = 0;
     char msg[512] = "";
     li_status st;
     self->busy = 1;
@@ -173,6 +179,10 @@ Reader_init(ReaderObject *self, PyObject *args, PyObject *kwds)
     self->busy = 0;
     if (st != LI_OK) {
         return raise_status(st, msg, pid, self->target.last_errno);
+    }
+    if (!thread_db && self->target.layout.tstate_native_thread_id < 0) {
+        /* glibc's description is not to be used: learnt, as without one. */
+        self->target.pthread_tid_offset = -1;
     }
     self->codes = PyDict_New();
     self->frame_ids = PyDict_New();
@@ -667,18 +677,22 @@ PyDoc_STRVAR(Reader_thread_names_doc,
 "The name threading gives each thread (its Thread's name, found through\n"
 "threading._active), keyed as sample() keys threads: the kernel's id where\n"
 "known, else threading's id.  Threads threading does not know (or all, in a\n"
-"process that has not imported it) are left out, as are all if every one of\n"
-"attempts reads raced with the process.");
+"process that has not imported it) are left out.  A thread whose name could\n"
+"not be read because the process changed it meanwhile is read again, with a\n"
+"new snapshot, up to attempts reads in all; the others keep the names read.\n"
+"Counted: names_torn, names_unread, names_mismatched.");
 
-/* The addresses of the names of the threads of sample s (names[i] of
- * s->threads[i], 0 if unknown), one interpreter at a time. */
+/* The names of the threads of sample s (li_thread_names, one interpreter at
+ * a time): names[i], threads[i] and states[i] of s->threads[i].  The other
+ * arrays are room for one interpreter's threads. */
 static li_status
 names_of_sample(li_target *t, const li_sample *s, uint64_t *idents, uint64_t *natives,
-                uint64_t *found, uint64_t *found_threads, size_t *which, uint64_t *names,
-                uint64_t *threads)
+                uint64_t *found, uint64_t *found_threads, li_name_state *found_states,
+                size_t *which, uint64_t *names, uint64_t *threads, li_name_state *states)
 {
     for (size_t i = 0; i < s->nthreads; i++) {
         names[i] = threads[i] = 0;
+        states[i] = LI_NAME_NONE;
     }
     for (size_t i = 0; i < s->nthreads; i++) {
         uint64_t interp = s->threads[i].interp;
@@ -695,16 +709,45 @@ names_of_sample(li_target *t, const li_sample *s, uint64_t *idents, uint64_t *na
                 which[n++] = j;
             }
         }
-        li_status st = li_thread_names(t, interp, idents, natives, found_threads, found, n);
+        li_status st = li_thread_names(t, interp, idents, natives, found_threads, found,
+                                       found_states, n);
         if (st != LI_OK) {
             return st;
         }
         for (j = 0; j < n; j++) {
             names[which[j]] = found[j];
             threads[which[j]] = found_threads[j];
+            states[which[j]] = found_states[j];
         }
     }
     return LI_OK;
+}
+
+/* The name of thread i of the current sample as a str, read and checked
+ * (its text is read after the str was found: it is the name only if the
+ * Thread still is the thread's and still names it, else the thread ended,
+ * its str was freed and the text may be of another made where it was).
+ * NULL with an exception, or NULL without one if that did not hold
+ * (torn). */
+static PyObject *
+checked_name(ReaderObject *self, size_t i, uint64_t name, uint64_t thread)
+{
+    PyObject *text = read_str(&self->target, name);
+    if (text == NULL) {
+        return NULL;
+    }
+    int holds = 0;
+    li_status st = li_thread_still_named(&self->target, thread,
+                                         self->sample.threads[i].native_id, name, &holds);
+    if (st != LI_OK && st != LI_TORN) {
+        Py_DECREF(text);
+        raise_status(st, "", self->target.pid, self->target.last_errno);
+        return NULL;
+    }
+    if (!holds) {
+        Py_CLEAR(text);     /* no name rather than perhaps another's */
+    }
+    return text;
 }
 
 static PyObject *
@@ -713,6 +756,10 @@ thread_names_while_busy(ReaderObject *self, int attempts)
     PyObject *result = PyDict_New();
     uint64_t *buffers = NULL;
     size_t *which = NULL;
+    li_name_state *states = NULL;
+    /* threads of the last sample read whose name is still to read (its
+     * read was torn), or whose Thread is another thread's */
+    size_t unread = 0, mismatched = 0;
     if (result == NULL) {
         return NULL;
     }
@@ -723,67 +770,73 @@ thread_names_while_busy(ReaderObject *self, int attempts)
         if (st == LI_OK) {
             PyMem_Free(buffers);
             PyMem_Free(which);
+            PyMem_Free(states);
             buffers = PyMem_Calloc(6 * n, sizeof *buffers);
             which = PyMem_Calloc(n, sizeof *which);
-            if (buffers == NULL || which == NULL) {
+            states = PyMem_Calloc(2 * n, sizeof *states);
+            if (buffers == NULL || which == NULL || states == NULL) {
                 PyErr_NoMemory();
                 goto error;
             }
             Py_BEGIN_ALLOW_THREADS
             st = names_of_sample(&self->target, s, buffers, buffers + n, buffers + 2 * n,
-                                 buffers + 3 * n, which, buffers + 4 * n, buffers + 5 * n);
+                                 buffers + 3 * n, states, which, buffers + 4 * n,
+                                 buffers + 5 * n, states + n);
             Py_END_ALLOW_THREADS
         }
         if (st == LI_TORN) {
+            self->names_torn++;
             continue;
         }
         if (st != LI_OK) {
             raise_status(st, "", self->target.pid, self->target.last_errno);
             goto error;
         }
+        unread = mismatched = 0;
         for (size_t i = 0; i < s->nthreads; i++) {
             li_raw_thread *th = &s->threads[i];
-            uint64_t address = buffers[4 * n + i];
-            PyObject *name = address ? read_str(&self->target, address) : NULL;
-            if (name == NULL) {
-                if (PyErr_Occurred()) {
-                    goto error;
-                }
-                continue;   /* unknown, or no longer a str: torn */
-            }
-            /* The text was read after the str was found: it is the name
-             * only if the Thread still is the thread's and still names it
-             * (else the thread ended, its str was freed and the text may
-             * be of another made where it was). */
-            int holds = 0;
-            st = li_thread_still_named(&self->target, buffers[5 * n + i], th->native_id,
-                                       address, &holds);
-            if (st != LI_OK && st != LI_TORN) {
-                Py_DECREF(name);
-                raise_status(st, "", self->target.pid, self->target.last_errno);
-                goto error;
-            }
-            if (!holds) {
-                Py_DECREF(name);
-                continue;   /* no name rather than perhaps another's */
-            }
             PyObject *key = PyLong_FromUnsignedLongLong(th->native_id ? th->native_id
                                                                       : th->thread_id);
-            int rc = key == NULL ? -1 : PyDict_SetItem(result, key, name);
-            Py_XDECREF(key);
-            Py_DECREF(name);
+            int known = key == NULL ? -1 : PyDict_Contains(result, key);
+            if (known < 0) {
+                Py_XDECREF(key);
+                goto error;
+            }
+            PyObject *name = NULL;
+            /* (A thread named by an earlier read keeps that name.) */
+            if (!known && states[n + i] == LI_NAME_FOUND) {
+                name = checked_name(self, i, buffers[4 * n + i], buffers[5 * n + i]);
+                if (name == NULL && PyErr_Occurred()) {
+                    Py_DECREF(key);
+                    goto error;
+                }
+            }
+            int rc = name == NULL ? 0 : PyDict_SetItem(result, key, name);
+            Py_DECREF(key);
+            Py_XDECREF(name);
             if (rc < 0) {
                 goto error;
             }
+            if (!known && name == NULL) {
+                unread += states[n + i] == LI_NAME_FOUND || states[n + i] == LI_NAME_TORN;
+                mismatched += states[n + i] == LI_NAME_OTHER;
+            }
         }
-        break;
+        if (unread == 0) {
+            break;
+        }
+        self->names_torn++;
     }
+    self->names_unread += unread;
+    self->names_mismatched += mismatched;
     PyMem_Free(buffers);
     PyMem_Free(which);
+    PyMem_Free(states);
     return result;
 error:
     PyMem_Free(buffers);
     PyMem_Free(which);
+    PyMem_Free(states);
     Py_DECREF(result);
     return NULL;
 }
@@ -851,21 +904,17 @@ Reader_get_gil_readable(ReaderObject *self, void *Py_UNUSED(closure))
 }
 
 static PyObject *
-Reader_get_taken(ReaderObject *self, void *Py_UNUSED(closure))
+Reader_get_tid_source(ReaderObject *self, void *Py_UNUSED(closure))
 {
-    return PyLong_FromUnsignedLongLong(self->taken);
-}
-
-static PyObject *
-Reader_get_torn(ReaderObject *self, void *Py_UNUSED(closure))
-{
-    return PyLong_FromUnsignedLongLong(self->torn);
-}
-
-static PyObject *
-Reader_get_dropped(ReaderObject *self, void *Py_UNUSED(closure))
-{
-    return PyLong_FromUnsignedLongLong(self->dropped);
+    const li_target *t = &self->target;
+    if (t->layout.tstate_native_thread_id >= 0) {
+        return PyUnicode_FromString("thread state");
+    }
+    if (t->pthread_tid_offset < 0) {
+        Py_RETURN_NONE;
+    }
+    /* (Only learning counts tries.) */
+    return PyUnicode_FromString(t->pthread_tid_tries ? "learnt" : "thread_db");
 }
 
 static PyObject *
@@ -908,6 +957,24 @@ static PyMethodDef Reader_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* The counters, read-only. */
+static PyMemberDef Reader_members[] = {
+    {"samples_taken", T_ULONGLONG, offsetof(ReaderObject, taken), READONLY,
+     "calls of sample()"},
+    {"samples_torn", T_ULONGLONG, offsetof(ReaderObject, torn), READONLY,
+     "reads of sample() found torn (each made again, up to its attempts)"},
+    {"samples_dropped", T_ULONGLONG, offsetof(ReaderObject, dropped), READONLY,
+     "calls of sample() whose every read was torn"},
+    {"names_torn", T_ULONGLONG, offsetof(ReaderObject, names_torn), READONLY,
+     "reads of thread_names() found torn in part or whole (each made again)"},
+    {"names_unread", T_ULONGLONG, offsetof(ReaderObject, names_unread), READONLY,
+     "threads thread_names() left unnamed because every read of their name was torn"},
+    {"names_mismatched", T_ULONGLONG, offsetof(ReaderObject, names_mismatched), READONLY,
+     "threads thread_names() left unnamed because the Thread threading has under\n"
+     "their ident is of another kernel thread (or their kernel id is unknown)"},
+    {NULL, 0, 0, 0, NULL},
+};
+
 static PyGetSetDef Reader_getset[] = {
     {"pid", (getter)Reader_get_pid, NULL, "the process id", NULL},
     {"version", (getter)Reader_get_version, NULL,
@@ -917,21 +984,23 @@ static PyGetSetDef Reader_getset[] = {
      "whether frames are named by qualified name (3.11+)", NULL},
     {"gil_readable", (getter)Reader_get_gil_readable, NULL,
      "whether the GIL's holder can be told", NULL},
-    {"samples_taken", (getter)Reader_get_taken, NULL, "calls of sample()", NULL},
-    {"samples_torn", (getter)Reader_get_torn, NULL,
-     "reads of sample() found torn (each made again, up to its attempts)", NULL},
-    {"samples_dropped", (getter)Reader_get_dropped, NULL,
-     "calls of sample() whose every read was torn", NULL},
+    {"tid_source", (getter)Reader_get_tid_source, NULL,
+     "where kernel thread ids come from: 'thread state' (3.11+), 'thread_db'\n"
+     "(glibc's description of struct pthread), 'learnt' (from the threads), or\n"
+     "None (not known yet, or not found)", NULL},
     {"layout", (getter)Reader_get_layout, NULL,
      "the offsets in use (from the table, or from _Py_DebugOffsets)", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
 PyDoc_STRVAR(Reader_doc,
-"Reader(pid)\n\n"
+"Reader(pid, thread_db=True)\n\n"
 "Read the threads and frames of CPython 3.9-3.13 process pid from outside,\n"
 "without stopping it.  Raises ProcessLookupError, PermissionError,\n"
-"NotPythonError or UnsupportedVersionError.");
+"NotPythonError or UnsupportedVersionError.  Before 3.11, a thread's kernel id\n"
+"is read from its struct pthread, where glibc's description for debuggers\n"
+"says; with thread_db=False (or without one, as with musl) where the threads\n"
+"of the process show it is.");
 
 static PyTypeObject ReaderType = {
     PyVarObject_HEAD_INIT(NULL, 0)
@@ -941,6 +1010,7 @@ static PyTypeObject ReaderType = {
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = Reader_doc,
     .tp_methods = Reader_methods,
+    .tp_members = Reader_members,
     .tp_getset = Reader_getset,
     .tp_init = (initproc)Reader_init,
     .tp_new = PyType_GenericNew,

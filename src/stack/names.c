@@ -403,13 +403,14 @@ li_thread_still_named(li_target *t, uint64_t thread, uint64_t native, uint64_t n
 
 li_status
 li_thread_names(li_target *t, uint64_t interp, const uint64_t *idents, const uint64_t *natives,
-                uint64_t *threads, uint64_t *names, size_t n)
+                uint64_t *threads, uint64_t *names, li_name_state *states, size_t n)
 {
     const li_layout *L = &t->layout;
     uint64_t modules, threading = 0, active = 0;
     table tb = {NULL, 0, 0};
     for (size_t i = 0; i < n; i++) {
         names[i] = threads[i] = 0;
+        states[i] = LI_NAME_NONE;
     }
     li_status st = read_u64(t, interp + (uint64_t)L->interp_modules, &modules);
     if (st != LI_OK || modules == 0) {
@@ -446,35 +447,55 @@ li_thread_names(li_target *t, uint64_t interp, const uint64_t *idents, const uin
     uint64_t modulus = L->hash_modulus ? L->hash_modulus : UINT64_MAX;
     for (size_t k = 0; k < tb.n; k++) {
         for (size_t i = 0; i < n; i++) {
-            if (tb.entries[k].key && tb.entries[k].value && names[i] == 0
+            if (tb.entries[k].key && tb.entries[k].value && threads[i] == 0
                 && tb.entries[k].hash == idents[i] % modulus) {
-                names[i] = tb.entries[k].value;      /* the Thread, for now */
+                threads[i] = tb.entries[k].value;
             }
         }
     }
     free(tb.entries);
-    /* _active is keyed by pthread_t, which glibc hands to a new thread as
+    /* Each thread on its own from here: a read of one Thread that races
+     * with the target makes that thread's state LI_NAME_TORN (the caller
+     * reads it again), not the others'.
+     * _active is keyed by pthread_t, which glibc hands to a new thread as
      * soon as one exits: the Thread found under a thread's ident may be of
      * a thread started since the thread state was read.  Its _native_id,
      * the kernel's tid (not reused for a long while), tells. */
-    for (size_t i = 0; i < n && st == LI_OK; i++) {
-        uint64_t thread = names[i];
+    for (size_t i = 0; i < n; i++) {
+        uint64_t thread = threads[i];
         int same = 0;
-        names[i] = 0;
-        if (thread) {
-            st = is_of(t, thread, natives[i], &same);
+        threads[i] = 0;
+        if (thread == 0) {
+            continue;
         }
+        st = is_of(t, thread, natives[i], &same);
         if (st == LI_OK && same) {
             st = attribute(t, thread, "_name", &names[i]);
-            if (st == LI_OK && names[i] && check_type(t, names[i], t->str_type) != LI_OK) {
-                names[i] = 0;
-            }
-            threads[i] = names[i] ? thread : 0;
         }
+        /* A _name that is no str (a program's doing) names nothing. */
+        if (st == LI_OK && same && names[i]
+            && check_type(t, names[i], t->str_type) == LI_OK) {
+            states[i] = LI_NAME_FOUND;
+            threads[i] = thread;
+            continue;
+        }
+        names[i] = 0;
+        if (st == LI_TORN) {
+            states[i] = LI_NAME_TORN;
+        }
+        else if (st != LI_OK) {
+            break;      /* the process is gone, refused, out of memory */
+        }
+        else if (!same) {
+            states[i] = LI_NAME_OTHER;
+        }
+        st = LI_OK;
     }
-    /* (Those not reached yet hold their Thread's address.) */
-    for (size_t i = 0; i < n && st != LI_OK; i++) {
-        names[i] = threads[i] = 0;
+    if (st != LI_OK) {
+        for (size_t i = 0; i < n; i++) {
+            names[i] = threads[i] = 0;
+            states[i] = LI_NAME_NONE;
+        }
     }
     return st;
 }

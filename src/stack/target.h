@@ -36,8 +36,11 @@ typedef struct li_target {
     li_layout layout;
     char binary[LI_PATH_MAX];      /* the file that holds _PyRuntime */
     /* where struct pthread keeps the kernel's tid (versions whose thread
-     * state has no native_thread_id): -1 not looked for yet, -2 not found */
+     * state has no native_thread_id): glibc's own description, else learnt
+     * from the threads (walk.c); -1 not known yet, -2 given up on */
     int pthread_tid_offset;
+    /* samples it was learnt from or looked for in (0: it came from glibc) */
+    int pthread_tid_tries;
     int last_errno;
     /* Per thread state (direct mapped): where its stack chunk (and, where
      * the innermost frame is reached through one, its C frame) was last
@@ -123,18 +126,31 @@ typedef struct li_sample {
 li_status li_take_sample(li_target *t, li_sample *s);
 void li_sample_free(li_sample *s);
 
-/* The threading.Thread objects' names of n threads of interpreter interp,
- * by their threading ident and kernel tid: names[i] is the address of the
- * str of the thread (idents[i], natives[i]) (the Thread's _name, of the
- * Thread at threads[i]), or 0
- * where threading is not imported, the thread is not in its _active, or
- * the Thread that _active holds under idents[i] is not of the kernel's
- * thread natives[i] (its _native_id differs, is not set, or natives[i] is
- * 0): glibc gives a new thread an exited one's pthread_t at once.  LI_TORN
- * if what was read does not hold together. */
+/* What li_thread_names found for one thread. */
+typedef enum li_name_state {
+    /* threading is not imported, has no Thread under the thread's ident,
+     * or that Thread has no str _name */
+    LI_NAME_NONE = 0,
+    LI_NAME_FOUND,      /* names[i] is its Thread's _name, threads[i] the Thread */
+    /* the Thread under its ident is not of the kernel's thread natives[i]:
+     * its _native_id differs or is not set (glibc gives a new thread an
+     * exited one's pthread_t at once, which is threading's ident), or
+     * natives[i] is 0 (the tid is not known) */
+    LI_NAME_OTHER,
+    LI_NAME_TORN,       /* reading its Thread raced with the target */
+} li_name_state;
+
+/* The names threading.Thread objects give n threads of interpreter interp,
+ * by their threading ident and kernel tid: states[i] says what was found
+ * for the thread (idents[i], natives[i]); where it is LI_NAME_FOUND,
+ * names[i] is the address of the Thread's _name (a str) and threads[i]
+ * that of the Thread, both 0 otherwise.  A read of one thread's Thread
+ * that races with the target makes only that thread LI_NAME_TORN; LI_TORN
+ * is returned where what all threads share (sys.modules, threading,
+ * _active) does not hold together. */
 li_status li_thread_names(li_target *t, uint64_t interp, const uint64_t *idents,
                           const uint64_t *natives, uint64_t *threads, uint64_t *names,
-                          size_t n);
+                          li_name_state *states, size_t n);
 
 /* Whether the Thread at `thread` (threads[i] of li_thread_names) is still
  * the kernel's thread native's and still named by the str at name: *holds

@@ -86,51 +86,134 @@ grow(void **array, size_t *cap, size_t need, size_t item)
     return 0;
 }
 
-/* The kernel's tid of a thread whose thread state knows only its pthread_t:
- * found in glibc's struct pthread, at an offset learnt once by looking for
- * one of the target's tids in it. */
-static uint64_t
-tid_from_pthread(li_target *t, uint64_t pthread)
+/* Where struct pthread keeps the kernel's tid, where the threads library
+ * does not say (li_attach asks glibc first; musl does not say): learnt
+ * from the struct pthread of up to LEARN_THREADS threads of a sample, at
+ * most LEARN_TRIES times (a process in another PID namespace keeps tids
+ * that this /proc does not list: never learnt). */
+#define LEARN_THREADS 64
+#define LEARN_TRIES 16
+#define PTHREAD_WORDS 256
+
+static int
+compare_tids(const void *a, const void *b)
 {
-    if (pthread == 0 || t->pthread_tid_offset == -2) {
-        return 0;
-    }
-    if (t->pthread_tid_offset >= 0) {
-        int32_t tid;
-        if (li_read(t, pthread + (uint64_t)t->pthread_tid_offset, &tid, sizeof tid) != 0) {
-            return 0;
-        }
-        return tid > 0 ? (uint64_t)tid : 0;
-    }
-    int32_t block[256];
-    if (li_read(t, pthread, block, sizeof block) != 0) {
-        return 0;
-    }
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The target's tids (/proc/PID/task), sorted, into *tids (malloc'd, the
+ * caller frees it); their number, 0 if none could be listed. */
+static size_t
+list_tids(pid_t pid, int32_t **tids)
+{
     char path[64];
-    snprintf(path, sizeof path, "/proc/%d/task", (int)t->pid);
+    size_t n = 0, cap = 0;
+    *tids = NULL;
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
     DIR *dir = opendir(path);
     if (dir == NULL) {
         return 0;
     }
-    int best = -1;
     struct dirent *e;
-    while (best < 0 && (e = readdir(dir)) != NULL) {
+    while ((e = readdir(dir)) != NULL) {
         int tid = atoi(e->d_name);
         if (tid <= 0) {
-            continue;
+            continue;       /* "." and ".." */
         }
-        /* Skip the first words (pointers to itself and the TCB header) where
-         * a small value is unlikely to be a tid; glibc keeps it further on. */
-        for (int i = 8; i < 256; i++) {
-            if (block[i] == tid) {
-                best = i;
-                break;
-            }
+        if (grow((void **)tids, &cap, n + 1, sizeof **tids)) {
+            n = 0;
+            break;
         }
+        (*tids)[n++] = tid;
     }
     closedir(dir);
-    t->pthread_tid_offset = best < 0 ? -2 : best * 4;
-    return best < 0 ? 0 : (uint64_t)block[best];
+    qsort(*tids, n, sizeof **tids, compare_tids);
+    return n;
+}
+
+/* Learn t->pthread_tid_offset from the threads of sample s (their thread_id
+ * is their pthread_t, the address of their struct pthread): the offset is
+ * that of the one 32-bit word that holds, in every thread's struct pthread,
+ * a tid of the target, a different one in each.  Taking the first word
+ * that holds some tid, as this did before, went wrong whenever a thread's
+ * tid equalled the high half of an address in the mappings (0x7e00-0x7fff,
+ * tids a busy machine reaches): the high half of struct pthread's list
+ * pointers, which comes before the tid, was then every thread's "tid", no
+ * Thread's _native_id matched and all names but that one thread's were
+ * lost.  Such a word holds the same value in every thread; with a single
+ * thread it cannot be told from the tid, and nothing is learnt while more
+ * than one word would do. */
+static void
+learn_pthread_tid_offset(li_target *t, const li_sample *s)
+{
+    size_t n = s->nthreads < LEARN_THREADS ? s->nthreads : LEARN_THREADS, nblocks = 0;
+    if (n == 0) {
+        return;
+    }
+    int32_t *tids;
+    size_t ntids = list_tids(t->pid, &tids);
+    int32_t (*blocks)[PTHREAD_WORDS] = ntids ? malloc(n * sizeof *blocks) : NULL;
+    for (size_t i = 0; blocks && i < n; i++) {
+        /* (A thread that exited since the walk has no struct left: not
+         * compared.) */
+        if (s->threads[i].thread_id
+            && li_read(t, s->threads[i].thread_id, blocks[nblocks], sizeof blocks[0]) == 0) {
+            nblocks++;
+        }
+    }
+    int found = -1, candidates = 0;
+    /* (The first words are the thread control block's pointers to itself.) */
+    for (int w = 8; nblocks && w < PTHREAD_WORDS; w++) {
+        size_t j;
+        for (j = 0; j < nblocks; j++) {
+            int32_t v = blocks[j][w];
+            if (v <= 0 || bsearch(&v, tids, ntids, sizeof *tids, compare_tids) == NULL) {
+                break;
+            }
+            size_t k = 0;
+            while (k < j && blocks[k][w] != v) {
+                k++;
+            }
+            if (k < j) {
+                break;      /* the same in two threads: not a tid */
+            }
+        }
+        if (j == nblocks) {
+            candidates++;
+            found = w;
+        }
+    }
+    t->pthread_tid_tries++;
+    if (candidates == 1) {
+        t->pthread_tid_offset = found * 4;
+    }
+    else if (t->pthread_tid_tries >= LEARN_TRIES) {
+        t->pthread_tid_offset = -2;
+    }
+    free(blocks);
+    free(tids);
+}
+
+/* The kernel's tids of the threads of sample s, for versions whose thread
+ * state knows only the thread's pthread_t: read from its struct pthread
+ * (0 where the offset is not known, or the thread exited since). */
+static void
+tids_from_pthreads(li_target *t, li_sample *s)
+{
+    if (t->pthread_tid_offset == -1) {
+        learn_pthread_tid_offset(t, s);
+    }
+    for (size_t i = 0; i < s->nthreads; i++) {
+        li_raw_thread *th = &s->threads[i];
+        int32_t tid = 0;
+        th->native_id = 0;
+        if (t->pthread_tid_offset >= 0 && th->thread_id
+            && li_read(t, th->thread_id + (uint64_t)t->pthread_tid_offset, &tid,
+                       sizeof tid) == 0 && tid > 0) {
+            th->native_id = (uint64_t)tid;
+        }
+    }
 }
 
 /* The innermost frame of a thread state (3.11-3.12 go through the C frame). */
@@ -765,8 +848,9 @@ li_take_sample(li_target *t, li_sample *s)
             th->tstate = tstate;
             th->thread_id = tv[2];
             th->interp = interp;
-            th->native_id = L->tstate_native_thread_id >= 0 ? tv[3]
-                                                            : tid_from_pthread(t, tv[2]);
+            /* (Before 3.11, from the thread's struct pthread once the
+             * walk is done: tids_from_pthreads.) */
+            th->native_id = L->tstate_native_thread_id >= 0 ? tv[3] : 0;
             th->holds_gil = gil_known ? holder == tstate : -1;
             th->first = s->nframes;
             size_t outside;
@@ -781,6 +865,9 @@ li_take_sample(li_target *t, li_sample *s)
             tstate = tv[0];
         }
         interp = iv[0];
+    }
+    if (L->tstate_native_thread_id < 0) {
+        tids_from_pthreads(t, s);
     }
     return read_heads(t, s);
 }

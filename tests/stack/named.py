@@ -2,10 +2,14 @@
 
 Run as ``python named.py``: it starts threads named in ASCII, Latin-1, CJK
 and astral characters, one renamed after it started, one whose attributes
-were moved into a dict of their own, a pool of many (so that threading's
-_active outgrows its first table) and one started with _thread, which
-threading does not know; then prints "ready" and {kernel thread id: name
-threading gives it, or null} (JSON) and waits until its stdin closes.
+were moved into a dict of their own, one that lost an attribute and one
+with more attributes than its class's shared keys hold (on 3.9/3.10 each
+makes its own dict a combined one and stops Thread sharing keys, so the
+Threads after them have combined dicts and those before split ones), a
+pool of many (so that threading's _active outgrows its first table) and
+one started with _thread, which threading does not know; then prints
+"ready" and {kernel thread id: name threading gives it, or null} (JSON)
+and waits until its stdin closes.
 """
 
 import _thread
@@ -41,6 +45,15 @@ def main():
     # attributes without one until then).
     vars(with_dict)["extra"] = 1
     threads.append(with_dict)
+    deleted = threading.Thread(target=park, args=("lost-an-attribute",),
+                               name="lost-an-attribute")
+    deleted.scratch = 1
+    del deleted.scratch
+    threads.append(deleted)
+    wide = threading.Thread(target=park, args=("wide",), name="wide")
+    for i in range(40):
+        setattr(wide, "attribute_%d" % i, i)
+    threads.append(wide)
     threads += [threading.Thread(target=park, args=("pool-%d" % i,), name="pool-%d" % i)
                 for i in range(40)]
     for thread in threads:
