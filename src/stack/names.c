@@ -131,33 +131,73 @@ done:
     return st;
 }
 
+/* The keys object and values array a dict points to. */
+static li_status
+dict_head(li_target *t, uint64_t dict, uint64_t *keys, uint64_t *values)
+{
+    const li_layout *L = &t->layout;
+    *keys = *values = 0;
+    li_status st = read_u64(t, dict + (uint64_t)L->dict_keys, keys);
+    if (st == LI_OK) {
+        st = read_u64(t, dict + (uint64_t)L->dict_values, values);
+    }
+    return st;
+}
+
+/* st of the second read of where a table was read from (whether it moved
+ * since: `moved`), LI_TORN if it moved; out's entries are dropped unless
+ * LI_OK. */
+static li_status
+unless_moved(li_status st, int moved, table *out)
+{
+    if (st == LI_OK && moved) {
+        st = LI_TORN;
+    }
+    if (st != LI_OK) {
+        free(out->entries);
+        out->entries = NULL;
+        out->n = 0;
+    }
+    return st;
+}
+
+/* The entries of a dict.  A dict that grows, or is compacted after
+ * deletions, moves its entries to a new keys object and frees the old one,
+ * whose memory is soon another object's: entries read from it would be
+ * garbage that looks like a dict without the keys looked for (threading's
+ * _active does this all the time while threads start and end, and every
+ * thread lost its name in such a read).  The dict must still point to the
+ * same keys and values once they are read, else the read is torn. */
 static li_status
 dict_table(li_target *t, uint64_t dict, table *out)
 {
-    const li_layout *L = &t->layout;
-    uint64_t keys, values;
+    uint64_t keys, values, keys_after, values_after;
     out->entries = NULL;
     out->n = 0;
     li_status st = check_type(t, dict, t->dict_type);
     if (st == LI_OK) {
-        st = read_u64(t, dict + (uint64_t)L->dict_keys, &keys);
+        st = dict_head(t, dict, &keys, &values);
     }
     if (st == LI_OK) {
-        st = read_u64(t, dict + (uint64_t)L->dict_values, &values);
+        st = read_table(t, keys, values, out);
     }
-    return st == LI_OK ? read_table(t, keys, values, out) : st;
+    if (st == LI_OK) {
+        st = dict_head(t, dict, &keys_after, &values_after);
+        st = unless_moved(st, keys_after != keys || values_after != values, out);
+    }
+    return st;
 }
 
-/* The attributes of an instance or a module: its dict, or the values of a
- * managed dict that was never made (3.11+) with its class's shared keys.
- * An object with neither gives no entries. */
+/* Where an instance or a module keeps its attributes: its dict (*dict), or
+ * the values of a managed dict that was never made (3.11+, *values) with
+ * its class's shared keys (*keys); all 0 for an object with neither. */
 static li_status
-attributes(li_target *t, uint64_t obj, table *out)
+attribute_storage(li_target *t, uint64_t obj, uint64_t *dict, uint64_t *keys,
+                  uint64_t *values)
 {
     const li_layout *L = &t->layout;
-    uint64_t type, flags, dictoffset, dict = 0, values = 0, keys = 0;
-    out->entries = NULL;
-    out->n = 0;
+    uint64_t type, flags, dictoffset;
+    *dict = *keys = *values = 0;
     li_status st = read_u64(t, obj + (uint64_t)L->object_type, &type);
     if (st == LI_OK) {
         st = read_u64(t, type + (uint64_t)L->type_flags, &flags);
@@ -177,23 +217,23 @@ attributes(li_target *t, uint64_t obj, table *out)
         switch (L->managed_values_kind) {
         case LI_VALUES_POINTER:
             if (slot) {
-                dict = slot;
+                *dict = slot;
             }
             else {
-                st = read_u64(t, obj + (uint64_t)L->managed_values, &values);
+                st = read_u64(t, obj + (uint64_t)L->managed_values, values);
             }
             break;
         case LI_VALUES_TAGGED:
             if (slot & L->values_tag) {
-                values = slot + (uint64_t)L->values_untag;
+                *values = slot + (uint64_t)L->values_untag;
             }
             else {
-                dict = slot;
+                *dict = slot;
             }
             break;
         case LI_VALUES_INLINE:
             if (slot) {
-                dict = slot;
+                *dict = slot;
             }
             else if (flags & L->tpflags_inline_values) {
                 unsigned char valid;
@@ -202,29 +242,47 @@ attributes(li_target *t, uint64_t obj, table *out)
                 if (err) {
                     return li_status_of(t, err);
                 }
-                values = valid ? at : 0;
+                *values = valid ? at : 0;
             }
             break;
         default:
             return LI_UNSUPPORTED;
         }
-        if (st == LI_OK && values) {
-            st = read_u64(t, type + (uint64_t)L->heaptype_cached_keys, &keys);
+        if (st == LI_OK && *values) {
+            st = read_u64(t, type + (uint64_t)L->heaptype_cached_keys, keys);
         }
-        if (st != LI_OK) {
-            return st;
-        }
+        return st;
     }
-    else if ((int64_t)dictoffset > 0 && dictoffset < 4096) {
-        st = read_u64(t, obj + dictoffset, &dict);
-        if (st != LI_OK) {
-            return st;
-        }
+    if ((int64_t)dictoffset > 0 && dictoffset < 4096) {
+        st = read_u64(t, obj + dictoffset, dict);
     }
-    if (dict) {
-        return dict_table(t, dict, out);
+    return st;
+}
+
+/* The attributes of an instance or a module (attribute_storage); an
+ * object with none gives no entries.  As with dict_table, the object must
+ * still keep them where they were read from (a managed dict made meanwhile
+ * frees the values read), else the read is torn. */
+static li_status
+attributes(li_target *t, uint64_t obj, table *out)
+{
+    uint64_t dict, keys, values, dict_after, keys_after, values_after;
+    out->entries = NULL;
+    out->n = 0;
+    li_status st = attribute_storage(t, obj, &dict, &keys, &values);
+    if (st != LI_OK || dict) {
+        return st == LI_OK ? dict_table(t, dict, out) : st;
     }
-    return keys ? read_table(t, keys, values, out) : LI_OK;
+    if (keys == 0) {
+        return LI_OK;
+    }
+    st = read_table(t, keys, values, out);
+    if (st == LI_OK) {
+        st = attribute_storage(t, obj, &dict_after, &keys_after, &values_after);
+        st = unless_moved(st, dict_after || keys_after != keys || values_after != values,
+                          out);
+    }
+    return st;
 }
 
 /* The value of the entry whose key is the str `name` (ASCII), 0 if none:
