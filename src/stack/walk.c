@@ -128,7 +128,9 @@ list_tids(pid_t pid, int32_t **tids)
         (*tids)[n++] = tid;
     }
     closedir(dir);
-    qsort(*tids, n, sizeof **tids, compare_tids);
+    if (n > 1) {
+        qsort(*tids, n, sizeof **tids, compare_tids);
+    }
     return n;
 }
 
