@@ -1,11 +1,13 @@
 /* The names threading gives a process's threads, read from outside:
  * sys.modules["threading"]._active maps each thread's ident to its Thread,
- * whose _name is the name, if its _native_id is the thread's kernel tid.  Nothing is stopped while these objects are
- * read, so each one's type is checked where the reader knows the type's
- * address, every size read is bounded, and anything that does not hold
- * together is LI_TORN (the caller reads again, or shows the kernel's name).
- * Dicts are searched entry by entry (the hash of a str key is the target's,
- * salted by its own seed), int keys by the hash the entry keeps. */
+ * whose _name is the name, if its _native_id is the thread's kernel tid.
+ * Nothing is stopped while these objects are read, so each one's type is
+ * checked where the reader knows the type's address, every size read is
+ * bounded, a table must still be where it was once read, and anything that
+ * does not hold together is LI_TORN (for one thread, or for all where it is
+ * what they share; the caller reads again).  Dicts are searched entry by
+ * entry (the hash of a str key is the target's, salted by its own seed),
+ * int keys by the hash the entry keeps. */
 #define _GNU_SOURCE
 #include "target.h"
 
