@@ -16,8 +16,12 @@ must report the same events.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 import threading
+import types
 from typing import Any, Callable
 
 import pytest
@@ -549,3 +553,326 @@ def test_line_reaches_a_loop_already_instrumented_for_another_tool(
         other.set_local(spin, 0)
     assert first_line_at, "the loop ran %d iterations without reporting LINE" % (count[0] - enabled_at)
     assert first_line_at[0] - enabled_at <= 10
+
+
+# --------------------------------------------------------------------------
+# A generator or coroutine that waits for its subiterator in `yield from` or
+# `await` when the events come: natively its next yield through the loop
+# reports PY_YIELD (the loop's YIELD_VALUE is instrumented in place).  The
+# events of the generators' own lines are left out: 3.13.0 re-reports the
+# delegating line after an inner yield.
+
+def _waiting_events(M: Any) -> int:
+    E = M.events
+    return E.PY_YIELD | E.PY_RESUME | E.PY_RETURN | E.STOP_ITERATION
+
+
+def _delegation_log(tool: Tool, codes: list) -> list:
+    log: list = []
+    register_all(tool, ("PY_YIELD", "PY_RESUME", "PY_RETURN", "STOP_ITERATION"), codes, log)
+    return log
+
+
+def _turn_on(M: Any, tool: Tool, how: str, codes: list) -> None:
+    if how == "global":
+        M.set_events(tool.id, _waiting_events(M))
+    else:
+        for code in codes:
+            tool.set_local(code, _waiting_events(M))
+
+
+@pytest.mark.parametrize("beside", [None, "PY_START", "PY_RESUME"])
+@pytest.mark.parametrize("how", ["global", "local"])
+def test_yield_from_waiting_when_events_come_reports_its_next_yield(
+        M: Any, make_tool: Callable[..., Tool], how: str, beside: str) -> None:
+    # Beside another tool's events the delegating frame runs an instrumented
+    # copy of its code on the engine, without PY_YIELD.
+    tool = make_tool(3)
+    if beside is not None:
+        other = make_tool(4, "other")
+        other.register(getattr(M.events, beside), lambda *args: None)
+        other.set_events(getattr(M.events, beside))
+
+    def inner() -> Any:
+        yield 1
+        _turn_on(M, tool, how, [inner.__code__, outer.__code__])
+        yield 2
+        return "r"
+
+    def outer() -> Any:
+        x = yield from inner()
+        return x
+
+    log = _delegation_log(tool, [inner.__code__, outer.__code__])
+    try:
+        assert list(outer()) == [1, 2]
+    finally:
+        tool.set_events(0)
+        tool.set_local(inner, 0)
+        tool.set_local(outer, 0)
+    assert [e.compact() for e in log] == [
+        ("PY_YIELD", "inner", 2),
+        ("PY_YIELD", "outer", 2),
+        ("PY_RESUME", "outer"),
+        ("PY_RESUME", "inner"),
+        ("PY_RETURN", "inner", "r"),
+        ("STOP_ITERATION", "outer", "StopIteration"),
+        ("PY_RETURN", "outer", "r"),
+    ]
+
+
+class _CountingIterator:
+    """An iterator whose ``__next__`` (Python code, run from C by the
+    delegating frame's loop) turns the events on at its second item."""
+
+    def __init__(self, on_second: Callable[[], None]) -> None:
+        self.n = 0
+        self.on_second = on_second
+
+    def __iter__(self) -> "_CountingIterator":
+        return self
+
+    def __next__(self) -> int:
+        self.n += 1
+        if self.n == 2:
+            self.on_second()
+        if self.n > 2:
+            raise StopIteration
+        return self.n
+
+
+def test_yield_from_an_iterator_waiting_when_events_come(M: Any, tool: Tool) -> None:
+    def outer() -> Any:
+        yield from _CountingIterator(lambda: M.set_events(tool.id, _waiting_events(M)))
+        return 0
+
+    log = _delegation_log(tool, [outer.__code__])
+    try:
+        assert list(outer()) == [1, 2]
+    finally:
+        tool.set_events(0)
+    # Natively a SEND on an iterator that is not a generator reports no
+    # STOP_ITERATION (its __next__ raised the exception, not a return).
+    assert [e.compact() for e in log if e.name != "STOP_ITERATION"] == [
+        ("PY_YIELD", "outer", 2),
+        ("PY_RESUME", "outer"),
+        ("PY_RETURN", "outer", 0),
+    ]
+
+
+def test_yield_from_with_no_inline_cache_near_waiting_when_events_come(M: Any, tool: Tool) -> None:
+    # The engine's trampoline for the loop goes in the inline cache of
+    # another instruction: `relay` has none, and goes on in its original
+    # until it is next suspended when events change (ENGINE.md).
+    def inner() -> Any:
+        yield 1
+        M.set_events(tool.id, _waiting_events(M))
+        yield 2
+
+    def relay(it: Any) -> Any:
+        yield from it
+
+    log = _delegation_log(tool, [relay.__code__])
+    try:
+        assert list(relay(inner())) == [1, 2]
+    finally:
+        tool.set_events(0)
+    natively = [("PY_YIELD", "relay", 2), ("PY_RESUME", "relay"),
+                ("STOP_ITERATION", "relay", "StopIteration"), ("PY_RETURN", "relay", None)]
+    assert [e.compact() for e in log] == (natively if sys.version_info >= (3, 12) else [])
+
+
+class _Box:
+    value = 7
+
+
+def _inner_turning_on(M: Any, tool: Tool) -> Any:
+    yield 1
+    M.set_events(tool.id, _waiting_events(M))
+    yield 2
+    return "r"
+
+
+_AFTER_THE_LOOP = [
+    ("PY_YIELD", "outer", 2),
+    ("PY_RESUME", "outer"),
+    ("STOP_ITERATION", "outer", "StopIteration"),
+    ("PY_RETURN", "outer", ("r", 7)),
+]
+
+
+def test_yield_from_with_inline_caches_only_after_the_loop_waiting_when_events_come(
+        M: Any, tool: Tool) -> None:
+    # `outer` has no instruction with an inline cache before its loop: on the
+    # engine the trampoline goes in the cache of the attribute access after
+    # it, which the loop's YIELD_VALUE reaches by a forward jump.
+    def outer(it: Any, box: Any) -> Any:
+        x = yield from it
+        y = x
+        return (y, box.value)
+
+    log = _delegation_log(tool, [outer.__code__])
+    try:
+        assert list(outer(_inner_turning_on(M, tool), _Box())) == [1, 2]
+    finally:
+        tool.set_events(0)
+    assert [e.compact() for e in log] == _AFTER_THE_LOOP
+
+
+def test_yield_from_whose_only_inline_cache_is_under_the_exit_trampoline(
+        M: Any, tool: Tool) -> None:
+    # The engine's trampoline where the loop exits (STORE_FAST x and the
+    # next three units) covers the attribute access, the only instruction
+    # with an inline cache: no room for the YIELD_VALUE's trampoline, and
+    # the frame is reached only when the subiterator ends (ENGINE.md).
+    def outer(it: Any, box: Any) -> Any:
+        x = yield from it
+        return (x, box.value)
+
+    log = _delegation_log(tool, [outer.__code__])
+    try:
+        assert list(outer(_inner_turning_on(M, tool), _Box())) == [1, 2]
+    finally:
+        tool.set_events(0)
+    assert [e.compact() for e in log] == (
+        _AFTER_THE_LOOP if sys.version_info >= (3, 12) else [("PY_RETURN", "outer", ("r", 7))])
+
+
+def test_recursive_yield_from_waiting_when_events_come(M: Any, tool: Tool) -> None:
+    # Every frame of the code waits in the same loop.
+    def walk(n: int) -> Any:
+        if n == 0:
+            M.set_events(tool.id, _waiting_events(M))
+            yield "leaf"
+            return
+        yield from walk(n - 1)
+
+    log = _delegation_log(tool, [walk.__code__])
+    try:
+        assert list(walk(2)) == ["leaf"]
+    finally:
+        tool.set_events(0)
+    assert [e.compact() for e in log] == (
+        [("PY_YIELD", "walk", "leaf")] * 3 + [("PY_RESUME", "walk")] * 3 +
+        [("PY_RETURN", "walk", None), ("STOP_ITERATION", "walk", "StopIteration")] * 2 +
+        [("PY_RETURN", "walk", None)])
+
+
+def test_await_waiting_when_events_come_reports_its_next_yield(M: Any, tool: Tool) -> None:
+    @types.coroutine
+    def suspend(value: Any) -> Any:
+        return (yield value)
+
+    async def inner() -> str:
+        await suspend(1)
+        M.set_events(tool.id, _waiting_events(M))
+        got = await suspend(2)
+        return got
+
+    async def outer() -> str:
+        v = await inner()
+        return v + "!"
+
+    log = _delegation_log(tool, [inner.__code__, outer.__code__])
+    coro = outer()
+    try:
+        assert coro.send(None) == 1
+        assert coro.send(None) == 2
+        with pytest.raises(StopIteration) as info:
+            coro.send("in")
+    finally:
+        tool.set_events(0)
+    assert info.value.value == "in!"
+    assert [e.compact() for e in log] == [
+        ("PY_YIELD", "inner", 2),
+        ("PY_YIELD", "outer", 2),
+        ("PY_RESUME", "outer"),
+        ("PY_RESUME", "inner"),
+        ("STOP_ITERATION", "inner", "StopIteration"),
+        ("PY_RETURN", "inner", "in"),
+        ("STOP_ITERATION", "outer", "StopIteration"),
+        ("PY_RETURN", "outer", "in!"),
+    ]
+
+
+def test_yield_from_suspended_when_events_come(M: Any, tool: Tool) -> None:
+    # Suspended, not waiting: the frame is not executing, and moves.
+    def inner() -> Any:
+        yield 1
+        yield 2
+
+    def outer() -> Any:
+        yield from inner()
+
+    log = _delegation_log(tool, [inner.__code__, outer.__code__])
+    gen = outer()
+    try:
+        assert next(gen) == 1
+        tool.set_events(_waiting_events(M))
+        assert list(gen) == [2]
+    finally:
+        tool.set_events(0)
+    assert [e.compact() for e in log] == [
+        ("PY_RESUME", "outer"),
+        ("PY_RESUME", "inner"),
+        ("PY_YIELD", "inner", 2),
+        ("PY_YIELD", "outer", 2),
+        ("PY_RESUME", "outer"),
+        ("PY_RESUME", "inner"),
+        ("PY_RETURN", "inner", None),
+        ("STOP_ITERATION", "outer", "StopIteration"),
+        ("PY_RETURN", "outer", None),
+    ]
+
+
+OLDER_GENERATORS = """\
+import json, sys
+
+def inner(turn_on):
+    yield 1
+    if turn_on:
+        turn_on()
+    yield 2
+
+def outer(it):
+    yield from it
+    return sys.hexversion
+
+older = outer(inner(0))
+assert next(older) == 1
+if sys.version_info < (3, 12):
+    import lowimpact
+    lowimpact.install()
+M = sys.monitoring
+log = []
+M.use_tool_id(3, "t")
+M.register_callback(3, M.events.PY_YIELD, lambda code, offset, value: log.append([code.co_name, value]))
+newer = outer(inner(lambda: M.set_events(3, M.events.PY_YIELD)))
+assert list(newer) == [1, 2]
+assert list(older) == [2]
+M.set_events(3, 0)
+print(json.dumps(log))
+"""
+
+
+def test_generators_from_before_the_import_resume_where_they_were(tmp_path: Any) -> None:
+    # Generators created before lowimpact's import have no spare stack
+    # slots: on the engine those that need more for a shadow stay on their
+    # original code when events come (`older`, whose `yield from` is at its
+    # deepest stack).  They must go on where they were: the entry trampoline
+    # of `inner` would cover where the older `inner` goes on after `yield 1`,
+    # and the trampoline of the `yield from` loop, for `newer`, would take
+    # `older` past the end of its stack.
+    import lowimpact
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.abspath(lowimpact.__file__)))
+    (tmp_path / "older.py").write_text(OLDER_GENERATORS)
+    done = subprocess.run([sys.executable, "older.py"], cwd=str(tmp_path), env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    log = json.loads(done.stdout)
+    natively = [["inner", 2], ["outer", 2], ["inner", 2], ["outer", 2]]
+    # On the engine the older generators go on without the events, and so
+    # does `newer`'s delegating frame, whose loop `older` shares.
+    assert log == (natively if sys.version_info >= (3, 12) else [["inner", 2]])

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import gc
 import os
+import subprocess
+import sys
 import tracemalloc
 from typing import Any, Callable, Dict, Iterator
 
@@ -21,8 +23,15 @@ SOAK = os.environ.get("LOWIMPACT_SOAK") == "1"
 
 
 def stats() -> Dict[str, int]:
+    """What the engine keeps alive."""
     gc.collect()
-    return _engine._stats()
+    alive = _engine._stats()
+    del alive["shadows_built"]
+    return alive
+
+
+def shadows_built() -> int:
+    return int(_engine._stats()["shadows_built"])
 
 
 @pytest.fixture
@@ -152,3 +161,58 @@ def test_enable_disable_cycles_leave_nothing(M: Any, clean: Dict[str, int]) -> N
     # A leak of one small block per cycle would show as count * 32 bytes.
     assert grown < 16 * 1024, grown
     assert len(gc.get_objects()) - objects_before < 100
+
+
+# Run in a child: in pytest, restart_events() also reaches the many frames on
+# the stack below the test, which land on copies of their own as they resume.
+START_DISABLED = """
+from lowimpact import monitoring as M, _engine
+E = M.events
+
+def built():
+    return _engine._stats()["shadows_built"]
+
+source = "".join("def f%d(n):\\n    t = 0\\n    for i in range(n):\\n        t += i\\n"
+                 "    return t\\n" % i for i in range(20))
+namespace = {}
+exec(source, namespace)
+functions = [f for name, f in namespace.items() if name.startswith("f")]
+codes = {f.__code__ for f in functions}
+starts = []
+M.use_tool_id(2, "memory")
+M.register_callback(2, E.EVENT, CALLBACK)
+M.set_events(2, E.EVENT)
+counts = []
+for step in ("run", "run", "run", "restart", "run", "run"):
+    before = built()
+    if step == "restart":
+        M.restart_events()
+    else:
+        for f in functions:
+            f(3)
+    counts.append(built() - before)
+print(counts, sum(code in codes for code in starts))
+"""
+
+
+def shadows_built_in_child(event: str, callback: str) -> str:
+    script = START_DISABLED.replace("EVENT", event).replace("CALLBACK", callback)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_disabled_starts_keep_their_copy() -> None:
+    """A tool that turns PY_START off everywhere (a coverage tool measuring
+    other files, a debugger away from its breakpoints) costs one copy per
+    function: a copy whose only disarmed probe is where frames start is as
+    fast as a copy without it, which would keep that probe as a disarmed
+    placeholder for restart_events().  After restart_events() the probe is
+    armed again in place.  Copies whose lines were disabled are compacted,
+    once: the function moved at the start of its obsolete copy lands on the
+    copy it starts on from then on (not on one built for it alone)."""
+    starts = "lambda code, offset: starts.append(code) or M.DISABLE"
+    assert shadows_built_in_child("PY_START", starts) == "[20, 0, 0, 0, 0, 0] 40"
+    lines = "lambda code, line: M.DISABLE"
+    assert shadows_built_in_child("LINE", lines) == "[20, 20, 0, 0, 20, 20] 0"

@@ -337,6 +337,8 @@ li_probes *li_shadow_probes(PyCodeObject *code);
  * the original's co_consts).  New reference, or NULL with an exception. */
 PyCodeObject *li_build_shadow(PyCodeObject *original, li_code_state *cs,
                               li_event_set kinds, PyObject *consts, bool every_site);
+/* How many shadows li_build_shadow() built so far. */
+Py_ssize_t li_shadows_built(void);
 
 /* Delivers the events of probe `p` of `lp`, run by `frame` (events.c).
  * 0, or -1 with an exception set. */
@@ -682,6 +684,15 @@ int li_landing_init(PyObject *module);
  * or NULL; `ts` NULL for a suspended generator. */
 int li_frame_capacity(PyThreadState *ts, _PyInterpreterFrame *frame,
                       _PyInterpreterFrame *above);
+/* The least capacity (as li_frame_capacity) of the frames of `code` that
+ * are on no thread's stack but may run it, into any trampoline armed there:
+ * frames that start from now on, and the suspended or unstarted generators
+ * created before lowimpact's import, which have no spare slots. */
+int li_unseen_frames_capacity(PyCodeObject *code);
+/* Whether a generator-like object created before lowimpact's import is
+ * suspended on `code` at a unit of [low, high) or goes on at one: it cannot
+ * move onto a shadow without spare slots, and resumes in `code`. */
+bool li_older_generator_in(PyCodeObject *code, int low, int high);
 /* The generator, coroutine or async generator a frame belongs to. */
 static inline PyGenObject *
 li_frame_generator(_PyInterpreterFrame *frame)

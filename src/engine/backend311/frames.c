@@ -79,6 +79,55 @@ li_frame_capacity(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterF
     return allocated + (older ? 0 : GENERATOR_SLACK);
 }
 
+int
+li_unseen_frames_capacity(PyCodeObject *code)
+{
+    if (!(code->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR))) {
+        return li_true_stacksize(code) + 1;
+    }
+    /* Trampolines leave the stack size of generator code alone. */
+    int least = code->co_stacksize + GENERATOR_SLACK;
+    Py_ssize_t pos = 0;
+    PyObject *address, *ref;
+    while (PyDict_Next(older_generators, &pos, &address, &ref)) {
+        PyObject *op = PyWeakref_GET_OBJECT(ref);   /* borrowed; None once gone */
+        if (!is_generator_like(op)) {
+            continue;
+        }
+        PyGenObject *gen = (PyGenObject *)op;
+        _PyInterpreterFrame *frame = (_PyInterpreterFrame *)gen->gi_iframe;
+        if (gen->gi_frame_state < FRAME_EXECUTING && frame->f_code == code &&
+            gen->gi_code->co_stacksize < least)
+        {
+            least = gen->gi_code->co_stacksize;
+        }
+    }
+    return least;
+}
+
+bool
+li_older_generator_in(PyCodeObject *code, int low, int high)
+{
+    if (!(code->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR))) {
+        return false;   /* no generator runs it: the common case, kept cheap */
+    }
+    Py_ssize_t pos = 0;
+    PyObject *address, *ref;
+    while (PyDict_Next(older_generators, &pos, &address, &ref)) {
+        PyObject *op = PyWeakref_GET_OBJECT(ref);   /* borrowed; None once gone */
+        if (!is_generator_like(op) || ((PyGenObject *)op)->gi_frame_state != FRAME_SUSPENDED) {
+            continue;
+        }
+        _PyInterpreterFrame *frame = (_PyInterpreterFrame *)((PyGenObject *)op)->gi_iframe;
+        /* It stands at its YIELD_VALUE, and goes on at the unit after. */
+        int unit = (int)(frame->prev_instr - _PyCode_CODE(code));
+        if (frame->f_code == code && unit + 1 >= low && unit < high) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Weak reference callback: an older generator is gone (another object may
  * get its address). */
 static PyObject *

@@ -372,6 +372,24 @@ fire_failed(_PyInterpreterFrame *frame, li_probes *lp, const li_probe *p)
     return -1;
 }
 
+/* Whether a shadow without `lp`'s disarmed probes would serve frames
+ * better: once a quarter of its probes are disarmed jumps, except those
+ * where frames start or resume, which a compacted shadow keeps as the
+ * same disarmed placeholders (so that restart_events() can arm them).
+ * A shadow that only disabled where frames start, as a tool that turns
+ * PY_START off everywhere leaves the shadows it made, stays: a new one
+ * would be built for nothing. */
+static bool
+worth_compacting(const li_probes *lp)
+{
+    const _Py_CODEUNIT *units = _PyCode_CODE(lp->shadow);
+    int disarmed = lp->n_probes - lp->n_armed;
+    for (int k = 0; k < lp->n_starts && disarmed > 0; k++) {
+        disarmed -= _Py_OPCODE(units[lp->starts[k]]) == JUMP_FORWARD;
+    }
+    return disarmed > 0 && disarmed * 4 >= lp->n_probes;
+}
+
 /* A callback returned DISABLE somewhere: probe `p` may no longer be
  * wanted.  Tools that went away meanwhile had their probes synced by the
  * update that removed them; only a DISABLE can leave it unwanted.  0/-1. */
@@ -384,7 +402,7 @@ after_disable(li_probes *lp, li_probe *p, int index)
            shadow without them serves better.  (Code whose probes are mostly
            where it never goes, as in big functions under line and branch
            coverage, would otherwise keep running the jumps where it does.) */
-        if (!lp->obsolete && lp->n_armed * 4 <= lp->n_probes * 3 && li_compact(lp) < 0) {
+        if (!lp->obsolete && worth_compacting(lp) && li_compact(lp) < 0) {
             return -1;
         }
         /* An obsolete shadow that frames enter only at its start needs
@@ -419,14 +437,26 @@ li_probes_stale(const li_probes *lp)
     return false;
 }
 
-/* A function still running an obsolete shadow starts here: its later calls
- * run the current code of its original. */
+/* A function still running an obsolete shadow starts here, at its entry
+ * probe `entry`: its later calls run the current code of its original.
+ * The frame itself moves there after the probe's events (after_events()),
+ * so the shadow built here gets the landing pad it needs: built without
+ * it, it would be replaced at once by one that has it, and the function
+ * would start on the replaced one next time. */
 LI_COLD static int
-redirect(_PyInterpreterFrame *frame, li_probes *lp)
+redirect(_PyInterpreterFrame *frame, li_probes *lp, const li_probe *entry)
 {
     PyFunctionObject *func = frame->f_func;
     if (func == NULL || func->func_code != (PyObject *)lp->shadow) {
         return 0;
+    }
+    if (entry->resume_unit >= 0) {
+        li_code_backend *cb = li_code_backend_ensure(lp->cs);
+        if (cb == NULL ||
+            li_add_resume_point(cb, (li_landing){entry->resume_unit, entry->resume_phase}) < 0)
+        {
+            return -1;
+        }
     }
     PyObject *desired = li_desired_code(lp->original, frame->f_builtins);
     if (desired == NULL) {
@@ -741,7 +771,7 @@ slow_path(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, li_p
     if (index == lp->entry_probe && lp->cs->refresh_pending) {
         starts_refreshed(lp);
     }
-    if (lp->obsolete && index == lp->entry_probe && redirect(frame, lp) < 0) {
+    if (lp->obsolete && index == lp->entry_probe && redirect(frame, lp, p) < 0) {
         return -1;
     }
     uint64_t disables = li_reg.disables;

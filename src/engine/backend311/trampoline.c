@@ -118,7 +118,8 @@ frame_in_the_way(PyCodeObject *code, int at)
         }
     }
     /* Suspended generators stop at a YIELD_VALUE and go on at the RESUME
-       after it, which no trampoline replaces. */
+       after it, which no resume trampoline replaces, nor an inline cache
+       holds.  The entry trampoline may: see li_trampoline_arm(). */
     return false;
 }
 
@@ -328,18 +329,21 @@ find_trampoline(li_patches *p, int at)
     return NULL;
 }
 
-/* The units [lo, hi) a trampoline occupies (jump and owner apart). */
+/* Whether a trampoline at `at` uses a unit of [lo, hi): its own units, from
+ * the instruction whose inline cache holds it (`owner`, or -1), and the unit
+ * of the jump to it (`jump`, or -1), which may lie elsewhere. */
+static bool
+uses_units(int at, int jump, int owner, int lo, int hi)
+{
+    int body_lo = owner >= 0 && owner < at ? owner : at;
+    int body_hi = at + LI_TRAMPOLINE_UNITS;
+    return (body_lo < hi && lo < body_hi) || (jump >= 0 && lo <= jump && jump < hi);
+}
+
 static bool
 overlaps(const li_trampoline *t, int lo, int hi)
 {
-    int t_lo = t->at, t_hi = t->at + LI_TRAMPOLINE_UNITS;
-    if (t->jump >= 0) {
-        t_hi = t->jump + 1;
-    }
-    if (t->owner >= 0 && t->owner < t_lo) {
-        t_lo = t->owner;
-    }
-    return t_lo < hi && lo < t_hi;
+    return uses_units(t->at, t->jump, t->owner, lo, hi);
 }
 
 /* Whether an armed trampoline other than one at `at` uses a unit of
@@ -414,9 +418,11 @@ arm(li_patches *p, li_trampoline *t)
     if (t->jump >= 0) {
         /* Nothing may drop the GIL between the jump and the trampoline: a
            thread that disarms it meanwhile would leave this frame in an
-           inline cache. */
+           inline cache.  Neither jump checks the eval breaker. */
         t->saved_jump = units[t->jump];
-        units[t->jump] = code_unit(JUMP_BACKWARD_NO_INTERRUPT, t->jump + 1 - t->at);
+        units[t->jump] = t->jump > t->at
+                         ? code_unit(JUMP_BACKWARD_NO_INTERRUPT, t->jump + 1 - t->at)
+                         : code_unit(JUMP_FORWARD, t->at - t->jump - 1);
     }
     t->armed = true;
     p->n_armed++;
@@ -540,7 +546,12 @@ li_trampoline_arm(li_code_state *cs)
     if (t != NULL && t->armed) {
         return 1;
     }
+    /* A yield in the first units after RESUME 0 puts the point where its
+       suspended generators go on under the entry trampoline: those created
+       before lowimpact's import may still be there, without the room to
+       move onto a shadow (the others moved as events changed). */
     if (frame_in_the_way(code, at) ||
+        li_older_generator_in(code, at, at + LI_TRAMPOLINE_UNITS) ||
         overlaps_armed(p, at, at, at + LI_TRAMPOLINE_UNITS) ||
         li_foreign_eval_frame() || !landing_function_installed())
     {
@@ -587,11 +598,11 @@ li_release_shadow_stack(li_code_backend *cb)
 }
 
 /* The smallest room of the frames of `code` on any thread's stack, or of
- * frames that may start on it unseen. */
+ * frames that may start or resume on it unseen. */
 static int
 least_capacity(PyCodeObject *code)
 {
-    int least = li_true_stacksize(code) + 1;
+    int least = li_unseen_frames_capacity(code);
     PyInterpreterState *interp = PyInterpreterState_Get();
     for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
          ts = PyThreadState_Next(ts))
@@ -806,6 +817,99 @@ translate_sites(const shadow_view *view, const li_analysis *an, site *sites, int
         sites[kept++] = s;
     }
     return kept;
+}
+
+/* ---- a frame waiting in a `yield from` or `await` loop -------------------- */
+
+/* Whether the units a trampoline at `at` runs, up to the unit after its
+ * CALL, are all handled by `handler` (NULL: none). */
+static bool
+handled_by(const li_analysis *an, int at, const li_handler *handler)
+{
+    for (int u = at; u <= at + LI_TRAMPOLINE_UNITS && u < an->n_units; u++) {
+        if (!same_handler(handler_at(an->handlers, an->n_handlers, u), handler)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* A frame waiting in the SEND of a `yield from` or `await` loop (its
+ * subiterator runs in C) goes on at the loop's YIELD_VALUE when the
+ * subiterator yields: the place where its PY_YIELD comes natively.  No
+ * trampoline fits there: after the YIELD_VALUE come the RESUME where
+ * suspended generators of the code go on, which CPython also reads to tell
+ * that they delegate, and the loop's jump back.  So the YIELD_VALUE's one
+ * unit becomes a jump to a trampoline in the inline cache of another
+ * instruction, whose base form reads none meanwhile: every frame that comes
+ * to the YIELD_VALUE takes it (all of them lack the events), and lands
+ * before the YIELD_VALUE's probes with the value to yield on its stack.
+ * The instruction must be within a one-unit jump's reach, and errors in the
+ * trampoline must be handled as at the YIELD_VALUE (which raises none); the
+ * nearest on the YIELD_VALUE's line is preferred, as line tracing sees the
+ * trampoline's units as that instruction's.  `chosen`: the other sites for
+ * the frame, which it must leave alone.  In a shadow (`view`) the
+ * YIELD_VALUE must follow the SEND directly (a probe between reports
+ * PY_YIELD if the shadow has it, and cannot move its frame), and the
+ * instruction must be a copy of one of the original.  False if nothing
+ * fits. */
+static bool
+yield_site(const li_analysis *an, const shadow_view *view, li_patches *p, int current,
+           int capacity, const site *chosen, int n_chosen, site *out)
+{
+    if (an->instrs[current].opcode != SEND || current + 1 >= an->n_instrs) {
+        return false;
+    }
+    const li_instr *yield = &an->instrs[current + 1];
+    if (yield->opcode != YIELD_VALUE || yield->depth < 0 || yield->depth + 2 > capacity) {
+        return false;
+    }
+    li_landing landing = landing_at(an, current + 1, -1);
+    if (view != NULL) {
+        int i = original_instruction(view, yield->start);
+        if (i < 0) {
+            return false;
+        }
+        landing = landing_at(&view->original, i, -1);
+    }
+    for (int k = 0; k < p->n_trampolines; k++) {
+        const li_trampoline *t = &p->trampolines[k];
+        if (t->armed && t->jump == yield->op) {
+            /* Armed for another frame waiting there. */
+            *out = (site){t->at, t->jump, t->owner, -1, t->landing, false};
+            return true;
+        }
+    }
+    const li_handler *handler = handler_at(an->handlers, an->n_handlers, yield->op);
+    int line = an->locs[yield->op].line;
+    int best = -1, best_score = INT_MAX;
+    for (int j = 0; j < an->n_instrs; j++) {
+        const li_instr *in = &an->instrs[j];
+        int at = in->op + 1;
+        int distance = at < yield->op ? yield->op + 1 - at : at - yield->op - 1;
+        int score = distance + (an->locs[in->op].line == line ? 0 : 256);
+        if (in->depth < 0 || in->end - at < LI_TRAMPOLINE_UNITS || distance > 255 ||
+            score >= best_score || (view != NULL && original_instruction(view, in->start) < 0) ||
+            overlaps_armed(p, -1, in->op, in->end) || frame_in_the_way(an->code, at) ||
+            !handled_by(an, at, handler))
+        {
+            continue;
+        }
+        bool taken = false;
+        for (int k = 0; k < n_chosen && !taken; k++) {
+            taken = uses_units(chosen[k].at, chosen[k].jump, chosen[k].owner, in->op, in->end);
+        }
+        if (!taken) {
+            best = j;
+            best_score = score;
+        }
+    }
+    if (best < 0) {
+        return false;
+    }
+    const li_instr *in = &an->instrs[best];
+    *out = (site){in->op + 1, yield->op, in->op, -1, landing, false};
+    return true;
 }
 
 /* ---- exception trampolines ------------------------------------------------ */
@@ -1035,7 +1139,8 @@ li_trampolines_reach(PyThreadState *ts, _PyInterpreterFrame *frame,
     }
     int capacity = least_capacity(code);
     int max = an.n_instrs + 3;
-    site *sites = PyMem_Malloc(sizeof(site) * (size_t)max);
+    /* One more for the YIELD_VALUE of a `yield from` loop. */
+    site *sites = PyMem_Malloc(sizeof(site) * (size_t)(max + 1));
     if (sites == NULL) {
         li_analysis_clear(&an);
         if (lp != NULL) {
@@ -1047,6 +1152,11 @@ li_trampolines_reach(PyThreadState *ts, _PyInterpreterFrame *frame,
     int n = choose_sites(&an, an.instr_at[unit], capacity, sites, max);
     if (lp != NULL) {
         n = translate_sites(&view, &an, sites, n);
+    }
+    if (yield_site(&an, lp != NULL ? &view : NULL, p, an.instr_at[unit], capacity, sites, n,
+                   &sites[n]))
+    {
+        n++;
     }
     /* Loop headers have landing pads in every shadow; the other places get
        theirs in shadows built from now on. */
@@ -1066,10 +1176,10 @@ li_trampolines_reach(PyThreadState *ts, _PyInterpreterFrame *frame,
     bool fits = to != NULL && to->kinds != 0;
     for (int k = 0; k < n && err == 0 && fits; k++) {
         const site *s = &sites[k];
-        int lo = s->owner >= 0 ? s->owner : s->at;
-        int hi = s->jump >= 0 ? s->jump + 1 : s->at + LI_TRAMPOLINE_UNITS;
+        int lo = s->owner >= 0 && s->owner < s->at ? s->owner : s->at;
         if ((s->jump < 0 && frame_in_the_way(code, s->at)) ||
-            overlaps_armed(p, s->at, lo, hi))
+            overlaps_armed(p, s->at, lo, s->at + LI_TRAMPOLINE_UNITS) ||
+            (s->jump >= 0 && overlaps_armed(p, s->at, s->jump, s->jump + 1)))
         {
             continue;
         }
