@@ -284,6 +284,8 @@ def name_fields(minor: int) -> List[Tuple[str, str]]:
         ("values_items", "offsetof(PyDictValues, values)" if split else "0"),
         ("dict_keys", "offsetof(PyDictObject, ma_keys)"),
         ("dict_values", "offsetof(PyDictObject, ma_values)"),
+        ("dict_used", "offsetof(PyDictObject, ma_used)"),
+        ("dict_version", "offsetof(PyDictObject, ma_version_tag)"),
         ("keys_format", "LI_DICT_KEYS_LOG2" if split else "LI_DICT_KEYS_SIZE"),
         ("keys_size", "offsetof(%s, %s)" % (keys, "dk_log2_size" if split else "dk_size")),
         ("keys_log2_index_bytes",

@@ -153,6 +153,8 @@ typedef struct li_layout {
     int64_t values_items;                   /* PyDictValues.values */
     int64_t dict_keys;                      /* ma_keys */
     int64_t dict_values;                    /* ma_values (split tables), else NULL */
+    int64_t dict_used;                      /* ma_used: its items */
+    int64_t dict_version;                   /* ma_version_tag: new at every change */
     int keys_format;                        /* enum li_dict_keys_format */
     int64_t keys_size;                      /* dk_size, or dk_log2_size */
     int64_t keys_log2_index_bytes;          /* or -1 */

@@ -760,6 +760,9 @@ thread_names_while_busy(ReaderObject *self, int attempts)
     /* threads of the last sample read whose name is still to read (its
      * read was torn), or whose Thread is another thread's */
     size_t unread = 0, mismatched = 0;
+    /* whether a read of the names held together (until one does, every
+     * thread of the last sample read is unread) */
+    int named = 0;
     if (result == NULL) {
         return NULL;
     }
@@ -767,7 +770,8 @@ thread_names_while_busy(ReaderObject *self, int attempts)
         li_status st = take(self);
         li_sample *s = &self->sample;
         size_t n = s->nthreads ? s->nthreads : 1;
-        if (st == LI_OK) {
+        int sampled = st == LI_OK;
+        if (sampled) {
             PyMem_Free(buffers);
             PyMem_Free(which);
             PyMem_Free(states);
@@ -786,12 +790,16 @@ thread_names_while_busy(ReaderObject *self, int attempts)
         }
         if (st == LI_TORN) {
             self->names_torn++;
+            if (sampled && !named) {
+                unread = s->nthreads;
+            }
             continue;
         }
         if (st != LI_OK) {
             raise_status(st, "", self->target.pid, self->target.last_errno);
             goto error;
         }
+        named = 1;
         unread = mismatched = 0;
         for (size_t i = 0; i < s->nthreads; i++) {
             li_raw_thread *th = &s->threads[i];

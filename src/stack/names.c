@@ -169,14 +169,30 @@ unless_moved(li_status st, int moved, table *out)
  * garbage that looks like a dict without the keys looked for (threading's
  * _active does this all the time while threads start and end, and every
  * thread lost its name in such a read).  The dict must still point to the
- * same keys and values once they are read, else the read is torn. */
+ * same keys and values once they are read, else the read is torn.  That
+ * alone misses two cases, which the dict's version tag and its number of
+ * items, read before the table, catch: a resize points the dict to its new
+ * keys before it fills them (a read then finds a table with no entries,
+ * or some), and the allocator gives a resize the block the previous one
+ * freed, so a dict that keeps resizing goes back and forth between two
+ * addresses (the table read may be an older one, or one being built).  A
+ * mutation stores the new version tag last: unchanged, no mutation ended
+ * between the two reads; and the live entries read must be as many as
+ * the items the dict had. */
 static li_status
 dict_table(li_target *t, uint64_t dict, table *out)
 {
-    uint64_t keys, values, keys_after, values_after;
+    const li_layout *L = &t->layout;
+    uint64_t keys, values, used = 0, version = 0, keys_after, values_after, version_after = 0;
     out->entries = NULL;
     out->n = 0;
     li_status st = check_type(t, dict, t->dict_type);
+    if (st == LI_OK) {
+        st = read_u64(t, dict + (uint64_t)L->dict_version, &version);
+    }
+    if (st == LI_OK) {
+        st = read_u64(t, dict + (uint64_t)L->dict_used, &used);
+    }
     if (st == LI_OK) {
         st = dict_head(t, dict, &keys, &values);
     }
@@ -185,7 +201,17 @@ dict_table(li_target *t, uint64_t dict, table *out)
     }
     if (st == LI_OK) {
         st = dict_head(t, dict, &keys_after, &values_after);
-        st = unless_moved(st, keys_after != keys || values_after != values, out);
+        if (st == LI_OK) {
+            st = read_u64(t, dict + (uint64_t)L->dict_version, &version_after);
+        }
+        uint64_t live = 0;
+        for (size_t i = 0; i < out->n; i++) {
+            live += out->entries[i].key != 0 && out->entries[i].value != 0;
+        }
+        st = unless_moved(st,
+                          keys_after != keys || values_after != values
+                              || version_after != version || live != used,
+                          out);
     }
     return st;
 }

@@ -189,3 +189,38 @@ def test_a_tid_that_looks_like_an_address(minor):
         assert read["tid_source"] == expected_source
         assert read["names"] == known, thread_db
         assert read["counters"] == [0, 0, 0]
+
+
+RESIZING = os.path.join(HERE, "resizing.py")
+
+
+@pytest.mark.parametrize("minor", MINORS, ids=["3.%d" % m for m in MINORS])
+def test_a_dict_read_while_it_resizes_is_torn(minor):
+    """A resize points the dict to its new keys before it fills them, and
+    a dict that keeps resizing goes back and forth between two blocks: a
+    read of _active that met either found the dict where it was, a table
+    with none of the threads in it, and every name was lost with nothing
+    counted (about one call in four against resizing.py).  Every call names
+    the threads that stay, or counts them unread."""
+    python = find_python(minor)
+    if python is None:
+        pytest.skip("CPython 3.%d is not installed" % minor)
+    child = subprocess.Popen([python, RESIZING], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    stable = {"MainThread", "lasting-0", "lasting-1", "lasting-2", "resizer"}
+    calls, lost = 0, []
+    try:
+        assert child.stdout.readline() == "ready\n"
+        reader = attach(child.pid)
+        start = time.monotonic()
+        while time.monotonic() < start + 2:
+            unread = reader.names_unread
+            names = set(reader.thread_names().values())
+            calls += 1
+            if not stable <= names and reader.names_unread == unread:
+                lost.append((calls, sorted(stable - names)))
+    finally:
+        child.stdin.close()
+        assert child.wait(timeout=30) == 0
+    assert calls and not lost, ("%d of %d reads lost names uncounted: %s"
+                                % (len(lost), calls, lost[:5]))
