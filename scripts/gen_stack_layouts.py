@@ -32,6 +32,9 @@ MINORS = (9, 10, 11, 12, 13)
 
 PRELUDE = r"""
 #define Py_BUILD_CORE 1
+/* The headers' inline accessors are called on a stand-in object below: no
+ * assertion may look at it. */
+#define NDEBUG 1
 #include <Python.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -50,7 +53,12 @@ static unsigned int mask_of(PyASCIIObject *o) {
     return m;
 }
 
+%(private)s
 int main(void) {
+    /* A stand-in object, only ever used for address arithmetic. */
+    static char stand_in[512];
+    PyObject *obj = (PyObject *)(stand_in + 256);
+    (void)obj;
     PyASCIIObject o;
     unsigned int kind_mask, compact_mask, ascii_mask;
     int shift = 0;
@@ -58,6 +66,7 @@ int main(void) {
     memset(&o, 0, sizeof o); o.state.compact = 1; compact_mask = mask_of(&o);
     memset(&o, 0, sizeof o); o.state.ascii = 1; ascii_mask = mask_of(&o);
     while (!((kind_mask >> shift) & 1)) shift++;
+%(setup)s
 %(body)s
     return 0;
 }
@@ -114,6 +123,13 @@ def layout_fields(minor: int) -> List[Tuple[str, str]]:
             # (GH-96421), so a thread's chain ends at one.
             ("chain_ends_at_entry", "1" if minor >= 12 else "0"),
             ("frame_gen", absent),
+            # A thread's outermost frame may be a generator's resumed from C
+            # (nothing below it) where no entry frame precedes it (3.11):
+            # whether it runs tells that case from a suspended generator's.
+            ("gen_state_known", "1" if minor == 11 else "0"),
+            ("gen_state", "offsetof(PyGenObject, gi_frame_state) - "
+             "offsetof(PyGenObject, gi_iframe)" if minor == 11 else "0"),
+            ("gen_executing", "FRAME_EXECUTING" if minor == 11 else "0"),
         ]
     else:
         fields += [
@@ -130,6 +146,10 @@ def layout_fields(minor: int) -> List[Tuple[str, str]]:
             ("owner_generator", absent),
             ("chain_ends_at_entry", "0"),
             ("frame_gen", "offsetof(PyFrameObject, f_gen)"),
+            ("gen_state_known", "1"),
+            ("gen_state", "offsetof(PyFrameObject, %s)"
+             % ("f_executing" if minor == 9 else "f_state")),
+            ("gen_executing", "1" if minor == 9 else "FRAME_EXECUTING"),
         ]
     fields += [
         ("code_size", "offsetof(PyCodeObject, co_code_adaptive)" if interp_frames
@@ -141,6 +161,10 @@ def layout_fields(minor: int) -> List[Tuple[str, str]]:
          % ("co_lnotab" if minor == 9 else "co_linetable")),
         ("code_firstlineno", "offsetof(PyCodeObject, co_firstlineno)"),
         ("code_adaptive", "offsetof(PyCodeObject, co_code_adaptive)" if interp_frames else absent),
+        # The code units of its bytecode (where a frame's position must
+        # lie), and the number 3.12+ give each new code object.
+        ("code_units", "offsetof(PyCodeObject, ob_base.ob_size)" if interp_frames else absent),
+        ("code_version", "offsetof(PyCodeObject, co_version)" if minor >= 12 else absent),
         ("linetable_format", {9: "LI_LINETABLE_LNOTAB", 10: "LI_LINETABLE_PAIRS"}
          .get(minor, "LI_LINETABLE_LOCATIONS")),
         ("object_type", "offsetof(PyObject, ob_type)"),
@@ -148,6 +172,7 @@ def layout_fields(minor: int) -> List[Tuple[str, str]]:
         ("bytes_data", "offsetof(PyBytesObject, ob_sval)"),
         ("unicode_state", "offsetof(PyASCIIObject, state)"),
         ("unicode_length", "offsetof(PyASCIIObject, length)"),
+        ("unicode_hash", "offsetof(PyASCIIObject, hash)"),
         ("unicode_ascii_size", "sizeof(PyASCIIObject)"),
         ("unicode_compact_size", "sizeof(PyCompactUnicodeObject)"),
         ("unicode_kind_mask", "kind_mask"),
@@ -155,7 +180,129 @@ def layout_fields(minor: int) -> List[Tuple[str, str]]:
         ("unicode_compact_mask", "compact_mask"),
         ("unicode_ascii_mask", "ascii_mask"),
     ]
+    fields += name_fields(minor)
+    fields += long_fields(minor)
     return fields
+
+
+def long_fields(minor: int) -> List[Tuple[str, str]]:
+    """The fields of li_layout that decode a small non-negative int (a
+    Thread's _native_id, names.c): its number of digits and its digits."""
+    if minor >= 12:
+        # lv_tag: the number of digits above NON_SIZE_BITS bits of sign.
+        return [
+            ("long_format", "LI_LONG_TAG"),
+            ("long_size", "offsetof(PyLongObject, long_value.lv_tag)"),
+            ("long_digits", "offsetof(PyLongObject, long_value.ob_digit)"),
+            ("long_digit_bits", "PyLong_SHIFT"),
+            ("long_tag_shift", "NON_SIZE_BITS"),
+            ("long_sign_mask", "SIGN_MASK"),
+            ("long_sign_negative", "SIGN_NEGATIVE"),
+        ]
+    # ob_size: the number of digits, negative for a negative int.
+    return [
+        ("long_format", "LI_LONG_SIZE"),
+        ("long_size", "offsetof(PyLongObject, ob_base.ob_size)"),
+        ("long_digits", "offsetof(PyLongObject, ob_digit)"),
+        ("long_digit_bits", "PyLong_SHIFT"),
+        ("long_tag_shift", "0"),
+        ("long_sign_mask", "0"),
+        ("long_sign_negative", "0"),
+    ]
+
+
+# 3.9 and 3.10 keep a dict's keys object in Objects/dict-common.h, which is
+# not installed: its fields, in their order, are declared here instead (the
+# tests read a live dict of those versions through this declaration).
+PRIVATE_DICT_KEYS = r"""
+typedef struct {
+    Py_hash_t me_hash;
+    PyObject *me_key;
+    PyObject *me_value;
+} li_dict_entry;
+
+struct li_dict_keys {
+    Py_ssize_t dk_refcnt;
+    Py_ssize_t dk_size;
+    void *dk_lookup;
+    Py_ssize_t dk_usable;
+    Py_ssize_t dk_nentries;
+    char dk_indices[];
+};
+"""
+
+# Where an object's managed dict (3.11+) and its values without a dict are,
+# from the headers' own accessors applied to a stand-in object.
+MANAGED_DICT_SETUP = {
+    11: r"""
+    long long managed_dict = (char *)_PyObject_ManagedDictPointer(obj) - (char *)obj;
+    long long managed_values = (char *)_PyObject_ValuesPointer(obj) - (char *)obj;
+""",
+    12: r"""
+    long long managed_dict = (char *)_PyObject_DictOrValuesPointer(obj) - (char *)obj;
+    unsigned long long values_tag = 0;
+    for (int bit = 0; bit < 4; bit++) {
+        PyDictOrValues d;
+        d.values = (char *)(uintptr_t)(1u << bit);
+        if (_PyDictOrValues_IsValues(d)) values_tag |= 1u << bit;
+    }
+    PyDictOrValues tagged;
+    tagged.values = (char *)(uintptr_t)(0x1000 | values_tag);
+    long long values_untag = (char *)_PyDictOrValues_GetValues(tagged) - tagged.values;
+""",
+    13: r"""
+    long long managed_dict = (char *)_PyObject_ManagedDictPointer(obj) - (char *)obj;
+    long long managed_values = (char *)_PyObject_InlineValues(obj) - (char *)obj;
+""",
+}
+
+
+def name_fields(minor: int) -> List[Tuple[str, str]]:
+    """The fields of li_layout that lead from an interpreter to its threads'
+    threading.Thread names: sys.modules, a dict's entries, an instance's
+    attributes (its dict, or the values of a managed dict without one)."""
+    absent = "-1"
+    split = minor >= 11     # PEP 412 key sharing with PyDictValues, dk_kind
+    keys = "struct _dictkeysobject" if split else "struct li_dict_keys"
+    entry = "PyDictKeyEntry" if split else "li_dict_entry"
+    managed = {11: "LI_VALUES_POINTER", 12: "LI_VALUES_TAGGED", 13: "LI_VALUES_INLINE"}
+    return [
+        ("interp_modules", "offsetof(PyInterpreterState, %s)"
+         % ("imports.modules" if minor >= 12 else "modules")),
+        ("type_flags", "offsetof(PyTypeObject, tp_flags)"),
+        ("type_dictoffset", "offsetof(PyTypeObject, tp_dictoffset)"),
+        ("heaptype_cached_keys",
+         "offsetof(PyHeapTypeObject, ht_cached_keys)" if split else absent),
+        ("tpflags_managed_dict", "Py_TPFLAGS_MANAGED_DICT" if split else "0"),
+        ("tpflags_inline_values", "Py_TPFLAGS_INLINE_VALUES" if minor >= 13 else "0"),
+        ("managed_values_kind", managed.get(minor, "LI_VALUES_NONE")),
+        ("managed_dict", "managed_dict" if split else "0"),
+        ("managed_values", "managed_values" if minor in (11, 13) else "0"),
+        ("values_tag", "values_tag" if minor == 12 else "0"),
+        ("values_untag", "values_untag" if minor == 12 else "0"),
+        ("values_valid", "offsetof(PyDictValues, valid)" if minor >= 13 else absent),
+        ("values_items", "offsetof(PyDictValues, values)" if split else "0"),
+        ("dict_keys", "offsetof(PyDictObject, ma_keys)"),
+        ("dict_values", "offsetof(PyDictObject, ma_values)"),
+        ("dict_used", "offsetof(PyDictObject, ma_used)"),
+        ("dict_version", "offsetof(PyDictObject, ma_version_tag)"),
+        ("keys_format", "LI_DICT_KEYS_LOG2" if split else "LI_DICT_KEYS_SIZE"),
+        ("keys_size", "offsetof(%s, %s)" % (keys, "dk_log2_size" if split else "dk_size")),
+        ("keys_log2_index_bytes",
+         "offsetof(%s, dk_log2_index_bytes)" % keys if split else absent),
+        ("keys_kind", "offsetof(%s, dk_kind)" % keys if split else absent),
+        ("keys_kind_general", "DICT_KEYS_GENERAL" if split else absent),
+        ("keys_nentries", "offsetof(%s, dk_nentries)" % keys),
+        ("keys_indices", "offsetof(%s, dk_indices)" % keys),
+        ("entry_size", "sizeof(%s)" % entry),
+        ("entry_hash", "offsetof(%s, me_hash)" % entry),
+        ("entry_key", "offsetof(%s, me_key)" % entry),
+        ("entry_value", "offsetof(%s, me_value)" % entry),
+        ("uentry_size", "sizeof(PyDictUnicodeEntry)" if split else absent),
+        ("uentry_key", "offsetof(PyDictUnicodeEntry, me_key)" if split else absent),
+        ("uentry_value", "offsetof(PyDictUnicodeEntry, me_value)" if split else absent),
+        ("hash_modulus", "_PyHASH_MODULUS"),
+    ]
 
 
 DEBUG_OFFSETS_FIELDS = [
@@ -195,6 +342,10 @@ DEBUG_OFFSETS_FIELDS = [
     ("unicode_state", "offsetof(_Py_DebugOffsets, unicode_object.state)"),
     ("unicode_length", "offsetof(_Py_DebugOffsets, unicode_object.length)"),
     ("unicode_ascii_size", "offsetof(_Py_DebugOffsets, unicode_object.asciiobject_size)"),
+    ("interp_modules", "offsetof(_Py_DebugOffsets, interpreter_state.imports_modules)"),
+    ("type_flags", "offsetof(_Py_DebugOffsets, type_object.tp_flags)"),
+    ("dict_keys", "offsetof(_Py_DebugOffsets, dict_object.ma_keys)"),
+    ("dict_values", "offsetof(_Py_DebugOffsets, dict_object.ma_values)"),
 ]
 
 
@@ -244,15 +395,24 @@ def generate(minor: int, python: str) -> Dict[str, str]:
     include = include_dir(python)
     version = "%d.%d.%d" % version_of(python)
     extra = '#include "layout.h"\n'
+    # (PyLongObject's fields: installed but not included by Python.h before
+    # 3.11; the sign's constants are internal from 3.12.)
+    if minor <= 10:
+        extra += '#include "longintrepr.h"\n'
+    if minor >= 12:
+        extra += '#include "internal/pycore_long.h"\n'
     if minor >= 11:
-        extra += '#include "internal/pycore_frame.h"\n#include "internal/pycore_code.h"\n'
+        extra += ('#include "internal/pycore_frame.h"\n#include "internal/pycore_code.h"\n'
+                  '#include "internal/pycore_object.h"\n#include "internal/pycore_dict.h"\n')
+    parts = {"extra": extra, "private": "" if minor >= 11 else PRIVATE_DICT_KEYS,
+             "setup": MANAGED_DICT_SETUP.get(minor, "")}
     body = []
     for name, expr in layout_fields(minor):
         if expr.startswith("LI_"):
             body.append('    printf("    .%s = %s,\\n");' % (name, expr))
             continue
         body.append("    F(%s, %s);" % (name, expr))
-    out = run_program(PRELUDE % {"extra": extra, "body": "\n".join(body)}, include)
+    out = run_program(PRELUDE % dict(parts, body="\n".join(body)), include)
     files = {}
     header = ("/* Generated by scripts/gen_stack_layouts.py from the headers of CPython %s;\n"
               " * do not edit. */\n" % version)
@@ -261,7 +421,7 @@ def generate(minor: int, python: str) -> Dict[str, str]:
     if minor >= 13:
         body = ["    F(major, 3);", "    F(minor, %d);" % minor]
         body += ["    F(%s, %s);" % (n, e) for n, e in DEBUG_OFFSETS_FIELDS]
-        out = run_program(PRELUDE % {"extra": extra, "body": "\n".join(body)}, include)
+        out = run_program(PRELUDE % dict(parts, body="\n".join(body)), include)
         files["debug_offsets_py3%02d.h" % minor] = (
             header + "static const li_debug_offsets_fields li_debug_offsets_py3%02d = {\n%s};\n"
             % (minor, out))

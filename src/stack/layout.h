@@ -35,6 +35,28 @@ enum li_linetable_format {
     LI_LINETABLE_LOCATIONS = 3,  /* co_linetable of PEP 657: varint location entries */
 };
 
+/* Where an instance of a class with a managed dict (3.11+) keeps its
+ * attributes while no dict has been made for it: the values of the keys its
+ * class shares (ht_cached_keys). */
+enum li_managed_values {
+    LI_VALUES_NONE = 0,     /* no managed dicts: tp_dictoffset leads to a dict */
+    LI_VALUES_POINTER = 1,  /* a PyDictValues * at managed_values from the object */
+    LI_VALUES_TAGGED = 2,   /* the managed dict's slot, tagged by values_tag */
+    LI_VALUES_INLINE = 3,   /* inline at managed_values, while its valid byte is set */
+};
+
+/* How a dict's keys object gives its size and index width. */
+enum li_dict_keys_format {
+    LI_DICT_KEYS_SIZE = 1,  /* Py_ssize_t dk_size; indices as wide as the size needs */
+    LI_DICT_KEYS_LOG2 = 2,  /* uint8_t dk_log2_size, dk_log2_index_bytes, dk_kind */
+};
+
+/* How an int gives its number of digits (names.c reads small ones). */
+enum li_long_format {
+    LI_LONG_SIZE = 1,       /* Py_ssize_t ob_size: the digits, negative if the int is */
+    LI_LONG_TAG = 2,        /* uintptr_t lv_tag: digits << long_tag_shift | sign */
+};
+
 typedef struct li_layout {
     int major, minor;
     /* 1 if the offsets below are to be read from the target's
@@ -80,6 +102,13 @@ typedef struct li_layout {
     /* 1 if every thread's chain ends at an entry frame (owner_cstack) */
     int chain_ends_at_entry;
     int64_t frame_gen;                      /* LI_FRAME_OBJECT: f_gen, or -1 */
+    /* Whether a generator's frame runs, where the version lets a thread's
+     * chain end in one (resumed from C with no Python frame below): a
+     * char at gen_state from the frame (negative: in the generator object
+     * before it), equal to gen_executing while it runs. */
+    int gen_state_known;
+    int64_t gen_state;
+    int gen_executing;
 
     /* PyCodeObject */
     int64_t code_size;                      /* bytes to read of the code object's head */
@@ -89,6 +118,8 @@ typedef struct li_layout {
     int64_t code_linetable;
     int64_t code_firstlineno;
     int64_t code_adaptive;                  /* co_code_adaptive, or -1 */
+    int64_t code_units;                     /* ob_size: code units of bytecode, or -1 */
+    int64_t code_version;                   /* co_version (uint32), or -1 */
     int linetable_format;                   /* enum li_linetable_format */
 
     /* objects */
@@ -97,6 +128,7 @@ typedef struct li_layout {
     int64_t bytes_data;                     /* ob_sval */
     int64_t unicode_state;
     int64_t unicode_length;
+    int64_t unicode_hash;                   /* its hash, -1 until computed */
     int64_t unicode_ascii_size;             /* sizeof(PyASCIIObject): compact ASCII data */
     int64_t unicode_compact_size;           /* sizeof(PyCompactUnicodeObject) */
     /* the state bit field, as masks over its first 32 bits */
@@ -104,6 +136,44 @@ typedef struct li_layout {
     int unicode_kind_shift;
     uint32_t unicode_compact_mask;
     uint32_t unicode_ascii_mask;
+
+    /* From an interpreter to its threads' threading.Thread names (names.c) */
+    int64_t interp_modules;                 /* sys.modules */
+    int64_t type_flags;                     /* tp_flags (unsigned long) */
+    int64_t type_dictoffset;                /* tp_dictoffset */
+    int64_t heaptype_cached_keys;           /* ht_cached_keys, or -1 */
+    uint64_t tpflags_managed_dict;          /* Py_TPFLAGS_MANAGED_DICT, or 0 */
+    uint64_t tpflags_inline_values;         /* Py_TPFLAGS_INLINE_VALUES, or 0 */
+    int managed_values_kind;                /* enum li_managed_values */
+    int64_t managed_dict;                   /* from the object (negative): its dict */
+    int64_t managed_values;                 /* LI_VALUES_POINTER, LI_VALUES_INLINE */
+    uint64_t values_tag;                    /* LI_VALUES_TAGGED: the tag bits */
+    int64_t values_untag;                   /* added to a tagged slot: the values */
+    int64_t values_valid;                   /* PyDictValues.valid (uint8), or -1 */
+    int64_t values_items;                   /* PyDictValues.values */
+    int64_t dict_keys;                      /* ma_keys */
+    int64_t dict_values;                    /* ma_values (split tables), else NULL */
+    int64_t dict_used;                      /* ma_used: its items */
+    int64_t dict_version;                   /* ma_version_tag: new at every change */
+    int keys_format;                        /* enum li_dict_keys_format */
+    int64_t keys_size;                      /* dk_size, or dk_log2_size */
+    int64_t keys_log2_index_bytes;          /* or -1 */
+    int64_t keys_kind;                      /* dk_kind (uint8), or -1 */
+    int keys_kind_general;                  /* dk_kind of entries with hashes, or -1 */
+    int64_t keys_nentries;
+    int64_t keys_indices;
+    int64_t entry_size, entry_hash, entry_key, entry_value;   /* PyDictKeyEntry */
+    int64_t uentry_size, uentry_key, uentry_value;  /* PyDictUnicodeEntry, or -1 */
+    uint64_t hash_modulus;                  /* hash(n) of an int 0 <= n is n % this */
+
+    /* PyLongObject: a Thread's _native_id, checked against the thread's */
+    int long_format;                        /* enum li_long_format */
+    int64_t long_size;                      /* ob_size or lv_tag */
+    int64_t long_digits;                    /* ob_digit: uint32 digits, least first */
+    int long_digit_bits;                    /* PyLong_SHIFT: bits a digit holds */
+    int long_tag_shift;                     /* LI_LONG_TAG: bits below the digits' number */
+    uint64_t long_sign_mask;                /* LI_LONG_TAG: the sign's bits */
+    uint64_t long_sign_negative;            /* LI_LONG_TAG: their value if negative */
 } li_layout;
 
 /* The table of major.minor, or NULL if the version is not supported. */
@@ -126,6 +196,7 @@ typedef struct li_debug_offsets_fields {
     int64_t object_type;
     int64_t bytes_size, bytes_data;
     int64_t unicode_state, unicode_length, unicode_ascii_size;
+    int64_t interp_modules, type_flags, dict_keys, dict_values;
 } li_debug_offsets_fields;
 
 /* Where the fields of major.minor's _Py_DebugOffsets are, or NULL. */

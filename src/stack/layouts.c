@@ -100,11 +100,16 @@ li_layout_from_debug_offsets(li_layout *out, const li_layout *base,
     out->unicode_state = field(buf, d->unicode_state);
     out->unicode_length = field(buf, d->unicode_length);
     out->unicode_ascii_size = field(buf, d->unicode_ascii_size);
+    out->interp_modules = field(buf, d->interp_modules);
+    out->type_flags = field(buf, d->type_flags);
+    out->dict_keys = field(buf, d->dict_keys);
+    out->dict_values = field(buf, d->dict_values);
     /* Sanity: every field lies inside its structure, and no structure is
      * implausibly large (a corrupt or foreign block would fail this). */
     const int64_t limit = 1 << 20;
     int64_t fields_in_interp[] = {out->interp_next, out->interp_threads_head,
-                                  out->interp_gil_locked, out->interp_gil_holder};
+                                  out->interp_gil_locked, out->interp_gil_holder,
+                                  out->interp_modules};
     int64_t fields_in_tstate[] = {out->tstate_next, out->tstate_interp, out->tstate_frame,
                                   out->tstate_thread_id, out->tstate_native_thread_id,
                                   out->tstate_datastack_chunk};
@@ -120,7 +125,11 @@ li_layout_from_debug_offsets(li_layout *out, const li_layout *base,
              && out->frame_size <= LI_MAX_FRAME_SIZE && out->code_size > 0
              && out->code_size <= LI_MAX_CODE_HEAD && out->unicode_ascii_size > 0
              && out->unicode_ascii_size + 16 <= 256 && out->bytes_size >= 0
-             && out->bytes_size < limit && out->bytes_data >= 0 && out->bytes_data < limit;
+             && out->bytes_size < limit && out->bytes_data >= 0 && out->bytes_data < limit
+             /* (A type object and a dict are a few hundred and a few dozen
+                bytes: their sizes are not published.) */
+             && out->type_flags >= 0 && out->type_flags < 4096 && out->dict_keys >= 0
+             && out->dict_keys < 256 && out->dict_values >= 0 && out->dict_values < 256;
     for (size_t i = 0; ok && i < sizeof fields_in_code / sizeof fields_in_code[0]; i++) {
         ok = fields_in_code[i] >= 0 && fields_in_code[i] <= out->code_size - 8;
     }

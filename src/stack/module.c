@@ -7,6 +7,7 @@
  * object freed and replaced at the same address is decoded again. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>       /* T_ULONGLONG, READONLY */
 
 #include <errno.h>
 #include <math.h>
@@ -20,11 +21,50 @@ static PyObject *StackError;            /* owned by the module */
 static PyObject *NotPythonError;
 static PyObject *UnsupportedVersionError;
 
+/* What decoding a frame takes from its code object's head: the file, the
+ * names and the line table (their addresses), the first line; and, to tell
+ * a code object from another made at its address once it was freed, its
+ * size and the version each new code object gets (3.12+) or, before, the
+ * hash of its name (li_raw_frame.name_hash).  Before 3.12, a new code
+ * object of the same name, first line and size, made of objects that took
+ * the addresses of the old one's, would pass for it: it decodes the same
+ * unless its line table differs. */
+#define SIG_WORDS 8
+
+static void
+signature_of(const li_layout *L, const li_raw_frame *f, uint64_t sig[SIG_WORDS])
+{
+    const int64_t at[SIG_WORDS] = {L->code_filename, L->code_name, L->code_qualname,
+                                   L->code_linetable, -1, L->code_units, L->code_version, -1};
+    for (int i = 0; i < SIG_WORDS; i++) {
+        sig[i] = at[i] >= 0 ? li_u64_at(f->head, at[i]) : 0;
+    }
+    /* (Four-byte fields: the first line, the version.) */
+    int32_t firstlineno;
+    memcpy(&firstlineno, f->head + L->code_firstlineno, sizeof firstlineno);
+    sig[4] = (uint64_t)(uint32_t)firstlineno;
+    sig[6] &= 0xffffffffu;
+    sig[7] = f->name_hash;
+}
+
+static uint64_t
+signature_hash(const uint64_t sig[SIG_WORDS])
+{
+    uint64_t h = 0x9E3779B97F4A7C15u;
+    for (int i = 0; i < SIG_WORDS; i++) {
+        h = (h ^ sig[i]) * 0xff51afd7ed558ccdu;
+        h ^= h >> 29;
+    }
+    return h;
+}
+
 /* (code address, offset) -> frame id, open addressing: what a sampler
- * looks up for every frame of every sample. */
+ * looks up for every frame of every sample; an entry counts only while the
+ * code object at that address has the signature it had. */
 typedef struct frame_slot {
     uint64_t code;          /* 0: empty */
     int64_t offset;
+    uint64_t sig;           /* signature_hash() of the code object */
     Py_ssize_t id;
 } frame_slot;
 
@@ -44,6 +84,10 @@ typedef struct {
     PyObject *frame_ids;
     PyObject *frame_list;
     unsigned long long taken, torn, dropped;
+    /* thread_names(): reads found torn in part or whole (each made again),
+     * threads left unnamed because every read of theirs was torn, threads
+     * whose Thread in _active was another thread's */
+    unsigned long long names_torn, names_unread, names_mismatched;
     /* set while a method reads with the GIL released: another thread's
      * call would share the sample buffers */
     int busy;
@@ -71,9 +115,11 @@ static const char PERMISSION_ADVICE[] =
     "parent), or give the reader CAP_SYS_PTRACE (setcap cap_sys_ptrace+ep, docker "
     "--cap-add SYS_PTRACE)";
 
-/* Raise the exception for status st; always returns -1. */
+/* Raise the exception for status st; always returns -1.  last_errno is the
+ * errno of the read that failed, as the target kept it (li_status_of):
+ * errno itself has been overwritten since by whatever ran after. */
 static int
-raise_status(li_status st, const char *msg, int pid)
+raise_status(li_status st, const char *msg, int pid, int last_errno)
 {
     switch (st) {
     case LI_NO_PROCESS:
@@ -97,7 +143,8 @@ raise_status(li_status st, const char *msg, int pid)
         break;
     default:
         PyErr_Format(StackError, "reading process %d failed: %s%s%s", pid, msg,
-                     msg[0] ? ": " : "", strerror(errno));
+                     msg[0] && last_errno ? ": " : "",
+                     last_errno ? strerror(last_errno) : "");
         break;
     }
     return -1;
@@ -106,9 +153,9 @@ raise_status(li_status st, const char *msg, int pid)
 static int
 Reader_init(ReaderObject *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"pid", NULL};
-    int pid;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "i:Reader", kwlist, &pid)) {
+    static char *kwlist[] = {"pid", "thread_db", NULL};
+    int pid, thread_db = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "i|p:Reader", kwlist, &pid, &thread_db)) {
         return -1;
     }
     if (self->busy) {
@@ -122,6 +169,7 @@ Reader_init(ReaderObject *self, PyObject *args, PyObject *kwds)
     Py_CLEAR(self->frame_ids);
     Py_CLEAR(self->frame_list);
     self->taken = self->torn = self->dropped = 0;
+    self->names_torn = self->names_unread = self->names_mismatched = 0;
     char msg[512] = "";
     li_status st;
     self->busy = 1;
@@ -130,7 +178,11 @@ Reader_init(ReaderObject *self, PyObject *args, PyObject *kwds)
     Py_END_ALLOW_THREADS
     self->busy = 0;
     if (st != LI_OK) {
-        return raise_status(st, msg, pid);
+        return raise_status(st, msg, pid, self->target.last_errno);
+    }
+    if (!thread_db && self->target.layout.tstate_native_thread_id < 0) {
+        /* glibc's description is not to be used: learnt, as without one. */
+        self->target.pthread_tid_offset = -1;
     }
     self->codes = PyDict_New();
     self->frame_ids = PyDict_New();
@@ -155,19 +207,21 @@ slot_of(const frame_cache *c, uint64_t code, int64_t offset)
     return i;
 }
 
-/* The id cached for (code, offset), or -1. */
+/* The id cached for (code, offset) of a code object of signature sig, or
+ * -1. */
 static Py_ssize_t
-cache_find(const frame_cache *c, uint64_t code, int64_t offset)
+cache_find(const frame_cache *c, uint64_t code, int64_t offset, uint64_t sig)
 {
     if (c->cap == 0) {
         return -1;
     }
     const frame_slot *slot = &c->slots[slot_of(c, code, offset)];
-    return slot->code ? slot->id : -1;
+    return slot->code && slot->sig == sig ? slot->id : -1;
 }
 
+/* Cache id for (code, offset, sig), in place of what (code, offset) had. */
 static int
-cache_add(frame_cache *c, uint64_t code, int64_t offset, Py_ssize_t id)
+cache_add(frame_cache *c, uint64_t code, int64_t offset, uint64_t sig, Py_ssize_t id)
 {
     if (2 * (c->used + 1) > c->cap) {
         frame_cache bigger = {NULL, c->cap ? 2 * c->cap : 1024, 0};
@@ -187,10 +241,11 @@ cache_add(frame_cache *c, uint64_t code, int64_t offset, Py_ssize_t id)
         *c = bigger;
     }
     frame_slot *slot = &c->slots[slot_of(c, code, offset)];
+    c->used += slot->code == 0;
     slot->code = code;
     slot->offset = offset;
+    slot->sig = sig;
     slot->id = id;
-    c->used++;
     return 0;
 }
 
@@ -240,7 +295,15 @@ read_str(const li_target *t, uint64_t addr)
         return PyErr_NoMemory();
     }
     PyObject *result = NULL;
-    if (li_read(t, addr + (uint64_t)data, buf, n) == 0) {
+    int valid = li_read(t, addr + (uint64_t)data, buf, n) == 0;
+    /* (Torn text may hold a "code point" past U+10FFFF, which
+     * PyUnicode_FromKindAndData refuses with a SystemError.) */
+    for (size_t i = 0; valid && kind == 4 && i < (size_t)length; i++) {
+        uint32_t c;
+        memcpy(&c, buf + 4 * i, sizeof c);
+        valid = c <= 0x10ffff;
+    }
+    if (valid) {
         result = PyUnicode_FromKindAndData(kind, buf, (Py_ssize_t)length);
         if (result == NULL && PyErr_ExceptionMatches(PyExc_ValueError)) {
             PyErr_Clear();      /* torn: not the string it was */
@@ -271,22 +334,16 @@ read_bytes(const li_target *t, uint64_t addr)
     return result;
 }
 
-/* The decoded code object of frame f (borrowed from self->codes); NULL with
- * an exception, or NULL without one where the sample is torn. */
+/* The decoded code object of frame f (borrowed from self->codes), decoded
+ * again where the code object at its address has another signature; NULL
+ * with an exception, or NULL without one where the sample is torn. */
 static PyObject *
 code_info(ReaderObject *self, const li_raw_frame *f)
 {
     const li_layout *L = &self->target.layout;
-    uint64_t sig[5] = {0, 0, 0, 0, 0};
-    memcpy(&sig[0], f->head + L->code_filename, 8);
-    memcpy(&sig[1], f->head + L->code_name, 8);
-    if (L->code_qualname >= 0) {
-        memcpy(&sig[2], f->head + L->code_qualname, 8);
-    }
-    memcpy(&sig[3], f->head + L->code_linetable, 8);
-    int32_t firstlineno;
-    memcpy(&firstlineno, f->head + L->code_firstlineno, sizeof firstlineno);
-    sig[4] = (uint64_t)(uint32_t)firstlineno;
+    uint64_t sig[SIG_WORDS];
+    signature_of(L, f, sig);
+    int firstlineno = (int)(int32_t)sig[4];
 
     PyObject *key = PyLong_FromUnsignedLongLong(f->code);
     if (key == NULL) {
@@ -371,22 +428,12 @@ frame_tuple(ReaderObject *self, const li_raw_frame *f, int with_code)
 static Py_ssize_t
 frame_id(ReaderObject *self, li_raw_frame *f)
 {
-    Py_ssize_t cached = cache_find(&self->cache, f->code, f->offset);
+    uint64_t sig[SIG_WORDS];
+    signature_of(&self->target.layout, f, sig);
+    uint64_t hash = signature_hash(sig);
+    Py_ssize_t cached = cache_find(&self->cache, f->code, f->offset, hash);
     if (cached >= 0) {
         return cached;
-    }
-    if (!f->have_head) {
-        /* A code object the walk trusted: read it for its names. */
-        const li_layout *L = &self->target.layout;
-        uint64_t type;
-        if (li_read(&self->target, f->code, f->head, (size_t)L->code_size) != 0) {
-            return -2;
-        }
-        memcpy(&type, f->head + L->object_type, sizeof type);
-        if (self->target.code_type && type != self->target.code_type) {
-            return -2;
-        }
-        f->have_head = 1;
     }
     PyObject *frame = frame_tuple(self, f, 0);
     if (frame == NULL) {
@@ -407,18 +454,17 @@ frame_id(ReaderObject *self, li_raw_frame *f)
         Py_XDECREF(value);
     }
     Py_DECREF(frame);
-    if (id >= 0 && cache_add(&self->cache, f->code, f->offset, id) < 0) {
+    if (id >= 0 && cache_add(&self->cache, f->code, f->offset, hash, id) < 0) {
         return -1;
     }
     return id;
 }
 
-/* One snapshot; trust: whether code objects seen before are not read again. */
+/* One snapshot. */
 static li_status
-take(ReaderObject *self, int trust)
+take(ReaderObject *self)
 {
     li_status st;
-    self->target.trust_known_code = trust;
     Py_BEGIN_ALLOW_THREADS
     st = li_take_sample(&self->target, &self->sample);
     Py_END_ALLOW_THREADS
@@ -474,21 +520,28 @@ PyDoc_STRVAR(Reader_sample_doc,
 
 static PyObject *sample_while_busy(ReaderObject *self, int attempts);
 
-/* Reader stays busy until the sample is made into objects, which may run
- * other threads: none may sample or re-initialise it meanwhile. */
+/* A method of one argument, attempts (format "|i:name"), run by fn.  Reader
+ * stays busy until what fn read is made into objects, which may run other
+ * threads: none may read with it or re-initialise it meanwhile. */
 static PyObject *
-Reader_sample(ReaderObject *self, PyObject *args, PyObject *kwds)
+call_with_attempts(ReaderObject *self, PyObject *args, PyObject *kwds, const char *format,
+                   int attempts, PyObject *(*fn)(ReaderObject *, int))
 {
     static char *kwlist[] = {"attempts", NULL};
-    int attempts = 3;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|i:sample", kwlist, &attempts)
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, format, kwlist, &attempts)
         || check_ready(self) < 0) {
         return NULL;
     }
     self->busy = 1;
-    PyObject *result = sample_while_busy(self, attempts);
+    PyObject *result = fn(self, attempts);
     self->busy = 0;
     return result;
+}
+
+static PyObject *
+Reader_sample(ReaderObject *self, PyObject *args, PyObject *kwds)
+{
+    return call_with_attempts(self, args, kwds, "|i:sample", 3, sample_while_busy);
 }
 
 static PyObject *
@@ -496,13 +549,13 @@ sample_while_busy(ReaderObject *self, int attempts)
 {
     self->taken++;
     for (int attempt = 0; attempt < attempts; attempt++) {
-        li_status st = take(self, 1);
+        li_status st = take(self);
         if (st == LI_TORN) {
             self->torn++;
             continue;
         }
         if (st != LI_OK) {
-            raise_status(st, "", self->target.pid);
+            raise_status(st, "", self->target.pid, self->target.last_errno);
             return NULL;
         }
         PyObject *result = stacks_of_sample(self);
@@ -546,12 +599,12 @@ static PyObject *
 threads_while_busy(ReaderObject *self, int attempts, int with_code)
 {
     for (int attempt = 0; attempt < attempts; attempt++) {
-        li_status st = take(self, 0);
+        li_status st = take(self);
         if (st == LI_TORN) {
             continue;
         }
         if (st != LI_OK) {
-            raise_status(st, "", self->target.pid);
+            raise_status(st, "", self->target.pid, self->target.last_errno);
             return NULL;
         }
         li_sample *s = &self->sample;
@@ -615,8 +668,192 @@ threads_while_busy(ReaderObject *self, int attempts, int with_code)
         }
         Py_DECREF(result);
     }
-    raise_status(LI_TORN, "", self->target.pid);
+    raise_status(LI_TORN, "", self->target.pid, self->target.last_errno);
     return NULL;
+}
+
+PyDoc_STRVAR(Reader_thread_names_doc,
+"thread_names(attempts=100) -> {thread: name}\n\n"
+"The name threading gives each thread (its Thread's name, found through\n"
+"threading._active), keyed as sample() keys threads: the kernel's id where\n"
+"known, else threading's id.  Threads threading does not know (or all, in a\n"
+"process that has not imported it) are left out.  A thread whose name could\n"
+"not be read because the process changed it meanwhile is read again, with a\n"
+"new snapshot, up to attempts reads in all; the others keep the names read.\n"
+"Counted: names_torn, names_unread, names_mismatched.");
+
+/* The names of the threads of sample s (li_thread_names, one interpreter at
+ * a time): names[i], threads[i] and states[i] of s->threads[i].  The other
+ * arrays are room for one interpreter's threads. */
+static li_status
+names_of_sample(li_target *t, const li_sample *s, uint64_t *idents, uint64_t *natives,
+                uint64_t *found, uint64_t *found_threads, li_name_state *found_states,
+                size_t *which, uint64_t *names, uint64_t *threads, li_name_state *states)
+{
+    for (size_t i = 0; i < s->nthreads; i++) {
+        names[i] = threads[i] = 0;
+        states[i] = LI_NAME_NONE;
+    }
+    for (size_t i = 0; i < s->nthreads; i++) {
+        uint64_t interp = s->threads[i].interp;
+        size_t n = 0, j;
+        for (j = 0; j < i && s->threads[j].interp != interp; j++) {
+        }
+        if (j < i) {
+            continue;       /* that interpreter is done */
+        }
+        for (j = i; j < s->nthreads; j++) {
+            if (s->threads[j].interp == interp) {
+                idents[n] = s->threads[j].thread_id;
+                natives[n] = s->threads[j].native_id;
+                which[n++] = j;
+            }
+        }
+        li_status st = li_thread_names(t, interp, idents, natives, found_threads, found,
+                                       found_states, n);
+        if (st != LI_OK) {
+            return st;
+        }
+        for (j = 0; j < n; j++) {
+            names[which[j]] = found[j];
+            threads[which[j]] = found_threads[j];
+            states[which[j]] = found_states[j];
+        }
+    }
+    return LI_OK;
+}
+
+/* The name of thread i of the current sample as a str, read and checked
+ * (its text is read after the str was found: it is the name only if the
+ * Thread still is the thread's and still names it, else the thread ended,
+ * its str was freed and the text may be of another made where it was).
+ * NULL with an exception, or NULL without one if that did not hold
+ * (torn). */
+static PyObject *
+checked_name(ReaderObject *self, size_t i, uint64_t name, uint64_t thread)
+{
+    PyObject *text = read_str(&self->target, name);
+    if (text == NULL) {
+        return NULL;
+    }
+    int holds = 0;
+    li_status st = li_thread_still_named(&self->target, thread,
+                                         self->sample.threads[i].native_id, name, &holds);
+    if (st != LI_OK && st != LI_TORN) {
+        Py_DECREF(text);
+        raise_status(st, "", self->target.pid, self->target.last_errno);
+        return NULL;
+    }
+    if (!holds) {
+        Py_CLEAR(text);     /* no name rather than perhaps another's */
+    }
+    return text;
+}
+
+static PyObject *
+thread_names_while_busy(ReaderObject *self, int attempts)
+{
+    PyObject *result = PyDict_New();
+    uint64_t *buffers = NULL;
+    size_t *which = NULL;
+    li_name_state *states = NULL;
+    /* threads of the last sample read whose name is still to read (its
+     * read was torn), or whose Thread is another thread's */
+    size_t unread = 0, mismatched = 0;
+    /* whether a read of the names held together (until one does, every
+     * thread of the last sample read is unread) */
+    int named = 0;
+    if (result == NULL) {
+        return NULL;
+    }
+    for (int attempt = 0; attempt < attempts; attempt++) {
+        li_status st = take(self);
+        li_sample *s = &self->sample;
+        size_t n = s->nthreads ? s->nthreads : 1;
+        int sampled = st == LI_OK;
+        if (sampled) {
+            PyMem_Free(buffers);
+            PyMem_Free(which);
+            PyMem_Free(states);
+            buffers = PyMem_Calloc(6 * n, sizeof *buffers);
+            which = PyMem_Calloc(n, sizeof *which);
+            states = PyMem_Calloc(2 * n, sizeof *states);
+            if (buffers == NULL || which == NULL || states == NULL) {
+                PyErr_NoMemory();
+                goto error;
+            }
+            Py_BEGIN_ALLOW_THREADS
+            st = names_of_sample(&self->target, s, buffers, buffers + n, buffers + 2 * n,
+                                 buffers + 3 * n, states, which, buffers + 4 * n,
+                                 buffers + 5 * n, states + n);
+            Py_END_ALLOW_THREADS
+        }
+        if (st == LI_TORN) {
+            self->names_torn++;
+            if (sampled && !named) {
+                unread = s->nthreads;
+            }
+            continue;
+        }
+        if (st != LI_OK) {
+            raise_status(st, "", self->target.pid, self->target.last_errno);
+            goto error;
+        }
+        named = 1;
+        unread = mismatched = 0;
+        for (size_t i = 0; i < s->nthreads; i++) {
+            li_raw_thread *th = &s->threads[i];
+            PyObject *key = PyLong_FromUnsignedLongLong(th->native_id ? th->native_id
+                                                                      : th->thread_id);
+            int known = key == NULL ? -1 : PyDict_Contains(result, key);
+            if (known < 0) {
+                Py_XDECREF(key);
+                goto error;
+            }
+            PyObject *name = NULL;
+            /* (A thread named by an earlier read keeps that name.) */
+            if (!known && states[n + i] == LI_NAME_FOUND) {
+                name = checked_name(self, i, buffers[4 * n + i], buffers[5 * n + i]);
+                if (name == NULL && PyErr_Occurred()) {
+                    Py_DECREF(key);
+                    goto error;
+                }
+            }
+            int rc = name == NULL ? 0 : PyDict_SetItem(result, key, name);
+            Py_DECREF(key);
+            Py_XDECREF(name);
+            if (rc < 0) {
+                goto error;
+            }
+            if (!known && name == NULL) {
+                unread += states[n + i] == LI_NAME_FOUND || states[n + i] == LI_NAME_TORN;
+                mismatched += states[n + i] == LI_NAME_OTHER;
+            }
+        }
+        if (unread == 0) {
+            break;
+        }
+        self->names_torn++;
+    }
+    self->names_unread += unread;
+    self->names_mismatched += mismatched;
+    PyMem_Free(buffers);
+    PyMem_Free(which);
+    PyMem_Free(states);
+    return result;
+error:
+    PyMem_Free(buffers);
+    PyMem_Free(which);
+    PyMem_Free(states);
+    Py_DECREF(result);
+    return NULL;
+}
+
+static PyObject *
+Reader_thread_names(ReaderObject *self, PyObject *args, PyObject *kwds)
+{
+    return call_with_attempts(self, args, kwds, "|i:thread_names", 100,
+                              thread_names_while_busy);
 }
 
 PyDoc_STRVAR(Reader_frame_doc, "frame(id) -> (filename, name, line) of a frame id of sample()");
@@ -675,21 +912,17 @@ Reader_get_gil_readable(ReaderObject *self, void *Py_UNUSED(closure))
 }
 
 static PyObject *
-Reader_get_taken(ReaderObject *self, void *Py_UNUSED(closure))
+Reader_get_tid_source(ReaderObject *self, void *Py_UNUSED(closure))
 {
-    return PyLong_FromUnsignedLongLong(self->taken);
-}
-
-static PyObject *
-Reader_get_torn(ReaderObject *self, void *Py_UNUSED(closure))
-{
-    return PyLong_FromUnsignedLongLong(self->torn);
-}
-
-static PyObject *
-Reader_get_dropped(ReaderObject *self, void *Py_UNUSED(closure))
-{
-    return PyLong_FromUnsignedLongLong(self->dropped);
+    const li_target *t = &self->target;
+    if (t->layout.tstate_native_thread_id >= 0) {
+        return PyUnicode_FromString("thread state");
+    }
+    if (t->pthread_tid_offset < 0) {
+        Py_RETURN_NONE;
+    }
+    /* (Only learning counts tries.) */
+    return PyUnicode_FromString(t->pthread_tid_tries ? "learnt" : "thread_db");
 }
 
 static PyObject *
@@ -697,7 +930,7 @@ Reader_get_layout(ReaderObject *self, void *Py_UNUSED(closure))
 {
     const li_layout *L = &self->target.layout;
     return Py_BuildValue(
-        "{sLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsL}",
+        "{sLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsL}",
         "runtime_interpreters_head", (long long)L->runtime_interpreters_head,
         "interp_next", (long long)L->interp_next,
         "interp_threads_head", (long long)L->interp_threads_head,
@@ -714,7 +947,11 @@ Reader_get_layout(ReaderObject *self, void *Py_UNUSED(closure))
         "frame_owner", (long long)L->frame_owner,
         "code_filename", (long long)L->code_filename,
         "code_linetable", (long long)L->code_linetable,
-        "code_adaptive", (long long)L->code_adaptive);
+        "code_adaptive", (long long)L->code_adaptive,
+        "interp_modules", (long long)L->interp_modules,
+        "type_flags", (long long)L->type_flags,
+        "dict_keys", (long long)L->dict_keys,
+        "dict_values", (long long)L->dict_values);
 }
 
 static PyMethodDef Reader_methods[] = {
@@ -722,8 +959,28 @@ static PyMethodDef Reader_methods[] = {
      Reader_sample_doc},
     {"threads", (PyCFunction)(void (*)(void))Reader_threads, METH_VARARGS | METH_KEYWORDS,
      Reader_threads_doc},
+    {"thread_names", (PyCFunction)(void (*)(void))Reader_thread_names,
+     METH_VARARGS | METH_KEYWORDS, Reader_thread_names_doc},
     {"frame", (PyCFunction)Reader_frame, METH_O, Reader_frame_doc},
     {NULL, NULL, 0, NULL},
+};
+
+/* The counters, read-only. */
+static PyMemberDef Reader_members[] = {
+    {"samples_taken", T_ULONGLONG, offsetof(ReaderObject, taken), READONLY,
+     "calls of sample()"},
+    {"samples_torn", T_ULONGLONG, offsetof(ReaderObject, torn), READONLY,
+     "reads of sample() found torn (each made again, up to its attempts)"},
+    {"samples_dropped", T_ULONGLONG, offsetof(ReaderObject, dropped), READONLY,
+     "calls of sample() whose every read was torn"},
+    {"names_torn", T_ULONGLONG, offsetof(ReaderObject, names_torn), READONLY,
+     "reads of thread_names() found torn in part or whole (each made again)"},
+    {"names_unread", T_ULONGLONG, offsetof(ReaderObject, names_unread), READONLY,
+     "threads thread_names() left unnamed because every read of their name was torn"},
+    {"names_mismatched", T_ULONGLONG, offsetof(ReaderObject, names_mismatched), READONLY,
+     "threads thread_names() left unnamed because the Thread threading has under\n"
+     "their ident is of another kernel thread (or their kernel id is unknown)"},
+    {NULL, 0, 0, 0, NULL},
 };
 
 static PyGetSetDef Reader_getset[] = {
@@ -735,21 +992,23 @@ static PyGetSetDef Reader_getset[] = {
      "whether frames are named by qualified name (3.11+)", NULL},
     {"gil_readable", (getter)Reader_get_gil_readable, NULL,
      "whether the GIL's holder can be told", NULL},
-    {"samples_taken", (getter)Reader_get_taken, NULL, "calls of sample()", NULL},
-    {"samples_torn", (getter)Reader_get_torn, NULL,
-     "reads of sample() found torn (each made again, up to its attempts)", NULL},
-    {"samples_dropped", (getter)Reader_get_dropped, NULL,
-     "calls of sample() whose every read was torn", NULL},
+    {"tid_source", (getter)Reader_get_tid_source, NULL,
+     "where kernel thread ids come from: 'thread state' (3.11+), 'thread_db'\n"
+     "(glibc's description of struct pthread), 'learnt' (from the threads), or\n"
+     "None (not known yet, or not found)", NULL},
     {"layout", (getter)Reader_get_layout, NULL,
      "the offsets in use (from the table, or from _Py_DebugOffsets)", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
 PyDoc_STRVAR(Reader_doc,
-"Reader(pid)\n\n"
+"Reader(pid, thread_db=True)\n\n"
 "Read the threads and frames of CPython 3.9-3.13 process pid from outside,\n"
 "without stopping it.  Raises ProcessLookupError, PermissionError,\n"
-"NotPythonError or UnsupportedVersionError.");
+"NotPythonError or UnsupportedVersionError.  Before 3.11, a thread's kernel id\n"
+"is read from its struct pthread, where glibc's description for debuggers\n"
+"says; with thread_db=False (or without one, as with musl) where the threads\n"
+"of the process show it is.");
 
 static PyTypeObject ReaderType = {
     PyVarObject_HEAD_INIT(NULL, 0)
@@ -759,6 +1018,7 @@ static PyTypeObject ReaderType = {
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = Reader_doc,
     .tp_methods = Reader_methods,
+    .tp_members = Reader_members,
     .tp_getset = Reader_getset,
     .tp_init = (initproc)Reader_init,
     .tp_new = PyType_GenericNew,

@@ -46,15 +46,36 @@ status_of_errno(int err)
     return err == ENOMEM ? LI_NO_MEMORY : LI_OS_ERROR;
 }
 
-/* The files mapped at offset 0 whose name looks like CPython's executable
- * or library; *n of them in files (at most cap). */
+/* Whether a mapped file is one to look in: a CPython executable or library
+ * (is_python), or the library that implements threads (is_threads_library). */
+typedef int (*file_filter)(const char *path, const char *base, const char *exe);
+
+static int
+is_python(const char *path, const char *base, const char *exe)
+{
+    return strncmp(base, "libpython", 9) == 0 || strncmp(base, "python", 6) == 0
+           || strcmp(path, exe) == 0;
+}
+
+/* glibc's libc (libc.so.6, or libc-2.X.so before 2.34 named it so in the
+ * maps) and, before 2.34, its libpthread: where libthread_db's
+ * descriptions of struct pthread are. */
+static int
+is_threads_library(const char *path, const char *base, const char *exe)
+{
+    (void)path;
+    (void)exe;
+    return strncmp(base, "libc.so", 7) == 0 || strncmp(base, "libc-", 5) == 0
+           || strncmp(base, "libpthread", 10) == 0;
+}
+
+/* The files mapped at offset 0 that `wanted` accepts; *n of them in files
+ * (at most cap).  exe is the target's executable (/proc/PID/exe). */
 static li_status
-python_files(pid_t pid, mapped_file *files, size_t cap, size_t *n, char *exe, size_t exe_size)
+mapped_files(pid_t pid, file_filter wanted, const char *exe, mapped_file *files, size_t cap,
+             size_t *n)
 {
     char path[64];
-    snprintf(path, sizeof path, "/proc/%d/exe", (int)pid);
-    ssize_t len = readlink(path, exe, exe_size - 1);
-    exe[len > 0 ? len : 0] = '\0';
     snprintf(path, sizeof path, "/proc/%d/maps", (int)pid);
     FILE *maps = fopen(path, "re");
     if (maps == NULL) {
@@ -72,10 +93,7 @@ python_files(pid_t pid, mapped_file *files, size_t cap, size_t *n, char *exe, si
         }
         char *name = line + name_at;
         name[strcspn(name, "\n")] = '\0';
-        const char *base = strrchr(name, '/') + 1;
-        int pythonish = strncmp(base, "libpython", 9) == 0 || strncmp(base, "python", 6) == 0
-                        || strcmp(name, exe) == 0;
-        if (!pythonish) {
+        if (!wanted(name, strrchr(name, '/') + 1, exe)) {
             continue;
         }
         int seen = 0;
@@ -89,6 +107,22 @@ python_files(pid_t pid, mapped_file *files, size_t cap, size_t *n, char *exe, si
         }
     }
     fclose(maps);
+    return LI_OK;
+}
+
+/* The files mapped at offset 0 whose name looks like CPython's executable
+ * or library, libpython first; *n of them in files (at most cap). */
+static li_status
+python_files(pid_t pid, mapped_file *files, size_t cap, size_t *n, char *exe, size_t exe_size)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/exe", (int)pid);
+    ssize_t len = readlink(path, exe, exe_size - 1);
+    exe[len > 0 ? len : 0] = '\0';
+    li_status st = mapped_files(pid, is_python, exe, files, cap, n);
+    if (st != LI_OK) {
+        return st;
+    }
     /* libpython first: an executable linked to it defines no runtime. */
     for (size_t i = 1; i < *n; i++) {
         const char *base = strrchr(files[i].path, '/') + 1;
@@ -102,7 +136,8 @@ python_files(pid_t pid, mapped_file *files, size_t cap, size_t *n, char *exe, si
 }
 
 typedef struct elf_symbols {
-    uint64_t runtime, py_version, code_type;
+    uint64_t runtime, py_version, code_type, dict_type, str_type, module_type, long_type;
+    uint64_t pthread_tid;     /* glibc's _thread_db_pthread_tid */
     uint64_t load_vaddr;      /* p_vaddr of the segment at file offset 0 */
     int found_runtime;
 } elf_symbols;
@@ -169,6 +204,21 @@ elf_lookup(const unsigned char *image, size_t size, elf_symbols *out)
             }
             else if (strcmp(name, "PyCode_Type") == 0) {
                 out->code_type = syms[k].st_value;
+            }
+            else if (strcmp(name, "PyDict_Type") == 0) {
+                out->dict_type = syms[k].st_value;
+            }
+            else if (strcmp(name, "PyUnicode_Type") == 0) {
+                out->str_type = syms[k].st_value;
+            }
+            else if (strcmp(name, "PyModule_Type") == 0) {
+                out->module_type = syms[k].st_value;
+            }
+            else if (strcmp(name, "PyLong_Type") == 0) {
+                out->long_type = syms[k].st_value;
+            }
+            else if (strcmp(name, "_thread_db_pthread_tid") == 0) {
+                out->pthread_tid = syms[k].st_value;
             }
         }
     }
@@ -255,6 +305,56 @@ map_file(pid_t pid, const char *path, unsigned char **image, size_t *size)
     return LI_OK;
 }
 
+/* What to add to a symbol's value in file f for its address in the target:
+ * f is mapped from offset 0 at f->start, where its first segment goes. */
+static uint64_t
+load_bias(const mapped_file *f, const elf_symbols *syms)
+{
+    return f->start - (syms->load_vaddr & ~(uint64_t)0xfff);
+}
+
+/* Where glibc's struct pthread keeps the kernel's tid, as glibc describes
+ * it to libthread_db (debuggers' thread library): _thread_db_pthread_tid,
+ * three uint32_t (bits, count, offset), which libc.so.6 exports since glibc
+ * 2.34 and libpthread.so.0 before.  described is its address in the target
+ * where the file holding _PyRuntime has it (glibc linked in statically),
+ * else 0: the threads libraries the target has mapped are looked in.  -1
+ * where nothing says (musl, no such symbol): the walk learns the offset
+ * from the target's threads instead (walk.c). */
+static int
+described_pthread_tid_offset(li_target *t, const char *exe, uint64_t described)
+{
+    if (described == 0) {
+        mapped_file files[4];
+        size_t n = 0;
+        if (mapped_files(t->pid, is_threads_library, exe, files, 4, &n) != LI_OK) {
+            return -1;
+        }
+        for (size_t i = 0; i < n && described == 0; i++) {
+            unsigned char *image;
+            size_t size;
+            elf_symbols syms;
+            if (map_file(t->pid, files[i].path, &image, &size) != LI_OK) {
+                continue;
+            }
+            if (elf_lookup(image, size, &syms) == 0 && syms.pthread_tid) {
+                described = syms.pthread_tid + load_bias(&files[i], &syms);
+            }
+            munmap(image, size);
+        }
+    }
+    uint32_t desc[3];
+    if (described == 0 || li_read(t, described, desc, sizeof desc) != 0) {
+        return -1;
+    }
+    /* One 32-bit field (a pid_t, not an array), within the reads walk.c
+     * makes of a struct pthread. */
+    if (desc[0] != 32 || desc[1] != 1 || desc[2] % 4 != 0 || desc[2] >= 4096) {
+        return -1;
+    }
+    return (int)desc[2];
+}
+
 li_status
 li_attach(li_target *t, pid_t pid, char *msg, size_t msg_size)
 {
@@ -296,9 +396,13 @@ li_attach(li_target *t, pid_t pid, char *msg, size_t msg_size)
         if (!ok) {
             continue;
         }
-        uint64_t bias = files[i].start - (syms.load_vaddr & ~(uint64_t)0xfff);
+        uint64_t bias = load_bias(&files[i], &syms);
         t->runtime = syms.runtime + bias;
         t->code_type = syms.code_type ? syms.code_type + bias : 0;
+        t->dict_type = syms.dict_type ? syms.dict_type + bias : 0;
+        t->str_type = syms.str_type ? syms.str_type + bias : 0;
+        t->module_type = syms.module_type ? syms.module_type + bias : 0;
+        t->long_type = syms.long_type ? syms.long_type + bias : 0;
         snprintf(t->binary, sizeof t->binary, "%s", files[i].path);
         /* Which CPython: what the target says of itself before its name. */
         unsigned char cookie[16];
@@ -366,6 +470,10 @@ li_attach(li_target *t, pid_t pid, char *msg, size_t msg_size)
             snprintf(msg, msg_size, "code objects of %d.%d are too large for the reader",
                      t->major, t->minor);
             return LI_UNSUPPORTED;
+        }
+        if (t->layout.tstate_native_thread_id < 0) {
+            t->pthread_tid_offset = described_pthread_tid_offset(
+                t, exe, syms.pthread_tid ? syms.pthread_tid + bias : 0);
         }
         return LI_OK;
     }

@@ -1,8 +1,10 @@
 /* The walk of a target's interpreters, threads and frames, from the layout
  * alone.  Nothing stops the target: every pointer read may be stale by the
- * time it is followed, so each step is checked (a code object's type, the
- * depth) and each thread's innermost frame is read again after its walk;
- * any change makes the sample torn. */
+ * time it is followed, so each step is checked (a code object's type, a
+ * frame's position in its bytecode, the depth) and each thread's innermost
+ * frame is read again after its frames were copied or walked: unless the
+ * thread stayed on the stack it had when the walk began (same_stack(),
+ * stayed_on()), the sample is torn. */
 #define _GNU_SOURCE
 #include "target.h"
 
@@ -15,14 +17,6 @@
 
 #define MAX_INTERPRETERS 64
 #define MAX_THREADS 4096
-
-static uint64_t
-u64_at(const unsigned char *buf, int64_t at)
-{
-    uint64_t v;
-    memcpy(&v, buf + at, sizeof v);
-    return v;
-}
 
 static int32_t
 i32_at(const unsigned char *buf, int64_t at)
@@ -59,8 +53,8 @@ read_fields(const li_target *t, uint64_t base, const int64_t *fields, uint64_t *
     return got == (ssize_t)(k * sizeof(uint64_t)) ? 0 : EFAULT;
 }
 
-static li_status
-status_of(li_target *t, int err)
+li_status
+li_status_of(li_target *t, int err)
 {
     t->last_errno = err;
     if (err == ESRCH) {
@@ -92,51 +86,136 @@ grow(void **array, size_t *cap, size_t need, size_t item)
     return 0;
 }
 
-/* The kernel's tid of a thread whose thread state knows only its pthread_t:
- * found in glibc's struct pthread, at an offset learnt once by looking for
- * one of the target's tids in it. */
-static uint64_t
-tid_from_pthread(li_target *t, uint64_t pthread)
+/* Where struct pthread keeps the kernel's tid, where the threads library
+ * does not say (li_attach asks glibc first; musl does not say): learnt
+ * from the struct pthread of up to LEARN_THREADS threads of a sample, at
+ * most LEARN_TRIES times (a process in another PID namespace keeps tids
+ * that this /proc does not list: never learnt). */
+#define LEARN_THREADS 64
+#define LEARN_TRIES 16
+#define PTHREAD_WORDS 256
+
+static int
+compare_tids(const void *a, const void *b)
 {
-    if (pthread == 0 || t->pthread_tid_offset == -2) {
-        return 0;
-    }
-    if (t->pthread_tid_offset >= 0) {
-        int32_t tid;
-        if (li_read(t, pthread + (uint64_t)t->pthread_tid_offset, &tid, sizeof tid) != 0) {
-            return 0;
-        }
-        return tid > 0 ? (uint64_t)tid : 0;
-    }
-    int32_t block[256];
-    if (li_read(t, pthread, block, sizeof block) != 0) {
-        return 0;
-    }
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The target's tids (/proc/PID/task), sorted, into *tids (malloc'd, the
+ * caller frees it); their number, 0 if none could be listed. */
+static size_t
+list_tids(pid_t pid, int32_t **tids)
+{
     char path[64];
-    snprintf(path, sizeof path, "/proc/%d/task", (int)t->pid);
+    size_t n = 0, cap = 0;
+    *tids = NULL;
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
     DIR *dir = opendir(path);
     if (dir == NULL) {
         return 0;
     }
-    int best = -1;
     struct dirent *e;
-    while (best < 0 && (e = readdir(dir)) != NULL) {
+    while ((e = readdir(dir)) != NULL) {
         int tid = atoi(e->d_name);
         if (tid <= 0) {
-            continue;
+            continue;       /* "." and ".." */
         }
-        /* Skip the first words (pointers to itself and the TCB header) where
-         * a small value is unlikely to be a tid; glibc keeps it further on. */
-        for (int i = 8; i < 256; i++) {
-            if (block[i] == tid) {
-                best = i;
-                break;
-            }
+        if (grow((void **)tids, &cap, n + 1, sizeof **tids)) {
+            n = 0;
+            break;
         }
+        (*tids)[n++] = tid;
     }
     closedir(dir);
-    t->pthread_tid_offset = best < 0 ? -2 : best * 4;
-    return best < 0 ? 0 : (uint64_t)block[best];
+    if (n > 1) {
+        qsort(*tids, n, sizeof **tids, compare_tids);
+    }
+    return n;
+}
+
+/* Learn t->pthread_tid_offset from the threads of sample s (their thread_id
+ * is their pthread_t, the address of their struct pthread): the offset is
+ * that of the one 32-bit word that holds, in every thread's struct pthread,
+ * a tid of the target, a different one in each.  Taking the first word
+ * that holds some tid, as this did before, went wrong whenever a thread's
+ * tid equalled the high half of an address in the mappings (0x7e00-0x7fff,
+ * tids a busy machine reaches): the high half of struct pthread's list
+ * pointers, which comes before the tid, was then every thread's "tid", no
+ * Thread's _native_id matched and all names but that one thread's were
+ * lost.  Such a word holds the same value in every thread; with a single
+ * thread it cannot be told from the tid, and nothing is learnt while more
+ * than one word would do. */
+static void
+learn_pthread_tid_offset(li_target *t, const li_sample *s)
+{
+    size_t n = s->nthreads < LEARN_THREADS ? s->nthreads : LEARN_THREADS, nblocks = 0;
+    if (n == 0) {
+        return;
+    }
+    int32_t *tids;
+    size_t ntids = list_tids(t->pid, &tids);
+    int32_t (*blocks)[PTHREAD_WORDS] = ntids ? malloc(n * sizeof *blocks) : NULL;
+    for (size_t i = 0; blocks && i < n; i++) {
+        /* (A thread that exited since the walk has no struct left: not
+         * compared.) */
+        if (s->threads[i].thread_id
+            && li_read(t, s->threads[i].thread_id, blocks[nblocks], sizeof blocks[0]) == 0) {
+            nblocks++;
+        }
+    }
+    int found = -1, candidates = 0;
+    /* (The first words are the thread control block's pointers to itself.) */
+    for (int w = 8; nblocks && w < PTHREAD_WORDS; w++) {
+        size_t j;
+        for (j = 0; j < nblocks; j++) {
+            int32_t v = blocks[j][w];
+            if (v <= 0 || bsearch(&v, tids, ntids, sizeof *tids, compare_tids) == NULL) {
+                break;
+            }
+            size_t k = 0;
+            while (k < j && blocks[k][w] != v) {
+                k++;
+            }
+            if (k < j) {
+                break;      /* the same in two threads: not a tid */
+            }
+        }
+        if (j == nblocks) {
+            candidates++;
+            found = w;
+        }
+    }
+    t->pthread_tid_tries++;
+    if (candidates == 1) {
+        t->pthread_tid_offset = found * 4;
+    }
+    else if (t->pthread_tid_tries >= LEARN_TRIES) {
+        t->pthread_tid_offset = -2;
+    }
+    free(blocks);
+    free(tids);
+}
+
+/* The kernel's tids of the threads of sample s, for versions whose thread
+ * state knows only the thread's pthread_t: read from its struct pthread
+ * (0 where the offset is not known, or the thread exited since). */
+static void
+tids_from_pthreads(li_target *t, li_sample *s)
+{
+    if (t->pthread_tid_offset == -1) {
+        learn_pthread_tid_offset(t, s);
+    }
+    for (size_t i = 0; i < s->nthreads; i++) {
+        li_raw_thread *th = &s->threads[i];
+        int32_t tid = 0;
+        th->native_id = 0;
+        if (t->pthread_tid_offset >= 0 && th->thread_id
+            && li_read(t, th->thread_id + (uint64_t)t->pthread_tid_offset, &tid,
+                       sizeof tid) == 0 && tid > 0) {
+            th->native_id = (uint64_t)tid;
+        }
+    }
 }
 
 /* The innermost frame of a thread state (3.11-3.12 go through the C frame). */
@@ -167,6 +246,7 @@ read_chunk(li_target *t, li_sample *s, uint64_t chunk, uint64_t frame)
     s->chunk_len = 0;
     s->chunk_start = 0;
     s->chunk_size = 0;
+    s->outside_addr = 0;
     if (chunk == 0 || frame < chunk + 16 || frame - chunk > (1u << 20)) {
         return LI_OK;
     }
@@ -176,13 +256,125 @@ read_chunk(li_target *t, li_sample *s, uint64_t chunk, uint64_t frame)
     }
     int err = li_read(t, chunk, s->chunk, len);
     if (err) {
-        return err == EFAULT ? LI_OK : status_of(t, err);
+        return err == EFAULT ? LI_OK : li_status_of(t, err);
     }
-    uint64_t size = u64_at(s->chunk, 8);     /* _PyStackChunk: previous, size */
+    uint64_t size = li_u64_at(s->chunk, 8);     /* _PyStackChunk: previous, size */
     s->chunk_size = size;
     if (len <= size) {
         s->chunk_len = len;
         s->chunk_start = chunk;
+    }
+    return LI_OK;
+}
+
+/* The copy of the frame at `frame` in what s holds (its chunk's copy, of
+ * len bytes, or the frame outside it), or NULL. */
+static const unsigned char *
+copy_of(const li_layout *L, const li_sample *s, size_t len, uint64_t frame)
+{
+    uint64_t size = (uint64_t)L->frame_size;
+    if (frame != 0 && frame == s->outside_addr) {
+        return s->outside;
+    }
+    /* (Written so that a torn address cannot wrap around.) */
+    if (len < size || frame < s->chunk_start || frame - s->chunk_start > len - size) {
+        return NULL;
+    }
+    return s->chunk + (frame - s->chunk_start);
+}
+
+/* Whether the chain of frames from `from`, followed in the copies s holds
+ * (len bytes of its chunk), reaches `to`. */
+static int
+reaches_in_copy(const li_layout *L, const li_sample *s, size_t len, uint64_t from, uint64_t to)
+{
+    for (int depth = 0; depth < LI_MAX_DEPTH; depth++) {
+        const unsigned char *copy = copy_of(L, s, len, from);
+        if (from == to) {
+            return 1;
+        }
+        if (copy == NULL) {
+            return 0;
+        }
+        uint64_t back = li_u64_at(copy, L->frame_back);
+        /* Older frames lie lower in a chunk (a generator's frame, in its
+         * object, may lie anywhere): anything else is not a chain. */
+        if (back >= from && from != s->outside_addr) {
+            return 0;
+        }
+        from = back;
+    }
+    return 0;
+}
+
+/* Whether a thread whose innermost frame was `before` when the copies s
+ * holds (len bytes of its chunk) were begun, and `after` when they were
+ * done, left the frames up to `before` as they were: it is in the same
+ * frame, or it only called deeper (the chain of `after`, in the copies,
+ * reaches `before`).  A thread that returned past `before` may have put
+ * other calls' frames at the addresses of those it left, and the copy may
+ * hold either: torn.  (One that returned and called back to the same
+ * address goes unnoticed: see docs/STACK.md.) */
+static int
+same_stack(const li_layout *L, const li_sample *s, size_t len, uint64_t before, uint64_t after)
+{
+    return before == after || reaches_in_copy(L, s, len, after, before);
+}
+
+/* Whether two copies of a frame's header are of the same call: the same
+ * code object, called from the same frame. */
+static int
+same_call(const li_layout *L, const unsigned char *a, const unsigned char *b)
+{
+    return li_u64_at(a, L->frame_code) == li_u64_at(b, L->frame_code)
+           && li_u64_at(a, L->frame_back) == li_u64_at(b, L->frame_back);
+}
+
+/* Frames of a thread's innermost ones read again after its chunk. */
+#define TOP_FRAMES 3
+
+/* LI_OK if the innermost TOP_FRAMES frames of the chain from `before` in
+ * the copies s holds (len bytes of its chunk), read again now, are of the
+ * same calls as in the copies, else LI_TORN.  A loop that calls one
+ * function, then another, puts their frames at the same addresses: a
+ * thread found in the same frame before and after the copy may have been
+ * in the other call when it was made, which shows the frames it had left
+ * above the one it was in, with their callers of then. */
+static li_status
+still_same_calls(li_target *t, const li_sample *s, size_t len, uint64_t before)
+{
+    const li_layout *L = &t->layout;
+    struct iovec local[TOP_FRAMES], remote[TOP_FRAMES];
+    unsigned char again[TOP_FRAMES][LI_MAX_FRAME_SIZE];
+    const unsigned char *copies[TOP_FRAMES];
+    unsigned long k = 0;
+    uint64_t frame = before;
+    while (k < TOP_FRAMES) {
+        const unsigned char *copy = copy_of(L, s, len, frame);
+        if (copy == NULL || copy == s->outside) {
+            break;
+        }
+        local[k].iov_base = again[k];
+        local[k].iov_len = (size_t)L->frame_size;
+        remote[k].iov_base = (void *)(uintptr_t)frame;
+        remote[k].iov_len = (size_t)L->frame_size;
+        copies[k++] = copy;
+        frame = li_u64_at(copy, L->frame_back);
+    }
+    if (k == 0) {
+        return LI_OK;
+    }
+    ssize_t got = process_vm_readv(t->pid, local, k, remote, k, 0);
+    if (got < 0) {
+        return li_status_of(t, errno);
+    }
+    if ((size_t)got != k * (size_t)L->frame_size) {
+        return LI_TORN;
+    }
+    for (unsigned long i = 0; i < k; i++) {
+        if (!same_call(L, again[i], copies[i])) {
+            return LI_TORN;
+        }
     }
     return LI_OK;
 }
@@ -193,14 +385,15 @@ read_chunk(li_target *t, li_sample *s, uint64_t chunk, uint64_t frame)
 /* The thread's fields, its stack chunk and its innermost frame read before
  * and after the chunk, all in one system call, from where the thread's
  * cache says they are.  LI_OK with tv, *frame and s->chunk filled (the
- * copy is consistent: the thread neither called nor returned while the
- * kernel copied it), LI_TORN, LI_STALE (read the slow way), or an error. */
+ * copy holds the stack of the moment the innermost frame was read: the
+ * thread stayed on it, same_stack()), LI_TORN, LI_STALE (read the slow
+ * way), or an error. */
 static li_status
 snapshot(li_target *t, li_sample *s, struct li_thread_cache *tc, const int64_t *ts_fields,
          uint64_t *tv, uint64_t *frame)
 {
     const li_layout *L = &t->layout;
-    struct iovec local[MAX_FIELDS + 4], remote[MAX_FIELDS + 4];
+    struct iovec local[MAX_FIELDS + 7], remote[MAX_FIELDS + 7];
     int k = 0;
     size_t total = 0;
 #define ADD(addr, ptr, n) do { \
@@ -214,17 +407,36 @@ snapshot(li_target *t, li_sample *s, struct li_thread_cache *tc, const int64_t *
         }
     }
     int via_cframe = L->tstate_frame < 0;
-    uint64_t before = 0, after = 0, cframe_after = 0;
+    /* (3.11, 3.12: through either of the thread's last two C frames, the
+     * one tstate->cframe names before and after.) */
+    uint64_t before = 0, after = 0, cframe_after = 0, before2 = 0, after2 = 0;
     if (via_cframe) {
         ADD(tc->cframe + (uint64_t)L->cframe_current_frame, &before, sizeof before);
+        if (tc->cframe2) {
+            ADD(tc->cframe2 + (uint64_t)L->cframe_current_frame, &before2, sizeof before2);
+        }
     }
-    size_t len = (size_t)(tc->used + 1024 < tc->chunk_size ? tc->used + 1024 : tc->chunk_size);
+    /* The chunk's size is the target's: one too small to hold the chunk's
+     * header (previous, size) and a frame cannot be what was read last
+     * time, and a copy of it would not cover the bytes compared below (its
+     * size, at 8) nor a frame: the slow way reads the thread afresh. */
+    if (tc->chunk_size < 16 + (uint64_t)L->frame_size) {
+        return LI_STALE;
+    }
+    /* Room for the thread to have gone deeper since the last sample. */
+    size_t len = (size_t)(tc->used + 4096 < tc->chunk_size ? tc->used + 4096 : tc->chunk_size);
     if (grow((void **)&s->chunk, &s->chunk_cap, len, 1)) {
         return LI_NO_MEMORY;
     }
     ADD(tc->chunk, s->chunk, len);
+    if (tc->outside) {
+        ADD(tc->outside, s->outside, (size_t)L->frame_size);
+    }
     if (via_cframe) {
         ADD(tc->cframe + (uint64_t)L->cframe_current_frame, &after, sizeof after);
+        if (tc->cframe2) {
+            ADD(tc->cframe2 + (uint64_t)L->cframe_current_frame, &after2, sizeof after2);
+        }
         ADD(tc->tstate + (uint64_t)L->tstate_cframe, &cframe_after, sizeof cframe_after);
     }
     else {
@@ -233,48 +445,120 @@ snapshot(li_target *t, li_sample *s, struct li_thread_cache *tc, const int64_t *
 #undef ADD
     ssize_t got = process_vm_readv(t->pid, local, (unsigned long)k, remote, (unsigned long)k, 0);
     if (got < 0 && errno != EFAULT) {
-        return status_of(t, errno);
+        return li_status_of(t, errno);
     }
-    if (got != (ssize_t)total || tv[6] != tc->chunk || u64_at(s->chunk, 8) != tc->chunk_size
-        || (via_cframe && (tv[5] != tc->cframe || cframe_after != tc->cframe))) {
+    if (got != (ssize_t)total || tv[6] != tc->chunk || li_u64_at(s->chunk, 8) != tc->chunk_size
+        || (via_cframe && (tv[5] != cframe_after
+                           || (tv[5] != tc->cframe && (tv[5] != tc->cframe2 || !tv[5]))))) {
         return LI_STALE;
     }
     if (!via_cframe) {
         before = tv[4];
     }
-    if (before != after) {
-        return LI_TORN;
+    else if (tv[5] != tc->cframe) {
+        before = before2;
+        after = after2;
     }
-    *frame = before;
     s->chunk_start = tc->chunk;
     s->chunk_size = tc->chunk_size;
+    s->outside_addr = tc->outside;
+    if (!same_stack(L, s, len, before, after)) {
+        return LI_TORN;
+    }
+    li_status st = still_same_calls(t, s, len, before);
+    if (st != LI_OK) {
+        return st;
+    }
+    *frame = before;
     if (before >= tc->chunk + 16 && before - tc->chunk + (uint64_t)L->frame_size <= len) {
         s->chunk_len = (size_t)(before - tc->chunk) + (size_t)L->frame_size;
         tc->used = s->chunk_len;
+        /* The innermost frame is back in the chunk: a generator's frame
+         * seen outside it before is not to be read with every snapshot
+         * from now on (its address may be freed memory by then); the
+         * next time the innermost frame is outside, it is noted again. */
+        tc->outside = 0;
         return LI_OK;
     }
     if (before >= tc->chunk && before < tc->chunk + tc->chunk_size) {
         return LI_STALE;    /* deeper than the copy */
     }
     /* The innermost frame is elsewhere (a generator's): the frames below
-     * it in the chunk are in the copy, the walk reads it on its own. */
+     * it in the chunk are in the copy; the walk reads it on its own unless
+     * it is the one copied with them, and the next snapshot copies it. */
     s->chunk_len = len;
+    tc->outside = before;
     return LI_OK;
 }
 
-/* LI_OK if the thread's innermost frame is still `frame`, else LI_TORN. */
+/* The thread's innermost frame, read again into *now. */
 static li_status
-still_at(li_target *t, uint64_t tstate, const int64_t *ts_fields, uint64_t frame)
+innermost_now(li_target *t, uint64_t tstate, const int64_t *ts_fields, uint64_t *now)
 {
-    uint64_t again[MAX_FIELDS], frame_again;
+    uint64_t again[MAX_FIELDS];
     int err = read_fields(t, tstate, ts_fields, again, MAX_FIELDS);
     if (err == 0) {
-        err = top_frame(t, tstate, again, &frame_again);
+        err = top_frame(t, tstate, again, now);
     }
-    if (err) {
-        return status_of(t, err);
+    return err ? li_status_of(t, err) : LI_OK;
+}
+
+/* LI_OK if the thread's innermost frame is still `frame`, or another of
+ * the same stack in the copies s holds (same_stack()), and its innermost
+ * frames still those calls (still_same_calls()), else LI_TORN. */
+static li_status
+still_at(li_target *t, uint64_t tstate, const int64_t *ts_fields, uint64_t frame,
+         const li_sample *s)
+{
+    uint64_t now;
+    li_status st = innermost_now(t, tstate, ts_fields, &now);
+    if (st != LI_OK) {
+        return st;
     }
-    return frame_again == frame ? LI_OK : LI_TORN;
+    if (!same_stack(&t->layout, s, s->chunk_len, frame, now)) {
+        return LI_TORN;
+    }
+    return still_same_calls(t, s, s->chunk_len, frame);
+}
+
+/* Frames a thread may have gone deeper by while its frames were read one
+ * by one, for the check that it stayed on them (stayed_on()). */
+#define DEEPER_AT_MOST 16
+
+/* For frames read one by one (frame objects, generators' frames): LI_OK if
+ * the thread, whose innermost frame was `frame` when the walk of its count
+ * frames from s->frames[first] began, is now deeper on a chain that
+ * reaches `frame` (read back up to DEEPER_AT_MOST frames) or, for frame
+ * objects, in one of those frames (it returned into that stack), else
+ * LI_TORN.  A frame object is its call's alone while it lives, so the
+ * stack walked is that of the moment its innermost frame was read, but
+ * for the positions of the frames the thread returned into, which it has
+ * run on since; frames in a chunk are not (same_stack()). */
+static li_status
+stayed_on(li_target *t, const li_sample *s, size_t first, size_t count, uint64_t tstate,
+          const int64_t *ts_fields, uint64_t frame)
+{
+    uint64_t now;
+    li_status st = innermost_now(t, tstate, ts_fields, &now);
+    if (st != LI_OK) {
+        return st;
+    }
+    for (size_t i = first; i < first + count; i++) {
+        if (s->frames[i].addr == now
+            && (now == frame || t->layout.frame_kind == LI_FRAME_OBJECT)) {
+            return LI_OK;
+        }
+    }
+    for (int depth = 0; depth < DEEPER_AT_MOST && now != 0; depth++) {
+        int err = li_read(t, now + (uint64_t)t->layout.frame_back, &now, sizeof now);
+        if (err) {
+            return li_status_of(t, err);
+        }
+        if (now == frame) {
+            return LI_OK;
+        }
+    }
+    return LI_TORN;
 }
 
 /* The frames from `frame` outwards into s; *outside counts those read on
@@ -289,36 +573,37 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, size_t *count, size_t *o
     }
     *count = 0;
     *outside = 0;
-    /* What the outermost frame was: a chain that ends in a generator's
-     * frame, or (where threads start at an entry frame) not at an entry
-     * frame, was read while a frame left it (a generator suspended, a
-     * frame returned): torn. */
-    int last_is_entry = 0, last_is_generator = 0;
+    /* What the outermost frame was: a chain that ends (where threads start
+     * at an entry frame) not at an entry frame, or in the frame of a
+     * generator that does not run, was read while a frame left it (a
+     * generator suspended, a frame returned): torn.  A running generator's
+     * frame may end it: one resumed from C with no Python frame below. */
+    int last_is_entry = 0, last_is_generator = 0, last_state = -1;
+    uint64_t last_frame = 0;
     for (int depth = 0; frame != 0; depth++) {
         if (depth >= LI_MAX_DEPTH) {
             return LI_TORN;
         }
-        /* (Written so that a torn address cannot wrap around.) */
-        uint64_t size = (uint64_t)L->frame_size;
-        int err = 0, copied = s->chunk_len >= size && frame >= s->chunk_start
-                              && frame - s->chunk_start <= s->chunk_len - size;
+        const unsigned char *copy = copy_of(L, s, s->chunk_len, frame);
+        int err = 0, copied = copy != NULL;
         if (copied) {
-            memcpy(buf, s->chunk + (frame - s->chunk_start), (size_t)L->frame_size);
+            memcpy(buf, copy, (size_t)L->frame_size);
         }
         else {
             err = li_read(t, frame, buf, (size_t)L->frame_size);
         }
         if (err) {
-            return status_of(t, err);
+            return li_status_of(t, err);
         }
-        uint64_t code = u64_at(buf, L->frame_code);
-        uint64_t back = u64_at(buf, L->frame_back);
+        uint64_t code = li_u64_at(buf, L->frame_code);
+        uint64_t back = li_u64_at(buf, L->frame_back);
         int64_t offset;
         if (L->frame_kind == LI_FRAME_OBJECT) {
             offset = (int64_t)i32_at(buf, L->frame_lasti) * L->lasti_unit;
             *outside += !copied;
-            last_is_generator = L->frame_gen >= 0 && u64_at(buf, L->frame_gen) != 0;
+            last_is_generator = L->frame_gen >= 0 && li_u64_at(buf, L->frame_gen) != 0;
             last_is_entry = 0;
+            last_state = L->gen_state_known ? (signed char)buf[L->gen_state] : -1;
         }
         else {
             int owner = L->frame_owner >= 0 ? buf[L->frame_owner] : -1;
@@ -333,7 +618,7 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, size_t *count, size_t *o
                 frame = back;
                 continue;
             }
-            uint64_t instr = u64_at(buf, L->frame_instr);
+            uint64_t instr = li_u64_at(buf, L->frame_instr);
             offset = (int64_t)(instr - (code + (uint64_t)L->code_adaptive));
         }
         /* A thread list that a torn read made loop would walk real stacks
@@ -345,27 +630,135 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, size_t *count, size_t *o
             return LI_NO_MEMORY;
         }
         li_raw_frame *f = &s->frames[s->nframes];
-        uint64_t *known = &t->known_code[(code >> 4) % (sizeof t->known_code
-                                                        / sizeof t->known_code[0])];
-        f->have_head = !(t->trust_known_code && *known == code);
-        if (f->have_head) {
-            err = li_read(t, code, f->head, (size_t)L->code_size);
-            if (err) {
-                return status_of(t, err);
-            }
-            if (t->code_type && u64_at(f->head, L->object_type) != t->code_type) {
-                return LI_TORN;
-            }
-            *known = code;
-        }
+        f->addr = frame;
         f->code = code;
         f->offset = offset;
         s->nframes++;
         (*count)++;
+        last_frame = frame;
         frame = back;
     }
-    if (last_is_generator || (L->chain_ends_at_entry && *count && !last_is_entry)) {
+    if (L->chain_ends_at_entry && *count && !last_is_entry) {
         return LI_TORN;
+    }
+    if (last_is_generator) {
+        if (!L->gen_state_known) {
+            return LI_TORN;
+        }
+        if (L->frame_kind == LI_INTERPRETER_FRAME) {
+            /* (Kept in the generator object, around its frame.) */
+            signed char state;
+            int err = li_read(t, last_frame + (uint64_t)L->gen_state, &state, 1);
+            if (err) {
+                return li_status_of(t, err);
+            }
+            last_state = state;
+            (*outside)++;
+        }
+        if (last_state != L->gen_executing) {
+            return LI_TORN;
+        }
+    }
+    return LI_OK;
+}
+
+#define HEADS_AT_ONCE 512
+
+/* The hashes of the names of the code objects of frames start to end
+ * (their heads read), in one system call.  A code object's name is
+ * interned when it is made, so its hash is set. */
+static li_status
+read_name_hashes(li_target *t, li_sample *s, size_t start, size_t end)
+{
+    const li_layout *L = &t->layout;
+    struct iovec local[HEADS_AT_ONCE], remote[HEADS_AT_ONCE];
+    unsigned long k = 0;
+    for (size_t i = start; i < end; i++) {
+        if (i > start && s->frames[i].code == s->frames[i - 1].code) {
+            continue;
+        }
+        local[k].iov_base = &s->frames[i].name_hash;
+        local[k].iov_len = sizeof s->frames[i].name_hash;
+        remote[k].iov_base = (void *)(uintptr_t)(li_u64_at(s->frames[i].head, L->code_name)
+                                                 + (uint64_t)L->unicode_hash);
+        remote[k].iov_len = sizeof s->frames[i].name_hash;
+        k++;
+    }
+    ssize_t got = process_vm_readv(t->pid, local, k, remote, k, 0);
+    if (got < 0) {
+        return li_status_of(t, errno);
+    }
+    if ((size_t)got != k * sizeof(uint64_t)) {
+        return LI_TORN;
+    }
+    for (size_t i = start + 1; i < end; i++) {
+        if (s->frames[i].code == s->frames[i - 1].code) {
+            s->frames[i].name_hash = s->frames[i - 1].name_hash;
+        }
+    }
+    return LI_OK;
+}
+
+/* The heads of the code objects of the sample's frames, read in one system
+ * call for up to HEADS_AT_ONCE frames (a frame whose code is its
+ * caller's, as in recursion, is copied from it), and checked: each is a
+ * code object, and each frame's position lies in its bytecode.  A head is
+ * read with every sample rather than remembered by address: a code object
+ * may be freed and another made at its address. */
+static li_status
+read_heads(li_target *t, li_sample *s)
+{
+    const li_layout *L = &t->layout;
+    struct iovec local[HEADS_AT_ONCE], remote[HEADS_AT_ONCE];
+    size_t len = (size_t)L->code_size;
+    for (size_t start = 0; start < s->nframes; start += HEADS_AT_ONCE) {
+        size_t end = start + HEADS_AT_ONCE < s->nframes ? start + HEADS_AT_ONCE : s->nframes;
+        unsigned long k = 0;
+        for (size_t i = start; i < end; i++) {
+            if (i > start && s->frames[i].code == s->frames[i - 1].code) {
+                continue;
+            }
+            local[k].iov_base = s->frames[i].head;
+            local[k].iov_len = len;
+            remote[k].iov_base = (void *)(uintptr_t)s->frames[i].code;
+            remote[k].iov_len = len;
+            k++;
+        }
+        ssize_t got = process_vm_readv(t->pid, local, k, remote, k, 0);
+        if (got < 0) {
+            return li_status_of(t, errno);
+        }
+        if ((size_t)got != k * len) {
+            return LI_TORN;
+        }
+        for (size_t i = start; i < end; i++) {
+            li_raw_frame *f = &s->frames[i];
+            f->name_hash = 0;
+            if (i > start && f->code == s->frames[i - 1].code) {
+                memcpy(f->head, s->frames[i - 1].head, len);
+            }
+            if (t->code_type && li_u64_at(f->head, L->object_type) != t->code_type) {
+                return LI_TORN;
+            }
+            /* A position outside the bytecode pairs one frame's code object
+             * with another's position: torn.  (-1 unit: not started.) */
+            if (L->code_units >= 0) {
+                /* (ob_size is the target's: a torn one may be anything, so
+                 * it is bounded before it is scaled, lest the product
+                 * overflow.  No code object holds 2**40 units.) */
+                int64_t units = (int64_t)li_u64_at(f->head, L->code_units);
+                if (units < 0 || units > ((int64_t)1 << 40) || f->offset < -(int64_t)L->lasti_unit
+                    || f->offset >= units * (int64_t)L->lasti_unit) {
+                    return LI_TORN;
+                }
+            }
+        }
+        if (L->code_version < 0) {
+            li_status st = read_name_hashes(t, s, start, end);
+            if (st != LI_OK) {
+                return st;
+            }
+        }
     }
     return LI_OK;
 }
@@ -381,7 +774,7 @@ li_take_sample(li_target *t, li_sample *s)
     uint64_t runtime_values[2];
     int err = read_fields(t, t->runtime, runtime_fields, runtime_values, 2);
     if (err) {
-        return status_of(t, err);
+        return li_status_of(t, err);
     }
     interp = runtime_values[0];
     gil_tstate = runtime_values[1];
@@ -394,7 +787,7 @@ li_take_sample(li_target *t, li_sample *s)
         uint64_t iv[4];
         err = read_fields(t, interp, interp_fields, iv, 4);
         if (err) {
-            return status_of(t, err);
+            return li_status_of(t, err);
         }
         int gil_known = L->runtime_gil_tstate_current >= 0 || L->interp_gil_locked >= 0;
         uint64_t holder = gil_tstate;
@@ -422,19 +815,26 @@ li_take_sample(li_target *t, li_sample *s)
                     err = top_frame(t, tstate, tv, &frame);
                 }
                 if (err) {
-                    return status_of(t, err);
+                    return li_status_of(t, err);
                 }
                 st = read_chunk(t, s, tv[6], frame);
                 if (st == LI_OK && s->chunk_len) {
-                    /* The copy holds a consistent stack if the thread neither
-                     * called nor returned while it was made. */
-                    st = still_at(t, tstate, ts_fields, frame);
+                    /* The copy holds a stack of the moment the innermost
+                     * frame was read if the thread stayed on it. */
+                    st = still_at(t, tstate, ts_fields, frame, s);
+                }
+                if (tc->tstate != tstate) {
+                    tc->cframe2 = 0;
+                }
+                else if (tc->cframe != tv[5]) {
+                    tc->cframe2 = tc->cframe;
                 }
                 tc->tstate = tstate;
                 tc->cframe = tv[5];
                 tc->chunk = tv[6];
                 tc->chunk_size = s->chunk_size;
                 tc->used = s->chunk_len;
+                tc->outside = frame - tv[6] < s->chunk_size ? 0 : frame;
             }
             if (st != LI_OK) {
                 return st;
@@ -449,16 +849,16 @@ li_take_sample(li_target *t, li_sample *s)
             li_raw_thread *th = &s->threads[s->nthreads];
             th->tstate = tstate;
             th->thread_id = tv[2];
-            th->native_id = L->tstate_native_thread_id >= 0 ? tv[3]
-                                                            : tid_from_pthread(t, tv[2]);
+            th->interp = interp;
+            /* (Before 3.11, from the thread's struct pthread once the
+             * walk is done: tids_from_pthreads.) */
+            th->native_id = L->tstate_native_thread_id >= 0 ? tv[3] : 0;
             th->holds_gil = gil_known ? holder == tstate : -1;
             th->first = s->nframes;
             size_t outside;
             st = walk_frames(t, s, frame, &th->count, &outside);
             if (st == LI_OK && outside) {
-                /* Frames read one by one (frame objects, generators' frames):
-                 * consistent if the thread stayed in its innermost frame. */
-                st = still_at(t, tstate, ts_fields, frame);
+                st = stayed_on(t, s, th->first, th->count, tstate, ts_fields, frame);
             }
             if (st != LI_OK) {
                 return st;
@@ -468,7 +868,10 @@ li_take_sample(li_target *t, li_sample *s)
         }
         interp = iv[0];
     }
-    return LI_OK;
+    if (L->tstate_native_thread_id < 0) {
+        tids_from_pthreads(t, s);
+    }
+    return read_heads(t, s);
 }
 
 void

@@ -17,10 +17,13 @@ from lowimpact.tools.stack import (
 )
 
 from .conftest import (
+    HERE,
+    MINORS,
     PARKED,
     expected_main_stack,
     expected_worker_stack,
     find_python,
+    markers,
     start_parked,
     stop_parked,
 )
@@ -211,3 +214,33 @@ def test_reader_reinitialised(parked):
         assert own_frames(main) == expected_main_stack(parked.version)
     finally:
         stop_parked(other)
+
+
+CBOTTOM = os.path.join(HERE, "cbottom.py")
+
+
+@pytest.mark.parametrize("minor", MINORS, ids=["3.%d" % m for m in MINORS])
+def test_generator_and_coroutine_resumed_from_c(minor):
+    """A thread whose outermost frame is a running generator's or
+    coroutine's, with no Python frame below (before 3.12 no entry frame
+    either), is read as it is, not as a stack torn by a suspending
+    generator."""
+    python = find_python(minor)
+    if python is None:
+        pytest.skip("CPython 3.%d is not installed" % minor)
+    child = subprocess.Popen([python, CBOTTOM], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert child.stdout.readline() == "ready\n"
+        reader = attach(child.pid)
+        stacks = [s for s in read_stacks(reader) if s.native_id != child.pid]
+        at = markers(CBOTTOM)
+        assert sorted((s.frames[0].name, s.frames[0].line) for s in stacks) == [
+            ("coroutine", at["coroutine"]), ("generator", at["generator"])]
+        for stack in stacks:
+            assert [f.name.rsplit(".", 1)[-1] for f in stack.frames[1:]] == ["wait", "wait"]
+        assert all(reader.sample() is not None for _ in range(20))
+        assert reader.samples_torn == 0
+    finally:
+        child.stdin.close()
+        child.wait()

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -78,6 +79,8 @@ def test_speedscope(busy, tmp_path):
     frames = data["shared"]["frames"]
     (profile,) = data["profiles"]
     assert profile["type"] == "sampled" and profile["unit"] == "seconds"
+    # The thread as threading names it.
+    assert profile["name"] == "MainThread (thread %d)" % busy.pid
     assert len(profile["samples"]) == len(profile["weights"])
     names = [[frames[i]["name"] for i in sample] for sample in profile["samples"]]
     assert names == [["<module>", "main", "spin"]]
@@ -132,3 +135,51 @@ def test_errors(tmp_path):
     assert "no process with id %d" % gone.pid in result.stderr
     result = run_sample("--rate", "0", "1")
     assert result.returncode == 2 and "--rate must be positive" in result.stderr
+
+
+CHURN = os.path.join(HERE, "churn.py")
+
+
+@pytest.mark.parametrize("minor", MINORS, ids=["3.%d" % m for m in MINORS])
+def test_code_objects_made_where_freed_ones_were(minor):
+    """churn.py makes and frees code objects a_N and b_N in turn, which
+    take each other's addresses: the sampler's caches, keyed by address,
+    must not name a function by what an earlier code object at its address
+    was."""
+    from lowimpact.tools.sample import sample
+    from lowimpact.tools.stack import attach
+
+    python = find_python(minor)
+    if python is None:
+        pytest.skip("CPython 3.%d is not installed" % minor)
+    child = subprocess.Popen([python, CHURN, "30"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "ready\n"
+        # Addresses are indeed taken again by the other kind: else this
+        # test would prove nothing.
+        names_at = {}
+        reader = attach(child.pid)
+        deadline = time.monotonic() + 10
+        while not any(kinds == {"a", "b"} for kinds in names_at.values()):
+            assert time.monotonic() < deadline, names_at
+            time.sleep(0.002)
+            try:
+                threads = reader.threads(attempts=10, with_code=True)
+            except RuntimeError:
+                continue
+            for _ident, _native, _gil, frames in threads:
+                for _filename, name, _line, code in frames:
+                    if name[:2] in ("a_", "b_"):
+                        names_at.setdefault(code, set()).add(name[0])
+        profile = sample(child.pid, rate=2000, duration=1.5)
+    finally:
+        child.kill()
+        child.wait()
+    pairs = {"a": 0, "b": 0}
+    for (_thread, ids), n in profile.counts.items():
+        names = [profile.frames[i][1] for i in ids]
+        for caller, callee in zip(names, names[1:]):
+            if callee in ("in_a", "in_b"):
+                assert caller[:2] == callee[-1] + "_", names
+                pairs[callee[-1]] += n
+    assert pairs["a"] > 50 and pairs["b"] > 50, pairs

@@ -48,7 +48,8 @@ class Profile(NamedTuple):
     counts: Dict[Tuple[int, Tuple[int, ...]], int]
     #: frame id -> (filename, name, line)
     frames: List[Frame]
-    #: thread key (kernel tid) -> the thread's name, where known
+    #: thread key (kernel tid) -> the thread's name: threading's where it
+    #: could be read, else the kernel's
     thread_names: Dict[int, str]
     taken: int
     #: reads found torn (each made again at once) and samples dropped
@@ -69,6 +70,8 @@ def sample(pid: int, rate: float = 100.0, duration: Optional[float] = None,
     period = 1.0 / rate
     counts: Dict[Tuple[int, Tuple[int, ...]], int] = {}
     names: Dict[int, str] = {}
+    #: threading's names, read when a thread is first seen
+    python_names: Dict[int, str] = {}
     cpu0 = time.process_time()
     start = time.perf_counter()
     deadline = None if duration is None else start + duration
@@ -89,16 +92,33 @@ def sample(pid: int, rate: float = 100.0, duration: Optional[float] = None,
             except ProcessLookupError:
                 break
             if snapshot is not None:
+                new_thread = False
                 for key in snapshot:
                     counts[key] = counts.get(key, 0) + 1
                     if key[0] not in names:
+                        new_thread = True
                         names[key[0]] = thread_name(pid, key[0]) or str(key[0])
+                if new_thread:
+                    try:
+                        python_names.update(reader.thread_names())
+                    except ProcessLookupError:
+                        break
             if stop is not None and stop():
                 break
     except KeyboardInterrupt:
         pass
     elapsed = time.perf_counter() - start
     cpu = time.process_time() - cpu0
+    # A thread first seen before threading registered it has its name now,
+    # if it still runs.
+    # (Best effort: the profile is written with the kernel's names if the
+    # process is gone or cannot be read any more.)
+    if any(key not in python_names for key in names):
+        try:
+            python_names.update(reader.thread_names())
+        except (OSError, RuntimeError):
+            pass
+    names.update(python_names)
     frames = []
     while True:
         try:

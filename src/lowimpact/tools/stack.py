@@ -5,7 +5,7 @@
 
     Process 4242: CPython 3.11.7
 
-    Thread 4242 "python3.11", holds the GIL (most recent call last):
+    Thread 4242 "MainThread", holds the GIL (most recent call last):
       File "/srv/app.py", line 80, in <module>
         main()
       File "/srv/app.py", line 64, in main
@@ -14,8 +14,10 @@
 The process is not stopped or changed: its memory is read
 (``process_vm_readv``) while it runs, and a read that raced with it is
 taken again.  Frames are named by qualified name where the version keeps one
-(3.11+), by function name before.  Which thread holds the GIL is shown where
-the version makes it readable.
+(3.11+), by function name before.  Threads are named as threading names
+them (``threading.Thread.name``, read from the process too), or by the
+kernel's name where threading does not know the thread.  Which thread holds
+the GIL is shown where the version makes it readable.
 """
 
 from __future__ import annotations
@@ -64,8 +66,9 @@ class Frame(NamedTuple):
 
 
 class ThreadStack(NamedTuple):
-    """One thread: its ids, OS name, whether it holds the GIL (None where the
-    version does not tell) and its frames, outermost first."""
+    """One thread: its ids, its name (threading's, else the kernel's, None
+    if neither is known), whether it holds the GIL (None where the version
+    does not tell) and its frames, outermost first."""
 
     thread_id: int
     native_id: Optional[int]
@@ -98,11 +101,13 @@ def thread_name(pid: int, native_id: Optional[int]) -> Optional[str]:
 
 
 def read_stacks(reader: "Reader") -> List[ThreadStack]:
-    """Every thread's stack, from one consistent snapshot."""
+    """Every thread's stack, from one consistent snapshot, and its name."""
+    stacks = reader.threads()
+    names = reader.thread_names()
     return [
-        ThreadStack(ident, native, thread_name(reader.pid, native), gil,
-                    [Frame(*frame) for frame in frames])
-        for ident, native, gil, frames in reader.threads()
+        ThreadStack(ident, native, names.get(native or ident) or thread_name(reader.pid, native),
+                    gil, [Frame(*frame) for frame in frames])
+        for ident, native, gil, frames in stacks
     ]
 
 

@@ -37,4 +37,8 @@ static const li_debug_offsets_fields li_debug_offsets_py313 = {
     .unicode_state = 544,
     .unicode_length = 552,
     .unicode_ascii_size = 560,
+    .interp_modules = 88,
+    .type_flags = 392,
+    .dict_keys = 456,
+    .dict_values = 464,
 };
