@@ -22,6 +22,9 @@ CASES = {
     "branches": (("branches.py",), ("branches.py",)),
     # a branch to a raise: to the except clause, or out of the frame
     "raises": (("raises.py",), ("raises.py",)),
+    # if/elif, loops with else, try/finally, with, match, comprehensions,
+    # lambdas, generators, async: the translation of BRANCH events to arcs
+    "branch_shapes": (("branch_shapes.py",), ("branch_shapes.py",)),
     "module_level": (("--source=.", "module_level.py"), ("module_level.py",)),
     "first_calls": (("--source=.", "first_calls.py"), ("first_calls_helper.py",)),
     "gen_async": (("--source=.", "gen_async.py"), ("gen_async.py",)),

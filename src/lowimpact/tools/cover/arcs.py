@@ -99,38 +99,214 @@ class BranchPoint:
         return 1 if destination == self.next_offset else 0
 
 
+class _Format:
+    """What the walk needs to know of each opcode byte, read once from
+    :mod:`dis`'s tables (some of them private) so that it agrees with
+    ``dis.get_instructions``, as tests/cover/test_arcs.py checks.
+
+    This is the one place that knows what differs between bytecode
+    versions; each table is indexed by the opcode byte as it stands in
+    ``co_code``.  As in :mod:`dis`, an instruction's name is that of its own
+    byte, while its argument, inline caches and jump target are those of its
+    base (de-specialized) instruction.
+    """
+
+    # What an instruction does to the trail of an arc (see CodeMap.arc).
+    PLAIN, UNCONDITIONAL, RETURN, RAISE, BRANCH, OTHER_JUMP = range(6)
+    # How an instruction's argument gives its jump target.
+    NO_JUMP, ABSOLUTE, FORWARD, BACKWARD = range(4)
+
+    def __init__(self) -> None:
+        names = getattr(dis, "_all_opname", dis.opname)
+        deopt = getattr(dis, "_deoptop", lambda op: op)
+        cache_entries = getattr(dis, "_inline_cache_entries", None)
+        # 3.12 added dis.hasarg; before it, an opcode has an
+        # argument from HAVE_ARGUMENT on.
+        has_arg = set(getattr(dis, "hasarg", range(dis.HAVE_ARGUMENT, 256)))
+        jrel, jabs = set(dis.hasjrel), set(dis.hasjabs)
+        self.kind = bytearray(256)
+        self.caches = bytearray(256)
+        self.has_arg = bytearray(256)
+        self.jump = bytearray(256)
+        self.is_extended_arg = bytearray(256)
+        self.meanings: List[Optional[Tuple[str, str]]] = [None] * 256
+        self.for_iter = dis.opmap["FOR_ITER"]
+        extended_arg = dis.opmap["EXTENDED_ARG"]
+        # dis keeps EXTENDED_ARG's accumulated argument a C int.
+        self.int_overflow = getattr(dis, "_INT_OVERFLOW", 2 ** 31)
+        for op in range(256):
+            name = names[op] if op < len(names) else "<%d>" % op
+            base = deopt(op)
+            if isinstance(cache_entries, dict):
+                # 3.13 keys the cache sizes by name.
+                self.caches[op] = cache_entries.get(names[base], 0)
+            elif cache_entries is not None:
+                self.caches[op] = cache_entries[base]
+            self.has_arg[op] = base in has_arg
+            self.is_extended_arg[op] = base == extended_arg
+            if base in jabs:
+                self.jump[op] = self.ABSOLUTE
+            elif base in jrel:
+                self.jump[op] = self.BACKWARD if dis._is_backward_jump(base) else self.FORWARD
+            self.meanings[op] = _BRANCH_MEANINGS.get(name)
+            if name in _UNCONDITIONAL:
+                self.kind[op] = self.UNCONDITIONAL
+            elif name in _RETURNS:
+                self.kind[op] = self.RETURN
+            elif name in _NO_FALL_THROUGH:
+                self.kind[op] = self.RAISE
+            elif name in _BRANCH_MEANINGS:
+                self.kind[op] = self.BRANCH
+            elif op in _JUMPS:
+                self.kind[op] = self.OTHER_JUMP
+
+
+_FORMAT = _Format()
+
+
 class CodeMap:
     """The bytecode of one code object, read once, for resolving its arcs.
 
     *first_line* maps a line to the first line of its statement (coverage.py
     reports multi-line statements by their first line).
+
+    Everything that does not depend on what ran is computed here, in one
+    walk of ``co_code``: the statement line of each code unit, the
+    instructions' kinds, jump targets and successors, the sequential arcs
+    that may be recorded, the branch instructions.  The exception table and
+    the branch points' columns are read when first asked for.
     """
 
     def __init__(self, code: types.CodeType, first_line: Callable[[int], int] = lambda n: n) -> None:
         self.code = code
         self.first_line = first_line
-        self.instructions: Dict[int, dis.Instruction] = {}
-        self.following: Dict[int, int] = {}
-        previous: Optional[int] = None
-        for instruction in dis.get_instructions(code):
-            self.instructions[instruction.offset] = instruction
-            if previous is not None:
-                self.following[previous] = instruction.offset
-            previous = instruction.offset
-        # (start, end, handler) of the exception table: where a raise goes.
-        self.handlers: List[Tuple[int, int, int]] = [
-            (entry.start, entry.end, entry.target)
-            for entry in getattr(dis.Bytecode(code), "exception_entries", ())
-        ]
-        self.line_at: Dict[int, int] = {}
+        raw = code.co_code
+        size = len(raw)
+        # The line of each code unit (offset // 2) and its statement's first
+        # line, None where it has none.
+        self._unit_line: List[Optional[int]] = [None] * (size // 2)
+        self._unit_statement: List[Optional[int]] = [None] * (size // 2)
+        statement: Dict[int, int] = {}
         for start, end, line in code.co_lines():
-            if line is not None:
-                for offset in range(start, end, 2):
-                    self.line_at[offset] = line
+            if line is not None and end > start:
+                if line not in statement:
+                    statement[line] = first_line(line)
+                self._unit_line[start // 2:end // 2] = [line] * ((end - start) // 2)
+                self._unit_statement[start // 2:end // 2] = [statement[line]] * ((end - start) // 2)
+        self._size = size
+        self._walk(raw)
+        self._handlers: Optional[List[Tuple[int, int, int]]] = None
+        self._points: Optional[List[BranchPoint]] = None
+
+    def _walk(self, raw: bytes) -> None:
+        """One pass over the instructions (those ``dis.get_instructions``
+        gives: an ``EXTENDED_ARG`` is one, inline caches are not): their
+        opcodes, jump targets, branch instructions, and the sequential arcs
+        that may be recorded (see :meth:`sequential_arcs`).
+
+        The sequential arcs are the steps from each run of a statement's
+        instructions to the next statement, up to the run's first branch
+        instruction.  A run entered at a branch's target, of a statement
+        that had an earlier run (the clean-up of a ``for`` loop that only
+        its exhaustion reaches), gives none: whether it ran, the BRANCH
+        events say.  Branch targets are known at the end, so such runs wait
+        in *pending* until then.
+        """
+        fmt = _FORMAT
+        kinds, caches, has_arg, jumps = fmt.kind, fmt.caches, fmt.has_arg, fmt.jump
+        is_extended, overflow = fmt.is_extended_arg, fmt.int_overflow
+        BRANCH, UNCONDITIONAL, PLAIN = fmt.BRANCH, fmt.UNCONDITIONAL, fmt.PLAIN
+        ABSOLUTE, FORWARD = fmt.ABSOLUTE, fmt.FORWARD
+        unit_statement = self._unit_statement
+        size, units = len(raw), len(unit_statement)
+        #: offset -> opcode byte of each instruction, in order; jump targets.
+        ops: Dict[int, int] = {}
+        targets: Dict[int, int] = {}
+        # (offset, previous instruction's offset) of each branch instruction.
+        branches: List[Tuple[int, Optional[int]]] = []
+        candidates: List[Arc] = []
+        pending: List[Tuple[int, List[Arc]]] = []
+        into = candidates
+        seen_lines: Set[Optional[int]] = set()
+        run_line: Optional[int] = -1   # no line's
+        skipping = True
+        previous: Optional[int] = None
+        offset = accumulated = 0
+        while offset < size:
+            op = raw[offset]
+            arg = None
+            if has_arg[op]:
+                arg = raw[offset + 1] | accumulated
+                accumulated = 0
+                if is_extended[op]:
+                    accumulated = arg << 8
+                    if accumulated >= overflow:
+                        accumulated -= 2 * overflow
+            else:
+                accumulated = 0
+            following = offset + 2 + 2 * caches[op]
+            ops[offset] = op
+            target = None
+            how = jumps[op]
+            if how and arg is not None:
+                if how == ABSOLUTE:
+                    target = arg * 2
+                else:
+                    # A relative jump counts from after its inline caches
+                    # (3.12; 3.11's relative jumps have none).
+                    target = following + (arg * 2 if how == FORWARD else -arg * 2)
+                targets[offset] = target
+            kind = kinds[op]
+            if kind == BRANCH:
+                branches.append((offset, previous))
+            line = unit_statement[offset >> 1]
+            if line != run_line:
+                run_line = line
+                if line in seen_lines:
+                    into = []
+                    pending.append((offset, into))
+                else:
+                    into = candidates
+                seen_lines.add(line)
+                skipping = line is None
+            if not skipping:
+                destination = None
+                if kind == BRANCH:
+                    # What follows a conditional jump in the statement's run
+                    # of instructions may never have run (3.12 puts `if`'s
+                    # jump back to the loop there); the BRANCH events tell
+                    # what did.
+                    skipping = True
+                elif kind == UNCONDITIONAL:
+                    destination = target
+                elif kind == PLAIN and following < size:
+                    destination = following
+                if destination is not None and 0 <= destination >> 1 < units:
+                    next_line = unit_statement[destination >> 1]
+                    if next_line is not None and next_line != line:
+                        into.append((line, next_line))  # type: ignore[arg-type]
+            previous = offset
+            offset = following
+        branch_targets = {targets[offset] for offset, _ in branches}
+        for start, arcs in pending:
+            if start not in branch_targets:
+                candidates.extend(arcs)
+        self._op = ops
+        self._target = targets
+        self._branches = branches
+        self._sequential = set(candidates)
+
+    def instructions(self) -> List[Tuple[int, int, Optional[int], Optional[int]]]:
+        """``(offset, opcode, jump target, next offset)`` of each instruction,
+        as read from ``co_code`` (what ``dis.get_instructions`` gives: the
+        tests compare them)."""
+        return [(offset, op, self._target.get(offset), self._following(offset))
+                for offset, op in self._op.items()]
 
     def _statement_line(self, offset: int) -> Optional[int]:
-        line = self.line_at.get(offset)
-        return None if line is None else self.first_line(line)
+        if offset & 1 or not 0 <= offset < self._size:
+            return None
+        return self._unit_statement[offset >> 1]
 
     def arc(self, source: int, destination: int) -> Optional[Arc]:
         """The line arc of the branch at *source* going to *destination*, or
@@ -138,34 +314,45 @@ class CodeMap:
         from_line = self._statement_line(source)
         if from_line is None:
             return None
+        fmt = _FORMAT
+        kinds = fmt.kind
         offset: Optional[int] = destination
         seen: Set[int] = set()
-        while offset is not None and offset in self.instructions and offset not in seen:
+        while offset is not None and offset in self._op and offset not in seen:
             seen.add(offset)
             line = self._statement_line(offset)
             if line is not None and line != from_line:
                 return (from_line, line)
-            instruction = self.instructions[offset]
-            name = instruction.opname
-            if name in _UNCONDITIONAL:
-                offset = instruction.argval
+            kind = kinds[self._op[offset]]
+            if kind == fmt.UNCONDITIONAL:
+                offset = self._target.get(offset)
                 continue
-            if name in _RETURNS:
+            if kind == fmt.RETURN:
                 return (from_line, -self.code.co_firstlineno)
-            if name in _NO_FALL_THROUGH:
+            if kind == fmt.RAISE:
                 # A raise goes to its handler (the except clause, a with's
                 # exit, a clean-up that re-raises), or out of the frame.
                 offset = self._handler(offset)
                 if offset is None:
                     return (from_line, -self.code.co_firstlineno)
                 continue
-            if instruction.opcode in _JUMPS:
+            if kind != fmt.PLAIN:
                 return None
-            offset = self.following.get(offset)
+            offset = self._following(offset)
         return None
 
+    def _following(self, offset: int) -> Optional[int]:
+        """The instruction after the one at *offset*, None after the last."""
+        following = offset + 2 + 2 * _FORMAT.caches[self._op[offset]]
+        return following if following < self._size else None
+
     def _handler(self, offset: int) -> Optional[int]:
-        for start, end, target in self.handlers:
+        if self._handlers is None:
+            self._handlers = [
+                (entry.start, entry.end, entry.target)
+                for entry in getattr(dis.Bytecode(self.code), "exception_entries", ())
+            ]
+        for start, end, target in self._handlers:
             if start <= offset < end:
                 return target
         return None
@@ -182,45 +369,7 @@ class CodeMap:
         statement that ran with a successor that ran is taken to have gone on
         to it, as it does unless it raised every time.
         """
-        arcs: Set[Arc] = set()
-        run_line: Optional[int] = None
-        after_branch = False
-        seen_lines: Set[Optional[int]] = set()
-        branch_targets = {
-            instruction.argval
-            for instruction in self.instructions.values()
-            if instruction.opname in _BRANCH_MEANINGS
-        }
-        for offset, instruction in self.instructions.items():
-            line = self._statement_line(offset)
-            if line != run_line:
-                # Another run of a line that ran elsewhere, entered where a
-                # branch goes (the clean-up of a `for` loop that only its
-                # exhaustion reaches): whether it ran, the BRANCH events say.
-                after_branch = line in seen_lines and offset in branch_targets
-                run_line = line
-                seen_lines.add(line)
-            if line is None or line not in ran or after_branch:
-                continue
-            name = instruction.opname
-            if name in _BRANCH_MEANINGS:
-                # What follows a conditional jump in the statement's run of
-                # instructions may never have run (3.12 puts `if`'s jump back
-                # to the loop there); the BRANCH events tell what did.
-                after_branch = True
-                continue
-            if name in _UNCONDITIONAL:
-                destination = instruction.argval
-            elif instruction.opcode in _JUMPS or name in _RETURNS or name in _NO_FALL_THROUGH:
-                continue
-            else:
-                destination = self.following.get(offset)
-            if destination is None:
-                continue
-            next_line = self._statement_line(destination)
-            if next_line is not None and next_line != line and next_line in ran:
-                arcs.add((line, next_line))
-        return arcs
+        return {arc for arc in self._sequential if arc[0] in ran and arc[1] in ran}
 
     def exit_arc(self, offset: int) -> Optional[Arc]:
         """The arc of a frame returning or yielding at *offset*."""
@@ -236,26 +385,27 @@ class CodeMap:
         the value tested is ``x``, not the statement.  ``FOR_ITER`` has the
         iterable's location itself.
         """
+        if self._points is not None:
+            return self._points
         points = []
-        previous: Optional[dis.Instruction] = None
-        for offset, instruction in self.instructions.items():
-            tested, previous = previous, instruction
-            meanings = _BRANCH_MEANINGS.get(instruction.opname)
-            line = self.line_at.get(offset)
-            if meanings is None or line is None:
+        positions: Optional[list] = None
+        meanings_of, for_iter = _FORMAT.meanings, _FORMAT.for_iter
+        for offset, tested in self._branches:
+            line = self._unit_line[offset >> 1]
+            if line is None:
                 continue
-            located = instruction
-            if instruction.opname != "FOR_ITER" and tested is not None:
+            if positions is None:
+                positions = list(self.code.co_positions())
+            op = self._op[offset]
+            located = offset
+            if op != for_iter and tested is not None:
                 located = tested
-            positions = getattr(located, "positions", None)
-            col = getattr(positions, "col_offset", None)
-            end_col = getattr(positions, "end_col_offset", None)
-            if positions is None or positions.lineno != line:
+            lineno, end_lineno, col, end_col = positions[located >> 1]
+            if lineno != line:
                 col = end_col = None   # not on the branch's own line: no columns
-            elif positions.end_lineno != positions.lineno:
+            elif end_lineno != lineno:
                 end_col = None   # the value spans lines: from col on
-            next_offset = self.following.get(offset, offset + 2)
-            points.append(
-                BranchPoint(offset, line, col, end_col, instruction.argval, next_offset, meanings)
-            )
+            points.append(BranchPoint(offset, line, col, end_col, self._target[offset],
+                                      self._following(offset) or offset + 2, meanings_of[op]))
+        self._points = points
         return points

@@ -534,10 +534,11 @@ def _merge_raw(into: RawData, more: RawData) -> None:
 def _multiline_mapping(filename: str):
     """The first line of the statement of each line of *filename*, as
     coverage.py's ``PythonParser.first_line`` gives it: from its multiline
-    map alone (a tokenization), which its ``sysmon`` core also computes,
-    where coverage.py has it; else from a full parse."""
+    map alone, which :func:`~lowimpact.tools.cover.statements.multiline_map`
+    computes as coverage.py's ``multiline_map_from_text`` does, without
+    tokenizing every line (on 3.11 that cost more than the rest of saving),
+    where coverage.py reads source as 7.x does; else from a full parse."""
     try:
-        from coverage.parser import multiline_map_from_text
         from coverage.python import get_python_source
     except ImportError:
         from coverage.parser import PythonParser
@@ -545,5 +546,7 @@ def _multiline_mapping(filename: str):
         parser = PythonParser(filename=filename)
         parser.parse_source()
         return parser.first_line
-    multiline = multiline_map_from_text(get_python_source(filename))
+    from lowimpact.tools.cover.statements import multiline_map
+
+    multiline = multiline_map(get_python_source(filename))
     return lambda line: multiline.get(line, line)
