@@ -180,9 +180,12 @@ def test_turned_off_in_a_yield_from(tmp_path: Any, mode: str, when: int) -> None
 
 
 # A trace function raises at the trampoline (`f_trace_opcodes`): the frame's
-# landing never happens.  Another frame later stands where it stood, calls a
-# function that lands, then one that turns LINE on: it reports the rest of
-# its lines, as natively.
+# landing never happens.  Another frame later stands where it stood (of
+# other code, or of the same code elsewhere in it), then LINE is turned on
+# by a function it calls: it reports the rest of its lines, as natively.
+# Before that it calls a function that lands ("lands"), or one too short
+# for an entry trampoline, whose shadow is made at once ("short"), or
+# nothing ("same-code").
 RAISED_AT_THE_TRAMPOLINE = """
 import json, sys
 import lowimpact
@@ -194,6 +197,7 @@ lines = []
 M.register_callback(3, E.LINE, lambda code, line: lines.append((code.co_name, line)))
 turned_on = [False]
 seen = [0]
+variant, when = sys.argv[1], int(sys.argv[2])
 
 
 def key(v):
@@ -203,7 +207,15 @@ def key(v):
     return v
 
 
-def outer():
+def turns_on():
+    M.set_events(3, E.LINE)
+
+
+def outer(again=False):
+    if again:
+        turns_on()
+        a = 1
+        return a
     y = sorted([2, 1], key=key)
     return y
 
@@ -217,7 +229,7 @@ def trace(frame, event, arg):
         frame.f_trace_opcodes = True
         if turned_on[0] and event == "opcode":
             seen[0] += 1
-            if seen[0] == int(sys.argv[2]):
+            if seen[0] == when:
                 M.set_events(3, 0)
                 raise Boom
     return trace
@@ -228,12 +240,12 @@ def lands():
     return x
 
 
-def turns_on():
-    M.set_events(3, E.LINE)
+def short():
+    return 1
 
 
 def later():
-    lands()
+    first_call()
     turns_on()
     a = 1
     return a
@@ -246,17 +258,26 @@ except Boom:
     pass
 sys.settrace(None)
 M.set_events(3, 0)
-M.set_local_events(3, lands.__code__, E.LINE)
-lines.clear()
-later()
+if variant == "same-code":
+    lines.clear()
+    outer(True)
+    function = outer
+else:
+    first_call = lands if variant == "lands" else short
+    M.set_local_events(3, first_call.__code__, E.LINE)
+    lines.clear()
+    later()
+    M.set_local_events(3, first_call.__code__, 0)
+    function = later
 M.set_events(3, 0)
-M.set_local_events(3, lands.__code__, 0)
-first = later.__code__.co_firstlineno
-print(json.dumps({"result": sorted({line - first for name, line in lines if name == "later"}),
+first = function.__code__.co_firstlineno
+print(json.dumps({"result": sorted({line - first for name, line in lines
+                                    if name == function.__name__}),
                   "stats": {}}))
 """
 
 
+@pytest.mark.parametrize("variant", ["lands", "short", "same-code"])
 @pytest.mark.parametrize("when", range(1, 9))
-def test_trace_function_raised_at_the_trampoline(tmp_path: Any, when: int) -> None:
-    assert run(tmp_path, RAISED_AT_THE_TRAMPOLINE, "opcode", when)["result"] == [3, 4]
+def test_trace_function_raised_at_the_trampoline(tmp_path: Any, variant: str, when: int) -> None:
+    assert run(tmp_path, RAISED_AT_THE_TRAMPOLINE, variant, when)["result"] == [3, 4]

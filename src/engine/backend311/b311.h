@@ -673,9 +673,10 @@ int li_expect_landing_unwinding(PyThreadState *tstate, _PyInterpreterFrame *fram
  * units past the instruction the frame was at, into whatever handler covers
  * them.  The landing takes the level back. */
 void li_landing_lend_recursion(PyThreadState *tstate);
-/* Whether `frame` is on its way to a landing (it must not be moved
- * meanwhile). */
-bool li_landing_expected(_PyInterpreterFrame *frame);
+/* Whether `frame` of `tstate` is on its way to a landing (it must not be
+ * moved meanwhile).  `tstate` NULL: a frame on no thread's stack (a
+ * suspended generator's), which never is. */
+bool li_landing_expected(PyThreadState *tstate, _PyInterpreterFrame *frame);
 /* Forgets the landings that threads which are gone expected (their frames'
  * addresses may be reused). */
 void li_forget_landings_of_dead_threads(void);

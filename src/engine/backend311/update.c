@@ -440,7 +440,7 @@ static int
 replace_frame_code(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterFrame *above)
 {
     PyCodeObject *code = frame->f_code;
-    if (li_landing_expected(frame)) {
+    if (li_landing_expected(ts, frame)) {
         return 0;   /* the landing moves it, from where it is */
     }
     PyObject *desired = li_desired_code(li_backend_original(code), frame->f_builtins);
