@@ -637,10 +637,11 @@ Py_ssize_t li_trampolines_armed_count(void);
 int li_trampolines_disarm_unneeded(void);
 /* The same for the trampolines in the code of `cs` and its shadows alone. */
 int li_trampolines_disarm_unneeded_of(li_code_state *cs);
-/* A frame that ran `code` is landing from one of its trampolines: those
- * left armed for frames in their units when the code stopped needing them
- * are disarmed, unless it needs them again or such a frame is still there. */
-void li_trampolines_settle(PyCodeObject *code);
+/* Trampolines left armed for frames in their units when their code stopped
+ * needing them are disarmed, unless the code needs them again or such a
+ * frame is still there (it may have left by an exception, or landed).
+ * Costs nothing while there is none. */
+void li_trampolines_settle(void);
 /* The code object of `p` is being freed: forgets its trampolines. */
 void li_patches_forget(li_patches *p);
 /* Exchanges the armed trampolines of `code` with the units they replaced

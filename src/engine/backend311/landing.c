@@ -322,8 +322,9 @@ land(PyThreadState *tstate)
     }
     /* A trampoline kept armed for this frame when its code stopped needing
        it can go now that the frame is past its units (the frame stands at
-       its CALL's inline cache, and moves below). */
-    li_trampolines_settle(frame->f_code);
+       its CALL's inline cache, and moves below); so can those kept for
+       frames that left theirs otherwise. */
+    li_trampolines_settle();
     token_object *token = PyObject_New(token_object, &token_type);
     if (token == NULL) {
         return -1;

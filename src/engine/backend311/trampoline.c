@@ -295,6 +295,16 @@ resume_site_ok(const li_analysis *an, int i, int capacity)
 /* ---- arming --------------------------------------------------------------- */
 
 static li_patches *armed;        /* code objects with a trampoline armed */
+static int n_lingering;          /* how many of them are `lingering` */
+
+static void
+set_lingering(li_patches *p, bool lingering)
+{
+    if (p->lingering != lingering) {
+        n_lingering += lingering ? 1 : -1;
+        p->lingering = lingering;
+    }
+}
 
 /* The trampolines of `code`, an original or a shadow; created if `create`.
  * NULL if none (with an exception if it failed). */
@@ -510,8 +520,12 @@ frame_of(PyCodeObject *code)
  * the frame does not tell the two apart.)  Such a trampoline stays armed,
  * and the code of `p` stays `lingering`: a frame that takes it lands on a
  * shadow, the bare one if the code needs no events (li_landing_code()),
- * where the original would have gone, and the landing disarms it
- * (li_trampolines_settle()); so does any later update.
+ * where the original would have gone.  The frame may also leave its units
+ * by an exception instead (the trace function raised: a debugger's quit),
+ * or jump away: then no landing of its own comes.  So such trampolines go
+ * as soon as no frame stands in them at the next landing of any frame,
+ * update, or setting of a trace function (li_trampolines_settle()): before
+ * a trace function can see a later frame of the code run them.
  * Exception routes all go: the frames they were for go on where the
  * original's own table sends them (a kept trampoline whose first unit a
  * handler leads to lands them as the instruction it replaced would go on). */
@@ -543,7 +557,7 @@ disarm_all(li_patches *p)
     }
     p->n_routes = 0;
     restore_exceptiontable(p);
-    p->lingering = p->n_armed > 0;
+    set_lingering(p, p->n_armed > 0);
     if (p->lingering) {
         return;
     }
@@ -1247,7 +1261,7 @@ li_patches_forget(li_patches *p)
         unlink_armed(p);   /* the code is being freed: its bytes do not matter */
         p->n_armed = 0;
     }
-    p->lingering = false;
+    set_lingering(p, false);
     Py_CLEAR(p->own_exceptiontable);
     PyMem_Free(p->routes);
     p->routes = NULL;
@@ -1319,15 +1333,13 @@ disarm_if_unneeded(li_patches *p)
 }
 
 void
-li_trampolines_settle(PyCodeObject *code)
+li_trampolines_settle(void)
 {
-    li_patches *p = patches_of(code, false);
-    if (p == NULL) {
-        PyErr_Clear();
-        return;
-    }
-    if (p->lingering && p->n_armed > 0) {
-        disarm_if_unneeded(p);
+    for (li_patches *p = armed, *next; p != NULL && n_lingering > 0; p = next) {
+        next = p->next_armed;
+        if (p->lingering) {
+            disarm_if_unneeded(p);
+        }
     }
 }
 

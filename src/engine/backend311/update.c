@@ -786,6 +786,7 @@ li_backend_update_code(li_code_state *cs, bool grew)
     int err = update_thread_frames(cs);
     if (err == 0) {
         err = li_trampolines_disarm_unneeded_of(cs);
+        li_trampolines_settle();
     }
     li_fix_moved_tracebacks();
     return err;
