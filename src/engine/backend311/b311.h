@@ -261,6 +261,7 @@ typedef struct li_patches {
        when the code stopped needing it (trampoline.c, disarm_all()). */
     bool lingering;
     struct li_patches *next_armed, *prev_armed;
+    struct li_patches *next_lingering, *prev_lingering;   /* while `lingering` */
 } li_patches;
 
 /* The li_probes object: the runtime data of one shadow, stored as its last

@@ -295,15 +295,36 @@ resume_site_ok(const li_analysis *an, int i, int capacity)
 /* ---- arming --------------------------------------------------------------- */
 
 static li_patches *armed;        /* code objects with a trampoline armed */
-static int n_lingering;          /* how many of them are `lingering` */
+/* Those of them that are `lingering`, on a list of their own: landings and
+   `sys.settrace` look at these alone, not at every code object armed. */
+static li_patches *lingering_list;
 
 static void
-set_lingering(li_patches *p, bool lingering)
+set_lingering(li_patches *p, bool on)
 {
-    if (p->lingering != lingering) {
-        n_lingering += lingering ? 1 : -1;
-        p->lingering = lingering;
+    if (p->lingering == on) {
+        return;
     }
+    p->lingering = on;
+    if (on) {
+        p->prev_lingering = NULL;
+        p->next_lingering = lingering_list;
+        if (lingering_list != NULL) {
+            lingering_list->prev_lingering = p;
+        }
+        lingering_list = p;
+        return;
+    }
+    if (p->prev_lingering != NULL) {
+        p->prev_lingering->next_lingering = p->next_lingering;
+    }
+    else {
+        lingering_list = p->next_lingering;
+    }
+    if (p->next_lingering != NULL) {
+        p->next_lingering->prev_lingering = p->prev_lingering;
+    }
+    p->next_lingering = p->prev_lingering = NULL;
 }
 
 /* The trampolines of `code`, an original or a shadow; created if `create`.
@@ -1323,6 +1344,9 @@ li_trampoline_swap(PyCodeObject *code)
     return true;
 }
 
+/* Disarms the trampolines of `p` if its code no longer needs them.  Kept
+ * for a frame in their units when it stopped needing them, they are plain
+ * armed trampolines again once it does. */
 static void
 disarm_if_unneeded(li_patches *p)
 {
@@ -1330,16 +1354,17 @@ disarm_if_unneeded(li_patches *p)
     if (lp != NULL ? !lp->outdated : !li_needs_instrumenting(p->code)) {
         disarm_all(p);
     }
+    else {
+        set_lingering(p, false);
+    }
 }
 
 void
 li_trampolines_settle(void)
 {
-    for (li_patches *p = armed, *next; p != NULL && n_lingering > 0; p = next) {
-        next = p->next_armed;
-        if (p->lingering) {
-            disarm_if_unneeded(p);
-        }
+    for (li_patches *p = lingering_list, *next; p != NULL; p = next) {
+        next = p->next_lingering;
+        disarm_if_unneeded(p);
     }
 }
 
