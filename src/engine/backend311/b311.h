@@ -634,6 +634,9 @@ void li_reserve_shadow_stack(li_code_backend *cb);
 void li_release_shadow_stack(li_code_backend *cb);
 /* How many code objects have a trampoline armed. */
 Py_ssize_t li_trampolines_armed_count(void);
+/* How many code objects have a trampoline kept for a frame standing in it
+ * after their code stopped needing it. */
+Py_ssize_t li_trampolines_kept_count(void);
 /* Disarms the trampolines of code that no longer needs them.  0 or -1. */
 int li_trampolines_disarm_unneeded(void);
 /* The same for the trampolines in the code of `cs` and its shadows alone. */

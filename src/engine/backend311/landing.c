@@ -161,8 +161,11 @@ current(const expected_landing *e)
     if (e->call < 0) {
         return true;
     }
+    /* (The frame holds the code object; one freed since, of the same
+       address, may be smaller.) */
     const _Py_CODEUNIT *units = _PyCode_CODE(e->code);
-    if (!same_instruction(units[e->from], e->from_unit) ||
+    if (e->from >= Py_SIZE(e->code) || e->call >= Py_SIZE(e->code) ||
+        !same_instruction(units[e->from], e->from_unit) ||
         !same_instruction(units[e->call], e->call_unit))
     {
         return false;

@@ -1452,6 +1452,16 @@ li_trampoline_init(void)
 }
 
 Py_ssize_t
+li_trampolines_kept_count(void)
+{
+    Py_ssize_t n = 0;
+    for (li_patches *p = lingering_list; p != NULL; p = p->next_lingering) {
+        n++;
+    }
+    return n;
+}
+
+Py_ssize_t
 li_trampolines_armed_count(void)
 {
     Py_ssize_t n = 0;

@@ -953,6 +953,7 @@ li_backend_stats(PyObject *stats)
     }
     if (set_count(stats, "shadows", shadows) < 0 ||
         set_count(stats, "trampolined_codes", li_trampolines_armed_count()) < 0 ||
+        set_count(stats, "trampolines_kept", li_trampolines_kept_count()) < 0 ||
         set_count(stats, "pending_calls", li_pending_call_count()) < 0 ||
         set_count(stats, "shadows_built", li_shadows_built()) < 0)
     {
