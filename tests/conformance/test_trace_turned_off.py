@@ -180,9 +180,12 @@ def test_turned_off_in_a_yield_from(tmp_path: Any, mode: str, when: int) -> None
 
 
 # A trace function raises at the trampoline (`f_trace_opcodes`): the frame's
-# landing never happens.  Another frame later stands where it stood, calls a
-# function that lands, then one that turns LINE on: it reports the rest of
-# its lines, as natively.
+# landing never happens.  Another frame later stands where it stood (of
+# other code, or of the same code elsewhere in it), then LINE is turned on
+# by a function it calls: it reports the rest of its lines, as natively.
+# Before that it calls a function that lands ("lands"), or one too short
+# for an entry trampoline, whose shadow is made at once ("short"), or
+# nothing ("same-code").
 RAISED_AT_THE_TRAMPOLINE = """
 import json, sys
 import lowimpact
@@ -194,6 +197,7 @@ lines = []
 M.register_callback(3, E.LINE, lambda code, line: lines.append((code.co_name, line)))
 turned_on = [False]
 seen = [0]
+variant, when = sys.argv[1], int(sys.argv[2])
 
 
 def key(v):
@@ -203,7 +207,15 @@ def key(v):
     return v
 
 
-def outer():
+def turns_on():
+    M.set_events(3, E.LINE)
+
+
+def outer(again=False):
+    if again:
+        turns_on()
+        a = 1
+        return a
     y = sorted([2, 1], key=key)
     return y
 
@@ -217,7 +229,7 @@ def trace(frame, event, arg):
         frame.f_trace_opcodes = True
         if turned_on[0] and event == "opcode":
             seen[0] += 1
-            if seen[0] == int(sys.argv[2]):
+            if seen[0] == when:
                 M.set_events(3, 0)
                 raise Boom
     return trace
@@ -228,12 +240,12 @@ def lands():
     return x
 
 
-def turns_on():
-    M.set_events(3, E.LINE)
+def short():
+    return 1
 
 
 def later():
-    lands()
+    first_call()
     turns_on()
     a = 1
     return a
@@ -246,17 +258,184 @@ except Boom:
     pass
 sys.settrace(None)
 M.set_events(3, 0)
-M.set_local_events(3, lands.__code__, E.LINE)
-lines.clear()
-later()
+if variant == "same-code":
+    lines.clear()
+    outer(True)
+    function = outer
+else:
+    first_call = lands if variant == "lands" else short
+    M.set_local_events(3, first_call.__code__, E.LINE)
+    lines.clear()
+    later()
+    M.set_local_events(3, first_call.__code__, 0)
+    function = later
 M.set_events(3, 0)
-M.set_local_events(3, lands.__code__, 0)
-first = later.__code__.co_firstlineno
-print(json.dumps({"result": sorted({line - first for name, line in lines if name == "later"}),
+first = function.__code__.co_firstlineno
+print(json.dumps({"result": sorted({line - first for name, line in lines
+                                    if name == function.__name__}),
                   "stats": {}}))
 """
 
 
+@pytest.mark.parametrize("variant", ["lands", "short", "same-code"])
 @pytest.mark.parametrize("when", range(1, 9))
-def test_trace_function_raised_at_the_trampoline(tmp_path: Any, when: int) -> None:
-    assert run(tmp_path, RAISED_AT_THE_TRAMPOLINE, "opcode", when)["result"] == [3, 4]
+def test_trace_function_raised_at_the_trampoline(tmp_path: Any, variant: str, when: int) -> None:
+    assert run(tmp_path, RAISED_AT_THE_TRAMPOLINE, variant, when)["result"] == [3, 4]
+
+
+# Events are turned off as the traced frame stands in a trampoline, so the
+# trampoline stays for it; then its trace function raises there (a
+# debugger's quit), and the frame unwinds instead of taking it.  A trace
+# function set later sees a new frame of the code run as it did before
+# monitoring started, and no trampoline is left.
+LEFT_BY_AN_EXCEPTION = IN_A_CALL.replace(
+    "M.set_events(3, 0)\n\n\ndef other_thread",
+    "M.set_events(3, 0)\n        raise Boom\n\n\ndef other_thread").replace(
+    "traced(outer.__code__, outer)\n", "") + """
+class Boom(Exception):
+    pass
+
+
+# (Lines only: on 3.12.1 f_trace_opcodes set at a `call` event does not
+# always take effect.)
+def trace_all(seen):
+    def trace(frame, event, arg):
+        if frame.f_code is outer.__code__:
+            seen.append((event, frame.f_lasti, frame.f_lineno))
+        return trace
+    return trace
+
+
+# What a trace function sees of outer() before monitoring starts (key()
+# turns nothing on).
+before = []
+seen_after[0] = -1
+sys.settrace(trace_all(before))
+outer()
+sys.settrace(None)
+seen_after[0] = 0
+sys.settrace(make_trace(outer.__code__))
+raised = False
+try:
+    outer()
+except Boom:
+    raised = True
+sys.settrace(None)
+stats = {}
+if sys.version_info < (3, 12):
+    stats = {"trampolined_codes": lowimpact._engine._stats()["trampolined_codes"]}
+after = []
+sys.settrace(trace_all(after))
+outer()
+sys.settrace(None)
+print(json.dumps({"result": after == before or [before, after], "raised": raised,
+                  "stats": stats}))
+"""
+
+
+@pytest.mark.parametrize("when", range(1, 9))
+def test_trampoline_left_by_an_exception(tmp_path: Any, when: int) -> None:
+    out = run(tmp_path, LEFT_BY_AN_EXCEPTION, "opcode", when)
+    # (Natively the trace function sees no opcode event there: it does not
+    # raise.)
+    assert out["raised"] or sys.version_info >= (3, 12)
+    assert out["result"] is True
+    assert out["stats"].get("trampolined_codes", 0) == 0
+
+
+# A trampoline is kept for the traced frame standing in it as its code stops
+# needing events, which it needs again before the frame takes it (a debugger
+# turns LINE off and on again from its trace function).  Meanwhile another
+# tool has PY_START on many functions (a coverage tool): their first calls
+# cost as much as before.  (On the engine each first call lands, and every
+# landing used to walk the list of all trampolined code objects for as long
+# as that trampoline was counted as kept: quadratic in the functions run.)
+STILL_NEEDED_AFTER_ALL = """
+import gc, json, sys, time
+if sys.version_info < (3, 12):
+    import lowimpact
+    lowimpact.install()
+M = sys.monitoring
+E = M.events
+M.use_tool_id(3, "debugger")
+M.use_tool_id(4, "coverage")
+M.register_callback(3, E.LINE, lambda *a: None)
+M.register_callback(4, E.PY_START, lambda *a: None)
+turned_on = [False]
+seen = [0]
+N = 8000
+
+
+def key(v):
+    if not turned_on[0]:
+        M.set_local_events(3, outer.__code__, E.LINE)
+        turned_on[0] = True
+    return v
+
+
+def outer():
+    y = sorted([2, 1], key=key)
+    return y
+
+
+def trace(frame, event, arg):
+    if frame.f_code is outer.__code__:
+        frame.f_trace_opcodes = True
+        if turned_on[0] and event == "opcode":
+            seen[0] += 1
+            if seen[0] == 3:
+                M.set_local_events(3, outer.__code__, 0)
+                M.set_local_events(3, outer.__code__, E.LINE)
+    return trace
+
+
+def functions():
+    ns = {}
+    exec("\\n".join(f"def f{i}(a=1):\\n    b = a + {i}\\n    c = b * 2\\n    return c\\n"
+                   for i in range(N)), ns)
+    made = [ns[f"f{i}"] for i in range(N)]
+    for f in made:
+        M.set_local_events(4, f.__code__, E.PY_START)
+    return made
+
+
+def first_calls(made):
+    gc.collect()
+    gc.disable()
+    start = time.perf_counter()
+    for f in made:
+        f()
+    elapsed = time.perf_counter() - start
+    gc.enable()
+    return elapsed
+
+
+def kept_count():
+    if sys.version_info >= (3, 12):
+        return 0
+    from lowimpact import _engine
+    return _engine._stats()["trampolines_kept"]
+
+
+before, after = functions(), functions()
+first_calls(before)
+sys.settrace(trace)
+result = outer()
+sys.settrace(None)
+kept = kept_count()
+first_calls(after)
+M.set_local_events(3, outer.__code__, 0)
+for f in before + after:
+    M.set_local_events(4, f.__code__, 0)
+print(json.dumps({"result": result, "kept": kept, "kept_after": kept_count()}))
+"""
+
+
+def test_kept_trampoline_needed_again_costs_nothing(tmp_path: Any) -> None:
+    """A trampoline kept for a frame standing in it, whose code needs it
+    again before the frame leaves, counts as a plain armed one: it is not
+    left among the kept ones, which every landing settles (thousands of
+    first calls cost quadratic time when it was)."""
+    out = run(tmp_path, STILL_NEEDED_AFTER_ALL, "opcode", 0)
+    assert out["result"] == [1, 2]
+    assert (out["kept"], out["kept_after"]) == (0, 0), out

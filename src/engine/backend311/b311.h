@@ -261,6 +261,7 @@ typedef struct li_patches {
        when the code stopped needing it (trampoline.c, disarm_all()). */
     bool lingering;
     struct li_patches *next_armed, *prev_armed;
+    struct li_patches *next_lingering, *prev_lingering;   /* while `lingering` */
 } li_patches;
 
 /* The li_probes object: the runtime data of one shadow, stored as its last
@@ -633,14 +634,18 @@ void li_reserve_shadow_stack(li_code_backend *cb);
 void li_release_shadow_stack(li_code_backend *cb);
 /* How many code objects have a trampoline armed. */
 Py_ssize_t li_trampolines_armed_count(void);
+/* How many code objects have a trampoline kept for a frame standing in it
+ * after their code stopped needing it. */
+Py_ssize_t li_trampolines_kept_count(void);
 /* Disarms the trampolines of code that no longer needs them.  0 or -1. */
 int li_trampolines_disarm_unneeded(void);
 /* The same for the trampolines in the code of `cs` and its shadows alone. */
 int li_trampolines_disarm_unneeded_of(li_code_state *cs);
-/* A frame that ran `code` is landing from one of its trampolines: those
- * left armed for frames in their units when the code stopped needing them
- * are disarmed, unless it needs them again or such a frame is still there. */
-void li_trampolines_settle(PyCodeObject *code);
+/* Trampolines left armed for frames in their units when their code stopped
+ * needing them are disarmed, unless the code needs them again or such a
+ * frame is still there (it may have left by an exception, or landed).
+ * Costs nothing while there is none. */
+void li_trampolines_settle(void);
 /* The code object of `p` is being freed: forgets its trampolines. */
 void li_patches_forget(li_patches *p);
 /* Exchanges the armed trampolines of `code` with the units they replaced
@@ -673,9 +678,10 @@ int li_expect_landing_unwinding(PyThreadState *tstate, _PyInterpreterFrame *fram
  * units past the instruction the frame was at, into whatever handler covers
  * them.  The landing takes the level back. */
 void li_landing_lend_recursion(PyThreadState *tstate);
-/* Whether `frame` is on its way to a landing (it must not be moved
- * meanwhile). */
-bool li_landing_expected(_PyInterpreterFrame *frame);
+/* Whether `frame` of `tstate` is on its way to a landing (it must not be
+ * moved meanwhile).  `tstate` NULL: a frame on no thread's stack (a
+ * suspended generator's), which never is. */
+bool li_landing_expected(PyThreadState *tstate, _PyInterpreterFrame *frame);
 /* Forgets the landings that threads which are gone expected (their frames'
  * addresses may be reused). */
 void li_forget_landings_of_dead_threads(void);

@@ -141,6 +141,12 @@ li_exec_unpause(void)
 static int
 audit_hook(const char *event, PyObject *args, void *Py_UNUSED(data))
 {
+    if (strcmp(event, "sys.settrace") == 0) {
+        /* A trace function would see the units of a trampoline kept for a
+           frame that has left them since (trampoline.c, disarm_all()). */
+        li_trampolines_settle();
+        return 0;
+    }
     if (strcmp(event, "exec") != 0 || !li_anything_wanted() ||
         !PyTuple_Check(args) || PyTuple_GET_SIZE(args) < 1 ||
         !PyCode_Check(PyTuple_GET_ITEM(args, 0)))

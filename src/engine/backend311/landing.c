@@ -38,19 +38,74 @@ li_landing_function(void)
 /* Where frames that are about to call the landing function go.  Usually one
  * at a time; more when code that runs before the call lands too: another
  * thread, or a trace function that `f_trace_opcodes` calls at the
- * trampoline's CALL, whose own frames may land.  An entry whose call never
- * ran (it failed as it started a frame) is dropped when a later landing of
- * its thread finds its frame gone from the thread's stack, or landing. */
+ * trampoline's CALL, whose own frames may land.
+ *
+ * An entry whose call never ran (the trace function raised there, or the
+ * call failed as it started a frame) stays behind when its frame goes on
+ * elsewhere or is gone, and frames are allocated on a stack: another frame,
+ * of any code (the same, even), may later stand at its address.  So an
+ * entry counts only while its frame is on its thread's stack, runs the code
+ * object it ran, and stands on the path from where it was when the entry
+ * was made to the call (`current()`); the others are dropped as its thread
+ * lands. */
 typedef struct {
     PyThreadState *tstate;
     _PyInterpreterFrame *frame;
     PyCodeObject *original;      /* borrowed: the frame's code holds it */
+    /* Only compared with the code of a frame on the thread's stack, which
+       holds that one: never read unless it is the same object. */
+    PyCodeObject *code;
+    /* Units of `code`: where the frame stood, the first unit it goes to
+       from there, and the CALL of the landing function (-1 if the code
+       showed none: then any position counts). */
+    int from, first, call;
+    _Py_CODEUNIT from_unit;      /* the units at `from` and `call` then */
+    _Py_CODEUNIT call_unit;
     li_landing to;
     li_unwind unwind;            /* what a jump pops as the frame lands */
 } expected_landing;
 
 static expected_landing *expected;
 static int n_expected, cap_expected;
+
+/* The CALL of the landing function that a frame standing at unit `from` of
+ * `code` goes to, in a straight line from the next unit, or from the
+ * target of the jump of a probe that diverts it: the CALL of a trampoline
+ * after its UNARY_POSITIVE, or that of a DIVERT stub (shadow.c).  *first:
+ * the first unit it goes to.  -1 if there is none within a few
+ * instructions. */
+static int
+landing_call(PyCodeObject *code, int from, int *first)
+{
+    const _Py_CODEUNIT *units = _PyCode_CODE(code);
+    int n_units = (int)Py_SIZE(code);
+    if (from < 0 || from >= n_units) {
+        return -1;
+    }
+    int opcode = _PyOpcode_Deopt[_Py_OPCODE(units[from])];
+    int next = from + 1 + _PyOpcode_Caches[opcode];
+    int u = next;
+    if (opcode == POP_JUMP_FORWARD_IF_TRUE) {
+        u = next + _Py_OPARG(units[from]);
+    }
+    else if (opcode == POP_JUMP_BACKWARD_IF_TRUE) {
+        u = next - _Py_OPARG(units[from]);
+    }
+    *first = u;
+    for (int steps = 0; steps < 8 && u >= 0 && u < n_units; steps++) {
+        opcode = _PyOpcode_Deopt[_Py_OPCODE(units[u])];
+        if (opcode == CALL) {
+            return u;
+        }
+        if (opcode != PUSH_NULL && opcode != EXTENDED_ARG && opcode != LOAD_CONST &&
+            opcode != PRECALL)
+        {
+            return -1;
+        }
+        u += 1 + _PyOpcode_Caches[opcode];
+    }
+    return -1;
+}
 
 int
 li_expect_landing_unwinding(PyThreadState *tstate, _PyInterpreterFrame *frame,
@@ -61,8 +116,17 @@ li_expect_landing_unwinding(PyThreadState *tstate, _PyInterpreterFrame *frame,
     {
         return -1;
     }
-    expected[n_expected++] = (expected_landing){tstate, frame, li_backend_original(code), to,
-                                                unwind};
+    assert(frame->f_code == code);
+    const _Py_CODEUNIT *units = _PyCode_CODE(code);
+    int from = (int)(frame->prev_instr - units);
+    int first = -1;
+    int call = landing_call(code, from, &first);
+    assert(call >= 0);
+    expected[n_expected++] = (expected_landing){
+        .tstate = tstate, .frame = frame, .original = li_backend_original(code),
+        .code = code, .from = from, .first = first, .call = call,
+        .from_unit = call >= 0 ? units[from] : 0, .call_unit = call >= 0 ? units[call] : 0,
+        .to = to, .unwind = unwind};
     return 0;
 }
 
@@ -73,48 +137,84 @@ li_expect_landing(PyThreadState *tstate, _PyInterpreterFrame *frame, PyCodeObjec
     return li_expect_landing_unwinding(tstate, frame, code, to, (li_unwind){0, -1});
 }
 
+/* Whether two units hold the same instruction (the interpreter may have
+ * specialised either). */
+static inline bool
+same_instruction(_Py_CODEUNIT a, _Py_CODEUNIT b)
+{
+    return _PyOpcode_Deopt[_Py_OPCODE(a)] == _PyOpcode_Deopt[_Py_OPCODE(b)] &&
+           _Py_OPARG(a) == _Py_OPARG(b);
+}
+
+/* Whether the landing `e` expects is still on its way: its frame is on its
+ * thread's stack, runs the code object it ran, whose units there are those
+ * it had, and stands where it stood or further on the path to the call,
+ * at the CALL (its trace function running, or the call failing) or at the
+ * CALL's last inline-cache unit (the landing function's frame started). */
+static bool
+current(const expected_landing *e)
+{
+    _PyInterpreterFrame *f = e->frame;
+    if (!li_frame_on_thread(e->tstate, f) || f->f_code != e->code) {
+        return false;
+    }
+    if (e->call < 0) {
+        return true;
+    }
+    /* (The frame holds the code object; one freed since, of the same
+       address, may be smaller.) */
+    const _Py_CODEUNIT *units = _PyCode_CODE(e->code);
+    if (e->from >= Py_SIZE(e->code) || e->call >= Py_SIZE(e->code) ||
+        !same_instruction(units[e->from], e->from_unit) ||
+        !same_instruction(units[e->call], e->call_unit))
+    {
+        return false;
+    }
+    int at = (int)(f->prev_instr - units);
+    return at == e->from || (at >= e->first && at <= e->call) ||
+           at == e->call + _PyOpcode_Caches[CALL];
+}
+
 bool
-li_landing_expected(_PyInterpreterFrame *frame)
+li_landing_expected(PyThreadState *tstate, _PyInterpreterFrame *frame)
 {
     for (int k = 0; k < n_expected; k++) {
-        if (expected[k].frame == frame) {
+        if (expected[k].tstate == tstate && expected[k].frame == frame &&
+            current(&expected[k]))
+        {
             return true;
         }
     }
     return false;
 }
 
-/* Takes the landing expected for `frame` of `tstate` into *out, dropping
- * the thread's older ones that never happened: older ones of `frame`, and
- * those of frames no longer on the thread's stack or running other code
- * than they were expected to land from.  A frame further down
- * the stack may still be on its way to the landing function, its trace
- * function running at the trampoline's CALL: its entry stays.  False if
- * there is none. */
+/* Takes the landing expected for `frame` of `tstate`, which is calling the
+ * landing function, into *out: its newest one (every way to that call
+ * makes one).  Drops its older ones, and the thread's entries that no
+ * longer count (see current()).  A frame further down the stack may still
+ * be on its way to the landing function, its trace function running at
+ * the trampoline's CALL: its entry stays.  False if there is none. */
 static bool
 take_expected(PyThreadState *tstate, _PyInterpreterFrame *frame, expected_landing *out)
 {
-    for (int k = n_expected - 1; k >= 0; k--) {
-        if (expected[k].tstate != tstate || expected[k].frame != frame) {
-            continue;
-        }
-        *out = expected[k];
-        int kept = 0;
-        for (int j = 0; j < n_expected; j++) {
-            /* (Frames are allocated on a stack: another frame, of other
-               code, may stand at the address of one whose call never ran.) */
-            _PyInterpreterFrame *f = expected[j].frame;
-            bool stale = expected[j].tstate == tstate && j <= k &&
-                         (f == frame || !li_frame_on_thread(tstate, f) ||
-                          li_backend_original(f->f_code) != expected[j].original);
-            if (!stale) {
-                expected[kept++] = expected[j];
-            }
-        }
-        n_expected = kept;
-        return true;
+    int k = n_expected - 1;
+    while (k >= 0 && (expected[k].tstate != tstate || expected[k].frame != frame)) {
+        k--;
     }
-    return false;
+    if (k < 0) {
+        return false;
+    }
+    *out = expected[k];
+    int kept = 0;
+    for (int j = 0; j < n_expected; j++) {
+        bool drop = expected[j].tstate == tstate &&
+                    (expected[j].frame == frame ? j <= k : !current(&expected[j]));
+        if (!drop) {
+            expected[kept++] = expected[j];
+        }
+    }
+    n_expected = kept;
+    return true;
 }
 
 static bool
@@ -225,8 +325,9 @@ land(PyThreadState *tstate)
     }
     /* A trampoline kept armed for this frame when its code stopped needing
        it can go now that the frame is past its units (the frame stands at
-       its CALL's inline cache, and moves below). */
-    li_trampolines_settle(frame->f_code);
+       its CALL's inline cache, and moves below); so can those kept for
+       frames that left theirs otherwise. */
+    li_trampolines_settle();
     token_object *token = PyObject_New(token_object, &token_type);
     if (token == NULL) {
         return -1;

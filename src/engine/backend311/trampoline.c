@@ -295,6 +295,37 @@ resume_site_ok(const li_analysis *an, int i, int capacity)
 /* ---- arming --------------------------------------------------------------- */
 
 static li_patches *armed;        /* code objects with a trampoline armed */
+/* Those of them that are `lingering`, on a list of their own: landings and
+   `sys.settrace` look at these alone, not at every code object armed. */
+static li_patches *lingering_list;
+
+static void
+set_lingering(li_patches *p, bool on)
+{
+    if (p->lingering == on) {
+        return;
+    }
+    p->lingering = on;
+    if (on) {
+        p->prev_lingering = NULL;
+        p->next_lingering = lingering_list;
+        if (lingering_list != NULL) {
+            lingering_list->prev_lingering = p;
+        }
+        lingering_list = p;
+        return;
+    }
+    if (p->prev_lingering != NULL) {
+        p->prev_lingering->next_lingering = p->next_lingering;
+    }
+    else {
+        lingering_list = p->next_lingering;
+    }
+    if (p->next_lingering != NULL) {
+        p->next_lingering->prev_lingering = p->prev_lingering;
+    }
+    p->next_lingering = p->prev_lingering = NULL;
+}
 
 /* The trampolines of `code`, an original or a shadow; created if `create`.
  * NULL if none (with an exception if it failed). */
@@ -510,8 +541,12 @@ frame_of(PyCodeObject *code)
  * the frame does not tell the two apart.)  Such a trampoline stays armed,
  * and the code of `p` stays `lingering`: a frame that takes it lands on a
  * shadow, the bare one if the code needs no events (li_landing_code()),
- * where the original would have gone, and the landing disarms it
- * (li_trampolines_settle()); so does any later update.
+ * where the original would have gone.  The frame may also leave its units
+ * by an exception instead (the trace function raised: a debugger's quit),
+ * or jump away: then no landing of its own comes.  So such trampolines go
+ * as soon as no frame stands in them at the next landing of any frame,
+ * update, or setting of a trace function (li_trampolines_settle()): before
+ * a trace function can see a later frame of the code run them.
  * Exception routes all go: the frames they were for go on where the
  * original's own table sends them (a kept trampoline whose first unit a
  * handler leads to lands them as the instruction it replaced would go on). */
@@ -543,7 +578,7 @@ disarm_all(li_patches *p)
     }
     p->n_routes = 0;
     restore_exceptiontable(p);
-    p->lingering = p->n_armed > 0;
+    set_lingering(p, p->n_armed > 0);
     if (p->lingering) {
         return;
     }
@@ -1247,7 +1282,7 @@ li_patches_forget(li_patches *p)
         unlink_armed(p);   /* the code is being freed: its bytes do not matter */
         p->n_armed = 0;
     }
-    p->lingering = false;
+    set_lingering(p, false);
     Py_CLEAR(p->own_exceptiontable);
     PyMem_Free(p->routes);
     p->routes = NULL;
@@ -1309,6 +1344,9 @@ li_trampoline_swap(PyCodeObject *code)
     return true;
 }
 
+/* Disarms the trampolines of `p` if its code no longer needs them.  Kept
+ * for a frame in their units when it stopped needing them, they are plain
+ * armed trampolines again once it does. */
 static void
 disarm_if_unneeded(li_patches *p)
 {
@@ -1316,17 +1354,16 @@ disarm_if_unneeded(li_patches *p)
     if (lp != NULL ? !lp->outdated : !li_needs_instrumenting(p->code)) {
         disarm_all(p);
     }
+    else {
+        set_lingering(p, false);
+    }
 }
 
 void
-li_trampolines_settle(PyCodeObject *code)
+li_trampolines_settle(void)
 {
-    li_patches *p = patches_of(code, false);
-    if (p == NULL) {
-        PyErr_Clear();
-        return;
-    }
-    if (p->lingering && p->n_armed > 0) {
+    for (li_patches *p = lingering_list, *next; p != NULL; p = next) {
+        next = p->next_lingering;
         disarm_if_unneeded(p);
     }
 }
@@ -1412,6 +1449,16 @@ li_trampoline_init(void)
     }
     PyType_Type.tp_as_number->nb_positive = type_positive;
     return 0;
+}
+
+Py_ssize_t
+li_trampolines_kept_count(void)
+{
+    Py_ssize_t n = 0;
+    for (li_patches *p = lingering_list; p != NULL; p = p->next_lingering) {
+        n++;
+    }
+    return n;
 }
 
 Py_ssize_t

@@ -440,7 +440,7 @@ static int
 replace_frame_code(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterFrame *above)
 {
     PyCodeObject *code = frame->f_code;
-    if (li_landing_expected(frame)) {
+    if (li_landing_expected(ts, frame)) {
         return 0;   /* the landing moves it, from where it is */
     }
     PyObject *desired = li_desired_code(li_backend_original(code), frame->f_builtins);
@@ -786,6 +786,7 @@ li_backend_update_code(li_code_state *cs, bool grew)
     int err = update_thread_frames(cs);
     if (err == 0) {
         err = li_trampolines_disarm_unneeded_of(cs);
+        li_trampolines_settle();
     }
     li_fix_moved_tracebacks();
     return err;
@@ -952,6 +953,7 @@ li_backend_stats(PyObject *stats)
     }
     if (set_count(stats, "shadows", shadows) < 0 ||
         set_count(stats, "trampolined_codes", li_trampolines_armed_count()) < 0 ||
+        set_count(stats, "trampolines_kept", li_trampolines_kept_count()) < 0 ||
         set_count(stats, "pending_calls", li_pending_call_count()) < 0 ||
         set_count(stats, "shadows_built", li_shadows_built()) < 0)
     {
