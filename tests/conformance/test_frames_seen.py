@@ -255,3 +255,42 @@ def _walk(tb: Any) -> list:
         found.append(tb)
         tb = tb.tb_next
     return found
+
+
+@pytest.mark.parametrize("local", [0, "LINE"])
+def test_trace_and_profile_see_a_first_call_after_py_start(M: Any, tool: Tool, local: Any) -> None:
+    """A function's first PY_START (the callback disables it, or asks for
+    LINE events of the code) does not take the sys.settrace function's and
+    the sys.setprofile function's call event away: every call is traced
+    whole, from the first."""
+    E = M.events
+    plain = _fresh_functions()["plain"]
+    traced: list = []
+
+    def on_start(code: Any, offset: int) -> Any:
+        if code is plain.__code__ and local:
+            tool.set_local(code, getattr(E, local))
+        return M.DISABLE
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code is plain.__code__ and event in ("call", "return"):
+            traced.append(event)
+        return tracer
+
+    def profiler(frame: Any, event: str, arg: Any) -> None:
+        if frame.f_code is plain.__code__:
+            traced.append("profile " + event)
+
+    tool.register(E.PY_START, on_start)
+    tool.set_events(E.PY_START)
+    sys.settrace(tracer)
+    sys.setprofile(profiler)
+    try:
+        results = [plain(1), plain(2)]
+    finally:
+        sys.settrace(None)
+        sys.setprofile(None)
+        tool.set_events(0)
+        tool.set_local(plain, 0)
+    assert results == [3, 4]
+    assert traced == ["call", "profile call", "return", "profile return"] * 2

@@ -242,8 +242,13 @@ start_before_building(PyThreadState *tstate, _PyInterpreterFrame *here,
     li_code_state *cs = li_code_state_get(code);
     li_code_backend *cb = cs != NULL ? (li_code_backend *)cs->backend : NULL;
     int at = to->to.unit;
-    /* (Tracing once: the lander's own; inside a callback no event fires.) */
-    if (tstate->tracing != 1 || cb == NULL || frame->f_code != code || cb->current != NULL ||
+    /* (Tracing once: the lander's own; inside a callback no event fires.)
+       A thread with a sys.settrace or sys.setprofile function gets its call
+       event at the RESUME of the shadow the frame lands on: neither the
+       POP_TOP a frame going on in its original starts at, nor a landing
+       past that RESUME, would make one. */
+    if (tstate->tracing != 1 || tstate->c_tracefunc != NULL || tstate->c_profilefunc != NULL ||
+        cb == NULL || frame->f_code != code || cb->current != NULL ||
         at != cb->entry_site || cb->saved_firsttraceable < 0 ||
         (code->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)) ||
         !li_only_start_wanted(cs))
