@@ -196,26 +196,47 @@ raised_landing(_PyInterpreterFrame *frame, li_landing *to)
 
 /* Frames whose PY_START callbacks run at their landing, which decides where
  * they go once they return (start_before_building()): one per thread at
- * most, as callbacks get no events. */
-static _PyInterpreterFrame **starting;
+ * most, as callbacks get no events.  Meanwhile their code counts its RESUME
+ * as traceable (the frames are seen as started); `first` is the code's
+ * _co_firsttraceable to put back when the last of its frames is done (the
+ * callbacks let other threads run, whose frames of the code may start
+ * meanwhile and finish in any order). */
+typedef struct {
+    _PyInterpreterFrame *frame;
+    int first;
+} starting_frame;
+
+static starting_frame *starting;
 static int n_starting, cap_starting;
 
 bool
 li_frame_starting(_PyInterpreterFrame *frame)
 {
     for (int k = 0; k < n_starting; k++) {
-        if (starting[k] == frame) {
+        if (starting[k].frame == frame) {
             return true;
         }
     }
     return false;
 }
 
+/* A starting frame of `code`, or NULL. */
+static starting_frame *
+starting_of_code(PyCodeObject *code)
+{
+    for (int k = 0; k < n_starting; k++) {
+        if (starting[k].frame->f_code == code) {
+            return &starting[k];
+        }
+    }
+    return NULL;
+}
+
 static void
 forget_starting(_PyInterpreterFrame *frame)
 {
     for (int k = 0; k < n_starting; k++) {
-        if (starting[k] == frame) {
+        if (starting[k].frame == frame) {
             starting[k] = starting[--n_starting];
             return;
         }
@@ -268,9 +289,10 @@ start_before_building(PyThreadState *tstate, _PyInterpreterFrame *here,
         Py_XDECREF(offset);
         return -1;
     }
-    starting[n_starting++] = frame;
+    starting_frame *other = starting_of_code(code);
+    int saved_first = other != NULL ? other->first : code->_co_firsttraceable;
+    starting[n_starting++] = (starting_frame){frame, saved_first};
     _Py_CODEUNIT *saved_prev = frame->prev_instr;
-    int saved_first = code->_co_firsttraceable;
     frame->prev_instr = _PyCode_CODE(code) + at;
     code->_co_firsttraceable = cb->saved_firsttraceable;
     tstate->cframe->current_frame = frame;
@@ -289,9 +311,11 @@ start_before_building(PyThreadState *tstate, _PyInterpreterFrame *here,
         }
     }
     tstate->cframe->current_frame = here;
-    code->_co_firsttraceable = saved_first;
     frame->prev_instr = saved_prev;
     forget_starting(frame);
+    if (starting_of_code(code) == NULL) {
+        code->_co_firsttraceable = saved_first;
+    }
     if (err < 0) {
         return -1;
     }
