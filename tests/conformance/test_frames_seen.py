@@ -11,6 +11,7 @@ the plain one while a tool has events on them.
 
 from __future__ import annotations
 
+import dis
 import gc
 import sys
 from typing import Any, Callable
@@ -163,3 +164,133 @@ def test_gc_sees_functions_and_their_code(M: Any, tool: Tool, events: str) -> No
         tool.set_events(0)
         tool.set_local(f, 0)
     assert (before, after_a_call) == ((True, True), (True, True))
+
+
+START_SOURCE = '''
+def plain(a, b=2):
+    total = a + b
+    return total
+
+def outer(x):
+    def closure(y):
+        return x + y
+    return closure
+'''
+
+
+def _fresh_functions() -> dict:
+    """Functions of code that has never run, so that nothing is prepared for it."""
+    namespace: dict = {"__name__": "fresh"}
+    exec(compile(START_SOURCE, "<start-before-shadow>", "exec"), namespace)
+    return namespace
+
+
+def _resume_offset(code: Any) -> int:
+    return next(i.offset for i in dis.get_instructions(code) if i.opname == "RESUME")
+
+
+def test_py_start_sees_the_frame_at_its_resume(M: Any, tool: Tool) -> None:
+    """At its first PY_START a function's frame is the callback's caller,
+    standing at its RESUME on its def line, below it the frame that called
+    it; after a DISABLE it runs as before, and restart_events() brings its
+    PY_START back, seen the same way."""
+    E = M.events
+    ns = _fresh_functions()
+    plain, closure = ns["plain"], ns["outer"](10)
+    seen: list = []
+
+    def on_start(code: Any, offset: int) -> Any:
+        if code in (plain.__code__, closure.__code__):
+            frame = sys._getframe(1)
+            seen.append((code.co_name, offset, frame.f_code is code, frame.f_lasti,
+                         frame.f_lineno - code.co_firstlineno, frame.f_back.f_code.co_name,
+                         frame.f_globals is ns))
+        return M.DISABLE
+
+    def calls() -> list:
+        return [plain(1), plain(1, b=5), closure(3), closure(4)]
+
+    tool.register(E.PY_START, on_start)
+    tool.set_events(E.PY_START)
+    try:
+        results = calls()
+        M.restart_events()
+        results += calls()
+    finally:
+        tool.set_events(0)
+    assert results == [3, 6, 13, 14] * 2
+    view = [(code.__name__, _resume_offset(code.__code__), True, _resume_offset(code.__code__), 0,
+             "calls", True) for code in (plain, closure)]
+    assert seen == view * 2
+
+
+def test_py_start_callback_raising_at_a_first_call(M: Any, tool: Tool) -> None:
+    """A PY_START callback that raises as a function first starts: the
+    exception leaves the function, whose traceback entry is its def line."""
+    E = M.events
+    ns = _fresh_functions()
+    plain = ns["plain"]
+
+    def on_start(code: Any, offset: int) -> Any:
+        if code is plain.__code__:
+            raise KeyError("start")
+        return M.DISABLE
+
+    tool.register(E.PY_START, on_start)
+    tool.set_events(E.PY_START)
+    try:
+        with pytest.raises(KeyError) as caught:
+            plain(1)
+    finally:
+        tool.set_events(0)
+    entries = [(tb.tb_frame.f_code.co_name, tb.tb_lineno - tb.tb_frame.f_code.co_firstlineno,
+                tb.tb_lasti) for tb in _walk(caught.value.__traceback__)]
+    assert entries[1:] == [("plain", 0, _resume_offset(plain.__code__)), ("on_start", 2, entries[2][2])]
+    assert plain(1) == 3
+
+
+def _walk(tb: Any) -> list:
+    found = []
+    while tb is not None:
+        found.append(tb)
+        tb = tb.tb_next
+    return found
+
+
+@pytest.mark.parametrize("local", [0, "LINE"])
+def test_trace_and_profile_see_a_first_call_after_py_start(M: Any, tool: Tool, local: Any) -> None:
+    """A function's first PY_START (the callback disables it, or asks for
+    LINE events of the code) does not take the sys.settrace function's and
+    the sys.setprofile function's call event away: every call is traced
+    whole, from the first."""
+    E = M.events
+    plain = _fresh_functions()["plain"]
+    traced: list = []
+
+    def on_start(code: Any, offset: int) -> Any:
+        if code is plain.__code__ and local:
+            tool.set_local(code, getattr(E, local))
+        return M.DISABLE
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code is plain.__code__ and event in ("call", "return"):
+            traced.append(event)
+        return tracer
+
+    def profiler(frame: Any, event: str, arg: Any) -> None:
+        if frame.f_code is plain.__code__:
+            traced.append("profile " + event)
+
+    tool.register(E.PY_START, on_start)
+    tool.set_events(E.PY_START)
+    sys.settrace(tracer)
+    sys.setprofile(profiler)
+    try:
+        results = [plain(1), plain(2)]
+    finally:
+        sys.settrace(None)
+        sys.setprofile(None)
+        tool.set_events(0)
+        tool.set_local(plain, 0)
+    assert results == [3, 4]
+    assert traced == ["call", "profile call", "return", "profile return"] * 2

@@ -8,7 +8,9 @@ compute.  ``LOWIMPACT_SOAK=1`` hammers longer.
 
 from __future__ import annotations
 
+import dis
 import os
+import sys
 import threading
 from typing import Any, Callable, Dict, List
 
@@ -150,3 +152,57 @@ def test_changing_events_while_threads_run(M: Any, tool: Tool) -> None:
         tool.set_events(0)
     assert not failures
     assert counts["events"] > 0
+
+
+def test_first_starts_of_a_function_on_two_threads(M: Any, tool: Tool) -> None:
+    """Two threads start a function for the first time, the second while
+    the first one's PY_START callback waits; the first callback returns
+    while the second waits in turn.  Each callback sees its own thread's
+    frame of the function as its caller, at its RESUME, before and after
+    the other returns, and the function runs on, later calls too."""
+    E = M.events
+    namespace: Dict[str, Any] = {}
+    exec(compile("def first(a):\n    b = a + 1\n    return b\n", "<two starts>", "exec"),
+         namespace)
+    first = namespace["first"]
+    resume = next(i.offset for i in dis.get_instructions(first) if i.opname == "RESUME")
+    one_in, two_in, one_out = threading.Event(), threading.Event(), threading.Event()
+    seen: List[Any] = []
+
+    def frame_view() -> Any:
+        frame = sys._getframe(2)
+        return (frame.f_code is first.__code__, frame.f_lasti)
+
+    def on_start(code: Any, offset: int) -> Any:
+        name = threading.current_thread().name
+        if code is not first.__code__ or name not in ("one", "two"):
+            return None
+        before = frame_view()
+        if name == "one":
+            one_in.set()
+            two_in.wait(10)
+        elif name == "two":
+            two_in.set()
+            one_out.wait(10)
+        seen.append((name, before, frame_view()))
+        return None
+
+    def one() -> None:
+        first(1)
+        one_out.set()
+
+    tool.register(E.PY_START, on_start)
+    tool.set_events(E.PY_START)
+    try:
+        threads = [threading.Thread(target=one, name="one")]
+        threads[0].start()
+        one_in.wait(10)
+        threads.append(threading.Thread(target=first, args=(2,), name="two"))
+        threads[1].start()
+        for thread in threads:
+            thread.join()
+        later = first(3)
+    finally:
+        tool.set_events(0)
+    assert later == 4
+    assert sorted(seen) == [(name, (True, resume), (True, resume)) for name in ("one", "two")]

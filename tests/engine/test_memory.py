@@ -205,14 +205,28 @@ def shadows_built_in_child(event: str, callback: str) -> str:
 
 def test_disabled_starts_keep_their_copy() -> None:
     """A tool that turns PY_START off everywhere (a coverage tool measuring
-    other files, a debugger away from its breakpoints) costs one copy per
-    function: a copy whose only disarmed probe is where frames start is as
-    fast as a copy without it, which would keep that probe as a disarmed
-    placeholder for restart_events().  After restart_events() the probe is
-    armed again in place.  Copies whose lines were disabled are compacted,
-    once: the function moved at the start of its obsolete copy lands on the
-    copy it starts on from then on (not on one built for it alone)."""
+    other files, a debugger away from its breakpoints) costs no copy: each
+    function's PY_START fires as it first starts, before any copy is built,
+    and the function goes on running its original, as do its later calls.
+    restart_events() brings the entry trampoline back, and PY_START fires
+    again, still without a copy.  Copies whose lines were disabled are
+    compacted, once: the function moved at the start of its obsolete copy
+    lands on the copy it starts on from then on (not on one built for it
+    alone)."""
     starts = "lambda code, offset: starts.append(code) or M.DISABLE"
-    assert shadows_built_in_child("PY_START", starts) == "[20, 0, 0, 0, 0, 0] 40"
+    assert shadows_built_in_child("PY_START", starts) == "[0, 0, 0, 0, 0, 0] 40"
     lines = "lambda code, line: M.DISABLE"
     assert shadows_built_in_child("LINE", lines) == "[20, 20, 0, 0, 20, 20] 0"
+
+
+def test_local_events_from_a_first_start_build_one_copy() -> None:
+    """The coverage pattern (PY_START everywhere; from its callback, LINE for
+    the code that starts, then DISABLE) builds one copy per function as it
+    first starts, with the LINE probes its callback asked for, and the frame
+    goes on past its PY_START (a copy with the PY_START probe alone, then one
+    with LINE, before)."""
+    starts = ("lambda code, offset: starts.append(code) or "
+              "M.set_local_events(2, code, E.LINE) or M.DISABLE")
+    built, started = shadows_built_in_child("PY_START", starts).split("] ")
+    assert built.split(",")[0] == "[20"
+    assert started == "40"

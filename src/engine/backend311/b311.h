@@ -518,6 +518,11 @@ typedef struct li_code_backend {
     int true_stacksize;          /* co_stacksize before that; -1 if unchanged */
     li_code_state *cs;           /* the owner */
     struct li_probes *shadows;   /* its live shadows, by next_of_code */
+    /* Code whose functions went back to running the original after their
+       PY_START callbacks disabled it (landing.c): restart_events() gives it
+       its entry trampoline again.  A list, by these links. */
+    bool started_bare;
+    struct li_code_backend *next_bare, *prev_bare;
 } li_code_backend;
 
 static inline li_probes *
@@ -580,6 +585,18 @@ PyObject *li_desired_code(PyCodeObject *original, PyObject *builtins);
 PyObject *li_prepared_code(PyCodeObject *original, PyObject *builtins);
 /* Whether frames of `original` should run a shadow. */
 bool li_needs_instrumenting(PyCodeObject *original);
+/* Whether PY_START is the one event tools want in `cs`'s code (global or
+ * local, DISABLE marks aside), and the code defines no functions or classes
+ * (code objects among its constants, which would need it too). */
+bool li_only_start_wanted(li_code_state *cs);
+/* Whether no tool's PY_START fires at the start of `cs`'s code, which needs
+ * nothing else; the same once its functions went back to running the
+ * original as it is (landing.c). */
+bool li_start_wanted_nowhere(li_code_state *cs);
+bool li_start_disabled_everywhere(li_code_state *cs);
+/* The functions of `cb`'s code run its original after their PY_START was
+ * disabled: restart_events() re-arms its entry trampoline. */
+void li_note_started_bare(li_code_backend *cb);
 /* A shadow dies: the codes it held forget it. */
 void li_unlink_nested(li_probes *lp);
 
@@ -646,6 +663,10 @@ int li_trampolines_disarm_unneeded_of(li_code_state *cs);
  * frame is still there (it may have left by an exception, or landed).
  * Costs nothing while there is none. */
 void li_trampolines_settle(void);
+/* Disarms every trampoline of `cs`'s original, which its frames are to run
+ * as it is.  Whether its entry trampoline is gone (it stays while a frame of
+ * any thread stands in its units). */
+bool li_trampolines_disarm_original(li_code_state *cs);
 /* The code object of `p` is being freed: forgets its trampolines. */
 void li_patches_forget(li_patches *p);
 /* Exchanges the armed trampolines of `code` with the units they replaced
@@ -682,6 +703,8 @@ void li_landing_lend_recursion(PyThreadState *tstate);
  * moved meanwhile).  `tstate` NULL: a frame on no thread's stack (a
  * suspended generator's), which never is. */
 bool li_landing_expected(PyThreadState *tstate, _PyInterpreterFrame *frame);
+/* Whether `frame`'s PY_START callbacks are running at its landing. */
+bool li_frame_starting(_PyInterpreterFrame *frame);
 /* Forgets the landings that threads which are gone expected (their frames'
  * addresses may be reused). */
 void li_forget_landings_of_dead_threads(void);

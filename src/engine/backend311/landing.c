@@ -252,6 +252,12 @@ typedef struct {
 typedef struct {
     PyObject_HEAD
     PyThreadState *tstate;      /* whose tracing it suspends while alive */
+    /* A frame that goes on in its original code (start_before_building())
+       drops the token at the unit where it starts, made a POP_TOP for it:
+       the unit goes back as it does.  Owned; NULL otherwise. */
+    PyCodeObject *restore_code;
+    int restore_at;
+    _Py_CODEUNIT restore_unit;
 } token_object;
 
 static _Thread_local token_object *waiting_token;
@@ -259,7 +265,12 @@ static _Thread_local token_object *waiting_token;
 static void
 token_dealloc(PyObject *self)
 {
-    PyThreadState_LeaveTracing(((token_object *)self)->tstate);
+    token_object *token = (token_object *)self;
+    PyThreadState_LeaveTracing(token->tstate);
+    if (token->restore_code != NULL) {
+        _PyCode_CODE(token->restore_code)[token->restore_at] = token->restore_unit;
+        Py_DECREF(token->restore_code);
+    }
     PyObject_Free(self);
 }
 
@@ -281,6 +292,153 @@ raised_landing(_PyInterpreterFrame *frame, li_landing *to)
 {
     int unit = li_raised_at(frame, frame->localsplus[frame->stacktop - 1]);
     return unit >= 0 && li_trampoline_raised_landing(frame->f_code, unit, to);
+}
+
+/* Frames whose PY_START callbacks run at their landing, which decides where
+ * they go once they return (start_before_building()): one per thread at
+ * most, as callbacks get no events.  Meanwhile their code counts its RESUME
+ * as traceable (the frames are seen as started); `first` is the code's
+ * _co_firsttraceable to put back when the last of its frames is done (the
+ * callbacks let other threads run, whose frames of the code may start
+ * meanwhile and finish in any order). */
+typedef struct {
+    _PyInterpreterFrame *frame;
+    int first;
+} starting_frame;
+
+static starting_frame *starting;
+static int n_starting, cap_starting;
+
+bool
+li_frame_starting(_PyInterpreterFrame *frame)
+{
+    for (int k = 0; k < n_starting; k++) {
+        if (starting[k].frame == frame) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A starting frame of `code`, or NULL. */
+static starting_frame *
+starting_of_code(PyCodeObject *code)
+{
+    for (int k = 0; k < n_starting; k++) {
+        if (starting[k].frame->f_code == code) {
+            return &starting[k];
+        }
+    }
+    return NULL;
+}
+
+static void
+forget_starting(_PyInterpreterFrame *frame)
+{
+    for (int k = 0; k < n_starting; k++) {
+        if (starting[k].frame == frame) {
+            starting[k] = starting[--n_starting];
+            return;
+        }
+    }
+}
+
+enum { START_NOT_FIRED, START_FIRED, START_BARE };
+
+/* A frame at the entry trampoline of code that no shadow runs yet, where
+ * PY_START is the one event wanted: its PY_START fires here, before any
+ * shadow is built.  The callbacks see the frame as natively, standing at its
+ * RESUME (f_lasti, f_lineno), with the landing function's frame out of the
+ * way.  If they left nothing wanted there (DISABLE, no local events: what a
+ * coverage tool does for files it does not measure, a debugger for code
+ * without breakpoints), the frame goes on in its original code, and so do
+ * its functions from then on: no shadow is built for it.  Else the frame
+ * lands on a shadow past its PY_START (to->to says where).
+ * START_BARE, START_FIRED, START_NOT_FIRED (nothing done), or -1 on error. */
+static int
+start_before_building(PyThreadState *tstate, _PyInterpreterFrame *here,
+                      _PyInterpreterFrame *frame, expected_landing *to, token_object *token)
+{
+    PyCodeObject *code = to->original;
+    li_code_state *cs = li_code_state_get(code);
+    li_code_backend *cb = cs != NULL ? (li_code_backend *)cs->backend : NULL;
+    int at = to->to.unit;
+    /* (Tracing once: the lander's own; inside a callback no event fires.)
+       A thread with a sys.settrace or sys.setprofile function gets its call
+       event at the RESUME of the shadow the frame lands on: neither the
+       POP_TOP a frame going on in its original starts at, nor a landing
+       past that RESUME, would make one. */
+    if (tstate->tracing != 1 || tstate->c_tracefunc != NULL || tstate->c_profilefunc != NULL ||
+        cb == NULL || frame->f_code != code || cb->current != NULL ||
+        at != cb->entry_site || cb->saved_firsttraceable < 0 ||
+        (code->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)) ||
+        !li_only_start_wanted(cs))
+    {
+        return START_NOT_FIRED;
+    }
+    /* CPython instruments code as it starts. */
+    li_code_state_refresh(cs);
+    uint8_t tools = li_tools_at_local(cs, LI_PY_START, at);
+    if (tools == 0) {
+        return START_NOT_FIRED;
+    }
+    PyObject *offset = PyLong_FromLong(at * (long)sizeof(_Py_CODEUNIT));   /* owned */
+    if (offset == NULL ||
+        li_reserve((void **)&starting, &cap_starting, n_starting, sizeof(*starting), 4) < 0)
+    {
+        Py_XDECREF(offset);
+        return -1;
+    }
+    starting_frame *other = starting_of_code(code);
+    int saved_first = other != NULL ? other->first : code->_co_firsttraceable;
+    starting[n_starting++] = (starting_frame){frame, saved_first};
+    _Py_CODEUNIT *saved_prev = frame->prev_instr;
+    frame->prev_instr = _PyCode_CODE(code) + at;
+    code->_co_firsttraceable = cb->saved_firsttraceable;
+    tstate->cframe->current_frame = frame;
+    PyObject *args[3] = {NULL, (PyObject *)code, offset};
+    PyThreadState_LeaveTracing(tstate);
+    int err = li_call_tools(tstate, LI_PY_START, tools, cs, at, args, 2);
+    PyThreadState_EnterTracing(tstate);
+    Py_DECREF(offset);
+    if (err < 0) {
+        /* Natively the frame's entry in the traceback is at its RESUME; as
+           it is, the frame counts as not started. */
+        PyFrameObject *f = PyThreadState_GetFrame(tstate);   /* owned: the frame's */
+        if (f != NULL) {
+            (void)PyTraceBack_Here(f);   /* an error replaces the exception */
+            Py_DECREF(f);
+        }
+    }
+    tstate->cframe->current_frame = here;
+    frame->prev_instr = saved_prev;
+    forget_starting(frame);
+    if (starting_of_code(code) == NULL) {
+        code->_co_firsttraceable = saved_first;
+    }
+    if (err < 0) {
+        return -1;
+    }
+    if (cb->current == NULL && li_start_wanted_nowhere(cs)) {
+        /* On from its RESUME, in the original, which the entry trampoline
+           leaves; the token the landing function returns is dropped where
+           the frame starts (the frame cannot be anywhere else meanwhile:
+           no thread switch, no trace function until it is dropped). */
+        frame->prev_instr = _PyCode_CODE(code) + at - 1;
+        if (li_trampolines_disarm_original(cs)) {
+            _Py_CODEUNIT *unit = _PyCode_CODE(code) + at;
+            token->restore_code = (PyCodeObject *)Py_NewRef(code);
+            token->restore_at = at;
+            token->restore_unit = *unit;
+            *unit = _Py_MAKECODEUNIT(POP_TOP, 0);
+            li_note_started_bare(cb);
+            return START_BARE;
+        }
+        frame->prev_instr = saved_prev;
+        return START_FIRED;     /* lands at RESUME 0, whose PY_START no tool wants now */
+    }
+    to->to = (li_landing){at + 1, LI_LAND_FALLTHROUGH};
+    return li_add_resume_point(cb, to->to) < 0 ? -1 : START_FIRED;
 }
 
 /* Moves the frame that called the landing function where it was expected
@@ -333,6 +491,20 @@ land(PyThreadState *tstate)
         return -1;
     }
     token->tstate = tstate;
+    token->restore_code = NULL;
+    bool starting = to.to.phase == LI_LAND_START;
+    if (starting) {
+        int started = start_before_building(tstate, here, frame, &to, token);
+        if (started < 0) {
+            PyObject_Free(token);
+            return -1;
+        }
+        if (started == START_BARE) {
+            PyThreadState_EnterTracing(tstate);
+            Py_XSETREF(waiting_token, token);
+            return 1;
+        }
+    }
     PyObject *landing = li_landing_code(original, to.to, li_frame_capacity(tstate, frame, here),
                                         frame->f_builtins);
     if (landing == NULL) {
@@ -354,7 +526,7 @@ land(PyThreadState *tstate)
        shadow from now on. */
     PyFunctionObject *func = frame->f_func;
     li_code_state *cs = li_code_state_get(original);
-    if (to.to.phase == LI_LAND_START && func != NULL &&
+    if (starting && func != NULL &&
         func->func_code == (PyObject *)original && cs != NULL && lp == li_current_shadow(cs))
     {
         Py_SETREF(func->func_code, Py_NewRef(landing));

@@ -1396,6 +1396,20 @@ li_trampolines_disarm_unneeded_of(li_code_state *cs)
     return 0;
 }
 
+bool
+li_trampolines_disarm_original(li_code_state *cs)
+{
+    li_code_backend *cb = (li_code_backend *)cs->backend;
+    if (cb == NULL || cb->entry_site < 0) {
+        return false;
+    }
+    if (cb->patches.n_armed > 0) {
+        disarm_all(&cb->patches);
+    }
+    li_trampoline *t = find_trampoline(&cb->patches, cb->entry_site);
+    return t == NULL || !t->armed;
+}
+
 /* ---- the trigger ------------------------------------------------------------ */
 
 /* The trampoline whose UNARY_POSITIVE `frame` is at, or NULL. */

@@ -51,6 +51,80 @@ needs_instrumenting(li_code_state *cs, PyCodeObject *original)
     return wanted_kinds(cs) || needs_shadow(original);
 }
 
+static bool
+defines_code(PyCodeObject *code)
+{
+    PyObject *consts = code->co_consts;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(consts); i++) {
+        if (PyCode_Check(PyTuple_GET_ITEM(consts, i))) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool
+li_only_start_wanted(li_code_state *cs)
+{
+    return !cs->excluded && wanted_kinds(cs) == LI_EVENT_BIT(LI_PY_START) &&
+           !defines_code(cs->code);
+}
+
+bool
+li_start_wanted_nowhere(li_code_state *cs)
+{
+    li_code_backend *cb = (li_code_backend *)cs->backend;
+    /* (A refresh as the code next starts would forget some marks: it is to
+       start through its trampoline, as natively it fires again.) */
+    return cb != NULL && cb->entry_site >= 0 && li_only_start_wanted(cs) &&
+           !li_code_state_refresh_forgets(cs) &&
+           li_tools_at_local(cs, LI_PY_START, cb->entry_site) == 0;
+}
+
+bool
+li_start_disabled_everywhere(li_code_state *cs)
+{
+    li_code_backend *cb = (li_code_backend *)cs->backend;
+    return cb != NULL && cb->started_bare && li_start_wanted_nowhere(cs);
+}
+
+/* Code that went back to its original as it started (landing.c). */
+static li_code_backend *started_bare;
+
+void
+li_note_started_bare(li_code_backend *cb)
+{
+    if (cb->started_bare) {
+        return;
+    }
+    cb->started_bare = true;
+    cb->prev_bare = NULL;
+    cb->next_bare = started_bare;
+    if (started_bare != NULL) {
+        started_bare->prev_bare = cb;
+    }
+    started_bare = cb;
+}
+
+static void
+forget_started_bare(li_code_backend *cb)
+{
+    if (!cb->started_bare) {
+        return;
+    }
+    if (cb->prev_bare != NULL) {
+        cb->prev_bare->next_bare = cb->next_bare;
+    }
+    else {
+        started_bare = cb->next_bare;
+    }
+    if (cb->next_bare != NULL) {
+        cb->next_bare->prev_bare = cb->prev_bare;
+    }
+    cb->next_bare = cb->prev_bare = NULL;
+    cb->started_bare = false;
+}
+
 bool
 li_needs_instrumenting(PyCodeObject *original)
 {
@@ -125,6 +199,9 @@ li_prepared_code(PyCodeObject *original, PyObject *builtins)
     }
     if (cs == NULL && (cs = li_code_state_ensure(original)) == NULL) {
         return NULL;
+    }
+    if (li_start_disabled_everywhere(cs)) {
+        return Py_NewRef(original);
     }
     if (usable_shadow(cs) == NULL && standard_builtins(builtins)) {
         int armed = li_trampoline_arm(cs);
@@ -485,8 +562,9 @@ update_frame(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterFrame 
         return replace_frame_code(ts, frame, above);
     }
     /* A frame delivering a probe's events is diverted by the probe once
-       they end, if its shadow lacks probes wanted now. */
-    if (li_frame_in_probe(frame)) {
+       they end, if its shadow lacks probes wanted now; one whose PY_START
+       fires at its landing lands on the code wanted then. */
+    if (li_frame_in_probe(frame) || li_frame_starting(frame)) {
         return 0;
     }
     return needs_events(frame->f_code) ? li_trampolines_reach(ts, frame, above) : 0;
@@ -815,7 +893,19 @@ li_backend_restart(void)
     }
     int err = update_thread_frames(NULL);
     li_fix_moved_tracebacks();
-    return err;
+    /* PY_START fires again where callbacks disabled it before any shadow
+       was built: its functions start through the entry trampoline. */
+    bool unreached = false;
+    while (err == 0 && started_bare != NULL) {
+        li_code_backend *cb = started_bare;
+        forget_started_bare(cb);
+        int armed = needs_instrumenting(cb->cs, cb->cs->code) ? li_trampoline_arm(cb->cs) : 1;
+        err = armed < 0 ? -1 : 0;
+        unreached |= armed == 0;
+    }
+    /* Where no trampoline could go (a frame stands in its units), only the
+       functions know the code: the walk of the heap finds them. */
+    return err == 0 && unreached ? li_backend_update(true) : err;
 }
 
 int
@@ -837,6 +927,7 @@ li_backend_code_state_free(li_code_state *cs)
     /* Shadows hold their original, so none can outlive it, and a shadow
        that held it in its constants held it alive. */
     assert(cb->current == NULL && cb->n_links == 0);
+    forget_started_bare(cb);
     li_patches_forget(&cb->patches);
     PyMem_Free(cb->resume_points);
     PyMem_Free(cb->links);
