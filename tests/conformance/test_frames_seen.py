@@ -294,3 +294,67 @@ def test_trace_and_profile_see_a_first_call_after_py_start(M: Any, tool: Tool, l
         tool.set_local(plain, 0)
     assert results == [3, 4]
     assert traced == ["call", "profile call", "return", "profile return"] * 2
+FIRST_UNITS_SOURCE = '''
+def helper(x):
+    return x + 1
+
+def loop_first(items):
+    for x in items:
+        total = helper(x)
+    return total
+
+def try_first(x):
+    try:
+        y = helper(x)
+    except TypeError:
+        y = None
+    return helper(y)
+'''
+
+
+@pytest.mark.parametrize("pattern", ["global", "coverage"])
+def test_code_that_loops_or_tries_first_starts_as_natively(M: Any, tool: Tool, pattern: str) -> None:
+    """Functions whose first units a loop jumps back to, or a try block
+    covers, report PY_START and their lines from the first call, under
+    PY_START and LINE everywhere and under the coverage pattern (LINE asked
+    for from PY_START, then DISABLE)."""
+    E = M.events
+    namespace: dict = {}
+    exec(compile(FIRST_UNITS_SOURCE, "<first-units>", "exec"), namespace)
+    mine = {namespace[name].__code__: name for name in ("loop_first", "try_first")}
+    seen: list = []
+
+    def on_start(code: Any, offset: int) -> Any:
+        if code in mine:
+            seen.append(("start", mine[code]))
+            if pattern == "coverage":
+                tool.set_local(code, E.LINE)
+        return M.DISABLE if pattern == "coverage" else None
+
+    def on_line(code: Any, line: int) -> Any:
+        if code in mine:
+            seen.append(("line", mine[code], line - code.co_firstlineno))
+        return M.DISABLE if pattern == "coverage" else None
+
+    tool.register(E.PY_START, on_start)
+    tool.register(E.LINE, on_line)
+    tool.set_events(E.PY_START | (E.LINE if pattern == "global" else 0))
+    try:
+        results = [namespace["loop_first"]([1, 2]), namespace["try_first"](1)]
+    finally:
+        tool.set_events(0)
+        for code in mine:
+            tool.set_local(code, 0)
+    assert results == [3, 3]
+    assert seen == [
+        ("start", "loop_first"), ("line", "loop_first", 1), ("line", "loop_first", 2),
+        ("line", "loop_first", 1), ("line", "loop_first", 2), ("line", "loop_first", 1),
+        ("line", "loop_first", 3),
+        ("start", "try_first"), ("line", "try_first", 1), ("line", "try_first", 2),
+        ("line", "try_first", 5),
+    ] if pattern == "global" else [
+        ("start", "loop_first"), ("line", "loop_first", 1), ("line", "loop_first", 2),
+        ("line", "loop_first", 3),
+        ("start", "try_first"), ("line", "try_first", 1), ("line", "try_first", 2),
+        ("line", "try_first", 5),
+    ]

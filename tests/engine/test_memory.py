@@ -230,3 +230,51 @@ def test_local_events_from_a_first_start_build_one_copy() -> None:
     built, started = shadows_built_in_child("PY_START", starts).split("] ")
     assert built.split(",")[0] == "[20"
     assert started == "40"
+
+
+LOOP_FIRST = """
+from lowimpact import monitoring as M, _engine
+E = M.events
+
+def built():
+    return _engine._stats()["shadows_built"]
+
+source = '''
+def helper(x):
+    return x + 1
+
+def loop_first(items):
+    for x in items:
+        total = helper(x)
+    return total
+
+def try_first(x):
+    try:
+        y = helper(x)
+    except TypeError:
+        y = None
+    return helper(y)
+'''
+M.use_tool_id(2, "memory")
+M.register_callback(2, E.PY_START, lambda code, offset: M.DISABLE)
+M.set_events(2, E.PY_START)
+namespace = {}
+before = built()
+exec(source, namespace)
+defined = built() - before
+results = [namespace["loop_first"]([1, 2]), namespace["try_first"](1)]
+print(defined, built() - before, results)
+"""
+
+
+def test_code_with_a_loop_or_try_first_waits_for_its_first_call() -> None:
+    """Code whose first units a jump lands on (a loop first) or a try block
+    covers gets its entry trampoline in the inline cache of a later
+    instruction, reached by a jump over RESUME 0: no copy is built as
+    its function is made, and none at its first call when its PY_START is
+    disabled there (it went on in its original)."""
+    result = subprocess.run([sys.executable, "-c", LOOP_FIRST], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert result.returncode == 0, result.stderr
+    # (The one copy: the module's code, which defines functions.)
+    assert result.stdout.strip() == "1 1 [3, 3]"

@@ -511,6 +511,10 @@ typedef struct li_code_backend {
        landing pads of shadows. */
     int entry_site;              /* unit of RESUME 0 if a trampoline fits, -2 if
                                     none does, -1 if not known yet */
+    /* Where the entry trampoline goes: over RESUME 0 (entry_site), or in the
+       inline cache of instruction entry_owner, reached by a jump that
+       replaces RESUME 0 when a jump lands right after it (a loop first). */
+    int entry_tramp, entry_owner;
     li_patches patches;
     li_landing *resume_points;
     int n_resume_points, cap_resume_points;

@@ -163,25 +163,46 @@ handled_as_at(const li_handler *handlers, int n_handlers, int at)
     return true;
 }
 
-/* Where the entry trampoline can go in `code`: the unit of its RESUME 0, or
- * -1.  It must not change what the original does for a frame that does not
- * take it:
+/* Whether an error raised anywhere a trampoline at `at` runs (up to the
+ * unit after its CALL, as handled_as_at()) is handled as one raised at unit
+ * `origin`. */
+static bool
+handled_as_origin(const li_handler *handlers, int n_handlers, int at, int origin)
+{
+    const li_handler *first = handler_at(handlers, n_handlers, origin);
+    for (int unit = at; unit <= at + LI_TRAMPOLINE_UNITS; unit++) {
+        if (!same_handler(first, handler_at(handlers, n_handlers, unit))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Where the entry trampoline can go in `code` (cb->entry_site, entry_tramp,
+ * entry_owner): over its RESUME 0 and the units after it, or, when a jump
+ * lands on those units (a loop or a `try` right after the start), in the
+ * last units of the inline cache of a later instruction, reached by a
+ * JUMP_FORWARD that replaces RESUME 0 (the instruction runs in its base
+ * form meanwhile, which reads no cache).  It must not change what the
+ * original does for a frame that does not take it:
  * - no jump may land on the units after RESUME that it replaces (RESUME
  *   itself is never jumped to);
  * - an error while it runs must be handled as one at RESUME (only the
  *   generator wrappers' handlers cover it), not by a try block that begins
  *   after it;
  * - it pushes two values: a generator whose code needs one slot may have
- *   been created before lowimpact's import, without spare slots. */
-static int
-entry_site(PyCodeObject *code)
+ *   been created before lowimpact's import, without spare slots.
+ * Generators, coroutines and async generators take only the first kind. */
+static void
+entry_place(PyCodeObject *code, li_code_backend *cb)
 {
     const _Py_CODEUNIT *units = _PyCode_CODE(code);
     int n = (int)Py_SIZE(code), at = -1;
-    if ((code->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)) &&
-        code->co_stacksize < 2)
-    {
-        return -1;
+    bool generator = code->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR);
+    bool jumped_into = false;
+    cb->entry_site = cb->entry_tramp = cb->entry_owner = -2;
+    if (generator && code->co_stacksize < 2) {
+        return;
     }
     for (int unit = 0; unit < n;) {
         int here = unit, oparg;
@@ -192,29 +213,51 @@ entry_site(PyCodeObject *code)
         if (li_is_jump(opcode)) {
             int target = li_is_jump_backward(opcode) ? unit - oparg : unit + oparg;
             if (at >= 0 && target > at && target < at + LI_TRAMPOLINE_UNITS) {
-                return -1;
+                jumped_into = true;
             }
             if (at < 0 && target > here) {
                 /* A jump before RESUME (none in 3.11): keep away. */
-                return -1;
+                return;
             }
         }
     }
-    if (at < 0 || at + LI_TRAMPOLINE_UNITS > n) {
-        return -1;
+    if (at < 0) {
+        return;
     }
     li_handler *handlers = NULL;
     int n_handlers = li_decode_handlers(code, &handlers);
     if (n_handlers < 0) {
         PyErr_Clear();
-        return -1;
+        return;
     }
     const li_handler *own = handler_at(handlers, n_handlers, at);
-    if ((own != NULL && own->depth > 0) || !handled_as_at(handlers, n_handlers, at)) {
-        at = -1;
+    if (own == NULL || own->depth == 0) {
+        if (!jumped_into && at + LI_TRAMPOLINE_UNITS <= n &&
+            handled_as_origin(handlers, n_handlers, at, at))
+        {
+            cb->entry_site = cb->entry_tramp = at;
+        }
+        /* Else the first instruction with room in its cache, within a
+           jump's reach of RESUME 0, where an error is handled as at RESUME
+           (past a try block that starts the code, say). */
+        bool away = cb->entry_site < 0 && !generator;
+        for (int unit = at + 1; away && unit < n && unit - at - 1 <= 255;) {
+            int op = unit, oparg;
+            int opcode = read_instruction(units, n, &unit, &oparg);
+            (void)oparg;
+            op = unit - 1 - _PyOpcode_Caches[opcode];
+            int tramp = unit - LI_TRAMPOLINE_UNITS;
+            if (_PyOpcode_Caches[opcode] >= LI_TRAMPOLINE_UNITS && tramp - at - 1 <= 255 &&
+                handled_as_origin(handlers, n_handlers, tramp, at))
+            {
+                cb->entry_site = at;
+                cb->entry_tramp = tramp;
+                cb->entry_owner = op;
+                break;
+            }
+        }
     }
     PyMem_Free(handlers);
-    return at;
 }
 
 static bool
@@ -570,7 +613,7 @@ disarm_all(li_patches *p)
         restore(code, t);
         t->armed = false;
         p->n_armed--;
-        if (cb != NULL && t->at == cb->entry_site && cb->saved_firsttraceable >= 0) {
+        if (cb != NULL && t->at == cb->entry_tramp && cb->saved_firsttraceable >= 0) {
             /* Its units were kept from tracing (li_trampoline_arm()). */
             code->_co_firsttraceable = cb->saved_firsttraceable;
             cb->saved_firsttraceable = -1;
@@ -601,15 +644,13 @@ li_trampoline_arm(li_code_state *cs)
         return -1;
     }
     if (cb->entry_site == -1) {
-        cb->entry_site = entry_site(code);
-        if (cb->entry_site < 0) {
-            cb->entry_site = -2;
-        }
+        entry_place(code, cb);
     }
-    int at = cb->entry_site;
-    if (at < 0) {
+    int resume = cb->entry_site, at = cb->entry_tramp;
+    if (resume < 0) {
         return 0;
     }
+    bool in_place = at == resume;
     li_patches *p = &cb->patches;
     p->code = code;
     li_trampoline *t = find_trampoline(p, at);
@@ -619,15 +660,20 @@ li_trampoline_arm(li_code_state *cs)
     /* A yield in the first units after RESUME 0 puts the point where its
        suspended generators go on under the entry trampoline: those created
        before lowimpact's import may still be there, without the room to
-       move onto a shadow (the others moved as events changed). */
-    if (frame_in_the_way(code, at) ||
+       move onto a shadow (the others moved as events changed).  Away from
+       RESUME, the units before the trampoline's CALL count as not started
+       while it is armed (below): no frame of the code may run there. */
+    int lo = in_place ? at : cb->entry_owner;
+    if ((in_place ? frame_in_the_way(code, at) : frame_of(code)) ||
         li_older_generator_in(code, at, at + LI_TRAMPOLINE_UNITS) ||
-        overlaps_armed(p, at, at, at + LI_TRAMPOLINE_UNITS) ||
+        overlaps_armed(p, at, lo, at + LI_TRAMPOLINE_UNITS) ||
+        (!in_place && overlaps_armed(p, at, resume, resume + 1)) ||
         li_foreign_eval_frame() || !landing_function_installed())
     {
         return 0;
     }
-    t = new_trampoline(p, at, -1, -1, (li_landing){at, LI_LAND_START});
+    t = new_trampoline(p, at, in_place ? -1 : resume, cb->entry_owner,
+                       (li_landing){resume, LI_LAND_START});
     if (t == NULL || arm(p, t) < 0) {
         return -1;
     }
@@ -638,7 +684,8 @@ li_trampoline_arm(li_code_state *cs)
        failed (a RecursionError as the trampoline's own call starts a frame);
        unless a frame that ran before is at those units. */
     cb->saved_firsttraceable = code->_co_firsttraceable;
-    bool started_there = frame_between(code, at + LI_TRAMPOLINE_UNITS, at + LI_TRAMPOLINE_REACH);
+    bool started_there = !in_place || frame_between(code, at + LI_TRAMPOLINE_UNITS,
+                                                    at + LI_TRAMPOLINE_REACH);
     code->_co_firsttraceable = at + (started_there ? LI_TRAMPOLINE_UNITS : LI_TRAMPOLINE_REACH);
     li_reserve_shadow_stack(cb);
     return 1;
@@ -1261,7 +1308,8 @@ li_trampolines_reach(PyThreadState *ts, _PyInterpreterFrame *frame,
     li_exception_route route;
     li_trampoline raised;
     if (err == 0 && (fits || n == 0) && lp == NULL &&
-        exception_site(&an, p, cb->entry_site, frame, unit, capacity, &route, &raised))
+        exception_site(&an, p, cb->entry_tramp == cb->entry_site ? cb->entry_site : -1, frame,
+                       unit, capacity, &route, &raised))
     {
         err = li_add_resume_point(cb, route.landing);
         err = err < 0 ? -1 : arm_route(p, route, &raised);
@@ -1406,7 +1454,7 @@ li_trampolines_disarm_original(li_code_state *cs)
     if (cb->patches.n_armed > 0) {
         disarm_all(&cb->patches);
     }
-    li_trampoline *t = find_trampoline(&cb->patches, cb->entry_site);
+    li_trampoline *t = find_trampoline(&cb->patches, cb->entry_tramp);
     return t == NULL || !t->armed;
 }
 

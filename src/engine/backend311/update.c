@@ -266,7 +266,7 @@ li_code_backend_ensure(li_code_state *cs)
             PyErr_NoMemory();
             return NULL;
         }
-        cb->entry_site = -1;
+        cb->entry_site = cb->entry_tramp = cb->entry_owner = -1;
         cb->true_stacksize = -1;
         cb->saved_firsttraceable = -1;
         cb->cs = cs;
