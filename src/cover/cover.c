@@ -318,6 +318,9 @@ rearm_code(Collector *self, PyObject *key)
         return -1;
     }
     uint32_t events = measured_events(self) | (is_test ? CONTEXT_EVENTS : 0);
+    /* (When the second call fails, the code is left without events: its
+       PY_START is DISABLEd, so it is not measured again until the next
+       restart_events().  The error reaches whoever switched.) */
     if (LowImpact_SetLocalEvents(self->tool_id, code, 0) < 0 ||
         LowImpact_SetLocalEvents(self->tool_id, code, events) < 0) {
         return -1;
@@ -328,26 +331,31 @@ rearm_code(Collector *self, PyObject *key)
 /* Re-arms each code object that recorded something in the period whose
  * dicts are `lines`, `branches` and `exits` (all borrowed; no longer the
  * collector's, so no callback changes them meanwhile), once each: only
- * they had locations DISABLEd in it. */
+ * they had locations DISABLEd in it.  Each is tried whatever happened to
+ * the others (one that failed would miss the next period's lines, the
+ * others need not); the first error is reported. */
 static int
 rearm(Collector *self, PyObject *lines, PyObject *branches, PyObject *exits)
 {
+    PyObject *first = NULL;   /* owned: the first failure */
     PyObject *const dicts[] = {lines, branches, exits};
     for (int d = 0; d < 3; d++) {
         PyObject *key, *value;   /* borrowed */
         Py_ssize_t pos = 0;
         while (PyDict_Next(dicts[d], &pos, &key, &value)) {
             int done = 0;
-            for (int e = 0; e < d && !done; e++) {
+            for (int e = 0; e < d && done == 0; e++) {
                 done = PyDict_Contains(dicts[e], key);
-                if (done < 0) {
-                    return -1;
-                }
             }
-            if (!done && rearm_code(self, key) < 0) {
-                return -1;
+            if (done < 0 || (done == 0 && rearm_code(self, key) < 0)) {
+                li_keep_first_error(&first);
             }
         }
+    }
+    if (first != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(first), first);
+        Py_DECREF(first);
+        return -1;
     }
     return 0;
 }
@@ -440,10 +448,24 @@ give_context_events(Collector *self, PyObject *code)
         measured = name != NULL && name != Py_None;
     }
     uint32_t events = CONTEXT_EVENTS | (measured ? measured_events(self) : 0);
-    if (PyDict_SetItem(self->test_codes, key, code) < 0 ||
-        LowImpact_SetLocalEvents(self->tool_id, code, events) < 0) {
+    /* In test_codes before the events change, so that a re-arm meanwhile
+       would keep them; out of it again when they could not be given, so
+       that the next start of `code` (or of a code object defining it)
+       tries again: in test_codes means "has its context events". */
+    if (PyDict_SetItem(self->test_codes, key, code) < 0) {
         goto done;
     }
+    if (LowImpact_SetLocalEvents(self->tool_id, code, events) < 0) {
+        PyObject *type, *value, *traceback;   /* owned while held */
+        PyErr_Fetch(&type, &value, &traceback);
+        if (PyDict_DelItem(self->test_codes, key) < 0) {
+            PyErr_Clear();   /* (only a MemoryError could; the first error is reported) */
+        }
+        PyErr_Restore(type, value, traceback);
+        goto done;
+    }
+    /* A failure below leaves `code` complete; the nested code objects not
+       reached are given theirs when they or their definers start. */
     rc = give_nested_context_events(self, code);
 done:
     Py_DECREF(key);
