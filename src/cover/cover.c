@@ -883,11 +883,12 @@ collector_reset(Collector *self, PyObject *unused)
 }
 
 PyDoc_STRVAR(switch_context_doc,
-"switch_context(label)\n\n"
+"switch_context(label) -> the previous label\n\n"
 "From now on, record under the dynamic context `label` (a str, or None for\n"
 "none): what was recorded so far goes to periods() under the previous one,\n"
-"and the code that recorded it is re-armed.  While paused, `label` applies\n"
-"from resume() on.");
+"which is returned (as coverage.py's Collector.switch_context returns the\n"
+"previous context), and the code that recorded it is re-armed.  While\n"
+"paused, `label` applies from resume() on.");
 
 static PyObject *
 collector_switch_context(Collector *self, PyObject *label)
@@ -900,14 +901,16 @@ collector_switch_context(Collector *self, PyObject *label)
                      Py_TYPE(label)->tp_name);
         return NULL;
     }
+    PyObject *previous = Py_NewRef(self->label);   /* owned */
     if (self->paused) {
         Py_SETREF(self->label, Py_NewRef(label));
-        Py_RETURN_NONE;
+        return previous;
     }
     if (end_period(self, label, 1) < 0) {
+        Py_DECREF(previous);
         return NULL;
     }
-    Py_RETURN_NONE;
+    return previous;
 }
 
 PyDoc_STRVAR(pause_doc,

@@ -174,3 +174,34 @@ def test_unknown_dynamic_context_is_refused_as_coverage_does(workdir: Path) -> N
     assert "Don't understand dynamic_context setting: 'nope'" in ctrace.stdout + ctrace.stderr
     assert "Don't understand dynamic_context setting: 'nope'" in tested.stderr
     assert not list(workdir.glob(".coverage*"))
+
+
+SWITCHES = '''\
+import json, sys
+kind, static = sys.argv[1], sys.argv[2] or None
+if kind == "ctrace":
+    import coverage
+    cov = coverage.Coverage(data_file="switch.data", context=static)
+else:
+    from lowimpact.tools.cover.measure import Measurement
+    cov = Measurement(data_file="switch.data", context=static)
+cov.start()
+returned = [cov.switch_context(label) for label in ("a", "b", None, "c", "c")]
+cov.stop()
+print(json.dumps(returned))
+'''
+
+
+@pytest.mark.parametrize("static", ["", "st"], ids=["dynamic", "static+dynamic"])
+def test_switch_context_returns_the_previous_context_as_coverage_does(tmp_path: Path,
+                                                                      static: str) -> None:
+    (tmp_path / "switches.py").write_text(SWITCHES)
+    results = {}
+    for kind in ("ctrace", "lowimpact"):
+        proc = python(["switches.py", kind, static], tmp_path,
+                      env_for({"COVERAGE_CORE": "ctrace"}))
+        results[kind] = json.loads(proc.stdout)
+    assert results["lowimpact"] == results["ctrace"]
+    prefix = static + "|" if static else ""
+    assert results["ctrace"] == [static or None, prefix + "a", prefix + "b", static or None,
+                                 prefix + "c"]

@@ -123,6 +123,21 @@ def test_context_events_given_again_after_a_failure(monkeypatch) -> None:
     assert sorted(lines[key]) == [first + 1, first + 2]
 
 
+def test_switch_context_returns_the_previous_context() -> None:
+    collector = _cover.Collector(TOOL, only_here)
+    collector.start()
+    try:
+        assert collector.switch_context("a") is None
+        assert collector.switch_context("b") == "a"
+        collector.pause()
+        assert collector.switch_context("c") == "b"   # (from resume() on)
+        collector.resume()
+        assert collector.switch_context(None) == "c"
+        assert collector.switch_context(None) is None
+    finally:
+        collector.stop()
+
+
 def test_a_failed_rearm_leaves_the_others_rearmed(monkeypatch) -> None:
     # A switch re-arms each code object that recorded something; when that
     # fails for one (here branchy, recorded first), the others still are.

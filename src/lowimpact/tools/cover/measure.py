@@ -311,16 +311,18 @@ class Measurement:
         )
         self._lock = threading.Lock()
 
-    def switch_context(self, new_context: Optional[str]) -> None:
+    def switch_context(self, new_context: Optional[str]) -> Optional[str]:
         """Record under the dynamic context *new_context* from now on
         (joined to the static context with ``|``; None: none), as
-        ``Coverage.switch_context()`` does.  While paused, from
+        ``Coverage.switch_context()`` does, and return the context that
+        was recorded until now, as it does (coverage.py 7.16 and later):
+        the full name, with the static context.  While paused, from
         :meth:`resume` on."""
         if self._collector is None or not self._collector.running:
             raise CoverError("Cannot switch context, coverage is not started")
         if self._test_context is not None:
             self.coverage._warn("Conflicting dynamic contexts", slug="dynamic-conflict", once=True)
-        self._collector.switch_context(new_context)
+        return self._context_name(self._collector.switch_context(new_context))
 
     @property
     def running(self) -> bool:
