@@ -416,6 +416,28 @@ is_test_code(PyObject *code)
 
 static int give_nested_context_events(Collector *self, PyObject *code);
 
+/* Sets *events to the local events of the test code object `code` (under
+ * `key` in `codes` when it started): its context events, with LINE (and
+ * BRANCH) when it is measured or its file is known to be. */
+static int
+test_code_events(Collector *self, PyObject *key, PyObject *code, uint32_t *events)
+{
+    int measured = PyDict_Contains(self->codes, key);
+    if (measured < 0) {
+        return -1;
+    }
+    if (measured == 0) {
+        PyObject *name = PyDict_GetItemWithError(
+            self->file_cache, ((PyCodeObject *)code)->co_filename);   /* borrowed */
+        if (name == NULL && PyErr_Occurred()) {
+            return -1;
+        }
+        measured = name != NULL && name != Py_None;
+    }
+    *events = CONTEXT_EVENTS | (measured ? measured_events(self) : 0);
+    return 0;
+}
+
 /* Gives a test code object the events that start and end its context,
  * once, and the test code objects it defines theirs.  One not started yet
  * whose file is known to be measured gets LINE (and BRANCH) too, as
@@ -435,19 +457,10 @@ give_context_events(Collector *self, PyObject *code)
         rc = known < 0 ? -1 : 0;
         goto done;
     }
-    int measured = PyDict_Contains(self->codes, key);
-    if (measured < 0) {
+    uint32_t events;
+    if (test_code_events(self, key, code, &events) < 0) {
         goto done;
     }
-    if (measured == 0) {
-        PyObject *name = PyDict_GetItemWithError(
-            self->file_cache, ((PyCodeObject *)code)->co_filename);   /* borrowed */
-        if (name == NULL && PyErr_Occurred()) {
-            goto done;
-        }
-        measured = name != NULL && name != Py_None;
-    }
-    uint32_t events = CONTEXT_EVENTS | (measured ? measured_events(self) : 0);
     /* In test_codes before the events change, so that a re-arm meanwhile
        would keep them; out of it again when they could not be given, so
        that the next start of `code` (or of a code object defining it)
@@ -678,7 +691,9 @@ unregister(Collector *self)
             li_keep_first_error(&first);
         }
     }
-    /* Local events of measured code go with the tool id. */
+    /* Local events of measured code stay in place (free_tool_id() leaves
+       them, on 3.12/3.13 and the engine alike), without callbacks: they
+       cost an event check each until someone changes them. */
     if (LowImpact_FreeToolId(self->tool_id) < 0) {
         li_keep_first_error(&first);
     }
@@ -745,11 +760,45 @@ register_callbacks(Collector *self)
     return LowImpact_SetEvents(self->tool_id, global);
 }
 
+/* A collector started again after stop() gives the code objects it knows
+ * their local events again: while its tool id was free, whoever took it
+ * may have set others on them (another collector, without contexts or
+ * branches), and what `codes` and `test_codes` say of them must hold:
+ * PY_START of a code object in `codes` changes nothing, and one in
+ * `test_codes` is not given its context events again.  (Where they are
+ * still the collector's, a call changes nothing.)  Called before the
+ * callbacks are registered: no callback changes the dicts meanwhile. */
+static int
+give_known_events(Collector *self)
+{
+    PyObject *key, *value;   /* borrowed */
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(self->codes, &pos, &key, &value)) {
+        int test = PyDict_Contains(self->test_codes, key);
+        if (test < 0 ||
+            LowImpact_SetLocalEvents(self->tool_id, PyTuple_GET_ITEM(value, 0),
+                                     measured_events(self) | (test ? CONTEXT_EVENTS : 0)) < 0) {
+            return -1;
+        }
+    }
+    pos = 0;
+    while (PyDict_Next(self->test_codes, &pos, &key, &value)) {
+        uint32_t events;
+        if (test_code_events(self, key, value, &events) < 0 ||
+            LowImpact_SetLocalEvents(self->tool_id, value, events) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 PyDoc_STRVAR(start_doc,
 "start()\n\n"
 "Take the tool id and start measuring: every code object that starts from\n"
 "now on in a file should_trace() names gets LINE (and BRANCH) events.\n"
-"After an earlier collector, restart_events() undoes its DISABLEs first.");
+"After an earlier collector, restart_events() undoes its DISABLEs first.\n"
+"Started again after stop(), it goes on recording into the same data, and\n"
+"the code objects it knows get their events again.");
 
 static PyObject *
 collector_start(Collector *self, PyObject *unused)
@@ -771,7 +820,8 @@ collector_start(Collector *self, PyObject *unused)
     }
     self->running = 1;
     active_collector = self;
-    if (register_callbacks(self) < 0 || (collected_before && restart_events() < 0)) {
+    if (give_known_events(self) < 0 || register_callbacks(self) < 0 ||
+        (collected_before && restart_events() < 0)) {
         PyObject *type, *value, *traceback;   /* owned while held */
         PyErr_Fetch(&type, &value, &traceback);
         if (unregister(self) < 0) {

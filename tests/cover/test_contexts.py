@@ -205,3 +205,56 @@ def test_switch_context_returns_the_previous_context_as_coverage_does(tmp_path: 
     prefix = static + "|" if static else ""
     assert results["ctrace"] == [static or None, prefix + "a", prefix + "b", static or None,
                                  prefix + "c"]
+
+
+RESTARTED = '''\
+import sys
+kind, branch = sys.argv[1], sys.argv[2] == "branch"
+if kind == "ctrace":
+    import coverage
+    cov = coverage.Coverage(data_file=kind + ".data", config_file="test_function.rc",
+                            source=["pkg"], branch=branch)
+else:
+    from lowimpact.tools.cover.measure import Measurement
+    cov = Measurement(data_file=kind + ".data", rcfile="test_function.rc", source=["pkg"],
+                      branch=branch)
+cov.start()
+from pkg.mod import label, sign
+
+
+def test_sign(n):
+    assert sign(n) in (-1, 0, 1)
+
+
+test_sign(1)
+label(5)
+cov.stop()
+test_sign(-1)   # not measured
+cov.start()
+test_sign(0)
+label(4)
+cov.stop()
+cov.start()
+test_sign(-2)
+cov.stop()
+cov.save()
+'''
+
+
+@pytest.mark.parametrize("branch", [False, True], ids=["lines", "branches"])
+def test_stopped_and_started_again_same_as_ctrace(workdir: Path, branch: bool) -> None:
+    # Coverage.stop() and start() again (what pytest-cov does around a
+    # no_cover test): the data goes on, and test contexts start and end.
+    project = workdir / "project"
+    shutil.copy(workdir / "test_function.rc", project)
+    (project / "restarted.py").write_text(RESTARTED)
+    env = env_for({"COVERAGE_CORE": "ctrace"})
+    for kind in ("ctrace", "li"):
+        python(["restarted.py", kind, "branch" if branch else "lines"], project, env)
+    want = assert_same_contexts(project / "li.data", project / "ctrace.data", project, branch)
+    assert want["contexts"] == ["", "__main__.test_sign"]
+    # sign(1) before the first stop, sign(0) and sign(-2) after restarts,
+    # sign(-1) not measured; label() ran in no context.
+    lines = want["files"]["mod.py"]
+    assert lines[3] == lines[5] == lines[6] == ["__main__.test_sign"]
+    assert lines[10] == [""]

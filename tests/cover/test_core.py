@@ -138,6 +138,41 @@ def test_switch_context_returns_the_previous_context() -> None:
         collector.stop()
 
 
+@pytest.mark.parametrize("branch", [False, True], ids=["lines", "branches"])
+def test_restarted_collector_ends_test_contexts(branch: bool) -> None:
+    # Between a collector's stop() and its start() again, another collector
+    # on the same tool id (or anyone) set other local events on the test's
+    # code object: the restarted collector gives its own again.
+    first = context_collector(branch=branch)
+    first.start()
+    try:
+        test_core_one(1)
+        assert first.context is None
+    finally:
+        first.stop()
+    other = _cover.Collector(TOOL, only_here)
+    other.start()
+    try:
+        test_core_one(1)
+    finally:
+        other.stop()
+    first.start()
+    try:
+        test_core_one(0)
+        after = first.context
+        helper(1)
+    finally:
+        first.stop()
+    assert after is None
+    codes, lines, _, _ = first.data()
+    (key,) = [k for k, (code, _) in codes.items() if code is helper.__code__]
+    line = helper.__code__.co_firstlineno
+    assert [(label, sorted(period.get(key, ()))) for label, period, _, _ in first.periods()
+            if key in period] == [("test_core_one", [line + 1, line + 2]),
+                                  ("test_core_one", [line + 1, line + 3])]
+    assert sorted(lines[key]) == [line + 1, line + 2]
+
+
 def test_a_failed_rearm_leaves_the_others_rearmed(monkeypatch) -> None:
     # A switch re-arms each code object that recorded something; when that
     # fails for one (here branchy, recorded first), the others still are.
