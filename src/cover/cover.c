@@ -90,6 +90,7 @@ typedef struct {
     PyObject *context_frame; /* the frame that started the test context, or NULL */
     PyObject *context_code;  /* its code object, or NULL */
     int paused;              /* between pause() and resume() */
+    int switching;           /* contexts may change: a test_context, or a period ended */
 } Collector;
 
 /* The collector whose callbacks are registered (borrowed: it holds the tool
@@ -172,7 +173,10 @@ trace_name(Collector *self, PyObject *filename)
     return rc < 0 ? NULL : PyDict_GetItemWithError(self->file_cache, filename);
 }
 
-/* The local events of a measured code object. */
+/* The local events of a measured code object.  With BRANCH and contexts
+ * that may change, PY_RESUME too (on_resume()): a generator resumed in
+ * another period than the one it yielded in records its resumption line
+ * in the new one. */
 static inline uint32_t
 measured_events(const Collector *self)
 {
@@ -180,6 +184,9 @@ measured_events(const Collector *self)
     if (self->branch) {
         events |= EVENT_BIT(PY_MONITORING_EVENT_BRANCH) | EVENT_BIT(PY_MONITORING_EVENT_PY_RETURN) |
                   EVENT_BIT(PY_MONITORING_EVENT_PY_YIELD);
+        if (self->switching) {
+            events |= EVENT_BIT(PY_MONITORING_EVENT_PY_RESUME);
+        }
     }
     return events;
 }
@@ -386,6 +393,9 @@ end_period(Collector *self, PyObject *label, int keep)
             goto done;
         }
     }
+    /* From the first switch on, measured code gets PY_RESUME with BRANCH:
+       rearm() gives it to what ran until now, on_py_start() to the rest. */
+    self->switching = 1;
     PyObject *swap;   /* (each swap moves one owned reference) */
     swap = self->lines, self->lines = lines, lines = swap;
     swap = self->branches, self->branches = branches, branches = swap;
@@ -611,17 +621,57 @@ on_py_start_contexts(void *data, int event, PyObject *const *args, Py_ssize_t na
     return rc;
 }
 
-/* PY_RESUME (test code objects only): a resumed test generator starts its
- * context again, as a call event does for coverage.py's C tracer. */
+/* PY_RESUME: a resumed test generator starts its context again, as a call
+ * event does for coverage.py's C tracer; then, with BRANCH, a measured
+ * generator records the line it resumes at, once per period (DISABLE;
+ * re-armed with what it recorded).  The C tracer takes a resumption as
+ * coming from that line (the yield's), so the step from it to the next
+ * line is recorded in the period the generator resumes in: a pytest
+ * fixture's yield, set up in one test phase and resumed in the next. */
 static int
 on_resume(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)event;
     Collector *self = (Collector *)data;
-    if (nargs < 1) {
-        return LOWIMPACT_CONTINUE;
+    if (nargs < 2 || !PyCode_Check(args[0])) {
+        return LOWIMPACT_DISABLE;
     }
-    return maybe_start_test_context(self, args[0]) < 0 ? -1 : LOWIMPACT_CONTINUE;
+    int test = self->test_context != NULL ? is_test_code(args[0]) : 0;
+    if (test < 0 || (test && maybe_start_test_context(self, args[0]) < 0)) {
+        return -1;
+    }
+    if (!self->branch) {
+        return LOWIMPACT_CONTINUE;   /* (a test: its context events) */
+    }
+    PyObject *key = PyLong_FromVoidPtr(args[0]);   /* owned */
+    if (key == NULL) {
+        return -1;
+    }
+    int measured = PyDict_Contains(self->codes, key);
+    Py_DECREF(key);
+    if (measured <= 0) {
+        return measured < 0 ? -1 : test ? LOWIMPACT_CONTINUE : LOWIMPACT_DISABLE;
+    }
+    long offset = PyLong_AsLong(args[1]);
+    if (offset == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    int line = offset < 0 || offset > INT_MAX
+                   ? -1
+                   : PyCode_Addr2Line((PyCodeObject *)args[0], (int)offset);
+    if (line > 0) {
+        PyObject *number = PyLong_FromLong(line);   /* owned */
+        if (number == NULL) {
+            return -1;
+        }
+        PyObject *const record[2] = {args[0], number};
+        int rc = on_once(data, PY_MONITORING_EVENT_LINE, record, 2);
+        Py_DECREF(number);
+        if (rc < 0) {
+            return -1;
+        }
+    }
+    return test ? LOWIMPACT_CONTINUE : LOWIMPACT_DISABLE;
 }
 
 /* PY_RETURN, PY_YIELD with test contexts: on_once()'s for measured code
@@ -748,10 +798,13 @@ register_callbacks(Collector *self)
         LowImpact_RegisterCallback(self->tool_id, PY_MONITORING_EVENT_BRANCH, on_branch, self) < 0) {
         return -1;
     }
+    if ((self->branch || contexts) &&
+        LowImpact_RegisterCallback(self->tool_id, PY_MONITORING_EVENT_PY_RESUME, on_resume,
+                                   self) < 0) {
+        return -1;
+    }
     if (contexts) {
-        if (LowImpact_RegisterCallback(self->tool_id, PY_MONITORING_EVENT_PY_RESUME, on_resume,
-                                       self) < 0 ||
-            LowImpact_RegisterCallback(self->tool_id, PY_MONITORING_EVENT_PY_UNWIND, on_unwind,
+        if (LowImpact_RegisterCallback(self->tool_id, PY_MONITORING_EVENT_PY_UNWIND, on_unwind,
                                        self) < 0) {
             return -1;
         }
@@ -1074,6 +1127,7 @@ collector_init(Collector *self, PyObject *args, PyObject *kwargs)
     Py_CLEAR(self->context_frame);
     Py_CLEAR(self->context_code);
     self->paused = 0;
+    self->switching = test_context != Py_None;
     return 0;
 }
 

@@ -258,3 +258,73 @@ def test_stopped_and_started_again_same_as_ctrace(workdir: Path, branch: bool) -
     lines = want["files"]["mod.py"]
     assert lines[3] == lines[5] == lines[6] == ["__main__.test_sign"]
     assert lines[10] == [""]
+
+
+FIXTURES = '''\
+import pytest
+
+
+def step(n):
+    return n + 1
+
+
+@pytest.fixture
+def per_test():
+    value = step(1)
+    yield value
+    if value > 5:
+        step(3)
+    step(2)
+
+
+@pytest.fixture(scope="module")
+def per_module():
+    for value in [1]:
+        yield step(value)
+    step(4)
+'''
+
+FIXTURE_TESTS = '''\
+from pkg.fixtures import per_module, per_test  # noqa: F401
+
+
+def test_first(per_test, per_module):
+    assert per_test == 2
+
+
+def test_second(per_test):
+    assert per_test == 2
+
+
+def test_last(per_module):
+    assert per_module == 2
+'''
+
+
+def test_yield_fixture_resumed_in_the_next_phase_same_as_pytest_cov(workdir: Path) -> None:
+    # A generator resumed in another context than the one it yielded in (a
+    # measured yield fixture: set up in one test's |setup, resumed in its
+    # |teardown, or the last test's for a module fixture): with --branch,
+    # the C tracer records the step from the yield line to the next line in
+    # the context it resumes in, so the yield line ran there too.
+    pytest.importorskip("pytest_cov", reason="pytest-cov is the oracle (the test extra has it)")
+    project = workdir / "project"
+    (project / "pkg" / "fixtures.py").write_text(FIXTURES)
+    (project / "tests" / "test_fixtures.py").write_text(FIXTURE_TESTS)
+    reference = pytest_run(
+        ["-p", "pytest_cov", "--cov=pkg", "--cov-branch", "--cov-context=test", "--cov-report=",
+         "tests/test_fixtures.py"], project, {"COVERAGE_CORE": "ctrace"})
+    assert reference.returncode == 0, reference.stdout + reference.stderr
+    (project / ".coverage").rename(project / "ctrace.data")
+    tested = pytest_run(
+        [*PLUGIN, "-p", "no:pytest_cov", "--li-cov=pkg", "--li-cov-branch",
+         "--li-cov-context=test", "--li-cov-report=", "tests/test_fixtures.py"], project)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    want = assert_same_contexts(project / ".coverage", project / "ctrace.data", project, True)
+    node = "tests/test_fixtures.py::"
+    # The yield lines: per_test's in each test's setup and teardown, and
+    # per_module's in test_first's setup and test_last's teardown.
+    lines = want["files"]["fixtures.py"]
+    assert lines[11] == sorted(node + test + "|" + when for test in ("test_first", "test_second")
+                               for when in ("setup", "teardown"))
+    assert node + "test_last|teardown" in lines[20]
