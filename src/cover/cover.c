@@ -90,6 +90,7 @@ typedef struct {
     PyObject *context_frame; /* the frame that started the test context, or NULL */
     PyObject *context_code;  /* its code object, or NULL */
     int paused;              /* between pause() and resume() */
+    int switching;           /* contexts may change: a test_context, or a period ended */
 } Collector;
 
 /* The collector whose callbacks are registered (borrowed: it holds the tool
@@ -172,7 +173,10 @@ trace_name(Collector *self, PyObject *filename)
     return rc < 0 ? NULL : PyDict_GetItemWithError(self->file_cache, filename);
 }
 
-/* The local events of a measured code object. */
+/* The local events of a measured code object.  With BRANCH and contexts
+ * that may change, PY_RESUME too (on_resume()): a generator resumed in
+ * another period than the one it yielded in records its resumption line
+ * in the new one. */
 static inline uint32_t
 measured_events(const Collector *self)
 {
@@ -180,6 +184,9 @@ measured_events(const Collector *self)
     if (self->branch) {
         events |= EVENT_BIT(PY_MONITORING_EVENT_BRANCH) | EVENT_BIT(PY_MONITORING_EVENT_PY_RETURN) |
                   EVENT_BIT(PY_MONITORING_EVENT_PY_YIELD);
+        if (self->switching) {
+            events |= EVENT_BIT(PY_MONITORING_EVENT_PY_RESUME);
+        }
     }
     return events;
 }
@@ -318,6 +325,9 @@ rearm_code(Collector *self, PyObject *key)
         return -1;
     }
     uint32_t events = measured_events(self) | (is_test ? CONTEXT_EVENTS : 0);
+    /* (When the second call fails, the code is left without events: its
+       PY_START is DISABLEd, so it is not measured again until the next
+       restart_events().  The error reaches whoever switched.) */
     if (LowImpact_SetLocalEvents(self->tool_id, code, 0) < 0 ||
         LowImpact_SetLocalEvents(self->tool_id, code, events) < 0) {
         return -1;
@@ -328,26 +338,31 @@ rearm_code(Collector *self, PyObject *key)
 /* Re-arms each code object that recorded something in the period whose
  * dicts are `lines`, `branches` and `exits` (all borrowed; no longer the
  * collector's, so no callback changes them meanwhile), once each: only
- * they had locations DISABLEd in it. */
+ * they had locations DISABLEd in it.  Each is tried whatever happened to
+ * the others (one that failed would miss the next period's lines, the
+ * others need not); the first error is reported. */
 static int
 rearm(Collector *self, PyObject *lines, PyObject *branches, PyObject *exits)
 {
+    PyObject *first = NULL;   /* owned: the first failure */
     PyObject *const dicts[] = {lines, branches, exits};
     for (int d = 0; d < 3; d++) {
         PyObject *key, *value;   /* borrowed */
         Py_ssize_t pos = 0;
         while (PyDict_Next(dicts[d], &pos, &key, &value)) {
             int done = 0;
-            for (int e = 0; e < d && !done; e++) {
+            for (int e = 0; e < d && done == 0; e++) {
                 done = PyDict_Contains(dicts[e], key);
-                if (done < 0) {
-                    return -1;
-                }
             }
-            if (!done && rearm_code(self, key) < 0) {
-                return -1;
+            if (done < 0 || (done == 0 && rearm_code(self, key) < 0)) {
+                li_keep_first_error(&first);
             }
         }
+    }
+    if (first != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(first), first);
+        Py_DECREF(first);
+        return -1;
     }
     return 0;
 }
@@ -378,6 +393,9 @@ end_period(Collector *self, PyObject *label, int keep)
             goto done;
         }
     }
+    /* From the first switch on, measured code gets PY_RESUME with BRANCH:
+       rearm() gives it to what ran until now, on_py_start() to the rest. */
+    self->switching = 1;
     PyObject *swap;   /* (each swap moves one owned reference) */
     swap = self->lines, self->lines = lines, lines = swap;
     swap = self->branches, self->branches = branches, branches = swap;
@@ -408,6 +426,28 @@ is_test_code(PyObject *code)
 
 static int give_nested_context_events(Collector *self, PyObject *code);
 
+/* Sets *events to the local events of the test code object `code` (under
+ * `key` in `codes` when it started): its context events, with LINE (and
+ * BRANCH) when it is measured or its file is known to be. */
+static int
+test_code_events(Collector *self, PyObject *key, PyObject *code, uint32_t *events)
+{
+    int measured = PyDict_Contains(self->codes, key);
+    if (measured < 0) {
+        return -1;
+    }
+    if (measured == 0) {
+        PyObject *name = PyDict_GetItemWithError(
+            self->file_cache, ((PyCodeObject *)code)->co_filename);   /* borrowed */
+        if (name == NULL && PyErr_Occurred()) {
+            return -1;
+        }
+        measured = name != NULL && name != Py_None;
+    }
+    *events = CONTEXT_EVENTS | (measured ? measured_events(self) : 0);
+    return 0;
+}
+
 /* Gives a test code object the events that start and end its context,
  * once, and the test code objects it defines theirs.  One not started yet
  * whose file is known to be measured gets LINE (and BRANCH) too, as
@@ -427,23 +467,28 @@ give_context_events(Collector *self, PyObject *code)
         rc = known < 0 ? -1 : 0;
         goto done;
     }
-    int measured = PyDict_Contains(self->codes, key);
-    if (measured < 0) {
+    uint32_t events;
+    if (test_code_events(self, key, code, &events) < 0) {
         goto done;
     }
-    if (measured == 0) {
-        PyObject *name = PyDict_GetItemWithError(
-            self->file_cache, ((PyCodeObject *)code)->co_filename);   /* borrowed */
-        if (name == NULL && PyErr_Occurred()) {
-            goto done;
+    /* In test_codes before the events change, so that a re-arm meanwhile
+       would keep them; out of it again when they could not be given, so
+       that the next start of `code` (or of a code object defining it)
+       tries again: in test_codes means "has its context events". */
+    if (PyDict_SetItem(self->test_codes, key, code) < 0) {
+        goto done;
+    }
+    if (LowImpact_SetLocalEvents(self->tool_id, code, events) < 0) {
+        PyObject *type, *value, *traceback;   /* owned while held */
+        PyErr_Fetch(&type, &value, &traceback);
+        if (PyDict_DelItem(self->test_codes, key) < 0) {
+            PyErr_Clear();   /* (only a MemoryError could; the first error is reported) */
         }
-        measured = name != NULL && name != Py_None;
-    }
-    uint32_t events = CONTEXT_EVENTS | (measured ? measured_events(self) : 0);
-    if (PyDict_SetItem(self->test_codes, key, code) < 0 ||
-        LowImpact_SetLocalEvents(self->tool_id, code, events) < 0) {
+        PyErr_Restore(type, value, traceback);
         goto done;
     }
+    /* A failure below leaves `code` complete; the nested code objects not
+       reached are given theirs when they or their definers start. */
     rc = give_nested_context_events(self, code);
 done:
     Py_DECREF(key);
@@ -576,17 +621,57 @@ on_py_start_contexts(void *data, int event, PyObject *const *args, Py_ssize_t na
     return rc;
 }
 
-/* PY_RESUME (test code objects only): a resumed test generator starts its
- * context again, as a call event does for coverage.py's C tracer. */
+/* PY_RESUME: a resumed test generator starts its context again, as a call
+ * event does for coverage.py's C tracer; then, with BRANCH, a measured
+ * generator records the line it resumes at, once per period (DISABLE;
+ * re-armed with what it recorded).  The C tracer takes a resumption as
+ * coming from that line (the yield's), so the step from it to the next
+ * line is recorded in the period the generator resumes in: a pytest
+ * fixture's yield, set up in one test phase and resumed in the next. */
 static int
 on_resume(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)event;
     Collector *self = (Collector *)data;
-    if (nargs < 1) {
-        return LOWIMPACT_CONTINUE;
+    if (nargs < 2 || !PyCode_Check(args[0])) {
+        return LOWIMPACT_DISABLE;
     }
-    return maybe_start_test_context(self, args[0]) < 0 ? -1 : LOWIMPACT_CONTINUE;
+    int test = self->test_context != NULL ? is_test_code(args[0]) : 0;
+    if (test < 0 || (test && maybe_start_test_context(self, args[0]) < 0)) {
+        return -1;
+    }
+    if (!self->branch) {
+        return LOWIMPACT_CONTINUE;   /* (a test: its context events) */
+    }
+    PyObject *key = PyLong_FromVoidPtr(args[0]);   /* owned */
+    if (key == NULL) {
+        return -1;
+    }
+    int measured = PyDict_Contains(self->codes, key);
+    Py_DECREF(key);
+    if (measured <= 0) {
+        return measured < 0 ? -1 : test ? LOWIMPACT_CONTINUE : LOWIMPACT_DISABLE;
+    }
+    long offset = PyLong_AsLong(args[1]);
+    if (offset == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    int line = offset < 0 || offset > INT_MAX
+                   ? -1
+                   : PyCode_Addr2Line((PyCodeObject *)args[0], (int)offset);
+    if (line > 0) {
+        PyObject *number = PyLong_FromLong(line);   /* owned */
+        if (number == NULL) {
+            return -1;
+        }
+        PyObject *const record[2] = {args[0], number};
+        int rc = on_once(data, PY_MONITORING_EVENT_LINE, record, 2);
+        Py_DECREF(number);
+        if (rc < 0) {
+            return -1;
+        }
+    }
+    return test ? LOWIMPACT_CONTINUE : LOWIMPACT_DISABLE;
 }
 
 /* PY_RETURN, PY_YIELD with test contexts: on_once()'s for measured code
@@ -656,7 +741,9 @@ unregister(Collector *self)
             li_keep_first_error(&first);
         }
     }
-    /* Local events of measured code go with the tool id. */
+    /* Local events of measured code stay in place (free_tool_id() leaves
+       them, on 3.12/3.13 and the engine alike), without callbacks: they
+       cost an event check each until someone changes them. */
     if (LowImpact_FreeToolId(self->tool_id) < 0) {
         li_keep_first_error(&first);
     }
@@ -711,10 +798,13 @@ register_callbacks(Collector *self)
         LowImpact_RegisterCallback(self->tool_id, PY_MONITORING_EVENT_BRANCH, on_branch, self) < 0) {
         return -1;
     }
+    if ((self->branch || contexts) &&
+        LowImpact_RegisterCallback(self->tool_id, PY_MONITORING_EVENT_PY_RESUME, on_resume,
+                                   self) < 0) {
+        return -1;
+    }
     if (contexts) {
-        if (LowImpact_RegisterCallback(self->tool_id, PY_MONITORING_EVENT_PY_RESUME, on_resume,
-                                       self) < 0 ||
-            LowImpact_RegisterCallback(self->tool_id, PY_MONITORING_EVENT_PY_UNWIND, on_unwind,
+        if (LowImpact_RegisterCallback(self->tool_id, PY_MONITORING_EVENT_PY_UNWIND, on_unwind,
                                        self) < 0) {
             return -1;
         }
@@ -723,11 +813,45 @@ register_callbacks(Collector *self)
     return LowImpact_SetEvents(self->tool_id, global);
 }
 
+/* A collector started again after stop() gives the code objects it knows
+ * their local events again: while its tool id was free, whoever took it
+ * may have set others on them (another collector, without contexts or
+ * branches), and what `codes` and `test_codes` say of them must hold:
+ * PY_START of a code object in `codes` changes nothing, and one in
+ * `test_codes` is not given its context events again.  (Where they are
+ * still the collector's, a call changes nothing.)  Called before the
+ * callbacks are registered: no callback changes the dicts meanwhile. */
+static int
+give_known_events(Collector *self)
+{
+    PyObject *key, *value;   /* borrowed */
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(self->codes, &pos, &key, &value)) {
+        int test = PyDict_Contains(self->test_codes, key);
+        if (test < 0 ||
+            LowImpact_SetLocalEvents(self->tool_id, PyTuple_GET_ITEM(value, 0),
+                                     measured_events(self) | (test ? CONTEXT_EVENTS : 0)) < 0) {
+            return -1;
+        }
+    }
+    pos = 0;
+    while (PyDict_Next(self->test_codes, &pos, &key, &value)) {
+        uint32_t events;
+        if (test_code_events(self, key, value, &events) < 0 ||
+            LowImpact_SetLocalEvents(self->tool_id, value, events) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 PyDoc_STRVAR(start_doc,
 "start()\n\n"
 "Take the tool id and start measuring: every code object that starts from\n"
 "now on in a file should_trace() names gets LINE (and BRANCH) events.\n"
-"After an earlier collector, restart_events() undoes its DISABLEs first.");
+"After an earlier collector, restart_events() undoes its DISABLEs first.\n"
+"Started again after stop(), it goes on recording into the same data, and\n"
+"the code objects it knows get their events again.");
 
 static PyObject *
 collector_start(Collector *self, PyObject *unused)
@@ -749,7 +873,8 @@ collector_start(Collector *self, PyObject *unused)
     }
     self->running = 1;
     active_collector = self;
-    if (register_callbacks(self) < 0 || (collected_before && restart_events() < 0)) {
+    if (give_known_events(self) < 0 || register_callbacks(self) < 0 ||
+        (collected_before && restart_events() < 0)) {
         PyObject *type, *value, *traceback;   /* owned while held */
         PyErr_Fetch(&type, &value, &traceback);
         if (unregister(self) < 0) {
@@ -861,11 +986,12 @@ collector_reset(Collector *self, PyObject *unused)
 }
 
 PyDoc_STRVAR(switch_context_doc,
-"switch_context(label)\n\n"
+"switch_context(label) -> the previous label\n\n"
 "From now on, record under the dynamic context `label` (a str, or None for\n"
 "none): what was recorded so far goes to periods() under the previous one,\n"
-"and the code that recorded it is re-armed.  While paused, `label` applies\n"
-"from resume() on.");
+"which is returned (as coverage.py's Collector.switch_context returns the\n"
+"previous context), and the code that recorded it is re-armed.  While\n"
+"paused, `label` applies from resume() on.");
 
 static PyObject *
 collector_switch_context(Collector *self, PyObject *label)
@@ -878,14 +1004,16 @@ collector_switch_context(Collector *self, PyObject *label)
                      Py_TYPE(label)->tp_name);
         return NULL;
     }
+    PyObject *previous = Py_NewRef(self->label);   /* owned */
     if (self->paused) {
         Py_SETREF(self->label, Py_NewRef(label));
-        Py_RETURN_NONE;
+        return previous;
     }
     if (end_period(self, label, 1) < 0) {
+        Py_DECREF(previous);
         return NULL;
     }
-    Py_RETURN_NONE;
+    return previous;
 }
 
 PyDoc_STRVAR(pause_doc,
@@ -999,6 +1127,7 @@ collector_init(Collector *self, PyObject *args, PyObject *kwargs)
     Py_CLEAR(self->context_frame);
     Py_CLEAR(self->context_code);
     self->paused = 0;
+    self->switching = test_context != Py_None;
     return 0;
 }
 

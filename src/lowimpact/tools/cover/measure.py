@@ -173,7 +173,12 @@ class Measurement:
     # -- running -----------------------------------------------------------
 
     def start(self) -> None:
-        """Read the configuration and start measuring (all threads)."""
+        """Read the configuration and start measuring (all threads).  After
+        :meth:`stop`, measure again into the same data, as
+        ``Coverage.start()`` after ``Coverage.stop()`` does."""
+        if self._collector is not None:
+            self._restart()
+            return
         cov = self.coverage
         try:
             self._prepare(cov)
@@ -203,6 +208,22 @@ class Measurement:
         self._collector = self._cover.Collector(TOOL_ID, should_trace, branch=self.branch,
                                                 test_context=self._test_context)
         try:
+            self._restart()
+        except CoverError:
+            self._collector = None   # (a later start() begins afresh)
+            raise
+        os.register_at_fork(after_in_child=self._after_fork_in_child)
+        # [run] sigterm = true: a program ended by SIGTERM keeps its data, as
+        # under coverage.py (only the main thread may set handlers).
+        if cov.get_option("run:sigterm") and threading.current_thread() is threading.main_thread():
+            self._old_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
+        self._measure_subprocesses()
+
+    def _restart(self) -> None:
+        """Start the collector (again); os._exit saves the data meanwhile."""
+        if self._collector.running:
+            return
+        try:
             self._collector.start()
         except ValueError as exc:
             raise CoverError(
@@ -213,12 +234,6 @@ class Measurement:
         # that way) is kept, as coverage.py's [run] patch = _exit does.
         self._real_exit = os._exit
         os._exit = self._exit
-        os.register_at_fork(after_in_child=self._after_fork_in_child)
-        # [run] sigterm = true: a program ended by SIGTERM keeps its data, as
-        # under coverage.py (only the main thread may set handlers).
-        if cov.get_option("run:sigterm") and threading.current_thread() is threading.main_thread():
-            self._old_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
-        self._measure_subprocesses()
 
     def _measure_subprocesses(self) -> None:
         """``[run] patch = subprocess`` (or ``concurrency = multiprocessing``):
@@ -311,16 +326,18 @@ class Measurement:
         )
         self._lock = threading.Lock()
 
-    def switch_context(self, new_context: Optional[str]) -> None:
+    def switch_context(self, new_context: Optional[str]) -> Optional[str]:
         """Record under the dynamic context *new_context* from now on
         (joined to the static context with ``|``; None: none), as
-        ``Coverage.switch_context()`` does.  While paused, from
+        ``Coverage.switch_context()`` does, and return the context that
+        was recorded until now, as it does (coverage.py 7.16 and later):
+        the full name, with the static context.  While paused, from
         :meth:`resume` on."""
         if self._collector is None or not self._collector.running:
             raise CoverError("Cannot switch context, coverage is not started")
         if self._test_context is not None:
             self.coverage._warn("Conflicting dynamic contexts", slug="dynamic-conflict", once=True)
-        self._collector.switch_context(new_context)
+        return self._context_name(self._collector.switch_context(new_context))
 
     @property
     def running(self) -> bool:
