@@ -14,7 +14,10 @@ with each sampler attached by pid; one row per sampler and rate:
   during the target's measured part, over the samples of that part (the
   achieved rate times its length);
 - slowdown: the target's own time for its rounds, with the sampler over
-  alone (medians of --runs);
+  alone (medians of --runs); CPU slowdown: the same of the CPU time the
+  target used, which other load on the machine disturbs less than its wall
+  time (a sampler that never stops the target slows it only through the
+  caches, memory and kernel locks they share, and by taking a CPU it needs);
 - dropped: share of samples dropped (lowimpact: torn reads; py-spy: errors).
 
 Medians of --runs runs.  Wall-clock figures on a shared machine vary by a few
@@ -80,7 +83,8 @@ def run_target(python: str, rounds: int, sampler: Optional[List[str]]) -> Dict[s
     cpu1 = cpu_ns(proc.pid) if proc else None
     t1 = time.perf_counter()
     target.wait()
-    result["target"] = float(line)
+    wall_s, cpu_s = line.split()
+    result["target"], result["target_cpu"] = float(wall_s), float(cpu_s)
     if proc is None:
         return result
     out, _ = proc.communicate()
@@ -115,8 +119,9 @@ def main() -> int:
     pythons = options.python or [p for p in (pyenv_python(11), pyenv_python(13)) if p]
     out_dir = tempfile.mkdtemp(prefix="sample-bench-")
     env_path = os.path.join(ROOT, "src")
-    print("| interpreter | sampler | requested | achieved | CPU/sample | slowdown | dropped |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print("| interpreter | sampler | requested | achieved | CPU/sample | slowdown | CPU slowdown "
+          "| dropped |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for python in pythons:
         version = subprocess.check_output(
             [python, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
@@ -131,19 +136,21 @@ def main() -> int:
                 "raw", "-o", os.path.join(out_dir, "pyspy.txt"), "--pid"]
         for rate in options.rates:
             rows: Dict[str, List[Dict[str, float]]] = {name: [] for name in samplers}
-            alone: List[float] = []
+            alone: List[Dict[str, float]] = []
             for _ in range(options.runs):
                 # Interleaved, so drifts of the machine fall on every column.
-                alone.append(run_target(python, options.rounds, None)["target"])
+                alone.append(run_target(python, options.rounds, None))
                 for name, command in samplers.items():
                     rows[name].append(run_target(python, options.rounds, command(rate)))
-            base = statistics.median(alone)
+            base = statistics.median(r["target"] for r in alone)
+            base_cpu = statistics.median(r["target_cpu"] for r in alone)
             for name, runs in rows.items():
                 def med(key: str) -> float:
                     return statistics.median(r[key] for r in runs if key in r)
-                print("| %s | %s | %d Hz | %.0f Hz | %.1f us | %.3fx | %.2f%% |"
+                print("| %s | %s | %d Hz | %.0f Hz | %.1f us | %.3fx | %.3fx | %.2f%% |"
                       % (version, name, rate, med("rate"), med("cpu_us"),
-                         med("target") / base, 100 * med("dropped")), flush=True)
+                         med("target") / base, med("target_cpu") / base_cpu,
+                         100 * med("dropped")), flush=True)
     shutil.rmtree(out_dir, ignore_errors=True)
     return 0
 

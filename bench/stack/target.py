@@ -4,8 +4,8 @@ string work and a generator, for a fixed number of rounds.
     python target.py ROUNDS [WAIT]
 
 sleeps WAIT seconds (for a sampler to attach), prints "start", runs the
-rounds and prints the time they took (the target's own measure of how much a
-sampler slows it)."""
+rounds and prints the time they took and the CPU time the target used for
+them (its own measures of how much a sampler slows it)."""
 
 import sys
 import time
@@ -36,10 +36,11 @@ def main():
     # Time for a sampler to attach before the measured part.
     time.sleep(float(sys.argv[2]) if len(sys.argv) > 2 else 0.0)
     print("start", flush=True)
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     for _ in range(rounds):
         round_()
-    print("%.6f" % (time.perf_counter() - start), flush=True)
+    print("%.6f %.6f" % (time.perf_counter() - start, time.process_time() - start_cpu),
+          flush=True)
 
 
 if __name__ == "__main__":
