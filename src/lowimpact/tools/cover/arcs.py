@@ -124,6 +124,9 @@ class _Format:
         # argument from HAVE_ARGUMENT on.
         has_arg = set(getattr(dis, "hasarg", range(dis.HAVE_ARGUMENT, 256)))
         jrel, jabs = set(dis.hasjrel), set(dis.hasjabs)
+        # Relative jumps go backward from 3.11 on (cover needs 3.11; this
+        # module is still imported before the check that says so).
+        backward = getattr(dis, "_is_backward_jump", lambda op: False)
         self.kind = bytearray(256)
         self.caches = bytearray(256)
         self.has_arg = bytearray(256)
@@ -147,7 +150,7 @@ class _Format:
             if base in jabs:
                 self.jump[op] = self.ABSOLUTE
             elif base in jrel:
-                self.jump[op] = self.BACKWARD if dis._is_backward_jump(base) else self.FORWARD
+                self.jump[op] = self.BACKWARD if backward(base) else self.FORWARD
             self.meanings[op] = _BRANCH_MEANINGS.get(name)
             if name in _UNCONDITIONAL:
                 self.kind[op] = self.UNCONDITIONAL
