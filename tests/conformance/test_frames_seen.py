@@ -358,3 +358,34 @@ def test_code_that_loops_or_tries_first_starts_as_natively(M: Any, tool: Tool, p
         ("start", "try_first"), ("line", "try_first", 1), ("line", "try_first", 2),
         ("line", "try_first", 5),
     ]
+
+
+def test_a_loop_first_function_waiting_in_a_call_as_events_go_on(M: Any, tool: Tool) -> None:
+    """A function whose loop comes first calls, from the first instruction
+    with a large inline cache, a C callable whose Python callback turns
+    PY_START on: new functions of its code, and its later calls, report
+    PY_START, as natively."""
+    import functools
+    import types
+
+    E = M.events
+    namespace: dict = {}
+    exec(compile("def X(f, items):\n    for x in items:\n        f(x)\n    return 1\n",
+                 "<waiting>", "exec"), namespace)
+    X = namespace["X"]
+    starts: list = []
+
+    def hook(x: Any) -> None:
+        if x == "on":
+            tool.set_events(E.PY_START)
+            types.FunctionType(X.__code__, namespace)(len, ["1"])
+            X(len, ["2"])
+
+    tool.register(E.PY_START, lambda code, offset: starts.append(code.co_name)
+                  if code is X.__code__ else None)
+    try:
+        X(functools.partial(hook), ["a", "on", "b"])
+        X(len, ["3"])
+    finally:
+        tool.set_events(0)
+    assert starts == ["X", "X", "X"]

@@ -14,6 +14,8 @@ import sys
 import threading
 from typing import Any, Callable, Dict, List
 
+import pytest
+
 from .helpers import Tool
 
 SOAK = os.environ.get("LOWIMPACT_SOAK") == "1"
@@ -206,3 +208,69 @@ def test_first_starts_of_a_function_on_two_threads(M: Any, tool: Tool) -> None:
         tool.set_events(0)
     assert later == 4
     assert sorted(seen) == [(name, (True, resume), (True, resume)) for name in ("one", "two")]
+
+
+BARE_START_SOURCES = {
+    "plain": "def work(events):\n    x = events\n    for e in x:\n        e.set()\n    return 1\n",
+    "loop_first": "def work(events):\n    for e in events:\n        e.set()\n    return 1\n",
+}
+
+
+@pytest.mark.parametrize("shape", sorted(BARE_START_SOURCES))
+def test_disabled_first_starts_on_two_threads_leave_the_function_traceable(
+        M: Any, tool: Tool, shape: str) -> None:
+    """Two threads start a function for the first time, the second while
+    the first one's PY_START callback waits, and both callbacks return
+    DISABLE (a coverage tool for a file it does not measure); the first
+    returns while the second waits.  The function stays what it was for
+    sys.settrace: a call event and its lines, as a twin that never ran
+    under monitoring gets."""
+    E = M.events
+
+    def make() -> Any:
+        namespace: Dict[str, Any] = {}
+        exec(compile(BARE_START_SOURCES[shape], "<bare starts>", "exec"), namespace)
+        return namespace["work"]
+
+    work, twin = make(), make()
+    one_in, two_in, one_body = threading.Event(), threading.Event(), threading.Event()
+
+    def on_start(code: Any, offset: int) -> Any:
+        name = threading.current_thread().name
+        if code is work.__code__ and name == "one":
+            one_in.set()
+            two_in.wait(10)
+        elif code is work.__code__ and name == "two":
+            two_in.set()
+            one_body.wait(10)
+        return M.DISABLE
+
+    tool.register(E.PY_START, on_start)
+    tool.set_events(E.PY_START)
+    try:
+        threads = [threading.Thread(target=work, args=([one_body],), name="one")]
+        threads[0].start()
+        one_in.wait(10)
+        threads.append(threading.Thread(target=work, args=([],), name="two"))
+        threads[1].start()
+        for thread in threads:
+            thread.join()
+    finally:
+        tool.set_events(0)
+
+    def traced(function: Any) -> List[Any]:
+        seen: List[Any] = []
+
+        def trace(frame: Any, event: str, arg: Any) -> Any:
+            if frame.f_code is function.__code__:
+                seen.append((event, frame.f_lineno - frame.f_code.co_firstlineno))
+            return trace
+
+        sys.settrace(trace)
+        try:
+            function([threading.Event()])
+        finally:
+            sys.settrace(None)
+        return seen
+
+    assert traced(work) == traced(twin)

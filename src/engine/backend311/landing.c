@@ -300,7 +300,8 @@ raised_landing(_PyInterpreterFrame *frame, li_landing *to)
  * as traceable (the frames are seen as started); `first` is the code's
  * _co_firsttraceable to put back when the last of its frames is done (the
  * callbacks let other threads run, whose frames of the code may start
- * meanwhile and finish in any order). */
+ * meanwhile and finish in any order), if its entry trampoline is still
+ * armed then. */
 typedef struct {
     _PyInterpreterFrame *frame;
     int first;
@@ -413,7 +414,10 @@ start_before_building(PyThreadState *tstate, _PyInterpreterFrame *here,
     tstate->cframe->current_frame = here;
     frame->prev_instr = saved_prev;
     forget_starting(frame);
-    if (starting_of_code(code) == NULL) {
+    /* Unless the entry trampoline went meanwhile (the callbacks of another
+       frame of the code, started first, disabled it there), which put back
+       the code's own value: the one these frames saw, to keep. */
+    if (starting_of_code(code) == NULL && cb->saved_firsttraceable >= 0) {
         code->_co_firsttraceable = saved_first;
     }
     if (err < 0) {

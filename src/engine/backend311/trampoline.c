@@ -655,7 +655,10 @@ li_trampoline_arm(li_code_state *cs)
     p->code = code;
     li_trampoline *t = find_trampoline(p, at);
     if (t != NULL && t->armed) {
-        return 1;
+        /* Away from RESUME, the units may hold the resume trampoline of a
+           frame waiting in their instruction instead: no entry, and none
+           can go in while that frame stands. */
+        return li_same_landing(t->landing, (li_landing){resume, LI_LAND_START});
     }
     /* A yield in the first units after RESUME 0 puts the point where its
        suspended generators go on under the entry trampoline: those created
