@@ -147,29 +147,15 @@ same_handler(const li_handler *a, const li_handler *b)
 }
 
 /* Whether an error raised anywhere a trampoline at `at` runs is handled as
- * one raised by the instruction it replaced. */
+ * one raised at unit `origin`: the instruction it replaced (`at` itself), or
+ * the RESUME 0 that jumps to an entry trampoline in an inline cache. */
 static bool
-handled_as_at(const li_handler *handlers, int n_handlers, int at)
+handled_as_at(const li_handler *handlers, int n_handlers, int at, int origin)
 {
-    const li_handler *first = handler_at(handlers, n_handlers, at);
+    const li_handler *first = handler_at(handlers, n_handlers, origin);
     /* Up to the unit after its CALL: the CALL's cache is reached only by a
        RecursionError as the landing function's frame starts, which
        type_positive() rules out, or by the landing failing (no memory). */
-    for (int unit = at + 1; unit <= at + LI_TRAMPOLINE_UNITS; unit++) {
-        if (!same_handler(first, handler_at(handlers, n_handlers, unit))) {
-            return false;
-        }
-    }
-    return true;
-}
-
-/* Whether an error raised anywhere a trampoline at `at` runs (up to the
- * unit after its CALL, as handled_as_at()) is handled as one raised at unit
- * `origin`. */
-static bool
-handled_as_origin(const li_handler *handlers, int n_handlers, int at, int origin)
-{
-    const li_handler *first = handler_at(handlers, n_handlers, origin);
     for (int unit = at; unit <= at + LI_TRAMPOLINE_UNITS; unit++) {
         if (!same_handler(first, handler_at(handlers, n_handlers, unit))) {
             return false;
@@ -233,7 +219,7 @@ entry_place(PyCodeObject *code, li_code_backend *cb)
     const li_handler *own = handler_at(handlers, n_handlers, at);
     if (own == NULL || own->depth == 0) {
         if (!jumped_into && at + LI_TRAMPOLINE_UNITS <= n &&
-            handled_as_origin(handlers, n_handlers, at, at))
+            handled_as_at(handlers, n_handlers, at, at))
         {
             cb->entry_site = cb->entry_tramp = at;
         }
@@ -242,13 +228,12 @@ entry_place(PyCodeObject *code, li_code_backend *cb)
            (past a try block that starts the code, say). */
         bool away = cb->entry_site < 0 && !generator;
         for (int unit = at + 1; away && unit < n && unit - at - 1 <= 255;) {
-            int op = unit, oparg;
+            int oparg;
             int opcode = read_instruction(units, n, &unit, &oparg);
-            (void)oparg;
-            op = unit - 1 - _PyOpcode_Caches[opcode];
+            int op = unit - 1 - _PyOpcode_Caches[opcode];   /* past EXTENDED_ARGs */
             int tramp = unit - LI_TRAMPOLINE_UNITS;
             if (_PyOpcode_Caches[opcode] >= LI_TRAMPOLINE_UNITS && tramp - at - 1 <= 255 &&
-                handled_as_origin(handlers, n_handlers, tramp, at))
+                handled_as_at(handlers, n_handlers, tramp, at))
             {
                 cb->entry_site = at;
                 cb->entry_tramp = tramp;
@@ -332,7 +317,7 @@ resume_site_ok(const li_analysis *an, int i, int capacity)
             return false;
         }
     }
-    return handled_as_at(an->handlers, an->n_handlers, at);
+    return handled_as_at(an->handlers, an->n_handlers, at, at);
 }
 
 /* ---- arming --------------------------------------------------------------- */
@@ -788,7 +773,8 @@ cache_site(const li_analysis *an, int current)
     /* An error in the trampoline, or as the landing function's call starts
        a frame, unwinds from one of the units up to the end of the
        trampoline's CALL's cache. */
-    if (!handled_as_at(an->handlers, an->n_handlers, in->end - LI_TRAMPOLINE_UNITS)) {
+    if (!handled_as_at(an->handlers, an->n_handlers, in->end - LI_TRAMPOLINE_UNITS,
+                       in->end - LI_TRAMPOLINE_UNITS)) {
         return -1;
     }
     return k;
