@@ -866,7 +866,7 @@ fire_call(PyThreadState *tstate, const firing *f, uint32_t epoch)
 }
 
 /* probes_run() once the probe is known to fire. */
-static __attribute__((noinline)) int
+static LI_HOT_INLINE int
 fire(li_probes *lp, PyThreadState *tstate, _PyInterpreterFrame *frame)
 {
     int32_t at = lp->probe_at[frame->prev_instr - _PyCode_CODE(lp->shadow)];
