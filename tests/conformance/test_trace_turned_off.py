@@ -439,3 +439,85 @@ def test_kept_trampoline_needed_again_costs_nothing(tmp_path: Any) -> None:
     out = run(tmp_path, STILL_NEEDED_AFTER_ALL, "opcode", 0)
     assert out["result"] == [1, 2]
     assert (out["kept"], out["kept_after"]) == (0, 0), out
+
+
+# As LEFT_BY_AN_EXCEPTION, on another thread: its trace function raises at
+# the trampoline, which the thread's removal of that trace function (the
+# audit event "sys.settrace") finds the frame still standing in, before it
+# unwinds.  The main thread, traced all along and setting no trace function
+# since, then runs the code: it sees what it saw before monitoring started.
+LEFT_ON_ANOTHER_THREAD = """
+import json, sys, threading
+if sys.version_info < (3, 12):
+    import lowimpact
+    lowimpact.install()
+M = sys.monitoring
+E = M.events
+M.use_tool_id(3, "t")
+M.register_callback(3, E.LINE, lambda *a: None)
+when = int(sys.argv[2])
+state = {"armed": False, "seen": 0, "raised": False}
+
+
+class Boom(Exception):
+    pass
+
+
+def key(v):
+    if state["armed"] and state["seen"] == 0:
+        M.set_events(3, E.LINE)
+        state["seen"] = 1
+    return v
+
+
+def outer():
+    y = sorted([2, 1], key=key)
+    return y
+
+
+def raising_trace(frame, event, arg):
+    if frame.f_code is outer.__code__:
+        frame.f_trace_opcodes = True
+        if state["seen"] and event == "opcode":
+            state["seen"] += 1
+            if state["seen"] == when + 1:
+                M.set_events(3, 0)
+                raise Boom
+    return raising_trace
+
+
+def thread_main():
+    sys.settrace(raising_trace)
+    state["armed"] = True
+    try:
+        outer()
+    except Boom:
+        state["raised"] = True
+    state["armed"] = False
+
+
+seen = []
+def trace(frame, event, arg):
+    if frame.f_code is outer.__code__:
+        seen.append((event, frame.f_lasti, frame.f_lineno))
+    return trace
+
+
+sys.settrace(trace)
+outer()
+before = list(seen)
+thread = threading.Thread(target=thread_main)
+thread.start()
+thread.join()
+seen.clear()
+outer()
+sys.settrace(None)
+print(json.dumps({"result": seen == before or [before, seen], "raised": state["raised"]}))
+"""
+
+
+@pytest.mark.parametrize("when", range(1, 9))
+def test_trampoline_left_by_an_exception_on_another_thread(tmp_path: Any, when: int) -> None:
+    out = run(tmp_path, LEFT_ON_ANOTHER_THREAD, "opcode", when)
+    assert out["raised"] or sys.version_info >= (3, 12)
+    assert out["result"] is True

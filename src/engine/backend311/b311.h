@@ -667,6 +667,10 @@ int li_trampolines_disarm_unneeded_of(li_code_state *cs);
  * frame is still there (it may have left by an exception, or landed).
  * Costs nothing while there is none. */
 void li_trampolines_settle(void);
+/* li_trampolines_settle(), and again soon after, from the main thread, if
+ * any is still kept then: for a trace function being set or removed as its
+ * frame stands in a trampoline that it is about to leave by an exception. */
+void li_trampolines_settle_soon(void);
 /* Disarms every trampoline of `cs`'s original, which its frames are to run
  * as it is.  Whether its entry trampoline is gone (it stays while a frame of
  * any thread stands in its units). */

@@ -1405,6 +1405,35 @@ li_trampolines_settle(void)
     }
 }
 
+/* Whether settle_pending() is queued, so that it is queued once. */
+static bool settle_queued;
+
+static int
+settle_pending(void *Py_UNUSED(arg))
+{
+    settle_queued = false;
+    li_trampolines_settle();
+    return 0;
+}
+
+void
+li_trampolines_settle_soon(void)
+{
+    li_trampolines_settle();
+    if (lingering_list == NULL || settle_queued) {
+        return;
+    }
+    /* A trace function that raised is removed before its frame unwinds out
+       of the trampoline it stood in, and no landing of that frame follows:
+       other threads may run the code before anything here would settle
+       again.  The main thread runs pending calls at its next check of the
+       eval breaker, when that frame is gone.  A full queue (-1, no
+       exception) leaves it to the next landing, update or trace function. */
+    if (Py_AddPendingCall(settle_pending, NULL) == 0) {
+        settle_queued = true;
+    }
+}
+
 int
 li_trampolines_disarm_unneeded(void)
 {
