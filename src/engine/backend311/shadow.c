@@ -1445,9 +1445,12 @@ done:
  * fills it lazily from the location table).  It differs from the location
  * table in one place: the probe right after RESUME 0 (PY_START) belongs to
  * RESUME, but a sys.settrace function must see the same 'line' events as in
- * the original, where the first is the one of the instruction after RESUME;
- * so in this array the probe has that instruction's line.  Python code sees
- * RESUME's line (transparency.c maps lines through the original). */
+ * the original, where the first is at the instruction after RESUME; so in
+ * this array the probe has no line, and that instruction, coming after a
+ * unit without one, makes the event (a line there, RESUME's or its own,
+ * would make it at the probe, where f_lasti reads RESUME's offset).  Python
+ * code sees RESUME's line (transparency.c maps lines through the
+ * original). */
 static int
 set_line_array(const builder *b, const shadow_image *img, PyCodeObject *shadow)
 {
@@ -1461,16 +1464,15 @@ set_line_array(const builder *b, const shadow_image *img, PyCodeObject *shadow)
         PyErr_NoMemory();
         return -1;
     }
-    int moved_from = -1, moved_to = -1, moved_line = -1;
+    int start_from = -1, start_to = -1;
     if (b->resume >= 0 && b->resume + 1 < b->an.n_instrs &&
         b->plans[b->resume + 1].pos[AFTER] >= 0)
     {
-        moved_from = b->plans[b->resume + 1].pos[AFTER];
-        moved_to = moved_from + b->probe_size;
-        moved_line = b->an.instrs[b->resume + 1].line;
+        start_from = b->plans[b->resume + 1].pos[AFTER];
+        start_to = start_from + b->probe_size;
     }
     for (int u = 0; u < b->n_units; u++) {
-        int line = (u >= moved_from && u < moved_to) ? moved_line : img->line_of[u];
+        int line = (u >= start_from && u < start_to) ? -1 : img->line_of[u];
         if (wide) {
             ((int32_t *)lines)[u] = line;
         }
