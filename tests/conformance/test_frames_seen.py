@@ -464,3 +464,72 @@ def test_trace_function_sees_the_first_line_once_where_it_is(M: Any, tool: Tool,
     second time where the frame landed."""
     assert _traced_run(M, tool, events, opcodes) == _traced_run(M, tool, "none", opcodes)
 
+
+WAITING_SOURCE = '''
+def key(v):
+    turn_on()
+    return v
+
+def wrap(x):
+    return x
+
+def in_a_call():
+    y = sorted([2, 1], key=key)
+    for x in range(2):
+        y.append(x)
+    return y
+
+def next_line_after_the_call():
+    y = wrap(
+        sorted([2, 1], key=key))
+    return y
+
+def in_a_loop():
+    total = 0
+    for v in sorted([2, 1], key=key):
+        total += v
+    return total
+'''
+
+
+@pytest.mark.parametrize("name", ["in_a_call", "next_line_after_the_call", "in_a_loop"])
+@pytest.mark.parametrize("events", ["LINE", "PY_START", "INSTRUCTION", "CALL", "JUMP"])
+def test_trace_function_sees_no_line_at_a_trampoline(M: Any, tool: Tool, events: str,
+                                                     name: str) -> None:
+    """A traced frame that waits in a call (sorted(key=)) as events go on
+    sees the line events of an unmonitored run: none where, on the engine,
+    a jump takes it back into the trampoline in its call's inline cache
+    (inline-cache offsets), nor where it lands in the line it was in (the
+    landing pad's jump back)."""
+    E = M.events
+
+    def run(wanted: int) -> list:
+        namespace: dict = {"__name__": "waiting"}
+        exec(compile(WAITING_SOURCE, "<waiting>", "exec"), namespace)
+        function = namespace[name]
+        on = []
+
+        def turn_on() -> None:
+            if not on:
+                on.append(True)
+                tool.set_events(wanted)
+
+        namespace["turn_on"] = turn_on
+        seen: list = []
+
+        def tracer(frame: Any, event: str, arg: Any) -> Any:
+            if frame.f_code is function.__code__:
+                seen.append((event, frame.f_lasti, frame.f_lineno))
+            return tracer
+
+        sys.settrace(tracer)
+        try:
+            function()
+        finally:
+            sys.settrace(None)
+            tool.set_events(0)
+        return seen
+
+    for event in (E.LINE, E.PY_START, E.INSTRUCTION, E.CALL, E.JUMP):
+        tool.register(event, lambda *args: None)
+    assert run(getattr(E, events)) == run(0)

@@ -3,9 +3,8 @@ break the frame it traces.
 
 On the engine a frame that was running when events came gets trampolines
 written over units of its code (docs/ENGINE.md, "Trampolines").  A trace
-function may run while its frame stands in those units: a backward jump into
-one makes a ``line`` event, ``f_trace_opcodes`` an ``opcode`` event at each
-unit.  If monitoring is turned off meanwhile, from the trace function itself
+function may run while its frame stands in those units: ``f_trace_opcodes``
+makes an ``opcode`` event at each unit.  If monitoring is turned off meanwhile, from the trace function itself
 or by another thread while it waits (a debugger's prompt), putting back what
 the trampoline replaced would leave the frame to run an inline cache as
 code.  Each case runs in a child process, as a failure is a crash; natively
@@ -156,9 +155,9 @@ def run(tmp_path: Any, program: str, mode: str, when: int) -> dict:
     return json.loads(done.stdout)
 
 
-# On the engine the first `line` event after the events came is where a jump
-# back reaches the trampoline; with `f_trace_opcodes` the trace function is
-# called at the jump and at each unit in turn (and on `line` events).
+# On the engine the first `line` event after the events came is where the
+# frame landed; with `f_trace_opcodes` the trace function is called at the
+# jump back to the trampoline and at each of its units in turn.
 # "first-call": at the trampoline's CALL (event 6 in a call, 7 in a
 # `yield from`) the traced frame is on its way to the landing function.
 CASES = ([("line", 1), ("thread", 1), ("first-call", 6), ("first-call", 7)] +

@@ -230,6 +230,10 @@ typedef struct {
     bool armed;
     _Py_CODEUNIT saved[LI_TRAMPOLINE_UNITS];
     _Py_CODEUNIT saved_jump, saved_owner;
+    int saved_lines[LI_TRAMPOLINE_UNITS];  /* the line array's entries
+                                              for its units (not the entry
+                                              trampoline's) */
+    int saved_jump_line;                    /* and for the jump's unit */
 } li_trampoline;
 
 /* Where the exceptions raised at one unit go while a frame waits there
