@@ -47,6 +47,12 @@ def turn_off():
         # As another thread does while a debugger waits at its prompt.
         waiting.set()
         resumed.wait(60)
+    elif mode == "subinterpreter":
+        import _xxsubinterpreters as interpreters
+        M.set_events(3, 0)
+        sub = interpreters.create()
+        interpreters.run_string(sub, "import sys; sys.settrace(None)")
+        interpreters.destroy(sub)
     elif mode == "first-call":
         # Events stay on: a function that first runs now starts on
         # instrumented code as its traced caller stands in a trampoline.
@@ -64,7 +70,7 @@ def other_thread():
 def make_trace(code):
     def trace(frame, event, arg):
         if frame.f_code is code:
-            frame.f_trace_opcodes = mode in ("opcode", "first-call")
+            frame.f_trace_opcodes = mode in ("opcode", "first-call", "subinterpreter")
             if turned_on[0] and event in ("line", "opcode"):
                 seen_after[0] += 1
                 if seen_after[0] == when:
@@ -520,3 +526,15 @@ def test_trampoline_left_by_an_exception_on_another_thread(tmp_path: Any, when: 
     out = run(tmp_path, LEFT_ON_ANOTHER_THREAD, "opcode", when)
     assert out["raised"] or sys.version_info >= (3, 12)
     assert out["result"] is True
+
+
+
+# A subinterpreter sets a trace function of its own after monitoring went
+# off, as the frame stands in the trampoline (mode "subinterpreter"): the
+# audit event "sys.settrace" comes from an interpreter whose threads do not
+# include the frame, which must still find its trampoline there.
+@pytest.mark.parametrize("when", range(1, 7))
+def test_subinterpreter_setting_a_trace_function_leaves_the_trampoline(tmp_path: Any,
+                                                                       when: int) -> None:
+    out = run(tmp_path, IN_A_CALL, "subinterpreter", when)
+    assert out["result"] == [1, 2]
