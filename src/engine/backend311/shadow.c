@@ -1454,35 +1454,17 @@ done:
 static int
 set_line_array(const builder *b, const shadow_image *img, PyCodeObject *shadow)
 {
-    bool wide = false;
-    for (int u = 0; u < b->n_units; u++) {
-        wide |= img->line_of[u] > INT16_MAX;
-    }
-    size_t size = wide ? sizeof(int32_t) : sizeof(int16_t);
-    void *lines = PyMem_Malloc(size * (size_t)b->n_units);
-    if (lines == NULL) {
-        PyErr_NoMemory();
+    if (li_set_line_array(shadow, img->line_of, b->n_units) < 0) {
         return -1;
     }
-    int start_from = -1, start_to = -1;
     if (b->resume >= 0 && b->resume + 1 < b->an.n_instrs &&
         b->plans[b->resume + 1].pos[AFTER] >= 0)
     {
-        start_from = b->plans[b->resume + 1].pos[AFTER];
-        start_to = start_from + b->probe_size;
-    }
-    for (int u = 0; u < b->n_units; u++) {
-        int line = (u >= start_from && u < start_to) ? -1 : img->line_of[u];
-        if (wide) {
-            ((int32_t *)lines)[u] = line;
-        }
-        else {
-            ((int16_t *)lines)[u] = (int16_t)line;
+        int start = b->plans[b->resume + 1].pos[AFTER];
+        for (int u = start; u < start + b->probe_size; u++) {
+            li_line_array_set(shadow, u, -1);
         }
     }
-    assert(shadow->_co_linearray == NULL);
-    shadow->_co_linearray = lines;
-    shadow->_co_linearray_entry_size = (short)size;
     return 0;
 }
 

@@ -443,56 +443,20 @@ ensure_line_array(PyCodeObject *code)
     }
     int n_units = (int)Py_SIZE(code);
     li_loc *locs = PyMem_Malloc(sizeof(li_loc) * (size_t)n_units);
-    if (locs == NULL) {
+    int32_t *lines = PyMem_Malloc(sizeof(int32_t) * (size_t)n_units);
+    int err = -1;
+    if (locs == NULL || lines == NULL) {
         PyErr_NoMemory();
-        return -1;
     }
-    if (li_decode_locations(code, locs, n_units) < 0) {
-        PyMem_Free(locs);
-        return -1;
-    }
-    bool wide = false;
-    for (int u = 0; u < n_units; u++) {
-        wide |= locs[u].line > INT16_MAX;
-    }
-    size_t size = wide ? sizeof(int32_t) : sizeof(int16_t);
-    void *lines = PyMem_Malloc(size * (size_t)n_units);
-    if (lines == NULL) {
-        PyMem_Free(locs);
-        PyErr_NoMemory();
-        return -1;
-    }
-    for (int u = 0; u < n_units; u++) {
-        if (wide) {
-            ((int32_t *)lines)[u] = locs[u].line;
+    else if (li_decode_locations(code, locs, n_units) == 0) {
+        for (int u = 0; u < n_units; u++) {
+            lines[u] = locs[u].line;
         }
-        else {
-            ((int16_t *)lines)[u] = (int16_t)locs[u].line;
-        }
+        err = li_set_line_array(code, lines, n_units);
     }
     PyMem_Free(locs);
-    code->_co_linearray = lines;
-    code->_co_linearray_entry_size = (short)size;
-    return 0;
-}
-
-static int
-line_array_get(PyCodeObject *code, int unit)
-{
-    return code->_co_linearray_entry_size == sizeof(int16_t)
-           ? ((int16_t *)code->_co_linearray)[unit]
-           : ((int32_t *)code->_co_linearray)[unit];
-}
-
-static void
-line_array_set(PyCodeObject *code, int unit, int line)
-{
-    if (code->_co_linearray_entry_size == sizeof(int16_t)) {
-        ((int16_t *)code->_co_linearray)[unit] = (int16_t)line;
-    }
-    else {
-        ((int32_t *)code->_co_linearray)[unit] = line;
-    }
+    PyMem_Free(lines);
+    return err;
 }
 
 /* Whether tracing must not see the units of `t` as lines.  The entry
@@ -558,12 +522,12 @@ arm(li_patches *p, li_trampoline *t)
     memcpy(units + t->at, trampoline, sizeof(trampoline));
     if (hides_lines(t)) {
         for (int k = 0; k < LI_TRAMPOLINE_UNITS; k++) {
-            t->saved_lines[k] = line_array_get(code, t->at + k);
-            line_array_set(code, t->at + k, -1);
+            t->saved_lines[k] = li_line_array_get(code, t->at + k);
+            li_line_array_set(code, t->at + k, -1);
         }
         if (t->jump >= 0) {
-            t->saved_jump_line = line_array_get(code, t->jump);
-            line_array_set(code, t->jump, -1);
+            t->saved_jump_line = li_line_array_get(code, t->jump);
+            li_line_array_set(code, t->jump, -1);
         }
     }
     if (t->jump >= 0) {
@@ -630,10 +594,10 @@ restore(PyCodeObject *code, li_trampoline *t)
     memcpy(units + t->at, t->saved, sizeof(t->saved));
     if (hides_lines(t)) {
         for (int k = 0; k < LI_TRAMPOLINE_UNITS; k++) {
-            line_array_set(code, t->at + k, t->saved_lines[k]);
+            li_line_array_set(code, t->at + k, t->saved_lines[k]);
         }
         if (t->jump >= 0) {
-            line_array_set(code, t->jump, t->saved_jump_line);
+            li_line_array_set(code, t->jump, t->saved_jump_line);
         }
     }
     if (t->owner >= 0) {
