@@ -389,3 +389,151 @@ def test_a_loop_first_function_waiting_in_a_call_as_events_go_on(M: Any, tool: T
     finally:
         tool.set_events(0)
     assert starts == ["X", "X", "X"]
+
+
+TRACED_SOURCE = '''
+def plain(a):
+    b = a + 1
+    c = b * 2
+    return c
+
+def loop_first(a):
+    for i in range(a):
+        a += i
+    return a
+
+def gen(a):
+    yield a
+    yield a + 1
+
+def calls_gen(a):
+    return list(gen(a))
+'''
+
+
+def _traced_run(M: Any, tool: Tool, events: str, opcodes: bool) -> list:
+    """What a sys.settrace function sees of two calls of each function of
+    TRACED_SOURCE, first run now, under `events` ("coverage": PY_START, and
+    from its callback LINE for the code that starts).  Opcode events are
+    left out: f_trace_opcodes sees probes (docs/ENGINE.md)."""
+    E = M.events
+    namespace: dict = {"__name__": "traced"}
+    exec(compile(TRACED_SOURCE, "<traced>", "exec"), namespace)
+    functions = [namespace[name] for name in ("plain", "loop_first", "calls_gen")]
+    codes = {f.__code__ for f in functions} | {namespace["gen"].__code__}
+    seen: list = []
+
+    def on_start(code: Any, offset: int) -> Any:
+        if events == "coverage":
+            tool.set_local(code, E.LINE)
+        return M.DISABLE
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code in codes:
+            frame.f_trace_opcodes = opcodes
+            if event != "opcode":
+                seen.append((frame.f_code.co_name, event, frame.f_lasti, frame.f_lineno))
+        return tracer
+
+    tool.register(E.LINE, lambda code, line: None)
+    tool.register(E.PY_START, on_start)
+    wanted = {"none": 0, "start": E.PY_START, "start_line": E.PY_START | E.LINE,
+              "line": E.LINE, "coverage": E.PY_START}[events]
+    tool.set_events(wanted)
+    sys.settrace(tracer)
+    try:
+        for f in functions:
+            f(2)
+            f(3)
+    finally:
+        sys.settrace(None)
+        tool.set_events(0)
+        for code in codes:
+            tool.set_local(code, 0)
+    return seen
+
+
+@pytest.mark.parametrize("opcodes", [False, True])
+@pytest.mark.parametrize("events", ["start", "start_line", "line", "coverage"])
+def test_trace_function_sees_the_first_line_once_where_it_is(M: Any, tool: Tool, events: str,
+                                                           opcodes: bool) -> None:
+    """A sys.settrace function sees a function's first line once, at its
+    first instruction after RESUME, whatever the monitoring: the engine
+    used to report it at the PY_START probe (f_lasti 0), and under the
+    coverage pattern (or any PY_START whose callback asks for LINE) a
+    second time where the frame landed."""
+    assert _traced_run(M, tool, events, opcodes) == _traced_run(M, tool, "none", opcodes)
+
+
+WAITING_SOURCE = '''
+def key(v):
+    turn_on()
+    return v
+
+def wrap(x):
+    return x
+
+def in_a_call():
+    y = sorted([2, 1], key=key)
+    for x in range(2):
+        y.append(x)
+    return y
+
+def next_line_after_the_call():
+    y = wrap(
+        sorted([2, 1], key=key))
+    return y
+
+def in_a_loop():
+    total = 0
+    for v in sorted([2, 1], key=key):
+        total += v
+    return total
+'''
+
+
+@pytest.mark.parametrize("opcodes", [False, True])
+@pytest.mark.parametrize("name", ["in_a_call", "next_line_after_the_call", "in_a_loop"])
+@pytest.mark.parametrize("events", ["LINE", "PY_START", "INSTRUCTION", "CALL", "JUMP"])
+def test_trace_function_sees_no_line_at_a_trampoline(M: Any, tool: Tool, events: str,
+                                                     name: str, opcodes: bool) -> None:
+    """A traced frame that waits in a call (sorted(key=)) as events go on
+    sees the line events of an unmonitored run: none where, on the engine,
+    a jump takes it back into the trampoline in its call's inline cache
+    (inline-cache offsets), nor where it lands in the line it was in (the
+    landing pad's jump back).  Opcode events are left out: f_trace_opcodes
+    sees a trampoline's units (docs/ENGINE.md)."""
+    E = M.events
+
+    def run(wanted: int) -> list:
+        namespace: dict = {"__name__": "waiting"}
+        exec(compile(WAITING_SOURCE, "<waiting>", "exec"), namespace)
+        function = namespace[name]
+        on = []
+
+        def turn_on() -> None:
+            if not on:
+                on.append(True)
+                tool.set_events(wanted)
+
+        namespace["turn_on"] = turn_on
+        seen: list = []
+
+        def tracer(frame: Any, event: str, arg: Any) -> Any:
+            if frame.f_code is function.__code__:
+                frame.f_trace_opcodes = opcodes
+                if event != "opcode":
+                    seen.append((event, frame.f_lasti, frame.f_lineno))
+            return tracer
+
+        sys.settrace(tracer)
+        try:
+            function()
+        finally:
+            sys.settrace(None)
+            tool.set_events(0)
+        return seen
+
+    for event in (E.LINE, E.PY_START, E.INSTRUCTION, E.CALL, E.JUMP):
+        tool.register(event, lambda *args: None)
+    assert run(getattr(E, events)) == run(0)

@@ -216,6 +216,24 @@ BARE_START_SOURCES = {
 }
 
 
+def traced_run(function: Any) -> List[Any]:
+    """What a sys.settrace function sees of a call of a function of
+    BARE_START_SOURCES: (event, line relative to the def)."""
+    seen: List[Any] = []
+
+    def trace(frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code is function.__code__:
+            seen.append((event, frame.f_lineno - frame.f_code.co_firstlineno))
+        return trace
+
+    sys.settrace(trace)
+    try:
+        function([threading.Event()])
+    finally:
+        sys.settrace(None)
+    return seen
+
+
 @pytest.mark.parametrize("shape", sorted(BARE_START_SOURCES))
 def test_disabled_first_starts_on_two_threads_leave_the_function_traceable(
         M: Any, tool: Tool, shape: str) -> None:
@@ -258,19 +276,56 @@ def test_disabled_first_starts_on_two_threads_leave_the_function_traceable(
     finally:
         tool.set_events(0)
 
-    def traced(function: Any) -> List[Any]:
-        seen: List[Any] = []
+    assert traced_run(work) == traced_run(twin)
 
-        def trace(frame: Any, event: str, arg: Any) -> Any:
-            if frame.f_code is function.__code__:
-                seen.append((event, frame.f_lineno - frame.f_code.co_firstlineno))
-            return trace
 
-        sys.settrace(trace)
-        try:
-            function([threading.Event()])
-        finally:
-            sys.settrace(None)
-        return seen
+@pytest.mark.parametrize("returns", ["none", "disable", "lines"])
+@pytest.mark.parametrize("shape", sorted(BARE_START_SOURCES))
+def test_traced_start_while_another_first_start_waits(M: Any, tool: Tool, shape: str,
+                                                       returns: str) -> None:
+    """A thread with a sys.settrace function starts a function while the
+    PY_START callback of another thread's first start of it waits (on the
+    engine, at that frame's landing, with the code's first units counted as
+    started meanwhile).  Its trace function sees what it sees of a twin that
+    never ran under monitoring: no event before the call, none at the
+    entry trampoline."""
+    E = M.events
 
-    assert traced(work) == traced(twin)
+    def make() -> Any:
+        namespace: Dict[str, Any] = {}
+        exec(compile(BARE_START_SOURCES[shape], "<traced start>", "exec"), namespace)
+        return namespace["work"]
+
+    work, twin = make(), make()
+    waiting, traced_done = threading.Event(), threading.Event()
+
+    def on_start(code: Any, offset: int) -> Any:
+        if code is work.__code__ and threading.current_thread().name == "first":
+            waiting.set()
+            traced_done.wait(10)
+            if returns == "lines":
+                tool.set_local(code, E.LINE)
+        return M.DISABLE if returns == "disable" else None
+
+    seen: List[Any] = []
+
+    def second() -> None:
+        waiting.wait(10)
+        seen.extend(traced_run(work))
+        traced_done.set()
+
+    tool.register(E.LINE, lambda code, line: None)
+    tool.register(E.PY_START, on_start)
+    tool.set_events(E.PY_START)
+    try:
+        threads = [threading.Thread(target=second, name="second"),
+                   threading.Thread(target=work, args=([],), name="first")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        tool.set_events(0)
+        tool.set_local(work, 0)
+    assert traced_done.is_set()
+    assert seen == traced_run(twin)

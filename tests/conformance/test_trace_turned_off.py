@@ -3,9 +3,8 @@ break the frame it traces.
 
 On the engine a frame that was running when events came gets trampolines
 written over units of its code (docs/ENGINE.md, "Trampolines").  A trace
-function may run while its frame stands in those units: a backward jump into
-one makes a ``line`` event, ``f_trace_opcodes`` an ``opcode`` event at each
-unit.  If monitoring is turned off meanwhile, from the trace function itself
+function may run while its frame stands in those units: ``f_trace_opcodes``
+makes an ``opcode`` event at each unit.  If monitoring is turned off meanwhile, from the trace function itself
 or by another thread while it waits (a debugger's prompt), putting back what
 the trampoline replaced would leave the frame to run an inline cache as
 code.  Each case runs in a child process, as a failure is a crash; natively
@@ -48,6 +47,12 @@ def turn_off():
         # As another thread does while a debugger waits at its prompt.
         waiting.set()
         resumed.wait(60)
+    elif mode == "subinterpreter":
+        import _xxsubinterpreters as interpreters
+        M.set_events(3, 0)
+        sub = interpreters.create()
+        interpreters.run_string(sub, "import sys; sys.settrace(None)")
+        interpreters.destroy(sub)
     elif mode == "first-call":
         # Events stay on: a function that first runs now starts on
         # instrumented code as its traced caller stands in a trampoline.
@@ -65,7 +70,7 @@ def other_thread():
 def make_trace(code):
     def trace(frame, event, arg):
         if frame.f_code is code:
-            frame.f_trace_opcodes = mode in ("opcode", "first-call")
+            frame.f_trace_opcodes = mode in ("opcode", "first-call", "subinterpreter")
             if turned_on[0] and event in ("line", "opcode"):
                 seen_after[0] += 1
                 if seen_after[0] == when:
@@ -156,9 +161,9 @@ def run(tmp_path: Any, program: str, mode: str, when: int) -> dict:
     return json.loads(done.stdout)
 
 
-# On the engine the first `line` event after the events came is where a jump
-# back reaches the trampoline; with `f_trace_opcodes` the trace function is
-# called at the jump and at each unit in turn (and on `line` events).
+# On the engine the first `line` event after the events came is where the
+# frame landed; with `f_trace_opcodes` the trace function is called at the
+# jump back to the trampoline and at each of its units in turn.
 # "first-call": at the trampoline's CALL (event 6 in a call, 7 in a
 # `yield from`) the traced frame is on its way to the landing function.
 CASES = ([("line", 1), ("thread", 1), ("first-call", 6), ("first-call", 7)] +
@@ -439,3 +444,97 @@ def test_kept_trampoline_needed_again_costs_nothing(tmp_path: Any) -> None:
     out = run(tmp_path, STILL_NEEDED_AFTER_ALL, "opcode", 0)
     assert out["result"] == [1, 2]
     assert (out["kept"], out["kept_after"]) == (0, 0), out
+
+
+# As LEFT_BY_AN_EXCEPTION, on another thread: its trace function raises at
+# the trampoline, which the thread's removal of that trace function (the
+# audit event "sys.settrace") finds the frame still standing in, before it
+# unwinds.  The main thread, traced all along and setting no trace function
+# since, then runs the code: it sees what it saw before monitoring started.
+LEFT_ON_ANOTHER_THREAD = """
+import json, sys, threading
+if sys.version_info < (3, 12):
+    import lowimpact
+    lowimpact.install()
+M = sys.monitoring
+E = M.events
+M.use_tool_id(3, "t")
+M.register_callback(3, E.LINE, lambda *a: None)
+when = int(sys.argv[2])
+state = {"armed": False, "seen": 0, "raised": False}
+
+
+class Boom(Exception):
+    pass
+
+
+def key(v):
+    if state["armed"] and state["seen"] == 0:
+        M.set_events(3, E.LINE)
+        state["seen"] = 1
+    return v
+
+
+def outer():
+    y = sorted([2, 1], key=key)
+    return y
+
+
+def raising_trace(frame, event, arg):
+    if frame.f_code is outer.__code__:
+        frame.f_trace_opcodes = True
+        if state["seen"] and event == "opcode":
+            state["seen"] += 1
+            if state["seen"] == when + 1:
+                M.set_events(3, 0)
+                raise Boom
+    return raising_trace
+
+
+def thread_main():
+    sys.settrace(raising_trace)
+    state["armed"] = True
+    try:
+        outer()
+    except Boom:
+        state["raised"] = True
+    state["armed"] = False
+
+
+seen = []
+def trace(frame, event, arg):
+    if frame.f_code is outer.__code__:
+        seen.append((event, frame.f_lasti, frame.f_lineno))
+    return trace
+
+
+sys.settrace(trace)
+outer()
+before = list(seen)
+thread = threading.Thread(target=thread_main)
+thread.start()
+thread.join()
+seen.clear()
+outer()
+sys.settrace(None)
+print(json.dumps({"result": seen == before or [before, seen], "raised": state["raised"]}))
+"""
+
+
+@pytest.mark.parametrize("when", range(1, 9))
+def test_trampoline_left_by_an_exception_on_another_thread(tmp_path: Any, when: int) -> None:
+    out = run(tmp_path, LEFT_ON_ANOTHER_THREAD, "opcode", when)
+    assert out["raised"] or sys.version_info >= (3, 12)
+    assert out["result"] is True
+
+
+
+# A subinterpreter sets a trace function of its own after monitoring went
+# off, as the frame stands in the trampoline (mode "subinterpreter"): the
+# audit event "sys.settrace" comes from an interpreter whose threads do not
+# include the frame, which must still find its trampoline there.
+@pytest.mark.parametrize("when", range(1, 7))
+def test_subinterpreter_setting_a_trace_function_leaves_the_trampoline(tmp_path: Any,
+                                                                       when: int) -> None:
+    out = run(tmp_path, IN_A_CALL, "subinterpreter", when)
+    assert out["result"] == [1, 2]

@@ -110,6 +110,30 @@ li_is_jump(int opcode)
 int li_decode_locations(PyCodeObject *code, li_loc *locs, int n_units);
 /* Encodes one li_loc per unit; a new bytes object or NULL. */
 PyObject *li_encode_locations(const li_loc *locs, int n_units, int firstlineno);
+/* Gives `code`, which has none yet, the per-unit line array CPython's
+ * tracing reads (_co_linearray, which it would make from the location table
+ * as it first traces the code): `lines`, one per unit (-1: none), in 16-bit
+ * entries if they fit, as CPython makes it.  0 or -1 with MemoryError. */
+int li_set_line_array(PyCodeObject *code, const int32_t *lines, int n_units);
+
+static inline int
+li_line_array_get(PyCodeObject *code, int unit)
+{
+    return code->_co_linearray_entry_size == sizeof(int16_t)
+           ? ((int16_t *)code->_co_linearray)[unit]
+           : ((int32_t *)code->_co_linearray)[unit];
+}
+
+static inline void
+li_line_array_set(PyCodeObject *code, int unit, int line)
+{
+    if (code->_co_linearray_entry_size == sizeof(int16_t)) {
+        ((int16_t *)code->_co_linearray)[unit] = (int16_t)line;
+    }
+    else {
+        ((int32_t *)code->_co_linearray)[unit] = line;
+    }
+}
 /* The exception table of `code` as compiled (trampoline.c may route
  * exceptions elsewhere meanwhile).  Borrowed. */
 PyObject *li_own_exceptiontable(PyCodeObject *code);
@@ -230,6 +254,10 @@ typedef struct {
     bool armed;
     _Py_CODEUNIT saved[LI_TRAMPOLINE_UNITS];
     _Py_CODEUNIT saved_jump, saved_owner;
+    int saved_lines[LI_TRAMPOLINE_UNITS];  /* the line array's entries
+                                              for its units (not the entry
+                                              trampoline's) */
+    int saved_jump_line;                    /* and for the jump's unit */
 } li_trampoline;
 
 /* Where the exceptions raised at one unit go while a frame waits there
@@ -667,6 +695,10 @@ int li_trampolines_disarm_unneeded_of(li_code_state *cs);
  * frame is still there (it may have left by an exception, or landed).
  * Costs nothing while there is none. */
 void li_trampolines_settle(void);
+/* li_trampolines_settle(), and again soon after, from the main thread, if
+ * any is still kept then: for a trace function being set or removed as its
+ * frame stands in a trampoline that it is about to leave by an exception. */
+void li_trampolines_settle_soon(void);
 /* Disarms every trampoline of `cs`'s original, which its frames are to run
  * as it is.  Whether its entry trampoline is gone (it stays while a frame of
  * any thread stands in its units). */

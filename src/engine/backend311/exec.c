@@ -141,10 +141,18 @@ li_exec_unpause(void)
 static int
 audit_hook(const char *event, PyObject *args, void *Py_UNUSED(data))
 {
+    /* Audit hooks are the runtime's, called in every interpreter; the
+       engine runs in the main one only (module.c), and looks for frames
+       among the current interpreter's threads: from a subinterpreter it
+       would find none, and put back a trampoline a frame stands in. */
+    if (_PyInterpreterState_GET() != PyInterpreterState_Main()) {
+        return 0;
+    }
     if (strcmp(event, "sys.settrace") == 0) {
         /* A trace function would see the units of a trampoline kept for a
-           frame that has left them since (trampoline.c, disarm_all()). */
-        li_trampolines_settle();
+           frame that has left them since (trampoline.c, disarm_all()), or
+           is about to: a trace function that raised is removed here. */
+        li_trampolines_settle_soon();
         return 0;
     }
     if (strcmp(event, "exec") != 0 || !li_anything_wanted() ||

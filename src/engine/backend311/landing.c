@@ -258,15 +258,57 @@ typedef struct {
     PyCodeObject *restore_code;
     int restore_at;
     _Py_CODEUNIT restore_unit;
+    /* The frame whose next 'line' event the thread's trace function must
+       not see (compared only), or NULL. */
+    _PyInterpreterFrame *quiet_frame;
 } token_object;
 
 static _Thread_local token_object *waiting_token;
+
+/* A landing pad jumps back to where its frame goes on: a trace function
+ * sees a 'line' event there, also where the frame goes on in the line it
+ * was in, as after a trampoline in the inline cache of a call, where the
+ * original reports none.  For such a landing the thread's trace function
+ * (tstate->c_tracefunc; c_traceobj stays) is wrapped in line_filter() from
+ * the token's drop until the frame's next event: its 'line' event is
+ * dropped, other events go through, and the trace function is back as soon
+ * as an event other than that frame's 'opcode' events (the pad's jump, with
+ * f_trace_opcodes) comes.  Per thread, as trace functions are. */
+static _Thread_local Py_tracefunc filtered_func;
+static _Thread_local _PyInterpreterFrame *filtered_frame;
+
+static int
+line_filter(PyObject *obj, PyFrameObject *f, int what, PyObject *arg)
+{
+    Py_tracefunc func = filtered_func;
+    bool own = f->f_frame == filtered_frame;
+    if (!(own && what == PyTrace_OPCODE)) {
+        PyThreadState *tstate = _PyThreadState_GET();
+        /* Unless a trace function was set since.  (CPython passes the
+           opcode event that may follow the line event here too: `func`
+           stays this thread's until the next filter.) */
+        if (tstate->c_tracefunc == line_filter) {
+            tstate->c_tracefunc = func;
+        }
+        filtered_frame = NULL;
+        if (own && what == PyTrace_LINE) {
+            return 0;
+        }
+    }
+    return func(obj, f, what, arg);
+}
 
 static void
 token_dealloc(PyObject *self)
 {
     token_object *token = (token_object *)self;
     PyThreadState_LeaveTracing(token->tstate);
+    Py_tracefunc func = token->tstate->c_tracefunc;
+    if (token->quiet_frame != NULL && func != NULL && func != line_filter) {
+        filtered_func = func;
+        filtered_frame = token->quiet_frame;
+        token->tstate->c_tracefunc = line_filter;
+    }
     if (token->restore_code != NULL) {
         _PyCode_CODE(token->restore_code)[token->restore_at] = token->restore_unit;
         Py_DECREF(token->restore_code);
@@ -445,6 +487,36 @@ start_before_building(PyThreadState *tstate, _PyInterpreterFrame *here,
     return li_add_resume_point(cb, to->to) < 0 ? -1 : START_FIRED;
 }
 
+/* Whether `frame`, traced, lands where it goes on in the line it was in,
+ * by falling through in the original: the original would report no 'line'
+ * event there, the landing pad's jump back would (token_dealloc()).  Its
+ * `line` must not be -1, so that the event dropped is that one. */
+static bool
+goes_on_in_its_line(PyThreadState *tstate, _PyInterpreterFrame *frame,
+                    const expected_landing *to)
+{
+    if (tstate->c_tracefunc == NULL || frame->f_code != to->original ||
+        to->code != to->original || to->from < 0 || to->to.unit <= to->from ||
+        (to->to.phase != LI_LAND_BEFORE_AFTER && to->to.phase != LI_LAND_FALLTHROUGH))
+    {
+        return false;
+    }
+    if (frame->frame_obj != NULL && !frame->frame_obj->f_trace_lines) {
+        return false;
+    }
+    /* From the location table: the line array hides trampolines' units
+       (trampoline.c). */
+    int line, from_line, ignored;
+    if (!PyCode_Addr2Location(to->original, to->to.unit * (int)sizeof(_Py_CODEUNIT), &line,
+                              &ignored, &ignored, &ignored) ||
+        !PyCode_Addr2Location(to->original, to->from * (int)sizeof(_Py_CODEUNIT), &from_line,
+                              &ignored, &ignored, &ignored))
+    {
+        return false;
+    }
+    return line >= 0 && line == from_line;
+}
+
 /* Moves the frame that called the landing function where it was expected
  * to go.  1 if it did, 0 if no landing was expected for that frame, -1 on
  * error. */
@@ -496,6 +568,7 @@ land(PyThreadState *tstate)
     }
     token->tstate = tstate;
     token->restore_code = NULL;
+    token->quiet_frame = goes_on_in_its_line(tstate, frame, &to) ? frame : NULL;
     bool starting = to.to.phase == LI_LAND_START;
     if (starting) {
         int started = start_before_building(tstate, here, frame, &to, token);

@@ -1445,42 +1445,26 @@ done:
  * fills it lazily from the location table).  It differs from the location
  * table in one place: the probe right after RESUME 0 (PY_START) belongs to
  * RESUME, but a sys.settrace function must see the same 'line' events as in
- * the original, where the first is the one of the instruction after RESUME;
- * so in this array the probe has that instruction's line.  Python code sees
- * RESUME's line (transparency.c maps lines through the original). */
+ * the original, where the first is at the instruction after RESUME; so in
+ * this array the probe has no line, and that instruction, coming after a
+ * unit without one, makes the event (a line there, RESUME's or its own,
+ * would make it at the probe, where f_lasti reads RESUME's offset).  Python
+ * code sees RESUME's line (transparency.c maps lines through the
+ * original). */
 static int
 set_line_array(const builder *b, const shadow_image *img, PyCodeObject *shadow)
 {
-    bool wide = false;
-    for (int u = 0; u < b->n_units; u++) {
-        wide |= img->line_of[u] > INT16_MAX;
-    }
-    size_t size = wide ? sizeof(int32_t) : sizeof(int16_t);
-    void *lines = PyMem_Malloc(size * (size_t)b->n_units);
-    if (lines == NULL) {
-        PyErr_NoMemory();
+    if (li_set_line_array(shadow, img->line_of, b->n_units) < 0) {
         return -1;
     }
-    int moved_from = -1, moved_to = -1, moved_line = -1;
     if (b->resume >= 0 && b->resume + 1 < b->an.n_instrs &&
         b->plans[b->resume + 1].pos[AFTER] >= 0)
     {
-        moved_from = b->plans[b->resume + 1].pos[AFTER];
-        moved_to = moved_from + b->probe_size;
-        moved_line = b->an.instrs[b->resume + 1].line;
-    }
-    for (int u = 0; u < b->n_units; u++) {
-        int line = (u >= moved_from && u < moved_to) ? moved_line : img->line_of[u];
-        if (wide) {
-            ((int32_t *)lines)[u] = line;
-        }
-        else {
-            ((int16_t *)lines)[u] = (int16_t)line;
+        int start = b->plans[b->resume + 1].pos[AFTER];
+        for (int u = start; u < start + b->probe_size; u++) {
+            li_line_array_set(shadow, u, -1);
         }
     }
-    assert(shadow->_co_linearray == NULL);
-    shadow->_co_linearray = lines;
-    shadow->_co_linearray_entry_size = (short)size;
     return 0;
 }
 

@@ -132,6 +132,28 @@ corrupt:
     return -1;
 }
 
+int
+li_set_line_array(PyCodeObject *code, const int32_t *lines, int n_units)
+{
+    assert(code->_co_linearray == NULL && n_units <= Py_SIZE(code));
+    bool wide = false;
+    for (int u = 0; u < n_units; u++) {
+        wide |= lines[u] > INT16_MAX;
+    }
+    size_t size = wide ? sizeof(int32_t) : sizeof(int16_t);
+    void *array = PyMem_Malloc(size * (size_t)Py_SIZE(code));
+    if (array == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    code->_co_linearray = array;
+    code->_co_linearray_entry_size = (short)size;
+    for (int u = 0; u < (int)Py_SIZE(code); u++) {
+        li_line_array_set(code, u, u < n_units ? lines[u] : -1);
+    }
+    return 0;
+}
+
 /* A growable byte buffer.  Errors are sticky and reported by buf_finish. */
 typedef struct {
     uint8_t *data;

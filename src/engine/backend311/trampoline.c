@@ -429,6 +429,45 @@ code_unit(int opcode, int oparg)
     return unit;
 }
 
+/* ---- lines that tracing sees ---------------------------------------------- */
+
+/* The per-unit line array CPython's tracing reads, which it makes from the
+ * location table as it first traces the code: made now if the code has
+ * none, so that the entries of a trampoline's units stay as set while it
+ * is armed.  0 or -1. */
+static int
+ensure_line_array(PyCodeObject *code)
+{
+    if (code->_co_linearray != NULL) {
+        return 0;
+    }
+    int n_units = (int)Py_SIZE(code);
+    li_loc *locs = PyMem_Malloc(sizeof(li_loc) * (size_t)n_units);
+    int32_t *lines = PyMem_Malloc(sizeof(int32_t) * (size_t)n_units);
+    int err = -1;
+    if (locs == NULL || lines == NULL) {
+        PyErr_NoMemory();
+    }
+    else if (li_decode_locations(code, locs, n_units) == 0) {
+        for (int u = 0; u < n_units; u++) {
+            lines[u] = locs[u].line;
+        }
+        err = li_set_line_array(code, lines, n_units);
+    }
+    PyMem_Free(locs);
+    PyMem_Free(lines);
+    return err;
+}
+
+/* Whether tracing must not see the units of `t` as lines.  The entry
+ * trampoline's count as not started while it is armed (li_trampoline_arm()),
+ * which no trace reaches. */
+static bool
+hides_lines(const li_trampoline *t)
+{
+    return t->landing.phase != LI_LAND_START;
+}
+
 /* Arms `t` (from a record, whose place the caller checked).  0 or -1. */
 static int
 arm(li_patches *p, li_trampoline *t)
@@ -436,6 +475,13 @@ arm(li_patches *p, li_trampoline *t)
     PyCodeObject *code = p->code;
     if (t->armed) {
         return 0;
+    }
+    /* A trace function would see a 'line' event where a jump reaches the
+       trampoline (a jump back into an inline cache, say), at a unit the
+       original never reports: its units have no line while it is armed.
+       (f_trace_opcodes still sees each unit.) */
+    if (hides_lines(t) && ensure_line_array(code) < 0) {
+        return -1;
     }
     if (p->n_armed == 0) {
         /* co_code must go on showing the code as it was: make CPython
@@ -474,6 +520,16 @@ arm(li_patches *p, li_trampoline *t)
                                     _Py_OPARG(units[t->owner]));
     }
     memcpy(units + t->at, trampoline, sizeof(trampoline));
+    if (hides_lines(t)) {
+        for (int k = 0; k < LI_TRAMPOLINE_UNITS; k++) {
+            t->saved_lines[k] = li_line_array_get(code, t->at + k);
+            li_line_array_set(code, t->at + k, -1);
+        }
+        if (t->jump >= 0) {
+            t->saved_jump_line = li_line_array_get(code, t->jump);
+            li_line_array_set(code, t->jump, -1);
+        }
+    }
     if (t->jump >= 0) {
         /* Nothing may drop the GIL between the jump and the trampoline: a
            thread that disarms it meanwhile would leave this frame in an
@@ -536,6 +592,14 @@ restore(PyCodeObject *code, li_trampoline *t)
         units[t->jump] = t->saved_jump;
     }
     memcpy(units + t->at, t->saved, sizeof(t->saved));
+    if (hides_lines(t)) {
+        for (int k = 0; k < LI_TRAMPOLINE_UNITS; k++) {
+            li_line_array_set(code, t->at + k, t->saved_lines[k]);
+        }
+        if (t->jump >= 0) {
+            li_line_array_set(code, t->jump, t->saved_jump_line);
+        }
+    }
     if (t->owner >= 0) {
         units[t->owner] = t->saved_owner;
     }
@@ -560,8 +624,8 @@ frame_of(PyCodeObject *code)
 
 /* Puts back what the trampolines of `p` replaced, except under a frame of
  * any thread that stands in a trampoline's own units: a frame whose trace
- * function runs at one of them (a backward jump into a trampoline makes a
- * `line` event, `f_trace_opcodes` an `opcode` event at each) goes on by
+ * function runs at one of them (`f_trace_opcodes` makes an `opcode` event
+ * at each) goes on by
  * reading the unit it stands at again, and would run what was put back
  * there, an inline cache or the middle of an instruction, as code.  (A
  * frame that called a Python function from the CALL whose inline cache
@@ -1402,6 +1466,35 @@ li_trampolines_settle(void)
     for (li_patches *p = lingering_list, *next; p != NULL; p = next) {
         next = p->next_lingering;
         disarm_if_unneeded(p);
+    }
+}
+
+/* Whether settle_pending() is queued, so that it is queued once. */
+static bool settle_queued;
+
+static int
+settle_pending(void *Py_UNUSED(arg))
+{
+    settle_queued = false;
+    li_trampolines_settle();
+    return 0;
+}
+
+void
+li_trampolines_settle_soon(void)
+{
+    li_trampolines_settle();
+    if (lingering_list == NULL || settle_queued) {
+        return;
+    }
+    /* A trace function that raised is removed before its frame unwinds out
+       of the trampoline it stood in, and no landing of that frame follows:
+       other threads may run the code before anything here would settle
+       again.  The main thread runs pending calls at its next check of the
+       eval breaker, when that frame is gone.  A full queue (-1, no
+       exception) leaves it to the next landing, update or trace function. */
+    if (Py_AddPendingCall(settle_pending, NULL) == 0) {
+        settle_queued = true;
     }
 }
 
