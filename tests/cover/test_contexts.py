@@ -352,13 +352,10 @@ test_outer()
 '''
 
 
-@pytest.mark.xfail(strict=True, reason="test contexts are per process, the C tracer's per "
-                   "thread (docs/COVER.md, Not yet)")
 def test_test_function_contexts_of_threads_same_as_ctrace(workdir: Path) -> None:
     # The C tracer starts test_inner's context in its thread while
     # test_outer's is active in the main thread, and ends it when
-    # test_inner returns: label(2) is then in no context.  lowimpact
-    # starts no test context while one is active, in any thread.
+    # test_inner returns: label(2) is then in no context.
     project = workdir / "project"
     shutil.copy(workdir / "test_function.rc", project)
     (project / "threaded.py").write_text(THREADED)
