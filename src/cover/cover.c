@@ -557,7 +557,7 @@ add_test(Collector *self, PyThreadState *thread, PyObject *frame, PyObject *code
 {
     if (self->n_tests == self->tests_size) {
         Py_ssize_t size = self->tests_size ? 2 * self->tests_size : 4;
-        TestContext *tests = PyMem_Resize(self->tests, TestContext, size);
+        TestContext *tests = PyMem_Realloc(self->tests, (size_t)size * sizeof(TestContext));
         if (tests == NULL) {
             PyErr_NoMemory();
             return -1;
