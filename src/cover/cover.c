@@ -34,7 +34,8 @@
  *
  *   test_context       coverage.py's dynamic_context = test_function, as its
  *                      C tracer does it: when a code object named test* or
- *                      runTest starts (PY_START, or PY_RESUME of a generator)
+ *                      runTest starts (PY_START, or PY_RESUME or global
+ *                      PY_THROW of a generator)
  *                      while no test context is active in its thread,
  *                      test_context(frame) gives the label (None: not a
  *                      test); the context ends when that frame returns,
@@ -807,6 +808,31 @@ on_unwind(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
     return LOWIMPACT_CONTINUE;
 }
 
+/* PY_THROW (global, with test contexts): a test generator thrown into
+ * (throw(), close(), its finalisation) starts its context again, as
+ * coverage.py's C tracer gets a call event for it; only one in
+ * test_codes, whose local events end the context.  It cannot be
+ * DISABLEd. */
+static int
+on_throw(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)event;
+    Collector *self = (Collector *)data;
+    if (nargs < 1 || !PyCode_Check(args[0]) || self->test_context == NULL) {
+        return LOWIMPACT_CONTINUE;
+    }
+    PyObject *key = PyLong_FromVoidPtr(args[0]);   /* owned */
+    if (key == NULL) {
+        return -1;
+    }
+    int test = PyDict_Contains(self->test_codes, key);
+    Py_DECREF(key);
+    if (test < 0 || (test && maybe_start_test_context(self, args[0]) < 0)) {
+        return -1;
+    }
+    return LOWIMPACT_CONTINUE;
+}
+
 /* Every step is tried whatever the others do: the callbacks must not
  * outlive their data.  Someone who freed the tool id meanwhile left the
  * callbacks registered, and registering needs the id in use: it is taken
@@ -824,7 +850,7 @@ unregister(Collector *self)
     static const int events[] = {PY_MONITORING_EVENT_PY_START, PY_MONITORING_EVENT_LINE,
                                  PY_MONITORING_EVENT_BRANCH, PY_MONITORING_EVENT_PY_RETURN,
                                  PY_MONITORING_EVENT_PY_YIELD, PY_MONITORING_EVENT_PY_RESUME,
-                                 PY_MONITORING_EVENT_PY_UNWIND};
+                                 PY_MONITORING_EVENT_PY_UNWIND, PY_MONITORING_EVENT_PY_THROW};
     for (size_t i = 0; i < sizeof(events) / sizeof(events[0]); i++) {
         if (LowImpact_RegisterCallback(self->tool_id, events[i], NULL, NULL) < 0) {
             li_keep_first_error(&first);
@@ -896,7 +922,11 @@ register_callbacks(Collector *self)
                                        self) < 0) {
             return -1;
         }
-        global |= EVENT_BIT(PY_MONITORING_EVENT_PY_UNWIND);
+        if (LowImpact_RegisterCallback(self->tool_id, PY_MONITORING_EVENT_PY_THROW, on_throw,
+                                       self) < 0) {
+            return -1;
+        }
+        global |= EVENT_BIT(PY_MONITORING_EVENT_PY_UNWIND) | EVENT_BIT(PY_MONITORING_EVENT_PY_THROW);
     }
     return LowImpact_SetEvents(self->tool_id, global);
 }
