@@ -332,3 +332,35 @@ def test_stop_forgets_the_threads_in_tests() -> None:
         go.set()
         thread.join()
     assert (running, collector.test_threads) == (1, 0)
+
+
+def test_core_closed():
+    try:
+        helper(0)
+        yield
+    finally:
+        helper(1)
+
+
+test_core_closed.__test__ = False
+
+
+def test_a_test_generator_thrown_into_starts_its_context_again() -> None:
+    # close() in another thread: its finally block runs in its context
+    # (started by PY_THROW, in that thread), which ends as it unwinds.
+    collector = context_collector()
+    collector.start()
+    try:
+        generator = test_core_closed()
+        next(generator)
+        between = collector.context
+        thread = threading.Thread(target=generator.close)
+        thread.start()
+        thread.join()
+        after = collector.context, collector.test_threads
+    finally:
+        collector.stop()
+    assert (between, after) == (None, (None, 0))
+    line = helper.__code__.co_firstlineno
+    assert helper_periods(collector) == [("test_core_closed", [line + 1, line + 3]),
+                                         ("test_core_closed", [line + 1, line + 2])]
