@@ -821,11 +821,15 @@ on_throw(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
     if (nargs < 1 || !PyCode_Check(args[0]) || self->test_context == NULL) {
         return LOWIMPACT_CONTINUE;
     }
+    int test = is_test_code(args[0]);   /* (the name first: no allocation) */
+    if (test <= 0) {
+        return test < 0 ? -1 : LOWIMPACT_CONTINUE;
+    }
     PyObject *key = PyLong_FromVoidPtr(args[0]);   /* owned */
     if (key == NULL) {
         return -1;
     }
-    int test = PyDict_Contains(self->test_codes, key);
+    test = PyDict_Contains(self->test_codes, key);
     Py_DECREF(key);
     if (test < 0 || (test && maybe_start_test_context(self, args[0]) < 0)) {
         return -1;
