@@ -317,7 +317,7 @@ typedef struct li_probes {
        probe the restart armed, when frames come in only there (probe.c,
        restarts_lazily()). */
     bool restart_due;
-    uint32_t restart_epoch;
+    uint64_t restart_epoch;
     /* Where its start units are in the list of those the next restart
        arms, while due in this epoch (lazily restarted shadows). */
     int restart_slot;

@@ -22,8 +22,11 @@ typedef struct {
 static start_unit *to_arm;
 static int n_to_arm, cap_to_arm, n_dropped;
 static _Py_CODEUNIT no_unit;
-/* How many times restart_events() ran: the epochs of restart_due. */
-static uint32_t restarts;
+/* How many times restart_events() ran: the epochs of restart_due.  64 bits:
+ * a shadow that no frame ran since it was due keeps its epoch for ever, and
+ * one that came round again would look due in the current epoch (its slot
+ * in to_arm long reused, its catch-up skipped). */
+static uint64_t restarts;
 
 li_probes *
 li_all_shadows(void)
