@@ -449,6 +449,36 @@ def test_restart_events_rearms_suspended_generator(M: Any, tool: Tool) -> None:
     assert len(rec.events) == 2
 
 
+def test_restart_events_twice_before_a_suspended_generator_resumes(M: Any, tool: Tool) -> None:
+    # A generator suspended on code without its disabled lines (a compacted
+    # copy in the engine) resumes only after two restarts, between which
+    # other generators of the code disabled the lines again: it reports
+    # every line from its resumption on, as the others do after each restart.
+    def gen() -> Any:
+        x = 1
+        yield x
+        y = 2
+        yield y
+        return x + y
+
+    with Recorder(tool, M.events.LINE, gen, returns=M.DISABLE) as rec:
+        for _ in range(3):
+            list(gen())
+        g = gen()
+        next(g)
+        rec.clear()
+        M.restart_events()
+        list(gen())
+        between = rec.lines(gen)
+        rec.clear()
+        list(gen())
+        M.restart_events()
+        list(g)
+        resumed = rec.lines(gen)
+    assert between == [1, 2, 3, 4, 5]
+    assert resumed == [3, 4, 5]
+
+
 def test_restart_events_without_disable_changes_nothing(M: Any, tool: Tool) -> None:
     def f() -> None:
         pass
