@@ -320,6 +320,103 @@ def test_restart_events_rearms_lines(M: Any, tool: Tool) -> None:
     assert rec.lines(f) == [1, 2, 4]
 
 
+def test_restart_events_twice_before_the_code_runs_again(M: Any, tool: Tool) -> None:
+    # Each round disables the lines again (the second call runs code without
+    # them), so the next restart has them to re-arm; two restarts in a row
+    # leave nothing less armed than one.
+    def f() -> int:
+        x = 1
+        return x
+
+    rounds = []
+    with Recorder(tool, M.events.LINE, f, returns=M.DISABLE) as rec:
+        for restarts in (1, 2, 1, 3):
+            f()
+            f()
+            rounds.append(rec.lines(f))
+            rec.clear()
+            for _ in range(restarts):
+                M.restart_events()
+    assert rounds == [[1, 2]] * 4
+
+
+def test_restart_events_after_the_disabled_code_died(M: Any, tool: Tool) -> None:
+    # Much code whose lines were disabled goes away before the restart,
+    # before and after `kept` disabled its own, which come back.
+    import gc
+
+    def kept() -> int:
+        x = 1
+        return x
+
+    source = "def f():\n    x = 1\n    return x\n"
+    with Recorder(tool, M.events.LINE, kept, returns=M.DISABLE, filename="<restart-died>") as rec:
+        for round in range(70):
+            namespace: dict = {}
+            exec(compile(source, "<restart-died>", "exec"), namespace)
+            namespace["f"]()
+            namespace["f"]()
+            del namespace
+            if round == 10:
+                kept()
+                kept()
+        died = [e.args[0] for e in rec.events if e.code is not kept.__code__]
+        rec.clear()
+        gc.collect()
+        M.restart_events()
+        kept()
+    assert died == [1, 2, 3] * 70
+    assert rec.lines(kept) == [1, 2]
+
+
+def test_restart_events_reaches_functions_made_after_it(M: Any, tool: Tool) -> None:
+    def make() -> Callable[[], int]:
+        def inner() -> int:
+            x = 1
+            return x
+
+        return inner
+
+    g = make()
+    inner = g.__code__
+    with Recorder(tool, M.events.LINE, g, returns=M.DISABLE) as rec:
+        g()
+        g()
+        rec.clear()
+        M.restart_events()
+        h = make()
+        h()
+        seen = [rec.lines(inner)]
+        rec.clear()
+        g()
+        h()
+        seen.append(rec.lines(inner))
+    assert seen == [[1, 2], []]
+
+
+def test_restart_events_from_the_function_whose_lines_are_disabled(M: Any, tool: Tool) -> None:
+    # The bdb pattern: restart_events() as the function runs; its frame on
+    # the stack gets its lines back at once (natively the rest of the line
+    # of the call counts as a line of its own: its code was instrumented
+    # anew meanwhile), its next call those it did not disable since.
+    def f(restart: bool) -> int:
+        x = 1
+        if restart:
+            M.restart_events()
+        return x
+
+    with Recorder(tool, M.events.LINE, f, returns=M.DISABLE) as rec:
+        f(False)
+        f(False)
+        rec.clear()
+        f(True)
+        during = rec.lines(f)
+        rec.clear()
+        f(False)
+    assert during == [3, 4]
+    assert rec.lines(f) == [1, 2]
+
+
 def test_disable_line_is_per_line_start_instruction(M: Any, tool: Tool) -> None:
     # The loop header has two line-start instructions: the first evaluation
     # of the iterable, and the loop test reached by the backward jump.
@@ -350,6 +447,36 @@ def test_restart_events_rearms_suspended_generator(M: Any, tool: Tool) -> None:
         next(it)
     it.close()
     assert len(rec.events) == 2
+
+
+def test_restart_events_twice_before_a_suspended_generator_resumes(M: Any, tool: Tool) -> None:
+    # A generator suspended on code without its disabled lines (a compacted
+    # copy in the engine) resumes only after two restarts, between which
+    # other generators of the code disabled the lines again: it reports
+    # every line from its resumption on, as the others do after each restart.
+    def gen() -> Any:
+        x = 1
+        yield x
+        y = 2
+        yield y
+        return x + y
+
+    with Recorder(tool, M.events.LINE, gen, returns=M.DISABLE) as rec:
+        for _ in range(3):
+            list(gen())
+        g = gen()
+        next(g)
+        rec.clear()
+        M.restart_events()
+        list(gen())
+        between = rec.lines(gen)
+        rec.clear()
+        list(gen())
+        M.restart_events()
+        list(g)
+        resumed = rec.lines(gen)
+    assert between == [1, 2, 3, 4, 5]
+    assert resumed == [3, 4, 5]
 
 
 def test_restart_events_without_disable_changes_nothing(M: Any, tool: Tool) -> None:

@@ -339,13 +339,18 @@ typedef struct li_probes {
     struct li_for_iter { int32_t unit; int32_t depth; } *for_iters;
     struct li_probes *next, *prev;   /* all live shadows */
     struct li_probes *next_of_code, *prev_of_code;   /* those of `cs` */
-    /* Shadows that restart_events() changes: partial ones, and those with
-       probes a DISABLE disarmed (probe.c). */
+    /* restart_events() has work here: it is partial, or a DISABLE disarmed
+       probes, since restart number restart_epoch.  Once another restart
+       ran, the work is left to the next frame that comes in, at a start
+       probe the restart armed, when frames come in only there (probe.c,
+       restarts_lazily()). */
+    bool restart_due;
+    uint64_t restart_epoch;
+    /* Where its start units are in the list of those the next restart
+       arms, while due in this epoch (lazily restarted shadows). */
+    int restart_slot;
+    /* The other shadows restart_events() re-arms at once (probe.c). */
     struct li_probes *next_restart, *prev_restart;
-    bool restart_linked;
-    /* restart_events() left its probes to be re-armed by the next frame
-       that runs it: only its start probes are armed meanwhile (probe.c). */
-    bool rearm_pending;
     /* Frames come in only at its entry probe (not a generator's code). */
     bool entered_at_start;
     /* First units of the probes where frames start or resume. */
@@ -496,9 +501,9 @@ void li_jump_unwind(PyThreadState *tstate, _PyInterpreterFrame *frame, li_unwind
 void li_jump_delivering(_PyInterpreterFrame *frame, const li_probe *p);
 /* A jump whose frame will not land (its callback raised). */
 void li_jump_forget(PyThreadState *tstate, _PyInterpreterFrame *frame);
-/* Re-arms the probes of `lp` if restart_events() left that to the next
- * frame that runs it: a frame is about to run it elsewhere than at a start
- * probe. */
+/* Does what restart_events() left to the next frame that runs `lp`: a frame
+ * runs it now (at a start probe, or elsewhere: moved onto it, on a stack as
+ * events change). */
 void li_probes_ready(li_probes *lp);
 /* Whether `lp` lacks probes that some tool may want now. */
 bool li_probes_stale(const li_probes *lp);
@@ -512,9 +517,11 @@ li_probes *li_all_shadows(void);
 bool li_frame_in_probe(_PyInterpreterFrame *frame);
 /* The live shadows of `cs`, linked by next_of_code. */
 li_probes *li_shadows_of(li_code_state *cs);
-/* For restart_events(): makes the partial shadows obsolete and outdated,
- * and re-arms what DISABLE disarmed, in the shadows where either happened
- * since the last restart. */
+/* For restart_events(), once li_reg.disable_epoch moved on: arms the start
+ * probes of the shadows that were partial or where a DISABLE disarmed
+ * probes in the epoch before, whose next frame does the rest (makes a
+ * partial one obsolete and outdated, re-arms a full one), and re-arms at
+ * once those that frames may enter elsewhere. */
 void li_probes_restart(void);
 /* Stops new frames from starting on `lp` (update.c); the quiet form leaves
  * the caller to call li_dispatch_changed(). */

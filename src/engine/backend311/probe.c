@@ -6,7 +6,27 @@
 /* co_extra slot that marks shadows and points at their li_probes. */
 static Py_ssize_t shadow_index = -1;
 static li_probes *all_shadows;
-static li_probes *restartable;   /* linked by next_restart */
+/* The shadows restart_events() re-arms at once, linked by next_restart. */
+static li_probes *restartable;
+
+/* The first unit of each start probe of the shadows that the next
+ * restart_events() leaves to their next frame, and the unit that arms it:
+ * all that restart does for them is these stores.  Those of a shadow that
+ * no longer needs it point at `no_unit` (n_dropped of them), until the
+ * array is squeezed.  `lp` (borrowed) finds the shadow's slot again. */
+typedef struct {
+    _Py_CODEUNIT *unit;
+    li_probes *lp;
+    _Py_CODEUNIT armed;
+} start_unit;
+static start_unit *to_arm;
+static int n_to_arm, cap_to_arm, n_dropped;
+static _Py_CODEUNIT no_unit;
+/* How many times restart_events() ran: the epochs of restart_due.  64 bits:
+ * a shadow that no frame ran since it was due keeps its epoch for ever, and
+ * one that came round again would look due in the current epoch (its slot
+ * in to_arm long reused, its catch-up skipped). */
+static uint64_t restarts;
 
 li_probes *
 li_all_shadows(void)
@@ -47,25 +67,97 @@ li_shadow_probes(PyCodeObject *code)
     return (li_probes *)extra;
 }
 
-static void
-link_restartable(li_probes *lp)
+/* Whether `lp`'s restart is left to the next frame that comes in: frames
+ * come in only at its start probes (not a generator's full shadow, which a
+ * suspended generator may resume where it has none; partial shadows keep a
+ * probe at each resumption). */
+static inline bool
+restarts_lazily(const li_probes *lp)
 {
-    if (lp->restart_linked) {
-        return;
-    }
-    lp->restart_linked = true;
-    lp->prev_restart = NULL;
-    lp->next_restart = restartable;
-    if (restartable != NULL) {
-        restartable->prev_restart = lp;
-    }
-    restartable = lp;
+    return lp->partial || lp->entered_at_start;
 }
 
+/* Whether a restart_events() since `lp` was due left work to its next frame. */
+static inline bool
+restart_pending(const li_probes *lp)
+{
+    return lp->restart_due && lp->restart_epoch != restarts;
+}
+
+/* Drops the entries of to_arm that point at no_unit, in a program that
+ * makes and drops many shadows between restarts. */
+static void
+squeeze_to_arm(void)
+{
+    int kept = 0;
+    li_probes *last = NULL;
+    for (int i = 0; i < n_to_arm; i++) {
+        if (to_arm[i].unit == &no_unit) {
+            continue;
+        }
+        if (to_arm[i].lp != last) {
+            last = to_arm[i].lp;
+            last->restart_slot = kept;
+        }
+        to_arm[kept++] = to_arm[i];
+    }
+    n_to_arm = kept;
+    n_dropped = 0;
+}
+
+/* `lp` is partial, or a DISABLE disarmed some of its probes: the next
+ * restart_events() has work there.  0 or -1. */
+static int
+link_restartable(li_probes *lp)
+{
+    assert(!restart_pending(lp));
+    if (lp->restart_due) {
+        return 0;
+    }
+    if (restarts_lazily(lp)) {
+        int slot = n_to_arm;
+        _Py_CODEUNIT *units = _PyCode_CODE(lp->shadow);
+        for (int k = 0; k < lp->n_starts; k++) {
+            if (li_reserve((void **)&to_arm, &cap_to_arm, n_to_arm, sizeof(start_unit), 64) < 0) {
+                n_to_arm = slot;
+                return -1;
+            }
+            to_arm[n_to_arm++] = (start_unit){units + lp->starts[k], lp, lp->armed_unit};
+        }
+        lp->restart_slot = slot;
+    }
+    else {
+        lp->prev_restart = NULL;
+        lp->next_restart = restartable;
+        if (restartable != NULL) {
+            restartable->prev_restart = lp;
+        }
+        restartable = lp;
+    }
+    lp->restart_due = true;
+    lp->restart_epoch = restarts;
+    return 0;
+}
+
+/* The next restart_events() has nothing to do in `lp`. */
 static void
 unlink_restartable(li_probes *lp)
 {
-    if (!lp->restart_linked) {
+    if (!lp->restart_due) {
+        return;
+    }
+    lp->restart_due = false;
+    if (restarts_lazily(lp)) {
+        /* (Entries of an earlier epoch were armed and dropped.) */
+        if (lp->restart_epoch == restarts) {
+            for (int k = 0; k < lp->n_starts; k++) {
+                to_arm[lp->restart_slot + k].unit = &no_unit;
+            }
+            n_dropped += lp->n_starts;
+            if (n_dropped > 64 && n_dropped * 2 > n_to_arm) {
+                squeeze_to_arm();
+            }
+        }
         return;
     }
     if (lp->prev_restart != NULL) {
@@ -78,7 +170,6 @@ unlink_restartable(li_probes *lp)
         lp->next_restart->prev_restart = lp->prev_restart;
     }
     lp->next_restart = lp->prev_restart = NULL;
-    lp->restart_linked = false;
 }
 
 /* co_extra free function: the shadow is being deallocated (its constants,
@@ -179,8 +270,8 @@ li_probes_attach(li_probes *lp, PyCodeObject *shadow)
         }
         cb->shadows = lp;
     }
-    if (lp->partial) {
-        link_restartable(lp);
+    if (lp->partial && link_restartable(lp) < 0) {
+        return -1;
     }
     li_probes_sync(lp);
     return 0;
@@ -238,7 +329,7 @@ set_armed(li_probes *lp, const li_probe *p, bool armed)
 static bool
 probe_wanted(const li_probes *lp, const li_probe *p, int index)
 {
-    assert(!lp->rearm_pending);
+    assert(!restart_pending(lp));
     if (index == lp->entry_probe && (lp->obsolete || lp->cs->refresh_pending)) {
         return true;    /* it redirects functions to the current shadow */
     }
@@ -274,13 +365,36 @@ lacks_probes(const li_probes *lp)
     return (li_probed_events(lp->cs) & ~lp->kinds) != 0 || li_probes_stale(lp);
 }
 
+/* What restart_events() left to `lp`'s next frame, but the re-arming
+ * itself: a partial shadow lacks the probes that fire again, and frames
+ * should leave an obsolete one anyway, so new frames start elsewhere.
+ * Whether that was the case. */
+static bool
+restart_catch_up(li_probes *lp)
+{
+    lp->restart_due = false;
+    /* The restart armed its start probes behind the count's back. */
+    const _Py_CODEUNIT *units = _PyCode_CODE(lp->shadow);
+    lp->n_armed = 0;
+    for (int i = 0; i < lp->n_probes; i++) {
+        lp->n_armed += _Py_OPCODE(units[lp->probes[i].unit]) != JUMP_FORWARD;
+    }
+    if (lp->partial || lp->obsolete) {
+        li_retire_quietly(lp);
+        return true;
+    }
+    return false;
+}
+
 void
 li_probes_sync(li_probes *lp)
 {
     if (lp->shadow == NULL) {
         return;
     }
-    lp->rearm_pending = false;
+    if (restart_pending(lp)) {
+        restart_catch_up(lp);
+    }
     lp->outdated = lacks_probes(lp);
     li_dispatch_changed();
     for (int i = 0; i < lp->n_probes; i++) {
@@ -288,61 +402,48 @@ li_probes_sync(li_probes *lp)
     }
 }
 
-/* Arms the probes where frames start or resume on `lp`. */
-static inline void
-arm_starts(li_probes *lp)
-{
-    _Py_CODEUNIT *units = _PyCode_CODE(lp->shadow);
-    for (int k = 0; k < lp->n_starts; k++) {
-        _Py_CODEUNIT *first = units + lp->starts[k];
-        if (_Py_OPCODE(*first) == JUMP_FORWARD) {
-            *first = lp->armed_unit;
-            lp->n_armed++;
-        }
-    }
-}
-
 void
 li_probes_ready(li_probes *lp)
 {
-    if (lp->rearm_pending) {
-        li_probes_sync(lp);
+    if (!restart_pending(lp)) {
+        return;
     }
+    if (restart_catch_up(lp)) {
+        /* Only frames that start or resume on it need to learn that, at
+           the start probes the restart armed (suspended generators at
+           their next resumption): each of its probes moves its frame on. */
+        lp->outdated = true;
+        li_dispatch_changed();
+        return;
+    }
+    li_probes_sync(lp);
 }
 
 void
 li_probes_restart(void)
 {
-    /* Native restart_events() leaves the work to each code object's next
-       run; so does this, where frames can only come in at a start probe:
-       it costs a few stores per shadow a DISABLE touched.  The caller
-       takes care of the frames on the stack; a frame that lands on such a
-       shadow re-arms it first (li_probes_ready()).  (Dying shadows leave
-       the list: each here has its shadow.) */
+    /* Native restart_events() bumps a version and leaves the work to each
+       code object's next run; so does this, but for one store per start
+       probe of the shadows where it has work (a frame that starts on them
+       meets no probe otherwise): it costs what the DISABLEs that made
+       the work cost, not the heap (each such shadow once an epoch).  The
+       caller takes care of the frames on the stack; a frame that lands on
+       such a shadow catches up first (li_probes_ready()). */
     li_dispatch_changed();
+    for (int i = 0; i < n_to_arm; i++) {
+        *to_arm[i].unit = to_arm[i].armed;
+    }
+    n_to_arm = n_dropped = 0;
+    restarts++;
+    /* The shadows that frames may enter where no probe is.  (Dying shadows
+       leave the list: each here has its shadow.) */
     li_probes *lp = restartable;
     restartable = NULL;
     while (lp != NULL) {
         li_probes *next = lp->next_restart;
         lp->next_restart = lp->prev_restart = NULL;
-        lp->restart_linked = false;
-        if (lp->partial || (lp->obsolete && lp->entered_at_start)) {
-            /* It lacks the probes that fire again, or frames should leave
-               it anyway: new frames start on a shadow that has them.  Only
-               frames that start or resume on it need to learn that here,
-               at its entry probe (suspended generators at their next
-               resumption: partial shadows keep a probe at each). */
-            li_retire_quietly(lp);
-            lp->outdated = true;
-            arm_starts(lp);
-        }
-        else if (lp->entered_at_start) {
-            lp->rearm_pending = true;
-            arm_starts(lp);
-        }
-        else {
-            li_probes_sync(lp);
-        }
+        lp->restart_due = false;
+        li_probes_sync(lp);
         lp = next;
     }
 }
@@ -412,8 +513,8 @@ after_disable(li_probes *lp, li_probe *p, int index)
         if (lp->obsolete && lp->entered_at_start) {
             unlink_restartable(lp);
         }
-        else {
-            link_restartable(lp);
+        else if (link_restartable(lp) < 0) {
+            return -1;
         }
     }
     return 0;

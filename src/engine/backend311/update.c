@@ -138,6 +138,8 @@ needs_events(PyCodeObject *code)
 {
     li_probes *lp = li_shadow_probes(code);
     if (lp != NULL) {
+        /* (A restart may have left it to learn that at its next frame.) */
+        li_probes_ready(lp);
         return lp->outdated;
     }
     li_code_state *cs = li_code_state_get(code);
@@ -877,16 +879,21 @@ li_backend_restart(void)
     li_probes_restart();
     /* Frames running shadows made outdated: callers move at once, the
        frames executing in C at trampolines, which count on the probes of
-       such a shadow to move the frame where it meets one first.  Shadows
-       left to be re-armed by their next frame, and obsolete ones (which
-       restart_events() may not have seen), are re-armed for these. */
+       such a shadow to move the frame where it meets one first.  The
+       shadows they run catch up with the restart now, and outdated or
+       obsolete ones (which restart_events() may not have seen) are
+       re-armed for these: per frame on a stack, as natively. */
     PyInterpreterState *interp = PyInterpreterState_Get();
     for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
          ts = PyThreadState_Next(ts))
     {
         for (_PyInterpreterFrame *f = ts->cframe->current_frame; f != NULL; f = f->previous) {
             li_probes *lp = li_shadow_probes(f->f_code);
-            if (lp != NULL && (lp->outdated || lp->rearm_pending || lp->obsolete)) {
+            if (lp == NULL) {
+                continue;
+            }
+            li_probes_ready(lp);
+            if (lp->outdated || lp->obsolete) {
                 li_probes_sync(lp);
             }
         }
