@@ -68,10 +68,7 @@ static PyObject *str_run_test = NULL;
 
 /* A thread's active test context. */
 typedef struct {
-    /* PyThreadState_GetID(): a dead thread's state address goes to a new
-       thread (in a forked child too, where the others' entries stay), ids
-       are never reused. */
-    uint64_t thread;
+    PyThreadState *thread;   /* borrowed: identity only */
     PyObject *frame;         /* the frame that started it */
     PyObject *code;          /* its code object */
 } TestContext;
@@ -544,7 +541,7 @@ give_nested_context_events(Collector *self, PyObject *code)
 
 /* The index in `tests` of `thread`'s test context, or -1: none active. */
 static Py_ssize_t
-find_test(const Collector *self, uint64_t thread)
+find_test(const Collector *self, const PyThreadState *thread)
 {
     for (Py_ssize_t i = 0; i < self->n_tests; i++) {
         if (self->tests[i].thread == thread) {
@@ -557,7 +554,7 @@ find_test(const Collector *self, uint64_t thread)
 /* Adds `thread`'s test context, started by `frame` running `code` (both
  * borrowed; the entry takes references). */
 static int
-add_test(Collector *self, uint64_t thread, PyObject *frame, PyObject *code)
+add_test(Collector *self, PyThreadState *thread, PyObject *frame, PyObject *code)
 {
     if (self->n_tests == self->tests_size) {
         Py_ssize_t size = self->tests_size ? 2 * self->tests_size : 4;
@@ -607,7 +604,7 @@ clear_tests(Collector *self)
 static int
 maybe_start_test_context(Collector *self, PyObject *code)
 {
-    uint64_t thread = PyThreadState_GetID(PyThreadState_Get());
+    PyThreadState *thread = PyThreadState_Get();   /* borrowed */
     if (self->paused || self->test_context == NULL || find_test(self, thread) >= 0) {
         return 0;
     }
