@@ -48,7 +48,10 @@ def turn_off():
         waiting.set()
         resumed.wait(60)
     elif mode == "subinterpreter":
-        import _xxsubinterpreters as interpreters
+        try:
+            import _interpreters as interpreters        # 3.13
+        except ImportError:
+            import _xxsubinterpreters as interpreters   # 3.11, 3.12
         M.set_events(3, 0)
         sub = interpreters.create()
         interpreters.run_string(sub, "import sys; sys.settrace(None)")
