@@ -216,6 +216,13 @@ BARE_START_SOURCES = {
 }
 
 
+def fresh_work(shape: str, filename: str) -> Any:
+    """A new `work` function (its own code object) of BARE_START_SOURCES[shape]."""
+    namespace: Dict[str, Any] = {}
+    exec(compile(BARE_START_SOURCES[shape], filename, "exec"), namespace)
+    return namespace["work"]
+
+
 def traced_run(function: Any) -> List[Any]:
     """What a sys.settrace function sees of a call of a function of
     BARE_START_SOURCES: (event, line relative to the def)."""
@@ -245,12 +252,7 @@ def test_disabled_first_starts_on_two_threads_leave_the_function_traceable(
     under monitoring gets."""
     E = M.events
 
-    def make() -> Any:
-        namespace: Dict[str, Any] = {}
-        exec(compile(BARE_START_SOURCES[shape], "<bare starts>", "exec"), namespace)
-        return namespace["work"]
-
-    work, twin = make(), make()
+    work, twin = fresh_work(shape, "<bare starts>"), fresh_work(shape, "<bare starts>")
     one_in, two_in, one_body = threading.Event(), threading.Event(), threading.Event()
 
     def on_start(code: Any, offset: int) -> Any:
@@ -291,12 +293,7 @@ def test_traced_start_while_another_first_start_waits(M: Any, tool: Tool, shape:
     entry trampoline."""
     E = M.events
 
-    def make() -> Any:
-        namespace: Dict[str, Any] = {}
-        exec(compile(BARE_START_SOURCES[shape], "<traced start>", "exec"), namespace)
-        return namespace["work"]
-
-    work, twin = make(), make()
+    work, twin = fresh_work(shape, "<traced start>"), fresh_work(shape, "<traced start>")
     waiting, traced_done = threading.Event(), threading.Event()
 
     def on_start(code: Any, offset: int) -> Any:
