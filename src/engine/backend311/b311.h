@@ -667,6 +667,17 @@ bool li_foreign_eval_frame(void);
  * frame; li_exec_unpause() puts it back. */
 void li_exec_pause(void);
 void li_exec_unpause(void);
+/* Installs lowimpact's frame evaluation function while it has work (a
+ * frame to wait for, li_update_pending()), and removes it when it has none
+ * (unless paused, or another is installed). */
+void li_frame_hook_refresh(void);
+/* Whether an update left functions and generators to bring into line
+ * later (update.c): until then every frame passes li_update_frame() as it
+ * starts or resumes. */
+bool li_update_pending(void);
+/* Brings `frame`, about to start or resume, into line, and goes on with
+ * the update's work now and then.  0 or -1. */
+int li_update_frame(PyThreadState *tstate, _PyInterpreterFrame *frame);
 
 /* ---- trampolines (trampoline.c) ---- */
 

@@ -16,6 +16,9 @@
  * that frame starts, moves it onto a shadow, and uninstalls itself.  Until
  * then (Python audit hooks run in between) no call is inlined, so a frame on
  * its way to a landing (landing.c) has it paused for the call that lands.
+ * The same function serves an update that leaves functions and generators
+ * for later (update.c): it brings each frame into line as it starts or
+ * resumes, until that update is done.
  */
 
 #include "b311.h"
@@ -29,21 +32,40 @@ static PyCodeObject *awaited;
 static int others_evaluated;
 #define MAX_OTHERS 1000
 
-static PyObject *await_frame(PyThreadState *tstate, _PyInterpreterFrame *frame, int throwflag);
+static PyObject *engine_frame(PyThreadState *tstate, _PyInterpreterFrame *frame,
+                              int throwflag);
+
+/* Whether engine_frame() has work: a frame to wait for, or an update. */
+static bool
+hook_wanted(void)
+{
+    return awaited != NULL || li_update_pending();
+}
+
+void
+li_frame_hook_refresh(void)
+{
+    PyInterpreterState *interp = _PyInterpreterState_GET();
+    if (hook_wanted()) {
+        if (interp->eval_frame == NULL) {
+            _PyInterpreterState_SetEvalFrameFunc(interp, engine_frame);
+        }
+    }
+    else if (interp->eval_frame == engine_frame) {
+        _PyInterpreterState_SetEvalFrameFunc(interp, NULL);
+    }
+}
 
 static void
 stop_waiting(void)
 {
-    PyInterpreterState *interp = _PyInterpreterState_GET();
-    if (interp->eval_frame == await_frame) {
-        _PyInterpreterState_SetEvalFrameFunc(interp, NULL);
-    }
     li_code_state *cs = awaited != NULL ? li_code_state_get(awaited) : NULL;
     if (cs != NULL && cs->backend != NULL) {
         li_release_shadow_stack((li_code_backend *)cs->backend);
     }
     Py_CLEAR(awaited);
     others_evaluated = 0;
+    li_frame_hook_refresh();
 }
 
 /* Moves `frame`, which has not started, onto the code it should run.
@@ -66,9 +88,9 @@ start_on_desired(PyThreadState *tstate, _PyInterpreterFrame *frame)
 }
 
 static PyObject *
-await_frame(PyThreadState *tstate, _PyInterpreterFrame *frame, int throwflag)
+engine_frame(PyThreadState *tstate, _PyInterpreterFrame *frame, int throwflag)
 {
-    if (frame->f_code == awaited) {
+    if (awaited != NULL && frame->f_code == awaited) {
         /* Allocated with room for the shadow (code_starting). */
         int err = start_on_desired(tstate, frame);
         stop_waiting();
@@ -76,8 +98,29 @@ await_frame(PyThreadState *tstate, _PyInterpreterFrame *frame, int throwflag)
             return NULL;
         }
     }
-    else if (++others_evaluated > MAX_OTHERS) {
+    else if (awaited != NULL && ++others_evaluated > MAX_OTHERS) {
         stop_waiting();
+    }
+    if (li_update_pending()) {
+        /* A generator may be resumed to raise what is thrown into it: the
+           update must not see (or clear) that exception. */
+        PyObject *type, *value, *traceback;
+        PyErr_Fetch(&type, &value, &traceback);
+        if (li_update_frame(tstate, frame) < 0) {
+            /* (No memory.)  The frame raises it where it starts or resumes,
+               unless it already has an exception to raise. */
+            if (throwflag) {
+                PyErr_WriteUnraisable(NULL);
+            }
+            else {
+                throwflag = 1;
+                Py_XDECREF(type);
+                Py_XDECREF(value);
+                Py_XDECREF(traceback);
+                return _PyEval_EvalFrameDefault(tstate, frame, throwflag);
+            }
+        }
+        PyErr_Restore(type, value, traceback);
     }
     return _PyEval_EvalFrameDefault(tstate, frame, throwflag);
 }
@@ -97,7 +140,6 @@ code_starting(PyCodeObject *code)
     if (armed != 0) {
         return armed < 0 ? -1 : 0;
     }
-    PyInterpreterState *interp = _PyInterpreterState_GET();
     bool generator = code->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR);
     if (generator || li_foreign_eval_frame()) {
         return 0;
@@ -109,7 +151,7 @@ code_starting(PyCodeObject *code)
     stop_waiting();
     li_reserve_shadow_stack(cb);
     awaited = (PyCodeObject *)Py_NewRef(code);
-    _PyInterpreterState_SetEvalFrameFunc(interp, await_frame);
+    li_frame_hook_refresh();
     return 0;
 }
 
@@ -117,14 +159,14 @@ bool
 li_foreign_eval_frame(void)
 {
     _PyFrameEvalFunction eval = _PyInterpreterState_GET()->eval_frame;
-    return eval != NULL && eval != await_frame;
+    return eval != NULL && eval != engine_frame;
 }
 
 void
 li_exec_pause(void)
 {
     PyInterpreterState *interp = _PyInterpreterState_GET();
-    if (interp->eval_frame == await_frame) {
+    if (interp->eval_frame == engine_frame) {
         _PyInterpreterState_SetEvalFrameFunc(interp, NULL);
     }
 }
@@ -132,10 +174,7 @@ li_exec_pause(void)
 void
 li_exec_unpause(void)
 {
-    PyInterpreterState *interp = _PyInterpreterState_GET();
-    if (awaited != NULL && interp->eval_frame == NULL) {
-        _PyInterpreterState_SetEvalFrameFunc(interp, await_frame);
-    }
+    li_frame_hook_refresh();
 }
 
 static int

@@ -555,10 +555,17 @@ is_live(_PyInterpreterFrame *frame, PyThreadState *ts)
 static int
 update_frame(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterFrame *above)
 {
-    /* CPython instruments the code objects that are running at once. */
-    li_code_state *cs = li_code_state_get(li_backend_original(frame->f_code));
+    /* CPython instruments the code objects that are running at once.  (An
+       update that leaves functions for later has not given their code a
+       state yet: trampolines need one.) */
+    PyCodeObject *original = li_backend_original(frame->f_code);
+    li_code_state *cs = li_anything_wanted() ? li_code_state_ensure(original)
+                                          : li_code_state_get(original);
     if (cs != NULL) {
         li_code_state_refresh(cs);
+    }
+    else if (PyErr_Occurred()) {
+        return -1;
     }
     if (!is_live(frame, ts)) {
         return replace_frame_code(ts, frame, above);
@@ -626,7 +633,7 @@ arm_nested(_PyInterpreterFrame *frame)
 }
 
 static int
-arm_trampolines(PyObject *runnables)
+arm_thread_frames_nested(void)
 {
     PyInterpreterState *interp = PyInterpreterState_Get();
     for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
@@ -639,6 +646,15 @@ arm_trampolines(PyObject *runnables)
                 return -1;
             }
         }
+    }
+    return 0;
+}
+
+static int
+arm_trampolines(PyObject *runnables)
+{
+    if (arm_thread_frames_nested() < 0) {
+        return -1;
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(runnables); i++) {
         PyGenObject *gen = (PyGenObject *)PyList_GET_ITEM(runnables, i);
@@ -726,6 +742,193 @@ update_generator(PyGenObject *gen)
     return replace_frame_code(NULL, (_PyInterpreterFrame *)gen->gi_iframe, NULL);
 }
 
+/* ---- updating functions and generators later ----------------------------
+ * Functions of code objects that need events start through an entry
+ * trampoline or on a shadow; only a walk of the heap finds them all, which
+ * in a big process costs milliseconds.  CPython 3.12 instruments code as it
+ * next starts, so an update that adds events does now only what running
+ * frames need and leaves the rest for later: lowimpact's frame evaluation
+ * function (exec.c) brings every frame into line as it starts or resumes
+ * (no call is inlined while one is installed), and every LATER_FRAMES
+ * frames it runs a slice of the rest: a walk of the heap, then the update of
+ * LATER_SLICE of the functions and generators found, as an update did them
+ * at once.  (The work follows the frames: a process that runs none pays
+ * nothing meanwhile; a pending call would run every slice at once, as the
+ * main thread empties the queue.)  The last slice removes the function:
+ * from then on every function and generator is where an update leaves it. */
+
+static struct {
+    bool pending;       /* slices to come */
+    bool busy;          /* a slice is running */
+    PyObject *found;    /* owned: what the walk found (NULL: not walked) */
+    Py_ssize_t next;    /* the first item of `found` still to update */
+    int frames;         /* frames that passed li_update_frame() since a slice */
+} later;
+
+/* Items updated per slice (a few thousand instructions each at most),
+ * and frames evaluated between the slices the evaluation function runs. */
+#define LATER_SLICE 256
+#define LATER_FRAMES 64
+
+bool
+li_update_pending(void)
+{
+    return later.pending;
+}
+
+static void
+drop_later(void)
+{
+    later.pending = false;
+    later.next = 0;
+    later.frames = 0;
+    Py_CLEAR(later.found);
+    li_frame_hook_refresh();
+}
+
+static int
+update_runnable(PyObject *op)
+{
+    if (PyFunction_Check(op)) {
+        return update_function((PyFunctionObject *)op);
+    }
+    PyGenObject *gen = (PyGenObject *)op;
+    if (update_generator(gen) < 0) {
+        return -1;
+    }
+    return gen->gi_frame_state == FRAME_SUSPENDED
+           ? arm_nested((_PyInterpreterFrame *)gen->gi_iframe) : 0;
+}
+
+/* One slice of the update left for later.  0 or -1. */
+static int
+run_slice(void)
+{
+    if (later.busy || !later.pending) {
+        return 0;
+    }
+    later.busy = true;
+    later.frames = 0;
+    /* (A landing that failed to start may have left it paused.) */
+    li_frame_hook_refresh();
+    int err = 0;
+    if (later.found == NULL) {
+        later.found = collect_runnables();
+        err = later.found == NULL ? -1 : 0;
+    }
+    else {
+        Py_ssize_t stop = Py_MIN(later.next + LATER_SLICE, PyList_GET_SIZE(later.found));
+        while (err == 0 && later.next < stop) {
+            err = update_runnable(PyList_GET_ITEM(later.found, later.next++));
+        }
+        li_fix_moved_tracebacks();
+    }
+    later.busy = false;
+    if (err == 0 && later.found != NULL && later.next >= PyList_GET_SIZE(later.found)) {
+        drop_later();
+    }
+    return err;
+}
+
+/* Whether `frame`, just pushed on top of its thread's data stack, has room
+ * for `to`: its allocation ends at the top of the stack, which may move up
+ * within the chunk (CPython keeps the top frame short of the limit). */
+static bool
+room_at_top(PyThreadState *tstate, _PyInterpreterFrame *frame, PyCodeObject *to)
+{
+    if (to->co_stacksize <= li_frame_capacity(tstate, frame, NULL)) {
+        return true;
+    }
+    PyObject **top = tstate->datastack_top;
+    PyObject **end = frame->localsplus + to->co_nlocalsplus + to->co_stacksize;
+    if (top == NULL || (PyObject **)frame >= top ||
+        (PyObject **)frame < (PyObject **)tstate->datastack_chunk || end >= tstate->datastack_limit)
+    {
+        return false;
+    }
+    if (end > top) {
+        tstate->datastack_top = end;
+    }
+    return true;
+}
+
+/* A frame about to start: onto what its function should now hold (whose
+ * function holds it from now on).  0 or -1. */
+static int
+start_frame(PyThreadState *tstate, _PyInterpreterFrame *frame)
+{
+    PyCodeObject *code = frame->f_code;
+    li_probes *lp = li_shadow_probes(code);
+    if ((lp != NULL && usable_shadow(lp->cs) == lp) ||
+        frame->prev_instr != _PyCode_CODE(code) - 1)
+    {
+        return 0;
+    }
+    PyObject *desired = li_prepared_code(li_backend_original(code), frame->f_builtins);
+    if (desired == NULL) {
+        return -1;
+    }
+    int err = 0;
+    PyCodeObject *to = (PyCodeObject *)desired;
+    /* The frame was allocated before its code had an entry trampoline,
+       whose landing needs the room frames are given from then on. */
+    bool room = room_at_top(tstate, frame, to);
+    if (to != code) {
+        PyFunctionObject *func = frame->f_func;
+        if (func != NULL && func->func_code == (PyObject *)code) {
+            set_function_code(func, desired);
+        }
+        if (room) {
+            err = li_frame_set_code(frame, to, -1);
+        }
+    }
+    Py_DECREF(desired);
+    return err;
+}
+
+int
+li_update_frame(PyThreadState *tstate, _PyInterpreterFrame *frame)
+{
+    /* The slice first: the frame then goes where the state it leaves says. */
+    if (++later.frames >= LATER_FRAMES && run_slice() < 0) {
+        return -1;
+    }
+    int err;
+    if (frame->owner == FRAME_OWNED_BY_GENERATOR) {
+        /* Created or suspended: as an update moves generators. */
+        li_probes *lp = li_shadow_probes(frame->f_code);
+        err = lp != NULL && usable_shadow(lp->cs) == lp
+              ? 0 : replace_frame_code(NULL, frame, NULL);
+        if (err == 0) {
+            err = arm_nested(frame);    /* (if it stays on the original) */
+        }
+    }
+    else {
+        err = start_frame(tstate, frame);
+    }
+    return err;
+}
+
+/* li_backend_update() with the functions and generators left for later:
+ * the frames on the threads' stacks are brought into line now.  0 or -1. */
+static int
+update_later(void)
+{
+    int err = update_thread_frames(NULL);
+    if (err == 0) {
+        err = arm_thread_frames_nested();
+    }
+    if (err == 0) {
+        err = li_trampolines_disarm_unneeded();
+    }
+    li_fix_moved_tracebacks();
+    if (err == 0) {
+        later.pending = true;
+        li_frame_hook_refresh();
+    }
+    return err;
+}
+
 int
 li_backend_update(bool grew)
 {
@@ -748,6 +951,11 @@ li_backend_update(bool grew)
         return -1;
     }
     probed_globally = global;
+    /* What an earlier update left for later, this one does. */
+    drop_later();
+    if (wanted && !li_foreign_eval_frame()) {
+        return update_later();
+    }
     PyObject *runnables = collect_runnables();
     if (runnables == NULL) {
         return -1;
@@ -1053,7 +1261,8 @@ li_backend_stats(PyObject *stats)
         set_count(stats, "trampolined_codes", li_trampolines_armed_count()) < 0 ||
         set_count(stats, "trampolines_kept", li_trampolines_kept_count()) < 0 ||
         set_count(stats, "pending_calls", li_pending_call_count()) < 0 ||
-        set_count(stats, "shadows_built", li_shadows_built()) < 0)
+        set_count(stats, "shadows_built", li_shadows_built()) < 0 ||
+        set_count(stats, "update_pending", later.pending) < 0)
     {
         return -1;
     }
