@@ -809,8 +809,6 @@ run_slice(void)
     }
     later.busy = true;
     later.frames = 0;
-    /* (A landing that failed to start may have left it paused.) */
-    li_frame_hook_refresh();
     int err = 0;
     if (later.found == NULL) {
         later.found = collect_runnables();
