@@ -489,11 +489,47 @@ def in_a_loop():
     for v in sorted([2, 1], key=key):
         total += v
     return total
+
+class Turning:
+    """Turns events on in __iter__ (at < 0) or in its at-th __next__."""
+    def __init__(self, at):
+        self.at = at
+        self.n = 0
+    def __iter__(self):
+        if self.at < 0:
+            turn_on()
+        return self
+    def __next__(self):
+        if self.n == self.at:
+            turn_on()
+        self.n += 1
+        if self.n > 2:
+            raise StopIteration
+        return self.n
+
+def in_iter():
+    total = 0
+    for v in Turning(-1):
+        total += v
+    return total
+
+def in_first_next():
+    total = 0
+    for v in Turning(0):
+        total += v
+    return total
+
+def in_last_next():
+    total = 0
+    for v in Turning(2):
+        total += v
+    return total
 '''
 
 
 @pytest.mark.parametrize("opcodes", [False, True])
-@pytest.mark.parametrize("name", ["in_a_call", "next_line_after_the_call", "in_a_loop"])
+@pytest.mark.parametrize("name", ["in_a_call", "next_line_after_the_call", "in_a_loop",
+                                  "in_iter", "in_first_next", "in_last_next"])
 @pytest.mark.parametrize("events", ["LINE", "PY_START", "INSTRUCTION", "CALL", "JUMP"])
 def test_trace_function_sees_no_line_at_a_trampoline(M: Any, tool: Tool, events: str,
                                                      name: str, opcodes: bool) -> None:
@@ -501,7 +537,9 @@ def test_trace_function_sees_no_line_at_a_trampoline(M: Any, tool: Tool, events:
     sees the line events of an unmonitored run: none where, on the engine,
     a jump takes it back into the trampoline in its call's inline cache
     (inline-cache offsets), nor where it lands in the line it was in (the
-    landing pad's jump back).  Opcode events are left out: f_trace_opcodes
+    landing pad's jump back; also from a trampoline armed in place at the
+    loop's FOR_ITER, which a frame waiting in a Python __iter__ or
+    __next__ falls into).  Opcode events are left out: f_trace_opcodes
     sees a trampoline's units (docs/ENGINE.md)."""
     E = M.events
 

@@ -50,7 +50,13 @@ data_stack_capacity(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterprete
         else {
             end = &chunk->data[chunk->top];
         }
-        return (int)(end - stack) + (end < hi ? 1 : 0);
+        /* Except while the thread traces: with f_trace_opcodes, CPython
+           calls the trace function between any two units, and its frame
+           starts at the data stack's top, over that slot, where a
+           trampoline keeps AssertionError or the landing function, or a
+           probe its constant, from one unit to the next. */
+        bool borrow = end < hi && ts->c_tracefunc == NULL;
+        return (int)(end - stack) + (borrow ? 1 : 0);
     }
     /* Not on the data stack (a frame of a C caller): what the code needs. */
     return li_true_stacksize(frame->f_code);
