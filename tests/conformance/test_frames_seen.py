@@ -466,8 +466,10 @@ def test_trace_function_sees_the_first_line_once_where_it_is(M: Any, tool: Tool,
 
 
 WAITING_SOURCE = '''
+import sys
+
 def key(v):
-    turn_on()
+    turn_on(sys._getframe(1))
     return v
 
 def wrap(x):
@@ -497,11 +499,11 @@ class Turning:
         self.n = 0
     def __iter__(self):
         if self.at < 0:
-            turn_on()
+            turn_on(sys._getframe(1))
         return self
     def __next__(self):
         if self.n == self.at:
-            turn_on()
+            turn_on(sys._getframe(1))
         self.n += 1
         if self.n > 2:
             raise StopIteration
@@ -549,7 +551,7 @@ def test_trace_function_sees_no_line_at_a_trampoline(M: Any, tool: Tool, events:
         function = namespace[name]
         on = []
 
-        def turn_on() -> None:
+        def turn_on(frame: Any) -> None:
             if not on:
                 on.append(True)
                 tool.set_events(wanted)
@@ -575,3 +577,66 @@ def test_trace_function_sees_no_line_at_a_trampoline(M: Any, tool: Tool, events:
     for event in (E.LINE, E.PY_START, E.INSTRUCTION, E.CALL, E.JUMP):
         tool.register(event, lambda *args: None)
     assert run(getattr(E, events)) == run(0)
+
+
+DEEPEST_SOURCE = '''
+def deep():
+    turn_on(sys._getframe(1))
+    return 4
+
+def at_the_deepest():
+    a = 1
+    x = (deep(), a,
+         a, a)
+    return x
+'''
+
+
+@pytest.mark.parametrize("name", ["in_iter", "in_first_next", "in_last_next", "in_a_call",
+                                  "at_the_deepest"])
+@pytest.mark.parametrize("events", ["LINE", "INSTRUCTION", "CALL", "JUMP"])
+def test_trace_function_set_while_a_reached_frame_waits(M: Any, tool: Tool, events: str,
+                                                        name: str) -> None:
+    """Events go on, then a trace function comes, with f_trace and
+    f_trace_opcodes on a frame that waits in a call: the frame goes on as
+    unmonitored, and its trace function sees what it sees there (opcode
+    events aside, see the test above).  On the engine such a frame (in a
+    loop over a Python iterator, or waiting where its expression fills the
+    stack, at_the_deepest) may have gone on into a trampoline or onto a
+    shadow using the value slot after its allocation, where the trace
+    function's frame starts: UNARY_POSITIVE saw a function (TypeError), or
+    a probe popped the trace function (a crash)."""
+    E = M.events
+
+    def run(wanted: int) -> tuple:
+        namespace: dict = {"__name__": "traced_later"}
+        exec(compile(WAITING_SOURCE + DEEPEST_SOURCE, "<traced_later>", "exec"), namespace)
+        function = namespace[name]
+        seen: list = []
+
+        def tracer(frame: Any, event: str, arg: Any) -> Any:
+            if frame.f_code is function.__code__ and event != "opcode":
+                seen.append((event, frame.f_lasti, frame.f_lineno))
+            return tracer
+
+        def turn_on(frame: Any) -> None:
+            if seen or frame.f_trace is not None:
+                return
+            tool.set_events(wanted)
+            frame.f_trace = tracer
+            frame.f_trace_opcodes = True
+            sys.settrace(tracer)
+
+        namespace["turn_on"] = turn_on
+        try:
+            result = function()
+        finally:
+            sys.settrace(None)
+            tool.set_events(0)
+        return result, seen
+
+    for event in (E.LINE, E.INSTRUCTION, E.CALL, E.JUMP):
+        tool.register(event, lambda *args: None)
+    plain = run(0)
+    assert plain[1], "the trace function saw the frame"
+    assert run(getattr(E, events)) == plain

@@ -668,6 +668,10 @@ bool li_foreign_eval_frame(void);
 void li_exec_pause(void);
 void li_exec_unpause(void);
 
+/* Thread `ts` is about to get a trace function: its frames stop using the
+ * slot beyond their allocation (update.c).  0 or -1. */
+int li_backend_trace_coming(PyThreadState *ts);
+
 /* ---- trampolines (trampoline.c) ---- */
 
 /* Frames of an original code object that needs events start on a shadow
@@ -683,6 +687,11 @@ int li_trampoline_arm(li_code_state *cs);
  * 0 or -1. */
 int li_trampolines_reach(PyThreadState *ts, _PyInterpreterFrame *frame,
                          _PyInterpreterFrame *above);
+/* Disarms the resume and exception trampolines of `code` (an original or a
+ * shadow) that no frame of any thread stands in, and its exception routes:
+ * for frames to be reached again with less room (li_backend_trace_coming()).
+ * The entry trampoline stays. */
+void li_trampolines_let_go(PyCodeObject *code);
 /* Frames of the code of `cb` that start from now on get room for any shadow
  * (its co_stacksize reads as before, see transparency.c); released when no
  * trampoline needs it any more. */
@@ -763,6 +772,13 @@ int li_landing_init(PyObject *module);
  * or NULL; `ts` NULL for a suspended generator. */
 int li_frame_capacity(PyThreadState *ts, _PyInterpreterFrame *frame,
                       _PyInterpreterFrame *above);
+/* Whether `frame` of `ts` (not NULL) has the slot after its allocation while
+ * its thread does not trace: what li_frame_capacity counts then. */
+bool li_frame_borrows(PyThreadState *ts, _PyInterpreterFrame *frame,
+                      _PyInterpreterFrame *above);
+/* Thread `ts` (NULL: none) is about to get a trace function: until this is
+ * called again, li_frame_capacity counts no borrowed slot for its frames. */
+void li_frames_trace_coming(PyThreadState *ts);
 /* The least capacity (as li_frame_capacity) of the frames of `code` that
  * are on no thread's stack but may run it, into any trampoline armed there:
  * frames that start from now on, and the suspended or unstarted generators

@@ -19,6 +19,16 @@ is_generator_like(PyObject *op)
     return PyGen_CheckExact(op) || PyCoro_CheckExact(op) || Py_IS_TYPE(op, &PyAsyncGen_Type);
 }
 
+/* The thread whose trace function is about to be set, while the frames that
+ * borrow its slot are made to stop (li_backend_trace_coming()), or NULL. */
+static PyThreadState *trace_coming;
+
+void
+li_frames_trace_coming(PyThreadState *ts)
+{
+    trace_coming = ts;
+}
+
 /* How many value stack slots a frame on `ts`'s data stack was allocated
  * (its code's stack size then, which an entry trampoline may have raised
  * since), from where its allocation ends: at the next frame it called in
@@ -29,7 +39,8 @@ is_generator_like(PyObject *op)
  * call, after reading its operand and before writing its result, while
  * frames of callees may come and go there. */
 static int
-data_stack_capacity(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterFrame *above)
+data_stack_capacity(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterFrame *above,
+                    bool traced)
 {
     PyObject **stack = frame->localsplus + frame->f_code->co_nlocalsplus;
     for (_PyStackChunk *chunk = ts->datastack_chunk; chunk != NULL; chunk = chunk->previous) {
@@ -54,9 +65,9 @@ data_stack_capacity(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterprete
            calls the trace function between any two units, and its frame
            starts at the data stack's top, over that slot, where a
            trampoline keeps AssertionError or the landing function, or a
-           probe its constant, from one unit to the next. */
-        bool borrow = end < hi && ts->c_tracefunc == NULL;
-        return (int)(end - stack) + (borrow ? 1 : 0);
+           probe its constant, from one unit to the next.  (Frames that
+           borrow it as a trace function comes: li_backend_trace_coming().) */
+        return (int)(end - stack) + (end < hi && !traced ? 1 : 0);
     }
     /* Not on the data stack (a frame of a C caller): what the code needs. */
     return li_true_stacksize(frame->f_code);
@@ -66,7 +77,8 @@ int
 li_frame_capacity(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterFrame *above)
 {
     if (frame->owner != FRAME_OWNED_BY_GENERATOR) {
-        return ts != NULL ? data_stack_capacity(ts, frame, above)
+        bool traced = ts != NULL && (ts->c_tracefunc != NULL || ts == trace_coming);
+        return ts != NULL ? data_stack_capacity(ts, frame, above, traced)
                           : li_true_stacksize(frame->f_code);
     }
     PyGenObject *gen = li_frame_generator(frame);
@@ -83,6 +95,13 @@ li_frame_capacity(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterF
     }
     PyErr_Clear();
     return allocated + (older ? 0 : GENERATOR_SLACK);
+}
+
+bool
+li_frame_borrows(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterFrame *above)
+{
+    return frame->owner != FRAME_OWNED_BY_GENERATOR &&
+           data_stack_capacity(ts, frame, above, false) > data_stack_capacity(ts, frame, above, true);
 }
 
 int
