@@ -14,6 +14,7 @@ from __future__ import annotations
 import dis
 import gc
 import sys
+import threading
 from typing import Any, Callable
 
 import pytest
@@ -636,6 +637,63 @@ def test_trace_function_set_while_a_reached_frame_waits(M: Any, tool: Tool, even
         return result, seen
 
     for event in (E.LINE, E.INSTRUCTION, E.CALL, E.JUMP):
+        tool.register(event, lambda *args: None)
+    plain = run(0)
+    assert plain[1], "the trace function saw the frame"
+    assert run(getattr(E, events)) == plain
+
+
+@pytest.mark.parametrize("name", ["in_first_next", "in_a_call", "at_the_deepest"])
+@pytest.mark.parametrize("events", ["LINE", "INSTRUCTION"])
+def test_trace_function_set_in_a_thread_after_its_frame_was_reached(M: Any, tool: Tool,
+                                                                    events: str,
+                                                                    name: str) -> None:
+    """The same with the events turned on by another thread while the frame
+    waits, and the trace function set later by the frame's own thread."""
+    E = M.events
+
+    def run(wanted: int) -> tuple:
+        namespace: dict = {"__name__": "traced_later"}
+        exec(compile(WAITING_SOURCE + DEEPEST_SOURCE, "<traced_later>", "exec"), namespace)
+        function = namespace[name]
+        seen: list = []
+        waiting, go = threading.Event(), threading.Event()
+
+        def tracer(frame: Any, event: str, arg: Any) -> Any:
+            if frame.f_code is function.__code__ and event != "opcode":
+                seen.append((event, frame.f_lasti, frame.f_lineno))
+            return tracer
+
+        def turn_on(frame: Any) -> None:
+            if seen or frame.f_trace is not None:
+                return
+            waiting.set()
+            go.wait()
+            frame.f_trace = tracer
+            frame.f_trace_opcodes = True
+            sys.settrace(tracer)
+
+        namespace["turn_on"] = turn_on
+        outcome: list = []
+
+        def target() -> None:
+            try:
+                outcome.append(function())
+            except BaseException as exc:   # reported by the main thread
+                outcome.append(exc)
+            finally:
+                sys.settrace(None)
+
+        thread = threading.Thread(target=target)
+        thread.start()
+        waiting.wait()
+        tool.set_events(wanted)
+        go.set()
+        thread.join()
+        tool.set_events(0)
+        return outcome, seen
+
+    for event in (E.LINE, E.INSTRUCTION):
         tool.register(event, lambda *args: None)
     plain = run(0)
     assert plain[1], "the trace function saw the frame"

@@ -687,6 +687,8 @@ int li_trampoline_arm(li_code_state *cs);
  * 0 or -1. */
 int li_trampolines_reach(PyThreadState *ts, _PyInterpreterFrame *frame,
                          _PyInterpreterFrame *above);
+/* Whether `code` (an original or a shadow) has a trampoline armed. */
+bool li_trampolines_armed_in(PyCodeObject *code);
 /* Disarms the resume and exception trampolines of `code` (an original or a
  * shadow) that no frame of any thread stands in, and its exception routes:
  * for frames to be reached again with less room (li_backend_trace_coming()).

@@ -681,6 +681,17 @@ disarm_all(li_patches *p)
     }
 }
 
+bool
+li_trampolines_armed_in(PyCodeObject *code)
+{
+    li_patches *p = patches_of(code, false);
+    if (p == NULL) {
+        PyErr_Clear();
+        return false;
+    }
+    return p->n_armed > 0;
+}
+
 void
 li_trampolines_let_go(PyCodeObject *code)
 {

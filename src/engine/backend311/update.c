@@ -617,22 +617,25 @@ note_original(PyObject *originals, PyCodeObject *original)
 /* Gets `frame` of `ts`, which has the borrowed slot, off what needs it now
  * that its thread traces: a shadow too big for it, if it can move (a live
  * frame's position is in C locals), goes for the original, as if it had
- * never had the room.  Its code goes on `originals` to be reached again.
- * 0 or -1. */
+ * never had the room.  If it runs such a shadow or code with trampolines,
+ * its code goes on `originals` to be reached again.  0 or -1. */
 static int
 stop_borrowing(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterFrame *above,
                PyObject *originals)
 {
-    /* The frame may hold the last reference to its shadow: the original
-       (which the shadow holds) is noted before it moves. */
     PyCodeObject *code = frame->f_code;
     PyCodeObject *original = li_backend_original(code);
+    bool too_big = code != original &&
+                   code->co_stacksize > li_frame_capacity(ts, frame, above);
+    if (!too_big && !li_trampolines_armed_in(code)) {
+        return 0;
+    }
+    /* The frame may hold the last reference to its shadow: the original
+       (which the shadow holds) is noted before it moves. */
     if (note_original(originals, original) < 0) {
         return -1;
     }
-    if (code != original && code->co_stacksize > li_frame_capacity(ts, frame, above) &&
-        !is_live(frame, ts) && !li_landing_expected(ts, frame))
-    {
+    if (too_big && !is_live(frame, ts) && !li_landing_expected(ts, frame)) {
         int unit = map_unit(code, original, (int)(frame->prev_instr - _PyCode_CODE(code)));
         if (unit != -2 && li_frame_set_code(frame, original, unit) < 0) {
             return -1;
