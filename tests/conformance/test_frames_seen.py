@@ -593,6 +593,36 @@ def at_the_deepest():
 '''
 
 
+def _trace_later(name: str, before: Callable[[], None]) -> tuple:
+    """Runs a fresh function `name` of WAITING_SOURCE + DEEPEST_SOURCE whose
+    turn_on(frame) calls `before`, then sets a trace function on `frame`
+    (with f_trace_opcodes) and on its thread: (its result, what the trace
+    function saw of its frame, opcode events left out)."""
+    namespace: dict = {"__name__": "traced_later"}
+    exec(compile(WAITING_SOURCE + DEEPEST_SOURCE, "<traced_later>", "exec"), namespace)
+    function = namespace[name]
+    seen: list = []
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code is function.__code__ and event != "opcode":
+            seen.append((event, frame.f_lasti, frame.f_lineno))
+        return tracer
+
+    def turn_on(frame: Any) -> None:
+        if seen or frame.f_trace is not None:
+            return
+        before()
+        frame.f_trace = tracer
+        frame.f_trace_opcodes = True
+        sys.settrace(tracer)
+
+    namespace["turn_on"] = turn_on
+    try:
+        return function(), seen
+    finally:
+        sys.settrace(None)
+
+
 @pytest.mark.parametrize("name", ["in_iter", "in_first_next", "in_last_next", "in_a_call",
                                   "at_the_deepest"])
 @pytest.mark.parametrize("events", ["LINE", "INSTRUCTION", "CALL", "JUMP"])
@@ -610,31 +640,10 @@ def test_trace_function_set_while_a_reached_frame_waits(M: Any, tool: Tool, even
     E = M.events
 
     def run(wanted: int) -> tuple:
-        namespace: dict = {"__name__": "traced_later"}
-        exec(compile(WAITING_SOURCE + DEEPEST_SOURCE, "<traced_later>", "exec"), namespace)
-        function = namespace[name]
-        seen: list = []
-
-        def tracer(frame: Any, event: str, arg: Any) -> Any:
-            if frame.f_code is function.__code__ and event != "opcode":
-                seen.append((event, frame.f_lasti, frame.f_lineno))
-            return tracer
-
-        def turn_on(frame: Any) -> None:
-            if seen or frame.f_trace is not None:
-                return
-            tool.set_events(wanted)
-            frame.f_trace = tracer
-            frame.f_trace_opcodes = True
-            sys.settrace(tracer)
-
-        namespace["turn_on"] = turn_on
         try:
-            result = function()
+            return _trace_later(name, lambda: tool.set_events(wanted))
         finally:
-            sys.settrace(None)
             tool.set_events(0)
-        return result, seen
 
     for event in (E.LINE, E.INSTRUCTION, E.CALL, E.JUMP):
         tool.register(event, lambda *args: None)
@@ -652,37 +661,20 @@ def test_trace_function_set_in_a_thread_after_its_frame_was_reached(M: Any, tool
     waits, and the trace function set later by the frame's own thread."""
     E = M.events
 
-    def run(wanted: int) -> tuple:
-        namespace: dict = {"__name__": "traced_later"}
-        exec(compile(WAITING_SOURCE + DEEPEST_SOURCE, "<traced_later>", "exec"), namespace)
-        function = namespace[name]
-        seen: list = []
+    def run(wanted: int) -> list:
         waiting, go = threading.Event(), threading.Event()
 
-        def tracer(frame: Any, event: str, arg: Any) -> Any:
-            if frame.f_code is function.__code__ and event != "opcode":
-                seen.append((event, frame.f_lasti, frame.f_lineno))
-            return tracer
-
-        def turn_on(frame: Any) -> None:
-            if seen or frame.f_trace is not None:
-                return
+        def wait_for_events() -> None:
             waiting.set()
             go.wait()
-            frame.f_trace = tracer
-            frame.f_trace_opcodes = True
-            sys.settrace(tracer)
 
-        namespace["turn_on"] = turn_on
         outcome: list = []
 
         def target() -> None:
             try:
-                outcome.append(function())
+                outcome.append(_trace_later(name, wait_for_events))
             except BaseException as exc:   # reported by the main thread
                 outcome.append(exc)
-            finally:
-                sys.settrace(None)
 
         thread = threading.Thread(target=target)
         thread.start()
@@ -691,10 +683,10 @@ def test_trace_function_set_in_a_thread_after_its_frame_was_reached(M: Any, tool
         go.set()
         thread.join()
         tool.set_events(0)
-        return outcome, seen
+        return outcome
 
     for event in (E.LINE, E.INSTRUCTION):
         tool.register(event, lambda *args: None)
     plain = run(0)
-    assert plain[1], "the trace function saw the frame"
+    assert plain[0][1], "the trace function saw the frame"
     assert run(getattr(E, events)) == plain
