@@ -690,3 +690,69 @@ def test_trace_function_set_in_a_thread_after_its_frame_was_reached(M: Any, tool
     plain = run(0)
     assert plain[0][1], "the trace function saw the frame"
     assert run(getattr(E, events)) == plain
+
+
+AUDIT_HOOK_PROGRAM = '''
+import json
+import sys
+
+from lowimpact import monitoring as M
+
+from traced_later import _trace_later
+
+E = M.events
+M.use_tool_id(3, "audit hook")
+for event in (E.LINE, E.INSTRUCTION, E.CALL, E.JUMP):
+    M.register_callback(3, event, lambda *args: None)
+wanted = getattr(E, sys.argv[2])
+asked = []
+
+
+def hook(event, args):
+    if event == "sys.settrace" and asked:
+        asked.clear()
+        M.set_events(3, wanted)
+
+
+sys.addaudithook(hook)
+results = []
+for on in (False, True):
+    try:
+        results.append(repr(_trace_later(sys.argv[1], lambda: asked.append(on))))
+    except Exception as exc:
+        results.append(repr(exc))
+    M.set_events(3, 0)
+print(json.dumps(results))
+'''
+
+
+@pytest.mark.parametrize("name", ["in_first_next", "in_a_call", "at_the_deepest"])
+@pytest.mark.parametrize("events", ["LINE", "INSTRUCTION", "JUMP"])
+def test_trace_function_set_after_an_audit_hook_turned_events_on(tmp_path: Any, events: str,
+                                                                 name: str) -> None:
+    """The same with the events turned on by a Python audit hook on
+    'sys.settrace' (sys.addaudithook: in a new interpreter), which runs after
+    lowimpact's own hook, before CPython sets the trace function.  On the
+    engine the frames it reached borrowed the slot after their allocation,
+    as if their thread did not trace: UNARY_POSITIVE saw a function."""
+    import json
+    import os
+    import subprocess
+
+    import lowimpact
+
+    import inspect
+
+    (tmp_path / "traced_later.py").write_text(
+        "from __future__ import annotations\nimport sys\n"
+        f"WAITING_SOURCE = {WAITING_SOURCE!r}\nDEEPEST_SOURCE = {DEEPEST_SOURCE!r}\n"
+        + inspect.getsource(_trace_later))
+    (tmp_path / "prog.py").write_text(AUDIT_HOOK_PROGRAM)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.abspath(lowimpact.__file__)))
+    done = subprocess.run([sys.executable, "prog.py", name, events], cwd=str(tmp_path), env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    plain, monitored = json.loads(done.stdout)
+    assert plain.startswith("(") and ", [(" in plain, "the trace function saw the frame: " + plain
+    assert monitored == plain

@@ -453,6 +453,8 @@ li_fire_simple(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp,
 /* Drops what CALL kept for C_RETURN and C_RAISE: every thread's with
  * `all` (no tool wants calls any more), else that of threads gone. */
 void li_forget_pending_calls(bool all);
+/* Whether a thread of `interp` has the thread state id `id`. */
+bool li_thread_alive(PyInterpreterState *interp, uint64_t id);
 /* How many calls of all threads wait for their C_RETURN or C_RAISE. */
 Py_ssize_t li_pending_call_count(void);
 /* Lets STOP_ITERATION see the return value of generators exhausted by
@@ -778,9 +780,10 @@ int li_frame_capacity(PyThreadState *ts, _PyInterpreterFrame *frame,
  * its thread does not trace: what li_frame_capacity counts then. */
 bool li_frame_borrows(PyThreadState *ts, _PyInterpreterFrame *frame,
                       _PyInterpreterFrame *above);
-/* Thread `ts` (NULL: none) is about to get a trace function: until this is
- * called again, li_frame_capacity counts no borrowed slot for its frames. */
-void li_frames_trace_coming(PyThreadState *ts);
+/* Thread `ts` (not NULL) is about to get a trace function: while the frame
+ * that asked for it waits for sys.settrace (or PyEval_SetTrace) to return,
+ * li_frame_capacity counts no borrowed slot for its frames.  0 or -1. */
+int li_frames_trace_coming(PyThreadState *ts);
 /* The least capacity (as li_frame_capacity) of the frames of `code` that
  * are on no thread's stack but may run it, into any trampoline armed there:
  * frames that start from now on, and the suspended or unstarted generators

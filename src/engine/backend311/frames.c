@@ -19,14 +19,69 @@ is_generator_like(PyObject *op)
     return PyGen_CheckExact(op) || PyCoro_CheckExact(op) || Py_IS_TYPE(op, &PyAsyncGen_Type);
 }
 
-/* The thread whose trace function is about to be set, while the frames that
- * borrow its slot are made to stop (li_backend_trace_coming()), or NULL. */
-static PyThreadState *trace_coming;
+/* Threads that raised the audit event "sys.settrace" and may not have their
+ * trace function yet.  CPython sets it after all the audit hooks: Python
+ * ones (sys.addaudithook) run after the engine's, and they, or another
+ * thread while they run, may turn events on and reach the thread's frames
+ * (as may a __del__ of the trace function it replaces).  A mark holds while
+ * the frame that raised the event (the caller of sys.settrace, or of the C
+ * function that called PyEval_SetTrace) is still at that instruction on its
+ * thread's stack; then it goes at the next look (trace_pending()). */
+typedef struct {
+    uint64_t thread;                /* the thread state's id */
+    _PyInterpreterFrame *frame;     /* compared, never read */
+    _Py_CODEUNIT *at;               /* its prev_instr then */
+} trace_mark;
 
-void
+static trace_mark *marks;   /* PyMem array, `n_marks` used */
+static int n_marks, cap_marks;
+
+static void
+drop_mark(int k)
+{
+    marks[k] = marks[--n_marks];
+}
+
+int
 li_frames_trace_coming(PyThreadState *ts)
 {
-    trace_coming = ts;
+    /* One mark a thread, none for threads gone. */
+    for (int k = n_marks - 1; k >= 0; k--) {
+        if (marks[k].thread == ts->id || !li_thread_alive(ts->interp, marks[k].thread)) {
+            drop_mark(k);
+        }
+    }
+    _PyInterpreterFrame *frame = ts->cframe->current_frame;
+    if (frame == NULL) {
+        return 0;   /* no frame to reach before the trace function is set */
+    }
+    if (li_reserve((void **)&marks, &cap_marks, n_marks, sizeof(trace_mark), 4) < 0) {
+        return -1;
+    }
+    marks[n_marks++] = (trace_mark){.thread = ts->id, .frame = frame, .at = frame->prev_instr};
+    return 0;
+}
+
+/* Whether `ts` may still be in its sys.settrace call (li_frames_trace_coming()). */
+static bool
+trace_pending(PyThreadState *ts)
+{
+    for (int k = 0; k < n_marks; k++) {
+        if (marks[k].thread != ts->id) {
+            continue;
+        }
+        for (_PyInterpreterFrame *f = ts->cframe->current_frame; f != NULL; f = f->previous) {
+            if (f == marks[k].frame) {
+                if (f->prev_instr == marks[k].at) {
+                    return true;
+                }
+                break;
+            }
+        }
+        drop_mark(k);
+        return false;
+    }
+    return false;
 }
 
 /* How many value stack slots a frame on `ts`'s data stack was allocated
@@ -77,7 +132,7 @@ int
 li_frame_capacity(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterFrame *above)
 {
     if (frame->owner != FRAME_OWNED_BY_GENERATOR) {
-        bool traced = ts != NULL && (ts->c_tracefunc != NULL || ts == trace_coming);
+        bool traced = ts != NULL && (ts->c_tracefunc != NULL || trace_pending(ts));
         return ts != NULL ? data_stack_capacity(ts, frame, above, traced)
                           : li_true_stacksize(frame->f_code);
     }

@@ -678,6 +678,11 @@ reach_again(PyCodeObject *original)
 int
 li_backend_trace_coming(PyThreadState *ts)
 {
+    /* Marked first: events may go on before the trace function is set
+       (frames.c), when there is nothing to undo yet. */
+    if (li_frames_trace_coming(ts) < 0) {
+        return -1;
+    }
     if (li_all_shadows() == NULL && li_trampolines_armed_count() == 0) {
         return 0;   /* no frame was ever reached */
     }
@@ -685,7 +690,6 @@ li_backend_trace_coming(PyThreadState *ts)
     if (originals == NULL) {
         return -1;
     }
-    li_frames_trace_coming(ts);
     int err = 0;
     _PyInterpreterFrame *above = NULL;   /* as in update_thread_frames() */
     for (_PyInterpreterFrame *f = ts->cframe->current_frame; f != NULL && err == 0;
@@ -702,7 +706,6 @@ li_backend_trace_coming(PyThreadState *ts)
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(originals) && err == 0; i++) {
         err = reach_again((PyCodeObject *)PyList_GET_ITEM(originals, i));
     }
-    li_frames_trace_coming(NULL);
     li_fix_moved_tracebacks();
     Py_DECREF(originals);
     return err;
