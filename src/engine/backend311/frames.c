@@ -36,52 +36,60 @@ typedef struct {
 static trace_mark *marks;   /* PyMem array, `n_marks` used */
 static int n_marks, cap_marks;
 
-static void
-drop_mark(int k)
+/* Whether the frame of mark `m` of `ts` is still at its instruction. */
+static bool
+mark_holds(PyThreadState *ts, const trace_mark *m)
 {
-    marks[k] = marks[--n_marks];
+    for (_PyInterpreterFrame *f = ts->cframe->current_frame; f != NULL; f = f->previous) {
+        if (f == m->frame) {
+            return f->prev_instr == m->at;
+        }
+    }
+    return false;
+}
+
+/* Whether `ts` may still be in a sys.settrace call (li_frames_trace_coming()):
+ * drops its marks that no longer hold. */
+static bool
+trace_pending(PyThreadState *ts)
+{
+    for (int k = n_marks - 1; k >= 0; k--) {
+        if (marks[k].thread != ts->id) {
+            continue;
+        }
+        if (mark_holds(ts, &marks[k])) {
+            return true;
+        }
+        marks[k] = marks[--n_marks];
+    }
+    return false;
 }
 
 int
 li_frames_trace_coming(PyThreadState *ts)
 {
-    /* One mark a thread, none for threads gone. */
+    /* None for threads gone, nor twice the same.  A thread may have more
+       than one: sys.settrace from a __del__ run while the engine handles
+       the event of an outer one. */
+    (void)trace_pending(ts);
+    _PyInterpreterFrame *frame = ts->cframe->current_frame;
+    bool known = frame == NULL;   /* nothing to reach before it is set */
     for (int k = n_marks - 1; k >= 0; k--) {
-        if (marks[k].thread == ts->id || !li_thread_alive(ts->interp, marks[k].thread)) {
-            drop_mark(k);
+        if (marks[k].thread == ts->id) {
+            known = known || (marks[k].frame == frame && marks[k].at == frame->prev_instr);
+        }
+        else if (!li_thread_alive(ts->interp, marks[k].thread)) {
+            marks[k] = marks[--n_marks];
         }
     }
-    _PyInterpreterFrame *frame = ts->cframe->current_frame;
-    if (frame == NULL) {
-        return 0;   /* no frame to reach before the trace function is set */
+    if (known) {
+        return 0;
     }
     if (li_reserve((void **)&marks, &cap_marks, n_marks, sizeof(trace_mark), 4) < 0) {
         return -1;
     }
     marks[n_marks++] = (trace_mark){.thread = ts->id, .frame = frame, .at = frame->prev_instr};
     return 0;
-}
-
-/* Whether `ts` may still be in its sys.settrace call (li_frames_trace_coming()). */
-static bool
-trace_pending(PyThreadState *ts)
-{
-    for (int k = 0; k < n_marks; k++) {
-        if (marks[k].thread != ts->id) {
-            continue;
-        }
-        for (_PyInterpreterFrame *f = ts->cframe->current_frame; f != NULL; f = f->previous) {
-            if (f == marks[k].frame) {
-                if (f->prev_instr == marks[k].at) {
-                    return true;
-                }
-                break;
-            }
-        }
-        drop_mark(k);
-        return false;
-    }
-    return false;
 }
 
 /* How many value stack slots a frame on `ts`'s data stack was allocated
