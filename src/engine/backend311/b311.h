@@ -453,6 +453,8 @@ li_fire_simple(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp,
 /* Drops what CALL kept for C_RETURN and C_RAISE: every thread's with
  * `all` (no tool wants calls any more), else that of threads gone. */
 void li_forget_pending_calls(bool all);
+/* Whether a thread of `interp` has the thread state id `id`. */
+bool li_thread_alive(PyInterpreterState *interp, uint64_t id);
 /* How many calls of all threads wait for their C_RETURN or C_RAISE. */
 Py_ssize_t li_pending_call_count(void);
 /* Lets STOP_ITERATION see the return value of generators exhausted by
@@ -668,6 +670,10 @@ bool li_foreign_eval_frame(void);
 void li_exec_pause(void);
 void li_exec_unpause(void);
 
+/* Thread `ts` is about to get a trace function: its frames stop using the
+ * slot beyond their allocation (update.c).  0 or -1. */
+int li_backend_trace_coming(PyThreadState *ts);
+
 /* ---- trampolines (trampoline.c) ---- */
 
 /* Frames of an original code object that needs events start on a shadow
@@ -683,6 +689,13 @@ int li_trampoline_arm(li_code_state *cs);
  * 0 or -1. */
 int li_trampolines_reach(PyThreadState *ts, _PyInterpreterFrame *frame,
                          _PyInterpreterFrame *above);
+/* Whether `code` (an original or a shadow) has a trampoline armed. */
+bool li_trampolines_armed_in(PyCodeObject *code);
+/* Disarms the resume and exception trampolines of `code` (an original or a
+ * shadow) that no frame of any thread stands in, and its exception routes:
+ * for frames to be reached again with less room (li_backend_trace_coming()).
+ * The entry trampoline stays. */
+void li_trampolines_let_go(PyCodeObject *code);
 /* Frames of the code of `cb` that start from now on get room for any shadow
  * (its co_stacksize reads as before, see transparency.c); released when no
  * trampoline needs it any more. */
@@ -763,6 +776,14 @@ int li_landing_init(PyObject *module);
  * or NULL; `ts` NULL for a suspended generator. */
 int li_frame_capacity(PyThreadState *ts, _PyInterpreterFrame *frame,
                       _PyInterpreterFrame *above);
+/* Whether `frame` of `ts` (not NULL) has the slot after its allocation while
+ * its thread does not trace: what li_frame_capacity counts then. */
+bool li_frame_borrows(PyThreadState *ts, _PyInterpreterFrame *frame,
+                      _PyInterpreterFrame *above);
+/* Thread `ts` (not NULL) is about to get a trace function: while the frame
+ * that asked for it waits for sys.settrace (or PyEval_SetTrace) to return,
+ * li_frame_capacity counts no borrowed slot for its frames.  0 or -1. */
+int li_frames_trace_coming(PyThreadState *ts);
 /* The least capacity (as li_frame_capacity) of the frames of `code` that
  * are on no thread's stack but may run it, into any trampoline armed there:
  * frames that start from now on, and the suspended or unstarted generators

@@ -153,7 +153,7 @@ audit_hook(const char *event, PyObject *args, void *Py_UNUSED(data))
            frame that has left them since (trampoline.c, disarm_all()), or
            is about to: a trace function that raised is removed here. */
         li_trampolines_settle_soon();
-        return 0;
+        return li_backend_trace_coming(_PyThreadState_GET());
     }
     if (strcmp(event, "exec") != 0 || !li_anything_wanted() ||
         !PyTuple_Check(args) || PyTuple_GET_SIZE(args) < 1 ||

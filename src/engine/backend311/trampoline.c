@@ -681,6 +681,59 @@ disarm_all(li_patches *p)
     }
 }
 
+bool
+li_trampolines_armed_in(PyCodeObject *code)
+{
+    li_patches *p = patches_of(code, false);
+    if (p == NULL) {
+        PyErr_Clear();
+        return false;
+    }
+    return p->n_armed > 0;
+}
+
+void
+li_trampolines_let_go(PyCodeObject *code)
+{
+    li_patches *p = patches_of(code, false);
+    if (p == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    if (p->n_armed == 0) {
+        return;
+    }
+    /* The entry trampoline's units are never traced (li_trampoline_arm()),
+       and a frame standing in a trampoline's units goes on by reading them
+       again (disarm_all()). */
+    bool frames = frame_of(code);
+    for (int k = 0; k < p->n_trampolines; k++) {
+        li_trampoline *t = &p->trampolines[k];
+        if (!t->armed || t->landing.phase == LI_LAND_START ||
+            (frames && frame_between(code, t->at, t->at + LI_TRAMPOLINE_UNITS)))
+        {
+            continue;
+        }
+        restore(code, t);
+        t->armed = false;
+        p->n_armed--;
+    }
+    /* Their frames go on where the code's own table sends them, unless
+       reached again (an exception trampoline needs three values). */
+    p->n_routes = 0;
+    restore_exceptiontable(p);
+    if (p->n_armed > 0) {
+        return;
+    }
+    set_lingering(p, false);
+    code->co_warmup = p->saved_warmup;
+    unlink_armed(p);
+    li_code_state *cs = li_shadow_probes(code) == NULL ? li_code_state_get(code) : NULL;
+    if (cs != NULL && cs->backend != NULL) {
+        li_release_shadow_stack((li_code_backend *)cs->backend);
+    }
+}
+
 int
 li_trampoline_arm(li_code_state *cs)
 {
