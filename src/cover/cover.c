@@ -333,7 +333,13 @@ on_branch(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
 
 /* Gives the code object recorded under `key` (if measured) its local
  * events again: turning them off and on makes CPython (and the engine)
- * forget the locations DISABLEd in it. */
+ * forget the locations DISABLEd in it.  A test code object's context
+ * events stay on in between (they are never DISABLEd): another thread may
+ * run it meanwhile, as any Python code that runs between the two calls
+ * can switch threads (on 3.11 an allocation may collect garbage, which
+ * runs finalisers and gc.callbacks), and a test frame that returned,
+ * yielded or unwound then would leave its thread's context active for
+ * good. */
 static int
 rearm_code(Collector *self, PyObject *key)
 {
@@ -346,11 +352,12 @@ rearm_code(Collector *self, PyObject *key)
     if (is_test < 0) {
         return -1;
     }
-    uint32_t events = measured_events(self) | (is_test ? CONTEXT_EVENTS : 0);
-    /* (When the second call fails, the code is left without events: its
-       PY_START is DISABLEd, so it is not measured again until the next
-       restart_events().  The error reaches whoever switched.) */
-    if (LowImpact_SetLocalEvents(self->tool_id, code, 0) < 0 ||
+    uint32_t kept = is_test ? CONTEXT_EVENTS : 0;
+    uint32_t events = measured_events(self) | kept;
+    /* (When the second call fails, the code is left with the kept events
+       alone: its PY_START is DISABLEd, so it is not measured again until
+       the next restart_events().  The error reaches whoever switched.) */
+    if (LowImpact_SetLocalEvents(self->tool_id, code, kept) < 0 ||
         LowImpact_SetLocalEvents(self->tool_id, code, events) < 0) {
         return -1;
     }

@@ -5,6 +5,7 @@ test contexts of threads."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import threading
 
@@ -313,9 +314,12 @@ def test_no_test_context_outlives_its_thread() -> None:
     assert len(asked) == 100 * 4
 
 
-def test_stop_forgets_the_threads_in_tests() -> None:
+@contextlib.contextmanager
+def thread_in_a_test(collector):
+    """Starts `collector`, then a thread whose test_core_calls waits in its
+    callback until the event given is set; stops the collector, then lets
+    the thread end."""
     go, inside = threading.Event(), threading.Event()
-    collector = context_collector()
 
     def wait():
         inside.set()
@@ -326,11 +330,52 @@ def test_stop_forgets_the_threads_in_tests() -> None:
     try:
         thread.start()
         inside.wait()
-        running = collector.test_threads
+        yield go, thread
     finally:
         collector.stop()
         go.set()
         thread.join()
+
+
+def test_a_test_ending_while_its_code_is_rearmed(monkeypatch) -> None:
+    # The main thread's test starts while a thread's test_core_calls runs:
+    # the switch re-arms test_core_calls (it recorded lines in the thread's
+    # context), and the thread's test returns in the middle of that.  Code
+    # runs there whenever the re-arming calls Python code: on 3.11 any
+    # allocation may collect garbage, and the finalisers and gc.callbacks
+    # that runs may switch threads (here a Python wrapper does the switch).
+    # The event that ends the thread's context must not be off meanwhile.
+    code = test_core_calls.__code__
+    real = monitoring.set_local_events
+    collector = context_collector()
+    with thread_in_a_test(collector) as (go, thread):
+
+        def switching(tool, target, events):
+            real(tool, target, events)
+            if target is code and not go.is_set():
+                go.set()
+                thread.join()
+
+        monkeypatch.setattr(monitoring, "set_local_events", switching)
+        try:
+            test_core_one()
+        finally:
+            monkeypatch.undo()
+        go.set()
+        thread.join()
+        left = collector.test_threads
+    assert left == 0
+    line = helper.__code__.co_firstlineno
+    # The thread's test ended in the switch to the main thread's context,
+    # and switched to none (as under the C tracer) while that test goes on.
+    assert helper_periods(collector) == [("test_core_calls", [line + 1, line + 2]),
+                                         (None, [line + 1, line + 2])]
+
+
+def test_stop_forgets_the_threads_in_tests() -> None:
+    collector = context_collector()
+    with thread_in_a_test(collector):
+        running = collector.test_threads
     assert (running, collector.test_threads) == (1, 0)
 
 
