@@ -379,6 +379,36 @@ def test_stop_forgets_the_threads_in_tests() -> None:
     assert (running, collector.test_threads) == (1, 0)
 
 
+def test_stop_and_start_inside_a_running_test() -> None:
+    # stop() forgets the test contexts; started again inside the test, the
+    # collector never saw that test start, as coverage.py's new C tracer
+    # after Coverage.stop() and start() there: its end switches nothing
+    # (under the C tracer, a function called after such a test returned is
+    # recorded in the test's context), and the next test starts and ends
+    # its own.
+    collector = context_collector()
+    inside = []
+
+    def restart():
+        collector.stop()
+        collector.start()
+        inside.append((collector.context, collector.test_threads))
+
+    collector.start()
+    try:
+        test_core_calls(restart, 1)
+        after_test = collector.context, collector.test_threads
+        test_core_one(0)
+        after_next = collector.context, collector.test_threads
+    finally:
+        collector.stop()
+    assert inside == [("test_core_calls", 0)]
+    assert (after_test, after_next) == (("test_core_calls", 0), (None, 0))
+    line = helper.__code__.co_firstlineno
+    assert helper_periods(collector) == [("test_core_calls", [line + 1, line + 2]),
+                                         ("test_core_one", [line + 1, line + 3])]
+
+
 def test_core_closed():
     try:
         helper(0)
