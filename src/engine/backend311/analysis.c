@@ -309,11 +309,12 @@ li_analyse(PyCodeObject *code, li_analysis *an)
         return -1;
     }
     an->n_units = (int)(PyBytes_GET_SIZE(bytes) / sizeof(_Py_CODEUNIT));
-    an->units = PyMem_Malloc((size_t)PyBytes_GET_SIZE(bytes) + 1);
-    an->locs = PyMem_Calloc((size_t)an->n_units + 1, sizeof(li_loc));
-    if (an->units == NULL || an->locs == NULL) {
+    an->units = li_alloc_filled_later((size_t)an->n_units, sizeof(_Py_CODEUNIT));
+    /* li_decode_locations() writes every unit. */
+    an->locs = an->units != NULL ? li_alloc_filled_later((size_t)an->n_units, sizeof(li_loc))
+                                 : NULL;
+    if (an->locs == NULL) {
         Py_DECREF(bytes);
-        PyErr_NoMemory();
         goto error;
     }
     memcpy(an->units, PyBytes_AS_STRING(bytes), (size_t)PyBytes_GET_SIZE(bytes));

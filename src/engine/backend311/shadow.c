@@ -469,20 +469,24 @@ static int
 plan_probes(builder *b)
 {
     li_analysis *an = &b->an;
-    b->plans = PyMem_Calloc((size_t)an->n_instrs + 1, sizeof(plan));
+    _Static_assert(N_SLOTS == 5, "the initialiser below names every slot");
+    /* Filled here rather than zeroed by calloc: in shadows of big
+       functions the zeroing alone cost as much as the loop. */
+    b->plans = li_alloc_filled_later((size_t)an->n_instrs, sizeof(plan));
     if (b->plans == NULL) {
-        PyErr_NoMemory();
         return -1;
     }
     for (int i = 0; i < an->n_instrs; i++) {
-        plan *pl = &b->plans[i];
-        for (int s = 0; s < N_SLOTS; s++) {
-            pl->probe[s] = pl->pos[s] = -1;
-        }
-        pl->taken = pl->c_raise = -1;
-        pl->pos_skip = -1;
         const li_instr *in = &an->instrs[i];
-        pl->ext = li_is_jump(in->opcode) ? 0 : in->op - in->start;
+        b->plans[i] = (plan){
+            .probe = {-1, -1, -1, -1, -1},
+            .pos = {-1, -1, -1, -1, -1},
+            .pos_skip = -1,
+            .ext = li_is_jump(in->opcode) ? 0 : in->op - in->start,
+            .taken = -1,
+            .c_raise = -1,
+            .pos_gap = -1,
+        };
     }
     for (int i = 0; i < an->n_instrs; i++) {
         const li_instr *in = &an->instrs[i];
@@ -1468,32 +1472,38 @@ set_line_array(const builder *b, const shadow_image *img, PyCodeObject *shadow)
     return 0;
 }
 
+/* The constants of a shadow: the original's (or what stands for them), its
+ * li_probes object and the landing function.  The tuple is never tracked by
+ * the collector: only the shadow, a code object (which 3.11's collector does
+ * not track), holds it, and nothing in it refers back to it, so it is never
+ * part of a cycle, and what it holds is reachable while the shadow lives,
+ * which an untracked holder tells the collector as a tracked one would.  Nor
+ * does it count as an allocation towards the next collection: natively
+ * (3.12) instrumenting a function allocates no object, and counting one per
+ * shadow made the first calls after events were turned on set off
+ * collections, full ones in a big heap.  (When the shadow goes, the
+ * collector counts one object less, as it does for every free; its count
+ * never goes below zero.) */
 static PyObject *
 shadow_consts(PyObject *consts, li_probes *lp)
 {
     Py_ssize_t n = PyTuple_GET_SIZE(consts);
     PyObject *landing = li_landing_function();
+    /* The count at 0 is under any threshold that enables collections. */
+    struct gc_generation *young = &_PyInterpreterState_GET()->gc.generations[0];
+    int count = young->count;
+    young->count = 0;
     PyObject *result = PyTuple_New(n + 2);
+    young->count = count;
     if (result == NULL) {
         return NULL;
     }
+    PyObject_GC_UnTrack(result);
     for (Py_ssize_t i = 0; i < n; i++) {
         PyTuple_SET_ITEM(result, i, Py_NewRef(PyTuple_GET_ITEM(consts, i)));
     }
     PyTuple_SET_ITEM(result, n, Py_NewRef((PyObject *)lp));
     PyTuple_SET_ITEM(result, n + 1, Py_NewRef(landing != NULL ? landing : Py_None));
-    /* As the collector would at its next pass (constants seldom hold
-       containers): a shadow adds no object the collector tracks, which
-       programs that count gc.get_objects() would notice. */
-    bool atomic = true;
-    for (Py_ssize_t i = 0; i < n + 2 && atomic; i++) {
-        PyObject *item = PyTuple_GET_ITEM(result, i);
-        atomic = !PyObject_IS_GC(item) ||
-                 (PyTuple_CheckExact(item) && !PyObject_GC_IsTracked(item));
-    }
-    if (atomic) {
-        PyObject_GC_UnTrack(result);
-    }
     return result;
 }
 
