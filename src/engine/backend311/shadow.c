@@ -130,6 +130,33 @@ wanted(const builder *b, int event)
     return (b->kinds & LI_EVENT_BIT(selector)) != 0;
 }
 
+/* Whether any event of `events` is selected (C_RETURN and C_RAISE by CALL):
+ * a kind of probe none of whose events is selected gets no sites, so the
+ * planning passes skip it (most shadows want LINE and little else). */
+static bool
+wanted_any(const builder *b, li_event_set events)
+{
+    if (events & LI_C_RETURN_EVENTS) {
+        events |= LI_EVENT_BIT(LI_CALL);
+    }
+    return (b->kinds & events) != 0;
+}
+
+#define AFTER_EVENTS (LI_EVENT_BIT(LI_PY_START) | LI_EVENT_BIT(LI_PY_RESUME) | \
+                      LI_EVENT_BIT(LI_C_RETURN) | LI_EVENT_BIT(LI_BRANCH) | \
+                      LI_EVENT_BIT(LI_RAISE))
+#define HANDLER_EVENTS (LI_EVENT_BIT(LI_PY_THROW) | LI_EVENT_BIT(LI_RAISE) | \
+                        LI_EVENT_BIT(LI_EXCEPTION_HANDLED))
+#define INSTR_EVENTS (LI_EVENT_BIT(LI_INSTRUCTION) | LI_EVENT_BIT(LI_PY_RETURN) | \
+                      LI_EVENT_BIT(LI_PY_YIELD) | LI_EVENT_BIT(LI_JUMP) | \
+                      LI_EVENT_BIT(LI_RERAISE) | LI_EVENT_BIT(LI_RAISE) | \
+                      LI_EVENT_BIT(LI_PY_THROW) | LI_EVENT_BIT(LI_CALL))
+#define STUB_EVENTS (LI_EVENT_BIT(LI_STOP_ITERATION) | LI_EVENT_BIT(LI_BRANCH) | \
+                     LI_EVENT_BIT(LI_C_RAISE))
+#define UNWIND_EVENTS (LI_EVENT_BIT(LI_PY_THROW) | LI_EVENT_BIT(LI_RAISE) | \
+                       LI_EVENT_BIT(LI_EXCEPTION_HANDLED) | LI_EVENT_BIT(LI_RERAISE) | \
+                       LI_EVENT_BIT(LI_PY_UNWIND))
+
 /* ---- sites and probes ------------------------------------------------- */
 
 /* Whether a shadow of `cs` with probes for `kinds` may lack some because
@@ -488,6 +515,10 @@ plan_probes(builder *b)
             .pos_gap = -1,
         };
     }
+    /* (Placeholders are AFTER probes.) */
+    bool want_after = b->placeholders || wanted_any(b, AFTER_EVENTS);
+    bool want_handler = wanted_any(b, HANDLER_EVENTS);
+    bool want_instr = wanted_any(b, INSTR_EVENTS);
     for (int i = 0; i < an->n_instrs; i++) {
         const li_instr *in = &an->instrs[i];
         plan *pl = &b->plans[i];
@@ -506,12 +537,12 @@ plan_probes(builder *b)
         const li_instr *prev = i > 0 ? &an->instrs[i - 1] : NULL;
         bool entered_from_prev = prev != NULL && prev->depth >= 0 &&
                                  (prev->flags & LI_I_FALLS_THROUGH);
-        if (entered_from_prev && (prev->flags & LI_I_TRACEABLE) &&
+        if (entered_from_prev && (prev->flags & LI_I_TRACEABLE) && want_after &&
             plan_after(b, i, &pl->probe[AFTER]) < 0)
         {
             return -1;
         }
-        if (in->flags & LI_I_HANDLER_TARGET) {
+        if ((in->flags & LI_I_HANDLER_TARGET) && want_handler) {
             int first = open_probe(b);
             /* The callback of one of these may turn on the others, which
                natively come next (a frame diverting from here goes on past
@@ -541,7 +572,7 @@ plan_probes(builder *b)
             pl->skip = pl->probe[LINE] >= 0 && entered_from_prev &&
                        prev->event_line == in->event_line && prev->opcode != RESUME;
         }
-        if (plan_instr(b, i, &pl->probe[INSTR]) < 0) {
+        if (want_instr && plan_instr(b, i, &pl->probe[INSTR]) < 0) {
             return -1;
         }
         for (int s = 0; s < N_SLOTS; s++) {
@@ -556,7 +587,8 @@ plan_probes(builder *b)
         }
     }
     /* Stubs. */
-    for (int i = 0; i < an->n_instrs; i++) {
+    bool want_stubs = wanted_any(b, STUB_EVENTS);
+    for (int i = 0; i < an->n_instrs && want_stubs; i++) {
         const li_instr *in = &an->instrs[i];
         plan *pl = &b->plans[i];
         if (!(in->flags & LI_I_TRACEABLE) || in->depth < 0) {
@@ -636,6 +668,10 @@ plan_probes(builder *b)
             }
         }
     }
+    b->unwind = -1;
+    if (!wanted_any(b, UNWIND_EVENTS)) {
+        return 0;
+    }
     int first = open_probe(b);
     if (add_site(b, LI_PY_THROW, 0, 0) < 0 || add_site(b, LI_RAISE, 0, 0) < 0) {
         return -1;
@@ -658,7 +694,6 @@ plan_probes(builder *b)
     if (probe == -2) {
         return -1;
     }
-    b->unwind = -1;
     if (probe >= 0) {
         b->unwind = add_stub(b, STUB_UNWIND, b->resume >= 0 ? b->resume : 0, 0, probe);
         if (b->unwind < 0) {
@@ -1223,23 +1258,28 @@ emit_instruction(const builder *b, shadow_image *img, int i)
         own_units(b, img, pl->pos_start, pl->ext, in->op, true);
     }
     else {
-        memcpy(img->code + pl->pos_start, b->an.units + in->start,
-               sizeof(_Py_CODEUNIT) * (size_t)(in->op + 1 - in->start));
+        /* (Loops, not memcpy or memset: a few units each.) */
+        for (int k = 0; k <= in->op - in->start; k++) {
+            img->code[pl->pos_start + k] = b->an.units[in->start + k];
+        }
         for (int k = 0; k < in->op - in->start; k++) {
             img->orig_of[pl->pos_start + k] = img->route_of[pl->pos_start + k] = in->start + k;
             img->locs[pl->pos_start + k] = b->an.locs[in->start + k];
             img->line_of[pl->pos_start + k] = b->an.locs[in->start + k].line;
         }
     }
-    /* Inline caches start zeroed, as in freshly compiled code. */
-    memset(img->code + pl->pos_op + 1, 0, sizeof(_Py_CODEUNIT) * (size_t)(in->end - in->op - 1));
+    int handler = pl->call_unit ? pl->c_raise : ROUTE_ORIGINAL;
     for (int k = 0; k < in->end - in->op; k++) {
+        /* Inline caches start zeroed, as in freshly compiled code. */
+        if (k > 0) {
+            img->code[pl->pos_op + k] = 0;
+        }
         img->orig_of[pl->pos_op + k] = img->route_of[pl->pos_op + k] = in->op + k;
         img->locs[pl->pos_op + k] = b->an.locs[in->op + k];
         img->line_of[pl->pos_op + k] = b->an.locs[in->op + k].line;
     }
     for (int u = pl->pos_start; u < pl->pos_end; u++) {
-        img->handler[u] = pl->call_unit ? pl->c_raise : ROUTE_ORIGINAL;
+        img->handler[u] = handler;
     }
 }
 
