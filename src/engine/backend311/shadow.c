@@ -1431,6 +1431,15 @@ static PyObject *
 exception_table(const builder *b, const shadow_image *img)
 {
     const li_analysis *an = &b->an;
+    /* Without handlers in the original, nor stubs that exceptions go to,
+       nothing is routed (as in most shadows built for LINE alone). */
+    bool routed = an->n_handlers > 0 || b->unwind >= 0;
+    for (int k = 0; k < b->n_stubs && !routed; k++) {
+        routed = b->stubs[k].kind == STUB_C_RAISE;
+    }
+    if (!routed) {
+        return PyBytes_FromStringAndSize(NULL, 0);
+    }
     int *handler_of = li_alloc_filled_later((size_t)an->n_units, sizeof(int));
     li_handler *entry = li_alloc_filled_later((size_t)b->n_units, sizeof(li_handler));
     PyObject *table = NULL;
