@@ -1120,6 +1120,10 @@ layout_with_diverts(builder *b)
             return -1;
         }
         locate_probes(b);
+        /* In code this short every probe reaches every stub. */
+        if (b->n_units <= JUMP_REACH) {
+            return 0;
+        }
         bool added = false;
         int covered_until = -1;     /* positions a stub added this round serves */
         for (int i = 0; i < b->an.n_instrs; i++) {
