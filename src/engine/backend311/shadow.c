@@ -1683,6 +1683,7 @@ li_build_shadow(PyCodeObject *original, li_code_state *cs, li_event_set kinds,
 {
     builder b = {0};
     shadow_image img = {0};
+    void *scratch = NULL;      /* img's arrays but orig_of */
     li_probes *lp = NULL;
     PyObject *code_bytes = NULL, *linetable = NULL, *exctable = NULL;
     PyObject *new_consts = NULL;
@@ -1711,17 +1712,19 @@ li_build_shadow(PyCodeObject *original, li_code_state *cs, li_event_set kinds,
         goto done;
     }
     /* emit() writes every unit of each. */
-    img.code = li_alloc_filled_later((size_t)b.n_units, sizeof(_Py_CODEUNIT));
+    /* One block for the arrays that die with the build (orig_of goes on
+       with the probes); the locations first, for their alignment. */
+    scratch = li_alloc_filled_later((size_t)b.n_units, sizeof(li_loc) + sizeof(int) +
+                                    2 * sizeof(int32_t) + sizeof(_Py_CODEUNIT));
     img.orig_of = li_alloc_filled_later((size_t)b.n_units, sizeof(int32_t));
-    img.locs = li_alloc_filled_later((size_t)b.n_units, sizeof(li_loc));
-    img.handler = li_alloc_filled_later((size_t)b.n_units, sizeof(int));
-    img.route_of = li_alloc_filled_later((size_t)b.n_units, sizeof(int32_t));
-    img.line_of = li_alloc_filled_later((size_t)b.n_units, sizeof(int32_t));
-    if (img.code == NULL || img.orig_of == NULL || img.locs == NULL || img.handler == NULL ||
-        img.route_of == NULL || img.line_of == NULL)
-    {
+    if (scratch == NULL || img.orig_of == NULL) {
         goto done;
     }
+    img.locs = scratch;
+    img.handler = (int *)(img.locs + b.n_units);
+    img.route_of = (int32_t *)(img.handler + b.n_units);
+    img.line_of = img.route_of + b.n_units;
+    img.code = (_Py_CODEUNIT *)(img.line_of + b.n_units);
     emit(&b, &img);
     code_bytes = PyBytes_FromStringAndSize((const char *)img.code,
                                            (Py_ssize_t)b.n_units * 2);
@@ -1770,12 +1773,8 @@ done:
     PyMem_Free(b.pads);
     PyMem_Free(b.probes);
     PyMem_Free(b.sites);
-    PyMem_Free(img.code);
+    PyMem_Free(scratch);
     PyMem_Free(img.orig_of);
-    PyMem_Free(img.locs);
-    PyMem_Free(img.handler);
-    PyMem_Free(img.route_of);
-    PyMem_Free(img.line_of);
     Py_XDECREF(lp);
     Py_XDECREF(code_bytes);
     Py_XDECREF(linetable);
