@@ -39,6 +39,7 @@ def first_calls(M: Any, tool: Tool, E: Any, funcs: List[Callable[[int], int]]) -
 
     tool.register(E.LINE, on_line)
     gc.collect()
+    was_enabled = gc.isenabled()
     gc.disable()
     try:
         tool.set_events(E.LINE)
@@ -48,7 +49,8 @@ def first_calls(M: Any, tool: Tool, E: Any, funcs: List[Callable[[int], int]]) -
             f(1)
         grown = (gc.get_count()[0] - count, len(gc.get_objects()) - tracked)
     finally:
-        gc.enable()
+        if was_enabled:
+            gc.enable()
         tool.set_events(0)
     assert len(lines) >= 2 * len(funcs)
     return grown
