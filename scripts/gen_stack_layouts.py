@@ -104,6 +104,8 @@ def layout_fields(minor: int) -> List[Tuple[str, str]]:
          "offsetof(PyThreadState, datastack_chunk)" if interp_frames else absent),
         ("cframe_current_frame",
          "offsetof(_PyCFrame, current_frame)" if minor in (11, 12) else absent),
+        ("cframe_previous", "offsetof(_PyCFrame, previous)" if minor == 11 else absent),
+        ("tstate_root_cframe", "offsetof(PyThreadState, root_cframe)" if minor == 11 else absent),
     ]
     if interp_frames:
         fields += [
@@ -117,6 +119,10 @@ def layout_fields(minor: int) -> List[Tuple[str, str]]:
             ("frame_instr", "offsetof(_PyInterpreterFrame, %s)"
              % ("instr_ptr" if minor >= 13 else "prev_instr")),
             ("frame_owner", "offsetof(_PyInterpreterFrame, owner)"),
+            # 3.11 leaves stacktop as the last call set it; 3.12+ set it to
+            # -1 when a frame resumes (_PyFrame_GetStackPointer).
+            ("frame_stacktop",
+             "offsetof(_PyInterpreterFrame, stacktop)" if minor >= 12 else absent),
             ("owner_cstack", "FRAME_OWNED_BY_CSTACK" if minor >= 12 else absent),
             ("owner_generator", "FRAME_OWNED_BY_GENERATOR"),
             # 3.12+ push an entry frame whenever the interpreter is entered
@@ -142,6 +148,7 @@ def layout_fields(minor: int) -> List[Tuple[str, str]]:
             ("lasti_unit", "sizeof(_Py_CODEUNIT)" if minor >= 10 else "1"),
             ("frame_instr", absent),
             ("frame_owner", absent),
+            ("frame_stacktop", absent),
             ("owner_cstack", absent),
             ("owner_generator", absent),
             ("chain_ends_at_entry", "0"),

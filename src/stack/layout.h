@@ -83,6 +83,10 @@ typedef struct li_layout {
     int64_t tstate_frame;                   /* innermost frame, or -1 (then via cframe) */
     int64_t tstate_cframe;                  /* _PyCFrame *, or -1 */
     int64_t cframe_current_frame;           /* in _PyCFrame, or -1 */
+    /* 3.11 (else -1): the C frame a _PyCFrame was entered from, and the
+     * thread state's own C frame, the previous of the thread's first */
+    int64_t cframe_previous;
+    int64_t tstate_root_cframe;
     /* the _PyStackChunk holding the thread's newest frames, or -1 where
      * frames are separate objects; the chunk starts with its header
      * (previous, size), its frames follow, outermost first */
@@ -97,6 +101,9 @@ typedef struct li_layout {
     int lasti_unit;                         /* bytes per unit of f_lasti */
     int64_t frame_instr;                    /* LI_INTERPRETER_FRAME: instruction pointer */
     int64_t frame_owner;                    /* char owner, or -1 */
+    /* int stacktop, where the interpreter sets it to -1 whenever a frame
+     * runs and to 0 or more when it calls a Python frame (3.12+), or -1 */
+    int64_t frame_stacktop;
     int owner_cstack;                       /* owner value of C-stack entry frames, or -1 */
     int owner_generator;                    /* owner value of generators' frames, or -1 */
     /* 1 if every thread's chain ends at an entry frame (owner_cstack) */

@@ -561,10 +561,58 @@ stayed_on(li_target *t, const li_sample *s, size_t first, size_t count, uint64_t
     return LI_TORN;
 }
 
-/* The frames from `frame` outwards into s; *outside counts those read on
- * their own rather than from the chunk's copy. */
+/* Whether a thread whose chain ends in a generator's frame with nothing
+ * below it, found through the C frame `cframe` of the thread state
+ * `tstate` (3.11), runs that generator in its first C frame: *first 1 if
+ * so.  A generator resumed from C links its frame to the frame of the C
+ * frame it was entered from (tstate->cframe->current_frame, ceval.c), and
+ * unlinks it (previous = NULL) when it suspends: a frame with nothing
+ * below it is either that of a generator the thread's first C frame runs
+ * (entered from the thread state's root C frame, whose current frame is
+ * NULL), or one read while it was suspended, which the generator's state
+ * cannot tell: it may run again by the time the state is read.  The C
+ * frame that ran it points to the C frame below it, which is the thread's
+ * root C frame in the first case only. */
 static li_status
-walk_frames(li_target *t, li_sample *s, uint64_t frame, size_t *count, size_t *outside)
+runs_in_first_cframe(li_target *t, uint64_t tstate, uint64_t cframe, int *first)
+{
+    const li_layout *L = &t->layout;
+    uint64_t below = 0;
+    *first = 0;
+    if (cframe == 0) {
+        return LI_OK;
+    }
+    int err = li_read(t, cframe + (uint64_t)L->cframe_previous, &below, sizeof below);
+    if (err) {
+        return li_status_of(t, err);
+    }
+    *first = below == tstate + (uint64_t)L->tstate_root_cframe;
+    return LI_OK;
+}
+
+/* The frames from `frame` outwards into s, the thread's (tstate) innermost
+ * frame found through the C frame `cframe` (where the version has them);
+ * *outside counts those read on their own rather than from the chunk's
+ * copy.
+ *
+ * Where the interpreter marks running frames (frame_stacktop, 3.12+), a
+ * frame below a frame it pushed must be in that call: the interpreter
+ * sets stacktop to -1 whenever a frame runs (_PyFrame_GetStackPointer on
+ * every resumption) and to 0 or more when it pushes a frame for a call
+ * (_PyFrame_SetStackPointer before the new frame becomes the current one,
+ * which the call has initialised first).  A frame the thread has returned
+ * from keeps its contents, so the chain from an innermost frame read some
+ * time before the copy may pass through frames the thread left, into
+ * frames since reused by other calls (a leaf under the caller of the
+ * other leaf): the caller it names then runs (-1) unless it has made
+ * another call, whose frame, at the same address, was written before the
+ * caller's stacktop, so the copy (which reads lower addresses first) holds
+ * that call's frame.  Each pair of frames in the chain is then one the
+ * thread had at the moment the pair was copied, and the chain is a stack
+ * the thread had: every frame but the innermost was in its call. */
+static li_status
+walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, uint64_t cframe,
+            size_t *count, size_t *outside)
 {
     const li_layout *L = &t->layout;
     unsigned char buf[LI_MAX_FRAME_SIZE];
@@ -579,6 +627,8 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, size_t *count, size_t *o
      * generator suspended, a frame returned): torn.  A running generator's
      * frame may end it: one resumed from C with no Python frame below. */
     int last_is_entry = 0, last_is_generator = 0, last_state = -1;
+    /* whether the frame walked before this one was pushed by it */
+    int called = 0;
     uint64_t last_frame = 0;
     for (int depth = 0; frame != 0; depth++) {
         if (depth >= LI_MAX_DEPTH) {
@@ -614,10 +664,17 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, size_t *count, size_t *o
              * copy holds, exist: it needs no check of its own. */
             *outside += !copied && !last_is_entry;
             if (last_is_entry) {
-                /* An entry frame of the C stack, not Python code. */
+                /* An entry frame of the C stack, not Python code: the
+                 * frame below it called C, which called the interpreter
+                 * (its stacktop says nothing). */
+                called = 0;
                 frame = back;
                 continue;
             }
+            if (called && L->frame_stacktop >= 0 && i32_at(buf, L->frame_stacktop) < 0) {
+                return LI_TORN;
+            }
+            called = 1;
             uint64_t instr = li_u64_at(buf, L->frame_instr);
             offset = (int64_t)(instr - (code + (uint64_t)L->code_adaptive));
         }
@@ -644,6 +701,16 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, size_t *count, size_t *o
     if (last_is_generator) {
         if (!L->gen_state_known) {
             return LI_TORN;
+        }
+        if (L->cframe_previous >= 0) {
+            int first;
+            li_status st = runs_in_first_cframe(t, tstate, cframe, &first);
+            if (st != LI_OK) {
+                return st;
+            }
+            if (!first) {
+                return LI_TORN;
+            }
         }
         if (L->frame_kind == LI_INTERPRETER_FRAME) {
             /* (Kept in the generator object, around its frame.) */
@@ -856,7 +923,7 @@ li_take_sample(li_target *t, li_sample *s)
             th->holds_gil = gil_known ? holder == tstate : -1;
             th->first = s->nframes;
             size_t outside;
-            st = walk_frames(t, s, frame, &th->count, &outside);
+            st = walk_frames(t, s, frame, tstate, tv[5], &th->count, &outside);
             if (st == LI_OK && outside) {
                 st = stayed_on(t, s, th->first, th->count, tstate, ts_fields, frame);
             }
