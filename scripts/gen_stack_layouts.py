@@ -123,6 +123,12 @@ def layout_fields(minor: int) -> List[Tuple[str, str]]:
             # -1 when a frame resumes (_PyFrame_GetStackPointer).
             ("frame_stacktop",
              "offsetof(_PyInterpreterFrame, stacktop)" if minor >= 12 else absent),
+            # The instructions a frame whose stacktop is set may be at
+            # without being in a call: it has returned, or suspended.
+        ] + [("op_" + op.lower(), op if minor >= 12 else absent)
+             for op in ("RETURN_VALUE", "RETURN_CONST", "YIELD_VALUE",
+                        "INSTRUMENTED_RETURN_VALUE", "INSTRUMENTED_RETURN_CONST",
+                        "INSTRUMENTED_YIELD_VALUE")] + [
             ("owner_cstack", "FRAME_OWNED_BY_CSTACK" if minor >= 12 else absent),
             ("owner_generator", "FRAME_OWNED_BY_GENERATOR"),
             # 3.12+ push an entry frame whenever the interpreter is entered
@@ -149,6 +155,10 @@ def layout_fields(minor: int) -> List[Tuple[str, str]]:
             ("frame_instr", absent),
             ("frame_owner", absent),
             ("frame_stacktop", absent),
+        ] + [("op_" + op.lower(), absent)
+             for op in ("RETURN_VALUE", "RETURN_CONST", "YIELD_VALUE",
+                        "INSTRUMENTED_RETURN_VALUE", "INSTRUMENTED_RETURN_CONST",
+                        "INSTRUMENTED_YIELD_VALUE")] + [
             ("owner_cstack", absent),
             ("owner_generator", absent),
             ("chain_ends_at_entry", "0"),
@@ -408,6 +418,8 @@ def generate(minor: int, python: str) -> Dict[str, str]:
         extra += '#include "longintrepr.h"\n'
     if minor >= 12:
         extra += '#include "internal/pycore_long.h"\n'
+    if minor >= 12:
+        extra += '#include "opcode.h"\n'
     if minor >= 11:
         extra += ('#include "internal/pycore_frame.h"\n#include "internal/pycore_code.h"\n'
                   '#include "internal/pycore_object.h"\n#include "internal/pycore_dict.h"\n')

@@ -7,7 +7,7 @@ oracle targets of tests/stack/oracle.py (whose possible stacks are known).
 
 For each interpreter (default: every pyenv CPython 3.9-3.13) and kind, it
 samples the target at --rate with Reader.sample() (three reads at most) and
-prints the samples taken, the share dropped, torn reads per sample, and the
+prints (target and sampler on two CPUs by default) the samples taken, the share dropped, torn reads per sample, and the
 kept samples that mix two moments, with the first few of them.
 """
 
@@ -26,15 +26,18 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "stack"))
 
 import oracle  # noqa: E402
 from lowimpact import _stack  # noqa: E402
-from torn_bench import pythons  # noqa: E402
-
-ORACLE = os.path.join(ROOT, "tests", "stack", "oracle.py")
+from torn_bench import ORACLE, pythons, version_of  # noqa: E402
 
 
-def run(python, kind, rate, seconds):
+
+def run(python, kind, rate, seconds, cpus):
     """(samples taken, dropped, torn reads, kept, [mixed stacks])"""
+    if cpus:
+        os.sched_setaffinity(0, {cpus[1]})
     child = subprocess.Popen([python, ORACLE, kind, str(seconds + 30)],
-                             stdout=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, text=True,
+                             preexec_fn=(lambda: os.sched_setaffinity(0, {cpus[0]})) if cpus
+                             else None)
     mixed, kept = [], 0
     try:
         assert child.stdout.readline() == "ready\n"
@@ -63,15 +66,18 @@ def main():
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--show", type=int, default=3, help="mixed stacks shown per run")
+    parser.add_argument("--cpus", choices=("one", "two", "any"), default="two",
+                        help="target and sampler pinned to one CPU, to two (the reads race "
+                        "the most), or left to the scheduler")
     options = parser.parse_args()
     print("| interpreter | target | samples | dropped | torn reads/sample | mixed |")
     print("|---|---|---:|---:|---:|---:|")
     for python in options.python or pythons():
-        version = subprocess.check_output(
-            [python, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
-            text=True).strip()
+        version = version_of(python)
+        cpus = {"one": (0, 0), "two": (0, 1), "any": None}[options.cpus]
         for kind in options.kind or sorted(oracle.CALLERS):
-            taken, dropped, torn, kept, mixed = run(python, kind, options.rate, options.seconds)
+            taken, dropped, torn, kept, mixed = run(python, kind, options.rate, options.seconds,
+                                                    cpus)
             print("| %s | %s | %d | %.2f%% | %.3f | %d of %d |"
                   % (version, kind, taken, 100.0 * dropped / max(1, taken),
                      torn / max(1, taken), len(mixed), kept), flush=True)

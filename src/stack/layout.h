@@ -104,6 +104,11 @@ typedef struct li_layout {
     /* int stacktop, where the interpreter sets it to -1 whenever a frame
      * runs and to 0 or more when it calls a Python frame (3.12+), or -1 */
     int64_t frame_stacktop;
+    /* Opcodes (3.12+, else -1) of the instructions where a frame whose
+     * stacktop is set is not in a call: it has returned or suspended. */
+    int op_return_value, op_return_const, op_yield_value;
+    int op_instrumented_return_value, op_instrumented_return_const;
+    int op_instrumented_yield_value;
     int owner_cstack;                       /* owner value of C-stack entry frames, or -1 */
     int owner_generator;                    /* owner value of generators' frames, or -1 */
     /* 1 if every thread's chain ends at an entry frame (owner_cstack) */

@@ -330,8 +330,51 @@ same_call(const li_layout *L, const unsigned char *a, const unsigned char *b)
            && li_u64_at(a, L->frame_back) == li_u64_at(b, L->frame_back);
 }
 
+/* Whether the frame copied into buf, at byte offset `offset` of its code,
+ * is where a chain may have it (3.12+, see walk_frames()): LI_OK, else
+ * LI_TORN.  One below a frame it called (`called`) must be in that call:
+ * its stacktop set, past its first instruction.  The innermost one (or
+ * one that called C) must not have returned: it runs (stacktop -1), has
+ * not started, or is in a call that the copy was made too early to hold
+ * (stacktop set, at an instruction that calls) -- then the chain is the
+ * stack the thread had just before that call -- but is not at a return
+ * (nor a yield, for a generator's frame), where the interpreter sets
+ * stacktop and leaves the frame, whose caller may have called again. */
+static li_status
+in_its_call(li_target *t, const unsigned char *buf, int64_t offset, int called)
+{
+    const li_layout *L = &t->layout;
+    int stacktop = i32_at(buf, L->frame_stacktop);
+    if (called) {
+        return stacktop >= 0 && offset > 0 ? LI_OK : LI_TORN;
+    }
+    if (stacktop < 0 || offset <= 0) {
+        return LI_OK;
+    }
+    /* (The code object's bytecode, read after the frame: its opcodes
+     * change in place, but a return stays a return.) */
+    unsigned char op;
+    int err = li_read(t, li_u64_at(buf, L->frame_instr), &op, 1);
+    if (err) {
+        return li_status_of(t, err);
+    }
+    int returned = op == L->op_return_value || op == L->op_return_const
+                   || op == L->op_yield_value || op == L->op_instrumented_return_value
+                   || op == L->op_instrumented_return_const
+                   || op == L->op_instrumented_yield_value;
+    return returned ? LI_TORN : LI_OK;
+}
+
 /* Frames of a thread's innermost ones read again after its chunk. */
 #define TOP_FRAMES 3
+
+/* The byte offset of a copied interpreter frame's position in its code. */
+static int64_t
+offset_in_code(const li_layout *L, const unsigned char *frame)
+{
+    uint64_t code = li_u64_at(frame, L->frame_code);
+    return (int64_t)(li_u64_at(frame, L->frame_instr) - (code + (uint64_t)L->code_adaptive));
+}
 
 /* LI_OK if the innermost TOP_FRAMES frames of the chain from `before` in
  * the copies s holds (len bytes of its chunk), read again now, are of the
@@ -339,7 +382,16 @@ same_call(const li_layout *L, const unsigned char *a, const unsigned char *b)
  * function, then another, puts their frames at the same addresses: a
  * thread found in the same frame before and after the copy may have been
  * in the other call when it was made, which shows the frames it had left
- * above the one it was in, with their callers of then. */
+ * above the one it was in, with their callers of then.
+ *
+ * Where frames say whether they are in a call (frame_stacktop), the
+ * frames read again must also be where a chain may have them
+ * (in_its_call()), callers read before the frames they called.  The copy
+ * takes long next to a call (each cache line the target writes moves
+ * between CPUs): a caller's line may be copied while it is in one call
+ * and its callee's, later, after it returned and another call took both
+ * addresses.  The frames read again then hold those of the copy only if
+ * the same happened again, in the same frames, while they were read. */
 static li_status
 still_same_calls(li_target *t, const li_sample *s, size_t len, uint64_t before)
 {
@@ -347,6 +399,7 @@ still_same_calls(li_target *t, const li_sample *s, size_t len, uint64_t before)
     struct iovec local[TOP_FRAMES], remote[TOP_FRAMES];
     unsigned char again[TOP_FRAMES][LI_MAX_FRAME_SIZE];
     const unsigned char *copies[TOP_FRAMES];
+    uint64_t addrs[TOP_FRAMES];
     unsigned long k = 0;
     uint64_t frame = before;
     while (k < TOP_FRAMES) {
@@ -354,15 +407,19 @@ still_same_calls(li_target *t, const li_sample *s, size_t len, uint64_t before)
         if (copy == NULL || copy == s->outside) {
             break;
         }
-        local[k].iov_base = again[k];
-        local[k].iov_len = (size_t)L->frame_size;
-        remote[k].iov_base = (void *)(uintptr_t)frame;
-        remote[k].iov_len = (size_t)L->frame_size;
+        addrs[k] = frame;
         copies[k++] = copy;
         frame = li_u64_at(copy, L->frame_back);
     }
     if (k == 0) {
         return LI_OK;
+    }
+    /* (Outermost first: iovecs are read in their order.) */
+    for (unsigned long i = 0; i < k; i++) {
+        local[i].iov_base = again[k - 1 - i];
+        local[i].iov_len = (size_t)L->frame_size;
+        remote[i].iov_base = (void *)(uintptr_t)addrs[k - 1 - i];
+        remote[i].iov_len = (size_t)L->frame_size;
     }
     ssize_t got = process_vm_readv(t->pid, local, k, remote, k, 0);
     if (got < 0) {
@@ -374,6 +431,18 @@ still_same_calls(li_target *t, const li_sample *s, size_t len, uint64_t before)
     for (unsigned long i = 0; i < k; i++) {
         if (!same_call(L, again[i], copies[i])) {
             return LI_TORN;
+        }
+    }
+    if (L->frame_stacktop < 0) {
+        return LI_OK;
+    }
+    for (unsigned long i = 0; i < k; i++) {
+        if (L->owner_cstack >= 0 && again[i][L->frame_owner] == L->owner_cstack) {
+            break;      /* what is below an entry frame called C */
+        }
+        li_status st = in_its_call(t, again[i], offset_in_code(L, again[i]), i > 0);
+        if (st != LI_OK) {
+            return st;
         }
     }
     return LI_OK;
@@ -462,7 +531,15 @@ snapshot(li_target *t, li_sample *s, struct li_thread_cache *tc, const int64_t *
     s->chunk_start = tc->chunk;
     s->chunk_size = tc->chunk_size;
     s->outside_addr = tc->outside;
-    if (!same_stack(L, s, len, before, after)) {
+    if (L->frame_stacktop >= 0) {
+        /* The walk checks the copy's frames themselves (in_its_call()):
+         * it starts where the thread was after the copy if it had only
+         * gone deeper by then, else where it was before. */
+        if (after != before && reaches_in_copy(L, s, len, after, before)) {
+            before = after;
+        }
+    }
+    else if (!same_stack(L, s, len, before, after)) {
         return LI_TORN;
     }
     li_status st = still_same_calls(t, s, len, before);
@@ -600,7 +677,10 @@ runs_in_first_cframe(li_target *t, uint64_t tstate, uint64_t cframe, int *first)
  * sets stacktop to -1 whenever a frame runs (_PyFrame_GetStackPointer on
  * every resumption) and to 0 or more when it pushes a frame for a call
  * (_PyFrame_SetStackPointer before the new frame becomes the current one,
- * which the call has initialised first).  A frame the thread has returned
+ * which the call has initialised first).  (It is 0 or more as well in a
+ * new frame that has not started, whose position is then before its first
+ * instruction, where no call is; and in a frame that has returned, whose
+ * caller then runs, or has called again at its address.)  A frame the thread has returned
  * from keeps its contents, so the chain from an innermost frame read some
  * time before the copy may pass through frames the thread left, into
  * frames since reused by other calls (a leaf under the caller of the
@@ -671,12 +751,14 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, uint64_
                 frame = back;
                 continue;
             }
-            if (called && L->frame_stacktop >= 0 && i32_at(buf, L->frame_stacktop) < 0) {
-                return LI_TORN;
+            offset = offset_in_code(L, buf);
+            if (L->frame_stacktop >= 0) {
+                li_status st = in_its_call(t, buf, offset, called);
+                if (st != LI_OK) {
+                    return st;
+                }
             }
             called = 1;
-            uint64_t instr = li_u64_at(buf, L->frame_instr);
-            offset = (int64_t)(instr - (code + (uint64_t)L->code_adaptive));
         }
         /* A thread list that a torn read made loop would walk real stacks
            again and again. */
@@ -686,6 +768,7 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, uint64_
         if (grow((void **)&s->frames, &s->frames_cap, s->nframes + 1, sizeof *s->frames)) {
             return LI_NO_MEMORY;
         }
+        if (getenv("LI_WALK_TRACE")) fprintf(stderr, "F %lx copied=%d code=%lx back=%lx off=%ld st=%d own=%d chunk=%lx len=%zu\n", (unsigned long)frame, copied, (unsigned long)code, (unsigned long)back, (long)offset, L->frame_stacktop>=0 ? i32_at(buf, L->frame_stacktop) : 99, L->frame_owner>=0?buf[L->frame_owner]:-1, (unsigned long)s->chunk_start, s->chunk_len);
         li_raw_frame *f = &s->frames[s->nframes];
         f->addr = frame;
         f->code = code;
@@ -695,6 +778,7 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, uint64_
         last_frame = frame;
         frame = back;
     }
+    if (getenv("LI_WALK_TRACE")) fprintf(stderr, "END\n");
     if (L->chain_ends_at_entry && *count && !last_is_entry) {
         return LI_TORN;
     }
@@ -888,7 +972,8 @@ li_take_sample(li_target *t, li_sample *s)
                 if (st == LI_OK && s->chunk_len) {
                     /* The copy holds a stack of the moment the innermost
                      * frame was read if the thread stayed on it. */
-                    st = still_at(t, tstate, ts_fields, frame, s);
+                    st = L->frame_stacktop < 0 ? still_at(t, tstate, ts_fields, frame, s)
+                                               : still_same_calls(t, s, s->chunk_len, frame);
                 }
                 if (tc->tstate != tstate) {
                     tc->cframe2 = 0;
