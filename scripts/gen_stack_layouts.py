@@ -123,9 +123,10 @@ def layout_fields(minor: int) -> List[Tuple[str, str]]:
             # -1 when a frame resumes (_PyFrame_GetStackPointer).
             ("frame_stacktop",
              "offsetof(_PyInterpreterFrame, stacktop)" if minor >= 12 else absent),
-            # The instructions a frame whose stacktop is set may be at
-            # without being in a call: it has returned, or suspended.
-        ] + [("op_" + op.lower(), op if minor >= 12 else absent)
+            # The instructions a frame is at when it has returned or
+            # suspended (3.12+: with its stacktop set, not in a call).
+        ] + [("op_" + op.lower(), op if minor >= 12 or op in ("RETURN_VALUE", "YIELD_VALUE")
+              else absent)
              for op in ("RETURN_VALUE", "RETURN_CONST", "YIELD_VALUE",
                         "INSTRUMENTED_RETURN_VALUE", "INSTRUMENTED_RETURN_CONST",
                         "INSTRUMENTED_YIELD_VALUE")] + [
@@ -135,6 +136,8 @@ def layout_fields(minor: int) -> List[Tuple[str, str]]:
             # (GH-96421), so a thread's chain ends at one.
             ("chain_ends_at_entry", "1" if minor >= 12 else "0"),
             ("frame_gen", absent),
+            ("code_flags", absent),
+            ("generator_flags", "0"),
             # A thread's outermost frame may be a generator's resumed from C
             # (nothing below it) where no entry frame precedes it (3.11):
             # whether it runs tells that case from a suspended generator's.
@@ -163,6 +166,10 @@ def layout_fields(minor: int) -> List[Tuple[str, str]]:
             ("owner_generator", absent),
             ("chain_ends_at_entry", "0"),
             ("frame_gen", "offsetof(PyFrameObject, f_gen)"),
+            # A generator's frame lives on after it finished, as its code
+            # object's spare frame, with f_back and f_gen cleared.
+            ("code_flags", "offsetof(PyCodeObject, co_flags)"),
+            ("generator_flags", "CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR"),
             ("gen_state_known", "1"),
             ("gen_state", "offsetof(PyFrameObject, %s)"
              % ("f_executing" if minor == 9 else "f_state")),
@@ -418,7 +425,7 @@ def generate(minor: int, python: str) -> Dict[str, str]:
         extra += '#include "longintrepr.h"\n'
     if minor >= 12:
         extra += '#include "internal/pycore_long.h"\n'
-    if minor >= 12:
+    if minor >= 11:
         extra += '#include "opcode.h"\n'
     if minor >= 11:
         extra += ('#include "internal/pycore_frame.h"\n#include "internal/pycore_code.h"\n'

@@ -104,8 +104,9 @@ typedef struct li_layout {
     /* int stacktop, where the interpreter sets it to -1 whenever a frame
      * runs and to 0 or more when it calls a Python frame (3.12+), or -1 */
     int64_t frame_stacktop;
-    /* Opcodes (3.12+, else -1) of the instructions where a frame whose
-     * stacktop is set is not in a call: it has returned or suspended. */
+    /* Opcodes (3.11+, each -1 where the version has none) of the
+     * instructions a frame is at when it has returned or suspended (3.12+:
+     * where one whose stacktop is set is not in a call). */
     int op_return_value, op_return_const, op_yield_value;
     int op_instrumented_return_value, op_instrumented_return_const;
     int op_instrumented_yield_value;
@@ -114,6 +115,10 @@ typedef struct li_layout {
     /* 1 if every thread's chain ends at an entry frame (owner_cstack) */
     int chain_ends_at_entry;
     int64_t frame_gen;                      /* LI_FRAME_OBJECT: f_gen, or -1 */
+    /* LI_FRAME_OBJECT (else -1, 0): the code object's int co_flags, and
+     * the flags of generators', coroutines' and async generators' code */
+    int64_t code_flags;
+    int generator_flags;
     /* Whether a generator's frame runs, where the version lets a thread's
      * chain end in one (resumed from C with no Python frame below): a
      * char at gen_state from the frame (negative: in the generator object

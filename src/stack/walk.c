@@ -331,24 +331,33 @@ same_call(const li_layout *L, const unsigned char *a, const unsigned char *b)
 }
 
 /* Whether the frame copied into buf, at byte offset `offset` of its code,
- * is where a chain may have it (3.12+, see walk_frames()): LI_OK, else
- * LI_TORN.  One below a frame it called (`called`) must be in that call:
- * its stacktop set, past its first instruction.  The innermost one (or
- * one that called C) must not have returned: it runs (stacktop -1), has
- * not started, or is in a call that the copy was made too early to hold
- * (stacktop set, at an instruction that calls) -- then the chain is the
- * stack the thread had just before that call -- but is not at a return
- * (nor a yield, for a generator's frame), where the interpreter sets
- * stacktop and leaves the frame, whose caller may have called again. */
+ * is where a chain may have it (interpreter frames, see walk_frames()):
+ * LI_OK, else LI_TORN.  One below a frame it called (`called`) must be in
+ * that call (3.12+): its stacktop set, past its first instruction.  The
+ * innermost one (or one that called C) must not have returned: it runs
+ * (3.12+: stacktop -1), has not started, or is in a call that the copy was
+ * made too early to hold (stacktop set, at an instruction that calls) --
+ * then the chain is the stack the thread had just before that call -- but
+ * is not at a return (nor a yield, for a generator's frame), where the
+ * interpreter leaves the frame, whose caller may have called again since:
+ * the frame's contents and its caller's then no longer belong together.
+ * (3.11 does not tell a frame that runs from one in a call: there only
+ * the last rule holds, and it drops a copy made while the innermost frame
+ * was at its return as well.) */
 static li_status
 in_its_call(li_target *t, const unsigned char *buf, int64_t offset, int called)
 {
     const li_layout *L = &t->layout;
-    int stacktop = i32_at(buf, L->frame_stacktop);
-    if (called) {
-        return stacktop >= 0 && offset > 0 ? LI_OK : LI_TORN;
+    if (L->frame_stacktop >= 0) {
+        int stacktop = i32_at(buf, L->frame_stacktop);
+        if (called) {
+            return stacktop >= 0 && offset > 0 ? LI_OK : LI_TORN;
+        }
+        if (stacktop < 0 || offset <= 0) {
+            return LI_OK;
+        }
     }
-    if (stacktop < 0 || offset <= 0) {
+    else if (called || L->op_return_value < 0 || offset < 0) {
         return LI_OK;
     }
     /* (The code object's bytecode, read after the frame: its opcodes
@@ -393,11 +402,9 @@ offset_in_code(const li_layout *L, const unsigned char *frame)
  * addresses.  The frames read again then hold those of the copy only if
  * the same happened again, in the same frames, while they were read. */
 static li_status
-still_same_calls(li_target *t, const li_sample *s, size_t len, uint64_t before)
+still_same_calls(li_target *t, li_sample *s, size_t len, uint64_t before)
 {
     const li_layout *L = &t->layout;
-    struct iovec local[TOP_FRAMES], remote[TOP_FRAMES];
-    unsigned char again[TOP_FRAMES][LI_MAX_FRAME_SIZE];
     const unsigned char *copies[TOP_FRAMES];
     uint64_t addrs[TOP_FRAMES];
     unsigned long k = 0;
@@ -407,6 +414,10 @@ still_same_calls(li_target *t, const li_sample *s, size_t len, uint64_t before)
         if (copy == NULL || copy == s->outside) {
             break;
         }
+        /* (Frames of a chunk lie one above the other, callers lower.) */
+        if (k > 0 && frame >= addrs[k - 1]) {
+            return LI_TORN;
+        }
         addrs[k] = frame;
         copies[k++] = copy;
         frame = li_u64_at(copy, L->frame_back);
@@ -414,33 +425,32 @@ still_same_calls(li_target *t, const li_sample *s, size_t len, uint64_t before)
     if (k == 0) {
         return LI_OK;
     }
-    /* (Outermost first: iovecs are read in their order.) */
-    for (unsigned long i = 0; i < k; i++) {
-        local[i].iov_base = again[k - 1 - i];
-        local[i].iov_len = (size_t)L->frame_size;
-        remote[i].iov_base = (void *)(uintptr_t)addrs[k - 1 - i];
-        remote[i].iov_len = (size_t)L->frame_size;
+    /* One read of the bytes from the lowest frame to the end of the
+     * innermost, rather than one per frame: the sooner a callee is read
+     * after its caller, the less the thread can have done in between. */
+    uint64_t low = addrs[k - 1];
+    size_t span = (size_t)(addrs[0] - low) + (size_t)L->frame_size;
+    if (grow((void **)&s->again, &s->again_cap, span, 1)) {
+        return LI_NO_MEMORY;
     }
-    ssize_t got = process_vm_readv(t->pid, local, k, remote, k, 0);
-    if (got < 0) {
-        return li_status_of(t, errno);
-    }
-    if ((size_t)got != k * (size_t)L->frame_size) {
-        return LI_TORN;
+    int err = li_read(t, low, s->again, span);
+    if (err) {
+        return li_status_of(t, err);
     }
     for (unsigned long i = 0; i < k; i++) {
-        if (!same_call(L, again[i], copies[i])) {
+        if (!same_call(L, s->again + (addrs[i] - low), copies[i])) {
             return LI_TORN;
         }
     }
-    if (L->frame_stacktop < 0) {
+    if (L->frame_kind != LI_INTERPRETER_FRAME) {
         return LI_OK;
     }
     for (unsigned long i = 0; i < k; i++) {
-        if (L->owner_cstack >= 0 && again[i][L->frame_owner] == L->owner_cstack) {
+        const unsigned char *now = s->again + (addrs[i] - low);
+        if (L->owner_cstack >= 0 && now[L->frame_owner] == L->owner_cstack) {
             break;      /* what is below an entry frame called C */
         }
-        li_status st = in_its_call(t, again[i], offset_in_code(L, again[i]), i > 0);
+        li_status st = in_its_call(t, now, offset_in_code(L, now), i > 0);
         if (st != LI_OK) {
             return st;
         }
@@ -585,7 +595,7 @@ innermost_now(li_target *t, uint64_t tstate, const int64_t *ts_fields, uint64_t 
  * frames still those calls (still_same_calls()), else LI_TORN. */
 static li_status
 still_at(li_target *t, uint64_t tstate, const int64_t *ts_fields, uint64_t frame,
-         const li_sample *s)
+         li_sample *s)
 {
     uint64_t now;
     li_status st = innermost_now(t, tstate, ts_fields, &now);
@@ -667,10 +677,10 @@ runs_in_first_cframe(li_target *t, uint64_t tstate, uint64_t cframe, int *first)
     return LI_OK;
 }
 
-/* The frames from `frame` outwards into s, the thread's (tstate) innermost
- * frame found through the C frame `cframe` (where the version has them);
- * *outside counts those read on their own rather than from the chunk's
- * copy.
+/* The frames from `frame` outwards into s, the innermost frame of the
+ * thread state tstate, whose fields (ts_fields of li_take_sample) tv holds
+ * as they were when `frame` was read; *outside counts those read on their
+ * own rather than from the chunk's copy.
  *
  * Where the interpreter marks running frames (frame_stacktop, 3.12+), a
  * frame below a frame it pushed must be in that call: the interpreter
@@ -691,8 +701,8 @@ runs_in_first_cframe(li_target *t, uint64_t tstate, uint64_t cframe, int *first)
  * thread had at the moment the pair was copied, and the chain is a stack
  * the thread had: every frame but the innermost was in its call. */
 static li_status
-walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, uint64_t cframe,
-            size_t *count, size_t *outside)
+walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, const uint64_t *tv,
+            size_t *count, size_t *outside, int *runs_generator)
 {
     const li_layout *L = &t->layout;
     unsigned char buf[LI_MAX_FRAME_SIZE];
@@ -701,6 +711,7 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, uint64_
     }
     *count = 0;
     *outside = 0;
+    *runs_generator = 0;
     /* What the outermost frame was: a chain that ends (where threads start
      * at an entry frame) not at an entry frame, or in the frame of a
      * generator that does not run, was read while a frame left it (a
@@ -752,11 +763,9 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, uint64_
                 continue;
             }
             offset = offset_in_code(L, buf);
-            if (L->frame_stacktop >= 0) {
-                li_status st = in_its_call(t, buf, offset, called);
-                if (st != LI_OK) {
-                    return st;
-                }
+            li_status st = in_its_call(t, buf, offset, called);
+            if (st != LI_OK) {
+                return st;
             }
             called = 1;
         }
@@ -768,7 +777,6 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, uint64_
         if (grow((void **)&s->frames, &s->frames_cap, s->nframes + 1, sizeof *s->frames)) {
             return LI_NO_MEMORY;
         }
-        if (getenv("LI_WALK_TRACE")) fprintf(stderr, "F %lx copied=%d code=%lx back=%lx off=%ld st=%d own=%d chunk=%lx len=%zu\n", (unsigned long)frame, copied, (unsigned long)code, (unsigned long)back, (long)offset, L->frame_stacktop>=0 ? i32_at(buf, L->frame_stacktop) : 99, L->frame_owner>=0?buf[L->frame_owner]:-1, (unsigned long)s->chunk_start, s->chunk_len);
         li_raw_frame *f = &s->frames[s->nframes];
         f->addr = frame;
         f->code = code;
@@ -778,7 +786,6 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, uint64_
         last_frame = frame;
         frame = back;
     }
-    if (getenv("LI_WALK_TRACE")) fprintf(stderr, "END\n");
     if (L->chain_ends_at_entry && *count && !last_is_entry) {
         return LI_TORN;
     }
@@ -788,7 +795,7 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, uint64_
         }
         if (L->cframe_previous >= 0) {
             int first;
-            li_status st = runs_in_first_cframe(t, tstate, cframe, &first);
+            li_status st = runs_in_first_cframe(t, tstate, tv[5], &first);
             if (st != LI_OK) {
                 return st;
             }
@@ -806,9 +813,27 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, uint64_
             last_state = state;
             (*outside)++;
         }
+        else {
+            /* The frame object was copied a cache line at a time while the
+             * thread ran: its f_back, cleared whenever the generator
+             * suspends, may have been copied then, and its state, set
+             * when it resumes, after the next resumption (genobject.c
+             * links the frame to its caller in between, which the copy
+             * missed).  The generator's frame ends the chain if a second
+             * copy finds it the same: running, linked to nothing. */
+            int err = li_read(t, last_frame, buf, (size_t)L->frame_size);
+            if (err) {
+                return li_status_of(t, err);
+            }
+            if (li_u64_at(buf, L->frame_back) != 0 || li_u64_at(buf, L->frame_gen) == 0) {
+                return LI_TORN;
+            }
+            last_state = (signed char)buf[L->gen_state];
+        }
         if (last_state != L->gen_executing) {
             return LI_TORN;
         }
+        *runs_generator = 1;
     }
     return LI_OK;
 }
@@ -1008,7 +1033,8 @@ li_take_sample(li_target *t, li_sample *s)
             th->holds_gil = gil_known ? holder == tstate : -1;
             th->first = s->nframes;
             size_t outside;
-            st = walk_frames(t, s, frame, tstate, tv[5], &th->count, &outside);
+            st = walk_frames(t, s, frame, tstate, tv, &th->count, &outside,
+                             &th->runs_generator);
             if (st == LI_OK && outside) {
                 st = stayed_on(t, s, th->first, th->count, tstate, ts_fields, frame);
             }
@@ -1023,7 +1049,26 @@ li_take_sample(li_target *t, li_sample *s)
     if (L->tstate_native_thread_id < 0) {
         tids_from_pthreads(t, s);
     }
-    return read_heads(t, s);
+    li_status st = read_heads(t, s);
+    if (st != LI_OK || L->code_flags < 0) {
+        return st;
+    }
+    /* A generator's frame object outlives the generator as its code
+     * object's spare frame, f_back and f_gen cleared, and is the next
+     * generator's frame: one read after its generator finished looks like
+     * a thread's outermost frame, and the thread may be in the next
+     * generator, at the same address, by the time the walk is checked
+     * (stayed_on()).  A thread's outermost frame of generator code is
+     * kept only if it was a generator's that ran. */
+    for (size_t i = 0; i < s->nthreads; i++) {
+        const li_raw_thread *th = &s->threads[i];
+        if (th->count && !th->runs_generator
+            && (i32_at(s->frames[th->first + th->count - 1].head, L->code_flags)
+                & L->generator_flags)) {
+            return LI_TORN;
+        }
+    }
+    return LI_OK;
 }
 
 void
@@ -1032,5 +1077,6 @@ li_sample_free(li_sample *s)
     free(s->threads);
     free(s->frames);
     free(s->chunk);
+    free(s->again);
     memset(s, 0, sizeof *s);
 }
