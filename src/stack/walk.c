@@ -409,6 +409,26 @@ still_same_calls(li_target *t, li_sample *s, size_t len, uint64_t before)
     uint64_t addrs[TOP_FRAMES];
     unsigned long k = 0;
     uint64_t frame = before;
+    /* A generator's frame, outside the chunk, copied with it (its caller
+     * in the chunk may have finished, and another call at the same address
+     * made a generator where the finished one was) */
+    int top_outside = frame != 0 && frame == s->outside_addr;
+    unsigned char top[LI_MAX_FRAME_SIZE];
+    /* whether the generator was resumed from C (an entry frame, on the C
+     * stack, between it and the frames in the chunk) */
+    int via_entry = 0;
+    if (top_outside) {
+        frame = li_u64_at(s->outside, L->frame_back);
+        if (L->owner_cstack >= 0 && copy_of(L, s, len, frame) == NULL) {
+            unsigned char entry[LI_MAX_FRAME_SIZE];
+            int err = li_read(t, frame, entry, (size_t)L->frame_size);
+            if (err) {
+                return li_status_of(t, err);
+            }
+            via_entry = entry[L->frame_owner] == L->owner_cstack;
+            frame = via_entry ? li_u64_at(entry, L->frame_back) : 0;
+        }
+    }
     while (k < TOP_FRAMES) {
         const unsigned char *copy = copy_of(L, s, len, frame);
         if (copy == NULL || copy == s->outside) {
@@ -422,20 +442,41 @@ still_same_calls(li_target *t, li_sample *s, size_t len, uint64_t before)
         copies[k++] = copy;
         frame = li_u64_at(copy, L->frame_back);
     }
-    if (k == 0) {
+    /* One read of the bytes from the lowest frame to the end of the
+     * innermost, rather than one per frame, then the generator's frame:
+     * the sooner a callee is read after its caller, the less the thread
+     * can have done in between. */
+    struct iovec local[2], remote[2];
+    unsigned long n = 0;
+    size_t total = 0;
+    uint64_t low = k ? addrs[k - 1] : 0;
+    if (k) {
+        size_t span = (size_t)(addrs[0] - low) + (size_t)L->frame_size;
+        if (grow((void **)&s->again, &s->again_cap, span, 1)) {
+            return LI_NO_MEMORY;
+        }
+        local[n].iov_base = s->again;
+        local[n].iov_len = span;
+        remote[n].iov_base = (void *)(uintptr_t)low;
+        remote[n++].iov_len = span;
+        total += span;
+    }
+    if (top_outside) {
+        local[n].iov_base = top;
+        local[n].iov_len = (size_t)L->frame_size;
+        remote[n].iov_base = (void *)(uintptr_t)before;
+        remote[n++].iov_len = (size_t)L->frame_size;
+        total += (size_t)L->frame_size;
+    }
+    if (n == 0) {
         return LI_OK;
     }
-    /* One read of the bytes from the lowest frame to the end of the
-     * innermost, rather than one per frame: the sooner a callee is read
-     * after its caller, the less the thread can have done in between. */
-    uint64_t low = addrs[k - 1];
-    size_t span = (size_t)(addrs[0] - low) + (size_t)L->frame_size;
-    if (grow((void **)&s->again, &s->again_cap, span, 1)) {
-        return LI_NO_MEMORY;
+    ssize_t got = process_vm_readv(t->pid, local, n, remote, n, 0);
+    if (got < 0) {
+        return li_status_of(t, errno);
     }
-    int err = li_read(t, low, s->again, span);
-    if (err) {
-        return li_status_of(t, err);
+    if ((size_t)got != total || (top_outside && !same_call(L, top, s->outside))) {
+        return LI_TORN;
     }
     for (unsigned long i = 0; i < k; i++) {
         if (!same_call(L, s->again + (addrs[i] - low), copies[i])) {
@@ -445,12 +486,19 @@ still_same_calls(li_target *t, li_sample *s, size_t len, uint64_t before)
     if (L->frame_kind != LI_INTERPRETER_FRAME) {
         return LI_OK;
     }
+    if (top_outside) {
+        li_status st = in_its_call(t, top, offset_in_code(L, top), 0);
+        if (st != LI_OK) {
+            return st;
+        }
+    }
     for (unsigned long i = 0; i < k; i++) {
         const unsigned char *now = s->again + (addrs[i] - low);
         if (L->owner_cstack >= 0 && now[L->frame_owner] == L->owner_cstack) {
             break;      /* what is below an entry frame called C */
         }
-        li_status st = in_its_call(t, now, offset_in_code(L, now), i > 0);
+        li_status st = in_its_call(t, now, offset_in_code(L, now),
+                                   i > 0 || (top_outside && !via_entry));
         if (st != LI_OK) {
             return st;
         }

@@ -1,0 +1,72 @@
+"""The sampler keeps no stack the target never had: oracle.py's targets,
+whose possible stacks are known, sampled as fast as the reader goes with
+the target on one CPU and the sampler on another (where reads race the
+target the most), on CPython 3.9-3.13."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+
+from . import oracle
+from .conftest import HERE, MINORS, find_python
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="the stack reader reads Linux processes")
+
+ORACLE = os.path.join(HERE, "oracle.py")
+SECONDS = 2.0
+
+# Functions each kind must be seen in, innermost (one of each group): the
+# frames whose addresses other calls take, without which the run would
+# check nothing.
+SEEN = {
+    "genloop": [{"gen"}, {"work"}],
+    "genreuse": [{"f1", "f2", "k1", "k2"}],
+    "alternate": [{"alpha_leaf"}, {"beta_leaf"}],
+    "threads": [{"t1_leaf"}, {"t2_leaf"}],
+}
+
+
+@pytest.mark.parametrize("kind", sorted(oracle.CALLERS))
+@pytest.mark.parametrize("minor", MINORS, ids=["3.%d" % m for m in MINORS])
+def test_no_stack_the_target_never_had(minor, kind):
+    from lowimpact import _stack
+
+    python = find_python(minor)
+    if python is None:
+        pytest.skip("CPython 3.%d is not installed" % minor)
+    cpus = sorted(os.sched_getaffinity(0))
+    apart = len(cpus) >= 2
+    child = subprocess.Popen(
+        [python, ORACLE, kind, "60"], stdout=subprocess.PIPE, text=True,
+        preexec_fn=(lambda: os.sched_setaffinity(0, {cpus[0]})) if apart else None)
+    mixed, seen = [], Counter()
+    try:
+        assert child.stdout.readline() == "ready\n"
+        reader = _stack.Reader(child.pid)
+        if apart:
+            os.sched_setaffinity(0, {cpus[1]})
+        try:
+            deadline = time.monotonic() + SECONDS
+            while time.monotonic() < deadline:
+                sample = reader.sample()
+                for _thread, ids in sample or ():
+                    names = [reader.frame(i)[1].rsplit(".", 1)[-1] for i in ids]
+                    why = oracle.mixed(kind, names)
+                    if why:
+                        mixed.append("%s: %s" % (why, ";".join(names)))
+                    seen.update(names[-1:])
+        finally:
+            os.sched_setaffinity(0, cpus)
+    finally:
+        child.kill()
+        child.wait()
+    assert not mixed, (len(mixed), mixed[:5])
+    kept = reader.samples_taken - reader.samples_dropped
+    assert kept >= 500 and all(group & set(seen) for group in SEEN[kind]), (kept, seen)
