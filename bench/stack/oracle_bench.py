@@ -3,12 +3,13 @@
 oracle targets of tests/stack/oracle.py (whose possible stacks are known).
 
     python bench/stack/oracle_bench.py [--python P ...] [--kind K ...]
-                                       [--rate HZ] [--seconds S]
+                                       [--rate HZ] [--seconds S] [--cpus C]
 
 For each interpreter (default: every pyenv CPython 3.9-3.13) and kind, it
-samples the target at --rate with Reader.sample() (three reads at most) and
-prints (target and sampler on two CPUs by default) the samples taken, the share dropped, torn reads per sample, and the
-kept samples that mix two moments, with the first few of them.
+samples the target at --rate with Reader.sample() (eight reads at most),
+the target and the sampler on two CPUs unless --cpus says otherwise, and
+prints the samples taken, the share dropped, torn reads per sample, and
+the kept samples that mix two moments, with the first few of them.
 """
 
 from __future__ import annotations

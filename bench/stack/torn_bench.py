@@ -7,7 +7,7 @@ CPU or on two (Linux, at least two CPUs).
 For each interpreter (default: every pyenv CPython 3.9-3.13) and placement
 (target and sampler pinned to CPU 0 both, or to CPUs 0 and 1), it samples
 target.py (the benchmark's target) and tests/stack/oracle.py's alternate
-(leaves that take each other's addresses) at --rate with Reader.sample() (three reads at most) and
+(leaves that take each other's addresses) at --rate with Reader.sample() (eight reads at most) and
 prints, per run: reads found torn per sample, samples dropped, the sampler's
 CPU time per sample, and, for alternate, the kept samples that show a
 leaf under the other leaf's caller (mixed moments the checks let through).

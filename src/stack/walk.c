@@ -393,9 +393,9 @@ offset_in_code(const li_layout *L, const unsigned char *frame)
  * in the other call when it was made, which shows the frames it had left
  * above the one it was in, with their callers of then.
  *
- * Where frames say whether they are in a call (frame_stacktop), the
- * frames read again must also be where a chain may have them
- * (in_its_call()), callers read before the frames they called.  The copy
+ * The frames read again must also be where a chain may have them
+ * (in_its_call(): interpreter frames), callers read before the frames
+ * they called.  The copy
  * takes long next to a call (each cache line the target writes moves
  * between CPUs): a caller's line may be copied while it is in one call
  * and its callee's, later, after it returned and another call took both
@@ -731,23 +731,25 @@ runs_in_first_cframe(li_target *t, uint64_t tstate, uint64_t cframe, int *first)
  * own rather than from the chunk's copy.
  *
  * Where the interpreter marks running frames (frame_stacktop, 3.12+), a
- * frame below a frame it pushed must be in that call: the interpreter
- * sets stacktop to -1 whenever a frame runs (_PyFrame_GetStackPointer on
- * every resumption) and to 0 or more when it pushes a frame for a call
- * (_PyFrame_SetStackPointer before the new frame becomes the current one,
- * which the call has initialised first).  (It is 0 or more as well in a
- * new frame that has not started, whose position is then before its first
- * instruction, where no call is; and in a frame that has returned, whose
- * caller then runs, or has called again at its address.)  A frame the thread has returned
- * from keeps its contents, so the chain from an innermost frame read some
- * time before the copy may pass through frames the thread left, into
- * frames since reused by other calls (a leaf under the caller of the
- * other leaf): the caller it names then runs (-1) unless it has made
- * another call, whose frame, at the same address, was written before the
- * caller's stacktop, so the copy (which reads lower addresses first) holds
- * that call's frame.  Each pair of frames in the chain is then one the
- * thread had at the moment the pair was copied, and the chain is a stack
- * the thread had: every frame but the innermost was in its call. */
+ * frame below a frame it pushed must be in that call (in_its_call()): the
+ * interpreter sets stacktop to -1 whenever a frame runs
+ * (_PyFrame_GetStackPointer on every resumption) and to 0 or more when it
+ * pushes a frame for a call (_PyFrame_SetStackPointer before the new frame
+ * becomes the current one, which the call has initialised first).  It is
+ * 0 or more as well in a new frame that has not started, whose position is
+ * then before its first instruction, where no call is, and in a frame that
+ * has returned, whose caller then runs or has called again at its address.
+ * A frame the thread has returned from keeps its contents, so the chain
+ * from an innermost frame read some time before the copy may pass through
+ * frames the thread left, into frames since reused by other calls (a leaf
+ * under the caller of the other leaf): the caller it names then runs (-1)
+ * unless it has made another call, whose frame, at the same address, was
+ * written before the caller's stacktop; the copy reads lower addresses
+ * first, so it holds that call's frame or a later one.  A later one is
+ * where the rule falls short: a copy takes long next to a call, and the
+ * thread may have returned from the caller and called at both addresses
+ * again between the copies of their cache lines.  still_same_calls()
+ * checks the innermost frames a second time for that. */
 static li_status
 walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, const uint64_t *tv,
             size_t *count, size_t *outside, int *runs_generator)
