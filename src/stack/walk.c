@@ -725,6 +725,27 @@ runs_in_first_cframe(li_target *t, uint64_t tstate, uint64_t cframe, int *first)
     return LI_OK;
 }
 
+/* Whether frame lies in one of the stack chunks from `chunk` back (the
+ * thread's chunk list, newest first): *found 1 if so. */
+static li_status
+in_a_chunk(li_target *t, uint64_t chunk, uint64_t frame, int *found)
+{
+    *found = 0;
+    for (int n = 0; chunk != 0 && n < 1024; n++) {
+        uint64_t head[2];       /* _PyStackChunk: previous, size */
+        int err = li_read(t, chunk, head, sizeof head);
+        if (err) {
+            return li_status_of(t, err);
+        }
+        if (frame >= chunk + sizeof head && frame - chunk < head[1]) {
+            *found = 1;
+            return LI_OK;
+        }
+        chunk = head[0];
+    }
+    return LI_OK;
+}
+
 /* The frames from `frame` outwards into s, the innermost frame of the
  * thread state tstate, whose fields (ts_fields of li_take_sample) tv holds
  * as they were when `frame` was read; *outside counts those read on their
@@ -767,7 +788,7 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, const u
      * generator that does not run, was read while a frame left it (a
      * generator suspended, a frame returned): torn.  A running generator's
      * frame may end it: one resumed from C with no Python frame below. */
-    int last_is_entry = 0, last_is_generator = 0, last_state = -1;
+    int last_is_entry = 0, last_is_generator = 0, last_state = -1, last_copied = 0;
     /* whether the frame walked before this one was pushed by it */
     int called = 0;
     uint64_t last_frame = 0;
@@ -827,6 +848,7 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, const u
         if (grow((void **)&s->frames, &s->frames_cap, s->nframes + 1, sizeof *s->frames)) {
             return LI_NO_MEMORY;
         }
+        last_copied = copied;
         li_raw_frame *f = &s->frames[s->nframes];
         f->addr = frame;
         f->code = code;
@@ -838,6 +860,22 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, const u
     }
     if (L->chain_ends_at_entry && *count && !last_is_entry) {
         return LI_TORN;
+    }
+    /* 3.11: a thread's outermost frame is in its stack chunks (its first
+     * call's) unless it is a generator's resumed from C.  A generator's
+     * frame read while its object was freed and another made in its memory
+     * has neither the generator's owner nor a previous frame yet: the
+     * chain would end there, the generator alone. */
+    if (L->frame_kind == LI_INTERPRETER_FRAME && !L->chain_ends_at_entry && *count
+        && !last_is_generator && !last_copied) {
+        int found;
+        li_status st = in_a_chunk(t, tv[6], last_frame, &found);
+        if (st != LI_OK) {
+            return st;
+        }
+        if (!found) {
+            return LI_TORN;
+        }
     }
     if (last_is_generator) {
         if (!L->gen_state_known) {
