@@ -6,9 +6,9 @@ sampler never keeps a stack the target did not have.
 prints "ready", then runs KIND for SECONDS.  CALLERS[KIND] maps each of
 the kind's functions to the functions that may call it ("" for a thread's
 outermost frame); a kept sample in which one of them has another caller,
-or none, mixes two moments.  Only pure-Python calls of these functions are
-made, so no C frame or library frame comes between a function and the
-caller named here (threading's own frames may be below ``run_thread``).
+or none, mixes two moments.  No library frame comes between a function
+and the callers named here (threading's own frames may be below
+``run_thread``; a coroutine's send(), a C call, shows no frame of its own).
 Every kind makes frames take the addresses of frames of other calls all the
 time: the point is to give a torn read every chance to look whole.
 """
