@@ -31,12 +31,28 @@ SEEN = {kind: set(callers) - {"<module>", "run_" + kind}
 # Known and not fixed (docs/STACK.md), at the highest rate: on 3.9/3.10 a
 # thread looping over a generator shows the generator's frame alone,
 # running, with no f_back, in two copies of the frame (1 in 4,000 to 1 in
-# 100,000 samples, more the faster the sampler); on 3.11 a coroutine sent
-# from C shows under the other function that sends one (about 1 in 20,000);
-# on 3.12 a generator's frame read on its own (not the one the last sample
-# saw outside the chunk, so not read again with its caller) shows under
-# the other function (1-2 in 35,000-50,000).
-RESIDUAL = {(9, "genloop"), (10, "genloop"), (11, "genreuse"), (12, "genreuse")}
+# 100,000 samples, more the faster the sampler): as often as before the
+# checks at times, so no bound tells a regression from it; xfail, not strict.
+RESIDUAL = {(9, "genloop"), (10, "genloop")}
+
+# Every other case is bounded rather than held to zero: the reader cannot
+# tell a thread that made the same mixing twice, once in the copy and once
+# in the second read (docs/STACK.md, "What can still go unnoticed"), and on
+# 3.11 a coroutine sent from C, on 3.12 (3.13 has the same path) a
+# generator's frame read on its own, show under the other function of
+# genreuse about once in 20,000 kept samples at this rate (and 3.11
+# alternate kept a leaf under the other's caller in 2 of 59,139 in review,
+# a 3.13 sampler on a loaded 2-CPU machine).  CI runs these cases under
+# each of five interpreters (125 runs of 7,000-100,000 kept samples here):
+# held to zero, such a residual fails most CI runs.  Mixed kept
+# samples are a Poisson count of mean k/20,000 (k kept); the bound
+# 4 + k/5,000 is exceeded with probability under 1.4e-5 for any k (under
+# 2e-3 that one of 125 runs fails by chance), while the rates before these
+# checks (1 in 400 to 1 in 2,000 of alternate and genreuse) exceed it with
+# probability above 0.98 at 1 in 400 from k = 5,000 on, and at 1 in 2,000
+# from k = 50,000 on (at k = 20,000: 0.67).
+def allowed(kept: int) -> int:
+    return 4 + kept // 5000
 
 
 def params():
@@ -81,5 +97,7 @@ def test_no_stack_the_target_never_had(minor, kind):
         child.kill()
         child.wait()
     kept = reader.samples_taken - reader.samples_dropped
-    assert not mixed, (len(mixed), kept, mixed[:5])
+    if (minor, kind) in RESIDUAL:
+        assert not mixed, (len(mixed), kept, mixed[:5])
+    assert len(mixed) <= allowed(kept), (len(mixed), kept, mixed[:5])
     assert kept >= 500 and SEEN[kind] & set(seen), (kept, seen)
