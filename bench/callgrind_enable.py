@@ -11,6 +11,10 @@ building the heap of costs.build_heap and calling every function once:
 - `set_events(LINE)` with a callback that returns DISABLE;
 - `restart_events()` after every function ran once with LINE on (its lines
   disabled), and after it ran twice (on the engine, compacted shadows);
+- `restart_events()` after `PY_START` returned DISABLE in every function, as
+  3.14's bdb monitoring backend leaves all code but a breakpoint's; and the
+  next one, after every function started again and disabled it again (the
+  difference between the counts of two rounds and of one);
 - `set_local_events(LINE)` on each code object from its `PY_START` callback,
   as a coverage tool that measures only some code does, for the first 100
   functions called (the sum over the 100 calls).
@@ -31,8 +35,9 @@ from run import default_pythons  # noqa: E402
 
 COLLECTED = re.compile(r"Collected : (\d+)")
 
-# What the child runs: PHASE is "enable" or the number of rounds of calls
-# before restart_events().
+# What the child runs: PHASE is "enable", "local", the number of rounds of
+# calls before restart_events(), or "bdbN": N rounds of calls, each with
+# PY_START disabled everywhere, then restart_events().
 CHILD = """
 import sys
 sys.path.insert(0, {here!r})
@@ -55,6 +60,13 @@ if {phase!r} == "local":
     M.set_events(tool, E.PY_START)
     costs._call_all(funcs[:100])
     raise SystemExit
+if {phase!r}.startswith("bdb"):
+    M.register_callback(tool, E.PY_START, lambda code, offset: M.DISABLE)
+    M.set_events(tool, E.PY_START)
+    for _ in range(int({phase!r}[3:])):
+        costs._call_all(funcs)
+        M.restart_events()
+    raise SystemExit
 M.set_events(tool, E.LINE)
 if {phase!r} != "enable":
     for _ in range(int({phase!r})):
@@ -75,6 +87,12 @@ FUNCTIONS = {
 
 def count(python: str, phase: str, objects: int, functions: int) -> str:
     """Instructions inside the call of `phase`, or why there is no count."""
+    if phase == "bdb-next":
+        # The second restart alone: what two rounds cost beyond one.
+        two, one = (count(python, "bdb%d" % n, objects, functions) for n in (2, 1))
+        if two.startswith("error") or one.startswith("error"):
+            return two if two.startswith("error") else one
+        return "{:,}".format(int(two.replace(",", "")) - int(one.replace(",", "")))
     native = subprocess.run([python, "-c", "import sys; print(hasattr(sys, 'monitoring'))"],
                             capture_output=True, text=True).stdout.strip() == "True"
     kind = "native" if native else "engine"
@@ -98,6 +116,8 @@ def main() -> None:
     pythons = args.python or default_pythons()
     phases = [("set_events(LINE)", "enable"), ("restart_events(), after one call each", "1"),
               ("restart_events(), after two calls each", "2"),
+              ("restart_events(), PY_START disabled everywhere (bdb)", "bdb1"),
+              ("the next restart_events(), PY_START disabled again", "bdb-next"),
               ("set_local_events(LINE) from PY_START, 100 codes", "local")]
     print("Instructions inside the call, %d objects, %d functions (callgrind)\n"
           % (args.objects, args.functions))
