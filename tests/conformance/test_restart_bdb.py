@@ -13,11 +13,14 @@ next looks at it: these tests reach that rest from every side.
 from __future__ import annotations
 
 import gc
-import sys
 import threading
+import traceback
 from typing import Any, Callable, Dict, List
 
+import pytest
+
 from .helpers import Recorder, Tool
+from .test_threads import traced_run
 
 FILENAME = "<restart-bdb>"
 
@@ -241,29 +244,12 @@ def test_tracebacks_and_trace_functions_after_the_restart(M: Any, tool: Tool) ->
     with Recorder(tool, M.events.PY_START, filename=FILENAME, returns=M.DISABLE) as rec:
         f([1])
         M.restart_events()
-        try:
+        with pytest.raises(KeyError) as raised:
             f({})
-        except KeyError as exc:
-            tb = exc.__traceback__
-            names = []
-            while tb is not None:
-                names.append((tb.tb_frame.f_code.co_name,
-                              tb.tb_lineno - tb.tb_frame.f_code.co_firstlineno))
-                tb = tb.tb_next
+        last = traceback.extract_tb(raised.value.__traceback__)[-1]
         M.restart_events()
-        traced: List[Any] = []
-
-        def trace(frame: Any, event: str, arg: Any) -> Any:
-            if frame.f_code is f.__code__:
-                traced.append((event, frame.f_lineno - frame.f_code.co_firstlineno))
-            return trace
-
-        sys.settrace(trace)
-        try:
-            f([2])
-        finally:
-            sys.settrace(None)
-    assert names[-1:] == [("f", 1)]
+        traced = traced_run(f)
+    assert (last.name, last.lineno - f.__code__.co_firstlineno) == ("f", 1)
     assert traced == [("call", 0), ("line", 1), ("return", 1)]
     assert starts(rec) == ["f"] * 3
 
