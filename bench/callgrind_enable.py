@@ -12,9 +12,10 @@ building the heap of costs.build_heap and calling every function once:
 - `restart_events()` after every function ran once with LINE on (its lines
   disabled), and after it ran twice (on the engine, compacted shadows);
 - `restart_events()` after `PY_START` returned DISABLE in every function, as
-  3.14's bdb monitoring backend leaves all code but a breakpoint's; and the
+  3.14's bdb monitoring backend leaves all code but a breakpoint's; the
   next one, after every function started again and disabled it again (the
-  difference between the counts of two rounds and of one);
+  difference between the counts of two rounds and of one); and the same
+  two from a function, its PY_START disabled too, that C code called;
 - `set_local_events(LINE)` on each code object from its `PY_START` callback,
   as a coverage tool that measures only some code does, for the first 100
   functions called (the sum over the 100 calls).
@@ -37,7 +38,8 @@ COLLECTED = re.compile(r"Collected : (\d+)")
 
 # What the child runs: PHASE is "enable", "local", the number of rounds of
 # calls before restart_events(), or "bdbN": N rounds of calls, each with
-# PY_START disabled everywhere, then restart_events().
+# PY_START disabled everywhere, then restart_events() ("bdb-cN": from a
+# function, disabled too, that C code called).
 CHILD = """
 import sys
 sys.path.insert(0, {here!r})
@@ -61,11 +63,16 @@ if {phase!r} == "local":
     costs._call_all(funcs[:100])
     raise SystemExit
 if {phase!r}.startswith("bdb"):
+    def restart(_):
+        M.restart_events()
     M.register_callback(tool, E.PY_START, lambda code, offset: M.DISABLE)
     M.set_events(tool, E.PY_START)
-    for _ in range(int({phase!r}[3:])):
+    for _ in range(int({phase!r}[-1:])):
         costs._call_all(funcs)
-        M.restart_events()
+        if {phase!r}.startswith("bdb-c"):
+            list(map(restart, [0]))
+        else:
+            M.restart_events()
     raise SystemExit
 M.set_events(tool, E.LINE)
 if {phase!r} != "enable":
@@ -87,9 +94,9 @@ FUNCTIONS = {
 
 def count(python: str, phase: str, objects: int, functions: int) -> str:
     """Instructions inside the call of `phase`, or why there is no count."""
-    if phase == "bdb-next":
+    if phase.endswith("-next"):
         # The second restart alone: what two rounds cost beyond one.
-        two, one = (count(python, "bdb%d" % n, objects, functions) for n in (2, 1))
+        two, one = (count(python, phase[:-5] + str(n), objects, functions) for n in (2, 1))
         if two.startswith("error") or one.startswith("error"):
             return two if two.startswith("error") else one
         return "{:,}".format(int(two.replace(",", "")) - int(one.replace(",", "")))
@@ -118,6 +125,8 @@ def main() -> None:
               ("restart_events(), after two calls each", "2"),
               ("restart_events(), PY_START disabled everywhere (bdb)", "bdb1"),
               ("the next restart_events(), PY_START disabled again", "bdb-next"),
+              ("the same from a function C code called", "bdb-c1"),
+              ("  and the next one", "bdb-c-next"),
               ("set_local_events(LINE) from PY_START, 100 codes", "local")]
     print("Instructions inside the call, %d objects, %d functions (callgrind)\n"
           % (args.objects, args.functions))

@@ -559,7 +559,7 @@ typedef struct li_code_backend {
     struct li_probes *shadows;   /* its live shadows, by next_of_code */
     /* Code whose functions went back to running the original after their
        PY_START callbacks disabled it (landing.c): restart_events() gives it
-       its entry trampoline again.  LI_BARE_NOTED or LI_BARE_PENDING (0:
+       its entry trampoline again.  LI_BARE_NOTED or LI_BARE_RETRY (0:
        neither) while trampoline.c holds it in a flat array, at bare_slot. */
     uint8_t started_bare;
     int bare_slot;

@@ -1766,6 +1766,15 @@ retry_bare(li_code_backend *cb)
     cb->started_bare = LI_BARE_RETRY;
 }
 
+/* The entry of `cb`, at `i`, takes the careful way: [*from, *to) covers it. */
+LI_COLD static void
+retry_range(li_code_backend *cb, int i, int *from, int *to)
+{
+    retry_bare(cb);
+    *from = *from < 0 ? i : *from;
+    *to = i + 1;
+}
+
 int
 li_trampolines_restart_bare(bool *unreached)
 {
@@ -1786,7 +1795,9 @@ li_trampolines_restart_bare(bool *unreached)
             }
         }
     }
-    int from = n_retry > 0 ? 0 : noted_from, to = n_bare;
+    /* (Entries left to retry by an earlier restart that failed come first.) */
+    int retry_from = n_retry > 0 ? 0 : -1, retry_to = n_retry > 0 ? noted_from : -1;
+    int to = n_bare;
     /* In place only where the code needs its trampoline (PY_START wanted
        everywhere), and a trampoline can work. */
     if (li_reg.global_tools[LI_PY_START] == 0 || li_foreign_eval_frame() ||
@@ -1796,11 +1807,10 @@ li_trampolines_restart_bare(bool *unreached)
             bare[i].in_place = false;
         }
     }
-    for (int i = noted_from; i < to; i++) {
-        bare_entry *e = &bare[i];
+    for (bare_entry *e = bare + noted_from, *end = bare + to; e < end; e++) {
         if (!e->in_place) {
             if (e->cb != NULL) {
-                retry_bare(e->cb);
+                retry_range(e->cb, (int)(e - bare), &retry_from, &retry_to);
             }
             continue;
         }
@@ -1810,7 +1820,7 @@ li_trampolines_restart_bare(bool *unreached)
         e->code->_co_firsttraceable = e->armed_first;
     }
     noted_from = to;
-    return n_retry > 0 ? rearm_retries(from, to, unreached) : 0;
+    return retry_from >= 0 ? rearm_retries(retry_from, retry_to, unreached) : 0;
 }
 
 /* The trampolines that restarts left pending in code that no longer needs
@@ -1903,8 +1913,6 @@ li_trampolines_kept_count(void)
     }
     return n;
 }
-
-static Py_ssize_t pending_count(void);
 
 Py_ssize_t
 li_trampolines_armed_count(void)

@@ -522,6 +522,15 @@ update_frame(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterFrame 
     li_code_state *cs = li_code_state_get(li_backend_original(frame->f_code));
     if (cs != NULL) {
         li_code_state_refresh(cs);
+        /* A function's frame on a stack has started (or lands as it starts):
+           where tools want PY_START alone, its original serves it to the
+           end.  (Resume trampolines armed for it would also keep the entry
+           one out, which restart_events() gives back to such code.) */
+        if (frame->f_code == cs->code && li_only_start_wanted(cs) &&
+            !(cs->code->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)))
+        {
+            return 0;
+        }
     }
     if (!is_live(frame, ts)) {
         return replace_frame_code(ts, frame, above);
