@@ -264,3 +264,28 @@ def test_code_compared_and_events_turned_off_after_the_restart(M: Any, tool: Too
     assert same
     assert off == ["f"]
     assert f() == 7
+
+
+
+def test_frames_sized_as_their_own_once_events_are_off(M: Any, tool: Tool) -> None:
+    # Events turned off for good: copies of the code (code.replace()) and its
+    # next frames are as large as the code says, as natively, for code that
+    # went bare and was not restarted, was restarted and did not run since,
+    # or ran after the restart and went bare again.
+    functions = make_functions(
+        "def bare(x):\n    return (x, x, x, x)\n"
+        "def waiting(x):\n    return (x, x, x, x)\n"
+        "def again(x):\n    return (x, x, x, x)\n", "bare", "waiting", "again",
+    )
+    bare, waiting, again = functions
+    sizes = [f.__code__.replace().co_stacksize for f in functions]
+    with Recorder(tool, M.events.PY_START, filename=FILENAME, returns=M.DISABLE) as rec:
+        waiting(1)
+        again(1)
+        M.restart_events()
+        again(1)
+        bare(1)
+        tool.set_events(0)
+        assert starts(rec) == ["waiting", "again", "again", "bare"]
+    assert [f.__code__.replace().co_stacksize for f in functions] == sizes
+    assert [f(2) for f in functions] == [(2,) * 4] * 3

@@ -1824,16 +1824,30 @@ li_trampolines_restart_bare(bool *unreached)
 }
 
 /* The trampolines that restarts left pending in code that no longer needs
- * them go (as li_trampolines_disarm_unneeded() does for the others). */
+ * them go (as li_trampolines_disarm_unneeded() does for the others); code
+ * still to be re-armed that no longer needs it, and that no frame runs
+ * (frames keep the room they were made with), gives its next frames their
+ * own size back, and takes the careful way at the next restart (which
+ * reserves the room again where the code needs it then). */
 static void
 disarm_pending_unneeded(void)
 {
     holding_bare++;
-    for (int i = 0; i < noted_from; i++) {
+    for (int i = 0; i < n_bare; i++) {
         li_code_backend *cb = bare[i].cb;
-        if (cb != NULL && bare_pending(cb) && !li_needs_instrumenting(cb->cs->code)) {
+        if (cb == NULL || li_needs_instrumenting(cb->cs->code)) {
+            continue;
+        }
+        if (bare_pending(cb)) {
             bare_touched(cb);
             disarm_all(&cb->patches);
+        }
+        else if (cb->true_stacksize >= 0 && cb->patches.n_armed == 0 &&
+                 !frame_of(cb->cs->code))
+        {
+            bare[i].in_place = false;
+            cb->cs->code->co_stacksize = cb->true_stacksize;
+            cb->true_stacksize = -1;
         }
     }
     holding_bare--;
