@@ -12,6 +12,11 @@ building the heap of costs.build_heap and calling every function once:
 - `set_events(LINE)` with a callback that returns DISABLE;
 - `restart_events()` after every function ran once with LINE on (its lines
   disabled), and after it ran twice (on the engine, compacted shadows);
+- `restart_events()` after `PY_START` returned DISABLE in every function, as
+  3.14's bdb monitoring backend leaves all code but a breakpoint's; the
+  next one, after every function started again and disabled it again (the
+  difference between the counts of two rounds and of one); and the same
+  two from a function, its PY_START disabled too, that C code called;
 - `set_local_events(LINE)` on each code object from its `PY_START` callback,
   as a coverage tool that measures only some code does, for the first 100
   functions called (the sum over the 100 calls);
@@ -37,8 +42,10 @@ from run import default_pythons  # noqa: E402
 
 COLLECTED = re.compile(r"Collected : (\d+)")
 
-# What the child runs: PHASE is "enable", "local", "first" or the number of rounds of calls
-# before restart_events().
+# What the child runs: PHASE is "enable", "local", "first", the number of
+# rounds of calls before restart_events(), or "bdbN": N rounds of calls, each
+# with PY_START disabled everywhere, then restart_events() ("bdb-cN": from a
+# function, disabled too, that C code called).
 CHILD = """
 import sys
 sys.path.insert(0, {here!r})
@@ -60,6 +67,18 @@ if {phase!r} == "local":
     M.register_callback(tool, E.PY_START, start)
     M.set_events(tool, E.PY_START)
     costs._call_all(funcs[:100])
+    raise SystemExit
+if {phase!r}.startswith("bdb"):
+    def restart(_):
+        M.restart_events()
+    M.register_callback(tool, E.PY_START, lambda code, offset: M.DISABLE)
+    M.set_events(tool, E.PY_START)
+    for _ in range(int({phase!r}[-1:])):
+        costs._call_all(funcs)
+        if {phase!r}.startswith("bdb-c"):
+            list(map(restart, [0]))
+        else:
+            M.restart_events()
     raise SystemExit
 M.set_events(tool, E.LINE)
 if {phase!r} == "first":
@@ -86,6 +105,12 @@ FUNCTIONS = {
 
 def count(python: str, phase: str, objects: int, functions: int) -> str:
     """Instructions inside the call of `phase`, or why there is no count."""
+    if phase.endswith("-next"):
+        # The second restart alone: what two rounds cost beyond one.
+        two, one = (count(python, phase[:-5] + str(n), objects, functions) for n in (2, 1))
+        if two.startswith("error") or one.startswith("error"):
+            return two if two.startswith("error") else one
+        return "{:,}".format(int(two.replace(",", "")) - int(one.replace(",", "")))
     native = subprocess.run([python, "-c", "import sys; print(hasattr(sys, 'monitoring'))"],
                             capture_output=True, text=True).stdout.strip() == "True"
     kind = "native" if native else "engine"
@@ -108,13 +133,19 @@ def main() -> None:
     parser.add_argument("--python", action="append", help="interpreter (repeatable)")
     parser.add_argument("--objects", type=int, default=200_000)
     parser.add_argument("--functions", type=int, default=5_000)
-    parser.add_argument("--phase", action="append", choices=("enable", "1", "2", "local", "first"),
+    parser.add_argument("--phase", action="append",
+                        choices=("enable", "1", "2", "bdb1", "bdb-next", "bdb-c1", "bdb-c-next",
+                                 "local", "first"),
                         help="only these rows (repeatable): set_events, restart_events after "
-                             "1 or 2 calls, set_local_events, first calls")
+                             "1 or 2 calls or under bdb's pattern, set_local_events, first calls")
     args = parser.parse_args()
     pythons = args.python or default_pythons()
     phases = [("set_events(LINE)", "enable"), ("restart_events(), after one call each", "1"),
               ("restart_events(), after two calls each", "2"),
+              ("restart_events(), PY_START disabled everywhere (bdb)", "bdb1"),
+              ("the next restart_events(), PY_START disabled again", "bdb-next"),
+              ("the same from a function C code called", "bdb-c1"),
+              ("  and the next one", "bdb-c-next"),
               ("set_local_events(LINE) from PY_START, 100 codes", "local"),
               ("first call of each function after set_events(LINE)", "first")]
     phases = [(label, phase) for label, phase in phases

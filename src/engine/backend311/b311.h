@@ -561,10 +561,16 @@ typedef struct li_code_backend {
     struct li_probes *shadows;   /* its live shadows, by next_of_code */
     /* Code whose functions went back to running the original after their
        PY_START callbacks disabled it (landing.c): restart_events() gives it
-       its entry trampoline again.  A list, by these links. */
-    bool started_bare;
-    struct li_code_backend *next_bare, *prev_bare;
+       its entry trampoline again.  LI_BARE_NOTED or LI_BARE_RETRY (0:
+       neither) while trampoline.c holds it in a flat array, at bare_slot. */
+    uint8_t started_bare;
+    int bare_slot;
 } li_code_backend;
+
+enum {
+    LI_BARE_NOTED = 1,  /* noted, then armed by a restart (trampoline.c) */
+    LI_BARE_RETRY,      /* a restart failed to arm it, the next one tries again */
+};
 
 static inline li_probes *
 li_current_shadow(const li_code_state *cs)
@@ -635,9 +641,6 @@ bool li_only_start_wanted(li_code_state *cs);
  * original as it is (landing.c). */
 bool li_start_wanted_nowhere(li_code_state *cs);
 bool li_start_disabled_everywhere(li_code_state *cs);
-/* The functions of `cb`'s code run its original after their PY_START was
- * disabled: restart_events() re-arms its entry trampoline. */
-void li_note_started_bare(li_code_backend *cb);
 /* A shadow dies: the codes it held forget it. */
 void li_unlink_nested(li_probes *lp);
 
@@ -723,6 +726,21 @@ void li_trampolines_settle_soon(void);
  * as it is.  Whether its entry trampoline is gone (it stays while a frame of
  * any thread stands in its units). */
 bool li_trampolines_disarm_original(li_code_state *cs);
+/* Makes room to note one more code as started bare.  0 or -1. */
+int li_started_bare_reserve(void);
+/* The functions of `cb`'s code run its original after their PY_START was
+ * disabled, its entry trampoline gone: restart_events() arms it again.
+ * The room was reserved. */
+void li_note_started_bare(li_code_backend *cb);
+/* `cb`'s code is no longer (or not yet) to be re-armed by restart_events(). */
+void li_forget_started_bare(li_code_backend *cb);
+/* Whether `cb`'s code runs bare, its entry trampoline to be armed by the
+ * next restart_events(). */
+bool li_entry_bare(const li_code_backend *cb);
+/* For restart_events(): arms the entry trampolines of the code noted as
+ * started bare, where the code needs events; *unreached is set where one
+ * could not go in.  0 or -1 (the code not done yet stays noted). */
+int li_trampolines_restart_bare(bool *unreached);
 /* The code object of `p` is being freed: forgets its trampolines. */
 void li_patches_forget(li_patches *p);
 /* Exchanges the armed trampolines of `code` with the units they replaced

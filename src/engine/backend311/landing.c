@@ -471,6 +471,10 @@ start_before_building(PyThreadState *tstate, _PyInterpreterFrame *here,
            the frame starts (the frame cannot be anywhere else meanwhile:
            no thread switch, no trace function until it is dropped). */
         frame->prev_instr = _PyCode_CODE(code) + at - 1;
+        if (li_started_bare_reserve() < 0) {
+            frame->prev_instr = saved_prev;
+            return -1;
+        }
         if (li_trampolines_disarm_original(cs)) {
             _Py_CODEUNIT *unit = _PyCode_CODE(code) + at;
             token->restore_code = (PyCodeObject *)Py_NewRef(code);

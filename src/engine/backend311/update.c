@@ -85,44 +85,7 @@ bool
 li_start_disabled_everywhere(li_code_state *cs)
 {
     li_code_backend *cb = (li_code_backend *)cs->backend;
-    return cb != NULL && cb->started_bare && li_start_wanted_nowhere(cs);
-}
-
-/* Code that went back to its original as it started (landing.c). */
-static li_code_backend *started_bare;
-
-void
-li_note_started_bare(li_code_backend *cb)
-{
-    if (cb->started_bare) {
-        return;
-    }
-    cb->started_bare = true;
-    cb->prev_bare = NULL;
-    cb->next_bare = started_bare;
-    if (started_bare != NULL) {
-        started_bare->prev_bare = cb;
-    }
-    started_bare = cb;
-}
-
-static void
-forget_started_bare(li_code_backend *cb)
-{
-    if (!cb->started_bare) {
-        return;
-    }
-    if (cb->prev_bare != NULL) {
-        cb->prev_bare->next_bare = cb->next_bare;
-    }
-    else {
-        started_bare = cb->next_bare;
-    }
-    if (cb->next_bare != NULL) {
-        cb->next_bare->prev_bare = cb->prev_bare;
-    }
-    cb->next_bare = cb->prev_bare = NULL;
-    cb->started_bare = false;
+    return cb != NULL && li_entry_bare(cb) && li_start_wanted_nowhere(cs);
 }
 
 bool
@@ -559,6 +522,15 @@ update_frame(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterFrame 
     li_code_state *cs = li_code_state_get(li_backend_original(frame->f_code));
     if (cs != NULL) {
         li_code_state_refresh(cs);
+        /* A function's frame on a stack has started (or lands as it starts):
+           where tools want PY_START alone, its original serves it to the
+           end.  (Resume trampolines armed for it would also keep the entry
+           one out, which restart_events() gives back to such code.) */
+        if (frame->f_code == cs->code && li_only_start_wanted(cs) &&
+            !(cs->code->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)))
+        {
+            return 0;
+        }
     }
     if (!is_live(frame, ts)) {
         return replace_frame_code(ts, frame, above);
@@ -1015,12 +987,8 @@ li_backend_restart(void)
     /* PY_START fires again where callbacks disabled it before any shadow
        was built: its functions start through the entry trampoline. */
     bool unreached = false;
-    while (err == 0 && started_bare != NULL) {
-        li_code_backend *cb = started_bare;
-        forget_started_bare(cb);
-        int armed = needs_instrumenting(cb->cs, cb->cs->code) ? li_trampoline_arm(cb->cs) : 1;
-        err = armed < 0 ? -1 : 0;
-        unreached |= armed == 0;
+    if (err == 0) {
+        err = li_trampolines_restart_bare(&unreached);
     }
     /* Where no trampoline could go (a frame stands in its units), only the
        functions know the code: the walk of the heap finds them. */
@@ -1046,7 +1014,7 @@ li_backend_code_state_free(li_code_state *cs)
     /* Shadows hold their original, so none can outlive it, and a shadow
        that held it in its constants held it alive. */
     assert(cb->current == NULL && cb->n_links == 0);
-    forget_started_bare(cb);
+    li_forget_started_bare(cb);
     li_patches_forget(&cb->patches);
     PyMem_Free(cb->resume_points);
     PyMem_Free(cb->links);
