@@ -656,9 +656,11 @@ maybe_start_test_context(Collector *self, PyObject *code)
 static Py_ssize_t
 context_started_here(const Collector *self, PyObject *code)
 {
+    /* Before the search: making the frame object allocates, which may
+       collect garbage and let another thread change `tests`. */
+    PyObject *frame = (PyObject *)PyEval_GetFrame();
     for (Py_ssize_t i = 0; i < self->n_tests; i++) {
-        if (self->tests[i].code == code &&
-            (PyObject *)PyEval_GetFrame() == self->tests[i].frame) {
+        if (self->tests[i].code == code && self->tests[i].frame == frame) {
             return i;
         }
     }
