@@ -655,7 +655,7 @@ frame_of(PyCodeObject *code)
  * original's own table sends them (a kept trampoline whose first unit a
  * handler leads to lands them as the instruction it replaced would go on). */
 static void
-disarm_all(li_patches *p)
+disarm(li_patches *p, bool keep_entry)
 {
     PyCodeObject *code = p->code;
     /* Frames of the code are seldom on a stack as it is disarmed: one walk
@@ -665,7 +665,7 @@ disarm_all(li_patches *p)
     li_code_backend *cb = cs != NULL ? (li_code_backend *)cs->backend : NULL;
     for (int k = 0; k < p->n_trampolines; k++) {
         li_trampoline *t = &p->trampolines[k];
-        if (!t->armed) {
+        if (!t->armed || (keep_entry && t->landing.phase == LI_LAND_START)) {
             continue;
         }
         if (frames && frame_between(code, t->at, t->at + LI_TRAMPOLINE_UNITS)) {
@@ -682,8 +682,9 @@ disarm_all(li_patches *p)
     }
     p->n_routes = 0;
     restore_exceptiontable(p);
-    set_lingering(p, p->n_armed > 0);
-    if (p->lingering) {
+    /* (The entry trampoline kept armed is no lingering one.) */
+    set_lingering(p, keep_entry ? p->lingering && p->n_armed > 0 : p->n_armed > 0);
+    if (p->n_armed > 0) {
         return;
     }
     code->co_warmup = p->saved_warmup;
@@ -712,37 +713,12 @@ li_trampolines_let_go(PyCodeObject *code)
         PyErr_Clear();
         return;
     }
-    if (p->n_armed == 0) {
-        return;
-    }
-    /* The entry trampoline's units are never traced (li_trampoline_arm()),
-       and a frame standing in a trampoline's units goes on by reading them
-       again (disarm_all()). */
-    bool frames = frame_of(code);
-    for (int k = 0; k < p->n_trampolines; k++) {
-        li_trampoline *t = &p->trampolines[k];
-        if (!t->armed || t->landing.phase == LI_LAND_START ||
-            (frames && frame_between(code, t->at, t->at + LI_TRAMPOLINE_UNITS)))
-        {
-            continue;
-        }
-        restore(code, t);
-        t->armed = false;
-        p->n_armed--;
-    }
-    /* Their frames go on where the code's own table sends them, unless
-       reached again (an exception trampoline needs three values). */
-    p->n_routes = 0;
-    restore_exceptiontable(p);
+    /* The entry trampoline's units are never traced (li_trampoline_arm()).
+       The frames of the others go on where the code's own table sends
+       them, unless reached again (an exception trampoline needs three
+       values). */
     if (p->n_armed > 0) {
-        return;
-    }
-    set_lingering(p, false);
-    code->co_warmup = p->saved_warmup;
-    unlink_armed(p);
-    li_code_state *cs = li_shadow_probes(code) == NULL ? li_code_state_get(code) : NULL;
-    if (cs != NULL && cs->backend != NULL) {
-        li_release_shadow_stack((li_code_backend *)cs->backend);
+        disarm(p, true);
     }
 }
 
@@ -1528,7 +1504,7 @@ disarm_if_unneeded(li_patches *p)
 {
     li_probes *lp = li_shadow_probes(p->code);
     if (lp != NULL ? !lp->outdated : !li_needs_instrumenting(p->code)) {
-        disarm_all(p);
+        disarm(p, false);
     }
     else {
         set_lingering(p, false);
@@ -1614,7 +1590,7 @@ li_trampolines_disarm_original(li_code_state *cs)
     }
     bare_touched(cb);
     if (cb->patches.n_armed > 0) {
-        disarm_all(&cb->patches);
+        disarm(&cb->patches, false);
     }
     li_trampoline *t = find_trampoline(&cb->patches, cb->entry_tramp);
     return t == NULL || !t->armed;
@@ -1893,7 +1869,7 @@ disarm_pending_unneeded(void)
         }
         if (bare_pending(cb)) {
             bare_touched(cb);
-            disarm_all(&cb->patches);
+            disarm(&cb->patches, false);
         }
         else if (cb->true_stacksize >= 0 && cb->patches.n_armed == 0 &&
                  !frame_of(cb->cs->code))
