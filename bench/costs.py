@@ -4,7 +4,8 @@ Two measurements:
 
 * ``heap``: ``set_events(tool, LINE)`` and back to 0 in a process holding a
   large heap and thousands of distinct Python functions, and
-  ``restart_events()`` in between.  An engine that
+  ``restart_events()`` in between; then ``restart_events()`` after
+  ``PY_START`` returned DISABLE in every function (3.14's bdb).  An engine that
   walks the heap or re-instruments every code object eagerly pays here;
   native 3.12+ instruments lazily, on the next call of each function, so the
   first calls after enabling are timed too.
@@ -135,6 +136,14 @@ def measure_heap(M: Any, objects: int, functions: int) -> dict[str, Any]:
     t3 = time.perf_counter()
     calls_after = _call_all(funcs)
     M.register_callback(tool, E.LINE, None)
+    # 3.14's bdb: PY_START everywhere, disabled in every function without a
+    # breakpoint, restart_events() at each call of one with a breakpoint.
+    M.register_callback(tool, E.PY_START, lambda code, offset: DISABLE)
+    M.set_events(tool, E.PY_START)
+    _call_all(funcs)
+    bdb_all, bdb_each = _time_restarts(M, funcs)
+    M.set_events(tool, 0)
+    M.register_callback(tool, E.PY_START, None)
     M.free_tool_id(tool)
     return {
         "gc_objects": len(gc.get_objects()),
@@ -144,6 +153,8 @@ def measure_heap(M: Any, objects: int, functions: int) -> dict[str, Any]:
         "first_calls_on_ms": (t2 - t1) * 1e3,
         "restart_all_ms": restart_all * 1e3,
         "restart_each_us": restart_each * 1e6,
+        "restart_bdb_ms": bdb_all * 1e3,
+        "restart_bdb_each_us": bdb_each * 1e6,
         "disable_ms": (t3 - t2b) * 1e3,
         "calls_off_ms": calls_off * 1e3,
         "calls_after_ms": calls_after * 1e3,

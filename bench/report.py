@@ -165,6 +165,9 @@ def enable_table(enable: Result) -> str:
         ["  same calls, no events (before enabling)", "%.2f" % m["calls_off_ms"]],
         ["restart_events(), every function's lines disabled", "%.2f" % m["restart_all_ms"]],
         ["restart_events() after one call, median (us)", "%.2f" % m["restart_each_us"]],
+        ["restart_events(), every function's PY_START disabled (bdb)",
+         "%.2f" % m["restart_bdb_ms"]],
+        ["  same after one call, median (us)", "%.2f" % m["restart_bdb_each_us"]],
         ["set_events(tool, 0)", "%.2f" % m["disable_ms"]],
         ["  same calls again, after disabling", "%.2f" % m["calls_after_ms"]],
     ]

@@ -104,6 +104,8 @@ def layout_fields(minor: int) -> List[Tuple[str, str]]:
          "offsetof(PyThreadState, datastack_chunk)" if interp_frames else absent),
         ("cframe_current_frame",
          "offsetof(_PyCFrame, current_frame)" if minor in (11, 12) else absent),
+        ("cframe_previous", "offsetof(_PyCFrame, previous)" if minor == 11 else absent),
+        ("tstate_root_cframe", "offsetof(PyThreadState, root_cframe)" if minor == 11 else absent),
     ]
     if interp_frames:
         fields += [
@@ -117,12 +119,25 @@ def layout_fields(minor: int) -> List[Tuple[str, str]]:
             ("frame_instr", "offsetof(_PyInterpreterFrame, %s)"
              % ("instr_ptr" if minor >= 13 else "prev_instr")),
             ("frame_owner", "offsetof(_PyInterpreterFrame, owner)"),
+            # 3.11 leaves stacktop as the last call set it; 3.12+ set it to
+            # -1 when a frame resumes (_PyFrame_GetStackPointer).
+            ("frame_stacktop",
+             "offsetof(_PyInterpreterFrame, stacktop)" if minor >= 12 else absent),
+            # The instructions a frame is at when it has returned or
+            # suspended (3.12+: with its stacktop set, not in a call).
+        ] + [("op_" + op.lower(), op if minor >= 12 or op in ("RETURN_VALUE", "YIELD_VALUE")
+              else absent)
+             for op in ("RETURN_VALUE", "RETURN_CONST", "YIELD_VALUE",
+                        "INSTRUMENTED_RETURN_VALUE", "INSTRUMENTED_RETURN_CONST",
+                        "INSTRUMENTED_YIELD_VALUE")] + [
             ("owner_cstack", "FRAME_OWNED_BY_CSTACK" if minor >= 12 else absent),
             ("owner_generator", "FRAME_OWNED_BY_GENERATOR"),
             # 3.12+ push an entry frame whenever the interpreter is entered
             # (GH-96421), so a thread's chain ends at one.
             ("chain_ends_at_entry", "1" if minor >= 12 else "0"),
             ("frame_gen", absent),
+            ("code_flags", absent),
+            ("generator_flags", "0"),
             # A thread's outermost frame may be a generator's resumed from C
             # (nothing below it) where no entry frame precedes it (3.11):
             # whether it runs tells that case from a suspended generator's.
@@ -142,10 +157,19 @@ def layout_fields(minor: int) -> List[Tuple[str, str]]:
             ("lasti_unit", "sizeof(_Py_CODEUNIT)" if minor >= 10 else "1"),
             ("frame_instr", absent),
             ("frame_owner", absent),
+            ("frame_stacktop", absent),
+        ] + [("op_" + op.lower(), absent)
+             for op in ("RETURN_VALUE", "RETURN_CONST", "YIELD_VALUE",
+                        "INSTRUMENTED_RETURN_VALUE", "INSTRUMENTED_RETURN_CONST",
+                        "INSTRUMENTED_YIELD_VALUE")] + [
             ("owner_cstack", absent),
             ("owner_generator", absent),
             ("chain_ends_at_entry", "0"),
             ("frame_gen", "offsetof(PyFrameObject, f_gen)"),
+            # A generator's frame lives on after it finished, as its code
+            # object's spare frame, with f_back and f_gen cleared.
+            ("code_flags", "offsetof(PyCodeObject, co_flags)"),
+            ("generator_flags", "CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR"),
             ("gen_state_known", "1"),
             ("gen_state", "offsetof(PyFrameObject, %s)"
              % ("f_executing" if minor == 9 else "f_state")),
@@ -401,6 +425,8 @@ def generate(minor: int, python: str) -> Dict[str, str]:
         extra += '#include "longintrepr.h"\n'
     if minor >= 12:
         extra += '#include "internal/pycore_long.h"\n'
+    if minor >= 11:
+        extra += '#include "opcode.h"\n'
     if minor >= 11:
         extra += ('#include "internal/pycore_frame.h"\n#include "internal/pycore_code.h"\n'
                   '#include "internal/pycore_object.h"\n#include "internal/pycore_dict.h"\n')

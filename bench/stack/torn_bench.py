@@ -6,10 +6,10 @@ CPU or on two (Linux, at least two CPUs).
 
 For each interpreter (default: every pyenv CPython 3.9-3.13) and placement
 (target and sampler pinned to CPU 0 both, or to CPUs 0 and 1), it samples
-target.py (the benchmark's target) and alternate.py (leaves that take each
-other's addresses) at --rate with Reader.sample() (three reads at most) and
+target.py (the benchmark's target) and tests/stack/oracle.py's alternate
+(leaves that take each other's addresses) at --rate with Reader.sample() (eight reads at most) and
 prints, per run: reads found torn per sample, samples dropped, the sampler's
-CPU time per sample, and, for alternate.py, the kept samples that show a
+CPU time per sample, and, for alternate, the kept samples that show a
 leaf under the other leaf's caller (mixed moments the checks let through).
 """
 
@@ -23,7 +23,9 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "src"))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "src"))
+ORACLE = os.path.join(ROOT, "tests", "stack", "oracle.py")
 
 from lowimpact import _stack  # noqa: E402
 
@@ -38,9 +40,15 @@ def pythons():
     return [p for p in found if os.access(p, os.X_OK)]
 
 
+def version_of(python):
+    return subprocess.check_output(
+        [python, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
+        text=True).strip()
+
+
 def run(python, script, args, target_cpu, sampler_cpu, rate, seconds):
     os.sched_setaffinity(0, {sampler_cpu})
-    child = subprocess.Popen([python, os.path.join(HERE, script)] + args,
+    child = subprocess.Popen([python, script] + args,
                              stdout=subprocess.PIPE, text=True,
                              preexec_fn=lambda: os.sched_setaffinity(0, {target_cpu}))
     try:
@@ -80,15 +88,15 @@ def main():
     print("| interpreter | CPUs | target | torn reads/sample | dropped | CPU/sample | mixed |")
     print("|---|---|---|---:|---:|---:|---:|")
     for python in options.python or pythons():
-        version = subprocess.check_output(
-            [python, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
-            text=True).strip()
+        version = version_of(python)
         for cpus in ((0, 0), (0, 1)):
-            for script, args in (("target.py", ["100000", "0.1"]), ("alternate.py", ["60"])):
+            for script, args in ((os.path.join(HERE, "target.py"), ["100000", "0.1"]),
+                                 (ORACLE, ["alternate", "60"])):
                 torn, dropped, cpu, mixed, kept = run(python, script, args, cpus[0], cpus[1],
                                                       options.rate, options.seconds)
                 print("| %s | %s | %s | %.2f | %.1f%% | %.1f us | %s |"
-                      % (version, "one" if cpus[0] == cpus[1] else "two", script, torn,
+                      % (version, "one" if cpus[0] == cpus[1] else "two",
+                         os.path.basename(script) if script != ORACLE else "alternate", torn,
                          dropped, cpu, "%d of %d" % (mixed, kept) if kept else "-"),
                       flush=True)
     return 0

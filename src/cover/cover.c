@@ -34,12 +34,18 @@
  *
  *   test_context       coverage.py's dynamic_context = test_function, as its
  *                      C tracer does it: when a code object named test* or
- *                      runTest starts (PY_START, or PY_RESUME of a generator)
- *                      while no test context is active, test_context(frame)
- *                      gives the label (None: not a test); the context ends
- *                      when that frame returns, yields or unwinds (local
- *                      PY_RETURN/PY_YIELD on such code objects, global
- *                      PY_UNWIND).  Their PY_START is never DISABLEd.
+ *                      runTest starts (PY_START, or PY_RESUME or global
+ *                      PY_THROW of a generator)
+ *                      while no test context is active in its thread,
+ *                      test_context(frame) gives the label (None: not a
+ *                      test); the context ends when that frame returns,
+ *                      yields or unwinds (local PY_RETURN/PY_YIELD on such
+ *                      code objects, global PY_UNWIND).  Their PY_START is
+ *                      never DISABLEd.  The C tracer has a tracer per
+ *                      thread, each starting and ending its own test
+ *                      context, all switching the one current label: so a
+ *                      test that starts in a thread while another thread's
+ *                      runs switches to its own label, and its end to none.
  *   pause(), resume()  what runs in between is not recorded (pytest-cov's
  *                      no_cover); no test context starts meanwhile.
  */
@@ -59,6 +65,16 @@
 /* Interned "test" and "runTest" (owned by the module, for ever). */
 static PyObject *str_test = NULL;
 static PyObject *str_run_test = NULL;
+
+/* A thread's active test context. */
+typedef struct {
+    /* PyThreadState_GetID(): a dead thread's state address goes to a new
+       thread (in a forked child too, where the others' entries stay), ids
+       are never reused. */
+    uint64_t thread;
+    PyObject *frame;         /* the frame that started it */
+    PyObject *code;          /* its code object */
+} TestContext;
 
 typedef struct {
     PyObject_HEAD
@@ -87,8 +103,14 @@ typedef struct {
     PyObject *periods;       /* list of (label, lines, branches, exits) of ended periods */
     PyObject *test_context;  /* callable(frame) -> str or None, or NULL: no test contexts */
     PyObject *test_codes;    /* dict: id(code) -> code, test code objects given CONTEXT_EVENTS */
-    PyObject *context_frame; /* the frame that started the test context, or NULL */
-    PyObject *context_code;  /* its code object, or NULL */
+    /* The threads whose test context is active, in no order (PyMem; each
+     * entry's frame and code owned).  Rarely more than one, so it is
+     * searched; an entry lives from its test's start to its frame's
+     * return, yield or unwind, which happen in that thread before it can
+     * exit, so no entry outlives its thread. */
+    TestContext *tests;
+    Py_ssize_t n_tests;
+    Py_ssize_t tests_size;
     int paused;              /* between pause() and resume() */
     int switching;           /* contexts may change: a test_context, or a period ended */
 } Collector;
@@ -311,7 +333,13 @@ on_branch(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
 
 /* Gives the code object recorded under `key` (if measured) its local
  * events again: turning them off and on makes CPython (and the engine)
- * forget the locations DISABLEd in it. */
+ * forget the locations DISABLEd in it.  A test code object's context
+ * events stay on in between (they are never DISABLEd): another thread may
+ * run it meanwhile, as any Python code that runs between the two calls
+ * can switch threads (on 3.11 an allocation may collect garbage, which
+ * runs finalisers and gc.callbacks), and a test frame that returned,
+ * yielded or unwound then would leave its thread's context active for
+ * good. */
 static int
 rearm_code(Collector *self, PyObject *key)
 {
@@ -324,11 +352,12 @@ rearm_code(Collector *self, PyObject *key)
     if (is_test < 0) {
         return -1;
     }
-    uint32_t events = measured_events(self) | (is_test ? CONTEXT_EVENTS : 0);
-    /* (When the second call fails, the code is left without events: its
-       PY_START is DISABLEd, so it is not measured again until the next
-       restart_events().  The error reaches whoever switched.) */
-    if (LowImpact_SetLocalEvents(self->tool_id, code, 0) < 0 ||
+    uint32_t kept = is_test ? CONTEXT_EVENTS : 0;
+    uint32_t events = measured_events(self) | kept;
+    /* (When the second call fails, the code is left with the kept events
+       alone: its PY_START is DISABLEd, so it is not measured again until
+       the next restart_events().  The error reaches whoever switched.) */
+    if (LowImpact_SetLocalEvents(self->tool_id, code, kept) < 0 ||
         LowImpact_SetLocalEvents(self->tool_id, code, events) < 0) {
         return -1;
     }
@@ -520,12 +549,73 @@ give_nested_context_events(Collector *self, PyObject *code)
     return 0;
 }
 
-/* A test code object starts or resumes: with no test context active (and
- * not paused), test_context(frame) says whether this frame starts one. */
+/* The index in `tests` of `thread`'s test context, or -1: none active. */
+static Py_ssize_t
+find_test(const Collector *self, uint64_t thread)
+{
+    for (Py_ssize_t i = 0; i < self->n_tests; i++) {
+        if (self->tests[i].thread == thread) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* Adds `thread`'s test context, started by `frame` running `code` (both
+ * borrowed; the entry takes references). */
+static int
+add_test(Collector *self, uint64_t thread, PyObject *frame, PyObject *code)
+{
+    if (self->n_tests == self->tests_size) {
+        Py_ssize_t size = self->tests_size ? 2 * self->tests_size : 4;
+        TestContext *tests = PyMem_Realloc(self->tests, (size_t)size * sizeof(TestContext));
+        if (tests == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        self->tests = tests;
+        self->tests_size = size;
+    }
+    self->tests[self->n_tests++] = (TestContext){thread, Py_NewRef(frame), Py_NewRef(code)};
+    return 0;
+}
+
+/* Removes the test context at `index`.  The references go after the
+ * entry is out of the array: releasing them may run code that changes
+ * it. */
+static void
+remove_test(Collector *self, Py_ssize_t index)
+{
+    TestContext gone = self->tests[index];
+    self->tests[index] = self->tests[--self->n_tests];
+    Py_DECREF(gone.frame);
+    Py_DECREF(gone.code);
+}
+
+/* Forgets every thread's test context (the measuring stops).  The array
+ * is detached first, for the same reason. */
+static void
+clear_tests(Collector *self)
+{
+    TestContext *tests = self->tests;
+    Py_ssize_t n = self->n_tests;
+    self->tests = NULL;
+    self->n_tests = self->tests_size = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_DECREF(tests[i].frame);
+        Py_DECREF(tests[i].code);
+    }
+    PyMem_Free(tests);
+}
+
+/* A test code object starts or resumes: with no test context active in
+ * this thread (and not paused), test_context(frame) says whether this
+ * frame starts one. */
 static int
 maybe_start_test_context(Collector *self, PyObject *code)
 {
-    if (self->context_frame != NULL || self->paused || self->test_context == NULL) {
+    uint64_t thread = PyThreadState_GetID(PyThreadState_Get());
+    if (self->paused || self->test_context == NULL || find_test(self, thread) >= 0) {
         return 0;
     }
     PyObject *frame = (PyObject *)PyEval_GetFrame();   /* borrowed, then owned */
@@ -541,43 +631,50 @@ maybe_start_test_context(Collector *self, PyObject *code)
     if (label == NULL) {
         rc = -1;
     }
-    else if (label != Py_None && self->running && self->context_frame == NULL &&
-             !self->paused) {
+    else if (label != Py_None && self->running && !self->paused && find_test(self, thread) < 0) {
         if (!PyUnicode_Check(label)) {
             PyErr_Format(PyExc_TypeError, "test_context() must return str or None, not %.100s",
                          Py_TYPE(label)->tp_name);
             rc = -1;
         }
-        else if (end_period(self, label, 1) < 0) {
+        /* The entry first: if the switch fails (after the label changed,
+           in the re-arming), the frame's end still switches back. */
+        else if (add_test(self, thread, frame, code) < 0 || end_period(self, label, 1) < 0) {
             rc = -1;
-        }
-        else {
-            Py_XSETREF(self->context_code, Py_NewRef(code));
-            Py_XSETREF(self->context_frame, frame);
-            frame = NULL;   /* the collector holds it now */
         }
     }
     Py_XDECREF(label);
     Py_DECREF(function);
-    Py_XDECREF(frame);
+    Py_DECREF(frame);
     Py_DECREF(self);
     return rc;
 }
 
-/* The frame running `code` now is the one that started the test context. */
-static int
-is_context_frame(Collector *self, PyObject *code)
+/* The index in `tests` of the test context that the frame running `code`
+ * now started, or -1.  The frame alone tells the thread: a test frame
+ * runs in the thread that started its context until it ends it. */
+static Py_ssize_t
+context_started_here(const Collector *self, PyObject *code)
 {
-    return self->context_code == code && (PyObject *)PyEval_GetFrame() == self->context_frame;
+    /* Before the search: making the frame object allocates, which may
+       collect garbage and let another thread change `tests`. */
+    PyObject *frame = (PyObject *)PyEval_GetFrame();
+    for (Py_ssize_t i = 0; i < self->n_tests; i++) {
+        if (self->tests[i].code == code && self->tests[i].frame == frame) {
+            return i;
+        }
+    }
+    return -1;
 }
 
-/* The test context's frame ended: back to no dynamic context (after
- * resume(), when paused: the paused period is not kept anyway). */
+/* The test context at `index` ended with its frame: back to no dynamic
+ * context, whatever other threads' tests do, as coverage.py's C tracer
+ * switches (after resume(), when paused: the paused period is not kept
+ * anyway). */
 static int
-end_test_context(Collector *self)
+end_test_context(Collector *self, Py_ssize_t index)
 {
-    Py_CLEAR(self->context_frame);
-    Py_CLEAR(self->context_code);
+    remove_test(self, index);
     if (self->paused) {
         Py_SETREF(self->label, Py_NewRef(Py_None));
         return 0;
@@ -699,7 +796,8 @@ on_exit_contexts(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
     if (test) {
         rc = LOWIMPACT_CONTINUE;
     }
-    if (is_context_frame(self, args[0]) && end_test_context(self) < 0) {
+    Py_ssize_t index = context_started_here(self, args[0]);
+    if (index >= 0 && end_test_context(self, index) < 0) {
         return -1;
     }
     return rc;
@@ -712,7 +810,40 @@ on_unwind(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)event;
     Collector *self = (Collector *)data;
-    if (nargs >= 1 && is_context_frame(self, args[0]) && end_test_context(self) < 0) {
+    if (nargs < 1) {
+        return LOWIMPACT_CONTINUE;
+    }
+    Py_ssize_t index = context_started_here(self, args[0]);
+    if (index >= 0 && end_test_context(self, index) < 0) {
+        return -1;
+    }
+    return LOWIMPACT_CONTINUE;
+}
+
+/* PY_THROW (global, with test contexts): a test generator thrown into
+ * (throw(), close(), its finalisation) starts its context again, as
+ * coverage.py's C tracer gets a call event for it; only one in
+ * test_codes, whose local events end the context.  It cannot be
+ * DISABLEd. */
+static int
+on_throw(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)event;
+    Collector *self = (Collector *)data;
+    if (nargs < 1 || !PyCode_Check(args[0]) || self->test_context == NULL) {
+        return LOWIMPACT_CONTINUE;
+    }
+    int test = is_test_code(args[0]);   /* (the name first: no allocation) */
+    if (test <= 0) {
+        return test < 0 ? -1 : LOWIMPACT_CONTINUE;
+    }
+    PyObject *key = PyLong_FromVoidPtr(args[0]);   /* owned */
+    if (key == NULL) {
+        return -1;
+    }
+    test = PyDict_Contains(self->test_codes, key);
+    Py_DECREF(key);
+    if (test < 0 || (test && maybe_start_test_context(self, args[0]) < 0)) {
         return -1;
     }
     return LOWIMPACT_CONTINUE;
@@ -735,7 +866,7 @@ unregister(Collector *self)
     static const int events[] = {PY_MONITORING_EVENT_PY_START, PY_MONITORING_EVENT_LINE,
                                  PY_MONITORING_EVENT_BRANCH, PY_MONITORING_EVENT_PY_RETURN,
                                  PY_MONITORING_EVENT_PY_YIELD, PY_MONITORING_EVENT_PY_RESUME,
-                                 PY_MONITORING_EVENT_PY_UNWIND};
+                                 PY_MONITORING_EVENT_PY_UNWIND, PY_MONITORING_EVENT_PY_THROW};
     for (size_t i = 0; i < sizeof(events) / sizeof(events[0]); i++) {
         if (LowImpact_RegisterCallback(self->tool_id, events[i], NULL, NULL) < 0) {
             li_keep_first_error(&first);
@@ -748,9 +879,8 @@ unregister(Collector *self)
         li_keep_first_error(&first);
     }
     self->running = 0;
-    /* (A test context's frame is not kept past the measuring.) */
-    Py_CLEAR(self->context_frame);
-    Py_CLEAR(self->context_code);
+    /* (Test contexts' frames are not kept past the measuring.) */
+    clear_tests(self);
     if (active_collector == self) {
         active_collector = NULL;
     }
@@ -808,7 +938,11 @@ register_callbacks(Collector *self)
                                        self) < 0) {
             return -1;
         }
-        global |= EVENT_BIT(PY_MONITORING_EVENT_PY_UNWIND);
+        if (LowImpact_RegisterCallback(self->tool_id, PY_MONITORING_EVENT_PY_THROW, on_throw,
+                                       self) < 0) {
+            return -1;
+        }
+        global |= EVENT_BIT(PY_MONITORING_EVENT_PY_UNWIND) | EVENT_BIT(PY_MONITORING_EVENT_PY_THROW);
     }
     return LowImpact_SetEvents(self->tool_id, global);
 }
@@ -1124,8 +1258,7 @@ collector_init(Collector *self, PyObject *args, PyObject *kwargs)
     Py_XSETREF(self->periods, periods);
     Py_XSETREF(self->test_context, test_context == Py_None ? NULL : Py_NewRef(test_context));
     Py_XSETREF(self->test_codes, test_codes);
-    Py_CLEAR(self->context_frame);
-    Py_CLEAR(self->context_code);
+    clear_tests(self);
     self->paused = 0;
     self->switching = test_context != Py_None;
     return 0;
@@ -1144,8 +1277,10 @@ collector_traverse(Collector *self, visitproc visit, void *arg)
     Py_VISIT(self->periods);
     Py_VISIT(self->test_context);
     Py_VISIT(self->test_codes);
-    Py_VISIT(self->context_frame);
-    Py_VISIT(self->context_code);
+    for (Py_ssize_t i = 0; i < self->n_tests; i++) {
+        Py_VISIT(self->tests[i].frame);
+        Py_VISIT(self->tests[i].code);
+    }
     return 0;
 }
 
@@ -1181,8 +1316,7 @@ collector_clear(Collector *self)
     Py_CLEAR(self->periods);
     Py_CLEAR(self->test_context);
     Py_CLEAR(self->test_codes);
-    Py_CLEAR(self->context_frame);
-    Py_CLEAR(self->context_code);
+    clear_tests(self);
     return 0;
 }
 
@@ -1237,12 +1371,21 @@ collector_get_paused(Collector *self, void *closure)
     return PyBool_FromLong(self->paused);
 }
 
+static PyObject *
+collector_get_test_threads(Collector *self, void *closure)
+{
+    (void)closure;
+    return PyLong_FromSsize_t(self->n_tests);
+}
+
 static PyGetSetDef collector_getset[] = {
     {"running", (getter)collector_get_running, NULL, "whether it is measuring", NULL},
     {"branch", (getter)collector_get_branch, NULL, "whether BRANCH events are recorded", NULL},
     {"context", (getter)collector_get_context, NULL,
      "the dynamic context being recorded (None: none)", NULL},
     {"paused", (getter)collector_get_paused, NULL, "between pause() and resume()", NULL},
+    {"test_threads", (getter)collector_get_test_threads, NULL,
+     "how many threads are in a test context (dynamic_context = test_function)", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -1251,9 +1394,9 @@ PyDoc_STRVAR(collector_doc,
 "Records executed lines (and branch directions) of the code whose file\n"
 "should_trace(filename, frame) names, through C callbacks of lowimpact.monitoring.\n"
 "With test_context, a callable(frame) -> str or None, a code object named\n"
-"test* or runTest that starts while no test context is active asks it\n"
-"for a context, which lasts until that frame returns (coverage.py's\n"
-"dynamic_context = test_function).");
+"test* or runTest that starts while no test context is active in its\n"
+"thread asks it for a context, which lasts until that frame returns\n"
+"(coverage.py's dynamic_context = test_function).");
 
 static PyTypeObject CollectorType = {
     PyVarObject_HEAD_INIT(NULL, 0)

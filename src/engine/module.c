@@ -31,6 +31,31 @@ check_in_use(int tool)
     return 0;
 }
 
+/* An update changes shadows and moves the frames of every thread, working
+ * from what it saw (the functions and generators on the heap, the threads'
+ * frames): no other thread may run until it ends.  On 3.11 an allocation
+ * may collect garbage, and the finalisers and gc.callbacks that runs are
+ * Python code, which can switch threads (the other threads' frames and
+ * generators then change under the update: segfaults,
+ * tests/conformance/test_threads.py).  So collection waits
+ * until the update ends, as natively, where 3.12 collects only at the
+ * eval breaker, never inside sys.monitoring's functions.  (PyGC_Disable is
+ * 3.10's; a 3.9 back end needs gc.disable().)  Returns what to pass to
+ * resume_collection(). */
+static int
+hold_collection(void)
+{
+    return PyGC_Disable();
+}
+
+static void
+resume_collection(int held)
+{
+    if (held) {
+        PyGC_Enable();
+    }
+}
+
 /* Applies the C_RETURN/C_RAISE rule: those two may only be selected together
  * with CALL, and are then implied by it rather than stored. */
 static int
@@ -155,7 +180,10 @@ clear_tool_id(PyObject *Py_UNUSED(module), PyObject *arg)
     bool grew;
     replace_global_events(tool, 0, &grew);
     li_reg.version++;
-    if (li_backend_update(false) < 0) {
+    int held = hold_collection();
+    int err = li_backend_update(false);
+    resume_collection(held);
+    if (err < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -254,7 +282,10 @@ set_events(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     bool grew;
     if (replace_global_events(tool, (li_event_set)event_set, &grew)) {
         li_reg.version++;
-        if (li_backend_update(grew) < 0) {
+        int held = hold_collection();
+        int err = li_backend_update(grew);
+        resume_collection(held);
+        if (err < 0) {
             return NULL;
         }
     }
@@ -320,7 +351,10 @@ set_local_events(PyObject *Py_UNUSED(module), PyObject *const *args,
     }
     li_code_state_set_local(cs, tool, (li_event_set)event_set);
     li_reg.version++;
-    if (li_backend_update_code(cs, ((li_event_set)event_set & ~before) != 0) < 0) {
+    int held = hold_collection();
+    int err = li_backend_update_code(cs, ((li_event_set)event_set & ~before) != 0);
+    resume_collection(held);
+    if (err < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -335,7 +369,10 @@ restart_events(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
 {
     li_reg.disable_epoch++;
     li_reg.version++;
-    if (li_backend_restart() < 0) {
+    int held = hold_collection();
+    int err = li_backend_restart();
+    resume_collection(held);
+    if (err < 0) {
         return NULL;
     }
     Py_RETURN_NONE;

@@ -83,6 +83,10 @@ typedef struct li_layout {
     int64_t tstate_frame;                   /* innermost frame, or -1 (then via cframe) */
     int64_t tstate_cframe;                  /* _PyCFrame *, or -1 */
     int64_t cframe_current_frame;           /* in _PyCFrame, or -1 */
+    /* 3.11 (else -1): the C frame a _PyCFrame was entered from, and the
+     * thread state's own C frame, the previous of the thread's first */
+    int64_t cframe_previous;
+    int64_t tstate_root_cframe;
     /* the _PyStackChunk holding the thread's newest frames, or -1 where
      * frames are separate objects; the chunk starts with its header
      * (previous, size), its frames follow, outermost first */
@@ -97,11 +101,24 @@ typedef struct li_layout {
     int lasti_unit;                         /* bytes per unit of f_lasti */
     int64_t frame_instr;                    /* LI_INTERPRETER_FRAME: instruction pointer */
     int64_t frame_owner;                    /* char owner, or -1 */
+    /* int stacktop, where the interpreter sets it to -1 whenever a frame
+     * runs and to 0 or more when it calls a Python frame (3.12+), or -1 */
+    int64_t frame_stacktop;
+    /* Opcodes (3.11+, each -1 where the version has none) of the
+     * instructions a frame is at when it has returned or suspended (3.12+:
+     * where one whose stacktop is set is not in a call). */
+    int op_return_value, op_return_const, op_yield_value;
+    int op_instrumented_return_value, op_instrumented_return_const;
+    int op_instrumented_yield_value;
     int owner_cstack;                       /* owner value of C-stack entry frames, or -1 */
     int owner_generator;                    /* owner value of generators' frames, or -1 */
     /* 1 if every thread's chain ends at an entry frame (owner_cstack) */
     int chain_ends_at_entry;
     int64_t frame_gen;                      /* LI_FRAME_OBJECT: f_gen, or -1 */
+    /* LI_FRAME_OBJECT (else -1, 0): the code object's int co_flags, and
+     * the flags of generators', coroutines' and async generators' code */
+    int64_t code_flags;
+    int generator_flags;
     /* Whether a generator's frame runs, where the version lets a thread's
      * chain end in one (resumed from C with no Python frame below): a
      * char at gen_state from the frame (negative: in the generator object

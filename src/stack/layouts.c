@@ -86,6 +86,15 @@ li_layout_from_debug_offsets(li_layout *out, const li_layout *base,
     out->frame_code = field(buf, d->frame_executable);
     out->frame_instr = field(buf, d->frame_instr_ptr);
     out->frame_owner = field(buf, d->frame_owner);
+    /* _Py_DebugOffsets has no stacktop: the headers' offset holds only for
+     * a frame laid out as the headers lay it out (a build with other
+     * options may differ; its frame size is sizeof, the headers' the offset
+ * of localsplus); elsewhere the walk goes without that check. */
+    if (out->frame_back != base->frame_back || out->frame_code != base->frame_code
+        || out->frame_instr != base->frame_instr || out->frame_owner != base->frame_owner
+        || base->frame_stacktop + 4 > out->frame_size) {
+        out->frame_stacktop = -1;
+    }
     out->code_filename = field(buf, d->code_filename);
     out->code_name = field(buf, d->code_name);
     out->code_qualname = field(buf, d->code_qualname);

@@ -510,7 +510,7 @@ error:
 }
 
 PyDoc_STRVAR(Reader_sample_doc,
-"sample(attempts=3) -> tuple of (thread, frame ids) or None\n\n"
+"sample(attempts=8) -> tuple of (thread, frame ids) or None\n\n"
 "One snapshot of every thread, taken without stopping the process: for each\n"
 "thread its kernel id (or its threading id where that is unknown) and the ids\n"
 "of its frames, outermost first (frame(id) describes one).  A read that raced\n"
@@ -541,7 +541,7 @@ call_with_attempts(ReaderObject *self, PyObject *args, PyObject *kwds, const cha
 static PyObject *
 Reader_sample(ReaderObject *self, PyObject *args, PyObject *kwds)
 {
-    return call_with_attempts(self, args, kwds, "|i:sample", 3, sample_while_busy);
+    return call_with_attempts(self, args, kwds, "|i:sample", 8, sample_while_busy);
 }
 
 static PyObject *

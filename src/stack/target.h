@@ -96,6 +96,8 @@ typedef struct li_raw_thread {
     uint64_t interp;            /* its interpreter state */
     int holds_gil;              /* 1, 0, or -1 where the version does not tell */
     size_t first, count;        /* its frames in the sample, innermost first */
+    /* its outermost frame is a generator's (or coroutine's) that runs */
+    int runs_generator;
 } li_raw_thread;
 
 typedef struct li_sample {
@@ -112,6 +114,9 @@ typedef struct li_sample {
      * read with it */
     unsigned char outside[LI_MAX_FRAME_SIZE];
     uint64_t outside_addr;
+    /* the innermost frames read again after the copy (walk.c) */
+    unsigned char *again;
+    size_t again_cap;
 } li_sample;
 
 /* Most frames read in one thread: deeper stacks are cut (counted as torn,

@@ -330,8 +330,60 @@ same_call(const li_layout *L, const unsigned char *a, const unsigned char *b)
            && li_u64_at(a, L->frame_back) == li_u64_at(b, L->frame_back);
 }
 
+/* Whether the frame copied into buf, at byte offset `offset` of its code,
+ * is where a chain may have it (interpreter frames, see walk_frames()):
+ * LI_OK, else LI_TORN.  One below a frame it called (`called`) must be in
+ * that call (3.12+): its stacktop set, past its first instruction.  The
+ * innermost one (or one that called C) must not have returned: it runs
+ * (3.12+: stacktop -1), has not started, or is in a call that the copy was
+ * made too early to hold (stacktop set, at an instruction that calls) --
+ * then the chain is the stack the thread had just before that call -- but
+ * is not at a return (nor a yield, for a generator's frame), where the
+ * interpreter leaves the frame, whose caller may have called again since:
+ * the frame's contents and its caller's then no longer belong together.
+ * (3.11 does not tell a frame that runs from one in a call: there only
+ * the last rule holds, and it drops a copy made while the innermost frame
+ * was at its return as well.) */
+static li_status
+in_its_call(li_target *t, const unsigned char *buf, int64_t offset, int called)
+{
+    const li_layout *L = &t->layout;
+    if (L->frame_stacktop >= 0) {
+        int stacktop = i32_at(buf, L->frame_stacktop);
+        if (called) {
+            return stacktop >= 0 && offset > 0 ? LI_OK : LI_TORN;
+        }
+        if (stacktop < 0 || offset <= 0) {
+            return LI_OK;
+        }
+    }
+    else if (called || L->op_return_value < 0 || offset < 0) {
+        return LI_OK;
+    }
+    /* (The code object's bytecode, read after the frame: its opcodes
+     * change in place, but a return stays a return.) */
+    unsigned char op;
+    int err = li_read(t, li_u64_at(buf, L->frame_instr), &op, 1);
+    if (err) {
+        return li_status_of(t, err);
+    }
+    int returned = op == L->op_return_value || op == L->op_return_const
+                   || op == L->op_yield_value || op == L->op_instrumented_return_value
+                   || op == L->op_instrumented_return_const
+                   || op == L->op_instrumented_yield_value;
+    return returned ? LI_TORN : LI_OK;
+}
+
 /* Frames of a thread's innermost ones read again after its chunk. */
 #define TOP_FRAMES 3
+
+/* The byte offset of a copied interpreter frame's position in its code. */
+static int64_t
+offset_in_code(const li_layout *L, const unsigned char *frame)
+{
+    uint64_t code = li_u64_at(frame, L->frame_code);
+    return (int64_t)(li_u64_at(frame, L->frame_instr) - (code + (uint64_t)L->code_adaptive));
+}
 
 /* LI_OK if the innermost TOP_FRAMES frames of the chain from `before` in
  * the copies s holds (len bytes of its chunk), read again now, are of the
@@ -339,41 +391,116 @@ same_call(const li_layout *L, const unsigned char *a, const unsigned char *b)
  * function, then another, puts their frames at the same addresses: a
  * thread found in the same frame before and after the copy may have been
  * in the other call when it was made, which shows the frames it had left
- * above the one it was in, with their callers of then. */
+ * above the one it was in, with their callers of then.
+ *
+ * The frames read again must also be where a chain may have them
+ * (in_its_call(): interpreter frames), callers read before the frames
+ * they called.  The copy
+ * takes long next to a call (each cache line the target writes moves
+ * between CPUs): a caller's line may be copied while it is in one call
+ * and its callee's, later, after it returned and another call took both
+ * addresses.  The frames read again then hold those of the copy only if
+ * the same happened again, in the same frames, while they were read. */
 static li_status
-still_same_calls(li_target *t, const li_sample *s, size_t len, uint64_t before)
+still_same_calls(li_target *t, li_sample *s, size_t len, uint64_t before)
 {
     const li_layout *L = &t->layout;
-    struct iovec local[TOP_FRAMES], remote[TOP_FRAMES];
-    unsigned char again[TOP_FRAMES][LI_MAX_FRAME_SIZE];
     const unsigned char *copies[TOP_FRAMES];
+    uint64_t addrs[TOP_FRAMES];
     unsigned long k = 0;
     uint64_t frame = before;
+    /* A generator's frame, outside the chunk, copied with it (its caller
+     * in the chunk may have finished, and another call at the same address
+     * made a generator where the finished one was) */
+    int top_outside = frame != 0 && frame == s->outside_addr;
+    unsigned char top[LI_MAX_FRAME_SIZE];
+    /* whether the generator was resumed from C (an entry frame, on the C
+     * stack, between it and the frames in the chunk) */
+    int via_entry = 0;
+    if (top_outside) {
+        frame = li_u64_at(s->outside, L->frame_back);
+        if (L->owner_cstack >= 0 && copy_of(L, s, len, frame) == NULL) {
+            unsigned char entry[LI_MAX_FRAME_SIZE];
+            int err = li_read(t, frame, entry, (size_t)L->frame_size);
+            if (err) {
+                return li_status_of(t, err);
+            }
+            via_entry = entry[L->frame_owner] == L->owner_cstack;
+            frame = via_entry ? li_u64_at(entry, L->frame_back) : 0;
+        }
+    }
     while (k < TOP_FRAMES) {
         const unsigned char *copy = copy_of(L, s, len, frame);
         if (copy == NULL || copy == s->outside) {
             break;
         }
-        local[k].iov_base = again[k];
-        local[k].iov_len = (size_t)L->frame_size;
-        remote[k].iov_base = (void *)(uintptr_t)frame;
-        remote[k].iov_len = (size_t)L->frame_size;
+        /* (Frames of a chunk lie one above the other, callers lower.) */
+        if (k > 0 && frame >= addrs[k - 1]) {
+            return LI_TORN;
+        }
+        addrs[k] = frame;
         copies[k++] = copy;
         frame = li_u64_at(copy, L->frame_back);
     }
-    if (k == 0) {
+    /* One read of the bytes from the lowest frame to the end of the
+     * innermost, rather than one per frame, then the generator's frame:
+     * the sooner a callee is read after its caller, the less the thread
+     * can have done in between. */
+    struct iovec local[2], remote[2];
+    unsigned long n = 0;
+    size_t total = 0;
+    uint64_t low = k ? addrs[k - 1] : 0;
+    if (k) {
+        size_t span = (size_t)(addrs[0] - low) + (size_t)L->frame_size;
+        if (grow((void **)&s->again, &s->again_cap, span, 1)) {
+            return LI_NO_MEMORY;
+        }
+        local[n].iov_base = s->again;
+        local[n].iov_len = span;
+        remote[n].iov_base = (void *)(uintptr_t)low;
+        remote[n++].iov_len = span;
+        total += span;
+    }
+    if (top_outside) {
+        local[n].iov_base = top;
+        local[n].iov_len = (size_t)L->frame_size;
+        remote[n].iov_base = (void *)(uintptr_t)before;
+        remote[n++].iov_len = (size_t)L->frame_size;
+        total += (size_t)L->frame_size;
+    }
+    if (n == 0) {
         return LI_OK;
     }
-    ssize_t got = process_vm_readv(t->pid, local, k, remote, k, 0);
+    ssize_t got = process_vm_readv(t->pid, local, n, remote, n, 0);
     if (got < 0) {
         return li_status_of(t, errno);
     }
-    if ((size_t)got != k * (size_t)L->frame_size) {
+    if ((size_t)got != total || (top_outside && !same_call(L, top, s->outside))) {
         return LI_TORN;
     }
     for (unsigned long i = 0; i < k; i++) {
-        if (!same_call(L, again[i], copies[i])) {
+        if (!same_call(L, s->again + (addrs[i] - low), copies[i])) {
             return LI_TORN;
+        }
+    }
+    if (L->frame_kind != LI_INTERPRETER_FRAME) {
+        return LI_OK;
+    }
+    if (top_outside) {
+        li_status st = in_its_call(t, top, offset_in_code(L, top), 0);
+        if (st != LI_OK) {
+            return st;
+        }
+    }
+    for (unsigned long i = 0; i < k; i++) {
+        const unsigned char *now = s->again + (addrs[i] - low);
+        if (L->owner_cstack >= 0 && now[L->frame_owner] == L->owner_cstack) {
+            break;      /* what is below an entry frame called C */
+        }
+        li_status st = in_its_call(t, now, offset_in_code(L, now),
+                                   i > 0 || (top_outside && !via_entry));
+        if (st != LI_OK) {
+            return st;
         }
     }
     return LI_OK;
@@ -462,7 +589,15 @@ snapshot(li_target *t, li_sample *s, struct li_thread_cache *tc, const int64_t *
     s->chunk_start = tc->chunk;
     s->chunk_size = tc->chunk_size;
     s->outside_addr = tc->outside;
-    if (!same_stack(L, s, len, before, after)) {
+    if (L->frame_stacktop >= 0) {
+        /* The walk checks the copy's frames themselves (in_its_call()):
+         * it starts where the thread was after the copy if it had only
+         * gone deeper by then, else where it was before. */
+        if (after != before && reaches_in_copy(L, s, len, after, before)) {
+            before = after;
+        }
+    }
+    else if (!same_stack(L, s, len, before, after)) {
         return LI_TORN;
     }
     li_status st = still_same_calls(t, s, len, before);
@@ -508,7 +643,7 @@ innermost_now(li_target *t, uint64_t tstate, const int64_t *ts_fields, uint64_t 
  * frames still those calls (still_same_calls()), else LI_TORN. */
 static li_status
 still_at(li_target *t, uint64_t tstate, const int64_t *ts_fields, uint64_t frame,
-         const li_sample *s)
+         li_sample *s)
 {
     uint64_t now;
     li_status st = innermost_now(t, tstate, ts_fields, &now);
@@ -561,10 +696,84 @@ stayed_on(li_target *t, const li_sample *s, size_t first, size_t count, uint64_t
     return LI_TORN;
 }
 
-/* The frames from `frame` outwards into s; *outside counts those read on
- * their own rather than from the chunk's copy. */
+/* Whether a thread whose chain ends in a generator's frame with nothing
+ * below it, found through the C frame `cframe` of the thread state
+ * `tstate` (3.11), runs that generator in its first C frame: *first 1 if
+ * so.  A generator resumed from C links its frame to the frame of the C
+ * frame it was entered from (tstate->cframe->current_frame, ceval.c), and
+ * unlinks it (previous = NULL) when it suspends: a frame with nothing
+ * below it is either that of a generator the thread's first C frame runs
+ * (entered from the thread state's root C frame, whose current frame is
+ * NULL), or one read while it was suspended, which the generator's state
+ * cannot tell: it may run again by the time the state is read.  The C
+ * frame that ran it points to the C frame below it, which is the thread's
+ * root C frame in the first case only. */
 static li_status
-walk_frames(li_target *t, li_sample *s, uint64_t frame, size_t *count, size_t *outside)
+runs_in_first_cframe(li_target *t, uint64_t tstate, uint64_t cframe, int *first)
+{
+    const li_layout *L = &t->layout;
+    uint64_t below = 0;
+    *first = 0;
+    if (cframe == 0) {
+        return LI_OK;
+    }
+    int err = li_read(t, cframe + (uint64_t)L->cframe_previous, &below, sizeof below);
+    if (err) {
+        return li_status_of(t, err);
+    }
+    *first = below == tstate + (uint64_t)L->tstate_root_cframe;
+    return LI_OK;
+}
+
+/* Whether frame lies in one of the stack chunks from `chunk` back (the
+ * thread's chunk list, newest first): *found 1 if so. */
+static li_status
+in_a_chunk(li_target *t, uint64_t chunk, uint64_t frame, int *found)
+{
+    *found = 0;
+    for (int n = 0; chunk != 0 && n < 1024; n++) {
+        uint64_t head[2];       /* _PyStackChunk: previous, size */
+        int err = li_read(t, chunk, head, sizeof head);
+        if (err) {
+            return li_status_of(t, err);
+        }
+        if (frame >= chunk + sizeof head && frame - chunk < head[1]) {
+            *found = 1;
+            return LI_OK;
+        }
+        chunk = head[0];
+    }
+    return LI_OK;
+}
+
+/* The frames from `frame` outwards into s, the innermost frame of the
+ * thread state tstate, whose fields (ts_fields of li_take_sample) tv holds
+ * as they were when `frame` was read; *outside counts those read on their
+ * own rather than from the chunk's copy.
+ *
+ * Where the interpreter marks running frames (frame_stacktop, 3.12+), a
+ * frame below a frame it pushed must be in that call (in_its_call()): the
+ * interpreter sets stacktop to -1 whenever a frame runs
+ * (_PyFrame_GetStackPointer on every resumption) and to 0 or more when it
+ * pushes a frame for a call (_PyFrame_SetStackPointer before the new frame
+ * becomes the current one, which the call has initialised first).  It is
+ * 0 or more as well in a new frame that has not started, whose position is
+ * then before its first instruction, where no call is, and in a frame that
+ * has returned, whose caller then runs or has called again at its address.
+ * A frame the thread has returned from keeps its contents, so the chain
+ * from an innermost frame read some time before the copy may pass through
+ * frames the thread left, into frames since reused by other calls (a leaf
+ * under the caller of the other leaf): the caller it names then runs (-1)
+ * unless it has made another call, whose frame, at the same address, was
+ * written before the caller's stacktop; the copy reads lower addresses
+ * first, so it holds that call's frame or a later one.  A later one is
+ * where the rule falls short: a copy takes long next to a call, and the
+ * thread may have returned from the caller and called at both addresses
+ * again between the copies of their cache lines.  still_same_calls()
+ * checks the innermost frames a second time for that. */
+static li_status
+walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, const uint64_t *tv,
+            size_t *count, size_t *outside, int *runs_generator)
 {
     const li_layout *L = &t->layout;
     unsigned char buf[LI_MAX_FRAME_SIZE];
@@ -573,12 +782,15 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, size_t *count, size_t *o
     }
     *count = 0;
     *outside = 0;
+    *runs_generator = 0;
     /* What the outermost frame was: a chain that ends (where threads start
      * at an entry frame) not at an entry frame, or in the frame of a
      * generator that does not run, was read while a frame left it (a
      * generator suspended, a frame returned): torn.  A running generator's
      * frame may end it: one resumed from C with no Python frame below. */
-    int last_is_entry = 0, last_is_generator = 0, last_state = -1;
+    int last_is_entry = 0, last_is_generator = 0, last_state = -1, last_copied = 0;
+    /* whether the frame walked before this one was pushed by it */
+    int called = 0;
     uint64_t last_frame = 0;
     for (int depth = 0; frame != 0; depth++) {
         if (depth >= LI_MAX_DEPTH) {
@@ -614,12 +826,19 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, size_t *count, size_t *o
              * copy holds, exist: it needs no check of its own. */
             *outside += !copied && !last_is_entry;
             if (last_is_entry) {
-                /* An entry frame of the C stack, not Python code. */
+                /* An entry frame of the C stack, not Python code: the
+                 * frame below it called C, which called the interpreter
+                 * (its stacktop says nothing). */
+                called = 0;
                 frame = back;
                 continue;
             }
-            uint64_t instr = li_u64_at(buf, L->frame_instr);
-            offset = (int64_t)(instr - (code + (uint64_t)L->code_adaptive));
+            offset = offset_in_code(L, buf);
+            li_status st = in_its_call(t, buf, offset, called);
+            if (st != LI_OK) {
+                return st;
+            }
+            called = 1;
         }
         /* A thread list that a torn read made loop would walk real stacks
            again and again. */
@@ -629,6 +848,7 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, size_t *count, size_t *o
         if (grow((void **)&s->frames, &s->frames_cap, s->nframes + 1, sizeof *s->frames)) {
             return LI_NO_MEMORY;
         }
+        last_copied = copied;
         li_raw_frame *f = &s->frames[s->nframes];
         f->addr = frame;
         f->code = code;
@@ -641,9 +861,35 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, size_t *count, size_t *o
     if (L->chain_ends_at_entry && *count && !last_is_entry) {
         return LI_TORN;
     }
+    /* 3.11: a thread's outermost frame is in its stack chunks (its first
+     * call's) unless it is a generator's resumed from C.  A generator's
+     * frame read while its object was freed and another made in its memory
+     * has neither the generator's owner nor a previous frame yet: the
+     * chain would end there, the generator alone. */
+    if (L->frame_kind == LI_INTERPRETER_FRAME && !L->chain_ends_at_entry && *count
+        && !last_is_generator && !last_copied) {
+        int found;
+        li_status st = in_a_chunk(t, tv[6], last_frame, &found);
+        if (st != LI_OK) {
+            return st;
+        }
+        if (!found) {
+            return LI_TORN;
+        }
+    }
     if (last_is_generator) {
         if (!L->gen_state_known) {
             return LI_TORN;
+        }
+        if (L->cframe_previous >= 0) {
+            int first;
+            li_status st = runs_in_first_cframe(t, tstate, tv[5], &first);
+            if (st != LI_OK) {
+                return st;
+            }
+            if (!first) {
+                return LI_TORN;
+            }
         }
         if (L->frame_kind == LI_INTERPRETER_FRAME) {
             /* (Kept in the generator object, around its frame.) */
@@ -655,9 +901,27 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, size_t *count, size_t *o
             last_state = state;
             (*outside)++;
         }
+        else {
+            /* The frame object was copied a cache line at a time while the
+             * thread ran: its f_back, cleared whenever the generator
+             * suspends, may have been copied then, and its state, set
+             * when it resumes, after the next resumption (genobject.c
+             * links the frame to its caller in between, which the copy
+             * missed).  The generator's frame ends the chain if a second
+             * copy finds it the same: running, linked to nothing. */
+            int err = li_read(t, last_frame, buf, (size_t)L->frame_size);
+            if (err) {
+                return li_status_of(t, err);
+            }
+            if (li_u64_at(buf, L->frame_back) != 0 || li_u64_at(buf, L->frame_gen) == 0) {
+                return LI_TORN;
+            }
+            last_state = (signed char)buf[L->gen_state];
+        }
         if (last_state != L->gen_executing) {
             return LI_TORN;
         }
+        *runs_generator = 1;
     }
     return LI_OK;
 }
@@ -821,7 +1085,8 @@ li_take_sample(li_target *t, li_sample *s)
                 if (st == LI_OK && s->chunk_len) {
                     /* The copy holds a stack of the moment the innermost
                      * frame was read if the thread stayed on it. */
-                    st = still_at(t, tstate, ts_fields, frame, s);
+                    st = L->frame_stacktop < 0 ? still_at(t, tstate, ts_fields, frame, s)
+                                               : still_same_calls(t, s, s->chunk_len, frame);
                 }
                 if (tc->tstate != tstate) {
                     tc->cframe2 = 0;
@@ -856,7 +1121,8 @@ li_take_sample(li_target *t, li_sample *s)
             th->holds_gil = gil_known ? holder == tstate : -1;
             th->first = s->nframes;
             size_t outside;
-            st = walk_frames(t, s, frame, &th->count, &outside);
+            st = walk_frames(t, s, frame, tstate, tv, &th->count, &outside,
+                             &th->runs_generator);
             if (st == LI_OK && outside) {
                 st = stayed_on(t, s, th->first, th->count, tstate, ts_fields, frame);
             }
@@ -871,7 +1137,26 @@ li_take_sample(li_target *t, li_sample *s)
     if (L->tstate_native_thread_id < 0) {
         tids_from_pthreads(t, s);
     }
-    return read_heads(t, s);
+    li_status st = read_heads(t, s);
+    if (st != LI_OK || L->code_flags < 0) {
+        return st;
+    }
+    /* A generator's frame object outlives the generator as its code
+     * object's spare frame, f_back and f_gen cleared, and is the next
+     * generator's frame: one read after its generator finished looks like
+     * a thread's outermost frame, and the thread may be in the next
+     * generator, at the same address, by the time the walk is checked
+     * (stayed_on()).  A thread's outermost frame of generator code is
+     * kept only if it was a generator's that ran. */
+    for (size_t i = 0; i < s->nthreads; i++) {
+        const li_raw_thread *th = &s->threads[i];
+        if (th->count && !th->runs_generator
+            && (i32_at(s->frames[th->first + th->count - 1].head, L->code_flags)
+                & L->generator_flags)) {
+            return LI_TORN;
+        }
+    }
+    return LI_OK;
 }
 
 void
@@ -880,5 +1165,6 @@ li_sample_free(li_sample *s)
     free(s->threads);
     free(s->frames);
     free(s->chunk);
+    free(s->again);
     memset(s, 0, sizeof *s);
 }

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dis
 import gc
 import sys
+import threading
 from typing import Any, Callable
 
 import pytest
@@ -466,8 +467,10 @@ def test_trace_function_sees_the_first_line_once_where_it_is(M: Any, tool: Tool,
 
 
 WAITING_SOURCE = '''
+import sys
+
 def key(v):
-    turn_on()
+    turn_on(sys._getframe(1))
     return v
 
 def wrap(x):
@@ -489,11 +492,47 @@ def in_a_loop():
     for v in sorted([2, 1], key=key):
         total += v
     return total
+
+class Turning:
+    """Turns events on in __iter__ (at < 0) or in its at-th __next__."""
+    def __init__(self, at):
+        self.at = at
+        self.n = 0
+    def __iter__(self):
+        if self.at < 0:
+            turn_on(sys._getframe(1))
+        return self
+    def __next__(self):
+        if self.n == self.at:
+            turn_on(sys._getframe(1))
+        self.n += 1
+        if self.n > 2:
+            raise StopIteration
+        return self.n
+
+def in_iter():
+    total = 0
+    for v in Turning(-1):
+        total += v
+    return total
+
+def in_first_next():
+    total = 0
+    for v in Turning(0):
+        total += v
+    return total
+
+def in_last_next():
+    total = 0
+    for v in Turning(2):
+        total += v
+    return total
 '''
 
 
 @pytest.mark.parametrize("opcodes", [False, True])
-@pytest.mark.parametrize("name", ["in_a_call", "next_line_after_the_call", "in_a_loop"])
+@pytest.mark.parametrize("name", ["in_a_call", "next_line_after_the_call", "in_a_loop",
+                                  "in_iter", "in_first_next", "in_last_next"])
 @pytest.mark.parametrize("events", ["LINE", "PY_START", "INSTRUCTION", "CALL", "JUMP"])
 def test_trace_function_sees_no_line_at_a_trampoline(M: Any, tool: Tool, events: str,
                                                      name: str, opcodes: bool) -> None:
@@ -501,7 +540,9 @@ def test_trace_function_sees_no_line_at_a_trampoline(M: Any, tool: Tool, events:
     sees the line events of an unmonitored run: none where, on the engine,
     a jump takes it back into the trampoline in its call's inline cache
     (inline-cache offsets), nor where it lands in the line it was in (the
-    landing pad's jump back).  Opcode events are left out: f_trace_opcodes
+    landing pad's jump back; also from a trampoline armed in place at the
+    loop's FOR_ITER, which a frame waiting in a Python __iter__ or
+    __next__ falls into).  Opcode events are left out: f_trace_opcodes
     sees a trampoline's units (docs/ENGINE.md)."""
     E = M.events
 
@@ -511,7 +552,7 @@ def test_trace_function_sees_no_line_at_a_trampoline(M: Any, tool: Tool, events:
         function = namespace[name]
         on = []
 
-        def turn_on() -> None:
+        def turn_on(frame: Any) -> None:
             if not on:
                 on.append(True)
                 tool.set_events(wanted)
@@ -537,3 +578,181 @@ def test_trace_function_sees_no_line_at_a_trampoline(M: Any, tool: Tool, events:
     for event in (E.LINE, E.PY_START, E.INSTRUCTION, E.CALL, E.JUMP):
         tool.register(event, lambda *args: None)
     assert run(getattr(E, events)) == run(0)
+
+
+DEEPEST_SOURCE = '''
+def deep():
+    turn_on(sys._getframe(1))
+    return 4
+
+def at_the_deepest():
+    a = 1
+    x = (deep(), a,
+         a, a)
+    return x
+'''
+
+
+def _trace_later(name: str, before: Callable[[], None]) -> tuple:
+    """Runs a fresh function `name` of WAITING_SOURCE + DEEPEST_SOURCE whose
+    turn_on(frame) calls `before`, then sets a trace function on `frame`
+    (with f_trace_opcodes) and on its thread: (its result, what the trace
+    function saw of its frame, opcode events left out)."""
+    namespace: dict = {"__name__": "traced_later"}
+    exec(compile(WAITING_SOURCE + DEEPEST_SOURCE, "<traced_later>", "exec"), namespace)
+    function = namespace[name]
+    seen: list = []
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code is function.__code__ and event != "opcode":
+            seen.append((event, frame.f_lasti, frame.f_lineno))
+        return tracer
+
+    def turn_on(frame: Any) -> None:
+        if seen or frame.f_trace is not None:
+            return
+        before()
+        frame.f_trace = tracer
+        frame.f_trace_opcodes = True
+        sys.settrace(tracer)
+
+    namespace["turn_on"] = turn_on
+    try:
+        return function(), seen
+    finally:
+        sys.settrace(None)
+
+
+@pytest.mark.parametrize("name", ["in_iter", "in_first_next", "in_last_next", "in_a_call",
+                                  "at_the_deepest"])
+@pytest.mark.parametrize("events", ["LINE", "INSTRUCTION", "CALL", "JUMP"])
+def test_trace_function_set_while_a_reached_frame_waits(M: Any, tool: Tool, events: str,
+                                                        name: str) -> None:
+    """Events go on, then a trace function comes, with f_trace and
+    f_trace_opcodes on a frame that waits in a call: the frame goes on as
+    unmonitored, and its trace function sees what it sees there (opcode
+    events aside, see the test above).  On the engine such a frame (in a
+    loop over a Python iterator, or waiting where its expression fills the
+    stack, at_the_deepest) may have gone on into a trampoline or onto a
+    shadow using the value slot after its allocation, where the trace
+    function's frame starts: UNARY_POSITIVE saw a function (TypeError), or
+    a probe popped the trace function (a crash)."""
+    E = M.events
+
+    def run(wanted: int) -> tuple:
+        try:
+            return _trace_later(name, lambda: tool.set_events(wanted))
+        finally:
+            tool.set_events(0)
+
+    for event in (E.LINE, E.INSTRUCTION, E.CALL, E.JUMP):
+        tool.register(event, lambda *args: None)
+    plain = run(0)
+    assert plain[1], "the trace function saw the frame"
+    assert run(getattr(E, events)) == plain
+
+
+@pytest.mark.parametrize("name", ["in_first_next", "in_a_call", "at_the_deepest"])
+@pytest.mark.parametrize("events", ["LINE", "INSTRUCTION"])
+def test_trace_function_set_in_a_thread_after_its_frame_was_reached(M: Any, tool: Tool,
+                                                                    events: str,
+                                                                    name: str) -> None:
+    """The same with the events turned on by another thread while the frame
+    waits, and the trace function set later by the frame's own thread."""
+    E = M.events
+
+    def run(wanted: int) -> list:
+        waiting, go = threading.Event(), threading.Event()
+
+        def wait_for_events() -> None:
+            waiting.set()
+            go.wait()
+
+        outcome: list = []
+
+        def target() -> None:
+            try:
+                outcome.append(_trace_later(name, wait_for_events))
+            except BaseException as exc:   # reported by the main thread
+                outcome.append(exc)
+
+        thread = threading.Thread(target=target)
+        thread.start()
+        waiting.wait()
+        tool.set_events(wanted)
+        go.set()
+        thread.join()
+        tool.set_events(0)
+        return outcome
+
+    for event in (E.LINE, E.INSTRUCTION):
+        tool.register(event, lambda *args: None)
+    plain = run(0)
+    assert plain[0][1], "the trace function saw the frame"
+    assert run(getattr(E, events)) == plain
+
+
+AUDIT_HOOK_PROGRAM = '''
+import json
+import sys
+
+from lowimpact import monitoring as M
+
+from traced_later import _trace_later
+
+E = M.events
+M.use_tool_id(3, "audit hook")
+for event in (E.LINE, E.INSTRUCTION, E.CALL, E.JUMP):
+    M.register_callback(3, event, lambda *args: None)
+wanted = getattr(E, sys.argv[2])
+asked = []
+
+
+def hook(event, args):
+    if event == "sys.settrace" and asked:
+        asked.clear()
+        M.set_events(3, wanted)
+
+
+sys.addaudithook(hook)
+results = []
+for on in (False, True):
+    try:
+        results.append(repr(_trace_later(sys.argv[1], lambda: asked.append(on))))
+    except Exception as exc:
+        results.append(repr(exc))
+    M.set_events(3, 0)
+print(json.dumps(results))
+'''
+
+
+@pytest.mark.parametrize("name", ["in_first_next", "in_a_call", "at_the_deepest"])
+@pytest.mark.parametrize("events", ["LINE", "INSTRUCTION", "JUMP"])
+def test_trace_function_set_after_an_audit_hook_turned_events_on(tmp_path: Any, events: str,
+                                                                 name: str) -> None:
+    """The same with the events turned on by a Python audit hook on
+    'sys.settrace' (sys.addaudithook: in a new interpreter), which runs after
+    lowimpact's own hook, before CPython sets the trace function.  On the
+    engine the frames it reached borrowed the slot after their allocation,
+    as if their thread did not trace: UNARY_POSITIVE saw a function."""
+    import json
+    import os
+    import subprocess
+
+    import lowimpact
+
+    import inspect
+
+    (tmp_path / "traced_later.py").write_text(
+        "from __future__ import annotations\nimport sys\n"
+        f"WAITING_SOURCE = {WAITING_SOURCE!r}\nDEEPEST_SOURCE = {DEEPEST_SOURCE!r}\n"
+        + inspect.getsource(_trace_later))
+    (tmp_path / "prog.py").write_text(AUDIT_HOOK_PROGRAM)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.abspath(lowimpact.__file__)))
+    done = subprocess.run([sys.executable, "prog.py", name, events], cwd=str(tmp_path), env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    plain, monitored = json.loads(done.stdout)
+    assert plain.startswith("(") and ", [(" in plain, "the trace function saw the frame: " + plain
+    assert monitored == plain

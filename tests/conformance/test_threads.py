@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dis
 import os
+import subprocess
 import sys
 import threading
 from typing import Any, Callable, Dict, List
@@ -154,6 +155,82 @@ def test_changing_events_while_threads_run(M: Any, tool: Tool) -> None:
         tool.set_events(0)
     assert not failures
     assert counts["events"] > 0
+
+
+GC_SWITCHING_PROGRAM = """\
+import gc, threading, time
+from lowimpact import monitoring as M
+E = M.events
+TOOL = 4
+M.use_tool_id(TOOL, "gc switching")
+for event in (E.PY_YIELD, E.PY_RETURN, E.PY_RESUME, E.PY_START, E.PY_UNWIND, E.LINE):
+    M.register_callback(TOOL, event, lambda *args: None)
+M.set_events(TOOL, E.PY_START | E.PY_UNWIND)
+
+
+def raises():
+    x = 1
+    raise ValueError
+
+
+def gen():
+    x = 0
+    yield
+    try:
+        raises()
+    except ValueError:
+        pass
+    yield
+
+
+def work():
+    while not stop:
+        for _ in gen():
+            pass
+
+
+def switch(phase, info):
+    time.sleep(0)
+
+
+gc.callbacks.append(switch)
+gc.set_threshold(1)
+stop = False
+threads = [threading.Thread(target=work) for _ in range(5)]
+for t in threads:
+    t.start()
+ALL = E.LINE | E.PY_YIELD | E.PY_RETURN | E.PY_RESUME
+for n in range(300):
+    for code in (gen.__code__, raises.__code__):
+        M.set_local_events(TOOL, code, 0)
+        M.set_local_events(TOOL, code, ALL)
+stop = True
+for t in threads:
+    t.join()
+gc.callbacks.remove(switch)
+print("done")
+"""
+
+
+def test_events_change_while_garbage_collection_switches_threads(tmp_path: Any) -> None:
+    """Threads run generators (suspended, resumed, calling code that raises)
+    while their events go off and on, and garbage collection lets other
+    threads run often (a gc.callbacks entry that sleeps 0, threshold 1): on
+    3.11 an allocation inside set_local_events may collect, and the Python
+    code that runs then (finalisers, gc.callbacks) may switch threads;
+    natively (3.12+) collection waits for the eval breaker.  Before
+    collection waited for the engine's updates, which work from what they
+    saw of the heap's generators and the threads' frames, this segfaulted
+    (the program alone in 5 runs of 6, this test in 1 of 2).  A fresh
+    process: the crash came with a small heap, not inside the suite's."""
+    import lowimpact
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.abspath(lowimpact.__file__)))
+    (tmp_path / "prog.py").write_text(GC_SWITCHING_PROGRAM)
+    done = subprocess.run([sys.executable, "prog.py"], cwd=str(tmp_path), env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert (done.returncode, done.stdout) == (0, "done\n"), done.stderr[-2000:]
 
 
 def test_first_starts_of_a_function_on_two_threads(M: Any, tool: Tool) -> None:

@@ -352,13 +352,10 @@ test_outer()
 '''
 
 
-@pytest.mark.xfail(strict=True, reason="test contexts are per process, the C tracer's per "
-                   "thread (docs/COVER.md, Not yet)")
 def test_test_function_contexts_of_threads_same_as_ctrace(workdir: Path) -> None:
     # The C tracer starts test_inner's context in its thread while
     # test_outer's is active in the main thread, and ends it when
-    # test_inner returns: label(2) is then in no context.  lowimpact
-    # starts no test context while one is active, in any thread.
+    # test_inner returns: label(2) is then in no context.
     project = workdir / "project"
     shutil.copy(workdir / "test_function.rc", project)
     (project / "threaded.py").write_text(THREADED)
@@ -367,3 +364,40 @@ def test_test_function_contexts_of_threads_same_as_ctrace(workdir: Path) -> None
     run_lowimpact(args, project, project / "li.data")
     want = assert_same_contexts(project / "li.data", project / "ctrace.data", project, False)
     assert want["contexts"] == ["", "__main__.test_inner", "__main__.test_outer"]
+
+
+THROWN = '''\
+from pkg.mod import label, sign
+
+
+def test_generator():
+    try:
+        sign(1)
+        yield
+        sign(-1)
+    finally:
+        label(3)
+
+
+generator = test_generator()
+next(generator)
+label(1)
+generator.close()
+label(2)
+'''
+
+
+@pytest.mark.parametrize("branch", [False, True], ids=["lines", "branches"])
+def test_test_generator_thrown_into_same_as_ctrace(workdir: Path, branch: bool) -> None:
+    # close() throws GeneratorExit into the suspended test generator: the
+    # C tracer gets a call event and starts its context again, so its
+    # finally block (label(3)) runs in the test's context, label(2) in none.
+    project = workdir / "project"
+    shutil.copy(workdir / "test_function.rc", project)
+    (project / "thrown.py").write_text(THROWN)
+    args = ["--rcfile=test_function.rc", "--source=pkg", *(["--branch"] if branch else []),
+            "thrown.py"]
+    run_ctrace(args, project, project / "ctrace.data")
+    run_lowimpact(args, project, project / "li.data")
+    want = assert_same_contexts(project / "li.data", project / "ctrace.data", project, branch)
+    assert want["files"]["mod.py"][10] == ["", "__main__.test_generator"]

@@ -1,10 +1,14 @@
 """The C core (lowimpact._cover.Collector) on its own: what a second
 collector sees after a first one DISABLEd everything, a running collector
-dropped in a reference cycle, and test contexts when giving events fails."""
+dropped in a reference cycle, test contexts when giving events fails, and
+test contexts of threads."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import threading
+import time
 
 import pytest
 
@@ -205,3 +209,256 @@ def test_a_failed_rearm_leaves_the_others_rearmed(monkeypatch) -> None:
     line = helper.__code__.co_firstlineno
     assert collector.context == "after"
     assert sorted(lines[key]) == [line + 1, line + 2, line + 3]
+
+
+# -- test contexts of threads -------------------------------------------------
+
+
+def test_core_calls(callback, x):
+    helper(x)
+    callback()
+
+
+def test_core_raises():
+    helper(1)
+    raise ValueError("test_core_raises")
+
+
+def test_core_generator():
+    helper(0)
+    yield
+    helper(1)
+
+
+test_core_calls.__test__ = test_core_raises.__test__ = test_core_generator.__test__ = False
+
+
+def helper_periods(collector) -> list:
+    codes, _, _, _ = collector.data()
+    (key,) = [k for k, (code, _) in codes.items() if code is helper.__code__]
+    return [(label, sorted(period[key])) for label, period, _, _ in collector.periods()
+            if key in period]
+
+
+def test_test_contexts_are_per_thread() -> None:
+    # As under coverage.py's C tracer (a tracer per thread, each starting
+    # and ending its own test context): a test that starts in a thread
+    # while the main thread's test runs starts its context, and its end
+    # switches to none while the main thread's test goes on.  The thread
+    # was started before the measuring.
+    go, done = threading.Event(), threading.Event()
+    in_both = []
+    collector = _cover.Collector(TOOL, only_here, test_context=lambda frame: "%s@%s" % (
+        frame.f_code.co_name, threading.current_thread().name))
+
+    def in_thread():
+        go.wait()
+        test_core_calls(lambda: in_both.append(collector.test_threads), 0)
+        done.set()
+
+    def run_the_threads_test():
+        go.set()
+        done.wait()
+        helper(1)
+
+    thread = threading.Thread(target=in_thread, name="worker")
+    thread.start()
+    collector.start()
+    try:
+        test_core_calls(run_the_threads_test, 1)
+        after = collector.context, collector.test_threads
+    finally:
+        collector.stop()
+        go.set()
+        thread.join()
+    assert in_both == [2]
+    assert after == (None, 0)
+    line = helper.__code__.co_firstlineno
+    # helper(1) in the main thread's test, helper(0) in the thread's, then
+    # helper(1) in none: the main thread's test still runs.
+    assert helper_periods(collector) == [("test_core_calls@MainThread", [line + 1, line + 2]),
+                                         ("test_core_calls@worker", [line + 1, line + 3]),
+                                         (None, [line + 1, line + 2])]
+
+
+@pytest.fixture
+def gc_switches_threads():
+    """Garbage collection lets other threads run, often: as finalisers and
+    gc.callbacks that run Python code may, on 3.11 at any allocation (in
+    callbacks, in the middle of the engine's work); 3.12 and later collect
+    only at the eval breaker."""
+
+    def switch(phase, info):
+        time.sleep(0)
+
+    threshold = gc.get_threshold()
+    gc.callbacks.append(switch)
+    gc.set_threshold(50, *threshold[1:])
+    try:
+        yield
+    finally:
+        gc.callbacks.remove(switch)
+        gc.set_threshold(*threshold)
+
+
+def test_no_test_context_outlives_its_thread(gc_switches_threads) -> None:
+    # Threads whose tests return, raise and yield, 100 of them, five at a
+    # time (so that new threads reuse the memory of ended ones): each
+    # thread's tests start their contexts (a context left behind by an
+    # ended thread would keep a new one out of its tests), and none is
+    # left when the threads have ended.  (On 3.11, before the test code's
+    # context events stayed on while a switch re-arms it, 31 runs of 34
+    # failed and 2 segfaulted, in the engine's update, fixed since.)
+    asked = []
+    collector = _cover.Collector(
+        TOOL, only_here, test_context=lambda frame: asked.append(1) or frame.f_code.co_name)
+
+    def in_thread(x):
+        test_core_calls(lambda: None, x)
+        with pytest.raises(ValueError):
+            test_core_raises()
+        for _ in test_core_generator():
+            pass
+
+    left = []
+    collector.start()
+    try:
+        for _ in range(20):
+            threads = [threading.Thread(target=in_thread, args=(x % 2,)) for x in range(5)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            left.append(collector.test_threads)
+    finally:
+        collector.stop()
+    assert left == [0] * 20
+    # Four starts a thread: the generator's resumption starts it again.
+    assert len(asked) == 100 * 4
+
+
+@contextlib.contextmanager
+def thread_in_a_test(collector):
+    """Starts `collector`, then a thread whose test_core_calls waits in its
+    callback until the event given is set; stops the collector, then lets
+    the thread end."""
+    go, inside = threading.Event(), threading.Event()
+
+    def wait():
+        inside.set()
+        go.wait()
+
+    thread = threading.Thread(target=test_core_calls, args=(wait, 1))
+    collector.start()
+    try:
+        thread.start()
+        inside.wait()
+        yield go, thread
+    finally:
+        collector.stop()
+        go.set()
+        thread.join()
+
+
+def test_a_test_ending_while_its_code_is_rearmed(monkeypatch) -> None:
+    # The main thread's test starts while a thread's test_core_calls runs:
+    # the switch re-arms test_core_calls (it recorded lines in the thread's
+    # context), and the thread's test returns in the middle of that.  Code
+    # runs there whenever the re-arming calls Python code: on 3.11 any
+    # allocation may collect garbage, and the finalisers and gc.callbacks
+    # that runs may switch threads (here a Python wrapper does the switch).
+    # The event that ends the thread's context must not be off meanwhile.
+    code = test_core_calls.__code__
+    real = monitoring.set_local_events
+    collector = context_collector()
+    with thread_in_a_test(collector) as (go, thread):
+
+        def switching(tool, target, events):
+            real(tool, target, events)
+            if target is code and not go.is_set():
+                go.set()
+                thread.join()
+
+        monkeypatch.setattr(monitoring, "set_local_events", switching)
+        try:
+            test_core_one()
+        finally:
+            monkeypatch.undo()
+        go.set()
+        thread.join()
+        left = collector.test_threads
+    assert left == 0
+    line = helper.__code__.co_firstlineno
+    # The thread's test ended in the switch to the main thread's context,
+    # and switched to none (as under the C tracer) while that test goes on.
+    assert helper_periods(collector) == [("test_core_calls", [line + 1, line + 2]),
+                                         (None, [line + 1, line + 2])]
+
+
+def test_stop_forgets_the_threads_in_tests() -> None:
+    collector = context_collector()
+    with thread_in_a_test(collector):
+        running = collector.test_threads
+    assert (running, collector.test_threads) == (1, 0)
+
+
+def test_stop_and_start_inside_a_running_test() -> None:
+    # stop() forgets the test contexts; started again inside the test, the
+    # collector never saw that test start, as coverage.py's new C tracer
+    # after Coverage.stop() and start() there: its end switches nothing
+    # (under the C tracer, a function called after such a test returned is
+    # recorded in the test's context), and the next test starts and ends
+    # its own.
+    collector = context_collector()
+    inside = []
+
+    def restart():
+        collector.stop()
+        collector.start()
+        inside.append((collector.context, collector.test_threads))
+
+    collector.start()
+    try:
+        test_core_calls(restart, 1)
+        after_test = collector.context, collector.test_threads
+        test_core_one(0)
+        after_next = collector.context, collector.test_threads
+    finally:
+        collector.stop()
+    assert inside == [("test_core_calls", 0)]
+    assert (after_test, after_next) == (("test_core_calls", 0), (None, 0))
+    line = helper.__code__.co_firstlineno
+    assert helper_periods(collector) == [("test_core_calls", [line + 1, line + 2]),
+                                         ("test_core_one", [line + 1, line + 3])]
+
+
+def test_core_closed():
+    try:
+        helper(0)
+        yield
+    finally:
+        helper(1)
+
+
+test_core_closed.__test__ = False
+
+
+def test_a_test_generator_thrown_into_starts_its_context_again() -> None:
+    # close() in another thread: its finally block runs in its context
+    # (started by PY_THROW, in that thread), which ends as it unwinds.
+    collector = context_collector()
+    collector.start()
+    try:
+        generator = test_core_closed()
+        next(generator)
+        between = collector.context
+        thread = threading.Thread(target=generator.close)
+        thread.start()
+        thread.join()
+        after = collector.context, collector.test_threads
+    finally:
+        collector.stop()
+    assert (between, after) == (None, (None, 0))
+    line = helper.__code__.co_firstlineno
+    assert helper_periods(collector) == [("test_core_closed", [line + 1, line + 3]),
+                                         ("test_core_closed", [line + 1, line + 2])]

@@ -88,6 +88,30 @@ def test_copies_go_when_events_go(M: Any, clean: Dict[str, int]) -> None:
     assert after["trampolined_codes"] == clean["trampolined_codes"]
 
 
+def test_trampolines_a_restart_armed_go_when_events_go(M: Any, clean: Dict[str, int]) -> None:
+    # PY_START disabled in every function (bdb's pattern), restart_events()
+    # arms their entry trampolines again; some run since, some not: when the
+    # events go, all of them go, and the functions run as they were.
+    functions = make_functions(20)
+    M.use_tool_id(2, "memory")
+    M.register_callback(2, M.events.PY_START, lambda code, offset: M.DISABLE)
+    call(M.set_events, 2, M.events.PY_START)
+    try:
+        run_all(functions)
+        call(M.restart_events)
+        armed = stats()["trampolined_codes"]
+        for f in list(functions.values())[:10]:
+            f(3)
+        call(M.restart_events)
+        assert stats()["trampolined_codes"] == armed
+    finally:
+        call(M.set_events, 2, 0)
+        M.clear_tool_id(2)
+        M.free_tool_id(2)
+    assert stats()["trampolined_codes"] == clean["trampolined_codes"]
+    assert run_all(functions) == 20 * 2
+
+
 def test_clearing_the_tool_releases_its_copies(M: Any, clean: Dict[str, int]) -> None:
     functions = make_functions(10)
     M.use_tool_id(2, "memory")

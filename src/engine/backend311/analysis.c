@@ -7,10 +7,7 @@
 void
 li_analysis_clear(li_analysis *an)
 {
-    PyMem_Free(an->units);
-    PyMem_Free(an->instrs);
-    PyMem_Free(an->instr_at);
-    PyMem_Free(an->locs);
+    PyMem_Free(an->instrs);     /* with units, instr_at and locs */
     PyMem_Free(an->handlers);
     memset(an, 0, sizeof(*an));
 }
@@ -34,12 +31,6 @@ falls_through(int opcode)
 static int
 decode_instructions(li_analysis *an)
 {
-    /* At most one instruction per unit; every unit belongs to one. */
-    an->instrs = li_alloc_filled_later((size_t)an->n_units, sizeof(li_instr));
-    an->instr_at = li_alloc_filled_later((size_t)an->n_units, sizeof(int));
-    if (an->instrs == NULL || an->instr_at == NULL) {
-        return -1;
-    }
     int n = 0;
     for (int unit = 0; unit < an->n_units;) {
         li_instr *in = &an->instrs[n];
@@ -309,13 +300,19 @@ li_analyse(PyCodeObject *code, li_analysis *an)
         return -1;
     }
     an->n_units = (int)(PyBytes_GET_SIZE(bytes) / sizeof(_Py_CODEUNIT));
-    an->units = PyMem_Malloc((size_t)PyBytes_GET_SIZE(bytes) + 1);
-    an->locs = PyMem_Calloc((size_t)an->n_units + 1, sizeof(li_loc));
-    if (an->units == NULL || an->locs == NULL) {
+    /* One block: at most one instruction per unit, every unit belongs to
+       one (instr_at), and li_decode_locations() writes every unit's
+       location.  The instructions first, for their alignment. */
+    size_t n = (size_t)an->n_units;
+    an->instrs = li_alloc_filled_later(n, sizeof(li_instr) + sizeof(li_loc) + sizeof(int) +
+                                          sizeof(_Py_CODEUNIT));
+    if (an->instrs == NULL) {
         Py_DECREF(bytes);
-        PyErr_NoMemory();
         goto error;
     }
+    an->locs = (li_loc *)(an->instrs + n);
+    an->instr_at = (int *)(an->locs + n);
+    an->units = (_Py_CODEUNIT *)(an->instr_at + n);
     memcpy(an->units, PyBytes_AS_STRING(bytes), (size_t)PyBytes_GET_SIZE(bytes));
     Py_DECREF(bytes);
     an->n_handlers = li_decode_handlers(code, &an->handlers);

@@ -453,6 +453,8 @@ li_fire_simple(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp,
 /* Drops what CALL kept for C_RETURN and C_RAISE: every thread's with
  * `all` (no tool wants calls any more), else that of threads gone. */
 void li_forget_pending_calls(bool all);
+/* Whether a thread of `interp` has the thread state id `id`. */
+bool li_thread_alive(PyInterpreterState *interp, uint64_t id);
 /* How many calls of all threads wait for their C_RETURN or C_RAISE. */
 Py_ssize_t li_pending_call_count(void);
 /* Lets STOP_ITERATION see the return value of generators exhausted by
@@ -559,10 +561,16 @@ typedef struct li_code_backend {
     struct li_probes *shadows;   /* its live shadows, by next_of_code */
     /* Code whose functions went back to running the original after their
        PY_START callbacks disabled it (landing.c): restart_events() gives it
-       its entry trampoline again.  A list, by these links. */
-    bool started_bare;
-    struct li_code_backend *next_bare, *prev_bare;
+       its entry trampoline again.  LI_BARE_NOTED or LI_BARE_RETRY (0:
+       neither) while trampoline.c holds it in a flat array, at bare_slot. */
+    uint8_t started_bare;
+    int bare_slot;
 } li_code_backend;
+
+enum {
+    LI_BARE_NOTED = 1,  /* noted, then armed by a restart (trampoline.c) */
+    LI_BARE_RETRY,      /* a restart failed to arm it, the next one tries again */
+};
 
 static inline li_probes *
 li_current_shadow(const li_code_state *cs)
@@ -633,9 +641,6 @@ bool li_only_start_wanted(li_code_state *cs);
  * original as it is (landing.c). */
 bool li_start_wanted_nowhere(li_code_state *cs);
 bool li_start_disabled_everywhere(li_code_state *cs);
-/* The functions of `cb`'s code run its original after their PY_START was
- * disabled: restart_events() re-arms its entry trampoline. */
-void li_note_started_bare(li_code_backend *cb);
 /* A shadow dies: the codes it held forget it. */
 void li_unlink_nested(li_probes *lp);
 
@@ -679,6 +684,10 @@ bool li_update_pending(void);
  * the update's work now and then.  0 or -1. */
 int li_update_frame(PyThreadState *tstate, _PyInterpreterFrame *frame);
 
+/* Thread `ts` is about to get a trace function: its frames stop using the
+ * slot beyond their allocation (update.c).  0 or -1. */
+int li_backend_trace_coming(PyThreadState *ts);
+
 /* ---- trampolines (trampoline.c) ---- */
 
 /* Frames of an original code object that needs events start on a shadow
@@ -694,6 +703,13 @@ int li_trampoline_arm(li_code_state *cs);
  * 0 or -1. */
 int li_trampolines_reach(PyThreadState *ts, _PyInterpreterFrame *frame,
                          _PyInterpreterFrame *above);
+/* Whether `code` (an original or a shadow) has a trampoline armed. */
+bool li_trampolines_armed_in(PyCodeObject *code);
+/* Disarms the resume and exception trampolines of `code` (an original or a
+ * shadow) that no frame of any thread stands in, and its exception routes:
+ * for frames to be reached again with less room (li_backend_trace_coming()).
+ * The entry trampoline stays. */
+void li_trampolines_let_go(PyCodeObject *code);
 /* Frames of the code of `cb` that start from now on get room for any shadow
  * (its co_stacksize reads as before, see transparency.c); released when no
  * trampoline needs it any more. */
@@ -721,6 +737,21 @@ void li_trampolines_settle_soon(void);
  * as it is.  Whether its entry trampoline is gone (it stays while a frame of
  * any thread stands in its units). */
 bool li_trampolines_disarm_original(li_code_state *cs);
+/* Makes room to note one more code as started bare.  0 or -1. */
+int li_started_bare_reserve(void);
+/* The functions of `cb`'s code run its original after their PY_START was
+ * disabled, its entry trampoline gone: restart_events() arms it again.
+ * The room was reserved. */
+void li_note_started_bare(li_code_backend *cb);
+/* `cb`'s code is no longer (or not yet) to be re-armed by restart_events(). */
+void li_forget_started_bare(li_code_backend *cb);
+/* Whether `cb`'s code runs bare, its entry trampoline to be armed by the
+ * next restart_events(). */
+bool li_entry_bare(const li_code_backend *cb);
+/* For restart_events(): arms the entry trampolines of the code noted as
+ * started bare, where the code needs events; *unreached is set where one
+ * could not go in.  0 or -1 (the code not done yet stays noted). */
+int li_trampolines_restart_bare(bool *unreached);
 /* The code object of `p` is being freed: forgets its trampolines. */
 void li_patches_forget(li_patches *p);
 /* Exchanges the armed trampolines of `code` with the units they replaced
@@ -774,6 +805,14 @@ int li_landing_init(PyObject *module);
  * or NULL; `ts` NULL for a suspended generator. */
 int li_frame_capacity(PyThreadState *ts, _PyInterpreterFrame *frame,
                       _PyInterpreterFrame *above);
+/* Whether `frame` of `ts` (not NULL) has the slot after its allocation while
+ * its thread does not trace: what li_frame_capacity counts then. */
+bool li_frame_borrows(PyThreadState *ts, _PyInterpreterFrame *frame,
+                      _PyInterpreterFrame *above);
+/* Thread `ts` (not NULL) is about to get a trace function: while the frame
+ * that asked for it waits for sys.settrace (or PyEval_SetTrace) to return,
+ * li_frame_capacity counts no borrowed slot for its frames.  0 or -1. */
+int li_frames_trace_coming(PyThreadState *ts);
 /* The least capacity (as li_frame_capacity) of the frames of `code` that
  * are on no thread's stack but may run it, into any trampoline armed there:
  * frames that start from now on, and the suspended or unstarted generators

@@ -158,8 +158,8 @@ li_take_pending_call(_PyInterpreterFrame *frame, int32_t unit, uint8_t *tools,
     return true;
 }
 
-static bool
-thread_alive(PyInterpreterState *interp, uint64_t id)
+bool
+li_thread_alive(PyInterpreterState *interp, uint64_t id)
 {
     for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
          ts = PyThreadState_Next(ts))
@@ -176,7 +176,7 @@ li_forget_pending_calls(bool all)
 {
     PyInterpreterState *interp = PyInterpreterState_Get();
     for (pending_stack *stack = all_stacks; stack != NULL; stack = stack->next) {
-        bool gone = stack->thread_id != 0 && !thread_alive(interp, stack->thread_id);
+        bool gone = stack->thread_id != 0 && !li_thread_alive(interp, stack->thread_id);
         if (all || gone) {
             drop_pending(stack, 0);
         }

@@ -189,10 +189,10 @@ audit_hook(const char *event, PyObject *args, void *Py_UNUSED(data))
     }
     if (strcmp(event, "sys.settrace") == 0) {
         /* A trace function would see the units of a trampoline kept for a
-           frame that has left them since (trampoline.c, disarm_all()), or
+           frame that has left them since (trampoline.c, disarm()), or
            is about to: a trace function that raised is removed here. */
         li_trampolines_settle_soon();
-        return 0;
+        return li_backend_trace_coming(_PyThreadState_GET());
     }
     if (strcmp(event, "exec") != 0 || !li_anything_wanted() ||
         !PyTuple_Check(args) || PyTuple_GET_SIZE(args) < 1 ||

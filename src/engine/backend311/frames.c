@@ -19,6 +19,79 @@ is_generator_like(PyObject *op)
     return PyGen_CheckExact(op) || PyCoro_CheckExact(op) || Py_IS_TYPE(op, &PyAsyncGen_Type);
 }
 
+/* Threads that raised the audit event "sys.settrace" and may not have their
+ * trace function yet.  CPython sets it after all the audit hooks: Python
+ * ones (sys.addaudithook) run after the engine's, and they, or another
+ * thread while they run, may turn events on and reach the thread's frames
+ * (as may a __del__ of the trace function it replaces).  A mark holds while
+ * the frame that raised the event (the caller of sys.settrace, or of the C
+ * function that called PyEval_SetTrace) is still at that instruction on its
+ * thread's stack; then it goes at the next look (trace_pending()). */
+typedef struct {
+    uint64_t thread;                /* the thread state's id */
+    _PyInterpreterFrame *frame;     /* compared, never read */
+    _Py_CODEUNIT *at;               /* its prev_instr then */
+} trace_mark;
+
+static trace_mark *marks;   /* PyMem array, `n_marks` used */
+static int n_marks, cap_marks;
+
+/* Whether the frame of mark `m` of `ts` is still at its instruction. */
+static bool
+mark_holds(PyThreadState *ts, const trace_mark *m)
+{
+    for (_PyInterpreterFrame *f = ts->cframe->current_frame; f != NULL; f = f->previous) {
+        if (f == m->frame) {
+            return f->prev_instr == m->at;
+        }
+    }
+    return false;
+}
+
+/* Whether `ts` may still be in a sys.settrace call (li_frames_trace_coming()):
+ * drops its marks that no longer hold. */
+static bool
+trace_pending(PyThreadState *ts)
+{
+    for (int k = n_marks - 1; k >= 0; k--) {
+        if (marks[k].thread != ts->id) {
+            continue;
+        }
+        if (mark_holds(ts, &marks[k])) {
+            return true;
+        }
+        marks[k] = marks[--n_marks];
+    }
+    return false;
+}
+
+int
+li_frames_trace_coming(PyThreadState *ts)
+{
+    /* None for threads gone, nor twice the same.  A thread may have more
+       than one: sys.settrace from a __del__ run while the engine handles
+       the event of an outer one. */
+    (void)trace_pending(ts);
+    _PyInterpreterFrame *frame = ts->cframe->current_frame;
+    bool known = frame == NULL;   /* nothing to reach before it is set */
+    for (int k = n_marks - 1; k >= 0; k--) {
+        if (marks[k].thread == ts->id) {
+            known = known || (marks[k].frame == frame && marks[k].at == frame->prev_instr);
+        }
+        else if (!li_thread_alive(ts->interp, marks[k].thread)) {
+            marks[k] = marks[--n_marks];
+        }
+    }
+    if (known) {
+        return 0;
+    }
+    if (li_reserve((void **)&marks, &cap_marks, n_marks, sizeof(trace_mark), 4) < 0) {
+        return -1;
+    }
+    marks[n_marks++] = (trace_mark){.thread = ts->id, .frame = frame, .at = frame->prev_instr};
+    return 0;
+}
+
 /* How many value stack slots a frame on `ts`'s data stack was allocated
  * (its code's stack size then, which an entry trampoline may have raised
  * since), from where its allocation ends: at the next frame it called in
@@ -29,7 +102,8 @@ is_generator_like(PyObject *op)
  * call, after reading its operand and before writing its result, while
  * frames of callees may come and go there. */
 static int
-data_stack_capacity(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterFrame *above)
+data_stack_capacity(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterFrame *above,
+                    bool traced)
 {
     PyObject **stack = frame->localsplus + frame->f_code->co_nlocalsplus;
     for (_PyStackChunk *chunk = ts->datastack_chunk; chunk != NULL; chunk = chunk->previous) {
@@ -50,7 +124,13 @@ data_stack_capacity(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterprete
         else {
             end = &chunk->data[chunk->top];
         }
-        return (int)(end - stack) + (end < hi ? 1 : 0);
+        /* Except while the thread traces: with f_trace_opcodes, CPython
+           calls the trace function between any two units, and its frame
+           starts at the data stack's top, over that slot, where a
+           trampoline keeps AssertionError or the landing function, or a
+           probe its constant, from one unit to the next.  (Frames that
+           borrow it as a trace function comes: li_backend_trace_coming().) */
+        return (int)(end - stack) + (end < hi && !traced ? 1 : 0);
     }
     /* Not on the data stack (a frame of a C caller): what the code needs. */
     return li_true_stacksize(frame->f_code);
@@ -60,7 +140,8 @@ int
 li_frame_capacity(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterFrame *above)
 {
     if (frame->owner != FRAME_OWNED_BY_GENERATOR) {
-        return ts != NULL ? data_stack_capacity(ts, frame, above)
+        bool traced = ts != NULL && (ts->c_tracefunc != NULL || trace_pending(ts));
+        return ts != NULL ? data_stack_capacity(ts, frame, above, traced)
                           : li_true_stacksize(frame->f_code);
     }
     PyGenObject *gen = li_frame_generator(frame);
@@ -77,6 +158,13 @@ li_frame_capacity(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterF
     }
     PyErr_Clear();
     return allocated + (older ? 0 : GENERATOR_SLACK);
+}
+
+bool
+li_frame_borrows(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterFrame *above)
+{
+    return frame->owner != FRAME_OWNED_BY_GENERATOR &&
+           data_stack_capacity(ts, frame, above, false) > data_stack_capacity(ts, frame, above, true);
 }
 
 int

@@ -471,6 +471,10 @@ start_before_building(PyThreadState *tstate, _PyInterpreterFrame *here,
            the frame starts (the frame cannot be anywhere else meanwhile:
            no thread switch, no trace function until it is dropped). */
         frame->prev_instr = _PyCode_CODE(code) + at - 1;
+        if (li_started_bare_reserve() < 0) {
+            frame->prev_instr = saved_prev;
+            return -1;
+        }
         if (li_trampolines_disarm_original(cs)) {
             _Py_CODEUNIT *unit = _PyCode_CODE(code) + at;
             token->restore_code = (PyCodeObject *)Py_NewRef(code);
@@ -496,11 +500,15 @@ goes_on_in_its_line(PyThreadState *tstate, _PyInterpreterFrame *frame,
                     const expected_landing *to)
 {
     if (tstate->c_tracefunc == NULL || frame->f_code != to->original ||
-        to->code != to->original || to->from < 0 || to->to.unit <= to->from ||
+        to->code != to->original || to->from < 0 || to->to.unit <= 0 ||
         (to->to.phase != LI_LAND_BEFORE_AFTER && to->to.phase != LI_LAND_FALLTHROUGH))
     {
         return false;
     }
+    /* A trampoline armed in place holds the frame in its own units, at or
+       past the instruction it lands at: the frame fell through to it from
+       the unit before (caches share their instruction's line). */
+    int came_from = to->from < to->to.unit ? to->from : to->to.unit - 1;
     if (frame->frame_obj != NULL && !frame->frame_obj->f_trace_lines) {
         return false;
     }
@@ -509,7 +517,7 @@ goes_on_in_its_line(PyThreadState *tstate, _PyInterpreterFrame *frame,
     int line, from_line, ignored;
     if (!PyCode_Addr2Location(to->original, to->to.unit * (int)sizeof(_Py_CODEUNIT), &line,
                               &ignored, &ignored, &ignored) ||
-        !PyCode_Addr2Location(to->original, to->from * (int)sizeof(_Py_CODEUNIT), &from_line,
+        !PyCode_Addr2Location(to->original, came_from * (int)sizeof(_Py_CODEUNIT), &from_line,
                               &ignored, &ignored, &ignored))
     {
         return false;

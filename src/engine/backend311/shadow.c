@@ -130,6 +130,33 @@ wanted(const builder *b, int event)
     return (b->kinds & LI_EVENT_BIT(selector)) != 0;
 }
 
+/* Whether any event of `events` is selected (C_RETURN and C_RAISE by CALL):
+ * a kind of probe none of whose events is selected gets no sites, so the
+ * planning passes skip it (most shadows want LINE and little else). */
+static bool
+wanted_any(const builder *b, li_event_set events)
+{
+    if (events & LI_C_RETURN_EVENTS) {
+        events |= LI_EVENT_BIT(LI_CALL);
+    }
+    return (b->kinds & events) != 0;
+}
+
+#define AFTER_EVENTS (LI_EVENT_BIT(LI_PY_START) | LI_EVENT_BIT(LI_PY_RESUME) | \
+                      LI_EVENT_BIT(LI_C_RETURN) | LI_EVENT_BIT(LI_BRANCH) | \
+                      LI_EVENT_BIT(LI_RAISE))
+#define HANDLER_EVENTS (LI_EVENT_BIT(LI_PY_THROW) | LI_EVENT_BIT(LI_RAISE) | \
+                        LI_EVENT_BIT(LI_EXCEPTION_HANDLED))
+#define INSTR_EVENTS (LI_EVENT_BIT(LI_INSTRUCTION) | LI_EVENT_BIT(LI_PY_RETURN) | \
+                      LI_EVENT_BIT(LI_PY_YIELD) | LI_EVENT_BIT(LI_JUMP) | \
+                      LI_EVENT_BIT(LI_RERAISE) | LI_EVENT_BIT(LI_RAISE) | \
+                      LI_EVENT_BIT(LI_PY_THROW) | LI_EVENT_BIT(LI_CALL))
+#define STUB_EVENTS (LI_EVENT_BIT(LI_STOP_ITERATION) | LI_EVENT_BIT(LI_BRANCH) | \
+                     LI_EVENT_BIT(LI_C_RAISE))
+#define UNWIND_EVENTS (LI_EVENT_BIT(LI_PY_THROW) | LI_EVENT_BIT(LI_RAISE) | \
+                       LI_EVENT_BIT(LI_EXCEPTION_HANDLED) | LI_EVENT_BIT(LI_RERAISE) | \
+                       LI_EVENT_BIT(LI_PY_UNWIND))
+
 /* ---- sites and probes ------------------------------------------------- */
 
 /* Whether a shadow of `cs` with probes for `kinds` may lack some because
@@ -469,21 +496,29 @@ static int
 plan_probes(builder *b)
 {
     li_analysis *an = &b->an;
-    b->plans = PyMem_Calloc((size_t)an->n_instrs + 1, sizeof(plan));
+    _Static_assert(N_SLOTS == 5, "the initialiser below names every slot");
+    /* Filled here rather than zeroed by calloc: in shadows of big
+       functions the zeroing alone cost as much as the loop. */
+    b->plans = li_alloc_filled_later((size_t)an->n_instrs, sizeof(plan));
     if (b->plans == NULL) {
-        PyErr_NoMemory();
         return -1;
     }
     for (int i = 0; i < an->n_instrs; i++) {
-        plan *pl = &b->plans[i];
-        for (int s = 0; s < N_SLOTS; s++) {
-            pl->probe[s] = pl->pos[s] = -1;
-        }
-        pl->taken = pl->c_raise = -1;
-        pl->pos_skip = -1;
         const li_instr *in = &an->instrs[i];
-        pl->ext = li_is_jump(in->opcode) ? 0 : in->op - in->start;
+        b->plans[i] = (plan){
+            .probe = {-1, -1, -1, -1, -1},
+            .pos = {-1, -1, -1, -1, -1},
+            .pos_skip = -1,
+            .ext = li_is_jump(in->opcode) ? 0 : in->op - in->start,
+            .taken = -1,
+            .c_raise = -1,
+            .pos_gap = -1,
+        };
     }
+    /* (Placeholders are AFTER probes.) */
+    bool want_after = b->placeholders || wanted_any(b, AFTER_EVENTS);
+    bool want_handler = wanted_any(b, HANDLER_EVENTS);
+    bool want_instr = wanted_any(b, INSTR_EVENTS);
     for (int i = 0; i < an->n_instrs; i++) {
         const li_instr *in = &an->instrs[i];
         plan *pl = &b->plans[i];
@@ -502,12 +537,12 @@ plan_probes(builder *b)
         const li_instr *prev = i > 0 ? &an->instrs[i - 1] : NULL;
         bool entered_from_prev = prev != NULL && prev->depth >= 0 &&
                                  (prev->flags & LI_I_FALLS_THROUGH);
-        if (entered_from_prev && (prev->flags & LI_I_TRACEABLE) &&
+        if (entered_from_prev && (prev->flags & LI_I_TRACEABLE) && want_after &&
             plan_after(b, i, &pl->probe[AFTER]) < 0)
         {
             return -1;
         }
-        if (in->flags & LI_I_HANDLER_TARGET) {
+        if ((in->flags & LI_I_HANDLER_TARGET) && want_handler) {
             int first = open_probe(b);
             /* The callback of one of these may turn on the others, which
                natively come next (a frame diverting from here goes on past
@@ -537,7 +572,7 @@ plan_probes(builder *b)
             pl->skip = pl->probe[LINE] >= 0 && entered_from_prev &&
                        prev->event_line == in->event_line && prev->opcode != RESUME;
         }
-        if (plan_instr(b, i, &pl->probe[INSTR]) < 0) {
+        if (want_instr && plan_instr(b, i, &pl->probe[INSTR]) < 0) {
             return -1;
         }
         for (int s = 0; s < N_SLOTS; s++) {
@@ -552,7 +587,8 @@ plan_probes(builder *b)
         }
     }
     /* Stubs. */
-    for (int i = 0; i < an->n_instrs; i++) {
+    bool want_stubs = wanted_any(b, STUB_EVENTS);
+    for (int i = 0; i < an->n_instrs && want_stubs; i++) {
         const li_instr *in = &an->instrs[i];
         plan *pl = &b->plans[i];
         if (!(in->flags & LI_I_TRACEABLE) || in->depth < 0) {
@@ -632,6 +668,10 @@ plan_probes(builder *b)
             }
         }
     }
+    b->unwind = -1;
+    if (!wanted_any(b, UNWIND_EVENTS)) {
+        return 0;
+    }
     int first = open_probe(b);
     if (add_site(b, LI_PY_THROW, 0, 0) < 0 || add_site(b, LI_RAISE, 0, 0) < 0) {
         return -1;
@@ -654,7 +694,6 @@ plan_probes(builder *b)
     if (probe == -2) {
         return -1;
     }
-    b->unwind = -1;
     if (probe >= 0) {
         b->unwind = add_stub(b, STUB_UNWIND, b->resume >= 0 ? b->resume : 0, 0, probe);
         if (b->unwind < 0) {
@@ -1081,6 +1120,10 @@ layout_with_diverts(builder *b)
             return -1;
         }
         locate_probes(b);
+        /* In code this short every probe reaches every stub. */
+        if (b->n_units <= JUMP_REACH) {
+            return 0;
+        }
         bool added = false;
         int covered_until = -1;     /* positions a stub added this round serves */
         for (int i = 0; i < b->an.n_instrs; i++) {
@@ -1219,23 +1262,28 @@ emit_instruction(const builder *b, shadow_image *img, int i)
         own_units(b, img, pl->pos_start, pl->ext, in->op, true);
     }
     else {
-        memcpy(img->code + pl->pos_start, b->an.units + in->start,
-               sizeof(_Py_CODEUNIT) * (size_t)(in->op + 1 - in->start));
+        /* (Loops, not memcpy or memset: a few units each.) */
+        for (int k = 0; k <= in->op - in->start; k++) {
+            img->code[pl->pos_start + k] = b->an.units[in->start + k];
+        }
         for (int k = 0; k < in->op - in->start; k++) {
             img->orig_of[pl->pos_start + k] = img->route_of[pl->pos_start + k] = in->start + k;
             img->locs[pl->pos_start + k] = b->an.locs[in->start + k];
             img->line_of[pl->pos_start + k] = b->an.locs[in->start + k].line;
         }
     }
-    /* Inline caches start zeroed, as in freshly compiled code. */
-    memset(img->code + pl->pos_op + 1, 0, sizeof(_Py_CODEUNIT) * (size_t)(in->end - in->op - 1));
+    int handler = pl->call_unit ? pl->c_raise : ROUTE_ORIGINAL;
     for (int k = 0; k < in->end - in->op; k++) {
+        /* Inline caches start zeroed, as in freshly compiled code. */
+        if (k > 0) {
+            img->code[pl->pos_op + k] = 0;
+        }
         img->orig_of[pl->pos_op + k] = img->route_of[pl->pos_op + k] = in->op + k;
         img->locs[pl->pos_op + k] = b->an.locs[in->op + k];
         img->line_of[pl->pos_op + k] = b->an.locs[in->op + k].line;
     }
     for (int u = pl->pos_start; u < pl->pos_end; u++) {
-        img->handler[u] = pl->call_unit ? pl->c_raise : ROUTE_ORIGINAL;
+        img->handler[u] = handler;
     }
 }
 
@@ -1387,6 +1435,15 @@ static PyObject *
 exception_table(const builder *b, const shadow_image *img)
 {
     const li_analysis *an = &b->an;
+    /* Without handlers in the original, nor stubs that exceptions go to,
+       nothing is routed (as in most shadows built for LINE alone). */
+    bool routed = an->n_handlers > 0 || b->unwind >= 0;
+    for (int k = 0; k < b->n_stubs && !routed; k++) {
+        routed = b->stubs[k].kind == STUB_C_RAISE;
+    }
+    if (!routed) {
+        return PyBytes_FromStringAndSize(NULL, 0);
+    }
     int *handler_of = li_alloc_filled_later((size_t)an->n_units, sizeof(int));
     li_handler *entry = li_alloc_filled_later((size_t)b->n_units, sizeof(li_handler));
     PyObject *table = NULL;
@@ -1468,32 +1525,38 @@ set_line_array(const builder *b, const shadow_image *img, PyCodeObject *shadow)
     return 0;
 }
 
+/* The constants of a shadow: the original's (or what stands for them), its
+ * li_probes object and the landing function.  The tuple is never tracked by
+ * the collector: only the shadow, a code object (which 3.11's collector does
+ * not track), holds it, and nothing in it refers back to it, so it is never
+ * part of a cycle, and what it holds is reachable while the shadow lives,
+ * which an untracked holder tells the collector as a tracked one would.  Nor
+ * does it count as an allocation towards the next collection: natively
+ * (3.12) instrumenting a function allocates no object, and counting one per
+ * shadow made the first calls after events were turned on set off
+ * collections, full ones in a big heap.  (When the shadow goes, the
+ * collector counts one object less, as it does for every free; its count
+ * never goes below zero.) */
 static PyObject *
 shadow_consts(PyObject *consts, li_probes *lp)
 {
     Py_ssize_t n = PyTuple_GET_SIZE(consts);
     PyObject *landing = li_landing_function();
+    /* The count at 0 is under any threshold that enables collections. */
+    struct gc_generation *young = &_PyInterpreterState_GET()->gc.generations[0];
+    int count = young->count;
+    young->count = 0;
     PyObject *result = PyTuple_New(n + 2);
+    young->count = count;
     if (result == NULL) {
         return NULL;
     }
+    PyObject_GC_UnTrack(result);
     for (Py_ssize_t i = 0; i < n; i++) {
         PyTuple_SET_ITEM(result, i, Py_NewRef(PyTuple_GET_ITEM(consts, i)));
     }
     PyTuple_SET_ITEM(result, n, Py_NewRef((PyObject *)lp));
     PyTuple_SET_ITEM(result, n + 1, Py_NewRef(landing != NULL ? landing : Py_None));
-    /* As the collector would at its next pass (constants seldom hold
-       containers): a shadow adds no object the collector tracks, which
-       programs that count gc.get_objects() would notice. */
-    bool atomic = true;
-    for (Py_ssize_t i = 0; i < n + 2 && atomic; i++) {
-        PyObject *item = PyTuple_GET_ITEM(result, i);
-        atomic = !PyObject_IS_GC(item) ||
-                 (PyTuple_CheckExact(item) && !PyObject_GC_IsTracked(item));
-    }
-    if (atomic) {
-        PyObject_GC_UnTrack(result);
-    }
     return result;
 }
 
@@ -1620,6 +1683,7 @@ li_build_shadow(PyCodeObject *original, li_code_state *cs, li_event_set kinds,
 {
     builder b = {0};
     shadow_image img = {0};
+    void *scratch = NULL;      /* img's arrays but orig_of */
     li_probes *lp = NULL;
     PyObject *code_bytes = NULL, *linetable = NULL, *exctable = NULL;
     PyObject *new_consts = NULL;
@@ -1648,17 +1712,19 @@ li_build_shadow(PyCodeObject *original, li_code_state *cs, li_event_set kinds,
         goto done;
     }
     /* emit() writes every unit of each. */
-    img.code = li_alloc_filled_later((size_t)b.n_units, sizeof(_Py_CODEUNIT));
+    /* One block for the arrays that die with the build (orig_of goes on
+       with the probes); the locations first, for their alignment. */
+    scratch = li_alloc_filled_later((size_t)b.n_units, sizeof(li_loc) + sizeof(int) +
+                                    2 * sizeof(int32_t) + sizeof(_Py_CODEUNIT));
     img.orig_of = li_alloc_filled_later((size_t)b.n_units, sizeof(int32_t));
-    img.locs = li_alloc_filled_later((size_t)b.n_units, sizeof(li_loc));
-    img.handler = li_alloc_filled_later((size_t)b.n_units, sizeof(int));
-    img.route_of = li_alloc_filled_later((size_t)b.n_units, sizeof(int32_t));
-    img.line_of = li_alloc_filled_later((size_t)b.n_units, sizeof(int32_t));
-    if (img.code == NULL || img.orig_of == NULL || img.locs == NULL || img.handler == NULL ||
-        img.route_of == NULL || img.line_of == NULL)
-    {
+    if (scratch == NULL || img.orig_of == NULL) {
         goto done;
     }
+    img.locs = scratch;
+    img.handler = (int *)(img.locs + b.n_units);
+    img.route_of = (int32_t *)(img.handler + b.n_units);
+    img.line_of = img.route_of + b.n_units;
+    img.code = (_Py_CODEUNIT *)(img.line_of + b.n_units);
     emit(&b, &img);
     code_bytes = PyBytes_FromStringAndSize((const char *)img.code,
                                            (Py_ssize_t)b.n_units * 2);
@@ -1707,12 +1773,8 @@ done:
     PyMem_Free(b.pads);
     PyMem_Free(b.probes);
     PyMem_Free(b.sites);
-    PyMem_Free(img.code);
+    PyMem_Free(scratch);
     PyMem_Free(img.orig_of);
-    PyMem_Free(img.locs);
-    PyMem_Free(img.handler);
-    PyMem_Free(img.route_of);
-    PyMem_Free(img.line_of);
     Py_XDECREF(lp);
     Py_XDECREF(code_bytes);
     Py_XDECREF(linetable);

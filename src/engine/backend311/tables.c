@@ -148,8 +148,18 @@ li_set_line_array(PyCodeObject *code, const int32_t *lines, int n_units)
     }
     code->_co_linearray = array;
     code->_co_linearray_entry_size = (short)size;
-    for (int u = 0; u < (int)Py_SIZE(code); u++) {
-        li_line_array_set(code, u, u < n_units ? lines[u] : -1);
+    int n = (int)Py_SIZE(code);
+    if (wide) {
+        int32_t *entries = array;
+        for (int u = 0; u < n; u++) {
+            entries[u] = u < n_units ? lines[u] : -1;
+        }
+    }
+    else {
+        int16_t *entries = array;
+        for (int u = 0; u < n; u++) {
+            entries[u] = (int16_t)(u < n_units ? lines[u] : -1);
+        }
     }
     return 0;
 }

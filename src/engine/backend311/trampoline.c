@@ -355,6 +355,8 @@ set_lingering(li_patches *p, bool on)
     p->next_lingering = p->prev_lingering = NULL;
 }
 
+static void bare_touched(li_code_backend *cb);
+
 /* The trampolines of `code`, an original or a shadow; created if `create`.
  * NULL if none (with an exception if it failed). */
 static li_patches *
@@ -373,6 +375,7 @@ patches_of(PyCodeObject *code, bool create)
     if (cb == NULL) {
         return NULL;
     }
+    bare_touched(cb);
     cb->patches.code = code;
     return &cb->patches;
 }
@@ -468,6 +471,27 @@ hides_lines(const li_trampoline *t)
     return t->landing.phase != LI_LAND_START;
 }
 
+static const uint8_t trampoline_units[LI_TRAMPOLINE_UNITS][2] = {
+    {PUSH_NULL, 0}, {LOAD_ASSERTION_ERROR, 0}, {UNARY_POSITIVE, 0}, {CALL, 0},
+};
+
+/* The code of `p` gets its first trampoline (co_code cached already). */
+static inline void
+link_armed(li_patches *p)
+{
+    /* Quickening would take the trampoline's CALL for an adaptive one,
+       with the units after it for its cache. */
+    PyCodeObject *code = p->code;
+    p->saved_warmup = code->co_warmup;
+    code->co_warmup = 0;
+    p->next_armed = armed;
+    p->prev_armed = NULL;
+    if (armed != NULL) {
+        armed->prev_armed = p;
+    }
+    armed = p;
+}
+
 /* Arms `t` (from a record, whose place the caller checked).  0 or -1. */
 static int
 arm(li_patches *p, li_trampoline *t)
@@ -491,21 +515,9 @@ arm(li_patches *p, li_trampoline *t)
             return -1;
         }
         Py_DECREF(co_code);
-        /* Quickening would take the trampoline's CALL for an adaptive one,
-           with the units after it for its cache. */
-        p->saved_warmup = code->co_warmup;
-        code->co_warmup = 0;
-        p->next_armed = armed;
-        p->prev_armed = NULL;
-        if (armed != NULL) {
-            armed->prev_armed = p;
-        }
-        armed = p;
+        link_armed(p);
     }
     _Py_CODEUNIT *units = _PyCode_CODE(code);
-    static const uint8_t trampoline[LI_TRAMPOLINE_UNITS][2] = {
-        {PUSH_NULL, 0}, {LOAD_ASSERTION_ERROR, 0}, {UNARY_POSITIVE, 0}, {CALL, 0},
-    };
     memcpy(t->saved, units + t->at, sizeof(t->saved));
     li_probes *lp = li_shadow_probes(code);
     if (lp != NULL) {
@@ -519,7 +531,7 @@ arm(li_patches *p, li_trampoline *t)
         units[t->owner] = code_unit(_PyOpcode_Deopt[_Py_OPCODE(units[t->owner])],
                                     _Py_OPARG(units[t->owner]));
     }
-    memcpy(units + t->at, trampoline, sizeof(trampoline));
+    memcpy(units + t->at, trampoline_units, sizeof(trampoline_units));
     if (hides_lines(t)) {
         for (int k = 0; k < LI_TRAMPOLINE_UNITS; k++) {
             t->saved_lines[k] = li_line_array_get(code, t->at + k);
@@ -643,7 +655,7 @@ frame_of(PyCodeObject *code)
  * original's own table sends them (a kept trampoline whose first unit a
  * handler leads to lands them as the instruction it replaced would go on). */
 static void
-disarm_all(li_patches *p)
+disarm(li_patches *p, bool keep_entry)
 {
     PyCodeObject *code = p->code;
     /* Frames of the code are seldom on a stack as it is disarmed: one walk
@@ -653,7 +665,7 @@ disarm_all(li_patches *p)
     li_code_backend *cb = cs != NULL ? (li_code_backend *)cs->backend : NULL;
     for (int k = 0; k < p->n_trampolines; k++) {
         li_trampoline *t = &p->trampolines[k];
-        if (!t->armed) {
+        if (!t->armed || (keep_entry && t->landing.phase == LI_LAND_START)) {
             continue;
         }
         if (frames && frame_between(code, t->at, t->at + LI_TRAMPOLINE_UNITS)) {
@@ -670,8 +682,9 @@ disarm_all(li_patches *p)
     }
     p->n_routes = 0;
     restore_exceptiontable(p);
-    set_lingering(p, p->n_armed > 0);
-    if (p->lingering) {
+    /* (The entry trampoline kept armed is no lingering one.) */
+    set_lingering(p, keep_entry ? p->lingering && p->n_armed > 0 : p->n_armed > 0);
+    if (p->n_armed > 0) {
         return;
     }
     code->co_warmup = p->saved_warmup;
@@ -679,6 +692,50 @@ disarm_all(li_patches *p)
     if (cb != NULL) {
         li_release_shadow_stack(cb);
     }
+}
+
+bool
+li_trampolines_armed_in(PyCodeObject *code)
+{
+    li_patches *p = patches_of(code, false);
+    if (p == NULL) {
+        PyErr_Clear();
+        return false;
+    }
+    return p->n_armed > 0;
+}
+
+void
+li_trampolines_let_go(PyCodeObject *code)
+{
+    li_patches *p = patches_of(code, false);
+    if (p == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    /* The entry trampoline's units are never traced (li_trampoline_arm()).
+       The frames of the others go on where the code's own table sends
+       them, unless reached again (an exception trampoline needs three
+       values). */
+    if (p->n_armed > 0) {
+        disarm(p, true);
+    }
+}
+
+/* What the entry trampoline at `at` of `cb`'s code needs besides its units.
+ * Tracing starts at RESUME (the call event), which the trampoline replaces:
+ * it is not traced, and the shadow's RESUME is.  Until it returns, the frame
+ * counts as not started (CPython leaves such frames out of tracebacks and
+ * f_back), as it would be natively if its call failed (a RecursionError as
+ * the trampoline's own call starts a frame); unless a frame that ran before
+ * is at those units (`started_there`). */
+static inline void
+entry_armed(li_code_backend *cb, int at, bool started_there)
+{
+    PyCodeObject *code = cb->cs->code;
+    cb->saved_firsttraceable = code->_co_firsttraceable;
+    code->_co_firsttraceable = at + (started_there ? LI_TRAMPOLINE_UNITS : LI_TRAMPOLINE_REACH);
+    li_reserve_shadow_stack(cb);
 }
 
 int
@@ -692,6 +749,7 @@ li_trampoline_arm(li_code_state *cs)
     if (cb == NULL) {
         return -1;
     }
+    bare_touched(cb);
     if (cb->entry_site == -1) {
         entry_place(code, cb);
     }
@@ -729,17 +787,9 @@ li_trampoline_arm(li_code_state *cs)
     if (t == NULL || arm(p, t) < 0) {
         return -1;
     }
-    /* Tracing starts at RESUME (the call event), which the trampoline
-       replaces: it is not traced, and the shadow's RESUME is.  Until it
-       returns, the frame counts as not started (CPython leaves such frames
-       out of tracebacks and f_back), as it would be natively if its call
-       failed (a RecursionError as the trampoline's own call starts a frame);
-       unless a frame that ran before is at those units. */
-    cb->saved_firsttraceable = code->_co_firsttraceable;
     bool started_there = !in_place || frame_between(code, at + LI_TRAMPOLINE_UNITS,
                                                     at + LI_TRAMPOLINE_REACH);
-    code->_co_firsttraceable = at + (started_there ? LI_TRAMPOLINE_UNITS : LI_TRAMPOLINE_REACH);
-    li_reserve_shadow_stack(cb);
+    entry_armed(cb, at, started_there);
     return 1;
 }
 
@@ -760,7 +810,8 @@ li_reserve_shadow_stack(li_code_backend *cb)
 void
 li_release_shadow_stack(li_code_backend *cb)
 {
-    if (cb->true_stacksize >= 0 && cb->patches.n_armed == 0) {
+    /* (Code that started bare keeps it for its next frames.) */
+    if (cb->true_stacksize >= 0 && cb->patches.n_armed == 0 && !cb->started_bare) {
         cb->cs->code->co_stacksize = cb->true_stacksize;
         cb->true_stacksize = -1;
     }
@@ -1453,7 +1504,7 @@ disarm_if_unneeded(li_patches *p)
 {
     li_probes *lp = li_shadow_probes(p->code);
     if (lp != NULL ? !lp->outdated : !li_needs_instrumenting(p->code)) {
-        disarm_all(p);
+        disarm(p, false);
     }
     else {
         set_lingering(p, false);
@@ -1498,9 +1549,12 @@ li_trampolines_settle_soon(void)
     }
 }
 
+static void disarm_pending_unneeded(void);
+
 int
 li_trampolines_disarm_unneeded(void)
 {
+    disarm_pending_unneeded();
     for (li_patches *p = armed, *next; p != NULL; p = next) {
         next = p->next_armed;
         disarm_if_unneeded(p);
@@ -1515,6 +1569,7 @@ li_trampolines_disarm_unneeded_of(li_code_state *cs)
     if (cb == NULL) {
         return 0;
     }
+    bare_touched(cb);
     if (cb->patches.n_armed > 0) {
         disarm_if_unneeded(&cb->patches);
     }
@@ -1533,11 +1588,308 @@ li_trampolines_disarm_original(li_code_state *cs)
     if (cb == NULL || cb->entry_site < 0) {
         return false;
     }
+    bare_touched(cb);
     if (cb->patches.n_armed > 0) {
-        disarm_all(&cb->patches);
+        disarm(&cb->patches, false);
     }
     li_trampoline *t = find_trampoline(&cb->patches, cb->entry_tramp);
     return t == NULL || !t->armed;
+}
+
+/* ---- code that started bare ---------------------------------------------- */
+
+/* restart_events() gives the entry trampoline back to every code object
+ * whose PY_START callbacks disabled it (3.14's bdb restarts at each call of
+ * a function holding a breakpoint, after PY_START returned DISABLE in all
+ * other code).  Where nothing but the trampoline's own record changed since
+ * it was last armed, the restart only stores its units and the code's
+ * _co_firsttraceable: the rest of the arming is left "pending" until
+ * something looks at the code's trampolines (bare_touched()), at the latest
+ * as its next frame meets the trampoline (nothing else runs the original:
+ * no frame of it was on a stack at the restart, and it makes no
+ * generators).  The code keeps the room its frames need for a shadow from
+ * the time it went bare, which frames that start after the restart need. */
+
+/* The code noted as started bare, in order (bare_slot); `cb` NULL where it
+ * was dropped (n_bare_gone of them).  A restart arms the entries from
+ * noted_from on: afterwards those it armed in place are pending, until
+ * dropped.  Entries stay put while holding_bare (a walk over them runs). */
+typedef struct {
+    /* A restart may arm it with the stores below alone (cb NULL: false). */
+    bool in_place;
+    int armed_first;              /* _co_firsttraceable while armed */
+    _Py_CODEUNIT *units;          /* the trampoline's place in the code */
+    _Py_CODEUNIT *saved;          /* where its record saves what it replaces */
+    PyCodeObject *code;           /* borrowed */
+    li_code_backend *cb;          /* borrowed: a code state drops its entry as it goes */
+    int own_first;                /* _co_firsttraceable otherwise */
+} bare_entry;
+static bare_entry *bare;
+static int n_bare, cap_bare, n_bare_gone, noted_from, holding_bare;
+/* Entries a restart failed to arm (LI_BARE_RETRY), before noted_from. */
+static int n_retry;
+
+static inline bool
+bare_pending(const li_code_backend *cb)
+{
+    return cb->started_bare == LI_BARE_NOTED && cb->bare_slot < noted_from;
+}
+
+bool
+li_entry_bare(const li_code_backend *cb)
+{
+    return cb->started_bare != 0 && !bare_pending(cb);
+}
+
+int
+li_started_bare_reserve(void)
+{
+    return li_reserve((void **)&bare, &cap_bare, n_bare, sizeof(*bare), 64);
+}
+
+/* Whether only the entry trampoline over RESUME 0 of `cb`'s code was ever
+ * armed, co_code is cached, and the code makes no generator. */
+static bool
+entry_alone(li_code_backend *cb)
+{
+    const li_patches *p = &cb->patches;
+    const li_trampoline *t = p->trampolines;
+    PyCodeObject *code = cb->cs->code;
+    return !cb->cs->excluded && p->n_armed == 0 && p->n_trampolines == 1 &&
+           t->at == cb->entry_site && t->at == cb->entry_tramp && t->jump < 0 && t->owner < 0 &&
+           li_same_landing(t->landing, (li_landing){cb->entry_site, LI_LAND_START}) &&
+           code->_co_code != NULL &&
+           !(code->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR));
+}
+
+void
+li_note_started_bare(li_code_backend *cb)
+{
+    if (cb->started_bare) {
+        return;
+    }
+    assert(n_bare < cap_bare);
+    PyCodeObject *code = cb->cs->code;
+    bool alone = entry_alone(cb);
+    bare[n_bare] = (bare_entry){
+        .in_place = alone,
+        .armed_first = cb->entry_tramp + LI_TRAMPOLINE_REACH,
+        .units = _PyCode_CODE(code) + cb->entry_tramp,
+        .saved = alone ? cb->patches.trampolines->saved : NULL,
+        .code = code,
+        .cb = cb,
+        .own_first = code->_co_firsttraceable,
+    };
+    cb->started_bare = LI_BARE_NOTED;
+    cb->bare_slot = n_bare++;
+    li_reserve_shadow_stack(cb);
+}
+
+/* Drops the entries of code that went or was armed since, in a program that
+ * makes and drops much code between restarts. */
+static void
+squeeze_bare(void)
+{
+    int kept = 0, kept_before = 0;
+    for (int i = 0; i < n_bare; i++) {
+        if (i == noted_from) {
+            kept_before = kept;
+        }
+        if (bare[i].cb != NULL) {
+            bare[i].cb->bare_slot = kept;
+            bare[kept++] = bare[i];
+        }
+    }
+    noted_from = noted_from == n_bare ? kept : kept_before;
+    n_bare = kept;
+    n_bare_gone = 0;
+}
+
+static void
+drop_bare(li_code_backend *cb)
+{
+    bare_entry *e = &bare[cb->bare_slot];
+    n_retry -= cb->started_bare == LI_BARE_RETRY;
+    cb->started_bare = 0;
+    e->cb = NULL;
+    e->in_place = false;
+    if (++n_bare_gone > 64 && n_bare_gone * 2 > n_bare && holding_bare == 0) {
+        squeeze_bare();
+    }
+}
+
+void
+li_forget_started_bare(li_code_backend *cb)
+{
+    if (cb->started_bare) {
+        drop_bare(cb);
+    }
+}
+
+/* Something is about to look at or change the trampolines of `cb`'s code:
+ * the arming a restart left pending is completed, and an entry not armed
+ * yet takes the careful way at the next restart. */
+static void
+bare_touched(li_code_backend *cb)
+{
+    if (cb->started_bare == 0) {
+        return;
+    }
+    bare_entry *e = &bare[cb->bare_slot];
+    if (!bare_pending(cb)) {
+        e->in_place = false;
+        return;
+    }
+    li_patches *p = &cb->patches;
+    p->code = e->code;
+    link_armed(p);
+    p->trampolines->armed = true;
+    p->n_armed = 1;
+    cb->saved_firsttraceable = e->own_first;
+    drop_bare(cb);
+}
+
+/* The careful way for an entry to be retried: as li_trampoline_arm(),
+ * where the code needs it.  1 if armed or not needed, 0 if it could not go
+ * in, -1 on error (the entry stays, to be retried). */
+static int
+rearm_carefully(li_code_backend *cb)
+{
+    li_code_state *cs = cb->cs;
+    if (!li_needs_instrumenting(cs->code)) {
+        drop_bare(cb);
+        li_release_shadow_stack(cb);
+        return 1;
+    }
+    int armed = li_trampoline_arm(cs);
+    if (armed >= 0) {
+        drop_bare(cb);
+    }
+    return armed;
+}
+
+/* Arms the entries of [from, to) to be retried, the careful way.  0 or -1
+ * (those left stay to be retried). */
+static int
+rearm_retries(int from, int to, bool *unreached)
+{
+    holding_bare++;
+    int err = 0;
+    for (int i = from; i < to && err == 0; i++) {
+        li_code_backend *cb = bare[i].cb;
+        if (cb != NULL && cb->started_bare == LI_BARE_RETRY) {
+            int armed = rearm_carefully(cb);
+            err = armed < 0 ? -1 : 0;
+            *unreached |= armed == 0;
+        }
+    }
+    holding_bare--;
+    return err;
+}
+
+/* The entry of `cb` takes the careful way. */
+static inline void
+retry_bare(li_code_backend *cb)
+{
+    n_retry += cb->started_bare != LI_BARE_RETRY;
+    cb->started_bare = LI_BARE_RETRY;
+}
+
+/* The entry of `cb`, at `i`, takes the careful way: [*from, *to) covers it. */
+LI_COLD static void
+retry_range(li_code_backend *cb, int i, int *from, int *to)
+{
+    retry_bare(cb);
+    *from = *from < 0 ? i : *from;
+    *to = i + 1;
+}
+
+int
+li_trampolines_restart_bare(bool *unreached)
+{
+    if (noted_from == n_bare && n_retry == 0) {
+        return 0;
+    }
+    /* One walk of the stacks for all: code that frames run takes the
+       careful way, which looks at where they stand. */
+    PyInterpreterState *interp = PyInterpreterState_Get();
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
+         ts = PyThreadState_Next(ts))
+    {
+        for (_PyInterpreterFrame *f = ts->cframe->current_frame; f != NULL; f = f->previous) {
+            li_code_state *cs = li_code_state_get(f->f_code);
+            li_code_backend *cb = cs != NULL ? (li_code_backend *)cs->backend : NULL;
+            if (cb != NULL && li_entry_bare(cb)) {
+                bare[cb->bare_slot].in_place = false;
+            }
+        }
+    }
+    /* (Entries left to retry by an earlier restart that failed come first.) */
+    int retry_from = n_retry > 0 ? 0 : -1, retry_to = n_retry > 0 ? noted_from : -1;
+    int to = n_bare;
+    /* In place only where the code needs its trampoline (PY_START wanted
+       everywhere), and a trampoline can work. */
+    if (li_reg.global_tools[LI_PY_START] == 0 || li_foreign_eval_frame() ||
+        !landing_function_installed())
+    {
+        for (int i = noted_from; i < to; i++) {
+            bare[i].in_place = false;
+        }
+    }
+    for (bare_entry *e = bare + noted_from, *end = bare + to; e < end; e++) {
+        if (!e->in_place) {
+            if (e->cb != NULL) {
+                retry_range(e->cb, (int)(e - bare), &retry_from, &retry_to);
+            }
+            continue;
+        }
+        /* (The code may have been quickened while it ran bare.) */
+        memcpy(e->saved, e->units, sizeof(trampoline_units));
+        memcpy(e->units, trampoline_units, sizeof(trampoline_units));
+        e->code->_co_firsttraceable = e->armed_first;
+    }
+    noted_from = to;
+    return retry_from >= 0 ? rearm_retries(retry_from, retry_to, unreached) : 0;
+}
+
+/* The trampolines that restarts left pending in code that no longer needs
+ * them go (as li_trampolines_disarm_unneeded() does for the others); code
+ * still to be re-armed that no longer needs it, and that no frame runs
+ * (frames keep the room they were made with), gives its next frames their
+ * own size back, and takes the careful way at the next restart (which
+ * reserves the room again where the code needs it then). */
+static void
+disarm_pending_unneeded(void)
+{
+    holding_bare++;
+    for (int i = 0; i < n_bare; i++) {
+        li_code_backend *cb = bare[i].cb;
+        if (cb == NULL || li_needs_instrumenting(cb->cs->code)) {
+            continue;
+        }
+        if (bare_pending(cb)) {
+            bare_touched(cb);
+            disarm(&cb->patches, false);
+        }
+        else if (cb->true_stacksize >= 0 && cb->patches.n_armed == 0 &&
+                 !frame_of(cb->cs->code))
+        {
+            bare[i].in_place = false;
+            cb->cs->code->co_stacksize = cb->true_stacksize;
+            cb->true_stacksize = -1;
+        }
+    }
+    holding_bare--;
+}
+
+static Py_ssize_t
+pending_count(void)
+{
+    Py_ssize_t n = 0;
+    for (int i = 0; i < noted_from; i++) {
+        n += bare[i].cb != NULL && bare_pending(bare[i].cb);
+    }
+    return n;
 }
 
 /* ---- the trigger ------------------------------------------------------------ */
@@ -1608,7 +1960,7 @@ li_trampolines_kept_count(void)
 Py_ssize_t
 li_trampolines_armed_count(void)
 {
-    Py_ssize_t n = 0;
+    Py_ssize_t n = pending_count();
     for (li_patches *p = armed; p != NULL; p = p->next_armed) {
         n++;
     }

@@ -85,44 +85,7 @@ bool
 li_start_disabled_everywhere(li_code_state *cs)
 {
     li_code_backend *cb = (li_code_backend *)cs->backend;
-    return cb != NULL && cb->started_bare && li_start_wanted_nowhere(cs);
-}
-
-/* Code that went back to its original as it started (landing.c). */
-static li_code_backend *started_bare;
-
-void
-li_note_started_bare(li_code_backend *cb)
-{
-    if (cb->started_bare) {
-        return;
-    }
-    cb->started_bare = true;
-    cb->prev_bare = NULL;
-    cb->next_bare = started_bare;
-    if (started_bare != NULL) {
-        started_bare->prev_bare = cb;
-    }
-    started_bare = cb;
-}
-
-static void
-forget_started_bare(li_code_backend *cb)
-{
-    if (!cb->started_bare) {
-        return;
-    }
-    if (cb->prev_bare != NULL) {
-        cb->prev_bare->next_bare = cb->next_bare;
-    }
-    else {
-        started_bare = cb->next_bare;
-    }
-    if (cb->next_bare != NULL) {
-        cb->next_bare->prev_bare = cb->prev_bare;
-    }
-    cb->next_bare = cb->prev_bare = NULL;
-    cb->started_bare = false;
+    return cb != NULL && li_entry_bare(cb) && li_start_wanted_nowhere(cs);
 }
 
 bool
@@ -563,6 +526,15 @@ update_frame(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterFrame 
                                           : li_code_state_get(original);
     if (cs != NULL) {
         li_code_state_refresh(cs);
+        /* A function's frame on a stack has started (or lands as it starts):
+           where tools want PY_START alone, its original serves it to the
+           end.  (Resume trampolines armed for it would also keep the entry
+           one out, which restart_events() gives back to such code.) */
+        if (frame->f_code == cs->code && li_only_start_wanted(cs) &&
+            !(cs->code->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)))
+        {
+            return 0;
+        }
     }
     else if (PyErr_Occurred()) {
         return -1;
@@ -604,6 +576,118 @@ update_thread_frames(li_code_state *only)
         }
     }
     return 0;
+}
+
+/* ---- a trace function comes ------------------------------------------- */
+
+/* Adds `original` to `originals` (a list) once: the same object, not an
+ * equal one (code objects compare by value).  0 or -1. */
+static int
+note_original(PyObject *originals, PyCodeObject *original)
+{
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(originals); i++) {
+        if (PyList_GET_ITEM(originals, i) == (PyObject *)original) {
+            return 0;
+        }
+    }
+    return PyList_Append(originals, (PyObject *)original);
+}
+
+/* Gets `frame` of `ts`, which has the borrowed slot, off what needs it now
+ * that its thread traces: a shadow too big for it, if it can move (a live
+ * frame's position is in C locals), goes for the original, as if it had
+ * never had the room.  If it runs such a shadow or code with trampolines,
+ * its code goes on `originals` to be reached again.  0 or -1. */
+static int
+stop_borrowing(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterFrame *above,
+               PyObject *originals)
+{
+    PyCodeObject *code = frame->f_code;
+    PyCodeObject *original = li_backend_original(code);
+    bool too_big = code != original &&
+                   code->co_stacksize > li_frame_capacity(ts, frame, above);
+    if (!too_big && !li_trampolines_armed_in(code)) {
+        return 0;
+    }
+    /* The frame may hold the last reference to its shadow: the original
+       (which the shadow holds) is noted before it moves. */
+    if (note_original(originals, original) < 0) {
+        return -1;
+    }
+    if (too_big && !is_live(frame, ts) && !li_landing_expected(ts, frame)) {
+        int unit = map_unit(code, original, (int)(frame->prev_instr - _PyCode_CODE(code)));
+        if (unit != -2 && li_frame_set_code(frame, original, unit) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Re-reaches the frames of `original`'s code on every thread, as an update
+ * does, after letting go of the trampolines they had.  0 or -1. */
+static int
+reach_again(PyCodeObject *original)
+{
+    li_code_state *cs = li_code_state_get(original);
+    li_code_backend *cb = cs != NULL ? (li_code_backend *)cs->backend : NULL;
+    if (cb == NULL) {
+        return 0;
+    }
+    li_trampolines_let_go(original);
+    for (li_probes *lp = cb->shadows; lp != NULL; lp = lp->next_of_code) {
+        li_trampolines_let_go(lp->shadow);
+    }
+    return update_thread_frames(cs);
+}
+
+/* Thread `ts` is about to get a trace function (the audit event
+ * "sys.settrace", which CPython raises before it sets one: from
+ * sys.settrace, threading's hook in a new thread, and PyEval_SetTrace,
+ * always in the thread that traces).  Its frames reached while it did not
+ * trace may use one value slot beyond their allocation, across the units
+ * of a trampoline or a probe (frames.c); a trace function, which CPython
+ * calls between any two units with f_trace_opcodes, starts its frame at
+ * that slot.  Such frames are made to stop: those on a shadow too big for
+ * them without it move back to the original where they can, and the
+ * trampolines of their code are chosen again for the room they have from
+ * now on.  (Turning the trace function's opcode events at those units into
+ * nothing instead would need it wrapped, and CPython sets it only after
+ * the audit event: a wrapper could not be in place before it is first
+ * called.)  0 or -1. */
+int
+li_backend_trace_coming(PyThreadState *ts)
+{
+    /* Marked first: events may go on before the trace function is set
+       (frames.c), when there is nothing to undo yet. */
+    if (li_frames_trace_coming(ts) < 0) {
+        return -1;
+    }
+    if (li_all_shadows() == NULL && li_trampolines_armed_count() == 0) {
+        return 0;   /* no frame was ever reached */
+    }
+    PyObject *originals = PyList_New(0);
+    if (originals == NULL) {
+        return -1;
+    }
+    int err = 0;
+    _PyInterpreterFrame *above = NULL;   /* as in update_thread_frames() */
+    for (_PyInterpreterFrame *f = ts->cframe->current_frame; f != NULL && err == 0;
+         f = f->previous)
+    {
+        if (f->owner != FRAME_OWNED_BY_THREAD || _PyFrame_IsIncomplete(f)) {
+            continue;
+        }
+        if (li_frame_borrows(ts, f, above)) {
+            err = stop_borrowing(ts, f, above, originals);
+        }
+        above = f;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(originals) && err == 0; i++) {
+        err = reach_again((PyCodeObject *)PyList_GET_ITEM(originals, i));
+    }
+    li_fix_moved_tracebacks();
+    Py_DECREF(originals);
+    return err;
 }
 
 /* A frame that stays on original code makes its functions from the
@@ -1109,12 +1193,8 @@ li_backend_restart(void)
     /* PY_START fires again where callbacks disabled it before any shadow
        was built: its functions start through the entry trampoline. */
     bool unreached = false;
-    while (err == 0 && started_bare != NULL) {
-        li_code_backend *cb = started_bare;
-        forget_started_bare(cb);
-        int armed = needs_instrumenting(cb->cs, cb->cs->code) ? li_trampoline_arm(cb->cs) : 1;
-        err = armed < 0 ? -1 : 0;
-        unreached |= armed == 0;
+    if (err == 0) {
+        err = li_trampolines_restart_bare(&unreached);
     }
     /* Where no trampoline could go (a frame stands in its units), only the
        functions know the code: the walk of the heap finds them. */
@@ -1140,7 +1220,7 @@ li_backend_code_state_free(li_code_state *cs)
     /* Shadows hold their original, so none can outlive it, and a shadow
        that held it in its constants held it alive. */
     assert(cb->current == NULL && cb->n_links == 0);
-    forget_started_bare(cb);
+    li_forget_started_bare(cb);
     li_patches_forget(&cb->patches);
     PyMem_Free(cb->resume_points);
     PyMem_Free(cb->links);

@@ -13,7 +13,7 @@ takes snapshots of every thread's Python stack at a fixed rate (default
 
 The target runs on while it is read; a snapshot that raced with it (a call
 or return while a thread's frames were read) is detected and read again at
-once, up to three times, then dropped; torn reads and dropped samples are
+once, up to eight reads, then dropped; torn reads and dropped samples are
 counted.  A summary of samples taken, dropped and the rate
 achieved goes to stderr.
 """
