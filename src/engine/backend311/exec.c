@@ -34,6 +34,7 @@ static int others_evaluated;
 
 static PyObject *engine_frame(PyThreadState *tstate, _PyInterpreterFrame *frame,
                               int throwflag);
+static void forget_depths(void);
 
 /* Whether engine_frame() has work: a frame to wait for, or an update. */
 static bool
@@ -53,6 +54,7 @@ li_frame_hook_refresh(void)
     }
     else if (interp->eval_frame == engine_frame) {
         _PyInterpreterState_SetEvalFrameFunc(interp, NULL);
+        forget_depths();
     }
 }
 
@@ -87,9 +89,164 @@ start_on_desired(PyThreadState *tstate, _PyInterpreterFrame *frame)
     return err;
 }
 
+/* ---- the calls CPython inlines ---------------------------------------------
+ *
+ * While any frame evaluation function is installed, CPython 3.11 inlines no
+ * Python call: CALL (of a plain function) and BINARY_SUBSCR_GETITEM start
+ * the callee's frame through a C call instead, and the caller stands at the
+ * instruction's own unit rather than at the last unit of its inline cache,
+ * where an inlined call leaves it.  f_lasti, tb_lasti and a handler's lasti
+ * would show the difference.  So the caller is put where the inlined call
+ * would have left it: its evaluation loop goes on from its own copy of the
+ * position, and writes prev_instr again at its next instruction. */
+
+/* The stack depth before each instruction of one original code object (by
+ * its opcode unit; -1 elsewhere), kept while its frames keep calling. */
+static struct {
+    PyCodeObject *code;   /* strong; NULL when none */
+    int n_units;
+    int *depth;
+} depths;
+
+static void
+forget_depths(void)
+{
+    Py_CLEAR(depths.code);
+    PyMem_Free(depths.depth);
+    depths.depth = NULL;
+    depths.n_units = 0;
+}
+
+/* The stack depth before the instruction whose opcode is unit `unit` of
+ * `original`, or -1 if unknown.  Sets no exception. */
+static int
+depth_at(PyCodeObject *original, int unit)
+{
+    if (depths.code != original) {
+        forget_depths();
+        /* Analysed as it was: armed trampolines swapped out meanwhile.
+           (Nothing in the analysis allocates what the collector tracks.) */
+        bool swapped = li_trampoline_swap(original);
+        li_analysis an;
+        int err = li_analyse(original, &an);
+        if (swapped) {
+            li_trampoline_swap(original);
+        }
+        if (err < 0) {
+            PyErr_Clear();
+            return -1;
+        }
+        depths.depth = PyMem_Malloc(sizeof(int) * (size_t)an.n_units);
+        if (depths.depth == NULL) {
+            li_analysis_clear(&an);
+            return -1;
+        }
+        for (int u = 0; u < an.n_units; u++) {
+            const li_instr *in = &an.instrs[an.instr_at[u]];
+            depths.depth[u] = in->op == u ? in->depth : -1;
+        }
+        depths.n_units = an.n_units;
+        depths.code = (PyCodeObject *)Py_NewRef(original);
+        li_analysis_clear(&an);
+    }
+    return unit < depths.n_units ? depths.depth[unit] : -1;
+}
+
+/* The value stack of `caller` below the instruction at `unit` of the code
+ * it runs (a shadow's unit stands for its original's), and its depth, or
+ * NULL if unknown. */
+static PyObject **
+stack_at(_PyInterpreterFrame *caller, int unit, int *depth)
+{
+    PyCodeObject *code = caller->f_code;
+    PyCodeObject *original = li_backend_original(code);
+    int orig = unit;
+    li_probes *lp = li_shadow_probes(code);
+    if (lp != NULL) {
+        orig = lp->orig_of[unit];
+        if (orig < 0 || lp->shadow_of[orig] != unit) {
+            return NULL;
+        }
+    }
+    *depth = depth_at(original, orig);
+    return *depth >= 0 ? caller->localsplus + code->co_nlocalsplus : NULL;
+}
+
+/* Whether the CALL at `unit` of `caller` calls `func` itself. */
+static bool
+calls_directly(_PyInterpreterFrame *caller, int unit, PyFunctionObject *func)
+{
+    int depth;
+    int nargs = _Py_OPARG(_PyCode_CODE(caller->f_code)[unit]);
+    if (unit > 0 && _Py_OPCODE(_PyCode_CODE(caller->f_code)[unit - 1]) == EXTENDED_ARG) {
+        return false;   /* (more arguments than a call site inlines in practice) */
+    }
+    PyObject **stack = stack_at(caller, unit, &depth);
+    /* The compiler counts the arguments off at PRECALL: they are still on
+       the stack as CALL runs. */
+    depth += nargs;
+    if (stack == NULL || depth < nargs + 2 || depth > caller->f_code->co_stacksize) {
+        return false;
+    }
+    PyObject *callable, *arg0;
+    li_call_arguments_of_call(stack, depth, nargs, &callable, &arg0);
+    return callable == (PyObject *)func;
+}
+
+/* Whether the BINARY_SUBSCR_GETITEM at `unit` of `caller` would have
+ * inlined the call of `func`, which starts with `self`. */
+static bool
+subscript_inlines(_PyInterpreterFrame *caller, int unit, PyFunctionObject *func,
+                  PyObject *self)
+{
+    _PyBinarySubscrCache *cache = (_PyBinarySubscrCache *)(_PyCode_CODE(caller->f_code) +
+                                                          unit + 1);
+    PyTypeObject *tp = Py_TYPE(self);
+    return tp->tp_version_tag == read_u32(cache->type_version) &&
+           (tp->tp_flags & Py_TPFLAGS_HEAPTYPE) &&
+           ((PyHeapTypeObject *)tp)->_spec_cache.getitem == (PyObject *)func &&
+           func->func_version == cache->func_version;
+}
+
+/* `frame`, about to start, was called by the current frame: the caller is
+ * made to stand where an inlined call would leave it. */
+static void
+show_inlined_call(PyThreadState *tstate, _PyInterpreterFrame *frame)
+{
+    _PyInterpreterFrame *caller = tstate->cframe->current_frame;
+    if (frame->owner != FRAME_OWNED_BY_THREAD || _PyInterpreterFrame_LASTI(frame) >= 0 ||
+        caller == NULL || _PyFrame_IsIncomplete(caller) ||
+        !Py_IS_TYPE(frame->f_func, &PyFunction_Type))
+    {
+        return;
+    }
+    PyCodeObject *code = caller->f_code;
+    int unit = _PyInterpreterFrame_LASTI(caller);
+    if (unit < 0 || unit >= Py_SIZE(code)) {
+        return;
+    }
+    int opcode = _Py_OPCODE(_PyCode_CODE(code)[unit]);
+    int caches = _PyOpcode_Caches[_PyOpcode_Deopt[opcode]];
+    if (unit + caches >= Py_SIZE(code)) {
+        return;
+    }
+    bool inlined = false;
+    if (opcode == BINARY_SUBSCR_GETITEM) {
+        inlined = frame->f_code->co_argcount == 2 &&
+                  subscript_inlines(caller, unit, frame->f_func, frame->localsplus[0]);
+    }
+    else if (_PyOpcode_Deopt[opcode] == CALL) {
+        inlined = calls_directly(caller, unit, frame->f_func);
+    }
+    if (inlined) {
+        caller->prev_instr = _PyCode_CODE(code) + unit + caches;
+    }
+}
+
 static PyObject *
 engine_frame(PyThreadState *tstate, _PyInterpreterFrame *frame, int throwflag)
 {
+    show_inlined_call(tstate, frame);
     if (awaited != NULL && frame->f_code == awaited) {
         /* Allocated with room for the shadow (code_starting). */
         int err = start_on_desired(tstate, frame);
