@@ -845,6 +845,8 @@ static struct {
     bool pending;       /* slices to come */
     bool busy;          /* a slice is running */
     PyObject *found;    /* owned: what the walk found (NULL: not walked) */
+    PyObject *live;     /* owned list of weak references: the generators
+                           running as the update came (NULL: none) */
     Py_ssize_t next;    /* the first item of `found` still to update */
     int frames;         /* frames that passed li_update_frame() since a slice */
 } later;
@@ -867,7 +869,49 @@ drop_later(void)
     later.next = 0;
     later.frames = 0;
     Py_CLEAR(later.found);
+    Py_CLEAR(later.live);
     li_frame_hook_refresh();
+}
+
+/* Whether `gen` was running as the update came.  An update leaves such a
+ * generator where it is (update_frame()), and the walk of an update done at
+ * once would find it where it was, still running, and leave it too. */
+static bool
+was_running(PyGenObject *gen)
+{
+    for (Py_ssize_t i = 0; later.live != NULL && i < PyList_GET_SIZE(later.live); i++) {
+        if (PyWeakref_GET_OBJECT(PyList_GET_ITEM(later.live, i)) == (PyObject *)gen) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Notes the generators whose frames are on the threads' stacks.  0 or -1. */
+static int
+note_running_generators(void)
+{
+    PyInterpreterState *interp = PyInterpreterState_Get();
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
+         ts = PyThreadState_Next(ts))
+    {
+        for (_PyInterpreterFrame *f = ts->cframe->current_frame; f != NULL; f = f->previous) {
+            if (f->owner != FRAME_OWNED_BY_GENERATOR) {
+                continue;
+            }
+            PyObject *gen = (PyObject *)_PyFrame_GetGenerator(f);
+            if (later.live == NULL && (later.live = PyList_New(0)) == NULL) {
+                return -1;
+            }
+            PyObject *ref = PyWeakref_NewRef(gen, NULL);
+            if (ref == NULL || PyList_Append(later.live, ref) < 0) {
+                Py_XDECREF(ref);
+                return -1;
+            }
+            Py_DECREF(ref);
+        }
+    }
+    return 0;
 }
 
 static int
@@ -877,6 +921,9 @@ update_runnable(PyObject *op)
         return update_function((PyFunctionObject *)op);
     }
     PyGenObject *gen = (PyGenObject *)op;
+    if (was_running(gen)) {
+        return 0;
+    }
     if (update_generator(gen) < 0) {
         return -1;
     }
@@ -977,6 +1024,9 @@ li_update_frame(PyThreadState *tstate, _PyInterpreterFrame *frame)
     }
     int err;
     if (frame->owner == FRAME_OWNED_BY_GENERATOR) {
+        if (was_running(_PyFrame_GetGenerator(frame))) {
+            return 0;
+        }
         /* Created or suspended: as an update moves generators. */
         li_probes *lp = li_shadow_probes(frame->f_code);
         err = lp != NULL && usable_shadow(lp->cs) == lp
@@ -999,6 +1049,9 @@ update_later(void)
     int err = update_thread_frames(NULL);
     if (err == 0) {
         err = arm_thread_frames_nested();
+    }
+    if (err == 0) {
+        err = note_running_generators();
     }
     if (err == 0) {
         err = li_trampolines_disarm_unneeded();
