@@ -988,8 +988,12 @@ start_frame(PyThreadState *tstate, _PyInterpreterFrame *frame)
 {
     PyCodeObject *code = frame->f_code;
     li_probes *lp = li_shadow_probes(code);
+    /* An update done at once finds the functions the collector tracks, not
+       those it does not (a callback's twin, probe.c): their frames start on
+       what the function holds. */
     if ((lp != NULL && usable_shadow(lp->cs) == lp) ||
-        frame->prev_instr != _PyCode_CODE(code) - 1)
+        frame->prev_instr != _PyCode_CODE(code) - 1 ||
+        !_PyObject_GC_IS_TRACKED(frame->f_func))
     {
         return 0;
     }
