@@ -224,6 +224,38 @@ def test_traceback_positions_unchanged(M: Any, tool: Tool, mode: str) -> None:
     assert same_under_monitoring(M, tool, mode, positions)[-1][0] == "fails"
 
 
+class _Shapes:
+    def method(self, seen: list) -> None:
+        seen.append(sys._getframe(1).f_lasti)
+
+
+def test_caller_f_lasti_unchanged(M: Any, tool: Tool, mode: str) -> None:
+    # Where a caller stands while its callee runs, for each shape of call
+    # CPython 3.11 inlines (and one through C, which it does not): the
+    # engine's frame evaluation function, installed for a while after
+    # events are turned on, must not show it elsewhere.
+    def callee(seen: list, *args: Any, **kwargs: Any) -> None:
+        seen.append(sys._getframe(1).f_lasti)
+
+    def plain(seen: list) -> None:
+        seen.append(sys._getframe(1).f_lasti)
+
+    def positions() -> list:
+        seen: list = []
+        shapes = _Shapes()
+        plain(seen)
+        callee(seen, 1, 2)
+        callee(seen, 1, k=2)
+        shapes.method(seen)
+        bound = shapes.method
+        bound(seen)
+        _Shapes.method(shapes, seen)
+        list(map(plain, [seen]))
+        return seen
+
+    assert len(same_under_monitoring(M, tool, mode, positions)) == 7
+
+
 def test_f_lineno_inside_function(M: Any, tool: Tool, mode: str) -> None:
     def f() -> list:
         out = [sys._getframe().f_lineno]
