@@ -98,7 +98,10 @@ start_on_desired(PyThreadState *tstate, _PyInterpreterFrame *frame)
  * where an inlined call leaves it.  f_lasti, tb_lasti and a handler's lasti
  * would show the difference.  So the caller is put where the inlined call
  * would have left it: its evaluation loop goes on from its own copy of the
- * position, and writes prev_instr again at its next instruction. */
+ * position, and writes prev_instr again at its next instruction.  (Left
+ * over: a BINARY_SUBSCR site does not stay specialised while the function is
+ * installed, so one that would have become BINARY_SUBSCR_GETITEM and
+ * inlined __getitem__ shows its own unit.) */
 
 /* The stack depth before each instruction of one original code object (by
  * its opcode unit; -1 elsewhere), kept while its frames keep calling. */

@@ -839,7 +839,15 @@ update_generator(PyGenObject *gen)
  * at once.  (The work follows the frames: a process that runs none pays
  * nothing meanwhile; a pending call would run every slice at once, as the
  * main thread empties the queue.)  The last slice removes the function:
- * from then on every function and generator is where an update leaves it. */
+ * from then on every function and generator is where an update leaves it.
+ * KNOWN DIFFERENCE, why this is not merged: while the function is installed
+ * every Python call runs in an evaluation loop of its own, so its caller
+ * executes in C, and an update that comes meanwhile (a callback or the
+ * program turning more events on) reaches such a caller only as it reaches
+ * frames that called through C code: by trampolines, and an exception that
+ * unwinds into it goes on in the code it ran (tests/conformance/test_fuzz.py:
+ * a PY_RETURN lost after a callee that turned PY_RETURN on raised into a
+ * try block; on main only when the callee came through map()). */
 
 static struct {
     bool pending;       /* slices to come */
