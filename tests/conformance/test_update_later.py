@@ -172,3 +172,34 @@ def test_handled_in_a_caller_after_its_callee_turned_events_on(M: Any, tool: Too
     assert log == ["caller"]
     tool.set_events(0)
     del keep
+
+
+@pytest.mark.xfail(sys.version_info < (3, 12), strict=True,
+                   reason="enable-fast: the caller goes on in the code it ran to its end "
+                   "(update.c, KNOWN DIFFERENCE); main passes")
+def test_caller_lines_after_its_callee_turned_events_on_and_raised(M: Any, tool: Tool) -> None:
+    """Every later line and the return of the caller are reported natively."""
+    E = M.events
+    keep = many_functions(3000)
+    log = []
+
+    def callee() -> None:
+        tool.set_events(E.PY_START | E.LINE | E.PY_RETURN)
+        raise ValueError
+
+    def caller() -> int:
+        try:
+            callee()
+        except ValueError:
+            a = 1
+        return a
+
+    first = caller.__code__.co_firstlineno
+    tool.register(E.PY_START, lambda code, offset: None)
+    tool.register(E.PY_RETURN, lambda code, offset, value: log.append("return") if code is caller.__code__ else None)
+    tool.register(E.LINE, lambda code, line: log.append(line - first) if code is caller.__code__ else None)
+    tool.set_events(E.PY_START)
+    caller()
+    tool.set_events(0)
+    assert log == [3, 4, 5, "return"]
+    del keep
