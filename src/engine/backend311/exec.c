@@ -129,6 +129,8 @@ depth_at(PyCodeObject *original, int unit)
         forget_depths();
         /* Analysed as it was: armed trampolines swapped out meanwhile.
            (Nothing in the analysis allocates what the collector tracks.) */
+        PyObject *type, *value, *traceback;
+        PyErr_Fetch(&type, &value, &traceback);
         bool swapped = li_trampoline_swap(original);
         li_analysis an;
         int err = li_analyse(original, &an);
@@ -137,6 +139,9 @@ depth_at(PyCodeObject *original, int unit)
         }
         if (err < 0) {
             PyErr_Clear();
+        }
+        PyErr_Restore(type, value, traceback);
+        if (err < 0) {
             return -1;
         }
         depths.depth = PyMem_Malloc(sizeof(int) * (size_t)an.n_units);
@@ -179,16 +184,19 @@ stack_at(_PyInterpreterFrame *caller, int unit, int *depth)
 static bool
 calls_directly(_PyInterpreterFrame *caller, int unit, PyFunctionObject *func)
 {
-    int depth;
+    int depth = -1;
     int nargs = _Py_OPARG(_PyCode_CODE(caller->f_code)[unit]);
     if (unit > 0 && _Py_OPCODE(_PyCode_CODE(caller->f_code)[unit - 1]) == EXTENDED_ARG) {
         return false;   /* (more arguments than a call site inlines in practice) */
     }
     PyObject **stack = stack_at(caller, unit, &depth);
+    if (stack == NULL) {
+        return false;
+    }
     /* The compiler counts the arguments off at PRECALL: they are still on
        the stack as CALL runs. */
     depth += nargs;
-    if (stack == NULL || depth < nargs + 2 || depth > caller->f_code->co_stacksize) {
+    if (depth < nargs + 2 || depth > caller->f_code->co_stacksize) {
         return false;
     }
     PyObject *callable, *arg0;
