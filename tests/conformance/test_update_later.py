@@ -16,9 +16,15 @@ import threading
 import weakref
 from typing import Any
 
-import pytest
 
 from .helpers import Tool
+
+# KNOWN DIFFERENCE of the engine (update.c) pinned below: while an update
+# that turned events on is pending no call is inlined, so a caller executes
+# in C as its callee turns more events on, and an exception that unwinds
+# into it goes on in the code it ran, to its end.  Main reaches it (it
+# passes the native expectations).
+NATIVE = sys.version_info >= (3, 12)
 
 
 def many_functions(n: int) -> list:
@@ -141,10 +147,6 @@ def test_events_changed_by_another_thread_as_calls_go_on(M: Any, tool: Tool) -> 
     del keep
 
 
-@pytest.mark.xfail(sys.version_info < (3, 12), strict=True,
-                   reason="enable-fast: while an update is pending no call is inlined, so the "
-                   "caller executes in C as its callee turns events on, and the exception "
-                   "unwinds into the code it ran (update.c, KNOWN DIFFERENCE); main passes")
 def test_handled_in_a_caller_after_its_callee_turned_events_on(M: Any, tool: Tool) -> None:
     """The callee turns EXCEPTION_HANDLED on, raises, and its caller handles
     the exception: natively its handler reports it.  (Found by
@@ -169,14 +171,11 @@ def test_handled_in_a_caller_after_its_callee_turned_events_on(M: Any, tool: Too
                   lambda code, offset, exc: log.append(code.co_name) if code is caller.__code__ else None)
     tool.set_events(E.PY_START)
     assert caller() == "handled"
-    assert log == ["caller"]
+    assert log == (["caller"] if NATIVE else [])
     tool.set_events(0)
     del keep
 
 
-@pytest.mark.xfail(sys.version_info < (3, 12), strict=True,
-                   reason="enable-fast: the caller goes on in the code it ran to its end "
-                   "(update.c, KNOWN DIFFERENCE); main passes")
 def test_caller_lines_after_its_callee_turned_events_on_and_raised(M: Any, tool: Tool) -> None:
     """Every later line and the return of the caller are reported natively."""
     E = M.events
@@ -201,5 +200,5 @@ def test_caller_lines_after_its_callee_turned_events_on_and_raised(M: Any, tool:
     tool.set_events(E.PY_START)
     caller()
     tool.set_events(0)
-    assert log == [3, 4, 5, "return"]
+    assert log == ([3, 4, 5, "return"] if NATIVE else [])
     del keep
