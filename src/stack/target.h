@@ -87,6 +87,9 @@ typedef struct li_raw_frame {
      * with its address, what tells a code object from another made where a
      * freed one was */
     uint64_t name_hash;
+    /* it and its caller (the next frame) lie in the chunk's copy, neither
+     * a generator's: it must start where its caller's frame ends (3.12+) */
+    int at_callers_end;
 } li_raw_frame;
 
 typedef struct li_raw_thread {

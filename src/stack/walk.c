@@ -330,34 +330,91 @@ same_call(const li_layout *L, const unsigned char *a, const unsigned char *b)
            && li_u64_at(a, L->frame_back) == li_u64_at(b, L->frame_back);
 }
 
+/* The instruction sys.monitoring (3.12+) hides under the opcode *op read
+ * at instruction `index` of the code object at `code`, into *op: where a
+ * tool wants LINE or INSTRUCTION events (a debugger, a tracer, settrace,
+ * which 3.12 runs on sys.monitoring), it puts INSTRUMENTED_LINE or
+ * INSTRUMENTED_INSTRUCTION over the instruction and keeps the instruction
+ * in the code object's _PyCoMonitoringData, where the interpreter looks it
+ * up when it runs them: LINE's in lines[index], INSTRUCTION's (also under
+ * a LINE) in per_instruction_opcodes[index].  A return under one would
+ * pass in_its_call() for an instruction that returns nowhere.  An opcode
+ * that hides nothing is left as it is, without a read. */
+static li_status
+under_instrumentation(li_target *t, uint64_t code, int64_t index, unsigned char *op)
+{
+    const li_layout *L = &t->layout;
+    if (L->code_monitoring < 0
+        || (*op != L->op_instrumented_line && *op != L->op_instrumented_instruction)) {
+        return LI_OK;
+    }
+    uint64_t monitoring;
+    int err = li_read(t, code + (uint64_t)L->code_monitoring, &monitoring, sizeof monitoring);
+    if (err) {
+        return li_status_of(t, err);
+    }
+    int64_t fields[2] = {L->monitoring_lines, L->monitoring_per_instruction_opcodes};
+    uint64_t arrays[2];
+    err = monitoring ? read_fields(t, monitoring, fields, arrays, 2) : EFAULT;
+    if (err == 0 && *op == L->op_instrumented_line) {
+        err = arrays[0] ? li_read(t, arrays[0] + (uint64_t)(index * L->line_data_size
+                                                             + L->line_data_opcode), op, 1)
+                        : EFAULT;
+    }
+    if (err == 0 && *op == L->op_instrumented_instruction) {
+        err = arrays[1] ? li_read(t, arrays[1] + (uint64_t)index, op, 1) : EFAULT;
+    }
+    /* (No monitoring data, or no array, under an instrumented opcode: the
+     * frame's code object is not the one whose bytecode was read.) */
+    return err ? li_status_of(t, err) : LI_OK;
+}
+
+/* Where a frame of a chain is, seen from the frame walked before it. */
+enum li_place {
+    LI_INNERMOST = 0,       /* none: it is the thread's innermost */
+    LI_CALLED_PYTHON = 1,   /* a frame it pushed for a call */
+    LI_CALLED_C = 2,        /* an entry frame: it called C, which called Python */
+};
+
 /* Whether the frame copied into buf, at byte offset `offset` of its code,
  * is where a chain may have it (interpreter frames, see walk_frames()):
- * LI_OK, else LI_TORN.  One below a frame it called (`called`) must be in
- * that call (3.12+): its stacktop set, past its first instruction.  The
- * innermost one (or one that called C) must not have returned: it runs
- * (3.12+: stacktop -1), has not started, or is in a call that the copy was
+ * LI_OK, else LI_TORN.  One below a frame it called (LI_CALLED_PYTHON)
+ * must be in that call (3.12+): its stacktop set, past its first
+ * instruction.  The innermost one (or one that called C) must not have
+ * returned: it runs (3.12+: stacktop -1), or is in a call that the copy was
  * made too early to hold (stacktop set, at an instruction that calls) --
  * then the chain is the stack the thread had just before that call -- but
  * is not at a return (nor a yield, for a generator's frame), where the
  * interpreter leaves the frame, whose caller may have called again since:
  * the frame's contents and its caller's then no longer belong together.
+ * The innermost one must not be a frame that has not started either (3.12+:
+ * stacktop set, at or before its first instruction): a call initialises its
+ * frame first (_PyFrame_Initialize) and links it to its caller last, so the
+ * copy may hold the new frame with the previous of the call that had that
+ * address before, which for a traced target is as often a callback's, whose
+ * entry frame on the C stack belongs to another callback by the time it is
+ * read (a leaf under its caller's caller).  One that called C may be at its
+ * first instruction (3.13: a PY_START callback from RESUME).
  * (3.11 does not tell a frame that runs from one in a call: there only
- * the last rule holds, and it drops a copy made while the innermost frame
- * was at its return as well.) */
+ * the rule on returns holds, and it drops a copy made while the innermost
+ * frame was at its return as well.) */
 static li_status
-in_its_call(li_target *t, const unsigned char *buf, int64_t offset, int called)
+in_its_call(li_target *t, const unsigned char *buf, int64_t offset, enum li_place place)
 {
     const li_layout *L = &t->layout;
     if (L->frame_stacktop >= 0) {
         int stacktop = i32_at(buf, L->frame_stacktop);
-        if (called) {
+        if (place == LI_CALLED_PYTHON) {
             return stacktop >= 0 && offset > 0 ? LI_OK : LI_TORN;
         }
-        if (stacktop < 0 || offset <= 0) {
+        if (stacktop < 0) {
             return LI_OK;
         }
+        if (offset <= 0) {
+            return place == LI_INNERMOST ? LI_TORN : LI_OK;
+        }
     }
-    else if (called || L->op_return_value < 0 || offset < 0) {
+    else if (place == LI_CALLED_PYTHON || L->op_return_value < 0 || offset < 0) {
         return LI_OK;
     }
     /* (The code object's bytecode, read after the frame: its opcodes
@@ -366,6 +423,11 @@ in_its_call(li_target *t, const unsigned char *buf, int64_t offset, int called)
     int err = li_read(t, li_u64_at(buf, L->frame_instr), &op, 1);
     if (err) {
         return li_status_of(t, err);
+    }
+    li_status st = under_instrumentation(t, li_u64_at(buf, L->frame_code),
+                                         offset / L->lasti_unit, &op);
+    if (st != LI_OK) {
+        return st;
     }
     int returned = op == L->op_return_value || op == L->op_return_const
                    || op == L->op_yield_value || op == L->op_instrumented_return_value
@@ -487,7 +549,7 @@ still_same_calls(li_target *t, li_sample *s, size_t len, uint64_t before)
         return LI_OK;
     }
     if (top_outside) {
-        li_status st = in_its_call(t, top, offset_in_code(L, top), 0);
+        li_status st = in_its_call(t, top, offset_in_code(L, top), LI_INNERMOST);
         if (st != LI_OK) {
             return st;
         }
@@ -497,8 +559,10 @@ still_same_calls(li_target *t, li_sample *s, size_t len, uint64_t before)
         if (L->owner_cstack >= 0 && now[L->frame_owner] == L->owner_cstack) {
             break;      /* what is below an entry frame called C */
         }
-        li_status st = in_its_call(t, now, offset_in_code(L, now),
-                                   i > 0 || (top_outside && !via_entry));
+        enum li_place place = i > 0 ? LI_CALLED_PYTHON
+                              : !top_outside ? LI_INNERMOST
+                              : via_entry ? LI_CALLED_C : LI_CALLED_PYTHON;
+        li_status st = in_its_call(t, now, offset_in_code(L, now), place);
         if (st != LI_OK) {
             return st;
         }
@@ -789,8 +853,12 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, const u
      * generator suspended, a frame returned): torn.  A running generator's
      * frame may end it: one resumed from C with no Python frame below. */
     int last_is_entry = 0, last_is_generator = 0, last_state = -1, last_copied = 0;
-    /* whether the frame walked before this one was pushed by it */
-    int called = 0;
+    /* what the frame walked before this one was to it */
+    enum li_place called = LI_INNERMOST;
+    /* whether the frame recorded before this one lies in the chunk's copy
+     * and is no generator's: one called by a frame that does as well lies
+     * where its caller's frame ends (read_heads() checks) */
+    int last_in_chunk = 0;
     uint64_t last_frame = 0;
     for (int depth = 0; frame != 0; depth++) {
         if (depth >= LI_MAX_DEPTH) {
@@ -829,7 +897,7 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, const u
                 /* An entry frame of the C stack, not Python code: the
                  * frame below it called C, which called the interpreter
                  * (its stacktop says nothing). */
-                called = 0;
+                called = LI_CALLED_C;
                 frame = back;
                 continue;
             }
@@ -838,7 +906,7 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, const u
             if (st != LI_OK) {
                 return st;
             }
-            called = 1;
+            called = LI_CALLED_PYTHON;
         }
         /* A thread list that a torn read made loop would walk real stacks
            again and again. */
@@ -849,10 +917,16 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, const u
             return LI_NO_MEMORY;
         }
         last_copied = copied;
+        int in_chunk = copied && copy != s->outside && !last_is_generator;
+        if (*count && last_in_chunk && in_chunk && L->code_framesize >= 0) {
+            s->frames[s->nframes - 1].at_callers_end = 1;
+        }
+        last_in_chunk = in_chunk;
         li_raw_frame *f = &s->frames[s->nframes];
         f->addr = frame;
         f->code = code;
         f->offset = offset;
+        f->at_callers_end = 0;
         s->nframes++;
         (*count)++;
         last_frame = frame;
@@ -1022,6 +1096,24 @@ read_heads(li_target *t, li_sample *s)
             if (st != LI_OK) {
                 return st;
             }
+        }
+    }
+    /* A frame pushed for a call lies where its caller's frame ends
+     * (co_framesize words from its start: the interpreter pushes frames on
+     * top of the chunk, whether the caller called it or called C that did),
+     * unless one of them is a generator's or the chunk was full.  A chain
+     * that passes an entry frame in between takes the entry frame's
+     * previous as it is when read on its own, which a later call from C at
+     * the same C stack address has set to another frame: a callback's
+     * frame over the frame that called another callback (a traced target),
+     * or the callback over itself. */
+    for (size_t i = 0; i + 1 < s->nframes; i++) {
+        const li_raw_frame *callee = &s->frames[i], *caller = &s->frames[i + 1];
+        if (callee->at_callers_end
+            && callee->addr != caller->addr
+                                  + (uint64_t)i32_at(caller->head, L->code_framesize)
+                                        * sizeof(uint64_t)) {
+            return LI_TORN;
         }
     }
     return LI_OK;
