@@ -99,13 +99,22 @@ def layout_fields(minor: int) -> List[Tuple[str, str]]:
         ("tstate_frame", {9: "offsetof(PyThreadState, frame)",
                           10: "offsetof(PyThreadState, frame)",
                           13: "offsetof(PyThreadState, current_frame)"}.get(minor, absent)),
-        ("tstate_cframe", "offsetof(PyThreadState, cframe)" if minor in (11, 12) else absent),
+        ("tstate_cframe", "offsetof(PyThreadState, cframe)" if minor in (10, 11, 12) else absent),
         ("tstate_datastack_chunk",
          "offsetof(PyThreadState, datastack_chunk)" if interp_frames else absent),
         ("cframe_current_frame",
          "offsetof(_PyCFrame, current_frame)" if minor in (11, 12) else absent),
-        ("cframe_previous", "offsetof(_PyCFrame, previous)" if minor == 11 else absent),
-        ("tstate_root_cframe", "offsetof(PyThreadState, root_cframe)" if minor == 11 else absent),
+        ("cframe_previous", {10: "offsetof(CFrame, previous)",
+                             11: "offsetof(_PyCFrame, previous)"}.get(minor, absent)),
+        ("tstate_root_cframe",
+         "offsetof(PyThreadState, root_cframe)" if minor in (10, 11) else absent),
+        # 3.10 runs every frame in a C frame of its own (a call of
+        # _PyEval_EvalFrameDefault); 3.11 one C frame per entry from C.
+        ("cframes_per_frame", "1" if minor == 10 else "0"),
+        # 3.9, which has no C frames to count: how deep the thread is, one
+        # per frame run plus one per C call that guards against recursion.
+        ("tstate_recursion_depth",
+         "offsetof(PyThreadState, recursion_depth)" if minor == 9 else absent),
     ]
     if interp_frames:
         fields += [

@@ -83,10 +83,17 @@ typedef struct li_layout {
     int64_t tstate_frame;                   /* innermost frame, or -1 (then via cframe) */
     int64_t tstate_cframe;                  /* _PyCFrame *, or -1 */
     int64_t cframe_current_frame;           /* in _PyCFrame, or -1 */
-    /* 3.11 (else -1): the C frame a _PyCFrame was entered from, and the
-     * thread state's own C frame, the previous of the thread's first */
+    /* 3.10, 3.11 (else -1): the C frame a C frame was entered from, and
+     * the thread state's own C frame, the previous of the thread's first */
     int64_t cframe_previous;
     int64_t tstate_root_cframe;
+    /* 1 if every frame runs in a C frame of its own (3.10), 0 if a C frame
+     * runs all the frames from one entry from C (3.11) */
+    int cframes_per_frame;
+    /* 3.9 (else -1): int recursion_depth, one per frame that runs (each in
+     * a call of _PyEval_EvalFrameDefault) and one per C call that guards
+     * against recursion (Py_EnterRecursiveCall) */
+    int64_t tstate_recursion_depth;
     /* the _PyStackChunk holding the thread's newest frames, or -1 where
      * frames are separate objects; the chunk starts with its header
      * (previous, size), its frames follow, outermost first */

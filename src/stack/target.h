@@ -120,6 +120,11 @@ typedef struct li_sample {
     /* the innermost frames read again after the copy (walk.c) */
     unsigned char *again;
     size_t again_cap;
+    /* set by the caller: read the threads alone, none of their frames
+     * (thread_names(), which needs no stack: a thread whose stack is torn
+     * in every read, as one waiting for the GIL can be for milliseconds,
+     * would cost every thread its name) */
+    int threads_only;
 } li_sample;
 
 /* Most frames read in one thread: deeper stacks are cut (counted as torn,
