@@ -813,16 +813,16 @@ runs_in_first_cframe(li_target *t, uint64_t tstate, uint64_t cframe, size_t coun
 /* 3.9 has no C frames to count (runs_in_first_cframe()), but a thread's
  * depth bounds the frames below a generator's frame that ends its chain:
  * one per frame that runs (3.9.18: <module> 1, a function it calls 2), one
- * per C call that guards against recursion (next() from _thread: none),
- * and on leaving a frame the depth drops before the thread's frame does
- * (ceval.c).  A thread deeper than its frames walked by more than
- * RECURSION_SLACK, when its frame was read and again after the
- * generator's second copy, has frames the read missed (genloop, where a
- * frame object copied while its generator suspended and resumed holds no
- * f_back and a state that runs, kept the generator alone in 141 of
- * 451,244 samples at the highest rate); a generator resumed from C at a
- * thread's bottom, with one guard among its frames, is kept. */
-#define RECURSION_SLACK 1
+ * per C call that guards against recursion, and on leaving a frame the
+ * depth drops before the thread's frame does (ceval.c).  A thread deeper
+ * than its frames walked by more than RECURSION_SLACK, when its frame was
+ * read and again after the generator's second copy, has frames the read
+ * missed (genloop, where a frame object copied while its generator
+ * suspended and resumed holds no f_back and a state that runs, kept the
+ * generator alone in 141 of 451,244 samples at the highest rate, 3 of
+ * 696,885 with this); a generator resumed from C at a thread's bottom and
+ * parked in a lock's acquire() (3 frames, 5 deep: cbottom.py) is kept. */
+#define RECURSION_SLACK 2
 
 /* Whether frame lies in one of the stack chunks from `chunk` back (the
  * thread's chunk list, newest first): *found 1 if so, with that chunk's
@@ -900,7 +900,7 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, const u
     /* the bounds of the older chunk a frame outside the copy was last found
      * in (the next ones are most likely there too) */
     uint64_t chunk_range[2] = {0, 0};
-    uint64_t last_frame = 0;
+    uint64_t last_frame = 0, innermost = frame;
     for (int depth = 0; frame != 0; depth++) {
         if (depth >= LI_MAX_DEPTH) {
             return LI_TORN;
@@ -1034,8 +1034,8 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, const u
              * links the frame to its caller in between, which the copy
              * missed).  The generator's frame ends the chain if a second
              * copy finds it the same: running, linked to nothing, and (3.9)
-             * the thread, read after it, still in it and no deeper than
-             * its frames allow. */
+             * the thread, read after it, still in its innermost frame and
+             * no deeper than its frames allow. */
             uint64_t now[2] = {0, 0};
             struct iovec local[3] = {{buf, (size_t)L->frame_size},
                                      {&now[0], sizeof now[0]}, {&now[1], sizeof(int32_t)}};
@@ -1052,7 +1052,7 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, const u
             }
             if ((size_t)got != want || li_u64_at(buf, L->frame_back) != 0
                 || li_u64_at(buf, L->frame_gen) == 0
-                || (n == 3 && (now[0] != last_frame
+                || (n == 3 && (now[0] != innermost
                                || (uint64_t)(int32_t)now[1] > *count + RECURSION_SLACK))) {
                 return LI_TORN;
             }

@@ -42,7 +42,7 @@ RESIDUAL = {(11, "genreuse")}
 # Every other case is bounded rather than held to zero: the reader cannot
 # tell a thread that made the same mixing twice, once in the copy and once
 # in the second read (docs/STACK.md, "What can still go unnoticed"), which
-# this stop measured at the highest rate as 4 of 671,047 (3.9 genloop),
+# this stop measured at the highest rate as 3 of 696,885 (3.9 genloop),
 # 1 of 596,154 (3.10 genloop), 1 of 522,808 (3.12 alternate), 1 of 489,256
 # (3.13 alternate under LINE) and 10 of 334,781 (3.13 genreuse under LINE;
 # 3.11 alternate kept a leaf under the other's caller in 2 of 59,139 in an
