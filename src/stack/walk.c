@@ -1004,7 +1004,7 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, const u
         }
         if (L->tstate_recursion_depth >= 0
             && (uint64_t)(int32_t)tv[7] > *count + RECURSION_SLACK) {
-            return LI_TORN;     /* (RECURSION_SLACK) */
+            return LI_TORN;     /* frames the read missed (RECURSION_SLACK) */
         }
         if (L->cframe_previous >= 0) {
             int first;
