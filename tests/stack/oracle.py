@@ -7,7 +7,8 @@ prints "ready", then runs KIND for SECONDS, traced if TRACE says how
 ("line": sys.monitoring LINE events, 3.12+; "settrace": sys.settrace and
 threading.settrace, a local trace function on every frame), where the
 interpreter puts instrumented instructions over the ones the reader checks
-(a return, a yield) and a callback's frame above the function traced.  CALLERS[KIND] maps each of
+(a return, a yield) and a callback's frame above the function traced.
+CALLERS[KIND] maps each of
 the kind's functions to the functions that may call it ("" for a thread's
 outermost frame); a kept sample in which one of them has another caller,
 or none, mixes two moments.  No library frame comes between a function

@@ -53,9 +53,9 @@ RESIDUAL = {(11, "genreuse")}
 # probability under 1.4e-5 for any k (under 3e-3 that one of 170 runs fails
 # by chance), while the rates before the checks of the last stops (1 in 400
 # to 1 in 2,000 of alternate and genreuse, 1 in 3,200 of 3.9 genloop, 1 in
-# 1,500 to 1 in 8,000 of 3.12/3.13 alternate under LINE) exceed it with probability above
-# 0.98 at 1 in 400 from k = 5,000 on, and at 1 in 2,000 from k = 50,000 on
-# (at k = 20,000: 0.67).
+# 1,500 to 1 in 8,000 of 3.12/3.13 alternate under LINE) exceed it with
+# probability above 0.98 at 1 in 400 from k = 5,000 on, and at 1 in 2,000
+# from k = 50,000 on (at k = 20,000: 0.67).
 def allowed(kept: int) -> int:
     return 4 + kept // 5000
 
