@@ -121,4 +121,6 @@ class BuildPyWithPth(build_py):
         return super().get_outputs(include_bytecode) + self._pth_outputs()
 
 
-setup(ext_modules=extensions(), cmdclass={"build_py": BuildPyWithPth})
+# (pyproject.toml says where the packages are, but setuptools reads that only
+# from 61 on; an older one, as 3.9's, would build in place into ./lowimpact.)
+setup(ext_modules=extensions(), package_dir={"": "src"}, cmdclass={"build_py": BuildPyWithPth})

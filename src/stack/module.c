@@ -767,7 +767,9 @@ thread_names_while_busy(ReaderObject *self, int attempts)
         return NULL;
     }
     for (int attempt = 0; attempt < attempts; attempt++) {
+        self->sample.threads_only = 1;
         li_status st = take(self);
+        self->sample.threads_only = 0;
         li_sample *s = &self->sample;
         size_t n = s->nthreads ? s->nthreads : 1;
         int sampled = st == LI_OK;
