@@ -19,6 +19,7 @@ STACK = "src/stack"
 
 # One instrumentation back end per bytecode format.
 BACKENDS = {
+    (3, 10): "backend310",
     (3, 11): "backend311",
 }
 
@@ -65,7 +66,7 @@ def extensions():
     version = sys.version_info[:2]
     if sys.implementation.name != "cpython" or version < (3, 9):
         return []
-    if version < (3, 11):
+    if version < (3, 10):
         return stack_reader()
     include = [ENGINE, "src/shared", "src/lowimpact/include"]
     result = []

@@ -10,16 +10,18 @@ import sys
 
 import pytest
 
-SUPPORTED = sys.version_info[:2] >= (3, 11)
+SUPPORTED = sys.version_info[:2] >= (3, 10)
 
 if not SUPPORTED:
-    # The 3.9/3.10 back ends are later work; on those versions only the test
+    # The 3.9 back end is later work; on those versions only the test
     # of the ImportError that says so applies.
     # Of cover's tests only test_unsupported.py, which checks cover's error
     # there, applies (the glob leaves out every test_ file not starting
     # with "u").
     collect_ignore_glob = ["conformance/*", "engine/*", "capi/*", "tools/*", "clients/*", "test_cli.py",
                           "cover/test_[!u]*.py"]
+elif sys.version_info[:2] == (3, 10):
+    collect_ignore_glob = []
 elif sys.version_info[:2] >= (3, 12):
     # White-box tests of the bytecode engine, which 3.12+ does not use.
     collect_ignore_glob = ["engine/*"]
