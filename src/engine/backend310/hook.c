@@ -14,7 +14,7 @@
  *
  * A shadow needs a deeper value stack (its probes push): the original's
  * co_stacksize is raised to match so that frames made from then on are big
- * enough, and frames too small (made before) run the original.
+ * enough; frames made before borrow a stack while they execute.
  */
 
 #include "b310.h"
@@ -136,10 +136,6 @@ li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
         return evaluate(ts, f, throwflag);
     }
     li_shadow *map = li_shadow_of(shadow);
-    Py_ssize_t cells = PyTuple_GET_SIZE(code->co_cellvars) + PyTuple_GET_SIZE(code->co_freevars);
-    if (Py_SIZE(f) < code->co_nlocals + cells + shadow->co_stacksize) {
-        return evaluate(ts, f, throwflag);
-    }
     /* Where it resumes, and its handlers, must be instruction starts. */
     int resume = f->f_lasti + 1;
     if (resume < 0 || resume > map->n_orig_units || map->shadow_start[resume] < 0) {
@@ -150,6 +146,23 @@ li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
         if (h >= 0 && (h > map->n_orig_units || map->shadow_start[h] < 0)) {
             return evaluate(ts, f, throwflag);
         }
+    }
+    /* A frame made before its code's stack was raised executes with a
+       value stack of the shadow's depth, and gets back what it leaves on it
+       (a suspended generator's values: no more than the original's depth
+       there, since probes leave the stack as they found it). */
+    PyObject **own_stack = NULL;
+    Py_ssize_t cells = PyTuple_GET_SIZE(code->co_cellvars) + PyTuple_GET_SIZE(code->co_freevars);
+    if (Py_SIZE(f) - code->co_nlocals - cells < shadow->co_stacksize) {
+        PyObject **stack = PyMem_Malloc(sizeof(PyObject *) * (size_t)shadow->co_stacksize);
+        if (stack == NULL) {
+            return evaluate(ts, f, throwflag);
+        }
+        own_stack = f->f_valuestack;
+        if (f->f_stackdepth > 0) {
+            memcpy(stack, own_stack, sizeof(PyObject *) * (size_t)f->f_stackdepth);
+        }
+        f->f_valuestack = stack;
     }
     f->f_lasti = map->shadow_start[resume] - 1;
     for (int i = 0; i < f->f_iblock; i++) {
@@ -173,6 +186,13 @@ li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
     }
     if (result == NULL) {
         translate_traceback(ts, f, map);
+    }
+    if (own_stack != NULL) {
+        if (f->f_stackdepth > 0) {
+            memcpy(own_stack, f->f_valuestack, sizeof(PyObject *) * (size_t)f->f_stackdepth);
+        }
+        PyMem_Free(f->f_valuestack);
+        f->f_valuestack = own_stack;
     }
     f->f_code = code;
     Py_DECREF(shadow);

@@ -132,7 +132,39 @@ done:
 typedef struct {
     uint8_t events[3];
     uint8_t n;
+    /* LINE is not due when the previous instruction, falling through, is
+       on the same line (3.12 compares with the instruction executed
+       before): a JUMP_FORWARD over the LINE probe comes first. */
+    bool skip_line;
+    int start_size, line_size;      /* units of the PY_START and LINE probes */
 } probe_list;
+
+static bool
+falls_through(int opcode)
+{
+    return opcode != JUMP_ABSOLUTE && opcode != JUMP_FORWARD && opcode != RETURN_VALUE &&
+           opcode != RAISE_VARARGS && opcode != RERAISE;
+}
+
+/* Where a jump of instruction `src` to instruction `t` lands in the shadow:
+ * never on PY_START, and past LINE when it stays on the same line (a block
+ * handler, whose source is not an instruction, gets LINE). */
+static int
+entry_of(const instr *ins, const probe_list *probes, const int *group, int src, int t)
+{
+    const probe_list *pl = &probes[t];
+    int pos = group[t] + pl->start_size;
+    if (pl->line_size > 0 && ins[src].line == ins[t].line &&
+        ins[src].opcode != SETUP_FINALLY && ins[src].opcode != SETUP_WITH &&
+        ins[src].opcode != SETUP_ASYNC_WITH)
+    {
+        pos += (pl->skip_line ? 1 : 0) + pl->line_size;
+    }
+    else if (pl->skip_line) {
+        pos += 1;
+    }
+    return pos;
+}
 
 static bool
 has_value(int event)
@@ -242,6 +274,11 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
             (ins[i].line != previous_line || ins[i].jump_target)) {
             pl->events[pl->n++] = LI_LINE;
         }
+        if (pl->n > 0 && pl->events[pl->n - 1] == LI_LINE && i > first &&
+            falls_through(ins[i - 1].opcode) && ins[i - 1].line == ins[i].line)
+        {
+            pl->skip_line = true;
+        }
         if (i >= first) {
             previous_line = ins[i].line;
         }
@@ -273,7 +310,16 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
         for (int i = 0; i < n_instrs; i++) {
             group[i] = pos;
             for (int k = 0; k < probes[i].n; k++, site++) {
-                pos += probe_size(probes[i].events[k], n_consts + site);
+                int event = probes[i].events[k];
+                int size = probe_size(event, n_consts + site);
+                if (event == LI_PY_START) {
+                    probes[i].start_size = size;
+                }
+                else if (event == LI_LINE) {
+                    probes[i].line_size = size;
+                    pos += probes[i].skip_line;
+                }
+                pos += size;
             }
             starts[i] = pos;
             pos += sizes[i];
@@ -283,7 +329,7 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
             if (ins[i].target < 0) {
                 continue;
             }
-            int dest = group[ins[i].target];
+            int dest = entry_of(ins, probes, group, i, ins[i].target);
             int arg = is_relative_jump(ins[i].opcode) ? dest - (starts[i] + sizes[i]) : dest;
             int need = units_for((unsigned int)arg);
             if (need > sizes[i]) {
@@ -343,7 +389,6 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
             }
             s->shadow = map;
             s->orig = ins[i].start;
-            s->unit = pos;
             s->size = (uint8_t)probe_size(event, index);
             s->event = (uint8_t)event;
             s->armed = true;
@@ -353,7 +398,14 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
             if (s->arg == NULL) {
                 goto error;
             }
+            if (event == LI_LINE && probes[i].skip_line) {
+                map->orig_start[pos] = ins[i].start;
+                map->orig_op[pos] = ins[i].op;
+                shadow_lines[pos] = ins[i].line;
+                emit(out, &pos, JUMP_FORWARD, (unsigned int)probes[i].line_size, 1);
+            }
             int begin = pos;
+            s->unit = pos;
             if (has_value(event)) {
                 emit(out, &pos, DUP_TOP, 0, 1);
             }
@@ -369,7 +421,7 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
         }
         int begin = pos;
         if (ins[i].target >= 0) {
-            int dest = group[ins[i].target];
+            int dest = entry_of(ins, probes, group, i, ins[i].target);
             int arg = is_relative_jump(ins[i].opcode) ? dest - (starts[i] + sizes[i]) : dest;
             emit(out, &pos, ins[i].opcode, (unsigned int)arg, sizes[i]);
         }
