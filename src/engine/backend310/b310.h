@@ -32,6 +32,9 @@
 #include "opcode.h"
 
 /* Events the shadows have probes for. */
+/* Events frames run shadows for: those probes deliver, and PY_YIELD of a
+ * YIELD_FROM, which the frame evaluation function delivers from them
+ * (hook.c). */
 #define LI_PROBED_EVENTS (LI_EVENT_BIT(LI_PY_START) | LI_EVENT_BIT(LI_PY_RETURN) | \
                           LI_EVENT_BIT(LI_PY_YIELD) | LI_EVENT_BIT(LI_LINE))
 

@@ -124,12 +124,87 @@ translate_traceback(PyThreadState *ts, PyFrameObject *f, li_shadow *map)
     }
 }
 
+/* A suspended frame resumes (PY_RESUME), or has an exception thrown in
+ * (PY_THROW), at original unit `unit`.  0, or -1 with an exception set:
+ * the frame then starts with it, raised where it resumes, as natively. */
+static int
+fire_resume(PyThreadState *ts, PyCodeObject *code, int unit, int throwflag)
+{
+    int event = throwflag ? LI_PY_THROW : LI_PY_RESUME;
+    li_code_state *cs = li_code_state_get(code);
+    uint8_t tools = li_tools_at(cs, event, unit);
+    if (tools == 0) {
+        return 0;
+    }
+    /* DISABLE needs somewhere to be recorded. */
+    if (cs == NULL && li_event_is_local(event) && (cs = li_code_state_ensure(code)) == NULL) {
+        return -1;
+    }
+    PyObject *offset = PyLong_FromLong(2L * unit);
+    if (offset == NULL) {
+        return -1;
+    }
+    int err;
+    if (throwflag) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        PyObject *args[4] = {NULL, (PyObject *)code, offset, value};
+        err = li_call_tools(ts, event, tools, cs, unit, args, 3);
+        if (err < 0) {
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(tb);
+        }
+        else {
+            PyErr_Restore(type, value, tb);
+        }
+    }
+    else {
+        PyObject *args[3] = {NULL, (PyObject *)code, offset};
+        err = li_call_tools(ts, event, tools, cs, unit, args, 2);
+    }
+    Py_DECREF(offset);
+    return err;
+}
+
+/* The frame suspended at the YIELD_FROM of shadow unit `unit` (its
+ * delegate yielded `value`): PY_YIELD, which 3.10 has no instruction of its
+ * own for.  0, or -1 with an exception set. */
+static int
+fire_yield_from(PyThreadState *ts, li_shadow *map, int unit, PyObject *value)
+{
+    int orig = map->orig_op[unit];
+    uint8_t tools = li_tools_at(map->cs, LI_PY_YIELD, orig);
+    if (tools == 0) {
+        return 0;
+    }
+    PyObject *offset = PyLong_FromLong(2L * orig);
+    if (offset == NULL) {
+        return -1;
+    }
+    PyObject *args[4] = {NULL, (PyObject *)map->original, offset, value};
+    int err = li_call_tools(ts, LI_PY_YIELD, tools, map->cs, orig, args, 3);
+    Py_DECREF(offset);
+    return err;
+}
+
 static PyObject *
 li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
 {
     PyCodeObject *code = f->f_code;
     if (ts->tracing) {
         return evaluate(ts, f, throwflag);
+    }
+    if (f->f_lasti >= 0) {
+        /* Callbacks run as if from the frame (sys._getframe(1)), which the
+           interpreter makes the thread's current frame only later. */
+        PyFrameObject *current = ts->frame;
+        ts->frame = f;
+        if (fire_resume(ts, code, f->f_lasti + 1, throwflag) < 0) {
+            throwflag = 1;
+        }
+        ts->frame = current;
     }
     PyCodeObject *shadow = shadow_for(code);
     if (shadow == NULL) {
@@ -175,6 +250,17 @@ li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
     f->f_code = (PyCodeObject *)Py_NewRef(shadow);
     PyObject *result = evaluate(ts, f, throwflag);
     /* The map lives as long as the shadow, which the frame holds. */
+    if (result != NULL && f->f_state == FRAME_SUSPENDED && f->f_lasti + 1 < map->n_units &&
+        map->original != NULL &&
+        PyBytes_AS_STRING(shadow->co_code)[2 * (f->f_lasti + 1)] == YIELD_FROM)
+    {
+        PyFrameObject *current = ts->frame;
+        ts->frame = f;      /* as at PY_RESUME */
+        if (fire_yield_from(ts, map, f->f_lasti + 1, result) < 0) {
+            Py_CLEAR(result);
+        }
+        ts->frame = current;
+    }
     if (f->f_lasti + 1 >= 0 && f->f_lasti + 1 <= map->n_units) {
         f->f_lasti = map->orig_start[f->f_lasti + 1] - 1;
     }
