@@ -26,6 +26,7 @@ BACKENDS = {
 
 # The extension side of the C API, per interpreter (src/capi/capi.h).
 CAPI_EXTENSION_SIDE = {
+    (3, 10): "ext_engine.c",
     (3, 11): "ext_engine.c",
     (3, 12): "ext_312.c",
 }

@@ -146,7 +146,7 @@ class Target:
 
     def _run_path_entry(self) -> None:
         sys.argv[:] = [self.name, *self.args]
-        if not sys.flags.safe_path:
+        if not getattr(sys.flags, "safe_path", False):  # -P: 3.11+
             # run_path puts the directory or zip file there itself.
             del sys.path[:1]
         self._runpy(runpy.run_path, os.path.abspath(self.name))
@@ -188,7 +188,7 @@ class Target:
 
         def run_script() -> None:
             sys.argv[:] = argv
-            if not sys.flags.safe_path:
+            if not getattr(sys.flags, "safe_path", False):  # -P: 3.11+
                 sys.path[:1] = [directory]
             sys.modules["__main__"] = main
             exec(code, main.__dict__)
