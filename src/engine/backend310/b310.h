@@ -62,6 +62,10 @@ struct li_shadow {
     li_code_state *cs;      /* borrowed, the original's; NULL with it */
     PyCodeObject *code;     /* borrowed: the shadow itself */
     int n_units, n_orig_units;
+    li_event_set events;    /* the events it has probes for */
+    /* Where a frame that delivered PY_START (or would have) goes on: the
+       unit after its PY_START probe. */
+    int after_start;
     /* Shadow unit -> original unit of the instruction it belongs to (probe
        units belong to the instruction they precede); n_units + 1 entries. */
     int32_t *orig_start;
@@ -87,6 +91,11 @@ typedef struct {
 
 /* Bumped whenever which shadow a code object needs may have changed. */
 extern uint64_t li_epoch;
+
+/* Raised by a PY_START probe whose callbacks changed what its code needs:
+ * the frame evaluation function starts the frame again, past PY_START, on
+ * the code it needs now (hook.c).  A borrowed exception type. */
+extern PyObject *li_restart;
 
 /* ---- shadow.c ---- */
 

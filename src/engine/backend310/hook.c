@@ -189,27 +189,14 @@ fire_yield_from(PyThreadState *ts, li_shadow *map, int unit, PyObject *value)
     return err;
 }
 
+PyObject *li_restart;
+
+/* Evaluates `f`, a frame of `code`, on `shadow`: from where it stands, or,
+ * with `restarted`, from the shadow's unit after PY_START. */
 static PyObject *
-li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
+run_on(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObject *shadow,
+       int throwflag, bool restarted)
 {
-    PyCodeObject *code = f->f_code;
-    if (ts->tracing) {
-        return evaluate(ts, f, throwflag);
-    }
-    if (f->f_lasti >= 0) {
-        /* Callbacks run as if from the frame (sys._getframe(1)), which the
-           interpreter makes the thread's current frame only later. */
-        PyFrameObject *current = ts->frame;
-        ts->frame = f;
-        if (fire_resume(ts, code, f->f_lasti + 1, throwflag) < 0) {
-            throwflag = 1;
-        }
-        ts->frame = current;
-    }
-    PyCodeObject *shadow = shadow_for(code);
-    if (shadow == NULL) {
-        return evaluate(ts, f, throwflag);
-    }
     li_shadow *map = li_shadow_of(shadow);
     /* Where it resumes, and its handlers, must be instruction starts. */
     int resume = f->f_lasti + 1;
@@ -239,7 +226,7 @@ li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
         }
         f->f_valuestack = stack;
     }
-    f->f_lasti = map->shadow_start[resume] - 1;
+    f->f_lasti = (restarted ? map->after_start : map->shadow_start[resume]) - 1;
     for (int i = 0; i < f->f_iblock; i++) {
         int *h = &f->f_blockstack[i].b_handler;
         if (*h >= 0) {
@@ -282,7 +269,47 @@ li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
     }
     f->f_code = code;
     Py_DECREF(shadow);
+    if (result == NULL && PyErr_ExceptionMatches(li_restart)) {
+        /* Nothing ran but the probe (and GEN_START, whose value is gone):
+           the frame starts again, as it was made, past PY_START. */
+        PyErr_Clear();
+        f->f_lasti = -1;
+        f->f_stackdepth = 0;
+        f->f_iblock = 0;
+        f->f_state = FRAME_CREATED;
+        PyCodeObject *now = shadow_for(code);
+        if (now != NULL) {
+            return run_on(ts, f, code, now, 0, true);
+        }
+        const uint8_t *bytes = (const uint8_t *)PyBytes_AS_STRING(code->co_code);
+        f->f_lasti = bytes[0] == GEN_START ? 0 : -1;
+        return evaluate(ts, f, 0);
+    }
     return result;
+}
+
+static PyObject *
+li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
+{
+    PyCodeObject *code = f->f_code;
+    if (ts->tracing) {
+        return evaluate(ts, f, throwflag);
+    }
+    if (f->f_lasti >= 0) {
+        /* Callbacks run as if from the frame (sys._getframe(1)), which the
+           interpreter makes the thread's current frame only later. */
+        PyFrameObject *current = ts->frame;
+        ts->frame = f;
+        if (fire_resume(ts, code, f->f_lasti + 1, throwflag) < 0) {
+            throwflag = 1;
+        }
+        ts->frame = current;
+    }
+    PyCodeObject *shadow = shadow_for(code);
+    if (shadow == NULL) {
+        return evaluate(ts, f, throwflag);
+    }
+    return run_on(ts, f, code, shadow, throwflag, false);
 }
 
 void
@@ -436,6 +463,10 @@ li_backend_init(PyObject *module)
 {
     (void)module;
     if (PyType_Ready(&li_site_type) < 0 || PyType_Ready(&li_shadow_type) < 0) {
+        return -1;
+    }
+    li_restart = PyErr_NewException("lowimpact._engine.Restart", NULL, NULL);
+    if (li_restart == NULL) {
         return -1;
     }
     return li_transparency_init();

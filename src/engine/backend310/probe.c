@@ -66,9 +66,21 @@ fire(li_site *s, PyObject *value)
     /* The code state and the map may go while callbacks run. */
     Py_INCREF(map->code);
     PyCodeObject *shadow = map->code;
+    uint64_t epoch = li_epoch;
     int result = li_call_tools(ts, s->event, tools, cs, s->orig, args, value != NULL ? 3 : 2);
     if (map->original != NULL && li_tools_at(map->cs, s->event, s->orig) == 0) {
         li_site_disarm(s);
+    }
+    /* Tools commonly turn on local events for a code object as it starts:
+       its frame has done nothing yet (but GEN_START), so it can start again
+       on the code it needs now.  Not under sys.settrace or sys.setprofile,
+       whose functions would see the frame start twice. */
+    if (result == 0 && s->event == LI_PY_START && epoch != li_epoch && map->original != NULL &&
+        ts->c_tracefunc == NULL && ts->c_profilefunc == NULL &&
+        (li_wanted_events(map->cs) & LI_PROBED_EVENTS) != map->events)
+    {
+        PyErr_SetNone(li_restart);
+        result = -1;
     }
     Py_DECREF(shadow);
     return result;

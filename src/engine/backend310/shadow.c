@@ -350,6 +350,8 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
     map->n_units = n_shadow;
     map->n_orig_units = n;
     map->n_sites = 0;
+    map->events = events;
+    map->after_start = -1;
     map->next = map->prev = NULL;
     map->orig_start = PyMem_Calloc((size_t)n_shadow + 1, sizeof(int32_t));
     map->orig_op = PyMem_Calloc((size_t)n_shadow + 1, sizeof(int32_t));
@@ -413,6 +415,9 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
             emit(out, &pos, has_value(event) ? CONTAINS_OP : UNARY_INVERT, 0, 1);
             emit(out, &pos, POP_TOP, 0, 1);
             s->first = (uint16_t)(out[2 * begin] | (out[2 * begin + 1] << 8));
+            if (event == LI_PY_START) {
+                map->after_start = pos;
+            }
             for (int u = begin; u < pos; u++) {
                 map->orig_start[u] = ins[i].start;
                 map->orig_op[u] = ins[i].op;
@@ -436,6 +441,9 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
         }
     }
     assert(pos == n_shadow);
+    if (map->after_start < 0) {
+        map->after_start = first < n_instrs ? map->shadow_start[ins[first].start] : 0;
+    }
     map->orig_start[n_shadow] = n;
     map->orig_op[n_shadow] = n;
     map->shadow_start[n] = n_shadow;
