@@ -136,6 +136,9 @@ def return_offsets(target: CodeLike) -> list[int]:
 
 
 def yield_offsets(target: CodeLike) -> list[int]:
+    # 3.10's `yield from` and `await` suspend at their YIELD_FROM.
+    if sys.version_info < (3, 11):
+        return offsets_of(target, "YIELD_VALUE", "YIELD_FROM")
     return offsets_of(target, "YIELD_VALUE")
 
 
