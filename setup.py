@@ -19,12 +19,14 @@ STACK = "src/stack"
 
 # One instrumentation back end per bytecode format.
 BACKENDS = {
+    (3, 10): "backend310",
     (3, 11): "backend311",
 }
 
 
 # The extension side of the C API, per interpreter (src/capi/capi.h).
 CAPI_EXTENSION_SIDE = {
+    (3, 10): "ext_engine.c",
     (3, 11): "ext_engine.c",
     (3, 12): "ext_312.c",
 }
@@ -65,7 +67,7 @@ def extensions():
     version = sys.version_info[:2]
     if sys.implementation.name != "cpython" or version < (3, 9):
         return []
-    if version < (3, 11):
+    if version < (3, 10):
         return stack_reader()
     include = [ENGINE, "src/shared", "src/lowimpact/include"]
     result = []

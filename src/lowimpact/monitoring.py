@@ -2,8 +2,8 @@
 
 On CPython 3.12 and newer this module re-exports the interpreter's own
 ``sys.monitoring`` (the very same function and constant objects), and adds
-:func:`clear_tool_id` where the interpreter lacks it.  On CPython 3.11 the
-same names come from lowimpact's C engine, which instruments bytecode only
+:func:`clear_tool_id` where the interpreter lacks it.  On CPython 3.10 and 3.11
+the same names come from lowimpact's C engine, which instruments bytecode only
 where events are wanted.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-_SUPPORTED = "CPython 3.11, 3.12 and 3.13"
+_SUPPORTED = "CPython 3.10, 3.11, 3.12 and 3.13"
 
 __all__ = [
     "use_tool_id",
@@ -33,7 +33,7 @@ __all__ = [
     "OPTIMIZER_ID",
 ]
 
-if sys.implementation.name != "cpython" or sys.version_info < (3, 11):
+if sys.implementation.name != "cpython" or sys.version_info < (3, 10):
     raise ImportError(
         "lowimpact.monitoring supports %s; this is %s %d.%d"
         % (_SUPPORTED, sys.implementation.name, *sys.version_info[:2])
@@ -83,6 +83,9 @@ else:
         use_tool_id,
     )
 
+if sys.version_info[:2] == (3, 11):
+    # The 3.11 back end moves running frames onto instrumented code through
+    # this function (3.10's reaches frames as they are evaluated).
     _lander = _engine._lander
 
     def _landing() -> object:

@@ -80,7 +80,7 @@ def _core():
         from lowimpact import _cover
     except ImportError as exc:
         raise CoverError(
-            "lowimpact cover needs CPython 3.11 or newer (this is %d.%d): %s"
+            "lowimpact cover needs CPython 3.10 or newer (this is %d.%d): %s"
             % (sys.version_info[0], sys.version_info[1], exc)
         ) from None
     return _cover
