@@ -83,17 +83,18 @@ else:
         use_tool_id,
     )
 
-if sys.version_info[:2] == (3, 11):
-    # The 3.11 back end moves running frames onto instrumented code through
-    # this function (3.10's reaches frames as they are evaluated).
-    _lander = _engine._lander
+    if hasattr(_engine, "_lander"):
+        # A back end that moves running frames onto instrumented code (3.11's)
+        # does it through this function; one that reaches frames as they are
+        # evaluated (3.10's) has none.
+        _lander = _engine._lander
 
-    def _landing() -> object:
-        # Called (without arguments) only by code the engine puts in running
-        # frames' way: truth-testing the lander moves the calling frame onto
-        # instrumented code.  Nothing here may be a call (profilers
-        # would see it).
-        return _lander.token if _lander else None
+        def _landing() -> object:
+            # Called (without arguments) only by code the engine puts in running
+            # frames' way: truth-testing the lander moves the calling frame onto
+            # instrumented code.  Nothing here may be a call (profilers
+            # would see it).
+            return _lander.token if _lander else None
 
-    _engine._exclude(_landing.__code__)
-    _engine._set_landing_function(_landing)
+        _engine._exclude(_landing.__code__)
+        _engine._set_landing_function(_landing)
