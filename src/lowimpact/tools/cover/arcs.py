@@ -46,9 +46,9 @@ _RETURNS = {name for name in ("RETURN_VALUE", "RETURN_CONST") if name in dis.opm
 _NO_FALL_THROUGH = {name for name in ("RERAISE", "RAISE_VARARGS") if name in dis.opmap}
 _JUMPS = set(dis.hasjrel) | set(dis.hasjabs)
 
-# The branch instructions the monitoring BRANCH event reports (the engine
-# on 3.10 and 3.11, 3.12/3.13 natively), with what each direction means for the value
-# tested: (when it jumps, when it goes on to the next instruction).
+# The branch instructions the monitoring BRANCH event reports (the engine on
+# 3.10 and 3.11, 3.12/3.13 natively), with what each direction means for the
+# value tested: (when it jumps, when it goes on to the next instruction).
 _BRANCH_MEANINGS = {
     "FOR_ITER": ("exhausted", "next item"),
     "POP_JUMP_IF_FALSE": ("false", "true"),
