@@ -252,6 +252,7 @@ GAPS_310 = {
         'cover/test_oracle.py::test_same_report_as_ctrace[branch_shapes-branches]',
         'cover/test_oracle.py::test_same_report_as_ctrace[branches-branches]',
         'cover/test_oracle.py::test_same_report_as_ctrace[dash_m-branches]',
+        'cover/test_oracle.py::test_same_report_as_ctrace[finally_shapes-branches]',
         'cover/test_oracle.py::test_same_report_as_ctrace[first_calls-branches]',
         'cover/test_oracle.py::test_same_report_as_ctrace[gen_async-branches]',
         'cover/test_oracle.py::test_same_report_as_ctrace[module_level-branches]',

@@ -84,8 +84,8 @@ data.write()
 @pytest.mark.skipif(sys.version_info >= (3, 12), reason=(
     "3.12+ have BRANCH natively (test_oracle.py); settrace's opcode events there do not "
     "give the pairs BRANCH gives (their differences are not analysed)"))
-@pytest.mark.parametrize("program", ["branches.py", "raises.py", "branch_shapes.py", "gen_async.py",
-                                     "module_level.py", "first_calls.py"])
+@pytest.mark.parametrize("program", ["branches.py", "raises.py", "branch_shapes.py", "finally_shapes.py",
+                                     "gen_async.py", "module_level.py", "first_calls.py"])
 def test_arcs_from_opcode_events_same_as_ctrace(program: str, tmp_path: Path) -> None:
     programs = copy_programs(tmp_path)
     (tmp_path / "ctrace").mkdir()
