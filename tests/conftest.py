@@ -215,7 +215,6 @@ GAPS_310 = {
         'clients/test_cpython_monitoring.py::test_cpython_test_monitoring',
         'clients/test_monitoring_debugger.py::test_session',
         'clients/test_monitoring_debugger.py::test_stdlib_bdb_agrees',
-        'debug/test_unsupported.py::test_debug_says_it_needs_311',
         'ide_debugpy/test_hook.py::test_other_versions_leave_pydevd_alone',
         'ide_debugpy/test_hook.py::test_pth_opt_in',
         'ide_debugpy/test_hook.py::test_vscode_launch',
@@ -226,7 +225,6 @@ GAPS_310 = {
         'ide_debugpy/test_sessions.py::test_hot_loop',
         'ide_debugpy/test_sessions.py::test_stepping',
         'ide_debugpy/test_sessions.py::test_uncaught_exception',
-        'profile/test_profile_cli.py::test_says_it_needs_311',
         'test_cli.py::test_c_events_bring_call',
         'test_cli.py::test_closed_stderr_does_not_disturb_the_program',
         'test_cli.py::test_default_traces_only_the_programs_directory',
@@ -293,6 +291,20 @@ GAPS_310 = {
     ],
     '3.10 back end: not analysed yet': [
         'conformance/test_threads.py::test_first_starts_of_a_function_on_two_threads',
+    ],
+    "lowimpact debug on 3.10: pdb sessions need frame.f_lineno jumps from callbacks, running frames reached and the CALL and exception events, which the 3.10 back end lacks yet": [
+        'debug/test_oracle.py::test_breakpoint_reaches_running_loop',
+        'debug/test_oracle.py::test_session_as_pdb',
+        'debug/test_oracle.py::test_set_trace_hook',
+    ],
+    "lowimpact profile on 3.10: calls of C functions (CALL, C_RETURN, C_RAISE) are not delivered by the 3.10 back end yet, so its stats miss them": [
+        'profile/test_profile_api.py::test_same_stats_as_cprofile',
+        'profile/test_profile_cli.py::test_outfile_is_a_pstats_file',
+        'profile/test_profile_cli.py::test_prints_stats_sorted_like_cprofile',
+        'profile/test_profile_cli.py::test_speedscope_collapsed_and_svg',
+        'profile/test_profile_oracle.py::test_counts_and_callers_equal_cprofiles',
+        'profile/test_profile_oracle.py::test_stdlib_json_suite_counts_equal_cprofiles',
+        'profile/test_profile_oracle.py::test_time_suspended_is_not_the_generators',
     ],
 }
 

@@ -39,8 +39,8 @@ units_for(unsigned int arg)
     return arg > 0xFFFFFF ? 4 : arg > 0xFFFF ? 3 : arg > 0xFF ? 2 : 1;
 }
 
-/* Lines of each unit from the 3.10 line table (-1: none).  0 or -1. */
-static int
+/* Lines of each unit from the 3.10 line table (-1: none). */
+static void
 decode_lines(PyCodeObject *code, int *lines, int n_units)
 {
     for (int u = 0; u < n_units; u++) {
@@ -63,7 +63,6 @@ decode_lines(PyCodeObject *code, int *lines, int n_units)
         }
         addr = end;
     }
-    return 0;
 }
 
 static int

@@ -47,7 +47,8 @@ li_transparency_init(void)
             PyErr_Format(PyExc_SystemError, "frame has no %s", def->name);
             return -1;
         }
-        /* The interpreter's own docstring, so that help() reads the same. */
+        /* The interpreter's own docstring, so that help() reads the same;
+           kept for ever, since the descriptor points into it. */
         PyObject *doc = PyObject_GetAttrString(old, "__doc__");
         if (doc == NULL) {
             return -1;
@@ -56,7 +57,6 @@ li_transparency_init(void)
             Py_DECREF(doc);
             return -1;
         }
-        /* Kept for ever: the descriptor points into it. */
         PyObject *descr = PyDescr_NewGetSet(&PyFrame_Type, def);
         if (descr == NULL) {
             return -1;
