@@ -215,28 +215,6 @@ GAPS_310 = {
         'clients/test_cpython_monitoring.py::test_cpython_test_monitoring',
         'clients/test_monitoring_debugger.py::test_session',
         'clients/test_monitoring_debugger.py::test_stdlib_bdb_agrees',
-        'cover/test_arcs.py::test_instructions_as_dis_reads_them',
-        'cover/test_cli.py::test_config_from_pyproject',
-        'cover/test_cli.py::test_coverage_reports_read_the_data',
-        'cover/test_cli.py::test_parallel_and_combine',
-        'cover/test_contexts.py::test_stopped_and_started_again_same_as_ctrace',
-        'cover/test_contexts.py::test_test_function_contexts_of_a_pytest_suite',
-        'cover/test_contexts.py::test_test_function_contexts_same_as_ctrace',
-        'cover/test_contexts.py::test_test_generator_thrown_into_same_as_ctrace',
-        'cover/test_core.py::test_a_test_generator_thrown_into_starts_its_context_again',
-        'cover/test_core.py::test_context_events_given_again_after_a_failure',
-        'cover/test_core.py::test_no_test_context_outlives_its_thread',
-        'cover/test_core.py::test_running_collector_dropped_in_a_cycle',
-        'cover/test_core.py::test_second_collector_sees_what_the_first_disabled',
-        'cover/test_oracle.py::test_same_report_as_ctrace',
-        'cover/test_subline.py::test_and_condition',
-        'cover/test_subline.py::test_columns_are_the_tested_values',
-        'cover/test_subline.py::test_conditional_expression',
-        'cover/test_subline.py::test_lone_conditional_expression',
-        'cover/test_subline.py::test_loop_condition_compiled_twice_is_one_point_each',
-        'cover/test_subline.py::test_statement_branches_alone_are_coverage_pys',
-        'cover/test_subline.py::test_text_report_lists_only_partly_run_lines',
-        'cover/test_subprocess.py::test_children_same_report_as_ctrace',
         'ide_debugpy/test_hook.py::test_other_versions_leave_pydevd_alone',
         'ide_debugpy/test_hook.py::test_pth_opt_in',
         'ide_debugpy/test_hook.py::test_vscode_launch',
@@ -262,6 +240,39 @@ GAPS_310 = {
         'test_cli.py::test_trace_default_events',
         'test_cli.py::test_trace_stays_on_the_original_stderr',
         'test_cli.py::test_tracer_in_process',
+    ],
+    "cover --branch on 3.10: the back end does not deliver BRANCH events yet (cover's 3.10 arcs are checked without them in cover/test_arcs_from_opcodes.py)": [
+        'cover/test_contexts.py::test_stopped_and_started_again_same_as_ctrace[branches-saved-at-end]',
+        'cover/test_contexts.py::test_stopped_and_started_again_same_as_ctrace[branches-saved-between]',
+        'cover/test_contexts.py::test_test_generator_thrown_into_same_as_ctrace[branches]',
+        'cover/test_core.py::test_running_collector_dropped_in_a_cycle',
+        'cover/test_core.py::test_second_collector_sees_what_the_first_disabled',
+        'cover/test_oracle.py::test_same_report_as_ctrace[branch_shapes-branches]',
+        'cover/test_oracle.py::test_same_report_as_ctrace[branches-branches]',
+        'cover/test_oracle.py::test_same_report_as_ctrace[dash_m-branches]',
+        'cover/test_oracle.py::test_same_report_as_ctrace[finally_shapes-branches]',
+        'cover/test_oracle.py::test_same_report_as_ctrace[first_calls-branches]',
+        'cover/test_oracle.py::test_same_report_as_ctrace[gen_async-branches]',
+        'cover/test_oracle.py::test_same_report_as_ctrace[module_level-branches]',
+        'cover/test_oracle.py::test_same_report_as_ctrace[omit_include-branches]',
+        'cover/test_oracle.py::test_same_report_as_ctrace[raises-branches]',
+        'cover/test_oracle.py::test_same_report_as_ctrace[stdlib_suites-branches]',
+        'cover/test_oracle.py::test_same_report_as_ctrace[threaded-branches]',
+        'cover/test_subprocess.py::test_children_same_report_as_ctrace[branches]',
+    ],
+    "cover's test contexts on 3.10: the back end does not deliver PY_UNWIND and PY_THROW yet, which end and restart a test's context": [
+        'cover/test_contexts.py::test_test_function_contexts_of_a_pytest_suite',
+        'cover/test_contexts.py::test_test_function_contexts_same_as_ctrace',
+        'cover/test_core.py::test_a_test_generator_thrown_into_starts_its_context_again',
+        'cover/test_core.py::test_context_events_given_again_after_a_failure',
+        'cover/test_core.py::test_no_test_context_outlives_its_thread',
+    ],
+    'cover subline on 3.10: no BRANCH events yet, and 3.10 has no columns to tell the branch points of one line apart': [
+        'cover/test_subline.py::test_and_condition',
+        'cover/test_subline.py::test_columns_are_the_tested_values',
+        'cover/test_subline.py::test_conditional_expression',
+        'cover/test_subline.py::test_lone_conditional_expression',
+        'cover/test_subline.py::test_loop_condition_compiled_twice_is_one_point_each',
     ],
     '3.10 back end: first starts of a code object build its shadow and allocate (no pre-built shadows yet)': [
         'conformance/test_first_calls.py::test_first_calls_allocate_nothing_the_collector_counts',
@@ -304,9 +315,9 @@ def pytest_collection_modifyitems(config, items):
         return
     reason_of = {test: reason for reason, tests in GAPS_310.items() for test in tests}
     for item in items:
-        node = item.nodeid.split("[")[0]
-        node = node[len("tests/"):] if node.startswith("tests/") else node
-        reason = reason_of.get(node)
+        # An entry names a test (all its parametrizations) or one of them.
+        full = item.nodeid[len("tests/"):] if item.nodeid.startswith("tests/") else item.nodeid
+        reason = reason_of.get(full) or reason_of.get(full.split("[")[0])
         if reason is not None:
             item.add_marker(pytest.mark.xfail(reason=reason, strict=False))
 
