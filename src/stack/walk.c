@@ -897,6 +897,9 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, const u
      * and is no generator's: one called by a frame that does as well lies
      * where its caller's frame ends (read_heads() checks) */
     int last_in_chunk = 0;
+    /* whether an entry frame lies between this frame and the one walked
+     * before it (LI_CALLED_C) */
+    int via_entry = 0;
     /* the bounds of the older chunk a frame outside the copy was last found
      * in (the next ones are most likely there too) */
     uint64_t chunk_range[2] = {0, 0};
@@ -970,6 +973,7 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, const u
             if (st != LI_OK) {
                 return st;
             }
+            via_entry = called == LI_CALLED_C;
             called = last_is_generator ? LI_CALLED_GENERATOR : LI_CALLED_PYTHON;
         }
         /* A thread list that a torn read made loop would walk real stacks
@@ -982,7 +986,7 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, const u
         }
         int in_chunk = copied && copy != s->outside && !last_is_generator;
         if (*count && last_in_chunk && in_chunk && L->code_framesize >= 0) {
-            s->frames[s->nframes - 1].at_callers_end = 1;
+            s->frames[s->nframes - 1].at_callers_end = via_entry ? 2 : 1;
         }
         last_in_chunk = in_chunk;
         li_raw_frame *f = &s->frames[s->nframes];
@@ -1062,6 +1066,54 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, const u
             return LI_TORN;
         }
         *runs_generator = 1;
+    }
+    return LI_OK;
+}
+
+/* LI_OK if the frame at `end`, where the frame of `caller` ends, is one
+ * that returned to `caller` and is being cleared, and `callee` lies where
+ * it ends, else LI_TORN: a frame called from C (through an entry frame)
+ * while a returning frame is cleared (a local's __del__, a weakref's
+ * callback: the interpreter unlinks the frame, clears its locals, then
+ * pops it) is pushed above the returning frame and linked to its caller.
+ * The returning frame, read now, must name `caller` as its previous, not
+ * be a generator's or an entry frame, and be at a plain return: one in a
+ * call (a callback, whose frame a torn read may show under the frame's
+ * caller) is at the call or at an instrumented instruction.  (A frame
+ * cleared while an exception unwinds it is at any instruction: torn.) */
+static li_status
+returning_between(li_target *t, uint64_t caller, uint64_t end, uint64_t callee)
+{
+    const li_layout *L = &t->layout;
+    unsigned char frame[LI_MAX_FRAME_SIZE];
+    if (L->op_return_value < 0 || (size_t)L->frame_size > sizeof frame) {
+        return LI_TORN;
+    }
+    int err = li_read(t, end, frame, (size_t)L->frame_size);
+    if (err) {
+        return li_status_of(t, err);
+    }
+    int owner = L->frame_owner >= 0 ? frame[L->frame_owner] : -1;
+    if (li_u64_at(frame, L->frame_back) != caller || owner == L->owner_cstack
+        || owner == L->owner_generator) {
+        return LI_TORN;
+    }
+    uint64_t code = li_u64_at(frame, L->frame_code), type = 0;
+    int32_t words = 0;
+    unsigned char op = 0;
+    struct iovec local[3] = {{&words, sizeof words}, {&type, sizeof type}, {&op, 1}};
+    struct iovec remote[3] = {
+        {(void *)(uintptr_t)(code + (uint64_t)L->code_framesize), sizeof words},
+        {(void *)(uintptr_t)(code + (uint64_t)L->object_type), sizeof type},
+        {(void *)(uintptr_t)li_u64_at(frame, L->frame_instr), 1}};
+    ssize_t got = process_vm_readv(t->pid, local, 3, remote, 3, 0);
+    if (got < 0) {
+        return li_status_of(t, errno);
+    }
+    if ((size_t)got != sizeof words + sizeof type + 1 || (t->code_type && type != t->code_type)
+        || words <= 0 || callee != end + (uint64_t)words * sizeof(uint64_t)
+        || (op != L->op_return_value && op != L->op_return_const)) {
+        return LI_TORN;
     }
     return LI_OK;
 }
@@ -1175,11 +1227,18 @@ read_heads(li_target *t, li_sample *s)
      * or the callback over itself. */
     for (size_t i = 0; i + 1 < s->nframes; i++) {
         const li_raw_frame *callee = &s->frames[i], *caller = &s->frames[i + 1];
-        if (callee->at_callers_end
-            && callee->addr != caller->addr
-                                  + (uint64_t)i32_at(caller->head, L->code_framesize)
-                                        * sizeof(uint64_t)) {
-            return LI_TORN;
+        if (!callee->at_callers_end) {
+            continue;
+        }
+        uint64_t end = caller->addr
+                       + (uint64_t)i32_at(caller->head, L->code_framesize) * sizeof(uint64_t);
+        if (callee->addr != end) {
+            li_status st = callee->at_callers_end == 2
+                               ? returning_between(t, caller->addr, end, callee->addr)
+                               : LI_TORN;
+            if (st != LI_OK) {
+                return st;
+            }
         }
     }
     return LI_OK;

@@ -244,3 +244,35 @@ def test_generator_and_coroutine_resumed_from_c(minor):
     finally:
         child.stdin.close()
         child.wait()
+
+
+FINALIZER = os.path.join(HERE, "finalizer.py")
+
+
+@pytest.mark.parametrize("minor", MINORS, ids=["3.%d" % m for m in MINORS])
+def test_finalizer_run_by_a_return(minor):
+    """A finalizer run while a returning frame is cleared (a local's
+    __del__) is read under the frame that called the returning one: its
+    frame lies above the returning frame's (3.12+: not where its caller's
+    frame ends), which is not a stack mixed from two moments."""
+    python = find_python(minor)
+    if python is None:
+        pytest.skip("CPython 3.%d is not installed" % minor)
+    child = subprocess.Popen([python, FINALIZER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True)
+    try:
+        assert child.stdout.readline() == "ready\n"
+        reader = attach(child.pid)
+        [stack] = read_stacks(reader)
+        at = markers(FINALIZER)
+        frames = [(f.name.rsplit(".", 1)[-1], f.line) for f in stack.frames
+                  if f.filename == FINALIZER]
+        assert frames[0] == ("<module>", at["caller"])
+        assert frames[-1] == ("__del__", at["finalizer"])
+        # (3.11 still links the finalizer's frame to the returning one.)
+        assert [name for name, _ in frames[1:-1]] in ([], ["returns"])
+        assert all(reader.sample() is not None for _ in range(20))
+        assert reader.samples_dropped == 0
+    finally:
+        child.stdin.close()
+        child.wait()
