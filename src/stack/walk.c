@@ -356,10 +356,13 @@ under_instrumentation(li_target *t, uint64_t code, int64_t index, unsigned char 
     int64_t fields[2] = {L->monitoring_lines, L->monitoring_per_instruction_opcodes};
     uint64_t arrays[2];
     err = monitoring ? read_fields(t, monitoring, fields, arrays, 2) : EFAULT;
+    /* (index comes from the frame's position, not yet checked against its
+     * code's size (read_heads()): the address is computed unsigned, and a
+     * torn one only makes the read fail or read some other byte.) */
     if (err == 0 && *op == L->op_instrumented_line) {
-        err = arrays[0] ? li_read(t, arrays[0] + (uint64_t)(index * L->line_data_size
-                                                             + L->line_data_opcode), op, 1)
-                        : EFAULT;
+        uint64_t at = (uint64_t)index * (uint64_t)L->line_data_size
+                      + (uint64_t)L->line_data_opcode;
+        err = arrays[0] ? li_read(t, arrays[0] + at, op, 1) : EFAULT;
     }
     if (err == 0 && *op == L->op_instrumented_instruction) {
         err = arrays[1] ? li_read(t, arrays[1] + (uint64_t)index, op, 1) : EFAULT;
