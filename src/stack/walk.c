@@ -790,15 +790,16 @@ stayed_on(li_target *t, const li_sample *s, size_t first, size_t count, uint64_t
  * that runs, again in a second copy made the same way (3.10's genloop
  * kept the generator alone in 1 of 4,000-100,000 samples).  The C frames
  * tell: each points to the C frame below it, and the thread's first
- * (3.11), or its first `count`, one per frame (3.10), lead to the thread
- * state's root C frame, where any more lead to frames of the stack that
- * the read missed. */
+ * `links` lead to the thread state's root C frame, where any more lead to
+ * frames of the stack that the read missed: one per frame walked (3.10),
+ * or one per frame walked that was entered from C (3.11: is_entry, the
+ * generator's and any called back from C above it, as by sorted()'s key;
+ * counting one alone tore every read of such a stack). */
 static li_status
-runs_in_first_cframe(li_target *t, uint64_t tstate, uint64_t cframe, size_t count, int *first)
+runs_in_first_cframe(li_target *t, uint64_t tstate, uint64_t cframe, size_t links, int *first)
 {
     const li_layout *L = &t->layout;
     uint64_t root = tstate + (uint64_t)L->tstate_root_cframe;
-    size_t links = L->cframes_per_frame ? count : 1;
     *first = 0;
     for (size_t i = 0; i < links; i++) {
         if (cframe == 0 || cframe == root) {
@@ -903,6 +904,8 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, const u
     /* whether an entry frame lies between this frame and the one walked
      * before it (LI_CALLED_C) */
     int via_entry = 0;
+    /* frames walked that began a C frame of their own (frame_is_entry) */
+    size_t entries = 0;
     /* the bounds of the older chunk a frame outside the copy was last found
      * in (the next ones are most likely there too) */
     uint64_t chunk_range[2] = {0, 0};
@@ -977,6 +980,7 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, const u
                 return st;
             }
             via_entry = called == LI_CALLED_C;
+            entries += L->frame_is_entry >= 0 && buf[L->frame_is_entry] != 0;
             called = last_is_generator ? LI_CALLED_GENERATOR : LI_CALLED_PYTHON;
         }
         /* A thread list that a torn read made loop would walk real stacks
@@ -1015,7 +1019,8 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, const u
         }
         if (L->cframe_previous >= 0) {
             int first;
-            li_status st = runs_in_first_cframe(t, tstate, tv[5], *count, &first);
+            size_t links = L->cframes_per_frame ? *count : entries ? entries : 1;
+            li_status st = runs_in_first_cframe(t, tstate, tv[5], links, &first);
             if (st != LI_OK) {
                 return st;
             }
