@@ -1084,8 +1084,9 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, const u
  * while a returning frame is cleared (a local's __del__, a weakref's
  * callback: the interpreter unlinks the frame, clears its locals, then
  * pops it) is pushed above the returning frame and linked to its caller.
- * The returning frame, read now, must name `caller` as its previous, not
- * be a generator's or an entry frame, and be at a plain return: one in a
+ * The returning frame, read now, must name `caller` as its previous (or
+ * an entry frame that does, if C called it), not be a generator's or an
+ * entry frame, and be at a plain return: one in a
  * call (a callback, whose frame a torn read may show under the frame's
  * caller) is at the call or at an instrumented instruction.  (A frame
  * cleared while an exception unwinds it is at any instruction: torn.) */
@@ -1102,9 +1103,22 @@ returning_between(li_target *t, uint64_t caller, uint64_t end, uint64_t callee)
         return li_status_of(t, err);
     }
     int owner = L->frame_owner >= 0 ? frame[L->frame_owner] : -1;
-    if (li_u64_at(frame, L->frame_back) != caller || owner == L->owner_cstack
-        || owner == L->owner_generator) {
+    uint64_t back = li_u64_at(frame, L->frame_back);
+    if (owner == L->owner_cstack || owner == L->owner_generator) {
         return LI_TORN;
+    }
+    if (back != caller) {
+        /* The returning frame was called from C: its previous is the entry
+         * frame of that call, whose previous is the caller. */
+        unsigned char entry[LI_MAX_FRAME_SIZE];
+        err = li_read(t, back, entry, (size_t)L->frame_size);
+        if (err) {
+            return li_status_of(t, err);
+        }
+        if (L->frame_owner < 0 || entry[L->frame_owner] != L->owner_cstack
+            || li_u64_at(entry, L->frame_back) != caller) {
+            return LI_TORN;
+        }
     }
     uint64_t code = li_u64_at(frame, L->frame_code), type = 0;
     int32_t words = 0;

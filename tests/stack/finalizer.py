@@ -13,9 +13,13 @@ class Finalized:
         print("ready", flush=True); sys.stdin.read()  # noqa: E702  # at: finalizer
 
 
-def returns():
+def returns(*args):
     held = Finalized()  # noqa: F841 (finalized when the frame is cleared)
     return 1
 
 
-returns()  # at: caller
+if sys.argv[1:] == ["from-c"]:
+    # (The returning frame called from C: an entry frame below it.)
+    list(map(returns, [1]))  # at: caller_c
+else:
+    returns()  # at: caller

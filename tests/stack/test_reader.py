@@ -221,14 +221,15 @@ CBOTTOM = os.path.join(HERE, "cbottom.py")
 
 
 @contextlib.contextmanager
-def ready_child(minor, program):
-    """A CPython 3.minor child running *program* (one of this directory's,
-    which prints "ready" once parked and waits until its stdin closes)."""
+def ready_child(minor, program, *args):
+    """A CPython 3.minor child running *program* with *args* (one of this
+    directory's, which prints "ready" once parked and waits until its stdin
+    closes)."""
     python = find_python(minor)
     if python is None:
         pytest.skip("CPython 3.%d is not installed" % minor)
-    child = subprocess.Popen([python, program], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL, text=True)
+    child = subprocess.Popen([python, program, *args], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert child.stdout.readline() == "ready\n"
         yield child
@@ -258,19 +259,20 @@ def test_generator_and_coroutine_resumed_from_c(minor):
 FINALIZER = os.path.join(HERE, "finalizer.py")
 
 
+@pytest.mark.parametrize("from_c", [False, True], ids=["", "from-c"])
 @pytest.mark.parametrize("minor", MINORS, ids=["3.%d" % m for m in MINORS])
-def test_finalizer_run_by_a_return(minor):
+def test_finalizer_run_by_a_return(minor, from_c):
     """A finalizer run while a returning frame is cleared (a local's
     __del__) is read under the frame that called the returning one: its
     frame lies above the returning frame's (3.12+: not where its caller's
     frame ends), which is not a stack mixed from two moments."""
-    with ready_child(minor, FINALIZER) as child:
+    with ready_child(minor, FINALIZER, *(["from-c"] if from_c else [])) as child:
         reader = attach(child.pid)
         [stack] = read_stacks(reader)
         at = markers(FINALIZER)
         frames = [(f.name.rsplit(".", 1)[-1], f.line) for f in stack.frames
                   if f.filename == FINALIZER]
-        assert frames[0] == ("<module>", at["caller"])
+        assert frames[0] == ("<module>", at["caller_c" if from_c else "caller"])
         assert frames[-1] == ("__del__", at["finalizer"])
         # (3.11 still links the finalizer's frame to the returning one.)
         assert [name for name, _ in frames[1:-1]] in ([], ["returns"])
