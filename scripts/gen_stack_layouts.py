@@ -132,6 +132,10 @@ def layout_fields(minor: int) -> List[Tuple[str, str]]:
             # -1 when a frame resumes (_PyFrame_GetStackPointer).
             ("frame_stacktop",
              "offsetof(_PyInterpreterFrame, stacktop)" if minor >= 12 else absent),
+            # 3.11: whether a frame began a call of _PyEval_EvalFrameDefault
+            # (a C frame of its own, entered from C).
+            ("frame_is_entry",
+             "offsetof(_PyInterpreterFrame, is_entry)" if minor == 11 else absent),
             # The instructions a frame is at when it has returned or
             # suspended (3.12+: with its stacktop set, not in a call).
         ] + [("op_" + op.lower(), op if minor >= 12 or op in ("RETURN_VALUE", "YIELD_VALUE")
@@ -167,6 +171,7 @@ def layout_fields(minor: int) -> List[Tuple[str, str]]:
             ("frame_instr", absent),
             ("frame_owner", absent),
             ("frame_stacktop", absent),
+            ("frame_is_entry", absent),
         ] + [("op_" + op.lower(), absent)
              for op in ("RETURN_VALUE", "RETURN_CONST", "YIELD_VALUE",
                         "INSTRUMENTED_RETURN_VALUE", "INSTRUMENTED_RETURN_CONST",

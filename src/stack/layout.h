@@ -111,6 +111,9 @@ typedef struct li_layout {
     /* int stacktop, where the interpreter sets it to -1 whenever a frame
      * runs and to 0 or more when it calls a Python frame (3.12+), or -1 */
     int64_t frame_stacktop;
+    /* 3.11 (else -1): bool is_entry, set in a frame that began a call of
+     * _PyEval_EvalFrameDefault (entered from C, in a C frame of its own) */
+    int64_t frame_is_entry;
     /* Opcodes (3.11+, each -1 where the version has none) of the
      * instructions a frame is at when it has returned or suspended (3.12+:
      * where one whose stacktop is set is not in a call). */

@@ -88,7 +88,10 @@ typedef struct li_raw_frame {
      * freed one was */
     uint64_t name_hash;
     /* it and its caller (the next frame) lie in the chunk's copy, neither
-     * a generator's: it must start where its caller's frame ends (3.12+) */
+     * a generator's: it must start where its caller's frame ends (3.12+),
+     * 1; 2 if an entry frame lies between them, where it may also start
+     * where a frame returning to the caller ends (walk.c,
+     * returning_between()); else 0 */
     int at_callers_end;
 } li_raw_frame;
 

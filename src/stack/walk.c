@@ -356,10 +356,13 @@ under_instrumentation(li_target *t, uint64_t code, int64_t index, unsigned char 
     int64_t fields[2] = {L->monitoring_lines, L->monitoring_per_instruction_opcodes};
     uint64_t arrays[2];
     err = monitoring ? read_fields(t, monitoring, fields, arrays, 2) : EFAULT;
+    /* (index comes from the frame's position, not yet checked against its
+     * code's size (read_heads()): the address is computed unsigned, and a
+     * torn one only makes the read fail or read some other byte.) */
     if (err == 0 && *op == L->op_instrumented_line) {
-        err = arrays[0] ? li_read(t, arrays[0] + (uint64_t)(index * L->line_data_size
-                                                             + L->line_data_opcode), op, 1)
-                        : EFAULT;
+        uint64_t at = (uint64_t)index * (uint64_t)L->line_data_size
+                      + (uint64_t)L->line_data_opcode;
+        err = arrays[0] ? li_read(t, arrays[0] + at, op, 1) : EFAULT;
     }
     if (err == 0 && *op == L->op_instrumented_instruction) {
         err = arrays[1] ? li_read(t, arrays[1] + (uint64_t)index, op, 1) : EFAULT;
@@ -787,15 +790,16 @@ stayed_on(li_target *t, const li_sample *s, size_t first, size_t count, uint64_t
  * that runs, again in a second copy made the same way (3.10's genloop
  * kept the generator alone in 1 of 4,000-100,000 samples).  The C frames
  * tell: each points to the C frame below it, and the thread's first
- * (3.11), or its first `count`, one per frame (3.10), lead to the thread
- * state's root C frame, where any more lead to frames of the stack that
- * the read missed. */
+ * `links` lead to the thread state's root C frame, where any more lead to
+ * frames of the stack that the read missed: one per frame walked (3.10),
+ * or one per frame walked that was entered from C (3.11: is_entry, the
+ * generator's and any called back from C above it, as by sorted()'s key;
+ * counting one alone tore every read of such a stack). */
 static li_status
-runs_in_first_cframe(li_target *t, uint64_t tstate, uint64_t cframe, size_t count, int *first)
+runs_in_first_cframe(li_target *t, uint64_t tstate, uint64_t cframe, size_t links, int *first)
 {
     const li_layout *L = &t->layout;
     uint64_t root = tstate + (uint64_t)L->tstate_root_cframe;
-    size_t links = L->cframes_per_frame ? count : 1;
     *first = 0;
     for (size_t i = 0; i < links; i++) {
         if (cframe == 0 || cframe == root) {
@@ -897,6 +901,11 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, const u
      * and is no generator's: one called by a frame that does as well lies
      * where its caller's frame ends (read_heads() checks) */
     int last_in_chunk = 0;
+    /* whether an entry frame lies between this frame and the one walked
+     * before it (LI_CALLED_C) */
+    int via_entry = 0;
+    /* frames walked that began a C frame of their own (frame_is_entry) */
+    size_t entries = 0;
     /* the bounds of the older chunk a frame outside the copy was last found
      * in (the next ones are most likely there too) */
     uint64_t chunk_range[2] = {0, 0};
@@ -970,6 +979,8 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, const u
             if (st != LI_OK) {
                 return st;
             }
+            via_entry = called == LI_CALLED_C;
+            entries += L->frame_is_entry >= 0 && buf[L->frame_is_entry] != 0;
             called = last_is_generator ? LI_CALLED_GENERATOR : LI_CALLED_PYTHON;
         }
         /* A thread list that a torn read made loop would walk real stacks
@@ -982,7 +993,7 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, const u
         }
         int in_chunk = copied && copy != s->outside && !last_is_generator;
         if (*count && last_in_chunk && in_chunk && L->code_framesize >= 0) {
-            s->frames[s->nframes - 1].at_callers_end = 1;
+            s->frames[s->nframes - 1].at_callers_end = via_entry ? 2 : 1;
         }
         last_in_chunk = in_chunk;
         li_raw_frame *f = &s->frames[s->nframes];
@@ -1008,7 +1019,8 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, const u
         }
         if (L->cframe_previous >= 0) {
             int first;
-            li_status st = runs_in_first_cframe(t, tstate, tv[5], *count, &first);
+            size_t links = L->cframes_per_frame ? *count : entries ? entries : 1;
+            li_status st = runs_in_first_cframe(t, tstate, tv[5], links, &first);
             if (st != LI_OK) {
                 return st;
             }
@@ -1062,6 +1074,68 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, const u
             return LI_TORN;
         }
         *runs_generator = 1;
+    }
+    return LI_OK;
+}
+
+/* LI_OK if the frame at `end`, where the frame of `caller` ends, is one
+ * that returned to `caller` and is being cleared, and `callee` lies where
+ * it ends, else LI_TORN: a frame called from C (through an entry frame)
+ * while a returning frame is cleared (a local's __del__, a weakref's
+ * callback: the interpreter unlinks the frame, clears its locals, then
+ * pops it) is pushed above the returning frame and linked to its caller.
+ * The returning frame, read now, must name `caller` as its previous (or
+ * an entry frame that does, if C called it), not be a generator's or an
+ * entry frame, and be at a plain return: one in a
+ * call (a callback, whose frame a torn read may show under the frame's
+ * caller) is at the call or at an instrumented instruction.  (A frame
+ * cleared while an exception unwinds it is at any instruction: torn.) */
+static li_status
+returning_between(li_target *t, uint64_t caller, uint64_t end, uint64_t callee)
+{
+    const li_layout *L = &t->layout;
+    unsigned char frame[LI_MAX_FRAME_SIZE];
+    if (L->op_return_value < 0 || (size_t)L->frame_size > sizeof frame) {
+        return LI_TORN;
+    }
+    int err = li_read(t, end, frame, (size_t)L->frame_size);
+    if (err) {
+        return li_status_of(t, err);
+    }
+    int owner = L->frame_owner >= 0 ? frame[L->frame_owner] : -1;
+    uint64_t back = li_u64_at(frame, L->frame_back);
+    if (owner == L->owner_cstack || owner == L->owner_generator) {
+        return LI_TORN;
+    }
+    if (back != caller) {
+        /* The returning frame was called from C: its previous is the entry
+         * frame of that call, whose previous is the caller. */
+        unsigned char entry[LI_MAX_FRAME_SIZE];
+        err = li_read(t, back, entry, (size_t)L->frame_size);
+        if (err) {
+            return li_status_of(t, err);
+        }
+        if (L->frame_owner < 0 || entry[L->frame_owner] != L->owner_cstack
+            || li_u64_at(entry, L->frame_back) != caller) {
+            return LI_TORN;
+        }
+    }
+    uint64_t code = li_u64_at(frame, L->frame_code), type = 0;
+    int32_t words = 0;
+    unsigned char op = 0;
+    struct iovec local[3] = {{&words, sizeof words}, {&type, sizeof type}, {&op, 1}};
+    struct iovec remote[3] = {
+        {(void *)(uintptr_t)(code + (uint64_t)L->code_framesize), sizeof words},
+        {(void *)(uintptr_t)(code + (uint64_t)L->object_type), sizeof type},
+        {(void *)(uintptr_t)li_u64_at(frame, L->frame_instr), 1}};
+    ssize_t got = process_vm_readv(t->pid, local, 3, remote, 3, 0);
+    if (got < 0) {
+        return li_status_of(t, errno);
+    }
+    if ((size_t)got != sizeof words + sizeof type + 1 || (t->code_type && type != t->code_type)
+        || words <= 0 || callee != end + (uint64_t)words * sizeof(uint64_t)
+        || (op != L->op_return_value && op != L->op_return_const)) {
+        return LI_TORN;
     }
     return LI_OK;
 }
@@ -1175,11 +1249,18 @@ read_heads(li_target *t, li_sample *s)
      * or the callback over itself. */
     for (size_t i = 0; i + 1 < s->nframes; i++) {
         const li_raw_frame *callee = &s->frames[i], *caller = &s->frames[i + 1];
-        if (callee->at_callers_end
-            && callee->addr != caller->addr
-                                  + (uint64_t)i32_at(caller->head, L->code_framesize)
-                                        * sizeof(uint64_t)) {
-            return LI_TORN;
+        if (!callee->at_callers_end) {
+            continue;
+        }
+        uint64_t end = caller->addr
+                       + (uint64_t)i32_at(caller->head, L->code_framesize) * sizeof(uint64_t);
+        if (callee->addr != end) {
+            li_status st = callee->at_callers_end == 2
+                               ? returning_between(t, caller->addr, end, callee->addr)
+                               : LI_TORN;
+            if (st != LI_OK) {
+                return st;
+            }
         }
     }
     return LI_OK;

@@ -33,6 +33,7 @@ static const li_layout li_layout_py309 = {
     .frame_instr = -1,
     .frame_owner = -1,
     .frame_stacktop = -1,
+    .frame_is_entry = -1,
     .op_return_value = -1,
     .op_return_const = -1,
     .op_yield_value = -1,

@@ -33,6 +33,7 @@ static const li_layout li_layout_py311 = {
     .frame_instr = 56,
     .frame_owner = 69,
     .frame_stacktop = -1,
+    .frame_is_entry = 68,
     .op_return_value = 83,
     .op_return_const = -1,
     .op_yield_value = 86,

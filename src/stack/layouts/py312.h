@@ -33,6 +33,7 @@ static const li_layout li_layout_py312 = {
     .frame_instr = 56,
     .frame_owner = 70,
     .frame_stacktop = 64,
+    .frame_is_entry = -1,
     .op_return_value = 83,
     .op_return_const = 121,
     .op_yield_value = 150,
