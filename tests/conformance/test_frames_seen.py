@@ -756,3 +756,84 @@ def test_trace_function_set_after_an_audit_hook_turned_events_on(tmp_path: Any, 
     plain, monitored = json.loads(done.stdout)
     assert plain.startswith("(") and ", [(" in plain, "the trace function saw the frame: " + plain
     assert monitored == plain
+
+
+FROM_A_CALLBACK_SOURCE = '''
+def deep():
+    turn_on()
+    return 4
+
+def wrap(x):
+    mark(sys._getframe(1))
+    return x
+
+def deepest():
+    a = 1
+    x = (deep(), wrap(a),
+         a, wrap(a))
+    return x
+'''
+
+
+@pytest.mark.parametrize("events", ["INSTRUCTION", "CALL"])
+def test_trace_function_set_by_a_callback_of_a_reached_frame(M: Any, tool: Tool,
+                                                             events: str) -> None:
+    """Events go on while a frame waits in a call; when it goes on, the
+    first callback of its events sets a trace function, with f_trace and
+    f_trace_opcodes on the frame, which then fills its stack: the trace
+    function sees what it sees when the same is done at the same point
+    without monitoring.  On the engine the frame, reached while running,
+    may have gone on onto a shadow using the value slot after its
+    allocation; it waits in the probe's call as the trace function comes,
+    where it cannot move, and its next probe at the deepest stack met the
+    trace function's frame there: the probe popped the trace function (a
+    reference lost, its event lost), and later a crash."""
+    E = M.events
+    wanted = getattr(E, events)
+
+    def run(monitored: bool) -> tuple:
+        namespace: dict = {"__name__": "from_a_callback", "sys": sys}
+        exec(compile(FROM_A_CALLBACK_SOURCE, "<from_a_callback>", "exec"), namespace)
+        function = namespace["deepest"]
+        first_line = function.__code__.co_firstlineno
+        seen: list = []
+
+        def tracer(frame: Any, event: str, arg: Any) -> Any:
+            if frame.f_code is function.__code__ and event != "opcode":
+                seen.append((event, frame.f_lineno - first_line))
+            return tracer
+
+        def start(frame: Any) -> None:
+            if frame.f_code is function.__code__ and frame.f_trace is None:
+                frame.f_trace = tracer
+                frame.f_trace_opcodes = True
+                sys.settrace(tracer)
+
+        def turn_on() -> None:
+            if monitored:
+                tool.set_events(wanted)
+            elif events == "INSTRUCTION":
+                start(sys._getframe(2))   # as the first instruction after the call
+
+        def callback(code: Any, *args: Any) -> None:
+            if code is function.__code__:
+                start(sys._getframe(1))
+
+        def mark(frame: Any) -> None:
+            if not monitored and events == "CALL":
+                start(frame)
+
+        tool.register(wanted, callback)
+        namespace["turn_on"] = turn_on
+        namespace["mark"] = mark
+        references = sys.getrefcount(tracer)
+        try:
+            result = function()
+        finally:
+            sys.settrace(None)
+            tool.set_events(0)
+        return result, seen, sys.getrefcount(tracer) - references
+
+    plain = run(False)
+    assert plain[1], "the trace function saw the frame"
+    assert run(True) == plain

@@ -798,6 +798,12 @@ int li_frame_capacity(PyThreadState *ts, _PyInterpreterFrame *frame,
  * its thread does not trace: what li_frame_capacity counts then. */
 bool li_frame_borrows(PyThreadState *ts, _PyInterpreterFrame *frame,
                       _PyInterpreterFrame *above);
+/* Frame `frame`, running on thread `ts`, which traces or is about to,
+ * gets the slot after its allocation for good when its code needs it (it
+ * borrowed it: a shadow bigger than its allocation), if the frame is the
+ * top one of the thread's data stack: for the end of a probe whose
+ * callbacks set a trace function, where the frame could not move. */
+void li_frame_claim_slot(PyThreadState *ts, _PyInterpreterFrame *frame);
 /* Thread `ts` (not NULL) is about to get a trace function: while the frame
  * that asked for it waits for sys.settrace (or PyEval_SetTrace) to return,
  * li_frame_capacity counts no borrowed slot for its frames.  0 or -1. */

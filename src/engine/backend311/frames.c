@@ -167,6 +167,28 @@ li_frame_borrows(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterFr
            data_stack_capacity(ts, frame, above, false) > data_stack_capacity(ts, frame, above, true);
 }
 
+void
+li_frame_claim_slot(PyThreadState *ts, _PyInterpreterFrame *frame)
+{
+    /* Its allocation ends at the data stack's top while it is the top
+       frame of the thread's current chunk. */
+    PyObject **lo = (PyObject **)ts->datastack_chunk;
+    if (frame->owner != FRAME_OWNED_BY_THREAD || ts->cframe->current_frame != frame ||
+        (PyObject **)frame < lo || (PyObject **)frame >= ts->datastack_top ||
+        ts->datastack_top >= ts->datastack_limit ||
+        (ts->c_tracefunc == NULL && !trace_pending(ts)))
+    {
+        return;
+    }
+    int room = data_stack_capacity(ts, frame, NULL, true);
+    if (frame->f_code->co_stacksize > room) {
+        /* CPython puts the top back at the frame's start when it returns:
+           the slot stays the frame's until then, and frames it calls (a
+           trace function's among them) start after it. */
+        ts->datastack_top++;
+    }
+}
+
 int
 li_unseen_frames_capacity(PyCodeObject *code)
 {

@@ -597,6 +597,10 @@ after_events(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, l
        too: it may run long, on disarmed probes. */
     bool move = lp->outdated || (lp->obsolete && lp->entry_probe >= 0 &&
                                  p == &lp->probes[lp->entry_probe]);
+    /* A callback set a trace function (li_backend_trace_coming() could not
+       move the frame, which runs this probe): its frame would start on the
+       slot this frame may have borrowed for its next probe or stub. */
+    li_frame_claim_slot(tstate, frame);
     li_landing to = {p->resume_unit, p->resume_phase};
     li_unwind unwind = {0, -1};
     /* A callback set the frame's f_lineno (jump.c; it checked that the

@@ -613,6 +613,12 @@ stop_borrowing(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterFram
             return -1;
         }
     }
+    else if (too_big && li_frame_in_probe(frame)) {
+        /* Its probe's callbacks set the trace function: the probe's end
+           gives the frame the slot (li_frame_claim_slot()), which its
+           fast path reaches once the epoch changed. */
+        li_dispatch_changed();
+    }
     return 0;
 }
 
