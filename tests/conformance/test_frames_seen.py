@@ -758,7 +758,7 @@ def test_trace_function_set_after_an_audit_hook_turned_events_on(tmp_path: Any, 
     assert monitored == plain
 
 
-FROM_A_CALLBACK_SOURCE = '''
+TRACE_INSIDE_SOURCE = '''
 def deep():
     turn_on()
     return 4
@@ -767,12 +767,72 @@ def wrap(x):
     mark(sys._getframe(1))
     return x
 
+def key(v):
+    start(sys._getframe(1))
+    return v
+
 def deepest():
     a = 1
     x = (deep(), wrap(a),
          a, wrap(a))
     return x
+
+def deepest_in_c():
+    a = 1
+    deep()
+    y = sorted([2, 1], key=key)
+    x = (a, a, wrap(a))
+    return x, y
 '''
+
+
+def _trace_set_inside(name: str, tool: Tool, wanted: int, monitored: bool,
+                      starts: tuple) -> tuple:
+    """Runs function `name` of a fresh TRACE_INSIDE_SOURCE, whose functions call
+    turn_on(), which turns `wanted` on for `tool` if `monitored`, and may
+    call start(frame) or mark(frame), which set a trace function on the
+    thread and on `frame` (if it is the function's), with f_trace_opcodes.
+    Which of 'turn_on' (at the caller of the function that calls it),
+    'mark' and 'callback' (the tool's callbacks, at the frame) start it is
+    `starts`.  (Its result, what the trace function saw of the frame, opcode
+    events left out, and the references to the trace function it left.)"""
+    namespace: dict = {"__name__": "trace_set_inside", "sys": sys}
+    exec(compile(TRACE_INSIDE_SOURCE, "<trace_set_inside>", "exec"), namespace)
+    function = namespace[name]
+    first_line = function.__code__.co_firstlineno
+    seen: list = []
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code is function.__code__ and event != "opcode":
+            seen.append((event, frame.f_lineno - first_line))
+        return tracer
+
+    def start(frame: Any) -> None:
+        if frame.f_code is function.__code__ and frame.f_trace is None:
+            frame.f_trace = tracer
+            frame.f_trace_opcodes = True
+            sys.settrace(tracer)
+
+    def turn_on() -> None:
+        if monitored:
+            tool.set_events(wanted)
+        elif "turn_on" in starts:
+            start(sys._getframe(2))
+
+    def callback(code: Any, *args: Any) -> None:
+        if "callback" in starts and code is function.__code__:
+            start(sys._getframe(1))
+
+    tool.register(wanted, callback)
+    namespace.update(turn_on=turn_on, start=start,
+                     mark=lambda frame: start(frame) if "mark" in starts else None)
+    references = sys.getrefcount(tracer)
+    try:
+        result = function()
+    finally:
+        sys.settrace(None)
+        tool.set_events(0)
+    return result, seen, sys.getrefcount(tracer) - references
 
 
 @pytest.mark.parametrize("events", ["INSTRUCTION", "CALL"])
@@ -788,52 +848,110 @@ def test_trace_function_set_by_a_callback_of_a_reached_frame(M: Any, tool: Tool,
     where it cannot move, and its next probe at the deepest stack met the
     trace function's frame there: the probe popped the trace function (a
     reference lost, its event lost), and later a crash."""
+    wanted = getattr(M.events, events)
+    # Unmonitored, as the first instruction after the call, or the first call.
+    plain = _trace_set_inside("deepest", tool, wanted, False,
+                              ("turn_on",) if events == "INSTRUCTION" else ("mark",))
+    assert plain[1], "the trace function saw the frame"
+    assert _trace_set_inside("deepest", tool, wanted, True, ("callback",)) == plain
+
+
+@pytest.mark.parametrize("events", ["INSTRUCTION", "CALL"])
+def test_trace_function_set_while_a_reached_frame_waits_in_c(M: Any, tool: Tool,
+                                                             events: str) -> None:
+    """Events go on while a frame waits in a call, and it goes on; then a
+    function that C code (sorted's key) calls for it sets a trace function,
+    with f_trace and f_trace_opcodes on the frame, which then fills its
+    stack: the trace function sees what it sees without monitoring.  On the
+    engine the frame may run a shadow using the value slot after its
+    allocation; it waits in C as the trace function comes, where it cannot
+    move, and its probe at the deepest stack met the trace function's frame
+    there (a crash)."""
+    wanted = getattr(M.events, events)
+    plain = _trace_set_inside("deepest_in_c", tool, wanted, False, ())
+    assert plain[1], "the trace function saw the frame"
+    assert _trace_set_inside("deepest_in_c", tool, wanted, True, ()) == plain
+
+
+TRACED_DEEPEST_SOURCE = '''
+def deep():
+    turn_on()
+    return 4
+
+def wrap(x):
+    return x
+
+class Turning:
+    @property
+    def on(self):
+        turn_on()
+        return 5
+
+def deepest():
+    a = 1
+    x = (deep(), a, a, wrap(a))
+    y = (a, a, a, wrap(a))
+    return x, y
+
+def deepest_attribute():
+    a = 1
+    x = (a, a, Turning().on)
+    y = (a, a, a, wrap(a))
+    return x, y
+'''
+
+
+@pytest.mark.parametrize("name", ["deepest", "deepest_attribute"])
+@pytest.mark.parametrize("opcodes", [False, True])
+def test_frame_of_a_traced_thread_reached_at_its_deepest(M: Any, tool: Tool, name: str,
+                                                         opcodes: bool) -> None:
+    """A thread traces (sys.settrace, with or without f_trace_opcodes) and
+    events go on while one of its frames waits in a call (Python, or a
+    property from C): the frame gets its CALL events at its deepest stack,
+    as natively, and the trace function sees what it sees unmonitored.  On
+    the engine, such a frame had no room there for the shadow it needed
+    (the slot after its allocation, which frames of a thread that traces
+    may not borrow) and went on in its original without events; a
+    trampoline in the inline cache of the call it waited in, placed for
+    room it did not have, met the trace function's frame ('bad operand
+    type for unary +')."""
     E = M.events
-    wanted = getattr(E, events)
 
     def run(monitored: bool) -> tuple:
-        namespace: dict = {"__name__": "from_a_callback", "sys": sys}
-        exec(compile(FROM_A_CALLBACK_SOURCE, "<from_a_callback>", "exec"), namespace)
-        function = namespace["deepest"]
+        namespace: dict = {"__name__": "traced_deepest"}
+        exec(compile(TRACED_DEEPEST_SOURCE, "<traced_deepest>", "exec"), namespace)
+        function = namespace[name]
         first_line = function.__code__.co_firstlineno
         seen: list = []
+        calls: list = []
 
         def tracer(frame: Any, event: str, arg: Any) -> Any:
+            frame.f_trace_opcodes = opcodes
             if frame.f_code is function.__code__ and event != "opcode":
                 seen.append((event, frame.f_lineno - first_line))
             return tracer
 
-        def start(frame: Any) -> None:
-            if frame.f_code is function.__code__ and frame.f_trace is None:
-                frame.f_trace = tracer
-                frame.f_trace_opcodes = True
-                sys.settrace(tracer)
+        def callback(code: Any, offset: int, callable: Any, arg0: Any) -> None:
+            if code is function.__code__:
+                line = next(line for start, end, line in code.co_lines()
+                            if start <= offset < end)
+                calls.append((line - first_line, callable.__name__))
 
         def turn_on() -> None:
             if monitored:
-                tool.set_events(wanted)
-            elif events == "INSTRUCTION":
-                start(sys._getframe(2))   # as the first instruction after the call
+                tool.set_events(E.CALL)
 
-        def callback(code: Any, *args: Any) -> None:
-            if code is function.__code__:
-                start(sys._getframe(1))
-
-        def mark(frame: Any) -> None:
-            if not monitored and events == "CALL":
-                start(frame)
-
-        tool.register(wanted, callback)
+        tool.register(E.CALL, callback)
         namespace["turn_on"] = turn_on
-        namespace["mark"] = mark
-        references = sys.getrefcount(tracer)
+        sys.settrace(tracer)
         try:
             result = function()
         finally:
             sys.settrace(None)
             tool.set_events(0)
-        return result, seen, sys.getrefcount(tracer) - references
+        return result, seen, calls
 
     plain = run(False)
     assert plain[1], "the trace function saw the frame"
-    assert run(True) == plain
+    assert run(True) == (plain[0], plain[1], [(3, "wrap")] if name == "deepest_attribute"
+                         else [(2, "wrap"), (3, "wrap")])

@@ -794,6 +794,12 @@ int li_landing_init(PyObject *module);
  * or NULL; `ts` NULL for a suspended generator. */
 int li_frame_capacity(PyThreadState *ts, _PyInterpreterFrame *frame,
                       _PyInterpreterFrame *above);
+/* The capacity of `frame` of `ts` as it lands, with the landing function's
+ * frame `here` above it: li_frame_capacity() counting the slot after its
+ * allocation also while its thread traces, which the frame gets for good
+ * when the landing's token drops (li_frame_claim_slot()). */
+int li_frame_landing_capacity(PyThreadState *ts, _PyInterpreterFrame *frame,
+                              _PyInterpreterFrame *here);
 /* Whether `frame` of `ts` (not NULL) has the slot after its allocation while
  * its thread does not trace: what li_frame_capacity counts then. */
 bool li_frame_borrows(PyThreadState *ts, _PyInterpreterFrame *frame,

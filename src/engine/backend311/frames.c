@@ -160,6 +160,17 @@ li_frame_capacity(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterF
     return allocated + (older ? 0 : GENERATOR_SLACK);
 }
 
+int
+li_frame_landing_capacity(PyThreadState *ts, _PyInterpreterFrame *frame,
+                          _PyInterpreterFrame *here)
+{
+    /* The slot after its allocation is the frame's from the drop of the
+       landing's token on (li_frame_claim_slot()), before any trace function
+       can run: the thread counts as tracing until then. */
+    return frame->owner == FRAME_OWNED_BY_THREAD ? data_stack_capacity(ts, frame, here, false)
+                                                  : li_frame_capacity(ts, frame, here);
+}
+
 bool
 li_frame_borrows(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterFrame *above)
 {

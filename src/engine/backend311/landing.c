@@ -261,6 +261,10 @@ typedef struct {
     /* The frame whose next 'line' event the thread's trace function must
        not see (compared only), or NULL. */
     _PyInterpreterFrame *quiet_frame;
+    /* The frame that landed (compared only): its thread may trace, and it
+       may have landed on a shadow that needs the slot after its
+       allocation, which it gets as the token drops. */
+    _PyInterpreterFrame *landed;
 } token_object;
 
 static _Thread_local token_object *waiting_token;
@@ -302,6 +306,7 @@ static void
 token_dealloc(PyObject *self)
 {
     token_object *token = (token_object *)self;
+    li_frame_claim_slot(token->tstate, token->landed);
     PyThreadState_LeaveTracing(token->tstate);
     Py_tracefunc func = token->tstate->c_tracefunc;
     if (token->quiet_frame != NULL && func != NULL && func != line_filter) {
@@ -575,6 +580,7 @@ land(PyThreadState *tstate)
         return -1;
     }
     token->tstate = tstate;
+    token->landed = frame;
     token->restore_code = NULL;
     token->quiet_frame = goes_on_in_its_line(tstate, frame, &to) ? frame : NULL;
     bool starting = to.to.phase == LI_LAND_START;
@@ -590,7 +596,8 @@ land(PyThreadState *tstate)
             return 1;
         }
     }
-    PyObject *landing = li_landing_code(original, to.to, li_frame_capacity(tstate, frame, here),
+    PyObject *landing = li_landing_code(original, to.to,
+                                        li_frame_landing_capacity(tstate, frame, here),
                                         frame->f_builtins);
     if (landing == NULL) {
         PyObject_Free(token);

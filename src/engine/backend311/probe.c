@@ -456,7 +456,10 @@ li_probes_restart(void)
 LI_COLD static int
 fire_failed(_PyInterpreterFrame *frame, li_probes *lp, const li_probe *p)
 {
-    li_jump_forget(_PyThreadState_GET(), frame);
+    PyThreadState *tstate = _PyThreadState_GET();
+    li_jump_forget(tstate, frame);
+    /* A handler of the frame may take the error (after_events()). */
+    li_frame_claim_slot(tstate, frame);
     _Py_CODEUNIT *first = _PyCode_CODE(lp->shadow);
     if (p->kind == LI_PROBE_UNWIND) {
         PyObject *lasti = frame->localsplus[lp->shadow->co_nlocalsplus];

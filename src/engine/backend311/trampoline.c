@@ -860,9 +860,10 @@ landing_at(const li_analysis *an, int i, int source)
  * way out of it, reached by a jump over the first unit after it: a call (a
  * specialised PRECALL makes it and goes on after the CALL), or attribute and
  * item access, which run Python code from C.  While the trampoline is there,
- * the instruction is in its base form, which reads no cache.  -1 if none. */
+ * the instruction is in its base form, which reads no cache.  -1 if none
+ * (or no room for it in frames with room for `capacity` values). */
 static int
-cache_site(const li_analysis *an, int current)
+cache_site(const li_analysis *an, int current, int capacity)
 {
     int k = current;
     if (an->instrs[k].opcode == PRECALL && k + 1 < an->n_instrs &&
@@ -874,8 +875,11 @@ cache_site(const li_analysis *an, int current)
     if (in->end - in->op - 1 < LI_TRAMPOLINE_UNITS || k + 1 >= an->n_instrs) {
         return -1;
     }
+    /* It pushes two values where the frame goes on.  (A call leaves at
+       least two fewer than the deepest stack, a room that frames of a
+       thread that traces lack without the slot after their allocation.) */
     const li_instr *next = &an->instrs[k + 1];
-    if (next->depth < 0 || !(next->flags & LI_I_TRACEABLE)) {
+    if (next->depth < 0 || next->depth + 2 > capacity || !(next->flags & LI_I_TRACEABLE)) {
         return -1;
     }
     switch (next->opcode) {
@@ -910,7 +914,7 @@ static int
 choose_sites(const li_analysis *an, int current, int capacity, site *sites, int max)
 {
     int n = 0;
-    int k = cache_site(an, current);
+    int k = cache_site(an, current, capacity);
     if (k >= 0) {
         const li_instr *in = &an->instrs[k];
         sites[n++] = (site){in->end - LI_TRAMPOLINE_UNITS, in->end, in->op, -1,
@@ -1390,7 +1394,8 @@ li_trampolines_reach(PyThreadState *ts, _PyInterpreterFrame *frame,
     PyObject *landing = NULL;
     if (err == 0 && n > 0) {
         landing = li_landing_code(cs->code, sites[0].landing,
-                                  li_frame_capacity(ts, frame, above), frame->f_builtins);
+                                  li_frame_landing_capacity(ts, frame, above),
+                                  frame->f_builtins);
         err = landing == NULL ? -1 : 0;
     }
     li_probes *to = landing != NULL ? li_shadow_probes((PyCodeObject *)landing) : NULL;

@@ -490,16 +490,21 @@ replace_frame_code(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreter
         return -1;
     }
     PyCodeObject *to = (PyCodeObject *)desired;
+    int err = 0;
     if (to != code) {
         bool room = to->co_stacksize <= li_frame_capacity(ts, frame, above);
         int unit = map_unit(code, to, (int)(frame->prev_instr - _PyCode_CODE(code)));
-        if (room && unit != -2 && li_frame_set_code(frame, to, unit) < 0) {
-            Py_DECREF(desired);
-            return -1;
+        if (room && unit != -2) {
+            err = li_frame_set_code(frame, to, unit);
+        }
+        else if (to->co_stacksize <= li_frame_landing_capacity(ts, frame, above)) {
+            /* Its thread traces: it has room only once it gets the slot
+               after its allocation, which a landing gives it. */
+            err = li_trampolines_reach(ts, frame, above);
         }
     }
     Py_DECREF(desired);
-    return 0;
+    return err;
 }
 
 static bool
@@ -613,10 +618,12 @@ stop_borrowing(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterFram
             return -1;
         }
     }
-    else if (too_big && li_frame_in_probe(frame)) {
-        /* Its probe's callbacks set the trace function: the probe's end
-           gives the frame the slot (li_frame_claim_slot()), which its
-           fast path reaches once the epoch changed. */
+    else if (too_big) {
+        /* It waits in C (its probe's callbacks set the trace function, or a
+           call): the end of its probe, or of the first that fires after,
+           gives it the slot (li_frame_claim_slot()), which their fast path
+           reaches once the epoch changed.  (A first probe that needs the
+           slot itself is not covered: docs/ENGINE.md.) */
         li_dispatch_changed();
     }
     return 0;
