@@ -783,6 +783,18 @@ def deepest_in_c():
     y = sorted([2, 1], key=key)
     x = (a, a, wrap(a))
     return x, y
+
+class Starting:
+    @property
+    def on(self):
+        start(sys._getframe(1))
+        return 2
+
+def deepest_after_an_attribute():
+    a = 1
+    deep()
+    x = (Starting().on, a, wrap(a))
+    return x
 '''
 
 
@@ -856,21 +868,23 @@ def test_trace_function_set_by_a_callback_of_a_reached_frame(M: Any, tool: Tool,
     assert _trace_set_inside("deepest", tool, wanted, True, ("callback",)) == plain
 
 
+@pytest.mark.parametrize("name", ["deepest_in_c", "deepest_after_an_attribute"])
 @pytest.mark.parametrize("events", ["INSTRUCTION", "CALL"])
 def test_trace_function_set_while_a_reached_frame_waits_in_c(M: Any, tool: Tool,
-                                                             events: str) -> None:
+                                                             events: str, name: str) -> None:
     """Events go on while a frame waits in a call, and it goes on; then a
-    function that C code (sorted's key) calls for it sets a trace function,
-    with f_trace and f_trace_opcodes on the frame, which then fills its
-    stack: the trace function sees what it sees without monitoring.  On the
-    engine the frame may run a shadow using the value slot after its
-    allocation; it waits in C as the trace function comes, where it cannot
-    move, and its probe at the deepest stack met the trace function's frame
-    there (a crash)."""
+    function that C code (sorted's key, a property) calls for it sets a
+    trace function, with f_trace and f_trace_opcodes on the frame, which
+    then fills its stack: the trace function sees what it sees without
+    monitoring.  On the engine the frame may run a shadow using the value
+    slot after its allocation; it waits in C as the trace function comes,
+    where it cannot move, and its probe at the deepest stack met the trace
+    function's frame there (a crash; after a property, the first probe that
+    fires after the call is that one)."""
     wanted = getattr(M.events, events)
-    plain = _trace_set_inside("deepest_in_c", tool, wanted, False, ())
+    plain = _trace_set_inside(name, tool, wanted, False, ())
     assert plain[1], "the trace function saw the frame"
-    assert _trace_set_inside("deepest_in_c", tool, wanted, True, ()) == plain
+    assert _trace_set_inside(name, tool, wanted, True, ()) == plain
 
 
 TRACED_DEEPEST_SOURCE = '''

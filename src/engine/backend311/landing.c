@@ -504,8 +504,13 @@ static bool
 goes_on_in_its_line(PyThreadState *tstate, _PyInterpreterFrame *frame,
                     const expected_landing *to)
 {
-    if (tstate->c_tracefunc == NULL || frame->f_code != to->original ||
-        to->code != to->original || to->from < 0 || to->to.unit <= 0 ||
+    /* A frame on a shadow as its thread's trace function came (update.c)
+       stood at a unit of the shadow. */
+    li_probes *lp = to->code != to->original ? li_shadow_probes(to->code) : NULL;
+    int from = lp == NULL ? to->from
+               : to->from >= 0 && to->from < lp->n_units ? lp->orig_of[to->from] : -1;
+    if (tstate->c_tracefunc == NULL || frame->f_code != to->code ||
+        (to->code != to->original && lp == NULL) || from < 0 || to->to.unit <= 0 ||
         (to->to.phase != LI_LAND_BEFORE_AFTER && to->to.phase != LI_LAND_FALLTHROUGH))
     {
         return false;
@@ -513,7 +518,7 @@ goes_on_in_its_line(PyThreadState *tstate, _PyInterpreterFrame *frame,
     /* A trampoline armed in place holds the frame in its own units, at or
        past the instruction it lands at: the frame fell through to it from
        the unit before (caches share their instruction's line). */
-    int came_from = to->from < to->to.unit ? to->from : to->to.unit - 1;
+    int came_from = from < to->to.unit ? from : to->to.unit - 1;
     if (frame->frame_obj != NULL && !frame->frame_obj->f_trace_lines) {
         return false;
     }
