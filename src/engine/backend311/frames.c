@@ -181,13 +181,16 @@ li_frame_borrows(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterFr
 void
 li_frame_claim_slot(PyThreadState *ts, _PyInterpreterFrame *frame)
 {
+    /* Every landing comes here: threads that do not trace leave first. */
+    if (ts->c_tracefunc == NULL && (n_marks == 0 || !trace_pending(ts))) {
+        return;
+    }
     /* Its allocation ends at the data stack's top while it is the top
        frame of the thread's current chunk. */
     PyObject **lo = (PyObject **)ts->datastack_chunk;
     if (frame->owner != FRAME_OWNED_BY_THREAD || ts->cframe->current_frame != frame ||
         (PyObject **)frame < lo || (PyObject **)frame >= ts->datastack_top ||
-        ts->datastack_top >= ts->datastack_limit ||
-        (ts->c_tracefunc == NULL && !trace_pending(ts)))
+        ts->datastack_top >= ts->datastack_limit)
     {
         return;
     }

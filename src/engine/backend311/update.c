@@ -494,8 +494,8 @@ replace_frame_code(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreter
     if (to != code) {
         bool room = to->co_stacksize <= li_frame_capacity(ts, frame, above);
         int unit = map_unit(code, to, (int)(frame->prev_instr - _PyCode_CODE(code)));
-        if (room && unit != -2) {
-            err = li_frame_set_code(frame, to, unit);
+        if (room) {
+            err = unit != -2 ? li_frame_set_code(frame, to, unit) : 0;
         }
         else if (to->co_stacksize <= li_frame_landing_capacity(ts, frame, above)) {
             /* Its thread traces: it has room only once it gets the slot
@@ -620,10 +620,10 @@ stop_borrowing(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterFram
     }
     else if (too_big) {
         /* It waits in C (its probe's callbacks set the trace function, or a
-           call): the end of its probe, or of the first that fires after,
-           gives it the slot (li_frame_claim_slot()), which their fast path
-           reaches once the epoch changed.  (A first probe that needs the
-           slot itself is not covered: docs/ENGINE.md.) */
+           call: see waits_in_c_without_room()): the end of its probe, or of
+           the first that fires after, gives it the slot
+           (li_frame_claim_slot()), which their fast path reaches once the
+           epoch changed. */
         li_dispatch_changed();
     }
     return 0;
