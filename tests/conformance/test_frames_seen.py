@@ -945,11 +945,11 @@ def test_frame_of_a_traced_thread_reached_at_its_deepest(M: Any, tool: Tool, nam
                 seen.append((event, frame.f_lineno - first_line))
             return tracer
 
-        def callback(code: Any, offset: int, callable: Any, arg0: Any) -> None:
+        def callback(code: Any, offset: int, called: Any, arg0: Any) -> None:
             if code is function.__code__:
                 line = next(line for start, end, line in code.co_lines()
                             if start <= offset < end)
-                calls.append((line - first_line, callable.__name__))
+                calls.append((line - first_line, called.__name__))
 
         def turn_on() -> None:
             if monitored:
