@@ -15,6 +15,7 @@ import dis
 import gc
 import sys
 import threading
+import traceback
 from typing import Any, Callable
 
 import pytest
@@ -887,6 +888,55 @@ def test_trace_function_set_while_a_reached_frame_waits_in_c(M: Any, tool: Tool,
     assert _trace_set_inside(name, tool, wanted, True, ()) == plain
 
 
+def _traced_with_call_events(M: Any, tool: Tool, source: str, name: str, opcodes: bool,
+                             monitored: bool, *args: Any, **names: Any) -> tuple:
+    """Calls function `name` of a fresh `source` with `args` in a thread that
+    traces (f_trace_opcodes as `opcodes` on every frame); its turn_on()
+    turns CALL events on for `tool` if `monitored`; `names` go in its
+    globals.  Its result (or the traceback entries below this one of the
+    KeyError it raised: function name, line relative to the function's),
+    what the trace function saw of the function's frames (event, relative
+    line, the frame's `n`; opcode events left out), and the CALL events of
+    its code (relative line, callee name)."""
+    E = M.events
+    namespace: dict = {"__name__": "traced_calls", **names}
+    exec(compile(source, "<traced_calls>", "exec"), namespace)
+    function = namespace[name]
+    first_line = function.__code__.co_firstlineno
+    seen: list = []
+    calls: list = []
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        frame.f_trace_opcodes = opcodes
+        if frame.f_code is function.__code__ and event != "opcode":
+            seen.append((event, frame.f_lineno - first_line, frame.f_locals.get("n")))
+        return tracer
+
+    def callback(code: Any, offset: int, called: Any, arg0: Any) -> None:
+        if code is function.__code__:
+            line = next(line for start, end, line in code.co_lines() if start <= offset < end)
+            calls.append((line - first_line, called.__name__))
+
+    def turn_on() -> None:
+        if monitored:
+            tool.set_events(E.CALL)
+        if names.get("ending") == "trace_off":
+            sys.settrace(None)
+
+    tool.register(E.CALL, callback)
+    namespace["turn_on"] = turn_on
+    sys.settrace(tracer)
+    try:
+        result = function(*args)
+    except KeyError as error:
+        result = [(entry.name, entry.lineno - first_line)
+                  for entry in traceback.extract_tb(error.__traceback__)][1:]
+    finally:
+        sys.settrace(None)
+        tool.set_events(0)
+    return result, seen, calls
+
+
 TRACED_DEEPEST_SOURCE = '''
 def deep():
     turn_on()
@@ -929,43 +979,50 @@ def test_frame_of_a_traced_thread_reached_at_its_deepest(M: Any, tool: Tool, nam
     trampoline in the inline cache of the call it waited in, placed for
     room it did not have, met the trace function's frame ('bad operand
     type for unary +')."""
-    E = M.events
-
-    def run(monitored: bool) -> tuple:
-        namespace: dict = {"__name__": "traced_deepest"}
-        exec(compile(TRACED_DEEPEST_SOURCE, "<traced_deepest>", "exec"), namespace)
-        function = namespace[name]
-        first_line = function.__code__.co_firstlineno
-        seen: list = []
-        calls: list = []
-
-        def tracer(frame: Any, event: str, arg: Any) -> Any:
-            frame.f_trace_opcodes = opcodes
-            if frame.f_code is function.__code__ and event != "opcode":
-                seen.append((event, frame.f_lineno - first_line))
-            return tracer
-
-        def callback(code: Any, offset: int, called: Any, arg0: Any) -> None:
-            if code is function.__code__:
-                line = next(line for start, end, line in code.co_lines()
-                            if start <= offset < end)
-                calls.append((line - first_line, called.__name__))
-
-        def turn_on() -> None:
-            if monitored:
-                tool.set_events(E.CALL)
-
-        tool.register(E.CALL, callback)
-        namespace["turn_on"] = turn_on
-        sys.settrace(tracer)
-        try:
-            result = function()
-        finally:
-            sys.settrace(None)
-            tool.set_events(0)
-        return result, seen, calls
-
-    plain = run(False)
+    plain = _traced_with_call_events(M, tool, TRACED_DEEPEST_SOURCE, name, opcodes, False)
     assert plain[1], "the trace function saw the frame"
-    assert run(True) == (plain[0], plain[1], [(3, "wrap")] if name == "deepest_attribute"
-                         else [(2, "wrap"), (3, "wrap")])
+    assert _traced_with_call_events(M, tool, TRACED_DEEPEST_SOURCE, name, opcodes, True) == (
+        plain[0], plain[1], [(3, "wrap")] if name == "deepest_attribute"
+        else [(2, "wrap"), (3, "wrap")])
+
+
+TRACED_RECURSION_SOURCE = '''
+def wrap(x):
+    return x
+
+def rec(n):
+    a = 1
+    if n == 0:
+        turn_on()
+        if ending == "raise":
+            raise KeyError(n)
+        return (a, a, a, wrap(a))
+    x = (a, a, a, rec(n - 1), a, wrap(a))
+    return x
+'''
+
+
+@pytest.mark.parametrize("ending", ["return", "raise", "trace_off"])
+@pytest.mark.parametrize("opcodes", [False, True])
+@pytest.mark.parametrize("depth", [1, 150])
+def test_frames_of_a_traced_thread_reached_in_a_recursion(M: Any, tool: Tool, depth: int,
+                                                          opcodes: bool, ending: str) -> None:
+    """A thread traces (with or without f_trace_opcodes); events go on at the
+    bottom of a recursion, whose frames wait in a call of a Python function,
+    each with its stack one short of its deepest; then the recursion returns,
+    raises through every frame, or turns the trace function off first.
+    Every frame gets its CALL event after the call, and the trace function
+    sees what it sees unmonitored (the 'exception' event in each frame at
+    the line of the call, the traceback the same).  150 frames span more
+    than one chunk of the data stack.  On the engine each frame lands on a
+    shadow that needs the slot after its allocation, which it claims from
+    the data stack; a trampoline in the inline cache of the call the frame
+    waited in hid the line of the unit it stood at from the 'exception'
+    event (f_lineno -1)."""
+    plain = _traced_with_call_events(M, tool, TRACED_RECURSION_SOURCE, "rec", opcodes, False,
+                                     depth, ending=ending)
+    assert plain[1], "the trace function saw the frames"
+    assert _traced_with_call_events(M, tool, TRACED_RECURSION_SOURCE, "rec", opcodes, True,
+                                    depth, ending=ending) == (
+        plain[0], plain[1], [(5, "KeyError")] if ending == "raise"
+        else [(6, "wrap")] + [(7, "wrap")] * depth)
