@@ -1026,3 +1026,82 @@ def test_frames_of_a_traced_thread_reached_in_a_recursion(M: Any, tool: Tool, de
                                     depth, ending=ending) == (
         plain[0], plain[1], [(5, "KeyError")] if ending == "raise"
         else [(6, "wrap")] + [(7, "wrap")] * depth)
+
+
+SETTRACE_IN_A_LOOP_SOURCE = '''
+def deep():
+    turn_on()
+
+def wrap(x):
+    return x
+
+def loop():
+    a = 1
+    deep()
+    for i in range(3):
+        x = (a, settrace(tracer), wrap(a))
+    return x
+
+def loop_deeper():
+    a = 1
+    deep()
+    for i in range(3):
+        x = (a, a, a, a, wrap(settrace(tracer)), a, wrap(a))
+    return x
+'''
+
+
+@pytest.mark.parametrize("name", ["loop", "loop_deeper"])
+@pytest.mark.parametrize("events", ["CALL", "LINE", "INSTRUCTION"])
+def test_settrace_called_in_a_loop_of_a_reached_frame(M: Any, tool: Tool, events: str,
+                                                      name: str) -> None:
+    """Events go on while a frame waits in a call; when it goes on, it calls
+    sys.settrace itself, in a loop: the function returns, its events go on,
+    and the trace function sees the frames it calls, as unmonitored.  On
+    the engine the frame, on a shadow that borrowed the slot after its
+    allocation, waits in C as the trace function comes, and was given a
+    trampoline that landed it on the shadow it ran, whose landing pad went
+    on where the trampoline was: it landed there again, for ever."""
+    wanted = getattr(M.events, events)
+
+    def run(monitored: bool) -> tuple:
+        namespace: dict = {"__name__": "settrace_in_a_loop", "settrace": sys.settrace}
+        exec(compile(SETTRACE_IN_A_LOOP_SOURCE, "<settrace_in_a_loop>", "exec"), namespace)
+        function = namespace[name]
+        seen: list = []
+        fired: list = []
+
+        def tracer(frame: Any, event: str, arg: Any) -> Any:
+            seen.append((frame.f_code.co_name, event))
+            return tracer
+
+        def callback(code: Any, *args: Any) -> None:
+            if code is function.__code__:
+                fired.append(args[1].__name__ if events == "CALL" else
+                             args[0] - function.__code__.co_firstlineno if events == "LINE"
+                             else "instruction")
+
+        def turn_on() -> None:
+            if monitored:
+                tool.set_events(wanted)
+
+        tool.register(wanted, callback)
+        namespace.update(tracer=tracer, turn_on=turn_on)
+        try:
+            result = function()
+        finally:
+            sys.settrace(None)
+            tool.set_events(0)
+        return result, seen, fired
+
+    plain = run(False)
+    assert plain[1], "the trace function saw the frames called"
+    monitored = run(True)
+    assert monitored[:2] == plain[:2]
+    if events == "CALL":
+        calls = ["settrace", "wrap"] if name == "loop" else ["settrace", "wrap", "wrap"]
+        assert monitored[2] == ["range"] + calls * 3
+    elif events == "LINE":
+        assert monitored[2] == [3, 4] * 3 + [3, 5]
+    else:
+        assert len(monitored[2]) > 3 * 10

@@ -1408,7 +1408,9 @@ li_trampolines_reach(PyThreadState *ts, _PyInterpreterFrame *frame,
         err = landing == NULL ? -1 : 0;
     }
     li_probes *to = landing != NULL ? li_shadow_probes((PyCodeObject *)landing) : NULL;
-    bool fits = to != NULL && to->kinds != 0;
+    /* Not onto the code the trampolines are in: its pad would go on where
+       the frame takes them, and land it again, for ever. */
+    bool fits = to != NULL && to->kinds != 0 && landing != (PyObject *)code;
     for (int k = 0; k < n && err == 0 && fits; k++) {
         const site *s = &sites[k];
         int lo = s->owner >= 0 && s->owner < s->at ? s->owner : s->at;
