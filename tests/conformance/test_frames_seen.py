@@ -1104,4 +1104,4 @@ def test_settrace_called_in_a_loop_of_a_reached_frame(M: Any, tool: Tool, events
     elif events == "LINE":
         assert monitored[2] == [3, 4] * 3 + [3, 5]
     else:
-        assert len(monitored[2]) > 3 * 10
+        assert monitored[2], "INSTRUCTION events in the frame"
