@@ -794,10 +794,22 @@ int li_landing_init(PyObject *module);
  * or NULL; `ts` NULL for a suspended generator. */
 int li_frame_capacity(PyThreadState *ts, _PyInterpreterFrame *frame,
                       _PyInterpreterFrame *above);
+/* The capacity of `frame` of `ts` as it lands, with the landing function's
+ * frame `here` above it: li_frame_capacity() counting the slot after its
+ * allocation also while its thread traces, which the frame gets for good
+ * when the landing's token drops (li_frame_claim_slot()). */
+int li_frame_landing_capacity(PyThreadState *ts, _PyInterpreterFrame *frame,
+                              _PyInterpreterFrame *here);
 /* Whether `frame` of `ts` (not NULL) has the slot after its allocation while
  * its thread does not trace: what li_frame_capacity counts then. */
 bool li_frame_borrows(PyThreadState *ts, _PyInterpreterFrame *frame,
                       _PyInterpreterFrame *above);
+/* Frame `frame`, running on thread `ts`, which traces or is about to,
+ * gets the slot after its allocation for good when its code needs it (it
+ * borrowed it: a shadow bigger than its allocation), if the frame is the
+ * top one of the thread's data stack: for the end of a probe whose
+ * callbacks set a trace function, where the frame could not move. */
+void li_frame_claim_slot(PyThreadState *ts, _PyInterpreterFrame *frame);
 /* Thread `ts` (not NULL) is about to get a trace function: while the frame
  * that asked for it waits for sys.settrace (or PyEval_SetTrace) to return,
  * li_frame_capacity counts no borrowed slot for its frames.  0 or -1. */

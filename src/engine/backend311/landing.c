@@ -261,6 +261,10 @@ typedef struct {
     /* The frame whose next 'line' event the thread's trace function must
        not see (compared only), or NULL. */
     _PyInterpreterFrame *quiet_frame;
+    /* The frame that landed (compared only): its thread may trace, and it
+       may have landed on a shadow that needs the slot after its
+       allocation, which it gets as the token drops. */
+    _PyInterpreterFrame *landed;
 } token_object;
 
 static _Thread_local token_object *waiting_token;
@@ -302,6 +306,7 @@ static void
 token_dealloc(PyObject *self)
 {
     token_object *token = (token_object *)self;
+    li_frame_claim_slot(token->tstate, token->landed);
     PyThreadState_LeaveTracing(token->tstate);
     Py_tracefunc func = token->tstate->c_tracefunc;
     if (token->quiet_frame != NULL && func != NULL && func != line_filter) {
@@ -499,8 +504,13 @@ static bool
 goes_on_in_its_line(PyThreadState *tstate, _PyInterpreterFrame *frame,
                     const expected_landing *to)
 {
-    if (tstate->c_tracefunc == NULL || frame->f_code != to->original ||
-        to->code != to->original || to->from < 0 || to->to.unit <= 0 ||
+    /* A frame on a shadow as its thread's trace function came (update.c)
+       stood at a unit of the shadow. */
+    li_probes *lp = to->code != to->original ? li_shadow_probes(to->code) : NULL;
+    int from = lp == NULL ? to->from
+               : to->from >= 0 && to->from < lp->n_units ? lp->orig_of[to->from] : -1;
+    if (tstate->c_tracefunc == NULL || frame->f_code != to->code ||
+        (to->code != to->original && lp == NULL) || from < 0 || to->to.unit <= 0 ||
         (to->to.phase != LI_LAND_BEFORE_AFTER && to->to.phase != LI_LAND_FALLTHROUGH))
     {
         return false;
@@ -508,7 +518,7 @@ goes_on_in_its_line(PyThreadState *tstate, _PyInterpreterFrame *frame,
     /* A trampoline armed in place holds the frame in its own units, at or
        past the instruction it lands at: the frame fell through to it from
        the unit before (caches share their instruction's line). */
-    int came_from = to->from < to->to.unit ? to->from : to->to.unit - 1;
+    int came_from = from < to->to.unit ? from : to->to.unit - 1;
     if (frame->frame_obj != NULL && !frame->frame_obj->f_trace_lines) {
         return false;
     }
@@ -575,6 +585,7 @@ land(PyThreadState *tstate)
         return -1;
     }
     token->tstate = tstate;
+    token->landed = frame;
     token->restore_code = NULL;
     token->quiet_frame = goes_on_in_its_line(tstate, frame, &to) ? frame : NULL;
     bool starting = to.to.phase == LI_LAND_START;
@@ -590,7 +601,8 @@ land(PyThreadState *tstate)
             return 1;
         }
     }
-    PyObject *landing = li_landing_code(original, to.to, li_frame_capacity(tstate, frame, here),
+    PyObject *landing = li_landing_code(original, to.to,
+                                        li_frame_landing_capacity(tstate, frame, here),
                                         frame->f_builtins);
     if (landing == NULL) {
         PyObject_Free(token);

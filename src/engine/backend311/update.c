@@ -490,16 +490,21 @@ replace_frame_code(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreter
         return -1;
     }
     PyCodeObject *to = (PyCodeObject *)desired;
+    int err = 0;
     if (to != code) {
         bool room = to->co_stacksize <= li_frame_capacity(ts, frame, above);
         int unit = map_unit(code, to, (int)(frame->prev_instr - _PyCode_CODE(code)));
-        if (room && unit != -2 && li_frame_set_code(frame, to, unit) < 0) {
-            Py_DECREF(desired);
-            return -1;
+        if (room) {
+            err = unit != -2 ? li_frame_set_code(frame, to, unit) : 0;
+        }
+        else if (to->co_stacksize <= li_frame_landing_capacity(ts, frame, above)) {
+            /* Its thread traces: it has room only once it gets the slot
+               after its allocation, which a landing gives it. */
+            err = li_trampolines_reach(ts, frame, above);
         }
     }
     Py_DECREF(desired);
-    return 0;
+    return err;
 }
 
 static bool
@@ -613,7 +618,32 @@ stop_borrowing(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterFram
             return -1;
         }
     }
+    else if (too_big) {
+        /* It waits in C (its probe's callbacks set the trace function, or a
+           call: see waits_in_c_without_room()): the end of its probe, or of
+           the first that fires after, gives it the slot
+           (li_frame_claim_slot()), which their fast path reaches once the
+           epoch changed. */
+        li_dispatch_changed();
+    }
     return 0;
+}
+
+/* Whether `frame` of `ts`, which is about to trace, waits in a C call (not
+ * a probe's: its end gives the frame the slot) on a shadow too big for it
+ * without the slot after its allocation: it cannot move, and a probe at
+ * the full depth of its stack right after the call would meet the trace
+ * function's frame there.  A trampoline where it goes on lands it, which
+ * gives it the slot (li_frame_landing_capacity()). */
+static bool
+waits_in_c_without_room(PyThreadState *ts, _PyInterpreterFrame *frame,
+                        _PyInterpreterFrame *above)
+{
+    PyCodeObject *code = frame->f_code;
+    return code != li_backend_original(code) && is_live(frame, ts) &&
+           !li_frame_in_probe(frame) && !li_frame_starting(frame) &&
+           !li_landing_expected(ts, frame) &&
+           code->co_stacksize > li_frame_capacity(ts, frame, above);
 }
 
 /* Re-reaches the frames of `original`'s code on every thread, as an update
@@ -677,6 +707,18 @@ li_backend_trace_coming(PyThreadState *ts)
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(originals) && err == 0; i++) {
         err = reach_again((PyCodeObject *)PyList_GET_ITEM(originals, i));
+    }
+    above = NULL;
+    for (_PyInterpreterFrame *f = ts->cframe->current_frame; f != NULL && err == 0;
+         f = f->previous)
+    {
+        if (f->owner != FRAME_OWNED_BY_THREAD || _PyFrame_IsIncomplete(f)) {
+            continue;
+        }
+        if (waits_in_c_without_room(ts, f, above)) {
+            err = li_trampolines_reach(ts, f, above);
+        }
+        above = f;
     }
     li_fix_moved_tracebacks();
     Py_DECREF(originals);
