@@ -195,6 +195,71 @@ def test_restart_reaches_a_suspended_generator_whose_lines_are_disabled(
     assert lines == [5, 6, 2, 3, 4]
 
 
+def _guarded_generator() -> Callable[[], Any]:
+    namespace: dict = {}
+    source = (
+        "def gen():\n"
+        "    x = 0\n"
+        "    try:\n"
+        "        x += 1\n"
+        "        yield 1\n"
+        "        x += 2\n"
+        "        yield 2\n"
+        "    except ValueError:\n"
+        "        a = 1\n"
+        "        b = 2\n"
+        "    yield 3\n"
+    )
+    exec(compile(source, "<rearming-throw>", "exec"), namespace)
+    return namespace["gen"]
+
+
+@pytest.mark.parametrize("disabled", [[7, 8], [7, 8, 9], [1, 2, 3, 7, 8]], ids=str)
+@pytest.mark.parametrize("created", ["before the last runs", "after them"])
+def test_throw_after_restart_reports_the_handler_lines_disabled_before(
+    M: Any, tool: Tool, disabled: list, created: str
+) -> None:
+    """throw() into a generator suspended in a try block, after
+    restart_events(), reports every line of the except block, also those
+    that callbacks disabled before (in the engine the generator runs a copy
+    left without them, and throw() enters it at the handler, not at a
+    resumption)."""
+    E = M.events
+    gen = _guarded_generator()
+    lines: list = []
+    disabling = [True]
+
+    def on_line(code: Any, line: int) -> Any:
+        if code is gen.__code__:
+            lines.append(rel(code, line))
+            if disabling[0] and rel(code, line) in disabled:
+                return M.DISABLE
+        return None
+
+    tool.register(E.LINE, on_line)
+    tool.set_local(gen, E.LINE)
+    try:
+        g = None
+        for k in range(3):
+            thrown = gen()
+            next(thrown)
+            assert thrown.throw(ValueError) == 3
+            assert list(gen()) == [1, 2, 3]
+            if k == 1 and created == "before the last runs":
+                g = gen()
+                assert next(g) == 1
+        if g is None:
+            g = gen()
+            assert next(g) == 1
+        del lines[:]
+        disabling[0] = False
+        M.restart_events()
+        assert g.throw(ValueError) == 3
+    finally:
+        tool.set_local(gen, 0)
+    assert lines == [7, 8, 9, 10]
+
+
 # --------------------------------------------------------------------------
 # Turning events off and on after DISABLE
 

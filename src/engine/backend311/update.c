@@ -1122,15 +1122,58 @@ set_count(PyObject *stats, const char *name, Py_ssize_t n)
     return err;
 }
 
+/* Counts, in *shadows and *trampolined, the shadows that frames of threads
+ * other than this one run, and the code objects with trampolines armed
+ * that such frames run: what those threads hold and let go of when their
+ * frames move on, whatever this thread does.  0 or -1. */
+static int
+count_elsewhere(Py_ssize_t *shadows, Py_ssize_t *trampolined)
+{
+    PyThreadState *self = _PyThreadState_GET();
+    PyObject *seen = PySet_New(NULL);   /* owned: addresses of codes counted */
+    if (seen == NULL) {
+        return -1;
+    }
+    *shadows = *trampolined = 0;
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead(self->interp); ts != NULL;
+         ts = PyThreadState_Next(ts))
+    {
+        if (ts == self) {
+            continue;
+        }
+        for (_PyInterpreterFrame *f = ts->cframe->current_frame; f != NULL; f = f->previous) {
+            PyObject *key = PyLong_FromVoidPtr(f->f_code);
+            int known = key != NULL ? PySet_Contains(seen, key) : -1;
+            if (known == 0) {
+                known = PySet_Add(seen, key);
+                *shadows += li_shadow_probes(f->f_code) != NULL;
+                *trampolined += li_trampolines_armed_in(f->f_code);
+            }
+            Py_XDECREF(key);
+            if (known < 0) {
+                Py_DECREF(seen);
+                return -1;
+            }
+        }
+    }
+    Py_DECREF(seen);
+    return 0;
+}
+
 int
 li_backend_stats(PyObject *stats)
 {
-    Py_ssize_t shadows = 0;
+    Py_ssize_t shadows = 0, shadows_elsewhere, trampolined_elsewhere;
     for (li_probes *lp = li_all_shadows(); lp != NULL; lp = lp->next) {
         shadows++;
     }
+    if (count_elsewhere(&shadows_elsewhere, &trampolined_elsewhere) < 0) {
+        return -1;
+    }
     if (set_count(stats, "shadows", shadows) < 0 ||
+        set_count(stats, "shadows_elsewhere", shadows_elsewhere) < 0 ||
         set_count(stats, "trampolined_codes", li_trampolines_armed_count()) < 0 ||
+        set_count(stats, "trampolined_elsewhere", trampolined_elsewhere) < 0 ||
         set_count(stats, "trampolines_kept", li_trampolines_kept_count()) < 0 ||
         set_count(stats, "pending_calls", li_pending_call_count()) < 0 ||
         set_count(stats, "shadows_built", li_shadows_built()) < 0)
