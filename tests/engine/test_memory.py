@@ -98,7 +98,9 @@ def test_copies_go_when_events_go(M: Any, clean: Dict[str, int]) -> None:
 def test_trampolines_a_restart_armed_go_when_events_go(M: Any, clean: Dict[str, int]) -> None:
     # PY_START disabled in every function (bdb's pattern), restart_events()
     # arms their entry trampolines again; some run since, some not: when the
-    # events go, all of them go, and the functions run as they were.
+    # events go, what is left of them goes as each function next starts
+    # (which forgets what the callback disabled, as natively), and the
+    # functions run as they were.
     functions = make_functions(20)
     M.use_tool_id(2, "memory")
     M.register_callback(2, M.events.PY_START, lambda code, offset: M.DISABLE)
@@ -115,6 +117,8 @@ def test_trampolines_a_restart_armed_go_when_events_go(M: Any, clean: Dict[str, 
         call(M.set_events, 2, 0)
         M.clear_tool_id(2)
         M.free_tool_id(2)
+    assert run_all(functions) == 20 * 2
+    call(len, ())   # (every code that started meanwhile starts again)
     assert stats()["trampolined_codes"] == clean["trampolined_codes"]
     assert run_all(functions) == 20 * 2
 

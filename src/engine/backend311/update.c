@@ -94,6 +94,13 @@ li_needs_instrumenting(PyCodeObject *original)
     return needs_instrumenting(li_code_state_get(original), original);
 }
 
+bool
+li_refresh_awaited(PyCodeObject *original)
+{
+    li_code_state *cs = li_code_state_get(original);
+    return cs != NULL && !cs->excluded && li_code_state_refresh_forgets(cs);
+}
+
 /* Whether frames running `code` (an original, or a shadow that lacks
  * probes) miss events tools want. */
 static bool
@@ -160,12 +167,21 @@ li_prepared_code(PyCodeObject *original, PyObject *builtins)
 {
     li_code_state *cs = li_code_state_get(original);
     if (!needs_instrumenting(cs, original)) {
+        /* Its next frame sees it instrumented, as natively, if that would
+           forget what tools disabled there: where the entry trampoline
+           can go in (start_refreshing(), landing.c). */
+        if (standard_builtins(builtins) && li_refresh_awaited(original) &&
+            li_trampoline_arm_to_refresh(cs) < 0)
+        {
+            return NULL;
+        }
         return Py_NewRef(original);
     }
     if (cs == NULL && (cs = li_code_state_ensure(original)) == NULL) {
         return NULL;
     }
     if (li_start_disabled_everywhere(cs)) {
+        li_code_state_refresh(cs);      /* (forgets nothing: see desired_code()) */
         return Py_NewRef(original);
     }
     if (usable_shadow(cs) == NULL && standard_builtins(builtins)) {
@@ -336,6 +352,23 @@ desired_code(PyCodeObject *original, PyObject *builtins, bool starting)
         return NULL;
     }
     li_probes *usable = usable_shadow(cs);
+    /* CPython instruments code when it next starts, also where it keeps the
+       probes it has (another tool wants the same events): a shadow that
+       stays refreshes at its entry probe, when that forgets anything.  (A
+       refresh that forgets nothing can come early: only the code's frames
+       make marks, and they start on it.) */
+    if (usable != NULL) {
+        if (starting || !li_code_state_refresh_forgets(cs)) {
+            li_code_state_refresh(cs);
+        }
+        else if (usable->entry_probe >= 0) {
+            cs->refresh_pending = true;
+            li_probes_sync(usable);
+        }
+        else {
+            usable = NULL;      /* one that has an entry probe is built */
+        }
+    }
     PyObject *result;
     if (usable != NULL) {
         refresh_consts(usable, consts);
@@ -521,6 +554,12 @@ update_frame(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterFrame 
     /* CPython instruments the code objects that are running at once. */
     li_code_state *cs = li_code_state_get(li_backend_original(frame->f_code));
     if (cs != NULL) {
+        /* What it forgets may be probes the current shadow left out:
+           functions move on from it as they next start. */
+        li_probes *current = li_current_shadow(cs);
+        if (current != NULL && current->partial && li_code_state_refresh_forgets(cs)) {
+            li_retire(current);
+        }
         li_code_state_refresh(cs);
         /* A function's frame on a stack has started (or lands as it starts):
            where tools want PY_START alone, its original serves it to the
