@@ -247,6 +247,8 @@ li_code_state_disable(li_code_state *cs, int event, Py_ssize_t unit, int tool)
         }
     }
     cs->disabled[event][unit] |= (uint8_t)(1 << tool);
+    li_reg.marked = true;
+    li_reg.marked_epoch = li_reg.disable_epoch;
     li_reg.disables++;
     li_dispatch_changed();
     return 0;

@@ -385,20 +385,26 @@ def test_restart_rearms_a_few_disabled_lines_for_the_next_call(
 ROOMY_GENERATOR = "    t = (1, 2)\n    yield t[0] + t[1] - 2\n"
 
 
+def _defined(filename: str, source: str, *names: str) -> tuple:
+    """Fresh functions `names` of `source` (fresh code objects too)."""
+    namespace: dict = {}
+    exec(compile(source, filename, "exec"), namespace)
+    return tuple(namespace[name] for name in names)
+
+
 def fresh_caller_and_generator(body: str = ROOMY_GENERATOR) -> tuple:
     """f calls a generator g through a loop: between them every local
     event fires at least once per call of f."""
-    namespace: dict = {}
-    source = (
+    return _defined(
+        "<rearming-kinds>",
         "def g():\n" + body +
         "def f():\n"
         "    a = 0\n"
         "    for x in g():\n"
         "        a += x\n"
-        "    return a\n"
+        "    return a\n",
+        "f", "g",
     )
-    exec(compile(source, "<rearming-kinds>", "exec"), namespace)
-    return namespace["f"], namespace["g"]
 
 
 LOCAL_KINDS = ["PY_START", "PY_RESUME", "PY_RETURN", "PY_YIELD", "CALL", "LINE",
@@ -485,3 +491,77 @@ def test_disabled_event_fires_again_in_a_tiny_generator_started_with_it_off(
     reported = _toggled_reports(M, tool, make_tool, kind, "G=E f G=0 f G=E f", False,
                                 body="    yield 1\n")
     assert reported == [True, False, True]
+
+
+# --------------------------------------------------------------------------
+# ... also in functions made afresh by code that started with it off
+
+
+def _maker_and_looper() -> tuple:
+    """outer() makes and calls inner(); looper() does the same in a loop
+    that runs a step (turning events off or on) before each round."""
+    return _defined(
+        "<rearming-nested>",
+        "def outer():\n"
+        "    def inner(y):\n"
+        "        z = y + 1\n"
+        "        return z\n"
+        "    return inner(1)\n"
+        "def looper(steps):\n"
+        "    total = 0\n"
+        "    for step in steps:\n"
+        "        step()\n"
+        "        def inner(y):\n"
+        "            z = y + 1\n"
+        "            return z\n"
+        "        total += inner(1)\n"
+        "    return total\n",
+        "outer", "looper",
+    )
+
+
+@pytest.mark.parametrize("kind", ["PY_START", "LINE", "PY_RETURN"])
+@pytest.mark.parametrize("maker", ["started with it off", "running when it went off"])
+def test_disabled_event_fires_again_in_a_function_made_while_it_was_off(
+    M: Any, tool: Tool, kind: str, maker: str
+) -> None:
+    """inner's event, disabled and turned off, fires again once it is on
+    again if an inner function (a new one, of the same code) started
+    meanwhile: made by a function that started with the event off, or by
+    a loop that was running when the event went off."""
+    event = getattr(M.events, kind)
+    outer, looper = _maker_and_looper()
+    seen: list = []
+
+    def callback(code: Any, *args: Any) -> Any:
+        if code.co_name == "inner":
+            seen.append(code.co_name)
+            return M.DISABLE
+        return None
+
+    def turn(events: int) -> Callable[[], None]:
+        def step() -> None:
+            seen.append("-")
+            tool.set_events(events)
+        return step
+
+    tool.register(event, callback)
+    try:
+        if maker == "started with it off":
+            tool.set_events(event)
+            outer()
+            seen.append("-")
+            tool.set_events(0)
+            outer()
+            seen.append("-")
+            tool.set_events(event)
+            outer()
+        else:
+            looper([turn(event), turn(0), turn(event)])
+    finally:
+        tool.set_events(0)
+    rounds = "".join("|" if s == "-" else "i" for s in seen).split("|")
+    if maker != "started with it off":
+        assert rounds[0] == ""      # (the loop turns the event on first)
+        del rounds[0]
+    assert [bool(r) for r in rounds] == [True, False, True]

@@ -636,6 +636,10 @@ bool li_needs_instrumenting(PyCodeObject *original);
  * marks in `original`, which then keeps its entry trampoline even where no
  * tool wants events, to refresh as it next starts. */
 bool li_refresh_awaited(PyCodeObject *original);
+/* Frames that run `code` (an original) with `builtins` make their functions
+ * from its nested code objects: those that need events, or a refresh as
+ * they next start, get an entry trampoline.  0 or -1. */
+int li_arm_nested(PyCodeObject *code, PyObject *builtins);
 /* Whether PY_START is the one event tools want in `cs`'s code (global or
  * local, DISABLE marks aside), and the code defines no functions or classes
  * (code objects among its constants, which would need it too). */

@@ -521,6 +521,12 @@ start_refreshing(PyThreadState *tstate, _PyInterpreterFrame *frame, expected_lan
         return 0;
     }
     li_code_state_refresh(cs);
+    /* Its functions come from the original's nested code, which is to
+       refresh as it starts too (a shadow without probes holds them
+       prepared). */
+    if (li_arm_nested(code, frame->f_builtins) < 0) {
+        return -1;
+    }
     /* (As start_before_building(): trace and profile functions get their
        call event on a shadow.) */
     if (tstate->tracing == 1 && tstate->c_tracefunc == NULL &&

@@ -169,9 +169,11 @@ li_prepared_code(PyCodeObject *original, PyObject *builtins)
     if (!needs_instrumenting(cs, original)) {
         /* Its next frame sees it instrumented, as natively, if that would
            forget what tools disabled there: where the entry trampoline
-           can go in (start_refreshing(), landing.c). */
-        if (standard_builtins(builtins) && li_refresh_awaited(original) &&
-            li_trampoline_arm_to_refresh(cs) < 0)
+           can go in (start_refreshing(), landing.c).  So do the frames of
+           the functions it makes, from its nested code. */
+        if (standard_builtins(builtins) && li_marks_may_exist() &&
+            ((li_refresh_awaited(original) && li_trampoline_arm_to_refresh(cs) < 0) ||
+             li_arm_nested(original, builtins) < 0))
         {
             return NULL;
         }
@@ -722,30 +724,31 @@ li_backend_trace_coming(PyThreadState *ts)
     return err;
 }
 
-/* A frame that stays on original code makes its functions from the
- * original nested code objects: those that need events get an entry
- * trampoline, so that the functions start on a shadow.  0 or -1. */
-static int
-arm_nested(_PyInterpreterFrame *frame)
+int
+li_arm_nested(PyCodeObject *code, PyObject *builtins)
 {
-    if (li_shadow_probes(frame->f_code) != NULL ||
-        !standard_builtins(frame->f_builtins))
-    {
+    if (li_shadow_probes(code) != NULL || !standard_builtins(builtins)) {
         return 0;   /* a shadow holds what its functions need */
     }
-    PyObject *consts = frame->f_code->co_consts;
+    PyObject *consts = code->co_consts;
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(consts); i++) {
         PyObject *c = PyTuple_GET_ITEM(consts, i);
         if (!PyCode_Check(c)) {
             continue;
         }
-        PyObject *prepared = li_prepared_code((PyCodeObject *)c, frame->f_builtins);
+        PyObject *prepared = li_prepared_code((PyCodeObject *)c, builtins);
         if (prepared == NULL) {
             return -1;
         }
         Py_DECREF(prepared);
     }
     return 0;
+}
+
+static int
+arm_nested(_PyInterpreterFrame *frame)
+{
+    return li_arm_nested(frame->f_code, frame->f_builtins);
 }
 
 static int
@@ -885,7 +888,7 @@ li_backend_update(bool grew)
         err = update_thread_frames(NULL);
     }
     if (err == 0) {
-        err = wanted ? arm_trampolines(runnables) : 0;
+        err = arm_trampolines(runnables);
     }
     if (err == 0) {
         err = li_trampolines_disarm_unneeded();
