@@ -138,6 +138,9 @@ forget_disabled(li_code_state *cs, int event, int tool)
 bool
 li_code_state_refresh_forgets(const li_code_state *cs)
 {
+    if (cs->disable_epoch != li_reg.disable_epoch) {
+        return false;   /* restart_events() voided the marks already */
+    }
     for (int e = 0; e < LI_LOCAL_EVENT_COUNT; e++) {
         uint8_t changed = cs->active_tools[e] ^ (li_reg.global_tools[e] | cs->local_tools[e]);
         const uint8_t *marks = cs->disabled[e];

@@ -123,6 +123,27 @@ def test_trampolines_a_restart_armed_go_when_events_go(M: Any, clean: Dict[str, 
     assert run_all(functions) == 20 * 2
 
 
+def test_marks_a_restart_voided_keep_no_trampoline_when_events_go(
+    M: Any, clean: Dict[str, int]
+) -> None:
+    # After restart_events() nothing that a callback disabled before is
+    # left to forget as code next starts: turning the events off leaves no
+    # trampoline armed for that.
+    functions = make_functions(20)
+    M.use_tool_id(2, "memory")
+    M.register_callback(2, M.events.PY_START, lambda code, offset: M.DISABLE)
+    call(M.set_events, 2, M.events.PY_START)
+    try:
+        run_all(functions)
+        call(M.restart_events)
+    finally:
+        call(M.set_events, 2, 0)
+        M.clear_tool_id(2)
+        M.free_tool_id(2)
+    assert stats()["trampolined_codes"] == clean["trampolined_codes"]
+    assert run_all(functions) == 20 * 2
+
+
 def test_clearing_the_tool_releases_its_copies(M: Any, clean: Dict[str, int]) -> None:
     functions = make_functions(10)
     M.use_tool_id(2, "memory")
