@@ -8,6 +8,7 @@ their code object; cycles of enabling and disabling leave nothing behind.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import subprocess
@@ -95,6 +96,20 @@ def test_copies_go_when_events_go(M: Any, clean: Dict[str, int]) -> None:
     assert after["trampolined_codes"] == clean["trampolined_codes"]
 
 
+@contextlib.contextmanager
+def starts_disabled(M: Any) -> Iterator[None]:
+    """Tool 2 wants PY_START everywhere and disables it where it fires."""
+    M.use_tool_id(2, "memory")
+    M.register_callback(2, M.events.PY_START, lambda code, offset: M.DISABLE)
+    call(M.set_events, 2, M.events.PY_START)
+    try:
+        yield
+    finally:
+        call(M.set_events, 2, 0)
+        M.clear_tool_id(2)
+        M.free_tool_id(2)
+
+
 def test_trampolines_a_restart_armed_go_when_events_go(M: Any, clean: Dict[str, int]) -> None:
     # PY_START disabled in every function (bdb's pattern), restart_events()
     # arms their entry trampolines again; some run since, some not: when the
@@ -102,10 +117,7 @@ def test_trampolines_a_restart_armed_go_when_events_go(M: Any, clean: Dict[str, 
     # (which forgets what the callback disabled, as natively), and the
     # functions run as they were.
     functions = make_functions(20)
-    M.use_tool_id(2, "memory")
-    M.register_callback(2, M.events.PY_START, lambda code, offset: M.DISABLE)
-    call(M.set_events, 2, M.events.PY_START)
-    try:
+    with starts_disabled(M):
         run_all(functions)
         call(M.restart_events)
         armed = stats()["trampolined_codes"]
@@ -113,10 +125,6 @@ def test_trampolines_a_restart_armed_go_when_events_go(M: Any, clean: Dict[str, 
             f(3)
         call(M.restart_events)
         assert stats()["trampolined_codes"] == armed
-    finally:
-        call(M.set_events, 2, 0)
-        M.clear_tool_id(2)
-        M.free_tool_id(2)
     assert run_all(functions) == 20 * 2
     call(len, ())   # (every code that started meanwhile starts again)
     assert stats()["trampolined_codes"] == clean["trampolined_codes"]
@@ -130,16 +138,9 @@ def test_marks_a_restart_voided_keep_no_trampoline_when_events_go(
     # left to forget as code next starts: turning the events off leaves no
     # trampoline armed for that.
     functions = make_functions(20)
-    M.use_tool_id(2, "memory")
-    M.register_callback(2, M.events.PY_START, lambda code, offset: M.DISABLE)
-    call(M.set_events, 2, M.events.PY_START)
-    try:
+    with starts_disabled(M):
         run_all(functions)
         call(M.restart_events)
-    finally:
-        call(M.set_events, 2, 0)
-        M.clear_tool_id(2)
-        M.free_tool_id(2)
     assert stats()["trampolined_codes"] == clean["trampolined_codes"]
     assert run_all(functions) == 20 * 2
 
