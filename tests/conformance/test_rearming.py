@@ -424,8 +424,13 @@ KIND_TOGGLES = [
 ]
 
 
+def _direct(f: Callable[[], int]) -> int:
+    return f()
+
+
 def _toggled_reports(M: Any, tool: Tool, make_tool: Callable[..., Tool], kind: str,
-                     script: str, other_tool: bool, body: str = ROOMY_GENERATOR) -> list:
+                     script: str, other_tool: bool, body: str = ROOMY_GENERATOR,
+                     run: Callable[[Callable[[], int]], int] = _direct) -> list:
     E = M.events
     event = getattr(E, kind)
     other_events = E.PY_UNWIND
@@ -449,7 +454,7 @@ def _toggled_reports(M: Any, tool: Tool, make_tool: Callable[..., Tool], kind: s
         for step in script.split():
             if step == "f":
                 del seen[:]
-                assert f() == 1
+                assert run(f) == 1
                 reported.append(bool(seen))
                 continue
             where, value = step.split("=")
@@ -499,7 +504,8 @@ def test_disabled_event_fires_again_in_a_tiny_generator_started_with_it_off(
 
 def _maker_and_looper() -> tuple:
     """outer() makes and calls inner(); looper() does the same in a loop
-    that runs a step (turning events off or on) before each round."""
+    that runs a step (turning events off or on) before each round, keeping
+    no inner function alive in between."""
     return _defined(
         "<rearming-nested>",
         "def outer():\n"
@@ -515,6 +521,7 @@ def _maker_and_looper() -> tuple:
         "            z = y + 1\n"
         "            return z\n"
         "        total += inner(1)\n"
+        "        del inner\n"
         "    return total\n",
         "outer", "looper",
     )
@@ -565,3 +572,39 @@ def test_disabled_event_fires_again_in_a_function_made_while_it_was_off(
         assert rounds[0] == ""      # (the loop turns the event on first)
         del rounds[0]
     assert [bool(r) for r in rounds] == [True, False, True]
+
+
+def _in_a_thread(f: Callable[[], int]) -> int:
+    results: list = []
+    thread = threading.Thread(target=lambda: results.append(f()))
+    thread.start()
+    thread.join()
+    return results[0]
+
+
+def _from_c(f: Callable[[], int]) -> int:
+    return sum(map(lambda _: f(), [0]))
+
+
+def _traced(f: Callable[[], int]) -> int:
+    def trace(frame: Any, event: str, arg: Any) -> Any:
+        return trace
+
+    sys.settrace(trace)
+    try:
+        return f()
+    finally:
+        sys.settrace(None)
+
+
+@pytest.mark.parametrize("run", [_in_a_thread, _from_c, _traced],
+                         ids=["in another thread", "called from C", "under settrace"])
+@pytest.mark.parametrize("kind", ["PY_START", "LINE", "BRANCH", "PY_RETURN"])
+def test_disabled_event_fires_again_once_code_started_with_it_off_elsewhere(
+    M: Any, tool: Tool, make_tool: Callable[..., Tool], kind: str,
+    run: Callable[[Callable[[], int]], int]
+) -> None:
+    """As above, with f started in another thread, by C code, or with a
+    trace function set."""
+    assert _toggled_reports(M, tool, make_tool, kind, "G=E f G=0 f G=E f", False,
+                            run=run) == [True, False, True]
