@@ -634,7 +634,8 @@ PyObject *li_prepared_code(PyCodeObject *original, PyObject *builtins);
 bool li_needs_instrumenting(PyCodeObject *original);
 /* Whether the refresh CPython does as code starts would forget DISABLE
  * marks in `original`, which then keeps its entry trampoline even where no
- * tool wants events, to refresh as it next starts. */
+ * tool wants events, to refresh as it next starts (not generator-like
+ * code). */
 bool li_refresh_awaited(PyCodeObject *original);
 /* Frames that run `code` (an original) with `builtins` make their functions
  * from its nested code objects: those that need events, or a refresh as
@@ -692,9 +693,6 @@ int li_backend_trace_coming(PyThreadState *ts);
  * Arms one in the code of `cs` where that is safe.  1 if armed, 0 if it
  * cannot be, -1 on error. */
 int li_trampoline_arm(li_code_state *cs);
-/* The same for code that no tool wants events from, so that it refreshes
- * as it next starts (li_refresh_awaited()): its frames keep their size. */
-int li_trampoline_arm_to_refresh(li_code_state *cs);
 /* Reaches `frame` of thread `ts`, which executes code that lacks events
  * tools want (an original, or an outdated shadow) in C locals of an
  * evaluation loop, so that it cannot be moved now: arms trampolines where

@@ -504,12 +504,12 @@ start_before_building(PyThreadState *tstate, _PyInterpreterFrame *here,
     return li_add_resume_point(cb, to->to) < 0 ? -1 : START_FIRED;
 }
 
-/* A frame at the entry trampoline of code that no tool wants events from:
- * the trampoline stayed so that the code is instrumented as it next starts,
- * as natively, which forgets what tools disabled of the events they turned
- * off since (li_refresh_awaited()).  Then the frame goes on in its original,
- * as do the code's later frames.  1 if it does, 0 if it lands (on a shadow
- * without probes), -1 on error. */
+/* A frame at the entry trampoline of code, not generator-like, that no tool
+ * wants events from: the trampoline stayed so that the code is instrumented
+ * as it next starts, as natively, which forgets what tools disabled of the
+ * events they turned off since (li_refresh_awaited()).  Then the frame goes
+ * on in its original, as do the code's later frames.  1 if it does, 0 if it
+ * lands (on a shadow without probes), -1 on error. */
 static int
 start_refreshing(PyThreadState *tstate, _PyInterpreterFrame *frame, expected_landing *to,
                  token_object *token)
@@ -517,7 +517,9 @@ start_refreshing(PyThreadState *tstate, _PyInterpreterFrame *frame, expected_lan
     PyCodeObject *code = to->original;
     li_code_state *cs = li_code_state_get(code);
     li_code_backend *cb = cs != NULL ? (li_code_backend *)cs->backend : NULL;
-    if (cb == NULL || li_needs_instrumenting(code)) {
+    if (cb == NULL || li_needs_instrumenting(code) ||
+        (code->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)))
+    {
         return 0;
     }
     li_code_state_refresh(cs);
@@ -532,9 +534,12 @@ start_refreshing(PyThreadState *tstate, _PyInterpreterFrame *frame, expected_lan
     if (tstate->tracing == 1 && tstate->c_tracefunc == NULL &&
         tstate->c_profilefunc == NULL && frame->f_code == code &&
         to->to.unit == cb->entry_site && cb->saved_firsttraceable >= 0 &&
-        !(code->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)) &&
         go_on_in_original(frame, cs, to->to.unit, token))
     {
+        /* Nothing is left for restart_events() to re-arm, nor room to keep
+           for its frames. */
+        li_forget_started_bare(cb);
+        li_release_shadow_stack(cb);
         return 1;
     }
     /* The later frames start in the original (the trampoline goes once this

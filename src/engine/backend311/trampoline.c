@@ -764,13 +764,8 @@ li_trampoline_arm(li_code_state *cs)
     if (t != NULL && t->armed) {
         /* Away from RESUME, the units may hold the resume trampoline of a
            frame waiting in their instruction instead: no entry, and none
-           can go in while that frame stands.  (One armed to refresh gets
-           the room it did without.) */
-        bool entry = li_same_landing(t->landing, (li_landing){resume, LI_LAND_START});
-        if (entry) {
-            li_reserve_shadow_stack(cb);
-        }
-        return entry;
+           can go in while that frame stands. */
+        return li_same_landing(t->landing, (li_landing){resume, LI_LAND_START});
     }
     /* A yield in the first units after RESUME 0 puts the point where its
        suspended generators go on under the entry trampoline: those created
@@ -796,23 +791,6 @@ li_trampoline_arm(li_code_state *cs)
                                                     at + LI_TRAMPOLINE_REACH);
     entry_armed(cb, at, started_there);
     return 1;
-}
-
-int
-li_trampoline_arm_to_refresh(li_code_state *cs)
-{
-    int armed = li_trampoline_arm(cs);
-    li_code_backend *cb = (li_code_backend *)cs->backend;
-    if (armed > 0 && cb->true_stacksize >= 0) {
-        /* Its frames go on in the original, or land on a shadow without
-           probes, which the original's stack serves: they keep their own
-           size.  Code that started bare is no longer to be re-armed as it
-           was, with the room it had then. */
-        li_forget_started_bare(cb);
-        cs->code->co_stacksize = cb->true_stacksize;
-        cb->true_stacksize = -1;
-    }
-    return armed;
 }
 
 void

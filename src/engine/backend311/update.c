@@ -97,8 +97,12 @@ li_needs_instrumenting(PyCodeObject *original)
 bool
 li_refresh_awaited(PyCodeObject *original)
 {
+    /* (Not generator-like code: its frames would land on a shadow without
+       probes, which broke pytest's hook wrappers: see landing.c.) */
     li_code_state *cs = li_code_state_get(original);
-    return cs != NULL && !cs->excluded && li_code_state_refresh_forgets(cs);
+    return cs != NULL && !cs->excluded &&
+           !(original->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)) &&
+           li_code_state_refresh_forgets(cs);
 }
 
 /* Whether frames running `code` (an original, or a shadow that lacks
@@ -172,7 +176,7 @@ li_prepared_code(PyCodeObject *original, PyObject *builtins)
            can go in (start_refreshing(), landing.c).  So do the frames of
            the functions it makes, from its nested code. */
         if (standard_builtins(builtins) && li_marks_may_exist() &&
-            ((li_refresh_awaited(original) && li_trampoline_arm_to_refresh(cs) < 0) ||
+            ((li_refresh_awaited(original) && li_trampoline_arm(cs) < 0) ||
              li_arm_nested(original, builtins) < 0))
         {
             return NULL;
