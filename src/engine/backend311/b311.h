@@ -632,6 +632,15 @@ PyObject *li_desired_code(PyCodeObject *original, PyObject *builtins);
 PyObject *li_prepared_code(PyCodeObject *original, PyObject *builtins);
 /* Whether frames of `original` should run a shadow. */
 bool li_needs_instrumenting(PyCodeObject *original);
+/* Whether the refresh CPython does as code starts would forget DISABLE
+ * marks in `original`, which then keeps its entry trampoline even where no
+ * tool wants events, to refresh as it next starts (not generator-like
+ * code). */
+bool li_refresh_awaited(PyCodeObject *original);
+/* Frames that run `code` (an original) with `builtins` make their functions
+ * from its nested code objects: those that need events, or a refresh as
+ * they next start, get an entry trampoline.  0 or -1. */
+int li_arm_nested(PyCodeObject *code, PyObject *builtins);
 /* Whether PY_START is the one event tools want in `cs`'s code (global or
  * local, DISABLE marks aside), and the code defines no functions or classes
  * (code objects among its constants, which would need it too). */

@@ -223,7 +223,8 @@ li_probes_init(void)
 }
 
 /* Records where frames start or resume on `lp` (its entry probe, its
- * PY_START and PY_RESUME probes and the placeholders there), which
+ * PY_START and PY_RESUME probes and the placeholders there and at
+ * handlers), which
  * restart_events() arms, and whether frames come in only there.  0 or -1. */
 static int
 find_starts(li_probes *lp, PyCodeObject *shadow)

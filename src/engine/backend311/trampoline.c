@@ -1519,7 +1519,8 @@ static void
 disarm_if_unneeded(li_patches *p)
 {
     li_probes *lp = li_shadow_probes(p->code);
-    if (lp != NULL ? !lp->outdated : !li_needs_instrumenting(p->code)) {
+    if (lp != NULL ? !lp->outdated
+                   : !li_needs_instrumenting(p->code) && !li_refresh_awaited(p->code)) {
         disarm(p, false);
     }
     else {

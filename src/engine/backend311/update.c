@@ -94,6 +94,17 @@ li_needs_instrumenting(PyCodeObject *original)
     return needs_instrumenting(li_code_state_get(original), original);
 }
 
+bool
+li_refresh_awaited(PyCodeObject *original)
+{
+    /* (Not generator-like code: its frames would land on a shadow without
+       probes, which broke pytest's hook wrappers: see landing.c.) */
+    li_code_state *cs = li_code_state_get(original);
+    return cs != NULL && !cs->excluded &&
+           !(original->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)) &&
+           li_code_state_refresh_forgets(cs);
+}
+
 /* Whether frames running `code` (an original, or a shadow that lacks
  * probes) miss events tools want. */
 static bool
@@ -160,12 +171,23 @@ li_prepared_code(PyCodeObject *original, PyObject *builtins)
 {
     li_code_state *cs = li_code_state_get(original);
     if (!needs_instrumenting(cs, original)) {
+        /* Its next frame sees it instrumented, as natively, if that would
+           forget what tools disabled there: where the entry trampoline
+           can go in (start_refreshing(), landing.c).  So do the frames of
+           the functions it makes, from its nested code. */
+        if (standard_builtins(builtins) && li_marks_may_exist() &&
+            ((li_refresh_awaited(original) && li_trampoline_arm(cs) < 0) ||
+             li_arm_nested(original, builtins) < 0))
+        {
+            return NULL;
+        }
         return Py_NewRef(original);
     }
     if (cs == NULL && (cs = li_code_state_ensure(original)) == NULL) {
         return NULL;
     }
     if (li_start_disabled_everywhere(cs)) {
+        li_code_state_refresh(cs);      /* (forgets nothing: see desired_code()) */
         return Py_NewRef(original);
     }
     if (usable_shadow(cs) == NULL && standard_builtins(builtins)) {
@@ -336,6 +358,23 @@ desired_code(PyCodeObject *original, PyObject *builtins, bool starting)
         return NULL;
     }
     li_probes *usable = usable_shadow(cs);
+    /* CPython instruments code when it next starts, also where it keeps the
+       probes it has (another tool wants the same events): a shadow that
+       stays refreshes at its entry probe, when that forgets anything.  (A
+       refresh that forgets nothing can come early: only the code's frames
+       make marks, and they start on it.) */
+    if (usable != NULL) {
+        if (starting || !li_code_state_refresh_forgets(cs)) {
+            li_code_state_refresh(cs);
+        }
+        else if (usable->entry_probe >= 0) {
+            cs->refresh_pending = true;
+            li_probes_sync(usable);
+        }
+        else {
+            usable = NULL;      /* one that has an entry probe is built */
+        }
+    }
     PyObject *result;
     if (usable != NULL) {
         refresh_consts(usable, consts);
@@ -526,6 +565,12 @@ update_frame(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterFrame 
     /* CPython instruments the code objects that are running at once. */
     li_code_state *cs = li_code_state_get(li_backend_original(frame->f_code));
     if (cs != NULL) {
+        /* What it forgets may be probes the current shadow left out:
+           functions move on from it as they next start. */
+        li_probes *current = li_current_shadow(cs);
+        if (current != NULL && current->partial && li_code_state_refresh_forgets(cs)) {
+            li_retire(current);
+        }
         li_code_state_refresh(cs);
         /* A function's frame on a stack has started (or lands as it starts):
            where tools want PY_START alone, its original serves it to the
@@ -725,30 +770,31 @@ li_backend_trace_coming(PyThreadState *ts)
     return err;
 }
 
-/* A frame that stays on original code makes its functions from the
- * original nested code objects: those that need events get an entry
- * trampoline, so that the functions start on a shadow.  0 or -1. */
-static int
-arm_nested(_PyInterpreterFrame *frame)
+int
+li_arm_nested(PyCodeObject *code, PyObject *builtins)
 {
-    if (li_shadow_probes(frame->f_code) != NULL ||
-        !standard_builtins(frame->f_builtins))
-    {
+    if (li_shadow_probes(code) != NULL || !standard_builtins(builtins)) {
         return 0;   /* a shadow holds what its functions need */
     }
-    PyObject *consts = frame->f_code->co_consts;
+    PyObject *consts = code->co_consts;
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(consts); i++) {
         PyObject *c = PyTuple_GET_ITEM(consts, i);
         if (!PyCode_Check(c)) {
             continue;
         }
-        PyObject *prepared = li_prepared_code((PyCodeObject *)c, frame->f_builtins);
+        PyObject *prepared = li_prepared_code((PyCodeObject *)c, builtins);
         if (prepared == NULL) {
             return -1;
         }
         Py_DECREF(prepared);
     }
     return 0;
+}
+
+static int
+arm_nested(_PyInterpreterFrame *frame)
+{
+    return li_arm_nested(frame->f_code, frame->f_builtins);
 }
 
 static int
@@ -888,7 +934,7 @@ li_backend_update(bool grew)
         err = update_thread_frames(NULL);
     }
     if (err == 0) {
-        err = wanted ? arm_trampolines(runnables) : 0;
+        err = arm_trampolines(runnables);
     }
     if (err == 0) {
         err = li_trampolines_disarm_unneeded();
@@ -1164,15 +1210,58 @@ set_count(PyObject *stats, const char *name, Py_ssize_t n)
     return err;
 }
 
+/* Counts, in *shadows and *trampolined, the shadows that frames of threads
+ * other than this one run, and the code objects with trampolines armed
+ * that such frames run: what those threads hold and let go of when their
+ * frames move on, whatever this thread does.  0 or -1. */
+static int
+count_elsewhere(Py_ssize_t *shadows, Py_ssize_t *trampolined)
+{
+    PyThreadState *self = _PyThreadState_GET();
+    PyObject *seen = PySet_New(NULL);   /* owned: addresses of codes counted */
+    if (seen == NULL) {
+        return -1;
+    }
+    *shadows = *trampolined = 0;
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead(self->interp); ts != NULL;
+         ts = PyThreadState_Next(ts))
+    {
+        if (ts == self) {
+            continue;
+        }
+        for (_PyInterpreterFrame *f = ts->cframe->current_frame; f != NULL; f = f->previous) {
+            PyObject *key = PyLong_FromVoidPtr(f->f_code);
+            int known = key != NULL ? PySet_Contains(seen, key) : -1;
+            if (known == 0) {
+                known = PySet_Add(seen, key);
+                *shadows += li_shadow_probes(f->f_code) != NULL;
+                *trampolined += li_trampolines_armed_in(f->f_code);
+            }
+            Py_XDECREF(key);
+            if (known < 0) {
+                Py_DECREF(seen);
+                return -1;
+            }
+        }
+    }
+    Py_DECREF(seen);
+    return 0;
+}
+
 int
 li_backend_stats(PyObject *stats)
 {
-    Py_ssize_t shadows = 0;
+    Py_ssize_t shadows = 0, shadows_elsewhere, trampolined_elsewhere;
     for (li_probes *lp = li_all_shadows(); lp != NULL; lp = lp->next) {
         shadows++;
     }
+    if (count_elsewhere(&shadows_elsewhere, &trampolined_elsewhere) < 0) {
+        return -1;
+    }
     if (set_count(stats, "shadows", shadows) < 0 ||
+        set_count(stats, "shadows_elsewhere", shadows_elsewhere) < 0 ||
         set_count(stats, "trampolined_codes", li_trampolines_armed_count()) < 0 ||
+        set_count(stats, "trampolined_elsewhere", trampolined_elsewhere) < 0 ||
         set_count(stats, "trampolines_kept", li_trampolines_kept_count()) < 0 ||
         set_count(stats, "pending_calls", li_pending_call_count()) < 0 ||
         set_count(stats, "shadows_built", li_shadows_built()) < 0)
