@@ -34,60 +34,14 @@ elif sys.version_info[:2] >= (3, 12):
 # functions, every parametrization): expected to fail there, with the
 # missing feature as the reason; an xfail that passes is reported (XPASS).
 GAPS_310 = {
-    '3.10 back end: CALL, C_RETURN and C_RAISE are not delivered yet': [
-        'conformance/test_builtins_untouched.py::test_calling_the_api_reports_builtin_calls',
-        'conformance/test_builtins_untouched.py::test_calling_the_api_with_local_call_events',
-        'conformance/test_builtins_untouched.py::test_class_statement_calls_the_builtin_build_class',
-        'conformance/test_disable.py::test_call_disabled_during_the_call_still_ends_and_releases',
-        'conformance/test_events_calls.py::test_bound_method_object_called_directly',
-        'conformance/test_events_calls.py::test_builtin_call_and_c_return',
-        'conformance/test_events_calls.py::test_builtin_call_c_raise',
-        'conformance/test_events_calls.py::test_builtin_type_call',
-        'conformance/test_events_calls.py::test_builtin_with_star_args',
-        'conformance/test_events_calls.py::test_c_event_callbacks_receive_four_arguments',
+    '3.10 back end: RAISE, RERAISE, EXCEPTION_HANDLED, PY_UNWIND, STOP_ITERATION are not delivered yet': [
         'conformance/test_events_calls.py::test_c_raise_before_raise',
-        'conformance/test_events_calls.py::test_c_return_arg0_after_mutation',
-        'conformance/test_events_calls.py::test_call_arg0_identity',
-        'conformance/test_events_calls.py::test_call_arguments_python_callee',
-        'conformance/test_events_calls.py::test_call_callback_exception_prevents_the_call',
-        'conformance/test_events_calls.py::test_call_keyword_argument_is_arg0',
-        'conformance/test_events_calls.py::test_call_offsets_are_call_instructions',
-        'conformance/test_events_calls.py::test_call_order_with_callee_events',
-        'conformance/test_events_calls.py::test_call_without_arguments_gives_missing',
-        'conformance/test_events_calls.py::test_calling_frame_in_call_callbacks',
-        'conformance/test_events_calls.py::test_calls_from_builtins_are_not_reported',
-        'conformance/test_events_calls.py::test_class_instantiation_with_argument',
-        'conformance/test_events_calls.py::test_class_instantiation_with_python_init',
         'conformance/test_events_calls.py::test_class_whose_init_raises',
-        'conformance/test_events_calls.py::test_class_without_init',
-        'conformance/test_events_calls.py::test_disable_call_site_silences_c_return',
-        'conformance/test_events_calls.py::test_disable_call_then_restart',
-        'conformance/test_events_calls.py::test_keyword_only_builtin_call',
-        'conformance/test_events_calls.py::test_lambda_and_generator_function_calls',
-        'conformance/test_events_calls.py::test_local_call_enables_c_return',
-        'conformance/test_events_calls.py::test_local_call_means_calls_made_from_that_code',
-        'conformance/test_events_calls.py::test_method_call_passes_function_and_self',
-        'conformance/test_events_calls.py::test_method_descriptor_call',
-        'conformance/test_events_calls.py::test_no_c_raise_for_python_callee',
-        'conformance/test_events_calls.py::test_no_c_return_for_python_callee',
-        'conformance/test_events_calls.py::test_partial_is_not_a_python_function',
-        'conformance/test_star_calls.py::test_bound_python_method_star_call',
-        'conformance/test_star_calls.py::test_builtin_star_args_and_keyword',
-        'conformance/test_star_calls.py::test_builtin_star_args_and_star_kwargs_from_variables',
-        'conformance/test_star_calls.py::test_builtin_star_args_raising',
-        'conformance/test_star_calls.py::test_builtin_star_kwargs_only',
-        'conformance/test_star_calls.py::test_method_descriptor_star_args_and_keyword',
-        'conformance/test_star_calls.py::test_python_function_star_call',
-        'conformance/test_star_calls.py::test_python_function_star_call_raising',
-        'conformance/test_star_calls.py::test_python_function_star_kwargs_only',
-        'conformance/test_star_calls.py::test_wrapper_of_a_builtin',
-        'conformance/test_star_calls.py::test_wrapper_of_a_python_function',
-        'conformance/test_star_calls.py::test_wrapper_of_a_raising_builtin',
-        'conformance/test_star_calls.py::test_wrapper_of_a_raising_python_function',
-    ],
-    '3.10 back end: RAISE, RERAISE, EXCEPTION_HANDLED, PY_UNWIND, STOP_ITERATION (and C_RAISE) are not delivered yet': [
         'conformance/test_disable.py::test_disable_from_non_local_event_leaves_other_tools',
-        'conformance/test_disable.py::test_disable_from_non_local_event_raises',
+        'conformance/test_disable.py::test_disable_from_non_local_event_raises[RAISE]',
+        'conformance/test_disable.py::test_disable_from_non_local_event_raises[EXCEPTION_HANDLED]',
+        'conformance/test_disable.py::test_disable_from_non_local_event_raises[RERAISE]',
+        'conformance/test_disable.py::test_disable_from_non_local_event_raises[PY_UNWIND]',
         'conformance/test_disable.py::test_disable_from_raise_can_be_caught_in_monitored_function',
         'conformance/test_disable.py::test_disable_from_raise_replaces_the_exception',
         'conformance/test_disable.py::test_raise_events_stop_after_callback_removed',
@@ -255,7 +209,11 @@ GAPS_310 = {
         'test_cli.py::test_offsets_are_those_dis_shows',
         'test_cli.py::test_output_flushed_when_the_program_fails',
         'test_cli.py::test_output_to_stderr_and_to_file',
-        'test_cli.py::test_program_ends_as_under_python',
+        'test_cli.py::test_program_ends_as_under_python[excepthook-command1]',
+        'test_cli.py::test_program_ends_as_under_python[exception-command1]',
+        'test_cli.py::test_program_ends_as_under_python[exit_message-command1]',
+        'test_cli.py::test_program_ends_as_under_python[exit_none-command1]',
+        'test_cli.py::test_program_ends_as_under_python[keyboard_interrupt-command1]',
         'test_cli.py::test_tool_id_falls_back_when_taken',
         'test_cli.py::test_tool_id_used_and_freed',
         'test_cli.py::test_trace_call_and_exception_values',
@@ -286,14 +244,12 @@ GAPS_310 = {
         'debug/test_oracle.py::test_session_as_pdb',
         'debug/test_oracle.py::test_set_trace_hook',
     ],
-    "lowimpact profile on 3.10: calls of C functions (CALL, C_RETURN, C_RAISE) are not delivered by the 3.10 back end yet, so its stats miss them": [
-        'profile/test_profile_api.py::test_same_stats_as_cprofile',
-        'profile/test_profile_cli.py::test_outfile_is_a_pstats_file',
-        'profile/test_profile_cli.py::test_prints_stats_sorted_like_cprofile',
-        'profile/test_profile_cli.py::test_speedscope_collapsed_and_svg',
-        'profile/test_profile_oracle.py::test_counts_and_callers_equal_cprofiles',
+    "lowimpact profile on 3.10: with generators, classes, exceptions and the json suite its counts differ from cProfile's (not analysed yet; the exception events are missing)": [
+        'profile/test_profile_oracle.py::test_counts_and_callers_equal_cprofiles[generators.py]',
+        'profile/test_profile_oracle.py::test_counts_and_callers_equal_cprofiles[classes.py]',
+        'profile/test_profile_oracle.py::test_counts_and_callers_equal_cprofiles[exceptions.py]',
+        'profile/test_profile_oracle.py::test_counts_and_callers_equal_cprofiles[jsonround.py]',
         'profile/test_profile_oracle.py::test_stdlib_json_suite_counts_equal_cprofiles',
-        'profile/test_profile_oracle.py::test_time_suspended_is_not_the_generators',
     ],
 }
 
@@ -304,9 +260,10 @@ def pytest_collection_modifyitems(config, items):
         return
     reason_of = {test: reason for reason, tests in GAPS_310.items() for test in tests}
     for item in items:
-        node = item.nodeid.split("[")[0]
-        node = node[len("tests/"):] if node.startswith("tests/") else node
-        reason = reason_of.get(node)
+        node = item.nodeid[len("tests/"):] if item.nodeid.startswith("tests/") else item.nodeid
+        # An entry names a test function (every parametrization) or one
+        # parametrization.
+        reason = reason_of.get(node, reason_of.get(node.split("[")[0]))
         if reason is not None:
             item.add_marker(pytest.mark.xfail(reason=reason, strict=False))
 
