@@ -154,6 +154,14 @@ li_fire_call(PyThreadState *ts, li_site *s, uint8_t tools)
     int n = s->call_arg;
     bool star = false;      /* CALL_FUNCTION_EX */
     bool may_end = true;    /* an ender may stand in for the callable */
+    /* Values the instruction takes: fewer than that at the depth found
+       would mean the analysis went wrong (assert it in debug builds). */
+    int taken = s->call_op == CALL_FUNCTION ? n + 1
+                : s->call_op == CALL_FUNCTION_EX ? 2 + (n & 1) : n + 2;
+    assert(s->depth >= taken);
+    if (s->depth < taken) {
+        return 0;
+    }
     switch (s->call_op) {
     case CALL_FUNCTION:
         slot = top - n - 1;
@@ -178,23 +186,24 @@ li_fire_call(PyThreadState *ts, li_site *s, uint8_t tools)
         PyObject **kwargs = (n & 1) ? top - 1 : NULL;
         PyObject **callargs = (n & 1) ? top - 2 : top - 1;
         slot = callargs - 1;
-        /* 3.12 makes the tuple before CALL; 3.10 would make the same one
-           after it (a failure is left for the instruction to report). */
+        /* 3.12 makes the tuple before CALL, 3.10 the same one after it;
+           what cannot be iterated is left for the instruction to report,
+           with the name of the callable. */
         if (!PyTuple_CheckExact(*callargs)) {
+            if (Py_TYPE(*callargs)->tp_iter == NULL && !PySequence_Check(*callargs)) {
+                arg0 = missing;
+                may_end = false;
+                break;
+            }
             PyObject *tuple = PySequence_Tuple(*callargs);
             if (tuple == NULL) {
-                if (!PyErr_ExceptionMatches(PyExc_TypeError)) {
-                    return -1;
-                }
-                PyErr_Clear();
-                arg0 = missing;
-                may_end = false;    /* the instruction's error names the callable */
-                break;
+                return -1;
             }
             Py_SETREF(*callargs, tuple);
         }
         arg0 = PyTuple_GET_SIZE(*callargs) > 0 ? PyTuple_GET_ITEM(*callargs, 0) : missing;
-        /* So do its errors from merging a mapping that is not a dict. */
+        /* So are errors of merging a mapping that is not a dict (the
+           compiler always makes a dict, but bytecode may be hand-made). */
         may_end = kwargs == NULL || PyDict_CheckExact(*kwargs);
         break;
     }
