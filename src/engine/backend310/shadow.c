@@ -190,8 +190,8 @@ stack_depths(const instr *ins, int n_instrs, int *depth)
             if (next[k] < 0 || depth[next[k]] >= 0) {
                 continue;
             }
-            int d = depth[i] + effect[k];
-            if (d < 0 || effect[k] == PY_INVALID_STACK_EFFECT) {
+            int d = effect[k] == PY_INVALID_STACK_EFFECT ? -1 : depth[i] + effect[k];
+            if (d < 0) {
                 /* Not bytecode the compiler made: no CALL probes. */
                 for (int j = 0; j < n_instrs; j++) {
                     depth[j] = -1;
