@@ -13,7 +13,8 @@
  *     POP_TOP
  *
  * and disarming it writes JUMP_FORWARD over its first unit, in place, so
- * frames running the shadow see the change at once.
+ * frames running the shadow see the change at once.  A CALL probe reads the
+ * call it precedes from the frame's value stack (call.c).
  *
  * 3.10 executes co_code and every frame has a frame object whose f_code is
  * a field: while any tool wants events, a PEP 523 frame evaluation function
