@@ -1041,3 +1041,25 @@ def test_a_replaced_callback_is_released(M: Any, tool: Tool) -> None:
     del counter
     gc.collect()
     assert alive() is None
+
+
+def test_setprofile_and_c_return_events_together(M: Any, tool: Tool) -> None:
+    def f() -> int:
+        return len("ab")
+
+    profiled: list[str] = []
+
+    def profiler(frame: Any, event: str, arg: Any) -> None:
+        if frame.f_code is f.__code__:
+            profiled.append(event)
+
+    E = M.events
+    old = sys.getprofile()
+    with Recorder(tool, E.CALL | E.C_RETURN | E.C_RAISE, f) as rec:
+        sys.setprofile(profiler)
+        try:
+            f()
+        finally:
+            sys.setprofile(old)
+    assert profiled == ["call", "c_call", "c_return", "return"]
+    assert rec.compact() == [("CALL", "f", len, "ab"), ("C_RETURN", "f", len, "ab")]

@@ -13,7 +13,8 @@
  *     POP_TOP
  *
  * and disarming it writes JUMP_FORWARD over its first unit, in place, so
- * frames running the shadow see the change at once.
+ * frames running the shadow see the change at once.  A CALL probe reads the
+ * call it precedes from the frame's value stack (call.c).
  *
  * 3.10 executes co_code and every frame has a frame object whose f_code is
  * a field: while any tool wants events, a PEP 523 frame evaluation function
@@ -36,7 +37,8 @@
  * YIELD_FROM, which the frame evaluation function delivers from them
  * (hook.c). */
 #define LI_PROBED_EVENTS (LI_EVENT_BIT(LI_PY_START) | LI_EVENT_BIT(LI_PY_RETURN) | \
-                          LI_EVENT_BIT(LI_PY_YIELD) | LI_EVENT_BIT(LI_LINE))
+                          LI_EVENT_BIT(LI_PY_YIELD) | LI_EVENT_BIT(LI_LINE) | \
+                          LI_EVENT_BIT(LI_CALL))
 
 typedef struct li_shadow li_shadow;
 
@@ -51,6 +53,11 @@ typedef struct {
     uint8_t size;           /* in units */
     uint8_t event;
     bool armed;
+    /* CALL: the call instruction (opcode, argument) and the depth of the
+       value stack before it, from the original's stack effects. */
+    uint8_t call_op;
+    int call_arg;
+    int depth;
 } li_site;
 
 /* The map of a shadow: its last constant. */
@@ -122,6 +129,15 @@ void li_site_arm(li_site *s);
 void li_site_disarm(li_site *s);
 /* Re-arms every probe of a live shadow that a tool wants again. */
 void li_rearm_all(void);
+
+/* ---- call.c ---- */
+
+/* Delivers CALL at `s`, reading the callable and its first argument from
+ * the value stack of the running frame; for a callable that is not a Python
+ * function, replaces it there with one that delivers C_RETURN or C_RAISE
+ * after the call.  0, or -1 with an exception set. */
+int li_fire_call(PyThreadState *ts, li_site *s, uint8_t tools);
+int li_call_init(void);
 
 /* ---- hook.c ---- */
 

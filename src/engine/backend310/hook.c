@@ -469,5 +469,8 @@ li_backend_init(PyObject *module)
     if (li_restart == NULL) {
         return -1;
     }
+    if (li_call_init() < 0) {
+        return -1;
+    }
     return li_transparency_init();
 }

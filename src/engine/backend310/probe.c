@@ -67,7 +67,9 @@ fire(li_site *s, PyObject *value)
     Py_INCREF(map->code);
     PyCodeObject *shadow = map->code;
     uint64_t epoch = li_epoch;
-    int result = li_call_tools(ts, s->event, tools, cs, s->orig, args, value != NULL ? 3 : 2);
+    int result = s->event == LI_CALL
+                 ? li_fire_call(ts, s, tools)
+                 : li_call_tools(ts, s->event, tools, cs, s->orig, args, value != NULL ? 3 : 2);
     if (map->original != NULL && li_tools_at(map->cs, s->event, s->orig) == 0) {
         li_site_disarm(s);
     }

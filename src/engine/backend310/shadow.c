@@ -145,6 +145,68 @@ falls_through(int opcode)
            opcode != RAISE_VARARGS && opcode != RERAISE;
 }
 
+static bool
+is_call(int opcode)
+{
+    return opcode == CALL_FUNCTION || opcode == CALL_FUNCTION_KW ||
+           opcode == CALL_FUNCTION_EX || opcode == CALL_METHOD;
+}
+
+/* The depth of the value stack before each instruction (-1: unreachable),
+ * from the stack effects of the original bytecode along every path, as the
+ * compiler computes co_stacksize: the CALL probe reads the callable and its
+ * arguments at that depth.  0, or -1 with an exception set. */
+static int
+stack_depths(const instr *ins, int n_instrs, int *depth)
+{
+    int *work = PyMem_Malloc(sizeof(int) * ((size_t)n_instrs + 1));
+    if (work == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (int i = 0; i < n_instrs; i++) {
+        depth[i] = -1;
+    }
+    int n_work = 0;
+    if (n_instrs > 0) {
+        /* A generator starts with the value sent, which GEN_START pops. */
+        depth[0] = ins[0].opcode == GEN_START ? 1 : 0;
+        work[n_work++] = 0;
+    }
+    while (n_work > 0) {
+        int i = work[--n_work];
+        const instr *in = &ins[i];
+        int arg = in->opcode >= HAVE_ARGUMENT ? in->oparg : 0;
+        int next[2] = {-1, -1}, effect[2] = {0, 0};
+        if (falls_through(in->opcode) && i + 1 < n_instrs) {
+            next[0] = i + 1;
+            effect[0] = PyCompile_OpcodeStackEffectWithJump(in->opcode, arg, 0);
+        }
+        if (in->target >= 0) {
+            next[1] = in->target;
+            effect[1] = PyCompile_OpcodeStackEffectWithJump(in->opcode, arg, 1);
+        }
+        for (int k = 0; k < 2; k++) {
+            if (next[k] < 0 || depth[next[k]] >= 0) {
+                continue;
+            }
+            int d = effect[k] == PY_INVALID_STACK_EFFECT ? -1 : depth[i] + effect[k];
+            if (d < 0) {
+                /* Not bytecode the compiler made: no CALL probes. */
+                for (int j = 0; j < n_instrs; j++) {
+                    depth[j] = -1;
+                }
+                n_work = 0;
+                break;
+            }
+            depth[next[k]] = d;
+            work[n_work++] = next[k];
+        }
+    }
+    PyMem_Free(work);
+    return 0;
+}
+
 /* Where a jump of instruction `src` to instruction `t` lands in the shadow:
  * never on PY_START, and past LINE when it stays on the same line (a block
  * handler, whose source is not an instruction, gets LINE). */
@@ -205,7 +267,7 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
     const uint8_t *bytes = (const uint8_t *)PyBytes_AS_STRING(code->co_code);
     instr *ins = NULL;
     int *instr_at = NULL, *lines = NULL, *sizes = NULL, *group = NULL, *starts = NULL;
-    int *shadow_lines = NULL;
+    int *shadow_lines = NULL, *depth = NULL;
     probe_list *probes = NULL;
     uint8_t *out = NULL;
     li_shadow *map = NULL;              /* owned until the constants hold it */
@@ -257,8 +319,12 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
 
     /* Which probes go where. */
     probes = PyMem_Calloc((size_t)n_instrs + 1, sizeof(probe_list));
-    if (probes == NULL) {
+    depth = PyMem_Calloc((size_t)n_instrs + 1, sizeof(int));
+    if (probes == NULL || depth == NULL) {
         PyErr_NoMemory();
+        goto error;
+    }
+    if ((events & LI_EVENT_BIT(LI_CALL)) && stack_depths(ins, n_instrs, depth) < 0) {
         goto error;
     }
     int n_sites = 0;
@@ -286,6 +352,9 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
         }
         if (ins[i].opcode == YIELD_VALUE && (events & LI_EVENT_BIT(LI_PY_YIELD))) {
             pl->events[pl->n++] = LI_PY_YIELD;
+        }
+        if (is_call(ins[i].opcode) && (events & LI_EVENT_BIT(LI_CALL)) && depth[i] >= 0) {
+            pl->events[pl->n++] = LI_CALL;
         }
         n_sites += pl->n;
     }
@@ -393,7 +462,11 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
             s->size = (uint8_t)probe_size(event, index);
             s->event = (uint8_t)event;
             s->armed = true;
-            s->arg = PyLong_FromLong(event == LI_LINE ? ins[i].line : 2L * ins[i].start);
+            s->call_op = (uint8_t)ins[i].opcode;
+            s->call_arg = ins[i].oparg;
+            s->depth = depth[i];
+            s->arg = PyLong_FromLong(event == LI_LINE ? ins[i].line
+                                     : event == LI_CALL ? 2L * ins[i].op : 2L * ins[i].start);
             PyTuple_SET_ITEM(consts, index, (PyObject *)s);
             map->sites[map->n_sites++] = s;
             if (s->arg == NULL) {
@@ -484,6 +557,7 @@ done:
     PyMem_Free(group);
     PyMem_Free(starts);
     PyMem_Free(shadow_lines);
+    PyMem_Free(depth);
     PyMem_Free(probes);
     PyMem_Free(out);
     return shadow;
