@@ -105,6 +105,10 @@ li_code_state_ensure(PyCodeObject *code)
     memcpy(cs->active_tools, li_reg.global_tools, sizeof(cs->active_tools));
     if (_PyCode_SetExtra((PyObject *)code, code_state_index, cs) < 0) {
         PyMem_Free(cs);
+        /* (It sets no exception when it runs out of memory.) */
+        if (!PyErr_Occurred()) {
+            PyErr_NoMemory();
+        }
         return NULL;
     }
     n_code_states++;

@@ -253,9 +253,14 @@ int
 li_probes_attach(li_probes *lp, PyCodeObject *shadow)
 {
     li_code_backend *cb = lp->cs != NULL ? li_code_backend_ensure(lp->cs) : NULL;
-    if ((lp->cs != NULL && cb == NULL) || find_starts(lp, shadow) < 0 ||
-        _PyCode_SetExtra((PyObject *)shadow, shadow_index, lp) < 0)
-    {
+    if ((lp->cs != NULL && cb == NULL) || find_starts(lp, shadow) < 0) {
+        return -1;
+    }
+    if (_PyCode_SetExtra((PyObject *)shadow, shadow_index, lp) < 0) {
+        /* (It sets no exception when it runs out of memory.) */
+        if (!PyErr_Occurred()) {
+            PyErr_NoMemory();
+        }
         return -1;
     }
     lp->shadow = shadow;
