@@ -750,7 +750,10 @@ def test_settrace_and_monitoring_together(M: Any, tool: Tool) -> None:
     assert rec.names() == ["PY_START", "LINE", "LINE", "PY_RETURN"]
 
 
-def test_setprofile_and_monitoring_together(M: Any, tool: Tool) -> None:
+def profiled_beside(tool: Tool, events: int) -> tuple[list[str], Recorder]:
+    """Runs a function calling len() under a sys.setprofile function and
+    the tool's *events*: the profile events of that function, and what the
+    tool recorded."""
     def f() -> int:
         return len("ab")
 
@@ -761,12 +764,17 @@ def test_setprofile_and_monitoring_together(M: Any, tool: Tool) -> None:
             profiled.append(event)
 
     old = sys.getprofile()
-    with Recorder(tool, M.events.PY_START | M.events.PY_RETURN, f) as rec:
+    with Recorder(tool, events, f) as rec:
         sys.setprofile(profiler)
         try:
             f()
         finally:
             sys.setprofile(old)
+    return profiled, rec
+
+
+def test_setprofile_and_monitoring_together(M: Any, tool: Tool) -> None:
+    profiled, rec = profiled_beside(tool, M.events.PY_START | M.events.PY_RETURN)
     assert profiled == ["call", "c_call", "c_return", "return"]
     assert rec.names() == ["PY_START", "PY_RETURN"]
 
@@ -1044,22 +1052,7 @@ def test_a_replaced_callback_is_released(M: Any, tool: Tool) -> None:
 
 
 def test_setprofile_and_c_return_events_together(M: Any, tool: Tool) -> None:
-    def f() -> int:
-        return len("ab")
-
-    profiled: list[str] = []
-
-    def profiler(frame: Any, event: str, arg: Any) -> None:
-        if frame.f_code is f.__code__:
-            profiled.append(event)
-
     E = M.events
-    old = sys.getprofile()
-    with Recorder(tool, E.CALL | E.C_RETURN | E.C_RAISE, f) as rec:
-        sys.setprofile(profiler)
-        try:
-            f()
-        finally:
-            sys.setprofile(old)
+    profiled, rec = profiled_beside(tool, E.CALL | E.C_RETURN | E.C_RAISE)
     assert profiled == ["call", "c_call", "c_return", "return"]
     assert rec.compact() == [("CALL", "f", len, "ab"), ("C_RETURN", "f", len, "ab")]
