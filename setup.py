@@ -19,12 +19,14 @@ STACK = "src/stack"
 
 # One instrumentation back end per bytecode format.
 BACKENDS = {
+    (3, 10): "backend310",
     (3, 11): "backend311",
 }
 
 
 # The extension side of the C API, per interpreter (src/capi/capi.h).
 CAPI_EXTENSION_SIDE = {
+    (3, 10): "ext_engine.c",
     (3, 11): "ext_engine.c",
     (3, 12): "ext_312.c",
 }
@@ -65,7 +67,7 @@ def extensions():
     version = sys.version_info[:2]
     if sys.implementation.name != "cpython" or version < (3, 9):
         return []
-    if version < (3, 11):
+    if version < (3, 10):
         return stack_reader()
     include = [ENGINE, "src/shared", "src/lowimpact/include"]
     result = []
@@ -121,4 +123,6 @@ class BuildPyWithPth(build_py):
         return super().get_outputs(include_bytecode) + self._pth_outputs()
 
 
-setup(ext_modules=extensions(), cmdclass={"build_py": BuildPyWithPth})
+# (pyproject.toml says where the packages are, but setuptools reads that only
+# from 61 on; an older one, as 3.9's, would build in place into ./lowimpact.)
+setup(ext_modules=extensions(), package_dir={"": "src"}, cmdclass={"build_py": BuildPyWithPth})

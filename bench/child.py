@@ -123,7 +123,7 @@ def discover(args: dict[str, str]) -> dict[str, Any]:
     lines = sorted({line for _, _, line in code.co_lines()
                     if line is not None and line != code.co_firstlineno})
     never = [line for line in lines if line not in executed]
-    where = "%s (%s:%d)" % (code.co_qualname, os.path.basename(code.co_filename),
+    where = "%s (%s:%d)" % (getattr(code, "co_qualname", code.co_name), os.path.basename(code.co_filename),
                             code.co_firstlineno)
     if not executed:
         return {"bp_line": None, "hot": where, "why": "the hot function never ran"}

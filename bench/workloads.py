@@ -22,7 +22,10 @@ import io
 import json
 import json.encoder
 import random
-import tomllib
+try:
+    import tomllib
+except ImportError:     # 3.10 and older: the toml workload is left out
+    tomllib = None  # type: ignore[assignment]
 import types
 import zlib
 from dataclasses import dataclass
@@ -413,4 +416,5 @@ WORKLOADS: dict[str, Workload] = {
         Workload("toml", "tomllib.loads (pure-Python parser) of a generated document, size = tables",
                  toml_prepare, toml_run, 7000, 700, _toml_hot_code),
     )
+    if w.name != "toml" or tomllib is not None
 }

@@ -99,13 +99,22 @@ def layout_fields(minor: int) -> List[Tuple[str, str]]:
         ("tstate_frame", {9: "offsetof(PyThreadState, frame)",
                           10: "offsetof(PyThreadState, frame)",
                           13: "offsetof(PyThreadState, current_frame)"}.get(minor, absent)),
-        ("tstate_cframe", "offsetof(PyThreadState, cframe)" if minor in (11, 12) else absent),
+        ("tstate_cframe", "offsetof(PyThreadState, cframe)" if minor in (10, 11, 12) else absent),
         ("tstate_datastack_chunk",
          "offsetof(PyThreadState, datastack_chunk)" if interp_frames else absent),
         ("cframe_current_frame",
          "offsetof(_PyCFrame, current_frame)" if minor in (11, 12) else absent),
-        ("cframe_previous", "offsetof(_PyCFrame, previous)" if minor == 11 else absent),
-        ("tstate_root_cframe", "offsetof(PyThreadState, root_cframe)" if minor == 11 else absent),
+        ("cframe_previous", {10: "offsetof(CFrame, previous)",
+                             11: "offsetof(_PyCFrame, previous)"}.get(minor, absent)),
+        ("tstate_root_cframe",
+         "offsetof(PyThreadState, root_cframe)" if minor in (10, 11) else absent),
+        # 3.10 runs every frame in a C frame of its own (a call of
+        # _PyEval_EvalFrameDefault); 3.11 one C frame per entry from C.
+        ("cframes_per_frame", "1" if minor == 10 else "0"),
+        # 3.9, which has no C frames to count: how deep the thread is, one
+        # per frame run plus one per C call that guards against recursion.
+        ("tstate_recursion_depth",
+         "offsetof(PyThreadState, recursion_depth)" if minor == 9 else absent),
     ]
     if interp_frames:
         fields += [
@@ -123,13 +132,17 @@ def layout_fields(minor: int) -> List[Tuple[str, str]]:
             # -1 when a frame resumes (_PyFrame_GetStackPointer).
             ("frame_stacktop",
              "offsetof(_PyInterpreterFrame, stacktop)" if minor >= 12 else absent),
+            # 3.11: whether a frame began a call of _PyEval_EvalFrameDefault
+            # (a C frame of its own, entered from C).
+            ("frame_is_entry",
+             "offsetof(_PyInterpreterFrame, is_entry)" if minor == 11 else absent),
             # The instructions a frame is at when it has returned or
             # suspended (3.12+: with its stacktop set, not in a call).
         ] + [("op_" + op.lower(), op if minor >= 12 or op in ("RETURN_VALUE", "YIELD_VALUE")
               else absent)
              for op in ("RETURN_VALUE", "RETURN_CONST", "YIELD_VALUE",
                         "INSTRUMENTED_RETURN_VALUE", "INSTRUMENTED_RETURN_CONST",
-                        "INSTRUMENTED_YIELD_VALUE")] + [
+                        "INSTRUMENTED_YIELD_VALUE")] + monitoring_fields(minor) + [
             ("owner_cstack", "FRAME_OWNED_BY_CSTACK" if minor >= 12 else absent),
             ("owner_generator", "FRAME_OWNED_BY_GENERATOR"),
             # 3.12+ push an entry frame whenever the interpreter is entered
@@ -158,10 +171,11 @@ def layout_fields(minor: int) -> List[Tuple[str, str]]:
             ("frame_instr", absent),
             ("frame_owner", absent),
             ("frame_stacktop", absent),
+            ("frame_is_entry", absent),
         ] + [("op_" + op.lower(), absent)
              for op in ("RETURN_VALUE", "RETURN_CONST", "YIELD_VALUE",
                         "INSTRUMENTED_RETURN_VALUE", "INSTRUMENTED_RETURN_CONST",
-                        "INSTRUMENTED_YIELD_VALUE")] + [
+                        "INSTRUMENTED_YIELD_VALUE")] + monitoring_fields(minor) + [
             ("owner_cstack", absent),
             ("owner_generator", absent),
             ("chain_ends_at_entry", "0"),
@@ -189,6 +203,9 @@ def layout_fields(minor: int) -> List[Tuple[str, str]]:
         # lie), and the number 3.12+ give each new code object.
         ("code_units", "offsetof(PyCodeObject, ob_base.ob_size)" if interp_frames else absent),
         ("code_version", "offsetof(PyCodeObject, co_version)" if minor >= 12 else absent),
+        # Where the frame of a call from a frame of it begins (3.12+, where
+        # an entry frame may come between a frame and its caller).
+        ("code_framesize", "offsetof(PyCodeObject, co_framesize)" if minor >= 12 else absent),
         ("linetable_format", {9: "LI_LINETABLE_LNOTAB", 10: "LI_LINETABLE_PAIRS"}
          .get(minor, "LI_LINETABLE_LOCATIONS")),
         ("object_type", "offsetof(PyObject, ob_type)"),
@@ -207,6 +224,27 @@ def layout_fields(minor: int) -> List[Tuple[str, str]]:
     fields += name_fields(minor)
     fields += long_fields(minor)
     return fields
+
+
+def monitoring_fields(minor: int) -> List[Tuple[str, str]]:
+    """The fields of li_layout that give the opcode sys.monitoring (3.12+)
+    put an INSTRUMENTED_LINE or INSTRUMENTED_INSTRUCTION over: the
+    instruction's entry in its code object's _co_monitoring data."""
+    if minor < 12:
+        return [(name, "-1") for name in (
+            "op_instrumented_line", "op_instrumented_instruction", "code_monitoring",
+            "monitoring_lines", "monitoring_per_instruction_opcodes", "line_data_size",
+            "line_data_opcode")]
+    return [
+        ("op_instrumented_line", "INSTRUMENTED_LINE"),
+        ("op_instrumented_instruction", "INSTRUMENTED_INSTRUCTION"),
+        ("code_monitoring", "offsetof(PyCodeObject, _co_monitoring)"),
+        ("monitoring_lines", "offsetof(_PyCoMonitoringData, lines)"),
+        ("monitoring_per_instruction_opcodes",
+         "offsetof(_PyCoMonitoringData, per_instruction_opcodes)"),
+        ("line_data_size", "sizeof(_PyCoLineInstrumentationData)"),
+        ("line_data_opcode", "offsetof(_PyCoLineInstrumentationData, original_opcode)"),
+    ]
 
 
 def long_fields(minor: int) -> List[Tuple[str, str]]:

@@ -14,12 +14,12 @@ def test_get_include_holds_the_header():
 
 
 def test_monitoring_module_per_version():
-    if sys.version_info < (3, 11):
-        # 3.9 and 3.10 have no engine yet: the import says which versions do.
+    if sys.version_info < (3, 10):
+        # 3.9 has no engine yet: the import says which versions do.
         with pytest.raises(ImportError) as info:
             import lowimpact.monitoring  # noqa: F401
         message = str(info.value)
-        assert "3.11" in message and "3.12" in message and "3.13" in message
+        assert "3.10" in message and "3.11" in message and "3.12" in message and "3.13" in message
         assert "%d.%d" % sys.version_info[:2] in message
         return
     from lowimpact import monitoring as M
@@ -40,7 +40,7 @@ def test_monitoring_module_per_version():
 
 
 def test_install_puts_monitoring_on_sys():
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 10):
         with pytest.raises(ImportError):
             lowimpact.install()
         return
@@ -64,7 +64,7 @@ def test_command_line_per_version(tmp_path):
     script.write_text("print('hello')\n")
     run = subprocess.run([sys.executable, "-m", "lowimpact", "run", str(script)],
                          capture_output=True, text=True)
-    if sys.version_info < (3, 11):
-        assert run.returncode != 0 and "3.11, 3.12 and 3.13" in run.stderr
+    if sys.version_info < (3, 10):
+        assert run.returncode != 0 and "3.10, 3.11, 3.12 and 3.13" in run.stderr
     else:
         assert run.returncode == 0 and run.stdout == "hello\n"

@@ -4,6 +4,7 @@ oracle targets of tests/stack/oracle.py (whose possible stacks are known).
 
     python bench/stack/oracle_bench.py [--python P ...] [--kind K ...]
                                        [--rate HZ] [--seconds S] [--cpus C]
+                                       [--trace line|settrace]
 
 For each interpreter (default: every pyenv CPython 3.9-3.13) and kind, it
 samples the target at --rate with Reader.sample() (eight reads at most),
@@ -31,11 +32,12 @@ from torn_bench import ORACLE, pythons, version_of  # noqa: E402
 
 
 
-def run(python, kind, rate, seconds, cpus):
+def run(python, kind, rate, seconds, cpus, trace=None):
     """(samples taken, dropped, torn reads, kept, [mixed stacks])"""
     if cpus:
         os.sched_setaffinity(0, {cpus[1]})
-    child = subprocess.Popen([python, ORACLE, kind, str(seconds + 30)],
+    command = [python, ORACLE, kind, str(seconds + 30)] + ([trace] if trace else [])
+    child = subprocess.Popen(command,
                              stdout=subprocess.PIPE, text=True,
                              preexec_fn=(lambda: os.sched_setaffinity(0, {cpus[0]})) if cpus
                              else None)
@@ -70,6 +72,8 @@ def main():
     parser.add_argument("--cpus", choices=("one", "two", "any"), default="two",
                         help="target and sampler pinned to one CPU, to two (the reads race "
                         "the most), or left to the scheduler")
+    parser.add_argument("--trace", choices=("line", "settrace"),
+                        help="the target traced (oracle.py's TRACE; line: 3.12+)")
     options = parser.parse_args()
     print("| interpreter | target | samples | dropped | torn reads/sample | mixed |")
     print("|---|---|---:|---:|---:|---:|")
@@ -78,7 +82,7 @@ def main():
         cpus = {"one": (0, 0), "two": (0, 1), "any": None}[options.cpus]
         for kind in options.kind or sorted(oracle.CALLERS):
             taken, dropped, torn, kept, mixed = run(python, kind, options.rate, options.seconds,
-                                                    cpus)
+                                                    cpus, options.trace)
             print("| %s | %s | %d | %.2f%% | %.3f | %d of %d |"
                   % (version, kind, taken, 100.0 * dropped / max(1, taken),
                      torn / max(1, taken), len(mixed), kept), flush=True)

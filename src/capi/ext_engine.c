@@ -1,4 +1,4 @@
-/* Extension side on 3.11: lowimpact's engine delivers the events (its
+/* Extension side on 3.10 and 3.11: lowimpact's engine delivers the events (its
  * capi.c), through the capsule lowimpact._engine._capi_backend.  The engine
  * calls C callbacks directly, without vectorcall. */
 

@@ -62,6 +62,37 @@ li_leave_tracing(PyThreadState *ts)
         ts->cframe->use_tracing = 255;
     }
 }
+#else
+/* 3.9/3.10: the same through the thread's CFrame (3.10) or its own
+   use_tracing (3.9); CPython's tracing ignores the frames meanwhile. */
+#  if PY_VERSION_HEX >= 0x030A0000
+#    define LI_USE_TRACING(ts) ((ts)->cframe->use_tracing)
+#  else
+#    define LI_USE_TRACING(ts) ((ts)->use_tracing)
+#  endif
+static inline void
+li_enter_tracing(PyThreadState *ts)
+{
+    ts->tracing++;
+    LI_USE_TRACING(ts) = 0;
+}
+
+/* No field records the event: frame.f_lineno's setter knows only legacy
+   tracing there. */
+static inline void
+li_note_event(PyThreadState *ts, int event)
+{
+    (void)ts;
+    (void)event;
+}
+
+static inline void
+li_leave_tracing(PyThreadState *ts)
+{
+    if (--ts->tracing == 0 && (ts->c_tracefunc != NULL || ts->c_profilefunc != NULL)) {
+        LI_USE_TRACING(ts) = 1;
+    }
+}
 #endif
 
 /* Off the path of events: kept out of line, so that the path stays short;

@@ -131,6 +131,9 @@ typedef struct {
     uint8_t global_tools[LI_UNGROUPED_EVENT_COUNT];
     /* Bumped by restart_events(): DISABLE marks older than this are void. */
     uint32_t disable_epoch;
+    /* The disable_epoch of the last DISABLE mark made, if `marked`. */
+    uint32_t marked_epoch;
+    bool marked;
     /* Bumped whenever the set of (code, event) pairs that need probes may have
        grown, so that back ends know their probes must be re-evaluated. */
     uint64_t version;
@@ -154,6 +157,14 @@ li_dispatch_changed(void)
     if (++li_reg.dispatch_epoch == 0) {
         li_reg.dispatch_epoch = 1;
     }
+}
+
+/* Whether some code may hold DISABLE marks that restart_events() did not
+ * void. */
+static inline bool
+li_marks_may_exist(void)
+{
+    return li_reg.marked && li_reg.marked_epoch == li_reg.disable_epoch;
 }
 
 /* ---- per-code monitoring state ------------------------------------------- */

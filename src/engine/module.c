@@ -434,8 +434,9 @@ set_c_callback_type(PyObject *Py_UNUSED(module), PyObject *type)
 PyDoc_STRVAR(stats_doc,
 "_stats($module, /)\n--\n\n"
 "For tests: counts of what the engine keeps alive (code states, shadows,\n"
-"code objects with trampolines, calls waiting for C_RETURN) and of the\n"
-"shadows built so far.");
+"code objects with trampolines, calls waiting for C_RETURN), of the shadows\n"
+"and trampolined code that frames of other threads run, and of the shadows\n"
+"built so far.");
 
 static PyObject *
 stats(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))

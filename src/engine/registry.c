@@ -142,6 +142,9 @@ forget_disabled(li_code_state *cs, int event, int tool)
 bool
 li_code_state_refresh_forgets(const li_code_state *cs)
 {
+    if (cs->disable_epoch != li_reg.disable_epoch) {
+        return false;   /* restart_events() voided the marks already */
+    }
     for (int e = 0; e < LI_LOCAL_EVENT_COUNT; e++) {
         uint8_t changed = cs->active_tools[e] ^ (li_reg.global_tools[e] | cs->local_tools[e]);
         const uint8_t *marks = cs->disabled[e];
@@ -251,6 +254,8 @@ li_code_state_disable(li_code_state *cs, int event, Py_ssize_t unit, int tool)
         }
     }
     cs->disabled[event][unit] |= (uint8_t)(1 << tool);
+    li_reg.marked = true;
+    li_reg.marked_epoch = li_reg.disable_epoch;
     li_reg.disables++;
     li_dispatch_changed();
     return 0;

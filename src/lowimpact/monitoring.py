@@ -2,8 +2,8 @@
 
 On CPython 3.12 and newer this module re-exports the interpreter's own
 ``sys.monitoring`` (the very same function and constant objects), and adds
-:func:`clear_tool_id` where the interpreter lacks it.  On CPython 3.11 the
-same names come from lowimpact's C engine, which instruments bytecode only
+:func:`clear_tool_id` where the interpreter lacks it.  On CPython 3.10 and 3.11
+the same names come from lowimpact's C engine, which instruments bytecode only
 where events are wanted.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-_SUPPORTED = "CPython 3.11, 3.12 and 3.13"
+_SUPPORTED = "CPython 3.10, 3.11, 3.12 and 3.13"
 
 __all__ = [
     "use_tool_id",
@@ -33,7 +33,7 @@ __all__ = [
     "OPTIMIZER_ID",
 ]
 
-if sys.implementation.name != "cpython" or sys.version_info < (3, 11):
+if sys.implementation.name != "cpython" or sys.version_info < (3, 10):
     raise ImportError(
         "lowimpact.monitoring supports %s; this is %s %d.%d"
         % (_SUPPORTED, sys.implementation.name, *sys.version_info[:2])
@@ -83,14 +83,18 @@ else:
         use_tool_id,
     )
 
-    _lander = _engine._lander
+    if hasattr(_engine, "_lander"):
+        # A back end that moves running frames onto instrumented code (3.11's)
+        # does it through this function; one that reaches frames as they are
+        # evaluated (3.10's) has none.
+        _lander = _engine._lander
 
-    def _landing() -> object:
-        # Called (without arguments) only by code the engine puts in running
-        # frames' way: truth-testing the lander moves the calling frame onto
-        # instrumented code.  Nothing here may be a call (profilers
-        # would see it).
-        return _lander.token if _lander else None
+        def _landing() -> object:
+            # Called (without arguments) only by code the engine puts in running
+            # frames' way: truth-testing the lander moves the calling frame onto
+            # instrumented code.  Nothing here may be a call (profilers
+            # would see it).
+            return _lander.token if _lander else None
 
-    _engine._exclude(_landing.__code__)
-    _engine._set_landing_function(_landing)
+        _engine._exclude(_landing.__code__)
+        _engine._set_landing_function(_landing)

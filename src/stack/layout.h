@@ -83,10 +83,17 @@ typedef struct li_layout {
     int64_t tstate_frame;                   /* innermost frame, or -1 (then via cframe) */
     int64_t tstate_cframe;                  /* _PyCFrame *, or -1 */
     int64_t cframe_current_frame;           /* in _PyCFrame, or -1 */
-    /* 3.11 (else -1): the C frame a _PyCFrame was entered from, and the
-     * thread state's own C frame, the previous of the thread's first */
+    /* 3.10, 3.11 (else -1): the C frame a C frame was entered from, and
+     * the thread state's own C frame, the previous of the thread's first */
     int64_t cframe_previous;
     int64_t tstate_root_cframe;
+    /* 1 if every frame runs in a C frame of its own (3.10), 0 if a C frame
+     * runs all the frames from one entry from C (3.11) */
+    int cframes_per_frame;
+    /* 3.9 (else -1): int recursion_depth, one per frame that runs (each in
+     * a call of _PyEval_EvalFrameDefault) and one per C call that guards
+     * against recursion (Py_EnterRecursiveCall) */
+    int64_t tstate_recursion_depth;
     /* the _PyStackChunk holding the thread's newest frames, or -1 where
      * frames are separate objects; the chunk starts with its header
      * (previous, size), its frames follow, outermost first */
@@ -104,12 +111,26 @@ typedef struct li_layout {
     /* int stacktop, where the interpreter sets it to -1 whenever a frame
      * runs and to 0 or more when it calls a Python frame (3.12+), or -1 */
     int64_t frame_stacktop;
+    /* 3.11 (else -1): bool is_entry, set in a frame that began a call of
+     * _PyEval_EvalFrameDefault (entered from C, in a C frame of its own) */
+    int64_t frame_is_entry;
     /* Opcodes (3.11+, each -1 where the version has none) of the
      * instructions a frame is at when it has returned or suspended (3.12+:
      * where one whose stacktop is set is not in a call). */
     int op_return_value, op_return_const, op_yield_value;
     int op_instrumented_return_value, op_instrumented_return_const;
     int op_instrumented_yield_value;
+    /* sys.monitoring (3.12+, else -1): the opcodes it puts over an
+     * instruction for LINE and INSTRUCTION events (a traced target's, and
+     * settrace's, which 3.12 runs on it), and where the interpreter keeps
+     * the instruction they hide: the code object's _PyCoMonitoringData,
+     * its lines[] (entries of line_data_size bytes, the opcode at
+     * line_data_opcode) and per_instruction_opcodes[], one per code unit.
+     * Under both, lines[] holds INSTRUMENTED_INSTRUCTION. */
+    int op_instrumented_line, op_instrumented_instruction;
+    int64_t code_monitoring;
+    int64_t monitoring_lines, monitoring_per_instruction_opcodes;
+    int64_t line_data_size, line_data_opcode;
     int owner_cstack;                       /* owner value of C-stack entry frames, or -1 */
     int owner_generator;                    /* owner value of generators' frames, or -1 */
     /* 1 if every thread's chain ends at an entry frame (owner_cstack) */
@@ -137,6 +158,10 @@ typedef struct li_layout {
     int64_t code_adaptive;                  /* co_code_adaptive, or -1 */
     int64_t code_units;                     /* ob_size: code units of bytecode, or -1 */
     int64_t code_version;                   /* co_version (uint32), or -1 */
+    /* int co_framesize: words of a frame of it, where the frame of a call
+     * from it begins (3.12+, else -1: checked only where entry frames on
+     * the C stack can come between a frame and its caller) */
+    int64_t code_framesize;
     int linetable_format;                   /* enum li_linetable_format */
 
     /* objects */

@@ -101,6 +101,17 @@ li_layout_from_debug_offsets(li_layout *out, const li_layout *base,
     out->code_linetable = field(buf, d->code_linetable);
     out->code_firstlineno = field(buf, d->code_firstlineno);
     out->code_adaptive = field(buf, d->code_adaptive);
+    /* Nor _co_monitoring, which lies between co_linetable and
+     * co_code_adaptive, nor co_framesize, between co_firstlineno and
+     * co_linetable: the headers' offsets hold where those are the headers'
+     * (else a traced target's returns go unseen under INSTRUMENTED_LINE,
+     * and a callback's frame may show under another's caller). */
+    if (out->code_firstlineno != base->code_firstlineno
+        || out->code_linetable != base->code_linetable
+        || out->code_adaptive != base->code_adaptive) {
+        out->code_monitoring = -1;
+        out->code_framesize = -1;
+    }
     /* The code object's head up to its bytecode holds every field read. */
     out->code_size = out->code_adaptive;
     out->object_type = field(buf, d->object_type);

@@ -767,7 +767,9 @@ thread_names_while_busy(ReaderObject *self, int attempts)
         return NULL;
     }
     for (int attempt = 0; attempt < attempts; attempt++) {
+        self->sample.threads_only = 1;
         li_status st = take(self);
+        self->sample.threads_only = 0;
         li_sample *s = &self->sample;
         size_t n = s->nthreads ? s->nthreads : 1;
         int sampled = st == LI_OK;
@@ -930,7 +932,7 @@ Reader_get_layout(ReaderObject *self, void *Py_UNUSED(closure))
 {
     const li_layout *L = &self->target.layout;
     return Py_BuildValue(
-        "{sLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsL}",
+        "{sLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsL}",
         "runtime_interpreters_head", (long long)L->runtime_interpreters_head,
         "interp_next", (long long)L->interp_next,
         "interp_threads_head", (long long)L->interp_threads_head,
@@ -945,6 +947,12 @@ Reader_get_layout(ReaderObject *self, void *Py_UNUSED(closure))
         "frame_code", (long long)L->frame_code,
         "frame_instr", (long long)L->frame_instr,
         "frame_owner", (long long)L->frame_owner,
+        /* (3.13: the headers' offsets, kept only where the target's
+           _Py_DebugOffsets place the fields around them as the headers
+           do; -1 where the walk goes without them) */
+        "frame_stacktop", (long long)L->frame_stacktop,
+        "code_monitoring", (long long)L->code_monitoring,
+        "code_framesize", (long long)L->code_framesize,
         "code_filename", (long long)L->code_filename,
         "code_linetable", (long long)L->code_linetable,
         "code_adaptive", (long long)L->code_adaptive,

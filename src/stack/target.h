@@ -87,6 +87,12 @@ typedef struct li_raw_frame {
      * with its address, what tells a code object from another made where a
      * freed one was */
     uint64_t name_hash;
+    /* it and its caller (the next frame) lie in the chunk's copy, neither
+     * a generator's: it must start where its caller's frame ends (3.12+),
+     * 1; 2 if an entry frame lies between them, where it may also start
+     * where a frame returning to the caller ends (walk.c,
+     * returning_between()); else 0 */
+    int at_callers_end;
 } li_raw_frame;
 
 typedef struct li_raw_thread {
@@ -117,6 +123,11 @@ typedef struct li_sample {
     /* the innermost frames read again after the copy (walk.c) */
     unsigned char *again;
     size_t again_cap;
+    /* set by the caller: read the threads alone, none of their frames
+     * (thread_names(), which needs no stack: a thread whose stack is torn
+     * in every read, as one waiting for the GIL can be for milliseconds,
+     * would cost every thread its name) */
+    int threads_only;
 } li_sample;
 
 /* Most frames read in one thread: deeper stacks are cut (counted as torn,

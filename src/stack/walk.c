@@ -330,34 +330,107 @@ same_call(const li_layout *L, const unsigned char *a, const unsigned char *b)
            && li_u64_at(a, L->frame_back) == li_u64_at(b, L->frame_back);
 }
 
+/* The instruction sys.monitoring (3.12+) hides under the opcode *op read
+ * at instruction `index` of the code object at `code`, into *op: where a
+ * tool wants LINE or INSTRUCTION events (a debugger, a tracer, settrace,
+ * which 3.12 runs on sys.monitoring), it puts INSTRUMENTED_LINE or
+ * INSTRUMENTED_INSTRUCTION over the instruction and keeps the instruction
+ * in the code object's _PyCoMonitoringData, where the interpreter looks it
+ * up when it runs them: LINE's in lines[index], INSTRUCTION's (also under
+ * a LINE) in per_instruction_opcodes[index].  A return under one would
+ * pass in_its_call() for an instruction that returns nowhere.  An opcode
+ * that hides nothing is left as it is, without a read. */
+static li_status
+under_instrumentation(li_target *t, uint64_t code, int64_t index, unsigned char *op)
+{
+    const li_layout *L = &t->layout;
+    if (L->code_monitoring < 0
+        || (*op != L->op_instrumented_line && *op != L->op_instrumented_instruction)) {
+        return LI_OK;
+    }
+    uint64_t monitoring;
+    int err = li_read(t, code + (uint64_t)L->code_monitoring, &monitoring, sizeof monitoring);
+    if (err) {
+        return li_status_of(t, err);
+    }
+    int64_t fields[2] = {L->monitoring_lines, L->monitoring_per_instruction_opcodes};
+    uint64_t arrays[2];
+    err = monitoring ? read_fields(t, monitoring, fields, arrays, 2) : EFAULT;
+    /* (index comes from the frame's position, not yet checked against its
+     * code's size (read_heads()): the address is computed unsigned, and a
+     * torn one only makes the read fail or read some other byte.) */
+    if (err == 0 && *op == L->op_instrumented_line) {
+        uint64_t at = (uint64_t)index * (uint64_t)L->line_data_size
+                      + (uint64_t)L->line_data_opcode;
+        err = arrays[0] ? li_read(t, arrays[0] + at, op, 1) : EFAULT;
+    }
+    if (err == 0 && *op == L->op_instrumented_instruction) {
+        err = arrays[1] ? li_read(t, arrays[1] + (uint64_t)index, op, 1) : EFAULT;
+    }
+    /* (No monitoring data, or no array, under an instrumented opcode: the
+     * frame's code object is not the one whose bytecode was read.) */
+    return err ? li_status_of(t, err) : LI_OK;
+}
+
+/* Where a frame of a chain is, seen from the frame walked before it. */
+enum li_place {
+    LI_INNERMOST = 0,       /* none: it is the thread's innermost */
+    LI_CALLED_PYTHON = 1,   /* a frame it pushed for a call */
+    LI_CALLED_C = 2,        /* an entry frame: it called C, which called Python */
+    LI_CALLED_GENERATOR = 3,/* the frame of a generator it resumed */
+};
+
 /* Whether the frame copied into buf, at byte offset `offset` of its code,
  * is where a chain may have it (interpreter frames, see walk_frames()):
- * LI_OK, else LI_TORN.  One below a frame it called (`called`) must be in
- * that call (3.12+): its stacktop set, past its first instruction.  The
- * innermost one (or one that called C) must not have returned: it runs
- * (3.12+: stacktop -1), has not started, or is in a call that the copy was
+ * LI_OK, else LI_TORN.  One below a frame it called (LI_CALLED_PYTHON)
+ * must be in that call (3.12+): its stacktop set, past its first
+ * instruction.  So must one below a generator's frame it resumed, which
+ * must not be at a return or a yield either (every version): a returned
+ * frame's stacktop is set too, and the generator's frame, in the generator
+ * object, is not copied with the chunk, so that the copy's order (the
+ * callee's frame written before the caller's stacktop, walk_frames())
+ * says nothing of when the two were read; a generator's previous names
+ * the frame that last resumed it, since reused by another call.  The
+ * innermost one (or one that called C) must not have
+ * returned: it runs (3.12+: stacktop -1), or is in a call that the copy was
  * made too early to hold (stacktop set, at an instruction that calls) --
  * then the chain is the stack the thread had just before that call -- but
  * is not at a return (nor a yield, for a generator's frame), where the
  * interpreter leaves the frame, whose caller may have called again since:
  * the frame's contents and its caller's then no longer belong together.
+ * A frame that has not started passes (3.12+: stacktop set, at or before
+ * its first instruction; 3.13 cannot tell it from one waiting for the GIL
+ * in its RESUME), though a call initialises its frame first
+ * (_PyFrame_Initialize) and links it to its caller last: the copy may
+ * hold the new frame with the previous of the call that had that address
+ * before, which for a traced target is as often a callback's, whose entry
+ * frame on the C stack belongs to another callback by the time it is read.
+ * read_heads() checks that such a frame lies where its caller's ends.
  * (3.11 does not tell a frame that runs from one in a call: there only
- * the last rule holds, and it drops a copy made while the innermost frame
- * was at its return as well.) */
+ * the rule on returns holds, and it drops a copy made while the innermost
+ * frame was at its return as well.) */
 static li_status
-in_its_call(li_target *t, const unsigned char *buf, int64_t offset, int called)
+in_its_call(li_target *t, const unsigned char *buf, int64_t offset, enum li_place place)
 {
     const li_layout *L = &t->layout;
     if (L->frame_stacktop >= 0) {
         int stacktop = i32_at(buf, L->frame_stacktop);
-        if (called) {
-            return stacktop >= 0 && offset > 0 ? LI_OK : LI_TORN;
+        if (place == LI_CALLED_PYTHON || place == LI_CALLED_GENERATOR) {
+            if (stacktop < 0 || offset <= 0) {
+                return LI_TORN;
+            }
+            if (place == LI_CALLED_PYTHON) {
+                return LI_OK;
+            }
         }
-        if (stacktop < 0 || offset <= 0) {
+        else if (stacktop < 0) {
+            return LI_OK;
+        }
+        else if (offset <= 0) {
             return LI_OK;
         }
     }
-    else if (called || L->op_return_value < 0 || offset < 0) {
+    else if (place == LI_CALLED_PYTHON || L->op_return_value < 0 || offset < 0) {
         return LI_OK;
     }
     /* (The code object's bytecode, read after the frame: its opcodes
@@ -366,6 +439,11 @@ in_its_call(li_target *t, const unsigned char *buf, int64_t offset, int called)
     int err = li_read(t, li_u64_at(buf, L->frame_instr), &op, 1);
     if (err) {
         return li_status_of(t, err);
+    }
+    li_status st = under_instrumentation(t, li_u64_at(buf, L->frame_code),
+                                         offset / L->lasti_unit, &op);
+    if (st != LI_OK) {
+        return st;
     }
     int returned = op == L->op_return_value || op == L->op_return_const
                    || op == L->op_yield_value || op == L->op_instrumented_return_value
@@ -487,7 +565,7 @@ still_same_calls(li_target *t, li_sample *s, size_t len, uint64_t before)
         return LI_OK;
     }
     if (top_outside) {
-        li_status st = in_its_call(t, top, offset_in_code(L, top), 0);
+        li_status st = in_its_call(t, top, offset_in_code(L, top), LI_INNERMOST);
         if (st != LI_OK) {
             return st;
         }
@@ -497,8 +575,10 @@ still_same_calls(li_target *t, li_sample *s, size_t len, uint64_t before)
         if (L->owner_cstack >= 0 && now[L->frame_owner] == L->owner_cstack) {
             break;      /* what is below an entry frame called C */
         }
-        li_status st = in_its_call(t, now, offset_in_code(L, now),
-                                   i > 0 || (top_outside && !via_entry));
+        enum li_place place = i > 0 ? LI_CALLED_PYTHON
+                              : !top_outside ? LI_INNERMOST
+                              : via_entry ? LI_CALLED_C : LI_CALLED_GENERATOR;
+        li_status st = in_its_call(t, now, offset_in_code(L, now), place);
         if (st != LI_OK) {
             return st;
         }
@@ -507,7 +587,7 @@ still_same_calls(li_target *t, li_sample *s, size_t len, uint64_t before)
 }
 
 #define LI_STALE 100   /* snapshot(): the cache no longer describes the thread */
-#define MAX_FIELDS 7
+#define MAX_FIELDS 8
 
 /* The thread's fields, its stack chunk and its innermost frame read before
  * and after the chunk, all in one system call, from where the thread's
@@ -696,39 +776,63 @@ stayed_on(li_target *t, const li_sample *s, size_t first, size_t count, uint64_t
     return LI_TORN;
 }
 
-/* Whether a thread whose chain ends in a generator's frame with nothing
- * below it, found through the C frame `cframe` of the thread state
- * `tstate` (3.11), runs that generator in its first C frame: *first 1 if
- * so.  A generator resumed from C links its frame to the frame of the C
- * frame it was entered from (tstate->cframe->current_frame, ceval.c), and
- * unlinks it (previous = NULL) when it suspends: a frame with nothing
- * below it is either that of a generator the thread's first C frame runs
- * (entered from the thread state's root C frame, whose current frame is
- * NULL), or one read while it was suspended, which the generator's state
- * cannot tell: it may run again by the time the state is read.  The C
- * frame that ran it points to the C frame below it, which is the thread's
- * root C frame in the first case only. */
+/* Whether a thread whose chain of `count` frames ends in a generator's
+ * frame with nothing below it, found with the C frame `cframe` of the
+ * thread state `tstate` (3.10, 3.11), runs that generator in its first C
+ * frames: *first 1 if so.  A generator resumed from C links its frame to
+ * the thread's frame of then (3.11: tstate->cframe->current_frame,
+ * ceval.c; 3.10: tstate->frame, genobject.c), and unlinks it when it
+ * suspends: a frame with nothing below it is either that of a generator
+ * the thread's first C frames run, or one read while it was suspended,
+ * which the generator's state cannot tell: it may run again by the time
+ * the state is read, and a frame object copied a cache line at a time
+ * while its generator suspended and resumed holds no f_back and a state
+ * that runs, again in a second copy made the same way (3.10's genloop
+ * kept the generator alone in 1 of 4,000-100,000 samples).  The C frames
+ * tell: each points to the C frame below it, and the thread's first
+ * `links` lead to the thread state's root C frame, where any more lead to
+ * frames of the stack that the read missed: one per frame walked (3.10),
+ * or one per frame walked that was entered from C (3.11: is_entry, the
+ * generator's and any called back from C above it, as by sorted()'s key;
+ * counting one alone tore every read of such a stack). */
 static li_status
-runs_in_first_cframe(li_target *t, uint64_t tstate, uint64_t cframe, int *first)
+runs_in_first_cframe(li_target *t, uint64_t tstate, uint64_t cframe, size_t links, int *first)
 {
     const li_layout *L = &t->layout;
-    uint64_t below = 0;
+    uint64_t root = tstate + (uint64_t)L->tstate_root_cframe;
     *first = 0;
-    if (cframe == 0) {
-        return LI_OK;
+    for (size_t i = 0; i < links; i++) {
+        if (cframe == 0 || cframe == root) {
+            return LI_OK;
+        }
+        int err = li_read(t, cframe + (uint64_t)L->cframe_previous, &cframe, sizeof cframe);
+        if (err) {
+            return li_status_of(t, err);
+        }
     }
-    int err = li_read(t, cframe + (uint64_t)L->cframe_previous, &below, sizeof below);
-    if (err) {
-        return li_status_of(t, err);
-    }
-    *first = below == tstate + (uint64_t)L->tstate_root_cframe;
+    *first = cframe == root;
     return LI_OK;
 }
 
+/* 3.9 has no C frames to count (runs_in_first_cframe()), but a thread's
+ * depth bounds the frames below a generator's frame that ends its chain:
+ * one per frame that runs (3.9.18: <module> 1, a function it calls 2), one
+ * per C call that guards against recursion, and on leaving a frame the
+ * depth drops before the thread's frame does (ceval.c).  A thread deeper
+ * than its frames walked by more than RECURSION_SLACK, when its frame was
+ * read and again after the generator's second copy, has frames the read
+ * missed (genloop, where a frame object copied while its generator
+ * suspended and resumed holds no f_back and a state that runs, kept the
+ * generator alone in 141 of 451,244 samples at the highest rate, 3 of
+ * 696,885 with this); a generator resumed from C at a thread's bottom and
+ * parked in a lock's acquire() (3 frames, 5 deep: cbottom.py) is kept. */
+#define RECURSION_SLACK 2
+
 /* Whether frame lies in one of the stack chunks from `chunk` back (the
- * thread's chunk list, newest first): *found 1 if so. */
+ * thread's chunk list, newest first): *found 1 if so, with that chunk's
+ * bounds in range[0], range[1]. */
 static li_status
-in_a_chunk(li_target *t, uint64_t chunk, uint64_t frame, int *found)
+in_a_chunk(li_target *t, uint64_t chunk, uint64_t frame, int *found, uint64_t *range)
 {
     *found = 0;
     for (int n = 0; chunk != 0 && n < 1024; n++) {
@@ -739,6 +843,8 @@ in_a_chunk(li_target *t, uint64_t chunk, uint64_t frame, int *found)
         }
         if (frame >= chunk + sizeof head && frame - chunk < head[1]) {
             *found = 1;
+            range[0] = chunk;
+            range[1] = chunk + head[1];
             return LI_OK;
         }
         chunk = head[0];
@@ -788,10 +894,22 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, const u
      * generator that does not run, was read while a frame left it (a
      * generator suspended, a frame returned): torn.  A running generator's
      * frame may end it: one resumed from C with no Python frame below. */
-    int last_is_entry = 0, last_is_generator = 0, last_state = -1, last_copied = 0;
-    /* whether the frame walked before this one was pushed by it */
-    int called = 0;
-    uint64_t last_frame = 0;
+    int last_is_entry = 0, last_is_generator = 0, last_state = -1;
+    /* what the frame walked before this one was to it */
+    enum li_place called = LI_INNERMOST;
+    /* whether the frame recorded before this one lies in the chunk's copy
+     * and is no generator's: one called by a frame that does as well lies
+     * where its caller's frame ends (read_heads() checks) */
+    int last_in_chunk = 0;
+    /* whether an entry frame lies between this frame and the one walked
+     * before it (LI_CALLED_C) */
+    int via_entry = 0;
+    /* frames walked that began a C frame of their own (frame_is_entry) */
+    size_t entries = 0;
+    /* the bounds of the older chunk a frame outside the copy was last found
+     * in (the next ones are most likely there too) */
+    uint64_t chunk_range[2] = {0, 0};
+    uint64_t last_frame = 0, innermost = frame;
     for (int depth = 0; frame != 0; depth++) {
         if (depth >= LI_MAX_DEPTH) {
             return LI_TORN;
@@ -828,17 +946,42 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, const u
             if (last_is_entry) {
                 /* An entry frame of the C stack, not Python code: the
                  * frame below it called C, which called the interpreter
-                 * (its stacktop says nothing). */
-                called = 0;
+                 * (its stacktop says nothing).  The innermost one only
+                 * while the interpreter enters or leaves, or read through
+                 * a C frame the thread has left (3.12: a C frame's
+                 * current_frame is its entry frame once it returns, and
+                 * the next call from C puts its own at the same address):
+                 * torn. */
+                if (called == LI_INNERMOST) {
+                    return LI_TORN;
+                }
+                called = LI_CALLED_C;
                 frame = back;
                 continue;
+            }
+            /* A frame outside the copy must be a generator's or lie in one
+             * of the thread's chunks (an older one, of a deep stack): not
+             * on the C stack, where a C frame the thread left (3.12) or an
+             * entry frame since reused by C code (its owner no longer
+             * says so) may lead, nor in a generator's memory freed and
+             * made another's, whose frame has neither the generator's
+             * owner nor a previous frame yet (3.11: the generator alone). */
+            if (!copied && !last_is_generator
+                && !(frame >= chunk_range[0] && frame < chunk_range[1])) {
+                int found;
+                li_status st = in_a_chunk(t, tv[6], frame, &found, chunk_range);
+                if (st != LI_OK || !found) {
+                    return st != LI_OK ? st : LI_TORN;
+                }
             }
             offset = offset_in_code(L, buf);
             li_status st = in_its_call(t, buf, offset, called);
             if (st != LI_OK) {
                 return st;
             }
-            called = 1;
+            via_entry = called == LI_CALLED_C;
+            entries += L->frame_is_entry >= 0 && buf[L->frame_is_entry] != 0;
+            called = last_is_generator ? LI_CALLED_GENERATOR : LI_CALLED_PYTHON;
         }
         /* A thread list that a torn read made loop would walk real stacks
            again and again. */
@@ -848,11 +991,16 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, const u
         if (grow((void **)&s->frames, &s->frames_cap, s->nframes + 1, sizeof *s->frames)) {
             return LI_NO_MEMORY;
         }
-        last_copied = copied;
+        int in_chunk = copied && copy != s->outside && !last_is_generator;
+        if (*count && last_in_chunk && in_chunk && L->code_framesize >= 0) {
+            s->frames[s->nframes - 1].at_callers_end = via_entry ? 2 : 1;
+        }
+        last_in_chunk = in_chunk;
         li_raw_frame *f = &s->frames[s->nframes];
         f->addr = frame;
         f->code = code;
         f->offset = offset;
+        f->at_callers_end = 0;
         s->nframes++;
         (*count)++;
         last_frame = frame;
@@ -861,29 +1009,18 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, const u
     if (L->chain_ends_at_entry && *count && !last_is_entry) {
         return LI_TORN;
     }
-    /* 3.11: a thread's outermost frame is in its stack chunks (its first
-     * call's) unless it is a generator's resumed from C.  A generator's
-     * frame read while its object was freed and another made in its memory
-     * has neither the generator's owner nor a previous frame yet: the
-     * chain would end there, the generator alone. */
-    if (L->frame_kind == LI_INTERPRETER_FRAME && !L->chain_ends_at_entry && *count
-        && !last_is_generator && !last_copied) {
-        int found;
-        li_status st = in_a_chunk(t, tv[6], last_frame, &found);
-        if (st != LI_OK) {
-            return st;
-        }
-        if (!found) {
-            return LI_TORN;
-        }
-    }
     if (last_is_generator) {
         if (!L->gen_state_known) {
             return LI_TORN;
         }
+        if (L->tstate_recursion_depth >= 0
+            && (uint64_t)(int32_t)tv[7] > *count + RECURSION_SLACK) {
+            return LI_TORN;     /* frames the read missed (RECURSION_SLACK) */
+        }
         if (L->cframe_previous >= 0) {
             int first;
-            li_status st = runs_in_first_cframe(t, tstate, tv[5], &first);
+            size_t links = L->cframes_per_frame ? *count : entries ? entries : 1;
+            li_status st = runs_in_first_cframe(t, tstate, tv[5], links, &first);
             if (st != LI_OK) {
                 return st;
             }
@@ -908,12 +1045,27 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, const u
              * when it resumes, after the next resumption (genobject.c
              * links the frame to its caller in between, which the copy
              * missed).  The generator's frame ends the chain if a second
-             * copy finds it the same: running, linked to nothing. */
-            int err = li_read(t, last_frame, buf, (size_t)L->frame_size);
-            if (err) {
-                return li_status_of(t, err);
+             * copy finds it the same: running, linked to nothing, and (3.9)
+             * the thread, read after it, still in its innermost frame and
+             * no deeper than its frames allow. */
+            uint64_t now[2] = {0, 0};
+            struct iovec local[3] = {{buf, (size_t)L->frame_size},
+                                     {&now[0], sizeof now[0]}, {&now[1], sizeof(int32_t)}};
+            struct iovec remote[3] = {
+                {(void *)(uintptr_t)last_frame, (size_t)L->frame_size},
+                {(void *)(uintptr_t)(tstate + (uint64_t)L->tstate_frame), sizeof now[0]},
+                {(void *)(uintptr_t)(tstate + (uint64_t)L->tstate_recursion_depth),
+                 sizeof(int32_t)}};
+            unsigned long n = L->tstate_recursion_depth >= 0 ? 3 : 1;
+            size_t want = (size_t)L->frame_size + (n == 3 ? sizeof now[0] + sizeof(int32_t) : 0);
+            ssize_t got = process_vm_readv(t->pid, local, n, remote, n, 0);
+            if (got < 0) {
+                return li_status_of(t, errno);
             }
-            if (li_u64_at(buf, L->frame_back) != 0 || li_u64_at(buf, L->frame_gen) == 0) {
+            if ((size_t)got != want || li_u64_at(buf, L->frame_back) != 0
+                || li_u64_at(buf, L->frame_gen) == 0
+                || (n == 3 && (now[0] != innermost
+                               || (uint64_t)(int32_t)now[1] > *count + RECURSION_SLACK))) {
                 return LI_TORN;
             }
             last_state = (signed char)buf[L->gen_state];
@@ -922,6 +1074,68 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, const u
             return LI_TORN;
         }
         *runs_generator = 1;
+    }
+    return LI_OK;
+}
+
+/* LI_OK if the frame at `end`, where the frame of `caller` ends, is one
+ * that returned to `caller` and is being cleared, and `callee` lies where
+ * it ends, else LI_TORN: a frame called from C (through an entry frame)
+ * while a returning frame is cleared (a local's __del__, a weakref's
+ * callback: the interpreter unlinks the frame, clears its locals, then
+ * pops it) is pushed above the returning frame and linked to its caller.
+ * The returning frame, read now, must name `caller` as its previous (or
+ * an entry frame that does, if C called it), not be a generator's or an
+ * entry frame, and be at a plain return: one in a
+ * call (a callback, whose frame a torn read may show under the frame's
+ * caller) is at the call or at an instrumented instruction.  (A frame
+ * cleared while an exception unwinds it is at any instruction: torn.) */
+static li_status
+returning_between(li_target *t, uint64_t caller, uint64_t end, uint64_t callee)
+{
+    const li_layout *L = &t->layout;
+    unsigned char frame[LI_MAX_FRAME_SIZE];
+    if (L->op_return_value < 0 || (size_t)L->frame_size > sizeof frame) {
+        return LI_TORN;
+    }
+    int err = li_read(t, end, frame, (size_t)L->frame_size);
+    if (err) {
+        return li_status_of(t, err);
+    }
+    int owner = L->frame_owner >= 0 ? frame[L->frame_owner] : -1;
+    uint64_t back = li_u64_at(frame, L->frame_back);
+    if (owner == L->owner_cstack || owner == L->owner_generator) {
+        return LI_TORN;
+    }
+    if (back != caller) {
+        /* The returning frame was called from C: its previous is the entry
+         * frame of that call, whose previous is the caller. */
+        unsigned char entry[LI_MAX_FRAME_SIZE];
+        err = li_read(t, back, entry, (size_t)L->frame_size);
+        if (err) {
+            return li_status_of(t, err);
+        }
+        if (L->frame_owner < 0 || entry[L->frame_owner] != L->owner_cstack
+            || li_u64_at(entry, L->frame_back) != caller) {
+            return LI_TORN;
+        }
+    }
+    uint64_t code = li_u64_at(frame, L->frame_code), type = 0;
+    int32_t words = 0;
+    unsigned char op = 0;
+    struct iovec local[3] = {{&words, sizeof words}, {&type, sizeof type}, {&op, 1}};
+    struct iovec remote[3] = {
+        {(void *)(uintptr_t)(code + (uint64_t)L->code_framesize), sizeof words},
+        {(void *)(uintptr_t)(code + (uint64_t)L->object_type), sizeof type},
+        {(void *)(uintptr_t)li_u64_at(frame, L->frame_instr), 1}};
+    ssize_t got = process_vm_readv(t->pid, local, 3, remote, 3, 0);
+    if (got < 0) {
+        return li_status_of(t, errno);
+    }
+    if ((size_t)got != sizeof words + sizeof type + 1 || (t->code_type && type != t->code_type)
+        || words <= 0 || callee != end + (uint64_t)words * sizeof(uint64_t)
+        || (op != L->op_return_value && op != L->op_return_const)) {
+        return LI_TORN;
     }
     return LI_OK;
 }
@@ -1024,6 +1238,31 @@ read_heads(li_target *t, li_sample *s)
             }
         }
     }
+    /* A frame pushed for a call lies where its caller's frame ends
+     * (co_framesize words from its start: the interpreter pushes frames on
+     * top of the chunk, whether the caller called it or called C that did),
+     * unless one of them is a generator's or the chunk was full.  A chain
+     * that passes an entry frame in between takes the entry frame's
+     * previous as it is when read on its own, which a later call from C at
+     * the same C stack address has set to another frame: a callback's
+     * frame over the frame that called another callback (a traced target),
+     * or the callback over itself. */
+    for (size_t i = 0; i + 1 < s->nframes; i++) {
+        const li_raw_frame *callee = &s->frames[i], *caller = &s->frames[i + 1];
+        if (!callee->at_callers_end) {
+            continue;
+        }
+        uint64_t end = caller->addr
+                       + (uint64_t)i32_at(caller->head, L->code_framesize) * sizeof(uint64_t);
+        if (callee->addr != end) {
+            li_status st = callee->at_callers_end == 2
+                               ? returning_between(t, caller->addr, end, callee->addr)
+                               : LI_TORN;
+            if (st != LI_OK) {
+                return st;
+            }
+        }
+    }
     return LI_OK;
 }
 
@@ -1066,11 +1305,18 @@ li_take_sample(li_target *t, li_sample *s)
             int64_t ts_fields[MAX_FIELDS] = {L->tstate_next, L->tstate_interp,
                                              L->tstate_thread_id, L->tstate_native_thread_id,
                                              L->tstate_frame, L->tstate_cframe,
-                                             L->tstate_datastack_chunk};
+                                             L->tstate_datastack_chunk,
+                                             L->tstate_recursion_depth};
             uint64_t tv[MAX_FIELDS], frame = 0;
             struct li_thread_cache *tc = &t->thread_cache[(tstate >> 6) % 64];
-            li_status st = LI_STALE;
-            if (tc->tstate == tstate && tc->chunk && tc->chunk_size) {
+            li_status st = s->threads_only ? LI_OK : LI_STALE;
+            if (s->threads_only) {
+                err = read_fields(t, tstate, ts_fields, tv, MAX_FIELDS);
+                if (err) {
+                    return li_status_of(t, err);
+                }
+            }
+            else if (tc->tstate == tstate && tc->chunk && tc->chunk_size) {
                 st = snapshot(t, s, tc, ts_fields, tv, &frame);
             }
             if (st == LI_STALE) {
@@ -1120,9 +1366,13 @@ li_take_sample(li_target *t, li_sample *s)
             th->native_id = L->tstate_native_thread_id >= 0 ? tv[3] : 0;
             th->holds_gil = gil_known ? holder == tstate : -1;
             th->first = s->nframes;
-            size_t outside;
-            st = walk_frames(t, s, frame, tstate, tv, &th->count, &outside,
-                             &th->runs_generator);
+            th->count = 0;
+            th->runs_generator = 0;
+            size_t outside = 0;
+            if (!s->threads_only) {
+                st = walk_frames(t, s, frame, tstate, tv, &th->count, &outside,
+                                 &th->runs_generator);
+            }
             if (st == LI_OK && outside) {
                 st = stayed_on(t, s, th->first, th->count, tstate, ts_fields, frame);
             }

@@ -11,6 +11,7 @@ test around in its file does not change its expectations.
 from __future__ import annotations
 
 import dis
+import sys
 import types
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
@@ -108,12 +109,25 @@ def offset_of(target: CodeLike, *opnames: str) -> int:
 
 
 def resume_offset(target: CodeLike) -> int:
-    """Offset of the RESUME that starts the frame (the PY_START offset)."""
+    """Offset of the RESUME that starts the frame (the PY_START offset).
+
+    3.10 has no RESUME: a frame starts at its first instruction, after the
+    GEN_START of a generator or coroutine."""
+    if sys.version_info < (3, 11):
+        first = instructions(target)[:2]
+        return first[1].offset if first[0].opname == "GEN_START" else first[0].offset
     return offsets_of(target, "RESUME")[0]
 
 
 def resume_offsets_after_yield(target: CodeLike) -> list[int]:
-    """Offsets of the RESUMEs that follow a suspension point (the PY_RESUME offsets)."""
+    """Offsets of the RESUMEs that follow a suspension point (the PY_RESUME offsets).
+
+    On 3.10 a frame resumes after its YIELD_VALUE, or at its YIELD_FROM,
+    which runs again."""
+    if sys.version_info < (3, 11):
+        instrs = instructions(target)
+        return [instrs[k + 1].offset if i.opname == "YIELD_VALUE" else i.offset
+                for k, i in enumerate(instrs) if i.opname in ("YIELD_VALUE", "YIELD_FROM")]
     return offsets_of(target, "RESUME")[1:]
 
 
@@ -122,6 +136,9 @@ def return_offsets(target: CodeLike) -> list[int]:
 
 
 def yield_offsets(target: CodeLike) -> list[int]:
+    # 3.10's `yield from` and `await` suspend at their YIELD_FROM.
+    if sys.version_info < (3, 11):
+        return offsets_of(target, "YIELD_VALUE", "YIELD_FROM")
     return offsets_of(target, "YIELD_VALUE")
 
 

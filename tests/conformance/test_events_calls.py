@@ -17,7 +17,8 @@ import pytest
 
 from .helpers import Recorder, Tool, offsets_of
 
-CALL_OPNAMES = ("CALL", "CALL_KW", "CALL_FUNCTION_EX")
+# 3.12+ and 3.11 call opcodes, then 3.10's.
+CALL_OPNAMES = ("CALL", "CALL_KW", "CALL_FUNCTION_EX", "CALL_FUNCTION", "CALL_FUNCTION_KW", "CALL_METHOD")
 
 
 def CALLS(M: Any) -> int:

@@ -15,6 +15,7 @@ import dis
 import gc
 import sys
 import threading
+import traceback
 from typing import Any, Callable
 
 import pytest
@@ -756,3 +757,351 @@ def test_trace_function_set_after_an_audit_hook_turned_events_on(tmp_path: Any, 
     plain, monitored = json.loads(done.stdout)
     assert plain.startswith("(") and ", [(" in plain, "the trace function saw the frame: " + plain
     assert monitored == plain
+
+
+TRACE_INSIDE_SOURCE = '''
+def deep():
+    turn_on()
+    return 4
+
+def wrap(x):
+    mark(sys._getframe(1))
+    return x
+
+def key(v):
+    start(sys._getframe(1))
+    return v
+
+def deepest():
+    a = 1
+    x = (deep(), wrap(a),
+         a, wrap(a))
+    return x
+
+def deepest_in_c():
+    a = 1
+    deep()
+    y = sorted([2, 1], key=key)
+    x = (a, a, wrap(a))
+    return x, y
+
+class Starting:
+    @property
+    def on(self):
+        start(sys._getframe(1))
+        return 2
+
+def deepest_after_an_attribute():
+    a = 1
+    deep()
+    x = (Starting().on, a, wrap(a))
+    return x
+'''
+
+
+def _trace_set_inside(name: str, tool: Tool, wanted: int, monitored: bool,
+                      starts: tuple) -> tuple:
+    """Runs function `name` of a fresh TRACE_INSIDE_SOURCE, whose functions call
+    turn_on(), which turns `wanted` on for `tool` if `monitored`, and may
+    call start(frame) or mark(frame), which set a trace function on the
+    thread and on `frame` (if it is the function's), with f_trace_opcodes.
+    Which of 'turn_on' (at the caller of the function that calls it),
+    'mark' and 'callback' (the tool's callbacks, at the frame) start it is
+    `starts`.  (Its result, what the trace function saw of the frame, opcode
+    events left out, and the references to the trace function it left.)"""
+    namespace: dict = {"__name__": "trace_set_inside", "sys": sys}
+    exec(compile(TRACE_INSIDE_SOURCE, "<trace_set_inside>", "exec"), namespace)
+    function = namespace[name]
+    first_line = function.__code__.co_firstlineno
+    seen: list = []
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code is function.__code__ and event != "opcode":
+            seen.append((event, frame.f_lineno - first_line))
+        return tracer
+
+    def start(frame: Any) -> None:
+        if frame.f_code is function.__code__ and frame.f_trace is None:
+            frame.f_trace = tracer
+            frame.f_trace_opcodes = True
+            sys.settrace(tracer)
+
+    def turn_on() -> None:
+        if monitored:
+            tool.set_events(wanted)
+        elif "turn_on" in starts:
+            start(sys._getframe(2))
+
+    def callback(code: Any, *args: Any) -> None:
+        if "callback" in starts and code is function.__code__:
+            start(sys._getframe(1))
+
+    tool.register(wanted, callback)
+    namespace.update(turn_on=turn_on, start=start,
+                     mark=lambda frame: start(frame) if "mark" in starts else None)
+    references = sys.getrefcount(tracer)
+    try:
+        result = function()
+    finally:
+        sys.settrace(None)
+        tool.set_events(0)
+    return result, seen, sys.getrefcount(tracer) - references
+
+
+@pytest.mark.parametrize("events", ["INSTRUCTION", "CALL"])
+def test_trace_function_set_by_a_callback_of_a_reached_frame(M: Any, tool: Tool,
+                                                             events: str) -> None:
+    """Events go on while a frame waits in a call; when it goes on, the
+    first callback of its events sets a trace function, with f_trace and
+    f_trace_opcodes on the frame, which then fills its stack: the trace
+    function sees what it sees when the same is done at the same point
+    without monitoring.  On the engine the frame, reached while running,
+    may have gone on onto a shadow using the value slot after its
+    allocation; it waits in the probe's call as the trace function comes,
+    where it cannot move, and its next probe at the deepest stack met the
+    trace function's frame there: the probe popped the trace function (a
+    reference lost, its event lost), and later a crash."""
+    wanted = getattr(M.events, events)
+    # Unmonitored, as the first instruction after the call, or the first call.
+    plain = _trace_set_inside("deepest", tool, wanted, False,
+                              ("turn_on",) if events == "INSTRUCTION" else ("mark",))
+    assert plain[1], "the trace function saw the frame"
+    assert _trace_set_inside("deepest", tool, wanted, True, ("callback",)) == plain
+
+
+@pytest.mark.parametrize("name", ["deepest_in_c", "deepest_after_an_attribute"])
+@pytest.mark.parametrize("events", ["INSTRUCTION", "CALL"])
+def test_trace_function_set_while_a_reached_frame_waits_in_c(M: Any, tool: Tool,
+                                                             events: str, name: str) -> None:
+    """Events go on while a frame waits in a call, and it goes on; then a
+    function that C code (sorted's key, a property) calls for it sets a
+    trace function, with f_trace and f_trace_opcodes on the frame, which
+    then fills its stack: the trace function sees what it sees without
+    monitoring.  On the engine the frame may run a shadow using the value
+    slot after its allocation; it waits in C as the trace function comes,
+    where it cannot move, and its probe at the deepest stack met the trace
+    function's frame there (a crash; after a property, the first probe that
+    fires after the call is that one)."""
+    wanted = getattr(M.events, events)
+    plain = _trace_set_inside(name, tool, wanted, False, ())
+    assert plain[1], "the trace function saw the frame"
+    assert _trace_set_inside(name, tool, wanted, True, ()) == plain
+
+
+def _traced_with_call_events(M: Any, tool: Tool, source: str, name: str, opcodes: bool,
+                             monitored: bool, *args: Any, **names: Any) -> tuple:
+    """Calls function `name` of a fresh `source` with `args` in a thread that
+    traces (f_trace_opcodes as `opcodes` on every frame); its turn_on()
+    turns CALL events on for `tool` if `monitored`; `names` go in its
+    globals.  Its result (or the traceback entries below this one of the
+    KeyError it raised: function name, line relative to the function's),
+    what the trace function saw of the function's frames (event, relative
+    line, the frame's `n`; opcode events left out), and the CALL events of
+    its code (relative line, callee name)."""
+    E = M.events
+    namespace: dict = {"__name__": "traced_calls", **names}
+    exec(compile(source, "<traced_calls>", "exec"), namespace)
+    function = namespace[name]
+    first_line = function.__code__.co_firstlineno
+    seen: list = []
+    calls: list = []
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        frame.f_trace_opcodes = opcodes
+        if frame.f_code is function.__code__ and event != "opcode":
+            seen.append((event, frame.f_lineno - first_line, frame.f_locals.get("n")))
+        return tracer
+
+    def callback(code: Any, offset: int, called: Any, arg0: Any) -> None:
+        if code is function.__code__:
+            line = next(line for start, end, line in code.co_lines() if start <= offset < end)
+            calls.append((line - first_line, called.__name__))
+
+    def turn_on() -> None:
+        if monitored:
+            tool.set_events(E.CALL)
+        if names.get("ending") == "trace_off":
+            sys.settrace(None)
+
+    tool.register(E.CALL, callback)
+    namespace["turn_on"] = turn_on
+    sys.settrace(tracer)
+    try:
+        result = function(*args)
+    except KeyError as error:
+        result = [(entry.name, entry.lineno - first_line)
+                  for entry in traceback.extract_tb(error.__traceback__)][1:]
+    finally:
+        sys.settrace(None)
+        tool.set_events(0)
+    return result, seen, calls
+
+
+TRACED_DEEPEST_SOURCE = '''
+def deep():
+    turn_on()
+    return 4
+
+def wrap(x):
+    return x
+
+class Turning:
+    @property
+    def on(self):
+        turn_on()
+        return 5
+
+def deepest():
+    a = 1
+    x = (deep(), a, a, wrap(a))
+    y = (a, a, a, wrap(a))
+    return x, y
+
+def deepest_attribute():
+    a = 1
+    x = (a, a, Turning().on)
+    y = (a, a, a, wrap(a))
+    return x, y
+'''
+
+
+@pytest.mark.parametrize("name", ["deepest", "deepest_attribute"])
+@pytest.mark.parametrize("opcodes", [False, True])
+def test_frame_of_a_traced_thread_reached_at_its_deepest(M: Any, tool: Tool, name: str,
+                                                         opcodes: bool) -> None:
+    """A thread traces (sys.settrace, with or without f_trace_opcodes) and
+    events go on while one of its frames waits in a call (Python, or a
+    property from C): the frame gets its CALL events at its deepest stack,
+    as natively, and the trace function sees what it sees unmonitored.  On
+    the engine, such a frame had no room there for the shadow it needed
+    (the slot after its allocation, which frames of a thread that traces
+    may not borrow) and went on in its original without events; a
+    trampoline in the inline cache of the call it waited in, placed for
+    room it did not have, met the trace function's frame ('bad operand
+    type for unary +')."""
+    plain = _traced_with_call_events(M, tool, TRACED_DEEPEST_SOURCE, name, opcodes, False)
+    assert plain[1], "the trace function saw the frame"
+    assert _traced_with_call_events(M, tool, TRACED_DEEPEST_SOURCE, name, opcodes, True) == (
+        plain[0], plain[1], [(3, "wrap")] if name == "deepest_attribute"
+        else [(2, "wrap"), (3, "wrap")])
+
+
+TRACED_RECURSION_SOURCE = '''
+def wrap(x):
+    return x
+
+def rec(n):
+    a = 1
+    if n == 0:
+        turn_on()
+        if ending == "raise":
+            raise KeyError(n)
+        return (a, a, a, wrap(a))
+    x = (a, a, a, rec(n - 1), a, wrap(a))
+    return x
+'''
+
+
+@pytest.mark.parametrize("ending", ["return", "raise", "trace_off"])
+@pytest.mark.parametrize("opcodes", [False, True])
+@pytest.mark.parametrize("depth", [1, 150])
+def test_frames_of_a_traced_thread_reached_in_a_recursion(M: Any, tool: Tool, depth: int,
+                                                          opcodes: bool, ending: str) -> None:
+    """A thread traces (with or without f_trace_opcodes); events go on at the
+    bottom of a recursion, whose frames wait in a call of a Python function,
+    each with its stack one short of its deepest; then the recursion returns,
+    raises through every frame, or turns the trace function off first.
+    Every frame gets its CALL event after the call, and the trace function
+    sees what it sees unmonitored (the 'exception' event in each frame at
+    the line of the call, the traceback the same).  150 frames span more
+    than one chunk of the data stack.  On the engine each frame lands on a
+    shadow that needs the slot after its allocation, which it claims from
+    the data stack; a trampoline in the inline cache of the call the frame
+    waited in hid the line of the unit it stood at from the 'exception'
+    event (f_lineno -1)."""
+    plain = _traced_with_call_events(M, tool, TRACED_RECURSION_SOURCE, "rec", opcodes, False,
+                                     depth, ending=ending)
+    assert plain[1], "the trace function saw the frames"
+    assert _traced_with_call_events(M, tool, TRACED_RECURSION_SOURCE, "rec", opcodes, True,
+                                    depth, ending=ending) == (
+        plain[0], plain[1], [(5, "KeyError")] if ending == "raise"
+        else [(6, "wrap")] + [(7, "wrap")] * depth)
+
+
+SETTRACE_IN_A_LOOP_SOURCE = '''
+def deep():
+    turn_on()
+
+def wrap(x):
+    return x
+
+def loop():
+    a = 1
+    deep()
+    for i in range(3):
+        x = (a, settrace(tracer), wrap(a))
+    return x
+
+def loop_deeper():
+    a = 1
+    deep()
+    for i in range(3):
+        x = (a, a, a, a, wrap(settrace(tracer)), a, wrap(a))
+    return x
+'''
+
+
+@pytest.mark.parametrize("name", ["loop", "loop_deeper"])
+@pytest.mark.parametrize("events", ["CALL", "LINE", "INSTRUCTION"])
+def test_settrace_called_in_a_loop_of_a_reached_frame(M: Any, tool: Tool, events: str,
+                                                      name: str) -> None:
+    """Events go on while a frame waits in a call; when it goes on, it calls
+    sys.settrace itself, in a loop: the function returns, its events go on,
+    and the trace function sees the frames it calls, as unmonitored.  On
+    the engine the frame, on a shadow that borrowed the slot after its
+    allocation, waits in C as the trace function comes, and was given a
+    trampoline that landed it on the shadow it ran, whose landing pad went
+    on where the trampoline was: it landed there again, for ever."""
+    wanted = getattr(M.events, events)
+
+    def run(monitored: bool) -> tuple:
+        namespace: dict = {"__name__": "settrace_in_a_loop", "settrace": sys.settrace}
+        exec(compile(SETTRACE_IN_A_LOOP_SOURCE, "<settrace_in_a_loop>", "exec"), namespace)
+        function = namespace[name]
+        seen: list = []
+        fired: list = []
+
+        def tracer(frame: Any, event: str, arg: Any) -> Any:
+            seen.append((frame.f_code.co_name, event))
+            return tracer
+
+        def callback(code: Any, *args: Any) -> None:
+            if code is function.__code__:
+                fired.append(args[1].__name__ if events == "CALL" else
+                             args[0] - function.__code__.co_firstlineno if events == "LINE"
+                             else "instruction")
+
+        def turn_on() -> None:
+            if monitored:
+                tool.set_events(wanted)
+
+        tool.register(wanted, callback)
+        namespace.update(tracer=tracer, turn_on=turn_on)
+        try:
+            result = function()
+        finally:
+            sys.settrace(None)
+            tool.set_events(0)
+        return result, seen, fired
+
+    plain = run(False)
+    assert plain[1], "the trace function saw the frames called"
+    monitored = run(True)
+    assert monitored[:2] == plain[:2]
+    if events == "CALL":
+        calls = ["settrace", "wrap"] if name == "loop" else ["settrace", "wrap", "wrap"]
+        assert monitored[2] == ["range"] + calls * 3
+    elif events == "LINE":
+        assert monitored[2] == [3, 4] * 3 + [3, 5]
+    else:
+        assert monitored[2], "INSTRUCTION events in the frame"

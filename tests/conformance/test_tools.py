@@ -750,7 +750,10 @@ def test_settrace_and_monitoring_together(M: Any, tool: Tool) -> None:
     assert rec.names() == ["PY_START", "LINE", "LINE", "PY_RETURN"]
 
 
-def test_setprofile_and_monitoring_together(M: Any, tool: Tool) -> None:
+def profiled_beside(tool: Tool, events: int) -> tuple[list[str], Recorder]:
+    """Runs a function calling len() under a sys.setprofile function and
+    the tool's *events*: the profile events of that function, and what the
+    tool recorded."""
     def f() -> int:
         return len("ab")
 
@@ -761,12 +764,17 @@ def test_setprofile_and_monitoring_together(M: Any, tool: Tool) -> None:
             profiled.append(event)
 
     old = sys.getprofile()
-    with Recorder(tool, M.events.PY_START | M.events.PY_RETURN, f) as rec:
+    with Recorder(tool, events, f) as rec:
         sys.setprofile(profiler)
         try:
             f()
         finally:
             sys.setprofile(old)
+    return profiled, rec
+
+
+def test_setprofile_and_monitoring_together(M: Any, tool: Tool) -> None:
+    profiled, rec = profiled_beside(tool, M.events.PY_START | M.events.PY_RETURN)
     assert profiled == ["call", "c_call", "c_return", "return"]
     assert rec.names() == ["PY_START", "PY_RETURN"]
 
@@ -1041,3 +1049,10 @@ def test_a_replaced_callback_is_released(M: Any, tool: Tool) -> None:
     del counter
     gc.collect()
     assert alive() is None
+
+
+def test_setprofile_and_c_return_events_together(M: Any, tool: Tool) -> None:
+    E = M.events
+    profiled, rec = profiled_beside(tool, E.CALL | E.C_RETURN | E.C_RAISE)
+    assert profiled == ["call", "c_call", "c_return", "return"]
+    assert rec.compact() == [("CALL", "f", len, "ab"), ("C_RETURN", "f", len, "ab")]

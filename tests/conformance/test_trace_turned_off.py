@@ -96,7 +96,7 @@ def traced(code, run):
     stats = {}
     if sys.version_info < (3, 12) and mode != "first-call":
         # Trampolines kept armed for the frame went as it landed.
-        stats = {"trampolined_codes": lowimpact._engine._stats()["trampolined_codes"]}
+        stats = {"trampolined_codes": lowimpact._engine._stats().get("trampolined_codes", 0)}
     print(json.dumps({"result": result, "stats": stats}))
 
 
@@ -331,7 +331,7 @@ except Boom:
 sys.settrace(None)
 stats = {}
 if sys.version_info < (3, 12):
-    stats = {"trampolined_codes": lowimpact._engine._stats()["trampolined_codes"]}
+    stats = {"trampolined_codes": lowimpact._engine._stats().get("trampolined_codes", 0)}
 after = []
 sys.settrace(trace_all(after))
 outer()
@@ -346,7 +346,7 @@ def test_trampoline_left_by_an_exception(tmp_path: Any, when: int) -> None:
     out = run(tmp_path, LEFT_BY_AN_EXCEPTION, "opcode", when)
     # (Natively the trace function sees no opcode event there: it does not
     # raise.)
-    assert out["raised"] or sys.version_info >= (3, 12)
+    assert out["raised"] or sys.version_info[:2] != (3, 11)  # trampolines: 3.11 only
     assert out["result"] is True
     assert out["stats"].get("trampolined_codes", 0) == 0
 
@@ -422,7 +422,7 @@ def kept_count():
     if sys.version_info >= (3, 12):
         return 0
     from lowimpact import _engine
-    return _engine._stats()["trampolines_kept"]
+    return _engine._stats().get("trampolines_kept", 0)
 
 
 before, after = functions(), functions()
@@ -527,7 +527,7 @@ print(json.dumps({"result": seen == before or [before, seen], "raised": state["r
 @pytest.mark.parametrize("when", range(1, 9))
 def test_trampoline_left_by_an_exception_on_another_thread(tmp_path: Any, when: int) -> None:
     out = run(tmp_path, LEFT_ON_ANOTHER_THREAD, "opcode", when)
-    assert out["raised"] or sys.version_info >= (3, 12)
+    assert out["raised"] or sys.version_info[:2] != (3, 11)  # trampolines: 3.11 only
     assert out["result"] is True
 
 

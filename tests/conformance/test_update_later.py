@@ -11,20 +11,12 @@ which it is during the calls that follow.
 from __future__ import annotations
 
 import gc
-import sys
 import threading
 import weakref
 from typing import Any
 
 
 from .helpers import Tool
-
-# KNOWN DIFFERENCE of the engine (update.c) pinned below: while an update
-# that turned events on is pending no call is inlined, so a caller executes
-# in C as its callee turns more events on, and an exception that unwinds
-# into it goes on in the code it ran, to its end.  Main reaches it (it
-# passes the native expectations).
-NATIVE = sys.version_info >= (3, 12)
 
 
 def many_functions(n: int) -> list:
@@ -59,8 +51,6 @@ def test_generator_closed_when_dropped_after_events_on(M: Any, tool: Tool) -> No
 
 
 def test_function_freed_when_dropped_after_events_on(M: Any, tool: Tool) -> None:
-    """Natively at once; on the engine (docs/ENGINE.md, "Where it differs")
-    once the update left for later is done, as calls go on."""
     keep = many_functions(3000)
 
     class Payload:
@@ -75,14 +65,7 @@ def test_function_freed_when_dropped_after_events_on(M: Any, tool: Tool) -> None
     for _ in range(300):
         tick()
     del holder
-    if sys.version_info >= (3, 12):
-        assert gone() is None
-    else:
-        calls = 0
-        while gone() is not None and calls < 100000:
-            tick()
-            calls += 1
-        assert gone() is None
+    assert gone() is None
     tool.set_events(0)
     del keep
 
@@ -171,7 +154,7 @@ def test_handled_in_a_caller_after_its_callee_turned_events_on(M: Any, tool: Too
                   lambda code, offset, exc: log.append(code.co_name) if code is caller.__code__ else None)
     tool.set_events(E.PY_START)
     assert caller() == "handled"
-    assert log == (["caller"] if NATIVE else [])
+    assert log == ["caller"]
     tool.set_events(0)
     del keep
 
@@ -200,5 +183,5 @@ def test_caller_lines_after_its_callee_turned_events_on_and_raised(M: Any, tool:
     tool.set_events(E.PY_START)
     caller()
     tool.set_events(0)
-    assert log == ([3, 4, 5, "return"] if NATIVE else [])
+    assert log == [3, 4, 5, "return"]
     del keep

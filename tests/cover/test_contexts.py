@@ -209,7 +209,7 @@ def test_switch_context_returns_the_previous_context_as_coverage_does(tmp_path: 
 
 RESTARTED = '''\
 import sys
-kind, branch = sys.argv[1], sys.argv[2] == "branch"
+kind, branch, saves = sys.argv[1], sys.argv[2] == "branch", sys.argv[3] == "saves"
 if kind == "ctrace":
     import coverage
     cov = coverage.Coverage(data_file=kind + ".data", config_file="test_function.rc",
@@ -229,9 +229,13 @@ def test_sign(n):
 test_sign(1)
 label(5)
 cov.stop()
+if saves:
+    cov.save()
 test_sign(-1)   # not measured
 cov.start()
 test_sign(0)
+if saves:
+    cov.save()   # while measuring
 label(4)
 cov.stop()
 cov.start()
@@ -241,16 +245,21 @@ cov.save()
 '''
 
 
+@pytest.mark.parametrize("saves", [False, True], ids=["saved-at-end", "saved-between"])
 @pytest.mark.parametrize("branch", [False, True], ids=["lines", "branches"])
-def test_stopped_and_started_again_same_as_ctrace(workdir: Path, branch: bool) -> None:
+def test_stopped_and_started_again_same_as_ctrace(workdir: Path, branch: bool,
+                                                  saves: bool) -> None:
     # Coverage.stop() and start() again (what pytest-cov does around a
     # no_cover test): the data goes on, and test contexts start and end.
+    # Saved in between too, the data file ends with all of it, as
+    # coverage.py's does.
     project = workdir / "project"
     shutil.copy(workdir / "test_function.rc", project)
     (project / "restarted.py").write_text(RESTARTED)
     env = env_for({"COVERAGE_CORE": "ctrace"})
     for kind in ("ctrace", "li"):
-        python(["restarted.py", kind, "branch" if branch else "lines"], project, env)
+        python(["restarted.py", kind, "branch" if branch else "lines",
+                "saves" if saves else "once"], project, env)
     want = assert_same_contexts(project / "li.data", project / "ctrace.data", project, branch)
     assert want["contexts"] == ["", "__main__.test_sign"]
     # sign(1) before the first stop, sign(0) and sign(-2) after restarts,

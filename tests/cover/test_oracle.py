@@ -25,6 +25,8 @@ CASES = {
     # if/elif, loops with else, try/finally, with, match, comprehensions,
     # lambdas, generators, async: the translation of BRANCH events to arcs
     "branch_shapes": (("branch_shapes.py",), ("branch_shapes.py",)),
+    # break, continue, return and raise through `finally` and `with`
+    "finally_shapes": (("finally_shapes.py",), ("finally_shapes.py",)),
     "module_level": (("--source=.", "module_level.py"), ("module_level.py",)),
     "first_calls": (("--source=.", "first_calls.py"), ("first_calls_helper.py",)),
     "gen_async": (("--source=.", "gen_async.py"), ("gen_async.py",)),

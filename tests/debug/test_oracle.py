@@ -12,8 +12,8 @@ import pytest
 
 from .helpers import PROGRAMS, compare, env_for, session, LOWIMPACT
 
-pytestmark = pytest.mark.skipif(sys.version_info < (3, 11),
-                                reason="lowimpact.monitoring needs CPython 3.11+")
+pytestmark = pytest.mark.skipif(sys.version_info < (3, 10),
+                                reason="lowimpact.monitoring needs CPython 3.10+")
 
 ENGINE = sys.version_info < (3, 12)
 

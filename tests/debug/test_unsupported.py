@@ -1,4 +1,4 @@
-"""Before 3.11 there is no lowimpact.monitoring: ``debug`` says what it needs."""
+"""Before 3.10 there is no lowimpact.monitoring: ``debug`` says what it needs."""
 
 import subprocess
 import sys
@@ -8,8 +8,8 @@ import pytest
 from .helpers import PROGRAMS, env_for
 
 
-@pytest.mark.skipif(sys.version_info >= (3, 11), reason="debug runs on 3.11+")
-def test_debug_says_it_needs_311(tmp_path):
+@pytest.mark.skipif(sys.version_info >= (3, 10), reason="debug runs on 3.10+")
+def test_debug_says_it_needs_310(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "lowimpact", "debug", str(PROGRAMS / "basic.py")],
         input="c\n", capture_output=True, text=True, cwd=tmp_path, timeout=60,
@@ -17,5 +17,5 @@ def test_debug_says_it_needs_311(tmp_path):
     )
     assert proc.returncode == 1
     assert "needs sys.monitoring" in proc.stderr
-    assert "CPython 3.11, 3.12 and 3.13" in proc.stderr
+    assert "CPython 3.10, 3.11, 3.12 and 3.13" in proc.stderr
     assert "result" not in proc.stdout

@@ -16,8 +16,8 @@ PROGRAMS = Path(__file__).parent / "programs"
 TIMEOUT = 120
 
 needs_engine = pytest.mark.skipif(
-    sys.version_info < (3, 11),
-    reason="lowimpact profile needs lowimpact.monitoring, which starts at 3.11")
+    sys.version_info < (3, 10),
+    reason="lowimpact profile needs lowimpact.monitoring, which starts at 3.10")
 
 Key = Tuple[str, int, str]
 

@@ -1,9 +1,14 @@
 """Targets whose possible stacks are known exactly, for checking that the
 sampler never keeps a stack the target did not have.
 
-    python oracle.py KIND SECONDS
+    python oracle.py KIND SECONDS [TRACE]
 
-prints "ready", then runs KIND for SECONDS.  CALLERS[KIND] maps each of
+prints "ready", then runs KIND for SECONDS, traced if TRACE says how
+("line": sys.monitoring LINE events, 3.12+; "settrace": sys.settrace and
+threading.settrace, a local trace function on every frame), where the
+interpreter puts instrumented instructions over the ones the reader checks
+(a return, a yield) and a callback's frame above the function traced.
+CALLERS[KIND] maps each of
 the kind's functions to the functions that may call it ("" for a thread's
 outermost frame); a kept sample in which one of them has another caller,
 or none, mixes two moments.  No library frame comes between a function
@@ -189,7 +194,28 @@ def mixed(kind, names):
     return None
 
 
+def on_event(*args):
+    """The trace function and the LINE callback: keeps every event coming
+    (returns itself, which sys.monitoring takes as anything but DISABLE)."""
+    return on_event
+
+
+def trace(how):
+    if how == "line":
+        monitoring = sys.monitoring
+        monitoring.use_tool_id(monitoring.DEBUGGER_ID, "oracle")
+        monitoring.register_callback(monitoring.DEBUGGER_ID, monitoring.events.LINE, on_event)
+        monitoring.set_events(monitoring.DEBUGGER_ID, monitoring.events.LINE)
+    elif how == "settrace":
+        threading.settrace(on_event)
+        sys.settrace(on_event)
+    else:
+        raise SystemExit("unknown TRACE %r" % how)
+
+
 if __name__ == "__main__":
     kind = sys.argv[1]
+    if len(sys.argv) > 3:
+        trace(sys.argv[3])
     print("ready", flush=True)
     globals()["run_" + kind](time.monotonic() + float(sys.argv[2]))

@@ -632,6 +632,15 @@ PyObject *li_desired_code(PyCodeObject *original, PyObject *builtins);
 PyObject *li_prepared_code(PyCodeObject *original, PyObject *builtins);
 /* Whether frames of `original` should run a shadow. */
 bool li_needs_instrumenting(PyCodeObject *original);
+/* Whether the refresh CPython does as code starts would forget DISABLE
+ * marks in `original`, which then keeps its entry trampoline even where no
+ * tool wants events, to refresh as it next starts (not generator-like
+ * code). */
+bool li_refresh_awaited(PyCodeObject *original);
+/* Frames that run `code` (an original) with `builtins` make their functions
+ * from its nested code objects: those that need events, or a refresh as
+ * they next start, get an entry trampoline.  0 or -1. */
+int li_arm_nested(PyCodeObject *code, PyObject *builtins);
 /* Whether PY_START is the one event tools want in `cs`'s code (global or
  * local, DISABLE marks aside), and the code defines no functions or classes
  * (code objects among its constants, which would need it too). */
@@ -672,17 +681,6 @@ bool li_foreign_eval_frame(void);
  * frame; li_exec_unpause() puts it back. */
 void li_exec_pause(void);
 void li_exec_unpause(void);
-/* Installs lowimpact's frame evaluation function while it has work (a
- * frame to wait for, li_update_pending()), and removes it when it has none
- * (unless paused, or another is installed). */
-void li_frame_hook_refresh(void);
-/* Whether an update left functions and generators to bring into line
- * later (update.c): until then every frame passes li_update_frame() as it
- * starts or resumes. */
-bool li_update_pending(void);
-/* Brings `frame`, about to start or resume, into line, and goes on with
- * the update's work now and then.  0 or -1. */
-int li_update_frame(PyThreadState *tstate, _PyInterpreterFrame *frame);
 
 /* Thread `ts` is about to get a trace function: its frames stop using the
  * slot beyond their allocation (update.c).  0 or -1. */
@@ -805,10 +803,22 @@ int li_landing_init(PyObject *module);
  * or NULL; `ts` NULL for a suspended generator. */
 int li_frame_capacity(PyThreadState *ts, _PyInterpreterFrame *frame,
                       _PyInterpreterFrame *above);
+/* The capacity of `frame` of `ts` as it lands, with the landing function's
+ * frame `here` above it: li_frame_capacity() counting the slot after its
+ * allocation also while its thread traces, which the frame gets for good
+ * when the landing's token drops (li_frame_claim_slot()). */
+int li_frame_landing_capacity(PyThreadState *ts, _PyInterpreterFrame *frame,
+                              _PyInterpreterFrame *here);
 /* Whether `frame` of `ts` (not NULL) has the slot after its allocation while
  * its thread does not trace: what li_frame_capacity counts then. */
 bool li_frame_borrows(PyThreadState *ts, _PyInterpreterFrame *frame,
                       _PyInterpreterFrame *above);
+/* Frame `frame`, running on thread `ts`, which traces or is about to,
+ * gets the slot after its allocation for good when its code needs it (it
+ * borrowed it: a shadow bigger than its allocation), if the frame is the
+ * top one of the thread's data stack: for the end of a probe whose
+ * callbacks set a trace function, where the frame could not move. */
+void li_frame_claim_slot(PyThreadState *ts, _PyInterpreterFrame *frame);
 /* Thread `ts` (not NULL) is about to get a trace function: while the frame
  * that asked for it waits for sys.settrace (or PyEval_SetTrace) to return,
  * li_frame_capacity counts no borrowed slot for its frames.  0 or -1. */

@@ -160,11 +160,47 @@ li_frame_capacity(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterF
     return allocated + (older ? 0 : GENERATOR_SLACK);
 }
 
+int
+li_frame_landing_capacity(PyThreadState *ts, _PyInterpreterFrame *frame,
+                          _PyInterpreterFrame *here)
+{
+    /* The slot after its allocation is the frame's from the drop of the
+       landing's token on (li_frame_claim_slot()), before any trace function
+       can run: the thread counts as tracing until then. */
+    return frame->owner == FRAME_OWNED_BY_THREAD ? data_stack_capacity(ts, frame, here, false)
+                                                  : li_frame_capacity(ts, frame, here);
+}
+
 bool
 li_frame_borrows(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterFrame *above)
 {
     return frame->owner != FRAME_OWNED_BY_GENERATOR &&
            data_stack_capacity(ts, frame, above, false) > data_stack_capacity(ts, frame, above, true);
+}
+
+void
+li_frame_claim_slot(PyThreadState *ts, _PyInterpreterFrame *frame)
+{
+    /* Every landing comes here: threads that do not trace leave first. */
+    if (ts->c_tracefunc == NULL && (n_marks == 0 || !trace_pending(ts))) {
+        return;
+    }
+    /* Its allocation ends at the data stack's top while it is the top
+       frame of the thread's current chunk. */
+    PyObject **lo = (PyObject **)ts->datastack_chunk;
+    if (frame->owner != FRAME_OWNED_BY_THREAD || ts->cframe->current_frame != frame ||
+        (PyObject **)frame < lo || (PyObject **)frame >= ts->datastack_top ||
+        ts->datastack_top >= ts->datastack_limit)
+    {
+        return;
+    }
+    int room = data_stack_capacity(ts, frame, NULL, true);
+    if (frame->f_code->co_stacksize > room) {
+        /* CPython puts the top back at the frame's start when it returns:
+           the slot stays the frame's until then, and frames it calls (a
+           trace function's among them) start after it. */
+        ts->datastack_top++;
+    }
 }
 
 int

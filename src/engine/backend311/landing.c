@@ -261,6 +261,10 @@ typedef struct {
     /* The frame whose next 'line' event the thread's trace function must
        not see (compared only), or NULL. */
     _PyInterpreterFrame *quiet_frame;
+    /* The frame that landed (compared only): its thread may trace, and it
+       may have landed on a shadow that needs the slot after its
+       allocation, which it gets as the token drops. */
+    _PyInterpreterFrame *landed;
 } token_object;
 
 static _Thread_local token_object *waiting_token;
@@ -302,6 +306,7 @@ static void
 token_dealloc(PyObject *self)
 {
     token_object *token = (token_object *)self;
+    li_frame_claim_slot(token->tstate, token->landed);
     PyThreadState_LeaveTracing(token->tstate);
     Py_tracefunc func = token->tstate->c_tracefunc;
     if (token->quiet_frame != NULL && func != NULL && func != line_filter) {
@@ -388,6 +393,31 @@ forget_starting(_PyInterpreterFrame *frame)
 
 enum { START_NOT_FIRED, START_FIRED, START_BARE };
 
+/* The frame at the entry trampoline of `cs`'s code, at unit `at`, goes on
+ * from its RESUME in the original, which the trampoline leaves; the token
+ * the landing function returns is dropped where the frame starts (the frame
+ * cannot be anywhere else meanwhile: no thread switch, no trace function
+ * until it is dropped).  Whether it does: not while a frame of any thread
+ * stands in the trampoline's units. */
+static bool
+go_on_in_original(_PyInterpreterFrame *frame, li_code_state *cs, int at, token_object *token)
+{
+    PyCodeObject *code = cs->code;
+    _Py_CODEUNIT *saved_prev = frame->prev_instr;
+    /* (Out of the trampoline's units first, or it would stay for it.) */
+    frame->prev_instr = _PyCode_CODE(code) + at - 1;
+    if (!li_trampolines_disarm_original(cs)) {
+        frame->prev_instr = saved_prev;
+        return false;
+    }
+    _Py_CODEUNIT *unit = _PyCode_CODE(code) + at;
+    token->restore_code = (PyCodeObject *)Py_NewRef(code);
+    token->restore_at = at;
+    token->restore_unit = *unit;
+    *unit = _Py_MAKECODEUNIT(POP_TOP, 0);
+    return true;
+}
+
 /* A frame at the entry trampoline of code that no shadow runs yet, where
  * PY_START is the one event wanted: its PY_START fires here, before any
  * shadow is built.  The callbacks see the frame as natively, standing at its
@@ -466,29 +496,60 @@ start_before_building(PyThreadState *tstate, _PyInterpreterFrame *here,
         return -1;
     }
     if (cb->current == NULL && li_start_wanted_nowhere(cs)) {
-        /* On from its RESUME, in the original, which the entry trampoline
-           leaves; the token the landing function returns is dropped where
-           the frame starts (the frame cannot be anywhere else meanwhile:
-           no thread switch, no trace function until it is dropped). */
-        frame->prev_instr = _PyCode_CODE(code) + at - 1;
         if (li_started_bare_reserve() < 0) {
-            frame->prev_instr = saved_prev;
             return -1;
         }
-        if (li_trampolines_disarm_original(cs)) {
-            _Py_CODEUNIT *unit = _PyCode_CODE(code) + at;
-            token->restore_code = (PyCodeObject *)Py_NewRef(code);
-            token->restore_at = at;
-            token->restore_unit = *unit;
-            *unit = _Py_MAKECODEUNIT(POP_TOP, 0);
+        if (go_on_in_original(frame, cs, at, token)) {
             li_note_started_bare(cb);
             return START_BARE;
         }
-        frame->prev_instr = saved_prev;
         return START_FIRED;     /* lands at RESUME 0, whose PY_START no tool wants now */
     }
     to->to = (li_landing){at + 1, LI_LAND_FALLTHROUGH};
     return li_add_resume_point(cb, to->to) < 0 ? -1 : START_FIRED;
+}
+
+/* A frame at the entry trampoline of code, not generator-like, that no tool
+ * wants events from: the trampoline stayed so that the code is instrumented
+ * as it next starts, as natively, which forgets what tools disabled of the
+ * events they turned off since (li_refresh_awaited()).  Then the frame goes
+ * on in its original, as do the code's later frames.  1 if it does, 0 if it
+ * lands (on a shadow without probes), -1 on error. */
+static int
+start_refreshing(PyThreadState *tstate, _PyInterpreterFrame *frame, expected_landing *to,
+                 token_object *token)
+{
+    PyCodeObject *code = to->original;
+    li_code_state *cs = li_code_state_get(code);
+    li_code_backend *cb = cs != NULL ? (li_code_backend *)cs->backend : NULL;
+    if (cb == NULL || li_needs_instrumenting(code) ||
+        (code->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)))
+    {
+        return 0;
+    }
+    li_code_state_refresh(cs);
+    /* Its functions come from the original's nested code, which is to
+       refresh as it starts too (a shadow without probes holds them
+       prepared). */
+    if (li_arm_nested(code, frame->f_builtins) < 0) {
+        return -1;
+    }
+    /* (As start_before_building(): trace and profile functions get their
+       call event on a shadow.) */
+    if (tstate->tracing == 1 && tstate->c_tracefunc == NULL &&
+        tstate->c_profilefunc == NULL && frame->f_code == code &&
+        to->to.unit == cb->entry_site && cb->saved_firsttraceable >= 0 &&
+        go_on_in_original(frame, cs, to->to.unit, token))
+    {
+        /* Nothing is left for restart_events() to re-arm, nor room to keep
+           for its frames. */
+        li_forget_started_bare(cb);
+        li_release_shadow_stack(cb);
+        return 1;
+    }
+    /* The later frames start in the original (the trampoline goes once this
+       frame has left its units). */
+    return li_trampolines_disarm_unneeded_of(cs) < 0 ? -1 : 0;
 }
 
 /* Whether `frame`, traced, lands where it goes on in the line it was in,
@@ -499,8 +560,13 @@ static bool
 goes_on_in_its_line(PyThreadState *tstate, _PyInterpreterFrame *frame,
                     const expected_landing *to)
 {
-    if (tstate->c_tracefunc == NULL || frame->f_code != to->original ||
-        to->code != to->original || to->from < 0 || to->to.unit <= 0 ||
+    /* A frame on a shadow as its thread's trace function came (update.c)
+       stood at a unit of the shadow. */
+    li_probes *lp = to->code != to->original ? li_shadow_probes(to->code) : NULL;
+    int from = lp == NULL ? to->from
+               : to->from >= 0 && to->from < lp->n_units ? lp->orig_of[to->from] : -1;
+    if (tstate->c_tracefunc == NULL || frame->f_code != to->code ||
+        (to->code != to->original && lp == NULL) || from < 0 || to->to.unit <= 0 ||
         (to->to.phase != LI_LAND_BEFORE_AFTER && to->to.phase != LI_LAND_FALLTHROUGH))
     {
         return false;
@@ -508,7 +574,7 @@ goes_on_in_its_line(PyThreadState *tstate, _PyInterpreterFrame *frame,
     /* A trampoline armed in place holds the frame in its own units, at or
        past the instruction it lands at: the frame fell through to it from
        the unit before (caches share their instruction's line). */
-    int came_from = to->from < to->to.unit ? to->from : to->to.unit - 1;
+    int came_from = from < to->to.unit ? from : to->to.unit - 1;
     if (frame->frame_obj != NULL && !frame->frame_obj->f_trace_lines) {
         return false;
     }
@@ -575,9 +641,20 @@ land(PyThreadState *tstate)
         return -1;
     }
     token->tstate = tstate;
+    token->landed = frame;
     token->restore_code = NULL;
     token->quiet_frame = goes_on_in_its_line(tstate, frame, &to) ? frame : NULL;
     bool starting = to.to.phase == LI_LAND_START;
+    int refreshed = starting ? start_refreshing(tstate, frame, &to, token) : 0;
+    if (refreshed < 0) {
+        PyObject_Free(token);
+        return -1;
+    }
+    if (refreshed) {
+        PyThreadState_EnterTracing(tstate);
+        Py_XSETREF(waiting_token, token);
+        return 1;
+    }
     if (starting) {
         int started = start_before_building(tstate, here, frame, &to, token);
         if (started < 0) {
@@ -590,7 +667,8 @@ land(PyThreadState *tstate)
             return 1;
         }
     }
-    PyObject *landing = li_landing_code(original, to.to, li_frame_capacity(tstate, frame, here),
+    PyObject *landing = li_landing_code(original, to.to,
+                                        li_frame_landing_capacity(tstate, frame, here),
                                         frame->f_builtins);
     if (landing == NULL) {
         PyObject_Free(token);

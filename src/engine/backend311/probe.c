@@ -223,7 +223,8 @@ li_probes_init(void)
 }
 
 /* Records where frames start or resume on `lp` (its entry probe, its
- * PY_START and PY_RESUME probes and the placeholders there), which
+ * PY_START and PY_RESUME probes and the placeholders there and at
+ * handlers), which
  * restart_events() arms, and whether frames come in only there.  0 or -1. */
 static int
 find_starts(li_probes *lp, PyCodeObject *shadow)
@@ -461,7 +462,10 @@ li_probes_restart(void)
 LI_COLD static int
 fire_failed(_PyInterpreterFrame *frame, li_probes *lp, const li_probe *p)
 {
-    li_jump_forget(_PyThreadState_GET(), frame);
+    PyThreadState *tstate = _PyThreadState_GET();
+    li_jump_forget(tstate, frame);
+    /* A handler of the frame may take the error (after_events()). */
+    li_frame_claim_slot(tstate, frame);
     _Py_CODEUNIT *first = _PyCode_CODE(lp->shadow);
     if (p->kind == LI_PROBE_UNWIND) {
         PyObject *lasti = frame->localsplus[lp->shadow->co_nlocalsplus];
@@ -602,6 +606,10 @@ after_events(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, l
        too: it may run long, on disarmed probes. */
     bool move = lp->outdated || (lp->obsolete && lp->entry_probe >= 0 &&
                                  p == &lp->probes[lp->entry_probe]);
+    /* A callback set a trace function (li_backend_trace_coming() could not
+       move the frame, which runs this probe): its frame would start on the
+       slot this frame may have borrowed for its next probe or stub. */
+    li_frame_claim_slot(tstate, frame);
     li_landing to = {p->resume_unit, p->resume_phase};
     li_unwind unwind = {0, -1};
     /* A callback set the frame's f_lineno (jump.c; it checked that the

@@ -93,7 +93,7 @@ typedef struct {
     bool partial;             /* a probe was left out: every tool disabled it */
     bool every_site;          /* probes wherever their kind could fire */
     bool companions;          /* add_site() adds whatever the event */
-    bool placeholders;        /* probes where frames start and resume */
+    bool placeholders;        /* probes where frames start, resume and handle */
     int entry_probe;
     int resume;               /* index of RESUME 0, or -1 */
     pad *pads;
@@ -542,7 +542,13 @@ plan_probes(builder *b)
         {
             return -1;
         }
-        if ((in->flags & LI_I_HANDLER_TARGET) && want_handler) {
+        /* A frame may also come in at a handler without passing a start:
+           throw() into a generator suspended on the shadow, or an exception
+           from a callee that called restart_events().  Such a shadow has a
+           placeholder there too, which moves the frame on to the probes
+           left out (the handler's LINE, say) once restart_events() armed
+           it. */
+        if ((in->flags & LI_I_HANDLER_TARGET) && (want_handler || b->placeholders)) {
             int first = open_probe(b);
             /* The callback of one of these may turn on the others, which
                natively come next (a frame diverting from here goes on past
@@ -556,7 +562,8 @@ plan_probes(builder *b)
             if (err) {
                 return -1;
             }
-            pl->probe[HANDLER] = close_probe(b, first, LI_PROBE_HANDLER, in->depth);
+            pl->probe[HANDLER] = close_probe_or_placeholder(b, first, LI_PROBE_HANDLER, in->depth,
+                                                            b->placeholders);
             set_resume(b, pl->probe[HANDLER], i, LI_LAND_LINE);
         }
         if (in->flags & LI_I_LINE_START) {

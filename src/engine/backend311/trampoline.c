@@ -855,14 +855,16 @@ landing_at(const li_analysis *an, int i, int source)
     return (li_landing){an->instrs[i].start, phase};
 }
 
-/* The instruction a frame at instruction `current` is in the middle of, if
- * the last units of its inline cache can hold a trampoline for the frame's
- * way out of it, reached by a jump over the first unit after it: a call (a
- * specialised PRECALL makes it and goes on after the CALL), or attribute and
- * item access, which run Python code from C.  While the trampoline is there,
- * the instruction is in its base form, which reads no cache.  -1 if none. */
+/* The instruction a frame at instruction `current` (at unit `stands`) is in
+ * the middle of, if the last units of its inline cache can hold a
+ * trampoline for the frame's way out of it, reached by a jump over the
+ * first unit after it: a call (a specialised PRECALL makes it and goes on
+ * after the CALL), or attribute and item access, which run Python code from
+ * C.  While the trampoline is there, the instruction is in its base form,
+ * which reads no cache.  -1 if none (or no room for it in frames with room
+ * for `capacity` values). */
 static int
-cache_site(const li_analysis *an, int current)
+cache_site(const li_analysis *an, int current, int stands, int capacity)
 {
     int k = current;
     if (an->instrs[k].opcode == PRECALL && k + 1 < an->n_instrs &&
@@ -874,8 +876,18 @@ cache_site(const li_analysis *an, int current)
     if (in->end - in->op - 1 < LI_TRAMPOLINE_UNITS || k + 1 >= an->n_instrs) {
         return -1;
     }
+    /* A frame waiting in a call of a Python function stands at the last
+       unit of the CALL's cache, where an exception from the callee surfaces
+       and a trace function's 'exception' event reads the frame's line from
+       the line array, which has none for a trampoline's units. */
+    if (stands >= in->end - LI_TRAMPOLINE_UNITS && stands < in->end) {
+        return -1;
+    }
+    /* It pushes two values where the frame goes on.  (A call leaves at
+       least two fewer than the deepest stack, a room that frames of a
+       thread that traces lack without the slot after their allocation.) */
     const li_instr *next = &an->instrs[k + 1];
-    if (next->depth < 0 || !(next->flags & LI_I_TRACEABLE)) {
+    if (next->depth < 0 || next->depth + 2 > capacity || !(next->flags & LI_I_TRACEABLE)) {
         return -1;
     }
     switch (next->opcode) {
@@ -902,15 +914,16 @@ typedef struct {
     bool loop_header;
 } site;
 
-/* Places for the resume trampolines of a frame at instruction `current`:
+/* Places for the resume trampolines of a frame at unit `stands`:
  * the inline cache of the instruction it is in, else the first fit along
  * the instructions it goes on to without a jump and where its instruction
  * may jump; and every loop header. */
 static int
-choose_sites(const li_analysis *an, int current, int capacity, site *sites, int max)
+choose_sites(const li_analysis *an, int stands, int capacity, site *sites, int max)
 {
     int n = 0;
-    int k = cache_site(an, current);
+    int current = an->instr_at[stands];
+    int k = cache_site(an, current, stands, capacity);
     if (k >= 0) {
         const li_instr *in = &an->instrs[k];
         sites[n++] = (site){in->end - LI_TRAMPOLINE_UNITS, in->end, in->op, -1,
@@ -1370,7 +1383,7 @@ li_trampolines_reach(PyThreadState *ts, _PyInterpreterFrame *frame,
         PyErr_NoMemory();
         return -1;
     }
-    int n = choose_sites(&an, an.instr_at[unit], capacity, sites, max);
+    int n = choose_sites(&an, unit, capacity, sites, max);
     if (lp != NULL) {
         n = translate_sites(&view, &an, sites, n);
     }
@@ -1390,11 +1403,14 @@ li_trampolines_reach(PyThreadState *ts, _PyInterpreterFrame *frame,
     PyObject *landing = NULL;
     if (err == 0 && n > 0) {
         landing = li_landing_code(cs->code, sites[0].landing,
-                                  li_frame_capacity(ts, frame, above), frame->f_builtins);
+                                  li_frame_landing_capacity(ts, frame, above),
+                                  frame->f_builtins);
         err = landing == NULL ? -1 : 0;
     }
     li_probes *to = landing != NULL ? li_shadow_probes((PyCodeObject *)landing) : NULL;
-    bool fits = to != NULL && to->kinds != 0;
+    /* Not onto the code the trampolines are in: its pad would go on where
+       the frame takes them, and land it again, for ever. */
+    bool fits = to != NULL && to->kinds != 0 && landing != (PyObject *)code;
     for (int k = 0; k < n && err == 0 && fits; k++) {
         const site *s = &sites[k];
         int lo = s->owner >= 0 && s->owner < s->at ? s->owner : s->at;
@@ -1503,7 +1519,8 @@ static void
 disarm_if_unneeded(li_patches *p)
 {
     li_probes *lp = li_shadow_probes(p->code);
-    if (lp != NULL ? !lp->outdated : !li_needs_instrumenting(p->code)) {
+    if (lp != NULL ? !lp->outdated
+                   : !li_needs_instrumenting(p->code) && !li_refresh_awaited(p->code)) {
         disarm(p, false);
     }
     else {

@@ -94,6 +94,17 @@ li_needs_instrumenting(PyCodeObject *original)
     return needs_instrumenting(li_code_state_get(original), original);
 }
 
+bool
+li_refresh_awaited(PyCodeObject *original)
+{
+    /* (Not generator-like code: its frames would land on a shadow without
+       probes, which broke pytest's hook wrappers: see landing.c.) */
+    li_code_state *cs = li_code_state_get(original);
+    return cs != NULL && !cs->excluded &&
+           !(original->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)) &&
+           li_code_state_refresh_forgets(cs);
+}
+
 /* Whether frames running `code` (an original, or a shadow that lacks
  * probes) miss events tools want. */
 static bool
@@ -160,12 +171,23 @@ li_prepared_code(PyCodeObject *original, PyObject *builtins)
 {
     li_code_state *cs = li_code_state_get(original);
     if (!needs_instrumenting(cs, original)) {
+        /* Its next frame sees it instrumented, as natively, if that would
+           forget what tools disabled there: where the entry trampoline
+           can go in (start_refreshing(), landing.c).  So do the frames of
+           the functions it makes, from its nested code. */
+        if (standard_builtins(builtins) && li_marks_may_exist() &&
+            ((li_refresh_awaited(original) && li_trampoline_arm(cs) < 0) ||
+             li_arm_nested(original, builtins) < 0))
+        {
+            return NULL;
+        }
         return Py_NewRef(original);
     }
     if (cs == NULL && (cs = li_code_state_ensure(original)) == NULL) {
         return NULL;
     }
     if (li_start_disabled_everywhere(cs)) {
+        li_code_state_refresh(cs);      /* (forgets nothing: see desired_code()) */
         return Py_NewRef(original);
     }
     if (usable_shadow(cs) == NULL && standard_builtins(builtins)) {
@@ -336,6 +358,23 @@ desired_code(PyCodeObject *original, PyObject *builtins, bool starting)
         return NULL;
     }
     li_probes *usable = usable_shadow(cs);
+    /* CPython instruments code when it next starts, also where it keeps the
+       probes it has (another tool wants the same events): a shadow that
+       stays refreshes at its entry probe, when that forgets anything.  (A
+       refresh that forgets nothing can come early: only the code's frames
+       make marks, and they start on it.) */
+    if (usable != NULL) {
+        if (starting || !li_code_state_refresh_forgets(cs)) {
+            li_code_state_refresh(cs);
+        }
+        else if (usable->entry_probe >= 0) {
+            cs->refresh_pending = true;
+            li_probes_sync(usable);
+        }
+        else {
+            usable = NULL;      /* one that has an entry probe is built */
+        }
+    }
     PyObject *result;
     if (usable != NULL) {
         refresh_consts(usable, consts);
@@ -490,16 +529,21 @@ replace_frame_code(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreter
         return -1;
     }
     PyCodeObject *to = (PyCodeObject *)desired;
+    int err = 0;
     if (to != code) {
         bool room = to->co_stacksize <= li_frame_capacity(ts, frame, above);
         int unit = map_unit(code, to, (int)(frame->prev_instr - _PyCode_CODE(code)));
-        if (room && unit != -2 && li_frame_set_code(frame, to, unit) < 0) {
-            Py_DECREF(desired);
-            return -1;
+        if (room) {
+            err = unit != -2 ? li_frame_set_code(frame, to, unit) : 0;
+        }
+        else if (to->co_stacksize <= li_frame_landing_capacity(ts, frame, above)) {
+            /* Its thread traces: it has room only once it gets the slot
+               after its allocation, which a landing gives it. */
+            err = li_trampolines_reach(ts, frame, above);
         }
     }
     Py_DECREF(desired);
-    return 0;
+    return err;
 }
 
 static bool
@@ -518,13 +562,15 @@ is_live(_PyInterpreterFrame *frame, PyThreadState *ts)
 static int
 update_frame(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterFrame *above)
 {
-    /* CPython instruments the code objects that are running at once.  (An
-       update that leaves functions for later has not given their code a
-       state yet: trampolines need one.) */
-    PyCodeObject *original = li_backend_original(frame->f_code);
-    li_code_state *cs = li_anything_wanted() ? li_code_state_ensure(original)
-                                          : li_code_state_get(original);
+    /* CPython instruments the code objects that are running at once. */
+    li_code_state *cs = li_code_state_get(li_backend_original(frame->f_code));
     if (cs != NULL) {
+        /* What it forgets may be probes the current shadow left out:
+           functions move on from it as they next start. */
+        li_probes *current = li_current_shadow(cs);
+        if (current != NULL && current->partial && li_code_state_refresh_forgets(cs)) {
+            li_retire(current);
+        }
         li_code_state_refresh(cs);
         /* A function's frame on a stack has started (or lands as it starts):
            where tools want PY_START alone, its original serves it to the
@@ -535,9 +581,6 @@ update_frame(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterFrame 
         {
             return 0;
         }
-    }
-    else if (PyErr_Occurred()) {
-        return -1;
     }
     if (!is_live(frame, ts)) {
         return replace_frame_code(ts, frame, above);
@@ -620,7 +663,32 @@ stop_borrowing(PyThreadState *ts, _PyInterpreterFrame *frame, _PyInterpreterFram
             return -1;
         }
     }
+    else if (too_big) {
+        /* It waits in C (its probe's callbacks set the trace function, or a
+           call: see waits_in_c_without_room()): the end of its probe, or of
+           the first that fires after, gives it the slot
+           (li_frame_claim_slot()), which their fast path reaches once the
+           epoch changed. */
+        li_dispatch_changed();
+    }
     return 0;
+}
+
+/* Whether `frame` of `ts`, which is about to trace, waits in a C call (not
+ * a probe's: its end gives the frame the slot) on a shadow too big for it
+ * without the slot after its allocation: it cannot move, and a probe at
+ * the full depth of its stack right after the call would meet the trace
+ * function's frame there.  A trampoline where it goes on lands it, which
+ * gives it the slot (li_frame_landing_capacity()). */
+static bool
+waits_in_c_without_room(PyThreadState *ts, _PyInterpreterFrame *frame,
+                        _PyInterpreterFrame *above)
+{
+    PyCodeObject *code = frame->f_code;
+    return code != li_backend_original(code) && is_live(frame, ts) &&
+           !li_frame_in_probe(frame) && !li_frame_starting(frame) &&
+           !li_landing_expected(ts, frame) &&
+           code->co_stacksize > li_frame_capacity(ts, frame, above);
 }
 
 /* Re-reaches the frames of `original`'s code on every thread, as an update
@@ -685,29 +753,36 @@ li_backend_trace_coming(PyThreadState *ts)
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(originals) && err == 0; i++) {
         err = reach_again((PyCodeObject *)PyList_GET_ITEM(originals, i));
     }
+    above = NULL;
+    for (_PyInterpreterFrame *f = ts->cframe->current_frame; f != NULL && err == 0;
+         f = f->previous)
+    {
+        if (f->owner != FRAME_OWNED_BY_THREAD || _PyFrame_IsIncomplete(f)) {
+            continue;
+        }
+        if (waits_in_c_without_room(ts, f, above)) {
+            err = li_trampolines_reach(ts, f, above);
+        }
+        above = f;
+    }
     li_fix_moved_tracebacks();
     Py_DECREF(originals);
     return err;
 }
 
-/* A frame that stays on original code makes its functions from the
- * original nested code objects: those that need events get an entry
- * trampoline, so that the functions start on a shadow.  0 or -1. */
-static int
-arm_nested(_PyInterpreterFrame *frame)
+int
+li_arm_nested(PyCodeObject *code, PyObject *builtins)
 {
-    if (li_shadow_probes(frame->f_code) != NULL ||
-        !standard_builtins(frame->f_builtins))
-    {
+    if (li_shadow_probes(code) != NULL || !standard_builtins(builtins)) {
         return 0;   /* a shadow holds what its functions need */
     }
-    PyObject *consts = frame->f_code->co_consts;
+    PyObject *consts = code->co_consts;
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(consts); i++) {
         PyObject *c = PyTuple_GET_ITEM(consts, i);
         if (!PyCode_Check(c)) {
             continue;
         }
-        PyObject *prepared = li_prepared_code((PyCodeObject *)c, frame->f_builtins);
+        PyObject *prepared = li_prepared_code((PyCodeObject *)c, builtins);
         if (prepared == NULL) {
             return -1;
         }
@@ -717,7 +792,13 @@ arm_nested(_PyInterpreterFrame *frame)
 }
 
 static int
-arm_thread_frames_nested(void)
+arm_nested(_PyInterpreterFrame *frame)
+{
+    return li_arm_nested(frame->f_code, frame->f_builtins);
+}
+
+static int
+arm_trampolines(PyObject *runnables)
 {
     PyInterpreterState *interp = PyInterpreterState_Get();
     for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
@@ -730,15 +811,6 @@ arm_thread_frames_nested(void)
                 return -1;
             }
         }
-    }
-    return 0;
-}
-
-static int
-arm_trampolines(PyObject *runnables)
-{
-    if (arm_thread_frames_nested() < 0) {
-        return -1;
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(runnables); i++) {
         PyGenObject *gen = (PyGenObject *)PyList_GET_ITEM(runnables, i);
@@ -826,317 +898,6 @@ update_generator(PyGenObject *gen)
     return replace_frame_code(NULL, (_PyInterpreterFrame *)gen->gi_iframe, NULL);
 }
 
-/* ---- updating functions and generators later ----------------------------
- * Functions of code objects that need events start through an entry
- * trampoline or on a shadow; only a walk of the heap finds them all, which
- * in a big process costs milliseconds.  CPython 3.12 instruments code as it
- * next starts, so an update that adds events does now only what running
- * frames need and leaves the rest for later: lowimpact's frame evaluation
- * function (exec.c) brings every frame into line as it starts or resumes
- * (no call is inlined while one is installed), and every LATER_FRAMES
- * frames it runs a slice of the rest: a walk of the heap, then the update of
- * LATER_SLICE of the functions and generators found, as an update did them
- * at once.  (The work follows the frames: a process that runs none pays
- * nothing meanwhile; a pending call would run every slice at once, as the
- * main thread empties the queue.)  The last slice removes the function:
- * from then on every function and generator is where an update leaves it.
- * KNOWN DIFFERENCE, why this is not merged: while the function is installed
- * every Python call runs in an evaluation loop of its own, so its caller
- * executes in C, and an update that comes meanwhile (a callback or the
- * program turning more events on) reaches such a caller only as it reaches
- * frames that called through C code: by trampolines, and an exception that
- * unwinds into it goes on in the code it ran (tests/conformance/test_fuzz.py:
- * a PY_RETURN lost after a callee that turned PY_RETURN on raised into a
- * try block; on main only when the callee came through map()). */
-
-static struct {
-    bool pending;       /* slices to come */
-    bool busy;          /* a slice is running */
-    unsigned long round;    /* counts drop_later(): a slice that sees it move
-                               stops, its state being another update's */
-    PyObject *found;    /* owned list: what the walk found, functions and
-                           weak references to generators (NULL: not
-                           walked) */
-    PyObject *live;     /* owned list of weak references: the generators
-                           running as the update came (NULL: none) */
-    Py_ssize_t next;    /* the first item of `found` still to update */
-    int frames;         /* frames that passed li_update_frame() since a slice */
-} later;
-
-/* Items updated per slice (a few thousand instructions each at most),
- * and frames evaluated between the slices the evaluation function runs. */
-#define LATER_SLICE 256
-#define LATER_FRAMES 64
-
-bool
-li_update_pending(void)
-{
-    return later.pending;
-}
-
-static void
-drop_later(void)
-{
-    later.round++;
-    later.pending = false;
-    later.next = 0;
-    later.frames = 0;
-    Py_CLEAR(later.found);
-    Py_CLEAR(later.live);
-    li_frame_hook_refresh();
-}
-
-/* Whether `gen` was running as the update came.  An update leaves such a
- * generator where it is (update_frame()), and the walk of an update done at
- * once would find it where it was, still running, and leave it too. */
-static bool
-was_running(PyGenObject *gen)
-{
-    for (Py_ssize_t i = 0; later.live != NULL && i < PyList_GET_SIZE(later.live); i++) {
-        if (PyWeakref_GET_OBJECT(PyList_GET_ITEM(later.live, i)) == (PyObject *)gen) {
-            return true;
-        }
-    }
-    return false;
-}
-
-/* Notes the generators whose frames are on the threads' stacks.  0 or -1. */
-static int
-note_running_generators(void)
-{
-    PyInterpreterState *interp = PyInterpreterState_Get();
-    for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
-         ts = PyThreadState_Next(ts))
-    {
-        for (_PyInterpreterFrame *f = ts->cframe->current_frame; f != NULL; f = f->previous) {
-            if (f->owner != FRAME_OWNED_BY_GENERATOR) {
-                continue;
-            }
-            PyObject *gen = (PyObject *)_PyFrame_GetGenerator(f);
-            if (later.live == NULL && (later.live = PyList_New(0)) == NULL) {
-                return -1;
-            }
-            PyObject *ref = PyWeakref_NewRef(gen, NULL);
-            if (ref == NULL || PyList_Append(later.live, ref) < 0) {
-                Py_XDECREF(ref);
-                return -1;
-            }
-            Py_DECREF(ref);
-        }
-    }
-    return 0;
-}
-
-static int
-update_runnable(PyObject *op)
-{
-    if (PyFunction_Check(op)) {
-        return update_function((PyFunctionObject *)op);
-    }
-    PyGenObject *gen = (PyGenObject *)op;
-    if (was_running(gen)) {
-        return 0;
-    }
-    if (update_generator(gen) < 0) {
-        return -1;
-    }
-    return gen->gi_frame_state == FRAME_SUSPENDED
-           ? arm_nested((_PyInterpreterFrame *)gen->gi_iframe) : 0;
-}
-
-/* What the walk of the heap found, its generators held weakly: natively an
- * update instruments code and keeps no generator alive, so one that a
- * program drops while the update is pending closes at once (its finally
- * blocks run then).  Functions stay held strongly: a weak reference to each
- * would allocate thousands of objects the collector counts as the first
- * calls go on (tests/conformance/test_first_calls.py), where natively
- * nothing is allocated.  KNOWN DIFFERENCE: a function dropped while the
- * update is pending, and what it holds, lives until the update is done.
- * Steals a reference to `found`, a list of strong references; NULL on
- * error. */
-static PyObject *
-held_weakly(PyObject *found)
-{
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(found); i++) {
-        PyObject *op = PyList_GET_ITEM(found, i);
-        if (PyFunction_Check(op)) {
-            continue;
-        }
-        PyObject *ref = PyWeakref_NewRef(op, NULL);
-        if (ref == NULL) {
-            Py_DECREF(found);
-            return NULL;
-        }
-        PyList_SET_ITEM(found, i, ref);
-        /* (May run a finalizer, and with it an update.) */
-        Py_DECREF(op);
-    }
-    return found;
-}
-
-/* One slice of the update left for later.  Anything it does may run Python
- * code (a finalizer, through the collector), and with it a new update that
- * drops this one's state: it stops as soon as the state is not the one it
- * began with.  0 or -1. */
-static int
-run_slice(void)
-{
-    if (later.busy || !later.pending) {
-        return 0;
-    }
-    later.busy = true;
-    later.frames = 0;
-    unsigned long round = later.round;
-    int err = 0;
-    if (later.found == NULL) {
-        PyObject *found = collect_runnables();
-        found = found != NULL ? held_weakly(found) : NULL;
-        if (found == NULL) {
-            err = -1;
-        }
-        else if (later.round == round) {
-            later.found = found;
-        }
-        else {
-            Py_DECREF(found);
-        }
-    }
-    else {
-        PyObject *found = Py_NewRef(later.found);
-        Py_ssize_t stop = Py_MIN(later.next + LATER_SLICE, PyList_GET_SIZE(found));
-        while (err == 0 && later.round == round && later.next < stop) {
-            PyObject *op = PyList_GET_ITEM(found, later.next);
-            later.next++;
-            if (PyWeakref_CheckRef(op)) {
-                op = PyWeakref_GET_OBJECT(op);
-            }
-            if (op != Py_None) {
-                Py_INCREF(op);
-                err = update_runnable(op);
-                Py_DECREF(op);
-            }
-        }
-        Py_DECREF(found);
-        li_fix_moved_tracebacks();
-    }
-    later.busy = false;
-    if (err == 0 && later.round == round && later.found != NULL &&
-        later.next >= PyList_GET_SIZE(later.found))
-    {
-        drop_later();
-    }
-    return err;
-}
-
-/* Whether `frame`, just pushed on top of its thread's data stack, has room
- * for `to`: its allocation ends at the top of the stack, which may move up
- * within the chunk (CPython keeps the top frame short of the limit). */
-static bool
-room_at_top(PyThreadState *tstate, _PyInterpreterFrame *frame, PyCodeObject *to)
-{
-    if (to->co_stacksize <= li_frame_capacity(tstate, frame, NULL)) {
-        return true;
-    }
-    PyObject **top = tstate->datastack_top;
-    PyObject **end = frame->localsplus + to->co_nlocalsplus + to->co_stacksize;
-    if (top == NULL || (PyObject **)frame >= top ||
-        (PyObject **)frame < (PyObject **)tstate->datastack_chunk || end >= tstate->datastack_limit)
-    {
-        return false;
-    }
-    if (end > top) {
-        tstate->datastack_top = end;
-    }
-    return true;
-}
-
-/* A frame about to start: onto what its function should now hold (whose
- * function holds it from now on).  0 or -1. */
-static int
-start_frame(PyThreadState *tstate, _PyInterpreterFrame *frame)
-{
-    PyCodeObject *code = frame->f_code;
-    li_probes *lp = li_shadow_probes(code);
-    /* An update done at once finds the functions the collector tracks, not
-       those it does not (a callback's twin, probe.c): their frames start on
-       what the function holds. */
-    if ((lp != NULL && usable_shadow(lp->cs) == lp) ||
-        frame->prev_instr != _PyCode_CODE(code) - 1 ||
-        !_PyObject_GC_IS_TRACKED(frame->f_func))
-    {
-        return 0;
-    }
-    PyObject *desired = li_prepared_code(li_backend_original(code), frame->f_builtins);
-    if (desired == NULL) {
-        return -1;
-    }
-    int err = 0;
-    PyCodeObject *to = (PyCodeObject *)desired;
-    /* The frame was allocated before its code had an entry trampoline,
-       whose landing needs the room frames are given from then on. */
-    bool room = room_at_top(tstate, frame, to);
-    if (to != code) {
-        PyFunctionObject *func = frame->f_func;
-        if (func != NULL && func->func_code == (PyObject *)code) {
-            set_function_code(func, desired);
-        }
-        if (room) {
-            err = li_frame_set_code(frame, to, -1);
-        }
-    }
-    Py_DECREF(desired);
-    return err;
-}
-
-int
-li_update_frame(PyThreadState *tstate, _PyInterpreterFrame *frame)
-{
-    /* The slice first: the frame then goes where the state it leaves says. */
-    if (++later.frames >= LATER_FRAMES && run_slice() < 0) {
-        return -1;
-    }
-    int err;
-    if (frame->owner == FRAME_OWNED_BY_GENERATOR) {
-        if (was_running(_PyFrame_GetGenerator(frame))) {
-            return 0;
-        }
-        /* Created or suspended: as an update moves generators. */
-        li_probes *lp = li_shadow_probes(frame->f_code);
-        err = lp != NULL && usable_shadow(lp->cs) == lp
-              ? 0 : replace_frame_code(NULL, frame, NULL);
-        if (err == 0) {
-            err = arm_nested(frame);    /* (if it stays on the original) */
-        }
-    }
-    else {
-        err = start_frame(tstate, frame);
-    }
-    return err;
-}
-
-/* li_backend_update() with the functions and generators left for later:
- * the frames on the threads' stacks are brought into line now.  0 or -1. */
-static int
-update_later(void)
-{
-    int err = update_thread_frames(NULL);
-    if (err == 0) {
-        err = arm_thread_frames_nested();
-    }
-    if (err == 0) {
-        err = note_running_generators();
-    }
-    if (err == 0) {
-        err = li_trampolines_disarm_unneeded();
-    }
-    li_fix_moved_tracebacks();
-    if (err == 0) {
-        later.pending = true;
-        li_frame_hook_refresh();
-    }
-    return err;
-}
-
 int
 li_backend_update(bool grew)
 {
@@ -1159,11 +920,6 @@ li_backend_update(bool grew)
         return -1;
     }
     probed_globally = global;
-    /* What an earlier update left for later, this one does. */
-    drop_later();
-    if (wanted && !li_foreign_eval_frame()) {
-        return update_later();
-    }
     PyObject *runnables = collect_runnables();
     if (runnables == NULL) {
         return -1;
@@ -1178,7 +934,7 @@ li_backend_update(bool grew)
         err = update_thread_frames(NULL);
     }
     if (err == 0) {
-        err = wanted ? arm_trampolines(runnables) : 0;
+        err = arm_trampolines(runnables);
     }
     if (err == 0) {
         err = li_trampolines_disarm_unneeded();
@@ -1454,19 +1210,61 @@ set_count(PyObject *stats, const char *name, Py_ssize_t n)
     return err;
 }
 
+/* Counts, in *shadows and *trampolined, the shadows that frames of threads
+ * other than this one run, and the code objects with trampolines armed
+ * that such frames run: what those threads hold and let go of when their
+ * frames move on, whatever this thread does.  0 or -1. */
+static int
+count_elsewhere(Py_ssize_t *shadows, Py_ssize_t *trampolined)
+{
+    PyThreadState *self = _PyThreadState_GET();
+    PyObject *seen = PySet_New(NULL);   /* owned: addresses of codes counted */
+    if (seen == NULL) {
+        return -1;
+    }
+    *shadows = *trampolined = 0;
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead(self->interp); ts != NULL;
+         ts = PyThreadState_Next(ts))
+    {
+        if (ts == self) {
+            continue;
+        }
+        for (_PyInterpreterFrame *f = ts->cframe->current_frame; f != NULL; f = f->previous) {
+            PyObject *key = PyLong_FromVoidPtr(f->f_code);
+            int known = key != NULL ? PySet_Contains(seen, key) : -1;
+            if (known == 0) {
+                known = PySet_Add(seen, key);
+                *shadows += li_shadow_probes(f->f_code) != NULL;
+                *trampolined += li_trampolines_armed_in(f->f_code);
+            }
+            Py_XDECREF(key);
+            if (known < 0) {
+                Py_DECREF(seen);
+                return -1;
+            }
+        }
+    }
+    Py_DECREF(seen);
+    return 0;
+}
+
 int
 li_backend_stats(PyObject *stats)
 {
-    Py_ssize_t shadows = 0;
+    Py_ssize_t shadows = 0, shadows_elsewhere, trampolined_elsewhere;
     for (li_probes *lp = li_all_shadows(); lp != NULL; lp = lp->next) {
         shadows++;
     }
+    if (count_elsewhere(&shadows_elsewhere, &trampolined_elsewhere) < 0) {
+        return -1;
+    }
     if (set_count(stats, "shadows", shadows) < 0 ||
+        set_count(stats, "shadows_elsewhere", shadows_elsewhere) < 0 ||
         set_count(stats, "trampolined_codes", li_trampolines_armed_count()) < 0 ||
+        set_count(stats, "trampolined_elsewhere", trampolined_elsewhere) < 0 ||
         set_count(stats, "trampolines_kept", li_trampolines_kept_count()) < 0 ||
         set_count(stats, "pending_calls", li_pending_call_count()) < 0 ||
-        set_count(stats, "shadows_built", li_shadows_built()) < 0 ||
-        set_count(stats, "update_pending", later.pending) < 0)
+        set_count(stats, "shadows_built", li_shadows_built()) < 0)
     {
         return -1;
     }

@@ -36,6 +36,9 @@ _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
 # runpy.__file__; ask one of them.
 _RUNPY_FILE = runpy.run_path.__code__.co_filename
 
+# -P (3.11+), read once here: profilers see calls made while the target starts.
+_SAFE_PATH = getattr(sys.flags, "safe_path", False)
+
 
 def _within(path: str, directory: str) -> bool:
     prefix = directory if directory.endswith(os.sep) else directory + os.sep
@@ -146,7 +149,7 @@ class Target:
 
     def _run_path_entry(self) -> None:
         sys.argv[:] = [self.name, *self.args]
-        if not sys.flags.safe_path:
+        if not _SAFE_PATH:
             # run_path puts the directory or zip file there itself.
             del sys.path[:1]
         self._runpy(runpy.run_path, os.path.abspath(self.name))
@@ -188,7 +191,7 @@ class Target:
 
         def run_script() -> None:
             sys.argv[:] = argv
-            if not sys.flags.safe_path:
+            if not _SAFE_PATH:
                 sys.path[:1] = [directory]
             sys.modules["__main__"] = main
             exec(code, main.__dict__)

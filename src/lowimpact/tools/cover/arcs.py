@@ -24,6 +24,8 @@ import dis
 import types
 from typing import Callable, Dict, List, Optional, Set, Tuple
 
+from lowimpact.tools.cover import bytecode
+
 __all__ = ["Arc", "BranchPoint", "CodeMap"]
 
 Arc = Tuple[int, int]
@@ -44,9 +46,9 @@ _RETURNS = {name for name in ("RETURN_VALUE", "RETURN_CONST") if name in dis.opm
 _NO_FALL_THROUGH = {name for name in ("RERAISE", "RAISE_VARARGS") if name in dis.opmap}
 _JUMPS = set(dis.hasjrel) | set(dis.hasjabs)
 
-# The branch instructions the monitoring BRANCH event reports (3.11's engine
-# and 3.12/3.13 natively), with what each direction means for the value
-# tested: (when it jumps, when it goes on to the next instruction).
+# The branch instructions the monitoring BRANCH event reports (the engine on
+# 3.10 and 3.11, 3.12/3.13 natively), with what each direction means for the
+# value tested: (when it jumps, when it goes on to the next instruction).
 _BRANCH_MEANINGS = {
     "FOR_ITER": ("exhausted", "next item"),
     "POP_JUMP_IF_FALSE": ("false", "true"),
@@ -63,6 +65,7 @@ _BRANCH_MEANINGS = {
     "POP_JUMP_BACKWARD_IF_NOT_NONE": ("not None", "None"),
     "JUMP_IF_FALSE_OR_POP": ("false", "true"),
     "JUMP_IF_TRUE_OR_POP": ("true", "false"),
+    **bytecode.BRANCHES,
 }
 
 
@@ -124,8 +127,7 @@ class _Format:
         # argument from HAVE_ARGUMENT on.
         has_arg = set(getattr(dis, "hasarg", range(dis.HAVE_ARGUMENT, 256)))
         jrel, jabs = set(dis.hasjrel), set(dis.hasjabs)
-        # Relative jumps go backward from 3.11 on (cover needs 3.11; this
-        # module is still imported before the check that says so).
+        # Relative jumps go backward from 3.11 on.
         backward = getattr(dis, "_is_backward_jump", lambda op: False)
         self.kind = bytearray(256)
         self.caches = bytearray(256)
@@ -152,7 +154,9 @@ class _Format:
             elif base in jrel:
                 self.jump[op] = self.BACKWARD if backward(base) else self.FORWARD
             self.meanings[op] = _BRANCH_MEANINGS.get(name)
-            if name in _UNCONDITIONAL:
+            if name in bytecode.FALLS_THROUGH:
+                self.kind[op] = self.PLAIN
+            elif name in _UNCONDITIONAL:
                 self.kind[op] = self.UNCONDITIONAL
             elif name in _RETURNS:
                 self.kind[op] = self.RETURN
@@ -351,10 +355,7 @@ class CodeMap:
 
     def _handler(self, offset: int) -> Optional[int]:
         if self._handlers is None:
-            self._handlers = [
-                (entry.start, entry.end, entry.target)
-                for entry in getattr(dis.Bytecode(self.code), "exception_entries", ())
-            ]
+            self._handlers = bytecode.handlers(self.code)
         for start, end, target in self._handlers:
             if start <= offset < end:
                 return target
@@ -398,16 +399,18 @@ class CodeMap:
             if line is None:
                 continue
             if positions is None:
-                positions = list(self.code.co_positions())
+                positions = bytecode.positions(self.code) or []
             op = self._op[offset]
             located = offset
             if op != for_iter and tested is not None:
                 located = tested
-            lineno, end_lineno, col, end_col = positions[located >> 1]
-            if lineno != line:
-                col = end_col = None   # not on the branch's own line: no columns
-            elif end_lineno != lineno:
-                end_col = None   # the value spans lines: from col on
+            col = end_col = None   # where the format has no columns
+            if positions:
+                lineno, end_lineno, col, end_col = positions[located >> 1]
+                if lineno != line:
+                    col = end_col = None   # not on the branch's own line: no columns
+                elif end_lineno != lineno:
+                    end_col = None   # the value spans lines: from col on
             points.append(BranchPoint(offset, line, col, end_col, self._target[offset],
                                       self._following(offset) or offset + 2, meanings_of[op]))
         self._points = points

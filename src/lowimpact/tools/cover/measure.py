@@ -80,7 +80,7 @@ def _core():
         from lowimpact import _cover
     except ImportError as exc:
         raise CoverError(
-            "lowimpact cover needs CPython 3.11 or newer (this is %d.%d): %s"
+            "lowimpact cover needs CPython 3.10 or newer (this is %d.%d): %s"
             % (sys.version_info[0], sys.version_info[1], exc)
         ) from None
     return _cover
@@ -223,6 +223,7 @@ class Measurement:
         """Start the collector (again); os._exit saves the data meanwhile."""
         if self._collector.running:
             return
+        self._saved = False
         try:
             self._collector.start()
         except ValueError as exc:
@@ -472,11 +473,14 @@ class Measurement:
         return dynamic
 
     def save(self) -> None:
-        """Write the data file (once) through coverage.py's ``CoverageData``."""
+        """Write the data file through coverage.py's ``CoverageData``: all
+        that was measured until now, as ``Coverage.save()`` does (a save
+        with nothing measured since the last one writes nothing again)."""
         with self._lock:
             if self._saved:
                 return
-            self._saved = True
+            # Measuring goes on after this save: the next one has more to write.
+            self._saved = self._collector is None or not self._collector.running
             cov = self.coverage
             mapper = cov._file_mapper
             data = cov._data

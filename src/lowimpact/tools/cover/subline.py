@@ -14,6 +14,10 @@ list of ``[line, col, end_col, {meaning: ran}]`` where the meanings are
 those of the value tested (``"true"``/``"false"``, ``"None"``/``"not None"``,
 ``"next item"``/``"exhausted"``) and columns are 0-based UTF-8 offsets as in
 ``co_positions()`` (None where unknown).
+
+CPython 3.10 has no columns: every point has None there, so the points of
+one line are not told apart and count as one (their directions merged);
+nothing is invented in their place.
 """
 
 from __future__ import annotations

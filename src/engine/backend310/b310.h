@@ -1,0 +1,151 @@
+/* The CPython 3.10 back end: private interface between its files.
+ *
+ * How events are delivered on 3.10: a code object that some tool wants
+ * events from gets an instrumented copy (a "shadow") with probes inserted
+ * before the instructions that need them.  A probe is
+ *
+ *     [DUP_TOP]             events with a value (PY_RETURN, PY_YIELD)
+ *     LOAD_CONST site       the probe's li_site, a constant after the
+ *                           original's (EXTENDED_ARG before it when its
+ *                           index needs one)
+ *     UNARY_INVERT          nb_invert of the site delivers the event, or
+ *     CONTAINS_OP 0         sq_contains(site, value) with the value
+ *     POP_TOP
+ *
+ * and disarming it writes JUMP_FORWARD over its first unit, in place, so
+ * frames running the shadow see the change at once.  A CALL probe reads the
+ * call it precedes from the frame's value stack (call.c).
+ *
+ * 3.10 executes co_code and every frame has a frame object whose f_code is
+ * a field: while any tool wants events, a PEP 523 frame evaluation function
+ * (hook.c) runs each frame of an instrumented code object on its shadow,
+ * swapping f_code (and f_lasti and the block stack, mapped) for the time
+ * the frame executes, and back when it returns or suspends.  Function
+ * objects, generators and code objects stay untouched; frames that execute
+ * shadows show the original through frame.f_code and frame.f_lasti
+ * (transparency.c).  Without events, no hook is installed.
+ */
+#ifndef LI_B310_H
+#define LI_B310_H
+
+#include "li.h"
+#include "frameobject.h"
+#include "opcode.h"
+
+/* Events the shadows have probes for. */
+/* Events frames run shadows for: those probes deliver, and PY_YIELD of a
+ * YIELD_FROM, which the frame evaluation function delivers from them
+ * (hook.c). */
+#define LI_PROBED_EVENTS (LI_EVENT_BIT(LI_PY_START) | LI_EVENT_BIT(LI_PY_RETURN) | \
+                          LI_EVENT_BIT(LI_PY_YIELD) | LI_EVENT_BIT(LI_LINE) | \
+                          LI_EVENT_BIT(LI_CALL))
+
+typedef struct li_shadow li_shadow;
+
+/* One probe: it delivers `event` of original unit `orig`. */
+typedef struct {
+    PyObject_HEAD
+    li_shadow *shadow;      /* borrowed: the shadow's map, which outlives it */
+    PyObject *arg;          /* owned: the line (LINE) or byte offset */
+    int32_t orig;           /* original unit */
+    int32_t unit;           /* shadow unit where the probe starts */
+    uint16_t first;         /* its first unit as built (to re-arm) */
+    uint8_t size;           /* in units */
+    uint8_t event;
+    bool armed;
+    /* CALL: the call instruction (opcode, argument) and the depth of the
+       value stack before it, from the original's stack effects. */
+    uint8_t call_op;
+    int call_arg;
+    int depth;
+} li_site;
+
+/* The map of a shadow: its last constant. */
+struct li_shadow {
+    PyObject_HEAD
+    /* Borrowed: the original's code state holds the shadow, and the original
+       outlives it, except where C code kept the shadow (NULL then). */
+    PyCodeObject *original;
+    li_code_state *cs;      /* borrowed, the original's; NULL with it */
+    PyCodeObject *code;     /* borrowed: the shadow itself */
+    int n_units, n_orig_units;
+    li_event_set events;    /* the events it has probes for */
+    /* Where a frame that delivered PY_START (or would have) goes on: the
+       unit after its PY_START probe. */
+    int after_start;
+    /* Shadow unit -> original unit of the instruction it belongs to (probe
+       units belong to the instruction they precede); n_units + 1 entries. */
+    int32_t *orig_start;
+    /* Shadow unit -> original unit of that instruction's opcode. */
+    int32_t *orig_op;
+    /* Original unit of an instruction start -> shadow unit where it starts,
+       its probes first; n_orig_units + 1 entries (-1 inside instructions). */
+    int32_t *shadow_start;
+    int n_sites;
+    li_site **sites;        /* borrowed: the shadow's constants hold them */
+    li_shadow *next, *prev; /* every live shadow, for re-arming */
+};
+
+extern PyTypeObject li_site_type;
+extern PyTypeObject li_shadow_type;
+
+/* Per code state (cs->backend). */
+typedef struct {
+    PyCodeObject *shadow;   /* owned; NULL: frames run the original */
+    li_event_set events;    /* the events it has probes for */
+    uint64_t epoch;         /* li_epoch when it was chosen */
+} li_b310;
+
+/* Bumped whenever which shadow a code object needs may have changed. */
+extern uint64_t li_epoch;
+
+/* Raised by a PY_START probe whose callbacks changed what its code needs:
+ * the frame evaluation function starts the frame again, past PY_START, on
+ * the code it needs now (hook.c).  A borrowed exception type. */
+extern PyObject *li_restart;
+
+/* ---- shadow.c ---- */
+
+/* A shadow of `code` with probes for `events`; NULL with an exception. */
+PyCodeObject *li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events);
+/* The map of `code` if it is a shadow, else NULL. */
+static inline li_shadow *
+li_shadow_of(PyCodeObject *code)
+{
+    PyObject *consts = code->co_consts;
+    Py_ssize_t n = PyTuple_GET_SIZE(consts);
+    if (n == 0) {
+        return NULL;
+    }
+    PyObject *last = PyTuple_GET_ITEM(consts, n - 1);
+    return Py_IS_TYPE(last, &li_shadow_type) ? (li_shadow *)last : NULL;
+}
+/* The shadows alive. */
+li_shadow *li_live_shadows(void);
+
+/* ---- probe.c ---- */
+
+void li_site_arm(li_site *s);
+void li_site_disarm(li_site *s);
+/* Re-arms every probe of a live shadow that a tool wants again. */
+void li_rearm_all(void);
+
+/* ---- call.c ---- */
+
+/* Delivers CALL at `s`, reading the callable and its first argument from
+ * the value stack of the running frame; for a callable that is not a Python
+ * function, replaces it there with one that delivers C_RETURN or C_RAISE
+ * after the call.  0, or -1 with an exception set. */
+int li_fire_call(PyThreadState *ts, li_site *s, uint8_t tools);
+int li_call_init(void);
+
+/* ---- hook.c ---- */
+
+/* The hook is installed while any tool wants events. */
+void li_hook_sync(void);
+
+/* ---- transparency.c ---- */
+
+int li_transparency_init(void);
+
+#endif /* LI_B310_H */

@@ -1,0 +1,476 @@
+/* Frames onto shadows: a PEP 523 frame evaluation function, installed only
+ * while some tool wants events, runs each frame of an instrumented code
+ * object on its shadow (b310.h).
+ *
+ * 3.10 makes a frame object, with its arguments in place, before it
+ * evaluates it, and evaluates it again at each resumption of a generator or
+ * coroutine.  For the time it executes, the frame's f_code is the shadow,
+ * and its f_lasti and block stack (handler units) are translated into the
+ * shadow's units; when it returns or suspends, they are translated back.
+ * So function objects, generators, code objects and suspended frames only
+ * ever hold originals, code that starts later (functions made later, exec,
+ * module bodies, FunctionType) is reached as it starts, and a suspended
+ * generator at its next resumption.
+ *
+ * A shadow needs a deeper value stack (its probes push): the original's
+ * co_stacksize is raised to match so that frames made from then on are big
+ * enough; frames made before borrow a stack while they execute.
+ */
+
+#include "b310.h"
+
+uint64_t li_epoch = 1;
+
+static _PyFrameEvalFunction previous;   /* NULL: the interpreter's */
+static bool installed;
+/* Events some tool wants globally, among those probes deliver. */
+static li_event_set global_probed;
+
+static inline PyObject *
+evaluate(PyThreadState *ts, PyFrameObject *f, int throwflag)
+{
+    return previous != NULL ? previous(ts, f, throwflag)
+                            : _PyEval_EvalFrameDefault(ts, f, throwflag);
+}
+
+/* Frames made from now on are big enough for `shadow` (see above). */
+static void
+make_room(PyCodeObject *code, PyCodeObject *shadow)
+{
+    if (code->co_stacksize >= shadow->co_stacksize) {
+        return;
+    }
+    code->co_stacksize = shadow->co_stacksize;
+    /* The frame kept for the next call was sized for the old depth. */
+    if (code->co_zombieframe != NULL) {
+        PyObject_GC_Del(code->co_zombieframe);
+        code->co_zombieframe = NULL;
+    }
+}
+
+/* The shadow that frames of `code` should run now, or NULL: the original.
+ * Borrowed (the code state holds it).  A failure to build one is reported
+ * as unraisable and the original runs. */
+static PyCodeObject *
+shadow_for(PyCodeObject *code)
+{
+    li_code_state *cs = li_code_state_get(code);
+    if (cs != NULL) {
+        li_b310 *b = cs->backend;
+        if (b != NULL && b->epoch == li_epoch) {
+            return b->shadow;
+        }
+        if (cs->excluded) {
+            return NULL;
+        }
+    }
+    else if (global_probed == 0) {
+        return NULL;
+    }
+    else if (li_shadow_of(code) != NULL) {
+        return NULL;    /* a shadow that C code got hold of */
+    }
+    if (cs == NULL && (cs = li_code_state_ensure(code)) == NULL) {
+        goto error;
+    }
+    li_b310 *b = cs->backend;
+    if (b == NULL) {
+        b = PyMem_Calloc(1, sizeof(li_b310));
+        if (b == NULL) {
+            PyErr_NoMemory();
+            goto error;
+        }
+        cs->backend = b;
+    }
+    li_event_set want = li_wanted_events(cs) & LI_PROBED_EVENTS;
+    if (want != b->events || b->shadow == NULL) {
+        /* CPython instruments the code object as it starts. */
+        li_code_state_refresh(cs);
+    }
+    b->epoch = li_epoch;
+    if (want == 0) {
+        Py_CLEAR(b->shadow);
+        b->events = 0;
+        return NULL;
+    }
+    if (b->shadow != NULL && b->events == want) {
+        return b->shadow;
+    }
+    PyCodeObject *shadow = li_build_shadow(code, cs, want);
+    if (shadow == NULL) {
+        b->epoch = 0;
+        goto error;
+    }
+    Py_XSETREF(b->shadow, shadow);
+    b->events = want;
+    make_room(code, shadow);
+    return shadow;
+error:
+    PyErr_WriteUnraisable((PyObject *)code);
+    return NULL;
+}
+
+/* Translates the tracebacks of `f` that the exception leaving it carries. */
+static void
+translate_traceback(PyThreadState *ts, PyFrameObject *f, li_shadow *map)
+{
+    PyObject *tb = ts->curexc_traceback;
+    while (tb != NULL && PyTraceBack_Check(tb)) {
+        PyTracebackObject *t = (PyTracebackObject *)tb;
+        if (t->tb_frame == f && t->tb_lasti >= 0 && t->tb_lasti / 2 < map->n_units) {
+            t->tb_lasti = 2 * map->orig_op[t->tb_lasti / 2];
+        }
+        tb = (PyObject *)t->tb_next;
+    }
+}
+
+/* A suspended frame resumes (PY_RESUME), or has an exception thrown in
+ * (PY_THROW), at original unit `unit`.  0, or -1 with an exception set:
+ * the frame then starts with it, raised where it resumes, as natively. */
+static int
+fire_resume(PyThreadState *ts, PyCodeObject *code, int unit, int throwflag)
+{
+    int event = throwflag ? LI_PY_THROW : LI_PY_RESUME;
+    li_code_state *cs = li_code_state_get(code);
+    uint8_t tools = li_tools_at(cs, event, unit);
+    if (tools == 0) {
+        return 0;
+    }
+    /* DISABLE needs somewhere to be recorded. */
+    if (cs == NULL && li_event_is_local(event) && (cs = li_code_state_ensure(code)) == NULL) {
+        return -1;
+    }
+    PyObject *offset = PyLong_FromLong(2L * unit);
+    if (offset == NULL) {
+        return -1;
+    }
+    int err;
+    if (throwflag) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        PyObject *args[4] = {NULL, (PyObject *)code, offset, value};
+        err = li_call_tools(ts, event, tools, cs, unit, args, 3);
+        if (err < 0) {
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(tb);
+        }
+        else {
+            PyErr_Restore(type, value, tb);
+        }
+    }
+    else {
+        PyObject *args[3] = {NULL, (PyObject *)code, offset};
+        err = li_call_tools(ts, event, tools, cs, unit, args, 2);
+    }
+    Py_DECREF(offset);
+    return err;
+}
+
+/* The frame suspended at the YIELD_FROM of shadow unit `unit` (its
+ * delegate yielded `value`): PY_YIELD, which 3.10 has no instruction of its
+ * own for.  0, or -1 with an exception set. */
+static int
+fire_yield_from(PyThreadState *ts, li_shadow *map, int unit, PyObject *value)
+{
+    int orig = map->orig_op[unit];
+    uint8_t tools = li_tools_at(map->cs, LI_PY_YIELD, orig);
+    if (tools == 0) {
+        return 0;
+    }
+    PyObject *offset = PyLong_FromLong(2L * orig);
+    if (offset == NULL) {
+        return -1;
+    }
+    PyObject *args[4] = {NULL, (PyObject *)map->original, offset, value};
+    int err = li_call_tools(ts, LI_PY_YIELD, tools, map->cs, orig, args, 3);
+    Py_DECREF(offset);
+    return err;
+}
+
+PyObject *li_restart;
+
+/* Evaluates `f`, a frame of `code`, on `shadow`: from where it stands, or,
+ * with `restarted`, from the shadow's unit after PY_START. */
+static PyObject *
+run_on(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObject *shadow,
+       int throwflag, bool restarted)
+{
+    li_shadow *map = li_shadow_of(shadow);
+    /* Where it resumes, and its handlers, must be instruction starts. */
+    int resume = f->f_lasti + 1;
+    if (resume < 0 || resume > map->n_orig_units || map->shadow_start[resume] < 0) {
+        return evaluate(ts, f, throwflag);
+    }
+    for (int i = 0; i < f->f_iblock; i++) {
+        int h = f->f_blockstack[i].b_handler;
+        if (h >= 0 && (h > map->n_orig_units || map->shadow_start[h] < 0)) {
+            return evaluate(ts, f, throwflag);
+        }
+    }
+    /* A frame made before its code's stack was raised executes with a
+       value stack of the shadow's depth, and gets back what it leaves on it
+       (a suspended generator's values: no more than the original's depth
+       there, since probes leave the stack as they found it). */
+    PyObject **own_stack = NULL;
+    Py_ssize_t cells = PyTuple_GET_SIZE(code->co_cellvars) + PyTuple_GET_SIZE(code->co_freevars);
+    if (Py_SIZE(f) - code->co_nlocals - cells < shadow->co_stacksize) {
+        PyObject **stack = PyMem_Malloc(sizeof(PyObject *) * (size_t)shadow->co_stacksize);
+        if (stack == NULL) {
+            return evaluate(ts, f, throwflag);
+        }
+        own_stack = f->f_valuestack;
+        if (f->f_stackdepth > 0) {
+            memcpy(stack, own_stack, sizeof(PyObject *) * (size_t)f->f_stackdepth);
+        }
+        f->f_valuestack = stack;
+    }
+    f->f_lasti = (restarted ? map->after_start : map->shadow_start[resume]) - 1;
+    for (int i = 0; i < f->f_iblock; i++) {
+        int *h = &f->f_blockstack[i].b_handler;
+        if (*h >= 0) {
+            *h = map->shadow_start[*h];
+        }
+    }
+    /* The frame's reference to the original passes to this function. */
+    f->f_code = (PyCodeObject *)Py_NewRef(shadow);
+    PyObject *result = evaluate(ts, f, throwflag);
+    /* The map lives as long as the shadow, which the frame holds. */
+    if (result != NULL && f->f_state == FRAME_SUSPENDED && f->f_lasti + 1 < map->n_units &&
+        map->original != NULL &&
+        PyBytes_AS_STRING(shadow->co_code)[2 * (f->f_lasti + 1)] == YIELD_FROM)
+    {
+        PyFrameObject *current = ts->frame;
+        ts->frame = f;      /* as at PY_RESUME */
+        if (fire_yield_from(ts, map, f->f_lasti + 1, result) < 0) {
+            Py_CLEAR(result);
+        }
+        ts->frame = current;
+    }
+    if (f->f_lasti + 1 >= 0 && f->f_lasti + 1 <= map->n_units) {
+        f->f_lasti = map->orig_start[f->f_lasti + 1] - 1;
+    }
+    for (int i = 0; i < f->f_iblock; i++) {
+        int *h = &f->f_blockstack[i].b_handler;
+        if (*h >= 0 && *h <= map->n_units) {
+            *h = map->orig_start[*h];
+        }
+    }
+    if (result == NULL) {
+        translate_traceback(ts, f, map);
+    }
+    if (own_stack != NULL) {
+        if (f->f_stackdepth > 0) {
+            memcpy(own_stack, f->f_valuestack, sizeof(PyObject *) * (size_t)f->f_stackdepth);
+        }
+        PyMem_Free(f->f_valuestack);
+        f->f_valuestack = own_stack;
+    }
+    f->f_code = code;
+    Py_DECREF(shadow);
+    if (result == NULL && PyErr_ExceptionMatches(li_restart)) {
+        /* Nothing ran but the probe (and GEN_START, whose value is gone):
+           the frame starts again, as it was made, past PY_START. */
+        PyErr_Clear();
+        f->f_lasti = -1;
+        f->f_stackdepth = 0;
+        f->f_iblock = 0;
+        f->f_state = FRAME_CREATED;
+        PyCodeObject *now = shadow_for(code);
+        if (now != NULL) {
+            return run_on(ts, f, code, now, 0, true);
+        }
+        const uint8_t *bytes = (const uint8_t *)PyBytes_AS_STRING(code->co_code);
+        f->f_lasti = bytes[0] == GEN_START ? 0 : -1;
+        return evaluate(ts, f, 0);
+    }
+    return result;
+}
+
+static PyObject *
+li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
+{
+    PyCodeObject *code = f->f_code;
+    if (ts->tracing) {
+        return evaluate(ts, f, throwflag);
+    }
+    if (f->f_lasti >= 0) {
+        /* Callbacks run as if from the frame (sys._getframe(1)), which the
+           interpreter makes the thread's current frame only later. */
+        PyFrameObject *current = ts->frame;
+        ts->frame = f;
+        if (fire_resume(ts, code, f->f_lasti + 1, throwflag) < 0) {
+            throwflag = 1;
+        }
+        ts->frame = current;
+    }
+    PyCodeObject *shadow = shadow_for(code);
+    if (shadow == NULL) {
+        return evaluate(ts, f, throwflag);
+    }
+    return run_on(ts, f, code, shadow, throwflag, false);
+}
+
+void
+li_hook_sync(void)
+{
+    global_probed = li_global_events() & LI_PROBED_EVENTS;
+    bool wanted = li_global_events() != 0 || li_local_codes() != NULL;
+    PyInterpreterState *interp = PyInterpreterState_Get();
+    if (wanted && !installed) {
+        _PyFrameEvalFunction current = _PyInterpreterState_GetEvalFrameFunc(interp);
+        previous = current == _PyEval_EvalFrameDefault ? NULL : current;
+        _PyInterpreterState_SetEvalFrameFunc(interp, li_eval);
+        installed = true;
+    }
+    else if (!wanted && installed) {
+        if (_PyInterpreterState_GetEvalFrameFunc(interp) == li_eval) {
+            _PyInterpreterState_SetEvalFrameFunc(interp, previous != NULL
+                                                 ? previous : _PyEval_EvalFrameDefault);
+        }
+        installed = false;
+    }
+}
+
+int
+li_backend_update(bool grew)
+{
+    li_epoch++;
+    li_hook_sync();
+    if (grew) {
+        li_rearm_all();
+    }
+    return 0;
+}
+
+int
+li_backend_update_code(li_code_state *cs, bool grew)
+{
+    (void)cs;
+    return li_backend_update(grew);
+}
+
+int
+li_backend_rearm(void)
+{
+    li_rearm_all();
+    return 0;
+}
+
+int
+li_backend_restart(void)
+{
+    li_rearm_all();
+    return 0;
+}
+
+void
+li_backend_forget_callback(int tool, int event)
+{
+    (void)tool;
+    (void)event;
+}
+
+PyObject *
+li_backend_twin(int tool, int event, PyObject *callback, PyObject **self)
+{
+    (void)tool;
+    (void)event;
+    (void)callback;
+    (void)self;
+    return NULL;
+}
+
+void
+li_backend_code_state_free(li_code_state *cs)
+{
+    li_b310 *b = cs->backend;
+    if (b == NULL) {
+        return;
+    }
+    if (b->shadow != NULL) {
+        li_shadow *map = li_shadow_of(b->shadow);
+        map->original = NULL;
+        map->cs = NULL;
+        Py_CLEAR(b->shadow);
+    }
+    PyMem_Free(b);
+    cs->backend = NULL;
+}
+
+PyCodeObject *
+li_backend_original(PyCodeObject *code)
+{
+    li_shadow *map = li_shadow_of(code);
+    return map != NULL && map->original != NULL ? map->original : code;
+}
+
+PyObject *
+li_backend_debug_shadow(PyCodeObject *code, li_event_set events)
+{
+    li_code_state *cs = li_code_state_ensure(code);
+    if (cs == NULL) {
+        return NULL;
+    }
+    PyCodeObject *shadow = li_build_shadow(code, cs, events & LI_PROBED_EVENTS);
+    if (shadow == NULL) {
+        return NULL;
+    }
+    li_shadow *map = li_shadow_of(shadow);
+    PyObject *orig_of = PyList_New(map->n_units);
+    PyObject *shadow_of = PyList_New(map->n_orig_units);
+    if (orig_of == NULL || shadow_of == NULL) {
+        goto error;
+    }
+    for (int u = 0; u < map->n_units; u++) {
+        PyObject *unit = PyLong_FromLong(map->orig_op[u]);
+        if (unit == NULL) {
+            goto error;
+        }
+        PyList_SET_ITEM(orig_of, u, unit);
+    }
+    for (int u = 0; u < map->n_orig_units; u++) {
+        PyObject *unit = PyLong_FromLong(map->shadow_start[u]);
+        if (unit == NULL) {
+            goto error;
+        }
+        PyList_SET_ITEM(shadow_of, u, unit);
+    }
+    return Py_BuildValue("(NNN)", shadow, orig_of, shadow_of);
+error:
+    Py_XDECREF(orig_of);
+    Py_XDECREF(shadow_of);
+    Py_DECREF(shadow);
+    return NULL;
+}
+
+int
+li_backend_stats(PyObject *stats)
+{
+    Py_ssize_t shadows = 0;
+    for (li_shadow *map = li_live_shadows(); map != NULL; map = map->next) {
+        shadows++;
+    }
+    PyObject *count = PyLong_FromSsize_t(shadows);
+    int err = count != NULL ? PyDict_SetItemString(stats, "shadows", count) : -1;
+    Py_XDECREF(count);
+    return err;
+}
+
+int
+li_backend_init(PyObject *module)
+{
+    (void)module;
+    if (PyType_Ready(&li_site_type) < 0 || PyType_Ready(&li_shadow_type) < 0) {
+        return -1;
+    }
+    li_restart = PyErr_NewException("lowimpact._engine.Restart", NULL, NULL);
+    if (li_restart == NULL) {
+        return -1;
+    }
+    if (li_call_init() < 0) {
+        return -1;
+    }
+    return li_transparency_init();
+}

@@ -1,0 +1,130 @@
+/* Probes: the sites a shadow's bytecode reaches C through (b310.h). */
+
+#include "b310.h"
+
+static uint8_t *
+unit_bytes(li_site *s)
+{
+    return (uint8_t *)PyBytes_AS_STRING(s->shadow->code->co_code) + 2 * s->unit;
+}
+
+void
+li_site_disarm(li_site *s)
+{
+    if (s->armed && s->shadow->code != NULL) {
+        uint8_t *b = unit_bytes(s);
+        b[0] = JUMP_FORWARD;
+        b[1] = (uint8_t)(s->size - 1);
+        s->armed = false;
+    }
+}
+
+void
+li_site_arm(li_site *s)
+{
+    if (!s->armed && s->shadow->code != NULL) {
+        uint8_t *b = unit_bytes(s);
+        b[0] = (uint8_t)(s->first & 0xFF);
+        b[1] = (uint8_t)(s->first >> 8);
+        s->armed = true;
+    }
+}
+
+void
+li_rearm_all(void)
+{
+    for (li_shadow *map = li_live_shadows(); map != NULL; map = map->next) {
+        if (map->original == NULL) {
+            continue;
+        }
+        for (int i = 0; i < map->n_sites; i++) {
+            li_site *s = map->sites[i];
+            if (!s->armed && li_tools_at(map->cs, s->event, s->orig) != 0) {
+                li_site_arm(s);
+            }
+        }
+    }
+}
+
+/* Delivers the event of `s` (with `value` for PY_RETURN and PY_YIELD).
+ * 0, or -1 with an exception set. */
+static int
+fire(li_site *s, PyObject *value)
+{
+    PyThreadState *ts = PyThreadState_Get();
+    li_shadow *map = s->shadow;
+    if (ts->tracing || map->original == NULL) {
+        return 0;
+    }
+    li_code_state *cs = map->cs;
+    uint8_t tools = li_tools_at(cs, s->event, s->orig);
+    if (tools == 0) {
+        li_site_disarm(s);
+        return 0;
+    }
+    PyObject *args[4] = {NULL, (PyObject *)map->original, s->arg, value};
+    /* The code state and the map may go while callbacks run. */
+    Py_INCREF(map->code);
+    PyCodeObject *shadow = map->code;
+    uint64_t epoch = li_epoch;
+    int result = s->event == LI_CALL
+                 ? li_fire_call(ts, s, tools)
+                 : li_call_tools(ts, s->event, tools, cs, s->orig, args, value != NULL ? 3 : 2);
+    if (map->original != NULL && li_tools_at(map->cs, s->event, s->orig) == 0) {
+        li_site_disarm(s);
+    }
+    /* Tools commonly turn on local events for a code object as it starts:
+       its frame has done nothing yet (but GEN_START), so it can start again
+       on the code it needs now.  Not under sys.settrace or sys.setprofile,
+       whose functions would see the frame start twice. */
+    if (result == 0 && s->event == LI_PY_START && epoch != li_epoch && map->original != NULL &&
+        ts->c_tracefunc == NULL && ts->c_profilefunc == NULL &&
+        (li_wanted_events(map->cs) & LI_PROBED_EVENTS) != map->events)
+    {
+        PyErr_SetNone(li_restart);
+        result = -1;
+    }
+    Py_DECREF(shadow);
+    return result;
+}
+
+static PyObject *
+site_invert(PyObject *self)
+{
+    if (fire((li_site *)self, NULL) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static int
+site_contains(PyObject *self, PyObject *value)
+{
+    return fire((li_site *)self, value) < 0 ? -1 : 0;
+}
+
+static void
+site_dealloc(PyObject *self)
+{
+    Py_XDECREF(((li_site *)self)->arg);
+    PyObject_Free(self);
+}
+
+static PyNumberMethods site_as_number = {
+    .nb_invert = site_invert,
+};
+
+static PySequenceMethods site_as_sequence = {
+    .sq_contains = site_contains,
+};
+
+PyTypeObject li_site_type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "lowimpact._engine.probe",
+    .tp_basicsize = sizeof(li_site),
+    .tp_dealloc = site_dealloc,
+    .tp_as_number = &site_as_number,
+    .tp_as_sequence = &site_as_sequence,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A probe of an instrumented code object.",
+};

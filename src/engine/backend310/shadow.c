@@ -1,0 +1,595 @@
+/* Shadows: copies of a code object with probes inserted (see b310.h).
+ *
+ * Offsets move: jumps (in code units on 3.10, absolute or relative, block
+ * handlers included) are re-encoded with as many EXTENDED_ARG units as they
+ * need, the line table is rebuilt with each probe on the line of the
+ * instruction it precedes, and the map (li_shadow) translates units both
+ * ways for the frames that move between the two (hook.c).
+ */
+
+#include "b310.h"
+
+typedef struct {
+    int start, op, end;     /* units: first (prefixes included), opcode, one past */
+    int opcode, oparg;
+    int target;             /* index of the instruction jumped to, or -1 */
+    int line;               /* -1: none */
+    bool jump_target;
+} instr;
+
+static bool
+is_relative_jump(int opcode)
+{
+    return opcode == JUMP_FORWARD || opcode == FOR_ITER || opcode == SETUP_FINALLY ||
+           opcode == SETUP_WITH || opcode == SETUP_ASYNC_WITH;
+}
+
+static bool
+is_absolute_jump(int opcode)
+{
+    return opcode == JUMP_ABSOLUTE || opcode == POP_JUMP_IF_FALSE ||
+           opcode == POP_JUMP_IF_TRUE || opcode == JUMP_IF_FALSE_OR_POP ||
+           opcode == JUMP_IF_TRUE_OR_POP || opcode == JUMP_IF_NOT_EXC_MATCH;
+}
+
+/* Units an instruction with argument `arg` takes. */
+static int
+units_for(unsigned int arg)
+{
+    return arg > 0xFFFFFF ? 4 : arg > 0xFFFF ? 3 : arg > 0xFF ? 2 : 1;
+}
+
+/* Lines of each unit from the 3.10 line table (-1: none). */
+static void
+decode_lines(PyCodeObject *code, int *lines, int n_units)
+{
+    for (int u = 0; u < n_units; u++) {
+        lines[u] = -1;
+    }
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(code->co_linetable);
+    Py_ssize_t len = PyBytes_GET_SIZE(code->co_linetable);
+    int line = code->co_firstlineno;
+    int addr = 0;
+    for (Py_ssize_t i = 0; i + 1 < len; i += 2) {
+        int end = addr + p[i];
+        int delta = (signed char)p[i + 1];
+        int this_line = -1;
+        if (delta != -128) {
+            line += delta;
+            this_line = line;
+        }
+        for (int b = addr; b < end && b / 2 < n_units; b += 2) {
+            lines[b / 2] = this_line;
+        }
+        addr = end;
+    }
+}
+
+static int
+append_entry(unsigned char **buf, Py_ssize_t *len, Py_ssize_t *cap, int bytes, int delta)
+{
+    if (*len + 2 > *cap) {
+        Py_ssize_t grown = *cap * 2 + 16;
+        unsigned char *bigger = PyMem_Realloc(*buf, (size_t)grown);
+        if (bigger == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        *buf = bigger;
+        *cap = grown;
+    }
+    (*buf)[(*len)++] = (unsigned char)bytes;
+    (*buf)[(*len)++] = (unsigned char)(signed char)delta;
+    return 0;
+}
+
+/* The 3.10 line table of one line per unit; a new bytes object or NULL. */
+static PyObject *
+encode_lines(const int *lines, int n_units, int firstlineno)
+{
+    unsigned char *buf = NULL;
+    Py_ssize_t len = 0, cap = 0;
+    int computed = firstlineno;
+    PyObject *result = NULL;
+    for (int u = 0; u < n_units;) {
+        int line = lines[u];
+        int run = u;
+        while (run < n_units && lines[run] == line) {
+            run++;
+        }
+        int bytes = (run - u) * 2;
+        int delta = line < 0 ? -128 : line - computed;
+        while (line >= 0 && (delta > 127 || delta < -127)) {
+            int step = delta > 0 ? 127 : -127;
+            if (append_entry(&buf, &len, &cap, 0, step) < 0) {
+                goto done;
+            }
+            delta -= step;
+        }
+        if (line >= 0) {
+            computed = line;
+        }
+        do {
+            int chunk = bytes > 254 ? 254 : bytes;
+            if (append_entry(&buf, &len, &cap, chunk, delta) < 0) {
+                goto done;
+            }
+            bytes -= chunk;
+            if (line >= 0) {
+                delta = 0;
+            }
+        } while (bytes > 0);
+        u = run;
+    }
+    result = PyBytes_FromStringAndSize((const char *)buf, len);
+done:
+    PyMem_Free(buf);
+    return result;
+}
+
+/* The probes an instruction gets, in delivery order. */
+typedef struct {
+    uint8_t events[3];
+    uint8_t n;
+    /* LINE is not due when the previous instruction, falling through, is
+       on the same line (3.12 compares with the instruction executed
+       before): a JUMP_FORWARD over the LINE probe comes first. */
+    bool skip_line;
+    int start_size, line_size;      /* units of the PY_START and LINE probes */
+} probe_list;
+
+static bool
+falls_through(int opcode)
+{
+    return opcode != JUMP_ABSOLUTE && opcode != JUMP_FORWARD && opcode != RETURN_VALUE &&
+           opcode != RAISE_VARARGS && opcode != RERAISE;
+}
+
+static bool
+is_call(int opcode)
+{
+    return opcode == CALL_FUNCTION || opcode == CALL_FUNCTION_KW ||
+           opcode == CALL_FUNCTION_EX || opcode == CALL_METHOD;
+}
+
+/* The depth of the value stack before each instruction (-1: unreachable),
+ * from the stack effects of the original bytecode along every path, as the
+ * compiler computes co_stacksize: the CALL probe reads the callable and its
+ * arguments at that depth.  0, or -1 with an exception set. */
+static int
+stack_depths(const instr *ins, int n_instrs, int *depth)
+{
+    int *work = PyMem_Malloc(sizeof(int) * ((size_t)n_instrs + 1));
+    if (work == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (int i = 0; i < n_instrs; i++) {
+        depth[i] = -1;
+    }
+    int n_work = 0;
+    if (n_instrs > 0) {
+        /* A generator starts with the value sent, which GEN_START pops. */
+        depth[0] = ins[0].opcode == GEN_START ? 1 : 0;
+        work[n_work++] = 0;
+    }
+    while (n_work > 0) {
+        int i = work[--n_work];
+        const instr *in = &ins[i];
+        int arg = in->opcode >= HAVE_ARGUMENT ? in->oparg : 0;
+        int next[2] = {-1, -1}, effect[2] = {0, 0};
+        if (falls_through(in->opcode) && i + 1 < n_instrs) {
+            next[0] = i + 1;
+            effect[0] = PyCompile_OpcodeStackEffectWithJump(in->opcode, arg, 0);
+        }
+        if (in->target >= 0) {
+            next[1] = in->target;
+            effect[1] = PyCompile_OpcodeStackEffectWithJump(in->opcode, arg, 1);
+        }
+        for (int k = 0; k < 2; k++) {
+            if (next[k] < 0 || depth[next[k]] >= 0) {
+                continue;
+            }
+            int d = effect[k] == PY_INVALID_STACK_EFFECT ? -1 : depth[i] + effect[k];
+            if (d < 0) {
+                /* Not bytecode the compiler made: no CALL probes. */
+                for (int j = 0; j < n_instrs; j++) {
+                    depth[j] = -1;
+                }
+                n_work = 0;
+                break;
+            }
+            depth[next[k]] = d;
+            work[n_work++] = next[k];
+        }
+    }
+    PyMem_Free(work);
+    return 0;
+}
+
+/* Where a jump of instruction `src` to instruction `t` lands in the shadow:
+ * never on PY_START, and past LINE when it stays on the same line (a block
+ * handler, whose source is not an instruction, gets LINE). */
+static int
+entry_of(const instr *ins, const probe_list *probes, const int *group, int src, int t)
+{
+    const probe_list *pl = &probes[t];
+    int pos = group[t] + pl->start_size;
+    if (pl->line_size > 0 && ins[src].line == ins[t].line &&
+        ins[src].opcode != SETUP_FINALLY && ins[src].opcode != SETUP_WITH &&
+        ins[src].opcode != SETUP_ASYNC_WITH)
+    {
+        pos += (pl->skip_line ? 1 : 0) + pl->line_size;
+    }
+    else if (pl->skip_line) {
+        pos += 1;
+    }
+    return pos;
+}
+
+static bool
+has_value(int event)
+{
+    return event == LI_PY_RETURN || event == LI_PY_YIELD;
+}
+
+static int
+probe_size(int event, int const_index)
+{
+    return (has_value(event) ? 1 : 0) + units_for((unsigned int)const_index) + 2;
+}
+
+static void
+emit(uint8_t *out, int *pos, int opcode, unsigned int arg, int size)
+{
+    for (int k = size - 1; k >= 1; k--) {
+        out[2 * *pos] = EXTENDED_ARG;
+        out[2 * *pos + 1] = (uint8_t)(arg >> (8 * k));
+        (*pos)++;
+    }
+    out[2 * *pos] = (uint8_t)opcode;
+    out[2 * *pos + 1] = (uint8_t)arg;
+    (*pos)++;
+}
+
+static li_shadow *live_shadows;
+
+li_shadow *
+li_live_shadows(void)
+{
+    return live_shadows;
+}
+
+PyCodeObject *
+li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
+{
+    int n = (int)(PyBytes_GET_SIZE(code->co_code) / 2);
+    const uint8_t *bytes = (const uint8_t *)PyBytes_AS_STRING(code->co_code);
+    instr *ins = NULL;
+    int *instr_at = NULL, *lines = NULL, *sizes = NULL, *group = NULL, *starts = NULL;
+    int *shadow_lines = NULL, *depth = NULL;
+    probe_list *probes = NULL;
+    uint8_t *out = NULL;
+    li_shadow *map = NULL;              /* owned until the constants hold it */
+    PyObject *consts = NULL, *co_code = NULL, *linetable = NULL;
+    PyCodeObject *shadow = NULL;
+    int n_instrs = 0;
+
+    ins = PyMem_Calloc((size_t)n + 1, sizeof(instr));
+    instr_at = PyMem_Calloc((size_t)n + 1, sizeof(int));
+    lines = PyMem_Calloc((size_t)n + 1, sizeof(int));
+    if (ins == NULL || instr_at == NULL || lines == NULL) {
+        PyErr_NoMemory();
+        goto error;
+    }
+    decode_lines(code, lines, n);
+    for (int u = 0; u < n;) {
+        instr *in = &ins[n_instrs];
+        in->start = u;
+        unsigned int arg = 0;
+        while (u < n - 1 && bytes[2 * u] == EXTENDED_ARG) {
+            arg = (arg | bytes[2 * u + 1]) << 8;
+            instr_at[u] = n_instrs;
+            u++;
+        }
+        in->op = u;
+        in->opcode = bytes[2 * u];
+        in->oparg = (int)(arg | bytes[2 * u + 1]);
+        in->end = u + 1;
+        in->line = lines[u];
+        in->target = -1;
+        instr_at[u] = n_instrs;
+        n_instrs++;
+        u++;
+    }
+    instr_at[n] = n_instrs;
+    for (int i = 0; i < n_instrs; i++) {
+        int t = -1;
+        if (is_relative_jump(ins[i].opcode)) {
+            t = ins[i].end + ins[i].oparg;
+        }
+        else if (is_absolute_jump(ins[i].opcode)) {
+            t = ins[i].oparg;
+        }
+        if (t >= 0 && t < n) {
+            ins[i].target = instr_at[t];
+            ins[instr_at[t]].jump_target = true;
+        }
+    }
+
+    /* Which probes go where. */
+    probes = PyMem_Calloc((size_t)n_instrs + 1, sizeof(probe_list));
+    depth = PyMem_Calloc((size_t)n_instrs + 1, sizeof(int));
+    if (probes == NULL || depth == NULL) {
+        PyErr_NoMemory();
+        goto error;
+    }
+    if ((events & LI_EVENT_BIT(LI_CALL)) && stack_depths(ins, n_instrs, depth) < 0) {
+        goto error;
+    }
+    int n_sites = 0;
+    int first = (n_instrs > 0 && ins[0].opcode == GEN_START) ? 1 : 0;
+    int previous_line = -1;
+    for (int i = 0; i < n_instrs; i++) {
+        probe_list *pl = &probes[i];
+        if (i == first && (events & LI_EVENT_BIT(LI_PY_START))) {
+            pl->events[pl->n++] = LI_PY_START;
+        }
+        if (i >= first && (events & LI_EVENT_BIT(LI_LINE)) && ins[i].line >= 0 &&
+            (ins[i].line != previous_line || ins[i].jump_target)) {
+            pl->events[pl->n++] = LI_LINE;
+        }
+        if (pl->n > 0 && pl->events[pl->n - 1] == LI_LINE && i > first &&
+            falls_through(ins[i - 1].opcode) && ins[i - 1].line == ins[i].line)
+        {
+            pl->skip_line = true;
+        }
+        if (i >= first) {
+            previous_line = ins[i].line;
+        }
+        if (ins[i].opcode == RETURN_VALUE && (events & LI_EVENT_BIT(LI_PY_RETURN))) {
+            pl->events[pl->n++] = LI_PY_RETURN;
+        }
+        if (ins[i].opcode == YIELD_VALUE && (events & LI_EVENT_BIT(LI_PY_YIELD))) {
+            pl->events[pl->n++] = LI_PY_YIELD;
+        }
+        if (is_call(ins[i].opcode) && (events & LI_EVENT_BIT(LI_CALL)) && depth[i] >= 0) {
+            pl->events[pl->n++] = LI_CALL;
+        }
+        n_sites += pl->n;
+    }
+    int n_consts = (int)PyTuple_GET_SIZE(code->co_consts);
+
+    /* Sizes: jumps grow until every argument fits. */
+    sizes = PyMem_Calloc((size_t)n_instrs + 1, sizeof(int));
+    group = PyMem_Calloc((size_t)n_instrs + 1, sizeof(int));
+    starts = PyMem_Calloc((size_t)n_instrs + 1, sizeof(int));
+    if (sizes == NULL || group == NULL || starts == NULL) {
+        PyErr_NoMemory();
+        goto error;
+    }
+    for (int i = 0; i < n_instrs; i++) {
+        sizes[i] = ins[i].end - ins[i].start;
+    }
+    int n_shadow = 0;
+    for (bool changed = true; changed;) {
+        changed = false;
+        int pos = 0, site = 0;
+        for (int i = 0; i < n_instrs; i++) {
+            group[i] = pos;
+            for (int k = 0; k < probes[i].n; k++, site++) {
+                int event = probes[i].events[k];
+                int size = probe_size(event, n_consts + site);
+                if (event == LI_PY_START) {
+                    probes[i].start_size = size;
+                }
+                else if (event == LI_LINE) {
+                    probes[i].line_size = size;
+                    pos += probes[i].skip_line;
+                }
+                pos += size;
+            }
+            starts[i] = pos;
+            pos += sizes[i];
+        }
+        group[n_instrs] = starts[n_instrs] = n_shadow = pos;
+        for (int i = 0; i < n_instrs; i++) {
+            if (ins[i].target < 0) {
+                continue;
+            }
+            int dest = entry_of(ins, probes, group, i, ins[i].target);
+            int arg = is_relative_jump(ins[i].opcode) ? dest - (starts[i] + sizes[i]) : dest;
+            int need = units_for((unsigned int)arg);
+            if (need > sizes[i]) {
+                sizes[i] = need;
+                changed = true;
+            }
+        }
+    }
+
+    /* The map and the sites. */
+    map = PyObject_New(li_shadow, &li_shadow_type);
+    if (map == NULL) {
+        goto error;
+    }
+    map->original = code;
+    map->cs = cs;
+    map->code = NULL;
+    map->n_units = n_shadow;
+    map->n_orig_units = n;
+    map->n_sites = 0;
+    map->events = events;
+    map->after_start = -1;
+    map->next = map->prev = NULL;
+    map->orig_start = PyMem_Calloc((size_t)n_shadow + 1, sizeof(int32_t));
+    map->orig_op = PyMem_Calloc((size_t)n_shadow + 1, sizeof(int32_t));
+    map->shadow_start = PyMem_Calloc((size_t)n + 1, sizeof(int32_t));
+    map->sites = PyMem_Calloc((size_t)n_sites + 1, sizeof(li_site *));
+    if (map->orig_start == NULL || map->orig_op == NULL || map->shadow_start == NULL ||
+        map->sites == NULL) {
+        PyErr_NoMemory();
+        goto error;
+    }
+    consts = PyTuple_New(n_consts + n_sites + 1);
+    if (consts == NULL) {
+        goto error;
+    }
+    for (int c = 0; c < n_consts; c++) {
+        PyTuple_SET_ITEM(consts, c, Py_NewRef(PyTuple_GET_ITEM(code->co_consts, c)));
+    }
+
+    out = PyMem_Malloc((size_t)n_shadow * 2 + 2);
+    shadow_lines = PyMem_Malloc(((size_t)n_shadow + 1) * sizeof(int));
+    if (out == NULL || shadow_lines == NULL) {
+        PyErr_NoMemory();
+        goto error;
+    }
+    for (int u = 0; u <= n; u++) {
+        map->shadow_start[u] = -1;
+    }
+    int pos = 0, site = 0;
+    for (int i = 0; i < n_instrs; i++) {
+        map->shadow_start[ins[i].start] = pos;
+        for (int k = 0; k < probes[i].n; k++, site++) {
+            int event = probes[i].events[k];
+            int index = n_consts + site;
+            li_site *s = PyObject_New(li_site, &li_site_type);
+            if (s == NULL) {
+                goto error;
+            }
+            s->shadow = map;
+            s->orig = ins[i].start;
+            s->size = (uint8_t)probe_size(event, index);
+            s->event = (uint8_t)event;
+            s->armed = true;
+            s->call_op = (uint8_t)ins[i].opcode;
+            s->call_arg = ins[i].oparg;
+            s->depth = depth[i];
+            s->arg = PyLong_FromLong(event == LI_LINE ? ins[i].line
+                                     : event == LI_CALL ? 2L * ins[i].op : 2L * ins[i].start);
+            PyTuple_SET_ITEM(consts, index, (PyObject *)s);
+            map->sites[map->n_sites++] = s;
+            if (s->arg == NULL) {
+                goto error;
+            }
+            if (event == LI_LINE && probes[i].skip_line) {
+                map->orig_start[pos] = ins[i].start;
+                map->orig_op[pos] = ins[i].op;
+                shadow_lines[pos] = ins[i].line;
+                emit(out, &pos, JUMP_FORWARD, (unsigned int)probes[i].line_size, 1);
+            }
+            int begin = pos;
+            s->unit = pos;
+            if (has_value(event)) {
+                emit(out, &pos, DUP_TOP, 0, 1);
+            }
+            emit(out, &pos, LOAD_CONST, (unsigned int)index, units_for((unsigned int)index));
+            emit(out, &pos, has_value(event) ? CONTAINS_OP : UNARY_INVERT, 0, 1);
+            emit(out, &pos, POP_TOP, 0, 1);
+            s->first = (uint16_t)(out[2 * begin] | (out[2 * begin + 1] << 8));
+            if (event == LI_PY_START) {
+                map->after_start = pos;
+            }
+            for (int u = begin; u < pos; u++) {
+                map->orig_start[u] = ins[i].start;
+                map->orig_op[u] = ins[i].op;
+                shadow_lines[u] = ins[i].line;
+            }
+        }
+        int begin = pos;
+        if (ins[i].target >= 0) {
+            int dest = entry_of(ins, probes, group, i, ins[i].target);
+            int arg = is_relative_jump(ins[i].opcode) ? dest - (starts[i] + sizes[i]) : dest;
+            emit(out, &pos, ins[i].opcode, (unsigned int)arg, sizes[i]);
+        }
+        else {
+            memcpy(out + 2 * pos, bytes + 2 * ins[i].start, 2 * (size_t)sizes[i]);
+            pos += sizes[i];
+        }
+        for (int u = begin; u < pos; u++) {
+            map->orig_start[u] = ins[i].start;
+            map->orig_op[u] = ins[i].op;
+            shadow_lines[u] = ins[i].line;
+        }
+    }
+    assert(pos == n_shadow);
+    if (map->after_start < 0) {
+        map->after_start = first < n_instrs ? map->shadow_start[ins[first].start] : 0;
+    }
+    map->orig_start[n_shadow] = n;
+    map->orig_op[n_shadow] = n;
+    map->shadow_start[n] = n_shadow;
+    PyTuple_SET_ITEM(consts, n_consts + n_sites, (PyObject *)map);
+    map = NULL;     /* the constants hold it */
+
+    co_code = PyBytes_FromStringAndSize((const char *)out, 2 * (Py_ssize_t)n_shadow);
+    linetable = encode_lines(shadow_lines, n_shadow, code->co_firstlineno);
+    if (co_code == NULL || linetable == NULL) {
+        goto error;
+    }
+    bool values = (events & (LI_EVENT_BIT(LI_PY_RETURN) | LI_EVENT_BIT(LI_PY_YIELD))) != 0;
+    shadow = PyCode_NewWithPosOnlyArgs(
+        code->co_argcount, code->co_posonlyargcount, code->co_kwonlyargcount,
+        code->co_nlocals, code->co_stacksize + (values ? 2 : 1), code->co_flags, co_code,
+        consts, code->co_names, code->co_varnames, code->co_freevars, code->co_cellvars,
+        code->co_filename, code->co_name, code->co_firstlineno, linetable);
+    if (shadow == NULL) {
+        goto error;
+    }
+    li_shadow *made = li_shadow_of(shadow);
+    made->code = shadow;
+    made->next = live_shadows;
+    if (live_shadows != NULL) {
+        live_shadows->prev = made;
+    }
+    live_shadows = made;
+    goto done;
+error:
+    Py_XDECREF(map);
+done:
+    Py_XDECREF(consts);
+    Py_XDECREF(co_code);
+    Py_XDECREF(linetable);
+    PyMem_Free(ins);
+    PyMem_Free(instr_at);
+    PyMem_Free(lines);
+    PyMem_Free(sizes);
+    PyMem_Free(group);
+    PyMem_Free(starts);
+    PyMem_Free(shadow_lines);
+    PyMem_Free(depth);
+    PyMem_Free(probes);
+    PyMem_Free(out);
+    return shadow;
+}
+
+static void
+shadow_dealloc(PyObject *self)
+{
+    li_shadow *map = (li_shadow *)self;
+    if (map->code != NULL) {
+        if (map->prev != NULL) {
+            map->prev->next = map->next;
+        }
+        else if (live_shadows == map) {
+            live_shadows = map->next;
+        }
+        if (map->next != NULL) {
+            map->next->prev = map->prev;
+        }
+    }
+    PyMem_Free(map->orig_start);
+    PyMem_Free(map->orig_op);
+    PyMem_Free(map->shadow_start);
+    PyMem_Free(map->sites);
+    PyObject_Free(self);
+}
+
+PyTypeObject li_shadow_type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "lowimpact._engine.shadow_map",
+    .tp_basicsize = sizeof(li_shadow),
+    .tp_dealloc = shadow_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The map of an instrumented copy of a code object.",
+};

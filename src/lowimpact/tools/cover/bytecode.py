@@ -1,0 +1,28 @@
+"""The bytecode format of the running interpreter, for :mod:`.arcs`.
+
+Chosen once, here: :mod:`.bytecode310` (CPython 3.10: a block stack, no
+columns) or :mod:`.bytecode311` (3.11+: an exception table, columns).
+Each module gives the same small interface:
+
+``FALLS_THROUGH``
+    names of jump instructions that go on to the next instruction when
+    executed (they only name a handler);
+``BRANCHES``
+    branch instructions of that format alone: name -> (what the jump
+    means, what going on means);
+``handlers(code)``
+    ``[(start, end, target)]``: the handler an exception raised at an
+    offset in ``[start, end)`` goes to, innermost first;
+``positions(code)``
+    ``(line, end_line, col, end_col)`` of each code unit, or None where the
+    format has no columns.
+"""
+
+import sys
+
+if sys.version_info >= (3, 11):
+    from lowimpact.tools.cover.bytecode311 import BRANCHES, FALLS_THROUGH, handlers, positions
+else:
+    from lowimpact.tools.cover.bytecode310 import BRANCHES, FALLS_THROUGH, handlers, positions
+
+__all__ = ["BRANCHES", "FALLS_THROUGH", "handlers", "positions"]

@@ -1,0 +1,25 @@
+"""CPython 3.11+ bytecode for :mod:`.arcs` (see :mod:`.bytecode`): handlers
+from the exception table, columns from ``co_positions()``."""
+
+from __future__ import annotations
+
+import dis
+import types
+from typing import Dict, List, Optional, Tuple
+
+__all__ = ["BRANCHES", "FALLS_THROUGH", "handlers", "positions"]
+
+# The SETUP_* of 3.11+ are pseudo-instructions: never in co_code.
+FALLS_THROUGH: frozenset = frozenset()
+BRANCHES: Dict[str, Tuple[str, str]] = {}
+
+
+def handlers(code: types.CodeType) -> List[Tuple[int, int, int]]:
+    """The exception table's entries as ``(start, end, target)``."""
+    return [(entry.start, entry.end, entry.target)
+            for entry in dis.Bytecode(code).exception_entries]
+
+
+def positions(code: types.CodeType) -> Optional[List[tuple]]:
+    """``co_positions()``: the location of each code unit."""
+    return list(code.co_positions())
