@@ -686,6 +686,15 @@ void li_exec_unpause(void);
  * slot beyond their allocation (update.c).  0 or -1. */
 int li_backend_trace_coming(PyThreadState *ts);
 
+/* ---- the per-code work of turning events on (entryscan.c) ---- */
+
+/* The unit of the first `RESUME 0` of `code` (*resume, -1 if none) and
+ * whether a jump lands within `reach` units after it (*jumped_into).  False
+ * where a jump before that RESUME goes forward. */
+bool li_entry_scan(PyCodeObject *code, int reach, int *resume, bool *jumped_into);
+/* Caches co_code as `code` reads now, deoptimised.  0 or -1. */
+int li_cache_co_code(PyCodeObject *code);
+
 /* ---- trampolines (trampoline.c) ---- */
 
 /* Frames of an original code object that needs events start on a shadow
