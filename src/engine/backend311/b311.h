@@ -137,7 +137,8 @@ li_line_array_set(PyCodeObject *code, int unit, int line)
 /* The exception table of `code` as compiled (trampoline.c may route
  * exceptions elsewhere meanwhile).  Borrowed. */
 PyObject *li_own_exceptiontable(PyCodeObject *code);
-/* Decodes the exception table; *handlers is PyMem-allocated.  Count or -1. */
+/* Decodes the exception table; *handlers is PyMem-allocated (NULL when the
+ * table is empty).  Count or -1. */
 int li_decode_handlers(PyCodeObject *code, li_handler **handlers);
 /* Encodes the handler of each unit (target -1: none; start and end
  * unused); bytes or NULL. */
