@@ -61,6 +61,7 @@ GAPS_310 = {
         'conformance/test_stop_iteration.py::test_no_line_after_stop_iteration_at_await',
         'conformance/test_stop_iteration.py::test_no_line_after_stop_iteration_at_yield_from',
         'conformance/test_stop_iteration.py::test_python_iterator_ends_a_for_loop',
+        'conformance/test_update_later.py::test_handled_in_a_caller_after_its_callee_turned_events_on',
     ],
     '3.10 back end: JUMP and BRANCH are not delivered yet': [
         'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off_elsewhere[BRANCH-in another thread]',
@@ -194,6 +195,7 @@ GAPS_310 = {
         'conformance/test_running_code.py::test_loop_in_another_thread_gets_line_events',
         'conformance/test_running_code.py::test_small_stack_function_with_unwind_and_start',
         'conformance/test_trace_turned_off.py::test_trace_function_raised_at_the_trampoline',
+        'conformance/test_update_later.py::test_caller_lines_after_its_callee_turned_events_on_and_raised',
     ],
     '3.10 back end: frame.f_lineno jumps from monitoring callbacks are not supported yet': [
         'conformance/test_jump.py::test_a_jump_set_again_while_the_first_warns',

@@ -378,6 +378,60 @@ def test_dis_output_and_co_code_unchanged(M: Any, tool: Tool, mode: str) -> None
     assert after == before
 
 
+_TWIN_SOURCE = """
+def twin(n):
+    total = 0
+    for i in range(n):
+        if i % 2:
+            total += i * 3
+    return total
+"""
+
+
+def _twins() -> tuple:
+    """Two functions of identical code objects, compiled apart."""
+    return tuple(_exec_twin() for _ in range(2))
+
+
+def _exec_twin() -> Any:
+    namespace: dict = {}
+    exec(compile(_TWIN_SOURCE, "<twin>", "exec"), namespace)
+    return namespace["twin"]
+
+
+@pytest.mark.parametrize("history", ["never_ran", "warmed_up"])
+def test_co_code_first_read_with_events_on(M: Any, tool: Tool, mode: str, history: str) -> None:
+    """co_code read for the first time while events are on shows the code
+    as compiled, also once the interpreter specialised it."""
+    f, twin = _twins()
+    if history == "warmed_up":
+        for _ in range(50):
+            f(20)
+    with group1_on(M, tool, mode):
+        during = f.__code__.co_code
+        assert f(20) == twin(20)
+    assert during == twin.__code__.co_code
+    assert f.__code__.co_code == twin.__code__.co_code
+
+
+def test_co_code_with_bytes_in_inline_caches(M: Any, tool: Tool, mode: str) -> None:
+    """Code made with something in an inline cache: co_code shows the cache
+    zeroed, as for the same code with events off."""
+    if "BINARY_OP" not in dis.opmap:
+        pytest.skip("no inline caches before 3.11")
+    base = _exec_twin().__code__
+    crafted = bytearray(base.co_code)
+    at = next(i for i in range(0, len(crafted), 2) if crafted[i] == dis.opmap["BINARY_OP"])
+    crafted[at + 2:at + 4] = b"\x07\x09"     # BINARY_OP's first cache unit
+    f = types.FunctionType(base.replace(co_code=bytes(crafted)), {})
+    twin = types.FunctionType(base.replace(co_code=bytes(crafted)), {})
+    with group1_on(M, tool, mode):
+        during = f.__code__.co_code
+        assert f(20) == twin(20)
+    assert during == twin.__code__.co_code
+    assert during[at + 2:at + 4] == b"\x00\x00"
+
+
 def test_dis_of_suspended_generator_code(M: Any, tool: Tool, mode: str) -> None:
     def gen() -> Any:
         yield 1
