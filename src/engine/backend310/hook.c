@@ -51,8 +51,8 @@ make_room(PyCodeObject *code, PyCodeObject *shadow)
 /* The shadow that frames of `code` should run now, or NULL: the original.
  * Borrowed (the code state holds it).  A failure to build one is reported
  * as unraisable and the original runs. */
-static PyCodeObject *
-shadow_for(PyCodeObject *code)
+PyCodeObject *
+li_shadow_for(PyCodeObject *code)
 {
     li_code_state *cs = li_code_state_get(code);
     if (cs != NULL) {
@@ -277,7 +277,7 @@ run_on(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObject *sh
         f->f_stackdepth = 0;
         f->f_iblock = 0;
         f->f_state = FRAME_CREATED;
-        PyCodeObject *now = shadow_for(code);
+        PyCodeObject *now = li_shadow_for(code);
         if (now != NULL) {
             return run_on(ts, f, code, now, 0, true);
         }
@@ -289,7 +289,7 @@ run_on(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObject *sh
 }
 
 static PyObject *
-li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
+eval_frame(PyThreadState *ts, PyFrameObject *f, int throwflag)
 {
     PyCodeObject *code = f->f_code;
     if (ts->tracing) {
@@ -305,11 +305,18 @@ li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
         }
         ts->frame = current;
     }
-    PyCodeObject *shadow = shadow_for(code);
+    PyCodeObject *shadow = li_shadow_for(code);
     if (shadow == NULL) {
         return evaluate(ts, f, throwflag);
     }
     return run_on(ts, f, code, shadow, throwflag, false);
+}
+
+static PyObject *
+li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
+{
+    return li_running_threads ? li_running_eval(ts, f, throwflag, eval_frame)
+                              : eval_frame(ts, f, throwflag);
 }
 
 void
@@ -341,7 +348,7 @@ li_backend_update(bool grew)
     if (grew) {
         li_rearm_all();
     }
-    return 0;
+    return li_running_sync();
 }
 
 int

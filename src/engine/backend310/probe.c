@@ -46,10 +46,8 @@ li_rearm_all(void)
     }
 }
 
-/* Delivers the event of `s` (with `value` for PY_RETURN and PY_YIELD).
- * 0, or -1 with an exception set. */
-static int
-fire(li_site *s, PyObject *value)
+int
+li_site_fire(li_site *s, PyObject *value)
 {
     PyThreadState *ts = PyThreadState_Get();
     li_shadow *map = s->shadow;
@@ -91,7 +89,7 @@ fire(li_site *s, PyObject *value)
 static PyObject *
 site_invert(PyObject *self)
 {
-    if (fire((li_site *)self, NULL) < 0) {
+    if (li_site_fire((li_site *)self, NULL) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -100,7 +98,7 @@ site_invert(PyObject *self)
 static int
 site_contains(PyObject *self, PyObject *value)
 {
-    return fire((li_site *)self, value) < 0 ? -1 : 0;
+    return li_site_fire((li_site *)self, value) < 0 ? -1 : 0;
 }
 
 static void

@@ -1,0 +1,464 @@
+/* Frames that were already running when their code came to need events.
+ *
+ * The frame evaluation function (hook.c) moves a frame onto its code's
+ * shadow as it starts or resumes.  A frame whose evaluation loop already
+ * runs cannot move: 3.10's loop keeps its code object and its position in
+ * that code's bytecode in C locals.  So such a frame ("reached") is given
+ * the events of the shadow it would run now through the interpreter's C
+ * trace hook: while a thread has reached frames, its c_tracefunc is
+ * running_trace(), which, for those frames only, asks for an opcode event
+ * per instruction (f_trace_opcodes) and delivers there the probes of the
+ * shadow that precede the instruction, as if the frame ran the shadow.
+ * Frames started meanwhile go through the evaluation function, which
+ * starts them with use_tracing off (unless a trace or profile function of
+ * the user's wants it), so they run their shadow at its usual cost; only
+ * the reached frames' thread pays, and only until its last reached frame
+ * returns or suspends (a suspended frame resumes on the shadow), when the
+ * thread's trace hook is given back.
+ *
+ * A trace function set with sys.settrace() (or PyEval_SetTrace()) keeps
+ * working: c_traceobj stays the user's, so sys.gettrace() shows it (and
+ * None when there is none), and every event but the opcode events it did
+ * not ask for goes on to the function it had.  One set while a reached
+ * frame runs takes the hook away from running_trace(); the evaluation
+ * function puts running_trace() back in front of it at the next Python
+ * call, so the frame misses the events of the instructions in between.
+ *
+ * Thread states and frames are borrowed: a reached frame leaves the list
+ * at its exit, which the trace hook reports; one that went unreported (it
+ * ended while a callback ran, or while the user's function had the hook)
+ * is dropped when the thread's frames are next walked.  A frame made later
+ * at the same address is not mistaken for it: frames start with
+ * f_trace_opcodes off.
+ */
+
+#include "b310.h"
+
+typedef struct {
+    PyFrameObject *frame;   /* borrowed, see above */
+    int prev;               /* original unit of the last instruction it ran */
+    bool user_opcodes;      /* f_trace_opcodes as the user had it */
+} li_reached;
+
+typedef struct {
+    PyThreadState *ts;      /* borrowed */
+    Py_tracefunc user;      /* the thread's trace function before ours, or NULL */
+    int n, cap;
+    li_reached *frames;     /* owned (PyMem) */
+} li_runner;
+
+static li_runner *runners;  /* owned (PyMem) */
+static int n_runners, cap_runners;
+int li_running_threads;
+
+static int running_trace(PyObject *obj, PyFrameObject *f, int what, PyObject *arg);
+
+static li_runner *
+runner_of(PyThreadState *ts)
+{
+    for (int i = 0; i < n_runners; i++) {
+        if (runners[i].ts == ts) {
+            return &runners[i];
+        }
+    }
+    return NULL;
+}
+
+static li_reached *
+reached_of(li_runner *r, PyFrameObject *f)
+{
+    if (r == NULL || !f->f_trace_opcodes) {
+        return NULL;
+    }
+    for (int i = 0; i < r->n; i++) {
+        if (r->frames[i].frame == f) {
+            return &r->frames[i];
+        }
+    }
+    return NULL;
+}
+
+static bool
+in_thread(PyThreadState *ts, PyFrameObject *f)
+{
+    for (PyFrameObject *g = ts->frame; g != NULL; g = g->f_back) {
+        if (g == f) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Puts running_trace() in front of whatever trace function the thread has. */
+static void
+stand_in_front(PyThreadState *ts, li_runner *r)
+{
+    if (ts->c_tracefunc != running_trace) {
+        r->user = ts->c_tracefunc;
+        ts->c_tracefunc = running_trace;
+    }
+}
+
+/* Gives the thread of runner `i` its trace function back and forgets it. */
+static void
+step_back(int i)
+{
+    li_runner *r = &runners[i];
+    PyThreadState *ts = r->ts;
+    if (ts->c_tracefunc == running_trace) {
+        ts->c_tracefunc = r->user;
+    }
+    /* Inside a callback or a trace function, leaving it sets use_tracing. */
+    if (ts->tracing == 0) {
+        ts->cframe->use_tracing = ts->c_tracefunc != NULL || ts->c_profilefunc != NULL;
+    }
+    PyMem_Free(r->frames);
+    runners[i] = runners[--n_runners];
+    li_running_threads = n_runners;
+}
+
+/* The original unit of the instruction `f` executes next, if its start is
+ * where the probes of the shadow it should run would have run: the unit
+ * itself in the original, the unit after its own probes in an older
+ * shadow.  -1 elsewhere. */
+static int
+instruction_start(PyFrameObject *f, li_shadow *running, li_shadow *map)
+{
+    int unit = f->f_lasti;
+    if (running == NULL) {
+        return unit >= 0 && unit < map->n_orig_units && map->shadow_start[unit] >= 0 ? unit : -1;
+    }
+    if (unit < 0 || unit >= running->n_units) {
+        return -1;
+    }
+    int orig = running->orig_start[unit];
+    int start = running->shadow_start[orig];
+    for (int i = 0; i < running->n_sites; i++) {
+        li_site *s = running->sites[i];
+        if (s->orig == orig && s->unit + s->size > start) {
+            start = s->unit + s->size;
+        }
+    }
+    return unit == start ? orig : -1;
+}
+
+/* The first site of `map` at original unit `orig` or after. */
+static int
+first_site(li_shadow *map, int orig)
+{
+    int lo = 0, hi = map->n_sites;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (map->sites[mid]->orig < orig) {
+            lo = mid + 1;
+        }
+        else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+/* The unit of the opcode of the instruction that starts at `unit`, past its
+ * EXTENDED_ARGs. */
+static int
+opcode_unit(PyCodeObject *code, int unit)
+{
+    const uint8_t *bytes = (const uint8_t *)PyBytes_AS_STRING(code->co_code);
+    Py_ssize_t n = PyBytes_GET_SIZE(code->co_code) / 2;
+    while (unit + 1 < n && bytes[2 * unit] == EXTENDED_ARG) {
+        unit++;
+    }
+    return unit;
+}
+
+/* Whether LINE is due at `orig` after the frame ran `prev`, by the rule the
+ * shadow's layout follows (shadow.c: probe_list.skip_line, entry_of()):
+ * not after an instruction of the same line that falls through to it or
+ * jumps to it, except a handler's SETUP. */
+static bool
+line_due(PyCodeObject *code, li_site *s, int prev, int orig)
+{
+    if (prev < 0 || PyCode_Addr2Line(code, 2 * prev) != PyLong_AsLong(s->arg)) {
+        return true;
+    }
+    int op_unit = opcode_unit(code, prev);
+    int op = ((const uint8_t *)PyBytes_AS_STRING(code->co_code))[2 * op_unit];
+    bool falls = op != JUMP_ABSOLUTE && op != JUMP_FORWARD && op != RETURN_VALUE &&
+                 op != RAISE_VARARGS && op != RERAISE;
+    if (op_unit + 1 == orig && falls) {
+        return false;
+    }
+    return op == SETUP_FINALLY || op == SETUP_WITH || op == SETUP_ASYNC_WITH;
+}
+
+/* The opcode event of reached frame `f`: the probes its shadow has before
+ * the instruction it executes next, for the events the code it runs has no
+ * probes for.  0, or -1 with an exception set (raised at the instruction). */
+static int
+reach(PyThreadState *ts, li_reached *reached, PyFrameObject *f)
+{
+    li_shadow *running = li_shadow_of(f->f_code);
+    PyCodeObject *original = running != NULL ? running->original : f->f_code;
+    if (original == NULL) {
+        return 0;
+    }
+    PyCodeObject *want = li_shadow_for(original);
+    if (want == NULL || want == f->f_code) {
+        return 0;
+    }
+    li_shadow *map = li_shadow_of(want);
+    int orig = instruction_start(f, running, map);
+    if (orig < 0) {
+        return 0;
+    }
+    int prev = reached->prev;
+    reached->prev = orig;   /* `reached` may move while callbacks run */
+    li_event_set own = running != NULL ? running->events : 0;
+    int err = 0;
+    /* The sites live as long as the shadow, which callbacks may replace. */
+    Py_INCREF(want);
+    /* fire() delivers nothing while the thread traces, as call_trace() says
+       it does now. */
+    ts->tracing--;
+    for (int i = first_site(map, orig); i < map->n_sites && map->sites[i]->orig == orig; i++) {
+        li_site *s = map->sites[i];
+        if (!s->armed || s->event == LI_PY_START || (own & LI_EVENT_BIT(s->event))) {
+            continue;
+        }
+        if (s->event == LI_LINE && !line_due(original, s, prev, orig)) {
+            continue;
+        }
+        PyObject *value = NULL;
+        if (s->event == LI_PY_RETURN || s->event == LI_PY_YIELD) {
+            if (f->f_stackdepth <= 0) {
+                continue;
+            }
+            value = f->f_valuestack[f->f_stackdepth - 1];
+        }
+        if ((err = li_site_fire(s, value)) < 0) {
+            break;
+        }
+    }
+    ts->tracing++;
+    Py_DECREF(want);
+    return err;
+}
+
+/* Reached frame `f`, on the original, suspends in YIELD_FROM, yielding
+ * `value`: PY_YIELD (hook.c delivers it for frames on shadows).  0, or -1
+ * with an exception set. */
+static int
+yield_from(PyThreadState *ts, PyFrameObject *f, PyObject *value)
+{
+    if (value == NULL || f->f_state != FRAME_SUSPENDED || li_shadow_of(f->f_code) != NULL) {
+        return 0;
+    }
+    PyCodeObject *code = f->f_code;
+    int unit = f->f_lasti + 1;
+    if (unit <= 0 || 2 * unit >= PyBytes_GET_SIZE(code->co_code) ||
+        ((const uint8_t *)PyBytes_AS_STRING(code->co_code))[2 * unit] != YIELD_FROM)
+    {
+        return 0;
+    }
+    li_code_state *cs = li_code_state_get(code);
+    uint8_t tools = li_tools_at(cs, LI_PY_YIELD, unit);
+    if (tools == 0) {
+        return 0;
+    }
+    PyObject *offset = PyLong_FromLong(2L * unit);
+    if (offset == NULL) {
+        return -1;
+    }
+    PyObject *args[4] = {NULL, (PyObject *)code, offset, value};
+    ts->tracing--;
+    int err = li_call_tools(ts, LI_PY_YIELD, tools, cs, unit, args, 3);
+    ts->tracing++;
+    Py_DECREF(offset);
+    return err;
+}
+
+/* Reached frame `f` of the thread of `r` ends or suspends. */
+static void
+leave(PyThreadState *ts, PyFrameObject *f)
+{
+    li_runner *r = runner_of(ts);
+    li_reached *reached = reached_of(r, f);
+    if (reached == NULL) {
+        return;
+    }
+    f->f_trace_opcodes = reached->user_opcodes;
+    *reached = r->frames[--r->n];
+    /* Frames that ended unreported. */
+    for (int i = 0; i < r->n; i++) {
+        if (!in_thread(ts, r->frames[i].frame)) {
+            r->frames[i--] = r->frames[--r->n];
+        }
+    }
+    if (r->n == 0) {
+        step_back((int)(r - runners));
+    }
+}
+
+static int
+running_trace(PyObject *obj, PyFrameObject *f, int what, PyObject *arg)
+{
+    PyThreadState *ts = PyThreadState_Get();
+    li_runner *r = runner_of(ts);
+    li_reached *reached = reached_of(r, f);
+    Py_tracefunc user = r != NULL ? r->user : NULL;
+    if (reached != NULL) {
+        if (what == PyTrace_OPCODE) {
+            bool user_opcodes = reached->user_opcodes;
+            if (reach(ts, reached, f) < 0) {
+                return -1;
+            }
+            if (!user_opcodes) {
+                return 0;
+            }
+        }
+        else if (what == PyTrace_RETURN) {
+            int err = yield_from(ts, f, arg);
+            leave(ts, f);
+            if (err < 0) {
+                return -1;
+            }
+        }
+    }
+    return user != NULL ? user(obj, f, what, arg) : 0;
+}
+
+/* Whether frame `f` runs code without the probes it needs now. */
+static bool
+needs_reaching(PyFrameObject *f)
+{
+    if (f->f_state != FRAME_EXECUTING) {
+        return false;
+    }
+    li_shadow *running = li_shadow_of(f->f_code);
+    PyCodeObject *original = running != NULL ? running->original : f->f_code;
+    if (original == NULL) {
+        return false;
+    }
+    PyCodeObject *want = li_shadow_for(original);
+    if (want == NULL || want == f->f_code) {
+        return false;
+    }
+    li_event_set own = running != NULL ? running->events : 0;
+    return (li_shadow_of(want)->events & ~own & ~LI_EVENT_BIT(LI_PY_START)) != 0;
+}
+
+/* The reached frames of `ts`, from its frames, into `r` (found or new). */
+static int
+sync_thread(PyThreadState *ts)
+{
+    li_reached *frames = NULL;
+    int n = 0, cap = 0;
+    li_runner *r = runner_of(ts);
+    for (PyFrameObject *f = ts->frame; f != NULL; f = f->f_back) {
+        if (!needs_reaching(f)) {
+            continue;
+        }
+        if (li_reserve((void **)&frames, &cap, n, sizeof(li_reached), 8) < 0) {
+            PyMem_Free(frames);
+            return -1;
+        }
+        li_reached *was = reached_of(r, f);
+        if (was != NULL) {
+            frames[n++] = *was;
+            continue;
+        }
+        li_shadow *running = li_shadow_of(f->f_code);
+        int unit = f->f_lasti;
+        if (running != NULL) {
+            unit = unit >= 0 && unit < running->n_units ? running->orig_start[unit] : -1;
+        }
+        frames[n++] = (li_reached){f, unit, f->f_trace_opcodes != 0};
+        f->f_trace_opcodes = 1;
+    }
+    /* Frames of the thread it reached that need it no more. */
+    for (int i = 0; r != NULL && i < r->n; i++) {
+        PyFrameObject *f = r->frames[i].frame;
+        bool kept = false;
+        for (int k = 0; k < n && !kept; k++) {
+            kept = frames[k].frame == f;
+        }
+        if (!kept && in_thread(ts, f)) {
+            f->f_trace_opcodes = r->frames[i].user_opcodes;
+        }
+    }
+    if (n == 0) {
+        PyMem_Free(frames);
+        if (r != NULL) {
+            step_back((int)(r - runners));
+        }
+        return 0;
+    }
+    if (r == NULL) {
+        if (li_reserve((void **)&runners, &cap_runners, n_runners, sizeof(li_runner), 4) < 0) {
+            PyMem_Free(frames);
+            return -1;
+        }
+        r = &runners[n_runners++];
+        *r = (li_runner){.ts = ts};
+        li_running_threads = n_runners;
+    }
+    PyMem_Free(r->frames);
+    r->frames = frames;
+    r->n = n;
+    r->cap = cap;
+    stand_in_front(ts, r);
+    /* The frame running now goes on through its trace hook; the others get
+       use_tracing from it as their callees return.  Inside a callback or a
+       trace function, leaving it sets use_tracing. */
+    if (ts->tracing == 0) {
+        ts->cframe->use_tracing = 1;
+    }
+    return 0;
+}
+
+int
+li_running_sync(void)
+{
+    PyInterpreterState *interp = PyInterpreterState_Get();
+    /* Runners of threads that are gone. */
+    for (int i = 0; i < n_runners; i++) {
+        PyThreadState *ts = PyInterpreterState_ThreadHead(interp);
+        while (ts != NULL && ts != runners[i].ts) {
+            ts = PyThreadState_Next(ts);
+        }
+        if (ts == NULL) {
+            PyMem_Free(runners[i].frames);
+            runners[i--] = runners[--n_runners];
+        }
+    }
+    li_running_threads = n_runners;
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
+         ts = PyThreadState_Next(ts))
+    {
+        if (sync_thread(ts) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+PyObject *
+li_running_eval(PyThreadState *ts, PyFrameObject *f, int throwflag, li_evaluator evaluate)
+{
+    li_runner *r = runner_of(ts);
+    if (r == NULL || ts->tracing) {
+        return evaluate(ts, f, throwflag);
+    }
+    stand_in_front(ts, r);
+    /* The frame copies use_tracing from its caller's CFrame as it starts,
+       and gives its own back as it ends. */
+    ts->cframe->use_tracing = r->user != NULL || ts->c_profilefunc != NULL;
+    PyObject *result = evaluate(ts, f, throwflag);
+    r = runner_of(ts);
+    if (r != NULL) {
+        stand_in_front(ts, r);
+        ts->cframe->use_tracing = 1;
+    }
+    return result;
+}
