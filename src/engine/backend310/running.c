@@ -64,18 +64,25 @@ runner_of(PyThreadState *ts)
     return NULL;
 }
 
+/* The entry of `f` among the reached frames of `r`, for a frame known to
+ * be alive. */
 static li_reached *
-reached_of(li_runner *r, PyFrameObject *f)
+find_reached(li_runner *r, PyFrameObject *f)
 {
-    if (r == NULL || !f->f_trace_opcodes) {
-        return NULL;
-    }
-    for (int i = 0; i < r->n; i++) {
+    for (int i = 0; r != NULL && i < r->n; i++) {
         if (r->frames[i].frame == f) {
             return &r->frames[i];
         }
     }
     return NULL;
+}
+
+/* The same for any frame (one at the address of a frame that ended
+ * unreported starts with f_trace_opcodes off). */
+static li_reached *
+reached_of(li_runner *r, PyFrameObject *f)
+{
+    return f->f_trace_opcodes ? find_reached(r, f) : NULL;
 }
 
 static bool
@@ -117,6 +124,21 @@ step_back(int i)
     li_running_threads = n_runners;
 }
 
+/* The unit of shadow `running` where original instruction `orig` starts,
+ * past the probes before it. */
+static int
+proper_start(li_shadow *running, int orig)
+{
+    int start = running->shadow_start[orig];
+    for (int i = 0; i < running->n_sites; i++) {
+        li_site *s = running->sites[i];
+        if (s->orig == orig && s->unit + s->size > start) {
+            start = s->unit + s->size;
+        }
+    }
+    return start;
+}
+
 /* The original unit of the instruction `f` executes next, if its start is
  * where the probes of the shadow it should run would have run: the unit
  * itself in the original, the unit after its own probes in an older
@@ -132,14 +154,7 @@ instruction_start(PyFrameObject *f, li_shadow *running, li_shadow *map)
         return -1;
     }
     int orig = running->orig_start[unit];
-    int start = running->shadow_start[orig];
-    for (int i = 0; i < running->n_sites; i++) {
-        li_site *s = running->sites[i];
-        if (s->orig == orig && s->unit + s->size > start) {
-            start = s->unit + s->size;
-        }
-    }
-    return unit == start ? orig : -1;
+    return unit == proper_start(running, orig) ? orig : -1;
 }
 
 /* The first site of `map` at original unit `orig` or after. */
@@ -300,32 +315,50 @@ leave(PyThreadState *ts, PyFrameObject *f)
     }
 }
 
+/* The trace function of threads with reached frames. */
 static int
 running_trace(PyObject *obj, PyFrameObject *f, int what, PyObject *arg)
 {
     PyThreadState *ts = PyThreadState_Get();
     li_runner *r = runner_of(ts);
     li_reached *reached = reached_of(r, f);
-    Py_tracefunc user = r != NULL ? r->user : NULL;
-    if (reached != NULL) {
-        if (what == PyTrace_OPCODE) {
-            bool user_opcodes = reached->user_opcodes;
-            if (reach(ts, reached, f) < 0) {
-                return -1;
-            }
-            if (!user_opcodes) {
-                return 0;
-            }
+    if (reached == NULL) {
+        return r != NULL && r->user != NULL ? r->user(obj, f, what, arg) : 0;
+    }
+    if (what == PyTrace_RETURN) {
+        Py_tracefunc user = r->user;
+        int err = yield_from(ts, f, arg);
+        leave(ts, f);
+        if (err < 0) {
+            return -1;
         }
-        else if (what == PyTrace_RETURN) {
-            int err = yield_from(ts, f, arg);
-            leave(ts, f);
-            if (err < 0) {
-                return -1;
-            }
+        return user != NULL ? user(obj, f, what, arg) : 0;
+    }
+    if (what == PyTrace_OPCODE) {
+        bool user_opcodes = reached->user_opcodes;
+        if (reach(ts, reached, f) < 0) {
+            return -1;
+        }
+        if (!user_opcodes) {
+            return 0;
         }
     }
-    return user != NULL ? user(obj, f, what, arg) : 0;
+    /* Callbacks may have moved or ended what `r` and `reached` point to. */
+    r = runner_of(ts);
+    reached = find_reached(r, f);
+    if (r == NULL || r->user == NULL || reached == NULL) {
+        return r != NULL && r->user != NULL ? r->user(obj, f, what, arg) : 0;
+    }
+    /* The user's function sees, and may change, its own f_trace_opcodes. */
+    Py_tracefunc user = r->user;
+    f->f_trace_opcodes = reached->user_opcodes;
+    int err = user(obj, f, what, arg);
+    reached = find_reached(runner_of(ts), f);
+    if (reached != NULL) {
+        reached->user_opcodes = f->f_trace_opcodes != 0;
+        f->f_trace_opcodes = 1;
+    }
+    return err;
 }
 
 /* Whether frame `f` runs code without the probes it needs now. */
@@ -368,10 +401,14 @@ sync_thread(PyThreadState *ts)
             frames[n++] = *was;
             continue;
         }
+        /* What it executes now is the last instruction it ran, unless it
+           is still in the probes before an instruction of a shadow. */
         li_shadow *running = li_shadow_of(f->f_code);
         int unit = f->f_lasti;
         if (running != NULL) {
-            unit = unit >= 0 && unit < running->n_units ? running->orig_start[unit] : -1;
+            unit = unit >= 0 && unit < running->n_units &&
+                   unit >= proper_start(running, running->orig_start[unit])
+                   ? running->orig_start[unit] : -1;
         }
         frames[n++] = (li_reached){f, unit, f->f_trace_opcodes != 0};
         f->f_trace_opcodes = 1;
@@ -441,6 +478,16 @@ li_running_sync(void)
         }
     }
     return 0;
+}
+
+Py_tracefunc
+li_running_user_trace(PyThreadState *ts)
+{
+    if (ts->c_tracefunc != running_trace) {
+        return ts->c_tracefunc;
+    }
+    li_runner *r = runner_of(ts);
+    return r != NULL ? r->user : NULL;
 }
 
 PyObject *
