@@ -159,9 +159,9 @@ extern int li_running_threads;
 /* Finds those frames in every thread, after a change of events.  0, or -1
  * with an exception set. */
 int li_running_sync(void);
-/* The trace function the user set for `ts` (sys.settrace's), or NULL:
- * running.c's own is not one. */
-Py_tracefunc li_running_user_trace(PyThreadState *ts);
+/* Whether the user set a trace or profile function for `ts` (running.c's
+ * own are not). */
+bool li_running_user_hooks(PyThreadState *ts);
 /* Evaluates a frame of a thread that has such frames. */
 PyObject *li_running_eval(PyThreadState *ts, PyFrameObject *f, int throwflag,
                           li_evaluator evaluate);

@@ -43,6 +43,7 @@ typedef struct {
 typedef struct {
     PyThreadState *ts;      /* borrowed */
     Py_tracefunc user;      /* the thread's trace function before ours, or NULL */
+    Py_tracefunc user_profile;  /* the same for its profile function */
     int n, cap;
     li_reached *frames;     /* owned (PyMem) */
 } li_runner;
@@ -52,6 +53,7 @@ static int n_runners, cap_runners;
 int li_running_threads;
 
 static int running_trace(PyObject *obj, PyFrameObject *f, int what, PyObject *arg);
+static int running_profile(PyObject *obj, PyFrameObject *f, int what, PyObject *arg);
 
 static li_runner *
 runner_of(PyThreadState *ts)
@@ -96,13 +98,18 @@ in_thread(PyThreadState *ts, PyFrameObject *f)
     return false;
 }
 
-/* Puts running_trace() in front of whatever trace function the thread has. */
+/* Puts running_trace() and running_profile() in front of whatever trace
+ * and profile functions the thread has. */
 static void
 stand_in_front(PyThreadState *ts, li_runner *r)
 {
     if (ts->c_tracefunc != running_trace) {
         r->user = ts->c_tracefunc;
         ts->c_tracefunc = running_trace;
+    }
+    if (ts->c_profilefunc != running_profile) {
+        r->user_profile = ts->c_profilefunc;
+        ts->c_profilefunc = running_profile;
     }
 }
 
@@ -114,6 +121,9 @@ step_back(int i)
     PyThreadState *ts = r->ts;
     if (ts->c_tracefunc == running_trace) {
         ts->c_tracefunc = r->user;
+    }
+    if (ts->c_profilefunc == running_profile) {
+        ts->c_profilefunc = r->user_profile;
     }
     /* Inside a callback or a trace function, leaving it sets use_tracing. */
     if (ts->tracing == 0) {
@@ -361,6 +371,23 @@ running_trace(PyObject *obj, PyFrameObject *f, int what, PyObject *arg)
     return err;
 }
 
+/* The profile function of threads with reached frames: it is there so that
+ * sys.settrace() called from a reached frame does not end its events (the
+ * C call returns to it, and use_tracing stays on for it). */
+static int
+running_profile(PyObject *obj, PyFrameObject *f, int what, PyObject *arg)
+{
+    PyThreadState *ts = PyThreadState_Get();
+    li_runner *r = runner_of(ts);
+    if (r == NULL) {
+        return 0;
+    }
+    if (what == PyTrace_C_RETURN || what == PyTrace_C_EXCEPTION) {
+        stand_in_front(ts, r);
+    }
+    return r->user_profile != NULL ? r->user_profile(obj, f, what, arg) : 0;
+}
+
 /* Whether frame `f` runs code without the probes it needs now. */
 static bool
 needs_reaching(PyFrameObject *f)
@@ -480,14 +507,15 @@ li_running_sync(void)
     return 0;
 }
 
-Py_tracefunc
-li_running_user_trace(PyThreadState *ts)
+bool
+li_running_user_hooks(PyThreadState *ts)
 {
-    if (ts->c_tracefunc != running_trace) {
-        return ts->c_tracefunc;
-    }
     li_runner *r = runner_of(ts);
-    return r != NULL ? r->user : NULL;
+    Py_tracefunc trace = ts->c_tracefunc != running_trace ? ts->c_tracefunc
+                         : r != NULL ? r->user : NULL;
+    Py_tracefunc profile = ts->c_profilefunc != running_profile ? ts->c_profilefunc
+                           : r != NULL ? r->user_profile : NULL;
+    return trace != NULL || profile != NULL;
 }
 
 PyObject *
@@ -500,7 +528,7 @@ li_running_eval(PyThreadState *ts, PyFrameObject *f, int throwflag, li_evaluator
     stand_in_front(ts, r);
     /* The frame copies use_tracing from its caller's CFrame as it starts,
        and gives its own back as it ends. */
-    ts->cframe->use_tracing = r->user != NULL || ts->c_profilefunc != NULL;
+    ts->cframe->use_tracing = r->user != NULL || r->user_profile != NULL;
     PyObject *result = evaluate(ts, f, throwflag);
     r = runner_of(ts);
     if (r != NULL) {
