@@ -19,10 +19,11 @@
  * A trace function set with sys.settrace() (or PyEval_SetTrace()) keeps
  * working: c_traceobj stays the user's, so sys.gettrace() shows it (and
  * None when there is none), and every event but the opcode events it did
- * not ask for goes on to the function it had.  One set while a reached
- * frame runs takes the hook away from running_trace(); the evaluation
- * function puts running_trace() back in front of it at the next Python
- * call, so the frame misses the events of the instructions in between.
+ * not ask for goes on to the function it had; the same for a profile
+ * function.  One set while a reached frame runs takes that hook away:
+ * running_profile() stands beside running_trace() so that each can put the
+ * other back (a C call such as sys.settrace() returns to the profile hook),
+ * and the evaluation function puts both back at the next Python call.
  *
  * Thread states and frames are borrowed: a reached frame leaves the list
  * at its exit, which the trace hook reports; one that went unreported (it
@@ -343,6 +344,9 @@ running_trace(PyObject *obj, PyFrameObject *f, int what, PyObject *arg)
             return -1;
         }
         return user != NULL ? user(obj, f, what, arg) : 0;
+    }
+    if (ts->c_profilefunc != running_profile) {
+        stand_in_front(ts, r);      /* sys.setprofile() from a reached frame */
     }
     if (what == PyTrace_OPCODE) {
         bool user_opcodes = reached->user_opcodes;
