@@ -25,18 +25,18 @@
  * other back (a C call such as sys.settrace() returns to the profile hook),
  * and the evaluation function puts both back at the next Python call.
  *
- * Thread states and frames are borrowed: a reached frame leaves the list
- * at its exit, which the trace hook reports; one that went unreported (it
- * ended while a callback ran, or while the user's function had the hook)
- * is dropped when the thread's frames are next walked.  A frame made later
- * at the same address is not mistaken for it: frames start with
- * f_trace_opcodes off.
+ * A reached frame leaves the list at its exit, which the trace hook
+ * reports.  One that went unreported (it ended while a callback ran, or
+ * while the user's function had the hook) is dropped when another leaves or
+ * when the frames are next walked: the list holds a reference to each, so
+ * that it can tell; the references of frames that may have ended are let go
+ * at a point where no list is being changed, since their end runs code.
  */
 
 #include "b310.h"
 
 typedef struct {
-    PyFrameObject *frame;   /* borrowed, see above */
+    PyFrameObject *frame;   /* owned, see above */
     int prev;               /* original unit of the last instruction it ran */
     bool user_opcodes;      /* f_trace_opcodes as the user had it */
 } li_reached;
@@ -52,6 +52,37 @@ typedef struct {
 static li_runner *runners;  /* owned (PyMem) */
 static int n_runners, cap_runners;
 int li_running_threads;
+
+/* Frames whose references are to be let go (owned; a PyMem array). */
+static PyFrameObject **dropped;
+static int n_dropped, cap_dropped;
+
+/* Lets `f` go later (or never, if there is no memory to remember it). */
+static void
+drop(PyFrameObject *f)
+{
+    if (li_reserve((void **)&dropped, &cap_dropped, n_dropped, sizeof(PyFrameObject *), 8) < 0) {
+        PyErr_Clear();
+        return;
+    }
+    dropped[n_dropped++] = f;
+}
+
+/* Lets the dropped frames go: their ends may run code that changes events. */
+static void
+let_go(void)
+{
+    while (n_dropped > 0) {
+        PyFrameObject **frames = dropped;
+        int n = n_dropped;
+        dropped = NULL;
+        n_dropped = cap_dropped = 0;
+        for (int i = 0; i < n; i++) {
+            Py_DECREF(frames[i]);
+        }
+        PyMem_Free(frames);
+    }
+}
 
 static int running_trace(PyObject *obj, PyFrameObject *f, int what, PyObject *arg);
 static int running_profile(PyObject *obj, PyFrameObject *f, int what, PyObject *arg);
@@ -80,24 +111,6 @@ find_reached(li_runner *r, PyFrameObject *f)
     return NULL;
 }
 
-/* The same for any frame (one at the address of a frame that ended
- * unreported starts with f_trace_opcodes off). */
-static li_reached *
-reached_of(li_runner *r, PyFrameObject *f)
-{
-    return f->f_trace_opcodes ? find_reached(r, f) : NULL;
-}
-
-static bool
-in_thread(PyThreadState *ts, PyFrameObject *f)
-{
-    for (PyFrameObject *g = ts->frame; g != NULL; g = g->f_back) {
-        if (g == f) {
-            return true;
-        }
-    }
-    return false;
-}
 
 /* Puts running_trace() and running_profile() in front of whatever trace
  * and profile functions the thread has. */
@@ -129,6 +142,9 @@ step_back(int i)
     /* Inside a callback or a trace function, leaving it sets use_tracing. */
     if (ts->tracing == 0) {
         ts->cframe->use_tracing = ts->c_tracefunc != NULL || ts->c_profilefunc != NULL;
+    }
+    for (int k = 0; k < r->n; k++) {
+        drop(r->frames[k].frame);
     }
     PyMem_Free(r->frames);
     runners[i] = runners[--n_runners];
@@ -304,26 +320,29 @@ yield_from(PyThreadState *ts, PyFrameObject *f, PyObject *value)
     return err;
 }
 
-/* Reached frame `f` of the thread of `r` ends or suspends. */
+/* Reached frame `f` of thread `ts` ends or suspends. */
 static void
 leave(PyThreadState *ts, PyFrameObject *f)
 {
     li_runner *r = runner_of(ts);
-    li_reached *reached = reached_of(r, f);
+    li_reached *reached = find_reached(r, f);
     if (reached == NULL) {
         return;
     }
     f->f_trace_opcodes = reached->user_opcodes;
+    drop(f);
     *reached = r->frames[--r->n];
-    /* Frames that ended unreported. */
+    /* Frames that ended or suspended unreported. */
     for (int i = 0; i < r->n; i++) {
-        if (!in_thread(ts, r->frames[i].frame)) {
+        if (r->frames[i].frame->f_state != FRAME_EXECUTING) {
+            drop(r->frames[i].frame);
             r->frames[i--] = r->frames[--r->n];
         }
     }
     if (r->n == 0) {
         step_back((int)(r - runners));
     }
+    let_go();
 }
 
 /* The trace function of threads with reached frames. */
@@ -332,7 +351,7 @@ running_trace(PyObject *obj, PyFrameObject *f, int what, PyObject *arg)
 {
     PyThreadState *ts = PyThreadState_Get();
     li_runner *r = runner_of(ts);
-    li_reached *reached = reached_of(r, f);
+    li_reached *reached = find_reached(r, f);
     if (reached == NULL) {
         return r != NULL && r->user != NULL ? r->user(obj, f, what, arg) : 0;
     }
@@ -412,24 +431,38 @@ needs_reaching(PyFrameObject *f)
     return (li_shadow_of(want)->events & ~own & ~LI_EVENT_BIT(LI_PY_START)) != 0;
 }
 
-/* The reached frames of `ts`, from its frames, into `r` (found or new). */
+/* The reached frames of `ts`, from its frames.  0, or -1 with an
+ * exception set (the thread then has none). */
 static int
 sync_thread(PyThreadState *ts)
 {
     li_reached *frames = NULL;
-    int n = 0, cap = 0;
-    li_runner *r = runner_of(ts);
+    int n = 0, cap = 0, err = 0;
+    /* Finding what a frame needs may run code (building a shadow can start
+       the collector), which may walk the frames again: the frames found go
+       into the lists only once they are all known. */
     for (PyFrameObject *f = ts->frame; f != NULL; f = f->f_back) {
         if (!needs_reaching(f)) {
             continue;
         }
         if (li_reserve((void **)&frames, &cap, n, sizeof(li_reached), 8) < 0) {
+            for (int k = 0; k < n; k++) {
+                drop(frames[k].frame);
+            }
             PyMem_Free(frames);
-            return -1;
+            frames = NULL;
+            n = 0;
+            err = -1;
+            break;
         }
-        li_reached *was = reached_of(r, f);
+        frames[n++] = (li_reached){(PyFrameObject *)Py_NewRef(f), -1, false};
+    }
+    li_runner *r = runner_of(ts);
+    for (int k = 0; k < n; k++) {
+        PyFrameObject *f = frames[k].frame;
+        li_reached *was = find_reached(r, f);
         if (was != NULL) {
-            frames[n++] = *was;
+            frames[k] = *was;   /* the old list's reference is dropped below */
             continue;
         }
         /* What it executes now is the last instruction it ran, unless it
@@ -441,29 +474,39 @@ sync_thread(PyThreadState *ts)
                    unit >= proper_start(running, running->orig_start[unit])
                    ? running->orig_start[unit] : -1;
         }
-        frames[n++] = (li_reached){f, unit, f->f_trace_opcodes != 0};
+        frames[k].prev = unit;
+        frames[k].user_opcodes = f->f_trace_opcodes != 0;
         f->f_trace_opcodes = 1;
     }
-    /* Frames of the thread it reached that need it no more. */
+    /* Frames of the thread it reached: kept above (with a reference of
+       their own), or needing it no more, or ended. */
     for (int i = 0; r != NULL && i < r->n; i++) {
         PyFrameObject *f = r->frames[i].frame;
         bool kept = false;
         for (int k = 0; k < n && !kept; k++) {
             kept = frames[k].frame == f;
         }
-        if (!kept && in_thread(ts, f)) {
+        if (!kept && f->f_state == FRAME_EXECUTING) {
             f->f_trace_opcodes = r->frames[i].user_opcodes;
         }
+        drop(f);
+    }
+    if (r != NULL) {
+        r->n = 0;
     }
     if (n == 0) {
         PyMem_Free(frames);
         if (r != NULL) {
             step_back((int)(r - runners));
         }
-        return 0;
+        return err;
     }
     if (r == NULL) {
         if (li_reserve((void **)&runners, &cap_runners, n_runners, sizeof(li_runner), 4) < 0) {
+            for (int k = 0; k < n; k++) {
+                frames[k].frame->f_trace_opcodes = frames[k].user_opcodes;
+                drop(frames[k].frame);
+            }
             PyMem_Free(frames);
             return -1;
         }
@@ -482,7 +525,7 @@ sync_thread(PyThreadState *ts)
     if (ts->tracing == 0) {
         ts->cframe->use_tracing = 1;
     }
-    return 0;
+    return err;
 }
 
 int
@@ -496,19 +539,22 @@ li_running_sync(void)
             ts = PyThreadState_Next(ts);
         }
         if (ts == NULL) {
+            for (int k = 0; k < runners[i].n; k++) {
+                drop(runners[i].frames[k].frame);
+            }
             PyMem_Free(runners[i].frames);
             runners[i--] = runners[--n_runners];
         }
     }
     li_running_threads = n_runners;
-    for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
+    int err = 0;
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL && err == 0;
          ts = PyThreadState_Next(ts))
     {
-        if (sync_thread(ts) < 0) {
-            return -1;
-        }
+        err = sync_thread(ts);
     }
-    return 0;
+    let_go();
+    return err;
 }
 
 bool
