@@ -51,8 +51,8 @@ make_room(PyCodeObject *code, PyCodeObject *shadow)
 /* The shadow that frames of `code` should run now, or NULL: the original.
  * Borrowed (the code state holds it).  A failure to build one is reported
  * as unraisable and the original runs. */
-PyCodeObject *
-li_shadow_for(PyCodeObject *code)
+static PyCodeObject *
+shadow_for(PyCodeObject *code)
 {
     li_code_state *cs = li_code_state_get(code);
     if (cs != NULL) {
@@ -108,6 +108,12 @@ li_shadow_for(PyCodeObject *code)
 error:
     PyErr_WriteUnraisable((PyObject *)code);
     return NULL;
+}
+
+PyCodeObject *
+li_shadow_for(PyCodeObject *code)
+{
+    return shadow_for(code);
 }
 
 /* Translates the tracebacks of `f` that the exception leaving it carries. */
@@ -277,7 +283,7 @@ run_on(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObject *sh
         f->f_stackdepth = 0;
         f->f_iblock = 0;
         f->f_state = FRAME_CREATED;
-        PyCodeObject *now = li_shadow_for(code);
+        PyCodeObject *now = shadow_for(code);
         if (now != NULL) {
             return run_on(ts, f, code, now, 0, true);
         }
@@ -305,7 +311,7 @@ eval_frame(PyThreadState *ts, PyFrameObject *f, int throwflag)
         }
         ts->frame = current;
     }
-    PyCodeObject *shadow = li_shadow_for(code);
+    PyCodeObject *shadow = shadow_for(code);
     if (shadow == NULL) {
         return evaluate(ts, f, throwflag);
     }

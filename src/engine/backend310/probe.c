@@ -46,8 +46,10 @@ li_rearm_all(void)
     }
 }
 
-int
-li_site_fire(li_site *s, PyObject *value)
+/* Delivers the event of `s` (with `value` for PY_RETURN and PY_YIELD).
+ * 0, or -1 with an exception set. */
+static int
+fire(li_site *s, PyObject *value)
 {
     PyThreadState *ts = PyThreadState_Get();
     li_shadow *map = s->shadow;
@@ -86,10 +88,16 @@ li_site_fire(li_site *s, PyObject *value)
     return result;
 }
 
+int
+li_site_fire(li_site *s, PyObject *value)
+{
+    return fire(s, value);
+}
+
 static PyObject *
 site_invert(PyObject *self)
 {
-    if (li_site_fire((li_site *)self, NULL) < 0) {
+    if (fire((li_site *)self, NULL) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -98,7 +106,7 @@ site_invert(PyObject *self)
 static int
 site_contains(PyObject *self, PyObject *value)
 {
-    return li_site_fire((li_site *)self, value) < 0 ? -1 : 0;
+    return fire((li_site *)self, value) < 0 ? -1 : 0;
 }
 
 static void
