@@ -37,7 +37,8 @@
 
 typedef struct {
     PyFrameObject *frame;   /* owned, see above */
-    int prev;               /* original unit of the last instruction it ran */
+    int line;               /* the line of its last line event */
+    bool opcodes;           /* it needs opcode events (see reach()) */
     bool user_opcodes;      /* f_trace_opcodes as the user had it */
 } li_reached;
 
@@ -201,89 +202,90 @@ first_site(li_shadow *map, int orig)
     return lo;
 }
 
-/* The unit of the opcode of the instruction that starts at `unit`, past its
- * EXTENDED_ARGs. */
-static int
-opcode_unit(PyCodeObject *code, int unit)
-{
-    const uint8_t *bytes = (const uint8_t *)PyBytes_AS_STRING(code->co_code);
-    Py_ssize_t n = PyBytes_GET_SIZE(code->co_code) / 2;
-    while (unit + 1 < n && bytes[2 * unit] == EXTENDED_ARG) {
-        unit++;
-    }
-    return unit;
-}
+/* Events reached frames get from their line events (LINE: 3.10 makes one
+ * where the shadow has a LINE probe, and more, which the probes' own rule
+ * leaves out) and from their return event (the value is the event's); the
+ * others need an opcode event per instruction. */
+#define LI_LINE_EVENTS LI_EVENT_BIT(LI_LINE)
+#define LI_EXIT_EVENTS (LI_EVENT_BIT(LI_PY_RETURN) | LI_EVENT_BIT(LI_PY_YIELD))
+/* A frame that runs has started. */
+#define LI_NOT_REACHED LI_EVENT_BIT(LI_PY_START)
 
-/* Whether LINE is due at `orig` after the frame ran `prev`, by the rule the
- * shadow's layout follows (shadow.c: probe_list.skip_line, entry_of()):
- * not after an instruction of the same line that falls through to it or
- * jumps to it, except a handler's SETUP. */
-static bool
-line_due(PyCodeObject *code, li_site *s, int prev, int orig)
-{
-    if (prev < 0 || PyCode_Addr2Line(code, 2 * prev) != PyLong_AsLong(s->arg)) {
-        return true;
-    }
-    int op_unit = opcode_unit(code, prev);
-    int op = ((const uint8_t *)PyBytes_AS_STRING(code->co_code))[2 * op_unit];
-    bool falls = op != JUMP_ABSOLUTE && op != JUMP_FORWARD && op != RETURN_VALUE &&
-                 op != RAISE_VARARGS && op != RERAISE;
-    if (op_unit + 1 == orig && falls) {
-        return false;
-    }
-    return op == SETUP_FINALLY || op == SETUP_WITH || op == SETUP_ASYNC_WITH;
-}
-
-/* The opcode event of reached frame `f`: the probes its shadow has before
- * the instruction it executes next, for the events the code it runs has no
- * probes for.  0, or -1 with an exception set (raised at the instruction). */
-static int
-reach(PyThreadState *ts, li_reached *reached, PyFrameObject *f)
+/* The events frame `f` misses from the shadow it should run now, which is
+ * put in *want (borrowed); 0 if none. */
+static li_event_set
+missed(PyFrameObject *f, li_shadow **want)
 {
     li_shadow *running = li_shadow_of(f->f_code);
     PyCodeObject *original = running != NULL ? running->original : f->f_code;
     if (original == NULL) {
         return 0;
     }
-    PyCodeObject *want = li_shadow_for(original);
-    if (want == NULL || want == f->f_code) {
+    PyCodeObject *shadow = li_shadow_for(original);
+    if (shadow == NULL || shadow == f->f_code) {
         return 0;
     }
-    li_shadow *map = li_shadow_of(want);
-    int orig = instruction_start(f, running, map);
-    if (orig < 0) {
+    *want = li_shadow_of(shadow);
+    return (*want)->events & ~(running != NULL ? running->events : 0) & ~LI_NOT_REACHED;
+}
+
+/* The trace event `what` (with `value`) of reached frame `f`: the probes
+ * that the shadow it should run has at the instruction, for the events the
+ * code it runs misses and that event stands for.  0, or -1 with an
+ * exception set (raised where the frame is). */
+static int
+reach(PyThreadState *ts, li_reached *reached, PyFrameObject *f, int what, PyObject *value)
+{
+    li_shadow *map = NULL;
+    li_event_set events = missed(f, &map);
+    li_shadow *running = li_shadow_of(f->f_code);
+    int orig = -1;
+    if (what == PyTrace_LINE) {
+        /* As the shadow: not when a jump (or a handler) comes back to the
+           line the frame was on. */
+        int line = PyCode_Addr2Line(f->f_code, 2 * f->f_lasti);
+        bool due = line != reached->line;
+        reached->line = line;
+        events = due ? events & LI_LINE_EVENTS : 0;
+        if (running == NULL) {
+            orig = f->f_lasti;
+        }
+        else if (f->f_lasti >= 0 && f->f_lasti < running->n_units) {
+            orig = running->orig_start[f->f_lasti];
+        }
+    }
+    else if (what == PyTrace_OPCODE) {
+        events &= ~(LI_LINE_EVENTS | LI_EXIT_EVENTS);
+        orig = events ? instruction_start(f, running, map) : -1;
+    }
+    else if (what == PyTrace_RETURN && value != NULL) {
+        events &= LI_EXIT_EVENTS;
+        if (running == NULL) {
+            orig = f->f_lasti;
+        }
+        else if (f->f_lasti >= 0 && f->f_lasti < running->n_units) {
+            orig = running->orig_start[f->f_lasti];
+        }
+    }
+    if (events == 0 || orig < 0 || orig >= map->n_orig_units) {
         return 0;
     }
-    int prev = reached->prev;
-    reached->prev = orig;   /* `reached` may move while callbacks run */
-    li_event_set own = running != NULL ? running->events : 0;
     int err = 0;
     /* The sites live as long as the shadow, which callbacks may replace. */
-    Py_INCREF(want);
+    PyCodeObject *shadow = (PyCodeObject *)Py_NewRef(map->code);
     /* fire() delivers nothing while the thread traces, as call_trace() says
        it does now. */
     ts->tracing--;
     for (int i = first_site(map, orig); i < map->n_sites && map->sites[i]->orig == orig; i++) {
         li_site *s = map->sites[i];
-        if (!s->armed || s->event == LI_PY_START || (own & LI_EVENT_BIT(s->event))) {
-            continue;
-        }
-        if (s->event == LI_LINE && !line_due(original, s, prev, orig)) {
-            continue;
-        }
-        PyObject *value = NULL;
-        if (s->event == LI_PY_RETURN || s->event == LI_PY_YIELD) {
-            if (f->f_stackdepth <= 0) {
-                continue;
-            }
-            value = f->f_valuestack[f->f_stackdepth - 1];
-        }
-        if ((err = li_site_fire(s, value)) < 0) {
+        if (s->armed && (events & LI_EVENT_BIT(s->event)) &&
+            (err = li_site_fire(s, (events & LI_EXIT_EVENTS) ? value : NULL)) < 0)
+        {
             break;
         }
     }
     ts->tracing++;
-    Py_DECREF(want);
+    Py_DECREF(shadow);
     return err;
 }
 
@@ -357,7 +359,10 @@ running_trace(PyObject *obj, PyFrameObject *f, int what, PyObject *arg)
     }
     if (what == PyTrace_RETURN) {
         Py_tracefunc user = r->user;
-        int err = yield_from(ts, f, arg);
+        int err = reach(ts, reached, f, what, arg);
+        if (err == 0) {
+            err = yield_from(ts, f, arg);
+        }
         leave(ts, f);
         if (err < 0) {
             return -1;
@@ -367,14 +372,12 @@ running_trace(PyObject *obj, PyFrameObject *f, int what, PyObject *arg)
     if (ts->c_profilefunc != running_profile) {
         stand_in_front(ts, r);      /* sys.setprofile() from a reached frame */
     }
-    if (what == PyTrace_OPCODE) {
-        bool user_opcodes = reached->user_opcodes;
-        if (reach(ts, reached, f) < 0) {
-            return -1;
-        }
-        if (!user_opcodes) {
-            return 0;
-        }
+    bool user_opcodes = reached->user_opcodes;
+    if (reach(ts, reached, f, what, arg) < 0) {
+        return -1;
+    }
+    if (what == PyTrace_OPCODE && !user_opcodes) {
+        return 0;
     }
     /* Callbacks may have moved or ended what `r` and `reached` point to. */
     r = runner_of(ts);
@@ -389,7 +392,7 @@ running_trace(PyObject *obj, PyFrameObject *f, int what, PyObject *arg)
     reached = find_reached(runner_of(ts), f);
     if (reached != NULL) {
         reached->user_opcodes = f->f_trace_opcodes != 0;
-        f->f_trace_opcodes = 1;
+        f->f_trace_opcodes = reached->user_opcodes || reached->opcodes;
     }
     return err;
 }
@@ -411,24 +414,12 @@ running_profile(PyObject *obj, PyFrameObject *f, int what, PyObject *arg)
     return r->user_profile != NULL ? r->user_profile(obj, f, what, arg) : 0;
 }
 
-/* Whether frame `f` runs code without the probes it needs now. */
-static bool
-needs_reaching(PyFrameObject *f)
+/* The events frame `f` misses, if it runs (0 if not). */
+static li_event_set
+to_reach(PyFrameObject *f)
 {
-    if (f->f_state != FRAME_EXECUTING) {
-        return false;
-    }
-    li_shadow *running = li_shadow_of(f->f_code);
-    PyCodeObject *original = running != NULL ? running->original : f->f_code;
-    if (original == NULL) {
-        return false;
-    }
-    PyCodeObject *want = li_shadow_for(original);
-    if (want == NULL || want == f->f_code) {
-        return false;
-    }
-    li_event_set own = running != NULL ? running->events : 0;
-    return (li_shadow_of(want)->events & ~own & ~LI_EVENT_BIT(LI_PY_START)) != 0;
+    li_shadow *want;
+    return f->f_state == FRAME_EXECUTING ? missed(f, &want) : 0;
 }
 
 /* The reached frames of `ts`, from its frames.  0, or -1 with an
@@ -442,7 +433,8 @@ sync_thread(PyThreadState *ts)
        the collector), which may walk the frames again: the frames found go
        into the lists only once they are all known. */
     for (PyFrameObject *f = ts->frame; f != NULL; f = f->f_back) {
-        if (!needs_reaching(f)) {
+        li_event_set events = to_reach(f);
+        if (events == 0) {
             continue;
         }
         if (li_reserve((void **)&frames, &cap, n, sizeof(li_reached), 8) < 0) {
@@ -455,28 +447,24 @@ sync_thread(PyThreadState *ts)
             err = -1;
             break;
         }
-        frames[n++] = (li_reached){(PyFrameObject *)Py_NewRef(f), -1, false};
+        frames[n++] = (li_reached){(PyFrameObject *)Py_NewRef(f), -1,
+                                   (events & ~(LI_LINE_EVENTS | LI_EXIT_EVENTS)) != 0, false};
     }
     li_runner *r = runner_of(ts);
     for (int k = 0; k < n; k++) {
         PyFrameObject *f = frames[k].frame;
         li_reached *was = find_reached(r, f);
+        bool opcodes = frames[k].opcodes;
         if (was != NULL) {
             frames[k] = *was;   /* the old list's reference is dropped below */
-            continue;
+            frames[k].opcodes = opcodes;
         }
-        /* What it executes now is the last instruction it ran, unless it
-           is still in the probes before an instruction of a shadow. */
-        li_shadow *running = li_shadow_of(f->f_code);
-        int unit = f->f_lasti;
-        if (running != NULL) {
-            unit = unit >= 0 && unit < running->n_units &&
-                   unit >= proper_start(running, running->orig_start[unit])
-                   ? running->orig_start[unit] : -1;
+        else {
+            /* The line it is on has had its line event. */
+            frames[k].line = PyCode_Addr2Line(f->f_code, 2 * (f->f_lasti > 0 ? f->f_lasti : 0));
+            frames[k].user_opcodes = f->f_trace_opcodes != 0;
         }
-        frames[k].prev = unit;
-        frames[k].user_opcodes = f->f_trace_opcodes != 0;
-        f->f_trace_opcodes = 1;
+        f->f_trace_opcodes = frames[k].user_opcodes || opcodes;
     }
     /* Frames of the thread it reached: kept above (with a reference of
        their own), or needing it no more, or ended. */
@@ -486,7 +474,7 @@ sync_thread(PyThreadState *ts)
         for (int k = 0; k < n && !kept; k++) {
             kept = frames[k].frame == f;
         }
-        if (!kept && f->f_state == FRAME_EXECUTING) {
+        if (!kept) {
             f->f_trace_opcodes = r->frames[i].user_opcodes;
         }
         drop(f);
