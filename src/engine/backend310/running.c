@@ -243,7 +243,7 @@ reach(PyThreadState *ts, li_reached *reached, PyFrameObject *f, int what, PyObje
     if (what == PyTrace_LINE) {
         /* As the shadow: not when a jump (or a handler) comes back to the
            line the frame was on. */
-        int line = PyCode_Addr2Line(f->f_code, 2 * f->f_lasti);
+        int line = f->f_lineno;     /* call_trace() set it for the event */
         bool due = line != reached->line;
         reached->line = line;
         events = due ? events & LI_LINE_EVENTS : 0;
