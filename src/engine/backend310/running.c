@@ -6,9 +6,10 @@
  * that code's bytecode in C locals.  So such a frame ("reached") is given
  * the events of the shadow it would run now through the interpreter's C
  * trace hook: while a thread has reached frames, its c_tracefunc is
- * running_trace(), which, for those frames only, asks for an opcode event
- * per instruction (f_trace_opcodes) and delivers there the probes of the
- * shadow that precede the instruction, as if the frame ran the shadow.
+ * running_trace(), which, for those frames only, delivers the probes of
+ * that shadow at the frame's line events (LINE), return event (PY_RETURN,
+ * PY_YIELD) and, where it needs others (CALL), opcode events, which it asks
+ * for (f_trace_opcodes), as if the frame ran the shadow.
  * Frames started meanwhile go through the evaluation function, which
  * starts them with use_tracing off (unless a trace or profile function of
  * the user's wants it), so they run their shadow at its usual cost; only
@@ -152,15 +153,34 @@ step_back(int i)
     li_running_threads = n_runners;
 }
 
+/* The first site of `map` at original unit `orig` or after. */
+static int
+first_site(li_shadow *map, int orig)
+{
+    int lo = 0, hi = map->n_sites;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (map->sites[mid]->orig < orig) {
+            lo = mid + 1;
+        }
+        else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
 /* The unit of shadow `running` where original instruction `orig` starts,
  * past the probes before it. */
 static int
 proper_start(li_shadow *running, int orig)
 {
     int start = running->shadow_start[orig];
-    for (int i = 0; i < running->n_sites; i++) {
+    for (int i = first_site(running, orig);
+         i < running->n_sites && running->sites[i]->orig == orig; i++)
+    {
         li_site *s = running->sites[i];
-        if (s->orig == orig && s->unit + s->size > start) {
+        if (s->unit + s->size > start) {
             start = s->unit + s->size;
         }
     }
@@ -183,23 +203,6 @@ instruction_start(PyFrameObject *f, li_shadow *running, li_shadow *map)
     }
     int orig = running->orig_start[unit];
     return unit == proper_start(running, orig) ? orig : -1;
-}
-
-/* The first site of `map` at original unit `orig` or after. */
-static int
-first_site(li_shadow *map, int orig)
-{
-    int lo = 0, hi = map->n_sites;
-    while (lo < hi) {
-        int mid = (lo + hi) / 2;
-        if (map->sites[mid]->orig < orig) {
-            lo = mid + 1;
-        }
-        else {
-            hi = mid;
-        }
-    }
-    return lo;
 }
 
 /* Events reached frames get from their line events (LINE: 3.10 makes one
