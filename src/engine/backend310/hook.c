@@ -294,7 +294,9 @@ run_on(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObject *sh
     return result;
 }
 
-static PyObject *
+/* Inlined in li_eval(), where threads without reached frames (running.c)
+ * pay only the test for them. */
+static LI_HOT_INLINE PyObject *
 eval_frame(PyThreadState *ts, PyFrameObject *f, int throwflag)
 {
     PyCodeObject *code = f->f_code;
