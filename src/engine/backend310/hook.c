@@ -470,6 +470,12 @@ li_backend_stats(PyObject *stats)
     PyObject *count = PyLong_FromSsize_t(shadows);
     int err = count != NULL ? PyDict_SetItemString(stats, "shadows", count) : -1;
     Py_XDECREF(count);
+    if (err < 0) {
+        return -1;
+    }
+    count = PyLong_FromLong(li_running_threads);
+    err = count != NULL ? PyDict_SetItemString(stats, "reached_threads", count) : -1;
+    Py_XDECREF(count);
     return err;
 }
 
