@@ -350,27 +350,42 @@ leave(PyThreadState *ts, PyFrameObject *f)
     let_go();
 }
 
+/* Passes trace event `what` of `f` on to the trace function the user has
+ * now (callbacks may have set another, or freed the one the event came
+ * with).  Its result. */
+static int
+chain(PyThreadState *ts, PyFrameObject *f, int what, PyObject *arg)
+{
+    li_runner *r = runner_of(ts);
+    Py_tracefunc user = ts->c_tracefunc != running_trace ? ts->c_tracefunc
+                        : r != NULL ? r->user : NULL;
+    if (user == NULL) {
+        return 0;
+    }
+    PyObject *obj = Py_XNewRef(ts->c_traceobj);
+    int err = user(obj, f, what, arg);
+    Py_XDECREF(obj);
+    return err;
+}
+
 /* The trace function of threads with reached frames. */
 static int
 running_trace(PyObject *obj, PyFrameObject *f, int what, PyObject *arg)
 {
+    (void)obj;      /* chain() reads the user's own */
     PyThreadState *ts = PyThreadState_Get();
     li_runner *r = runner_of(ts);
     li_reached *reached = find_reached(r, f);
     if (reached == NULL) {
-        return r != NULL && r->user != NULL ? r->user(obj, f, what, arg) : 0;
+        return chain(ts, f, what, arg);
     }
     if (what == PyTrace_RETURN) {
-        Py_tracefunc user = r->user;
         int err = reach(ts, reached, f, what, arg);
         if (err == 0) {
             err = yield_from(ts, f, arg);
         }
         leave(ts, f);
-        if (err < 0) {
-            return -1;
-        }
-        return user != NULL ? user(obj, f, what, arg) : 0;
+        return err < 0 ? -1 : chain(ts, f, what, arg);
     }
     if (ts->c_profilefunc != running_profile) {
         stand_in_front(ts, r);      /* sys.setprofile() from a reached frame */
@@ -382,16 +397,14 @@ running_trace(PyObject *obj, PyFrameObject *f, int what, PyObject *arg)
     if (what == PyTrace_OPCODE && !user_opcodes) {
         return 0;
     }
-    /* Callbacks may have moved or ended what `r` and `reached` point to. */
-    r = runner_of(ts);
-    reached = find_reached(r, f);
-    if (r == NULL || r->user == NULL || reached == NULL) {
-        return r != NULL && r->user != NULL ? r->user(obj, f, what, arg) : 0;
+    /* Callbacks may have moved or ended what `reached` points to.  The
+       user's function sees, and may change, its own f_trace_opcodes. */
+    reached = find_reached(runner_of(ts), f);
+    if (reached == NULL) {
+        return chain(ts, f, what, arg);
     }
-    /* The user's function sees, and may change, its own f_trace_opcodes. */
-    Py_tracefunc user = r->user;
     f->f_trace_opcodes = reached->user_opcodes;
-    int err = user(obj, f, what, arg);
+    int err = chain(ts, f, what, arg);
     reached = find_reached(runner_of(ts), f);
     if (reached != NULL) {
         reached->user_opcodes = f->f_trace_opcodes != 0;
