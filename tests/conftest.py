@@ -290,7 +290,7 @@ GAPS_310 = {
     '3.10 back end: not analysed yet': [
         'conformance/test_threads.py::test_first_starts_of_a_function_on_two_threads',
     ],
-    "lowimpact debug on 3.10: pdb sessions need frame.f_lineno jumps from callbacks, running frames reached and the exception events, which the 3.10 back end lacks yet": [
+    "lowimpact debug on 3.10: pdb sessions need frame.f_lineno jumps from callbacks and the exception events, which the 3.10 back end lacks yet": [
         'debug/test_oracle.py::test_session_as_pdb[jump]',
         'debug/test_oracle.py::test_session_as_pdb[next-coroutines]',
         'debug/test_oracle.py::test_session_as_pdb[one-line-loops]',
