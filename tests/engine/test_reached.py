@@ -10,11 +10,11 @@ from typing import Any, List
 
 import pytest
 
-from lowimpact import _engine
-from lowimpact import monitoring as M
+if sys.version_info[:2] != (3, 10):
+    pytest.skip("white-box test of the 3.10 back end", allow_module_level=True)
 
-pytestmark = pytest.mark.skipif(sys.version_info[:2] != (3, 10),
-                                reason="white-box test of the 3.10 back end")
+from lowimpact import _engine  # noqa: E402
+from lowimpact import monitoring as M  # noqa: E402
 
 TOOL = 4
 
