@@ -71,8 +71,11 @@ elif scenario == "reached":
 elif scenario == "settrace":
     # What a settrace debugger does to reach the running loop (pdb's
     # set_trace): a trace function for it, and one for the frames it calls.
+    breakpoint_line = loop.__code__.co_firstlineno + 7
     def local(frame, event, arg):
-        return local if frame.f_lineno == loop.__code__.co_firstlineno + 7 else local
+        if event == "line" and frame.f_lineno == breakpoint_line:
+            print("hit")
+        return local
     def on():
         sys._getframe(1).f_trace = local
         sys.settrace(lambda frame, event, arg: None)
