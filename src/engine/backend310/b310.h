@@ -148,4 +148,10 @@ void li_hook_sync(void);
 
 int li_transparency_init(void);
 
+/* ---- jump.c ---- */
+
+/* frame.f_lineno's setter decides jumps on the original (called by
+ * li_transparency_init). */
+int li_jump_init(void);
+
 #endif /* LI_B310_H */

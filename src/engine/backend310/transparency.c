@@ -68,5 +68,5 @@ li_transparency_init(void)
         }
     }
     PyType_Modified(&PyFrame_Type);
-    return 0;
+    return li_jump_init();
 }
