@@ -136,6 +136,7 @@ typedef struct {
        before): a JUMP_FORWARD over the LINE probe comes first. */
     bool skip_line;
     int start_size, line_size;      /* units of the PY_START and LINE probes */
+    int call;                       /* the instruction its CALL probe reports */
 } probe_list;
 
 static bool
@@ -205,6 +206,23 @@ stack_depths(const instr *ins, int n_instrs, int *depth)
     }
     PyMem_Free(work);
     return 0;
+}
+
+/* The instruction where the CALL probe of call instruction `i` goes: its
+ * own, but for the call of __aexit__ that ends an `async with`, whose
+ * GET_AWAITABLE words its error after the DUP_TOP and the call it sees two
+ * and one units before it; there the probe goes before the DUP_TOPs, where
+ * the callable and its first argument are already on the stack. */
+static int
+call_probe_place(const instr *ins, int n_instrs, int i)
+{
+    if (i >= 2 && i + 1 < n_instrs && ins[i].opcode == CALL_FUNCTION &&
+        ins[i + 1].opcode == GET_AWAITABLE && ins[i - 1].opcode == DUP_TOP &&
+        ins[i - 2].opcode == DUP_TOP && !ins[i - 1].jump_target && !ins[i].jump_target)
+    {
+        return i - 2;
+    }
+    return i;
 }
 
 /* Where a jump of instruction `src` to instruction `t` lands in the shadow:
@@ -354,9 +372,13 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
             pl->events[pl->n++] = LI_PY_YIELD;
         }
         if (is_call(ins[i].opcode) && (events & LI_EVENT_BIT(LI_CALL)) && depth[i] >= 0) {
-            pl->events[pl->n++] = LI_CALL;
+            probe_list *at = &probes[call_probe_place(ins, n_instrs, i)];
+            at->events[at->n++] = LI_CALL;
+            at->call = i;
         }
-        n_sites += pl->n;
+    }
+    for (int i = 0; i < n_instrs; i++) {
+        n_sites += probes[i].n;
     }
     int n_consts = (int)PyTuple_GET_SIZE(code->co_consts);
 
@@ -457,16 +479,18 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
             if (s == NULL) {
                 goto error;
             }
+            /* The instruction it reports (a call's may come later). */
+            const instr *of = event == LI_CALL ? &ins[probes[i].call] : &ins[i];
             s->shadow = map;
-            s->orig = ins[i].start;
+            s->orig = of->start;
             s->size = (uint8_t)probe_size(event, index);
             s->event = (uint8_t)event;
             s->armed = true;
-            s->call_op = (uint8_t)ins[i].opcode;
-            s->call_arg = ins[i].oparg;
-            s->depth = depth[i];
-            s->arg = PyLong_FromLong(event == LI_LINE ? ins[i].line
-                                     : event == LI_CALL ? 2L * ins[i].op : 2L * ins[i].start);
+            s->call_op = (uint8_t)of->opcode;
+            s->call_arg = of->oparg;
+            s->depth = depth[of - ins];
+            s->arg = PyLong_FromLong(event == LI_LINE ? of->line
+                                     : event == LI_CALL ? 2L * of->op : 2L * of->start);
             PyTuple_SET_ITEM(consts, index, (PyObject *)s);
             map->sites[map->n_sites++] = s;
             if (s->arg == NULL) {

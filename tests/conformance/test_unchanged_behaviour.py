@@ -1,0 +1,67 @@
+"""Behaviour that monitoring must leave as it is without it, found by running
+the stdlib's regression tests with every event on (tools/transparency.py):
+error messages that depend on the code around an instruction, and what
+``dis`` and tracebacks show of code that ran monitored.
+
+Each test compares a monitored run with an unmonitored one in the same
+interpreter, so the expectations hold whatever the version says.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .helpers import Recorder, Tool
+
+
+def run_coroutine(coro: Any) -> Any:
+    try:
+        while True:
+            coro.send(None)
+    except StopIteration as stop:
+        return stop.value
+
+
+def outcome(f: Callable[[], Any]) -> str:
+    try:
+        return repr(f())
+    except Exception as e:  # noqa: BLE001 - the outcome is compared
+        return f"{type(e).__name__}: {e}"
+
+
+class ExitReturnsInt:
+    """An asynchronous context manager whose __aexit__ is not awaitable."""
+
+    async def __aenter__(self) -> "ExitReturnsInt":
+        return self
+
+    def __aexit__(self, *exc: Any) -> int:
+        return 456
+
+
+async def leave_by_break() -> int:
+    for i in range(2):
+        async with ExitReturnsInt():
+            break
+    return i
+
+
+async def leave_at_the_end() -> int:
+    async with ExitReturnsInt():
+        pass
+    return 1
+
+
+def test_async_with_exit_not_awaitable_message(M: Any, tool: Tool) -> None:
+    """The interpreter words the error after the instructions before the
+    await; the __aexit__ call is still reported."""
+    unmonitored = [outcome(lambda: run_coroutine(c())) for c in (leave_by_break, leave_at_the_end)]
+    E = M.events
+    with Recorder(tool, E.CALL | E.LINE | E.PY_START | E.PY_RETURN, leave_by_break,
+                  leave_at_the_end) as rec:
+        monitored = [outcome(lambda: run_coroutine(c())) for c in (leave_by_break, leave_at_the_end)]
+    assert monitored == unmonitored
+    assert "__aexit__" in unmonitored[0]
+    exits = [e.args[2] for e in rec.events
+             if e.name == "CALL" and getattr(e.args[1], "__name__", None) == "__aexit__"]
+    assert exits == [None, None]
