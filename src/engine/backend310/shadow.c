@@ -456,6 +456,10 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
     if (consts == NULL) {
         goto error;
     }
+    /* Only code objects, which the collector does not see into, hold it:
+       tracked, it would be one object more in gc.get_objects() per code
+       run monitored, which native instrumentation does not add. */
+    PyObject_GC_UnTrack(consts);
     for (int c = 0; c < n_consts; c++) {
         PyTuple_SET_ITEM(consts, c, Py_NewRef(PyTuple_GET_ITEM(code->co_consts, c)));
     }
