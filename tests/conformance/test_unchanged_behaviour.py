@@ -9,6 +9,7 @@ interpreter, so the expectations hold whatever the version says.
 
 from __future__ import annotations
 
+import traceback
 from typing import Any, Callable
 
 from .helpers import Recorder, Tool
@@ -77,3 +78,39 @@ def test_first_calls_leave_no_object_for_the_collector(M: Any, tool: Tool) -> No
         f(0)
     counted, tracked = first_calls(M, tool, M.events, funcs)
     assert tracked < FUNCTIONS // 4, tracked
+
+
+def recursion_traceback() -> list:
+    """The functions of the traceback of a runaway recursion."""
+
+    def down() -> None:
+        down()
+
+    try:
+        down()
+    except RecursionError as error:
+        return [entry.name for entry in traceback.extract_tb(error.__traceback__)]
+    raise AssertionError("no RecursionError")
+
+
+def test_runaway_recursion_stops_in_the_program(M: Any, tool: Tool) -> None:
+    """Callbacks that call C functions on every start and call: the
+    RecursionError still comes from the recursive function (the stdlib's
+    test_traceback checks the traceback of one)."""
+    plain = recursion_traceback()
+    E = M.events
+    counts: dict = {}
+
+    def count(code: Any, *args: Any) -> None:
+        counts[code] = counts.get(code, 0) + 1
+
+    tool.register(E.PY_START, count)
+    tool.register(E.CALL, count)
+    tool.set_events(E.PY_START | E.CALL)
+    try:
+        monitored = recursion_traceback()
+    finally:
+        tool.set_events(0)
+    assert plain[-1] == "down"
+    assert monitored[-1] == "down"
+    assert len(monitored) in (len(plain) - 1, len(plain))
