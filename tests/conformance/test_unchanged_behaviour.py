@@ -9,6 +9,7 @@ interpreter, so the expectations hold whatever the version says.
 
 from __future__ import annotations
 
+import dis
 import traceback
 from typing import Any, Callable
 
@@ -114,3 +115,19 @@ def test_runaway_recursion_stops_in_the_program(M: Any, tool: Tool) -> None:
     assert plain[-1] == "down"
     assert monitored[-1] == "down"
     assert len(monitored) in (len(plain) - 1, len(plain))
+
+
+def test_stack_size_and_code_info_of_code_run_monitored(M: Any, tool: Tool) -> None:
+    """What ``dis.code_info`` shows (the stack size among it) of a function
+    that runs with events on, while they are on and after."""
+
+    def f(x: Any) -> Any:
+        return [x] + [x, (x, x)]
+
+    before = (f.__code__.co_stacksize, dis.code_info(f))
+    E = M.events
+    with Recorder(tool, E.PY_START | E.PY_RETURN | E.LINE | E.CALL, f):
+        f(1)
+        during = (f.__code__.co_stacksize, dis.code_info(f))
+    assert during == before
+    assert (f.__code__.co_stacksize, dis.code_info(f)) == before

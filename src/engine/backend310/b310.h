@@ -94,7 +94,17 @@ typedef struct {
     PyCodeObject *shadow;   /* owned; NULL: frames run the original */
     li_event_set events;    /* the events it has probes for */
     uint64_t epoch;         /* li_epoch when it was chosen */
+    int true_stacksize;     /* co_stacksize before a shadow raised it; 0: not raised */
 } li_b310;
+
+/* The original's co_stacksize as compiled (what code.co_stacksize shows),
+ * whatever its shadows raised it to (hook.c). */
+static inline int
+li_true_stacksize(PyCodeObject *code, li_code_state *cs)
+{
+    li_b310 *b = cs != NULL ? cs->backend : NULL;
+    return b != NULL && b->true_stacksize > 0 ? b->true_stacksize : code->co_stacksize;
+}
 
 /* Bumped whenever which shadow a code object needs may have changed. */
 extern uint64_t li_epoch;
@@ -147,6 +157,9 @@ void li_hook_sync(void);
 /* ---- transparency.c ---- */
 
 int li_transparency_init(void);
+/* Replaces the descriptors named in `defs` (static, NULL-terminated) in
+ * `type`'s dict, keeping their docstrings.  0, or -1 with an exception. */
+int li_replace_getsets(PyTypeObject *type, PyGetSetDef *defs);
 
 /* ---- jump.c ---- */
 

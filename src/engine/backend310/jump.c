@@ -56,32 +56,23 @@ frame_lineno_get(PyObject *self, void *closure)
     return native_lineno->get(self, closure);
 }
 
-static PyGetSetDef lineno_getset = {"f_lineno", frame_lineno_get, frame_lineno_set, NULL, NULL};
+static PyGetSetDef lineno_getsets[] = {
+    {"f_lineno", frame_lineno_get, frame_lineno_set, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
 
 int
 li_jump_init(void)
 {
-    PyObject *dict = PyFrame_Type.tp_dict;
-    PyObject *old = PyDict_GetItemString(dict, "f_lineno");     /* borrowed */
+    PyObject *old = PyDict_GetItemString(PyFrame_Type.tp_dict, "f_lineno");    /* borrowed */
     if (old == NULL || !Py_IS_TYPE(old, &PyGetSetDescr_Type)) {
         PyErr_SetString(PyExc_SystemError, "frame has no f_lineno descriptor");
         return -1;
     }
     PyGetSetDef *def = ((PyGetSetDescrObject *)old)->d_getset;
-    if (def == &lineno_getset) {
+    if (def == lineno_getsets) {
         return 0;   /* in place since a first initialisation */
     }
     native_lineno = def;
-    lineno_getset.doc = def->doc;
-    PyObject *descr = PyDescr_NewGetSet(&PyFrame_Type, &lineno_getset);
-    if (descr == NULL) {
-        return -1;
-    }
-    int err = PyDict_SetItemString(dict, "f_lineno", descr);
-    Py_DECREF(descr);
-    if (err < 0) {
-        return -1;
-    }
-    PyType_Modified(&PyFrame_Type);
-    return 0;
+    return li_replace_getsets(&PyFrame_Type, lineno_getsets);
 }

@@ -558,7 +558,7 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
     bool values = (events & (LI_EVENT_BIT(LI_PY_RETURN) | LI_EVENT_BIT(LI_PY_YIELD))) != 0;
     shadow = PyCode_NewWithPosOnlyArgs(
         code->co_argcount, code->co_posonlyargcount, code->co_kwonlyargcount,
-        code->co_nlocals, code->co_stacksize + (values ? 2 : 1), code->co_flags, co_code,
+        code->co_nlocals, li_true_stacksize(code, cs) + (values ? 2 : 1), code->co_flags, co_code,
         consts, code->co_names, code->co_varnames, code->co_freevars, code->co_cellvars,
         code->co_filename, code->co_name, code->co_firstlineno, linetable);
     if (shadow == NULL) {
