@@ -10,6 +10,7 @@ interpreter, so the expectations hold whatever the version says.
 from __future__ import annotations
 
 import dis
+import io
 import traceback
 from typing import Any, Callable
 
@@ -131,3 +132,40 @@ def test_stack_size_and_code_info_of_code_run_monitored(M: Any, tool: Tool) -> N
         during = (f.__code__.co_stacksize, dis.code_info(f))
     assert during == before
     assert (f.__code__.co_stacksize, dis.code_info(f)) == before
+
+
+def catches() -> tuple:
+    """Tracebacks of exceptions caught where they were raised: once, and
+    re-raised to an outer handler of the same function."""
+    try:
+        1 / 0
+    except ZeroDivisionError as e:
+        once = e.__traceback__
+    try:
+        try:
+            {}["key"]
+        except KeyError:
+            raise
+    except KeyError as e:
+        again = e.__traceback__
+    return once, again
+
+
+def tracebacks_seen() -> list:
+    seen = []
+    for tb in catches():
+        out = io.StringIO()
+        dis.distb(tb, file=out)
+        seen.append((tb.tb_lasti, tb.tb_lineno, out.getvalue()))
+    return seen
+
+
+def test_caught_traceback_offsets(M: Any, tool: Tool) -> None:
+    """tb_lasti (and so dis.distb, which marks the instruction with -->) of
+    a traceback kept after the function that caught it returned."""
+    plain = tracebacks_seen()
+    E = M.events
+    with Recorder(tool, E.PY_START | E.PY_RETURN | E.LINE | E.CALL, catches):
+        monitored = tracebacks_seen()
+    assert monitored == plain
+    assert all("-->" in listing for _, _, listing in plain)

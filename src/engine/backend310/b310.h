@@ -161,6 +161,13 @@ int li_transparency_init(void);
  * `type`'s dict, keeping their docstrings.  0, or -1 with an exception. */
 int li_replace_getsets(PyTypeObject *type, PyGetSetDef *defs);
 
+/* ---- caught.c ---- */
+
+/* The constant of the marker before each handler of a shadow (borrowed). */
+PyObject *li_caught_marker(void);
+/* Called by li_transparency_init.  0 or -1. */
+int li_caught_init(void);
+
 /* ---- jump.c ---- */
 
 /* frame.f_lineno's setter decides jumps on the original (called by

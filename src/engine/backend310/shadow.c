@@ -15,6 +15,7 @@ typedef struct {
     int target;             /* index of the instruction jumped to, or -1 */
     int line;               /* -1: none */
     bool jump_target;
+    bool handler;           /* a block's handler: the caught marker precedes it */
 } instr;
 
 static bool
@@ -332,6 +333,10 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
         if (t >= 0 && t < n) {
             ins[i].target = instr_at[t];
             ins[instr_at[t]].jump_target = true;
+            if (ins[i].opcode == SETUP_FINALLY || ins[i].opcode == SETUP_WITH ||
+                ins[i].opcode == SETUP_ASYNC_WITH) {
+                ins[instr_at[t]].handler = true;
+            }
         }
     }
 
@@ -381,6 +386,14 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
         n_sites += probes[i].n;
     }
     int n_consts = (int)PyTuple_GET_SIZE(code->co_consts);
+    /* The caught marker (caught.c), a constant after the sites, before
+       every handler. */
+    bool handlers = false;
+    for (int i = 0; i < n_instrs; i++) {
+        handlers |= ins[i].handler;
+    }
+    int caught_index = n_consts + n_sites;
+    int caught_size = units_for((unsigned int)caught_index) + 2;
 
     /* Sizes: jumps grow until every argument fits. */
     sizes = PyMem_Calloc((size_t)n_instrs + 1, sizeof(int));
@@ -410,6 +423,9 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
                     pos += probes[i].skip_line;
                 }
                 pos += size;
+            }
+            if (ins[i].handler) {
+                pos += caught_size;
             }
             starts[i] = pos;
             pos += sizes[i];
@@ -452,7 +468,7 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
         PyErr_NoMemory();
         goto error;
     }
-    consts = PyTuple_New(n_consts + n_sites + 1);
+    consts = PyTuple_New(n_consts + n_sites + (handlers ? 1 : 0) + 1);
     if (consts == NULL) {
         goto error;
     }
@@ -525,6 +541,11 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
             }
         }
         int begin = pos;
+        if (ins[i].handler) {
+            emit(out, &pos, LOAD_CONST, (unsigned int)caught_index, caught_size - 2);
+            emit(out, &pos, UNARY_INVERT, 0, 1);
+            emit(out, &pos, POP_TOP, 0, 1);
+        }
         if (ins[i].target >= 0) {
             int dest = entry_of(ins, probes, group, i, ins[i].target);
             int arg = is_relative_jump(ins[i].opcode) ? dest - (starts[i] + sizes[i]) : dest;
@@ -547,7 +568,10 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
     map->orig_start[n_shadow] = n;
     map->orig_op[n_shadow] = n;
     map->shadow_start[n] = n_shadow;
-    PyTuple_SET_ITEM(consts, n_consts + n_sites, (PyObject *)map);
+    if (handlers) {
+        PyTuple_SET_ITEM(consts, caught_index, Py_NewRef(li_caught_marker()));
+    }
+    PyTuple_SET_ITEM(consts, PyTuple_GET_SIZE(consts) - 1, (PyObject *)map);
     map = NULL;     /* the constants hold it */
 
     co_code = PyBytes_FromStringAndSize((const char *)out, 2 * (Py_ssize_t)n_shadow);

@@ -90,7 +90,7 @@ int
 li_transparency_init(void)
 {
     if (li_replace_getsets(&PyFrame_Type, frame_getsets) < 0 ||
-        li_replace_getsets(&PyCode_Type, code_getsets) < 0) {
+        li_replace_getsets(&PyCode_Type, code_getsets) < 0 || li_caught_init() < 0) {
         return -1;
     }
     return li_jump_init();
