@@ -224,7 +224,6 @@ GAPS_310 = {
         'conformance/test_transparency.py::test_inspect_stack_line_numbers',
         'conformance/test_transparency.py::test_interpreter_prints_callback_errors_at_the_instruction',
         'conformance/test_transparency.py::test_marshal_roundtrip',
-        'conformance/test_transparency.py::test_traceback_positions_unchanged',
     ],
     "white-box test of the 3.11 back end's shadows, trampolines and counters (3.10's back end keeps other books)": [
         'engine/test_memory.py::test_marks_a_restart_voided_keep_no_trampoline_when_events_go',

@@ -63,21 +63,15 @@ li_caught_marker(void)
     return caught;
 }
 
-/* The offset in the original: translated at a handler (see above), or of
- * an entry made while the frame still runs its shadow. */
+/* Offsets translated at a handler, decoded.  (Others are left as they
+ * are: one read before the handler, by a LINE callback of its line, is the
+ * shadow's, but it cannot be told apart from the offset of a traceback made
+ * by Python code, types.TracebackType(), in a frame running a shadow.) */
 static PyObject *
 traceback_lasti_get(PyObject *self, void *Py_UNUSED(closure))
 {
-    PyTracebackObject *t = (PyTracebackObject *)self;
-    int lasti = t->tb_lasti;
-    if (lasti <= -2) {
-        return PyLong_FromLong(encode(lasti));
-    }
-    li_shadow *map = t->tb_frame != NULL ? li_shadow_of(t->tb_frame->f_code) : NULL;
-    if (map != NULL && lasti >= 0 && lasti / 2 < map->n_units) {
-        lasti = 2 * map->orig_op[lasti / 2];
-    }
-    return PyLong_FromLong(lasti);
+    int lasti = ((PyTracebackObject *)self)->tb_lasti;
+    return PyLong_FromLong(lasti <= -2 ? encode(lasti) : lasti);
 }
 
 static PyGetSetDef traceback_getsets[] = {
