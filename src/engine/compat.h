@@ -114,12 +114,21 @@ li_leave_tracing(PyThreadState *ts)
    room for the C calls it makes (recursion levels lent for the call), so
    that a runaway recursion stops in the program's code, not in a dict.get
    of the callback of its deepest frame.  A callback whose frame does not
-   fit fails at its entry, as natively.  Returns the levels lent. */
+   fit fails at its entry, as natively.  Returns the levels lent.
+   The limit is read again only near the one last read (a call into the
+   interpreter would cost more than the rest); a limit lowered since is seen
+   once the depth nears the old one. */
 #  define LI_CALLBACK_RECURSION_ROOM 50
+static int li_recursion_limit_read;
 static inline int
 li_lend_recursion(PyThreadState *ts)
 {
-    int room = Py_GetRecursionLimit() - ts->recursion_depth;
+    int room = li_recursion_limit_read - ts->recursion_depth;
+    if (room >= LI_CALLBACK_RECURSION_ROOM) {
+        return 0;
+    }
+    li_recursion_limit_read = Py_GetRecursionLimit();
+    room = li_recursion_limit_read - ts->recursion_depth;
     if (room < 1 || room >= LI_CALLBACK_RECURSION_ROOM) {
         return 0;
     }
