@@ -92,14 +92,25 @@ def test_jump_backward_over_a_list_comprehension(M: Any, tool: Tool, others: str
     events = 0
     for name in others.split("|"):
         events |= getattr(M.events, name)
-    if "LINE" in others:
-        tool.register(M.events.LINE, lambda *args: None)
-    if "PY_START" in others:
-        tool.register(M.events.PY_START, lambda *args: None)
-        tool.register(M.events.PY_RETURN, lambda *args: None)
+        tool.register(getattr(M.events, name), lambda *args: None)
     assert run_with_trace_jump(M, tool, OVER_LISTCOMP, events, at=8, to=2) == (
         [2, 7, 2],
         [("append", "output"), ("range", 5), ("append", "output"), ("append", "output")])
+
+
+@pytest.mark.filterwarnings("ignore:assigning None")
+@pytest.mark.xfail(sys.version_info[:2] == (3, 11), strict=True,
+                   reason="3.11 engine: the probes of the line a trace function jumps to run")
+def test_the_line_jumped_to_reports_no_line_event(M: Any, tool: Tool) -> None:
+    """The lines after it do.  (Not compared: whether the line jumped from
+    reports one, which natively comes before the trace function's 'line'
+    event, and on 3.10 after it, too late.)"""
+    lines: list = []
+    tool.register(M.events.LINE, lambda code, line: lines.append(line))
+    run_with_trace_jump(M, tool, OVER_LISTCOMP, M.events.LINE | M.events.CALL, at=8, to=2)
+    first = lines[0] - 1
+    relative = [line - first for line in lines]
+    assert relative.count(2) == 1 and relative[-2:] == [3, 4], relative
 
 
 def test_jump_out_of_a_loop(M: Any, tool: Tool) -> None:

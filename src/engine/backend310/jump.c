@@ -6,9 +6,8 @@
  * a for loop's by the CALL_FUNCTION right after it, so a CALL probe there
  * made it pop one value too many.  The jump is therefore decided on the
  * original, where it is what it is natively, and its destination moved to
- * the shadow: the probes of the instruction jumped to run (LINE reports the
- * new line) but not PY_START.  The values on the stack at a probe are the
- * original's at its instruction, so what the setter pops is right for both.
+ * the shadow.  The values on the stack at a probe are the original's at its
+ * instruction, so what the setter pops is right for both.
  */
 
 #include "b310.h"
@@ -16,15 +15,18 @@
 /* The interpreter's getter and setter of f_lineno (its static table). */
 static PyGetSetDef *native_lineno;
 
-/* The shadow unit where a frame of `map` goes on at original unit `orig`. */
+/* The shadow unit where a frame of `map` goes on at original unit `orig`:
+ * past its PY_START and LINE probes (natively the line jumped to reports no
+ * LINE event; the trace function gets its 'line' event all the same). */
 static int
 destination(li_shadow *map, int orig)
 {
     int unit = map->shadow_start[orig];
     for (int i = 0; i < map->n_sites; i++) {
         li_site *s = map->sites[i];
-        if (s->event == LI_PY_START && s->unit == unit) {
-            return map->after_start;
+        if (s->orig == orig && (s->event == LI_PY_START || s->event == LI_LINE) &&
+            s->unit + s->size > unit) {
+            unit = s->unit + s->size;
         }
     }
     return unit;
