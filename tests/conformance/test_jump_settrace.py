@@ -10,11 +10,12 @@ see their own callables and arguments.
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
 from .helpers import Tool
+from .test_jump import program
 
 # A list comprehension between the two lines: 3.10 and 3.11 call a function
 # with the iterator the comprehension made, and the jump backward over that
@@ -38,12 +39,6 @@ def f(output):
         output.append(len(output))
     output.append('after')
 """
-
-
-def program(source: str) -> Callable[..., Any]:
-    namespace: dict = {}
-    exec(compile(source, "<jump>", "exec"), namespace)
-    return namespace["f"]
 
 
 def run_with_trace_jump(M: Any, tool: Tool, source: str, events: int, at: int,
