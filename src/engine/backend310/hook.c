@@ -35,10 +35,13 @@ evaluate(PyThreadState *ts, PyFrameObject *f, int throwflag)
 
 /* Frames made from now on are big enough for `shadow` (see above). */
 static void
-make_room(PyCodeObject *code, PyCodeObject *shadow)
+make_room(PyCodeObject *code, li_b310 *b, PyCodeObject *shadow)
 {
     if (code->co_stacksize >= shadow->co_stacksize) {
         return;
+    }
+    if (b->true_stacksize == 0) {
+        b->true_stacksize = code->co_stacksize;
     }
     code->co_stacksize = shadow->co_stacksize;
     /* The frame kept for the next call was sized for the old depth. */
@@ -103,11 +106,17 @@ shadow_for(PyCodeObject *code)
     }
     Py_XSETREF(b->shadow, shadow);
     b->events = want;
-    make_room(code, shadow);
+    make_room(code, b, shadow);
     return shadow;
 error:
     PyErr_WriteUnraisable((PyObject *)code);
     return NULL;
+}
+
+PyCodeObject *
+li_shadow_for(PyCodeObject *code)
+{
+    return shadow_for(code);
 }
 
 /* Translates the tracebacks of `f` that the exception leaving it carries. */
@@ -288,8 +297,10 @@ run_on(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObject *sh
     return result;
 }
 
-static PyObject *
-li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
+/* Inlined in li_eval(), where threads without reached frames (running.c)
+ * pay only the test for them. */
+static LI_HOT_INLINE PyObject *
+eval_frame(PyThreadState *ts, PyFrameObject *f, int throwflag)
 {
     PyCodeObject *code = f->f_code;
     if (ts->tracing) {
@@ -310,6 +321,13 @@ li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
         return evaluate(ts, f, throwflag);
     }
     return run_on(ts, f, code, shadow, throwflag, false);
+}
+
+static PyObject *
+li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
+{
+    return li_running_threads ? li_running_eval(ts, f, throwflag, eval_frame)
+                              : eval_frame(ts, f, throwflag);
 }
 
 void
@@ -341,7 +359,7 @@ li_backend_update(bool grew)
     if (grew) {
         li_rearm_all();
     }
-    return 0;
+    return li_running_sync();
 }
 
 int
@@ -454,6 +472,12 @@ li_backend_stats(PyObject *stats)
     }
     PyObject *count = PyLong_FromSsize_t(shadows);
     int err = count != NULL ? PyDict_SetItemString(stats, "shadows", count) : -1;
+    Py_XDECREF(count);
+    if (err < 0) {
+        return -1;
+    }
+    count = PyLong_FromLong(li_running_threads);
+    err = count != NULL ? PyDict_SetItemString(stats, "reached_threads", count) : -1;
     Py_XDECREF(count);
     return err;
 }
