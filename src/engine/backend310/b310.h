@@ -44,7 +44,7 @@
 typedef struct li_shadow li_shadow;
 
 /* A conditional jump whose taken way goes through a BRANCH probe in a stub
- * at the end of the shadow: it jumps there while the probe is armed, and
+ * after it: it jumps there while the probe is armed, and
  * straight to its target once it is disarmed (branch.c). */
 typedef struct {
     int32_t unit;           /* shadow unit of the jump (prefixes included); -1: none */
@@ -61,7 +61,7 @@ typedef struct li_site {
     int32_t orig;           /* original unit */
     int32_t unit;           /* shadow unit where the probe starts */
     uint16_t first;         /* its first unit as built (to re-arm) */
-    uint8_t size;           /* in units */
+    uint8_t size;           /* units its JUMP_FORWARD skips once disarmed */
     uint8_t event;
     bool armed;
     /* CALL: the call instruction (opcode, argument) and the depth of the

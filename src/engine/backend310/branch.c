@@ -3,12 +3,12 @@
  * 3.12 delivers BRANCH once the direction of a conditional jump is decided,
  * with the destination.  In a shadow, the way a conditional jump falls
  * through passes a BRANCH probe placed right after it; the way it jumps
- * goes to a stub at the end of the shadow, a BRANCH probe and a
- * JUMP_ABSOLUTE to where the original jumps (shadow.c).  Both probes are
- * one location, as natively: they are armed and disarmed together, and
- * disarming also points the jump straight at its target, so that a
- * disabled branch costs its taken way nothing and its other way one
- * JUMP_FORWARD.  The jump was made wide enough for either argument.
+ * goes to a stub after that, a BRANCH probe and a jump to where the
+ * original jumps (shadow.c).  Both probes are one location, as natively:
+ * they are armed and disarmed together, and disarming also points the jump
+ * straight at its target, so that a disabled branch costs its taken way
+ * nothing and its other way one JUMP_FORWARD.  The jump was made wide
+ * enough for either argument.
  *
  * JUMP is a plain probe before JUMP_ABSOLUTE or JUMP_FORWARD.
  */

@@ -135,7 +135,6 @@ typedef struct {
     int after_size;         /* units of the probe after the branch */
     int probe_size;         /* units of the stub's probe */
     int jump_size;          /* units of the stub's jump */
-    li_site *after;         /* borrowed: the site after the branch, once made */
 } branch_plan;
 
 /* The probes an instruction gets, in delivery order. */
@@ -326,6 +325,52 @@ add_site(li_shadow *map, PyObject *consts, int index, const instr *in, int event
     return s;
 }
 
+/* Emits at *pos, after branch `i`, its BRANCH probes (branch.c):
+ *
+ *     probe                 BRANCH to the next instruction
+ *     JUMP_FORWARD          over the stub
+ *     probe                 the stub: BRANCH to the target, where the
+ *     JUMP_ABSOLUTE         branch jumps while its probes are armed
+ *
+ * Disarmed, the first probe's JUMP_FORWARD skips the stub too.  A stub
+ * jumps in the direction its branch does, since sys.settrace reports a
+ * line at every backward jump.  0, or -1 with an exception set. */
+static int
+emit_branch(li_shadow *map, PyObject *consts, int index, const instr *ins, int i,
+            const probe_list *probes, const int *group, const int *starts, const int *sizes,
+            int depth, uint8_t *out, int *pos, int *shadow_lines)
+{
+    const branch_plan *bp = &probes[i].branch;
+    int target = ins[i].target;
+    li_site *after = add_site(map, consts, index, &ins[i], LI_BRANCH, ins[i].op, depth,
+                              2 * ins[i].end, out, pos, shadow_lines);
+    if (after == NULL) {
+        return -1;
+    }
+    int begin = *pos;
+    emit(out, pos, JUMP_FORWARD, (unsigned int)(bp->probe_size + bp->jump_size), 1);
+    map_units(map, shadow_lines, &ins[i], begin, *pos);
+    after->size = (uint8_t)(bp->after_size + 1 + bp->probe_size + bp->jump_size);
+    assert(*pos == bp->unit);
+    li_site *taken = add_site(map, consts, index + 1, &ins[i], LI_BRANCH, ins[i].op, depth,
+                              2 * ins[target].start, out, pos, shadow_lines);
+    if (taken == NULL) {
+        return -1;
+    }
+    begin = *pos;
+    int dest = entry_of(ins, probes, group, i, target);
+    emit(out, pos, JUMP_ABSOLUTE, (unsigned int)dest, bp->jump_size);
+    map_units(map, shadow_lines, &ins[i], begin, *pos);
+    taken->jump = (li_branch_jump){
+        .unit = starts[i], .size = (uint8_t)sizes[i], .opcode = (uint8_t)ins[i].opcode,
+        .via_stub = (uint32_t)jump_arg(ins, i, bp->unit, starts, sizes),
+        .direct = (uint32_t)jump_arg(ins, i, dest, starts, sizes),
+    };
+    taken->twin = after;
+    after->twin = taken;
+    return 0;
+}
+
 static li_shadow *live_shadows;
 
 li_shadow *
@@ -485,22 +530,16 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
             }
             starts[i] = pos;
             pos += sizes[i];
-            if (probes[i].branch.unit >= 0) {
-                probes[i].branch.after_size = probe_size(LI_BRANCH, n_consts + site++);
-                pos += probes[i].branch.after_size;
-            }
-        }
-        group[n_instrs] = starts[n_instrs] = pos;
-        for (int i = 0; i < n_instrs; i++) {
             branch_plan *bp = &probes[i].branch;
             if (bp->unit >= 0) {
-                bp->unit = pos;
+                bp->after_size = probe_size(LI_BRANCH, n_consts + site++);
+                bp->unit = pos + bp->after_size + 1;
                 bp->probe_size = probe_size(LI_BRANCH, n_consts + site++);
                 bp->jump_size = bp->jump_size > 0 ? bp->jump_size : 1;
-                pos += bp->probe_size + bp->jump_size;
+                pos = bp->unit + bp->probe_size + bp->jump_size;
             }
         }
-        n_shadow = pos;
+        group[n_instrs] = starts[n_instrs] = n_shadow = pos;
         for (int i = 0; i < n_instrs; i++) {
             if (ins[i].target < 0) {
                 continue;
@@ -593,38 +632,11 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
             pos += sizes[i];
         }
         map_units(map, shadow_lines, &ins[i], begin, pos);
-        if (bp->unit >= 0) {
-            bp->after = add_site(map, consts, n_consts + site++, &ins[i], LI_BRANCH, ins[i].op,
-                                 depth[i], 2 * ins[i].end, out, &pos, shadow_lines);
-            if (bp->after == NULL) {
-                goto error;
-            }
-        }
-    }
-    /* The stubs. */
-    for (int i = 0; i < n_instrs; i++) {
-        branch_plan *bp = &probes[i].branch;
-        if (bp->unit < 0) {
-            continue;
-        }
-        assert(pos == bp->unit);
-        int target = ins[i].target;
-        li_site *taken = add_site(map, consts, n_consts + site++, &ins[i], LI_BRANCH, ins[i].op,
-                                  depth[i], 2 * ins[target].start, out, &pos, shadow_lines);
-        if (taken == NULL) {
+        if (bp->unit >= 0 && emit_branch(map, consts, n_consts + site, ins, i, probes, group,
+                                         starts, sizes, depth[i], out, &pos, shadow_lines) < 0) {
             goto error;
         }
-        int begin = pos;
-        int dest = entry_of(ins, probes, group, i, target);
-        emit(out, &pos, JUMP_ABSOLUTE, (unsigned int)dest, bp->jump_size);
-        map_units(map, shadow_lines, &ins[i], begin, pos);
-        taken->jump = (li_branch_jump){
-            .unit = starts[i], .size = (uint8_t)sizes[i], .opcode = (uint8_t)ins[i].opcode,
-            .via_stub = (uint32_t)jump_arg(ins, i, bp->unit, starts, sizes),
-            .direct = (uint32_t)jump_arg(ins, i, dest, starts, sizes),
-        };
-        taken->twin = bp->after;
-        bp->after->twin = taken;
+        site += bp->unit >= 0 ? 2 : 0;
     }
     assert(pos == n_shadow);
     if (map->after_start < 0) {
