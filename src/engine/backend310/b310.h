@@ -44,12 +44,11 @@
 typedef struct li_shadow li_shadow;
 
 /* A conditional jump whose taken way goes through a BRANCH probe in a stub
- * after it: it jumps there while the probe is armed, and
- * straight to its target once it is disarmed (branch.c). */
+ * after it: it jumps there while the probe is armed, and straight to its
+ * target once it is disarmed (branch.c). */
 typedef struct {
     int32_t unit;           /* shadow unit of the jump (prefixes included); -1: none */
     uint8_t size;           /* in units */
-    uint8_t opcode;
     uint32_t via_stub, direct;  /* its argument either way */
 } li_branch_jump;
 

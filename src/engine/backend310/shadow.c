@@ -362,7 +362,7 @@ emit_branch(li_shadow *map, PyObject *consts, int index, const instr *ins, int i
     emit(out, pos, JUMP_ABSOLUTE, (unsigned int)dest, bp->jump_size);
     map_units(map, shadow_lines, &ins[i], begin, *pos);
     taken->jump = (li_branch_jump){
-        .unit = starts[i], .size = (uint8_t)sizes[i], .opcode = (uint8_t)ins[i].opcode,
+        .unit = starts[i], .size = (uint8_t)sizes[i],
         .via_stub = (uint32_t)jump_arg(ins, i, bp->unit, starts, sizes),
         .direct = (uint32_t)jump_arg(ins, i, dest, starts, sizes),
     };
