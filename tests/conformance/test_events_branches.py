@@ -506,3 +506,24 @@ def test_disabled_branches_of_a_long_function_run_right_and_come_back(M: Any, to
         M.restart_events()
         assert [f(a, 4) for a in range(5)] == expected
     assert sorted(e.args for e in rec.events) == sorted(first * 2)
+
+
+def test_except_clause_tests_are_branches(M: Any, tool: Tool) -> None:
+    # 3.12 tests the exception's type with a conditional jump (3.10 with
+    # JUMP_IF_NOT_EXC_MATCH): a BRANCH per clause tried, match or not.
+    def f(e: BaseException) -> str:
+        try:
+            raise e
+        except KeyError:
+            return "key"
+        except Exception:
+            return "other"
+
+    with Recorder(tool, M.events.BRANCH, f) as rec:
+        assert f(KeyError()) == "key"
+        assert f(ValueError()) == "other"
+    check_well_formed(rec.events)
+    key_match, key_miss, other_match = rec.events
+    assert key_match.offset == key_miss.offset != other_match.offset
+    assert key_match.value != key_miss.value
+    assert other_match.offset > key_miss.offset
