@@ -483,3 +483,47 @@ def test_for_loop_with_disabled_branch_still_iterates(M: Any, tool: Tool) -> Non
     with Recorder(tool, JB(M), f, nested=True, returns=M.DISABLE):
         assert f() == [0, 1, 2, 3, 4]
         assert f() == [0, 1, 2, 3, 4]
+
+
+def test_disabled_branches_of_a_long_function_run_right_and_come_back(M: Any, tool: Tool) -> None:
+    # Jumps over a long body need EXTENDED_ARG: a disabled branch or jump
+    # must still go where the program goes, both ways, until restart_events().
+    lines = ["def f(a, n):", "    t = 0", "    for i in range(n):", "        if a > i:"]
+    lines += ["            t += %d" % k for k in range(120)]
+    lines += ["        else:", "            t -= 1", "    return t"]
+    namespace: dict = {}
+    exec(compile("\n".join(lines) + "\n", "<long>", "exec"), namespace)
+    f = namespace["f"]
+    assert any(i.opname == "EXTENDED_ARG" for i in instructions(f))
+    expected = [f(a, 4) for a in range(5)]
+    with Recorder(tool, JB(M), f, returns=M.DISABLE) as rec:
+        assert [f(a, 4) for a in range(5)] == expected
+        check_well_formed(rec.events)
+        first = sorted(e.args for e in rec.events)
+        assert len({e.offset for e in rec.events}) == len(first)
+        assert [f(a, 4) for a in range(5)] == expected
+        assert sorted(e.args for e in rec.events) == first
+        M.restart_events()
+        assert [f(a, 4) for a in range(5)] == expected
+    assert sorted(e.args for e in rec.events) == sorted(first * 2)
+
+
+def test_except_clause_tests_are_branches(M: Any, tool: Tool) -> None:
+    # 3.12 tests the exception's type with a conditional jump (3.10 with
+    # JUMP_IF_NOT_EXC_MATCH): a BRANCH per clause tried, match or not.
+    def f(e: BaseException) -> str:
+        try:
+            raise e
+        except KeyError:
+            return "key"
+        except Exception:
+            return "other"
+
+    with Recorder(tool, M.events.BRANCH, f) as rec:
+        assert f(KeyError()) == "key"
+        assert f(ValueError()) == "other"
+    check_well_formed(rec.events)
+    key_match, key_miss, other_match = rec.events
+    assert key_match.offset == key_miss.offset != other_match.offset
+    assert key_match.value != key_miss.value
+    assert other_match.offset > key_miss.offset

@@ -38,19 +38,29 @@
  * (hook.c). */
 #define LI_PROBED_EVENTS (LI_EVENT_BIT(LI_PY_START) | LI_EVENT_BIT(LI_PY_RETURN) | \
                           LI_EVENT_BIT(LI_PY_YIELD) | LI_EVENT_BIT(LI_LINE) | \
-                          LI_EVENT_BIT(LI_CALL))
+                          LI_EVENT_BIT(LI_CALL) | LI_EVENT_BIT(LI_INSTRUCTION) | \
+                          LI_EVENT_BIT(LI_JUMP) | LI_EVENT_BIT(LI_BRANCH))
 
 typedef struct li_shadow li_shadow;
 
-/* One probe: it delivers `event` of original unit `orig`. */
+/* A conditional jump whose taken way goes through a BRANCH probe in a stub
+ * after it: it jumps there while the probe is armed, and straight to its
+ * target once it is disarmed (branch.c). */
 typedef struct {
+    int32_t unit;           /* shadow unit of the jump (prefixes included); -1: none */
+    uint8_t size;           /* in units */
+    uint32_t via_stub, direct;  /* its argument either way */
+} li_branch_jump;
+
+/* One probe: it delivers `event` of original unit `orig`. */
+typedef struct li_site {
     PyObject_HEAD
     li_shadow *shadow;      /* borrowed: the shadow's map, which outlives it */
     PyObject *arg;          /* owned: the line (LINE) or byte offset */
     int32_t orig;           /* original unit */
     int32_t unit;           /* shadow unit where the probe starts */
     uint16_t first;         /* its first unit as built (to re-arm) */
-    uint8_t size;           /* in units */
+    uint8_t size;           /* units its JUMP_FORWARD skips once disarmed */
     uint8_t event;
     bool armed;
     /* CALL: the call instruction (opcode, argument) and the depth of the
@@ -58,6 +68,12 @@ typedef struct {
     uint8_t call_op;
     int call_arg;
     int depth;
+    /* JUMP and BRANCH: the destination's byte offset (owned); BRANCH: the
+       site of the other direction (borrowed) and, on the taken one's, the
+       jump that leads to it (branch.c). */
+    PyObject *dest;
+    struct li_site *twin;
+    li_branch_jump jump;
 } li_site;
 
 /* The map of a shadow: its last constant. */
@@ -139,9 +155,26 @@ void li_site_arm(li_site *s);
 /* Delivers the event of `s` (with `value` for PY_RETURN and PY_YIELD) from
  * the thread's current frame.  0, or -1 with an exception set. */
 int li_site_fire(li_site *s, PyObject *value);
+/* Writes the probe of `s` armed or disarmed, whatever its event. */
+void li_site_write(li_site *s, bool armed);
 void li_site_disarm(li_site *s);
 /* Re-arms every probe of a live shadow that a tool wants again. */
 void li_rearm_all(void);
+
+/* ---- branch.c ---- */
+
+/* Most probes an instruction gets before it: PY_START, LINE, INSTRUCTION
+ * for each of its units (EXTENDED_ARG prefixes are instructions of their
+ * own natively) and JUMP, PY_RETURN, PY_YIELD or CALL. */
+#define LI_MAX_PROBES 7
+
+/* Conditional jumps, which deliver BRANCH as 3.12's POP_JUMP_IF_* and
+ * FOR_ITER do, and unconditional ones, which deliver JUMP. */
+bool li_is_branch(int opcode);
+bool li_is_jump(int opcode);
+/* Writes into the shadow the state of the BRANCH location of `s`: both
+ * directions' probes armed or not, and its jump through the stub or not. */
+void li_branch_set(li_site *s, bool armed);
 
 /* ---- call.c ---- */
 

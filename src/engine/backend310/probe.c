@@ -2,20 +2,31 @@
 
 #include "b310.h"
 
-static uint8_t *
-unit_bytes(li_site *s)
+void
+li_site_write(li_site *s, bool armed)
 {
-    return (uint8_t *)PyBytes_AS_STRING(s->shadow->code->co_code) + 2 * s->unit;
+    uint8_t *b = (uint8_t *)PyBytes_AS_STRING(s->shadow->code->co_code) + 2 * s->unit;
+    if (armed) {
+        b[0] = (uint8_t)(s->first & 0xFF);
+        b[1] = (uint8_t)(s->first >> 8);
+    }
+    else {
+        b[0] = JUMP_FORWARD;
+        b[1] = (uint8_t)(s->size - 1);
+    }
+    s->armed = armed;
 }
 
 void
 li_site_disarm(li_site *s)
 {
     if (s->armed && s->shadow->code != NULL) {
-        uint8_t *b = unit_bytes(s);
-        b[0] = JUMP_FORWARD;
-        b[1] = (uint8_t)(s->size - 1);
-        s->armed = false;
+        if (s->event == LI_BRANCH) {
+            li_branch_set(s, false);
+        }
+        else {
+            li_site_write(s, false);
+        }
     }
 }
 
@@ -23,10 +34,12 @@ void
 li_site_arm(li_site *s)
 {
     if (!s->armed && s->shadow->code != NULL) {
-        uint8_t *b = unit_bytes(s);
-        b[0] = (uint8_t)(s->first & 0xFF);
-        b[1] = (uint8_t)(s->first >> 8);
-        s->armed = true;
+        if (s->event == LI_BRANCH) {
+            li_branch_set(s, true);
+        }
+        else {
+            li_site_write(s, true);
+        }
     }
 }
 
@@ -61,6 +74,9 @@ fire(li_site *s, PyObject *value)
     if (tools == 0) {
         li_site_disarm(s);
         return 0;
+    }
+    if (value == NULL) {
+        value = s->dest;    /* JUMP and BRANCH */
     }
     PyObject *args[4] = {NULL, (PyObject *)map->original, s->arg, value};
     /* The code state and the map may go while callbacks run. */
@@ -113,6 +129,7 @@ static void
 site_dealloc(PyObject *self)
 {
     Py_XDECREF(((li_site *)self)->arg);
+    Py_XDECREF(((li_site *)self)->dest);
     PyObject_Free(self);
 }
 

@@ -211,8 +211,10 @@ instruction_start(PyFrameObject *f, li_shadow *running, li_shadow *map)
  * others need an opcode event per instruction. */
 #define LI_LINE_EVENTS LI_EVENT_BIT(LI_LINE)
 #define LI_EXIT_EVENTS (LI_EVENT_BIT(LI_PY_RETURN) | LI_EVENT_BIT(LI_PY_YIELD))
-/* A frame that runs has started. */
-#define LI_NOT_REACHED LI_EVENT_BIT(LI_PY_START)
+/* A frame that runs has started; BRANCH probes sit after their branch and
+ * in stubs it jumps through, which no trace event of the original marks. */
+#define LI_NOT_REACHED (LI_EVENT_BIT(LI_PY_START) | LI_EVENT_BIT(LI_BRANCH) | \
+                        LI_EVENT_BIT(LI_JUMP))
 
 /* The events frame `f` misses from the shadow it should run now, which is
  * put in *want (borrowed); 0 if none. */

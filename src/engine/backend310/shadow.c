@@ -128,9 +128,20 @@ done:
     return result;
 }
 
+/* The BRANCH probes of a branch (branch.c): one after it, for the way it
+ * falls through, and one in its stub, which ends with a jump to where the
+ * branch jumps. */
+typedef struct {
+    int unit;               /* where its stub starts; -1: none */
+    int after_size;         /* units of the probe after the branch */
+    int probe_size;         /* units of the stub's probe */
+    int jump_size;          /* units of the stub's jump */
+} branch_plan;
+
 /* The probes an instruction gets, in delivery order. */
 typedef struct {
-    uint8_t events[3];
+    uint8_t events[LI_MAX_PROBES];
+    int32_t origs[LI_MAX_PROBES];   /* the unit each delivers for */
     uint8_t n;
     /* LINE is not due when the previous instruction, falling through, is
        on the same line (3.12 compares with the instruction executed
@@ -138,6 +149,7 @@ typedef struct {
     bool skip_line;
     int start_size, line_size;      /* units of the PY_START and LINE probes */
     int call;                       /* the instruction its CALL probe reports */
+    branch_plan branch;
 } probe_list;
 
 static bool
@@ -246,6 +258,13 @@ entry_of(const instr *ins, const probe_list *probes, const int *group, int src, 
     return pos;
 }
 
+/* The argument of jump `i` of the shadow to shadow unit `dest`. */
+static int
+jump_arg(const instr *ins, int i, int dest, const int *starts, const int *sizes)
+{
+    return is_relative_jump(ins[i].opcode) ? dest - (starts[i] + sizes[i]) : dest;
+}
+
 static bool
 has_value(int event)
 {
@@ -269,6 +288,107 @@ emit(uint8_t *out, int *pos, int opcode, unsigned int arg, int size)
     out[2 * *pos] = (uint8_t)opcode;
     out[2 * *pos + 1] = (uint8_t)arg;
     (*pos)++;
+}
+
+/* Shadow units [begin, end) belong to instruction `in`. */
+static void
+map_units(li_shadow *map, int *shadow_lines, const instr *in, int begin, int end)
+{
+    for (int u = begin; u < end; u++) {
+        map->orig_start[u] = in->start;
+        map->orig_op[u] = in->op;
+        shadow_lines[u] = in->line;
+    }
+}
+
+/* Makes the site of `event` for original unit `orig` of instruction `in`,
+ * constant `index` of `consts`, with destination `dest` (a byte offset, or
+ * -1), and emits its probe at *pos, before instruction `at` (whose units
+ * its units count as; `in` itself, except for a CALL probe moved ahead).  A borrowed reference (the constants
+ * hold it), or NULL with an exception set. */
+static li_site *
+add_site(li_shadow *map, PyObject *consts, int index, const instr *in, const instr *at,
+         int event, int orig, int depth, int dest, uint8_t *out, int *pos, int *shadow_lines)
+{
+    li_site *s = PyObject_New(li_site, &li_site_type);
+    if (s == NULL) {
+        return NULL;
+    }
+    s->shadow = map;
+    s->orig = orig;
+    s->size = (uint8_t)probe_size(event, index);
+    s->event = (uint8_t)event;
+    s->armed = true;
+    s->call_op = (uint8_t)in->opcode;
+    s->call_arg = in->oparg;
+    s->depth = depth;
+    s->twin = NULL;
+    s->jump.unit = -1;
+    s->dest = NULL;
+    s->arg = PyLong_FromLong(event == LI_LINE ? in->line
+                             : event == LI_CALL ? 2L * in->op : 2L * orig);
+    PyTuple_SET_ITEM(consts, index, (PyObject *)s);
+    map->sites[map->n_sites++] = s;
+    if (s->arg == NULL || (dest >= 0 && (s->dest = PyLong_FromLong(dest)) == NULL)) {
+        return NULL;
+    }
+    int begin = *pos;
+    s->unit = begin;
+    if (has_value(event)) {
+        emit(out, pos, DUP_TOP, 0, 1);
+    }
+    emit(out, pos, LOAD_CONST, (unsigned int)index, units_for((unsigned int)index));
+    emit(out, pos, has_value(event) ? CONTAINS_OP : UNARY_INVERT, 0, 1);
+    emit(out, pos, POP_TOP, 0, 1);
+    s->first = (uint16_t)(out[2 * begin] | (out[2 * begin + 1] << 8));
+    map_units(map, shadow_lines, at, begin, *pos);
+    return s;
+}
+
+/* Emits at *pos, after branch `i`, its BRANCH probes (branch.c):
+ *
+ *     probe                 BRANCH to the next instruction
+ *     JUMP_FORWARD          over the stub
+ *     probe                 the stub: BRANCH to the target, where the
+ *     JUMP_ABSOLUTE         branch jumps while its probes are armed
+ *
+ * Disarmed, the first probe's JUMP_FORWARD skips the stub too.  A stub
+ * jumps in the direction its branch does, since sys.settrace reports a
+ * line at every backward jump.  0, or -1 with an exception set. */
+static int
+emit_branch(li_shadow *map, PyObject *consts, int index, const instr *ins, int i,
+            const probe_list *probes, const int *group, const int *starts, const int *sizes,
+            int depth, uint8_t *out, int *pos, int *shadow_lines)
+{
+    const branch_plan *bp = &probes[i].branch;
+    int target = ins[i].target;
+    li_site *after = add_site(map, consts, index, &ins[i], &ins[i], LI_BRANCH, ins[i].op,
+                              depth, 2 * ins[i].end, out, pos, shadow_lines);
+    if (after == NULL) {
+        return -1;
+    }
+    int begin = *pos;
+    emit(out, pos, JUMP_FORWARD, (unsigned int)(bp->probe_size + bp->jump_size), 1);
+    map_units(map, shadow_lines, &ins[i], begin, *pos);
+    after->size = (uint8_t)(bp->after_size + 1 + bp->probe_size + bp->jump_size);
+    assert(*pos == bp->unit);
+    li_site *taken = add_site(map, consts, index + 1, &ins[i], &ins[i], LI_BRANCH, ins[i].op,
+                              depth, 2 * ins[target].start, out, pos, shadow_lines);
+    if (taken == NULL) {
+        return -1;
+    }
+    begin = *pos;
+    int dest = entry_of(ins, probes, group, i, target);
+    emit(out, pos, JUMP_ABSOLUTE, (unsigned int)dest, bp->jump_size);
+    map_units(map, shadow_lines, &ins[i], begin, *pos);
+    taken->jump = (li_branch_jump){
+        .unit = starts[i], .size = (uint8_t)sizes[i],
+        .via_stub = (uint32_t)jump_arg(ins, i, bp->unit, starts, sizes),
+        .direct = (uint32_t)jump_arg(ins, i, dest, starts, sizes),
+    };
+    taken->twin = after;
+    after->twin = taken;
+    return 0;
 }
 
 static li_shadow *live_shadows;
@@ -350,11 +470,15 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
     if ((events & LI_EVENT_BIT(LI_CALL)) && stack_depths(ins, n_instrs, depth) < 0) {
         goto error;
     }
-    int n_sites = 0;
+    int n_sites = 0, n_stubs = 0;
     int first = (n_instrs > 0 && ins[0].opcode == GEN_START) ? 1 : 0;
     int previous_line = -1;
     for (int i = 0; i < n_instrs; i++) {
         probe_list *pl = &probes[i];
+        for (int k = 0; k < LI_MAX_PROBES; k++) {
+            pl->origs[k] = ins[i].start;
+        }
+        pl->branch.unit = -1;
         if (i == first && (events & LI_EVENT_BIT(LI_PY_START))) {
             pl->events[pl->n++] = LI_PY_START;
         }
@@ -370,6 +494,20 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
         if (i >= first) {
             previous_line = ins[i].line;
         }
+        for (int u = ins[i].start; i >= first && u <= ins[i].op &&
+             (events & LI_EVENT_BIT(LI_INSTRUCTION)); u++) {
+            pl->origs[pl->n] = u;
+            pl->events[pl->n++] = LI_INSTRUCTION;
+        }
+        if (li_is_jump(ins[i].opcode) && ins[i].target >= 0 && (events & LI_EVENT_BIT(LI_JUMP))) {
+            pl->origs[pl->n] = ins[i].op;
+            pl->events[pl->n++] = LI_JUMP;
+        }
+        if (li_is_branch(ins[i].opcode) && ins[i].target >= 0 &&
+            (events & LI_EVENT_BIT(LI_BRANCH))) {
+            pl->branch.unit = 0;    /* placed below */
+            n_stubs++;
+        }
         if (ins[i].opcode == RETURN_VALUE && (events & LI_EVENT_BIT(LI_PY_RETURN))) {
             pl->events[pl->n++] = LI_PY_RETURN;
         }
@@ -378,6 +516,7 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
         }
         if (is_call(ins[i].opcode) && (events & LI_EVENT_BIT(LI_CALL)) && depth[i] >= 0) {
             probe_list *at = &probes[call_probe_place(ins, n_instrs, i)];
+            at->origs[at->n] = ins[i].start;
             at->events[at->n++] = LI_CALL;
             at->call = i;
         }
@@ -385,6 +524,8 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
     for (int i = 0; i < n_instrs; i++) {
         n_sites += probes[i].n;
     }
+    /* A BRANCH probe after each branch, and one in its stub. */
+    n_sites += 2 * n_stubs;
     int n_consts = (int)PyTuple_GET_SIZE(code->co_consts);
     /* The caught marker (caught.c), a constant after the sites, before
        every handler. */
@@ -429,15 +570,31 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
             }
             starts[i] = pos;
             pos += sizes[i];
+            branch_plan *bp = &probes[i].branch;
+            if (bp->unit >= 0) {
+                bp->after_size = probe_size(LI_BRANCH, n_consts + site++);
+                bp->unit = pos + bp->after_size + 1;
+                bp->probe_size = probe_size(LI_BRANCH, n_consts + site++);
+                bp->jump_size = bp->jump_size > 0 ? bp->jump_size : 1;
+                pos = bp->unit + bp->probe_size + bp->jump_size;
+            }
         }
         group[n_instrs] = starts[n_instrs] = n_shadow = pos;
         for (int i = 0; i < n_instrs; i++) {
             if (ins[i].target < 0) {
                 continue;
             }
+            branch_plan *bp = &probes[i].branch;
             int dest = entry_of(ins, probes, group, i, ins[i].target);
-            int arg = is_relative_jump(ins[i].opcode) ? dest - (starts[i] + sizes[i]) : dest;
-            int need = units_for((unsigned int)arg);
+            int need = units_for((unsigned int)jump_arg(ins, i, dest, starts, sizes));
+            if (bp->unit >= 0) {
+                int via_stub = units_for((unsigned int)jump_arg(ins, i, bp->unit, starts, sizes));
+                need = via_stub > need ? via_stub : need;
+                if (units_for((unsigned int)dest) > bp->jump_size) {
+                    bp->jump_size = units_for((unsigned int)dest);
+                    changed = true;
+                }
+            }
             if (need > sizes[i]) {
                 sizes[i] = need;
                 changed = true;
@@ -494,50 +651,19 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
         map->shadow_start[ins[i].start] = pos;
         for (int k = 0; k < probes[i].n; k++, site++) {
             int event = probes[i].events[k];
-            int index = n_consts + site;
-            li_site *s = PyObject_New(li_site, &li_site_type);
-            if (s == NULL) {
-                goto error;
-            }
-            /* The instruction it reports (a call's may come later). */
-            const instr *of = event == LI_CALL ? &ins[probes[i].call] : &ins[i];
-            s->shadow = map;
-            s->orig = of->start;
-            s->size = (uint8_t)probe_size(event, index);
-            s->event = (uint8_t)event;
-            s->armed = true;
-            s->call_op = (uint8_t)of->opcode;
-            s->call_arg = of->oparg;
-            s->depth = depth[of - ins];
-            s->arg = PyLong_FromLong(event == LI_LINE ? of->line
-                                     : event == LI_CALL ? 2L * of->op : 2L * of->start);
-            PyTuple_SET_ITEM(consts, index, (PyObject *)s);
-            map->sites[map->n_sites++] = s;
-            if (s->arg == NULL) {
-                goto error;
-            }
             if (event == LI_LINE && probes[i].skip_line) {
-                map->orig_start[pos] = ins[i].start;
-                map->orig_op[pos] = ins[i].op;
-                shadow_lines[pos] = ins[i].line;
+                map_units(map, shadow_lines, &ins[i], pos, pos + 1);
                 emit(out, &pos, JUMP_FORWARD, (unsigned int)probes[i].line_size, 1);
             }
-            int begin = pos;
-            s->unit = pos;
-            if (has_value(event)) {
-                emit(out, &pos, DUP_TOP, 0, 1);
+            int dest = event == LI_JUMP ? 2 * ins[ins[i].target].start : -1;
+            /* The instruction it reports (a call's may come later). */
+            const instr *of = event == LI_CALL ? &ins[probes[i].call] : &ins[i];
+            if (add_site(map, consts, n_consts + site, of, &ins[i], event, probes[i].origs[k],
+                         depth[of - ins], dest, out, &pos, shadow_lines) == NULL) {
+                goto error;
             }
-            emit(out, &pos, LOAD_CONST, (unsigned int)index, units_for((unsigned int)index));
-            emit(out, &pos, has_value(event) ? CONTAINS_OP : UNARY_INVERT, 0, 1);
-            emit(out, &pos, POP_TOP, 0, 1);
-            s->first = (uint16_t)(out[2 * begin] | (out[2 * begin + 1] << 8));
             if (event == LI_PY_START) {
                 map->after_start = pos;
-            }
-            for (int u = begin; u < pos; u++) {
-                map->orig_start[u] = ins[i].start;
-                map->orig_op[u] = ins[i].op;
-                shadow_lines[u] = ins[i].line;
             }
         }
         int begin = pos;
@@ -546,20 +672,22 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
             emit(out, &pos, UNARY_INVERT, 0, 1);
             emit(out, &pos, POP_TOP, 0, 1);
         }
+        branch_plan *bp = &probes[i].branch;
         if (ins[i].target >= 0) {
             int dest = entry_of(ins, probes, group, i, ins[i].target);
-            int arg = is_relative_jump(ins[i].opcode) ? dest - (starts[i] + sizes[i]) : dest;
+            int arg = jump_arg(ins, i, bp->unit >= 0 ? bp->unit : dest, starts, sizes);
             emit(out, &pos, ins[i].opcode, (unsigned int)arg, sizes[i]);
         }
         else {
             memcpy(out + 2 * pos, bytes + 2 * ins[i].start, 2 * (size_t)sizes[i]);
             pos += sizes[i];
         }
-        for (int u = begin; u < pos; u++) {
-            map->orig_start[u] = ins[i].start;
-            map->orig_op[u] = ins[i].op;
-            shadow_lines[u] = ins[i].line;
+        map_units(map, shadow_lines, &ins[i], begin, pos);
+        if (bp->unit >= 0 && emit_branch(map, consts, n_consts + site, ins, i, probes, group,
+                                         starts, sizes, depth[i], out, &pos, shadow_lines) < 0) {
+            goto error;
         }
+        site += bp->unit >= 0 ? 2 : 0;
     }
     assert(pos == n_shadow);
     if (map->after_start < 0) {
