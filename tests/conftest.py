@@ -20,11 +20,6 @@ if not SUPPORTED:
     # with "u").
     collect_ignore_glob = ["conformance/*", "engine/*", "capi/*", "tools/*", "clients/*", "test_cli.py",
                           "cover/test_[!u]*.py"]
-elif sys.version_info[:2] == (3, 10):
-    # Uses `except*` (3.11 syntax) in its source, so 3.10 cannot even
-    # compile it; what it tests (RAISE, RERAISE, EXCEPTION_HANDLED,
-    # PY_UNWIND on the engine) is among the 3.10 gaps below.
-    collect_ignore_glob = ["conformance/test_events_exceptions.py"]
 elif sys.version_info[:2] >= (3, 12):
     # White-box tests of the bytecode engine, which 3.12+ does not use.
     collect_ignore_glob = ["engine/*"]

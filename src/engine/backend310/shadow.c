@@ -15,6 +15,7 @@ typedef struct {
     int target;             /* index of the instruction jumped to, or -1 */
     int line;               /* -1: none */
     bool jump_target;
+    bool handler;           /* the target of a SETUP_* */
 } instr;
 
 static bool
@@ -129,13 +130,16 @@ done:
 
 /* The probes an instruction gets, in delivery order. */
 typedef struct {
-    uint8_t events[3];
+    uint8_t events[4];
     uint8_t n;
     /* LINE is not due when the previous instruction, falling through, is
        on the same line (3.12 compares with the instruction executed
        before): a JUMP_FORWARD over the LINE probe comes first. */
     bool skip_line;
     int start_size, line_size;      /* units of the PY_START and LINE probes */
+    /* The probe between them (exc.c), which only handler entries run. */
+    int8_t pre;                     /* its index in events, or -1 */
+    int pre_size;
 } probe_list;
 
 static bool
@@ -215,10 +219,12 @@ entry_of(const instr *ins, const probe_list *probes, const int *group, int src, 
 {
     const probe_list *pl = &probes[t];
     int pos = group[t] + pl->start_size;
-    if (pl->line_size > 0 && ins[src].line == ins[t].line &&
-        ins[src].opcode != SETUP_FINALLY && ins[src].opcode != SETUP_WITH &&
-        ins[src].opcode != SETUP_ASYNC_WITH)
-    {
+    bool from_setup = ins[src].opcode == SETUP_FINALLY || ins[src].opcode == SETUP_WITH ||
+                      ins[src].opcode == SETUP_ASYNC_WITH;
+    if (!from_setup) {
+        pos += pl->pre_size;
+    }
+    if (pl->line_size > 0 && ins[src].line == ins[t].line && !from_setup) {
         pos += (pl->skip_line ? 1 : 0) + pl->line_size;
     }
     else if (pl->skip_line) {
@@ -227,16 +233,21 @@ entry_of(const instr *ins, const probe_list *probes, const int *group, int src, 
     return pos;
 }
 
+/* Probe shapes: `LOAD_CONST site; UNARY_INVERT; POP_TOP`, the same with
+ * the value on top first (DUP_TOP ... CONTAINS_OP), or, at FOR_ITER,
+ * `LOAD_CONST site; ROT_TWO; BINARY_SUBSCR`, which replaces the iterator by
+ * site[iterator] (exc.c). */
 static bool
-has_value(int event)
+has_value(int event, int opcode)
 {
-    return event == LI_PY_RETURN || event == LI_PY_YIELD;
+    return event == LI_PY_RETURN || event == LI_PY_YIELD ||
+           (event == LI_STOP_ITERATION && opcode != FOR_ITER);
 }
 
 static int
-probe_size(int event, int const_index)
+probe_size(int event, int opcode, int const_index)
 {
-    return (has_value(event) ? 1 : 0) + units_for((unsigned int)const_index) + 2;
+    return (has_value(event, opcode) ? 1 : 0) + units_for((unsigned int)const_index) + 2;
 }
 
 static void
@@ -314,6 +325,10 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
         if (t >= 0 && t < n) {
             ins[i].target = instr_at[t];
             ins[instr_at[t]].jump_target = true;
+            if (ins[i].opcode == SETUP_FINALLY || ins[i].opcode == SETUP_WITH ||
+                ins[i].opcode == SETUP_ASYNC_WITH) {
+                ins[instr_at[t]].handler = true;
+            }
         }
     }
 
@@ -332,8 +347,15 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
     int previous_line = -1;
     for (int i = 0; i < n_instrs; i++) {
         probe_list *pl = &probes[i];
+        pl->pre = -1;
         if (i == first && (events & LI_EVENT_BIT(LI_PY_START))) {
             pl->events[pl->n++] = LI_PY_START;
+        }
+        int exc = li_exc_probe_before_line(events, ins[i].opcode,
+                                           i > 0 ? ins[i - 1].opcode : -1, ins[i].handler);
+        if (i >= first && exc >= 0) {
+            pl->pre = (int8_t)pl->n;
+            pl->events[pl->n++] = (uint8_t)exc;
         }
         if (i >= first && (events & LI_EVENT_BIT(LI_LINE)) && ins[i].line >= 0 &&
             (ins[i].line != previous_line || ins[i].jump_target)) {
@@ -352,6 +374,10 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
         }
         if (ins[i].opcode == YIELD_VALUE && (events & LI_EVENT_BIT(LI_PY_YIELD))) {
             pl->events[pl->n++] = LI_PY_YIELD;
+        }
+        exc = li_exc_probe_after_line(events, ins[i].opcode, ins[i].oparg);
+        if (exc >= 0) {
+            pl->events[pl->n++] = (uint8_t)exc;
         }
         if (is_call(ins[i].opcode) && (events & LI_EVENT_BIT(LI_CALL)) && depth[i] >= 0) {
             pl->events[pl->n++] = LI_CALL;
@@ -379,8 +405,11 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
             group[i] = pos;
             for (int k = 0; k < probes[i].n; k++, site++) {
                 int event = probes[i].events[k];
-                int size = probe_size(event, n_consts + site);
-                if (event == LI_PY_START) {
+                int size = probe_size(event, ins[i].opcode, n_consts + site);
+                if (k == probes[i].pre) {
+                    probes[i].pre_size = size;
+                }
+                else if (event == LI_PY_START) {
                     probes[i].start_size = size;
                 }
                 else if (event == LI_LINE) {
@@ -459,14 +488,18 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
             }
             s->shadow = map;
             s->orig = ins[i].start;
-            s->size = (uint8_t)probe_size(event, index);
+            s->size = (uint8_t)probe_size(event, ins[i].opcode, index);
             s->event = (uint8_t)event;
             s->armed = true;
             s->call_op = (uint8_t)ins[i].opcode;
             s->call_arg = ins[i].oparg;
             s->depth = depth[i];
-            s->arg = PyLong_FromLong(event == LI_LINE ? ins[i].line
-                                     : event == LI_CALL ? 2L * ins[i].op : 2L * ins[i].start);
+            /* STOP_ITERATION after a YIELD_FROM is at the YIELD_FROM. */
+            long offset = event == LI_STOP_ITERATION && ins[i].opcode != FOR_ITER
+                          ? 2L * ins[i - 1].op
+                          : event == LI_CALL || event == LI_RERAISE || event == LI_STOP_ITERATION
+                          ? 2L * ins[i].op : 2L * ins[i].start;
+            s->arg = PyLong_FromLong(event == LI_LINE ? ins[i].line : offset);
             PyTuple_SET_ITEM(consts, index, (PyObject *)s);
             map->sites[map->n_sites++] = s;
             if (s->arg == NULL) {
@@ -480,12 +513,20 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
             }
             int begin = pos;
             s->unit = pos;
-            if (has_value(event)) {
+            bool value = has_value(event, ins[i].opcode);
+            bool wrap = event == LI_STOP_ITERATION && ins[i].opcode == FOR_ITER;
+            if (value) {
                 emit(out, &pos, DUP_TOP, 0, 1);
             }
             emit(out, &pos, LOAD_CONST, (unsigned int)index, units_for((unsigned int)index));
-            emit(out, &pos, has_value(event) ? CONTAINS_OP : UNARY_INVERT, 0, 1);
-            emit(out, &pos, POP_TOP, 0, 1);
+            if (wrap) {
+                emit(out, &pos, ROT_TWO, 0, 1);
+                emit(out, &pos, BINARY_SUBSCR, 0, 1);
+            }
+            else {
+                emit(out, &pos, value ? CONTAINS_OP : UNARY_INVERT, 0, 1);
+                emit(out, &pos, POP_TOP, 0, 1);
+            }
             s->first = (uint16_t)(out[2 * begin] | (out[2 * begin + 1] << 8));
             if (event == LI_PY_START) {
                 map->after_start = pos;
@@ -527,7 +568,8 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
     if (co_code == NULL || linetable == NULL) {
         goto error;
     }
-    bool values = (events & (LI_EVENT_BIT(LI_PY_RETURN) | LI_EVENT_BIT(LI_PY_YIELD))) != 0;
+    bool values = (events & (LI_EVENT_BIT(LI_PY_RETURN) | LI_EVENT_BIT(LI_PY_YIELD) |
+                             LI_EVENT_BIT(LI_STOP_ITERATION))) != 0;
     shadow = PyCode_NewWithPosOnlyArgs(
         code->co_argcount, code->co_posonlyargcount, code->co_kwonlyargcount,
         code->co_nlocals, code->co_stacksize + (values ? 2 : 1), code->co_flags, co_code,
