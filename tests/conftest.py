@@ -29,34 +29,6 @@ elif sys.version_info[:2] >= (3, 12):
 # functions, every parametrization): expected to fail there, with the
 # missing feature as the reason; an xfail that passes is reported (XPASS).
 GAPS_310 = {
-    '3.10 back end: RAISE, RERAISE, EXCEPTION_HANDLED, PY_UNWIND, STOP_ITERATION are not delivered yet': [
-        'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[STOP_ITERATION-G=E f G=0 f G=E f-alone]',
-        'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[STOP_ITERATION-G=E f G=0 f G=E f-with another tool]',
-        'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[STOP_ITERATION-G=E f G=0 G=E f-alone]',
-        'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[STOP_ITERATION-G=E f G=0 G=E f-with another tool]',
-        'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[STOP_ITERATION-G=E f G=other f G=E f-alone]',
-        'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[STOP_ITERATION-G=E f G=other f G=E f-with another tool]',
-        'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[STOP_ITERATION-G=E f G=0 f L=E f-alone]',
-        'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[STOP_ITERATION-G=E f G=0 f L=E f-with another tool]',
-        'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[STOP_ITERATION-G=E f f G=0 f f G=E f-alone]',
-        'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[STOP_ITERATION-G=E f f G=0 f f G=E f-with another tool]',
-        'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[STOP_ITERATION-L=E f L=0 f L=E f-alone]',
-        'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[STOP_ITERATION-L=E f L=0 f L=E f-with another tool]',
-        'conformance/test_events_calls.py::test_c_raise_before_raise',
-        'conformance/test_events_calls.py::test_class_whose_init_raises',
-        'conformance/test_disable.py::test_disable_from_non_local_event_leaves_other_tools',
-        'conformance/test_disable.py::test_disable_from_non_local_event_raises[RAISE]',
-        'conformance/test_disable.py::test_disable_from_non_local_event_raises[EXCEPTION_HANDLED]',
-        'conformance/test_disable.py::test_disable_from_non_local_event_raises[RERAISE]',
-        'conformance/test_disable.py::test_disable_from_non_local_event_raises[PY_UNWIND]',
-        'conformance/test_disable.py::test_disable_from_raise_can_be_caught_in_monitored_function',
-        'conformance/test_disable.py::test_disable_from_raise_replaces_the_exception',
-        'conformance/test_disable.py::test_raise_events_stop_after_callback_removed',
-        'conformance/test_stop_iteration.py::test_c_iterator_over_a_generator_returning_a_value',
-        'conformance/test_stop_iteration.py::test_no_line_after_stop_iteration_at_await',
-        'conformance/test_stop_iteration.py::test_no_line_after_stop_iteration_at_yield_from',
-        'conformance/test_stop_iteration.py::test_python_iterator_ends_a_for_loop',
-    ],
     '3.10 back end: JUMP and BRANCH are not delivered yet': [
         'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off_elsewhere[BRANCH-in another thread]',
         'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off_elsewhere[BRANCH-called from C]',
@@ -175,7 +147,6 @@ GAPS_310 = {
         'conformance/test_live_frames.py::test_set_events_right_before_return',
         'conformance/test_live_frames.py::test_set_local_events_right_before_return',
         'conformance/test_live_frames.py::test_yield_from_an_iterator_waiting_when_events_come',
-        'conformance/test_live_frames.py::test_yield_from_suspended_when_events_come',
         'conformance/test_live_frames.py::test_yield_from_waiting_when_events_come_reports_its_next_yield',
         'conformance/test_live_frames.py::test_yield_from_whose_only_inline_cache_is_under_the_exit_trampoline',
         'conformance/test_live_frames.py::test_yield_from_with_inline_caches_only_after_the_loop_waiting_when_events_come',
@@ -187,7 +158,6 @@ GAPS_310 = {
         'conformance/test_running_code.py::test_loop_in_another_thread_gets_branch_events',
         'conformance/test_running_code.py::test_loop_in_another_thread_gets_instruction_events',
         'conformance/test_running_code.py::test_loop_in_another_thread_gets_line_events',
-        'conformance/test_running_code.py::test_small_stack_function_with_unwind_and_start',
         'conformance/test_trace_turned_off.py::test_trace_function_raised_at_the_trampoline',
     ],
     '3.10 back end: frame.f_lineno jumps from monitoring callbacks are not supported yet': [
@@ -235,7 +205,6 @@ GAPS_310 = {
         'engine/test_shadows.py::test_shadows_of_one_event_at_a_time',
     ],
     'the tool relies on events the 3.10 back end does not deliver yet (BRANCH, CALL, exception events) or on 3.11 code APIs (co_positions, co_qualname)': [
-        'clients/test_coverage_sysmon.py::test_coverage_run[gen_async]',
         'clients/test_coverage_sysmon.py::test_process_startup',
         'clients/test_cpython_monitoring.py::test_cpython_test_monitoring',
         'clients/test_monitoring_debugger.py::test_session',
@@ -288,13 +257,9 @@ GAPS_310 = {
         'cover/test_oracle.py::test_same_report_as_ctrace[stdlib_suites-branches]',
         'cover/test_oracle.py::test_same_report_as_ctrace[threaded-branches]',
         'cover/test_subprocess.py::test_children_same_report_as_ctrace[branches]',
-    ],
-    "cover's test contexts on 3.10: the back end does not deliver PY_UNWIND and PY_THROW yet, which end and restart a test's context": [
-        'cover/test_contexts.py::test_test_function_contexts_of_a_pytest_suite',
-        'cover/test_contexts.py::test_test_function_contexts_same_as_ctrace',
-        'cover/test_core.py::test_a_test_generator_thrown_into_starts_its_context_again',
-        'cover/test_core.py::test_context_events_given_again_after_a_failure',
-        'cover/test_core.py::test_no_test_context_outlives_its_thread',
+        'cover/test_contexts.py::test_test_function_contexts_of_a_pytest_suite[branches]',
+        'cover/test_contexts.py::test_test_function_contexts_same_as_ctrace[branches-dynamic]',
+        'cover/test_contexts.py::test_test_function_contexts_same_as_ctrace[branches-static+dynamic]',
     ],
     'cover subline on 3.10: no BRANCH events yet, and 3.10 has no columns to tell the branch points of one line apart': [
         'cover/test_subline.py::test_and_condition',
@@ -335,13 +300,6 @@ GAPS_310 = {
         'debug/test_oracle.py::test_session_as_pdb[until-lineno]',
         'debug/test_oracle.py::test_session_as_pdb[tbreak-ignore-commands]',
         'debug/test_oracle.py::test_set_trace_hook',
-    ],
-    "lowimpact profile on 3.10: with generators, classes, exceptions and the json suite its counts differ from cProfile's (not analysed yet; the exception events are missing)": [
-        'profile/test_profile_oracle.py::test_counts_and_callers_equal_cprofiles[generators.py]',
-        'profile/test_profile_oracle.py::test_counts_and_callers_equal_cprofiles[classes.py]',
-        'profile/test_profile_oracle.py::test_counts_and_callers_equal_cprofiles[exceptions.py]',
-        'profile/test_profile_oracle.py::test_counts_and_callers_equal_cprofiles[jsonround.py]',
-        'profile/test_profile_oracle.py::test_stdlib_json_suite_counts_equal_cprofiles',
     ],
     '3.10 back end: DISABLE marks are kept when code starts after its tool turned the event off, where native forgets them as it instruments such code again (only restart_events() clears them)': [
         'conformance/test_rearming.py::test_disabled_event_fires_again_in_a_function_made_while_it_was_off[started with it off-PY_START]',
@@ -392,6 +350,13 @@ GAPS_310 = {
         'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[LINE-G=E f G=0 f L=E f-with another tool]',
         'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[LINE-G=E f f G=0 f f G=E f-alone]',
         'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[LINE-G=E f f G=0 f f G=E f-with another tool]',
+        'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[STOP_ITERATION-G=E f G=0 f G=E f-alone]',
+        'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[STOP_ITERATION-G=E f G=0 f G=E f-with another tool]',
+        'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[STOP_ITERATION-G=E f G=other f G=E f-with another tool]',
+        'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[STOP_ITERATION-G=E f G=0 f L=E f-alone]',
+        'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[STOP_ITERATION-G=E f G=0 f L=E f-with another tool]',
+        'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[STOP_ITERATION-G=E f f G=0 f f G=E f-alone]',
+        'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[STOP_ITERATION-G=E f f G=0 f f G=E f-with another tool]',
     ],
 }
 

@@ -243,12 +243,18 @@ fire_handled(PyThreadState *ts, li_site *s)
     info->exc_type = slots[2];
     info->exc_value = slots[1];
     info->exc_traceback = slots[0];
+    /* ... and the frame where it raised, as natively. */
+    int lasti = f->f_lasti;
+    if (b->b_handler >= 0 && b->b_handler < map->n_units) {
+        f->f_lasti = b->b_handler;
+    }
     Py_INCREF(map->code);   /* the map may go while callbacks run */
     PyCodeObject *shadow = map->code;
     deliver(ts, LI_RAISE, raise_tools, map->cs, map->original, unit, &e, f);
     if (map->original != NULL) {
         deliver(ts, LI_EXCEPTION_HANDLED, handled_tools, map->cs, map->original, s->orig, &e, f);
     }
+    f->f_lasti = lasti;
     info->exc_type = saved[0];
     info->exc_value = saved[1];
     info->exc_traceback = saved[2];
