@@ -226,7 +226,7 @@ fire_handled(PyThreadState *ts, li_site *s)
         return 0;
     }
     int unit = 0;
-    bool again = take_reraised(f, slots[3], &unit);
+    bool again = take_reraised(f, slots[3] != Py_None ? slots[3] : NULL, &unit);
     uint8_t raise_tools = again ? 0 : li_reg.global_tools[LI_RAISE];
     uint8_t handled_tools = li_reg.global_tools[LI_EXCEPTION_HANDLED];
     if ((raise_tools | handled_tools) == 0) {
@@ -473,11 +473,13 @@ li_exc_wrap(li_site *s, PyObject *it)
         return Py_NewRef(it);
     }
     bool stop = li_tools_at(map->cs, LI_STOP_ITERATION, s->orig) != 0;
-    if (!stop && li_reg.global_tools[LI_RAISE] == 0) {
+    bool raise = li_reg.global_tools[LI_RAISE] != 0;
+    if (!stop && !raise) {
         li_site_disarm(s);
         return Py_NewRef(it);
     }
-    if (!PyGen_CheckExact(it) && li_reg.global_tools[LI_RAISE] == 0) {
+    /* A generator ends with STOP_ITERATION, anything else with RAISE. */
+    if (PyGen_CheckExact(it) ? !stop : !raise) {
         return Py_NewRef(it);
     }
     li_loop_iter *w = PyObject_GC_New(li_loop_iter, &li_loop_iter_type);
