@@ -278,8 +278,6 @@ GAPS_310 = {
         'conformance/test_recursion.py::test_recursion_limit_is_the_same_every_time',
     ],
     '3.10 back end: callbacks see the frame at the probe, not at the instruction, for CALL/exception events (not delivered yet)': [
-        'conformance/test_frames_seen.py::test_call_events_see_f_lasti_at_the_call',
-        'conformance/test_frames_seen.py::test_exception_handled_sees_the_raising_instruction_and_line',
         'conformance/test_frames_seen.py::test_py_start_callback_raising_at_a_first_call',
         'conformance/test_frames_seen.py::test_py_start_sees_the_frame_at_its_resume',
     ],
