@@ -144,6 +144,13 @@ int li_call_init(void);
 
 /* ---- exc.c ---- */
 
+/* Whether `opcode` sets up a handler (its target). */
+static inline bool
+li_sets_up_handler(int opcode)
+{
+    return opcode == SETUP_FINALLY || opcode == SETUP_WITH || opcode == SETUP_ASYNC_WITH;
+}
+
 /* The exception event whose probe instruction (opcode, oparg), preceded by
  * `prev_opcode` (-1: none), gets before its LINE probe (a handler target,
  * FOR_ITER, the instruction after YIELD_FROM: jumps other than to a

@@ -45,12 +45,6 @@ static _Thread_local struct {
 } reraised;
 
 static bool
-is_handler_setup(int opcode)
-{
-    return opcode == SETUP_FINALLY || opcode == SETUP_WITH || opcode == SETUP_ASYNC_WITH;
-}
-
-static bool
 is_reraise(int opcode, int oparg)
 {
     return opcode == RERAISE || (opcode == RAISE_VARARGS && oparg == 0) ||
@@ -93,7 +87,7 @@ li_exc_needed(PyCodeObject *code, li_event_set want)
     li_event_set can = 0;
     for (Py_ssize_t u = 0; u < n; u++) {
         int opcode = bytes[2 * u];
-        if (is_handler_setup(opcode)) {
+        if (li_sets_up_handler(opcode)) {
             can |= RAISE_OR_HANDLED;
         }
         else if (is_reraise(opcode, bytes[2 * u + 1])) {
@@ -339,8 +333,8 @@ li_fire_exc(li_site *s)
 /* STOP_ITERATION of `value`, the return value of a generator or
  * coroutine, to `tools` at site `s` (the offset of its YIELD_FROM or
  * FOR_ITER).  0, or -1 with an exception set. */
-static int
-deliver_stop(PyThreadState *ts, li_site *s, uint8_t tools, PyObject *value)
+int
+li_fire_stop(PyThreadState *ts, li_site *s, uint8_t tools, PyObject *value)
 {
     /* Made as raising StopIteration(value) would make it, with no context:
        the frame may be handling another exception. */
@@ -355,12 +349,6 @@ deliver_stop(PyThreadState *ts, li_site *s, uint8_t tools, PyObject *value)
     int err = li_call_tools(ts, LI_STOP_ITERATION, tools, map->cs, s->orig, args, 3);
     Py_DECREF(stop);
     return err;
-}
-
-int
-li_fire_stop(PyThreadState *ts, li_site *s, uint8_t tools, PyObject *value)
-{
-    return deliver_stop(ts, s, tools, value);
 }
 
 /* ---- the iterator of a for loop ---- */
@@ -408,19 +396,18 @@ loop_iter_next(PyObject *self)
     if (status != PYGEN_RETURN) {
         return status == PYGEN_NEXT ? result : NULL;
     }
-    /* The generator returned: the loop ends with no exception set. */
+    /* The generator returned: the loop ends, with no exception set unless
+       a callback raised one. */
     li_site *s = w->site;
     li_shadow *map = s->shadow;
     PyThreadState *ts = PyThreadState_Get();
-    int err = 0;
     if (!ts->tracing && map->original != NULL) {
         uint8_t tools = li_tools_at(map->cs, LI_STOP_ITERATION, s->orig);
         if (tools != 0) {
-            err = deliver_stop(ts, s, tools, result);
+            (void)li_fire_stop(ts, s, tools, result);
         }
     }
     Py_DECREF(result);
-    (void)err;  /* NULL either way; with the callback's exception if it failed */
     return NULL;
 }
 

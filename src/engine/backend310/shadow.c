@@ -137,7 +137,8 @@ typedef struct {
        before): a JUMP_FORWARD over the LINE probe comes first. */
     bool skip_line;
     int start_size, line_size;      /* units of the PY_START and LINE probes */
-    /* The probe between them (exc.c), which only handler entries run. */
+    /* The probe between them (exc.c): run by falling through and by
+       entering a handler, jumped over by other jumps. */
     int8_t pre;                     /* its index in events, or -1 */
     int pre_size;
 } probe_list;
@@ -219,8 +220,7 @@ entry_of(const instr *ins, const probe_list *probes, const int *group, int src, 
 {
     const probe_list *pl = &probes[t];
     int pos = group[t] + pl->start_size;
-    bool from_setup = ins[src].opcode == SETUP_FINALLY || ins[src].opcode == SETUP_WITH ||
-                      ins[src].opcode == SETUP_ASYNC_WITH;
+    bool from_setup = li_sets_up_handler(ins[src].opcode);
     if (!from_setup) {
         pos += pl->pre_size;
     }
@@ -325,8 +325,7 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
         if (t >= 0 && t < n) {
             ins[i].target = instr_at[t];
             ins[instr_at[t]].jump_target = true;
-            if (ins[i].opcode == SETUP_FINALLY || ins[i].opcode == SETUP_WITH ||
-                ins[i].opcode == SETUP_ASYNC_WITH) {
+            if (li_sets_up_handler(ins[i].opcode)) {
                 ins[instr_at[t]].handler = true;
             }
         }
@@ -494,12 +493,17 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
             s->call_op = (uint8_t)ins[i].opcode;
             s->call_arg = ins[i].oparg;
             s->depth = depth[i];
-            /* STOP_ITERATION after a YIELD_FROM is at the YIELD_FROM. */
-            long offset = event == LI_STOP_ITERATION && ins[i].opcode != FOR_ITER
-                          ? 2L * ins[i - 1].op
-                          : event == LI_CALL || event == LI_RERAISE || event == LI_STOP_ITERATION
-                          ? 2L * ins[i].op : 2L * ins[i].start;
-            s->arg = PyLong_FromLong(event == LI_LINE ? ins[i].line : offset);
+            long arg = 2L * ins[i].start;
+            if (event == LI_LINE) {
+                arg = ins[i].line;
+            }
+            else if (event == LI_STOP_ITERATION && ins[i].opcode != FOR_ITER) {
+                arg = 2L * ins[i - 1].op;   /* at the YIELD_FROM */
+            }
+            else if (event == LI_CALL || event == LI_RERAISE || event == LI_STOP_ITERATION) {
+                arg = 2L * ins[i].op;
+            }
+            s->arg = PyLong_FromLong(arg);
             PyTuple_SET_ITEM(consts, index, (PyObject *)s);
             map->sites[map->n_sites++] = s;
             if (s->arg == NULL) {
