@@ -450,6 +450,51 @@ static PyTypeObject li_loop_iter_type = {
     .tp_doc = "The iterator of a for loop, reporting how the loop ends.",
 };
 
+/* Iterators of the builtin containers, which end without an exception:
+ * a loop over one has no RAISE to report. */
+static PyTypeObject *quiet_iterators[16];
+static int n_quiet;
+
+static bool
+is_quiet(PyObject *it)
+{
+    for (int k = 0; k < n_quiet; k++) {
+        if (Py_IS_TYPE(it, quiet_iterators[k])) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static int
+find_quiet_iterators(void)
+{
+    static const char *const sources[] = {
+        "iter([])", "iter(())", "iter(range(0))", "iter(range(1 << 70))", "iter({})",
+        "iter({}.values())", "iter({}.items())", "iter(set())", "iter('')", "iter(b'')",
+        "iter(bytearray())", "reversed([])",
+    };
+    PyObject *builtins = PyEval_GetBuiltins();   /* borrowed */
+    PyObject *globals = PyDict_New();
+    if (globals == NULL || PyDict_SetItemString(globals, "__builtins__", builtins) < 0) {
+        Py_XDECREF(globals);
+        return -1;
+    }
+    n_quiet = 0;
+    for (size_t k = 0; k < sizeof(sources) / sizeof(sources[0]); k++) {
+        PyObject *it = PyRun_String(sources[k], Py_eval_input, globals, NULL);
+        if (it == NULL) {
+            Py_DECREF(globals);
+            return -1;
+        }
+        /* Builtin types are static: the pointer outlives the object. */
+        quiet_iterators[n_quiet++] = Py_TYPE(it);
+        Py_DECREF(it);
+    }
+    Py_DECREF(globals);
+    return 0;
+}
+
 PyObject *
 li_exc_wrap(li_site *s, PyObject *it)
 {
@@ -466,7 +511,7 @@ li_exc_wrap(li_site *s, PyObject *it)
         return Py_NewRef(it);
     }
     /* A generator ends with STOP_ITERATION, anything else with RAISE. */
-    if (PyGen_CheckExact(it) ? !stop : !raise) {
+    if (PyGen_CheckExact(it) ? !stop : !raise || is_quiet(it)) {
         return Py_NewRef(it);
     }
     li_loop_iter *w = PyObject_GC_New(li_loop_iter, &li_loop_iter_type);
@@ -525,5 +570,8 @@ li_exc_frame_exit(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code)
 int
 li_exc_init(void)
 {
+    if (find_quiet_iterators() < 0) {
+        return -1;
+    }
     return PyType_Ready(&li_loop_iter_type);
 }
