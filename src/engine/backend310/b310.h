@@ -129,6 +129,9 @@ li_shadow *li_live_shadows(void);
 /* ---- probe.c ---- */
 
 void li_site_arm(li_site *s);
+/* Delivers the event of `s` (with `value` for PY_RETURN and PY_YIELD) from
+ * the thread's current frame.  0, or -1 with an exception set. */
+int li_site_fire(li_site *s, PyObject *value);
 void li_site_disarm(li_site *s);
 /* Re-arms every probe of a live shadow that a tool wants again. */
 void li_rearm_all(void);
@@ -183,6 +186,25 @@ int li_exc_init(void);
 
 /* The hook is installed while any tool wants events. */
 void li_hook_sync(void);
+/* The shadow that frames of original `code` should run now, or NULL (the
+ * original).  Borrowed. */
+PyCodeObject *li_shadow_for(PyCodeObject *code);
+
+/* ---- running.c ---- */
+
+typedef PyObject *(*li_evaluator)(PyThreadState *, PyFrameObject *, int);
+/* How many threads have frames that were running when their code came to
+ * need events. */
+extern int li_running_threads;
+/* Finds those frames in every thread, after a change of events.  0, or -1
+ * with an exception set. */
+int li_running_sync(void);
+/* Whether the user set a trace or profile function for `ts` (running.c's
+ * own are not). */
+bool li_running_user_hooks(PyThreadState *ts);
+/* Evaluates a frame of a thread that has such frames. */
+PyObject *li_running_eval(PyThreadState *ts, PyFrameObject *f, int throwflag,
+                          li_evaluator evaluate);
 
 /* ---- transparency.c ---- */
 

@@ -110,6 +110,12 @@ error:
     return NULL;
 }
 
+PyCodeObject *
+li_shadow_for(PyCodeObject *code)
+{
+    return shadow_for(code);
+}
+
 /* Translates the tracebacks of `f` that the exception leaving it carries. */
 static void
 translate_traceback(PyThreadState *ts, PyFrameObject *f, li_shadow *map)
@@ -288,8 +294,10 @@ run_on(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObject *sh
     return result;
 }
 
-static PyObject *
-li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
+/* Inlined in li_eval(), where threads without reached frames (running.c)
+ * pay only the test for them. */
+static LI_HOT_INLINE PyObject *
+eval_frame(PyThreadState *ts, PyFrameObject *f, int throwflag)
 {
     PyCodeObject *code = f->f_code;
     if (ts->tracing) {
@@ -316,6 +324,13 @@ li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
         li_exc_frame_exit(ts, f, code);
     }
     return result;
+}
+
+static PyObject *
+li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
+{
+    return li_running_threads ? li_running_eval(ts, f, throwflag, eval_frame)
+                              : eval_frame(ts, f, throwflag);
 }
 
 void
@@ -347,7 +362,7 @@ li_backend_update(bool grew)
     if (grew) {
         li_rearm_all();
     }
-    return 0;
+    return li_running_sync();
 }
 
 int
@@ -460,6 +475,12 @@ li_backend_stats(PyObject *stats)
     }
     PyObject *count = PyLong_FromSsize_t(shadows);
     int err = count != NULL ? PyDict_SetItemString(stats, "shadows", count) : -1;
+    Py_XDECREF(count);
+    if (err < 0) {
+        return -1;
+    }
+    count = PyLong_FromLong(li_running_threads);
+    err = count != NULL ? PyDict_SetItemString(stats, "reached_threads", count) : -1;
     Py_XDECREF(count);
     return err;
 }
