@@ -224,6 +224,38 @@ def test_traceback_positions_unchanged(M: Any, tool: Tool, mode: str) -> None:
     assert same_under_monitoring(M, tool, mode, positions)[-1][0] == "fails"
 
 
+class _Shapes:
+    def method(self, seen: list) -> None:
+        seen.append(sys._getframe(1).f_lasti)
+
+
+def test_caller_f_lasti_unchanged(M: Any, tool: Tool, mode: str) -> None:
+    # Where a caller stands while its callee runs, for each shape of call
+    # CPython 3.11 inlines (and one through C, which it does not): the
+    # engine's frame evaluation function, installed for a while after
+    # events are turned on, must not show it elsewhere.
+    def callee(seen: list, *args: Any, **kwargs: Any) -> None:
+        seen.append(sys._getframe(1).f_lasti)
+
+    def plain(seen: list) -> None:
+        seen.append(sys._getframe(1).f_lasti)
+
+    def positions() -> list:
+        seen: list = []
+        shapes = _Shapes()
+        plain(seen)
+        callee(seen, 1, 2)
+        callee(seen, 1, k=2)
+        shapes.method(seen)
+        bound = shapes.method
+        bound(seen)
+        _Shapes.method(shapes, seen)
+        list(map(plain, [seen]))
+        return seen
+
+    assert len(same_under_monitoring(M, tool, mode, positions)) == 7
+
+
 def test_f_lineno_inside_function(M: Any, tool: Tool, mode: str) -> None:
     def f() -> list:
         out = [sys._getframe().f_lineno]
@@ -344,6 +376,60 @@ def test_dis_output_and_co_code_unchanged(M: Any, tool: Tool, mode: str) -> None
     after = (_dis_text(f), code.co_code, list(code.co_lines()), list(code.co_positions()))
     assert during == before
     assert after == before
+
+
+_TWIN_SOURCE = """
+def twin(n):
+    total = 0
+    for i in range(n):
+        if i % 2:
+            total += i * 3
+    return total
+"""
+
+
+def _twins() -> tuple:
+    """Two functions of identical code objects, compiled apart."""
+    return tuple(_exec_twin() for _ in range(2))
+
+
+def _exec_twin() -> Any:
+    namespace: dict = {}
+    exec(compile(_TWIN_SOURCE, "<twin>", "exec"), namespace)
+    return namespace["twin"]
+
+
+@pytest.mark.parametrize("history", ["never_ran", "warmed_up"])
+def test_co_code_first_read_with_events_on(M: Any, tool: Tool, mode: str, history: str) -> None:
+    """co_code read for the first time while events are on shows the code
+    as compiled, also once the interpreter specialised it."""
+    f, twin = _twins()
+    if history == "warmed_up":
+        for _ in range(50):
+            f(20)
+    with group1_on(M, tool, mode):
+        during = f.__code__.co_code
+        assert f(20) == twin(20)
+    assert during == twin.__code__.co_code
+    assert f.__code__.co_code == twin.__code__.co_code
+
+
+def test_co_code_with_bytes_in_inline_caches(M: Any, tool: Tool, mode: str) -> None:
+    """Code made with something in an inline cache: co_code shows the cache
+    zeroed, as for the same code with events off."""
+    if "BINARY_OP" not in dis.opmap:
+        pytest.skip("no inline caches before 3.11")
+    base = _exec_twin().__code__
+    crafted = bytearray(base.co_code)
+    at = next(i for i in range(0, len(crafted), 2) if crafted[i] == dis.opmap["BINARY_OP"])
+    crafted[at + 2:at + 4] = b"\x07\x09"     # BINARY_OP's first cache unit
+    f = types.FunctionType(base.replace(co_code=bytes(crafted)), {})
+    twin = types.FunctionType(base.replace(co_code=bytes(crafted)), {})
+    with group1_on(M, tool, mode):
+        during = f.__code__.co_code
+        assert f(20) == twin(20)
+    assert during == twin.__code__.co_code
+    assert during[at + 2:at + 4] == b"\x00\x00"
 
 
 def test_dis_of_suspended_generator_code(M: Any, tool: Tool, mode: str) -> None:

@@ -97,7 +97,17 @@ typedef struct {
     PyCodeObject *shadow;   /* owned; NULL: frames run the original */
     li_event_set events;    /* the events it has probes for */
     uint64_t epoch;         /* li_epoch when it was chosen */
+    int true_stacksize;     /* co_stacksize before a shadow raised it; 0: not raised */
 } li_b310;
+
+/* The original's co_stacksize as compiled (what code.co_stacksize shows),
+ * whatever its shadows raised it to (hook.c). */
+static inline int
+li_true_stacksize(PyCodeObject *code, li_code_state *cs)
+{
+    li_b310 *b = cs != NULL ? cs->backend : NULL;
+    return b != NULL && b->true_stacksize > 0 ? b->true_stacksize : code->co_stacksize;
+}
 
 /* Bumped whenever which shadow a code object needs may have changed. */
 extern uint64_t li_epoch;
@@ -209,5 +219,21 @@ PyObject *li_running_eval(PyThreadState *ts, PyFrameObject *f, int throwflag,
 /* ---- transparency.c ---- */
 
 int li_transparency_init(void);
+/* Replaces the descriptors named in `defs` (static, NULL-terminated) in
+ * `type`'s dict, keeping their docstrings.  0, or -1 with an exception. */
+int li_replace_getsets(PyTypeObject *type, PyGetSetDef *defs);
+
+/* ---- caught.c ---- */
+
+/* The constant of the marker before each handler of a shadow (borrowed). */
+PyObject *li_caught_marker(void);
+/* Called by li_transparency_init.  0 or -1. */
+int li_caught_init(void);
+
+/* ---- jump.c ---- */
+
+/* frame.f_lineno's setter decides jumps on the original (called by
+ * li_transparency_init). */
+int li_jump_init(void);
 
 #endif /* LI_B310_H */

@@ -35,10 +35,13 @@ evaluate(PyThreadState *ts, PyFrameObject *f, int throwflag)
 
 /* Frames made from now on are big enough for `shadow` (see above). */
 static void
-make_room(PyCodeObject *code, PyCodeObject *shadow)
+make_room(PyCodeObject *code, li_b310 *b, PyCodeObject *shadow)
 {
     if (code->co_stacksize >= shadow->co_stacksize) {
         return;
+    }
+    if (b->true_stacksize == 0) {
+        b->true_stacksize = code->co_stacksize;
     }
     code->co_stacksize = shadow->co_stacksize;
     /* The frame kept for the next call was sized for the old depth. */
@@ -103,7 +106,7 @@ shadow_for(PyCodeObject *code)
     }
     Py_XSETREF(b->shadow, shadow);
     b->events = want;
-    make_room(code, shadow);
+    make_room(code, b, shadow);
     return shadow;
 error:
     PyErr_WriteUnraisable((PyObject *)code);

@@ -137,7 +137,8 @@ li_line_array_set(PyCodeObject *code, int unit, int line)
 /* The exception table of `code` as compiled (trampoline.c may route
  * exceptions elsewhere meanwhile).  Borrowed. */
 PyObject *li_own_exceptiontable(PyCodeObject *code);
-/* Decodes the exception table; *handlers is PyMem-allocated.  Count or -1. */
+/* Decodes the exception table; *handlers is PyMem-allocated (NULL when the
+ * table is empty).  Count or -1. */
 int li_decode_handlers(PyCodeObject *code, li_handler **handlers);
 /* Encodes the handler of each unit (target -1: none; start and end
  * unused); bytes or NULL. */
@@ -685,6 +686,15 @@ void li_exec_unpause(void);
 /* Thread `ts` is about to get a trace function: its frames stop using the
  * slot beyond their allocation (update.c).  0 or -1. */
 int li_backend_trace_coming(PyThreadState *ts);
+
+/* ---- the per-code work of turning events on (entryscan.c) ---- */
+
+/* The unit of the first `RESUME 0` of `code` (*resume, -1 if none) and
+ * whether a jump lands within `reach` units after it (*jumped_into).  False
+ * where a jump before that RESUME goes forward. */
+bool li_entry_scan(PyCodeObject *code, int reach, int *resume, bool *jumped_into);
+/* Caches co_code as `code` reads now, deoptimised.  0 or -1. */
+int li_cache_co_code(PyCodeObject *code);
 
 /* ---- trampolines (trampoline.c) ---- */
 

@@ -310,6 +310,11 @@ li_decode_handlers(PyCodeObject *code, li_handler **handlers)
 {
     PyObject *table = li_own_exceptiontable(code);
     Py_ssize_t size = PyBytes_GET_SIZE(table);
+    if (size == 0) {
+        /* Most functions: no allocation as each is armed. */
+        *handlers = NULL;
+        return 0;
+    }
     reader r = {
         (const uint8_t *)PyBytes_AS_STRING(table),
         (const uint8_t *)PyBytes_AS_STRING(table) + size,

@@ -190,24 +190,7 @@ entry_place(PyCodeObject *code, li_code_backend *cb)
     if (generator && code->co_stacksize < 2) {
         return;
     }
-    for (int unit = 0; unit < n;) {
-        int here = unit, oparg;
-        int opcode = read_instruction(units, n, &unit, &oparg);
-        if (opcode == RESUME && oparg == 0 && at < 0) {
-            at = here;
-        }
-        if (li_is_jump(opcode)) {
-            int target = li_is_jump_backward(opcode) ? unit - oparg : unit + oparg;
-            if (at >= 0 && target > at && target < at + LI_TRAMPOLINE_UNITS) {
-                jumped_into = true;
-            }
-            if (at < 0 && target > here) {
-                /* A jump before RESUME (none in 3.11): keep away. */
-                return;
-            }
-        }
-    }
-    if (at < 0) {
+    if (!li_entry_scan(code, LI_TRAMPOLINE_UNITS, &at, &jumped_into) || at < 0) {
         return;
     }
     li_handler *handlers = NULL;
@@ -510,11 +493,9 @@ arm(li_patches *p, li_trampoline *t)
     if (p->n_armed == 0) {
         /* co_code must go on showing the code as it was: make CPython
            cache it. */
-        PyObject *co_code = PyCode_GetCode(code);
-        if (co_code == NULL) {
+        if (li_cache_co_code(code) < 0) {
             return -1;
         }
-        Py_DECREF(co_code);
         link_armed(p);
     }
     _Py_CODEUNIT *units = _PyCode_CODE(code);
