@@ -292,6 +292,31 @@ def start_every_instruction(ctx: Context) -> Stop:
     return _count_every(ctx, "INSTRUCTION")
 
 
+def start_exception_events(ctx: Context) -> Stop:
+    """A debugger watching exceptions: RAISE, RERAISE, EXCEPTION_HANDLED,
+    PY_UNWIND and STOP_ITERATION to counting Python callbacks."""
+    M = ctx.monitoring
+    E = M.events
+    tool = M.DEBUGGER_ID
+    names = ["RAISE", "RERAISE", "EXCEPTION_HANDLED", "PY_UNWIND", "STOP_ITERATION"]
+    counts = dict.fromkeys(names, 0)
+    M.use_tool_id(tool, "bench-exceptions")
+    bits = []
+    for name in names:
+        def on_event(code: types.CodeType, offset: int, exc: BaseException, name: str = name) -> None:
+            counts[name] += 1
+        bit = getattr(E, name)
+        M.register_callback(tool, bit, on_event)
+        bits.append(bit)
+    M.set_events(tool, sum(bits))
+
+    def stop() -> dict[str, object]:
+        _release(M, tool, bits)
+        return {"events": sum(counts.values()), "by_event": dict(counts)}
+
+    return stop
+
+
 def start_call_profile(ctx: Context) -> Stop:
     """A deterministic profiler's event set: Python and C calls, with Python callbacks.
 
@@ -480,6 +505,9 @@ SCENARIOS: dict[str, Scenario] = {
                  start_every_instruction, legacy_equivalent="settrace_opcodes"),
         Scenario("call_profile", "monitoring", "CALL+C_RETURN+C_RAISE+PY_START+PY_RETURN counting",
                  start_call_profile, legacy_equivalent="cProfile", may_be_zero=("C_RAISE",)),
+        Scenario("exception_events", "monitoring", "RAISE+RERAISE+EXCEPTION_HANDLED+PY_UNWIND+STOP_ITERATION counting",
+                 start_exception_events, may_be_zero=("RAISE", "RERAISE", "EXCEPTION_HANDLED", "PY_UNWIND",
+                                                      "STOP_ITERATION")),
         Scenario("settrace_breakpoint", "legacy", "settrace: local tracer only in hot frames, line check",
                  start_settrace_breakpoint, Design(settrace311="5.6"), needs_breakpoint=True),
         Scenario("settrace_coverage", "legacy", "settrace: every frame, lines into a set",

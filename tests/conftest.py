@@ -20,11 +20,6 @@ if not SUPPORTED:
     # with "u").
     collect_ignore_glob = ["conformance/*", "engine/*", "capi/*", "tools/*", "clients/*", "test_cli.py",
                           "cover/test_[!u]*.py"]
-elif sys.version_info[:2] == (3, 10):
-    # Uses `except*` (3.11 syntax) in its source, so 3.10 cannot even
-    # compile it; what it tests (RAISE, RERAISE, EXCEPTION_HANDLED,
-    # PY_UNWIND on the engine) is among the 3.10 gaps below.
-    collect_ignore_glob = ["conformance/test_events_exceptions.py"]
 elif sys.version_info[:2] >= (3, 12):
     # White-box tests of the bytecode engine, which 3.12+ does not use.
     collect_ignore_glob = ["engine/*"]
@@ -34,42 +29,8 @@ elif sys.version_info[:2] >= (3, 12):
 # functions, every parametrization): expected to fail there, with the
 # missing feature as the reason; an xfail that passes is reported (XPASS).
 GAPS_310 = {
-    '3.10 back end: RAISE, RERAISE, EXCEPTION_HANDLED, PY_UNWIND, STOP_ITERATION are not delivered yet': [
-        'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[STOP_ITERATION-G=E f G=0 f G=E f-alone]',
-        'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[STOP_ITERATION-G=E f G=0 f G=E f-with another tool]',
-        'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[STOP_ITERATION-G=E f G=0 G=E f-alone]',
-        'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[STOP_ITERATION-G=E f G=0 G=E f-with another tool]',
-        'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[STOP_ITERATION-G=E f G=other f G=E f-alone]',
-        'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[STOP_ITERATION-G=E f G=other f G=E f-with another tool]',
-        'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[STOP_ITERATION-G=E f G=0 f L=E f-alone]',
-        'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[STOP_ITERATION-G=E f G=0 f L=E f-with another tool]',
-        'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[STOP_ITERATION-G=E f f G=0 f f G=E f-alone]',
-        'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[STOP_ITERATION-G=E f f G=0 f f G=E f-with another tool]',
-        'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[STOP_ITERATION-L=E f L=0 f L=E f-alone]',
-        'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[STOP_ITERATION-L=E f L=0 f L=E f-with another tool]',
-        'conformance/test_events_calls.py::test_c_raise_before_raise',
-        'conformance/test_events_calls.py::test_class_whose_init_raises',
-        'conformance/test_disable.py::test_disable_from_non_local_event_leaves_other_tools',
-        'conformance/test_disable.py::test_disable_from_non_local_event_raises[RAISE]',
-        'conformance/test_disable.py::test_disable_from_non_local_event_raises[EXCEPTION_HANDLED]',
-        'conformance/test_disable.py::test_disable_from_non_local_event_raises[RERAISE]',
-        'conformance/test_disable.py::test_disable_from_non_local_event_raises[PY_UNWIND]',
-        'conformance/test_disable.py::test_disable_from_raise_can_be_caught_in_monitored_function',
-        'conformance/test_disable.py::test_disable_from_raise_replaces_the_exception',
-        'conformance/test_disable.py::test_raise_events_stop_after_callback_removed',
-        'conformance/test_stop_iteration.py::test_c_iterator_over_a_generator_returning_a_value',
-        'conformance/test_stop_iteration.py::test_no_line_after_stop_iteration_at_await',
-        'conformance/test_stop_iteration.py::test_no_line_after_stop_iteration_at_yield_from',
-        'conformance/test_stop_iteration.py::test_python_iterator_ends_a_for_loop',
-        'conformance/test_live_frames.py::test_await_waiting_when_events_come_reports_its_next_yield',
+    '3.10 back end: a frame already running when events come (reached through the trace hook, on its original code) gets no RAISE, EXCEPTION_HANDLED or PY_UNWIND': [
         'conformance/test_live_frames.py::test_exception_from_the_call_the_frame_waits_in',
-        'conformance/test_live_frames.py::test_recursive_yield_from_waiting_when_events_come',
-        'conformance/test_live_frames.py::test_yield_from_suspended_when_events_come',
-        'conformance/test_live_frames.py::test_yield_from_waiting_when_events_come_reports_its_next_yield',
-        'conformance/test_live_frames.py::test_yield_from_whose_only_inline_cache_is_under_the_exit_trampoline',
-        'conformance/test_live_frames.py::test_yield_from_with_inline_caches_only_after_the_loop_waiting_when_events_come',
-        'conformance/test_live_frames.py::test_yield_from_with_no_inline_cache_near_waiting_when_events_come',
-        'conformance/test_running_code.py::test_small_stack_function_with_unwind_and_start',
         'conformance/test_update_later.py::test_handled_in_a_caller_after_its_callee_turned_events_on',
     ],
     '3.10 back end: frames already running when events come get no JUMP or BRANCH (reached frames get LINE, INSTRUCTION, CALL and their exit from trace events, running.c)': [
@@ -78,7 +39,6 @@ GAPS_310 = {
         'conformance/test_live_frames.py::test_events_added_by_a_line_callback_reach_the_running_frame[BRANCH+JUMP]',
     ],
     '3.10 back end: INSTRUCTION at an exception handler needs EXCEPTION_HANDLED, not delivered yet': [
-        'conformance/test_events_instruction.py::test_exception_handler_instructions',
     ],
     '3.10 back end: frame.f_lineno jumps from monitoring callbacks are not supported yet': [
         'conformance/test_jump.py::test_a_jump_set_again_while_the_first_warns',
@@ -103,7 +63,6 @@ GAPS_310 = {
         'conformance/test_fuzz.py::test_stream_with_events_changed_by_the_program_matches_native',
     ],
     '3.10 has no co_positions/co_qualname/columns (3.11 APIs the test uses), and the 3.10 back end lacks CALL and exception events': [
-        'conformance/test_transparency.py::test_all_events_on_results_unchanged',
         'conformance/test_transparency.py::test_dis_output_and_co_code_unchanged',
         'conformance/test_transparency.py::test_inspect_stack_line_numbers',
         'conformance/test_transparency.py::test_interpreter_prints_callback_errors_at_the_instruction',
@@ -159,11 +118,6 @@ GAPS_310 = {
         'test_cli.py::test_tracer_in_process',
     ],
     "cover's test contexts on 3.10: the back end does not deliver PY_UNWIND and PY_THROW yet, which end and restart a test's context": [
-        'cover/test_contexts.py::test_test_function_contexts_of_a_pytest_suite',
-        'cover/test_contexts.py::test_test_function_contexts_same_as_ctrace',
-        'cover/test_core.py::test_a_test_generator_thrown_into_starts_its_context_again',
-        'cover/test_core.py::test_context_events_given_again_after_a_failure',
-        'cover/test_core.py::test_no_test_context_outlives_its_thread',
     ],
     'cover subline on 3.10: 3.10 has no columns to tell the branch points of one line apart (their directions are merged)': [
         'cover/test_subline.py::test_and_condition',
@@ -183,8 +137,6 @@ GAPS_310 = {
         'conformance/test_recursion.py::test_recursion_limit_is_the_same_every_time',
     ],
     '3.10 back end: callbacks see the frame at the probe, not at the instruction, for CALL/exception events (not delivered yet)': [
-        'conformance/test_frames_seen.py::test_call_events_see_f_lasti_at_the_call',
-        'conformance/test_frames_seen.py::test_exception_handled_sees_the_raising_instruction_and_line',
         'conformance/test_frames_seen.py::test_py_start_callback_raising_at_a_first_call',
         'conformance/test_frames_seen.py::test_py_start_sees_the_frame_at_its_resume',
     ],
@@ -200,13 +152,6 @@ GAPS_310 = {
         'debug/test_oracle.py::test_session_as_pdb[step-generators]',
         'debug/test_oracle.py::test_session_as_pdb[until-lineno]',
         'debug/test_oracle.py::test_session_as_pdb[tbreak-ignore-commands]',
-    ],
-    "lowimpact profile on 3.10: with generators, classes, exceptions and the json suite its counts differ from cProfile's (not analysed yet; the exception events are missing)": [
-        'profile/test_profile_oracle.py::test_counts_and_callers_equal_cprofiles[generators.py]',
-        'profile/test_profile_oracle.py::test_counts_and_callers_equal_cprofiles[classes.py]',
-        'profile/test_profile_oracle.py::test_counts_and_callers_equal_cprofiles[exceptions.py]',
-        'profile/test_profile_oracle.py::test_counts_and_callers_equal_cprofiles[jsonround.py]',
-        'profile/test_profile_oracle.py::test_stdlib_json_suite_counts_equal_cprofiles',
     ],
     '3.10 back end: DISABLE marks are kept when code starts after its tool turned the event off, where native forgets them as it instruments such code again (only restart_events() clears them)': [
         'conformance/test_rearming.py::test_disabled_event_fires_again_in_a_function_made_while_it_was_off[started with it off-PY_START]',
@@ -281,7 +226,13 @@ GAPS_310 = {
         'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[JUMP-G=E f f G=0 f f G=E f-with another tool]',
         'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[BRANCH-G=E f G=0 f G=E f-alone]',
         'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[BRANCH-G=E f G=0 f G=E f-with another tool]',
-
+        'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[STOP_ITERATION-G=E f G=0 f G=E f-alone]',
+        'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[STOP_ITERATION-G=E f G=0 f G=E f-with another tool]',
+        'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[STOP_ITERATION-G=E f G=other f G=E f-with another tool]',
+        'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[STOP_ITERATION-G=E f G=0 f L=E f-alone]',
+        'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[STOP_ITERATION-G=E f G=0 f L=E f-with another tool]',
+        'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[STOP_ITERATION-G=E f f G=0 f f G=E f-alone]',
+        'conformance/test_rearming.py::test_disabled_event_fires_again_once_code_started_with_it_off[STOP_ITERATION-G=E f f G=0 f f G=E f-with another tool]',
     ],
 }
 

@@ -230,7 +230,13 @@ def branch_destinations(target: CodeLike, offset: int) -> tuple[int, int]:
 
 
 def handler_offsets(target: CodeLike) -> set[int]:
-    """Targets of the exception table: where EXCEPTION_HANDLED can point."""
+    """Targets of the exception table: where EXCEPTION_HANDLED can point.
+
+    3.10 has no exception table: its handlers are the targets of the
+    SETUP_* instructions."""
+    if sys.version_info < (3, 11):
+        setups = ("SETUP_FINALLY", "SETUP_WITH", "SETUP_ASYNC_WITH")
+        return {i.argval for i in instructions(target) if i.opname in setups}
     return {entry.target for entry in dis.Bytecode(code_of(target)).exception_entries}
 
 

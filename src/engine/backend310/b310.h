@@ -36,10 +36,14 @@
 /* Events frames run shadows for: those probes deliver, and PY_YIELD of a
  * YIELD_FROM, which the frame evaluation function delivers from them
  * (hook.c). */
+#define LI_EXC_PROBED_EVENTS (LI_EVENT_BIT(LI_RAISE) | LI_EVENT_BIT(LI_RERAISE) | \
+                              LI_EVENT_BIT(LI_EXCEPTION_HANDLED) | \
+                              LI_EVENT_BIT(LI_STOP_ITERATION))
 #define LI_PROBED_EVENTS (LI_EVENT_BIT(LI_PY_START) | LI_EVENT_BIT(LI_PY_RETURN) | \
                           LI_EVENT_BIT(LI_PY_YIELD) | LI_EVENT_BIT(LI_LINE) | \
                           LI_EVENT_BIT(LI_CALL) | LI_EVENT_BIT(LI_INSTRUCTION) | \
-                          LI_EVENT_BIT(LI_JUMP) | LI_EVENT_BIT(LI_BRANCH))
+                          LI_EVENT_BIT(LI_JUMP) | LI_EVENT_BIT(LI_BRANCH) | \
+                          LI_EXC_PROBED_EVENTS)
 
 typedef struct li_shadow li_shadow;
 
@@ -163,10 +167,12 @@ void li_rearm_all(void);
 
 /* ---- branch.c ---- */
 
-/* Most probes an instruction gets before it: PY_START, LINE, INSTRUCTION
- * for each of its units (EXTENDED_ARG prefixes are instructions of their
- * own natively) and JUMP, PY_RETURN, PY_YIELD or CALL. */
-#define LI_MAX_PROBES 7
+/* Most probes an instruction gets before it: PY_START, an exception
+ * event's before LINE (exc.c), LINE, INSTRUCTION for each of its units
+ * (EXTENDED_ARG prefixes are instructions of their own natively), JUMP,
+ * PY_RETURN or PY_YIELD, an exception event's after them, its CALL and the
+ * CALL of a call two instructions on (call_probe_place in shadow.c). */
+#define LI_MAX_PROBES 12
 
 /* Conditional jumps, which deliver BRANCH as 3.12's POP_JUMP_IF_* and
  * FOR_ITER do, and unconditional ones, which deliver JUMP. */
@@ -184,6 +190,43 @@ void li_branch_set(li_site *s, bool armed);
  * after the call.  0, or -1 with an exception set. */
 int li_fire_call(PyThreadState *ts, li_site *s, uint8_t tools);
 int li_call_init(void);
+
+/* ---- exc.c ---- */
+
+/* Whether `opcode` sets up a handler (its target). */
+static inline bool
+li_sets_up_handler(int opcode)
+{
+    return opcode == SETUP_FINALLY || opcode == SETUP_WITH || opcode == SETUP_ASYNC_WITH;
+}
+
+/* The exception event whose probe instruction (opcode, oparg), preceded by
+ * `prev_opcode` (-1: none), gets before its LINE probe (a handler target,
+ * FOR_ITER, the instruction after YIELD_FROM: jumps other than to a
+ * handler land after it), or after it; -1: none.  (The event of the probe:
+ * EXCEPTION_HANDLED for a handler's, STOP_ITERATION for FOR_ITER's and
+ * YIELD_FROM's, RERAISE.) */
+int li_exc_probe_before_line(li_event_set events, int opcode, int prev_opcode, bool handler);
+int li_exc_probe_after_line(li_event_set events, int opcode, int oparg);
+/* `want` without the exception events `code` has no probes for. */
+li_event_set li_exc_needed(PyCodeObject *code, li_event_set want);
+/* The probes of a handler and of a re-raise.  0, or -1 with an exception. */
+int li_fire_exc(li_site *s);
+/* STOP_ITERATION after a YIELD_FROM whose delegate returned `value`. */
+int li_fire_stop(PyThreadState *ts, li_site *s, uint8_t tools, PyObject *value);
+/* The iterator a for loop at site `s` runs on: `it`, or one that reports
+ * how it ends.  A new reference, or NULL with an exception. */
+PyObject *li_exc_wrap(li_site *s, PyObject *it);
+/* The frame `f` of `code` exits with the exception set: RAISE (unless a
+ * re-raise), PY_UNWIND.  The exception set is what leaves it. */
+void li_exc_frame_exit(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code);
+static inline bool
+li_exc_exit_wanted(void)
+{
+    return (li_reg.global_tools[LI_RAISE] | li_reg.global_tools[LI_PY_UNWIND] |
+            li_reg.global_tools[LI_EXCEPTION_HANDLED] | li_reg.global_tools[LI_RERAISE]) != 0;
+}
+int li_exc_init(void);
 
 /* ---- hook.c ---- */
 

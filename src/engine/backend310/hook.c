@@ -85,7 +85,7 @@ shadow_for(PyCodeObject *code)
         }
         cs->backend = b;
     }
-    li_event_set want = li_wanted_events(cs) & LI_PROBED_EVENTS;
+    li_event_set want = li_exc_needed(code, li_wanted_events(cs) & LI_PROBED_EVENTS);
     if (want != b->events || b->shadow == NULL) {
         /* CPython instruments the code object as it starts. */
         li_code_state_refresh(cs);
@@ -306,7 +306,11 @@ eval_frame(PyThreadState *ts, PyFrameObject *f, int throwflag)
     if (ts->tracing) {
         return evaluate(ts, f, throwflag);
     }
-    if (f->f_lasti >= 0) {
+    if (throwflag && f->f_lasti < 0 && PyErr_ExceptionMatches(PyExc_GeneratorExit)) {
+        /* close() of a generator that never started: 3.12 runs nothing. */
+        return evaluate(ts, f, throwflag);
+    }
+    if (f->f_lasti >= 0 || throwflag) {
         /* Callbacks run as if from the frame (sys._getframe(1)), which the
            interpreter makes the thread's current frame only later. */
         PyFrameObject *current = ts->frame;
@@ -317,10 +321,12 @@ eval_frame(PyThreadState *ts, PyFrameObject *f, int throwflag)
         ts->frame = current;
     }
     PyCodeObject *shadow = shadow_for(code);
-    if (shadow == NULL) {
-        return evaluate(ts, f, throwflag);
+    PyObject *result = shadow == NULL ? evaluate(ts, f, throwflag)
+                       : run_on(ts, f, code, shadow, throwflag, false);
+    if (result == NULL && li_exc_exit_wanted()) {
+        li_exc_frame_exit(ts, f, code);
     }
-    return run_on(ts, f, code, shadow, throwflag, false);
+    return result;
 }
 
 static PyObject *
@@ -493,7 +499,7 @@ li_backend_init(PyObject *module)
     if (li_restart == NULL) {
         return -1;
     }
-    if (li_call_init() < 0) {
+    if (li_call_init() < 0 || li_exc_init() < 0) {
         return -1;
     }
     return li_transparency_init();

@@ -83,8 +83,8 @@ fire(li_site *s, PyObject *value)
     Py_INCREF(map->code);
     PyCodeObject *shadow = map->code;
     uint64_t epoch = li_epoch;
-    int result = s->event == LI_CALL
-                 ? li_fire_call(ts, s, tools)
+    int result = s->event == LI_CALL ? li_fire_call(ts, s, tools)
+                 : s->event == LI_STOP_ITERATION ? li_fire_stop(ts, s, tools, value)
                  : li_call_tools(ts, s->event, tools, cs, s->orig, args, value != NULL ? 3 : 2);
     if (map->original != NULL && li_tools_at(map->cs, s->event, s->orig) == 0) {
         li_site_disarm(s);
@@ -95,7 +95,7 @@ fire(li_site *s, PyObject *value)
        whose functions would see the frame start twice. */
     if (result == 0 && s->event == LI_PY_START && epoch != li_epoch && map->original != NULL &&
         !li_running_user_hooks(ts) &&
-        (li_wanted_events(map->cs) & LI_PROBED_EVENTS) != map->events)
+        li_exc_needed(map->original, li_wanted_events(map->cs) & LI_PROBED_EVENTS) != map->events)
     {
         PyErr_SetNone(li_restart);
         result = -1;
@@ -113,7 +113,10 @@ li_site_fire(li_site *s, PyObject *value)
 static PyObject *
 site_invert(PyObject *self)
 {
-    if (fire((li_site *)self, NULL) < 0) {
+    li_site *s = (li_site *)self;
+    /* Exception events are not local: their probes are never disarmed. */
+    bool exc = s->event == LI_EXCEPTION_HANDLED || s->event == LI_RERAISE;
+    if ((exc ? li_fire_exc(s) : fire(s, NULL)) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -123,6 +126,13 @@ static int
 site_contains(PyObject *self, PyObject *value)
 {
     return fire((li_site *)self, value) < 0 ? -1 : 0;
+}
+
+/* FOR_ITER's probe: the loop's iterator in, the one it runs on out. */
+static PyObject *
+site_subscript(PyObject *self, PyObject *it)
+{
+    return li_exc_wrap((li_site *)self, it);
 }
 
 static void
@@ -141,6 +151,10 @@ static PySequenceMethods site_as_sequence = {
     .sq_contains = site_contains,
 };
 
+static PyMappingMethods site_as_mapping = {
+    .mp_subscript = site_subscript,
+};
+
 PyTypeObject li_site_type = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "lowimpact._engine.probe",
@@ -148,6 +162,7 @@ PyTypeObject li_site_type = {
     .tp_dealloc = site_dealloc,
     .tp_as_number = &site_as_number,
     .tp_as_sequence = &site_as_sequence,
+    .tp_as_mapping = &site_as_mapping,
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "A probe of an instrumented code object.",
 };

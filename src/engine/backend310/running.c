@@ -212,9 +212,11 @@ instruction_start(PyFrameObject *f, li_shadow *running, li_shadow *map)
 #define LI_LINE_EVENTS LI_EVENT_BIT(LI_LINE)
 #define LI_EXIT_EVENTS (LI_EVENT_BIT(LI_PY_RETURN) | LI_EVENT_BIT(LI_PY_YIELD))
 /* A frame that runs has started; BRANCH probes sit after their branch and
- * in stubs it jumps through, which no trace event of the original marks. */
+ * in stubs it jumps through, which no trace event of the original marks;
+ * the exception events' probes read the block stack and the values of a
+ * frame on the shadow (exc.c). */
 #define LI_NOT_REACHED (LI_EVENT_BIT(LI_PY_START) | LI_EVENT_BIT(LI_BRANCH) | \
-                        LI_EVENT_BIT(LI_JUMP))
+                        LI_EVENT_BIT(LI_JUMP) | LI_EXC_PROBED_EVENTS)
 
 /* The events frame `f` misses from the shadow it should run now, which is
  * put in *want (borrowed); 0 if none. */

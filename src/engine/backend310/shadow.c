@@ -148,6 +148,10 @@ typedef struct {
        before): a JUMP_FORWARD over the LINE probe comes first. */
     bool skip_line;
     int start_size, line_size;      /* units of the PY_START and LINE probes */
+    /* The probe between them (exc.c): run by falling through and by
+       entering a handler, jumped over by other jumps. */
+    int8_t pre;                     /* its index in events, or -1 */
+    int pre_size;
     int call;                       /* the instruction its CALL probe reports */
     branch_plan branch;
 } probe_list;
@@ -246,10 +250,11 @@ entry_of(const instr *ins, const probe_list *probes, const int *group, int src, 
 {
     const probe_list *pl = &probes[t];
     int pos = group[t] + pl->start_size;
-    if (pl->line_size > 0 && ins[src].line == ins[t].line &&
-        ins[src].opcode != SETUP_FINALLY && ins[src].opcode != SETUP_WITH &&
-        ins[src].opcode != SETUP_ASYNC_WITH)
-    {
+    bool from_setup = li_sets_up_handler(ins[src].opcode);
+    if (!from_setup) {
+        pos += pl->pre_size;
+    }
+    if (pl->line_size > 0 && ins[src].line == ins[t].line && !from_setup) {
         pos += (pl->skip_line ? 1 : 0) + pl->line_size;
     }
     else if (pl->skip_line) {
@@ -265,16 +270,21 @@ jump_arg(const instr *ins, int i, int dest, const int *starts, const int *sizes)
     return is_relative_jump(ins[i].opcode) ? dest - (starts[i] + sizes[i]) : dest;
 }
 
+/* Probe shapes: `LOAD_CONST site; UNARY_INVERT; POP_TOP`, the same with
+ * the value on top first (DUP_TOP ... CONTAINS_OP), or, at FOR_ITER,
+ * `LOAD_CONST site; ROT_TWO; BINARY_SUBSCR`, which replaces the iterator by
+ * site[iterator] (exc.c). */
 static bool
-has_value(int event)
+has_value(int event, int opcode)
 {
-    return event == LI_PY_RETURN || event == LI_PY_YIELD;
+    return event == LI_PY_RETURN || event == LI_PY_YIELD ||
+           (event == LI_STOP_ITERATION && opcode != FOR_ITER);
 }
 
 static int
-probe_size(int event, int const_index)
+probe_size(int event, int opcode, int const_index)
 {
-    return (has_value(event) ? 1 : 0) + units_for((unsigned int)const_index) + 2;
+    return (has_value(event, opcode) ? 1 : 0) + units_for((unsigned int)const_index) + 2;
 }
 
 static void
@@ -316,7 +326,7 @@ add_site(li_shadow *map, PyObject *consts, int index, const instr *in, const ins
     }
     s->shadow = map;
     s->orig = orig;
-    s->size = (uint8_t)probe_size(event, index);
+    s->size = (uint8_t)probe_size(event, at->opcode, index);
     s->event = (uint8_t)event;
     s->armed = true;
     s->call_op = (uint8_t)in->opcode;
@@ -325,8 +335,17 @@ add_site(li_shadow *map, PyObject *consts, int index, const instr *in, const ins
     s->twin = NULL;
     s->jump.unit = -1;
     s->dest = NULL;
-    s->arg = PyLong_FromLong(event == LI_LINE ? in->line
-                             : event == LI_CALL ? 2L * in->op : 2L * orig);
+    long arg = 2L * orig;
+    if (event == LI_LINE) {
+        arg = in->line;
+    }
+    else if (event == LI_STOP_ITERATION && at->opcode != FOR_ITER) {
+        arg = 2L * at[-1].op;       /* at the YIELD_FROM */
+    }
+    else if (event == LI_CALL || event == LI_RERAISE || event == LI_STOP_ITERATION) {
+        arg = 2L * in->op;
+    }
+    s->arg = PyLong_FromLong(arg);
     PyTuple_SET_ITEM(consts, index, (PyObject *)s);
     map->sites[map->n_sites++] = s;
     if (s->arg == NULL || (dest >= 0 && (s->dest = PyLong_FromLong(dest)) == NULL)) {
@@ -334,12 +353,20 @@ add_site(li_shadow *map, PyObject *consts, int index, const instr *in, const ins
     }
     int begin = *pos;
     s->unit = begin;
-    if (has_value(event)) {
+    bool value = has_value(event, at->opcode);
+    bool wrap = event == LI_STOP_ITERATION && at->opcode == FOR_ITER;
+    if (value) {
         emit(out, pos, DUP_TOP, 0, 1);
     }
     emit(out, pos, LOAD_CONST, (unsigned int)index, units_for((unsigned int)index));
-    emit(out, pos, has_value(event) ? CONTAINS_OP : UNARY_INVERT, 0, 1);
-    emit(out, pos, POP_TOP, 0, 1);
+    if (wrap) {
+        emit(out, pos, ROT_TWO, 0, 1);
+        emit(out, pos, BINARY_SUBSCR, 0, 1);
+    }
+    else {
+        emit(out, pos, value ? CONTAINS_OP : UNARY_INVERT, 0, 1);
+        emit(out, pos, POP_TOP, 0, 1);
+    }
     s->first = (uint16_t)(out[2 * begin] | (out[2 * begin + 1] << 8));
     map_units(map, shadow_lines, at, begin, *pos);
     return s;
@@ -453,8 +480,7 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
         if (t >= 0 && t < n) {
             ins[i].target = instr_at[t];
             ins[instr_at[t]].jump_target = true;
-            if (ins[i].opcode == SETUP_FINALLY || ins[i].opcode == SETUP_WITH ||
-                ins[i].opcode == SETUP_ASYNC_WITH) {
+            if (li_sets_up_handler(ins[i].opcode)) {
                 ins[instr_at[t]].handler = true;
             }
         }
@@ -479,8 +505,15 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
             pl->origs[k] = ins[i].start;
         }
         pl->branch.unit = -1;
+        pl->pre = -1;
         if (i == first && (events & LI_EVENT_BIT(LI_PY_START))) {
             pl->events[pl->n++] = LI_PY_START;
+        }
+        int exc = li_exc_probe_before_line(events, ins[i].opcode,
+                                           i > 0 ? ins[i - 1].opcode : -1, ins[i].handler);
+        if (i >= first && exc >= 0) {
+            pl->pre = (int8_t)pl->n;
+            pl->events[pl->n++] = (uint8_t)exc;
         }
         if (i >= first && (events & LI_EVENT_BIT(LI_LINE)) && ins[i].line >= 0 &&
             (ins[i].line != previous_line || ins[i].jump_target)) {
@@ -513,6 +546,10 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
         }
         if (ins[i].opcode == YIELD_VALUE && (events & LI_EVENT_BIT(LI_PY_YIELD))) {
             pl->events[pl->n++] = LI_PY_YIELD;
+        }
+        exc = li_exc_probe_after_line(events, ins[i].opcode, ins[i].oparg);
+        if (exc >= 0) {
+            pl->events[pl->n++] = (uint8_t)exc;
         }
         if (is_call(ins[i].opcode) && (events & LI_EVENT_BIT(LI_CALL)) && depth[i] >= 0) {
             probe_list *at = &probes[call_probe_place(ins, n_instrs, i)];
@@ -555,8 +592,11 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
             group[i] = pos;
             for (int k = 0; k < probes[i].n; k++, site++) {
                 int event = probes[i].events[k];
-                int size = probe_size(event, n_consts + site);
-                if (event == LI_PY_START) {
+                int size = probe_size(event, ins[i].opcode, n_consts + site);
+                if (k == probes[i].pre) {
+                    probes[i].pre_size = size;
+                }
+                else if (event == LI_PY_START) {
                     probes[i].start_size = size;
                 }
                 else if (event == LI_LINE) {
@@ -572,9 +612,9 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
             pos += sizes[i];
             branch_plan *bp = &probes[i].branch;
             if (bp->unit >= 0) {
-                bp->after_size = probe_size(LI_BRANCH, n_consts + site++);
+                bp->after_size = probe_size(LI_BRANCH, ins[i].opcode, n_consts + site++);
                 bp->unit = pos + bp->after_size + 1;
-                bp->probe_size = probe_size(LI_BRANCH, n_consts + site++);
+                bp->probe_size = probe_size(LI_BRANCH, ins[i].opcode, n_consts + site++);
                 bp->jump_size = bp->jump_size > 0 ? bp->jump_size : 1;
                 pos = bp->unit + bp->probe_size + bp->jump_size;
             }
@@ -707,7 +747,8 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
     if (co_code == NULL || linetable == NULL) {
         goto error;
     }
-    bool values = (events & (LI_EVENT_BIT(LI_PY_RETURN) | LI_EVENT_BIT(LI_PY_YIELD))) != 0;
+    bool values = (events & (LI_EVENT_BIT(LI_PY_RETURN) | LI_EVENT_BIT(LI_PY_YIELD) |
+                             LI_EVENT_BIT(LI_STOP_ITERATION))) != 0;
     shadow = PyCode_NewWithPosOnlyArgs(
         code->co_argcount, code->co_posonlyargcount, code->co_kwonlyargcount,
         code->co_nlocals, li_true_stacksize(code, cs) + (values ? 2 : 1), code->co_flags, co_code,
