@@ -586,12 +586,17 @@ li_running_eval(PyThreadState *ts, PyFrameObject *f, int throwflag, li_evaluator
     stand_in_front(ts, r);
     /* The frame copies use_tracing from its caller's CFrame as it starts,
        and gives its own back as it ends. */
+    int caller_traced = ts->cframe->use_tracing;
     ts->cframe->use_tracing = r->user != NULL || r->user_profile != NULL;
     PyObject *result = evaluate(ts, f, throwflag);
     r = runner_of(ts);
     if (r != NULL) {
+        /* The caller goes on traced if it was (it or a frame below it is
+           reached), or if the frame gave back tracing turned on meanwhile
+           (frames reached while it ran): a caller that started on its
+           shadow after events came must not pay 3.10's tracing path. */
         stand_in_front(ts, r);
-        ts->cframe->use_tracing = 1;
+        ts->cframe->use_tracing |= caller_traced;
     }
     return result;
 }
