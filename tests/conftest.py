@@ -38,8 +38,6 @@ GAPS_310 = {
         'conformance/test_running_code.py::test_loop_in_another_thread_gets_branch_events',
         'conformance/test_live_frames.py::test_events_added_by_a_line_callback_reach_the_running_frame[BRANCH+JUMP]',
     ],
-    '3.10 back end: INSTRUCTION at an exception handler needs EXCEPTION_HANDLED, not delivered yet': [
-    ],
     '3.10 back end: frame.f_lineno jumps from monitoring callbacks are not supported yet': [
         'conformance/test_jump.py::test_a_jump_set_again_while_the_first_warns',
         'conformance/test_jump.py::test_events_that_allow_no_jump',
@@ -53,7 +51,7 @@ GAPS_310 = {
         'conformance/test_jump.py::test_jump_out_of_a_with_block',
         'conformance/test_jump.py::test_jump_within_a_loop_keeps_going',
     ],
-    '3.10 back end: the fuzzer enables every event; CALL/JUMP/BRANCH/INSTRUCTION and the exception events are missing': [
+    '3.10: the fuzzer names code by co_qualname (3.11+); not re-run on 3.10 without it since every event is delivered there': [
         'conformance/test_fuzz.py::test_coverage_pattern_on_a_fixed_program',
         'conformance/test_fuzz.py::test_event_stream_matches_native',
         'conformance/test_fuzz.py::test_live_regression_matches_native',
@@ -62,7 +60,7 @@ GAPS_310 = {
         'conformance/test_fuzz.py::test_stream_with_events_changed_by_callbacks_matches_native',
         'conformance/test_fuzz.py::test_stream_with_events_changed_by_the_program_matches_native',
     ],
-    '3.10 has no co_positions/co_qualname/columns (3.11 APIs the test uses), and the 3.10 back end lacks CALL and exception events': [
+    '3.10 has no co_positions/co_qualname/columns (3.11 APIs the test uses)': [
         'conformance/test_transparency.py::test_dis_output_and_co_code_unchanged',
         'conformance/test_transparency.py::test_inspect_stack_line_numbers',
         'conformance/test_transparency.py::test_interpreter_prints_callback_errors_at_the_instruction',
@@ -82,7 +80,7 @@ GAPS_310 = {
         'engine/test_shadows.py::test_every_shadow_of_module_is_consistent',
         'engine/test_shadows.py::test_shadows_of_one_event_at_a_time',
     ],
-    'the tool relies on events the 3.10 back end does not deliver yet (BRANCH, CALL, exception events) or on 3.11 code APIs (co_positions, co_qualname)': [
+    'the tool or its test relies on 3.11 code APIs (co_positions, co_qualname) or on frame.f_lineno jumps from callbacks; not re-analysed since every event is delivered on 3.10': [
         'clients/test_coverage_sysmon.py::test_process_startup',
         'clients/test_cpython_monitoring.py::test_cpython_test_monitoring',
         'clients/test_monitoring_debugger.py::test_session',
@@ -117,8 +115,6 @@ GAPS_310 = {
         'test_cli.py::test_trace_stays_on_the_original_stderr',
         'test_cli.py::test_tracer_in_process',
     ],
-    "cover's test contexts on 3.10: the back end does not deliver PY_UNWIND and PY_THROW yet, which end and restart a test's context": [
-    ],
     'cover subline on 3.10: 3.10 has no columns to tell the branch points of one line apart (their directions are merged)': [
         'cover/test_subline.py::test_and_condition',
         'cover/test_subline.py::test_columns_are_the_tested_values',
@@ -136,7 +132,7 @@ GAPS_310 = {
     '3.10 has no instruction on the def line: a RecursionError raised as the PY_START callback of the deepest frame starts is reported on the first line of its body (and RAISE, PY_UNWIND are not delivered yet)': [
         'conformance/test_recursion.py::test_recursion_limit_is_the_same_every_time',
     ],
-    '3.10 back end: callbacks see the frame at the probe, not at the instruction, for CALL/exception events (not delivered yet)': [
+    '3.10 back end: callbacks see the frame at the probe, not at the instruction, for CALL and exception events': [
         'conformance/test_frames_seen.py::test_py_start_callback_raising_at_a_first_call',
         'conformance/test_frames_seen.py::test_py_start_sees_the_frame_at_its_resume',
     ],
@@ -146,7 +142,7 @@ GAPS_310 = {
     '3.10 back end: not analysed yet': [
         'conformance/test_threads.py::test_first_starts_of_a_function_on_two_threads',
     ],
-    "lowimpact debug on 3.10: pdb sessions need frame.f_lineno jumps from callbacks and the exception events, which the 3.10 back end lacks yet": [
+    "lowimpact debug on 3.10: pdb sessions need frame.f_lineno jumps from callbacks, which the 3.10 back end lacks yet": [
         'debug/test_oracle.py::test_session_as_pdb[jump]',
         'debug/test_oracle.py::test_session_as_pdb[next-coroutines]',
         'debug/test_oracle.py::test_session_as_pdb[step-generators]',
