@@ -29,11 +29,9 @@ elif sys.version_info[:2] >= (3, 12):
 # functions, every parametrization): expected to fail there, with the
 # missing feature as the reason; an xfail that passes is reported (XPASS).
 GAPS_310 = {
-    '3.10 back end: a frame already running when events come (reached through the trace hook, on its original code) gets no RAISE, EXCEPTION_HANDLED or PY_UNWIND': [
+    '3.10 back end: a frame already running when events come (reached through the trace hook, on its original code) gets LINE, INSTRUCTION, CALL and its exit, not JUMP, BRANCH, RAISE, EXCEPTION_HANDLED or PY_UNWIND (running.c)': [
         'conformance/test_live_frames.py::test_exception_from_the_call_the_frame_waits_in',
         'conformance/test_update_later.py::test_handled_in_a_caller_after_its_callee_turned_events_on',
-    ],
-    '3.10 back end: frames already running when events come get no JUMP or BRANCH (reached frames get LINE, INSTRUCTION, CALL and their exit from trace events, running.c)': [
         'conformance/test_live_frames.py::test_events_added_by_a_line_callback_reach_the_running_frame[BRANCH+JUMP+INSTRUCTION+PY_RETURN]',
         'conformance/test_running_code.py::test_loop_in_another_thread_gets_branch_events',
         'conformance/test_live_frames.py::test_events_added_by_a_line_callback_reach_the_running_frame[BRANCH+JUMP]',

@@ -381,7 +381,10 @@ def test_exception_in_comprehension(M: Any, tool: Tool) -> None:
     check_balance(mine)
 
 
-def test_sys_exc_info_in_raise_callback_is_the_handled_exception(M: Any, tool: Tool) -> None:
+def _exc_info_seen(M: Any, tool: Tool, event: str) -> list[tuple]:
+    """(exception the callback got, sys.exc_info()'s exception in it) for
+    each `event` of a function that raises KeyError, then, handling it,
+    ValueError."""
     def f() -> None:
         try:
             raise KeyError("a")
@@ -393,17 +396,28 @@ def test_sys_exc_info_in_raise_callback_is_the_handled_exception(M: Any, tool: T
 
     seen: list[tuple] = []
 
-    def raise_cb(code: Any, off: int, exc: BaseException) -> None:
+    def callback(code: Any, off: int, exc: BaseException) -> None:
         if code is f.__code__:
             seen.append((type(exc).__name__, type(sys.exc_info()[1]).__name__))
 
-    tool.register(M.events.RAISE, raise_cb)
-    tool.set_events(M.events.RAISE)
+    tool.register(getattr(M.events, event), callback)
+    tool.set_events(getattr(M.events, event))
     try:
         f()
     finally:
         tool.set_events(0)
-    assert seen == [("KeyError", "NoneType"), ("ValueError", "KeyError")]
+    return seen
+
+
+def test_sys_exc_info_in_raise_callback_is_the_handled_exception(M: Any, tool: Tool) -> None:
+    assert _exc_info_seen(M, tool, "RAISE") == [("KeyError", "NoneType"), ("ValueError", "KeyError")]
+
+
+def test_exception_handled_callback_sees_what_was_handled_before(M: Any, tool: Tool) -> None:
+    seen = _exc_info_seen(M, tool, "EXCEPTION_HANDLED")
+    assert seen[0] == ("KeyError", "NoneType")
+    assert ("ValueError", "KeyError") in seen
+    assert sys.exc_info() == (None, None, None)
 
 
 def test_raise_callback_exception_replaces_in_flight(M: Any, tool: Tool) -> None:
