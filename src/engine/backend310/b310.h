@@ -127,6 +127,13 @@ li_shadow *li_live_shadows(void);
 
 void li_site_arm(li_site *s);
 void li_site_disarm(li_site *s);
+/* li_call_tools() at a point where an exception is pending (PY_THROW,
+ * C_RAISE): it is put aside while callbacks run (normalized, and its value
+ * passed as args[value_slot] when value_slot > 0), and restored after them;
+ * an exception a callback raises replaces it, as natively.  0, or -1 with
+ * the callback's exception set. */
+int li_call_tools_around_error(PyThreadState *ts, int event, uint8_t tools, li_code_state *cs,
+                               Py_ssize_t unit, PyObject **args, size_t nargs, int value_slot);
 /* Re-arms every probe of a live shadow that a tool wants again. */
 void li_rearm_all(void);
 

@@ -144,26 +144,10 @@ fire_resume(PyThreadState *ts, PyCodeObject *code, int unit, int throwflag)
     if (offset == NULL) {
         return -1;
     }
-    int err;
-    if (throwflag) {
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
-        PyErr_NormalizeException(&type, &value, &tb);
-        PyObject *args[4] = {NULL, (PyObject *)code, offset, value};
-        err = li_call_tools(ts, event, tools, cs, unit, args, 3);
-        if (err < 0) {
-            Py_XDECREF(type);
-            Py_XDECREF(value);
-            Py_XDECREF(tb);
-        }
-        else {
-            PyErr_Restore(type, value, tb);
-        }
-    }
-    else {
-        PyObject *args[3] = {NULL, (PyObject *)code, offset};
-        err = li_call_tools(ts, event, tools, cs, unit, args, 2);
-    }
+    PyObject *args[4] = {NULL, (PyObject *)code, offset, NULL};
+    int err = throwflag
+              ? li_call_tools_around_error(ts, event, tools, cs, unit, args, 3, 3)
+              : li_call_tools(ts, event, tools, cs, unit, args, 2);
     Py_DECREF(offset);
     return err;
 }
