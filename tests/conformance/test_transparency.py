@@ -413,6 +413,31 @@ def test_marshal_roundtrip(M: Any, tool: Tool, mode: str) -> None:
     assert list(clone.co_positions()) == list(f.__code__.co_positions())
 
 
+def test_code_keeps_its_stack_size(M: Any, tool: Tool, mode: str) -> None:
+    # Small stacks that probes returning or yielding a value would outgrow,
+    # and a generator made before the events, resumed under them.
+    def f(a: int) -> int:
+        return a
+
+    def g(a: int) -> Iterator[int]:
+        yield a
+        yield a
+
+    codes = (f.__code__, g.__code__)
+    sizes = [code.co_stacksize for code in codes]
+    early = g(3)
+    assert next(early) == 3
+    with group1_on(M, tool, mode) as seen:
+        assert f(1) == 1
+        assert list(g(2)) == [2, 2]
+        assert list(early) == [3]
+        assert [code.co_stacksize for code in codes] == sizes
+        assert [marshal.loads(marshal.dumps(code)).co_stacksize for code in codes] == sizes
+        assert [code.replace().co_stacksize for code in codes] == sizes
+    assert ("PY_RETURN", f.__code__) in seen and ("PY_YIELD", g.__code__) in seen
+    assert [code.co_stacksize for code in codes] == sizes
+
+
 def test_code_equality_and_hash(M: Any, tool: Tool, mode: str) -> None:
     def f(a: int) -> int:
         return a

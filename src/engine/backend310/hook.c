@@ -12,9 +12,10 @@
  * module bodies, FunctionType) is reached as it starts, and a suspended
  * generator at its next resumption.
  *
- * A shadow needs a deeper value stack (its probes push): the original's
- * co_stacksize is raised to match so that frames made from then on are big
- * enough; frames made before borrow a stack while they execute.
+ * A shadow may need a deeper value stack than its original (its probes
+ * push, shadow.c): a frame too small for it executes on a borrowed stack,
+ * on the C stack of the evaluation that runs it unless it is large.  The
+ * original's co_stacksize stays as compiled, as users see it.
  */
 
 #include "b310.h"
@@ -31,21 +32,6 @@ evaluate(PyThreadState *ts, PyFrameObject *f, int throwflag)
 {
     return previous != NULL ? previous(ts, f, throwflag)
                             : _PyEval_EvalFrameDefault(ts, f, throwflag);
-}
-
-/* Frames made from now on are big enough for `shadow` (see above). */
-static void
-make_room(PyCodeObject *code, PyCodeObject *shadow)
-{
-    if (code->co_stacksize >= shadow->co_stacksize) {
-        return;
-    }
-    code->co_stacksize = shadow->co_stacksize;
-    /* The frame kept for the next call was sized for the old depth. */
-    if (code->co_zombieframe != NULL) {
-        PyObject_GC_Del(code->co_zombieframe);
-        code->co_zombieframe = NULL;
-    }
 }
 
 /* The shadow that frames of `code` should run now, or NULL: the original.
@@ -103,7 +89,6 @@ shadow_for(PyCodeObject *code)
     }
     Py_XSETREF(b->shadow, shadow);
     b->events = want;
-    make_room(code, shadow);
     return shadow;
 error:
     PyErr_WriteUnraisable((PyObject *)code);
@@ -175,42 +160,18 @@ fire_yield_from(PyThreadState *ts, li_shadow *map, int unit, PyObject *value)
 
 PyObject *li_restart;
 
-/* Evaluates `f`, a frame of `code`, on `shadow`: from where it stands, or,
- * with `restarted`, from the shadow's unit after PY_START. */
+/* Slots of value stack a frame too small for its shadow borrows from the C
+ * stack (run_borrowing). */
+#define LI_BORROWED_STACK 32
+
+/* Evaluates `f`, a frame of `code` whose f_lasti and handlers are
+ * instruction starts, on `shadow`: from where it stands, or, with
+ * `restarted`, from the shadow's unit after PY_START. */
 static PyObject *
-run_on(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObject *shadow,
-       int throwflag, bool restarted)
+run_mapped(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObject *shadow,
+           li_shadow *map, int throwflag, bool restarted)
 {
-    li_shadow *map = li_shadow_of(shadow);
-    /* Where it resumes, and its handlers, must be instruction starts. */
-    int resume = f->f_lasti + 1;
-    if (resume < 0 || resume > map->n_orig_units || map->shadow_start[resume] < 0) {
-        return evaluate(ts, f, throwflag);
-    }
-    for (int i = 0; i < f->f_iblock; i++) {
-        int h = f->f_blockstack[i].b_handler;
-        if (h >= 0 && (h > map->n_orig_units || map->shadow_start[h] < 0)) {
-            return evaluate(ts, f, throwflag);
-        }
-    }
-    /* A frame made before its code's stack was raised executes with a
-       value stack of the shadow's depth, and gets back what it leaves on it
-       (a suspended generator's values: no more than the original's depth
-       there, since probes leave the stack as they found it). */
-    PyObject **own_stack = NULL;
-    Py_ssize_t cells = PyTuple_GET_SIZE(code->co_cellvars) + PyTuple_GET_SIZE(code->co_freevars);
-    if (Py_SIZE(f) - code->co_nlocals - cells < shadow->co_stacksize) {
-        PyObject **stack = PyMem_Malloc(sizeof(PyObject *) * (size_t)shadow->co_stacksize);
-        if (stack == NULL) {
-            return evaluate(ts, f, throwflag);
-        }
-        own_stack = f->f_valuestack;
-        if (f->f_stackdepth > 0) {
-            memcpy(stack, own_stack, sizeof(PyObject *) * (size_t)f->f_stackdepth);
-        }
-        f->f_valuestack = stack;
-    }
-    f->f_lasti = (restarted ? map->after_start : map->shadow_start[resume]) - 1;
+    f->f_lasti = (restarted ? map->after_start : map->shadow_start[f->f_lasti + 1]) - 1;
     for (int i = 0; i < f->f_iblock; i++) {
         int *h = &f->f_blockstack[i].b_handler;
         if (*h >= 0) {
@@ -244,15 +205,69 @@ run_on(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObject *sh
     if (result == NULL) {
         translate_traceback(ts, f, map);
     }
-    if (own_stack != NULL) {
-        if (f->f_stackdepth > 0) {
-            memcpy(own_stack, f->f_valuestack, sizeof(PyObject *) * (size_t)f->f_stackdepth);
-        }
-        PyMem_Free(f->f_valuestack);
-        f->f_valuestack = own_stack;
-    }
     f->f_code = code;
     Py_DECREF(shadow);
+    return result;
+}
+
+/* run_mapped() for a frame too small for the shadow: it executes with a
+ * value stack of the shadow's depth, and gets back what it leaves on it (a
+ * suspended generator's values: no more than the original's depth there,
+ * since probes leave the stack as they found it).  Apart, so that only the
+ * frames that borrow carry the borrowed stack on the C stack. */
+static LI_COLD PyObject *
+run_borrowing(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObject *shadow,
+              li_shadow *map, int throwflag, bool restarted)
+{
+    PyObject *borrowed[LI_BORROWED_STACK];
+    PyObject **stack = borrowed;
+    if (shadow->co_stacksize > LI_BORROWED_STACK &&
+        (stack = PyMem_Malloc(sizeof(PyObject *) * (size_t)shadow->co_stacksize)) == NULL)
+    {
+        return PyErr_NoMemory();
+    }
+    PyObject **own_stack = f->f_valuestack;
+    if (f->f_stackdepth > 0) {
+        memcpy(stack, own_stack, sizeof(PyObject *) * (size_t)f->f_stackdepth);
+    }
+    f->f_valuestack = stack;
+    PyObject *result = run_mapped(ts, f, code, shadow, map, throwflag, restarted);
+    if (f->f_stackdepth > 0) {
+        memcpy(own_stack, stack, sizeof(PyObject *) * (size_t)f->f_stackdepth);
+    }
+    f->f_valuestack = own_stack;
+    if (stack != borrowed) {
+        PyMem_Free(stack);
+    }
+    return result;
+}
+
+/* Evaluates `f`, a frame of `code`, on `shadow`: from where it stands, or,
+ * with `restarted`, from the shadow's unit after PY_START. */
+static PyObject *
+run_on(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObject *shadow,
+       int throwflag, bool restarted)
+{
+    li_shadow *map = li_shadow_of(shadow);
+    /* Where it resumes, and its handlers, must be instruction starts. */
+    int resume = f->f_lasti + 1;
+    if (resume < 0 || resume > map->n_orig_units || map->shadow_start[resume] < 0) {
+        return evaluate(ts, f, throwflag);
+    }
+    for (int i = 0; i < f->f_iblock; i++) {
+        int h = f->f_blockstack[i].b_handler;
+        if (h >= 0 && (h > map->n_orig_units || map->shadow_start[h] < 0)) {
+            return evaluate(ts, f, throwflag);
+        }
+    }
+    Py_ssize_t cells = PyTuple_GET_SIZE(code->co_cellvars) + PyTuple_GET_SIZE(code->co_freevars);
+    PyObject *result;
+    if (Py_SIZE(f) - code->co_nlocals - cells < shadow->co_stacksize) {
+        result = run_borrowing(ts, f, code, shadow, map, throwflag, restarted);
+    }
+    else {
+        result = run_mapped(ts, f, code, shadow, map, throwflag, restarted);
+    }
     if (result == NULL && PyErr_ExceptionMatches(li_restart)) {
         /* Nothing ran but the probe (and GEN_START, whose value is gone):
            the frame starts again, as it was made, past PY_START. */

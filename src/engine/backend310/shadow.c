@@ -233,6 +233,13 @@ has_value(int event)
     return event == LI_PY_RETURN || event == LI_PY_YIELD;
 }
 
+/* How deep a probe of `event` takes the value stack above where it sits. */
+static int
+probe_push(int event)
+{
+    return has_value(event) ? 2 : 1;
+}
+
 static int
 probe_size(int event, int const_index)
 {
@@ -324,9 +331,13 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
         PyErr_NoMemory();
         goto error;
     }
-    if ((events & LI_EVENT_BIT(LI_CALL)) && stack_depths(ins, n_instrs, depth) < 0) {
+    if (stack_depths(ins, n_instrs, depth) < 0) {
         goto error;
     }
+    /* Bytecode the analysis could not follow gets no CALL probes, and
+       room for the deepest probe anywhere. */
+    bool depths_known = n_instrs > 0 && depth[0] >= 0;
+    int stacksize = code->co_stacksize;
     int n_sites = 0;
     int first = (n_instrs > 0 && ins[0].opcode == GEN_START) ? 1 : 0;
     int previous_line = -1;
@@ -357,6 +368,12 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
             pl->events[pl->n++] = LI_CALL;
         }
         n_sites += pl->n;
+        for (int k = 0; k < pl->n; k++) {
+            int need = (depths_known ? depth[i] : code->co_stacksize) + probe_push(pl->events[k]);
+            if (need > stacksize) {
+                stacksize = need;
+            }
+        }
     }
     int n_consts = (int)PyTuple_GET_SIZE(code->co_consts);
 
@@ -527,10 +544,9 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
     if (co_code == NULL || linetable == NULL) {
         goto error;
     }
-    bool values = (events & (LI_EVENT_BIT(LI_PY_RETURN) | LI_EVENT_BIT(LI_PY_YIELD))) != 0;
     shadow = PyCode_NewWithPosOnlyArgs(
         code->co_argcount, code->co_posonlyargcount, code->co_kwonlyargcount,
-        code->co_nlocals, code->co_stacksize + (values ? 2 : 1), code->co_flags, co_code,
+        code->co_nlocals, stacksize, code->co_flags, co_code,
         consts, code->co_names, code->co_varnames, code->co_freevars, code->co_cellvars,
         code->co_filename, code->co_name, code->co_firstlineno, linetable);
     if (shadow == NULL) {
