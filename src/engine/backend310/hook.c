@@ -34,28 +34,11 @@ evaluate(PyThreadState *ts, PyFrameObject *f, int throwflag)
                             : _PyEval_EvalFrameDefault(ts, f, throwflag);
 }
 
-/* The shadow that frames of `code` should run now, or NULL: the original.
- * Borrowed (the code state holds it).  A failure to build one is reported
- * as unraisable and the original runs. */
-static PyCodeObject *
-shadow_for(PyCodeObject *code)
+/* shadow_for() when what `code` needs may have changed since it was last
+ * chosen (`cs`: its code state, or NULL if it has none). */
+static LI_COLD PyCodeObject *
+choose_shadow(PyCodeObject *code, li_code_state *cs)
 {
-    li_code_state *cs = li_code_state_get(code);
-    if (cs != NULL) {
-        li_b310 *b = cs->backend;
-        if (b != NULL && b->epoch == li_epoch) {
-            return b->shadow;
-        }
-        if (cs->excluded) {
-            return NULL;
-        }
-    }
-    else if (global_probed == 0) {
-        return NULL;
-    }
-    else if (li_shadow_of(code) != NULL) {
-        return NULL;    /* a shadow that C code got hold of */
-    }
     if (cs == NULL && (cs = li_code_state_ensure(code)) == NULL) {
         goto error;
     }
@@ -95,6 +78,31 @@ error:
     return NULL;
 }
 
+/* The shadow that frames of `code` (whose code state is `cs`, or NULL if
+ * it has none) should run now, or NULL: the original.  Borrowed (the code
+ * state holds it).  A failure to build one is reported as unraisable and
+ * the original runs. */
+static inline PyCodeObject *
+shadow_for(PyCodeObject *code, li_code_state *cs)
+{
+    if (cs != NULL) {
+        li_b310 *b = cs->backend;
+        if (b != NULL && b->epoch == li_epoch) {
+            return b->shadow;
+        }
+        if (cs->excluded) {
+            return NULL;
+        }
+    }
+    else if (global_probed == 0) {
+        return NULL;
+    }
+    else if (li_shadow_of(code) != NULL) {
+        return NULL;    /* a shadow that C code got hold of */
+    }
+    return choose_shadow(code, cs);
+}
+
 /* Translates the tracebacks of `f` that the exception leaving it carries. */
 static void
 translate_traceback(PyThreadState *ts, PyFrameObject *f, li_shadow *map)
@@ -109,18 +117,15 @@ translate_traceback(PyThreadState *ts, PyFrameObject *f, li_shadow *map)
     }
 }
 
-/* A suspended frame resumes (PY_RESUME), or has an exception thrown in
- * (PY_THROW), at original unit `unit`.  0, or -1 with an exception set:
+/* A suspended frame `f` of `code` (code state `cs`, or NULL) resumes
+ * (PY_RESUME), or has an exception thrown in (PY_THROW), at original unit
+ * `unit`, where `tools` want that event.  0, or -1 with an exception set:
  * the frame then starts with it, raised where it resumes, as natively. */
-static int
-fire_resume(PyThreadState *ts, PyCodeObject *code, int unit, int throwflag)
+static LI_COLD int
+fire_resume(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, li_code_state *cs,
+            int unit, uint8_t tools, int throwflag)
 {
     int event = throwflag ? LI_PY_THROW : LI_PY_RESUME;
-    li_code_state *cs = li_code_state_get(code);
-    uint8_t tools = li_tools_at(cs, event, unit);
-    if (tools == 0) {
-        return 0;
-    }
     /* DISABLE needs somewhere to be recorded. */
     if (cs == NULL && li_event_is_local(event) && (cs = li_code_state_ensure(code)) == NULL) {
         return -1;
@@ -130,9 +135,14 @@ fire_resume(PyThreadState *ts, PyCodeObject *code, int unit, int throwflag)
         return -1;
     }
     PyObject *args[4] = {NULL, (PyObject *)code, offset, NULL};
+    /* Callbacks run as if from the frame (sys._getframe(1)), which the
+       interpreter makes the thread's current frame only later. */
+    PyFrameObject *current = ts->frame;
+    ts->frame = f;
     int err = throwflag
               ? li_call_tools_around_error(ts, event, tools, cs, unit, args, 3, 3)
               : li_call_tools(ts, event, tools, cs, unit, args, 2);
+    ts->frame = current;
     Py_DECREF(offset);
     return err;
 }
@@ -164,12 +174,65 @@ PyObject *li_restart;
  * stack (run_borrowing). */
 #define LI_BORROWED_STACK 32
 
+/* Translates f_lasti and the handlers of `f`, on `map`'s shadow, into the
+ * original's units. */
+static void
+unmap_frame(PyFrameObject *f, li_shadow *map)
+{
+    if (f->f_lasti + 1 >= 0 && f->f_lasti + 1 <= map->n_units) {
+        f->f_lasti = map->orig_start[f->f_lasti + 1] - 1;
+    }
+    for (int i = 0; i < f->f_iblock; i++) {
+        int *h = &f->f_blockstack[i].b_handler;
+        if (*h >= 0 && *h <= map->n_units) {
+            *h = map->orig_start[*h];
+        }
+    }
+}
+
+/* After `f` executed `shadow` (its f_code, which holds it) with `result`:
+ * PY_YIELD of a YIELD_FROM, and the frame back on `code`, its original,
+ * unless it suspended and `may_stay`: a frame suspended on the shadow its
+ * code still needs resumes without being mapped again (li_eval).  The
+ * caller's reference to `code` passes to this function. */
+static PyObject *
+finish(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObject *shadow,
+       li_shadow *map, PyObject *result, bool may_stay)
+{
+    if (result != NULL && f->f_state == FRAME_SUSPENDED) {
+        /* The map lives as long as the shadow, which the frame holds. */
+        if ((map->events & LI_EVENT_BIT(LI_PY_YIELD)) && f->f_lasti + 1 < map->n_units &&
+            map->original != NULL &&
+            PyBytes_AS_STRING(shadow->co_code)[2 * (f->f_lasti + 1)] == YIELD_FROM)
+        {
+            PyFrameObject *current = ts->frame;
+            ts->frame = f;      /* as at PY_RESUME */
+            if (fire_yield_from(ts, map, f->f_lasti + 1, result) < 0) {
+                Py_CLEAR(result);
+            }
+            ts->frame = current;
+        }
+        if (result != NULL && may_stay) {
+            /* The original stays alive: its generator holds it. */
+            Py_DECREF(code);
+            return result;
+        }
+    }
+    unmap_frame(f, map);
+    if (result == NULL) {
+        translate_traceback(ts, f, map);
+    }
+    f->f_code = code;
+    Py_DECREF(shadow);
+    return result;
+}
+
 /* Evaluates `f`, a frame of `code` whose f_lasti and handlers are
  * instruction starts, on `shadow`: from where it stands, or, with
  * `restarted`, from the shadow's unit after PY_START. */
 static PyObject *
 run_mapped(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObject *shadow,
-           li_shadow *map, int throwflag, bool restarted)
+           li_shadow *map, int throwflag, bool restarted, bool may_stay)
 {
     f->f_lasti = (restarted ? map->after_start : map->shadow_start[f->f_lasti + 1]) - 1;
     for (int i = 0; i < f->f_iblock; i++) {
@@ -181,33 +244,7 @@ run_mapped(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObject
     /* The frame's reference to the original passes to this function. */
     f->f_code = (PyCodeObject *)Py_NewRef(shadow);
     PyObject *result = evaluate(ts, f, throwflag);
-    /* The map lives as long as the shadow, which the frame holds. */
-    if (result != NULL && f->f_state == FRAME_SUSPENDED && f->f_lasti + 1 < map->n_units &&
-        map->original != NULL &&
-        PyBytes_AS_STRING(shadow->co_code)[2 * (f->f_lasti + 1)] == YIELD_FROM)
-    {
-        PyFrameObject *current = ts->frame;
-        ts->frame = f;      /* as at PY_RESUME */
-        if (fire_yield_from(ts, map, f->f_lasti + 1, result) < 0) {
-            Py_CLEAR(result);
-        }
-        ts->frame = current;
-    }
-    if (f->f_lasti + 1 >= 0 && f->f_lasti + 1 <= map->n_units) {
-        f->f_lasti = map->orig_start[f->f_lasti + 1] - 1;
-    }
-    for (int i = 0; i < f->f_iblock; i++) {
-        int *h = &f->f_blockstack[i].b_handler;
-        if (*h >= 0 && *h <= map->n_units) {
-            *h = map->orig_start[*h];
-        }
-    }
-    if (result == NULL) {
-        translate_traceback(ts, f, map);
-    }
-    f->f_code = code;
-    Py_DECREF(shadow);
-    return result;
+    return finish(ts, f, code, shadow, map, result, may_stay);
 }
 
 /* run_mapped() for a frame too small for the shadow: it executes with a
@@ -231,7 +268,7 @@ run_borrowing(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObj
         memcpy(stack, own_stack, sizeof(PyObject *) * (size_t)f->f_stackdepth);
     }
     f->f_valuestack = stack;
-    PyObject *result = run_mapped(ts, f, code, shadow, map, throwflag, restarted);
+    PyObject *result = run_mapped(ts, f, code, shadow, map, throwflag, restarted, false);
     if (f->f_stackdepth > 0) {
         memcpy(own_stack, stack, sizeof(PyObject *) * (size_t)f->f_stackdepth);
     }
@@ -242,8 +279,8 @@ run_borrowing(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObj
     return result;
 }
 
-/* Evaluates `f`, a frame of `code`, on `shadow`: from where it stands, or,
- * with `restarted`, from the shadow's unit after PY_START. */
+/* Evaluates `f`, a frame of `code` (its f_code), on `shadow`: from where
+ * it stands, or, with `restarted`, from the shadow's unit after PY_START. */
 static PyObject *
 run_on(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObject *shadow,
        int throwflag, bool restarted)
@@ -266,7 +303,7 @@ run_on(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObject *sh
         result = run_borrowing(ts, f, code, shadow, map, throwflag, restarted);
     }
     else {
-        result = run_mapped(ts, f, code, shadow, map, throwflag, restarted);
+        result = run_mapped(ts, f, code, shadow, map, throwflag, restarted, true);
     }
     if (result == NULL && PyErr_ExceptionMatches(li_restart)) {
         /* Nothing ran but the probe (and GEN_START, whose value is gone):
@@ -276,7 +313,7 @@ run_on(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObject *sh
         f->f_stackdepth = 0;
         f->f_iblock = 0;
         f->f_state = FRAME_CREATED;
-        PyCodeObject *now = shadow_for(code);
+        PyCodeObject *now = shadow_for(code, li_code_state_get(code));
         if (now != NULL) {
             return run_on(ts, f, code, now, 0, true);
         }
@@ -287,24 +324,61 @@ run_on(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObject *sh
     return result;
 }
 
+/* `f` resumes suspended on `shadow` (its f_code), a shadow of `code`. */
+static PyObject *
+resume_on_shadow(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObject *shadow,
+                 li_shadow *map, int throwflag)
+{
+    Py_INCREF(code);    /* whatever callbacks do */
+    li_code_state *cs = map->cs;
+    int unit = map->orig_start[f->f_lasti + 1];
+    uint8_t tools = ts->tracing ? 0 : li_tools_at(cs, throwflag ? LI_PY_THROW : LI_PY_RESUME, unit);
+    if (tools != 0 && fire_resume(ts, f, code, cs, unit, tools, throwflag) < 0) {
+        throwflag = 1;
+    }
+    PyCodeObject *now = ts->tracing ? shadow : shadow_for(code, map->cs);
+    if (now == shadow) {
+        return finish(ts, f, code, shadow, map, evaluate(ts, f, throwflag), true);
+    }
+    /* Its code needs another shadow now, or none: the frame goes back to
+       the original and on from there. */
+    unmap_frame(f, map);
+    f->f_code = code;   /* our reference passes to the frame */
+    Py_DECREF(shadow);
+    if (now == NULL) {
+        return evaluate(ts, f, throwflag);
+    }
+    return run_on(ts, f, code, now, throwflag, false);
+}
+
 static PyObject *
 li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
 {
     PyCodeObject *code = f->f_code;
+    li_shadow *on = li_shadow_of(code);
+    if (on != NULL) {
+        /* Suspended on a shadow (finish()); or made from one by C code, or
+           its original gone: it runs as it is. */
+        if (on->original == NULL || f->f_lasti < 0 || f->f_lasti + 1 > on->n_units) {
+            return evaluate(ts, f, throwflag);
+        }
+        return resume_on_shadow(ts, f, on->original, code, on, throwflag);
+    }
     if (ts->tracing) {
         return evaluate(ts, f, throwflag);
     }
+    li_code_state *cs = li_code_state_get(code);
     if (f->f_lasti >= 0) {
-        /* Callbacks run as if from the frame (sys._getframe(1)), which the
-           interpreter makes the thread's current frame only later. */
-        PyFrameObject *current = ts->frame;
-        ts->frame = f;
-        if (fire_resume(ts, code, f->f_lasti + 1, throwflag) < 0) {
-            throwflag = 1;
+        int unit = f->f_lasti + 1;
+        uint8_t tools = li_tools_at(cs, throwflag ? LI_PY_THROW : LI_PY_RESUME, unit);
+        if (tools != 0) {
+            if (fire_resume(ts, f, code, cs, unit, tools, throwflag) < 0) {
+                throwflag = 1;
+            }
+            cs = li_code_state_get(code);
         }
-        ts->frame = current;
     }
-    PyCodeObject *shadow = shadow_for(code);
+    PyCodeObject *shadow = shadow_for(code, cs);
     if (shadow == NULL) {
         return evaluate(ts, f, throwflag);
     }
