@@ -195,7 +195,7 @@ unmap_frame(PyFrameObject *f, li_shadow *map)
  * unless it suspended and `may_stay`: a frame suspended on the shadow its
  * code still needs resumes without being mapped again (li_eval).  The
  * caller's reference to `code` passes to this function. */
-static PyObject *
+static LI_HOT_INLINE PyObject *
 finish(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObject *shadow,
        li_shadow *map, PyObject *result, bool may_stay)
 {
@@ -230,7 +230,7 @@ finish(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObject *sh
 /* Evaluates `f`, a frame of `code` whose f_lasti and handlers are
  * instruction starts, on `shadow`: from where it stands, or, with
  * `restarted`, from the shadow's unit after PY_START. */
-static PyObject *
+static LI_HOT_INLINE PyObject *
 run_mapped(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObject *shadow,
            li_shadow *map, int throwflag, bool restarted, bool may_stay)
 {
@@ -279,9 +279,11 @@ run_borrowing(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObj
     return result;
 }
 
+static PyObject *restart(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code);
+
 /* Evaluates `f`, a frame of `code` (its f_code), on `shadow`: from where
  * it stands, or, with `restarted`, from the shadow's unit after PY_START. */
-static PyObject *
+static LI_HOT_INLINE PyObject *
 run_on(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObject *shadow,
        int throwflag, bool restarted)
 {
@@ -306,22 +308,29 @@ run_on(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObject *sh
         result = run_mapped(ts, f, code, shadow, map, throwflag, restarted, true);
     }
     if (result == NULL && PyErr_ExceptionMatches(li_restart)) {
-        /* Nothing ran but the probe (and GEN_START, whose value is gone):
-           the frame starts again, as it was made, past PY_START. */
-        PyErr_Clear();
-        f->f_lasti = -1;
-        f->f_stackdepth = 0;
-        f->f_iblock = 0;
-        f->f_state = FRAME_CREATED;
-        PyCodeObject *now = shadow_for(code, li_code_state_get(code));
-        if (now != NULL) {
-            return run_on(ts, f, code, now, 0, true);
-        }
-        const uint8_t *bytes = (const uint8_t *)PyBytes_AS_STRING(code->co_code);
-        f->f_lasti = bytes[0] == GEN_START ? 0 : -1;
-        return evaluate(ts, f, 0);
+        return restart(ts, f, code);
     }
     return result;
+}
+
+/* A PY_START probe of `f` raised li_restart: nothing ran but the probe (and
+ * GEN_START, whose value is gone), and the frame starts again, as it was
+ * made, past PY_START, on what its code needs now. */
+static LI_COLD PyObject *
+restart(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code)
+{
+    PyErr_Clear();
+    f->f_lasti = -1;
+    f->f_stackdepth = 0;
+    f->f_iblock = 0;
+    f->f_state = FRAME_CREATED;
+    PyCodeObject *now = shadow_for(code, li_code_state_get(code));
+    if (now != NULL) {
+        return run_on(ts, f, code, now, 0, true);
+    }
+    const uint8_t *bytes = (const uint8_t *)PyBytes_AS_STRING(code->co_code);
+    f->f_lasti = bytes[0] == GEN_START ? 0 : -1;
+    return evaluate(ts, f, 0);
 }
 
 /* `f` resumes suspended on `shadow` (its f_code), a shadow of `code`. */
@@ -355,11 +364,11 @@ static PyObject *
 li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
 {
     PyCodeObject *code = f->f_code;
-    li_shadow *on = li_shadow_of(code);
+    li_shadow *on = f->f_lasti >= 0 ? li_shadow_of(code) : NULL;
     if (on != NULL) {
         /* Suspended on a shadow (finish()); or made from one by C code, or
            its original gone: it runs as it is. */
-        if (on->original == NULL || f->f_lasti < 0 || f->f_lasti + 1 > on->n_units) {
+        if (on->original == NULL || f->f_lasti + 1 > on->n_units) {
             return evaluate(ts, f, throwflag);
         }
         return resume_on_shadow(ts, f, on->original, code, on, throwflag);
