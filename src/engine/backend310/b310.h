@@ -20,10 +20,11 @@
  * a field: while any tool wants events, a PEP 523 frame evaluation function
  * (hook.c) runs each frame of an instrumented code object on its shadow,
  * swapping f_code (and f_lasti and the block stack, mapped) for the time
- * the frame executes, and back when it returns or suspends.  Function
- * objects, generators and code objects stay untouched; frames that execute
- * shadows show the original through frame.f_code and frame.f_lasti
- * (transparency.c).  Without events, no hook is installed.
+ * the frame executes, and back when it returns (a generator stays on its
+ * shadow while suspended).  Function objects, generators and code objects
+ * stay untouched; frames on shadows show the original through
+ * frame.f_code and frame.f_lasti (transparency.c).  Without events, no hook
+ * is installed.
  */
 #ifndef LI_B310_H
 #define LI_B310_H

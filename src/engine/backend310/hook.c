@@ -6,11 +6,12 @@
  * evaluates it, and evaluates it again at each resumption of a generator or
  * coroutine.  For the time it executes, the frame's f_code is the shadow,
  * and its f_lasti and block stack (handler units) are translated into the
- * shadow's units; when it returns or suspends, they are translated back.
- * So function objects, generators, code objects and suspended frames only
- * ever hold originals, code that starts later (functions made later, exec,
- * module bodies, FunctionType) is reached as it starts, and a suspended
- * generator at its next resumption.
+ * shadow's units; when it returns, they are translated back.  A frame that
+ * suspends stays on its shadow, and resumes there unmapped while its code
+ * still needs it (else it goes back to the original first).  So function
+ * objects, generators and code objects only ever hold originals, code that
+ * starts later (functions made later, exec, module bodies, FunctionType) is
+ * reached as it starts, and a suspended generator at its next resumption.
  *
  * A shadow may need a deeper value stack than its original (its probes
  * push, shadow.c): a frame too small for it executes on a borrowed stack,
