@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The long runs, on CPython 3.11 (the engine) and, for comparison where it
 # applies, the native 3.12: memory soak, shadows of the whole stdlib, the
-# stdlib's regression tests with monitoring on, a longer fuzz run.  Uses a
-# fresh virtual environment per interpreter, like scripts/test_all.sh.
+# stdlib's regression tests with monitoring on (on 3.10 too), a longer fuzz
+# run.  Uses a fresh virtual environment per interpreter, like
+# scripts/test_all.sh.
 #
 #   scripts/long_test.sh            everything (about an hour)
 #   scripts/long_test.sh --short    small counts (CI)
@@ -46,6 +47,16 @@ if py311=$(venv_for 11 | tail -n 1) && [ -x "$py311" ]; then
     fi
 else
     echo "--- CPython 3.11 not installed: engine runs skipped"
+fi
+# The 3.10 back end: the stdlib's regression tests with monitoring on.
+if py310=$(venv_for 10 | tail -n 1) && [ -x "$py310" ]; then
+    if [ $short -eq 1 ]; then
+        run "$py310" "$here/tools/transparency.py" --quick
+    else
+        run "$py310" "$here/tools/transparency.py"
+    fi
+else
+    echo "--- CPython 3.10 not installed: its transparency run skipped"
 fi
 if [ $short -eq 0 ] && py312=$(venv_for 12 | tail -n 1) && [ -x "$py312" ]; then
     run "$py312" "$here/tools/soak.py" --cycles 100000 --seconds 60

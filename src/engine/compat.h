@@ -62,6 +62,21 @@ li_leave_tracing(PyThreadState *ts)
         ts->cframe->use_tracing = 255;
     }
 }
+
+/* See the 3.9/3.10 versions below: nothing to lend here. */
+static inline int
+li_lend_recursion(PyThreadState *ts)
+{
+    (void)ts;
+    return 0;
+}
+
+static inline void
+li_take_back_recursion(PyThreadState *ts, int lent)
+{
+    (void)ts;
+    (void)lent;
+}
 #else
 /* 3.9/3.10: the same through the thread's CFrame (3.10) or its own
    use_tracing (3.9); CPython's tracing ignores the frames meanwhile. */
@@ -92,6 +107,40 @@ li_leave_tracing(PyThreadState *ts)
     if (--ts->tracing == 0 && (ts->c_tracefunc != NULL || ts->c_profilefunc != NULL)) {
         LI_USE_TRACING(ts) = 1;
     }
+}
+
+/* 3.9/3.10 count C calls against the recursion limit too, 3.12 only
+   Python frames: a Python callback whose frame fits under the limit gets
+   room for the C calls it makes (recursion levels lent for the call), so
+   that a runaway recursion stops in the program's code, not in a dict.get
+   of the callback of its deepest frame.  A callback whose frame does not
+   fit fails at its entry, as natively.  Returns the levels lent.
+   The limit is read again only near the one last read (a call into the
+   interpreter would cost more than the rest); a limit lowered since is seen
+   once the depth nears the old one. */
+#  define LI_CALLBACK_RECURSION_ROOM 50
+static int li_recursion_limit_read;
+static inline int
+li_lend_recursion(PyThreadState *ts)
+{
+    int room = li_recursion_limit_read - ts->recursion_depth;
+    if (room >= LI_CALLBACK_RECURSION_ROOM) {
+        return 0;
+    }
+    li_recursion_limit_read = Py_GetRecursionLimit();
+    room = li_recursion_limit_read - ts->recursion_depth;
+    if (room < 1 || room >= LI_CALLBACK_RECURSION_ROOM) {
+        return 0;
+    }
+    int lent = LI_CALLBACK_RECURSION_ROOM - room;
+    ts->recursion_depth -= lent;
+    return lent;
+}
+
+static inline void
+li_take_back_recursion(PyThreadState *ts, int lent)
+{
+    ts->recursion_depth += lent;
 }
 #endif
 

@@ -356,7 +356,9 @@ li_call_one(PyThreadState *tstate, int tool, int event, PyObject **args, size_t 
     else {
         PyObject *self = NULL;
         PyObject *twin = li_backend_twin(tool, event, callback, &self);
+        int lent = li_lend_recursion(tstate);
         PyObject *res = li_call_bound(twin != NULL ? twin : callback, self, args + 1, nargs);
+        li_take_back_recursion(tstate, lent);
         li_leave_tracing(tstate);
         Py_DECREF(callback);
         if (res == NULL) {

@@ -424,3 +424,69 @@ def test_coverage_pattern_on_code_that_loops_or_returns_at_once(M: Any, tool: To
         ("spin", 1), ("spin", 2), ("spin", 1), ("spin", 2), ("spin", 1), ("spin", 3),
         ("work", 1), ("__exit__", 1), ("work", 3),
     ]
+
+
+def test_trace_and_profile_functions_set_in_a_frame_running_when_events_came(
+        M: Any, tool: Tool) -> None:
+    """A frame turns LINE on for itself, then sets and clears a profile and a
+    trace function in its loop: its lines keep coming, sys.gettrace() and
+    sys.getprofile() show what it set, and the functions see what they see
+    unmonitored (3.10 reaches the frame through the thread's own trace and
+    profile hooks, which must stay out of sight)."""
+    import sys
+
+    E = M.events
+
+    def run(monitored: bool) -> tuple:
+        lines: list = []
+        profiled: list = []
+        traced: list = []
+
+        def profiler(frame: Any, event: str, arg: Any) -> None:
+            if event in ("call", "return"):
+                profiled.append((frame.f_code.co_name, event))
+
+        def tracer(frame: Any, event: str, arg: Any) -> Any:
+            traced.append((frame.f_code.co_name, event))
+            return tracer
+
+        def helper() -> int:
+            return 1
+
+        def on() -> None:
+            if monitored:
+                tool.set_local(f.__code__, E.LINE)
+
+        def f() -> list:
+            hooks = []
+            on()
+            for i in range(4):
+                hooks.append((sys.gettrace() is tracer, sys.getprofile() is profiler))
+                if i == 0:
+                    sys.setprofile(profiler)
+                elif i == 1:
+                    sys.setprofile(None)
+                    sys.settrace(tracer)
+                elif i == 2:
+                    sys.settrace(None)
+                helper()
+            return hooks
+
+        tool.register(E.LINE, lambda code, line: lines.append(line - f.__code__.co_firstlineno))
+        try:
+            hooks = f()
+        finally:
+            sys.settrace(None)
+            sys.setprofile(None)
+            tool.set_events(0)
+            tool.set_local(f.__code__, 0)
+        return hooks, profiled, traced, lines
+
+    plain = run(False)
+    assert plain[0] == [(False, False), (False, True), (True, False), (False, False)]
+    assert plain[1] and plain[2], "the functions saw helper()"
+    monitored = run(True)
+    assert monitored[:3] == plain[:3]
+    # From the line after on() on, every line of the loop.
+    assert monitored[3] == [3, 4, 5, 6, 12] + [3, 4, 5, 7, 8, 9, 12] + \
+        [3, 4, 5, 7, 10, 11, 12] + [3, 4, 5, 7, 10, 12] + [3, 13]

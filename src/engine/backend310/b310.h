@@ -95,7 +95,17 @@ typedef struct {
     PyCodeObject *shadow;   /* owned; NULL: frames run the original */
     li_event_set events;    /* the events it has probes for */
     uint64_t epoch;         /* li_epoch when it was chosen */
+    int true_stacksize;     /* co_stacksize before a shadow raised it; 0: not raised */
 } li_b310;
+
+/* The original's co_stacksize as compiled (what code.co_stacksize shows),
+ * whatever its shadows raised it to (hook.c). */
+static inline int
+li_true_stacksize(PyCodeObject *code, li_code_state *cs)
+{
+    li_b310 *b = cs != NULL ? cs->backend : NULL;
+    return b != NULL && b->true_stacksize > 0 ? b->true_stacksize : code->co_stacksize;
+}
 
 /* Bumped whenever which shadow a code object needs may have changed. */
 extern uint64_t li_epoch;
@@ -127,6 +137,9 @@ li_shadow *li_live_shadows(void);
 /* ---- probe.c ---- */
 
 void li_site_arm(li_site *s);
+/* Delivers the event of `s` (with `value` for PY_RETURN and PY_YIELD) from
+ * the thread's current frame.  0, or -1 with an exception set. */
+int li_site_fire(li_site *s, PyObject *value);
 void li_site_disarm(li_site *s);
 /* li_call_tools() at a point where an exception is pending (PY_THROW,
  * C_RAISE): it is put aside while callbacks run (normalized, and its value
@@ -151,9 +164,44 @@ int li_call_init(void);
 
 /* The hook is installed while any tool wants events. */
 void li_hook_sync(void);
+/* The shadow that frames of original `code` should run now, or NULL (the
+ * original).  Borrowed. */
+PyCodeObject *li_shadow_for(PyCodeObject *code);
+
+/* ---- running.c ---- */
+
+typedef PyObject *(*li_evaluator)(PyThreadState *, PyFrameObject *, int);
+/* How many threads have frames that were running when their code came to
+ * need events. */
+extern int li_running_threads;
+/* Finds those frames in every thread, after a change of events.  0, or -1
+ * with an exception set. */
+int li_running_sync(void);
+/* Whether the user set a trace or profile function for `ts` (running.c's
+ * own are not). */
+bool li_running_user_hooks(PyThreadState *ts);
+/* Evaluates a frame of a thread that has such frames. */
+PyObject *li_running_eval(PyThreadState *ts, PyFrameObject *f, int throwflag,
+                          li_evaluator evaluate);
 
 /* ---- transparency.c ---- */
 
 int li_transparency_init(void);
+/* Replaces the descriptors named in `defs` (static, NULL-terminated) in
+ * `type`'s dict, keeping their docstrings.  0, or -1 with an exception. */
+int li_replace_getsets(PyTypeObject *type, PyGetSetDef *defs);
+
+/* ---- caught.c ---- */
+
+/* The constant of the marker before each handler of a shadow (borrowed). */
+PyObject *li_caught_marker(void);
+/* Called by li_transparency_init.  0 or -1. */
+int li_caught_init(void);
+
+/* ---- jump.c ---- */
+
+/* frame.f_lineno's setter decides jumps on the original (called by
+ * li_transparency_init). */
+int li_jump_init(void);
 
 #endif /* LI_B310_H */

@@ -133,7 +133,9 @@ li_fire_call(PyThreadState *ts, li_site *s, uint8_t tools)
 {
     li_shadow *map = s->shadow;
     PyFrameObject *f = ts->frame;
-    if (f == NULL || f->f_code != map->code) {
+    /* The frame runs the shadow or, reached (running.c), the original or
+       an older shadow: the same values at that depth. */
+    if (f == NULL || map->original == NULL || li_backend_original(f->f_code) != map->original) {
         return 0;
     }
     PyObject **top = f->f_valuestack + s->depth;     /* one past the last value */

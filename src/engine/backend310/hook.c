@@ -104,6 +104,12 @@ shadow_for(PyCodeObject *code, li_code_state *cs)
     return choose_shadow(code, cs);
 }
 
+PyCodeObject *
+li_shadow_for(PyCodeObject *code)
+{
+    return shadow_for(code, li_code_state_get(code));
+}
+
 /* Translates the tracebacks of `f` that the exception leaving it carries. */
 static void
 translate_traceback(PyThreadState *ts, PyFrameObject *f, li_shadow *map)
@@ -361,8 +367,10 @@ resume_on_shadow(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCode
     return run_on(ts, f, code, now, throwflag, false);
 }
 
-static PyObject *
-li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
+/* Inlined in li_eval(), where threads without reached frames (running.c)
+ * pay only the test for them. */
+static LI_HOT_INLINE PyObject *
+eval_frame(PyThreadState *ts, PyFrameObject *f, int throwflag)
 {
     PyCodeObject *code = f->f_code;
     li_shadow *on = f->f_lasti >= 0 ? li_shadow_of(code) : NULL;
@@ -395,6 +403,13 @@ li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
     return run_on(ts, f, code, shadow, throwflag, false);
 }
 
+static PyObject *
+li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
+{
+    return li_running_threads ? li_running_eval(ts, f, throwflag, eval_frame)
+                              : eval_frame(ts, f, throwflag);
+}
+
 void
 li_hook_sync(void)
 {
@@ -424,7 +439,7 @@ li_backend_update(bool grew)
     if (grew) {
         li_rearm_all();
     }
-    return 0;
+    return li_running_sync();
 }
 
 int
@@ -537,6 +552,12 @@ li_backend_stats(PyObject *stats)
     }
     PyObject *count = PyLong_FromSsize_t(shadows);
     int err = count != NULL ? PyDict_SetItemString(stats, "shadows", count) : -1;
+    Py_XDECREF(count);
+    if (err < 0) {
+        return -1;
+    }
+    count = PyLong_FromLong(li_running_threads);
+    err = count != NULL ? PyDict_SetItemString(stats, "reached_threads", count) : -1;
     Py_XDECREF(count);
     return err;
 }

@@ -100,7 +100,7 @@ fire(li_site *s, PyObject *value)
        on the code it needs now.  Not under sys.settrace or sys.setprofile,
        whose functions would see the frame start twice. */
     if (result == 0 && s->event == LI_PY_START && epoch != li_epoch && map->original != NULL &&
-        ts->c_tracefunc == NULL && ts->c_profilefunc == NULL &&
+        !li_running_user_hooks(ts) &&
         (li_wanted_events(map->cs) & LI_PROBED_EVENTS) != map->events)
     {
         PyErr_SetNone(li_restart);
@@ -108,6 +108,12 @@ fire(li_site *s, PyObject *value)
     }
     Py_DECREF(shadow);
     return result;
+}
+
+int
+li_site_fire(li_site *s, PyObject *value)
+{
+    return fire(s, value);
 }
 
 static PyObject *

@@ -15,6 +15,7 @@ typedef struct {
     int target;             /* index of the instruction jumped to, or -1 */
     int line;               /* -1: none */
     bool jump_target;
+    bool handler;           /* a block's handler: the caught marker precedes it */
 } instr;
 
 static bool
@@ -136,6 +137,7 @@ typedef struct {
        before): a JUMP_FORWARD over the LINE probe comes first. */
     bool skip_line;
     int start_size, line_size;      /* units of the PY_START and LINE probes */
+    int call;                       /* the instruction its CALL probe reports */
 } probe_list;
 
 static bool
@@ -205,6 +207,23 @@ stack_depths(const instr *ins, int n_instrs, int *depth)
     }
     PyMem_Free(work);
     return 0;
+}
+
+/* The instruction where the CALL probe of call instruction `i` goes: its
+ * own, but for the call of __aexit__ that ends an `async with`, whose
+ * GET_AWAITABLE words its error after the DUP_TOP and the call it sees two
+ * and one units before it; there the probe goes before the DUP_TOPs, where
+ * the callable and its first argument are already on the stack. */
+static int
+call_probe_place(const instr *ins, int n_instrs, int i)
+{
+    if (i >= 2 && i + 1 < n_instrs && ins[i].opcode == CALL_FUNCTION &&
+        ins[i + 1].opcode == GET_AWAITABLE && ins[i - 1].opcode == DUP_TOP &&
+        ins[i - 2].opcode == DUP_TOP && !ins[i - 1].jump_target && !ins[i].jump_target)
+    {
+        return i - 2;
+    }
+    return i;
 }
 
 /* Where a jump of instruction `src` to instruction `t` lands in the shadow:
@@ -321,6 +340,10 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
         if (t >= 0 && t < n) {
             ins[i].target = instr_at[t];
             ins[instr_at[t]].jump_target = true;
+            if (ins[i].opcode == SETUP_FINALLY || ins[i].opcode == SETUP_WITH ||
+                ins[i].opcode == SETUP_ASYNC_WITH) {
+                ins[instr_at[t]].handler = true;
+            }
         }
     }
 
@@ -365,17 +388,34 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
             pl->events[pl->n++] = LI_PY_YIELD;
         }
         if (is_call(ins[i].opcode) && (events & LI_EVENT_BIT(LI_CALL)) && depth[i] >= 0) {
-            pl->events[pl->n++] = LI_CALL;
+            probe_list *at = &probes[call_probe_place(ins, n_instrs, i)];
+            at->events[at->n++] = LI_CALL;
+            at->call = i;
         }
-        n_sites += pl->n;
-        for (int k = 0; k < pl->n; k++) {
-            int need = (depths_known ? depth[i] : code->co_stacksize) + probe_push(pl->events[k]);
+    }
+    for (int i = 0; i < n_instrs; i++) {
+        n_sites += probes[i].n;
+        for (int k = 0; k < probes[i].n; k++) {
+            int need = (depths_known ? depth[i] : code->co_stacksize) +
+                       probe_push(probes[i].events[k]);
             if (need > stacksize) {
                 stacksize = need;
             }
         }
     }
     int n_consts = (int)PyTuple_GET_SIZE(code->co_consts);
+    /* The caught marker (caught.c), a constant after the sites, before
+       every handler. */
+    bool handlers = false;
+    for (int i = 0; i < n_instrs; i++) {
+        handlers |= ins[i].handler;
+        /* It pushes itself, over what the handler starts with. */
+        if (ins[i].handler && (depths_known ? depth[i] : code->co_stacksize) + 1 > stacksize) {
+            stacksize = (depths_known ? depth[i] : code->co_stacksize) + 1;
+        }
+    }
+    int caught_index = n_consts + n_sites;
+    int caught_size = units_for((unsigned int)caught_index) + 2;
 
     /* Sizes: jumps grow until every argument fits. */
     sizes = PyMem_Calloc((size_t)n_instrs + 1, sizeof(int));
@@ -405,6 +445,9 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
                     pos += probes[i].skip_line;
                 }
                 pos += size;
+            }
+            if (ins[i].handler) {
+                pos += caught_size;
             }
             starts[i] = pos;
             pos += sizes[i];
@@ -447,10 +490,14 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
         PyErr_NoMemory();
         goto error;
     }
-    consts = PyTuple_New(n_consts + n_sites + 1);
+    consts = PyTuple_New(n_consts + n_sites + (handlers ? 1 : 0) + 1);
     if (consts == NULL) {
         goto error;
     }
+    /* Only code objects, which the collector does not see into, hold it:
+       tracked, it would be one object more in gc.get_objects() per code
+       run monitored, which native instrumentation does not add. */
+    PyObject_GC_UnTrack(consts);
     for (int c = 0; c < n_consts; c++) {
         PyTuple_SET_ITEM(consts, c, Py_NewRef(PyTuple_GET_ITEM(code->co_consts, c)));
     }
@@ -474,16 +521,18 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
             if (s == NULL) {
                 goto error;
             }
+            /* The instruction it reports (a call's may come later). */
+            const instr *of = event == LI_CALL ? &ins[probes[i].call] : &ins[i];
             s->shadow = map;
-            s->orig = ins[i].start;
+            s->orig = of->start;
             s->size = (uint8_t)probe_size(event, index);
             s->event = (uint8_t)event;
             s->armed = true;
-            s->call_op = (uint8_t)ins[i].opcode;
-            s->call_arg = ins[i].oparg;
-            s->depth = depth[i];
-            s->arg = PyLong_FromLong(event == LI_LINE ? ins[i].line
-                                     : event == LI_CALL ? 2L * ins[i].op : 2L * ins[i].start);
+            s->call_op = (uint8_t)of->opcode;
+            s->call_arg = of->oparg;
+            s->depth = depth[of - ins];
+            s->arg = PyLong_FromLong(event == LI_LINE ? of->line
+                                     : event == LI_CALL ? 2L * of->op : 2L * of->start);
             PyTuple_SET_ITEM(consts, index, (PyObject *)s);
             map->sites[map->n_sites++] = s;
             if (s->arg == NULL) {
@@ -514,6 +563,11 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
             }
         }
         int begin = pos;
+        if (ins[i].handler) {
+            emit(out, &pos, LOAD_CONST, (unsigned int)caught_index, caught_size - 2);
+            emit(out, &pos, UNARY_INVERT, 0, 1);
+            emit(out, &pos, POP_TOP, 0, 1);
+        }
         if (ins[i].target >= 0) {
             int dest = entry_of(ins, probes, group, i, ins[i].target);
             int arg = is_relative_jump(ins[i].opcode) ? dest - (starts[i] + sizes[i]) : dest;
@@ -536,7 +590,10 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
     map->orig_start[n_shadow] = n;
     map->orig_op[n_shadow] = n;
     map->shadow_start[n] = n_shadow;
-    PyTuple_SET_ITEM(consts, n_consts + n_sites, (PyObject *)map);
+    if (handlers) {
+        PyTuple_SET_ITEM(consts, caught_index, Py_NewRef(li_caught_marker()));
+    }
+    PyTuple_SET_ITEM(consts, PyTuple_GET_SIZE(consts) - 1, (PyObject *)map);
     map = NULL;     /* the constants hold it */
 
     co_code = PyBytes_FromStringAndSize((const char *)out, 2 * (Py_ssize_t)n_shadow);

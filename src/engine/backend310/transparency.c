@@ -5,6 +5,7 @@
  * attributes are replaced by ones that translate.  Function objects,
  * generators and frames that do not execute hold originals anyway; the
  * shadow's line table gives frame.f_lineno and tracebacks their lines.
+ * code.co_stacksize shows the size compiled, not the one raised for shadows.
  */
 
 #include "b310.h"
@@ -31,20 +32,34 @@ frame_lasti_get(PyObject *self, void *Py_UNUSED(closure))
     return PyLong_FromLong(2L * lasti);
 }
 
+/* Frames made while a code object runs on a shadow need its deeper stack:
+ * co_stacksize is raised (hook.c), and shown as compiled. */
+static PyObject *
+code_stacksize_get(PyObject *self, void *Py_UNUSED(closure))
+{
+    PyCodeObject *code = (PyCodeObject *)self;
+    return PyLong_FromLong(li_true_stacksize(code, li_code_state_get(code)));
+}
+
 static PyGetSetDef frame_getsets[] = {
     {"f_code", frame_code_get, NULL, NULL, NULL},
     {"f_lasti", frame_lasti_get, NULL, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
+static PyGetSetDef code_getsets[] = {
+    {"co_stacksize", code_stacksize_get, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
 int
-li_transparency_init(void)
+li_replace_getsets(PyTypeObject *type, PyGetSetDef *defs)
 {
-    PyObject *dict = PyFrame_Type.tp_dict;
-    for (PyGetSetDef *def = frame_getsets; def->name != NULL; def++) {
+    PyObject *dict = type->tp_dict;
+    for (PyGetSetDef *def = defs; def->name != NULL; def++) {
         PyObject *old = PyDict_GetItemString(dict, def->name);    /* borrowed */
         if (old == NULL) {
-            PyErr_Format(PyExc_SystemError, "frame has no %s", def->name);
+            PyErr_Format(PyExc_SystemError, "%s has no %s", type->tp_name, def->name);
             return -1;
         }
         /* The interpreter's own docstring, so that help() reads the same;
@@ -57,7 +72,7 @@ li_transparency_init(void)
             Py_DECREF(doc);
             return -1;
         }
-        PyObject *descr = PyDescr_NewGetSet(&PyFrame_Type, def);
+        PyObject *descr = PyDescr_NewGetSet(type, def);
         if (descr == NULL) {
             return -1;
         }
@@ -67,6 +82,16 @@ li_transparency_init(void)
             return -1;
         }
     }
-    PyType_Modified(&PyFrame_Type);
+    PyType_Modified(type);
     return 0;
+}
+
+int
+li_transparency_init(void)
+{
+    if (li_replace_getsets(&PyFrame_Type, frame_getsets) < 0 ||
+        li_replace_getsets(&PyCode_Type, code_getsets) < 0 || li_caught_init() < 0) {
+        return -1;
+    }
+    return li_jump_init();
 }

@@ -1,0 +1,96 @@
+/* traceback.tb_lasti of an exception caught in a frame running a shadow.
+ *
+ * The interpreter records the frame's f_lasti, a unit of the shadow, in
+ * the traceback entry it adds for the frame.  An exception that leaves the
+ * frame has its entries translated there (hook.c); one caught in the frame
+ * is kept by the program, and the frame may have finished, or moved to
+ * another shadow, before its tb_lasti is read (dis.distb reads it).  So
+ * every exception handler of a shadow starts with a marker
+ *
+ *     LOAD_CONST caught; UNARY_INVERT; POP_TOP
+ *
+ * whose nb_invert translates the entry of the exception being handled, if
+ * it is the frame's own, while the shadow it was made in still runs.  The
+ * translated offset is stored as -2 - offset (a handler of the same frame
+ * that gets it again, re-raised, leaves it alone) and tb_lasti's getter
+ * shows it as the offset.
+ */
+
+#include "b310.h"
+
+static inline int
+encode(int offset)
+{
+    return -2 - offset;
+}
+
+static PyObject *
+caught_invert(PyObject *self)
+{
+    (void)self;
+    PyThreadState *ts = PyThreadState_Get();
+    PyFrameObject *f = ts->frame;
+    PyObject *tb = ts->exc_info->exc_traceback;
+    li_shadow *map = f != NULL ? li_shadow_of(f->f_code) : NULL;
+    if (map != NULL && tb != NULL && PyTraceBack_Check(tb)) {
+        PyTracebackObject *t = (PyTracebackObject *)tb;
+        if (t->tb_frame == f && t->tb_lasti >= 0 && t->tb_lasti / 2 < map->n_units) {
+            t->tb_lasti = encode(2 * map->orig_op[t->tb_lasti / 2]);
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyNumberMethods caught_as_number = {
+    .nb_invert = caught_invert,
+};
+
+static PyTypeObject caught_type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "lowimpact._engine.caught",
+    .tp_basicsize = sizeof(PyObject),
+    .tp_as_number = &caught_as_number,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Translates the traceback entry of an exception a shadow catches.",
+};
+
+/* The one instance, kept for ever. */
+static PyObject *caught;
+
+PyObject *
+li_caught_marker(void)
+{
+    return caught;
+}
+
+/* Offsets translated at a handler, decoded.  (Others are left as they
+ * are: one read before the handler, by a LINE callback of its line, is the
+ * shadow's, but it cannot be told apart from the offset of a traceback made
+ * by Python code, types.TracebackType(), in a frame running a shadow.) */
+static PyObject *
+traceback_lasti_get(PyObject *self, void *Py_UNUSED(closure))
+{
+    int lasti = ((PyTracebackObject *)self)->tb_lasti;
+    return PyLong_FromLong(lasti <= -2 ? encode(lasti) : lasti);
+}
+
+static PyGetSetDef traceback_getsets[] = {
+    {"tb_lasti", traceback_lasti_get, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+int
+li_caught_init(void)
+{
+    if (caught != NULL) {
+        return 0;
+    }
+    if (PyType_Ready(&caught_type) < 0) {
+        return -1;
+    }
+    caught = PyObject_New(PyObject, &caught_type);
+    if (caught == NULL) {
+        return -1;
+    }
+    return li_replace_getsets(&PyTraceBack_Type, traceback_getsets);
+}

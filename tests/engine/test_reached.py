@@ -1,0 +1,84 @@
+"""The 3.10 back end's books of frames that were running when their code
+came to need events (backend310/running.c): a thread has its trace and
+profile hooks taken only while it has such a frame."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Any, List
+
+import pytest
+
+if sys.version_info[:2] != (3, 10):
+    pytest.skip("white-box test of the 3.10 back end", allow_module_level=True)
+
+from lowimpact import _engine  # noqa: E402
+from lowimpact import monitoring as M  # noqa: E402
+
+TOOL = 4
+
+
+def reached_threads() -> int:
+    return int(_engine._stats()["reached_threads"])
+
+
+@pytest.fixture
+def tool() -> Any:
+    M.use_tool_id(TOOL, "test_reached")
+    yield TOOL
+    M.set_events(TOOL, 0)
+    M.clear_tool_id(TOOL)
+    M.free_tool_id(TOOL)
+
+
+def loop() -> int:
+    total = 0
+    for i in range(3):
+        if i == 0:
+            M.set_local_events(TOOL, loop.__code__, M.events.LINE)
+        total += i
+    return total
+
+
+def test_the_thread_is_reached_until_its_frame_returns(tool: int) -> None:
+    seen: List[int] = []
+    M.register_callback(tool, M.events.LINE,
+                        lambda code, line: seen.append(reached_threads()))
+    assert loop() == 3
+    first = list(seen)
+    after_return = reached_threads()
+    seen.clear()
+    assert loop() == 3      # started with its events on: on its shadow
+    M.set_local_events(tool, loop.__code__, 0)
+    assert first and set(first) == {1}
+    assert after_return == 0
+    assert seen and set(seen) == {0}
+
+
+def test_only_the_thread_of_the_frame_is_reached(tool: int) -> None:
+    looping = threading.Event()
+    stop = [False]
+    seen: List[int] = []
+
+    def spin() -> None:
+        looping.set()
+        while not stop[0]:
+            pass
+
+    def line(code: Any, number: int) -> Any:
+        seen.append(reached_threads())
+        stop[0] = True
+        return M.DISABLE
+
+    M.register_callback(tool, M.events.LINE, line)
+    thread = threading.Thread(target=spin)
+    thread.start()
+    looping.wait()
+    M.set_local_events(tool, spin.__code__, M.events.LINE)
+    during = reached_threads()
+    thread.join()
+    after = reached_threads()
+    M.set_local_events(tool, spin.__code__, 0)
+    assert during == 1 and seen and seen[0] == 1
+    assert after == 0
