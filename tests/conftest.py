@@ -134,9 +134,6 @@ GAPS_310 = {
         'conformance/test_frames_seen.py::test_py_start_callback_raising_at_a_first_call',
         'conformance/test_frames_seen.py::test_py_start_sees_the_frame_at_its_resume',
     ],
-    "3.10 back end: the original's co_stacksize is raised to the shadow's, so that frames made later fit it": [
-        'conformance/test_restart_bdb.py::test_frames_sized_as_their_own_once_events_are_off',
-    ],
     '3.10 back end: not analysed yet': [
         'conformance/test_threads.py::test_first_starts_of_a_function_on_two_threads',
     ],
