@@ -2,12 +2,13 @@
  * The list is read while threads start and end.  A thread state reached
  * through the next of one read a moment earlier may have been freed since,
  * and its memory be the thread state a thread is making, not yet in the
- * list: its next is what the allocator left there (0 after glibc's thread
- * cache), and its thread id, until the new thread runs, that of the thread
- * making it.  The walk ended there: the threads after it were missing, and
- * the maker's name was the only one found (3.9 against shortlived.py: one
- * call of thread_names() in some 36,000 in CI, one in 3,000 with 100 us
- * between the reads of two thread states).
+ * list: its next is what the allocator left there (0 from glibc's thread
+ * cache, or zeroed memory), and its thread id (3.9-3.11), until the new
+ * thread runs, that of the thread making it.  The walk ended there: the
+ * threads after it were missing, and no name or only the maker's was
+ * found (against shortlived.py: on 3.9,
+ * one call of thread_names() in some 36,000 in CI; on 3.9-3.13, one in a
+ * few thousand with 30-100 us between the reads of two thread states).
  * CPython links the list both ways and puts a thread state made at the
  * head, prev 0, the old head's prev then pointing to it; one that ends is
  * unlinked (its own prev and next left as they were) before it is freed. */
