@@ -76,6 +76,7 @@ typedef struct li_layout {
 
     /* PyThreadState */
     int64_t tstate_size;
+    int64_t tstate_prev;                    /* checked by a walk (threadlist.c) */
     int64_t tstate_next;
     int64_t tstate_interp;
     int64_t tstate_thread_id;               /* pthread_t */
@@ -230,7 +231,7 @@ typedef struct li_debug_offsets_fields {
     int64_t runtime_interpreters_head;
     int64_t interp_size, interp_next, interp_threads_head;
     int64_t interp_gil_locked, interp_gil_holder;
-    int64_t tstate_size, tstate_next, tstate_interp, tstate_current_frame;
+    int64_t tstate_size, tstate_prev, tstate_next, tstate_interp, tstate_current_frame;
     int64_t tstate_thread_id, tstate_native_thread_id, tstate_datastack_chunk;
     int64_t frame_size, frame_previous, frame_executable, frame_instr_ptr, frame_owner;
     int64_t code_size, code_filename, code_name, code_qualname, code_linetable;

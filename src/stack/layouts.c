@@ -75,6 +75,7 @@ li_layout_from_debug_offsets(li_layout *out, const li_layout *base,
     out->interp_gil_locked = field(buf, d->interp_gil_locked);
     out->interp_gil_holder = field(buf, d->interp_gil_holder);
     out->tstate_size = field(buf, d->tstate_size);
+    out->tstate_prev = field(buf, d->tstate_prev);
     out->tstate_next = field(buf, d->tstate_next);
     out->tstate_interp = field(buf, d->tstate_interp);
     out->tstate_frame = field(buf, d->tstate_current_frame);
@@ -130,9 +131,9 @@ li_layout_from_debug_offsets(li_layout *out, const li_layout *base,
     int64_t fields_in_interp[] = {out->interp_next, out->interp_threads_head,
                                   out->interp_gil_locked, out->interp_gil_holder,
                                   out->interp_modules};
-    int64_t fields_in_tstate[] = {out->tstate_next, out->tstate_interp, out->tstate_frame,
-                                  out->tstate_thread_id, out->tstate_native_thread_id,
-                                  out->tstate_datastack_chunk};
+    int64_t fields_in_tstate[] = {out->tstate_prev, out->tstate_next, out->tstate_interp,
+                                  out->tstate_frame, out->tstate_thread_id,
+                                  out->tstate_native_thread_id, out->tstate_datastack_chunk};
     int64_t fields_in_frame[] = {out->frame_back, out->frame_code, out->frame_instr,
                                  out->frame_owner};
     /* The walk copies a frame and a code object's head into buffers of

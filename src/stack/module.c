@@ -932,12 +932,13 @@ Reader_get_layout(ReaderObject *self, void *Py_UNUSED(closure))
 {
     const li_layout *L = &self->target.layout;
     return Py_BuildValue(
-        "{sLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsL}",
+        "{sLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsLsL}",
         "runtime_interpreters_head", (long long)L->runtime_interpreters_head,
         "interp_next", (long long)L->interp_next,
         "interp_threads_head", (long long)L->interp_threads_head,
         "interp_gil_locked", (long long)L->interp_gil_locked,
         "interp_gil_holder", (long long)L->interp_gil_holder,
+        "tstate_prev", (long long)L->tstate_prev,
         "tstate_next", (long long)L->tstate_next,
         "tstate_interp", (long long)L->tstate_interp,
         "tstate_thread_id", (long long)L->tstate_thread_id,

@@ -142,6 +142,15 @@ typedef struct li_sample {
 li_status li_take_sample(li_target *t, li_sample *s);
 void li_sample_free(li_sample *s);
 
+/* The checks of a walk of an interpreter's thread states (threadlist.c):
+ * whether the thread state the walk reached next, whose prev is `prev`,
+ * holds together with the walk so far (s->threads from `first`), 1 if so;
+ * and LI_OK if `last`, where the walk ended (its next was 0), still ends
+ * the list as it did: linked from `prev` (its prev; 0: from the head of
+ * interpreter `interp`) and with no next, LI_TORN if not. */
+int li_thread_linked(const li_sample *s, size_t first, uint64_t prev);
+li_status li_thread_list_ends(li_target *t, uint64_t interp, uint64_t prev, uint64_t last);
+
 /* What li_thread_names found for one thread. */
 typedef enum li_name_state {
     /* threading is not imported, has no Thread under the thread's ident,

@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include "target.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -26,12 +27,17 @@ i32_at(const unsigned char *buf, int64_t at)
     return v;
 }
 
+/* Most fields read from one structure (a thread state) at a time. */
+#define MAX_FIELDS 9
+
 /* Several fields of one structure in one system call: fields[i] (an offset
- * into base, -1 for none) into out[i]; absent ones read as 0. */
+ * into base, -1 for none) into out[i], n at most MAX_FIELDS; absent ones
+ * read as 0. */
 static int
 read_fields(const li_target *t, uint64_t base, const int64_t *fields, uint64_t *out, int n)
 {
-    struct iovec local[8], remote[8];
+    struct iovec local[MAX_FIELDS], remote[MAX_FIELDS];
+    assert(n <= MAX_FIELDS);
     int k = 0;
     for (int i = 0; i < n; i++) {
         out[i] = 0;
@@ -587,7 +593,6 @@ still_same_calls(li_target *t, li_sample *s, size_t len, uint64_t before)
 }
 
 #define LI_STALE 100   /* snapshot(): the cache no longer describes the thread */
-#define MAX_FIELDS 8
 
 /* The thread's fields, its stack chunk and its innermost frame read before
  * and after the chunk, all in one system call, from where the thread's
@@ -1297,7 +1302,10 @@ li_take_sample(li_target *t, li_sample *s)
         if (L->interp_gil_locked >= 0) {
             holder = (iv[2] & 0xffffffffu) ? iv[3] : 0;
         }
-        uint64_t tstate = iv[1];
+        /* the walk of this interpreter's threads: from s->threads[first];
+         * the last thread state reached and its prev */
+        size_t first = s->nthreads;
+        uint64_t tstate = iv[1], last = 0, last_prev = 0;
         for (int nthreads = 0; tstate != 0; nthreads++) {
             if (nthreads >= MAX_THREADS) {
                 return LI_TORN;
@@ -1306,7 +1314,7 @@ li_take_sample(li_target *t, li_sample *s)
                                              L->tstate_thread_id, L->tstate_native_thread_id,
                                              L->tstate_frame, L->tstate_cframe,
                                              L->tstate_datastack_chunk,
-                                             L->tstate_recursion_depth};
+                                             L->tstate_recursion_depth, L->tstate_prev};
             uint64_t tv[MAX_FIELDS], frame = 0;
             struct li_thread_cache *tc = &t->thread_cache[(tstate >> 6) % 64];
             li_status st = s->threads_only ? LI_OK : LI_STALE;
@@ -1350,7 +1358,7 @@ li_take_sample(li_target *t, li_sample *s)
             if (st != LI_OK) {
                 return st;
             }
-            if (tv[1] != interp) {
+            if (tv[1] != interp || !li_thread_linked(s, first, tv[8])) {
                 return LI_TORN;
             }
             if (grow((void **)&s->threads, &s->threads_cap, s->nthreads + 1,
@@ -1380,7 +1388,15 @@ li_take_sample(li_target *t, li_sample *s)
                 return st;
             }
             s->nthreads++;
+            last = tstate;
+            last_prev = tv[8];
             tstate = tv[0];
+        }
+        if (last) {
+            li_status st = li_thread_list_ends(t, interp, last_prev, last);
+            if (st != LI_OK) {
+                return st;
+            }
         }
         interp = iv[0];
     }

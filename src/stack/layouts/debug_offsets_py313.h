@@ -13,6 +13,7 @@ static const li_debug_offsets_fields li_debug_offsets_py313 = {
     .interp_gil_locked = 136,
     .interp_gil_holder = 144,
     .tstate_size = 152,
+    .tstate_prev = 160,
     .tstate_next = 168,
     .tstate_interp = 176,
     .tstate_current_frame = 184,

@@ -12,6 +12,7 @@ static const li_layout li_layout_py310 = {
     .interp_gil_locked = -1,
     .interp_gil_holder = -1,
     .tstate_size = 280,
+    .tstate_prev = 0,
     .tstate_next = 8,
     .tstate_interp = 16,
     .tstate_thread_id = 176,

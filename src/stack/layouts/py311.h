@@ -12,6 +12,7 @@ static const li_layout li_layout_py311 = {
     .interp_gil_locked = -1,
     .interp_gil_holder = -1,
     .tstate_size = 360,
+    .tstate_prev = 0,
     .tstate_next = 8,
     .tstate_interp = 16,
     .tstate_thread_id = 152,

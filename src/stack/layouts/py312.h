@@ -12,6 +12,7 @@ static const li_layout li_layout_py312 = {
     .interp_gil_locked = 1056,
     .interp_gil_holder = 1048,
     .tstate_size = 288,
+    .tstate_prev = 0,
     .tstate_next = 8,
     .tstate_interp = 16,
     .tstate_thread_id = 136,

@@ -12,6 +12,7 @@ static const li_layout li_layout_py313 = {
     .interp_gil_locked = 7768,
     .interp_gil_holder = 7760,
     .tstate_size = 304,
+    .tstate_prev = 0,
     .tstate_next = 8,
     .tstate_interp = 16,
     .tstate_thread_id = 152,
