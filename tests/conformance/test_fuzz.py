@@ -273,14 +273,14 @@ def _check_run(run: Run, which: str, plan: Plan, codes: list[types.CodeType]) ->
     for event in run.events:
         name, index = event[0], event[1]
         assert index >= 0, "%s: %s event for a <fuzz> code object that is not the program's" % (which, name)
-        assert name in plan.allowed(index), "%s: %s delivered for %s, which has events %s" % (
+        assert name in plan.allowed(index), "%s: %s delivered for %r, which has events %s" % (
             which,
             name,
-            codes[index].co_qualname,
+            codes[index],
             sorted(plan.allowed(index)),
         )
         if name == "LINE":
-            assert event[2] in lines[index], "%s: LINE %d is not a line of %s" % (which, event[2], codes[index].co_qualname)
+            assert event[2] in lines[index], "%s: LINE %d is not a line of %r" % (which, event[2], codes[index])
         elif name in EXACT_OFFSET_EVENTS:
             assert event[2] in offsets[index], "%s: %r has an offset that starts no instruction" % (which, event)
             if name in ("JUMP", "BRANCH"):
@@ -812,7 +812,9 @@ def _check_live(M: Any, oracles: Oracles, source: str, data: st.DataObject, trig
     """One example of property C: the program computes what it computes
     unmonitored, its stream is reproducible and equals the oracle's."""
     note(numbered(source))
-    keys = [fuzzprog.code_key(code) for code in fuzzprog.program_codes(compile(source, FILENAME, "exec"))]
+    module_code = compile(source, FILENAME, "exec")
+    qualname = fuzzprog.qualnames(module_code)
+    keys = [fuzzprog.code_key(code, qualname) for code in fuzzprog.program_codes(module_code, qualname)]
     plan = _draw_live_plan(data, keys, triggers, program)
     note(fuzzprog.describe_plan(plan))
     # fuzzprog.record_live_stream(M, tool, source, plan) replays it.
