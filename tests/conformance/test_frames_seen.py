@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import pytest
 
-from .helpers import Tool, next_instruction_offset, offset_of, offsets_of
+from .helpers import Tool, next_instruction_offset, offset_of, offsets_of, resume_offset, start_lasti
 
 CALL_OPNAMES = ("CALL", "CALL_KW", "CALL_FUNCTION_EX", "CALL_FUNCTION", "CALL_FUNCTION_KW", "CALL_METHOD")
 
@@ -191,20 +191,9 @@ def _resume_offset(code: Any) -> int:
     return next(i.offset for i in dis.get_instructions(code) if i.opname == "RESUME")
 
 
-def _start_seen(code: Any) -> tuple:
-    """The offset PY_START reports, and the frame's f_lasti its callbacks see.
-
-    3.11+: RESUME's, on the def line.  3.10 has no RESUME: PY_START is at the
-    first instruction, and the frame stands before it (f_lasti -1, which 3.10
-    puts on the def line), as 3.10's own 'call' trace event shows it."""
-    if sys.version_info < (3, 11):
-        return next(dis.get_instructions(code)).offset, -1
-    return _resume_offset(code), _resume_offset(code)
-
-
 def test_py_start_sees_the_frame_at_its_resume(M: Any, tool: Tool) -> None:
     """At its first PY_START a function's frame is the callback's caller,
-    standing at its RESUME on its def line (3.10: see _start_seen), below it the frame that called
+    standing at its RESUME on its def line (3.10: see start_lasti), below it the frame that called
     it; after a DISABLE it runs as before, and restart_events() brings its
     PY_START back, seen the same way."""
     E = M.events
@@ -232,10 +221,8 @@ def test_py_start_sees_the_frame_at_its_resume(M: Any, tool: Tool) -> None:
     finally:
         tool.set_events(0)
     assert results == [3, 6, 13, 14] * 2
-    view = []
-    for code in (plain, closure):
-        offset, lasti = _start_seen(code.__code__)
-        view.append((code.__name__, offset, True, lasti, 0, "calls", True))
+    view = [(code.__name__, resume_offset(code), True, start_lasti(code), 0, "calls", True)
+            for code in (plain, closure)]
     assert seen == view * 2
 
 
