@@ -82,9 +82,6 @@ GAPS_310 = {
     "CPython 3.12's Lib/test/test_monitoring.py is not 3.10 syntax (except* at its line 1403, 3.11+): 3.10 cannot load the file": [
         'clients/test_cpython_monitoring.py::test_cpython_test_monitoring',
     ],
-    'the tool or its test relies on 3.11 code APIs (co_positions, co_qualname) or on frame.f_lineno jumps from callbacks; not re-analysed since every event is delivered on 3.10': [
-        'ide_debugpy/test_sessions.py::test_uncaught_exception',
-    ],
     'cover subline on 3.10: 3.10 has no columns to tell the branch points of one line apart (their directions are merged)': [
         'cover/test_subline.py::test_and_condition',
         'cover/test_subline.py::test_columns_are_the_tested_values',
