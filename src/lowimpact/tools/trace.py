@@ -15,9 +15,9 @@ Each event is a line of fixed columns::
 
 the event; ``file:line`` with the file relative to the program's directory;
 the function's qualified name (on 3.10, which has no ``co_qualname``, its
-name, as 3.10's tracebacks, :mod:`pdb` and :mod:`cProfile` show it); ``@offset``, the bytecode offset as :mod:`dis`
-numbers it (LINE events have none), followed by the event's value; and the
-source line.  The values are:
+name, as 3.10's tracebacks, :mod:`pdb` and :mod:`cProfile` show it);
+``@offset``, the bytecode offset as :mod:`dis` numbers it (LINE events have
+none), followed by the event's value; and the source line.  The values are:
 
 - PY_RETURN, PY_YIELD: ``-> value``, the value returned or yielded;
 - CALL, C_RETURN, C_RAISE: the callable and ``arg0=`` its first argument
