@@ -102,9 +102,6 @@ GAPS_310 = {
     '3.10 back end: callbacks see the frame at the probe, not at the instruction, for CALL and exception events': [
         'conformance/test_frames_seen.py::test_py_start_callback_raising_at_a_first_call',
     ],
-    "3.10 back end: the original's co_stacksize is raised to the shadow's, so that frames made later fit it": [
-        'conformance/test_restart_bdb.py::test_frames_sized_as_their_own_once_events_are_off',
-    ],
     "lowimpact debug on 3.10: pdb sessions need frame.f_lineno jumps from callbacks, which the 3.10 back end lacks yet": [
         'debug/test_oracle.py::test_session_as_pdb[jump]',
         'debug/test_oracle.py::test_session_as_pdb[next-coroutines]',

@@ -499,6 +499,79 @@ def test_marshal_roundtrip(M: Any, tool: Tool, mode: str) -> None:
     assert list(clone.co_positions()) == list(f.__code__.co_positions())
 
 
+def test_code_keeps_its_stack_size(M: Any, tool: Tool, mode: str) -> None:
+    # Small stacks that probes returning or yielding a value would outgrow,
+    # and a generator made before the events, resumed under them.
+    def f(a: int) -> int:
+        return a
+
+    def g(a: int) -> Iterator[int]:
+        yield a
+        yield a
+
+    codes = (f.__code__, g.__code__)
+    sizes = [code.co_stacksize for code in codes]
+    early = g(3)
+    assert next(early) == 3
+    with group1_on(M, tool, mode) as seen:
+        assert f(1) == 1
+        assert list(g(2)) == [2, 2]
+        assert list(early) == [3]
+        assert [code.co_stacksize for code in codes] == sizes
+        assert [marshal.loads(marshal.dumps(code)).co_stacksize for code in codes] == sizes
+        assert [code.replace().co_stacksize for code in codes] == sizes
+    assert ("PY_RETURN", f.__code__) in seen and ("PY_YIELD", g.__code__) in seen
+    assert [code.co_stacksize for code in codes] == sizes
+
+
+def test_suspended_generator_frame_as_unmonitored(M: Any, tool: Tool) -> None:
+    # A generator suspended under events shows what an unmonitored one
+    # shows, and resumes right once they change while it is suspended.
+    def gen() -> Iterator[int]:
+        x = 1
+        yield x
+        for i in range(2):
+            yield x + i
+        yield 9
+
+    def state(g: Any) -> tuple:
+        fr = g.gi_frame
+        return (fr.f_code is gen.__code__, fr.f_lasti, fr.f_lineno, dict(fr.f_locals))
+
+    plain = gen()
+    expected = [(next(plain), state(plain)) for _ in range(3)]
+    seen: list = []
+    first = gen.__code__.co_firstlineno
+
+    def on_line(code: Any, line: int) -> None:
+        if code is gen.__code__:
+            seen.append(("LINE", line - first))
+
+    def on_yield(code: Any, offset: int, value: Any) -> None:
+        if code is gen.__code__:
+            seen.append(("PY_YIELD", value))
+
+    tool.register(M.events.LINE, on_line)
+    tool.register(M.events.PY_YIELD, on_yield)
+    try:
+        tool.set_events(M.events.LINE | M.events.PY_YIELD)
+        g = gen()
+        got = [(next(g), state(g))]
+        tool.set_events(M.events.LINE)
+        got.append((next(g), state(g)))
+        tool.set_events(M.events.PY_YIELD)
+        got.append((next(g), state(g)))
+        tool.set_events(0)
+        assert list(g) == [9]
+    finally:
+        tool.set_events(0)
+        tool.register(M.events.LINE, None)
+        tool.register(M.events.PY_YIELD, None)
+    assert got == expected
+    assert seen == [("LINE", 1), ("LINE", 2), ("PY_YIELD", 1),
+                    ("LINE", 3), ("LINE", 4), ("PY_YIELD", 2)]
+
+
 def test_code_equality_and_hash(M: Any, tool: Tool, mode: str) -> None:
     def f(a: int) -> int:
         return a

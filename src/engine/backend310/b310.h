@@ -20,10 +20,11 @@
  * a field: while any tool wants events, a PEP 523 frame evaluation function
  * (hook.c) runs each frame of an instrumented code object on its shadow,
  * swapping f_code (and f_lasti and the block stack, mapped) for the time
- * the frame executes, and back when it returns or suspends.  Function
- * objects, generators and code objects stay untouched; frames that execute
- * shadows show the original through frame.f_code and frame.f_lasti
- * (transparency.c).  Without events, no hook is installed.
+ * the frame executes, and back when it returns (a generator stays on its
+ * shadow while suspended).  Function objects, generators and code objects
+ * stay untouched; frames on shadows show the original through
+ * frame.f_code and frame.f_lasti (transparency.c).  Without events, no hook
+ * is installed.
  */
 #ifndef LI_B310_H
 #define LI_B310_H
@@ -114,17 +115,7 @@ typedef struct {
     PyCodeObject *shadow;   /* owned; NULL: frames run the original */
     li_event_set events;    /* the events it has probes for */
     uint64_t epoch;         /* li_epoch when it was chosen */
-    int true_stacksize;     /* co_stacksize before a shadow raised it; 0: not raised */
 } li_b310;
-
-/* The original's co_stacksize as compiled (what code.co_stacksize shows),
- * whatever its shadows raised it to (hook.c). */
-static inline int
-li_true_stacksize(PyCodeObject *code, li_code_state *cs)
-{
-    li_b310 *b = cs != NULL ? cs->backend : NULL;
-    return b != NULL && b->true_stacksize > 0 ? b->true_stacksize : code->co_stacksize;
-}
 
 /* Bumped whenever which shadow a code object needs may have changed. */
 extern uint64_t li_epoch;
@@ -162,6 +153,13 @@ int li_site_fire(li_site *s, PyObject *value);
 /* Writes the probe of `s` armed or disarmed, whatever its event. */
 void li_site_write(li_site *s, bool armed);
 void li_site_disarm(li_site *s);
+/* li_call_tools() at a point where an exception is pending (PY_THROW,
+ * C_RAISE): it is put aside while callbacks run (normalized, and its value
+ * passed as args[value_slot] when value_slot > 0), and restored after them;
+ * an exception a callback raises replaces it, as natively.  0, or -1 with
+ * the callback's exception set. */
+int li_call_tools_around_error(PyThreadState *ts, int event, uint8_t tools, li_code_state *cs,
+                               Py_ssize_t unit, PyObject **args, size_t nargs, int value_slot);
 /* Re-arms every probe of a live shadow that a tool wants again. */
 void li_rearm_all(void);
 

@@ -52,19 +52,8 @@ deliver_end(li_ender *e, PyObject *res)
     if (res != NULL) {
         return li_call_tools(ts, LI_C_RETURN, tools, map->cs, s->orig, args, 4);
     }
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    int err = li_call_tools(ts, LI_C_RAISE, tools, map->cs, s->orig, args, 4);
-    if (err < 0) {
-        /* The callback's exception replaces the call's, as natively. */
-        Py_XDECREF(type);
-        Py_XDECREF(value);
-        Py_XDECREF(tb);
-    }
-    else {
-        PyErr_Restore(type, value, tb);
-    }
-    return err;
+    /* The callback's exception replaces the call's, as natively. */
+    return li_call_tools_around_error(ts, LI_C_RAISE, tools, map->cs, s->orig, args, 4, 0);
 }
 
 static PyObject *

@@ -6,15 +6,17 @@
  * evaluates it, and evaluates it again at each resumption of a generator or
  * coroutine.  For the time it executes, the frame's f_code is the shadow,
  * and its f_lasti and block stack (handler units) are translated into the
- * shadow's units; when it returns or suspends, they are translated back.
- * So function objects, generators, code objects and suspended frames only
- * ever hold originals, code that starts later (functions made later, exec,
- * module bodies, FunctionType) is reached as it starts, and a suspended
- * generator at its next resumption.
+ * shadow's units; when it returns, they are translated back.  A frame that
+ * suspends stays on its shadow, and resumes there unmapped while its code
+ * still needs it (else it goes back to the original first).  So function
+ * objects, generators and code objects only ever hold originals, code that
+ * starts later (functions made later, exec, module bodies, FunctionType) is
+ * reached as it starts, and a suspended generator at its next resumption.
  *
- * A shadow needs a deeper value stack (its probes push): the original's
- * co_stacksize is raised to match so that frames made from then on are big
- * enough; frames made before borrow a stack while they execute.
+ * A shadow may need a deeper value stack than its original (its probes
+ * push, shadow.c): a frame too small for it executes on a borrowed stack,
+ * on the C stack of the evaluation that runs it unless it is large.  The
+ * original's co_stacksize stays as compiled, as users see it.
  */
 
 #include "b310.h"
@@ -33,46 +35,11 @@ evaluate(PyThreadState *ts, PyFrameObject *f, int throwflag)
                             : _PyEval_EvalFrameDefault(ts, f, throwflag);
 }
 
-/* Frames made from now on are big enough for `shadow` (see above). */
-static void
-make_room(PyCodeObject *code, li_b310 *b, PyCodeObject *shadow)
+/* shadow_for() when what `code` needs may have changed since it was last
+ * chosen (`cs`: its code state, or NULL if it has none). */
+static LI_COLD PyCodeObject *
+choose_shadow(PyCodeObject *code, li_code_state *cs)
 {
-    if (code->co_stacksize >= shadow->co_stacksize) {
-        return;
-    }
-    if (b->true_stacksize == 0) {
-        b->true_stacksize = code->co_stacksize;
-    }
-    code->co_stacksize = shadow->co_stacksize;
-    /* The frame kept for the next call was sized for the old depth. */
-    if (code->co_zombieframe != NULL) {
-        PyObject_GC_Del(code->co_zombieframe);
-        code->co_zombieframe = NULL;
-    }
-}
-
-/* The shadow that frames of `code` should run now, or NULL: the original.
- * Borrowed (the code state holds it).  A failure to build one is reported
- * as unraisable and the original runs. */
-static PyCodeObject *
-shadow_for(PyCodeObject *code)
-{
-    li_code_state *cs = li_code_state_get(code);
-    if (cs != NULL) {
-        li_b310 *b = cs->backend;
-        if (b != NULL && b->epoch == li_epoch) {
-            return b->shadow;
-        }
-        if (cs->excluded) {
-            return NULL;
-        }
-    }
-    else if (global_probed == 0) {
-        return NULL;
-    }
-    else if (li_shadow_of(code) != NULL) {
-        return NULL;    /* a shadow that C code got hold of */
-    }
     if (cs == NULL && (cs = li_code_state_ensure(code)) == NULL) {
         goto error;
     }
@@ -106,17 +73,41 @@ shadow_for(PyCodeObject *code)
     }
     Py_XSETREF(b->shadow, shadow);
     b->events = want;
-    make_room(code, b, shadow);
     return shadow;
 error:
     PyErr_WriteUnraisable((PyObject *)code);
     return NULL;
 }
 
+/* The shadow that frames of `code` (whose code state is `cs`, or NULL if
+ * it has none) should run now, or NULL: the original.  Borrowed (the code
+ * state holds it).  A failure to build one is reported as unraisable and
+ * the original runs. */
+static inline PyCodeObject *
+shadow_for(PyCodeObject *code, li_code_state *cs)
+{
+    if (cs != NULL) {
+        li_b310 *b = cs->backend;
+        if (b != NULL && b->epoch == li_epoch) {
+            return b->shadow;
+        }
+        if (cs->excluded) {
+            return NULL;
+        }
+    }
+    else if (global_probed == 0) {
+        return NULL;
+    }
+    else if (li_shadow_of(code) != NULL) {
+        return NULL;    /* a shadow that C code got hold of */
+    }
+    return choose_shadow(code, cs);
+}
+
 PyCodeObject *
 li_shadow_for(PyCodeObject *code)
 {
-    return shadow_for(code);
+    return shadow_for(code, li_code_state_get(code));
 }
 
 /* Translates the tracebacks of `f` that the exception leaving it carries. */
@@ -133,18 +124,15 @@ translate_traceback(PyThreadState *ts, PyFrameObject *f, li_shadow *map)
     }
 }
 
-/* A suspended frame resumes (PY_RESUME), or has an exception thrown in
- * (PY_THROW), at original unit `unit`.  0, or -1 with an exception set:
+/* A suspended frame `f` of `code` (code state `cs`, or NULL) resumes
+ * (PY_RESUME), or has an exception thrown in (PY_THROW), at original unit
+ * `unit`, where `tools` want that event.  0, or -1 with an exception set:
  * the frame then starts with it, raised where it resumes, as natively. */
-static int
-fire_resume(PyThreadState *ts, PyCodeObject *code, int unit, int throwflag)
+static LI_COLD int
+fire_resume(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, li_code_state *cs,
+            int unit, uint8_t tools, int throwflag)
 {
     int event = throwflag ? LI_PY_THROW : LI_PY_RESUME;
-    li_code_state *cs = li_code_state_get(code);
-    uint8_t tools = li_tools_at(cs, event, unit);
-    if (tools == 0) {
-        return 0;
-    }
     /* DISABLE needs somewhere to be recorded. */
     if (cs == NULL && li_event_is_local(event) && (cs = li_code_state_ensure(code)) == NULL) {
         return -1;
@@ -153,26 +141,15 @@ fire_resume(PyThreadState *ts, PyCodeObject *code, int unit, int throwflag)
     if (offset == NULL) {
         return -1;
     }
-    int err;
-    if (throwflag) {
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
-        PyErr_NormalizeException(&type, &value, &tb);
-        PyObject *args[4] = {NULL, (PyObject *)code, offset, value};
-        err = li_call_tools(ts, event, tools, cs, unit, args, 3);
-        if (err < 0) {
-            Py_XDECREF(type);
-            Py_XDECREF(value);
-            Py_XDECREF(tb);
-        }
-        else {
-            PyErr_Restore(type, value, tb);
-        }
-    }
-    else {
-        PyObject *args[3] = {NULL, (PyObject *)code, offset};
-        err = li_call_tools(ts, event, tools, cs, unit, args, 2);
-    }
+    PyObject *args[4] = {NULL, (PyObject *)code, offset, NULL};
+    /* Callbacks run as if from the frame (sys._getframe(1)), which the
+       interpreter makes the thread's current frame only later. */
+    PyFrameObject *current = ts->frame;
+    ts->frame = f;
+    int err = throwflag
+              ? li_call_tools_around_error(ts, event, tools, cs, unit, args, 3, 3)
+              : li_call_tools(ts, event, tools, cs, unit, args, 2);
+    ts->frame = current;
     Py_DECREF(offset);
     return err;
 }
@@ -200,9 +177,123 @@ fire_yield_from(PyThreadState *ts, li_shadow *map, int unit, PyObject *value)
 
 PyObject *li_restart;
 
-/* Evaluates `f`, a frame of `code`, on `shadow`: from where it stands, or,
- * with `restarted`, from the shadow's unit after PY_START. */
-static PyObject *
+/* Slots of value stack a frame too small for its shadow borrows from the C
+ * stack (run_borrowing). */
+#define LI_BORROWED_STACK 32
+
+/* Translates f_lasti and the handlers of `f`, on `map`'s shadow, into the
+ * original's units. */
+static void
+unmap_frame(PyFrameObject *f, li_shadow *map)
+{
+    if (f->f_lasti + 1 >= 0 && f->f_lasti + 1 <= map->n_units) {
+        f->f_lasti = map->orig_start[f->f_lasti + 1] - 1;
+    }
+    for (int i = 0; i < f->f_iblock; i++) {
+        int *h = &f->f_blockstack[i].b_handler;
+        if (*h >= 0 && *h <= map->n_units) {
+            *h = map->orig_start[*h];
+        }
+    }
+}
+
+/* After `f` executed `shadow` (its f_code, which holds it) with `result`:
+ * PY_YIELD of a YIELD_FROM, and the frame back on `code`, its original,
+ * unless it suspended and `may_stay`: a frame suspended on the shadow its
+ * code still needs resumes without being mapped again (li_eval).  The
+ * caller's reference to `code` passes to this function. */
+static LI_HOT_INLINE PyObject *
+finish(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObject *shadow,
+       li_shadow *map, PyObject *result, bool may_stay)
+{
+    if (result != NULL && f->f_state == FRAME_SUSPENDED) {
+        /* The map lives as long as the shadow, which the frame holds. */
+        /* (Not the shadow's events: PY_YIELD may have come on while the
+           frame ran on it, and a YIELD_FROM has no probe to miss.) */
+        if (map->original != NULL &&
+            (li_reg.global_tools[LI_PY_YIELD] | map->cs->local_tools[LI_PY_YIELD]) &&
+            f->f_lasti + 1 < map->n_units &&
+            PyBytes_AS_STRING(shadow->co_code)[2 * (f->f_lasti + 1)] == YIELD_FROM)
+        {
+            PyFrameObject *current = ts->frame;
+            ts->frame = f;      /* as at PY_RESUME */
+            if (fire_yield_from(ts, map, f->f_lasti + 1, result) < 0) {
+                Py_CLEAR(result);
+            }
+            ts->frame = current;
+        }
+        if (result != NULL && may_stay) {
+            /* The original stays alive: its generator holds it. */
+            Py_DECREF(code);
+            return result;
+        }
+    }
+    unmap_frame(f, map);
+    if (result == NULL) {
+        translate_traceback(ts, f, map);
+    }
+    f->f_code = code;
+    Py_DECREF(shadow);
+    return result;
+}
+
+/* Evaluates `f`, a frame of `code` whose f_lasti and handlers are
+ * instruction starts, on `shadow`: from where it stands, or, with
+ * `restarted`, from the shadow's unit after PY_START. */
+static LI_HOT_INLINE PyObject *
+run_mapped(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObject *shadow,
+           li_shadow *map, int throwflag, bool restarted, bool may_stay)
+{
+    f->f_lasti = (restarted ? map->after_start : map->shadow_start[f->f_lasti + 1]) - 1;
+    for (int i = 0; i < f->f_iblock; i++) {
+        int *h = &f->f_blockstack[i].b_handler;
+        if (*h >= 0) {
+            *h = map->shadow_start[*h];
+        }
+    }
+    /* The frame's reference to the original passes to this function. */
+    f->f_code = (PyCodeObject *)Py_NewRef(shadow);
+    PyObject *result = evaluate(ts, f, throwflag);
+    return finish(ts, f, code, shadow, map, result, may_stay);
+}
+
+/* run_mapped() for a frame too small for the shadow: it executes with a
+ * value stack of the shadow's depth, and gets back what it leaves on it (a
+ * suspended generator's values: no more than the original's depth there,
+ * since probes leave the stack as they found it).  Apart, so that only the
+ * frames that borrow carry the borrowed stack on the C stack. */
+static LI_COLD PyObject *
+run_borrowing(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObject *shadow,
+              li_shadow *map, int throwflag, bool restarted)
+{
+    PyObject *borrowed[LI_BORROWED_STACK];
+    PyObject **stack = borrowed;
+    if (shadow->co_stacksize > LI_BORROWED_STACK &&
+        (stack = PyMem_Malloc(sizeof(PyObject *) * (size_t)shadow->co_stacksize)) == NULL)
+    {
+        return PyErr_NoMemory();
+    }
+    PyObject **own_stack = f->f_valuestack;
+    if (f->f_stackdepth > 0) {
+        memcpy(stack, own_stack, sizeof(PyObject *) * (size_t)f->f_stackdepth);
+    }
+    f->f_valuestack = stack;
+    PyObject *result = run_mapped(ts, f, code, shadow, map, throwflag, restarted, false);
+    if (f->f_stackdepth > 0) {
+        memcpy(own_stack, stack, sizeof(PyObject *) * (size_t)f->f_stackdepth);
+    }
+    f->f_valuestack = own_stack;
+    if (stack != borrowed) {
+        PyMem_Free(stack);
+    }
+    return result;
+}
+
+static PyObject *restart(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code);
+
+/* Evaluates `f`, a frame of `code` (its f_code), on `shadow`: from where
+ * it stands, or, with `restarted`, from the shadow's unit after PY_START. */
+static LI_HOT_INLINE PyObject *
 run_on(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObject *shadow,
        int throwflag, bool restarted)
 {
@@ -218,83 +309,65 @@ run_on(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObject *sh
             return evaluate(ts, f, throwflag);
         }
     }
-    /* A frame made before its code's stack was raised executes with a
-       value stack of the shadow's depth, and gets back what it leaves on it
-       (a suspended generator's values: no more than the original's depth
-       there, since probes leave the stack as they found it). */
-    PyObject **own_stack = NULL;
     Py_ssize_t cells = PyTuple_GET_SIZE(code->co_cellvars) + PyTuple_GET_SIZE(code->co_freevars);
+    PyObject *result;
     if (Py_SIZE(f) - code->co_nlocals - cells < shadow->co_stacksize) {
-        PyObject **stack = PyMem_Malloc(sizeof(PyObject *) * (size_t)shadow->co_stacksize);
-        if (stack == NULL) {
-            return evaluate(ts, f, throwflag);
-        }
-        own_stack = f->f_valuestack;
-        if (f->f_stackdepth > 0) {
-            memcpy(stack, own_stack, sizeof(PyObject *) * (size_t)f->f_stackdepth);
-        }
-        f->f_valuestack = stack;
+        result = run_borrowing(ts, f, code, shadow, map, throwflag, restarted);
     }
-    f->f_lasti = (restarted ? map->after_start : map->shadow_start[resume]) - 1;
-    for (int i = 0; i < f->f_iblock; i++) {
-        int *h = &f->f_blockstack[i].b_handler;
-        if (*h >= 0) {
-            *h = map->shadow_start[*h];
-        }
+    else {
+        result = run_mapped(ts, f, code, shadow, map, throwflag, restarted, true);
     }
-    /* The frame's reference to the original passes to this function. */
-    f->f_code = (PyCodeObject *)Py_NewRef(shadow);
-    PyObject *result = evaluate(ts, f, throwflag);
-    /* The map lives as long as the shadow, which the frame holds. */
-    if (result != NULL && f->f_state == FRAME_SUSPENDED && f->f_lasti + 1 < map->n_units &&
-        map->original != NULL &&
-        PyBytes_AS_STRING(shadow->co_code)[2 * (f->f_lasti + 1)] == YIELD_FROM)
-    {
-        PyFrameObject *current = ts->frame;
-        ts->frame = f;      /* as at PY_RESUME */
-        if (fire_yield_from(ts, map, f->f_lasti + 1, result) < 0) {
-            Py_CLEAR(result);
-        }
-        ts->frame = current;
-    }
-    if (f->f_lasti + 1 >= 0 && f->f_lasti + 1 <= map->n_units) {
-        f->f_lasti = map->orig_start[f->f_lasti + 1] - 1;
-    }
-    for (int i = 0; i < f->f_iblock; i++) {
-        int *h = &f->f_blockstack[i].b_handler;
-        if (*h >= 0 && *h <= map->n_units) {
-            *h = map->orig_start[*h];
-        }
-    }
-    if (result == NULL) {
-        translate_traceback(ts, f, map);
-    }
-    if (own_stack != NULL) {
-        if (f->f_stackdepth > 0) {
-            memcpy(own_stack, f->f_valuestack, sizeof(PyObject *) * (size_t)f->f_stackdepth);
-        }
-        PyMem_Free(f->f_valuestack);
-        f->f_valuestack = own_stack;
-    }
-    f->f_code = code;
-    Py_DECREF(shadow);
     if (result == NULL && PyErr_ExceptionMatches(li_restart)) {
-        /* Nothing ran but the probe (and GEN_START, whose value is gone):
-           the frame starts again, as it was made, past PY_START. */
-        PyErr_Clear();
-        f->f_lasti = -1;
-        f->f_stackdepth = 0;
-        f->f_iblock = 0;
-        f->f_state = FRAME_CREATED;
-        PyCodeObject *now = shadow_for(code);
-        if (now != NULL) {
-            return run_on(ts, f, code, now, 0, true);
-        }
-        const uint8_t *bytes = (const uint8_t *)PyBytes_AS_STRING(code->co_code);
-        f->f_lasti = bytes[0] == GEN_START ? 0 : -1;
-        return evaluate(ts, f, 0);
+        return restart(ts, f, code);
     }
     return result;
+}
+
+/* A PY_START probe of `f` raised li_restart: nothing ran but the probe (and
+ * GEN_START, whose value is gone), and the frame starts again, as it was
+ * made, past PY_START, on what its code needs now. */
+static LI_COLD PyObject *
+restart(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code)
+{
+    PyErr_Clear();
+    f->f_lasti = -1;
+    f->f_stackdepth = 0;
+    f->f_iblock = 0;
+    f->f_state = FRAME_CREATED;
+    PyCodeObject *now = shadow_for(code, li_code_state_get(code));
+    if (now != NULL) {
+        return run_on(ts, f, code, now, 0, true);
+    }
+    const uint8_t *bytes = (const uint8_t *)PyBytes_AS_STRING(code->co_code);
+    f->f_lasti = bytes[0] == GEN_START ? 0 : -1;
+    return evaluate(ts, f, 0);
+}
+
+/* `f` resumes suspended on `shadow` (its f_code), a shadow of `code`. */
+static PyObject *
+resume_on_shadow(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObject *shadow,
+                 li_shadow *map, int throwflag)
+{
+    Py_INCREF(code);    /* whatever callbacks do */
+    li_code_state *cs = map->cs;
+    int unit = map->orig_start[f->f_lasti + 1];
+    uint8_t tools = ts->tracing ? 0 : li_tools_at(cs, throwflag ? LI_PY_THROW : LI_PY_RESUME, unit);
+    if (tools != 0 && fire_resume(ts, f, code, cs, unit, tools, throwflag) < 0) {
+        throwflag = 1;
+    }
+    PyCodeObject *now = ts->tracing ? shadow : shadow_for(code, map->cs);
+    if (now == shadow) {
+        return finish(ts, f, code, shadow, map, evaluate(ts, f, throwflag), true);
+    }
+    /* Its code needs another shadow now, or none: the frame goes back to
+       the original and on from there. */
+    unmap_frame(f, map);
+    f->f_code = code;   /* our reference passes to the frame */
+    Py_DECREF(shadow);
+    if (now == NULL) {
+        return evaluate(ts, f, throwflag);
+    }
+    return run_on(ts, f, code, now, throwflag, false);
 }
 
 /* Inlined in li_eval(), where threads without reached frames (running.c)
@@ -303,6 +376,20 @@ static LI_HOT_INLINE PyObject *
 eval_frame(PyThreadState *ts, PyFrameObject *f, int throwflag)
 {
     PyCodeObject *code = f->f_code;
+    li_shadow *on = f->f_lasti >= 0 ? li_shadow_of(code) : NULL;
+    if (on != NULL) {
+        /* Suspended on a shadow (finish()); or made from one by C code, or
+           its original gone: it runs as it is. */
+        if (on->original == NULL || f->f_lasti + 1 > on->n_units) {
+            return evaluate(ts, f, throwflag);
+        }
+        PyObject *result = resume_on_shadow(ts, f, on->original, code, on, throwflag);
+        /* The frame ended on the original's f_code (finish()). */
+        if (result == NULL && li_exc_exit_wanted()) {
+            li_exc_frame_exit(ts, f, f->f_code);
+        }
+        return result;
+    }
     if (ts->tracing) {
         return evaluate(ts, f, throwflag);
     }
@@ -310,17 +397,18 @@ eval_frame(PyThreadState *ts, PyFrameObject *f, int throwflag)
         /* close() of a generator that never started: 3.12 runs nothing. */
         return evaluate(ts, f, throwflag);
     }
+    li_code_state *cs = li_code_state_get(code);
     if (f->f_lasti >= 0 || throwflag) {
-        /* Callbacks run as if from the frame (sys._getframe(1)), which the
-           interpreter makes the thread's current frame only later. */
-        PyFrameObject *current = ts->frame;
-        ts->frame = f;
-        if (fire_resume(ts, code, f->f_lasti + 1, throwflag) < 0) {
-            throwflag = 1;
+        int unit = f->f_lasti + 1;
+        uint8_t tools = li_tools_at(cs, throwflag ? LI_PY_THROW : LI_PY_RESUME, unit);
+        if (tools != 0) {
+            if (fire_resume(ts, f, code, cs, unit, tools, throwflag) < 0) {
+                throwflag = 1;
+            }
+            cs = li_code_state_get(code);
         }
-        ts->frame = current;
     }
-    PyCodeObject *shadow = shadow_for(code);
+    PyCodeObject *shadow = shadow_for(code, cs);
     PyObject *result = shadow == NULL ? evaluate(ts, f, throwflag)
                        : run_on(ts, f, code, shadow, throwflag, false);
     if (result == NULL && li_exc_exit_wanted()) {

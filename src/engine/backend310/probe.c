@@ -59,6 +59,28 @@ li_rearm_all(void)
     }
 }
 
+int
+li_call_tools_around_error(PyThreadState *ts, int event, uint8_t tools, li_code_state *cs,
+                           Py_ssize_t unit, PyObject **args, size_t nargs, int value_slot)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (value_slot > 0) {
+        PyErr_NormalizeException(&type, &value, &tb);
+        args[value_slot] = value;
+    }
+    int err = li_call_tools(ts, event, tools, cs, unit, args, nargs);
+    if (err < 0) {
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+    }
+    else {
+        PyErr_Restore(type, value, tb);
+    }
+    return err;
+}
+
 /* Delivers the event of `s` (with `value` for PY_RETURN and PY_YIELD).
  * 0, or -1 with an exception set. */
 static int

@@ -281,6 +281,14 @@ has_value(int event, int opcode)
            (event == LI_STOP_ITERATION && opcode != FOR_ITER);
 }
 
+/* How deep a probe of `event` before `opcode` takes the value stack above
+ * where it sits. */
+static int
+probe_push(int event, int opcode)
+{
+    return has_value(event, opcode) ? 2 : 1;
+}
+
 static int
 probe_size(int event, int opcode, int const_index)
 {
@@ -493,9 +501,13 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
         PyErr_NoMemory();
         goto error;
     }
-    if ((events & LI_EVENT_BIT(LI_CALL)) && stack_depths(ins, n_instrs, depth) < 0) {
+    if (stack_depths(ins, n_instrs, depth) < 0) {
         goto error;
     }
+    /* Bytecode the analysis could not follow gets no CALL probes, and
+       room for the deepest probe anywhere. */
+    bool depths_known = n_instrs > 0 && depth[0] >= 0;
+    int stacksize = code->co_stacksize;
     int n_sites = 0, n_stubs = 0;
     int first = (n_instrs > 0 && ins[0].opcode == GEN_START) ? 1 : 0;
     int previous_line = -1;
@@ -560,6 +572,19 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
     }
     for (int i = 0; i < n_instrs; i++) {
         n_sites += probes[i].n;
+        int base = depths_known ? depth[i] : code->co_stacksize;
+        for (int k = 0; k < probes[i].n; k++) {
+            int need = base + probe_push(probes[i].events[k], ins[i].opcode);
+            if (need > stacksize) {
+                stacksize = need;
+            }
+        }
+        /* A branch's probes sit after it, where FOR_ITER has pushed the
+           next value; the caught marker (one constant) before a handler. */
+        int after = probes[i].branch.unit >= 0 ? base + 2 : ins[i].handler ? base + 1 : 0;
+        if (after > stacksize) {
+            stacksize = after;
+        }
     }
     /* A BRANCH probe after each branch, and one in its stub. */
     n_sites += 2 * n_stubs;
@@ -569,6 +594,10 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
     bool handlers = false;
     for (int i = 0; i < n_instrs; i++) {
         handlers |= ins[i].handler;
+        /* It pushes itself, over what the handler starts with. */
+        if (ins[i].handler && (depths_known ? depth[i] : code->co_stacksize) + 1 > stacksize) {
+            stacksize = (depths_known ? depth[i] : code->co_stacksize) + 1;
+        }
     }
     int caught_index = n_consts + n_sites;
     int caught_size = units_for((unsigned int)caught_index) + 2;
@@ -747,11 +776,9 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
     if (co_code == NULL || linetable == NULL) {
         goto error;
     }
-    bool values = (events & (LI_EVENT_BIT(LI_PY_RETURN) | LI_EVENT_BIT(LI_PY_YIELD) |
-                             LI_EVENT_BIT(LI_STOP_ITERATION))) != 0;
     shadow = PyCode_NewWithPosOnlyArgs(
         code->co_argcount, code->co_posonlyargcount, code->co_kwonlyargcount,
-        code->co_nlocals, li_true_stacksize(code, cs) + (values ? 2 : 1), code->co_flags, co_code,
+        code->co_nlocals, stacksize, code->co_flags, co_code,
         consts, code->co_names, code->co_varnames, code->co_freevars, code->co_cellvars,
         code->co_filename, code->co_name, code->co_firstlineno, linetable);
     if (shadow == NULL) {

@@ -5,7 +5,6 @@
  * attributes are replaced by ones that translate.  Function objects,
  * generators and frames that do not execute hold originals anyway; the
  * shadow's line table gives frame.f_lineno and tracebacks their lines.
- * code.co_stacksize shows the size compiled, not the one raised for shadows.
  */
 
 #include "b310.h"
@@ -32,23 +31,9 @@ frame_lasti_get(PyObject *self, void *Py_UNUSED(closure))
     return PyLong_FromLong(2L * lasti);
 }
 
-/* Frames made while a code object runs on a shadow need its deeper stack:
- * co_stacksize is raised (hook.c), and shown as compiled. */
-static PyObject *
-code_stacksize_get(PyObject *self, void *Py_UNUSED(closure))
-{
-    PyCodeObject *code = (PyCodeObject *)self;
-    return PyLong_FromLong(li_true_stacksize(code, li_code_state_get(code)));
-}
-
 static PyGetSetDef frame_getsets[] = {
     {"f_code", frame_code_get, NULL, NULL, NULL},
     {"f_lasti", frame_lasti_get, NULL, NULL, NULL},
-    {NULL, NULL, NULL, NULL, NULL},
-};
-
-static PyGetSetDef code_getsets[] = {
-    {"co_stacksize", code_stacksize_get, NULL, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -89,8 +74,7 @@ li_replace_getsets(PyTypeObject *type, PyGetSetDef *defs)
 int
 li_transparency_init(void)
 {
-    if (li_replace_getsets(&PyFrame_Type, frame_getsets) < 0 ||
-        li_replace_getsets(&PyCode_Type, code_getsets) < 0 || li_caught_init() < 0) {
+    if (li_replace_getsets(&PyFrame_Type, frame_getsets) < 0 || li_caught_init() < 0) {
         return -1;
     }
     return li_jump_init();
