@@ -13,8 +13,8 @@ location stays silent until ``restart_events()``.
 
 Property B (differential): the stream of bytecode-independent events
 (normalized by :func:`fuzzprog.normalize`: no offsets) is the same as the
-one a native interpreter produces for the same source.  On 3.11 the oracle
-is native 3.12, found under ``$(pyenv root)`` or named by
+one a native interpreter produces for the same source.  On 3.10 and 3.11
+the oracle is native 3.12, found under ``$(pyenv root)`` or named by
 ``LOWIMPACT_ORACLE_PYTHON``, and must exist.  On 3.12 the oracle is 3.13 and
 on 3.13 it is 3.12 when available, else the running interpreter in a
 subprocess, which still checks that the stream is reproducible.
@@ -507,9 +507,9 @@ def _oracle_pythons() -> tuple[Optional[str], Optional[str], str]:
     """(oracle, second opinion, what to say when the oracle is missing)."""
     override = os.environ.get("LOWIMPACT_ORACLE_PYTHON")
     here = sys.version_info[:2]
-    if here == (3, 11):
+    if here < (3, 12):
         missing = (
-            "differential fuzzing on 3.11 needs a native CPython 3.12 as the oracle: "
+            "differential fuzzing on the engine needs a native CPython 3.12 as the oracle: "
             "install one under $(pyenv root)/versions/3.12.*/ or set LOWIMPACT_ORACLE_PYTHON"
         )
         return override or find_native_python("3.12"), find_native_python("3.13"), missing
