@@ -282,9 +282,9 @@ def test_stepping(sides: Tuple[Side, Side]) -> None:
     assert line_of(stops[-1]) == AT["step_next"]
 
 
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="runpy is not frozen before 3.11, so "
-                    "with justMyCode off stepping past the end goes on in runpy's frames, whose "
-                    "variables name the module python -m ran: lowimpact, not debugpy")
+@pytest.mark.skipif(not ENGINE and sys.version_info < (3, 11), reason="runpy is not frozen "
+                    "before 3.11, so with justMyCode off stepping past the end goes on in runpy's "
+                    "frames, whose variables name the module python -m ran: lowimpact, not debugpy")
 def test_step_off_the_end(sides: Tuple[Side, Side]) -> None:
     """With justMyCode off, stepping past the program's last line must not
     land in the frames that launched it (lowimpact's, debugpy's, runpy's)."""

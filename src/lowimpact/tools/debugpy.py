@@ -229,12 +229,17 @@ def enable_from_environment() -> None:
 
 
 def _launcher_files() -> List[str]:
-    """The files of ``python -m lowimpact debugpy`` that run below the program."""
+    """The files of ``python -m lowimpact debugpy`` that run below the program:
+    lowimpact's, and runpy's, which ran ``-m lowimpact`` (before 3.11 runpy
+    is not frozen, and pydevd shows its frames as it does not show frozen
+    ones)."""
+    import runpy
+
     import lowimpact
     from lowimpact import _cli
 
     package = os.path.dirname(os.path.abspath(lowimpact.__file__))
-    return [os.path.join(package, "__main__.py"), _cli.__file__, __file__]
+    return [os.path.join(package, "__main__.py"), _cli.__file__, __file__, runpy.__file__]
 
 
 def main(argv: Sequence[str]) -> int:
