@@ -105,9 +105,6 @@ GAPS_310 = {
     "lowimpact debug on 3.10: pdb sessions need frame.f_lineno jumps from callbacks, which the 3.10 back end lacks yet": [
         'debug/test_oracle.py::test_session_as_pdb[jump]',
         'debug/test_oracle.py::test_session_as_pdb[next-coroutines]',
-        'debug/test_oracle.py::test_session_as_pdb[step-generators]',
-        'debug/test_oracle.py::test_session_as_pdb[until-lineno]',
-        'debug/test_oracle.py::test_session_as_pdb[tbreak-ignore-commands]',
     ],
     '3.10 back end: DISABLE marks are kept when code starts after its tool turned the event off, where native forgets them as it instruments such code again (only restart_events() clears them)': [
         'conformance/test_rearming.py::test_disabled_event_fires_again_in_a_function_made_while_it_was_off[started with it off-PY_START]',
