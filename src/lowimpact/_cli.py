@@ -271,7 +271,7 @@ def _parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     )
     commands.add_parser(
         "debugpy",
-        help="python -m debugpy with its sys.monitoring tracer, on lowimpact's engine on 3.11",
+        help="python -m debugpy with its sys.monitoring tracer, on lowimpact's engine on 3.10 and 3.11",
         add_help=False,
     )
     return parser

@@ -73,6 +73,12 @@ class Command:
     line: int = 0
 
 
+def qualname(code: CodeType) -> str:
+    """How stops and specs name code.  3.10 has no co_qualname; there code
+    goes by co_name, the same name for the sessions' module-level functions."""
+    return getattr(code, "co_qualname", code.co_name)
+
+
 def code_objects(code: CodeType) -> Iterator[CodeType]:
     """The code object and every code object nested in it."""
     yield code
@@ -84,7 +90,7 @@ def code_objects(code: CodeType) -> Iterator[CodeType]:
 def parse_commands(code: CodeType, commands: Sequence[str]) -> List[Command]:
     """Check and resolve a script before the program runs: an error found
     inside a callback would surface as an exception of the debuggee."""
-    firstlines = {c.co_qualname: c.co_firstlineno for c in code_objects(code)}
+    firstlines = {qualname(c): c.co_firstlineno for c in code_objects(code)}
     parsed = []
     for text in commands:
         verb, _, arg = text.strip().partition(" ")
@@ -118,7 +124,7 @@ def describe(kind: str, frame: FrameType, line: int, detail: str = "") -> str:
     then the returned value or the exception type, and the thread unless it
     is the main one."""
     code = frame.f_code
-    text = "%s %s:+%d" % (kind, code.co_qualname, line - code.co_firstlineno)
+    text = "%s %s:+%d" % (kind, qualname(code), line - code.co_firstlineno)
     if detail:
         text += " " + detail
     thread = threading.current_thread()

@@ -341,9 +341,12 @@ def interpreter_with_startup_hook(where: Path) -> Path:
     same interpreter as ``sys.executable``; only its site directories differ.
     """
     venv.create(where, system_site_packages=True, with_pip=False, symlinks=True)
-    site_packages = Path(
-        sysconfig.get_path("purelib", "venv", vars={"base": str(where), "platbase": str(where)})
-    )
+    bindir = "Scripts" if os.name == "nt" else "bin"
+    python = where / bindir / "python"
+    # Its own answer: sysconfig's "venv" scheme is 3.11+.
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True)
+    site_packages = Path(purelib.stdout.strip())
     # When the test runs in a venv, the new venv is one of the base
     # interpreter and would not see coverage.py; list the test's site
     # directories (plain directory lines in a .pth are added to sys.path).
@@ -352,8 +355,7 @@ def interpreter_with_startup_hook(where: Path) -> Path:
     (site_packages / "a0_paths.pth").write_text("".join(p + "\n" for p in sites))
     (site_packages / "start_coverage.py").write_text(STARTUP_HOOK)
     (site_packages / "a0_start_coverage.pth").write_text("import start_coverage\n")
-    bindir = "Scripts" if os.name == "nt" else "bin"
-    return where / bindir / "python"
+    return python
 
 
 def measure_process_startup(

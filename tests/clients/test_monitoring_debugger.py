@@ -42,6 +42,7 @@ from .monitoring_debugger import (
     describe,
     evaluate,
     parse_commands,
+    qualname,
 )
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -637,7 +638,7 @@ def test_session(M: ModuleType, session: Session) -> None:
         actual = debugger.run(session.source, session.commands)
         assert debugger.code is not None
         left = [
-            c.co_qualname for c in code_objects(debugger.code) if M.get_local_events(M.DEBUGGER_ID, c)
+            qualname(c) for c in code_objects(debugger.code) if M.get_local_events(M.DEBUGGER_ID, c)
         ]
         assert not left, "local events left on %s" % left
     assert actual == list(session.stops), stops_diff(session, session.stops, actual)

@@ -34,6 +34,7 @@ import dis
 import functools
 import gc
 import json
+import operator
 import random
 import sys
 import threading
@@ -662,7 +663,8 @@ def callable_name(func: Any) -> str:
     target = getattr(func, "__func__", func)
     code = getattr(target, "__code__", None)
     if isinstance(code, types.CodeType) and code.co_filename == FILENAME:
-        return code.co_qualname
+        # The function's name, which is its code's co_qualname on 3.11+.
+        return target.__qualname__
     if isinstance(func, type) and func.__module__ == MODULE:
         return func.__qualname__
     harness = getattr(func, "fuzz_name", None)
@@ -674,9 +676,8 @@ def callable_name(func: Any) -> str:
     return "?"
 
 
-def normalize(name: str, code: types.CodeType, args: tuple) -> tuple:
-    """One event without offsets, which differ between bytecode versions."""
-    qualname = code.co_qualname
+def normalize(name: str, code: types.CodeType, args: tuple, qualname: str) -> tuple:
+    """One event of *code*, named *qualname*, without offsets, which differ between bytecode versions."""
     if name == "LINE":
         return (name, qualname, args[0] - code.co_firstlineno)
     if name == "CALL":
@@ -688,11 +689,13 @@ def normalize(name: str, code: types.CodeType, args: tuple) -> tuple:
     return (name, qualname)
 
 
-def load(source: str) -> dict:
-    """Compile *source* as the fuzz module and run its top level; the namespace."""
+def load(source: str) -> tuple[dict, Callable[[types.CodeType], str]]:
+    """Compile *source* as the fuzz module and run its top level; the
+    namespace, and the qualified names of its code (:func:`qualnames`)."""
     namespace: dict = {"__name__": MODULE}
-    exec(compile(source, FILENAME, "exec"), namespace)
-    return namespace
+    module_code = compile(source, FILENAME, "exec")
+    exec(module_code, namespace)
+    return namespace, qualnames(module_code)
 
 
 def record_stream(M: Any, tool_id: int, source: str, names: Sequence[str] = STREAM_EVENTS) -> tuple[str, list]:
@@ -702,13 +705,13 @@ def record_stream(M: Any, tool_id: int, source: str, names: Sequence[str] = STRE
     the program's code, in order.  The cyclic GC is off while the program
     runs so that no finalizer can add events at a random point.
     """
-    namespace = load(source)
+    namespace, qualname = load(source)
     stream: list = []
 
     def make(name: str) -> Callable[..., Any]:
         def callback(code: Any, *args: Any) -> None:
             if getattr(code, "co_filename", None) == FILENAME:
-                stream.append(normalize(name, code, args))
+                stream.append(normalize(name, code, args, qualname(code)))
 
         return callback
 
@@ -761,18 +764,61 @@ def first_line_of_one_liner(event: Sequence[Any]) -> bool:
     return event[0] == "LINE" and event[1].endswith(("<lambda>", "<genexpr>")) and event[2] == 0
 
 
-def program_codes(module_code: types.CodeType) -> list[types.CodeType]:
-    """The code objects nested in *module_code*, ordered by :func:`code_key`."""
+def _nested_codes(module_code: types.CodeType) -> list[types.CodeType]:
     found: list[types.CodeType] = []
     pending = [c for c in module_code.co_consts if isinstance(c, types.CodeType)]
     while pending:
         code = pending.pop()
         found.append(code)
         pending.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
-    return sorted(found, key=lambda c: (c.co_firstlineno, code_key(c)))
+    return found
 
 
-def code_key(code: types.CodeType) -> str:
+def program_codes(module_code: types.CodeType, qualname: Callable[[types.CodeType], str]) -> list[types.CodeType]:
+    """The code objects nested in *module_code*, ordered by :func:`code_key`."""
+    return sorted(_nested_codes(module_code), key=lambda c: (c.co_firstlineno, code_key(c, qualname)))
+
+
+def qualnames(module_code: types.CodeType) -> Callable[[types.CodeType], str]:
+    """The qualified name of each code object of the program *module_code*:
+    co_qualname on 3.11+, :class:`MadeNames` on 3.10."""
+    if sys.version_info >= (3, 11):
+        return operator.attrgetter("co_qualname")
+    return MadeNames(module_code)
+
+
+class MadeNames:
+    """The qualified names 3.10's compiler gives a program's code objects.
+
+    3.10 has no co_qualname, but its MAKE_FUNCTION takes the name from the
+    stack, where the compiler loads it as a constant right after the code
+    object: the name that 3.11's compiler stores as co_qualname, computed by
+    the same rules.  A class body alone is made under its bare name; its
+    code first stores its qualified name as ``__qualname__``.  Code that no
+    MAKE_FUNCTION makes (dead code a compiler kept) never runs and goes by
+    co_name.
+    """
+
+    def __init__(self, module_code: types.CodeType) -> None:
+        # Keeps the program's code objects, and so the ids below, alive.
+        self.codes = [module_code] + _nested_codes(module_code)
+        self.names: dict[int, str] = {}
+        stored: dict[int, str] = {}
+        for parent in self.codes:
+            instructions = list(dis.get_instructions(parent))
+            for first, second, third in zip(instructions, instructions[1:], instructions[2:]):
+                if first.opname == "LOAD_CONST" and isinstance(first.argval, types.CodeType):
+                    if second.opname == "LOAD_CONST" and third.opname == "MAKE_FUNCTION":
+                        self.names[id(first.argval)] = second.argval
+                elif first.opname == "LOAD_CONST" and second.opname == "STORE_NAME" and second.argval == "__qualname__":
+                    stored[id(parent)] = first.argval
+        self.names.update(stored)
+
+    def __call__(self, code: types.CodeType) -> str:
+        return self.names.get(id(code), code.co_name)
+
+
+def code_key(code: types.CodeType, qualname: Callable[[types.CodeType], str]) -> str:
     """How plans name a program's code object, the same on every version.
 
     Not an index into :func:`program_codes`: compilers differ in the dead
@@ -781,7 +827,7 @@ def code_key(code: types.CodeType) -> str:
     (two generator expressions of one function), but with the first line
     and the variable names (fresh in every lambda and genexpr) it is.
     """
-    return "%s@%d(%s)" % (code.co_qualname, code.co_firstlineno, ",".join(code.co_varnames))
+    return "%s@%d(%s)" % (qualname(code), code.co_firstlineno, ",".join(code.co_varnames))
 
 
 # Instructions that run Python code from C without being a call: a `for`
@@ -790,10 +836,15 @@ def code_key(code: types.CodeType) -> str:
 # one of them, when events change, only where a trampoline fits after it,
 # else at its next probe or loop header; natively every frame sees new
 # events at its next instruction (docs/ENGINE.md, "Where it differs", the
-# first item).  All three interpreters name the instruction that holds a
-# frame's f_lasti alike in these places (FOR_ITER, SEND, BEFORE_WITH,
-# WITH_EXCEPT_START; calls are CALL, or CALL_KW on 3.13).
-RUNS_PYTHON_OUTSIDE_A_CALL = frozenset({"FOR_ITER", "SEND", "BEFORE_WITH", "WITH_EXCEPT_START"})
+# first item).  3.11-3.13 name the instruction that holds a frame's
+# f_lasti alike in these places (FOR_ITER, SEND, BEFORE_WITH,
+# WITH_EXCEPT_START; calls are CALL, or CALL_KW on 3.13); 3.10 names the
+# first two YIELD_FROM and SETUP_WITH (its calls are CALL_FUNCTION and its
+# kin).  The stream marks a change left out, so every version must leave
+# out the same ones, whatever its own engine could do there.
+RUNS_PYTHON_OUTSIDE_A_CALL = frozenset(
+    {"FOR_ITER", "SEND", "BEFORE_WITH", "WITH_EXCEPT_START", "YIELD_FROM", "SETUP_WITH"}
+)
 
 
 def _opname_at(code: types.CodeType, lasti: int) -> str:
@@ -903,8 +954,9 @@ class LiveRecorder:
         self.tool_id = tool_id
         self.plan = plan
         module_code = compile(source, FILENAME, "exec")
-        self.codes = program_codes(module_code)
-        self.by_key = {code_key(code): code for code in self.codes}
+        self.qualname = qualnames(module_code)
+        self.codes = program_codes(module_code, self.qualname)
+        self.by_key = {code_key(code, self.qualname): code for code in self.codes}
         self.namespace: dict = {"__name__": MODULE}
         self.install_hooks(self.namespace)
         exec(module_code, self.namespace)
@@ -994,7 +1046,7 @@ class LiveRecorder:
         def callback(code: Any, *args: Any) -> Any:
             if getattr(code, "co_filename", None) != FILENAME:
                 return None  # harness code: the hooks, threading, this recorder
-            event = normalize(name, code, args)
+            event = normalize(name, code, args, self.qualname(code))
             self.stream.append(event)
             if first_line_of_one_liner(event):
                 return answer
@@ -1005,7 +1057,7 @@ class LiveRecorder:
                     if self.marker(("TRIGGER", i), sys._getframe(1)):
                         self.act(trigger["action"], code)
             if coverage:
-                if self.coverage_codes is None or code_key(code) in self.coverage_codes:
+                if self.coverage_codes is None or code_key(code, self.qualname) in self.coverage_codes:
                     try:
                         mask = self.M.get_local_events(self.tool_id, code) | self.coverage_mask
                         self.M.set_local_events(self.tool_id, code, mask)

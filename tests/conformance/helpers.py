@@ -119,6 +119,15 @@ def resume_offset(target: CodeLike) -> int:
     return offsets_of(target, "RESUME")[0]
 
 
+def start_lasti(target: CodeLike) -> int:
+    """The f_lasti of a frame seen from its PY_START callback: its RESUME's.
+
+    3.10 has no RESUME and no instruction on the def line: the frame stands
+    before its first instruction (-1, on the def line), as 3.10's own 'call'
+    trace event shows it."""
+    return -1 if sys.version_info < (3, 11) else resume_offset(target)
+
+
 def resume_offsets_after_yield(target: CodeLike) -> list[int]:
     """Offsets of the RESUMEs that follow a suspension point (the PY_RESUME offsets).
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 import types
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -418,6 +418,47 @@ def test_exception_handled_callback_sees_what_was_handled_before(M: Any, tool: T
     assert seen[0] == ("KeyError", "NoneType")
     assert ("ValueError", "KeyError") in seen
     assert sys.exc_info() == (None, None, None)
+
+
+def test_exception_carries_its_traceback_as_it_leaves_each_frame(M: Any, tool: Tool) -> None:
+    """RAISE and PY_UNWIND of the frames an uncaught exception leaves find
+    its __traceback__ holding every frame it left so far, the current one
+    first (a debugger reads it at PY_UNWIND to tell an uncaught exception)."""
+    def crash() -> None:
+        raise KeyError("k")
+
+    def middle() -> None:
+        crash()
+
+    seen: list[tuple] = []
+
+    def callback(name: str) -> Callable[..., None]:
+        def record(code: Any, off: int, exc: BaseException) -> None:
+            if code in (crash.__code__, middle.__code__):
+                entries = []
+                tb = exc.__traceback__
+                while tb is not None:
+                    entries.append(tb.tb_frame.f_code.co_name)
+                    tb = tb.tb_next
+                seen.append((name, code.co_name, entries))
+
+        return record
+
+    E = M.events
+    tool.register(E.RAISE, callback("RAISE"))
+    tool.register(E.PY_UNWIND, callback("PY_UNWIND"))
+    tool.set_events(E.RAISE | E.PY_UNWIND)
+    try:
+        with pytest.raises(KeyError):
+            middle()
+    finally:
+        tool.set_events(0)
+    assert seen == [
+        ("RAISE", "crash", ["crash"]),
+        ("PY_UNWIND", "crash", ["crash"]),
+        ("RAISE", "middle", ["middle", "crash"]),
+        ("PY_UNWIND", "middle", ["middle", "crash"]),
+    ]
 
 
 def test_raise_callback_exception_replaces_in_flight(M: Any, tool: Tool) -> None:

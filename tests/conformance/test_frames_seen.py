@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import pytest
 
-from .helpers import Tool, next_instruction_offset, offset_of, offsets_of
+from .helpers import Tool, next_instruction_offset, offset_of, offsets_of, resume_offset, start_lasti
 
 CALL_OPNAMES = ("CALL", "CALL_KW", "CALL_FUNCTION_EX", "CALL_FUNCTION", "CALL_FUNCTION_KW", "CALL_METHOD")
 
@@ -193,7 +193,7 @@ def _resume_offset(code: Any) -> int:
 
 def test_py_start_sees_the_frame_at_its_resume(M: Any, tool: Tool) -> None:
     """At its first PY_START a function's frame is the callback's caller,
-    standing at its RESUME on its def line, below it the frame that called
+    standing at its RESUME on its def line (3.10: see start_lasti), below it the frame that called
     it; after a DISABLE it runs as before, and restart_events() brings its
     PY_START back, seen the same way."""
     E = M.events
@@ -221,8 +221,8 @@ def test_py_start_sees_the_frame_at_its_resume(M: Any, tool: Tool) -> None:
     finally:
         tool.set_events(0)
     assert results == [3, 6, 13, 14] * 2
-    view = [(code.__name__, _resume_offset(code.__code__), True, _resume_offset(code.__code__), 0,
-             "calls", True) for code in (plain, closure)]
+    view = [(code.__name__, resume_offset(code), True, start_lasti(code), 0, "calls", True)
+            for code in (plain, closure)]
     assert seen == view * 2
 
 

@@ -13,8 +13,8 @@ location stays silent until ``restart_events()``.
 
 Property B (differential): the stream of bytecode-independent events
 (normalized by :func:`fuzzprog.normalize`: no offsets) is the same as the
-one a native interpreter produces for the same source.  On 3.11 the oracle
-is native 3.12, found under ``$(pyenv root)`` or named by
+one a native interpreter produces for the same source.  On 3.10 and 3.11
+the oracle is native 3.12, found under ``$(pyenv root)`` or named by
 ``LOWIMPACT_ORACLE_PYTHON``, and must exist.  On 3.12 the oracle is 3.13 and
 on 3.13 it is 3.12 when available, else the running interpreter in a
 subprocess, which still checks that the stream is reproducible.
@@ -273,14 +273,14 @@ def _check_run(run: Run, which: str, plan: Plan, codes: list[types.CodeType]) ->
     for event in run.events:
         name, index = event[0], event[1]
         assert index >= 0, "%s: %s event for a <fuzz> code object that is not the program's" % (which, name)
-        assert name in plan.allowed(index), "%s: %s delivered for %s, which has events %s" % (
+        assert name in plan.allowed(index), "%s: %s delivered for %r, which has events %s" % (
             which,
             name,
-            codes[index].co_qualname,
+            codes[index],
             sorted(plan.allowed(index)),
         )
         if name == "LINE":
-            assert event[2] in lines[index], "%s: LINE %d is not a line of %s" % (which, event[2], codes[index].co_qualname)
+            assert event[2] in lines[index], "%s: LINE %d is not a line of %r" % (which, event[2], codes[index])
         elif name in EXACT_OFFSET_EVENTS:
             assert event[2] in offsets[index], "%s: %r has an offset that starts no instruction" % (which, event)
             if name in ("JUMP", "BRANCH"):
@@ -507,9 +507,9 @@ def _oracle_pythons() -> tuple[Optional[str], Optional[str], str]:
     """(oracle, second opinion, what to say when the oracle is missing)."""
     override = os.environ.get("LOWIMPACT_ORACLE_PYTHON")
     here = sys.version_info[:2]
-    if here == (3, 11):
+    if here < (3, 12):
         missing = (
-            "differential fuzzing on 3.11 needs a native CPython 3.12 as the oracle: "
+            "differential fuzzing on the engine needs a native CPython 3.12 as the oracle: "
             "install one under $(pyenv root)/versions/3.12.*/ or set LOWIMPACT_ORACLE_PYTHON"
         )
         return override or find_native_python("3.12"), find_native_python("3.13"), missing
@@ -812,7 +812,9 @@ def _check_live(M: Any, oracles: Oracles, source: str, data: st.DataObject, trig
     """One example of property C: the program computes what it computes
     unmonitored, its stream is reproducible and equals the oracle's."""
     note(numbered(source))
-    keys = [fuzzprog.code_key(code) for code in fuzzprog.program_codes(compile(source, FILENAME, "exec"))]
+    module_code = compile(source, FILENAME, "exec")
+    qualname = fuzzprog.qualnames(module_code)
+    keys = [fuzzprog.code_key(code, qualname) for code in fuzzprog.program_codes(module_code, qualname)]
     plan = _draw_live_plan(data, keys, triggers, program)
     note(fuzzprog.describe_plan(plan))
     # fuzzprog.record_live_stream(M, tool, source, plan) replays it.

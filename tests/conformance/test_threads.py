@@ -8,7 +8,6 @@ compute.  ``LOWIMPACT_SOAK=1`` hammers longer.
 
 from __future__ import annotations
 
-import dis
 import os
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from typing import Any, Callable, Dict, List
 
 import pytest
 
-from .helpers import Tool
+from .helpers import Tool, start_lasti
 
 SOAK = os.environ.get("LOWIMPACT_SOAK") == "1"
 WORKERS = 4
@@ -237,14 +236,15 @@ def test_first_starts_of_a_function_on_two_threads(M: Any, tool: Tool) -> None:
     """Two threads start a function for the first time, the second while
     the first one's PY_START callback waits; the first callback returns
     while the second waits in turn.  Each callback sees its own thread's
-    frame of the function as its caller, at its RESUME, before and after
-    the other returns, and the function runs on, later calls too."""
+    frame of the function as its caller, at its RESUME (3.10: see
+    start_lasti), before and after the other returns, and the function runs
+    on, later calls too."""
     E = M.events
     namespace: Dict[str, Any] = {}
     exec(compile("def first(a):\n    b = a + 1\n    return b\n", "<two starts>", "exec"),
          namespace)
     first = namespace["first"]
-    resume = next(i.offset for i in dis.get_instructions(first) if i.opname == "RESUME")
+    lasti = start_lasti(first)
     one_in, two_in, one_out = threading.Event(), threading.Event(), threading.Event()
     seen: List[Any] = []
 
@@ -284,7 +284,7 @@ def test_first_starts_of_a_function_on_two_threads(M: Any, tool: Tool) -> None:
     finally:
         tool.set_events(0)
     assert later == 4
-    assert sorted(seen) == [(name, (True, resume), (True, resume)) for name in ("one", "two")]
+    assert sorted(seen) == [(name, (True, lasti), (True, lasti)) for name in ("one", "two")]
 
 
 BARE_START_SOURCES = {

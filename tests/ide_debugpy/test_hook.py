@@ -76,7 +76,7 @@ def lines(result: subprocess.CompletedProcess) -> List[str]:
     return result.stdout.split()
 
 
-@pytest.mark.skipif(not ENGINE, reason="the hook changes pydevd only on 3.11, "
+@pytest.mark.skipif(not ENGINE, reason="the hook changes pydevd only on 3.10 and 3.11, "
                     "where the engine is and pydevd's flag is off")
 class TestFlag:
     def test_known_pydevd_gets_monitoring(self, tmp_path: Path) -> None:
@@ -191,7 +191,7 @@ def expected_tracer(opted_in: bool) -> str:
 def test_pth_opt_in(tmp_path: Path, value: str) -> None:
     """A launch one does not control (``python -m debugpy``, as VS Code's
     launcher starts it) with LOWIMPACT_DEBUGPY=1: pydevd traces with
-    lowimpact's engine on 3.11; without it, with sys.settrace."""
+    lowimpact's engine on 3.10 and 3.11; without it, with sys.settrace."""
     python = environment_with_pth(tmp_path / "venv")
     env = pythonpath(lowimpact_path(), debugpy_parent())
     env["LOWIMPACT_DEBUGPY"] = value

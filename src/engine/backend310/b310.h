@@ -189,6 +189,12 @@ void li_branch_set(li_site *s, bool armed);
 int li_fire_call(PyThreadState *ts, li_site *s, uint8_t tools);
 int li_call_init(void);
 
+/* ---- start.c ---- */
+
+/* Delivers PY_START at `s` (args: li_call_tools's) with the running frame
+ * shown before its first instruction.  0, or -1 with an exception set. */
+int li_fire_start(PyThreadState *ts, li_site *s, uint8_t tools, PyObject **args);
+
 /* ---- exc.c ---- */
 
 /* Whether `opcode` sets up a handler (its target). */

@@ -542,6 +542,12 @@ li_exc_frame_exit(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code)
         return;
     }
     PyErr_NormalizeException(&e.type, &e.value, &e.tb);
+    /* 3.10 stores the traceback in the exception only as a handler takes
+       it; natively callbacks find it there (debuggers read it at
+       PY_UNWIND to tell an uncaught exception). */
+    if (e.tb != NULL && PyException_SetTraceback(e.value, e.tb) < 0) {
+        PyErr_WriteUnraisable(e.value);
+    }
     int unit = f->f_lasti >= 0 ? f->f_lasti : 0;
     bool again = take_reraised(f, e.tb, &unit);
     if (!again && e.tb != NULL && PyTraceBack_Check(e.tb)) {

@@ -106,6 +106,7 @@ fire(li_site *s, PyObject *value)
     PyCodeObject *shadow = map->code;
     uint64_t epoch = li_epoch;
     int result = s->event == LI_CALL ? li_fire_call(ts, s, tools)
+                 : s->event == LI_PY_START ? li_fire_start(ts, s, tools, args)
                  : s->event == LI_STOP_ITERATION ? li_fire_stop(ts, s, tools, value)
                  : li_call_tools(ts, s->event, tools, cs, s->orig, args, value != NULL ? 3 : 2);
     if (map->original != NULL && li_tools_at(map->cs, s->event, s->orig) == 0) {

@@ -4,14 +4,14 @@ pydevd, the debugger inside debugpy, has two tracers: one on ``sys.settrace``
 and one on ``sys.monitoring``.  It picks the second only on 3.12 and newer
 (``PYDEVD_USE_SYS_MONITORING`` in ``_pydevd_bundle.pydevd_constants``), and
 runs its pure-Python monitoring tracer where no Cython build of it exists, as
-on 3.11.  :func:`enable` lets it pick the monitoring tracer on 3.11 too: when
+on 3.10 and 3.11.  :func:`enable` lets it pick the monitoring tracer there too: when
 ``_pydevd_bundle.pydevd_constants`` is imported (by debugpy's vendored copy
 of pydevd or a standalone pydevd), lowimpact's engine is installed as
 ``sys.monitoring`` just before the module runs, and its flag is set right
 after it ran, before any other pydevd module reads it.
 
 Where the hook's assumptions about pydevd do not hold (a module, flag or
-tracer missing), or on an interpreter without an engine (3.9, 3.10), pydevd
+tracer missing), or on an interpreter without an engine (3.9), pydevd
 is left alone and runs as it would have, on ``sys.settrace``, after a warning
 on stderr.  On 3.12 and newer nothing needs doing.
 
@@ -45,7 +45,7 @@ ENVIRONMENT_VARIABLE = "LOWIMPACT_DEBUGPY"
 CONSTANTS = "_pydevd_bundle.pydevd_constants"
 
 # pydevd's pure-Python sys.monitoring tracer, relative to the directory that
-# holds _pydevd_bundle: what the flag makes pydevd import on 3.11.
+# holds _pydevd_bundle: what the flag makes pydevd import on 3.10 and 3.11.
 _TRACER = os.path.join("_pydevd_sys_monitoring", "_pydevd_sys_monitoring.py")
 
 # What pydevd_constants must have for the hook's change to do what it does
@@ -80,7 +80,7 @@ def _engine_missing() -> Optional[str]:
 
 
 def _opted_out() -> bool:
-    """pydevd's own switch, PYDEVD_USE_SYS_MONITORING=0, wins on 3.11 too."""
+    """pydevd's own switch, PYDEVD_USE_SYS_MONITORING=0, wins with the engine too."""
     return os.environ.get("PYDEVD_USE_SYS_MONITORING", "").lower() in ("no", "false", "0")
 
 
@@ -193,7 +193,7 @@ def _paths(files: Sequence[str]) -> Tuple[str, ...]:
 
 def enable(hidden: Sequence[str] = ()) -> bool:
     """Have pydevd, when it loads in this process, trace with
-    ``sys.monitoring`` (lowimpact's engine on 3.11), and leave the files
+    ``sys.monitoring`` (lowimpact's engine on 3.10 and 3.11), and leave the files
     *hidden* out of the stacks it shows, as it does its own files.
 
     Call it before debugpy or pydevd is imported.  Returns whether pydevd's
@@ -229,12 +229,17 @@ def enable_from_environment() -> None:
 
 
 def _launcher_files() -> List[str]:
-    """The files of ``python -m lowimpact debugpy`` that run below the program."""
+    """The files of ``python -m lowimpact debugpy`` that run below the program:
+    lowimpact's, and runpy's, which ran ``-m lowimpact`` (before 3.11 runpy
+    is not frozen, and pydevd shows its frames as it does not show frozen
+    ones)."""
+    import runpy
+
     import lowimpact
     from lowimpact import _cli
 
     package = os.path.dirname(os.path.abspath(lowimpact.__file__))
-    return [os.path.join(package, "__main__.py"), _cli.__file__, __file__]
+    return [os.path.join(package, "__main__.py"), _cli.__file__, __file__, runpy.__file__]
 
 
 def main(argv: Sequence[str]) -> int:

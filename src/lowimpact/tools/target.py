@@ -20,6 +20,7 @@ import os
 import runpy
 import site
 import sys
+import sysconfig
 import types
 
 # typing is for the type checker only, and pkgutil and sysconfig are imported
@@ -283,7 +284,12 @@ def source_file(filename: str) -> Optional[str]:
     if not _is_pseudo_file(filename):
         return filename
     if filename.startswith("<frozen "):
-        path = getattr(sys.modules.get(filename[len("<frozen ") : -1]), "__file__", None)
+        name = filename[len("<frozen ") : -1]
+        path = getattr(sys.modules.get(name), "__file__", None)
+        if path is None:
+            # 3.10 gives frozen zipimport no __file__; it is frozen from the
+            # standard library's zipimport.py when the interpreter is built.
+            path = os.path.join(sysconfig.get_path("stdlib"), *name.split(".")) + ".py"
         if isinstance(path, str) and os.path.isfile(path):
             return path
     return None

@@ -14,9 +14,10 @@ Each event is a line of fixed columns::
     PY_RETURN fib.py:13      fib              @14 -> 1           |         return n
 
 the event; ``file:line`` with the file relative to the program's directory;
-the function's qualified name; ``@offset``, the bytecode offset as :mod:`dis`
-numbers it (LINE events have none), followed by the event's value; and the
-source line.  The values are:
+the function's qualified name (on 3.10, which has no ``co_qualname``, its
+name, as 3.10's tracebacks, :mod:`pdb` and :mod:`cProfile` show it);
+``@offset``, the bytecode offset as :mod:`dis` numbers it (LINE events have
+none), followed by the event's value; and the source line.  The values are:
 
 - PY_RETURN, PY_YIELD: ``-> value``, the value returned or yielded;
 - CALL, C_RETURN, C_RAISE: the callable and ``arg0=`` its first argument
@@ -36,6 +37,7 @@ from __future__ import annotations
 import difflib
 import dis
 import linecache
+import operator
 import reprlib
 import types
 from typing import Callable, Iterable, List, Optional, TextIO, Union
@@ -54,6 +56,9 @@ __all__ = [
     "parse_events",
     "short_repr",
 ]
+
+# How the function column names code: 3.10 has no co_qualname.
+_code_name = operator.attrgetter("co_qualname" if hasattr(types.CodeType, "co_qualname") else "co_name")
 
 #: Events traced when none are asked for: the flow through functions and lines.
 DEFAULT_EVENTS = ("PY_START", "PY_RESUME", "PY_RETURN", "PY_YIELD", "LINE")
@@ -356,7 +361,7 @@ class Tracer:
             text = "%s %-*s %-*s %-*s | %s" % (
                 label,
                 _WHERE_WIDTH, where,
-                _FUNCTION_WIDTH, code.co_qualname,
+                _FUNCTION_WIDTH, _code_name(code),
                 _DETAIL_WIDTH, detail,
                 file.source(line) if line else "",
             )

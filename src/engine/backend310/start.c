@@ -1,0 +1,22 @@
+/* PY_START on 3.10 (b310.h).
+ *
+ * 3.11+ deliver PY_START at RESUME, on the `def` line: a callback that
+ * reads its frame (a debugger's "call" stop, pdb's `--Call--`) finds it
+ * there.  3.10 has no instruction on that line; its probe is the body's
+ * first.  So while PY_START callbacks run the frame stands where 3.10's
+ * own 'call' trace event shows it: before its first instruction (f_lasti
+ * -1), which 3.10 places on the `def` line (co_firstlineno).
+ */
+
+#include "b310.h"
+
+int
+li_fire_start(PyThreadState *ts, li_site *s, uint8_t tools, PyObject **args)
+{
+    PyFrameObject *f = ts->frame;
+    int lasti = f->f_lasti;
+    f->f_lasti = -1;
+    int result = li_call_tools(ts, LI_PY_START, tools, s->shadow->cs, s->orig, args, 2);
+    f->f_lasti = lasti;
+    return result;
+}
