@@ -35,6 +35,7 @@ GAPS_310 = {
         'conformance/test_live_frames.py::test_events_added_by_a_line_callback_reach_the_running_frame[BRANCH+JUMP+INSTRUCTION+PY_RETURN]',
         'conformance/test_running_code.py::test_loop_in_another_thread_gets_branch_events',
         'conformance/test_live_frames.py::test_events_added_by_a_line_callback_reach_the_running_frame[BRANCH+JUMP]',
+        'debug/test_oracle.py::test_session_as_pdb[next-coroutines]',
     ],
     '3.10: the fuzzer names code by co_qualname (3.11+); not re-run on 3.10 without it since every event is delivered there': [
         'conformance/test_fuzz.py::test_coverage_pattern_on_a_fixed_program',
@@ -123,13 +124,6 @@ GAPS_310 = {
     ],
     '3.10 back end: not analysed yet': [
         'conformance/test_threads.py::test_first_starts_of_a_function_on_two_threads',
-    ],
-    "lowimpact debug on 3.10: pdb sessions need frame.f_lineno jumps from callbacks, which the 3.10 back end lacks yet": [
-        'debug/test_oracle.py::test_session_as_pdb[jump]',
-        'debug/test_oracle.py::test_session_as_pdb[next-coroutines]',
-        'debug/test_oracle.py::test_session_as_pdb[step-generators]',
-        'debug/test_oracle.py::test_session_as_pdb[until-lineno]',
-        'debug/test_oracle.py::test_session_as_pdb[tbreak-ignore-commands]',
     ],
     '3.10 back end: DISABLE marks are kept when code starts after its tool turned the event off, where native forgets them as it instruments such code again (only restart_events() clears them)': [
         'conformance/test_rearming.py::test_disabled_event_fires_again_in_a_function_made_while_it_was_off[started with it off-PY_START]',
