@@ -213,3 +213,55 @@ def test_a_jump_set_again_while_the_first_warns(M: Any, tool: Tool) -> None:
         warnings.showwarning = saved
         tool.set_local(code, 0)
     assert (first, again, state["calls"]) == ((None, None, None), (1, 2, 3), 2)
+
+
+def test_jump_from_a_branch_event_out_of_the_loop(M: Any, tool: Tool) -> None:
+    """BRANCH: the loop's first step (the iterator's next value on the
+    stack, i not bound yet), left for the return: the value and the
+    iterator go."""
+    assert run_with_jumps(M, tool, LOOP, "BRANCH", {("at", "BRANCH"): 5}) == (
+        0, [1, 2], [("jumped", 5, 5)], ["assigning None to 1 unbound local"])
+
+
+TRY_IN_LOOP = """\
+def f():
+    out = []
+    for i in range(3):
+        try:
+            out.append(i)
+        finally:
+            out.append(-i)
+    return out
+"""
+
+
+def test_jump_out_of_a_try_in_a_loop(M: Any, tool: Tool) -> None:
+    """Out of a try block and the loop around it at once (its finally
+    block does not run)."""
+    assert run_with_jumps(M, tool, TRY_IN_LOOP, "LINE", {4: 7}) == (
+        [], [1, 2, 3, 4], [("jumped", 7, 7)], [])
+
+
+def test_frame_is_on_the_def_line_at_py_start(M: Any, tool: Tool) -> None:
+    """Where a debugger shows a frame that starts ('--Call--')."""
+    E = M.events
+    f = program(STRAIGHT)
+    seen: list = []
+    tool.register(E.PY_START, lambda c, offset: seen.append(
+        sys._getframe(1).f_lineno - c.co_firstlineno) if c is f.__code__ else None)
+    tool.set_local(f.__code__, E.PY_START)
+    try:
+        f()
+    finally:
+        tool.set_local(f.__code__, 0)
+    assert seen == [0]
+
+
+@pytest.mark.skipif(sys.version_info[:2] == (3, 11),
+                    reason="3.11 engine: this jump segfaults the process at the loop's next step "
+                           "(found on 3.10's branch, not analysed yet)")
+def test_jump_from_a_branch_event_within_the_loop(M: Any, tool: Tool) -> None:
+    """The iterator's next value goes, the iterator stays for the next step."""
+    assert run_with_jumps(M, tool, LOOP, "BRANCH", {("at", "BRANCH"): 4}) == (
+        33, [1, 2, 2, 3, 4, 2, 3, 4, 2, 5], [("jumped", 4, 4)],
+        ["assigning None to 1 unbound local"])
