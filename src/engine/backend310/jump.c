@@ -427,17 +427,26 @@ static _Thread_local struct {
     char opcodes;           /* the frame's f_trace_opcodes before */
 } pending;
 
+/* Whether `f` has a jump pending: it stands at the probe it was decided in
+ * (else the jump was lost: a callback took the trace hook away). */
+static bool
+pending_for(PyFrameObject *f)
+{
+    return pending.frame == f && f->f_code == pending.shadow && f->f_lasti + 1 == pending.at;
+}
+
 /* The trace function that was in front when jump_trace() took its place. */
 static _Thread_local Py_tracefunc behind;
 
 static int jump_trace(PyObject *obj, PyFrameObject *f, int what, PyObject *arg);
 
-/* The jump is no longer pending. */
+/* The jump is no longer pending; `f`, a live frame, is told so if it is
+ * its frame (the pointer of another may be stale: it is not followed). */
 static void
-forget(void)
+forget(PyFrameObject *f)
 {
-    if (pending.frame != NULL && pending.frame->f_code == pending.shadow) {
-        pending.frame->f_trace_opcodes = pending.opcodes;
+    if (pending.frame == f && f->f_code == pending.shadow) {
+        f->f_trace_opcodes = pending.opcodes;
     }
     pending.frame = NULL;
 }
@@ -457,7 +466,7 @@ jump_trace(PyObject *obj, PyFrameObject *f, int what, PyObject *arg)
         ts->c_tracefunc = next;
         behind = NULL;
     }
-    if (pending.frame == f && f->f_code == pending.shadow && what == PyTrace_OPCODE &&
+    if (what == PyTrace_OPCODE && pending.frame == f && f->f_code == pending.shadow &&
         f->f_lasti == pending.at)
     {
         li_shadow *map = li_shadow_of(f->f_code);
@@ -475,7 +484,7 @@ jump_trace(PyObject *obj, PyFrameObject *f, int what, PyObject *arg)
         f->f_lasti = destination(map, target);
         return 0;
     }
-    forget();
+    forget(f);
     return next != NULL ? next(obj, f, what, arg) : 0;
 }
 
@@ -561,7 +570,7 @@ set_from_callback(PyThreadState *ts, PyFrameObject *f, PyObject *value, int even
         }
         extra += branch_extra;
     }
-    bool again = pending.frame == f && pending.shadow == f->f_code;
+    bool again = pending_for(f);
     blocks_t from = again ? pending.from : blocks_at(original, from_unit);
     if (from < 0) {
         return -1;
@@ -595,8 +604,8 @@ set_from_callback(PyThreadState *ts, PyFrameObject *f, PyObject *value, int even
     }
     /* Python code ran since (the warning): it may have set f_lineno too;
        this setting comes last. */
-    if (pending.frame != f || pending.shadow != f->f_code) {
-        forget();
+    if (!pending_for(f)) {
+        forget(f);
         pending.opcodes = f->f_trace_opcodes;
         pending.frame = f;
         pending.shadow = f->f_code;
@@ -648,8 +657,7 @@ frame_lineno_get(PyObject *self, void *closure)
 {
     PyFrameObject *f = (PyFrameObject *)self;
     li_shadow *map = li_shadow_of(f->f_code);
-    if (pending.frame == f && f->f_code == pending.shadow && map != NULL &&
-        map->original != NULL) {
+    if (map != NULL && map->original != NULL && pending_for(f)) {
         /* It has jumped, as far as Python code can tell. */
         return PyLong_FromLong(PyCode_Addr2Line(map->original, 2 * pending.target));
     }
