@@ -256,12 +256,3 @@ def test_frame_is_on_the_def_line_at_py_start(M: Any, tool: Tool) -> None:
         tool.set_local(f.__code__, 0)
     assert seen == [0]
 
-
-@pytest.mark.skipif(sys.version_info[:2] == (3, 11),
-                    reason="3.11 engine: this jump segfaults the process at the loop's next step "
-                           "(found on 3.10's branch, not analysed yet)")
-def test_jump_from_a_branch_event_within_the_loop(M: Any, tool: Tool) -> None:
-    """The iterator's next value goes, the iterator stays for the next step."""
-    assert run_with_jumps(M, tool, LOOP, "BRANCH", {("at", "BRANCH"): 4}) == (
-        33, [1, 2, 2, 3, 4, 2, 3, 4, 2, 5], [("jumped", 4, 4)],
-        ["assigning None to 1 unbound local"])
