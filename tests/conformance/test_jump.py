@@ -256,3 +256,49 @@ def test_frame_is_on_the_def_line_at_py_start(M: Any, tool: Tool) -> None:
         tool.set_local(f.__code__, 0)
     assert seen == [0]
 
+
+
+GENERATOR = """\
+def f():
+    x = yield 1
+    y = 2
+    yield x, y
+    return 'end'
+"""
+
+
+@pytest.mark.parametrize("with_lines", [False, True], ids=["resume", "resume+lines"])
+def test_jump_from_py_resume(M: Any, tool: Tool, with_lines: bool) -> None:
+    """The generator goes on at the line set, the value sent to it dropped;
+    the line jumped to reports no LINE event."""
+    E = M.events
+    gen = program(GENERATOR)
+    code = gen.__code__
+    outcomes: list = []
+
+    def on_resume(c: Any, offset: int) -> None:
+        if c is code and not outcomes:
+            frame = sys._getframe(1)
+            frame.f_lineno = code.co_firstlineno + 3
+            outcomes.append(frame.f_lineno - code.co_firstlineno)
+
+    lines: list = []
+    tool.register(E.PY_RESUME, on_resume)
+    tool.register(E.LINE, lambda c, line: lines.append(line - code.co_firstlineno)
+                  if c is code else None)
+    tool.set_local(code, E.PY_RESUME | (E.LINE if with_lines else 0))
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            g = gen()
+            got = [next(g), g.send("sent")]
+            try:
+                next(g)
+            except StopIteration as e:
+                got.append(e.value)
+    finally:
+        tool.set_local(code, 0)
+    warned = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert (got, outcomes, warned, lines) == (
+        [1, (None, None), "end"], [3], ["assigning None to 2 unbound locals"],
+        [1, 4] if with_lines else [])

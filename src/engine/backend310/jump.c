@@ -21,7 +21,8 @@
  * allowed, as 3.12 allows it, the exception it handled going back to the
  * one handled before; and it is taken at the next instruction, the
  * probe's POP_TOP, by a C trace function (jump_trace) put in front of the
- * thread's for that one opcode event.
+ * thread's for that one opcode event.  PY_RESUME is delivered before its
+ * frame executes again: that jump moves the frame at once.
  */
 
 #include "b310.h"
@@ -532,6 +533,98 @@ branch_position(li_site *s, int *extra)
     return (int)(dest / 2);
 }
 
+/* Decides where `f`, a frame of `original` in blocks `from`, goes for line
+ * `value`, checked from blocks `checked` (those of an earlier jump from the
+ * same event): *target (original unit) and its blocks *to; the locals left
+ * unbound get None, with 3.12's warning.  0, or -1 with an exception set
+ * (the frame unchanged, but for the locals if the warning failed). */
+static int
+decide(PyFrameObject *f, PyCodeObject *original, PyObject *value, blocks_t from,
+       blocks_t checked, int *target, blocks_t *to)
+{
+    if (choose_target(original, value, checked, target, to) < 0) {
+        return -1;
+    }
+    if (!unwind_fits(f, from, *to)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "lowimpact: the blocks of this frame are not its code's; no jump");
+        return -1;
+    }
+    /* As 3.12 does: locals the compiler proved bound where the frame goes
+       may not be; they get None, with a warning (which may fail). */
+    int unbound = 0;
+    for (int k = 0; k < original->co_nlocals; k++) {
+        unbound += f->f_localsplus[k] == NULL;
+    }
+    if (unbound && PyErr_WarnFormat(PyExc_RuntimeWarning, 0, "assigning None to %d unbound local%s",
+                                    unbound, unbound == 1 ? "" : "s") < 0)
+    {
+        return -1;
+    }
+    for (int k = 0; k < original->co_nlocals; k++) {
+        if (f->f_localsplus[k] == NULL) {
+            f->f_localsplus[k] = Py_NewRef(Py_None);
+        }
+    }
+    return 0;
+}
+
+/* The frame a PY_RESUME callback moved, while it has not resumed: its
+ * f_lasti is the unit before its target, whose line is not the target's. */
+static _Thread_local struct {
+    PyFrameObject *frame;   /* borrowed, compared only */
+    int lasti;
+    int line;
+} moved;
+
+/* A PY_RESUME callback's jump: hook.c delivers the event before the frame
+ * executes again, with the value sent on its stack, so the frame moves at
+ * once (past the target's LINE probe when it is suspended on a shadow; on
+ * the original, the shadow it starts on reports that LINE).  0, or -1 with
+ * an exception set. */
+static int
+jump_at_resume(PyThreadState *ts, PyFrameObject *f, PyObject *value)
+{
+    /* The event's frame: under the callback's, the thread's frame as the
+       event is delivered. */
+    PyFrameObject *below = ts->frame;
+    while (below != NULL && below != f && below->f_state == FRAME_EXECUTING) {
+        below = below->f_back;
+    }
+    li_shadow *map = li_shadow_of(f->f_code);
+    PyCodeObject *original = map != NULL ? map->original : f->f_code;
+    int n = map != NULL ? map->n_units : (int)(PyBytes_GET_SIZE(f->f_code->co_code) / 2);
+    int unit = f->f_lasti + 1;
+    if (below != f || f->f_state != FRAME_SUSPENDED || original == NULL || unit <= 0 ||
+        unit >= n || f->f_stackdepth < 1)
+    {
+        PyErr_SetString(PyExc_ValueError,
+                        "lowimpact: f_lineno can only be set on the frame of the event "
+                        "being delivered");
+        return -1;
+    }
+    int from_unit = map != NULL ? map->orig_start[unit] : unit;
+    blocks_t from = blocks_at(original, from_unit);
+    int target;
+    blocks_t to;
+    if (from < 0 || decide(f, original, value, from, from, &target, &to) < 0) {
+        return -1;
+    }
+    pop_value(f);   /* the value sent */
+    unwind(ts, f, from, to);
+    if (map != NULL) {
+        while (target > 0 && map->shadow_start[target] < 0) {
+            target--;
+        }
+        target = destination(map, target);
+    }
+    f->f_lasti = target - 1;
+    moved.frame = f;
+    moved.lasti = f->f_lasti;
+    moved.line = PyCode_Addr2Line(original, 2 * (map != NULL ? map->orig_start[target] : target));
+    return 0;
+}
+
 /* frame.f_lineno = value from a callback of `event`.  0, or -1 with an
  * exception set. */
 static int
@@ -541,12 +634,13 @@ set_from_callback(PyThreadState *ts, PyFrameObject *f, PyObject *value, int even
         PyErr_SetString(PyExc_ValueError, "lineno must be an integer");
         return -1;
     }
-    const char *refused = event == LI_PY_RESUME
-                          ? "lowimpact: can't jump from a PY_RESUME event on CPython 3.10"
-                          : li_jump_refusal(event);
+    const char *refused = li_jump_refusal(event);
     if (refused != NULL) {
         PyErr_SetString(PyExc_ValueError, refused);
         return -1;
+    }
+    if (event == LI_PY_RESUME) {
+        return jump_at_resume(ts, f, value);
     }
     li_site *s = firing_site(f, event);
     if (s == NULL) {
@@ -572,35 +666,11 @@ set_from_callback(PyThreadState *ts, PyFrameObject *f, PyObject *value, int even
     }
     bool again = pending_for(f);
     blocks_t from = again ? pending.from : blocks_at(original, from_unit);
-    if (from < 0) {
-        return -1;
-    }
     int target;
     blocks_t to;
     /* A second jump from the same event goes on from the first. */
-    if (choose_target(original, value, again ? pending.to : from, &target, &to) < 0) {
+    if (from < 0 || decide(f, original, value, from, again ? pending.to : from, &target, &to) < 0) {
         return -1;
-    }
-    if (!unwind_fits(f, from, to)) {
-        PyErr_SetString(PyExc_ValueError,
-                        "lowimpact: the blocks of this frame are not its code's; no jump");
-        return -1;
-    }
-    /* As 3.12 does: locals the compiler proved bound where the frame goes
-       may not be; they get None, with a warning (which may fail). */
-    int unbound = 0;
-    for (int k = 0; k < original->co_nlocals; k++) {
-        unbound += f->f_localsplus[k] == NULL;
-    }
-    if (unbound && PyErr_WarnFormat(PyExc_RuntimeWarning, 0, "assigning None to %d unbound local%s",
-                                    unbound, unbound == 1 ? "" : "s") < 0)
-    {
-        return -1;
-    }
-    for (int k = 0; k < original->co_nlocals; k++) {
-        if (f->f_localsplus[k] == NULL) {
-            f->f_localsplus[k] = Py_NewRef(Py_None);
-        }
     }
     /* Python code ran since (the warning): it may have set f_lineno too;
        this setting comes last. */
@@ -660,6 +730,9 @@ frame_lineno_get(PyObject *self, void *closure)
     if (map != NULL && map->original != NULL && pending_for(f)) {
         /* It has jumped, as far as Python code can tell. */
         return PyLong_FromLong(PyCode_Addr2Line(map->original, 2 * pending.target));
+    }
+    if (moved.frame == f && f->f_lasti == moved.lasti && f->f_state == FRAME_SUSPENDED) {
+        return PyLong_FromLong(moved.line);
     }
     if (map != NULL && map->original != NULL && f->f_lineno == 0 && f->f_lasti >= 0 &&
         f->f_lasti < map->after_start)
