@@ -11,8 +11,8 @@
  * the setter pops is right for both.
  *
  * A monitoring callback's jump (a debugger's `jump`), which 3.12 allows
- * from LINE, JUMP, BRANCH (and PY_RESUME, PY_YIELD) callbacks of the
- * event's frame: that frame executes the probe, and 3.10's evaluation loop
+ * from LINE, JUMP, BRANCH, PY_RESUME (and PY_YIELD, refused here as on
+ * 3.11) callbacks of the event's frame: that frame executes the probe, and 3.10's evaluation loop
  * holds its position and stack pointer in C locals, which it reloads from
  * the frame only after a trace function returns.  So the jump is decided
  * when f_lineno is set, with 3.10's rules on the original's units (lines
