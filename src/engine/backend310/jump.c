@@ -27,7 +27,7 @@
 
 #include "b310.h"
 
-_Thread_local int li_noted_event;
+_Thread_local int li_noted_event LI_TLS_FAST;
 
 /* The interpreter's getter and setter of f_lineno (its static table). */
 static PyGetSetDef *native_lineno;
