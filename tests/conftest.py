@@ -40,19 +40,7 @@ GAPS_310 = {
         'conformance/test_fuzz.py::test_live_regression_matches_native[call_into_c_raises_through_finally]',
         'clients/test_monitoring_debugger.py::test_session[exception_stepped_through_frames]',
         'clients/test_monitoring_debugger.py::test_session[exception_next_and_return]',
-    ],
-    '3.10 back end: frame.f_lineno jumps from monitoring callbacks are not supported yet': [
-        'conformance/test_jump.py::test_a_jump_set_again_while_the_first_warns',
-        'conformance/test_jump.py::test_events_that_allow_no_jump',
-        'conformance/test_jump.py::test_jump_backward_runs_lines_again',
-        'conformance/test_jump.py::test_jump_forward_skips_lines_and_binds_none',
-        'conformance/test_jump.py::test_jump_from_a_jump_event_out_of_the_loop',
-        'conformance/test_jump.py::test_jump_into_a_handler_is_refused',
-        'conformance/test_jump.py::test_jump_into_a_loop_is_refused',
-        'conformance/test_jump.py::test_jump_out_of_a_handler_restores_the_exception_state',
-        'conformance/test_jump.py::test_jump_out_of_a_loop_pops_its_iterator',
-        'conformance/test_jump.py::test_jump_out_of_a_with_block',
-        'conformance/test_jump.py::test_jump_within_a_loop_keeps_going',
+        'debug/test_oracle.py::test_session_as_pdb[next-coroutines]',
     ],
     '3.10 has no co_positions/co_qualname/columns (3.11 APIs the test uses)': [
         'conformance/test_transparency.py::test_dis_output_and_co_code_unchanged',
@@ -101,10 +89,6 @@ GAPS_310 = {
     ],
     '3.10 back end: callbacks see the frame at the probe, not at the instruction, for CALL and exception events': [
         'conformance/test_frames_seen.py::test_py_start_callback_raising_at_a_first_call',
-    ],
-    "lowimpact debug on 3.10: pdb sessions need frame.f_lineno jumps from callbacks, which the 3.10 back end lacks yet": [
-        'debug/test_oracle.py::test_session_as_pdb[jump]',
-        'debug/test_oracle.py::test_session_as_pdb[next-coroutines]',
     ],
     '3.10 back end: DISABLE marks are kept when code starts after its tool turned the event off, where native forgets them as it instruments such code again (only restart_events() clears them)': [
         'conformance/test_rearming.py::test_disabled_event_fires_again_in_a_function_made_while_it_was_off[started with it off-PY_START]',

@@ -455,6 +455,10 @@ PyCodeObject *li_backend_original(PyCodeObject *code);
 /* For tests: the instrumented copy new frames of `code` would run if `events`
  * were selected for it, and the original unit of each of its units. */
 PyObject *li_backend_debug_shadow(PyCodeObject *code, li_event_set events);
+/* 3.12's message refusing frame.f_lineno assignments from callbacks of
+ * `event`, or NULL where it allows them (jumps.c). */
+const char *li_jump_refusal(int event);
+
 /* For tests: adds counts of what the back end keeps alive to `stats`.
  * 0 or -1. */
 int li_backend_stats(PyObject *stats);

@@ -213,3 +213,92 @@ def test_a_jump_set_again_while_the_first_warns(M: Any, tool: Tool) -> None:
         warnings.showwarning = saved
         tool.set_local(code, 0)
     assert (first, again, state["calls"]) == ((None, None, None), (1, 2, 3), 2)
+
+
+def test_jump_from_a_branch_event_out_of_the_loop(M: Any, tool: Tool) -> None:
+    """BRANCH: the loop's first step (the iterator's next value on the
+    stack, i not bound yet), left for the return: the value and the
+    iterator go."""
+    assert run_with_jumps(M, tool, LOOP, "BRANCH", {("at", "BRANCH"): 5}) == (
+        0, [1, 2], [("jumped", 5, 5)], ["assigning None to 1 unbound local"])
+
+
+TRY_IN_LOOP = """\
+def f():
+    out = []
+    for i in range(3):
+        try:
+            out.append(i)
+        finally:
+            out.append(-i)
+    return out
+"""
+
+
+def test_jump_out_of_a_try_in_a_loop(M: Any, tool: Tool) -> None:
+    """Out of a try block and the loop around it at once (its finally
+    block does not run)."""
+    assert run_with_jumps(M, tool, TRY_IN_LOOP, "LINE", {4: 7}) == (
+        [], [1, 2, 3, 4], [("jumped", 7, 7)], [])
+
+
+def test_frame_is_on_the_def_line_at_py_start(M: Any, tool: Tool) -> None:
+    """Where a debugger shows a frame that starts ('--Call--')."""
+    E = M.events
+    f = program(STRAIGHT)
+    seen: list = []
+    tool.register(E.PY_START, lambda c, offset: seen.append(
+        sys._getframe(1).f_lineno - c.co_firstlineno) if c is f.__code__ else None)
+    tool.set_local(f.__code__, E.PY_START)
+    try:
+        f()
+    finally:
+        tool.set_local(f.__code__, 0)
+    assert seen == [0]
+
+
+
+GENERATOR = """\
+def f():
+    x = yield 1
+    y = 2
+    yield x, y
+    return 'end'
+"""
+
+
+@pytest.mark.parametrize("with_lines", [False, True], ids=["resume", "resume+lines"])
+def test_jump_from_py_resume(M: Any, tool: Tool, with_lines: bool) -> None:
+    """The generator goes on at the line set, the value sent to it dropped;
+    the line jumped to reports no LINE event."""
+    E = M.events
+    gen = program(GENERATOR)
+    code = gen.__code__
+    outcomes: list = []
+
+    def on_resume(c: Any, offset: int) -> None:
+        if c is code and not outcomes:
+            frame = sys._getframe(1)
+            frame.f_lineno = code.co_firstlineno + 3
+            outcomes.append(frame.f_lineno - code.co_firstlineno)
+
+    lines: list = []
+    tool.register(E.PY_RESUME, on_resume)
+    tool.register(E.LINE, lambda c, line: lines.append(line - code.co_firstlineno)
+                  if c is code else None)
+    tool.set_local(code, E.PY_RESUME | (E.LINE if with_lines else 0))
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            g = gen()
+            got = [next(g), g.send("sent")]
+            try:
+                next(g)
+            except StopIteration as e:
+                got.append(e.value)
+    finally:
+        tool.set_local(code, 0)
+    warned = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert (got, outcomes, warned, lines) == (
+        [1, (None, None), "end"], [3], ["assigning None to 2 unbound locals"],
+        [1, 4] if with_lines else [])

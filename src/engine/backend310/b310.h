@@ -272,8 +272,9 @@ int li_caught_init(void);
 
 /* ---- jump.c ---- */
 
-/* frame.f_lineno's setter decides jumps on the original (called by
- * li_transparency_init). */
+/* frame.f_lineno's setter: a trace function's jumps decided on the
+ * original, a monitoring callback's taken after its callbacks; its getter
+ * (called by li_transparency_init). */
 int li_jump_init(void);
 
 #endif /* LI_B310_H */

@@ -97,31 +97,6 @@ li_jump_pending_unit(_PyInterpreterFrame *frame)
     return j != NULL ? j->target : -1;
 }
 
-/* 3.12's answer for an event that allows no jump, or NULL. */
-static const char *
-refusal(int event)
-{
-    switch (event) {
-    case LI_PY_RESUME:
-    case LI_JUMP:
-    case LI_BRANCH:
-    case LI_LINE:
-        return NULL;
-    case LI_PY_YIELD:
-        /* Natively allowed, with answers that differ between 3.12 and
-           3.13 (the value is yielded or not); the engine's probe comes
-           before the yield. */
-        return "lowimpact: can't jump from a PY_YIELD event on CPython 3.11";
-    case LI_PY_START:
-        return "can't jump from the 'call' trace event of a new frame";
-    case LI_CALL:
-    case LI_C_RETURN:
-        return "can't jump during a call";
-    default:
-        return "can only jump from a 'line' trace event";
-    }
-}
-
 /* A copy of `original` with its own bytes (no trampoline), for 3.11's
  * analysis of where a frame may jump.  New reference. */
 static PyObject *
@@ -256,7 +231,7 @@ li_jump_set_lineno(PyFrameObject *f, PyObject *value, setter native, void *closu
     {
         return 1;   /* no monitoring callback runs: 3.11's own answer */
     }
-    const char *refused = refusal(tstate->tracing_what - LI_WHAT_EVENT_BASE);
+    const char *refused = li_jump_refusal(tstate->tracing_what - LI_WHAT_EVENT_BASE);
     if (refused != NULL) {
         PyErr_SetString(PyExc_ValueError, refused);
         return -1;
