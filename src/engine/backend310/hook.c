@@ -53,8 +53,9 @@ choose_shadow(PyCodeObject *code, li_code_state *cs)
         cs->backend = b;
     }
     li_event_set want = li_exc_needed(code, li_wanted_events(cs) & LI_PROBED_EVENTS);
-    if (want != b->events || b->shadow == NULL) {
-        /* CPython instruments the code object as it starts. */
+    /* CPython instruments the code object as it starts (rearm.c). */
+    bool forgets = li_code_state_refresh_forgets(cs);
+    if (want != b->events || b->shadow == NULL || li_code_state_stale(cs)) {
         li_code_state_refresh(cs);
     }
     b->epoch = li_epoch;
@@ -64,6 +65,9 @@ choose_shadow(PyCodeObject *code, li_code_state *cs)
         return NULL;
     }
     if (b->shadow != NULL && b->events == want) {
+        if (forgets) {
+            li_rearm_shadow(li_shadow_of(b->shadow));
+        }
         return b->shadow;
     }
     PyCodeObject *shadow = li_build_shadow(code, cs, want);
@@ -450,10 +454,13 @@ li_backend_update(bool grew)
 {
     li_epoch++;
     li_hook_sync();
-    if (grew) {
+    /* What started while no hook was installed forgets before anything
+       refreshes as of now; what runs now refreshes before the hook goes. */
+    if ((installed && li_watch_end()) || grew) {
         li_rearm_all();
     }
-    return li_running_sync();
+    int err = li_running_sync();
+    return err == 0 && !installed ? li_watch_begin() : err;
 }
 
 int
@@ -501,6 +508,7 @@ li_backend_code_state_free(li_code_state *cs)
     if (b == NULL) {
         return;
     }
+    li_unwatch(cs);
     if (b->shadow != NULL) {
         li_shadow *map = li_shadow_of(b->shadow);
         map->original = NULL;
