@@ -597,3 +597,68 @@ def test_disabled_event_fires_again_once_code_started_with_it_off_elsewhere(
     trace function set."""
     assert _toggled_reports(M, tool, make_tool, kind, "G=E f G=0 f G=E f", False,
                             run=run) == [True, False, True]
+
+
+# --------------------------------------------------------------------------
+# ... and in a suspended generator that resumes with it off
+
+
+@pytest.mark.parametrize("other_tool", [False, True], ids=["alone", "with another tool"])
+@pytest.mark.parametrize("resumed_while_off", [True, False], ids=["resumed while off",
+                                                                   "not resumed while off"])
+def test_disabled_lines_fire_again_in_a_generator_resumed_while_they_were_off(
+    request: Any, M: Any, tool: Tool, make_tool: Callable[..., Tool], resumed_while_off: bool,
+    other_tool: bool
+) -> None:
+    """A generator's lines, all disabled and turned off: they fire again once
+    they are on if the generator resumed meanwhile (its code is instrumented
+    as it resumes), else not."""
+    if sys.version_info < (3, 12) and resumed_while_off and not other_tool:
+        request.applymarker(pytest.mark.xfail(
+            strict=True,
+            reason="engine on 3.10 and 3.11: a generator that resumes while no tool wants "
+                   "any event is not seen resuming, so it keeps its DISABLE marks "
+                   "(docs/ENGINE.md)"))
+    if sys.version_info[:2] == (3, 11) and not resumed_while_off and other_tool:
+        request.applymarker(pytest.mark.xfail(
+            strict=True,
+            reason="3.11 engine: a suspended generator whose code another tool's events keep "
+                   "instrumented forgets its DISABLE marks when its tool turns the event off "
+                   "and on, though it did not resume in between"))
+    E = M.events
+    g, = _defined("<rearming-resumed>",
+                  "def g():\n"
+                  "    for i in range(100):\n"
+                  "        yield i\n",
+                  "g")
+    seen: list = []
+
+    def on_line(code: Any, line: int) -> Any:
+        if code is g.__code__:
+            seen.append(rel(code, line))
+            return M.DISABLE
+        return None
+
+    tool.register(E.LINE, on_line)
+    if other_tool:
+        other = make_tool(4)
+        other.register(E.LINE, lambda *args: None)
+        other.set_events(E.LINE)
+    it = g()
+    try:
+        tool.set_events(E.LINE)
+        next(it)
+        next(it)
+        assert seen == [1, 2, 1]    # (the loop's first line, then its back edge)
+        del seen[:]
+        next(it)
+        assert seen == []
+        tool.set_events(0)
+        if resumed_while_off:
+            next(it)
+        tool.set_events(E.LINE)
+        next(it)
+    finally:
+        tool.set_events(0)
+        it.close()
+    assert seen == ([1, 2] if resumed_while_off else [])

@@ -54,8 +54,9 @@ choose_shadow(PyCodeObject *code, li_code_state *cs)
     }
     li_event_set want = li_exc_needed(code, li_wanted_events(cs) & LI_PROBED_EVENTS);
     /* CPython instruments the code object as it starts (rearm.c). */
-    bool forgets = li_code_state_refresh_forgets(cs);
-    if (want != b->events || b->shadow == NULL || li_code_state_stale(cs)) {
+    bool stale = li_code_state_stale(cs);
+    bool forgets = stale && li_code_state_refresh_forgets(cs);
+    if (want != b->events || b->shadow == NULL || stale) {
         li_code_state_refresh(cs);
     }
     b->epoch = li_epoch;
