@@ -308,19 +308,23 @@ TOGGLES = [
 ]
 
 
+def _disabling_lines_of(M: Any, watched: Any, lines: list) -> Callable[[Any, int], Any]:
+    """A LINE callback that records the lines of code object `watched`
+    (relative to it) and disables each."""
+    def on_line(code: Any, line: int) -> Any:
+        if code is watched:
+            lines.append(rel(code, line))
+            return M.DISABLE
+        return None
+    return on_line
+
+
 @pytest.mark.parametrize("script, expected", [pytest.param(s, e, id=s) for s, e in TOGGLES])
 def test_turning_line_off_and_on_after_disable(M: Any, tool: Tool, script: str, expected: list) -> None:
     E = M.events
     f = fresh_function()
     lines: list = []
-
-    def on_line(code: Any, line: int) -> Any:
-        if code is f.__code__:
-            lines.append(rel(code, line))
-            return M.DISABLE
-        return None
-
-    tool.register(E.LINE, on_line)
+    tool.register(E.LINE, _disabling_lines_of(M, f.__code__, lines))
     try:
         reported = _steps(M, tool, f, lines, script)
     finally:
@@ -632,14 +636,7 @@ def test_disabled_lines_fire_again_in_a_generator_resumed_while_they_were_off(
                   "        yield i\n",
                   "g")
     seen: list = []
-
-    def on_line(code: Any, line: int) -> Any:
-        if code is g.__code__:
-            seen.append(rel(code, line))
-            return M.DISABLE
-        return None
-
-    tool.register(E.LINE, on_line)
+    tool.register(E.LINE, _disabling_lines_of(M, g.__code__, seen))
     if other_tool:
         other = make_tool(4)
         other.register(E.LINE, lambda *args: None)
