@@ -659,3 +659,36 @@ def test_disabled_lines_fire_again_in_a_generator_resumed_while_they_were_off(
         tool.set_events(0)
         it.close()
     assert seen == ([1, 2] if resumed_while_off else [])
+
+
+@pytest.mark.parametrize("ran_while_off", [True, False], ids=["ran while off", "did not run"])
+def test_disabled_lines_fire_again_in_a_function_whose_frames_stay_alive(
+    M: Any, tool: Tool, ran_while_off: bool
+) -> None:
+    """As above for a function none of whose frames has ended (each is kept
+    alive): its lines fire again after an off/on toggle if it ran in
+    between, else not."""
+    E = M.events
+    f, = _defined("<rearming-kept>",
+                  "import sys\n"
+                  "def f(keep):\n"
+                  "    keep.append(sys._getframe())\n"
+                  "    return len(keep)\n",
+                  "f")
+    keep: list = []
+    seen: list = []
+    tool.register(E.LINE, _disabling_lines_of(M, f.__code__, seen))
+    try:
+        tool.set_events(E.LINE)
+        f(keep)
+        assert seen == [1, 2]
+        del seen[:]
+        tool.set_events(0)
+        if ran_while_off:
+            f(keep)
+        tool.set_events(E.LINE)
+        f(keep)
+    finally:
+        tool.set_events(0)
+        keep.clear()
+    assert seen == ([1, 2] if ran_while_off else [])
