@@ -456,11 +456,15 @@ li_backend_update(bool grew)
     li_epoch++;
     li_hook_sync();
     /* What started while no hook was installed forgets before anything
-       refreshes as of now; what runs now refreshes before the hook goes. */
-    if ((installed && li_watch_end()) || grew) {
+       refreshes as of now (the code of the frames running does, as
+       li_running_sync() looks for what they need), and before the probes
+       that marks no longer hold back are re-armed; what runs refreshes
+       before the hook goes. */
+    bool forgot = installed && li_watch_end();
+    int err = li_running_sync();
+    if (forgot || grew) {
         li_rearm_all();
     }
-    int err = li_running_sync();
     return err == 0 && !installed ? li_watch_begin() : err;
 }
 
