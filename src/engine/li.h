@@ -169,6 +169,10 @@ li_marks_may_exist(void)
 
 /* ---- per-code monitoring state ------------------------------------------- */
 
+typedef struct li_code_links {
+    struct li_code_state *next, *prev;
+} li_code_links;
+
 /* State attached to an original code object (the one users see).  It lives in
  * a co_extra slot of that code object and is freed with it.  Disabled marks
  * are indexed by code unit of the original bytecode. */
@@ -190,8 +194,9 @@ typedef struct li_code_state {
        whose refresh would forget DISABLE marks: it refreshes when a frame
        next starts it, as natively. */
     bool refresh_pending;
-    /* Codes with local events form a list, so that back ends can find them. */
-    struct li_code_state *next_local, *prev_local;
+    /* Codes with local events form a list, so that back ends can find them;
+       so do codes with DISABLE marks (see li_marked_codes()). */
+    li_code_links local, marked;
     void *backend;                               /* back end data, see below */
 } li_code_state;
 
@@ -204,8 +209,12 @@ li_code_state *li_code_state_get(PyCodeObject *code);
 li_code_state *li_code_state_ensure(PyCodeObject *code);
 /* How many code states are alive. */
 Py_ssize_t li_code_state_count(void);
-/* First code state with local events (iterate with ->next_local). */
+/* First code state with local events (iterate with ->local.next). */
 li_code_state *li_local_codes(void);
+/* First code state that got DISABLE marks since it was last unlisted
+ * (iterate with ->marked.next; the marks may be void since). */
+li_code_state *li_marked_codes(void);
+void li_code_state_unlist_marked(li_code_state *cs);
 
 /* Replaces the local events of `tool` in `cs` (and refreshes it). */
 void li_code_state_set_local(li_code_state *cs, int tool, li_event_set events);
@@ -213,6 +222,11 @@ void li_code_state_set_local(li_code_state *cs, int tool, li_event_set events);
  * at active_tools): the DISABLE marks of tools whose selection of an event
  * changed since the last time are forgotten. */
 void li_code_state_refresh(li_code_state *cs);
+/* li_code_state_refresh() as it was due at a moment when no tool wanted
+ * any event, global or local (it did not happen then). */
+void li_code_state_refresh_unwanted(li_code_state *cs);
+/* Whether li_code_state_refresh() would change anything now. */
+bool li_code_state_stale(const li_code_state *cs);
 /* Whether li_code_state_refresh() would forget DISABLE marks now. */
 bool li_code_state_refresh_forgets(const li_code_state *cs);
 /* The local events of `tool` in `cs`. */

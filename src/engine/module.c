@@ -169,7 +169,7 @@ clear_tool_id(PyObject *Py_UNUSED(module), PyObject *arg)
         return NULL;
     }
     for (li_code_state *cs = li_local_codes(), *next; cs != NULL; cs = next) {
-        next = cs->next_local;   /* clearing may unlink cs */
+        next = cs->local.next;   /* clearing may unlink cs */
         li_code_state_set_local(cs, tool, 0);
     }
     for (int e = 0; e < LI_EVENT_COUNT; e++) {

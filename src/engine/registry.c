@@ -1,5 +1,7 @@
 /* Tools, event selections and per-code monitoring state.  Version independent. */
 
+#include <stddef.h>
+
 #include "li.h"
 
 li_registry li_reg = {.dispatch_epoch = 1};
@@ -9,32 +11,46 @@ static Py_ssize_t code_state_index = -1;
 static Py_ssize_t n_code_states;     /* alive, for the tests' leak checks */
 static li_code_state *local_codes;   /* list of code states with local events */
 
-static void
-unlink_local(li_code_state *cs)
+static li_code_state *marked_codes;  /* list of code states with marks */
+
+/* The two lists thread code states through a pair of links each. */
+#define LOCAL_LINKS offsetof(li_code_state, local)
+#define MARKED_LINKS offsetof(li_code_state, marked)
+
+static inline li_code_links *
+links_of(li_code_state *cs, size_t which)
 {
-    if (cs->prev_local != NULL) {
-        cs->prev_local->next_local = cs->next_local;
-    }
-    else if (local_codes == cs) {
-        local_codes = cs->next_local;
-    }
-    if (cs->next_local != NULL) {
-        cs->next_local->prev_local = cs->prev_local;
-    }
-    cs->next_local = cs->prev_local = NULL;
+    return (li_code_links *)((char *)cs + which);
 }
 
 static void
-link_local(li_code_state *cs)
+unlink_from(li_code_state **head, li_code_state *cs, size_t which)
 {
-    if (cs->prev_local != NULL || local_codes == cs) {
+    li_code_links *l = links_of(cs, which);
+    if (l->prev != NULL) {
+        links_of(l->prev, which)->next = l->next;
+    }
+    else if (*head == cs) {
+        *head = l->next;
+    }
+    if (l->next != NULL) {
+        links_of(l->next, which)->prev = l->prev;
+    }
+    l->next = l->prev = NULL;
+}
+
+static void
+link_to(li_code_state **head, li_code_state *cs, size_t which)
+{
+    li_code_links *l = links_of(cs, which);
+    if (l->prev != NULL || *head == cs) {
         return;
     }
-    cs->next_local = local_codes;
-    if (local_codes != NULL) {
-        local_codes->prev_local = cs;
+    l->next = *head;
+    if (*head != NULL) {
+        links_of(*head, which)->prev = cs;
     }
-    local_codes = cs;
+    *head = cs;
 }
 
 /* co_extra free function: the original code object is being deallocated. */
@@ -45,7 +61,8 @@ code_state_free(void *ptr)
     if (cs == NULL) {
         return;
     }
-    unlink_local(cs);
+    unlink_from(&local_codes, cs, LOCAL_LINKS);
+    unlink_from(&marked_codes, cs, MARKED_LINKS);
     li_backend_code_state_free(cs);
     for (int e = 0; e < LI_LOCAL_EVENT_COUNT; e++) {
         PyMem_Free(cs->disabled[e]);
@@ -127,6 +144,18 @@ li_local_codes(void)
     return local_codes;
 }
 
+li_code_state *
+li_marked_codes(void)
+{
+    return marked_codes;
+}
+
+void
+li_code_state_unlist_marked(li_code_state *cs)
+{
+    unlink_from(&marked_codes, cs, MARKED_LINKS);
+}
+
 /* Forgets what `tool` disabled of `event` in `cs`. */
 static void
 forget_disabled(li_code_state *cs, int event, int tool)
@@ -157,13 +186,27 @@ li_code_state_refresh_forgets(const li_code_state *cs)
     return false;
 }
 
-void
-li_code_state_refresh(li_code_state *cs)
+bool
+li_code_state_stale(const li_code_state *cs)
+{
+    for (int e = 0; e < LI_LOCAL_EVENT_COUNT; e++) {
+        if (cs->active_tools[e] != (li_reg.global_tools[e] | cs->local_tools[e])) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* li_code_state_refresh() as of a moment when `global` were the global
+ * tools of each event and the local ones cs's now; NULL: a moment when no
+ * tool wanted any event. */
+static void
+refresh_as_of(li_code_state *cs, const uint8_t *global)
 {
     li_dispatch_changed();
     cs->refresh_pending = false;
     for (int e = 0; e < LI_LOCAL_EVENT_COUNT; e++) {
-        uint8_t now = li_reg.global_tools[e] | cs->local_tools[e];
+        uint8_t now = global != NULL ? global[e] | cs->local_tools[e] : 0;
         uint8_t changed = cs->active_tools[e] ^ now;
         for (int tool = 0; changed != 0; tool++, changed >>= 1) {
             if (changed & 1) {
@@ -172,6 +215,18 @@ li_code_state_refresh(li_code_state *cs)
         }
         cs->active_tools[e] = now;
     }
+}
+
+void
+li_code_state_refresh(li_code_state *cs)
+{
+    refresh_as_of(cs, li_reg.global_tools);
+}
+
+void
+li_code_state_refresh_unwanted(li_code_state *cs)
+{
+    refresh_as_of(cs, NULL);
 }
 
 void
@@ -187,10 +242,10 @@ li_code_state_set_local(li_code_state *cs, int tool, li_event_set events)
     /* CPython instruments the code object at once. */
     li_code_state_refresh(cs);
     if (li_has_local_events(cs)) {
-        link_local(cs);
+        link_to(&local_codes, cs, LOCAL_LINKS);
     }
     else {
-        unlink_local(cs);
+        unlink_from(&local_codes, cs, LOCAL_LINKS);
     }
 }
 
@@ -254,6 +309,7 @@ li_code_state_disable(li_code_state *cs, int event, Py_ssize_t unit, int tool)
         }
     }
     cs->disabled[event][unit] |= (uint8_t)(1 << tool);
+    link_to(&marked_codes, cs, MARKED_LINKS);
     li_reg.marked = true;
     li_reg.marked_epoch = li_reg.disable_epoch;
     li_reg.disables++;

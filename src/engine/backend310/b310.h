@@ -115,6 +115,7 @@ typedef struct {
     PyCodeObject *shadow;   /* owned; NULL: frames run the original */
     li_event_set events;    /* the events it has probes for */
     uint64_t epoch;         /* li_epoch when it was chosen */
+    int watch_slot;         /* 1 + its index among the watched (rearm.c); 0: not */
 } li_b310;
 
 /* Bumped whenever which shadow a code object needs may have changed. */
@@ -162,6 +163,8 @@ int li_call_tools_around_error(PyThreadState *ts, int event, uint8_t tools, li_c
                                Py_ssize_t unit, PyObject **args, size_t nargs, int value_slot);
 /* Re-arms every probe of a live shadow that a tool wants again. */
 void li_rearm_all(void);
+/* The same for the probes of `map`. */
+void li_rearm_shadow(li_shadow *map);
 
 /* ---- branch.c ---- */
 
@@ -255,6 +258,17 @@ bool li_running_user_hooks(PyThreadState *ts);
 /* Evaluates a frame of a thread that has such frames. */
 PyObject *li_running_eval(PyThreadState *ts, PyFrameObject *f, int throwflag,
                           li_evaluator evaluate);
+
+/* ---- rearm.c ---- */
+
+/* As the hook goes: watches for starts the code objects that would forget
+ * DISABLE marks if they started.  0, or -1 with an exception set. */
+int li_watch_begin(void);
+/* As the hook comes back: the code objects watched that started meanwhile
+ * forget those marks now.  Whether any did. */
+bool li_watch_end(void);
+/* `cs` (which has back end data) is going: it is watched no more. */
+void li_unwatch(li_code_state *cs);
 
 /* ---- transparency.c ---- */
 

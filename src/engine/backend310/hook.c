@@ -53,8 +53,10 @@ choose_shadow(PyCodeObject *code, li_code_state *cs)
         cs->backend = b;
     }
     li_event_set want = li_exc_needed(code, li_wanted_events(cs) & LI_PROBED_EVENTS);
-    if (want != b->events || b->shadow == NULL) {
-        /* CPython instruments the code object as it starts. */
+    /* CPython instruments the code object as it starts (rearm.c). */
+    bool stale = li_code_state_stale(cs);
+    bool forgets = stale && li_code_state_refresh_forgets(cs);
+    if (want != b->events || b->shadow == NULL || stale) {
         li_code_state_refresh(cs);
     }
     b->epoch = li_epoch;
@@ -64,6 +66,9 @@ choose_shadow(PyCodeObject *code, li_code_state *cs)
         return NULL;
     }
     if (b->shadow != NULL && b->events == want) {
+        if (forgets) {
+            li_rearm_shadow(li_shadow_of(b->shadow));
+        }
         return b->shadow;
     }
     PyCodeObject *shadow = li_build_shadow(code, cs, want);
@@ -450,10 +455,17 @@ li_backend_update(bool grew)
 {
     li_epoch++;
     li_hook_sync();
-    if (grew) {
+    /* What started while no hook was installed forgets before anything
+       refreshes as of now (the code of the frames running does, as
+       li_running_sync() looks for what they need), and before the probes
+       that marks no longer hold back are re-armed; what runs refreshes
+       before the hook goes. */
+    bool forgot = installed && li_watch_end();
+    int err = li_running_sync();
+    if (forgot || grew) {
         li_rearm_all();
     }
-    return li_running_sync();
+    return err == 0 && !installed ? li_watch_begin() : err;
 }
 
 int
@@ -501,6 +513,7 @@ li_backend_code_state_free(li_code_state *cs)
     if (b == NULL) {
         return;
     }
+    li_unwatch(cs);
     if (b->shadow != NULL) {
         li_shadow *map = li_shadow_of(b->shadow);
         map->original = NULL;

@@ -44,18 +44,24 @@ li_site_arm(li_site *s)
 }
 
 void
+li_rearm_shadow(li_shadow *map)
+{
+    if (map->original == NULL) {
+        return;
+    }
+    for (int i = 0; i < map->n_sites; i++) {
+        li_site *s = map->sites[i];
+        if (!s->armed && li_tools_at(map->cs, s->event, s->orig) != 0) {
+            li_site_arm(s);
+        }
+    }
+}
+
+void
 li_rearm_all(void)
 {
     for (li_shadow *map = li_live_shadows(); map != NULL; map = map->next) {
-        if (map->original == NULL) {
-            continue;
-        }
-        for (int i = 0; i < map->n_sites; i++) {
-            li_site *s = map->sites[i];
-            if (!s->armed && li_tools_at(map->cs, s->event, s->orig) != 0) {
-                li_site_arm(s);
-            }
-        }
+        li_rearm_shadow(map);
     }
 }
 

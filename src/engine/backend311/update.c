@@ -881,7 +881,7 @@ wanted_anywhere(int event)
     if (li_global_events() & LI_EVENT_BIT(event)) {
         return true;
     }
-    for (li_code_state *cs = li_local_codes(); cs != NULL; cs = cs->next_local) {
+    for (li_code_state *cs = li_local_codes(); cs != NULL; cs = cs->local.next) {
         if (cs->local_tools[event]) {
             return true;
         }
