@@ -145,13 +145,16 @@ li_take_back_recursion(PyThreadState *ts, int lent)
 #endif
 
 /* Off the path of events: kept out of line, so that the path stays short;
-   and on it: inline whatever the compiler thinks of its size. */
+   and on it: inline whatever the compiler thinks of its size.  A path taken
+   often, but not the shortest one: out of line, not cold. */
 #if defined(__GNUC__) || defined(__clang__)
 #define LI_COLD __attribute__((cold, noinline))
 #define LI_HOT_INLINE inline __attribute__((always_inline))
+#define LI_NOINLINE __attribute__((noinline))
 #else
 #define LI_COLD
 #define LI_HOT_INLINE inline
+#define LI_NOINLINE
 #endif
 
 #endif /* LI_COMPAT_H */

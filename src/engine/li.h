@@ -200,6 +200,8 @@ int li_registry_init(void);
 
 /* The code state of `code`, or NULL if it has none (no error set). */
 li_code_state *li_code_state_get(PyCodeObject *code);
+/* The code object extra slot (_PyCode_GetExtra) that holds code states. */
+Py_ssize_t li_code_state_index(void);
 /* The code state of `code`, created if needed.  NULL with an exception set. */
 li_code_state *li_code_state_ensure(PyCodeObject *code);
 /* How many code states are alive. */
