@@ -34,13 +34,18 @@
 /* 3.11: what PyThreadState_EnterTracing/LeaveTracing do (CPython relies on
    use_tracing being 0 while tracing), inline because it is on the path of
    every event. */
-static inline void
+typedef struct {
+    char unused;    /* (3.11 recomputes use_tracing from the functions) */
+} li_tracing_state;
+
+static inline li_tracing_state
 li_enter_tracing(PyThreadState *ts)
 {
     ts->tracing++;
     if (ts->cframe->use_tracing) {
         ts->cframe->use_tracing = 0;
     }
+    return (li_tracing_state){0};
 }
 
 /* Which event's callbacks run, for frame.f_lineno's setter (jump.c): in
@@ -56,8 +61,9 @@ li_note_event(PyThreadState *ts, int event)
    trace or profile function leaves it alone or sets it where CPython
    ignores it); it goes back to what a function set needs. */
 static inline void
-li_leave_tracing(PyThreadState *ts)
+li_leave_tracing(PyThreadState *ts, li_tracing_state before)
 {
+    (void)before;
     if (--ts->tracing == 0 && (ts->c_tracefunc != NULL || ts->c_profilefunc != NULL)) {
         ts->cframe->use_tracing = 255;
     }
@@ -85,11 +91,19 @@ li_take_back_recursion(PyThreadState *ts, int lent)
 #  else
 #    define LI_USE_TRACING(ts) ((ts)->use_tracing)
 #  endif
-static inline void
+/* What li_leave_tracing() gives back. */
+typedef struct {
+    int use_tracing;
+    Py_tracefunc trace, profile;
+} li_tracing_state;
+
+static inline li_tracing_state
 li_enter_tracing(PyThreadState *ts)
 {
+    li_tracing_state before = {LI_USE_TRACING(ts), ts->c_tracefunc, ts->c_profilefunc};
     ts->tracing++;
     LI_USE_TRACING(ts) = 0;
+    return before;
 }
 
 /* No field records the event: frame.f_lineno's setter knows only legacy
@@ -101,11 +115,22 @@ li_note_event(PyThreadState *ts, int event)
     (void)event;
 }
 
+/* The frame goes on traced if it was, or if the callback had it traced
+   (running.c reaches the frames that need it that way), or set a trace or
+   profile function: a thread whose trace hook is the engine's own
+   (running.c), for some frames only, must not have every frame that calls
+   a callback traced from then on. */
 static inline void
-li_leave_tracing(PyThreadState *ts)
+li_leave_tracing(PyThreadState *ts, li_tracing_state before)
 {
-    if (--ts->tracing == 0 && (ts->c_tracefunc != NULL || ts->c_profilefunc != NULL)) {
-        LI_USE_TRACING(ts) = 1;
+    if (--ts->tracing != 0) {
+        return;
+    }
+    if (ts->c_tracefunc == before.trace && ts->c_profilefunc == before.profile) {
+        LI_USE_TRACING(ts) = before.use_tracing || LI_USE_TRACING(ts);
+    }
+    else {
+        LI_USE_TRACING(ts) = ts->c_tracefunc != NULL || ts->c_profilefunc != NULL;
     }
 }
 
