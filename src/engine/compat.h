@@ -34,13 +34,18 @@
 /* 3.11: what PyThreadState_EnterTracing/LeaveTracing do (CPython relies on
    use_tracing being 0 while tracing), inline because it is on the path of
    every event. */
-static inline void
+typedef struct {
+    char unused;    /* (3.11 recomputes use_tracing from the functions) */
+} li_tracing_state;
+
+static inline li_tracing_state
 li_enter_tracing(PyThreadState *ts)
 {
     ts->tracing++;
     if (ts->cframe->use_tracing) {
         ts->cframe->use_tracing = 0;
     }
+    return (li_tracing_state){0};
 }
 
 /* Which event's callbacks run, for frame.f_lineno's setter (jump.c): in
@@ -56,8 +61,9 @@ li_note_event(PyThreadState *ts, int event)
    trace or profile function leaves it alone or sets it where CPython
    ignores it); it goes back to what a function set needs. */
 static inline void
-li_leave_tracing(PyThreadState *ts)
+li_leave_tracing(PyThreadState *ts, li_tracing_state before)
 {
+    (void)before;
     if (--ts->tracing == 0 && (ts->c_tracefunc != NULL || ts->c_profilefunc != NULL)) {
         ts->cframe->use_tracing = 255;
     }
@@ -85,11 +91,19 @@ li_take_back_recursion(PyThreadState *ts, int lent)
 #  else
 #    define LI_USE_TRACING(ts) ((ts)->use_tracing)
 #  endif
-static inline void
+/* What li_leave_tracing() gives back. */
+typedef struct {
+    int use_tracing;
+    Py_tracefunc trace, profile;
+} li_tracing_state;
+
+static inline li_tracing_state
 li_enter_tracing(PyThreadState *ts)
 {
+    li_tracing_state before = {LI_USE_TRACING(ts), ts->c_tracefunc, ts->c_profilefunc};
     ts->tracing++;
     LI_USE_TRACING(ts) = 0;
+    return before;
 }
 
 /* Which event's callbacks run, for frame.f_lineno's setter (jump.c): no
@@ -111,12 +125,23 @@ li_note_event(PyThreadState *ts, int event)
     li_noted_event = 1 + event;
 }
 
+/* The frame goes on traced if it was, or if the callback had it traced
+   (running.c reaches the frames that need it that way), or set a trace or
+   profile function: a thread whose trace hook is the engine's own
+   (running.c), for some frames only, must not have every frame that calls
+   a callback traced from then on. */
 static inline void
-li_leave_tracing(PyThreadState *ts)
+li_leave_tracing(PyThreadState *ts, li_tracing_state before)
 {
     li_noted_event = 0;
-    if (--ts->tracing == 0 && (ts->c_tracefunc != NULL || ts->c_profilefunc != NULL)) {
-        LI_USE_TRACING(ts) = 1;
+    if (--ts->tracing != 0) {
+        return;
+    }
+    if (ts->c_tracefunc == before.trace && ts->c_profilefunc == before.profile) {
+        LI_USE_TRACING(ts) = before.use_tracing || LI_USE_TRACING(ts);
+    }
+    else {
+        LI_USE_TRACING(ts) = ts->c_tracefunc != NULL || ts->c_profilefunc != NULL;
     }
 }
 
@@ -156,13 +181,16 @@ li_take_back_recursion(PyThreadState *ts, int lent)
 #endif
 
 /* Off the path of events: kept out of line, so that the path stays short;
-   and on it: inline whatever the compiler thinks of its size. */
+   and on it: inline whatever the compiler thinks of its size.  A path taken
+   often, but not the shortest one: out of line, not cold. */
 #if defined(__GNUC__) || defined(__clang__)
 #define LI_COLD __attribute__((cold, noinline))
 #define LI_HOT_INLINE inline __attribute__((always_inline))
+#define LI_NOINLINE __attribute__((noinline))
 #else
 #define LI_COLD
 #define LI_HOT_INLINE inline
+#define LI_NOINLINE
 #endif
 
 #endif /* LI_COMPAT_H */

@@ -205,6 +205,8 @@ int li_registry_init(void);
 
 /* The code state of `code`, or NULL if it has none (no error set). */
 li_code_state *li_code_state_get(PyCodeObject *code);
+/* The code object extra slot (_PyCode_GetExtra) that holds code states. */
+Py_ssize_t li_code_state_index(void);
 /* The code state of `code`, created if needed.  NULL with an exception set. */
 li_code_state *li_code_state_ensure(PyCodeObject *code);
 /* How many code states are alive. */
@@ -354,12 +356,12 @@ li_call_one(PyThreadState *tstate, int tool, int event, PyObject **args, size_t 
     /* No events reach code run by a callback, and sys.settrace and
        sys.setprofile functions stay quiet meanwhile, as natively. */
     li_note_event(tstate, event);
-    li_enter_tracing(tstate);
+    li_tracing_state before = li_enter_tracing(tstate);
     bool disable;
     if (Py_IS_TYPE(callback, li_reg.c_callback_type)) {
         li_ccallback *c = (li_ccallback *)callback;
         int result = c->func(c->data, c->event, args + 1, (Py_ssize_t)nargs);
-        li_leave_tracing(tstate);
+        li_leave_tracing(tstate, before);
         Py_DECREF(callback);
         if (result < 0) {
             li_c_callback_failed();
@@ -373,7 +375,7 @@ li_call_one(PyThreadState *tstate, int tool, int event, PyObject **args, size_t 
         int lent = li_lend_recursion(tstate);
         PyObject *res = li_call_bound(twin != NULL ? twin : callback, self, args + 1, nargs);
         li_take_back_recursion(tstate, lent);
-        li_leave_tracing(tstate);
+        li_leave_tracing(tstate, before);
         Py_DECREF(callback);
         if (res == NULL) {
             return -1;

@@ -91,6 +91,12 @@ li_registry_init(void)
     return 0;
 }
 
+Py_ssize_t
+li_code_state_index(void)
+{
+    return code_state_index;
+}
+
 li_code_state *
 li_code_state_get(PyCodeObject *code)
 {

@@ -104,6 +104,18 @@ struct li_shadow {
     int32_t *shadow_start;
     int n_sites;
     li_site **sites;        /* borrowed: the shadow's constants hold them */
+    /* Probes left out because every tool that wants them had disabled
+       them when it was built (event, original unit), which it cannot
+       deliver once a tool wants one again (choose_shadow()); and how many
+       of its own sites were disarmed since, which make it worth building
+       again without them. */
+    int n_omitted;
+    struct li_omitted { int32_t orig; uint8_t event; } *omitted;   /* owned (PyMem) */
+    li_event_set omitted_events;    /* theirs */
+    /* Whether it delivers PY_YIELD at a YIELD_FROM (hook.c's finish(),
+       there is no probe for it), which the original does not. */
+    bool yields_from;
+    int n_disarmed;
     li_shadow *next, *prev; /* every live shadow, for re-arming */
 };
 
@@ -112,9 +124,13 @@ extern PyTypeObject li_shadow_type;
 
 /* Per code state (cs->backend). */
 typedef struct {
-    PyCodeObject *shadow;   /* owned; NULL: frames run the original */
+    /* Owned: the shadow built for `events`, NULL if none is wanted. */
+    PyCodeObject *shadow;
+    /* Borrowed: what new frames run, `shadow`, or NULL when that has no
+       probes left (the original does the same, faster). */
+    PyCodeObject *run;
     li_event_set events;    /* the events it has probes for */
-    uint64_t epoch;         /* li_epoch when it was chosen */
+    uint64_t epoch;         /* li_epoch when it was chosen; 0: choose again */
     int watch_slot;         /* 1 + its index among the watched (rearm.c); 0: not */
 } li_b310;
 
@@ -128,8 +144,21 @@ extern PyObject *li_restart;
 
 /* ---- shadow.c ---- */
 
-/* A shadow of `code` with probes for `events`; NULL with an exception. */
-PyCodeObject *li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events);
+/* A shadow of `code` with probes for `events`; NULL with an exception.
+ * With `compact`, without the probes every tool that wants them disabled
+ * (recorded in its map's omitted). */
+PyCodeObject *li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events,
+                              bool compact);
+/* Whether a tool wants again a probe that `map` left out. */
+bool li_shadow_misses(const li_shadow *map);
+/* Whether enough of `map`'s probes were disarmed that new frames should
+ * get a shadow without them: a quarter, so that code whose locations are
+ * disabled a few at a time is built again a logarithmic number of times. */
+static inline bool
+li_worth_compacting(const li_shadow *map)
+{
+    return map->n_disarmed > 0 && 4 * map->n_disarmed >= map->n_sites;
+}
 /* The map of `code` if it is a shadow, else NULL. */
 static inline li_shadow *
 li_shadow_of(PyCodeObject *code)

@@ -62,23 +62,33 @@ choose_shadow(PyCodeObject *code, li_code_state *cs)
     b->epoch = li_epoch;
     if (want == 0) {
         Py_CLEAR(b->shadow);
+        b->run = NULL;
         b->events = 0;
         return NULL;
     }
     if (b->shadow != NULL && b->events == want) {
+        li_shadow *map = li_shadow_of(b->shadow);
         if (forgets) {
-            li_rearm_shadow(li_shadow_of(b->shadow));
+            li_rearm_shadow(map);
         }
-        return b->shadow;
+        if (!li_worth_compacting(map) && !li_shadow_misses(map)) {
+            return b->run;
+        }
     }
-    PyCodeObject *shadow = li_build_shadow(code, cs, want);
+    /* Without the probes disabled everywhere they are wanted, as native
+       instrumentation leaves them out of the bytecode: new frames pay
+       nothing for them, and run the original once none is left.  Frames
+       already on the older shadow stay there. */
+    PyCodeObject *shadow = li_build_shadow(code, cs, want, true);
     if (shadow == NULL) {
         b->epoch = 0;
         goto error;
     }
     Py_XSETREF(b->shadow, shadow);
     b->events = want;
-    return shadow;
+    li_shadow *map = li_shadow_of(shadow);
+    b->run = map->n_sites > 0 || map->yields_from ? shadow : NULL;
+    return b->run;
 error:
     PyErr_WriteUnraisable((PyObject *)code);
     return NULL;
@@ -94,7 +104,7 @@ shadow_for(PyCodeObject *code, li_code_state *cs)
     if (cs != NULL) {
         li_b310 *b = cs->backend;
         if (b != NULL && b->epoch == li_epoch) {
-            return b->shadow;
+            return b->run;
         }
         if (cs->excluded) {
             return NULL;
@@ -303,20 +313,25 @@ run_on(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObject *sh
        int throwflag, bool restarted)
 {
     li_shadow *map = li_shadow_of(shadow);
-    /* Where it resumes, and its handlers, must be instruction starts. */
+    /* Where it resumes, and its handlers, must be instruction starts (a
+       frame that starts is at the first, with none). */
     int resume = f->f_lasti + 1;
-    if (resume < 0 || resume > map->n_orig_units || map->shadow_start[resume] < 0) {
-        return evaluate(ts, f, throwflag);
-    }
-    for (int i = 0; i < f->f_iblock; i++) {
-        int h = f->f_blockstack[i].b_handler;
-        if (h >= 0 && (h > map->n_orig_units || map->shadow_start[h] < 0)) {
+    if (resume != 0 || f->f_iblock != 0) {
+        if (resume < 0 || resume > map->n_orig_units || map->shadow_start[resume] < 0) {
             return evaluate(ts, f, throwflag);
         }
+        for (int i = 0; i < f->f_iblock; i++) {
+            int h = f->f_blockstack[i].b_handler;
+            if (h >= 0 && (h > map->n_orig_units || map->shadow_start[h] < 0)) {
+                return evaluate(ts, f, throwflag);
+            }
+        }
     }
-    Py_ssize_t cells = PyTuple_GET_SIZE(code->co_cellvars) + PyTuple_GET_SIZE(code->co_freevars);
     PyObject *result;
-    if (Py_SIZE(f) - code->co_nlocals - cells < shadow->co_stacksize) {
+    /* (A frame made for the original has at least its depth.) */
+    if (shadow->co_stacksize > code->co_stacksize &&
+        Py_SIZE(f) - code->co_nlocals - PyTuple_GET_SIZE(code->co_cellvars) -
+            PyTuple_GET_SIZE(code->co_freevars) < shadow->co_stacksize) {
         result = run_borrowing(ts, f, code, shadow, map, throwflag, restarted);
     }
     else {
@@ -422,11 +437,69 @@ eval_frame(PyThreadState *ts, PyFrameObject *f, int throwflag)
     return result;
 }
 
-static PyObject *
-li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
+/* The code state of `code`: what li_code_state_get() gives, read without
+ * the call and the error handling of _PyCode_GetExtra() on every frame
+ * start, from 3.10's co_extra (private to Objects/codeobject.c, and the
+ * same in every 3.10 release). */
+typedef struct {
+    Py_ssize_t ce_size;
+    void *ce_extras[1];
+} code_extra310;
+
+static Py_ssize_t extra_index = PY_SSIZE_T_MAX;
+
+static inline li_code_state *
+code_state_of(PyCodeObject *code)
+{
+    const code_extra310 *extra = code->co_extra;
+    return extra != NULL && extra_index < extra->ce_size ? extra->ce_extras[extra_index] : NULL;
+}
+
+/* The frames li_eval() leaves to eval_frame(), apart so that the common
+ * path stays short. */
+static LI_NOINLINE PyObject *
+eval_other(PyThreadState *ts, PyFrameObject *f, int throwflag)
 {
     return li_running_threads ? li_running_eval(ts, f, throwflag, eval_frame)
                               : eval_frame(ts, f, throwflag);
+}
+
+static PyObject *
+li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
+{
+    /* Most frames start in code whose shadow (or original, when no tool
+       wants its events or they were all disabled) was chosen since events
+       last changed, below a caller no reached frame waits in (running.c),
+       outside callbacks: what eval_frame() does for them, with fewer
+       tests. */
+    if (ts->cframe->use_tracing || ts->tracing) {
+        return eval_other(ts, f, throwflag);
+    }
+    PyCodeObject *code = f->f_code;
+    li_code_state *cs = code_state_of(code);    /* (a shadow has none) */
+    li_b310 *b = cs != NULL ? cs->backend : NULL;
+    if (b != NULL ? b->epoch != li_epoch : cs != NULL || global_probed != 0) {
+        return eval_other(ts, f, throwflag);
+    }
+    PyObject *result;
+    if (f->f_lasti < 0 && !throwflag) {
+        result = b != NULL && b->run != NULL ? run_on(ts, f, code, b->run, 0, false)
+                                             : evaluate(ts, f, 0);
+    }
+    else {
+        /* A generator resumes, on its original, which it goes on running:
+           unless a tool wants PY_RESUME/PY_THROW there. */
+        int event = throwflag ? LI_PY_THROW : LI_PY_RESUME;
+        if (b != NULL ? b->run != NULL || li_tools_at_local(cs, event, f->f_lasti + 1) != 0
+                      : li_reg.global_tools[event] != 0 || li_shadow_of(code) != NULL) {
+            return eval_other(ts, f, throwflag);
+        }
+        result = evaluate(ts, f, throwflag);
+    }
+    if (result == NULL && li_exc_exit_wanted()) {
+        li_exc_frame_exit(ts, f, code);
+    }
+    return result;
 }
 
 void
@@ -478,15 +551,15 @@ li_backend_update_code(li_code_state *cs, bool grew)
 int
 li_backend_rearm(void)
 {
-    li_rearm_all();
-    return 0;
+    return li_backend_update(true);
 }
 
 int
 li_backend_restart(void)
 {
-    li_rearm_all();
-    return 0;
+    /* Shadows built without disabled probes are chosen again, and frames
+       running them reached. */
+    return li_backend_update(true);
 }
 
 void
@@ -538,7 +611,7 @@ li_backend_debug_shadow(PyCodeObject *code, li_event_set events)
     if (cs == NULL) {
         return NULL;
     }
-    PyCodeObject *shadow = li_build_shadow(code, cs, events & LI_PROBED_EVENTS);
+    PyCodeObject *shadow = li_build_shadow(code, cs, events & LI_PROBED_EVENTS, false);
     if (shadow == NULL) {
         return NULL;
     }
@@ -602,6 +675,9 @@ li_backend_init(PyObject *module)
     }
     if (li_call_init() < 0 || li_exc_init() < 0) {
         return -1;
+    }
+    if (li_code_state_index() >= 0) {
+        extra_index = li_code_state_index();
     }
     return li_transparency_init();
 }

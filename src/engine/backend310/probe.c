@@ -20,12 +20,19 @@ li_site_write(li_site *s, bool armed)
 void
 li_site_disarm(li_site *s)
 {
-    if (s->armed && s->shadow->code != NULL) {
+    li_shadow *map = s->shadow;
+    if (s->armed && map->code != NULL) {
         if (s->event == LI_BRANCH) {
             li_branch_set(s, false);
         }
         else {
             li_site_write(s, false);
+        }
+        map->n_disarmed++;
+        /* The next frame of the code gets a shadow without it. */
+        li_b310 *b = map->original != NULL ? map->cs->backend : NULL;
+        if (b != NULL && b->shadow == map->code && li_worth_compacting(map)) {
+            b->epoch = 0;
         }
     }
 }
@@ -40,6 +47,7 @@ li_site_arm(li_site *s)
         else {
             li_site_write(s, true);
         }
+        s->shadow->n_disarmed--;
     }
 }
 

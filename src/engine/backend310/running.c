@@ -233,7 +233,28 @@ missed(PyFrameObject *f, li_shadow **want)
         return 0;
     }
     *want = li_shadow_of(shadow);
-    return (*want)->events & ~(running != NULL ? running->events : 0) & ~LI_NOT_REACHED;
+    /* (An event whose probes the running shadow left out in places is
+       missed there: reach() fires only where it has none.) */
+    li_event_set has = running != NULL ? running->events & ~running->omitted_events : 0;
+    return (*want)->events & ~has & ~LI_NOT_REACHED;
+}
+
+/* Whether shadow `running` (or NULL: the original) has a probe of `event`
+ * for original unit `orig`. */
+static bool
+runs_probe(li_shadow *running, int event, int orig)
+{
+    if (running == NULL || !(running->events & LI_EVENT_BIT(event))) {
+        return false;
+    }
+    for (int i = first_site(running, orig);
+         i < running->n_sites && running->sites[i]->orig == orig; i++)
+    {
+        if (running->sites[i]->event == event) {
+            return true;
+        }
+    }
+    return false;
 }
 
 /* The trace event `what` (with `value`) of reached frame `f`: the probes
@@ -286,6 +307,7 @@ reach(PyThreadState *ts, li_reached *reached, PyFrameObject *f, int what, PyObje
     for (int i = first_site(map, orig); i < map->n_sites && map->sites[i]->orig == orig; i++) {
         li_site *s = map->sites[i];
         if (s->armed && (events & LI_EVENT_BIT(s->event)) &&
+            !runs_probe(running, s->event, orig) &&
             (err = li_site_fire(s, (events & LI_EXIT_EVENTS) ? value : NULL)) < 0)
         {
             break;
@@ -579,6 +601,12 @@ li_running_user_hooks(PyThreadState *ts)
 PyObject *
 li_running_eval(PyThreadState *ts, PyFrameObject *f, int throwflag, li_evaluator evaluate)
 {
+    /* A caller that is not traced (no reached frame waits in it, no trace
+       or profile function of the user's wants it: those turn use_tracing
+       on) passes nothing on, and gets back what the frame leaves. */
+    if (!ts->cframe->use_tracing) {
+        return evaluate(ts, f, throwflag);
+    }
     li_runner *r = runner_of(ts);
     if (r == NULL || ts->tracing) {
         return evaluate(ts, f, throwflag);

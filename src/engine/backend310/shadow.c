@@ -426,6 +426,97 @@ emit_branch(li_shadow *map, PyObject *consts, int index, const instr *ins, int i
     return 0;
 }
 
+/* The events whose probes a shadow may leave out where every tool that
+ * wants them disabled them: not the exception events (never disabled), nor
+ * STOP_ITERATION, whose FOR_ITER probe also delivers RAISE (exc.c). */
+#define LI_OMISSIBLE (LI_EVENT_BIT(LI_PY_START) | LI_EVENT_BIT(LI_PY_RETURN) | \
+                      LI_EVENT_BIT(LI_PY_YIELD) | LI_EVENT_BIT(LI_CALL) | \
+                      LI_EVENT_BIT(LI_LINE) | LI_EVENT_BIT(LI_INSTRUCTION) | \
+                      LI_EVENT_BIT(LI_JUMP) | LI_EVENT_BIT(LI_BRANCH))
+
+static bool
+omissible(const li_code_state *cs, int event, int orig)
+{
+    return (LI_OMISSIBLE & LI_EVENT_BIT(event)) && li_tools_at(cs, event, orig) == 0;
+}
+
+/* The probes left out of a shadow (leave_out_disabled()). */
+typedef struct {
+    struct li_omitted *items;       /* owned (PyMem) */
+    int n, cap;
+} omission_list;
+
+static int
+omit(omission_list *list, int orig, int event)
+{
+    if (li_reserve((void **)&list->items, &list->cap, list->n, sizeof(struct li_omitted), 16) < 0) {
+        return -1;
+    }
+    list->items[list->n++] = (struct li_omitted){orig, (uint8_t)event};
+    return 0;
+}
+
+/* Takes out of `probes` those every tool that wants them disabled, into
+ * `omitted`; *yields_from: whether the PY_YIELD of a YIELD_FROM (which
+ * has no probe) is still wanted somewhere.  0, or -1 with an exception
+ * set. */
+static int
+leave_out_disabled(const li_code_state *cs, const instr *ins, int n_instrs, probe_list *probes,
+                   int *n_stubs, omission_list *omitted, bool *yields_from)
+{
+    bool yielding = *yields_from;
+    *yields_from = false;
+    for (int i = 0; i < n_instrs; i++) {
+        probe_list *pl = &probes[i];
+        if (yielding && ins[i].opcode == YIELD_FROM) {
+            if (!omissible(cs, LI_PY_YIELD, ins[i].op)) {
+                *yields_from = true;
+            }
+            else if (omit(omitted, ins[i].op, LI_PY_YIELD) < 0) {
+                return -1;
+            }
+        }
+        int kept = 0;
+        for (int k = 0; k < pl->n; k++) {
+            int event = pl->events[k];
+            if (!omissible(cs, event, pl->origs[k])) {
+                if (k == pl->pre) {
+                    pl->pre = (int8_t)kept;
+                }
+                pl->events[kept] = pl->events[k];
+                pl->origs[kept++] = pl->origs[k];
+                continue;
+            }
+            if (event == LI_LINE) {
+                pl->skip_line = false;
+            }
+            if (omit(omitted, pl->origs[k], event) < 0) {
+                return -1;
+            }
+        }
+        pl->n = (uint8_t)kept;
+        if (pl->branch.unit >= 0 && omissible(cs, LI_BRANCH, ins[i].op)) {
+            pl->branch.unit = -1;
+            (*n_stubs)--;
+            if (omit(omitted, ins[i].op, LI_BRANCH) < 0) {
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+bool
+li_shadow_misses(const li_shadow *map)
+{
+    for (int i = 0; i < map->n_omitted; i++) {
+        if (li_tools_at(map->cs, map->omitted[i].event, map->omitted[i].orig) != 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static li_shadow *live_shadows;
 
 li_shadow *
@@ -435,7 +526,7 @@ li_live_shadows(void)
 }
 
 PyCodeObject *
-li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
+li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events, bool compact)
 {
     int n = (int)(PyBytes_GET_SIZE(code->co_code) / 2);
     const uint8_t *bytes = (const uint8_t *)PyBytes_AS_STRING(code->co_code);
@@ -443,6 +534,7 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
     int *instr_at = NULL, *lines = NULL, *sizes = NULL, *group = NULL, *starts = NULL;
     int *shadow_lines = NULL, *depth = NULL;
     probe_list *probes = NULL;
+    omission_list omitted = {NULL, 0, 0};
     uint8_t *out = NULL;
     li_shadow *map = NULL;              /* owned until the constants hold it */
     PyObject *consts = NULL, *co_code = NULL, *linetable = NULL;
@@ -570,6 +662,14 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
             at->call = i;
         }
     }
+    bool yields_from = false;
+    for (int i = 0; i < n_instrs && (events & LI_EVENT_BIT(LI_PY_YIELD)); i++) {
+        yields_from |= ins[i].opcode == YIELD_FROM;
+    }
+    if (compact &&
+        leave_out_disabled(cs, ins, n_instrs, probes, &n_stubs, &omitted, &yields_from) < 0) {
+        goto error;
+    }
     for (int i = 0; i < n_instrs; i++) {
         n_sites += probes[i].n;
         int base = depths_known ? depth[i] : code->co_stacksize;
@@ -685,6 +785,15 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events)
     map->events = events;
     map->after_start = -1;
     map->next = map->prev = NULL;
+    map->yields_from = yields_from;
+    map->n_omitted = omitted.n;
+    map->omitted_events = 0;
+    for (int i = 0; i < omitted.n; i++) {
+        map->omitted_events |= LI_EVENT_BIT(omitted.items[i].event);
+    }
+    map->omitted = omitted.items;
+    omitted.items = NULL;
+    map->n_disarmed = 0;
     map->orig_start = PyMem_Calloc((size_t)n_shadow + 1, sizeof(int32_t));
     map->orig_op = PyMem_Calloc((size_t)n_shadow + 1, sizeof(int32_t));
     map->shadow_start = PyMem_Calloc((size_t)n + 1, sizeof(int32_t));
@@ -807,6 +916,7 @@ done:
     PyMem_Free(shadow_lines);
     PyMem_Free(depth);
     PyMem_Free(probes);
+    PyMem_Free(omitted.items);
     PyMem_Free(out);
     return shadow;
 }
@@ -830,6 +940,7 @@ shadow_dealloc(PyObject *self)
     PyMem_Free(map->orig_op);
     PyMem_Free(map->shadow_start);
     PyMem_Free(map->sites);
+    PyMem_Free(map->omitted);
     PyObject_Free(self);
 }
 

@@ -906,13 +906,13 @@ static LI_HOT_INLINE int
 call_fast(PyThreadState *tstate, const li_probe *p, PyObject **args, size_t nargs)
 {
     int result;
-    li_enter_tracing(tstate);
+    li_tracing_state before = li_enter_tracing(tstate);
     if (p->fast_c) {
         /* The callback may unregister itself while it runs: nothing here
            touches the object after the call. */
         li_ccallback *c = (li_ccallback *)p->fast;
         result = c->func(c->data, c->event, args + 1, (Py_ssize_t)nargs);
-        li_leave_tracing(tstate);
+        li_leave_tracing(tstate, before);
     }
     else {
         /* (C callbacks set no frame's f_lineno.) */
@@ -924,7 +924,7 @@ call_fast(PyThreadState *tstate, const li_probe *p, PyObject **args, size_t narg
             self = t->self;
         }
         PyObject *res = li_call_bound(callable, self, args + 1, nargs);
-        li_leave_tracing(tstate);
+        li_leave_tracing(tstate, before);
         result = res == NULL ? -1 : res == li_reg.disable ? LOWIMPACT_DISABLE : 0;
         Py_XDECREF(res);
     }
