@@ -478,6 +478,25 @@ li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
     PyCodeObject *code = f->f_code;
     li_code_state *cs = code_state_of(code);    /* (a shadow has none) */
     li_b310 *b = cs != NULL ? cs->backend : NULL;
+    li_shadow *on = cs == NULL && f->f_lasti >= 0 ? li_shadow_of(code) : NULL;
+    if (on != NULL) {
+        /* A generator suspended on a shadow resumes there, if its code
+           still runs that shadow and no tool wants PY_RESUME/PY_THROW. */
+        int event = throwflag ? LI_PY_THROW : LI_PY_RESUME;
+        li_b310 *ob = on->original != NULL ? on->cs->backend : NULL;
+        if (ob == NULL || ob->epoch != li_epoch || ob->run != code ||
+            f->f_lasti + 1 > on->n_units ||
+            (li_reg.global_tools[event] | on->cs->local_tools[event]) != 0) {
+            return eval_other(ts, f, throwflag);
+        }
+        PyCodeObject *original = (PyCodeObject *)Py_NewRef(on->original);
+        PyObject *result = finish(ts, f, original, code, on, evaluate(ts, f, throwflag), true);
+        /* (It ended on the original's f_code, or stays on the shadow.) */
+        if (result == NULL && li_exc_exit_wanted()) {
+            li_exc_frame_exit(ts, f, f->f_code);
+        }
+        return result;
+    }
     if (b != NULL ? b->epoch != li_epoch : cs != NULL || global_probed != 0) {
         return eval_other(ts, f, throwflag);
     }
@@ -491,7 +510,7 @@ li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
            unless a tool wants PY_RESUME/PY_THROW there. */
         int event = throwflag ? LI_PY_THROW : LI_PY_RESUME;
         if (b != NULL ? b->run != NULL || li_tools_at_local(cs, event, f->f_lasti + 1) != 0
-                      : li_reg.global_tools[event] != 0 || li_shadow_of(code) != NULL) {
+                      : li_reg.global_tools[event] != 0) {
             return eval_other(ts, f, throwflag);
         }
         result = evaluate(ts, f, throwflag);
