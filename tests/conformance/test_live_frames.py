@@ -334,6 +334,49 @@ def test_callee_turns_on_events_of_its_caller(M: Any, tool: Tool) -> None:
     assert [e.compact() for e in log] == [("LINE", "caller", 2), ("LINE", "caller", 3), ("PY_RETURN", "caller", 2)]
 
 
+@pytest.mark.parametrize("raised_in", ["callee", "callee of callee", "caller's callee after"])
+def test_caller_reached_keeps_its_events_past_exceptions_in_callees(
+    M: Any, tool: Tool, raised_in: str
+) -> None:
+    """Exceptions raised and caught in frames the running caller calls,
+    before or after it gets events, leave its events as they were (3.10
+    reaches that caller through the trace hook, which the interpreter calls
+    at every exception of every frame)."""
+    E = M.events
+    log: list = []
+
+    def thrower() -> int:
+        try:
+            raise KeyError(1)
+        except KeyError:
+            return 1
+
+    def middle() -> int:
+        return thrower() + thrower()
+
+    def callee() -> int:
+        M.set_local_events(tool.id, caller.__code__, E.LINE | E.PY_RETURN)
+        if raised_in == "callee":
+            return thrower()
+        return middle() if raised_in == "callee of callee" else 0
+
+    def caller() -> int:
+        x = callee()
+        x += thrower() if raised_in == "caller's callee after" else 0
+        y = x + 1
+        return y
+
+    register_all(tool, ("LINE", "PY_RETURN"), [caller.__code__], log)
+    try:
+        result = caller()
+    finally:
+        tool.set_local(caller, 0)
+    assert result == (3 if raised_in == "callee of callee" else 2)
+    assert [e.compact() for e in log] == [
+        ("LINE", "caller", 2), ("LINE", "caller", 3), ("LINE", "caller", 4),
+        ("PY_RETURN", "caller", result)]
+
+
 def _caller_under_c(kind: str, key: Callable[[int], int]) -> Callable[[], list]:
     """A function that reaches *key* through a C function, returning right
     after that call or running one more line first."""

@@ -278,6 +278,11 @@ typedef PyObject *(*li_evaluator)(PyThreadState *, PyFrameObject *, int);
 /* How many threads have frames that were running when their code came to
  * need events. */
 extern int li_running_threads;
+/* Threads whose trace functions running.c put aside for a frame that an
+ * exception would have had traced: the next frame evaluated gives them
+ * back (li_running_restore()). */
+extern int li_running_aside;
+void li_running_restore(PyThreadState *ts);
 /* Finds those frames in every thread, after a change of events.  0, or -1
  * with an exception set. */
 int li_running_sync(void);

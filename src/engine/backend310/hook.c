@@ -495,6 +495,9 @@ li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
         if (result == NULL && li_exc_exit_wanted()) {
             li_exc_frame_exit(ts, f, f->f_code);
         }
+        if (li_running_aside) {
+            li_running_restore(ts);
+        }
         return result;
     }
     if (b != NULL ? b->epoch != li_epoch : cs != NULL || global_probed != 0) {
@@ -517,6 +520,9 @@ li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
     }
     if (result == NULL && li_exc_exit_wanted()) {
         li_exc_frame_exit(ts, f, code);
+    }
+    if (li_running_aside) {
+        li_running_restore(ts);
     }
     return result;
 }

@@ -49,11 +49,20 @@ typedef struct {
     Py_tracefunc user_profile;  /* the same for its profile function */
     int n, cap;
     li_reached *frames;     /* owned (PyMem) */
+    /* The frames that were running above a reached one as it was reached,
+       whose use_tracing carries tracing down to it as they return: only
+       compared with, never read (one freed since and another made in its
+       place is taken for one of them, which costs only speed). */
+    PyFrameObject **carriers;   /* owned (PyMem) */
+    int n_carriers, cap_carriers;
+    bool aside;             /* step_aside() took the thread's functions */
 } li_runner;
 
 static li_runner *runners;  /* owned (PyMem) */
 static int n_runners, cap_runners;
 int li_running_threads;
+/* Threads whose hooks running_trace() put aside (step_aside()). */
+int li_running_aside;
 
 /* Frames whose references are to be let go (owned; a PyMem array). */
 static PyFrameObject **dropped;
@@ -129,6 +138,25 @@ stand_in_front(PyThreadState *ts, li_runner *r)
     }
 }
 
+static void
+step_aside(PyThreadState *ts, li_runner *r)
+{
+    ts->c_tracefunc = NULL;
+    ts->c_profilefunc = NULL;
+    r->aside = true;
+    li_running_aside++;
+}
+
+/* The thread of `r` is back with its functions (or without a runner). */
+static void
+back_from_aside(li_runner *r)
+{
+    if (r->aside) {
+        r->aside = false;
+        li_running_aside--;
+    }
+}
+
 /* Gives the thread of runner `i` its trace function back and forgets it. */
 static void
 step_back(int i)
@@ -149,6 +177,8 @@ step_back(int i)
         drop(r->frames[k].frame);
     }
     PyMem_Free(r->frames);
+    PyMem_Free(r->carriers);
+    back_from_aside(r);
     runners[i] = runners[--n_runners];
     li_running_threads = n_runners;
 }
@@ -394,6 +424,33 @@ chain(PyThreadState *ts, PyFrameObject *f, int what, PyObject *arg)
     return err;
 }
 
+static bool
+carries(const li_runner *r, PyFrameObject *f)
+{
+    for (int i = 0; i < r->n_carriers; i++) {
+        if (r->carriers[i] == f) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* 3.10 calls the trace function at every exception, in frames that do not
+ * trace too, and call_trace() then has the frame trace on (and its callers
+ * as it returns) because the thread has trace functions: ours.  So at such
+ * an exception the thread goes without them, and the frame on untraced,
+ * until the next frame returns through the evaluation function, which puts
+ * them back (li_running_restore()). */
+void
+li_running_restore(PyThreadState *ts)
+{
+    li_runner *r = runner_of(ts);
+    if (r != NULL && r->aside) {
+        back_from_aside(r);
+        stand_in_front(ts, r);
+    }
+}
+
 /* The trace function of threads with reached frames. */
 static int
 running_trace(PyObject *obj, PyFrameObject *f, int what, PyObject *arg)
@@ -402,6 +459,11 @@ running_trace(PyObject *obj, PyFrameObject *f, int what, PyObject *arg)
     PyThreadState *ts = PyThreadState_Get();
     li_runner *r = runner_of(ts);
     li_reached *reached = find_reached(r, f);
+    if (reached == NULL && what == PyTrace_EXCEPTION && r != NULL && r->user == NULL &&
+        r->user_profile == NULL && !carries(r, f)) {
+        step_aside(ts, r);
+        return 0;
+    }
     if (reached == NULL) {
         return chain(ts, f, what, arg);
     }
@@ -548,6 +610,17 @@ sync_thread(PyThreadState *ts)
     r->frames = frames;
     r->n = n;
     r->cap = cap;
+    r->n_carriers = 0;
+    for (PyFrameObject *f = ts->frame; f != NULL && f != frames[n - 1].frame; f = f->f_back) {
+        if (li_reserve((void **)&r->carriers, &r->cap_carriers, r->n_carriers,
+                       sizeof(PyFrameObject *), 8) < 0) {
+            PyErr_Clear();      /* (fewer carriers: more frames stay traced) */
+            r->n_carriers = 0;
+            break;
+        }
+        r->carriers[r->n_carriers++] = f;
+    }
+    back_from_aside(r);
     stand_in_front(ts, r);
     /* The frame running now goes on through its trace hook; the others get
        use_tracing from it as their callees return.  Inside a callback or a
@@ -605,7 +678,11 @@ li_running_eval(PyThreadState *ts, PyFrameObject *f, int throwflag, li_evaluator
        or profile function of the user's wants it: those turn use_tracing
        on) passes nothing on, and gets back what the frame leaves. */
     if (!ts->cframe->use_tracing) {
-        return evaluate(ts, f, throwflag);
+        PyObject *result = evaluate(ts, f, throwflag);
+        if (li_running_aside) {
+            li_running_restore(ts);
+        }
+        return result;
     }
     li_runner *r = runner_of(ts);
     if (r == NULL || ts->tracing) {
@@ -623,6 +700,7 @@ li_running_eval(PyThreadState *ts, PyFrameObject *f, int throwflag, li_evaluator
            reached), or if the frame gave back tracing turned on meanwhile
            (frames reached while it ran): a caller that started on its
            shadow after events came must not pay 3.10's tracing path. */
+        back_from_aside(r);
         stand_in_front(ts, r);
         ts->cframe->use_tracing |= caller_traced;
     }
