@@ -750,12 +750,15 @@ def test_settrace_and_monitoring_together(M: Any, tool: Tool) -> None:
     assert rec.names() == ["PY_START", "LINE", "LINE", "PY_RETURN"]
 
 
-def profiled_beside(tool: Tool, events: int) -> tuple[list[str], Recorder]:
-    """Runs a function calling len() under a sys.setprofile function and
+def profiled_beside(tool: Tool, events: int, arg: Any = "ab") -> tuple[list[str], Recorder]:
+    """Runs a function calling len(*arg*) under a sys.setprofile function and
     the tool's *events*: the profile events of that function, and what the
     tool recorded."""
     def f() -> int:
-        return len("ab")
+        try:
+            return len(arg)
+        except TypeError:
+            return -1
 
     profiled: list[str] = []
 
@@ -1056,3 +1059,10 @@ def test_setprofile_and_c_return_events_together(M: Any, tool: Tool) -> None:
     profiled, rec = profiled_beside(tool, E.CALL | E.C_RETURN | E.C_RAISE)
     assert profiled == ["call", "c_call", "c_return", "return"]
     assert rec.compact() == [("CALL", "f", len, "ab"), ("C_RETURN", "f", len, "ab")]
+
+
+def test_setprofile_and_c_raise_events_together(M: Any, tool: Tool) -> None:
+    E = M.events
+    profiled, rec = profiled_beside(tool, E.CALL | E.C_RETURN | E.C_RAISE, arg=3)
+    assert profiled == ["call", "c_call", "c_exception", "return"]
+    assert rec.compact() == [("CALL", "f", len, 3), ("C_RAISE", "f", len, 3)]

@@ -11,8 +11,11 @@
  * puts an "ender" in the callable's stack slot: it calls the callable with
  * the arguments it gets and delivers the outcome.  It is only made for
  * calls of non-Python callables when some tool has a C_RETURN or C_RAISE
- * callback, and lives for the one call.  Because the interpreter then calls
- * the ender, a sys.setprofile function sees no c_call for that call.
+ * callback, and lives for the one call.  The interpreter then calls the
+ * ender, not a builtin function, so it makes none of the c_call and
+ * c_return (or c_exception) events a sys.setprofile function gets around
+ * the call of a builtin function from a frame that traces (ceval.c's
+ * C_TRACE): the ender makes them.
  */
 
 #include "b310.h"
@@ -56,11 +59,49 @@ deliver_end(li_ender *e, PyObject *res)
     return li_call_tools_around_error(ts, LI_C_RAISE, tools, map->cs, s->orig, args, 4, 0);
 }
 
+/* Profile event `what` of the C call of `callable` from the current frame,
+ * as call_trace() makes it.  0, or -1 with an exception set. */
+static int
+profile_c_event(PyThreadState *ts, int what, PyObject *callable)
+{
+    ts->tracing++;
+    ts->cframe->use_tracing = 0;
+    int err = ts->c_profilefunc(ts->c_profileobj, ts->frame, what, callable);
+    ts->cframe->use_tracing = ts->c_tracefunc != NULL || ts->c_profilefunc != NULL;
+    ts->tracing--;
+    return err;
+}
+
 static PyObject *
 ender_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
     li_ender *e = (li_ender *)self;
+    PyThreadState *ts = PyThreadState_Get();
+    bool profiled = ts->cframe->use_tracing && ts->c_profilefunc != NULL && !ts->tracing &&
+                    ts->frame != NULL &&
+                    (PyCFunction_CheckExact(e->callable) || PyCMethod_CheckExact(e->callable));
+    if (profiled && profile_c_event(ts, PyTrace_C_CALL, e->callable) < 0) {
+        return NULL;
+    }
     PyObject *res = PyObject_Vectorcall(e->callable, args, nargsf, kwnames);
+    if (profiled && res != NULL && ts->c_profilefunc != NULL &&
+        profile_c_event(ts, PyTrace_C_RETURN, e->callable) < 0) {
+        Py_CLEAR(res);
+    }
+    else if (profiled && res == NULL && ts->c_profilefunc != NULL) {
+        /* The function's error goes on, unless the profile function
+           raises one of its own. */
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        if (profile_c_event(ts, PyTrace_C_EXCEPTION, e->callable) < 0) {
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(tb);
+        }
+        else {
+            PyErr_Restore(type, value, tb);
+        }
+    }
     if (deliver_end(e, res) < 0) {
         Py_CLEAR(res);
     }
