@@ -138,6 +138,13 @@ stand_in_front(PyThreadState *ts, li_runner *r)
     }
 }
 
+/* 3.10 calls the trace function at every exception, in frames that do not
+ * trace too, and call_trace() then has the frame trace on (and its callers
+ * as it returns) because the thread has trace functions: ours.  So at such
+ * an exception (in a frame neither reached nor carrying tracing down to
+ * one) the thread goes without them, and the frame on untraced,
+ * until the next frame returns through the evaluation function, which puts
+ * them back (li_running_restore()). */
 static void
 step_aside(PyThreadState *ts, li_runner *r)
 {
@@ -435,12 +442,6 @@ carries(const li_runner *r, PyFrameObject *f)
     return false;
 }
 
-/* 3.10 calls the trace function at every exception, in frames that do not
- * trace too, and call_trace() then has the frame trace on (and its callers
- * as it returns) because the thread has trace functions: ours.  So at such
- * an exception the thread goes without them, and the frame on untraced,
- * until the next frame returns through the evaluation function, which puts
- * them back (li_running_restore()). */
 void
 li_running_restore(PyThreadState *ts)
 {
