@@ -138,7 +138,7 @@ li_leave_tracing(PyThreadState *ts, li_tracing_state before)
         return;
     }
     if (ts->c_tracefunc == before.trace && ts->c_profilefunc == before.profile) {
-        LI_USE_TRACING(ts) = before.use_tracing || LI_USE_TRACING(ts);
+        LI_USE_TRACING(ts) |= before.use_tracing;
     }
     else {
         LI_USE_TRACING(ts) = ts->c_tracefunc != NULL || ts->c_profilefunc != NULL;

@@ -472,6 +472,9 @@ li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
        last changed, below a caller no reached frame waits in (running.c),
        outside callbacks: what eval_frame() does for them, with fewer
        tests. */
+    if (ts->tracing && f->f_lasti < 0) {
+        return evaluate(ts, f, throwflag);     /* a callback's frames run as they are */
+    }
     if (ts->cframe->use_tracing || ts->tracing) {
         return eval_other(ts, f, throwflag);
     }
