@@ -42,13 +42,6 @@ GAPS_310 = {
         'clients/test_monitoring_debugger.py::test_session[exception_next_and_return]',
         'debug/test_oracle.py::test_session_as_pdb[next-coroutines]',
     ],
-    '3.10 has no co_positions/co_qualname/columns (3.11 APIs the test uses)': [
-        'conformance/test_transparency.py::test_dis_output_and_co_code_unchanged',
-        'conformance/test_transparency.py::test_inspect_stack_line_numbers',
-        'conformance/test_transparency.py::test_interpreter_prints_callback_errors_at_the_instruction',
-        'conformance/test_transparency.py::test_marshal_roundtrip',
-        'conformance/test_live_frames.py::test_code_shows_its_own_exception_table_while_a_frame_waits',
-    ],
     "white-box test of the 3.11 back end's shadows, trampolines and counters (3.10's back end keeps other books)": [
         'engine/test_memory.py::test_marks_a_restart_voided_keep_no_trampoline_when_events_go',
         'engine/test_memory.py::test_clearing_the_tool_releases_its_copies',
