@@ -43,7 +43,6 @@ GAPS_310 = {
         'debug/test_oracle.py::test_session_as_pdb[next-coroutines]',
     ],
     "white-box test of the 3.11 back end's shadows, trampolines and counters (3.10's back end keeps other books)": [
-        'engine/test_memory.py::test_marks_a_restart_voided_keep_no_trampoline_when_events_go',
         'engine/test_memory.py::test_clearing_the_tool_releases_its_copies',
         'engine/test_memory.py::test_code_with_a_loop_or_try_first_waits_for_its_first_call',
         'engine/test_memory.py::test_copies_go_when_events_go',
@@ -51,7 +50,6 @@ GAPS_310 = {
         'engine/test_memory.py::test_enable_disable_cycles_leave_nothing',
         'engine/test_memory.py::test_local_events_from_a_first_start_build_one_copy',
         'engine/test_memory.py::test_state_dies_with_the_code',
-        'engine/test_memory.py::test_trampolines_a_restart_armed_go_when_events_go',
         'engine/test_shadows.py::test_every_shadow_of_module_is_consistent',
         'engine/test_shadows.py::test_shadows_of_one_event_at_a_time',
     ],

@@ -173,6 +173,8 @@ li_shadow_of(PyCodeObject *code)
 }
 /* The shadows alive. */
 li_shadow *li_live_shadows(void);
+/* How many shadows were built so far (for tests). */
+Py_ssize_t li_shadows_built(void);
 
 /* ---- probe.c ---- */
 

@@ -671,6 +671,41 @@ error:
     return NULL;
 }
 
+static int
+set_count(PyObject *stats, const char *name, Py_ssize_t n)
+{
+    PyObject *count = PyLong_FromSsize_t(n);
+    int err = count != NULL ? PyDict_SetItemString(stats, name, count) : -1;
+    Py_XDECREF(count);
+    return err;
+}
+
+/* The shadows that frames of threads other than this one run: what those
+ * threads hold and let go of as their frames move on, whatever this thread
+ * does.  -1 with an exception. */
+static Py_ssize_t
+count_elsewhere(void)
+{
+    PyThreadState *self = PyThreadState_Get();
+    PyObject *seen = PySet_New(NULL);   /* owned: the shadows counted */
+    if (seen == NULL) {
+        return -1;
+    }
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead(self->interp); ts != NULL;
+         ts = PyThreadState_Next(ts))
+    {
+        for (PyFrameObject *f = ts != self ? ts->frame : NULL; f != NULL; f = f->f_back) {
+            if (li_shadow_of(f->f_code) != NULL && PySet_Add(seen, (PyObject *)f->f_code) < 0) {
+                Py_DECREF(seen);
+                return -1;
+            }
+        }
+    }
+    Py_ssize_t n = PySet_GET_SIZE(seen);
+    Py_DECREF(seen);
+    return n;
+}
+
 int
 li_backend_stats(PyObject *stats)
 {
@@ -678,16 +713,16 @@ li_backend_stats(PyObject *stats)
     for (li_shadow *map = li_live_shadows(); map != NULL; map = map->next) {
         shadows++;
     }
-    PyObject *count = PyLong_FromSsize_t(shadows);
-    int err = count != NULL ? PyDict_SetItemString(stats, "shadows", count) : -1;
-    Py_XDECREF(count);
-    if (err < 0) {
+    Py_ssize_t elsewhere = count_elsewhere();
+    if (elsewhere < 0 ||
+        set_count(stats, "shadows", shadows) < 0 ||
+        set_count(stats, "shadows_elsewhere", elsewhere) < 0 ||
+        set_count(stats, "shadows_built", li_shadows_built()) < 0 ||
+        set_count(stats, "reached_threads", li_running_threads) < 0)
+    {
         return -1;
     }
-    count = PyLong_FromLong(li_running_threads);
-    err = count != NULL ? PyDict_SetItemString(stats, "reached_threads", count) : -1;
-    Py_XDECREF(count);
-    return err;
+    return 0;
 }
 
 int

@@ -518,11 +518,18 @@ li_shadow_misses(const li_shadow *map)
 }
 
 static li_shadow *live_shadows;
+static Py_ssize_t shadows_built;
 
 li_shadow *
 li_live_shadows(void)
 {
     return live_shadows;
+}
+
+Py_ssize_t
+li_shadows_built(void)
+{
+    return shadows_built;
 }
 
 PyCodeObject *
@@ -900,6 +907,7 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events, bool
         live_shadows->prev = made;
     }
     live_shadows = made;
+    shadows_built++;
     goto done;
 error:
     Py_XDECREF(map);
