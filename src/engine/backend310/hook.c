@@ -671,15 +671,6 @@ error:
     return NULL;
 }
 
-static int
-set_count(PyObject *stats, const char *name, Py_ssize_t n)
-{
-    PyObject *count = PyLong_FromSsize_t(n);
-    int err = count != NULL ? PyDict_SetItemString(stats, name, count) : -1;
-    Py_XDECREF(count);
-    return err;
-}
-
 /* The shadows that frames of threads other than this one run: what those
  * threads hold and let go of as their frames move on, whatever this thread
  * does.  -1 with an exception. */
@@ -715,10 +706,10 @@ li_backend_stats(PyObject *stats)
     }
     Py_ssize_t elsewhere = count_elsewhere();
     if (elsewhere < 0 ||
-        set_count(stats, "shadows", shadows) < 0 ||
-        set_count(stats, "shadows_elsewhere", elsewhere) < 0 ||
-        set_count(stats, "shadows_built", li_shadows_built()) < 0 ||
-        set_count(stats, "reached_threads", li_running_threads) < 0)
+        li_stats_set(stats, "shadows", shadows) < 0 ||
+        li_stats_set(stats, "shadows_elsewhere", elsewhere) < 0 ||
+        li_stats_set(stats, "shadows_built", li_shadows_built()) < 0 ||
+        li_stats_set(stats, "reached_threads", li_running_threads) < 0)
     {
         return -1;
     }
