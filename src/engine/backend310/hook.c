@@ -56,7 +56,9 @@ choose_shadow(PyCodeObject *code, li_code_state *cs)
     /* CPython instruments the code object as it starts (rearm.c). */
     bool stale = li_code_state_stale(cs);
     bool forgets = stale && li_code_state_refresh_forgets(cs);
-    if (want != b->events || b->shadow == NULL || stale) {
+    /* (A shadow let go while its events stayed the same is no reason: the
+       events changed since, it is stale.) */
+    if (want != b->events || want == 0 || stale) {
         li_code_state_refresh(cs);
     }
     b->epoch = li_epoch;
@@ -551,11 +553,51 @@ li_hook_sync(void)
     }
 }
 
-int
-li_backend_update(bool grew)
+/* Lets go of the shadow of `cs` if no tool wants events from its code any
+ * more, as 3.11 and native instrumentation give their memory back when
+ * events go (frames running it keep it until they leave it).  Which events
+ * it had a shadow for stays known: its code's next start decides on the
+ * marks to forget as it would have. */
+static void
+release_if_unwanted(li_code_state *cs)
+{
+    li_b310 *b = cs->backend;
+    if (b == NULL || b->shadow == NULL ||
+        li_exc_needed(li_shadow_of(b->shadow)->original,
+                      li_wanted_events(cs) & LI_PROBED_EVENTS) != 0) {
+        return;
+    }
+    b->run = NULL;
+    /* (Its map and its constants die with it, and unlink it.) */
+    Py_CLEAR(b->shadow);
+}
+
+static void
+release_unwanted_shadows(void)
+{
+    li_shadow *next;
+    for (li_shadow *map = li_live_shadows(); map != NULL; map = next) {
+        next = map->next;
+        /* (Only the code state's own: older shadows that frames still run
+           are not its to let go, and may be the next one.) */
+        li_b310 *b = map->cs != NULL ? map->cs->backend : NULL;
+        if (b != NULL && b->shadow == map->code) {
+            release_if_unwanted(map->cs);
+        }
+    }
+}
+
+static int
+update(li_code_state *cs, bool grew)
 {
     li_epoch++;
     li_hook_sync();
+    if (cs != NULL) {
+        release_if_unwanted(cs);
+    }
+    else {
+        release_unwanted_shadows();
+    }
     /* What started while no hook was installed forgets before anything
        refreshes as of now (the code of the frames running does, as
        li_running_sync() looks for what they need), and before the probes
@@ -570,10 +612,15 @@ li_backend_update(bool grew)
 }
 
 int
+li_backend_update(bool grew)
+{
+    return update(NULL, grew);
+}
+
+int
 li_backend_update_code(li_code_state *cs, bool grew)
 {
-    (void)cs;
-    return li_backend_update(grew);
+    return update(cs, grew);
 }
 
 int
