@@ -84,12 +84,16 @@ choose_shadow(PyCodeObject *code, li_code_state *cs)
     PyCodeObject *shadow = li_build_shadow(code, cs, want, true);
     if (shadow == NULL) {
         b->epoch = 0;
+        if (b->shadow != NULL) {
+            li_shadow_of(b->shadow)->resumes_plain_in = 0;
+        }
         goto error;
     }
     Py_XSETREF(b->shadow, shadow);
     b->events = want;
     li_shadow *map = li_shadow_of(shadow);
     b->run = map->n_sites > 0 || map->yields_from ? shadow : NULL;
+    b->run_fits = shadow->co_stacksize <= code->co_stacksize;
     return b->run;
 error:
     PyErr_WriteUnraisable((PyObject *)code);
@@ -466,68 +470,174 @@ eval_other(PyThreadState *ts, PyFrameObject *f, int throwflag)
                               : eval_frame(ts, f, throwflag);
 }
 
-static PyObject *
-li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
+/* A generator suspended on its f_code, a shadow, resumed there with
+ * nothing to do around it (li_eval) and gave `result`: the rest, when it
+ * did not suspend again, or when the thread's functions were put aside
+ * meanwhile (running.c). */
+static LI_NOINLINE PyObject *
+after_plain_resume(PyFrameObject *f, PyObject *result)
 {
-    /* Most frames start in code whose shadow (or original, when no tool
-       wants its events or they were all disabled) was chosen since events
-       last changed, below a caller no reached frame waits in (running.c),
-       outside callbacks: what eval_frame() does for them, with fewer
-       tests. */
-    if (ts->tracing && f->f_lasti < 0) {
-        return evaluate(ts, f, throwflag);     /* a callback's frames run as they are */
-    }
-    if (ts->cframe->use_tracing || ts->tracing) {
-        return eval_other(ts, f, throwflag);
-    }
-    PyCodeObject *code = f->f_code;
-    li_code_state *cs = code_state_of(code);    /* (a shadow has none) */
-    li_b310 *b = cs != NULL ? cs->backend : NULL;
-    li_shadow *on = cs == NULL && f->f_lasti >= 0 ? li_shadow_of(code) : NULL;
-    if (on != NULL) {
-        /* A generator suspended on a shadow resumes there, if its code
-           still runs that shadow and no tool wants PY_RESUME/PY_THROW. */
-        int event = throwflag ? LI_PY_THROW : LI_PY_RESUME;
-        li_b310 *ob = on->original != NULL ? on->cs->backend : NULL;
-        if (ob == NULL || ob->epoch != li_epoch || ob->run != code ||
-            f->f_lasti + 1 > on->n_units ||
-            (li_reg.global_tools[event] | on->cs->local_tools[event]) != 0) {
-            return eval_other(ts, f, throwflag);
-        }
-        PyCodeObject *original = (PyCodeObject *)Py_NewRef(on->original);
-        PyObject *result = finish(ts, f, original, code, on, evaluate(ts, f, throwflag), true);
-        /* (It ended on the original's f_code, or stays on the shadow.) */
+    PyThreadState *ts = PyThreadState_Get();
+    if (result == NULL || f->f_state != FRAME_SUSPENDED) {
+        PyCodeObject *shadow = f->f_code;
+        li_shadow *map = li_shadow_of(shadow);
+        /* (No PY_YIELD to deliver: the epoch said no tool wants one.) */
+        result = finish(ts, f, (PyCodeObject *)Py_NewRef(map->original), shadow, map, result,
+                        true);
         if (result == NULL && li_exc_exit_wanted()) {
             li_exc_frame_exit(ts, f, f->f_code);
         }
-        if (li_running_aside) {
-            li_running_restore(ts);
-        }
-        return result;
-    }
-    if (b != NULL ? b->epoch != li_epoch : cs != NULL || global_probed != 0) {
-        return eval_other(ts, f, throwflag);
-    }
-    PyObject *result;
-    if (f->f_lasti < 0 && !throwflag) {
-        result = b != NULL && b->run != NULL ? run_on(ts, f, code, b->run, 0, false)
-                                             : evaluate(ts, f, 0);
-    }
-    else {
-        /* A generator resumes, on its original, which it goes on running:
-           unless a tool wants PY_RESUME/PY_THROW there. */
-        int event = throwflag ? LI_PY_THROW : LI_PY_RESUME;
-        if (b != NULL ? b->run != NULL || li_tools_at_local(cs, event, f->f_lasti + 1) != 0
-                      : li_reg.global_tools[event] != 0) {
-            return eval_other(ts, f, throwflag);
-        }
-        result = evaluate(ts, f, throwflag);
-    }
-    if (result == NULL && li_exc_exit_wanted()) {
-        li_exc_frame_exit(ts, f, code);
     }
     if (li_running_aside) {
         li_running_restore(ts);
+    }
+    return result;
+}
+
+/* A generator suspended on `shadow` (its f_code) resumes: there, if its
+ * code still runs that shadow and no tool wants PY_RESUME/PY_THROW. */
+static LI_NOINLINE PyObject *
+resume_on(PyThreadState *ts, PyFrameObject *f, PyCodeObject *shadow, li_shadow *on,
+          int throwflag)
+{
+    int event = throwflag ? LI_PY_THROW : LI_PY_RESUME;
+    li_b310 *ob = on->original != NULL ? on->cs->backend : NULL;
+    if (ob == NULL || ob->epoch != li_epoch || ob->run != shadow ||
+        f->f_lasti + 1 > on->n_units ||
+        (li_reg.global_tools[event] | on->cs->local_tools[event]) != 0) {
+        return eval_other(ts, f, throwflag);
+    }
+    if (!throwflag && (li_reg.global_tools[LI_PY_YIELD] | on->cs->local_tools[LI_PY_YIELD]) == 0) {
+        on->resumes_plain_in = li_epoch;
+    }
+    PyCodeObject *original = (PyCodeObject *)Py_NewRef(on->original);
+    PyObject *result = finish(ts, f, original, shadow, on, evaluate(ts, f, throwflag), true);
+    /* (It ended on the original's f_code, or stays on the shadow.) */
+    if (result == NULL && li_exc_exit_wanted()) {
+        li_exc_frame_exit(ts, f, f->f_code);
+    }
+    if (li_running_aside) {
+        li_running_restore(ts);
+    }
+    return result;
+}
+
+/* A frame that ran its original, or a shadow it left (run_on()), gave
+ * `result`: what follows when it raised, or when the thread's functions
+ * were put aside meanwhile (running.c). */
+static LI_NOINLINE PyObject *
+after_evaluate(PyFrameObject *f, PyObject *result)
+{
+    PyThreadState *ts = PyThreadState_Get();
+    if (result == NULL && li_exc_exit_wanted()) {
+        li_exc_frame_exit(ts, f, f->f_code);
+    }
+    if (li_running_aside) {
+        li_running_restore(ts);
+    }
+    return result;
+}
+
+/* A frame of `code` starts on `shadow`, which its frame has room for:
+ * run_on() with only the tests such a frame needs. */
+static LI_NOINLINE PyObject *
+start_on(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObject *shadow)
+{
+    PyObject *result = run_mapped(ts, f, code, shadow, li_shadow_of(shadow), 0, false, true);
+    if (result == NULL) {
+        if (PyErr_ExceptionMatches(li_restart)) {
+            result = restart(ts, f, code);
+        }
+        if (result == NULL && li_exc_exit_wanted()) {
+            li_exc_frame_exit(ts, f, code);
+        }
+    }
+    if (li_running_aside) {
+        li_running_restore(ts);
+    }
+    return result;
+}
+
+/* A frame of `code` (state `cs`) that starts on `shadow`, or resumes on
+ * the original; apart from li_eval() so that its common paths keep few
+ * values across the call that evaluates. */
+static LI_NOINLINE PyObject *
+run_chosen(PyThreadState *ts, PyFrameObject *f, int throwflag, PyCodeObject *code,
+           li_code_state *cs)
+{
+    li_b310 *b = cs->backend;
+    if (f->f_lasti < 0 && !throwflag) {
+        return after_evaluate(f, run_on(ts, f, code, b->run, 0, false));
+    }
+    /* A generator resumes, on its original, which it goes on running:
+       unless a tool wants PY_RESUME/PY_THROW there. */
+    int event = throwflag ? LI_PY_THROW : LI_PY_RESUME;
+    if (b->run != NULL || li_tools_at_local(cs, event, f->f_lasti + 1) != 0) {
+        return eval_other(ts, f, throwflag);
+    }
+    return after_evaluate(f, evaluate(ts, f, throwflag));
+}
+
+static LI_NOINLINE PyObject *
+eval_traced(PyThreadState *ts, PyFrameObject *f, int throwflag)
+{
+    if (ts->tracing && f->f_lasti < 0) {
+        return evaluate(ts, f, throwflag);     /* a callback's frames run as they are */
+    }
+    return eval_other(ts, f, throwflag);
+}
+
+/* The frame evaluation function.  Most frames start (or resume) in code
+ * whose shadow, or original, when no tool wants its events or they were
+ * all disabled, was chosen since events last changed, below a caller no
+ * reached frame waits in (running.c), outside callbacks: what eval_frame()
+ * does for them, with the fewest tests, keeping only the frame across the
+ * call that evaluates it. */
+static PyObject *
+li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
+{
+    if (ts->tracing | ts->cframe->use_tracing) {
+        return eval_traced(ts, f, throwflag);
+    }
+    PyCodeObject *code = f->f_code;
+    li_code_state *cs = code_state_of(code);    /* (a shadow has none) */
+    PyObject *result;
+    if (cs == NULL) {
+        li_shadow *on = f->f_lasti >= 0 ? li_shadow_of(code) : NULL;
+        if (on != NULL) {
+            /* Generators whose code keeps a probe that never fires
+               resume on its shadow again and again. */
+            if (on->resumes_plain_in != li_epoch || throwflag || f->f_lasti + 1 > on->n_units) {
+                return resume_on(ts, f, code, on, throwflag);
+            }
+            result = evaluate(ts, f, 0);
+            if (result == NULL || f->f_state != FRAME_SUSPENDED || li_running_aside) {
+                return after_plain_resume(f, result);
+            }
+            return result;
+        }
+        /* (Unless a tool wants PY_RESUME/PY_THROW of a generator.) */
+        if (global_probed != 0 ||
+            ((throwflag || f->f_lasti >= 0) &&
+             li_reg.global_tools[throwflag ? LI_PY_THROW : LI_PY_RESUME] != 0)) {
+            return eval_other(ts, f, throwflag);
+        }
+    }
+    else {
+        li_b310 *b = cs->backend;
+        if (b == NULL || b->epoch != li_epoch) {
+            return eval_other(ts, f, throwflag);
+        }
+        if (b->run != NULL && f->f_lasti < 0 && !throwflag && b->run_fits) {
+            return start_on(ts, f, code, b->run);
+        }
+        if (b->run != NULL || f->f_lasti >= 0 || throwflag) {
+            return run_chosen(ts, f, throwflag, code, cs);
+        }
+    }
+    result = evaluate(ts, f, throwflag);
+    if (result == NULL || li_running_aside) {
+        return after_evaluate(f, result);
     }
     return result;
 }
@@ -666,6 +776,7 @@ li_backend_code_state_free(li_code_state *cs)
         li_shadow *map = li_shadow_of(b->shadow);
         map->original = NULL;
         map->cs = NULL;
+        map->resumes_plain_in = 0;
         Py_CLEAR(b->shadow);
     }
     PyMem_Free(b);

@@ -33,6 +33,7 @@ li_site_disarm(li_site *s)
         li_b310 *b = map->original != NULL ? map->cs->backend : NULL;
         if (b != NULL && b->shadow == map->code && li_worth_compacting(map)) {
             b->epoch = 0;
+            map->resumes_plain_in = 0;
         }
     }
 }
