@@ -470,6 +470,22 @@ eval_other(PyThreadState *ts, PyFrameObject *f, int throwflag)
                               : eval_frame(ts, f, throwflag);
 }
 
+/* What follows the evaluation of `f`, a frame of `code` (NULL if it
+ * suspended), that gave `result`: PY_UNWIND and the like when it raised
+ * (on the original's f_code), and the thread's functions back if they were
+ * put aside meanwhile (running.c). */
+static inline PyObject *
+ended(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyObject *result)
+{
+    if (result == NULL && li_exc_exit_wanted()) {
+        li_exc_frame_exit(ts, f, code);
+    }
+    if (li_running_aside) {
+        li_running_restore(ts);
+    }
+    return result;
+}
+
 /* A generator suspended on its f_code, a shadow, resumed there with
  * nothing to do around it (li_eval) and gave `result`: the rest, when it
  * did not suspend again, or when the thread's functions were put aside
@@ -478,20 +494,15 @@ static LI_NOINLINE PyObject *
 after_plain_resume(PyFrameObject *f, PyObject *result)
 {
     PyThreadState *ts = PyThreadState_Get();
-    if (result == NULL || f->f_state != FRAME_SUSPENDED) {
-        PyCodeObject *shadow = f->f_code;
-        li_shadow *map = li_shadow_of(shadow);
-        /* (No PY_YIELD to deliver: the epoch said no tool wants one.) */
-        result = finish(ts, f, (PyCodeObject *)Py_NewRef(map->original), shadow, map, result,
-                        true);
-        if (result == NULL && li_exc_exit_wanted()) {
-            li_exc_frame_exit(ts, f, f->f_code);
-        }
+    if (result != NULL && f->f_state == FRAME_SUSPENDED) {
+        return ended(ts, f, NULL, result);
     }
-    if (li_running_aside) {
-        li_running_restore(ts);
-    }
-    return result;
+    PyCodeObject *shadow = f->f_code;
+    li_shadow *map = li_shadow_of(shadow);
+    PyCodeObject *original = map->original;
+    /* (No PY_YIELD to deliver: the epoch said no tool wants one.) */
+    result = finish(ts, f, (PyCodeObject *)Py_NewRef(original), shadow, map, result, true);
+    return ended(ts, f, original, result);
 }
 
 /* A generator suspended on `shadow` (its f_code) resumes: there, if its
@@ -510,16 +521,11 @@ resume_on(PyThreadState *ts, PyFrameObject *f, PyCodeObject *shadow, li_shadow *
     if (!throwflag && (li_reg.global_tools[LI_PY_YIELD] | on->cs->local_tools[LI_PY_YIELD]) == 0) {
         on->resumes_plain_in = li_epoch;
     }
-    PyCodeObject *original = (PyCodeObject *)Py_NewRef(on->original);
-    PyObject *result = finish(ts, f, original, shadow, on, evaluate(ts, f, throwflag), true);
+    PyCodeObject *original = on->original;
+    PyObject *result = finish(ts, f, (PyCodeObject *)Py_NewRef(original), shadow, on,
+                              evaluate(ts, f, throwflag), true);
     /* (It ended on the original's f_code, or stays on the shadow.) */
-    if (result == NULL && li_exc_exit_wanted()) {
-        li_exc_frame_exit(ts, f, f->f_code);
-    }
-    if (li_running_aside) {
-        li_running_restore(ts);
-    }
-    return result;
+    return ended(ts, f, original, result);
 }
 
 /* A frame that ran its original, or a shadow it left (run_on()), gave
@@ -528,14 +534,7 @@ resume_on(PyThreadState *ts, PyFrameObject *f, PyCodeObject *shadow, li_shadow *
 static LI_NOINLINE PyObject *
 after_evaluate(PyFrameObject *f, PyObject *result)
 {
-    PyThreadState *ts = PyThreadState_Get();
-    if (result == NULL && li_exc_exit_wanted()) {
-        li_exc_frame_exit(ts, f, f->f_code);
-    }
-    if (li_running_aside) {
-        li_running_restore(ts);
-    }
-    return result;
+    return ended(PyThreadState_Get(), f, f->f_code, result);
 }
 
 /* A frame of `code` starts on `shadow`, which its frame has room for:
@@ -544,18 +543,10 @@ static LI_NOINLINE PyObject *
 start_on(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObject *shadow)
 {
     PyObject *result = run_mapped(ts, f, code, shadow, li_shadow_of(shadow), 0, false, true);
-    if (result == NULL) {
-        if (PyErr_ExceptionMatches(li_restart)) {
-            result = restart(ts, f, code);
-        }
-        if (result == NULL && li_exc_exit_wanted()) {
-            li_exc_frame_exit(ts, f, code);
-        }
+    if (result == NULL && PyErr_ExceptionMatches(li_restart)) {
+        result = restart(ts, f, code);
     }
-    if (li_running_aside) {
-        li_running_restore(ts);
-    }
-    return result;
+    return ended(ts, f, code, result);
 }
 
 /* A frame of `code` (state `cs`) that starts on `shadow`, or resumes on
