@@ -537,12 +537,28 @@ after_evaluate(PyFrameObject *f, PyObject *result)
     return ended(PyThreadState_Get(), f, f->f_code, result);
 }
 
-/* A frame of `code` starts on `shadow`, which its frame has room for:
- * run_on() with only the tests such a frame needs. */
+/* A frame of `code` starts on `b->run`, which its frame has room for:
+ * run_on() with only the tests such a frame needs (it has no blocks, and
+ * has none left when it returns or raises). */
 static LI_NOINLINE PyObject *
-start_on(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObject *shadow)
+start_on(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, li_b310 *b)
 {
-    PyObject *result = run_mapped(ts, f, code, shadow, li_shadow_of(shadow), 0, false, true);
+    PyCodeObject *shadow = b->run;  /* (the frame holds it from here on) */
+    li_shadow *map = li_shadow_of(shadow);
+    f->f_lasti = map->shadow_start[0] - 1;
+    f->f_code = (PyCodeObject *)Py_NewRef(shadow);
+    PyObject *result = evaluate(ts, f, 0);
+    if (result != NULL && f->f_state == FRAME_SUSPENDED) {
+        return ended(ts, f, NULL, finish(ts, f, code, shadow, map, result, true));
+    }
+    if (f->f_lasti + 1 >= 0 && f->f_lasti + 1 <= map->n_units) {
+        f->f_lasti = map->orig_start[f->f_lasti + 1] - 1;
+    }
+    if (result == NULL) {
+        translate_traceback(ts, f, map);
+    }
+    f->f_code = code;   /* the frame's reference, which it lent the shadow */
+    Py_DECREF(shadow);  /* (and the map with it, maybe) */
     if (result == NULL && PyErr_ExceptionMatches(li_restart)) {
         result = restart(ts, f, code);
     }
@@ -620,7 +636,7 @@ li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
             return eval_other(ts, f, throwflag);
         }
         if (b->run != NULL && f->f_lasti < 0 && !throwflag && b->run_fits) {
-            return start_on(ts, f, code, b->run);
+            return start_on(ts, f, code, b);
         }
         if (b->run != NULL || f->f_lasti >= 0 || throwflag) {
             return run_chosen(ts, f, throwflag, code, cs);
