@@ -47,9 +47,6 @@ GAPS_310 = {
         'conformance/test_fuzz.py::test_stream_with_events_changed_by_callbacks_matches_native',
         'conformance/test_fuzz.py::test_stream_with_events_changed_by_the_program_matches_native',
     ],
-    "CPython 3.12's Lib/test/test_monitoring.py is not 3.10 syntax (except* at its line 1403, 3.11+): 3.10 cannot load the file": [
-        'clients/test_cpython_monitoring.py::test_cpython_test_monitoring',
-    ],
     'cover subline on 3.10: 3.10 has no columns to tell the branch points of one line apart (their directions are merged)': [
         'cover/test_subline.py::test_and_condition',
         'cover/test_subline.py::test_columns_are_the_tested_values',
