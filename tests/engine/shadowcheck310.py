@@ -459,27 +459,28 @@ def _check(code, events, shadow, orig_of, shadow_of, problems):
         return copy + size + arg if i.opcode in dis.hasjrel else arg
 
     def entry_check(k: int, t: int, landing: int, via: str) -> None:
-        """A jump of instruction k to instruction t lands on t's group, past
-        PY_START, past the probe before LINE unless it enters a handler,
-        and past LINE when it stays on the line (a handler gets LINE)."""
+        """A jump of instruction k to instruction t lands in t's group: past
+        PY_START; on the probe before LINE if it enters a handler, else past
+        it; past LINE when it stays on the line (a handler gets LINE), and
+        past the jump over LINE otherwise."""
         from_setup = orig[k].opcode in SETUPS
         items = [it for it in layout[t] if it.unit < copy_at[t]]
-        want = group_starts[t]
-        probes = [it for it in items if it.kind == "probe"]
-        names = [EVENT_NAME[it.site.event] for it in probes]
         n = 0
-        if names[:1] == ["PY_START"]:
-            want = probes[0].unit + probes[0].size
+        if items and items[0].kind == "probe" and items[0].site.event == EV["PY_START"]:
             n = 1
-        if not from_setup and n < len(names) and names[n] in ("EXCEPTION_HANDLED", "STOP_ITERATION"):
-            want = probes[n].unit + probes[n].size
-            n += 1
-        skip = [it for it in items if it.kind == "skip"]
-        line_probe = [it for it in probes if EVENT_NAME[it.site.event] == "LINE"]
-        if line_probe and orig_lines[orig[k].op] == orig_lines[orig[t].op] and not from_setup:
+        names = [EVENT_NAME[it.site.event] for it in items if it.kind == "probe"]
+        if n < len(items) and items[n].kind == "probe" and \
+                items[n].site.event in (EV["EXCEPTION_HANDLED"], EV["STOP_ITERATION"]):
+            if from_setup and n + 1 < len(items) and items[n + 1].kind == "skip":
+                fail("the handler at original %d skips its LINE probe after its %s probe",
+                     orig[t].op, EVENT_NAME[items[n].site.event])
+            n += 0 if from_setup else 1
+        want = items[n].unit if n < len(items) else copy_at[t]
+        line_probe = [it for it in items if it.kind == "probe" and it.site.event == EV["LINE"]]
+        if not from_setup and line_probe and orig_lines[orig[k].op] == orig_lines[orig[t].op]:
             want = line_probe[0].unit + line_probe[0].size
-        elif skip:
-            want = skip[0].unit + 1
+        elif n < len(items) and items[n].kind == "skip":
+            want += 1
         if landing != want:
             fail("%s of original instruction %d lands at shadow %d, wanted %d (in front of "
                  "original instruction %d, whose probes are %r)", via, orig[k].op, landing,
