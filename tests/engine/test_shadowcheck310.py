@@ -42,7 +42,8 @@ def check_damaged(monkeypatch, damage):
     (shadow, orig_of, shadow_of) -> the same has changed it."""
     def debug_shadow(code, events):
         return damage(*_engine._debug_shadow(code, events))
-    monkeypatch.setattr(shadowcheck310, "_engine", types.SimpleNamespace(_debug_shadow=debug_shadow))
+    monkeypatch.setattr(shadowcheck310, "_engine",
+                        types.SimpleNamespace(_debug_shadow=debug_shadow))
     return shadowcheck310.check(sample.__code__)
 
 
