@@ -686,9 +686,19 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events, bool
                 stacksize = need;
             }
         }
-        /* A branch's probes sit after it, where FOR_ITER has pushed the
-           next value; the caught marker (one constant) before a handler. */
-        int after = probes[i].branch.unit >= 0 ? base + 2 : ins[i].handler ? base + 1 : 0;
+        /* A branch's probes sit after it, on what either way leaves (FOR_ITER
+           pushes the next value, the others pop); the caught marker (one
+           constant) before a handler. */
+        int after = 0;
+        if (probes[i].branch.unit >= 0) {
+            int arg = ins[i].opcode >= HAVE_ARGUMENT ? ins[i].oparg : 0;
+            int falls = PyCompile_OpcodeStackEffectWithJump(ins[i].opcode, arg, 0);
+            int jumps = PyCompile_OpcodeStackEffectWithJump(ins[i].opcode, arg, 1);
+            after = base + (falls > jumps ? falls : jumps) + 1;
+        }
+        else if (ins[i].handler) {
+            after = base + 1;
+        }
         if (after > stacksize) {
             stacksize = after;
         }
