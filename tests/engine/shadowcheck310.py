@@ -315,6 +315,12 @@ def _check(code, events, shadow, orig_of, shadow_of, problems):
     targets = {index[t] for t in map(target_of, orig) if t is not None and t in index}
     handlers = {index[target_of(i)] for i in orig
                 if i.opcode in SETUPS and target_of(i) in index}
+    # Where a line starts for a jump: from another line, or by unwinding
+    # (a jump from its own line does not start it, as natively).
+    line_entries = {index[target_of(i)] for i in orig
+                    if target_of(i) in index and
+                    (i.opcode in SETUPS or
+                     orig_lines[i.op] != orig_lines[orig[index[target_of(i)]].op])}
     depth = stack_depths(code, orig)
 
     def wanted(*names: str) -> bool:
@@ -335,7 +341,7 @@ def _check(code, events, shadow, orig_of, shadow_of, problems):
                 want.append(("STOP_ITERATION", i.start))
             elif k > 0 and orig[k - 1].opcode == OP["YIELD_FROM"] and wanted("STOP_ITERATION"):
                 want.append(("STOP_ITERATION", i.start))
-            if wanted("LINE") and line is not None and (line != previous_line or k in targets):
+            if wanted("LINE") and line is not None and (line != previous_line or k in line_entries):
                 want.append(("LINE", i.start))
                 skip_line[k] = k > first and orig[k - 1].opcode not in NO_FALL_THROUGH and \
                     orig_lines[orig[k - 1].op] == line

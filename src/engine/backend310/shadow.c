@@ -15,6 +15,9 @@ typedef struct {
     int target;             /* index of the instruction jumped to, or -1 */
     int line;               /* -1: none */
     bool jump_target;
+    /* A jump from another line (or a block's unwinding) lands on it: it
+       starts a line even where what falls into it has its line. */
+    bool line_entry;
     bool handler;           /* a block's handler: the caught marker precedes it */
 } instr;
 
@@ -590,6 +593,9 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events, bool
             if (li_sets_up_handler(ins[i].opcode)) {
                 ins[instr_at[t]].handler = true;
             }
+            if (ins[i].line != ins[instr_at[t]].line || li_sets_up_handler(ins[i].opcode)) {
+                ins[instr_at[t]].line_entry = true;
+            }
         }
     }
 
@@ -627,7 +633,7 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events, bool
             pl->events[pl->n++] = (uint8_t)exc;
         }
         if (i >= first && (events & LI_EVENT_BIT(LI_LINE)) && ins[i].line >= 0 &&
-            (ins[i].line != previous_line || ins[i].jump_target)) {
+            (ins[i].line != previous_line || ins[i].line_entry)) {
             pl->events[pl->n++] = LI_LINE;
         }
         if (pl->n > 0 && pl->events[pl->n - 1] == LI_LINE && i > first &&
