@@ -191,14 +191,20 @@ cleanups_passed(PyCodeObject *code, li_shadow *map, int unit)
 /* EXCEPTION_HANDLED and RERAISE of `e` at each of the `passed` cleanup
  * handlers it went through, at original unit `unit` (where 3.10 popped
  * their blocks; natively the frame shows that unit too, the handler's
- * offset being one 3.10 does not have). */
+ * offset being one 3.10 does not have).  What an EXCEPTION_HANDLED
+ * callback raises is caught by the same cleanup handler, as natively: it
+ * is reported handled there in turn. */
 static void
 deliver_cleanups(PyThreadState *ts, int passed, li_code_state *cs, PyCodeObject *code, int unit,
                  exc_triple *e, PyFrameObject *f)
 {
     for (int k = 0; k < passed; k++) {
-        deliver(ts, LI_EXCEPTION_HANDLED, li_reg.global_tools[LI_EXCEPTION_HANDLED], cs, code,
-                unit, e, f);
+        PyObject *handled;
+        do {
+            handled = e->value;
+            deliver(ts, LI_EXCEPTION_HANDLED, li_reg.global_tools[LI_EXCEPTION_HANDLED], cs,
+                    code, unit, e, f);
+        } while (e->value != handled && e->value != NULL);
         deliver(ts, LI_RERAISE, li_reg.global_tools[LI_RERAISE], cs, code, unit, e, f);
     }
 }
