@@ -71,8 +71,6 @@ def EXC(M: Any) -> int:
 
 
 RA, RR, EH, UW = "RAISE", "RERAISE", "EXCEPTION_HANDLED", "PY_UNWIND"
-# One cleanup handler passed.
-CLEANUP = [EH, RR]
 
 
 def except_raises_new() -> None:
@@ -136,27 +134,18 @@ def with_exit_keeps_it() -> None:
         raise A("a")
 
 
+def with_in_except_keeps_it() -> None:
+    cm = ExitCM()
+    try:
+        raise A("a")
+    except A:
+        with cm:
+            raise B("b")
+
+
 def with_exit_raises() -> None:
     with ExitCM(raise_b=True):
         raise A("a")
-
-
-def nested_excepts_raise() -> None:
-    try:
-        raise A("a")
-    except A:
-        try:
-            raise B("b")
-        except B:
-            raise ValueError("c")
-
-
-def with_in_except_keeps_it() -> None:
-    try:
-        raise A("a")
-    except A:
-        with ExitCM():
-            raise B("b")
 
 
 def generator_except_raises() -> Any:
@@ -169,6 +158,18 @@ def generator_except_raises() -> Any:
 
 def run_generator() -> Any:
     return list(generator_except_raises())
+
+
+def nested_excepts(leave: bool) -> int:
+    try:
+        raise A("a")
+    except A:
+        try:
+            raise B("b")
+        except B:
+            if leave:
+                raise ValueError("c")
+    return 1
 
 
 async def async_with_keeps_it() -> None:
@@ -208,7 +209,7 @@ CASES: dict[str, tuple[Callable[[], Any], Any, type, list[tuple[str, str]]]] = {
     "with exit raises": (with_exit_raises, with_exit_raises, B,
                          [(RA, "A"), (EH, "A"), (RA, "B"), (EH, "B"), (RR, "B"), (UW, "B")]),
     # Two bodies left: the inner except's and the outer's.
-    "nested excepts raise": (nested_excepts_raise, nested_excepts_raise, ValueError,
+    "nested excepts raise": (lambda: nested_excepts(True), nested_excepts, ValueError,
                              [(RA, "A"), (EH, "A"), (RA, "B"), (EH, "B"), (RA, "ValueError")]
                              + [(EH, "ValueError"), (RR, "ValueError")] * 2 + [(UW, "ValueError")]),
     "with in except keeps it": (with_in_except_keeps_it, with_in_except_keeps_it, B,
@@ -300,18 +301,8 @@ def test_no_events_where_a_body_is_left_normally(M: Any, tool: Tool) -> None:
 
 
 def test_exception_caught_inside_an_except_body_passes_no_cleanup(M: Any, tool: Tool) -> None:
-    def f() -> int:
-        try:
-            raise A("a")
-        except A:
-            try:
-                raise B("b")
-            except B:
-                pass
-        return 1
-
-    with Recorder(tool, EXC(M), f) as rec:
-        assert f() == 1
+    with Recorder(tool, EXC(M), nested_excepts) as rec:
+        assert nested_excepts(False) == 1
     assert [(e.name, type(e.value).__name__) for e in rec.events] == [
         (RA, "A"), (EH, "A"), (RA, "B"), (EH, "B")]
 
