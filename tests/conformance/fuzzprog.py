@@ -29,7 +29,6 @@ Command line (run it with the interpreter whose events you want):
 
 from __future__ import annotations
 
-import ast
 import builtins
 import dis
 import functools
@@ -350,23 +349,12 @@ class Builder:
         # Explicit so that recursion and calls that raise are common.
         self.emit(ind, self.assignment(s, self.expr_call(s, 1)))
 
-    def if_cond(self, s: Scope) -> str:
-        cond = self.cond(s)
-        # 3.10 and 3.11 compile an arm that a constant condition rules out
-        # to nothing but give its last line to the next instruction they
-        # emit: the RERAISE that ends a finally body reports it as a LINE,
-        # which 3.12 does not.  Portable programs test something variable.
-        tree = ast.parse(cond, mode="eval")
-        if self.portable and s.readable and not any(isinstance(n, (ast.Name, ast.Call)) for n in ast.walk(tree)):
-            cond = "(%s %s %s)" % (self.ch.pick(s.readable), self.ch.pick(("<", "==", "!=", ">=")), cond)
-        return cond
-
     def stmt_if(self, s: Scope, ind: int) -> None:
         inner = replace(s, nest=s.nest + 1)
-        self.emit(ind, "if %s:" % self.if_cond(s))
+        self.emit(ind, "if %s:" % self.cond(s))
         self.block(inner, ind + 1)
         for _ in range(self.ch.number(0, 2)):
-            self.emit(ind, "elif %s:" % self.if_cond(s))
+            self.emit(ind, "elif %s:" % self.cond(s))
             self.block(inner, ind + 1)
         if self.ch.flag():
             self.emit(ind, "else:")
@@ -441,7 +429,15 @@ class Builder:
             # This runs again when an abandoned generator is closed: a yield
             # here would be an error ("generator ignored GeneratorExit"), and
             # an exception would be printed as unraisable.
-            self.block(replace(inner, gen=False, safe=s.safe or s.gen), ind + 1)
+            body = replace(inner, gen=False, safe=s.safe or s.gen)
+            self.block(body, ind + 1)
+            if self.portable:
+                # 3.10 and 3.11 give the RERAISE that ends the exceptional
+                # path the line of the last statement compiled, which a
+                # compound statement may not have run (an if's arm): a LINE
+                # there that 3.12 does not report.  A simple statement last
+                # gives it the line just run.
+                self.emit(ind + 1, self.assignment(body, self.expr(body, 0)))
 
     def stmt_closure(self, s: Scope, ind: int) -> None:
         name = self.fresh("inner")

@@ -17,7 +17,12 @@
  *   - a probe before each instruction that raises again what it handles
  *     (RERAISE, a bare `raise`, END_ASYNC_FOR of anything but
  *     StopAsyncIteration) delivers RERAISE and leaves a mark, so that where
- *     the exception lands reports no RAISE for it.
+ *     the exception lands reports no RAISE for it;
+ *   - where it lands, after RAISE: EXCEPTION_HANDLED and RERAISE for each
+ *     except, finally or with-exit body it left, which 3.11+ gives in the
+ *     cleanup handler its compiler puts around each such body and 3.10
+ *     does by popping the body's EXCEPT_HANDLER block as it unwinds
+ *     (li_cleanups_of() counts them from where unwinding started).
  *
  * STOP_ITERATION: after a YIELD_FROM whose delegate returned (the value is
  * on the stack), and at FOR_ITER, whose iterator a probe wraps as the loop
