@@ -129,6 +129,14 @@ def finally_raises_on_the_normal_path() -> None:
         raise B("b")
 
 
+def finally_with_a_generator_expression() -> None:
+    try:
+        raise A("a")
+    finally:
+        with ExitCM():
+            total = sum(i for i in range(2))
+
+
 def with_exit_keeps_it() -> None:
     with ExitCM():
         raise A("a")
@@ -203,6 +211,11 @@ CASES: dict[str, tuple[Callable[[], Any], Any, type, list[tuple[str, str]]]] = {
     # The normal path's copy of the finally body has no handler around it.
     "finally raises on the normal path": (finally_raises_on_the_normal_path,
                                           finally_raises_on_the_normal_path, B, [(RA, "B"), (UW, "B")]),
+    # (3.10 calls the generator expression's function right after GET_ITER:
+    # no loop on its block stack.)
+    "finally with a generator expression in a with": (
+        finally_with_a_generator_expression, finally_with_a_generator_expression, A,
+        [(RA, "A"), (EH, "A"), (RR, "A"), (EH, "A"), (RR, "A"), (UW, "A")]),
     "with exit keeps it": (with_exit_keeps_it, with_exit_keeps_it, A,
                            [(RA, "A"), (EH, "A"), (RR, "A"), (EH, "A"), (RR, "A"), (UW, "A")]),
     # __exit__'s exception is raised by the instruction that calls it.

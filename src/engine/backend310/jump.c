@@ -216,7 +216,11 @@ blocks_of(PyCodeObject *code, int n)
                 break;
             case GET_ITER:
             case GET_AITER:
-                after = push_kind(here, BLOCK_LOOP);
+                /* A comprehension's iterator goes straight to its function,
+                   which loops: no loop here. */
+                if (next >= n || bytes[2 * next] != CALL_FUNCTION) {
+                    after = push_kind(here, BLOCK_LOOP);
+                }
                 break;
             case FOR_ITER:
                 target = next + (int)arg;
