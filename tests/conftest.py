@@ -41,9 +41,6 @@ GAPS_310 = {
         'clients/test_monitoring_debugger.py::test_session[exception_stepped_through_frames]',
         'clients/test_monitoring_debugger.py::test_session[exception_next_and_return]',
         'debug/test_oracle.py::test_session_as_pdb[next-coroutines]',
-    ],
-    "3.10 back end: an exception that leaves an except, finally or with-exit body gets no EXCEPTION_HANDLED and RERAISE where 3.11+'s compiler cleanup handler (COPY 3; POP_EXCEPT; RERAISE 1) gives them (3.10 pops its EXCEPT_HANDLER block without an instruction); with events changing, also the reached-frame gap above": [
-        'conformance/test_fuzz.py::test_event_stream_matches_native',
         'conformance/test_fuzz.py::test_stream_with_events_changed_by_callbacks_matches_native',
         'conformance/test_fuzz.py::test_stream_with_events_changed_by_the_program_matches_native',
     ],

@@ -429,7 +429,15 @@ class Builder:
             # This runs again when an abandoned generator is closed: a yield
             # here would be an error ("generator ignored GeneratorExit"), and
             # an exception would be printed as unraisable.
-            self.block(replace(inner, gen=False, safe=s.safe or s.gen), ind + 1)
+            body = replace(inner, gen=False, safe=s.safe or s.gen)
+            self.block(body, ind + 1)
+            if self.portable:
+                # 3.10 and 3.11 give the RERAISE that ends the exceptional
+                # path the line of the last statement compiled, which a
+                # compound statement may not have run (an if's arm): a LINE
+                # there that 3.12 does not report.  A simple statement last
+                # gives it the line just run.
+                self.emit(ind + 1, self.assignment(body, self.expr(body, 0)))
 
     def stmt_closure(self, s: Scope, ind: int) -> None:
         name = self.fresh("inner")

@@ -120,6 +120,9 @@ struct li_shadow {
        it, no tool wants PY_RESUME or PY_YIELD of that code.  0: not known;
        cleared where its code's choice is voided within an epoch. */
     uint64_t resumes_plain_in;
+    /* Original unit -> how many cleanup handlers an exception raised there
+       passes (li_cleanups_of()); owned (PyMem), NULL until exc.c needs it. */
+    uint8_t *cleanups;
     int n_disarmed;
     li_shadow *next, *prev; /* every live shadow, for re-arming */
 };
@@ -334,5 +337,12 @@ int li_caught_init(void);
  * original, a monitoring callback's taken after its callbacks; its getter
  * (called by li_transparency_init). */
 int li_jump_init(void);
+/* For each original unit of `code`, how many of the cleanup handlers that
+ * 3.11+ compiles around the body of each except clause, finally clause and
+ * with statement's exit (COPY 3; POP_EXCEPT; RERAISE 1) an exception raised
+ * there passes before it reaches a handler or leaves the frame: 3.10 pops
+ * their EXCEPT_HANDLER blocks as it unwinds, without an instruction.
+ * n_units + 1 counts (PyMem), or NULL with an exception set. */
+uint8_t *li_cleanups_of(PyCodeObject *code);
 
 #endif /* LI_B310_H */

@@ -17,7 +17,12 @@
  *   - a probe before each instruction that raises again what it handles
  *     (RERAISE, a bare `raise`, END_ASYNC_FOR of anything but
  *     StopAsyncIteration) delivers RERAISE and leaves a mark, so that where
- *     the exception lands reports no RAISE for it.
+ *     the exception lands reports no RAISE for it;
+ *   - where it lands, after RAISE: EXCEPTION_HANDLED and RERAISE for each
+ *     except, finally or with-exit body it left, which 3.11+ gives in the
+ *     cleanup handler its compiler puts around each such body and 3.10
+ *     does by popping the body's EXCEPT_HANDLER block as it unwinds
+ *     (li_cleanups_of() counts them from where unwinding started).
  *
  * STOP_ITERATION: after a YIELD_FROM whose delegate returned (the value is
  * on the stack), and at FOR_ITER, whose iterator a probe wraps as the loop
@@ -52,11 +57,15 @@ is_reraise(int opcode, int oparg)
 }
 
 #define RAISE_OR_HANDLED (LI_EVENT_BIT(LI_RAISE) | LI_EVENT_BIT(LI_EXCEPTION_HANDLED))
+/* The events a handler's probe delivers: RAISE and EXCEPTION_HANDLED of
+ * what it gets, and the EXCEPTION_HANDLED and RERAISE of the cleanup
+ * handlers that exception passed (cleanups_passed()). */
+#define LANDING_EVENTS (RAISE_OR_HANDLED | LI_EVENT_BIT(LI_RERAISE))
 
 int
 li_exc_probe_before_line(li_event_set events, int opcode, int prev_opcode, bool handler)
 {
-    if (handler && (events & RAISE_OR_HANDLED)) {
+    if (handler && (events & LANDING_EVENTS)) {
         return LI_EXCEPTION_HANDLED;
     }
     if (opcode == FOR_ITER &&
@@ -72,7 +81,10 @@ li_exc_probe_before_line(li_event_set events, int opcode, int prev_opcode, bool 
 int
 li_exc_probe_after_line(li_event_set events, int opcode, int oparg)
 {
-    bool wanted = events & (LI_EVENT_BIT(LI_RERAISE) | LI_EVENT_BIT(LI_RAISE));
+    /* The mark tells where the handler's probe finds that its exception
+       came from, for RAISE and for the cleanup handlers it passed: a
+       RERAISE 1 leaves f_lasti where the exception was first raised. */
+    bool wanted = events & LANDING_EVENTS;
     return wanted && is_reraise(opcode, oparg) ? LI_RERAISE : -1;
 }
 
@@ -88,7 +100,7 @@ li_exc_needed(PyCodeObject *code, li_event_set want)
     for (Py_ssize_t u = 0; u < n; u++) {
         int opcode = bytes[2 * u];
         if (li_sets_up_handler(opcode)) {
-            can |= RAISE_OR_HANDLED;
+            can |= LANDING_EVENTS;
         }
         else if (is_reraise(opcode, bytes[2 * u + 1])) {
             can |= LI_EVENT_BIT(LI_RERAISE) | LI_EVENT_BIT(LI_RAISE);
@@ -155,6 +167,59 @@ deliver(PyThreadState *ts, int event, uint8_t tools, li_code_state *cs, PyCodeOb
     }
 }
 
+/* How many cleanup handlers (li_cleanups_of()) an exception raised at
+ * original unit `unit` of `code` passed, from the counts kept by `map`, a
+ * shadow of it (NULL: none at hand).  -1 with an exception set. */
+static int
+cleanups_passed(PyCodeObject *code, li_shadow *map, int unit)
+{
+    if (unit < 0 || unit >= PyBytes_GET_SIZE(code->co_code) / 2) {
+        return 0;
+    }
+    if (map != NULL && map->cleanups != NULL) {
+        return map->cleanups[unit];
+    }
+    uint8_t *counts = li_cleanups_of(code);
+    if (counts == NULL) {
+        return -1;
+    }
+    int passed = counts[unit];
+    if (map != NULL) {
+        map->cleanups = counts;
+    }
+    else {
+        PyMem_Free(counts);
+    }
+    return passed;
+}
+
+/* EXCEPTION_HANDLED and RERAISE of `e` at each of the `passed` cleanup
+ * handlers it went through, at original unit `unit` (where 3.10 popped
+ * their blocks; natively the frame shows that unit too, the handler's
+ * offset being one 3.10 does not have).  What an EXCEPTION_HANDLED
+ * callback raises is caught by the same cleanup handler, as natively: it
+ * is reported handled there in turn. */
+static void
+deliver_cleanups(PyThreadState *ts, int passed, li_code_state *cs, PyCodeObject *code, int unit,
+                 exc_triple *e, PyFrameObject *f)
+{
+    for (int k = 0; k < passed; k++) {
+        PyObject *handled;
+        do {
+            handled = e->value;
+            deliver(ts, LI_EXCEPTION_HANDLED, li_reg.global_tools[LI_EXCEPTION_HANDLED], cs,
+                    code, unit, e, f);
+        } while (e->value != handled && e->value != NULL);
+        deliver(ts, LI_RERAISE, li_reg.global_tools[LI_RERAISE], cs, code, unit, e, f);
+    }
+}
+
+static inline bool
+cleanups_wanted(void)
+{
+    return (li_reg.global_tools[LI_EXCEPTION_HANDLED] | li_reg.global_tools[LI_RERAISE]) != 0;
+}
+
 /* Whether the exception whose traceback is `tb` lands in `f` after a
  * re-raise there (and forgets the mark); *unit is then where. */
 static bool
@@ -206,9 +271,10 @@ handler_slots(PyFrameObject *f, PyTryBlock **block)
 }
 
 /* A handler of the frame is entered: RAISE (unless a re-raise brought the
- * exception) and EXCEPTION_HANDLED, with sys.exc_info() showing what was
- * handled before, as natively.  An exception of a callback replaces the one
- * the handler gets. */
+ * exception), the events of the cleanup handlers it passed, and
+ * EXCEPTION_HANDLED, with sys.exc_info() showing what was handled before,
+ * as natively.  An exception of a callback replaces the one the handler
+ * gets. */
 static int
 fire_handled(PyThreadState *ts, li_site *s)
 {
@@ -223,11 +289,20 @@ fire_handled(PyThreadState *ts, li_site *s)
     bool again = take_reraised(f, slots[3] != Py_None ? slots[3] : NULL, &unit);
     uint8_t raise_tools = again ? 0 : li_reg.global_tools[LI_RAISE];
     uint8_t handled_tools = li_reg.global_tools[LI_EXCEPTION_HANDLED];
-    if ((raise_tools | handled_tools) == 0) {
+    if ((raise_tools | handled_tools) == 0 && !cleanups_wanted()) {
         return 0;
     }
+    /* Unwinding started at the re-raise, or where it was raised. */
+    int from = unit;
     if (b->b_handler >= 0 && b->b_handler < map->n_units) {
         unit = map->orig_op[b->b_handler];
+    }
+    if (!again) {
+        from = unit;
+    }
+    int passed = cleanups_wanted() ? cleanups_passed(map->original, map, from) : 0;
+    if (passed < 0) {
+        return -1;
     }
     exc_triple e = {Py_NewRef(slots[5]), Py_NewRef(slots[4]), Py_NewRef(slots[3])};
     /* Callbacks see the exception handled before (borrowed meanwhile: code
@@ -245,6 +320,9 @@ fire_handled(PyThreadState *ts, li_site *s)
     Py_INCREF(map->code);   /* the map may go while callbacks run */
     PyCodeObject *shadow = map->code;
     deliver(ts, LI_RAISE, raise_tools, map->cs, map->original, unit, &e, f);
+    if (passed > 0 && map->original != NULL) {
+        deliver_cleanups(ts, passed, map->cs, map->original, from, &e, f);
+    }
     if (map->original != NULL) {
         deliver(ts, LI_EXCEPTION_HANDLED, handled_tools, map->cs, map->original, s->orig, &e, f);
     }
@@ -562,6 +640,16 @@ li_exc_frame_exit(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code)
     ts->frame = f;
     if (!again) {
         deliver(ts, LI_RAISE, li_reg.global_tools[LI_RAISE], cs, code, unit, &e, f);
+    }
+    if (cleanups_wanted()) {
+        li_b310 *b = cs != NULL ? cs->backend : NULL;
+        li_shadow *map = b != NULL && b->shadow != NULL ? li_shadow_of(b->shadow) : NULL;
+        int passed = cleanups_passed(code, map, unit);
+        if (passed < 0) {
+            triple_clear(&e);
+            take_raised_in(f, &e);
+        }
+        deliver_cleanups(ts, passed, cs, code, unit, &e, f);
     }
     if (is_generator_code(code) && f->f_lasti >= 0) {
         deliver(ts, LI_EXCEPTION_HANDLED, li_reg.global_tools[LI_EXCEPTION_HANDLED], cs, code,

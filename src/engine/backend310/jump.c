@@ -61,6 +61,9 @@ enum {
     /* The handler of a with statement: an except block with the context's
        __exit__ under it. */
     BLOCK_WITH_EXCEPT = 5,
+    /* An except block whose handler 3.11+ compiles without a cleanup
+       handler around it (bare_handler()). */
+    BLOCK_BARE_EXCEPT = 6,
 };
 #define BLOCK_BITS 3
 
@@ -85,7 +88,7 @@ top_kind(blocks_t b)
 static inline bool
 is_except(int kind)
 {
-    return kind == BLOCK_EXCEPT || kind == BLOCK_WITH_EXCEPT;
+    return kind == BLOCK_EXCEPT || kind == BLOCK_WITH_EXCEPT || kind == BLOCK_BARE_EXCEPT;
 }
 
 /* n + 1 signed integers of `size` bytes, all -1 (PyMem), or NULL with an
@@ -112,6 +115,43 @@ reach_unit(blocks_t *at, int n, int u, blocks_t b, int from)
     }
     at[u] = b;
     return u <= from;
+}
+
+/* The unit after the instruction at `u` of `n`, its prefixes included, and
+ * its opcode and argument. */
+static int
+decode(const uint8_t *bytes, int n, int u, int *opcode, unsigned int *arg)
+{
+    unsigned int a = 0;
+    while (u < n - 1 && bytes[2 * u] == EXTENDED_ARG) {
+        a = (a | bytes[2 * u + 1]) << 8;
+        u++;
+    }
+    *opcode = u < n ? bytes[2 * u] : -1;
+    *arg = u < n ? a | bytes[2 * u + 1] : 0;
+    return u + 1;
+}
+
+/* Whether the handler of a SETUP_FINALLY at unit `t` is one that 3.11+
+ * runs without pushing the exception it handles, and so without a cleanup
+ * handler around it: END_ASYNC_FOR's, and the one that deletes the name of
+ * `except E as name:` (LOAD_CONST None; STORE name; DELETE name; RERAISE 1,
+ * where a finally body that does the same ends with RERAISE 0). */
+static bool
+bare_handler(const uint8_t *bytes, int n, int t)
+{
+    int opcode;
+    unsigned int arg;
+    int u = decode(bytes, n, t, &opcode, &arg);
+    if (opcode == END_ASYNC_FOR) {
+        return true;
+    }
+    if (opcode != LOAD_CONST) {
+        return false;
+    }
+    u = decode(bytes, n, decode(bytes, n, u, &opcode, &arg), &opcode, &arg);
+    decode(bytes, n, u, &opcode, &arg);
+    return opcode == RERAISE && arg == 1;
 }
 
 /* The blocks each unit of `code` (`n` units) executes in, as 3.10's
@@ -169,12 +209,18 @@ blocks_of(PyCodeObject *code, int n)
             case SETUP_WITH:
             case SETUP_ASYNC_WITH:
                 target = next + (int)arg;
-                there = push_kind(here, opcode == SETUP_FINALLY ? BLOCK_EXCEPT : BLOCK_WITH_EXCEPT);
+                there = push_kind(here, opcode != SETUP_FINALLY ? BLOCK_WITH_EXCEPT
+                                        : bare_handler(bytes, n, target) ? BLOCK_BARE_EXCEPT
+                                                                         : BLOCK_EXCEPT);
                 after = push_kind(here, opcode == SETUP_FINALLY ? BLOCK_TRY : BLOCK_WITH);
                 break;
             case GET_ITER:
             case GET_AITER:
-                after = push_kind(here, BLOCK_LOOP);
+                /* A comprehension's iterator goes straight to its function,
+                   which loops: no loop here. */
+                if (next >= n || bytes[2 * next] != CALL_FUNCTION) {
+                    after = push_kind(here, BLOCK_LOOP);
+                }
                 break;
             case FOR_ITER:
                 target = next + (int)arg;
@@ -205,6 +251,36 @@ blocks_of(PyCodeObject *code, int n)
         }
     }
     return at;
+}
+
+uint8_t *
+li_cleanups_of(PyCodeObject *code)
+{
+    int n = (int)(PyBytes_GET_SIZE(code->co_code) / 2);
+    blocks_t *blocks = blocks_of(code, n);
+    if (blocks == NULL) {
+        return NULL;
+    }
+    uint8_t *count = PyMem_Calloc((size_t)n + 1, 1);
+    if (count == NULL) {
+        PyMem_Free(blocks);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (int u = 0; u < n; u++) {
+        /* Unwinding pops the except blocks on top down to the first try or
+           with block, whose handler it enters, or to the bottom.  Loops are
+           values on the stack, not blocks. */
+        for (blocks_t b = blocks[u]; b > 0; b = pop_kind(b)) {
+            int kind = top_kind(b);
+            if (kind == BLOCK_TRY || kind == BLOCK_WITH) {
+                break;
+            }
+            count[u] += kind == BLOCK_EXCEPT || kind == BLOCK_WITH_EXCEPT;
+        }
+    }
+    PyMem_Free(blocks);
+    return count;
 }
 
 static bool

@@ -809,6 +809,7 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events, bool
     map->after_start = -1;
     map->next = map->prev = NULL;
     map->yields_from = yields_from;
+    map->cleanups = NULL;
     map->n_omitted = omitted.n;
     map->omitted_events = 0;
     for (int i = 0; i < omitted.n; i++) {
@@ -965,6 +966,7 @@ shadow_dealloc(PyObject *self)
     PyMem_Free(map->shadow_start);
     PyMem_Free(map->sites);
     PyMem_Free(map->omitted);
+    PyMem_Free(map->cleanups);
     PyObject_Free(self);
 }
 
