@@ -413,5 +413,6 @@ class CodeMap:
                     end_col = None   # the value spans lines: from col on
             points.append(BranchPoint(offset, line, col, end_col, self._target[offset],
                                       self._following(offset) or offset + 2, meanings_of[op]))
+        bytecode.locate(self.code, points)
         self._points = points
         return points
