@@ -18,7 +18,8 @@ Each module gives the same small interface:
     format has no columns.
 ``locate(code, points)``
     gives the branch points of *code* that ``positions`` could not place
-    their columns (and 3.11's meanings) by other means, where it can.
+    their columns (and 3.11's meanings) by other means; False if it could
+    not.
 """
 
 import sys

@@ -51,6 +51,7 @@ _NONE_TESTS = {
 }
 # 3.11's MATCH_CLASS and MATCH_KEYS push None where 3.10's push False.
 _MATCHES_NONE = frozenset({"MATCH_CLASS", "MATCH_KEYS"})
+_COMPARES = frozenset({"COMPARE_OP", "IS_OP", "CONTAINS_OP"})
 _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 _COMPREHENSION_NAMES = frozenset({"<listcomp>", "<setcomp>", "<dictcomp>", "<genexpr>"})
 # Statements whose own instructions hold a branch: one of each kind a line.
@@ -77,7 +78,9 @@ def _placed(node: ast.AST) -> Tuple[Position, int]:
     """Where 3.11 places the last instruction of *node*, and the line 3.10
     gives it.  Both compilers give an attribute's load, and a method call,
     the line where the attribute's name is; 3.11 starts its columns there."""
-    attribute = node if isinstance(node, ast.Attribute) else _method(node)
+    attribute = _method(node)
+    if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
+        attribute = node
     where = _position(node)
     if attribute is None:
         return where, node.lineno
@@ -101,29 +104,38 @@ def _is_none_test(node: ast.AST) -> bool:
             and node.comparators[0].value is None)
 
 
-def _tested(tree: ast.AST) -> List[Tuple[ast.AST, Optional[ast.AST]]]:
+def _tested(tree: ast.AST, filter_compares: bool) -> List[Tuple[ast.AST, Optional[ast.AST]]]:
     """The nodes whose value a branch instruction can test, in no order
     (some twice): what 3.10's ``compiler_jump_if`` reaches through ``not``,
     ``and``/``or`` and conditional expressions, the operands of ``and``/``or``
     in a value, the left side of ``x is None``, match patterns; and with
-    each comprehension's element (or key), the comprehension, whose code
-    object it tells apart from others of the same line (the comprehension
-    itself is not renumbered: ``return [...]`` would get a ``NOP``)."""
+    each comprehension's first target, the comprehension, whose code object
+    it tells apart from others of the same line (the comprehension itself
+    is not renumbered: ``return [...]`` would get a ``NOP``, and its code
+    object would be on its new line).
+
+    With *filter_compares*, comparisons in a comprehension's conditions are
+    not renumbered: 3.10 gives the instructions after such a condition
+    (no line of their own) its line, and a jump from an earlier condition
+    to them is then no longer threaded past them.  Their last operand is,
+    paired with the comparison."""
     found: List[Tuple[ast.AST, Optional[ast.AST]]] = []
     # and/or reached as a condition: not also an and/or in a value.
     conditions = set()
 
-    def test(node: ast.AST) -> None:
+    def test(node: ast.AST, filtered: bool = False) -> None:
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
-            test(node.operand)
+            test(node.operand, filtered)
         elif isinstance(node, ast.BoolOp):
             conditions.add(id(node))
             for operand in node.values:
-                test(operand)
+                test(operand, filtered)
         elif isinstance(node, ast.IfExp):
-            test(node.test)
-            test(node.body)
-            test(node.orelse)
+            test(node.test, filtered)
+            test(node.body, filtered)
+            test(node.orelse, filtered)
+        elif filtered and isinstance(node, ast.Compare):
+            found.append((node.comparators[-1], node))
         else:
             computed(node, True)
 
@@ -158,9 +170,9 @@ def _tested(tree: ast.AST) -> List[Tuple[ast.AST, Optional[ast.AST]]]:
                 computed(operand, False)
         elif isinstance(node, ast.comprehension):
             for condition in node.ifs:
-                test(condition)
+                test(condition, filter_compares)
         elif isinstance(node, _COMPREHENSIONS):
-            found.append((node.key if isinstance(node, ast.DictComp) else node.elt, node))
+            found.append((node.generators[0].target, node))
         elif isinstance(node, ast.pattern) and not isinstance(node, ast.MatchMapping):
             # A mapping pattern renumbered keeps a NOP before its keys.
             found.append((node, None))
@@ -172,7 +184,7 @@ def _tested(tree: ast.AST) -> List[Tuple[ast.AST, Optional[ast.AST]]]:
 class _Source:
     """One file compiled with its tested nodes renumbered."""
 
-    def __init__(self, source: bytes, filename: str) -> None:
+    def __init__(self, source: bytes, filename: str, filter_compares: bool) -> None:
         tree = ast.parse(source, filename)
         self.statements: Dict[Tuple[int, str], Position] = {}
         last = 0
@@ -189,21 +201,24 @@ class _Source:
         self.nodes: List[Position] = []
         #: The line 3.10 gives each node's last instruction.
         self.lines: List[int] = []
-        #: The comprehension of each element's node number.
+        #: The comprehension, or the comparison, paired with a node's number.
         self.comprehension: Dict[int, Position] = {}
+        self.comparison: Dict[int, Position] = {}
         number: Dict[int, int] = {}
         renumbered = []
         # Every position is read before any node is renumbered: a
         # comprehension can be one too.
-        for node, comprehension in _tested(tree):
+        for node, owner in _tested(tree, filter_compares):
             if id(node) not in number:
                 number[id(node)] = len(self.nodes)
                 where, line = _placed(node)
                 self.nodes.append(where)
                 self.lines.append(line)
                 renumbered.append(node)
-            if comprehension is not None:
-                self.comprehension[number[id(node)]] = _position(comprehension)
+            if isinstance(owner, ast.Compare):
+                self.comparison[number[id(node)]] = _position(owner)
+            elif owner is not None:
+                self.comprehension[number[id(node)]] = _position(owner)
         for node in renumbered:
             _renumber(node, self.base + number[id(node)])
         top = compile(tree, filename, "exec", dont_inherit=True)
@@ -248,24 +263,30 @@ def _unit_lines(code: types.CodeType) -> List[Optional[int]]:
 
 
 @functools.lru_cache(maxsize=32)
-def _source(filename: str) -> Optional[_Source]:
+def _source(filename: str, filter_compares: bool) -> Optional[_Source]:
     try:
         with open(filename, "rb") as stream:
-            return _Source(stream.read(), filename)
+            return _Source(stream.read(), filename, filter_compares)
     except (OSError, SyntaxError, ValueError):
         return None
 
 
-def locate(code: types.CodeType, points: Sequence) -> None:
+def locate(code: types.CodeType, points: Sequence) -> bool:
     """Give each :class:`~lowimpact.tools.cover.arcs.BranchPoint` of *code*
-    (in offset order) the columns, and meanings, 3.11 gives it; leave those
-    of a code object whose columns cannot be recovered as they are."""
+    (in offset order) the columns, and meanings, 3.11 gives it; False,
+    leaving them as they are, where the columns cannot be recovered."""
     if not points:
-        return
-    source = _source(code.co_filename)
-    units = source.units(code) if source is not None else None
-    if units is None:
-        return
+        return True
+    # The comparisons of comprehensions' conditions keep their columns
+    # unless that changes the code; the rest is the same either way.
+    for filter_compares in (False, True):
+        source = _source(code.co_filename, filter_compares)
+        units = source.units(code) if source is not None else None
+        if units is not None:
+            break
+    else:
+        return False
+    assert source is not None
     found = [ins for ins in dis.get_instructions(code) if ins.opname != "EXTENDED_ARG"]
     index = {ins.offset: i for i, ins in enumerate(found)}
     for point in points:
@@ -296,7 +317,11 @@ def locate(code: types.CodeType, points: Sequence) -> None:
             elif before.opname in _MATCHES_NONE and name == "POP_JUMP_IF_FALSE":
                 point.meanings = ("None", "not None")
             where = source.position(units[before.offset >> 1])
+            if where is None and before.opname in _COMPARES and i >= 2:
+                # A comparison left as it was: placed by its last operand.
+                where = source.comparison.get(units[found[i - 2].offset >> 1])  # type: ignore
         if where is None or where[0] != point.line:
             continue
         point.col = where[2]
         point.end_col = where[3] if where[1] == where[0] else None
+    return True
