@@ -54,6 +54,12 @@ _MATCHES_NONE = frozenset({"MATCH_CLASS", "MATCH_KEYS"})
 _COMPARES = frozenset({"COMPARE_OP", "IS_OP", "CONTAINS_OP"})
 _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 _COMPREHENSION_NAMES = frozenset({"<listcomp>", "<setcomp>", "<dictcomp>", "<genexpr>"})
+# The nodes that hold tested nodes (a mapping pattern renumbered keeps a NOP
+# before its keys: left as it is).
+_HOLDERS = frozenset({
+    ast.If, ast.While, ast.Assert, ast.IfExp, ast.BoolOp, ast.comprehension, *_COMPREHENSIONS,
+    ast.match_case, ast.MatchValue, ast.MatchSingleton, ast.MatchSequence, ast.MatchStar,
+    ast.MatchClass, ast.MatchAs, ast.MatchOr})
 # Statements whose own instructions hold a branch: one of each kind a line.
 _STATEMENTS = {ast.For: "FOR_ITER", ast.With: "WITH_EXCEPT_START",
                ast.AsyncWith: "WITH_EXCEPT_START", ast.ExceptHandler: "JUMP_IF_NOT_EXC_MATCH"}
@@ -104,7 +110,23 @@ def _is_none_test(node: ast.AST) -> bool:
             and node.comparators[0].value is None)
 
 
-def _tested(tree: ast.AST, filter_compares: bool) -> List[Tuple[ast.AST, Optional[ast.AST]]]:
+def _nodes(tree: ast.AST) -> List[ast.AST]:
+    """Every node of *tree*, breadth first (``ast.walk``'s order, faster)."""
+    nodes = [tree]
+    append = nodes.append
+    for node in nodes:  # grows as it goes
+        for field in node._fields:
+            value = getattr(node, field, None)
+            if value.__class__ is list:
+                for item in value:
+                    if isinstance(item, ast.AST):
+                        append(item)
+            elif isinstance(value, ast.AST) and field != "ctx":  # Load/Store: no lines
+                append(value)
+    return nodes
+
+
+def _tested(nodes: List[ast.AST], filter_compares: bool) -> List[Tuple[ast.AST, Optional[ast.AST]]]:
     """The nodes whose value a branch instruction can test, in no order
     (some twice): what 3.10's ``compiler_jump_if`` reaches through ``not``,
     ``and``/``or`` and conditional expressions, the operands of ``and``/``or``
@@ -162,7 +184,9 @@ def _tested(tree: ast.AST, filter_compares: bool) -> List[Tuple[ast.AST, Optiona
             found.append((node.left, None))  # type: ignore[attr-defined]
 
     # Breadth first: a condition is met before the and/or in it.
-    for node in ast.walk(tree):
+    for node in nodes:
+        if type(node) not in _HOLDERS:
+            continue
         if isinstance(node, (ast.If, ast.While, ast.Assert, ast.IfExp)):
             test(node.test)
         elif isinstance(node, ast.BoolOp) and id(node) not in conditions:
@@ -173,8 +197,7 @@ def _tested(tree: ast.AST, filter_compares: bool) -> List[Tuple[ast.AST, Optiona
                 test(condition, filter_compares)
         elif isinstance(node, _COMPREHENSIONS):
             found.append((node.generators[0].target, node))
-        elif isinstance(node, ast.pattern) and not isinstance(node, ast.MatchMapping):
-            # A mapping pattern renumbered keeps a NOP before its keys.
+        elif isinstance(node, ast.pattern):
             found.append((node, None))
         elif isinstance(node, ast.match_case) and node.guard is not None:
             test(node.guard)
@@ -186,9 +209,10 @@ class _Source:
 
     def __init__(self, source: bytes, filename: str, filter_compares: bool) -> None:
         tree = ast.parse(source, filename)
+        nodes = _nodes(tree)
         self.statements: Dict[Tuple[int, str], Position] = {}
         last = 0
-        for node in ast.walk(tree):
+        for node in nodes:
             end = getattr(node, "end_lineno", None)
             if end is not None and end > last:
                 last = end
@@ -208,7 +232,7 @@ class _Source:
         renumbered = []
         # Every position is read before any node is renumbered: a
         # comprehension can be one too.
-        for node, owner in _tested(tree, filter_compares):
+        for node, owner in _tested(nodes, filter_compares):
             if id(node) not in number:
                 number[id(node)] = len(self.nodes)
                 where, line = _placed(node)
