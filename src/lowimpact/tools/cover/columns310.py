@@ -55,11 +55,13 @@ _COMPARES = frozenset({"COMPARE_OP", "IS_OP", "CONTAINS_OP"})
 _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 _COMPREHENSION_NAMES = frozenset({"<listcomp>", "<setcomp>", "<dictcomp>", "<genexpr>"})
 # The nodes that hold tested nodes (a mapping pattern renumbered keeps a NOP
-# before its keys: left as it is).
+# before its keys: left as it is).  No match statement before 3.10, where
+# this module is imported but not used.
 _HOLDERS = frozenset({
     ast.If, ast.While, ast.Assert, ast.IfExp, ast.BoolOp, ast.comprehension, *_COMPREHENSIONS,
-    ast.match_case, ast.MatchValue, ast.MatchSingleton, ast.MatchSequence, ast.MatchStar,
-    ast.MatchClass, ast.MatchAs, ast.MatchOr})
+    *(getattr(ast, name) for name in ("match_case", "MatchValue", "MatchSingleton",
+                                      "MatchSequence", "MatchStar", "MatchClass", "MatchAs",
+                                      "MatchOr") if hasattr(ast, name))})
 # Statements whose own instructions hold a branch: one of each kind a line.
 _STATEMENTS = {ast.For: "FOR_ITER", ast.With: "WITH_EXCEPT_START",
                ast.AsyncWith: "WITH_EXCEPT_START", ast.ExceptHandler: "JUMP_IF_NOT_EXC_MATCH"}
