@@ -44,14 +44,6 @@ GAPS_310 = {
         'conformance/test_fuzz.py::test_stream_with_events_changed_by_callbacks_matches_native',
         'conformance/test_fuzz.py::test_stream_with_events_changed_by_the_program_matches_native',
     ],
-    'cover subline on 3.10: 3.10 has no columns to tell the branch points of one line apart (their directions are merged)': [
-        'cover/test_subline.py::test_and_condition',
-        'cover/test_subline.py::test_columns_are_the_tested_values',
-        'cover/test_subline.py::test_conditional_expression',
-        'cover/test_subline.py::test_lone_conditional_expression',
-        'cover/test_subline.py::test_loop_condition_compiled_twice_is_one_point_each',
-        'cover/test_subline.py::test_text_report_lists_only_partly_run_lines',
-    ],
     '3.10 back end: first starts of a code object build its shadow and allocate (no pre-built shadows yet)': [
         'conformance/test_first_calls.py::test_first_calls_allocate_nothing_the_collector_counts',
         'engine/test_memory.py::test_code_with_a_loop_or_try_first_waits_for_its_first_call',

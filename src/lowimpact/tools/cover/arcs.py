@@ -204,6 +204,8 @@ class CodeMap:
         self._walk(raw)
         self._handlers: Optional[List[Tuple[int, int, int]]] = None
         self._points: Optional[List[BranchPoint]] = None
+        #: Whether some branch points have no columns where the format has none.
+        self.columns_unknown = False
 
     def _walk(self, raw: bytes) -> None:
         """One pass over the instructions (those ``dis.get_instructions``
@@ -413,5 +415,6 @@ class CodeMap:
                     end_col = None   # the value spans lines: from col on
             points.append(BranchPoint(offset, line, col, end_col, self._target[offset],
                                       self._following(offset) or offset + 2, meanings_of[op]))
+        self.columns_unknown = not bytecode.locate(self.code, points)
         self._points = points
         return points

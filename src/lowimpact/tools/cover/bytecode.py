@@ -16,13 +16,17 @@ Each module gives the same small interface:
 ``positions(code)``
     ``(line, end_line, col, end_col)`` of each code unit, or None where the
     format has no columns.
+``locate(code, points)``
+    gives the branch points of *code* that ``positions`` could not place
+    their columns (and 3.11's meanings) by other means; False if it could
+    not.
 """
 
 import sys
 
 if sys.version_info >= (3, 11):
-    from lowimpact.tools.cover.bytecode311 import BRANCHES, FALLS_THROUGH, handlers, positions
+    from lowimpact.tools.cover.bytecode311 import BRANCHES, FALLS_THROUGH, handlers, locate, positions
 else:
-    from lowimpact.tools.cover.bytecode310 import BRANCHES, FALLS_THROUGH, handlers, positions
+    from lowimpact.tools.cover.bytecode310 import BRANCHES, FALLS_THROUGH, handlers, locate, positions
 
-__all__ = ["BRANCHES", "FALLS_THROUGH", "handlers", "positions"]
+__all__ = ["BRANCHES", "FALLS_THROUGH", "handlers", "locate", "positions"]

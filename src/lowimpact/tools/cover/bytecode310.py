@@ -9,7 +9,8 @@ pushes an except-handler block, which catches nothing: ``POP_EXCEPT`` pops
 that one, and an exception raised meanwhile goes past it to the next
 handler), so a handler runs under the blocks its ``SETUP_*`` ran under.
 
-3.10 has no columns: branches inside a line are told apart by offset only.
+3.10 has no columns: :mod:`.columns310` recovers those of branch points
+from the source.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import dis
 import types
 from typing import Dict, List, Optional, Tuple
 
-__all__ = ["BRANCHES", "FALLS_THROUGH", "handlers", "positions"]
+from lowimpact.tools.cover.columns310 import locate
+
+__all__ = ["BRANCHES", "FALLS_THROUGH", "handlers", "locate", "positions"]
 
 FALLS_THROUGH = frozenset({"SETUP_FINALLY", "SETUP_WITH", "SETUP_ASYNC_WITH"})
 

@@ -513,6 +513,14 @@ class Measurement:
 
                     merge(all_points, file_points)
             file_points = all_points
+            unplaced = sorted({codes[key][1] for key, code_map in code_maps.items()
+                               if code_map.columns_unknown})
+            if unplaced:
+                cov._warn("No columns for some branch points of %s: their directions are "
+                          "merged per line in 'cover subline' (CPython 3.10 code has no "
+                          "columns, and this code is not its source compiled again)"
+                          % ", ".join(os.path.relpath(f) for f in unplaced),
+                          slug="subline-no-columns")
             cov._post_save_work()
             data.write()
             if self.branch:

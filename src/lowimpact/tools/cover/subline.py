@@ -15,9 +15,10 @@ those of the value tested (``"true"``/``"false"``, ``"None"``/``"not None"``,
 ``"next item"``/``"exhausted"``) and columns are 0-based UTF-8 offsets as in
 ``co_positions()`` (None where unknown).
 
-CPython 3.10 has no columns: every point has None there, so the points of
-one line are not told apart and count as one (their directions merged);
-nothing is invented in their place.
+CPython 3.10 has no columns: :mod:`.columns310` recovers them from the
+source when the data is saved.  Where it cannot (code that is not its
+source compiled again), the points of a code object have None there, and
+those of one line count as one (their directions merged).
 """
 
 from __future__ import annotations
@@ -158,10 +159,12 @@ def analyse(files: Dict[str, list], *, show_all: bool = False) -> Dict[str, Any]
 def format_text(report: Dict[str, Any]) -> str:
     """The report as text, one branch point a row under its line."""
     out: List[str] = []
+    unplaced = False
     for filename, entry in report["files"].items():
         for line, detail in entry["lines"].items():
             out.append("%s:%s  %s" % (os.path.relpath(filename), line, detail["source"]))
             for point in detail["branch_points"]:
+                unplaced = unplaced or point["col"] is None
                 where = "col %s-%s" % (
                     "?" if point["col"] is None else point["col"] + 1,
                     "" if point["end_col"] is None else point["end_col"],
@@ -171,6 +174,10 @@ def format_text(report: Dict[str, Any]) -> str:
                     for meaning, ran in point["directions"].items()
                 )
                 out.append("    %-12s %-24s %s" % (where, point["text"][:24], ways))
+    if unplaced:
+        out.append("col ?: a point without columns (its value is on another line, or CPython "
+                   "3.10 code that is not its source compiled again); on a line, the "
+                   "directions of such points are merged")
     totals = report["totals"]
     out.append(
         "%d lines with sub-line branches: %d of %d directions ran (%.1f%%)"
