@@ -495,6 +495,41 @@ arrive(PyThreadState *ts, li_reached *reached, PyFrameObject *f)
     return flow(ts, map, running, was, to, events & LI_FLOW_EVENTS);
 }
 
+/* A line event of reached frame `f` comes where the shadow it runs has an
+ * exception probe before its LINE probe (EXCEPTION_HANDLED at a handler,
+ * exc.c), which would run after it: the probe runs now, so that its events
+ * come first, as natively, and the frame goes on past it.  0, or -1 with
+ * an exception set. */
+static int
+probe_before_line(PyThreadState *ts, PyFrameObject *f)
+{
+    li_shadow *running = li_shadow_of(f->f_code);
+    int orig = running != NULL ? original_unit(f, running, f->f_lasti) : -1;
+    if (orig < 0) {
+        return 0;
+    }
+    for (int i = first_site(running, orig);
+         i < running->n_sites && running->sites[i]->orig == orig; i++)
+    {
+        li_site *s = running->sites[i];
+        if (s->unit == f->f_lasti && s->event == LI_EXCEPTION_HANDLED) {
+            f->f_lasti = s->unit + s->size;     /* (the interpreter goes on there) */
+            PyCodeObject *shadow = (PyCodeObject *)Py_NewRef(running->code);
+            /* The line the trace event gave the frame is the handler's;
+               the probe shows the line that raised. */
+            int line = f->f_lineno;
+            f->f_lineno = 0;
+            ts->tracing--;
+            int err = li_fire_exc(s);
+            ts->tracing++;
+            f->f_lineno = line;
+            Py_DECREF(shadow);
+            return err;
+        }
+    }
+    return 0;
+}
+
 /* The exception in flight in reached frame `f` is `value`, raised at
  * original unit `unit`. */
 static void
@@ -778,6 +813,9 @@ running_trace(PyObject *obj, PyFrameObject *f, int what, PyObject *arg)
     }
     else {
         reached->lined = false;     /* the line event had it */
+    }
+    if (err == 0 && what == PyTrace_LINE) {
+        err = probe_before_line(ts, f);
     }
     /* Callbacks may have moved or ended what `reached` points to. */
     if (err == 0 && (reached = find_reached(runner_of(ts), f)) != NULL) {

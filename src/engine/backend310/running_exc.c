@@ -62,8 +62,17 @@ li_reached_handled(PyThreadState *ts, PyFrameObject *f, PyCodeObject *original, 
     info->exc_type = slots[2];
     info->exc_value = slots[1];
     info->exc_traceback = slots[0];
+    /* ... and the frame where it raised (b_handler), not on the line the
+       trace event gave it. */
+    int lasti = f->f_lasti, line = f->f_lineno;
+    if (b->b_handler >= 0 && 2 * b->b_handler < PyBytes_GET_SIZE(f->f_code->co_code)) {
+        f->f_lasti = b->b_handler;
+        f->f_lineno = 0;
+    }
     PyObject *value = Py_NewRef(slots[4]);
     int err = li_reached_deliver(ts, LI_EXCEPTION_HANDLED, original, unit, value);
+    f->f_lasti = lasti;
+    f->f_lineno = line;
     info->exc_type = shown[0];
     info->exc_value = shown[1];
     info->exc_traceback = shown[2];
