@@ -284,10 +284,10 @@ instruction_start(PyFrameObject *f, li_shadow *running, li_shadow *map)
 #define LI_EXIT_EVENTS (LI_EVENT_BIT(LI_PY_RETURN) | LI_EVENT_BIT(LI_PY_YIELD))
 #define LI_FLOW_EVENTS (LI_EVENT_BIT(LI_JUMP) | LI_EVENT_BIT(LI_BRANCH))
 #define LI_NO_OPCODES (LI_LINE_EVENTS | LI_EXIT_EVENTS | LI_EVENT_BIT(LI_RAISE))
-/* A frame that runs has started; STOP_ITERATION's probes stand where no
- * trace event of the original marks (a generator's return into a for loop
- * or a YIELD_FROM). */
-#define LI_NOT_REACHED (LI_EVENT_BIT(LI_PY_START) | LI_EVENT_BIT(LI_STOP_ITERATION))
+/* A frame that runs has started.  (STOP_ITERATION: reached frames get
+ * YIELD_FROM's, not the one a for loop's generator gives as it returns,
+ * which nothing of the original marks.) */
+#define LI_NOT_REACHED LI_EVENT_BIT(LI_PY_START)
 /* The exception events running_exc.c delivers. */
 #define LI_REACHED_EXC_EVENTS (LI_EVENT_BIT(LI_RAISE) | LI_EVENT_BIT(LI_RERAISE) | \
                                LI_EVENT_BIT(LI_EXCEPTION_HANDLED) | \
@@ -436,19 +436,20 @@ exc_events(li_shadow *running)
     return events;
 }
 
-/* JUMP or BRANCH (among `events`) of original instruction `from` of the
- * code of shadow `map`, which went on at original instruction `to`: the
- * probe of `map` with that destination.  0, or -1 with an exception set. */
+/* Fires the probe of `map` for one of `events` at original unit `orig`
+ * (JUMP and BRANCH: the one whose destination is original unit `dest`),
+ * with `value` (STOP_ITERATION's), unless shadow `running` runs one there.
+ * 0, or -1 with an exception set. */
 static int
-flow(PyThreadState *ts, li_shadow *map, li_shadow *running, int from, int to,
-     li_event_set events)
+fire_at(PyThreadState *ts, li_shadow *map, li_shadow *running, int orig, li_event_set events,
+        int dest, PyObject *value)
 {
-    int op = opcode_unit(map->original, from);
     li_site *s = NULL;
-    for (int i = first_site(map, op); i < map->n_sites && map->sites[i]->orig == op; i++) {
+    for (int i = first_site(map, orig); i < map->n_sites && map->sites[i]->orig == orig; i++) {
         li_site *site = map->sites[i];
-        if ((events & LI_EVENT_BIT(site->event)) && site->armed && site->dest != NULL &&
-            PyLong_AsLong(site->dest) == 2L * to && !runs_probe(running, site->event, op))
+        if ((events & LI_EVENT_BIT(site->event)) && site->armed &&
+            (site->dest == NULL || PyLong_AsLong(site->dest) == 2L * dest) &&
+            !runs_probe(running, site->event, orig))
         {
             s = site;
             break;
@@ -459,7 +460,7 @@ flow(PyThreadState *ts, li_shadow *map, li_shadow *running, int from, int to,
     }
     PyCodeObject *shadow = (PyCodeObject *)Py_NewRef(map->code);
     ts->tracing--;
-    int err = li_site_fire(s, NULL);
+    int err = li_site_fire(s, value);
     ts->tracing++;
     Py_DECREF(shadow);
     return err;
@@ -489,10 +490,22 @@ arrive(PyThreadState *ts, li_reached *reached, PyFrameObject *f)
     }
     int was = original_unit(f, running, from);
     /* (Units of one instruction in a shadow: its probes, then itself.) */
-    if (was < 0 || (was == to && unit > from) || (events & LI_FLOW_EVENTS) == 0) {
+    if (was < 0 || (was == to && unit > from)) {
         return 0;
     }
-    return flow(ts, map, running, was, to, events & LI_FLOW_EVENTS);
+    int op = opcode_unit(map->original, was);
+    const _Py_CODEUNIT *units = (const _Py_CODEUNIT *)PyBytes_AS_STRING(map->original->co_code);
+    if (_Py_OPCODE(units[op]) != YIELD_FROM) {
+        return events & LI_FLOW_EVENTS
+               ? fire_at(ts, map, running, op, events & LI_FLOW_EVENTS, to, NULL) : 0;
+    }
+    /* Its delegate returned: the value is on top of the stack (the trace
+       event set f_stackdepth). */
+    if ((events & LI_EVENT_BIT(LI_STOP_ITERATION)) && to == op + 1 && f->f_stackdepth > 0) {
+        return fire_at(ts, map, running, to, LI_EVENT_BIT(LI_STOP_ITERATION), -1,
+                       f->f_valuestack[f->f_stackdepth - 1]);
+    }
+    return 0;
 }
 
 /* A line event of reached frame `f` comes where the shadow it runs has an
@@ -896,8 +909,10 @@ sync_thread(PyThreadState *ts)
             err = -1;
             break;
         }
+        /* (Its next instruction event comes from the one it is at.) */
         frames[n++] = (li_reached){.frame = (PyFrameObject *)Py_NewRef(f), .line = -1,
-                                   .opcodes = (events & ~LI_NO_OPCODES) != 0, .at = -1};
+                                   .opcodes = (events & ~LI_NO_OPCODES) != 0,
+                                   .at = f->f_lasti};
     }
     li_runner *r = runner_of(ts);
     for (int k = 0; k < n; k++) {
