@@ -29,19 +29,6 @@ elif sys.version_info[:2] >= (3, 12):
 # functions, every parametrization): expected to fail there, with the
 # missing feature as the reason; an xfail that passes is reported (XPASS).
 GAPS_310 = {
-    '3.10 back end: a frame already running when events come (reached through the trace hook, on its original code) gets LINE, INSTRUCTION, CALL and its exit, not JUMP, BRANCH, RAISE, EXCEPTION_HANDLED or PY_UNWIND (running.c)': [
-        'conformance/test_live_frames.py::test_exception_from_the_call_the_frame_waits_in',
-        'conformance/test_update_later.py::test_handled_in_a_caller_after_its_callee_turned_events_on',
-        'conformance/test_live_frames.py::test_events_added_by_a_line_callback_reach_the_running_frame[BRANCH+JUMP+INSTRUCTION+PY_RETURN]',
-        'conformance/test_running_code.py::test_loop_in_another_thread_gets_branch_events',
-        'conformance/test_live_frames.py::test_events_added_by_a_line_callback_reach_the_running_frame[BRANCH+JUMP]',
-        'conformance/test_fuzz.py::test_live_regression_matches_native[call_into_c_raises]',
-        'conformance/test_fuzz.py::test_live_regression_matches_native[call_into_c_raises_unhandled]',
-        'conformance/test_fuzz.py::test_live_regression_matches_native[call_into_c_raises_through_finally]',
-        'clients/test_monitoring_debugger.py::test_session[exception_stepped_through_frames]',
-        'clients/test_monitoring_debugger.py::test_session[exception_next_and_return]',
-        'debug/test_oracle.py::test_session_as_pdb[next-coroutines]',
-    ],
     "white-box test of the 3.11 back end's shadows, trampolines and counters (3.10's back end keeps other books)": [
         'engine/test_shadows.py::test_every_shadow_of_module_is_consistent',
         'engine/test_shadows.py::test_shadows_of_one_event_at_a_time',
@@ -50,6 +37,7 @@ GAPS_310 = {
         'conformance/test_fuzz.py::test_event_stream_matches_native',
         'conformance/test_fuzz.py::test_stream_with_events_changed_by_callbacks_matches_native',
         'conformance/test_fuzz.py::test_stream_with_events_changed_by_the_program_matches_native',
+        'conformance/test_fuzz.py::test_live_regression_matches_native[call_into_c_raises_through_finally]',
     ],
     "CPython 3.12's Lib/test/test_monitoring.py is not 3.10 syntax (except* at its line 1403, 3.11+): 3.10 cannot load the file": [
         'clients/test_cpython_monitoring.py::test_cpython_test_monitoring',
