@@ -477,6 +477,12 @@ arrive(PyThreadState *ts, li_reached *reached, PyFrameObject *f)
     bool unwound = reached->unwinding;
     reached->at = unit;
     reached->unwinding = false;
+    if (unwound) {
+        /* Caught: any exit by exception comes after another exception
+           event or re-raise, which keep() the exception that leaves.
+           (Letting it go may run code, which may move `reached`.) */
+        Py_CLEAR(reached->exc);
+    }
     li_shadow *map = NULL;
     li_event_set events = missed(f, &map);
     li_shadow *running = li_shadow_of(f->f_code);
@@ -544,7 +550,8 @@ probe_before_line(PyThreadState *ts, PyFrameObject *f)
 }
 
 /* The exception in flight in reached frame `f` is `value`, raised at
- * original unit `unit`. */
+ * original unit `unit`.  (Letting the one before go may run code, which may
+ * move `reached`.) */
 static void
 keep(li_reached *reached, PyObject *value, int unit)
 {
@@ -553,9 +560,7 @@ keep(li_reached *reached, PyObject *value, int unit)
     reached->exc_unit = unit;
     reached->unwinding = true;
     reached->at = -1;
-    if (old != NULL) {
-        drop(old);
-    }
+    Py_XDECREF(old);
 }
 
 /* The exception the thread has set now is what reached frame `f` goes on
@@ -637,13 +642,15 @@ reraise(PyThreadState *ts, li_reached *reached, PyFrameObject *f)
     if (value == NULL) {
         return 0;
     }
-    int unit = opcode_unit(map->original, start);
-    keep(reached, value, unit);
-    if (!(exc_events(running) & LI_EVENT_BIT(LI_RERAISE))) {
-        return 0;
-    }
     PyCodeObject *original = (PyCodeObject *)Py_NewRef(map->original);
-    int err = li_reached_deliver(ts, LI_RERAISE, original, unit, reached->exc);
+    int unit = opcode_unit(original, start);
+    Py_INCREF(value);
+    keep(reached, value, unit);
+    int err = 0;
+    if (exc_events(running) & LI_EVENT_BIT(LI_RERAISE)) {
+        err = li_reached_deliver(ts, LI_RERAISE, original, unit, value);
+    }
+    Py_DECREF(value);
     Py_DECREF(original);
     return err;
 }
