@@ -272,9 +272,9 @@ PyObject *li_exc_wrap(li_site *s, PyObject *it);
 /* The frame `f` of `code` exits with the exception set: RAISE (unless a
  * re-raise), PY_UNWIND.  The exception set is what leaves it. */
 void li_exc_frame_exit(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code);
-/* running.c reported the exit of `f` with exception `value` (it ran
- * unevaluated by hook.c, or on a shadow without exception probes): the
- * next li_exc_frame_exit() of it reports nothing. */
+/* running.c reported the exit of reached frame `f` with exception `value`
+ * (hook.c may not evaluate it): the li_exc_frame_exit() of that exit, if
+ * any comes, reports nothing. */
 void li_exc_exit_reported(PyFrameObject *f, PyObject *value);
 static inline bool
 li_exc_exit_wanted(void)

@@ -8,8 +8,11 @@
  * trace hook: while a thread has reached frames, its c_tracefunc is
  * running_trace(), which, for those frames only, delivers the probes of
  * that shadow at the frame's line events (LINE), return event (PY_RETURN,
- * PY_YIELD) and, where it needs others (CALL), opcode events, which it asks
- * for (f_trace_opcodes), as if the frame ran the shadow.
+ * PY_YIELD) and, where it needs others (CALL, INSTRUCTION; JUMP, BRANCH and
+ * STOP_ITERATION at the instruction after the one they leave), opcode
+ * events, which it asks for (f_trace_opcodes), as if the frame ran the
+ * shadow; and the exception events from the trace events that show them
+ * (running_exc.c).
  * Frames started meanwhile go through the evaluation function, which
  * starts them with use_tracing off (unless a trace or profile function of
  * the user's wants it), so they run their shadow at its usual cost; only
