@@ -29,20 +29,9 @@ elif sys.version_info[:2] >= (3, 12):
 # functions, every parametrization): expected to fail there, with the
 # missing feature as the reason; an xfail that passes is reported (XPASS).
 GAPS_310 = {
-    '3.10 back end: a frame already running when events come (reached through the trace hook, on its original code) gets LINE, INSTRUCTION, CALL and its exit, not JUMP, BRANCH, RAISE, EXCEPTION_HANDLED or PY_UNWIND (running.c)': [
-        'conformance/test_live_frames.py::test_exception_from_the_call_the_frame_waits_in',
-        'conformance/test_update_later.py::test_handled_in_a_caller_after_its_callee_turned_events_on',
-        'conformance/test_live_frames.py::test_events_added_by_a_line_callback_reach_the_running_frame[BRANCH+JUMP+INSTRUCTION+PY_RETURN]',
-        'conformance/test_running_code.py::test_loop_in_another_thread_gets_branch_events',
-        'conformance/test_live_frames.py::test_events_added_by_a_line_callback_reach_the_running_frame[BRANCH+JUMP]',
-        'conformance/test_fuzz.py::test_live_regression_matches_native[call_into_c_raises]',
-        'conformance/test_fuzz.py::test_live_regression_matches_native[call_into_c_raises_unhandled]',
-        'conformance/test_fuzz.py::test_live_regression_matches_native[call_into_c_raises_through_finally]',
-        'clients/test_monitoring_debugger.py::test_session[exception_stepped_through_frames]',
-        'clients/test_monitoring_debugger.py::test_session[exception_next_and_return]',
-        'debug/test_oracle.py::test_session_as_pdb[next-coroutines]',
+    '3.10 back end, after merging reached frames and cleanup handlers (to be classified)': [
         'conformance/test_fuzz.py::test_stream_with_events_changed_by_callbacks_matches_native',
-        'conformance/test_fuzz.py::test_stream_with_events_changed_by_the_program_matches_native',
+        'conformance/test_fuzz.py::test_live_regression_matches_native[call_into_c_raises_through_finally]',
     ],
     '3.10 back end: first starts of a code object build its shadow and allocate (no pre-built shadows yet)': [
         'conformance/test_first_calls.py::test_first_calls_allocate_nothing_the_collector_counts',

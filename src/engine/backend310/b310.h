@@ -257,6 +257,12 @@ li_sets_up_handler(int opcode)
  * YIELD_FROM's, RERAISE.) */
 int li_exc_probe_before_line(li_event_set events, int opcode, int prev_opcode, bool handler);
 int li_exc_probe_after_line(li_event_set events, int opcode, int oparg);
+/* The exception a handler of `f` was just entered with: the slots of the
+ * EXCEPT_HANDLER block on top (b_level: traceback, value, type handled
+ * before; then the same of the exception in flight), and that block in
+ * *block.  NULL if the block stack is not so (bytecode the compiler did not
+ * make). */
+PyObject **li_exc_handler_slots(PyFrameObject *f, PyTryBlock **block);
 /* `want` without the exception events `code` has no probes for. */
 li_event_set li_exc_needed(PyCodeObject *code, li_event_set want);
 /* The probes of a handler and of a re-raise.  0, or -1 with an exception. */
@@ -269,6 +275,10 @@ PyObject *li_exc_wrap(li_site *s, PyObject *it);
 /* The frame `f` of `code` exits with the exception set: RAISE (unless a
  * re-raise), PY_UNWIND.  The exception set is what leaves it. */
 void li_exc_frame_exit(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code);
+/* running.c reported the exit of reached frame `f` with exception `value`
+ * (hook.c may not evaluate it): the li_exc_frame_exit() of that exit, if
+ * any comes, reports nothing. */
+void li_exc_exit_reported(PyFrameObject *f, PyObject *value);
 static inline bool
 li_exc_exit_wanted(void)
 {
@@ -305,6 +315,21 @@ bool li_running_user_hooks(PyThreadState *ts);
 /* Evaluates a frame of a thread that has such frames. */
 PyObject *li_running_eval(PyThreadState *ts, PyFrameObject *f, int throwflag,
                           li_evaluator evaluate);
+
+/* ---- running_exc.c ---- */
+
+/* Delivers exception event `event` of `value` at original unit `unit` of
+ * `original` to the tools that want it, from a trace event of the thread.
+ * 0, or -1 with the callback's exception set. */
+int li_reached_deliver(PyThreadState *ts, int event, PyCodeObject *original, int unit,
+                       PyObject *value);
+/* EXCEPTION_HANDLED at original unit `unit`, where unwinding just brought
+ * `f` into a handler (nothing if it is not one).  0, or -1. */
+int li_reached_handled(PyThreadState *ts, PyFrameObject *f, PyCodeObject *original, int unit);
+/* The exception that instruction (opcode, oparg), which `f` is about to
+ * run, raises again without passing the error label; NULL if it does not.
+ * Borrowed. */
+PyObject *li_reached_reraises(PyThreadState *ts, PyFrameObject *f, int opcode, int oparg);
 
 /* ---- rearm.c ---- */
 

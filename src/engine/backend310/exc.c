@@ -248,12 +248,8 @@ frame_of(PyThreadState *ts, li_shadow *map)
     return f != NULL && f->f_code == map->code ? f : NULL;
 }
 
-/* The exception a handler of `f` was just entered with: the slots of the
- * EXCEPT_HANDLER block on top (b_level: traceback, value, type handled
- * before; then the same of the exception in flight).  NULL if the block
- * stack is not so (bytecode the compiler did not make). */
-static PyObject **
-handler_slots(PyFrameObject *f, PyTryBlock **block)
+PyObject **
+li_exc_handler_slots(PyFrameObject *f, PyTryBlock **block)
 {
     if (f->f_iblock <= 0) {
         return NULL;
@@ -281,7 +277,7 @@ fire_handled(PyThreadState *ts, li_site *s)
     li_shadow *map = s->shadow;
     PyFrameObject *f = frame_of(ts, map);
     PyTryBlock *b;
-    PyObject **slots = f != NULL ? handler_slots(f, &b) : NULL;
+    PyObject **slots = f != NULL ? li_exc_handler_slots(f, &b) : NULL;
     if (slots == NULL) {
         return 0;
     }
@@ -371,7 +367,7 @@ fire_reraise(PyThreadState *ts, li_site *s)
     }
     else {
         PyTryBlock *b;
-        PyObject **slots = handler_slots(f, &b);
+        PyObject **slots = li_exc_handler_slots(f, &b);
         if (slots == NULL) {
             return 0;
         }
@@ -611,6 +607,20 @@ is_generator_code(PyCodeObject *code)
     return (code->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)) != 0;
 }
 
+/* A frame whose exit running.c reported, and the exception it left with
+ * (borrowed, compared only: the exception keeps the frame alive). */
+static _Thread_local struct {
+    PyFrameObject *frame;
+    PyObject *value;
+} reported;
+
+void
+li_exc_exit_reported(PyFrameObject *f, PyObject *value)
+{
+    reported.frame = f;
+    reported.value = value;
+}
+
 void
 li_exc_frame_exit(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code)
 {
@@ -620,6 +630,12 @@ li_exc_frame_exit(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code)
         return;
     }
     PyErr_NormalizeException(&e.type, &e.value, &e.tb);
+    bool done = reported.frame == f && reported.value == e.value;
+    reported.frame = NULL;
+    if (done) {
+        PyErr_Restore(e.type, e.value, e.tb);
+        return;
+    }
     /* 3.10 stores the traceback in the exception only as a handler takes
        it; natively callbacks find it there (debuggers read it at
        PY_UNWIND to tell an uncaught exception). */

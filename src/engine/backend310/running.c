@@ -8,8 +8,11 @@
  * trace hook: while a thread has reached frames, its c_tracefunc is
  * running_trace(), which, for those frames only, delivers the probes of
  * that shadow at the frame's line events (LINE), return event (PY_RETURN,
- * PY_YIELD) and, where it needs others (CALL), opcode events, which it asks
- * for (f_trace_opcodes), as if the frame ran the shadow.
+ * PY_YIELD) and, where it needs others (CALL, INSTRUCTION; JUMP, BRANCH and
+ * STOP_ITERATION at the instruction after the one they leave), opcode
+ * events, which it asks for (f_trace_opcodes), as if the frame ran the
+ * shadow; and the exception events from the trace events that show them
+ * (running_exc.c).
  * Frames started meanwhile go through the evaluation function, which
  * starts them with use_tracing off (unless a trace or profile function of
  * the user's wants it), so they run their shadow at its usual cost; only
@@ -41,6 +44,17 @@ typedef struct {
     int line;               /* the line of its last line event */
     bool opcodes;           /* it needs opcode events (see reach()) */
     bool user_opcodes;      /* f_trace_opcodes as the user had it */
+    /* The unit (of the code it runs) of its last line or opcode event, -1
+       if none since it was reached or since an exception (arrive()), and
+       whether that event was a line event, which an opcode event at the
+       same instruction follows. */
+    int at;
+    bool lined;
+    /* An exception left the instruction it was at: its next instruction
+       is in a handler (running_exc.c). */
+    bool unwinding;
+    PyObject *exc;          /* owned: the exception last raised in it, or NULL */
+    int exc_unit;           /* the original unit that raised it */
 } li_reached;
 
 typedef struct {
@@ -64,19 +78,31 @@ int li_running_threads;
 /* Threads whose hooks running_trace() put aside (step_aside()). */
 int li_running_aside;
 
-/* Frames whose references are to be let go (owned; a PyMem array). */
-static PyFrameObject **dropped;
+/* Frames (and exceptions) whose references are to be let go (owned; a
+ * PyMem array). */
+static PyObject **dropped;
 static int n_dropped, cap_dropped;
 
-/* Lets `f` go later (or never, if there is no memory to remember it). */
+/* Lets `o` go later (or never, if there is no memory to remember it). */
 static void
-drop(PyFrameObject *f)
+drop(void *o)
 {
-    if (li_reserve((void **)&dropped, &cap_dropped, n_dropped, sizeof(PyFrameObject *), 8) < 0) {
+    if (li_reserve((void **)&dropped, &cap_dropped, n_dropped, sizeof(PyObject *), 8) < 0) {
         PyErr_Clear();
         return;
     }
-    dropped[n_dropped++] = f;
+    dropped[n_dropped++] = o;
+}
+
+/* Lets the references of entry `e` go. */
+static void
+forget(li_reached *e)
+{
+    drop(e->frame);
+    if (e->exc != NULL) {
+        drop(e->exc);
+        e->exc = NULL;
+    }
 }
 
 /* Lets the dropped frames go: their ends may run code that changes events. */
@@ -84,7 +110,7 @@ static void
 let_go(void)
 {
     while (n_dropped > 0) {
-        PyFrameObject **frames = dropped;
+        PyObject **frames = dropped;
         int n = n_dropped;
         dropped = NULL;
         n_dropped = cap_dropped = 0;
@@ -97,6 +123,14 @@ let_go(void)
 
 static int running_trace(PyObject *obj, PyFrameObject *f, int what, PyObject *arg);
 static int running_profile(PyObject *obj, PyFrameObject *f, int what, PyObject *arg);
+
+/* Whether `f` runs: executes, or unwinds an exception (3.10 calls the
+ * trace function at an exception with the frame unwinding already). */
+static bool
+is_running(PyFrameObject *f)
+{
+    return f->f_state == FRAME_EXECUTING || f->f_state == FRAME_UNWINDING;
+}
 
 static li_runner *
 runner_of(PyThreadState *ts)
@@ -181,7 +215,7 @@ step_back(int i)
         ts->cframe->use_tracing = ts->c_tracefunc != NULL || ts->c_profilefunc != NULL;
     }
     for (int k = 0; k < r->n; k++) {
-        drop(r->frames[k].frame);
+        forget(&r->frames[k]);
     }
     PyMem_Free(r->frames);
     PyMem_Free(r->carriers);
@@ -244,16 +278,23 @@ instruction_start(PyFrameObject *f, li_shadow *running, li_shadow *map)
 
 /* Events reached frames get from their line events (LINE: 3.10 makes one
  * where the shadow has a LINE probe, and more, which the probes' own rule
- * leaves out) and from their return event (the value is the event's); the
- * others need an opcode event per instruction. */
+ * leaves out), from their return event (the value is the event's) and from
+ * their exception event (RAISE); the others need an opcode event per
+ * instruction: INSTRUCTION and CALL at it, JUMP and BRANCH at the next
+ * (arrive()), RERAISE at it and EXCEPTION_HANDLED at the next
+ * (running_exc.c). */
 #define LI_LINE_EVENTS LI_EVENT_BIT(LI_LINE)
 #define LI_EXIT_EVENTS (LI_EVENT_BIT(LI_PY_RETURN) | LI_EVENT_BIT(LI_PY_YIELD))
-/* A frame that runs has started; BRANCH probes sit after their branch and
- * in stubs it jumps through, which no trace event of the original marks;
- * the exception events' probes read the block stack and the values of a
- * frame on the shadow (exc.c). */
-#define LI_NOT_REACHED (LI_EVENT_BIT(LI_PY_START) | LI_EVENT_BIT(LI_BRANCH) | \
-                        LI_EVENT_BIT(LI_JUMP) | LI_EXC_PROBED_EVENTS)
+#define LI_FLOW_EVENTS (LI_EVENT_BIT(LI_JUMP) | LI_EVENT_BIT(LI_BRANCH))
+#define LI_NO_OPCODES (LI_LINE_EVENTS | LI_EXIT_EVENTS | LI_EVENT_BIT(LI_RAISE))
+/* A frame that runs has started.  (STOP_ITERATION: reached frames get
+ * YIELD_FROM's, not the one a for loop's generator gives as it returns,
+ * which nothing of the original marks.) */
+#define LI_NOT_REACHED LI_EVENT_BIT(LI_PY_START)
+/* The exception events running_exc.c delivers. */
+#define LI_REACHED_EXC_EVENTS (LI_EVENT_BIT(LI_RAISE) | LI_EVENT_BIT(LI_RERAISE) | \
+                               LI_EVENT_BIT(LI_EXCEPTION_HANDLED) | \
+                               LI_EVENT_BIT(LI_PY_UNWIND))
 
 /* The events frame `f` misses from the shadow it should run now, which is
  * put in *want (borrowed); 0 if none. */
@@ -320,7 +361,7 @@ reach(PyThreadState *ts, li_reached *reached, PyFrameObject *f, int what, PyObje
         }
     }
     else if (what == PyTrace_OPCODE) {
-        events &= ~(LI_LINE_EVENTS | LI_EXIT_EVENTS);
+        events &= LI_EVENT_BIT(LI_INSTRUCTION) | LI_EVENT_BIT(LI_CALL);
         orig = events ? instruction_start(f, running, map) : -1;
     }
     else if (what == PyTrace_RETURN && value != NULL) {
@@ -352,6 +393,308 @@ reach(PyThreadState *ts, li_reached *reached, PyFrameObject *f, int what, PyObje
     }
     ts->tracing++;
     Py_DECREF(shadow);
+    return err;
+}
+
+/* The original unit of the instruction that unit `unit` of the code `f`
+ * runs belongs to (running: its map, or NULL on the original); -1 if none. */
+static int
+original_unit(PyFrameObject *f, li_shadow *running, int unit)
+{
+    if (running == NULL) {
+        return unit >= 0 && 2 * unit < PyBytes_GET_SIZE(f->f_code->co_code) ? unit : -1;
+    }
+    return unit >= 0 && unit < running->n_units ? running->orig_start[unit] : -1;
+}
+
+/* The unit of the opcode of the instruction that starts at `start` in
+ * `code`, past its EXTENDED_ARG prefixes. */
+static int
+opcode_unit(PyCodeObject *code, int start)
+{
+    const _Py_CODEUNIT *units = (const _Py_CODEUNIT *)PyBytes_AS_STRING(code->co_code);
+    int n = (int)(PyBytes_GET_SIZE(code->co_code) / 2);
+    while (start < n - 1 && _Py_OPCODE(units[start]) == EXTENDED_ARG) {
+        start++;
+    }
+    return start;
+}
+
+/* The exception events reached frame `f`, running `running` (NULL: the
+ * original), gets from running_exc.c: none on a shadow with exception
+ * probes, whose probes and frame evaluation (exc.c) deliver them. */
+static li_event_set
+exc_events(li_shadow *running)
+{
+    if (running != NULL &&
+        (running->events & LI_EXC_PROBED_EVENTS & ~LI_EVENT_BIT(LI_STOP_ITERATION))) {
+        return 0;
+    }
+    li_event_set events = 0;
+    for (int e = 0; e < LI_EVENT_COUNT; e++) {
+        if ((LI_REACHED_EXC_EVENTS & LI_EVENT_BIT(e)) && li_reg.global_tools[e] != 0) {
+            events |= LI_EVENT_BIT(e);
+        }
+    }
+    return events;
+}
+
+/* Fires the probe of `map` for one of `events` at original unit `orig`
+ * (JUMP and BRANCH: the one whose destination is original unit `dest`),
+ * with `value` (STOP_ITERATION's), unless shadow `running` runs one there.
+ * 0, or -1 with an exception set. */
+static int
+fire_at(PyThreadState *ts, li_shadow *map, li_shadow *running, int orig, li_event_set events,
+        int dest, PyObject *value)
+{
+    li_site *s = NULL;
+    for (int i = first_site(map, orig); i < map->n_sites && map->sites[i]->orig == orig; i++) {
+        li_site *site = map->sites[i];
+        if ((events & LI_EVENT_BIT(site->event)) && site->armed &&
+            (site->dest == NULL || PyLong_AsLong(site->dest) == 2L * dest) &&
+            !runs_probe(running, site->event, orig))
+        {
+            s = site;
+            break;
+        }
+    }
+    if (s == NULL) {
+        return 0;
+    }
+    PyCodeObject *shadow = (PyCodeObject *)Py_NewRef(map->code);
+    ts->tracing--;
+    int err = li_site_fire(s, value);
+    ts->tracing++;
+    Py_DECREF(shadow);
+    return err;
+}
+
+/* Reached frame `f` has the first event (line or opcode) of an instruction:
+ * the events of the way it came from the instruction of its last one (a
+ * jump, a branch, an exception that a handler here catches).  0, or -1
+ * with an exception set. */
+static int
+arrive(PyThreadState *ts, li_reached *reached, PyFrameObject *f)
+{
+    int from = reached->at, unit = f->f_lasti;
+    bool unwound = reached->unwinding;
+    reached->at = unit;
+    reached->unwinding = false;
+    if (unwound) {
+        /* Caught: any exit by exception comes after another exception
+           event or re-raise, which keep() the exception that leaves.
+           (Letting it go may run code, which may move `reached`.) */
+        Py_CLEAR(reached->exc);
+    }
+    li_shadow *map = NULL;
+    li_event_set events = missed(f, &map);
+    li_shadow *running = li_shadow_of(f->f_code);
+    int to = events != 0 ? original_unit(f, running, unit) : -1;
+    if (to < 0 || to >= map->n_orig_units) {
+        return 0;
+    }
+    if (unwound) {
+        return (exc_events(running) & LI_EVENT_BIT(LI_EXCEPTION_HANDLED))
+               ? li_reached_handled(ts, f, map->original, to) : 0;
+    }
+    int was = original_unit(f, running, from);
+    /* (Units of one instruction in a shadow: its probes, then itself.) */
+    if (was < 0 || (was == to && unit > from)) {
+        return 0;
+    }
+    int op = opcode_unit(map->original, was);
+    const _Py_CODEUNIT *units = (const _Py_CODEUNIT *)PyBytes_AS_STRING(map->original->co_code);
+    if (_Py_OPCODE(units[op]) != YIELD_FROM) {
+        return events & LI_FLOW_EVENTS
+               ? fire_at(ts, map, running, op, events & LI_FLOW_EVENTS, to, NULL) : 0;
+    }
+    /* Its delegate returned: the value is on top of the stack (the trace
+       event set f_stackdepth). */
+    if ((events & LI_EVENT_BIT(LI_STOP_ITERATION)) && to == op + 1 && f->f_stackdepth > 0) {
+        return fire_at(ts, map, running, to, LI_EVENT_BIT(LI_STOP_ITERATION), -1,
+                       f->f_valuestack[f->f_stackdepth - 1]);
+    }
+    return 0;
+}
+
+/* A line event of reached frame `f` comes where the shadow it runs has an
+ * exception probe before its LINE probe (EXCEPTION_HANDLED at a handler,
+ * exc.c), which would run after it: the probe runs now, so that its events
+ * come first, as natively, and the frame goes on past it.  0, or -1 with
+ * an exception set. */
+static int
+probe_before_line(PyThreadState *ts, PyFrameObject *f)
+{
+    li_shadow *running = li_shadow_of(f->f_code);
+    int orig = running != NULL ? original_unit(f, running, f->f_lasti) : -1;
+    if (orig < 0) {
+        return 0;
+    }
+    for (int i = first_site(running, orig);
+         i < running->n_sites && running->sites[i]->orig == orig; i++)
+    {
+        li_site *s = running->sites[i];
+        if (s->unit == f->f_lasti && s->event == LI_EXCEPTION_HANDLED) {
+            f->f_lasti = s->unit + s->size;     /* (the interpreter goes on there) */
+            PyCodeObject *shadow = (PyCodeObject *)Py_NewRef(running->code);
+            /* The line the trace event gave the frame is the handler's;
+               the probe shows the line that raised. */
+            int line = f->f_lineno;
+            f->f_lineno = 0;
+            ts->tracing--;
+            int err = li_fire_exc(s);
+            ts->tracing++;
+            f->f_lineno = line;
+            Py_DECREF(shadow);
+            return err;
+        }
+    }
+    return 0;
+}
+
+/* The exception in flight in reached frame `f` is `value`, raised at
+ * original unit `unit`.  (Letting the one before go may run code, which may
+ * move `reached`.) */
+static void
+keep(li_reached *reached, PyObject *value, int unit)
+{
+    PyObject *old = reached->exc;
+    reached->exc = Py_NewRef(value);
+    reached->exc_unit = unit;
+    reached->unwinding = true;
+    reached->at = -1;
+    Py_XDECREF(old);
+}
+
+/* The exception the thread has set now is what reached frame `f` goes on
+ * with (a callback's, in place of the one it was given). */
+static void
+keep_raised(PyThreadState *ts, PyFrameObject *f, int unit)
+{
+    li_reached *reached = find_reached(runner_of(ts), f);
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (reached != NULL && value != NULL) {
+        keep(reached, value, unit);
+    }
+    PyErr_Restore(type, value, tb);
+}
+
+/* The exception event of reached frame `f` (arg: type, value, traceback):
+ * RAISE.  0, or -1 with the exception of a callback set. */
+static int
+raised(PyThreadState *ts, li_reached *reached, PyFrameObject *f, PyObject *arg)
+{
+    li_shadow *map = NULL;
+    li_event_set events = missed(f, &map);
+    li_shadow *running = li_shadow_of(f->f_code);
+    int start = events != 0 ? original_unit(f, running, f->f_lasti) : -1;
+    if (start < 0 || !PyTuple_Check(arg) || PyTuple_GET_SIZE(arg) != 3) {
+        return 0;
+    }
+    PyCodeObject *original = map->original;
+    int unit = opcode_unit(original, start);
+    PyObject *value = PyTuple_GET_ITEM(arg, 1);
+    PyObject *tb = PyTuple_GET_ITEM(arg, 2);
+    if (PyErr_GivenExceptionMatches(value, li_restart)) {
+        return 0;   /* the frame starts again (hook.c) */
+    }
+    int opcode = _Py_OPCODE(((const _Py_CODEUNIT *)PyBytes_AS_STRING(original->co_code))[unit]);
+    /* The StopIteration that ends a for loop goes no further. */
+    if (opcode != FOR_ITER || !PyErr_GivenExceptionMatches(value, PyExc_StopIteration)) {
+        /* 3.10 stores it in the exception only as a handler takes it;
+           natively callbacks find it there. */
+        if (PyTraceBack_Check(tb) && PyException_SetTraceback(value, tb) < 0) {
+            return -1;
+        }
+        keep(reached, value, unit);
+    }
+    if (!(exc_events(running) & LI_EVENT_BIT(LI_RAISE))) {
+        return 0;
+    }
+    original = (PyCodeObject *)Py_NewRef(original);
+    int err = li_reached_deliver(ts, LI_RAISE, original, unit, value);
+    Py_DECREF(original);
+    if (err < 0) {
+        keep_raised(ts, f, unit);
+    }
+    return err;
+}
+
+/* The opcode event of reached frame `f`, after the events of the
+ * instruction: RERAISE if it raises again what it handles.  0, or -1 with
+ * an exception set. */
+static int
+reraise(PyThreadState *ts, li_reached *reached, PyFrameObject *f)
+{
+    const _Py_CODEUNIT *units = (const _Py_CODEUNIT *)PyBytes_AS_STRING(f->f_code->co_code);
+    int at = f->f_lasti;
+    if (at < 0 || 2 * at >= PyBytes_GET_SIZE(f->f_code->co_code)) {
+        return 0;
+    }
+    int opcode = _Py_OPCODE(units[at]), oparg = _Py_OPARG(units[at]);
+    if (opcode != RERAISE && opcode != RAISE_VARARGS && opcode != END_ASYNC_FOR) {
+        return 0;
+    }
+    li_shadow *map = NULL;
+    li_event_set events = missed(f, &map);
+    li_shadow *running = li_shadow_of(f->f_code);
+    int start = events != 0 ? original_unit(f, running, at) : -1;
+    PyObject *value = start >= 0 ? li_reached_reraises(ts, f, opcode, oparg) : NULL;
+    if (value == NULL) {
+        return 0;
+    }
+    PyCodeObject *original = (PyCodeObject *)Py_NewRef(map->original);
+    int unit = opcode_unit(original, start);
+    Py_INCREF(value);
+    keep(reached, value, unit);
+    int err = 0;
+    if (exc_events(running) & LI_EVENT_BIT(LI_RERAISE)) {
+        err = li_reached_deliver(ts, LI_RERAISE, original, unit, value);
+    }
+    Py_DECREF(value);
+    Py_DECREF(original);
+    return err;
+}
+
+/* Reached frame `f` exits with the exception it last raised: PY_UNWIND
+ * (after EXCEPTION_HANDLED and RERAISE in a generator or coroutine, whose
+ * body 3.12 wraps in a handler, as exc.c reports them).  0, or -1 with the
+ * exception of a callback set. */
+static int
+unwound(PyThreadState *ts, li_reached *reached, PyFrameObject *f)
+{
+    li_shadow *map = NULL;
+    if (reached->exc == NULL || missed(f, &map) == 0 ||
+        exc_events(li_shadow_of(f->f_code)) == 0) {
+        return 0;
+    }
+    PyObject *value = Py_NewRef(reached->exc);
+    int unit = reached->exc_unit;
+    PyCodeObject *original = (PyCodeObject *)Py_NewRef(map->original);
+    li_exc_exit_reported(f, value);
+    int err = 0;
+    if ((original->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)) &&
+        f->f_lasti >= 0) {
+        err = li_reached_deliver(ts, LI_EXCEPTION_HANDLED, original, unit, value);
+        if (err == 0) {
+            err = li_reached_deliver(ts, LI_RERAISE, original, unit, value);
+        }
+    }
+    if (err == 0) {
+        err = li_reached_deliver(ts, LI_PY_UNWIND, original, unit, value);
+    }
+    if (err < 0) {
+        /* The frame leaves with the callback's exception. */
+        PyObject *type, *now, *tb;
+        PyErr_Fetch(&type, &now, &tb);
+        PyErr_NormalizeException(&type, &now, &tb);
+        li_exc_exit_reported(f, now);
+        PyErr_Restore(type, now, tb);
+    }
+    Py_DECREF(original);
+    Py_DECREF(value);
     return err;
 }
 
@@ -398,12 +741,12 @@ leave(PyThreadState *ts, PyFrameObject *f)
         return;
     }
     f->f_trace_opcodes = reached->user_opcodes;
-    drop(f);
+    forget(reached);
     *reached = r->frames[--r->n];
     /* Frames that ended or suspended unreported. */
     for (int i = 0; i < r->n; i++) {
-        if (r->frames[i].frame->f_state != FRAME_EXECUTING) {
-            drop(r->frames[i].frame);
+        if (!is_running(r->frames[i].frame)) {
+            forget(&r->frames[i]);
             r->frames[i--] = r->frames[--r->n];
         }
     }
@@ -473,6 +816,9 @@ running_trace(PyObject *obj, PyFrameObject *f, int what, PyObject *arg)
         if (err == 0) {
             err = yield_from(ts, f, arg);
         }
+        if (err == 0 && arg == NULL && (reached = find_reached(runner_of(ts), f)) != NULL) {
+            err = unwound(ts, reached, f);
+        }
         leave(ts, f);
         return err < 0 ? -1 : chain(ts, f, what, arg);
     }
@@ -480,20 +826,41 @@ running_trace(PyObject *obj, PyFrameObject *f, int what, PyObject *arg)
         stand_in_front(ts, r);      /* sys.setprofile() from a reached frame */
     }
     bool user_opcodes = reached->user_opcodes;
-    if (reach(ts, reached, f, what, arg) < 0) {
+    int err = 0;
+    if (what == PyTrace_EXCEPTION) {
+        err = raised(ts, reached, f, arg);
+    }
+    else if (what == PyTrace_LINE || !reached->lined || reached->at != f->f_lasti) {
+        reached->lined = what == PyTrace_LINE;
+        err = arrive(ts, reached, f);
+    }
+    else {
+        reached->lined = false;     /* the line event had it */
+    }
+    if (err == 0 && what == PyTrace_LINE) {
+        err = probe_before_line(ts, f);
+    }
+    /* Callbacks may have moved or ended what `reached` points to. */
+    if (err == 0 && (reached = find_reached(runner_of(ts), f)) != NULL) {
+        err = reach(ts, reached, f, what, arg);
+    }
+    if (err == 0 && what == PyTrace_OPCODE &&
+        (reached = find_reached(runner_of(ts), f)) != NULL) {
+        err = reraise(ts, reached, f);
+    }
+    if (err < 0) {
         return -1;
     }
     if (what == PyTrace_OPCODE && !user_opcodes) {
         return 0;
     }
-    /* Callbacks may have moved or ended what `reached` points to.  The
-       user's function sees, and may change, its own f_trace_opcodes. */
+    /* The user's function sees, and may change, its own f_trace_opcodes. */
     reached = find_reached(runner_of(ts), f);
     if (reached == NULL) {
         return chain(ts, f, what, arg);
     }
     f->f_trace_opcodes = reached->user_opcodes;
-    int err = chain(ts, f, what, arg);
+    err = chain(ts, f, what, arg);
     reached = find_reached(runner_of(ts), f);
     if (reached != NULL) {
         reached->user_opcodes = f->f_trace_opcodes != 0;
@@ -524,7 +891,7 @@ static li_event_set
 to_reach(PyFrameObject *f)
 {
     li_shadow *want;
-    return f->f_state == FRAME_EXECUTING ? missed(f, &want) : 0;
+    return is_running(f) ? missed(f, &want) : 0;
 }
 
 /* The reached frames of `ts`, from its frames.  0, or -1 with an
@@ -552,8 +919,10 @@ sync_thread(PyThreadState *ts)
             err = -1;
             break;
         }
-        frames[n++] = (li_reached){(PyFrameObject *)Py_NewRef(f), -1,
-                                   (events & ~(LI_LINE_EVENTS | LI_EXIT_EVENTS)) != 0, false};
+        /* (Its next instruction event comes from the one it is at.) */
+        frames[n++] = (li_reached){.frame = (PyFrameObject *)Py_NewRef(f), .line = -1,
+                                   .opcodes = (events & ~LI_NO_OPCODES) != 0,
+                                   .at = f->f_lasti};
     }
     li_runner *r = runner_of(ts);
     for (int k = 0; k < n; k++) {
@@ -581,8 +950,11 @@ sync_thread(PyThreadState *ts)
         }
         if (!kept) {
             f->f_trace_opcodes = r->frames[i].user_opcodes;
+            forget(&r->frames[i]);
         }
-        drop(f);
+        else {
+            drop(f);    /* its exception went to the new list */
+        }
     }
     if (r != NULL) {
         r->n = 0;
@@ -644,7 +1016,7 @@ li_running_sync(void)
         }
         if (ts == NULL) {
             for (int k = 0; k < runners[i].n; k++) {
-                drop(runners[i].frames[k].frame);
+                forget(&runners[i].frames[k]);
             }
             PyMem_Free(runners[i].frames);
             runners[i--] = runners[--n_runners];

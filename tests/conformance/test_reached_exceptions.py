@@ -1,0 +1,203 @@
+"""Control-flow and exception events of a frame that was running when they came.
+
+The frame waits in a callee that turns the events on.  From its next
+instruction on, natively, it reports what a call that had the events from
+the start reports at the same point: the jumps and branches of its loop, an
+exception raised and handled in it, re-raised out of a ``finally``, the
+StopIteration that ends a loop over an iterator, its exit by an exception,
+the return of the generator it delegates to.  Each test compares the two
+runs from the callee's return on.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable, List
+
+import pytest
+
+from .helpers import Event, Tool
+from .test_live_frames import register_all, summary
+
+# Seen on the 3.11 back end, not looked into: a frame reached while running
+# misses these two, which a call that had the events from the start reports.
+GAP_311 = pytest.mark.xfail(
+    sys.version_info[:2] == (3, 11), strict=True,
+    reason="3.11 back end: a frame reached while running gets no RAISE for the StopIteration "
+           "that ends its for loop, nor STOP_ITERATION after its SEND")
+
+EXCEPTION_FLOW = ("LINE", "JUMP", "BRANCH", "RAISE", "EXCEPTION_HANDLED", "RERAISE",
+                  "PY_UNWIND", "PY_RETURN")
+
+
+def _events(M: Any, names: tuple) -> int:
+    bits = 0
+    for name in names:
+        bits |= getattr(M.events, name)
+    return bits
+
+
+def _late_and_early(M: Any, tool: Tool, names: tuple, make: Callable[[Callable[[], None]], Any],
+                    call: Callable[[Any], Any], codes_of: Callable[[Any], list]) -> tuple:
+    """The events of one call whose callee ``turn_on`` enables *names*
+    globally while the frame waits, and those of a call that had them from
+    the start, from the return of ``turn_on`` on (what the callee reports
+    itself is left out)."""
+    turned: List[bool] = []
+
+    def turn_on() -> None:
+        if not turned:
+            turned.append(True)
+            M.set_events(tool.id, _events(M, names))
+        log.append("turned on")
+
+    subject = make(turn_on)
+    log: list = []
+    register_all(tool, names, codes_of(subject), log)
+    try:
+        late_result = _outcome(call, subject)
+        late = log[log.index("turned on") + 1:]
+        del log[:]
+        early_result = _outcome(call, subject)
+        early = log[log.index("turned on") + 1:]
+    finally:
+        tool.set_events(0)
+    assert late_result == early_result
+
+    def shown(events: list) -> list:
+        return [e if not isinstance(e, Event) else
+                tuple(type(a).__name__ if isinstance(a, BaseException) else a for a in summary(e))
+                for e in events]
+
+    return shown(late), shown(early)
+
+
+def _outcome(call: Callable[[Any], Any], subject: Any) -> Any:
+    try:
+        return ("returned", call(subject))
+    except Exception as exc:  # the outcome compared is the exception's type
+        return ("raised", type(exc).__name__)
+
+
+class _Counting:
+    """An iterator in Python: its end is a StopIteration raised under the
+    loop's FOR_ITER (natively a RAISE, then the branch out of the loop)."""
+
+    def __init__(self, n: int) -> None:
+        self.i, self.n = 0, n
+
+    def __iter__(self) -> "_Counting":
+        return self
+
+    def __next__(self) -> int:
+        if self.i >= self.n:
+            raise StopIteration
+        self.i += 1
+        return self.i - 1
+
+
+@pytest.mark.parametrize("iterate", ["range", pytest.param("python iterator", marks=GAP_311)])
+def test_loop_with_handled_exceptions_reached_from_a_callee(M: Any, tool: Tool, iterate: str) -> None:
+    def make(turn_on: Callable[[], None]) -> Callable[[int], int]:
+        over = range if iterate == "range" else _Counting
+
+        def f(n: int) -> int:
+            total = 0
+            for i in over(n):
+                if i == 1:
+                    turn_on()
+                try:
+                    if i % 2:
+                        raise KeyError(i)
+                    total += i
+                except KeyError:
+                    total -= 1
+            return total
+
+        return f
+
+    late, early = _late_and_early(M, tool, EXCEPTION_FLOW, make, lambda f: f(4),
+                                  lambda f: [f.__code__])
+    names = {e[0] for e in early}
+    assert {"JUMP", "BRANCH", "RAISE", "EXCEPTION_HANDLED", "PY_RETURN"} <= names
+    assert late == early
+
+
+def test_finally_reraises_out_of_a_reached_frame(M: Any, tool: Tool) -> None:
+    def make(turn_on: Callable[[], None]) -> Callable[[], int]:
+        def f() -> int:
+            x = 0
+            try:
+                turn_on()
+                x = 1
+                raise KeyError(x)
+            finally:
+                x += 1
+            return x
+
+        return f
+
+    late, early = _late_and_early(M, tool, EXCEPTION_FLOW, make, lambda f: f(),
+                                  lambda f: [f.__code__])
+    # (3.11+ re-raise from the finally body through a cleanup handler,
+    # which reports it handled and re-raised once more.)
+    kinds = [e[0] for e in early if e[0] != "LINE"]
+    assert kinds[:3] == ["RAISE", "EXCEPTION_HANDLED", "RERAISE"] and kinds[-1] == "PY_UNWIND"
+
+    assert late == early
+
+
+def test_exception_leaves_a_reached_frame_and_is_handled_in_its_caller(M: Any, tool: Tool) -> None:
+    def make(turn_on: Callable[[], None]) -> Callable[[], str]:
+        def inner(x: int) -> int:
+            turn_on()
+            return {}[x]
+
+        def middle(x: int) -> int:
+            y = inner(x)
+            return y
+
+        def outer() -> str:
+            try:
+                middle(1)
+            except KeyError:
+                return "caught"
+            return "none"
+
+        outer.parts = (inner, middle)  # type: ignore[attr-defined]
+        return outer
+
+    late, early = _late_and_early(
+        M, tool, EXCEPTION_FLOW, make, lambda f: f(),
+        lambda f: [f.__code__] + [p.__code__ for p in f.parts])
+    assert [e[:2] for e in early if e[0] not in ("LINE", "BRANCH", "JUMP")] == [
+        ("RAISE", "inner"), ("PY_UNWIND", "inner"),
+        ("RAISE", "middle"), ("PY_UNWIND", "middle"),
+        ("RAISE", "outer"), ("EXCEPTION_HANDLED", "outer"), ("PY_RETURN", "outer")]
+    assert late == early
+
+
+@GAP_311
+def test_delegating_generator_reached_gets_stop_iteration_and_its_jumps(M: Any, tool: Tool) -> None:
+    names = ("LINE", "JUMP", "BRANCH", "STOP_ITERATION", "PY_YIELD", "PY_RETURN")
+
+    def make(turn_on: Callable[[], None]) -> Callable[[], Any]:
+        def inner(x: int) -> Any:
+            yield x
+            turn_on()
+            return x + 1
+
+        def outer() -> Any:
+            total = 0
+            for x in range(3):
+                total += yield from inner(x)
+            return total
+
+        outer.inner = inner  # type: ignore[attr-defined]
+        return outer
+
+    late, early = _late_and_early(M, tool, names, make, lambda f: list(f()),
+                                  lambda f: [f.__code__])
+    assert ("STOP_ITERATION", "outer") in [e[:2] for e in early]
+    assert "JUMP" in {e[0] for e in early}
+    assert late == early
