@@ -11,7 +11,6 @@ the plain one while a tool has events on them.
 
 from __future__ import annotations
 
-import dis
 import gc
 import sys
 import threading
@@ -187,10 +186,6 @@ def _fresh_functions() -> dict:
     return namespace
 
 
-def _resume_offset(code: Any) -> int:
-    return next(i.offset for i in dis.get_instructions(code) if i.opname == "RESUME")
-
-
 def test_py_start_sees_the_frame_at_its_resume(M: Any, tool: Tool) -> None:
     """At its first PY_START a function's frame is the callback's caller,
     standing at its RESUME on its def line (3.10: see start_lasti), below it the frame that called
@@ -247,7 +242,7 @@ def test_py_start_callback_raising_at_a_first_call(M: Any, tool: Tool) -> None:
         tool.set_events(0)
     entries = [(tb.tb_frame.f_code.co_name, tb.tb_lineno - tb.tb_frame.f_code.co_firstlineno,
                 tb.tb_lasti) for tb in _walk(caught.value.__traceback__)]
-    assert entries[1:] == [("plain", 0, _resume_offset(plain.__code__)), ("on_start", 2, entries[2][2])]
+    assert entries[1:] == [("plain", 0, resume_offset(plain)), ("on_start", 2, entries[2][2])]
     assert plain(1) == 3
 
 
