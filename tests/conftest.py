@@ -78,9 +78,6 @@ GAPS_310 = {
         'cover/test_subline.py::test_loop_condition_compiled_twice_is_one_point_each',
         'cover/test_subline.py::test_text_report_lists_only_partly_run_lines',
     ],
-    '3.10 back end: first starts of a code object build its shadow and allocate (no pre-built shadows yet)': [
-        'conformance/test_first_calls.py::test_first_calls_allocate_nothing_the_collector_counts',
-    ],
 }
 
 

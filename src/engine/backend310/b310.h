@@ -174,6 +174,13 @@ li_shadow_of(PyCodeObject *code)
 /* The shadows alive. */
 li_shadow *li_live_shadows(void);
 
+/* ---- uncounted.c ---- */
+
+/* A new tuple of `size` (its items NULL) that the collector neither tracks
+ * nor counts towards its next collection: for a shadow's constants, which
+ * only code objects hold.  NULL with an exception. */
+PyObject *li_uncounted_tuple(Py_ssize_t size);
+
 /* ---- probe.c ---- */
 
 void li_site_arm(li_site *s);
