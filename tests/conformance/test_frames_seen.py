@@ -19,7 +19,8 @@ from typing import Any, Callable
 
 import pytest
 
-from .helpers import Tool, next_instruction_offset, offset_of, offsets_of, resume_offset, start_lasti
+from .helpers import (Tool, next_instruction_offset, offset_of, offsets_of, resume_offset, start_lasti,
+                      traceback_entries)
 
 CALL_OPNAMES = ("CALL", "CALL_KW", "CALL_FUNCTION_EX", "CALL_FUNCTION", "CALL_FUNCTION_KW", "CALL_METHOD")
 
@@ -241,17 +242,9 @@ def test_py_start_callback_raising_at_a_first_call(M: Any, tool: Tool) -> None:
     finally:
         tool.set_events(0)
     entries = [(tb.tb_frame.f_code.co_name, tb.tb_lineno - tb.tb_frame.f_code.co_firstlineno,
-                tb.tb_lasti) for tb in _walk(caught.value.__traceback__)]
+                tb.tb_lasti) for tb in traceback_entries(caught.value.__traceback__)]
     assert entries[1:] == [("plain", 0, resume_offset(plain)), ("on_start", 2, entries[2][2])]
     assert plain(1) == 3
-
-
-def _walk(tb: Any) -> list:
-    found = []
-    while tb is not None:
-        found.append(tb)
-        tb = tb.tb_next
-    return found
 
 
 @pytest.mark.parametrize("local", [0, "LINE"])
