@@ -396,16 +396,22 @@ loop_iter_next(PyObject *self)
     if (status != PYGEN_RETURN) {
         return status == PYGEN_NEXT ? result : NULL;
     }
-    /* The generator returned: the loop ends, with no exception set unless
-       a callback raised one. */
+    /* The generator returned: the loop ends with the StopIteration that
+       3.10's own next() of a generator sets for a value other than None,
+       which FOR_ITER shows a sys.settrace function ('exception', as bdb's
+       `next` out of a generator expects), or with a callback's exception. */
     li_site *s = w->site;
     li_shadow *map = s->shadow;
     PyThreadState *ts = PyThreadState_Get();
+    int err = 0;
     if (!ts->tracing && map->original != NULL) {
         uint8_t tools = li_tools_at(map->cs, LI_STOP_ITERATION, s->orig);
         if (tools != 0) {
-            (void)li_fire_stop(ts, s, tools, result);
+            err = li_fire_stop(ts, s, tools, result);
         }
+    }
+    if (err == 0 && result != Py_None) {
+        (void)_PyGen_SetStopIterationValue(result);
     }
     Py_DECREF(result);
     return NULL;
