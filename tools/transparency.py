@@ -53,6 +53,8 @@ MODULES = [
     "test.test_traceback",
     "test.test_frame",
     "test.test_sys_settrace",
+    "test.test_bdb",
+    "test.test_pdb",
     "test.test_dis",
     "test.test_inspect",
 ]

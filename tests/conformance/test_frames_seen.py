@@ -247,6 +247,33 @@ def test_py_start_callback_raising_at_a_first_call(M: Any, tool: Tool) -> None:
     assert plain(1) == 3
 
 
+def test_py_start_callback_raising_as_a_generator_first_runs(M: Any, tool: Tool) -> None:
+    """The same for a generator's first next(): its traceback entry is on
+    its def line, at the PY_START offset; the generator is finished."""
+    E = M.events
+    ns: dict = {}
+    exec(compile("def gen(a):\n    yield a\n    yield a + 1\n", "<gen-start>", "exec"), ns)
+    gen = ns["gen"]
+
+    def on_start(code: Any, offset: int) -> Any:
+        if code is gen.__code__:
+            raise KeyError("start")
+        return M.DISABLE
+
+    tool.register(E.PY_START, on_start)
+    tool.set_events(E.PY_START)
+    g = gen(1)
+    try:
+        with pytest.raises(KeyError) as caught:
+            next(g)
+    finally:
+        tool.set_events(0)
+    entries = [(tb.tb_frame.f_code.co_name, tb.tb_lineno - tb.tb_frame.f_code.co_firstlineno,
+                tb.tb_lasti) for tb in traceback_entries(caught.value.__traceback__)]
+    assert entries[1] == ("gen", 0, resume_offset(gen))
+    assert (list(g), list(gen(5))) == ([], [5, 6])
+
+
 @pytest.mark.parametrize("local", [0, "LINE"])
 def test_trace_and_profile_see_a_first_call_after_py_start(M: Any, tool: Tool, local: Any) -> None:
     """A function's first PY_START (the callback disables it, or asks for

@@ -78,8 +78,15 @@ traceback_lasti_get(PyObject *self, void *Py_UNUSED(closure))
         return PyLong_FromLong(encode(lasti));
     }
     li_shadow *map = t->tb_frame != NULL ? li_shadow_of(t->tb_frame->f_code) : NULL;
-    if (map != NULL && lasti >= 0 && lasti / 2 < map->n_units) {
-        lasti = 2 * map->orig_op[lasti / 2];
+    if (map != NULL && map->original != NULL && lasti >= 0 && lasti / 2 < map->n_units) {
+        /* An entry made while a generator ran its original, before it
+           resumed onto this shadow, has an original offset: the line
+           recorded with the entry tells the two apart, unless both offsets
+           are on that line. */
+        int orig = 2 * map->orig_op[lasti / 2];
+        if (PyCode_Addr2Line(map->original, orig) == t->tb_lineno) {
+            lasti = orig;
+        }
     }
     return PyLong_FromLong(lasti);
 }
