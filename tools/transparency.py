@@ -81,6 +81,10 @@ CHILD = r"""
 import json, sys, unittest
 mode, name = sys.argv[1], sys.argv[2]
 suite = unittest.defaultTestLoader.loadTestsFromName(name)
+if suite.countTestCases() == 0:
+    # A module of doctests only (test_genexps, test_listcomps before 3.12).
+    import doctest, importlib
+    suite = doctest.DocTestSuite(importlib.import_module(name))
 counts = {}
 if mode != "off":
     from lowimpact import monitoring as M
