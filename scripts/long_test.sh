@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The long runs, on CPython 3.11 (the engine) and, for comparison where it
-# applies, the native 3.12: memory soak, shadows of the whole stdlib, the
-# stdlib's regression tests with monitoring on (on 3.10 too), a longer fuzz
-# run.  Uses a fresh virtual environment per interpreter, like
+# applies, the native 3.12: memory soak, shadows of the whole stdlib (on 3.10
+# too), the stdlib's regression tests with monitoring on (on 3.10 too), a
+# longer fuzz run.  Uses a fresh virtual environment per interpreter, like
 # scripts/test_all.sh.
 #
 #   scripts/long_test.sh            everything (about an hour)
@@ -48,11 +48,14 @@ if py311=$(venv_for 11 | tail -n 1) && [ -x "$py311" ]; then
 else
     echo "--- CPython 3.11 not installed: engine runs skipped"
 fi
-# The 3.10 back end: the stdlib's regression tests with monitoring on.
+# The 3.10 back end: shadows of the whole stdlib, the stdlib's regression
+# tests with monitoring on.
 if py310=$(venv_for 10 | tail -n 1) && [ -x "$py310" ]; then
     if [ $short -eq 1 ]; then
         run "$py310" "$here/tools/transparency.py" --quick
     else
+        run "$py310" "$here/tests/engine/shadowcheck310.py" \
+            "$("$py310" -c "import sysconfig; print(sysconfig.get_paths()['stdlib'])")"
         run "$py310" "$here/tools/transparency.py"
     fi
 else

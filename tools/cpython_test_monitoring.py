@@ -1,9 +1,10 @@
 """Run CPython 3.12's own ``Lib/test/test_monitoring.py`` against this interpreter.
 
-On CPython 3.11 the file runs against lowimpact's engine (``lowimpact.install()``
-puts ``lowimpact.monitoring`` at ``sys.monitoring``); on 3.12 and newer against
-the interpreter's own ``sys.monitoring``, which is the baseline.  The file is
-read at run time from a CPython 3.12 installation and executed unmodified:
+On CPython 3.10 and 3.11 the file runs against lowimpact's engine
+(``lowimpact.install()`` puts ``lowimpact.monitoring`` at ``sys.monitoring``);
+on 3.12 and newer against the interpreter's own ``sys.monitoring``, which is
+the baseline.  The file is read at run time from a CPython 3.12 installation
+and executed unmodified on 3.11+:
 
     python tools/cpython_test_monitoring.py [--file PATH] [--python EXE] [--json] [-v]
 
@@ -11,14 +12,18 @@ The file is found, in this order, at ``--file``, at ``$LOWIMPACT_CPYTHON_TESTS``
 (the file itself, or a directory holding it, such as CPython's ``Lib/test``),
 or in the newest ``$(pyenv root)/versions/3.12.*/lib/python3.12/test/``.
 
-What 3.11 lacks and how the run provides it:
+What 3.10 and 3.11 lack and how the run provides it:
 
 * ``sys.monitoring`` (with CPython's private ``_all_events()``, which the
   file uses): ``lowimpact.install()``.
 * ``test.profilee``, the one helper module the file imports, is taken from the
   running interpreter's ``test`` package: 3.12's calls ``sys.exception()``,
-  which 3.11 lacks, where 3.11's calls ``sys.exc_info()`` on the same line
-  (both C functions, so the events are the same shape).
+  which 3.10 and 3.11 lack, where theirs calls ``sys.exc_info()`` on the same
+  line (both C functions, so the events are the same shape).
+* 3.10's parser: ``except*`` is 3.11 syntax, so on 3.10 the test that uses it,
+  ``TestBranchAndJumpEvents.test_except_star``, is taken out before the file is
+  compiled (found with ``tokenize``; the method becomes ``pass`` and blank
+  lines, so every other line keeps its number).  The report's notes name it.
 
 Nothing else is needed: the file imports no ``test.support``, ``_testcapi`` or
 ``_testinternalcapi``, and compiles with 3.11's parser.
@@ -35,15 +40,17 @@ import faulthandler
 import glob
 import hashlib
 import importlib.util
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import tokenize
 import traceback
 import unittest
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 #: Environment variable naming the test file or a directory that holds it.
 ENV_VAR = "LOWIMPACT_CPYTHON_TESTS"
@@ -136,8 +143,62 @@ def prepare_monitoring() -> List[str]:
     return notes
 
 
-def load_tests(path: str) -> unittest.TestSuite:
-    """Execute the file as module ``test.test_monitoring`` and collect its tests."""
+def _uses_except_star(tokens: List[tokenize.TokenInfo], k: int) -> bool:
+    """Whether token k starts an ``except*`` clause (3.11+ syntax)."""
+    return (tokens[k].type == tokenize.NAME and tokens[k].string == "except" and
+            k + 1 < len(tokens) and tokens[k + 1].type == tokenize.OP and
+            tokens[k + 1].string == "*")
+
+
+def compilable_source(source: str) -> Tuple[str, List[str]]:
+    """``source`` without what this interpreter cannot compile, and the
+    qualified names of the functions taken out for it.
+
+    Before 3.11, a function that uses ``except*`` (the outermost function
+    around it, a test method) is replaced by ``pass`` and blank lines, so
+    that every other line keeps its number.
+    """
+    if sys.version_info >= (3, 11):
+        return source, []
+    tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    # Open `def` and `class` blocks: (name, indentation depth of the
+    # statement, first line); a block ends at the DEDENT back to its depth.
+    open_blocks: List[Tuple[str, int, int]] = []
+    depth = 0
+    spans: Dict[str, Tuple[int, int]] = {}
+    outermost_def: Optional[int] = None     # index in open_blocks
+    marked = False
+    for k, tok in enumerate(tokens):
+        if tok.type == tokenize.INDENT:
+            depth += 1
+        elif tok.type in (tokenize.DEDENT, tokenize.ENDMARKER):
+            depth -= tok.type == tokenize.DEDENT
+            while open_blocks and open_blocks[-1][1] >= depth:
+                name, _, first = open_blocks.pop()
+                if outermost_def == len(open_blocks):
+                    if marked:
+                        qualname = ".".join([b[0] for b in open_blocks] + [name])
+                        spans[qualname] = (first, tok.start[0] - 1)
+                    outermost_def, marked = None, False
+        elif tok.type == tokenize.NAME and tok.string in ("def", "class") and \
+                k + 1 < len(tokens):
+            if tok.string == "def" and outermost_def is None:
+                outermost_def = len(open_blocks)
+            open_blocks.append((tokens[k + 1].string, depth, tok.start[0]))
+        elif _uses_except_star(tokens, k) and outermost_def is not None:
+            marked = True
+    lines = source.splitlines(keepends=True)
+    for first, last in spans.values():
+        indent = lines[first - 1][:len(lines[first - 1]) - len(lines[first - 1].lstrip())]
+        lines[first - 1] = indent + "pass\n"
+        for n in range(first, last):
+            lines[n] = "\n"
+    return "".join(lines), sorted(spans)
+
+
+def load_tests(path: str) -> Tuple[unittest.TestSuite, List[str]]:
+    """Execute the file as module ``test.test_monitoring`` and collect its
+    tests; also the names of the tests taken out (compilable_source())."""
     # The parent package first, so that the file's `from test.profilee import
     # testfunc` finds the running interpreter's helper.
     import test  # noqa: F401
@@ -146,8 +207,10 @@ def load_tests(path: str) -> unittest.TestSuite:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[MODULE_NAME] = module
-    spec.loader.exec_module(module)
-    return unittest.defaultTestLoader.loadTestsFromModule(module)
+    with open(path, encoding="utf-8") as f:
+        source, left_out = compilable_source(f.read())
+    exec(compile(source, path, "exec"), module.__dict__)
+    return unittest.defaultTestLoader.loadTestsFromModule(module), left_out
 
 
 def short_id(test: Any) -> str:
@@ -221,7 +284,9 @@ def child(path: str, result_path: str, verbosity: int) -> int:
     import test.profilee
 
     notes.append("test.profilee from %s" % test.profilee.__file__)
-    suite = load_tests(path)
+    suite, left_out = load_tests(path)
+    notes.extend("left out (not %d.%d syntax): %s" % (sys.version_info[:2] + (name,))
+                 for name in left_out)
     runner = unittest.TextTestRunner(stream=sys.stderr, verbosity=verbosity,
                                      resultclass=RecordingResult)
     result = runner.run(suite)
@@ -230,6 +295,7 @@ def child(path: str, result_path: str, verbosity: int) -> int:
         "file": path,
         "sha256": sha256(path),
         "notes": notes,
+        "left_out": left_out,
         "run": result.testsRun,
         "failures": len(result.failures),
         "errors": len(result.errors),
@@ -251,8 +317,9 @@ def run(path: str, python: Optional[str] = None, verbosity: int = 0,
 
     The report has ``run``, ``failures``, ``errors``, ``skipped`` (unittest's
     counts; a failing subtest counts as a failure), ``outcomes`` (by short test
-    id: ``outcome`` and, for failures, ``message`` and ``traceback``) and
-    ``notes``.  If the child dies before reporting, the report has ``crash``
+    id: ``outcome`` and, for failures, ``message`` and ``traceback``),
+    ``notes`` and ``left_out`` (the tests this interpreter cannot compile,
+    taken out).  If the child dies before reporting, the report has ``crash``
     (its exit status) and ``stderr`` instead, whose START lines show the test
     that was running.  A child that reports but then exits with a status
     other than unittest's 0 or 1 (a crash at interpreter shutdown, or the

@@ -478,5 +478,7 @@ const char *li_jump_refusal(int event);
 /* For tests: adds counts of what the back end keeps alive to `stats`.
  * 0 or -1. */
 int li_backend_stats(PyObject *stats);
+/* stats[name] = n, for li_backend_stats(); 0, or -1 with an exception. */
+int li_stats_set(PyObject *stats, const char *name, Py_ssize_t n);
 
 #endif /* LI_H */

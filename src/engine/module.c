@@ -431,6 +431,15 @@ set_c_callback_type(PyObject *Py_UNUSED(module), PyObject *type)
     Py_RETURN_NONE;
 }
 
+int
+li_stats_set(PyObject *stats, const char *name, Py_ssize_t n)
+{
+    PyObject *count = PyLong_FromSsize_t(n);
+    int err = count != NULL ? PyDict_SetItemString(stats, name, count) : -1;
+    Py_XDECREF(count);
+    return err;
+}
+
 PyDoc_STRVAR(stats_doc,
 "_stats($module, /)\n--\n\n"
 "For tests: counts of what the engine keeps alive (code states, shadows,\n"
@@ -442,10 +451,8 @@ static PyObject *
 stats(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
 {
     PyObject *result = PyDict_New();
-    PyObject *count = result != NULL ? PyLong_FromSsize_t(li_code_state_count()) : NULL;
-    int err = count != NULL ? PyDict_SetItemString(result, "code_states", count) : -1;
-    Py_XDECREF(count);
-    if (err < 0 || li_backend_stats(result) < 0) {
+    if (result == NULL || li_stats_set(result, "code_states", li_code_state_count()) < 0 ||
+        li_backend_stats(result) < 0) {
         Py_XDECREF(result);
         return NULL;
     }

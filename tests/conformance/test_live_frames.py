@@ -518,6 +518,12 @@ def test_exception_from_the_call_the_frame_waits_in(M: Any, tool: Tool, kind: st
     assert late[0][0] == "RAISE" and late[-1][0] == ("PY_UNWIND" if kind in ("finally", "no handler") else "PY_RETURN")
 
 
+def _handlers(code: Any) -> bytes:
+    """Where its exception handlers are: 3.10's SETUP_* instructions name them
+    in its bytecode, 3.11+'s exception table."""
+    return getattr(code, "co_exceptiontable", code.co_code)
+
+
 def test_code_shows_its_own_exception_table_while_a_frame_waits(M: Any, tool: Tool) -> None:
     import dis
 
@@ -526,14 +532,14 @@ def test_code_shows_its_own_exception_table_while_a_frame_waits(M: Any, tool: To
     def key(x: int) -> int:
         if x == 0:
             tool.set_events(M.events.LINE)
-            seen.append((caller.__code__.co_exceptiontable, caller.__code__ == clone,
-                         dis.Bytecode(caller).dis(), caller.__code__.replace().co_exceptiontable,
-                         caller.__code__.replace(co_name="x").co_exceptiontable))
+            seen.append((_handlers(caller.__code__), caller.__code__ == clone,
+                         dis.Bytecode(caller).dis(), _handlers(caller.__code__.replace()),
+                         _handlers(caller.__code__.replace(co_name="x"))))
         return x
 
     caller = _raising_caller("finally", key)
     clone = caller.__code__.replace()
-    table = caller.__code__.co_exceptiontable
+    table = _handlers(caller.__code__)
     before = (table, True, dis.Bytecode(caller).dis(), table, table)
     tool.register(M.events.LINE, lambda code, line: None)
     try:

@@ -1,8 +1,9 @@
-"""What the 3.11 engine keeps alive, and for how long.
+"""What the bytecode engine (3.10, 3.11) keeps alive, and for how long.
 
-Instrumented copies, their probes, trampolines and the per-code state go
-away when no tool needs them any more, when their tool is cleared, and with
-their code object; cycles of enabling and disabling leave nothing behind.
+Instrumented copies, their probes, trampolines (3.11) and the per-code state
+go away when no tool needs them any more, when their tool is cleared, and
+with their code object; cycles of enabling and disabling leave nothing
+behind.
 ``LOWIMPACT_SOAK=1`` runs the long versions (``make long-test``).
 """
 
@@ -23,6 +24,13 @@ from lowimpact import _engine
 
 SOAK = os.environ.get("LOWIMPACT_SOAK") == "1"
 
+#: 3.11's back end moves a frame onto its copy from an entry trampoline in
+#: its code; 3.10's frame evaluation function sees every frame start and
+#: needs none.
+TRAMPOLINES = "trampolined_codes" in _engine._stats()
+only_with_trampolines = pytest.mark.skipif(
+    not TRAMPOLINES, reason="what the 3.11 back end's entry trampolines keep (3.10 has none)")
+
 
 def stats() -> Dict[str, int]:
     """What the engine keeps alive for this thread.
@@ -35,7 +43,8 @@ def stats() -> Dict[str, int]:
     alive = _engine._stats()
     del alive["shadows_built"]
     alive["shadows"] -= alive.pop("shadows_elsewhere")
-    alive["trampolined_codes"] -= alive.pop("trampolined_elsewhere")
+    if TRAMPOLINES:
+        alive["trampolined_codes"] -= alive.pop("trampolined_elsewhere")
     return alive
 
 
@@ -60,7 +69,8 @@ def clean(M: Any) -> Iterator[Dict[str, int]]:
         M.free_tool_id(5)
     before = stats()
     yield before
-    assert stats()["pending_calls"] == 0
+    # (3.10 keeps no calls waiting: an object made for each delivers C_RETURN.)
+    assert stats().get("pending_calls", 0) == 0
 
 
 def make_functions(count: int) -> Dict[str, Callable[..., Any]]:
@@ -99,7 +109,7 @@ E = M.events
 def stats():
     gc.collect()
     alive = _engine._stats()
-    return {key: alive[key] for key in ("shadows", "trampolined_codes")}
+    return {key: alive.get(key) for key in ("shadows", "trampolined_codes")}
 
 def set_events(events):
     M.set_events(2, events)   # (from a frame of its own, as call() does)
@@ -150,6 +160,7 @@ def starts_disabled(M: Any) -> Iterator[None]:
         M.free_tool_id(2)
 
 
+@only_with_trampolines
 def test_trampolines_a_restart_armed_go_when_events_go(M: Any, clean: Dict[str, int]) -> None:
     # PY_START disabled in every function (bdb's pattern), restart_events()
     # arms their entry trampolines again; some run since, some not: when the
@@ -171,6 +182,7 @@ def test_trampolines_a_restart_armed_go_when_events_go(M: Any, clean: Dict[str, 
     assert run_all(functions) == 20 * 2
 
 
+@only_with_trampolines
 def test_marks_a_restart_voided_keep_no_trampoline_when_events_go(
     M: Any, clean: Dict[str, int]
 ) -> None:

@@ -115,6 +115,11 @@ struct li_shadow {
     /* Whether it delivers PY_YIELD at a YIELD_FROM (hook.c's finish(),
        there is no probe for it), which the original does not. */
     bool yields_from;
+    /* The li_epoch in which a generator suspended on it resumes there and
+       suspends again with nothing to do around it (li_eval): its code runs
+       it, no tool wants PY_RESUME or PY_YIELD of that code.  0: not known;
+       cleared where its code's choice is voided within an epoch. */
+    uint64_t resumes_plain_in;
     int n_disarmed;
     li_shadow *next, *prev; /* every live shadow, for re-arming */
 };
@@ -129,6 +134,9 @@ typedef struct {
     /* Borrowed: what new frames run, `shadow`, or NULL when that has no
        probes left (the original does the same, faster). */
     PyCodeObject *run;
+    /* Frames made for the original have room for the values `run` keeps
+       on its stack (run_on() lends them a bigger stack otherwise). */
+    bool run_fits;
     li_event_set events;    /* the events it has probes for */
     uint64_t epoch;         /* li_epoch when it was chosen; 0: choose again */
     int watch_slot;         /* 1 + its index among the watched (rearm.c); 0: not */
@@ -173,6 +181,8 @@ li_shadow_of(PyCodeObject *code)
 }
 /* The shadows alive. */
 li_shadow *li_live_shadows(void);
+/* How many shadows were built so far (for tests). */
+Py_ssize_t li_shadows_built(void);
 
 /* ---- uncounted.c ---- */
 

@@ -56,7 +56,9 @@ choose_shadow(PyCodeObject *code, li_code_state *cs)
     /* CPython instruments the code object as it starts (rearm.c). */
     bool stale = li_code_state_stale(cs);
     bool forgets = stale && li_code_state_refresh_forgets(cs);
-    if (want != b->events || b->shadow == NULL || stale) {
+    /* (A shadow let go while its events stayed the same is no reason: the
+       events changed since, it is stale.) */
+    if (want != b->events || want == 0 || stale) {
         li_code_state_refresh(cs);
     }
     b->epoch = li_epoch;
@@ -82,12 +84,16 @@ choose_shadow(PyCodeObject *code, li_code_state *cs)
     PyCodeObject *shadow = li_build_shadow(code, cs, want, true);
     if (shadow == NULL) {
         b->epoch = 0;
+        if (b->shadow != NULL) {
+            li_shadow_of(b->shadow)->resumes_plain_in = 0;
+        }
         goto error;
     }
     Py_XSETREF(b->shadow, shadow);
     b->events = want;
     li_shadow *map = li_shadow_of(shadow);
     b->run = map->n_sites > 0 || map->yields_from ? shadow : NULL;
+    b->run_fits = shadow->co_stacksize <= code->co_stacksize;
     return b->run;
 error:
     PyErr_WriteUnraisable((PyObject *)code);
@@ -464,68 +470,181 @@ eval_other(PyThreadState *ts, PyFrameObject *f, int throwflag)
                               : eval_frame(ts, f, throwflag);
 }
 
-static PyObject *
-li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
+/* What follows the evaluation of `f`, a frame of `code` (NULL if it
+ * suspended), that gave `result`: PY_UNWIND and the like when it raised
+ * (on the original's f_code), and the thread's functions back if they were
+ * put aside meanwhile (running.c). */
+static inline PyObject *
+ended(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyObject *result)
 {
-    /* Most frames start in code whose shadow (or original, when no tool
-       wants its events or they were all disabled) was chosen since events
-       last changed, below a caller no reached frame waits in (running.c),
-       outside callbacks: what eval_frame() does for them, with fewer
-       tests. */
-    if (ts->tracing && f->f_lasti < 0) {
-        return evaluate(ts, f, throwflag);     /* a callback's frames run as they are */
-    }
-    if (ts->cframe->use_tracing || ts->tracing) {
-        return eval_other(ts, f, throwflag);
-    }
-    PyCodeObject *code = f->f_code;
-    li_code_state *cs = code_state_of(code);    /* (a shadow has none) */
-    li_b310 *b = cs != NULL ? cs->backend : NULL;
-    li_shadow *on = cs == NULL && f->f_lasti >= 0 ? li_shadow_of(code) : NULL;
-    if (on != NULL) {
-        /* A generator suspended on a shadow resumes there, if its code
-           still runs that shadow and no tool wants PY_RESUME/PY_THROW. */
-        int event = throwflag ? LI_PY_THROW : LI_PY_RESUME;
-        li_b310 *ob = on->original != NULL ? on->cs->backend : NULL;
-        if (ob == NULL || ob->epoch != li_epoch || ob->run != code ||
-            f->f_lasti + 1 > on->n_units ||
-            (li_reg.global_tools[event] | on->cs->local_tools[event]) != 0) {
-            return eval_other(ts, f, throwflag);
-        }
-        PyCodeObject *original = (PyCodeObject *)Py_NewRef(on->original);
-        PyObject *result = finish(ts, f, original, code, on, evaluate(ts, f, throwflag), true);
-        /* (It ended on the original's f_code, or stays on the shadow.) */
-        if (result == NULL && li_exc_exit_wanted()) {
-            li_exc_frame_exit(ts, f, f->f_code);
-        }
-        if (li_running_aside) {
-            li_running_restore(ts);
-        }
-        return result;
-    }
-    if (b != NULL ? b->epoch != li_epoch : cs != NULL || global_probed != 0) {
-        return eval_other(ts, f, throwflag);
-    }
-    PyObject *result;
-    if (f->f_lasti < 0 && !throwflag) {
-        result = b != NULL && b->run != NULL ? run_on(ts, f, code, b->run, 0, false)
-                                             : evaluate(ts, f, 0);
-    }
-    else {
-        /* A generator resumes, on its original, which it goes on running:
-           unless a tool wants PY_RESUME/PY_THROW there. */
-        int event = throwflag ? LI_PY_THROW : LI_PY_RESUME;
-        if (b != NULL ? b->run != NULL || li_tools_at_local(cs, event, f->f_lasti + 1) != 0
-                      : li_reg.global_tools[event] != 0) {
-            return eval_other(ts, f, throwflag);
-        }
-        result = evaluate(ts, f, throwflag);
-    }
     if (result == NULL && li_exc_exit_wanted()) {
         li_exc_frame_exit(ts, f, code);
     }
     if (li_running_aside) {
         li_running_restore(ts);
+    }
+    return result;
+}
+
+/* A generator suspended on its f_code, a shadow, resumed there with
+ * nothing to do around it (li_eval) and gave `result`: the rest, when it
+ * did not suspend again, or when the thread's functions were put aside
+ * meanwhile (running.c). */
+static LI_NOINLINE PyObject *
+after_plain_resume(PyFrameObject *f, PyObject *result)
+{
+    PyThreadState *ts = PyThreadState_Get();
+    if (result != NULL && f->f_state == FRAME_SUSPENDED) {
+        return ended(ts, f, NULL, result);
+    }
+    PyCodeObject *shadow = f->f_code;
+    li_shadow *map = li_shadow_of(shadow);
+    PyCodeObject *original = map->original;
+    /* (No PY_YIELD to deliver: the epoch said no tool wants one.) */
+    result = finish(ts, f, (PyCodeObject *)Py_NewRef(original), shadow, map, result, true);
+    return ended(ts, f, original, result);
+}
+
+/* A generator suspended on `shadow` (its f_code) resumes: there, if its
+ * code still runs that shadow and no tool wants PY_RESUME/PY_THROW. */
+static LI_NOINLINE PyObject *
+resume_on(PyThreadState *ts, PyFrameObject *f, PyCodeObject *shadow, li_shadow *on,
+          int throwflag)
+{
+    int event = throwflag ? LI_PY_THROW : LI_PY_RESUME;
+    li_b310 *ob = on->original != NULL ? on->cs->backend : NULL;
+    if (ob == NULL || ob->epoch != li_epoch || ob->run != shadow ||
+        f->f_lasti + 1 > on->n_units ||
+        (li_reg.global_tools[event] | on->cs->local_tools[event]) != 0) {
+        return eval_other(ts, f, throwflag);
+    }
+    if (!throwflag && (li_reg.global_tools[LI_PY_YIELD] | on->cs->local_tools[LI_PY_YIELD]) == 0) {
+        on->resumes_plain_in = li_epoch;
+    }
+    PyCodeObject *original = on->original;
+    PyObject *result = finish(ts, f, (PyCodeObject *)Py_NewRef(original), shadow, on,
+                              evaluate(ts, f, throwflag), true);
+    /* (It ended on the original's f_code, or stays on the shadow.) */
+    return ended(ts, f, original, result);
+}
+
+/* A frame that ran its original, or a shadow it left (run_on()), gave
+ * `result`: what follows when it raised, or when the thread's functions
+ * were put aside meanwhile (running.c). */
+static LI_NOINLINE PyObject *
+after_evaluate(PyFrameObject *f, PyObject *result)
+{
+    return ended(PyThreadState_Get(), f, f->f_code, result);
+}
+
+/* A frame of `code` starts on `b->run`, which its frame has room for:
+ * run_on() with only the tests such a frame needs (it has no blocks, and
+ * has none left when it returns or raises). */
+static LI_NOINLINE PyObject *
+start_on(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, li_b310 *b)
+{
+    PyCodeObject *shadow = b->run;  /* (the frame holds it from here on) */
+    li_shadow *map = li_shadow_of(shadow);
+    f->f_lasti = map->shadow_start[0] - 1;
+    f->f_code = (PyCodeObject *)Py_NewRef(shadow);
+    PyObject *result = evaluate(ts, f, 0);
+    if (result != NULL && f->f_state == FRAME_SUSPENDED) {
+        return ended(ts, f, NULL, finish(ts, f, code, shadow, map, result, true));
+    }
+    if (f->f_lasti + 1 >= 0 && f->f_lasti + 1 <= map->n_units) {
+        f->f_lasti = map->orig_start[f->f_lasti + 1] - 1;
+    }
+    if (result == NULL) {
+        translate_traceback(ts, f, map);
+    }
+    f->f_code = code;   /* the frame's reference, which it lent the shadow */
+    Py_DECREF(shadow);  /* (and the map with it, maybe) */
+    if (result == NULL && PyErr_ExceptionMatches(li_restart)) {
+        result = restart(ts, f, code);
+    }
+    return ended(ts, f, code, result);
+}
+
+/* A frame of `code` (state `cs`) that starts on `shadow`, or resumes on
+ * the original; apart from li_eval() so that its common paths keep few
+ * values across the call that evaluates. */
+static LI_NOINLINE PyObject *
+run_chosen(PyThreadState *ts, PyFrameObject *f, int throwflag, PyCodeObject *code,
+           li_code_state *cs)
+{
+    li_b310 *b = cs->backend;
+    if (f->f_lasti < 0 && !throwflag) {
+        return after_evaluate(f, run_on(ts, f, code, b->run, 0, false));
+    }
+    /* A generator resumes, on its original, which it goes on running:
+       unless a tool wants PY_RESUME/PY_THROW there. */
+    int event = throwflag ? LI_PY_THROW : LI_PY_RESUME;
+    if (b->run != NULL || li_tools_at_local(cs, event, f->f_lasti + 1) != 0) {
+        return eval_other(ts, f, throwflag);
+    }
+    return after_evaluate(f, evaluate(ts, f, throwflag));
+}
+
+static LI_NOINLINE PyObject *
+eval_traced(PyThreadState *ts, PyFrameObject *f, int throwflag)
+{
+    if (ts->tracing && f->f_lasti < 0) {
+        return evaluate(ts, f, throwflag);     /* a callback's frames run as they are */
+    }
+    return eval_other(ts, f, throwflag);
+}
+
+/* The frame evaluation function.  Most frames start (or resume) in code
+ * whose shadow, or original, when no tool wants its events or they were
+ * all disabled, was chosen since events last changed, below a caller no
+ * reached frame waits in (running.c), outside callbacks: what eval_frame()
+ * does for them, with the fewest tests, keeping only the frame across the
+ * call that evaluates it. */
+static PyObject *
+li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
+{
+    if (ts->tracing | ts->cframe->use_tracing) {
+        return eval_traced(ts, f, throwflag);
+    }
+    PyCodeObject *code = f->f_code;
+    li_code_state *cs = code_state_of(code);    /* (a shadow has none) */
+    PyObject *result;
+    if (cs == NULL) {
+        li_shadow *on = f->f_lasti >= 0 ? li_shadow_of(code) : NULL;
+        if (on != NULL) {
+            /* Generators whose code keeps a probe that never fires
+               resume on its shadow again and again. */
+            if (on->resumes_plain_in != li_epoch || throwflag || f->f_lasti + 1 > on->n_units) {
+                return resume_on(ts, f, code, on, throwflag);
+            }
+            result = evaluate(ts, f, 0);
+            if (result == NULL || f->f_state != FRAME_SUSPENDED || li_running_aside) {
+                return after_plain_resume(f, result);
+            }
+            return result;
+        }
+        /* (Unless a tool wants PY_RESUME/PY_THROW of a generator.) */
+        if (global_probed != 0 ||
+            ((throwflag || f->f_lasti >= 0) &&
+             li_reg.global_tools[throwflag ? LI_PY_THROW : LI_PY_RESUME] != 0)) {
+            return eval_other(ts, f, throwflag);
+        }
+    }
+    else {
+        li_b310 *b = cs->backend;
+        if (b == NULL || b->epoch != li_epoch) {
+            return eval_other(ts, f, throwflag);
+        }
+        if (b->run != NULL && f->f_lasti < 0 && !throwflag && b->run_fits) {
+            return start_on(ts, f, code, b);
+        }
+        if (b->run != NULL || f->f_lasti >= 0 || throwflag) {
+            return run_chosen(ts, f, throwflag, code, cs);
+        }
+    }
+    result = evaluate(ts, f, throwflag);
+    if (result == NULL || li_running_aside) {
+        return after_evaluate(f, result);
     }
     return result;
 }
@@ -551,11 +670,51 @@ li_hook_sync(void)
     }
 }
 
-int
-li_backend_update(bool grew)
+/* Lets go of the shadow of `cs` if no tool wants events from its code any
+ * more, as 3.11 and native instrumentation give their memory back when
+ * events go (frames running it keep it until they leave it).  Which events
+ * it had a shadow for stays known: its code's next start decides on the
+ * marks to forget as it would have. */
+static void
+release_if_unwanted(li_code_state *cs)
+{
+    li_b310 *b = cs->backend;
+    if (b == NULL || b->shadow == NULL ||
+        li_exc_needed(li_shadow_of(b->shadow)->original,
+                      li_wanted_events(cs) & LI_PROBED_EVENTS) != 0) {
+        return;
+    }
+    b->run = NULL;
+    /* (Its map and its constants die with it, and unlink it.) */
+    Py_CLEAR(b->shadow);
+}
+
+static void
+release_unwanted_shadows(void)
+{
+    li_shadow *next;
+    for (li_shadow *map = li_live_shadows(); map != NULL; map = next) {
+        next = map->next;
+        /* (Only the code state's own: older shadows that frames still run
+           are not its to let go, and may be the next one.) */
+        li_b310 *b = map->cs != NULL ? map->cs->backend : NULL;
+        if (b != NULL && b->shadow == map->code) {
+            release_if_unwanted(map->cs);
+        }
+    }
+}
+
+static int
+update(li_code_state *cs, bool grew)
 {
     li_epoch++;
     li_hook_sync();
+    if (cs != NULL) {
+        release_if_unwanted(cs);
+    }
+    else {
+        release_unwanted_shadows();
+    }
     /* What started while no hook was installed forgets before anything
        refreshes as of now (the code of the frames running does, as
        li_running_sync() looks for what they need), and before the probes
@@ -570,10 +729,15 @@ li_backend_update(bool grew)
 }
 
 int
+li_backend_update(bool grew)
+{
+    return update(NULL, grew);
+}
+
+int
 li_backend_update_code(li_code_state *cs, bool grew)
 {
-    (void)cs;
-    return li_backend_update(grew);
+    return update(cs, grew);
 }
 
 int
@@ -619,6 +783,7 @@ li_backend_code_state_free(li_code_state *cs)
         li_shadow *map = li_shadow_of(b->shadow);
         map->original = NULL;
         map->cs = NULL;
+        map->resumes_plain_in = 0;
         Py_CLEAR(b->shadow);
     }
     PyMem_Free(b);
@@ -671,6 +836,32 @@ error:
     return NULL;
 }
 
+/* The shadows that frames of threads other than this one run: what those
+ * threads hold and let go of as their frames move on, whatever this thread
+ * does.  -1 with an exception. */
+static Py_ssize_t
+count_elsewhere(void)
+{
+    PyThreadState *self = PyThreadState_Get();
+    PyObject *seen = PySet_New(NULL);   /* owned: the shadows counted */
+    if (seen == NULL) {
+        return -1;
+    }
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead(self->interp); ts != NULL;
+         ts = PyThreadState_Next(ts))
+    {
+        for (PyFrameObject *f = ts != self ? ts->frame : NULL; f != NULL; f = f->f_back) {
+            if (li_shadow_of(f->f_code) != NULL && PySet_Add(seen, (PyObject *)f->f_code) < 0) {
+                Py_DECREF(seen);
+                return -1;
+            }
+        }
+    }
+    Py_ssize_t n = PySet_GET_SIZE(seen);
+    Py_DECREF(seen);
+    return n;
+}
+
 int
 li_backend_stats(PyObject *stats)
 {
@@ -678,16 +869,16 @@ li_backend_stats(PyObject *stats)
     for (li_shadow *map = li_live_shadows(); map != NULL; map = map->next) {
         shadows++;
     }
-    PyObject *count = PyLong_FromSsize_t(shadows);
-    int err = count != NULL ? PyDict_SetItemString(stats, "shadows", count) : -1;
-    Py_XDECREF(count);
-    if (err < 0) {
+    Py_ssize_t elsewhere = count_elsewhere();
+    if (elsewhere < 0 ||
+        li_stats_set(stats, "shadows", shadows) < 0 ||
+        li_stats_set(stats, "shadows_elsewhere", elsewhere) < 0 ||
+        li_stats_set(stats, "shadows_built", li_shadows_built()) < 0 ||
+        li_stats_set(stats, "reached_threads", li_running_threads) < 0)
+    {
         return -1;
     }
-    count = PyLong_FromLong(li_running_threads);
-    err = count != NULL ? PyDict_SetItemString(stats, "reached_threads", count) : -1;
-    Py_XDECREF(count);
-    return err;
+    return 0;
 }
 
 int

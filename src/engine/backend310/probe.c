@@ -1,6 +1,7 @@
 /* Probes: the sites a shadow's bytecode reaches C through (b310.h). */
 
 #include "b310.h"
+#include "structmember.h"
 
 void
 li_site_write(li_site *s, bool armed)
@@ -33,6 +34,7 @@ li_site_disarm(li_site *s)
         li_b310 *b = map->original != NULL ? map->cs->backend : NULL;
         if (b != NULL && b->shadow == map->code && li_worth_compacting(map)) {
             b->epoch = 0;
+            map->resumes_plain_in = 0;
         }
     }
 }
@@ -192,6 +194,25 @@ static PyMappingMethods site_as_mapping = {
     .mp_subscript = site_subscript,
 };
 
+/* Read by tests/engine/shadowcheck310.py, which checks every probe of a
+ * shadow against the instruction it stands before. */
+static PyMemberDef site_members[] = {
+    {"orig", T_INT, offsetof(li_site, orig), READONLY, NULL},
+    {"unit", T_INT, offsetof(li_site, unit), READONLY, NULL},
+    {"size", T_UBYTE, offsetof(li_site, size), READONLY, NULL},
+    {"event", T_UBYTE, offsetof(li_site, event), READONLY, NULL},
+    {"armed", T_BOOL, offsetof(li_site, armed), READONLY, NULL},
+    {"depth", T_INT, offsetof(li_site, depth), READONLY, NULL},
+    {"arg", T_OBJECT, offsetof(li_site, arg), READONLY, NULL},
+    {"dest", T_OBJECT, offsetof(li_site, dest), READONLY, NULL},
+    {"twin", T_OBJECT, offsetof(li_site, twin), READONLY, NULL},
+    {"jump_unit", T_INT, offsetof(li_site, jump.unit), READONLY, NULL},
+    {"jump_size", T_UBYTE, offsetof(li_site, jump.size), READONLY, NULL},
+    {"jump_via_stub", T_UINT, offsetof(li_site, jump.via_stub), READONLY, NULL},
+    {"jump_direct", T_UINT, offsetof(li_site, jump.direct), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
 PyTypeObject li_site_type = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "lowimpact._engine.probe",
@@ -200,6 +221,7 @@ PyTypeObject li_site_type = {
     .tp_as_number = &site_as_number,
     .tp_as_sequence = &site_as_sequence,
     .tp_as_mapping = &site_as_mapping,
+    .tp_members = site_members,
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "A probe of an instrumented code object.",
 };

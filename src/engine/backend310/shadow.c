@@ -518,11 +518,18 @@ li_shadow_misses(const li_shadow *map)
 }
 
 static li_shadow *live_shadows;
+static Py_ssize_t shadows_built;
 
 li_shadow *
 li_live_shadows(void)
 {
     return live_shadows;
+}
+
+Py_ssize_t
+li_shadows_built(void)
+{
+    return shadows_built;
 }
 
 PyCodeObject *
@@ -679,9 +686,19 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events, bool
                 stacksize = need;
             }
         }
-        /* A branch's probes sit after it, where FOR_ITER has pushed the
-           next value; the caught marker (one constant) before a handler. */
-        int after = probes[i].branch.unit >= 0 ? base + 2 : ins[i].handler ? base + 1 : 0;
+        /* A branch's probes sit after it, on what either way leaves (FOR_ITER
+           pushes the next value, the others pop); the caught marker (one
+           constant) before a handler. */
+        int after = 0;
+        if (probes[i].branch.unit >= 0) {
+            int arg = ins[i].opcode >= HAVE_ARGUMENT ? ins[i].oparg : 0;
+            int falls = PyCompile_OpcodeStackEffectWithJump(ins[i].opcode, arg, 0);
+            int jumps = PyCompile_OpcodeStackEffectWithJump(ins[i].opcode, arg, 1);
+            after = base + (falls > jumps ? falls : jumps) + 1;
+        }
+        else if (ins[i].handler) {
+            after = base + 1;
+        }
         if (after > stacksize) {
             stacksize = after;
         }
@@ -899,6 +916,7 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events, bool
         live_shadows->prev = made;
     }
     live_shadows = made;
+    shadows_built++;
     goto done;
 error:
     Py_XDECREF(map);

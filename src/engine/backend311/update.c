@@ -1201,15 +1201,6 @@ li_backend_init(PyObject *module)
     return 0;
 }
 
-static int
-set_count(PyObject *stats, const char *name, Py_ssize_t n)
-{
-    PyObject *count = PyLong_FromSsize_t(n);
-    int err = count != NULL ? PyDict_SetItemString(stats, name, count) : -1;
-    Py_XDECREF(count);
-    return err;
-}
-
 /* Counts, in *shadows and *trampolined, the shadows that frames of threads
  * other than this one run, and the code objects with trampolines armed
  * that such frames run: what those threads hold and let go of when their
@@ -1258,13 +1249,13 @@ li_backend_stats(PyObject *stats)
     if (count_elsewhere(&shadows_elsewhere, &trampolined_elsewhere) < 0) {
         return -1;
     }
-    if (set_count(stats, "shadows", shadows) < 0 ||
-        set_count(stats, "shadows_elsewhere", shadows_elsewhere) < 0 ||
-        set_count(stats, "trampolined_codes", li_trampolines_armed_count()) < 0 ||
-        set_count(stats, "trampolined_elsewhere", trampolined_elsewhere) < 0 ||
-        set_count(stats, "trampolines_kept", li_trampolines_kept_count()) < 0 ||
-        set_count(stats, "pending_calls", li_pending_call_count()) < 0 ||
-        set_count(stats, "shadows_built", li_shadows_built()) < 0)
+    if (li_stats_set(stats, "shadows", shadows) < 0 ||
+        li_stats_set(stats, "shadows_elsewhere", shadows_elsewhere) < 0 ||
+        li_stats_set(stats, "trampolined_codes", li_trampolines_armed_count()) < 0 ||
+        li_stats_set(stats, "trampolined_elsewhere", trampolined_elsewhere) < 0 ||
+        li_stats_set(stats, "trampolines_kept", li_trampolines_kept_count()) < 0 ||
+        li_stats_set(stats, "pending_calls", li_pending_call_count()) < 0 ||
+        li_stats_set(stats, "shadows_built", li_shadows_built()) < 0)
     {
         return -1;
     }
