@@ -34,16 +34,9 @@ GAPS_310 = {
         'conformance/test_fuzz.py::test_live_regression_matches_native[call_into_c_raises_through_finally]',
     ],
     '3.10 back end: first starts of a code object build its shadow and allocate (no pre-built shadows yet)': [
-        'conformance/test_first_calls.py::test_first_calls_allocate_nothing_the_collector_counts',
         'engine/test_memory.py::test_code_with_a_loop_or_try_first_waits_for_its_first_call',
         'engine/test_memory.py::test_disabled_starts_keep_their_copy',
         'engine/test_memory.py::test_local_events_from_a_first_start_build_one_copy',
-    ],
-    '3.10 has no instruction on the def line: a RecursionError raised as the PY_START callback of the deepest frame starts is reported on the first line of its body (and RAISE, PY_UNWIND are not delivered yet)': [
-        'conformance/test_recursion.py::test_recursion_limit_is_the_same_every_time',
-    ],
-    '3.10 back end: callbacks see the frame at the probe, not at the instruction, for CALL and exception events': [
-        'conformance/test_frames_seen.py::test_py_start_callback_raising_at_a_first_call',
     ],
 }
 

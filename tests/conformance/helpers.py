@@ -96,6 +96,15 @@ def instructions(target: CodeLike) -> list[dis.Instruction]:
     return list(dis.get_instructions(code_of(target)))
 
 
+def traceback_entries(tb: Any) -> list:
+    """The entries of a traceback, outermost first."""
+    found = []
+    while tb is not None:
+        found.append(tb)
+        tb = tb.tb_next
+    return found
+
+
 def offsets_of(target: CodeLike, *opnames: str) -> list[int]:
     """Offsets of the instructions of *target* whose opname is one of *opnames*."""
     return [i.offset for i in instructions(target) if i.opname in opnames]

@@ -28,6 +28,7 @@ from .helpers import (
     line_of_offset,
     offset_of,
     rel_line_of_offset,
+    traceback_entries,
 )
 
 
@@ -477,6 +478,35 @@ def test_raise_callback_exception_replaces_in_flight(M: Any, tool: Tool) -> None
     finally:
         tool.set_events(0)
     assert info.value.__context__ is None
+
+
+@pytest.mark.parametrize("event", ["RAISE", "PY_UNWIND"])
+def test_callback_exception_leaving_a_frame_has_no_entry_for_it(M: Any, tool: Tool,
+                                                               event: str) -> None:
+    """An exception a RAISE or PY_UNWIND callback raises as another leaves a
+    frame goes on from there: its traceback starts with the callback's own
+    frame and then the callers, without the frame the first one left."""
+    def inner() -> None:
+        raise KeyError("leaves inner")
+
+    def outer() -> list:
+        try:
+            inner()
+        except RuntimeError as error:
+            return [tb.tb_frame.f_code.co_name for tb in traceback_entries(error.__traceback__)]
+        raise AssertionError("the callback's exception did not propagate")
+
+    def callback(code: Any, off: int, exc: BaseException) -> None:
+        if code is inner.__code__ and isinstance(exc, KeyError):
+            raise RuntimeError("from callback")
+
+    tool.register(getattr(M.events, event), callback)
+    tool.set_events(getattr(M.events, event))
+    try:
+        names = outer()
+    finally:
+        tool.set_events(0)
+    assert names == ["outer", "callback"]
 
 
 def test_raise_after_a_callback_replaced_an_exception_leaving_the_frame(M: Any, tool: Tool) -> None:

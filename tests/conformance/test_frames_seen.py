@@ -11,7 +11,6 @@ the plain one while a tool has events on them.
 
 from __future__ import annotations
 
-import dis
 import gc
 import sys
 import threading
@@ -20,7 +19,8 @@ from typing import Any, Callable
 
 import pytest
 
-from .helpers import Tool, next_instruction_offset, offset_of, offsets_of, resume_offset, start_lasti
+from .helpers import (Tool, next_instruction_offset, offset_of, offsets_of, resume_offset, start_lasti,
+                      traceback_entries)
 
 CALL_OPNAMES = ("CALL", "CALL_KW", "CALL_FUNCTION_EX", "CALL_FUNCTION", "CALL_FUNCTION_KW", "CALL_METHOD")
 
@@ -187,10 +187,6 @@ def _fresh_functions() -> dict:
     return namespace
 
 
-def _resume_offset(code: Any) -> int:
-    return next(i.offset for i in dis.get_instructions(code) if i.opname == "RESUME")
-
-
 def test_py_start_sees_the_frame_at_its_resume(M: Any, tool: Tool) -> None:
     """At its first PY_START a function's frame is the callback's caller,
     standing at its RESUME on its def line (3.10: see start_lasti), below it the frame that called
@@ -226,37 +222,44 @@ def test_py_start_sees_the_frame_at_its_resume(M: Any, tool: Tool) -> None:
     assert seen == view * 2
 
 
-def test_py_start_callback_raising_at_a_first_call(M: Any, tool: Tool) -> None:
-    """A PY_START callback that raises as a function first starts: the
-    exception leaves the function, whose traceback entry is its def line."""
-    E = M.events
-    ns = _fresh_functions()
-    plain = ns["plain"]
-
-    def on_start(code: Any, offset: int) -> Any:
-        if code is plain.__code__:
+def _entries_when_py_start_raises(M: Any, tool: Tool, code: Any, run: Callable[[], Any]) -> list:
+    """The traceback entries (name, line relative to the def, tb_lasti) of
+    the KeyError a PY_START callback raises as `code` starts in run()."""
+    def on_start(started: Any, offset: int) -> Any:
+        if started is code:
             raise KeyError("start")
         return M.DISABLE
 
-    tool.register(E.PY_START, on_start)
-    tool.set_events(E.PY_START)
+    tool.register(M.events.PY_START, on_start)
+    tool.set_events(M.events.PY_START)
     try:
         with pytest.raises(KeyError) as caught:
-            plain(1)
+            run()
     finally:
         tool.set_events(0)
-    entries = [(tb.tb_frame.f_code.co_name, tb.tb_lineno - tb.tb_frame.f_code.co_firstlineno,
-                tb.tb_lasti) for tb in _walk(caught.value.__traceback__)]
-    assert entries[1:] == [("plain", 0, _resume_offset(plain.__code__)), ("on_start", 2, entries[2][2])]
+    return [(tb.tb_frame.f_code.co_name, tb.tb_lineno - tb.tb_frame.f_code.co_firstlineno,
+             tb.tb_lasti) for tb in traceback_entries(caught.value.__traceback__)]
+
+
+def test_py_start_callback_raising_at_a_first_call(M: Any, tool: Tool) -> None:
+    """A PY_START callback that raises as a function first starts: the
+    exception leaves the function, whose traceback entry is its def line."""
+    plain = _fresh_functions()["plain"]
+    entries = _entries_when_py_start_raises(M, tool, plain.__code__, lambda: plain(1))
+    assert entries[2:] == [("plain", 0, resume_offset(plain)), ("on_start", 2, entries[3][2])]
     assert plain(1) == 3
 
 
-def _walk(tb: Any) -> list:
-    found = []
-    while tb is not None:
-        found.append(tb)
-        tb = tb.tb_next
-    return found
+def test_py_start_callback_raising_as_a_generator_first_runs(M: Any, tool: Tool) -> None:
+    """The same for a generator's first next(): its traceback entry is on
+    its def line, at the PY_START offset; the generator is finished."""
+    ns: dict = {}
+    exec(compile("def gen(a):\n    yield a\n    yield a + 1\n", "<gen-start>", "exec"), ns)
+    gen = ns["gen"]
+    g = gen(1)
+    entries = _entries_when_py_start_raises(M, tool, gen.__code__, lambda: next(g))
+    assert entries[2] == ("gen", 0, resume_offset(gen))
+    assert (list(g), list(gen(5))) == ([], [5, 6])
 
 
 @pytest.mark.parametrize("local", [0, "LINE"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dis
 import io
+import sys
 import traceback
 from typing import Any, Callable
 
@@ -169,3 +170,59 @@ def test_caught_traceback_offsets(M: Any, tool: Tool) -> None:
         monitored = tracebacks_seen()
     assert monitored == plain
     assert all("-->" in listing for _, _, listing in plain)
+
+
+def _divide(x: int) -> float:
+    return 1 / x
+
+
+def _returns_a_value() -> Any:
+    yield 1
+    return "done"
+
+
+def _raises_and_loops() -> list:
+    out = []
+    try:
+        out.append(_divide(0))
+    except ZeroDivisionError:
+        out.append("caught")
+    for item in _returns_a_value():
+        out.append(item)
+    return out
+
+
+def exceptions_traced() -> list:
+    """What a sys.settrace function sees at each 'exception' event of
+    _raises_and_loops(): the exception and the offset and line of the
+    traceback's entry for the frame (where pdb's post-mortem `list` puts
+    its >> mark)."""
+    seen = []
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        if event == "exception" and frame.f_code is _raises_and_loops.__code__:
+            tb = arg[2]
+            seen.append((arg[0].__name__, tb.tb_frame is frame, tb.tb_lasti, tb.tb_lineno))
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        _raises_and_loops()
+    finally:
+        sys.settrace(None)
+    return seen
+
+
+def test_exception_events_of_a_trace_function(M: Any, tool: Tool) -> None:
+    """A sys.settrace function's 'exception' events, in a frame that runs
+    monitored: the callee's exception with the frame's own traceback entry
+    (at the call), and, before 3.12, the StopIteration of a generator that
+    returns a value at the end of a for loop (bdb's `next` out of a
+    generator stops there)."""
+    plain = exceptions_traced()
+    E = M.events
+    with Recorder(tool, E.LINE | E.RAISE | E.STOP_ITERATION | E.PY_UNWIND, _raises_and_loops,
+                  _returns_a_value):
+        monitored = exceptions_traced()
+    assert monitored == plain
+    assert plain[0][:2] == ("ZeroDivisionError", True)

@@ -187,6 +187,13 @@ li_shadow *li_live_shadows(void);
 /* How many shadows were built so far (for tests). */
 Py_ssize_t li_shadows_built(void);
 
+/* ---- uncounted.c ---- */
+
+/* A new tuple of `size` (its items NULL) that the collector neither tracks
+ * nor counts towards its next collection: for a shadow's constants, which
+ * only code objects hold.  NULL with an exception. */
+PyObject *li_uncounted_tuple(Py_ssize_t size);
+
 /* ---- probe.c ---- */
 
 void li_site_arm(li_site *s);

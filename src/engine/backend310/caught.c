@@ -63,15 +63,48 @@ li_caught_marker(void)
     return caught;
 }
 
-/* Offsets translated at a handler, decoded.  (Others are left as they
- * are: one read before the handler, by a LINE callback of its line, is the
- * shadow's, but it cannot be told apart from the offset of a traceback made
- * by Python code, types.TracebackType(), in a frame running a shadow.) */
+/* Offsets translated at a handler, decoded; an entry not translated yet,
+ * of a frame still running the shadow it was made in (read by a trace
+ * function's 'exception' event, pdb's post-mortem `list`, or a LINE
+ * callback of the handler's line), translated now.  A traceback that
+ * Python code makes, types.TracebackType(), has an original offset: it is
+ * stored encoded (traceback_new()), so that it is never taken for one. */
 static PyObject *
 traceback_lasti_get(PyObject *self, void *Py_UNUSED(closure))
 {
-    int lasti = ((PyTracebackObject *)self)->tb_lasti;
-    return PyLong_FromLong(lasti <= -2 ? encode(lasti) : lasti);
+    PyTracebackObject *t = (PyTracebackObject *)self;
+    int lasti = t->tb_lasti;
+    if (lasti <= -2) {
+        return PyLong_FromLong(encode(lasti));
+    }
+    li_shadow *map = t->tb_frame != NULL ? li_shadow_of(t->tb_frame->f_code) : NULL;
+    if (map != NULL && map->original != NULL && lasti >= 0 && lasti / 2 < map->n_units) {
+        /* An entry made while a generator ran its original, before it
+           resumed onto this shadow, has an original offset: the line
+           recorded with the entry tells the two apart, unless both offsets
+           are on that line. */
+        int orig = 2 * map->orig_op[lasti / 2];
+        if (PyCode_Addr2Line(map->original, orig) == t->tb_lineno) {
+            lasti = orig;
+        }
+    }
+    return PyLong_FromLong(lasti);
+}
+
+/* The interpreter's types.TracebackType(). */
+static newfunc traceback_new_orig;
+
+static PyObject *
+traceback_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *result = traceback_new_orig(type, args, kwds);
+    if (result != NULL && PyTraceBack_Check(result)) {
+        PyTracebackObject *t = (PyTracebackObject *)result;
+        if (t->tb_lasti >= 0 && t->tb_frame != NULL && li_shadow_of(t->tb_frame->f_code) != NULL) {
+            t->tb_lasti = encode(t->tb_lasti);
+        }
+    }
+    return result;
 }
 
 static PyGetSetDef traceback_getsets[] = {
@@ -92,5 +125,7 @@ li_caught_init(void)
     if (caught == NULL) {
         return -1;
     }
+    traceback_new_orig = PyTraceBack_Type.tp_new;
+    PyTraceBack_Type.tp_new = traceback_new;
     return li_replace_getsets(&PyTraceBack_Type, traceback_getsets);
 }

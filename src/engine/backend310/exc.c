@@ -470,16 +470,22 @@ loop_iter_next(PyObject *self)
     if (status != PYGEN_RETURN) {
         return status == PYGEN_NEXT ? result : NULL;
     }
-    /* The generator returned: the loop ends, with no exception set unless
-       a callback raised one. */
+    /* The generator returned: the loop ends with the StopIteration that
+       3.10's own next() of a generator sets for a value other than None,
+       which FOR_ITER shows a sys.settrace function ('exception', as bdb's
+       `next` out of a generator expects), or with a callback's exception. */
     li_site *s = w->site;
     li_shadow *map = s->shadow;
     PyThreadState *ts = PyThreadState_Get();
+    int err = 0;
     if (!ts->tracing && map->original != NULL) {
         uint8_t tools = li_tools_at(map->cs, LI_STOP_ITERATION, s->orig);
         if (tools != 0) {
-            (void)li_fire_stop(ts, s, tools, result);
+            err = li_fire_stop(ts, s, tools, result);
         }
+    }
+    if (err == 0 && result != Py_None) {
+        (void)_PyGen_SetStopIterationValue(result);
     }
     Py_DECREF(result);
     return NULL;
@@ -642,20 +648,30 @@ li_exc_frame_exit(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code)
     if (e.tb != NULL && PyException_SetTraceback(e.value, e.tb) < 0) {
         PyErr_WriteUnraisable(e.value);
     }
-    int unit = f->f_lasti >= 0 ? f->f_lasti : 0;
+    /* (A PY_START callback's exception leaves f_lasti at -1 - its unit,
+       start.c.) */
+    int unit = f->f_lasti >= 0 ? f->f_lasti : -1 - f->f_lasti;
     bool again = take_reraised(f, e.tb, &unit);
     if (!again && e.tb != NULL && PyTraceBack_Check(e.tb)) {
         PyTracebackObject *head = (PyTracebackObject *)e.tb;
         if (head->tb_frame == f) {
-            unit = head->tb_lasti >= 0 ? head->tb_lasti / 2 : 0;
+            unit = head->tb_lasti >= 0 ? head->tb_lasti / 2
+                   : head->tb_lasti <= -2 ? (-2 - head->tb_lasti) / 2 : 0;
         }
     }
     li_code_state *cs = li_code_state_get(code);
-    /* Callbacks run as if from the frame, which has left the thread. */
+    /* Callbacks run as if from the frame, which has left the thread; and
+       at its depth, which natively still counts against the recursion
+       limit (a frame whose PY_START callback hit it fails its RAISE and
+       PY_UNWIND callbacks too). */
     PyFrameObject *current = ts->frame;
     ts->frame = f;
+    ts->recursion_depth++;
+    /* A callback's exception replaces the one leaving the frame without an
+       entry for it, as natively (3.12 adds the frame's entry before RAISE,
+       and none after these events): no frame for deliver(). */
     if (!again) {
-        deliver(ts, LI_RAISE, li_reg.global_tools[LI_RAISE], cs, code, unit, &e, f);
+        deliver(ts, LI_RAISE, li_reg.global_tools[LI_RAISE], cs, code, unit, &e, NULL);
     }
     if (cleanups_wanted()) {
         li_b310 *b = cs != NULL ? cs->backend : NULL;
@@ -669,10 +685,11 @@ li_exc_frame_exit(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code)
     }
     if (is_generator_code(code) && f->f_lasti >= 0) {
         deliver(ts, LI_EXCEPTION_HANDLED, li_reg.global_tools[LI_EXCEPTION_HANDLED], cs, code,
-                unit, &e, f);
-        deliver(ts, LI_RERAISE, li_reg.global_tools[LI_RERAISE], cs, code, unit, &e, f);
+                unit, &e, NULL);
+        deliver(ts, LI_RERAISE, li_reg.global_tools[LI_RERAISE], cs, code, unit, &e, NULL);
     }
-    deliver(ts, LI_PY_UNWIND, li_reg.global_tools[LI_PY_UNWIND], cs, code, unit, &e, f);
+    deliver(ts, LI_PY_UNWIND, li_reg.global_tools[LI_PY_UNWIND], cs, code, unit, &e, NULL);
+    ts->recursion_depth--;
     ts->frame = current;
     PyErr_Restore(e.type, e.value, e.tb);
 }

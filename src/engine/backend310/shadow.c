@@ -827,14 +827,13 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events, bool
         PyErr_NoMemory();
         goto error;
     }
-    consts = PyTuple_New(n_consts + n_sites + (handlers ? 1 : 0) + 1);
-    if (consts == NULL) {
-        goto error;
-    }
     /* Only code objects, which the collector does not see into, hold it:
        tracked, it would be one object more in gc.get_objects() per code
        run monitored, which native instrumentation does not add. */
-    PyObject_GC_UnTrack(consts);
+    consts = li_uncounted_tuple(n_consts + n_sites + (handlers ? 1 : 0) + 1);
+    if (consts == NULL) {
+        goto error;
+    }
     for (int c = 0; c < n_consts; c++) {
         PyTuple_SET_ITEM(consts, c, Py_NewRef(PyTuple_GET_ITEM(code->co_consts, c)));
     }

@@ -6,6 +6,15 @@
  * first.  So while PY_START callbacks run the frame stands where 3.10's
  * own 'call' trace event shows it: before its first instruction (f_lasti
  * -1), which 3.10 places on the `def` line (co_firstlineno).
+ *
+ * A callback that raises makes the exception leave the frame from there,
+ * as natively from RESUME: the traceback entry the interpreter adds next
+ * reads the frame's f_lasti, which stays negative, -1 - the probe's
+ * original unit.  Any negative f_lasti is on co_firstlineno for 3.10's
+ * line lookup, and the entry's tb_lasti, 2 * f_lasti, is what caught.c's
+ * getter shows as the PY_START offset (a generator's is after GEN_START).
+ * No instruction of the frame runs after it, and the frame object shows
+ * f_lasti -1 for every negative value.
  */
 
 #include "b310.h"
@@ -17,6 +26,6 @@ li_fire_start(PyThreadState *ts, li_site *s, uint8_t tools, PyObject **args)
     int lasti = f->f_lasti;
     f->f_lasti = -1;
     int result = li_call_tools(ts, LI_PY_START, tools, s->shadow->cs, s->orig, args, 2);
-    f->f_lasti = lasti;
+    f->f_lasti = result < 0 ? -1 - s->orig : lasti;
     return result;
 }
