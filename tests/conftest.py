@@ -29,11 +29,7 @@ elif sys.version_info[:2] >= (3, 12):
 # functions, every parametrization): expected to fail there, with the
 # missing feature as the reason; an xfail that passes is reported (XPASS).
 GAPS_310 = {
-    '3.10 back end, after merging reached frames and cleanup handlers (to be classified)': [
-        'conformance/test_fuzz.py::test_stream_with_events_changed_by_callbacks_matches_native',
-        'conformance/test_fuzz.py::test_live_regression_matches_native[call_into_c_raises_through_finally]',
-    ],
-    '3.10 back end: first starts of a code object build its shadow and allocate (no pre-built shadows yet)': [
+    "3.10 back end: PY_START is delivered by a probe, so a code object's first start under PY_START builds a shadow for it (3.11 fires it from a trampoline in the original, native from RESUME), and keeps it after DISABLE though frames then run the original": [
         'engine/test_memory.py::test_code_with_a_loop_or_try_first_waits_for_its_first_call',
         'engine/test_memory.py::test_disabled_starts_keep_their_copy',
         'engine/test_memory.py::test_local_events_from_a_first_start_build_one_copy',

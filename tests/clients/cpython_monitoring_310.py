@@ -4,6 +4,9 @@ their assertions about 3.12's bytecode replaced by 3.10's own account of it.
 Run in a fresh process by test_cpython_monitoring.py (3.10 only); prints a
 JSON object {short test id: "pass" or the failure}:
 
+* MonitoringEventsTest: the events 3.12 lists, then the JUMP of gather_events'
+  own frame over its inline `except:` handler (3.10 compiles a
+  JUMP_FORWARD there, checked);
 * TestLineAndInstructionEvents: the events the engine delivers for each
   function must equal what ``sys.settrace`` with ``f_trace_opcodes``
   reports for it on 3.10 (lines relative to the function, 'opcode' as
@@ -69,6 +72,21 @@ def main() -> int:
 
     module.TestLineAndInstructionEvents.check_events = check_events
 
+    # gather_events runs as its events come on, so its frame reports the
+    # jump it makes after `func()` returns: 3.10 compiles a JUMP_FORWARD
+    # over the inline `except:` handler there (3.12 falls through).
+    gather = [i.opname for i in dis.get_instructions(module.MonitoringEventsBase.gather_events)]
+    jumps_over_handler = "POP_BLOCK" in gather and \
+        gather[gather.index("POP_BLOCK") + 1] == "JUMP_FORWARD"
+
+    def check_simple_events(self, func, expected=None):
+        events = self.gather_events(func)
+        expected = list(func.events if expected is None else expected)
+        self.assertTrue(jumps_over_handler)
+        self.assertEqual(events, expected + ["jump"])
+
+    module.MonitoringEventsTest.check_events = check_simple_events
+
     func2 = module.TestInstallIncrementally.func2
     offsets = {i.opname: i.offset for i in dis.get_instructions(func2)}
     by_312 = {2: offsets["LOAD_GLOBAL"], 12: offsets["CALL_FUNCTION"], 14: offsets["POP_TOP"]}
@@ -84,8 +102,8 @@ def main() -> int:
 
     suite = unittest.TestSuite(
         unittest.defaultTestLoader.loadTestsFromTestCase(getattr(module, name))
-        for name in ("TestLineAndInstructionEvents", "TestInstallIncrementally",
-                     "TestLoadSuperAttr"))
+        for name in ("MonitoringEventsTest", "TestLineAndInstructionEvents",
+                     "TestInstallIncrementally", "TestLoadSuperAttr"))
     result = runner.RecordingResult(open(os.devnull, "w"), False, 0)
     suite.run(result)
     outcomes = {name: entry.get("message", entry["outcome"])

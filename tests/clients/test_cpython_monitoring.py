@@ -48,6 +48,9 @@ KNOWN_SHA256 = "dc6a29b450355df01ecd9ddf605baac2cf0f135abb99dac5b201c46620678977
 _EVENTS_JUMP = ("3.11 bytecode: gather_events' `try: func() except: pass` has a JUMP_FORWARD "
                 "over the inline handler (3.12 places handlers after the function body and "
                 "falls through), so the list ends with one extra 'jump'")
+_EVENTS_JUMP_310 = ("3.10 bytecode, as 3.11's: gather_events' `try: func() except: pass` has a "
+                    "JUMP_FORWARD over the inline handler, which the frame, running as the "
+                    "events come (a reached frame, running.c), reports at the end")
 _RETURN_CONST = ("3.11 bytecode: `return None` is LOAD_CONST + RETURN_VALUE (3.12: one "
                  "RETURN_CONST), so one more INSTRUCTION at the end")
 _NO_LOAD_SUPER_ATTR = ("3.10 and 3.11 have no LOAD_SUPER_ATTR opcode (new in 3.12) and the test "
@@ -72,6 +75,10 @@ LEFT_OUT: Dict[Tuple[int, int], list] = {
 #: By (major, minor): short test id -> why it fails there.
 KNOWN_FAILURES: Dict[Tuple[int, int], Dict[str, str]] = {
     (3, 10): {
+        "MonitoringEventsTest.test_caught": _EVENTS_JUMP_310,
+        "MonitoringEventsTest.test_just_call": _EVENTS_JUMP_310,
+        "MonitoringEventsTest.test_just_pass": _EVENTS_JUMP_310,
+        "MonitoringEventsTest.test_nested_call": _EVENTS_JUMP_310,
         "TestInstallIncrementally.test_call_then_instruction": _OFFSETS_CALL_310,
         "TestInstallIncrementally.test_instruction_then_call": _OFFSETS_CALL_310,
         "TestLineAndInstructionEvents.test_simple": _NO_RESUME,

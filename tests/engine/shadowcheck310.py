@@ -335,7 +335,7 @@ def _check(code, events, shadow, orig_of, shadow_of, problems):
         if k == first and wanted("PY_START"):
             want.append(("PY_START", i.start))
         if k >= first:
-            if k in handlers and wanted("RAISE", "EXCEPTION_HANDLED"):
+            if k in handlers and wanted("RAISE", "EXCEPTION_HANDLED", "RERAISE"):
                 want.append(("EXCEPTION_HANDLED", i.start))
             elif i.opcode == OP["FOR_ITER"] and wanted("STOP_ITERATION", "RAISE"):
                 want.append(("STOP_ITERATION", i.start))
@@ -356,7 +356,7 @@ def _check(code, events, shadow, orig_of, shadow_of, problems):
             want.append(("PY_YIELD", i.start))
         reraise = i.opcode in (OP["RERAISE"], OP["END_ASYNC_FOR"]) or \
             (i.opcode == OP["RAISE_VARARGS"] and i.arg == 0)
-        if reraise and wanted("RERAISE", "RAISE"):
+        if reraise and wanted("RERAISE", "RAISE", "EXCEPTION_HANDLED"):
             want.append(("RERAISE", i.start))
         if i.opcode in CALLS and wanted("CALL") and i.start in depth:
             # The call of __aexit__ ending an `async with` reads its error

@@ -286,6 +286,10 @@ void li_exc_frame_exit(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code);
  * (hook.c may not evaluate it): the li_exc_frame_exit() of that exit, if
  * any comes, reports nothing. */
 void li_exc_exit_reported(PyFrameObject *f, PyObject *value);
+/* How many cleanup handlers (li_cleanups_of()) an exception raised at
+ * original unit `unit` of `code` passes, from the counts kept by `map`, a
+ * shadow of it (NULL: none at hand).  -1 with an exception set. */
+int li_cleanups_passed(PyCodeObject *code, li_shadow *map, int unit);
 static inline bool
 li_exc_exit_wanted(void)
 {
@@ -331,8 +335,15 @@ PyObject *li_running_eval(PyThreadState *ts, PyFrameObject *f, int throwflag,
 int li_reached_deliver(PyThreadState *ts, int event, PyCodeObject *original, int unit,
                        PyObject *value);
 /* EXCEPTION_HANDLED at original unit `unit`, where unwinding just brought
- * `f` into a handler (nothing if it is not one).  0, or -1. */
-int li_reached_handled(PyThreadState *ts, PyFrameObject *f, PyCodeObject *original, int unit);
+ * `f` into a handler (nothing if it is not one), after the EXCEPTION_HANDLED
+ * and RERAISE of the `passed` cleanup handlers (li_cleanups_passed()) the
+ * exception went through from original unit `raised`.  0, or -1. */
+int li_reached_handled(PyThreadState *ts, PyFrameObject *f, PyCodeObject *original, int unit,
+                       int raised, int passed);
+/* EXCEPTION_HANDLED and RERAISE of `value` for each of `passed` cleanup
+ * handlers, at original unit `unit`, from a trace event.  0, or -1. */
+int li_reached_cleanups(PyThreadState *ts, PyCodeObject *original, int unit, int passed,
+                        PyObject *value);
 /* The exception that instruction (opcode, oparg), which `f` is about to
  * run, raises again without passing the error label; NULL if it does not.
  * Borrowed. */

@@ -59,7 +59,7 @@ is_reraise(int opcode, int oparg)
 #define RAISE_OR_HANDLED (LI_EVENT_BIT(LI_RAISE) | LI_EVENT_BIT(LI_EXCEPTION_HANDLED))
 /* The events a handler's probe delivers: RAISE and EXCEPTION_HANDLED of
  * what it gets, and the EXCEPTION_HANDLED and RERAISE of the cleanup
- * handlers that exception passed (cleanups_passed()). */
+ * handlers that exception passed (li_cleanups_passed()). */
 #define LANDING_EVENTS (RAISE_OR_HANDLED | LI_EVENT_BIT(LI_RERAISE))
 
 int
@@ -167,11 +167,8 @@ deliver(PyThreadState *ts, int event, uint8_t tools, li_code_state *cs, PyCodeOb
     }
 }
 
-/* How many cleanup handlers (li_cleanups_of()) an exception raised at
- * original unit `unit` of `code` passed, from the counts kept by `map`, a
- * shadow of it (NULL: none at hand).  -1 with an exception set. */
-static int
-cleanups_passed(PyCodeObject *code, li_shadow *map, int unit)
+int
+li_cleanups_passed(PyCodeObject *code, li_shadow *map, int unit)
 {
     if (unit < 0 || unit >= PyBytes_GET_SIZE(code->co_code) / 2) {
         return 0;
@@ -296,7 +293,7 @@ fire_handled(PyThreadState *ts, li_site *s)
     if (!again) {
         from = unit;
     }
-    int passed = cleanups_wanted() ? cleanups_passed(map->original, map, from) : 0;
+    int passed = cleanups_wanted() ? li_cleanups_passed(map->original, map, from) : 0;
     if (passed < 0) {
         return -1;
     }
@@ -676,7 +673,7 @@ li_exc_frame_exit(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code)
     if (cleanups_wanted()) {
         li_b310 *b = cs != NULL ? cs->backend : NULL;
         li_shadow *map = b != NULL && b->shadow != NULL ? li_shadow_of(b->shadow) : NULL;
-        int passed = cleanups_passed(code, map, unit);
+        int passed = li_cleanups_passed(code, map, unit);
         if (passed < 0) {
             triple_clear(&e);
             take_raised_in(f, &e);

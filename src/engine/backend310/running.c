@@ -478,6 +478,7 @@ arrive(PyThreadState *ts, li_reached *reached, PyFrameObject *f)
 {
     int from = reached->at, unit = f->f_lasti;
     bool unwound = reached->unwinding;
+    int raised = reached->exc != NULL ? reached->exc_unit : -1;
     reached->at = unit;
     reached->unwinding = false;
     if (unwound) {
@@ -494,8 +495,12 @@ arrive(PyThreadState *ts, li_reached *reached, PyFrameObject *f)
         return 0;
     }
     if (unwound) {
-        return (exc_events(running) & LI_EVENT_BIT(LI_EXCEPTION_HANDLED))
-               ? li_reached_handled(ts, f, map->original, to) : 0;
+        if (!(exc_events(running) &
+              (LI_EVENT_BIT(LI_EXCEPTION_HANDLED) | LI_EVENT_BIT(LI_RERAISE)))) {
+            return 0;
+        }
+        int passed = raised >= 0 ? li_cleanups_passed(map->original, map, raised) : 0;
+        return passed < 0 ? -1 : li_reached_handled(ts, f, map->original, to, raised, passed);
     }
     int was = original_unit(f, running, from);
     /* (Units of one instruction in a shadow: its probes, then itself.) */
@@ -674,8 +679,9 @@ unwound(PyThreadState *ts, li_reached *reached, PyFrameObject *f)
     int unit = reached->exc_unit;
     PyCodeObject *original = (PyCodeObject *)Py_NewRef(map->original);
     li_exc_exit_reported(f, value);
-    int err = 0;
-    if ((original->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)) &&
+    int passed = li_cleanups_passed(original, map, unit);
+    int err = passed < 0 ? -1 : li_reached_cleanups(ts, original, unit, passed, value);
+    if (err == 0 && (original->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)) &&
         f->f_lasti >= 0) {
         err = li_reached_deliver(ts, LI_EXCEPTION_HANDLED, original, unit, value);
         if (err == 0) {

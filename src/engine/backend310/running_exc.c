@@ -45,11 +45,25 @@ li_reached_deliver(PyThreadState *ts, int event, PyCodeObject *original, int uni
 }
 
 int
-li_reached_handled(PyThreadState *ts, PyFrameObject *f, PyCodeObject *original, int unit)
+li_reached_cleanups(PyThreadState *ts, PyCodeObject *original, int unit, int passed,
+                    PyObject *value)
+{
+    int err = 0;
+    for (int k = 0; k < passed && err == 0; k++) {
+        err = li_reached_deliver(ts, LI_EXCEPTION_HANDLED, original, unit, value);
+        if (err == 0) {
+            err = li_reached_deliver(ts, LI_RERAISE, original, unit, value);
+        }
+    }
+    return err;
+}
+
+int
+li_reached_handled(PyThreadState *ts, PyFrameObject *f, PyCodeObject *original, int unit,
+                   int raised, int passed)
 {
     PyTryBlock *b;
-    PyObject **slots = li_reg.global_tools[LI_EXCEPTION_HANDLED] != 0
-                       ? li_exc_handler_slots(f, &b) : NULL;
+    PyObject **slots = li_exc_handler_slots(f, &b);
     if (slots == NULL) {
         return 0;
     }
@@ -70,7 +84,10 @@ li_reached_handled(PyThreadState *ts, PyFrameObject *f, PyCodeObject *original, 
         f->f_lineno = 0;
     }
     PyObject *value = Py_NewRef(slots[4]);
-    int err = li_reached_deliver(ts, LI_EXCEPTION_HANDLED, original, unit, value);
+    int err = li_reached_cleanups(ts, original, raised, passed, value);
+    if (err == 0) {
+        err = li_reached_deliver(ts, LI_EXCEPTION_HANDLED, original, unit, value);
+    }
     f->f_lasti = lasti;
     f->f_lineno = line;
     info->exc_type = shown[0];
