@@ -132,7 +132,8 @@ extern PyTypeObject li_shadow_type;
 
 /* Per code state (cs->backend). */
 typedef struct {
-    /* Owned: the shadow built for `events`, NULL if none is wanted. */
+    /* Owned: the shadow built for `events`, NULL if none is wanted (or,
+       with `starts`, none was needed yet: see start_here()). */
     PyCodeObject *shadow;
     /* Borrowed: what new frames run, `shadow`, or NULL when that has no
        probes left (the original does the same, faster). */
@@ -140,6 +141,10 @@ typedef struct {
     /* Frames made for the original have room for the values `run` keeps
        on its stack (run_on() lends them a bigger stack otherwise). */
     bool run_fits;
+    /* PY_START is its only event with a probe, and some tool wants it
+       where it fires: new frames run the original, the frame evaluation
+       function delivers it (hook.c's start_here()). */
+    bool starts;
     li_event_set events;    /* the events it has probes for */
     uint64_t epoch;         /* li_epoch when it was chosen; 0: choose again */
     int watch_slot;         /* 1 + its index among the watched (rearm.c); 0: not */
@@ -242,6 +247,19 @@ int li_fire_call(PyThreadState *ts, li_site *s, uint8_t tools);
 int li_call_init(void);
 
 /* ---- start.c ---- */
+
+/* The original unit where a frame of `code` starts (after GEN_START). */
+static inline int
+li_start_unit(PyCodeObject *code)
+{
+    return PyBytes_AS_STRING(code->co_code)[0] == (char)GEN_START ? 1 : 0;
+}
+/* Delivers PY_START at original unit `unit` to `tools` for frame `f` of
+ * `code` (state `cs`), about to run its original: from the frame, as the
+ * probe does.  0, or -1 with an exception set, which the frame is then to
+ * raise (its f_lasti says where, as li_fire_start()'s). */
+int li_start_before(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, li_code_state *cs,
+                    int unit, uint8_t tools);
 
 /* Delivers PY_START at `s` (args: li_call_tools's) with the running frame
  * shown before its first instruction.  0, or -1 with an exception set. */

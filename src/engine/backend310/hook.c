@@ -62,10 +62,27 @@ choose_shadow(PyCodeObject *code, li_code_state *cs)
         li_code_state_refresh(cs);
     }
     b->epoch = li_epoch;
+    b->starts = false;
     if (want == 0) {
         Py_CLEAR(b->shadow);
         b->run = NULL;
         b->events = 0;
+        return NULL;
+    }
+    if (want == LI_EVENT_BIT(LI_PY_START)) {
+        /* Delivered before the frame runs its original (start_here()), as
+           3.12 does from RESUME: code whose tools disable PY_START where it
+           fires (coverage and debuggers away from their breakpoints) never
+           gets a shadow. */
+        if (b->events != want) {
+            Py_CLEAR(b->shadow);
+        }
+        else if (forgets && b->shadow != NULL) {
+            li_rearm_shadow(li_shadow_of(b->shadow));
+        }
+        b->run = NULL;
+        b->events = want;
+        b->starts = li_tools_at(cs, LI_PY_START, li_start_unit(code)) != 0;
         return NULL;
     }
     if (b->shadow != NULL && b->events == want) {
@@ -396,6 +413,47 @@ resume_on_shadow(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCode
     return run_on(ts, f, code, now, throwflag, false);
 }
 
+/* A new frame of `code` (state `cs`), whose shadow choice is current and
+ * says `starts`: PY_START, then the frame on what its code needs now. */
+static LI_NOINLINE PyObject *
+start_here(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, li_code_state *cs)
+{
+    li_b310 *b = cs->backend;
+    if (li_running_user_hooks(ts)) {
+        /* A trace or profile function sees the frame start (its 'call'
+           event) before PY_START, as natively: from a probe. */
+        if (b->shadow == NULL &&
+            (b->shadow = li_build_shadow(code, cs, b->events, true)) == NULL) {
+            PyErr_WriteUnraisable((PyObject *)code);
+            return evaluate(ts, f, 0);
+        }
+        return run_on(ts, f, code, b->shadow, 0, false);
+    }
+    int unit = li_start_unit(code);
+    uint8_t tools = li_tools_at(cs, LI_PY_START, unit);
+    /* (At the limit the frame's entry raises RecursionError first.) */
+    if (tools == 0 || ts->recursion_depth >= Py_GetRecursionLimit()) {
+        return evaluate(ts, f, 0);
+    }
+    uint64_t epoch = li_epoch;
+    if (li_start_before(ts, f, code, cs, unit, tools) < 0) {
+        return evaluate(ts, f, 1);
+    }
+    if (li_tools_at(cs, LI_PY_START, unit) == 0) {
+        b->starts = false;  /* disabled: later frames go straight on */
+    }
+    /* Callbacks commonly turn on local events for the code that starts. */
+    PyCodeObject *now = epoch != li_epoch ? shadow_for(code, li_code_state_get(code)) : NULL;
+    if (now == NULL) {
+        return evaluate(ts, f, 0);
+    }
+    if (f->f_stackdepth > 0) {
+        /* GEN_START's value, which a shadow's start past PY_START skips */
+        Py_DECREF(f->f_valuestack[--f->f_stackdepth]);
+    }
+    return run_on(ts, f, code, now, 0, true);
+}
+
 /* Inlined in li_eval(), where threads without reached frames (running.c)
  * pay only the test for them. */
 static LI_HOT_INLINE PyObject *
@@ -435,8 +493,18 @@ eval_frame(PyThreadState *ts, PyFrameObject *f, int throwflag)
         }
     }
     PyCodeObject *shadow = shadow_for(code, cs);
-    PyObject *result = shadow == NULL ? evaluate(ts, f, throwflag)
-                       : run_on(ts, f, code, shadow, throwflag, false);
+    PyObject *result;
+    if (shadow != NULL) {
+        result = run_on(ts, f, code, shadow, throwflag, false);
+    }
+    else if (f->f_lasti < 0 && !throwflag && (cs = li_code_state_get(code)) != NULL &&
+             cs->backend != NULL && ((li_b310 *)cs->backend)->starts &&
+             ((li_b310 *)cs->backend)->epoch == li_epoch) {
+        result = start_here(ts, f, code, cs);
+    }
+    else {
+        result = evaluate(ts, f, throwflag);
+    }
     if (result == NULL && li_exc_exit_wanted()) {
         li_exc_frame_exit(ts, f, code);
     }
@@ -574,7 +642,8 @@ run_chosen(PyThreadState *ts, PyFrameObject *f, int throwflag, PyCodeObject *cod
 {
     li_b310 *b = cs->backend;
     if (f->f_lasti < 0 && !throwflag) {
-        return after_evaluate(f, run_on(ts, f, code, b->run, 0, false));
+        return after_evaluate(f, b->run != NULL ? run_on(ts, f, code, b->run, 0, false)
+                                                : start_here(ts, f, code, cs));
     }
     /* A generator resumes, on its original, which it goes on running:
        unless a tool wants PY_RESUME/PY_THROW there. */
@@ -638,7 +707,7 @@ li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
         if (b->run != NULL && f->f_lasti < 0 && !throwflag && b->run_fits) {
             return start_on(ts, f, code, b);
         }
-        if (b->run != NULL || f->f_lasti >= 0 || throwflag) {
+        if (b->run != NULL || f->f_lasti >= 0 || throwflag || b->starts) {
             return run_chosen(ts, f, throwflag, code, cs);
         }
     }

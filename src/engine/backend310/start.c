@@ -15,6 +15,11 @@
  * getter shows as the PY_START offset (a generator's is after GEN_START).
  * No instruction of the frame runs after it, and the frame object shows
  * f_lasti -1 for every negative value.
+ *
+ * Code whose only event with a probe is PY_START has no shadow: the frame
+ * evaluation function delivers it before the frame runs its original
+ * (li_start_before()), the same way, and an exception a callback raises is
+ * thrown into the frame, which raises it from there.
  */
 
 #include "b310.h"
@@ -27,5 +32,29 @@ li_fire_start(PyThreadState *ts, li_site *s, uint8_t tools, PyObject **args)
     f->f_lasti = -1;
     int result = li_call_tools(ts, LI_PY_START, tools, s->shadow->cs, s->orig, args, 2);
     f->f_lasti = result < 0 ? -1 - s->orig : lasti;
+    return result;
+}
+
+int
+li_start_before(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, li_code_state *cs,
+                int unit, uint8_t tools)
+{
+    PyObject *offset = PyLong_FromLong(2L * unit);
+    int result = -1;
+    if (offset != NULL) {
+        PyObject *args[3] = {NULL, (PyObject *)code, offset};
+        /* From the frame, at its depth against the recursion limit, as the
+           probe runs them once the frame has entered. */
+        PyFrameObject *current = ts->frame;
+        ts->frame = f;
+        ts->recursion_depth++;
+        result = li_call_tools(ts, LI_PY_START, tools, cs, unit, args, 2);
+        ts->recursion_depth--;
+        ts->frame = current;
+        Py_DECREF(offset);
+    }
+    if (result < 0) {
+        f->f_lasti = -1 - unit;
+    }
     return result;
 }
