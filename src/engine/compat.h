@@ -125,6 +125,11 @@ li_note_event(PyThreadState *ts, int event)
     li_noted_event = 1 + event;
 }
 
+/* Set by running.c when a callback reached frames of its thread whose
+   trace hook was already the engine's: what leaving the callback cannot
+   tell from the thread's functions. */
+extern _Thread_local int li_trace_on_leave LI_TLS_FAST;
+
 /* The frame goes on traced if it was, or if the callback had it traced
    (running.c reaches the frames that need it that way), or set a trace or
    profile function: a thread whose trace hook is the engine's own
@@ -138,11 +143,12 @@ li_leave_tracing(PyThreadState *ts, li_tracing_state before)
         return;
     }
     if (ts->c_tracefunc == before.trace && ts->c_profilefunc == before.profile) {
-        LI_USE_TRACING(ts) |= before.use_tracing;
+        LI_USE_TRACING(ts) |= before.use_tracing | li_trace_on_leave;
     }
     else {
         LI_USE_TRACING(ts) = ts->c_tracefunc != NULL || ts->c_profilefunc != NULL;
     }
+    li_trace_on_leave = 0;
 }
 
 /* 3.9/3.10 count C calls against the recursion limit too, 3.12 only

@@ -28,6 +28,7 @@
 #include "b310.h"
 
 _Thread_local int li_noted_event LI_TLS_FAST;
+_Thread_local int li_trace_on_leave LI_TLS_FAST;
 
 /* The interpreter's getter and setter of f_lineno (its static table). */
 static PyGetSetDef *native_lineno;

@@ -1007,6 +1007,9 @@ sync_thread(PyThreadState *ts)
     if (ts->tracing == 0) {
         ts->cframe->use_tracing = 1;
     }
+    else if (ts == PyThreadState_Get()) {
+        li_trace_on_leave = 1;
+    }
     return err;
 }
 
