@@ -1,0 +1,116 @@
+"""PY_START as the only event a code object needs (coverage tools that turn
+it on everywhere and disable it where it fires, debuggers away from their
+breakpoints): the 3.10 back end delivers it before the frame runs its
+original code, without an instrumented copy, and must look the same as
+from the instruction it fires at natively."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Iterator, List
+
+from .helpers import Tool
+
+
+def test_a_trace_function_sees_the_call_before_py_start(M: Any, tool: Tool) -> None:
+    order: List[str] = []
+
+    def f() -> int:
+        return 1
+
+    def trace(frame: Any, event: str, arg: Any) -> None:
+        if frame.f_code is f.__code__:
+            order.append("trace " + event)
+
+    def start(code: Any, offset: int) -> None:
+        if code is f.__code__:
+            order.append("PY_START")
+
+    tool.register(M.events.PY_START, start)
+    tool.set_events(M.events.PY_START)
+    sys.settrace(trace)
+    try:
+        f()
+    finally:
+        sys.settrace(None)
+        tool.set_events(0)
+    assert order == ["trace call", "PY_START"]
+
+
+def test_lines_turned_on_as_a_generator_first_runs(M: Any, tool: Tool) -> None:
+    # The callback asks for the generator's lines as it first runs: its
+    # frame goes on past PY_START with them, its values intact.
+    def gen(n: int) -> Iterator[int]:
+        for i in range(n):
+            yield i * 2
+
+    first = gen.__code__.co_firstlineno
+    lines: List[int] = []
+
+    def start(code: Any, offset: int) -> Any:
+        if code is gen.__code__:
+            M.set_local_events(tool.id, code, M.events.LINE)
+        return M.DISABLE
+
+    tool.register(M.events.PY_START, start)
+    tool.register(M.events.LINE, lambda code, line: lines.append(line - first))
+    tool.set_events(M.events.PY_START)
+    try:
+        assert list(gen(2)) == [0, 2]
+        assert gen(1).send(None) == 0
+    finally:
+        tool.set_events(0)
+        M.set_local_events(tool.id, gen.__code__, 0)
+    assert lines == [1, 2, 1, 2, 1, 1, 2]
+
+
+def test_disabled_where_it_fired_it_fires_again_after_restart(M: Any, tool: Tool) -> None:
+    def f() -> None:
+        pass
+
+    starts: List[int] = []
+
+    def start(code: Any, offset: int) -> Any:
+        if code is f.__code__:
+            starts.append(offset)
+            return M.DISABLE
+        return None
+
+    tool.register(M.events.PY_START, start)
+    tool.set_events(M.events.PY_START)
+    try:
+        f()
+        f()
+        M.restart_events()
+        f()
+        f()
+    finally:
+        tool.set_events(0)
+    assert len(starts) == 2 and len(set(starts)) == 1
+
+
+def test_a_callback_raising_leaves_the_frame_from_its_start(M: Any, tool: Tool) -> None:
+    def f() -> int:
+        return 1
+
+    def start(code: Any, offset: int) -> None:
+        if code is f.__code__:
+            raise KeyError("from PY_START")
+
+    tool.register(M.events.PY_START, start)
+    tool.set_events(M.events.PY_START)
+    try:
+        try:
+            f()
+        except KeyError as e:
+            tb = e.__traceback__
+        else:
+            raise AssertionError("no exception")
+    finally:
+        tool.set_events(0)
+    entries = []
+    while tb is not None:
+        entries.append((tb.tb_frame.f_code.co_name, tb.tb_lineno - f.__code__.co_firstlineno))
+        tb = tb.tb_next
+    # The frame's entry is on its `def` line, the callback's after it.
+    assert entries[-2:] == [("f", 0), ("start", 5)]
