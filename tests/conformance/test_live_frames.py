@@ -926,3 +926,42 @@ def test_generators_from_before_the_import_resume_where_they_were(tmp_path: Any)
     # so does `newer`'s delegating frame, whose loop `older` shares (3.10
     # reaches running frames another way).
     assert log == (natively if sys.version_info[:2] != (3, 11) else [["inner", 2]])
+
+
+def test_callee_callback_reaches_a_waiting_frame_while_another_is_reached(
+    M: Any, tool: Tool
+) -> None:
+    # This frame gets LINE as it runs (the 3.10 back end reaches it, and the
+    # thread's trace hook is the engine's from then on); then a callee's
+    # callback gives LINE to `work`, which waits in a call below it.
+    def helper(i: int) -> int:
+        return i * 2
+
+    def work(n: int) -> int:
+        total = 0
+        for i in range(n):
+            total += helper(i)
+            total += 1
+        return total
+
+    first = work.__code__.co_firstlineno
+    lines: list = []
+
+    def line(code: Any, number: int) -> Any:
+        if code is helper.__code__:
+            M.set_local_events(tool.id, work.__code__, M.events.LINE)
+            return M.DISABLE
+        if code is work.__code__:
+            lines.append(number - first)
+        return None
+
+    tool.register(M.events.LINE, line)
+    here = sys._getframe().f_code
+    M.set_local_events(tool.id, here, M.events.LINE)
+    M.set_local_events(tool.id, helper.__code__, M.events.LINE)
+    try:
+        assert work(3) == 9
+    finally:
+        for code in (here, helper.__code__, work.__code__):
+            M.set_local_events(tool.id, code, 0)
+    assert lines == [4, 2, 3, 4, 2, 3, 4, 2, 5]
