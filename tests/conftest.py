@@ -29,9 +29,6 @@ elif sys.version_info[:2] >= (3, 12):
 # functions, every parametrization): expected to fail there, with the
 # missing feature as the reason; an xfail that passes is reported (XPASS).
 GAPS_310 = {
-    "3.10 back end: restart_events() makes code whose compacted copy left disabled probes out (the running test function's, a helper's) build another copy where 3.11 re-arms its copies in place, and the first run builds one copy more than 3.11 (not yet explained): the LINE run counts [21, 20, 0, 2, 20, 20] against 3.11's [20, 20, 0, 0, 20, 20]; the PY_START run's counts match": [
-        'engine/test_memory.py::test_disabled_starts_keep_their_copy',
-    ],
 }
 
 

@@ -331,7 +331,13 @@ def test_disabled_starts_keep_their_copy() -> None:
     starts = "lambda code, offset: starts.append(code) or M.DISABLE"
     assert shadows_built_in_child("PY_START", starts) == "[0, 0, 0, 0, 0, 0] 40"
     lines = "lambda code, line: M.DISABLE"
-    assert shadows_built_in_child("LINE", lines) == "[20, 20, 0, 0, 20, 20] 0"
+    if sys.version_info[:2] == (3, 10):
+        # 3.10 builds no copy for fewer probes when none is left armed: the
+        # functions run their originals, their copies stay, and
+        # restart_events() re-arms those in place.
+        assert shadows_built_in_child("LINE", lines) == "[20, 0, 0, 0, 0, 0] 0"
+    else:
+        assert shadows_built_in_child("LINE", lines) == "[20, 20, 0, 0, 20, 20] 0"
 
 
 def test_local_events_from_a_first_start_build_one_copy() -> None:

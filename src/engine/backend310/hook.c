@@ -87,10 +87,16 @@ choose_shadow(PyCodeObject *code, li_code_state *cs)
     }
     if (b->shadow != NULL && b->events == want) {
         li_shadow *map = li_shadow_of(b->shadow);
-        if (forgets) {
+        /* (What a restart, or marks forgotten, want again is re-armed in
+           place before a shadow is built for fewer probes.) */
+        if (forgets || li_worth_compacting(map)) {
             li_rearm_shadow(map);
         }
-        if (!li_worth_compacting(map) && !li_shadow_misses(map)) {
+        /* With every probe disarmed the original does the same, and needs
+           no build; the shadow stays, to be re-armed in place. */
+        bool spent = map->n_disarmed == map->n_sites && !map->yields_from;
+        if ((!li_worth_compacting(map) || spent) && !li_shadow_misses(map)) {
+            b->run = map->n_disarmed < map->n_sites || map->yields_from ? b->shadow : NULL;
             return b->run;
         }
     }
