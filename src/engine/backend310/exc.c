@@ -202,11 +202,14 @@ deliver_cleanups(PyThreadState *ts, int passed, li_code_state *cs, PyCodeObject 
 {
     for (int k = 0; k < passed; k++) {
         PyObject *handled;
+        /* (Not a RecursionError, which a frame at the limit meets again at
+           every callback: the callback could not run.) */
         do {
             handled = e->value;
             deliver(ts, LI_EXCEPTION_HANDLED, li_reg.global_tools[LI_EXCEPTION_HANDLED], cs,
                     code, unit, e, f);
-        } while (e->value != handled && e->value != NULL);
+        } while (e->value != handled && e->value != NULL &&
+                 !PyErr_GivenExceptionMatches(e->type, PyExc_RecursionError));
         deliver(ts, LI_RERAISE, li_reg.global_tools[LI_RERAISE], cs, code, unit, e, f);
     }
 }
