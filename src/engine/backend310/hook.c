@@ -613,7 +613,8 @@ after_evaluate(PyFrameObject *f, PyObject *result)
 
 /* A frame of `code` starts on `b->run`, which its frame has room for:
  * run_on() with only the tests such a frame needs (it has no blocks, and
- * has none left when it returns or raises). */
+ * has none left when it returns or raises: finish()'s end without its
+ * block walk, about 10 instructions a frame, 0.2% of bench's calls). */
 static LI_NOINLINE PyObject *
 start_on(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, li_b310 *b)
 {
