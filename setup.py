@@ -17,15 +17,19 @@ from setuptools.command.build_py import build_py
 ENGINE = "src/engine"
 STACK = "src/stack"
 
-# One instrumentation back end per bytecode format.
+# One instrumentation back end per bytecode format, with the directory of
+# its version-specific files where it serves more than one version (3.9 and
+# 3.10 share the block-stack back end).
 BACKENDS = {
-    (3, 10): "backend310",
-    (3, 11): "backend311",
+    (3, 9): ("backend310", "v39"),
+    (3, 10): ("backend310", "v310"),
+    (3, 11): ("backend311", None),
 }
 
 
 # The extension side of the C API, per interpreter (src/capi/capi.h).
 CAPI_EXTENSION_SIDE = {
+    (3, 9): "ext_engine.c",
     (3, 10): "ext_engine.c",
     (3, 11): "ext_engine.c",
     (3, 12): "ext_312.c",
@@ -67,16 +71,19 @@ def extensions():
     version = sys.version_info[:2]
     if sys.implementation.name != "cpython" or version < (3, 9):
         return []
-    if version < (3, 10):
-        return stack_reader()
     include = [ENGINE, "src/shared", "src/lowimpact/include"]
     result = []
-    backend = BACKENDS.get(version)
-    if backend is not None:
+    if version in BACKENDS:
+        backend, variant = BACKENDS[version]
+        backend_dirs = [os.path.join(ENGINE, backend)]
+        if variant is not None:
+            backend_dirs.append(os.path.join(ENGINE, backend, variant))
         sources = sorted(glob(os.path.join(ENGINE, "*.c")))
-        sources += sorted(glob(os.path.join(ENGINE, backend, "*.c")))
-        result.append(Extension("lowimpact._engine", sources=sources, include_dirs=include,
-                                depends=headers(ENGINE, os.path.join(ENGINE, backend), *include[1:]),
+        for directory in backend_dirs:
+            sources += sorted(glob(os.path.join(directory, "*.c")))
+        result.append(Extension("lowimpact._engine", sources=sources,
+                                include_dirs=include + backend_dirs,
+                                depends=headers(ENGINE, *backend_dirs, *include[1:]),
                                 extra_compile_args=compile_args(),
                                 extra_link_args=link_args()))
     side = CAPI_EXTENSION_SIDE.get(version, "ext_none.c")

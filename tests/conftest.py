@@ -1,7 +1,7 @@
 """Shared fixtures.
 
 Every test runs against ``lowimpact.monitoring``: the interpreter's own
-``sys.monitoring`` on 3.12+ (the oracle) and lowimpact's engine on 3.11.
+``sys.monitoring`` on 3.12+ (the oracle) and lowimpact's engine on 3.9-3.11.
 Each test must leave no tool, event or callback behind; the autouse fixture
 checks that and cleans up so one failure does not cascade.
 """
@@ -10,33 +10,29 @@ import sys
 
 import pytest
 
-SUPPORTED = sys.version_info[:2] >= (3, 10)
+SUPPORTED = sys.version_info[:2] >= (3, 9)
 
-if not SUPPORTED:
-    # The 3.9 back end is later work; on those versions only the test
-    # of the ImportError that says so applies.
-    # Of cover's tests only test_unsupported.py, which checks cover's error
-    # there, applies (the glob leaves out every test_ file not starting
-    # with "u").
-    collect_ignore_glob = ["conformance/*", "engine/*", "capi/*", "tools/*", "clients/*", "test_cli.py",
-                          "cover/test_[!u]*.py"]
-elif sys.version_info[:2] >= (3, 12):
+if sys.version_info[:2] >= (3, 12):
     # White-box tests of the bytecode engine, which 3.12+ does not use.
     collect_ignore_glob = ["engine/*"]
 
 
-# What the 3.10 back end does not do yet, by the tests that show it (test
-# functions, every parametrization): expected to fail there, with the
+# What a back end does not do yet, per version, by the tests that show it
+# (test functions, every parametrization): expected to fail there, with the
 # missing feature as the reason; an xfail that passes is reported (XPASS).
-GAPS_310 = {
+GAPS = {
+    (3, 9): {
+    },
+    (3, 10): {
+    },
 }
 
 
-
 def pytest_collection_modifyitems(config, items):
-    if sys.version_info[:2] != (3, 10):
+    gaps = GAPS.get(sys.version_info[:2])
+    if not gaps:
         return
-    reason_of = {test: reason for reason, tests in GAPS_310.items() for test in tests}
+    reason_of = {test: reason for reason, tests in gaps.items() for test in tests}
     for item in items:
         node = item.nodeid[len("tests/"):] if item.nodeid.startswith("tests/") else item.nodeid
         # An entry names a test function (every parametrization) or one

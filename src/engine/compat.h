@@ -21,6 +21,16 @@
 #  define LI_CODE_UNIT_COUNT(co) (PyBytes_GET_SIZE((co)->co_code) / 2)
 #endif
 
+/* Holding the cyclic collector off for a while: PyGC_Disable/Enable are
+   3.10's; on 3.9 the back end flips the interpreter's flag itself. */
+#if PY_VERSION_HEX >= 0x030A0000
+#  define li_gc_disable PyGC_Disable
+#  define li_gc_enable PyGC_Enable
+#else
+int li_gc_disable(void);
+int li_gc_enable(void);
+#endif
+
 #if PY_VERSION_HEX >= 0x030D0000
 #  define li_as_int PyLong_AsInt
 #else

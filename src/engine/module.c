@@ -39,20 +39,19 @@ check_in_use(int tool)
  * generators then change under the update: segfaults,
  * tests/conformance/test_threads.py).  So collection waits
  * until the update ends, as natively, where 3.12 collects only at the
- * eval breaker, never inside sys.monitoring's functions.  (PyGC_Disable is
- * 3.10's; a 3.9 back end needs gc.disable().)  Returns what to pass to
- * resume_collection(). */
+ * eval breaker, never inside sys.monitoring's functions.  Returns what to
+ * pass to resume_collection(). */
 static int
 hold_collection(void)
 {
-    return PyGC_Disable();
+    return li_gc_disable();
 }
 
 static void
 resume_collection(int held)
 {
     if (held) {
-        PyGC_Enable();
+        li_gc_enable();
     }
 }
 

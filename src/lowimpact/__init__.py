@@ -15,7 +15,7 @@ __all__ = ["__version__", "get_include", "install", "SUPPORTED_VERSIONS", "NATIV
 __version__ = "0.1.0"
 
 #: The (major, minor) versions on which :mod:`lowimpact.monitoring` works.
-SUPPORTED_VERSIONS = ((3, 10), (3, 11), (3, 12), (3, 13))
+SUPPORTED_VERSIONS = ((3, 9), (3, 10), (3, 11), (3, 12), (3, 13))
 
 #: True where the interpreter implements ``sys.monitoring`` itself.
 NATIVE = sys.version_info >= (3, 12)

@@ -24,10 +24,10 @@ from typing import Any, Callable, List, Optional, Sequence
 __all__ = ["Pdb", "set_trace", "post_mortem", "pm", "run", "runeval", "runcall", "main"]
 
 _UNSUPPORTED = ("lowimpact debug needs sys.monitoring, which lowimpact provides on "
-                "CPython 3.10, 3.11, 3.12 and 3.13; this is %s %d.%d"
+                "CPython 3.9, 3.10, 3.11, 3.12 and 3.13; this is %s %d.%d"
                 % (sys.implementation.name, *sys.version_info[:2]))
 
-if sys.implementation.name != "cpython" or sys.version_info < (3, 10):
+if sys.implementation.name != "cpython" or sys.version_info < (3, 9):
     raise ImportError(_UNSUPPORTED)
 
 import pdb as _pdb  # noqa: E402

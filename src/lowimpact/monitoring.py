@@ -2,8 +2,8 @@
 
 On CPython 3.12 and newer this module re-exports the interpreter's own
 ``sys.monitoring`` (the very same function and constant objects), and adds
-:func:`clear_tool_id` where the interpreter lacks it.  On CPython 3.10 and 3.11
-the same names come from lowimpact's C engine, which instruments bytecode only
+:func:`clear_tool_id` where the interpreter lacks it.  On CPython 3.9, 3.10 and
+3.11 the same names come from lowimpact's C engine, which instruments bytecode only
 where events are wanted.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-_SUPPORTED = "CPython 3.10, 3.11, 3.12 and 3.13"
+_SUPPORTED = "CPython 3.9, 3.10, 3.11, 3.12 and 3.13"
 
 __all__ = [
     "use_tool_id",
@@ -33,7 +33,7 @@ __all__ = [
     "OPTIMIZER_ID",
 ]
 
-if sys.implementation.name != "cpython" or sys.version_info < (3, 10):
+if sys.implementation.name != "cpython" or sys.version_info < (3, 9):
     raise ImportError(
         "lowimpact.monitoring supports %s; this is %s %d.%d"
         % (_SUPPORTED, sys.implementation.name, *sys.version_info[:2])

@@ -37,10 +37,10 @@ FORMATS = ("pstats", "speedscope", "collapsed", "svg")
 
 #: Why profiling is impossible here, or None.
 UNSUPPORTED: Optional[str] = None
-if sys.version_info >= (3, 10):
+if sys.version_info >= (3, 9):
     from lowimpact._profile import Profiler as _Profiler
 else:
-    UNSUPPORTED = ("lowimpact profile needs CPython 3.10 or newer (lowimpact's engine, or "
+    UNSUPPORTED = ("lowimpact profile needs CPython 3.9 or newer (lowimpact's engine, or "
                    "sys.monitoring); this is %d.%d" % sys.version_info[:2])
 
     class _Profiler:  # type: ignore[no-redef]

@@ -6,6 +6,7 @@
 #include <Python.h>
 #include <stdbool.h>
 
+#include "li_backport.h"
 #include "lowimpact.h"
 
 /* The StopIteration CPython reports for a value, made as raising it would

@@ -32,6 +32,9 @@
 #include "li.h"
 #include "frameobject.h"
 #include "opcode.h"
+/* v39/version.h or v310/version.h, by the include path setup.py gives:
+   what differs between the two versions this back end serves. */
+#include "version.h"
 
 /* Events the shadows have probes for. */
 /* Events frames run shadows for: those probes deliver, and PY_YIELD of a
@@ -150,6 +153,16 @@ typedef struct {
     int watch_slot;         /* 1 + its index among the watched (rearm.c); 0: not */
 } li_b310;
 
+/* Pops the value on top of the stack of `f`, a frame that is not executing
+ * (or is in a trace event); the frame's reference passes to the caller. */
+static inline PyObject *
+li_stack_pop(PyFrameObject *f)
+{
+    int depth = li_stack_depth(f) - 1;
+    li_set_stack_depth(f, depth);
+    return f->f_valuestack[depth];
+}
+
 /* Bumped whenever which shadow a code object needs may have changed. */
 extern uint64_t li_epoch;
 
@@ -165,6 +178,10 @@ extern PyObject *li_restart;
  * (recorded in its map's omitted). */
 PyCodeObject *li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events,
                               bool compact);
+/* Appends the pair (bytes, delta) to the line table being made in *buf
+ * (*len bytes of *cap), which both versions' tables are made of.  0, or -1
+ * with an exception set. */
+int li_append_pair(unsigned char **buf, Py_ssize_t *len, Py_ssize_t *cap, int bytes, int delta);
 /* Whether a tool wants again a probe that `map` left out. */
 bool li_shadow_misses(const li_shadow *map);
 /* Whether enough of `map`'s probes were disarmed that new frames should
@@ -252,7 +269,7 @@ int li_call_init(void);
 static inline int
 li_start_unit(PyCodeObject *code)
 {
-    return PyBytes_AS_STRING(code->co_code)[0] == (char)GEN_START ? 1 : 0;
+    return li_is_gen_start((uint8_t)PyBytes_AS_STRING(code->co_code)[0]) ? 1 : 0;
 }
 /* Delivers PY_START at original unit `unit` to `tools` for frame `f` of
  * `code` (state `cs`), about to run its original: from the frame, as the

@@ -65,9 +65,9 @@ static int
 profile_c_event(PyThreadState *ts, int what, PyObject *callable)
 {
     ts->tracing++;
-    ts->cframe->use_tracing = 0;
+    LI_USE_TRACING(ts) = 0;
     int err = ts->c_profilefunc(ts->c_profileobj, ts->frame, what, callable);
-    ts->cframe->use_tracing = ts->c_tracefunc != NULL || ts->c_profilefunc != NULL;
+    LI_USE_TRACING(ts) = ts->c_tracefunc != NULL || ts->c_profilefunc != NULL;
     ts->tracing--;
     return err;
 }
@@ -77,7 +77,7 @@ ender_vectorcall(PyObject *self, PyObject *const *args, size_t nargsf, PyObject 
 {
     li_ender *e = (li_ender *)self;
     PyThreadState *ts = PyThreadState_Get();
-    bool profiled = ts->cframe->use_tracing && ts->c_profilefunc != NULL && !ts->tracing &&
+    bool profiled = LI_USE_TRACING(ts) && ts->c_profilefunc != NULL && !ts->tracing &&
                     ts->frame != NULL &&
                     (PyCFunction_CheckExact(e->callable) || PyCMethod_CheckExact(e->callable));
     if (profiled && profile_c_event(ts, PyTrace_C_CALL, e->callable) < 0) {

@@ -290,8 +290,9 @@ fire_handled(PyThreadState *ts, li_site *s)
     }
     /* Unwinding started at the re-raise, or where it was raised. */
     int from = unit;
-    if (b->b_handler >= 0 && b->b_handler < map->n_units) {
-        unit = map->orig_op[b->b_handler];
+    int raised_at = li_raised_unit(f, b, slots[3]);
+    if (raised_at >= 0 && raised_at < map->n_units) {
+        unit = map->orig_op[raised_at];
     }
     if (!again) {
         from = unit;
@@ -309,9 +310,9 @@ fire_handled(PyThreadState *ts, li_site *s)
     info->exc_value = slots[1];
     info->exc_traceback = slots[0];
     /* ... and the frame where it raised, as natively. */
-    int lasti = f->f_lasti;
-    if (b->b_handler >= 0 && b->b_handler < map->n_units) {
-        f->f_lasti = b->b_handler;
+    int lasti = li_lasti(f);
+    if (raised_at >= 0 && raised_at < map->n_units) {
+        li_set_lasti(f, raised_at);
     }
     Py_INCREF(map->code);   /* the map may go while callbacks run */
     PyCodeObject *shadow = map->code;
@@ -322,7 +323,7 @@ fire_handled(PyThreadState *ts, li_site *s)
     if (map->original != NULL) {
         deliver(ts, LI_EXCEPTION_HANDLED, handled_tools, map->cs, map->original, s->orig, &e, f);
     }
-    f->f_lasti = lasti;
+    li_set_lasti(f, lasti);
     info->exc_type = saved[0];
     info->exc_value = saved[1];
     info->exc_traceback = saved[2];
@@ -466,9 +467,9 @@ loop_iter_next(PyObject *self)
         return item;
     }
     PyObject *result;
-    PySendResult status = PyIter_Send(w->it, Py_None, &result);
-    if (status != PYGEN_RETURN) {
-        return status == PYGEN_NEXT ? result : NULL;
+    li_send_result status = li_iter_send(w->it, Py_None, &result);
+    if (status != LI_SEND_RETURN) {
+        return status == LI_SEND_NEXT ? result : NULL;
     }
     /* The generator returned: the loop ends with the StopIteration that
        3.10's own next() of a generator sets for a value other than None,
@@ -650,7 +651,7 @@ li_exc_frame_exit(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code)
     }
     /* (A PY_START callback's exception leaves f_lasti at -1 - its unit,
        start.c.) */
-    int unit = f->f_lasti >= 0 ? f->f_lasti : -1 - f->f_lasti;
+    int unit = li_lasti(f) >= 0 ? li_lasti(f) : -1 - li_lasti(f);
     bool again = take_reraised(f, e.tb, &unit);
     if (!again && e.tb != NULL && PyTraceBack_Check(e.tb)) {
         PyTracebackObject *head = (PyTracebackObject *)e.tb;
@@ -683,7 +684,7 @@ li_exc_frame_exit(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code)
         }
         deliver_cleanups(ts, passed, cs, code, unit, &e, f);
     }
-    if (is_generator_code(code) && f->f_lasti >= 0) {
+    if (is_generator_code(code) && li_lasti(f) >= 0) {
         deliver(ts, LI_EXCEPTION_HANDLED, li_reg.global_tools[LI_EXCEPTION_HANDLED], cs, code,
                 unit, &e, NULL);
         deliver(ts, LI_RERAISE, li_reg.global_tools[LI_RERAISE], cs, code, unit, &e, NULL);

@@ -230,13 +230,13 @@ PyObject *li_restart;
 static void
 unmap_frame(PyFrameObject *f, li_shadow *map)
 {
-    if (f->f_lasti + 1 >= 0 && f->f_lasti + 1 <= map->n_units) {
-        f->f_lasti = map->orig_start[f->f_lasti + 1] - 1;
+    if (li_lasti(f) + 1 >= 0 && li_lasti(f) + 1 <= map->n_units) {
+        li_set_lasti(f, map->orig_start[li_lasti(f) + 1] - 1);
     }
     for (int i = 0; i < f->f_iblock; i++) {
-        int *h = &f->f_blockstack[i].b_handler;
-        if (*h >= 0 && *h <= map->n_units) {
-            *h = map->orig_start[*h];
+        int h = li_handler(&f->f_blockstack[i]);
+        if (h >= 0 && h <= map->n_units) {
+            li_set_handler(&f->f_blockstack[i], map->orig_start[h]);
         }
     }
 }
@@ -250,18 +250,18 @@ static LI_HOT_INLINE PyObject *
 finish(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObject *shadow,
        li_shadow *map, PyObject *result, bool may_stay)
 {
-    if (result != NULL && f->f_state == FRAME_SUSPENDED) {
+    if (result != NULL && li_frame_suspended(f)) {
         /* The map lives as long as the shadow, which the frame holds. */
         /* (Not the shadow's events: PY_YIELD may have come on while the
            frame ran on it, and a YIELD_FROM has no probe to miss.) */
         if (map->original != NULL &&
             (li_reg.global_tools[LI_PY_YIELD] | map->cs->local_tools[LI_PY_YIELD]) &&
-            f->f_lasti + 1 < map->n_units &&
-            PyBytes_AS_STRING(shadow->co_code)[2 * (f->f_lasti + 1)] == YIELD_FROM)
+            li_lasti(f) + 1 < map->n_units &&
+            PyBytes_AS_STRING(shadow->co_code)[2 * (li_lasti(f) + 1)] == YIELD_FROM)
         {
             PyFrameObject *current = ts->frame;
             ts->frame = f;      /* as at PY_RESUME */
-            if (fire_yield_from(ts, map, f->f_lasti + 1, result) < 0) {
+            if (fire_yield_from(ts, map, li_lasti(f) + 1, result) < 0) {
                 Py_CLEAR(result);
             }
             ts->frame = current;
@@ -288,11 +288,11 @@ static LI_HOT_INLINE PyObject *
 run_mapped(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObject *shadow,
            li_shadow *map, int throwflag, bool restarted, bool may_stay)
 {
-    f->f_lasti = (restarted ? map->after_start : map->shadow_start[f->f_lasti + 1]) - 1;
+    li_set_lasti(f, (restarted ? map->after_start : map->shadow_start[li_lasti(f) + 1]) - 1);
     for (int i = 0; i < f->f_iblock; i++) {
-        int *h = &f->f_blockstack[i].b_handler;
-        if (*h >= 0) {
-            *h = map->shadow_start[*h];
+        int h = li_handler(&f->f_blockstack[i]);
+        if (h >= 0) {
+            li_set_handler(&f->f_blockstack[i], map->shadow_start[h]);
         }
     }
     /* The frame's reference to the original passes to this function. */
@@ -318,15 +318,19 @@ run_borrowing(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObj
         return PyErr_NoMemory();
     }
     PyObject **own_stack = f->f_valuestack;
-    if (f->f_stackdepth > 0) {
-        memcpy(stack, own_stack, sizeof(PyObject *) * (size_t)f->f_stackdepth);
+    int depth = li_stack_depth(f);
+    if (depth > 0) {
+        memcpy(stack, own_stack, sizeof(PyObject *) * (size_t)depth);
     }
     f->f_valuestack = stack;
+    li_set_stack_depth(f, depth);   /* (3.9 keeps a pointer into it) */
     PyObject *result = run_mapped(ts, f, code, shadow, map, throwflag, restarted, false);
-    if (f->f_stackdepth > 0) {
-        memcpy(own_stack, stack, sizeof(PyObject *) * (size_t)f->f_stackdepth);
+    depth = li_stack_depth(f);
+    if (depth > 0) {
+        memcpy(own_stack, stack, sizeof(PyObject *) * (size_t)depth);
     }
     f->f_valuestack = own_stack;
+    li_set_stack_depth(f, depth);
     if (stack != borrowed) {
         PyMem_Free(stack);
     }
@@ -344,13 +348,13 @@ run_on(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObject *sh
     li_shadow *map = li_shadow_of(shadow);
     /* Where it resumes, and its handlers, must be instruction starts (a
        frame that starts is at the first, with none). */
-    int resume = f->f_lasti + 1;
+    int resume = li_lasti(f) + 1;
     if (resume != 0 || f->f_iblock != 0) {
         if (resume < 0 || resume > map->n_orig_units || map->shadow_start[resume] < 0) {
             return evaluate(ts, f, throwflag);
         }
         for (int i = 0; i < f->f_iblock; i++) {
-            int h = f->f_blockstack[i].b_handler;
+            int h = li_handler(&f->f_blockstack[i]);
             if (h >= 0 && (h > map->n_orig_units || map->shadow_start[h] < 0)) {
                 return evaluate(ts, f, throwflag);
             }
@@ -379,16 +383,12 @@ static LI_COLD PyObject *
 restart(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code)
 {
     PyErr_Clear();
-    f->f_lasti = -1;
-    f->f_stackdepth = 0;
-    f->f_iblock = 0;
-    f->f_state = FRAME_CREATED;
+    li_frame_reset(f);
     PyCodeObject *now = shadow_for(code, li_code_state_get(code));
     if (now != NULL) {
         return run_on(ts, f, code, now, 0, true);
     }
-    const uint8_t *bytes = (const uint8_t *)PyBytes_AS_STRING(code->co_code);
-    f->f_lasti = bytes[0] == GEN_START ? 0 : -1;
+    li_set_lasti(f, li_start_unit(code) - 1);
     return evaluate(ts, f, 0);
 }
 
@@ -399,7 +399,7 @@ resume_on_shadow(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCode
 {
     Py_INCREF(code);    /* whatever callbacks do */
     li_code_state *cs = map->cs;
-    int unit = map->orig_start[f->f_lasti + 1];
+    int unit = map->orig_start[li_lasti(f) + 1];
     uint8_t tools = ts->tracing ? 0 : li_tools_at(cs, throwflag ? LI_PY_THROW : LI_PY_RESUME, unit);
     if (tools != 0 && fire_resume(ts, f, code, cs, unit, tools, throwflag) < 0) {
         throwflag = 1;
@@ -453,9 +453,9 @@ start_here(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, li_code_stat
     if (now == NULL) {
         return evaluate(ts, f, 0);
     }
-    if (f->f_stackdepth > 0) {
+    if (li_stack_depth(f) > 0) {
         /* GEN_START's value, which a shadow's start past PY_START skips */
-        Py_DECREF(f->f_valuestack[--f->f_stackdepth]);
+        Py_DECREF(li_stack_pop(f));
     }
     return run_on(ts, f, code, now, 0, true);
 }
@@ -466,11 +466,11 @@ static LI_HOT_INLINE PyObject *
 eval_frame(PyThreadState *ts, PyFrameObject *f, int throwflag)
 {
     PyCodeObject *code = f->f_code;
-    li_shadow *on = f->f_lasti >= 0 ? li_shadow_of(code) : NULL;
+    li_shadow *on = li_lasti(f) >= 0 ? li_shadow_of(code) : NULL;
     if (on != NULL) {
         /* Suspended on a shadow (finish()); or made from one by C code, or
            its original gone: it runs as it is. */
-        if (on->original == NULL || f->f_lasti + 1 > on->n_units) {
+        if (on->original == NULL || li_lasti(f) + 1 > on->n_units) {
             return evaluate(ts, f, throwflag);
         }
         PyObject *result = resume_on_shadow(ts, f, on->original, code, on, throwflag);
@@ -483,13 +483,13 @@ eval_frame(PyThreadState *ts, PyFrameObject *f, int throwflag)
     if (ts->tracing) {
         return evaluate(ts, f, throwflag);
     }
-    if (throwflag && f->f_lasti < 0 && PyErr_ExceptionMatches(PyExc_GeneratorExit)) {
+    if (throwflag && li_lasti(f) < 0 && PyErr_ExceptionMatches(PyExc_GeneratorExit)) {
         /* close() of a generator that never started: 3.12 runs nothing. */
         return evaluate(ts, f, throwflag);
     }
     li_code_state *cs = li_code_state_get(code);
-    if (f->f_lasti >= 0 || throwflag) {
-        int unit = f->f_lasti + 1;
+    if (li_lasti(f) >= 0 || throwflag) {
+        int unit = li_lasti(f) + 1;
         uint8_t tools = li_tools_at(cs, throwflag ? LI_PY_THROW : LI_PY_RESUME, unit);
         if (tools != 0) {
             if (fire_resume(ts, f, code, cs, unit, tools, throwflag) < 0) {
@@ -503,7 +503,7 @@ eval_frame(PyThreadState *ts, PyFrameObject *f, int throwflag)
     if (shadow != NULL) {
         result = run_on(ts, f, code, shadow, throwflag, false);
     }
-    else if (f->f_lasti < 0 && !throwflag && (cs = li_code_state_get(code)) != NULL &&
+    else if (li_lasti(f) < 0 && !throwflag && (cs = li_code_state_get(code)) != NULL &&
              cs->backend != NULL && ((li_b310 *)cs->backend)->starts &&
              ((li_b310 *)cs->backend)->epoch == li_epoch) {
         result = start_here(ts, f, code, cs);
@@ -568,7 +568,7 @@ static LI_NOINLINE PyObject *
 after_plain_resume(PyFrameObject *f, PyObject *result)
 {
     PyThreadState *ts = PyThreadState_Get();
-    if (result != NULL && f->f_state == FRAME_SUSPENDED) {
+    if (result != NULL && li_frame_suspended(f)) {
         return ended(ts, f, NULL, result);
     }
     PyCodeObject *shadow = f->f_code;
@@ -588,7 +588,7 @@ resume_on(PyThreadState *ts, PyFrameObject *f, PyCodeObject *shadow, li_shadow *
     int event = throwflag ? LI_PY_THROW : LI_PY_RESUME;
     li_b310 *ob = on->original != NULL ? on->cs->backend : NULL;
     if (ob == NULL || ob->epoch != li_epoch || ob->run != shadow ||
-        f->f_lasti + 1 > on->n_units ||
+        li_lasti(f) + 1 > on->n_units ||
         (li_reg.global_tools[event] | on->cs->local_tools[event]) != 0) {
         return eval_other(ts, f, throwflag);
     }
@@ -620,14 +620,14 @@ start_on(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, li_b310 *b)
 {
     PyCodeObject *shadow = b->run;  /* (the frame holds it from here on) */
     li_shadow *map = li_shadow_of(shadow);
-    f->f_lasti = map->shadow_start[0] - 1;
+    li_set_lasti(f, map->shadow_start[0] - 1);
     f->f_code = (PyCodeObject *)Py_NewRef(shadow);
     PyObject *result = evaluate(ts, f, 0);
-    if (result != NULL && f->f_state == FRAME_SUSPENDED) {
+    if (result != NULL && li_frame_suspended(f)) {
         return ended(ts, f, NULL, finish(ts, f, code, shadow, map, result, true));
     }
-    if (f->f_lasti + 1 >= 0 && f->f_lasti + 1 <= map->n_units) {
-        f->f_lasti = map->orig_start[f->f_lasti + 1] - 1;
+    if (li_lasti(f) + 1 >= 0 && li_lasti(f) + 1 <= map->n_units) {
+        li_set_lasti(f, map->orig_start[li_lasti(f) + 1] - 1);
     }
     if (result == NULL) {
         translate_traceback(ts, f, map);
@@ -648,14 +648,14 @@ run_chosen(PyThreadState *ts, PyFrameObject *f, int throwflag, PyCodeObject *cod
            li_code_state *cs)
 {
     li_b310 *b = cs->backend;
-    if (f->f_lasti < 0 && !throwflag) {
+    if (li_lasti(f) < 0 && !throwflag) {
         return after_evaluate(f, b->run != NULL ? run_on(ts, f, code, b->run, 0, false)
                                                 : start_here(ts, f, code, cs));
     }
     /* A generator resumes, on its original, which it goes on running:
        unless a tool wants PY_RESUME/PY_THROW there. */
     int event = throwflag ? LI_PY_THROW : LI_PY_RESUME;
-    if (b->run != NULL || li_tools_at_local(cs, event, f->f_lasti + 1) != 0) {
+    if (b->run != NULL || li_tools_at_local(cs, event, li_lasti(f) + 1) != 0) {
         return eval_other(ts, f, throwflag);
     }
     return after_evaluate(f, evaluate(ts, f, throwflag));
@@ -664,7 +664,7 @@ run_chosen(PyThreadState *ts, PyFrameObject *f, int throwflag, PyCodeObject *cod
 static LI_NOINLINE PyObject *
 eval_traced(PyThreadState *ts, PyFrameObject *f, int throwflag)
 {
-    if (ts->tracing && f->f_lasti < 0) {
+    if (ts->tracing && li_lasti(f) < 0) {
         return evaluate(ts, f, throwflag);     /* a callback's frames run as they are */
     }
     return eval_other(ts, f, throwflag);
@@ -679,29 +679,29 @@ eval_traced(PyThreadState *ts, PyFrameObject *f, int throwflag)
 static PyObject *
 li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
 {
-    if (ts->tracing | ts->cframe->use_tracing) {
+    if (ts->tracing | LI_USE_TRACING(ts)) {
         return eval_traced(ts, f, throwflag);
     }
     PyCodeObject *code = f->f_code;
     li_code_state *cs = code_state_of(code);    /* (a shadow has none) */
     PyObject *result;
     if (cs == NULL) {
-        li_shadow *on = f->f_lasti >= 0 ? li_shadow_of(code) : NULL;
+        li_shadow *on = li_lasti(f) >= 0 ? li_shadow_of(code) : NULL;
         if (on != NULL) {
             /* Generators whose code keeps a probe that never fires
                resume on its shadow again and again. */
-            if (on->resumes_plain_in != li_epoch || throwflag || f->f_lasti + 1 > on->n_units) {
+            if (on->resumes_plain_in != li_epoch || throwflag || li_lasti(f) + 1 > on->n_units) {
                 return resume_on(ts, f, code, on, throwflag);
             }
             result = evaluate(ts, f, 0);
-            if (result == NULL || f->f_state != FRAME_SUSPENDED || li_running_aside) {
+            if (result == NULL || !li_frame_suspended(f) || li_running_aside) {
                 return after_plain_resume(f, result);
             }
             return result;
         }
         /* (Unless a tool wants PY_RESUME/PY_THROW of a generator.) */
         if (global_probed != 0 ||
-            ((throwflag || f->f_lasti >= 0) &&
+            ((throwflag || li_lasti(f) >= 0) &&
              li_reg.global_tools[throwflag ? LI_PY_THROW : LI_PY_RESUME] != 0)) {
             return eval_other(ts, f, throwflag);
         }
@@ -711,10 +711,10 @@ li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
         if (b == NULL || b->epoch != li_epoch) {
             return eval_other(ts, f, throwflag);
         }
-        if (b->run != NULL && f->f_lasti < 0 && !throwflag && b->run_fits) {
+        if (b->run != NULL && li_lasti(f) < 0 && !throwflag && b->run_fits) {
             return start_on(ts, f, code, b);
         }
-        if (b->run != NULL || f->f_lasti >= 0 || throwflag || b->starts) {
+        if (b->run != NULL || li_lasti(f) >= 0 || throwflag || b->starts) {
             return run_chosen(ts, f, throwflag, code, cs);
         }
     }

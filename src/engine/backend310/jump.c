@@ -196,20 +196,20 @@ blocks_of(PyCodeObject *code, int n)
             case JUMP_IF_FALSE_OR_POP:
             case JUMP_IF_TRUE_OR_POP:
             case JUMP_IF_NOT_EXC_MATCH:
-                target = (int)arg;
+                target = li_jump_units(arg);
                 break;
             case JUMP_ABSOLUTE:
-                target = (int)arg;
+                target = li_jump_units(arg);
                 falls = false;
                 break;
             case JUMP_FORWARD:
-                target = next + (int)arg;
+                target = next + li_jump_units(arg);
                 falls = false;
                 break;
             case SETUP_FINALLY:
             case SETUP_WITH:
             case SETUP_ASYNC_WITH:
-                target = next + (int)arg;
+                target = next + li_jump_units(arg);
                 there = push_kind(here, opcode != SETUP_FINALLY ? BLOCK_WITH_EXCEPT
                                         : bare_handler(bytes, n, target) ? BLOCK_BARE_EXCEPT
                                                                          : BLOCK_EXCEPT);
@@ -224,7 +224,7 @@ blocks_of(PyCodeObject *code, int n)
                 }
                 break;
             case FOR_ITER:
-                target = next + (int)arg;
+                target = next + li_jump_units(arg);
                 there = pop_kind(here);
                 break;
             case POP_BLOCK:
@@ -319,22 +319,8 @@ static int *
 line_starts(PyCodeObject *code, int n)
 {
     int *starts = unknowns(n, sizeof(int));
-    if (starts == NULL) {
-        return NULL;
-    }
-    /* 3.10's table: (bytes, line delta) pairs, -128 for no line. */
-    const uint8_t *t = (const uint8_t *)PyBytes_AS_STRING(code->co_linetable);
-    Py_ssize_t len = PyBytes_GET_SIZE(code->co_linetable);
-    int line = code->co_firstlineno, addr = 0;
-    for (Py_ssize_t k = 0; k + 1 < len; k += 2) {
-        int delta = (int8_t)t[k + 1];
-        if (delta != -128) {
-            line += delta;
-        }
-        if (t[k] > 0 && addr / 2 < n) {
-            starts[addr / 2] = delta == -128 ? -1 : line;
-        }
-        addr += t[k];
+    if (starts != NULL) {
+        li_unit_line_starts(code, starts, n);
     }
     return starts;
 }
@@ -445,7 +431,7 @@ unwind_fits(PyFrameObject *f, blocks_t from, blocks_t to)
 static void
 pop_value(PyFrameObject *f)
 {
-    PyObject *v = f->f_valuestack[--f->f_stackdepth];
+    PyObject *v = li_stack_pop(f);
     Py_XDECREF(v);
 }
 
@@ -458,7 +444,7 @@ unwind(PyThreadState *ts, PyFrameObject *f, blocks_t from, blocks_t to)
     for (; from > to; from = pop_kind(from)) {
         int kind = top_kind(from);
         if (kind == BLOCK_LOOP) {
-            if (f->f_stackdepth > 0) {
+            if (li_stack_depth(f) > 0) {
                 pop_value(f);   /* the iterator */
             }
             continue;
@@ -468,24 +454,24 @@ unwind(PyThreadState *ts, PyFrameObject *f, blocks_t from, blocks_t to)
         if (is_except(kind)) {
             /* Above the level: the exception handled before, then the
                one being handled. */
-            while (f->f_stackdepth > level + 3) {
+            while (li_stack_depth(f) > level + 3) {
                 pop_value(f);
             }
-            if (f->f_stackdepth == level + 3) {
+            if (li_stack_depth(f) == level + 3) {
                 _PyErr_StackItem *exc = ts->exc_info;
                 PyObject *type = exc->exc_type, *value = exc->exc_value, *tb = exc->exc_traceback;
-                exc->exc_type = f->f_valuestack[--f->f_stackdepth];
-                exc->exc_value = f->f_valuestack[--f->f_stackdepth];
-                exc->exc_traceback = f->f_valuestack[--f->f_stackdepth];
+                exc->exc_type = li_stack_pop(f);
+                exc->exc_value = li_stack_pop(f);
+                exc->exc_traceback = li_stack_pop(f);
                 Py_XDECREF(type);
                 Py_XDECREF(value);
                 Py_XDECREF(tb);
             }
         }
-        while (f->f_stackdepth > level) {
+        while (li_stack_depth(f) > level) {
             pop_value(f);
         }
-        if ((kind == BLOCK_WITH || kind == BLOCK_WITH_EXCEPT) && f->f_stackdepth > 0) {
+        if ((kind == BLOCK_WITH || kind == BLOCK_WITH_EXCEPT) && li_stack_depth(f) > 0) {
             pop_value(f);   /* __exit__ */
         }
     }
@@ -510,7 +496,7 @@ static _Thread_local struct {
 static bool
 pending_for(PyFrameObject *f)
 {
-    return pending.frame == f && f->f_code == pending.shadow && f->f_lasti + 1 == pending.at;
+    return pending.frame == f && f->f_code == pending.shadow && li_lasti(f) + 1 == pending.at;
 }
 
 /* The trace function that was in front when jump_trace() took its place. */
@@ -541,16 +527,16 @@ jump_trace(PyObject *obj, PyFrameObject *f, int what, PyObject *arg)
     if (ts->c_tracefunc == jump_trace) {
         /* (Else running.c stands in front, and passes events on to this
            function until it gives the thread its trace function back.) */
-        ts->c_tracefunc = next;
+        li_set_tracefunc(ts, next);
         behind = NULL;
     }
     if (what == PyTrace_OPCODE && pending.frame == f && f->f_code == pending.shadow &&
-        f->f_lasti == pending.at)
+        li_lasti(f) == pending.at)
     {
         li_shadow *map = li_shadow_of(f->f_code);
         f->f_trace_opcodes = pending.opcodes;
         pending.frame = NULL;
-        for (int k = 0; k < pending.extra && f->f_stackdepth > 0; k++) {
+        for (int k = 0; k < pending.extra && li_stack_depth(f) > 0; k++) {
             pop_value(f);
         }
         unwind(ts, f, pending.from, pending.to);
@@ -559,7 +545,7 @@ jump_trace(PyObject *obj, PyFrameObject *f, int what, PyObject *arg)
         while (target > 0 && map->shadow_start[target] < 0) {
             target--;   /* (inside an instruction: its start) */
         }
-        f->f_lasti = destination(map, target);
+        li_set_lasti(f, destination(map, target));
         return 0;
     }
     forget(f);
@@ -573,14 +559,14 @@ static li_site *
 firing_site(PyFrameObject *f, int event)
 {
     li_shadow *map = li_shadow_of(f->f_code);
-    if (map == NULL || map->original == NULL || f->f_state != FRAME_EXECUTING) {
+    if (map == NULL || map->original == NULL || !li_frame_executing(f)) {
         return NULL;
     }
     /* (The units of a BRANCH site that falls through cover its twin's.) */
     li_site *found = NULL;
     for (int i = 0; i < map->n_sites; i++) {
         li_site *s = map->sites[i];
-        if (s->event == event && s->unit <= f->f_lasti && f->f_lasti < s->unit + s->size &&
+        if (s->event == event && s->unit <= li_lasti(f) && li_lasti(f) < s->unit + s->size &&
             (found == NULL || s->unit > found->unit)) {
             found = s;
         }
@@ -665,15 +651,15 @@ jump_at_resume(PyThreadState *ts, PyFrameObject *f, PyObject *value)
     /* The event's frame: under the callback's, the thread's frame as the
        event is delivered. */
     PyFrameObject *below = ts->frame;
-    while (below != NULL && below != f && below->f_state == FRAME_EXECUTING) {
+    while (below != NULL && below != f && li_frame_executing(below)) {
         below = below->f_back;
     }
     li_shadow *map = li_shadow_of(f->f_code);
     PyCodeObject *original = map != NULL ? map->original : f->f_code;
     int n = map != NULL ? map->n_units : (int)(PyBytes_GET_SIZE(f->f_code->co_code) / 2);
-    int unit = f->f_lasti + 1;
-    if (below != f || f->f_state != FRAME_SUSPENDED || original == NULL || unit <= 0 ||
-        unit >= n || f->f_stackdepth < 1)
+    int unit = li_lasti(f) + 1;
+    if (below != f || !li_frame_suspended(f) || original == NULL || unit <= 0 ||
+        unit >= n || li_stack_depth(f) < 1)
     {
         PyErr_SetString(PyExc_ValueError,
                         "lowimpact: f_lineno can only be set on the frame of the event "
@@ -695,9 +681,9 @@ jump_at_resume(PyThreadState *ts, PyFrameObject *f, PyObject *value)
         }
         target = destination(map, target);
     }
-    f->f_lasti = target - 1;
+    li_set_lasti(f, target - 1);
     moved.frame = f;
-    moved.lasti = f->f_lasti;
+    moved.lasti = li_lasti(f);
     moved.line = PyCode_Addr2Line(original, 2 * (map != NULL ? map->orig_start[target] : target));
     return 0;
 }
@@ -757,7 +743,7 @@ set_from_callback(PyThreadState *ts, PyFrameObject *f, PyObject *value, int even
         pending.frame = f;
         pending.shadow = f->f_code;
     }
-    pending.at = f->f_lasti + 1;    /* the probe's POP_TOP */
+    pending.at = li_lasti(f) + 1;    /* the probe's POP_TOP */
     pending.extra = extra;
     pending.from = from;
     pending.to = to;
@@ -767,7 +753,7 @@ set_from_callback(PyThreadState *ts, PyFrameObject *f, PyObject *value, int even
     f->f_trace_opcodes = 1;
     if (ts->c_tracefunc != jump_trace) {
         behind = ts->c_tracefunc;
-        ts->c_tracefunc = jump_trace;
+        li_set_tracefunc(ts, jump_trace);
     }
     return 0;
 }
@@ -781,18 +767,18 @@ frame_lineno_set(PyObject *self, PyObject *value, void *closure)
         return set_from_callback(ts, f, value, li_noted_event - 1);
     }
     li_shadow *map = li_shadow_of(f->f_code);
-    if (map == NULL || map->original == NULL || f->f_lasti < 0 ||
-        f->f_lasti >= map->n_units) {
+    if (map == NULL || map->original == NULL || li_lasti(f) < 0 ||
+        li_lasti(f) >= map->n_units) {
         return native_lineno->set(self, value, closure);
     }
     /* Borrowed swap: the frame's reference stays the shadow's. */
     PyCodeObject *shadow = f->f_code;
-    int lasti = f->f_lasti;
+    int lasti = li_lasti(f);
     f->f_code = map->original;
-    f->f_lasti = map->orig_start[lasti];
+    li_set_lasti(f, map->orig_start[lasti]);
     int err = native_lineno->set(self, value, closure);
     f->f_code = shadow;
-    f->f_lasti = err < 0 ? lasti : destination(map, f->f_lasti);
+    li_set_lasti(f, err < 0 ? lasti : destination(map, li_lasti(f)));
     return err;
 }
 
@@ -808,7 +794,7 @@ frame_lineno_get(PyObject *self, void *closure)
         /* It has jumped, as far as Python code can tell. */
         return PyLong_FromLong(PyCode_Addr2Line(map->original, 2 * pending.target));
     }
-    if (moved.frame == f && f->f_lasti == moved.lasti && f->f_state == FRAME_SUSPENDED) {
+    if (moved.frame == f && li_lasti(f) == moved.lasti && li_frame_suspended(f)) {
         return PyLong_FromLong(moved.line);
     }
     return native_lineno->get(self, closure);

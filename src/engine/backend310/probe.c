@@ -13,7 +13,7 @@ li_site_write(li_site *s, bool armed)
     }
     else {
         b[0] = JUMP_FORWARD;
-        b[1] = (uint8_t)(s->size - 1);
+        b[1] = (uint8_t)li_jump_arg(s->size - 1);
     }
     s->armed = armed;
 }

@@ -129,7 +129,7 @@ static int running_profile(PyObject *obj, PyFrameObject *f, int what, PyObject *
 static bool
 is_running(PyFrameObject *f)
 {
-    return f->f_state == FRAME_EXECUTING || f->f_state == FRAME_UNWINDING;
+    return li_frame_on_stack(f);
 }
 
 static li_runner *
@@ -164,7 +164,7 @@ stand_in_front(PyThreadState *ts, li_runner *r)
 {
     if (ts->c_tracefunc != running_trace) {
         r->user = ts->c_tracefunc;
-        ts->c_tracefunc = running_trace;
+        li_set_tracefunc(ts, running_trace);
     }
     if (ts->c_profilefunc != running_profile) {
         r->user_profile = ts->c_profilefunc;
@@ -182,7 +182,7 @@ stand_in_front(PyThreadState *ts, li_runner *r)
 static void
 step_aside(PyThreadState *ts, li_runner *r)
 {
-    ts->c_tracefunc = NULL;
+    li_set_tracefunc(ts, NULL);
     ts->c_profilefunc = NULL;
     r->aside = true;
     li_running_aside++;
@@ -205,14 +205,14 @@ step_back(int i)
     li_runner *r = &runners[i];
     PyThreadState *ts = r->ts;
     if (ts->c_tracefunc == running_trace) {
-        ts->c_tracefunc = r->user;
+        li_set_tracefunc(ts, r->user);
     }
     if (ts->c_profilefunc == running_profile) {
         ts->c_profilefunc = r->user_profile;
     }
     /* Inside a callback or a trace function, leaving it sets use_tracing. */
     if (ts->tracing == 0) {
-        ts->cframe->use_tracing = ts->c_tracefunc != NULL || ts->c_profilefunc != NULL;
+        LI_USE_TRACING(ts) = ts->c_tracefunc != NULL || ts->c_profilefunc != NULL;
     }
     for (int k = 0; k < r->n; k++) {
         forget(&r->frames[k]);
@@ -265,7 +265,7 @@ proper_start(li_shadow *running, int orig)
 static int
 instruction_start(PyFrameObject *f, li_shadow *running, li_shadow *map)
 {
-    int unit = f->f_lasti;
+    int unit = li_lasti(f);
     if (running == NULL) {
         return unit >= 0 && unit < map->n_orig_units && map->shadow_start[unit] >= 0 ? unit : -1;
     }
@@ -354,10 +354,10 @@ reach(PyThreadState *ts, li_reached *reached, PyFrameObject *f, int what, PyObje
         reached->line = line;
         events = due ? events & LI_LINE_EVENTS : 0;
         if (running == NULL) {
-            orig = f->f_lasti;
+            orig = li_lasti(f);
         }
-        else if (f->f_lasti >= 0 && f->f_lasti < running->n_units) {
-            orig = running->orig_start[f->f_lasti];
+        else if (li_lasti(f) >= 0 && li_lasti(f) < running->n_units) {
+            orig = running->orig_start[li_lasti(f)];
         }
     }
     else if (what == PyTrace_OPCODE) {
@@ -367,10 +367,10 @@ reach(PyThreadState *ts, li_reached *reached, PyFrameObject *f, int what, PyObje
     else if (what == PyTrace_RETURN && value != NULL) {
         events &= LI_EXIT_EVENTS;
         if (running == NULL) {
-            orig = f->f_lasti;
+            orig = li_lasti(f);
         }
-        else if (f->f_lasti >= 0 && f->f_lasti < running->n_units) {
-            orig = running->orig_start[f->f_lasti];
+        else if (li_lasti(f) >= 0 && li_lasti(f) < running->n_units) {
+            orig = running->orig_start[li_lasti(f)];
         }
     }
     if (events == 0 || orig < 0 || orig >= map->n_orig_units) {
@@ -476,7 +476,7 @@ fire_at(PyThreadState *ts, li_shadow *map, li_shadow *running, int orig, li_even
 static int
 arrive(PyThreadState *ts, li_reached *reached, PyFrameObject *f)
 {
-    int from = reached->at, unit = f->f_lasti;
+    int from = reached->at, unit = li_lasti(f);
     bool unwound = reached->unwinding;
     int raised = reached->exc != NULL ? reached->exc_unit : -1;
     reached->at = unit;
@@ -515,9 +515,9 @@ arrive(PyThreadState *ts, li_reached *reached, PyFrameObject *f)
     }
     /* Its delegate returned: the value is on top of the stack (the trace
        event set f_stackdepth). */
-    if ((events & LI_EVENT_BIT(LI_STOP_ITERATION)) && to == op + 1 && f->f_stackdepth > 0) {
+    if ((events & LI_EVENT_BIT(LI_STOP_ITERATION)) && to == op + 1 && li_stack_depth(f) > 0) {
         return fire_at(ts, map, running, to, LI_EVENT_BIT(LI_STOP_ITERATION), -1,
-                       f->f_valuestack[f->f_stackdepth - 1]);
+                       f->f_valuestack[li_stack_depth(f) - 1]);
     }
     return 0;
 }
@@ -531,7 +531,7 @@ static int
 probe_before_line(PyThreadState *ts, PyFrameObject *f)
 {
     li_shadow *running = li_shadow_of(f->f_code);
-    int orig = running != NULL ? original_unit(f, running, f->f_lasti) : -1;
+    int orig = running != NULL ? original_unit(f, running, li_lasti(f)) : -1;
     if (orig < 0) {
         return 0;
     }
@@ -539,8 +539,8 @@ probe_before_line(PyThreadState *ts, PyFrameObject *f)
          i < running->n_sites && running->sites[i]->orig == orig; i++)
     {
         li_site *s = running->sites[i];
-        if (s->unit == f->f_lasti && s->event == LI_EXCEPTION_HANDLED) {
-            f->f_lasti = s->unit + s->size;     /* (the interpreter goes on there) */
+        if (s->unit == li_lasti(f) && s->event == LI_EXCEPTION_HANDLED) {
+            li_set_lasti(f, s->unit + s->size);     /* (the interpreter goes on there) */
             PyCodeObject *shadow = (PyCodeObject *)Py_NewRef(running->code);
             /* The line the trace event gave the frame is the handler's;
                the probe shows the line that raised. */
@@ -594,7 +594,7 @@ raised(PyThreadState *ts, li_reached *reached, PyFrameObject *f, PyObject *arg)
     li_shadow *map = NULL;
     li_event_set events = missed(f, &map);
     li_shadow *running = li_shadow_of(f->f_code);
-    int start = events != 0 ? original_unit(f, running, f->f_lasti) : -1;
+    int start = events != 0 ? original_unit(f, running, li_lasti(f)) : -1;
     if (start < 0 || !PyTuple_Check(arg) || PyTuple_GET_SIZE(arg) != 3) {
         return 0;
     }
@@ -634,7 +634,7 @@ static int
 reraise(PyThreadState *ts, li_reached *reached, PyFrameObject *f)
 {
     const _Py_CODEUNIT *units = (const _Py_CODEUNIT *)PyBytes_AS_STRING(f->f_code->co_code);
-    int at = f->f_lasti;
+    int at = li_lasti(f);
     if (at < 0 || 2 * at >= PyBytes_GET_SIZE(f->f_code->co_code)) {
         return 0;
     }
@@ -682,7 +682,7 @@ unwound(PyThreadState *ts, li_reached *reached, PyFrameObject *f)
     int passed = li_cleanups_passed(original, map, unit);
     int err = passed < 0 ? -1 : li_reached_cleanups(ts, original, unit, passed, value);
     if (err == 0 && (original->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)) &&
-        f->f_lasti >= 0) {
+        li_lasti(f) >= 0) {
         err = li_reached_deliver(ts, LI_EXCEPTION_HANDLED, original, unit, value);
         if (err == 0) {
             err = li_reached_deliver(ts, LI_RERAISE, original, unit, value);
@@ -710,11 +710,11 @@ unwound(PyThreadState *ts, li_reached *reached, PyFrameObject *f)
 static int
 yield_from(PyThreadState *ts, PyFrameObject *f, PyObject *value)
 {
-    if (value == NULL || f->f_state != FRAME_SUSPENDED || li_shadow_of(f->f_code) != NULL) {
+    if (value == NULL || !li_frame_suspended(f) || li_shadow_of(f->f_code) != NULL) {
         return 0;
     }
     PyCodeObject *code = f->f_code;
-    int unit = f->f_lasti + 1;
+    int unit = li_lasti(f) + 1;
     if (unit <= 0 || 2 * unit >= PyBytes_GET_SIZE(code->co_code) ||
         ((const uint8_t *)PyBytes_AS_STRING(code->co_code))[2 * unit] != YIELD_FROM)
     {
@@ -836,7 +836,7 @@ running_trace(PyObject *obj, PyFrameObject *f, int what, PyObject *arg)
     if (what == PyTrace_EXCEPTION) {
         err = raised(ts, reached, f, arg);
     }
-    else if (what == PyTrace_LINE || !reached->lined || reached->at != f->f_lasti) {
+    else if (what == PyTrace_LINE || !reached->lined || reached->at != li_lasti(f)) {
         reached->lined = what == PyTrace_LINE;
         err = arrive(ts, reached, f);
     }
@@ -928,7 +928,7 @@ sync_thread(PyThreadState *ts)
         /* (Its next instruction event comes from the one it is at.) */
         frames[n++] = (li_reached){.frame = (PyFrameObject *)Py_NewRef(f), .line = -1,
                                    .opcodes = (events & ~LI_NO_OPCODES) != 0,
-                                   .at = f->f_lasti};
+                                   .at = li_lasti(f)};
     }
     li_runner *r = runner_of(ts);
     for (int k = 0; k < n; k++) {
@@ -941,7 +941,7 @@ sync_thread(PyThreadState *ts)
         }
         else {
             /* The line it is on has had its line event. */
-            frames[k].line = PyCode_Addr2Line(f->f_code, 2 * (f->f_lasti > 0 ? f->f_lasti : 0));
+            frames[k].line = PyCode_Addr2Line(f->f_code, 2 * (li_lasti(f) > 0 ? li_lasti(f) : 0));
             frames[k].user_opcodes = f->f_trace_opcodes != 0;
         }
         f->f_trace_opcodes = frames[k].user_opcodes || opcodes;
@@ -1005,7 +1005,7 @@ sync_thread(PyThreadState *ts)
        use_tracing from it as their callees return.  Inside a callback or a
        trace function, leaving it sets use_tracing. */
     if (ts->tracing == 0) {
-        ts->cframe->use_tracing = 1;
+        LI_USE_TRACING(ts) = 1;
     }
     else if (ts == PyThreadState_Get()) {
         li_trace_on_leave = 1;
@@ -1059,7 +1059,7 @@ li_running_eval(PyThreadState *ts, PyFrameObject *f, int throwflag, li_evaluator
     /* A caller that is not traced (no reached frame waits in it, no trace
        or profile function of the user's wants it: those turn use_tracing
        on) passes nothing on, and gets back what the frame leaves. */
-    if (!ts->cframe->use_tracing) {
+    if (!LI_USE_TRACING(ts)) {
         PyObject *result = evaluate(ts, f, throwflag);
         if (li_running_aside) {
             li_running_restore(ts);
@@ -1073,8 +1073,8 @@ li_running_eval(PyThreadState *ts, PyFrameObject *f, int throwflag, li_evaluator
     stand_in_front(ts, r);
     /* The frame copies use_tracing from its caller's CFrame as it starts,
        and gives its own back as it ends. */
-    int caller_traced = ts->cframe->use_tracing;
-    ts->cframe->use_tracing = r->user != NULL || r->user_profile != NULL;
+    int caller_traced = LI_USE_TRACING(ts);
+    LI_USE_TRACING(ts) = r->user != NULL || r->user_profile != NULL;
     PyObject *result = evaluate(ts, f, throwflag);
     r = runner_of(ts);
     if (r != NULL) {
@@ -1084,7 +1084,7 @@ li_running_eval(PyThreadState *ts, PyFrameObject *f, int throwflag, li_evaluator
            shadow after events came must not pay 3.10's tracing path. */
         back_from_aside(r);
         stand_in_front(ts, r);
-        ts->cframe->use_tracing |= caller_traced;
+        LI_USE_TRACING(ts) |= caller_traced;
     }
     return result;
 }

@@ -78,9 +78,10 @@ li_reached_handled(PyThreadState *ts, PyFrameObject *f, PyCodeObject *original, 
     info->exc_traceback = slots[0];
     /* ... and the frame where it raised (b_handler), not on the line the
        trace event gave it. */
-    int lasti = f->f_lasti, line = f->f_lineno;
-    if (b->b_handler >= 0 && 2 * b->b_handler < PyBytes_GET_SIZE(f->f_code->co_code)) {
-        f->f_lasti = b->b_handler;
+    int lasti = li_lasti(f), line = f->f_lineno;
+    int raised_at = li_raised_unit(f, b, slots[3]);
+    if (raised_at >= 0 && 2 * raised_at < PyBytes_GET_SIZE(f->f_code->co_code)) {
+        li_set_lasti(f, raised_at);
         f->f_lineno = 0;
     }
     PyObject *value = Py_NewRef(slots[4]);
@@ -88,7 +89,7 @@ li_reached_handled(PyThreadState *ts, PyFrameObject *f, PyCodeObject *original, 
     if (err == 0) {
         err = li_reached_deliver(ts, LI_EXCEPTION_HANDLED, original, unit, value);
     }
-    f->f_lasti = lasti;
+    li_set_lasti(f, lasti);
     f->f_lineno = line;
     info->exc_type = shown[0];
     info->exc_value = shown[1];
@@ -106,12 +107,12 @@ li_reached_reraises(PyThreadState *ts, PyFrameObject *f, int opcode, int oparg)
         _PyErr_StackItem *info = _PyErr_GetTopmostException(ts);
         return info->exc_type != NULL && info->exc_type != Py_None ? info->exc_value : NULL;
     }
-    if ((opcode != RERAISE && opcode != END_ASYNC_FOR) || f->f_stackdepth < 3) {
+    if ((opcode != RERAISE && opcode != END_ASYNC_FOR) || li_stack_depth(f) < 3) {
         return NULL;
     }
     /* The exception it raises is on top of the stack: type, value. */
-    PyObject *type = f->f_valuestack[f->f_stackdepth - 1];
-    PyObject *value = f->f_valuestack[f->f_stackdepth - 2];
+    PyObject *type = f->f_valuestack[li_stack_depth(f) - 1];
+    PyObject *value = f->f_valuestack[li_stack_depth(f) - 2];
     if (!PyExceptionClass_Check(type) || !PyExceptionInstance_Check(value)) {
         return NULL;
     }

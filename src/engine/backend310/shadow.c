@@ -43,34 +43,8 @@ units_for(unsigned int arg)
     return arg > 0xFFFFFF ? 4 : arg > 0xFFFF ? 3 : arg > 0xFF ? 2 : 1;
 }
 
-/* Lines of each unit from the 3.10 line table (-1: none). */
-static void
-decode_lines(PyCodeObject *code, int *lines, int n_units)
-{
-    for (int u = 0; u < n_units; u++) {
-        lines[u] = -1;
-    }
-    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(code->co_linetable);
-    Py_ssize_t len = PyBytes_GET_SIZE(code->co_linetable);
-    int line = code->co_firstlineno;
-    int addr = 0;
-    for (Py_ssize_t i = 0; i + 1 < len; i += 2) {
-        int end = addr + p[i];
-        int delta = (signed char)p[i + 1];
-        int this_line = -1;
-        if (delta != -128) {
-            line += delta;
-            this_line = line;
-        }
-        for (int b = addr; b < end && b / 2 < n_units; b += 2) {
-            lines[b / 2] = this_line;
-        }
-        addr = end;
-    }
-}
-
-static int
-append_entry(unsigned char **buf, Py_ssize_t *len, Py_ssize_t *cap, int bytes, int delta)
+int
+li_append_pair(unsigned char **buf, Py_ssize_t *len, Py_ssize_t *cap, int bytes, int delta)
 {
     if (*len + 2 > *cap) {
         Py_ssize_t grown = *cap * 2 + 16;
@@ -85,50 +59,6 @@ append_entry(unsigned char **buf, Py_ssize_t *len, Py_ssize_t *cap, int bytes, i
     (*buf)[(*len)++] = (unsigned char)bytes;
     (*buf)[(*len)++] = (unsigned char)(signed char)delta;
     return 0;
-}
-
-/* The 3.10 line table of one line per unit; a new bytes object or NULL. */
-static PyObject *
-encode_lines(const int *lines, int n_units, int firstlineno)
-{
-    unsigned char *buf = NULL;
-    Py_ssize_t len = 0, cap = 0;
-    int computed = firstlineno;
-    PyObject *result = NULL;
-    for (int u = 0; u < n_units;) {
-        int line = lines[u];
-        int run = u;
-        while (run < n_units && lines[run] == line) {
-            run++;
-        }
-        int bytes = (run - u) * 2;
-        int delta = line < 0 ? -128 : line - computed;
-        while (line >= 0 && (delta > 127 || delta < -127)) {
-            int step = delta > 0 ? 127 : -127;
-            if (append_entry(&buf, &len, &cap, 0, step) < 0) {
-                goto done;
-            }
-            delta -= step;
-        }
-        if (line >= 0) {
-            computed = line;
-        }
-        do {
-            int chunk = bytes > 254 ? 254 : bytes;
-            if (append_entry(&buf, &len, &cap, chunk, delta) < 0) {
-                goto done;
-            }
-            bytes -= chunk;
-            if (line >= 0) {
-                delta = 0;
-            }
-        } while (bytes > 0);
-        u = run;
-    }
-    result = PyBytes_FromStringAndSize((const char *)buf, len);
-done:
-    PyMem_Free(buf);
-    return result;
 }
 
 /* The BRANCH probes of a branch (branch.c): one after it, for the way it
@@ -191,7 +121,7 @@ stack_depths(const instr *ins, int n_instrs, int *depth)
     int n_work = 0;
     if (n_instrs > 0) {
         /* A generator starts with the value sent, which GEN_START pops. */
-        depth[0] = ins[0].opcode == GEN_START ? 1 : 0;
+        depth[0] = li_is_gen_start(ins[0].opcode) ? 1 : 0;
         work[n_work++] = 0;
     }
     while (n_work > 0) {
@@ -270,7 +200,7 @@ entry_of(const instr *ins, const probe_list *probes, const int *group, int src, 
 static int
 jump_arg(const instr *ins, int i, int dest, const int *starts, const int *sizes)
 {
-    return is_relative_jump(ins[i].opcode) ? dest - (starts[i] + sizes[i]) : dest;
+    return (int)li_jump_arg(is_relative_jump(ins[i].opcode) ? dest - (starts[i] + sizes[i]) : dest);
 }
 
 /* Probe shapes: `LOAD_CONST site; UNARY_INVERT; POP_TOP`, the same with
@@ -406,7 +336,7 @@ emit_branch(li_shadow *map, PyObject *consts, int index, const instr *ins, int i
         return -1;
     }
     int begin = *pos;
-    emit(out, pos, JUMP_FORWARD, (unsigned int)(bp->probe_size + bp->jump_size), 1);
+    emit(out, pos, JUMP_FORWARD, li_jump_arg(bp->probe_size + bp->jump_size), 1);
     map_units(map, shadow_lines, &ins[i], begin, *pos);
     after->size = (uint8_t)(bp->after_size + 1 + bp->probe_size + bp->jump_size);
     assert(*pos == bp->unit);
@@ -417,7 +347,7 @@ emit_branch(li_shadow *map, PyObject *consts, int index, const instr *ins, int i
     }
     begin = *pos;
     int dest = entry_of(ins, probes, group, i, target);
-    emit(out, pos, JUMP_ABSOLUTE, (unsigned int)dest, bp->jump_size);
+    emit(out, pos, JUMP_ABSOLUTE, li_jump_arg(dest), bp->jump_size);
     map_units(map, shadow_lines, &ins[i], begin, *pos);
     taken->jump = (li_branch_jump){
         .unit = starts[i], .size = (uint8_t)sizes[i],
@@ -558,7 +488,7 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events, bool
         PyErr_NoMemory();
         goto error;
     }
-    decode_lines(code, lines, n);
+    li_unit_lines(code, lines, n);
     for (int u = 0; u < n;) {
         instr *in = &ins[n_instrs];
         in->start = u;
@@ -582,10 +512,10 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events, bool
     for (int i = 0; i < n_instrs; i++) {
         int t = -1;
         if (is_relative_jump(ins[i].opcode)) {
-            t = ins[i].end + ins[i].oparg;
+            t = ins[i].end + li_jump_units((unsigned int)ins[i].oparg);
         }
         else if (is_absolute_jump(ins[i].opcode)) {
-            t = ins[i].oparg;
+            t = li_jump_units((unsigned int)ins[i].oparg);
         }
         if (t >= 0 && t < n) {
             ins[i].target = instr_at[t];
@@ -614,7 +544,7 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events, bool
     bool depths_known = n_instrs > 0 && depth[0] >= 0;
     int stacksize = code->co_stacksize;
     int n_sites = 0, n_stubs = 0;
-    int first = (n_instrs > 0 && ins[0].opcode == GEN_START) ? 1 : 0;
+    int first = (n_instrs > 0 && li_is_gen_start(ins[0].opcode)) ? 1 : 0;
     int previous_line = -1;
     for (int i = 0; i < n_instrs; i++) {
         probe_list *pl = &probes[i];
@@ -782,8 +712,8 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events, bool
             if (bp->unit >= 0) {
                 int via_stub = units_for((unsigned int)jump_arg(ins, i, bp->unit, starts, sizes));
                 need = via_stub > need ? via_stub : need;
-                if (units_for((unsigned int)dest) > bp->jump_size) {
-                    bp->jump_size = units_for((unsigned int)dest);
+                if (units_for(li_jump_arg(dest)) > bp->jump_size) {
+                    bp->jump_size = units_for(li_jump_arg(dest));
                     changed = true;
                 }
             }
@@ -854,7 +784,7 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events, bool
             int event = probes[i].events[k];
             if (event == LI_LINE && probes[i].skip_line) {
                 map_units(map, shadow_lines, &ins[i], pos, pos + 1);
-                emit(out, &pos, JUMP_FORWARD, (unsigned int)probes[i].line_size, 1);
+                emit(out, &pos, JUMP_FORWARD, li_jump_arg(probes[i].line_size), 1);
             }
             int dest = event == LI_JUMP ? 2 * ins[ins[i].target].start : -1;
             /* The instruction it reports (a call's may come later). */
@@ -904,7 +834,7 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events, bool
     map = NULL;     /* the constants hold it */
 
     co_code = PyBytes_FromStringAndSize((const char *)out, 2 * (Py_ssize_t)n_shadow);
-    linetable = encode_lines(shadow_lines, n_shadow, code->co_firstlineno);
+    linetable = li_encode_lines(shadow_lines, n_shadow, code->co_firstlineno);
     if (co_code == NULL || linetable == NULL) {
         goto error;
     }

@@ -28,10 +28,10 @@ int
 li_fire_start(PyThreadState *ts, li_site *s, uint8_t tools, PyObject **args)
 {
     PyFrameObject *f = ts->frame;
-    int lasti = f->f_lasti;
-    f->f_lasti = -1;
+    int lasti = li_lasti(f);
+    li_set_lasti(f, -1);
     int result = li_call_tools(ts, LI_PY_START, tools, s->shadow->cs, s->orig, args, 2);
-    f->f_lasti = result < 0 ? -1 - s->orig : lasti;
+    li_set_lasti(f, result < 0 ? -1 - s->orig : lasti);
     return result;
 }
 
@@ -54,7 +54,7 @@ li_start_before(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, li_code
         Py_DECREF(offset);
     }
     if (result < 0) {
-        f->f_lasti = -1 - unit;
+        li_set_lasti(f, -1 - unit);
     }
     return result;
 }

@@ -20,7 +20,7 @@ static PyObject *
 frame_lasti_get(PyObject *self, void *Py_UNUSED(closure))
 {
     PyFrameObject *f = (PyFrameObject *)self;
-    int lasti = f->f_lasti;
+    int lasti = li_lasti(f);
     if (lasti < 0) {
         return PyLong_FromLong(-1);
     }

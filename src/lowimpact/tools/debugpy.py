@@ -74,7 +74,7 @@ def _engine_missing() -> Optional[str]:
     """Why lowimpact's engine cannot serve here, or None."""
     if sys.implementation.name != "cpython":
         return "lowimpact supports CPython only"
-    if sys.version_info < (3, 10):
+    if sys.version_info < (3, 9):
         return "no sys.monitoring engine for Python %d.%d yet" % sys.version_info[:2]
     return None
 

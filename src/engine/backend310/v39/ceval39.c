@@ -1,0 +1,60 @@
+/* What 3.9's interpreter keeps in its private state, which 3.10 made
+ * public or moved: the count of trace functions its evaluation loop tests
+ * before calling any, the collector's switch; and PyIter_Send, which 3.10
+ * added.  This file alone reads 3.9's internal headers. */
+
+#define Py_BUILD_CORE_MODULE 1
+#include "b310.h"
+#include "internal/pycore_interp.h"
+
+/* _PyEval_SetTrace's bookkeeping: the evaluation loop looks for a trace
+ * function only while some thread of the interpreter has one. */
+void
+li_set_tracefunc(PyThreadState *ts, Py_tracefunc func)
+{
+    ts->interp->ceval.tracing_possible += (func != NULL) - (ts->c_tracefunc != NULL);
+    ts->c_tracefunc = func;
+}
+
+int
+li_gc_disable(void)
+{
+    struct _gc_runtime_state *gc = &PyInterpreterState_Get()->gc;
+    int was = gc->enabled;
+    gc->enabled = 0;
+    return was;
+}
+
+int
+li_gc_enable(void)
+{
+    struct _gc_runtime_state *gc = &PyInterpreterState_Get()->gc;
+    int was = gc->enabled;
+    gc->enabled = 1;
+    return was;
+}
+
+/* 3.10's PyIter_Send: generators and coroutines through _PyGen_Send (which
+ * 3.9 has raise StopIteration with the value they return), other iterators
+ * through tp_iternext (None sent) or their send method. */
+li_send_result
+li_iter_send(PyObject *iter, PyObject *arg, PyObject **result)
+{
+    if (PyGen_CheckExact(iter) || PyCoro_CheckExact(iter)) {
+        *result = _PyGen_Send((PyGenObject *)iter, arg);
+    }
+    else if (arg == Py_None && PyIter_Check(iter)) {
+        *result = Py_TYPE(iter)->tp_iternext(iter);
+    }
+    else {
+        _Py_IDENTIFIER(send);
+        *result = _PyObject_CallMethodIdOneArg(iter, &PyId_send, arg);
+    }
+    if (*result != NULL) {
+        return LI_SEND_NEXT;
+    }
+    if (_PyGen_FetchStopIterationValue(result) == 0) {
+        return LI_SEND_RETURN;
+    }
+    return LI_SEND_ERROR;
+}

@@ -1,0 +1,157 @@
+/* The 3.9 side of the block-stack back end's version interface (see
+ * v310/version.h for what each name means).  3.9 counts jumps, f_lasti and
+ * block handlers in bytes, where the back end counts code units; has no
+ * generator prologue (a generator refuses a first value in C); keeps one
+ * use_tracing per thread and a per-interpreter count of trace functions
+ * that its evaluation loop tests; and a frame that is not executing keeps
+ * a pointer to its stack's top, not a depth. */
+#ifndef LI_VERSION_H
+#define LI_VERSION_H
+
+#include <Python.h>
+#include "frameobject.h"
+#include "opcode.h"
+
+/* ---- bytecode ---- */
+
+static inline unsigned int
+li_jump_arg(int units)
+{
+    return 2 * (unsigned int)units;
+}
+
+static inline int
+li_jump_units(unsigned int arg)
+{
+    return (int)(arg / 2);
+}
+
+static inline bool
+li_is_gen_start(int opcode)
+{
+    (void)opcode;
+    return false;
+}
+
+static inline bool
+li_reraise_restores_lasti(int oparg)
+{
+    (void)oparg;
+    return false;
+}
+
+/* ---- line tables (v39/lnotab.c) ---- */
+
+void li_unit_lines(PyCodeObject *code, int *lines, int n_units);
+void li_unit_line_starts(PyCodeObject *code, int *starts, int n_units);
+PyObject *li_encode_lines(const int *lines, int n_units, int firstlineno);
+
+/* ---- frames ---- */
+
+/* f_lasti counts bytes: -1 before the first instruction, as on 3.10, and
+ * the back end's -1 - u marks as -1 - 2u (odd, so never an instruction). */
+static inline int
+li_lasti(PyFrameObject *f)
+{
+    int lasti = f->f_lasti;
+    return lasti >= 0 ? lasti / 2 : (lasti - 1) / 2;
+}
+
+static inline void
+li_set_lasti(PyFrameObject *f, int unit)
+{
+    f->f_lasti = unit >= 0 ? 2 * unit : 2 * unit + 1;
+}
+
+static inline int
+li_handler(const PyTryBlock *b)
+{
+    return b->b_handler >= 0 ? b->b_handler / 2 : b->b_handler;
+}
+
+static inline void
+li_set_handler(PyTryBlock *b, int unit)
+{
+    b->b_handler = unit >= 0 ? 2 * unit : unit;
+}
+
+/* f_stacktop is NULL while the frame executes, but for the time of a line
+ * trace event. */
+static inline int
+li_stack_depth(PyFrameObject *f)
+{
+    return f->f_stacktop != NULL ? (int)(f->f_stacktop - f->f_valuestack) : -1;
+}
+
+static inline void
+li_set_stack_depth(PyFrameObject *f, int depth)
+{
+    f->f_stacktop = depth >= 0 ? f->f_valuestack + depth : NULL;
+}
+
+/* gen_send_ex's test: a frame that returned or raised has no stack top. */
+static inline bool
+li_frame_suspended(PyFrameObject *f)
+{
+    return !f->f_executing && f->f_stacktop != NULL && f->f_lasti >= 0;
+}
+
+/* 3.9 does not tell unwinding from executing. */
+static inline bool
+li_frame_executing(PyFrameObject *f)
+{
+    return f->f_executing;
+}
+
+static inline bool
+li_frame_on_stack(PyFrameObject *f)
+{
+    return f->f_executing;
+}
+
+static inline void
+li_frame_reset(PyFrameObject *f)
+{
+    f->f_lasti = -1;
+    f->f_stacktop = f->f_valuestack;
+    f->f_iblock = 0;
+    f->f_executing = 0;
+}
+
+/* ---- exceptions ---- */
+
+/* Where (unit of f_code) the exception that handler block `b` (the
+ * EXCEPT_HANDLER block a handler of `f` was entered with) was raised, its
+ * traceback `tb` in flight; -1 if not known. */
+static inline int
+li_raised_unit(PyFrameObject *f, const PyTryBlock *b, PyObject *tb)
+{
+    /* The block records nothing; the traceback's newest entry is the
+       frame's own unless the exception was raised again (RERAISE adds
+       none). */
+    (void)b;
+    if (tb == NULL || !PyTraceBack_Check(tb) || ((PyTracebackObject *)tb)->tb_frame != f) {
+        return -1;
+    }
+    return ((PyTracebackObject *)tb)->tb_lasti / 2;
+}
+
+/* ---- threads (v39/ceval39.c) ---- */
+
+/* Also keeps the interpreter's count of threads with a trace function,
+ * without which 3.9's evaluation loop calls none. */
+void li_set_tracefunc(PyThreadState *ts, Py_tracefunc func);
+
+/* ---- generators (v39/ceval39.c) ---- */
+
+typedef enum {
+    LI_SEND_RETURN = 0,
+    LI_SEND_ERROR = -1,
+    LI_SEND_NEXT = 1,
+} li_send_result;
+
+/* PyIter_Send of 3.10: `arg` sent into iterator `iter`, *result the value
+ * it yielded (NEXT) or returned (RETURN), or NULL with an exception. */
+li_send_result li_iter_send(PyObject *iter, PyObject *arg, PyObject **result);
+
+#endif /* LI_VERSION_H */
