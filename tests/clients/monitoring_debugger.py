@@ -52,6 +52,7 @@ import threading
 from dataclasses import dataclass
 from types import CodeType, FrameType, ModuleType
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
+from lowimpact._lines import co_lines
 
 FILENAME = "<debuggee>"
 
@@ -447,7 +448,7 @@ class MonitoringDebugger:
     def _table(self, code: CodeType) -> List[Tuple[int, int, Optional[int]]]:
         table = self._line_tables.get(code)
         if table is None:
-            table = self._line_tables[code] = list(code.co_lines())
+            table = self._line_tables[code] = list(co_lines(code))
         return table
 
     def _lines_of(self, code: CodeType) -> Set[int]:

@@ -16,6 +16,8 @@ import types
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
+from lowimpact._lines import co_lines
+
 CodeLike = Union[types.CodeType, types.FunctionType, types.MethodType, Callable[..., Any]]
 
 # The tool id used by single-tool tests.  Not one of the predefined ids, so a
@@ -173,7 +175,7 @@ def next_instruction_offset(target: CodeLike, offset: int) -> int:
 
 def line_of_offset(target: CodeLike, offset: int) -> Optional[int]:
     """The source line of the instruction at *offset*, from ``co_lines()``."""
-    for start, end, line in code_of(target).co_lines():
+    for start, end, line in co_lines(code_of(target)):
         if start <= offset < end:
             return line
     raise AssertionError("offset %d is outside %r" % (offset, code_of(target)))

@@ -19,6 +19,8 @@ from typing import Any, Callable
 
 import pytest
 
+from lowimpact._lines import co_lines
+
 from .helpers import (Tool, next_instruction_offset, offset_of, offsets_of, resume_offset, start_lasti,
                       traceback_entries)
 
@@ -917,7 +919,7 @@ def _traced_with_call_events(M: Any, tool: Tool, source: str, name: str, opcodes
 
     def callback(code: Any, offset: int, called: Any, arg0: Any) -> None:
         if code is function.__code__:
-            line = next(line for start, end, line in code.co_lines() if start <= offset < end)
+            line = next(line for start, end, line in co_lines(code) if start <= offset < end)
             calls.append((line - first_line, called.__name__))
 
     def turn_on() -> None:

@@ -53,6 +53,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 
+from lowimpact._lines import co_lines
+
 from . import fuzzprog
 from .fuzzprog import FILENAME, numbered
 from .helpers import LOCAL_EVENT_NAMES, NON_LOCAL_EVENT_NAMES, Tool, event_bit, nested_codes
@@ -264,7 +266,7 @@ def _instruction_offsets(code: types.CodeType) -> set[int]:
 
 
 def _code_lines(code: types.CodeType) -> set[int]:
-    return {line for _, _, line in code.co_lines() if line is not None}
+    return {line for _, _, line in co_lines(code) if line is not None}
 
 
 def _check_run(run: Run, which: str, plan: Plan, codes: list[types.CodeType]) -> None:

@@ -34,6 +34,7 @@ from types import CodeType
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from lowimpact import _engine, monitoring
+from lowimpact._lines import co_lines
 
 try:
     from . import shadowcheck
@@ -100,7 +101,7 @@ def target_of(ins: Ins) -> Optional[int]:
 
 def unit_lines(code: CodeType) -> List[Optional[int]]:
     lines: List[Optional[int]] = [None] * (len(code.co_code) // 2)
-    for start, end, line in code.co_lines():
+    for start, end, line in co_lines(code):
         for b in range(start, min(end, 2 * len(lines)), 2):
             lines[b // 2] = line
     return lines

@@ -11,6 +11,8 @@ from typing import Iterator
 
 import pytest
 
+from lowimpact._lines import co_lines
+
 from .conftest import HERE, MINORS, find_python
 
 _stack = pytest.importorskip("lowimpact._stack")  # built on Linux only
@@ -83,7 +85,7 @@ def _codes() -> Iterator[types.CodeType]:
 def _expected_lines(code: types.CodeType):
     """(offset, line) for every code unit, as the interpreter computes them."""
     if hasattr(code, "co_lines"):
-        for start, end, line in code.co_lines():
+        for start, end, line in co_lines(code):
             for offset in range(start, end, 2):
                 yield offset, (-1 if line is None else line)
         return

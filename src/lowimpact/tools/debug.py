@@ -35,6 +35,7 @@ import warnings
 from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 from lowimpact import monitoring as M
+from lowimpact._lines import co_lines
 
 E = M.events
 
@@ -347,7 +348,7 @@ class _Core:
 
 
 def _line_at(code: types.CodeType, offset: int) -> Optional[int]:
-    for start, end, line in code.co_lines():
+    for start, end, line in co_lines(code):
         if start <= offset < end:
             return line
     return None

@@ -44,6 +44,7 @@ from typing import Callable, Iterable, List, Optional, TextIO, Union
 
 from lowimpact import monitoring
 from lowimpact.tools.target import Scope, source_file
+from lowimpact._lines import co_lines
 
 __all__ = [
     "DEFAULT_EVENTS",
@@ -221,7 +222,7 @@ class _CodeMap:
         # Holding the code object keeps its id, the key of this map, unique.
         self.code = code
         self.lines: List[Optional[int]] = [None] * (len(code.co_code) // 2)
-        for start, end, line in code.co_lines():
+        for start, end, line in co_lines(code):
             self.lines[start // 2 : end // 2] = [line] * ((end - start) // 2)
         self.instructions: Optional[dict] = None
 

@@ -25,6 +25,7 @@ import types
 from typing import Callable, Dict, List, Optional, Set, Tuple
 
 from lowimpact.tools.cover import bytecode
+from lowimpact._lines import co_lines
 
 __all__ = ["Arc", "BranchPoint", "CodeMap"]
 
@@ -194,7 +195,7 @@ class CodeMap:
         self._unit_line: List[Optional[int]] = [None] * (size // 2)
         self._unit_statement: List[Optional[int]] = [None] * (size // 2)
         statement: Dict[int, int] = {}
-        for start, end, line in code.co_lines():
+        for start, end, line in co_lines(code):
             if line is not None and end > start:
                 if line not in statement:
                     statement[line] = first_line(line)

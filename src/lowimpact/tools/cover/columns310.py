@@ -36,6 +36,7 @@ import dis
 import functools
 import types
 from typing import Dict, List, Optional, Sequence, Tuple
+from lowimpact._lines import co_lines
 
 __all__ = ["locate"]
 
@@ -283,7 +284,7 @@ class _Source:
 
 def _unit_lines(code: types.CodeType) -> List[Optional[int]]:
     lines: List[Optional[int]] = [None] * (len(code.co_code) // 2)
-    for start, end, line in code.co_lines():
+    for start, end, line in co_lines(code):
         lines[start // 2:end // 2] = [line] * ((end - start) // 2)
     return lines
 
