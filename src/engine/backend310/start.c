@@ -11,8 +11,9 @@
  * as natively from RESUME: the traceback entry the interpreter adds next
  * reads the frame's f_lasti, which stays negative, -1 - the probe's
  * original unit.  Any negative f_lasti is on co_firstlineno for 3.10's
- * line lookup, and the entry's tb_lasti, 2 * f_lasti, is what caught.c's
- * getter shows as the PY_START offset (a generator's is after GEN_START).
+ * line lookup, and the entry's tb_lasti (2 * f_lasti; 3.9's, in bytes, is
+ * f_lasti) is what caught.c's getter shows as the PY_START offset (a
+ * generator's is after GEN_START on 3.10).
  * No instruction of the frame runs after it, and the frame object shows
  * f_lasti -1 for every negative value.
  *

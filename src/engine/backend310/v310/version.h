@@ -140,6 +140,16 @@ li_raised_unit(PyFrameObject *f, const PyTryBlock *b, PyObject *tb)
     return b->b_handler;    /* 3.10 records it there */
 }
 
+/* The offset (bytes) a traceback entry's negative tb_lasti stands for: the
+ * -2 - offset of an entry translated at a handler (caught.c), or an entry
+ * made at a PY_START mark (start.c): 2 * f_lasti, f_lasti -1 - u, is the
+ * same code for offset 2u. */
+static inline int
+li_tb_marked_offset(int tb_lasti)
+{
+    return -2 - tb_lasti;
+}
+
 /* ---- threads ---- */
 
 /* Sets the thread's C trace or profile function, as far as the interpreter

@@ -136,6 +136,16 @@ li_raised_unit(PyFrameObject *f, const PyTryBlock *b, PyObject *tb)
     return ((PyTracebackObject *)tb)->tb_lasti / 2;
 }
 
+/* The offset (bytes) a traceback entry's negative tb_lasti stands for: the
+ * -2 - offset of an entry translated at a handler (caught.c; even), or an
+ * entry made at a PY_START mark (start.c), which 3.9 records as f_lasti
+ * itself, -1 - 2u for offset 2u (odd). */
+static inline int
+li_tb_marked_offset(int tb_lasti)
+{
+    return tb_lasti % 2 != 0 ? -1 - tb_lasti : -2 - tb_lasti;
+}
+
 /* ---- threads (v39/ceval39.c) ---- */
 
 /* Also keeps the interpreter's count of threads with a trace function,
