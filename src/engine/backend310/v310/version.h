@@ -41,6 +41,14 @@ li_reraise_restores_lasti(int oparg)
     return oparg != 0;
 }
 
+/* The name cleanup of `except E as name:` ends with RERAISE 1, a finally
+ * body with RERAISE 0. */
+static inline bool
+li_reraise_may_end_name_cleanup(int oparg)
+{
+    return oparg == 1;
+}
+
 /* ---- line tables ---- */
 
 /* The line of each of the `n_units` units of `code` (-1: none). */

@@ -40,6 +40,16 @@ li_reraise_restores_lasti(int oparg)
     return false;
 }
 
+/* 3.9's RERAISE has no argument: the name cleanup of `except E as name:`
+ * and a finally body that does the same are told apart by what comes
+ * before their SETUP_FINALLY (jump.c). */
+static inline bool
+li_reraise_may_end_name_cleanup(int oparg)
+{
+    (void)oparg;
+    return true;
+}
+
 /* ---- line tables (v39/lnotab.c) ---- */
 
 void li_unit_lines(PyCodeObject *code, int *lines, int n_units);
