@@ -186,6 +186,15 @@ def rel_line_of_offset(target: CodeLike, offset: int) -> Optional[int]:
     return None if line is None else line - code_of(target).co_firstlineno
 
 
+def with_exit_rel_line(target: CodeLike) -> Optional[int]:
+    """The line (relative) of the __exit__ call of a with statement whose body
+    ends by storing a local: its None arguments, the first LOAD_CONST after
+    that store.  3.10+ give it the `with` line, 3.9 the body's last line."""
+    store = offset_of(target, "STORE_FAST")
+    exit_call = next(i.offset for i in instructions(target) if i.offset > store and i.opname == "LOAD_CONST")
+    return rel_line_of_offset(target, exit_call)
+
+
 def first_offset_of_line(target: CodeLike, rel_line: int) -> int:
     """Offset of the first instruction (in code order) on line ``co_firstlineno + rel_line``."""
     code = code_of(target)
