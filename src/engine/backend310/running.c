@@ -806,6 +806,13 @@ static int
 running_trace(PyObject *obj, PyFrameObject *f, int what, PyObject *arg)
 {
     (void)obj;      /* chain() reads the user's own */
+    if (what == PyTrace_OPCODE && PyErr_Occurred()) {
+        /* 3.9 calls the opcode event even when the function of the same
+           instruction's line event raised, and goes by what the opcode
+           event returns (with the exception set: SystemError); 3.10 skips
+           it.  The line event's failure stands. */
+        return -1;
+    }
     PyThreadState *ts = PyThreadState_Get();
     li_runner *r = runner_of(ts);
     li_reached *reached = find_reached(r, f);
