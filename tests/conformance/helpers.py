@@ -250,6 +250,14 @@ def for_iter_exit_offset(target: CodeLike, offset: int) -> int:
     return dest
 
 
+def loop_exit_rel_line(target: CodeLike, index: int = 0) -> Optional[int]:
+    """The line (relative) of the instruction where the *index*-th for loop
+    of *target* (in code order) goes on when its iterator is exhausted: a
+    jump back to an outer loop or an implicit return is on the `for` line
+    from 3.10 on (PEP 626), on the body's or the last line on 3.9."""
+    return rel_line_of_offset(target, for_iter_exit_offset(target, offsets_of(target, "FOR_ITER")[index]))
+
+
 def branch_destinations(target: CodeLike, offset: int) -> tuple[int, int]:
     """(not taken, taken) destinations of the branch instruction at *offset*."""
     code = code_of(target)

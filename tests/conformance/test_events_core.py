@@ -21,12 +21,10 @@ from .helpers import (
     Recorder,
     Tool,
     drive,
-    for_iter_exit_offset,
     group1_events,
+    loop_exit_rel_line,
     nested_code,
     instruction_offsets,
-    offset_of,
-    offsets_of,
     rel_line_of_offset,
     resume_offset,
     resume_offsets_after_yield,
@@ -480,7 +478,7 @@ def test_line_nested_loops(M: Any, tool: Tool) -> None:
         assert f() == 4
     # The exhausted inner loop jumps to the jump back to the outer loop: on
     # the `for` line from 3.10 on, on the body's line on 3.9 (a LINE there).
-    inner_exit = rel_line_of_offset(f, for_iter_exit_offset(f, offsets_of(f, "FOR_ITER")[1]))
+    inner_exit = loop_exit_rel_line(f, 1)
     inner_loop = [3, 4, 3, 4, 3] + ([inner_exit] if inner_exit != 3 else [])
     assert rec.lines(f) == [1, 2] + inner_loop + [2] + inner_loop + [2, 5]
 
@@ -840,7 +838,7 @@ def test_generator_suspended_in_loop_before_set_events(M: Any, tool: Tool) -> No
         assert list(it) == [1, 2]
     # The exhausted loop goes to the implicit return: on the `for` line from
     # 3.10 on, on the last line on 3.9 (a LINE there).
-    loop_exit = rel_line_of_offset(g, for_iter_exit_offset(g, offset_of(g, "FOR_ITER")))
+    loop_exit = loop_exit_rel_line(g)
     assert rec.compact() == [
         ("PY_RESUME", "g"),
         ("LINE", "g", 1),
