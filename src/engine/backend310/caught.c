@@ -74,8 +74,8 @@ traceback_lasti_get(PyObject *self, void *Py_UNUSED(closure))
 {
     PyTracebackObject *t = (PyTracebackObject *)self;
     int lasti = t->tb_lasti;
-    if (lasti < 0) {
-        return PyLong_FromLong(li_tb_marked_offset(lasti));
+    if (lasti <= -2) {
+        return PyLong_FromLong(encode(lasti));
     }
     li_shadow *map = t->tb_frame != NULL ? li_shadow_of(t->tb_frame->f_code) : NULL;
     if (map != NULL && map->original != NULL && lasti >= 0 && lasti / 2 < map->n_units) {

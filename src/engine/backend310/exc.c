@@ -656,7 +656,8 @@ li_exc_frame_exit(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code)
     if (!again && e.tb != NULL && PyTraceBack_Check(e.tb)) {
         PyTracebackObject *head = (PyTracebackObject *)e.tb;
         if (head->tb_frame == f) {
-            unit = (head->tb_lasti >= 0 ? head->tb_lasti : li_tb_marked_offset(head->tb_lasti)) / 2;
+            unit = head->tb_lasti >= 0 ? head->tb_lasti / 2
+                   : head->tb_lasti <= -2 ? (-2 - head->tb_lasti) / 2 : 0;
         }
     }
     li_code_state *cs = li_code_state_get(code);

@@ -125,6 +125,15 @@ li_frame_on_stack(PyFrameObject *f)
     return f->f_state == FRAME_EXECUTING || f->f_state == FRAME_UNWINDING;
 }
 
+/* Leaves `f` before its first instruction, marked as having started at
+ * unit `unit` (start.c): li_lasti() gives -1 - unit, and the traceback
+ * entry the interpreter makes there records 2 * f_lasti, -2 - 2 * unit. */
+static inline void
+li_set_start_mark(PyFrameObject *f, int unit)
+{
+    f->f_lasti = -1 - unit;
+}
+
 /* Makes `f` as it was made: not started, nothing on its stack, no block. */
 static inline void
 li_frame_reset(PyFrameObject *f)
@@ -146,16 +155,6 @@ li_raised_unit(PyFrameObject *f, const PyTryBlock *b, PyObject *tb)
     (void)f;
     (void)tb;
     return b->b_handler;    /* 3.10 records it there */
-}
-
-/* The offset (bytes) a traceback entry's negative tb_lasti stands for: the
- * -2 - offset of an entry translated at a handler (caught.c), or an entry
- * made at a PY_START mark (start.c): 2 * f_lasti, f_lasti -1 - u, is the
- * same code for offset 2u. */
-static inline int
-li_tb_marked_offset(int tb_lasti)
-{
-    return -2 - tb_lasti;
 }
 
 /* ---- threads ---- */

@@ -119,6 +119,15 @@ li_frame_on_stack(PyFrameObject *f)
     return f->f_executing;
 }
 
+/* See v310/version.h.  3.9's traceback entry records f_lasti itself: the
+ * same -2 - 2 * unit is stored there (even, unlike li_set_lasti()'s
+ * negative values; li_lasti() still gives -1 - unit). */
+static inline void
+li_set_start_mark(PyFrameObject *f, int unit)
+{
+    f->f_lasti = -2 - 2 * unit;
+}
+
 static inline void
 li_frame_reset(PyFrameObject *f)
 {
@@ -144,16 +153,6 @@ li_raised_unit(PyFrameObject *f, const PyTryBlock *b, PyObject *tb)
         return -1;
     }
     return ((PyTracebackObject *)tb)->tb_lasti / 2;
-}
-
-/* The offset (bytes) a traceback entry's negative tb_lasti stands for: the
- * -2 - offset of an entry translated at a handler (caught.c; even), or an
- * entry made at a PY_START mark (start.c), which 3.9 records as f_lasti
- * itself, -1 - 2u for offset 2u (odd). */
-static inline int
-li_tb_marked_offset(int tb_lasti)
-{
-    return tb_lasti % 2 != 0 ? -1 - tb_lasti : -2 - tb_lasti;
 }
 
 /* ---- threads (v39/ceval39.c) ---- */
