@@ -92,6 +92,34 @@ def make_session(
 
 START = ((), ("line <module>:+0",))
 
+
+def implicit_return_line(source: str) -> int:
+    """The line, relative to the first, of the module's implicit ``return
+    None``: 3.9's compiler leaves it on the line before it (the last line of
+    a final loop's body, reached by FOR_ITER's forward jump out of the
+    loop), 3.10+ put it on the loop's header."""
+    from lowimpact._lines import co_lines
+
+    code = compile(textwrap.dedent(source), FILENAME, "exec")
+    last = max(co_lines(code), key=lambda r: r[0])
+    return last[2] - code.co_firstlineno
+
+
+_RUNNING_MODULE_LOOP = """\
+    def tick(n):
+        return n + 1
+
+    n = 0
+    for i in range(3):
+        n = tick(n)
+        n += 100
+    """
+# Where the loop's end lands on the breakpoint's line, the jump there is a
+# LINE event (a line other than the FOR_ITER's) and a stop; settrace gives
+# none for a forward jump into the middle of a line.
+_LOOP_END_STOP = (("line <module>:+6",) if implicit_return_line(_RUNNING_MODULE_LOOP) == 6
+                  else ())
+
 SESSIONS = [
     make_session(
         # The breakpoint's code has never run: its PY_START callback gives it
@@ -166,15 +194,7 @@ SESSIONS = [
         # Module-level variant: the module frame runs the loop; its lines
         # returned DISABLE while it ran under ``continue``.
         "breakpoint_set_in_running_module_loop",
-        """\
-        def tick(n):
-            return n + 1
-
-        n = 0
-        for i in range(3):
-            n = tick(n)
-            n += 100
-        """,
+        _RUNNING_MODULE_LOOP,
         [
             START,
             (("break tick:+1", "continue"), ("line tick:+1",)),
@@ -182,8 +202,12 @@ SESSIONS = [
             (("p i", "p n", "continue"), ("p i = 0", "p n = 1", "line tick:+1")),
             (("clear tick:+1", "continue"), ("line <module>:+6",)),
             (("p i", "continue"), ("p i = 1", "line <module>:+6")),
-            (("p i", "continue"), ("p i = 2",)),
+            (("p i", "continue"), ("p i = 2",) + _LOOP_END_STOP),
         ],
+        bdb_stops=[
+            "line <module>:+0", "line tick:+1", "line <module>:+6", "p i = 0", "p n = 1",
+            "line tick:+1", "line <module>:+6", "p i = 1", "line <module>:+6", "p i = 2",
+        ] if _LOOP_END_STOP else None,
     ),
     make_session(
         # restart_events at a stop: line +4 ran (and returned DISABLE) on the
