@@ -49,10 +49,18 @@ def settrace_events(func):
             events.append(("instruction", code.co_name, frame.f_lasti))
         return local
 
+    run_traced(func, {code}, local)
+    return events
+
+
+def run_traced(func, codes, local, lines=True):
+    """Call func with *local* as the trace function of the frames of
+    *codes*, with 'opcode' events, and 'line' events if *lines*."""
     def trace(frame, event, arg):
-        if frame.f_code is not code:
+        if frame.f_code not in codes:
             return None
         frame.f_trace_opcodes = True
+        frame.f_trace_lines = lines
         return local
 
     sys.settrace(trace)
@@ -60,7 +68,6 @@ def settrace_events(func):
         func()
     finally:
         sys.settrace(None)
-    return events
 
 
 _JUMPS = {"JUMP_FORWARD", "JUMP_ABSOLUTE"}
@@ -115,18 +122,7 @@ def flow_events(func, codes, kinds=("line",)):
             last[frame] = frame.f_lasti
         return local
 
-    def trace(frame, event, arg):
-        if frame.f_code not in starts:
-            return None
-        frame.f_trace_opcodes = True
-        frame.f_trace_lines = False
-        return local
-
-    sys.settrace(trace)
-    try:
-        func()
-    finally:
-        sys.settrace(None)
+    run_traced(func, starts, local, lines=False)
     return events
 
 
