@@ -34,6 +34,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 
 import pytest
 
+from conformance.helpers import loop_exit_rel_line
 from .monitoring_debugger import (
     FILENAME,
     PROTOCOL_EXCEPTIONS,
@@ -93,18 +94,6 @@ def make_session(
 START = ((), ("line <module>:+0",))
 
 
-def implicit_return_line(source: str) -> int:
-    """The line, relative to the first, of the module's implicit ``return
-    None``: 3.9's compiler leaves it on the line before it (the last line of
-    a final loop's body, reached by FOR_ITER's forward jump out of the
-    loop), 3.10+ put it on the loop's header."""
-    from lowimpact._lines import co_lines
-
-    code = compile(textwrap.dedent(source), FILENAME, "exec")
-    last = max(co_lines(code), key=lambda r: r[0])
-    return last[2] - code.co_firstlineno
-
-
 _RUNNING_MODULE_LOOP = """\
     def tick(n):
         return n + 1
@@ -114,11 +103,13 @@ _RUNNING_MODULE_LOOP = """\
         n = tick(n)
         n += 100
     """
-# Where the loop's end lands on the breakpoint's line, the jump there is a
-# LINE event (a line other than the FOR_ITER's) and a stop; settrace gives
-# none for a forward jump into the middle of a line.
-_LOOP_END_STOP = (("line <module>:+6",) if implicit_return_line(_RUNNING_MODULE_LOOP) == 6
-                  else ())
+# 3.9 leaves the module's implicit return, where the loop's end goes, on
+# the body's last line (3.10+: on the `for` line): where that is the
+# breakpoint's line, the jump there is a LINE event (a line other than the
+# FOR_ITER's) and a stop; settrace gives none for a forward jump into the
+# middle of a line.
+_LOOP_END_STOP = (("line <module>:+6",) if loop_exit_rel_line(
+    compile(textwrap.dedent(_RUNNING_MODULE_LOOP), FILENAME, "exec")) == 6 else ())
 
 SESSIONS = [
     make_session(
