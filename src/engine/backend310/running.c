@@ -606,8 +606,17 @@ raised(PyThreadState *ts, li_reached *reached, PyFrameObject *f, PyObject *arg)
         return 0;   /* the frame starts again (hook.c) */
     }
     int opcode = _Py_OPCODE(((const _Py_CODEUNIT *)PyBytes_AS_STRING(original->co_code))[unit]);
+    bool stop = PyErr_GivenExceptionMatches(value, PyExc_StopIteration);
+    if (opcode == YIELD_FROM && stop) {
+        /* Its delegate returned (a YIELD_FROM that finds a trace function
+           as its delegate ends shows the StopIteration: always on 3.9, on
+           3.10 when the function was there as it started): the frame's
+           next instruction event reports STOP_ITERATION (arrive()), and
+           no RAISE, as the shadow's probes report it. */
+        return 0;
+    }
     /* The StopIteration that ends a for loop goes no further. */
-    if (opcode != FOR_ITER || !PyErr_GivenExceptionMatches(value, PyExc_StopIteration)) {
+    if (opcode != FOR_ITER || !stop) {
         /* 3.10 stores it in the exception only as a handler takes it;
            natively callbacks find it there. */
         if (PyTraceBack_Check(tb) && PyException_SetTraceback(value, tb) < 0) {
@@ -710,7 +719,7 @@ unwound(PyThreadState *ts, li_reached *reached, PyFrameObject *f)
 static int
 yield_from(PyThreadState *ts, PyFrameObject *f, PyObject *value)
 {
-    if (value == NULL || !li_frame_suspended(f) || li_shadow_of(f->f_code) != NULL) {
+    if (value == NULL || !li_frame_yielded(f) || li_shadow_of(f->f_code) != NULL) {
         return 0;
     }
     PyCodeObject *code = f->f_code;

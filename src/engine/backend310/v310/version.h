@@ -111,6 +111,14 @@ li_frame_suspended(PyFrameObject *f)
     return f->f_state == FRAME_SUSPENDED;
 }
 
+/* In the 'return' trace event of `f`: whether it yielded (rather than
+ * returned or raised). */
+static inline bool
+li_frame_yielded(PyFrameObject *f)
+{
+    return f->f_state == FRAME_SUSPENDED;
+}
+
 /* A frame executing its code, not unwinding an exception out of it. */
 static inline bool
 li_frame_executing(PyFrameObject *f)

@@ -106,6 +106,14 @@ li_frame_suspended(PyFrameObject *f)
     return !f->f_executing && f->f_stacktop != NULL && f->f_lasti >= 0;
 }
 
+/* 3.9 marks a frame suspended only after its 'return' trace event: in it,
+ * a frame that yields is still executing, and is the one with a stack. */
+static inline bool
+li_frame_yielded(PyFrameObject *f)
+{
+    return f->f_stacktop != NULL;
+}
+
 /* 3.9 does not tell unwinding from executing. */
 static inline bool
 li_frame_executing(PyFrameObject *f)
