@@ -51,8 +51,12 @@ typedef struct {
     int at;
     bool lined;
     /* An exception left the instruction it was at: its next instruction
-       is in a handler (running_exc.c). */
+       is in a handler (running_exc.c), where it asks for an opcode event
+       (3.9 makes no line event at a handler inside a line). */
     bool unwinding;
+    /* Its last instruction event was its first in a handler, whose LINE
+       the shadow delivers whatever line the frame was on. */
+    bool landed;
     PyObject *exc;          /* owned: the exception last raised in it, or NULL */
     int exc_unit;           /* the original unit that raised it */
 } li_reached;
@@ -347,10 +351,14 @@ reach(PyThreadState *ts, li_reached *reached, PyFrameObject *f, int what, PyObje
     li_shadow *running = li_shadow_of(f->f_code);
     int orig = -1;
     if (what == PyTrace_LINE) {
-        /* As the shadow: not when a jump (or a handler) comes back to the
-           line the frame was on. */
-        int line = f->f_lineno;     /* call_trace() set it for the event */
-        bool due = line != reached->line;
+        /* As the shadow: not when a jump comes back to the line the frame
+           was on; always in a handler. */
+        bool landed = reached->landed;
+        reached->landed = false;
+        /* call_trace() set f_lineno for a line event, not for the opcode
+           event a handler may be landed in. */
+        int line = landed ? PyCode_Addr2Line(f->f_code, 2 * li_lasti(f)) : f->f_lineno;
+        bool due = line != reached->line || landed;
         reached->line = line;
         events = due ? events & LI_LINE_EVENTS : 0;
         if (running == NULL) {
@@ -481,6 +489,8 @@ arrive(PyThreadState *ts, li_reached *reached, PyFrameObject *f)
     int raised = reached->exc != NULL ? reached->exc_unit : -1;
     reached->at = unit;
     reached->unwinding = false;
+    reached->landed = unwound;
+    f->f_trace_opcodes = reached->user_opcodes || reached->opcodes;
     if (unwound) {
         /* Caught: any exit by exception comes after another exception
            event or re-raise, which keep() the exception that leaves.
@@ -567,6 +577,7 @@ keep(li_reached *reached, PyObject *value, int unit)
     reached->exc = Py_NewRef(value);
     reached->exc_unit = unit;
     reached->unwinding = true;
+    reached->frame->f_trace_opcodes = 1;
     reached->at = -1;
     Py_XDECREF(old);
 }
@@ -863,6 +874,10 @@ running_trace(PyObject *obj, PyFrameObject *f, int what, PyObject *arg)
         err = probe_before_line(ts, f);
     }
     /* Callbacks may have moved or ended what `reached` points to. */
+    if (err == 0 && what == PyTrace_OPCODE &&
+        (reached = find_reached(runner_of(ts), f)) != NULL && reached->landed) {
+        err = reach(ts, reached, f, PyTrace_LINE, NULL);
+    }
     if (err == 0 && (reached = find_reached(runner_of(ts), f)) != NULL) {
         err = reach(ts, reached, f, what, arg);
     }
@@ -886,7 +901,7 @@ running_trace(PyObject *obj, PyFrameObject *f, int what, PyObject *arg)
     reached = find_reached(runner_of(ts), f);
     if (reached != NULL) {
         reached->user_opcodes = f->f_trace_opcodes != 0;
-        f->f_trace_opcodes = reached->user_opcodes || reached->opcodes;
+        f->f_trace_opcodes = reached->user_opcodes || reached->opcodes || reached->unwinding;
     }
     return err;
 }
