@@ -201,3 +201,110 @@ def test_delegating_generator_reached_gets_stop_iteration_and_its_jumps(M: Any, 
     assert ("STOP_ITERATION", "outer") in [e[:2] for e in early]
     assert "JUMP" in {e[0] for e in early}
     assert late == early
+
+
+def test_delegate_that_returns_at_once_in_a_reached_frame(M: Any, tool: Tool) -> None:
+    # The frame runs each YIELD_FROM whole after it was reached: with a
+    # trace function there, 3.9 and 3.10 show the StopIteration of the
+    # delegate's return as an exception of the frame.
+    names = ("LINE", "RAISE", "STOP_ITERATION", "PY_RETURN")
+
+    def make(turn_on: Callable[[], None]) -> Callable[[], Any]:
+        def sub(x: int) -> Any:
+            return x + 1
+            yield  # a generator that returns at once
+
+        def outer() -> Any:
+            turn_on()
+            total = 0
+            for x in range(2):
+                total += yield from sub(x)
+            return total
+
+        return outer
+
+    late, early = _late_and_early(M, tool, names, make, lambda f: list(f()),
+                                  lambda f: [f.__code__])
+    assert [e[0] for e in early].count("STOP_ITERATION") == 2
+    assert "RAISE" not in {e[0] for e in early}
+    assert late == early
+
+
+@pytest.mark.parametrize("events", ["with EXCEPTION_HANDLED", "without"])
+def test_handler_a_reached_frame_lands_in_reports_its_line(M: Any, tool: Tool, events: str) -> None:
+    # 3.9 attributes a with statement's exit handler to the body's last
+    # line, and makes no line event where it lands: within that line.
+    names = ("LINE", "RAISE", "PY_RETURN") + (("EXCEPTION_HANDLED",) if events != "without" else ())
+
+    def make(turn_on: Callable[[], None]) -> Callable[[], int]:
+        import contextlib
+
+        def key(x: int) -> int:
+            if x == 0:
+                turn_on()
+                raise KeyError(x)
+            return x
+
+        def f() -> int:
+            with contextlib.suppress(KeyError):
+                sorted([1, 0, 2], key=key)
+            return 2
+
+        return f
+
+    late, early = _late_and_early(M, tool, names, make, lambda f: f(),
+                                  lambda f: [f.__code__])
+    assert [e[0] for e in early][:1] == ["RAISE"]
+    assert early[-2:] == [("LINE", "f", 3), ("PY_RETURN", "f", early[-1][2], 2)]
+    assert late == early
+
+
+def test_reached_frame_under_a_trace_function_shows_the_raising_line(M: Any, tool: Tool) -> None:
+    # A frame with a trace function (f_trace) shows the line its last line
+    # event set on 3.9 (3.10 looks f_lasti up once the event is over): the
+    # handler's, where EXCEPTION_HANDLED is delivered, not the raising one.
+    E = M.events
+    seen: list = []
+    turn_on = [True]
+
+    def key(x: int) -> int:
+        if x == 0:
+            if turn_on[0]:
+                tool.set_events(E.RAISE | E.EXCEPTION_HANDLED)
+            raise KeyError(x)
+        return x
+
+    def f() -> int:
+        try:
+            sorted([1, 0, 2], key=key)
+        except KeyError:
+            x = 1
+        return x
+
+    def make(name: str) -> Callable[..., Any]:
+        def callback(code: Any, offset: int, exc: Any) -> None:
+            if code is f.__code__:
+                seen.append((name, sys._getframe(1).f_lineno - code.co_firstlineno))
+        return callback
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        return tracer
+
+    tool.register(E.RAISE, make("RAISE"))
+    tool.register(E.EXCEPTION_HANDLED, make("EXCEPTION_HANDLED"))
+    previous = sys.gettrace()
+    runs = []
+    sys.settrace(tracer)
+    try:
+        for turned in (True, False):
+            turn_on[0] = turned
+            if not turned:
+                tool.set_events(E.RAISE | E.EXCEPTION_HANDLED)
+            del seen[:]
+            f()
+            tool.set_events(0)
+            runs.append(list(seen))
+    finally:
+        sys.settrace(previous)
+        tool.set_events(0)
+    assert runs == [[("RAISE", 2), ("EXCEPTION_HANDLED", 2)]] * 2

@@ -555,7 +555,7 @@ probe_before_line(PyThreadState *ts, PyFrameObject *f)
             /* The line the trace event gave the frame is the handler's;
                the probe shows the line that raised. */
             int line = f->f_lineno;
-            f->f_lineno = 0;
+            li_show_lasti_line(f);
             ts->tracing--;
             int err = li_fire_exc(s);
             ts->tracing++;

@@ -152,6 +152,14 @@ li_frame_reset(PyFrameObject *f)
     f->f_state = FRAME_CREATED;
 }
 
+/* Has frame.f_lineno show the line of the f_lasti that the caller gave `f`
+ * for callbacks to see (the caller puts the field back with f_lasti). */
+static inline void
+li_show_lasti_line(PyFrameObject *f)
+{
+    f->f_lineno = 0;    /* PyFrame_GetLineNumber() looks f_lasti up */
+}
+
 /* ---- exceptions ---- */
 
 /* Where (unit of f_code) the exception that handler block `b` (the

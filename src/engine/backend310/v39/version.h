@@ -145,6 +145,14 @@ li_frame_reset(PyFrameObject *f)
     f->f_executing = 0;
 }
 
+/* PyFrame_GetLineNumber() gives the field itself in a frame with a trace
+ * function (the line of its last line event), whatever its value. */
+static inline void
+li_show_lasti_line(PyFrameObject *f)
+{
+    f->f_lineno = PyCode_Addr2Line(f->f_code, f->f_lasti);
+}
+
 /* ---- exceptions ---- */
 
 /* Where (unit of f_code) the exception that handler block `b` (the
