@@ -17,7 +17,7 @@ from typing import Any, Callable, List
 import pytest
 
 from .helpers import Event, Tool
-from .test_live_frames import register_all, summary
+from .test_live_frames import _raising_caller, register_all, summary
 
 # Seen on the 3.11 back end, not looked into: a frame reached while running
 # misses these two, which a call that had the events from the start reports.
@@ -274,12 +274,7 @@ def test_reached_frame_under_a_trace_function_shows_the_raising_line(M: Any, too
             raise KeyError(x)
         return x
 
-    def f() -> int:
-        try:
-            sorted([1, 0, 2], key=key)
-        except KeyError:
-            x = 1
-        return x
+    f = _raising_caller("except", key)
 
     def make(name: str) -> Callable[..., Any]:
         def callback(code: Any, offset: int, exc: Any) -> None:
