@@ -303,3 +303,37 @@ def test_reached_frame_under_a_trace_function_shows_the_raising_line(M: Any, too
         sys.settrace(previous)
         tool.set_events(0)
     assert runs == [[("RAISE", 2), ("EXCEPTION_HANDLED", 2)]] * 2
+
+
+@pytest.mark.parametrize("shape", ["finally after a handler", "loop on one line"])
+def test_lines_a_reached_frame_enters_by_jumps(M: Any, tool: Tool, shape: str) -> None:
+    # 3.9 makes a line event at a line's first instruction and after a
+    # backward jump only: not where a jump lands inside another line (its
+    # compiler attributes the normal way into a finally body to the line of
+    # the handler before it), and with the line of the frame's last line
+    # event, which a frame reached inside its loop's only line never had.
+    def make(turn_on: Callable[[], None]) -> Callable[[int], int]:
+        if shape == "finally after a handler":
+            def f(n: int) -> int:
+                t = 0
+                for i in range(n):
+                    if i == 1:
+                        turn_on()
+                    try:
+                        t += 1 // (i % 2)
+                    except ZeroDivisionError:
+                        t -= 1
+                    finally:
+                        t += 10
+                return t
+        else:
+            def f(n: int) -> int:
+                t = [0]
+                while n: n -= 1; t.append(turn_on() if n == 2 else 0)  # noqa: E701,E702
+                return len(t)
+        return f
+
+    late, early = _late_and_early(M, tool, ("LINE", "PY_RETURN"), make, lambda f: f(4),
+                                  lambda f: [f.__code__])
+    assert early[-1][0] == "PY_RETURN"
+    assert late == early

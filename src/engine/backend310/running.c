@@ -355,9 +355,15 @@ reach(PyThreadState *ts, li_reached *reached, PyFrameObject *f, int what, PyObje
            was on; always in a handler. */
         bool landed = reached->landed;
         reached->landed = false;
-        /* call_trace() set f_lineno for a line event, not for the opcode
-           event a handler may be landed in. */
-        int line = landed ? PyCode_Addr2Line(f->f_code, 2 * li_lasti(f)) : f->f_lineno;
+        /* Not f_lineno: 3.9 leaves the line of a frame's last line event
+           there, or co_firstlineno, and gives it to a line event at a
+           backward jump within the line it found the frame on (a frame
+           traced from the middle of it); nor at the opcode event a handler
+           may be landed in. */
+        int line = PyCode_Addr2Line(f->f_code, 2 * li_lasti(f));
+        if (line < 0) {
+            return 0;   /* (3.10: an instruction of no line has no LINE) */
+        }
         bool due = line != reached->line || landed;
         reached->line = line;
         events = due ? events & LI_LINE_EVENTS : 0;
@@ -860,10 +866,12 @@ running_trace(PyObject *obj, PyFrameObject *f, int what, PyObject *arg)
     }
     bool user_opcodes = reached->user_opcodes;
     int err = 0;
+    bool by_opcode = false;     /* the instruction's first event is this opcode event */
     if (what == PyTrace_EXCEPTION) {
         err = raised(ts, reached, f, arg);
     }
     else if (what == PyTrace_LINE || !reached->lined || reached->at != li_lasti(f)) {
+        by_opcode = what == PyTrace_OPCODE;
         reached->lined = what == PyTrace_LINE;
         err = arrive(ts, reached, f);
     }
@@ -874,8 +882,9 @@ running_trace(PyObject *obj, PyFrameObject *f, int what, PyObject *arg)
         err = probe_before_line(ts, f);
     }
     /* Callbacks may have moved or ended what `reached` points to. */
-    if (err == 0 && what == PyTrace_OPCODE &&
-        (reached = find_reached(runner_of(ts), f)) != NULL && reached->landed) {
+    /* The instruction had no line event: where a jump (or an exception)
+       lands inside a line, 3.9 makes none; the shadow has its LINE. */
+    if (err == 0 && by_opcode && (reached = find_reached(runner_of(ts), f)) != NULL) {
         err = reach(ts, reached, f, PyTrace_LINE, NULL);
     }
     if (err == 0 && (reached = find_reached(runner_of(ts), f)) != NULL) {
@@ -923,12 +932,37 @@ running_profile(PyObject *obj, PyFrameObject *f, int what, PyObject *arg)
     return r->user_profile != NULL ? r->user_profile(obj, f, what, arg) : 0;
 }
 
-/* The events frame `f` misses, if it runs (0 if not). */
+/* The events frame `f` misses, if it runs (0 if not), from shadow *want
+ * (borrowed). */
 static li_event_set
-to_reach(PyFrameObject *f)
+to_reach(PyFrameObject *f, li_shadow **want)
 {
-    li_shadow *want;
-    return is_running(f) ? missed(f, &want) : 0;
+    return is_running(f) ? missed(f, want) : 0;
+}
+
+/* Whether shadow `map` has LINE probes where the interpreter makes no line
+ * event for a frame running its original: inside a line, which a jump
+ * enters (3.9).  A frame that misses them needs opcode events. */
+static bool
+lines_inside(li_shadow *map)
+{
+    if (li_line_event_where_jumps_land() || !(map->events & LI_EVENT_BIT(LI_LINE)) ||
+        map->original == NULL) {
+        return false;
+    }
+    int n = map->n_orig_units;
+    int *starts = PyMem_Malloc(sizeof(int) * (size_t)(n > 0 ? n : 1));
+    if (starts == NULL) {
+        return true;    /* (opcode events cost time, not events) */
+    }
+    li_unit_line_starts(map->original, starts, n);
+    bool inside = false;
+    for (int i = 0; i < map->n_sites && !inside; i++) {
+        li_site *s = map->sites[i];
+        inside = s->event == LI_LINE && s->orig >= 0 && s->orig < n && starts[s->orig] < 0;
+    }
+    PyMem_Free(starts);
+    return inside;
 }
 
 /* The reached frames of `ts`, from its frames.  0, or -1 with an
@@ -942,7 +976,8 @@ sync_thread(PyThreadState *ts)
        the collector), which may walk the frames again: the frames found go
        into the lists only once they are all known. */
     for (PyFrameObject *f = ts->frame; f != NULL; f = f->f_back) {
-        li_event_set events = to_reach(f);
+        li_shadow *want = NULL;
+        li_event_set events = to_reach(f, &want);
         if (events == 0) {
             continue;
         }
@@ -958,7 +993,8 @@ sync_thread(PyThreadState *ts)
         }
         /* (Its next instruction event comes from the one it is at.) */
         frames[n++] = (li_reached){.frame = (PyFrameObject *)Py_NewRef(f), .line = -1,
-                                   .opcodes = (events & ~LI_NO_OPCODES) != 0,
+                                   .opcodes = (events & ~LI_NO_OPCODES) != 0 ||
+                                              ((events & LI_LINE_EVENTS) && lines_inside(want)),
                                    .at = li_lasti(f)};
     }
     li_runner *r = runner_of(ts);

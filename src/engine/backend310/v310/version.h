@@ -61,6 +61,14 @@ void li_unit_line_starts(PyCodeObject *code, int *starts, int n_units);
  * exception. */
 PyObject *li_encode_lines(const int *lines, int n_units, int firstlineno);
 
+/* Whether the interpreter makes a line event wherever a jump lands on
+ * another line than the one it left, not only at line starts. */
+static inline bool
+li_line_event_where_jumps_land(void)
+{
+    return true;
+}
+
 /* ---- frames ---- */
 
 /* The unit of the last instruction started (-1: none yet; -1 - u encodes u

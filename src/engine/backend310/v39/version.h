@@ -56,6 +56,13 @@ void li_unit_lines(PyCodeObject *code, int *lines, int n_units);
 void li_unit_line_starts(PyCodeObject *code, int *starts, int n_units);
 PyObject *li_encode_lines(const int *lines, int n_units, int firstlineno);
 
+/* 3.9 makes one at the start of a line and after a backward jump only. */
+static inline bool
+li_line_event_where_jumps_land(void)
+{
+    return false;
+}
+
 /* ---- frames ---- */
 
 /* f_lasti counts bytes: -1 before the first instruction, as on 3.10, and
