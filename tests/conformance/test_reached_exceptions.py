@@ -316,11 +316,11 @@ def test_lines_a_reached_frame_enters_by_jumps(M: Any, tool: Tool, shape: str) -
         if shape == "finally after a handler":
             def f(n: int) -> int:
                 t = 0
-                for i in range(n):
-                    if i == 1:
-                        turn_on()
+                while n > 0:
+                    n -= 1
+                    turn_on() if n == 2 else None
                     try:
-                        t += 1 // (i % 2)
+                        t += 1 // (n % 2)
                     except ZeroDivisionError:
                         t -= 1
                     finally:
