@@ -305,35 +305,74 @@ def test_reached_frame_under_a_trace_function_shows_the_raising_line(M: Any, too
     assert runs == [[("RAISE", 2), ("EXCEPTION_HANDLED", 2)]] * 2
 
 
-@pytest.mark.parametrize("shape", ["finally after a handler", "loop on one line"])
-def test_lines_a_reached_frame_enters_by_jumps(M: Any, tool: Tool, shape: str) -> None:
-    # 3.9 makes a line event at a line's first instruction and after a
-    # backward jump only: not where a jump lands inside another line (its
-    # compiler attributes the normal way into a finally body to the line of
-    # the handler before it), and with the line of the frame's last line
-    # event, which a frame reached inside its loop's only line never had.
-    def make(turn_on: Callable[[], None]) -> Callable[[int], int]:
-        if shape == "finally after a handler":
-            def f(n: int) -> int:
-                t = 0
-                while n > 0:
-                    n -= 1
-                    turn_on() if n == 2 else None
-                    try:
-                        t += 1 // (n % 2)
-                    except ZeroDivisionError:
-                        t -= 1
-                    finally:
-                        t += 10
-                return t
-        else:
-            def f(n: int) -> int:
-                t = [0]
-                while n: n -= 1; t.append(turn_on() if n == 2 else 0)  # noqa: E701,E702
-                return len(t)
-        return f
+def _entered_by_jumps(shape: str, turn_on: Callable[[], None]) -> Callable[[int], int]:
+    """A function that calls *turn_on* in its loop, which enters lines by
+    jumps where 3.9 makes no line event: inside another line (its compiler
+    attributes the normal way into a finally body to the line of the
+    handler before it), or at a backward jump within the line the frame
+    was reached in (with the line of its last line event, which a frame
+    reached there never had)."""
+    if shape == "finally after a handler":
+        def f(n: int) -> int:
+            t = 0
+            while n > 0:
+                n -= 1
+                turn_on() if n == 2 else None
+                try:
+                    t += 1 // (n % 2)
+                except ZeroDivisionError:
+                    t -= 1
+                finally:
+                    t += 10
+            return t
+    else:
+        def f(n: int) -> int:
+            t = [0]
+            while n: n -= 1; t.append(turn_on() if n == 2 else 0)  # noqa: E701,E702
+            return len(t)
+    return f
 
-    late, early = _late_and_early(M, tool, ("LINE", "PY_RETURN"), make, lambda f: f(4),
-                                  lambda f: [f.__code__])
+
+SHAPES = ["finally after a handler", "loop on one line"]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_lines_a_reached_frame_enters_by_jumps(M: Any, tool: Tool, shape: str) -> None:
+    late, early = _late_and_early(M, tool, ("LINE", "PY_RETURN"),
+                                  lambda turn_on: _entered_by_jumps(shape, turn_on),
+                                  lambda f: f(4), lambda f: [f.__code__])
     assert early[-1][0] == "PY_RETURN"
     assert late == early
+
+
+def test_reached_frame_under_a_trace_function_shows_each_line(M: Any, tool: Tool) -> None:
+    # With f_trace set, 3.9's frame.f_lineno is the field its line events
+    # set: LINE callbacks see the line they report, also where 3.9 makes no
+    # line event.
+    seen: list = []
+
+    def turn_on() -> None:
+        if not seen:
+            seen.append("turned on")
+            tool.set_events(M.events.LINE)
+
+    f = _entered_by_jumps("finally after a handler", turn_on)
+
+    def on_line(code: Any, line: int) -> None:
+        if code is f.__code__:
+            seen.append((line, sys._getframe(1).f_lineno))
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        return tracer
+
+    tool.register(M.events.LINE, on_line)
+    previous = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        f(4)
+    finally:
+        sys.settrace(previous)
+        tool.set_events(0)
+    lines = seen[1:]
+    assert len(lines) >= 3
+    assert [shown for _, shown in lines] == [line for line, _ in lines]

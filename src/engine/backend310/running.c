@@ -366,6 +366,11 @@ reach(PyThreadState *ts, li_reached *reached, PyFrameObject *f, int what, PyObje
         }
         bool due = line != reached->line || landed;
         reached->line = line;
+        if (due) {
+            /* What a line event sets, for a frame with a trace function
+               (3.9 shows the field then, also in an opcode event). */
+            f->f_lineno = line;
+        }
         events = due ? events & LI_LINE_EVENTS : 0;
         if (running == NULL) {
             orig = li_lasti(f);
