@@ -283,6 +283,23 @@ def test_py_start_callback_raising_at_a_first_call(M: Any, tool: Tool) -> None:
     assert plain(1) == 3
 
 
+def test_py_start_callback_raising_under_a_trace_function(M: Any, tool: Tool) -> None:
+    """The same with a sys.settrace function, whose frames keep the line of
+    their last line event on 3.9, which their traceback entries take."""
+    plain = _fresh_functions()["plain"]
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        return tracer
+
+    previous = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        entries = _entries_when_py_start_raises(M, tool, plain.__code__, lambda: plain(1))
+    finally:
+        sys.settrace(previous)
+    assert [entry[:2] for entry in entries[2:]] == [("plain", 0), ("on_start", 2)]
+
+
 def test_py_start_callback_raising_as_a_generator_first_runs(M: Any, tool: Tool) -> None:
     """The same for a generator's first next(): its traceback entry is on
     its def line, at the PY_START offset; the generator is finished."""
