@@ -886,9 +886,10 @@ running_trace(PyObject *obj, PyFrameObject *f, int what, PyObject *arg)
     if (err == 0 && what == PyTrace_LINE) {
         err = probe_before_line(ts, f);
     }
-    /* Callbacks may have moved or ended what `reached` points to. */
-    /* The instruction had no line event: where a jump (or an exception)
-       lands inside a line, 3.9 makes none; the shadow has its LINE. */
+    /* Callbacks may have moved or ended what `reached` points to.  An
+       instruction whose first event is an opcode event had no line event:
+       3.9 makes none where a jump (or an exception) lands inside a line,
+       where the shadow has its LINE. */
     if (err == 0 && by_opcode && (reached = find_reached(runner_of(ts), f)) != NULL) {
         err = reach(ts, reached, f, PyTrace_LINE, NULL);
     }
