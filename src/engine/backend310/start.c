@@ -29,14 +29,18 @@ int
 li_fire_start(PyThreadState *ts, li_site *s, uint8_t tools, PyObject **args)
 {
     PyFrameObject *f = ts->frame;
-    int lasti = li_lasti(f);
+    int lasti = li_lasti(f), line = f->f_lineno;
     li_set_lasti(f, -1);
+    li_show_lasti_line(f);
     int result = li_call_tools(ts, LI_PY_START, tools, s->shadow->cs, s->orig, args, 2);
     if (result < 0) {
+        /* (It raises from the def line: its traceback entry takes the
+           line the frame shows.) */
         li_set_start_mark(f, s->orig);
     }
     else {
         li_set_lasti(f, lasti);
+        f->f_lineno = line;
     }
     return result;
 }

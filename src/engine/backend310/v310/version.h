@@ -61,6 +61,14 @@ void li_unit_line_starts(PyCodeObject *code, int *starts, int n_units);
  * exception. */
 PyObject *li_encode_lines(const int *lines, int n_units, int firstlineno);
 
+/* Whether the interpreter makes a line event wherever a jump lands on
+ * another line than the one it left, not only at line starts. */
+static inline bool
+li_line_event_where_jumps_land(void)
+{
+    return true;
+}
+
 /* ---- frames ---- */
 
 /* The unit of the last instruction started (-1: none yet; -1 - u encodes u
@@ -111,6 +119,14 @@ li_frame_suspended(PyFrameObject *f)
     return f->f_state == FRAME_SUSPENDED;
 }
 
+/* In the 'return' trace event of `f`: whether it yielded (rather than
+ * returned or raised). */
+static inline bool
+li_frame_yielded(PyFrameObject *f)
+{
+    return f->f_state == FRAME_SUSPENDED;
+}
+
 /* A frame executing its code, not unwinding an exception out of it. */
 static inline bool
 li_frame_executing(PyFrameObject *f)
@@ -142,6 +158,14 @@ li_frame_reset(PyFrameObject *f)
     f->f_stackdepth = 0;
     f->f_iblock = 0;
     f->f_state = FRAME_CREATED;
+}
+
+/* Has frame.f_lineno show the line of the f_lasti that the caller gave `f`
+ * for callbacks to see (the caller puts the field back with f_lasti). */
+static inline void
+li_show_lasti_line(PyFrameObject *f)
+{
+    f->f_lineno = 0;    /* PyFrame_GetLineNumber() looks f_lasti up */
 }
 
 /* ---- exceptions ---- */

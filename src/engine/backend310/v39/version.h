@@ -56,6 +56,13 @@ void li_unit_lines(PyCodeObject *code, int *lines, int n_units);
 void li_unit_line_starts(PyCodeObject *code, int *starts, int n_units);
 PyObject *li_encode_lines(const int *lines, int n_units, int firstlineno);
 
+/* 3.9 makes one at the start of a line and after a backward jump only. */
+static inline bool
+li_line_event_where_jumps_land(void)
+{
+    return false;
+}
+
 /* ---- frames ---- */
 
 /* f_lasti counts bytes: -1 before the first instruction, as on 3.10, and
@@ -106,6 +113,14 @@ li_frame_suspended(PyFrameObject *f)
     return !f->f_executing && f->f_stacktop != NULL && f->f_lasti >= 0;
 }
 
+/* 3.9 marks a frame suspended only after its 'return' trace event: in it,
+ * a frame that yields is still executing, and is the one with a stack. */
+static inline bool
+li_frame_yielded(PyFrameObject *f)
+{
+    return f->f_stacktop != NULL;
+}
+
 /* 3.9 does not tell unwinding from executing. */
 static inline bool
 li_frame_executing(PyFrameObject *f)
@@ -135,6 +150,14 @@ li_frame_reset(PyFrameObject *f)
     f->f_stacktop = f->f_valuestack;
     f->f_iblock = 0;
     f->f_executing = 0;
+}
+
+/* PyFrame_GetLineNumber() gives the field itself in a frame with a trace
+ * function (the line of its last line event), whatever its value. */
+static inline void
+li_show_lasti_line(PyFrameObject *f)
+{
+    f->f_lineno = PyCode_Addr2Line(f->f_code, f->f_lasti);
 }
 
 /* ---- exceptions ---- */
