@@ -445,7 +445,8 @@ class Measurement:
             code_map = code_maps.get(key)
             if code_map is None:
                 code_map = code_maps[key] = CodeMap(code, first_line)
-            arcs.update(code_map.sequential_arcs({first_line(line) for line in ran}))
+            statements = {first_line(line) for line in ran}
+            arcs.update(code_map.sequential_arcs(statements))
             taken = branches.get(key, {})
             for source, destinations in taken.items():
                 for destination in destinations:
@@ -453,7 +454,7 @@ class Measurement:
                     if arc is not None:
                         arcs.add(arc)
             for offset in exits.get(key, ()):
-                arc = code_map.exit_arc(offset)
+                arc = code_map.exit_arc(offset, statements)
                 if arc is not None:
                     arcs.add(arc)
             for point in code_map.branch_points():
