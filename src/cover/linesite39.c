@@ -1,13 +1,15 @@
 /* 3.9's line tracing (linesite.h): ceval's maybe_call_line_trace() reports a
  * line at an instruction that starts one in co_lnotab (an address where a
- * pair with a nonzero line delta ends), and at any instruction reached by a
- * backward jump; not where a forward jump (or an exception handler) enters
- * a line past its start, which sys.monitoring reports as LINE.  What ran is
- * not known here, only where the frame is: an instruction that only
- * backward jumps reach past a line's start counts, one that a forward jump
- * can also reach is taken as reached by a backward one (3.9's compiler
- * makes none: its loops jump back to a line's start or to FOR_ITER, whose
- * line started before). */
+ * pair with a nonzero line delta ends) and at any instruction a backward
+ * jump lands on; after an exception is caught, ceval makes it report the
+ * handler's first instruction too (it sets instr_prev to INT_MAX, unless
+ * the raising instruction started its line: not followed here).  Not where
+ * a forward jump enters a line past its start, which sys.monitoring
+ * reports as LINE.  What ran is not known here, only where the frame is:
+ * an instruction that a backward jump or a handler can reach counts (3.9's
+ * compiler reaches no other instruction past a line's start both ways: its
+ * loops jump back to a line's start or to FOR_ITER, whose line started
+ * before). */
 #include "linesite.h"
 
 #include "opcode.h"
@@ -34,10 +36,10 @@ starts_line(PyCodeObject *code, long offset)
     return 0;
 }
 
-/* Whether an absolute jump after `offset` (bytes) goes to it (3.9's
- * relative jumps all go forward). */
+/* Whether a backward jump or an exception handler (a SETUP_* target)
+ * leads to `offset` (bytes; 3.9's relative jumps all go forward). */
 static int
-backward_jump_target(PyCodeObject *code, long offset)
+jumped_or_handled(PyCodeObject *code, long offset)
 {
     const unsigned char *raw = (const unsigned char *)PyBytes_AS_STRING(code->co_code);
     Py_ssize_t size = PyBytes_GET_SIZE(code->co_code);
@@ -50,6 +52,10 @@ backward_jump_target(PyCodeObject *code, long offset)
             (op == JUMP_ABSOLUTE || op == POP_JUMP_IF_FALSE || op == POP_JUMP_IF_TRUE ||
              op == JUMP_IF_FALSE_OR_POP || op == JUMP_IF_TRUE_OR_POP ||
              op == JUMP_IF_NOT_EXC_MATCH)) {
+            return 1;
+        }
+        if ((unsigned long)offset == (unsigned long)i + 2 + arg &&
+            (op == SETUP_FINALLY || op == SETUP_WITH || op == SETUP_ASYNC_WITH)) {
             return 1;
         }
     }
@@ -82,9 +88,15 @@ cover_traced_line(PyObject *code)
     if (offset == -1 && PyErr_Occurred()) {
         return -1;
     }
-    if (offset < 0) {
+    PyCodeObject *co = (PyCodeObject *)code;
+    if (offset < 0 || offset >= PyBytes_GET_SIZE(co->co_code)) {
         return 1;
     }
-    PyCodeObject *co = (PyCodeObject *)code;
-    return starts_line(co, offset) || backward_jump_target(co, offset);
+    /* An instruction's EXTENDED_ARG prefixes start it, in the line table
+     * and for jumps. */
+    const unsigned char *raw = (const unsigned char *)PyBytes_AS_STRING(co->co_code);
+    while (offset >= 2 && raw[offset - 2] == EXTENDED_ARG) {
+        offset -= 2;
+    }
+    return starts_line(co, offset) || jumped_or_handled(co, offset);
 }

@@ -327,7 +327,7 @@ class CodeMap:
         for into, line, destination, handler in trails:
             if handler and ops.get(destination) != _END_ASYNC_FOR:
                 continue
-            arc = self._trail(line, destination, False)  # type: ignore[arg-type]
+            arc = self._trail(line, destination, handler)  # type: ignore[arg-type]
             if arc is not None and arc[0] != arc[1]:
                 into.append(arc)
         branch_targets = {targets[offset] for offset, _ in branches}
@@ -357,29 +357,29 @@ class CodeMap:
             return None
         return self._trail(from_line, destination, destination < source)
 
-    def _trail(self, from_line: int, destination: int, back: bool) -> Optional[Arc]:
+    def _trail(self, from_line: int, destination: int, entered: bool) -> Optional[Arc]:
         """The line arc of a step from the statement *from_line* to
-        *destination* (*back*: by a backward jump), or None when the trail
-        meets a branch."""
+        *destination* (*entered*: by a backward jump or as an exception's
+        handler), or None when the trail meets a branch."""
         fmt = _FORMAT
         kinds = fmt.kind
         starts = self._starts
-        # Where tracing reports only line starts (3.9), it reports any line a
-        # backward jump lands on, even the same.
-        back = back and starts is not None
+        # Where tracing reports only line starts (3.9), it also reports any
+        # line a backward jump lands on, even the same, and a handler's.
+        entered = entered and starts is not None
         offset: Optional[int] = destination
         seen: Set[int] = set()
         while offset is not None and offset in self._op and offset not in seen:
             seen.add(offset)
             line = self._statement_line(offset)
-            if line is not None and (back or line != from_line
+            if line is not None and (entered or line != from_line
                                      and (starts is None or offset in starts)):
                 return (from_line, line)
             kind = kinds[self._op[offset]]
-            back = False
+            entered = False
             if kind == fmt.UNCONDITIONAL:
                 target = self._target.get(offset)
-                back = starts is not None and target is not None and target < offset
+                entered = starts is not None and target is not None and target < offset
                 offset = target
                 continue
             if kind == fmt.RETURN:
@@ -390,6 +390,7 @@ class CodeMap:
                 offset = self._handler(offset)
                 if offset is None:
                     return (from_line, -self.code.co_firstlineno)
+                entered = starts is not None
                 continue
             if kind != fmt.PLAIN:
                 return None
