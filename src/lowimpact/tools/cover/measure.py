@@ -80,7 +80,7 @@ def _core():
         from lowimpact import _cover
     except ImportError as exc:
         raise CoverError(
-            "lowimpact cover needs CPython 3.10 or newer (this is %d.%d): %s"
+            "lowimpact cover needs CPython 3.9 or newer (this is %d.%d): %s"
             % (sys.version_info[0], sys.version_info[1], exc)
         ) from None
     return _cover
@@ -113,12 +113,13 @@ class Measurement:
         self._cover = _core()
         try:
             import coverage
-            from coverage.exceptions import CoverageException
+            from coverage.exceptions import ConfigError, CoverageException
         except ImportError:
             raise CoverError(
                 "lowimpact cover needs coverage.py: pip install 'lowimpact[cover]'"
             ) from None
-        self._coverage_exception = CoverageException
+        # (coverage.py 7.10, the last for 3.9, has ConfigError outside CoverageException.)
+        self._coverage_exception = (CoverageException, ConfigError)
         kwargs: Dict[str, Any] = dict(
             data_suffix=parallel or None,
             cover_pylib=pylib,
@@ -136,7 +137,7 @@ class Measurement:
             kwargs["data_file"] = data_file
         try:
             self.coverage = coverage.Coverage(**kwargs)
-        except CoverageException as exc:
+        except self._coverage_exception as exc:
             raise CoverError(str(exc)) from None
         missing = [name for name in _NEEDED if not hasattr(self.coverage, name)]
         if missing:
