@@ -213,8 +213,8 @@ class CodeMap:
                 self._unit_line[start // 2:end // 2] = [line] * ((end - start) // 2)
                 self._unit_statement[start // 2:end // 2] = [statement[line]] * ((end - start) // 2)
         self._size = size
-        self._walk(raw)
         self._handlers: Optional[List[Tuple[int, int, int]]] = None
+        self._walk(raw)
         self._points: Optional[List[BranchPoint]] = None
         #: Whether some branch points have no columns where the format has none.
         self.columns_unknown = False
