@@ -290,8 +290,6 @@ class CodeMap:
             if kind == BRANCH:
                 branches.append((offset, previous))
             line = unit_statement[offset >> 1]
-            if op == setup_finally and line is not None:
-                trails.append((into, line, target, True))  # type: ignore[arg-type]
             if line != run_line:
                 run_line = line
                 if line in seen_lines:
@@ -301,6 +299,8 @@ class CodeMap:
                     into = candidates
                 seen_lines.add(line)
                 skipping = line is None
+            if op == setup_finally and line is not None:
+                trails.append((into, line, target, True))  # type: ignore[arg-type]
             if not skipping:
                 destination = None
                 if kind == BRANCH:
@@ -319,7 +319,7 @@ class CodeMap:
                         if starts is None or destination in starts or destination < offset:
                             into.append((line, next_line))  # type: ignore[arg-type]
                         else:
-                            trails.append((into, line, destination, False))  # type: ignore[arg-type]
+                            trails.append((into, line, destination, False))  # type: ignore
             previous = offset
             offset = following
         self._op = ops

@@ -32,13 +32,14 @@ Each module gives the same small interface:
 import sys
 
 if sys.version_info >= (3, 11):
-    from lowimpact.tools.cover.bytecode311 import (BRANCHES, FALLS_THROUGH, JUMP_BYTES, MID_LINE_ENTRY,
-                                                   handlers, locate, positions)
+    from lowimpact.tools.cover.bytecode311 import (BRANCHES, FALLS_THROUGH, JUMP_BYTES,
+                                                   MID_LINE_ENTRY, handlers, locate, positions)
 elif sys.version_info >= (3, 10):
-    from lowimpact.tools.cover.bytecode310 import (BRANCHES, FALLS_THROUGH, JUMP_BYTES, MID_LINE_ENTRY,
-                                                   handlers, locate, positions)
+    from lowimpact.tools.cover.bytecode310 import (BRANCHES, FALLS_THROUGH, JUMP_BYTES,
+                                                   MID_LINE_ENTRY, handlers, locate, positions)
 else:
-    from lowimpact.tools.cover.bytecode39 import (BRANCHES, FALLS_THROUGH, JUMP_BYTES, MID_LINE_ENTRY,
-                                                  handlers, locate, positions)
+    from lowimpact.tools.cover.bytecode39 import (BRANCHES, FALLS_THROUGH, JUMP_BYTES,
+                                                  MID_LINE_ENTRY, handlers, locate, positions)
 
-__all__ = ["BRANCHES", "FALLS_THROUGH", "JUMP_BYTES", "MID_LINE_ENTRY", "handlers", "locate", "positions"]
+__all__ = ["BRANCHES", "FALLS_THROUGH", "JUMP_BYTES", "MID_LINE_ENTRY", "handlers", "locate",
+           "positions"]

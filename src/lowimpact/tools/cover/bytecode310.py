@@ -21,7 +21,8 @@ from typing import Dict, List, Optional, Tuple
 
 from lowimpact.tools.cover.columns310 import locate
 
-__all__ = ["BRANCHES", "FALLS_THROUGH", "JUMP_BYTES", "MID_LINE_ENTRY", "handlers", "locate", "positions"]
+__all__ = ["BRANCHES", "FALLS_THROUGH", "JUMP_BYTES", "MID_LINE_ENTRY", "handlers", "locate",
+           "positions"]
 
 # Jump arguments count code units (3.9 counted bytes).
 JUMP_BYTES = 2

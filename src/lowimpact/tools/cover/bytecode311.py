@@ -7,7 +7,8 @@ import dis
 import types
 from typing import Dict, List, Optional, Sequence, Tuple
 
-__all__ = ["BRANCHES", "FALLS_THROUGH", "JUMP_BYTES", "MID_LINE_ENTRY", "handlers", "locate", "positions"]
+__all__ = ["BRANCHES", "FALLS_THROUGH", "JUMP_BYTES", "MID_LINE_ENTRY", "handlers", "locate",
+           "positions"]
 
 # Jump arguments count code units.
 JUMP_BYTES = 2

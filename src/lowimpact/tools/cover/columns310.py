@@ -25,6 +25,10 @@ clause, a ``with`` exit's test at the statement, and ``FOR_ITER`` at the
 ``for`` statement or the comprehension.  Where 3.11 and 3.12+ place a
 point differently, 3.11's place is taken: 3.10's bytecode is closest to it.
 
+3.9 is read the same way: its compiler also gives each instruction its
+node's line (its line table is ``co_lnotab``, read through
+``lowimpact._lines.co_lines``), and it has no match statement.
+
 This runs at save time, once per source file (parse and compile), and
 once per code object with branch points (a walk of its instructions).
 """

@@ -519,7 +519,7 @@ class Measurement:
                                if code_map.columns_unknown})
             if unplaced:
                 cov._warn("No columns for some branch points of %s: their directions are "
-                          "merged per line in 'cover subline' (CPython 3.10 code has no "
+                          "merged per line in 'cover subline' (CPython 3.9 and 3.10 code has no "
                           "columns, and this code is not its source compiled again)"
                           % ", ".join(os.path.relpath(f) for f in unplaced),
                           slug="subline-no-columns")
