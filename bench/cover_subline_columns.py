@@ -1,12 +1,12 @@
-"""How close 3.10's recovered sub-line columns are to 3.11-3.13's, and what
-recovering them costs.
+"""How close 3.10's (and 3.9's) recovered sub-line columns are to
+3.11-3.13's, and what recovering them costs.
 
 Not a benchmark of monitoring: the branch points of every code object of a
 directory's sources, as ``cover subline`` records them (line, columns), on
-each interpreter, compared; and on 3.10 the time the recovery takes next to
-compiling the same sources.
+each interpreter, compared; and on 3.10 (or 3.9) the time the recovery
+takes next to compiling the same sources.
 
-    python3.10 bench/cover_subline_columns.py dump DIR 310.json   # likewise 3.11-3.13
+    python3.10 bench/cover_subline_columns.py dump DIR 310.json   # likewise 3.9, 3.11-3.13
     python3 bench/cover_subline_columns.py compare 310.json 311.json 312.json 313.json
     python3.10 bench/cover_subline_columns.py cost DIR
 """

@@ -38,10 +38,12 @@ def python(args: Sequence[str], cwd: Path, env: Optional[Mapping[str, str]] = No
     return proc
 
 
-# Programs in 3.11 syntax (`except*`) are named *_py311.py; before 3.11 they
-# are left out, or coverage.py's reports of a --source directory holding
-# them fail to parse them.
-_LEFT_OUT = ("__pycache__",) if sys.version_info >= (3, 11) else ("__pycache__", "*_py311.py")
+# Programs in 3.11 syntax (`except*`) are named *_py311.py, in 3.10 syntax
+# (`match`) *_py310.py; before those versions they are left out, or
+# coverage.py's reports of a --source directory holding them fail to parse
+# them.
+_LEFT_OUT = ("__pycache__",) + tuple(
+    "*_py%d%d.py" % version for version in ((3, 10), (3, 11)) if sys.version_info < version)
 
 
 def copy_programs(tmp_path: Path) -> Path:
@@ -58,11 +60,13 @@ def run_ctrace(run_args: Sequence[str], cwd: Path, data_file: Path, processes: i
     output: *processes* or more processes, all on ctrace), then ``coverage
     json`` (after ``coverage combine``): the oracle."""
     debug = data_file.parent / "debug.txt"
-    env = env_for({"COVERAGE_CORE": "ctrace", "COVERAGE_DEBUG": "core",
+    # "sys" names each process's tracer (coverage.py 7.10, the last for
+    # 3.9, has no "core" debug output).
+    env = env_for({"COVERAGE_CORE": "ctrace", "COVERAGE_DEBUG": "sys",
                    "COVERAGE_DEBUG_FILE": str(debug)})
     python(["-m", "coverage", "run", "--data-file=" + str(data_file), *run_args], cwd, env)
-    used = re.findall(r"Using core=(\w+)", debug.read_text())
-    assert set(used) == {"ctrace"} and len(used) >= processes, (
+    used = re.findall(r"^ *core: (\w+)$", debug.read_text(), re.MULTILINE)
+    assert set(used) == {"CTracer"} and len(used) >= processes, (
         "the oracle did not run on ctrace: %r" % used)
     if combine:
         python(["-m", "coverage", "combine", "-q", "--data-file=" + str(data_file)], cwd, env_for())

@@ -44,7 +44,12 @@ def local(frame, event, arg):
         previous = previous_of.get(frame)
         if previous in branch_offsets[key]:
             branches.setdefault(key, {}).setdefault(previous, set()).add(frame.f_lasti)
-        previous_of[frame] = frame.f_lasti
+        # An instruction with EXTENDED_ARG has one opcode event, at its
+        # prefix (dis, and BRANCH, name the instruction itself).
+        offset = frame.f_lasti
+        while code.co_code[offset] == dis.EXTENDED_ARG:
+            offset += 2
+        previous_of[frame] = offset
     elif event == "return":
         previous_of.pop(frame, None)
         if code.co_code[frame.f_lasti] in exit_ops:

@@ -18,6 +18,7 @@ import shutil
 from pathlib import Path
 from typing import Dict, List
 
+import coverage
 import pytest
 
 from .helpers import PROGRAMS, env_for, python, run_ctrace, run_lowimpact
@@ -201,10 +202,14 @@ def test_switch_context_returns_the_previous_context_as_coverage_does(tmp_path: 
         proc = python(["switches.py", kind, static], tmp_path,
                       env_for({"COVERAGE_CORE": "ctrace"}))
         results[kind] = json.loads(proc.stdout)
-    assert results["lowimpact"] == results["ctrace"]
     prefix = static + "|" if static else ""
-    assert results["ctrace"] == [static or None, prefix + "a", prefix + "b", static or None,
-                                 prefix + "c"]
+    expected = [static or None, prefix + "a", prefix + "b", static or None, prefix + "c"]
+    assert results["lowimpact"] == expected
+    # Before 7.16 (7.10 is the last for 3.9), coverage.py returns None.
+    if coverage.version_info >= (7, 16):
+        assert results["ctrace"] == expected
+    else:
+        assert results["ctrace"] == [None] * len(expected)
 
 
 RESTARTED = '''\

@@ -46,6 +46,9 @@ _UNCONDITIONAL = {
 _RETURNS = {name for name in ("RETURN_VALUE", "RETURN_CONST") if name in dis.opmap}
 _NO_FALL_THROUGH = {name for name in ("RERAISE", "RAISE_VARARGS") if name in dis.opmap}
 _JUMPS = set(dis.hasjrel) | set(dis.hasjabs)
+# (Real instructions on 3.9 and 3.10, where they are read.)
+_SETUP_FINALLY = dis.opmap.get("SETUP_FINALLY", -1)
+_END_ASYNC_FOR = dis.opmap.get("END_ASYNC_FOR", -1)
 
 # The branch instructions the monitoring BRANCH event reports (the engine on
 # 3.10 and 3.11, 3.12/3.13 natively), with what each direction means for the
@@ -195,15 +198,23 @@ class CodeMap:
         self._unit_line: List[Optional[int]] = [None] * (size // 2)
         self._unit_statement: List[Optional[int]] = [None] * (size // 2)
         statement: Dict[int, int] = {}
+        #: Where the interpreter's line tracing reports a line entered by a
+        #: forward step: anywhere (None), or at these offsets only.
+        self._starts: Optional[Set[int]] = None if bytecode.MID_LINE_ENTRY else set()
+        previous_line = None
         for start, end, line in co_lines(code):
+            if self._starts is not None and end > start:
+                if line != previous_line:
+                    self._starts.add(start)
+                previous_line = line
             if line is not None and end > start:
                 if line not in statement:
                     statement[line] = first_line(line)
                 self._unit_line[start // 2:end // 2] = [line] * ((end - start) // 2)
                 self._unit_statement[start // 2:end // 2] = [statement[line]] * ((end - start) // 2)
         self._size = size
-        self._walk(raw)
         self._handlers: Optional[List[Tuple[int, int, int]]] = None
+        self._walk(raw)
         self._points: Optional[List[BranchPoint]] = None
         #: Whether some branch points have no columns where the format has none.
         self.columns_unknown = False
@@ -227,6 +238,7 @@ class CodeMap:
         is_extended, overflow = fmt.is_extended_arg, fmt.int_overflow
         BRANCH, UNCONDITIONAL, PLAIN = fmt.BRANCH, fmt.UNCONDITIONAL, fmt.PLAIN
         ABSOLUTE, FORWARD = fmt.ABSOLUTE, fmt.FORWARD
+        jump_bytes = bytecode.JUMP_BYTES
         unit_statement = self._unit_statement
         size, units = len(raw), len(unit_statement)
         #: offset -> opcode byte of each instruction, in order; jump targets.
@@ -236,6 +248,14 @@ class CodeMap:
         branches: List[Tuple[int, Optional[int]]] = []
         candidates: List[Arc] = []
         pending: List[Tuple[int, List[Arc]]] = []
+        # (arcs, line, destination, whether it is a handler) of the steps
+        # whose arc is known at the end, where tracing reports only line
+        # starts (3.9): jumps into another line past its start, and the
+        # exhaustion of `async for` (an exception, whose handler's first
+        # instruction has the line after the loop's on 3.9).
+        trails: List[Tuple[List[Arc], int, int, bool]] = []
+        starts = self._starts
+        setup_finally = _SETUP_FINALLY if starts is not None else -1
         into = candidates
         seen_lines: Set[Optional[int]] = set()
         run_line: Optional[int] = -1   # no line's
@@ -260,11 +280,11 @@ class CodeMap:
             how = jumps[op]
             if how and arg is not None:
                 if how == ABSOLUTE:
-                    target = arg * 2
+                    target = arg * jump_bytes
                 else:
                     # A relative jump counts from after its inline caches
                     # (3.12; 3.11's relative jumps have none).
-                    target = following + (arg * 2 if how == FORWARD else -arg * 2)
+                    target = following + (arg * jump_bytes if how == FORWARD else -arg * jump_bytes)
                 targets[offset] = target
             kind = kinds[op]
             if kind == BRANCH:
@@ -279,6 +299,8 @@ class CodeMap:
                     into = candidates
                 seen_lines.add(line)
                 skipping = line is None
+            if op == setup_finally and line is not None:
+                trails.append((into, line, target, True))  # type: ignore[arg-type]
             if not skipping:
                 destination = None
                 if kind == BRANCH:
@@ -294,15 +316,24 @@ class CodeMap:
                 if destination is not None and 0 <= destination >> 1 < units:
                     next_line = unit_statement[destination >> 1]
                     if next_line is not None and next_line != line:
-                        into.append((line, next_line))  # type: ignore[arg-type]
+                        if starts is None or destination in starts or destination < offset:
+                            into.append((line, next_line))  # type: ignore[arg-type]
+                        else:
+                            trails.append((into, line, destination, False))  # type: ignore
             previous = offset
             offset = following
+        self._op = ops
+        self._target = targets
+        for into, line, destination, handler in trails:
+            if handler and ops.get(destination) != _END_ASYNC_FOR:
+                continue
+            arc = self._trail(line, destination, handler)  # type: ignore[arg-type]
+            if arc is not None and arc[0] != arc[1]:
+                into.append(arc)
         branch_targets = {targets[offset] for offset, _ in branches}
         for start, arcs in pending:
             if start not in branch_targets:
                 candidates.extend(arcs)
-        self._op = ops
-        self._target = targets
         self._branches = branches
         self._sequential = set(candidates)
 
@@ -324,18 +355,32 @@ class CodeMap:
         from_line = self._statement_line(source)
         if from_line is None:
             return None
+        return self._trail(from_line, destination, destination < source)
+
+    def _trail(self, from_line: int, destination: int, entered: bool) -> Optional[Arc]:
+        """The line arc of a step from the statement *from_line* to
+        *destination* (*entered*: by a backward jump or as an exception's
+        handler), or None when the trail meets a branch."""
         fmt = _FORMAT
         kinds = fmt.kind
+        starts = self._starts
+        # Where tracing reports only line starts (3.9), it also reports any
+        # line a backward jump lands on, even the same, and a handler's.
+        entered = entered and starts is not None
         offset: Optional[int] = destination
         seen: Set[int] = set()
         while offset is not None and offset in self._op and offset not in seen:
             seen.add(offset)
             line = self._statement_line(offset)
-            if line is not None and line != from_line:
+            if line is not None and (entered or line != from_line
+                                     and (starts is None or offset in starts)):
                 return (from_line, line)
             kind = kinds[self._op[offset]]
+            entered = False
             if kind == fmt.UNCONDITIONAL:
-                offset = self._target.get(offset)
+                target = self._target.get(offset)
+                entered = starts is not None and target is not None and target < offset
+                offset = target
                 continue
             if kind == fmt.RETURN:
                 return (from_line, -self.code.co_firstlineno)
@@ -345,6 +390,7 @@ class CodeMap:
                 offset = self._handler(offset)
                 if offset is None:
                     return (from_line, -self.code.co_firstlineno)
+                entered = starts is not None
                 continue
             if kind != fmt.PLAIN:
                 return None
@@ -374,14 +420,22 @@ class CodeMap:
         ``class C: pass`` has two exits (the class body's end, the next
         statement), and the step to the next statement must be recorded.  A
         statement that ran with a successor that ran is taken to have gone on
-        to it, as it does unless it raised every time.
+        to it, as it does unless it raised every time; one followed by a
+        return (where a jump past a line's start reports no line, 3.9) is
+        taken to have returned.
         """
-        return {arc for arc in self._sequential if arc[0] in ran and arc[1] in ran}
+        return {arc for arc in self._sequential if arc[0] in ran and (arc[1] in ran or arc[1] < 0)}
 
-    def exit_arc(self, offset: int) -> Optional[Arc]:
-        """The arc of a frame returning or yielding at *offset*."""
+    def exit_arc(self, offset: int, ran: Set[int]) -> Optional[Arc]:
+        """The arc of a frame returning or yielding at *offset* (*ran*: the
+        first lines of the statements that ran).  Where tracing reports
+        only line starts (3.9), the frame left from the last line reported,
+        which is that of *offset* if that line ran, as it does unless a
+        jump enters it past its start: that jump's trail gives the arc."""
         line = self._statement_line(offset)
-        return None if line is None else (line, -self.code.co_firstlineno)
+        if line is None or self._starts is not None and line not in ran:
+            return None
+        return (line, -self.code.co_firstlineno)
 
     def branch_points(self) -> List[BranchPoint]:
         """Every branch instruction of the code object, in offset order.

@@ -21,7 +21,13 @@ from typing import Dict, List, Optional, Tuple
 
 from lowimpact.tools.cover.columns310 import locate
 
-__all__ = ["BRANCHES", "FALLS_THROUGH", "handlers", "locate", "positions"]
+__all__ = ["BRANCHES", "FALLS_THROUGH", "JUMP_BYTES", "MID_LINE_ENTRY", "handlers", "locate",
+           "positions"]
+
+# Jump arguments count code units (3.9 counted bytes).
+JUMP_BYTES = 2
+# Line tracing reports a line however it is entered.
+MID_LINE_ENTRY = True
 
 FALLS_THROUGH = frozenset({"SETUP_FINALLY", "SETUP_WITH", "SETUP_ASYNC_WITH"})
 

@@ -7,7 +7,13 @@ import dis
 import types
 from typing import Dict, List, Optional, Sequence, Tuple
 
-__all__ = ["BRANCHES", "FALLS_THROUGH", "handlers", "locate", "positions"]
+__all__ = ["BRANCHES", "FALLS_THROUGH", "JUMP_BYTES", "MID_LINE_ENTRY", "handlers", "locate",
+           "positions"]
+
+# Jump arguments count code units.
+JUMP_BYTES = 2
+# Line tracing reports a line however it is entered.
+MID_LINE_ENTRY = True
 
 # The SETUP_* of 3.11+ are pseudo-instructions: never in co_code.
 FALLS_THROUGH: frozenset = frozenset()

@@ -25,6 +25,10 @@ clause, a ``with`` exit's test at the statement, and ``FOR_ITER`` at the
 ``for`` statement or the comprehension.  Where 3.11 and 3.12+ place a
 point differently, 3.11's place is taken: 3.10's bytecode is closest to it.
 
+3.9 is read the same way: its compiler also gives each instruction its
+node's line (its line table is ``co_lnotab``, read through
+``lowimpact._lines.co_lines``), and it has no match statement.
+
 This runs at save time, once per source file (parse and compile), and
 once per code object with branch points (a walk of its instructions).
 """
@@ -56,13 +60,15 @@ _COMPARES = frozenset({"COMPARE_OP", "IS_OP", "CONTAINS_OP"})
 _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 _COMPREHENSION_NAMES = frozenset({"<listcomp>", "<setcomp>", "<dictcomp>", "<genexpr>"})
 # The nodes that hold tested nodes (a mapping pattern renumbered keeps a NOP
-# before its keys: left as it is).  No match statement before 3.10, where
-# this module is imported but not used.
+# before its keys: left as it is).  3.9 has no match statement: none of
+# its nodes.
 _HOLDERS = frozenset({
     ast.If, ast.While, ast.Assert, ast.IfExp, ast.BoolOp, ast.comprehension, *_COMPREHENSIONS,
     *(getattr(ast, name) for name in ("match_case", "MatchValue", "MatchSingleton",
                                       "MatchSequence", "MatchStar", "MatchClass", "MatchAs",
                                       "MatchOr") if hasattr(ast, name))})
+_PATTERN = getattr(ast, "pattern", ())
+_MATCH_CASE = getattr(ast, "match_case", ())
 # Statements whose own instructions hold a branch: one of each kind a line.
 _STATEMENTS = {ast.For: "FOR_ITER", ast.With: "WITH_EXCEPT_START",
                ast.AsyncWith: "WITH_EXCEPT_START", ast.ExceptHandler: "JUMP_IF_NOT_EXC_MATCH"}
@@ -200,9 +206,9 @@ def _tested(nodes: List[ast.AST], filter_compares: bool) -> List[Tuple[ast.AST, 
                 test(condition, filter_compares)
         elif isinstance(node, _COMPREHENSIONS):
             found.append((node.generators[0].target, node))
-        elif isinstance(node, ast.pattern):
+        elif isinstance(node, _PATTERN):
             found.append((node, None))
-        elif isinstance(node, ast.match_case) and node.guard is not None:
+        elif isinstance(node, _MATCH_CASE) and node.guard is not None:
             test(node.guard)
     return found
 

@@ -80,7 +80,7 @@ def _core():
         from lowimpact import _cover
     except ImportError as exc:
         raise CoverError(
-            "lowimpact cover needs CPython 3.10 or newer (this is %d.%d): %s"
+            "lowimpact cover needs CPython 3.9 or newer (this is %d.%d): %s"
             % (sys.version_info[0], sys.version_info[1], exc)
         ) from None
     return _cover
@@ -113,12 +113,13 @@ class Measurement:
         self._cover = _core()
         try:
             import coverage
-            from coverage.exceptions import CoverageException
+            from coverage.exceptions import ConfigError, CoverageException
         except ImportError:
             raise CoverError(
                 "lowimpact cover needs coverage.py: pip install 'lowimpact[cover]'"
             ) from None
-        self._coverage_exception = CoverageException
+        # (coverage.py 7.10, the last for 3.9, has ConfigError outside CoverageException.)
+        self._coverage_exception = (CoverageException, ConfigError)
         kwargs: Dict[str, Any] = dict(
             data_suffix=parallel or None,
             cover_pylib=pylib,
@@ -136,7 +137,7 @@ class Measurement:
             kwargs["data_file"] = data_file
         try:
             self.coverage = coverage.Coverage(**kwargs)
-        except CoverageException as exc:
+        except self._coverage_exception as exc:
             raise CoverError(str(exc)) from None
         missing = [name for name in _NEEDED if not hasattr(self.coverage, name)]
         if missing:
@@ -445,7 +446,8 @@ class Measurement:
             code_map = code_maps.get(key)
             if code_map is None:
                 code_map = code_maps[key] = CodeMap(code, first_line)
-            arcs.update(code_map.sequential_arcs({first_line(line) for line in ran}))
+            statements = {first_line(line) for line in ran}
+            arcs.update(code_map.sequential_arcs(statements))
             taken = branches.get(key, {})
             for source, destinations in taken.items():
                 for destination in destinations:
@@ -453,7 +455,7 @@ class Measurement:
                     if arc is not None:
                         arcs.add(arc)
             for offset in exits.get(key, ()):
-                arc = code_map.exit_arc(offset)
+                arc = code_map.exit_arc(offset, statements)
                 if arc is not None:
                     arcs.add(arc)
             for point in code_map.branch_points():
@@ -517,7 +519,7 @@ class Measurement:
                                if code_map.columns_unknown})
             if unplaced:
                 cov._warn("No columns for some branch points of %s: their directions are "
-                          "merged per line in 'cover subline' (CPython 3.10 code has no "
+                          "merged per line in 'cover subline' (CPython 3.9 and 3.10 code has no "
                           "columns, and this code is not its source compiled again)"
                           % ", ".join(os.path.relpath(f) for f in unplaced),
                           slug="subline-no-columns")

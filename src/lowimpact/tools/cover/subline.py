@@ -15,7 +15,7 @@ those of the value tested (``"true"``/``"false"``, ``"None"``/``"not None"``,
 ``"next item"``/``"exhausted"``) and columns are 0-based UTF-8 offsets as in
 ``co_positions()`` (None where unknown).
 
-CPython 3.10 has no columns: :mod:`.columns310` recovers them from the
+CPython 3.9 and 3.10 have no columns: :mod:`.columns310` recovers them from the
 source when the data is saved.  Where it cannot (code that is not its
 source compiled again), the points of a code object have None there, and
 those of one line count as one (their directions merged).
