@@ -46,6 +46,47 @@ void li_unit_lines(PyCodeObject *code, int *lines, int n_units);
 void li_unit_line_starts(PyCodeObject *code, int *starts, int n_units);
 PyObject *li_encode_lines(const int *lines, int n_units, int firstlineno);
 
+/* 3.9's compiler gives the code it adds after a statement's body (a try's
+ * POP_BLOCK, a loop's or a with's exit, a handler's cleanup and RERAISE)
+ * the line of the last statement it compiled, which need not have run:
+ * `try: if c: x = 1` reaches x = 1's POP_BLOCK when c is false.  3.9
+ * reports a line only where its table starts one or after a backward jump
+ * (maybe_call_line_trace), so a jump starts a line there only.  A handler
+ * starts one, as on 3.10, where it is the program's code (a finally body,
+ * an except clause), not where it is such an ending: a with's exit
+ * (WITH_EXCEPT_START) or what deletes the name of `except E as name`
+ * (LOAD_CONST None, STORE, DELETE, RERAISE; a finally body that is
+ * exactly `name = None; del name` looks the same). */
+static inline bool
+li_jump_starts_line(PyCodeObject *code, int target, bool handler, bool backward, bool table_start)
+{
+    if (backward || table_start) {
+        return true;
+    }
+    if (!handler) {
+        return false;
+    }
+    const _Py_CODEUNIT *units = (const _Py_CODEUNIT *)PyBytes_AS_STRING(code->co_code);
+    int n = (int)(PyBytes_GET_SIZE(code->co_code) / 2);
+    if (_Py_OPCODE(units[target]) == WITH_EXCEPT_START) {
+        return false;
+    }
+    if (target + 3 < n && _Py_OPCODE(units[target]) == LOAD_CONST &&
+        PyTuple_GET_ITEM(code->co_consts, _Py_OPARG(units[target])) == Py_None &&
+        _Py_OPCODE(units[target + 3]) == RERAISE)
+    {
+        int store = _Py_OPCODE(units[target + 1]), del = _Py_OPCODE(units[target + 2]);
+        bool same = _Py_OPARG(units[target + 1]) == _Py_OPARG(units[target + 2]);
+        if (same && ((store == STORE_FAST && del == DELETE_FAST) ||
+                     (store == STORE_NAME && del == DELETE_NAME) ||
+                     (store == STORE_GLOBAL && del == DELETE_GLOBAL) ||
+                     (store == STORE_DEREF && del == DELETE_DEREF))) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* ---- frames ---- */
 
 /* f_lasti counts bytes: -1 before the first instruction, as on 3.10, and
