@@ -526,8 +526,8 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events, bool
                 ins[instr_at[t]].handler = true;
             }
             if ((ins[i].line != ins[instr_at[t]].line || li_sets_up_handler(ins[i].opcode)) &&
-                li_jump_starts_line(code, t, li_sets_up_handler(ins[i].opcode),
-                                    t <= ins[i].start, table_starts[t] >= 0)) {
+                li_jump_starts_line(li_sets_up_handler(ins[i].opcode), t <= ins[i].start,
+                                    table_starts[t] >= 0)) {
                 ins[instr_at[t]].line_entry = true;
             }
         }
@@ -567,7 +567,7 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events, bool
             pl->events[pl->n++] = (uint8_t)exc;
         }
         if (i >= first && (events & LI_EVENT_BIT(LI_LINE)) && ins[i].line >= 0 &&
-            (ins[i].line != previous_line || ins[i].line_entry)) {
+            (ins[i].line != previous_line || ins[i].line_entry) && li_may_start_line(code, lines, ins[i].op)) {
             pl->events[pl->n++] = LI_LINE;
         }
         if (pl->n > 0 && pl->events[pl->n - 1] == LI_LINE && i > first &&

@@ -47,44 +47,86 @@ void li_unit_line_starts(PyCodeObject *code, int *starts, int n_units);
 PyObject *li_encode_lines(const int *lines, int n_units, int firstlineno);
 
 /* 3.9's compiler gives the code it adds after a statement's body (a try's
- * POP_BLOCK, a loop's or a with's exit, a handler's cleanup and RERAISE)
- * the line of the last statement it compiled, which need not have run:
- * `try: if c: x = 1` reaches x = 1's POP_BLOCK when c is false.  3.9
- * reports a line only where its table starts one or after a backward jump
- * (maybe_call_line_trace), so a jump starts a line there only.  A handler
- * starts one, as on 3.10, where it is the program's code (a finally body,
- * an except clause), not where it is such an ending: a with's exit
- * (WITH_EXCEPT_START) or what deletes the name of `except E as name`
- * (LOAD_CONST None, STORE, DELETE, RERAISE; a finally body that is
- * exactly `name = None; del name` looks the same). */
+ * or a with's POP_BLOCK, a with's exit, a loop's exit, what deletes the
+ * name of `except E as name`) the line of the last statement it compiled,
+ * which need not have run: `try: if c: x = 1` reaches x = 1's POP_BLOCK
+ * when c is false.  3.9 itself reports a line only where its table starts
+ * one or after a backward jump (maybe_call_line_trace), so a jump starts a
+ * line there only (a handler everywhere, as on 3.10); and 3.12 reports
+ * none of these lines (its code there has no line, or the with's), so
+ * that code starts none: a with's exit, the name's cleanup (LOAD_CONST
+ * None, STORE, DELETE, RERAISE; a finally body that is exactly
+ * `name = None; del name` looks the same and loses its line), the
+ * POP_BLOCK that ends a body, and what follows a finally body that a
+ * return, break or continue runs (3.9 gives it the statement's line again;
+ * 3.12 none). */
 static inline bool
-li_jump_starts_line(PyCodeObject *code, int target, bool handler, bool backward, bool table_start)
+li_jump_starts_line(bool handler, bool backward, bool table_start)
 {
-    if (backward || table_start) {
+    return handler || backward || table_start;
+}
+
+/* Whether the POP_BLOCK at `unit` ends a try's or a with's body (not a
+ * return, break or continue leaving the block): on a line that has code
+ * before it, or followed by a try's JUMP_FORWARD, or by a with's exit
+ * (LOAD_CONST None, DUP_TOP, DUP_TOP, CALL_FUNCTION 3, POP_TOP,
+ * JUMP_FORWARD) and its handler; a dead statement before it gives it its
+ * line (`with c: continue` then `x = 1` leaves x = 1 only this). */
+static inline bool
+li_ends_body(const _Py_CODEUNIT *units, int n, const int *lines, int unit)
+{
+    for (int u = 0; u < unit; u++) {
+        if (lines[u] == lines[unit]) {
+            return true;
+        }
+    }
+    static const int exit[] = {POP_BLOCK, LOAD_CONST, DUP_TOP, DUP_TOP, CALL_FUNCTION, POP_TOP};
+    int u = unit + 1;
+    for (; u < n && _Py_OPCODE(units[u]) == EXTENDED_ARG; u++) {
+    }
+    if (u < n && _Py_OPCODE(units[u]) == JUMP_FORWARD) {
         return true;
     }
-    if (!handler) {
-        return false;
-    }
-    const _Py_CODEUNIT *units = (const _Py_CODEUNIT *)PyBytes_AS_STRING(code->co_code);
-    int n = (int)(PyBytes_GET_SIZE(code->co_code) / 2);
-    if (_Py_OPCODE(units[target]) == WITH_EXCEPT_START) {
-        return false;
-    }
-    if (target + 3 < n && _Py_OPCODE(units[target]) == LOAD_CONST &&
-        PyTuple_GET_ITEM(code->co_consts, _Py_OPARG(units[target])) == Py_None &&
-        _Py_OPCODE(units[target + 3]) == RERAISE)
-    {
-        int store = _Py_OPCODE(units[target + 1]), del = _Py_OPCODE(units[target + 2]);
-        bool same = _Py_OPARG(units[target + 1]) == _Py_OPARG(units[target + 2]);
-        if (same && ((store == STORE_FAST && del == DELETE_FAST) ||
-                     (store == STORE_NAME && del == DELETE_NAME) ||
-                     (store == STORE_GLOBAL && del == DELETE_GLOBAL) ||
-                     (store == STORE_DEREF && del == DELETE_DEREF))) {
+    for (int k = 0; k < 6; k++) {
+        if (unit + k >= n || _Py_OPCODE(units[unit + k]) != exit[k]) {
             return false;
         }
     }
-    return true;
+    for (u = unit + 6; u < n && _Py_OPCODE(units[u]) == EXTENDED_ARG; u++) {
+    }
+    return u + 1 < n && _Py_OPCODE(units[u]) == JUMP_FORWARD && _Py_OPCODE(units[u + 1]) == WITH_EXCEPT_START;
+}
+
+static inline bool
+li_may_start_line(PyCodeObject *code, const int *lines, int unit)
+{
+    const _Py_CODEUNIT *units = (const _Py_CODEUNIT *)PyBytes_AS_STRING(code->co_code);
+    int n = (int)(PyBytes_GET_SIZE(code->co_code) / 2);
+    int opcode = _Py_OPCODE(units[unit]);
+    if (opcode == WITH_EXCEPT_START) {
+        return false;
+    }
+    if (opcode == POP_BLOCK) {
+        return !li_ends_body(units, n, lines, unit);
+    }
+    /* Back on the line of a return, break or continue after the finally
+       body it runs: its POP_BLOCK is that line's code before. */
+    for (int u = unit - 1; u >= 0 && lines[unit - 1] != lines[unit]; u--) {
+        if (lines[u] == lines[unit]) {
+            return _Py_OPCODE(units[u]) != POP_BLOCK;
+        }
+    }
+    if (opcode != LOAD_CONST || unit + 3 >= n || _Py_OPCODE(units[unit + 3]) != RERAISE ||
+        (unit > 0 && _Py_OPCODE(units[unit - 1]) == EXTENDED_ARG) ||
+        _Py_OPARG(units[unit]) >= PyTuple_GET_SIZE(code->co_consts) ||
+        PyTuple_GET_ITEM(code->co_consts, _Py_OPARG(units[unit])) != Py_None ||
+        _Py_OPARG(units[unit + 1]) != _Py_OPARG(units[unit + 2]))
+    {
+        return true;
+    }
+    int store = _Py_OPCODE(units[unit + 1]), del = _Py_OPCODE(units[unit + 2]);
+    return !((store == STORE_FAST && del == DELETE_FAST) || (store == STORE_NAME && del == DELETE_NAME) ||
+             (store == STORE_GLOBAL && del == DELETE_GLOBAL) || (store == STORE_DEREF && del == DELETE_DEREF));
 }
 
 /* ---- frames ---- */
