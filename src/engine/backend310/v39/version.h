@@ -67,19 +67,14 @@ li_jump_starts_line(bool handler, bool backward, bool table_start)
 }
 
 /* Whether the POP_BLOCK at `unit` ends a try's or a with's body (not a
- * return, break or continue leaving the block): on a line that has code
- * before it, or followed by a try's JUMP_FORWARD, or by a with's exit
- * (LOAD_CONST None, DUP_TOP, DUP_TOP, CALL_FUNCTION 3, POP_TOP,
- * JUMP_FORWARD) and its handler; a dead statement before it gives it its
- * line (`with c: continue` then `x = 1` leaves x = 1 only this). */
+ * return, break or continue leaving the block): followed by a try's
+ * JUMP_FORWARD, or by a with's exit (LOAD_CONST None, DUP_TOP, DUP_TOP,
+ * CALL_FUNCTION 3, POP_TOP, JUMP_FORWARD) and its handler.  It starts a
+ * line of its own where the last statement of the body was dead code (in
+ * `with c: continue; x = 1`, x = 1 is only this). */
 static inline bool
-li_ends_body(const _Py_CODEUNIT *units, int n, const int *lines, int unit)
+li_ends_body(const _Py_CODEUNIT *units, int n, int unit)
 {
-    for (int u = 0; u < unit; u++) {
-        if (lines[u] == lines[unit]) {
-            return true;
-        }
-    }
     static const int exit[] = {POP_BLOCK, LOAD_CONST, DUP_TOP, DUP_TOP, CALL_FUNCTION, POP_TOP};
     int u = unit + 1;
     for (; u < n && _Py_OPCODE(units[u]) == EXTENDED_ARG; u++) {
@@ -106,14 +101,22 @@ li_may_start_line(PyCodeObject *code, const int *lines, int unit)
     if (opcode == WITH_EXCEPT_START) {
         return false;
     }
-    if (opcode == POP_BLOCK) {
-        return !li_ends_body(units, n, lines, unit);
+    if (opcode == POP_BLOCK && li_ends_body(units, n, unit)) {
+        return false;
     }
     /* Back on the line of a return, break or continue after the finally
-       body it runs: its POP_BLOCK is that line's code before. */
-    for (int u = unit - 1; u >= 0 && lines[unit - 1] != lines[unit]; u--) {
+       body it runs: its POP_BLOCK is that line's code before, only the
+       finally body (later lines) between, and what follows leaves (a
+       finally body run twice has its own code again). */
+    bool leaves = opcode == RETURN_VALUE || opcode == JUMP_ABSOLUTE || opcode == POP_TOP ||
+                  opcode == POP_BLOCK || opcode == POP_EXCEPT || opcode == ROT_TWO ||
+                  (opcode == LOAD_CONST && unit + 1 < n && _Py_OPCODE(units[unit + 1]) == RETURN_VALUE);
+    for (int u = unit - 1; leaves && u >= 0 && lines[unit - 1] != lines[unit]; u--) {
         if (lines[u] == lines[unit]) {
             return _Py_OPCODE(units[u]) != POP_BLOCK;
+        }
+        if (lines[u] < lines[unit]) {
+            break;
         }
     }
     if (opcode != LOAD_CONST || unit + 3 >= n || _Py_OPCODE(units[unit + 3]) != RERAISE ||
