@@ -774,15 +774,15 @@ class CompilerGaps:
     table, so a stream compared with a 3.9 run leaves these events out, on
     both sides and from the code objects alone: on the lines 3.9's code
     objects of that name give no instruction (``lines``), and on the line of
-    a with statement of theirs (``withs``) where the frame is not at the
-    line's first instruction.
+    a with statement of theirs (``withs``) where the frame is not at its
+    start.
     Triggers do not count what is left out.
     """
 
     def __init__(self, gaps: Optional[dict]) -> None:
         self.lines = None if gaps is None else {name: frozenset(lines) for name, lines in gaps["lines"].items()}
         self.withs = {} if gaps is None else {name: frozenset(lines) for name, lines in gaps["withs"].items()}
-        self.first: dict[tuple[types.CodeType, int], int] = {}
+        self.entries: dict[tuple[types.CodeType, int], bool] = {}
 
     @classmethod
     def of(cls, source: str, gaps: Optional[dict]) -> "CompilerGaps":
@@ -794,17 +794,21 @@ class CompilerGaps:
             return False
         if line not in self.lines.get(qualname, ()):
             return True
-        return line in self.withs.get(qualname, ()) and frame.f_lasti != self._first_offset(code, line)
+        return line in self.withs.get(qualname, ()) and not self._enters_with(code, frame.f_lasti)
 
-    def _first_offset(self, code: types.CodeType, line: int) -> int:
-        key = (code, line)
-        if key not in self.first:
-            if sys.version_info >= (3, 10):
-                starts = [start for start, _, at in code.co_lines() if at == line]
-            else:
-                starts = [start for start, at in dis.findlinestarts(code) if at == line]
-            self.first[key] = min(starts, default=-1)
-        return self.first[key]
+    def _enters_with(self, code: types.CodeType, lasti: int) -> bool:
+        """Whether the frame is at the start of a with statement of the
+        grammar's, which loads CM first (its exit, elsewhere on the line,
+        does not)."""
+        key = (code, lasti)
+        if key not in self.entries:
+            found = None
+            for instruction in dis.get_instructions(code):
+                if instruction.offset > lasti:
+                    break
+                found = instruction
+            self.entries[key] = found is not None and found.opname in ("LOAD_GLOBAL", "LOAD_NAME") and found.argval == "CM"
+        return self.entries[key]
 
 
 def compiler_gaps(source: str) -> Optional[dict]:
