@@ -767,7 +767,8 @@ class CompilerGaps:
     """The LINE events of a program that 3.9's compiler has no code for.
 
     3.9's compiler (before PEP 626) gives some lines no instruction at all
-    (``pass``, an ``if`` on a constant it folds away), and the code that
+    (``pass``, an ``if`` on a constant it folds away, or only the POP_BLOCK
+    of a try body whose last statement it dropped as dead), and the code that
     leaves a ``with`` (calling ``__exit__``) the line of the body's last
     statement, where 3.10+ give a line its NOP and that code the with's line,
     a second LINE event there.  The engine reports LINE from 3.9's own line
@@ -823,8 +824,16 @@ def compiler_gaps(source: str) -> Optional[dict]:
     passes = {node.lineno for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Pass)}
     lines: dict[str, set[int]] = {}
     for code in _nested_codes(module_code):
-        found = {line for _, line in dis.findlinestarts(code)} - passes
-        lines.setdefault(qualname(code), set()).update(found)
+        # A line whose code is only POP_BLOCK may be a dead statement's
+        # at the end of a try body, which the engine tells from a continue's
+        # or a break's only by the code after the finally body: left out.
+        found: set[int] = set()
+        line = code.co_firstlineno
+        for instruction in dis.get_instructions(code):
+            line = instruction.starts_line or line
+            if instruction.opname != "POP_BLOCK":
+                found.add(line)
+        lines.setdefault(qualname(code), set()).update(found - passes)
     withs: dict[str, set[int]] = {}
     for code in _nested_codes(module_code):
         line = code.co_firstlineno

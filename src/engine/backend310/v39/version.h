@@ -69,20 +69,14 @@ li_jump_starts_line(bool handler, bool backward, bool table_start)
 /* Whether the POP_BLOCK at `unit` ends a try's or a with's body (not a
  * return, break or continue leaving the block): followed by a try's
  * JUMP_FORWARD, or by a with's exit (LOAD_CONST None, DUP_TOP, DUP_TOP,
- * CALL_FUNCTION 3, POP_TOP, JUMP_FORWARD) and its handler, or alone on its
- * line (a POP_BLOCK that leaves has its statement's code with it).  It
- * starts a line of its own where the last statement of the body was dead
- * code (in `with c: continue; x = 1`, x = 1 is only this). */
+ * CALL_FUNCTION 3, POP_TOP, JUMP_FORWARD) and its handler.  It starts a
+ * line of its own where the last statement of the body was dead code (in
+ * `with c: continue; x = 1`, x = 1 is only this).  One that ends a try
+ * body before a finally is not told from one of a continue (both go on
+ * with the finally body): a dead last statement there keeps its LINE. */
 static inline bool
-li_ends_body(const _Py_CODEUNIT *units, int n, const int *lines, int unit)
+li_ends_body(const _Py_CODEUNIT *units, int n, int unit)
 {
-    bool alone = true;
-    for (int u = 0; u < n && alone; u++) {
-        alone = lines[u] != lines[unit] || _Py_OPCODE(units[u]) == POP_BLOCK;
-    }
-    if (alone) {
-        return true;
-    }
     static const int exit[] = {POP_BLOCK, LOAD_CONST, DUP_TOP, DUP_TOP, CALL_FUNCTION, POP_TOP};
     int u = unit + 1;
     for (; u < n && _Py_OPCODE(units[u]) == EXTENDED_ARG; u++) {
@@ -109,7 +103,7 @@ li_may_start_line(PyCodeObject *code, const int *lines, int unit)
     if (opcode == WITH_EXCEPT_START) {
         return false;
     }
-    if (opcode == POP_BLOCK && li_ends_body(units, n, lines, unit)) {
+    if (opcode == POP_BLOCK && li_ends_body(units, n, unit)) {
         return false;
     }
     /* Back on the line of a return, break or continue after the finally
