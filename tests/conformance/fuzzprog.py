@@ -812,6 +812,24 @@ class CompilerGaps:
         return self.entries[key]
 
 
+def _dead_lines(tree: ast.AST) -> set[int]:
+    """The lines of the statements that an if or a while on a constant
+    (after the compiler's folding) never runs."""
+    dead: set[int] = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.If, ast.While)):
+            continue
+        test = compile(ast.Expression(body=node.test), FILENAME, "eval")
+        ops = list(dis.get_instructions(test))
+        if len(ops) != 2 or ops[0].opname != "LOAD_CONST":
+            continue
+        for statement in node.orelse if ops[0].argval else node.body:
+            for sub in ast.walk(statement):
+                if isinstance(sub, ast.stmt):
+                    dead.update(range(sub.lineno, (sub.end_lineno or sub.lineno) + 1))
+    return dead
+
+
 def compiler_gaps(source: str) -> Optional[dict]:
     """What :class:`CompilerGaps` leaves out of *source*'s streams when this
     interpreter is 3.9, as JSON for the oracle; None on 3.10+ (their
@@ -821,7 +839,11 @@ def compiler_gaps(source: str) -> Optional[dict]:
     module_code = compile(source, FILENAME, "exec")
     qualname = qualnames(module_code)
     # A pass compiles to nothing: the line it may have is code after it.
-    passes = {node.lineno for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Pass)}
+    # 3.9 compiles no code for what an if on a constant skips, but gives
+    # its lines to the code that follows (a loop's jump back, a POP_BLOCK):
+    # a line that runs natively never.
+    tree = ast.parse(source)
+    passes = {node.lineno for node in ast.walk(tree) if isinstance(node, ast.Pass)} | _dead_lines(tree)
     lines: dict[str, set[int]] = {}
     for code in _nested_codes(module_code):
         # A line whose code is only POP_BLOCK may be a dead statement's
