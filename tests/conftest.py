@@ -78,3 +78,15 @@ def _no_leftover_monitoring():
             M.free_tool_id(tool)
     M.restart_events()
     assert not leftovers, "test left monitoring state behind: " + "; ".join(leftovers)
+
+
+@pytest.fixture
+def python38():
+    """A CPython lowimpact does not support (3.8, under $(pyenv root)), or skip:
+    the tools' messages for an interpreter without sys.monitoring."""
+    from conformance.test_fuzz import find_native_python
+
+    found = find_native_python("3.8")
+    if found is None:
+        pytest.skip("no CPython 3.8 under $(pyenv root)/versions")
+    return found

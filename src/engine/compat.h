@@ -33,8 +33,12 @@ int li_gc_enable(void);
 
 #if PY_VERSION_HEX >= 0x030D0000
 #  define li_as_int PyLong_AsInt
-#else
+#elif PY_VERSION_HEX >= 0x030A0000
 #  define li_as_int _PyLong_AsInt
+#else
+/* 3.9's _PyLong_AsInt still converts objects that only have __int__ (a
+   float, with a DeprecationWarning); 3.12 takes integers (__index__) only. */
+int li_as_int(PyObject *obj);
 #endif
 
 /* Entering and leaving a monitoring callback: the thread's tracing counter

@@ -1,7 +1,8 @@
-"""Runs the tests of CPython 3.12's test_monitoring.py that fail on 3.10 with
-their assertions about 3.12's bytecode replaced by 3.10's own account of it.
+"""Runs the tests of CPython 3.12's test_monitoring.py that fail on 3.10 (and
+3.9) with their assertions about 3.12's bytecode replaced by that version's
+own account of it.
 
-Run in a fresh process by test_cpython_monitoring.py (3.10 only); prints a
+Run in a fresh process by test_cpython_monitoring.py (3.9 and 3.10); prints a
 JSON object {short test id: "pass" or the failure}:
 
 * MonitoringEventsTest: the events 3.12 lists, then the JUMP of gather_events'
@@ -16,6 +17,11 @@ JSON object {short test id: "pass" or the failure}:
   POP_TOP);
 * TestLoadSuperAttr: the check that the compiler emitted LOAD_SUPER_ATTR
   (3.12's) is answered as 3.12 would: yes unless `super` is assigned.
+
+On 3.9 also (patch_for_39): the lines, branches and jumps of the program in
+TestLoadSuperAttr and TestBranchAndJumpEvents, and LineMonitoringTest's
+test_lines_loop, are those 3.12's rules give for 3.9's code (flow_events);
+co_lines() comes from lowimpact._lines.
 """
 
 from __future__ import annotations
@@ -43,10 +49,18 @@ def settrace_events(func):
             events.append(("instruction", code.co_name, frame.f_lasti))
         return local
 
+    run_traced(func, {code}, local)
+    return events
+
+
+def run_traced(func, codes, local, lines=True):
+    """Call func with *local* as the trace function of the frames of
+    *codes*, with 'opcode' events, and 'line' events if *lines*."""
     def trace(frame, event, arg):
-        if frame.f_code is not code:
+        if frame.f_code not in codes:
             return None
         frame.f_trace_opcodes = True
+        frame.f_trace_lines = lines
         return local
 
     sys.settrace(trace)
@@ -54,13 +68,143 @@ def settrace_events(func):
         func()
     finally:
         sys.settrace(None)
+
+
+_JUMPS = {"JUMP_FORWARD", "JUMP_ABSOLUTE"}
+_BRANCHES = {"FOR_ITER", "JUMP_IF_FALSE_OR_POP", "JUMP_IF_TRUE_OR_POP", "POP_JUMP_IF_FALSE",
+             "POP_JUMP_IF_TRUE", "JUMP_IF_NOT_EXC_MATCH"}
+
+
+def flow_events(func, codes, kinds=("line",)):
+    """The *kinds* of ('line', name, relative line), ('branch' or 'jump',
+    name, from line, to line) of one call of func in the code objects
+    *codes*, by 3.12's rules applied to this interpreter's code: an
+    instruction that starts a line (its line differs from the one before it
+    in the code, or it is a jump target) reports its line when the frame's
+    previous instruction was on another line or was none; a conditional jump
+    instruction that runs is a 'branch', an unconditional one a 'jump', from
+    it to the next instruction run.  The instructions run come from
+    ``sys.settrace`` with ``f_trace_opcodes`` (3.9's own 'line' events say
+    less: none where a forward jump lands inside a line)."""
+    from lowimpact._lines import co_lines
+
+    def line_of(code, offset):
+        return next(line for start, end, line in co_lines(code) if start <= offset < end)
+
+    starts = {}
+    opnames = {}
+    for code in codes:
+        previous = None
+        starts[code] = set()
+        for instruction in dis.get_instructions(code):
+            line = line_of(code, instruction.offset)
+            if line != previous or instruction.is_jump_target:
+                starts[code].add(instruction.offset)
+            previous = line
+            opnames[code, instruction.offset] = instruction.opname
+    events = []
+    last = {}
+
+    def local(frame, event, arg):
+        if event == "opcode":
+            code = frame.f_code
+            line = line_of(code, frame.f_lasti)
+            before = last.get(frame)
+            if before is not None:
+                kind = ("jump" if opnames[code, before] in _JUMPS else
+                        "branch" if opnames[code, before] in _BRANCHES else None)
+                if kind in kinds:
+                    events.append((kind, code.co_name, line_of(code, before) - code.co_firstlineno,
+                                   line - code.co_firstlineno))
+            if "line" in kinds and frame.f_lasti in starts[code] and \
+                    (before is None or line_of(code, before) != line):
+                events.append(("line", code.co_name, line - code.co_firstlineno))
+            last[frame] = frame.f_lasti
+        return local
+
+    run_traced(func, starts, local, lines=False)
     return events
+
+
+def code_objects(code):
+    """code and the code objects nested in it."""
+    found = [code]
+    for const in code.co_consts:
+        if isinstance(const, type(code)):
+            found.extend(code_objects(const))
+    return found
+
+
+def patch_for_39(module) -> None:
+    """What 3.9's compiler does unlike 3.10's (no PEP 626): a function's
+    implicit ``return None`` stays on the line before it, and the lines of
+    a multi-line expression are its first line's; code objects have no
+    co_lines() (lowimpact._lines has it)."""
+    from lowimpact._lines import co_lines
+
+    def line_from_offset(code, offset):
+        for start, end, line in co_lines(code):
+            if start <= offset < end:
+                return line - code.co_firstlineno
+        return -1
+
+    module.line_from_offset = line_from_offset
+
+    def test_lines_loop(self):
+        # floop's LINE events, as the file's test gathers them, against the
+        # rule applied to floop's 3.9 code (the loop's exit jumps to the
+        # implicit return, on the `pass` line).
+        events = []
+        recorder = module.RecorderWithDisable(events)
+        sys.monitoring.register_callback(module.TEST_TOOL, module.E.LINE, recorder)
+        sys.monitoring.set_events(module.TEST_TOOL, module.E.LINE)
+        try:
+            module.floop()
+        finally:
+            sys.monitoring.set_events(module.TEST_TOOL, 0)
+            sys.monitoring.register_callback(module.TEST_TOOL, module.E.LINE, None)
+            sys.monitoring.restart_events()
+        code = module.floop.__code__
+        lines = range(code.co_firstlineno, max(line for _, _, line in co_lines(code)) + 1)
+        expected = [code.co_firstlineno + line for _, _, line in flow_events(module.floop, [code])]
+        self.assertEqual([line for line in events if line in lines], expected)
+
+    module.LineMonitoringTest.test_lines_loop = test_lines_loop
+
+    def check_flow_events(self, func, expected, tool=module.TEST_TOOL,
+                          recorders=(module.ExceptionRecorder,)):
+        # The other events as the file lists them; the program's lines,
+        # branches and jumps by the rules applied to its 3.9 code.
+        events = self.get_events(func, tool, recorders)
+        program = code_objects(func.__code__)
+        if func.__globals__ is not vars(module):
+            # TestLoadSuperAttr's program, exec'd on its own: its classes' methods.
+            program += [c for v in func.__globals__.values() if isinstance(v, type)
+                        for f in vars(v).values() if hasattr(f, "__code__")
+                        for c in code_objects(f.__code__)]
+        names = {c.co_name for c in program}
+        kinds = tuple(kind for kind, recorder in (("line", module.LineRecorder),
+                                                  ("jump", module.JumpRecorder),
+                                                  ("branch", module.BranchRecorder))
+                      if recorder in recorders)
+
+        def others(listed):
+            return [e for e in listed if e[0] not in kinds or e[1] not in names]
+
+        self.assertEqual(others(events), others(expected))
+        self.assertEqual([e for e in events if e[0] in kinds and e[1] in names],
+                         flow_events(func, program, kinds))
+
+    module.TestLoadSuperAttr.check_events = check_flow_events
+    module.TestBranchAndJumpEvents.check_events = check_flow_events
 
 
 def main() -> int:
     runner.prepare_monitoring()
     runner.load_tests(runner.find_test_file())
     module = sys.modules[runner.MODULE_NAME]
+    if sys.version_info < (3, 10):
+        patch_for_39(module)
 
     def check_events(self, func, expected, tool=module.TEST_TOOL,
                      recorders=(module.ExceptionRecorder,)):
@@ -83,6 +227,10 @@ def main() -> int:
         events = self.gather_events(func)
         expected = list(func.events if expected is None else expected)
         self.assertTrue(jumps_over_handler)
+        # 3.9 compiles one return per function: a handler jumps to it.
+        ops = [i.opname for i in dis.get_instructions(func)]
+        if "POP_EXCEPT" in ops and ops[ops.index("POP_EXCEPT") + 1] == "JUMP_FORWARD":
+            expected.insert(len(expected) - expected[::-1].index("return") - 1, "jump")
         self.assertEqual(events, expected + ["jump"])
 
     module.MonitoringEventsTest.check_events = check_simple_events
@@ -100,10 +248,13 @@ def main() -> int:
 
     module.TestLoadSuperAttr._has_load_super_attr = has_load_super_attr
 
+    classes = ["MonitoringEventsTest", "TestLineAndInstructionEvents", "TestInstallIncrementally",
+               "TestLoadSuperAttr"]
+    if sys.version_info < (3, 10):
+        classes += ["LineMonitoringTest", "TestBranchAndJumpEvents"]
     suite = unittest.TestSuite(
         unittest.defaultTestLoader.loadTestsFromTestCase(getattr(module, name))
-        for name in ("MonitoringEventsTest", "TestLineAndInstructionEvents",
-                     "TestInstallIncrementally", "TestLoadSuperAttr"))
+        for name in classes)
     result = runner.RecordingResult(open(os.devnull, "w"), False, 0)
     suite.run(result)
     outcomes = {name: entry.get("message", entry["outcome"])

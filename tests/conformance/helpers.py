@@ -186,6 +186,15 @@ def rel_line_of_offset(target: CodeLike, offset: int) -> Optional[int]:
     return None if line is None else line - code_of(target).co_firstlineno
 
 
+def with_exit_rel_line(target: CodeLike) -> Optional[int]:
+    """The line (relative) of the __exit__ call of a with statement whose body
+    ends by storing a local: its None arguments, the first LOAD_CONST after
+    that store.  3.10+ give it the `with` line, 3.9 the body's last line."""
+    store = offset_of(target, "STORE_FAST")
+    exit_call = next(i.offset for i in instructions(target) if i.offset > store and i.opname == "LOAD_CONST")
+    return rel_line_of_offset(target, exit_call)
+
+
 def first_offset_of_line(target: CodeLike, rel_line: int) -> int:
     """Offset of the first instruction (in code order) on line ``co_firstlineno + rel_line``."""
     code = code_of(target)
@@ -239,6 +248,14 @@ def for_iter_exit_offset(target: CodeLike, offset: int) -> int:
             popped += 1
             dest = next_instruction_offset(code, dest)
     return dest
+
+
+def loop_exit_rel_line(target: CodeLike, index: int = 0) -> Optional[int]:
+    """The line (relative) of the instruction where the *index*-th for loop
+    of *target* (in code order) goes on when its iterator is exhausted: a
+    jump back to an outer loop or an implicit return is on the `for` line
+    from 3.10 on (PEP 626), on the body's or the last line on 3.9."""
+    return rel_line_of_offset(target, for_iter_exit_offset(target, offsets_of(target, "FOR_ITER")[index]))
 
 
 def branch_destinations(target: CodeLike, offset: int) -> tuple[int, int]:

@@ -265,8 +265,10 @@ def test_while_true_with_break(M: Any, tool: Tool) -> None:
     for b in branches[:-1]:
         dest = b.value
         assert dest == body or (is_jump_opname(opname_at(f, dest)) and jump_target(f, dest) == body), b
-    # The jumps back to the loop's body (3.11 also jumps out at `break`).
-    assert len([j for j in rec.only("JUMP") if j.value == body]) == 2
+    # The jumps back to the loop's body, one per branch to a jump (3.9's
+    # branches go to the body themselves; 3.11 also jumps out at `break`).
+    via_jump = [b for b in branches[:-1] if b.value != body]
+    assert len([j for j in rec.only("JUMP") if j.value == body]) == len(via_jump)
 
 
 def test_for_loop_with_continue(M: Any, tool: Tool) -> None:

@@ -224,6 +224,37 @@ def test_py_start_sees_the_frame_at_its_resume(M: Any, tool: Tool) -> None:
     assert seen == view * 2
 
 
+@pytest.mark.parametrize("events", ["PY_START", "PY_START LINE"])
+def test_py_start_under_a_trace_function_sees_the_def_line(M: Any, tool: Tool, events: str) -> None:
+    """With a sys.settrace function the frame shows the line of its last
+    line event (3.9 keeps it in the frame): PY_START still sees the def
+    line, also where the body's first line event came before its probe."""
+    E = M.events
+    ns = _fresh_functions()
+    plain = ns["plain"]
+    seen: list = []
+
+    def on_start(code: Any, offset: int) -> None:
+        if code is plain.__code__:
+            seen.append(sys._getframe(1).f_lineno - code.co_firstlineno)
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        return tracer
+
+    tool.register(E.PY_START, on_start)
+    tool.register(E.LINE, lambda *args: None)
+    tool.set_events(E.PY_START | (E.LINE if "LINE" in events else 0))
+    previous = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        results = [plain(1), plain(2)]
+    finally:
+        sys.settrace(previous)
+        tool.set_events(0)
+    assert results == [3, 4]
+    assert seen == [0, 0]
+
+
 def _entries_when_py_start_raises(M: Any, tool: Tool, code: Any, run: Callable[[], Any]) -> list:
     """The traceback entries (name, line relative to the def, tb_lasti) of
     the KeyError a PY_START callback raises as `code` starts in run()."""
@@ -250,6 +281,23 @@ def test_py_start_callback_raising_at_a_first_call(M: Any, tool: Tool) -> None:
     entries = _entries_when_py_start_raises(M, tool, plain.__code__, lambda: plain(1))
     assert entries[2:] == [("plain", 0, resume_offset(plain)), ("on_start", 2, entries[3][2])]
     assert plain(1) == 3
+
+
+def test_py_start_callback_raising_under_a_trace_function(M: Any, tool: Tool) -> None:
+    """The same with a sys.settrace function, whose frames keep the line of
+    their last line event on 3.9, which their traceback entries take."""
+    plain = _fresh_functions()["plain"]
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        return tracer
+
+    previous = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        entries = _entries_when_py_start_raises(M, tool, plain.__code__, lambda: plain(1))
+    finally:
+        sys.settrace(previous)
+    assert [entry[:2] for entry in entries[2:]] == [("plain", 0), ("on_start", 2)]
 
 
 def test_py_start_callback_raising_as_a_generator_first_runs(M: Any, tool: Tool) -> None:

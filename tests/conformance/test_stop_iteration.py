@@ -9,7 +9,8 @@ value of a generator it consumes.  The ``for`` loop that ends on it reports
 a RAISE of that very exception at its FOR_ITER, never handled, and no
 STOP_ITERATION; with BRANCH on or off, specialised or not (3.12 and 3.13
 agree).  A C iterator whose generator returns None sets no exception: the
-loop reports nothing.
+loop reports nothing (from 3.10 on: 3.9's generators set StopIteration
+when their C next returns None too, a real exception there).
 
 After STOP_ITERATION at a ``yield from`` or ``await`` the delegating frame
 goes on with its next line; the line of the ``yield from``/``await`` is not
@@ -18,6 +19,7 @@ reported again.
 
 from __future__ import annotations
 
+import sys
 import types
 from typing import Any, Iterator
 
@@ -130,8 +132,12 @@ def test_c_iterator_over_a_generator_returning_none(M: Any, tool: Tool, branch: 
     events = EXC(M) | E.PY_RETURN | (E.BRANCH if branch else 0)
     with Recorder(tool, events, for_over_map_of_none, returns_none) as rec:
         assert for_over_map_of_none() == 1
+    # (3.9's loop ends on a StopIteration, which its own trace functions see
+    # as an 'exception' event at FOR_ITER.)
+    stop_set = [("RAISE", "for_over_map_of_none", "StopIteration")] if sys.version_info < (3, 10) else []
     assert [e.compact() for e in rec.events if e.name != "BRANCH"] == [
         ("PY_RETURN", "returns_none", None),
+    ] + stop_set + [
         ("PY_RETURN", "for_over_map_of_none", 1),
     ]
 

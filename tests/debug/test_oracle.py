@@ -12,8 +12,8 @@ import pytest
 
 from .helpers import PROGRAMS, compare, env_for, session, LOWIMPACT
 
-pytestmark = pytest.mark.skipif(sys.version_info < (3, 10),
-                                reason="lowimpact.monitoring needs CPython 3.10+")
+pytestmark = pytest.mark.skipif(sys.version_info < (3, 9),
+                                reason="lowimpact.monitoring needs CPython 3.9+")
 
 ENGINE = sys.version_info < (3, 12)
 
@@ -61,12 +61,41 @@ SESSIONS = {
 ENGINE_LIMITS: dict = {}
 
 
+def _pdb39_stale_module_line(text: str) -> str:
+    """3.9's pdb shows loops.py's module frame at line 1 after the exception.
+
+    After 'c' the frame keeps pdb's f_trace (bdb deletes it, the trace
+    trampoline sets it back from the 'line' callback's result) while
+    sys.settrace(None) stops the line events that keep f_lineno current, and
+    3.9's PyFrame_GetLineNumber returns the f_lineno field whenever f_trace is
+    set (3.10 recomputes it), so the traceback and 'where' name the line the
+    session started at.  The program is at line 21 (``fail(7)``), where
+    lowimpact debug, which sets no f_trace, and pdb on 3.10+ put it.
+    """
+    traceback = ('loops.py", line 1, in <module>\n    def fail(n):',
+                 'loops.py", line 21, in <module>\n    fail(7)')
+    stop = ("loops.py(1)<module>()\n-> def fail(n):", "loops.py(21)<module>()\n-> fail(7)")
+    parts = text.split(stop[0])
+    # Line 1 is right at the first stop and after the restart; the stops
+    # of 'where' and 'up' in between are the stale ones.
+    assert text.count(traceback[0]) == 1 and len(parts) == 5, \
+        "3.9's pdb no longer shows the stale line as expected"
+    text = (parts[0] + stop[0] + parts[1] + stop[1] + parts[2] + stop[1] + parts[3] + stop[0]
+            + parts[4])
+    return text.replace(traceback[0], traceback[1])
+
+
+# pdb faults of one version, corrected in its transcript before comparing.
+PDB_FAULTS = {(3, 9): {"post-mortem": _pdb39_stale_module_line}}
+
+
 @pytest.mark.parametrize("name", sorted(SESSIONS))
 def test_session_as_pdb(name, tmp_path):
     if ENGINE and name in ENGINE_LIMITS:
         pytest.skip(ENGINE_LIMITS[name])
     program, commands = SESSIONS[name]
-    out = compare([str(PROGRAMS / program)], commands, tmp_path)
+    out = compare([str(PROGRAMS / program)], commands, tmp_path,
+                  fix_pdb=PDB_FAULTS.get(sys.version_info[:2], {}).get(name))
     assert "(Pdb)" in out
 
 

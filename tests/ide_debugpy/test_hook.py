@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import types
 import venv
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -40,6 +41,17 @@ def NO_FTRACE(frame, event, arg):
 """
 
 
+# pydevd's pure-Python tracer, cut to the method that reads co_lines().
+TRACER = """\
+class FuncCodeInfo:
+    def get_line_of_offset(self, offset):
+        for start, end, line in self.code_obj.co_lines():
+            if start <= offset <= end:
+                return line
+        return -1
+"""
+
+
 def fake_pydevd(root: Path, constants: str = CONSTANTS, tracer: bool = True) -> Path:
     (root / "_pydevd_bundle").mkdir(parents=True)
     (root / "_pydevd_bundle" / "__init__.py").write_text("")
@@ -51,7 +63,8 @@ def fake_pydevd(root: Path, constants: str = CONSTANTS, tracer: bool = True) -> 
 
 
 def load_constants(root: Path, env: Optional[Dict[str, str]] = None,
-                   before: str = "") -> subprocess.CompletedProcess:
+                   before: str = "", after: str = "",
+                   python: str = sys.executable) -> subprocess.CompletedProcess:
     """Enable the hook in a fresh python, import the stand-in's constants and
     print the flag, what NO_FTRACE does and what sys.monitoring is."""
     code = textwrap.dedent("""\
@@ -63,11 +76,12 @@ def load_constants(root: Path, env: Optional[Dict[str, str]] = None,
         print(getattr(c, "PYDEVD_USE_SYS_MONITORING", None))
         print(c.NO_FTRACE.__module__)
         print(getattr(getattr(sys, "monitoring", None), "__name__", None))
-        """) % before
+        %s
+        """) % (before, after)
     environment = pythonpath(str(root), lowimpact_path())
     environment.pop("PYDEVD_USE_SYS_MONITORING", None)
     environment.update(env or {})
-    return subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True,
+    return subprocess.run([python, "-c", code], env=environment, capture_output=True,
                           text=True, timeout=60)
 
 
@@ -76,7 +90,7 @@ def lines(result: subprocess.CompletedProcess) -> List[str]:
     return result.stdout.split()
 
 
-@pytest.mark.skipif(not ENGINE, reason="the hook changes pydevd only on 3.10 and 3.11, "
+@pytest.mark.skipif(not ENGINE, reason="the hook changes pydevd only on 3.9, 3.10 and 3.11, "
                     "where the engine is and pydevd's flag is off")
 class TestFlag:
     def test_known_pydevd_gets_monitoring(self, tmp_path: Path) -> None:
@@ -104,6 +118,33 @@ class TestFlag:
         assert lines(result) == ["False", "False", "_pydevd_bundle.pydevd_constants", "None"]
         assert result.stderr == ""
 
+    @pytest.mark.skipif(hasattr(types.CodeType, "co_lines"),
+                        reason="the tracer is changed only where code has no co_lines() (3.9)")
+    @pytest.mark.parametrize("has_method", [True, False])
+    def test_tracer_gets_co_lines(self, tmp_path: Path, has_method: bool) -> None:
+        root = fake_pydevd(tmp_path)
+        if has_method:
+            (root / "_pydevd_sys_monitoring" / "_pydevd_sys_monitoring.py").write_text(TRACER)
+        result = load_constants(root, after=textwrap.dedent("""\
+            from _pydevd_sys_monitoring import _pydevd_sys_monitoring as t
+            def f(x):
+                y = x
+                return y
+            info = getattr(t, "FuncCodeInfo", None)
+            if info is not None:
+                i = info(); i.code_obj = f.__code__
+                lines = [i.get_line_of_offset(o) for o in (0, 6, 100)]
+                print([n - f.__code__.co_firstlineno if n > 0 else n for n in lines])
+            """))
+        if has_method:
+            # LOAD_FAST x (line +1) at 0, RETURN_VALUE (+2) at 6; no
+            # instruction at 100.
+            assert lines(result)[4:] == ["[1,", "2,", "-1]"]
+            assert result.stderr == ""
+        else:
+            assert lines(result)[4:] == []
+            assert "tracer has no FuncCodeInfo.get_line_of_offset" in result.stderr
+
     def test_too_late(self, tmp_path: Path) -> None:
         result = load_constants(fake_pydevd(tmp_path),
                                 before="import _pydevd_bundle.pydevd_constants")
@@ -111,17 +152,18 @@ class TestFlag:
         assert "pydevd was imported before the hook" in result.stderr
 
 
-@pytest.mark.skipif(ENGINE, reason="only where lowimpact has no engine or needs none")
-def test_other_versions_leave_pydevd_alone(tmp_path: Path) -> None:
+@pytest.mark.skipif(ENGINE, reason="only where lowimpact needs no engine")
+def test_native_versions_leave_pydevd_alone(tmp_path: Path) -> None:
     result = load_constants(fake_pydevd(tmp_path))
-    native = sys.version_info >= (3, 12)
-    expected_flag = "True" if native else "False"
-    assert lines(result)[:2] == ["False", expected_flag]
-    if native:
-        assert result.stderr == ""
-    else:
-        assert "no sys.monitoring engine for Python 3.%d" % sys.version_info[1] in result.stderr
-        assert FALLBACK in result.stderr
+    assert lines(result)[:2] == ["False", "True"]
+    assert result.stderr == ""
+
+
+def test_versions_without_engine_leave_pydevd_alone(tmp_path: Path, python38: str) -> None:
+    result = load_constants(fake_pydevd(tmp_path), python=python38)
+    assert lines(result)[:2] == ["False", "False"]
+    assert "no sys.monitoring engine for Python 3.8" in result.stderr
+    assert FALLBACK in result.stderr
 
 
 def test_environment_value_not_understood(tmp_path: Path) -> None:

@@ -6,14 +6,13 @@ the stack (function and line of each frame) and the top frame's variables.
 The same script drives the same program under ``python -m debugpy`` on the
 oracle, and the stops must be the same:
 
-- on 3.10 and 3.11, the oracle is CPython 3.12 (or 3.13) running the very debugpy
-  files installed here (pydevd's pure-Python ``sys.monitoring`` tracer
-  there, on lowimpact's engine here); the tests also check that pydevd
-  traced with ``sys.monitoring`` on lowimpact's engine, not ``sys.settrace``;
+- on 3.9, 3.10 and 3.11, the oracle is CPython 3.12 (or 3.13) running the very
+  debugpy files installed here (pydevd's pure-Python ``sys.monitoring`` tracer
+  there, on lowimpact's engine here; on 3.9 that is debugpy 1.8.21 or older,
+  the last releases for 3.9); the tests also check that pydevd traced with
+  ``sys.monitoring`` on lowimpact's engine, not ``sys.settrace``;
 - on 3.12 and newer, where ``python -m lowimpact debugpy`` is debugpy
-  itself, and on 3.9, where it warns and runs debugpy on
-  ``sys.settrace``, the oracle is ``python -m debugpy`` on the same
-  interpreter.
+  itself, the oracle is ``python -m debugpy`` on the same interpreter.
 
 The stop lines are also checked against the program's ``# at:`` markers, so
 that two sessions that both stop nowhere do not pass.
@@ -37,7 +36,7 @@ from .dap import Session, pythonpath
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROGRAM = os.path.join(HERE, "programs", "target.py")
 # Where lowimpact's engine stands in for sys.monitoring.
-ENGINE = sys.version_info[:2] in ((3, 10), (3, 11))
+ENGINE = sys.version_info[:2] in ((3, 9), (3, 10), (3, 11))
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("debugpy") is None,
                                 reason="debugpy is not installed (the 'test' extra has it)")
@@ -158,8 +157,6 @@ def compare(sides: Tuple[Side, Side], script: Script,
         assert oracle.tracer == "pydevd sys.monitoring", (oracle.tracer, oracle.stderr)
     else:
         assert tested.tracer == oracle.tracer
-    if sys.version_info < (3, 10):
-        assert "debugpy runs without lowimpact" in tested.stderr
     return expected
 
 

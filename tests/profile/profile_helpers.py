@@ -16,8 +16,8 @@ PROGRAMS = Path(__file__).parent / "programs"
 TIMEOUT = 120
 
 needs_engine = pytest.mark.skipif(
-    sys.version_info < (3, 10),
-    reason="lowimpact profile needs lowimpact.monitoring, which starts at 3.10")
+    sys.version_info < (3, 9),
+    reason="lowimpact profile needs lowimpact.monitoring, which starts at 3.9")
 
 Key = Tuple[str, int, str]
 

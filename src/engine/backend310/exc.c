@@ -310,9 +310,10 @@ fire_handled(PyThreadState *ts, li_site *s)
     info->exc_value = slots[1];
     info->exc_traceback = slots[0];
     /* ... and the frame where it raised, as natively. */
-    int lasti = li_lasti(f);
+    int lasti = li_lasti(f), line = f->f_lineno;
     if (raised_at >= 0 && raised_at < map->n_units) {
         li_set_lasti(f, raised_at);
+        li_show_lasti_line(f);
     }
     Py_INCREF(map->code);   /* the map may go while callbacks run */
     PyCodeObject *shadow = map->code;
@@ -324,6 +325,7 @@ fire_handled(PyThreadState *ts, li_site *s)
         deliver(ts, LI_EXCEPTION_HANDLED, handled_tools, map->cs, map->original, s->orig, &e, f);
     }
     li_set_lasti(f, lasti);
+    f->f_lineno = line;
     info->exc_type = saved[0];
     info->exc_value = saved[1];
     info->exc_traceback = saved[2];

@@ -133,13 +133,30 @@ decode(const uint8_t *bytes, int n, int u, int *opcode, unsigned int *arg)
     return u + 1;
 }
 
-/* Whether the handler of a SETUP_FINALLY at unit `t` is one that 3.11+
- * runs without pushing the exception it handles, and so without a cleanup
- * handler around it: END_ASYNC_FOR's, and the one that deletes the name of
- * `except E as name:` (LOAD_CONST None; STORE name; DELETE name; RERAISE 1,
- * where a finally body that does the same ends with RERAISE 0). */
 static bool
-bare_handler(const uint8_t *bytes, int n, int t)
+is_store_name(int opcode)
+{
+    return opcode == STORE_FAST || opcode == STORE_NAME || opcode == STORE_GLOBAL ||
+           opcode == STORE_DEREF;
+}
+
+static bool
+is_delete_name(int opcode)
+{
+    return opcode == DELETE_FAST || opcode == DELETE_NAME || opcode == DELETE_GLOBAL ||
+           opcode == DELETE_DEREF;
+}
+
+/* Whether the handler at unit `t` of the SETUP_FINALLY starting at unit
+ * `setup` (its prefixes included) is one that 3.11+ runs without pushing
+ * the exception it handles, and so without a cleanup handler around it:
+ * END_ASYNC_FOR's, and the one that deletes the name of `except E as
+ * name:`, LOAD_CONST None; STORE name; DELETE name; RERAISE, whose
+ * SETUP_FINALLY follows the handler's POP_TOP; STORE name; POP_TOP (a
+ * finally body that does the same ends with RERAISE 0 on 3.10; 3.9 tells
+ * them apart by that store alone). */
+static bool
+bare_handler(const uint8_t *bytes, int n, int setup, int t)
 {
     int opcode;
     unsigned int arg;
@@ -150,9 +167,27 @@ bare_handler(const uint8_t *bytes, int n, int t)
     if (opcode != LOAD_CONST) {
         return false;
     }
-    u = decode(bytes, n, decode(bytes, n, u, &opcode, &arg), &opcode, &arg);
+    int store;
+    unsigned int name;
+    u = decode(bytes, n, decode(bytes, n, u, &store, &name), &opcode, &arg);
+    if (!is_store_name(store) || !is_delete_name(opcode) || arg != name) {
+        return false;
+    }
     decode(bytes, n, u, &opcode, &arg);
-    return opcode == RERAISE && arg == 1;
+    if (opcode != RERAISE || !li_reraise_may_end_name_cleanup((int)arg)) {
+        return false;
+    }
+    /* The handler's POP_TOP; STORE name; POP_TOP before the SETUP_FINALLY
+       (the store's prefixes, if any, before it). */
+    int s = setup - 2;
+    while (s > 0 && bytes[2 * (s - 1)] == EXTENDED_ARG) {
+        s--;
+    }
+    if (s < 1 || bytes[2 * (setup - 1)] != POP_TOP || bytes[2 * (s - 1)] != POP_TOP) {
+        return false;
+    }
+    decode(bytes, n, s, &opcode, &arg);
+    return opcode == store && arg == name;
 }
 
 /* The blocks each unit of `code` (`n` units) executes in, as 3.10's
@@ -211,7 +246,7 @@ blocks_of(PyCodeObject *code, int n)
             case SETUP_ASYNC_WITH:
                 target = next + li_jump_units(arg);
                 there = push_kind(here, opcode != SETUP_FINALLY ? BLOCK_WITH_EXCEPT
-                                        : bare_handler(bytes, n, target) ? BLOCK_BARE_EXCEPT
+                                        : bare_handler(bytes, n, u, target) ? BLOCK_BARE_EXCEPT
                                                                          : BLOCK_EXCEPT);
                 after = push_kind(here, opcode == SETUP_FINALLY ? BLOCK_TRY : BLOCK_WITH);
                 break;

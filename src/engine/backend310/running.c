@@ -51,8 +51,12 @@ typedef struct {
     int at;
     bool lined;
     /* An exception left the instruction it was at: its next instruction
-       is in a handler (running_exc.c). */
+       is in a handler (running_exc.c), where it asks for an opcode event
+       (3.9 makes no line event at a handler inside a line). */
     bool unwinding;
+    /* Its last instruction event was its first in a handler, whose LINE
+       the shadow delivers whatever line the frame was on. */
+    bool landed;
     PyObject *exc;          /* owned: the exception last raised in it, or NULL */
     int exc_unit;           /* the original unit that raised it */
 } li_reached;
@@ -347,11 +351,26 @@ reach(PyThreadState *ts, li_reached *reached, PyFrameObject *f, int what, PyObje
     li_shadow *running = li_shadow_of(f->f_code);
     int orig = -1;
     if (what == PyTrace_LINE) {
-        /* As the shadow: not when a jump (or a handler) comes back to the
-           line the frame was on. */
-        int line = f->f_lineno;     /* call_trace() set it for the event */
-        bool due = line != reached->line;
+        /* As the shadow: not when a jump comes back to the line the frame
+           was on; always in a handler. */
+        bool landed = reached->landed;
+        reached->landed = false;
+        /* Not f_lineno: 3.9 leaves the line of a frame's last line event
+           there, or co_firstlineno, and gives it to a line event at a
+           backward jump within the line it found the frame on (a frame
+           traced from the middle of it); nor at the opcode event a handler
+           may be landed in. */
+        int line = PyCode_Addr2Line(f->f_code, 2 * li_lasti(f));
+        if (line < 0) {
+            return 0;   /* (3.10: an instruction of no line has no LINE) */
+        }
+        bool due = line != reached->line || landed;
         reached->line = line;
+        if (due) {
+            /* What a line event sets, for a frame with a trace function
+               (3.9 shows the field then, also in an opcode event). */
+            f->f_lineno = line;
+        }
         events = due ? events & LI_LINE_EVENTS : 0;
         if (running == NULL) {
             orig = li_lasti(f);
@@ -481,6 +500,8 @@ arrive(PyThreadState *ts, li_reached *reached, PyFrameObject *f)
     int raised = reached->exc != NULL ? reached->exc_unit : -1;
     reached->at = unit;
     reached->unwinding = false;
+    reached->landed = unwound;
+    f->f_trace_opcodes = reached->user_opcodes || reached->opcodes;
     if (unwound) {
         /* Caught: any exit by exception comes after another exception
            event or re-raise, which keep() the exception that leaves.
@@ -545,7 +566,7 @@ probe_before_line(PyThreadState *ts, PyFrameObject *f)
             /* The line the trace event gave the frame is the handler's;
                the probe shows the line that raised. */
             int line = f->f_lineno;
-            f->f_lineno = 0;
+            li_show_lasti_line(f);
             ts->tracing--;
             int err = li_fire_exc(s);
             ts->tracing++;
@@ -567,6 +588,7 @@ keep(li_reached *reached, PyObject *value, int unit)
     reached->exc = Py_NewRef(value);
     reached->exc_unit = unit;
     reached->unwinding = true;
+    reached->frame->f_trace_opcodes = 1;
     reached->at = -1;
     Py_XDECREF(old);
 }
@@ -606,8 +628,17 @@ raised(PyThreadState *ts, li_reached *reached, PyFrameObject *f, PyObject *arg)
         return 0;   /* the frame starts again (hook.c) */
     }
     int opcode = _Py_OPCODE(((const _Py_CODEUNIT *)PyBytes_AS_STRING(original->co_code))[unit]);
+    bool stop = PyErr_GivenExceptionMatches(value, PyExc_StopIteration);
+    if (opcode == YIELD_FROM && stop) {
+        /* Its delegate returned (a YIELD_FROM that finds a trace function
+           as its delegate ends shows the StopIteration: always on 3.9, on
+           3.10 when the function was there as it started): the frame's
+           next instruction event reports STOP_ITERATION (arrive()), and
+           no RAISE, as the shadow's probes report it. */
+        return 0;
+    }
     /* The StopIteration that ends a for loop goes no further. */
-    if (opcode != FOR_ITER || !PyErr_GivenExceptionMatches(value, PyExc_StopIteration)) {
+    if (opcode != FOR_ITER || !stop) {
         /* 3.10 stores it in the exception only as a handler takes it;
            natively callbacks find it there. */
         if (PyTraceBack_Check(tb) && PyException_SetTraceback(value, tb) < 0) {
@@ -710,7 +741,7 @@ unwound(PyThreadState *ts, li_reached *reached, PyFrameObject *f)
 static int
 yield_from(PyThreadState *ts, PyFrameObject *f, PyObject *value)
 {
-    if (value == NULL || !li_frame_suspended(f) || li_shadow_of(f->f_code) != NULL) {
+    if (value == NULL || !li_frame_yielded(f) || li_shadow_of(f->f_code) != NULL) {
         return 0;
     }
     PyCodeObject *code = f->f_code;
@@ -806,6 +837,13 @@ static int
 running_trace(PyObject *obj, PyFrameObject *f, int what, PyObject *arg)
 {
     (void)obj;      /* chain() reads the user's own */
+    if (what == PyTrace_OPCODE && PyErr_Occurred()) {
+        /* 3.9 calls the opcode event even when the function of the same
+           instruction's line event raised, and goes by what the opcode
+           event returns (with the exception set: SystemError); 3.10 skips
+           it.  The line event's failure stands. */
+        return -1;
+    }
     PyThreadState *ts = PyThreadState_Get();
     li_runner *r = runner_of(ts);
     li_reached *reached = find_reached(r, f);
@@ -833,10 +871,12 @@ running_trace(PyObject *obj, PyFrameObject *f, int what, PyObject *arg)
     }
     bool user_opcodes = reached->user_opcodes;
     int err = 0;
+    bool by_opcode = false;     /* the instruction's first event is this opcode event */
     if (what == PyTrace_EXCEPTION) {
         err = raised(ts, reached, f, arg);
     }
     else if (what == PyTrace_LINE || !reached->lined || reached->at != li_lasti(f)) {
+        by_opcode = what == PyTrace_OPCODE;
         reached->lined = what == PyTrace_LINE;
         err = arrive(ts, reached, f);
     }
@@ -846,7 +886,13 @@ running_trace(PyObject *obj, PyFrameObject *f, int what, PyObject *arg)
     if (err == 0 && what == PyTrace_LINE) {
         err = probe_before_line(ts, f);
     }
-    /* Callbacks may have moved or ended what `reached` points to. */
+    /* Callbacks may have moved or ended what `reached` points to.  An
+       instruction whose first event is an opcode event had no line event:
+       3.9 makes none where a jump (or an exception) lands inside a line,
+       where the shadow has its LINE. */
+    if (err == 0 && by_opcode && (reached = find_reached(runner_of(ts), f)) != NULL) {
+        err = reach(ts, reached, f, PyTrace_LINE, NULL);
+    }
     if (err == 0 && (reached = find_reached(runner_of(ts), f)) != NULL) {
         err = reach(ts, reached, f, what, arg);
     }
@@ -870,7 +916,7 @@ running_trace(PyObject *obj, PyFrameObject *f, int what, PyObject *arg)
     reached = find_reached(runner_of(ts), f);
     if (reached != NULL) {
         reached->user_opcodes = f->f_trace_opcodes != 0;
-        f->f_trace_opcodes = reached->user_opcodes || reached->opcodes;
+        f->f_trace_opcodes = reached->user_opcodes || reached->opcodes || reached->unwinding;
     }
     return err;
 }
@@ -892,12 +938,37 @@ running_profile(PyObject *obj, PyFrameObject *f, int what, PyObject *arg)
     return r->user_profile != NULL ? r->user_profile(obj, f, what, arg) : 0;
 }
 
-/* The events frame `f` misses, if it runs (0 if not). */
+/* The events frame `f` misses, if it runs (0 if not), from shadow *want
+ * (borrowed). */
 static li_event_set
-to_reach(PyFrameObject *f)
+to_reach(PyFrameObject *f, li_shadow **want)
 {
-    li_shadow *want;
-    return is_running(f) ? missed(f, &want) : 0;
+    return is_running(f) ? missed(f, want) : 0;
+}
+
+/* Whether shadow `map` has LINE probes where the interpreter makes no line
+ * event for a frame running its original: inside a line, which a jump
+ * enters (3.9).  A frame that misses them needs opcode events. */
+static bool
+lines_inside(li_shadow *map)
+{
+    if (li_line_event_where_jumps_land() || !(map->events & LI_EVENT_BIT(LI_LINE)) ||
+        map->original == NULL) {
+        return false;
+    }
+    int n = map->n_orig_units;
+    int *starts = PyMem_Malloc(sizeof(int) * (size_t)(n > 0 ? n : 1));
+    if (starts == NULL) {
+        return true;    /* (opcode events cost time, not events) */
+    }
+    li_unit_line_starts(map->original, starts, n);
+    bool inside = false;
+    for (int i = 0; i < map->n_sites && !inside; i++) {
+        li_site *s = map->sites[i];
+        inside = s->event == LI_LINE && s->orig >= 0 && s->orig < n && starts[s->orig] < 0;
+    }
+    PyMem_Free(starts);
+    return inside;
 }
 
 /* The reached frames of `ts`, from its frames.  0, or -1 with an
@@ -911,7 +982,8 @@ sync_thread(PyThreadState *ts)
        the collector), which may walk the frames again: the frames found go
        into the lists only once they are all known. */
     for (PyFrameObject *f = ts->frame; f != NULL; f = f->f_back) {
-        li_event_set events = to_reach(f);
+        li_shadow *want = NULL;
+        li_event_set events = to_reach(f, &want);
         if (events == 0) {
             continue;
         }
@@ -927,7 +999,8 @@ sync_thread(PyThreadState *ts)
         }
         /* (Its next instruction event comes from the one it is at.) */
         frames[n++] = (li_reached){.frame = (PyFrameObject *)Py_NewRef(f), .line = -1,
-                                   .opcodes = (events & ~LI_NO_OPCODES) != 0,
+                                   .opcodes = (events & ~LI_NO_OPCODES) != 0 ||
+                                              ((events & LI_LINE_EVENTS) && lines_inside(want)),
                                    .at = li_lasti(f)};
     }
     li_runner *r = runner_of(ts);

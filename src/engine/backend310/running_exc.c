@@ -82,7 +82,7 @@ li_reached_handled(PyThreadState *ts, PyFrameObject *f, PyCodeObject *original, 
     int raised_at = li_raised_unit(f, b, slots[3]);
     if (raised_at >= 0 && 2 * raised_at < PyBytes_GET_SIZE(f->f_code->co_code)) {
         li_set_lasti(f, raised_at);
-        f->f_lineno = 0;
+        li_show_lasti_line(f);
     }
     PyObject *value = Py_NewRef(slots[4]);
     int err = li_reached_cleanups(ts, original, raised, passed, value);

@@ -9,10 +9,11 @@
  *
  * A callback that raises makes the exception leave the frame from there,
  * as natively from RESUME: the traceback entry the interpreter adds next
- * reads the frame's f_lasti, which stays negative, -1 - the probe's
- * original unit.  Any negative f_lasti is on co_firstlineno for 3.10's
- * line lookup, and the entry's tb_lasti, 2 * f_lasti, is what caught.c's
- * getter shows as the PY_START offset (a generator's is after GEN_START).
+ * reads the frame's f_lasti, which stays negative, marked with the probe's
+ * original unit u (li_set_start_mark()).  Any negative f_lasti is on
+ * co_firstlineno for the line lookup, and the entry's tb_lasti, -2 - 2u,
+ * is what caught.c's getter shows as the PY_START offset (a generator's is
+ * after GEN_START on 3.10).
  * No instruction of the frame runs after it, and the frame object shows
  * f_lasti -1 for every negative value.
  *
@@ -28,10 +29,19 @@ int
 li_fire_start(PyThreadState *ts, li_site *s, uint8_t tools, PyObject **args)
 {
     PyFrameObject *f = ts->frame;
-    int lasti = li_lasti(f);
+    int lasti = li_lasti(f), line = f->f_lineno;
     li_set_lasti(f, -1);
+    li_show_lasti_line(f);
     int result = li_call_tools(ts, LI_PY_START, tools, s->shadow->cs, s->orig, args, 2);
-    li_set_lasti(f, result < 0 ? -1 - s->orig : lasti);
+    if (result < 0) {
+        /* (It raises from the def line: its traceback entry takes the
+           line the frame shows.) */
+        li_set_start_mark(f, s->orig);
+    }
+    else {
+        li_set_lasti(f, lasti);
+        f->f_lineno = line;
+    }
     return result;
 }
 
@@ -54,7 +64,7 @@ li_start_before(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, li_code
         Py_DECREF(offset);
     }
     if (result < 0) {
-        li_set_lasti(f, -1 - unit);
+        li_set_start_mark(f, unit);
     }
     return result;
 }

@@ -4,14 +4,17 @@ pydevd, the debugger inside debugpy, has two tracers: one on ``sys.settrace``
 and one on ``sys.monitoring``.  It picks the second only on 3.12 and newer
 (``PYDEVD_USE_SYS_MONITORING`` in ``_pydevd_bundle.pydevd_constants``), and
 runs its pure-Python monitoring tracer where no Cython build of it exists, as
-on 3.10 and 3.11.  :func:`enable` lets it pick the monitoring tracer there too: when
+on 3.9, 3.10 and 3.11.  :func:`enable` lets it pick the monitoring tracer there too: when
 ``_pydevd_bundle.pydevd_constants`` is imported (by debugpy's vendored copy
 of pydevd or a standalone pydevd), lowimpact's engine is installed as
 ``sys.monitoring`` just before the module runs, and its flag is set right
 after it ran, before any other pydevd module reads it.
 
+On 3.9, whose code objects have no ``co_lines()``, the tracer's one use
+of it (the lines of a jump's offsets) is given lowimpact's.
+
 Where the hook's assumptions about pydevd do not hold (a module, flag or
-tracer missing), or on an interpreter without an engine (3.9), pydevd
+tracer missing), or on an interpreter without an engine (before 3.9), pydevd
 is left alone and runs as it would have, on ``sys.settrace``, after a warning
 on stderr.  On 3.12 and newer nothing needs doing.
 
@@ -28,13 +31,14 @@ Two ways in:
 from __future__ import annotations
 
 import builtins
+import functools
 import importlib.abc
 import importlib.machinery
 import importlib.util
 import os
 import sys
 import types
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 __all__ = ["ENVIRONMENT_VARIABLE", "enable", "enable_from_environment", "main"]
 
@@ -45,8 +49,14 @@ ENVIRONMENT_VARIABLE = "LOWIMPACT_DEBUGPY"
 CONSTANTS = "_pydevd_bundle.pydevd_constants"
 
 # pydevd's pure-Python sys.monitoring tracer, relative to the directory that
-# holds _pydevd_bundle: what the flag makes pydevd import on 3.10 and 3.11.
+# holds _pydevd_bundle: what the flag makes pydevd import on 3.9, 3.10 and 3.11.
 _TRACER = os.path.join("_pydevd_sys_monitoring", "_pydevd_sys_monitoring.py")
+
+# That tracer's module, and the method of it that asks a code object for
+# co_lines() (3.10+), to map JUMP/BRANCH offsets to lines: on 3.9 the hook
+# gives it lowimpact's co_lines() (from co_lnotab).
+_TRACER_MODULE = "_pydevd_sys_monitoring._pydevd_sys_monitoring"
+_LINE_OF_OFFSET = ("FuncCodeInfo", "get_line_of_offset")
 
 # What pydevd_constants must have for the hook's change to do what it does
 # in pydevd 1.8: the flag and the trace function the hook sets, and the
@@ -149,36 +159,83 @@ class _Loader(importlib.abc.Loader):
             return None
         module.PYDEVD_USE_SYS_MONITORING = True
         module.NO_FTRACE = _no_ftrace
+        if not hasattr(types.CodeType, "co_lines"):
+            sys.meta_path.insert(0, _Finder(_TRACER_MODULE, _tracer_spec))
         return None
 
 
-class _Finder(importlib.abc.MetaPathFinder):
-    """Hands the import of pydevd_constants, once, to :class:`_Loader`."""
+def _line_of_offset(self: object, offset: int) -> int:
+    """FuncCodeInfo.get_line_of_offset where code objects have no co_lines()
+    (3.9): the line of the range holding *offset*, end included as pydevd
+    has it, -1 if none."""
+    from lowimpact._lines import co_lines
 
-    def __init__(self, hidden: Tuple[str, ...], monitoring: bool,
-                 problem: Optional[str]) -> None:
-        self._hidden = hidden
-        self._monitoring = monitoring
-        self._problem = problem
+    for start, end, line in co_lines(self.code_obj):  # type: ignore[attr-defined]
+        if line is not None and start <= offset <= end:
+            return line
+    return -1
+
+
+class _TracerLoader(importlib.abc.Loader):
+    """Runs pydevd's pure-Python tracer, then gives it :func:`_line_of_offset`."""
+
+    def __init__(self, loader: importlib.abc.Loader) -> None:
+        self._loader = loader
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> Optional[types.ModuleType]:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        self._loader.exec_module(module)  # type: ignore[attr-defined]
+        owner = getattr(module, _LINE_OF_OFFSET[0], None)
+        if owner is None or not hasattr(owner, _LINE_OF_OFFSET[1]):
+            sys.stderr.write("%s: this pydevd's tracer has no %s.%s; its jump events need "
+                             "code.co_lines(), which Python %d.%d lacks\n"
+                             % ((_PROG,) + _LINE_OF_OFFSET + sys.version_info[:2]))
+            return
+        setattr(owner, _LINE_OF_OFFSET[1], _line_of_offset)
+
+
+def _tracer_spec(spec: Optional[importlib.machinery.ModuleSpec],
+                 loadable: bool) -> Optional[importlib.machinery.ModuleSpec]:
+    if loadable:
+        spec.loader = _TracerLoader(spec.loader)  # type: ignore[union-attr,arg-type]
+    return spec
+
+
+def _constants_spec(hidden: Tuple[str, ...], monitoring: bool, problem: Optional[str],
+                    spec: Optional[importlib.machinery.ModuleSpec],
+                    loadable: bool) -> Optional[importlib.machinery.ModuleSpec]:
+    if not loadable:
+        if monitoring or problem:
+            _warn(problem or "%s is not a module the hook knows how to load" % CONSTANTS)
+        return spec
+    spec.loader = _Loader(spec.loader, spec.origin, hidden, monitoring,  # type: ignore
+                          problem)
+    return spec
+
+
+class _Finder(importlib.abc.MetaPathFinder):
+    """Hands the import of module *name*, once, to *wrap*: it gets the spec
+    the finders after this one give, and whether its loader can be wrapped."""
+
+    def __init__(self, name: str, wrap: Callable[..., Optional[importlib.machinery.ModuleSpec]]
+                 ) -> None:
+        self.name = name
+        self._wrap = wrap
 
     def find_spec(self, fullname: str, path: Optional[Sequence[str]],
                   target: Optional[types.ModuleType] = None
                   ) -> Optional[importlib.machinery.ModuleSpec]:
-        if fullname != CONSTANTS:
+        if fullname != self.name:
             return None
         # Once is enough: the module is then in sys.modules (a reload keeps
         # pydevd's own choice, which it made again).
         sys.meta_path.remove(self)
         # The finders after this one, whatever they are.
         spec = importlib.util.find_spec(fullname)
-        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            if self._monitoring or self._problem:
-                _warn(self._problem or
-                      "%s is not a module the hook knows how to load" % CONSTANTS)
-            return spec
-        spec.loader = _Loader(spec.loader, spec.origin, self._hidden, self._monitoring,
-                              self._problem)
-        return spec
+        return self._wrap(spec, spec is not None and spec.loader is not None and
+                          hasattr(spec.loader, "exec_module"))
 
 
 def _paths(files: Sequence[str]) -> Tuple[str, ...]:
@@ -193,7 +250,7 @@ def _paths(files: Sequence[str]) -> Tuple[str, ...]:
 
 def enable(hidden: Sequence[str] = ()) -> bool:
     """Have pydevd, when it loads in this process, trace with
-    ``sys.monitoring`` (lowimpact's engine on 3.10 and 3.11), and leave the files
+    ``sys.monitoring`` (lowimpact's engine on 3.9, 3.10 and 3.11), and leave the files
     *hidden* out of the stacks it shows, as it does its own files.
 
     Call it before debugpy or pydevd is imported.  Returns whether pydevd's
@@ -212,8 +269,10 @@ def enable(hidden: Sequence[str] = ()) -> bool:
             _warn(problem or "pydevd was imported before the hook was enabled")
         return False
     if (monitoring or problem or hidden) and \
-            not any(isinstance(finder, _Finder) for finder in sys.meta_path):
-        sys.meta_path.insert(0, _Finder(_paths(hidden), monitoring, problem))
+            not any(isinstance(finder, _Finder) and finder.name == CONSTANTS
+                    for finder in sys.meta_path):
+        sys.meta_path.insert(0, _Finder(CONSTANTS, functools.partial(
+            _constants_spec, _paths(hidden), monitoring, problem)))
     return monitoring
 
 

@@ -41,6 +41,14 @@ li_reraise_restores_lasti(int oparg)
     return oparg != 0;
 }
 
+/* The name cleanup of `except E as name:` ends with RERAISE 1, a finally
+ * body with RERAISE 0. */
+static inline bool
+li_reraise_may_end_name_cleanup(int oparg)
+{
+    return oparg == 1;
+}
+
 /* ---- line tables ---- */
 
 /* The line of each of the `n_units` units of `code` (-1: none). */
@@ -56,8 +64,9 @@ PyObject *li_encode_lines(const int *lines, int n_units, int firstlineno);
 /* Whether a jump from another line (or the unwinding to a `handler`)
  * starts a line where it lands, given whether it goes back and whether the
  * table starts a line there; and whether unit `unit` of `code` (whose
- * units have `lines`) may start a line at all.  3.10's compiler gives each instruction the line of the
- * source it comes from (PEP 626): always, as on 3.12. */
+ * units have `lines`) may start a line at all.  3.10's compiler gives each
+ * instruction the line of the source it comes from (PEP 626): always, as
+ * on 3.12. */
 static inline bool
 li_jump_starts_line(bool handler, bool backward, bool table_start)
 {
@@ -73,6 +82,14 @@ li_may_start_line(PyCodeObject *code, const int *lines, int unit)
     (void)code;
     (void)lines;
     (void)unit;
+    return true;
+}
+
+/* Whether the interpreter makes a line event wherever a jump lands on
+ * another line than the one it left, not only at line starts. */
+static inline bool
+li_line_event_where_jumps_land(void)
+{
     return true;
 }
 
@@ -126,6 +143,14 @@ li_frame_suspended(PyFrameObject *f)
     return f->f_state == FRAME_SUSPENDED;
 }
 
+/* In the 'return' trace event of `f`: whether it yielded (rather than
+ * returned or raised). */
+static inline bool
+li_frame_yielded(PyFrameObject *f)
+{
+    return f->f_state == FRAME_SUSPENDED;
+}
+
 /* A frame executing its code, not unwinding an exception out of it. */
 static inline bool
 li_frame_executing(PyFrameObject *f)
@@ -140,6 +165,15 @@ li_frame_on_stack(PyFrameObject *f)
     return f->f_state == FRAME_EXECUTING || f->f_state == FRAME_UNWINDING;
 }
 
+/* Leaves `f` before its first instruction, marked as having started at
+ * unit `unit` (start.c): li_lasti() gives -1 - unit, and the traceback
+ * entry the interpreter makes there records 2 * f_lasti, -2 - 2 * unit. */
+static inline void
+li_set_start_mark(PyFrameObject *f, int unit)
+{
+    f->f_lasti = -1 - unit;
+}
+
 /* Makes `f` as it was made: not started, nothing on its stack, no block. */
 static inline void
 li_frame_reset(PyFrameObject *f)
@@ -148,6 +182,14 @@ li_frame_reset(PyFrameObject *f)
     f->f_stackdepth = 0;
     f->f_iblock = 0;
     f->f_state = FRAME_CREATED;
+}
+
+/* Has frame.f_lineno show the line of the f_lasti that the caller gave `f`
+ * for callbacks to see (the caller puts the field back with f_lasti). */
+static inline void
+li_show_lasti_line(PyFrameObject *f)
+{
+    f->f_lineno = 0;    /* PyFrame_GetLineNumber() looks f_lasti up */
 }
 
 /* ---- exceptions ---- */

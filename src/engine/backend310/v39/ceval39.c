@@ -1,7 +1,8 @@
 /* What 3.9's interpreter keeps in its private state, which 3.10 made
  * public or moved: the count of trace functions its evaluation loop tests
- * before calling any, the collector's switch; and PyIter_Send, which 3.10
- * added.  This file alone reads 3.9's internal headers. */
+ * before calling any, the collector's switch; and what 3.10 added or
+ * changed: PyIter_Send, integer arguments taken through __index__ only.
+ * This file alone reads 3.9's internal headers. */
 
 #define Py_BUILD_CORE_MODULE 1
 #include "b310.h"
@@ -32,6 +33,18 @@ li_gc_enable(void)
     int was = gc->enabled;
     gc->enabled = 1;
     return was;
+}
+
+int
+li_as_int(PyObject *obj)
+{
+    PyObject *index = PyNumber_Index(obj);
+    if (index == NULL) {
+        return -1;
+    }
+    int value = _PyLong_AsInt(index);
+    Py_DECREF(index);
+    return value;
 }
 
 /* 3.10's PyIter_Send: generators and coroutines through _PyGen_Send (which

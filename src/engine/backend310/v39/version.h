@@ -40,6 +40,16 @@ li_reraise_restores_lasti(int oparg)
     return false;
 }
 
+/* 3.9's RERAISE has no argument: the name cleanup of `except E as name:`
+ * and a finally body that does the same are told apart by what comes
+ * before their SETUP_FINALLY (jump.c). */
+static inline bool
+li_reraise_may_end_name_cleanup(int oparg)
+{
+    (void)oparg;
+    return true;
+}
+
 /* ---- line tables (v39/lnotab.c) ---- */
 
 void li_unit_lines(PyCodeObject *code, int *lines, int n_units);
@@ -57,9 +67,9 @@ PyObject *li_encode_lines(const int *lines, int n_units, int firstlineno);
  * that code starts none: a with's exit, the name's cleanup (LOAD_CONST
  * None, STORE, DELETE, RERAISE; a finally body that is exactly
  * `name = None; del name` looks the same and loses its line), the
- * POP_BLOCK or POP_EXCEPT that ends a body, and what follows a finally body that a
- * return, break or continue runs (3.9 gives it the statement's line again;
- * 3.12 none). */
+ * POP_BLOCK or POP_EXCEPT that ends a body, and what follows a finally
+ * body that a return, break or continue runs (3.9 gives it the statement's
+ * line again; 3.12 none). */
 static inline bool
 li_jump_starts_line(bool handler, bool backward, bool table_start)
 {
@@ -94,8 +104,8 @@ li_ends_handler(const _Py_CODEUNIT *units, int n, int unit)
  * return, break or continue leaving the block): followed by a try's
  * JUMP_FORWARD, or by a with's exit (LOAD_CONST None, DUP_TOP, DUP_TOP,
  * CALL_FUNCTION 3, POP_TOP, JUMP_FORWARD) and its handler, or by the end of
- * an except clause whose name it guarded.  It starts a
- * line of its own where the last statement of the body was dead code (in
+ * an except clause whose name it guarded.  It starts a line of its own
+ * where the last statement of the body was dead code (in
  * `with c: continue; x = 1`, x = 1 is only this).  One that ends a try
  * body before a finally is not told from one of a continue (both go on
  * with the finally body): a dead last statement there keeps its LINE. */
@@ -160,6 +170,13 @@ li_may_start_line(PyCodeObject *code, const int *lines, int unit)
              (store == STORE_GLOBAL && del == DELETE_GLOBAL) || (store == STORE_DEREF && del == DELETE_DEREF));
 }
 
+/* 3.9 makes one at the start of a line and after a backward jump only. */
+static inline bool
+li_line_event_where_jumps_land(void)
+{
+    return false;
+}
+
 /* ---- frames ---- */
 
 /* f_lasti counts bytes: -1 before the first instruction, as on 3.10, and
@@ -210,6 +227,14 @@ li_frame_suspended(PyFrameObject *f)
     return !f->f_executing && f->f_stacktop != NULL && f->f_lasti >= 0;
 }
 
+/* 3.9 marks a frame suspended only after its 'return' trace event: in it,
+ * a frame that yields is still executing, and is the one with a stack. */
+static inline bool
+li_frame_yielded(PyFrameObject *f)
+{
+    return f->f_stacktop != NULL;
+}
+
 /* 3.9 does not tell unwinding from executing. */
 static inline bool
 li_frame_executing(PyFrameObject *f)
@@ -223,6 +248,15 @@ li_frame_on_stack(PyFrameObject *f)
     return f->f_executing;
 }
 
+/* See v310/version.h.  3.9's traceback entry records f_lasti itself: the
+ * same -2 - 2 * unit is stored there (even, unlike li_set_lasti()'s
+ * negative values; li_lasti() still gives -1 - unit). */
+static inline void
+li_set_start_mark(PyFrameObject *f, int unit)
+{
+    f->f_lasti = -2 - 2 * unit;
+}
+
 static inline void
 li_frame_reset(PyFrameObject *f)
 {
@@ -230,6 +264,14 @@ li_frame_reset(PyFrameObject *f)
     f->f_stacktop = f->f_valuestack;
     f->f_iblock = 0;
     f->f_executing = 0;
+}
+
+/* PyFrame_GetLineNumber() gives the field itself in a frame with a trace
+ * function (the line of its last line event), whatever its value. */
+static inline void
+li_show_lasti_line(PyFrameObject *f)
+{
+    f->f_lineno = PyCode_Addr2Line(f->f_code, f->f_lasti);
 }
 
 /* ---- exceptions ---- */
