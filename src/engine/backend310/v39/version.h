@@ -66,67 +66,17 @@ PyObject *li_encode_lines(const int *lines, int n_units, int firstlineno);
  * none of these lines (its code there has no line, or the with's), so
  * that code starts none: a with's exit, the name's cleanup (LOAD_CONST
  * None, STORE, DELETE, RERAISE; a finally body that is exactly
- * `name = None; del name` looks the same and loses its line), the
- * POP_BLOCK or POP_EXCEPT that ends a body, and what follows a finally
- * body that a return, break or continue runs (3.9 gives it the statement's
- * line again; 3.12 none). */
+ * `name = None; del name` looks the same and loses its line), and what
+ * follows a finally body that a return, break or continue runs (3.9 gives
+ * it the statement's line again; 3.12 none).  Where the table starts a
+ * line at the end of a body (a POP_BLOCK, a POP_EXCEPT), the body's last
+ * statement is a pass, which 3.12 reports, or dead code 3.9 gave its line
+ * to that code (as 3.9's own line events, tests/conformance/fuzzprog.py's
+ * CompilerGaps). */
 static inline bool
 li_jump_starts_line(bool handler, bool backward, bool table_start)
 {
     return handler || backward || table_start;
-}
-
-static inline int
-li_skip_extended(const _Py_CODEUNIT *units, int n, int unit)
-{
-    for (; unit < n && _Py_OPCODE(units[unit]) == EXTENDED_ARG; unit++) {
-    }
-    return unit;
-}
-
-/* Whether the POP_EXCEPT at `unit` ends an except clause's body (not a
- * return, break or continue leaving it): followed by the JUMP_FORWARD past
- * the handlers, maybe after deleting the clause's name. */
-static inline bool
-li_ends_handler(const _Py_CODEUNIT *units, int n, int unit)
-{
-    int u = unit + 1;
-    if (u + 2 < n && _Py_OPCODE(units[u]) == LOAD_CONST && _Py_OPCODE(units[u + 2]) != RERAISE &&
-        _Py_OPARG(units[u + 1]) == _Py_OPARG(units[u + 2]))
-    {
-        u += 3;     /* LOAD_CONST None, STORE name, DELETE name */
-    }
-    u = li_skip_extended(units, n, u);
-    return u < n && _Py_OPCODE(units[u]) == JUMP_FORWARD;
-}
-
-/* Whether the POP_BLOCK at `unit` ends a try's or a with's body (not a
- * return, break or continue leaving the block): followed by a try's
- * JUMP_FORWARD, or by a with's exit (LOAD_CONST None, DUP_TOP, DUP_TOP,
- * CALL_FUNCTION 3, POP_TOP, JUMP_FORWARD) and its handler, or by the end of
- * an except clause whose name it guarded.  It starts a line of its own
- * where the last statement of the body was dead code (in
- * `with c: continue; x = 1`, x = 1 is only this).  One that ends a try
- * body before a finally is not told from one of a continue (both go on
- * with the finally body): a dead last statement there keeps its LINE. */
-static inline bool
-li_ends_body(const _Py_CODEUNIT *units, int n, int unit)
-{
-    static const int exit[] = {POP_BLOCK, LOAD_CONST, DUP_TOP, DUP_TOP, CALL_FUNCTION, POP_TOP};
-    int u = li_skip_extended(units, n, unit + 1);
-    if (u < n && _Py_OPCODE(units[u]) == JUMP_FORWARD) {
-        return true;
-    }
-    if (u < n && _Py_OPCODE(units[u]) == POP_EXCEPT) {
-        return li_ends_handler(units, n, u);
-    }
-    for (int k = 0; k < 6; k++) {
-        if (unit + k >= n || _Py_OPCODE(units[unit + k]) != exit[k]) {
-            return false;
-        }
-    }
-    u = li_skip_extended(units, n, unit + 6);
-    return u + 1 < n && _Py_OPCODE(units[u]) == JUMP_FORWARD && _Py_OPCODE(units[u + 1]) == WITH_EXCEPT_START;
 }
 
 static inline bool
@@ -136,10 +86,6 @@ li_may_start_line(PyCodeObject *code, const int *lines, int unit)
     int n = (int)(PyBytes_GET_SIZE(code->co_code) / 2);
     int opcode = _Py_OPCODE(units[unit]);
     if (opcode == WITH_EXCEPT_START) {
-        return false;
-    }
-    if ((opcode == POP_BLOCK && li_ends_body(units, n, unit)) ||
-        (opcode == POP_EXCEPT && li_ends_handler(units, n, unit))) {
         return false;
     }
     /* Back on the line of a return, break or continue after the finally
