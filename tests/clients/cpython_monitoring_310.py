@@ -80,8 +80,11 @@ def flow_events(func, codes, kinds=("line",)):
     name, from line, to line) of one call of func in the code objects
     *codes*, by 3.12's rules applied to this interpreter's code: an
     instruction that starts a line (its line differs from the one before it
-    in the code, or it is a jump target) reports its line when the frame's
-    previous instruction was on another line or was none; a conditional jump
+    in the code, or it is a jump target: of a backward jump or a block's
+    handler only, as 3.9 reports lines, since its compiler gives the code
+    it adds after a body the line of the last statement compiled) reports
+    its line when the frame's previous instruction was on another line or
+    was none; a conditional jump
     instruction that runs is a 'branch', an unconditional one a 'jump', from
     it to the next instruction run.  The instructions run come from
     ``sys.settrace`` with ``f_trace_opcodes`` (3.9's own 'line' events say
@@ -92,14 +95,21 @@ def flow_events(func, codes, kinds=("line",)):
         return next(line for start, end, line in co_lines(code) if start <= offset < end)
 
     starts = {}
+    targets = {}
+    handlers = set()
     opnames = {}
     for code in codes:
         previous = None
         starts[code] = set()
+        targets[code] = set()
         for instruction in dis.get_instructions(code):
             line = line_of(code, instruction.offset)
-            if line != previous or instruction.is_jump_target:
+            if line != previous:
                 starts[code].add(instruction.offset)
+            if instruction.is_jump_target:
+                targets[code].add(instruction.offset)
+            if instruction.opname in ("SETUP_FINALLY", "SETUP_WITH", "SETUP_ASYNC_WITH"):
+                handlers.add((code, instruction.argval))
             previous = line
             opnames[code, instruction.offset] = instruction.opname
     events = []
@@ -116,7 +126,9 @@ def flow_events(func, codes, kinds=("line",)):
                 if kind in kinds:
                     events.append((kind, code.co_name, line_of(code, before) - code.co_firstlineno,
                                    line - code.co_firstlineno))
-            if "line" in kinds and frame.f_lasti in starts[code] and \
+            lands = frame.f_lasti in targets[code] and before is not None and \
+                (frame.f_lasti <= before or (code, frame.f_lasti) in handlers)
+            if "line" in kinds and (frame.f_lasti in starts[code] or lands) and \
                     (before is None or line_of(code, before) != line):
                 events.append(("line", code.co_name, line - code.co_firstlineno))
             last[frame] = frame.f_lasti

@@ -90,9 +90,6 @@ LEFT_OUT: Dict[Tuple[int, int], list] = {
 #: By (major, minor): short test id -> why it fails there.
 KNOWN_FAILURES: Dict[Tuple[int, int], Dict[str, str]] = {
     (3, 9): {
-        "LineMonitoringTest.test_lines_loop": (
-            "3.9 bytecode: floop's implicit `return None` stays on the `pass` line, and the "
-            "loop's exit (FOR_ITER) jumps there: one more LINE for that line at the end"),
         "MonitoringEventsTest.test_caught": _EVENTS_JUMP_39 + "; caught()'s handler ends with a "
         "JUMP_FORWARD to the function's one `return None` (3.10 copies the return into the "
         "handler), one more 'jump' before its 'return'",

@@ -18,7 +18,8 @@ Command line (run it with the interpreter whose events you want):
 
 ``serve``
     read JSON requests ``{"source": ...}`` (or ``{"source": ..., "plan": ...}``,
-    see :class:`LiveRecorder`) from stdin, one a line; answer each with
+    see :class:`LiveRecorder`; either maybe with ``"gaps"``, see
+    :class:`CompilerGaps`) from stdin, one a line; answer each with
     ``{"result": ..., "stream": [...]}`` or ``{"error": ...}``.
     ``{"version": true}`` is answered with the interpreter's version.
 ``gen SEED [portable] [live]``
@@ -29,6 +30,7 @@ Command line (run it with the interpreter whose events you want):
 
 from __future__ import annotations
 
+import ast
 import builtins
 import dis
 import functools
@@ -466,12 +468,20 @@ class Builder:
         value = "sorted((%s), key=lambda %s: (%s, %s))[%d]" % (items, q, key, q, self.ch.number(0, 2))
         self.emit(ind, self.assignment(s, value))
 
+    def jump_cond(self, s: Scope) -> str:
+        # The condition of a statement that is one jump (break, continue):
+        # 3.9's optimizer sends a jump to a jump straight on to its target,
+        # so where the condition's own code ends in a jump to the body
+        # (`if a or b: continue`) that line never runs on 3.9 when it
+        # jumps.  Portable programs avoid it.
+        return self.expr(s, 2, not self.portable)
+
     def stmt_continue(self, s: Scope, ind: int) -> None:
-        self.emit(ind, "if %s:" % self.cond(s))
+        self.emit(ind, "if %s:" % self.jump_cond(s))
         self.emit(ind + 1, "continue")
 
     def stmt_break(self, s: Scope, ind: int) -> None:
-        self.emit(ind, "if %s:" % self.cond(s))
+        self.emit(ind, "if %s:" % self.jump_cond(s))
         self.emit(ind + 1, "break")
 
     def stmt_return(self, s: Scope, ind: int) -> None:
@@ -706,19 +716,26 @@ def load(source: str) -> tuple[dict, Callable[[types.CodeType], str]]:
     return namespace, qualnames(module_code)
 
 
-def record_stream(M: Any, tool_id: int, source: str, names: Sequence[str] = STREAM_EVENTS) -> tuple[str, list]:
+def record_stream(
+    M: Any, tool_id: int, source: str, names: Sequence[str] = STREAM_EVENTS, gaps: Optional[dict] = None
+) -> tuple[str, list]:
     """Run ``main()`` of *source* with *names* enabled globally on *tool_id*.
 
     Returns the repr of what ``main()`` returned and the normalized events of
-    the program's code, in order.  The cyclic GC is off while the program
-    runs so that no finalizer can add events at a random point.
+    the program's code, in order, but the LINE events *gaps* leaves out
+    (:class:`CompilerGaps`; by default those of this interpreter's
+    compiler).  The cyclic GC is off while the program runs so that no
+    finalizer can add events at a random point.
     """
     namespace, qualname = load(source)
     stream: list = []
+    left_out = CompilerGaps.of(source, gaps)
 
     def make(name: str) -> Callable[..., Any]:
         def callback(code: Any, *args: Any) -> None:
             if getattr(code, "co_filename", None) == FILENAME:
+                if name == "LINE" and left_out.leaves_out(code, args[0], qualname(code), sys._getframe(1)):
+                    return
                 stream.append(normalize(name, code, args, qualname(code)))
 
         return callback
@@ -744,6 +761,112 @@ def record_stream(M: Any, tool_id: int, source: str, names: Sequence[str] = STRE
             M.register_callback(tool_id, getattr(M.events, name), None)
         M.free_tool_id(tool_id)
     return repr(result), stream
+
+
+class CompilerGaps:
+    """The LINE events of a program that 3.9's compiler has no code for.
+
+    3.9's compiler (before PEP 626) gives some lines no instruction at all
+    (``pass``, an ``if`` on a constant it folds away, or only the POP_BLOCK
+    of a try body whose last statement it dropped as dead), and the code that
+    leaves a ``with`` (calling ``__exit__``) the line of the body's last
+    statement, where 3.10+ give a line its NOP and that code the with's line,
+    a second LINE event there.  The engine reports LINE from 3.9's own line
+    table, so a stream compared with a 3.9 run leaves these events out, on
+    both sides and from the code objects alone: on the lines 3.9's code
+    objects of that name give no instruction (``lines``), and on the line of
+    a with statement of theirs (``withs``) where the frame is not at its
+    start.
+    Triggers do not count what is left out.
+    """
+
+    def __init__(self, gaps: Optional[dict]) -> None:
+        self.lines = None if gaps is None else {name: frozenset(lines) for name, lines in gaps["lines"].items()}
+        self.withs = {} if gaps is None else {name: frozenset(lines) for name, lines in gaps["withs"].items()}
+        self.entries: dict[tuple[types.CodeType, int], bool] = {}
+
+    @classmethod
+    def of(cls, source: str, gaps: Optional[dict]) -> "CompilerGaps":
+        """*gaps* (from :func:`compiler_gaps` of the 3.9 side), or else this interpreter's own."""
+        return cls(gaps if gaps is not None else compiler_gaps(source))
+
+    def leaves_out(self, code: types.CodeType, line: int, qualname: str, frame: Any) -> bool:
+        if self.lines is None:
+            return False
+        if line not in self.lines.get(qualname, ()):
+            return True
+        return line in self.withs.get(qualname, ()) and not self._enters_with(code, frame.f_lasti)
+
+    def _enters_with(self, code: types.CodeType, lasti: int) -> bool:
+        """Whether the frame is at the start of a with statement of the
+        grammar's, which loads CM first (its exit, elsewhere on the line,
+        does not)."""
+        key = (code, lasti)
+        if key not in self.entries:
+            found = None
+            for instruction in dis.get_instructions(code):
+                if instruction.offset > lasti:
+                    break
+                found = instruction
+            self.entries[key] = found is not None and found.opname in ("LOAD_GLOBAL", "LOAD_NAME") and found.argval == "CM"
+        return self.entries[key]
+
+
+def _dead_lines(tree: ast.AST) -> set[int]:
+    """The lines of the statements that an if or a while on a constant
+    (after the compiler's folding) never runs."""
+    dead: set[int] = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.If, ast.While)):
+            continue
+        test = compile(ast.Expression(body=node.test), FILENAME, "eval")
+        ops = list(dis.get_instructions(test))
+        if len(ops) != 2 or ops[0].opname != "LOAD_CONST":
+            continue
+        for statement in node.orelse if ops[0].argval else node.body:
+            for sub in ast.walk(statement):
+                if isinstance(sub, ast.stmt):
+                    dead.update(range(sub.lineno, (sub.end_lineno or sub.lineno) + 1))
+    return dead
+
+
+def compiler_gaps(source: str) -> Optional[dict]:
+    """What :class:`CompilerGaps` leaves out of *source*'s streams when this
+    interpreter is 3.9, as JSON for the oracle; None on 3.10+ (their
+    compilers agree with 3.12's on these lines)."""
+    if sys.version_info >= (3, 10):
+        return None
+    module_code = compile(source, FILENAME, "exec")
+    qualname = qualnames(module_code)
+    # A pass compiles to nothing: the line it may have is code after it.
+    # 3.9 compiles no code for what an if on a constant skips, but gives
+    # its lines to the code that follows (a loop's jump back, a POP_BLOCK):
+    # a line that runs natively never.
+    tree = ast.parse(source)
+    passes = {node.lineno for node in ast.walk(tree) if isinstance(node, ast.Pass)} | _dead_lines(tree)
+    lines: dict[str, set[int]] = {}
+    for code in _nested_codes(module_code):
+        # A line whose code is only POP_BLOCK may be a dead statement's
+        # at the end of a try body, which the engine tells from a continue's
+        # or a break's only by the code after the finally body: left out.
+        found: set[int] = set()
+        line = code.co_firstlineno
+        for instruction in dis.get_instructions(code):
+            line = instruction.starts_line or line
+            if instruction.opname != "POP_BLOCK":
+                found.add(line)
+        lines.setdefault(qualname(code), set()).update(found - passes)
+    withs: dict[str, set[int]] = {}
+    for code in _nested_codes(module_code):
+        line = code.co_firstlineno
+        for instruction in dis.get_instructions(code):
+            line = instruction.starts_line or line
+            if instruction.opname == "SETUP_WITH":
+                withs.setdefault(qualname(code), set()).add(line)
+    return {
+        "lines": {name: sorted(found) for name, found in lines.items()},
+        "withs": {name: sorted(found) for name, found in withs.items()},
+    }
 
 
 # --------------------------------------------------------------------------
@@ -957,10 +1080,11 @@ class LiveRecorder:
     each action happens.
     """
 
-    def __init__(self, M: Any, tool_id: int, source: str, plan: dict) -> None:
+    def __init__(self, M: Any, tool_id: int, source: str, plan: dict, gaps: Optional[dict] = None) -> None:
         self.M = M
         self.tool_id = tool_id
         self.plan = plan
+        self.left_out = CompilerGaps.of(source, gaps)
         module_code = compile(source, FILENAME, "exec")
         self.qualname = qualnames(module_code)
         self.codes = program_codes(module_code, self.qualname)
@@ -1054,6 +1178,8 @@ class LiveRecorder:
         def callback(code: Any, *args: Any) -> Any:
             if getattr(code, "co_filename", None) != FILENAME:
                 return None  # harness code: the hooks, threading, this recorder
+            if name == "LINE" and self.left_out.leaves_out(code, args[0], self.qualname(code), sys._getframe(1)):
+                return answer
             event = normalize(name, code, args, self.qualname(code))
             self.stream.append(event)
             if first_line_of_one_liner(event):
@@ -1117,7 +1243,7 @@ class LiveRecorder:
         return repr(result), self.stream
 
 
-def record_live_stream(M: Any, tool_id: int, source: str, plan: dict) -> tuple[str, list]:
+def record_live_stream(M: Any, tool_id: int, source: str, plan: dict, gaps: Optional[dict] = None) -> tuple[str, list]:
     """Run ``main()`` of the live program *source* under *plan* (see :class:`LiveRecorder`).
 
     Returns the repr of what ``main()`` returned and the stream: normalized
@@ -1125,7 +1251,7 @@ def record_live_stream(M: Any, tool_id: int, source: str, plan: dict) -> tuple[s
     ``("HOOK", k)`` and ``("SPAWN", k)`` where the plan changed events
     (with ``"left out"`` where it would have but did not).
     """
-    return LiveRecorder(M, tool_id, source, plan).run()
+    return LiveRecorder(M, tool_id, source, plan, gaps).run()
 
 
 def run_plain(source: str) -> str:
@@ -1163,9 +1289,10 @@ def serve(tool_id: int = 4) -> None:
             continue
         try:
             if "plan" in request:
-                result, stream = record_live_stream(M, tool_id, request["source"], request["plan"])
+                result, stream = record_live_stream(M, tool_id, request["source"], request["plan"], request.get("gaps"))
             else:
-                result, stream = record_stream(M, tool_id, request["source"], request.get("events", STREAM_EVENTS))
+                events = request.get("events", STREAM_EVENTS)
+                result, stream = record_stream(M, tool_id, request["source"], events, request.get("gaps"))
             answer = {"result": result, "stream": stream}
         except BaseException:
             answer = {"error": traceback.format_exc()}

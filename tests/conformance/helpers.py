@@ -254,8 +254,14 @@ def loop_exit_rel_line(target: CodeLike, index: int = 0) -> Optional[int]:
     """The line (relative) of the instruction where the *index*-th for loop
     of *target* (in code order) goes on when its iterator is exhausted: a
     jump back to an outer loop or an implicit return is on the `for` line
-    from 3.10 on (PEP 626), on the body's or the last line on 3.9."""
-    return rel_line_of_offset(target, for_iter_exit_offset(target, offsets_of(target, "FOR_ITER")[index]))
+    from 3.10 on (PEP 626), on the body's or the last line on 3.9.  3.9
+    reports a line where a jump lands only where its table starts one (the
+    engine as 3.9's own line events): elsewhere the `for` line, no LINE."""
+    for_iter = offsets_of(target, "FOR_ITER")[index]
+    dest = for_iter_exit_offset(target, for_iter)
+    if sys.version_info < (3, 10) and dest not in {offset for offset, _ in dis.findlinestarts(code_of(target))}:
+        return rel_line_of_offset(target, for_iter)
+    return rel_line_of_offset(target, dest)
 
 
 def branch_destinations(target: CodeLike, offset: int) -> tuple[int, int]:

@@ -441,7 +441,11 @@ class Oracle:
 
     def record(self, source: str, plan: Optional[dict] = None) -> tuple[str, list[tuple]]:
         """The result and stream of *source*: events on from the start, or changing as *plan* says."""
-        answer = self._request({"source": source} if plan is None else {"source": source, "plan": plan})
+        request: dict = {"source": source} if plan is None else {"source": source, "plan": plan}
+        gaps = fuzzprog.compiler_gaps(source)
+        if gaps is not None:
+            request["gaps"] = gaps  # what this interpreter's compiler has no code for
+        answer = self._request(request)
         if "error" in answer:
             raise AssertionError("oracle %s failed on the program:\n%s" % (self.python, answer["error"]))
         return answer["result"], [tuple(e) for e in answer["stream"]]

@@ -761,3 +761,72 @@ def test_traceback_of_a_frame_whose_events_changed_while_handling(M: Any, tool: 
         assert handler() == [("handler", 2), ("victim", 1)]
     finally:
         tool.set_events(0)
+
+
+# --------------------------------------------------------------------------
+# An exception a signal handler raises
+
+
+class Alarm(Exception):
+    pass
+
+
+def spin(log: list) -> None:
+    total = 0
+    while True:
+        total += 1
+        try:
+            total ^= 3
+        finally:
+            log.append(total)
+        total = ~total
+        total = -total
+
+
+def _alarm(signum: int, frame: Any) -> None:
+    raise Alarm()
+
+
+def _landings(runs: int) -> list[tuple[int, int]]:
+    """(traceback line, frame line) of spin() where SIGALRM's handler's
+    exception leaves it, for *runs* alarms."""
+    import signal
+
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    found = []
+    try:
+        for _ in range(runs):
+            try:
+                signal.setitimer(signal.ITIMER_REAL, 0.001)
+                spin([])
+            except Alarm as exc:
+                tb = exc.__traceback__
+                while tb is not None and tb.tb_frame.f_code is not spin.__code__:
+                    tb = tb.tb_next
+                if tb is not None:
+                    found.append((tb.tb_lineno, tb.tb_frame.f_lineno))
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    return found
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGALRM and setitimer are POSIX")
+def test_signal_handler_exception_lands_on_a_line_of_the_program(M: Any, tool: Tool) -> None:
+    """A signal handler's exception (KeyboardInterrupt the common one) shows in
+    the traceback the line the frame was on when it left, as unmonitored:
+    3.9 runs handlers after nearly any instruction, a probe's too, and an
+    exception there must not name the line the probe comes before."""
+    first = spin.__code__.co_firstlineno
+    finally_line = first + 7  # log.append(total): the frame ends there after the finally body
+    unmonitored = _landings(100)
+    assert unmonitored and all(tb == frame or frame == finally_line for tb, frame in unmonitored)
+    tool.register(M.events.LINE, lambda code, line: None)
+    tool.set_events(M.events.LINE)
+    try:
+        monitored = _landings(300)
+    finally:
+        tool.set_events(0)
+    assert monitored
+    wrong = [(tb - first, frame - first) for tb, frame in monitored if tb != frame and frame != finally_line]
+    assert not wrong, "traceback line != frame line (relative): %s" % sorted(set(wrong))

@@ -241,6 +241,20 @@ unmap_frame(PyFrameObject *f, li_shadow *map)
     }
 }
 
+/* f_lasti of `f`, which raised at shadow unit `unit` of `map`: the
+ * instruction it was in, or the one the probe it was in comes before (a
+ * callback's exception, or a signal handler's that 3.9 runs after a probe's
+ * UNARY_INVERT), as its traceback entry says and as natively, where the
+ * instrumented instruction raises; not the one before, where a frame that
+ * goes on would resume. */
+static void
+unmap_raised(PyFrameObject *f, li_shadow *map, int unit)
+{
+    if (unit >= 0 && unit < map->n_units && !PyErr_ExceptionMatches(li_restart)) {
+        li_set_lasti(f, map->orig_op[unit]);
+    }
+}
+
 /* After `f` executed `shadow` (its f_code, which holds it) with `result`:
  * PY_YIELD of a YIELD_FROM, and the frame back on `code`, its original,
  * unless it suspended and `may_stay`: a frame suspended on the shadow its
@@ -272,8 +286,10 @@ finish(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, PyCodeObject *sh
             return result;
         }
     }
+    int unit = li_lasti(f);
     unmap_frame(f, map);
     if (result == NULL) {
+        unmap_raised(f, map, unit);
         translate_traceback(ts, f, map);
     }
     f->f_code = code;
@@ -626,10 +642,12 @@ start_on(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, li_b310 *b)
     if (result != NULL && li_frame_suspended(f)) {
         return ended(ts, f, NULL, finish(ts, f, code, shadow, map, result, true));
     }
+    int unit = li_lasti(f);
     if (li_lasti(f) + 1 >= 0 && li_lasti(f) + 1 <= map->n_units) {
         li_set_lasti(f, map->orig_start[li_lasti(f) + 1] - 1);
     }
     if (result == NULL) {
+        unmap_raised(f, map, unit);
         translate_traceback(ts, f, map);
     }
     f->f_code = code;   /* the frame's reference, which it lent the shadow */

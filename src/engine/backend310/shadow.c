@@ -472,7 +472,7 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events, bool
     const uint8_t *bytes = (const uint8_t *)PyBytes_AS_STRING(code->co_code);
     instr *ins = NULL;
     int *instr_at = NULL, *lines = NULL, *sizes = NULL, *group = NULL, *starts = NULL;
-    int *shadow_lines = NULL, *depth = NULL;
+    int *shadow_lines = NULL, *depth = NULL, *table_starts = NULL;
     probe_list *probes = NULL;
     omission_list omitted = {NULL, 0, 0};
     uint8_t *out = NULL;
@@ -484,11 +484,13 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events, bool
     ins = PyMem_Calloc((size_t)n + 1, sizeof(instr));
     instr_at = PyMem_Calloc((size_t)n + 1, sizeof(int));
     lines = PyMem_Calloc((size_t)n + 1, sizeof(int));
-    if (ins == NULL || instr_at == NULL || lines == NULL) {
+    table_starts = PyMem_Calloc((size_t)n + 1, sizeof(int));
+    if (ins == NULL || instr_at == NULL || lines == NULL || table_starts == NULL) {
         PyErr_NoMemory();
         goto error;
     }
     li_unit_lines(code, lines, n);
+    li_unit_line_starts(code, table_starts, n);
     for (int u = 0; u < n;) {
         instr *in = &ins[n_instrs];
         in->start = u;
@@ -523,7 +525,9 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events, bool
             if (li_sets_up_handler(ins[i].opcode)) {
                 ins[instr_at[t]].handler = true;
             }
-            if (ins[i].line != ins[instr_at[t]].line || li_sets_up_handler(ins[i].opcode)) {
+            if ((ins[i].line != ins[instr_at[t]].line || li_sets_up_handler(ins[i].opcode)) &&
+                li_jump_starts_line(li_sets_up_handler(ins[i].opcode), t <= ins[i].start,
+                                    table_starts[t] >= 0)) {
                 ins[instr_at[t]].line_entry = true;
             }
         }
@@ -563,7 +567,7 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events, bool
             pl->events[pl->n++] = (uint8_t)exc;
         }
         if (i >= first && (events & LI_EVENT_BIT(LI_LINE)) && ins[i].line >= 0 &&
-            (ins[i].line != previous_line || ins[i].line_entry)) {
+            (ins[i].line != previous_line || ins[i].line_entry) && li_may_start_line(code, lines, ins[i].op)) {
             pl->events[pl->n++] = LI_LINE;
         }
         if (pl->n > 0 && pl->events[pl->n - 1] == LI_LINE && i > first &&
@@ -864,6 +868,7 @@ done:
     PyMem_Free(ins);
     PyMem_Free(instr_at);
     PyMem_Free(lines);
+    PyMem_Free(table_starts);
     PyMem_Free(sizes);
     PyMem_Free(group);
     PyMem_Free(starts);

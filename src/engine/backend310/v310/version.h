@@ -61,6 +61,30 @@ void li_unit_line_starts(PyCodeObject *code, int *starts, int n_units);
  * exception. */
 PyObject *li_encode_lines(const int *lines, int n_units, int firstlineno);
 
+/* Whether a jump from another line (or the unwinding to a `handler`)
+ * starts a line where it lands, given whether it goes back and whether the
+ * table starts a line there; and whether unit `unit` of `code` (whose
+ * units have `lines`) may start a line at all.  3.10's compiler gives each
+ * instruction the line of the source it comes from (PEP 626): always, as
+ * on 3.12. */
+static inline bool
+li_jump_starts_line(bool handler, bool backward, bool table_start)
+{
+    (void)handler;
+    (void)backward;
+    (void)table_start;
+    return true;
+}
+
+static inline bool
+li_may_start_line(PyCodeObject *code, const int *lines, int unit)
+{
+    (void)code;
+    (void)lines;
+    (void)unit;
+    return true;
+}
+
 /* Whether the interpreter makes a line event wherever a jump lands on
  * another line than the one it left, not only at line starts. */
 static inline bool
