@@ -1,4 +1,4 @@
-"""The 3.10 back end's books of frames that were running when their code
+"""The block-stack back end's books of frames that were running when their code
 came to need events (backend310/running.c): a thread has its trace and
 profile hooks taken only while it has such a frame."""
 
@@ -10,8 +10,9 @@ from typing import Any, List
 
 import pytest
 
-if sys.version_info[:2] != (3, 10):
-    pytest.skip("white-box test of the 3.10 back end", allow_module_level=True)
+if sys.version_info[:2] not in ((3, 9), (3, 10)):
+    pytest.skip("white-box test of the block-stack back end (3.9, 3.10)",
+                allow_module_level=True)
 
 from lowimpact import _engine  # noqa: E402
 from lowimpact import monitoring as M  # noqa: E402
