@@ -179,10 +179,3 @@ def test_cpu_clock(tmp_path):
     nap_wall = [v for k, v in load(tmp_path / "wall.prof").items() if k[2] == "nap"][0]
     assert nap_wall[3] >= 0.2
     assert nap_cpu[3] < 0.1   # sleeping takes no CPU time
-
-
-@pytest.mark.skipif(sys.version_info >= (3, 10), reason="profile runs on 3.10+")
-def test_says_it_needs_310(tmp_path):
-    proc = python(["-m", "lowimpact", "profile", RECURSIVE], tmp_path, check=False)
-    assert proc.returncode == 1
-    assert "needs CPython 3.10 or newer" in proc.stderr
