@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The long runs, on CPython 3.11 (the engine) and, for comparison where it
-# applies, the native 3.12: memory soak, shadows of the whole stdlib (on 3.10
-# too), the stdlib's regression tests with monitoring on (on 3.10 too), a
+# applies, the native 3.12: memory soak, shadows of the whole stdlib (on 3.9
+# and 3.10 too), the stdlib's regression tests with monitoring on (on 3.10 too), a
 # longer fuzz run.  Uses a fresh virtual environment per interpreter, like
 # scripts/test_all.sh.
 #
@@ -60,6 +60,11 @@ if py310=$(venv_for 10 | tail -n 1) && [ -x "$py310" ]; then
     fi
 else
     echo "--- CPython 3.10 not installed: its transparency run skipped"
+fi
+# 3.9 runs the same back end on its own bytecode: shadows of its whole stdlib.
+if [ $short -eq 0 ] && py39=$(venv_for 9 | tail -n 1) && [ -x "$py39" ]; then
+    run "$py39" "$here/tests/engine/shadowcheck310.py" \
+        "$("$py39" -c "import sysconfig; print(sysconfig.get_paths()['stdlib'])")"
 fi
 if [ $short -eq 0 ] && py312=$(venv_for 12 | tail -n 1) && [ -x "$py312" ]; then
     run "$py312" "$here/tools/soak.py" --cycles 100000 --seconds 60
