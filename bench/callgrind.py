@@ -11,7 +11,7 @@ difference costs: start-up, imports and turning events on cancel out, and the
 ratio is that of the steady state, as the timed benchmarks measure it.
 
 Interpreters as for run.py --all (--python, else $LOWIMPACT_BENCH_PYTHONS,
-else python3.10, 3.11, 3.12 and 3.13 from PATH or pyenv); valgrind must be on PATH.
+else python3.9, 3.10, 3.11, 3.12 and 3.13 from PATH or pyenv); valgrind must be on PATH.
 """
 
 from __future__ import annotations
