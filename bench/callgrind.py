@@ -11,7 +11,7 @@ difference costs: start-up, imports and turning events on cancel out, and the
 ratio is that of the steady state, as the timed benchmarks measure it.
 
 Interpreters as for run.py --all (--python, else $LOWIMPACT_BENCH_PYTHONS,
-else python3.10, 3.11, 3.12 and 3.13 from PATH or pyenv); valgrind must be on PATH.
+else python3.9, 3.10, 3.11, 3.12 and 3.13 from PATH or pyenv); valgrind must be on PATH.
 """
 
 from __future__ import annotations
@@ -43,7 +43,9 @@ def child(python: str, mode: str, **args: object) -> dict:
     counted = mode == "workload"
     if counted:
         argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"] + argv
-    env = dict(os.environ, PYTHONHASHSEED="0")
+    # A child that writes bytecode caches counts their compiling: one run
+    # of a pair (or the first of two in parallel) would pay it alone.
+    env = dict(os.environ, PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1")
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=TIMEOUT)
     except subprocess.TimeoutExpired:

@@ -120,7 +120,9 @@ def discover(args: dict[str, str]) -> dict[str, Any]:
         workload.run(state)
     finally:
         sys.settrace(None)
-    lines = sorted({line for _, _, line in code.co_lines()
+    import dis  # (this mode times no import; 3.9 has no co_lines())
+
+    lines = sorted({line for _, line in dis.findlinestarts(code)
                     if line is not None and line != code.co_firstlineno})
     never = [line for line in lines if line not in executed]
     where = "%s (%s:%d)" % (getattr(code, "co_qualname", code.co_name), os.path.basename(code.co_filename),

@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 # most of native's import overhead, so it is measured with and without them.
 BIG_TABLE_MODULES = "locale, html.entities, _sysconfigdata_*"
 
-# Big stdlib packages present on 3.11-3.13; about 230 modules in all.
+# Big stdlib packages present on 3.11-3.13 (3.9 and 3.10 lack tomllib);
+# about 230 modules in all.
 IMPORT_MODULES = (
     "asyncio email.parser email.policy email.mime.multipart http.client http.server json "
     "unittest xml.etree.ElementTree xml.dom.minidom argparse logging.handlers tomllib "
@@ -181,7 +182,11 @@ def measure_imports(M: Any, events: str, modules: list[str],
     if without_big_tables:
         preimport_big_tables()
     preloaded = [name for name in modules if name in sys.modules]
-    modules = [name for name in modules if name not in sys.modules]
+    # Packages an older stdlib lacks (tomllib before 3.11) are left out; the
+    # finders already loaded look a top-level name up without importing it.
+    absent = [name for name in modules if "." not in name and name not in sys.modules
+              and not any(finder.find_spec(name, None) for finder in sys.meta_path)]
+    modules = [name for name in modules if name not in sys.modules and name not in absent]
     seen = 0
     bits = [getattr(M.events, name) for name in events.split("+") if name]
     if bits:
@@ -218,6 +223,7 @@ def measure_imports(M: Any, events: str, modules: list[str],
         "modules": len(set(sys.modules) - before),
         "events": seen,
         "preloaded": preloaded,
+        "absent": absent,
         "uncompiled": sorted(uncompiled),
     }
 

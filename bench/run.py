@@ -6,7 +6,7 @@
 
 The first form measures the interpreter that runs it.  ``--all`` runs the
 first form under every interpreter (``--python``, else $LOWIMPACT_BENCH_PYTHONS,
-else python3.10, 3.11, 3.12 and 3.13 from pyenv or PATH) and adds a combined
+else python3.9, 3.10, 3.11, 3.12 and 3.13 from pyenv or PATH) and adds a combined
 comparison table.
 
 Every measurement runs in a fresh child process (child.py), so monitoring
@@ -39,11 +39,11 @@ from scenarios import BASELINE, SCENARIOS  # noqa: E402
 from workloads import WORKLOADS  # noqa: E402
 
 def default_pythons() -> list[str]:
-    """python3.10, 3.11, 3.12 and 3.13: the newest of each under pyenv, else on
+    """python3.9, 3.10, 3.11, 3.12 and 3.13: the newest of each under pyenv, else on
     PATH (pyenv's shims on PATH run only the selected versions)."""
     found = []
     root = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
-    for minor in (10, 11, 12, 13):
+    for minor in (9, 10, 11, 12, 13):
         name = "python3.%d" % minor
         candidates = sorted(glob.glob(os.path.join(root, "versions", "3.%d.*" % minor, "bin", name)))
         path = candidates[-1] if candidates else shutil.which(name)

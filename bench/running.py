@@ -1,23 +1,35 @@
-"""What a frame pays when it was already running as events came, on 3.10.
+"""What a frame pays when it was already running as events came, on 3.9 and 3.10.
 
     python bench/running.py [--runs 7] [--n 2000000]
+    python bench/running.py --callgrind [--n 200000]
 
 Each cell is the median of --runs fresh processes (wall time of one loop of
---n iterations that calls a small function each time).  Scenarios:
+--n iterations that calls a small function each time); with --callgrind,
+the instructions (valgrind's callgrind) that the loop's --n more iterations
+cost: each scenario runs at n and 2n iterations, and the difference is
+divided by that of `off` (start-up and turning events on cancel out).
+Scenarios:
 
   off        no events at all
   started    a breakpoint-style LINE event (local to the looping function,
              on a line never run; DISABLE from the others) turned on before
              the frame starts: it runs on its shadow
   reached    the same, turned on from inside the loop, at its first
-             iteration: the frame was already running (3.10: its thread's
-             trace hook delivers the shadow's probes to it, running.c)
+             iteration: the frame was already running (3.9, 3.10: its
+             thread's trace hook delivers the shadow's probes to it,
+             running.c; 3.9 calls a thread's trace hook at the line events
+             of all its frames, the helper's too)
   settrace   a settrace debugger's equivalent of `reached`: the loop's
              frame gets a local trace function from inside the loop
   other      `reached` in one thread while a second thread runs the loop
              from its start (on its shadow): the second thread's time
   other_started  the same with both loops started after the event was
              turned on (neither reached): the second thread's time
+  busy_off, busy_reached  off and reached with a function of several
+             lines called instead of the small one (what the frames that
+             a reached frame calls pay)
+
+With --callgrind, `other` and `other_started` count both threads.
 
 On 3.11-3.13 the same scenarios measure the 3.11 engine and native
 sys.monitoring.
@@ -25,6 +37,7 @@ sys.monitoring.
 
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -40,12 +53,20 @@ TOOL = 3
 def helper(x):
     return x + 1
 
+def busy(x):
+    for _ in range(8):
+        x = x + 1
+    return x
+
+step = busy if scenario.startswith("busy_") else helper
+scenario = scenario.replace("busy_", "")
+
 def loop(n, turn_on):
     total = 0
     for i in range(n):
         if i == 1 and turn_on:
             on()
-        total = helper(total)
+        total = step(total)
     if total < 0:
         total = -1      # the breakpoint's line: never run
     return total
@@ -105,15 +126,45 @@ else:
 '''
 
 
+#: The scenario each is compared with (else `off`).
+BASE = {"other": "other_started", "busy_reached": "busy_off"}
+
+
+def instructions(scenario: str, n: int, env: dict) -> int:
+    """What callgrind counts for one child process."""
+    out = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                          sys.executable, "-c", CHILD, scenario, str(n)],
+                         env=dict(env, PYTHONHASHSEED="0"),
+                         capture_output=True, text=True, check=True)
+    return int(re.findall(r"Collected : (\d+)", out.stderr)[-1])
+
+
+def counted(scenarios: list, n: int, env: dict) -> None:
+    growth = {s: instructions(s, 2 * n, env) - instructions(s, n, env) for s in scenarios}
+    print(f"Python {sys.version.split()[0]}, callgrind, instructions of n={n} more iterations")
+    for s in scenarios:
+        base = growth[BASE.get(s, "off")]
+        print(f"{s:13} {growth[s] / n:8.1f} per iteration  x{growth[s] / base:5.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--n", type=int, default=2_000_000)
+    parser.add_argument("--n", type=int)
+    parser.add_argument("--callgrind", action="store_true")
+    parser.add_argument("--only", nargs="+", help="these scenarios only (list their bases too)")
     args = parser.parse_args()
     env = dict(os.environ)
     src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    scenarios = ["off", "started", "reached", "settrace", "other_started", "other"]
+    scenarios = ["off", "started", "reached", "settrace", "other_started", "other",
+                 "busy_off", "busy_reached"]
+    if args.only:
+        scenarios = args.only
+    if args.callgrind:
+        counted(scenarios, args.n or 200_000, env)
+        return
+    args.n = args.n or 2_000_000
     times: dict = {s: [] for s in scenarios}
     for _ in range(args.runs):
         for s in scenarios:
@@ -123,7 +174,7 @@ def main() -> None:
     med = {s: statistics.median(v) for s, v in times.items()}
     print(f"Python {sys.version.split()[0]}, n={args.n}, median of {args.runs} runs")
     for s in scenarios:
-        base = med["other_started"] if s == "other" else med["off"]
+        base = med[BASE.get(s, "off")]
         print(f"{s:10} {med[s] * 1e3:8.1f} ms  x{med[s] / base:5.2f}")
 
 

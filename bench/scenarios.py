@@ -462,9 +462,12 @@ def start_setprofile(ctx: Context) -> Stop:
 
 def start_cprofile(ctx: Context) -> Stop:
     """cProfile enabled around the workload (C callbacks; on 3.12+ built on sys.monitoring)."""
-    import cProfile
+    # cProfile.Profile is _lsprof's profiler; importing cProfile itself would
+    # import bench/profile.py on 3.9 (its cProfile reads the stdlib profile's
+    # docstrings at import).
+    import _lsprof
 
-    profiler = cProfile.Profile()
+    profiler = _lsprof.Profiler()
     profiler.enable()
 
     def stop() -> dict[str, int]:

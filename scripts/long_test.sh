@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The long runs, on CPython 3.11 (the engine) and, for comparison where it
-# applies, the native 3.12: memory soak, shadows of the whole stdlib (on 3.10
-# too), the stdlib's regression tests with monitoring on (on 3.10 and 3.9
-# too), a longer fuzz run.  Uses a fresh virtual environment per interpreter, like
+# applies, the native 3.12: memory soak, shadows of the whole stdlib and the
+# stdlib's regression tests with monitoring on (on 3.10 and 3.9 too), a
+# longer fuzz run.  Uses a fresh virtual environment per interpreter, like
 # scripts/test_all.sh.
 #
 #   scripts/long_test.sh            everything (about an hour)
@@ -48,18 +48,15 @@ if py311=$(venv_for 11 | tail -n 1) && [ -x "$py311" ]; then
 else
     echo "--- CPython 3.11 not installed: engine runs skipped"
 fi
-# The block-stack back end on 3.10 and 3.9: shadows of the whole stdlib
-# (3.10; tests/engine/shadowcheck310.py does not read 3.9's bytecode yet),
+# The block-stack back end on 3.10 and 3.9: shadows of the whole stdlib,
 # the stdlib's regression tests with monitoring on.
 for minor in 10 9; do
     if py=$(venv_for $minor | tail -n 1) && [ -x "$py" ]; then
         if [ $short -eq 1 ]; then
             run "$py" "$here/tools/transparency.py" --quick
         else
-            if [ "$minor" = 10 ]; then
-                run "$py" "$here/tests/engine/shadowcheck310.py" \
-                    "$("$py" -c "import sysconfig; print(sysconfig.get_paths()['stdlib'])")"
-            fi
+            run "$py" "$here/tests/engine/shadowcheck310.py" \
+                "$("$py" -c "import sysconfig; print(sysconfig.get_paths()['stdlib'])")"
             run "$py" "$here/tools/transparency.py"
         fi
     else

@@ -66,7 +66,8 @@ run(PyObject *module, PyObject *program)
                 PyErr_SetString(PyExc_IndexError, "stack underflow");
                 goto error;
             }
-            PyObject *top = Py_NewRef(PyList_GET_ITEM(stack, depth - 1));
+            PyObject *top = PyList_GET_ITEM(stack, depth - 1);
+            Py_INCREF(top);
             if (PyList_SetSlice(stack, depth - 1, depth, NULL) < 0) {
                 Py_DECREF(top);
                 goto error;
@@ -95,14 +96,20 @@ run(PyObject *module, PyObject *program)
                 result = zero < 0 ? NULL : Py_None;
                 if (zero == 1) {
                     next = PyLong_AsSsize_t(arg);
-                    PyObject *target = next < 0 && PyErr_Occurred() ? NULL : Py_NewRef(arg);
-                    if (target == NULL ||
-                        PyMonitoring_FireJumpEvent(&states[JUMP], program, (int32_t)pc,
-                                                   target) < 0)
-                    {
+                    if (next < 0 && PyErr_Occurred()) {
                         result = NULL;
                     }
-                    Py_XDECREF(target);
+                    else {
+                        /* A callback may change the program, which owns arg. */
+                        PyObject *target = arg;
+                        Py_INCREF(target);
+                        if (PyMonitoring_FireJumpEvent(&states[JUMP], program, (int32_t)pc,
+                                                       target) < 0)
+                        {
+                            result = NULL;
+                        }
+                        Py_DECREF(target);
+                    }
                 }
             }
             Py_DECREF(top);

@@ -177,7 +177,8 @@ record(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
         return -1;
     }
     for (Py_ssize_t i = 0; i < nargs; i++) {
-        PyTuple_SET_ITEM(tuple, i, Py_NewRef(args[i]));
+        Py_INCREF(args[i]);
+        PyTuple_SET_ITEM(tuple, i, args[i]);
     }
     PyObject *entry = Py_BuildValue("(iiN)", tool, event, tuple);
     if (entry == NULL || PyList_Append(calls_seen, entry) < 0) {

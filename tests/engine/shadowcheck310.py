@@ -1,6 +1,6 @@
-"""Consistency checks of CPython 3.10 shadows against their originals.
+"""Consistency checks of CPython 3.9 and 3.10 shadows against their originals.
 
-The 3.10 back end (src/engine/backend310/b310.h) runs frames on a copy of
+The block-stack back end (src/engine/backend310/b310.h) runs frames on a copy of
 their code (a shadow) with probes inserted before the instructions that
 need them.  This module reads a shadow back, unit by unit, and checks what
 the back end promises:
@@ -22,7 +22,7 @@ the back end promises:
   original's, no path goes deeper than ``co_stacksize``, and a CALL probe
   reads the call at the depth it was built for.
 
-Used by tests/engine/test_shadows.py on 3.10 and runnable alone over a
+Used by tests/engine/test_shadows.py on 3.9 and 3.10 and runnable alone over a
 whole tree: ``python tests/engine/shadowcheck310.py /path/to/Lib``.
 """
 
@@ -54,6 +54,10 @@ ALL_PROBED = sum(1 << EV[name] for name in (
     "STOP_ITERATION", "RAISE", "EXCEPTION_HANDLED", "RERAISE"))
 
 OP = dis.opmap
+#: 3.9 has no GEN_START (its generators push nothing on their first start).
+GEN_START = OP.get("GEN_START")
+#: Bytes per unit of a jump's argument: 3.9 counts jumps in bytes, 3.10 in units.
+JUMP_SCALE = 2 if sys.version_info[:2] == (3, 9) else 1
 EXTENDED_ARG = OP["EXTENDED_ARG"]
 JUMPS = set(dis.hasjrel) | set(dis.hasjabs)
 SETUPS = {OP["SETUP_FINALLY"], OP["SETUP_WITH"], OP["SETUP_ASYNC_WITH"]}
@@ -91,11 +95,11 @@ def instructions(co_code: bytes) -> List[Ins]:
 
 
 def target_of(ins: Ins) -> Optional[int]:
-    """The unit a jump goes to (3.10 counts in units)."""
+    """The unit a jump goes to."""
     if ins.opcode in dis.hasjrel:
-        return ins.end + ins.arg
+        return ins.end + ins.arg // JUMP_SCALE
     if ins.opcode in dis.hasjabs:
-        return ins.arg
+        return ins.arg // JUMP_SCALE
     return None
 
 
@@ -114,7 +118,7 @@ def stack_depths(code: CodeType, ins: List[Ins]) -> Dict[int, int]:
     depth: Dict[int, int] = {}
     if not ins:
         return depth
-    work = [(0, 1 if ins[0].opcode == OP["GEN_START"] else 0)]
+    work = [(0, 1 if ins[0].opcode == GEN_START else 0)]
     while work:
         k, d = work.pop()
         i = ins[k]
@@ -262,9 +266,9 @@ def _check(code, events, shadow, orig_of, shadow_of, problems):
             if sbytes[2 * u] == OP["JUMP_FORWARD"] and copy is None:
                 probe = probe_at(u + 1, end)
                 if probe is not None and probe[0].event == EV["LINE"]:
-                    if sbytes[2 * u + 1] != probe[1]:
+                    if sbytes[2 * u + 1] // JUMP_SCALE != probe[1]:
                         fail("the JUMP_FORWARD at shadow %d skips %d units, its LINE probe has %d",
-                             u, sbytes[2 * u + 1], probe[1])
+                             u, sbytes[2 * u + 1] // JUMP_SCALE, probe[1])
                     items.append(Item("skip", u, 1))
                     u += 1
                     continue
@@ -304,14 +308,19 @@ def _check(code, events, shadow, orig_of, shadow_of, problems):
             fail("shadow unit %d is on line %r, its original unit %d on %r",
                  u, shadow_lines[u], orig_of[u], orig_lines[orig_of[u]])
             break
-    want_starts = {2 * shadow_of[offset // 2]: line for offset, line in dis.findlinestarts(code)}
+    # 3.9's compiler can start a line between an EXTENDED_ARG and its
+    # instruction (a decorated def's defaults): a copy is on its opcode's
+    # line, prefix included, as orig_of maps it.
+    start_of = {u: i.start for i in orig for u in range(i.start, i.end)}
+    want_starts = {2 * shadow_of[start_of[offset // 2]]: line
+                   for offset, line in dis.findlinestarts(code)}
     got_starts = dict(dis.findlinestarts(shadow))
     if got_starts != want_starts:
         extra = sorted(set(got_starts.items()) ^ set(want_starts.items()))[:4]
         fail("dis line starts differ: %r", extra)
 
     # The probes each instruction should have.
-    first = 1 if orig and orig[0].opcode == OP["GEN_START"] else 0
+    first = 1 if orig and orig[0].opcode == GEN_START else 0
     index = {i.start: k for k, i in enumerate(orig)}
     targets = {index[t] for t in map(target_of, orig) if t is not None and t in index}
     handlers = {index[target_of(i)] for i in orig
@@ -373,6 +382,7 @@ def _check(code, events, shadow, orig_of, shadow_of, problems):
     # Each instruction's items against that.
     def stub_jump_dest(item: Item) -> int:
         prefix, opcode, arg = unit_ins(item.unit)
+        arg //= JUMP_SCALE
         return item.unit + item.size + arg if opcode == OP["JUMP_FORWARD"] else arg
 
     branch_sites = {}
@@ -466,6 +476,7 @@ def _check(code, events, shadow, orig_of, shadow_of, problems):
         i = orig[k]
         copy = copy_at[k]
         size = next(it.size for it in layout[k] if it.kind == "copy")
+        arg //= JUMP_SCALE
         return copy + size + arg if i.opcode in dis.hasjrel else arg
 
     def entry_check(k: int, t: int, landing: int, via: str) -> None:

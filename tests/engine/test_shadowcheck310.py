@@ -1,4 +1,4 @@
-"""shadowcheck310 finds what is wrong in a 3.10 shadow.
+"""shadowcheck310 finds what is wrong in a 3.9 or 3.10 shadow.
 
 Each test damages the shadow the back end builds for a small function the
 way a bug of shadow.c would (a jump off by one unit, a stack too small, a
@@ -14,8 +14,9 @@ import types
 
 import pytest
 
-if sys.version_info[:2] != (3, 10):
-    pytest.skip("the checker of the 3.10 back end's shadows", allow_module_level=True)
+if sys.version_info[:2] not in ((3, 9), (3, 10)):
+    pytest.skip("the checker of the block-stack back end's shadows (3.9, 3.10)",
+                allow_module_level=True)
 
 from lowimpact import _engine  # noqa: E402
 
@@ -64,7 +65,8 @@ def test_the_shadow_as_built_passes(monkeypatch):
 def test_a_jump_one_unit_off(monkeypatch):
     def damage(shadow, orig_of, shadow_of):
         jump = first(shadow, "JUMP_ABSOLUTE")
-        return with_byte(shadow, jump.offset + 1, jump.arg + 1), orig_of, shadow_of
+        one_unit = shadowcheck310.JUMP_SCALE
+        return with_byte(shadow, jump.offset + 1, jump.arg + one_unit), orig_of, shadow_of
     problems = check_damaged(monkeypatch, damage)
     assert any("lands at shadow" in p for p in problems), problems
 
@@ -72,7 +74,8 @@ def test_a_jump_one_unit_off(monkeypatch):
 def test_a_handler_set_up_elsewhere(monkeypatch):
     def damage(shadow, orig_of, shadow_of):
         setup = first(shadow, "SETUP_FINALLY")
-        return with_byte(shadow, setup.offset + 1, setup.arg - 3), orig_of, shadow_of
+        three_units = 3 * shadowcheck310.JUMP_SCALE
+        return with_byte(shadow, setup.offset + 1, setup.arg - three_units), orig_of, shadow_of
     problems = check_damaged(monkeypatch, damage)
     assert any("the handler set up by" in p for p in problems), problems
 
@@ -93,9 +96,12 @@ def test_a_stack_one_slot_too_many(monkeypatch):
 
 def test_a_probe_on_another_line(monkeypatch):
     def damage(shadow, orig_of, shadow_of):
-        table = bytearray(shadow.co_linetable)
+        # The first entry's line delta (3.9's co_lnotab pairs and 3.10's
+        # co_linetable entries are both (bytes, line delta)).
+        name = "co_lnotab" if sys.version_info[:2] == (3, 9) else "co_linetable"
+        table = bytearray(getattr(shadow, name))
         table[1] += 1
-        return shadow.replace(co_linetable=bytes(table)), orig_of, shadow_of
+        return shadow.replace(**{name: bytes(table)}), orig_of, shadow_of
     problems = check_damaged(monkeypatch, damage)
     assert any("is on line" in p for p in problems), problems
     assert any("dis line starts differ" in p for p in problems), problems

@@ -3,7 +3,7 @@
 Every code object of a selection of stdlib modules is instrumented for every
 event at every site it could have, and checked by :mod:`shadowcheck` (3.11:
 positions, exception handlers, jump targets, stack size) or
-:mod:`shadowcheck310` (3.10: the layout of probes and copies, sites, jump
+:mod:`shadowcheck310` (3.9 and 3.10: the layout of probes and copies, sites, jump
 targets, lines, stack depths).  The whole stdlib runs in the long target
 (``make long-test``).
 """
@@ -17,7 +17,7 @@ from typing import List
 
 import pytest
 
-if sys.version_info[:2] == (3, 10):
+if sys.version_info[:2] < (3, 11):
     from . import shadowcheck310 as shadowcheck
 else:
     from . import shadowcheck
@@ -32,13 +32,15 @@ MODULES = [
     "shutil", "subprocess", "tarfile", "textwrap", "traceback", "typing",
     "unittest.case", "zipfile", "ast", "argparse", "dis", "tokenize", "pickle",
 ]
-if sys.version_info[:2] == (3, 10):
-    # 3.10 has no except* (nor asyncio.taskgroups, whose `async with` has
-    # asyncio.locks for company) and calls re's parser and compiler
-    # sre_parse and sre_compile; its stdlib has match only in its tests.
+if sys.version_info[:2] < (3, 11):
+    # 3.9 and 3.10 have no except* (nor asyncio.taskgroups, whose `async
+    # with` has asyncio.locks for company) and call re's parser and compiler
+    # sre_parse and sre_compile; 3.10's stdlib has match only in its tests
+    # (3.9 has no match).
     MODULES = [{"asyncio.taskgroups": "asyncio.locks", "re._parser": "sre_parse",
                 "re._compiler": "sre_compile"}.get(name, name) for name in MODULES]
-    MODULES.append("test.test_patma")
+    if sys.version_info[:2] == (3, 10):
+        MODULES.append("test.test_patma")
 
 
 def _codes(module: str) -> List[CodeType]:

@@ -181,11 +181,3 @@ def test_cpu_clock(tmp_path):
     nap_wall = [v for k, v in load(tmp_path / "wall.prof").items() if k[2] == "nap"][0]
     assert nap_wall[3] >= 0.2
     assert nap_cpu[3] < 0.1   # sleeping takes no CPU time
-
-
-def test_says_it_needs_39(tmp_path, python38):
-    proc = subprocess.run([python38, "-m", "lowimpact", "profile", RECURSIVE], cwd=tmp_path,
-                          env=env(), capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 1
-    assert "needs CPython 3.9 or newer" in proc.stderr and "this is 3.8" in proc.stderr
-    assert proc.stdout == ""

@@ -968,7 +968,9 @@ li_backend_stats(PyObject *stats)
         li_stats_set(stats, "shadows", shadows) < 0 ||
         li_stats_set(stats, "shadows_elsewhere", elsewhere) < 0 ||
         li_stats_set(stats, "shadows_built", li_shadows_built()) < 0 ||
-        li_stats_set(stats, "reached_threads", li_running_threads) < 0)
+        li_stats_set(stats, "reached_threads", li_running_threads) < 0 ||
+        li_stats_set(stats, "thread_trace_hook",
+                     PyThreadState_Get()->c_tracefunc != NULL) < 0)
     {
         return -1;
     }

@@ -1148,6 +1148,16 @@ li_running_eval(PyThreadState *ts, PyFrameObject *f, int throwflag, li_evaluator
        and gives its own back as it ends. */
     int caller_traced = LI_USE_TRACING(ts);
     LI_USE_TRACING(ts) = r->user != NULL || r->user_profile != NULL;
+    if (LI_LINES_TRACED_IN_EVERY_FRAME && !LI_USE_TRACING(ts)) {
+        /* 3.9 would call running_trace() at every line of this frame and
+           its callees, none of them reached: the thread goes without its
+           hooks until the frame returns or suspends (frames reached
+           meanwhile put them back, sync_thread()), and the interpreter's
+           evaluation loop leaves its fast path only while some thread has
+           a trace function. */
+        li_set_tracefunc(ts, NULL);
+        ts->c_profilefunc = NULL;
+    }
     PyObject *result = evaluate(ts, f, throwflag);
     r = runner_of(ts);
     if (r != NULL) {

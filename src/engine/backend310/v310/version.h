@@ -215,6 +215,11 @@ li_set_tracefunc(PyThreadState *ts, Py_tracefunc func)
     ts->c_tracefunc = func;
 }
 
+/* Whether the evaluation loop calls the thread's trace function at the line
+ * events of frames that started with use_tracing off (3.9 does: it has one
+ * use_tracing per thread, which line events do not test). */
+#define LI_LINES_TRACED_IN_EVERY_FRAME 0
+
 /* ---- generators ---- */
 
 /* PyIter_Send's contract. */

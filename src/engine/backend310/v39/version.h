@@ -244,6 +244,8 @@ li_raised_unit(PyFrameObject *f, const PyTryBlock *b, PyObject *tb)
  * without which 3.9's evaluation loop calls none. */
 void li_set_tracefunc(PyThreadState *ts, Py_tracefunc func);
 
+#define LI_LINES_TRACED_IN_EVERY_FRAME 1
+
 /* ---- generators (v39/ceval39.c) ---- */
 
 typedef enum {
