@@ -58,6 +58,11 @@ OP = dis.opmap
 GEN_START = OP.get("GEN_START")
 #: Bytes per unit of a jump's argument: 3.9 counts jumps in bytes, 3.10 in units.
 JUMP_SCALE = 2 if sys.version_info[:2] == (3, 9) else 1
+V39 = sys.version_info[:2] == (3, 9)
+NAME_CLEANUPS = {("STORE_FAST", "DELETE_FAST"), ("STORE_NAME", "DELETE_NAME"),
+                 ("STORE_GLOBAL", "DELETE_GLOBAL"), ("STORE_DEREF", "DELETE_DEREF")}
+LEAVING_39 = {OP[name] for name in ("RETURN_VALUE", "JUMP_ABSOLUTE", "POP_TOP", "POP_BLOCK",
+                                    "POP_EXCEPT", "ROT_TWO") if name in OP}
 EXTENDED_ARG = OP["EXTENDED_ARG"]
 JUMPS = set(dis.hasjrel) | set(dis.hasjabs)
 SETUPS = {OP["SETUP_FINALLY"], OP["SETUP_WITH"], OP["SETUP_ASYNC_WITH"]}
@@ -109,6 +114,36 @@ def unit_lines(code: CodeType) -> List[Optional[int]]:
         for b in range(start, min(end, 2 * len(lines)), 2):
             lines[b // 2] = line
     return lines
+
+
+def may_start_line_39(code: CodeType, orig: List[Ins], k: int, lines: List[Optional[int]]) -> bool:
+    """Whether 3.9 code instruction orig[k] may start a line as 3.12 reports
+    lines: not the code 3.9's compiler gives the line of a statement that
+    need not have run (docs/ENGINE.md, "The 3.9 back end"): a with's
+    exception exit, the cleanup of `except E as name` (LOAD_CONST None,
+    STORE name, DELETE name, RERAISE), and a return, break or continue's
+    line again after the finally body it runs."""
+    i = orig[k]
+    if i.opcode == OP["WITH_EXCEPT_START"]:
+        return False
+    if k + 3 < len(orig) and i.opcode == OP["LOAD_CONST"] and i.start == i.op and \
+            orig[k + 3].opcode == OP["RERAISE"] and code.co_consts[i.arg] is None and \
+            orig[k + 1].arg == orig[k + 2].arg and \
+            (dis.opname[orig[k + 1].opcode], dis.opname[orig[k + 2].opcode]) in NAME_CLEANUPS:
+        return False
+    leaving = i.opcode in LEAVING_39 or (i.opcode == OP["LOAD_CONST"] and k + 1 < len(orig) and
+                                         orig[k + 1].opcode == OP["RETURN_VALUE"])
+    line = lines[i.op]
+    if leaving and k > 0 and lines[orig[k - 1].op] != line:
+        # The latest earlier instruction on its line, unless a line before
+        # it comes first: a POP_BLOCK there means the finally body ran
+        # between.
+        for j in range(k - 1, -1, -1):
+            if lines[orig[j].op] == line:
+                return orig[j].opcode != OP["POP_BLOCK"]
+            if lines[orig[j].op] is not None and lines[orig[j].op] < line:
+                break
+    return True
 
 
 def stack_depths(code: CodeType, ins: List[Ins]) -> Dict[int, int]:
@@ -320,6 +355,7 @@ def _check(code, events, shadow, orig_of, shadow_of, problems):
         fail("dis line starts differ: %r", extra)
 
     # The probes each instruction should have.
+    table_starts = {offset for offset, _ in dis.findlinestarts(code)}
     first = 1 if orig and orig[0].opcode == GEN_START else 0
     index = {i.start: k for k, i in enumerate(orig)}
     targets = {index[t] for t in map(target_of, orig) if t is not None and t in index}
@@ -330,7 +366,9 @@ def _check(code, events, shadow, orig_of, shadow_of, problems):
     line_entries = {index[target_of(i)] for i in orig
                     if target_of(i) in index and
                     (i.opcode in SETUPS or
-                     orig_lines[i.op] != orig_lines[orig[index[target_of(i)]].op])}
+                     orig_lines[i.op] != orig_lines[orig[index[target_of(i)]].op]) and
+                    (not V39 or i.opcode in SETUPS or target_of(i) <= i.start or
+                     2 * target_of(i) in table_starts)}
     depth = stack_depths(code, orig)
 
     def wanted(*names: str) -> bool:
@@ -351,7 +389,8 @@ def _check(code, events, shadow, orig_of, shadow_of, problems):
                 want.append(("STOP_ITERATION", i.start))
             elif k > 0 and orig[k - 1].opcode == OP["YIELD_FROM"] and wanted("STOP_ITERATION"):
                 want.append(("STOP_ITERATION", i.start))
-            if wanted("LINE") and line is not None and (line != previous_line or k in line_entries):
+            if (wanted("LINE") and line is not None and (line != previous_line or k in line_entries)
+                    and (not V39 or may_start_line_39(code, orig, k, orig_lines))):
                 want.append(("LINE", i.start))
                 skip_line[k] = k > first and orig[k - 1].opcode not in NO_FALL_THROUGH and \
                     orig_lines[orig[k - 1].op] == line
