@@ -95,7 +95,11 @@ li_may_start_line(PyCodeObject *code, const int *lines, int unit)
     bool leaves = opcode == RETURN_VALUE || opcode == JUMP_ABSOLUTE || opcode == POP_TOP ||
                   opcode == POP_BLOCK || opcode == POP_EXCEPT || opcode == ROT_TWO ||
                   (opcode == LOAD_CONST && unit + 1 < n && _Py_OPCODE(units[unit + 1]) == RETURN_VALUE);
-    for (int u = unit - 1; leaves && u >= 0 && lines[unit - 1] != lines[unit]; u--) {
+    int first = unit;   /* its EXTENDED_ARG prefixes are on its line */
+    while (first > 0 && _Py_OPCODE(units[first - 1]) == EXTENDED_ARG) {
+        first--;
+    }
+    for (int u = first - 1; leaves && u >= 0 && lines[first - 1] != lines[unit]; u--) {
         if (lines[u] == lines[unit]) {
             return _Py_OPCODE(units[u]) != POP_BLOCK;
         }
