@@ -620,7 +620,7 @@ def test_disabled_lines_fire_again_in_a_generator_resumed_while_they_were_off(
     if sys.version_info < (3, 12) and resumed_while_off and not other_tool:
         request.applymarker(pytest.mark.xfail(
             strict=True,
-            reason="engine on 3.10 and 3.11: a generator that resumes while no tool wants "
+            reason="engine on 3.9-3.11: a generator that resumes while no tool wants "
                    "any event is not seen resuming, so it keeps its DISABLE marks "
                    "(docs/ENGINE.md)"))
     if sys.version_info[:2] == (3, 11) and not resumed_while_off and other_tool:

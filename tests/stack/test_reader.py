@@ -108,8 +108,8 @@ def test_stack_command_shows_source(parked):
     assert "    sys.stdin.read()  # at: innermost\n" in out
 
 
-@pytest.mark.skipif(sys.version_info[:2] not in ((3, 10), (3, 11)),
-                    reason="the engine runs on 3.10 and 3.11; its children use this "
+@pytest.mark.skipif(sys.version_info[:2] not in ((3, 9), (3, 10), (3, 11)),
+                    reason="the engine runs on 3.9-3.11; its children use this "
                     "interpreter's lowimpact")
 def test_engine_shadows_show_the_original():
     child = start_parked(sys.executable, "--engine")
