@@ -93,11 +93,9 @@ def extensions():
                             depends=headers("src/capi", "src/shared", "src/lowimpact/include"),
                             extra_compile_args=compile_args(), extra_link_args=link_args()))
     # The measurement core of `lowimpact cover`, a client of the C API's tool side.
-    # Its rule for which LINE events coverage.py's C tracer sees (linesite.h).
-    linesite = "src/cover/linesite39.c" if version == (3, 9) else "src/cover/linesite.c"
-    result.append(Extension("lowimpact._cover", sources=["src/cover/cover.c", linesite],
-                            include_dirs=["src/cover", "src/shared", "src/lowimpact/include"],
-                            depends=headers("src/cover", "src/shared", "src/lowimpact/include"),
+    result.append(Extension("lowimpact._cover", sources=["src/cover/cover.c"],
+                            include_dirs=["src/shared", "src/lowimpact/include"],
+                            depends=headers("src/shared", "src/lowimpact/include"),
                             extra_compile_args=compile_args(), extra_link_args=link_args()))
     # The measurement core of `lowimpact profile`, the same way.
     result.append(Extension("lowimpact._profile", sources=["src/profile/profile.c"],

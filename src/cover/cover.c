@@ -54,7 +54,6 @@
 
 #include "lowimpact.h"
 #include "li_shared.h"
-#include "linesite.h"
 
 #define EVENT_BIT(e) (1u << (e))
 
@@ -297,21 +296,6 @@ on_once(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
         return -1;
     }
     return LOWIMPACT_DISABLE;
-}
-
-/* LINE: on_once()'s, for the lines coverage.py's C tracer sees too
- * (linesite.h); DISABLE either way, the location tells all. */
-static int
-on_line(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs < 2) {
-        return LOWIMPACT_DISABLE;
-    }
-    int traced = cover_traced_line(args[0]);
-    if (traced <= 0) {
-        return traced < 0 ? -1 : LOWIMPACT_DISABLE;
-    }
-    return on_once(data, event, args, nargs);
 }
 
 static int
@@ -930,7 +914,7 @@ register_callbacks(Collector *self)
     uint32_t global = EVENT_BIT(PY_MONITORING_EVENT_PY_START);
     if (LowImpact_RegisterCallback(self->tool_id, PY_MONITORING_EVENT_PY_START,
                                    contexts ? on_py_start_contexts : on_py_start, self) < 0 ||
-        LowImpact_RegisterCallback(self->tool_id, PY_MONITORING_EVENT_LINE, on_line, self) < 0) {
+        LowImpact_RegisterCallback(self->tool_id, PY_MONITORING_EVENT_LINE, on_once, self) < 0) {
         return -1;
     }
     if ((self->branch || contexts) &&
