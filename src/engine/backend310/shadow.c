@@ -484,13 +484,21 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events, bool
     ins = PyMem_Calloc((size_t)n + 1, sizeof(instr));
     instr_at = PyMem_Calloc((size_t)n + 1, sizeof(int));
     lines = PyMem_Calloc((size_t)n + 1, sizeof(int));
-    table_starts = PyMem_Calloc((size_t)n + 1, sizeof(int));
-    if (ins == NULL || instr_at == NULL || lines == NULL || table_starts == NULL) {
+    /* Where line events come only at line starts (and after backward
+       jumps), a jump starts a line only there. */
+    bool jumps_start_lines = li_line_event_where_jumps_land();
+    if (!jumps_start_lines) {
+        table_starts = PyMem_Calloc((size_t)n + 1, sizeof(int));
+    }
+    if (ins == NULL || instr_at == NULL || lines == NULL ||
+        (!jumps_start_lines && table_starts == NULL)) {
         PyErr_NoMemory();
         goto error;
     }
     li_unit_lines(code, lines, n);
-    li_unit_line_starts(code, table_starts, n);
+    if (!jumps_start_lines) {
+        li_unit_line_starts(code, table_starts, n);
+    }
     for (int u = 0; u < n;) {
         instr *in = &ins[n_instrs];
         in->start = u;
@@ -525,9 +533,9 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events, bool
             if (li_sets_up_handler(ins[i].opcode)) {
                 ins[instr_at[t]].handler = true;
             }
-            if ((ins[i].line != ins[instr_at[t]].line || li_sets_up_handler(ins[i].opcode)) &&
-                li_jump_starts_line(li_sets_up_handler(ins[i].opcode), t <= ins[i].start,
-                                    table_starts[t] >= 0)) {
+            bool handler = li_sets_up_handler(ins[i].opcode);
+            if ((ins[i].line != ins[instr_at[t]].line || handler) &&
+                (handler || jumps_start_lines || t <= ins[i].start || table_starts[t] >= 0)) {
                 ins[instr_at[t]].line_entry = true;
             }
         }

@@ -61,21 +61,9 @@ void li_unit_line_starts(PyCodeObject *code, int *starts, int n_units);
  * exception. */
 PyObject *li_encode_lines(const int *lines, int n_units, int firstlineno);
 
-/* Whether a jump from another line (or the unwinding to a `handler`)
- * starts a line where it lands, given whether it goes back and whether the
- * table starts a line there; and whether unit `unit` of `code` (whose
- * units have `lines`) may start a line at all.  3.10's compiler gives each
- * instruction the line of the source it comes from (PEP 626): always, as
- * on 3.12. */
-static inline bool
-li_jump_starts_line(bool handler, bool backward, bool table_start)
-{
-    (void)handler;
-    (void)backward;
-    (void)table_start;
-    return true;
-}
-
+/* Whether unit `unit` of `code` (whose units have `lines`) may start a
+ * line at all.  3.10's compiler gives each instruction the line of the
+ * source it comes from (PEP 626): always, as on 3.12. */
 static inline bool
 li_may_start_line(PyCodeObject *code, const int *lines, int unit)
 {

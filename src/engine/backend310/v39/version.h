@@ -62,7 +62,8 @@ PyObject *li_encode_lines(const int *lines, int n_units, int firstlineno);
  * which need not have run: `try: if c: x = 1` reaches x = 1's POP_BLOCK
  * when c is false.  3.9 itself reports a line only where its table starts
  * one or after a backward jump (maybe_call_line_trace), so a jump starts a
- * line there only (a handler everywhere, as on 3.10); and 3.12 reports
+ * line there only, a handler everywhere (shadow.c, by
+ * li_line_event_where_jumps_land() below); and 3.12 reports
  * none of these lines (its code there has no line, or the with's), so
  * that code starts none: a with's exit, the name's cleanup (LOAD_CONST
  * None, STORE, DELETE, RERAISE; a finally body that is exactly
@@ -73,12 +74,6 @@ PyObject *li_encode_lines(const int *lines, int n_units, int firstlineno);
  * statement is a pass, which 3.12 reports, or dead code 3.9 gave its line
  * to that code (as 3.9's own line events, tests/conformance/fuzzprog.py's
  * CompilerGaps). */
-static inline bool
-li_jump_starts_line(bool handler, bool backward, bool table_start)
-{
-    return handler || backward || table_start;
-}
-
 static inline bool
 li_may_start_line(PyCodeObject *code, const int *lines, int unit)
 {
