@@ -144,6 +144,9 @@ def layout_fields(minor: int) -> List[Tuple[str, str]]:
              for op in ("RETURN_VALUE", "RETURN_CONST", "YIELD_VALUE",
                         "INSTRUMENTED_RETURN_VALUE", "INSTRUMENTED_RETURN_CONST",
                         "INSTRUMENTED_YIELD_VALUE")] + monitoring_fields(minor) + [
+            # 3.13: the first instruction of the shim frame a specialised
+            # call of a class puts below its __init__'s (_Py_InitCleanup).
+            ("op_exit_init_check", "EXIT_INIT_CHECK" if minor >= 13 else absent),
             ("owner_cstack", "FRAME_OWNED_BY_CSTACK" if minor >= 12 else absent),
             ("owner_generator", "FRAME_OWNED_BY_GENERATOR"),
             # 3.12+ push an entry frame whenever the interpreter is entered
@@ -177,6 +180,7 @@ def layout_fields(minor: int) -> List[Tuple[str, str]]:
              for op in ("RETURN_VALUE", "RETURN_CONST", "YIELD_VALUE",
                         "INSTRUMENTED_RETURN_VALUE", "INSTRUMENTED_RETURN_CONST",
                         "INSTRUMENTED_YIELD_VALUE")] + monitoring_fields(minor) + [
+            ("op_exit_init_check", absent),
             ("owner_cstack", absent),
             ("owner_generator", absent),
             ("chain_ends_at_entry", "0"),

@@ -132,6 +132,11 @@ typedef struct li_layout {
     int64_t code_monitoring;
     int64_t monitoring_lines, monitoring_per_instruction_opcodes;
     int64_t line_data_size, line_data_opcode;
+    /* 3.13 (else -1): EXIT_INIT_CHECK, the first instruction of the shim
+     * frame (code object _Py_InitCleanup) that CALL_ALLOC_AND_ENTER_INIT
+     * pushes between the caller's frame and the class's __init__'s: it
+     * is at that instruction, not past it, while __init__ runs */
+    int op_exit_init_check;
     int owner_cstack;                       /* owner value of C-stack entry frames, or -1 */
     int owner_generator;                    /* owner value of generators' frames, or -1 */
     /* 1 if every thread's chain ends at an entry frame (owner_cstack) */

@@ -137,6 +137,7 @@ python_files(pid_t pid, mapped_file *files, size_t cap, size_t *n, char *exe, si
 
 typedef struct elf_symbols {
     uint64_t runtime, py_version, code_type, dict_type, str_type, module_type, long_type;
+    uint64_t init_cleanup;    /* a local symbol: in .symtab only, if not stripped */
     uint64_t pthread_tid;     /* glibc's _thread_db_pthread_tid */
     uint64_t load_vaddr;      /* p_vaddr of the segment at file offset 0 */
     int found_runtime;
@@ -216,6 +217,9 @@ elf_lookup(const unsigned char *image, size_t size, elf_symbols *out)
             }
             else if (strcmp(name, "PyLong_Type") == 0) {
                 out->long_type = syms[k].st_value;
+            }
+            else if (strcmp(name, "_Py_InitCleanup") == 0) {
+                out->init_cleanup = syms[k].st_value;
             }
             else if (strcmp(name, "_thread_db_pthread_tid") == 0) {
                 out->pthread_tid = syms[k].st_value;
@@ -403,6 +407,7 @@ li_attach(li_target *t, pid_t pid, char *msg, size_t msg_size)
         t->str_type = syms.str_type ? syms.str_type + bias : 0;
         t->module_type = syms.module_type ? syms.module_type + bias : 0;
         t->long_type = syms.long_type ? syms.long_type + bias : 0;
+        t->init_cleanup = syms.init_cleanup ? syms.init_cleanup + bias : 0;
         snprintf(t->binary, sizeof t->binary, "%s", files[i].path);
         /* Which CPython: what the target says of itself before its name. */
         unsigned char cookie[16];

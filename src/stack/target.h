@@ -32,6 +32,10 @@ typedef struct li_target {
     uint64_t dict_type, str_type, module_type;
     /* PyLong_Type (0 if unknown): what a Thread's _native_id must be */
     uint64_t long_type;
+    /* 3.13: the code object of the shim frames below __init__'s frames
+     * (_Py_InitCleanup), from the ELF symbols or learnt from a frame at its
+     * EXIT_INIT_CHECK (walk.c); 0 until known */
+    uint64_t init_cleanup;
     int major, minor, micro;    /* micro is -1 where it cannot be told */
     li_layout layout;
     char binary[LI_PATH_MAX];      /* the file that holds _PyRuntime */
@@ -93,6 +97,9 @@ typedef struct li_raw_frame {
      * where a frame returning to the caller ends (walk.c,
      * returning_between()); else 0 */
     int at_callers_end;
+    /* the interpreter's shim frame below a class's __init__ (3.13), no
+     * Python code: checked as a frame, left out of the sample */
+    int shim;
 } li_raw_frame;
 
 typedef struct li_raw_thread {

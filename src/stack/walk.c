@@ -378,6 +378,36 @@ under_instrumentation(li_target *t, uint64_t code, int64_t index, unsigned char 
     return err ? li_status_of(t, err) : LI_OK;
 }
 
+/* LI_OK if the frame copied into buf, below a frame it called and at its
+ * first instruction, is the shim frame of 3.13's CALL_ALLOC_AND_ENTER_INIT,
+ * else LI_TORN.  That call pushes a frame of a code object of the
+ * interpreter's own (_Py_InitCleanup, Python/specialize.c), whose
+ * EXIT_INIT_CHECK checks that __init__ returned None once it returns,
+ * and then the __init__ frame above it (Python/bytecodes.c): the shim is
+ * in that call while still at its first instruction, where any other
+ * frame has not started.  Its code object is known from the ELF symbols,
+ * or from the first frame found at an EXIT_INIT_CHECK (no other code
+ * object begins with one), a static object that never moves. */
+static li_status
+shim_in_its_call(li_target *t, const unsigned char *buf)
+{
+    const li_layout *L = &t->layout;
+    uint64_t code = li_u64_at(buf, L->frame_code);
+    if (t->init_cleanup) {
+        return code == t->init_cleanup ? LI_OK : LI_TORN;
+    }
+    unsigned char op;
+    int err = li_read(t, li_u64_at(buf, L->frame_instr), &op, 1);
+    if (err) {
+        return li_status_of(t, err);
+    }
+    if (op != L->op_exit_init_check) {
+        return LI_TORN;
+    }
+    t->init_cleanup = code;
+    return LI_OK;
+}
+
 /* Where a frame of a chain is, seen from the frame walked before it. */
 enum li_place {
     LI_INNERMOST = 0,       /* none: it is the thread's innermost */
@@ -421,6 +451,10 @@ in_its_call(li_target *t, const unsigned char *buf, int64_t offset, enum li_plac
     const li_layout *L = &t->layout;
     if (L->frame_stacktop >= 0) {
         int stacktop = i32_at(buf, L->frame_stacktop);
+        if (place == LI_CALLED_PYTHON && stacktop >= 0 && offset == 0
+            && L->op_exit_init_check >= 0) {
+            return shim_in_its_call(t, buf);
+        }
         if (place == LI_CALLED_PYTHON || place == LI_CALLED_GENERATOR) {
             if (stacktop < 0 || offset <= 0) {
                 return LI_TORN;
@@ -1006,6 +1040,7 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, const u
         f->code = code;
         f->offset = offset;
         f->at_callers_end = 0;
+        f->shim = t->init_cleanup && code == t->init_cleanup;
         s->nframes++;
         (*count)++;
         last_frame = frame;
@@ -1271,6 +1306,30 @@ read_heads(li_target *t, li_sample *s)
     return LI_OK;
 }
 
+/* Leave the shim frames (li_raw_frame.shim) out of the sample once the
+ * checks that need them (read_heads(): each frame where its caller's
+ * ends) are done. */
+static void
+drop_shims(li_sample *s)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < s->nthreads; i++) {
+        li_raw_thread *th = &s->threads[i];
+        size_t first = kept;
+        for (size_t j = th->first; j < th->first + th->count; j++) {
+            if (!s->frames[j].shim) {
+                if (kept != j) {
+                    s->frames[kept] = s->frames[j];
+                }
+                kept++;
+            }
+        }
+        th->first = first;
+        th->count = kept - first;
+    }
+    s->nframes = kept;
+}
+
 li_status
 li_take_sample(li_target *t, li_sample *s)
 {
@@ -1404,8 +1463,12 @@ li_take_sample(li_target *t, li_sample *s)
         tids_from_pthreads(t, s);
     }
     li_status st = read_heads(t, s);
-    if (st != LI_OK || L->code_flags < 0) {
+    if (st != LI_OK) {
         return st;
+    }
+    drop_shims(s);
+    if (L->code_flags < 0) {
+        return LI_OK;
     }
     /* A generator's frame object outlives the generator as its code
      * object's spare frame, f_back and f_gen cleared, and is the next

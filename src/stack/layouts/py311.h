@@ -48,6 +48,7 @@ static const li_layout li_layout_py311 = {
     .monitoring_per_instruction_opcodes = -1,
     .line_data_size = -1,
     .line_data_opcode = -1,
+    .op_exit_init_check = -1,
     .owner_cstack = -1,
     .owner_generator = 1,
     .chain_ends_at_entry = 0,

@@ -48,6 +48,7 @@ static const li_layout li_layout_py313 = {
     .monitoring_per_instruction_opcodes = 48,
     .line_data_size = 2,
     .line_data_opcode = 0,
+    .op_exit_init_check = 13,
     .owner_cstack = 3,
     .owner_generator = 1,
     .chain_ends_at_entry = 1,
