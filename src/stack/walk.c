@@ -864,8 +864,20 @@ runs_in_first_cframe(li_target *t, uint64_t tstate, uint64_t cframe, size_t link
  * suspended and resumed holds no f_back and a state that runs, kept the
  * generator alone in 141 of 451,244 samples at the highest rate, 3 of
  * 696,885 with this); a generator resumed from C at a thread's bottom and
- * parked in a lock's acquire() (3 frames, 5 deep: cbottom.py) is kept. */
+ * parked in a lock's acquire() (3 frames, 5 deep: cbottom.py) is kept.
+ * One whose frames call back through C counts those C calls too (next,
+ * sorted and list.sort when sorted()'s key runs: 4 frames, 8 deep in
+ * cback.py), which no bound on the depth tells from frames missed: a
+ * thread deeper than the bound is kept only if DEEP_COPIES copies of the
+ * generator's frame, each read with the thread's innermost frame and
+ * depth, find the generator running, linked to nothing, the thread in the
+ * same innermost frame and exactly as deep as when the walk began.  A
+ * thread that is where the walk says stays so (a generator parked, or
+ * running in a frame above it); a read that missed frames has to catch
+ * the generator suspended and resumed between the reads of two cache
+ * lines of its frame in every copy. */
 #define RECURSION_SLACK 2
+#define DEEP_COPIES 8
 
 /* Whether frame lies in one of the stack chunks from `chunk` back (the
  * thread's chunk list, newest first): *found 1 if so, with that chunk's
@@ -1053,10 +1065,9 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, const u
         if (!L->gen_state_known) {
             return LI_TORN;
         }
-        if (L->tstate_recursion_depth >= 0
-            && (uint64_t)(int32_t)tv[7] > *count + RECURSION_SLACK) {
-            return LI_TORN;     /* frames the read missed (RECURSION_SLACK) */
-        }
+        /* (RECURSION_SLACK) */
+        int deep = L->tstate_recursion_depth >= 0
+                   && (uint64_t)(int32_t)tv[7] > *count + RECURSION_SLACK;
         if (L->cframe_previous >= 0) {
             int first;
             size_t links = L->cframes_per_frame ? *count : entries ? entries : 1;
@@ -1087,7 +1098,8 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, const u
              * missed).  The generator's frame ends the chain if a second
              * copy finds it the same: running, linked to nothing, and (3.9)
              * the thread, read after it, still in its innermost frame and
-             * no deeper than its frames allow. */
+             * no deeper than its frames allow (or, deeper, DEEP_COPIES
+             * copies find all that and the same depth). */
             uint64_t now[2] = {0, 0};
             struct iovec local[3] = {{buf, (size_t)L->frame_size},
                                      {&now[0], sizeof now[0]}, {&now[1], sizeof(int32_t)}};
@@ -1098,15 +1110,20 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, const u
                  sizeof(int32_t)}};
             unsigned long n = L->tstate_recursion_depth >= 0 ? 3 : 1;
             size_t want = (size_t)L->frame_size + (n == 3 ? sizeof now[0] + sizeof(int32_t) : 0);
-            ssize_t got = process_vm_readv(t->pid, local, n, remote, n, 0);
-            if (got < 0) {
-                return li_status_of(t, errno);
-            }
-            if ((size_t)got != want || li_u64_at(buf, L->frame_back) != 0
-                || li_u64_at(buf, L->frame_gen) == 0
-                || (n == 3 && (now[0] != innermost
-                               || (uint64_t)(int32_t)now[1] > *count + RECURSION_SLACK))) {
-                return LI_TORN;
+            for (int copies = deep ? DEEP_COPIES : 1; copies > 0; copies--) {
+                ssize_t got = process_vm_readv(t->pid, local, n, remote, n, 0);
+                if (got < 0) {
+                    return li_status_of(t, errno);
+                }
+                uint64_t depth = (uint64_t)(int32_t)now[1];
+                if ((size_t)got != want || li_u64_at(buf, L->frame_back) != 0
+                    || li_u64_at(buf, L->frame_gen) == 0
+                    || (signed char)buf[L->gen_state] != L->gen_executing
+                    || (n == 3 && (now[0] != innermost
+                                   || (deep ? depth != (uint64_t)(int32_t)tv[7]
+                                            : depth > *count + RECURSION_SLACK)))) {
+                    return LI_TORN;
+                }
             }
             last_state = (signed char)buf[L->gen_state];
         }
