@@ -183,3 +183,46 @@ def test_code_objects_made_where_freed_ones_were(minor):
                 assert caller[:2] == callee[-1] + "_", names
                 pairs[callee[-1]] += n
     assert pairs["a"] > 50 and pairs["b"] > 50, pairs
+
+
+def test_schedule_makes_up_missed_samples_without_bursts(monkeypatch):
+    """Samples are due at fixed times: those missed while the sampler had no
+    CPU are made up, spaced by a quarter period at least, except those due
+    more than BEHIND_AT_MOST before; a run of 2 s at 1 kHz with a stall of
+    20 ms and one of 1 s takes 2000 - (1000 - 250) samples.  (A fake clock
+    and reader: the schedule alone, no timing.)"""
+    from lowimpact.tools import sample as tool
+
+    now = [1000.0]
+    taken = []
+
+    class Reader:
+        samples_taken = samples_torn = samples_dropped = 0
+
+        def sample(self):
+            taken.append(now[0])
+            self.samples_taken += 1
+            now[0] += 20e-6                     # the read
+            if len(taken) == 10:
+                now[0] += 0.020
+            elif len(taken) == 500:
+                now[0] += 1.0
+            return None
+
+        def frame(self, index):
+            raise IndexError(index)
+
+    def sleep(seconds):
+        assert seconds > 0
+        now[0] += seconds
+
+    monkeypatch.setattr(tool, "attach", lambda pid: Reader())
+    monkeypatch.setattr(tool, "_sleep", sleep)
+    monkeypatch.setattr(tool.time, "perf_counter", lambda: now[0])
+    profile = tool.sample(1, rate=1000.0, duration=2.0)
+    # (The samples made up after the second stall start off the grid: a few
+    # more fit.)
+    assert abs(profile.taken - 1250) <= 5
+    gaps = [b - a for a, b in zip(taken, taken[1:])]
+    assert min(gaps) >= 0.25e-3 - 1e-9
+    assert tool.BEHIND_AT_MOST == 0.25 and tool.CATCH_UP == 4
