@@ -387,7 +387,8 @@ under_instrumentation(li_target *t, uint64_t code, int64_t index, unsigned char 
  * in that call while still at its first instruction, where any other
  * frame has not started.  Its code object is known from the ELF symbols,
  * or from the first frame found at an EXIT_INIT_CHECK (no other code
- * object begins with one), a static object that never moves. */
+ * object begins with one) whose code object is of type code (not freed
+ * memory read by a torn walk), a static object that never moves. */
 static li_status
 shim_in_its_call(li_target *t, const unsigned char *buf)
 {
@@ -397,11 +398,15 @@ shim_in_its_call(li_target *t, const unsigned char *buf)
         return code == t->init_cleanup ? LI_OK : LI_TORN;
     }
     unsigned char op;
+    uint64_t type = 0;
     int err = li_read(t, li_u64_at(buf, L->frame_instr), &op, 1);
+    if (err == 0) {
+        err = li_read(t, code + (uint64_t)L->object_type, &type, sizeof type);
+    }
     if (err) {
         return li_status_of(t, err);
     }
-    if (op != L->op_exit_init_check) {
+    if (op != L->op_exit_init_check || !t->code_type || type != t->code_type) {
         return LI_TORN;
     }
     t->init_cleanup = code;
@@ -1065,7 +1070,7 @@ walk_frames(li_target *t, li_sample *s, uint64_t frame, uint64_t tstate, const u
         if (!L->gen_state_known) {
             return LI_TORN;
         }
-        /* (RECURSION_SLACK) */
+        /* deeper than the frames walked allow (RECURSION_SLACK) */
         int deep = L->tstate_recursion_depth >= 0
                    && (uint64_t)(int32_t)tv[7] > *count + RECURSION_SLACK;
         if (L->cframe_previous >= 0) {
