@@ -15,8 +15,6 @@ from .helpers import LOWIMPACT, PDB, PROGRAMS, compare, env_for, session
 pytestmark = pytest.mark.skipif(sys.version_info < (3, 9),
                                 reason="lowimpact.monitoring needs CPython 3.9+")
 
-ENGINE = sys.version_info < (3, 12)
-
 SESSIONS = {
     # break (function), condition, where, next, p, return, step, quit
     "break-condition-return": ("basic.py", [
@@ -60,9 +58,6 @@ SESSIONS = {
                                              "q"]),
 }
 
-# Sessions the 3.11 engine cannot run as pdb does, with the reason (none now).
-ENGINE_LIMITS: dict = {}
-
 
 def _pdb39_stale_module_line(text: str) -> str:
     """3.9's pdb shows loops.py's module frame at line 1 after the exception.
@@ -94,8 +89,6 @@ PDB_FAULTS = {(3, 9): {"post-mortem": _pdb39_stale_module_line}}
 
 @pytest.mark.parametrize("name", sorted(SESSIONS))
 def test_session_as_pdb(name, tmp_path):
-    if ENGINE and name in ENGINE_LIMITS:
-        pytest.skip(ENGINE_LIMITS[name])
     program, commands = SESSIONS[name]
     out = compare([str(PROGRAMS / program)], commands, tmp_path,
                   fix_pdb=PDB_FAULTS.get(sys.version_info[:2], {}).get(name))
