@@ -11,6 +11,7 @@ processes, as a ratio to the same work run without a debugger:
                 continued, as ``pdb script.py`` then ``c`` would)
   after-stop    the same, after the program has stopped in the hot function
                 itself (a temporary breakpoint), stepped a line and continued
+  after-cont    the same, stopped there and continued without a step
   next          milliseconds per stop of ``next`` over a line of a hot loop
                 whose line calls a function that does some work (its column
                 'none' is the loop's own time per stop, without a debugger)
@@ -45,7 +46,7 @@ DEBUGGERS = ("none", "pdb", "lowimpact")
 NEXT_STOPS = 40
 WARM_UP = 100_000
 COLLECTED = re.compile(r"Collected : (\d+)")
-SCENARIOS = ("never-hit", "after-stop", "next")
+SCENARIOS = ("never-hit", "after-stop", "after-cont", "next")
 
 
 # ---- the workload (line numbers below are found, not hard-coded) ----------
@@ -123,14 +124,13 @@ def child(scenario: str, kind: str, size: int) -> float:
         timed()
         return result["seconds"]
     never = "b %s:%d" % (me, _line_of("NEVER-HIT"))
-    if scenario == "never-hit":
-        commands = [never, "c"]
-    else:
-        commands = [never, "tbreak %s:%d" % (me, _line_of("HOT-FIRST")), "c", "n", "c"]
+    stop = "tbreak %s:%d" % (me, _line_of("HOT-FIRST"))
+    commands = {"never-hit": [never, "c"], "after-stop": [never, stop, "c", "n", "c"],
+                "after-cont": [never, stop, "c", "c"]}[scenario]
     debugger = _debugger(kind, commands)
     debugger.runcall(timed)
     out = debugger.stdout.getvalue()
-    if scenario == "after-stop" and "hot()" not in out:
+    if scenario != "never-hit" and "hot()" not in out:
         raise RuntimeError("the debugger did not stop in hot():\n" + out)
     return result["seconds"]
 
@@ -168,7 +168,7 @@ def bench_callgrind(python: str, size: int) -> None:
                              capture_output=True, text=True, check=True).stdout.strip()
     print("\nPython %s (%s), callgrind, %d more iterations" % (version, python, size))
     print("%-11s %14s %14s %10s" % ("scenario", "none", "lowimpact", "lowimpact"))
-    for scenario in ("never-hit", "after-stop"):
+    for scenario in ("never-hit", "after-stop", "after-cont"):
         grown = {}
         for kind in ("none", "lowimpact"):
             grown[kind] = (instructions(python, scenario, kind, 2 * size)
@@ -182,6 +182,7 @@ def bench(python: str, runs: int, quick: bool) -> None:
                              capture_output=True, text=True, check=True).stdout.strip()
     sizes = {"never-hit": 300_000 if quick else 1_000_000,
              "after-stop": 300_000 if quick else 1_000_000,
+             "after-cont": 300_000 if quick else 1_000_000,
              "next": 2_000}
     print("\nPython %s (%s), median of %d processes" % (version, python, runs))
     print("%-11s %12s %12s %12s %10s %10s" % ("scenario", "none", "pdb", "lowimpact",

@@ -87,13 +87,53 @@ def _breakpointhook(*args: Any, **kwargs: Any) -> Any:
     debugger.set_trace(sys._getframe().f_back)
 
 
+# 3.11's pdb checks the target before it runs: a missing module or a directory
+# is one line of error.  3.9's and 3.10's print a traceback (for a directory
+# after a post-mortem session in pdb's own frame).
+_PDB_CHECKS_TARGET = hasattr(_pdb, "_ScriptTarget")
+
+
+def _target_error(args: Sequence[str]) -> bool:
+    """Where pdb does not, say as 3.11's pdb does what is wrong with the
+    target of command line *args*; whether there was something to say."""
+    if _PDB_CHECKS_TARGET:
+        return False
+    try:
+        opts, rest = getopt.getopt(list(args), "mhc:", ["help", "command="])
+    except getopt.GetoptError:
+        return False  # main() says so
+    if not rest or any(opt in ("-h", "--help") for opt, _ in opts):
+        return False
+    if any(opt == "-m" for opt, _ in opts):
+        import runpy
+
+        try:
+            runpy._get_module_details(rest[0])  # what pdb's main() runs
+        except ImportError as exc:
+            print("ImportError: %s" % exc)
+            return True
+        except Exception:
+            return False  # pdb's traceback, as 3.11's
+        return False
+    if os.path.isdir(rest[0]):
+        print("Error:", rest[0], "is a directory")
+        return True
+    return False
+
+
 def main(argv: Optional[Sequence[str]] = None, prog: str = "lowimpact debug") -> int:
     """``python -m lowimpact debug [-c command] (script.py | -m module) [args]``:
     pdb's command line, restart loop and post-mortem, with this debugger."""
     args: List[str] = list(sys.argv[1:] if argv is None else argv)
+    if _target_error(args):
+        return 1
     # pdb's own main(), whose name "Pdb" means this debugger: its options,
-    # messages and restart loop are those of the same interpreter's pdb.
-    pdb_main = types.FunctionType(_pdb.main.__code__, dict(vars(_pdb), Pdb=Pdb), "main")
+    # messages and restart loop are those of the same interpreter's pdb
+    # (up to 3.12 its usage text names pdb.py, here this command).
+    names = dict(vars(_pdb), Pdb=Pdb)
+    if "_usage" in names:
+        names["_usage"] = names["_usage"].replace("usage: pdb.py ", "usage: %s " % prog, 1)
+    pdb_main = types.FunctionType(_pdb.main.__code__, names, "main")
     sys.argv[:] = [prog] + args
     hook = sys.breakpointhook
     sys.breakpointhook = _breakpointhook

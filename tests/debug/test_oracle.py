@@ -10,12 +10,10 @@ import sys
 
 import pytest
 
-from .helpers import PROGRAMS, compare, env_for, session, LOWIMPACT
+from .helpers import LOWIMPACT, PDB, PROGRAMS, compare, env_for, session
 
 pytestmark = pytest.mark.skipif(sys.version_info < (3, 9),
                                 reason="lowimpact.monitoring needs CPython 3.9+")
-
-ENGINE = sys.version_info < (3, 12)
 
 SESSIONS = {
     # break (function), condition, where, next, p, return, step, quit
@@ -55,10 +53,10 @@ SESSIONS = {
     "beside-a-tool": ("beside.py", ["b 15", "c", "p i", "n", "n", "n", "cl 1", "c", "q"]),
     # until with a line number, from the first line
     "until-lineno": ("loops.py", ["until 12", "p total", "n", "s", "s", "q"]),
+    # a breakpoint set while its generator is suspended stops it when resumed
+    "suspended-generator": ("suspended.py", ["b 10", "c", "b 3", "c", "p x", "n", "p x", "c",
+                                             "q"]),
 }
-
-# Sessions the 3.11 engine cannot run as pdb does, with the reason (none now).
-ENGINE_LIMITS: dict = {}
 
 
 def _pdb39_stale_module_line(text: str) -> str:
@@ -91,8 +89,6 @@ PDB_FAULTS = {(3, 9): {"post-mortem": _pdb39_stale_module_line}}
 
 @pytest.mark.parametrize("name", sorted(SESSIONS))
 def test_session_as_pdb(name, tmp_path):
-    if ENGINE and name in ENGINE_LIMITS:
-        pytest.skip(ENGINE_LIMITS[name])
     program, commands = SESSIONS[name]
     out = compare([str(PROGRAMS / program)], commands, tmp_path,
                   fix_pdb=PDB_FAULTS.get(sys.version_info[:2], {}).get(name))
@@ -108,6 +104,42 @@ def test_pdb_options(tmp_path):
 
 def test_missing_script(tmp_path):
     compare([str(tmp_path / "nowhere.py")], [], tmp_path)
+
+
+@pytest.mark.parametrize("target, error", [
+    (["-m", "no_such_module_here"], "ImportError: No module named no_such_module_here"),
+    (["."], "Error: . is a directory"),
+])
+def test_bad_target(tmp_path, target, error):
+    """An unknown module or a directory: one line saying so, exit status 1,
+    as 3.11's pdb (3.9's and 3.10's print a traceback: there the line is
+    lowimpact's, in 3.11's words)."""
+    proc = subprocess.run([sys.executable, *LOWIMPACT, *target], input="q\n",
+                          capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                          env=env_for(tmp_path))
+    assert (proc.returncode, proc.stdout + proc.stderr) == (1, error + "\n")
+    if sys.version_info >= (3, 11):
+        assert compare(target, ["q"], tmp_path) == error
+
+
+def test_help(tmp_path):
+    """-h prints pdb's help; up to 3.12 its usage line names this command."""
+    expected = session(PDB, ["-h"], [], tmp_path)
+    if sys.version_info < (3, 13):
+        assert expected.startswith("usage: pdb.py ")
+        expected = expected.replace("usage: pdb.py ", "usage: python -m lowimpact debug ", 1)
+    assert session(LOWIMPACT, ["-h"], [], tmp_path) == expected
+
+
+def test_set_trace_and_post_mortem_calls(tmp_path):
+    """lowimpact.debug.set_trace(header=...) and post_mortem() called by the
+    program stop, step and show the traceback as pdb's functions do."""
+    commands = ["n", "s", "n", "p q", "c", "p a, b", "where", "up", "p total", "q"]
+    program = [str(PROGRAMS / "direct.py")]
+    expected = session(program, ["pdb"], commands, tmp_path)
+    actual = session(program, ["lowimpact.debug"], commands, tmp_path)
+    assert "-- entering --" in expected and "(Pdb) (2.0, 0)" in expected
+    assert actual == expected
 
 
 def test_set_trace_hook(tmp_path):

@@ -19,8 +19,10 @@ The two never both have ``LINE`` on one code object (the step tool, which
 also checks breakpoints, takes a code over while it steps in it), so no line
 is dispatched twice.  Since ``DISABLE`` is only undone by
 ``restart_events()`` (for every tool) or by taking a tool's local events off
-a code object and putting them back, a new breakpoint re-arms the code
-objects of its file the second way: nothing else is restarted.
+a code object and putting them back, code the step tool gives back and the
+code objects of a new breakpoint's file are re-armed the second way;
+nothing else is restarted (a cleared breakpoint re-arms nothing: the lines
+of its file disabled so far hold no breakpoint still).
 """
 
 from __future__ import annotations
@@ -218,9 +220,10 @@ class _Core:
         """Give the step tool *events* on *code* besides what it has."""
         self._set_step(code, self.step_armed.get(code, 0) | events)
 
-    def breakpoints_changed(self, filename: Optional[str]) -> None:
+    def breakpoints_changed(self, filename: Optional[str], added: bool) -> None:
         """Arm the code objects of *filename* (None: of every file) for the
-        owner's breakpoints now, running frames included."""
+        owner's breakpoints now, running frames included; *added*: a
+        breakpoint was added, whose line may be one they disabled."""
         owner = self.owner
         if owner is None:
             return
@@ -230,7 +233,7 @@ class _Core:
             has = name in owner.breaks
             for code in self.codes.get(name, ()):
                 if has:
-                    self._arm_breakpoints(code, rearm=True)
+                    self._arm_breakpoints(code, rearm=added)
                 else:
                     self._disarm_breakpoints(code)
         want = (E.PY_START | E.PY_RESUME) if owner.breaks else 0
@@ -477,7 +480,7 @@ class Pdb(pdb.Pdb):
             _core.owner = self
         self._active = True
         self._thread = threading.get_ident()
-        _core.breakpoints_changed(None)
+        _core.breakpoints_changed(None, added=True)
 
     def _deactivate(self) -> None:
         self._active = False
@@ -625,31 +628,31 @@ class Pdb(pdb.Pdb):
     def set_break(self, filename: str, lineno: int, temporary: bool = False,
                   cond: Optional[str] = None, funcname: Optional[str] = None) -> Optional[str]:
         error = super().set_break(filename, lineno, temporary, cond, funcname)
-        self._breaks_changed(filename)
+        self._breaks_changed(filename, added=True)
         return error
 
     def clear_break(self, filename: str, lineno: int) -> Optional[str]:
         error = super().clear_break(filename, lineno)
-        self._breaks_changed(filename)
+        self._breaks_changed(filename, added=False)
         return error
 
     def clear_bpbynumber(self, arg: Any) -> Optional[str]:
         error = super().clear_bpbynumber(arg)
-        self._breaks_changed(None)
+        self._breaks_changed(None, added=False)
         return error
 
     def clear_all_file_breaks(self, filename: str) -> Optional[str]:
         error = super().clear_all_file_breaks(filename)
-        self._breaks_changed(filename)
+        self._breaks_changed(filename, added=False)
         return error
 
     def clear_all_breaks(self) -> Optional[str]:
         error = super().clear_all_breaks()
-        self._breaks_changed(None)
+        self._breaks_changed(None, added=False)
         return error
 
-    def _breaks_changed(self, filename: Optional[str]) -> None:
+    def _breaks_changed(self, filename: Optional[str], added: bool) -> None:
         if self._active and _core.owner is self:
-            _core.breakpoints_changed(None if filename is None else self.canonic(filename))
+            _core.breakpoints_changed(None if filename is None else self.canonic(filename), added)
 
 

@@ -40,7 +40,7 @@ def spin(ready, flag, limit):
     i = 0
     deadline = time.monotonic() + limit
     while not os.path.exists(flag) and time.monotonic() < deadline:
-        i = tick(i)
+        i = tick(i)  # at: spin_loop
     return i
 
 
