@@ -191,3 +191,44 @@ def test_data_file_of_another_coverage_version(programs: Path) -> None:
     assert data_file.read_bytes() == before
     report = cover(["report"], programs)
     assert report.returncode == 1 and "wrong schema" in report.stdout + report.stderr
+
+
+@pytest.mark.parametrize("argv, simple", [
+    (["x.py"], True),
+    (["x.py", "--branch", "-m", "a"], True),
+    (["--branch", "--source", "a,b", "--omit=*/t*", "-L", "-p", "-q", "x.py", "1"], True),
+    (["-a", "--append", "--data-file", "d", "--include", "", "--rcfile=r", "-m", "pkg.mod"], True),
+    (["--timid", "--context", "ctx", "--concurrency=thread,multiprocessing", "--pylib",
+      "--parallel-mode", "--quiet", "--module", "m", "-x"], True),
+    (["--data-file=", "x.py"], True),
+    # Left to argparse: abbreviations, grouped flags, "--", a value that
+    # looks like an option, a flag given a value, no target.
+    (["--bra", "x.py"], False),
+    (["-pq", "x.py"], False),
+    (["--", "x.py"], False),
+    (["m", "--", "-x"], False),
+    (["--context", "-x", "x.py"], False),
+    (["--source", "-", "x.py"], False),
+    (["-L=1", "x.py"], False),
+    (["--branch"], False),
+])
+def test_run_options_are_argparses(argv, simple) -> None:
+    """Usual command lines are parsed without argparse (its import costs a
+    measured run start-up time), into what argparse gives; any other is
+    left to argparse."""
+    from lowimpact.tools.cover import cli
+
+    parsed = cli._parse_run_simply(argv)
+    assert (parsed is not None) == simple
+    if simple:
+        assert vars(parsed) == vars(cli._run_parser().parse_args(argv))
+
+
+def test_run_without_argparse(programs: Path) -> None:
+    """A measured run with usual options imports neither argparse nor the
+    branch machinery when it measures lines only."""
+    (programs / "modules.py").write_text(
+        "import sys\nprint(sorted(m for m in ('argparse', 'lowimpact.tools.cover.arcs') "
+        "if m in sys.modules))\n")
+    proc = cover(["run", "--source", ".", "modules.py"], programs, check=True)
+    assert proc.stdout == "[]\n"

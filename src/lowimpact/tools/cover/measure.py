@@ -23,7 +23,6 @@ context; the data of each context is written as coverage.py writes it.
 from __future__ import annotations
 
 import collections
-import json
 import os
 import signal
 import sys
@@ -31,8 +30,11 @@ import threading
 import types
 from typing import Any, Dict, List, Optional, Set, Tuple
 
-from lowimpact.tools.cover import startup
-from lowimpact.tools.cover.arcs import Arc, CodeMap
+# arcs (with the bytecode readers) is needed for branches only, startup for
+# subprocesses only: each is imported where it is used.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from lowimpact.tools.cover.arcs import Arc, CodeMap
 
 __all__ = ["CoverError", "Measurement", "TOOL_ID", "subline_path"]
 
@@ -248,6 +250,8 @@ class Measurement:
                 setattr(os, name, self._before_exec(getattr(os, name), name == "execve"))
         if "subprocess" not in config.patch and "multiprocessing" not in config.concurrency:
             return
+        from lowimpact.tools.cover import startup
+
         os.environ[startup.PROCESS_ENV] = config.serialize()
         if not self.child and not startup.hook_installed():
             print("lowimpact cover: warning: subprocesses will not be measured: %s is not "
@@ -261,6 +265,8 @@ class Measurement:
                 self.save()
             except Exception as exc:
                 print("lowimpact cover: could not save data: %s" % exc, file=sys.stderr)
+            from lowimpact.tools.cover import startup
+
             config = os.environ.get(startup.PROCESS_ENV)
             if with_env and config and len(args) == 3:
                 # execve's environment replaces the process's: keep the request.
@@ -424,6 +430,8 @@ class Measurement:
             lines, branches, exits = raw
         if code_maps is None:
             code_maps = {}
+        if self.branch:
+            from lowimpact.tools.cover.arcs import CodeMap
         file_lines: Dict[str, Set[int]] = collections.defaultdict(set)
         file_arcs: Dict[str, Set[Arc]] = collections.defaultdict(set)
         file_points: Dict[str, list] = collections.defaultdict(list)
