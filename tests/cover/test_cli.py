@@ -253,9 +253,12 @@ def test_reports_from_a_measurement(programs: Path) -> None:
         "m.stop(); m.save()\n"
         "cov = m.coverage\n"
         "cov.load()\n"
-        "open('totals.json', 'w').write(json.dumps([cov.report(file=open('report.txt', 'w')), cov.json_report(outfile='inproc.json'),\n"
-        "    cov.xml_report(outfile='cov.xml'), cov.lcov_report(outfile='cov.lcov'),\n"
-        "    cov.html_report(directory='htmlcov')]))\n"
+        "with open('report.txt', 'w') as out:\n"
+        "    totals = [cov.report(file=out), cov.json_report(outfile='inproc.json'),\n"
+        "              cov.xml_report(outfile='cov.xml'), cov.lcov_report(outfile='cov.lcov'),\n"
+        "              cov.html_report(directory='htmlcov')]\n"
+        "with open('totals.json', 'w') as out:\n"
+        "    json.dump(totals, out)\n"
         "cov.annotate(directory='annotated')\n"
     )
     (programs / "measure_and_report.py").write_text(script)

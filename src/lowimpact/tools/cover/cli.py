@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import sys
 
-# argparse (with gettext, locale and shutil, which it imports) and typing
-# cost a measured run several milliseconds of start-up: argparse is imported
-# only when a command line needs it (help, errors, unusual spellings), and
-# typing only by the type checker.
+# argparse (with gettext, locale and shutil, which it imports) would add
+# several milliseconds to the start-up of every measured run: it is imported
+# only when a command line needs it (help, errors, unusual spellings).
+# typing is for the type checker only.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
-    from typing import Dict, List, Optional, Sequence, Tuple, Union
+    from typing import Dict, List, Optional, Sequence, Union
 
 PROG = "python -m lowimpact cover"
 
@@ -94,8 +94,8 @@ def _run_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: ``cover run``'s options as _run_parser() defines them: flags (dest,
-#: value when given) and options with a value (dest, conversion).
+#: ``cover run``'s options as _run_parser() defines them: flags (their
+#: dest, True when given) and options with a value (dest, conversion).
 _RUN_FLAGS = {
     "-a": "append", "--append": "append", "--branch": "branch", "-L": "pylib", "--pylib": "pylib",
     "-p": "parallel_mode", "--parallel-mode": "parallel_mode", "--timid": "timid",
