@@ -1,6 +1,6 @@
 """Whole-process overhead of `lowimpact cover` beside the coverage tools people use.
 
-    python bench/cover.py [--runs N] [--quick] [--python PY ...]
+    python bench/cover.py [--runs N] [--quick] [--python PY ...] [--tools TOOL ...]
 
 For each interpreter, program and mode (lines, branches) it times the whole
 process -- start-up, measuring, writing the data -- of:
@@ -14,8 +14,10 @@ process -- start-up, measuring, writing the data -- of:
 and prints the median of --runs processes as a ratio to plain.  Runs of one
 round alternate tools so that drift on a busy machine hits all alike.  Each
 interpreter needs coverage and slipcover installed, and lowimpact installed
-or importable from src/ (built in place).  A tool that is missing or fails
-shows as "-".
+or importable from src/ (built in place; its modules there are byte-compiled
+first, as an installed package's are, so that no run compiles them, even
+with PYTHONDONTWRITEBYTECODE set).  A tool that is missing or fails shows
+as "-".
 """
 
 from __future__ import annotations
@@ -110,9 +112,12 @@ def time_once(argv: List[str], env: Dict[str, str], cwd: Path) -> Optional[float
     return elapsed
 
 
-def bench(python: str, runs: int, quick: bool, workloads: Sequence[str]) -> None:
+def bench(python: str, runs: int, quick: bool, workloads: Sequence[str],
+          tools: Sequence[str] = TOOLS) -> None:
     version = subprocess.run([python, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
                              capture_output=True, text=True).stdout.strip()
+    subprocess.run([python, "-m", "compileall", "-q", str(SRC / "lowimpact")], check=True,
+                   stdout=subprocess.DEVNULL)
     print("\n## CPython %s (%s), median of %d runs, ratio to plain\n" % (version, python, runs))
     print("| workload | mode | plain s | ctrace | sysmon | slipcover | lowimpact |")
     print("|---|---|---|---|---|---|---|")
@@ -125,6 +130,8 @@ def bench(python: str, runs: int, quick: bool, workloads: Sequence[str]) -> None
                 failed = set()
                 for run in range(runs):
                     for tool in TOOLS:
+                        if tool not in tools:
+                            continue
                         data = Path(tmp) / ("data-%s" % tool)
                         spec = command(tool, branch, workload, quick, python, data)
                         if spec is None or tool in failed:
@@ -151,10 +158,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="smaller inputs, 3 runs")
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
+    parser.add_argument("--tools", nargs="+", default=list(TOOLS[1:]), choices=list(TOOLS[1:]),
+                        help="the tools to time beside plain (default: all)")
     options = parser.parse_args()
     runs = 3 if options.quick and options.runs == 5 else options.runs
     for python in options.python or [sys.executable]:
-        bench(python, runs, options.quick, options.workloads)
+        bench(python, runs, options.quick, options.workloads, ("plain", *options.tools))
 
 
 if __name__ == "__main__":

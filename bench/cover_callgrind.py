@@ -16,7 +16,9 @@ disturb as it disturbs timings:
 
 and, for the measured runs, the instructions spent inside the cover core's
 callbacks and in the C API calls they make (inclusive), read from
-callgrind's call graph.  PY must be the interpreter's real executable (not
+callgrind's call graph.  lowimpact's modules in src/ are byte-compiled first,
+as an installed package's are (with PYTHONDONTWRITEBYTECODE set, each run
+would compile them).  PY must be the interpreter's real executable (not
 a pyenv shim: callgrind does not follow exec).
 """
 
@@ -79,6 +81,8 @@ def main() -> None:
     parser.add_argument("--source", default="json,test.test_json")
     options = parser.parse_args()
     unittest = ["-m", "unittest", "-q", *options.suite]
+    subprocess.run([options.python, "-m", "compileall", "-q", str(SRC / "lowimpact")], check=True,
+                   stdout=subprocess.DEVNULL)
     with tempfile.TemporaryDirectory(prefix="lowimpact-cover-callgrind") as tmp:
         work = Path(tmp)
         (work / "empty.py").write_text("")

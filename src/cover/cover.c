@@ -66,6 +66,17 @@
 static PyObject *str_test = NULL;
 static PyObject *str_run_test = NULL;
 
+/* A branch seen to go one way only, as recorded in the current period. */
+typedef struct {
+    PyObject *code;          /* borrowed: `codes` keeps it (NULL: an empty slot) */
+    long source;             /* offsets */
+    long destination;
+} OneWay;
+
+/* Slots of the cache of one-way branches, a power of two: more than the
+   branch instructions a hot loop usually runs. */
+#define ONE_WAY_SLOTS 64
+
 /* A thread's active test context. */
 typedef struct {
     /* PyThreadState_GetID(): a dead thread's state address goes to a new
@@ -98,6 +109,14 @@ typedef struct {
      * making the id and looking it up each time. */
     PyObject *last_code;
     PyObject *last_per_source;
+    /* The one-way branches recorded last, by code and source offset.  On
+     * 3.12/3.13 DISABLE would silence both directions of a branch
+     * instruction, so one that always goes the same way reports on every
+     * pass; this answers such a report with two compares instead of a dict
+     * and a set look-up.  An entry is valid while `branches` is the dict it
+     * was recorded in and its code is in `codes`: forget_branches() empties
+     * it with them. */
+    OneWay one_way[ONE_WAY_SLOTS];
     /* Contexts.  All owned. */
     PyObject *label;         /* the current period's dynamic context (None: none) */
     PyObject *periods;       /* list of (label, lines, branches, exits) of ended periods */
@@ -298,6 +317,22 @@ on_once(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
     return LOWIMPACT_DISABLE;
 }
 
+/* Forget the look-ups on_branch() saved: `branches` is about to be cleared
+ * or replaced. */
+static void
+forget_branches(Collector *self)
+{
+    self->last_code = self->last_per_source = NULL;
+    memset(self->one_way, 0, sizeof(self->one_way));
+}
+
+static inline OneWay *
+one_way_slot(Collector *self, PyObject *code, long source)
+{
+    uintptr_t hash = ((uintptr_t)code >> 4) ^ (uintptr_t)source;
+    return &self->one_way[hash & (ONE_WAY_SLOTS - 1)];
+}
+
 static int
 on_branch(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -305,6 +340,15 @@ on_branch(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
     Collector *self = (Collector *)data;
     if (nargs < 3) {
         return LOWIMPACT_DISABLE;
+    }
+    long source = PyLong_AsLong(args[1]);
+    long destination = PyLong_AsLong(args[2]);
+    if ((source == -1 || destination == -1) && PyErr_Occurred()) {
+        return -1;
+    }
+    OneWay *seen = one_way_slot(self, args[0], source);
+    if (seen->code == args[0] && seen->source == source && seen->destination == destination) {
+        return LOWIMPACT_CONTINUE;
     }
     PyObject *per_source = self->last_per_source;   /* borrowed */
     if (args[0] != self->last_code || per_source == NULL) {
@@ -326,7 +370,14 @@ on_branch(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
     }
     /* A branch instruction has two destinations; once both ran there is
      * nothing more to learn here. */
-    return PySet_GET_SIZE(dests) >= 2 ? LOWIMPACT_DISABLE : LOWIMPACT_CONTINUE;
+    if (PySet_GET_SIZE(dests) >= 2) {
+        if (seen->code == args[0] && seen->source == source) {
+            seen->code = NULL;
+        }
+        return LOWIMPACT_DISABLE;
+    }
+    *seen = (OneWay){.code = args[0], .source = source, .destination = destination};
+    return LOWIMPACT_CONTINUE;
 }
 
 /* -- Contexts --------------------------------------------------------- */
@@ -429,7 +480,7 @@ end_period(Collector *self, PyObject *label, int keep)
     swap = self->lines, self->lines = lines, lines = swap;
     swap = self->branches, self->branches = branches, branches = swap;
     swap = self->exits, self->exits = exits, exits = swap;
-    self->last_code = self->last_per_source = NULL;
+    forget_branches(self);
     Py_SETREF(self->label, Py_NewRef(label));
     rc = rearm(self, lines, branches, exits);
 done:
@@ -1110,7 +1161,7 @@ collector_reset(Collector *self, PyObject *unused)
         return NULL;
     }
     PyDict_Clear(self->lines);
-    self->last_code = self->last_per_source = NULL;
+    forget_branches(self);
     PyDict_Clear(self->branches);
     PyDict_Clear(self->exits);
     if (PyList_SetSlice(self->periods, 0, PyList_GET_SIZE(self->periods), NULL) < 0) {
@@ -1251,7 +1302,7 @@ collector_init(Collector *self, PyObject *args, PyObject *kwargs)
     Py_XSETREF(self->file_cache, file_cache);
     Py_XSETREF(self->codes, codes);
     Py_XSETREF(self->lines, lines);
-    self->last_code = self->last_per_source = NULL;
+    forget_branches(self);
     Py_XSETREF(self->branches, branches);
     Py_XSETREF(self->exits, exits);
     Py_XSETREF(self->label, Py_NewRef(Py_None));
@@ -1309,7 +1360,7 @@ collector_clear(Collector *self)
     Py_CLEAR(self->file_cache);
     Py_CLEAR(self->codes);
     Py_CLEAR(self->lines);
-    self->last_code = self->last_per_source = NULL;
+    forget_branches(self);
     Py_CLEAR(self->branches);
     Py_CLEAR(self->exits);
     Py_CLEAR(self->label);

@@ -3,14 +3,15 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import sys
 
-# typing is for the type checker only: importing it would add to the start-up
-# of every program run (annotations are strings here).
+# typing is for the type checker only, and argparse is imported where a
+# parser is built: importing them would add to the start-up of every program
+# run (annotations are strings here), and cover has a parser of its own.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
     import types
     from typing import Callable, ContextManager, Dict, Optional, Sequence, TextIO, TypeVar
 
@@ -138,6 +139,8 @@ _COMMANDS = ("run", "trace", "stack", "sample", "profile")
 def _parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     """The command line's parser; with *command*, one that knows only that
     command (enough to parse a command line that starts with it)."""
+    import argparse
+
     from lowimpact import __version__
 
     parser = argparse.ArgumentParser(
@@ -287,6 +290,8 @@ def _debug(args: Sequence[str]) -> int:
 
 
 def _add_target_arguments(parser: argparse.ArgumentParser) -> None:
+    import argparse
+
     parser.add_argument(
         "-m", dest="module", action="store_true", help="run a module or package, like python -m"
     )

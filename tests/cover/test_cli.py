@@ -14,7 +14,7 @@ from pathlib import Path
 import coverage
 import pytest
 
-from .helpers import copy_programs, env_for, python
+from .helpers import copy_programs, coverage_json, env_for, python
 
 
 def cover(args, cwd: Path, check: bool = False):
@@ -191,3 +191,86 @@ def test_data_file_of_another_coverage_version(programs: Path) -> None:
     assert data_file.read_bytes() == before
     report = cover(["report"], programs)
     assert report.returncode == 1 and "wrong schema" in report.stdout + report.stderr
+
+
+@pytest.mark.parametrize("argv, simple", [
+    (["x.py"], True),
+    (["x.py", "--branch", "-m", "a"], True),
+    (["--branch", "--source", "a,b", "--omit=*/t*", "-L", "-p", "-q", "x.py", "1"], True),
+    (["-a", "--append", "--data-file", "d", "--include", "", "--rcfile=r", "-m", "pkg.mod"], True),
+    (["--timid", "--context", "ctx", "--concurrency=thread,multiprocessing", "--pylib",
+      "--parallel-mode", "--quiet", "--module", "m", "-x"], True),
+    (["--data-file=", "x.py"], True),
+    # Left to argparse: abbreviations, grouped flags, "--", a value that
+    # looks like an option, a flag given a value, no target.
+    (["--bra", "x.py"], False),
+    (["-pq", "x.py"], False),
+    (["--", "x.py"], False),
+    (["m", "--", "-x"], False),
+    (["--context", "-x", "x.py"], False),
+    (["--source", "-", "x.py"], False),
+    (["-L=1", "x.py"], False),
+    (["--branch"], False),
+])
+def test_run_options_are_argparses(argv, simple) -> None:
+    """Usual command lines are parsed without argparse (its import costs a
+    measured run start-up time), into what argparse gives; any other is
+    left to argparse."""
+    from lowimpact.tools.cover import cli
+
+    parsed = cli._parse_run_simply(argv)
+    assert (parsed is not None) == simple
+    if simple:
+        assert vars(parsed) == vars(cli._run_parser().parse_args(argv))
+
+
+@pytest.mark.parametrize("branch", [False, True])
+def test_run_without_argparse(branch: bool, programs: Path) -> None:
+    """A measured run with usual options never imports argparse (saving the
+    data included: atexit runs after it), nor, for lines, the branch
+    machinery."""
+    (programs / "modules.py").write_text(
+        "import atexit, sys\n"
+        "print('arcs' if 'lowimpact.tools.cover.arcs' in sys.modules else '')\n"
+        "atexit.register(lambda: print('argparse' if 'argparse' in sys.modules else ''))\n")
+    proc = cover(["run", *(["--branch"] if branch else []), "--source", ".", "modules.py"],
+                 programs, check=True)
+    assert proc.stdout == "\n\n"
+
+
+def test_reports_from_a_measurement(programs: Path) -> None:
+    """A Measurement imports coverage.py without its reporting modules (a
+    measured run does not use them); its Coverage still reports in process
+    (as the pytest plugin does), the same as coverage.py's command line on
+    the same data."""
+    script = (
+        "import json, sys\n"
+        "from lowimpact.tools.cover.measure import Measurement\n"
+        "m = Measurement(data_file='.coverage', branch=True, source=['.'])\n"
+        "assert 'coverage.html' not in sys.modules and 'coverage.xmlreport' not in sys.modules\n"
+        "m.start()\n"
+        "import branches\n"
+        "m.stop(); m.save()\n"
+        "cov = m.coverage\n"
+        "cov.load()\n"
+        "with open('report.txt', 'w') as out:\n"
+        "    totals = [cov.report(file=out), cov.json_report(outfile='inproc.json'),\n"
+        "              cov.xml_report(outfile='cov.xml'), cov.lcov_report(outfile='cov.lcov'),\n"
+        "              cov.html_report(directory='htmlcov')]\n"
+        "with open('totals.json', 'w') as out:\n"
+        "    json.dump(totals, out)\n"
+        "cov.annotate(directory='annotated')\n"
+    )
+    (programs / "measure_and_report.py").write_text(script)
+    python(["measure_and_report.py"], programs, env_for(), check=True)
+    totals = json.loads((programs / "totals.json").read_text())
+    expected = coverage_json(programs / ".coverage", programs)
+    in_process = json.loads((programs / "inproc.json").read_text())
+    in_process.pop("meta")
+    assert in_process == expected
+    percent = expected["totals"]["percent_covered"]
+    assert totals == pytest.approx([percent] * 5)
+    assert (programs / "htmlcov" / "index.html").exists()
+    assert "<coverage" in (programs / "cov.xml").read_text()
+    assert "end_of_record" in (programs / "cov.lcov").read_text()
+    assert any(name.endswith(",cover") for name in os.listdir(programs / "annotated"))

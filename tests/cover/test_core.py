@@ -462,3 +462,38 @@ def test_a_test_generator_thrown_into_starts_its_context_again() -> None:
     line = helper.__code__.co_firstlineno
     assert helper_periods(collector) == [("test_core_closed", [line + 1, line + 3]),
                                          ("test_core_closed", [line + 1, line + 2])]
+
+
+def one_way(n, flip_at):
+    total = 0
+    for i in range(n):
+        if i < flip_at:
+            total += 1
+        else:
+            total -= 1
+    return total
+
+
+def test_a_branch_that_went_one_way_many_times_records_its_other_way():
+    """A branch that always went the same way keeps reporting (the core
+    answers repeats from a cache); when it goes the other way, and when a
+    new period (context) starts, what it does is recorded."""
+    collector = _cover.Collector(TOOL, lambda name, frame: name if name == __file__ else None,
+                                 branch=True)
+    collector.start()
+    try:
+        one_way(50, 50)             # only "i < flip_at"
+        first = collector.switch_context("second")
+        one_way(50, 50)             # the same way, in the new period
+        one_way(50, 25)             # both ways
+    finally:
+        collector.stop()
+    assert first is None
+    codes, _, branches, _ = collector.data()
+    (key,) = [k for k, (code, _) in codes.items() if code is one_way.__code__]
+    ((label, _, before, _),) = collector.periods()
+    assert label is None
+    widths = lambda per_source: sorted(len(d) for d in per_source.values())  # noqa: E731
+    # The for loop's two ways and the if's one; then both ways of each.
+    assert widths(before[key]) == [1, 2]
+    assert widths(branches[key]) == [2, 2]

@@ -8,9 +8,16 @@ reports the branches inside lines.
 
 from __future__ import annotations
 
-import argparse
 import sys
-from typing import List, Optional, Sequence
+
+# argparse (with gettext, locale and shutil, which it imports) would add
+# several milliseconds to the start-up of every measured run: it is imported
+# only when a command line needs it (help, errors, unusual spellings).
+# typing is for the type checker only.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from typing import Dict, List, Optional, Sequence, Union
 
 PROG = "python -m lowimpact cover"
 
@@ -53,6 +60,8 @@ def _comma_list(text: str) -> List[str]:
 
 
 def _run_parser() -> argparse.ArgumentParser:
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog=PROG + " run",
         description="Run a Python program and measure it, as coverage run does; the data "
@@ -85,13 +94,68 @@ def _run_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: ``cover run``'s options as _run_parser() defines them: flags (their
+#: dest, True when given) and options with a value (dest, conversion).
+_RUN_FLAGS = {
+    "-a": "append", "--append": "append", "--branch": "branch", "-L": "pylib", "--pylib": "pylib",
+    "-p": "parallel_mode", "--parallel-mode": "parallel_mode", "--timid": "timid",
+    "-q": "quiet", "--quiet": "quiet", "-m": "module", "--module": "module",
+}
+_RUN_VALUES = {
+    "--data-file": ("data_file", None), "--include": ("include", _comma_list),
+    "--omit": ("omit", _comma_list), "--rcfile": ("rcfile", None),
+    "--source": ("source", _comma_list), "--context": ("context", None),
+    "--concurrency": ("concurrency", _comma_list),
+}
+_RUN_DEFAULTS = {
+    "append": False, "branch": None, "data_file": None, "include": None, "omit": None,
+    "pylib": None, "parallel_mode": None, "rcfile": True, "source": None, "timid": False,
+    "quiet": False, "context": None, "concurrency": None, "module": False,
+}
+
+
+def _parse_run_simply(argv: List[str]) -> Optional[object]:
+    """What ``_run_parser().parse_args(argv)`` gives, for a command line
+    that spells each option in full and as _run_parser() defines it (the
+    usual case) -- or None for any other (abbreviations, grouped short
+    flags, ``--`` anywhere (which argparse drops from the program's
+    arguments too, or not, depending on the version), help, mistakes),
+    which argparse then parses, or reports in its own words."""
+    import types
+
+    if "--" in argv:
+        return None
+    values: Dict[str, Union[bool, str, List[str], None]] = dict(_RUN_DEFAULTS)
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        if not arg.startswith("-"):
+            values["target"] = arg
+            values["args"] = argv[index + 1:]
+            return types.SimpleNamespace(**values)
+        name, equals, value = arg.partition("=")
+        if name in _RUN_FLAGS and not equals:
+            values[_RUN_FLAGS[name]] = True
+        elif name in _RUN_VALUES and name.startswith("--"):
+            if not equals:
+                index += 1
+                if index == len(argv) or argv[index].startswith("-"):
+                    return None
+                value = argv[index]
+            dest, convert = _RUN_VALUES[name]
+            values[dest] = convert(value) if convert else value
+        else:
+            return None
+        index += 1
+    return None
+
+
 def _run(argv: List[str]) -> int:
     from lowimpact._cli import _run_target
     from lowimpact.tools.cover.measure import CoverError, Measurement
     from lowimpact.tools.target import Target
 
-    parser = _run_parser()
-    options = parser.parse_args(argv)
+    options = _parse_run_simply(argv) or _run_parser().parse_args(argv)
     try:
         measurement = Measurement(
             data_file=options.data_file,
@@ -108,7 +172,7 @@ def _run(argv: List[str]) -> int:
             context=options.context,
         )
         if options.append and measurement.coverage.get_option("run:parallel"):
-            parser.error("can't append to data files in parallel mode")
+            _run_parser().error("can't append to data files in parallel mode")
     except CoverError as exc:
         print("%s: error: %s" % (PROG, exc), file=sys.stderr)
         return 1

@@ -23,7 +23,6 @@ context; the data of each context is written as coverage.py writes it.
 from __future__ import annotations
 
 import collections
-import json
 import os
 import signal
 import sys
@@ -31,8 +30,11 @@ import threading
 import types
 from typing import Any, Dict, List, Optional, Set, Tuple
 
-from lowimpact.tools.cover import startup
-from lowimpact.tools.cover.arcs import Arc, CodeMap
+# arcs (with the bytecode readers) is needed for branches only, startup for
+# subprocesses only: each is imported where it is used.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from lowimpact.tools.cover.arcs import Arc, CodeMap
 
 __all__ = ["CoverError", "Measurement", "TOOL_ID", "subline_path"]
 
@@ -75,6 +77,57 @@ def subline_path(data_file: str, data_filename: Optional[str] = None) -> str:
     return data_file + "-subline" + suffix + ".json"
 
 
+#: coverage.py's modules that ``coverage.Coverage`` only calls into to
+#: report, or to patch multiprocessing (which a measured run does its own
+#: way): a measured run has no use for them, and importing them (html,
+#: xml.dom, multiprocessing, socket...) is a sixth of importing coverage.py.
+_UNUSED_WHILE_MEASURING = (
+    "coverage.annotate", "coverage.html", "coverage.jsonreport", "coverage.lcovreport",
+    "coverage.multiproc", "coverage.report", "coverage.report_core", "coverage.xmlreport",
+)
+
+
+class _ImportedOnCall(types.ModuleType):
+    """Stands in for one of those modules while coverage.py's ``control``
+    imports names from it: each name becomes a function that imports the
+    real module and calls the real name (``control`` only calls them)."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        module_name = self.__name__
+
+        def imported_on_call(*args: Any, **kwargs: Any) -> Any:
+            import importlib
+
+            return getattr(importlib.import_module(module_name), name)(*args, **kwargs)
+
+        imported_on_call.__name__ = imported_on_call.__qualname__ = name
+        return imported_on_call
+
+
+def _import_coverage() -> types.ModuleType:
+    """coverage.py, imported (when it is not yet) without the modules it
+    imports for reporting, which are imported when first called; they are
+    in ``sys.modules`` only while ``coverage`` is being imported, so that
+    whoever imports them later gets them whole."""
+    if "coverage" in sys.modules:
+        import coverage
+
+        return coverage
+    standing_in = {}
+    for name in _UNUSED_WHILE_MEASURING:
+        if name not in sys.modules:
+            standing_in[name] = sys.modules[name] = _ImportedOnCall(name)
+    try:
+        import coverage
+    finally:
+        for name, module in standing_in.items():
+            if sys.modules.get(name) is module:
+                del sys.modules[name]
+    return coverage
+
+
 def _core():
     try:
         from lowimpact import _cover
@@ -112,7 +165,7 @@ class Measurement:
     ) -> None:
         self._cover = _core()
         try:
-            import coverage
+            coverage = _import_coverage()
             from coverage.exceptions import ConfigError, CoverageException
         except ImportError:
             raise CoverError(
@@ -248,6 +301,8 @@ class Measurement:
                 setattr(os, name, self._before_exec(getattr(os, name), name == "execve"))
         if "subprocess" not in config.patch and "multiprocessing" not in config.concurrency:
             return
+        from lowimpact.tools.cover import startup
+
         os.environ[startup.PROCESS_ENV] = config.serialize()
         if not self.child and not startup.hook_installed():
             print("lowimpact cover: warning: subprocesses will not be measured: %s is not "
@@ -261,6 +316,8 @@ class Measurement:
                 self.save()
             except Exception as exc:
                 print("lowimpact cover: could not save data: %s" % exc, file=sys.stderr)
+            from lowimpact.tools.cover import startup
+
             config = os.environ.get(startup.PROCESS_ENV)
             if with_env and config and len(args) == 3:
                 # execve's environment replaces the process's: keep the request.
@@ -424,6 +481,8 @@ class Measurement:
             lines, branches, exits = raw
         if code_maps is None:
             code_maps = {}
+        if self.branch:
+            from lowimpact.tools.cover.arcs import CodeMap
         file_lines: Dict[str, Set[int]] = collections.defaultdict(set)
         file_arcs: Dict[str, Set[Arc]] = collections.defaultdict(set)
         file_points: Dict[str, list] = collections.defaultdict(list)

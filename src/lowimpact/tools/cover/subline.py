@@ -23,7 +23,6 @@ those of one line count as one (their directions merged).
 
 from __future__ import annotations
 
-import argparse
 import fnmatch
 import glob
 import json
@@ -33,6 +32,10 @@ import sys
 from typing import Any, Dict, List, Optional, Sequence, Set
 
 from lowimpact.tools.cover.measure import subline_path
+
+# argparse is imported by the commands that parse: `cover run --branch`
+# imports this module to write the data, and argparse (with gettext, locale
+# and shutil) would add to the start-up cost of every measured run.
 
 __all__ = ["analyse", "combine_after_coverage", "combine_files", "load", "main"]
 
@@ -201,6 +204,8 @@ def _data_file(data_file: Optional[str], rcfile: Any) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Report the branches inside lines: for each line with more than one "
@@ -254,6 +259,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def combine_after_coverage(argv: Sequence[str]) -> None:
     """After ``coverage combine``: merge the parallel sub-line files the same way."""
+    import argparse
+
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--data-file")
     parser.add_argument("--rcfile", default=True)
