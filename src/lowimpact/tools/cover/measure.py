@@ -77,57 +77,6 @@ def subline_path(data_file: str, data_filename: Optional[str] = None) -> str:
     return data_file + "-subline" + suffix + ".json"
 
 
-#: coverage.py's modules that ``coverage.Coverage`` only calls into to
-#: report, or to patch multiprocessing (which a measured run does its own
-#: way): a measured run has no use for them, and importing them (html,
-#: xml.dom, multiprocessing, socket...) is a sixth of importing coverage.py.
-_UNUSED_WHILE_MEASURING = (
-    "coverage.annotate", "coverage.html", "coverage.jsonreport", "coverage.lcovreport",
-    "coverage.multiproc", "coverage.report", "coverage.report_core", "coverage.xmlreport",
-)
-
-
-class _ImportedOnCall(types.ModuleType):
-    """Stands in for one of those modules while coverage.py's ``control``
-    imports names from it: each name becomes a function that imports the
-    real module and calls the real name (``control`` only calls them)."""
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        module_name = self.__name__
-
-        def imported_on_call(*args: Any, **kwargs: Any) -> Any:
-            import importlib
-
-            return getattr(importlib.import_module(module_name), name)(*args, **kwargs)
-
-        imported_on_call.__name__ = imported_on_call.__qualname__ = name
-        return imported_on_call
-
-
-def _import_coverage() -> types.ModuleType:
-    """coverage.py, imported (when it is not yet) without the modules it
-    imports for reporting, which are imported when first called; they are
-    in ``sys.modules`` only while ``coverage`` is being imported, so that
-    whoever imports them later gets them whole."""
-    if "coverage" in sys.modules:
-        import coverage
-
-        return coverage
-    standing_in = {}
-    for name in _UNUSED_WHILE_MEASURING:
-        if name not in sys.modules:
-            standing_in[name] = sys.modules[name] = _ImportedOnCall(name)
-    try:
-        import coverage
-    finally:
-        for name, module in standing_in.items():
-            if sys.modules.get(name) is module:
-                del sys.modules[name]
-    return coverage
-
-
 def _core():
     try:
         from lowimpact import _cover
@@ -165,7 +114,7 @@ class Measurement:
     ) -> None:
         self._cover = _core()
         try:
-            coverage = _import_coverage()
+            import coverage
             from coverage.exceptions import ConfigError, CoverageException
         except ImportError:
             raise CoverError(
