@@ -18,6 +18,25 @@ li_site_write(li_site *s, bool armed)
     s->armed = armed;
 }
 
+/* Disarms the probe for (event, orig) of the shadow new frames of the code
+ * start on, where no tool wants it any more: a frame still running an older
+ * shadow (one that was running when events changed) disables locations the
+ * newer shadow was built with, and the next frames would run that one with
+ * probes that only disarm themselves, never compacted away in a long call. */
+static void
+disarm_in_newest(li_shadow *newest, uint8_t event, int32_t orig)
+{
+    if (li_tools_at(newest->cs, event, orig) != 0) {
+        return;
+    }
+    for (int i = 0; i < newest->n_sites; i++) {
+        li_site *s = newest->sites[i];
+        if (s->orig == orig && s->event == event && s->armed) {
+            li_site_disarm(s);
+        }
+    }
+}
+
 void
 li_site_disarm(li_site *s)
 {
@@ -30,9 +49,15 @@ li_site_disarm(li_site *s)
             li_site_write(s, false);
         }
         map->n_disarmed++;
-        /* The next frame of the code gets a shadow without it. */
         li_b310 *b = map->original != NULL ? map->cs->backend : NULL;
-        if (b != NULL && b->shadow == map->code && li_worth_compacting(map)) {
+        if (b == NULL || b->shadow == NULL) {
+            return;
+        }
+        if (b->shadow != map->code) {
+            disarm_in_newest(li_shadow_of(b->shadow), s->event, s->orig);
+        }
+        /* The next frame of the code gets a shadow without it. */
+        else if (li_worth_compacting(map)) {
             b->epoch = 0;
             map->resumes_plain_in = 0;
         }
