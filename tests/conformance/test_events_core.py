@@ -465,7 +465,9 @@ def _return_through_two_finally_bodies(v: int) -> int:
                 return 0
             v = 3
     finally:
-        v = 4
+        for i in range(2):
+            if i:
+                break
 
 
 def _return_before_a_loop_in_finally(v: int) -> int:
@@ -483,8 +485,8 @@ def _return_before_a_loop_in_finally(v: int) -> int:
     [
         (_return_in_finally_in_finally, 1, [1, 2, 4, 5, 7]),
         (_return_in_finally_in_except, 1, [1, 2, 3, 4, 5, 7]),
-        (_return_through_two_finally_bodies, 1, [1, 2, 3, 5, 7, 9]),
-        (_return_through_two_finally_bodies, 0, [1, 2, 3, 5, 6, 9]),
+        (_return_through_two_finally_bodies, 1, [1, 2, 3, 5, 7, 9, 10, 9, 10, 11]),
+        (_return_through_two_finally_bodies, 0, [1, 2, 3, 5, 6, 9, 10, 9, 10, 11]),
         (_return_before_a_loop_in_finally, 1, [1, 2, 4, 5, 6, 4, 5, 6, 7, 4]),
     ],
 )

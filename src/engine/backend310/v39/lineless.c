@@ -217,18 +217,18 @@ li_lineless_units(PyCodeObject *code, const int *lines, int n, bool **out)
            blocks on the lines of the handler's copy, but for the blocks
            its own statements set up and the ways out of the blocks under
            (a return in the body runs outer finally bodies, on their
-           lines).  What follows the copy is back in those blocks.  Code no
-           path reaches (a jump the compiler sent straight to where the
-           jump it went to goes) is taken as in them. */
+           lines), and for code no path reaches (a jump the compiler sent
+           straight on to where the jump it went to goes).  What follows
+           the copy is back in those blocks, on the POP_BLOCK's line. */
         int s = blocks[b].setup, under = blocks[b].parent, line = lines[ins[i].op], j = i + 1;
         if (line >= low[s]) {
             continue;
         }
-        while (j < n_ins && ((ins[j].blocks != under && ins[j].blocks >= 0) ||
-                             (lines[ins[j].op] >= low[s] && lines[ins[j].op] <= high[s]))) {
+        while (j < n_ins && lines[ins[j].op] != line &&
+               (ins[j].blocks != under || (lines[ins[j].op] >= low[s] && lines[ins[j].op] <= high[s]))) {
             j++;
         }
-        if (j > i + 1 && j < n_ins && lines[ins[j].op] == line) {
+        if (j > i + 1 && j < n_ins && lines[ins[j].op] == line && (ins[j].blocks == under || ins[j].blocks < 0)) {
             lineless[ins[j].op] = true;
         }
     }
