@@ -179,7 +179,8 @@ def _finally_bodies_run_in(filename: str) -> Optional[Dict[int, List[Tuple[int, 
     return _FINALLY_BODIES_RUN[filename]
 
 
-def lineless_39(code: CodeType, orig: List[Ins], lines: List[Optional[int]]) -> Optional[set]:
+def lineless_39(code: CodeType, orig: List[Ins], lines: List[Optional[int]],
+                reached: Dict[int, int]) -> Optional[set]:
     """The instructions (indexes into *orig*) of 3.9 code that start no line
     as 3.12 reports lines, however they are reached: code that 3.9's
     compiler gives the line of a statement that need not have run
@@ -187,9 +188,10 @@ def lineless_39(code: CodeType, orig: List[Ins], lines: List[Optional[int]]) -> 
     cleanup of `except E as name` (LOAD_CONST None, STORE name, DELETE
     name, RERAISE), and the code back on a return's, break's or continue's
     line after a finally body it runs, found from the source's statements
-    (the engine finds it from the block stack): the first instruction on
-    that line after one on the lines of such a finally body.  None when the
-    source cannot be read."""
+    (the engine finds it from the block stack): an instruction that some
+    path reaches (by its start unit in *reached*) on that line right after
+    one on the lines of such a finally body.  None when the source cannot
+    be read."""
     runs = _finally_bodies_run_in(code.co_filename)
     if runs is None:
         return None
@@ -202,7 +204,7 @@ def lineless_39(code: CodeType, orig: List[Ins], lines: List[Optional[int]]) -> 
                 orig[k + 1].arg == orig[k + 2].arg and \
                 (dis.opname[orig[k + 1].opcode], dis.opname[orig[k + 2].opcode]) in NAME_CLEANUPS:
             found.add(k)
-        elif k > 0:
+        elif k > 0 and i.start in reached:
             before = lines[orig[k - 1].op]
             if before is not None and any(lo <= before <= hi for lo, hi in runs.get(lines[i.op], ())):
                 found.add(k)
@@ -433,7 +435,7 @@ def _check(code, events, shadow, orig_of, shadow_of, problems):
                     (not V39 or i.opcode in SETUPS or target_of(i) <= i.start or
                      2 * target_of(i) in table_starts)}
     depth = stack_depths(code, orig)
-    lineless = lineless_39(code, orig, orig_lines) if V39 else set()
+    lineless = lineless_39(code, orig, orig_lines, depth) if V39 else set()
     if lineless is None:
         stop("no source for %s, which says where 3.9 has lines 3.12 has not", code.co_filename)
 

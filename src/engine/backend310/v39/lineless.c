@@ -215,20 +215,21 @@ li_lineless_units(PyCodeObject *code, const int *lines, int n, bool **out)
            comes later in the source), with the blocks under the try's
            (`under`): the copy of the body that follows runs in those
            blocks on the lines of the handler's copy, but for the blocks
-           its own statements set up and the ways out of the blocks under
-           (a return in the body runs outer finally bodies, on their
-           lines), and for code no path reaches (a jump the compiler sent
-           straight on to where the jump it went to goes).  What follows
-           the copy is back in those blocks, on the POP_BLOCK's line. */
+           its own statements set up, the ways out of the blocks under (a
+           return in the body runs outer finally bodies, on their lines),
+           and code no path reaches (a jump the compiler sent straight on
+           to where the jump it went to goes).  What follows the copy is
+           back in those blocks, on the POP_BLOCK's line if it goes on
+           leaving (where no path reaches it, it needs no line). */
         int s = blocks[b].setup, under = blocks[b].parent, line = lines[ins[i].op], j = i + 1;
         if (line >= low[s]) {
             continue;
         }
-        while (j < n_ins && lines[ins[j].op] != line &&
-               (ins[j].blocks != under || (lines[ins[j].op] >= low[s] && lines[ins[j].op] <= high[s]))) {
+        while (j < n_ins && (ins[j].blocks != under ||
+                             (lines[ins[j].op] >= low[s] && lines[ins[j].op] <= high[s]))) {
             j++;
         }
-        if (j > i + 1 && j < n_ins && lines[ins[j].op] == line && (ins[j].blocks == under || ins[j].blocks < 0)) {
+        if (j > i + 1 && j < n_ins && lines[ins[j].op] == line) {
             lineless[ins[j].op] = true;
         }
     }
