@@ -22,12 +22,6 @@ if sys.version_info[:2] >= (3, 12):
 # missing feature as the reason; an xfail that passes is reported (XPASS).
 GAPS = {
     (3, 9): {
-        # conformance fuzz (py39-fuzz)
-        "engine on 3.9: after the finally body a continue, break or return runs, 3.9 gives the code "
-        "that goes on the statement's line again; the engine leaves that LINE out in most but not "
-        "all nestings (such a statement in a try/finally nested in another finally body)": [
-            "conformance/test_fuzz.py::test_event_stream_matches_native",
-        ],
     },
     (3, 10): {
     },

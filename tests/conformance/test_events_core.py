@@ -430,6 +430,72 @@ def test_line_try_finally(M: Any, tool: Tool) -> None:
     assert rec.lines(f) == [1, 2, 4, 5]
 
 
+# A return goes on leaving after the finally body it runs with no LINE of
+# its own line again, however it got there.  3.9's compiler copies the
+# finally body into the return's code and puts what follows the copy back
+# on the return's line, where 3.9's own tracing reports it; the engine on
+# 3.9 (found by the fuzzer) gave that LINE with an exception handled around
+# the return, and nearly did with a return or a loop in the finally body.
+def _return_in_finally_in_finally(v: int) -> int:
+    try:
+        raise KeyError
+    finally:
+        try:
+            return v
+        finally:
+            v = 2
+
+
+def _return_in_finally_in_except(v: int) -> int:
+    try:
+        raise KeyError
+    except KeyError:
+        try:
+            return v
+        finally:
+            v = 2
+
+
+def _return_through_two_finally_bodies(v: int) -> int:
+    try:
+        try:
+            return v
+        finally:
+            if not v:
+                return 0
+            v = 3
+    finally:
+        for i in range(2):
+            if i:
+                break
+
+
+def _return_before_a_loop_in_finally(v: int) -> int:
+    try:
+        return v
+    finally:
+        for i in range(2):
+            v = i
+            if i:
+                continue
+
+
+@pytest.mark.parametrize(
+    "f, v, lines",
+    [
+        (_return_in_finally_in_finally, 1, [1, 2, 4, 5, 7]),
+        (_return_in_finally_in_except, 1, [1, 2, 3, 4, 5, 7]),
+        (_return_through_two_finally_bodies, 1, [1, 2, 3, 5, 7, 9, 10, 9, 10, 11]),
+        (_return_through_two_finally_bodies, 0, [1, 2, 3, 5, 6, 9, 10, 9, 10, 11]),
+        (_return_before_a_loop_in_finally, 1, [1, 2, 4, 5, 6, 4, 5, 6, 7, 4]),
+    ],
+)
+def test_line_return_through_finally(M: Any, tool: Tool, f: Any, v: int, lines: list[int]) -> None:
+    with Recorder(tool, M.events.LINE, f) as rec:
+        assert f(v) == v
+    assert rec.lines(f) == lines
+
+
 def test_line_of_one_line_function_with_py_start(M: Any, tool: Tool) -> None:
     # PY_START is enabled too: 3.13.0 drops this LINE without it (gh-155992).
     def one() -> int: return 1  # noqa: E704

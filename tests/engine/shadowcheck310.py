@@ -28,6 +28,7 @@ whole tree: ``python tests/engine/shadowcheck310.py /path/to/Lib``.
 
 from __future__ import annotations
 
+import ast
 import dis
 import sys
 from types import CodeType
@@ -61,8 +62,6 @@ JUMP_SCALE = 2 if sys.version_info[:2] == (3, 9) else 1
 V39 = sys.version_info[:2] == (3, 9)
 NAME_CLEANUPS = {("STORE_FAST", "DELETE_FAST"), ("STORE_NAME", "DELETE_NAME"),
                  ("STORE_GLOBAL", "DELETE_GLOBAL"), ("STORE_DEREF", "DELETE_DEREF")}
-LEAVING_39 = {OP[name] for name in ("RETURN_VALUE", "JUMP_ABSOLUTE", "POP_TOP", "POP_BLOCK",
-                                    "POP_EXCEPT", "ROT_TWO") if name in OP}
 EXTENDED_ARG = OP["EXTENDED_ARG"]
 JUMPS = set(dis.hasjrel) | set(dis.hasjabs)
 SETUPS = {OP["SETUP_FINALLY"], OP["SETUP_WITH"], OP["SETUP_ASYNC_WITH"]}
@@ -116,34 +115,100 @@ def unit_lines(code: CodeType) -> List[Optional[int]]:
     return lines
 
 
-def may_start_line_39(code: CodeType, orig: List[Ins], k: int, lines: List[Optional[int]]) -> bool:
-    """Whether 3.9 code instruction orig[k] may start a line as 3.12 reports
-    lines: not the code 3.9's compiler gives the line of a statement that
-    need not have run (docs/ENGINE.md, "The 3.9 back end"): a with's
-    exception exit, the cleanup of `except E as name` (LOAD_CONST None,
-    STORE name, DELETE name, RERAISE), and a return, break or continue's
-    line again after the finally body it runs."""
-    i = orig[k]
-    if i.opcode == OP["WITH_EXCEPT_START"]:
-        return False
-    if k + 3 < len(orig) and i.opcode == OP["LOAD_CONST"] and i.start == i.op and \
-            orig[k + 3].opcode == OP["RERAISE"] and code.co_consts[i.arg] is None and \
-            orig[k + 1].arg == orig[k + 2].arg and \
-            (dis.opname[orig[k + 1].opcode], dis.opname[orig[k + 2].opcode]) in NAME_CLEANUPS:
-        return False
-    leaving = i.opcode in LEAVING_39 or (i.opcode == OP["LOAD_CONST"] and k + 1 < len(orig) and
-                                         orig[k + 1].opcode == OP["RETURN_VALUE"])
-    line = lines[i.op]
-    if leaving and k > 0 and lines[orig[k - 1].op] != line:
-        # The latest earlier instruction on its line, unless a line before
-        # it comes first: a POP_BLOCK there means the finally body ran
-        # between.
-        for j in range(k - 1, -1, -1):
-            if lines[orig[j].op] == line:
-                return orig[j].opcode != OP["POP_BLOCK"]
-            if lines[orig[j].op] is not None and lines[orig[j].op] < line:
-                break
-    return True
+def _span(statements: List[ast.stmt]) -> Tuple[int, int]:
+    """The first and last line of *statements* (decorators included)."""
+    nodes = [n for statement in statements for n in ast.walk(statement) if hasattr(n, "lineno")]
+    return min(n.lineno for n in nodes), max(n.end_lineno or n.lineno for n in nodes)
+
+
+def finally_bodies_run(tree: ast.AST) -> Dict[int, List[Tuple[int, int]]]:
+    """For the line of each return, break and continue of *tree*, the line
+    spans of the finally bodies that it runs on its way out (3.9's compiler
+    copies each before the code that goes on leaving, which it puts back
+    on the statement's line)."""
+    found: Dict[int, List[Tuple[int, int]]] = {}
+
+    def block(statements: List[ast.stmt], finals: List[Tuple[int, int]], loop: Optional[int]) -> None:
+        for statement in statements:
+            visit(statement, finals, loop)
+
+    def visit(node: ast.stmt, finals: List[Tuple[int, int]], loop: Optional[int]) -> None:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            block(node.body, [], None)
+        elif isinstance(node, ast.Return):
+            found.setdefault(node.lineno, []).extend(finals)
+        elif isinstance(node, (ast.Break, ast.Continue)):
+            if loop is not None:
+                found.setdefault(node.lineno, []).extend(finals[loop:])
+        elif isinstance(node, (ast.For, ast.AsyncFor, ast.While)):
+            block(node.body, finals, len(finals))
+            block(node.orelse, finals, loop)
+        elif isinstance(node, ast.Try):
+            inside = finals + [_span(node.finalbody)] if node.finalbody else finals
+            block(node.body, inside, loop)
+            for handler in node.handlers:
+                block(handler.body, inside, loop)
+            block(node.orelse, inside, loop)
+            block(node.finalbody, finals, loop)
+        elif isinstance(node, (ast.If, ast.With, ast.AsyncWith)):
+            block(node.body, finals, loop)
+            block(getattr(node, "orelse", []), finals, loop)
+
+    if isinstance(tree, ast.Module):
+        block(tree.body, [], None)
+    return found
+
+
+_FINALLY_BODIES_RUN: Dict[str, Optional[Dict[int, List[Tuple[int, int]]]]] = {}
+
+
+def _finally_bodies_run_in(filename: str) -> Optional[Dict[int, List[Tuple[int, int]]]]:
+    """finally_bodies_run() of the source in *filename*; None without one."""
+    if filename not in _FINALLY_BODIES_RUN:
+        try:
+            with open(filename, "rb") as file:
+                data = file.read()
+        except OSError:
+            _FINALLY_BODIES_RUN[filename] = None
+        else:
+            try:
+                tree = ast.parse(data)
+            except (SyntaxError, ValueError):     # a coding cookie no codec has
+                tree = ast.parse(data.decode("utf-8"))
+            _FINALLY_BODIES_RUN[filename] = finally_bodies_run(tree)
+    return _FINALLY_BODIES_RUN[filename]
+
+
+def lineless_39(code: CodeType, orig: List[Ins], lines: List[Optional[int]],
+                reached: Dict[int, int]) -> Optional[set]:
+    """The instructions (indexes into *orig*) of 3.9 code that start no line
+    as 3.12 reports lines, however they are reached: code that 3.9's
+    compiler gives the line of a statement that need not have run
+    (docs/ENGINE.md, "The 3.9 back end").  A with's exception exit, the
+    cleanup of `except E as name` (LOAD_CONST None, STORE name, DELETE
+    name, RERAISE), and the code back on a return's, break's or continue's
+    line after a finally body it runs, found from the source's statements
+    (the engine finds it from the block stack): an instruction that some
+    path reaches (by its start unit in *reached*) on that line right after
+    one on the lines of such a finally body.  None when the source cannot
+    be read."""
+    runs = _finally_bodies_run_in(code.co_filename)
+    if runs is None:
+        return None
+    found = set()
+    for k, i in enumerate(orig):
+        if i.opcode == OP["WITH_EXCEPT_START"]:
+            found.add(k)
+        elif k + 3 < len(orig) and i.opcode == OP["LOAD_CONST"] and i.start == i.op and \
+                orig[k + 3].opcode == OP["RERAISE"] and code.co_consts[i.arg] is None and \
+                orig[k + 1].arg == orig[k + 2].arg and \
+                (dis.opname[orig[k + 1].opcode], dis.opname[orig[k + 2].opcode]) in NAME_CLEANUPS:
+            found.add(k)
+        elif k > 0 and i.start in reached:
+            before = lines[orig[k - 1].op]
+            if before is not None and any(lo <= before <= hi for lo, hi in runs.get(lines[i.op], ())):
+                found.add(k)
+    return found
 
 
 def stack_depths(code: CodeType, ins: List[Ins]) -> Dict[int, int]:
@@ -370,6 +435,9 @@ def _check(code, events, shadow, orig_of, shadow_of, problems):
                     (not V39 or i.opcode in SETUPS or target_of(i) <= i.start or
                      2 * target_of(i) in table_starts)}
     depth = stack_depths(code, orig)
+    lineless = lineless_39(code, orig, orig_lines, depth) if V39 else set()
+    if lineless is None:
+        stop("no source for %s, which says where 3.9 has lines 3.12 has not", code.co_filename)
 
     def wanted(*names: str) -> bool:
         return any(events & (1 << EV[name]) for name in names)
@@ -390,7 +458,7 @@ def _check(code, events, shadow, orig_of, shadow_of, problems):
             elif k > 0 and orig[k - 1].opcode == OP["YIELD_FROM"] and wanted("STOP_ITERATION"):
                 want.append(("STOP_ITERATION", i.start))
             if (wanted("LINE") and line is not None and (line != previous_line or k in line_entries)
-                    and (not V39 or may_start_line_39(code, orig, k, orig_lines))):
+                    and k not in lineless):
                 want.append(("LINE", i.start))
                 skip_line[k] = k > first and orig[k - 1].opcode not in NO_FALL_THROUGH and \
                     orig_lines[orig[k - 1].op] == line

@@ -178,6 +178,13 @@ extern PyObject *li_restart;
  * (recorded in its map's omitted). */
 PyCodeObject *li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events,
                               bool compact);
+/* Whether the instruction after one with `opcode` may run next. */
+static inline bool
+li_falls_through(int opcode)
+{
+    return opcode != JUMP_ABSOLUTE && opcode != JUMP_FORWARD && opcode != RETURN_VALUE &&
+           opcode != RAISE_VARARGS && opcode != RERAISE;
+}
 /* Appends the pair (bytes, delta) to the line table being made in *buf
  * (*len bytes of *cap), which both versions' tables are made of.  0, or -1
  * with an exception set. */

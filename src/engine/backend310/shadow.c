@@ -90,13 +90,6 @@ typedef struct {
 } probe_list;
 
 static bool
-falls_through(int opcode)
-{
-    return opcode != JUMP_ABSOLUTE && opcode != JUMP_FORWARD && opcode != RETURN_VALUE &&
-           opcode != RAISE_VARARGS && opcode != RERAISE;
-}
-
-static bool
 is_call(int opcode)
 {
     return opcode == CALL_FUNCTION || opcode == CALL_FUNCTION_KW ||
@@ -129,7 +122,7 @@ stack_depths(const instr *ins, int n_instrs, int *depth)
         const instr *in = &ins[i];
         int arg = in->opcode >= HAVE_ARGUMENT ? in->oparg : 0;
         int next[2] = {-1, -1}, effect[2] = {0, 0};
-        if (falls_through(in->opcode) && i + 1 < n_instrs) {
+        if (li_falls_through(in->opcode) && i + 1 < n_instrs) {
             next[0] = i + 1;
             effect[0] = PyCompile_OpcodeStackEffectWithJump(in->opcode, arg, 0);
         }
@@ -473,6 +466,7 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events, bool
     instr *ins = NULL;
     int *instr_at = NULL, *lines = NULL, *sizes = NULL, *group = NULL, *starts = NULL;
     int *shadow_lines = NULL, *depth = NULL, *table_starts = NULL;
+    bool *lineless = NULL;              /* NULL: every unit may start a line */
     probe_list *probes = NULL;
     omission_list omitted = {NULL, 0, 0};
     uint8_t *out = NULL;
@@ -498,6 +492,9 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events, bool
     li_unit_lines(code, lines, n);
     if (!jumps_start_lines) {
         li_unit_line_starts(code, table_starts, n);
+    }
+    if ((events & LI_EVENT_BIT(LI_LINE)) && li_lineless_units(code, lines, n, &lineless) < 0) {
+        goto error;
     }
     for (int u = 0; u < n;) {
         instr *in = &ins[n_instrs];
@@ -575,11 +572,12 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events, bool
             pl->events[pl->n++] = (uint8_t)exc;
         }
         if (i >= first && (events & LI_EVENT_BIT(LI_LINE)) && ins[i].line >= 0 &&
-            (ins[i].line != previous_line || ins[i].line_entry) && li_may_start_line(code, lines, ins[i].op)) {
+            (ins[i].line != previous_line || ins[i].line_entry) &&
+            (lineless == NULL || !lineless[ins[i].op])) {
             pl->events[pl->n++] = LI_LINE;
         }
         if (pl->n > 0 && pl->events[pl->n - 1] == LI_LINE && i > first &&
-            falls_through(ins[i - 1].opcode) && ins[i - 1].line == ins[i].line)
+            li_falls_through(ins[i - 1].opcode) && ins[i - 1].line == ins[i].line)
         {
             pl->skip_line = true;
         }
@@ -877,6 +875,7 @@ done:
     PyMem_Free(instr_at);
     PyMem_Free(lines);
     PyMem_Free(table_starts);
+    PyMem_Free(lineless);
     PyMem_Free(sizes);
     PyMem_Free(group);
     PyMem_Free(starts);

@@ -61,16 +61,18 @@ void li_unit_line_starts(PyCodeObject *code, int *starts, int n_units);
  * exception. */
 PyObject *li_encode_lines(const int *lines, int n_units, int firstlineno);
 
-/* Whether unit `unit` of `code` (whose units have `lines`) may start a
- * line at all.  3.10's compiler gives each instruction the line of the
- * source it comes from (PEP 626): always, as on 3.12. */
-static inline bool
-li_may_start_line(PyCodeObject *code, const int *lines, int unit)
+/* The units of `code` (whose units have `lines`) that start no line
+ * however they are reached (*lineless: PyMem flags, or NULL for none).
+ * 3.10's compiler gives each instruction the line of the source it comes
+ * from (PEP 626): a line starts wherever it changes, as on 3.12. */
+static inline int
+li_lineless_units(PyCodeObject *code, const int *lines, int n, bool **lineless)
 {
     (void)code;
     (void)lines;
-    (void)unit;
-    return true;
+    (void)n;
+    *lineless = NULL;
+    return 0;
 }
 
 /* Whether the interpreter makes a line event wherever a jump lands on

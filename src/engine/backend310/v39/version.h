@@ -63,57 +63,21 @@ PyObject *li_encode_lines(const int *lines, int n_units, int firstlineno);
  * when c is false.  3.9 itself reports a line only where its table starts
  * one or after a backward jump (maybe_call_line_trace), so a jump starts a
  * line there only, a handler everywhere (shadow.c, by
- * li_line_event_where_jumps_land() below); and 3.12 reports
- * none of these lines (its code there has no line, or the with's), so
- * that code starts none: a with's exit, the name's cleanup (LOAD_CONST
- * None, STORE, DELETE, RERAISE; a finally body that is exactly
- * `name = None; del name` looks the same and loses its line), and what
- * follows a finally body that a return, break or continue runs (3.9 gives
- * it the statement's line again; 3.12 none).  Where the table starts a
- * line at the end of a body (a POP_BLOCK, a POP_EXCEPT), the body's last
- * statement is a pass, which 3.12 reports, or dead code 3.9 gave its line
- * to that code (as 3.9's own line events, tests/conformance/fuzzprog.py's
- * CompilerGaps). */
-static inline bool
-li_may_start_line(PyCodeObject *code, const int *lines, int unit)
-{
-    const _Py_CODEUNIT *units = (const _Py_CODEUNIT *)PyBytes_AS_STRING(code->co_code);
-    int n = (int)(PyBytes_GET_SIZE(code->co_code) / 2);
-    int opcode = _Py_OPCODE(units[unit]);
-    if (opcode == WITH_EXCEPT_START) {
-        return false;
-    }
-    /* Back on the line of a return, break or continue after the finally
-       body it runs: its POP_BLOCK is that line's code before, only the
-       finally body (later lines) between, and what follows leaves (a
-       finally body run twice has its own code again). */
-    bool leaves = opcode == RETURN_VALUE || opcode == JUMP_ABSOLUTE || opcode == POP_TOP ||
-                  opcode == POP_BLOCK || opcode == POP_EXCEPT || opcode == ROT_TWO ||
-                  (opcode == LOAD_CONST && unit + 1 < n && _Py_OPCODE(units[unit + 1]) == RETURN_VALUE);
-    int first = unit;   /* its EXTENDED_ARG prefixes are on its line */
-    while (first > 0 && _Py_OPCODE(units[first - 1]) == EXTENDED_ARG) {
-        first--;
-    }
-    for (int u = first - 1; leaves && u >= 0 && lines[first - 1] != lines[unit]; u--) {
-        if (lines[u] == lines[unit]) {
-            return _Py_OPCODE(units[u]) != POP_BLOCK;
-        }
-        if (lines[u] < lines[unit]) {
-            break;
-        }
-    }
-    if (opcode != LOAD_CONST || unit + 3 >= n || _Py_OPCODE(units[unit + 3]) != RERAISE ||
-        (unit > 0 && _Py_OPCODE(units[unit - 1]) == EXTENDED_ARG) ||
-        _Py_OPARG(units[unit]) >= PyTuple_GET_SIZE(code->co_consts) ||
-        PyTuple_GET_ITEM(code->co_consts, _Py_OPARG(units[unit])) != Py_None ||
-        _Py_OPARG(units[unit + 1]) != _Py_OPARG(units[unit + 2]))
-    {
-        return true;
-    }
-    int store = _Py_OPCODE(units[unit + 1]), del = _Py_OPCODE(units[unit + 2]);
-    return !((store == STORE_FAST && del == DELETE_FAST) || (store == STORE_NAME && del == DELETE_NAME) ||
-             (store == STORE_GLOBAL && del == DELETE_GLOBAL) || (store == STORE_DEREF && del == DELETE_DEREF));
-}
+ * li_line_event_where_jumps_land() below); and 3.12 reports none of these
+ * lines (its code there has no line, or the with's), so some of that code
+ * starts none: a with's exit, the name's cleanup (a finally body that is
+ * exactly `name = None; del name` looks the same and loses its line), and
+ * what follows a finally body that a return, break or continue runs (3.9
+ * gives it the statement's line again; 3.12 none), found from the blocks
+ * (v39/lineless.c).  Where the table starts a line at the end of a body (a
+ * POP_BLOCK, a POP_EXCEPT), the body's last statement is a pass, which
+ * 3.12 reports, or dead code 3.9 gave its line to that code (as 3.9's own
+ * line events, tests/conformance/fuzzprog.py's CompilerGaps).
+ *
+ * *lineless: PyMem array of `n` flags, true at the units of `code` (whose
+ * units have `lines`) that start no line however they are reached.  0, or
+ * -1 with an exception set. */
+int li_lineless_units(PyCodeObject *code, const int *lines, int n, bool **lineless);
 
 /* 3.9 makes one at the start of a line and after a backward jump only. */
 static inline bool
