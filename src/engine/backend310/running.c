@@ -1156,9 +1156,9 @@ li_running_eval(PyThreadState *ts, PyFrameObject *f, int throwflag, li_evaluator
            leaves its fast path only while some thread has a trace
            function; 3.10's YIELD_FROM takes a slower way (tp_iternext or a
            send() method call instead of PyIter_Send()) whenever the thread
-           has one, which made bench's json, a `yield from` at every level
-           of its encoder, pay 4% more with PY_START+PY_RETURN on for as
-           long as the driver's frames stayed reached (callgrind). */
+           has one, which bench's json (a `yield from` at every level of
+           its encoder) paid for as long as the driver's frames, which
+           turned events on, stayed reached. */
         li_set_tracefunc(ts, NULL);
         ts->c_profilefunc = NULL;
     }
