@@ -23,7 +23,8 @@
 
 uint64_t li_epoch = 1;
 
-static _PyFrameEvalFunction previous;   /* NULL: the interpreter's */
+/* What evaluates frames under the hook: the function it replaced. */
+static _PyFrameEvalFunction next_eval = _PyEval_EvalFrameDefault;
 static bool installed;
 /* Events some tool wants globally, among those probes deliver. */
 static li_event_set global_probed;
@@ -31,8 +32,7 @@ static li_event_set global_probed;
 static inline PyObject *
 evaluate(PyThreadState *ts, PyFrameObject *f, int throwflag)
 {
-    return previous != NULL ? previous(ts, f, throwflag)
-                            : _PyEval_EvalFrameDefault(ts, f, throwflag);
+    return next_eval(ts, f, throwflag);
 }
 
 /* shadow_for() when what `code` needs may have changed since it was last
@@ -712,7 +712,9 @@ li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
                 return resume_on(ts, f, code, on, throwflag);
             }
             result = evaluate(ts, f, 0);
-            if (result == NULL || !li_frame_suspended(f) || li_running_aside) {
+            /* (Its evaluation just left it: li_frame_yielded() is
+               li_frame_suspended() there, with fewer tests on 3.9.) */
+            if (result == NULL || !li_frame_yielded(f) || li_running_aside) {
                 return after_plain_resume(f, result);
             }
             return result;
@@ -750,15 +752,13 @@ li_hook_sync(void)
     bool wanted = li_global_events() != 0 || li_local_codes() != NULL;
     PyInterpreterState *interp = PyInterpreterState_Get();
     if (wanted && !installed) {
-        _PyFrameEvalFunction current = _PyInterpreterState_GetEvalFrameFunc(interp);
-        previous = current == _PyEval_EvalFrameDefault ? NULL : current;
+        next_eval = _PyInterpreterState_GetEvalFrameFunc(interp);
         _PyInterpreterState_SetEvalFrameFunc(interp, li_eval);
         installed = true;
     }
     else if (!wanted && installed) {
         if (_PyInterpreterState_GetEvalFrameFunc(interp) == li_eval) {
-            _PyInterpreterState_SetEvalFrameFunc(interp, previous != NULL
-                                                 ? previous : _PyEval_EvalFrameDefault);
+            _PyInterpreterState_SetEvalFrameFunc(interp, next_eval);
         }
         installed = false;
     }

@@ -1148,13 +1148,17 @@ li_running_eval(PyThreadState *ts, PyFrameObject *f, int throwflag, li_evaluator
        and gives its own back as it ends. */
     int caller_traced = LI_USE_TRACING(ts);
     LI_USE_TRACING(ts) = r->user != NULL || r->user_profile != NULL;
-    if (LI_LINES_TRACED_IN_EVERY_FRAME && !LI_USE_TRACING(ts)) {
-        /* 3.9 would call running_trace() at every line of this frame and
-           its callees, none of them reached: the thread goes without its
-           hooks until the frame returns or suspends (frames reached
-           meanwhile put them back, sync_thread()), and the interpreter's
-           evaluation loop leaves its fast path only while some thread has
-           a trace function. */
+    if (!LI_USE_TRACING(ts)) {
+        /* Neither this frame nor its callees are reached: the thread goes
+           without its hooks until the frame returns or suspends (frames
+           reached meanwhile put them back, sync_thread()).  3.9 would call
+           running_trace() at every line of them, and its evaluation loop
+           leaves its fast path only while some thread has a trace
+           function; 3.10's YIELD_FROM takes a slower way (tp_iternext or a
+           send() method call instead of PyIter_Send()) whenever the thread
+           has one, which bench's json (a `yield from` at every level of
+           its encoder) paid for as long as the driver's frames, which
+           turned events on, stayed reached. */
         li_set_tracefunc(ts, NULL);
         ts->c_profilefunc = NULL;
     }

@@ -31,7 +31,7 @@ li_fire_start(PyThreadState *ts, li_site *s, uint8_t tools, PyObject **args)
     PyFrameObject *f = ts->frame;
     int lasti = li_lasti(f), line = f->f_lineno;
     li_set_lasti(f, -1);
-    li_show_lasti_line(f);
+    li_show_start_line(f);
     int result = li_call_tools(ts, LI_PY_START, tools, s->shadow->cs, s->orig, args, 2);
     if (result < 0) {
         /* (It raises from the def line: its traceback entry takes the

@@ -182,6 +182,13 @@ li_show_lasti_line(PyFrameObject *f)
     f->f_lineno = 0;    /* PyFrame_GetLineNumber() looks f_lasti up */
 }
 
+/* The same for a frame whose f_lasti is -1. */
+static inline void
+li_show_start_line(PyFrameObject *f)
+{
+    li_show_lasti_line(f);
+}
+
 /* ---- exceptions ---- */
 
 /* Where (unit of f_code) the exception that handler block `b` (the
@@ -204,11 +211,6 @@ li_set_tracefunc(PyThreadState *ts, Py_tracefunc func)
 {
     ts->c_tracefunc = func;
 }
-
-/* Whether the evaluation loop calls the thread's trace function at the line
- * events of frames that started with use_tracing off (3.9 does: it has one
- * use_tracing per thread, which line events do not test). */
-#define LI_LINES_TRACED_IN_EVERY_FRAME 0
 
 /* ---- generators ---- */
 

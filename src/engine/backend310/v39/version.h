@@ -183,6 +183,14 @@ li_show_lasti_line(PyFrameObject *f)
     f->f_lineno = PyCode_Addr2Line(f->f_code, f->f_lasti);
 }
 
+/* li_show_lasti_line() of a frame whose f_lasti is -1: PyCode_Addr2Line()
+ * gives co_firstlineno before any instruction. */
+static inline void
+li_show_start_line(PyFrameObject *f)
+{
+    f->f_lineno = f->f_code->co_firstlineno;
+}
+
 /* ---- exceptions ---- */
 
 /* Where (unit of f_code) the exception that handler block `b` (the
@@ -206,8 +214,6 @@ li_raised_unit(PyFrameObject *f, const PyTryBlock *b, PyObject *tb)
 /* Also keeps the interpreter's count of threads with a trace function,
  * without which 3.9's evaluation loop calls none. */
 void li_set_tracefunc(PyThreadState *ts, Py_tracefunc func);
-
-#define LI_LINES_TRACED_IN_EVERY_FRAME 1
 
 /* ---- generators (v39/ceval39.c) ---- */
 
