@@ -108,8 +108,10 @@ li_is_jump(int opcode)
 
 /* Decodes the location table into one li_loc per unit.  0 or -1. */
 int li_decode_locations(PyCodeObject *code, li_loc *locs, int n_units);
-/* Encodes one li_loc per unit; a new bytes object or NULL. */
-PyObject *li_encode_locations(const li_loc *locs, int n_units, int firstlineno);
+/* Encodes a location table whose unit u has the location locs[loc_of[u]]
+ * (loc_of[u] -1: none); a new bytes object or NULL. */
+PyObject *li_encode_locations(const li_loc *locs, const int32_t *loc_of, int n_units,
+                              int firstlineno);
 /* Gives `code`, which has none yet, the per-unit line array CPython's
  * tracing reads (_co_linearray, which it would make from the location table
  * as it first traces the code): `lines`, one per unit (-1: none), in 16-bit

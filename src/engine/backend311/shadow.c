@@ -1194,7 +1194,8 @@ emit_with_prefixes(_Py_CODEUNIT *out, int ext, int opcode, int oparg)
 typedef struct {
     _Py_CODEUNIT *code;
     int32_t *orig_of;
-    li_loc *locs;        /* per unit, for the location table */
+    int32_t *loc_of;     /* per unit, for the location table: the original unit
+                            whose location it has, or -1 for none */
     int32_t *line_of;    /* per unit, the line tracing and Addr2Line see */
     int *handler;        /* per unit: exception route, see exception_table() */
     int32_t *route_of;   /* per unit: the original unit whose handler applies */
@@ -1207,7 +1208,6 @@ enum { ROUTE_ORIGINAL = -1, ROUTE_NONE = -2 };
  * the instruction after them (LINE, INSTR) take its location; the others
  * have none in the location table, so that a jump to a line set through
  * frame.f_lineno never lands on them (it goes to the start of the line). */
-static const li_loc no_location = {-1, -1, -1, -1};
 
 static void
 emit_probe(const builder *b, shadow_image *img, int pos, int index, int owner_unit,
@@ -1236,7 +1236,7 @@ emit_probe(const builder *b, shadow_image *img, int pos, int index, int owner_un
     for (int k = 0; k < b->probe_size; k++) {
         img->orig_of[pos + k] = owner_unit;
         img->route_of[pos + k] = route_unit;
-        img->locs[pos + k] = located ? b->an.locs[owner_unit] : no_location;
+        img->loc_of[pos + k] = located ? owner_unit : -1;
         img->line_of[pos + k] = b->an.locs[owner_unit].line;
         img->handler[pos + k] = ROUTE_ORIGINAL;
     }
@@ -1249,7 +1249,7 @@ own_units(const builder *b, shadow_image *img, int pos, int size, int owner_unit
     for (int k = 0; k < size; k++) {
         img->orig_of[pos + k] = owner_unit;
         img->route_of[pos + k] = owner_unit;
-        img->locs[pos + k] = located ? b->an.locs[owner_unit] : no_location;
+        img->loc_of[pos + k] = located ? owner_unit : -1;
         img->line_of[pos + k] = b->an.locs[owner_unit].line;
         img->handler[pos + k] = ROUTE_ORIGINAL;
     }
@@ -1275,7 +1275,7 @@ emit_instruction(const builder *b, shadow_image *img, int i)
         }
         for (int k = 0; k < in->op - in->start; k++) {
             img->orig_of[pl->pos_start + k] = img->route_of[pl->pos_start + k] = in->start + k;
-            img->locs[pl->pos_start + k] = b->an.locs[in->start + k];
+            img->loc_of[pl->pos_start + k] = in->start + k;
             img->line_of[pl->pos_start + k] = b->an.locs[in->start + k].line;
         }
     }
@@ -1286,7 +1286,7 @@ emit_instruction(const builder *b, shadow_image *img, int i)
             img->code[pl->pos_op + k] = 0;
         }
         img->orig_of[pl->pos_op + k] = img->route_of[pl->pos_op + k] = in->op + k;
-        img->locs[pl->pos_op + k] = b->an.locs[in->op + k];
+        img->loc_of[pl->pos_op + k] = in->op + k;
         img->line_of[pl->pos_op + k] = b->an.locs[in->op + k].line;
     }
     for (int u = pl->pos_start; u < pl->pos_end; u++) {
@@ -1720,22 +1720,22 @@ li_build_shadow(PyCodeObject *original, li_code_state *cs, li_event_set kinds,
     }
     /* emit() writes every unit of each. */
     /* One block for the arrays that die with the build (orig_of goes on
-       with the probes); the locations first, for their alignment. */
-    scratch = li_alloc_filled_later((size_t)b.n_units, sizeof(li_loc) + sizeof(int) +
-                                    2 * sizeof(int32_t) + sizeof(_Py_CODEUNIT));
+       with the probes). */
+    scratch = li_alloc_filled_later((size_t)b.n_units, sizeof(int) + 3 * sizeof(int32_t) +
+                                    sizeof(_Py_CODEUNIT));
     img.orig_of = li_alloc_filled_later((size_t)b.n_units, sizeof(int32_t));
     if (scratch == NULL || img.orig_of == NULL) {
         goto done;
     }
-    img.locs = scratch;
-    img.handler = (int *)(img.locs + b.n_units);
-    img.route_of = (int32_t *)(img.handler + b.n_units);
+    img.handler = scratch;
+    img.loc_of = (int32_t *)(img.handler + b.n_units);
+    img.route_of = img.loc_of + b.n_units;
     img.line_of = img.route_of + b.n_units;
     img.code = (_Py_CODEUNIT *)(img.line_of + b.n_units);
     emit(&b, &img);
     code_bytes = PyBytes_FromStringAndSize((const char *)img.code,
                                            (Py_ssize_t)b.n_units * 2);
-    linetable = li_encode_locations(img.locs, b.n_units, original->co_firstlineno);
+    linetable = li_encode_locations(b.an.locs, img.loc_of, b.n_units, original->co_firstlineno);
     exctable = exception_table(&b, &img);
     if (code_bytes == NULL || linetable == NULL || exctable == NULL) {
         goto done;
