@@ -59,16 +59,25 @@ read_loc_svarint(reader *r, int *value)
     return 0;
 }
 
+static bool
+same_loc(const li_loc *a, const li_loc *b)
+{
+    return a->line == b->line && a->end_line == b->end_line &&
+           a->col == b->col && a->end_col == b->end_col;
+}
+
 int
-li_decode_locations(PyCodeObject *code, li_loc *locs, int n_units)
+li_decode_locations(PyCodeObject *code, li_loc *locs, int32_t *run_of, int n_units,
+                    int *max_line)
 {
     reader r = {
         (const uint8_t *)PyBytes_AS_STRING(code->co_linetable),
         (const uint8_t *)PyBytes_AS_STRING(code->co_linetable) +
             PyBytes_GET_SIZE(code->co_linetable),
     };
-    int line = code->co_firstlineno;
-    int unit = 0;
+    int line = code->co_firstlineno, highest = line;
+    int unit = 0, run = 0;
+    li_loc last = {-1, -1, -1, -1};
     while (unit < n_units && r.p < r.end) {
         int first = read_byte(&r);
         if (!(first & 128)) {
@@ -118,13 +127,31 @@ li_decode_locations(PyCodeObject *code, li_loc *locs, int n_units)
             loc = (li_loc){line, line, col, col + (second & 15)};
         }
         }
+        highest = line > highest ? line : highest;
+        if (run_of != NULL && (unit == 0 || !same_loc(&loc, &last))) {
+            run = unit;
+        }
+        last = loc;
         for (int i = 0; i < length && unit < n_units; i++) {
+            if (run_of != NULL) {
+                run_of[unit] = run;
+            }
             locs[unit++] = loc;
         }
     }
     /* Units the table does not cover have no location. */
+    const li_loc none = {-1, -1, -1, -1};
+    if (run_of != NULL && unit < n_units && (unit == 0 || !same_loc(&none, &last))) {
+        run = unit;
+    }
     for (; unit < n_units; unit++) {
-        locs[unit] = (li_loc){-1, -1, -1, -1};
+        if (run_of != NULL) {
+            run_of[unit] = run;
+        }
+        locs[unit] = none;
+    }
+    if (max_line != NULL) {
+        *max_line = highest;
     }
     return 0;
 corrupt:
@@ -161,6 +188,34 @@ li_set_line_array(PyCodeObject *code, const int32_t *lines, int n_units)
             entries[u] = (int16_t)(u < n_units ? lines[u] : -1);
         }
     }
+    return 0;
+}
+
+int
+li_set_line_array_mapped(PyCodeObject *code, const li_loc *locs, const int32_t *map, bool wide)
+{
+    assert(code->_co_linearray == NULL);
+    int n = (int)Py_SIZE(code);
+    size_t size = wide ? sizeof(int32_t) : sizeof(int16_t);
+    void *array = PyMem_Malloc(size * (size_t)n);
+    if (array == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (wide) {
+        int32_t *entries = array;
+        for (int u = 0; u < n; u++) {
+            entries[u] = locs[map[u]].line;
+        }
+    }
+    else {
+        int16_t *entries = array;
+        for (int u = 0; u < n; u++) {
+            entries[u] = (int16_t)locs[map[u]].line;
+        }
+    }
+    code->_co_linearray = array;
+    code->_co_linearray_entry_size = (short)size;
     return 0;
 }
 
@@ -220,13 +275,6 @@ put_loc_svarint(uint8_t *out, int value)
 {
     return put_loc_varint(out, value < 0 ? ((unsigned int)(-value) << 1) | 1
                                          : (unsigned int)value << 1);
-}
-
-static bool
-same_loc(const li_loc *a, const li_loc *b)
-{
-    return a->line == b->line && a->end_line == b->end_line &&
-           a->col == b->col && a->end_col == b->end_col;
 }
 
 /* The most bytes put_location_entry() writes: a LONG entry, four varints of
@@ -293,8 +341,8 @@ li_encode_locations(const li_loc *locs, const int32_t *loc_of, int n_units, int 
         const li_loc *loc = of >= 0 ? &locs[of] : &no_location;
         int length = 1;
         /* Units that take the same original unit's location are alike;
-           others may still be (a run split in the original, a probe that
-           has its instruction's location). */
+           others may still be (the same location again later in the
+           original, or none and an original unit without one). */
         while (length < 8 && unit + length < n_units &&
                (loc_of[unit + length] == of ||
                 same_loc(loc, loc_of[unit + length] >= 0 ? &locs[loc_of[unit + length]]
