@@ -302,23 +302,22 @@ li_analyse(PyCodeObject *code, li_analysis *an)
     an->n_units = (int)(PyBytes_GET_SIZE(bytes) / sizeof(_Py_CODEUNIT));
     /* One block: at most one instruction per unit, every unit belongs to
        one (instr_at), and li_decode_locations() writes every unit's
-       location and run.  The instructions first, for their alignment. */
+       location.  The instructions first, for their alignment. */
     size_t n = (size_t)an->n_units;
     an->instrs = li_alloc_filled_later(n, sizeof(li_instr) + sizeof(li_loc) + sizeof(int) +
-                                          sizeof(int32_t) + sizeof(_Py_CODEUNIT));
+                                          sizeof(_Py_CODEUNIT));
     if (an->instrs == NULL) {
         Py_DECREF(bytes);
         goto error;
     }
     an->locs = (li_loc *)(an->instrs + n);
     an->instr_at = (int *)(an->locs + n);
-    an->loc_run = (int32_t *)(an->instr_at + n);
-    an->units = (_Py_CODEUNIT *)(an->loc_run + n);
+    an->units = (_Py_CODEUNIT *)(an->instr_at + n);
     memcpy(an->units, PyBytes_AS_STRING(bytes), (size_t)PyBytes_GET_SIZE(bytes));
     Py_DECREF(bytes);
     an->n_handlers = li_decode_handlers(code, &an->handlers);
     if (an->n_handlers < 0 ||
-        li_decode_locations(code, an->locs, an->loc_run, an->n_units, &an->max_line) < 0 ||
+        li_decode_locations(code, an->locs, an->n_units, &an->max_line) < 0 ||
         decode_instructions(an) < 0 ||
         resolve_targets(an) < 0 ||
         compute_depths(an) < 0 ||

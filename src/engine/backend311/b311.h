@@ -69,8 +69,6 @@ typedef struct {
     li_instr *instrs;
     int *instr_at;         /* unit -> index of the instruction containing it */
     li_loc *locs;          /* per unit */
-    int32_t *loc_run;      /* per unit: the first unit of its run of units with
-                              the same location */
     int max_line;          /* no line of the code is above it */
     int n_handlers;
     li_handler *handlers;
@@ -109,12 +107,9 @@ li_is_jump(int opcode)
 
 /* ---- tables (tables.c) ---- */
 
-/* Decodes the location table into one li_loc per unit and, unless NULL,
- * the first unit of the run of units with the same location that each is
- * in (run_of) and a line no line of the table exceeds (max_line).  0 or
- * -1. */
-int li_decode_locations(PyCodeObject *code, li_loc *locs, int32_t *run_of, int n_units,
-                        int *max_line);
+/* Decodes the location table into one li_loc per unit and, unless NULL, a
+ * line no line of the table exceeds (max_line).  0 or -1. */
+int li_decode_locations(PyCodeObject *code, li_loc *locs, int n_units, int *max_line);
 /* Encodes a location table whose unit u has the location locs[loc_of[u]]
  * (loc_of[u] -1: none); a new bytes object or NULL. */
 PyObject *li_encode_locations(const li_loc *locs, const int32_t *loc_of, int n_units,

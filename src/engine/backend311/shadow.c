@@ -1245,7 +1245,7 @@ emit_probe_at(const builder *b, shadow_image *img, int pos, int index, int owner
         probe->resume_unit = -1;
         *p++ = make_unit(POP_JUMP_FORWARD_IF_TRUE, 0);
     }
-    int loc = located ? b->an.loc_run[owner_unit] : -1;
+    int loc = located ? owner_unit : -1;
     for (int k = 0; k < b->probe_size; k++) {
         img->orig_of[pos + k] = owner_unit;
         img->loc_of[pos + k] = loc;
@@ -1272,7 +1272,7 @@ static void
 own_units(const builder *b, shadow_image *img, int pos, int size, int owner_unit,
           bool located)
 {
-    int loc = located ? b->an.loc_run[owner_unit] : -1;
+    int loc = located ? owner_unit : -1;
     for (int k = 0; k < size; k++) {
         img->orig_of[pos + k] = owner_unit;
         img->loc_of[pos + k] = loc;
@@ -1305,7 +1305,7 @@ emit_instruction(const builder *b, shadow_image *img, int i)
         }
         for (int k = 0; k < in->op - in->start; k++) {
             img->orig_of[pl->pos_start + k] = in->start + k;
-            img->loc_of[pl->pos_start + k] = b->an.loc_run[in->start + k];
+            img->loc_of[pl->pos_start + k] = in->start + k;
         }
     }
     for (int k = 0; k < in->end - in->op; k++) {
@@ -1314,7 +1314,7 @@ emit_instruction(const builder *b, shadow_image *img, int i)
             img->code[pl->pos_op + k] = 0;
         }
         img->orig_of[pl->pos_op + k] = in->op + k;
-        img->loc_of[pl->pos_op + k] = b->an.loc_run[in->op + k];
+        img->loc_of[pl->pos_op + k] = in->op + k;
     }
     if (b->routed) {
         int handler = pl->call_unit ? pl->c_raise : ROUTE_ORIGINAL;

@@ -59,16 +59,8 @@ read_loc_svarint(reader *r, int *value)
     return 0;
 }
 
-static bool
-same_loc(const li_loc *a, const li_loc *b)
-{
-    return a->line == b->line && a->end_line == b->end_line &&
-           a->col == b->col && a->end_col == b->end_col;
-}
-
 int
-li_decode_locations(PyCodeObject *code, li_loc *locs, int32_t *run_of, int n_units,
-                    int *max_line)
+li_decode_locations(PyCodeObject *code, li_loc *locs, int n_units, int *max_line)
 {
     reader r = {
         (const uint8_t *)PyBytes_AS_STRING(code->co_linetable),
@@ -76,8 +68,7 @@ li_decode_locations(PyCodeObject *code, li_loc *locs, int32_t *run_of, int n_uni
             PyBytes_GET_SIZE(code->co_linetable),
     };
     int line = code->co_firstlineno, highest = line;
-    int unit = 0, run = 0;
-    li_loc last = {-1, -1, -1, -1};
+    int unit = 0;
     while (unit < n_units && r.p < r.end) {
         int first = read_byte(&r);
         if (!(first & 128)) {
@@ -128,27 +119,13 @@ li_decode_locations(PyCodeObject *code, li_loc *locs, int32_t *run_of, int n_uni
         }
         }
         highest = line > highest ? line : highest;
-        if (run_of != NULL && (unit == 0 || !same_loc(&loc, &last))) {
-            run = unit;
-        }
-        last = loc;
         for (int i = 0; i < length && unit < n_units; i++) {
-            if (run_of != NULL) {
-                run_of[unit] = run;
-            }
             locs[unit++] = loc;
         }
     }
     /* Units the table does not cover have no location. */
-    const li_loc none = {-1, -1, -1, -1};
-    if (run_of != NULL && unit < n_units && (unit == 0 || !same_loc(&none, &last))) {
-        run = unit;
-    }
     for (; unit < n_units; unit++) {
-        if (run_of != NULL) {
-            run_of[unit] = run;
-        }
-        locs[unit] = none;
+        locs[unit] = (li_loc){-1, -1, -1, -1};
     }
     if (max_line != NULL) {
         *max_line = highest;
@@ -277,6 +254,13 @@ put_loc_svarint(uint8_t *out, int value)
                                          : (unsigned int)value << 1);
 }
 
+/* (Four ints, no padding: compared as two 64-bit words.) */
+static bool
+same_loc(const li_loc *a, const li_loc *b)
+{
+    return memcmp(a, b, sizeof(li_loc)) == 0;
+}
+
 /* The most bytes put_location_entry() writes: a LONG entry, four varints of
  * at most six bytes. */
 #define MAX_LOCATION_ENTRY 25
@@ -341,8 +325,9 @@ li_encode_locations(const li_loc *locs, const int32_t *loc_of, int n_units, int 
         const li_loc *loc = of >= 0 ? &locs[of] : &no_location;
         int length = 1;
         /* Units that take the same original unit's location are alike;
-           others may still be (the same location again later in the
-           original, or none and an original unit without one). */
+           others may still be (an instruction's units, a probe that has
+           its instruction's location, none and an original unit without
+           one). */
         while (length < 8 && unit + length < n_units &&
                (loc_of[unit + length] == of ||
                 same_loc(loc, loc_of[unit + length] >= 0 ? &locs[loc_of[unit + length]]
