@@ -52,6 +52,7 @@
 enum { AFTER, ARRIVE, HANDLER, LINE, INSTR, N_SLOTS };
 
 typedef struct {
+    bool probed;             /* some slot has a probe: the passes skip the others */
     int probe[N_SLOTS];      /* probe index or -1 */
     int pos[N_SLOTS];        /* their positions */
     bool skip;
@@ -592,6 +593,9 @@ plan_probes(builder *b)
         if (want_instr && plan_instr(b, i, &pl->probe[INSTR]) < 0) {
             return -1;
         }
+        for (int s = 0; s < N_SLOTS; s++) {
+            pl->probed |= pl->probe[s] >= 0;
+        }
         if (prev != NULL && prev->opcode == RESUME && prev->oparg == 0 &&
             b->n_probes > first_probe)
         {
@@ -620,6 +624,7 @@ plan_probes(builder *b)
             set_resume(b, probe, in->target, jump_phase(an, in, in->target));
             plan *target = &b->plans[in->target];
             target->probe[ARRIVE] = probe;
+            target->probed |= probe >= 0;
             /* After STOP_ITERATION the frame goes on as SEND's jump would:
                no LINE on the line of the `yield from` or `await`. */
             if (probe >= 0 && target->probe[LINE] >= 0 &&
@@ -979,7 +984,7 @@ layout(builder *b)
             for (int k = pl->first_stub; k < pl->first_stub + pl->n_stubs; k++) {
                 pos = place_stub(b, &b->stubs[b->pre_stubs[k]], pos);
             }
-            for (int s = 0; s < N_SLOTS; s++) {
+            for (int s = 0; s < N_SLOTS && pl->probed; s++) {
                 pl->pos[s] = -1;
                 if (s == LINE && pl->skip) {
                     pl->pos_skip = pos;
@@ -1088,7 +1093,7 @@ locate_probes(builder *b)
 {
     for (int i = 0; i < b->an.n_instrs; i++) {
         const plan *pl = &b->plans[i];
-        for (int slot = 0; slot < N_SLOTS; slot++) {
+        for (int slot = 0; slot < N_SLOTS && pl->probed; slot++) {
             if (pl->probe[slot] >= 0) {
                 b->probes[pl->probe[slot]].unit = pl->pos[slot];
             }
@@ -1427,36 +1432,38 @@ emit(const builder *b, shadow_image *img)
                                gap_jump_oparg(b, i));
             own_units(b, img, pl->pos_gap, 1 + pl->gap_ext, prev_op, false);
         }
-        emit_probe(b, img, pl->pos[AFTER], pl->probe[AFTER], prev_op, prev_op, false);
-        if (pl->probe[ARRIVE] >= 0) {
-            int send = b->sites[b->probes[pl->probe[ARRIVE]].first_site].orig;
-            emit_probe(b, img, pl->pos[ARRIVE], pl->probe[ARRIVE], send, send, false);
-        }
-        if (pl->skip) {
-            img->code[pl->pos_skip] = make_unit(JUMP_FORWARD, b->probe_size);
-            own_units(b, img, pl->pos_skip, 1, prev_op, false);
-        }
-        /* The probes before a handler run before it takes the exception
-           (PUSH_EXC_INFO): what their callbacks raise must not reach the
-           handler's own cleanup, which expects it taken.  It goes where an
-           exception raised just before the handler would, as natively. */
-        int route = (in->flags & LI_I_HANDLER_TARGET) ? in->start - 1 : in->op;
-        for (int s = HANDLER; s < N_SLOTS; s++) {
-            emit_probe(b, img, pl->pos[s], pl->probe[s], in->op, route, s != HANDLER);
-        }
-        if (in->opcode == YIELD_VALUE && pl->probe[INSTR] >= 0 && i > 0 &&
-            an->instrs[i - 1].opcode == SEND)
-        {
-            /* When a `yield from` subiterator fails on throw(), CPython
-               (_gen_throw) finds where the loop ends by reading the oparg of
-               the unit before the YIELD_VALUE, which it takes for the SEND;
-               here that unit is the probe's jump, which never jumps (the
-               probe cannot divert), so it carries the distance from the
-               YIELD_VALUE to where the SEND jumps. */
-            int distance = instr_landing(b, i - 1) - pl->pos_start;
-            assert(distance > 0 && distance < 256);
-            assert(b->probes[pl->probe[INSTR]].resume_unit < 0);
-            img->code[pl->pos_start - 1] = make_unit(POP_JUMP_FORWARD_IF_TRUE, distance);
+        if (pl->probed) {
+            emit_probe(b, img, pl->pos[AFTER], pl->probe[AFTER], prev_op, prev_op, false);
+            if (pl->probe[ARRIVE] >= 0) {
+                int send = b->sites[b->probes[pl->probe[ARRIVE]].first_site].orig;
+                emit_probe(b, img, pl->pos[ARRIVE], pl->probe[ARRIVE], send, send, false);
+            }
+            if (pl->skip) {
+                img->code[pl->pos_skip] = make_unit(JUMP_FORWARD, b->probe_size);
+                own_units(b, img, pl->pos_skip, 1, prev_op, false);
+            }
+            /* The probes before a handler run before it takes the exception
+               (PUSH_EXC_INFO): what their callbacks raise must not reach the
+               handler's own cleanup, which expects it taken.  It goes where an
+               exception raised just before the handler would, as natively. */
+            int route = (in->flags & LI_I_HANDLER_TARGET) ? in->start - 1 : in->op;
+            for (int s = HANDLER; s < N_SLOTS; s++) {
+                emit_probe(b, img, pl->pos[s], pl->probe[s], in->op, route, s != HANDLER);
+            }
+            if (in->opcode == YIELD_VALUE && pl->probe[INSTR] >= 0 && i > 0 &&
+                an->instrs[i - 1].opcode == SEND)
+            {
+                /* When a `yield from` subiterator fails on throw(), CPython
+                   (_gen_throw) finds where the loop ends by reading the oparg of
+                   the unit before the YIELD_VALUE, which it takes for the SEND;
+                   here that unit is the probe's jump, which never jumps (the
+                   probe cannot divert), so it carries the distance from the
+                   YIELD_VALUE to where the SEND jumps. */
+                int distance = instr_landing(b, i - 1) - pl->pos_start;
+                assert(distance > 0 && distance < 256);
+                assert(b->probes[pl->probe[INSTR]].resume_unit < 0);
+                img->code[pl->pos_start - 1] = make_unit(POP_JUMP_FORWARD_IF_TRUE, distance);
+            }
         }
         emit_instruction(b, img, i);
     }
