@@ -67,6 +67,7 @@ typedef struct {
     _Py_CODEUNIT *units;   /* deoptimised bytecode */
     int n_instrs;
     li_instr *instrs;
+    int n_for_iters;       /* FOR_ITER instructions */
     int *instr_at;         /* unit -> index of the instruction containing it */
     li_loc *locs;          /* per unit */
     int max_line;          /* no line of the code is above it */

@@ -1228,7 +1228,6 @@ enum { ROUTE_ORIGINAL = -1, ROUTE_NONE = -2 };
  * the instruction after them (LINE, INSTR) take its location; the others
  * have none in the location table, so that a jump to a line set through
  * frame.f_lineno never lands on them (it goes to the start of the line). */
-
 static void
 emit_probe_at(const builder *b, shadow_image *img, int pos, int index, int owner_unit,
               int route_unit, bool located)
@@ -1559,7 +1558,10 @@ set_line_array(const builder *b, const int32_t *orig_of, PyCodeObject *shadow)
     }
     for (int k = 0; k < b->n_stubs; k++) {
         const stub *s = &b->stubs[k];
-        for (int u = s->pos; u < s->pos_end && stub_without_line(b, s); u++) {
+        if (!stub_without_line(b, s)) {
+            continue;
+        }
+        for (int u = s->pos; u < s->pos_end; u++) {
             li_line_array_set(shadow, u, -1);
         }
     }
@@ -1686,16 +1688,14 @@ new_probes(builder *b, shadow_image *img, PyCodeObject *original, li_code_state 
     for (int e = 0; e < LI_LOCAL_EVENT_COUNT; e++) {
         lp->built_tools[e] = li_reg.global_tools[e] | cs->local_tools[e];
     }
-    for (int i = 0; i < b->an.n_instrs; i++) {
-        lp->n_for_iters += b->an.instrs[i].opcode == FOR_ITER;
-    }
+    lp->n_for_iters = b->an.n_for_iters;
     lp->for_iters = PyMem_Malloc(sizeof(*lp->for_iters) * ((size_t)lp->n_for_iters + 1));
     if (lp->for_iters == NULL) {
         Py_DECREF(lp);
         PyErr_NoMemory();
         return NULL;
     }
-    for (int i = 0, k = 0; i < b->an.n_instrs; i++) {
+    for (int i = 0, k = 0; k < lp->n_for_iters; i++) {
         if (b->an.instrs[i].opcode == FOR_ITER) {
             lp->for_iters[k++] = (struct li_for_iter){b->plans[i].pos_op, b->an.instrs[i].depth};
         }
