@@ -52,6 +52,7 @@ decode_instructions(li_analysis *an)
         in->depth = -1;
         in->target = -1;
         in->flags = falls_through(in->opcode) ? LI_I_FALLS_THROUGH : 0;
+        an->n_for_iters += in->opcode == FOR_ITER;
         for (int u = in->start; u < in->end; u++) {
             an->instr_at[u] = n;
         }
@@ -105,6 +106,45 @@ corrupt:
     return -1;
 }
 
+/* Opcodes whose stack effect when they do not jump does not depend on their
+ * oparg (checked against CPython's stack_effect() for opargs 0-4095 and
+ * larger ones): most instructions of most code, whose effect is looked up
+ * once rather than asked of CPython at every instruction of every shadow. */
+static const bool oparg_free[256] = {
+    [NOP] = true, [POP_TOP] = true, [PUSH_NULL] = true, [UNARY_POSITIVE] = true,
+    [UNARY_NEGATIVE] = true, [UNARY_NOT] = true, [UNARY_INVERT] = true,
+    [BINARY_SUBSCR] = true, [STORE_SUBSCR] = true, [DELETE_SUBSCR] = true,
+    [GET_ITER] = true, [RETURN_VALUE] = true, [LOAD_FAST] = true, [LOAD_CONST] = true,
+    [STORE_FAST] = true, [DELETE_FAST] = true, [LOAD_NAME] = true, [STORE_NAME] = true,
+    [STORE_GLOBAL] = true, [LOAD_ATTR] = true, [STORE_ATTR] = true, [LOAD_METHOD] = true,
+    [LOAD_DEREF] = true, [STORE_DEREF] = true, [LOAD_CLOSURE] = true, [BINARY_OP] = true,
+    [COMPARE_OP] = true, [IS_OP] = true, [CONTAINS_OP] = true, [COPY] = true, [SWAP] = true,
+    [RESUME] = true, [KW_NAMES] = true, [JUMP_FORWARD] = true, [JUMP_BACKWARD] = true,
+    [POP_JUMP_FORWARD_IF_FALSE] = true, [POP_JUMP_FORWARD_IF_TRUE] = true,
+    [POP_JUMP_FORWARD_IF_NONE] = true, [POP_JUMP_FORWARD_IF_NOT_NONE] = true,
+    [POP_JUMP_BACKWARD_IF_FALSE] = true, [POP_JUMP_BACKWARD_IF_TRUE] = true,
+    [POP_JUMP_BACKWARD_IF_NONE] = true, [POP_JUMP_BACKWARD_IF_NOT_NONE] = true,
+};
+
+/* The stack effect of an instruction that goes on with the next one. */
+static int
+fall_through_effect(const li_instr *in)
+{
+    static int effects[256];    /* of the oparg_free opcodes, once looked up */
+    static bool ready;
+    if (!ready) {
+        for (int op = 0; op < 256; op++) {
+            effects[op] = oparg_free[op] ? PyCompile_OpcodeStackEffectWithJump(op, 0, 0) : 0;
+        }
+        ready = true;
+    }
+    if (!oparg_free[in->opcode]) {
+        return PyCompile_OpcodeStackEffectWithJump(in->opcode, in->oparg, 0);
+    }
+    assert(effects[in->opcode] == PyCompile_OpcodeStackEffectWithJump(in->opcode, in->oparg, 0));
+    return effects[in->opcode];
+}
+
 /* Propagates stack depths along every edge: fall-through, jumps and the
  * exception table.  Instructions never reached keep depth -1. */
 static int
@@ -139,8 +179,7 @@ compute_depths(li_analysis *an)
         if ((in->flags & LI_I_FALLS_THROUGH) && i + 1 < an->n_instrs) {
             /* The value a generator is first resumed with is pushed after
                RETURN_GENERATOR; the compiler counts it on the POP_TOP. */
-            int effect = in->opcode == RETURN_GENERATOR
-                ? 1 : PyCompile_OpcodeStackEffectWithJump(in->opcode, in->oparg, 0);
+            int effect = in->opcode == RETURN_GENERATOR ? 1 : fall_through_effect(in);
             REACH(i + 1, in->depth + effect);
         }
         if (in->target >= 0) {
@@ -317,7 +356,7 @@ li_analyse(PyCodeObject *code, li_analysis *an)
     Py_DECREF(bytes);
     an->n_handlers = li_decode_handlers(code, &an->handlers);
     if (an->n_handlers < 0 ||
-        li_decode_locations(code, an->locs, an->n_units) < 0 ||
+        li_decode_locations(code, an->locs, an->n_units, &an->max_line) < 0 ||
         decode_instructions(an) < 0 ||
         resolve_targets(an) < 0 ||
         compute_depths(an) < 0 ||

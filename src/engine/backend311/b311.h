@@ -67,8 +67,10 @@ typedef struct {
     _Py_CODEUNIT *units;   /* deoptimised bytecode */
     int n_instrs;
     li_instr *instrs;
+    int n_for_iters;       /* FOR_ITER instructions */
     int *instr_at;         /* unit -> index of the instruction containing it */
     li_loc *locs;          /* per unit */
+    int max_line;          /* no line of the code is above it */
     int n_handlers;
     li_handler *handlers;
 } li_analysis;
@@ -106,15 +108,23 @@ li_is_jump(int opcode)
 
 /* ---- tables (tables.c) ---- */
 
-/* Decodes the location table into one li_loc per unit.  0 or -1. */
-int li_decode_locations(PyCodeObject *code, li_loc *locs, int n_units);
-/* Encodes one li_loc per unit; a new bytes object or NULL. */
-PyObject *li_encode_locations(const li_loc *locs, int n_units, int firstlineno);
+/* Decodes the location table into one li_loc per unit and, unless NULL, a
+ * line no line of the table exceeds (max_line).  0 or -1. */
+int li_decode_locations(PyCodeObject *code, li_loc *locs, int n_units, int *max_line);
+/* Encodes a location table whose unit u has the location locs[loc_of[u]]
+ * (loc_of[u] -1: none); a new bytes object or NULL. */
+PyObject *li_encode_locations(const li_loc *locs, const int32_t *loc_of, int n_units,
+                              int firstlineno);
 /* Gives `code`, which has none yet, the per-unit line array CPython's
  * tracing reads (_co_linearray, which it would make from the location table
  * as it first traces the code): `lines`, one per unit (-1: none), in 16-bit
  * entries if they fit, as CPython makes it.  0 or -1 with MemoryError. */
 int li_set_line_array(PyCodeObject *code, const int32_t *lines, int n_units);
+
+/* The same for a shadow, whose unit u has the line of original unit map[u]
+ * (`locs` per original unit), in 32-bit entries if `wide`.  0 or -1. */
+int li_set_line_array_mapped(PyCodeObject *code, const li_loc *locs, const int32_t *map,
+                             bool wide);
 
 static inline int
 li_line_array_get(PyCodeObject *code, int unit)

@@ -52,6 +52,7 @@
 enum { AFTER, ARRIVE, HANDLER, LINE, INSTR, N_SLOTS };
 
 typedef struct {
+    bool probed;             /* some slot has a probe: the passes skip the others */
     int probe[N_SLOTS];      /* probe index or -1 */
     int pos[N_SLOTS];        /* their positions */
     bool skip;
@@ -94,6 +95,10 @@ typedef struct {
     bool every_site;          /* probes wherever their kind could fire */
     bool companions;          /* add_site() adds whatever the event */
     bool placeholders;        /* probes where frames start, resume and handle */
+    /* The shadow has an exception table: the original has handlers, or
+       there are stubs that exceptions go to.  Most shadows built for LINE
+       alone have none. */
+    bool routed;
     int entry_probe;
     int resume;               /* index of RESUME 0, or -1 */
     pad *pads;
@@ -564,6 +569,9 @@ plan_probes(builder *b)
             }
             pl->probe[HANDLER] = close_probe_or_placeholder(b, first, LI_PROBE_HANDLER, in->depth,
                                                             b->placeholders);
+            if (pl->probe[HANDLER] == -2) {
+                return -1;
+            }
             set_resume(b, pl->probe[HANDLER], i, LI_LAND_LINE);
         }
         if (in->flags & LI_I_LINE_START) {
@@ -574,6 +582,9 @@ plan_probes(builder *b)
             int kind = (in->flags & LI_I_HANDLER_TARGET) ? LI_PROBE_LINE_HANDLER
                                                          : LI_PROBE_LINE;
             pl->probe[LINE] = close_probe(b, first, kind, in->depth);
+            if (pl->probe[LINE] == -2) {
+                return -1;
+            }
             set_resume(b, pl->probe[LINE], i, LI_LAND_AFTER_LINE);
             /* RESUME never hides the next line: CPython 3.12's rule. */
             pl->skip = pl->probe[LINE] >= 0 && entered_from_prev &&
@@ -583,9 +594,7 @@ plan_probes(builder *b)
             return -1;
         }
         for (int s = 0; s < N_SLOTS; s++) {
-            if (pl->probe[s] == -2) {
-                return -1;
-            }
+            pl->probed |= pl->probe[s] >= 0;
         }
         if (prev != NULL && prev->opcode == RESUME && prev->oparg == 0 &&
             b->n_probes > first_probe)
@@ -615,6 +624,7 @@ plan_probes(builder *b)
             set_resume(b, probe, in->target, jump_phase(an, in, in->target));
             plan *target = &b->plans[in->target];
             target->probe[ARRIVE] = probe;
+            target->probed |= probe >= 0;
             /* After STOP_ITERATION the frame goes on as SEND's jump would:
                no LINE on the line of the `yield from` or `await`. */
             if (probe >= 0 && target->probe[LINE] >= 0 &&
@@ -879,6 +889,15 @@ gap_jump_oparg(const builder *b, int i)
 static int
 order_pre_stubs(builder *b)
 {
+    /* Without any (as in shadows built for LINE alone), every count stays
+       the 0 plan_probes() gave it. */
+    bool some = false;
+    for (int k = 0; k < b->n_stubs && !some; k++) {
+        some = b->stubs[k].before >= 0;
+    }
+    if (!some) {
+        return 0;
+    }
     PyMem_Free(b->pre_stubs);
     b->pre_stubs = PyMem_Malloc(sizeof(int) * ((size_t)b->n_stubs + 1));
     if (b->pre_stubs == NULL) {
@@ -965,7 +984,7 @@ layout(builder *b)
             for (int k = pl->first_stub; k < pl->first_stub + pl->n_stubs; k++) {
                 pos = place_stub(b, &b->stubs[b->pre_stubs[k]], pos);
             }
-            for (int s = 0; s < N_SLOTS; s++) {
+            for (int s = 0; s < N_SLOTS && pl->probed; s++) {
                 pl->pos[s] = -1;
                 if (s == LINE && pl->skip) {
                     pl->pos_skip = pos;
@@ -1074,7 +1093,7 @@ locate_probes(builder *b)
 {
     for (int i = 0; i < b->an.n_instrs; i++) {
         const plan *pl = &b->plans[i];
-        for (int slot = 0; slot < N_SLOTS; slot++) {
+        for (int slot = 0; slot < N_SLOTS && pl->probed; slot++) {
             if (pl->probe[slot] >= 0) {
                 b->probes[pl->probe[slot]].unit = pl->pos[slot];
             }
@@ -1126,11 +1145,12 @@ layout_with_diverts(builder *b)
         if (order_pre_stubs(b) < 0 || layout(b) < 0) {
             return -1;
         }
-        locate_probes(b);
-        /* In code this short every probe reaches every stub. */
+        /* In code this short every probe reaches every stub (emit() finds
+           the probes' units). */
         if (b->n_units <= JUMP_REACH) {
             return 0;
         }
+        locate_probes(b);
         bool added = false;
         int covered_until = -1;     /* positions a stub added this round serves */
         for (int i = 0; i < b->an.n_instrs; i++) {
@@ -1194,8 +1214,9 @@ emit_with_prefixes(_Py_CODEUNIT *out, int ext, int opcode, int oparg)
 typedef struct {
     _Py_CODEUNIT *code;
     int32_t *orig_of;
-    li_loc *locs;        /* per unit, for the location table */
-    int32_t *line_of;    /* per unit, the line tracing and Addr2Line see */
+    int32_t *loc_of;     /* per unit, for the location table: the original unit
+                            whose location it has, or -1 for none */
+    /* Only where the builder is `routed`: */
     int *handler;        /* per unit: exception route, see exception_table() */
     int32_t *route_of;   /* per unit: the original unit whose handler applies */
 } shadow_image;
@@ -1207,15 +1228,10 @@ enum { ROUTE_ORIGINAL = -1, ROUTE_NONE = -2 };
  * the instruction after them (LINE, INSTR) take its location; the others
  * have none in the location table, so that a jump to a line set through
  * frame.f_lineno never lands on them (it goes to the start of the line). */
-static const li_loc no_location = {-1, -1, -1, -1};
-
 static void
-emit_probe(const builder *b, shadow_image *img, int pos, int index, int owner_unit,
-           int route_unit, bool located)
+emit_probe_at(const builder *b, shadow_image *img, int pos, int index, int owner_unit,
+              int route_unit, bool located)
 {
-    if (index < 0) {
-        return;
-    }
     _Py_CODEUNIT *p = img->code + pos;
     /* Armed; li_probes_sync() sets the real state before first use. */
     p = emit_with_prefixes(p, b->probe_size - PROBE_BASE_SIZE, LOAD_CONST, b->probes_const);
@@ -1233,12 +1249,26 @@ emit_probe(const builder *b, shadow_image *img, int pos, int index, int owner_un
         probe->resume_unit = -1;
         *p++ = make_unit(POP_JUMP_FORWARD_IF_TRUE, 0);
     }
+    int loc = located ? owner_unit : -1;
     for (int k = 0; k < b->probe_size; k++) {
         img->orig_of[pos + k] = owner_unit;
-        img->route_of[pos + k] = route_unit;
-        img->locs[pos + k] = located ? b->an.locs[owner_unit] : no_location;
-        img->line_of[pos + k] = b->an.locs[owner_unit].line;
-        img->handler[pos + k] = ROUTE_ORIGINAL;
+        img->loc_of[pos + k] = loc;
+    }
+    if (b->routed) {
+        for (int k = 0; k < b->probe_size; k++) {
+            img->route_of[pos + k] = route_unit;
+            img->handler[pos + k] = ROUTE_ORIGINAL;
+        }
+    }
+}
+
+/* (Most slots have no probe: only those that do cost a call.) */
+static inline void
+emit_probe(const builder *b, shadow_image *img, int pos, int index, int owner_unit,
+           int route_unit, bool located)
+{
+    if (index >= 0) {
+        emit_probe_at(b, img, pos, index, owner_unit, route_unit, located);
     }
 }
 
@@ -1246,12 +1276,16 @@ static void
 own_units(const builder *b, shadow_image *img, int pos, int size, int owner_unit,
           bool located)
 {
+    int loc = located ? owner_unit : -1;
     for (int k = 0; k < size; k++) {
         img->orig_of[pos + k] = owner_unit;
-        img->route_of[pos + k] = owner_unit;
-        img->locs[pos + k] = located ? b->an.locs[owner_unit] : no_location;
-        img->line_of[pos + k] = b->an.locs[owner_unit].line;
-        img->handler[pos + k] = ROUTE_ORIGINAL;
+        img->loc_of[pos + k] = loc;
+    }
+    if (b->routed) {
+        for (int k = 0; k < size; k++) {
+            img->route_of[pos + k] = owner_unit;
+            img->handler[pos + k] = ROUTE_ORIGINAL;
+        }
     }
 }
 
@@ -1274,23 +1308,24 @@ emit_instruction(const builder *b, shadow_image *img, int i)
             img->code[pl->pos_start + k] = b->an.units[in->start + k];
         }
         for (int k = 0; k < in->op - in->start; k++) {
-            img->orig_of[pl->pos_start + k] = img->route_of[pl->pos_start + k] = in->start + k;
-            img->locs[pl->pos_start + k] = b->an.locs[in->start + k];
-            img->line_of[pl->pos_start + k] = b->an.locs[in->start + k].line;
+            img->orig_of[pl->pos_start + k] = in->start + k;
+            img->loc_of[pl->pos_start + k] = in->start + k;
         }
     }
-    int handler = pl->call_unit ? pl->c_raise : ROUTE_ORIGINAL;
     for (int k = 0; k < in->end - in->op; k++) {
         /* Inline caches start zeroed, as in freshly compiled code. */
         if (k > 0) {
             img->code[pl->pos_op + k] = 0;
         }
-        img->orig_of[pl->pos_op + k] = img->route_of[pl->pos_op + k] = in->op + k;
-        img->locs[pl->pos_op + k] = b->an.locs[in->op + k];
-        img->line_of[pl->pos_op + k] = b->an.locs[in->op + k].line;
+        img->orig_of[pl->pos_op + k] = in->op + k;
+        img->loc_of[pl->pos_op + k] = in->op + k;
     }
-    for (int u = pl->pos_start; u < pl->pos_end; u++) {
-        img->handler[u] = handler;
+    if (b->routed) {
+        int handler = pl->call_unit ? pl->c_raise : ROUTE_ORIGINAL;
+        for (int u = pl->pos_start; u < pl->pos_end; u++) {
+            img->route_of[u] = img->orig_of[u];
+            img->handler[u] = handler;
+        }
     }
 }
 
@@ -1316,10 +1351,20 @@ emit_divert_stub(const builder *b, shadow_image *img, const stub *s)
     *p++ = make_unit(RETURN_VALUE, 0);
     assert(p == img->code + s->pos_end);
     own_units(b, img, s->pos, s->pos_end - s->pos, owner->op, false);
-    for (int u = s->pos; u < s->pos_end; u++) {
+    for (int u = s->pos; u < s->pos_end && b->routed; u++) {
         img->handler[u] = ROUTE_NONE;
-        img->line_of[u] = -1;
     }
+}
+
+/* Whether the units of stub `s` have no line for tracing: a DIVERT stub;
+ * a TAKEN stub after the code, whose backward jump then reports the
+ * target's line as the original's backward jump does; UNWIND, where
+ * tracing would report one as the frame leaves. */
+static bool
+stub_without_line(const builder *b, const stub *s)
+{
+    return s->kind == STUB_DIVERT || s->kind == STUB_UNWIND ||
+           (s->kind == STUB_TAKEN && stub_landing(b, s) < s->pos_end);
 }
 
 static void
@@ -1337,14 +1382,6 @@ emit_stub(const builder *b, shadow_image *img, const stub *s)
         bool forward = stub_landing(b, s) >= s->pos_end;
         emit_with_prefixes(img->code + s->pos_tail, s->ext,
                            forward ? JUMP_FORWARD : JUMP_BACKWARD, stub_jump_oparg(b, s));
-        if (!forward) {
-            /* After the code: tracing sees no line here, then the backward
-               jump to the target, which reports its line as the original's
-               backward jump does. */
-            for (int u = s->pos; u < s->pos_end; u++) {
-                img->line_of[u] = -1;
-            }
-        }
     }
     else {
         /* Re-raise where the original would have gone: its handler or out
@@ -1353,10 +1390,8 @@ emit_stub(const builder *b, shadow_image *img, const stub *s)
         img->code[s->pos_tail] = make_unit(RERAISE, s->kind == STUB_UNWIND ? 1 : 0);
     }
     if (s->kind == STUB_UNWIND) {
-        /* No line either: tracing would report one as the frame leaves. */
         for (int u = s->pos; u < s->pos_end; u++) {
             img->handler[u] = ROUTE_NONE;
-            img->line_of[u] = -1;
         }
     }
 }
@@ -1396,36 +1431,38 @@ emit(const builder *b, shadow_image *img)
                                gap_jump_oparg(b, i));
             own_units(b, img, pl->pos_gap, 1 + pl->gap_ext, prev_op, false);
         }
-        emit_probe(b, img, pl->pos[AFTER], pl->probe[AFTER], prev_op, prev_op, false);
-        if (pl->probe[ARRIVE] >= 0) {
-            int send = b->sites[b->probes[pl->probe[ARRIVE]].first_site].orig;
-            emit_probe(b, img, pl->pos[ARRIVE], pl->probe[ARRIVE], send, send, false);
-        }
-        if (pl->skip) {
-            img->code[pl->pos_skip] = make_unit(JUMP_FORWARD, b->probe_size);
-            own_units(b, img, pl->pos_skip, 1, prev_op, false);
-        }
-        /* The probes before a handler run before it takes the exception
-           (PUSH_EXC_INFO): what their callbacks raise must not reach the
-           handler's own cleanup, which expects it taken.  It goes where an
-           exception raised just before the handler would, as natively. */
-        int route = (in->flags & LI_I_HANDLER_TARGET) ? in->start - 1 : in->op;
-        for (int s = HANDLER; s < N_SLOTS; s++) {
-            emit_probe(b, img, pl->pos[s], pl->probe[s], in->op, route, s != HANDLER);
-        }
-        if (in->opcode == YIELD_VALUE && pl->probe[INSTR] >= 0 && i > 0 &&
-            an->instrs[i - 1].opcode == SEND)
-        {
-            /* When a `yield from` subiterator fails on throw(), CPython
-               (_gen_throw) finds where the loop ends by reading the oparg of
-               the unit before the YIELD_VALUE, which it takes for the SEND;
-               here that unit is the probe's jump, which never jumps (the
-               probe cannot divert), so it carries the distance from the
-               YIELD_VALUE to where the SEND jumps. */
-            int distance = instr_landing(b, i - 1) - pl->pos_start;
-            assert(distance > 0 && distance < 256);
-            assert(b->probes[pl->probe[INSTR]].resume_unit < 0);
-            img->code[pl->pos_start - 1] = make_unit(POP_JUMP_FORWARD_IF_TRUE, distance);
+        if (pl->probed) {
+            emit_probe(b, img, pl->pos[AFTER], pl->probe[AFTER], prev_op, prev_op, false);
+            if (pl->probe[ARRIVE] >= 0) {
+                int send = b->sites[b->probes[pl->probe[ARRIVE]].first_site].orig;
+                emit_probe(b, img, pl->pos[ARRIVE], pl->probe[ARRIVE], send, send, false);
+            }
+            if (pl->skip) {
+                img->code[pl->pos_skip] = make_unit(JUMP_FORWARD, b->probe_size);
+                own_units(b, img, pl->pos_skip, 1, prev_op, false);
+            }
+            /* The probes before a handler run before it takes the exception
+               (PUSH_EXC_INFO): what their callbacks raise must not reach the
+               handler's own cleanup, which expects it taken.  It goes where an
+               exception raised just before the handler would, as natively. */
+            int route = (in->flags & LI_I_HANDLER_TARGET) ? in->start - 1 : in->op;
+            for (int s = HANDLER; s < N_SLOTS; s++) {
+                emit_probe(b, img, pl->pos[s], pl->probe[s], in->op, route, s != HANDLER);
+            }
+            if (in->opcode == YIELD_VALUE && pl->probe[INSTR] >= 0 && i > 0 &&
+                an->instrs[i - 1].opcode == SEND)
+            {
+                /* When a `yield from` subiterator fails on throw(), CPython
+                   (_gen_throw) finds where the loop ends by reading the oparg of
+                   the unit before the YIELD_VALUE, which it takes for the SEND;
+                   here that unit is the probe's jump, which never jumps (the
+                   probe cannot divert), so it carries the distance from the
+                   YIELD_VALUE to where the SEND jumps. */
+                int distance = instr_landing(b, i - 1) - pl->pos_start;
+                assert(distance > 0 && distance < 256);
+                assert(b->probes[pl->probe[INSTR]].resume_unit < 0);
+                img->code[pl->pos_start - 1] = make_unit(POP_JUMP_FORWARD_IF_TRUE, distance);
+            }
         }
         emit_instruction(b, img, i);
     }
@@ -1442,13 +1479,7 @@ static PyObject *
 exception_table(const builder *b, const shadow_image *img)
 {
     const li_analysis *an = &b->an;
-    /* Without handlers in the original, nor stubs that exceptions go to,
-       nothing is routed (as in most shadows built for LINE alone). */
-    bool routed = an->n_handlers > 0 || b->unwind >= 0;
-    for (int k = 0; k < b->n_stubs && !routed; k++) {
-        routed = b->stubs[k].kind == STUB_C_RAISE;
-    }
-    if (!routed) {
+    if (!b->routed) {
         return PyBytes_FromStringAndSize(NULL, 0);
     }
     int *handler_of = li_alloc_filled_later((size_t)an->n_units, sizeof(int));
@@ -1516,10 +1547,23 @@ done:
  * code sees RESUME's line (transparency.c maps lines through the
  * original). */
 static int
-set_line_array(const builder *b, const shadow_image *img, PyCodeObject *shadow)
+set_line_array(const builder *b, const int32_t *orig_of, PyCodeObject *shadow)
 {
-    if (li_set_line_array(shadow, img->line_of, b->n_units) < 0) {
+    /* A unit has the line of the original unit it stands for, but
+       stub_without_line(). */
+    if (li_set_line_array_mapped(shadow, b->an.locs, orig_of,
+                                 b->an.max_line > INT16_MAX) < 0)
+    {
         return -1;
+    }
+    for (int k = 0; k < b->n_stubs; k++) {
+        const stub *s = &b->stubs[k];
+        if (!stub_without_line(b, s)) {
+            continue;
+        }
+        for (int u = s->pos; u < s->pos_end; u++) {
+            li_line_array_set(shadow, u, -1);
+        }
     }
     if (b->resume >= 0 && b->resume + 1 < b->an.n_instrs &&
         b->plans[b->resume + 1].pos[AFTER] >= 0)
@@ -1617,9 +1661,8 @@ new_probes(builder *b, shadow_image *img, PyCodeObject *original, li_code_state 
         PyErr_NoMemory();
         return NULL;
     }
-    for (int u = 0; u < b->n_units; u++) {
-        lp->probe_at[u] = -1;
-    }
+    /* Every byte 0xFF: -1 in every entry. */
+    memset(lp->probe_at, 0xFF, sizeof(int32_t) * (size_t)b->n_units);
     for (int k = 0; k < lp->n_probes; k++) {
         li_probe *p = &lp->probes[k];
         lp->probe_at[p->unit + b->probe_size - 1] = k * (int32_t)sizeof(li_probe);
@@ -1645,16 +1688,14 @@ new_probes(builder *b, shadow_image *img, PyCodeObject *original, li_code_state 
     for (int e = 0; e < LI_LOCAL_EVENT_COUNT; e++) {
         lp->built_tools[e] = li_reg.global_tools[e] | cs->local_tools[e];
     }
-    for (int i = 0; i < b->an.n_instrs; i++) {
-        lp->n_for_iters += b->an.instrs[i].opcode == FOR_ITER;
-    }
+    lp->n_for_iters = b->an.n_for_iters;
     lp->for_iters = PyMem_Malloc(sizeof(*lp->for_iters) * ((size_t)lp->n_for_iters + 1));
     if (lp->for_iters == NULL) {
         Py_DECREF(lp);
         PyErr_NoMemory();
         return NULL;
     }
-    for (int i = 0, k = 0; i < b->an.n_instrs; i++) {
+    for (int i = 0, k = 0; k < lp->n_for_iters; i++) {
         if (b->an.instrs[i].opcode == FOR_ITER) {
             lp->for_iters[k++] = (struct li_for_iter){b->plans[i].pos_op, b->an.instrs[i].depth};
         }
@@ -1718,24 +1759,28 @@ li_build_shadow(PyCodeObject *original, li_code_state *cs, li_event_set kinds,
     {
         goto done;
     }
-    /* emit() writes every unit of each. */
+    b.routed = b.an.n_handlers > 0 || b.unwind >= 0;
+    for (int k = 0; k < b.n_stubs && !b.routed; k++) {
+        b.routed = b.stubs[k].kind == STUB_C_RAISE;
+    }
+    /* emit() writes every unit of each (handler and route_of only if
+       routed). */
     /* One block for the arrays that die with the build (orig_of goes on
-       with the probes); the locations first, for their alignment. */
-    scratch = li_alloc_filled_later((size_t)b.n_units, sizeof(li_loc) + sizeof(int) +
-                                    2 * sizeof(int32_t) + sizeof(_Py_CODEUNIT));
+       with the probes). */
+    scratch = li_alloc_filled_later((size_t)b.n_units, sizeof(int) + 2 * sizeof(int32_t) +
+                                    sizeof(_Py_CODEUNIT));
     img.orig_of = li_alloc_filled_later((size_t)b.n_units, sizeof(int32_t));
     if (scratch == NULL || img.orig_of == NULL) {
         goto done;
     }
-    img.locs = scratch;
-    img.handler = (int *)(img.locs + b.n_units);
-    img.route_of = (int32_t *)(img.handler + b.n_units);
-    img.line_of = img.route_of + b.n_units;
-    img.code = (_Py_CODEUNIT *)(img.line_of + b.n_units);
+    img.handler = scratch;
+    img.loc_of = (int32_t *)(img.handler + b.n_units);
+    img.route_of = img.loc_of + b.n_units;
+    img.code = (_Py_CODEUNIT *)(img.route_of + b.n_units);
     emit(&b, &img);
     code_bytes = PyBytes_FromStringAndSize((const char *)img.code,
                                            (Py_ssize_t)b.n_units * 2);
-    linetable = li_encode_locations(img.locs, b.n_units, original->co_firstlineno);
+    linetable = li_encode_locations(b.an.locs, img.loc_of, b.n_units, original->co_firstlineno);
     exctable = exception_table(&b, &img);
     if (code_bytes == NULL || linetable == NULL || exctable == NULL) {
         goto done;
@@ -1767,7 +1812,7 @@ li_build_shadow(PyCodeObject *original, li_code_state *cs, li_event_set kinds,
     if (shadow == NULL) {
         goto done;
     }
-    if (set_line_array(&b, &img, shadow) < 0 || li_probes_attach(lp, shadow) < 0) {
+    if (set_line_array(&b, lp->orig_of, shadow) < 0 || li_probes_attach(lp, shadow) < 0) {
         Py_CLEAR(shadow);
         goto done;
     }

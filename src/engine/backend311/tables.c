@@ -60,14 +60,14 @@ read_loc_svarint(reader *r, int *value)
 }
 
 int
-li_decode_locations(PyCodeObject *code, li_loc *locs, int n_units)
+li_decode_locations(PyCodeObject *code, li_loc *locs, int n_units, int *max_line)
 {
     reader r = {
         (const uint8_t *)PyBytes_AS_STRING(code->co_linetable),
         (const uint8_t *)PyBytes_AS_STRING(code->co_linetable) +
             PyBytes_GET_SIZE(code->co_linetable),
     };
-    int line = code->co_firstlineno;
+    int line = code->co_firstlineno, highest = line;
     int unit = 0;
     while (unit < n_units && r.p < r.end) {
         int first = read_byte(&r);
@@ -118,6 +118,7 @@ li_decode_locations(PyCodeObject *code, li_loc *locs, int n_units)
             loc = (li_loc){line, line, col, col + (second & 15)};
         }
         }
+        highest = line > highest ? line : highest;
         for (int i = 0; i < length && unit < n_units; i++) {
             locs[unit++] = loc;
         }
@@ -125,6 +126,9 @@ li_decode_locations(PyCodeObject *code, li_loc *locs, int n_units)
     /* Units the table does not cover have no location. */
     for (; unit < n_units; unit++) {
         locs[unit] = (li_loc){-1, -1, -1, -1};
+    }
+    if (max_line != NULL) {
+        *max_line = highest;
     }
     return 0;
 corrupt:
@@ -161,6 +165,34 @@ li_set_line_array(PyCodeObject *code, const int32_t *lines, int n_units)
             entries[u] = (int16_t)(u < n_units ? lines[u] : -1);
         }
     }
+    return 0;
+}
+
+int
+li_set_line_array_mapped(PyCodeObject *code, const li_loc *locs, const int32_t *map, bool wide)
+{
+    assert(code->_co_linearray == NULL);
+    int n = (int)Py_SIZE(code);
+    size_t size = wide ? sizeof(int32_t) : sizeof(int16_t);
+    void *array = PyMem_Malloc(size * (size_t)n);
+    if (array == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (wide) {
+        int32_t *entries = array;
+        for (int u = 0; u < n; u++) {
+            entries[u] = locs[map[u]].line;
+        }
+    }
+    else {
+        int16_t *entries = array;
+        for (int u = 0; u < n; u++) {
+            entries[u] = (int16_t)locs[map[u]].line;
+        }
+    }
+    code->_co_linearray = array;
+    code->_co_linearray_entry_size = (short)size;
     return 0;
 }
 
@@ -204,86 +236,113 @@ buf_finish(buffer *b)
     return bytes;
 }
 
-static void
-put_loc_varint(buffer *b, unsigned int value)
+static uint8_t *
+put_loc_varint(uint8_t *out, unsigned int value)
 {
     while (value >= 64) {
-        buf_put(b, (uint8_t)(64 | (value & 63)));
+        *out++ = (uint8_t)(64 | (value & 63));
         value >>= 6;
     }
-    buf_put(b, (uint8_t)value);
+    *out++ = (uint8_t)value;
+    return out;
 }
 
-static void
-put_loc_svarint(buffer *b, int value)
+static uint8_t *
+put_loc_svarint(uint8_t *out, int value)
 {
-    put_loc_varint(b, value < 0 ? ((unsigned int)(-value) << 1) | 1
-                                : (unsigned int)value << 1);
+    return put_loc_varint(out, value < 0 ? ((unsigned int)(-value) << 1) | 1
+                                         : (unsigned int)value << 1);
 }
 
+/* (Four ints, no padding: compared as two 64-bit words.) */
 static bool
 same_loc(const li_loc *a, const li_loc *b)
 {
-    return a->line == b->line && a->end_line == b->end_line &&
-           a->col == b->col && a->end_col == b->end_col;
+    return memcmp(a, b, sizeof(li_loc)) == 0;
 }
 
+/* The most bytes put_location_entry() writes: a LONG entry, four varints of
+ * at most six bytes. */
+#define MAX_LOCATION_ENTRY 25
+
 /* Writes one entry covering `length` (1-8) units at `loc`; `line` is the
- * line the deltas are relative to, updated. */
-static void
-put_location_entry(buffer *b, const li_loc *loc, int length, int *line)
+ * line the deltas are relative to, updated.  Past the entry. */
+static uint8_t *
+put_location_entry(uint8_t *out, const li_loc *loc, int length, int *line)
 {
     uint8_t len_bits = (uint8_t)(length - 1);
     if (loc->line < 0) {
-        buf_put(b, (uint8_t)(128 | LOC_NONE << 3 | len_bits));
-        return;
+        *out++ = (uint8_t)(128 | LOC_NONE << 3 | len_bits);
+        return out;
     }
     int delta = loc->line - *line;
     *line = loc->line;
     bool one_line = loc->end_line == loc->line;
     if (loc->col < 0 && loc->end_col < 0 && one_line) {
-        buf_put(b, (uint8_t)(128 | LOC_NO_COLUMNS << 3 | len_bits));
-        put_loc_svarint(b, delta);
-        return;
+        *out++ = (uint8_t)(128 | LOC_NO_COLUMNS << 3 | len_bits);
+        return put_loc_svarint(out, delta);
     }
     if (one_line && loc->col >= 0 && loc->end_col >= loc->col) {
         if (delta == 0 && loc->col < 80 && loc->end_col - loc->col < 16) {
-            buf_put(b, (uint8_t)(128 | (loc->col >> 3) << 3 | len_bits));
-            buf_put(b, (uint8_t)((loc->col & 7) << 4 | (loc->end_col - loc->col)));
-            return;
+            *out++ = (uint8_t)(128 | (loc->col >> 3) << 3 | len_bits);
+            *out++ = (uint8_t)((loc->col & 7) << 4 | (loc->end_col - loc->col));
+            return out;
         }
         if (delta >= 0 && delta < 3 && loc->col < 256 && loc->end_col < 256) {
-            buf_put(b, (uint8_t)(128 | (LOC_ONE_LINE0 + delta) << 3 | len_bits));
-            buf_put(b, (uint8_t)loc->col);
-            buf_put(b, (uint8_t)loc->end_col);
-            return;
+            *out++ = (uint8_t)(128 | (LOC_ONE_LINE0 + delta) << 3 | len_bits);
+            *out++ = (uint8_t)loc->col;
+            *out++ = (uint8_t)loc->end_col;
+            return out;
         }
     }
     int end_line = loc->end_line >= loc->line ? loc->end_line : loc->line;
-    buf_put(b, (uint8_t)(128 | LOC_LONG << 3 | len_bits));
-    put_loc_svarint(b, delta);
-    put_loc_varint(b, (unsigned int)(end_line - loc->line));
-    put_loc_varint(b, (unsigned int)(loc->col + 1));
-    put_loc_varint(b, (unsigned int)(loc->end_col + 1));
+    *out++ = (uint8_t)(128 | LOC_LONG << 3 | len_bits);
+    out = put_loc_svarint(out, delta);
+    out = put_loc_varint(out, (unsigned int)(end_line - loc->line));
+    out = put_loc_varint(out, (unsigned int)(loc->col + 1));
+    return put_loc_varint(out, (unsigned int)(loc->end_col + 1));
 }
 
+static const li_loc no_location = {-1, -1, -1, -1};
+
 PyObject *
-li_encode_locations(const li_loc *locs, int n_units, int firstlineno)
+li_encode_locations(const li_loc *locs, const int32_t *loc_of, int n_units, int firstlineno)
 {
-    buffer b = {0};
+    /* Written straight into a buffer big enough for an entry per unit:
+       growing one byte by byte cost more than the encoding.  Most code fits
+       the one on the stack. */
+    uint8_t small[4096];
+    size_t bound = (size_t)n_units * MAX_LOCATION_ENTRY;
+    uint8_t *start = bound <= sizeof(small) ? small : PyMem_Malloc(bound);
+    if (start == NULL) {
+        return PyErr_NoMemory();
+    }
+    uint8_t *out = start;
     int line = firstlineno;
     int unit = 0;
     while (unit < n_units) {
+        int of = loc_of[unit];
+        const li_loc *loc = of >= 0 ? &locs[of] : &no_location;
         int length = 1;
+        /* Units that take the same original unit's location are alike;
+           others may still be (an instruction's units, a probe that has
+           its instruction's location, none and an original unit without
+           one). */
         while (length < 8 && unit + length < n_units &&
-               same_loc(&locs[unit], &locs[unit + length]))
+               (loc_of[unit + length] == of ||
+                same_loc(loc, loc_of[unit + length] >= 0 ? &locs[loc_of[unit + length]]
+                                                         : &no_location)))
         {
             length++;
         }
-        put_location_entry(&b, &locs[unit], length, &line);
+        out = put_location_entry(out, loc, length, &line);
         unit += length;
     }
-    return buf_finish(&b);
+    PyObject *bytes = PyBytes_FromStringAndSize((const char *)start, out - start);
+    if (start != small) {
+        PyMem_Free(start);
+    }
+    return bytes;
 }
 
 static int

@@ -434,7 +434,7 @@ ensure_line_array(PyCodeObject *code)
     if (locs == NULL || lines == NULL) {
         PyErr_NoMemory();
     }
-    else if (li_decode_locations(code, locs, n_units) == 0) {
+    else if (li_decode_locations(code, locs, n_units, NULL) == 0) {
         for (int u = 0; u < n_units; u++) {
             lines[u] = locs[u].line;
         }
