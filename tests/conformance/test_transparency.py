@@ -271,6 +271,48 @@ def test_f_lineno_inside_function(M: Any, tool: Tool, mode: str) -> None:
     assert [line - first for line in result] == [1, 3, 3, 4]
 
 
+@pytest.mark.parametrize("first", [32760, 70000])
+def test_lines_beyond_16_bits(M: Any, tool: Tool, mode: str, first: int) -> None:
+    # CPython 3.11 keeps the lines its tracing reads in 16-bit entries when
+    # they fit; the 3.11 engine makes them for its shadows, 32-bit ones from
+    # the original's highest line: lines from 32767 on must come out whole,
+    # to a trace function as to the frame and the traceback.
+    source = "\n" * (first - 1) + (
+        "def f():\n"
+        "    out = [sys._getframe().f_lineno]\n"
+        "    for i in range(2):\n"
+        "        out.append(sys._getframe().f_lineno)\n"
+        "    try:\n"
+        "        1 / 0\n"
+        "    except ZeroDivisionError as exc:\n"
+        "        out.append(exc.__traceback__.tb_lineno)\n"
+        "    return out\n"
+    )
+    namespace: dict = {"sys": sys}
+    exec(compile(source, "<far down>", "exec"), namespace)
+    f = namespace["f"]
+    assert f.__code__.co_firstlineno == first
+
+    def traced() -> tuple:
+        lines: list = []
+
+        def trace(frame: Any, event: str, arg: Any) -> Any:
+            if frame.f_code is f.__code__ and event == "line":
+                lines.append(frame.f_lineno)
+            return trace
+
+        sys.settrace(trace)
+        try:
+            out = f()
+        finally:
+            sys.settrace(None)
+        return out, lines
+
+    out, lines = same_under_monitoring(M, tool, mode, traced)
+    assert [line - first for line in out] == [1, 3, 3, 5]
+    assert [line - first for line in lines] == [1, 2, 3, 2, 3, 2, 4, 5, 6, 7, 8]
+
+
 def test_f_lasti_inside_function(M: Any, tool: Tool, mode: str) -> None:
     # inspect and traceback map f_lasti/tb_lasti to co_positions(): it must
     # index the original bytecode.
