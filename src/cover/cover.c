@@ -117,6 +117,7 @@ typedef struct {
      * was recorded in and its code is in `codes`: forget_branches() empties
      * it with them. */
     OneWay one_way[ONE_WAY_SLOTS];
+    uint64_t branches_version;  /* bumped as they are forgotten */
     /* Contexts.  All owned. */
     PyObject *label;         /* the current period's dynamic context (None: none) */
     PyObject *periods;       /* list of (label, lines, branches, exits) of ended periods */
@@ -324,6 +325,7 @@ forget_branches(Collector *self)
 {
     self->last_code = self->last_per_source = NULL;
     memset(self->one_way, 0, sizeof(self->one_way));
+    self->branches_version++;
 }
 
 static inline OneWay *
@@ -350,34 +352,53 @@ on_branch(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
     if (seen->code == args[0] && seen->source == source && seen->destination == destination) {
         return LOWIMPACT_CONTINUE;
     }
-    PyObject *per_source = self->last_per_source;   /* borrowed */
-    if (args[0] != self->last_code || per_source == NULL) {
+    /* Making a dict or a set below may collect garbage, whose finalizers
+     * may let another thread clear or replace the branches recorded (a
+     * reset, the end of a period): the dicts used are held meanwhile, and
+     * what was found then is not remembered for what comes after. */
+    uint64_t version = self->branches_version;
+    PyObject *branches = Py_NewRef(self->branches);
+    PyObject *per_source = self->last_per_source;
+    bool found_last = args[0] == self->last_code && per_source != NULL;
+    if (found_last) {
+        Py_INCREF(per_source);
+    }
+    else {
         PyObject *key = PyLong_FromVoidPtr(args[0]);   /* owned */
         if (key == NULL) {
+            Py_DECREF(branches);
             return -1;
         }
-        per_source = get_or_make(self->branches, key, new_dict);
+        per_source = Py_XNewRef(get_or_make(branches, key, new_dict));
         Py_DECREF(key);
-        if (per_source == NULL) {
-            return -1;
-        }
-        self->last_code = args[0];
-        self->last_per_source = per_source;
+    }
+    Py_DECREF(branches);
+    if (per_source == NULL) {
+        return -1;
     }
     PyObject *dests = get_or_make(per_source, args[1], PySet_New);   /* borrowed */
     if (dests == NULL || PySet_Add(dests, args[2]) < 0) {
+        Py_DECREF(per_source);
         return -1;
     }
     /* A branch instruction has two destinations; once both ran there is
      * nothing more to learn here. */
+    int result = LOWIMPACT_CONTINUE;
     if (PySet_GET_SIZE(dests) >= 2) {
         if (seen->code == args[0] && seen->source == source) {
             seen->code = NULL;
         }
-        return LOWIMPACT_DISABLE;
+        result = LOWIMPACT_DISABLE;
     }
-    *seen = (OneWay){.code = args[0], .source = source, .destination = destination};
-    return LOWIMPACT_CONTINUE;
+    else if (self->branches_version == version) {
+        if (!found_last) {
+            self->last_code = args[0];
+            self->last_per_source = per_source;   /* borrowed: `branches` holds it */
+        }
+        *seen = (OneWay){.code = args[0], .source = source, .destination = destination};
+    }
+    Py_DECREF(per_source);
+    return result;
 }
 
 /* -- Contexts --------------------------------------------------------- */
