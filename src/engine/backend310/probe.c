@@ -26,7 +26,7 @@ li_site_write(li_site *s, bool armed)
 static void
 disarm_in_newest(li_shadow *newest, uint8_t event, int32_t orig)
 {
-    if (li_tools_at(newest->cs, event, orig) != 0) {
+    if (newest == NULL || newest->cs == NULL || li_tools_at(newest->cs, event, orig) != 0) {
         return;
     }
     for (int i = 0; i < newest->n_sites; i++) {

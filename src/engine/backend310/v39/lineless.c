@@ -28,6 +28,7 @@ typedef struct {
 typedef struct {
     int op;             /* unit of the opcode (after its EXTENDED_ARG prefixes) */
     int opcode;
+    unsigned int arg;   /* its argument, with its EXTENDED_ARG prefixes' */
     int target;         /* instruction index jumped to, or -1 */
     int blocks;         /* index of its innermost block, 0 for none; -1: not reached */
 } instruction;
@@ -42,10 +43,9 @@ is_name_cleanup(PyCodeObject *code, const instruction *ins, int n_ins, int i, bo
     if (ins[i].opcode != LOAD_CONST || prefixed || i + 3 >= n_ins || ins[i + 3].opcode != RERAISE) {
         return false;
     }
-    const _Py_CODEUNIT *units = (const _Py_CODEUNIT *)PyBytes_AS_STRING(code->co_code);
-    int index = _Py_OPARG(units[ins[i].op]);
+    Py_ssize_t index = ins[i].arg;
     if (index >= PyTuple_GET_SIZE(code->co_consts) || PyTuple_GET_ITEM(code->co_consts, index) != Py_None ||
-        _Py_OPARG(units[ins[i + 1].op]) != _Py_OPARG(units[ins[i + 2].op]))
+        ins[i + 1].arg != ins[i + 2].arg)
     {
         return false;
     }
@@ -150,6 +150,7 @@ li_lineless_units(PyCodeObject *code, const int *lines, int n, bool **out)
         instruction *in = &ins[n_ins];
         in->op = u;
         in->opcode = bytes[2 * u];
+        in->arg = arg;
         in->blocks = -1;
         in->target = -1;
         switch (in->opcode) {
