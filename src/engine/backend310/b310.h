@@ -429,5 +429,19 @@ int li_jump_init(void);
  * their EXCEPT_HANDLER blocks as it unwinds, without an instruction.
  * n_units + 1 counts (PyMem), or NULL with an exception set. */
 uint8_t *li_cleanups_of(PyCodeObject *code);
+/* The unit after the instruction at unit `u` of `n` (its EXTENDED_ARG
+ * prefixes included), and its opcode (-1 past the end) and argument. */
+int li_decode(const uint8_t *bytes, int n, int u, int *opcode, unsigned int *arg);
+/* The handler that deletes the name of `except E as name:`, LOAD_CONST
+ * constant; STORE name; DELETE name; RERAISE reraise (a finally body that
+ * is exactly `name = None; del name` is the same code). */
+typedef struct {
+    unsigned int constant;
+    int store;              /* the STORE_* opcode */
+    unsigned int name;
+    unsigned int reraise;   /* RERAISE's argument (3.10) */
+} li_name_cleanup;
+/* Whether such a handler starts at unit `u` of `n`; its parts in *found. */
+bool li_name_cleanup_at(const uint8_t *bytes, int n, int u, li_name_cleanup *found);
 
 #endif /* LI_B310_H */

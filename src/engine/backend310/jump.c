@@ -118,10 +118,8 @@ reach_unit(blocks_t *at, int n, int u, blocks_t b, int from)
     return u <= from;
 }
 
-/* The unit after the instruction at `u` of `n`, its prefixes included, and
- * its opcode and argument. */
-static int
-decode(const uint8_t *bytes, int n, int u, int *opcode, unsigned int *arg)
+int
+li_decode(const uint8_t *bytes, int n, int u, int *opcode, unsigned int *arg)
 {
     unsigned int a = 0;
     while (u < n - 1 && bytes[2 * u] == EXTENDED_ARG) {
@@ -133,25 +131,36 @@ decode(const uint8_t *bytes, int n, int u, int *opcode, unsigned int *arg)
     return u + 1;
 }
 
+/* The pairs of store and delete a name cleanup may use: the compiler
+ * stores and deletes the name in one scope, so with the same kind. */
 static bool
-is_store_name(int opcode)
+deletes_what_it_stores(int store, int del)
 {
-    return opcode == STORE_FAST || opcode == STORE_NAME || opcode == STORE_GLOBAL ||
-           opcode == STORE_DEREF;
+    return (store == STORE_FAST && del == DELETE_FAST) || (store == STORE_NAME && del == DELETE_NAME) ||
+           (store == STORE_GLOBAL && del == DELETE_GLOBAL) || (store == STORE_DEREF && del == DELETE_DEREF);
 }
 
-static bool
-is_delete_name(int opcode)
+bool
+li_name_cleanup_at(const uint8_t *bytes, int n, int u, li_name_cleanup *found)
 {
-    return opcode == DELETE_FAST || opcode == DELETE_NAME || opcode == DELETE_GLOBAL ||
-           opcode == DELETE_DEREF;
+    int opcode, del;
+    unsigned int deleted;
+    u = li_decode(bytes, n, u, &opcode, &found->constant);
+    if (opcode != LOAD_CONST) {
+        return false;
+    }
+    u = li_decode(bytes, n, li_decode(bytes, n, u, &found->store, &found->name), &del, &deleted);
+    if (!deletes_what_it_stores(found->store, del) || deleted != found->name) {
+        return false;
+    }
+    li_decode(bytes, n, u, &opcode, &found->reraise);
+    return opcode == RERAISE;
 }
 
 /* Whether the handler at unit `t` of the SETUP_FINALLY starting at unit
  * `setup` (its prefixes included) is one that 3.11+ runs without pushing
  * the exception it handles, and so without a cleanup handler around it:
- * END_ASYNC_FOR's, and the one that deletes the name of `except E as
- * name:`, LOAD_CONST None; STORE name; DELETE name; RERAISE, whose
+ * END_ASYNC_FOR's, and the name cleanup of `except E as name:`, whose
  * SETUP_FINALLY follows the handler's POP_TOP; STORE name; POP_TOP (a
  * finally body that does the same ends with RERAISE 0 on 3.10; 3.9 tells
  * them apart by that store alone). */
@@ -160,21 +169,13 @@ bare_handler(const uint8_t *bytes, int n, int setup, int t)
 {
     int opcode;
     unsigned int arg;
-    int u = decode(bytes, n, t, &opcode, &arg);
+    li_decode(bytes, n, t, &opcode, &arg);
     if (opcode == END_ASYNC_FOR) {
         return true;
     }
-    if (opcode != LOAD_CONST) {
-        return false;
-    }
-    int store;
-    unsigned int name;
-    u = decode(bytes, n, decode(bytes, n, u, &store, &name), &opcode, &arg);
-    if (!is_store_name(store) || !is_delete_name(opcode) || arg != name) {
-        return false;
-    }
-    decode(bytes, n, u, &opcode, &arg);
-    if (opcode != RERAISE || !li_reraise_may_end_name_cleanup((int)arg)) {
+    li_name_cleanup cleanup;
+    if (!li_name_cleanup_at(bytes, n, t, &cleanup) ||
+        !li_reraise_may_end_name_cleanup((int)cleanup.reraise)) {
         return false;
     }
     /* The handler's POP_TOP; STORE name; POP_TOP before the SETUP_FINALLY
@@ -186,8 +187,8 @@ bare_handler(const uint8_t *bytes, int n, int setup, int t)
     if (s < 1 || bytes[2 * (setup - 1)] != POP_TOP || bytes[2 * (s - 1)] != POP_TOP) {
         return false;
     }
-    decode(bytes, n, s, &opcode, &arg);
-    return opcode == store && arg == name;
+    li_decode(bytes, n, s, &opcode, &arg);
+    return opcode == cleanup.store && arg == cleanup.name;
 }
 
 /* The blocks each unit of `code` (`n` units) executes in, as 3.10's

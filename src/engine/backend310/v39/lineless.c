@@ -33,25 +33,15 @@ typedef struct {
     int blocks;         /* index of its innermost block, 0 for none; -1: not reached */
 } instruction;
 
+/* Whether the handler that deletes the name of `except E as name:`, with
+ * None as its constant, starts at unit `u` of `n`: 3.12 gives it no line. */
 static bool
-is_name_cleanup(PyCodeObject *code, const instruction *ins, int n_ins, int i, bool prefixed)
+is_name_cleanup(PyCodeObject *code, const uint8_t *bytes, int n, int u)
 {
-    /* LOAD_CONST None; STORE name; DELETE name; RERAISE: the handler that
-       deletes the name of `except E as name:` (a finally body that is
-       exactly `name = None; del name` is the same code and loses its line
-       too).  3.12 gives it no line. */
-    if (ins[i].opcode != LOAD_CONST || prefixed || i + 3 >= n_ins || ins[i + 3].opcode != RERAISE) {
-        return false;
-    }
-    Py_ssize_t index = ins[i].arg;
-    if (index >= PyTuple_GET_SIZE(code->co_consts) || PyTuple_GET_ITEM(code->co_consts, index) != Py_None ||
-        ins[i + 1].arg != ins[i + 2].arg)
-    {
-        return false;
-    }
-    int store = ins[i + 1].opcode, del = ins[i + 2].opcode;
-    return (store == STORE_FAST && del == DELETE_FAST) || (store == STORE_NAME && del == DELETE_NAME) ||
-           (store == STORE_GLOBAL && del == DELETE_GLOBAL) || (store == STORE_DEREF && del == DELETE_DEREF);
+    li_name_cleanup cleanup;
+    return li_name_cleanup_at(bytes, n, u, &cleanup) &&
+           cleanup.constant < (unsigned int)PyTuple_GET_SIZE(code->co_consts) &&
+           PyTuple_GET_ITEM(code->co_consts, cleanup.constant) == Py_None;
 }
 
 static int
@@ -140,16 +130,16 @@ li_lineless_units(PyCodeObject *code, const int *lines, int n, bool **out)
 
     int n_ins = 0;
     for (int u = 0; u < n; n_ins++) {
-        unsigned int arg = 0;
-        prefixed[n_ins] = u < n - 1 && bytes[2 * u] == EXTENDED_ARG;
-        while (u < n - 1 && bytes[2 * u] == EXTENDED_ARG) {
-            arg = (arg | bytes[2 * u + 1]) << 8;
+        int opcode;
+        unsigned int arg;
+        int next = li_decode(bytes, n, u, &opcode, &arg);
+        prefixed[n_ins] = next - 1 > u;
+        while (u < next - 1) {
             index[u++] = n_ins;
         }
-        arg |= bytes[2 * u + 1];
         instruction *in = &ins[n_ins];
         in->op = u;
-        in->opcode = bytes[2 * u];
+        in->opcode = opcode;
         in->arg = arg;
         in->blocks = -1;
         in->target = -1;
@@ -200,7 +190,8 @@ li_lineless_units(PyCodeObject *code, const int *lines, int n, bool **out)
     }
 
     for (int i = 0; i < n_ins; i++) {
-        if (ins[i].opcode == WITH_EXCEPT_START || is_name_cleanup(code, ins, n_ins, i, prefixed[i])) {
+        if (ins[i].opcode == WITH_EXCEPT_START ||
+            (!prefixed[i] && is_name_cleanup(code, bytes, n, ins[i].op))) {
             /* A with's exit on an exception, the cleanup of `except E as
                name`: 3.9 gives them the body's last line, 3.12 the with's
                or none. */
