@@ -19,12 +19,13 @@ if [ ! -x "$python" ]; then
     echo "CPython 3.11 not found (set LOWIMPACT_PYTHON311): nothing to check"
     exit 0
 fi
-# Test paths are taken from the repository root.
+# Test paths are taken from the repository root; anything else (an option,
+# an option's value such as -n's 2 or -k's expression) is passed on as is.
 args=()
 for arg in "$@"; do
     case "$arg" in
     -*|/*) args+=("$arg") ;;
-    *) args+=("$here/$arg") ;;
+    *) if [ -e "$here/${arg%%::*}" ]; then args+=("$here/$arg"); else args+=("$arg"); fi ;;
     esac
 done
 set -- "${args[@]+"${args[@]}"}"

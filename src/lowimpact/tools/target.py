@@ -20,7 +20,6 @@ import os
 import runpy
 import site
 import sys
-import sysconfig
 import types
 
 # typing is for the type checker only, and pkgutil and sysconfig are imported
@@ -289,6 +288,8 @@ def source_file(filename: str) -> Optional[str]:
         if path is None:
             # 3.10 gives frozen zipimport no __file__; it is frozen from the
             # standard library's zipimport.py when the interpreter is built.
+            import sysconfig
+
             path = os.path.join(sysconfig.get_path("stdlib"), *name.split(".")) + ".py"
         if isinstance(path, str) and os.path.isfile(path):
             return path
