@@ -137,6 +137,22 @@ def finally_with_a_generator_expression() -> None:
             total = sum(i for i in range(2))
 
 
+def finally_leaves_a_loop_in_a_try(leave: str) -> None:
+    # A loop keeps its iterator on the stack, not as a block: after the
+    # break, the try's block is the one its POP_BLOCK pops (3.9/3.10).
+    try:
+        raise A("a")
+    finally:
+        try:
+            for i in (1, 2):
+                if leave == "break":
+                    break
+            else:
+                x = 0
+        finally:
+            x = 1
+
+
 def with_exit_keeps_it() -> None:
     with ExitCM():
         raise A("a")
@@ -215,6 +231,12 @@ CASES: dict[str, tuple[Callable[[], Any], Any, type, list[tuple[str, str]]]] = {
     # no loop on its block stack.)
     "finally with a generator expression in a with": (
         finally_with_a_generator_expression, finally_with_a_generator_expression, A,
+        [(RA, "A"), (EH, "A"), (RR, "A"), (EH, "A"), (RR, "A"), (UW, "A")]),
+    "finally leaves a loop in a try by break": (
+        lambda: finally_leaves_a_loop_in_a_try("break"), finally_leaves_a_loop_in_a_try, A,
+        [(RA, "A"), (EH, "A"), (RR, "A"), (EH, "A"), (RR, "A"), (UW, "A")]),
+    "finally leaves a loop in a try by its else": (
+        lambda: finally_leaves_a_loop_in_a_try("its else"), finally_leaves_a_loop_in_a_try, A,
         [(RA, "A"), (EH, "A"), (RR, "A"), (EH, "A"), (RR, "A"), (UW, "A")]),
     "with exit keeps it": (with_exit_keeps_it, with_exit_keeps_it, A,
                            [(RA, "A"), (EH, "A"), (RR, "A"), (EH, "A"), (RR, "A"), (UW, "A")]),

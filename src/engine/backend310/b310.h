@@ -416,6 +416,32 @@ PyObject *li_caught_marker(void);
 /* Called by li_transparency_init.  0 or -1. */
 int li_caught_init(void);
 
+/* ---- blocks.c ---- */
+
+/* The unit an instruction with `opcode` and `arg`, followed by unit
+ * `next`, jumps to (a SETUP_*: its handler), or -1. */
+int li_jump_target(int opcode, unsigned int arg, int next);
+/* A block of a block stack: the body's block a SETUP_* pushes, or the
+ * EXCEPT_HANDLER block that unwinding into its handler pushes. */
+typedef struct {
+    int start;          /* first unit of the SETUP_* (its prefixes included) */
+    int opcode;         /* the SETUP_* */
+    int handler_unit;   /* a handler block: where the handler starts */
+    int parent;         /* the block under it; 0: none */
+    bool handler;
+} li_block;
+/* The block stack of each unit: at[u] is its innermost block, an index
+ * into blocks (0: the empty stack), or -1 where no path reaches. */
+typedef struct {
+    li_block *blocks;
+    int n_blocks;
+    int *at;
+} li_block_stacks;
+/* The block stacks of the `n` units of `code`.  0, or -1 with an
+ * exception set; li_block_stacks_clear() frees them. */
+int li_block_stacks_of(PyCodeObject *code, int n, li_block_stacks *stacks);
+void li_block_stacks_clear(li_block_stacks *stacks);
+
 /* ---- jump.c ---- */
 
 /* frame.f_lineno's setter: a trace function's jumps decided on the

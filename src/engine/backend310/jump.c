@@ -62,9 +62,6 @@ enum {
     /* The handler of a with statement: an except block with the context's
        __exit__ under it. */
     BLOCK_WITH_EXCEPT = 5,
-    /* An except block whose handler 3.11+ compiles without a cleanup
-       handler around it (bare_handler()). */
-    BLOCK_BARE_EXCEPT = 6,
 };
 #define BLOCK_BITS 3
 
@@ -89,7 +86,7 @@ top_kind(blocks_t b)
 static inline bool
 is_except(int kind)
 {
-    return kind == BLOCK_EXCEPT || kind == BLOCK_WITH_EXCEPT || kind == BLOCK_BARE_EXCEPT;
+    return kind == BLOCK_EXCEPT || kind == BLOCK_WITH_EXCEPT;
 }
 
 /* n + 1 signed integers of `size` bytes, all -1 (PyMem), or NULL with an
@@ -211,44 +208,19 @@ blocks_of(PyCodeObject *code, int n)
             if (here < 0) {
                 continue;
             }
-            /* The instruction at u, its prefixes included. */
-            int op = u;
-            unsigned int arg = 0;
-            while (op < n - 1 && bytes[2 * op] == EXTENDED_ARG) {
-                arg = (arg | bytes[2 * op + 1]) << 8;
-                op++;
-                at[op] = here;
+            int opcode;
+            unsigned int arg;
+            int next = li_decode(bytes, n, u, &opcode, &arg);
+            for (int prefix = u + 1; prefix < next; prefix++) {
+                at[prefix] = here;
             }
-            arg |= bytes[2 * op + 1];
-            int opcode = bytes[2 * op];
-            int next = op + 1;
-            blocks_t after = here;
-            int target = -1;
-            blocks_t there = here;
-            bool falls = true;
+            int target = li_jump_target(opcode, arg, next);
+            blocks_t after = here, there = here;
             switch (opcode) {
-            case POP_JUMP_IF_FALSE:
-            case POP_JUMP_IF_TRUE:
-            case JUMP_IF_FALSE_OR_POP:
-            case JUMP_IF_TRUE_OR_POP:
-            case JUMP_IF_NOT_EXC_MATCH:
-                target = li_jump_units(arg);
-                break;
-            case JUMP_ABSOLUTE:
-                target = li_jump_units(arg);
-                falls = false;
-                break;
-            case JUMP_FORWARD:
-                target = next + li_jump_units(arg);
-                falls = false;
-                break;
             case SETUP_FINALLY:
             case SETUP_WITH:
             case SETUP_ASYNC_WITH:
-                target = next + li_jump_units(arg);
-                there = push_kind(here, opcode != SETUP_FINALLY ? BLOCK_WITH_EXCEPT
-                                        : bare_handler(bytes, n, u, target) ? BLOCK_BARE_EXCEPT
-                                                                         : BLOCK_EXCEPT);
+                there = push_kind(here, opcode == SETUP_FINALLY ? BLOCK_EXCEPT : BLOCK_WITH_EXCEPT);
                 after = push_kind(here, opcode == SETUP_FINALLY ? BLOCK_TRY : BLOCK_WITH);
                 break;
             case GET_ITER:
@@ -260,7 +232,6 @@ blocks_of(PyCodeObject *code, int n)
                 }
                 break;
             case FOR_ITER:
-                target = next + li_jump_units(arg);
                 there = pop_kind(here);
                 break;
             case POP_BLOCK:
@@ -270,21 +241,16 @@ blocks_of(PyCodeObject *code, int n)
             case END_ASYNC_FOR:
                 after = pop_kind(pop_kind(here));
                 break;
-            case RETURN_VALUE:
-            case RAISE_VARARGS:
-            case RERAISE:
-                falls = false;
-                break;
             default:
                 break;
             }
             if (target >= 0) {
                 again |= reach_unit(at, n, target, there, u);
             }
-            if (falls) {
+            if (li_falls_through(opcode)) {
                 again |= reach_unit(at, n, next, after, u);
             }
-            u = op;
+            u = next - 1;
         }
     }
     return at;
@@ -294,29 +260,36 @@ uint8_t *
 li_cleanups_of(PyCodeObject *code)
 {
     int n = (int)(PyBytes_GET_SIZE(code->co_code) / 2);
-    blocks_t *blocks = blocks_of(code, n);
-    if (blocks == NULL) {
+    const uint8_t *bytes = (const uint8_t *)PyBytes_AS_STRING(code->co_code);
+    li_block_stacks stacks;
+    if (li_block_stacks_of(code, n, &stacks) < 0) {
         return NULL;
     }
     uint8_t *count = PyMem_Calloc((size_t)n + 1, 1);
-    if (count == NULL) {
-        PyMem_Free(blocks);
+    /* Per block: whether it is a handler block whose handler 3.11+ puts a
+       cleanup handler around. */
+    bool *cleaned = PyMem_Calloc((size_t)stacks.n_blocks + 1, sizeof(bool));
+    if (count == NULL || cleaned == NULL) {
+        PyMem_Free(count);
+        PyMem_Free(cleaned);
+        li_block_stacks_clear(&stacks);
         PyErr_NoMemory();
         return NULL;
     }
+    for (int b = 1; b < stacks.n_blocks; b++) {
+        const li_block *block = &stacks.blocks[b];
+        cleaned[b] = block->handler && !(block->opcode == SETUP_FINALLY &&
+                                         bare_handler(bytes, n, block->start, block->handler_unit));
+    }
     for (int u = 0; u < n; u++) {
-        /* Unwinding pops the except blocks on top down to the first try or
-           with block, whose handler it enters, or to the bottom.  Loops are
-           values on the stack, not blocks. */
-        for (blocks_t b = blocks[u]; b > 0; b = pop_kind(b)) {
-            int kind = top_kind(b);
-            if (kind == BLOCK_TRY || kind == BLOCK_WITH) {
-                break;
-            }
-            count[u] += kind == BLOCK_EXCEPT || kind == BLOCK_WITH_EXCEPT;
+        /* Unwinding pops the handler blocks on top down to the first try or
+           with body's block, whose handler it enters, or to the bottom. */
+        for (int b = stacks.at[u]; b > 0 && stacks.blocks[b].handler; b = stacks.blocks[b].parent) {
+            count[u] += cleaned[b];
         }
     }
-    PyMem_Free(blocks);
+    PyMem_Free(cleaned);
+    li_block_stacks_clear(&stacks);
     return count;
 }
 
