@@ -768,7 +768,9 @@ class CompilerGaps:
 
     3.9's compiler (before PEP 626) gives some lines no instruction at all
     (``pass``, an ``if`` on a constant it folds away, or only the POP_BLOCK
-    of a try body whose last statement it dropped as dead), and the code that
+    of a try body whose last statement it dropped as dead) or only code no
+    path reaches (a ``continue`` that its optimizer threaded jumps past),
+    and the code that
     leaves a ``with`` (calling ``__exit__``) the line of the body's last
     statement, where 3.10+ give a line its NOP and that code the with's line,
     a second LINE event there.  The engine reports LINE from 3.9's own line
@@ -830,6 +832,29 @@ def _dead_lines(tree: ast.AST) -> set[int]:
     return dead
 
 
+_ENDS = frozenset(("JUMP_ABSOLUTE", "JUMP_FORWARD", "RETURN_VALUE", "RAISE_VARARGS", "RERAISE"))
+
+
+def _reachable(code: types.CodeType) -> set[int]:
+    """The offsets of *code*'s instructions that some path from its start
+    reaches (handlers included)."""
+    instructions = list(dis.get_instructions(code))
+    index = {instruction.offset: i for i, instruction in enumerate(instructions)}
+    reached: set[int] = set()
+    pending = [0]
+    while pending:
+        i = pending.pop()
+        if i >= len(instructions) or i in reached:
+            continue
+        reached.add(i)
+        instruction = instructions[i]
+        if instruction.opcode in dis.hasjrel or instruction.opcode in dis.hasjabs:
+            pending.append(index[instruction.argval])
+        if instruction.opname not in _ENDS:
+            pending.append(i + 1)
+    return {instructions[i].offset for i in reached}
+
+
 def compiler_gaps(source: str) -> Optional[dict]:
     """What :class:`CompilerGaps` leaves out of *source*'s streams when this
     interpreter is 3.9, as JSON for the oracle; None on 3.10+ (their
@@ -849,11 +874,15 @@ def compiler_gaps(source: str) -> Optional[dict]:
         # A line whose code is only POP_BLOCK may be a dead statement's
         # at the end of a try body, which the engine tells from a continue's
         # or a break's only by the code after the finally body: left out.
+        # 3.9's optimizer also threads jumps through jumps: a jump to
+        # `if <const>: continue` goes straight to the loop's start, and the
+        # continue's code may be left where no path reaches it.
+        reached = _reachable(code)
         found: set[int] = set()
         line = code.co_firstlineno
         for instruction in dis.get_instructions(code):
             line = instruction.starts_line or line
-            if instruction.opname != "POP_BLOCK":
+            if instruction.opname != "POP_BLOCK" and instruction.offset in reached:
                 found.add(line)
         lines.setdefault(qualname(code), set()).update(found - passes)
     withs: dict[str, set[int]] = {}
