@@ -31,7 +31,7 @@ WORKLOADS = {
     "objects": ([str(HERE / "cover_programs" / "objects.py")], "3000", "15000"),
     "parser": ([str(HERE / "cover_programs" / "parser.py")], "100", "500"),
 }
-TOOLS = ("plain", "cProfile", "lowimpact", "frames")
+TOOLS = ("plain", "cProfile", "lowimpact")
 
 
 def real_python(python: str) -> str:
@@ -40,11 +40,11 @@ def real_python(python: str) -> str:
                           capture_output=True, text=True, check=True).stdout.strip()
 
 
-def instructions(argv: list, tmp: str, env: dict) -> Optional[int]:
+def instructions(argv: list, tmp: str) -> Optional[int]:
     out = os.path.join(tmp, "callgrind.out")
     proc = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out] + argv,
                           capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=str(SRC), **env), cwd=tmp)
+                          env=dict(os.environ, PYTHONPATH=str(SRC)), cwd=tmp)
     found = re.search(r"Collected : (\d+)", proc.stderr)
     if proc.returncode != 0 or not found:
         sys.stderr.write(proc.stderr[-1500:])
@@ -64,15 +64,15 @@ def calls(python: str, program: list, tmp: str) -> int:
 
 def measure(python: str, workload: str, commands: dict, tmp: str) -> Optional[tuple]:
     """Instructions of `workload` at both sizes under each of `commands`
-    (name -> (argv before the program, extra environment)), by (name, size),
-    and the calls lowimpact profile counts, by size; None if a run failed."""
+    (name -> argv before the program), by (name, size), and the calls
+    lowimpact profile counts, by size; None if a run failed."""
     program, small, large = WORKLOADS[workload]
     ir = {}
     n = {}
     for size in (small, large):
         n[size] = calls(python, program + [size], tmp)
-        for name, (argv, env) in commands.items():
-            ir[name, size] = instructions(argv + program + [size], tmp, env)
+        for name, argv in commands.items():
+            ir[name, size] = instructions(argv + program + [size], tmp)
     return None if None in ir.values() else (ir, n)
 
 
@@ -88,9 +88,9 @@ def main() -> None:
     parser.add_argument("--python", action="append")
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
     options = parser.parse_args()
-    print("| python | workload | calls | plain Ir | cProfile | lowimpact | frames | cProfile Ir/call "
-          "| lowimpact Ir/call | frames Ir/call |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| python | workload | calls | plain Ir | cProfile | lowimpact | cProfile Ir/call "
+          "| lowimpact Ir/call |")
+    print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="lowimpact-callgrind-profile") as tmp:
         for python in options.python or [sys.executable]:
             py = real_python(python)
@@ -102,32 +102,25 @@ def main() -> None:
                 [py, "-c", "import sys; print(*sys.version_info[:2])"], capture_output=True,
                 text=True).stdout.split()))
             for workload in options.workloads:
-                measured = measure(py, workload, {tool: (command(tool, py, tmp), SOURCES.get(tool, {}))
-                                                  for tool in TOOLS}, tmp)
+                measured = measure(py, workload, {tool: command(tool, py, tmp) for tool in TOOLS},
+                                   tmp)
                 if measured is None:
                     print("| %s | %s | failed |" % (version, workload))
                     continue
                 ir, n = measured
                 large = WORKLOADS[workload][2]
-                print("| %s | %s | %d | %d | %.2fx | %.2fx | %.2fx | %.0f | %.0f | %.0f |"
+                print("| %s | %s | %d | %d | %.2fx | %.2fx | %.0f | %.0f |"
                       % (version, workload, n[large], ir["plain", large],
                          ir["cProfile", large] / ir["plain", large],
                          ir["lowimpact", large] / ir["plain", large],
-                         ir["frames", large] / ir["plain", large],
-                         per_call(workload, ir, n, "cProfile"), per_call(workload, ir, n, "lowimpact"),
-                         per_call(workload, ir, n, "frames")),
+                         per_call(workload, ir, n, "cProfile"), per_call(workload, ir, n, "lowimpact")),
                       flush=True)
 
 
 def command(tool: str, python: str, tmp: str) -> list:
     out = os.path.join(tmp, tool + ".prof")
     return {"plain": [python], "cProfile": [python, "-m", "cProfile", "-o", out],
-            "lowimpact": [python, "-m", "lowimpact", "profile", "-o", out],
-            "frames": [python, "-m", "lowimpact", "profile", "-o", out]}[tool]
-
-
-# The environment of a tool's run: "frames" is lowimpact timing Python frames by frame evaluation.
-SOURCES = {"frames": {"LOWIMPACT_PROFILE_SOURCE": "frames"}}
+            "lowimpact": [python, "-m", "lowimpact", "profile", "-o", out]}[tool]
 
 
 if __name__ == "__main__":

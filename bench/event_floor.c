@@ -5,8 +5,12 @@
  *   frame_hook()   a PEP 523 frame-evaluation function that only calls the
  *                  default one (3.11+): what the interpreter loses by not
  *                  inlining Python-to-Python calls while one is set;
- *   events(mask)   C callbacks (lowimpact.h) that return at once, for the
- *                  events in `mask`, under tool id 2;
+ *   events(mask, disable_python_calls=False)
+ *                  C callbacks (lowimpact.h) that return at once, for the
+ *                  events in `mask`, under tool id 2; with
+ *                  disable_python_calls, CALL returns DISABLE where the
+ *                  callee is a Python function (not exact: such a site
+ *                  calling a built-in later is not seen);
  *   setprofile()   a C profile function (PyEval_SetProfile) that returns
  *                  at once. */
 #include "lowimpact.h"
@@ -43,19 +47,30 @@ nothing(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
     return LOWIMPACT_CONTINUE;
 }
 
+static int
+disable_python_calls(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)data;
+    (void)event;
+    return nargs >= 3 && PyFunction_Check(args[2]) ? LOWIMPACT_DISABLE : LOWIMPACT_CONTINUE;
+}
+
 static PyObject *
-events(PyObject *module, PyObject *arg)
+events(PyObject *module, PyObject *args)
 {
     (void)module;
-    unsigned long mask = PyLong_AsUnsignedLong(arg);
-    if (mask == (unsigned long)-1 && PyErr_Occurred()) {
+    unsigned long mask;
+    int disable = 0;
+    if (!PyArg_ParseTuple(args, "k|p", &mask, &disable)) {
         return NULL;
     }
     if (LowImpact_UseToolId(2, "bench-event-floor") < 0) {
         return NULL;
     }
     for (int event = 0; event < 32; event++) {
-        if ((mask >> event) & 1 && LowImpact_RegisterCallback(2, event, nothing, NULL) < 0) {
+        LowImpact_Callback callback =
+            disable && event == PY_MONITORING_EVENT_CALL ? disable_python_calls : nothing;
+        if ((mask >> event) & 1 && LowImpact_RegisterCallback(2, event, callback, NULL) < 0) {
             return NULL;
         }
     }
@@ -86,7 +101,7 @@ setprofile(PyObject *module, PyObject *unused)
 
 static PyMethodDef methods[] = {
     {"frame_hook", frame_hook, METH_NOARGS, NULL},
-    {"events", events, METH_O, NULL},
+    {"events", events, METH_VARARGS, NULL},
     {"setprofile", setprofile, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };

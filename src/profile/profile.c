@@ -40,7 +40,6 @@
 
 #include "lowimpact.h"
 #include "li_shared.h"
-#include "frame_source.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -250,7 +249,6 @@ typedef struct {
     int tree;       /* record the call tree */
     int enabled;
     int tsc;        /* the wall clock is the TSC */
-    int frames;     /* Python frames timed by frame evaluation, not events */
     /* Calibration of the TSC: ticks and CLOCK_MONOTONIC ns over the
      * periods profiling was enabled, and where the current one began. */
     int64_t calibrated_ticks, calibrated_ns, period_ticks, period_ns;
@@ -271,9 +269,6 @@ typedef struct {
 /* The profiler whose callbacks are registered (borrowed: disable() and
  * dealloc unregister before it dies). */
 static Profiler *active_profiler = NULL;
-/* Changes whenever a profiler is enabled or disabled: a frame evaluation
- * that began in another period leaves the stacks alone. */
-static uint64_t active_epoch = 0;
 
 static int64_t
 clock_ns(clockid_t clock)
@@ -325,21 +320,16 @@ seconds_per_tick(const Profiler *self)
 
 static ThreadStack *find_thread(Profiler *self, PyThreadState *tstate);
 
-/* The stack of thread `tstate`, mostly the one of the last event. */
+/* The stack of the thread running, mostly the one of the last event. */
 static inline ThreadStack *
-thread_of(Profiler *self, PyThreadState *tstate)
+current_thread(Profiler *self)
 {
+    PyThreadState *tstate = PyThreadState_Get();
     ThreadStack *t = self->last_thread;
     if (t != NULL && t->tstate == tstate && t->tstate_id == tstate->id) {
         return t;
     }
     return find_thread(self, tstate);
-}
-
-static inline ThreadStack *
-current_thread(Profiler *self)
-{
-    return thread_of(self, PyThreadState_Get());
 }
 
 OUT_OF_LINE static ThreadStack *
@@ -688,77 +678,12 @@ on_c_leave(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
     return LOWIMPACT_CONTINUE;
 }
 
-#ifdef LI_HAVE_FRAME_SOURCE
-/* The frame-evaluation function (PEP 523) while a profiler times Python
- * frames: one evaluation is one call (PY_START, PY_RESUME or PY_THROW to
- * PY_RETURN, PY_YIELD or PY_UNWIND), without the interpreter delivering
- * events. */
-static PyObject *
-profiled_eval(PyThreadState *tstate, li_frame *frame, int throwflag)
-{
-    Profiler *self = active_profiler;
-    if (self == NULL || !li_frame_is_call(frame)) {
-        return _PyEval_EvalFrameDefault(tstate, frame, throwflag);
-    }
-    uint64_t epoch = active_epoch;
-    ThreadStack *t = thread_of(self, tstate);
-    Py_ssize_t function = t == NULL ? -1 : code_function(self, li_frame_code(frame));
-    if (function < 0 || enter(self, t, function) < 0) {
-        /* Raised in the frame, as by a PY_START callback; evaluating it
-           is what cleans it up. */
-        return _PyEval_EvalFrameDefault(tstate, frame, 1);
-    }
-    Py_ssize_t depth = t->depth;
-    PyObject *result = _PyEval_EvalFrameDefault(tstate, frame, throwflag);
-    if (active_epoch == epoch) {
-        int64_t end = now(self);
-        t->last = end;
-        /* (Deeper entries only if a C call's end was not seen.) */
-        while (t->depth >= depth) {
-            leave(self, t, end);
-        }
-    }
-    return result;
-}
-
-static int
-install_frame_source(void)
-{
-    PyInterpreterState *interp = PyInterpreterState_Get();
-    if (_PyInterpreterState_GetEvalFrameFunc(interp) != _PyEval_EvalFrameDefault) {
-        return 0;   /* someone else's: events instead */
-    }
-    _PyInterpreterState_SetEvalFrameFunc(interp, profiled_eval);
-    return 1;
-}
-
-static void
-remove_frame_source(void)
-{
-    PyInterpreterState *interp = PyInterpreterState_Get();
-    if (_PyInterpreterState_GetEvalFrameFunc(interp) == profiled_eval) {
-        _PyInterpreterState_SetEvalFrameFunc(interp, _PyEval_EvalFrameDefault);
-    }
-}
-#else
-static int
-install_frame_source(void)
-{
-    return 0;
-}
-
-static void
-remove_frame_source(void)
-{
-}
-#endif
-
 /* ---- enable, disable ------------------------------------------------------ */
 
 static const struct {
     int event;
     LowImpact_Callback callback;
-    int builtin;   /* 1: of C functions; 0: of Python frames */
+    int builtin;
 } callbacks[] = {
     {PY_MONITORING_EVENT_PY_START, on_py_enter, 0},
     {PY_MONITORING_EVENT_PY_RESUME, on_py_enter, 0},
@@ -794,9 +719,7 @@ unregister(Profiler *self)
     }
     self->enabled = 0;
     if (active_profiler == self) {
-        remove_frame_source();
         active_profiler = NULL;
-        active_epoch++;
     }
     if (first != NULL) {
         PyErr_SetObject((PyObject *)Py_TYPE(first), first);
@@ -849,14 +772,11 @@ profiler_enable(Profiler *self, PyObject *unused)
     }
     self->enabled = 1;
     active_profiler = self;
-    active_epoch++;
     self->period_ticks = now(self);
     self->period_ns = clock_ns(CLOCK_MONOTONIC);
-    const char *source = getenv("LOWIMPACT_PROFILE_SOURCE");
-    self->frames = source != NULL && strcmp(source, "frames") == 0 && install_frame_source();
     uint32_t events = 0;
     for (size_t i = 0; i < NCALLBACKS; i++) {
-        if (callbacks[i].builtin ? !self->builtins : self->frames) {
+        if (callbacks[i].builtin && !self->builtins) {
             continue;
         }
         if (LowImpact_RegisterCallback(PROFILER_ID, callbacks[i].event, callbacks[i].callback,
