@@ -62,6 +62,27 @@ def calls(python: str, program: list, tmp: str) -> int:
         return sum(v[1] for v in marshal.load(f).values())
 
 
+def measure(python: str, workload: str, commands: dict, tmp: str) -> Optional[tuple]:
+    """Instructions of `workload` at both sizes under each of `commands`
+    (name -> argv before the program), by (name, size), and the calls
+    lowimpact profile counts, by size; None if a run failed."""
+    program, small, large = WORKLOADS[workload]
+    ir = {}
+    n = {}
+    for size in (small, large):
+        n[size] = calls(python, program + [size], tmp)
+        for name, argv in commands.items():
+            ir[name, size] = instructions(argv + program + [size], tmp)
+    return None if None in ir.values() else (ir, n)
+
+
+def per_call(workload: str, ir: dict, n: dict, name: str) -> float:
+    """Marginal instructions of `name` over the plain run, per call counted."""
+    _, small, large = WORKLOADS[workload]
+    extra = [ir[name, size] - ir["plain", size] for size in (small, large)]
+    return (extra[1] - extra[0]) / (n[large] - n[small])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--python", action="append")
@@ -81,26 +102,19 @@ def main() -> None:
                 [py, "-c", "import sys; print(*sys.version_info[:2])"], capture_output=True,
                 text=True).stdout.split()))
             for workload in options.workloads:
-                program, small, large = WORKLOADS[workload]
-                ir = {}
-                n = {}
-                for size in (small, large):
-                    n[size] = calls(py, program + [size], tmp)
-                    for tool in TOOLS:
-                        ir[tool, size] = instructions(command(tool, py, tmp) + program + [size], tmp)
-                if None in ir.values():
+                measured = measure(py, workload, {tool: command(tool, py, tmp) for tool in TOOLS},
+                                   tmp)
+                if measured is None:
                     print("| %s | %s | failed |" % (version, workload))
                     continue
-
-                def per_call(tool: str) -> float:
-                    extra = [ir[tool, size] - ir["plain", size] for size in (small, large)]
-                    return (extra[1] - extra[0]) / (n[large] - n[small])
-
+                ir, n = measured
+                large = WORKLOADS[workload][2]
                 print("| %s | %s | %d | %d | %.2fx | %.2fx | %.0f | %.0f |"
                       % (version, workload, n[large], ir["plain", large],
                          ir["cProfile", large] / ir["plain", large],
                          ir["lowimpact", large] / ir["plain", large],
-                         per_call("cProfile"), per_call("lowimpact")), flush=True)
+                         per_call(workload, ir, n, "cProfile"), per_call(workload, ir, n, "lowimpact")),
+                      flush=True)
 
 
 def command(tool: str, python: str, tmp: str) -> list:
