@@ -769,7 +769,8 @@ class CompilerGaps:
     3.9's compiler (before PEP 626) gives some lines no instruction at all
     (``pass``, an ``if`` on a constant it folds away, or only the POP_BLOCK
     of a try body whose last statement it dropped as dead) or only code no
-    path reaches (a ``continue`` that its optimizer threaded jumps past),
+    path reaches, or only on some paths (a ``continue`` under an ``if`` on a
+    constant, which its optimizer threads jumps past),
     and the code that
     leaves a ``with`` (calling ``__exit__``) the line of the body's last
     statement, where 3.10+ give a line its NOP and that code the with's line,
@@ -816,7 +817,8 @@ class CompilerGaps:
 
 def _dead_lines(tree: ast.AST) -> set[int]:
     """The lines of the statements that an if or a while on a constant
-    (after the compiler's folding) never runs."""
+    (after the compiler's folding) never runs, and of a continue or break
+    that such an if always runs."""
     dead: set[int] = set()
     for node in ast.walk(tree):
         if not isinstance(node, (ast.If, ast.While)):
@@ -829,6 +831,11 @@ def _dead_lines(tree: ast.AST) -> set[int]:
             for sub in ast.walk(statement):
                 if isinstance(sub, ast.stmt):
                     dead.update(range(sub.lineno, (sub.end_lineno or sub.lineno) + 1))
+        # What runs of `if <true>: continue` is one jump, and the optimizer
+        # sends the jumps that reach it straight on to where it goes, on
+        # some paths or all: its line is reported on the others only.
+        if isinstance(node, ast.If) and ops[0].argval:
+            dead.update(s.lineno for s in node.body[:1] if isinstance(s, (ast.Continue, ast.Break)))
     return dead
 
 
