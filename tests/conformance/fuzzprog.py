@@ -768,13 +768,12 @@ class CompilerGaps:
 
     3.9's compiler (before PEP 626) gives some lines no instruction at all
     (``pass``, an ``if`` on a constant it folds away, or only the POP_BLOCK
-    of a try body whose last statement it dropped as dead) or only code no
-    path reaches, or only on some paths (a ``continue`` under an ``if`` on a
-    constant, which its optimizer threads jumps past),
-    and the code that
-    leaves a ``with`` (calling ``__exit__``) the line of the body's last
-    statement, where 3.10+ give a line its NOP and that code the with's line,
-    a second LINE event there.  The engine reports LINE from 3.9's own line
+    of a try body whose last statement it dropped as dead) or to code that
+    some paths jump past (a ``continue`` starting an ``if``'s body, which its
+    optimizer threads jumps through), and the code that leaves a ``with``
+    (calling ``__exit__``) the line of the body's last statement, where
+    3.10+ give a line its NOP and that code the with's line, a second LINE
+    event there.  The engine reports LINE from 3.9's own line
     table, so a stream compared with a 3.9 run leaves these events out, on
     both sides and from the code objects alone: on the lines 3.9's code
     objects of that name give no instruction (``lines``), and on the line of
@@ -817,8 +816,7 @@ class CompilerGaps:
 
 def _dead_lines(tree: ast.AST) -> set[int]:
     """The lines of the statements that an if or a while on a constant
-    (after the compiler's folding) never runs, and of a continue or break
-    that such an if always runs."""
+    (after the compiler's folding) never runs."""
     dead: set[int] = set()
     for node in ast.walk(tree):
         if not isinstance(node, (ast.If, ast.While)):
@@ -831,35 +829,17 @@ def _dead_lines(tree: ast.AST) -> set[int]:
             for sub in ast.walk(statement):
                 if isinstance(sub, ast.stmt):
                     dead.update(range(sub.lineno, (sub.end_lineno or sub.lineno) + 1))
-        # What runs of `if <true>: continue` is one jump, and the optimizer
-        # sends the jumps that reach it straight on to where it goes, on
-        # some paths or all: its line is reported on the others only.
-        if isinstance(node, ast.If) and ops[0].argval:
-            dead.update(s.lineno for s in node.body[:1] if isinstance(s, (ast.Continue, ast.Break)))
     return dead
 
 
-_ENDS = frozenset(("JUMP_ABSOLUTE", "JUMP_FORWARD", "RETURN_VALUE", "RAISE_VARARGS", "RERAISE"))
-
-
-def _reachable(code: types.CodeType) -> set[int]:
-    """The offsets of *code*'s instructions that some path from its start
-    reaches (handlers included)."""
-    instructions = list(dis.get_instructions(code))
-    index = {instruction.offset: i for i, instruction in enumerate(instructions)}
-    reached: set[int] = set()
-    pending = [0]
-    while pending:
-        i = pending.pop()
-        if i >= len(instructions) or i in reached:
-            continue
-        reached.add(i)
-        instruction = instructions[i]
-        if instruction.opcode in dis.hasjrel or instruction.opcode in dis.hasjabs:
-            pending.append(index[instruction.argval])
-        if instruction.opname not in _ENDS:
-            pending.append(i + 1)
-    return {instructions[i].offset for i in reached}
+def _threaded_lines(tree: ast.AST) -> set[int]:
+    """The lines of a continue or break that starts an if's body: it is one
+    jump, and 3.9's optimizer sends the jumps that reach it (those of an
+    `or`, a chained comparison, a conditional expression, a folded `if
+    <constant>:` in the test) straight on to where it goes, so that its
+    line is reported on some paths only."""
+    return {node.body[0].lineno for node in ast.walk(tree)
+            if isinstance(node, ast.If) and isinstance(node.body[0], (ast.Continue, ast.Break))}
 
 
 def compiler_gaps(source: str) -> Optional[dict]:
@@ -875,21 +855,18 @@ def compiler_gaps(source: str) -> Optional[dict]:
     # its lines to the code that follows (a loop's jump back, a POP_BLOCK):
     # a line that runs natively never.
     tree = ast.parse(source)
-    passes = {node.lineno for node in ast.walk(tree) if isinstance(node, ast.Pass)} | _dead_lines(tree)
+    passes = ({node.lineno for node in ast.walk(tree) if isinstance(node, ast.Pass)}
+              | _dead_lines(tree) | _threaded_lines(tree))
     lines: dict[str, set[int]] = {}
     for code in _nested_codes(module_code):
         # A line whose code is only POP_BLOCK may be a dead statement's
         # at the end of a try body, which the engine tells from a continue's
         # or a break's only by the code after the finally body: left out.
-        # 3.9's optimizer also threads jumps through jumps: a jump to
-        # `if <const>: continue` goes straight to the loop's start, and the
-        # continue's code may be left where no path reaches it.
-        reached = _reachable(code)
         found: set[int] = set()
         line = code.co_firstlineno
         for instruction in dis.get_instructions(code):
             line = instruction.starts_line or line
-            if instruction.opname != "POP_BLOCK" and instruction.offset in reached:
+            if instruction.opname != "POP_BLOCK":
                 found.add(line)
         lines.setdefault(qualname(code), set()).update(found - passes)
     withs: dict[str, set[int]] = {}
