@@ -102,6 +102,11 @@ def extensions():
                             include_dirs=["src/shared", "src/lowimpact/include"],
                             depends=headers("src/shared", "src/lowimpact/include"),
                             extra_compile_args=compile_args(), extra_link_args=link_args()))
+    # The C callbacks of `lowimpact debug`'s core, the same way.
+    result.append(Extension("lowimpact._debug", sources=["src/debug/debug.c"],
+                            include_dirs=["src/shared", "src/lowimpact/include"],
+                            depends=headers("src/shared", "src/lowimpact/include"),
+                            extra_compile_args=compile_args(), extra_link_args=link_args()))
     return result + stack_reader()
 
 
