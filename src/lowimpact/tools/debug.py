@@ -23,6 +23,13 @@ a code object and putting them back, code the step tool gives back and the
 code objects of a new breakpoint's file are re-armed the second way;
 nothing else is restarted (a cleared breakpoint re-arms nothing: the lines
 of its file disabled so far hold no breakpoint still).
+
+The callbacks of the hot events are C (``lowimpact._debug``): discovery,
+the breakpoint lines' filter and the step tool's events of frames and
+threads it cannot stop in are answered there; the rest reach the Python
+callbacks below, as their caller's frame.  What C decides by (the lines of
+each file that may break, the step command's thread and frames) is pushed
+to it by :func:`_breakable_lines` and :meth:`_Core.step_stops`.
 """
 
 from __future__ import annotations
