@@ -279,8 +279,8 @@ class _Core:
     # file with breakpoints.
 
     def _canonic(self, filename: str) -> str:
-        owner = self.owner
-        return filename if owner is None else owner.canonic(filename)
+        # C keeps the answer: the same as bdb's, owner or not.
+        return (self.owner or _NO_OWNER).canonic(filename)
 
     def _arm_new_code(self, code: types.CodeType) -> None:
         self._arm_breakpoints(code, rearm=False)
@@ -406,6 +406,8 @@ def _same_line_loop(code: types.CodeType, source: int, destination: int) -> Opti
     return line
 
 
+#: bdb's canonic() while no debugger owns the core.
+_NO_OWNER = bdb.Bdb()
 _core = _Core()
 # One stop at a time: a thread that hits a breakpoint while another is
 # stopped waits for it to go on.
