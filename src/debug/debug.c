@@ -40,8 +40,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "lowimpact.h"
+#include "backward.h"
 #include "li_shared.h"
+#include "lowimpact.h"
 
 #define NEVENTS 17
 
@@ -179,6 +180,9 @@ static struct {
     PyObject *step_fallback[NEVENTS];
     PyObject *by_filename;        /* owned: dict co_filename -> FileInfo */
     PyObject *by_canonic;         /* owned: dict canonical name -> FileInfo */
+    /* The last file_of(): held, so that the name's address is not reused. */
+    PyObject *last_filename;      /* owned */
+    FileInfo *last_file;          /* owned */
     /* The step command: its thread (0: none), and unless `any_frame`, the
      * only frames whose events may stop the program outside breakpoints. */
     unsigned long thread;
@@ -204,29 +208,39 @@ file_named(PyObject *name)
     return file;
 }
 
-/* The FileInfo of code object `code`: one dict look-up by its co_filename
+/* The FileInfo of code object `code`: the last one's again (the events of
+ * one code object come in runs), else one dict look-up by its co_filename
  * (a str, whose hash is kept), Python's canonic() on a file name not seen
  * yet.  New reference or NULL. */
 static FileInfo *
 file_of(PyObject *code)
 {
     PyObject *filename = ((PyCodeObject *)code)->co_filename;   /* borrowed */
-    PyObject *found = PyDict_GetItemWithError(core.by_filename, filename);   /* borrowed */
-    if (found != NULL) {
-        return (FileInfo *)Py_NewRef(found);
+    if (filename == core.last_filename) {
+        return (FileInfo *)Py_NewRef(core.last_file);
     }
-    if (PyErr_Occurred()) {
-        return NULL;
+    FileInfo *file = (FileInfo *)PyDict_GetItemWithError(core.by_filename, filename);
+    if (file != NULL) {
+        Py_INCREF(file);
     }
-    PyObject *name = PyObject_CallOneArg(core.canonic, filename);   /* owned */
-    if (name == NULL) {
-        return NULL;
+    else {
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        PyObject *name = PyObject_CallOneArg(core.canonic, filename);   /* owned */
+        if (name == NULL) {
+            return NULL;
+        }
+        file = file_named(name);
+        Py_DECREF(name);
+        if (file == NULL ||
+            PyDict_SetItem(core.by_filename, filename, (PyObject *)file) < 0) {
+            Py_XDECREF(file);
+            return NULL;
+        }
     }
-    FileInfo *file = file_named(name);   /* owned */
-    Py_DECREF(name);
-    if (file != NULL && PyDict_SetItem(core.by_filename, filename, (PyObject *)file) < 0) {
-        Py_CLEAR(file);
-    }
+    Py_XSETREF(core.last_filename, Py_NewRef(filename));
+    Py_XSETREF(core.last_file, (FileInfo *)Py_NewRef(file));
     return file;
 }
 
@@ -322,36 +336,61 @@ bp_discover(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
     return result < 0 ? -1 : LOWIMPACT_DISABLE;
 }
 
-/* Whether the LINE (code, line), JUMP or BRANCH (code, source,
- * destination) event in `args` is at a line that may hold a breakpoint: 1,
- * 0, or -1 with an exception set.  For pdb a jump is a line event only
- * when it loops on one line, so a jump at a line with no breakpoint is no
- * breakpoint's whichever way it goes.  Code-like objects that are not code
- * objects are Python's to judge (1). */
+/* What the LINE (code, line), JUMP or BRANCH (code, source, destination)
+ * event in `args`, of a code object, is for pdb:
+ *   LINE_EVENT    a line event at *line: a LINE, or a jump back within its
+ *                 own line (a loop on one line, which pdb sees pass by pass);
+ *   NO_LINE       a jump elsewhere: the Python callbacks answer DISABLE to
+ *                 those, whatever the frame or thread;
+ *   LOOP_EXIT     a forward BRANCH of a conditional jump backward (3.11):
+ *                 no line event either, but the side not taken of a loop
+ *                 on one line, whose taken side is one, so not DISABLEd;
+ *   -1            an exception is set. */
+enum { NO_LINE = 0, LINE_EVENT = 1, LOOP_EXIT = 2 };
+
 static int
-event_may_break(int event, PyObject *const *args)
+pdb_line(int event, PyObject *const *args, int *line)
 {
-    PyObject *code = args[0];   /* borrowed */
-    if (!PyCode_Check(code)) {
-        return 1;
-    }
+    PyCodeObject *code = (PyCodeObject *)args[0];   /* borrowed */
     int value = as_int(args[1]);   /* the line, or the jump's source offset */
     if (value == -1 && PyErr_Occurred()) {
         return -1;
     }
-    int line = event == PY_MONITORING_EVENT_LINE ? value
-                                                 : PyCode_Addr2Line((PyCodeObject *)code, value);
-    return line_may_break(code, line);
+    if (event == PY_MONITORING_EVENT_LINE) {
+        *line = value;
+        return LINE_EVENT;
+    }
+    int destination = as_int(args[2]);
+    if (destination == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (destination > value) {
+        if (event != PY_MONITORING_EVENT_BRANCH) {
+            return NO_LINE;
+        }
+        int backward = li_debug_branches_backward(code, value);
+        return backward <= 0 ? backward : LOOP_EXIT;
+    }
+    *line = PyCode_Addr2Line(code, value);
+    return *line >= 0 && PyCode_Addr2Line(code, destination) == *line ? LINE_EVENT : NO_LINE;
 }
 
-/* The breakpoint tool's LINE, JUMP and BRANCH. */
+/* The breakpoint tool's LINE, JUMP and BRANCH: DISABLE where no breakpoint
+ * can be. */
 static int
 bp_line(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)data;
-    int may = event_may_break(event, args);
-    if (may <= 0) {
-        return may < 0 ? -1 : LOWIMPACT_DISABLE;
+    if (PyCode_Check(args[0])) {
+        int line;
+        int kind = pdb_line(event, args, &line);
+        if (kind == LOOP_EXIT) {
+            return LOWIMPACT_CONTINUE;
+        }
+        int may = kind == LINE_EVENT ? line_may_break(args[0], line) : kind;
+        if (may <= 0) {
+            return may < 0 ? -1 : LOWIMPACT_DISABLE;
+        }
     }
     return call_fallback(core.bp_fallback[event], args, nargs);
 }
@@ -365,13 +404,24 @@ static int
 step_event(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)data;
+    int line = -1;
+    int kind = -2;   /* pdb_line()'s answer; -2: not a line or jump of code */
+    if ((event == PY_MONITORING_EVENT_LINE || event == PY_MONITORING_EVENT_JUMP ||
+         event == PY_MONITORING_EVENT_BRANCH) && PyCode_Check(args[0])) {
+        kind = pdb_line(event, args, &line);
+        if (kind == -1 || kind == NO_LINE) {
+            return kind < 0 ? -1 : LOWIMPACT_DISABLE;
+        }
+        if (kind == LOOP_EXIT) {
+            return LOWIMPACT_CONTINUE;
+        }
+    }
     if (core.thread != PyThread_get_thread_ident()) {
         return LOWIMPACT_CONTINUE;
     }
     int here = step_stops_here();
-    if (here == 0) {
-        here = event == PY_MONITORING_EVENT_LINE || event == PY_MONITORING_EVENT_JUMP ||
-               event == PY_MONITORING_EVENT_BRANCH ? event_may_break(event, args) : 0;
+    if (here == 0 && kind == LINE_EVENT) {
+        here = line_may_break(args[0], line);
     }
     if (here <= 0) {
         return here < 0 ? -1 : LOWIMPACT_CONTINUE;
