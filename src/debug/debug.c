@@ -14,6 +14,10 @@
  *                                          breakpoint (its line, or any line
  *                                          of a function with a breakpoint
  *                                          set by its name)
+ *   both tools       JUMP, BRANCH          DISABLE unless the jump loops on
+ *                                          one line (a new pass of it for
+ *                                          pdb) or is the exit of a loop that
+ *                                          may (3.11, pdb_line())
  *   step tool        LINE, JUMP, BRANCH,   go on, unless the event is in the
  *                    PY_RETURN, PY_YIELD,  thread stepped in and in a frame
  *                    PY_UNWIND, RAISE,     the command may stop in (or at a
