@@ -231,6 +231,15 @@ class _Core:
         """Give the step tool *events* on *code* besides what it has."""
         self._set_step(code, self.step_armed.get(code, 0) | events)
 
+    def step_stops(self, thread: Optional[int], stopframe: Optional[types.FrameType],
+                   returnframe: Optional[types.FrameType]) -> None:
+        """Tell the C callbacks the step command's thread and frames: in
+        another thread, or (unless every frame may stop) in another frame at
+        a line with no breakpoint, its events are answered in C.  A step in
+        a generator may stop in other frames (bdb's StopIteration rules)."""
+        any_frame = stopframe is None or bool(stopframe.f_code.co_flags & _GENERATOR)
+        _debug.set_step(thread or 0, stopframe, returnframe, any_frame)
+
     def breakpoints_changed(self, filename: Optional[str], added: bool) -> None:
         """Arm the code objects of *filename* (None: of every file) for the
         owner's breakpoints now, running frames included; *added*: a
@@ -284,15 +293,6 @@ class _Core:
 
     def _arm_new_code(self, code: types.CodeType) -> None:
         self._arm_breakpoints(code, rearm=False)
-
-    def step_stops(self, thread: Optional[int], stopframe: Optional[types.FrameType],
-                   returnframe: Optional[types.FrameType]) -> None:
-        """Tell the C callbacks the step command's thread and frames: in
-        another thread, or (unless every frame may stop) in another frame at
-        a line with no breakpoint, its events are answered in C.  A step in
-        a generator may stop in other frames (bdb's StopIteration rules)."""
-        any_frame = stopframe is None or bool(stopframe.f_code.co_flags & _GENERATOR)
-        _debug.set_step(thread or 0, stopframe, returnframe, any_frame)
 
     def _bp_line(self, code: types.CodeType, line: int) -> Any:
         owner = self.owner
