@@ -102,6 +102,14 @@ def extensions():
                             include_dirs=["src/shared", "src/lowimpact/include"],
                             depends=headers("src/shared", "src/lowimpact/include"),
                             extra_compile_args=compile_args(), extra_link_args=link_args()))
+    # The C callbacks of `lowimpact debug`'s core, the same way, with the
+    # one bytecode fact they need (src/debug/backward.h) per format.
+    backward = "backward_311.c" if version == (3, 11) else "backward_none.c"
+    result.append(Extension("lowimpact._debug",
+                            sources=["src/debug/debug.c", os.path.join("src/debug", backward)],
+                            include_dirs=["src/debug", "src/shared", "src/lowimpact/include"],
+                            depends=headers("src/debug", "src/shared", "src/lowimpact/include"),
+                            extra_compile_args=compile_args(), extra_link_args=link_args()))
     return result + stack_reader()
 
 

@@ -1,7 +1,8 @@
 """What a debugger's breakpoints cost: stdlib pdb (bdb on sys.settrace)
 beside ``lowimpact debug`` (pdb on sys.monitoring), on the same interpreter.
 
-    python bench/debug.py [--runs N] [--quick] [--callgrind] [--python PY ...]
+    python bench/debug.py [--runs N] [--quick] [--callgrind [--scenario S ...]]
+                          [--python PY ...]
 
 Scenarios, each timed in a fresh process and given as the median of --runs
 processes, as a ratio to the same work run without a debugger:
@@ -12,6 +13,12 @@ processes, as a ratio to the same work run without a debugger:
   after-stop    the same, after the program has stopped in the hot function
                 itself (a temporary breakpoint), stepped a line and continued
   after-cont    the same, stopped there and continued without a step
+  first-pass    a program compiling and running many functions once, in
+                a file with a breakpoint elsewhere that is never hit: each
+                code object is discovered, armed, and its lines pass once
+  next-calls    a 'next' over a line whose call runs the stopped function's
+                own code in many frames (and raises in others): the events
+                of the frames it does not stop in
   next          milliseconds per stop of ``next`` over a line of a hot loop
                 whose line calls a function that does some work (its column
                 'none' is the loop's own time per stop, without a debugger)
@@ -47,6 +54,9 @@ NEXT_STOPS = 40
 WARM_UP = 100_000
 COLLECTED = re.compile(r"Collected : (\d+)")
 SCENARIOS = ("never-hit", "after-stop", "after-cont", "next")
+#: The callgrind-only scenarios, whose size is not a number of iterations of hot().
+FIRST_PASS_FUNCTIONS = 1_000
+NEXT_CALLS = 2_000
 
 
 # ---- the workload (line numbers below are found, not hard-coded) ----------
@@ -72,6 +82,31 @@ def step_loop(stops: int, work: int) -> int:
     for i in range(stops + 10):
         total += step_work(work)  # STEP-LINE
     return total
+
+
+def leaf(i: int) -> int:
+    try:
+        raise KeyError(i)
+    except KeyError:
+        return 1
+
+
+def calls(n: int, top: bool) -> int:
+    total = 0
+    if top:
+        total = calls(n, False)  # CALLS-NEXT
+        return total  # CALLS-AFTER
+    for i in range(n):
+        total += leaf(i) + (calls(0, False) if i % 2 else 0)
+    return total
+
+
+def _first_pass_source(functions: int) -> str:
+    parts = ["def never():\n    return 0  # NEVER\n"]
+    for i in range(functions):
+        parts.append("def f%d(x):\n    y = x + %d\n    for j in range(3):\n        y += j\n"
+                     "    if y < 0:\n        y = -y\n    return y\n" % (i, i))
+    return "\n".join(parts)
 
 
 def _line_of(marker: str) -> int:
@@ -103,6 +138,44 @@ def child(scenario: str, kind: str, size: int) -> float:
         hot(size)
         result["seconds"] = time.process_time() - start
 
+    if scenario == "first-pass":
+        import tempfile
+
+        folder = tempfile.mkdtemp()
+        path = os.path.join(folder, "first_pass.py")
+        source = _first_pass_source(size)
+        with open(path, "w", encoding="utf-8") as out:
+            out.write(source)
+        never_line = source.splitlines().index("    return 0  # NEVER") + 1
+
+        def first_pass() -> None:
+            namespace: Dict[str, object] = {}
+            exec(compile(source, path, "exec"), namespace)
+            for i in range(size):
+                namespace["f%d" % i](i)  # type: ignore[operator]
+
+        try:
+            if kind == "none":
+                first_pass()
+            else:
+                _debugger(kind, ["b %s:%d" % (path, never_line), "c"]).runcall(first_pass)
+        finally:
+            os.remove(path)
+            os.rmdir(folder)
+        return 0.0
+    if scenario == "next-calls":
+        if kind == "none":
+            calls(size, True)
+            return 0.0
+        # runcall() stops at the function's first line: two lines on, the
+        # third 'next' runs the call and stops at the line after it.
+        debugger = _debugger(kind, ["n", "n", "n", "c"])
+        debugger.runcall(calls, size, True)
+        out = debugger.stdout.getvalue()
+        shown = [line for line in out.splitlines() if line.startswith("-> ")]
+        if not shown or not shown[-1].endswith("# CALLS-AFTER"):
+            raise RuntimeError("'next' did not stop after the call:\n" + out)
+        return 0.0
     if scenario == "next":
         stops = NEXT_STOPS
         commands = ["b %s:%d" % (me, _line_of("STEP-LINE")), "c"] + ["n"] * (2 * stops) + ["cl 1", "c"]
@@ -159,20 +232,26 @@ def instructions(python: str, scenario: str, kind: str, size: int) -> int:
     return int(found[-1])
 
 
-def bench_callgrind(python: str, size: int) -> None:
+CALLGRIND_SCENARIOS = ("never-hit", "after-stop", "after-cont", "first-pass", "next-calls")
+
+
+def bench_callgrind(python: str, size: int, scenarios: Sequence[str] = CALLGRIND_SCENARIOS) -> None:
     """Instructions of *size* more iterations of the hot function (runs at
     size and 2 * size, subtracted: start-up and warm-up cancel out), as a
     ratio to the same without a debugger; stdlib pdb is left out (50-70x
-    in time, no close call)."""
+    in time, no close call).  first-pass and next-calls grow by their own
+    sizes (FIRST_PASS_FUNCTIONS functions, NEXT_CALLS calls)."""
     version = subprocess.run([python, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
                              capture_output=True, text=True, check=True).stdout.strip()
     print("\nPython %s (%s), callgrind, %d more iterations" % (version, python, size))
     print("%-11s %14s %14s %10s" % ("scenario", "none", "lowimpact", "lowimpact"))
-    for scenario in ("never-hit", "after-stop", "after-cont"):
+    sizes = {"first-pass": FIRST_PASS_FUNCTIONS, "next-calls": NEXT_CALLS}
+    for scenario in scenarios:
         grown = {}
+        n = sizes.get(scenario, size)
         for kind in ("none", "lowimpact"):
-            grown[kind] = (instructions(python, scenario, kind, 2 * size)
-                           - instructions(python, scenario, kind, size))
+            grown[kind] = (instructions(python, scenario, kind, 2 * n)
+                           - instructions(python, scenario, kind, n))
         print("%-11s %14d %14d %9.4fx" % (scenario, grown["none"], grown["lowimpact"],
                                           grown["lowimpact"] / grown["none"]))
 
@@ -217,6 +296,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         "default: this one)")
     parser.add_argument("--callgrind", action="store_true",
                         help="count instructions (valgrind) instead of timing")
+    parser.add_argument("--scenario", action="append", choices=CALLGRIND_SCENARIOS,
+                        help="with --callgrind: only this scenario (repeatable)")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     if options.child:
@@ -226,7 +307,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     runs = 3 if options.quick and options.runs == 5 else options.runs
     for python in options.python or [sys.executable]:
         if options.callgrind:
-            bench_callgrind(python, 100_000 if options.quick else 300_000)
+            bench_callgrind(python, 100_000 if options.quick else 300_000,
+                            options.scenario or CALLGRIND_SCENARIOS)
         else:
             bench(python, runs, options.quick)
     return 0

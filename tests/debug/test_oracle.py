@@ -53,6 +53,12 @@ SESSIONS = {
     "beside-a-tool": ("beside.py", ["b 15", "c", "p i", "n", "n", "n", "cl 1", "c", "q"]),
     # until with a line number, from the first line
     "until-lineno": ("loops.py", ["until 12", "p total", "n", "s", "s", "q"]),
+    # next, return and until in a recursive function: the deeper frames run
+    # the stepped code (their events answered in C) and stop only at a
+    # breakpoint
+    "recursion": ("recursive.py", [
+        "tbreak 9", "c", "b 11", "n", "where", "p depth", "n", "n", "n", "p depth", "cl 2",
+        "r", "n", "p depth", "until", "n", "n", "tbreak 9", "c", "n", "p total", "c", "q"]),
     # a breakpoint set while its generator is suspended stops it when resumed
     "suspended-generator": ("suspended.py", ["b 10", "c", "b 3", "c", "p x", "n", "p x", "c",
                                              "q"]),

@@ -23,6 +23,13 @@ a code object and putting them back, code the step tool gives back and the
 code objects of a new breakpoint's file are re-armed the second way;
 nothing else is restarted (a cleared breakpoint re-arms nothing: the lines
 of its file disabled so far hold no breakpoint still).
+
+The callbacks of the hot events are C (``lowimpact._debug``): discovery,
+the breakpoint lines' filter and the step tool's events of frames and
+threads it cannot stop in are answered there; the rest reach the Python
+callbacks below, as their caller's frame.  What C decides by (the lines of
+each file that may break, the step command's thread and frames) is pushed
+to it by :func:`_breakable_lines` and :meth:`_Core.step_stops`.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ import types
 import warnings
 from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
+from lowimpact import _debug
 from lowimpact import monitoring as M
 from lowimpact._lines import co_lines
 
@@ -121,8 +129,8 @@ class _Core:
         self.owner: Optional["Pdb"] = None
         self.bp_tool = -1
         self.step_tool = -1
-        #: canonical file name -> code objects of it seen running.
-        self.codes: Dict[str, _Codes] = {}
+        # The code objects seen running, per canonical file name, are kept
+        # by the C side (_debug.files(), _debug.codes()), which learns them.
         #: code objects whose LINE events the breakpoint tool has.
         self.bp_armed = _Codes()
         #: code object -> the step tool's local events on it.
@@ -146,24 +154,27 @@ class _Core:
         M.use_tool_id(M.DEBUGGER_ID, "lowimpact debug")
         M.use_tool_id(step, "lowimpact debug (stepping)")
         self.bp_tool, self.step_tool = M.DEBUGGER_ID, step
-        bp, st = self.bp_tool, self.step_tool
-        M.register_callback(bp, E.PY_START, self._bp_discover)
-        M.register_callback(bp, E.PY_RESUME, self._bp_discover)
-        M.register_callback(bp, E.LINE, self._bp_line)
-        M.register_callback(bp, E.JUMP, self._bp_jump)
-        M.register_callback(bp, E.BRANCH, self._bp_branch)
-        M.register_callback(st, E.LINE, self._step_line)
-        M.register_callback(st, E.JUMP, self._step_jump)
-        M.register_callback(st, E.BRANCH, self._step_branch)
+        st = self.step_tool
+        # The events of new frames in step mode: every one may be a stop.
         M.register_callback(st, E.INSTRUCTION, self._step_instruction)
         M.register_callback(st, E.PY_START, self._step_call)
         M.register_callback(st, E.PY_RESUME, self._step_call)
         M.register_callback(st, E.PY_THROW, self._step_call)
-        M.register_callback(st, E.PY_RETURN, self._step_return)
-        M.register_callback(st, E.PY_YIELD, self._step_return)
-        M.register_callback(st, E.PY_UNWIND, self._step_unwind)
-        M.register_callback(st, E.RAISE, self._step_exception)
-        M.register_callback(st, E.STOP_ITERATION, self._step_exception)
+        # The hot ones: C callbacks that answer what these Python callbacks
+        # would answer without them (src/debug/debug.c), and call them for
+        # the rest.
+        _debug.install(self.bp_tool, st, M.DISABLE, self._canonic, self._arm_new_code, {
+            _event_id(E.PY_START): None, _event_id(E.PY_RESUME): None,
+            _event_id(E.LINE): self._bp_line, _event_id(E.JUMP): self._bp_jump,
+            _event_id(E.BRANCH): self._bp_branch,
+        }, {
+            _event_id(E.LINE): self._step_line, _event_id(E.JUMP): self._step_jump,
+            _event_id(E.BRANCH): self._step_branch,
+            _event_id(E.PY_RETURN): self._step_return, _event_id(E.PY_YIELD): self._step_return,
+            _event_id(E.PY_UNWIND): self._step_unwind,
+            _event_id(E.RAISE): self._step_exception,
+            _event_id(E.STOP_ITERATION): self._step_exception,
+        })
 
     # -- arming ---------------------------------------------------------
 
@@ -220,6 +231,15 @@ class _Core:
         """Give the step tool *events* on *code* besides what it has."""
         self._set_step(code, self.step_armed.get(code, 0) | events)
 
+    def step_stops(self, thread: Optional[int], stopframe: Optional[types.FrameType],
+                   returnframe: Optional[types.FrameType]) -> None:
+        """Tell the C callbacks the step command's thread and frames: in
+        another thread, or (unless every frame may stop) in another frame at
+        a line with no breakpoint, its events are answered in C.  A step in
+        a generator may stop in other frames (bdb's StopIteration rules)."""
+        any_frame = stopframe is None or bool(stopframe.f_code.co_flags & _GENERATOR)
+        _debug.set_step(thread or 0, stopframe, returnframe, any_frame)
+
     def breakpoints_changed(self, filename: Optional[str], added: bool) -> None:
         """Arm the code objects of *filename* (None: of every file) for the
         owner's breakpoints now, running frames included; *added*: a
@@ -227,11 +247,12 @@ class _Core:
         owner = self.owner
         if owner is None:
             return
+        _debug.set_breaks(_breakable_lines(owner.breaks))
         self._learn_running_code()
-        files = list(self.codes) if filename is None else [filename]
+        files = _debug.files() if filename is None else [filename]
         for name in files:
             has = name in owner.breaks
-            for code in self.codes.get(name, ()):
+            for code in _debug.codes(name):
                 if has:
                     self._arm_breakpoints(code, rearm=added)
                 else:
@@ -244,12 +265,9 @@ class _Core:
     def _learn_running_code(self) -> None:
         """Remember the code of every frame on every thread's stack: they
         may have started before the debugger saw them."""
-        owner = self.owner
-        assert owner is not None
         for frame in sys._current_frames().values():
             while frame is not None:
-                code = frame.f_code
-                self.codes.setdefault(owner.canonic(code.co_filename), _Codes()).add(code)
+                _debug.learn(frame.f_code)
                 frame = frame.f_back
 
     def release(self) -> None:
@@ -265,14 +283,16 @@ class _Core:
 
     # -- callbacks ------------------------------------------------------
 
-    def _bp_discover(self, code: types.CodeType, offset: int) -> Any:
-        owner = self.owner
-        if owner is not None:
-            name = owner.canonic(code.co_filename)
-            self.codes.setdefault(name, _Codes()).add(code)
-            if name in owner.breaks:
-                self._arm_breakpoints(code, rearm=False)
-        return M.DISABLE
+    # PY_START and PY_RESUME of the breakpoint tool are C's alone: it asks
+    # these two for a file name it has not seen and for a code object of a
+    # file with breakpoints.
+
+    def _canonic(self, filename: str) -> str:
+        # C keeps the answer: the same as bdb's, owner or not.
+        return (self.owner or _NO_OWNER).canonic(filename)
+
+    def _arm_new_code(self, code: types.CodeType) -> None:
+        self._arm_breakpoints(code, rearm=False)
 
     def _bp_line(self, code: types.CodeType, line: int) -> Any:
         owner = self.owner
@@ -350,6 +370,20 @@ class _Core:
             owner._event(sys._getframe(1), "exception", (type(exc), exc, exc.__traceback__))
 
 
+def _event_id(event: int) -> int:
+    """The id of *event* (one bit of an event set), as C callbacks have it."""
+    return event.bit_length() - 1
+
+
+def _breakable_lines(breaks: Dict[str, Any]) -> Dict[str, Tuple[list, list]]:
+    """What the C side tests of pdb's ``_may_break``: per canonical file
+    name, the lines with a breakpoint and those of one set by function name."""
+    bplist = bdb.Breakpoint.bplist
+    return {name: (list(lines), [line for line in lines
+                                 if any(bp.funcname for bp in bplist.get((name, line), ()))])
+            for name, lines in breaks.items() if lines}
+
+
 def _line_at(code: types.CodeType, offset: int) -> Optional[int]:
     for start, end, line in co_lines(code):
         if start <= offset < end:
@@ -372,6 +406,8 @@ def _same_line_loop(code: types.CodeType, source: int, destination: int) -> Opti
     return line
 
 
+#: bdb's canonic() while no debugger owns the core.
+_NO_OWNER = bdb.Bdb()
 _core = _Core()
 # One stop at a time: a thread that hits a breakpoint while another is
 # stopped waits for it to go on.
@@ -464,6 +500,7 @@ class Pdb(pdb.Pdb):
                 return
         if wanted:
             new_frames |= _STEP_EXCEPTIONS
+        _core.step_stops(self._thread, stopframe, self.returnframe)
         _core.step_events(wanted, new_frames)
 
     def _generator_exit(self) -> bool:
