@@ -55,7 +55,8 @@
 typedef struct {
     PyObject_HEAD
     PyObject *name;    /* owned: the canonical file name */
-    PyObject *codes;   /* owned: dict id(code) -> code, the code seen running */
+    PyObject *codes;   /* owned: dict id(code) -> weak reference to the code seen
+                          running (the program may drop it, as it can under pdb) */
     int *lines;        /* owned: sorted lines with a breakpoint */
     Py_ssize_t nlines;
     int *funclines;    /* owned: those of a breakpoint set by function name */
@@ -176,7 +177,6 @@ error:
 /* ---- the core's state ------------------------------------------------------ */
 
 static struct {
-    int bp_tool, step_tool;
     PyObject *disable;            /* owned: monitoring.DISABLE */
     PyObject *canonic;            /* owned: file name -> canonical file name */
     PyObject *arm;                /* owned: code -> None, arms its breakpoints */
@@ -248,15 +248,58 @@ file_of(PyObject *code)
     return file;
 }
 
-/* Records `code` under `file`.  0 or -1. */
+/* The callback of a recorded code object's weak reference: `where` is
+ * (codes, key); removes the entry if it is still `ref`'s. */
+static PyObject *
+forget_code(PyObject *where, PyObject *ref)
+{
+    PyObject *codes = PyTuple_GET_ITEM(where, 0), *key = PyTuple_GET_ITEM(where, 1);   /* borrowed */
+    PyObject *current = PyDict_GetItemWithError(codes, key);   /* borrowed */
+    if (current == NULL) {
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    }
+    if (current == ref && PyDict_DelItem(codes, key) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef forget_code_def = {"forget_code", forget_code, METH_O, NULL};
+
+/* Records `code` under `file`, by a weak reference whose callback removes
+ * it when the code dies (before another object can take its address, the
+ * key).  0 or -1. */
 static int
 record(FileInfo *file, PyObject *code)
 {
+    PyObject *where = NULL, *callback = NULL, *ref = NULL;
     PyObject *key = PyLong_FromVoidPtr(code);   /* owned: id(code) */
     if (key == NULL) {
         return -1;
     }
-    int result = PyDict_SetDefault(file->codes, key, code) == NULL ? -1 : 0;
+    int found = PyDict_Contains(file->codes, key);
+    if (found != 0) {
+        Py_DECREF(key);
+        return found < 0 ? -1 : 0;
+    }
+    int result = -1;
+    where = PyTuple_Pack(2, file->codes, key);
+    if (where == NULL) {
+        goto done;
+    }
+    callback = PyCFunction_New(&forget_code_def, where);
+    if (callback == NULL) {
+        goto done;
+    }
+    ref = PyWeakref_NewRef(code, callback);
+    if (ref == NULL) {
+        goto done;
+    }
+    result = PyDict_SetItem(file->codes, key, ref);
+done:
+    Py_XDECREF(ref);
+    Py_XDECREF(callback);
+    Py_XDECREF(where);
     Py_DECREF(key);
     return result;
 }
@@ -421,7 +464,17 @@ step_event(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
         }
     }
     if (core.thread != PyThread_get_thread_ident()) {
-        return LOWIMPACT_CONTINUE;
+        /* The step tool took the lines of this code from the breakpoint
+           tool: another thread's breakpoints here are its to find.  Never
+           DISABLE: the location is the stepping thread's too. */
+        if (kind != LINE_EVENT) {
+            return LOWIMPACT_CONTINUE;
+        }
+        int may = line_may_break(args[0], line);
+        if (may > 0) {
+            may = call_fallback(core.bp_fallback[event], args, nargs);
+        }
+        return may < 0 ? -1 : LOWIMPACT_CONTINUE;
     }
     int here = step_stops_here();
     if (here == 0 && kind == LINE_EVENT) {
@@ -510,8 +563,6 @@ debug_install(PyObject *module, PyObject *args)
     Py_XSETREF(core.disable, Py_NewRef(disable));
     Py_XSETREF(core.canonic, Py_NewRef(canonic));
     Py_XSETREF(core.arm, Py_NewRef(arm));
-    core.bp_tool = bp_tool;
-    core.step_tool = step_tool;
     if (register_tool(bp_tool, bp_callbacks, bp_fallbacks, core.bp_fallback) < 0 ||
         register_tool(step_tool, step_callbacks, step_fallbacks, core.step_fallback) < 0) {
         return NULL;
@@ -525,6 +576,12 @@ PyDoc_STRVAR(set_breaks_doc,
 "with breakpoints to (lines, function_lines), function_lines being those of\n"
 "breakpoints set by a function's name; every other file has none.");
 
+typedef struct {
+    FileInfo *file;    /* owned */
+    int *lines, *funclines;
+    Py_ssize_t nlines, nfunclines;
+} NewBreaks;
+
 static PyObject *
 debug_set_breaks(PyObject *module, PyObject *breaks)
 {
@@ -533,8 +590,34 @@ debug_set_breaks(PyObject *module, PyObject *breaks)
         PyErr_SetString(PyExc_TypeError, "set_breaks() takes a dict");
         return NULL;
     }
+    /* Everything is read and made first: making a FileInfo may collect
+       garbage, whose finalizers may run the program's code, whose events
+       must find every file's lines, old or new, not none. */
+    Py_ssize_t size = PyDict_GET_SIZE(breaks), made = 0;
+    NewBreaks *new = PyMem_Calloc((size_t)size + 1, sizeof(NewBreaks));
+    if (new == NULL) {
+        return PyErr_NoMemory();
+    }
     PyObject *name, *value;   /* borrowed */
     Py_ssize_t pos = 0;
+    while (made < size && PyDict_Next(breaks, &pos, &name, &value)) {
+        PyObject *lines, *funclines;   /* borrowed */
+        NewBreaks *entry = &new[made];
+        if (!PyArg_ParseTuple(value, "OO:set_breaks", &lines, &funclines) ||
+            read_lines(lines, &entry->lines, &entry->nlines) < 0) {
+            goto error;
+        }
+        if (read_lines(funclines, &entry->funclines, &entry->nfunclines) < 0) {
+            PyMem_Free(entry->lines);
+            goto error;
+        }
+        made++;
+        entry->file = file_named(name);
+        if (entry->file == NULL) {
+            goto error;
+        }
+    }
+    pos = 0;
     while (PyDict_Next(core.by_canonic, &pos, &name, &value)) {
         FileInfo *file = (FileInfo *)value;
         PyMem_Free(file->lines);
@@ -542,36 +625,26 @@ debug_set_breaks(PyObject *module, PyObject *breaks)
         file->lines = file->funclines = NULL;
         file->nlines = file->nfunclines = 0;
     }
-    pos = 0;
-    while (PyDict_Next(breaks, &pos, &name, &value)) {
-        PyObject *lines, *funclines;   /* borrowed */
-        if (!PyArg_ParseTuple(value, "OO:set_breaks", &lines, &funclines)) {
-            return NULL;
-        }
-        FileInfo *file = file_named(name);   /* owned */
-        if (file == NULL) {
-            return NULL;
-        }
-        int *read = NULL, *read_func = NULL;
-        Py_ssize_t n, nfunc;
-        if (read_lines(lines, &read, &n) < 0) {
-            Py_DECREF(file);
-            return NULL;
-        }
-        if (read_lines(funclines, &read_func, &nfunc) < 0) {
-            PyMem_Free(read);
-            Py_DECREF(file);
-            return NULL;
-        }
+    for (Py_ssize_t i = 0; i < made; i++) {
+        FileInfo *file = new[i].file;
         PyMem_Free(file->lines);
         PyMem_Free(file->funclines);
-        file->lines = read;
-        file->nlines = n;
-        file->funclines = read_func;
-        file->nfunclines = nfunc;
+        file->lines = new[i].lines;
+        file->nlines = new[i].nlines;
+        file->funclines = new[i].funclines;
+        file->nfunclines = new[i].nfunclines;
         Py_DECREF(file);
     }
+    PyMem_Free(new);
     Py_RETURN_NONE;
+error:
+    for (Py_ssize_t i = 0; i < made; i++) {
+        PyMem_Free(new[i].lines);
+        PyMem_Free(new[i].funclines);
+        Py_XDECREF(new[i].file);
+    }
+    PyMem_Free(new);
+    return NULL;
 }
 
 PyDoc_STRVAR(set_step_doc,
@@ -610,6 +683,10 @@ debug_learn(PyObject *module, PyObject *code)
         PyErr_SetString(PyExc_TypeError, "learn() takes a code object");
         return NULL;
     }
+    if (core.canonic == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "learn() before install()");
+        return NULL;
+    }
     FileInfo *file = file_of(code);   /* owned */
     if (file == NULL) {
         return NULL;
@@ -644,7 +721,7 @@ debug_files(PyObject *module, PyObject *unused)
     return result;
 }
 
-PyDoc_STRVAR(codes_doc, "codes(name)\n\nThe code objects of canonical file name seen running.");
+PyDoc_STRVAR(codes_doc, "codes(name)\n\nThe code objects of canonical file name seen running (and alive).");
 
 static PyObject *
 debug_codes(PyObject *module, PyObject *name)
@@ -654,7 +731,22 @@ debug_codes(PyObject *module, PyObject *name)
     if (found == NULL) {
         return PyErr_Occurred() ? NULL : PyList_New(0);
     }
-    return PyDict_Values(((FileInfo *)found)->codes);
+    PyObject *refs = PyDict_Values(((FileInfo *)found)->codes);   /* owned */
+    if (refs == NULL) {
+        return NULL;
+    }
+    PyObject *result = PyList_New(0);   /* owned */
+    for (Py_ssize_t i = 0; result != NULL && i < PyList_GET_SIZE(refs); i++) {
+        /* Calling the reference gives the code, or None once it died (its
+           callback is on its way). */
+        PyObject *code = PyObject_CallNoArgs(PyList_GET_ITEM(refs, i));   /* owned */
+        if (code == NULL || (code != Py_None && PyList_Append(result, code) < 0)) {
+            Py_CLEAR(result);
+        }
+        Py_XDECREF(code);
+    }
+    Py_DECREF(refs);
+    return result;
 }
 
 static PyMethodDef debug_methods[] = {
