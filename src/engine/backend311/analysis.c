@@ -49,13 +49,17 @@ decode_instructions(li_analysis *an)
             return -1;
         }
         in->line = an->locs[in->op].line;
+        in->event_line = in->line;     /* mark_line_starts() revises it after the prologue */
         in->depth = -1;
         in->target = -1;
         in->flags = falls_through(in->opcode) ? LI_I_FALLS_THROUGH : 0;
-        an->n_for_iters += in->opcode == FOR_ITER;
-        for (int u = in->start; u < in->end; u++) {
-            an->instr_at[u] = n;
+        if (n > 0 && ((in->opcode == PRECALL && in[-1].opcode == KW_NAMES) ||
+                      (in->opcode == CALL && in[-1].opcode == PRECALL)))
+        {
+            in->flags |= LI_I_IN_CALL_GROUP;
         }
+        an->n_for_iters += in->opcode == FOR_ITER;
+        li_fill_units(an->instr_at + in->start, in->end - in->start, n, 0);
         unit = in->end;
         n++;
     }
@@ -89,6 +93,7 @@ resolve_targets(li_analysis *an)
             goto corrupt;
         }
         an->instrs[in->target].flags |= LI_I_JUMP_TARGET;
+        an->reraise_jumped_to |= an->instrs[in->target].opcode == RERAISE;
     }
     for (int h = 0; h < an->n_handlers; h++) {
         int target = instr_starting_at(an, an->handlers[h].target);
@@ -285,16 +290,10 @@ static int
 mark_line_starts(li_analysis *an)
 {
     int *jump_line = NULL;
-    for (int i = 0; i < an->n_instrs; i++) {
-        an->instrs[i].event_line = an->instrs[i].line;
-    }
-    for (int i = 0; i < an->n_instrs; i++) {
-        if (an->instrs[i].opcode == RERAISE && (an->instrs[i].flags & LI_I_JUMP_TARGET)) {
-            jump_line = lines_of_jumps(an);
-            if (jump_line == NULL) {
-                return -1;
-            }
-            break;
+    if (an->reraise_jumped_to) {
+        jump_line = lines_of_jumps(an);
+        if (jump_line == NULL) {
+            return -1;
         }
     }
     int first = 0;
@@ -350,7 +349,7 @@ li_analyse(PyCodeObject *code, li_analysis *an)
         goto error;
     }
     an->locs = (li_loc *)(an->instrs + n);
-    an->instr_at = (int *)(an->locs + n);
+    an->instr_at = (int32_t *)(an->locs + n);
     an->units = (_Py_CODEUNIT *)(an->instr_at + n);
     memcpy(an->units, PyBytes_AS_STRING(bytes), (size_t)PyBytes_GET_SIZE(bytes));
     Py_DECREF(bytes);
