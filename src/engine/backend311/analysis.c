@@ -12,21 +12,12 @@ li_analysis_clear(li_analysis *an)
     memset(an, 0, sizeof(*an));
 }
 
-static bool
-falls_through(int opcode)
-{
-    switch (opcode) {
-    case RETURN_VALUE:
-    case RAISE_VARARGS:
-    case RERAISE:
-    case JUMP_FORWARD:
-    case JUMP_BACKWARD:
-    case JUMP_BACKWARD_NO_INTERRUPT:
-        return false;
-    default:
-        return true;
-    }
-}
+/* The opcodes after which execution never goes on with the next
+ * instruction. */
+static const bool ends_flow[256] = {
+    [RETURN_VALUE] = true, [RAISE_VARARGS] = true, [RERAISE] = true,
+    [JUMP_FORWARD] = true, [JUMP_BACKWARD] = true, [JUMP_BACKWARD_NO_INTERRUPT] = true,
+};
 
 static int
 decode_instructions(li_analysis *an)
@@ -52,7 +43,7 @@ decode_instructions(li_analysis *an)
         in->event_line = in->line;     /* mark_line_starts() revises it after the prologue */
         in->depth = -1;
         in->target = -1;
-        in->flags = falls_through(in->opcode) ? LI_I_FALLS_THROUGH : 0;
+        in->flags = ends_flow[in->opcode] ? 0 : LI_I_FALLS_THROUGH;
         if (n > 0 && ((in->opcode == PRECALL && in[-1].opcode == KW_NAMES) ||
                       (in->opcode == CALL && in[-1].opcode == PRECALL)))
         {
@@ -155,7 +146,12 @@ fall_through_effect(const li_instr *in)
 static int
 compute_depths(li_analysis *an)
 {
-    int *work = PyMem_Malloc(sizeof(int) * (size_t)an->n_instrs);
+    /* The work list holds each instruction at most once.  Most code fits
+       the one on the stack (an allocation cost as much as the pass over
+       a small function). */
+    int small[512];
+    int *work = an->n_instrs <= (int)Py_ARRAY_LENGTH(small)
+                ? small : PyMem_Malloc(sizeof(int) * (size_t)an->n_instrs);
     if (work == NULL) {
         PyErr_NoMemory();
         return -1;
@@ -193,7 +189,9 @@ compute_depths(li_analysis *an)
         }
     }
 #undef REACH
-    PyMem_Free(work);
+    if (work != small) {
+        PyMem_Free(work);
+    }
     int stacksize = li_true_stacksize(an->code);
     for (int i = 0; i < an->n_instrs; i++) {
         if (an->instrs[i].depth > stacksize || an->instrs[i].depth < -1) {
@@ -226,10 +224,11 @@ static int
 star_cleanup_length(const li_analysis *an, int i)
 {
     const li_instr *in = an->instrs + i;
-    if (i < 3 || i + 1 >= an->n_instrs || in[-3].opcode != PREP_RERAISE_STAR ||
+    /* (Its own opcode first: that rules out nearly every instruction.) */
+    if (in[0].opcode != POP_TOP || i < 3 || i + 1 >= an->n_instrs ||
+        in[-3].opcode != PREP_RERAISE_STAR ||
         in[-2].opcode != COPY || in[-2].oparg != 1 ||
-        in[-1].opcode != POP_JUMP_FORWARD_IF_NOT_NONE ||
-        in[0].opcode != POP_TOP || in[1].opcode != POP_EXCEPT)
+        in[-1].opcode != POP_JUMP_FORWARD_IF_NOT_NONE || in[1].opcode != POP_EXCEPT)
     {
         return 0;
     }

@@ -509,7 +509,8 @@ plan_probes(builder *b)
             .probe = {-1, -1, -1, -1, -1},
             .pos = {-1, -1, -1, -1, -1},
             .pos_skip = -1,
-            .ext = li_is_jump(in->opcode) ? 0 : in->op - in->start,
+            /* (The analysis gave every jump, and only jumps, a target.) */
+            .ext = in->target >= 0 ? 0 : in->op - in->start,
             .taken = -1,
             .c_raise = -1,
             .pos_gap = -1,
