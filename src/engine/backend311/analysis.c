@@ -12,21 +12,12 @@ li_analysis_clear(li_analysis *an)
     memset(an, 0, sizeof(*an));
 }
 
-static bool
-falls_through(int opcode)
-{
-    switch (opcode) {
-    case RETURN_VALUE:
-    case RAISE_VARARGS:
-    case RERAISE:
-    case JUMP_FORWARD:
-    case JUMP_BACKWARD:
-    case JUMP_BACKWARD_NO_INTERRUPT:
-        return false;
-    default:
-        return true;
-    }
-}
+/* The opcodes after which execution never goes on with the next
+ * instruction. */
+static const bool ends_flow[256] = {
+    [RETURN_VALUE] = true, [RAISE_VARARGS] = true, [RERAISE] = true,
+    [JUMP_FORWARD] = true, [JUMP_BACKWARD] = true, [JUMP_BACKWARD_NO_INTERRUPT] = true,
+};
 
 static int
 decode_instructions(li_analysis *an)
@@ -49,13 +40,17 @@ decode_instructions(li_analysis *an)
             return -1;
         }
         in->line = an->locs[in->op].line;
+        in->event_line = in->line;     /* mark_line_starts() revises it after the prologue */
         in->depth = -1;
         in->target = -1;
-        in->flags = falls_through(in->opcode) ? LI_I_FALLS_THROUGH : 0;
-        an->n_for_iters += in->opcode == FOR_ITER;
-        for (int u = in->start; u < in->end; u++) {
-            an->instr_at[u] = n;
+        in->flags = ends_flow[in->opcode] ? 0 : LI_I_FALLS_THROUGH;
+        if (n > 0 && ((in->opcode == PRECALL && in[-1].opcode == KW_NAMES) ||
+                      (in->opcode == CALL && in[-1].opcode == PRECALL)))
+        {
+            in->flags |= LI_I_IN_CALL_GROUP;
         }
+        an->n_for_iters += in->opcode == FOR_ITER;
+        li_fill_units(an->instr_at + in->start, in->end - in->start, n, 0);
         unit = in->end;
         n++;
     }
@@ -89,6 +84,7 @@ resolve_targets(li_analysis *an)
             goto corrupt;
         }
         an->instrs[in->target].flags |= LI_I_JUMP_TARGET;
+        an->reraise_jumped_to |= an->instrs[in->target].opcode == RERAISE;
     }
     for (int h = 0; h < an->n_handlers; h++) {
         int target = instr_starting_at(an, an->handlers[h].target);
@@ -150,7 +146,12 @@ fall_through_effect(const li_instr *in)
 static int
 compute_depths(li_analysis *an)
 {
-    int *work = PyMem_Malloc(sizeof(int) * (size_t)an->n_instrs);
+    /* The work list holds each instruction at most once.  Most code fits
+       the one on the stack (an allocation cost as much as the pass over
+       a small function). */
+    int small[512];
+    int *work = an->n_instrs <= (int)Py_ARRAY_LENGTH(small)
+                ? small : PyMem_Malloc(sizeof(int) * (size_t)an->n_instrs);
     if (work == NULL) {
         PyErr_NoMemory();
         return -1;
@@ -188,7 +189,9 @@ compute_depths(li_analysis *an)
         }
     }
 #undef REACH
-    PyMem_Free(work);
+    if (work != small) {
+        PyMem_Free(work);
+    }
     int stacksize = li_true_stacksize(an->code);
     for (int i = 0; i < an->n_instrs; i++) {
         if (an->instrs[i].depth > stacksize || an->instrs[i].depth < -1) {
@@ -221,10 +224,11 @@ static int
 star_cleanup_length(const li_analysis *an, int i)
 {
     const li_instr *in = an->instrs + i;
-    if (i < 3 || i + 1 >= an->n_instrs || in[-3].opcode != PREP_RERAISE_STAR ||
+    /* (Its own opcode first: that rules out nearly every instruction.) */
+    if (in[0].opcode != POP_TOP || i < 3 || i + 1 >= an->n_instrs ||
+        in[-3].opcode != PREP_RERAISE_STAR ||
         in[-2].opcode != COPY || in[-2].oparg != 1 ||
-        in[-1].opcode != POP_JUMP_FORWARD_IF_NOT_NONE ||
-        in[0].opcode != POP_TOP || in[1].opcode != POP_EXCEPT)
+        in[-1].opcode != POP_JUMP_FORWARD_IF_NOT_NONE || in[1].opcode != POP_EXCEPT)
     {
         return 0;
     }
@@ -285,16 +289,10 @@ static int
 mark_line_starts(li_analysis *an)
 {
     int *jump_line = NULL;
-    for (int i = 0; i < an->n_instrs; i++) {
-        an->instrs[i].event_line = an->instrs[i].line;
-    }
-    for (int i = 0; i < an->n_instrs; i++) {
-        if (an->instrs[i].opcode == RERAISE && (an->instrs[i].flags & LI_I_JUMP_TARGET)) {
-            jump_line = lines_of_jumps(an);
-            if (jump_line == NULL) {
-                return -1;
-            }
-            break;
+    if (an->reraise_jumped_to) {
+        jump_line = lines_of_jumps(an);
+        if (jump_line == NULL) {
+            return -1;
         }
     }
     int first = 0;
@@ -350,7 +348,7 @@ li_analyse(PyCodeObject *code, li_analysis *an)
         goto error;
     }
     an->locs = (li_loc *)(an->instrs + n);
-    an->instr_at = (int *)(an->locs + n);
+    an->instr_at = (int32_t *)(an->locs + n);
     an->units = (_Py_CODEUNIT *)(an->instr_at + n);
     memcpy(an->units, PyBytes_AS_STRING(bytes), (size_t)PyBytes_GET_SIZE(bytes));
     Py_DECREF(bytes);

@@ -39,6 +39,7 @@ enum {
     LI_I_LINE_START = 1 << 2,      /* a LINE event can happen here */
     LI_I_FALLS_THROUGH = 1 << 3,   /* execution can continue with the next one */
     LI_I_TRACEABLE = 1 << 4,       /* after the prologue: probes may go before it */
+    LI_I_IN_CALL_GROUP = 1 << 5,   /* PRECALL after KW_NAMES, CALL after PRECALL */
 };
 
 typedef struct {
@@ -68,7 +69,8 @@ typedef struct {
     int n_instrs;
     li_instr *instrs;
     int n_for_iters;       /* FOR_ITER instructions */
-    int *instr_at;         /* unit -> index of the instruction containing it */
+    bool reraise_jumped_to;  /* a jump goes to a RERAISE (see mark_line_starts) */
+    int32_t *instr_at;     /* unit -> index of the instruction containing it */
     li_loc *locs;          /* per unit */
     int max_line;          /* no line of the code is above it */
     int n_handlers;
@@ -103,6 +105,28 @@ li_is_jump(int opcode)
         return true;
     default:
         return li_is_jump_backward(opcode);
+    }
+}
+
+/* The per-unit entries of one instruction (one to a dozen units, mostly
+ * one or two): out[k] = first + step * k for k < n.  Written one by one up
+ * to six, since the compiler vectorises a plain loop with a set-up that
+ * costs several times these few stores (the shadow builder runs such loops
+ * for every instruction of every shadow). */
+static inline void
+li_fill_units(int32_t *out, int n, int32_t first, int32_t step)
+{
+    for (int k = 6; k < n; k++) {
+        out[k] = first + step * k;
+    }
+    switch (n < 6 ? n : 6) {
+    case 6: out[5] = first + step * 5; /* fall through */
+    case 5: out[4] = first + step * 4; /* fall through */
+    case 4: out[3] = first + step * 3; /* fall through */
+    case 3: out[2] = first + step * 2; /* fall through */
+    case 2: out[1] = first + step; /* fall through */
+    case 1: out[0] = first; /* fall through */
+    default: break;
     }
 }
 

@@ -366,12 +366,7 @@ group_end(const li_analysis *an, int i)
 static bool
 inside_group(const li_analysis *an, int i)
 {
-    int op = an->instrs[i].opcode;
-    if (i == 0) {
-        return false;
-    }
-    int prev = an->instrs[i - 1].opcode;
-    return (op == PRECALL && prev == KW_NAMES) || (op == CALL && prev == PRECALL);
+    return (an->instrs[i].flags & LI_I_IN_CALL_GROUP) != 0;
 }
 
 /* Appends a stub for probe `probe`; its index, or -1 on error. */
@@ -514,7 +509,8 @@ plan_probes(builder *b)
             .probe = {-1, -1, -1, -1, -1},
             .pos = {-1, -1, -1, -1, -1},
             .pos_skip = -1,
-            .ext = li_is_jump(in->opcode) ? 0 : in->op - in->start,
+            /* (The analysis gave every jump, and only jumps, a target.) */
+            .ext = in->target >= 0 ? 0 : in->op - in->start,
             .taken = -1,
             .c_raise = -1,
             .pos_gap = -1,
@@ -593,9 +589,8 @@ plan_probes(builder *b)
         if (want_instr && plan_instr(b, i, &pl->probe[INSTR]) < 0) {
             return -1;
         }
-        for (int s = 0; s < N_SLOTS; s++) {
-            pl->probed |= pl->probe[s] >= 0;
-        }
+        /* (Each probe made here went into a slot of this plan.) */
+        pl->probed = b->n_probes > first_probe;
         if (prev != NULL && prev->opcode == RESUME && prev->oparg == 0 &&
             b->n_probes > first_probe)
         {
@@ -1303,22 +1298,31 @@ emit_instruction(const builder *b, shadow_image *img, int i)
         own_units(b, img, pl->pos_start, pl->ext, in->op, true);
     }
     else {
-        /* (Loops, not memcpy or memset: a few units each.) */
-        for (int k = 0; k <= in->op - in->start; k++) {
-            img->code[pl->pos_start + k] = b->an.units[in->start + k];
-        }
+        /* Most instructions have no prefix: no loop to set up for them. */
+        img->code[pl->pos_op] = b->an.units[in->op];
         for (int k = 0; k < in->op - in->start; k++) {
+            img->code[pl->pos_start + k] = b->an.units[in->start + k];
             img->orig_of[pl->pos_start + k] = in->start + k;
             img->loc_of[pl->pos_start + k] = in->start + k;
         }
     }
-    for (int k = 0; k < in->end - in->op; k++) {
-        /* Inline caches start zeroed, as in freshly compiled code. */
-        if (k > 0) {
-            img->code[pl->pos_op + k] = 0;
-        }
-        img->orig_of[pl->pos_op + k] = in->op + k;
-        img->loc_of[pl->pos_op + k] = in->op + k;
+    /* The opcode unit and its inline caches, which start zeroed, as in
+       freshly compiled code: one by one in a single switch (as in
+       li_fill_units()) up to five caches, LOAD_METHOD's ten in a loop. */
+    int32_t *orig_of = img->orig_of + pl->pos_op, *loc_of = img->loc_of + pl->pos_op;
+    _Py_CODEUNIT *caches = img->code + pl->pos_op + 1;
+    int op = in->op, n_units = in->end - in->op;
+    for (int k = 6; k < n_units; k++) {
+        caches[k - 1] = 0;
+        orig_of[k] = loc_of[k] = op + k;
+    }
+    switch (n_units < 6 ? n_units : 6) {
+    case 6: caches[4] = 0; orig_of[5] = loc_of[5] = op + 5; /* fall through */
+    case 5: caches[3] = 0; orig_of[4] = loc_of[4] = op + 4; /* fall through */
+    case 4: caches[2] = 0; orig_of[3] = loc_of[3] = op + 3; /* fall through */
+    case 3: caches[1] = 0; orig_of[2] = loc_of[2] = op + 2; /* fall through */
+    case 2: caches[0] = 0; orig_of[1] = loc_of[1] = op + 1; /* fall through */
+    default: orig_of[0] = loc_of[0] = op;
     }
     if (b->routed) {
         int handler = pl->call_unit ? pl->c_raise : ROUTE_ORIGINAL;
@@ -1708,6 +1712,10 @@ new_probes(builder *b, shadow_image *img, PyCodeObject *original, li_code_state 
     for (int i = 0; i < b->an.n_instrs; i++) {
         const li_instr *in = &b->an.instrs[i];
         const plan *pl = &b->plans[i];
+        if (in->start == in->op) {
+            li_fill_units(lp->shadow_of + in->op, in->end - in->op, pl->pos_op, 1);
+            continue;
+        }
         for (int u = in->start; u < in->end; u++) {
             int su = pl->pos_op + (u - in->op);
             lp->shadow_of[u] = su < pl->pos_start ? pl->pos_start : su;

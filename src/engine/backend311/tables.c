@@ -70,46 +70,16 @@ li_decode_locations(PyCodeObject *code, li_loc *locs, int n_units, int *max_line
     int line = code->co_firstlineno, highest = line;
     int unit = 0;
     while (unit < n_units && r.p < r.end) {
-        int first = read_byte(&r);
+        int first = *r.p++;
         if (!(first & 128)) {
             goto corrupt;
         }
         int kind = (first >> 3) & 15;
-        int length = (first & 7) + 1;
-        li_loc loc = {-1, -1, -1, -1};
-        unsigned int u1, u2, u3;
-        int delta;
-        switch (kind) {
-        case LOC_NONE:
-            break;
-        case LOC_LONG:
-            if (read_loc_svarint(&r, &delta) < 0 || read_loc_varint(&r, &u1) < 0 ||
-                read_loc_varint(&r, &u2) < 0 || read_loc_varint(&r, &u3) < 0)
-            {
-                goto corrupt;
-            }
-            line += delta;
-            loc = (li_loc){line, line + (int)u1, (int)u2 - 1, (int)u3 - 1};
-            break;
-        case LOC_NO_COLUMNS:
-            if (read_loc_svarint(&r, &delta) < 0) {
-                goto corrupt;
-            }
-            line += delta;
-            loc = (li_loc){line, line, -1, -1};
-            break;
-        case LOC_ONE_LINE0:
-        case LOC_ONE_LINE0 + 1:
-        case LOC_ONE_LINE0 + 2: {
-            line += kind - LOC_ONE_LINE0;
-            int col = read_byte(&r), end_col = read_byte(&r);
-            if (col < 0 || end_col < 0) {
-                goto corrupt;
-            }
-            loc = (li_loc){line, line, col, end_col};
-            break;
-        }
-        default: {
+        int stop = unit + (first & 7) + 1;
+        li_loc loc;
+        /* Only the kinds that move the line can raise the highest. */
+        if (kind < LOC_ONE_LINE0) {
+            /* The short forms, most entries: a column on the same line. */
             int second = read_byte(&r);
             if (second < 0) {
                 goto corrupt;
@@ -117,11 +87,58 @@ li_decode_locations(PyCodeObject *code, li_loc *locs, int n_units, int *max_line
             int col = kind << 3 | (second >> 4);
             loc = (li_loc){line, line, col, col + (second & 15)};
         }
+        else if (kind == LOC_NONE) {
+            loc = (li_loc){-1, -1, -1, -1};
         }
-        highest = line > highest ? line : highest;
-        for (int i = 0; i < length && unit < n_units; i++) {
-            locs[unit++] = loc;
+        else {
+            unsigned int u1, u2, u3;
+            int delta;
+            switch (kind) {
+            case LOC_LONG:
+                if (read_loc_svarint(&r, &delta) < 0 || read_loc_varint(&r, &u1) < 0 ||
+                    read_loc_varint(&r, &u2) < 0 || read_loc_varint(&r, &u3) < 0)
+                {
+                    goto corrupt;
+                }
+                line += delta;
+                loc = (li_loc){line, line + (int)u1, (int)u2 - 1, (int)u3 - 1};
+                break;
+            case LOC_NO_COLUMNS:
+                if (read_loc_svarint(&r, &delta) < 0) {
+                    goto corrupt;
+                }
+                line += delta;
+                loc = (li_loc){line, line, -1, -1};
+                break;
+            default: {    /* LOC_ONE_LINE0 + 0..2 */
+                line += kind - LOC_ONE_LINE0;
+                int col = read_byte(&r), end_col = read_byte(&r);
+                if (col < 0 || end_col < 0) {
+                    goto corrupt;
+                }
+                loc = (li_loc){line, line, col, end_col};
+            }
+            }
+            highest = line > highest ? line : highest;
         }
+        if (stop > n_units) {
+            stop = n_units;
+        }
+        /* 1-8 copies, unrolled: a loop here was vectorised for long runs,
+           and cost several times the copies in its set-up. */
+        li_loc *at = locs + unit;
+        switch (stop - unit) {
+        case 8: at[7] = loc; /* fall through */
+        case 7: at[6] = loc; /* fall through */
+        case 6: at[5] = loc; /* fall through */
+        case 5: at[4] = loc; /* fall through */
+        case 4: at[3] = loc; /* fall through */
+        case 3: at[2] = loc; /* fall through */
+        case 2: at[1] = loc; /* fall through */
+        case 1: at[0] = loc; /* fall through */
+        default: break;
+        }
+        unit = stop;
     }
     /* Units the table does not cover have no location. */
     for (; unit < n_units; unit++) {
