@@ -496,6 +496,30 @@ def test_line_return_through_finally(M: Any, tool: Tool, f: Any, v: int, lines: 
     assert rec.lines(f) == lines
 
 
+def _break_in_finally_skipped_on_its_way_out(flag: int) -> int:
+    for i in range(1):
+        try:
+            try:
+                raise ValueError
+            finally:
+                if flag:
+                    break
+        except ValueError:
+            pass
+    return flag
+
+
+@pytest.mark.parametrize("flag, lines", [(0, [1, 2, 3, 4, 6, 8, 9, 1, 10]), (1, [1, 2, 3, 4, 6, 7, 10])])
+def test_line_not_where_a_finally_body_ends_on_its_way_out(M: Any, tool: Tool, flag: int,
+                                                           lines: list[int]) -> None:
+    # The RERAISE after `if flag: break` keeps the if's line on 3.12 (3.10
+    # gives it the break's, where a jump lands).
+    f = _break_in_finally_skipped_on_its_way_out
+    with Recorder(tool, M.events.LINE, f) as rec:
+        assert f(flag) == flag
+    assert rec.lines(f) == lines
+
+
 def test_line_of_one_line_function_with_py_start(M: Any, tool: Tool) -> None:
     # PY_START is enabled too: 3.13.0 drops this LINE without it (gh-155992).
     def one() -> int: return 1  # noqa: E704

@@ -32,7 +32,7 @@ import ast
 import dis
 import sys
 from types import CodeType
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Set, Tuple
 
 from lowimpact import _engine, monitoring
 from lowimpact._lines import co_lines
@@ -177,6 +177,21 @@ def _finally_bodies_run_in(filename: str) -> Optional[Dict[int, List[Tuple[int, 
                 tree = ast.parse(data.decode("utf-8"))
             _FINALLY_BODIES_RUN[filename] = finally_bodies_run(tree)
     return _FINALLY_BODIES_RUN[filename]
+
+
+def lineless_310(orig: List[Ins], lines: List[Optional[int]], index: Dict[int, int]) -> Set[int]:
+    """The RERAISEs of 3.10 code that start no line as 3.12 reports lines:
+    one that only jumps reach, all from one line, takes that line on 3.12
+    (3.10 gives it the line of the instruction before it, the last
+    statement of a finally body)."""
+    sources: Dict[int, Set[Optional[int]]] = {}
+    for i in orig:
+        t = target_of(i)
+        if t is not None and t in index and i.opcode not in SETUPS:
+            sources.setdefault(index[t], set()).add(lines[i.op])
+    return {k for k, i in enumerate(orig)
+            if i.opcode == OP["RERAISE"] and (k == 0 or orig[k - 1].opcode in NO_FALL_THROUGH)
+            and len(sources.get(k, ())) == 1 and None not in sources[k]}
 
 
 def lineless_39(code: CodeType, orig: List[Ins], lines: List[Optional[int]],
@@ -435,7 +450,7 @@ def _check(code, events, shadow, orig_of, shadow_of, problems):
                     (not V39 or i.opcode in SETUPS or target_of(i) <= i.start or
                      2 * target_of(i) in table_starts)}
     depth = stack_depths(code, orig)
-    lineless = lineless_39(code, orig, orig_lines, depth) if V39 else set()
+    lineless = lineless_39(code, orig, orig_lines, depth) if V39 else lineless_310(orig, orig_lines, index)
     if lineless is None:
         stop("no source for %s, which says where 3.9 has lines 3.12 has not", code.co_filename)
 

@@ -64,16 +64,11 @@ PyObject *li_encode_lines(const int *lines, int n_units, int firstlineno);
 /* The units of `code` (whose units have `lines`) that start no line
  * however they are reached (*lineless: PyMem flags, or NULL for none).
  * 3.10's compiler gives each instruction the line of the source it comes
- * from (PEP 626): a line starts wherever it changes, as on 3.12. */
-static inline int
-li_lineless_units(PyCodeObject *code, const int *lines, int n, bool **lineless)
-{
-    (void)code;
-    (void)lines;
-    (void)n;
-    *lineless = NULL;
-    return 0;
-}
+ * from (PEP 626): a line starts wherever it changes, as on 3.12, but for a
+ * RERAISE that only jumps reach (the end of a finally body's exceptional
+ * copy), where 3.12 keeps the jumps' line (v310/lineless.c).  0, or -1 with
+ * an exception set. */
+int li_lineless_units(PyCodeObject *code, const int *lines, int n, bool **lineless);
 
 /* Whether the interpreter makes a line event wherever a jump lands on
  * another line than the one it left, not only at line starts. */
