@@ -151,7 +151,7 @@ def _parse_run_simply(argv: List[str]) -> Optional[object]:
 
 
 def _run(argv: List[str]) -> int:
-    from lowimpact.tools.cover.measure import QuietStartUp
+    from lowimpact.tools.cover.quiet import QuietStartUp
 
     start_up = QuietStartUp()
     try:

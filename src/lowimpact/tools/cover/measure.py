@@ -23,7 +23,6 @@ context; the data of each context is written as coverage.py writes it.
 from __future__ import annotations
 
 import collections
-import gc
 import os
 import signal
 import sys
@@ -37,7 +36,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from lowimpact.tools.cover.arcs import Arc, CodeMap
 
-__all__ = ["CoverError", "Measurement", "QuietStartUp", "TOOL_ID", "subline_path"]
+__all__ = ["CoverError", "Measurement", "TOOL_ID", "subline_path"]
 
 #: sys.monitoring.COVERAGE_ID: the id coverage tools use.
 TOOL_ID = 1
@@ -76,31 +75,6 @@ def subline_path(data_file: str, data_filename: Optional[str] = None) -> str:
     """
     suffix = "" if data_filename is None else data_filename[len(data_file):]
     return data_file + "-subline" + suffix + ".json"
-
-
-class QuietStartUp:
-    """The start-up of a measured process (importing coverage.py, reading its
-    configuration, starting the collector) without the cyclic garbage
-    collector, whose collections while coverage.py's modules load walk an
-    ever larger heap and free next to nothing; :meth:`end` then freezes what
-    the start-up made (``gc.freeze()``) so that the program's own full
-    collections, and the interpreter's at exit, do not walk coverage.py's
-    and lowimpact's objects again and again.  Call :meth:`end` before the
-    program's first line, and on every path that does not get there."""
-
-    def __init__(self) -> None:
-        self._collecting: Optional[bool] = gc.isenabled()
-        gc.disable()
-
-    def end(self, freeze: bool = True) -> None:
-        """Collect as before the start-up; the first call only."""
-        if self._collecting is None:
-            return
-        if freeze:
-            gc.freeze()
-        if self._collecting:
-            gc.enable()
-        self._collecting = None
 
 
 def _core():

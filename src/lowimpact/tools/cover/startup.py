@@ -61,10 +61,12 @@ def process_startup() -> Optional[object]:
     if not config or _started is not None:
         return None
     try:
-        from lowimpact.tools.cover.measure import Measurement, QuietStartUp
+        from lowimpact.tools.cover.quiet import QuietStartUp
 
         start_up = QuietStartUp()
         try:
+            from lowimpact.tools.cover.measure import Measurement
+
             measurement = Measurement(rcfile=_CONFIG_DATA_PREFIX + config, parallel=True,
                                       messages=False, child=True)
             measurement.start()
