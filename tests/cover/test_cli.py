@@ -271,3 +271,46 @@ def test_reports_from_a_measurement(programs: Path) -> None:
     assert "<coverage" in (programs / "cov.xml").read_text()
     assert "end_of_record" in (programs / "cov.lcov").read_text()
     assert any(name.endswith(",cover") for name in os.listdir(programs / "annotated"))
+
+
+def test_program_collects_its_garbage(programs: Path) -> None:
+    """The start-up runs without the garbage collector and freezes what it
+    made; the program starts with the collector on, as without lowimpact,
+    and its own reference cycles are still collected (their weakref
+    callbacks run), by gc.collect() and by the automatic collections."""
+    (programs / "cycles.py").write_text(
+        "import gc, weakref\n"
+        "print(gc.isenabled(), gc.get_threshold() == (700, 10, 10) or gc.get_threshold())\n"
+        "freed = []\n"
+        "class Node:\n"
+        "    pass\n"
+        "def cycle(name):\n"
+        "    a, b = Node(), Node()\n"
+        "    a.other, b.other = b, a\n"
+        "    return weakref.ref(a, lambda ref: freed.append(name))\n"
+        "kept = cycle('collected')\n"
+        "gc.collect()\n"
+        "kept = cycle('automatic')\n"
+        "alive = []\n"
+        "while len(freed) < 2 and len(alive) < 1000000:\n"
+        "    alive.append([])\n"
+        "print(freed)\n")
+    plain = python(["cycles.py"], programs)
+    measured = cover(["run", "--branch", "cycles.py"], programs, check=True)
+    assert measured.stdout == plain.stdout == "True True\n['collected', 'automatic']\n"
+
+
+@pytest.mark.parametrize("argv", [["run", "no_such_script.py"], ["run", "--rcfile=missing.rc", "x.py"]])
+def test_collector_on_after_a_run_that_fails(argv, programs: Path, monkeypatch) -> None:
+    """A run that stops before the program (no script, bad configuration)
+    leaves the garbage collector on and nothing frozen."""
+    import gc
+
+    from lowimpact.tools.cover.cli import main
+
+    monkeypatch.chdir(programs)
+    frozen = gc.get_freeze_count()
+    assert gc.isenabled()
+    assert main(argv) != 0
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == frozen

@@ -61,11 +61,19 @@ def process_startup() -> Optional[object]:
     if not config or _started is not None:
         return None
     try:
-        from lowimpact.tools.cover.measure import Measurement
+        from lowimpact.tools.cover.quiet import QuietStartUp
 
-        measurement = Measurement(rcfile=_CONFIG_DATA_PREFIX + config, parallel=True,
-                                  messages=False, child=True)
-        measurement.start()
+        start_up = QuietStartUp()
+        try:
+            from lowimpact.tools.cover.measure import Measurement
+
+            measurement = Measurement(rcfile=_CONFIG_DATA_PREFIX + config, parallel=True,
+                                      messages=False, child=True)
+            measurement.start()
+        except BaseException:
+            start_up.end(freeze=False)
+            raise
+        start_up.end()
     except Exception as exc:
         print("lowimpact cover: this process is not measured: %s" % exc, file=sys.stderr)
         return None
