@@ -319,6 +319,12 @@ li_highest_tool(uint8_t tools)
  * call `callback` itself.  Borrowed. */
 PyObject *li_backend_twin(int tool, int event, PyObject *callback, PyObject **self);
 
+/* Calls `callback`, a Python callback without a twin (held by the caller),
+ * with the `nargs` arguments at `argv`, whose slot argv[-1] the call may
+ * overwrite: the way the back end's interpreter calls it fastest. */
+PyObject *li_backend_call(PyThreadState *tstate, PyObject *callback, PyObject **argv,
+                          size_t nargs);
+
 /* Calls `callable` with `self` (if not NULL) before the `nargs` arguments
  * at `argv`, whose slot argv[-1] is the caller's to overwrite; both are held
  * for the call (a callback may unregister itself, and with it its twin). */
@@ -373,7 +379,8 @@ li_call_one(PyThreadState *tstate, int tool, int event, PyObject **args, size_t 
         PyObject *self = NULL;
         PyObject *twin = li_backend_twin(tool, event, callback, &self);
         int lent = li_lend_recursion(tstate);
-        PyObject *res = li_call_bound(twin != NULL ? twin : callback, self, args + 1, nargs);
+        PyObject *res = twin != NULL ? li_call_bound(twin, self, args + 1, nargs)
+                                     : li_backend_call(tstate, callback, args + 1, nargs);
         li_take_back_recursion(tstate, lent);
         li_leave_tracing(tstate, before);
         Py_DECREF(callback);

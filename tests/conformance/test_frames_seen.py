@@ -15,6 +15,7 @@ import gc
 import sys
 import threading
 import traceback
+import weakref
 from typing import Any, Callable
 
 import pytest
@@ -1158,3 +1159,50 @@ def test_settrace_called_in_a_loop_of_a_reached_frame(M: Any, tool: Tool, events
         assert monitored[2] == [3, 4] * 3 + [3, 5]
     else:
         assert monitored[2], "INSTRUCTION events in the frame"
+
+
+def test_a_closure_callback_runs_in_a_frame_of_its_own(M: Any, tool: Tool) -> None:
+    """Callbacks are commonly closures (a counter's ``nonlocal``), which 3.9
+    calls through its general path and the engine calls itself: each call
+    gets a fresh frame of the callback's code, called from the event's
+    frame, with its arguments and free variables; a frame that outlives
+    its call is an ordinary object the collector tracks, and one that does
+    not lets go of the arguments."""
+    E = M.events
+    count = 0
+    kept: list = []
+    released: list = []
+
+    class Value:
+        pass
+
+    def f(x: int) -> Any:
+        value = Value()
+        value.x = x
+        return value
+
+    def on_return(code: Any, offset: int, retval: Any) -> None:
+        nonlocal count
+        if code is not f.__code__:
+            return
+        count += 1
+        me = sys._getframe()
+        if retval.x == 1:
+            kept.append(me)
+        else:
+            released.append(weakref.ref(retval))
+        assert me.f_code is on_return.__code__
+        assert me.f_back is not None and me.f_back.f_code is f.__code__
+        assert me.f_locals["retval"] is retval and me.f_locals["count"] == count
+
+    tool.register(E.PY_RETURN, on_return)
+    tool.set_events(E.PY_RETURN)
+    results = [f(1), f(2)]
+    tool.set_events(0)
+    assert count == 2 and [r.x for r in results] == [1, 2]
+    del results
+    gc.collect()
+    assert released[0]() is None
+    frame = kept.pop()
+    assert gc.is_tracked(frame) and frame.f_locals["retval"].x == 1
+    assert frame.f_locals["count"] == 2 and frame.f_back.f_code is f.__code__

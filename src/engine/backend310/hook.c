@@ -701,24 +701,27 @@ li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
         return eval_traced(ts, f, throwflag);
     }
     PyCodeObject *code = f->f_code;
-    li_code_state *cs = code_state_of(code);    /* (a shadow has none) */
     PyObject *result;
-    if (cs == NULL) {
-        li_shadow *on = li_lasti(f) >= 0 ? li_shadow_of(code) : NULL;
-        if (on != NULL) {
-            /* Generators whose code keeps a probe that never fires
-               resume on its shadow again and again. */
-            if (on->resumes_plain_in != li_epoch || throwflag || li_lasti(f) + 1 > on->n_units) {
-                return resume_on(ts, f, code, on, throwflag);
-            }
-            result = evaluate(ts, f, 0);
-            /* (Its evaluation just left it: li_frame_yielded() is
-               li_frame_suspended() there, with fewer tests on 3.9.) */
-            if (result == NULL || !li_frame_yielded(f) || li_running_aside) {
-                return after_plain_resume(f, result);
-            }
-            return result;
+    /* Generators whose code keeps a probe that never fires resume on its
+       shadow again and again: first, before the code state (a shadow has
+       none) is looked for.  (resume_on() set resumes_plain_in for a frame
+       that stood within the shadow, as every frame that suspended on it
+       does.) */
+    li_shadow *on = li_lasti(f) >= 0 ? li_shadow_of(code) : NULL;
+    if (on != NULL) {
+        if (on->resumes_plain_in != li_epoch || throwflag) {
+            return resume_on(ts, f, code, on, throwflag);
         }
+        result = evaluate(ts, f, 0);
+        /* (Its evaluation just left it: li_frame_yielded() is
+           li_frame_suspended() there, with fewer tests on 3.9.) */
+        if (result == NULL || !li_frame_yielded(f) || li_running_aside) {
+            return after_plain_resume(f, result);
+        }
+        return result;
+    }
+    li_code_state *cs = code_state_of(code);
+    if (cs == NULL) {
         /* (Unless a tool wants PY_RESUME/PY_THROW of a generator.) */
         if (global_probed != 0 ||
             ((throwflag || li_lasti(f) >= 0) &&
@@ -846,6 +849,33 @@ li_backend_restart(void)
     /* Shadows built without disabled probes are chosen again, and frames
        running them reached. */
     return li_backend_update(true);
+}
+
+PyObject *
+li_backend_call(PyThreadState *ts, PyObject *callback, PyObject **argv, size_t nargs)
+{
+    PyFrameObject *f;
+    int made = li_callback_frame(ts, callback, argv, nargs, &f);
+    if (made == 0) {
+        return PyObject_Vectorcall(callback, argv, nargs | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    }
+    if (made < 0) {
+        return NULL;
+    }
+    /* What li_eval() does with a frame that starts in a callback (the
+       thread is tracing): it runs as it is. */
+    PyObject *result = installed ? evaluate(ts, f, 0) : PyEval_EvalFrameEx(f, 0);
+    /* As the interpreter lets go of a call's frame: its locals' finalizers
+       run one level deeper. */
+    if (Py_REFCNT(f) > 1) {
+        Py_DECREF(f);
+    }
+    else {
+        ts->recursion_depth++;
+        Py_DECREF(f);
+        ts->recursion_depth--;
+    }
+    return result;
 }
 
 void

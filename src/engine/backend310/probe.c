@@ -146,10 +146,17 @@ fire(li_site *s, PyObject *value)
     Py_INCREF(map->code);
     PyCodeObject *shadow = map->code;
     uint64_t epoch = li_epoch;
+    uint32_t dispatch = li_reg.dispatch_epoch;
     int result = s->event == LI_CALL ? li_fire_call(ts, s, tools)
                  : s->event == LI_PY_START ? li_fire_start(ts, s, tools, args)
                  : s->event == LI_STOP_ITERATION ? li_fire_stop(ts, s, tools, value)
                  : li_call_tools(ts, s->event, tools, cs, s->orig, args, value != NULL ? 3 : 2);
+    if (epoch == li_epoch && dispatch == li_reg.dispatch_epoch) {
+        /* (No DISABLE, no change of events or callbacks: what follows
+           has nothing to do.) */
+        Py_DECREF(shadow);
+        return result;
+    }
     if (map->original != NULL && li_tools_at(map->cs, s->event, s->orig) == 0) {
         li_site_disarm(s);
     }

@@ -752,6 +752,13 @@ li_backend_twin(int tool, int event, PyObject *callback, PyObject **self)
     return (PyObject *)t->twin;
 }
 
+PyObject *
+li_backend_call(PyThreadState *tstate, PyObject *callback, PyObject **argv, size_t nargs)
+{
+    (void)tstate;
+    return PyObject_Vectorcall(callback, argv, nargs | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
 enum { LI_FAST_PLAIN, LI_FAST_CALL, LI_FAST_C_RETURN };
 
 /* Sets up the fast path of a probe whose first event is `simple`, or is

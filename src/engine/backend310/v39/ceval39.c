@@ -47,6 +47,43 @@ li_as_int(PyObject *obj)
     return value;
 }
 
+/* 3.9 calls a function with free variables (a closure, as callbacks that
+ * count or collect commonly are) through its general path,
+ * _PyEval_EvalCode(), where the others take a short one: the same frame,
+ * made here for the functions that take exactly their positional
+ * parameters and have no cell variables. */
+int
+li_callback_frame(PyThreadState *ts, PyObject *callback, PyObject *const *argv, size_t nargs,
+                  PyFrameObject **frame)
+{
+    if (!PyFunction_Check(callback)) {
+        return 0;
+    }
+    PyFunctionObject *func = (PyFunctionObject *)callback;
+    PyCodeObject *co = (PyCodeObject *)func->func_code;
+    Py_ssize_t nfree = PyTuple_GET_SIZE(co->co_freevars);
+    if ((co->co_flags & ~(PyCF_MASK | CO_NESTED | CO_NOFREE)) != (CO_OPTIMIZED | CO_NEWLOCALS) ||
+        (size_t)co->co_argcount != nargs || co->co_kwonlyargcount != 0 ||
+        PyTuple_GET_SIZE(co->co_cellvars) != 0 ||
+        (nfree != 0 && (func->func_closure == NULL ||
+                        PyTuple_GET_SIZE(func->func_closure) != nfree))) {
+        return 0;
+    }
+    PyFrameObject *f = PyFrame_New(ts, co, func->func_globals, NULL);
+    if (f == NULL) {
+        return -1;
+    }
+    PyObject **locals = f->f_localsplus;
+    for (size_t i = 0; i < nargs; i++) {
+        locals[i] = Py_NewRef(argv[i]);
+    }
+    for (Py_ssize_t i = 0; i < nfree; i++) {
+        locals[co->co_nlocals + i] = Py_NewRef(PyTuple_GET_ITEM(func->func_closure, i));
+    }
+    *frame = f;
+    return 1;
+}
+
 /* 3.10's PyIter_Send: generators and coroutines through _PyGen_Send (which
  * 3.9 has raise StopIteration with the value they return), other iterators
  * through tp_iternext (None sent) or their send method. */

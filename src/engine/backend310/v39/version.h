@@ -215,6 +215,15 @@ li_raised_unit(PyFrameObject *f, const PyTryBlock *b, PyObject *tb)
  * without which 3.9's evaluation loop calls none. */
 void li_set_tracefunc(PyThreadState *ts, Py_tracefunc func);
 
+/* ---- calls (v39/ceval39.c) ---- */
+
+/* A new frame of Python function `callback` called with the `nargs`
+ * arguments at `argv`, where the interpreter would take its general path:
+ * 1 and *frame (a new reference, ready to evaluate), 0 where its own path is
+ * as short, -1 with an exception set. */
+int li_callback_frame(PyThreadState *ts, PyObject *callback, PyObject *const *argv, size_t nargs,
+                      PyFrameObject **frame);
+
 /* ---- generators (v39/ceval39.c) ---- */
 
 typedef enum {
