@@ -701,27 +701,24 @@ li_eval(PyThreadState *ts, PyFrameObject *f, int throwflag)
         return eval_traced(ts, f, throwflag);
     }
     PyCodeObject *code = f->f_code;
+    li_code_state *cs = code_state_of(code);    /* (a shadow has none) */
     PyObject *result;
-    /* Generators whose code keeps a probe that never fires resume on its
-       shadow again and again: first, before the code state (a shadow has
-       none) is looked for.  (resume_on() set resumes_plain_in for a frame
-       that stood within the shadow, as every frame that suspended on it
-       does.) */
-    li_shadow *on = li_lasti(f) >= 0 ? li_shadow_of(code) : NULL;
-    if (on != NULL) {
-        if (on->resumes_plain_in != li_epoch || throwflag) {
-            return resume_on(ts, f, code, on, throwflag);
-        }
-        result = evaluate(ts, f, 0);
-        /* (Its evaluation just left it: li_frame_yielded() is
-           li_frame_suspended() there, with fewer tests on 3.9.) */
-        if (result == NULL || !li_frame_yielded(f) || li_running_aside) {
-            return after_plain_resume(f, result);
-        }
-        return result;
-    }
-    li_code_state *cs = code_state_of(code);
     if (cs == NULL) {
+        li_shadow *on = li_lasti(f) >= 0 ? li_shadow_of(code) : NULL;
+        if (on != NULL) {
+            /* Generators whose code keeps a probe that never fires
+               resume on its shadow again and again. */
+            if (on->resumes_plain_in != li_epoch || throwflag || li_lasti(f) + 1 > on->n_units) {
+                return resume_on(ts, f, code, on, throwflag);
+            }
+            result = evaluate(ts, f, 0);
+            /* (Its evaluation just left it: li_frame_yielded() is
+               li_frame_suspended() there, with fewer tests on 3.9.) */
+            if (result == NULL || !li_frame_yielded(f) || li_running_aside) {
+                return after_plain_resume(f, result);
+            }
+            return result;
+        }
         /* (Unless a tool wants PY_RESUME/PY_THROW of a generator.) */
         if (global_probed != 0 ||
             ((throwflag || li_lasti(f) >= 0) &&
