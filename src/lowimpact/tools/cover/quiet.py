@@ -18,23 +18,23 @@ __all__ = ["QuietStartUp"]
 class QuietStartUp:
     """The start-up of a measured process (importing coverage.py, reading its
     configuration, starting the collector) without the cyclic garbage
-    collector, whose collections while coverage.py's modules load walk an
-    ever larger heap and free next to nothing; :meth:`end` then freezes what
-    the start-up made (``gc.freeze()``) so that the program's own full
-    collections, and the interpreter's at exit, do not walk coverage.py's
-    and lowimpact's objects again and again.  Call :meth:`end` before the
-    program's first line, and on every path that does not get there."""
+    collector, whose collections while coverage.py's modules load walk ever
+    more objects and free next to nothing.
+
+    Nothing is frozen (``gc.freeze()`` would save more): frozen objects are
+    missing from the program's ``gc.get_objects()`` and
+    ``gc.get_referrers()`` (a global of the program is held by a dict made
+    before its first line), a garbage cycle among them is never collected,
+    at exit neither, and ``gc.unfreeze()`` would also thaw what CPython
+    froze itself.  Call :meth:`end` before the program's first line, and
+    on every path that does not get there."""
 
     def __init__(self) -> None:
         self._collecting: Optional[bool] = gc.isenabled()
         gc.disable()
 
-    def end(self, freeze: bool = True) -> None:
+    def end(self) -> None:
         """Collect as before the start-up; the first call only."""
-        if self._collecting is None:
-            return
-        if freeze:
-            gc.freeze()
         if self._collecting:
             gc.enable()
         self._collecting = None

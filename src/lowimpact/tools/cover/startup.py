@@ -70,10 +70,8 @@ def process_startup() -> Optional[object]:
             measurement = Measurement(rcfile=_CONFIG_DATA_PREFIX + config, parallel=True,
                                       messages=False, child=True)
             measurement.start()
-        except BaseException:
-            start_up.end(freeze=False)
-            raise
-        start_up.end()
+        finally:
+            start_up.end()
     except Exception as exc:
         print("lowimpact cover: this process is not measured: %s" % exc, file=sys.stderr)
         return None
