@@ -157,7 +157,7 @@ def _run(argv: List[str]) -> int:
     try:
         return _run_quietly_started(argv, start_up)
     finally:
-        start_up.end()   # (a path that did not reach the program: the first call does it)
+        start_up.end()   # a path that never reached the program (else it does nothing)
 
 
 def _run_quietly_started(argv: List[str], start_up) -> int:
