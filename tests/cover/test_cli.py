@@ -282,7 +282,7 @@ def test_program_collects_its_garbage(programs: Path) -> None:
     collections."""
     (programs / "cycles.py").write_text(
         "import gc, weakref\n"
-        "print(gc.isenabled(), gc.get_threshold() == (700, 10, 10) or gc.get_threshold())\n"
+        "print(gc.isenabled(), gc.get_threshold())\n"
         "freed = []\n"
         "print(gc.get_freeze_count(), len(gc.get_referrers(freed)))\n"
         "class Node:\n"
@@ -301,7 +301,7 @@ def test_program_collects_its_garbage(programs: Path) -> None:
     plain = python(["cycles.py"], programs)
     measured = cover(["run", "--branch", "cycles.py"], programs, check=True)
     assert measured.stdout == plain.stdout
-    assert plain.stdout.startswith("True True\n") and plain.stdout.endswith(
+    assert plain.stdout.startswith("True (") and plain.stdout.endswith(
         " 1\n['collected', 'automatic']\n")
 
 
