@@ -151,16 +151,6 @@ def _parse_run_simply(argv: List[str]) -> Optional[object]:
 
 
 def _run(argv: List[str]) -> int:
-    from lowimpact.tools.cover.quiet import QuietStartUp
-
-    start_up = QuietStartUp()
-    try:
-        return _run_quietly_started(argv, start_up)
-    finally:
-        start_up.end(freeze=False)   # (a path that did not reach the program)
-
-
-def _run_quietly_started(argv: List[str], start_up) -> int:
     from lowimpact._cli import _run_target
     from lowimpact.tools.cover.measure import CoverError, Measurement
     from lowimpact.tools.target import Target
@@ -188,7 +178,7 @@ def _run_quietly_started(argv: List[str], start_up) -> int:
         return 1
     target = Target(options.target, options.args, module=options.module)
     try:
-        return _run_target(target, _Measuring(measurement, start_up))
+        return _run_target(target, _Measuring(measurement))
     except CoverError as exc:
         print("%s: error: %s" % (PROG, exc), file=sys.stderr)
         return 1
@@ -197,13 +187,11 @@ def _run_quietly_started(argv: List[str], start_up) -> int:
 class _Measuring:
     """Measures what runs inside it; saves the data however the program ends."""
 
-    def __init__(self, measurement, start_up) -> None:
+    def __init__(self, measurement) -> None:
         self.measurement = measurement
-        self.start_up = start_up
 
     def __enter__(self) -> "_Measuring":
         self.measurement.start()
-        self.start_up.end()
         return self
 
     def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:

@@ -61,19 +61,11 @@ def process_startup() -> Optional[object]:
     if not config or _started is not None:
         return None
     try:
-        from lowimpact.tools.cover.quiet import QuietStartUp
+        from lowimpact.tools.cover.measure import Measurement
 
-        start_up = QuietStartUp()
-        try:
-            from lowimpact.tools.cover.measure import Measurement
-
-            measurement = Measurement(rcfile=_CONFIG_DATA_PREFIX + config, parallel=True,
-                                      messages=False, child=True)
-            measurement.start()
-        except BaseException:
-            start_up.end(freeze=False)
-            raise
-        start_up.end()
+        measurement = Measurement(rcfile=_CONFIG_DATA_PREFIX + config, parallel=True,
+                                  messages=False, child=True)
+        measurement.start()
     except Exception as exc:
         print("lowimpact cover: this process is not measured: %s" % exc, file=sys.stderr)
         return None
