@@ -304,6 +304,17 @@ done:
     return result;
 }
 
+/* Records `code` under its file: the file, a new reference, or NULL. */
+static FileInfo *
+learn(PyObject *code)
+{
+    FileInfo *file = file_of(code);   /* owned */
+    if (file != NULL && record(file, code) < 0) {
+        Py_CLEAR(file);
+    }
+    return file;
+}
+
 /* Whether the events of the running frame (of the thread stepped in) may
  * stop the program outside breakpoints.  1, 0, or -1 with an exception set. */
 static int
@@ -367,12 +378,12 @@ bp_discover(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
     if (!PyCode_Check(code)) {
         return LOWIMPACT_DISABLE;
     }
-    FileInfo *file = file_of(code);   /* owned */
+    FileInfo *file = learn(code);   /* owned */
     if (file == NULL) {
         return -1;
     }
-    int result = record(file, code);
-    if (result == 0 && file->nlines > 0) {
+    int result = 0;
+    if (file->nlines > 0) {
         PyObject *armed = PyObject_CallOneArg(core.arm, code);   /* owned */
         if (armed == NULL) {
             result = -1;
@@ -625,10 +636,9 @@ debug_set_breaks(PyObject *module, PyObject *breaks)
         file->lines = file->funclines = NULL;
         file->nlines = file->nfunclines = 0;
     }
+    /* (Each canonical name once, so each file's lines were just freed.) */
     for (Py_ssize_t i = 0; i < made; i++) {
         FileInfo *file = new[i].file;
-        PyMem_Free(file->lines);
-        PyMem_Free(file->funclines);
         file->lines = new[i].lines;
         file->nlines = new[i].nlines;
         file->funclines = new[i].funclines;
@@ -687,15 +697,11 @@ debug_learn(PyObject *module, PyObject *code)
         PyErr_SetString(PyExc_RuntimeError, "learn() before install()");
         return NULL;
     }
-    FileInfo *file = file_of(code);   /* owned */
+    FileInfo *file = learn(code);   /* owned */
     if (file == NULL) {
         return NULL;
     }
-    int result = record(file, code);
     Py_DECREF(file);
-    if (result < 0) {
-        return NULL;
-    }
     Py_RETURN_NONE;
 }
 
