@@ -54,20 +54,29 @@ def copy_programs(tmp_path: Path) -> Path:
     return target
 
 
+def ctrace_settings(debug: Path) -> dict:
+    """Environment settings that put coverage.py on its C tracer and have each
+    process it measures name its tracer in *debug* ("sys": coverage.py 7.10,
+    the last for 3.9, has no "core" debug output)."""
+    return {"COVERAGE_CORE": "ctrace", "COVERAGE_DEBUG": "sys",
+            "COVERAGE_DEBUG_FILE": str(debug)}
+
+
+def assert_ran_on_ctrace(debug: Path, processes: int = 1) -> None:
+    used = re.findall(r"^ *core: (\w+)$", debug.read_text(), re.MULTILINE)
+    assert set(used) == {"CTracer"} and len(used) >= processes, (
+        "the oracle did not run on ctrace: %r" % used)
+
+
 def run_ctrace(run_args: Sequence[str], cwd: Path, data_file: Path, processes: int = 1,
                combine: bool = False) -> dict:
     """``coverage run`` on coverage.py's C tracer (checked through its debug
     output: *processes* or more processes, all on ctrace), then ``coverage
     json`` (after ``coverage combine``): the oracle."""
     debug = data_file.parent / "debug.txt"
-    # "sys" names each process's tracer (coverage.py 7.10, the last for
-    # 3.9, has no "core" debug output).
-    env = env_for({"COVERAGE_CORE": "ctrace", "COVERAGE_DEBUG": "sys",
-                   "COVERAGE_DEBUG_FILE": str(debug)})
-    python(["-m", "coverage", "run", "--data-file=" + str(data_file), *run_args], cwd, env)
-    used = re.findall(r"^ *core: (\w+)$", debug.read_text(), re.MULTILINE)
-    assert set(used) == {"CTracer"} and len(used) >= processes, (
-        "the oracle did not run on ctrace: %r" % used)
+    python(["-m", "coverage", "run", "--data-file=" + str(data_file), *run_args], cwd,
+           env_for(ctrace_settings(debug)))
+    assert_ran_on_ctrace(debug, processes)
     if combine:
         python(["-m", "coverage", "combine", "-q", "--data-file=" + str(data_file)], cwd, env_for())
     return coverage_json(data_file, cwd)

@@ -21,7 +21,8 @@ from typing import Dict, List
 import coverage
 import pytest
 
-from .helpers import PROGRAMS, env_for, python, run_ctrace, run_lowimpact
+from .helpers import (PROGRAMS, assert_ran_on_ctrace, ctrace_settings, env_for, python, run_ctrace,
+                      run_lowimpact)
 
 PLUGIN = ["-p", "lowimpact.tools.cover.pytest_plugin"]
 
@@ -134,9 +135,8 @@ def test_pytest_plugin_contexts_same_as_pytest_cov(workdir: Path, branch: bool) 
     reference = pytest_run(
         ["-p", "pytest_cov", "--cov=pkg", *(["--cov-branch"] if branch else []),
          "--cov-context=test", "--cov-report=", "tests/test_contexts.py"],
-        project, {"COVERAGE_CORE": "ctrace", "COVERAGE_DEBUG": "core",
-                  "COVERAGE_DEBUG_FILE": str(debug)})
-    assert set(re.findall(r"Using core=(\w+)", debug.read_text())) == {"ctrace"}
+        project, ctrace_settings(debug))
+    assert_ran_on_ctrace(debug)
     (project / ".coverage").rename(project / "ctrace.data")
     tested = pytest_run(
         [*PLUGIN, "-p", "no:pytest_cov", "--li-cov=pkg", *(["--li-cov-branch"] if branch else []),

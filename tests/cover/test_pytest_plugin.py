@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import PROGRAMS, describe, env_for, python
+from .helpers import PROGRAMS, assert_ran_on_ctrace, ctrace_settings, describe, env_for, python
 
 pytest.importorskip("pytest_cov", reason="pytest-cov is the oracle (the test extra has it)")
 
@@ -47,9 +47,8 @@ def test_same_report_and_status_as_pytest_cov(branch: bool, project: Path) -> No
     ctrace = pytest_run(
         ["-p", "pytest_cov", "--cov=pkg", *(["--cov-branch"] if branch else []),
          "--cov-report=json:ctrace.json", "--cov-fail-under=95", "tests/test_mod.py"],
-        project, {"COVERAGE_CORE": "ctrace", "COVERAGE_DEBUG": "core",
-                  "COVERAGE_DEBUG_FILE": str(debug)})
-    assert set(re.findall(r"Using core=(\w+)", debug.read_text())) == {"ctrace"}
+        project, ctrace_settings(debug))
+    assert_ran_on_ctrace(debug)
     (project / ".coverage").unlink()
     tested = pytest_run(
         [*PLUGIN, "--li-cov=pkg", *(["--li-cov-branch"] if branch else []),
