@@ -71,6 +71,10 @@ typedef struct li_site {
     uint8_t size;           /* units its JUMP_FORWARD skips once disarmed */
     uint8_t event;
     bool armed;
+    /* The last probe before a bare `raise` that begins its line: never
+       disarmed, it holds the handler's line event where 3.9 makes none
+       (li_hold_handler_line()). */
+    bool holds_handler_line;
     /* CALL: the call instruction (opcode, argument) and the depth of the
        value stack before it, from the original's stack effects. */
     uint8_t call_op;

@@ -31,6 +31,9 @@ caught_invert(PyObject *self)
     PyThreadState *ts = PyThreadState_Get();
     PyFrameObject *f = ts->frame;
     PyObject *tb = ts->exc_info->exc_traceback;
+    if (f != NULL && !f->f_trace_lines) {
+        li_release_handler_line(f);
+    }
     li_shadow *map = f != NULL ? li_shadow_of(f->f_code) : NULL;
     if (map != NULL && tb != NULL && PyTraceBack_Check(tb)) {
         PyTracebackObject *t = (PyTracebackObject *)tb;

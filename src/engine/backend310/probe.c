@@ -41,7 +41,7 @@ void
 li_site_disarm(li_site *s)
 {
     li_shadow *map = s->shadow;
-    if (s->armed && map->code != NULL) {
+    if (s->armed && map->code != NULL && !s->holds_handler_line) {
         if (s->event == LI_BRANCH) {
             li_branch_set(s, false);
         }
@@ -189,6 +189,9 @@ site_invert(PyObject *self)
     bool exc = s->event == LI_EXCEPTION_HANDLED || s->event == LI_RERAISE;
     if ((exc ? li_fire_exc(s) : fire(s, NULL)) < 0) {
         return NULL;
+    }
+    if (s->holds_handler_line && s->shadow->original != NULL) {
+        li_hold_handler_line(PyThreadState_Get()->frame, s->shadow, s->orig);
     }
     Py_RETURN_NONE;
 }

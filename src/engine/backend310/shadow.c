@@ -263,6 +263,7 @@ add_site(li_shadow *map, PyObject *consts, int index, const instr *in, const ins
     s->size = (uint8_t)probe_size(event, at->opcode, index);
     s->event = (uint8_t)event;
     s->armed = true;
+    s->holds_handler_line = false;
     s->call_op = (uint8_t)in->opcode;
     s->call_arg = in->oparg;
     s->depth = depth;
@@ -481,16 +482,17 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events, bool
     /* Where line events come only at line starts (and after backward
        jumps), a jump starts a line only there. */
     bool jumps_start_lines = li_line_event_where_jumps_land();
-    if (!jumps_start_lines) {
+    bool raise_window_matters = li_raise_window_decides_handler_line();
+    bool need_starts = !jumps_start_lines || raise_window_matters;
+    if (need_starts) {
         table_starts = PyMem_Calloc((size_t)n + 1, sizeof(int));
     }
-    if (ins == NULL || instr_at == NULL || lines == NULL ||
-        (!jumps_start_lines && table_starts == NULL)) {
+    if (ins == NULL || instr_at == NULL || lines == NULL || (need_starts && table_starts == NULL)) {
         PyErr_NoMemory();
         goto error;
     }
     li_unit_lines(code, lines, n);
-    if (!jumps_start_lines) {
+    if (need_starts) {
         li_unit_line_starts(code, table_starts, n);
     }
     if ((events & LI_EVENT_BIT(LI_LINE)) && li_lineless_units(code, lines, n, &lineless) < 0) {
@@ -806,6 +808,11 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events, bool
             if (event == LI_PY_START) {
                 map->after_start = pos;
             }
+        }
+        if (probes[i].n > 0 && raise_window_matters && !ins[i].handler &&
+            ins[i].opcode == RAISE_VARARGS && ins[i].oparg == 0 &&
+            table_starts[ins[i].start] >= 0) {
+            map->sites[map->n_sites - 1]->holds_handler_line = true;
         }
         int begin = pos;
         if (ins[i].handler) {

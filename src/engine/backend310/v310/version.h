@@ -78,6 +78,30 @@ li_line_event_where_jumps_land(void)
     return true;
 }
 
+/* Whether where a raising instruction stands in its line decides if its
+ * handler gets a line event (3.9); 3.10 gives every handler one. */
+static inline bool
+li_raise_window_decides_handler_line(void)
+{
+    return false;
+}
+
+struct li_shadow;
+
+static inline void
+li_hold_handler_line(PyFrameObject *f, struct li_shadow *map, int raise_orig)
+{
+    (void)f;
+    (void)map;
+    (void)raise_orig;
+}
+
+static inline void
+li_release_handler_line(PyFrameObject *f)
+{
+    (void)f;
+}
+
 /* ---- frames ---- */
 
 /* The unit of the last instruction started (-1: none yet; -1 - u encodes u

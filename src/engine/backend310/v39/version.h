@@ -86,6 +86,25 @@ li_line_event_where_jumps_land(void)
     return false;
 }
 
+/* 3.9's loop gives an exception handler a 'line' event, whatever line it
+ * starts, when the instruction that raised did not begin its line's window
+ * of the line table (its other rule: at a line start, or back from the
+ * raise).  In a shadow, probes begin the line of a bare `raise`, where
+ * natively the raise does: li_hold_handler_line(), called by the last probe
+ * before such a raise, keeps the trace function from that event where 3.9
+ * makes none, and li_release_handler_line(), at the handler's caught
+ * marker, gives the frame its line tracing and f_lineno back
+ * (v39/handlerline.c). */
+static inline bool
+li_raise_window_decides_handler_line(void)
+{
+    return true;
+}
+
+struct li_shadow;
+void li_hold_handler_line(PyFrameObject *f, struct li_shadow *map, int raise_orig);
+void li_release_handler_line(PyFrameObject *f);
+
 /* ---- frames ---- */
 
 /* f_lasti counts bytes: -1 before the first instruction, as on 3.10, and
