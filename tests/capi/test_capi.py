@@ -302,3 +302,53 @@ def test_removed_c_callback_gets_nothing(M: Any, capitest: ModuleType) -> None:
         assert M.register_callback(2, M.events.PY_START, None) is None
     finally:
         capitest.tool_teardown(2)
+
+
+def branchy(n: int) -> int:
+    total = 0
+    for i in range(n):
+        if i % 3:
+            total += i
+    return total
+
+
+def test_c_callback_of_branch(M: Any, capitest: ModuleType) -> None:
+    """A C callback of BRANCH gets each pass's (code, offset, destination)
+    as a Python callback does; its DISABLE silences both directions of
+    that branch, until restart_events()."""
+    code = branchy.__code__
+    seen: List[tuple] = []
+    M.use_tool_id(3, "python tool")
+    M.register_callback(3, M.events.BRANCH, lambda *args: seen.append(args))
+    M.set_local_events(3, code, M.events.BRANCH)
+    try:
+        branchy(6)
+    finally:
+        M.set_local_events(3, code, 0)
+        M.register_callback(3, M.events.BRANCH, None)
+        M.free_tool_id(3)
+    # The loop's 6 passes and its end, the `if` of each pass: both ways each.
+    assert len(seen) == 13 and len(set(seen)) == 4
+    capitest.tool_setup(2, "c tool", 0)
+    capitest.tool_local(2, code, M.events.BRANCH)
+    try:
+        capitest.install(2, BRANCH)
+        capitest.calls()
+        branchy(6)
+        every_pass = capitest.calls()
+        capitest.install(2, BRANCH, 3)   # DISABLE from the third call on
+        branchy(6)
+        branchy(6)
+        until_disabled = capitest.calls()
+        M.restart_events()
+        branchy(6)
+        restarted = capitest.calls()
+    finally:
+        capitest.tool_local(2, code, 0)
+        capitest.uninstall(2, BRANCH)
+        capitest.tool_teardown(2)
+    assert every_pass == [(2, BRANCH, args) for args in seen]
+    # The loop's branch returns DISABLE at its second pass, the `if` at its
+    # second: neither reports again, the loop's end included.
+    assert until_disabled == every_pass[:4]
+    assert restarted == every_pass[:2]

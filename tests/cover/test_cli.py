@@ -303,3 +303,56 @@ def test_program_collects_its_garbage(programs: Path) -> None:
     assert measured.stdout == plain.stdout
     assert plain.stdout.startswith("True (") and plain.stdout.endswith(
         " 1\n['collected', 'automatic']\n")
+
+
+_USES_COVERAGE = {
+    # How a measured program may first touch the coverage package, which
+    # `cover run` imported without its __init__ (coverage.control and the
+    # reporters are left unimported): it gets the real package, with one
+    # copy of each module.
+    "attribute": "import coverage\nCoverage = coverage.Coverage\n",
+    "from": "from coverage import Coverage\n",
+    "control first": "import coverage.control\nfrom coverage.control import Coverage\n",
+    "data first": "from coverage.data import CoverageData\nfrom coverage import Coverage\n",
+}
+
+
+@pytest.mark.parametrize("first", list(_USES_COVERAGE))
+def test_program_importing_coverage_gets_the_real_package(first: str, programs: Path) -> None:
+    (programs / "uses_coverage.py").write_text(
+        _USES_COVERAGE[first]
+        + "import sys, coverage, coverage.control, coverage.data, coverage.sqldata\n"
+        "print(Coverage is coverage.Coverage is coverage.control.Coverage)\n"
+        "print(coverage.CoverageData is coverage.data.CoverageData is coverage.sqldata.CoverageData)\n"
+        "print(coverage.__version__, coverage.version_info, type(coverage).__name__)\n"
+        "print(sys.modules['coverage'] is coverage, coverage.coverage is Coverage)\n"
+        "print(sorted(set(dir(coverage)) & {'Coverage', 'CoverageData', 'process_startup'}))\n"
+        "cov = coverage.Coverage(data_file=None, config_file=False)\n"
+        "print(cov.get_option('run:branch'), cov.config.data_file)\n")
+    plain = python(["uses_coverage.py"], programs)
+    measured = cover(["run", "uses_coverage.py"], programs, check=True)
+    assert measured.stdout == plain.stdout
+    assert plain.stdout.startswith("True\nTrue\n%s " % coverage.__version__)
+    assert 1 in lines_in(programs / ".coverage")["uses_coverage.py"]
+
+
+def test_run_leaves_the_reporters_unimported(programs: Path) -> None:
+    """What `cover run` imports of coverage.py: not coverage.control (nor,
+    with it, the reporters), which a measured run does not use."""
+    (programs / "modules.py").write_text(
+        "import sys\n"
+        "print(sorted(m for m in sys.modules if m.startswith('coverage')))\n")
+    for branch in ([], ["--branch"]):
+        measured = cover(["run", *branch, "modules.py"], programs, check=True)
+        imported = eval(measured.stdout)
+        assert "coverage.config" in imported and "coverage.sqldata" in imported
+        assert "coverage.control" not in imported and "coverage.html" not in imported
+
+
+def test_debug_output_is_coverages(programs: Path) -> None:
+    """A configuration with [run] debug takes coverage.py's own Coverage,
+    which writes the debug output."""
+    (programs / "debug.rc").write_text("[run]\ndebug = config\ndebug_file = debug.txt\n")
+    cover(["run", "--rcfile=debug.rc", "status.py", "return"], programs, check=True)
+    assert "-- config --" in (programs / "debug.txt").read_text()
+    assert 5 in lines_in(programs / ".coverage")["status.py"]

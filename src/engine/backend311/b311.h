@@ -205,6 +205,8 @@ typedef struct {
                              CALL: number of arguments; for CALL_FUNCTION_EX
                              -1, -2 with a keyword mapping */
     uint8_t event;
+    PyObject *dest;       /* owned, made at first use: JUMP's and BRANCH's
+                             third argument (the destination offset) */
 } li_site;
 
 typedef struct {
@@ -228,7 +230,8 @@ typedef struct {
     /* The fast path (probe.c): while li_reg.dispatch_epoch is fast_epoch
        (0: never), the probe's one event goes to one callback, `fast`
        (borrowed: the registry holds it meanwhile), of tool fast_tool, with
-       the site's argument and, with fast_value, the top of the stack. */
+       the site's argument and, with fast_value, the top of the stack, or
+       else fast_dest (borrowed from the site) when not NULL. */
     bool fast_value;
     uint8_t fast_call;    /* LI_FAST_CALL, LI_FAST_C_RETURN (probe.c), or 0 */
     bool fast_c;          /* a C callback (li_ccallback) */
@@ -237,6 +240,7 @@ typedef struct {
     uint32_t fast_epoch;
     PyObject *fast;
     PyObject *fast_arg;
+    PyObject *fast_dest;
     /* A Python callback's twin (probe.c), or NULL. */
     const struct li_twin *fast_twin;
 } li_probe;
@@ -419,6 +423,8 @@ int li_fire_probe(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *
 
 /* Creates the second argument of a site's events (events.c).  0 or -1. */
 int li_cache_site_arg(li_site *s);
+/* Creates the destination offset of a JUMP or BRANCH site (events.c).  0 or -1. */
+int li_cache_site_dest(li_site *s);
 
 /* The callable and first argument CALL reports for a call whose `nargs`
  * (a CALL site's aux) arguments are on `stack` of `depth` values, borrowed.

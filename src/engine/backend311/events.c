@@ -535,6 +535,15 @@ li_cache_site_arg(li_site *s)
     return s->arg != NULL ? 0 : -1;
 }
 
+int
+li_cache_site_dest(li_site *s)
+{
+    if (s->dest == NULL) {
+        s->dest = offset_of(s->aux);
+    }
+    return s->dest != NULL ? 0 : -1;
+}
+
 /* Delivers an event whose second argument is the site's own. */
 static int
 deliver_at(PyThreadState *tstate, li_site *s, uint8_t tools, li_probes *lp,
@@ -653,12 +662,9 @@ deliver_site(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, l
         err = deliver_at(tstate, s, tools, lp, top, NULL);
         break;
     case LI_JUMP:
-    case LI_BRANCH: {
-        PyObject *destination = offset_of(s->aux);
-        err = destination == NULL ? -1 : deliver_at(tstate, s, tools, lp, destination, NULL);
-        Py_XDECREF(destination);
+    case LI_BRANCH:
+        err = li_cache_site_dest(s) < 0 ? -1 : deliver_at(tstate, s, tools, lp, s->dest, NULL);
         break;
-    }
     case LI_CALL: {
         PyObject *callable, *arg0;
         err = li_call_arguments(stack, p->depth, s->aux, &callable, &arg0);

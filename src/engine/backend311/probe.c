@@ -763,8 +763,10 @@ enum { LI_FAST_PLAIN, LI_FAST_CALL, LI_FAST_C_RETURN };
 
 /* Sets up the fast path of a probe whose first event is `simple`, or is
  * CALL (not of CALL_FUNCTION_EX, which may build a tuple first) or C_RETURN,
- * when that event goes to one tool's callback, and nothing else needs doing
- * at the probe (`alone`: the other sites are idle). */
+ * or BRANCH to a C callback, when that event goes to one tool's callback,
+ * and nothing else needs doing at the probe (`alone`: the other sites are
+ * idle).  (A Python callback of BRANCH may set its frame's f_lineno, which
+ * needs the frame placed at the branch: li_fire_probe() does that.) */
 static void
 prepare_fast_path(li_probes *lp, li_probe *p, int index, bool alone)
 {
@@ -784,13 +786,14 @@ prepare_fast_path(li_probes *lp, li_probe *p, int index, bool alone)
         return;
     }
     uint8_t call = LI_FAST_PLAIN;
+    bool branch = s->event == LI_BRANCH && (p->n_sites == 1 || alone);
     if (s->event == LI_CALL && s->aux >= 0 && alone) {
         call = LI_FAST_CALL;
     }
     else if (s->event == LI_C_RETURN && p->n_sites == 1) {
         call = LI_FAST_C_RETURN;
     }
-    else if (!p->simple && !(p->lead_simple && alone)) {
+    else if (!branch && !p->simple && !(p->lead_simple && alone)) {
         return;
     }
     /* (C_RETURN goes to the tools that saw its call start: those selecting
@@ -805,13 +808,19 @@ prepare_fast_path(li_probes *lp, li_probe *p, int index, bool alone)
     if (callback == NULL) {
         return;
     }
+    bool c_callback = Py_IS_TYPE(callback, li_reg.c_callback_type);
+    if (branch && (!c_callback || li_cache_site_dest(s) < 0)) {
+        PyErr_Clear();   /* (without memory, the slow path stays) */
+        return;
+    }
     p->fast = callback;
-    p->fast_c = Py_IS_TYPE(callback, li_reg.c_callback_type);
+    p->fast_c = c_callback;
     p->fast_twin = p->fast_c ? NULL : twin_for(tool, s->event, callback);
     p->fast_tool = (uint8_t)tool;
     p->fast_event = (uint8_t)s->event;
     p->fast_arg = s->arg;
     p->fast_value = s->event == LI_PY_RETURN || s->event == LI_PY_YIELD;
+    p->fast_dest = branch ? s->dest : NULL;
     p->fast_call = call;
     p->fast_epoch = li_reg.dispatch_epoch;
 }
@@ -900,7 +909,12 @@ slow_path(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, li_p
     if (err < 0) {
         return fire_failed(frame, lp, p);
     }
-    if (li_reg.disables != disables && after_disable(lp, p, index) < 0) {
+    /* Disarmed when nothing wants it now: it DISABLEd, or another probe of
+       its location did (the other direction of a branch, which would else
+       come here for nothing on every pass). */
+    if ((li_reg.disables != disables || !probe_wanted(lp, p, index)) &&
+        after_disable(lp, p, index) < 0)
+    {
         return -1;
     }
     prepare_fast_path(lp, p, index, companions_idle(lp, p));
@@ -1015,6 +1029,10 @@ fire(li_probes *lp, PyThreadState *tstate, _PyInterpreterFrame *frame)
         args[3] = frame->localsplus[lp->shadow->co_nlocalsplus + p->depth - 1];
         nargs = 3;
     }
+    else if (p->fast_dest != NULL) {
+        args[3] = p->fast_dest;
+        nargs = 3;
+    }
     int result = call_fast(tstate, p, args, nargs);
     if (result == 0 && li_reg.dispatch_epoch == epoch) {
         return 0;
@@ -1050,6 +1068,7 @@ probes_dealloc(PyObject *self)
     assert(lp->shadow == NULL);
     for (int i = 0; i < lp->n_sites; i++) {
         Py_XDECREF(lp->sites[i].arg);
+        Py_XDECREF(lp->sites[i].dest);
     }
     PyMem_Free(lp->sites);
     PyMem_Free(lp->orig_of);

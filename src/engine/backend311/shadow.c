@@ -195,7 +195,7 @@ add_site(builder *b, int event, int orig, int aux)
     if (li_reserve((void **)&b->sites, &b->cap_sites, b->n_sites, sizeof(li_site), 64) < 0) {
         return -1;
     }
-    b->sites[b->n_sites++] = (li_site){NULL, orig, aux, (uint8_t)event};
+    b->sites[b->n_sites++] = (li_site){NULL, orig, aux, (uint8_t)event, NULL};
     return 0;
 }
 
@@ -214,7 +214,7 @@ add_reraise_site(builder *b, int orig, int aux)
     if (li_reserve((void **)&b->sites, &b->cap_sites, b->n_sites, sizeof(li_site), 64) < 0) {
         return -1;
     }
-    b->sites[b->n_sites++] = (li_site){NULL, orig, aux, (uint8_t)LI_RERAISE};
+    b->sites[b->n_sites++] = (li_site){NULL, orig, aux, (uint8_t)LI_RERAISE, NULL};
     return 0;
 }
 

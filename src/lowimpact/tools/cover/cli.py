@@ -170,6 +170,7 @@ def _run(argv: List[str]) -> int:
             append=options.append,
             messages=not options.quiet,
             context=options.context,
+            reports=False,
         )
         if options.append and measurement.coverage.get_option("run:parallel"):
             _run_parser().error("can't append to data files in parallel mode")

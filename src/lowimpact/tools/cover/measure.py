@@ -23,6 +23,7 @@ context; the data of each context is written as coverage.py writes it.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import signal
 import sys
@@ -77,6 +78,14 @@ def subline_path(data_file: str, data_filename: Optional[str] = None) -> str:
     return data_file + "-subline" + suffix + ".json"
 
 
+def _coverage_exceptions() -> tuple:
+    """coverage.py's errors of configuration (7.10, the last for 3.9, has
+    ConfigError outside CoverageException)."""
+    from coverage.exceptions import ConfigError, CoverageException
+
+    return (CoverageException, ConfigError)
+
+
 def _core():
     try:
         from lowimpact import _cover
@@ -92,7 +101,12 @@ class Measurement:
     """A coverage.py ``Coverage`` configured as ``coverage run`` would be,
     measured by lowimpact's C core.
 
-    Arguments are ``coverage.Coverage``'s (None: from the configuration).
+    Arguments are ``coverage.Coverage``'s (None: from the configuration),
+    and *reports*: whether :attr:`coverage` must be a ``coverage.Coverage``
+    that can report too; False (``cover run`` and its subprocesses, which
+    only measure and save) makes it a
+    :class:`~lowimpact.tools.cover.runcoverage.RunCoverage` where the
+    configuration allows, which leaves coverage.py's reporters unimported.
     """
 
     def __init__(
@@ -111,17 +125,9 @@ class Measurement:
         messages: bool = True,
         child: bool = False,
         context: Optional[str] = None,
+        reports: bool = True,
     ) -> None:
         self._cover = _core()
-        try:
-            import coverage
-            from coverage.exceptions import ConfigError, CoverageException
-        except ImportError:
-            raise CoverError(
-                "lowimpact cover needs coverage.py: pip install 'lowimpact[cover]'"
-            ) from None
-        # (coverage.py 7.10, the last for 3.9, has ConfigError outside CoverageException.)
-        self._coverage_exception = (CoverageException, ConfigError)
         kwargs: Dict[str, Any] = dict(
             data_suffix=parallel or None,
             cover_pylib=pylib,
@@ -138,14 +144,32 @@ class Measurement:
         if data_file is not None:
             kwargs["data_file"] = data_file
         try:
-            self.coverage = coverage.Coverage(**kwargs)
-        except self._coverage_exception as exc:
-            raise CoverError(str(exc)) from None
+            if reports:
+                import coverage
+
+                self.coverage = coverage.Coverage(**kwargs)
+            else:
+                from lowimpact.tools.cover.runcoverage import coverage_for_run
+
+                self.coverage = coverage_for_run(**kwargs)
+        except ModuleNotFoundError as exc:
+            if exc.name != "coverage":
+                raise
+            raise CoverError(
+                "lowimpact cover needs coverage.py: pip install 'lowimpact[cover]'"
+            ) from None
+        except Exception as exc:
+            if isinstance(exc, _coverage_exceptions()):
+                raise CoverError(str(exc)) from None
+            raise
+        self._coverage_exception = _coverage_exceptions()
         missing = [name for name in _NEEDED if not hasattr(self.coverage, name)]
         if missing:
+            from coverage.version import __version__
+
             raise CoverError(
                 "coverage.py %s lacks %s, which lowimpact cover uses; install a coverage 7.x "
-                "that has them" % (coverage.__version__, ", ".join(missing))
+                "that has them" % (__version__, ", ".join(missing))
             )
         unsupported = set(self.coverage.config.concurrency) - _CONCURRENCY
         if unsupported:
@@ -302,12 +326,13 @@ class Measurement:
             suffix = None
         cov._init_data(suffix)
         debug = cov._debug if cov._debug.should("trace") else None
-        cov._inorout = InOrOut(
-            config=cov.config,
-            warn=cov._warn,
-            debug=debug,
-            include_namespace_packages=cov.config.include_namespace_packages,
-        )
+        with _sysconfig_paths_asked_once():
+            cov._inorout = InOrOut(
+                config=cov.config,
+                warn=cov._warn,
+                debug=debug,
+                include_namespace_packages=cov.config.include_namespace_packages,
+            )
         cov._inorout.plugins = cov._plugins
         cov._inorout.disp_class = FileDisposition
         cov._inited_for_start = True
@@ -326,7 +351,7 @@ class Measurement:
         """A forked child writes its own parallel data file (combine them)."""
         if self._collector is None or self._saved:
             return
-        from coverage import CoverageData
+        from coverage.sqldata import CoverageData
 
         cov = self.coverage
         cov._data = CoverageData(
@@ -547,6 +572,32 @@ class Measurement:
         files: Dict[str, list] = {}
         merge(files, {mapper(f): points for f, points in file_points.items()})
         write(path, files)
+
+
+@contextlib.contextmanager
+def _sysconfig_paths_asked_once():
+    """coverage.py's ``InOrOut`` asks ``sysconfig.get_paths(scheme)`` of
+    every scheme twice (where the standard library is, where third-party
+    packages are), and each call copies all of sysconfig's configuration
+    variables: half of what building it costs.  Meanwhile each scheme's
+    paths are computed once (and each caller gets its own copy)."""
+    import sysconfig
+
+    real = sysconfig.get_paths
+    answers: Dict[str, Dict[str, str]] = {}
+
+    def get_paths(*args: Any, **kwargs: Any) -> Dict[str, str]:
+        if kwargs or len(args) != 1:
+            return real(*args, **kwargs)
+        if args[0] not in answers:
+            answers[args[0]] = real(args[0])
+        return dict(answers[args[0]])
+
+    sysconfig.get_paths = get_paths
+    try:
+        yield
+    finally:
+        sysconfig.get_paths = real
 
 
 def _copy_raw(raw: RawData) -> RawData:

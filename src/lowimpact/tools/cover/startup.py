@@ -64,7 +64,7 @@ def process_startup() -> Optional[object]:
         from lowimpact.tools.cover.measure import Measurement
 
         measurement = Measurement(rcfile=_CONFIG_DATA_PREFIX + config, parallel=True,
-                                  messages=False, child=True)
+                                  messages=False, child=True, reports=False)
         measurement.start()
     except Exception as exc:
         print("lowimpact cover: this process is not measured: %s" % exc, file=sys.stderr)
