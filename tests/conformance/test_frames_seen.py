@@ -1206,3 +1206,81 @@ def test_a_closure_callback_runs_in_a_frame_of_its_own(M: Any, tool: Tool) -> No
     frame = kept.pop()
     assert gc.is_tracked(frame) and frame.f_locals["retval"].x == 1
     assert frame.f_locals["count"] == 2 and frame.f_back.f_code is f.__code__
+
+
+def test_each_call_of_a_callback_starts_a_frame_afresh(M: Any, tool: Tool) -> None:
+    """However the engine comes by a callback's frame, each call finds it as
+    a new frame: what the callback's last call left in its locals, its
+    trace settings and its trace function is gone, and it is called from
+    the event's frame."""
+    E = M.events
+    count = 0
+    seen: list = []
+
+    def f(x: int) -> int:
+        return x
+
+    def look(frame: Any, line: int) -> None:
+        # (Not kept in a local of the callback, which its locals' snapshot
+        # would hold: the frame would outlive its call.)
+        seen.append((sorted(frame.f_locals), frame.f_trace_lines, frame.f_trace_opcodes,
+                     frame.f_trace, frame.f_back.f_code is f.__code__, line))
+        frame.f_trace_lines = False
+        frame.f_trace_opcodes = True
+        frame.f_trace = look
+
+    def on_start(code: Any, offset: int) -> None:
+        nonlocal count
+        if code is not f.__code__:
+            return
+        look(sys._getframe(), sys._getframe().f_lineno - on_start.__code__.co_firstlineno)
+        left = count
+        count += 1
+        assert sys._getframe().f_locals["left"] == left
+
+    tool.register(E.PY_START, on_start)
+    tool.set_events(E.PY_START)
+    results = [f(i) for i in range(20)]
+    tool.set_events(0)
+    assert results == list(range(20)) and count == 20
+    assert seen == [(["code", "count", "f", "look", "offset", "on_start"], True, False, None, True, 4)] * 20
+
+
+_BUILTINS_PROBE = """
+def make(seen, target):
+    def on_start(code, offset):
+        if code is target:
+            seen.append(name())
+    return on_start
+
+def probe():
+    return name()
+"""
+
+
+def test_a_callback_sees_the_builtins_a_call_of_it_would(M: Any, tool: Tool) -> None:
+    """A callback's builtins are those a plain call of it from the event's
+    frame gets, its globals' ``__builtins__`` changed or not (3.9 looks them
+    up in the globals at each call from another module's code, 3.10+ keep
+    the function's own)."""
+    E = M.events
+    namespace: dict = {"__builtins__": {"name": lambda: "first"}}
+    exec(_BUILTINS_PROBE, namespace)
+    seen: list = []
+
+    def f() -> None:
+        pass
+
+    def call_and_probe() -> Any:
+        f()
+        return namespace["probe"]()
+
+    tool.register(E.PY_START, namespace["make"](seen, f.__code__))
+    tool.set_events(E.PY_START)
+    try:
+        expected = [call_and_probe(), call_and_probe()]
+        namespace["__builtins__"] = {"name": lambda: "second"}
+        expected += [call_and_probe(), call_and_probe()]
+    finally:
+        tool.set_events(0)
+    assert seen == expected

@@ -862,16 +862,7 @@ li_backend_call(PyThreadState *ts, PyObject *callback, PyObject **argv, size_t n
     /* What li_eval() does with a frame that starts in a callback (the
        thread is tracing): it runs as it is. */
     PyObject *result = installed ? evaluate(ts, f, 0) : PyEval_EvalFrameEx(f, 0);
-    /* As the interpreter lets go of a call's frame: its locals' finalizers
-       run one level deeper. */
-    if (Py_REFCNT(f) > 1) {
-        Py_DECREF(f);
-    }
-    else {
-        ts->recursion_depth++;
-        Py_DECREF(f);
-        ts->recursion_depth--;
-    }
+    li_callback_frame_done(ts, f);
     return result;
 }
 
@@ -880,6 +871,7 @@ li_backend_forget_callback(int tool, int event)
 {
     (void)tool;
     (void)event;
+    li_callback_frames_forget();
 }
 
 PyObject *

@@ -250,6 +250,19 @@ li_callback_frame(PyThreadState *ts, PyObject *callback, PyObject *const *argv, 
     return 0;
 }
 
+/* (Never called: li_callback_frame() makes no frame.) */
+static inline void
+li_callback_frame_done(PyThreadState *ts, PyFrameObject *f)
+{
+    (void)ts;
+    Py_DECREF(f);
+}
+
+static inline void
+li_callback_frames_forget(void)
+{
+}
+
 /* ---- generators ---- */
 
 /* PyIter_Send's contract. */

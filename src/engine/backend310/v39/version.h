@@ -242,6 +242,11 @@ void li_set_tracefunc(PyThreadState *ts, Py_tracefunc func);
  * as short, -1 with an exception set. */
 int li_callback_frame(PyThreadState *ts, PyObject *callback, PyObject *const *argv, size_t nargs,
                       PyFrameObject **frame);
+/* Lets go of `f`, a frame li_callback_frame() made, once evaluated: kept
+ * for the next call of its code when nothing else holds it. */
+void li_callback_frame_done(PyThreadState *ts, PyFrameObject *f);
+/* Lets go of the frames kept (their callbacks may be gone). */
+void li_callback_frames_forget(void);
 
 /* ---- generators (v39/ceval39.c) ---- */
 
