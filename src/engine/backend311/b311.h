@@ -389,7 +389,9 @@ typedef struct li_probes {
     int n_probes;
     uint8_t probe_size;         /* units of each probe */
     _Py_CODEUNIT armed_unit;    /* the first unit of an armed probe */
-    li_probe *probes;           /* by shadow position */
+    /* By shadow position; the start of one block that also holds sites,
+       pads, for_iters, orig_of, shadow_of and probe_at (shadow.c). */
+    li_probe *probes;
     int32_t *probe_at;          /* shadow unit of a probe's last unit -> where
                                    the probe is in `probes`, in bytes; -1
                                    elsewhere */
@@ -450,7 +452,7 @@ int li_probes_attach(li_probes *lp, PyCodeObject *shadow);
 li_probes *li_shadow_probes(PyCodeObject *code);
 
 /* What a shadow builder hands over for its shadow to be made
- * (li_assemble_shadow): the arrays marked owned are taken, also on failure. */
+ * (li_assemble_shadow); all borrowed. */
 typedef struct {
     PyCodeObject *original;
     li_code_state *cs;
@@ -458,18 +460,18 @@ typedef struct {
     bool partial;
     int n_units, n_orig_units;
     const _Py_CODEUNIT *code;
-    int32_t *orig_of;                /* owned */
-    int32_t *shadow_of;              /* owned */
-    li_probe *probes;                /* owned */
+    const int32_t *orig_of;
+    const int32_t *shadow_of;
+    const li_probe *probes;
     int n_probes;
-    li_site *sites;                  /* owned */
+    const li_site *sites;
     int n_sites;
-    li_pad *pads;                    /* owned */
+    const li_pad *pads;
     int n_pads, n_resume_points;
-    struct li_for_iter *for_iters;   /* owned */
+    const struct li_for_iter *for_iters;
     int n_for_iters;
-    int probe_size, probes_const, entry_probe, stacksize;
-    PyObject *linetable, *exctable;  /* owned */
+    int probe_size, probes_const, entry_probe;
+    PyObject *linetable, *exctable;
     /* The line array: unit u has the line of locs[orig_of[u]], but those
        of the ranges [lineless[k][0], lineless[k][1]), which have none. */
     const li_loc *locs;
@@ -487,11 +489,9 @@ typedef struct {
 /* Writes a DIVERT stub (shadow.c) calling constant `lander_const`; past it. */
 _Py_CODEUNIT *li_emit_divert(_Py_CODEUNIT *out, int lander_const);
 
-/* Frees what `parts` owns. */
-void li_shadow_parts_clear(li_shadow_parts *parts);
 /* The shadow made of `parts`, with the constants `consts` (as for
  * li_build_shadow).  New reference, or NULL with an exception. */
-PyCodeObject *li_assemble_shadow(li_shadow_parts *parts, PyObject *consts);
+PyCodeObject *li_assemble_shadow(const li_shadow_parts *parts, PyObject *consts);
 
 /* A shadow with probes for LINE alone (`kinds`, checked by the caller), as
  * li_build_shadow() builds it, made in one walk of the original; NULL

@@ -248,8 +248,19 @@ copy_instruction(walk *w, int i, int pos)
             write_jump(w, in);
         }
     }
-    /* Inline caches start zeroed, as in freshly compiled code. */
-    memset(w->code + pos + 1, 0, sizeof(_Py_CODEUNIT) * (size_t)(n - 1));
+    /* Inline caches start zeroed, as in freshly compiled code: one by one
+       up to four (a call to memset cost more than these few stores). */
+    _Py_CODEUNIT *caches = w->code + pos + 1;
+    for (int k = 4; k < n - 1; k++) {
+        caches[k] = 0;
+    }
+    switch (n - 1 < 4 ? n - 1 : 4) {
+    case 4: caches[3] = 0; /* fall through */
+    case 3: caches[2] = 0; /* fall through */
+    case 2: caches[1] = 0; /* fall through */
+    case 1: caches[0] = 0; /* fall through */
+    default: break;
+    }
     li_fill_units(w->orig_of + pos, n, in->op, 1);
     li_fill_units(w->loc_of + pos, n, in->op, 1);
     li_fill_units(w->shadow_of + in->op, n, pos, 1);
@@ -397,20 +408,6 @@ write_pads(walk *w, int pos)
     return true;
 }
 
-/* A copy of `count` items of `size` from `items`, or NULL with MemoryError
- * (room for one more: none is not NULL). */
-static void *
-copied(const void *items, int count, size_t size)
-{
-    void *copy = PyMem_Malloc(size * ((size_t)count + 1));
-    if (copy == NULL) {
-        PyErr_NoMemory();
-        return NULL;
-    }
-    memcpy(copy, items, size * (size_t)count);
-    return copy;
-}
-
 /* The walk's state.  One for all builds: the GIL is held throughout, and
  * nothing from the walk to the shadow's making runs Python code (no object
  * the collector tracks is allocated before shadow_consts(), which keeps
@@ -431,7 +428,6 @@ li_build_line_shadow(PyCodeObject *original, li_code_state *cs, PyObject *consts
     walk *w = &the_walk;
     w->n_orig = (int)(PyBytes_GET_SIZE(bytes) / sizeof(_Py_CODEUNIT));
     PyCodeObject *shadow = NULL;
-    li_shadow_parts parts = {0};
     if (w->n_orig == 0 || w->n_orig > MAX_UNITS - LI_DIVERT_BASE_SIZE) {
         goto done;
     }
@@ -478,7 +474,7 @@ li_build_line_shadow(PyCodeObject *original, li_code_state *cs, PyObject *consts
     }
     li_code_backend *cb = cs != NULL ? (li_code_backend *)cs->backend : NULL;
     int lineless[1][2] = {{divert, divert_end}};
-    parts = (li_shadow_parts){
+    li_shadow_parts parts = {
         .original = original,
         .cs = cs,
         .kinds = LI_EVENT_BIT(LI_LINE),
@@ -486,16 +482,16 @@ li_build_line_shadow(PyCodeObject *original, li_code_state *cs, PyObject *consts
         .n_units = w->n_units,
         .n_orig_units = w->n_orig,
         .code = w->code,
-        .orig_of = copied(w->orig_of, w->n_units, sizeof(int32_t)),
-        .shadow_of = copied(w->shadow_of, w->n_orig, sizeof(int32_t)),
-        .probes = copied(w->probes, w->n_probes, sizeof(li_probe)),
+        .orig_of = w->orig_of,
+        .shadow_of = w->shadow_of,
+        .probes = w->probes,
         .n_probes = w->n_probes,
-        .sites = copied(w->sites, w->n_probes, sizeof(li_site)),
+        .sites = w->sites,
         .n_sites = w->n_probes,
-        .pads = copied(w->pads, w->n_pads, sizeof(li_pad)),
+        .pads = w->pads,
         .n_pads = w->n_pads,
         .n_resume_points = cb != NULL ? cb->n_resume_points : 0,
-        .for_iters = copied(w->for_iters, w->n_for_iters, sizeof(struct li_for_iter)),
+        .for_iters = w->for_iters,
         .n_for_iters = w->n_for_iters,
         .probe_size = w->probe_size,
         .probes_const = w->probes_const,
@@ -508,14 +504,11 @@ li_build_line_shadow(PyCodeObject *original, li_code_state *cs, PyObject *consts
         .lineless = (const int (*)[2])lineless,
         .n_lineless = 1,
     };
-    if (parts.orig_of == NULL || parts.shadow_of == NULL || parts.probes == NULL ||
-        parts.sites == NULL || parts.pads == NULL || parts.for_iters == NULL ||
-        parts.linetable == NULL || parts.exctable == NULL)
-    {
-        li_shadow_parts_clear(&parts);
-        goto done;
+    if (parts.linetable != NULL && parts.exctable != NULL) {
+        shadow = li_assemble_shadow(&parts, consts);
     }
-    shadow = li_assemble_shadow(&parts, consts);
+    Py_XDECREF(parts.linetable);
+    Py_XDECREF(parts.exctable);
 done:
     Py_DECREF(bytes);
     return shadow;

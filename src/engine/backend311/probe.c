@@ -1051,12 +1051,8 @@ probes_dealloc(PyObject *self)
     for (int i = 0; i < lp->n_sites; i++) {
         Py_XDECREF(lp->sites[i].arg);
     }
-    PyMem_Free(lp->sites);
-    PyMem_Free(lp->orig_of);
-    PyMem_Free(lp->shadow_of);
-    PyMem_Free(lp->pads);
-    PyMem_Free(lp->for_iters);
-    PyMem_Free(lp->probe_at);
+    /* The start of one block with the sites, pads, loops and unit maps
+       (shadow.c). */
     PyMem_Free(lp->probes);
     PyMem_Free(lp->starts);
     Py_XDECREF(lp->original);

@@ -1568,59 +1568,55 @@ shadow_consts(PyObject *consts, li_probes *lp)
     return result;
 }
 
-void
-li_shadow_parts_clear(li_shadow_parts *parts)
-{
-    PyMem_Free(parts->orig_of);
-    PyMem_Free(parts->shadow_of);
-    PyMem_Free(parts->probes);
-    if (parts->sites != NULL) {
-        for (int i = 0; i < parts->n_sites; i++) {
-            Py_XDECREF(parts->sites[i].arg);
-        }
-    }
-    PyMem_Free(parts->sites);
-    PyMem_Free(parts->pads);
-    PyMem_Free(parts->for_iters);
-    Py_CLEAR(parts->linetable);
-    Py_CLEAR(parts->exctable);
-    parts->orig_of = parts->shadow_of = NULL;
-    parts->probes = NULL;
-    parts->sites = NULL;
-    parts->pads = NULL;
-    parts->for_iters = NULL;
-}
-
-/* The li_probes object of `parts`, which takes its arrays. */
+/* The li_probes object of `parts`, whose arrays it copies into one block
+ * (freed with lp->probes, its start). */
 static li_probes *
-new_probes(li_shadow_parts *parts)
+new_probes(const li_shadow_parts *parts)
 {
+    size_t probes_size = sizeof(li_probe) * (size_t)parts->n_probes;
+    size_t sites_size = sizeof(li_site) * (size_t)parts->n_sites;
+    size_t pads_size = sizeof(li_pad) * (size_t)parts->n_pads;
+    size_t loops_size = sizeof(struct li_for_iter) * (size_t)parts->n_for_iters;
+    size_t units_size = sizeof(int32_t) * (size_t)parts->n_units;
+    size_t orig_size = sizeof(int32_t) * (size_t)parts->n_orig_units;
+    /* Probes and sites first, for their alignment (that of pointers). */
+    _Static_assert(sizeof(li_probe) % sizeof(void *) == 0 &&
+                   sizeof(li_site) % sizeof(void *) == 0, "alignment of the block");
+    char *block = PyMem_Malloc(probes_size + sites_size + pads_size + loops_size +
+                               2 * units_size + orig_size + 1);
+    if (block == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
     li_probes *lp = PyObject_New(li_probes, &li_probes_type);
     if (lp == NULL) {
+        PyMem_Free(block);
         return NULL;
     }
     memset((char *)lp + sizeof(PyObject), 0, sizeof(li_probes) - sizeof(PyObject));
+    lp->probes = memcpy(block, parts->probes, probes_size);
+    block += probes_size;
+    lp->sites = memcpy(block, parts->sites, sites_size);
+    block += sites_size;
+    lp->pads = memcpy(block, parts->pads, pads_size);
+    block += pads_size;
+    lp->for_iters = memcpy(block, parts->for_iters, loops_size);
+    block += loops_size;
+    lp->orig_of = memcpy(block, parts->orig_of, units_size);
+    block += units_size;
+    lp->shadow_of = memcpy(block, parts->shadow_of, orig_size);
+    block += orig_size;
+    lp->probe_at = (int32_t *)block;
     lp->original = (PyCodeObject *)Py_NewRef(parts->original);
     lp->cs = parts->cs;
     lp->kinds = parts->kinds;
     lp->probes_const = parts->probes_const;
     lp->n_units = parts->n_units;
     lp->n_orig_units = parts->n_orig_units;
-    lp->orig_of = parts->orig_of;
-    lp->shadow_of = parts->shadow_of;
     lp->n_probes = parts->n_probes;
-    lp->probes = parts->probes;
     lp->n_sites = parts->n_sites;
-    lp->sites = parts->sites;
     lp->n_pads = parts->n_pads;
-    lp->pads = parts->pads;
     lp->n_for_iters = parts->n_for_iters;
-    lp->for_iters = parts->for_iters;
-    parts->orig_of = parts->shadow_of = NULL;
-    parts->probes = NULL;
-    parts->sites = NULL;
-    parts->pads = NULL;
-    parts->for_iters = NULL;
     int probe_size = parts->probe_size;
     lp->probe_size = (uint8_t)probe_size;
     /* The first unit of an armed probe. */
@@ -1628,14 +1624,8 @@ new_probes(li_shadow_parts *parts)
     lp->armed_unit = li_make_unit(ext > 0 ? EXTENDED_ARG : LOAD_CONST,
                                   (parts->probes_const >> (8 * ext)) & 0xFF);
     lp->n_armed = parts->n_probes;    /* emitted armed */
-    lp->probe_at = PyMem_Malloc(sizeof(int32_t) * ((size_t)parts->n_units + 1));
-    if (lp->probe_at == NULL) {
-        Py_DECREF(lp);
-        PyErr_NoMemory();
-        return NULL;
-    }
     /* Every byte 0xFF: -1 in every entry. */
-    memset(lp->probe_at, 0xFF, sizeof(int32_t) * (size_t)parts->n_units);
+    memset(lp->probe_at, 0xFF, units_size);
     for (int k = 0; k < lp->n_probes; k++) {
         li_probe *p = &lp->probes[k];
         lp->probe_at[p->unit + probe_size - 1] = k * (int32_t)sizeof(li_probe);
@@ -1680,7 +1670,7 @@ li_shadows_built(void)
 }
 
 PyCodeObject *
-li_assemble_shadow(li_shadow_parts *parts, PyObject *consts)
+li_assemble_shadow(const li_shadow_parts *parts, PyObject *consts)
 {
     PyCodeObject *original = parts->original, *shadow = NULL;
     PyObject *code_bytes = NULL, *new_consts = NULL;
@@ -1731,23 +1721,25 @@ li_assemble_shadow(li_shadow_parts *parts, PyObject *consts)
     }
     shadows_built++;
 done:
-    li_shadow_parts_clear(parts);
     Py_XDECREF(lp);
     Py_XDECREF(code_bytes);
     Py_XDECREF(new_consts);
     return shadow;
 }
 
-/* What new_probes() takes from the builder: where original units and
- * FOR_ITERs went, the landing pads.  0 or -1. */
+/* Where original units and FOR_ITERs went, and the landing pads, for
+ * new_probes(), in `parts` (freed by the caller).  0 or -1. */
 static int
-hand_over(builder *b, li_shadow_parts *parts)
+hand_over(const builder *b, li_shadow_parts *parts)
 {
     const li_analysis *an = &b->an;
-    parts->shadow_of = li_alloc_filled_later((size_t)an->n_units, sizeof(int32_t));
-    parts->for_iters = PyMem_Malloc(sizeof(struct li_for_iter) * ((size_t)an->n_for_iters + 1));
-    parts->pads = PyMem_Malloc(sizeof(li_pad) * ((size_t)b->n_pads + 1));
-    if (parts->shadow_of == NULL || parts->for_iters == NULL || parts->pads == NULL) {
+    int32_t *shadow_of = li_alloc_filled_later((size_t)an->n_units, sizeof(int32_t));
+    struct li_for_iter *loops = PyMem_Malloc(sizeof(*loops) * ((size_t)an->n_for_iters + 1));
+    li_pad *pads = PyMem_Malloc(sizeof(li_pad) * ((size_t)b->n_pads + 1));
+    parts->shadow_of = shadow_of;
+    parts->for_iters = loops;
+    parts->pads = pads;
+    if (shadow_of == NULL || loops == NULL || pads == NULL) {
         if (!PyErr_Occurred()) {
             PyErr_NoMemory();
         }
@@ -1755,33 +1747,31 @@ hand_over(builder *b, li_shadow_parts *parts)
     }
     for (int k = 0; k < b->n_pads; k++) {
         li_landing to = {an->instrs[b->pads[k].instr].start, b->pads[k].phase};
-        parts->pads[k] = (li_pad){to, b->pads[k].pos};
+        pads[k] = (li_pad){to, b->pads[k].pos};
     }
     parts->n_pads = b->n_pads;
     parts->n_for_iters = an->n_for_iters;
     for (int i = 0, k = 0; k < an->n_for_iters; i++) {
         if (an->instrs[i].opcode == FOR_ITER) {
-            parts->for_iters[k++] = (struct li_for_iter){b->plans[i].pos_op, an->instrs[i].depth};
+            loops[k++] = (struct li_for_iter){b->plans[i].pos_op, an->instrs[i].depth};
         }
     }
     for (int i = 0; i < an->n_instrs; i++) {
         const li_instr *in = &an->instrs[i];
         const plan *pl = &b->plans[i];
         if (in->start == in->op) {
-            li_fill_units(parts->shadow_of + in->op, in->end - in->op, pl->pos_op, 1);
+            li_fill_units(shadow_of + in->op, in->end - in->op, pl->pos_op, 1);
             continue;
         }
         for (int u = in->start; u < in->end; u++) {
             int su = pl->pos_op + (u - in->op);
-            parts->shadow_of[u] = su < pl->pos_start ? pl->pos_start : su;
+            shadow_of[u] = su < pl->pos_start ? pl->pos_start : su;
         }
     }
     parts->probes = b->probes;
     parts->n_probes = b->n_probes;
-    b->probes = NULL;
     parts->sites = b->sites;
     parts->n_sites = b->n_sites;
-    b->sites = NULL;
     return 0;
 }
 
@@ -1791,7 +1781,7 @@ build_general(PyCodeObject *original, li_code_state *cs, li_event_set kinds,
 {
     builder b = {0};
     shadow_image img = {0};
-    void *scratch = NULL;      /* img's arrays but orig_of */
+    void *scratch = NULL;      /* img's arrays */
     li_shadow_parts parts = {0};
     int (*lineless)[2] = NULL;
     PyCodeObject *shadow = NULL;
@@ -1821,13 +1811,12 @@ build_general(PyCodeObject *original, li_code_state *cs, li_event_set kinds,
     }
     /* emit() writes every unit of each (handler and route_of only if
        routed). */
-    /* One block for the arrays that die with the build (orig_of goes on
-       with the probes). */
-    scratch = li_alloc_filled_later((size_t)b.n_units, sizeof(int) + 2 * sizeof(int32_t) +
+    /* One block for the arrays that die with the build (the probes object
+       copies orig_of). */
+    scratch = li_alloc_filled_later((size_t)b.n_units, sizeof(int) + 3 * sizeof(int32_t) +
                                     sizeof(_Py_CODEUNIT));
-    img.orig_of = li_alloc_filled_later((size_t)b.n_units, sizeof(int32_t));
     lineless = PyMem_Malloc(sizeof(*lineless) * ((size_t)b.n_stubs + 1));
-    if (scratch == NULL || img.orig_of == NULL || lineless == NULL) {
+    if (scratch == NULL || lineless == NULL) {
         if (!PyErr_Occurred()) {
             PyErr_NoMemory();
         }
@@ -1836,7 +1825,8 @@ build_general(PyCodeObject *original, li_code_state *cs, li_event_set kinds,
     img.handler = scratch;
     img.loc_of = (int32_t *)(img.handler + b.n_units);
     img.route_of = img.loc_of + b.n_units;
-    img.code = (_Py_CODEUNIT *)(img.route_of + b.n_units);
+    img.orig_of = img.route_of + b.n_units;
+    img.code = (_Py_CODEUNIT *)(img.orig_of + b.n_units);
     emit(&b, &img);
     parts = (li_shadow_parts){
         .original = original,
@@ -1856,15 +1846,17 @@ build_general(PyCodeObject *original, li_code_state *cs, li_event_set kinds,
         .lineless = (const int (*)[2])lineless,
         .n_lineless = lineless_ranges(&b, lineless),
     };
-    img.orig_of = NULL;
     parts.linetable = li_encode_locations(b.an.locs, img.loc_of, b.n_units,
                                           original->co_firstlineno);
     parts.exctable = exception_table(&b, &img);
-    if (parts.linetable == NULL || parts.exctable == NULL || hand_over(&b, &parts) < 0) {
-        li_shadow_parts_clear(&parts);
-        goto done;
+    if (parts.linetable != NULL && parts.exctable != NULL && hand_over(&b, &parts) == 0) {
+        shadow = li_assemble_shadow(&parts, consts);
     }
-    shadow = li_assemble_shadow(&parts, consts);
+    PyMem_Free((void *)parts.shadow_of);
+    PyMem_Free((void *)parts.for_iters);
+    PyMem_Free((void *)parts.pads);
+    Py_XDECREF(parts.linetable);
+    Py_XDECREF(parts.exctable);
 done:
     li_analysis_clear(&b.an);
     PyMem_Free(b.plans);
@@ -1874,7 +1866,6 @@ done:
     PyMem_Free(b.probes);
     PyMem_Free(b.sites);
     PyMem_Free(scratch);
-    PyMem_Free(img.orig_of);
     PyMem_Free(lineless);
     return shadow;
 }
