@@ -63,6 +63,7 @@ typedef struct {
     _Py_CODEUNIT code[MAX_UNITS + SLACK];
     int32_t orig_of[MAX_UNITS + SLACK];
     int32_t loc_of[MAX_UNITS + SLACK];
+    /* (A probe takes two units or more, its instruction one or more.) */
     li_probe probes[MAX_UNITS / LI_PROBE_BASE_SIZE + 1];
     li_site sites[MAX_UNITS / LI_PROBE_BASE_SIZE + 1];
     int n_probes;
