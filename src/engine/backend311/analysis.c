@@ -122,9 +122,8 @@ static const bool oparg_free[256] = {
     [POP_JUMP_BACKWARD_IF_NONE] = true, [POP_JUMP_BACKWARD_IF_NOT_NONE] = true,
 };
 
-/* The stack effect of an instruction that goes on with the next one. */
-static int
-fall_through_effect(const li_instr *in)
+int
+li_fall_through_effect(int opcode, int oparg)
 {
     static int effects[256];    /* of the oparg_free opcodes, once looked up */
     static bool ready;
@@ -134,11 +133,11 @@ fall_through_effect(const li_instr *in)
         }
         ready = true;
     }
-    if (!oparg_free[in->opcode]) {
-        return PyCompile_OpcodeStackEffectWithJump(in->opcode, in->oparg, 0);
+    if (!oparg_free[opcode]) {
+        return PyCompile_OpcodeStackEffectWithJump(opcode, oparg, 0);
     }
-    assert(effects[in->opcode] == PyCompile_OpcodeStackEffectWithJump(in->opcode, in->oparg, 0));
-    return effects[in->opcode];
+    assert(effects[opcode] == PyCompile_OpcodeStackEffectWithJump(opcode, oparg, 0));
+    return effects[opcode];
 }
 
 /* Propagates stack depths along every edge: fall-through, jumps and the
@@ -180,7 +179,8 @@ compute_depths(li_analysis *an)
         if ((in->flags & LI_I_FALLS_THROUGH) && i + 1 < an->n_instrs) {
             /* The value a generator is first resumed with is pushed after
                RETURN_GENERATOR; the compiler counts it on the POP_TOP. */
-            int effect = in->opcode == RETURN_GENERATOR ? 1 : fall_through_effect(in);
+            int effect = in->opcode == RETURN_GENERATOR
+                         ? 1 : li_fall_through_effect(in->opcode, in->oparg);
             REACH(i + 1, in->depth + effect);
         }
         if (in->target >= 0) {

@@ -130,6 +130,52 @@ li_fill_units(int32_t *out, int n, int32_t first, int32_t step)
     }
 }
 
+static inline _Py_CODEUNIT
+li_make_unit(int opcode, int oparg)
+{
+    _Py_CODEUNIT unit;
+    uint8_t *bytes = (uint8_t *)&unit;
+    bytes[0] = (uint8_t)opcode;
+    bytes[1] = (uint8_t)oparg;
+    return unit;
+}
+
+/* Writes `ext` EXTENDED_ARG prefixes for the high bytes of oparg, then the
+ * opcode; past them. */
+static inline _Py_CODEUNIT *
+li_emit_with_prefixes(_Py_CODEUNIT *out, int ext, int opcode, int oparg)
+{
+    for (int k = ext; k > 0; k--) {
+        *out++ = li_make_unit(EXTENDED_ARG, (oparg >> (8 * k)) & 0xFF);
+    }
+    *out++ = li_make_unit(opcode, oparg & 0xFF);
+    return out;
+}
+
+/* The opcode of a jump that now goes to `landing`: a conditional jump to a
+ * stub after the code goes forward even if it went backward. */
+static inline int
+li_jump_opcode(int opcode, bool forward)
+{
+    if (!forward) {
+        return opcode;
+    }
+    switch (opcode) {
+    case POP_JUMP_BACKWARD_IF_FALSE: return POP_JUMP_FORWARD_IF_FALSE;
+    case POP_JUMP_BACKWARD_IF_TRUE: return POP_JUMP_FORWARD_IF_TRUE;
+    case POP_JUMP_BACKWARD_IF_NONE: return POP_JUMP_FORWARD_IF_NONE;
+    case POP_JUMP_BACKWARD_IF_NOT_NONE: return POP_JUMP_FORWARD_IF_NOT_NONE;
+    default: return opcode;
+    }
+}
+
+/* The EXTENDED_ARG prefixes an oparg needs. */
+static inline int
+li_ext_needed(int oparg)
+{
+    return oparg > 0xFFFFFF ? 3 : oparg > 0xFFFF ? 2 : oparg > 0xFF ? 1 : 0;
+}
+
 /* ---- tables (tables.c) ---- */
 
 /* Decodes the location table into one li_loc per unit and, unless NULL, a
@@ -347,7 +393,9 @@ typedef struct li_probes {
     int n_probes;
     uint8_t probe_size;         /* units of each probe */
     _Py_CODEUNIT armed_unit;    /* the first unit of an armed probe */
-    li_probe *probes;           /* by shadow position */
+    /* By shadow position; the start of one block that also holds sites,
+       pads, for_iters, orig_of, shadow_of and probe_at (shadow.c). */
+    li_probe *probes;
     int32_t *probe_at;          /* shadow unit of a probe's last unit -> where
                                    the probe is in `probes`, in bytes; -1
                                    elsewhere */
@@ -406,6 +454,68 @@ int li_probes_attach(li_probes *lp, PyCodeObject *shadow);
 
 /* The probes of a shadow, or NULL when `code` is not a shadow. */
 li_probes *li_shadow_probes(PyCodeObject *code);
+
+/* What a shadow builder hands over for its shadow to be made
+ * (li_assemble_shadow); all borrowed. */
+typedef struct {
+    PyCodeObject *original;
+    li_code_state *cs;
+    li_event_set kinds;
+    bool partial;
+    int n_units, n_orig_units;
+    const _Py_CODEUNIT *code;
+    const int32_t *orig_of;
+    const int32_t *shadow_of;
+    const li_probe *probes;
+    int n_probes;
+    const li_site *sites;
+    int n_sites;
+    const li_pad *pads;
+    int n_pads, n_resume_points;
+    const struct li_for_iter *for_iters;
+    int n_for_iters;
+    int probe_size, probes_const, entry_probe;
+    PyObject *linetable, *exctable;
+    /* The line array: unit u has the line of locs[orig_of[u]], but those
+       of the ranges [lineless[k][0], lineless[k][1]), which have none. */
+    const li_loc *locs;
+    bool wide_lines;
+    const int (*lineless)[2];
+    int n_lineless;
+} li_shadow_parts;
+
+/* A probe's two units but its prefixes: LOAD_CONST, POP_JUMP_IF_TRUE. */
+#define LI_PROBE_BASE_SIZE 2
+/* The units of a DIVERT stub whose LOAD_CONST has no prefix (shadow.c). */
+#define LI_DIVERT_BASE_SIZE (4 + 1 + 4 + 1)
+/* How far a probe's one-unit jump reaches. */
+#define LI_JUMP_REACH 255
+/* Writes a DIVERT stub (shadow.c) calling constant `lander_const`; past it. */
+_Py_CODEUNIT *li_emit_divert(_Py_CODEUNIT *out, int lander_const);
+
+/* The shadow made of `parts`, with the constants `consts` (as for
+ * li_build_shadow).  New reference, or NULL with an exception. */
+PyCodeObject *li_assemble_shadow(const li_shadow_parts *parts, PyObject *consts);
+
+/* A shadow with probes for LINE alone (`kinds`, checked by the caller), as
+ * li_build_shadow() builds it, made in one walk of the original; NULL
+ * without an exception where that walk does not apply (lineshadow.c). */
+PyCodeObject *li_build_line_shadow(PyCodeObject *original, li_code_state *cs,
+                                   PyObject *consts, bool every_site);
+
+/* Debug builds make each LINE shadow both ways and compare. */
+#if defined(LI_DEBUG) && !defined(LI_CROSSCHECK_LINE_SHADOWS)
+#define LI_CROSSCHECK_LINE_SHADOWS
+#endif
+#ifdef LI_CROSSCHECK_LINE_SHADOWS
+/* Whether the shadows li_build_line_shadow() and the general builder made of
+ * the same code differ (then with SystemError saying where). */
+bool li_line_shadow_differs(PyCodeObject *fast, PyCodeObject *general);
+#endif
+
+/* The stack effect of an instruction that goes on with the next one
+ * (analysis.c). */
+int li_fall_through_effect(int opcode, int oparg);
 
 /* Builds a shadow of `original` with probes for `kinds` where tools want
  * them (everywhere with `every_site`, for checking the builder); its nested

@@ -1070,12 +1070,8 @@ probes_dealloc(PyObject *self)
         Py_XDECREF(lp->sites[i].arg);
         Py_XDECREF(lp->sites[i].dest);
     }
-    PyMem_Free(lp->sites);
-    PyMem_Free(lp->orig_of);
-    PyMem_Free(lp->shadow_of);
-    PyMem_Free(lp->pads);
-    PyMem_Free(lp->for_iters);
-    PyMem_Free(lp->probe_at);
+    /* The start of one block with the sites, pads, loops and unit maps
+       (shadow.c). */
     PyMem_Free(lp->probes);
     PyMem_Free(lp->starts);
     Py_XDECREF(lp->original);

@@ -42,12 +42,9 @@
 
 #include "b311.h"
 
-#define PROBE_BASE_SIZE 2    /* LOAD_CONST, POP_JUMP_IF_TRUE */
-/* PUSH_NULL, LOAD_CONST, PRECALL 0 and its cache, CALL 0 and its cache,
- * RETURN_VALUE. */
-#define DIVERT_BASE_SIZE (4 + 1 + 4 + 1)
-/* How far a probe's one-unit jump reaches. */
-#define JUMP_REACH 255
+#define PROBE_BASE_SIZE LI_PROBE_BASE_SIZE
+#define DIVERT_BASE_SIZE LI_DIVERT_BASE_SIZE
+#define JUMP_REACH LI_JUMP_REACH
 
 enum { AFTER, ARRIVE, HANDLER, LINE, INSTR, N_SLOTS };
 
@@ -121,12 +118,6 @@ typedef struct {
     int divert_size;          /* units of a DIVERT stub */
     int n_units;
 } builder;
-
-static int
-ext_needed(int oparg)
-{
-    return oparg > 0xFFFFFF ? 3 : oparg > 0xFFFF ? 2 : oparg > 0xFF ? 1 : 0;
-}
 
 static bool
 wanted(const builder *b, int event)
@@ -801,23 +792,6 @@ handler_landing(const builder *b, int t)
     return pl->pos_start;
 }
 
-/* The opcode of a jump that now goes to `landing`: a conditional jump to a
- * stub after the code goes forward even if it went backward. */
-static int
-jump_opcode(int opcode, bool forward)
-{
-    if (!forward) {
-        return opcode;
-    }
-    switch (opcode) {
-    case POP_JUMP_BACKWARD_IF_FALSE: return POP_JUMP_FORWARD_IF_FALSE;
-    case POP_JUMP_BACKWARD_IF_TRUE: return POP_JUMP_FORWARD_IF_TRUE;
-    case POP_JUMP_BACKWARD_IF_NONE: return POP_JUMP_FORWARD_IF_NONE;
-    case POP_JUMP_BACKWARD_IF_NOT_NONE: return POP_JUMP_FORWARD_IF_NOT_NONE;
-    default: return opcode;
-    }
-}
-
 static int
 instr_landing(const builder *b, int i)
 {
@@ -1008,29 +982,29 @@ layout(builder *b)
         bool grew = false;
         for (int i = 0; i < an->n_instrs; i++) {
             plan *pl = &b->plans[i];
-            if (an->instrs[i].target >= 0 && ext_needed(instr_jump_oparg(b, i)) > pl->ext) {
-                pl->ext = ext_needed(instr_jump_oparg(b, i));
+            if (an->instrs[i].target >= 0 && li_ext_needed(instr_jump_oparg(b, i)) > pl->ext) {
+                pl->ext = li_ext_needed(instr_jump_oparg(b, i));
                 grew = true;
             }
         }
         for (int k = 0; k < b->n_stubs; k++) {
             stub *s = &b->stubs[k];
-            if (s->kind == STUB_TAKEN && ext_needed(stub_jump_oparg(b, s)) > s->ext) {
-                s->ext = ext_needed(stub_jump_oparg(b, s));
+            if (s->kind == STUB_TAKEN && li_ext_needed(stub_jump_oparg(b, s)) > s->ext) {
+                s->ext = li_ext_needed(stub_jump_oparg(b, s));
                 grew = true;
             }
         }
         for (int i = 0; i < an->n_instrs; i++) {
             plan *pl = &b->plans[i];
-            if (pl->pos_gap >= 0 && ext_needed(gap_jump_oparg(b, i)) > pl->gap_ext) {
-                pl->gap_ext = ext_needed(gap_jump_oparg(b, i));
+            if (pl->pos_gap >= 0 && li_ext_needed(gap_jump_oparg(b, i)) > pl->gap_ext) {
+                pl->gap_ext = li_ext_needed(gap_jump_oparg(b, i));
                 grew = true;
             }
         }
         for (int k = 0; k < b->n_pads; k++) {
             pad *p = &b->pads[k];
-            if (p->phase != LI_LAND_RAISED && ext_needed(pad_jump_oparg(b, p)) > p->ext) {
-                p->ext = ext_needed(pad_jump_oparg(b, p));
+            if (p->phase != LI_LAND_RAISED && li_ext_needed(pad_jump_oparg(b, p)) > p->ext) {
+                p->ext = li_ext_needed(pad_jump_oparg(b, p));
                 grew = true;
             }
         }
@@ -1185,27 +1159,6 @@ layout_with_diverts(builder *b)
 
 /* ---- emission ---------------------------------------------------------- */
 
-static inline _Py_CODEUNIT
-make_unit(int opcode, int oparg)
-{
-    _Py_CODEUNIT unit;
-    uint8_t *bytes = (uint8_t *)&unit;
-    bytes[0] = (uint8_t)opcode;
-    bytes[1] = (uint8_t)oparg;
-    return unit;
-}
-
-/* Writes EXTENDED_ARG prefixes for the high bytes of oparg, then the opcode. */
-static _Py_CODEUNIT *
-emit_with_prefixes(_Py_CODEUNIT *out, int ext, int opcode, int oparg)
-{
-    for (int k = ext; k > 0; k--) {
-        *out++ = make_unit(EXTENDED_ARG, (oparg >> (8 * k)) & 0xFF);
-    }
-    *out++ = make_unit(opcode, oparg & 0xFF);
-    return out;
-}
-
 typedef struct {
     _Py_CODEUNIT *code;
     int32_t *orig_of;
@@ -1229,7 +1182,7 @@ emit_probe_at(const builder *b, shadow_image *img, int pos, int index, int owner
 {
     _Py_CODEUNIT *p = img->code + pos;
     /* Armed; li_probes_sync() sets the real state before first use. */
-    p = emit_with_prefixes(p, b->probe_size - PROBE_BASE_SIZE, LOAD_CONST, b->probes_const);
+    p = li_emit_with_prefixes(p, b->probe_size - PROBE_BASE_SIZE, LOAD_CONST, b->probes_const);
     li_probe *probe = &b->probes[index];
     probe->unit = pos;
     int distance = 0;
@@ -1237,12 +1190,12 @@ emit_probe_at(const builder *b, shadow_image *img, int pos, int index, int owner
     if (divert >= 0 && distance <= JUMP_REACH) {
         /* The probe returns 1 (true) when its frame must divert. */
         bool forward = b->stubs[divert].pos >= probe_end(b, index);
-        *p++ = make_unit(forward ? POP_JUMP_FORWARD_IF_TRUE : POP_JUMP_BACKWARD_IF_TRUE,
-                         distance);
+        *p++ = li_make_unit(forward ? POP_JUMP_FORWARD_IF_TRUE : POP_JUMP_BACKWARD_IF_TRUE,
+                            distance);
     }
     else {
         probe->resume_unit = -1;
-        *p++ = make_unit(POP_JUMP_FORWARD_IF_TRUE, 0);
+        *p++ = li_make_unit(POP_JUMP_FORWARD_IF_TRUE, 0);
     }
     int loc = located ? owner_unit : -1;
     for (int k = 0; k < b->probe_size; k++) {
@@ -1293,8 +1246,8 @@ emit_instruction(const builder *b, shadow_image *img, int i)
         /* Jumps get their opargs and EXTENDED_ARG prefixes recomputed; the
            prefixes stand for the opcode unit. */
         bool forward = instr_landing(b, i) >= pl->pos_end;
-        emit_with_prefixes(img->code + pl->pos_start, pl->ext,
-                           jump_opcode(in->opcode, forward), instr_jump_oparg(b, i));
+        li_emit_with_prefixes(img->code + pl->pos_start, pl->ext,
+                              li_jump_opcode(in->opcode, forward), instr_jump_oparg(b, i));
         own_units(b, img, pl->pos_start, pl->ext, in->op, true);
     }
     else {
@@ -1337,23 +1290,30 @@ emit_instruction(const builder *b, shadow_image *img, int i)
  * sees here.  It has no location and no handler: it raises nothing a
  * program could handle (probes divert only when the call's frame fits under
  * the recursion limit). */
+_Py_CODEUNIT *
+li_emit_divert(_Py_CODEUNIT *p, int lander_const)
+{
+    *p++ = li_make_unit(PUSH_NULL, 0);
+    p = li_emit_with_prefixes(p, li_ext_needed(lander_const), LOAD_CONST, lander_const);
+    *p++ = li_make_unit(PRECALL, 0);
+    *p++ = li_make_unit(CACHE, 0);
+    *p++ = li_make_unit(CALL, 0);
+    for (int k = 0; k < 4; k++) {
+        *p++ = li_make_unit(CACHE, 0);
+    }
+    /* Never reached (the call moves the frame): it tells analyses of the
+       shadow (trampoline.c) that nothing falls through from the stub. */
+    *p++ = li_make_unit(RETURN_VALUE, 0);
+    return p;
+}
+
 static void
 emit_divert_stub(const builder *b, shadow_image *img, const stub *s)
 {
     const li_instr *owner = &b->an.instrs[s->owner];
-    _Py_CODEUNIT *p = img->code + s->pos;
-    *p++ = make_unit(PUSH_NULL, 0);
-    p = emit_with_prefixes(p, ext_needed(b->lander_const), LOAD_CONST, b->lander_const);
-    *p++ = make_unit(PRECALL, 0);
-    *p++ = make_unit(CACHE, 0);
-    *p++ = make_unit(CALL, 0);
-    for (int k = 0; k < 4; k++) {
-        *p++ = make_unit(CACHE, 0);
-    }
-    /* Never reached (the call moves the frame): it tells analyses of the
-       shadow (trampoline.c) that nothing falls through from the stub. */
-    *p++ = make_unit(RETURN_VALUE, 0);
-    assert(p == img->code + s->pos_end);
+    _Py_CODEUNIT *end = li_emit_divert(img->code + s->pos, b->lander_const);
+    assert(end == img->code + s->pos_end);
+    (void)end;
     own_units(b, img, s->pos, s->pos_end - s->pos, owner->op, false);
     for (int u = s->pos; u < s->pos_end && b->routed; u++) {
         img->handler[u] = ROUTE_NONE;
@@ -1384,14 +1344,14 @@ emit_stub(const builder *b, shadow_image *img, const stub *s)
     own_units(b, img, s->pos_tail, tail_size, owner->op, false);
     if (s->kind == STUB_TAKEN) {
         bool forward = stub_landing(b, s) >= s->pos_end;
-        emit_with_prefixes(img->code + s->pos_tail, s->ext,
-                           forward ? JUMP_FORWARD : JUMP_BACKWARD, stub_jump_oparg(b, s));
+        li_emit_with_prefixes(img->code + s->pos_tail, s->ext,
+                              forward ? JUMP_FORWARD : JUMP_BACKWARD, stub_jump_oparg(b, s));
     }
     else {
         /* Re-raise where the original would have gone: its handler or out
            of the frame.  After a C_RAISE stub the frame's last instruction
            is the stub's, which stands for the call. */
-        img->code[s->pos_tail] = make_unit(RERAISE, s->kind == STUB_UNWIND ? 1 : 0);
+        img->code[s->pos_tail] = li_make_unit(RERAISE, s->kind == STUB_UNWIND ? 1 : 0);
     }
     if (s->kind == STUB_UNWIND) {
         for (int u = s->pos; u < s->pos_end; u++) {
@@ -1410,14 +1370,14 @@ emit_pads(const builder *b, shadow_image *img)
     for (int k = 0; k < b->n_pads; k++) {
         const pad *p = &b->pads[k];
         _Py_CODEUNIT *out = img->code + p->pos;
-        *out++ = make_unit(POP_TOP, 0);
+        *out++ = li_make_unit(POP_TOP, 0);
         int op = b->an.instrs[p->instr].op;
         if (p->phase == LI_LAND_RAISED) {
-            *out = make_unit(RERAISE, 0);
+            *out = li_make_unit(RERAISE, 0);
             own_units(b, img, p->pos, 2, op, true);
             continue;
         }
-        emit_with_prefixes(out, p->ext, JUMP_BACKWARD, pad_jump_oparg(b, p));
+        li_emit_with_prefixes(out, p->ext, JUMP_BACKWARD, pad_jump_oparg(b, p));
         own_units(b, img, p->pos, 2 + p->ext, op, false);
     }
 }
@@ -1431,8 +1391,8 @@ emit(const builder *b, shadow_image *img)
         const li_instr *in = &an->instrs[i];
         int prev_op = i > 0 ? an->instrs[i - 1].op : in->op;
         if (pl->pos_gap >= 0) {
-            emit_with_prefixes(img->code + pl->pos_gap, pl->gap_ext, JUMP_FORWARD,
-                               gap_jump_oparg(b, i));
+            li_emit_with_prefixes(img->code + pl->pos_gap, pl->gap_ext, JUMP_FORWARD,
+                                  gap_jump_oparg(b, i));
             own_units(b, img, pl->pos_gap, 1 + pl->gap_ext, prev_op, false);
         }
         if (pl->probed) {
@@ -1442,7 +1402,7 @@ emit(const builder *b, shadow_image *img)
                 emit_probe(b, img, pl->pos[ARRIVE], pl->probe[ARRIVE], send, send, false);
             }
             if (pl->skip) {
-                img->code[pl->pos_skip] = make_unit(JUMP_FORWARD, b->probe_size);
+                img->code[pl->pos_skip] = li_make_unit(JUMP_FORWARD, b->probe_size);
                 own_units(b, img, pl->pos_skip, 1, prev_op, false);
             }
             /* The probes before a handler run before it takes the exception
@@ -1465,7 +1425,7 @@ emit(const builder *b, shadow_image *img)
                 int distance = instr_landing(b, i - 1) - pl->pos_start;
                 assert(distance > 0 && distance < 256);
                 assert(b->probes[pl->probe[INSTR]].resume_unit < 0);
-                img->code[pl->pos_start - 1] = make_unit(POP_JUMP_FORWARD_IF_TRUE, distance);
+                img->code[pl->pos_start - 1] = li_make_unit(POP_JUMP_FORWARD_IF_TRUE, distance);
             }
         }
         emit_instruction(b, img, i);
@@ -1541,43 +1501,36 @@ done:
 }
 
 /* The per-unit line array that tracing and PyCode_Addr2Line read (CPython
- * fills it lazily from the location table).  It differs from the location
- * table in one place: the probe right after RESUME 0 (PY_START) belongs to
- * RESUME, but a sys.settrace function must see the same 'line' events as in
- * the original, where the first is at the instruction after RESUME; so in
- * this array the probe has no line, and that instruction, coming after a
- * unit without one, makes the event (a line there, RESUME's or its own,
- * would make it at the probe, where f_lasti reads RESUME's offset).  Python
- * code sees RESUME's line (transparency.c maps lines through the
- * original). */
+ * fills it lazily from the location table) maps each unit to the line of
+ * the original unit it stands for.  It differs from the location table in
+ * the units of stub_without_line() and in one more place: the probe right
+ * after RESUME 0 (PY_START) belongs to RESUME, but a sys.settrace function
+ * must see the same 'line' events as in the original, where the first is at
+ * the instruction after RESUME; so in this array the probe has no line, and
+ * that instruction, coming after a unit without one, makes the event (a
+ * line there, RESUME's or its own, would make it at the probe, where
+ * f_lasti reads RESUME's offset).  Python code sees RESUME's line
+ * (transparency.c maps lines through the original).  The ranges of units
+ * without a line; their count. */
 static int
-set_line_array(const builder *b, const int32_t *orig_of, PyCodeObject *shadow)
+lineless_ranges(const builder *b, int (*ranges)[2])
 {
-    /* A unit has the line of the original unit it stands for, but
-       stub_without_line(). */
-    if (li_set_line_array_mapped(shadow, b->an.locs, orig_of,
-                                 b->an.max_line > INT16_MAX) < 0)
-    {
-        return -1;
-    }
+    int n = 0;
     for (int k = 0; k < b->n_stubs; k++) {
         const stub *s = &b->stubs[k];
-        if (!stub_without_line(b, s)) {
-            continue;
-        }
-        for (int u = s->pos; u < s->pos_end; u++) {
-            li_line_array_set(shadow, u, -1);
+        if (stub_without_line(b, s)) {
+            ranges[n][0] = s->pos;
+            ranges[n++][1] = s->pos_end;
         }
     }
     if (b->resume >= 0 && b->resume + 1 < b->an.n_instrs &&
         b->plans[b->resume + 1].pos[AFTER] >= 0)
     {
-        int start = b->plans[b->resume + 1].pos[AFTER];
-        for (int u = start; u < start + b->probe_size; u++) {
-            li_line_array_set(shadow, u, -1);
-        }
+        ranges[n][0] = b->plans[b->resume + 1].pos[AFTER];
+        ranges[n][1] = ranges[n][0] + b->probe_size;
+        n++;
     }
-    return 0;
+    return n;
 }
 
 /* The constants of a shadow: the original's (or what stands for them), its
@@ -1615,13 +1568,89 @@ shadow_consts(PyObject *consts, li_probes *lp)
     return result;
 }
 
+/* The li_probes object of `parts`, whose arrays it copies into one block
+ * (freed with lp->probes, its start). */
+static li_probes *
+new_probes(const li_shadow_parts *parts)
+{
+    size_t probes_size = sizeof(li_probe) * (size_t)parts->n_probes;
+    size_t sites_size = sizeof(li_site) * (size_t)parts->n_sites;
+    size_t pads_size = sizeof(li_pad) * (size_t)parts->n_pads;
+    size_t loops_size = sizeof(struct li_for_iter) * (size_t)parts->n_for_iters;
+    size_t units_size = sizeof(int32_t) * (size_t)parts->n_units;
+    size_t orig_size = sizeof(int32_t) * (size_t)parts->n_orig_units;
+    /* Probes and sites first, for their alignment (that of pointers). */
+    _Static_assert(sizeof(li_probe) % sizeof(void *) == 0 &&
+                   sizeof(li_site) % sizeof(void *) == 0, "alignment of the block");
+    char *block = PyMem_Malloc(probes_size + sites_size + pads_size + loops_size +
+                               2 * units_size + orig_size + 1);
+    if (block == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    li_probes *lp = PyObject_New(li_probes, &li_probes_type);
+    if (lp == NULL) {
+        PyMem_Free(block);
+        return NULL;
+    }
+    memset((char *)lp + sizeof(PyObject), 0, sizeof(li_probes) - sizeof(PyObject));
+    lp->probes = memcpy(block, parts->probes, probes_size);
+    block += probes_size;
+    lp->sites = memcpy(block, parts->sites, sites_size);
+    block += sites_size;
+    lp->pads = memcpy(block, parts->pads, pads_size);
+    block += pads_size;
+    lp->for_iters = memcpy(block, parts->for_iters, loops_size);
+    block += loops_size;
+    lp->orig_of = memcpy(block, parts->orig_of, units_size);
+    block += units_size;
+    lp->shadow_of = memcpy(block, parts->shadow_of, orig_size);
+    block += orig_size;
+    lp->probe_at = (int32_t *)block;
+    lp->original = (PyCodeObject *)Py_NewRef(parts->original);
+    lp->cs = parts->cs;
+    lp->kinds = parts->kinds;
+    lp->probes_const = parts->probes_const;
+    lp->n_units = parts->n_units;
+    lp->n_orig_units = parts->n_orig_units;
+    lp->n_probes = parts->n_probes;
+    lp->n_sites = parts->n_sites;
+    lp->n_pads = parts->n_pads;
+    lp->n_for_iters = parts->n_for_iters;
+    int probe_size = parts->probe_size;
+    lp->probe_size = (uint8_t)probe_size;
+    /* The first unit of an armed probe. */
+    int ext = probe_size - PROBE_BASE_SIZE;
+    lp->armed_unit = li_make_unit(ext > 0 ? EXTENDED_ARG : LOAD_CONST,
+                                  (parts->probes_const >> (8 * ext)) & 0xFF);
+    lp->n_armed = parts->n_probes;    /* emitted armed */
+    /* Every byte 0xFF: -1 in every entry. */
+    memset(lp->probe_at, 0xFF, units_size);
+    for (int k = 0; k < lp->n_probes; k++) {
+        li_probe *p = &lp->probes[k];
+        lp->probe_at[p->unit + probe_size - 1] = k * (int32_t)sizeof(li_probe);
+        /* Inline caches are zero here: a LOAD_FAST opcode is one. */
+        p->after_load_fast = ext == 0 && p->unit > 0 &&
+                             _Py_OPCODE(parts->code[p->unit - 1]) == LOAD_FAST;
+    }
+    lp->entry_probe = parts->entry_probe;
+    lp->n_resume_points = parts->n_resume_points;
+    lp->partial = parts->partial;
+    lp->built_epoch = li_reg.disable_epoch;
+    for (int e = 0; e < LI_LOCAL_EVENT_COUNT; e++) {
+        lp->built_tools[e] = li_reg.global_tools[e] | parts->cs->local_tools[e];
+    }
+    return lp;
+}
+
+/* The stack a shadow with `probes` needs. */
 static int
-stack_size(const builder *b, PyCodeObject *original)
+stack_size(const li_probe *probes, int n_probes, PyCodeObject *original)
 {
     int needed = li_true_stacksize(original), size = needed;
-    for (int p = 0; p < b->n_probes; p++) {
+    for (int p = 0; p < n_probes; p++) {
         /* A probe pushes one value; the DIVERT stub it jumps to, two. */
-        int top = b->probes[p].depth + (b->probes[p].resume_unit >= 0 ? 2 : 1);
+        int top = probes[p].depth + (probes[p].resume_unit >= 0 ? 2 : 1);
         if (top > size) {
             size = top;
         }
@@ -1629,99 +1658,6 @@ stack_size(const builder *b, PyCodeObject *original)
     /* Entry trampolines allocate frames by this bound (trampoline.c). */
     assert(size <= li_shadow_stack_bound(original, needed));
     return size;
-}
-
-static li_probes *
-new_probes(builder *b, shadow_image *img, PyCodeObject *original, li_code_state *cs)
-{
-    li_probes *lp = PyObject_New(li_probes, &li_probes_type);
-    if (lp == NULL) {
-        return NULL;
-    }
-    memset((char *)lp + sizeof(PyObject), 0, sizeof(li_probes) - sizeof(PyObject));
-    lp->original = (PyCodeObject *)Py_NewRef(original);
-    lp->cs = cs;
-    lp->kinds = b->kinds;
-    lp->probes_const = b->probes_const;
-    lp->n_units = b->n_units;
-    lp->n_orig_units = b->an.n_units;
-    lp->orig_of = img->orig_of;
-    img->orig_of = NULL;
-    lp->n_probes = b->n_probes;
-    lp->probe_size = (uint8_t)b->probe_size;
-    /* The first unit of an armed probe. */
-    int ext = b->probe_size - PROBE_BASE_SIZE;
-    lp->armed_unit = make_unit(ext > 0 ? EXTENDED_ARG : LOAD_CONST,
-                               (b->probes_const >> (8 * ext)) & 0xFF);
-    lp->n_armed = b->n_probes;    /* emitted armed */
-    lp->probes = b->probes;
-    b->probes = NULL;
-    lp->n_sites = b->n_sites;
-    lp->sites = b->sites;
-    b->sites = NULL;
-    lp->probe_at = PyMem_Malloc(sizeof(int32_t) * ((size_t)b->n_units + 1));
-    if (lp->probe_at == NULL) {
-        Py_DECREF(lp);
-        PyErr_NoMemory();
-        return NULL;
-    }
-    /* Every byte 0xFF: -1 in every entry. */
-    memset(lp->probe_at, 0xFF, sizeof(int32_t) * (size_t)b->n_units);
-    for (int k = 0; k < lp->n_probes; k++) {
-        li_probe *p = &lp->probes[k];
-        lp->probe_at[p->unit + b->probe_size - 1] = k * (int32_t)sizeof(li_probe);
-        /* Inline caches are zero here: a LOAD_FAST opcode is one. */
-        p->after_load_fast = ext == 0 && p->unit > 0 &&
-                             _Py_OPCODE(img->code[p->unit - 1]) == LOAD_FAST;
-    }
-    lp->entry_probe = b->entry_probe;
-    lp->n_resume_points = b->n_resume_points;
-    lp->pads = PyMem_Malloc(sizeof(li_pad) * ((size_t)b->n_pads + 1));
-    if (lp->pads == NULL) {
-        Py_DECREF(lp);
-        PyErr_NoMemory();
-        return NULL;
-    }
-    for (int k = 0; k < b->n_pads; k++) {
-        li_landing to = {b->an.instrs[b->pads[k].instr].start, b->pads[k].phase};
-        lp->pads[k] = (li_pad){to, b->pads[k].pos};
-    }
-    lp->n_pads = b->n_pads;
-    lp->partial = b->partial;
-    lp->built_epoch = li_reg.disable_epoch;
-    for (int e = 0; e < LI_LOCAL_EVENT_COUNT; e++) {
-        lp->built_tools[e] = li_reg.global_tools[e] | cs->local_tools[e];
-    }
-    lp->n_for_iters = b->an.n_for_iters;
-    lp->for_iters = PyMem_Malloc(sizeof(*lp->for_iters) * ((size_t)lp->n_for_iters + 1));
-    if (lp->for_iters == NULL) {
-        Py_DECREF(lp);
-        PyErr_NoMemory();
-        return NULL;
-    }
-    for (int i = 0, k = 0; k < lp->n_for_iters; i++) {
-        if (b->an.instrs[i].opcode == FOR_ITER) {
-            lp->for_iters[k++] = (struct li_for_iter){b->plans[i].pos_op, b->an.instrs[i].depth};
-        }
-    }
-    lp->shadow_of = li_alloc_filled_later((size_t)b->an.n_units, sizeof(int32_t));
-    if (lp->shadow_of == NULL) {
-        Py_DECREF(lp);
-        return NULL;
-    }
-    for (int i = 0; i < b->an.n_instrs; i++) {
-        const li_instr *in = &b->an.instrs[i];
-        const plan *pl = &b->plans[i];
-        if (in->start == in->op) {
-            li_fill_units(lp->shadow_of + in->op, in->end - in->op, pl->pos_op, 1);
-            continue;
-        }
-        for (int u = in->start; u < in->end; u++) {
-            int su = pl->pos_op + (u - in->op);
-            lp->shadow_of[u] = su < pl->pos_start ? pl->pos_start : su;
-        }
-    }
-    return lp;
 }
 
 /* The tests' view of what turning events on costs (b311.h). */
@@ -1734,18 +1670,122 @@ li_shadows_built(void)
 }
 
 PyCodeObject *
-li_build_shadow(PyCodeObject *original, li_code_state *cs, li_event_set kinds,
-                PyObject *consts, bool every_site)
+li_assemble_shadow(const li_shadow_parts *parts, PyObject *consts)
+{
+    PyCodeObject *original = parts->original, *shadow = NULL;
+    PyObject *code_bytes = NULL, *new_consts = NULL;
+    int stacksize = stack_size(parts->probes, parts->n_probes, original);
+    li_probes *lp = new_probes(parts);
+    if (lp == NULL) {
+        goto done;
+    }
+    code_bytes = PyBytes_FromStringAndSize((const char *)parts->code,
+                                           (Py_ssize_t)parts->n_units * 2);
+    if (code_bytes == NULL || (new_consts = shadow_consts(consts, lp)) == NULL) {
+        goto done;
+    }
+    struct _PyCodeConstructor con = {
+        .filename = original->co_filename,
+        .name = original->co_name,
+        .qualname = original->co_qualname,
+        .flags = original->co_flags,
+        .code = code_bytes,
+        .firstlineno = original->co_firstlineno,
+        .linetable = parts->linetable,
+        .consts = new_consts,
+        .names = original->co_names,
+        .localsplusnames = original->co_localsplusnames,
+        .localspluskinds = original->co_localspluskinds,
+        .argcount = original->co_argcount,
+        .posonlyargcount = original->co_posonlyargcount,
+        .kwonlyargcount = original->co_kwonlyargcount,
+        .stacksize = stacksize,
+        .exceptiontable = parts->exctable,
+    };
+    shadow = _PyCode_New(&con);
+    if (shadow == NULL) {
+        goto done;
+    }
+    if (li_set_line_array_mapped(shadow, parts->locs, lp->orig_of, parts->wide_lines) < 0) {
+        Py_CLEAR(shadow);
+        goto done;
+    }
+    for (int k = 0; k < parts->n_lineless; k++) {
+        for (int u = parts->lineless[k][0]; u < parts->lineless[k][1]; u++) {
+            li_line_array_set(shadow, u, -1);
+        }
+    }
+    if (li_probes_attach(lp, shadow) < 0) {
+        Py_CLEAR(shadow);
+        goto done;
+    }
+    shadows_built++;
+done:
+    Py_XDECREF(lp);
+    Py_XDECREF(code_bytes);
+    Py_XDECREF(new_consts);
+    return shadow;
+}
+
+/* Where original units and FOR_ITERs went, and the landing pads, for
+ * new_probes(), in `parts` (freed by the caller).  0 or -1. */
+static int
+hand_over(const builder *b, li_shadow_parts *parts)
+{
+    const li_analysis *an = &b->an;
+    int32_t *shadow_of = li_alloc_filled_later((size_t)an->n_units, sizeof(int32_t));
+    struct li_for_iter *loops = PyMem_Malloc(sizeof(*loops) * ((size_t)an->n_for_iters + 1));
+    li_pad *pads = PyMem_Malloc(sizeof(li_pad) * ((size_t)b->n_pads + 1));
+    parts->shadow_of = shadow_of;
+    parts->for_iters = loops;
+    parts->pads = pads;
+    if (shadow_of == NULL || loops == NULL || pads == NULL) {
+        if (!PyErr_Occurred()) {
+            PyErr_NoMemory();
+        }
+        return -1;
+    }
+    for (int k = 0; k < b->n_pads; k++) {
+        li_landing to = {an->instrs[b->pads[k].instr].start, b->pads[k].phase};
+        pads[k] = (li_pad){to, b->pads[k].pos};
+    }
+    parts->n_pads = b->n_pads;
+    parts->n_for_iters = an->n_for_iters;
+    for (int i = 0, k = 0; k < an->n_for_iters; i++) {
+        if (an->instrs[i].opcode == FOR_ITER) {
+            loops[k++] = (struct li_for_iter){b->plans[i].pos_op, an->instrs[i].depth};
+        }
+    }
+    for (int i = 0; i < an->n_instrs; i++) {
+        const li_instr *in = &an->instrs[i];
+        const plan *pl = &b->plans[i];
+        if (in->start == in->op) {
+            li_fill_units(shadow_of + in->op, in->end - in->op, pl->pos_op, 1);
+            continue;
+        }
+        for (int u = in->start; u < in->end; u++) {
+            int su = pl->pos_op + (u - in->op);
+            shadow_of[u] = su < pl->pos_start ? pl->pos_start : su;
+        }
+    }
+    parts->probes = b->probes;
+    parts->n_probes = b->n_probes;
+    parts->sites = b->sites;
+    parts->n_sites = b->n_sites;
+    return 0;
+}
+
+static PyCodeObject *
+build_general(PyCodeObject *original, li_code_state *cs, li_event_set kinds,
+              PyObject *consts, bool every_site, bool placeholders)
 {
     builder b = {0};
     shadow_image img = {0};
-    void *scratch = NULL;      /* img's arrays but orig_of */
-    li_probes *lp = NULL;
-    PyObject *code_bytes = NULL, *linetable = NULL, *exctable = NULL;
-    PyObject *new_consts = NULL;
+    void *scratch = NULL;      /* img's arrays */
+    li_shadow_parts parts = {0};
+    int (*lineless)[2] = NULL;
     PyCodeObject *shadow = NULL;
 
-    assert(PyTuple_GET_SIZE(consts) == PyTuple_GET_SIZE(original->co_consts));
     if (li_analyse(original, &b.an) < 0) {
         return NULL;
     }
@@ -1757,12 +1797,10 @@ li_build_shadow(PyCodeObject *original, li_code_state *cs, li_event_set kinds,
     b.probes_const = (int)PyTuple_GET_SIZE(consts);
     b.lander_const = b.probes_const + 1;
     b.original = original;
-    /* (A pending refresh needs an entry probe.) */
-    b.placeholders = !every_site && kinds != 0 &&
-                     ((cs != NULL && cs->refresh_pending) || may_leave_out(cs, kinds));
+    b.placeholders = placeholders;
     b.stacksize = li_true_stacksize(original);
-    b.divert_size = DIVERT_BASE_SIZE + ext_needed(b.lander_const);
-    b.probe_size = PROBE_BASE_SIZE + ext_needed(b.probes_const);
+    b.divert_size = DIVERT_BASE_SIZE + li_ext_needed(b.lander_const);
+    b.probe_size = PROBE_BASE_SIZE + li_ext_needed(b.probes_const);
     if (plan_probes(&b) < 0 || plan_pads(&b) < 0 || layout_with_diverts(&b) < 0)
     {
         goto done;
@@ -1773,58 +1811,52 @@ li_build_shadow(PyCodeObject *original, li_code_state *cs, li_event_set kinds,
     }
     /* emit() writes every unit of each (handler and route_of only if
        routed). */
-    /* One block for the arrays that die with the build (orig_of goes on
-       with the probes). */
-    scratch = li_alloc_filled_later((size_t)b.n_units, sizeof(int) + 2 * sizeof(int32_t) +
+    /* One block for the arrays that die with the build (the probes object
+       copies orig_of). */
+    scratch = li_alloc_filled_later((size_t)b.n_units, sizeof(int) + 3 * sizeof(int32_t) +
                                     sizeof(_Py_CODEUNIT));
-    img.orig_of = li_alloc_filled_later((size_t)b.n_units, sizeof(int32_t));
-    if (scratch == NULL || img.orig_of == NULL) {
+    lineless = PyMem_Malloc(sizeof(*lineless) * ((size_t)b.n_stubs + 1));
+    if (scratch == NULL || lineless == NULL) {
+        if (!PyErr_Occurred()) {
+            PyErr_NoMemory();
+        }
         goto done;
     }
     img.handler = scratch;
     img.loc_of = (int32_t *)(img.handler + b.n_units);
     img.route_of = img.loc_of + b.n_units;
-    img.code = (_Py_CODEUNIT *)(img.route_of + b.n_units);
+    img.orig_of = img.route_of + b.n_units;
+    img.code = (_Py_CODEUNIT *)(img.orig_of + b.n_units);
     emit(&b, &img);
-    code_bytes = PyBytes_FromStringAndSize((const char *)img.code,
-                                           (Py_ssize_t)b.n_units * 2);
-    linetable = li_encode_locations(b.an.locs, img.loc_of, b.n_units, original->co_firstlineno);
-    exctable = exception_table(&b, &img);
-    if (code_bytes == NULL || linetable == NULL || exctable == NULL) {
-        goto done;
-    }
-    int stacksize = stack_size(&b, original);
-    lp = new_probes(&b, &img, original, cs);
-    if (lp == NULL || (new_consts = shadow_consts(consts, lp)) == NULL) {
-        goto done;
-    }
-    struct _PyCodeConstructor con = {
-        .filename = original->co_filename,
-        .name = original->co_name,
-        .qualname = original->co_qualname,
-        .flags = original->co_flags,
-        .code = code_bytes,
-        .firstlineno = original->co_firstlineno,
-        .linetable = linetable,
-        .consts = new_consts,
-        .names = original->co_names,
-        .localsplusnames = original->co_localsplusnames,
-        .localspluskinds = original->co_localspluskinds,
-        .argcount = original->co_argcount,
-        .posonlyargcount = original->co_posonlyargcount,
-        .kwonlyargcount = original->co_kwonlyargcount,
-        .stacksize = stacksize,
-        .exceptiontable = exctable,
+    parts = (li_shadow_parts){
+        .original = original,
+        .cs = cs,
+        .kinds = kinds,
+        .partial = b.partial,
+        .n_units = b.n_units,
+        .n_orig_units = b.an.n_units,
+        .code = img.code,
+        .orig_of = img.orig_of,
+        .n_resume_points = b.n_resume_points,
+        .probe_size = b.probe_size,
+        .probes_const = b.probes_const,
+        .entry_probe = b.entry_probe,
+        .locs = b.an.locs,
+        .wide_lines = b.an.max_line > INT16_MAX,
+        .lineless = (const int (*)[2])lineless,
+        .n_lineless = lineless_ranges(&b, lineless),
     };
-    shadow = _PyCode_New(&con);
-    if (shadow == NULL) {
-        goto done;
+    parts.linetable = li_encode_locations(b.an.locs, img.loc_of, b.n_units,
+                                          original->co_firstlineno);
+    parts.exctable = exception_table(&b, &img);
+    if (parts.linetable != NULL && parts.exctable != NULL && hand_over(&b, &parts) == 0) {
+        shadow = li_assemble_shadow(&parts, consts);
     }
-    if (set_line_array(&b, lp->orig_of, shadow) < 0 || li_probes_attach(lp, shadow) < 0) {
-        Py_CLEAR(shadow);
-        goto done;
-    }
-    shadows_built++;
+    PyMem_Free((void *)parts.shadow_of);
+    PyMem_Free((void *)parts.for_iters);
+    PyMem_Free((void *)parts.pads);
+    Py_XDECREF(parts.linetable);
+    Py_XDECREF(parts.exctable);
 done:
     li_analysis_clear(&b.an);
     PyMem_Free(b.plans);
@@ -1834,11 +1866,34 @@ done:
     PyMem_Free(b.probes);
     PyMem_Free(b.sites);
     PyMem_Free(scratch);
-    PyMem_Free(img.orig_of);
-    Py_XDECREF(lp);
-    Py_XDECREF(code_bytes);
-    Py_XDECREF(linetable);
-    Py_XDECREF(exctable);
-    Py_XDECREF(new_consts);
+    PyMem_Free(lineless);
     return shadow;
+}
+
+PyCodeObject *
+li_build_shadow(PyCodeObject *original, li_code_state *cs, li_event_set kinds,
+                PyObject *consts, bool every_site)
+{
+    assert(PyTuple_GET_SIZE(consts) == PyTuple_GET_SIZE(original->co_consts));
+    /* (A pending refresh needs an entry probe.) */
+    bool placeholders = !every_site && kinds != 0 &&
+                        ((cs != NULL && cs->refresh_pending) || may_leave_out(cs, kinds));
+    if (kinds == LI_EVENT_BIT(LI_LINE) && !placeholders) {
+        PyCodeObject *shadow = li_build_line_shadow(original, cs, consts, every_site);
+#ifdef LI_CROSSCHECK_LINE_SHADOWS
+        if (shadow != NULL) {
+            PyCodeObject *general = build_general(original, cs, kinds, consts, every_site,
+                                                  placeholders);
+            if (general == NULL || li_line_shadow_differs(shadow, general)) {
+                Py_CLEAR(shadow);
+            }
+            Py_XDECREF(general);
+            shadows_built--;
+        }
+#endif
+        if (shadow != NULL || PyErr_Occurred()) {
+            return shadow;
+        }
+    }
+    return build_general(original, cs, kinds, consts, every_site, placeholders);
 }
