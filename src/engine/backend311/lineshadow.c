@@ -213,7 +213,7 @@ line_probe(walk *w, int i, int line, int *pos)
         .simple = true,
         .lead_simple = true,
     };
-    w->sites[k] = (li_site){NULL, in->op, line, (uint8_t)LI_LINE};
+    w->sites[k] = (li_site){NULL, in->op, line, (uint8_t)LI_LINE, NULL};
     li_emit_with_prefixes(w->code + *pos, w->probe_size - LI_PROBE_BASE_SIZE, LOAD_CONST,
                           w->probes_const);
     li_fill_units(w->orig_of + *pos, w->probe_size, in->op, 0);
