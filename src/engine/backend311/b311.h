@@ -323,6 +323,7 @@ typedef struct li_patches {
     /* Some trampoline stays armed only because a frame stood in its units
        when the code stopped needing it (trampoline.c, disarm_all()). */
     bool lingering;
+    bool of_shadow;              /* the code is a shadow (else an original) */
     struct li_patches *next_armed, *prev_armed;
     struct li_patches *next_lingering, *prev_lingering;   /* while `lingering` */
 } li_patches;
@@ -725,7 +726,8 @@ int li_backend_trace_coming(PyThreadState *ts);
 
 /* The unit of the first `RESUME 0` of `code` (*resume, -1 if none) and
  * whether a jump lands within `reach` units after it (*jumped_into).  False
- * where a jump before that RESUME goes forward. */
+ * where a jump before that RESUME goes forward.  Caches co_code on the way
+ * if it can. */
 bool li_entry_scan(PyCodeObject *code, int reach, int *resume, bool *jumped_into);
 /* Caches co_code as `code` reads now, deoptimised.  0 or -1. */
 int li_cache_co_code(PyCodeObject *code);

@@ -152,6 +152,9 @@ same_handler(const li_handler *a, const li_handler *b)
 static bool
 handled_as_at(const li_handler *handlers, int n_handlers, int at, int origin)
 {
+    if (n_handlers == 0) {
+        return true;
+    }
     const li_handler *first = handler_at(handlers, n_handlers, origin);
     /* Up to the unit after its CALL: the CALL's cache is reached only by a
        RecursionError as the landing function's frame starts, which
@@ -194,10 +197,14 @@ entry_place(PyCodeObject *code, li_code_backend *cb)
         return;
     }
     li_handler *handlers = NULL;
-    int n_handlers = li_decode_handlers(code, &handlers);
-    if (n_handlers < 0) {
-        PyErr_Clear();
-        return;
+    int n_handlers = 0;
+    /* (Most functions have no exception table, and none is routed yet.) */
+    if (cb->patches.own_exceptiontable != NULL || PyBytes_GET_SIZE(code->co_exceptiontable) > 0) {
+        n_handlers = li_decode_handlers(code, &handlers);
+        if (n_handlers < 0) {
+            PyErr_Clear();
+            return;
+        }
     }
     const li_handler *own = handler_at(handlers, n_handlers, at);
     if (own == NULL || own->depth == 0) {
@@ -348,6 +355,7 @@ patches_of(PyCodeObject *code, bool create)
     li_probes *lp = li_shadow_probes(code);
     if (lp != NULL) {
         lp->patches.code = code;
+        lp->patches.of_shadow = true;
         return &lp->patches;
     }
     li_code_state *cs = create ? li_code_state_ensure(code) : li_code_state_get(code);
@@ -1549,13 +1557,30 @@ li_trampolines_settle_soon(void)
 
 static void disarm_pending_unneeded(void);
 
+/* Whether the original code of `p` needs its trampolines, known without
+ * asking its state: while some global event needs probes, all code but
+ * lowimpact's own does (an update that turns events on arms thousands). */
+static inline bool
+original_surely_needed(const li_patches *p, bool global_probes)
+{
+    if (!global_probes || p->of_shadow || p->lingering) {
+        return false;
+    }
+    const li_code_backend *cb = (const li_code_backend *)(
+        (const char *)p - offsetof(li_code_backend, patches));
+    return !cb->cs->excluded;
+}
+
 int
 li_trampolines_disarm_unneeded(void)
 {
     disarm_pending_unneeded();
+    bool global_probes = (li_global_events() & LI_PROBED_EVENTS) != 0;
     for (li_patches *p = armed, *next; p != NULL; p = next) {
         next = p->next_armed;
-        disarm_if_unneeded(p);
+        if (!original_surely_needed(p, global_probes)) {
+            disarm_if_unneeded(p);
+        }
     }
     return 0;
 }
