@@ -310,7 +310,8 @@ typedef struct {
 /* The trampolines of one code object, an original or a shadow. */
 typedef struct li_patches {
     PyCodeObject *code;          /* borrowed: the code they patch */
-    li_trampoline *trampolines;
+    li_trampoline *trampolines;  /* PyMem-allocated, or `first` */
+    li_trampoline *first;        /* room for one kept by the owner, or NULL */
     int n_trampolines, cap_trampolines, n_armed;
     li_exception_route *routes;  /* while n_armed */
     int n_routes, cap_routes;
@@ -591,6 +592,9 @@ typedef struct li_code_backend {
     li_patches patches;
     li_landing *resume_points;
     int n_resume_points, cap_resume_points;
+    /* The room patches.trampolines starts with: an original's first is its
+       entry trampoline, and thousands are armed at once. */
+    li_trampoline first_trampoline;
     int saved_firsttraceable;    /* _co_firsttraceable before the entry one; -1 */
     int true_stacksize;          /* co_stacksize before that; -1 if unchanged */
     li_code_state *cs;           /* the owner */
@@ -747,6 +751,12 @@ int li_trampoline_arm(li_code_state *cs);
  * 0 or -1. */
 int li_trampolines_reach(PyThreadState *ts, _PyInterpreterFrame *frame,
                          _PyInterpreterFrame *above);
+/* For the walk of an update over the heap's functions: notes which code
+ * objects the frames of the threads run, so that arming each entry
+ * trampoline need not walk the stacks (no frame may move meanwhile); the
+ * forget call ends it. */
+void li_trampolines_note_stacks(void);
+void li_trampolines_forget_stacks(void);
 /* Whether `code` (an original or a shadow) has a trampoline armed. */
 bool li_trampolines_armed_in(PyCodeObject *code);
 /* Disarms the resume and exception trampolines of `code` (an original or a

@@ -97,6 +97,20 @@ walk(const _Py_CODEUNIT *restrict from, int n, _Py_CODEUNIT *restrict to, int re
     return true;
 }
 
+/* A bytes object as long as the bytecode of `code`, zeroed (*units: its
+ * bytes), or NULL with MemoryError. */
+static PyObject *
+new_co_code(PyCodeObject *code, _Py_CODEUNIT **units)
+{
+    size_t size = (size_t)Py_SIZE(code) * sizeof(_Py_CODEUNIT);
+    PyObject *co_code = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
+    if (co_code != NULL) {
+        *units = (_Py_CODEUNIT *)PyBytes_AS_STRING(co_code);
+        memset(*units, 0, size);
+    }
+    return co_code;
+}
+
 /* What entry_place() needs of the instructions of `code` (trampoline.c):
  * the unit of its first `RESUME 0` (-1 if none), and whether a jump lands
  * within `reach` units after it.  Returns false where a jump before that
@@ -111,18 +125,15 @@ li_entry_scan(PyCodeObject *code, int reach, int *resume, bool *jumped_into)
     }
     const _Py_CODEUNIT *from = _PyCode_CODE(code);
     int n = (int)Py_SIZE(code);
-    PyObject *co_code = NULL;
-    if (code->_co_code == NULL) {
-        co_code = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n * (Py_ssize_t)sizeof(*from));
-        if (co_code == NULL) {
-            PyErr_Clear();  /* (the trampoline's own caching reports it) */
-        }
-    }
-    if (co_code == NULL) {
+    if (code->_co_code != NULL) {
         return walk(from, n, NULL, reach, resume, jumped_into);
     }
-    _Py_CODEUNIT *to = (_Py_CODEUNIT *)PyBytes_AS_STRING(co_code);
-    memset(to, 0, (size_t)n * sizeof(*to));
+    _Py_CODEUNIT *to;
+    PyObject *co_code = new_co_code(code, &to);
+    if (co_code == NULL) {
+        PyErr_Clear();  /* (the trampoline's own caching reports it) */
+        return walk(from, n, NULL, reach, resume, jumped_into);
+    }
     if (!walk(from, n, to, reach, resume, jumped_into)) {
         Py_DECREF(co_code);   /* (it stopped half way) */
         return false;
@@ -143,14 +154,13 @@ li_cache_co_code(PyCodeObject *code)
     if (!tables_ready) {
         make_tables();
     }
-    int n = (int)Py_SIZE(code);
-    PyObject *co_code = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n * (Py_ssize_t)sizeof(_Py_CODEUNIT));
+    _Py_CODEUNIT *to;
+    PyObject *co_code = new_co_code(code, &to);
     if (co_code == NULL) {
         return -1;
     }
     const _Py_CODEUNIT *from = _PyCode_CODE(code);
-    _Py_CODEUNIT *to = (_Py_CODEUNIT *)PyBytes_AS_STRING(co_code);
-    memset(to, 0, (size_t)n * sizeof(*to));
+    int n = (int)Py_SIZE(code);
     for (int unit = 0; unit < n;) {
         unit += take(from, to, unit) & SCAN_STEP;
     }
