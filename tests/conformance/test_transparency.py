@@ -465,6 +465,33 @@ def test_co_code_first_read_with_events_on(M: Any, tool: Tool, mode: str, histor
     assert f.__code__.co_code == twin.__code__.co_code
 
 
+# More than 256 constants: LOAD_CONST needs EXTENDED_ARG, which the
+# interpreter quickens too.
+_BIG_SOURCE = "def big(n):\n    total = 0\n" + "".join(
+    "    total += n * %d\n" % (1000 + k) for k in range(300)) + "    return total\n"
+
+
+@pytest.mark.parametrize("history", ["never_ran", "warmed_up"])
+def test_co_code_of_code_with_extended_args(M: Any, tool: Tool, mode: str, history: str) -> None:
+    """co_code read while events are on shows the code as compiled where
+    its instructions need EXTENDED_ARG prefixes, also once specialised."""
+    def compiled() -> Any:
+        namespace: dict = {}
+        exec(compile(_BIG_SOURCE, "<big>", "exec"), namespace)
+        return namespace["big"]
+
+    f, twin = compiled(), compiled()
+    assert any(op == dis.opmap["EXTENDED_ARG"] for op in twin.__code__.co_code[::2])
+    if history == "warmed_up":
+        for _ in range(50):
+            f(2)
+    with group1_on(M, tool, mode):
+        during = f.__code__.co_code
+        assert f(3) == twin(3)
+    assert during == twin.__code__.co_code
+    assert f.__code__.co_code == twin.__code__.co_code
+
+
 def test_co_code_with_bytes_in_inline_caches(M: Any, tool: Tool, mode: str) -> None:
     """Code made with something in an inline cache: co_code shows the cache
     zeroed, as for the same code with events off."""
