@@ -129,6 +129,9 @@ typedef struct {
     PyObject *callbacks[LI_TOOL_COUNT][LI_EVENT_COUNT];    /* owned; NULL = none */
     /* Bit t of global_tools[e] is set when tool t selected event e for all code. */
     uint8_t global_tools[LI_UNGROUPED_EVENT_COUNT];
+    /* Bit e set while global_tools[e] is not 0 (every update asks, per
+       code object). */
+    li_event_set global_events;
     /* Bumped by restart_events(): DISABLE marks older than this are void. */
     uint32_t disable_epoch;
     /* The disable_epoch of the last DISABLE mark made, if `marked`. */

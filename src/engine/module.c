@@ -152,6 +152,12 @@ replace_global_events(int tool, li_event_set events, bool *grew)
         }
         changed |= (before != li_reg.global_tools[e]);
         *grew |= (li_reg.global_tools[e] & ~before) != 0;
+        if (li_reg.global_tools[e]) {
+            li_reg.global_events |= LI_EVENT_BIT(e);
+        }
+        else {
+            li_reg.global_events &= ~LI_EVENT_BIT(e);
+        }
     }
     return changed;
 }

@@ -270,13 +270,7 @@ li_code_state_local(const li_code_state *cs, int tool)
 li_event_set
 li_global_events(void)
 {
-    li_event_set events = 0;
-    for (int e = 0; e < LI_UNGROUPED_EVENT_COUNT; e++) {
-        if (li_reg.global_tools[e]) {
-            events |= LI_EVENT_BIT(e);
-        }
-    }
-    return events;
+    return li_reg.global_events;
 }
 
 li_event_set

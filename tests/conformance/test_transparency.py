@@ -438,23 +438,33 @@ def twin(n):
     return total
 """
 
+# More than 256 constants: LOAD_CONST needs EXTENDED_ARG, which the
+# interpreter specialises too.
+_BIG_TWIN_SOURCE = "def twin(n):\n    total = 0\n" + "".join(
+    "    total += n * %d\n" % (1000 + k) for k in range(300)) + "    return total\n"
 
-def _twins() -> tuple:
+
+def _twins(source: str = _TWIN_SOURCE) -> tuple:
     """Two functions of identical code objects, compiled apart."""
-    return tuple(_exec_twin() for _ in range(2))
+    return tuple(_exec_twin(source) for _ in range(2))
 
 
-def _exec_twin() -> Any:
+def _exec_twin(source: str = _TWIN_SOURCE) -> Any:
     namespace: dict = {}
-    exec(compile(_TWIN_SOURCE, "<twin>", "exec"), namespace)
+    exec(compile(source, "<twin>", "exec"), namespace)
     return namespace["twin"]
 
 
+@pytest.mark.parametrize("source", [_TWIN_SOURCE, _BIG_TWIN_SOURCE], ids=["small", "extended_args"])
 @pytest.mark.parametrize("history", ["never_ran", "warmed_up"])
-def test_co_code_first_read_with_events_on(M: Any, tool: Tool, mode: str, history: str) -> None:
+def test_co_code_first_read_with_events_on(M: Any, tool: Tool, mode: str, history: str,
+                                           source: str) -> None:
     """co_code read for the first time while events are on shows the code
-    as compiled, also once the interpreter specialised it."""
-    f, twin = _twins()
+    as compiled, also once the interpreter specialised it, and where its
+    instructions need EXTENDED_ARG prefixes."""
+    f, twin = _twins(source)
+    if source is _BIG_TWIN_SOURCE:
+        assert dis.opmap["EXTENDED_ARG"] in twin.__code__.co_code[::2]
     if history == "warmed_up":
         for _ in range(50):
             f(20)

@@ -360,7 +360,8 @@ typedef struct {
 /* The trampolines of one code object, an original or a shadow. */
 typedef struct li_patches {
     PyCodeObject *code;          /* borrowed: the code they patch */
-    li_trampoline *trampolines;
+    li_trampoline *trampolines;  /* PyMem-allocated, or `first` */
+    li_trampoline *first;        /* room for one kept by the owner, or NULL */
     int n_trampolines, cap_trampolines, n_armed;
     li_exception_route *routes;  /* while n_armed */
     int n_routes, cap_routes;
@@ -373,6 +374,7 @@ typedef struct li_patches {
     /* Some trampoline stays armed only because a frame stood in its units
        when the code stopped needing it (trampoline.c, disarm_all()). */
     bool lingering;
+    bool of_shadow;              /* the code is a shadow (else an original) */
     struct li_patches *next_armed, *prev_armed;
     struct li_patches *next_lingering, *prev_lingering;   /* while `lingering` */
 } li_patches;
@@ -706,6 +708,9 @@ typedef struct li_code_backend {
     li_patches patches;
     li_landing *resume_points;
     int n_resume_points, cap_resume_points;
+    /* The room patches.trampolines starts with: an original's first is its
+       entry trampoline, and thousands are armed at once. */
+    li_trampoline first_trampoline;
     int saved_firsttraceable;    /* _co_firsttraceable before the entry one; -1 */
     int true_stacksize;          /* co_stacksize before that; -1 if unchanged */
     li_code_state *cs;           /* the owner */
@@ -841,7 +846,8 @@ int li_backend_trace_coming(PyThreadState *ts);
 
 /* The unit of the first `RESUME 0` of `code` (*resume, -1 if none) and
  * whether a jump lands within `reach` units after it (*jumped_into).  False
- * where a jump before that RESUME goes forward. */
+ * where a jump before that RESUME goes forward.  Caches co_code on the way
+ * if it can. */
 bool li_entry_scan(PyCodeObject *code, int reach, int *resume, bool *jumped_into);
 /* Caches co_code as `code` reads now, deoptimised.  0 or -1. */
 int li_cache_co_code(PyCodeObject *code);
@@ -861,6 +867,12 @@ int li_trampoline_arm(li_code_state *cs);
  * 0 or -1. */
 int li_trampolines_reach(PyThreadState *ts, _PyInterpreterFrame *frame,
                          _PyInterpreterFrame *above);
+/* For the walk of an update over the heap's functions: notes which code
+ * objects the frames of the threads run, so that arming each entry
+ * trampoline need not walk the stacks (no frame may move meanwhile); the
+ * forget call ends it. */
+void li_trampolines_note_stacks(void);
+void li_trampolines_forget_stacks(void);
 /* Whether `code` (an original or a shadow) has a trampoline armed. */
 bool li_trampolines_armed_in(PyCodeObject *code);
 /* Disarms the resume and exception trampolines of `code` (an original or a

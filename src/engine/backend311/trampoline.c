@@ -73,11 +73,76 @@ read_instruction(const _Py_CODEUNIT *code, int n_units, int *unit, int *oparg)
     return opcode;
 }
 
+/* ---- the code that frames run, noted once for an update ----------------
+ * An update arms the entry trampolines of thousands of code objects, each
+ * only where no frame of any thread stands in the way: one walk of the
+ * stacks sets a bit per code object that a frame runs, and the code whose
+ * bit is clear is known to run on none without a walk of its own (where
+ * the bit is set, the frames are looked at as without it).  The bits hold
+ * while the thread that noted them keeps the same top frame: no Python
+ * code ran since, which could have pushed frames or let other threads run. */
+
+#define NOTED_BITS 1024
+static uint64_t noted_codes[NOTED_BITS / 64];
+static bool noted;
+static PyThreadState *noted_by;
+static _PyInterpreterFrame *noted_top;
+
+static inline unsigned
+noted_bit(const PyCodeObject *code)
+{
+    /* (Fibonacci hashing of the address: its low bits are alignment.) */
+    return (unsigned)(((uintptr_t)code * (uintptr_t)0x9E3779B97F4A7C15ull) >>
+                      (sizeof(uintptr_t) * 8 - 10));
+}
+
+void
+li_trampolines_note_stacks(void)
+{
+    memset(noted_codes, 0, sizeof(noted_codes));
+    PyInterpreterState *interp = PyInterpreterState_Get();
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
+         ts = PyThreadState_Next(ts))
+    {
+        for (_PyInterpreterFrame *f = ts->cframe->current_frame; f != NULL; f = f->previous) {
+            unsigned bit = noted_bit(f->f_code);
+            noted_codes[bit / 64] |= (uint64_t)1 << (bit % 64);
+        }
+    }
+    noted_by = _PyThreadState_GET();
+    noted_top = noted_by->cframe->current_frame;
+    noted = true;
+}
+
+void
+li_trampolines_forget_stacks(void)
+{
+    noted = false;
+}
+
+/* False if no frame of any thread runs `code`; true if one may. */
+static inline bool
+maybe_on_a_stack(const PyCodeObject *code)
+{
+    if (!noted) {
+        return true;
+    }
+    PyThreadState *ts = _PyThreadState_GET();
+    if (ts != noted_by || ts->cframe->current_frame != noted_top) {
+        return true;
+    }
+    unsigned bit = noted_bit(code);
+    return (noted_codes[bit / 64] >> (bit % 64)) & 1;
+}
+
 /* Whether a frame of some thread executing `code` is at a unit in
  * [low, high). */
 static bool
 frame_between(PyCodeObject *code, int low, int high)
 {
+    if (!maybe_on_a_stack(code)) {
+        return false;
+    }
     PyInterpreterState *interp = PyInterpreterState_Get();
     for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
          ts = PyThreadState_Next(ts))
@@ -99,6 +164,9 @@ frame_between(PyCodeObject *code, int low, int high)
 static bool
 frame_in_the_way(PyCodeObject *code, int at)
 {
+    if (!maybe_on_a_stack(code)) {
+        return false;
+    }
     PyInterpreterState *interp = PyInterpreterState_Get();
     for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
          ts = PyThreadState_Next(ts))
@@ -152,6 +220,9 @@ same_handler(const li_handler *a, const li_handler *b)
 static bool
 handled_as_at(const li_handler *handlers, int n_handlers, int at, int origin)
 {
+    if (n_handlers == 0) {
+        return true;
+    }
     const li_handler *first = handler_at(handlers, n_handlers, origin);
     /* Up to the unit after its CALL: the CALL's cache is reached only by a
        RecursionError as the landing function's frame starts, which
@@ -194,10 +265,14 @@ entry_place(PyCodeObject *code, li_code_backend *cb)
         return;
     }
     li_handler *handlers = NULL;
-    int n_handlers = li_decode_handlers(code, &handlers);
-    if (n_handlers < 0) {
-        PyErr_Clear();
-        return;
+    int n_handlers = 0;
+    /* (Most functions have no exception table, and none is routed yet.) */
+    if (cb->patches.own_exceptiontable != NULL || PyBytes_GET_SIZE(code->co_exceptiontable) > 0) {
+        n_handlers = li_decode_handlers(code, &handlers);
+        if (n_handlers < 0) {
+            PyErr_Clear();
+            return;
+        }
     }
     const li_handler *own = handler_at(handlers, n_handlers, at);
     if (own == NULL || own->depth == 0) {
@@ -348,6 +423,7 @@ patches_of(PyCodeObject *code, bool create)
     li_probes *lp = li_shadow_probes(code);
     if (lp != NULL) {
         lp->patches.code = code;
+        lp->patches.of_shadow = true;
         return &lp->patches;
     }
     li_code_state *cs = create ? li_code_state_ensure(code) : li_code_state_get(code);
@@ -500,7 +576,7 @@ arm(li_patches *p, li_trampoline *t)
     }
     _Py_CODEUNIT *units = _PyCode_CODE(code);
     memcpy(t->saved, units + t->at, sizeof(t->saved));
-    li_probes *lp = li_shadow_probes(code);
+    li_probes *lp = p->of_shadow ? li_shadow_probes(code) : NULL;
     if (lp != NULL) {
         /* What goes back must hold even if the probe after it is disarmed
            meanwhile. */
@@ -551,6 +627,19 @@ new_trampoline(li_patches *p, int at, int jump, int owner, li_landing landing)
         /* A record left from an earlier arming, of another kind: reuse it. */
     }
     else {
+        if (p->first != NULL && p->trampolines == p->first &&
+            p->n_trampolines == p->cap_trampolines)
+        {
+            /* Out of the owner's room: into memory of their own. */
+            li_trampoline *moved = PyMem_Malloc(sizeof(li_trampoline) * 2);
+            if (moved == NULL) {
+                PyErr_NoMemory();
+                return NULL;
+            }
+            memcpy(moved, p->first, sizeof(li_trampoline) * (size_t)p->n_trampolines);
+            p->trampolines = moved;
+            p->cap_trampolines = 2;
+        }
         if (li_reserve((void **)&p->trampolines, &p->cap_trampolines, p->n_trampolines,
                        sizeof(li_trampoline), 2) < 0)
         {
@@ -755,7 +844,8 @@ li_trampoline_arm(li_code_state *cs)
        RESUME, the units before the trampoline's CALL count as not started
        while it is armed (below): no frame of the code may run there. */
     int lo = in_place ? at : cb->entry_owner;
-    if ((in_place ? frame_in_the_way(code, at) : frame_of(code)) ||
+    bool on_stacks = maybe_on_a_stack(code);
+    if ((on_stacks && (in_place ? frame_in_the_way(code, at) : frame_of(code))) ||
         li_older_generator_in(code, at, at + LI_TRAMPOLINE_UNITS) ||
         overlaps_armed(p, at, lo, at + LI_TRAMPOLINE_UNITS) ||
         (!in_place && overlaps_armed(p, at, resume, resume + 1)) ||
@@ -768,8 +858,9 @@ li_trampoline_arm(li_code_state *cs)
     if (t == NULL || arm(p, t) < 0) {
         return -1;
     }
-    bool started_there = !in_place || frame_between(code, at + LI_TRAMPOLINE_UNITS,
-                                                    at + LI_TRAMPOLINE_REACH);
+    bool started_there = !in_place ||
+                         (on_stacks && frame_between(code, at + LI_TRAMPOLINE_UNITS,
+                                                     at + LI_TRAMPOLINE_REACH));
     entry_armed(cb, at, started_there);
     return 1;
 }
@@ -1436,7 +1527,9 @@ li_patches_forget(li_patches *p)
     PyMem_Free(p->routes);
     p->routes = NULL;
     p->n_routes = p->cap_routes = 0;
-    PyMem_Free(p->trampolines);
+    if (p->trampolines != p->first) {
+        PyMem_Free(p->trampolines);
+    }
     p->trampolines = NULL;
     p->n_trampolines = p->cap_trampolines = 0;
 }
@@ -1549,13 +1642,30 @@ li_trampolines_settle_soon(void)
 
 static void disarm_pending_unneeded(void);
 
+/* Whether the original code of `p` needs its trampolines, known without
+ * asking its state: while some global event needs probes, all code but
+ * lowimpact's own does (an update that turns events on arms thousands). */
+static inline bool
+original_surely_needed(const li_patches *p, bool global_probes)
+{
+    if (!global_probes || p->of_shadow || p->lingering) {
+        return false;
+    }
+    const li_code_backend *cb = (const li_code_backend *)(
+        (const char *)p - offsetof(li_code_backend, patches));
+    return !cb->cs->excluded;
+}
+
 int
 li_trampolines_disarm_unneeded(void)
 {
     disarm_pending_unneeded();
+    bool global_probes = (li_global_events() & LI_PROBED_EVENTS) != 0;
     for (li_patches *p = armed, *next; p != NULL; p = next) {
         next = p->next_armed;
-        disarm_if_unneeded(p);
+        if (!original_surely_needed(p, global_probes)) {
+            disarm_if_unneeded(p);
+        }
     }
     return 0;
 }

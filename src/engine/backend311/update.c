@@ -256,6 +256,8 @@ li_code_backend_ensure(li_code_state *cs)
         cb->entry_site = cb->entry_tramp = cb->entry_owner = -1;
         cb->true_stacksize = -1;
         cb->saved_firsttraceable = -1;
+        cb->patches.trampolines = cb->patches.first = &cb->first_trampoline;
+        cb->patches.cap_trampolines = 1;
         cb->cs = cs;
         cs->backend = cb;
     }
@@ -851,8 +853,14 @@ li_walk_heap(int (*visit)(PyObject *op, void *arg), void *arg)
 static int
 collect_runnable(PyObject *op, void *found)
 {
+    /* Most objects are neither: one look at their type's finalizer, which
+       generators, coroutines and async generators share, tells them apart
+       from those (a walk of a big heap is mostly this test). */
+    PyTypeObject *type = Py_TYPE(op);
+    bool runnable = type == &PyFunction_Type ||
+                    (type->tp_finalize == _PyGen_Finalize && is_generator_like(op));
     /* Appending to a list allocates nothing the collector tracks. */
-    return (PyFunction_Check(op) || is_generator_like(op)) ? PyList_Append(found, op) : 0;
+    return runnable ? PyList_Append(found, op) : 0;
 }
 
 /* Every function and generator-like object the garbage collector tracks. */
@@ -925,11 +933,13 @@ li_backend_update(bool grew)
         return -1;
     }
     int err = 0;
+    li_trampolines_note_stacks();
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(runnables) && err == 0; i++) {
         PyObject *op = PyList_GET_ITEM(runnables, i);
         err = PyFunction_Check(op) ? update_function((PyFunctionObject *)op)
                                    : update_generator((PyGenObject *)op);
     }
+    li_trampolines_forget_stacks();
     if (err == 0) {
         err = update_thread_frames(NULL);
     }
