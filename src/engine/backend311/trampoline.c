@@ -481,16 +481,6 @@ overlaps_armed(li_patches *p, int at, int lo, int hi)
     return false;
 }
 
-static inline _Py_CODEUNIT
-code_unit(int opcode, int oparg)
-{
-    _Py_CODEUNIT unit;
-    uint8_t *bytes = (uint8_t *)&unit;
-    bytes[0] = (uint8_t)opcode;
-    bytes[1] = (uint8_t)oparg;
-    return unit;
-}
-
 /* ---- lines that tracing sees ---------------------------------------------- */
 
 /* The per-unit line array CPython's tracing reads, which it makes from the
@@ -585,8 +575,8 @@ arm(li_patches *p, li_trampoline *t)
     if (t->owner >= 0) {
         /* The instruction's base form reads no inline cache, and stays. */
         t->saved_owner = units[t->owner];
-        units[t->owner] = code_unit(_PyOpcode_Deopt[_Py_OPCODE(units[t->owner])],
-                                    _Py_OPARG(units[t->owner]));
+        units[t->owner] = li_make_unit(_PyOpcode_Deopt[_Py_OPCODE(units[t->owner])],
+                                       _Py_OPARG(units[t->owner]));
     }
     memcpy(units + t->at, trampoline_units, sizeof(trampoline_units));
     if (hides_lines(t)) {
@@ -605,8 +595,8 @@ arm(li_patches *p, li_trampoline *t)
            inline cache.  Neither jump checks the eval breaker. */
         t->saved_jump = units[t->jump];
         units[t->jump] = t->jump > t->at
-                         ? code_unit(JUMP_BACKWARD_NO_INTERRUPT, t->jump + 1 - t->at)
-                         : code_unit(JUMP_FORWARD, t->at - t->jump - 1);
+                         ? li_make_unit(JUMP_BACKWARD_NO_INTERRUPT, t->jump + 1 - t->at)
+                         : li_make_unit(JUMP_FORWARD, t->at - t->jump - 1);
     }
     t->armed = true;
     p->n_armed++;
