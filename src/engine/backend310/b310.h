@@ -78,9 +78,10 @@ typedef struct li_site {
        `depth` (the plain shape): the site reads it there. */
     bool value_on_stack;
     /* The one C callback the event goes to, kept while li_reg's dispatch
-       epoch stays `fast_epoch` (0: none kept), for probe.c's fast path. */
+       epoch stays `fast_epoch` (0: none kept), for probe.c's fast path;
+       whether there is one was last looked at in `checked_epoch`. */
     uint8_t fast_tool, fast_event;      /* its tool, the event it says it is for */
-    uint32_t fast_epoch;
+    uint32_t fast_epoch, checked_epoch;
     LowImpact_Callback fast_func;
     void *fast_data;
     /* CALL: the call instruction (opcode, argument); the depth of the

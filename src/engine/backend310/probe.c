@@ -203,11 +203,13 @@ may_go_fast(int event)
 /* After fire() delivered the event of `s` from its probe: keeps in `s` the
  * C callback its event goes to, when that is all there is to do, for
  * fire_fast() to call while nothing changes (the dispatch epoch changes
- * with callbacks, event sets, DISABLE marks and restarts). */
+ * with callbacks, event sets, DISABLE marks and restarts).  Once an epoch:
+ * the probes of Python callbacks do not look again at every event. */
 static void
 keep_fast_path(li_site *s)
 {
     li_shadow *map = s->shadow;
+    s->checked_epoch = li_reg.dispatch_epoch;
     if (!may_go_fast(s->event) || map->original == NULL) {
         return;
     }
@@ -247,6 +249,44 @@ fast_end(PyThreadState *ts, li_site *s, int result, uint64_t epoch)
     return after_callbacks(ts, s, 0, epoch);
 }
 
+/* The kept C callback of `s` called with args[1..nargs] (args[0] is
+ * scratch space): what li_call_one() does around it.  Its result. */
+static LI_HOT_INLINE int
+call_kept(PyThreadState *ts, const li_site *s, PyObject **args, size_t nargs)
+{
+    li_note_event(ts, s->event);
+    li_tracing_state before = li_enter_tracing(ts);
+    int result = s->fast_func(s->fast_data, s->fast_event, args + 1, (Py_ssize_t)nargs);
+    li_leave_tracing(ts, before);
+    return result;
+}
+
+/* fire_fast() of a PY_START probe, whose frame stands before its first
+ * instruction meanwhile (li_fire_start()): apart, so that the other
+ * events' path keeps fewer values across its call. */
+static LI_NOINLINE int
+fire_fast_start(PyThreadState *ts, PyFrameObject *f, li_site *s)
+{
+    PyObject *args[3] = {NULL, (PyObject *)s->shadow->original, s->arg};
+    uint32_t dispatch = s->fast_epoch;
+    uint64_t epoch = li_epoch;
+    int lasti = li_lasti(f), line = f->f_lineno;
+    li_set_lasti(f, -1);
+    li_show_start_line(f);
+    int result = call_kept(ts, s, args, 2);
+    if (result < 0) {
+        li_set_start_mark(f, s->orig);
+    }
+    else {
+        li_set_lasti(f, lasti);
+        f->f_lineno = line;
+    }
+    if (result == 0 && dispatch == li_reg.dispatch_epoch) {
+        return 0;
+    }
+    return fast_end(ts, s, result, epoch);
+}
+
 /* The probe of `s` fires with the fast path kept (keep_fast_path()): what
  * fire(), li_call_tools() and li_call_one() do for one C callback, with
  * nothing looked up.  `value` for an event with a value whose probe passes
@@ -261,6 +301,9 @@ fire_fast(li_site *s, PyObject *value)
     if (ts->tracing || f == NULL || f->f_code != map->code || map->original == NULL) {
         return 0;   /* (code run by a callback gets no events) */
     }
+    if (s->event == LI_PY_START) {
+        return fire_fast_start(ts, f, s);
+    }
     PyObject *args[4] = {NULL, (PyObject *)map->original, s->arg, value};
     if (s->value_on_stack) {
         args[3] = f->f_valuestack[s->depth - 1];
@@ -268,35 +311,13 @@ fire_fast(li_site *s, PyObject *value)
     else if (s->dest != NULL) {
         args[3] = s->dest;  /* JUMP and BRANCH */
     }
-    size_t nargs = args[3] != NULL ? 3 : 2;
     uint32_t dispatch = s->fast_epoch;
-    uint64_t epoch = li_epoch;
-    int lasti = 0, line = 0;
-    bool start = s->event == LI_PY_START;
-    if (start) {
-        /* (li_fire_start()'s frame before its first instruction.) */
-        lasti = li_lasti(f);
-        line = f->f_lineno;
-        li_set_lasti(f, -1);
-        li_show_start_line(f);
-    }
-    li_note_event(ts, s->event);
-    li_tracing_state before = li_enter_tracing(ts);
-    int result = s->fast_func(s->fast_data, s->fast_event, args + 1, (Py_ssize_t)nargs);
-    li_leave_tracing(ts, before);
-    if (start) {
-        if (result < 0) {
-            li_set_start_mark(f, s->orig);
-        }
-        else {
-            li_set_lasti(f, lasti);
-            f->f_lineno = line;
-        }
-    }
+    int result = call_kept(ts, s, args, args[3] != NULL ? 3 : 2);
     if (result == 0 && dispatch == li_reg.dispatch_epoch) {
         return 0;
     }
-    return fast_end(ts, s, result, epoch);
+    /* (Only PY_START's callbacks have frames start over: no epoch.) */
+    return fast_end(ts, s, result, li_epoch);
 }
 
 /* The value of an event with one, left on the frame's stack by the probe
@@ -305,7 +326,7 @@ fire_fast(li_site *s, PyObject *value)
 static PyObject *
 value_on_stack(li_site *s)
 {
-    PyFrameObject *f = PyThreadState_Get()->frame;
+    PyFrameObject *f = _PyThreadState_UncheckedGet()->frame;
     if (f == NULL || f->f_code != s->shadow->code) {
         return NULL;
     }
@@ -337,7 +358,9 @@ site_invert(PyObject *self)
     if (err < 0) {
         return NULL;
     }
-    keep_fast_path(s);
+    if (s->checked_epoch != li_reg.dispatch_epoch) {
+        keep_fast_path(s);
+    }
     Py_RETURN_NONE;
 }
 
@@ -351,7 +374,9 @@ site_contains(PyObject *self, PyObject *value)
     if (fire(s, value) < 0) {
         return -1;
     }
-    keep_fast_path(s);
+    if (s->checked_epoch != li_reg.dispatch_epoch) {
+        keep_fast_path(s);
+    }
     return 0;
 }
 

@@ -276,7 +276,7 @@ add_site(li_shadow *map, PyObject *consts, int index, const instr *in, const ins
     s->size = (uint8_t)probe_size(event, at->opcode, depth, index);
     s->event = (uint8_t)event;
     s->armed = true;
-    s->fast_epoch = 0;
+    s->fast_epoch = s->checked_epoch = 0;
     s->call_op = (uint8_t)in->opcode;
     s->call_arg = in->oparg;
     s->depth = depth;
