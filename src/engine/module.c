@@ -286,6 +286,7 @@ set_events(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     }
     bool grew;
     if (replace_global_events(tool, (li_event_set)event_set, &grew)) {
+        li_dispatch_changed();
         li_reg.version++;
         int held = hold_collection();
         int err = li_backend_update(grew);
@@ -373,6 +374,7 @@ static PyObject *
 restart_events(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
 {
     li_reg.disable_epoch++;
+    li_dispatch_changed();
     li_reg.version++;
     int held = hold_collection();
     int err = li_backend_restart();

@@ -165,6 +165,7 @@ fire(PyObject *self, PyObject *args)
 
 static PyObject *calls_seen;            /* list of (tool, event, args tuple) */
 static long disable_after[TOOLS][EVENTS];
+static long raise_at[TOOLS][EVENTS];    /* the call that raises RuntimeError (0: none) */
 static long call_count[TOOLS][EVENTS];
 static int tool_of[TOOLS] = {0, 1, 2, 3, 4, 5};
 
@@ -187,6 +188,10 @@ record(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
     }
     Py_DECREF(entry);
     long n = ++call_count[tool][event];
+    if (n == raise_at[tool][event]) {
+        PyErr_Format(PyExc_RuntimeError, "call %ld of the C callback", n);
+        return -1;
+    }
     return disable_after[tool][event] > 0 && n >= disable_after[tool][event]
            ? LOWIMPACT_DISABLE : LOWIMPACT_CONTINUE;
 }
@@ -196,8 +201,8 @@ install(PyObject *self, PyObject *args)
 {
     (void)self;
     int tool, event;
-    long after = 0;
-    if (!PyArg_ParseTuple(args, "ii|l", &tool, &event, &after)) {
+    long after = 0, fail = 0;
+    if (!PyArg_ParseTuple(args, "ii|ll", &tool, &event, &after, &fail)) {
         return NULL;
     }
     if (tool < 0 || tool >= TOOLS || event < 0 || event >= EVENTS) {
@@ -205,6 +210,7 @@ install(PyObject *self, PyObject *args)
         return NULL;
     }
     disable_after[tool][event] = after;
+    raise_at[tool][event] = fail;
     call_count[tool][event] = 0;
     if (LowImpact_RegisterCallback(tool, event, record, &tool_of[tool]) < 0) {
         return NULL;

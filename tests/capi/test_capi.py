@@ -277,6 +277,81 @@ def test_disable_from_a_c_callback(M: Any, capitest: ModuleType) -> None:
     assert len(calls) == 1
 
 
+# A C callback that a location's event went to once is called there again
+# without its tools and callback being looked up (3.9/3.10's probes keep it,
+# as 3.11's do): what it returns later, and what changes meanwhile, counts.
+
+def test_c_callback_disables_where_it_ran_before(M: Any, capitest: ModuleType) -> None:
+    capitest.tool_setup(2, "c tool", 0)
+    capitest.tool_local(2, square.__code__, M.events.PY_START | M.events.PY_RETURN)
+    try:
+        capitest.install(2, PY_START, 3)   # DISABLE from its third call on
+        capitest.install(2, PY_RETURN)
+        capitest.calls()
+        results = []
+        for i in range(5):
+            results.append(square(i))
+        calls = capitest.calls()
+    finally:
+        capitest.tool_local(2, square.__code__, 0)
+        capitest.uninstall(2, PY_START)
+        capitest.uninstall(2, PY_RETURN)
+        capitest.tool_teardown(2)
+    assert results == [0, 1, 4, 9, 16]
+    assert [(event, args[2:]) for _, event, args in calls] == [
+        (PY_START, ()), (PY_RETURN, (0,)), (PY_START, ()), (PY_RETURN, (1,)),
+        (PY_START, ()), (PY_RETURN, (4,)), (PY_RETURN, (9,)), (PY_RETURN, (16,))]
+
+
+def test_c_callback_error_at_a_later_call_propagates(M: Any, capitest: ModuleType) -> None:
+    capitest.tool_setup(2, "c tool", 0)
+    capitest.tool_local(2, square.__code__, M.events.PY_RETURN)
+    try:
+        capitest.install(2, PY_RETURN, 0, 3)   # raises at its third call
+        capitest.calls()
+        assert square(2) == 4
+        assert square(3) == 9
+        with pytest.raises(RuntimeError, match="call 3 of the C callback"):
+            square(4)
+        assert square(5) == 25
+        calls = capitest.calls()
+    finally:
+        capitest.tool_local(2, square.__code__, 0)
+        capitest.uninstall(2, PY_RETURN)
+        capitest.tool_teardown(2)
+    assert [args[2] for _, _, args in calls] == [4, 9, 16, 25]
+
+
+def turn_off_midway(M: Any, capitest: ModuleType, n: int) -> list:
+    seen = []
+    for i in range(n):
+        if i == 3:
+            seen = capitest.calls()
+            M.set_events(2, 0)
+    return seen
+
+
+def test_c_callback_stops_in_a_running_frame_when_its_events_go(M: Any,
+                                                                capitest: ModuleType) -> None:
+    code = turn_off_midway.__code__
+    capitest.tool_setup(2, "c tool", M.events.LINE)
+    try:
+        capitest.install(2, LINE)
+        seen = turn_off_midway(M, capitest, 6)
+        after = capitest.calls()
+    finally:
+        M.set_events(2, 0)
+        capitest.uninstall(2, LINE)
+        capitest.tool_teardown(2)
+    first = code.co_firstlineno
+    lines = [args[1] - first for _, _, args in seen if args[0] is code]
+    later = [args[1] - first for _, _, args in after if args[0] is code]
+    # The loop's lines at each of its first four iterations, none at the
+    # last two (3.12 still reports the frame's `return seen`).
+    assert lines.count(2) == lines.count(3) == 4
+    assert 2 not in later and 3 not in later
+
+
 def test_c_tool_gets_events_fired_from_c(M: Any, capitest: ModuleType) -> None:
     code = CodeLike("c")
     capitest.tool_setup(2, "c tool", M.events.PY_START)

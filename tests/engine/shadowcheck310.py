@@ -538,15 +538,23 @@ def _check(code, events, shadow, orig_of, shadow_of, problems):
             if s.unit != it.unit or not s.armed:
                 fail("the %s site at shadow %d says unit %d, armed %r",
                      name, it.unit, s.unit, s.armed)
-            # The value a PY_RETURN, PY_YIELD or a delegate's return goes
-            # in with the site; the iterator of a loop goes through it.
+            # The value a PY_RETURN, PY_YIELD or a delegate's return comes
+            # with stays on the stack, where the site reads it at the depth
+            # known there, or goes in with the site where none is; the
+            # iterator of a loop goes through it.
             shape = "plain"
+            on_stack = False
             if name in ("PY_RETURN", "PY_YIELD", "STOP_ITERATION"):
                 for_iter = i.opcode == OP["FOR_ITER"] and name == "STOP_ITERATION"
-                shape = "wrap" if for_iter else "value"
+                on_stack = not for_iter and i.start in depth
+                shape = "wrap" if for_iter else "plain" if on_stack else "value"
             if it.shape != shape:
                 fail("the %s probe at shadow %d is a %s one, wanted %s",
                      name, it.unit, it.shape, shape)
+            if s.value_on_stack != on_stack or (on_stack and s.depth != depth[i.start]):
+                fail("the %s site at shadow %d reads its value on the stack: %r at depth %d, "
+                     "the instruction is at %r", name, it.unit, s.value_on_stack, s.depth,
+                     depth.get(i.start))
             # (The first BRANCH probe's JUMP_FORWARD skips the stub too.)
             if s.size != it.size and not (after and it is after[0]):
                 fail("the %s site at shadow %d says %d units, it has %d",

@@ -5,10 +5,13 @@
  * before the instructions that need them.  A probe is
  *
  *     [DUP_TOP]             events with a value (PY_RETURN, PY_YIELD)
+ *                           where the stack's depth is not known
  *     LOAD_CONST site       the probe's li_site, a constant after the
  *                           original's (EXTENDED_ARG before it when its
  *                           index needs one)
- *     UNARY_INVERT          nb_invert of the site delivers the event, or
+ *     UNARY_INVERT          nb_invert of the site delivers the event (an
+ *                           event with a value reads it from the frame's
+ *                           stack, at the depth known), or
  *     CONTAINS_OP 0         sq_contains(site, value) with the value
  *     POP_TOP
  *
@@ -75,8 +78,19 @@ typedef struct li_site {
        disarmed, it holds the handler's line event where 3.9 makes none
        (li_hold_handler_line()). */
     bool holds_handler_line;
-    /* CALL: the call instruction (opcode, argument) and the depth of the
-       value stack before it, from the original's stack effects. */
+    /* An event with a value whose probe leaves it on the frame's stack, at
+       `depth` (the plain shape): the site reads it there. */
+    bool value_on_stack;
+    /* The one C callback the event goes to, kept while li_reg's dispatch
+       epoch stays `fast_epoch` (0: none kept), for probe.c's fast path;
+       whether there is one was last looked at in `checked_epoch`. */
+    uint8_t fast_tool, fast_event;      /* its tool, the event it says it is for */
+    uint32_t fast_epoch, checked_epoch;
+    LowImpact_Callback fast_func;
+    void *fast_data;
+    /* CALL: the call instruction (opcode, argument); the depth of the
+       value stack before the instruction (a CALL's, or the one a value on
+       the stack comes with), from the original's stack effects. */
     uint8_t call_op;
     int call_arg;
     int depth;

@@ -122,6 +122,31 @@ li_call_tools_around_error(PyThreadState *ts, int event, uint8_t tools, li_code_
     return err;
 }
 
+/* What fire() does once callbacks ran, when they may have changed
+ * something (`epoch`: li_epoch before them): the probe disarmed where no
+ * tool wants it any more, and a frame started over on the code it needs
+ * now.  `result` is theirs; returns it, or -1 with li_restart set. */
+static int
+after_callbacks(PyThreadState *ts, li_site *s, int result, uint64_t epoch)
+{
+    li_shadow *map = s->shadow;
+    if (map->original != NULL && li_tools_at(map->cs, s->event, s->orig) == 0) {
+        li_site_disarm(s);
+    }
+    /* Tools commonly turn on local events for a code object as it starts:
+       its frame has done nothing yet (but GEN_START), so it can start again
+       on the code it needs now.  Not under sys.settrace or sys.setprofile,
+       whose functions would see the frame start twice. */
+    if (result == 0 && s->event == LI_PY_START && epoch != li_epoch && map->original != NULL &&
+        !li_running_user_hooks(ts) &&
+        li_exc_needed(map->original, li_wanted_events(map->cs) & LI_PROBED_EVENTS) != map->events)
+    {
+        PyErr_SetNone(li_restart);
+        result = -1;
+    }
+    return result;
+}
+
 /* Delivers the event of `s` (with `value` for PY_RETURN and PY_YIELD).
  * 0, or -1 with an exception set. */
 static int
@@ -151,25 +176,9 @@ fire(li_site *s, PyObject *value)
                  : s->event == LI_PY_START ? li_fire_start(ts, s, tools, args)
                  : s->event == LI_STOP_ITERATION ? li_fire_stop(ts, s, tools, value)
                  : li_call_tools(ts, s->event, tools, cs, s->orig, args, value != NULL ? 3 : 2);
-    if (epoch == li_epoch && dispatch == li_reg.dispatch_epoch) {
-        /* (No DISABLE, no change of events or callbacks: what follows
-           has nothing to do.) */
-        Py_DECREF(shadow);
-        return result;
-    }
-    if (map->original != NULL && li_tools_at(map->cs, s->event, s->orig) == 0) {
-        li_site_disarm(s);
-    }
-    /* Tools commonly turn on local events for a code object as it starts:
-       its frame has done nothing yet (but GEN_START), so it can start again
-       on the code it needs now.  Not under sys.settrace or sys.setprofile,
-       whose functions would see the frame start twice. */
-    if (result == 0 && s->event == LI_PY_START && epoch != li_epoch && map->original != NULL &&
-        !li_running_user_hooks(ts) &&
-        li_exc_needed(map->original, li_wanted_events(map->cs) & LI_PROBED_EVENTS) != map->events)
-    {
-        PyErr_SetNone(li_restart);
-        result = -1;
+    /* (No DISABLE, no change of events or callbacks: nothing follows.) */
+    if (epoch != li_epoch || dispatch != li_reg.dispatch_epoch) {
+        result = after_callbacks(ts, s, result, epoch);
     }
     Py_DECREF(shadow);
     return result;
@@ -181,13 +190,174 @@ li_site_fire(li_site *s, PyObject *value)
     return fire(s, value);
 }
 
+/* Events whose probes may take the fast path: those fire() delivers
+ * through li_call_tools() alone, and PY_START. */
+static bool
+may_go_fast(int event)
+{
+    return event == LI_PY_START || event == LI_PY_RETURN || event == LI_PY_YIELD ||
+           event == LI_LINE || event == LI_INSTRUCTION || event == LI_JUMP ||
+           event == LI_BRANCH;
+}
+
+/* After fire() delivered the event of `s` from its probe: keeps in `s` the
+ * C callback its event goes to, when that is all there is to do, for
+ * fire_fast() to call while nothing changes (the dispatch epoch changes
+ * with callbacks, event sets, DISABLE marks and restarts).  Once an epoch:
+ * the probes of Python callbacks do not look again at every event. */
+static void
+keep_fast_path(li_site *s)
+{
+    li_shadow *map = s->shadow;
+    s->checked_epoch = li_reg.dispatch_epoch;
+    if (!may_go_fast(s->event) || map->original == NULL) {
+        return;
+    }
+    uint8_t tools = li_tools_at(map->cs, s->event, s->orig);
+    if (tools == 0 || (tools & (tools - 1)) != 0) {
+        return;
+    }
+    int tool = __builtin_ctz(tools);
+    PyObject *callback = li_reg.callbacks[tool][s->event];
+    if (callback == NULL || !Py_IS_TYPE(callback, li_reg.c_callback_type)) {
+        return;
+    }
+    li_ccallback *c = (li_ccallback *)callback;
+    s->fast_func = c->func;
+    s->fast_data = c->data;
+    s->fast_event = (uint8_t)c->event;
+    s->fast_tool = (uint8_t)tool;
+    s->fast_epoch = li_reg.dispatch_epoch;
+}
+
+/* A callback of fire_fast() did not just return 0 (`result`, a C
+ * callback's), or its callbacks changed what follows. */
+static LI_COLD int
+fast_end(PyThreadState *ts, li_site *s, int result, uint64_t epoch)
+{
+    if (result < 0) {
+        li_c_callback_failed();
+        return -1;
+    }
+    li_shadow *map = s->shadow;
+    /* (Its events are all local.) */
+    if (result == LOWIMPACT_DISABLE && map->original != NULL &&
+        li_code_state_disable(map->cs, s->event, s->orig, s->fast_tool) < 0)
+    {
+        return -1;
+    }
+    return after_callbacks(ts, s, 0, epoch);
+}
+
+/* The kept C callback of `s` called with args[1..nargs] (args[0] is
+ * scratch space): what li_call_one() does around it.  Its result. */
+static LI_HOT_INLINE int
+call_kept(PyThreadState *ts, const li_site *s, PyObject **args, size_t nargs)
+{
+    li_note_event(ts, s->event);
+    li_tracing_state before = li_enter_tracing(ts);
+    int result = s->fast_func(s->fast_data, s->fast_event, args + 1, (Py_ssize_t)nargs);
+    li_leave_tracing(ts, before);
+    return result;
+}
+
+/* fire_fast() of a PY_START probe, whose frame stands before its first
+ * instruction meanwhile (li_fire_start()): apart, so that the other
+ * events' path keeps fewer values across its call. */
+static LI_NOINLINE int
+fire_fast_start(PyThreadState *ts, PyFrameObject *f, li_site *s)
+{
+    PyObject *args[3] = {NULL, (PyObject *)s->shadow->original, s->arg};
+    uint32_t dispatch = s->fast_epoch;
+    uint64_t epoch = li_epoch;
+    int lasti = li_lasti(f), line = f->f_lineno;
+    li_set_lasti(f, -1);
+    li_show_start_line(f);
+    int result = call_kept(ts, s, args, 2);
+    if (result < 0) {
+        li_set_start_mark(f, s->orig);
+    }
+    else {
+        li_set_lasti(f, lasti);
+        f->f_lineno = line;
+    }
+    if (result == 0 && dispatch == li_reg.dispatch_epoch) {
+        return 0;
+    }
+    return fast_end(ts, s, result, epoch);
+}
+
+/* The probe of `s` fires with the fast path kept (keep_fast_path()): what
+ * fire(), li_call_tools() and li_call_one() do for one C callback, with
+ * nothing looked up.  `value` for an event with a value whose probe passes
+ * it (NULL: on the frame's stack, or none).  The frame that runs the probe
+ * holds its shadow, which holds `s`.  0, or -1 with an exception set. */
+static LI_HOT_INLINE int
+fire_fast(li_site *s, PyObject *value)
+{
+    PyThreadState *ts = _PyThreadState_UncheckedGet();
+    li_shadow *map = s->shadow;
+    PyFrameObject *f = ts->frame;
+    if (ts->tracing || f == NULL || f->f_code != map->code || map->original == NULL) {
+        return 0;   /* (code run by a callback gets no events) */
+    }
+    if (s->event == LI_PY_START) {
+        return fire_fast_start(ts, f, s);
+    }
+    PyObject *args[4] = {NULL, (PyObject *)map->original, s->arg, value};
+    if (s->value_on_stack) {
+        args[3] = f->f_valuestack[s->depth - 1];
+    }
+    else if (s->dest != NULL) {
+        args[3] = s->dest;  /* JUMP and BRANCH */
+    }
+    uint32_t dispatch = s->fast_epoch;
+    int result = call_kept(ts, s, args, args[3] != NULL ? 3 : 2);
+    if (result == 0 && dispatch == li_reg.dispatch_epoch) {
+        return 0;
+    }
+    /* (Only PY_START's callbacks have frames start over: no epoch.) */
+    return fast_end(ts, s, result, li_epoch);
+}
+
+/* The value of an event with one, left on the frame's stack by the probe
+ * of `s` that runs; NULL if the frame that runs it is not on its shadow
+ * (someone else evaluated the probe's operation). */
+static PyObject *
+value_on_stack(li_site *s)
+{
+    PyFrameObject *f = _PyThreadState_UncheckedGet()->frame;
+    if (f == NULL || f->f_code != s->shadow->code) {
+        return NULL;
+    }
+    return f->f_valuestack[s->depth - 1];
+}
+
 static PyObject *
 site_invert(PyObject *self)
 {
     li_site *s = (li_site *)self;
-    /* Exception events are not local: their probes are never disarmed. */
-    bool exc = s->event == LI_EXCEPTION_HANDLED || s->event == LI_RERAISE;
-    if ((exc ? li_fire_exc(s) : fire(s, NULL)) < 0) {
+    int err;
+    if (s->fast_epoch == li_reg.dispatch_epoch) {
+        err = fire_fast(s, NULL);
+    }
+    else {
+        /* Exception events are not local: their probes are never disarmed. */
+        if (s->event == LI_EXCEPTION_HANDLED || s->event == LI_RERAISE) {
+            err = li_fire_exc(s);
+        }
+        else if (s->value_on_stack) {
+            PyObject *value = value_on_stack(s);
+            err = value != NULL ? fire(s, value) : 0;
+        }
+        else {
+            err = fire(s, NULL);
+        }
+        if (err == 0 && s->checked_epoch != li_reg.dispatch_epoch) {
+            keep_fast_path(s);
+        }
+    }
+    if (err < 0) {
         return NULL;
     }
     if (s->holds_handler_line && s->shadow->original != NULL) {
@@ -199,7 +369,17 @@ site_invert(PyObject *self)
 static int
 site_contains(PyObject *self, PyObject *value)
 {
-    return fire((li_site *)self, value) < 0 ? -1 : 0;
+    li_site *s = (li_site *)self;
+    if (s->fast_epoch == li_reg.dispatch_epoch) {
+        return fire_fast(s, value) < 0 ? -1 : 0;
+    }
+    if (fire(s, value) < 0) {
+        return -1;
+    }
+    if (s->checked_epoch != li_reg.dispatch_epoch) {
+        keep_fast_path(s);
+    }
+    return 0;
 }
 
 /* FOR_ITER's probe: the loop's iterator in, the one it runs on out. */
@@ -237,6 +417,7 @@ static PyMemberDef site_members[] = {
     {"size", T_UBYTE, offsetof(li_site, size), READONLY, NULL},
     {"event", T_UBYTE, offsetof(li_site, event), READONLY, NULL},
     {"armed", T_BOOL, offsetof(li_site, armed), READONLY, NULL},
+    {"value_on_stack", T_BOOL, offsetof(li_site, value_on_stack), READONLY, NULL},
     {"depth", T_INT, offsetof(li_site, depth), READONLY, NULL},
     {"arg", T_OBJECT, offsetof(li_site, arg), READONLY, NULL},
     {"dest", T_OBJECT, offsetof(li_site, dest), READONLY, NULL},

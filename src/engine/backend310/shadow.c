@@ -207,18 +207,31 @@ has_value(int event, int opcode)
            (event == LI_STOP_ITERATION && opcode != FOR_ITER);
 }
 
-/* How deep a probe of `event` before `opcode` takes the value stack above
- * where it sits. */
-static int
-probe_push(int event, int opcode)
+/* Whether the probe of an event with a value, before an instruction where
+ * the value stack is `depth` deep (-1: not known), passes a copy of the
+ * value on top (DUP_TOP ... CONTAINS_OP).  Where the depth is known the
+ * plain shape does, its site reading the value from the frame's stack
+ * (probe.c): one slot of stack fewer, which frames made for the original
+ * would otherwise borrow (a `return self.x` needs it), and two
+ * instructions fewer per event. */
+static bool
+copies_value(int event, int opcode, int depth)
 {
-    return has_value(event, opcode) ? 2 : 1;
+    return has_value(event, opcode) && depth < 1;
+}
+
+/* How deep a probe of `event` before `opcode`, at `depth`, takes the value
+ * stack above where it sits. */
+static int
+probe_push(int event, int opcode, int depth)
+{
+    return copies_value(event, opcode, depth) ? 2 : 1;
 }
 
 static int
-probe_size(int event, int opcode, int const_index)
+probe_size(int event, int opcode, int depth, int const_index)
 {
-    return (has_value(event, opcode) ? 1 : 0) + units_for((unsigned int)const_index) + 2;
+    return (copies_value(event, opcode, depth) ? 1 : 0) + units_for((unsigned int)const_index) + 2;
 }
 
 static void
@@ -260,10 +273,11 @@ add_site(li_shadow *map, PyObject *consts, int index, const instr *in, const ins
     }
     s->shadow = map;
     s->orig = orig;
-    s->size = (uint8_t)probe_size(event, at->opcode, index);
+    s->size = (uint8_t)probe_size(event, at->opcode, depth, index);
     s->event = (uint8_t)event;
     s->armed = true;
     s->holds_handler_line = false;
+    s->fast_epoch = s->checked_epoch = 0;
     s->call_op = (uint8_t)in->opcode;
     s->call_arg = in->oparg;
     s->depth = depth;
@@ -288,7 +302,8 @@ add_site(li_shadow *map, PyObject *consts, int index, const instr *in, const ins
     }
     int begin = *pos;
     s->unit = begin;
-    bool value = has_value(event, at->opcode);
+    bool value = copies_value(event, at->opcode, depth);
+    s->value_on_stack = has_value(event, at->opcode) && !value;
     bool wrap = event == LI_STOP_ITERATION && at->opcode == FOR_ITER;
     if (value) {
         emit(out, pos, DUP_TOP, 0, 1);
@@ -629,7 +644,7 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events, bool
         n_sites += probes[i].n;
         int base = depths_known ? depth[i] : code->co_stacksize;
         for (int k = 0; k < probes[i].n; k++) {
-            int need = base + probe_push(probes[i].events[k], ins[i].opcode);
+            int need = base + probe_push(probes[i].events[k], ins[i].opcode, depth[i]);
             if (need > stacksize) {
                 stacksize = need;
             }
@@ -686,7 +701,7 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events, bool
             group[i] = pos;
             for (int k = 0; k < probes[i].n; k++, site++) {
                 int event = probes[i].events[k];
-                int size = probe_size(event, ins[i].opcode, n_consts + site);
+                int size = probe_size(event, ins[i].opcode, depth[i], n_consts + site);
                 if (k == probes[i].pre) {
                     probes[i].pre_size = size;
                 }
@@ -706,9 +721,9 @@ li_build_shadow(PyCodeObject *code, li_code_state *cs, li_event_set events, bool
             pos += sizes[i];
             branch_plan *bp = &probes[i].branch;
             if (bp->unit >= 0) {
-                bp->after_size = probe_size(LI_BRANCH, ins[i].opcode, n_consts + site++);
+                bp->after_size = probe_size(LI_BRANCH, ins[i].opcode, depth[i], n_consts + site++);
                 bp->unit = pos + bp->after_size + 1;
-                bp->probe_size = probe_size(LI_BRANCH, ins[i].opcode, n_consts + site++);
+                bp->probe_size = probe_size(LI_BRANCH, ins[i].opcode, depth[i], n_consts + site++);
                 bp->jump_size = bp->jump_size > 0 ? bp->jump_size : 1;
                 pos = bp->unit + bp->probe_size + bp->jump_size;
             }
