@@ -26,10 +26,14 @@ GAPS = {
     (3, 10): {
     },
     (3, 11): {
-        "3.11 back end: after the file's earlier tests, the first PY_START of square() once "
-        "local PY_START|PY_RETURN are set for it is not delivered (its PY_RETURN is); the test "
-        "passes alone, and with base db6baaf too: cause not found yet": [
+        "3.11 back end: a function that still starts on a shadow its events made obsolete "
+        "(local LINE set, then none, no call in between) moves onto the current one at its "
+        "entry probe, landing after the new shadow's PY_START probe: that call's PY_START is "
+        "not delivered (probe.c after_events(); capi's test meets it after the file's "
+        "earlier LINE test on the same function)": [
             "capi/test_capi.py::test_c_callback_disables_where_it_ran_before",
+            "conformance/test_py_start_alone.py::"
+            "test_py_start_after_line_events_went_off_without_a_call",
         ],
     },
 }

@@ -117,3 +117,24 @@ def test_a_callback_raising_leaves_the_frame_from_its_start(M: Any, tool: Tool) 
         tb = tb.tb_next
     # The frame's entry is on its `def` line, the callback's after it.
     assert entries[-2:] == [("f", 0), ("start", 5)]
+
+
+def one_line(x: int) -> int:
+    return x * x
+
+
+def test_py_start_after_line_events_went_off_without_a_call(M: Any, tool: Tool) -> None:
+    """Local LINE, a call, local events off, then PY_START|PY_RETURN: the next
+    call starts with PY_START, as when a call came in between."""
+    seen: List[tuple] = []
+    E = M.events
+    tool.register(E.LINE, lambda code, line: seen.append("line"))
+    tool.register(E.PY_START, lambda code, offset: seen.append("start"))
+    tool.register(E.PY_RETURN, lambda code, offset, value: seen.append(("return", value)))
+    tool.set_local(one_line, E.LINE)
+    one_line(1)
+    tool.set_local(one_line, 0)
+    tool.set_local(one_line, E.PY_START | E.PY_RETURN)
+    one_line(3)
+    one_line(4)
+    assert seen == ["line", "start", ("return", 9), "start", ("return", 16)]
