@@ -56,14 +56,20 @@ static struct {
     PyObject *builtins;     /* borrowed */
 } known;
 
+/* The builtins `known` holds for `globals` (borrowed), or NULL. */
+static inline PyObject *
+known_builtins(PyObject *globals)
+{
+    return globals == known.globals &&
+           ((PyDictObject *)globals)->ma_version_tag == known.version ? known.builtins : NULL;
+}
+
 /* The builtins a frame of `globals` gets: 1 and *builtins (borrowed), 0 if
  * it names none (PyFrame_New makes some), -1 with an exception set. */
 static int
 builtins_of(PyObject *globals, PyObject **builtins)
 {
-    uint64_t version = ((PyDictObject *)globals)->ma_version_tag;
-    if (globals == known.globals && version == known.version) {
-        *builtins = known.builtins;
+    if ((*builtins = known_builtins(globals)) != NULL) {
         return 1;
     }
     _Py_IDENTIFIER(__builtins__);
@@ -75,7 +81,7 @@ builtins_of(PyObject *globals, PyObject **builtins)
         found = PyModule_GetDict(found);
     }
     known.globals = globals;
-    known.version = version;
+    known.version = ((PyDictObject *)globals)->ma_version_tag;
     known.builtins = found;
     *builtins = found;
     return 1;
@@ -138,9 +144,7 @@ take_spare(PyThreadState *ts, PyCodeObject *co, PyObject *globals)
     /* (Those of a caller with the same globals, as PyFrame_New takes.) */
     PyFrameObject *back = ts->frame;
     PyObject *builtins = back != NULL && back->f_globals == globals ? back->f_builtins
-                         : globals == known.globals &&
-                           ((PyDictObject *)globals)->ma_version_tag == known.version
-                         ? known.builtins : NULL;
+                                                                    : known_builtins(globals);
     if (f->f_builtins != builtins) {
         return NULL;
     }

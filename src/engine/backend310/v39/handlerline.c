@@ -75,10 +75,11 @@ li_hold_handler_line(PyFrameObject *f, li_shadow *map, int raise_orig)
     f->f_trace_lines = 0;
 }
 
+/* (Called where `f` has f_trace_lines off, by the caught marker.) */
 void
 li_release_handler_line(PyFrameObject *f)
 {
-    if (f->f_trace_lines || f->f_trace == NULL) {
+    if (f->f_trace == NULL) {
         return;
     }
     PyObject *dict = PyThreadState_GetDict();
