@@ -7,7 +7,10 @@ from the instruction it fires at natively."""
 from __future__ import annotations
 
 import sys
+import types
 from typing import Any, Iterator, List
+
+import pytest
 
 from .helpers import Tool, loop_exit_rel_line
 
@@ -138,3 +141,89 @@ def test_py_start_after_line_events_went_off_without_a_call(M: Any, tool: Tool) 
     one_line(3)
     one_line(4)
     assert seen == ["line", "start", ("return", 9), "start", ("return", 16)]
+
+
+def generator(x: int) -> Iterator[int]:
+    yield x
+    yield x + 1
+
+
+def loop_on_first_line(n: int) -> int:
+    while 1:  # noqa: the loop goes back to the function's first line
+        n -= 1
+        if n < 0:
+            return n
+
+
+FUNCTIONS = pytest.mark.parametrize(
+    "function, argument", [(one_line, 3), (generator, 5), (loop_on_first_line, 1)],
+    ids=["function", "generator", "loop_on_first_line"])
+
+
+def calls_after_events_came_back(M: Any, tool: Tool, function: Any, argument: int,
+                                 before: str, after: str, traced: bool) -> None:
+    """Events `before` on, two calls, events off, `after` on, two calls: those
+    see what the calls of a copy of the function never monitored see (with a
+    trace function set during the calls if `traced`)."""
+    seen: List[tuple] = []
+    E = M.events
+    wanted = sum(getattr(E, name) for name in after.split())
+    fresh = types.FunctionType(function.__code__.replace(), function.__globals__)
+    first_line = function.__code__.co_firstlineno
+    tool.register(E.LINE, lambda code, line: seen.append(("line", line - first_line)))
+    tool.register(E.PY_START, lambda code, offset: seen.append(("start",)))
+    tool.register(E.PY_RETURN, lambda code, offset, value: seen.append(("return", value)))
+    tool.register(E.PY_YIELD, lambda code, offset, value: seen.append(("yield", value)))
+
+    def trace(frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code.co_name == function.__name__:
+            seen.append(("trace " + event, frame.f_lineno - first_line))
+        return trace
+
+    def two_calls(f: Any) -> List[tuple]:
+        seen.clear()
+        if traced:
+            sys.settrace(trace)
+        try:
+            for _ in range(2):
+                result = f(argument)
+                if function is generator:
+                    list(result)
+        finally:
+            sys.settrace(None)
+        return list(seen)
+
+    tool.set_local(fresh, wanted)
+    expected = two_calls(fresh)
+    tool.set_local(fresh, 0)
+    tool.set_local(function, sum(getattr(E, name) for name in before.split()))
+    two_calls(function)
+    tool.set_local(function, 0)
+    tool.set_local(function, wanted)
+    assert two_calls(function) == expected
+    assert ("start",) in expected or "PY_START" not in after
+
+
+@FUNCTIONS
+@pytest.mark.parametrize("before, after", [
+    ("LINE", "PY_START"),
+    ("LINE", "PY_START PY_RETURN PY_YIELD"),
+    ("LINE", "PY_START LINE"),
+    ("LINE PY_YIELD", "PY_START PY_RETURN PY_YIELD"),
+    ("PY_START PY_RETURN", "LINE"),
+])
+def test_events_that_went_off_and_came_back_between_calls(
+        M: Any, tool: Tool, function: Any, argument: int, before: str, after: str) -> None:
+    calls_after_events_came_back(M, tool, function, argument, before, after, traced=False)
+
+
+@FUNCTIONS
+@pytest.mark.parametrize("before, after", [
+    ("LINE", "PY_START"),
+    ("LINE", "PY_START PY_RETURN"),
+    ("LINE", "PY_START LINE"),
+    ("PY_START PY_RETURN", "LINE"),
+])
+def test_events_that_went_off_and_came_back_under_a_trace_function(
+        M: Any, tool: Tool, function: Any, argument: int, before: str, after: str) -> None:
+    calls_after_events_came_back(M, tool, function, argument, before, after, traced=True)

@@ -405,6 +405,10 @@ typedef struct li_probes {
     li_site *sites;
     int n_armed;                /* probes currently armed */
     int entry_probe;            /* first probe after RESUME 0, or -1 */
+    /* The original unit of RESUME 0 if only frames that start reach the
+       entry probe (no jump goes there), else -1: such a frame at the entry
+       probe of an obsolete shadow starts again on the current one. */
+    int start_unit;
     int n_pads;
     li_pad *pads;               /* by original unit */
     int n_resume_points;        /* of the code's when built: all have pads */
@@ -476,7 +480,7 @@ typedef struct {
     int n_pads, n_resume_points;
     const struct li_for_iter *for_iters;
     int n_for_iters;
-    int probe_size, probes_const, entry_probe;
+    int probe_size, probes_const, entry_probe, start_unit;
     PyObject *linetable, *exctable;
     /* The line array: unit u has the line of locs[orig_of[u]], but those
        of the ranges [lineless[k][0], lineless[k][1]), which have none. */

@@ -554,17 +554,15 @@ li_probes_stale(const li_probes *lp)
  * it, it would be replaced at once by one that has it, and the function
  * would start on the replaced one next time. */
 LI_COLD static int
-redirect(_PyInterpreterFrame *frame, li_probes *lp, const li_probe *entry)
+redirect(_PyInterpreterFrame *frame, li_probes *lp, li_landing to)
 {
     PyFunctionObject *func = frame->f_func;
     if (func == NULL || func->func_code != (PyObject *)lp->shadow) {
         return 0;
     }
-    if (entry->resume_unit >= 0) {
+    if (to.unit >= 0) {
         li_code_backend *cb = li_code_backend_ensure(lp->cs);
-        if (cb == NULL ||
-            li_add_resume_point(cb, (li_landing){entry->resume_unit, entry->resume_phase}) < 0)
-        {
+        if (cb == NULL || li_add_resume_point(cb, to) < 0) {
             return -1;
         }
     }
@@ -901,8 +899,23 @@ slow_path(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, li_p
     if (index == lp->entry_probe && lp->cs->refresh_pending) {
         starts_refreshed(lp);
     }
-    if (lp->obsolete && index == lp->entry_probe && redirect(frame, lp, p) < 0) {
-        return -1;
+    if (lp->obsolete && index == lp->entry_probe) {
+        /* A frame that has only just started goes to the current shadow's
+           start, where its PY_START comes first: this probe's events would
+           come before it (or without it).  (Not under a trace or profile
+           function, which would see the call again at that RESUME.) */
+        if (lp->start_unit >= 0 && p->resume_unit >= 0 && tstate->recursion_remaining > 0 &&
+            !tstate->cframe->use_tracing)
+        {
+            li_landing start = {lp->start_unit, LI_LAND_START};
+            if (redirect(frame, lp, start) < 0) {
+                return -1;
+            }
+            return divert(tstate, frame, lp, start, (li_unwind){0, -1});
+        }
+        if (redirect(frame, lp, (li_landing){p->resume_unit, p->resume_phase}) < 0) {
+            return -1;
+        }
     }
     uint64_t disables = li_reg.disables;
     int err = p->simple ? li_fire_simple(tstate, frame, lp, p) : li_fire_probe(tstate, frame, lp, p);
