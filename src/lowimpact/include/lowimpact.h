@@ -314,7 +314,36 @@ PyMonitoring_FireStopIterationEvent(PyMonitoringState *state, PyObject *codelike
                            value, NULL);
 }
 
-#endif /* PY_VERSION_HEX < 0x030D0000 */
+#elif PY_VERSION_HEX < 0x030E0000
+
+/* CPython 3.13's scope has no entries for C_RETURN and C_RAISE (its table
+ * stops at RERAISE and it reads the interpreter's fields that follow): their
+ * states are made from CALL's, which is what decides where they go. */
+static inline int
+_LowImpact_EnterScope313(PyMonitoringState *state_array, uint64_t *version,
+                         const uint8_t *event_types, Py_ssize_t length)
+{
+    uint64_t seen = *version, now = seen;
+    for (Py_ssize_t i = 0; i < length; i += 16) {
+        uint8_t types[16];
+        Py_ssize_t n = length - i < 16 ? length - i : 16;
+        for (Py_ssize_t k = 0; k < n; k++) {
+            uint8_t event = event_types[i + k];
+            types[k] = event == PY_MONITORING_EVENT_C_RETURN ||
+                       event == PY_MONITORING_EVENT_C_RAISE ? PY_MONITORING_EVENT_CALL : event;
+        }
+        /* (Each part compares with the version the caller had.) */
+        now = seen;
+        if (PyMonitoring_EnterScope(state_array + i, &now, types, n) < 0) {
+            return -1;
+        }
+    }
+    *version = now;
+    return 0;
+}
+#define PyMonitoring_EnterScope _LowImpact_EnterScope313
+
+#endif /* PY_VERSION_HEX */
 
 #ifdef __cplusplus
 }
