@@ -554,15 +554,15 @@ li_probes_stale(const li_probes *lp)
  * it, it would be replaced at once by one that has it, and the function
  * would start on the replaced one next time. */
 LI_COLD static int
-redirect(_PyInterpreterFrame *frame, li_probes *lp, li_landing to)
+redirect(_PyInterpreterFrame *frame, li_probes *lp, const li_landing *to)
 {
     PyFunctionObject *func = frame->f_func;
     if (func == NULL || func->func_code != (PyObject *)lp->shadow) {
         return 0;
     }
-    if (to.unit >= 0) {
+    if (to != NULL && to->unit >= 0) {
         li_code_backend *cb = li_code_backend_ensure(lp->cs);
-        if (cb == NULL || li_add_resume_point(cb, to) < 0) {
+        if (cb == NULL || li_add_resume_point(cb, *to) < 0) {
             return -1;
         }
     }
@@ -582,8 +582,10 @@ LI_COLD static int
 divert(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, li_landing to,
        li_unwind unwind)
 {
+    /* (Every shadow has a pad at its start: no resume point, which would
+       have the current shadow built again.) */
     li_code_backend *cb = li_code_backend_ensure(lp->cs);
-    if (cb == NULL || li_add_resume_point(cb, to) < 0 ||
+    if (cb == NULL || (to.phase != LI_LAND_START && li_add_resume_point(cb, to) < 0) ||
         li_expect_landing_unwinding(tstate, frame, lp->shadow, to, unwind) < 0)
     {
         return -1;
@@ -907,13 +909,13 @@ slow_path(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, li_p
         if (lp->start_unit >= 0 && p->resume_unit >= 0 && tstate->recursion_remaining > 0 &&
             !tstate->cframe->use_tracing)
         {
-            li_landing start = {lp->start_unit, LI_LAND_START};
-            if (redirect(frame, lp, start) < 0) {
+            if (redirect(frame, lp, NULL) < 0) {
                 return -1;
             }
-            return divert(tstate, frame, lp, start, (li_unwind){0, -1});
+            return divert(tstate, frame, lp, (li_landing){lp->start_unit, LI_LAND_START},
+                          (li_unwind){0, -1});
         }
-        if (redirect(frame, lp, (li_landing){p->resume_unit, p->resume_phase}) < 0) {
+        if (redirect(frame, lp, &(li_landing){p->resume_unit, p->resume_phase}) < 0) {
             return -1;
         }
     }
