@@ -33,10 +33,15 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/lowimpact-$tool.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 "$python" -m venv "$work/venv"
 export PYTHONMALLOC=malloc
+# Built from a copy of the sources: pip builds in the tree it is given, and
+# the instrumented objects it would leave in build/ get linked into the
+# in-place modules by the next `make build`.
+mkdir "$work/src"
+tar -C "$here" --exclude=./.git --exclude=./build --exclude='*.so' -cf - . | tar -C "$work/src" -xf -
 case "$tool" in
 asan)
     LOWIMPACT_ASAN=1 LOWIMPACT_DEBUG=1 "$work/venv/bin/python" -m pip install --quiet \
-        --disable-pip-version-check "$here[test]" 2>&1 | grep -v "^WARNING: Location"
+        --disable-pip-version-check "$work/src[test]" 2>&1 | grep -v "^WARNING: Location"
     [ $# -gt 0 ] || set -- "$here/tests"
     libasan=$(gcc -print-file-name=libasan.so)
     (cd "$work" && LD_PRELOAD="$libasan" \
@@ -45,7 +50,7 @@ asan)
     ;;
 valgrind)
     LOWIMPACT_DEBUG=1 "$work/venv/bin/python" -m pip install --quiet \
-        --disable-pip-version-check "$here[test]" 2>&1 | grep -v "^WARNING: Location"
+        --disable-pip-version-check "$work/src[test]" 2>&1 | grep -v "^WARNING: Location"
     [ $# -gt 0 ] || set -- "$here/tests/conformance"
     (cd "$work" && valgrind --quiet --error-exitcode=99 ${LOWIMPACT_VALGRIND_OPTIONS:-} --leak-check=no \
         --suppressions="$here/scripts/valgrind-python.supp" \
