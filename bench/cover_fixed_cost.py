@@ -16,7 +16,7 @@ with each measured run's ratio to its plain run.  --phases: the empty
 script's run cut into the steps `cover run` takes (callgrind's
 --dump-before=getppid, an os.getppid() between steps): the interpreter's
 start-up, lowimpact's modules, the standard-library modules coverage.py's
-modules import, coverage.py's modules and configuration, start() (file
+modules import, coverage.py's modules, its configuration, start() (file
 selection, the check of modules already imported, the collector), the
 program, stop() and save(), the interpreter's exit.  The phases run inside
 this script (run as `python -m` runs lowimpact), whose own loading its
@@ -126,15 +126,22 @@ def child(labels_file: str, argv: List[str]) -> int:
     for name in STDLIB_MODULES:
         importlib.import_module(name)
     step("standard-library modules coverage.py's modules import")
-    from lowimpact.tools.cover import cli, measure
+    from lowimpact.tools.cover import cli, measure, runcoverage
 
+    real_run_coverage_init = runcoverage.RunCoverage.__init__
+
+    def run_coverage_init(self, *args, **kwargs):
+        step("coverage.py's modules")
+        real_run_coverage_init(self, *args, **kwargs)
+
+    runcoverage.RunCoverage.__init__ = run_coverage_init
     measurement = measure.Measurement
     real_init, real_start = measurement.__init__, measurement.start
     real_prepare, real_stop, real_save = measurement._prepare, measurement.stop, measurement.save
 
     def init(self, *args, **kwargs):
         real_init(self, *args, **kwargs)
-        step("coverage.py's modules, reading the configuration")
+        step("reading the configuration")
 
     def prepare(cov):
         real_prepare(cov)
