@@ -192,8 +192,8 @@ def main() -> None:
     parser.add_argument("--phases", action="store_true", help="also the empty run by phase")
     options = parser.parse_args()
     for python in options.python:
-        subprocess.run([python, "-m", "compileall", "-q", os.path.join(SRC, "lowimpact")], check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run([python, "-m", "compileall", "-q", os.path.join(SRC, "lowimpact")],
+                       check=True, stdout=subprocess.DEVNULL)
         with tempfile.TemporaryDirectory(prefix="lowimpact-cover-fixed") as tmp:
             work = Path(tmp)
             (work / "empty.py").write_text("")

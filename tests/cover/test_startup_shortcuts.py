@@ -61,7 +61,8 @@ def test_directories_resolved_once_give_realpath(tmp_path: Path) -> None:
         assert coverage_path.realpath is not os.path.realpath
         # Twice: the second time from the directories already resolved.
         for _ in range(2):
-            assert [coverage_path.realpath(p) for p in paths] == [os.path.realpath(p) for p in paths]
+            resolved = [coverage_path.realpath(p) for p in paths]
+            assert resolved == [os.path.realpath(p) for p in paths]
         assert coverage_path.realpath("relative.py") == os.path.realpath("relative.py")
     assert coverage_path.realpath is os.path.realpath
 
