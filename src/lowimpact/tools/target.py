@@ -90,6 +90,8 @@ class Target:
         self.module = module
         # A directory or zip file: what runpy can import __main__ from.
         self._path_entry = not module and os.path.exists(name) and _has_importer(name)
+        # The first sys.path entry a script runs with (known once prepared).
+        self._script_directory: Optional[str] = None
 
     def __repr__(self) -> str:
         return "Target(%r, %r, module=%r)" % (self.name, self.args, self.module)
@@ -138,6 +140,15 @@ class Target:
             return self._run_path_entry
         return self._load_script()
 
+    def set_sys_path(self) -> None:
+        """Give ``sys.path`` now the first entry a prepared script runs with
+        (nothing for a module, whose entry is already python's, or a
+        directory or zip file, which runpy puts there): for a tool whose
+        set-up reads the program's ``sys.path`` before it runs, as ``coverage
+        run`` sets it before coverage.py decides which files it measures."""
+        if self._script_directory is not None and not _SAFE_PATH:
+            sys.path[:1] = [self._script_directory]
+
     def run(self) -> None:
         """Run the target: ``prepare()()``."""
         self.prepare()()
@@ -180,7 +191,7 @@ class Target:
             ) from None
         code = compile(source, path, "exec", dont_inherit=True)
         argv = [self.name, *self.args]
-        directory = os.path.dirname(os.path.realpath(path))
+        directory = self._script_directory = os.path.dirname(os.path.realpath(path))
         main = types.ModuleType("__main__")
         main.__dict__.update(
             __file__=path,

@@ -179,7 +179,7 @@ def _run(argv: List[str]) -> int:
         return 1
     target = Target(options.target, options.args, module=options.module)
     try:
-        return _run_target(target, _Measuring(measurement))
+        return _run_target(target, _Measuring(measurement, target))
     except CoverError as exc:
         print("%s: error: %s" % (PROG, exc), file=sys.stderr)
         return 1
@@ -188,10 +188,16 @@ def _run(argv: List[str]) -> int:
 class _Measuring:
     """Measures what runs inside it; saves the data however the program ends."""
 
-    def __init__(self, measurement) -> None:
+    def __init__(self, measurement, target) -> None:
         self.measurement = measurement
+        self.target = target
 
     def __enter__(self) -> "_Measuring":
+        # coverage.py's file selection depends on sys.path (a directory on it
+        # inside a virtual environment is third-party), and is made again at
+        # the first file it is asked about after sys.path changed: made with
+        # the program's sys.path, as under coverage run, it is made once.
+        self.target.set_sys_path()
         self.measurement.start()
         return self
 

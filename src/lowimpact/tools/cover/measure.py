@@ -208,17 +208,19 @@ class Measurement:
             return
         cov = self.coverage
         try:
-            self._prepare(cov)
-            if self.append:
-                cov.load()
-            if cov._plugins.context_switchers:
-                raise CoverError("coverage.py plugins with dynamic contexts (%s) are not "
-                                 "supported by lowimpact cover" % ", ".join(
-                                     p._coverage_plugin_name for p in cov._plugins.context_switchers))
-            inorout = cov._inorout
-            inorout.warn_conflicting_settings()
-            if not self.child:
-                inorout.warn_already_imported_files()
+            with _sysconfig_paths_asked_once(), _directories_resolved_once():
+                self._prepare(cov)
+                if self.append:
+                    cov.load()
+                if cov._plugins.context_switchers:
+                    raise CoverError("coverage.py plugins with dynamic contexts (%s) are not "
+                                     "supported by lowimpact cover" % ", ".join(
+                                         p._coverage_plugin_name
+                                         for p in cov._plugins.context_switchers))
+                inorout = cov._inorout
+                inorout.warn_conflicting_settings()
+                if not self.child:
+                    inorout.warn_already_imported_files()
         except self._coverage_exception as exc:
             raise CoverError(str(exc)) from None
 
@@ -326,13 +328,12 @@ class Measurement:
             suffix = None
         cov._init_data(suffix)
         debug = cov._debug if cov._debug.should("trace") else None
-        with _sysconfig_paths_asked_once():
-            cov._inorout = InOrOut(
-                config=cov.config,
-                warn=cov._warn,
-                debug=debug,
-                include_namespace_packages=cov.config.include_namespace_packages,
-            )
+        cov._inorout = InOrOut(
+            config=cov.config,
+            warn=cov._warn,
+            debug=debug,
+            include_namespace_packages=cov.config.include_namespace_packages,
+        )
         cov._inorout.plugins = cov._plugins
         cov._inorout.disp_class = FileDisposition
         cov._inited_for_start = True
@@ -579,8 +580,9 @@ def _sysconfig_paths_asked_once():
     """coverage.py's ``InOrOut`` asks ``sysconfig.get_paths(scheme)`` of
     every scheme twice (where the standard library is, where third-party
     packages are), and each call copies all of sysconfig's configuration
-    variables: half of what building it costs.  Meanwhile each scheme's
-    paths are computed once (and each caller gets its own copy)."""
+    variables (over a thousand, one by one in Python) to expand a dozen
+    paths.  Meanwhile each scheme's paths are computed once, by
+    :func:`expanded_paths` (and each caller gets its own copy)."""
     import sysconfig
 
     real = sysconfig.get_paths
@@ -590,7 +592,7 @@ def _sysconfig_paths_asked_once():
         if kwargs or len(args) != 1:
             return real(*args, **kwargs)
         if args[0] not in answers:
-            answers[args[0]] = real(args[0])
+            answers[args[0]] = expanded_paths(args[0], real)
         return dict(answers[args[0]])
 
     sysconfig.get_paths = get_paths
@@ -598,6 +600,65 @@ def _sysconfig_paths_asked_once():
         yield
     finally:
         sysconfig.get_paths = real
+
+
+def expanded_paths(scheme: str, get_paths: Any = None) -> Dict[str, str]:
+    """``sysconfig.get_paths(scheme)`` (*get_paths*: that function), each
+    path expanded as it expands them on POSIX -- the user's home, then the
+    configuration variables -- reading those variables where they are
+    instead of from a copy of them all; elsewhere, or without the helper
+    it expands a path with, its own answer."""
+    import sysconfig
+
+    get_paths = get_paths or sysconfig.get_paths
+    substitute = getattr(sysconfig, "_subst_vars", None)
+    if substitute is None or os.name != "posix":
+        return get_paths(scheme)
+    variables = sysconfig.get_config_vars()
+    return {key: os.path.normpath(substitute(os.path.expanduser(value), variables))
+            for key, value in get_paths(scheme, expand=False).items()}
+
+
+@contextlib.contextmanager
+def _directories_resolved_once():
+    """Before the program starts, coverage.py asks the real path of every
+    module already imported (~150, most of them the standard library's and
+    coverage.py's own, in a few directories), and ``realpath`` asks
+    ``lstat`` of each component of each path.  Meanwhile the real path of
+    a directory is asked once: a file's is its directory's joined with its
+    name, unless that name is a symbolic link (then it is asked in full).
+    Only coverage.py's own copy of ``os.path`` changes (it isolates its
+    modules), which the program never sees; nothing changes when that copy
+    is not where coverage.py 7.x keeps it."""
+    try:
+        from coverage.misc import isolate_module
+    except ImportError:
+        yield
+        return
+    path = isolate_module(os).path
+    real = getattr(path, "realpath", None)
+    if real is not os.path.realpath:
+        yield
+        return
+    directories: Dict[str, str] = {}
+
+    def realpath(filename: Any, *args: Any, **kwargs: Any) -> Any:
+        if args or kwargs or not isinstance(filename, str) or not os.path.isabs(filename):
+            return real(filename, *args, **kwargs)
+        head, name = os.path.split(filename)
+        if name in ("", ".", "..") or head == filename:
+            return real(filename)
+        resolved = directories.get(head)
+        if resolved is None:
+            resolved = directories[head] = real(head)
+        joined = os.path.join(resolved, name)
+        return real(joined) if os.path.islink(joined) else joined
+
+    path.realpath = realpath
+    try:
+        yield
+    finally:
+        path.realpath = real
 
 
 def _copy_raw(raw: RawData) -> RawData:
