@@ -379,10 +379,12 @@ implied_ways(Collector *self, PyObject *code)
                      Py_TYPE(ways)->tp_name);
         Py_CLEAR(ways);
     }
-    int rc = ways == NULL ? -1 : PyDict_SetItem(self->implied, key, ways);
+    /* (Another thread may have asked for the same code meanwhile: the
+       first answer stays, so that one it holds borrowed is not freed.) */
+    PyObject *kept = ways == NULL ? NULL : PyDict_SetDefault(self->implied, key, ways);
     Py_DECREF(key);
     Py_XDECREF(ways);   /* `implied` holds it now */
-    return rc < 0 ? NULL : ways;
+    return kept;
 }
 
 /* A branch that went one way HOT_REPEATS times in a row: DISABLE it when
