@@ -467,7 +467,8 @@ class Measurement:
         """Lines, arcs and branch points per measured file, from the core's
         raw data (*codes* and *raw*: one context's from :meth:`contexts`;
         default: the current data); *code_maps* caches each code's
-        :class:`CodeMap` across contexts.  A file is there when one of its
+        :class:`CodeMap` across contexts (default: those made while
+        measuring).  A file is there when one of its
         code objects recorded something in *raw* (an empty module only its
         line 0: coverage.py has it too) or is in *idle* (default: all)."""
         if codes is None or raw is None:
@@ -477,7 +478,9 @@ class Measurement:
         else:
             lines, branches, exits = raw
         if code_maps is None:
-            code_maps = {}
+            # (With those made while measuring, which know the branch ways
+            # the collector may have stopped seeing.)
+            code_maps = dict(self._code_maps)
         if self.branch:
             from lowimpact.tools.cover.arcs import CodeMap
         file_lines: Dict[str, Set[int]] = collections.defaultdict(set)
