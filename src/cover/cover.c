@@ -16,7 +16,11 @@
  *   BRANCH (local)     records (source offset, destination offset); DISABLE
  *                      once both directions of the branch were seen.  On
  *                      3.12/3.13 DISABLE turns off both directions of a
- *                      branch instruction, so it must wait for the second.
+ *                      branch instruction, so it must wait for the second,
+ *                      unless the lines tell it: a branch that repeats one
+ *                      way HOT_REPEATS times is DISABLEd when implied_of
+ *                      says that some statement runs only after its other
+ *                      way (a loop's exit, an `if`'s body).
  *
  * What is recorded is raw: code objects, line numbers and offset pairs.
  * Turning offset pairs into coverage.py's line arcs needs the bytecode and
@@ -71,7 +75,13 @@ typedef struct {
     PyObject *code;          /* borrowed: `codes` keeps it (NULL: an empty slot) */
     long source;             /* offsets */
     long destination;
+    uint32_t repeats;        /* reports of that way since it was recorded */
 } OneWay;
+
+/* How many times a branch repeats the one way it went before the collector
+   asks whether the lines tell the other way (implied_of): enough that code
+   that runs a few times is not analysed, few next to a hot loop's passes. */
+#define HOT_REPEATS 64
 
 /* Slots of the cache of one-way branches, a power of two: more than the
    branch instructions a hot loop usually runs. */
@@ -118,6 +128,13 @@ typedef struct {
      * it with them. */
     OneWay one_way[ONE_WAY_SLOTS];
     uint64_t branches_version;  /* bumped as they are forgotten */
+    /* callable(code, file name) -> {source offset: next offset << 2 | ways}
+     * or None, where ways has 1 when running some statement tells that the
+     * branch jumped, 2 when one tells that it went on (the arc is then
+     * taken from the lines when the data is saved); NULL: not asked.
+     * Owned; `implied` (owned) keeps its answers by id(code). */
+    PyObject *implied_of;
+    PyObject *implied;
     /* Contexts.  All owned. */
     PyObject *label;         /* the current period's dynamic context (None: none) */
     PyObject *periods;       /* list of (label, lines, branches, exits) of ended periods */
@@ -335,6 +352,84 @@ one_way_slot(Collector *self, PyObject *code, long source)
     return &self->one_way[hash & (ONE_WAY_SLOTS - 1)];
 }
 
+/* The answer of implied_of for `code` (borrowed; None: no branch of it is
+ * told by its lines), asked once per code object; NULL with an exception
+ * set.  Runs Python code: the caller holds `self`. */
+static PyObject *
+implied_ways(Collector *self, PyObject *code)
+{
+    PyObject *key = PyLong_FromVoidPtr(code);   /* owned */
+    if (key == NULL) {
+        return NULL;
+    }
+    PyObject *ways = PyDict_GetItemWithError(self->implied, key);   /* borrowed */
+    if (ways != NULL || PyErr_Occurred()) {
+        Py_DECREF(key);
+        return ways;
+    }
+    PyObject *entry = PyDict_GetItemWithError(self->codes, key);   /* borrowed */
+    if (entry == NULL) {
+        Py_DECREF(key);
+        return PyErr_Occurred() ? NULL : Py_None;
+    }
+    ways = PyObject_CallFunctionObjArgs(self->implied_of, PyTuple_GET_ITEM(entry, 0),
+                                        PyTuple_GET_ITEM(entry, 1), NULL);   /* owned */
+    if (ways != NULL && ways != Py_None && !PyDict_Check(ways)) {
+        PyErr_Format(PyExc_TypeError, "implied_of() must return dict or None, not %.100s",
+                     Py_TYPE(ways)->tp_name);
+        Py_CLEAR(ways);
+    }
+    /* (Another thread may have asked for the same code meanwhile: the
+       first answer stays, so that one it holds borrowed is not freed.) */
+    PyObject *kept = ways == NULL ? NULL : PyDict_SetDefault(self->implied, key, ways);
+    Py_DECREF(key);
+    Py_XDECREF(ways);   /* `implied` holds it now */
+    return kept;
+}
+
+/* A branch that went one way HOT_REPEATS times in a row: DISABLE it when
+ * the other way is told by the lines (`source`: the offset object of the
+ * event), else let it go on reporting. */
+static int
+on_hot_one_way(Collector *self, PyObject *code, PyObject *source, long source_offset,
+               long destination)
+{
+    uint64_t version = self->branches_version;
+    Py_INCREF(self);
+    int result = -1;
+    PyObject *ways = implied_ways(self, code);   /* borrowed */
+    if (ways == NULL) {
+        goto done;
+    }
+    result = LOWIMPACT_CONTINUE;
+    /* A period that ended meanwhile re-armed this branch: the way it went
+       is not recorded in the new one yet. */
+    if (ways == Py_None || !self->running || self->branches_version != version) {
+        goto done;
+    }
+    PyObject *packed = PyDict_GetItemWithError(ways, source);   /* borrowed */
+    if (packed == NULL) {
+        result = PyErr_Occurred() ? -1 : LOWIMPACT_CONTINUE;
+        goto done;
+    }
+    long value = PyLong_AsLong(packed);
+    if (value == -1 && PyErr_Occurred()) {
+        result = -1;
+        goto done;
+    }
+    long other_told = destination == value >> 2 ? value & 1 : value & 2;
+    if (other_told) {
+        OneWay *seen = one_way_slot(self, code, source_offset);
+        if (seen->code == code && seen->source == source_offset) {
+            seen->code = NULL;
+        }
+        result = LOWIMPACT_DISABLE;
+    }
+done:
+    Py_DECREF(self);
+    return result;
+}
+
 static int
 on_branch(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -350,7 +445,10 @@ on_branch(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
     }
     OneWay *seen = one_way_slot(self, args[0], source);
     if (seen->code == args[0] && seen->source == source && seen->destination == destination) {
-        return LOWIMPACT_CONTINUE;
+        if (self->implied_of == NULL || ++seen->repeats != HOT_REPEATS) {
+            return LOWIMPACT_CONTINUE;
+        }
+        return on_hot_one_way(self, args[0], args[1], source, destination);
     }
     /* Making a dict or a set below may collect garbage, whose finalizers
      * may let another thread clear or replace the branches recorded (a
@@ -395,7 +493,8 @@ on_branch(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
             self->last_code = args[0];
             self->last_per_source = per_source;   /* borrowed: `branches` holds it */
         }
-        *seen = (OneWay){.code = args[0], .source = source, .destination = destination};
+        *seen = (OneWay){.code = args[0], .source = source, .destination = destination,
+                         .repeats = 0};
     }
     Py_DECREF(per_source);
     return result;
@@ -1280,11 +1379,12 @@ collector_periods(Collector *self, PyObject *unused)
 static int
 collector_init(Collector *self, PyObject *args, PyObject *kwargs)
 {
-    static char *keywords[] = {"tool_id", "should_trace", "branch", "test_context", NULL};
+    static char *keywords[] = {"tool_id", "should_trace", "branch", "test_context",
+                               "implied_of", NULL};
     int tool_id, branch = 0;
-    PyObject *should_trace, *test_context = Py_None;   /* borrowed */
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iO|p$O:Collector", keywords, &tool_id,
-                                     &should_trace, &branch, &test_context)) {
+    PyObject *should_trace, *test_context = Py_None, *implied_of = Py_None;   /* borrowed */
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iO|p$OO:Collector", keywords, &tool_id,
+                                     &should_trace, &branch, &test_context, &implied_of)) {
         return -1;
     }
     if (self->running) {
@@ -1303,11 +1403,15 @@ collector_init(Collector *self, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_TypeError, "test_context must be callable or None");
         return -1;
     }
+    if (implied_of != Py_None && !PyCallable_Check(implied_of)) {
+        PyErr_SetString(PyExc_TypeError, "implied_of must be callable or None");
+        return -1;
+    }
     PyObject *file_cache = PyDict_New(), *codes = PyDict_New(), *lines = PyDict_New(),
              *branches = PyDict_New(), *exits = PyDict_New(), *periods = PyList_New(0),
-             *test_codes = PyDict_New();   /* owned until stored */
+             *test_codes = PyDict_New(), *implied = PyDict_New();   /* owned until stored */
     if (file_cache == NULL || codes == NULL || lines == NULL || branches == NULL ||
-        exits == NULL || periods == NULL || test_codes == NULL) {
+        exits == NULL || periods == NULL || test_codes == NULL || implied == NULL) {
         Py_XDECREF(exits);
         Py_XDECREF(file_cache);
         Py_XDECREF(codes);
@@ -1315,6 +1419,7 @@ collector_init(Collector *self, PyObject *args, PyObject *kwargs)
         Py_XDECREF(branches);
         Py_XDECREF(periods);
         Py_XDECREF(test_codes);
+        Py_XDECREF(implied);
         return -1;
     }
     self->tool_id = tool_id;
@@ -1330,6 +1435,8 @@ collector_init(Collector *self, PyObject *args, PyObject *kwargs)
     Py_XSETREF(self->periods, periods);
     Py_XSETREF(self->test_context, test_context == Py_None ? NULL : Py_NewRef(test_context));
     Py_XSETREF(self->test_codes, test_codes);
+    Py_XSETREF(self->implied_of, implied_of == Py_None ? NULL : Py_NewRef(implied_of));
+    Py_XSETREF(self->implied, implied);
     clear_tests(self);
     self->paused = 0;
     self->switching = test_context != Py_None;
@@ -1349,6 +1456,8 @@ collector_traverse(Collector *self, visitproc visit, void *arg)
     Py_VISIT(self->periods);
     Py_VISIT(self->test_context);
     Py_VISIT(self->test_codes);
+    Py_VISIT(self->implied_of);
+    Py_VISIT(self->implied);
     for (Py_ssize_t i = 0; i < self->n_tests; i++) {
         Py_VISIT(self->tests[i].frame);
         Py_VISIT(self->tests[i].code);
@@ -1388,6 +1497,8 @@ collector_clear(Collector *self)
     Py_CLEAR(self->periods);
     Py_CLEAR(self->test_context);
     Py_CLEAR(self->test_codes);
+    Py_CLEAR(self->implied_of);
+    Py_CLEAR(self->implied);
     clear_tests(self);
     return 0;
 }
@@ -1462,13 +1573,18 @@ static PyGetSetDef collector_getset[] = {
 };
 
 PyDoc_STRVAR(collector_doc,
-"Collector(tool_id, should_trace, branch=False, *, test_context=None)\n\n"
+"Collector(tool_id, should_trace, branch=False, *, test_context=None,\n"
+"          implied_of=None)\n\n"
 "Records executed lines (and branch directions) of the code whose file\n"
 "should_trace(filename, frame) names, through C callbacks of lowimpact.monitoring.\n"
 "With test_context, a callable(frame) -> str or None, a code object named\n"
 "test* or runTest that starts while no test context is active in its\n"
 "thread asks it for a context, which lasts until that frame returns\n"
-"(coverage.py's dynamic_context = test_function).");
+"(coverage.py's dynamic_context = test_function).\n"
+"With implied_of, a callable(code, filename) -> {source offset: next offset\n"
+"<< 2 | ways} or None, a branch that keeps going the same way is DISABLEd\n"
+"when its other way (1: the jump, 2: going on) is told by the lines that\n"
+"run: the caller then takes that way from the lines.");
 
 static PyTypeObject CollectorType = {
     PyVarObject_HEAD_INIT(NULL, 0)

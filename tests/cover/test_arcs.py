@@ -100,3 +100,37 @@ def test_a_function_with_extended_args() -> None:
     code = namespace["f"].__code__
     assert any(ins.opname == "EXTENDED_ARG" for ins in dis.get_instructions(code))
     assert CodeMap(code).instructions() == from_dis(code)
+
+
+def _told_ways(source: str, name: str) -> dict:
+    """``{branch line: (line told by its jump, by going on)}`` of function
+    *name* in *source* (0: not told), with the lines of the source."""
+    module = compile(source, "<told>", "exec")
+    code = next(c for c in all_codes(module) if c.co_name == name)
+    code_map = CodeMap(code)
+    told = {}
+    for offset, (_, jump_line, next_line) in code_map.implied_directions().items():
+        told.setdefault(code_map.statement_line(offset), set()).add((jump_line, next_line))
+    return told
+
+
+@pytest.mark.skipif(sys.version_info < (3, 10), reason="3.9's line tracing: no ways are told")
+def test_ways_the_lines_tell() -> None:
+    """A loop's body and the statement after a loop without break are
+    reached from its branch alone, as is an if's body: their lines tell
+    those ways.  The false of `while j < n and ok(j)`'s first test leads
+    where the second test's does: not told, by either."""
+    told = _told_ways(
+        "def f(n, ok):\n"           # 1
+        "    for i in range(n):\n"  # 2
+        "        n += i\n"          # 3
+        "    if n > 5:\n"           # 4
+        "        n = 0\n"           # 5
+        "    j = 0\n"               # 6
+        "    while j < n and ok(j):\n"  # 7
+        "        j += 1\n"          # 8
+        "    return j\n",           # 9
+        "f")
+    assert {3, 4} <= {line for ways in told.get(2, ()) for line in ways}
+    assert 5 in {line for ways in told.get(4, ()) for line in ways}
+    assert 9 not in {line for ways in told.get(7, ()) for line in ways}

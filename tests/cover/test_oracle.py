@@ -27,6 +27,10 @@ CASES = {
     "branch_shapes": (("branch_shapes.py",), ("branch_shapes.py",)),
     # break, continue, return and raise through `finally` and `with`
     "finally_shapes": (("finally_shapes.py",), ("finally_shapes.py",)),
+    # the shapes above run many times one way: the branches whose events
+    # stop early, their other way taken from the lines
+    "hot_shapes": (("hot_shapes.py",), ("hot_shapes.py", "branch_shapes.py",
+                                        "finally_shapes.py")),
     "module_level": (("--source=.", "module_level.py"), ("module_level.py",)),
     "first_calls": (("--source=.", "first_calls.py"), ("first_calls_helper.py",)),
     "gen_async": (("--source=.", "gen_async.py"), ("gen_async.py",)),

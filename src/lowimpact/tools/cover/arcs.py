@@ -218,6 +218,8 @@ class CodeMap:
         self._points: Optional[List[BranchPoint]] = None
         #: Whether some branch points have no columns where the format has none.
         self.columns_unknown = False
+        #: :meth:`implied_directions`'s answer, once asked.
+        self.implied: Optional[Dict[int, Tuple[int, int, int]]] = None
 
     def _walk(self, raw: bytes) -> None:
         """One pass over the instructions (those ``dis.get_instructions``
@@ -344,7 +346,8 @@ class CodeMap:
         return [(offset, op, self._target.get(offset), self._following(offset))
                 for offset, op in self._op.items()]
 
-    def _statement_line(self, offset: int) -> Optional[int]:
+    def statement_line(self, offset: int) -> Optional[int]:
+        """The first line of the statement of the instruction at *offset*."""
         if offset & 1 or not 0 <= offset < self._size:
             return None
         return self._unit_statement[offset >> 1]
@@ -352,7 +355,7 @@ class CodeMap:
     def arc(self, source: int, destination: int) -> Optional[Arc]:
         """The line arc of the branch at *source* going to *destination*, or
         None when the trail meets another branch of the same statement."""
-        from_line = self._statement_line(source)
+        from_line = self.statement_line(source)
         if from_line is None:
             return None
         return self._trail(from_line, destination, destination < source)
@@ -371,7 +374,7 @@ class CodeMap:
         seen: Set[int] = set()
         while offset is not None and offset in self._op and offset not in seen:
             seen.add(offset)
-            line = self._statement_line(offset)
+            line = self.statement_line(offset)
             if line is not None and (entered or line != from_line
                                      and (starts is None or offset in starts)):
                 return (from_line, line)
@@ -402,10 +405,13 @@ class CodeMap:
         following = offset + 2 + 2 * _FORMAT.caches[self._op[offset]]
         return following if following < self._size else None
 
-    def _handler(self, offset: int) -> Optional[int]:
+    def _handler_table(self) -> List[Tuple[int, int, int]]:
         if self._handlers is None:
             self._handlers = bytecode.handlers(self.code)
-        for start, end, target in self._handlers:
+        return self._handlers
+
+    def _handler(self, offset: int) -> Optional[int]:
+        for start, end, target in self._handler_table():
             if start <= offset < end:
                 return target
         return None
@@ -432,10 +438,92 @@ class CodeMap:
         only line starts (3.9), the frame left from the last line reported,
         which is that of *offset* if that line ran, as it does unless a
         jump enters it past its start: that jump's trail gives the arc."""
-        line = self._statement_line(offset)
+        line = self.statement_line(offset)
         if line is None or self._starts is not None and line not in ran:
             return None
         return (line, -self.code.co_firstlineno)
+
+    def implied_directions(self) -> Dict[int, Tuple[int, int, int]]:
+        """The branch directions whose line arc the LINE events tell:
+        ``{source: (next offset, jump's statement, going on's statement)}``,
+        a statement's first line where running it means that the branch
+        went that way (0 where not), for branches with at least one such.
+
+        A direction tells its arc when its trail (as :meth:`arc` follows it)
+        reaches another statement through instructions that nothing else
+        reaches, and nothing outside that statement but the trail reaches
+        any of its instructions: no other jump, fall-through, exception
+        handler or entry of the frame.  Then the statement ran if and only
+        if the branch went that way.  The collector stops a branch's events
+        (DISABLE) once one way keeps repeating and the other way is implied
+        so, and the arc of that way is taken from the lines at saving.
+        """
+        if self.implied is not None:
+            return self.implied
+        implied: Dict[int, Tuple[int, int, int]] = {}
+        self.implied = implied
+        if self._starts is not None or not self._branches:
+            # (3.9's tracing reports lines only at their starts: not worth
+            # following here.)
+            return implied
+        kinds = _FORMAT.kind
+        stops = (_FORMAT.UNCONDITIONAL, _FORMAT.RETURN, _FORMAT.RAISE)
+        outside = -1   # an entry from no instruction: the frame's start, an exception
+        predecessors: Dict[int, List[int]] = {offset: [] for offset in self._op}
+        members: Dict[int, List[int]] = {}
+        for offset, op in self._op.items():
+            following = self._following(offset)
+            if following is not None and kinds[op] not in stops:
+                predecessors[following].append(offset)
+            target = self._target.get(offset)
+            if target is not None and target in predecessors:
+                predecessors[target].append(offset)
+            line = self._unit_statement[offset >> 1]
+            if line is not None:
+                members.setdefault(line, []).append(offset)
+        predecessors[next(iter(self._op))].append(outside)
+        for _, _, handler in self._handler_table():
+            if handler in predecessors:
+                predecessors[handler].append(outside)
+
+        def told_by(source: int, destination: Optional[int]) -> int:
+            """The statement whose running tells that *source* went to
+            *destination*, or 0."""
+            from_line = self._unit_statement[source >> 1]
+            previous, offset = source, destination
+            trail: Set[int] = set()
+            while offset is not None and offset not in trail:
+                if predecessors.get(offset) != [previous]:
+                    return 0
+                trail.add(offset)
+                line = self._unit_statement[offset >> 1]
+                if line is not None and line != from_line:
+                    for member in members[line]:
+                        for before in predecessors[member]:
+                            if (self._unit_statement[before >> 1] != line if before >= 0
+                                    else True) and not (member == offset and before == previous):
+                                return 0
+                    return line if self.arc(source, destination) == (from_line, line) else 0
+                kind = kinds[self._op[offset]]
+                previous = offset
+                if kind == _FORMAT.UNCONDITIONAL:
+                    offset = self._target.get(offset)
+                elif kind == _FORMAT.PLAIN:
+                    offset = self._following(offset)
+                else:
+                    return 0
+            return 0
+
+        for source, _ in self._branches:
+            if self._unit_statement[source >> 1] is None:
+                continue
+            following = self._following(source)
+            jump_line = told_by(source, self._target[source])
+            next_line = told_by(source, following)
+            if jump_line or next_line:
+                implied[source] = (following if following is not None else source + 2,
+                                   jump_line, next_line)
+        return implied
 
     def branch_points(self) -> List[BranchPoint]:
         """Every branch instruction of the code object, in offset order.

@@ -196,6 +196,9 @@ class Measurement:
         self._real_exit = None
         self._old_sigterm = None
         self._first_line: Dict[str, Any] = {}
+        #: The CodeMaps made while measuring (for the collector's
+        #: implied_of), by code id, which saving uses too.
+        self._code_maps: Dict[int, CodeMap] = {}
 
     # -- running -----------------------------------------------------------
 
@@ -234,8 +237,15 @@ class Measurement:
             disposition = inorout.should_trace(filename, frame)
             return disposition.source_filename if disposition.trace else None
 
-        self._collector = self._cover.Collector(TOOL_ID, should_trace, branch=self.branch,
-                                                test_context=self._test_context)
+        if self.branch:
+            # What implied_of runs, imported before measuring: code that
+            # first runs inside a callback costs the engine (3.9-3.11) a
+            # measured start each.
+            from lowimpact.tools.cover import arcs  # noqa: F401
+            _multiline_mapping_imports()
+        self._collector = self._cover.Collector(
+            TOOL_ID, should_trace, branch=self.branch, test_context=self._test_context,
+            implied_of=self._implied_of if self.branch else None)
         try:
             self._restart()
         except CoverError:
@@ -415,6 +425,19 @@ class Measurement:
             self._first_line[filename] = mapping
         return mapping
 
+    def _implied_of(self, code: types.CodeType, filename: str) -> Dict[int, int]:
+        """For the collector: the branches of *code* of which some way is
+        told by the lines that run (:meth:`CodeMap.implied_directions`), as
+        ``{source: next offset << 2 | ways}`` (ways: 1 the jump, 2 going on)."""
+        from lowimpact.tools.cover.arcs import CodeMap
+
+        code_map = self._code_maps.get(id(code))
+        if code_map is None:
+            code_map = self._code_maps[id(code)] = CodeMap(code, self._first_line_of(filename))
+        return {source: following << 2 | bool(jump_line) | bool(next_line) << 1
+                for source, (following, jump_line, next_line)
+                in code_map.implied_directions().items()}
+
     def contexts(self) -> Tuple[Dict[int, tuple], Dict[Optional[str], RawData]]:
         """The measured code objects (``Collector.data()``'s) and the raw
         data recorded under each dynamic context (None: none), in the order
@@ -445,7 +468,8 @@ class Measurement:
         """Lines, arcs and branch points per measured file, from the core's
         raw data (*codes* and *raw*: one context's from :meth:`contexts`;
         default: the current data); *code_maps* caches each code's
-        :class:`CodeMap` across contexts.  A file is there when one of its
+        :class:`CodeMap` across contexts (default: those made while
+        measuring).  A file is there when one of its
         code objects recorded something in *raw* (an empty module only its
         line 0: coverage.py has it too) or is in *idle* (default: all)."""
         if codes is None or raw is None:
@@ -455,7 +479,9 @@ class Measurement:
         else:
             lines, branches, exits = raw
         if code_maps is None:
-            code_maps = {}
+            # (With those made while measuring, which know the branch ways
+            # the collector may have stopped seeing.)
+            code_maps = dict(self._code_maps)
         if self.branch:
             from lowimpact.tools.cover.arcs import CodeMap
         file_lines: Dict[str, Set[int]] = collections.defaultdict(set)
@@ -488,12 +514,22 @@ class Measurement:
                     arc = code_map.arc(source, destination)
                     if arc is not None:
                         arcs.add(arc)
+            # The ways the collector may have stopped seeing (implied_of):
+            # their statement ran only if they were taken.
+            told: Dict[int, Set[int]] = {}
+            for source, (_, jump_line, next_line) in (code_map.implied or {}).items():
+                from_line = code_map.statement_line(source)
+                for direction, line in ((0, jump_line), (1, next_line)):
+                    if line and line in statements:
+                        arcs.add((from_line, line))
+                        told.setdefault(source, set()).add(direction)
             for offset in exits.get(key, ()):
                 arc = code_map.exit_arc(offset, statements)
                 if arc is not None:
                     arcs.add(arc)
             for point in code_map.branch_points():
                 directions = {point.direction(d) for d in taken.get(point.offset, ())}
+                directions.update(told.get(point.offset, ()))
                 file_points[filename].append(
                     [point.line, point.col, point.end_col,
                      {point.meanings[0]: 0 in directions, point.meanings[1]: 1 in directions}]
@@ -521,7 +557,7 @@ class Measurement:
             mapper = cov._file_mapper
             data = cov._data
             codes, contexts = self.contexts()
-            code_maps: Dict[int, CodeMap] = {}
+            code_maps: Dict[int, CodeMap] = dict(self._code_maps)
             all_points: Dict[str, list] = {}
             if not contexts:
                 contexts = {None: ({}, {}, {})}
@@ -680,6 +716,16 @@ def _merge_raw(into: RawData, more: RawData) -> None:
             mine.setdefault(source, set()).update(dests)
     for key, values in more[2].items():
         exits.setdefault(key, set()).update(values)
+
+
+def _multiline_mapping_imports() -> None:
+    """Imports what :func:`_multiline_mapping` needs."""
+    try:
+        from coverage.python import get_python_source  # noqa: F401
+    except ImportError:
+        from coverage.parser import PythonParser  # noqa: F401
+        return
+    from lowimpact.tools.cover import statements  # noqa: F401
 
 
 def _multiline_mapping(filename: str):

@@ -77,8 +77,10 @@ def write(path: str, files: Dict[str, list]) -> None:
     """Write the sub-line data file at *path* whole, or not at all."""
     temporary = path + ".tmp%d" % os.getpid()
     try:
+        # (dumps, not dump: only a one-shot encoding uses json's C encoder.)
+        text = json.dumps({"format": FORMAT, "files": files})
         with open(temporary, "w", encoding="utf-8") as stream:
-            json.dump({"format": FORMAT, "files": files}, stream)
+            stream.write(text)
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
