@@ -78,7 +78,8 @@ static inline void
 li_leave_tracing(PyThreadState *ts, li_tracing_state before)
 {
     (void)before;
-    if (--ts->tracing == 0 && (ts->c_tracefunc != NULL || ts->c_profilefunc != NULL)) {
+    /* (`|`: one branch on the path of every event, not two.) */
+    if (--ts->tracing == 0 && ((ts->c_tracefunc != NULL) | (ts->c_profilefunc != NULL))) {
         ts->cframe->use_tracing = 255;
     }
 }

@@ -296,6 +296,35 @@ def test_c_callback_disables_where_it_ran_before(M: Any, capitest: ModuleType) -
         (PY_START, ()), (PY_RETURN, (4,)), (PY_RETURN, (9,)), (PY_RETURN, (16,))]
 
 
+def sum_below(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i
+    return total
+
+
+def test_c_callback_disables_a_line_it_ran_at_before(M: Any, capitest: ModuleType) -> None:
+    code = sum_below.__code__
+    capitest.tool_setup(2, "c tool", 0)
+    capitest.tool_local(2, code, M.events.LINE)
+    try:
+        capitest.install(2, LINE, 5)   # DISABLE from its fifth call on
+        capitest.calls()
+        assert sum_below(10) == 45
+        assert sum_below(10) == 45
+        calls = capitest.calls()
+    finally:
+        capitest.tool_local(2, code, 0)
+        capitest.uninstall(2, LINE)
+        capitest.tool_teardown(2)
+    # The loop's body and its `for` where the loop jumps back DISABLEd at
+    # their second pass (the fifth and sixth calls, made from where they
+    # ran before), the return at its first; the second call reports the
+    # lines the first saw once: its first and the `for` where the loop
+    # starts.
+    assert [args[1] - code.co_firstlineno for _, _, args in calls] == [1, 2, 3, 2, 3, 2, 4, 1, 2]
+
+
 def test_c_callback_error_at_a_later_call_propagates(M: Any, capitest: ModuleType) -> None:
     capitest.tool_setup(2, "c tool", 0)
     capitest.tool_local(2, square.__code__, M.events.PY_RETURN)

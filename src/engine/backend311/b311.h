@@ -276,13 +276,15 @@ typedef struct {
     /* The fast path (probe.c): while li_reg.dispatch_epoch is fast_epoch
        (0: never), the probe's one event goes to one callback, `fast`
        (borrowed: the registry holds it meanwhile), of tool fast_tool, with
-       the site's argument and, with fast_value, the top of the stack, or
-       else fast_dest (borrowed from the site) when not NULL. */
-    bool fast_value;
-    uint8_t fast_call;    /* LI_FAST_CALL, LI_FAST_C_RETURN (probe.c), or 0 */
+       the site's argument and a third one when fast_nargs is 3: the value
+       in the frame's slot fast_slot (the top of the stack) when that is not
+       -1, else fast_dest (borrowed from the site). */
+    uint8_t fast_kind;    /* LI_FAST_* (probe.c) */
     bool fast_c;          /* a C callback (li_ccallback) */
     uint8_t fast_tool;
     uint8_t fast_event;   /* its event */
+    uint8_t fast_nargs;
+    int32_t fast_slot;
     uint32_t fast_epoch;
     PyObject *fast;
     PyObject *fast_arg;

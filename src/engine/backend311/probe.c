@@ -759,7 +759,10 @@ li_backend_call(PyThreadState *tstate, PyObject *callback, PyObject **argv, size
     return PyObject_Vectorcall(callback, argv, nargs | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
 }
 
-enum { LI_FAST_PLAIN, LI_FAST_CALL, LI_FAST_C_RETURN };
+/* What the fast path does: call a C callback (the case probes_run() serves
+ * itself) or a Python one with the site's arguments, or serve a CALL or a
+ * C_RETURN (fire_call()). */
+enum { LI_FAST_C, LI_FAST_PYTHON, LI_FAST_CALL, LI_FAST_C_RETURN };
 
 /* Sets up the fast path of a probe whose first event is `simple`, or is
  * CALL (not of CALL_FUNCTION_EX, which may build a tuple first) or C_RETURN,
@@ -785,7 +788,7 @@ prepare_fast_path(li_probes *lp, li_probe *p, int index, bool alone)
     {
         return;
     }
-    uint8_t call = LI_FAST_PLAIN;
+    uint8_t call = 0;   /* or LI_FAST_CALL, LI_FAST_C_RETURN */
     bool branch = s->event == LI_BRANCH && (p->n_sites == 1 || alone);
     if (s->event == LI_CALL && s->aux >= 0 && alone) {
         call = LI_FAST_CALL;
@@ -813,35 +816,28 @@ prepare_fast_path(li_probes *lp, li_probe *p, int index, bool alone)
         PyErr_Clear();   /* (without memory, the slow path stays) */
         return;
     }
+    bool value = s->event == LI_PY_RETURN || s->event == LI_PY_YIELD;
     p->fast = callback;
     p->fast_c = c_callback;
     p->fast_twin = p->fast_c ? NULL : twin_for(tool, s->event, callback);
     p->fast_tool = (uint8_t)tool;
     p->fast_event = (uint8_t)s->event;
     p->fast_arg = s->arg;
-    p->fast_value = s->event == LI_PY_RETURN || s->event == LI_PY_YIELD;
+    p->fast_slot = value ? lp->shadow->co_nlocalsplus + p->depth - 1 : -1;
     p->fast_dest = branch ? s->dest : NULL;
-    p->fast_call = call;
+    p->fast_nargs = value || branch ? 3 : 2;
+    p->fast_kind = call ? call : c_callback ? LI_FAST_C : LI_FAST_PYTHON;
     p->fast_epoch = li_reg.dispatch_epoch;
 }
 
-/* A probe firing: kept in memory across the callback's call, so that the
- * fast path holds little in registers. */
-typedef struct {
-    li_probes *lp;
-    _PyInterpreterFrame *frame;
-    li_probe *p;
-} firing;
-
 /* The rest of the fast path's work when the callback did not just return
- * 0: `result` is what a C callback returned, or for a Python one -1 (it
- * raised), LOWIMPACT_DISABLE or 0. */
+ * 0 or the dispatch epoch moved on: `result` is what a C callback returned,
+ * or for a Python one -1 (it raised), LOWIMPACT_DISABLE or 0. */
 LI_COLD static int
-fast_path_end(PyThreadState *tstate, const firing *f, int result)
+fast_path_end(PyThreadState *tstate, li_probes *lp, li_probe *p, int result)
 {
-    li_probes *lp = f->lp;
-    _PyInterpreterFrame *frame = f->frame;
-    li_probe *p = f->p;
+    /* (The callback returned to this probe's frame.) */
+    _PyInterpreterFrame *frame = tstate->cframe->current_frame;
     int index = (int)(p - lp->probes);
     if (result < 0) {
         if (p->fast_c) {
@@ -936,65 +932,75 @@ slow_path(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, li_p
     return after_events(tstate, frame, lp, p);
 }
 
-/* The fast path's call of the probe's callback with args[1..nargs]
+/* The fast path's call of the probe's C callback with args[1..nargs]
  * (args[0] is scratch space): 0, LOWIMPACT_DISABLE or -1. */
+static LI_HOT_INLINE int
+call_c(PyThreadState *tstate, const li_probe *p, PyObject **args, size_t nargs)
+{
+    li_tracing_state before = li_enter_tracing(tstate);
+    /* The callback may unregister itself while it runs: nothing here
+       touches the object after the call. */
+    li_ccallback *c = (li_ccallback *)p->fast;
+    int result = c->func(c->data, c->event, args + 1, (Py_ssize_t)nargs);
+    /* (Looked up again rather than kept in a register saved across the
+       call: fire_c() then keeps nothing but its epoch.) */
+    li_leave_tracing(_PyThreadState_GET(), before);
+    return result;
+}
+
+/* The same for a Python callback. */
+static LI_HOT_INLINE int
+call_python(PyThreadState *tstate, const li_probe *p, PyObject **args, size_t nargs)
+{
+    li_tracing_state before = li_enter_tracing(tstate);
+    /* (C callbacks set no frame's f_lineno.) */
+    li_note_event(tstate, p->fast_event);
+    PyObject *callable = p->fast, *self = NULL;
+    const li_twin *t = p->fast_twin;
+    if (t != NULL && twin_valid(t)) {
+        callable = (PyObject *)t->twin;
+        self = t->self;
+    }
+    PyObject *res = li_call_bound(callable, self, args + 1, nargs);
+    li_leave_tracing(tstate, before);
+    int result = res == NULL ? -1 : res == li_reg.disable ? LOWIMPACT_DISABLE : 0;
+    Py_XDECREF(res);
+    return result;
+}
+
 static LI_HOT_INLINE int
 call_fast(PyThreadState *tstate, const li_probe *p, PyObject **args, size_t nargs)
 {
-    int result;
-    li_tracing_state before = li_enter_tracing(tstate);
-    if (p->fast_c) {
-        /* The callback may unregister itself while it runs: nothing here
-           touches the object after the call. */
-        li_ccallback *c = (li_ccallback *)p->fast;
-        result = c->func(c->data, c->event, args + 1, (Py_ssize_t)nargs);
-        li_leave_tracing(tstate, before);
-    }
-    else {
-        /* (C callbacks set no frame's f_lineno.) */
-        li_note_event(tstate, p->fast_event);
-        PyObject *callable = p->fast, *self = NULL;
-        const li_twin *t = p->fast_twin;
-        if (t != NULL && twin_valid(t)) {
-            callable = (PyObject *)t->twin;
-            self = t->self;
-        }
-        PyObject *res = li_call_bound(callable, self, args + 1, nargs);
-        li_leave_tracing(tstate, before);
-        result = res == NULL ? -1 : res == li_reg.disable ? LOWIMPACT_DISABLE : 0;
-        Py_XDECREF(res);
-    }
-    return result;
+    return p->fast_c ? call_c(tstate, p, args, nargs) : call_python(tstate, p, args, nargs);
 }
 
 /* The fast path of CALL and C_RETURN, whose last two arguments are the
  * call's callable and first argument: on the stack at CALL, kept from then
  * for the C_RETURN of a call of C code (events.c). */
 static __attribute__((noinline)) int
-fire_call(PyThreadState *tstate, const firing *f, uint32_t epoch)
+fire_call(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, li_probe *p,
+          uint32_t epoch)
 {
-    li_probes *lp = f->lp;
-    li_probe *p = f->p;
     const li_site *s = &lp->sites[p->first_site];
     PyObject *args[5];      /* args[0]: the callee's scratch space, or a twin's self */
     args[1] = (PyObject *)lp->original;
     args[2] = p->fast_arg;
     uint8_t tools = (uint8_t)(1 << p->fast_tool);
     int result;
-    if (p->fast_call == LI_FAST_CALL) {
+    if (p->fast_kind == LI_FAST_CALL) {
         /* The stack holds them across the callback. */
-        PyObject **stack = f->frame->localsplus + lp->shadow->co_nlocalsplus;
+        PyObject **stack = frame->localsplus + lp->shadow->co_nlocalsplus;
         li_call_arguments_of_call(stack, p->depth, s->aux, &args[3], &args[4]);
         result = call_fast(tstate, p, args, 4);
         if (result >= 0 && !li_calls_python(args[3]) &&
-            li_push_pending_call(f->frame, s->orig, tools, args[3], args[4]) < 0)
+            li_push_pending_call(frame, s->orig, tools, args[3], args[4]) < 0)
         {
             result = -1;
         }
     }
     else {
         uint8_t saw_start;
-        if (!li_take_pending_call(f->frame, s->orig, &saw_start, &args[3], &args[4])) {
+        if (!li_take_pending_call(frame, s->orig, &saw_start, &args[3], &args[4])) {
             return 0;
         }
         if (saw_start == tools) {
@@ -1012,53 +1018,77 @@ fire_call(PyThreadState *tstate, const firing *f, uint32_t epoch)
     if (result == 0 && li_reg.dispatch_epoch == epoch) {
         return 0;
     }
-    return fast_path_end(tstate, f, result);
+    return fast_path_end(tstate, lp, p, result);
 }
 
-/* probes_run() once the probe is known to fire. */
-static LI_HOT_INLINE int
-fire(li_probes *lp, PyThreadState *tstate, _PyInterpreterFrame *frame)
+/* The fast path's callback arguments after the code (args[1]): the site's
+ * argument and the probe's third one, if any. */
+static LI_HOT_INLINE void
+fast_arguments(const li_probe *p, _PyInterpreterFrame *frame, PyObject **args)
 {
-    int32_t at = lp->probe_at[frame->prev_instr - _PyCode_CODE(lp->shadow)];
-    if (at < 0) {
-        return 1;   /* the shadow's frame, but not at a probe */
-    }
-    /* The running frame holds the shadow, which holds us: callbacks cannot
-       free this data. */
-    li_probe *p = (li_probe *)((char *)lp->probes + at);
-    uint32_t epoch = li_reg.dispatch_epoch;
-    if (p->fast_epoch != epoch) {
-        return slow_path(tstate, frame, lp, p);
-    }
-    firing f = {lp, frame, p};
-    if (p->fast_call != LI_FAST_PLAIN) {
-        return fire_call(tstate, &f, epoch);
-    }
-    /* The fast path: what li_fire_simple() and li_call_one() do, with what
-       they look up kept since. */
-    PyObject *args[4];      /* args[0]: the callee's scratch space, or a twin's self */
-    args[1] = (PyObject *)lp->original;
     args[2] = p->fast_arg;
-    size_t nargs = 2;
-    if (p->fast_value) {
-        args[3] = frame->localsplus[lp->shadow->co_nlocalsplus + p->depth - 1];
-        nargs = 3;
+    if (p->fast_slot >= 0) {
+        args[3] = frame->localsplus[p->fast_slot];
     }
-    else if (p->fast_dest != NULL) {
+    else {
         args[3] = p->fast_dest;
-        nargs = 3;
     }
-    int result = call_fast(tstate, p, args, nargs);
+}
+
+/* fast_path_end() for fire_c(), which keeps nothing but the epoch across
+ * the callback's call: the callback returned to the probe's frame, which
+ * is still where the probe fired, on the shadow of `lp`. */
+LI_COLD static int
+fire_c_end(int result)
+{
+    PyThreadState *tstate = _PyThreadState_GET();
+    _PyInterpreterFrame *frame = tstate->cframe->current_frame;
+    li_probes *lp = li_shadow_probes(frame->f_code);
+    assert(lp != NULL);
+    int32_t at = lp->probe_at[frame->prev_instr - _PyCode_CODE(lp->shadow)];
+    assert(at >= 0);
+    return fast_path_end(tstate, lp, (li_probe *)((char *)lp->probes + at), result);
+}
+
+/* The fast path of a C callback (what coverage and profiling tools
+ * register): it keeps only the epoch across the callback's call, so that
+ * this costs a few instructions more than the call. */
+static __attribute__((noinline)) int
+fire_c(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, li_probe *p,
+       uint32_t epoch)
+{
+    PyObject *args[4];      /* args[0]: the callee's scratch space */
+    args[1] = (PyObject *)lp->original;
+    fast_arguments(p, frame, args);
+    int result = call_c(tstate, p, args, p->fast_nargs);
     if (result == 0 && li_reg.dispatch_epoch == epoch) {
         return 0;
     }
-    return fast_path_end(tstate, &f, result);
+    return fire_c_end(result);
+}
+
+/* The fast path of a Python callback. */
+static __attribute__((noinline)) int
+fire_python(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, li_probe *p,
+            uint32_t epoch)
+{
+    /* What li_fire_simple() and li_call_one() do, with what they look up
+       kept since. */
+    PyObject *args[4];      /* args[0]: the callee's scratch space, or a twin's self */
+    args[1] = (PyObject *)lp->original;
+    fast_arguments(p, frame, args);
+    int result = call_python(tstate, p, args, p->fast_nargs);
+    if (result == 0 && li_reg.dispatch_epoch == epoch) {
+        return 0;
+    }
+    return fast_path_end(tstate, lp, p, result);
 }
 
 /* nb_bool of li_probes: a probe's POP_JUMP_IF_TRUE runs it.  0, 1 when the
  * frame must divert (see divert()), or -1 with an exception set, which the
  * probe raises at its instruction.  Code that callbacks run meets probes
- * that do nothing: that exit costs no more than these few tests. */
+ * that do nothing: that exit costs no more than these few tests.  (It
+ * calls nothing but in tail position, so that it saves no registers.) */
 static int
 probes_run(PyObject *self)
 {
@@ -1073,7 +1103,24 @@ probes_run(PyObject *self)
         /* Code run by a callback (or by a sys.settrace function) gets no events. */
         return 0;
     }
-    return fire(lp, tstate, frame);
+    int32_t at = lp->probe_at[frame->prev_instr - _PyCode_CODE(lp->shadow)];
+    if (at < 0) {
+        return 1;   /* the shadow's frame, but not at a probe */
+    }
+    /* The running frame holds the shadow, which holds `lp`: callbacks
+       cannot free the probe. */
+    li_probe *p = (li_probe *)((char *)lp->probes + at);
+    uint32_t epoch = li_reg.dispatch_epoch;
+    if (p->fast_epoch != epoch) {
+        return slow_path(tstate, frame, lp, p);
+    }
+    if (p->fast_kind == LI_FAST_C) {
+        return fire_c(tstate, frame, lp, p, epoch);
+    }
+    if (p->fast_kind == LI_FAST_PYTHON) {
+        return fire_python(tstate, frame, lp, p, epoch);
+    }
+    return fire_call(tstate, frame, lp, p, epoch);
 }
 
 static void
