@@ -159,6 +159,7 @@ typedef struct {
     /* Borrowed: what new frames run, `shadow`, or NULL when that has no
        probes left (the original does the same, faster). */
     PyCodeObject *run;
+    li_shadow *run_map;     /* run's map, while run is set (start_on()) */
     /* Frames made for the original have room for the values `run` keeps
        on its stack (run_on() lends them a bigger stack otherwise). */
     bool run_fits;

@@ -97,6 +97,7 @@ choose_shadow(PyCodeObject *code, li_code_state *cs)
         bool spent = map->n_disarmed == map->n_sites && !map->yields_from;
         if ((!li_worth_compacting(map) || spent) && !li_shadow_misses(map)) {
             b->run = map->n_disarmed < map->n_sites || map->yields_from ? b->shadow : NULL;
+            b->run_map = map;
             return b->run;
         }
     }
@@ -116,6 +117,7 @@ choose_shadow(PyCodeObject *code, li_code_state *cs)
     b->events = want;
     li_shadow *map = li_shadow_of(shadow);
     b->run = map->n_sites > 0 || map->yields_from ? shadow : NULL;
+    b->run_map = map;
     b->run_fits = shadow->co_stacksize <= code->co_stacksize;
     return b->run;
 error:
@@ -635,7 +637,7 @@ static LI_NOINLINE PyObject *
 start_on(PyThreadState *ts, PyFrameObject *f, PyCodeObject *code, li_b310 *b)
 {
     PyCodeObject *shadow = b->run;  /* (the frame holds it from here on) */
-    li_shadow *map = li_shadow_of(shadow);
+    li_shadow *map = b->run_map;
     li_set_lasti(f, map->shadow_start[0] - 1);
     f->f_code = (PyCodeObject *)Py_NewRef(shadow);
     PyObject *result = evaluate(ts, f, 0);

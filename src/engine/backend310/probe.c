@@ -261,16 +261,52 @@ call_kept(PyThreadState *ts, const li_site *s, PyObject **args, size_t nargs)
     return result;
 }
 
-/* fire_fast() of a PY_START probe, whose frame stands before its first
- * instruction meanwhile (li_fire_start()): apart, so that the other
- * events' path keeps fewer values across its call. */
-static LI_NOINLINE int
-fire_fast_start(PyThreadState *ts, PyFrameObject *f, li_site *s)
+/* The frame a kept fast path of `s` delivers on: the thread's, when it
+ * runs the shadow of `s` and is not in a callback (code run by one gets no
+ * events); else NULL. */
+static LI_HOT_INLINE PyFrameObject *
+fast_frame(PyThreadState *ts, const li_site *s)
 {
+    PyFrameObject *f = ts->frame;
+    if (ts->tracing || f == NULL || f->f_code != s->shadow->code || s->shadow->original == NULL) {
+        return NULL;
+    }
+    return f;
+}
+
+/* What a probe of `s` returns once its event was delivered (`err`: 0, or
+ * -1 with an exception set). */
+static LI_HOT_INLINE PyObject *
+delivered(li_site *s, int err)
+{
+    if (err < 0) {
+        return NULL;
+    }
+    if (s->holds_handler_line && s->shadow->original != NULL) {
+        li_hold_handler_line(PyThreadState_Get()->frame, s->shadow, s->orig);
+    }
+    Py_RETURN_NONE;
+}
+
+/* The UNARY_INVERT of a PY_START probe with its C callback kept (every
+ * call's, under a C profiler), whose frame stands before its first
+ * instruction meanwhile (li_fire_start()): what fire_fast() does, apart so
+ * that the other events' path keeps fewer values across its call, and
+ * reached from site_invert() by a tail call.  The frame's f_lasti is put
+ * back as it was, in the version's own unit, without li_lasti()'s
+ * conversions. */
+static LI_NOINLINE PyObject *
+fire_fast_start(li_site *s)
+{
+    PyThreadState *ts = _PyThreadState_UncheckedGet();
+    PyFrameObject *f = fast_frame(ts, s);
+    if (f == NULL) {
+        return delivered(s, 0);
+    }
     PyObject *args[3] = {NULL, (PyObject *)s->shadow->original, s->arg};
     uint32_t dispatch = s->fast_epoch;
     uint64_t epoch = li_epoch;
-    int lasti = li_lasti(f), line = f->f_lineno;
+    int lasti = f->f_lasti, line = f->f_lineno;
     li_set_lasti(f, -1);
     li_show_start_line(f);
     int result = call_kept(ts, s, args, 2);
@@ -278,33 +314,30 @@ fire_fast_start(PyThreadState *ts, PyFrameObject *f, li_site *s)
         li_set_start_mark(f, s->orig);
     }
     else {
-        li_set_lasti(f, lasti);
+        f->f_lasti = lasti;
         f->f_lineno = line;
     }
     if (result == 0 && dispatch == li_reg.dispatch_epoch) {
-        return 0;
+        return delivered(s, 0);
     }
-    return fast_end(ts, s, result, epoch);
+    return delivered(s, fast_end(ts, s, result, epoch));
 }
 
-/* The probe of `s` fires with the fast path kept (keep_fast_path()): what
- * fire(), li_call_tools() and li_call_one() do for one C callback, with
- * nothing looked up.  `value` for an event with a value whose probe passes
- * it (NULL: on the frame's stack, or none).  The frame that runs the probe
- * holds its shadow, which holds `s`.  0, or -1 with an exception set. */
+/* The probe of `s`, not a PY_START one, fires with the fast path kept
+ * (keep_fast_path()): what fire(), li_call_tools() and li_call_one() do
+ * for one C callback, with nothing looked up.  `value` for an event with
+ * a value whose probe passes it (NULL: on the frame's stack, or none).
+ * The frame that runs the probe holds its shadow, which holds `s`.  0, or
+ * -1 with an exception set. */
 static LI_HOT_INLINE int
 fire_fast(li_site *s, PyObject *value)
 {
     PyThreadState *ts = _PyThreadState_UncheckedGet();
-    li_shadow *map = s->shadow;
-    PyFrameObject *f = ts->frame;
-    if (ts->tracing || f == NULL || f->f_code != map->code || map->original == NULL) {
-        return 0;   /* (code run by a callback gets no events) */
+    PyFrameObject *f = fast_frame(ts, s);
+    if (f == NULL) {
+        return 0;
     }
-    if (s->event == LI_PY_START) {
-        return fire_fast_start(ts, f, s);
-    }
-    PyObject *args[4] = {NULL, (PyObject *)map->original, s->arg, value};
+    PyObject *args[4] = {NULL, (PyObject *)s->shadow->original, s->arg, value};
     if (s->value_on_stack) {
         args[3] = f->f_valuestack[s->depth - 1];
     }
@@ -333,37 +366,46 @@ value_on_stack(li_site *s)
     return f->f_valuestack[s->depth - 1];
 }
 
+/* The UNARY_INVERT of a probe whose fast path is kept, but for PY_START:
+ * apart from site_invert(), for its tail calls. */
+static LI_NOINLINE PyObject *
+invert_fast(li_site *s)
+{
+    return delivered(s, fire_fast(s, NULL));
+}
+
+/* The UNARY_INVERT of a probe without its fast path kept. */
+static LI_NOINLINE PyObject *
+invert_slow(li_site *s)
+{
+    int err;
+    /* Exception events are not local: their probes are never disarmed. */
+    if (s->event == LI_EXCEPTION_HANDLED || s->event == LI_RERAISE) {
+        err = li_fire_exc(s);
+    }
+    else if (s->value_on_stack) {
+        PyObject *value = value_on_stack(s);
+        err = value != NULL ? fire(s, value) : 0;
+    }
+    else {
+        err = fire(s, NULL);
+    }
+    if (err == 0 && s->checked_epoch != li_reg.dispatch_epoch) {
+        keep_fast_path(s);
+    }
+    return delivered(s, err);
+}
+
+/* nb_invert: the probe's UNARY_INVERT.  Only tail calls, so that no path
+ * pays for the registers another keeps across its callbacks. */
 static PyObject *
 site_invert(PyObject *self)
 {
     li_site *s = (li_site *)self;
-    int err;
-    if (s->fast_epoch == li_reg.dispatch_epoch) {
-        err = fire_fast(s, NULL);
+    if (s->fast_epoch != li_reg.dispatch_epoch) {
+        return invert_slow(s);
     }
-    else {
-        /* Exception events are not local: their probes are never disarmed. */
-        if (s->event == LI_EXCEPTION_HANDLED || s->event == LI_RERAISE) {
-            err = li_fire_exc(s);
-        }
-        else if (s->value_on_stack) {
-            PyObject *value = value_on_stack(s);
-            err = value != NULL ? fire(s, value) : 0;
-        }
-        else {
-            err = fire(s, NULL);
-        }
-        if (err == 0 && s->checked_epoch != li_reg.dispatch_epoch) {
-            keep_fast_path(s);
-        }
-    }
-    if (err < 0) {
-        return NULL;
-    }
-    if (s->holds_handler_line && s->shadow->original != NULL) {
-        li_hold_handler_line(PyThreadState_Get()->frame, s->shadow, s->orig);
-    }
-    Py_RETURN_NONE;
+    return s->event == LI_PY_START ? fire_fast_start(s) : invert_fast(s);
 }
 
 static int
