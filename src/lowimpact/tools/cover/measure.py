@@ -237,15 +237,20 @@ class Measurement:
             disposition = inorout.should_trace(filename, frame)
             return disposition.source_filename if disposition.trace else None
 
+        implied_of = None
         if self.branch:
             # What implied_of runs, imported before measuring: code that
             # first runs inside a callback costs the engine (3.9-3.11) a
             # measured start each.
-            from lowimpact.tools.cover import arcs  # noqa: F401
+            from lowimpact.tools.cover import arcs, bytecode  # noqa: F401
             _multiline_mapping_imports()
+            # (Where lines are reported only at their starts (3.9), they
+            # tell no branch's way: CodeMap.implied_directions().)
+            if bytecode.MID_LINE_ENTRY:
+                implied_of = self._implied_of
         self._collector = self._cover.Collector(
             TOOL_ID, should_trace, branch=self.branch, test_context=self._test_context,
-            implied_of=self._implied_of if self.branch else None)
+            implied_of=implied_of)
         try:
             self._restart()
         except CoverError:
