@@ -26,21 +26,6 @@ GAPS = {
     (3, 10): {
     },
     (3, 11): {
-        "3.11 back end, under a trace function: a function that still starts on a shadow its "
-        "events made obsolete (local LINE, then other events, no call in between) meets the "
-        "trace function's 'line' at that shadow's entry probe before the probe can move it, "
-        "and lands past the current shadow's PY_START: the call's PY_START is not delivered "
-        "and the trace function sees that 'line' twice (probe.c slow_path(); without a trace "
-        "function the frame starts again on the current shadow)": [
-            "conformance/test_py_start_alone.py::"
-            "test_events_that_went_off_and_came_back_under_a_trace_function[LINE-PY_START-function]",
-            "conformance/test_py_start_alone.py::"
-            "test_events_that_went_off_and_came_back_under_a_trace_function"
-            "[LINE-PY_START PY_RETURN-function]",
-            "conformance/test_py_start_alone.py::"
-            "test_events_that_went_off_and_came_back_under_a_trace_function"
-            "[LINE-PY_START LINE-function]",
-        ],
     },
 }
 

@@ -407,10 +407,11 @@ typedef struct li_probes {
     li_site *sites;
     int n_armed;                /* probes currently armed */
     int entry_probe;            /* first probe after RESUME 0, or -1 */
-    /* The original unit of RESUME 0 if only frames that start reach the
-       entry probe (no jump goes there), else -1: such a frame at the entry
-       probe of an obsolete shadow starts again on the current one. */
-    int start_unit;
+    /* Only frames that start reach the entry probe (no jump goes there):
+       at that probe of an obsolete shadow a frame moves to the current one
+       before its PY_START (probe.c), and a trace function sees no 'line'
+       there (li_make_obsolete()). */
+    bool entry_only_at_start;
     int n_pads;
     li_pad *pads;               /* by original unit */
     int n_resume_points;        /* of the code's when built: all have pads */
@@ -482,7 +483,8 @@ typedef struct {
     int n_pads, n_resume_points;
     const struct li_for_iter *for_iters;
     int n_for_iters;
-    int probe_size, probes_const, entry_probe, start_unit;
+    int probe_size, probes_const, entry_probe;
+    bool entry_only_at_start;
     PyObject *linetable, *exctable;
     /* The line array: unit u has the line of locs[orig_of[u]], but those
        of the ranges [lineless[k][0], lineless[k][1]), which have none. */
@@ -688,6 +690,8 @@ void li_probes_restart(void);
  * the caller to call li_dispatch_changed(). */
 void li_retire(li_probes *lp);
 void li_retire_quietly(li_probes *lp);
+/* Marks `lp` obsolete: another shadow serves new frames (probe.c). */
+void li_make_obsolete(li_probes *lp);
 
 /* What the back end keeps per original code object (li_code_state.backend). */
 

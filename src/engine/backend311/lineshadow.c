@@ -76,7 +76,7 @@ typedef struct {
     bool every_site;         /* a probe at every line start, as for checks */
     bool partial;
     int entry_probe;
-    int start_unit;          /* li_probes' */
+    bool entry_only_at_start;   /* li_probes' */
     int resume;              /* the first RESUME 0, or -1 */
 } walk;
 
@@ -223,7 +223,7 @@ line_probe(walk *w, int i, int line, int *pos)
     in->flags |= HAS_LINE;
     if (prev != NULL && prev->opcode == RESUME && prev->oparg == 0) {
         w->entry_probe = k;
-        w->start_unit = (in->flags & JUMPED_TO) ? -1 : prev->start;
+        w->entry_only_at_start = !(in->flags & JUMPED_TO);
     }
 }
 
@@ -439,7 +439,8 @@ li_build_line_shadow(PyCodeObject *original, li_code_state *cs, PyObject *consts
     w->units = (const _Py_CODEUNIT *)PyBytes_AS_STRING(bytes);
     w->every_site = every_site;
     w->partial = false;
-    w->entry_probe = w->start_unit = w->resume = -1;
+    w->entry_probe = w->resume = -1;
+    w->entry_only_at_start = false;
     w->n_probes = w->n_pads = w->n_for_iters = 0;
     w->probes_const = (int)PyTuple_GET_SIZE(consts);
     w->probe_size = LI_PROBE_BASE_SIZE + li_ext_needed(w->probes_const);
@@ -499,7 +500,7 @@ li_build_line_shadow(PyCodeObject *original, li_code_state *cs, PyObject *consts
         .probe_size = w->probe_size,
         .probes_const = w->probes_const,
         .entry_probe = w->entry_probe,
-        .start_unit = w->start_unit,
+        .entry_only_at_start = w->entry_only_at_start,
         .linetable = li_encode_locations(w->locs, w->loc_of, w->n_units,
                                          original->co_firstlineno),
         .exctable = PyBytes_FromStringAndSize(NULL, 0),
@@ -559,7 +560,7 @@ li_line_shadow_differs(PyCodeObject *fast, PyCodeObject *general)
     if (f->kinds != g->kinds || f->probes_const != g->probes_const ||
         f->n_units != g->n_units || f->n_orig_units != g->n_orig_units ||
         f->probe_size != g->probe_size || f->armed_unit != g->armed_unit ||
-        f->entry_probe != g->entry_probe || f->start_unit != g->start_unit ||
+        f->entry_probe != g->entry_probe || f->entry_only_at_start != g->entry_only_at_start ||
         f->partial != g->partial ||
         f->n_resume_points != g->n_resume_points ||
         !SAME_ARRAY(f->built_tools, g->built_tools, LI_LOCAL_EVENT_COUNT))

@@ -547,6 +547,21 @@ li_probes_stale(const li_probes *lp)
     return false;
 }
 
+void
+li_make_obsolete(li_probes *lp)
+{
+    lp->obsolete = true;
+    /* A frame that starts on it moves away at its entry probe, before its
+       PY_START (slow_path()), and meets that probe's line again where it
+       lands: a trace function must not see it here too. */
+    if (lp->entry_only_at_start && lp->entry_probe >= 0) {
+        const li_probe *p = &lp->probes[lp->entry_probe];
+        for (int u = p->unit; u < p->unit + p->size; u++) {
+            li_line_array_set(lp->shadow, u, -1);
+        }
+    }
+}
+
 /* A function still running an obsolete shadow starts here, at its entry
  * probe `entry`: its later calls run the current code of its original.
  * The frame itself moves there after the probe's events (after_events()),
@@ -560,7 +575,7 @@ redirect(_PyInterpreterFrame *frame, li_probes *lp, const li_landing *to)
     if (func == NULL || func->func_code != (PyObject *)lp->shadow) {
         return 0;
     }
-    if (to != NULL && to->unit >= 0) {
+    if (to->unit >= 0) {
         li_code_backend *cb = li_code_backend_ensure(lp->cs);
         if (cb == NULL || li_add_resume_point(cb, *to) < 0) {
             return -1;
@@ -582,10 +597,8 @@ LI_COLD static int
 divert(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, li_landing to,
        li_unwind unwind)
 {
-    /* (Every shadow has a pad at its start: no resume point, which would
-       have the current shadow built again.) */
     li_code_backend *cb = li_code_backend_ensure(lp->cs);
-    if (cb == NULL || (to.phase != LI_LAND_START && li_add_resume_point(cb, to) < 0) ||
+    if (cb == NULL || li_add_resume_point(cb, to) < 0 ||
         li_expect_landing_unwinding(tstate, frame, lp->shadow, to, unwind) < 0)
     {
         return -1;
@@ -898,18 +911,17 @@ slow_path(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, li_p
         starts_refreshed(lp);
     }
     if (lp->obsolete && index == lp->entry_probe) {
-        /* A frame that has only just started goes to the current shadow's
-           start, where its PY_START comes first: this probe's events would
-           come before it (or without it).  (Not under a trace or profile
-           function, which would see the call again at that RESUME.) */
-        if (lp->start_unit >= 0 && p->resume_unit >= 0 && tstate->recursion_remaining > 0 &&
-            !tstate->cframe->use_tracing)
+        /* A frame that has only just started (RESUME 0 done) moves to the
+           current shadow before its PY_START: this probe's events would
+           come before it, or without it. */
+        if (lp->entry_only_at_start && p->resume_unit >= 0 &&
+            tstate->recursion_remaining > 0)
         {
-            if (redirect(frame, lp, NULL) < 0) {
+            li_landing started = {p->resume_unit, LI_LAND_BEFORE_AFTER};
+            if (redirect(frame, lp, &started) < 0) {
                 return -1;
             }
-            return divert(tstate, frame, lp, (li_landing){lp->start_unit, LI_LAND_START},
-                          (li_unwind){0, -1});
+            return divert(tstate, frame, lp, started, (li_unwind){0, -1});
         }
         if (redirect(frame, lp, &(li_landing){p->resume_unit, p->resume_phase}) < 0) {
             return -1;

@@ -97,7 +97,7 @@ typedef struct {
        alone have none. */
     bool routed;
     int entry_probe;
-    int start_unit;           /* li_probes' */
+    bool entry_only_at_start; /* li_probes' */
     int resume;               /* index of RESUME 0, or -1 */
     pad *pads;
     int n_pads, cap_pads;
@@ -587,7 +587,7 @@ plan_probes(builder *b)
             b->n_probes > first_probe)
         {
             b->entry_probe = first_probe;
-            b->start_unit = (in->flags & LI_I_JUMP_TARGET) ? -1 : prev->start;
+            b->entry_only_at_start = !(in->flags & LI_I_JUMP_TARGET);
         }
     }
     /* Stubs. */
@@ -1636,7 +1636,7 @@ new_probes(const li_shadow_parts *parts)
                              _Py_OPCODE(parts->code[p->unit - 1]) == LOAD_FAST;
     }
     lp->entry_probe = parts->entry_probe;
-    lp->start_unit = parts->start_unit;
+    lp->entry_only_at_start = parts->entry_only_at_start;
     lp->n_resume_points = parts->n_resume_points;
     lp->partial = parts->partial;
     lp->built_epoch = li_reg.disable_epoch;
@@ -1795,7 +1795,8 @@ build_general(PyCodeObject *original, li_code_state *cs, li_event_set kinds,
     b.cs = cs;
     b.kinds = kinds;
     b.every_site = every_site;
-    b.entry_probe = b.start_unit = -1;
+    b.entry_probe = -1;
+    b.entry_only_at_start = false;
     b.resume = -1;
     b.probes_const = (int)PyTuple_GET_SIZE(consts);
     b.lander_const = b.probes_const + 1;
@@ -1844,7 +1845,7 @@ build_general(PyCodeObject *original, li_code_state *cs, li_event_set kinds,
         .probe_size = b.probe_size,
         .probes_const = b.probes_const,
         .entry_probe = b.entry_probe,
-        .start_unit = b.start_unit,
+        .entry_only_at_start = b.entry_only_at_start,
         .locs = b.an.locs,
         .wide_lines = b.an.max_line > INT16_MAX,
         .lineless = (const int (*)[2])lineless,

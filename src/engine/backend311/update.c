@@ -332,7 +332,7 @@ make_current(li_code_state *cs, li_probes *lp)
     li_probes *previous = cb->current;
     cb->current = lp;
     if (previous != NULL && previous != lp) {
-        previous->obsolete = true;
+        li_make_obsolete(previous);
         li_dispatch_changed();
         li_probes_sync(previous);    /* arms its entry probe */
     }
@@ -447,7 +447,7 @@ li_retire_quietly(li_probes *lp)
     if (li_current_shadow(lp->cs) == lp) {
         ((li_code_backend *)lp->cs->backend)->current = NULL;
     }
-    lp->obsolete = true;
+    li_make_obsolete(lp);
 }
 
 void
