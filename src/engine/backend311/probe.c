@@ -563,11 +563,11 @@ li_make_obsolete(li_probes *lp)
 }
 
 /* A function still running an obsolete shadow starts here, at its entry
- * probe `entry`: its later calls run the current code of its original.
- * The frame itself moves there after the probe's events (after_events()),
- * so the shadow built here gets the landing pad it needs: built without
- * it, it would be replaced at once by one that has it, and the function
- * would start on the replaced one next time. */
+ * probe: its later calls run the current code of its original.  The frame
+ * itself moves there too, landing at `to`, so the shadow built here gets
+ * the landing pad it needs: built without it, it would be replaced at once
+ * by one that has it, and the function would start on the replaced one
+ * next time. */
 LI_COLD static int
 redirect(_PyInterpreterFrame *frame, li_probes *lp, const li_landing *to)
 {
