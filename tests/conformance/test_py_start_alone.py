@@ -155,9 +155,19 @@ def loop_on_first_line(n: int) -> int:
             return n
 
 
+def continue_to_first_line(n: int) -> int:
+    while 1:  # noqa: on 3.11 the `continue` jumps to this line's NOP, right after RESUME
+        n -= 1
+        if n == 1:
+            continue
+        if n < 0:
+            return n
+
+
 FUNCTIONS = pytest.mark.parametrize(
-    "function, argument", [(one_line, 3), (generator, 5), (loop_on_first_line, 1)],
-    ids=["function", "generator", "loop_on_first_line"])
+    "function, argument", [(one_line, 3), (generator, 5), (loop_on_first_line, 1),
+                           (continue_to_first_line, 3)],
+    ids=["function", "generator", "loop_on_first_line", "continue_to_first_line"])
 
 
 def calls_after_events_came_back(M: Any, tool: Tool, function: Any, argument: int,
