@@ -372,8 +372,11 @@ implied_ways(Collector *self, PyObject *code)
         Py_DECREF(key);
         return PyErr_Occurred() ? NULL : Py_None;
     }
+    /* (Held across the call, which runs Python code.) */
+    Py_INCREF(entry);
     ways = PyObject_CallFunctionObjArgs(self->implied_of, PyTuple_GET_ITEM(entry, 0),
                                         PyTuple_GET_ITEM(entry, 1), NULL);   /* owned */
+    Py_DECREF(entry);
     if (ways != NULL && ways != Py_None && !PyDict_Check(ways)) {
         PyErr_Format(PyExc_TypeError, "implied_of() must return dict or None, not %.100s",
                      Py_TYPE(ways)->tp_name);

@@ -149,14 +149,14 @@ def generator(x: int) -> Iterator[int]:
 
 
 def loop_on_first_line(n: int) -> int:
-    while 1:  # noqa: the loop goes back to the function's first line
+    while 1:  # the loop goes back to this line (on 3.11 past its NOP)
         n -= 1
         if n < 0:
             return n
 
 
 def continue_to_first_line(n: int) -> int:
-    while 1:  # noqa: on 3.11 the `continue` jumps to this line's NOP, right after RESUME
+    while 1:  # on 3.11 the `continue` jumps to this line's NOP, right after RESUME
         n -= 1
         if n == 1:
             continue
@@ -177,7 +177,10 @@ def calls_after_events_came_back(M: Any, tool: Tool, function: Any, argument: in
     trace function set during the calls if `traced`)."""
     seen: List[tuple] = []
     E = M.events
-    wanted = sum(getattr(E, name) for name in after.split())
+
+    def events(names: str) -> int:
+        return sum(getattr(E, name) for name in names.split())
+
     fresh = types.FunctionType(function.__code__.replace(), function.__globals__)
     first_line = function.__code__.co_firstlineno
     tool.register(E.LINE, lambda code, line: seen.append(("line", line - first_line)))
@@ -203,13 +206,13 @@ def calls_after_events_came_back(M: Any, tool: Tool, function: Any, argument: in
             sys.settrace(None)
         return list(seen)
 
-    tool.set_local(fresh, wanted)
+    tool.set_local(fresh, events(after))
     expected = two_calls(fresh)
     tool.set_local(fresh, 0)
-    tool.set_local(function, sum(getattr(E, name) for name in before.split()))
+    tool.set_local(function, events(before))
     two_calls(function)
     tool.set_local(function, 0)
-    tool.set_local(function, wanted)
+    tool.set_local(function, events(after))
     assert two_calls(function) == expected
     assert ("start",) in expected or "PY_START" not in after
 
