@@ -3,7 +3,10 @@
     python bench/cover_callgrind.py [--python PY] [--suite MODULE ...]
 
 Counts instructions of whole processes, which a loaded machine does not
-disturb as it disturbs timings:
+disturb as it disturbs timings: the program's process (the ratio to plain is
+its), and apart the coverage.py process `cover run` forks beside it, which
+reads the configuration while the program runs and writes the data when it
+has ended (docs/COVER.md, "coverage.py beside the program"):
 
   plain        python -m unittest SUITE
   nothing      cover run --include=/nonexistent/*: start-up, coverage.py's
@@ -43,16 +46,53 @@ FUNCTIONS = ("on_py_start", "on_once", "on_branch", "collector_start", "trace_na
 
 
 def callgrind(python: str, args: List[str], out: Path, cwd: Path) -> None:
+    """Run python with *args* under callgrind: the output of the process
+    started is *out*, that of a process it forks (`cover run`'s coverage.py
+    process, docs/COVER.md) *out* with ".helper" after it."""
     env = dict(os.environ, PYTHONPATH=str(SRC))
     env.pop("COVERAGE_CORE", None)
-    subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=%s" % out,
+    subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=%s.%%p" % out,
                     python, *args], cwd=cwd, env=env, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    name_by_pid(out)
+
+
+def name_by_pid(out: Path) -> None:
+    """Name the outputs of callgrind's --callgrind-out-file=OUT.%p: OUT for
+    the first process (the lowest pid: forks come later), OUT.helper for the
+    last (`cover run` forks its helper through a process that ends at once:
+    OUT.middle), OUT.N for a dump N of the first (--dump-before)."""
+    pids = sorted({int(path.name[len(out.name) + 1:].split(".")[0])
+                   for path in out.parent.glob(out.name + ".*")
+                   if path.name[len(out.name) + 1:].split(".")[0].isdigit()})
+    if len(pids) > 3:
+        raise SystemExit("%s: more than three processes under callgrind" % out)
+    for index, pid in enumerate(pids):
+        for path in out.parent.glob("%s.%d*" % (out.name, pid)):
+            dump = path.name[len("%s.%d" % (out.name, pid)):]
+            if index == 0:
+                path.rename(out.parent / (out.name + dump))
+            elif index == len(pids) - 1:
+                path.rename(out.parent / (out.name + dump + ".helper"))
+            else:
+                path.rename(out.parent / (out.name + dump + ".middle"))
 
 
 def total(out: Path) -> int:
+    """Instructions in callgrind output *out* (0: none)."""
+    if not out.exists():
+        return 0
     match = re.search(r"^summary: (\d+)", out.read_text(), re.M)
     return int(match.group(1)) if match else 0
+
+
+def helper_total(out: Path) -> int:
+    """Instructions of the process *out*'s process forked (its helper), its
+    own: a forked process's count under callgrind starts from its parent's
+    at the fork, which the process between them (which only forks again)
+    shows."""
+    helper = total(out.parent / (out.name + ".helper"))
+    return helper - total(out.parent / (out.name + ".middle")) if helper else 0
 
 
 def inclusive(out: Path) -> Dict[str, int]:
@@ -100,15 +140,20 @@ def main() -> None:
         for name, args in runs.items():
             out = work / ("%s.out" % name)
             callgrind(options.python, args, out, work)
-            counts[name] = (total(out), inclusive(out) if name in ("lines", "branches") else {})
+            counts[name] = (total(out), helper_total(out),
+                            inclusive(out) if name in ("lines", "branches") else {})
         plain = counts["plain"][0]
-        print("%s, %s (instructions, millions)\n" % (options.python, " ".join(options.suite)))
-        print("| run | total | over plain | " + " | ".join(FUNCTIONS) + " |")
-        print("|---|---|---|" + "---|" * len(FUNCTIONS))
-        for name, (count, functions) in counts.items():
+        print("%s, %s (instructions, millions; the program's process, and the "
+              "coverage.py process beside it)\n" % (options.python, " ".join(options.suite)))
+        print("| run | program's process | over plain | beside it | "
+              + " | ".join(FUNCTIONS) + " |")
+        print("|---|---|---|---|" + "---|" * len(FUNCTIONS))
+        for name, (count, helper, functions) in counts.items():
             cells = ["%.0f" % (functions[f] / 1e6) if f in functions else "" for f in FUNCTIONS]
             over = "%.2fx" % (count / plain) if name in ("nothing", "lines", "branches") else ""
-            print("| %s | %.0f | %s | %s |" % (name, count / 1e6, over, " | ".join(cells)))
+            print("| %s | %.0f | %s | %s | %s |" % (name, count / 1e6, over,
+                                                    "%.0f" % (helper / 1e6) if helper else "",
+                                                    " | ".join(cells)))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,10 @@ byte-compiled (as an installed package's are):
   empty                         cover run of an empty script in another
                                 directory, --source naming cover_programs
 
-with each measured run's ratio to its plain run.  --phases: the empty
+with each measured run's ratio to its plain run: the program's process's
+(`cover run` forks a coverage.py process beside the program, whose
+instructions are shown apart; docs/COVER.md).  --phases: measuring in one
+process (as `cover run` does for the settings that need it), the empty
 script's run cut into the steps `cover run` takes (callgrind's
 --dump-before=getppid, an os.getppid() between steps): the interpreter's
 start-up, lowimpact's modules, the standard-library modules coverage.py's
@@ -35,7 +38,7 @@ import sys
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
-    from typing import Dict, List
+    from typing import Dict, List, Tuple
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(os.path.dirname(BENCH), "src")
@@ -67,28 +70,34 @@ def callgrind(python: str, args: List[str], out: Path, cwd: Path, *options: str)
 
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([SRC, BENCH]), PYTHONHASHSEED="0")
     env.pop("COVERAGE_CORE", None)
-    subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=%s" % out, *options,
+    subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=%s.%%p" % out, *options,
                     python, *args], cwd=cwd, env=env, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    from cover_callgrind import name_by_pid
+
+    name_by_pid(out)
 
 
 def table(python: str, names: List[str], work: Path) -> None:
     from cover_callgrind import total
 
-    counts: Dict[str, float] = {}
+    from cover_callgrind import helper_total
+
+    counts: Dict[str, Tuple[float, float]] = {}
     for name in names:
         args = RUNS[name]
         if not name.startswith("plain"):
             args = ["-m", "lowimpact", "cover", "run", "--data-file", str(work / name), *args]
         out = work / ("%s.out" % name)
         callgrind(python, args, out, work if name == "empty" else PROGRAMS)
-        counts[name] = total(out) / 1e6
-    print("%s (millions of instructions)\n" % python)
-    print("| run | M | ratio to plain |\n|---|---|---|")
-    for name, count in counts.items():
-        plain = counts.get("plain_" + name.split("_")[0])
+        counts[name] = (total(out) / 1e6, helper_total(out) / 1e6)
+    print("%s (millions of instructions: the program's process; the coverage.py "
+          "process beside it)\n" % python)
+    print("| run | M | ratio to plain | beside it |\n|---|---|---|---|")
+    for name, (count, helper) in counts.items():
+        plain = counts.get("plain_" + name.split("_")[0], (0.0, 0.0))[0]
         ratio = "%.3fx" % (count / plain) if plain and not name.startswith("plain") else ""
-        print("| %s | %.1f | %s |" % (name, count, ratio))
+        print("| %s | %.1f | %s | %s |" % (name, count, ratio, "%.1f" % helper if helper else ""))
     print()
 
 
@@ -126,7 +135,11 @@ def child(labels_file: str, argv: List[str]) -> int:
     for name in STDLIB_MODULES:
         importlib.import_module(name)
     step("standard-library modules coverage.py's modules import")
-    from lowimpact.tools.cover import cli, measure, runcoverage
+    from lowimpact.tools.cover import beside, cli, measure, runcoverage
+
+    # The phases of measuring in one process (coverage.py beside the program
+    # is measured whole by the runs above).
+    beside.plan = lambda options: None
 
     real_run_coverage_init = runcoverage.RunCoverage.__init__
 

@@ -83,6 +83,10 @@ typedef struct {
    that runs a few times is not analysed, few next to a hot loop's passes. */
 #define HOT_REPEATS 64
 
+/* How many more repeats a hot one-way branch goes before implied_of is asked
+   again, when it answered NotImplemented (it cannot tell yet). */
+#define ASK_AGAIN_REPEATS 4096
+
 /* Slots of the cache of one-way branches, a power of two: more than the
    branch instructions a hot loop usually runs. */
 #define ONE_WAY_SLOTS 64
@@ -353,8 +357,9 @@ one_way_slot(Collector *self, PyObject *code, long source)
 }
 
 /* The answer of implied_of for `code` (borrowed; None: no branch of it is
- * told by its lines), asked once per code object; NULL with an exception
- * set.  Runs Python code: the caller holds `self`. */
+ * told by its lines; NotImplemented: not known yet, ask again later),
+ * asked once per code object until it knows; NULL with an exception set.
+ * Runs Python code: the caller holds `self`. */
 static PyObject *
 implied_ways(Collector *self, PyObject *code)
 {
@@ -377,8 +382,14 @@ implied_ways(Collector *self, PyObject *code)
     ways = PyObject_CallFunctionObjArgs(self->implied_of, PyTuple_GET_ITEM(entry, 0),
                                         PyTuple_GET_ITEM(entry, 1), NULL);   /* owned */
     Py_DECREF(entry);
+    if (ways == Py_NotImplemented) {
+        Py_DECREF(key);
+        Py_DECREF(ways);   /* (the interpreter holds the singleton) */
+        return Py_NotImplemented;
+    }
     if (ways != NULL && ways != Py_None && !PyDict_Check(ways)) {
-        PyErr_Format(PyExc_TypeError, "implied_of() must return dict or None, not %.100s",
+        PyErr_Format(PyExc_TypeError,
+                     "implied_of() must return dict, None or NotImplemented, not %.100s",
                      Py_TYPE(ways)->tp_name);
         Py_CLEAR(ways);
     }
@@ -405,6 +416,14 @@ on_hot_one_way(Collector *self, PyObject *code, PyObject *source, long source_of
         goto done;
     }
     result = LOWIMPACT_CONTINUE;
+    if (ways == Py_NotImplemented) {
+        OneWay *seen = one_way_slot(self, code, source_offset);
+        if (seen->code == code && seen->source == source_offset) {
+            /* (Unsigned: it counts up through 0 to HOT_REPEATS again.) */
+            seen->repeats = HOT_REPEATS - ASK_AGAIN_REPEATS;
+        }
+        goto done;
+    }
     /* A period that ended meanwhile re-armed this branch: the way it went
        is not recorded in the new one yet. */
     if (ways == Py_None || !self->running || self->branches_version != version) {
@@ -1587,7 +1606,8 @@ PyDoc_STRVAR(collector_doc,
 "With implied_of, a callable(code, filename) -> {source offset: next offset\n"
 "<< 2 | ways} or None, a branch that keeps going the same way is DISABLEd\n"
 "when its other way (1: the jump, 2: going on) is told by the lines that\n"
-"run: the caller then takes that way from the lines.");
+"run: the caller then takes that way from the lines.  NotImplemented: it\n"
+"cannot tell yet; it is asked again after more repeats.");
 
 static PyTypeObject CollectorType = {
     PyVarObject_HEAD_INIT(NULL, 0)

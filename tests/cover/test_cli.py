@@ -78,13 +78,27 @@ def test_bad_command_line(args, programs: Path) -> None:
     assert not list(programs.glob(".coverage*"))
 
 
-def test_unreadable_config(programs: Path) -> None:
+def test_missing_config(programs: Path) -> None:
+    proc = cover(["run", "--rcfile=missing.cfg", "status.py"], programs)
+    assert proc.returncode == 1, proc.stderr
+    assert "lowimpact cover: error:" in proc.stderr and "missing.cfg" in proc.stderr
+    assert "out" not in proc.stdout   # the program did not run
+    assert not list(programs.glob(".coverage*"))
+
+
+@pytest.mark.parametrize("one_process", [False, True])
+@pytest.mark.parametrize("how", ["return", "exit3"])
+def test_unreadable_config(one_process: bool, how: str, programs: Path) -> None:
+    """Measured with coverage.py beside the program (docs/COVER.md), a
+    configuration coverage.py cannot read is found when the program has
+    run: the run fails all the same, and writes nothing; in one process
+    (here: for --append) the program does not run."""
     (programs / "bad.toml").write_text("[tool.coverage.run\nbranch = ")
-    for rcfile in ("bad.toml", "missing.cfg"):
-        proc = cover(["run", "--rcfile=" + rcfile, "status.py"], programs)
-        assert proc.returncode == 1, proc.stderr
-        assert "lowimpact cover: error:" in proc.stderr and rcfile in proc.stderr
-        assert "out" not in proc.stdout   # the program did not run
+    proc = cover(["run", "--rcfile=bad.toml", *["--append"] * one_process, "status.py", how],
+                 programs)
+    assert proc.returncode == (3 if how == "exit3" and not one_process else 1), proc.stderr
+    assert "lowimpact cover: error:" in proc.stderr and "bad.toml" in proc.stderr
+    assert ("out" in proc.stdout) != one_process
     assert not list(programs.glob(".coverage*"))
 
 
@@ -227,16 +241,15 @@ def test_run_options_are_argparses(argv, simple) -> None:
 @pytest.mark.parametrize("branch", [False, True])
 def test_run_without_argparse(branch: bool, programs: Path) -> None:
     """A measured run with usual options never imports argparse (saving the
-    data included: atexit runs after it), nor, for lines, the branch
-    machinery (which --branch imports before the program: its collector
-    may need it while the program runs)."""
+    data included: atexit runs after it), nor the branch machinery, which
+    the coverage.py process beside it runs (docs/COVER.md)."""
     (programs / "modules.py").write_text(
         "import atexit, sys\n"
         "print('arcs' if 'lowimpact.tools.cover.arcs' in sys.modules else '')\n"
         "atexit.register(lambda: print('argparse' if 'argparse' in sys.modules else ''))\n")
     proc = cover(["run", *(["--branch"] if branch else []), "--source", ".", "modules.py"],
                  programs, check=True)
-    assert proc.stdout == ("arcs" if branch else "") + "\n\n"
+    assert proc.stdout == "\n\n"
 
 
 def test_reports_from_a_measurement(programs: Path) -> None:
@@ -337,17 +350,23 @@ def test_program_importing_coverage_gets_the_real_package(first: str, programs: 
     assert 1 in lines_in(programs / ".coverage")["uses_coverage.py"]
 
 
-def test_run_leaves_the_reporters_unimported(programs: Path) -> None:
-    """What `cover run` imports of coverage.py: not coverage.control (nor,
-    with it, the reporters), which a measured run does not use."""
+@pytest.mark.parametrize("branch", [[], ["--branch"]])
+def test_run_leaves_coverage_unimported(branch: list, programs: Path) -> None:
+    """What the program's process imports of coverage.py: nothing when
+    coverage.py runs beside it; in one process (here: for [run] patch),
+    not coverage.control (nor, with it, the reporters), which a measured
+    run does not use."""
     (programs / "modules.py").write_text(
         "import sys\n"
         "print(sorted(m for m in sys.modules if m.startswith('coverage')))\n")
-    for branch in ([], ["--branch"]):
-        measured = cover(["run", *branch, "modules.py"], programs, check=True)
-        imported = eval(measured.stdout)
-        assert "coverage.config" in imported and "coverage.sqldata" in imported
-        assert "coverage.control" not in imported and "coverage.html" not in imported
+    measured = cover(["run", *branch, "modules.py"], programs, check=True)
+    assert eval(measured.stdout) == []
+    assert 1 in lines_in(programs / ".coverage")["modules.py"]
+    (programs / ".coveragerc").write_text("[run]\npatch = _exit\n")
+    measured = cover(["run", *branch, "modules.py"], programs, check=True)
+    imported = eval(measured.stdout)
+    assert "coverage.config" in imported and "coverage.sqldata" in imported
+    assert "coverage.control" not in imported and "coverage.html" not in imported
 
 
 def test_debug_output_is_coverages(programs: Path) -> None:

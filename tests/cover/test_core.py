@@ -497,3 +497,33 @@ def test_a_branch_that_went_one_way_many_times_records_its_other_way():
     # The for loop's two ways and the if's one; then both ways of each.
     assert widths(before[key]) == [1, 2]
     assert widths(branches[key]) == [2, 2]
+
+
+@pytest.mark.parametrize("answers, asked", [
+    ([None], 1),                     # no branch of it told: never asked again
+    ([{}], 1),
+    ([NotImplemented, None], 2),     # not known yet: asked again, then known
+    ([NotImplemented] * 10, 6),      # two hot branches, asked every 4096 repeats
+])
+def test_implied_of_not_known_yet_is_asked_again(answers: list, asked: int) -> None:
+    """implied_of (which `cover run` answers from the coverage.py process
+    beside the program, once that process is ready) may answer
+    NotImplemented: the branch is asked about again after 4096 more
+    repeats, until an answer is cached for its code object."""
+    calls = []
+
+    def implied_of(code, filename):
+        calls.append(code)
+        return answers[min(len(calls), len(answers)) - 1]
+
+    collector = _cover.Collector(TOOL, lambda name, frame: name if name == __file__ else None,
+                                 branch=True, implied_of=implied_of)
+    collector.start()
+    try:
+        one_way(10_000, 10_000)   # the loop's way and the if's, 64 + 2 * 4096 times and more
+    finally:
+        collector.stop()
+    assert calls == [one_way.__code__] * asked
+    codes, _, branches, _ = collector.data()
+    (key,) = [k for k, (code, _) in codes.items() if code is one_way.__code__]
+    assert sorted(len(d) for d in branches[key].values()) == [1, 2]

@@ -6,3 +6,7 @@ by a C core on ``sys.monitoring`` (lowimpact's engine on 3.11).
 - :mod:`~lowimpact.tools.cover.subline`: branches inside lines;
 - :mod:`~lowimpact.tools.cover.cli`: ``python -m lowimpact cover``.
 """
+
+
+class CoverError(Exception):
+    """A problem the user can fix (configuration, options, environment)."""

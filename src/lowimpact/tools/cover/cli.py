@@ -152,32 +152,38 @@ def _parse_run_simply(argv: List[str]) -> Optional[object]:
 
 def _run(argv: List[str]) -> int:
     from lowimpact._cli import _run_target
-    from lowimpact.tools.cover.measure import CoverError, Measurement
+    from lowimpact.tools.cover import CoverError, beside
     from lowimpact.tools.target import Target
 
     options = _parse_run_simply(argv) or _run_parser().parse_args(argv)
+    kwargs = dict(
+        data_file=options.data_file,
+        parallel=options.parallel_mode,
+        pylib=options.pylib,
+        branch=options.branch,
+        rcfile=options.rcfile,
+        source=options.source,
+        include=options.include,
+        omit=options.omit,
+        concurrency=options.concurrency,
+        append=options.append,
+        messages=not options.quiet,
+        context=options.context,
+        reports=False,
+    )
+    target = Target(options.target, options.args, module=options.module)
+    plan = beside.plan(options)
     try:
-        measurement = Measurement(
-            data_file=options.data_file,
-            parallel=options.parallel_mode,
-            pylib=options.pylib,
-            branch=options.branch,
-            rcfile=options.rcfile,
-            source=options.source,
-            include=options.include,
-            omit=options.omit,
-            concurrency=options.concurrency,
-            append=options.append,
-            messages=not options.quiet,
-            context=options.context,
-            reports=False,
-        )
+        if plan is not None:
+            return _run_target(target, _MeasuringBeside(beside.Beside(kwargs, plan), target))
+        from lowimpact.tools.cover.measure import Measurement
+
+        measurement = Measurement(**kwargs)
         if options.append and measurement.coverage.get_option("run:parallel"):
             _run_parser().error("can't append to data files in parallel mode")
     except CoverError as exc:
         print("%s: error: %s" % (PROG, exc), file=sys.stderr)
         return 1
-    target = Target(options.target, options.args, module=options.module)
     try:
         return _run_target(target, _Measuring(measurement, target))
     except CoverError as exc:
@@ -215,6 +221,35 @@ class _Measuring:
             # The program's own outcome (its exception, its exit status) wins;
             # the data problem is said, not raised over it.
             print("%s: error: could not save data: %s" % (PROG, exc), file=sys.stderr)
+
+
+class _MeasuringBeside:
+    """:class:`_Measuring` with coverage.py in a process beside the program
+    (:mod:`~lowimpact.tools.cover.beside`)."""
+
+    def __init__(self, measuring, target) -> None:
+        self.measuring = measuring
+        self.target = target
+
+    def __enter__(self) -> "_MeasuringBeside":
+        self.target.set_sys_path()
+        self.measuring.start()
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
+        from lowimpact.tools.cover import CoverError
+        from lowimpact.tools.target import CannotRun
+
+        try:
+            problem = self.measuring.finish(save=not isinstance(exc, CannotRun))
+        except CoverError as error:
+            # Found by coverage.py only after the program ran: the run fails.
+            print("%s: error: %s" % (PROG, error), file=sys.stderr)
+            if exc is None or isinstance(exc, SystemExit) and exc.code in (None, 0):
+                raise SystemExit(1) from None
+            return
+        if problem:
+            print("%s: error: could not save data: %s" % (PROG, problem), file=sys.stderr)
 
 
 def _delegate(command: str, argv: List[str]) -> int:

@@ -31,6 +31,9 @@ import threading
 import types
 from typing import Any, Dict, List, Optional, Set, Tuple
 
+from lowimpact.tools.cover import CoverError
+from lowimpact.tools.cover.branchways import BranchWays, branch_imports
+
 # arcs (with the bytecode readers) is needed for branches only, startup for
 # subprocesses only: each is imported where it is used.
 TYPE_CHECKING = False
@@ -59,10 +62,6 @@ RawData = Tuple[Dict[int, Set[int]], Dict[int, Dict[int, Set[int]]], Dict[int, S
 #: The coverage.py versions whose private members this module relies on.
 _NEEDED = ("_init", "_init_data", "_post_init", "_post_save_work", "_data_suffix_specified",
            "_file_mapper")
-
-
-class CoverError(Exception):
-    """A problem the user can fix (configuration, options, environment)."""
 
 
 def subline_path(data_file: str, data_filename: Optional[str] = None) -> str:
@@ -195,10 +194,10 @@ class Measurement:
         self._lock = threading.Lock()
         self._real_exit = None
         self._old_sigterm = None
-        self._first_line: Dict[str, Any] = {}
-        #: The CodeMaps made while measuring (for the collector's
-        #: implied_of), by code id, which saving uses too.
-        self._code_maps: Dict[int, CodeMap] = {}
+        #: The collector's implied_of, with the CodeMaps it made (by code
+        #: id) and the first-line maps, which saving uses too.
+        self.ways = BranchWays()
+        self._code_maps = self.ways.code_maps
 
     # -- running -----------------------------------------------------------
 
@@ -209,6 +208,49 @@ class Measurement:
         if self._collector is not None:
             self._restart()
             return
+        self.prepare()
+        inorout = self.coverage._inorout
+
+        from lowimpact.tools.target import is_launcher_file
+
+        def should_trace(filename: str, frame: Optional[types.FrameType]) -> Optional[str]:
+            # lowimpact's own code (the launcher, saving the data) is not the
+            # program's, as coverage.py's own code is not.
+            if is_launcher_file(filename):
+                return None
+            disposition = inorout.should_trace(filename, frame)
+            return disposition.source_filename if disposition.trace else None
+
+        implied_of = None
+        if self.branch:
+            # What implied_of runs, imported before measuring: code that
+            # first runs inside a callback costs the engine (3.9-3.11) a
+            # measured start each.
+            self.prepare_saving()
+            from lowimpact.tools.cover import bytecode
+            # (Where lines are reported only at their starts (3.9), they
+            # tell no branch's way: CodeMap.implied_directions().)
+            if bytecode.MID_LINE_ENTRY:
+                implied_of = self.ways.implied_of
+        self._collector = self._cover.Collector(
+            TOOL_ID, should_trace, branch=self.branch, test_context=self._test_context,
+            implied_of=implied_of)
+        try:
+            self._restart()
+        except CoverError:
+            self._collector = None   # (a later start() begins afresh)
+            raise
+        os.register_at_fork(after_in_child=self._after_fork_in_child)
+        # [run] sigterm = true: a program ended by SIGTERM keeps its data, as
+        # under coverage.py (only the main thread may set handlers).
+        if self.coverage.get_option("run:sigterm") and threading.current_thread() is threading.main_thread():
+            self._old_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
+        self._measure_subprocesses()
+
+    def prepare(self) -> None:
+        """What :meth:`start` does before measuring: the data file, the file
+        selection (``InOrOut``), the data to append to, coverage.py's
+        warnings about the settings and the modules already imported."""
         cov = self.coverage
         try:
             with _sysconfig_paths_asked_once(), _directories_resolved_once():
@@ -227,41 +269,11 @@ class Measurement:
         except self._coverage_exception as exc:
             raise CoverError(str(exc)) from None
 
-        from lowimpact.tools.target import is_launcher_file
-
-        def should_trace(filename: str, frame: Optional[types.FrameType]) -> Optional[str]:
-            # lowimpact's own code (the launcher, saving the data) is not the
-            # program's, as coverage.py's own code is not.
-            if is_launcher_file(filename):
-                return None
-            disposition = inorout.should_trace(filename, frame)
-            return disposition.source_filename if disposition.trace else None
-
-        implied_of = None
+    def prepare_saving(self) -> None:
+        """Import what saving (and, while measuring, implied_of) runs with
+        --branch."""
         if self.branch:
-            # What implied_of runs, imported before measuring: code that
-            # first runs inside a callback costs the engine (3.9-3.11) a
-            # measured start each.
-            from lowimpact.tools.cover import arcs, bytecode  # noqa: F401
-            _multiline_mapping_imports()
-            # (Where lines are reported only at their starts (3.9), they
-            # tell no branch's way: CodeMap.implied_directions().)
-            if bytecode.MID_LINE_ENTRY:
-                implied_of = self._implied_of
-        self._collector = self._cover.Collector(
-            TOOL_ID, should_trace, branch=self.branch, test_context=self._test_context,
-            implied_of=implied_of)
-        try:
-            self._restart()
-        except CoverError:
-            self._collector = None   # (a later start() begins afresh)
-            raise
-        os.register_at_fork(after_in_child=self._after_fork_in_child)
-        # [run] sigterm = true: a program ended by SIGTERM keeps its data, as
-        # under coverage.py (only the main thread may set handlers).
-        if cov.get_option("run:sigterm") and threading.current_thread() is threading.main_thread():
-            self._old_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
-        self._measure_subprocesses()
+            branch_imports()
 
     def _restart(self) -> None:
         """Start the collector (again); os._exit saves the data meanwhile."""
@@ -416,32 +428,37 @@ class Measurement:
         if self._real_exit is not None and os._exit == self._exit:
             os._exit = self._real_exit
 
+    # -- data measured elsewhere -------------------------------------------
+
+    def select_recorded(self, files: Dict[str, Tuple[Optional[str], Optional[str],
+                                                       Optional[str]]]) -> Dict[str, Optional[str]]:
+        """coverage.py's decision for each file another process recorded
+        everything of (:mod:`~lowimpact.tools.cover.beside`): *files* maps a
+        code object's file name to the ``__file__``, ``__name__`` and
+        ``__spec__.name`` of the globals it first ran with (which
+        coverage.py's ``should_trace`` reads from that frame); the answer, the
+        file name to record it under, or None."""
+        inorout = self.coverage._inorout
+        selected: Dict[str, Optional[str]] = {}
+        with _sysconfig_paths_asked_once(), _directories_resolved_once():
+            for filename, (dunder_file, name, spec_name) in files.items():
+                frame = _RecordedFrame(dunder_file, name, spec_name)
+                disposition = inorout.should_trace(filename, frame)
+                selected[filename] = disposition.source_filename if disposition.trace else None
+        return selected
+
+    def adopt_recorded(self, codes: Dict[int, tuple], lines: Dict[int, Set[int]],
+                       branches: Dict[int, Dict[int, Set[int]]],
+                       exits: Dict[int, Set[int]]) -> None:
+        """Save, from now on, what another process recorded (*codes*: code
+        id -> (code object or None without branches, file name under which
+        to record it, from :meth:`select_recorded`); the ways that
+        process's collector asked :attr:`ways` about, by the same code ids,
+        are in :attr:`ways` already."""
+        self._collector = _Recorded(codes, lines, branches, exits)
+        self._saved = False
+
     # -- saving ------------------------------------------------------------
-
-    def _first_line_of(self, filename: str):
-        """coverage.py's own mapping from a line to its statement's first line."""
-        mapping = self._first_line.get(filename)
-        if mapping is None:
-            mapping = lambda line: line  # noqa: E731  (not Python source: lines as they are)
-            try:
-                mapping = _multiline_mapping(filename)
-            except Exception:
-                pass
-            self._first_line[filename] = mapping
-        return mapping
-
-    def _implied_of(self, code: types.CodeType, filename: str) -> Dict[int, int]:
-        """For the collector: the branches of *code* of which some way is
-        told by the lines that run (:meth:`CodeMap.implied_directions`), as
-        ``{source: next offset << 2 | ways}`` (ways: 1 the jump, 2 going on)."""
-        from lowimpact.tools.cover.arcs import CodeMap
-
-        code_map = self._code_maps.get(id(code))
-        if code_map is None:
-            code_map = self._code_maps[id(code)] = CodeMap(code, self._first_line_of(filename))
-        return {source: following << 2 | bool(jump_line) | bool(next_line) << 1
-                for source, (following, jump_line, next_line)
-                in code_map.implied_directions().items()}
 
     def contexts(self) -> Tuple[Dict[int, tuple], Dict[Optional[str], RawData]]:
         """The measured code objects (``Collector.data()``'s) and the raw
@@ -507,7 +524,7 @@ class Measurement:
             arcs.update((line, line) for line in ran)
             if not ran:
                 continue
-            first_line = self._first_line_of(filename)
+            first_line = self.ways.first_line_of(filename)
             code_map = code_maps.get(key)
             if code_map is None:
                 code_map = code_maps[key] = CodeMap(code, first_line)
@@ -616,6 +633,44 @@ class Measurement:
         write(path, files)
 
 
+class _RecordedFrame:
+    """What coverage.py's ``should_trace`` reads of the frame a file's code
+    first ran in, for a file another process recorded."""
+
+    __slots__ = ("f_globals",)
+
+    def __init__(self, dunder_file: Optional[str], name: Optional[str],
+                 spec_name: Optional[str]) -> None:
+        self.f_globals: Dict[str, Any] = {}
+        if dunder_file is not None:
+            self.f_globals["__file__"] = dunder_file
+        if name is not None:
+            self.f_globals["__name__"] = name
+        if spec_name is not None:
+            self.f_globals["__spec__"] = types.SimpleNamespace(name=spec_name)
+
+
+class _Recorded:
+    """In place of the collector: the data another process recorded."""
+
+    running = False
+    paused = False
+    context = None
+
+    def __init__(self, codes: Dict[int, tuple], lines: Dict[int, Set[int]],
+                 branches: Dict[int, Dict[int, Set[int]]], exits: Dict[int, Set[int]]) -> None:
+        self._data = (codes, lines, branches, exits)
+
+    def data(self) -> tuple:
+        return self._data
+
+    def periods(self) -> list:
+        return []
+
+    def stop(self) -> None:
+        pass
+
+
 @contextlib.contextmanager
 def _sysconfig_paths_asked_once():
     """coverage.py's ``InOrOut`` asks ``sysconfig.get_paths(scheme)`` of
@@ -721,34 +776,3 @@ def _merge_raw(into: RawData, more: RawData) -> None:
             mine.setdefault(source, set()).update(dests)
     for key, values in more[2].items():
         exits.setdefault(key, set()).update(values)
-
-
-def _multiline_mapping_imports() -> None:
-    """Imports what :func:`_multiline_mapping` needs."""
-    try:
-        from coverage.python import get_python_source  # noqa: F401
-    except ImportError:
-        from coverage.parser import PythonParser  # noqa: F401
-        return
-    from lowimpact.tools.cover import statements  # noqa: F401
-
-
-def _multiline_mapping(filename: str):
-    """The first line of the statement of each line of *filename*, as
-    coverage.py's ``PythonParser.first_line`` gives it: from its multiline
-    map alone, which :func:`~lowimpact.tools.cover.statements.multiline_map`
-    computes as coverage.py's ``multiline_map_from_text`` does, without
-    tokenizing every line (on 3.11 that cost more than the rest of saving),
-    where coverage.py reads source as 7.x does; else from a full parse."""
-    try:
-        from coverage.python import get_python_source
-    except ImportError:
-        from coverage.parser import PythonParser
-
-        parser = PythonParser(filename=filename)
-        parser.parse_source()
-        return parser.first_line
-    from lowimpact.tools.cover.statements import multiline_map
-
-    multiline = multiline_map(get_python_source(filename))
-    return lambda line: multiline.get(line, line)

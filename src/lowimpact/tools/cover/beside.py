@@ -1,0 +1,579 @@
+"""``cover run`` with coverage.py in a process beside the program.
+
+Importing what a measured run uses of coverage.py (its configuration
+reader, file selection and data layer, with the standard-library modules
+they import: configparser, tomllib, hashlib, inspect, sqlite3, ...) costs
+more than many programs' own start-up: 173-192 M instructions before the
+program's first line.  So ``cover run`` forks before the program starts:
+the child (the *helper*) reads coverage.py's configuration, builds its file
+selection and waits, while the program runs in the process the user
+started (its pid, signals, exit status and output as without lowimpact)
+under the C core, which records every file that coverage.py could measure.
+When the program ends, the helper decides which of the files it ran are
+measured, as coverage.py's ``should_trace`` would have at their first
+frame (from the ``__file__``, ``__name__`` and ``__spec__`` of that frame's
+globals, kept for it), and writes coverage.py's data file; the program's
+process waits for it, so the file is complete when ``cover run`` returns.
+On a machine with two cores the helper's start-up runs beside the program
+instead of before it (it costs as much processor time as before).
+
+Before coverage.py has read anything, the program's process must still know
+two things, which it reads from the configuration files' text alone:
+
+- whether to record branches: only when ``--branch`` is given or the word
+  ``branch`` appears in one of the files coverage.py may read (coverage.py
+  may still say lines only, and the helper writes lines then);
+- what coverage.py would certainly not measure, left out from the start so
+  that the program does not pay for it: the standard library (without
+  ``--pylib``) and installed packages when no ``source`` or ``include`` is
+  configured, and what lies outside the ``--source`` directories when the
+  command line names only directories and the files configure none.
+
+Whatever else the configuration may ask for that changes the measured
+process itself (``plugins``, ``dynamic_context``, ``debug``, ``sigterm``,
+``patch``, ``concurrency``: any mention of those words), ``--append``,
+``--concurrency``, a ``COVERAGE_*`` setting in the environment (except
+``COVERAGE_RCFILE`` and ``COVERAGE_CORE``), or a platform without ``fork``
+makes ``cover run`` measure in one process as before
+(:class:`~lowimpact.tools.cover.measure.Measurement`).
+
+What differs from one process: an error in the configuration is reported
+when the program ends (exit status 1 unless the program's own is not 0),
+not before it starts; coverage.py's warnings at the start (a module already
+imported that will be measured) are printed while the program runs.
+A child the program forks writes its own parallel data file, reading the
+configuration in its own process when it ends.
+"""
+
+from __future__ import annotations
+
+import _thread
+import marshal
+import os
+import sys
+
+from lowimpact.tools.cover import CoverError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, Optional, Tuple
+
+    #: ``excluded(filename, dunder_file, module)``: see _certainly_excluded().
+    Excluded = Callable[[str, Optional[str], Optional[str]], bool]
+
+__all__ = ["Beside", "plan"]
+
+#: Words whose mention in a configuration file makes ``cover run`` measure in
+#: one process: settings that change what the measured process must do.
+_IN_PROCESS_WORDS = ("plugins", "dynamic_context", "debug", "sigterm", "patch", "concurrency")
+
+#: The files coverage.py reads its configuration from, in the current
+#: directory (after ``--rcfile`` or ``COVERAGE_RCFILE``).
+_CONFIG_FILES = (".coveragerc", "setup.cfg", "tox.ini", "pyproject.toml")
+
+#: ``COVERAGE_*`` environment variables that change nothing in the measured process.
+_HARMLESS_ENVIRONMENT = ("COVERAGE_RCFILE", "COVERAGE_CORE")
+
+#: sys.monitoring.COVERAGE_ID (measure.TOOL_ID).
+_TOOL_ID = 1
+
+#: Bytes of the length that comes before each message between the processes.
+_LENGTH_BYTES = 8
+
+
+class Plan:
+    """What the program's process knows before coverage.py has read the
+    configuration: *branch*, whether to record branches; *excluded*,
+    whether coverage.py certainly would not measure a file (None: ask
+    coverage.py about every file)."""
+
+    def __init__(self, branch: bool, excluded: Optional[Excluded]):
+        self.branch = branch
+        self.excluded = excluded
+
+
+def plan(options: Any) -> Optional[Plan]:
+    """The :class:`Plan` of measuring with ``cover run``'s parsed *options*
+    beside coverage.py, or None where it must be measured in one process."""
+    if not hasattr(os, "fork") or options.append or options.concurrency:
+        return None
+    if "LOWIMPACT_COVER_PROCESS" in os.environ:
+        return None   # (a process another cover run measures: measured as such)
+    if any(key.startswith("COVERAGE_") and key not in _HARMLESS_ENVIRONMENT
+           for key in os.environ):
+        return None
+    texts = []
+    rcfile = options.rcfile
+    if rcfile is True:
+        rcfile = os.environ.get("COVERAGE_RCFILE") or True
+    names = list(_CONFIG_FILES)
+    if rcfile is not True:
+        names.insert(0, rcfile)
+    for index, name in enumerate(names):
+        try:
+            with open(name, "rb") as file:
+                texts.append(file.read().decode("utf-8", "replace").lower())
+        except FileNotFoundError:
+            if index == 0 and rcfile is not True:
+                return None   # (coverage.py says that it cannot read it)
+        except (OSError, ValueError):
+            return None
+    words = "\n".join(texts)
+    if any(word in words for word in _IN_PROCESS_WORDS):
+        return None
+    return Plan(bool(options.branch) or "branch" in words, _certainly_excluded(options, words))
+
+
+def _certainly_excluded(options: Any, words: str) -> Optional[Excluded]:
+    """``excluded(filename, dunder_file, module)`` for :class:`Plan`: true
+    only where coverage.py's ``InOrOut`` would refuse the file whatever the
+    rest of the configuration says, by where both names of the file really
+    are and by its module's name (*module*: as coverage.py names it from
+    the frame, None when it would have to guess from the file name)."""
+    if options.include or "include" in words or "source" in words:
+        return None
+    packages: Tuple[str, ...] = ()
+    if options.source:
+        # coverage.py's own split: a directory that exists, else a package
+        # it matches by module name.
+        directories = [entry for entry in options.source if os.path.isdir(entry)]
+        packages = tuple(entry for entry in options.source if entry not in directories)
+        inside = tuple(_directory(entry) for entry in directories)
+        outside = True
+    else:
+        # Without source or include coverage.py measures neither installed
+        # packages nor, without --pylib, the standard library.
+        import site
+
+        roots = [path for path in site.getsitepackages() if os.path.isdir(path)]
+        user_site = site.getusersitepackages()
+        if os.path.isdir(user_site):
+            roots.append(user_site)
+        if not (options.pylib or "pylib" in words):
+            roots.append(os.path.dirname(os.__file__))
+        inside = tuple(_directory(root) for root in roots)
+        outside = False
+    known: Dict[str, bool] = {}
+
+    def excluded_name(filename: Optional[str]) -> bool:
+        if not filename or not os.path.isabs(filename):
+            return False   # (coverage.py looks for it along sys.path)
+        head = os.path.dirname(filename)
+        answer = known.get(head)
+        if answer is None:
+            real = _directory(head)
+            answer = known[head] = any(real.startswith(root) for root in inside) != outside
+        return answer
+
+    def in_packages(module: Optional[str]) -> bool:
+        if module is None:
+            return True   # (coverage.py would guess it from the file name)
+        return any(module == package or module.startswith(package + ".") for package in packages)
+
+    def excluded(filename: str, dunder_file: Optional[str], module: Optional[str]) -> bool:
+        return (excluded_name(filename) and (dunder_file is None or excluded_name(dunder_file))
+                and not (packages and in_packages(module)))
+
+    return excluded
+
+
+def module_name(name: Any, spec_name: Any) -> Optional[str]:
+    """The module name coverage.py matches ``--source`` packages with, from a
+    frame's ``__name__`` and ``__spec__.name`` (None: coverage.py would take
+    it from the file name)."""
+    for candidate in (name, spec_name):
+        if isinstance(candidate, str) and candidate != "__main__":
+            return candidate
+    return None
+
+
+def _directory(path: str) -> str:
+    return os.path.join(os.path.realpath(path), "")
+
+
+class Beside:
+    """``cover run``'s measurement with coverage.py in a helper process:
+    *kwargs* are :class:`~lowimpact.tools.cover.measure.Measurement`'s, as
+    ``cover run`` gives them, *plan* from :func:`plan`."""
+
+    def __init__(self, kwargs: Dict[str, Any], plan: Plan) -> None:
+        self.kwargs = kwargs
+        self.plan = plan
+        self.files: Dict[str, Tuple[Optional[str], Optional[str], Optional[str]]] = {}
+        self._collector = None
+        self._to_helper = self._from_helper = -1
+        self._pipes: Dict[int, Tuple[int, int]] = {}
+        self._pid = os.getpid()
+        self._directory = os.getcwd()
+        self._finished = False
+        self._real_exit = None
+        self._helper_ready = False
+        self._asking = _thread.allocate_lock()
+
+    # -- the program's process ---------------------------------------------
+
+    def start(self) -> None:
+        """Start the helper, then measure the program (every thread)."""
+        from lowimpact import _cover
+        from lowimpact.tools.target import is_launcher_file
+
+        to_helper_read, self._to_helper = os.pipe()
+        self._from_helper, from_helper_write = os.pipe()
+        self._pipes = {fd: _identity(fd) for fd in (self._to_helper, self._from_helper)}
+        # (The helper must not write what this process has not flushed yet.)
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
+        try:
+            self._fork_helper(to_helper_read, from_helper_write)
+        except OSError as exc:
+            self._abandon()
+            raise CoverError("cannot start the coverage.py process: %s" % exc) from None
+        finally:
+            os.close(to_helper_read)
+            os.close(from_helper_write)
+
+        files = self.files
+        excluded = self.plan.excluded
+
+        def should_trace(filename: str, frame: Any) -> Optional[str]:
+            if filename.startswith("<") or is_launcher_file(filename):
+                return None
+            namespace = frame.f_globals if frame is not None else {}
+            dunder_file = namespace.get("__file__")
+            dunder_file = str(dunder_file) if dunder_file else None
+            name = namespace.get("__name__")
+            spec_name = getattr(namespace.get("__spec__"), "name", None)
+            if excluded is not None and excluded(filename, dunder_file,
+                                                 module_name(name, spec_name)):
+                return None
+            files[filename] = (dunder_file, name if isinstance(name, str) else None,
+                               spec_name if isinstance(spec_name, str) else None)
+            return filename
+
+        implied_of = None
+        if self.plan.branch:
+            from lowimpact.tools.cover import bytecode
+
+            if bytecode.MID_LINE_ENTRY:
+                implied_of = self._implied_of
+        self._collector = _cover.Collector(_TOOL_ID, should_trace, branch=self.plan.branch,
+                                           implied_of=implied_of)
+        try:
+            self._collector.start()
+        except ValueError as exc:
+            self._abandon()
+            raise CoverError(
+                "cannot take sys.monitoring tool id %d (%s): is another coverage tool running?"
+                % (_TOOL_ID, exc)
+            ) from None
+        os.register_at_fork(after_in_child=self._after_fork_in_child)
+        # What ran before os._exit() is kept, as coverage.py's [run] patch =
+        # _exit does.
+        self._real_exit = os._exit
+        os._exit = self._exit
+
+    def _implied_of(self, code: Any, filename: str) -> Any:
+        # What the lines tell of the branches of a code object needs its
+        # file read as coverage.py reads source: the helper answers, once
+        # it is ready (until then the collector asks again later).  One
+        # question at a time: the pipes are shared by every thread.
+        with self._asking:
+            try:
+                if not self._pipes_intact():
+                    return None
+                if not self._helper_ready:
+                    # (A message this small is written whole, never in part.)
+                    os.set_blocking(self._from_helper, False)
+                    try:
+                        kind, _ = _answer(self._from_helper)
+                    except BlockingIOError:
+                        return NotImplemented
+                    finally:
+                        os.set_blocking(self._from_helper, True)
+                    if kind != "ready":
+                        return None
+                    self._helper_ready = True
+                _send(self._to_helper, ("implied", id(code), code, filename, self.files[filename]))
+                kind, answer = _answer(self._from_helper)
+            except Exception:
+                # (No way told: the branch keeps reporting; the data is the same.)
+                return None
+        return answer if kind == "implied" else None
+
+    def _fork_helper(self, requests: int, answers: int) -> None:
+        """Start the helper, which is not this process's child but its
+        grandchild (its parent ends at once): a program that waits for all
+        its children (``os.wait()`` until there are none) must not wait for
+        the helper, which waits for the program."""
+        middle = os.fork()
+        if middle == 0:
+            try:
+                if os.fork() == 0:
+                    os.close(self._to_helper)
+                    os.close(self._from_helper)
+                    _helper(self.kwargs, self.plan.branch, requests, answers)
+            finally:
+                os._exit(0)
+        os.waitpid(middle, 0)
+
+    def _pipes_intact(self) -> bool:
+        """Whether this process's ends of the pipes are still the pipes (a
+        program may close descriptors it did not open, and open others that
+        get their numbers)."""
+        return all(fd >= 0 and _identity(fd) == identity for fd, identity in self._pipes.items())
+
+    def _abandon(self) -> None:
+        """The helper goes without writing anything (it ends when it finds
+        this process's pipes closed)."""
+        for fd in (self._to_helper, self._from_helper):
+            if fd >= 0 and _identity(fd) == self._pipes.get(fd):
+                os.close(fd)
+        self._to_helper = self._from_helper = -1
+
+    def stop(self) -> None:
+        """Stop measuring (the data stays for :meth:`finish`)."""
+        if self._collector is not None and self._collector.running:
+            self._collector.stop()
+        if self._real_exit is not None and os._exit == self._exit:
+            os._exit = self._real_exit
+
+    def finish(self, save: bool = True) -> Optional[str]:
+        """Stop measuring and have the data written (*save* False: the
+        program never started, nothing is written); return why it could
+        not be written, or None.  An error in coverage.py's configuration
+        is raised (:class:`~lowimpact.tools.cover.measure.CoverError`)."""
+        if self._finished:
+            return None
+        self._finished = True
+        self.stop()
+        if os.getpid() != self._pid:
+            return self._save_here() if save else None
+        if not save:
+            self._abandon()
+            return None
+        try:
+            return self._save_beside()
+        finally:
+            self._abandon()
+
+    def _recorded(self, selected: Dict[str, Optional[str]]) -> Dict[str, Any]:
+        """What the collector recorded of the files coverage.py measures, by
+        the names *selected* gives them."""
+        codes, lines, branches, exits = self._collector.data()
+        kept = {key: (code if self.plan.branch else None, selected[filename])
+                for key, (code, filename) in codes.items() if selected.get(filename)}
+        return dict(
+            codes=kept,
+            lines={key: value for key, value in lines.items() if key in kept},
+            branches={key: value for key, value in branches.items() if key in kept},
+            exits={key: value for key, value in exits.items() if key in kept},
+        )
+
+    def _save_beside(self) -> Optional[str]:
+        with self._asking:
+            return self._save_beside_alone()
+
+    def _save_beside_alone(self) -> Optional[str]:
+        if not self._pipes_intact():
+            return ("the program closed the pipes to the coverage.py process "
+                    "(file descriptors %d and %d)" % (self._to_helper, self._from_helper))
+        try:
+            _send(self._to_helper, ("files", self.files, list(sys.path), _modules()))
+            kind, answer = _answer(self._from_helper)
+            if kind == "ready":
+                kind, answer = _answer(self._from_helper)
+            if kind == "selected":
+                _send(self._to_helper, self._recorded(answer))
+                kind, answer = _answer(self._from_helper)
+            if kind == "error":
+                raise CoverError(answer)
+            return None if kind == "saved" else answer
+        except OSError as exc:
+            return "the coverage.py process ended early (%s)" % exc
+
+    def _save_here(self) -> Optional[str]:
+        """A forked child's data: its own parallel data file, written by a
+        Measurement of this process (the configuration read as at the start,
+        from the directory the run started in)."""
+        from lowimpact.tools.cover.measure import Measurement
+
+        where = os.getcwd()
+        try:
+            os.chdir(self._directory)
+            measurement = Measurement(**dict(self.kwargs, parallel=True, child=True))
+            measurement.prepare()
+            selected = measurement.select_recorded(self.files)
+            measurement.adopt_recorded(**self._recorded(selected))
+            measurement.save()
+        except (CoverError, OSError) as exc:
+            return str(exc)
+        finally:
+            os.chdir(where)
+        return None
+
+    def _after_fork_in_child(self) -> None:
+        # The helper is the parent's: this process keeps none of its pipes
+        # (and no lock another thread of the parent held).
+        self._asking = _thread.allocate_lock()
+        self._abandon()
+
+    def _exit(self, status: int) -> None:
+        try:
+            error = self.finish()
+            if error:
+                print("lowimpact cover: could not save data: %s" % error, file=sys.stderr)
+        except BaseException as exc:   # the process ends anyway: say why data is missing
+            print("lowimpact cover: could not save data: %s" % exc, file=sys.stderr)
+        finally:
+            (self._real_exit or os._exit)(status)
+
+
+# -- the helper ----------------------------------------------------------------
+
+def _helper(kwargs: Dict[str, Any], branch_recorded: bool, requests: int, answers: int) -> None:
+    """The helper process's whole life: never returns."""
+    import signal
+
+    try:
+        # Ctrl-C is for the program: the helper still writes its data.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+        _serve(kwargs, branch_recorded, requests, answers)
+    except BaseException as exc:
+        try:
+            _send(answers, ("failed", "%s: %s" % (type(exc).__name__, exc)))
+        except BaseException:
+            pass
+    finally:
+        try:
+            sys.stderr.flush()
+            sys.stdout.flush()
+        finally:
+            os._exit(0)
+
+
+def _serve(kwargs: Dict[str, Any], branch_recorded: bool, requests: int, answers: int) -> None:
+    from lowimpact.tools.cover.measure import Measurement
+
+    error = None
+    try:
+        measurement = Measurement(**kwargs)
+        measurement.prepare()
+        if measurement.branch and not branch_recorded:
+            raise CoverError("branch = true in a configuration lowimpact did not read: "
+                             "give --branch on the command line")
+        measurement.prepare_saving()
+    except CoverError as exc:
+        error = str(exc)
+    sys.stderr.flush()
+    _send(answers, ("ready", None))
+    while True:
+        request = _receive(requests)
+        if request is None:
+            return   # the program never ran, or its process is gone
+        if request[0] == "implied":
+            _, key, code, filename, frame = request
+            ways = None
+            if error is None:
+                try:
+                    name = measurement.select_recorded({filename: frame})[filename]
+                    if name is not None:
+                        ways = measurement.ways.implied_of(code, name, key)
+                except Exception:
+                    pass   # (no way told: the branch keeps reporting)
+            _send(answers, ("implied", ways))
+            continue
+        if error is not None:
+            _send(answers, ("error", error))
+            return
+        _, files, path, modules = request
+        sys.path[:] = path
+        _known_modules(modules)
+        _send(answers, ("selected", measurement.select_recorded(files)))
+        recorded = _receive(requests)
+        if recorded is None:
+            return
+        measurement.adopt_recorded(**recorded)
+        measurement.save()
+        sys.stderr.flush()
+        _send(answers, ("saved", None))
+        return
+
+
+def _modules() -> Dict[str, Optional[str]]:
+    """The modules of this process and their files (None: none), for what
+    coverage.py looks up in ``sys.modules`` when it saves (the files of the
+    ``--source`` packages, to report those that never ran)."""
+    modules: Dict[str, Optional[str]] = {}
+    for name, module in list(sys.modules.items()):
+        filename = getattr(module, "__file__", None)
+        modules[name] = filename if isinstance(filename, str) else None
+    return modules
+
+
+def _known_modules(modules: Dict[str, Optional[str]]) -> None:
+    """The program's modules that the helper lacks, as stand-ins in its
+    ``sys.modules`` (a name and a file: what coverage.py reads of them)."""
+    import types
+
+    for name, filename in modules.items():
+        if name not in sys.modules:
+            module = types.ModuleType(name)
+            if filename is not None:
+                module.__file__ = filename
+            sys.modules[name] = module
+
+
+# -- messages between the processes -------------------------------------------
+
+def _identity(fd: int) -> Optional[Tuple[int, int]]:
+    """What tells a file descriptor's file from another (None: closed)."""
+    try:
+        stat = os.fstat(fd)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def _send(fd: int, value: Any) -> None:
+    data = marshal.dumps(value)
+    view = memoryview(len(data).to_bytes(_LENGTH_BYTES, "big") + data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _receive(fd: int) -> Any:
+    """The next message on *fd*, or None at its end."""
+    header = _read_exactly(fd, _LENGTH_BYTES)
+    if header is None:
+        return None
+    data = _read_exactly(fd, int.from_bytes(header, "big"))
+    if data is None:
+        raise EOFError("a message was cut short")
+    return marshal.loads(data)
+
+
+def _answer(fd: int) -> Tuple[str, Any]:
+    """The helper's next answer: ("selected", files), ("saved", None) or
+    (anything else, the error)."""
+    try:
+        answer = _receive(fd)
+    except EOFError:
+        answer = None
+    if answer is None:
+        return "failed", "the coverage.py process ended early"
+    return answer
+
+
+def _read_exactly(fd: int, size: int) -> Optional[bytes]:
+    chunks = []
+    while size:
+        chunk = os.read(fd, min(size, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,208 @@
+"""``cover run`` with coverage.py in a process beside the program
+(lowimpact.tools.cover.beside): what the program's process leaves out from
+the start is never a file coverage.py measures; the helper neither outlives
+a killed program nor dies of the program's Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import pytest
+
+from lowimpact.tools.cover import beside
+from lowimpact.tools.cover.measure import Measurement
+
+from .helpers import copy_programs, env_for, python
+from .test_cli import lines_in
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork (POSIX)")
+
+
+def options(**given) -> types.SimpleNamespace:
+    values = dict(append=False, concurrency=None, rcfile=True, branch=None, include=None,
+                  source=None, pylib=None)
+    values.update(given)
+    return types.SimpleNamespace(**values)
+
+
+def module_files() -> dict:
+    """The files of this process's modules (the standard library's, the
+    installed packages', lowimpact's, the tests'), by module name."""
+    return {name: module.__file__ for name, module in list(sys.modules.items())
+            if isinstance(getattr(module, "__file__", None), str)}
+
+
+@pytest.mark.parametrize("given", [{}, {"pylib": True}, {"source": ["project"]},
+                                   {"source": ["project", "elsewhere"]},
+                                   {"source": ["json", "_pytest.mark", "elsewhere"]}],
+                         ids=["default", "pylib", "source", "two_sources", "packages"])
+def test_left_out_only_what_coverage_leaves_out(given: dict, tmp_path: Path,
+                                                monkeypatch) -> None:
+    project = tmp_path / "project"
+    (project / "package").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    mine = project / "package" / "mine.py"
+    mine.write_text("x = 1\n")
+    (project / "linked.py").symlink_to(mine)
+    monkeypatch.chdir(tmp_path)
+    import _pytest.mark.structures  # noqa: F401  (measured with --source=_pytest.mark)
+    import json.decoder  # noqa: F401
+
+    files = module_files()
+    files.update({"mine": str(mine), "linked": str(project / "linked.py"),
+                  "__main__": str(tmp_path / "elsewhere" / "main.py")})
+    plan = beside.plan(options(**given))
+    assert plan is not None and plan.excluded is not None
+    measurement = Measurement(messages=False, reports=False, child=True, rcfile=False, **given)
+    measurement.prepare()
+    decided = measurement.select_recorded(
+        {filename: (filename, name, None) for name, filename in files.items()})
+    left_out = {filename for name, filename in files.items()
+                if plan.excluded(filename, filename, beside.module_name(name, None))}
+    measured = {filename for filename, name in decided.items() if name is not None}
+    assert not left_out & measured
+    # What is left out is most of what coverage.py leaves out (the test
+    # process has imported hundreds of modules of the standard library and
+    # of installed packages).
+    assert len(left_out) > 0.8 * (len(files) - len(measured))
+    if given.get("source", [""])[0] == "project":
+        assert str(mine) in measured and str(project / "linked.py") in measured
+    elif "source" in given:
+        import _pytest.mark.structures
+        import json.decoder
+
+        assert {json.decoder.__file__, _pytest.mark.structures.__file__} <= measured
+        assert str(mine) in left_out
+    else:
+        assert pytest.__file__ in left_out
+        assert (os.__file__ in left_out) != bool(given.get("pylib"))
+        assert (os.__file__ in measured) == bool(given.get("pylib"))
+
+
+@pytest.mark.parametrize("setting", [
+    "[run]\nplugins = some.plugin\n", "[run]\ndynamic_context = test_function\n",
+    "[run]\nsigterm = true\n", "[run]\npatch = subprocess\n",
+    "[run]\nconcurrency = multiprocessing\n", "[run]\ndebug = trace\n",
+])
+def test_settings_that_need_one_process(setting: str, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert beside.plan(options()) is not None
+    for name in (".coveragerc", "setup.cfg", "tox.ini", "pyproject.toml"):
+        path = tmp_path / name
+        path.write_text(setting.replace("[run]", "[coverage:run]")
+                        if name in ("setup.cfg", "tox.ini") else setting)
+        assert beside.plan(options()) is None, name
+        path.unlink()
+    assert beside.plan(options(append=True)) is None
+    monkeypatch.setenv("COVERAGE_DEBUG", "trace")
+    assert beside.plan(options()) is None
+
+
+def test_branch_recorded_when_the_files_may_ask(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert not beside.plan(options()).branch
+    assert beside.plan(options(branch=True)).branch
+    (tmp_path / "pyproject.toml").write_text("[tool.coverage.run]\nbranch = true\n")
+    assert beside.plan(options()).branch
+
+
+def in_session(session: int) -> list:
+    """The live processes of *session* (Linux's /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # (fields: state, ppid, pgrp, session, ...)
+        if int(fields[3]) == session and fields[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_killed_program_leaves_no_helper(tmp_path: Path) -> None:
+    programs = copy_programs(tmp_path)
+    (programs / "killed.py").write_text(
+        "import os, signal, time\n"
+        "time.sleep(0.2)\n"
+        "print(os.getsid(0), flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n")
+    proc = run_alone(["-m", "lowimpact", "cover", "run", "killed.py"], programs)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    session = int(proc.stdout)
+    deadline = time.monotonic() + 30
+    while in_session(session) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not in_session(session), "the coverage.py process outlived the program"
+    assert not list(programs.glob(".coverage*"))
+
+
+def test_a_program_that_waits_for_all_its_children(tmp_path: Path) -> None:
+    """The coverage.py process is not the program's child."""
+    programs = copy_programs(tmp_path)
+    (programs / "reaper.py").write_text(
+        "import os\n"
+        "if os.fork() == 0:\n"
+        "    os._exit(0)\n"
+        "while True:\n"
+        "    try:\n"
+        "        os.wait()\n"
+        "    except ChildProcessError:\n"
+        "        break\n"
+        "print('reaped')\n")
+    proc = python(["-m", "lowimpact", "cover", "run", "reaper.py"], programs)
+    assert proc.stdout == "reaped\n"
+    assert sorted(lines_in(programs / ".coverage")["reaper.py"]) == [1, 2, 4, 5, 6, 7, 8, 9]
+
+
+def run_alone(args: list, cwd: Path) -> subprocess.CompletedProcess:
+    """python with *args* in a session of its own (its own process group)."""
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env_for(),
+                          capture_output=True, text=True, timeout=60, start_new_session=True)
+
+
+def test_ctrl_c_is_the_programs(tmp_path: Path) -> None:
+    """Ctrl-C reaches the program's whole process group: the program gets
+    its KeyboardInterrupt as without lowimpact, and the helper, which
+    ignores it, writes what ran."""
+    programs = copy_programs(tmp_path)
+    (programs / "interrupted.py").write_text(
+        "import os, signal, time\n"
+        "x = 1\n"
+        "time.sleep(0.2)\n"
+        "os.killpg(os.getpgrp(), signal.SIGINT)\n"
+        "time.sleep(5)\n"
+        "x = 2\n")
+    plain = run_alone(["interrupted.py"], programs)
+    proc = run_alone(["-m", "lowimpact", "cover", "run", "interrupted.py"], programs)
+    assert proc.returncode == plain.returncode != 0
+    assert "KeyboardInterrupt" in proc.stderr and "KeyboardInterrupt" in plain.stderr
+    assert sorted(lines_in(programs / ".coverage")["interrupted.py"]) == [1, 2, 3, 4]
+
+
+def test_a_program_that_closes_the_pipes(tmp_path: Path) -> None:
+    """A program that closes the descriptors it did not open, and opens
+    files that get their numbers: those files are left as the program wrote
+    them, and cover run says that the data could not be written."""
+    programs = copy_programs(tmp_path)
+    (programs / "closer.py").write_text(
+        "import os\n"
+        "os.closerange(3, 64)\n"
+        "files = [open('log%d.txt' % i, 'w') for i in range(8)]\n"
+        "for f in files:\n"
+        "    f.write('mine')\n"
+        "    f.flush()\n"
+        "print('done')\n")
+    proc = python(["-m", "lowimpact", "cover", "run", "closer.py"], programs, check=False)
+    assert proc.returncode == 0 and proc.stdout == "done\n"
+    assert "could not save data: the program closed the pipes" in proc.stderr
+    for index in range(8):
+        assert (programs / ("log%d.txt" % index)).read_text() == "mine"
+    assert not list(programs.glob(".coverage*"))
