@@ -2,6 +2,8 @@
 by a C core on ``sys.monitoring`` (lowimpact's engine on 3.11).
 
 - :mod:`~lowimpact.tools.cover.measure`: :class:`Measurement`, one measured run;
+- :mod:`~lowimpact.tools.cover.beside`: ``cover run`` with coverage.py in a
+  process beside the program;
 - :mod:`~lowimpact.tools.cover.arcs`: branch offsets to coverage.py's line arcs;
 - :mod:`~lowimpact.tools.cover.subline`: branches inside lines;
 - :mod:`~lowimpact.tools.cover.cli`: ``python -m lowimpact cover``.

@@ -56,7 +56,7 @@ from lowimpact.tools.cover import CoverError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, Optional, Tuple
+    from typing import Any, Callable, Dict, Optional, Set, Tuple
 
     #: ``excluded(filename, dunder_file, module)``: see _certainly_excluded().
     Excluded = Callable[[str, Optional[str], Optional[str]], bool]
@@ -247,8 +247,11 @@ class Beside:
             if excluded is not None and excluded(filename, dunder_file,
                                                  module_name(name, spec_name)):
                 return None
-            files[filename] = (dunder_file, name if isinstance(name, str) else None,
-                               spec_name if isinstance(spec_name, str) else None)
+            frame_names = (dunder_file, name if isinstance(name, str) else None,
+                           spec_name if isinstance(spec_name, str) else None)
+            if excluded is None and not self._helper_measures(filename, frame_names):
+                return None
+            files[filename] = frame_names
             return filename
 
         implied_of = None
@@ -272,6 +275,31 @@ class Beside:
         # _exit does.
         self._real_exit = os._exit
         os._exit = self._exit
+
+    def _helper_measures(self, filename: str, frame_names: Tuple[Optional[str], ...]) -> bool:
+        """Whether coverage.py measures *filename*, asked of the helper
+        (once ready: the program waits for it meanwhile), where the
+        configuration's text does not tell what it leaves out (``source``
+        or ``include`` in it, ``--include``): recording every file the
+        program runs would cost more than the wait, which measuring in one
+        process takes before the program starts."""
+        with self._asking:
+            try:
+                if self._pipes_intact() and self._wait_ready():
+                    _send(self._to_helper, ("select", filename, frame_names))
+                    kind, answer = _answer(self._from_helper)
+                    if kind == "selected":
+                        return answer is not None
+            except Exception:
+                pass
+        return True   # (the helper cannot say: kept, for it to choose when the program ends)
+
+    def _wait_ready(self) -> bool:
+        """Whether the helper is ready (waiting for it)."""
+        if not self._helper_ready:
+            kind, _ = _answer(self._from_helper)
+            self._helper_ready = kind == "ready"
+        return self._helper_ready
 
     def _implied_of(self, code: Any, filename: str) -> Any:
         # What the lines tell of the branches of a code object needs its
@@ -433,6 +461,9 @@ class Beside:
 
 def _helper(kwargs: Dict[str, Any], branch_recorded: bool, requests: int, answers: int) -> None:
     """The helper process's whole life: never returns."""
+    # The modules the program's process has imported: coverage.py warns of
+    # those it will measure (not of those the helper imports).
+    imported = set(sys.modules)
     import signal
 
     try:
@@ -441,7 +472,7 @@ def _helper(kwargs: Dict[str, Any], branch_recorded: bool, requests: int, answer
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.close(devnull)
-        _serve(kwargs, branch_recorded, requests, answers)
+        _serve(kwargs, branch_recorded, requests, answers, imported)
     except BaseException as exc:
         try:
             _send(answers, ("failed", "%s: %s" % (type(exc).__name__, exc)))
@@ -455,13 +486,14 @@ def _helper(kwargs: Dict[str, Any], branch_recorded: bool, requests: int, answer
             os._exit(0)
 
 
-def _serve(kwargs: Dict[str, Any], branch_recorded: bool, requests: int, answers: int) -> None:
+def _serve(kwargs: Dict[str, Any], branch_recorded: bool, requests: int, answers: int,
+           imported: Set[str]) -> None:
     from lowimpact.tools.cover.measure import Measurement
 
     error = None
     try:
         measurement = Measurement(**kwargs)
-        measurement.prepare()
+        measurement.prepare(imported)
         if measurement.branch and not branch_recorded:
             raise CoverError("branch = true in a configuration lowimpact did not read: "
                              "give --branch on the command line")
@@ -474,6 +506,13 @@ def _serve(kwargs: Dict[str, Any], branch_recorded: bool, requests: int, answers
         request = _receive(requests)
         if request is None:
             return   # the program never ran, or its process is gone
+        if request[0] == "select":
+            _, filename, frame = request
+            name = None
+            if error is None:
+                name = measurement.select_recorded({filename: frame})[filename]
+            _send(answers, ("selected", name))
+            continue
         if request[0] == "implied":
             _, key, code, filename, frame = request
             ways = None
@@ -497,7 +536,16 @@ def _serve(kwargs: Dict[str, Any], branch_recorded: bool, requests: int, answers
         if recorded is None:
             return
         measurement.adopt_recorded(**recorded)
-        measurement.save()
+        # coverage.py tells a --source package the program never imported
+        # by its absence from sys.modules: the helper's own imports (json,
+        # ...) are not the program's.
+        inorout = measurement.coverage._inorout
+        hidden = {name: sys.modules.pop(name) for name in getattr(inorout, "source_pkgs", ())
+                  if name in sys.modules and name not in modules}
+        try:
+            measurement.save()
+        finally:
+            sys.modules.update(hidden)
         sys.stderr.flush()
         _send(answers, ("saved", None))
         return

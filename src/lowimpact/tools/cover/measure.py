@@ -247,10 +247,12 @@ class Measurement:
             self._old_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
         self._measure_subprocesses()
 
-    def prepare(self) -> None:
+    def prepare(self, imported: Optional[Set[str]] = None) -> None:
         """What :meth:`start` does before measuring: the data file, the file
         selection (``InOrOut``), the data to append to, coverage.py's
-        warnings about the settings and the modules already imported."""
+        warnings about the settings and the modules already imported
+        (*imported*: their names, when they are not this process's modules
+        but the program's)."""
         cov = self.coverage
         try:
             with _sysconfig_paths_asked_once(), _directories_resolved_once():
@@ -265,7 +267,8 @@ class Measurement:
                 inorout = cov._inorout
                 inorout.warn_conflicting_settings()
                 if not self.child:
-                    inorout.warn_already_imported_files()
+                    with _only_modules(imported):
+                        inorout.warn_already_imported_files()
         except self._coverage_exception as exc:
             raise CoverError(str(exc)) from None
 
@@ -669,6 +672,19 @@ class _Recorded:
 
     def stop(self) -> None:
         pass
+
+
+@contextlib.contextmanager
+def _only_modules(names: Optional[Set[str]]):
+    """``sys.modules`` holds only the modules *names* meanwhile (None: all)."""
+    if names is None:
+        yield
+        return
+    hidden = {name: sys.modules.pop(name) for name in list(sys.modules) if name not in names}
+    try:
+        yield
+    finally:
+        sys.modules.update(hidden)
 
 
 @contextlib.contextmanager
