@@ -26,8 +26,10 @@ two things, which it reads from the configuration files' text alone:
 - what coverage.py would certainly not measure, left out from the start so
   that the program does not pay for it: the standard library (without
   ``--pylib``) and installed packages when no ``source`` or ``include`` is
-  configured, and what lies outside the ``--source`` directories when the
-  command line names only directories and the files configure none.
+  configured, and what lies outside the ``--source`` directories and
+  packages when only the command line names them.  Where the files
+  mention ``source`` or ``include`` (or ``--include`` is given), the helper
+  is asked file by file, the program waiting for it to be ready first.
 
 Whatever else the configuration may ask for that changes the measured
 process itself (``plugins``, ``dynamic_context``, ``debug``, ``sigterm``,
@@ -37,12 +39,12 @@ process itself (``plugins``, ``dynamic_context``, ``debug``, ``sigterm``,
 makes ``cover run`` measure in one process as before
 (:class:`~lowimpact.tools.cover.measure.Measurement`).
 
-What differs from one process: an error in the configuration is reported
-when the program ends (exit status 1 unless the program's own is not 0),
-not before it starts; coverage.py's warnings at the start (a module already
-imported that will be measured) are printed while the program runs.
-A child the program forks writes its own parallel data file, reading the
-configuration in its own process when it ends.
+What differs from one process (docs/COVER.md): an error in the
+configuration is reported when the program ends (exit status 1 unless the
+program's own is not 0), not before it starts; coverage.py's warnings at
+the start are printed while the program runs.  A child the program forks
+writes its own parallel data file, reading the configuration in its own
+process when it ends.
 """
 
 from __future__ import annotations
