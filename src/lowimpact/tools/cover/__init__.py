@@ -12,3 +12,18 @@ by a C core on ``sys.monitoring`` (lowimpact's engine on 3.11).
 
 class CoverError(Exception):
     """A problem the user can fix (configuration, options, environment)."""
+
+
+def core():
+    """The C core, :mod:`lowimpact._cover` (a :class:`CoverError` where it
+    cannot be imported)."""
+    try:
+        from lowimpact import _cover
+    except ImportError as exc:
+        import sys
+
+        raise CoverError(
+            "lowimpact cover needs CPython 3.9 or newer (this is %d.%d): %s"
+            % (sys.version_info[0], sys.version_info[1], exc)
+        ) from None
+    return _cover

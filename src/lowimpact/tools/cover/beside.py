@@ -54,7 +54,7 @@ import marshal
 import os
 import sys
 
-from lowimpact.tools.cover import CoverError
+from lowimpact.tools.cover import CoverError, core
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -216,8 +216,9 @@ class Beside:
 
     def start(self) -> None:
         """Start the helper, then measure the program (every thread)."""
-        from lowimpact import _cover
         from lowimpact.tools.target import is_launcher_file
+
+        _cover = core()
 
         to_helper_read, self._to_helper = os.pipe()
         self._from_helper, from_helper_write = os.pipe()

@@ -31,7 +31,7 @@ import threading
 import types
 from typing import Any, Dict, List, Optional, Set, Tuple
 
-from lowimpact.tools.cover import CoverError
+from lowimpact.tools.cover import CoverError, core
 from lowimpact.tools.cover.branchways import BranchWays, branch_imports
 
 # arcs (with the bytecode readers) is needed for branches only, startup for
@@ -85,17 +85,6 @@ def _coverage_exceptions() -> tuple:
     return (CoverageException, ConfigError)
 
 
-def _core():
-    try:
-        from lowimpact import _cover
-    except ImportError as exc:
-        raise CoverError(
-            "lowimpact cover needs CPython 3.9 or newer (this is %d.%d): %s"
-            % (sys.version_info[0], sys.version_info[1], exc)
-        ) from None
-    return _cover
-
-
 class Measurement:
     """A coverage.py ``Coverage`` configured as ``coverage run`` would be,
     measured by lowimpact's C core.
@@ -126,7 +115,7 @@ class Measurement:
         context: Optional[str] = None,
         reports: bool = True,
     ) -> None:
-        self._cover = _core()
+        self._cover = core()
         kwargs: Dict[str, Any] = dict(
             data_suffix=parallel or None,
             cover_pylib=pylib,
