@@ -263,3 +263,16 @@ def test_no_warning_of_the_helpers_own_imports(tmp_path: Path) -> None:
                   programs)
     assert "already imported" not in proc.stderr.lower(), proc.stderr
     assert "Module tomllib was never imported" in proc.stderr, proc.stderr
+
+
+def test_a_program_that_puts_other_things_on_sys_path(tmp_path: Path) -> None:
+    programs = copy_programs(tmp_path)
+    (programs / "paths.py").write_text(
+        "import pathlib, sys\n"
+        "sys.path.append(pathlib.Path('elsewhere'))\n"
+        "sys.path.append(b'bytes')\n"
+        "sys.path.append(None)\n"
+        "print('done')\n")
+    proc = python(["-m", "lowimpact", "cover", "run", "paths.py"], programs)
+    assert proc.stdout == "done\n" and "error" not in proc.stderr
+    assert lines_in(programs / ".coverage")["paths.py"] == {1, 2, 3, 4, 5}

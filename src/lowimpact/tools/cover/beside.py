@@ -58,7 +58,7 @@ from lowimpact.tools.cover import CoverError, core
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, Optional, Set, Tuple
+    from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
     #: ``excluded(filename, dunder_file, module)``: see _certainly_excluded().
     Excluded = Callable[[str, Optional[str], Optional[str]], bool]
@@ -410,7 +410,7 @@ class Beside:
             return ("the program closed the pipes to the coverage.py process "
                     "(file descriptors %d and %d)" % (self._to_helper, self._from_helper))
         try:
-            _send(self._to_helper, ("files", self.files, list(sys.path), _modules()))
+            _send(self._to_helper, ("files", self.files, _path(), _modules()))
             kind, answer = _answer(self._from_helper)
             if kind == "ready":
                 kind, answer = _answer(self._from_helper)
@@ -422,6 +422,8 @@ class Beside:
             return None if kind == "saved" else answer
         except OSError as exc:
             return "the coverage.py process ended early (%s)" % exc
+        except ValueError as exc:   # (marshal: a value of the program's it cannot send)
+            return "cannot send the data to the coverage.py process: %s" % exc
 
     def _save_here(self) -> Optional[str]:
         """A forked child's data: its own parallel data file, written by a
@@ -552,6 +554,13 @@ def _serve(kwargs: Dict[str, Any], branch_recorded: bool, requests: int, answers
         sys.stderr.flush()
         _send(answers, ("saved", None))
         return
+
+
+def _path() -> List[str]:
+    """``sys.path`` as coverage.py reads it (a program may put paths of
+    other kinds there)."""
+    return [os.fspath(entry) if isinstance(entry, os.PathLike) else entry
+            for entry in sys.path if isinstance(entry, (str, os.PathLike))]
 
 
 def _modules() -> Dict[str, Optional[str]]:
