@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
 
 # typing is for the type checker only, and argparse is imported where a
@@ -474,13 +473,24 @@ def _install() -> None:
         sys.exit("%s: sys.monitoring is not available: %s" % (PROG, exc))
 
 
-def _run_target(target: "Target", monitor: ContextManager = contextlib.nullcontext()) -> int:
+class _Unmonitored:
+    """No monitor (contextlib's nullcontext, whose module `cover run` would
+    import for it alone)."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+def _run_target(target: "Target", monitor: Optional[ContextManager] = None) -> int:
     """Run *target* inside *monitor*, which sees the program and nothing of its loading."""
     from lowimpact.tools.target import CannotRun
 
     try:
         run = _program_step(target.prepare)
-        with monitor:
+        with monitor if monitor is not None else _Unmonitored():
             _program_step(run)
     except CannotRun as exc:
         # python's own words for a missing script or module.
