@@ -143,17 +143,24 @@ def main() -> None:
             counts[name] = (total(out), helper_total(out),
                             inclusive(out) if name in ("lines", "branches") else {})
         plain = counts["plain"][0]
-        print("%s, %s (instructions, millions; the program's process, and the "
-              "coverage.py process beside it)\n" % (options.python, " ".join(options.suite)))
-        print("| run | program's process | over plain | beside it | "
+        started = counts["empty"][1]
+        print("%s, %s (instructions, millions; the program's process, the coverage.py "
+              "process beside it, and the two after one another as the run waits for them: "
+              "the program's process, then the helper's count less its count for the empty "
+              "script, which is its start-up while the program runs)\n"
+              % (options.python, " ".join(options.suite)))
+        print("| run | program's process | over plain | beside it | waited for | over plain | "
               + " | ".join(FUNCTIONS) + " |")
-        print("|---|---|---|---|" + "---|" * len(FUNCTIONS))
+        print("|---|---|---|---|---|---|" + "---|" * len(FUNCTIONS))
         for name, (count, helper, functions) in counts.items():
             cells = ["%.0f" % (functions[f] / 1e6) if f in functions else "" for f in FUNCTIONS]
-            over = "%.2fx" % (count / plain) if name in ("nothing", "lines", "branches") else ""
-            print("| %s | %.0f | %s | %s | %s |" % (name, count / 1e6, over,
-                                                    "%.0f" % (helper / 1e6) if helper else "",
-                                                    " | ".join(cells)))
+            measured = name in ("nothing", "lines", "branches")
+            waited = count + max(helper - started, 0)
+            print("| %s | %.0f | %s | %s | %s | %s | %s |" % (
+                name, count / 1e6, "%.3fx" % (count / plain) if measured else "",
+                "%.0f" % (helper / 1e6) if helper else "",
+                "%.0f" % (waited / 1e6) if measured else "",
+                "%.3fx" % (waited / plain) if measured else "", " | ".join(cells)))
 
 
 if __name__ == "__main__":

@@ -91,13 +91,22 @@ def table(python: str, names: List[str], work: Path) -> None:
         out = work / ("%s.out" % name)
         callgrind(python, args, out, work if name == "empty" else PROGRAMS)
         counts[name] = (total(out) / 1e6, helper_total(out) / 1e6)
+    started = counts.get("empty", (0.0, 0.0))[1]
     print("%s (millions of instructions: the program's process; the coverage.py "
-          "process beside it)\n" % python)
-    print("| run | M | ratio to plain | beside it |\n|---|---|---|---|")
+          "process beside it; the two after one another as the run waits for them, with "
+          "--runs empty: the program's process, then the helper's count less its count "
+          "for the empty script, which is its start-up while the program runs)\n" % python)
+    print("| run | M | ratio to plain | beside it | waited for | ratio to plain |\n"
+          "|---|---|---|---|---|---|")
     for name, (count, helper) in counts.items():
         plain = counts.get("plain_" + name.split("_")[0], (0.0, 0.0))[0]
-        ratio = "%.3fx" % (count / plain) if plain and not name.startswith("plain") else ""
-        print("| %s | %.1f | %s | %s |" % (name, count, ratio, "%.1f" % helper if helper else ""))
+        measured = plain and not name.startswith("plain")
+        waited = count + max(helper - started, 0.0)
+        print("| %s | %.1f | %s | %s | %s | %s |" % (
+            name, count, "%.3fx" % (count / plain) if measured else "",
+            "%.1f" % helper if helper else "",
+            "%.1f" % waited if measured and started else "",
+            "%.3fx" % (waited / plain) if measured and started else ""))
     print()
 
 
