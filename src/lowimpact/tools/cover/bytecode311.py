@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import dis
 import types
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-__all__ = ["BRANCHES", "FALLS_THROUGH", "JUMP_BYTES", "MID_LINE_ENTRY", "handlers", "locate",
-           "positions"]
+__all__ = ["BRANCHES", "FALLS_THROUGH", "JUMP_BYTES", "MID_LINE_ENTRY", "handlers",
+           "line_ranges", "locate", "positions"]
 
 # Jump arguments count code units.
 JUMP_BYTES = 2
@@ -34,3 +34,8 @@ def positions(code: types.CodeType) -> Optional[List[tuple]]:
 def locate(code: types.CodeType, points: Sequence) -> bool:
     """Nothing to do: ``positions`` placed every point."""
     return True
+
+
+def line_ranges(code: types.CodeType) -> Iterator[Tuple[int, int, Optional[int]]]:
+    """``code.co_lines()``."""
+    return code.co_lines()
