@@ -1,8 +1,9 @@
 """arcs.CodeMap reads ``co_code`` itself: what it reads must be what
 ``dis.get_instructions`` gives (instructions, jump targets, successors,
 the columns of branch points), on every code object of real modules, on
-each interpreter; and its walk in C must give what the Python one gives.  The arcs built from it are compared with coverage.py's C
-tracer in test_oracle.py (``branch_shapes``)."""
+each interpreter; and its walk in C must give what the Python one gives.
+The arcs built from it are compared with coverage.py's C tracer in
+test_oracle.py (``branch_shapes``)."""
 
 from __future__ import annotations
 
