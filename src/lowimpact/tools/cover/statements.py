@@ -31,8 +31,12 @@ __all__ = ["multiline_map"]
 
 # What the scan stops at: brackets, a comment, a newline, quotes, a
 # backslash -- and what makes it hand the logical line to the tokenizer:
-# anything but printable ASCII, tab and form feed.
-_STOPS = re.compile(r"[()\[\]{}#\n'\"\\]|[^\t\x0c\x20-\x7e]")
+# anything but printable ASCII, tab and form feed.  (One negated set, of
+# the characters the scan goes past -- tab, form feed, printable ASCII but
+# brackets, the hash, quotes and the backslash --, which the regular
+# expression engine searches for a character at a time, where for two sets
+# it tries a match at each.)
+_STOPS = re.compile(r"[^\t\x0c\x20\x21\x24-\x26\x2a-\x5a\x5e-\x7a\x7c\x7e]")
 _OPEN = frozenset("([{")
 _CLOSE = frozenset(")]}")
 _BLANK = " \t\x0c"   # the tokenizer's whitespace between tokens
