@@ -94,7 +94,8 @@ def extensions():
                             extra_compile_args=compile_args(), extra_link_args=link_args()))
     # The measurement core of `lowimpact cover`, a client of the C API's tool side.
     result.append(Extension("lowimpact._cover",
-                            sources=["src/cover/cover.c", "src/cover/codewalk.c"],
+                            sources=["src/cover/cover.c", "src/cover/codewalk.c",
+                                     "src/cover/locations.c"],
                             include_dirs=["src/cover", "src/shared", "src/lowimpact/include"],
                             depends=headers("src/cover", "src/shared", "src/lowimpact/include"),
                             extra_compile_args=compile_args(), extra_link_args=link_args()))

@@ -57,6 +57,7 @@
 #include <Python.h>
 
 #include "codewalk.h"
+#include "locations.h"
 #include "lowimpact.h"
 #include "li_shared.h"
 
@@ -1607,6 +1608,7 @@ static PyTypeObject CollectorType = {
 
 static PyMethodDef cover_functions[] = {
     {"walk_code", cover_walk_code, METH_VARARGS, cover_walk_code_doc},
+    {"code_locations", cover_code_locations, METH_VARARGS, cover_code_locations_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -221,3 +221,32 @@ def test_the_c_walk_passes_on_errors() -> None:
         _cover.walk_code(raw, iter([(0, 4)]), lambda line: line, False, arcs._FORMAT.tables)
     with pytest.raises(TypeError):
         _cover.walk_code(raw, iter([]), lambda line: line, False, arcs._FORMAT.tables[1:])
+
+
+@pytest.mark.parametrize("path", WALKED, ids=lambda p: p.name)
+def test_positions_are_co_positions(path: Path) -> None:
+    """bytecode.positions reads the 3.11+ location table itself
+    (_cover.code_locations): what co_positions() gives, at any units asked
+    for; None where the format has no columns (3.9, 3.10: no co_positions)."""
+    checked = 0
+    for code in all_codes(compile(source_of(path), str(path), "exec")):
+        units = range(len(code.co_code) // 2)
+        every = list(code.co_positions()) if hasattr(code, "co_positions") else None
+        assert bytecode.positions(code, units) == every, (code.co_name, code.co_firstlineno)
+        some = units[::7][::-1]
+        assert bytecode.positions(code, some) == (every and [every[unit] for unit in some])
+        checked += 1
+    assert checked > 1
+
+
+def test_code_locations_on_tables_cut_short() -> None:
+    # One entry of kind 14 (a long form) for 1 unit, line +1, then one cut
+    # in its varints; units past the table.
+    table = bytes([0x80 | 14 << 3, 2, 0, 5, 9])
+    assert _cover.code_locations(table, 10, [0]) == [(11, 11, 4, 8)]
+    with pytest.raises(IndexError):
+        _cover.code_locations(table, 10, [1])
+    with pytest.raises(ValueError):
+        _cover.code_locations(table + bytes([0x80 | 14 << 3, 0x41]), 10, [1])
+    with pytest.raises(IndexError):
+        _cover.code_locations(table, 10, [-1])

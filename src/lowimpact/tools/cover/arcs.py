@@ -563,21 +563,24 @@ class CodeMap:
         if self._points is not None:
             return self._points
         points = []
-        positions: Optional[list] = None
         meanings_of, for_iter = _FORMAT.meanings, _FORMAT.for_iter
+        # (offset, line, opcode, offset of the instruction it is placed at)
+        placed: List[Tuple[int, int, int, int]] = []
         for offset, tested in self._branches:
             line = self._unit_line[offset >> 1]
             if line is None:
                 continue
-            if positions is None:
-                positions = bytecode.positions(self.code) or []
             op = self._op[offset]
             located = offset
             if op != for_iter and tested is not None:
                 located = tested
+            placed.append((offset, line, op, located))
+        positions = placed and bytecode.positions(self.code,
+                                                  [located >> 1 for *_, located in placed])
+        for index, (offset, line, op, _) in enumerate(placed):
             col = end_col = None   # where the format has no columns
             if positions:
-                lineno, end_lineno, col, end_col = positions[located >> 1]
+                lineno, end_lineno, col, end_col = positions[index]
                 if lineno != line:
                     col = end_col = None   # not on the branch's own line: no columns
                 elif end_lineno != lineno:

@@ -22,9 +22,9 @@ Each module gives the same small interface:
 ``handlers(code)``
     ``[(start, end, target)]``: the handler an exception raised at an
     offset in ``[start, end)`` goes to, innermost first;
-``positions(code)``
-    ``(line, end_line, col, end_col)`` of each code unit, or None where the
-    format has no columns.
+``positions(code, units)``
+    ``(line, end_line, col, end_col)`` of each code unit of *units* (as
+    ``co_positions()`` gives them), or None where the format has no columns.
 ``locate(code, points)``
     gives the branch points of *code* that ``positions`` could not place
     their columns (and 3.11's meanings) by other means; False if it could

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dis
 import types
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from lowimpact.tools.cover.columns310 import locate
 
@@ -83,7 +83,7 @@ def handlers(code: types.CodeType) -> List[Tuple[int, int, int]]:
     return ranges
 
 
-def positions(code: types.CodeType) -> Optional[List[tuple]]:
+def positions(code: types.CodeType, units: Sequence[int]) -> Optional[List[tuple]]:
     """None: 3.10 has lines but no columns."""
     return None
 
