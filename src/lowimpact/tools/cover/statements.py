@@ -36,13 +36,7 @@ __all__ = ["multiline_map"]
 # brackets, the hash, quotes and the backslash --, which the regular
 # expression engine searches for a character at a time, where for two sets
 # it tries a match at each.)
-_PAST = r"\t\x0c\x20\x21\x24-\x26\x2a-\x5a\x5e-\x7a\x7c\x7e"
-_STOPS = re.compile("[^%s]" % _PAST)
-# Lines that are each a logical line (or blank): nothing but what the scan
-# goes past and brackets closed on the line, nested twice at most.  The scan
-# goes past a run of them at once where a logical line may start.
-_ONE_LINE_STATEMENTS = re.compile(
-    r"(?:{p}*(?:[([{{]{p}*(?:[([{{]{p}*[)\]}}]{p}*)*[)\]}}]{p}*)*\n)+".format(p="[%s]" % _PAST))
+_STOPS = re.compile(r"[^\t\x0c\x20\x21\x24-\x26\x2a-\x5a\x5e-\x7a\x7c\x7e]")
 _OPEN = frozenset("([{")
 _CLOSE = frozenset(")]}")
 _BLANK = " \t\x0c"   # the tokenizer's whitespace between tokens
@@ -58,7 +52,6 @@ def multiline_map(text: str) -> Dict[int, int]:
     """
     mapping: Dict[int, int] = {}
     search = _STOPS.search
-    one_line_statements = _ONE_LINE_STATEMENTS.match
     size = len(text)
     lines: Optional[List[str]] = None   # made at the first hand-over
     starts: List[int] = []
@@ -67,11 +60,6 @@ def multiline_map(text: str) -> Dict[int, int]:
     depth = 0
     first = 0   # the first line of the logical line under way (0: none yet)
     while True:
-        if pos == line_start and not first and not depth:
-            statements = one_line_statements(text, pos)
-            if statements is not None:
-                line += text.count("\n", pos, statements.end())
-                pos = line_start = statements.end()
         found = search(text, pos)
         if found is None:
             break
