@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import dis
 import types
-from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from lowimpact import _cover
 from lowimpact.tools.cover import bytecode
 
-__all__ = ["Arc", "BranchPoint", "CodeMap", "Walked", "walk_in_python"]
+__all__ = ["Arc", "BranchPoint", "CodeMap", "walk_in_python"]
 
 Arc = Tuple[int, int]
 
@@ -119,6 +119,7 @@ class _Format:
     """
 
     # What an instruction does to the trail of an arc (see CodeMap.arc).
+    # (src/cover/codewalk.c reads these values in the tables.)
     PLAIN, UNCONDITIONAL, RETURN, RAISE, BRANCH, OTHER_JUMP = range(6)
     # How an instruction's argument gives its jump target.
     NO_JUMP, ABSOLUTE, FORWARD, BACKWARD = range(4)
@@ -189,9 +190,12 @@ _FORMAT = _Format()
 #: if no branch targets their start, as ``(start, arcs)``; and the steps
 #: whose arc is known only once the walk is done, as ``(arcs they go to,
 #: line, destination, whether it is a handler)``.
-Walked = Tuple[List[Optional[int]], List[Optional[int]], Optional[Set[int]], Dict[int, int],
-               Dict[int, int], List[Tuple[int, Optional[int]]], List[Arc],
-               List[Tuple[int, List[Arc]]], List[Tuple[List[Arc], int, Optional[int], bool]]]
+#: (For type checkers alone: subscripting typing's generics costs 1.8 M
+#: instructions at import on 3.11.)
+if TYPE_CHECKING:
+    Walked = Tuple[List[Optional[int]], List[Optional[int]], Optional[Set[int]],
+                   Dict[int, int], Dict[int, int], List[Tuple[int, Optional[int]]], List[Arc],
+                   List[Tuple[int, List[Arc]]], List[Tuple[List[Arc], int, Optional[int], bool]]]
 
 
 def walk_in_python(raw: bytes, lines: Iterable[Tuple[int, int, Optional[int]]],
@@ -200,8 +204,9 @@ def walk_in_python(raw: bytes, lines: Iterable[Tuple[int, int, Optional[int]]],
     *raw*, then one over its instructions (those ``dis.get_instructions``
     gives: an ``EXTENDED_ARG`` is one, inline caches are not); *line_starts*:
     whether tracing reports a line entered by a forward step only at its
-    starts (3.9).  The reference ``_cover.walk_code`` is compared with
-    (tests/cover/test_arcs.py); :class:`CodeMap` uses that one.
+    starts (3.9).  :class:`CodeMap` uses the same walk in C,
+    ``_cover.walk_code``; this one is the reference the tests compare it
+    with (tests/cover/test_arcs.py).
 
     The sequential arcs are the steps from each run of a statement's
     instructions to the next statement, up to the run's first branch
@@ -323,26 +328,21 @@ class CodeMap:
     Everything that does not depend on what ran is computed here, in one
     walk of ``co_code``: the statement line of each code unit, the
     instructions' kinds, jump targets and successors, the sequential arcs
-    that may be recorded, the branch instructions (``_cover.walk_code``, or
-    *walk*, a function like :func:`walk_in_python`).  The exception table and
-    the branch points' columns are read when first asked for.
+    that may be recorded, the branch instructions (``_cover.walk_code``; see
+    :func:`walk_in_python`).  The exception table and the branch points'
+    columns are read when first asked for.
     """
 
-    def __init__(self, code: types.CodeType, first_line: Callable[[int], int] = lambda n: n,
-                 walk: Optional[Callable[..., Walked]] = None) -> None:
+    def __init__(self, code: types.CodeType, first_line: Callable[[int], int] = lambda n: n) -> None:
         self.code = code
         self.first_line = first_line
         raw = code.co_code
         line_starts = not bytecode.MID_LINE_ENTRY
-        walked = None
-        if walk is None:
-            walked = _cover.walk_code(raw, bytecode.line_ranges(code), first_line, line_starts,
-                                      _FORMAT.tables)
-            # (None: a code object whose bytecode no compiler makes, which
-            # the C walk leaves to the reference.)
-            walk = walk_in_python
+        walked = _cover.walk_code(raw, bytecode.line_ranges(code), first_line, line_starts,
+                                  _FORMAT.tables)
         if walked is None:
-            walked = walk(raw, bytecode.line_ranges(code), first_line, line_starts)
+            # Bytecode no compiler makes, which the C walk leaves to this one.
+            walked = walk_in_python(raw, bytecode.line_ranges(code), first_line, line_starts)
         (self._unit_line, self._unit_statement, self._starts, self._op, self._target,
          branches, candidates, pending, trails) = walked
         self._size = len(raw)
