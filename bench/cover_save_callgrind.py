@@ -40,27 +40,55 @@ SAVE = "save"
 
 
 def child(labels_file: str, argv: list) -> int:
-    """`cover run` with an os.getppid() around each save (under callgrind)."""
+    """`cover run` with an os.getppid() around each save (under callgrind),
+    each noted in *labels_file* as "PID before" and "PID save": the dump
+    callgrind starts at an os.getppid() holds what ran since the one before
+    in that process, whichever process saves (cover run's own, or one it
+    forks)."""
     from lowimpact.tools.cover import cli, measure
 
-    labels = []
     real_save = measure.Measurement.save
 
-    def save(self):
-        labels.append("before")
+    def note(label: str) -> None:
+        with open(labels_file, "a") as file:
+            file.write("%d %s\n" % (os.getpid(), label))
         os.getppid()
+
+    def save(self):
+        note("before")
         try:
             real_save(self)
         finally:
-            labels.append(SAVE)
-            os.getppid()
+            note("save")
 
     measure.Measurement.save = save
-    try:
-        return cli.main(["run", *argv])
-    finally:
-        with open(labels_file, "w") as file:
-            file.write("\n".join(labels + ["after"]))
+    return cli.main(["run", *argv])
+
+
+def saving(work, labels) -> "tuple[int, int, list]":
+    """(the instructions of the process that ran the program, of the saves,
+    the save dumps) from the callgrind outputs in *work* (callgrind.out.PID
+    and its dumps callgrind.out.PID.N)."""
+    from cover_callgrind import total
+
+    noted: dict = {}
+    for line in labels.read_text().splitlines() if labels.exists() else ():
+        pid, label = line.split(" ", 1)
+        noted.setdefault(int(pid), []).append(label)
+    outputs: dict = {}
+    for path in work.glob("callgrind.out.*"):
+        pid, _, dump = path.name[len("callgrind.out."):].partition(".")
+        outputs.setdefault(int(pid), {})[int(dump) if dump else None] = path
+    program = min(outputs)   # (forks come later)
+    whole = sum(total(path) for path in outputs[program].values())
+    saved, saves = 0, []
+    for pid, dumps in outputs.items():
+        # Dump N ends at the N-th os.getppid(): the N-th label.
+        for number, label in enumerate(noted.get(pid, ()), 1):
+            if label == SAVE and number in dumps:
+                saved += total(dumps[number])
+                saves.append(dumps[number])
+    return whole, saved, saves
 
 
 def main() -> None:
@@ -72,15 +100,14 @@ def main() -> None:
     import tempfile
     from pathlib import Path
 
-    from cover_callgrind import total
-    from cover_fixed_cost import callgrind
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--python", nargs="+", default=[os.path.realpath(sys.executable)])
     parser.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS))
     parser.add_argument("--keep", help="keep the data files in this directory")
     parser.add_argument("--annotate", type=int, default=0)
     options = parser.parse_args()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([SRC, BENCH]), PYTHONHASHSEED="0")
+    env.pop("COVERAGE_CORE", None)
     for python in options.python:
         subprocess.run([python, "-m", "compileall", "-q", os.path.join(SRC, "lowimpact")],
                        check=True, stdout=subprocess.DEVNULL)
@@ -88,23 +115,16 @@ def main() -> None:
         for name in options.runs:
             with tempfile.TemporaryDirectory(prefix="lowimpact-cover-save") as tmp:
                 work = Path(tmp)
-                out = work / "callgrind.out"
                 labels = work / "labels"
-                callgrind(python, ["-m", "cover_save_callgrind", "--child", str(labels), "--",
-                                   "--data-file", str(work / name), "--branch", *RUNS[name]],
-                          out, work if name == "test_json" else Path(PROGRAMS),
-                          "--dump-before=getppid")
-                dumps = sorted(work.glob("callgrind.out.*"), key=lambda p: int(p.suffix[1:]))
-                dumps.append(out)
-                whole = saving = 0
-                saves = []
-                for label, dump in zip(labels.read_text().splitlines(), dumps):
-                    count = total(dump)
-                    whole += count
-                    if label == SAVE:
-                        saving += count
-                        saves.append(dump)
-                rows.append((name, whole / 1e6, saving / 1e6))
+                subprocess.run(["valgrind", "--tool=callgrind",
+                                "--callgrind-out-file=%s" % (work / "callgrind.out.%p"),
+                                "--dump-before=getppid", python, "-m", "cover_save_callgrind",
+                                "--child", str(labels), "--", "--data-file", str(work / name),
+                                "--branch", *RUNS[name]],
+                               cwd=work if name == "test_json" else PROGRAMS, env=env,
+                               check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                whole, saved, saves = saving(work, labels)
+                rows.append((name, whole / 1e6, saved / 1e6))
                 for dump in saves if options.annotate else ():
                     text = subprocess.run(["callgrind_annotate", "--inclusive=yes", str(dump)],
                                           capture_output=True, text=True).stdout
@@ -115,10 +135,11 @@ def main() -> None:
                     keep.mkdir(parents=True, exist_ok=True)
                     for written in work.glob(name + "*"):
                         shutil.copy(written, keep / written.name)
-        print("%s: cover run --branch (millions of instructions)\n" % python)
-        print("| run | whole process | save |\n|---|---|---|")
-        for name, whole, saving in rows:
-            print("| %s | %.1f | %.1f |" % (name, whole, saving))
+        print("%s: cover run --branch (millions of instructions: the program's process, "
+              "the saves, in whichever process)\n" % python)
+        print("| run | program's process | save |\n|---|---|---|")
+        for name, whole, saved in rows:
+            print("| %s | %.1f | %.1f |" % (name, whole, saved))
         print()
 
 
