@@ -4,8 +4,8 @@
 
 Runs `cover run --branch` under valgrind's callgrind with
 --dump-before=getppid and an os.getppid() just before and just after each
-`Measurement.save()`, and prints, per run, the whole process and the saves
-alone (millions of instructions).  The runs (PYTHONHASHSEED=0, lowimpact's
+`Measurement.save()`, and prints, per run, the program's whole process and
+the saves alone, in whichever process they run (millions of instructions).  The runs (PYTHONHASHSEED=0, lowimpact's
 modules byte-compiled):
 
   test_json       -m unittest test.test_json.test_decode test.test_json.test_dump
