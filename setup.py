@@ -93,9 +93,11 @@ def extensions():
                             depends=headers("src/capi", "src/shared", "src/lowimpact/include"),
                             extra_compile_args=compile_args(), extra_link_args=link_args()))
     # The measurement core of `lowimpact cover`, a client of the C API's tool side.
-    result.append(Extension("lowimpact._cover", sources=["src/cover/cover.c"],
-                            include_dirs=["src/shared", "src/lowimpact/include"],
-                            depends=headers("src/shared", "src/lowimpact/include"),
+    result.append(Extension("lowimpact._cover",
+                            sources=["src/cover/cover.c", "src/cover/codewalk.c",
+                                     "src/cover/locations.c"],
+                            include_dirs=["src/cover", "src/shared", "src/lowimpact/include"],
+                            depends=headers("src/cover", "src/shared", "src/lowimpact/include"),
                             extra_compile_args=compile_args(), extra_link_args=link_args()))
     # The measurement core of `lowimpact profile`, the same way.
     result.append(Extension("lowimpact._profile", sources=["src/profile/profile.c"],

@@ -56,6 +56,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "codewalk.h"
+#include "locations.h"
 #include "lowimpact.h"
 #include "li_shared.h"
 
@@ -1624,11 +1626,18 @@ static PyTypeObject CollectorType = {
     .tp_getset = collector_getset,
 };
 
+static PyMethodDef cover_functions[] = {
+    {"walk_code", cover_walk_code, METH_VARARGS, cover_walk_code_doc},
+    {"code_locations", cover_code_locations, METH_VARARGS, cover_code_locations_doc},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef cover_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "lowimpact._cover",
     .m_doc = "The C measurement core of lowimpact cover.",
     .m_size = -1,
+    .m_methods = cover_functions,
 };
 
 PyMODINIT_FUNC

@@ -29,6 +29,7 @@ except ImportError:
             pass   # (compiling the text, after the tokenizing pass made the map)
         return parser._multiline
 
+from lowimpact.tools.cover import statements
 from lowimpact.tools.cover.statements import multiline_map
 
 STDLIB = Path(sysconfig.get_path("stdlib"))
@@ -46,6 +47,14 @@ CASES = {
     "empty_strings": "a = '' + \"\"\nb = ('',\n  \"\")\n",
     "prefixes": "a = rb'(' + Br\"[\" + u'{'\nb = (rb'''\n''', 1)\n",
     "fstrings": "a = f'{x!r:>{w}}' + (\n  f\"{y}\")\nb = f'''{\n1}'''\nc = rf'{{(' \n",
+    "fstring_fields": "a = f\"{x['a']}\" + f'{y[\"}\"]}' + (\n  f\"{{}}{z:>{w}}\")\n"
+                      "b = f\"it's {x!r}\" + Rf'{a}{{' \\\n  + F\"{b['{']}\"\n",
+    "fstring_quotes_in_fields": "a = f\"{x[\"a\"]}\" + (\n 1)\nb = f'{c[\"\"]}' + (\n 2)\n",
+    "continuations": "x = 1 + \\\n  2\ny = (1 +\\\n 2)\nz = [\n 1] + \\\n  [2]\n",
+    # (Handed to the tokenizer: a continuation with nothing before it, onto
+    # a comment, onto a blank line.)
+    "odd_continuations": "if x:\n    \\\n    pass\nw = 1 + \\\n  # c\n  4\nz = 3 + \\\n\n4\n"
+                         "q = (1,\n 2)\n",
     "semicolons": "a = 1; b = (2,\n 3); c = 4\n",
     "compound": "if (a and\n        b): pass\nelse: x = [\n 1]\nwhile (x\n       ):\n    break\n",
     "decorators": "@dec(\n  1)\n@other\ndef f(a,\n      b):\n    return (a +\n            b)\n",
@@ -114,3 +123,17 @@ def test_as_coverage_py_on_sources(path: Path) -> None:
     for first in sorted(set(expected.values()))[:150]:
         part = "\n".join(lines[first - 1:first + 29])
         assert same_as_coverage_py(part), (first, part)
+
+
+@pytest.mark.parametrize("name", ["fstring_fields", "continuations", "triple", "prefixes"])
+def test_what_the_scan_reads_alone(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One-line f-strings whose fields (and the strings in them) close, and
+    backslash continuations onto a line with a token, need no tokenizer
+    (which costs more than the rest of saving on 3.11 the first time: it
+    compiles its patterns)."""
+    def no_tokenizer(*args: object) -> None:
+        raise AssertionError("handed to the tokenizer")
+
+    expected = multiline_map_from_text(CASES[name])
+    monkeypatch.setattr(statements, "_tokenize_one", no_tokenizer)
+    assert multiline_map(CASES[name]) == expected

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import dis
 import types
-from typing import Callable, Dict, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
+from lowimpact import _cover
 from lowimpact.tools.cover import bytecode
-from lowimpact._lines import co_lines
 
-__all__ = ["Arc", "BranchPoint", "CodeMap"]
+__all__ = ["Arc", "BranchPoint", "CodeMap", "walk_in_python"]
 
 Arc = Tuple[int, int]
 
@@ -119,6 +119,7 @@ class _Format:
     """
 
     # What an instruction does to the trail of an arc (see CodeMap.arc).
+    # (src/cover/codewalk.c reads these values in the tables.)
     PLAIN, UNCONDITIONAL, RETURN, RAISE, BRANCH, OTHER_JUMP = range(6)
     # How an instruction's argument gives its jump target.
     NO_JUMP, ABSOLUTE, FORWARD, BACKWARD = range(4)
@@ -170,9 +171,152 @@ class _Format:
                 self.kind[op] = self.BRANCH
             elif op in _JUMPS:
                 self.kind[op] = self.OTHER_JUMP
+        #: The tables as ``_cover.walk_code`` takes them.
+        self.tables = (bytes(self.kind), bytes(self.caches), bytes(self.has_arg),
+                       bytes(self.jump), bytes(self.is_extended_arg), self.int_overflow,
+                       bytecode.JUMP_BYTES, _SETUP_FINALLY)
 
 
 _FORMAT = _Format()
+
+
+#: What a walk of one code object gives (:func:`walk_in_python`, and
+#: ``_cover.walk_code``, the same in C): the line and the statement's first
+#: line of each code unit (None where none); the offsets where line tracing
+#: reports a line entered by a forward step (None: anywhere); offset ->
+#: opcode byte of each instruction, in order; offset -> jump target;
+#: ``(offset, previous instruction's offset)`` of each branch instruction;
+#: the sequential arcs that may be recorded; the runs that give theirs only
+#: if no branch targets their start, as ``(start, arcs)``; and the steps
+#: whose arc is known only once the walk is done, as ``(arcs they go to,
+#: line, destination, whether it is a handler)``.
+#: (For type checkers alone: subscripting typing's generics costs 1.8 M
+#: instructions at import on 3.11.)
+if TYPE_CHECKING:
+    Walked = Tuple[List[Optional[int]], List[Optional[int]], Optional[Set[int]],
+                   Dict[int, int], Dict[int, int], List[Tuple[int, Optional[int]]], List[Arc],
+                   List[Tuple[int, List[Arc]]], List[Tuple[List[Arc], int, Optional[int], bool]]]
+
+
+def walk_in_python(raw: bytes, lines: Iterable[Tuple[int, int, Optional[int]]],
+                   first_line: Callable[[int], int], line_starts: bool) -> Walked:
+    """One pass over the line table *lines* (``co_lines()``) of the bytecode
+    *raw*, then one over its instructions (those ``dis.get_instructions``
+    gives: an ``EXTENDED_ARG`` is one, inline caches are not); *line_starts*:
+    whether tracing reports a line entered by a forward step only at its
+    starts (3.9).  :class:`CodeMap` uses the same walk in C,
+    ``_cover.walk_code``; this one is the reference the tests compare it
+    with (tests/cover/test_arcs.py).
+
+    The sequential arcs are the steps from each run of a statement's
+    instructions to the next statement, up to the run's first branch
+    instruction.  A run entered at a branch's target, of a statement that
+    had an earlier run (the clean-up of a ``for`` loop that only its
+    exhaustion reaches), gives none: whether it ran, the BRANCH events say.
+    Branch targets are known at the end, so such runs are *pending* until
+    then.  Where tracing reports only line starts, the steps into another
+    line past its start and the exhaustion of ``async for`` (an exception,
+    whose handler's first instruction has the line after the loop's on 3.9)
+    are *trails*, followed at the end.
+    """
+    size = len(raw)
+    unit_line: List[Optional[int]] = [None] * (size // 2)
+    unit_statement: List[Optional[int]] = [None] * (size // 2)
+    statement: Dict[int, int] = {}
+    starts: Optional[Set[int]] = set() if line_starts else None
+    previous_line = None
+    for start, end, line in lines:
+        if starts is not None and end > start:
+            if line != previous_line:
+                starts.add(start)
+            previous_line = line
+        if line is not None and end > start:
+            if line not in statement:
+                statement[line] = first_line(line)
+            unit_line[start // 2:end // 2] = [line] * ((end - start) // 2)
+            unit_statement[start // 2:end // 2] = [statement[line]] * ((end - start) // 2)
+    fmt = _FORMAT
+    kinds, caches, has_arg, jumps = fmt.kind, fmt.caches, fmt.has_arg, fmt.jump
+    is_extended, overflow = fmt.is_extended_arg, fmt.int_overflow
+    BRANCH, UNCONDITIONAL, PLAIN = fmt.BRANCH, fmt.UNCONDITIONAL, fmt.PLAIN
+    ABSOLUTE, FORWARD = fmt.ABSOLUTE, fmt.FORWARD
+    jump_bytes = bytecode.JUMP_BYTES
+    units = len(unit_statement)
+    ops: Dict[int, int] = {}
+    targets: Dict[int, int] = {}
+    branches: List[Tuple[int, Optional[int]]] = []
+    candidates: List[Arc] = []
+    pending: List[Tuple[int, List[Arc]]] = []
+    trails: List[Tuple[List[Arc], int, Optional[int], bool]] = []
+    setup_finally = _SETUP_FINALLY if starts is not None else -1
+    into = candidates
+    seen_lines: Set[Optional[int]] = set()
+    run_line: Optional[int] = -1   # no line's
+    skipping = True
+    previous: Optional[int] = None
+    offset = accumulated = 0
+    while offset < size:
+        op = raw[offset]
+        arg = None
+        if has_arg[op]:
+            arg = raw[offset + 1] | accumulated
+            accumulated = 0
+            if is_extended[op]:
+                accumulated = arg << 8
+                if accumulated >= overflow:
+                    accumulated -= 2 * overflow
+        else:
+            accumulated = 0
+        following = offset + 2 + 2 * caches[op]
+        ops[offset] = op
+        target = None
+        how = jumps[op]
+        if how and arg is not None:
+            if how == ABSOLUTE:
+                target = arg * jump_bytes
+            else:
+                # A relative jump counts from after its inline caches
+                # (3.12; 3.11's relative jumps have none).
+                target = following + (arg * jump_bytes if how == FORWARD else -arg * jump_bytes)
+            targets[offset] = target
+        kind = kinds[op]
+        if kind == BRANCH:
+            branches.append((offset, previous))
+        line = unit_statement[offset >> 1]
+        if line != run_line:
+            run_line = line
+            if line in seen_lines:
+                into = []
+                pending.append((offset, into))
+            else:
+                into = candidates
+            seen_lines.add(line)
+            skipping = line is None
+        if op == setup_finally and line is not None:
+            trails.append((into, line, target, True))
+        if not skipping:
+            destination = None
+            if kind == BRANCH:
+                # What follows a conditional jump in the statement's run
+                # of instructions may never have run (3.12 puts `if`'s
+                # jump back to the loop there); the BRANCH events tell
+                # what did.
+                skipping = True
+            elif kind == UNCONDITIONAL:
+                destination = target
+            elif kind == PLAIN and following < size:
+                destination = following
+            if destination is not None and 0 <= destination >> 1 < units:
+                next_line = unit_statement[destination >> 1]
+                if next_line is not None and next_line != line:
+                    if starts is None or destination in starts or destination < offset:
+                        into.append((line, next_line))  # type: ignore[arg-type]
+                    else:
+                        trails.append((into, line, destination, False))  # type: ignore
+        previous = offset
+        offset = following
+    return (unit_line, unit_statement, starts, ops, targets, branches, candidates, pending,
+            trails)
 
 
 class CodeMap:
@@ -184,160 +328,42 @@ class CodeMap:
     Everything that does not depend on what ran is computed here, in one
     walk of ``co_code``: the statement line of each code unit, the
     instructions' kinds, jump targets and successors, the sequential arcs
-    that may be recorded, the branch instructions.  The exception table and
-    the branch points' columns are read when first asked for.
+    that may be recorded, the branch instructions (``_cover.walk_code``; see
+    :func:`walk_in_python`).  The exception table and the branch points'
+    columns are read when first asked for.
     """
 
     def __init__(self, code: types.CodeType, first_line: Callable[[int], int] = lambda n: n) -> None:
         self.code = code
         self.first_line = first_line
         raw = code.co_code
-        size = len(raw)
-        # The line of each code unit (offset // 2) and its statement's first
-        # line, None where it has none.
-        self._unit_line: List[Optional[int]] = [None] * (size // 2)
-        self._unit_statement: List[Optional[int]] = [None] * (size // 2)
-        statement: Dict[int, int] = {}
-        #: Where the interpreter's line tracing reports a line entered by a
-        #: forward step: anywhere (None), or at these offsets only.
-        self._starts: Optional[Set[int]] = None if bytecode.MID_LINE_ENTRY else set()
-        previous_line = None
-        for start, end, line in co_lines(code):
-            if self._starts is not None and end > start:
-                if line != previous_line:
-                    self._starts.add(start)
-                previous_line = line
-            if line is not None and end > start:
-                if line not in statement:
-                    statement[line] = first_line(line)
-                self._unit_line[start // 2:end // 2] = [line] * ((end - start) // 2)
-                self._unit_statement[start // 2:end // 2] = [statement[line]] * ((end - start) // 2)
-        self._size = size
+        line_starts = not bytecode.MID_LINE_ENTRY
+        walked = _cover.walk_code(raw, bytecode.line_ranges(code), first_line, line_starts,
+                                  _FORMAT.tables)
+        if walked is None:
+            # Bytecode no compiler makes, which the C walk leaves to this one.
+            walked = walk_in_python(raw, bytecode.line_ranges(code), first_line, line_starts)
+        (self._unit_line, self._unit_statement, self._starts, self._op, self._target,
+         branches, candidates, pending, trails) = walked
+        self._size = len(raw)
         self._handlers: Optional[List[Tuple[int, int, int]]] = None
-        self._walk(raw)
+        for into, line, destination, handler in trails:
+            if handler and self._op.get(destination) != _END_ASYNC_FOR:
+                continue
+            arc = self._trail(line, destination, handler)
+            if arc is not None and arc[0] != arc[1]:
+                into.append(arc)
+        branch_targets = {self._target[offset] for offset, _ in branches}
+        for start, arcs in pending:
+            if start not in branch_targets:
+                candidates.extend(arcs)
+        self._branches: List[Tuple[int, Optional[int]]] = branches
+        self._sequential = set(candidates)
         self._points: Optional[List[BranchPoint]] = None
         #: Whether some branch points have no columns where the format has none.
         self.columns_unknown = False
         #: :meth:`implied_directions`'s answer, once asked.
         self.implied: Optional[Dict[int, Tuple[int, int, int]]] = None
-
-    def _walk(self, raw: bytes) -> None:
-        """One pass over the instructions (those ``dis.get_instructions``
-        gives: an ``EXTENDED_ARG`` is one, inline caches are not): their
-        opcodes, jump targets, branch instructions, and the sequential arcs
-        that may be recorded (see :meth:`sequential_arcs`).
-
-        The sequential arcs are the steps from each run of a statement's
-        instructions to the next statement, up to the run's first branch
-        instruction.  A run entered at a branch's target, of a statement
-        that had an earlier run (the clean-up of a ``for`` loop that only
-        its exhaustion reaches), gives none: whether it ran, the BRANCH
-        events say.  Branch targets are known at the end, so such runs wait
-        in *pending* until then.
-        """
-        fmt = _FORMAT
-        kinds, caches, has_arg, jumps = fmt.kind, fmt.caches, fmt.has_arg, fmt.jump
-        is_extended, overflow = fmt.is_extended_arg, fmt.int_overflow
-        BRANCH, UNCONDITIONAL, PLAIN = fmt.BRANCH, fmt.UNCONDITIONAL, fmt.PLAIN
-        ABSOLUTE, FORWARD = fmt.ABSOLUTE, fmt.FORWARD
-        jump_bytes = bytecode.JUMP_BYTES
-        unit_statement = self._unit_statement
-        size, units = len(raw), len(unit_statement)
-        #: offset -> opcode byte of each instruction, in order; jump targets.
-        ops: Dict[int, int] = {}
-        targets: Dict[int, int] = {}
-        # (offset, previous instruction's offset) of each branch instruction.
-        branches: List[Tuple[int, Optional[int]]] = []
-        candidates: List[Arc] = []
-        pending: List[Tuple[int, List[Arc]]] = []
-        # (arcs, line, destination, whether it is a handler) of the steps
-        # whose arc is known at the end, where tracing reports only line
-        # starts (3.9): jumps into another line past its start, and the
-        # exhaustion of `async for` (an exception, whose handler's first
-        # instruction has the line after the loop's on 3.9).
-        trails: List[Tuple[List[Arc], int, int, bool]] = []
-        starts = self._starts
-        setup_finally = _SETUP_FINALLY if starts is not None else -1
-        into = candidates
-        seen_lines: Set[Optional[int]] = set()
-        run_line: Optional[int] = -1   # no line's
-        skipping = True
-        previous: Optional[int] = None
-        offset = accumulated = 0
-        while offset < size:
-            op = raw[offset]
-            arg = None
-            if has_arg[op]:
-                arg = raw[offset + 1] | accumulated
-                accumulated = 0
-                if is_extended[op]:
-                    accumulated = arg << 8
-                    if accumulated >= overflow:
-                        accumulated -= 2 * overflow
-            else:
-                accumulated = 0
-            following = offset + 2 + 2 * caches[op]
-            ops[offset] = op
-            target = None
-            how = jumps[op]
-            if how and arg is not None:
-                if how == ABSOLUTE:
-                    target = arg * jump_bytes
-                else:
-                    # A relative jump counts from after its inline caches
-                    # (3.12; 3.11's relative jumps have none).
-                    target = following + (arg * jump_bytes if how == FORWARD else -arg * jump_bytes)
-                targets[offset] = target
-            kind = kinds[op]
-            if kind == BRANCH:
-                branches.append((offset, previous))
-            line = unit_statement[offset >> 1]
-            if line != run_line:
-                run_line = line
-                if line in seen_lines:
-                    into = []
-                    pending.append((offset, into))
-                else:
-                    into = candidates
-                seen_lines.add(line)
-                skipping = line is None
-            if op == setup_finally and line is not None:
-                trails.append((into, line, target, True))  # type: ignore[arg-type]
-            if not skipping:
-                destination = None
-                if kind == BRANCH:
-                    # What follows a conditional jump in the statement's run
-                    # of instructions may never have run (3.12 puts `if`'s
-                    # jump back to the loop there); the BRANCH events tell
-                    # what did.
-                    skipping = True
-                elif kind == UNCONDITIONAL:
-                    destination = target
-                elif kind == PLAIN and following < size:
-                    destination = following
-                if destination is not None and 0 <= destination >> 1 < units:
-                    next_line = unit_statement[destination >> 1]
-                    if next_line is not None and next_line != line:
-                        if starts is None or destination in starts or destination < offset:
-                            into.append((line, next_line))  # type: ignore[arg-type]
-                        else:
-                            trails.append((into, line, destination, False))  # type: ignore
-            previous = offset
-            offset = following
-        self._op = ops
-        self._target = targets
-        for into, line, destination, handler in trails:
-            if handler and ops.get(destination) != _END_ASYNC_FOR:
-                continue
-            arc = self._trail(line, destination, handler)  # type: ignore[arg-type]
-            if arc is not None and arc[0] != arc[1]:
-                into.append(arc)
-        branch_targets = {targets[offset] for offset, _ in branches}
-        for start, arcs in pending:
-            if start not in branch_targets:
-                candidates.extend(arcs)
-        self._branches = branches
-        self._sequential = set(candidates)
 
     def instructions(self) -> List[Tuple[int, int, Optional[int], Optional[int]]]:
         """``(offset, opcode, jump target, next offset)`` of each instruction,
@@ -537,21 +563,24 @@ class CodeMap:
         if self._points is not None:
             return self._points
         points = []
-        positions: Optional[list] = None
         meanings_of, for_iter = _FORMAT.meanings, _FORMAT.for_iter
+        # (offset, line, opcode, offset of the instruction it is placed at)
+        placed: List[Tuple[int, int, int, int]] = []
         for offset, tested in self._branches:
             line = self._unit_line[offset >> 1]
             if line is None:
                 continue
-            if positions is None:
-                positions = bytecode.positions(self.code) or []
             op = self._op[offset]
             located = offset
             if op != for_iter and tested is not None:
                 located = tested
+            placed.append((offset, line, op, located))
+        positions = placed and bytecode.positions(self.code,
+                                                  [located >> 1 for *_, located in placed])
+        for index, (offset, line, op, _) in enumerate(placed):
             col = end_col = None   # where the format has no columns
             if positions:
-                lineno, end_lineno, col, end_col = positions[located >> 1]
+                lineno, end_lineno, col, end_col = positions[index]
                 if lineno != line:
                     col = end_col = None   # not on the branch's own line: no columns
                 elif end_lineno != lineno:

@@ -17,12 +17,14 @@ Each module gives the same small interface:
 ``BRANCHES``
     branch instructions of that format alone: name -> (what the jump
     means, what going on means);
+``line_ranges(code)``
+    ``code.co_lines()``: its ``(start, end, line)`` ranges of bytes;
 ``handlers(code)``
     ``[(start, end, target)]``: the handler an exception raised at an
     offset in ``[start, end)`` goes to, innermost first;
-``positions(code)``
-    ``(line, end_line, col, end_col)`` of each code unit, or None where the
-    format has no columns.
+``positions(code, units)``
+    ``(line, end_line, col, end_col)`` of each code unit of *units* (as
+    ``co_positions()`` gives them), or None where the format has no columns.
 ``locate(code, points)``
     gives the branch points of *code* that ``positions`` could not place
     their columns (and 3.11's meanings) by other means; False if it could
@@ -33,13 +35,16 @@ import sys
 
 if sys.version_info >= (3, 11):
     from lowimpact.tools.cover.bytecode311 import (BRANCHES, FALLS_THROUGH, JUMP_BYTES,
-                                                   MID_LINE_ENTRY, handlers, locate, positions)
+                                                   MID_LINE_ENTRY, handlers, line_ranges,
+                                                   locate, positions)
 elif sys.version_info >= (3, 10):
     from lowimpact.tools.cover.bytecode310 import (BRANCHES, FALLS_THROUGH, JUMP_BYTES,
-                                                   MID_LINE_ENTRY, handlers, locate, positions)
+                                                   MID_LINE_ENTRY, handlers, line_ranges,
+                                                   locate, positions)
 else:
     from lowimpact.tools.cover.bytecode39 import (BRANCHES, FALLS_THROUGH, JUMP_BYTES,
-                                                  MID_LINE_ENTRY, handlers, locate, positions)
+                                                  MID_LINE_ENTRY, handlers, line_ranges,
+                                                  locate, positions)
 
-__all__ = ["BRANCHES", "FALLS_THROUGH", "JUMP_BYTES", "MID_LINE_ENTRY", "handlers", "locate",
-           "positions"]
+__all__ = ["BRANCHES", "FALLS_THROUGH", "JUMP_BYTES", "MID_LINE_ENTRY", "handlers",
+           "line_ranges", "locate", "positions"]

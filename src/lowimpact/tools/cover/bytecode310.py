@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import dis
 import types
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from lowimpact.tools.cover.columns310 import locate
 
-__all__ = ["BRANCHES", "FALLS_THROUGH", "JUMP_BYTES", "MID_LINE_ENTRY", "handlers", "locate",
-           "positions"]
+__all__ = ["BRANCHES", "FALLS_THROUGH", "JUMP_BYTES", "MID_LINE_ENTRY", "handlers",
+           "line_ranges", "locate", "positions"]
 
 # Jump arguments count code units (3.9 counted bytes).
 JUMP_BYTES = 2
@@ -83,6 +83,11 @@ def handlers(code: types.CodeType) -> List[Tuple[int, int, int]]:
     return ranges
 
 
-def positions(code: types.CodeType) -> Optional[List[tuple]]:
+def positions(code: types.CodeType, units: Sequence[int]) -> Optional[List[tuple]]:
     """None: 3.10 has lines but no columns."""
     return None
+
+
+def line_ranges(code: types.CodeType) -> Iterator[Tuple[int, int, Optional[int]]]:
+    """``code.co_lines()``."""
+    return code.co_lines()

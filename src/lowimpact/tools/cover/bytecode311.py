@@ -1,14 +1,16 @@
 """CPython 3.11+ bytecode for :mod:`.arcs` (see :mod:`.bytecode`): handlers
-from the exception table, columns from ``co_positions()``."""
+from the exception table, columns from the location table."""
 
 from __future__ import annotations
 
 import dis
 import types
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-__all__ = ["BRANCHES", "FALLS_THROUGH", "JUMP_BYTES", "MID_LINE_ENTRY", "handlers", "locate",
-           "positions"]
+from lowimpact import _cover
+
+__all__ = ["BRANCHES", "FALLS_THROUGH", "JUMP_BYTES", "MID_LINE_ENTRY", "handlers",
+           "line_ranges", "locate", "positions"]
 
 # Jump arguments count code units.
 JUMP_BYTES = 2
@@ -26,11 +28,17 @@ def handlers(code: types.CodeType) -> List[Tuple[int, int, int]]:
             for entry in dis.Bytecode(code).exception_entries]
 
 
-def positions(code: types.CodeType) -> Optional[List[tuple]]:
-    """``co_positions()``: the location of each code unit."""
-    return list(code.co_positions())
+def positions(code: types.CodeType, units: Sequence[int]) -> Optional[List[tuple]]:
+    """``co_positions()``'s locations of the code units *units*, read from
+    the location table (which every 3.11+ has the same) as far as the last."""
+    return _cover.code_locations(code.co_linetable, code.co_firstlineno, units)
 
 
 def locate(code: types.CodeType, points: Sequence) -> bool:
     """Nothing to do: ``positions`` placed every point."""
     return True
+
+
+def line_ranges(code: types.CodeType) -> Iterator[Tuple[int, int, Optional[int]]]:
+    """``code.co_lines()``."""
+    return code.co_lines()

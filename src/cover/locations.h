@@ -1,0 +1,16 @@
+/* The source locations of code units, read from a CPython 3.11+ location
+ * table (co_linetable; CPython's Objects/locations.md) for the few units
+ * `lowimpact cover` asks about, where code.co_positions() makes a tuple for
+ * every unit.  Only lowimpact/tools/cover/bytecode311.py calls it: the
+ * tables of 3.9 and 3.10 are other formats, without columns. */
+#ifndef LI_COVER_LOCATIONS_H
+#define LI_COVER_LOCATIONS_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+PyObject *cover_code_locations(PyObject *module, PyObject *args);
+
+extern const char cover_code_locations_doc[];
+
+#endif /* LI_COVER_LOCATIONS_H */
