@@ -276,3 +276,17 @@ def test_a_program_that_puts_other_things_on_sys_path(tmp_path: Path) -> None:
     proc = python(["-m", "lowimpact", "cover", "run", "paths.py"], programs)
     assert proc.stdout == "done\n" and "error" not in proc.stderr
     assert lines_in(programs / ".coverage")["paths.py"] == {1, 2, 3, 4, 5}
+
+
+@pytest.mark.parametrize("closed", ["<&-", ">&-", "2>&-"])
+def test_run_with_a_standard_stream_closed(closed: str, tmp_path: Path) -> None:
+    """The pipes to the coverage.py process never take a closed standard
+    stream's number (where the program would write, or the helper put
+    /dev/null)."""
+    programs = copy_programs(tmp_path)
+    (programs / "quiet.py").write_text("import os\nx = os.getpid()\n")
+    command = "exec %s -m lowimpact cover run quiet.py %s" % (sys.executable, closed)
+    proc = subprocess.run(["sh", "-c", command], cwd=programs, env=env_for(), timeout=60,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert lines_in(programs / ".coverage")["quiet.py"] == {1, 2}

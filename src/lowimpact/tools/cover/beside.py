@@ -220,13 +220,11 @@ class Beside:
 
         _cover = core()
 
-        to_helper_read, self._to_helper = os.pipe()
-        self._from_helper, from_helper_write = os.pipe()
+        to_helper_read, self._to_helper = _pipe()
+        self._from_helper, from_helper_write = _pipe()
         self._pipes = {fd: _identity(fd) for fd in (self._to_helper, self._from_helper)}
         # (The helper must not write what this process has not flushed yet.)
-        for stream in (sys.stdout, sys.stderr):
-            if stream is not None:
-                stream.flush()
+        _flush()
         try:
             self._fork_helper(to_helper_read, from_helper_write)
         except OSError as exc:
@@ -485,8 +483,7 @@ def _helper(kwargs: Dict[str, Any], branch_recorded: bool, requests: int, answer
             pass
     finally:
         try:
-            sys.stderr.flush()
-            sys.stdout.flush()
+            _flush()
         finally:
             os._exit(0)
 
@@ -505,7 +502,7 @@ def _serve(kwargs: Dict[str, Any], branch_recorded: bool, requests: int, answers
         measurement.prepare_saving()
     except CoverError as exc:
         error = str(exc)
-    sys.stderr.flush()
+    _flush()
     _send(answers, ("ready", None))
     while True:
         request = _receive(requests)
@@ -551,7 +548,7 @@ def _serve(kwargs: Dict[str, Any], branch_recorded: bool, requests: int, answers
             measurement.save()
         finally:
             sys.modules.update(hidden)
-        sys.stderr.flush()
+        _flush()
         _send(answers, ("saved", None))
         return
 
@@ -587,7 +584,30 @@ def _known_modules(modules: Dict[str, Optional[str]]) -> None:
             sys.modules[name] = module
 
 
+def _flush() -> None:
+    """Flush the standard streams (a process may have started without them)."""
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
+
+
 # -- messages between the processes -------------------------------------------
+
+def _pipe() -> Tuple[int, int]:
+    """A pipe whose ends are none of the standard streams' numbers, which a
+    process started with one of them closed would otherwise give it (and
+    the helper puts /dev/null on 0)."""
+    import fcntl
+
+    ends = []
+    for fd in os.pipe():
+        if fd < 3:
+            high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+            os.close(fd)
+            fd = high
+        ends.append(fd)
+    return ends[0], ends[1]
+
 
 def _identity(fd: int) -> Optional[Tuple[int, int]]:
     """What tells a file descriptor's file from another (None: closed)."""
