@@ -232,7 +232,8 @@ class Measurement:
         os.register_at_fork(after_in_child=self._after_fork_in_child)
         # [run] sigterm = true: a program ended by SIGTERM keeps its data, as
         # under coverage.py (only the main thread may set handlers).
-        if self.coverage.get_option("run:sigterm") and threading.current_thread() is threading.main_thread():
+        if (self.coverage.get_option("run:sigterm")
+                and threading.current_thread() is threading.main_thread()):
             self._old_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
         self._measure_subprocesses()
 
