@@ -286,7 +286,7 @@ class Beside:
         process takes before the program starts."""
         with self._asking:
             try:
-                if self._pipes_intact() and self._wait_ready():
+                if self._pipes_intact() and self._helper_is_ready(wait=True):
                     _send(self._to_helper, ("select", filename, frame_names))
                     kind, answer = _answer(self._from_helper)
                     if kind == "selected":
@@ -295,12 +295,25 @@ class Beside:
                 pass
         return True   # (the helper cannot say: kept, for it to choose when the program ends)
 
-    def _wait_ready(self) -> bool:
-        """Whether the helper is ready (waiting for it)."""
+    def _helper_is_ready(self, wait: bool) -> Optional[bool]:
+        """Whether the helper is ready (*wait*: waiting for it; else False
+        while it starts), None where it never will be."""
         if not self._helper_ready:
-            kind, _ = _answer(self._from_helper)
-            self._helper_ready = kind == "ready"
-        return self._helper_ready
+            if wait:
+                kind, _ = _answer(self._from_helper)
+            else:
+                # (A message this small is written whole, never in part.)
+                os.set_blocking(self._from_helper, False)
+                try:
+                    kind, _ = _answer(self._from_helper)
+                except BlockingIOError:
+                    return False
+                finally:
+                    os.set_blocking(self._from_helper, True)
+            if kind != "ready":
+                return None
+            self._helper_ready = True
+        return True
 
     def _implied_of(self, code: Any, filename: str) -> Any:
         # What the lines tell of the branches of a code object needs its
@@ -311,18 +324,9 @@ class Beside:
             try:
                 if not self._pipes_intact():
                     return None
-                if not self._helper_ready:
-                    # (A message this small is written whole, never in part.)
-                    os.set_blocking(self._from_helper, False)
-                    try:
-                        kind, _ = _answer(self._from_helper)
-                    except BlockingIOError:
-                        return NotImplemented
-                    finally:
-                        os.set_blocking(self._from_helper, True)
-                    if kind != "ready":
-                        return None
-                    self._helper_ready = True
+                ready = self._helper_is_ready(wait=False)
+                if not ready:
+                    return NotImplemented if ready is False else None
                 _send(self._to_helper, ("implied", id(code), code, filename, self.files[filename]))
                 kind, answer = _answer(self._from_helper)
             except Exception:
@@ -490,7 +494,7 @@ def _helper(kwargs: Dict[str, Any], branch_recorded: bool, requests: int, answer
 
 def _serve(kwargs: Dict[str, Any], branch_recorded: bool, requests: int, answers: int,
            imported: Set[str]) -> None:
-    from lowimpact.tools.cover.measure import Measurement
+    from lowimpact.tools.cover.measure import Measurement, hidden_modules
 
     error = None
     try:
@@ -504,23 +508,29 @@ def _serve(kwargs: Dict[str, Any], branch_recorded: bool, requests: int, answers
         error = str(exc)
     _flush()
     _send(answers, ("ready", None))
+    # coverage.py's decision for each file asked about while the program
+    # runs (implied_of asks once per code object, several per file).
+    decided: Dict[str, Optional[str]] = {}
+
+    def decide(filename: str, frame: Tuple[Optional[str], ...]) -> Optional[str]:
+        if filename not in decided:
+            decided.update(measurement.select_recorded({filename: frame}))
+        return decided[filename]
+
     while True:
         request = _receive(requests)
         if request is None:
             return   # the program never ran, or its process is gone
         if request[0] == "select":
             _, filename, frame = request
-            name = None
-            if error is None:
-                name = measurement.select_recorded({filename: frame})[filename]
-            _send(answers, ("selected", name))
+            _send(answers, ("selected", decide(filename, frame) if error is None else None))
             continue
         if request[0] == "implied":
             _, key, code, filename, frame = request
             ways = None
             if error is None:
                 try:
-                    name = measurement.select_recorded({filename: frame})[filename]
+                    name = decide(filename, frame)
                     if name is not None:
                         ways = measurement.ways.implied_of(code, name, key)
                 except Exception:
@@ -541,13 +551,9 @@ def _serve(kwargs: Dict[str, Any], branch_recorded: bool, requests: int, answers
         # coverage.py tells a --source package the program never imported
         # by its absence from sys.modules: the helper's own imports (json,
         # ...) are not the program's.
-        inorout = measurement.coverage._inorout
-        hidden = {name: sys.modules.pop(name) for name in getattr(inorout, "source_pkgs", ())
-                  if name in sys.modules and name not in modules}
-        try:
+        packages = getattr(measurement.coverage._inorout, "source_pkgs", ())
+        with hidden_modules(name for name in packages if name not in modules):
             measurement.save()
-        finally:
-            sys.modules.update(hidden)
         _flush()
         _send(answers, ("saved", None))
         return

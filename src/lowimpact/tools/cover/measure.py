@@ -29,7 +29,7 @@ import signal
 import sys
 import threading
 import types
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
 from lowimpact.tools.cover import CoverError, core
 from lowimpact.tools.cover.branchways import BranchWays, branch_imports
@@ -186,7 +186,6 @@ class Measurement:
         #: The collector's implied_of, with the CodeMaps it made (by code
         #: id) and the first-line maps, which saving uses too.
         self.ways = BranchWays()
-        self._code_maps = self.ways.code_maps
 
     # -- running -----------------------------------------------------------
 
@@ -257,7 +256,8 @@ class Measurement:
                 inorout = cov._inorout
                 inorout.warn_conflicting_settings()
                 if not self.child:
-                    with _only_modules(imported):
+                    hidden = () if imported is None else set(sys.modules) - imported
+                    with hidden_modules(hidden):
                         inorout.warn_already_imported_files()
         except self._coverage_exception as exc:
             raise CoverError(str(exc)) from None
@@ -496,7 +496,7 @@ class Measurement:
         if code_maps is None:
             # (With those made while measuring, which know the branch ways
             # the collector may have stopped seeing.)
-            code_maps = dict(self._code_maps)
+            code_maps = dict(self.ways.code_maps)
         if self.branch:
             from lowimpact.tools.cover.arcs import CodeMap
         file_lines: Dict[str, Set[int]] = collections.defaultdict(set)
@@ -572,7 +572,7 @@ class Measurement:
             mapper = cov._file_mapper
             data = cov._data
             codes, contexts = self.contexts()
-            code_maps: Dict[int, CodeMap] = dict(self._code_maps)
+            code_maps: Dict[int, CodeMap] = dict(self.ways.code_maps)
             all_points: Dict[str, list] = {}
             if not contexts:
                 contexts = {None: ({}, {}, {})}
@@ -660,17 +660,13 @@ class _Recorded:
     def periods(self) -> list:
         return []
 
-    def stop(self) -> None:
-        pass
-
 
 @contextlib.contextmanager
-def _only_modules(names: Optional[Set[str]]):
-    """``sys.modules`` holds only the modules *names* meanwhile (None: all)."""
-    if names is None:
-        yield
-        return
-    hidden = {name: sys.modules.pop(name) for name in list(sys.modules) if name not in names}
+def hidden_modules(names: Iterable[str]):
+    """The modules *names* are out of ``sys.modules`` meanwhile (for
+    coverage.py's looks at the modules there, in a process whose modules are
+    not the program's)."""
+    hidden = {name: sys.modules.pop(name) for name in list(names) if name in sys.modules}
     try:
         yield
     finally:
