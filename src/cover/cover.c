@@ -462,10 +462,13 @@ on_branch(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
     if (nargs < 3) {
         return LOWIMPACT_DISABLE;
     }
-    long source = PyLong_AsLong(args[1]);
-    long destination = PyLong_AsLong(args[2]);
-    if ((source == -1 || destination == -1) && PyErr_Occurred()) {
-        return -1;
+    long source, destination;
+    if (!li_long_one_digit(args[1], &source) || !li_long_one_digit(args[2], &destination)) {
+        source = PyLong_AsLong(args[1]);
+        destination = PyLong_AsLong(args[2]);
+        if ((source == -1 || destination == -1) && PyErr_Occurred()) {
+            return -1;
+        }
     }
     OneWay *seen = one_way_slot(self, args[0], source);
     if (seen->code == args[0] && seen->source == source && seen->destination == destination) {

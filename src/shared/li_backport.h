@@ -1,9 +1,13 @@
 /* The C API functions of 3.10 that lowimpact's extensions use, for 3.9,
- * which lacks them: the same contracts, written in terms of 3.9's API. */
+ * which lacks them: the same contracts, written in terms of 3.9's API; and
+ * the few reads whose fast form differs between versions. */
 #ifndef LI_BACKPORT_H
 #define LI_BACKPORT_H
 
 #include <Python.h>
+#if PY_VERSION_HEX < 0x030B0000
+#  include <longintrepr.h>
+#endif
 
 #if PY_VERSION_HEX < 0x030A0000
 static inline PyObject *
@@ -44,5 +48,30 @@ li_module_add_object_ref(PyObject *module, const char *name, PyObject *value)
 
 #  define PyModule_AddObjectRef li_module_add_object_ref
 #endif
+
+/* Whether `o` is an int of at most one digit (CPython's ints of up to 30
+ * bits), its value then in *value: what a callback that reads offsets on
+ * every event needs, without PyLong_AsLong's general conversion. */
+static inline int
+li_long_one_digit(PyObject *o, long *value)
+{
+    if (!PyLong_CheckExact(o)) {
+        return 0;
+    }
+#if PY_VERSION_HEX >= 0x030C0000
+    if (!PyUnstable_Long_IsCompact((PyLongObject *)o)) {
+        return 0;
+    }
+    *value = (long)PyUnstable_Long_CompactValue((PyLongObject *)o);
+    return 1;
+#else
+    Py_ssize_t size = Py_SIZE(o);
+    if (size < -1 || size > 1) {
+        return 0;
+    }
+    *value = (long)size * (long)((PyLongObject *)o)->ob_digit[0];
+    return 1;
+#endif
+}
 
 #endif /* LI_BACKPORT_H */

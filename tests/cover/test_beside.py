@@ -162,6 +162,36 @@ def test_a_program_that_waits_for_all_its_children(tmp_path: Path) -> None:
     assert {1, 2, 6, 7, 8, 9} <= lines_in(programs / ".coverage")["reaper.py"]
 
 
+def test_the_helper_holds_no_descriptor_the_program_was_given(tmp_path: Path) -> None:
+    """A pipe the program was given tells its reader the program closed it
+    while the program still runs: the coverage.py process does not keep it
+    open."""
+    import select
+
+    programs = copy_programs(tmp_path)
+    (programs / "given.py").write_text(
+        "import os, sys, time\n"
+        "os.close(int(sys.argv[1]))\n"
+        "print('closed', flush=True)\n"
+        "time.sleep(4)\n")
+    read_end, write_end = os.pipe()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lowimpact", "cover", "run", "given.py", str(write_end)],
+            cwd=programs, env=env_for(), stdout=subprocess.PIPE, text=True,
+            pass_fds=(write_end,))
+        os.close(write_end)
+        try:
+            assert proc.stdout.readline() == "closed\n"
+            readable, _, _ = select.select([read_end], [], [], 3)
+            assert readable and os.read(read_end, 1) == b"", "the pipe is still open elsewhere"
+        finally:
+            proc.communicate(timeout=60)
+    finally:
+        os.close(read_end)
+    assert proc.returncode == 0
+
+
 def run_alone(args: list, cwd: Path) -> subprocess.CompletedProcess:
     """python with *args* in a session of its own (its own process group)."""
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env_for(),

@@ -50,6 +50,7 @@ process when it ends.
 from __future__ import annotations
 
 import _thread
+import gc
 import marshal
 import os
 import sys
@@ -479,6 +480,7 @@ def _helper(kwargs: Dict[str, Any], branch_recorded: bool, requests: int, answer
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.close(devnull)
+        _close_inherited(keep=(0, 1, 2, requests, answers))
         _serve(kwargs, branch_recorded, requests, answers, imported)
     except BaseException as exc:
         try:
@@ -486,10 +488,47 @@ def _helper(kwargs: Dict[str, Any], branch_recorded: bool, requests: int, answer
         except BaseException:
             pass
     finally:
-        try:
-            _flush()
-        finally:
-            os._exit(0)
+        _end_helper()
+
+
+def _end_helper() -> None:
+    """End the helper at once (its objects need no freeing), letting go of
+    the program's output first."""
+    try:
+        _let_go_of_output()
+    finally:
+        os._exit(0)
+
+
+def _let_go_of_output() -> None:
+    """Put /dev/null where the program's stdout and stderr were: whoever
+    reads the program's output to its end (``subprocess.run(
+    capture_output=True)``, a shell pipe) waits for every process that
+    holds it, and the helper has nothing more to say."""
+    _flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+
+
+def _close_inherited(keep: Tuple[int, ...]) -> None:
+    """Close the descriptors the helper got from the program's process but
+    *keep*: one that stays open in the helper keeps a pipe the program was
+    given from telling its reader the program closed it."""
+    try:
+        open_fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:   # (not Linux: every number the process may use)
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        open_fds = range(min(limit if limit > 0 else 1024, 65536))
+    for fd in open_fds:
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass   # (the listing's own, closed since)
 
 
 def _serve(kwargs: Dict[str, Any], branch_recorded: bool, requests: int, answers: int,
@@ -504,6 +543,9 @@ def _serve(kwargs: Dict[str, Any], branch_recorded: bool, requests: int, answers
             raise CoverError("branch = true in a configuration lowimpact did not read: "
                              "give --branch on the command line")
         measurement.prepare_saving()
+        # What the helper imported stays until it ends: the collections the
+        # save sets off need not go through it.
+        gc.freeze()
     except CoverError as exc:
         error = str(exc)
     _flush()
@@ -554,9 +596,9 @@ def _serve(kwargs: Dict[str, Any], branch_recorded: bool, requests: int, answers
         packages = getattr(measurement.coverage._inorout, "source_pkgs", ())
         with hidden_modules(name for name in packages if name not in modules):
             measurement.save()
-        _flush()
+        _let_go_of_output()   # (before the program may end)
         _send(answers, ("saved", None))
-        return
+        _end_helper()
 
 
 def _path() -> List[str]:
