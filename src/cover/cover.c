@@ -9,7 +9,10 @@
  *                      turns on LINE (and BRANCH) for that code only.  Always
  *                      DISABLE: the decision is never asked again.
  *   LINE (local)       records the line, then DISABLE: a line costs nothing
- *                      after its first execution.
+ *                      after its first execution.  With retire_lines, once
+ *                      every line of the code object ran, its LINE goes off
+ *                      altogether (native 3.12/3.13 DISABLE a line where it
+ *                      starts, and keep checking its jump targets).
  *   PY_RETURN, PY_YIELD (local, with BRANCH)
  *                      record the offset the frame left from, then DISABLE:
  *                      coverage.py counts leaving a code object as an arc.
@@ -156,6 +159,13 @@ typedef struct {
     Py_ssize_t tests_size;
     int paused;              /* between pause() and resume() */
     int switching;           /* contexts may change: a test_context, or a period ended */
+    /* retire_lines: dict: id(code) -> set of the lines LINE may still
+     * report there (owned; NULL: not retiring).  CPython 3.12/3.13 keep a
+     * LINE check at every jump target inside a line (a loop on one line,
+     * `yield from`, a comprehension) after the line's DISABLE, since their
+     * LINE fires only where the line changes: the code's LINE goes off once
+     * every line it has ran. */
+    PyObject *pending_lines;
 } Collector;
 
 /* The collector whose callbacks are registered (borrowed: it holds the tool
@@ -256,6 +266,66 @@ measured_events(const Collector *self)
     return events;
 }
 
+/* retire_lines: note the lines LINE may report in `code` (keyed `key`),
+ * just given its local events.  Code whose lines cannot be read keeps LINE. */
+static int
+note_pending_lines(Collector *self, PyObject *key, PyObject *code)
+{
+    if (self->pending_lines == NULL || self->branch || self->switching) {
+        return 0;
+    }
+    int resume = li_first_traceable_unit((PyCodeObject *)code);
+    PyObject *table = resume < 0 ? NULL : PyObject_GetAttrString(code, "co_linetable");
+    if (table == NULL || !PyBytes_Check(table)) {
+        Py_XDECREF(table);
+        PyErr_Clear();
+        return 0;
+    }
+    /* (RESUME itself never starts a line.) */
+    PyObject *lines = cover_lines_from(table, ((PyCodeObject *)code)->co_firstlineno,
+                                       resume + 1);   /* owned */
+    Py_DECREF(table);
+    if (lines == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    int rc = PySet_GET_SIZE(lines) == 0 ? 0 : PyDict_SetItem(self->pending_lines, key, lines);
+    Py_DECREF(lines);
+    return rc;
+}
+
+/* retire_lines: LINE reported `line` of `code` (keyed `key`); once every
+ * line of the code has, its LINE goes off.  The callback's result. */
+static int
+line_seen(Collector *self, PyObject *key, PyObject *code, PyObject *line)
+{
+    PyObject *pending = PyDict_GetItemWithError(self->pending_lines, key);   /* borrowed */
+    if (pending == NULL) {
+        return PyErr_Occurred() ? -1 : LOWIMPACT_DISABLE;
+    }
+    if (PySet_Discard(pending, line) < 0) {
+        return -1;
+    }
+    if (PySet_GET_SIZE(pending) > 0) {
+        return LOWIMPACT_DISABLE;
+    }
+    if (PyDict_DelItem(self->pending_lines, key) < 0) {
+        return -1;
+    }
+    /* (A period may have ended meanwhile: the code keeps LINE then.) */
+    if (self->switching || !self->running) {
+        return LOWIMPACT_DISABLE;
+    }
+    /* The event is gone with all its locations: nothing to DISABLE.  (The
+       collector is held: turning events off may collect garbage.) */
+    Py_INCREF(self);
+    int rc = LowImpact_SetLocalEvents(self->tool_id, code,
+                                      measured_events(self) &
+                                          ~EVENT_BIT(PY_MONITORING_EVENT_LINE));
+    Py_DECREF(self);
+    return rc < 0 ? -1 : LOWIMPACT_CONTINUE;
+}
+
 static int
 on_py_start(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -314,9 +384,10 @@ on_py_start(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(self);
         return -1;
     }
+    int rc_pending = test ? 0 : note_pending_lines(self, key, code);
     Py_DECREF(key);
     Py_DECREF(self);
-    return LOWIMPACT_DISABLE;
+    return rc_pending < 0 ? -1 : LOWIMPACT_DISABLE;
 }
 
 /* LINE and PY_RETURN/PY_YIELD: add args[1] (a line, an offset) to the set
@@ -328,17 +399,19 @@ on_once(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
     if (nargs < 2) {
         return LOWIMPACT_DISABLE;
     }
-    PyObject *outer = event == PY_MONITORING_EVENT_LINE ? self->lines : self->exits;
+    int line = event == PY_MONITORING_EVENT_LINE;
+    PyObject *outer = line ? self->lines : self->exits;
     PyObject *key = PyLong_FromVoidPtr(args[0]);   /* owned */
     if (key == NULL) {
         return -1;
     }
     PyObject *values = get_or_make(outer, key, PySet_New);   /* borrowed */
-    Py_DECREF(key);
-    if (values == NULL || PySet_Add(values, args[1]) < 0) {
-        return -1;
+    int rc = values == NULL || PySet_Add(values, args[1]) < 0 ? -1 : LOWIMPACT_DISABLE;
+    if (rc != -1 && line && self->pending_lines != NULL) {
+        rc = line_seen(self, key, args[0], args[1]);
     }
-    return LOWIMPACT_DISABLE;
+    Py_DECREF(key);
+    return rc;
 }
 
 /* Forget the look-ups on_branch() saved: `branches` is about to be cleared
@@ -623,6 +696,8 @@ end_period(Collector *self, PyObject *label, int keep)
     /* From the first switch on, measured code gets PY_RESUME with BRANCH:
        rearm() gives it to what ran until now, on_py_start() to the rest. */
     self->switching = 1;
+    /* (Each period records its lines again: LINE stays on.) */
+    Py_CLEAR(self->pending_lines);
     PyObject *swap;   /* (each swap moves one owned reference) */
     swap = self->lines, self->lines = lines, lines = swap;
     swap = self->branches, self->branches = branches, branches = swap;
@@ -1407,11 +1482,12 @@ static int
 collector_init(Collector *self, PyObject *args, PyObject *kwargs)
 {
     static char *keywords[] = {"tool_id", "should_trace", "branch", "test_context",
-                               "implied_of", NULL};
-    int tool_id, branch = 0;
+                               "implied_of", "retire_lines", NULL};
+    int tool_id, branch = 0, retire_lines = 0;
     PyObject *should_trace, *test_context = Py_None, *implied_of = Py_None;   /* borrowed */
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iO|p$OO:Collector", keywords, &tool_id,
-                                     &should_trace, &branch, &test_context, &implied_of)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iO|p$OOp:Collector", keywords, &tool_id,
+                                     &should_trace, &branch, &test_context, &implied_of,
+                                     &retire_lines)) {
         return -1;
     }
     if (self->running) {
@@ -1464,6 +1540,10 @@ collector_init(Collector *self, PyObject *args, PyObject *kwargs)
     Py_XSETREF(self->test_codes, test_codes);
     Py_XSETREF(self->implied_of, implied_of == Py_None ? NULL : Py_NewRef(implied_of));
     Py_XSETREF(self->implied, implied);
+    Py_CLEAR(self->pending_lines);
+    if (retire_lines && (self->pending_lines = PyDict_New()) == NULL) {
+        return -1;
+    }
     clear_tests(self);
     self->paused = 0;
     self->switching = test_context != Py_None;
@@ -1477,6 +1557,7 @@ collector_traverse(Collector *self, visitproc visit, void *arg)
     Py_VISIT(self->file_cache);
     Py_VISIT(self->codes);
     Py_VISIT(self->lines);
+    Py_VISIT(self->pending_lines);
     Py_VISIT(self->branches);
     Py_VISIT(self->exits);
     Py_VISIT(self->label);
@@ -1517,6 +1598,7 @@ collector_clear(Collector *self)
     Py_CLEAR(self->file_cache);
     Py_CLEAR(self->codes);
     Py_CLEAR(self->lines);
+    Py_CLEAR(self->pending_lines);
     forget_branches(self);
     Py_CLEAR(self->branches);
     Py_CLEAR(self->exits);
@@ -1601,7 +1683,7 @@ static PyGetSetDef collector_getset[] = {
 
 PyDoc_STRVAR(collector_doc,
 "Collector(tool_id, should_trace, branch=False, *, test_context=None,\n"
-"          implied_of=None)\n\n"
+"          implied_of=None, retire_lines=False)\n\n"
 "Records executed lines (and branch directions) of the code whose file\n"
 "should_trace(filename, frame) names, through C callbacks of lowimpact.monitoring.\n"
 "With test_context, a callable(frame) -> str or None, a code object named\n"
@@ -1612,7 +1694,10 @@ PyDoc_STRVAR(collector_doc,
 "<< 2 | ways} or None, a branch that keeps going the same way is DISABLEd\n"
 "when its other way (1: the jump, 2: going on) is told by the lines that\n"
 "run: the caller then takes that way from the lines.  NotImplemented: it\n"
-"cannot tell yet; it is asked again after more repeats.");
+"cannot tell yet; it is asked again after more repeats.\n"
+"With retire_lines (lines alone, no contexts; CPython 3.11+ code objects),\n"
+"a code object's LINE goes off once every line it has ran: CPython\n"
+"3.12/3.13 keep checking a line's jump targets after its DISABLE.");
 
 static PyTypeObject CollectorType = {
     PyVarObject_HEAD_INIT(NULL, 0)

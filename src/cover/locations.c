@@ -238,3 +238,40 @@ error:
     Py_DECREF(sequence);
     return NULL;
 }
+
+PyObject *
+cover_lines_from(PyObject *linetable, int firstlineno, int first_unit)
+{
+    PyObject *lines = PySet_New(NULL);   /* owned */
+    if (lines == NULL) {
+        return NULL;
+    }
+    Reader reader = {(const unsigned char *)PyBytes_AS_STRING(linetable),
+                     (const unsigned char *)PyBytes_AS_STRING(linetable) +
+                         PyBytes_GET_SIZE(linetable)};
+    int line = firstlineno, unit = 0, last_added = -1;
+    for (;;) {
+        Location where;
+        int covered = read_entry(&reader, &line, &where);
+        if (covered == 0) {
+            return lines;
+        }
+        if (covered < 0) {
+            PyErr_SetString(PyExc_ValueError, "a location table cut short");
+            break;
+        }
+        unit += covered;
+        /* (Consecutive entries of one line are the usual case.) */
+        if (unit > first_unit && where.line >= 0 && where.line != last_added) {
+            PyObject *number = PyLong_FromLong(where.line);   /* owned */
+            int rc = number == NULL ? -1 : PySet_Add(lines, number);
+            Py_XDECREF(number);
+            if (rc < 0) {
+                break;
+            }
+            last_added = where.line;
+        }
+    }
+    Py_DECREF(lines);
+    return NULL;
+}

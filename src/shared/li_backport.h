@@ -74,4 +74,18 @@ li_long_one_digit(PyObject *o, long *value)
 #endif
 }
 
+/* The unit of `code`'s first RESUME (CPython's _co_firsttraceable: LINE
+ * can fire only after it), where its location table is CPython 3.11's
+ * format; -1 before 3.11 (other formats). */
+static inline int
+li_first_traceable_unit(PyCodeObject *code)
+{
+#if PY_VERSION_HEX >= 0x030B0000
+    return code->_co_firsttraceable;
+#else
+    (void)code;
+    return -1;
+#endif
+}
+
 #endif /* LI_BACKPORT_H */

@@ -6,6 +6,7 @@ test contexts of threads."""
 from __future__ import annotations
 
 import contextlib
+import sys
 import gc
 import threading
 import time
@@ -527,3 +528,69 @@ def test_implied_of_not_known_yet_is_asked_again(answers: list, asked: int) -> N
     codes, _, branches, _ = collector.data()
     (key,) = [k for k, (code, _) in codes.items() if code is one_way.__code__]
     assert sorted(len(d) for d in branches[key].values()) == [1, 2]
+
+
+def nested_yields(depth):
+    if depth == 0:
+        for item in range(50):
+            yield item
+    else:
+        yield from nested_yields(depth - 1)
+
+
+def partly_run(x):
+    if x < 0:
+        return -x
+    return x
+
+
+def measure_retiring(retire_lines: bool, switch: bool = False) -> tuple:
+    """Lines of nested_yields (every line runs) and partly_run (one line
+    never runs), and their LINE events afterwards."""
+    collector = _cover.Collector(TOOL, lambda name, frame: name if name == __file__ else None,
+                                 retire_lines=retire_lines)
+    collector.start()
+    try:
+        assert sum(nested_yields(3)) == sum(range(50))
+        partly_run(2)
+        if switch:
+            collector.switch_context("second")
+            assert sum(nested_yields(1)) == sum(range(50))
+        events = (monitoring.get_local_events(TOOL, nested_yields.__code__),
+                  monitoring.get_local_events(TOOL, partly_run.__code__))
+    finally:
+        collector.stop()
+    codes, lines, _, _ = collector.data()
+    names = {key: code.co_name for key, (code, _) in codes.items()}
+    recorded = {names[key]: sorted(found) for key, found in lines.items()}
+    for label, period_lines, _, _ in collector.periods():
+        recorded["ended %s" % label] = {names[key]: sorted(found)
+                                        for key, found in period_lines.items()}
+    return recorded, events
+
+
+def test_retired_lines_record_the_same() -> None:
+    """retire_lines turns LINE off for code once every line it has ran,
+    and only then: what is recorded is the same."""
+    line = monitoring.events.LINE
+    kept, kept_events = measure_retiring(False)
+    retired, retired_events = measure_retiring(True)
+    assert retired == kept
+    first = nested_yields.__code__.co_firstlineno
+    assert kept["nested_yields"] == [first + 1, first + 2, first + 3, first + 5]
+    assert kept_events == (line, line)
+    # (The location tables of 3.9 and 3.10 are other formats: LINE stays.)
+    expected = 0 if sys.version_info >= (3, 11) else line
+    assert retired_events == (expected, line)
+
+
+def test_lines_are_not_retired_once_contexts_switch() -> None:
+    """Each period records its lines again: after a switch, LINE stays."""
+    line = monitoring.events.LINE
+    kept, _ = measure_retiring(False, switch=True)
+    retired, events = measure_retiring(True, switch=True)
+    assert retired == kept
+    first = nested_yields.__code__.co_firstlineno
+    assert retired["nested_yields"] == [first + 1, first + 2, first + 3, first + 5]
+    assert sorted(retired["ended None"]) == ["nested_yields", "partly_run"]
+    assert events == (line, line)
