@@ -544,9 +544,10 @@ def _serve(kwargs: Dict[str, Any], branch_recorded: bool, requests: int, answers
             raise CoverError("branch = true in a configuration lowimpact did not read: "
                              "give --branch on the command line")
         measurement.prepare_saving()
-        # What the helper imported stays until it ends: the collections the
-        # save sets off need not go through it.
-        gc.freeze()
+        # The helper ends when the data is written, freeing nothing: the
+        # collections its allocations would set off (going through all it
+        # imported) find nothing to free.
+        gc.disable()
     except CoverError as exc:
         error = str(exc)
     _flush()
