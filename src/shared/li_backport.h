@@ -69,7 +69,8 @@ li_long_one_digit(PyObject *o, long *value)
     if (size < -1 || size > 1) {
         return 0;
     }
-    *value = (long)size * (long)((PyLongObject *)o)->ob_digit[0];
+    /* (Zero need not have a digit allocated.) */
+    *value = size == 0 ? 0 : (long)size * (long)((PyLongObject *)o)->ob_digit[0];
     return 1;
 #endif
 }

@@ -60,7 +60,7 @@ from lowimpact.tools.cover import CoverError, core
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+    from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
     #: ``excluded(filename, dunder_file, module)``: see _certainly_excluded().
     Excluded = Callable[[str, Optional[str], Optional[str]], bool]
@@ -517,9 +517,13 @@ def _close_inherited(keep: Tuple[int, ...]) -> None:
     """Close the descriptors the helper got from the program's process but
     *keep*: one that stays open in the helper keeps a pipe the program was
     given from telling its reader the program closed it."""
-    try:
-        open_fds = [int(name) for name in os.listdir("/proc/self/fd")]
-    except OSError:   # (not Linux: every number the process may use)
+    for listing in ("/proc/self/fd", "/dev/fd"):
+        try:
+            open_fds: Iterable[int] = [int(name) for name in os.listdir(listing)]
+            break
+        except (OSError, ValueError):
+            continue
+    else:   # (every number the process may use)
         import resource
 
         limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
