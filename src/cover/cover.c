@@ -289,7 +289,10 @@ note_pending_lines(Collector *self, PyObject *key, PyObject *code)
         PyErr_Clear();
         return 0;
     }
-    int rc = PySet_GET_SIZE(lines) == 0 ? 0 : PyDict_SetItem(self->pending_lines, key, lines);
+    /* (Making the set may have collected garbage, whose finalizers may
+       have switched contexts meanwhile.) */
+    int rc = PySet_GET_SIZE(lines) == 0 || self->pending_lines == NULL || self->switching
+             ? 0 : PyDict_SetItem(self->pending_lines, key, lines);
     Py_DECREF(lines);
     return rc;
 }
@@ -1373,13 +1376,43 @@ error:
 
 PyDoc_STRVAR(reset_doc,
 "reset()\n\nForget what was recorded (a forked child starts afresh).  Code\n"
-"already measured keeps its DISABLEd locations until restart_events().");
+"already measured keeps its DISABLEd locations until restart_events();\n"
+"code whose LINE was retired gets it back.");
+
+/* retire_lines: the code objects whose LINE was retired (known, no longer
+ * pending) get it back, for restart_events() to make their lines report
+ * again after a reset.  (Without contexts: measured_events() is all.) */
+static int
+unretire_lines(Collector *self)
+{
+    PyObject *key, *value;   /* borrowed */
+    Py_ssize_t pos = 0;
+    PyObject *known = PyDict_Copy(self->codes);   /* owned: the loop may run Python */
+    if (known == NULL) {
+        return -1;
+    }
+    int rc = 0;
+    while (rc == 0 && PyDict_Next(known, &pos, &key, &value)) {
+        PyObject *pending = self->pending_lines;
+        int still_pending = pending == NULL ? 1 : PyDict_Contains(pending, key);
+        if (still_pending < 0 ||
+            (!still_pending && LowImpact_SetLocalEvents(self->tool_id, PyTuple_GET_ITEM(value, 0),
+                                                        measured_events(self)) < 0)) {
+            rc = -1;
+        }
+    }
+    Py_DECREF(known);
+    return rc;
+}
 
 static PyObject *
 collector_reset(Collector *self, PyObject *unused)
 {
     (void)unused;
     if (!initialised(self)) {
+        return NULL;
+    }
+    if (self->running && self->pending_lines != NULL && unretire_lines(self) < 0) {
         return NULL;
     }
     PyDict_Clear(self->lines);
@@ -1541,7 +1574,8 @@ collector_init(Collector *self, PyObject *args, PyObject *kwargs)
     Py_XSETREF(self->implied_of, implied_of == Py_None ? NULL : Py_NewRef(implied_of));
     Py_XSETREF(self->implied, implied);
     Py_CLEAR(self->pending_lines);
-    if (retire_lines && (self->pending_lines = PyDict_New()) == NULL) {
+    if (retire_lines && !branch && test_context == Py_None &&
+        (self->pending_lines = PyDict_New()) == NULL) {
         return -1;
     }
     clear_tests(self);
@@ -1695,7 +1729,7 @@ PyDoc_STRVAR(collector_doc,
 "when its other way (1: the jump, 2: going on) is told by the lines that\n"
 "run: the caller then takes that way from the lines.  NotImplemented: it\n"
 "cannot tell yet; it is asked again after more repeats.\n"
-"With retire_lines (lines alone, no contexts; CPython 3.11+ code objects),\n"
+"With retire_lines (lines alone, no contexts; CPython 3.12+),\n"
 "a code object's LINE goes off once every line it has ran: CPython\n"
 "3.12/3.13 keep checking a line's jump targets after its DISABLE.");
 

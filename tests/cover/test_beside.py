@@ -192,6 +192,23 @@ def test_the_helper_holds_no_descriptor_the_program_was_given(tmp_path: Path) ->
     assert proc.returncode == 0
 
 
+def test_perf_map_of_the_helper_writes_into_no_file(tmp_path: Path) -> None:
+    """Under ``-X perf`` (3.12+) CPython keeps its perf map open in the
+    forked helper: the descriptors the helper lets go of keep their numbers,
+    so the map never writes into the data file."""
+    programs = copy_programs(tmp_path)
+    (programs / "many.py").write_text(
+        "for i in range(3):\n"
+        "    exec('def f%d():\\n    return %d' % (i, i))\n"
+        "x = 1\n")
+    proc = subprocess.run(
+        [sys.executable, "-X", "perf", "-m", "lowimpact", "cover", "run", "--branch", "many.py"],
+        cwd=programs, env=env_for(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert lines_in(programs / ".coverage")["many.py"] == {1, 2, 3}
+    assert b"py::" not in (programs / ".coverage").read_bytes()
+
+
 def run_alone(args: list, cwd: Path) -> subprocess.CompletedProcess:
     """python with *args* in a session of its own (its own process group)."""
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env_for(),

@@ -481,7 +481,7 @@ def _helper(kwargs: Dict[str, Any], branch_recorded: bool, requests: int, answer
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.close(devnull)
-        _close_inherited(keep=(0, 1, 2, requests, answers))
+        _let_go_of_inherited(keep=(0, 1, 2, requests, answers))
         _serve(kwargs, branch_recorded, requests, answers, imported)
     except BaseException as exc:
         try:
@@ -513,10 +513,12 @@ def _let_go_of_output() -> None:
     os.close(devnull)
 
 
-def _close_inherited(keep: Tuple[int, ...]) -> None:
-    """Close the descriptors the helper got from the program's process but
-    *keep*: one that stays open in the helper keeps a pipe the program was
-    given from telling its reader the program closed it."""
+def _let_go_of_inherited(keep: Tuple[int, ...]) -> None:
+    """Put /dev/null on the descriptors the helper got from the program's
+    process but *keep*: one that stays open in the helper keeps a pipe the
+    program was given from telling its reader the program closed it.  (Not
+    closed: what holds one in the helper, as CPython's perf map under
+    ``-X perf`` does, would write into whatever file got its number next.)"""
     for listing in ("/proc/self/fd", "/dev/fd"):
         try:
             open_fds: Iterable[int] = [int(name) for name in os.listdir(listing)]
@@ -528,12 +530,13 @@ def _close_inherited(keep: Tuple[int, ...]) -> None:
 
         limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         open_fds = range(min(limit if limit > 0 else 1024, 65536))
-    for fd in open_fds:
-        if fd not in keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass   # (the listing's own, closed since)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    try:
+        for fd in open_fds:
+            if fd not in keep and fd != devnull and _identity(fd) is not None:
+                os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
 
 
 def _serve(kwargs: Dict[str, Any], branch_recorded: bool, requests: int, answers: int,
@@ -548,10 +551,6 @@ def _serve(kwargs: Dict[str, Any], branch_recorded: bool, requests: int, answers
             raise CoverError("branch = true in a configuration lowimpact did not read: "
                              "give --branch on the command line")
         measurement.prepare_saving()
-        # The helper ends when the data is written, freeing nothing: the
-        # collections its allocations would set off (going through all it
-        # imported) find nothing to free.
-        gc.disable()
     except CoverError as exc:
         error = str(exc)
     _flush()
@@ -589,6 +588,10 @@ def _serve(kwargs: Dict[str, Any], branch_recorded: bool, requests: int, answers
             _send(answers, ("error", error))
             return
         _, files, path, modules = request
+        # The helper ends when the data is written, freeing nothing: the
+        # collections its allocations would set off from now on (going
+        # through all it imported) find nothing to free.
+        gc.disable()
         sys.path[:] = path
         _known_modules(modules)
         _send(answers, ("selected", measurement.select_recorded(files)))
