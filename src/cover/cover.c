@@ -164,7 +164,7 @@ typedef struct {
      * LINE check at every jump target inside a line (a loop on one line,
      * `yield from`, a comprehension) after the line's DISABLE, since their
      * LINE fires only where the line changes: the code's LINE goes off once
-     * every line it has ran. */
+     * all its lines have run. */
     PyObject *pending_lines;
 } Collector;
 
@@ -1730,7 +1730,7 @@ PyDoc_STRVAR(collector_doc,
 "run: the caller then takes that way from the lines.  NotImplemented: it\n"
 "cannot tell yet; it is asked again after more repeats.\n"
 "With retire_lines (lines alone, no contexts; CPython 3.12+),\n"
-"a code object's LINE goes off once every line it has ran: CPython\n"
+"a code object's LINE goes off once all its lines have run: CPython\n"
 "3.12/3.13 keep checking a line's jump targets after its DISABLE.");
 
 static PyTypeObject CollectorType = {
