@@ -271,7 +271,7 @@ measured_events(const Collector *self)
 static int
 note_pending_lines(Collector *self, PyObject *key, PyObject *code)
 {
-    if (self->pending_lines == NULL || self->branch || self->switching) {
+    if (self->pending_lines == NULL || self->switching) {
         return 0;
     }
     int resume = li_first_traceable_unit((PyCodeObject *)code);
@@ -1228,31 +1228,41 @@ register_callbacks(Collector *self)
  * may have set others on them (another collector, without contexts or
  * branches), and what `codes` and `test_codes` say of them must hold:
  * PY_START of a code object in `codes` changes nothing, and one in
- * `test_codes` is not given its context events again.  (Where they are
- * still the collector's, a call changes nothing.)  Called before the
- * callbacks are registered: no callback changes the dicts meanwhile. */
+ * `test_codes` is not given its context events again.  So does reset()
+ * with retire_lines, for the code whose LINE went off.  (Where they are
+ * still the collector's, a call changes nothing.)  Copies of the dicts are
+ * walked: giving events may run Python code, and while the collector runs
+ * its callbacks may add to them. */
 static int
 give_known_events(Collector *self)
 {
     PyObject *key, *value;   /* borrowed */
     Py_ssize_t pos = 0;
-    while (PyDict_Next(self->codes, &pos, &key, &value)) {
+    int rc = 0;
+    PyObject *codes = PyDict_Copy(self->codes);   /* owned */
+    PyObject *test_codes = codes == NULL ? NULL : PyDict_Copy(self->test_codes);   /* owned */
+    if (test_codes == NULL) {
+        rc = -1;
+    }
+    while (rc == 0 && PyDict_Next(codes, &pos, &key, &value)) {
         int test = PyDict_Contains(self->test_codes, key);
         if (test < 0 ||
             LowImpact_SetLocalEvents(self->tool_id, PyTuple_GET_ITEM(value, 0),
                                      measured_events(self) | (test ? CONTEXT_EVENTS : 0)) < 0) {
-            return -1;
+            rc = -1;
         }
     }
     pos = 0;
-    while (PyDict_Next(self->test_codes, &pos, &key, &value)) {
+    while (rc == 0 && PyDict_Next(test_codes, &pos, &key, &value)) {
         uint32_t events;
         if (test_code_events(self, key, value, &events) < 0 ||
             LowImpact_SetLocalEvents(self->tool_id, value, events) < 0) {
-            return -1;
+            rc = -1;
         }
     }
-    return 0;
+    Py_XDECREF(codes);
+    Py_XDECREF(test_codes);
+    return rc;
 }
 
 PyDoc_STRVAR(start_doc,
@@ -1379,32 +1389,6 @@ PyDoc_STRVAR(reset_doc,
 "already measured keeps its DISABLEd locations until restart_events();\n"
 "code whose LINE was retired gets it back.");
 
-/* retire_lines: the code objects whose LINE was retired (known, no longer
- * pending) get it back, for restart_events() to make their lines report
- * again after a reset.  (Without contexts: measured_events() is all.) */
-static int
-unretire_lines(Collector *self)
-{
-    PyObject *key, *value;   /* borrowed */
-    Py_ssize_t pos = 0;
-    PyObject *known = PyDict_Copy(self->codes);   /* owned: the loop may run Python */
-    if (known == NULL) {
-        return -1;
-    }
-    int rc = 0;
-    while (rc == 0 && PyDict_Next(known, &pos, &key, &value)) {
-        PyObject *pending = self->pending_lines;
-        int still_pending = pending == NULL ? 1 : PyDict_Contains(pending, key);
-        if (still_pending < 0 ||
-            (!still_pending && LowImpact_SetLocalEvents(self->tool_id, PyTuple_GET_ITEM(value, 0),
-                                                        measured_events(self)) < 0)) {
-            rc = -1;
-        }
-    }
-    Py_DECREF(known);
-    return rc;
-}
-
 static PyObject *
 collector_reset(Collector *self, PyObject *unused)
 {
@@ -1412,7 +1396,7 @@ collector_reset(Collector *self, PyObject *unused)
     if (!initialised(self)) {
         return NULL;
     }
-    if (self->running && self->pending_lines != NULL && unretire_lines(self) < 0) {
+    if (self->running && self->pending_lines != NULL && give_known_events(self) < 0) {
         return NULL;
     }
     PyDict_Clear(self->lines);

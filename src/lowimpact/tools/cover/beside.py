@@ -60,7 +60,7 @@ from lowimpact.tools.cover import CoverError, core
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
+    from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
     #: ``excluded(filename, dunder_file, module)``: see _certainly_excluded().
     Excluded = Callable[[str, Optional[str], Optional[str]], bool]
@@ -478,9 +478,7 @@ def _helper(kwargs: Dict[str, Any], branch_recorded: bool, requests: int, answer
     try:
         # Ctrl-C is for the program: the helper still writes its data.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.close(devnull)
+        _devnull_on((0,))
         _let_go_of_inherited(keep=(0, 1, 2, requests, answers))
         _serve(kwargs, branch_recorded, requests, answers, imported)
     except BaseException as exc:
@@ -507,10 +505,7 @@ def _let_go_of_output() -> None:
     capture_output=True)``, a shell pipe) waits for every process that
     holds it, and the helper has nothing more to say."""
     _flush()
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.dup2(devnull, 2)
-    os.close(devnull)
+    _devnull_on((1, 2))
 
 
 def _let_go_of_inherited(keep: Tuple[int, ...]) -> None:
@@ -530,13 +525,20 @@ def _let_go_of_inherited(keep: Tuple[int, ...]) -> None:
 
         limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         open_fds = range(min(limit if limit > 0 else 1024, 65536))
+    _devnull_on([fd for fd in open_fds if fd not in keep and _identity(fd) is not None])
+
+
+def _devnull_on(fds: Sequence[int]) -> None:
+    """Put /dev/null (read and write) on each of *fds* (one of them closed
+    may be where it opens: it stays there)."""
     devnull = os.open(os.devnull, os.O_RDWR)
     try:
-        for fd in open_fds:
-            if fd not in keep and fd != devnull and _identity(fd) is not None:
+        for fd in fds:
+            if fd != devnull:
                 os.dup2(devnull, fd)
     finally:
-        os.close(devnull)
+        if devnull not in fds:
+            os.close(devnull)
 
 
 def _serve(kwargs: Dict[str, Any], branch_recorded: bool, requests: int, answers: int,
