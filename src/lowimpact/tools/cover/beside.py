@@ -50,6 +50,7 @@ process when it ends.
 from __future__ import annotations
 
 import _thread
+import errno
 import gc
 import marshal
 import os
@@ -525,17 +526,26 @@ def _let_go_of_inherited(keep: Tuple[int, ...]) -> None:
 
         limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         open_fds = range(min(limit if limit > 0 else 1024, 65536))
-    _devnull_on([fd for fd in open_fds if fd not in keep and _identity(fd) is not None])
+    # (A process under valgrind lists valgrind's own descriptors too, which
+    # it may not replace: EBADF.)
+    _devnull_on([fd for fd in open_fds if fd not in keep and _identity(fd) is not None],
+                skip_unusable=True)
 
 
-def _devnull_on(fds: Sequence[int]) -> None:
+def _devnull_on(fds: Sequence[int], skip_unusable: bool = False) -> None:
     """Put /dev/null (read and write) on each of *fds* (one of them closed
-    may be where it opens: it stays there)."""
+    may be where it opens: it stays there); *skip_unusable*: leave those
+    the process may not use (EBADF) as they are."""
     devnull = os.open(os.devnull, os.O_RDWR)
     try:
         for fd in fds:
-            if fd != devnull:
+            if fd == devnull:
+                continue
+            try:
                 os.dup2(devnull, fd)
+            except OSError as exc:
+                if not (skip_unusable and exc.errno == errno.EBADF):
+                    raise
     finally:
         if devnull not in fds:
             os.close(devnull)

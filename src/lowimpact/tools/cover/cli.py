@@ -217,10 +217,8 @@ class _Measuring:
             return
         try:
             self.measurement.save()
-        except Exception as exc:
-            # The program's own outcome (its exception, its exit status) wins;
-            # the data problem is said, not raised over it.
-            print("%s: error: could not save data: %s" % (PROG, exc), file=sys.stderr)
+        except Exception as problem:
+            _data_lost(problem, exc)
 
 
 class _MeasuringBeside:
@@ -244,12 +242,24 @@ class _MeasuringBeside:
             problem = self.measuring.finish(save=not isinstance(exc, CannotRun))
         except CoverError as error:
             # Found by coverage.py only after the program ran: the run fails.
-            print("%s: error: %s" % (PROG, error), file=sys.stderr)
-            if exc is None or isinstance(exc, SystemExit) and exc.code in (None, 0):
-                raise SystemExit(1) from None
+            _fail_run("%s: error: %s" % (PROG, error), exc)
             return
         if problem:
-            print("%s: error: could not save data: %s" % (PROG, problem), file=sys.stderr)
+            _data_lost(problem, exc)
+
+
+def _data_lost(problem: object, outcome: object) -> None:
+    _fail_run("%s: error: could not save data: %s" % (PROG, problem), outcome)
+
+
+def _fail_run(message: str, outcome: object) -> None:
+    """Say *message*; a program that succeeded (*outcome*: the exception
+    it ended with, or None) then fails with status 1, as under coverage
+    run, whose run fails when its data cannot be written.  The outcome of
+    one that failed (its exception, its exit status) is kept."""
+    print(message, file=sys.stderr)
+    if outcome is None or isinstance(outcome, SystemExit) and outcome.code in (None, 0):
+        raise SystemExit(1) from None
 
 
 def _delegate(command: str, argv: List[str]) -> int:
