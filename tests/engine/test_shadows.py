@@ -70,13 +70,16 @@ def test_shadows_of_one_event_at_a_time() -> None:
     assert problems == []
 
 
+@pytest.mark.parametrize("events", ["LINE", "PY_START", "LINE PY_START"])
 @pytest.mark.parametrize("module", MODULES)
-def test_line_shadows_of_module_are_consistent(module: str) -> None:
+def test_line_shadows_of_module_are_consistent(module: str, events: str) -> None:
     # On 3.11 most of these are made in one walk (lineshadow.c) rather than
     # by the general builder; debug builds also compare the two.
-    line = shadowcheck.monitoring.events.LINE
+    selected = 0
+    for name in events.split():
+        selected |= getattr(shadowcheck.monitoring.events, name)
     problems = []
     for code in _codes(module):
-        for found in shadowcheck.check(code, line):
+        for found in shadowcheck.check(code, selected):
             problems.append("%s:%d %s: %s" % (module, code.co_firstlineno, code.co_name, found))
     assert problems == []

@@ -507,11 +507,13 @@ _Py_CODEUNIT *li_emit_divert(_Py_CODEUNIT *out, int lander_const);
  * li_build_shadow).  New reference, or NULL with an exception. */
 PyCodeObject *li_assemble_shadow(const li_shadow_parts *parts, PyObject *consts);
 
-/* A shadow with probes for LINE alone (`kinds`, checked by the caller), as
+/* A shadow with probes for `kinds`, LINE or PY_START or both (checked by
+ * the caller), and with `placeholders` where frames start and resume, as
  * li_build_shadow() builds it, made in one walk of the original; NULL
  * without an exception where that walk does not apply (lineshadow.c). */
 PyCodeObject *li_build_line_shadow(PyCodeObject *original, li_code_state *cs,
-                                   PyObject *consts, bool every_site);
+                                   li_event_set kinds, PyObject *consts, bool every_site,
+                                   bool placeholders);
 
 /* Debug builds make each LINE shadow both ways and compare. */
 #if defined(LI_DEBUG) && !defined(LI_CROSSCHECK_LINE_SHADOWS)

@@ -1,16 +1,21 @@
-/* Shadows with probes for LINE alone, made in one walk of the original.
+/* Shadows with probes for LINE, PY_START or both, made in one walk of the
+ * original.
  *
- * Most shadows are built for LINE and nothing else (coverage tools and
- * debuggers want nothing more), most of them for short functions, each as
- * the function first runs.  The general builder (shadow.c) analyses the
- * original, plans the probes, lays them out and then writes the shadow, a
- * pass and an array for each.  For LINE alone in short code without
- * exception handlers, one walk of the instructions can decide where LINE
- * fires (CPython 3.12's rule, as analysis.c has it) and write each probe and
- * instruction as it goes, leaving the forward jumps and each probe's jump
- * to the DIVERT stub after the code to be filled in at the end.  The result
- * is what the general builder makes of the same code, unit for unit and
- * table for table (LI_CROSSCHECK_LINE_SHADOWS builds both and compares).
+ * Most shadows are built for LINE and nothing else (debuggers), for LINE
+ * and PY_START (a coverage tool turns PY_START on everywhere to see each
+ * code object start, and DISABLEs it there as it gives the code LINE: a
+ * disarmed placeholder stays where frames start and resume) or for
+ * PY_START alone (code such a tool does not measure, where no entry
+ * trampoline fits), most of them for short functions, each as the function
+ * first runs.  The general builder (shadow.c) analyses the original, plans
+ * the probes, lays them out and then writes the shadow, a pass and an array
+ * for each.  For these events in short code without exception handlers,
+ * one walk of the instructions can decide where LINE fires (CPython 3.12's
+ * rule, as analysis.c has it) and write each probe and instruction as it
+ * goes, leaving the forward jumps and each probe's jump to the DIVERT stub
+ * after the code to be filled in at the end.  The result is what the
+ * general builder makes of the same code, unit for unit and table for
+ * table (LI_CROSSCHECK_LINE_SHADOWS builds both and compares).
  *
  * It declines, for the general builder to do the work, where the walk would
  * not be exact: code with an exception table (handlers start lines and
@@ -35,6 +40,7 @@ enum {
     JUMPED_TO = 1 << 1,
     HAS_LINE = 1 << 2,     /* a LINE probe comes right before it */
     HAS_SKIP = 1 << 3,     /* and a jump over that probe before it */
+    HAS_AFTER = 1 << 4,    /* a PY_START probe or placeholder before those */
 };
 
 typedef struct {
@@ -66,7 +72,7 @@ typedef struct {
     /* (A probe takes two units or more, its instruction one or more.) */
     li_probe probes[MAX_UNITS / LI_PROBE_BASE_SIZE + 1];
     li_site sites[MAX_UNITS / LI_PROBE_BASE_SIZE + 1];
-    int n_probes;
+    int n_probes, n_sites;
     li_pad pads[MAX_UNITS];
     int pad_instr[MAX_UNITS];
     int n_pads;
@@ -74,6 +80,8 @@ typedef struct {
     int n_for_iters;
     int32_t shadow_of[MAX_UNITS];
     bool every_site;         /* a probe at every line start, as for checks */
+    bool want_line, want_start;
+    bool placeholders;       /* li_build_shadow()'s: probes where frames start and resume */
     bool partial;
     int entry_probe;
     bool entry_only_at_start;   /* li_probes' */
@@ -179,6 +187,55 @@ reach(walk *w, int t, int depth, int from)
     return true;
 }
 
+/* Writes the probe of instruction `i`, right after a RESUME, that fires
+ * PY_START there if a tool wants it, or a placeholder (the general builder's
+ * AFTER probe, which PY_RESUME would share). */
+static void
+after_probe(walk *w, int i, int *pos)
+{
+    instr *in = &w->ins[i];
+    const instr *resume = &w->ins[i - 1];
+    bool start = resume->oparg == 0;
+    int first_site = w->n_sites;
+    if (start && w->want_start) {
+        if (w->every_site || li_tools_at(w->cs, LI_PY_START, resume->op)) {
+            w->sites[w->n_sites++] = (li_site){NULL, resume->op, 0, (uint8_t)LI_PY_START, NULL};
+        }
+        else {
+            w->partial = true;
+        }
+    }
+    bool placeholder = w->n_sites == first_site;
+    if (placeholder && !w->placeholders) {
+        return;
+    }
+    int k = w->n_probes++;
+    bool diverts = in->depth <= w->probe_depth_bound;
+    w->probes[k] = (li_probe){
+        .unit = *pos,
+        .first_site = first_site,
+        .resume_unit = diverts ? in->start : -1,
+        /* A placeholder's frame has yet to see what the probes there fire. */
+        .resume_phase = !diverts ? 0 : placeholder ? LI_LAND_BEFORE_AFTER : LI_LAND_FALLTHROUGH,
+        .n_sites = (uint8_t)(w->n_sites - first_site),
+        .depth = in->depth,
+        .kind = LI_PROBE_AFTER,
+        .size = (uint8_t)w->probe_size,
+        .simple = !placeholder,
+        .lead_simple = !placeholder,
+    };
+    li_emit_with_prefixes(w->code + *pos, w->probe_size - LI_PROBE_BASE_SIZE, LOAD_CONST,
+                          w->probes_const);
+    li_fill_units(w->orig_of + *pos, w->probe_size, resume->op, 0);
+    li_fill_units(w->loc_of + *pos, w->probe_size, -1, 0);
+    *pos += w->probe_size;
+    in->flags |= HAS_AFTER;
+    if (start) {
+        w->entry_probe = k;
+        w->entry_only_at_start = !(in->flags & JUMPED_TO);
+    }
+}
+
 /* Writes the LINE probe of instruction `i` at line `line` (and the jump
  * over it when it falls through from its own line) if a tool wants it. */
 static void
@@ -204,7 +261,7 @@ line_probe(walk *w, int i, int line, int *pos)
     bool diverts = in->depth <= w->probe_depth_bound;
     w->probes[k] = (li_probe){
         .unit = *pos,
-        .first_site = k,
+        .first_site = w->n_sites,
         .resume_unit = diverts ? in->start : -1,
         .resume_phase = diverts ? LI_LAND_AFTER_LINE : 0,
         .n_sites = 1,
@@ -214,14 +271,14 @@ line_probe(walk *w, int i, int line, int *pos)
         .simple = true,
         .lead_simple = true,
     };
-    w->sites[k] = (li_site){NULL, in->op, line, (uint8_t)LI_LINE, NULL};
+    w->sites[w->n_sites++] = (li_site){NULL, in->op, line, (uint8_t)LI_LINE, NULL};
     li_emit_with_prefixes(w->code + *pos, w->probe_size - LI_PROBE_BASE_SIZE, LOAD_CONST,
                           w->probes_const);
     li_fill_units(w->orig_of + *pos, w->probe_size, in->op, 0);
     li_fill_units(w->loc_of + *pos, w->probe_size, in->op, 0);
     *pos += w->probe_size;
     in->flags |= HAS_LINE;
-    if (prev != NULL && prev->opcode == RESUME && prev->oparg == 0) {
+    if (prev != NULL && prev->opcode == RESUME && prev->oparg == 0 && !(in->flags & HAS_AFTER)) {
         w->entry_probe = k;
         w->entry_only_at_start = !(in->flags & JUMPED_TO);
     }
@@ -300,7 +357,12 @@ write_code(walk *w)
             /* Nothing goes inside a call group (KW_NAMES, PRECALL, CALL). */
             bool in_group = i > 0 && ((in->opcode == PRECALL && in[-1].opcode == KW_NAMES) ||
                                       (in->opcode == CALL && in[-1].opcode == PRECALL));
-            if (starts && line >= 0 && in->depth >= 0 && !in_group) {
+            if (i > first && in[-1].opcode == RESUME && in[-1].depth >= 0 && in->depth >= 0 &&
+                (w->want_start || w->placeholders))
+            {
+                after_probe(w, i, &pos);
+            }
+            if (w->want_line && starts && line >= 0 && in->depth >= 0 && !in_group) {
                 line_probe(w, i, line, &pos);
             }
         }
@@ -354,6 +416,10 @@ pad_target(const walk *w, const instr *in, int phase)
     int line = in->pos - ((in->flags & HAS_LINE) ? w->probe_size : 0);
     switch (phase) {
     case LI_LAND_BEFORE_AFTER:
+        if (in->flags & HAS_AFTER) {
+            return line - w->probe_size;
+        }
+        /* fall through */
     case LI_LAND_FALLTHROUGH:
         return (in->flags & HAS_SKIP) ? line - 1 : line;
     case LI_LAND_LINE:
@@ -418,8 +484,8 @@ write_pads(walk *w, int pos)
 static walk the_walk;
 
 PyCodeObject *
-li_build_line_shadow(PyCodeObject *original, li_code_state *cs, PyObject *consts,
-                     bool every_site)
+li_build_line_shadow(PyCodeObject *original, li_code_state *cs, li_event_set kinds,
+                     PyObject *consts, bool every_site, bool placeholders)
 {
     if (PyBytes_GET_SIZE(li_own_exceptiontable(original)) != 0) {
         return NULL;
@@ -438,10 +504,13 @@ li_build_line_shadow(PyCodeObject *original, li_code_state *cs, PyObject *consts
     w->cs = cs;
     w->units = (const _Py_CODEUNIT *)PyBytes_AS_STRING(bytes);
     w->every_site = every_site;
+    w->want_line = (kinds & LI_EVENT_BIT(LI_LINE)) != 0;
+    w->want_start = (kinds & LI_EVENT_BIT(LI_PY_START)) != 0;
+    w->placeholders = placeholders;
     w->partial = false;
     w->entry_probe = w->resume = -1;
     w->entry_only_at_start = false;
-    w->n_probes = w->n_pads = w->n_for_iters = 0;
+    w->n_probes = w->n_sites = w->n_pads = w->n_for_iters = 0;
     w->probes_const = (int)PyTuple_GET_SIZE(consts);
     w->probe_size = LI_PROBE_BASE_SIZE + li_ext_needed(w->probes_const);
     w->stacksize = li_true_stacksize(original);
@@ -477,11 +546,23 @@ li_build_line_shadow(PyCodeObject *original, li_code_state *cs, PyObject *consts
                                         p->resume_unit >= 0 ? divert - end : 0);
     }
     li_code_backend *cb = cs != NULL ? (li_code_backend *)cs->backend : NULL;
-    int lineless[1][2] = {{divert, divert_end}};
+    /* The DIVERT stub has no line, nor the probe after RESUME 0 in the line
+       array (the general builder's lineless_ranges() says why). */
+    int lineless[2][2] = {{divert, divert_end}};
+    int n_lineless = 1;
+    if (w->resume >= 0 && w->resume + 1 < w->n_instrs &&
+        (w->ins[w->resume + 1].flags & HAS_AFTER))
+    {
+        const instr *first = &w->ins[w->resume + 1];
+        int after = first->pos - ((first->flags & HAS_LINE) ? 2 : 1) * w->probe_size;
+        lineless[1][0] = after;
+        lineless[1][1] = after + w->probe_size;
+        n_lineless = 2;
+    }
     li_shadow_parts parts = {
         .original = original,
         .cs = cs,
-        .kinds = LI_EVENT_BIT(LI_LINE),
+        .kinds = kinds,
         .partial = w->partial,
         .n_units = w->n_units,
         .n_orig_units = w->n_orig,
@@ -491,7 +572,7 @@ li_build_line_shadow(PyCodeObject *original, li_code_state *cs, PyObject *consts
         .probes = w->probes,
         .n_probes = w->n_probes,
         .sites = w->sites,
-        .n_sites = w->n_probes,
+        .n_sites = w->n_sites,
         .pads = w->pads,
         .n_pads = w->n_pads,
         .n_resume_points = cb != NULL ? cb->n_resume_points : 0,
@@ -507,7 +588,7 @@ li_build_line_shadow(PyCodeObject *original, li_code_state *cs, PyObject *consts
         .locs = w->locs,
         .wide_lines = w->max_line > INT16_MAX,
         .lineless = (const int (*)[2])lineless,
-        .n_lineless = 1,
+        .n_lineless = n_lineless,
     };
     if (parts.linetable != NULL && parts.exctable != NULL) {
         shadow = li_assemble_shadow(&parts, consts);

@@ -1883,8 +1883,9 @@ li_build_shadow(PyCodeObject *original, li_code_state *cs, li_event_set kinds,
     /* (A pending refresh needs an entry probe.) */
     bool placeholders = !every_site && kinds != 0 &&
                         ((cs != NULL && cs->refresh_pending) || may_leave_out(cs, kinds));
-    if (kinds == LI_EVENT_BIT(LI_LINE) && !placeholders) {
-        PyCodeObject *shadow = li_build_line_shadow(original, cs, consts, every_site);
+    if (kinds != 0 && (kinds & ~(LI_EVENT_BIT(LI_LINE) | LI_EVENT_BIT(LI_PY_START))) == 0) {
+        PyCodeObject *shadow = li_build_line_shadow(original, cs, kinds, consts, every_site,
+                                                    placeholders);
 #ifdef LI_CROSSCHECK_LINE_SHADOWS
         if (shadow != NULL) {
             PyCodeObject *general = build_general(original, cs, kinds, consts, every_site,
