@@ -40,24 +40,34 @@ def test_a_trace_function_sees_the_call_before_py_start(M: Any, tool: Tool) -> N
     assert order == ["trace call", "PY_START"]
 
 
-def test_lines_turned_on_as_a_generator_first_runs(M: Any, tool: Tool) -> None:
-    # The callback asks for the generator's lines as it first runs: its
-    # frame goes on past PY_START with them, its values intact.
-    def gen(n: int) -> Iterator[int]:
-        for i in range(n):
-            yield i * 2
+def _doubles(n: int) -> Iterator[int]:
+    for i in range(n):
+        yield i * 2
 
-    first = gen.__code__.co_firstlineno
+
+def _lines_from_first_start(M: Any, tool: Tool) -> List[int]:
+    """What a coverage tool does: PY_START everywhere, and where
+    :func:`_doubles` first starts, its LINE (recorded relative to its first
+    line in the list returned) and PY_START disabled."""
+    first = _doubles.__code__.co_firstlineno
     lines: List[int] = []
 
     def start(code: Any, offset: int) -> Any:
-        if code is gen.__code__:
+        if code is _doubles.__code__:
             M.set_local_events(tool.id, code, M.events.LINE)
         return M.DISABLE
 
     tool.register(M.events.PY_START, start)
     tool.register(M.events.LINE, lambda code, line: lines.append(line - first))
     tool.set_events(M.events.PY_START)
+    return lines
+
+
+def test_lines_turned_on_as_a_generator_first_runs(M: Any, tool: Tool) -> None:
+    # The callback asks for the generator's lines as it first runs: its
+    # frame goes on past PY_START with them, its values intact.
+    gen = _doubles
+    lines = _lines_from_first_start(M, tool)
     try:
         assert list(gen(2)) == [0, 2]
         assert gen(1).send(None) == 0
@@ -68,6 +78,30 @@ def test_lines_turned_on_as_a_generator_first_runs(M: Any, tool: Tool) -> None:
     # 3.10 on, on the last line on 3.9 (a LINE there).
     loop_exit = loop_exit_rel_line(gen)
     assert lines == [1, 2, 1, 2, 1] + ([loop_exit] if loop_exit != 1 else []) + [1, 2]
+
+
+def test_lines_turned_on_as_a_generator_first_runs_reach_its_other_generators(
+        M: Any, tool: Tool) -> None:
+    # As above, with other generators of the code waiting: one suspended
+    # since before PY_START was on, one made but not started.  Each reports
+    # its lines from where it goes on.
+    gen = _doubles
+    suspended = gen(3)
+    assert next(suspended) == 0
+    lines = _lines_from_first_start(M, tool)
+    try:
+        waiting = gen(1)
+        assert next(gen(1)) == 0
+        assert lines == [1, 2]
+        del lines[:]
+        assert list(waiting) == [0]
+        assert list(suspended) == [2, 4]
+    finally:
+        tool.set_events(0)
+        M.set_local_events(tool.id, gen.__code__, 0)
+    loop_exit = loop_exit_rel_line(gen)
+    exit_lines = [loop_exit] if loop_exit != 1 else []
+    assert lines == [1, 2, 1] + exit_lines + [1, 2, 1, 2, 1] + exit_lines
 
 
 def test_disabled_where_it_fired_it_fires_again_after_restart(M: Any, tool: Tool) -> None:

@@ -54,17 +54,22 @@ li_frame_in_probe(_PyInterpreterFrame *frame)
     return at >= 0 && ((const li_probe *)((const char *)lp->probes + at))->resume_unit >= 0;
 }
 
+/* co_extra's layout, which 3.11 keeps to Objects/codeobject.c. */
+typedef struct {
+    Py_ssize_t ce_size;
+    void *ce_extras[1];
+} code_extra;
+
 li_probes *
 li_shadow_probes(PyCodeObject *code)
 {
-    void *extra = NULL;
-    if (shadow_index < 0 ||
-        _PyCode_GetExtra((PyObject *)code, shadow_index, &extra) < 0)
-    {
-        PyErr_Clear();
+    /* _PyCode_GetExtra()'s read without its call and checks: every
+       collection asks this of each function it traverses (transparency.c). */
+    const code_extra *extra = (const code_extra *)code->co_extra;
+    if (shadow_index < 0 || extra == NULL || shadow_index >= extra->ce_size) {
         return NULL;
     }
-    return (li_probes *)extra;
+    return (li_probes *)extra->ce_extras[shadow_index];
 }
 
 /* Whether `lp`'s restart is left to the next frame that comes in: frames

@@ -399,7 +399,14 @@ traverse_mapped(PyObject *self, visitproc visit, void *arg)
         }
     }
     assert(native != NULL);
-    if (li_all_shadows() == NULL) {
+    /* Of a function's referents only its code can be a shadow (Python code
+       never holds one to make it a default, say): a function that runs its
+       original, which most do, is traversed as it is, as the collector
+       traverses every function in each full collection. */
+    if (li_all_shadows() == NULL ||
+        (native == traverse_patches[0].native &&
+         li_shadow_probes((PyCodeObject *)((PyFunctionObject *)self)->func_code) == NULL))
+    {
         return native(self, visit, arg);
     }
     mapped_visit mapped = {visit, arg};

@@ -988,16 +988,49 @@ relink_parents(li_code_state *cs)
     return 0;
 }
 
+typedef struct {
+    PyCodeObject *original;
+    PyObject *found;          /* a list */
+} generators_of;
+
+static int
+collect_generator_of(PyObject *op, void *arg)
+{
+    generators_of *of = (generators_of *)arg;
+    if (Py_TYPE(op)->tp_finalize != _PyGen_Finalize || !is_generator_like(op)) {
+        return 0;
+    }
+    PyGenObject *gen = (PyGenObject *)op;
+    if (gen->gi_frame_state != FRAME_CREATED && gen->gi_frame_state != FRAME_SUSPENDED) {
+        return 0;
+    }
+    PyCodeObject *code = ((_PyInterpreterFrame *)gen->gi_iframe)->f_code;
+    return li_backend_original(code) == of->original ? PyList_Append(of->found, op) : 0;
+}
+
+/* Moves the generators of `cs`'s code that have not started or are
+ * suspended to the code they should run now.  0 or -1. */
+static int
+update_generators_of(li_code_state *cs)
+{
+    /* Collected first: moving one may allocate objects the collector
+       tracks, which a walk must not meet. */
+    generators_of of = {cs->code, PyList_New(0)};
+    if (of.found == NULL) {
+        return -1;
+    }
+    int err = li_walk_heap(collect_generator_of, &of);
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(of.found) && err == 0; i++) {
+        err = update_generator((PyGenObject *)PyList_GET_ITEM(of.found, i));
+    }
+    Py_DECREF(of.found);
+    return err;
+}
+
 int
 li_backend_update_code(li_code_state *cs, bool grew)
 {
     PyCodeObject *code = cs->code;
-    /* Suspended generators of the code are found only by walking the heap,
-       and so are its functions when its original has no room for an entry
-       trampoline (below). */
-    if (code->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR)) {
-        return li_backend_update(grew);
-    }
     /* Functions that point at a shadow that must go find the current one
        at its entry probe, unless that probe cannot redirect them without
        losing events: then every function of the code is pointed elsewhere. */
@@ -1046,6 +1079,13 @@ li_backend_update_code(li_code_state *cs, bool grew)
         }
     }
     int err = update_thread_frames(cs);
+    /* Its generators that wait to start or to resume are found only by
+       walking the heap (but only they need a look: a whole update, which
+       looks at every function too, cost a big program milliseconds for each
+       generator function that a coverage tool gave LINE as it started). */
+    if (err == 0 && (code->co_flags & (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR))) {
+        err = update_generators_of(cs);
+    }
     if (err == 0) {
         err = li_trampolines_disarm_unneeded_of(cs);
         li_trampolines_settle();
