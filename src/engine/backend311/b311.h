@@ -525,6 +525,16 @@ PyCodeObject *li_build_line_shadow(PyCodeObject *original, li_code_state *cs,
 bool li_line_shadow_differs(PyCodeObject *fast, PyCodeObject *general);
 #endif
 
+/* Whether `op` is a generator, a coroutine or an async generator.  Most
+ * objects are none of them: one look at their type's finalizer, which those
+ * share, tells them apart (a walk of a big heap is mostly this test). */
+static inline bool
+li_is_generator_like(PyObject *op)
+{
+    return Py_TYPE(op)->tp_finalize == _PyGen_Finalize &&
+           (PyGen_CheckExact(op) || PyCoro_CheckExact(op) || Py_IS_TYPE(op, &PyAsyncGen_Type));
+}
+
 /* The stack effect of an instruction that goes on with the next one
  * (analysis.c). */
 int li_fall_through_effect(int opcode, int oparg);

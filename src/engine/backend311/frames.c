@@ -13,12 +13,6 @@
  * code, which tracers and tools would see. */
 static PyObject *older_generators;
 
-static bool
-is_generator_like(PyObject *op)
-{
-    return PyGen_CheckExact(op) || PyCoro_CheckExact(op) || Py_IS_TYPE(op, &PyAsyncGen_Type);
-}
-
 /* Threads that raised the audit event "sys.settrace" and may not have their
  * trace function yet.  CPython sets it after all the audit hooks: Python
  * ones (sys.addaudithook) run after the engine's, and they, or another
@@ -215,7 +209,7 @@ li_unseen_frames_capacity(PyCodeObject *code)
     PyObject *address, *ref;
     while (PyDict_Next(older_generators, &pos, &address, &ref)) {
         PyObject *op = PyWeakref_GET_OBJECT(ref);   /* borrowed; None once gone */
-        if (!is_generator_like(op)) {
+        if (!li_is_generator_like(op)) {
             continue;
         }
         PyGenObject *gen = (PyGenObject *)op;
@@ -239,7 +233,7 @@ li_older_generator_in(PyCodeObject *code, int low, int high)
     PyObject *address, *ref;
     while (PyDict_Next(older_generators, &pos, &address, &ref)) {
         PyObject *op = PyWeakref_GET_OBJECT(ref);   /* borrowed; None once gone */
-        if (!is_generator_like(op) || ((PyGenObject *)op)->gi_frame_state != FRAME_SUSPENDED) {
+        if (!li_is_generator_like(op) || ((PyGenObject *)op)->gi_frame_state != FRAME_SUSPENDED) {
             continue;
         }
         _PyInterpreterFrame *frame = (_PyInterpreterFrame *)((PyGenObject *)op)->gi_iframe;
@@ -375,7 +369,7 @@ li_frames_init(void)
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(objects); i++) {
         PyObject *op = PyList_GET_ITEM(objects, i);
-        if (!is_generator_like(op)) {
+        if (!li_is_generator_like(op)) {
             continue;
         }
         PyObject *address = PyLong_FromVoidPtr(op);

@@ -187,6 +187,44 @@ reach(walk *w, int t, int depth, int from)
     return true;
 }
 
+/* Writes a probe of `kind` for instruction `i` at *pos, over the sites
+ * added since `first_site`, owned by the original unit `owner` and with the
+ * location of `loc`; past it.  A frame it diverts goes on at `phase`.  The
+ * first probe of the instruction after RESUME 0 is the entry probe. */
+static void
+write_probe(walk *w, int i, int first_site, int kind, int phase, int owner, int loc, int *pos)
+{
+    instr *in = &w->ins[i];
+    int k = w->n_probes++;
+    int n_sites = w->n_sites - first_site;
+    bool diverts = in->depth <= w->probe_depth_bound;
+    w->probes[k] = (li_probe){
+        .unit = *pos,
+        .first_site = first_site,
+        .resume_unit = diverts ? in->start : -1,
+        .resume_phase = diverts ? (uint8_t)phase : 0,
+        .n_sites = (uint8_t)n_sites,
+        .depth = in->depth,
+        .kind = (uint8_t)kind,
+        .size = (uint8_t)w->probe_size,
+        /* (PY_START's and LINE's are delivered the simple way.) */
+        .simple = n_sites == 1,
+        .lead_simple = n_sites > 0,
+    };
+    li_emit_with_prefixes(w->code + *pos, w->probe_size - LI_PROBE_BASE_SIZE, LOAD_CONST,
+                          w->probes_const);
+    li_fill_units(w->orig_of + *pos, w->probe_size, owner, 0);
+    li_fill_units(w->loc_of + *pos, w->probe_size, loc, 0);
+    *pos += w->probe_size;
+    const instr *prev = i > 0 ? &w->ins[i - 1] : NULL;
+    if (prev != NULL && prev->opcode == RESUME && prev->oparg == 0 &&
+        !(in->flags & (HAS_AFTER | HAS_LINE)))
+    {
+        w->entry_probe = k;
+        w->entry_only_at_start = !(in->flags & JUMPED_TO);
+    }
+}
+
 /* Writes the probe of instruction `i`, right after a RESUME, that fires
  * PY_START there if a tool wants it, or a placeholder (the general builder's
  * AFTER probe, which PY_RESUME would share). */
@@ -195,9 +233,8 @@ after_probe(walk *w, int i, int *pos)
 {
     instr *in = &w->ins[i];
     const instr *resume = &w->ins[i - 1];
-    bool start = resume->oparg == 0;
     int first_site = w->n_sites;
-    if (start && w->want_start) {
+    if (resume->oparg == 0 && w->want_start) {
         if (w->every_site || li_tools_at(w->cs, LI_PY_START, resume->op)) {
             w->sites[w->n_sites++] = (li_site){NULL, resume->op, 0, (uint8_t)LI_PY_START, NULL};
         }
@@ -209,31 +246,10 @@ after_probe(walk *w, int i, int *pos)
     if (placeholder && !w->placeholders) {
         return;
     }
-    int k = w->n_probes++;
-    bool diverts = in->depth <= w->probe_depth_bound;
-    w->probes[k] = (li_probe){
-        .unit = *pos,
-        .first_site = first_site,
-        .resume_unit = diverts ? in->start : -1,
-        /* A placeholder's frame has yet to see what the probes there fire. */
-        .resume_phase = !diverts ? 0 : placeholder ? LI_LAND_BEFORE_AFTER : LI_LAND_FALLTHROUGH,
-        .n_sites = (uint8_t)(w->n_sites - first_site),
-        .depth = in->depth,
-        .kind = LI_PROBE_AFTER,
-        .size = (uint8_t)w->probe_size,
-        .simple = !placeholder,
-        .lead_simple = !placeholder,
-    };
-    li_emit_with_prefixes(w->code + *pos, w->probe_size - LI_PROBE_BASE_SIZE, LOAD_CONST,
-                          w->probes_const);
-    li_fill_units(w->orig_of + *pos, w->probe_size, resume->op, 0);
-    li_fill_units(w->loc_of + *pos, w->probe_size, -1, 0);
-    *pos += w->probe_size;
+    /* A placeholder's frame has yet to see what the probes there fire. */
+    write_probe(w, i, first_site, LI_PROBE_AFTER,
+                placeholder ? LI_LAND_BEFORE_AFTER : LI_LAND_FALLTHROUGH, resume->op, -1, pos);
     in->flags |= HAS_AFTER;
-    if (start) {
-        w->entry_probe = k;
-        w->entry_only_at_start = !(in->flags & JUMPED_TO);
-    }
 }
 
 /* Writes the LINE probe of instruction `i` at line `line` (and the jump
@@ -257,31 +273,10 @@ line_probe(walk *w, int i, int line, int *pos)
         in->flags |= HAS_SKIP;
         ++*pos;
     }
-    int k = w->n_probes++;
-    bool diverts = in->depth <= w->probe_depth_bound;
-    w->probes[k] = (li_probe){
-        .unit = *pos,
-        .first_site = w->n_sites,
-        .resume_unit = diverts ? in->start : -1,
-        .resume_phase = diverts ? LI_LAND_AFTER_LINE : 0,
-        .n_sites = 1,
-        .depth = in->depth,
-        .kind = LI_PROBE_LINE,
-        .size = (uint8_t)w->probe_size,
-        .simple = true,
-        .lead_simple = true,
-    };
+    int first_site = w->n_sites;
     w->sites[w->n_sites++] = (li_site){NULL, in->op, line, (uint8_t)LI_LINE, NULL};
-    li_emit_with_prefixes(w->code + *pos, w->probe_size - LI_PROBE_BASE_SIZE, LOAD_CONST,
-                          w->probes_const);
-    li_fill_units(w->orig_of + *pos, w->probe_size, in->op, 0);
-    li_fill_units(w->loc_of + *pos, w->probe_size, in->op, 0);
-    *pos += w->probe_size;
+    write_probe(w, i, first_site, LI_PROBE_LINE, LI_LAND_AFTER_LINE, in->op, in->op, pos);
     in->flags |= HAS_LINE;
-    if (prev != NULL && prev->opcode == RESUME && prev->oparg == 0 && !(in->flags & HAS_AFTER)) {
-        w->entry_probe = k;
-        w->entry_only_at_start = !(in->flags & JUMPED_TO);
-    }
 }
 
 /* Writes instruction `i` at `pos`, its jump if it goes back; past it. */

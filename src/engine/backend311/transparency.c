@@ -404,7 +404,7 @@ traverse_mapped(PyObject *self, visitproc visit, void *arg)
        original, which most do, is traversed as it is, as the collector
        traverses every function in each full collection. */
     if (li_all_shadows() == NULL ||
-        (native == traverse_patches[0].native &&
+        (Py_IS_TYPE(self, &PyFunction_Type) &&
          li_shadow_probes((PyCodeObject *)((PyFunctionObject *)self)->func_code) == NULL))
     {
         return native(self, visit, arg);

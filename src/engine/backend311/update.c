@@ -827,13 +827,6 @@ arm_trampolines(PyObject *runnables)
 
 /* ---- finding what can run ------------------------------------------------ */
 
-static bool
-is_generator_like(PyObject *op)
-{
-    return PyGen_CheckExact(op) || PyCoro_CheckExact(op) ||
-           Py_IS_TYPE(op, &PyAsyncGen_Type);
-}
-
 int
 li_walk_heap(int (*visit)(PyObject *op, void *arg), void *arg)
 {
@@ -853,12 +846,7 @@ li_walk_heap(int (*visit)(PyObject *op, void *arg), void *arg)
 static int
 collect_runnable(PyObject *op, void *found)
 {
-    /* Most objects are neither: one look at their type's finalizer, which
-       generators, coroutines and async generators share, tells them apart
-       from those (a walk of a big heap is mostly this test). */
-    PyTypeObject *type = Py_TYPE(op);
-    bool runnable = type == &PyFunction_Type ||
-                    (type->tp_finalize == _PyGen_Finalize && is_generator_like(op));
+    bool runnable = Py_IS_TYPE(op, &PyFunction_Type) || li_is_generator_like(op);
     /* Appending to a list allocates nothing the collector tracks. */
     return runnable ? PyList_Append(found, op) : 0;
 }
@@ -997,7 +985,7 @@ static int
 collect_generator_of(PyObject *op, void *arg)
 {
     generators_of *of = (generators_of *)arg;
-    if (Py_TYPE(op)->tp_finalize != _PyGen_Finalize || !is_generator_like(op)) {
+    if (!li_is_generator_like(op)) {
         return 0;
     }
     PyGenObject *gen = (PyGenObject *)op;
