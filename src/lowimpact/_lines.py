@@ -6,9 +6,12 @@ offset is the one ``PyCode_Addr2Line`` gives (every instruction has one).
 
 from __future__ import annotations
 
-import dis
-from types import CodeType
-from typing import Iterator, Optional, Tuple
+# (Not dis nor typing when imported: `cover run`'s program process imports
+# this before the program starts, on 3.9.)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import CodeType
+    from typing import Iterator, Optional, Tuple
 
 
 def co_lines(code: CodeType) -> Iterator[Tuple[int, int, Optional[int]]]:
@@ -17,6 +20,8 @@ def co_lines(code: CodeType) -> Iterator[Tuple[int, int, Optional[int]]]:
     if lines is not None:
         yield from lines()
         return
+    import dis
+
     starts = list(dis.findlinestarts(code))
     end = len(code.co_code)
     if not starts or starts[0][0] != 0:

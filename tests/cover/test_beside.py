@@ -331,6 +331,26 @@ def test_no_warning_of_the_helpers_own_imports(tmp_path: Path) -> None:
     assert "Module tomllib was never imported" in proc.stderr, proc.stderr
 
 
+def test_branch_imports_nothing_more_before_the_program(tmp_path: Path) -> None:
+    """With --branch the program's process imports no more than with lines
+    alone before the program's first line, but lowimpact's bytecode readers
+    (it once imported dis and typing with them to read one constant: ~8 ms
+    of every run), and nothing of coverage.py either way."""
+    programs = copy_programs(tmp_path)
+    (programs / "modules.py").write_text(
+        "import sys\nprint(' '.join(sorted(sys.modules)))\n")
+    imported = {}
+    for mode in ([], ["--branch"]):
+        proc = python(["-m", "lowimpact", "cover", "run", *mode, "--source", ".", "modules.py"],
+                      programs)
+        assert proc.returncode == 0, proc.stderr
+        imported[bool(mode)] = set(proc.stdout.split())
+    assert {name for name in imported[True] - imported[False]
+            if not name.startswith("lowimpact.")} == set()
+    assert not {name for name in imported[False] if name.split(".")[0] == "coverage"}
+    assert "lowimpact.tools.cover.beside" in imported[False]
+
+
 def test_a_program_that_puts_other_things_on_sys_path(tmp_path: Path) -> None:
     programs = copy_programs(tmp_path)
     (programs / "paths.py").write_text(

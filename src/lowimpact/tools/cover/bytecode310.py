@@ -15,11 +15,12 @@ from the source.
 
 from __future__ import annotations
 
-import dis
-import types
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
-
-from lowimpact.tools.cover.columns310 import locate
+# (Neither dis, typing nor the column finder's ast when imported: `cover
+# run`'s program process reads MID_LINE_ENTRY alone before the program starts.)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import types
+    from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 __all__ = ["BRANCHES", "FALLS_THROUGH", "JUMP_BYTES", "MID_LINE_ENTRY", "handlers",
            "line_ranges", "locate", "positions"]
@@ -37,12 +38,14 @@ BRANCHES: Dict[str, Tuple[str, str]] = {"JUMP_IF_NOT_EXC_MATCH": ("no match", "m
 
 _ENDS = frozenset({"RETURN_VALUE", "RERAISE", "RAISE_VARARGS"})
 _GOES_TO = frozenset({"JUMP_ABSOLUTE", "JUMP_FORWARD"})
-_JUMPS = frozenset(dis.hasjrel) | frozenset(dis.hasjabs)
 
 
 def handlers(code: types.CodeType) -> List[Tuple[int, int, int]]:
     """``(start, end, target)``: the innermost handler of each run of
     instructions that has one (unreachable code has none)."""
+    import dis
+
+    jumps = frozenset(dis.hasjrel) | frozenset(dis.hasjabs)
     found = list(dis.get_instructions(code))
     index = {ins.offset: i for i, ins in enumerate(found)}
     # offset -> the handlers of its block stack, innermost last
@@ -65,7 +68,7 @@ def handlers(code: types.CodeType) -> List[Tuple[int, int, int]]:
             elif name in _GOES_TO:
                 offset = ins.argval
                 continue
-            elif ins.opcode in _JUMPS:
+            elif ins.opcode in jumps:
                 work.append((ins.argval, blocks))
             if i + 1 == len(found):
                 break
@@ -81,6 +84,13 @@ def handlers(code: types.CodeType) -> List[Tuple[int, int, int]]:
         else:
             ranges.append((ins.offset, end, blocks[-1]))
     return ranges
+
+
+def locate(code: types.CodeType, points: Sequence) -> bool:
+    """The columns of *points* found in the source (:mod:`.columns310`)."""
+    from lowimpact.tools.cover.columns310 import locate as locate_in_source
+
+    return locate_in_source(code, points)
 
 
 def positions(code: types.CodeType, units: Sequence[int]) -> Optional[List[tuple]]:
