@@ -23,7 +23,9 @@
  *                      unless the lines tell it: a branch that repeats one
  *                      way HOT_REPEATS times is DISABLEd when implied_of
  *                      says that some statement runs only after its other
- *                      way (a loop's exit, an `if`'s body).
+ *                      way (a loop's exit, an `if`'s body).  Each way seen
+ *                      answers LOWIMPACT_DISABLE_WAY, which the 3.11 engine
+ *                      honours: there a one-way branch reports once.
  *
  * What is recorded is raw: code objects, line numbers and offset pairs.
  * Turning offset pairs into coverage.py's line arcs needs the bytecode and
@@ -549,7 +551,7 @@ on_branch(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
     OneWay *seen = one_way_slot(self, args[0], source);
     if (seen->code == args[0] && seen->source == source && seen->destination == destination) {
         if (self->implied_of == NULL || ++seen->repeats != HOT_REPEATS) {
-            return LOWIMPACT_CONTINUE;
+            return LOWIMPACT_DISABLE_WAY;
         }
         return on_hot_one_way(self, args[0], args[1], source, destination);
     }
@@ -598,6 +600,9 @@ on_branch(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
         }
         *seen = (OneWay){.code = args[0], .source = source, .destination = destination,
                          .repeats = 0};
+        /* Recorded: this way need not come again (the engine stops it; where
+           it cannot, the cache above answers the repeats). */
+        result = LOWIMPACT_DISABLE_WAY;
     }
     Py_DECREF(per_source);
     return result;

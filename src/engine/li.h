@@ -103,6 +103,11 @@ enum {
 #define LI_EVENT_COUNT 17
 /* Events below this id can be set per code object and disabled per location. */
 #define LI_LOCAL_EVENT_COUNT 10
+/* DISABLE marks: one per local event, and one per way of a branch
+ * (LOWIMPACT_DISABLE_WAY; li_site.way). */
+#define LI_MARK_BRANCH_JUMPED LI_LOCAL_EVENT_COUNT
+#define LI_MARK_BRANCH_ON (LI_LOCAL_EVENT_COUNT + 1)
+#define LI_MARK_COUNT (LI_LOCAL_EVENT_COUNT + 2)
 /* C_RETURN and C_RAISE are not selected on their own: they follow CALL. */
 #define LI_UNGROUPED_EVENT_COUNT 15
 
@@ -143,6 +148,9 @@ typedef struct {
     /* Counts DISABLE marks made: a probe whose firing made none stays armed
        without checking its tools again. */
     uint64_t disables;
+    /* Tools whose C callback of BRANCH answered LOWIMPACT_DISABLE_WAY since
+       the back end cleared it (it marks the way of the site it fired). */
+    uint8_t ways_done;
     /* Changes whenever who gets which event may have changed (callbacks,
        event sets, DISABLE marks, shadows replaced): back ends may keep
        what they looked up for an event while it stays the same.  Never 0. */
@@ -190,7 +198,7 @@ typedef struct li_code_state {
        not change in between (li_code_state_refresh). */
     uint8_t active_tools[LI_LOCAL_EVENT_COUNT];
     uint32_t disable_epoch;                      /* li_reg.disable_epoch of the marks */
-    uint8_t *disabled[LI_LOCAL_EVENT_COUNT];     /* NULL until first DISABLE of e */
+    uint8_t *disabled[LI_MARK_COUNT];            /* NULL until first DISABLE of e */
     Py_ssize_t n_units;
     bool excluded;      /* lowimpact's own API code: never instrumented */
     /* Code built ahead of its next start (too short for an entry trampoline)
@@ -280,6 +288,19 @@ li_tools_at(const li_code_state *cs, int event, Py_ssize_t unit)
     return tools;
 }
 
+/* li_tools_at() for BRANCH at `unit`, less the tools that no longer want
+ * its way `mark` (LI_MARK_BRANCH_*; 0: either way). */
+static inline uint8_t
+li_tools_at_way(const li_code_state *cs, Py_ssize_t unit, int mark)
+{
+    uint8_t tools = li_tools_at(cs, LI_BRANCH, unit);
+    const uint8_t *disabled = mark != 0 && cs != NULL ? cs->disabled[mark] : NULL;
+    if (disabled != NULL && cs->disable_epoch == li_reg.disable_epoch) {
+        tools &= (uint8_t)~disabled[unit];
+    }
+    return tools;
+}
+
 /* li_tools_at() for a local event other than C_RETURN and C_RAISE, in code
  * with a state: the case of most events, which is worth its own path. */
 static inline uint8_t
@@ -299,7 +320,8 @@ li_event_set li_wanted_events(const li_code_state *cs);
 /* The events any tool wants globally. */
 li_event_set li_global_events(void);
 
-/* Records that `tool` returned DISABLE for `event` at `unit`.  -1 on error. */
+/* Records that `tool` returned DISABLE for `event` at `unit` (`event` a
+ * local event, or LI_MARK_BRANCH_* for LOWIMPACT_DISABLE_WAY).  -1 on error. */
 int li_code_state_disable(li_code_state *cs, int event, Py_ssize_t unit, int tool);
 
 /* ---- delivering events ---------------------------------------------------- */
@@ -377,6 +399,9 @@ li_call_one(PyThreadState *tstate, int tool, int event, PyObject **args, size_t 
             return -1;
         }
         disable = result == LOWIMPACT_DISABLE;
+        if (result == LOWIMPACT_DISABLE_WAY && event == LI_BRANCH) {
+            li_reg.ways_done |= (uint8_t)(1 << tool);
+        }
     }
     else {
         PyObject *self = NULL;

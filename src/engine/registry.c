@@ -64,7 +64,7 @@ code_state_free(void *ptr)
     unlink_from(&local_codes, cs, LOCAL_LINKS);
     unlink_from(&marked_codes, cs, MARKED_LINKS);
     li_backend_code_state_free(cs);
-    for (int e = 0; e < LI_LOCAL_EVENT_COUNT; e++) {
+    for (int e = 0; e < LI_MARK_COUNT; e++) {
         PyMem_Free(cs->disabled[e]);
     }
     PyMem_Free(cs);
@@ -162,15 +162,25 @@ li_code_state_unlist_marked(li_code_state *cs)
     unlink_from(&marked_codes, cs, MARKED_LINKS);
 }
 
-/* Forgets what `tool` disabled of `event` in `cs`. */
 static void
-forget_disabled(li_code_state *cs, int event, int tool)
+forget_marks(li_code_state *cs, int mark, int tool)
 {
-    uint8_t *marks = cs->disabled[event];
+    uint8_t *marks = cs->disabled[mark];
     if (marks != NULL) {
         for (Py_ssize_t u = 0; u < cs->n_units; u++) {
             marks[u] &= (uint8_t)~(1 << tool);
         }
+    }
+}
+
+/* Forgets what `tool` disabled of `event` in `cs` (of BRANCH, each way too). */
+static void
+forget_disabled(li_code_state *cs, int event, int tool)
+{
+    forget_marks(cs, event, tool);
+    if (event == LI_BRANCH) {
+        forget_marks(cs, LI_MARK_BRANCH_JUMPED, tool);
+        forget_marks(cs, LI_MARK_BRANCH_ON, tool);
     }
 }
 
@@ -180,8 +190,10 @@ li_code_state_refresh_forgets(const li_code_state *cs)
     if (cs->disable_epoch != li_reg.disable_epoch) {
         return false;   /* restart_events() voided the marks already */
     }
-    for (int e = 0; e < LI_LOCAL_EVENT_COUNT; e++) {
-        uint8_t changed = cs->active_tools[e] ^ (li_reg.global_tools[e] | cs->local_tools[e]);
+    for (int e = 0; e < LI_MARK_COUNT; e++) {
+        int event = e < LI_LOCAL_EVENT_COUNT ? e : LI_BRANCH;
+        uint8_t changed = cs->active_tools[event] ^
+                          (li_reg.global_tools[event] | cs->local_tools[event]);
         const uint8_t *marks = cs->disabled[e];
         for (Py_ssize_t u = 0; changed != 0 && marks != NULL && u < cs->n_units; u++) {
             if (marks[u] & changed) {
@@ -290,11 +302,11 @@ li_wanted_events(const li_code_state *cs)
 int
 li_code_state_disable(li_code_state *cs, int event, Py_ssize_t unit, int tool)
 {
-    assert(li_event_is_local(event));
+    assert(event >= 0 && event < LI_MARK_COUNT);
     assert(unit >= 0 && unit < cs->n_units);
     if (cs->disable_epoch != li_reg.disable_epoch) {
         /* restart_events() ran since the last mark: forget the old marks. */
-        for (int e = 0; e < LI_LOCAL_EVENT_COUNT; e++) {
+        for (int e = 0; e < LI_MARK_COUNT; e++) {
             if (cs->disabled[e] != NULL) {
                 memset(cs->disabled[e], 0, (size_t)cs->n_units);
             }

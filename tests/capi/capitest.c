@@ -165,6 +165,7 @@ fire(PyObject *self, PyObject *args)
 
 static PyObject *calls_seen;            /* list of (tool, event, args tuple) */
 static long disable_after[TOOLS][EVENTS];
+static int answer_after[TOOLS][EVENTS]; /* what it returns from then on */
 static long raise_at[TOOLS][EVENTS];    /* the call that raises RuntimeError (0: none) */
 static long call_count[TOOLS][EVENTS];
 static int tool_of[TOOLS] = {0, 1, 2, 3, 4, 5};
@@ -193,7 +194,7 @@ record(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
         return -1;
     }
     return disable_after[tool][event] > 0 && n >= disable_after[tool][event]
-           ? LOWIMPACT_DISABLE : LOWIMPACT_CONTINUE;
+           ? answer_after[tool][event] : LOWIMPACT_CONTINUE;
 }
 
 static PyObject *
@@ -202,7 +203,8 @@ install(PyObject *self, PyObject *args)
     (void)self;
     int tool, event;
     long after = 0, fail = 0;
-    if (!PyArg_ParseTuple(args, "ii|ll", &tool, &event, &after, &fail)) {
+    int answer = LOWIMPACT_DISABLE;
+    if (!PyArg_ParseTuple(args, "ii|lli", &tool, &event, &after, &fail, &answer)) {
         return NULL;
     }
     if (tool < 0 || tool >= TOOLS || event < 0 || event >= EVENTS) {
@@ -210,6 +212,7 @@ install(PyObject *self, PyObject *args)
         return NULL;
     }
     disable_after[tool][event] = after;
+    answer_after[tool][event] = answer;
     raise_at[tool][event] = fail;
     call_count[tool][event] = 0;
     if (LowImpact_RegisterCallback(tool, event, record, &tool_of[tool]) < 0) {

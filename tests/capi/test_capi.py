@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import subprocess
+import sys
 import sysconfig
 from pathlib import Path
 from types import ModuleType
@@ -449,3 +450,40 @@ def test_c_callback_of_branch(M: Any, capitest: ModuleType) -> None:
     # second: neither reports again, the loop's end included.
     assert until_disabled == every_pass[:4]
     assert restarted == every_pass[:2]
+
+
+LOWIMPACT_DISABLE_WAY = 2
+
+
+def test_c_callback_disables_a_way_of_a_branch(M: Any, capitest: ModuleType) -> None:
+    """LOWIMPACT_DISABLE_WAY from a C callback of BRANCH: the 3.11 engine
+    stops reporting that way of the branch (the other way still reports)
+    until restart_events(); elsewhere it is LOWIMPACT_CONTINUE."""
+    code = branchy.__code__
+    capitest.tool_setup(2, "c tool", 0)
+    capitest.tool_local(2, code, M.events.BRANCH)
+    try:
+        capitest.install(2, BRANCH)
+        capitest.calls()
+        branchy(6)
+        every_pass = capitest.calls()
+        capitest.install(2, BRANCH, 1, 0, LOWIMPACT_DISABLE_WAY)
+        branchy(6)
+        branchy(6)
+        told_once = capitest.calls()
+        M.restart_events()
+        branchy(6)
+        restarted = capitest.calls()
+    finally:
+        capitest.tool_local(2, code, 0)
+        capitest.uninstall(2, BRANCH)
+        capitest.tool_teardown(2)
+    each_way = list(dict.fromkeys(every_pass))
+    assert len(each_way) == 4   # the loop's and the `if`'s two ways each
+    # (The 3.11 engine is the one that tells a branch's ways apart.)
+    if sys.version_info[:2] == (3, 11):
+        assert told_once == each_way
+        assert restarted == each_way
+    else:
+        assert told_once == every_pass * 2
+        assert restarted == every_pass

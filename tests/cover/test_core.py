@@ -510,7 +510,9 @@ def test_implied_of_not_known_yet_is_asked_again(answers: list, asked: int) -> N
     """implied_of (which `cover run` answers from the coverage.py process
     beside the program, once that process is ready) may answer
     NotImplemented: the branch is asked about again after 4096 more
-    repeats, until an answer is cached for its code object."""
+    repeats, until an answer is cached for its code object.  (On 3.11 the
+    engine stops each way of a branch once recorded: nothing repeats and
+    nothing is asked.)"""
     calls = []
 
     def implied_of(code, filename):
@@ -524,7 +526,7 @@ def test_implied_of_not_known_yet_is_asked_again(answers: list, asked: int) -> N
         one_way(10_000, 10_000)   # the loop's way and the if's, 64 + 2 * 4096 times and more
     finally:
         collector.stop()
-    assert calls == [one_way.__code__] * asked
+    assert calls == [one_way.__code__] * (0 if sys.version_info[:2] == (3, 11) else asked)
     codes, _, branches, _ = collector.data()
     (key,) = [k for k, (code, _) in codes.items() if code is one_way.__code__]
     assert sorted(len(d) for d in branches[key].values()) == [1, 2]

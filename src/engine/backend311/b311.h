@@ -251,6 +251,7 @@ typedef struct {
                              CALL: number of arguments; for CALL_FUNCTION_EX
                              -1, -2 with a keyword mapping */
     uint8_t event;
+    uint8_t way;          /* BRANCH: LI_MARK_BRANCH_JUMPED or _ON, else 0 */
     PyObject *dest;       /* owned, made at first use: JUMP's and BRANCH's
                              third argument (the destination offset) */
 } li_site;

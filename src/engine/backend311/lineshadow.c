@@ -236,7 +236,7 @@ after_probe(walk *w, int i, int *pos)
     int first_site = w->n_sites;
     if (resume->oparg == 0 && w->want_start) {
         if (w->every_site || li_tools_at(w->cs, LI_PY_START, resume->op)) {
-            w->sites[w->n_sites++] = (li_site){NULL, resume->op, 0, (uint8_t)LI_PY_START, NULL};
+            w->sites[w->n_sites++] = (li_site){NULL, resume->op, 0, (uint8_t)LI_PY_START, 0, NULL};
         }
         else {
             w->partial = true;
@@ -274,7 +274,7 @@ line_probe(walk *w, int i, int line, int *pos)
         ++*pos;
     }
     int first_site = w->n_sites;
-    w->sites[w->n_sites++] = (li_site){NULL, in->op, line, (uint8_t)LI_LINE, NULL};
+    w->sites[w->n_sites++] = (li_site){NULL, in->op, line, (uint8_t)LI_LINE, 0, NULL};
     write_probe(w, i, first_site, LI_PROBE_LINE, LI_LAND_AFTER_LINE, in->op, in->op, pos);
     in->flags |= HAS_LINE;
 }

@@ -349,7 +349,9 @@ probe_wanted(const li_probes *lp, const li_probe *p, int index)
     }
     for (int k = 0; k < p->n_sites; k++) {
         const li_site *s = &lp->sites[p->first_site + k];
-        if (li_tools_at(lp->cs, s->event, s->orig)) {
+        if (s->way != 0 ? li_tools_at_way(lp->cs, s->orig, s->way)
+                        : li_tools_at(lp->cs, s->event, s->orig))
+        {
             return true;
         }
         /* Re-raises also matter to RAISE and PY_THROW (events.c). */
@@ -863,9 +865,10 @@ fast_path_end(PyThreadState *tstate, li_probes *lp, li_probe *p, int result)
         }
         return fire_failed(frame, lp, p);
     }
-    if (result == LOWIMPACT_DISABLE) {
-        const li_site *s = &lp->sites[p->first_site];
-        if (li_code_state_disable(lp->cs, s->event, s->orig, p->fast_tool) < 0) {
+    const li_site *s = &lp->sites[p->first_site];
+    if (result == LOWIMPACT_DISABLE || (result == LOWIMPACT_DISABLE_WAY && s->way != 0)) {
+        int mark = result == LOWIMPACT_DISABLE ? s->event : s->way;
+        if (li_code_state_disable(lp->cs, mark, s->orig, p->fast_tool) < 0) {
             return fire_failed(frame, lp, p);
         }
         if (after_disable(lp, p, index) < 0) {

@@ -1157,7 +1157,7 @@ li_backend_debug_shadow(PyCodeObject *code, li_event_set events)
     }
     /* Every site of the events, as if tools wanted them there. */
     li_code_state scratch = *cs;
-    for (int e = 0; e < LI_LOCAL_EVENT_COUNT; e++) {
+    for (int e = 0; e < LI_MARK_COUNT; e++) {
         scratch.disabled[e] = NULL;
     }
     PyCodeObject *shadow = li_build_shadow(code, &scratch, events & LI_PROBED_EVENTS,

@@ -71,6 +71,12 @@ typedef struct {
  * exception set on error. */
 #define LOWIMPACT_CONTINUE 0
 #define LOWIMPACT_DISABLE 1
+/* From a BRANCH callback: this way of the branch (the jump, or going on) need
+ * not be reported to this tool again, the other still is -- until
+ * restart_events() or the tool's events there change, as DISABLE.  A hint:
+ * where the interpreter cannot tell the ways apart (natively, the 3.9/3.10
+ * back ends, more than one tool at the branch) it is LOWIMPACT_CONTINUE. */
+#define LOWIMPACT_DISABLE_WAY 2
 
 /* A C callback: `data` as registered, the event id, and the arguments a
  * Python callback of that event gets (the code object, or code-like object,
