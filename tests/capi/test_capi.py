@@ -410,6 +410,37 @@ def branchy(n: int) -> int:
     return total
 
 
+# What a C callback answers (lowimpact.h).
+LOWIMPACT_DISABLE = 1
+LOWIMPACT_DISABLE_WAY = 2
+
+
+def branchy_answering(M: Any, capitest: ModuleType, after: int, answer: int) -> tuple:
+    """The BRANCH calls of a C callback: of branchy(6) answering CONTINUE;
+    of two more calls answering `answer` from its `after`-th call on; of a
+    call after restart_events()."""
+    code = branchy.__code__
+    capitest.tool_setup(2, "c tool", 0)
+    capitest.tool_local(2, code, M.events.BRANCH)
+    try:
+        capitest.install(2, BRANCH)
+        capitest.calls()
+        branchy(6)
+        every_pass = capitest.calls()
+        capitest.install(2, BRANCH, after, 0, answer)
+        branchy(6)
+        branchy(6)
+        answered = capitest.calls()
+        M.restart_events()
+        branchy(6)
+        restarted = capitest.calls()
+    finally:
+        capitest.tool_local(2, code, 0)
+        capitest.uninstall(2, BRANCH)
+        capitest.tool_teardown(2)
+    return every_pass, answered, restarted
+
+
 def test_c_callback_of_branch(M: Any, capitest: ModuleType) -> None:
     """A C callback of BRANCH gets each pass's (code, offset, destination)
     as a Python callback does; its DISABLE silences both directions of
@@ -427,24 +458,8 @@ def test_c_callback_of_branch(M: Any, capitest: ModuleType) -> None:
         M.free_tool_id(3)
     # The loop's 6 passes and its end, the `if` of each pass: both ways each.
     assert len(seen) == 13 and len(set(seen)) == 4
-    capitest.tool_setup(2, "c tool", 0)
-    capitest.tool_local(2, code, M.events.BRANCH)
-    try:
-        capitest.install(2, BRANCH)
-        capitest.calls()
-        branchy(6)
-        every_pass = capitest.calls()
-        capitest.install(2, BRANCH, 3)   # DISABLE from the third call on
-        branchy(6)
-        branchy(6)
-        until_disabled = capitest.calls()
-        M.restart_events()
-        branchy(6)
-        restarted = capitest.calls()
-    finally:
-        capitest.tool_local(2, code, 0)
-        capitest.uninstall(2, BRANCH)
-        capitest.tool_teardown(2)
+    # DISABLE from the third call on
+    every_pass, until_disabled, restarted = branchy_answering(M, capitest, 3, LOWIMPACT_DISABLE)
     assert every_pass == [(2, BRANCH, args) for args in seen]
     # The loop's branch returns DISABLE at its second pass, the `if` at its
     # second: neither reports again, the loop's end included.
@@ -452,32 +467,13 @@ def test_c_callback_of_branch(M: Any, capitest: ModuleType) -> None:
     assert restarted == every_pass[:2]
 
 
-LOWIMPACT_DISABLE_WAY = 2
-
 
 def test_c_callback_disables_a_way_of_a_branch(M: Any, capitest: ModuleType) -> None:
     """LOWIMPACT_DISABLE_WAY from a C callback of BRANCH: the 3.11 engine
     stops reporting that way of the branch (the other way still reports)
     until restart_events(); elsewhere it is LOWIMPACT_CONTINUE."""
-    code = branchy.__code__
-    capitest.tool_setup(2, "c tool", 0)
-    capitest.tool_local(2, code, M.events.BRANCH)
-    try:
-        capitest.install(2, BRANCH)
-        capitest.calls()
-        branchy(6)
-        every_pass = capitest.calls()
-        capitest.install(2, BRANCH, 1, 0, LOWIMPACT_DISABLE_WAY)
-        branchy(6)
-        branchy(6)
-        told_once = capitest.calls()
-        M.restart_events()
-        branchy(6)
-        restarted = capitest.calls()
-    finally:
-        capitest.tool_local(2, code, 0)
-        capitest.uninstall(2, BRANCH)
-        capitest.tool_teardown(2)
+    every_pass, told_once, restarted = branchy_answering(M, capitest, 1,
+                                                         LOWIMPACT_DISABLE_WAY)
     each_way = list(dict.fromkeys(every_pass))
     assert len(each_way) == 4   # the loop's and the `if`'s two ways each
     # (The 3.11 engine is the one that tells a branch's ways apart.)
