@@ -667,12 +667,14 @@ deliver_site(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, l
     case LI_BRANCH:
         li_reg.ways_done = 0;
         err = li_cache_site_dest(s) < 0 ? -1 : deliver_at(tstate, s, tools, lp, s->dest, NULL);
-        for (int tool = 0; err == 0 && s->way != 0 && li_reg.ways_done != 0; tool++) {
-            if (li_reg.ways_done & (1 << tool)) {
-                li_reg.ways_done &= (uint8_t)~(1 << tool);
-                err = li_code_state_disable(lp->cs, s->way, s->orig, tool);
-            }
+        /* Only for one tool: between two tools' callbacks another thread may
+           run and answer for its own branch. */
+        if (err == 0 && s->way != 0 && tools != 0 && li_reg.ways_done == tools &&
+            (tools & (tools - 1)) == 0)
+        {
+            err = li_code_state_disable(lp->cs, s->way, s->orig, __builtin_ctz(tools));
         }
+        li_reg.ways_done = 0;
         break;
     case LI_CALL: {
         PyObject *callable, *arg0;
