@@ -128,6 +128,13 @@ def count(python: str, phase: str, objects: int, functions: int) -> str:
     return "{:,}".format(int(found[-1]))
 
 
+def version_of(python: str) -> str:
+    """The column heading of *python*: its version (venvs all say "python")."""
+    proc = subprocess.run([python, "-c", "import sys; print(sys.version.split()[0])"],
+                          capture_output=True, text=True)
+    return proc.stdout.strip() or os.path.basename(python)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--python", action="append", help="interpreter (repeatable)")
@@ -152,7 +159,7 @@ def main() -> None:
               if not args.phase or phase in args.phase]
     print("Instructions inside the call, %d objects, %d functions (callgrind)\n"
           % (args.objects, args.functions))
-    print("| call | " + " | ".join(os.path.basename(p) for p in pythons) + " |")
+    print("| call | " + " | ".join(version_of(p) for p in pythons) + " |")
     print("|---|" + "---:|" * len(pythons))
     for label, phase in phases:
         cells = [count(p, phase, args.objects, args.functions) for p in pythons]
