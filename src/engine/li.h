@@ -288,12 +288,20 @@ li_tools_at(const li_code_state *cs, int event, Py_ssize_t unit)
     return tools;
 }
 
-/* li_tools_at() for BRANCH at `unit`, less the tools that no longer want
- * its way `mark` (LI_MARK_BRANCH_*; 0: either way). */
-static inline uint8_t
-li_tools_at_way(const li_code_state *cs, Py_ssize_t unit, int mark)
+/* The event whose selection a DISABLE mark of cs->disabled[mark] follows. */
+static inline int
+li_mark_event(int mark)
 {
-    uint8_t tools = li_tools_at(cs, LI_BRANCH, unit);
+    return mark < LI_LOCAL_EVENT_COUNT ? mark : LI_BRANCH;
+}
+
+/* li_tools_at() for a site of `event` at `unit`, less the tools that no
+ * longer want its way `mark` of a branch (LI_MARK_BRANCH_*; 0: a site of
+ * either way, or of another event). */
+static inline uint8_t
+li_tools_at_site(const li_code_state *cs, int event, Py_ssize_t unit, int mark)
+{
+    uint8_t tools = li_tools_at(cs, event, unit);
     const uint8_t *disabled = mark != 0 && cs != NULL ? cs->disabled[mark] : NULL;
     if (disabled != NULL && cs->disable_epoch == li_reg.disable_epoch) {
         tools &= (uint8_t)~disabled[unit];

@@ -191,7 +191,7 @@ li_code_state_refresh_forgets(const li_code_state *cs)
         return false;   /* restart_events() voided the marks already */
     }
     for (int e = 0; e < LI_MARK_COUNT; e++) {
-        int event = e < LI_LOCAL_EVENT_COUNT ? e : LI_BRANCH;
+        int event = li_mark_event(e);
         uint8_t changed = cs->active_tools[event] ^
                           (li_reg.global_tools[event] | cs->local_tools[event]);
         const uint8_t *marks = cs->disabled[e];

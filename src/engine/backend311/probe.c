@@ -349,9 +349,7 @@ probe_wanted(const li_probes *lp, const li_probe *p, int index)
     }
     for (int k = 0; k < p->n_sites; k++) {
         const li_site *s = &lp->sites[p->first_site + k];
-        if (s->way != 0 ? li_tools_at_way(lp->cs, s->orig, s->way)
-                        : li_tools_at(lp->cs, s->event, s->orig))
-        {
+        if (li_tools_at_site(lp->cs, s->event, s->orig, s->way)) {
             return true;
         }
         /* Re-raises also matter to RAISE and PY_THROW (events.c). */

@@ -165,8 +165,7 @@ may_leave_out(const li_code_state *cs, li_event_set kinds)
         return false;
     }
     for (int e = 0; e < LI_MARK_COUNT; e++) {
-        int event = e < LI_LOCAL_EVENT_COUNT ? e : LI_BRANCH;
-        if ((kinds & LI_EVENT_BIT(event)) && cs->disabled[e] != NULL) {
+        if ((kinds & LI_EVENT_BIT(li_mark_event(e))) && cs->disabled[e] != NULL) {
             return true;
         }
     }
@@ -174,44 +173,30 @@ may_leave_out(const li_code_state *cs, li_event_set kinds)
 }
 
 /* Appends a site when `event` is selected and some tool still wants it at
- * `orig` (tools that returned DISABLE there are left out). */
+ * `orig` (tools that returned DISABLE there are left out, and for the way
+ * `mark` of a branch, LI_MARK_BRANCH_*, those that no longer want that way;
+ * 0 for other sites). */
 static int
-add_site(builder *b, int event, int orig, int aux)
+add_way_site(builder *b, int event, int orig, int aux, int mark)
 {
     if (!b->companions && !wanted(b, event)) {
         return 0;
     }
-    if (!b->every_site && !b->companions && !li_tools_at(b->cs, event, orig)) {
+    if (!b->every_site && !b->companions && !li_tools_at_site(b->cs, event, orig, mark)) {
         b->partial = true;
         return 0;
     }
     if (li_reserve((void **)&b->sites, &b->cap_sites, b->n_sites, sizeof(li_site), 64) < 0) {
         return -1;
     }
-    b->sites[b->n_sites++] = (li_site){NULL, orig, aux, (uint8_t)event, 0, NULL};
+    b->sites[b->n_sites++] = (li_site){NULL, orig, aux, (uint8_t)event, (uint8_t)mark, NULL};
     return 0;
 }
 
-/* add_site() for BRANCH at `orig` going to `dest` by its way `mark`
- * (LI_MARK_BRANCH_*), left out where every tool that wants it there no
- * longer wants that way. */
 static int
-add_branch_site(builder *b, int orig, int dest, int mark)
+add_site(builder *b, int event, int orig, int aux)
 {
-    if (!b->companions && !b->every_site && wanted(b, LI_BRANCH) &&
-        li_tools_at(b->cs, LI_BRANCH, orig) && !li_tools_at_way(b->cs, orig, mark))
-    {
-        b->partial = true;
-        return 0;
-    }
-    int n_sites = b->n_sites;
-    if (add_site(b, LI_BRANCH, orig, dest) < 0) {
-        return -1;
-    }
-    if (b->n_sites > n_sites) {
-        b->sites[n_sites].way = (uint8_t)mark;
-    }
-    return 0;
+    return add_way_site(b, event, orig, aux, 0);
 }
 
 /* The site of an instruction that re-raises: RERAISE, a bare `raise`
@@ -424,7 +409,7 @@ plan_after(builder *b, int i, int *probe)
         err = add_site(b, LI_C_RETURN, prev->op, 0);
     }
     else if (is_branch(prev->opcode)) {
-        err = add_branch_site(b, prev->op, in->start, LI_MARK_BRANCH_ON);
+        err = add_way_site(b, LI_BRANCH, prev->op, in->start, LI_MARK_BRANCH_ON);
     }
     /* A loop starts: its iterator is watched for the StopIteration that
        ends it, which CPython reports as raised there (events.c). */
@@ -649,8 +634,8 @@ plan_probes(builder *b)
             if (in->opcode == FOR_ITER && add_site(b, LI_STOP_ITERATION, in->op, 0) < 0) {
                 return -1;
             }
-            if (add_branch_site(b, in->op, an->instrs[in->target].start,
-                                LI_MARK_BRANCH_JUMPED) < 0)
+            if (add_way_site(b, LI_BRANCH, in->op, an->instrs[in->target].start,
+                             LI_MARK_BRANCH_JUMPED) < 0)
             {
                 return -1;
             }
