@@ -591,12 +591,12 @@ int li_raised_at(_PyInterpreterFrame *frame, PyObject *exc);
 bool li_calls_python(PyObject *callable);
 /* CALL was delivered to `tools` for a call of C code that `frame` makes at
  * original unit `unit`: its C_RETURN or C_RAISE goes to them.  0 or -1. */
-int li_push_pending_call(_PyInterpreterFrame *frame, int32_t unit, uint8_t tools,
-                         PyObject *callable, PyObject *arg0);
+int li_push_pending_call(PyThreadState *tstate, _PyInterpreterFrame *frame, int32_t unit,
+                         uint8_t tools, PyObject *callable, PyObject *arg0);
 /* That call ended: its tools, callable and first argument (new references);
  * false if none is pending. */
-bool li_take_pending_call(_PyInterpreterFrame *frame, int32_t unit, uint8_t *tools,
-                          PyObject **callable, PyObject **arg0);
+bool li_take_pending_call(PyThreadState *tstate, _PyInterpreterFrame *frame, int32_t unit,
+                          uint8_t *tools, PyObject **callable, PyObject **arg0);
 
 /* Fires a `simple` probe: PY_START, PY_RESUME, PY_RETURN, PY_YIELD, LINE or
  * INSTRUCTION, alone at its place.  These are most of the events, so this

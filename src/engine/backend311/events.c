@@ -62,12 +62,11 @@ drop_pending(pending_stack *stack, int keep)
     }
 }
 
-/* The stack of the current thread; NULL if it has none and `create` is
- * false, or with MemoryError. */
+/* The stack of thread `id`; NULL if it has none and `create` is false, or
+ * with MemoryError. */
 static pending_stack *
-thread_stack(bool create)
+thread_stack(uint64_t id, bool create)
 {
-    uint64_t id = _PyThreadState_GET()->id;
     if (last_stack != NULL && last_stack->thread_id == id) {
         return last_stack;
     }
@@ -94,11 +93,12 @@ thread_stack(bool create)
     return last_stack = free_one;
 }
 
-int
-li_push_pending_call(_PyInterpreterFrame *frame, int32_t unit, uint8_t tools,
-                     PyObject *callable, PyObject *arg0)
+/* li_push_pending_call() when the thread's stack is not the last one used
+ * or is full. */
+static __attribute__((noinline)) int
+push_pending_slowly(PyThreadState *tstate, pending_call call)
 {
-    pending_stack *stack = thread_stack(true);
+    pending_stack *stack = thread_stack(tstate->id, true);
     if (stack == NULL) {
         return -1;
     }
@@ -111,27 +111,37 @@ li_push_pending_call(_PyInterpreterFrame *frame, int32_t unit, uint8_t tools,
     {
         return -1;
     }
-    stack->calls[stack->n++] = (pending_call){frame, unit, tools, Py_NewRef(callable),
-                                              Py_NewRef(arg0)};
+    stack->calls[stack->n++] = call;
+    return 0;
+}
+
+int
+li_push_pending_call(PyThreadState *tstate, _PyInterpreterFrame *frame, int32_t unit,
+                     uint8_t tools, PyObject *callable, PyObject *arg0)
+{
+    pending_call call = {frame, unit, tools, callable, arg0};
+    pending_stack *stack = last_stack;
+    if (stack != NULL && stack->thread_id == tstate->id && stack->n < stack->cap &&
+        stack->n < MAX_PENDING_CALLS)
+    {
+        stack->calls[stack->n++] = call;
+    }
+    else if (push_pending_slowly(tstate, call) < 0) {
+        return -1;
+    }
+    Py_INCREF(callable);
+    Py_INCREF(arg0);
     (*pending_count(frame, unit))++;
     return 0;
 }
 
-static bool pop_pending_from_stack(_PyInterpreterFrame *frame, int32_t unit,
-                                   pending_call *out);
-
-/* The innermost pending call made at `unit` by `frame`, taken off the stack
- * (with any stale ones above it); false if there is none. */
-static inline bool
-pop_pending(_PyInterpreterFrame *frame, int32_t unit, pending_call *out)
+/* pop_pending() when the call is not on top of the last stack used: stale
+ * calls above it are dropped. */
+static __attribute__((noinline)) bool
+pop_pending_slowly(PyThreadState *tstate, _PyInterpreterFrame *frame, int32_t unit,
+                   pending_call *out)
 {
-    return *pending_count(frame, unit) != 0 && pop_pending_from_stack(frame, unit, out);
-}
-
-static bool
-pop_pending_from_stack(_PyInterpreterFrame *frame, int32_t unit, pending_call *out)
-{
-    pending_stack *stack = thread_stack(false);
+    pending_stack *stack = thread_stack(tstate->id, false);
     for (int k = stack != NULL ? stack->n - 1 : -1; k >= 0; k--) {
         if (stack->calls[k].frame == frame && stack->calls[k].unit == unit) {
             drop_pending(stack, k + 1);
@@ -144,12 +154,35 @@ pop_pending_from_stack(_PyInterpreterFrame *frame, int32_t unit, pending_call *o
     return false;
 }
 
+/* The innermost pending call made at `unit` by `frame`, taken off the stack
+ * (with any stale ones above it); false if there is none.  Mostly it is on
+ * top of the stack used last, or (after a call of a Python function) there
+ * is none. */
+static inline bool
+pop_pending(PyThreadState *tstate, _PyInterpreterFrame *frame, int32_t unit,
+            pending_call *out)
+{
+    uint32_t *count = pending_count(frame, unit);
+    if (*count == 0) {
+        return false;
+    }
+    pending_stack *stack = last_stack;
+    if (stack != NULL && stack->thread_id == tstate->id && stack->n > 0 &&
+        stack->calls[stack->n - 1].frame == frame && stack->calls[stack->n - 1].unit == unit)
+    {
+        *out = stack->calls[--stack->n];
+        (*count)--;
+        return true;
+    }
+    return pop_pending_slowly(tstate, frame, unit, out);
+}
+
 bool
-li_take_pending_call(_PyInterpreterFrame *frame, int32_t unit, uint8_t *tools,
-                     PyObject **callable, PyObject **arg0)
+li_take_pending_call(PyThreadState *tstate, _PyInterpreterFrame *frame, int32_t unit,
+                     uint8_t *tools, PyObject **callable, PyObject **arg0)
 {
     pending_call call;
-    if (!pop_pending(frame, unit, &call)) {
+    if (!pop_pending(tstate, frame, unit, &call)) {
         return false;
     }
     *tools = call.tools;
@@ -629,7 +662,7 @@ deliver_site(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, l
         /* The tools that saw the call see its end, even one that has
            disabled the call site meanwhile. */
         pending_call call;
-        if (!pop_pending(frame, s->orig, &call)) {
+        if (!pop_pending(tstate, frame, s->orig, &call)) {
             return 0;
         }
         int err = deliver_at(tstate, s, call.tools, lp, call.callable, call.arg0);
@@ -688,7 +721,7 @@ deliver_site(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, l
         }
         /* C_RETURN or C_RAISE will follow a call of C code. */
         if (err == 0 && !li_calls_python(callable)) {
-            err = li_push_pending_call(frame, s->orig, tools, callable, arg0);
+            err = li_push_pending_call(tstate, frame, s->orig, tools, callable, arg0);
         }
         break;
     }

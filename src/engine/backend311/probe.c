@@ -1011,14 +1011,14 @@ fire_call(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, li_p
         li_call_arguments_of_call(stack, p->depth, s->aux, &args[3], &args[4]);
         result = call_fast(tstate, p, args, 4);
         if (result >= 0 && !li_calls_python(args[3]) &&
-            li_push_pending_call(frame, s->orig, tools, args[3], args[4]) < 0)
+            li_push_pending_call(tstate, frame, s->orig, tools, args[3], args[4]) < 0)
         {
             result = -1;
         }
     }
     else {
         uint8_t saw_start;
-        if (!li_take_pending_call(frame, s->orig, &saw_start, &args[3], &args[4])) {
+        if (!li_take_pending_call(tstate, frame, s->orig, &saw_start, &args[3], &args[4])) {
             return 0;
         }
         if (saw_start == tools) {
