@@ -112,6 +112,9 @@ def extensions():
                             include_dirs=["src/debug", "src/shared", "src/lowimpact/include"],
                             depends=headers("src/debug", "src/shared", "src/lowimpact/include"),
                             extra_compile_args=compile_args(), extra_link_args=link_args()))
+    # What tools/target.py needs of C to run a program as python does.
+    result.append(Extension("lowimpact._target", sources=["src/target/target.c"],
+                            extra_compile_args=compile_args(), extra_link_args=link_args()))
     return result + stack_reader()
 
 

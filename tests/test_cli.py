@@ -9,6 +9,7 @@ and compared with lines of the test scripts, never with bytecode offsets
 
 import dis
 import io
+import os
 import re
 import subprocess
 import sys
@@ -175,13 +176,51 @@ ENDINGS = {
 @pytest.mark.parametrize("ending", sorted(ENDINGS))
 def test_program_ends_as_under_python(tmp_path, command, ending):
     write(tmp_path, "prog.py", ENDINGS[ending])
-    expected = python("prog.py", cwd=tmp_path)
-    got = lowimpact(*command, "prog.py", cwd=tmp_path)
+    ends_alike("prog.py", command, tmp_path)
+
+
+def ends_alike(script, command, cwd):
+    """Runs *script* under python and under lowimpact *command*: the same exit
+    status, output and errors; python's run."""
+    expected = python(script, cwd=cwd)
+    got = lowimpact(*command, script, cwd=cwd)
     assert (got.returncode, got.stdout, got.stderr) == (
         expected.returncode,
         expected.stdout,
         expected.stderr,
     )
+    return expected
+
+
+# What python reads of a script's bytes; and compiling it sets up no `ast`
+# types (the builtin compile() would: 2-3 ms before the program's first line).
+SCRIPT_SOURCES = {
+    "latin-1": b"# -*- coding: latin-1 -*-\nprint('caf\xe9')\n",
+    "bom": b"\xef\xbb\xbfprint('bom')\n",
+    "syntax_error": b"print('never')\nx = = 1\n",
+}
+SHOW_AST_TYPES = b"print([c.__module__ for c in object.__subclasses__() if c.__name__ == 'AST'])\n"
+
+
+@pytest.fixture(scope="module")
+def byte_compiled():
+    """lowimpact's modules byte-compiled, as an installed package's are:
+    importing one from source would compile it (and set up `ast`'s types)."""
+    import compileall
+
+    import lowimpact
+
+    compileall.compile_dir(os.path.dirname(lowimpact.__file__), quiet=1)
+
+
+@pytest.mark.parametrize(
+    "command", [["run"], ["trace", "-o", "t.out"], ["cover", "run", "--data-file", "d"]]
+)
+@pytest.mark.parametrize("source", sorted(SCRIPT_SOURCES))
+def test_script_compiled_as_python_compiles_it(tmp_path, byte_compiled, command, source):
+    (tmp_path / "prog.py").write_bytes(SCRIPT_SOURCES[source] + SHOW_AST_TYPES)
+    expected = ends_alike("prog.py", command, tmp_path)
+    assert expected.returncode == (1 if source == "syntax_error" else 0)
 
 
 def test_missing_script_or_module_as_python_says(tmp_path):

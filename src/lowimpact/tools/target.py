@@ -22,6 +22,8 @@ import site
 import sys
 import types
 
+from lowimpact._target import compile_script
+
 # typing is for the type checker only, and pkgutil and sysconfig are imported
 # where needed: what this module imports adds to the start-up of every
 # program a tool runs.
@@ -189,7 +191,10 @@ class Target:
             raise CannotRun(
                 "can't open file %r: [Errno %d] %s" % (path, exc.errno, exc.strerror), 2
             ) from None
-        code = compile(source, path, "exec", dont_inherit=True)
+        if b"\0" in source:
+            code = compile(source, path, "exec", dont_inherit=True)   # (its error)
+        else:
+            code = compile_script(source, path)
         argv = [self.name, *self.args]
         directory = self._script_directory = os.path.dirname(os.path.realpath(path))
         main = types.ModuleType("__main__")
