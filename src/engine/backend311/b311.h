@@ -393,17 +393,20 @@ typedef struct li_probes {
     int probes_const;           /* index of this object in co_consts */
     int n_units;                /* shadow length */
     int n_orig_units;
-    int32_t *orig_of;           /* shadow unit -> original unit it stands for */
-    int32_t *shadow_of;         /* original unit -> shadow unit of the same unit */
+    /* The unit maps (li_orig_of(), li_shadow_of(), li_probe_at()) in one
+       block with the probes, sites, pads and for_iters (shadow.c): 16-bit
+       entries where every value fits, as for nearly all code (half the
+       memory, most of a shadow's), else 32-bit ones (`wide_maps`). */
+    void *orig_of;              /* shadow unit -> original unit it stands for */
+    void *shadow_of;            /* original unit -> shadow unit of the same unit */
     int n_probes;
     uint8_t probe_size;         /* units of each probe */
+    bool wide_maps;
     _Py_CODEUNIT armed_unit;    /* the first unit of an armed probe */
-    /* By shadow position; the start of one block that also holds sites,
-       pads, for_iters, orig_of, shadow_of and probe_at (shadow.c). */
+    /* By shadow position; the start of the block. */
     li_probe *probes;
-    int32_t *probe_at;          /* shadow unit of a probe's last unit -> where
-                                   the probe is in `probes`, in bytes; -1
-                                   elsewhere */
+    void *probe_at;             /* shadow unit of a probe's last unit -> the
+                                   probe */
     int n_sites;
     li_site *sites;
     int n_armed;                /* probes currently armed */
@@ -428,8 +431,9 @@ typedef struct li_probes {
     /* It lacks probes some tool wants now: every probe is armed, and moves
        the frame that runs it onto a shadow that has them (probe.c). */
     bool outdated;
-    /* Trampolines that reach frames running it in C (trampoline.c). */
-    li_patches patches;
+    /* Trampolines that reach frames running it in C (trampoline.c); NULL
+       until one is needed (PyMem-allocated). */
+    li_patches *patches;
     /* Its FOR_ITERs: shadow unit and the stack depth before them, by unit
        (events.c finds the iterator of a loop with it). */
     int n_for_iters;
@@ -464,6 +468,38 @@ int li_probes_attach(li_probes *lp, PyCodeObject *shadow);
 
 /* The probes of a shadow, or NULL when `code` is not a shadow. */
 li_probes *li_shadow_probes(PyCodeObject *code);
+
+/* The unit maps' entries.  16-bit ones hold the value plus one (0: none,
+ * -1 in 32-bit ones); a probe is found by its offset in `probes` (in bytes:
+ * 32-bit, in eighths plus one: 16-bit), so the fast path adds a shift. */
+#define LI_NARROW_LIMIT 0xFFFF
+_Static_assert(sizeof(li_probe) % 8 == 0, "probes at offsets in eighths");
+
+static inline int
+li_orig_of(const li_probes *lp, int unit)
+{
+    return lp->wide_maps ? ((const int32_t *)lp->orig_of)[unit]
+                         : (int)((const uint16_t *)lp->orig_of)[unit] - 1;
+}
+
+static inline int
+li_shadow_of(const li_probes *lp, int orig)
+{
+    return lp->wide_maps ? ((const int32_t *)lp->shadow_of)[orig]
+                         : (int)((const uint16_t *)lp->shadow_of)[orig] - 1;
+}
+
+/* The probe whose last unit is `unit`, or NULL. */
+static inline li_probe *
+li_probe_at(const li_probes *lp, int unit)
+{
+    if (lp->wide_maps) {
+        int32_t at = ((const int32_t *)lp->probe_at)[unit];
+        return at >= 0 ? (li_probe *)((char *)lp->probes + at) : NULL;
+    }
+    size_t at = ((const uint16_t *)lp->probe_at)[unit];
+    return at != 0 ? (li_probe *)((char *)lp->probes + (at - 1) * 8) : NULL;
+}
 
 /* What a shadow builder hands over for its shadow to be made
  * (li_assemble_shadow); all borrowed. */

@@ -619,7 +619,7 @@ li_fire_probe(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp,
     for (int k = 0; k < p->n_sites && err == 0; k++) {
         li_site *s = &lp->sites[p->first_site + k];
         frame->prev_instr = exceptional ? first + a.unit
-                                        : first + lp->shadow_of[s->orig];
+                                        : first + li_shadow_of(lp, s->orig);
         err = deliver_site(tstate, frame, lp, p, s, a, top, stack);
         if (err < 0 && exceptional && top != NULL) {
             /* What a callback of an exception event raises replaces the
@@ -745,7 +745,7 @@ deliver_site(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, l
             value = Py_NewRef(top);   /* SEND jumped with the return value */
         }
         else if (exhausted.frame == frame &&
-                 exhausted.instr == _PyCode_CODE(lp->shadow) + lp->shadow_of[s->orig])
+                 exhausted.instr == _PyCode_CODE(lp->shadow) + li_shadow_of(lp, s->orig))
         {
             value = exhausted.value;
             exhausted.value = NULL;

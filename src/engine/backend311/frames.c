@@ -308,12 +308,12 @@ static int
 translate_unit(PyCodeObject *from, PyCodeObject *to, int unit)
 {
     li_probes *old = li_shadow_probes(from), *new = li_shadow_probes(to);
-    int original = old != NULL ? (unit >= 0 && unit < old->n_units ? old->orig_of[unit] : -1)
+    int original = old != NULL ? (unit >= 0 && unit < old->n_units ? li_orig_of(old, unit) : -1)
                                : unit;
     if (new == NULL || original < 0) {
         return original;
     }
-    return original < new->n_orig_units ? new->shadow_of[original] : -1;
+    return original < new->n_orig_units ? li_shadow_of(new, original) : -1;
 }
 
 static int

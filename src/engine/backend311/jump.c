@@ -60,8 +60,7 @@ firing_probe(const li_probes *lp, _PyInterpreterFrame *frame)
         return delivering.probe;
     }
     int here = (int)(frame->prev_instr - _PyCode_CODE(lp->shadow));
-    int32_t at = here >= 0 && here < lp->n_units ? lp->probe_at[here] : -1;
-    return at >= 0 ? (const li_probe *)((const char *)lp->probes + at) : NULL;
+    return here >= 0 && here < lp->n_units ? li_probe_at(lp, here) : NULL;
 }
 
 static li_jump *
@@ -254,7 +253,7 @@ li_jump_set_lineno(PyFrameObject *f, PyObject *value, setter native, void *closu
     }
     /* A second jump from the same event goes on from the first. */
     li_jump *earlier = find_jump(tstate, frame);
-    li_jump decided = {tstate, frame, lp->orig_of[p->unit + p->size - 1], 0, -1};
+    li_jump decided = {tstate, frame, li_orig_of(lp, p->unit + p->size - 1), 0, -1};
     if (earlier != NULL) {
         decided = *earlier;
     }

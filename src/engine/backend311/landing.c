@@ -564,7 +564,7 @@ goes_on_in_its_line(PyThreadState *tstate, _PyInterpreterFrame *frame,
        stood at a unit of the shadow. */
     li_probes *lp = to->code != to->original ? li_shadow_probes(to->code) : NULL;
     int from = lp == NULL ? to->from
-               : to->from >= 0 && to->from < lp->n_units ? lp->orig_of[to->from] : -1;
+               : to->from >= 0 && to->from < lp->n_units ? li_orig_of(lp, to->from) : -1;
     if (tstate->c_tracefunc == NULL || frame->f_code != to->code ||
         (to->code != to->original && lp == NULL) || from < 0 || to->to.unit <= 0 ||
         (to->to.phase != LI_LAND_BEFORE_AFTER && to->to.phase != LI_LAND_FALLTHROUGH))

@@ -643,9 +643,11 @@ li_line_shadow_differs(PyCodeObject *fast, PyCodeObject *general)
     {
         return differs(fast, "its probes' fields");
     }
-    if (!SAME_ARRAY(f->orig_of, g->orig_of, f->n_units) ||
-        !SAME_ARRAY(f->probe_at, g->probe_at, f->n_units) ||
-        !SAME_ARRAY(f->shadow_of, g->shadow_of, f->n_orig_units))
+    size_t entry = f->wide_maps ? sizeof(int32_t) : sizeof(uint16_t);
+    if (f->wide_maps != g->wide_maps ||
+        memcmp(f->orig_of, g->orig_of, entry * (size_t)f->n_units) != 0 ||
+        memcmp(f->probe_at, g->probe_at, entry * (size_t)f->n_units) != 0 ||
+        memcmp(f->shadow_of, g->shadow_of, entry * (size_t)f->n_orig_units) != 0)
     {
         return differs(fast, "its unit maps");
     }

@@ -50,8 +50,8 @@ li_frame_in_probe(_PyInterpreterFrame *frame)
     }
     /* A probe's last unit calls into C only to fire it. */
     int here = (int)(frame->prev_instr - _PyCode_CODE(lp->shadow));
-    int32_t at = here >= 0 && here < lp->n_units ? lp->probe_at[here] : -1;
-    return at >= 0 && ((const li_probe *)((const char *)lp->probes + at))->resume_unit >= 0;
+    const li_probe *p = here >= 0 && here < lp->n_units ? li_probe_at(lp, here) : NULL;
+    return p != NULL && p->resume_unit >= 0;
 }
 
 /* co_extra's layout, which 3.11 keeps to Objects/codeobject.c. */
@@ -209,7 +209,11 @@ shadow_dying(void *ptr)
     lp->next_of_code = lp->prev_of_code = NULL;
     unlink_restartable(lp);
     li_unlink_nested(lp);
-    li_patches_forget(&lp->patches);
+    if (lp->patches != NULL) {
+        li_patches_forget(lp->patches);
+        PyMem_Free(lp->patches);
+        lp->patches = NULL;
+    }
     if (lp->cs != NULL && li_current_shadow(lp->cs) == lp) {
         ((li_code_backend *)lp->cs->backend)->current = NULL;
     }
@@ -310,8 +314,8 @@ void
 li_unfuse_before(const li_probes *lp, int unit, _Py_CODEUNIT *before)
 {
     int last = unit + lp->probe_size - 1;
-    if (last < lp->n_units && lp->probe_at[last] >= 0) {
-        const li_probe *p = (const li_probe *)((const char *)lp->probes + lp->probe_at[last]);
+    const li_probe *p = last < lp->n_units ? li_probe_at(lp, last) : NULL;
+    if (p != NULL) {
         if (p->unit == unit) {
             unfuse(p, before);
         }
@@ -482,7 +486,7 @@ fire_failed(_PyInterpreterFrame *frame, li_probes *lp, const li_probe *p)
     else if (p->kind != LI_PROBE_LINE && p->kind != LI_PROBE_LINE_HANDLER &&
              p->kind != LI_PROBE_INSTR)
     {
-        frame->prev_instr = first + lp->shadow_of[lp->orig_of[p->unit]];
+        frame->prev_instr = first + li_shadow_of(lp, li_orig_of(lp, p->unit));
     }
     return -1;
 }
@@ -1063,9 +1067,9 @@ fire_c_end(int result)
     _PyInterpreterFrame *frame = tstate->cframe->current_frame;
     li_probes *lp = li_shadow_probes(frame->f_code);
     assert(lp != NULL);
-    int32_t at = lp->probe_at[frame->prev_instr - _PyCode_CODE(lp->shadow)];
-    assert(at >= 0);
-    return fast_path_end(tstate, lp, (li_probe *)((char *)lp->probes + at), result);
+    li_probe *p = li_probe_at(lp, (int)(frame->prev_instr - _PyCode_CODE(lp->shadow)));
+    assert(p != NULL);
+    return fast_path_end(tstate, lp, p, result);
 }
 
 /* The fast path of a C callback (what coverage and profiling tools
@@ -1121,13 +1125,12 @@ probes_run(PyObject *self)
         /* Code run by a callback (or by a sys.settrace function) gets no events. */
         return 0;
     }
-    int32_t at = lp->probe_at[frame->prev_instr - _PyCode_CODE(lp->shadow)];
-    if (at < 0) {
+    li_probe *p = li_probe_at(lp, (int)(frame->prev_instr - _PyCode_CODE(lp->shadow)));
+    if (p == NULL) {
         return 1;   /* the shadow's frame, but not at a probe */
     }
     /* The running frame holds the shadow, which holds `lp`: callbacks
        cannot free the probe. */
-    li_probe *p = (li_probe *)((char *)lp->probes + at);
     uint32_t epoch = li_reg.dispatch_epoch;
     if (p->fast_epoch != epoch) {
         return slow_path(tstate, frame, lp, p);

@@ -1580,6 +1580,16 @@ shadow_consts(PyObject *consts, li_probes *lp)
     return result;
 }
 
+/* `count` entries of a unit map, -1 or below LI_NARROW_LIMIT - 1, into
+ * 16-bit ones (li_orig_of()). */
+static void
+narrow_map(uint16_t *out, const int32_t *map, int count)
+{
+    for (int u = 0; u < count; u++) {
+        out[u] = (uint16_t)(map[u] + 1);
+    }
+}
+
 /* The li_probes object of `parts`, whose arrays it copies into one block
  * (freed with lp->probes, its start). */
 static li_probes *
@@ -1589,8 +1599,11 @@ new_probes(const li_shadow_parts *parts)
     size_t sites_size = sizeof(li_site) * (size_t)parts->n_sites;
     size_t pads_size = sizeof(li_pad) * (size_t)parts->n_pads;
     size_t loops_size = sizeof(struct li_for_iter) * (size_t)parts->n_for_iters;
-    size_t units_size = sizeof(int32_t) * (size_t)parts->n_units;
-    size_t orig_size = sizeof(int32_t) * (size_t)parts->n_orig_units;
+    bool wide = parts->n_units >= LI_NARROW_LIMIT || parts->n_orig_units >= LI_NARROW_LIMIT ||
+                probes_size / 8 >= LI_NARROW_LIMIT;
+    size_t entry = wide ? sizeof(int32_t) : sizeof(uint16_t);
+    size_t units_size = entry * (size_t)parts->n_units;
+    size_t orig_size = entry * (size_t)parts->n_orig_units;
     /* Probes and sites first, for their alignment (that of pointers). */
     _Static_assert(sizeof(li_probe) % sizeof(void *) == 0 &&
                    sizeof(li_site) % sizeof(void *) == 0, "alignment of the block");
@@ -1614,11 +1627,23 @@ new_probes(const li_shadow_parts *parts)
     block += pads_size;
     lp->for_iters = memcpy(block, parts->for_iters, loops_size);
     block += loops_size;
-    lp->orig_of = memcpy(block, parts->orig_of, units_size);
+    lp->wide_maps = wide;
+    lp->orig_of = block;
     block += units_size;
-    lp->shadow_of = memcpy(block, parts->shadow_of, orig_size);
+    lp->shadow_of = block;
     block += orig_size;
-    lp->probe_at = (int32_t *)block;
+    lp->probe_at = block;
+    if (wide) {
+        memcpy(lp->orig_of, parts->orig_of, units_size);
+        memcpy(lp->shadow_of, parts->shadow_of, orig_size);
+        /* Every byte 0xFF: -1 in every entry. */
+        memset(lp->probe_at, 0xFF, units_size);
+    }
+    else {
+        narrow_map(lp->orig_of, parts->orig_of, parts->n_units);
+        narrow_map(lp->shadow_of, parts->shadow_of, parts->n_orig_units);
+        memset(lp->probe_at, 0, units_size);
+    }
     lp->original = (PyCodeObject *)Py_NewRef(parts->original);
     lp->cs = parts->cs;
     lp->kinds = parts->kinds;
@@ -1636,11 +1661,15 @@ new_probes(const li_shadow_parts *parts)
     lp->armed_unit = li_make_unit(ext > 0 ? EXTENDED_ARG : LOAD_CONST,
                                   (parts->probes_const >> (8 * ext)) & 0xFF);
     lp->n_armed = parts->n_probes;    /* emitted armed */
-    /* Every byte 0xFF: -1 in every entry. */
-    memset(lp->probe_at, 0xFF, units_size);
     for (int k = 0; k < lp->n_probes; k++) {
         li_probe *p = &lp->probes[k];
-        lp->probe_at[p->unit + probe_size - 1] = k * (int32_t)sizeof(li_probe);
+        int32_t at = k * (int32_t)sizeof(li_probe);
+        if (wide) {
+            ((int32_t *)lp->probe_at)[p->unit + probe_size - 1] = at;
+        }
+        else {
+            ((uint16_t *)lp->probe_at)[p->unit + probe_size - 1] = (uint16_t)(at / 8 + 1);
+        }
         /* Inline caches are zero here: a LOAD_FAST opcode is one. */
         p->after_load_fast = ext == 0 && p->unit > 0 &&
                              _Py_OPCODE(parts->code[p->unit - 1]) == LOAD_FAST;
@@ -1719,7 +1748,7 @@ li_assemble_shadow(const li_shadow_parts *parts, PyObject *consts)
     if (shadow == NULL) {
         goto done;
     }
-    if (li_set_line_array_mapped(shadow, parts->locs, lp->orig_of, parts->wide_lines) < 0) {
+    if (li_set_line_array_mapped(shadow, parts->locs, parts->orig_of, parts->wide_lines) < 0) {
         Py_CLEAR(shadow);
         goto done;
     }

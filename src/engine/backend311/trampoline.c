@@ -422,9 +422,16 @@ patches_of(PyCodeObject *code, bool create)
 {
     li_probes *lp = li_shadow_probes(code);
     if (lp != NULL) {
-        lp->patches.code = code;
-        lp->patches.of_shadow = true;
-        return &lp->patches;
+        if (lp->patches == NULL && create) {
+            lp->patches = PyMem_Calloc(1, sizeof(li_patches));
+            if (lp->patches == NULL) {
+                PyErr_NoMemory();
+                return NULL;
+            }
+            lp->patches->code = code;
+            lp->patches->of_shadow = true;
+        }
+        return lp->patches;
     }
     li_code_state *cs = create ? li_code_state_ensure(code) : li_code_state_get(code);
     if (cs == NULL) {
@@ -1066,8 +1073,8 @@ original_instruction(const shadow_view *view, int unit)
     if (unit < 0 || unit >= lp->n_units || view->in_probe[unit]) {
         return -1;
     }
-    int orig = lp->orig_of[unit];
-    if (orig < 0 || orig >= lp->n_orig_units || lp->shadow_of[orig] != unit) {
+    int orig = li_orig_of(lp, unit);
+    if (orig < 0 || orig >= lp->n_orig_units || li_shadow_of(lp, orig) != unit) {
         return -1;
     }
     int i = view->original.instr_at[orig];
@@ -1672,8 +1679,8 @@ li_trampolines_disarm_unneeded_of(li_code_state *cs)
         disarm_if_unneeded(&cb->patches);
     }
     for (li_probes *lp = cb->shadows; lp != NULL; lp = lp->next_of_code) {
-        if (lp->patches.n_armed > 0) {
-            disarm_if_unneeded(&lp->patches);
+        if (lp->patches != NULL && lp->patches->n_armed > 0) {
+            disarm_if_unneeded(lp->patches);
         }
     }
     return 0;

@@ -19,7 +19,7 @@ li_original_unit(PyCodeObject *code, int unit)
     if (lp == NULL || unit < 0 || unit >= lp->n_units) {
         return unit;
     }
-    return lp->orig_of[unit];
+    return li_orig_of(lp, unit);
 }
 
 static PyObject *

@@ -508,13 +508,13 @@ map_unit(PyCodeObject *from, PyCodeObject *to, int unit)
     li_probes *src = li_shadow_probes(from);
     int orig = unit;
     if (src != NULL) {
-        orig = src->orig_of[unit];
-        if (src->shadow_of[orig] != unit) {
+        orig = li_orig_of(src, unit);
+        if (li_shadow_of(src, orig) != unit) {
             return -2;
         }
     }
     li_probes *dst = li_shadow_probes(to);
-    return dst != NULL ? dst->shadow_of[orig] : orig;
+    return dst != NULL ? li_shadow_of(dst, orig) : orig;
 }
 
 /* Moves a frame that is not executing to the code its code object should
@@ -1170,7 +1170,7 @@ li_backend_debug_shadow(PyCodeObject *code, li_event_set events)
     PyObject *orig_of = PyList_New(lp->n_units);
     PyObject *shadow_of = PyList_New(lp->n_orig_units);
     for (int u = 0; orig_of != NULL && shadow_of != NULL && u < lp->n_units; u++) {
-        PyObject *unit = PyLong_FromLong(lp->orig_of[u]);
+        PyObject *unit = PyLong_FromLong(li_orig_of(lp, u));
         if (unit == NULL) {
             Py_CLEAR(orig_of);
             break;
@@ -1178,7 +1178,7 @@ li_backend_debug_shadow(PyCodeObject *code, li_event_set events)
         PyList_SET_ITEM(orig_of, u, unit);
     }
     for (int u = 0; orig_of != NULL && shadow_of != NULL && u < lp->n_orig_units; u++) {
-        PyObject *unit = PyLong_FromLong(lp->shadow_of[u]);
+        PyObject *unit = PyLong_FromLong(li_shadow_of(lp, u));
         if (unit == NULL) {
             Py_CLEAR(shadow_of);
             break;
