@@ -459,7 +459,8 @@ typedef struct li_probes {
     int32_t *starts;
 } li_probes;
 
-extern PyTypeObject li_probes_type;
+/* Its type: nb_bool reads the narrow or the wide unit maps. */
+extern PyTypeObject li_probes_type, li_wide_probes_type;
 
 /* Reserves the shadow marker slot and readies the type.  0 or -1. */
 int li_probes_init(void);
@@ -469,36 +470,39 @@ int li_probes_attach(li_probes *lp, PyCodeObject *shadow);
 /* The probes of a shadow, or NULL when `code` is not a shadow. */
 li_probes *li_shadow_probes(PyCodeObject *code);
 
-/* The unit maps' entries.  16-bit ones hold the value plus one (0: none,
- * -1 in 32-bit ones); a probe is found by its offset in `probes` (in bytes:
- * 32-bit, in eighths plus one: 16-bit), so the fast path adds a shift. */
-#define LI_NARROW_LIMIT 0xFFFF
+/* The unit maps' entries: all ones for none (-1 in 32-bit entries,
+ * LI_NARROW_NONE in 16-bit ones).  A probe is found by its offset in
+ * `probes`: in bytes in 32-bit entries, in eighths in 16-bit ones. */
+#define LI_NARROW_NONE 0xFFFF
 _Static_assert(sizeof(li_probe) % 8 == 0, "probes at offsets in eighths");
+
+static inline int
+li_narrow_entry(const void *map, int index)
+{
+    int value = ((const uint16_t *)map)[index];
+    return value == LI_NARROW_NONE ? -1 : value;
+}
 
 static inline int
 li_orig_of(const li_probes *lp, int unit)
 {
-    return lp->wide_maps ? ((const int32_t *)lp->orig_of)[unit]
-                         : (int)((const uint16_t *)lp->orig_of)[unit] - 1;
+    return lp->wide_maps ? ((const int32_t *)lp->orig_of)[unit] : li_narrow_entry(lp->orig_of, unit);
 }
 
 static inline int
 li_shadow_of(const li_probes *lp, int orig)
 {
     return lp->wide_maps ? ((const int32_t *)lp->shadow_of)[orig]
-                         : (int)((const uint16_t *)lp->shadow_of)[orig] - 1;
+                         : li_narrow_entry(lp->shadow_of, orig);
 }
 
 /* The probe whose last unit is `unit`, or NULL. */
 static inline li_probe *
 li_probe_at(const li_probes *lp, int unit)
 {
-    if (lp->wide_maps) {
-        int32_t at = ((const int32_t *)lp->probe_at)[unit];
-        return at >= 0 ? (li_probe *)((char *)lp->probes + at) : NULL;
-    }
-    size_t at = ((const uint16_t *)lp->probe_at)[unit];
-    return at != 0 ? (li_probe *)((char *)lp->probes + (at - 1) * 8) : NULL;
+    int at = lp->wide_maps ? ((const int32_t *)lp->probe_at)[unit]
+                           : li_narrow_entry(lp->probe_at, unit) * 8;
+    return at >= 0 ? (li_probe *)((char *)lp->probes + at) : NULL;
 }
 
 /* What a shadow builder hands over for its shadow to be made

@@ -228,7 +228,7 @@ li_probes_init(void)
         PyErr_SetString(PyExc_RuntimeError, "lowimpact: no code object extra slot left");
         return -1;
     }
-    return PyType_Ready(&li_probes_type);
+    return PyType_Ready(&li_probes_type) < 0 ? -1 : PyType_Ready(&li_wide_probes_type);
 }
 
 /* Records where frames start or resume on `lp` (its entry probe, its
@@ -511,31 +511,33 @@ worth_compacting(const li_probes *lp)
 
 /* A callback returned DISABLE somewhere: probe `p` may no longer be
  * wanted.  Tools that went away meanwhile had their probes synced by the
- * update that removed them; only a DISABLE can leave it unwanted.  0/-1. */
+ * update that removed them; only a DISABLE can leave it unwanted.  1 when
+ * it disarmed the probe, 0 when it stays armed, -1 on error. */
 LI_COLD static int
 after_disable(li_probes *lp, li_probe *p, int index)
 {
-    if (!probe_wanted(lp, p, index)) {
-        set_armed(lp, p, false);
-        /* Disarmed probes still cost a jump each; once a quarter are, a
-           shadow without them serves better.  (Code whose probes are mostly
-           where it never goes, as in big functions under line and branch
-           coverage, would otherwise keep running the jumps where it does.) */
-        if (!lp->obsolete && worth_compacting(lp) && li_compact(lp) < 0) {
-            return -1;
-        }
-        /* An obsolete shadow that frames enter only at its start needs
-           nothing from restart_events(): its armed entry probe sends frames
-           that start on it to the current shadow, and the frames on the
-           stack are re-armed there (update.c). */
-        if (lp->obsolete && lp->entered_at_start) {
-            unlink_restartable(lp);
-        }
-        else if (link_restartable(lp) < 0) {
-            return -1;
-        }
+    if (probe_wanted(lp, p, index)) {
+        return 0;
     }
-    return 0;
+    set_armed(lp, p, false);
+    /* Disarmed probes still cost a jump each; once a quarter are, a shadow
+       without them serves better.  (Code whose probes are mostly where it
+       never goes, as in big functions under line and branch coverage, would
+       otherwise keep running the jumps where it does.) */
+    if (!lp->obsolete && worth_compacting(lp) && li_compact(lp) < 0) {
+        return -1;
+    }
+    /* An obsolete shadow that frames enter only at its start needs nothing
+       from restart_events(): its armed entry probe sends frames that start
+       on it to the current shadow, and the frames on the stack are re-armed
+       there (update.c). */
+    if (lp->obsolete && lp->entered_at_start) {
+        unlink_restartable(lp);
+    }
+    else if (link_restartable(lp) < 0) {
+        return -1;
+    }
+    return 1;
 }
 
 bool
@@ -944,13 +946,20 @@ slow_path(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, li_p
     }
     /* Disarmed when nothing wants it now: it DISABLEd, or another probe of
        its location did (the other direction of a branch, which would else
-       come here for nothing on every pass). */
-    if ((li_reg.disables != disables || !probe_wanted(lp, p, index)) &&
-        after_disable(lp, p, index) < 0)
-    {
-        return -1;
+       come here for nothing on every pass).  A disarmed probe runs again
+       only once something re-arms it, and that first run prepares its fast
+       path: prepared now, it would go unused (a DISABLE, such as coverage
+       and debuggers answer, leaves most probes so after one run). */
+    int disarmed = 0;
+    if (li_reg.disables != disables || !probe_wanted(lp, p, index)) {
+        disarmed = after_disable(lp, p, index);
+        if (disarmed < 0) {
+            return -1;
+        }
     }
-    prepare_fast_path(lp, p, index, companions_idle(lp, p));
+    if (!disarmed) {
+        prepare_fast_path(lp, p, index, companions_idle(lp, p));
+    }
     return after_events(tstate, frame, lp, p);
 }
 
@@ -1106,29 +1115,10 @@ fire_python(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, li
     return fast_path_end(tstate, lp, p, result);
 }
 
-/* nb_bool of li_probes: a probe's POP_JUMP_IF_TRUE runs it.  0, 1 when the
- * frame must divert (see divert()), or -1 with an exception set, which the
- * probe raises at its instruction.  Code that callbacks run meets probes
- * that do nothing: that exit costs no more than these few tests.  (It
- * calls nothing but in tail position, so that it saves no registers.) */
-static int
-probes_run(PyObject *self)
+/* What nb_bool does at probe `p`, where the frame stands. */
+static LI_HOT_INLINE int
+run_probe(PyThreadState *tstate, _PyInterpreterFrame *frame, li_probes *lp, li_probe *p)
 {
-    li_probes *lp = (li_probes *)self;
-    PyThreadState *tstate = _PyThreadState_GET();
-    _PyInterpreterFrame *frame = tstate->cframe->current_frame;
-    /* (Once the shadow is gone, lp->shadow is NULL: no frame runs it.) */
-    if (frame == NULL || frame->f_code != lp->shadow) {
-        return 1;   /* someone else evaluated the object's truth */
-    }
-    if (tstate->tracing) {
-        /* Code run by a callback (or by a sys.settrace function) gets no events. */
-        return 0;
-    }
-    li_probe *p = li_probe_at(lp, (int)(frame->prev_instr - _PyCode_CODE(lp->shadow)));
-    if (p == NULL) {
-        return 1;   /* the shadow's frame, but not at a probe */
-    }
     /* The running frame holds the shadow, which holds `lp`: callbacks
        cannot free the probe. */
     uint32_t epoch = li_reg.dispatch_epoch;
@@ -1143,6 +1133,40 @@ probes_run(PyObject *self)
     }
     return fire_call(tstate, frame, lp, p, epoch);
 }
+
+/* nb_bool of li_probes: a probe's POP_JUMP_IF_TRUE runs it.  0, 1 when the
+ * frame must divert (see divert()), or -1 with an exception set, which the
+ * probe raises at its instruction.  Code that callbacks run meets probes
+ * that do nothing: that exit costs no more than these few tests.  (It
+ * calls nothing but in tail position, so that it saves no registers.)  Each
+ * width of the unit maps has its own type (shadow.c), so that finding the
+ * probe tests no width. */
+#define PROBES_RUN(name, entry_type, none, scale)                                          \
+    static int                                                                              \
+    name(PyObject *self)                                                                    \
+    {                                                                                       \
+        li_probes *lp = (li_probes *)self;                                                  \
+        PyThreadState *tstate = _PyThreadState_GET();                                       \
+        _PyInterpreterFrame *frame = tstate->cframe->current_frame;                         \
+        /* (Once the shadow is gone, lp->shadow is NULL: no frame runs it.) */              \
+        if (frame == NULL || frame->f_code != lp->shadow) {                                 \
+            return 1;   /* someone else evaluated the object's truth */                     \
+        }                                                                                   \
+        if (tstate->tracing) {                                                              \
+            /* Code run by a callback (or by a sys.settrace function) gets no events. */    \
+            return 0;                                                                       \
+        }                                                                                   \
+        entry_type at =                                                                     \
+            ((const entry_type *)lp->probe_at)[frame->prev_instr - _PyCode_CODE(lp->shadow)]; \
+        if (at == (none)) {                                                                 \
+            return 1;   /* the shadow's frame, but not at a probe */                        \
+        }                                                                                   \
+        return run_probe(tstate, frame, lp,                                                 \
+                         (li_probe *)((char *)lp->probes + (size_t)at * (scale)));          \
+    }
+
+PROBES_RUN(probes_run, uint16_t, LI_NARROW_NONE, 8)
+PROBES_RUN(probes_run_wide, int32_t, -1, 1)
 
 static void
 probes_dealloc(PyObject *self)
@@ -1165,6 +1189,10 @@ static PyNumberMethods probes_as_number = {
     .nb_bool = probes_run,
 };
 
+static PyNumberMethods wide_probes_as_number = {
+    .nb_bool = probes_run_wide,
+};
+
 PyTypeObject li_probes_type = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "lowimpact._engine.probes",
@@ -1172,5 +1200,16 @@ PyTypeObject li_probes_type = {
     .tp_basicsize = sizeof(li_probes),
     .tp_dealloc = probes_dealloc,
     .tp_as_number = &probes_as_number,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+};
+
+PyTypeObject li_wide_probes_type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "lowimpact._engine.probes",
+    .tp_doc = "Run-time data of the probes of one instrumented code object "
+              "(with 32-bit unit maps).",
+    .tp_basicsize = sizeof(li_probes),
+    .tp_dealloc = probes_dealloc,
+    .tp_as_number = &wide_probes_as_number,
     .tp_flags = Py_TPFLAGS_DEFAULT,
 };

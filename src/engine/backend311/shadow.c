@@ -1580,13 +1580,13 @@ shadow_consts(PyObject *consts, li_probes *lp)
     return result;
 }
 
-/* `count` entries of a unit map, -1 or below LI_NARROW_LIMIT - 1, into
- * 16-bit ones (li_orig_of()). */
+/* `count` entries of a unit map, -1 or below LI_NARROW_NONE, into 16-bit
+ * ones (li_orig_of()). */
 static void
 narrow_map(uint16_t *out, const int32_t *map, int count)
 {
     for (int u = 0; u < count; u++) {
-        out[u] = (uint16_t)(map[u] + 1);
+        out[u] = (uint16_t)map[u];
     }
 }
 
@@ -1599,8 +1599,8 @@ new_probes(const li_shadow_parts *parts)
     size_t sites_size = sizeof(li_site) * (size_t)parts->n_sites;
     size_t pads_size = sizeof(li_pad) * (size_t)parts->n_pads;
     size_t loops_size = sizeof(struct li_for_iter) * (size_t)parts->n_for_iters;
-    bool wide = parts->n_units >= LI_NARROW_LIMIT || parts->n_orig_units >= LI_NARROW_LIMIT ||
-                probes_size / 8 >= LI_NARROW_LIMIT;
+    bool wide = parts->n_units >= LI_NARROW_NONE || parts->n_orig_units >= LI_NARROW_NONE ||
+                probes_size / 8 >= LI_NARROW_NONE;
     size_t entry = wide ? sizeof(int32_t) : sizeof(uint16_t);
     size_t units_size = entry * (size_t)parts->n_units;
     size_t orig_size = entry * (size_t)parts->n_orig_units;
@@ -1613,7 +1613,7 @@ new_probes(const li_shadow_parts *parts)
         PyErr_NoMemory();
         return NULL;
     }
-    li_probes *lp = PyObject_New(li_probes, &li_probes_type);
+    li_probes *lp = PyObject_New(li_probes, wide ? &li_wide_probes_type : &li_probes_type);
     if (lp == NULL) {
         PyMem_Free(block);
         return NULL;
@@ -1636,14 +1636,13 @@ new_probes(const li_shadow_parts *parts)
     if (wide) {
         memcpy(lp->orig_of, parts->orig_of, units_size);
         memcpy(lp->shadow_of, parts->shadow_of, orig_size);
-        /* Every byte 0xFF: -1 in every entry. */
-        memset(lp->probe_at, 0xFF, units_size);
     }
     else {
         narrow_map(lp->orig_of, parts->orig_of, parts->n_units);
         narrow_map(lp->shadow_of, parts->shadow_of, parts->n_orig_units);
-        memset(lp->probe_at, 0, units_size);
     }
+    /* Every byte 0xFF: none in every entry. */
+    memset(lp->probe_at, 0xFF, units_size);
     lp->original = (PyCodeObject *)Py_NewRef(parts->original);
     lp->cs = parts->cs;
     lp->kinds = parts->kinds;
@@ -1668,7 +1667,7 @@ new_probes(const li_shadow_parts *parts)
             ((int32_t *)lp->probe_at)[p->unit + probe_size - 1] = at;
         }
         else {
-            ((uint16_t *)lp->probe_at)[p->unit + probe_size - 1] = (uint16_t)(at / 8 + 1);
+            ((uint16_t *)lp->probe_at)[p->unit + probe_size - 1] = (uint16_t)(at / 8);
         }
         /* Inline caches are zero here: a LOAD_FAST opcode is one. */
         p->after_load_fast = ext == 0 && p->unit > 0 &&
