@@ -22,8 +22,6 @@ import site
 import sys
 import types
 
-from lowimpact._target import compile_script
-
 # typing is for the type checker only, and pkgutil and sysconfig are imported
 # where needed: what this module imports adds to the start-up of every
 # program a tool runs.
@@ -191,10 +189,7 @@ class Target:
             raise CannotRun(
                 "can't open file %r: [Errno %d] %s" % (path, exc.errno, exc.strerror), 2
             ) from None
-        if b"\0" in source:
-            code = compile(source, path, "exec", dont_inherit=True)   # (its error)
-        else:
-            code = compile_script(source, path)
+        code = _compile_script(source, path)
         argv = [self.name, *self.args]
         directory = self._script_directory = os.path.dirname(os.path.realpath(path))
         main = types.ModuleType("__main__")
@@ -213,6 +208,22 @@ class Target:
             exec(code, main.__dict__)
 
         return run_script
+
+
+def _compile_script(source: bytes, path: str) -> types.CodeType:
+    """The code of a script, as python compiles it.  In C where lowimpact is
+    built: the builtin compile() sets up the ast module's types first (a few
+    milliseconds before the program's first line).  Where it is not, as on
+    the versions it does not support, the tools still load the script before
+    they say what they need."""
+    if b"\0" not in source:    # (else compile()'s error)
+        try:
+            from lowimpact._target import compile_script
+        except ImportError:
+            pass
+        else:
+            return compile_script(source, path)
+    return compile(source, path, "exec", dont_inherit=True)
 
 
 def _has_importer(path: str) -> bool:
