@@ -7,7 +7,8 @@ from`, a loop on one line) on every pass, without calling the tool.
 
 For each interpreter and workload it times the workload alone, then under a
 lowimpact cover Collector (lines) without and with retire_lines (LINE off for
-a code object once all its lines ran), all in one process, and prints the
+a code object once all its lines ran, INSTRUCTION instead of LINE for code
+that runs a line again before that), all in one process, and prints the
 medians of --runs rounds as ratios to the workload alone.  On 3.9-3.11 the
 engine's disarmed probes cost nothing in the loops: retire_lines changes
 nothing there (cover run uses it on 3.12+ only).
@@ -47,6 +48,32 @@ def yield_from():
     for _ in range(3):
         sum(nested(100))
 
+# The same with a line that never runs (as json's encoder checks each list
+# for a circular reference): LINE cannot be retired there, and the code
+# trades it for INSTRUCTION once a line runs again.
+def squares_checked(items):
+    if not isinstance(items, list):
+        raise TypeError("a list, please")
+    return sum([x * x for x in items if x % 3])
+
+def comprehensions_unretired():
+    items = list(range(1000))
+    for _ in range(300):
+        squares_checked(items)
+
+def nested_checked(depth, seen):
+    if depth in seen:
+        raise ValueError("circular")
+    if depth == 0:
+        for item in range(20000):
+            yield item
+    else:
+        yield from nested_checked(depth - 1, seen)
+
+def yield_from_unretired():
+    for _ in range(3):
+        sum(nested_checked(100, ()))
+
 def timed(workload):
     start = time.perf_counter()
     workload()
@@ -57,13 +84,13 @@ def measured(workload, retire):
                                  retire_lines=retire)
     collector.start()
     try:
-        workload()   # (every line runs once: what follows is the steady state)
+        workload()   # (each line that runs does once: what follows is the steady state)
         return timed(workload)
     finally:
         collector.stop()
 
 runs = int(sys.argv[1])
-for workload in (comprehensions, yield_from):
+for workload in (comprehensions, yield_from, comprehensions_unretired, yield_from_unretired):
     times = {"plain": [], "kept": [], "retired": []}
     for _ in range(runs):
         times["plain"].append(timed(workload))

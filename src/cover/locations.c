@@ -275,3 +275,43 @@ cover_lines_from(PyObject *linetable, int firstlineno, int first_unit)
     Py_DECREF(lines);
     return NULL;
 }
+
+PyObject *
+cover_unit_lines(PyObject *linetable, int firstlineno, int first_unit, int *first_unit_line)
+{
+    Reader reader = {(const unsigned char *)PyBytes_AS_STRING(linetable),
+                     (const unsigned char *)PyBytes_AS_STRING(linetable) +
+                         PyBytes_GET_SIZE(linetable)};
+    /* Two passes: the first counts the units, the second fills the map. */
+    Py_ssize_t units = 0;
+    int line = firstlineno, covered;
+    Location where;
+    while ((covered = read_entry(&reader, &line, &where)) > 0) {
+        units += covered;
+    }
+    if (covered < 0) {
+        PyErr_SetString(PyExc_ValueError, "a location table cut short");
+        return NULL;
+    }
+    if (units > PY_SSIZE_T_MAX / (Py_ssize_t)sizeof(int32_t)) {
+        return PyErr_NoMemory();
+    }
+    PyObject *map = PyBytes_FromStringAndSize(NULL, units * (Py_ssize_t)sizeof(int32_t));
+    if (map == NULL) {
+        return NULL;
+    }
+    int32_t *unit_line = (int32_t *)PyBytes_AS_STRING(map);
+    reader.next = (const unsigned char *)PyBytes_AS_STRING(linetable);
+    line = firstlineno;
+    *first_unit_line = -1;
+    Py_ssize_t unit = 0;
+    while ((covered = read_entry(&reader, &line, &where)) > 0) {
+        for (int i = 0; i < covered; i++, unit++) {
+            if (unit == first_unit) {
+                *first_unit_line = where.line;
+            }
+            unit_line[unit] = unit <= first_unit ? -1 : where.line;
+        }
+    }
+    return map;
+}

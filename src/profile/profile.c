@@ -721,12 +721,7 @@ unregister(Profiler *self)
     if (active_profiler == self) {
         active_profiler = NULL;
     }
-    if (first != NULL) {
-        PyErr_SetObject((PyObject *)Py_TYPE(first), first);
-        Py_DECREF(first);
-        return -1;
-    }
-    return 0;
+    return li_raise_kept_error(first);
 }
 
 /* Ends every call still running, in every thread, as cProfile's disable

@@ -152,4 +152,17 @@ li_keep_first_error(PyObject **first)
     }
 }
 
+/* Raises the exception li_keep_first_error() kept (consuming it): -1, or 0
+ * when there is none. */
+static inline int
+li_raise_kept_error(PyObject *first)
+{
+    if (first == NULL) {
+        return 0;
+    }
+    PyErr_SetObject((PyObject *)Py_TYPE(first), first);
+    Py_DECREF(first);
+    return -1;
+}
+
 #endif /* LI_SHARED_H */

@@ -6,6 +6,8 @@ test contexts of threads."""
 from __future__ import annotations
 
 import contextlib
+import json
+import subprocess
 import sys
 import gc
 import threading
@@ -618,3 +620,118 @@ def test_reset_gives_retired_lines_back() -> None:
     (found,) = [sorted(found) for key, found in lines.items()
                 if codes[key][0] is nested_yields.__code__]
     assert found == [first + 1, first + 2, first + 3, first + 5]
+
+
+# Run in a process of its own: a trace function set in a process where a
+# collector retired lines keeps any code from trading LINE for INSTRUCTION
+# there for good.
+TRADING_PROGRAM = '''
+import json, sys
+from lowimpact import _cover, monitoring
+TOOL = 3
+line, instruction = monitoring.events.LINE, monitoring.events.INSTRUCTION
+
+
+def loop(n):
+    total = 0
+    for i in range(n):
+        total += i
+    if n < 0:
+        total = -1
+    return total
+
+
+def chain(depth):
+    if depth:
+        yield from chain(depth - 1)
+    else:
+        yield from range(3)
+
+
+def events(function):
+    return {line: "LINE", instruction: "INSTRUCTION", 0: "none"}.get(
+        monitoring.get_local_events(TOOL, function.__code__), "other")
+
+
+retire, other_tool = (arg == "1" for arg in sys.argv[1:3])
+legacy = sys.argv[3]
+collector = _cover.Collector(TOOL, lambda name, frame: name if name == __file__ else None,
+                             retire_lines=retire)
+if other_tool:
+    monitoring.use_tool_id(4, "another tool")
+seen = []
+collector.start()
+try:
+    loop(3)
+    seen.append(events(loop))
+    assert list(chain(3)) == [0, 1, 2]
+    seen.append(events(chain))
+    if legacy:
+        setter = getattr(sys, legacy)
+        setter(lambda frame, event, arg: None)
+        setter(None)
+        seen.append(events(loop))
+    loop(-1)
+    seen.append(events(loop))
+finally:
+    collector.stop()
+codes, lines, _, _ = collector.data()
+recorded = {code.co_name: sorted(found) for key, found in lines.items()
+            for code in [codes[key][0]]}
+print(json.dumps([recorded, seen]))
+'''
+
+
+# (The lines of loop()'s body.)
+LOOP_LINES = list(range(TRADING_PROGRAM.splitlines().index("def loop(n):") + 2,
+                        TRADING_PROGRAM.splitlines().index("def loop(n):") + 8))
+
+
+def trade(tmp_path, retire: bool, other_tool: bool = False, legacy: str = "") -> list:
+    program = tmp_path / "trading.py"
+    program.write_text(TRADING_PROGRAM)
+    proc = subprocess.run([sys.executable, str(program), "01"[retire], "01"[other_tool], legacy],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_code_that_runs_again_trades_line_for_instruction(tmp_path) -> None:
+    """With retire_lines on 3.12+, code that runs a line again while some
+    of its lines never ran gets INSTRUCTION instead of LINE (native LINE
+    keeps checking jump targets inside lines); the line first run after
+    that is recorded, and the code's events go off once all its lines ran.
+    The lines recorded are LINE's."""
+    kept, kept_events = trade(tmp_path, retire=False)
+    traded, traded_events = trade(tmp_path, retire=True)
+    assert traded == kept
+    assert traded["loop"] == LOOP_LINES
+    assert kept_events == ["LINE"] * 3
+    if sys.version_info >= (3, 12):
+        assert traded_events == ["INSTRUCTION", "none", "none"]
+    else:
+        # (The engine's disarmed probes cost nothing in those loops.)
+        assert traded_events == ["LINE"] * 3
+
+
+@pytest.mark.parametrize("legacy", ["settrace", "setprofile"])
+def test_code_keeps_line_where_a_trace_function_was_set(tmp_path, legacy) -> None:
+    """CPython 3.12/3.13 lose INSTRUCTION events of code that runs while a
+    trace or profile function is turned on and off: sys.settrace() and
+    sys.setprofile() give LINE back."""
+    kept, _ = trade(tmp_path, retire=False, legacy=legacy)
+    traded, traded_events = trade(tmp_path, retire=True, legacy=legacy)
+    assert traded == kept
+    assert traded["loop"] == LOOP_LINES
+    if sys.version_info >= (3, 12):
+        assert traded_events == ["INSTRUCTION", "none", "LINE", "none"]
+
+
+def test_code_keeps_line_while_another_tool_holds_an_id(tmp_path) -> None:
+    """Another tool's LINE DISABLEs make CPython skip INSTRUCTION events:
+    with another tool id in use, code keeps LINE."""
+    kept, _ = trade(tmp_path, retire=False, other_tool=True)
+    traded, traded_events = trade(tmp_path, retire=True, other_tool=True)
+    assert traded == kept
+    if sys.version_info >= (3, 12):
+        assert traded_events == ["LINE", "none", "none"]
