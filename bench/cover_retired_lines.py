@@ -7,8 +7,7 @@ from`, a loop on one line) on every pass, without calling the tool.
 
 For each interpreter and workload it times the workload alone, then under a
 lowimpact cover Collector (lines) without and with retire_lines (LINE off for
-a code object once all its lines ran, INSTRUCTION instead of LINE for code
-that runs a line again before that), all in one process, and prints the
+a code object once all its lines ran), all in one process, and prints the
 medians of --runs rounds as ratios to the workload alone.  On 3.9-3.11 the
 engine's disarmed probes cost nothing in the loops: retire_lines changes
 nothing there (cover run uses it on 3.12+ only).
@@ -49,8 +48,8 @@ def yield_from():
         sum(nested(100))
 
 # The same with a line that never runs (as json's encoder checks each list
-# for a circular reference): LINE cannot be retired there, and the code
-# trades it for INSTRUCTION once a line runs again.
+# for a circular reference): LINE cannot be retired there, and the checks
+# go on costing (docs/COVER.md, "How it measures").
 def squares_checked(items):
     if not isinstance(items, list):
         raise TypeError("a list, please")

@@ -12,9 +12,7 @@
  *                      after its first execution.  With retire_lines, once
  *                      every line of the code object ran, its LINE goes off
  *                      altogether (native 3.12/3.13 DISABLE a line where it
- *                      starts, and keep checking its jump targets), and
- *                      code that runs a line again before that trades LINE
- *                      for INSTRUCTION (see watch_instructions()).
+ *                      starts, and keep checking its jump targets).
  *   PY_RETURN, PY_YIELD (local, with BRANCH)
  *                      record the offset the frame left from, then DISABLE:
  *                      coverage.py counts leaving a code object as an arc.
@@ -170,12 +168,6 @@ typedef struct {
      * LINE fires only where the line changes: the code's LINE goes off once
      * all its lines have run. */
     PyObject *pending_lines;
-    /* retire_lines: dict: id(code) -> what became of the LINE of code with
-     * lines pending (owned; NULL: not retiring).  Absent: LINE, nothing
-     * DISABLEd yet, waiting for a line to run again; None: LINE with
-     * DISABLE, for good; bytes: INSTRUCTION instead, the line of each code
-     * unit as int32_t (-1: none to record). */
-    PyObject *watched;
 } Collector;
 
 /* The collector whose callbacks are registered (borrowed: it holds the tool
@@ -186,15 +178,6 @@ static Collector *active_collector = NULL;
  * (PY_START of every code object it saw, lines that ran), and the next
  * collector must have them undone to see that code run. */
 static int collected_before = 0;
-
-/* Whether sys.settrace() or sys.setprofile() was called while a collector
- * retired lines, or a trace or profile function was set when one looked:
- * CPython 3.12.1 and 3.13.0 lose INSTRUCTION events of code that runs while
- * they are turned on and off (its pending lines went unrecorded in the
- * suites of sys_settrace, bdb and sys_setprofile), so from then on no code
- * trades LINE for INSTRUCTION. */
-static int legacy_tracing_seen = 0;
-static int audit_hook_added = 0;
 
 /* lowimpact.monitoring.restart_events(): the C API has no entry for it. */
 static int
@@ -316,142 +299,22 @@ note_pending_lines(Collector *self, PyObject *key, PyObject *code)
     return rc;
 }
 
-/* retire_lines: native LINE's checks at the jump targets inside lines
- * (above) cost code that runs its lines again while some of its lines never
- * ran -- a `yield from` passing each item up, a comprehension, a loop on
- * one line -- on every pass, as nothing DISABLEs them.  Such code trades
- * LINE for INSTRUCTION the first time one of its lines runs again (a loop,
- * a second call): each instruction reports once and is DISABLEd, so the
- * code soon runs at full speed, and the first instruction of a pending
- * line to run records it.  Those are the lines LINE reports, but for the
- * line of the code's first RESUME (3.12 reports it where 3.13 does not,
- * and 3.13 does when a generator resumes there), so code with that line
- * pending keeps LINE.  So does all code once a trace or profile function
- * was set (legacy_tracing_seen), and code that runs again while another
- * tool holds an id: CPython skips the INSTRUCTION event of an instruction
- * where another tool's LINE callback returns DISABLE.
- * 1 when the code's LINE became INSTRUCTION, 0 when it keeps LINE for good
- * (its `watched` entry None), -1 on error. */
+/* retire_lines: LINE reported `line` of `code` (keyed `key`); once every
+ * line of the code has, its LINE goes off.  The callback's result. */
 static int
-watch_instructions(Collector *self, PyObject *key, PyObject *code)
-{
-    int others = legacy_tracing_seen;
-    PyObject *monitoring = PySys_GetObject("monitoring");    /* borrowed */
-    PyObject *gettrace = PySys_GetObject("gettrace");        /* borrowed */
-    if (monitoring == NULL || gettrace == NULL) {
-        others = 1;
-    }
-    if (!others) {
-        PyObject *trace = PyObject_CallNoArgs(gettrace);   /* owned */
-        if (trace == NULL) {
-            return -1;
-        }
-        others = legacy_tracing_seen = trace != Py_None;
-        Py_DECREF(trace);
-    }
-    PyObject *getprofile = others ? NULL : PySys_GetObject("getprofile");   /* borrowed */
-    if (getprofile != NULL) {
-        PyObject *profile = PyObject_CallNoArgs(getprofile);   /* owned */
-        if (profile == NULL) {
-            return -1;
-        }
-        others = legacy_tracing_seen = profile != Py_None;
-        Py_DECREF(profile);
-    }
-    for (int tool = 0; tool < 6 && !others; tool++) {
-        if (tool == self->tool_id) {
-            continue;
-        }
-        PyObject *name = PyObject_CallMethod(monitoring, "get_tool", "i", tool);   /* owned */
-        if (name == NULL) {
-            return -1;
-        }
-        others = name != Py_None;
-        Py_DECREF(name);
-    }
-    PyObject *map = NULL;   /* owned */
-    if (!others) {
-        int resume = li_first_traceable_unit((PyCodeObject *)code), resume_line = -1;
-        PyObject *table = resume < 0 ? NULL : PyObject_GetAttrString(code, "co_linetable");
-        if (table != NULL && PyBytes_Check(table)) {
-            map = cover_unit_lines(table, ((PyCodeObject *)code)->co_firstlineno, resume,
-                                   &resume_line);
-        }
-        Py_XDECREF(table);
-        PyErr_Clear();   /* (code whose lines cannot be read keeps LINE) */
-        PyObject *pending = self->pending_lines == NULL ? NULL
-            : PyDict_GetItemWithError(self->pending_lines, key);   /* borrowed */
-        int pending_resume = 0;
-        if (map != NULL && pending != NULL && resume_line >= 0) {
-            PyObject *number = PyLong_FromLong(resume_line);   /* owned */
-            pending_resume = number == NULL ? -1 : PySet_Contains(pending, number);
-            Py_XDECREF(number);
-        }
-        if (pending_resume < 0 || (pending == NULL && PyErr_Occurred())) {
-            Py_XDECREF(map);
-            return -1;
-        }
-        if (pending == NULL || pending_resume) {
-            Py_CLEAR(map);
-        }
-    }
-    if (map == NULL || self->switching || !self->running) {
-        Py_XDECREF(map);
-        return self->watched == NULL ? 0 : PyDict_SetItem(self->watched, key, Py_None);
-    }
-    int rc = PyDict_SetItem(self->watched, key, map);
-    Py_DECREF(map);
-    if (rc < 0) {
-        return -1;
-    }
-    rc = LowImpact_SetLocalEvents(self->tool_id, code,
-                                  EVENT_BIT(PY_MONITORING_EVENT_INSTRUCTION));
-    if (rc < 0) {
-        /* (Not watched, then: the code keeps what it had.) */
-        PyObject *type, *value, *traceback;
-        PyErr_Fetch(&type, &value, &traceback);
-        if (self->watched != NULL && PyDict_SetItem(self->watched, key, Py_None) < 0) {
-            PyErr_Clear();
-        }
-        PyErr_Restore(type, value, traceback);
-        return -1;
-    }
-    return 1;
-}
-
-/* retire_lines: LINE (or INSTRUCTION, watch_instructions()) reported
- * `line` of `code` (keyed `key`), which had run before if `again`; once
- * every line of the code has, its events go off.  The callback's result. */
-static int
-line_seen(Collector *self, PyObject *key, PyObject *code, PyObject *line, int again)
+line_seen(Collector *self, PyObject *key, PyObject *code, PyObject *line)
 {
     PyObject *pending = PyDict_GetItemWithError(self->pending_lines, key);   /* borrowed */
     if (pending == NULL) {
         return PyErr_Occurred() ? -1 : LOWIMPACT_DISABLE;
     }
-    PyObject *watched = PyDict_GetItemWithError(self->watched, key);   /* borrowed */
-    if (watched == NULL && PyErr_Occurred()) {
-        return -1;
-    }
-    if (again) {
-        if (watched != NULL) {
-            return LOWIMPACT_DISABLE;
-        }
-        /* (The collector is held: asking about other tools runs code.) */
-        Py_INCREF(self);
-        int rc = watch_instructions(self, key, code);
-        Py_DECREF(self);
-        return rc < 0 ? -1 : rc ? LOWIMPACT_CONTINUE : LOWIMPACT_DISABLE;
-    }
     if (PySet_Discard(pending, line) < 0) {
         return -1;
     }
     if (PySet_GET_SIZE(pending) > 0) {
-        /* (Left armed until the code runs a line again.) */
-        return watched == NULL ? LOWIMPACT_CONTINUE : LOWIMPACT_DISABLE;
+        return LOWIMPACT_DISABLE;
     }
-    if (PyDict_DelItem(self->pending_lines, key) < 0 ||
-        (watched != NULL && PyDict_DelItem(self->watched, key) < 0)) {
+    if (PyDict_DelItem(self->pending_lines, key) < 0) {
         return -1;
     }
     /* (A period may have ended meanwhile: the code keeps LINE then.) */
@@ -466,58 +329,6 @@ line_seen(Collector *self, PyObject *key, PyObject *code, PyObject *line, int ag
                                           ~EVENT_BIT(PY_MONITORING_EVENT_LINE));
     Py_DECREF(self);
     return rc < 0 ? -1 : LOWIMPACT_CONTINUE;
-}
-
-/* retire_lines: the code of every `watched` entry that traded LINE for
- * INSTRUCTION gets LINE back, for good. */
-static int
-unwatch_all(Collector *self)
-{
-    if (self->watched == NULL || PyDict_GET_SIZE(self->watched) == 0) {
-        return 0;
-    }
-    PyObject *first = NULL;   /* owned: the first failure */
-    PyObject *watched = PyDict_Copy(self->watched);   /* owned */
-    if (watched == NULL) {
-        return -1;
-    }
-    PyObject *key, *value;   /* borrowed */
-    Py_ssize_t pos = 0;
-    Py_INCREF(self);
-    while (PyDict_Next(watched, &pos, &key, &value)) {
-        if (value == Py_None) {
-            continue;
-        }
-        PyObject *entry = PyDict_GetItemWithError(self->codes, key);   /* borrowed */
-        PyObject *code = entry == NULL ? NULL : Py_NewRef(PyTuple_GET_ITEM(entry, 0));   /* owned */
-        if ((entry == NULL && PyErr_Occurred()) ||
-            (self->watched != NULL && PyDict_SetItem(self->watched, key, Py_None) < 0) ||
-            (code != NULL && self->running &&
-             LowImpact_SetLocalEvents(self->tool_id, code, measured_events(self)) < 0)) {
-            li_keep_first_error(&first);
-        }
-        Py_XDECREF(code);
-    }
-    Py_DECREF(self);
-    Py_DECREF(watched);
-    return li_raise_kept_error(first);
-}
-
-/* An audit hook (added once, by the first collector that retires lines):
- * see legacy_tracing_seen.  A failure to give LINE back fails
- * sys.settrace() or sys.setprofile(). */
-static int
-on_audit(const char *event, PyObject *args, void *data)
-{
-    (void)args;
-    (void)data;
-    if (legacy_tracing_seen ||
-        (strcmp(event, "sys.settrace") != 0 && strcmp(event, "sys._settraceallthreads") != 0 &&
-         strcmp(event, "sys.setprofile") != 0 && strcmp(event, "sys._setprofileallthreads") != 0)) {
-        return 0;
-    }
-    legacy_tracing_seen = 1;
-    return active_collector == NULL ? 0 : unwatch_all(active_collector);
 }
 
 static int
@@ -600,64 +411,10 @@ on_once(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
         return -1;
     }
     PyObject *values = get_or_make(outer, key, PySet_New);   /* borrowed */
-    int retiring = line && self->pending_lines != NULL;
-    int again = values != NULL && retiring ? PySet_Contains(values, args[1]) : 0;
-    int rc = values == NULL || again < 0 || PySet_Add(values, args[1]) < 0 ? -1
-                                                                           : LOWIMPACT_DISABLE;
-    if (rc != -1 && retiring) {
-        rc = line_seen(self, key, args[0], args[1], again);
+    int rc = values == NULL || PySet_Add(values, args[1]) < 0 ? -1 : LOWIMPACT_DISABLE;
+    if (rc != -1 && line && self->pending_lines != NULL) {
+        rc = line_seen(self, key, args[0], args[1]);
     }
-    Py_DECREF(key);
-    return rc;
-}
-
-/* INSTRUCTION, of code whose LINE it replaced (watch_instructions()):
- * record the line of args[1] (an offset) if it is pending. */
-static int
-on_instruction(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
-{
-    (void)event;
-    Collector *self = (Collector *)data;
-    if (nargs < 2 || self->pending_lines == NULL) {
-        return LOWIMPACT_DISABLE;
-    }
-    Py_ssize_t offset = PyLong_AsSsize_t(args[1]);
-    if (offset == -1 && PyErr_Occurred()) {
-        return -1;
-    }
-    PyObject *key = PyLong_FromVoidPtr(args[0]);   /* owned */
-    if (key == NULL) {
-        return -1;
-    }
-    int rc = LOWIMPACT_DISABLE;
-    PyObject *line = NULL;   /* owned */
-    PyObject *map = PyDict_GetItemWithError(self->watched, key);   /* borrowed */
-    PyObject *pending = map == NULL || !PyBytes_Check(map) ? NULL
-        : PyDict_GetItemWithError(self->pending_lines, key);   /* borrowed */
-    if (pending == NULL) {
-        rc = PyErr_Occurred() ? -1 : LOWIMPACT_DISABLE;
-        goto done;
-    }
-    /* (Offsets count bytes, two a code unit.) */
-    Py_ssize_t unit = offset / 2;
-    if (unit < 0 || unit >= PyBytes_GET_SIZE(map) / (Py_ssize_t)sizeof(int32_t)) {
-        goto done;
-    }
-    int32_t number = ((const int32_t *)PyBytes_AS_STRING(map))[unit];
-    if (number < 0) {
-        goto done;
-    }
-    line = PyLong_FromLong(number);
-    int wanted = line == NULL ? -1 : PySet_Contains(pending, line);
-    if (wanted <= 0) {
-        rc = wanted < 0 ? -1 : LOWIMPACT_DISABLE;
-        goto done;
-    }
-    PyObject *values = get_or_make(self->lines, key, PySet_New);   /* borrowed */
-    rc = values == NULL || PySet_Add(values, line) < 0 ? -1
-                                                       : line_seen(self, key, args[0], line, 0);
-done:
-    Py_XDECREF(line);
     Py_DECREF(key);
     return rc;
 }
@@ -944,7 +701,6 @@ end_period(Collector *self, PyObject *label, int keep)
     self->switching = 1;
     /* (Each period records its lines again: LINE stays on.) */
     Py_CLEAR(self->pending_lines);
-    Py_CLEAR(self->watched);
     PyObject *swap;   /* (each swap moves one owned reference) */
     swap = self->lines, self->lines = lines, lines = swap;
     swap = self->branches, self->branches = branches, branches = swap;
@@ -1386,8 +1142,7 @@ unregister(Collector *self)
     static const int events[] = {PY_MONITORING_EVENT_PY_START, PY_MONITORING_EVENT_LINE,
                                  PY_MONITORING_EVENT_BRANCH, PY_MONITORING_EVENT_PY_RETURN,
                                  PY_MONITORING_EVENT_PY_YIELD, PY_MONITORING_EVENT_PY_RESUME,
-                                 PY_MONITORING_EVENT_PY_UNWIND, PY_MONITORING_EVENT_PY_THROW,
-                                 PY_MONITORING_EVENT_INSTRUCTION};
+                                 PY_MONITORING_EVENT_PY_UNWIND, PY_MONITORING_EVENT_PY_THROW};
     for (size_t i = 0; i < sizeof(events) / sizeof(events[0]); i++) {
         if (LowImpact_RegisterCallback(self->tool_id, events[i], NULL, NULL) < 0) {
             li_keep_first_error(&first);
@@ -1444,11 +1199,6 @@ register_callbacks(Collector *self)
         LowImpact_RegisterCallback(self->tool_id, PY_MONITORING_EVENT_BRANCH, on_branch, self) < 0) {
         return -1;
     }
-    if (self->pending_lines != NULL &&
-        LowImpact_RegisterCallback(self->tool_id, PY_MONITORING_EVENT_INSTRUCTION, on_instruction,
-                                   self) < 0) {
-        return -1;
-    }
     if ((self->branch || contexts) &&
         LowImpact_RegisterCallback(self->tool_id, PY_MONITORING_EVENT_PY_RESUME, on_resume,
                                    self) < 0) {
@@ -1484,10 +1234,6 @@ give_known_events(Collector *self)
     PyObject *key, *value;   /* borrowed */
     Py_ssize_t pos = 0;
     int rc = 0;
-    /* (Code that traded LINE for INSTRUCTION gets LINE back here.) */
-    if (self->watched != NULL) {
-        PyDict_Clear(self->watched);
-    }
     PyObject *codes = PyDict_Copy(self->codes);   /* owned */
     PyObject *test_codes = codes == NULL ? NULL : PyDict_Copy(self->test_codes);   /* owned */
     if (test_codes == NULL) {
@@ -1536,16 +1282,6 @@ collector_start(Collector *self, PyObject *unused)
     if (active_collector != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "another collector is running");
         return NULL;
-    }
-    if (self->pending_lines != NULL && !audit_hook_added && !legacy_tracing_seen) {
-        /* (Where an existing hook refuses it, no code trades LINE.) */
-        if (PySys_AddAuditHook(on_audit, NULL) < 0) {
-            PyErr_Clear();
-            legacy_tracing_seen = 1;
-        }
-        else {
-            audit_hook_added = 1;
-        }
     }
     if (LowImpact_UseToolId(self->tool_id, "lowimpact.cover") < 0) {
         return NULL;
@@ -1817,11 +1553,8 @@ collector_init(Collector *self, PyObject *args, PyObject *kwargs)
     Py_XSETREF(self->implied_of, implied_of == Py_None ? NULL : Py_NewRef(implied_of));
     Py_XSETREF(self->implied, implied);
     Py_CLEAR(self->pending_lines);
-    Py_CLEAR(self->watched);
     if (retire_lines && !branch && test_context == Py_None &&
-        ((self->pending_lines = PyDict_New()) == NULL ||
-         (self->watched = PyDict_New()) == NULL)) {
-        Py_CLEAR(self->pending_lines);
+        (self->pending_lines = PyDict_New()) == NULL) {
         return -1;
     }
     clear_tests(self);
@@ -1838,7 +1571,6 @@ collector_traverse(Collector *self, visitproc visit, void *arg)
     Py_VISIT(self->codes);
     Py_VISIT(self->lines);
     Py_VISIT(self->pending_lines);
-    Py_VISIT(self->watched);
     Py_VISIT(self->branches);
     Py_VISIT(self->exits);
     Py_VISIT(self->label);
@@ -1880,7 +1612,6 @@ collector_clear(Collector *self)
     Py_CLEAR(self->codes);
     Py_CLEAR(self->lines);
     Py_CLEAR(self->pending_lines);
-    Py_CLEAR(self->watched);
     forget_branches(self);
     Py_CLEAR(self->branches);
     Py_CLEAR(self->exits);
@@ -1979,10 +1710,7 @@ PyDoc_STRVAR(collector_doc,
 "cannot tell yet; it is asked again after more repeats.\n"
 "With retire_lines (lines alone, no contexts; CPython 3.12+),\n"
 "a code object's LINE goes off once all its lines have run: CPython\n"
-"3.12/3.13 keep checking a line's jump targets after its DISABLE.  Code\n"
-"that runs a line again before that gets INSTRUCTION instead of LINE, which\n"
-"records the lines still to run; not once a trace or profile function was\n"
-"set, nor while another tool holds an id.");
+"3.12/3.13 keep checking a line's jump targets after its DISABLE.");
 
 static PyTypeObject CollectorType = {
     PyVarObject_HEAD_INIT(NULL, 0)

@@ -17,14 +17,6 @@ PyObject *cover_code_locations(PyObject *module, PyObject *args);
  * `firstlineno`; NULL with an exception set (ValueError: a table cut short). */
 PyObject *cover_lines_from(PyObject *linetable, int firstlineno, int first_unit);
 
-/* The line of each unit of the 3.11+ location table `linetable` (bytes)
- * of a code object whose first line is `firstlineno`, as a bytes object of
- * int32_t, -1 for a unit without a line and for the units up to
- * `first_unit`; the line of `first_unit` (-1: none) in *first_unit_line.
- * NULL with an exception set (ValueError: a table cut short). */
-PyObject *cover_unit_lines(PyObject *linetable, int firstlineno, int first_unit,
-                           int *first_unit_line);
-
 extern const char cover_code_locations_doc[];
 
 #endif /* LI_COVER_LOCATIONS_H */
