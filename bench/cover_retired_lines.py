@@ -26,7 +26,7 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 #: Run by each interpreter: prints one table row per workload.
 MEASURE = r'''
 import statistics, sys, time
-from lowimpact import _cover
+from lowimpact import _cover, monitoring
 
 def squares(items):
     return sum([x * x for x in items if x % 3])
@@ -83,10 +83,16 @@ def measured(workload, retire):
                                  retire_lines=retire)
     collector.start()
     try:
-        workload()   # (each line that runs does once: what follows is the steady state)
+        workload()   # (each line that runs has once: what follows is the steady state)
         return timed(workload)
     finally:
         collector.stop()
+        # stop() leaves the measured code its local events (LINE where it was
+        # not retired), which the next runs alone would pay for.
+        monitoring.use_tool_id(1, "reset")
+        for code, _ in collector.data()[0].values():
+            monitoring.set_local_events(1, code, 0)
+        monitoring.free_tool_id(1)
 
 runs = int(sys.argv[1])
 for workload in (comprehensions, yield_from, comprehensions_unretired, yield_from_unretired):
