@@ -35,6 +35,13 @@ CAPI_EXTENSION_SIDE = {
     (3, 12): "ext_312.c",
 }
 
+# Where native LINE leaves checks inside lines that a collector quiets
+# (src/cover/quiet.h), the file that knows that interpreter's data.
+QUIET_LINES = {
+    (3, 12): "quiet_312.c",
+    (3, 13): "quiet_313.c",
+}
+
 
 def compile_args():
     extra = ["-std=c11", "-Wall", "-Wextra", "-fvisibility=hidden", "-flto=auto"]
@@ -92,10 +99,13 @@ def extensions():
                             include_dirs=["src/capi", "src/shared", "src/lowimpact/include"],
                             depends=headers("src/capi", "src/shared", "src/lowimpact/include"),
                             extra_compile_args=compile_args(), extra_link_args=link_args()))
-    # The measurement core of `lowimpact cover`, a client of the C API's tool side.
+    # The measurement core of `lowimpact cover`, a client of the C API's tool
+    # side, with what it may change of the interpreter's LINE instrumentation
+    # (src/cover/quiet.h) per interpreter.
+    quiet = QUIET_LINES.get(version, "quiet_none.c")
     result.append(Extension("lowimpact._cover",
                             sources=["src/cover/cover.c", "src/cover/codewalk.c",
-                                     "src/cover/locations.c"],
+                                     "src/cover/locations.c", os.path.join("src/cover", quiet)],
                             include_dirs=["src/cover", "src/shared", "src/lowimpact/include"],
                             depends=headers("src/cover", "src/shared", "src/lowimpact/include"),
                             extra_compile_args=compile_args(), extra_link_args=link_args()))

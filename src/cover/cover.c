@@ -9,10 +9,9 @@
  *                      turns on LINE (and BRANCH) for that code only.  Always
  *                      DISABLE: the decision is never asked again.
  *   LINE (local)       records the line, then DISABLE: a line costs nothing
- *                      after its first execution.  With retire_lines, once
- *                      every line of the code object ran, its LINE goes off
- *                      altogether (native 3.12/3.13 DISABLE a line where it
- *                      starts, and keep checking its jump targets).
+ *                      after its first execution.  (Native 3.12/3.13
+ *                      DISABLE the unit that reported; the collector
+ *                      quiets the line's other units itself: quiet.h.)
  *   PY_RETURN, PY_YIELD (local, with BRANCH)
  *                      record the offset the frame left from, then DISABLE:
  *                      coverage.py counts leaving a code object as an arc.
@@ -64,6 +63,7 @@
 #include "codewalk.h"
 #include "locations.h"
 #include "lowimpact.h"
+#include "quiet.h"
 #include "li_shared.h"
 
 #define EVENT_BIT(e) (1u << (e))
@@ -161,13 +161,11 @@ typedef struct {
     Py_ssize_t tests_size;
     int paused;              /* between pause() and resume() */
     int switching;           /* contexts may change: a test_context, or a period ended */
-    /* retire_lines: dict: id(code) -> set of the lines LINE may still
-     * report there (owned; NULL: not retiring).  CPython 3.12/3.13 keep a
-     * LINE check at every jump target inside a line (a loop on one line,
-     * `yield from`, a comprehension) after the line's DISABLE, since their
-     * LINE fires only where the line changes: the code's LINE goes off once
-     * all its lines have run. */
-    PyObject *pending_lines;
+    /* dict: id(code) -> {line: bytes of the int32 units where LINE checks
+     * it}, for the measured code's lines that LINE checks at more than one
+     * unit (owned): once the line is recorded, the collector's LINE is
+     * quieted at all of them (quiet.h). */
+    PyObject *line_units;
 } Collector;
 
 /* The collector whose callbacks are registered (borrowed: it holds the tool
@@ -268,67 +266,49 @@ measured_events(const Collector *self)
     return events;
 }
 
-/* retire_lines: note the lines LINE may report in `code` (keyed `key`),
- * just given its local events.  Code whose lines cannot be read keeps LINE. */
+/* Note the lines of `code` (keyed `key`), just given LINE, that LINE checks
+ * at more than one unit.  Where they cannot be read, their checks stay. */
 static int
-note_pending_lines(Collector *self, PyObject *key, PyObject *code)
+note_line_units(Collector *self, PyObject *key, PyObject *code)
 {
-    if (self->pending_lines == NULL || self->switching) {
-        return 0;
+    Py_ssize_t count;
+    int32_t *units = cover_line_units((PyCodeObject *)code, &count);   /* PyMem */
+    if (units == NULL) {
+        return count < 0 ? -1 : 0;
     }
-    int resume = li_first_traceable_unit((PyCodeObject *)code);
-    PyObject *table = resume < 0 ? NULL : PyObject_GetAttrString(code, "co_linetable");
-    if (table == NULL || !PyBytes_Check(table)) {
-        Py_XDECREF(table);
+    PyObject *table = count < 2 ? NULL : PyObject_GetAttrString(code, "co_linetable");
+    PyObject *by_line = table == NULL || !PyBytes_Check(table) ? NULL
+        : cover_units_by_line(table, ((PyCodeObject *)code)->co_firstlineno, units, count);
+    PyMem_Free(units);
+    Py_XDECREF(table);
+    if (by_line == NULL) {
         PyErr_Clear();
         return 0;
     }
-    /* (RESUME itself never starts a line.) */
-    PyObject *lines = cover_lines_from(table, ((PyCodeObject *)code)->co_firstlineno,
-                                       resume + 1);   /* owned */
-    Py_DECREF(table);
-    if (lines == NULL) {
-        PyErr_Clear();
-        return 0;
-    }
-    /* (Making the set may have collected garbage, whose finalizers may
-       have switched contexts meanwhile.) */
-    int rc = PySet_GET_SIZE(lines) == 0 || self->pending_lines == NULL || self->switching
-             ? 0 : PyDict_SetItem(self->pending_lines, key, lines);
-    Py_DECREF(lines);
+    int rc = PyDict_GET_SIZE(by_line) == 0 ? 0 : PyDict_SetItem(self->line_units, key, by_line);
+    Py_DECREF(by_line);
     return rc;
 }
 
-/* retire_lines: LINE reported `line` of `code` (keyed `key`); once every
- * line of the code has, its LINE goes off.  The callback's result. */
+/* LINE reported `line` of `code` (keyed `key`): quiet its other checks. */
 static int
-line_seen(Collector *self, PyObject *key, PyObject *code, PyObject *line)
+quiet_line(Collector *self, PyObject *key, PyObject *code, PyObject *line)
 {
-    PyObject *pending = PyDict_GetItemWithError(self->pending_lines, key);   /* borrowed */
-    if (pending == NULL) {
-        return PyErr_Occurred() ? -1 : LOWIMPACT_DISABLE;
+    PyObject *by_line = PyDict_GetItemWithError(self->line_units, key);   /* borrowed */
+    PyObject *units = by_line == NULL ? NULL : PyDict_GetItemWithError(by_line, line);
+    if (units == NULL) {
+        return PyErr_Occurred() ? -1 : 0;
     }
-    if (PySet_Discard(pending, line) < 0) {
-        return -1;
+    int32_t unit_array[64];
+    Py_ssize_t n = PyBytes_GET_SIZE(units) / (Py_ssize_t)sizeof(int32_t);
+    /* (Copied: a bytes object's data has no alignment promised.) */
+    for (Py_ssize_t done = 0; done < n; done += 64) {
+        Py_ssize_t now = n - done < 64 ? n - done : 64;
+        memcpy(unit_array, PyBytes_AS_STRING(units) + done * (Py_ssize_t)sizeof(int32_t),
+               (size_t)now * sizeof(int32_t));
+        cover_quiet_units((PyCodeObject *)code, self->tool_id, unit_array, now);
     }
-    if (PySet_GET_SIZE(pending) > 0) {
-        return LOWIMPACT_DISABLE;
-    }
-    if (PyDict_DelItem(self->pending_lines, key) < 0) {
-        return -1;
-    }
-    /* (A period may have ended meanwhile: the code keeps LINE then.) */
-    if (self->switching || !self->running) {
-        return LOWIMPACT_DISABLE;
-    }
-    /* The event is gone with all its locations: nothing to DISABLE.  (The
-       collector is held: turning events off may collect garbage.) */
-    Py_INCREF(self);
-    int rc = LowImpact_SetLocalEvents(self->tool_id, code,
-                                      measured_events(self) &
-                                          ~EVENT_BIT(PY_MONITORING_EVENT_LINE));
-    Py_DECREF(self);
-    return rc < 0 ? -1 : LOWIMPACT_CONTINUE;
+    return 0;
 }
 
 static int
@@ -389,10 +369,10 @@ on_py_start(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
         Py_DECREF(self);
         return -1;
     }
-    int rc_pending = test ? 0 : note_pending_lines(self, key, code);
+    int noted = note_line_units(self, key, code);
     Py_DECREF(key);
     Py_DECREF(self);
-    return rc_pending < 0 ? -1 : LOWIMPACT_DISABLE;
+    return noted < 0 ? -1 : LOWIMPACT_DISABLE;
 }
 
 /* LINE and PY_RETURN/PY_YIELD: add args[1] (a line, an offset) to the set
@@ -412,8 +392,8 @@ on_once(void *data, int event, PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *values = get_or_make(outer, key, PySet_New);   /* borrowed */
     int rc = values == NULL || PySet_Add(values, args[1]) < 0 ? -1 : LOWIMPACT_DISABLE;
-    if (rc != -1 && line && self->pending_lines != NULL) {
-        rc = line_seen(self, key, args[0], args[1]);
+    if (rc != -1 && line && quiet_line(self, key, args[0], args[1]) < 0) {
+        rc = -1;
     }
     Py_DECREF(key);
     return rc;
@@ -699,8 +679,6 @@ end_period(Collector *self, PyObject *label, int keep)
     /* From the first switch on, measured code gets PY_RESUME with BRANCH:
        rearm() gives it to what ran until now, on_py_start() to the rest. */
     self->switching = 1;
-    /* (Each period records its lines again: LINE stays on.) */
-    Py_CLEAR(self->pending_lines);
     PyObject *swap;   /* (each swap moves one owned reference) */
     swap = self->lines, self->lines = lines, lines = swap;
     swap = self->branches, self->branches = branches, branches = swap;
@@ -1223,8 +1201,7 @@ register_callbacks(Collector *self)
  * may have set others on them (another collector, without contexts or
  * branches), and what `codes` and `test_codes` say of them must hold:
  * PY_START of a code object in `codes` changes nothing, and one in
- * `test_codes` is not given its context events again.  So does reset()
- * with retire_lines, for the code whose LINE went off.  (Where they are
+ * `test_codes` is not given its context events again.  (Where they are
  * still the collector's, a call changes nothing.)  Copies of the dicts are
  * walked: giving events may run Python code, and while the collector runs
  * its callbacks may add to them. */
@@ -1381,17 +1358,13 @@ error:
 
 PyDoc_STRVAR(reset_doc,
 "reset()\n\nForget what was recorded (a forked child starts afresh).  Code\n"
-"already measured keeps its DISABLEd locations until restart_events();\n"
-"code whose LINE was retired gets it back.");
+"already measured keeps its DISABLEd locations until restart_events().");
 
 static PyObject *
 collector_reset(Collector *self, PyObject *unused)
 {
     (void)unused;
     if (!initialised(self)) {
-        return NULL;
-    }
-    if (self->running && self->pending_lines != NULL && give_known_events(self) < 0) {
         return NULL;
     }
     PyDict_Clear(self->lines);
@@ -1494,12 +1467,11 @@ static int
 collector_init(Collector *self, PyObject *args, PyObject *kwargs)
 {
     static char *keywords[] = {"tool_id", "should_trace", "branch", "test_context",
-                               "implied_of", "retire_lines", NULL};
-    int tool_id, branch = 0, retire_lines = 0;
+                               "implied_of", NULL};
+    int tool_id, branch = 0;
     PyObject *should_trace, *test_context = Py_None, *implied_of = Py_None;   /* borrowed */
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iO|p$OOp:Collector", keywords, &tool_id,
-                                     &should_trace, &branch, &test_context, &implied_of,
-                                     &retire_lines)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iO|p$OO:Collector", keywords, &tool_id,
+                                     &should_trace, &branch, &test_context, &implied_of)) {
         return -1;
     }
     if (self->running) {
@@ -1524,9 +1496,12 @@ collector_init(Collector *self, PyObject *args, PyObject *kwargs)
     }
     PyObject *file_cache = PyDict_New(), *codes = PyDict_New(), *lines = PyDict_New(),
              *branches = PyDict_New(), *exits = PyDict_New(), *periods = PyList_New(0),
-             *test_codes = PyDict_New(), *implied = PyDict_New();   /* owned until stored */
+             *test_codes = PyDict_New(), *implied = PyDict_New(),
+             *line_units = PyDict_New();   /* owned until stored */
     if (file_cache == NULL || codes == NULL || lines == NULL || branches == NULL ||
-        exits == NULL || periods == NULL || test_codes == NULL || implied == NULL) {
+        exits == NULL || periods == NULL || test_codes == NULL || implied == NULL ||
+        line_units == NULL) {
+        Py_XDECREF(line_units);
         Py_XDECREF(exits);
         Py_XDECREF(file_cache);
         Py_XDECREF(codes);
@@ -1552,11 +1527,7 @@ collector_init(Collector *self, PyObject *args, PyObject *kwargs)
     Py_XSETREF(self->test_codes, test_codes);
     Py_XSETREF(self->implied_of, implied_of == Py_None ? NULL : Py_NewRef(implied_of));
     Py_XSETREF(self->implied, implied);
-    Py_CLEAR(self->pending_lines);
-    if (retire_lines && !branch && test_context == Py_None &&
-        (self->pending_lines = PyDict_New()) == NULL) {
-        return -1;
-    }
+    Py_XSETREF(self->line_units, line_units);
     clear_tests(self);
     self->paused = 0;
     self->switching = test_context != Py_None;
@@ -1570,7 +1541,7 @@ collector_traverse(Collector *self, visitproc visit, void *arg)
     Py_VISIT(self->file_cache);
     Py_VISIT(self->codes);
     Py_VISIT(self->lines);
-    Py_VISIT(self->pending_lines);
+    Py_VISIT(self->line_units);
     Py_VISIT(self->branches);
     Py_VISIT(self->exits);
     Py_VISIT(self->label);
@@ -1611,7 +1582,7 @@ collector_clear(Collector *self)
     Py_CLEAR(self->file_cache);
     Py_CLEAR(self->codes);
     Py_CLEAR(self->lines);
-    Py_CLEAR(self->pending_lines);
+    Py_CLEAR(self->line_units);
     forget_branches(self);
     Py_CLEAR(self->branches);
     Py_CLEAR(self->exits);
@@ -1696,7 +1667,7 @@ static PyGetSetDef collector_getset[] = {
 
 PyDoc_STRVAR(collector_doc,
 "Collector(tool_id, should_trace, branch=False, *, test_context=None,\n"
-"          implied_of=None, retire_lines=False)\n\n"
+"          implied_of=None)\n\n"
 "Records executed lines (and branch directions) of the code whose file\n"
 "should_trace(filename, frame) names, through C callbacks of lowimpact.monitoring.\n"
 "With test_context, a callable(frame) -> str or None, a code object named\n"
@@ -1707,10 +1678,7 @@ PyDoc_STRVAR(collector_doc,
 "<< 2 | ways} or None, a branch that keeps going the same way is DISABLEd\n"
 "when its other way (1: the jump, 2: going on) is told by the lines that\n"
 "run: the caller then takes that way from the lines.  NotImplemented: it\n"
-"cannot tell yet; it is asked again after more repeats.\n"
-"With retire_lines (lines alone, no contexts; CPython 3.12+),\n"
-"a code object's LINE goes off once all its lines have run: CPython\n"
-"3.12/3.13 keep checking a line's jump targets after its DISABLE.");
+"cannot tell yet; it is asked again after more repeats.");
 
 static PyTypeObject CollectorType = {
     PyVarObject_HEAD_INIT(NULL, 0)

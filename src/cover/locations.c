@@ -239,39 +239,87 @@ error:
     return NULL;
 }
 
-PyObject *
-cover_lines_from(PyObject *linetable, int firstlineno, int first_unit)
+typedef struct {
+    int line;
+    int32_t unit;
+} LineUnit;
+
+static int
+by_line_then_unit(const void *a, const void *b)
 {
-    PyObject *lines = PySet_New(NULL);   /* owned */
-    if (lines == NULL) {
-        return NULL;
+    const LineUnit *x = a, *y = b;
+    if (x->line != y->line) {
+        return x->line < y->line ? -1 : 1;
+    }
+    return (x->unit > y->unit) - (x->unit < y->unit);
+}
+
+/* by_line[line] = the units of pairs[0:count] (all of `line`), if more
+ * than one. */
+static int
+add_line_units(PyObject *by_line, const LineUnit *pairs, Py_ssize_t count, int32_t *scratch)
+{
+    if (count < 2 || pairs[0].line < 0) {
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        scratch[i] = pairs[i].unit;
+    }
+    PyObject *key = PyLong_FromLong(pairs[0].line);   /* owned */
+    PyObject *value = PyBytes_FromStringAndSize((const char *)scratch,
+                                                count * (Py_ssize_t)sizeof(int32_t));   /* owned */
+    int rc = key == NULL || value == NULL ? -1 : PyDict_SetItem(by_line, key, value);
+    Py_XDECREF(key);
+    Py_XDECREF(value);
+    return rc;
+}
+
+PyObject *
+cover_units_by_line(PyObject *linetable, int firstlineno, const int32_t *units, Py_ssize_t n)
+{
+    PyObject *by_line = PyDict_New();   /* owned */
+    LineUnit *pairs = PyMem_New(LineUnit, (size_t)(n > 0 ? n : 1));
+    int32_t *scratch = PyMem_New(int32_t, (size_t)(n > 0 ? n : 1));
+    if (by_line == NULL || pairs == NULL || scratch == NULL) {
+        if (by_line != NULL) {
+            PyErr_NoMemory();
+        }
+        goto error;
     }
     Reader reader = {(const unsigned char *)PyBytes_AS_STRING(linetable),
                      (const unsigned char *)PyBytes_AS_STRING(linetable) +
                          PyBytes_GET_SIZE(linetable)};
-    int line = firstlineno, unit = 0, last_added = -1;
-    for (;;) {
+    /* The line of each unit, the table read once. */
+    int line = firstlineno;
+    Py_ssize_t next = 0;
+    int64_t end = 0;   /* the first unit past the entries read */
+    while (next < n) {
         Location where;
         int covered = read_entry(&reader, &line, &where);
-        if (covered == 0) {
-            return lines;
-        }
-        if (covered < 0) {
+        if (covered <= 0) {
             PyErr_SetString(PyExc_ValueError, "a location table cut short");
-            break;
+            goto error;
         }
-        unit += covered;
-        /* (Consecutive entries of one line are the usual case.) */
-        if (unit > first_unit && where.line >= 0 && where.line != last_added) {
-            PyObject *number = PyLong_FromLong(where.line);   /* owned */
-            int rc = number == NULL ? -1 : PySet_Add(lines, number);
-            Py_XDECREF(number);
-            if (rc < 0) {
-                break;
-            }
-            last_added = where.line;
+        end += covered;
+        for (; next < n && units[next] < end; next++) {
+            pairs[next] = (LineUnit){where.line, units[next]};
         }
     }
-    Py_DECREF(lines);
+    qsort(pairs, (size_t)n, sizeof(LineUnit), by_line_then_unit);
+    for (Py_ssize_t first = 0, i = 1; i <= n; i++) {
+        if (i == n || pairs[i].line != pairs[first].line) {
+            if (add_line_units(by_line, pairs + first, i - first, scratch) < 0) {
+                goto error;
+            }
+            first = i;
+        }
+    }
+    PyMem_Free(pairs);
+    PyMem_Free(scratch);
+    return by_line;
+error:
+    PyMem_Free(pairs);
+    PyMem_Free(scratch);
+    Py_XDECREF(by_line);
     return NULL;
 }

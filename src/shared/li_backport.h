@@ -75,19 +75,4 @@ li_long_one_digit(PyObject *o, long *value)
 #endif
 }
 
-/* The unit of `code`'s first RESUME (CPython's _co_firsttraceable: native
- * LINE fires only after it); -1 before 3.12: the location tables of 3.9 and
- * 3.10 are other formats, and 3.11's engine moves _co_firsttraceable past
- * an entry trampoline while one is armed. */
-static inline int
-li_first_traceable_unit(PyCodeObject *code)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    return code->_co_firsttraceable;
-#else
-    (void)code;
-    return -1;
-#endif
-}
-
 #endif /* LI_BACKPORT_H */

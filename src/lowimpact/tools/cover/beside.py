@@ -56,7 +56,6 @@ import marshal
 import os
 import sys
 
-from lowimpact import NATIVE
 from lowimpact.tools.cover import CoverError, core
 
 TYPE_CHECKING = False
@@ -265,7 +264,7 @@ class Beside:
             if bytecode.MID_LINE_ENTRY:
                 implied_of = self._implied_of
         self._collector = _cover.Collector(_TOOL_ID, should_trace, branch=self.plan.branch,
-                                           implied_of=implied_of, retire_lines=NATIVE)
+                                           implied_of=implied_of)
         try:
             self._collector.start()
         except ValueError as exc:

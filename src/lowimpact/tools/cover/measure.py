@@ -31,7 +31,6 @@ import threading
 import types
 from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
-from lowimpact import NATIVE
 from lowimpact.tools.cover import CoverError, core
 from lowimpact.tools.cover.branchways import BranchWays, branch_imports
 
@@ -221,11 +220,9 @@ class Measurement:
             # tell no branch's way: CodeMap.implied_directions().)
             if bytecode.MID_LINE_ENTRY:
                 implied_of = self.ways.implied_of
-        # (Native LINE keeps checking a line's jump targets after its
-        # DISABLE; the engine's disarmed probes do not.)
         self._collector = self._cover.Collector(
             TOOL_ID, should_trace, branch=self.branch, test_context=self._test_context,
-            implied_of=implied_of, retire_lines=NATIVE)
+            implied_of=implied_of)
         try:
             self._restart()
         except CoverError:
