@@ -10,8 +10,9 @@
  * removes the collector's LINE from each unit of the line the way a
  * DISABLE returned there would, in the interpreter's own instrumentation
  * data (so restart_events() and a change of the code's events arm them
- * again, as they do DISABLEd units).  One file per interpreter that has
- * such data (quiet/), quiet_none.c for the others. */
+ * again, as they do DISABLEd units).  quiet_312.c and quiet_313.c (over
+ * quiet_native.h) for the interpreters whose data is known, quiet_none.c
+ * for the others (setup.py's QUIET_LINES). */
 #ifndef LI_COVER_QUIET_H
 #define LI_COVER_QUIET_H
 
